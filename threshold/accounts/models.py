@@ -1,0 +1,53 @@
+"""People who sign in to Threshold."""
+
+from __future__ import annotations
+
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.db import models
+from django.utils import timezone
+
+from threshold.core.ceremony import new_user_handle
+
+
+def normalize_username(username: str) -> str:
+    """Usernames (usually work email addresses) compare case-insensitively."""
+    return username.strip().lower()
+
+
+class UserManager(BaseUserManager["User"]):
+    def create_user(
+        self, username: str, *, email: str = "", full_name: str = "", is_administrator: bool = False
+    ) -> User:
+        user = self.model(
+            username=normalize_username(username),
+            email=email.strip(),
+            full_name=full_name.strip(),
+            is_administrator=is_administrator,
+        )
+        # Passwordless: there is no password to guess, leak or reuse.
+        user.set_unusable_password()
+        user.save(using=self._db)
+        return user
+
+
+class User(AbstractBaseUser):
+    username = models.CharField(max_length=150, unique=True)
+    email = models.EmailField(blank=True)
+    full_name = models.CharField(max_length=200, blank=True)
+    # WebAuthn user.id: random and opaque, never an email address (§14.6.1).
+    user_handle = models.BinaryField(max_length=64, unique=True, default=new_user_handle)
+    is_active = models.BooleanField(default=True)
+    is_administrator = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    USERNAME_FIELD = "username"
+    EMAIL_FIELD = "email"
+
+    objects = UserManager()
+
+    def __str__(self) -> str:
+        return self.username
+
+    @property
+    def display_name(self) -> str:
+        return self.full_name or self.username

@@ -1,0 +1,62 @@
+"""Writing audit events: ``record(Action.SIGN_IN_SUCCEEDED, ...).``
+
+Callers write the event inside the same transaction as the change it
+describes. Never put secrets or whole credentials in ``detail``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from threshold.audit.models import AuditEvent
+
+
+class Action:
+    SIGN_IN_SUCCEEDED = "sign_in.succeeded"
+    SIGN_IN_FAILED = "sign_in.failed"
+    SIGN_OUT = "sign_out"
+    SESSION_EXPIRED = "session.expired"
+    PASSKEY_REGISTERED = "passkey.registered"
+    PASSKEY_REGISTRATION_FAILED = "passkey.registration_failed"
+    PASSKEY_FLAGGED_CLONED = "passkey.flagged_possibly_cloned"
+    INVITE_CREATED = "invite.created"
+    INVITE_USED = "invite.used"
+    INVITE_REJECTED = "invite.rejected"
+    USER_CREATED = "user.created"
+    POLICY_CHANGED = "policy.changed"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an action came from: the request's client, or the command line."""
+
+    ip: str | None = None
+    user_agent: str = ""
+    via: str = "web"
+
+    @classmethod
+    def cli(cls) -> Origin:
+        return cls(via="cli")
+
+
+def record(
+    action: str,
+    origin: Origin,
+    *,
+    actor: Any = None,
+    subject: Any = None,
+    reason: str = "",
+    **detail: Any,
+) -> AuditEvent:
+    return AuditEvent.objects.create(
+        action=action,
+        reason=reason,
+        actor=actor,
+        subject=subject,
+        subject_label=getattr(subject, "username", "") if subject is not None else "",
+        ip=origin.ip,
+        user_agent=origin.user_agent[:512],
+        via=origin.via,
+        detail=detail,
+    )

@@ -1,0 +1,272 @@
+"""The ``threshold`` command: operate a Threshold server.
+
+    threshold invite EMAIL --name "Full Name" [--admin] [--no-email]
+    threshold users
+    threshold policy [set NAME=VALUE ...]
+    threshold audit [--limit N]
+    threshold bootstrap          first administrator + enrollment link, when needed
+    threshold serve              the production server (gunicorn)
+    threshold cleanup            drop expired sessions and abandoned ceremonies
+    threshold migrate | check | shell | dbshell | ...   Django's management commands
+
+Every command that changes something goes through the same audited actions as
+the web pages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+COMMANDS = ("invite", "users", "policy", "audit", "bootstrap", "serve", "cleanup")
+DJANGO_COMMANDS = (
+    "migrate",
+    "showmigrations",
+    "check",
+    "shell",
+    "dbshell",
+    "clearsessions",
+    "sendtestemail",
+    "diffsettings",
+    "makemigrations",
+)
+
+
+def _setup() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "threshold.settings")
+    import django
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        django.setup()
+    except ImproperlyConfigured as exc:
+        print(f"threshold: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="threshold",
+        description="Operate a Threshold passwordless identity provider.",
+        epilog=f"Django management commands also work: {', '.join(DJANGO_COMMANDS)}, ...",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    invite = sub.add_parser("invite", help="invite a person: prints a one-time enrollment link")
+    invite.add_argument("email", help="the person's work email; it is also their username")
+    invite.add_argument("--name", default="", help="full name, as shown to them")
+    invite.add_argument("--admin", action="store_true", help="make them an administrator")
+    invite.add_argument("--no-email", action="store_true", help="only print the link")
+
+    sub.add_parser("users", help="list people and their passkeys")
+
+    policy = sub.add_parser("policy", help="show or change the organisation policy")
+    policy_sub = policy.add_subparsers(dest="policy_command")
+    setter = policy_sub.add_parser("set", help="change settings, e.g. passkey_limit=5")
+    setter.add_argument("assignments", nargs="+", metavar="NAME=VALUE")
+
+    audit = sub.add_parser("audit", help="show the latest audit events")
+    audit.add_argument("--limit", type=int, default=30)
+
+    sub.add_parser("bootstrap", help="create the first administrator and print their link")
+    sub.add_parser("serve", help="serve Threshold with gunicorn")
+    sub.add_parser("cleanup", help="remove expired sessions and ceremonies")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        # Anything else is a Django management command (migrate, check, ...).
+        _setup()
+        from django.core.management import execute_from_command_line
+
+        execute_from_command_line(["threshold", *argv])
+        return 0
+    args = _parser().parse_args(argv)
+    _setup()
+    handler = globals()[f"cmd_{args.command}"]
+    return int(handler(args) or 0)
+
+
+def cmd_invite(args: argparse.Namespace) -> int:
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+
+    from threshold.audit.actions import Origin
+    from threshold.enrollment.actions import do_invite
+
+    try:
+        validate_email(args.email)
+    except ValidationError:
+        print(f"threshold: {args.email!r} is not an email address", file=sys.stderr)
+        return 2
+    created = do_invite(
+        args.email,
+        Origin.cli(),
+        full_name=args.name,
+        is_administrator=args.admin,
+        send_email=not args.no_email,
+    )
+    what = "Created" if created.user_created else "Invited existing account"
+    print(f"{what} {created.user.username}. One-time enrollment link "
+          f"(expires {created.invite.expires_at:%Y-%m-%d %H:%M} UTC):")
+    print(created.link)
+    return 0
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from threshold.accounts.access import list_users
+
+    rows = [("USERNAME", "NAME", "ROLE", "STATUS", "PASSKEYS")]
+    for user in list_users():
+        rows.append(
+            (
+                user.username,
+                user.full_name,
+                "administrator" if user.is_administrator else "member",
+                "active" if user.is_active else "deactivated",
+                str(user.passkey_count),
+            )
+        )
+    _table(rows)
+    return 0
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    from threshold.audit.actions import Origin
+    from threshold.core.policy import PolicyError
+    from threshold.policy.actions import do_update_policy, get_policy
+
+    policy = get_policy()
+    if args.policy_command == "set":
+        changes: dict[str, str] = {}
+        for assignment in args.assignments:
+            name, sep, value = assignment.partition("=")
+            if not sep:
+                print(f"threshold: expected NAME=VALUE, got {assignment!r}", file=sys.stderr)
+                return 2
+            changes[name.strip()] = value.strip()
+        try:
+            policy = do_update_policy(policy.with_text_changes(changes), Origin.cli())
+        except PolicyError as exc:
+            print(f"threshold: {exc}", file=sys.stderr)
+            return 2
+    _table([("SETTING", "VALUE")] + [(n, str(getattr(policy, n))) for n in policy.field_names()])
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from threshold.audit.access import list_events
+
+    rows = [("TIME (UTC)", "ACTION", "REASON", "SUBJECT", "IP", "VIA")]
+    for event in list_events(args.limit):
+        rows.append(
+            (
+                f"{event.at:%Y-%m-%d %H:%M:%S}",
+                event.action,
+                event.reason,
+                event.subject_label,
+                event.ip or "",
+                event.via,
+            )
+        )
+    _table(rows)
+    return 0
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from django.conf import settings
+
+    from threshold.accounts.access import first_administrator, has_enrolled_administrator
+    from threshold.audit.actions import Origin
+    from threshold.enrollment.actions import do_invite
+
+    if has_enrolled_administrator():
+        print(f"An administrator is enrolled. Sign in at {settings.THRESHOLD.public_url}/sign-in")
+        return 0
+    admin = first_administrator()
+    email = admin.username if admin else os.environ.get("THRESHOLD_ADMIN_EMAIL", "admin@example.com")
+    created = do_invite(
+        email, Origin.cli(), full_name="Administrator", is_administrator=True, send_email=False
+    )
+    banner = "=" * 72
+    print(banner)
+    print(f"Administrator: {created.user.username}")
+    print("Open this one-time link in your browser to create the administrator's passkey:")
+    print()
+    print(f"    {created.link}")
+    print()
+    print(f"It expires {created.invite.expires_at:%Y-%m-%d %H:%M} UTC. "
+          "Run `threshold bootstrap` again for a new one.")
+    print(banner, flush=True)
+    return 0
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    from django.core.management import call_command
+
+    from threshold.passkeys.pending import delete_expired
+
+    call_command("clearsessions")
+    print(f"Removed {delete_expired()} abandoned ceremonies and expired sessions.")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from django.conf import settings
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+    from gunicorn.app.base import BaseApplication
+
+    from threshold.passkeys.pending import delete_expired
+    from threshold.wsgi import application
+
+    executor = MigrationExecutor(connection)
+    if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+        print("threshold: the database needs migrating: run `threshold migrate`", file=sys.stderr)
+        return 2
+    delete_expired()
+    connection.close()  # each worker opens its own after the fork
+    config = settings.THRESHOLD
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options: dict[str, Any] = {
+                "bind": f"{config.listen_host}:{config.listen_port}",
+                "workers": config.workers,
+                "worker_class": "sync",
+                "timeout": 30,
+                "graceful_timeout": 10,
+                "keepalive": 5,
+                "max_requests": 10000,
+                "max_requests_jitter": 1000,
+                "accesslog": "-",
+                "errorlog": "-",
+                "limit_request_line": 4094,
+                "limit_request_fields": 50,
+                "proc_name": "threshold",
+                "forwarded_allow_ips": "127.0.0.1" if config.proxy_ssl_header else "",
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return application
+
+    print(f"Threshold serving on http://{config.listen_host}:{config.listen_port} "
+          f"(public URL {config.public_url})", flush=True)
+    Server().run()
+    return 0
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""The FIDO Alliance conformance API ("Server Requirements and Transport Binding Profile").
+
+Off unless THRESHOLD_FIDO_CONFORMANCE=1: any username may register, which only
+a test server should allow. The endpoints run the same actions and core as the
+pages; only the JSON shapes differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from threshold.accounts.actions import do_get_or_create_user
+from threshold.core import errors
+from threshold.passkeys.actions import (
+    do_begin_registration,
+    do_begin_sign_in,
+    do_finish_registration,
+    do_finish_sign_in,
+)
+from threshold.policy.actions import get_policy
+from threshold.web.http import (
+    audit_origin,
+    ensure_session_key,
+    failed,
+    ok,
+    optional_string,
+    read_body,
+    read_json_object,
+)
+
+CONFORMANCE = "conformance"
+_UV = ("required", "preferred", "discouraged")
+_ATTESTATION = ("none", "indirect", "direct", "enterprise")
+
+
+def _choice(data: dict[str, Any], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = data.get(name, default)
+    if value is None:
+        return default
+    if value not in allowed:
+        raise errors.MalformedRequest(f"{name} must be one of {', '.join(allowed)}")
+    return value
+
+
+def _username(data: dict[str, Any]) -> str:
+    username = optional_string(data, "username")
+    if not username or not username.strip():
+        raise errors.MalformedRequest("username is required")
+    return username
+
+
+def _extensions(data: dict[str, Any]) -> dict[str, Any] | None:
+    extensions = data.get("extensions")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise errors.MalformedRequest("extensions must be an object")
+    return extensions
+
+
+@csrf_exempt
+@require_POST
+def attestation_options(request: HttpRequest) -> JsonResponse:
+    try:
+        data = read_json_object(request)
+        username = _username(data)
+        display_name = optional_string(data, "displayName", 200) or ""
+        selection = data.get("authenticatorSelection") or {}
+        if not isinstance(selection, dict):
+            raise errors.MalformedRequest("authenticatorSelection must be an object")
+        resident_key = selection.get("residentKey")
+        if resident_key is None:
+            resident_key = "required" if selection.get("requireResidentKey") is True else "preferred"
+        resident_key = _choice({"rk": resident_key}, "rk", ("required", "preferred", "discouraged"), "preferred")
+        attachment = selection.get("authenticatorAttachment")
+        if attachment not in (None, "platform", "cross-platform"):
+            raise errors.MalformedRequest("authenticatorAttachment must be platform or cross-platform")
+        user, _ = do_get_or_create_user(username, audit_origin(request), full_name=display_name)
+        options = do_begin_registration(
+            ensure_session_key(request),
+            user,
+            purpose=CONFORMANCE,
+            # Test tools register many credentials for one username.
+            policy=replace(get_policy(), passkey_limit=100),
+            user_verification=_choice(selection, "userVerification", _UV, "preferred"),
+            resident_key=resident_key,
+            attestation=_choice(data, "attestation", _ATTESTATION, "none"),
+            authenticator_attachment=attachment,
+            extensions=_extensions(data),
+        )
+    except errors.CeremonyError as error:
+        return failed(error, "registration")
+    return ok(options)
+
+
+@csrf_exempt
+@require_POST
+def attestation_result(request: HttpRequest) -> JsonResponse:
+    outcome = do_finish_registration(
+        request.session.session_key, read_body(request), audit_origin(request), purpose=CONFORMANCE
+    )
+    if outcome.error is not None:
+        return failed(outcome.error, "registration")
+    return ok()
+
+
+@csrf_exempt
+@require_POST
+def assertion_options(request: HttpRequest) -> JsonResponse:
+    try:
+        data = read_json_object(request)
+        options = do_begin_sign_in(
+            ensure_session_key(request),
+            username=_username(data),
+            user_verification=_choice(data, "userVerification", _UV, "preferred"),
+            reveal_unknown_users=True,
+        )
+        if _extensions(data):
+            options["extensions"] = data["extensions"]
+    except errors.CeremonyError as error:
+        return failed(error, "authentication")
+    return ok(options)
+
+
+@csrf_exempt
+@require_POST
+def assertion_result(request: HttpRequest) -> JsonResponse:
+    outcome = do_finish_sign_in(request.session.session_key, read_body(request), audit_origin(request))
+    if outcome.error is not None:
+        return failed(outcome.error, "authentication")
+    return ok()

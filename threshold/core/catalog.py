@@ -1,0 +1,183 @@
+"""The error catalog: what a person is told, what caused it, what to do next.
+
+Titles and wording come from the help articles people already know (see
+``shared/seeds``). A failure's precise reason code goes to the audit log; the
+person gets the catalog entry for its ``public`` category, so every failed check
+of the same kind reads the same from the outside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from threshold.core.errors import CeremonyError
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    key: str
+    title: str
+    message: str
+    # For support staff and the audit view: why this happens, what fixes it.
+    cause: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"code": self.key, "title": self.title, "message": self.message}
+
+
+_ENTRIES = [
+    # Sign-in.
+    CatalogEntry(
+        "passkey_unavailable",
+        "Passkey Unavailable",
+        "Passkey login is temporarily unavailable. You can try again in a moment.",
+        "The sign-in service could not be reached, or the page address was changed by hand.",
+    ),
+    CatalogEntry(
+        "passkey_not_found_or_canceled",
+        "Passkey Not Found or Canceled",
+        "No passkey was detected for this device, or the operation was canceled. "
+        "Try again, or use a passkey saved on another device such as your phone.",
+        "No passkey for this site on the device or browser, or the person clicked Cancel. "
+        "They can retry and pick another passkey, or sign in with a phone or security key.",
+    ),
+    CatalogEntry(
+        "sign_in_timed_out",
+        "Passkey Request Timed Out",
+        "You did not respond to the passkey prompt in time. Please try again.",
+        "The person did not answer the passkey prompt within the ceremony timeout.",
+    ),
+    CatalogEntry(
+        "not_verified",
+        "We could not verify you",
+        "We were unable to verify your biometric input or PIN. "
+        "Try again or use another method to log in.",
+        "The authenticator did not perform user verification (fingerprint, face or PIN), "
+        "which the organisation requires.",
+    ),
+    CatalogEntry(
+        "verification_failed",
+        "Verification failed",
+        "We could not verify your identity. Use another sign-in method to access your account.",
+        "The passkey response failed verification: a credential mismatch, tampering, a cloned "
+        "authenticator or a corrupted credential. The audit log has the precise reason.",
+    ),
+    # Registration.
+    CatalogEntry(
+        "setup_unavailable",
+        "Passkey Unavailable",
+        "We could not complete the passkey setup right now. You can try again or set it up later.",
+        "The registration service could not be reached, or the page address was changed by hand.",
+    ),
+    CatalogEntry(
+        "setup_canceled",
+        "Passkey Set Up Canceled",
+        "Your passkey setup was canceled. Retry when you are ready.",
+        "The person clicked Cancel in the browser's passkey dialog, or the browser refused.",
+    ),
+    CatalogEntry(
+        "setup_timed_out",
+        "Passkey Request Timed Out",
+        "You did not respond to the passkey prompt in time. Try again or set it up later.",
+        "The person did not answer the passkey prompt within the ceremony timeout.",
+    ),
+    CatalogEntry(
+        "already_registered",
+        "Passkey already registered for this device",
+        "The passkey already exists for this device. You cannot register the same device twice.",
+        "The authenticator already holds a credential registered with Threshold.",
+    ),
+    CatalogEntry(
+        "registration_failed",
+        "Failed to register the device for passkey",
+        "We were unable to activate this device for passkeys. "
+        "Try again, or use another device.",
+        "The registration response failed verification. The audit log has the precise reason.",
+    ),
+    CatalogEntry(
+        "limit_reached",
+        "Passkey Limit Reached",
+        "You have reached the maximum number of passkeys. "
+        "Remove an existing passkey to add a new one.",
+        "The account already has as many passkeys as the organisation policy allows.",
+    ),
+    # Both.
+    CatalogEntry(
+        "session_expired",
+        "Session Expired",
+        "Your session has expired; restart to continue.",
+        "The page was left idle too long, the request was replayed, or it came from a different "
+        "session.",
+    ),
+    CatalogEntry(
+        "not_supported",
+        "Passkeys Not Supported",
+        "Your browser or device does not support passkeys. Use a different browser or device.",
+        "The browser has no WebAuthn support, or the authenticator supports none of the "
+        "algorithms the organisation allows.",
+    ),
+    CatalogEntry(
+        "verification_incomplete",
+        "Verification couldn\u2019t be completed",
+        "Something went wrong with your passkey. Try again, or use another device.",
+        "An authenticator hardware or firmware problem, or an error the browser did not explain.",
+    ),
+    CatalogEntry(
+        "no_compatible_device",
+        "No compatible device found",
+        "We could not find a compatible device for this action. "
+        "Connect a supported device or use another login method.",
+        "No suitable authenticator was connected, or the person declined to use it.",
+    ),
+    CatalogEntry(
+        "bad_request",
+        "Session Expired",
+        "This request could not be understood; restart to continue.",
+        "The request was malformed, too large or of the wrong type: a modified URL, a "
+        "corrupted page, or a client that is not a browser.",
+    ),
+    CatalogEntry(
+        "not_found",
+        "Page Not Found",
+        "This address does not lead anywhere. Check the link, or go to the sign-in page.",
+        "The URL was mistyped, truncated or changed by hand.",
+    ),
+    # Enrollment links.
+    CatalogEntry(
+        "invite_unusable",
+        "This link can\u2019t be used",
+        "This enrollment link is not valid any more: it may have been used already, expired, "
+        "or been copied incompletely. Ask your administrator for a new link.",
+        "The invite token is unknown, garbled, already used, revoked or expired.",
+    ),
+]
+
+CATALOG: dict[str, CatalogEntry] = {entry.key: entry for entry in _ENTRIES}
+
+# Each ceremony's public categories, mapped to catalog keys.
+_SIGN_IN = {
+    "failed": "verification_failed",
+    "session": "session_expired",
+    "not_verified": "not_verified",
+    "unsupported": "verification_failed",
+    "unavailable": "passkey_unavailable",
+}
+_REGISTRATION = {
+    "failed": "registration_failed",
+    "session": "session_expired",
+    "not_verified": "not_verified",
+    "unsupported": "not_supported",
+    "already_registered": "already_registered",
+    "limit_reached": "limit_reached",
+    "invite_unusable": "invite_unusable",
+    "unavailable": "setup_unavailable",
+}
+
+
+def entry_for(error: CeremonyError, ceremony: str) -> CatalogEntry:
+    """The catalog entry a person sees when ``error`` ends a ceremony.
+
+    ``ceremony`` is "authentication" or "registration".
+    """
+    table = _SIGN_IN if ceremony == "authentication" else _REGISTRATION
+    return CATALOG[table.get(error.public, table["failed"])]

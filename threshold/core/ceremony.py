@@ -1,0 +1,677 @@
+"""WebAuthn Level 3 registration (§7.1) and authentication (§7.2).
+
+Each ceremony is a ``begin_*`` / ``finish_*`` pair around a small frozen state
+object that the caller keeps server-side. ``finish_*`` runs every verification
+step of the specification and raises a typed ``CeremonyError`` for the first
+one that fails.
+
+Only fido2's byte-level classes are used (``AuthenticatorData``,
+``CollectedClientData``, ``AttestationObject``, ``CoseKey``): ``fido2.server``
+builds its dataclasses through ``typing.get_type_hints`` on every call, which
+costs most of a millisecond per assertion. The checks fido2 leaves out are
+ours: the signature counter, BS without BE, the offered algorithms, the 1023
+byte credential ID cap, ``crossOrigin``/``topOrigin``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import secrets
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from fido2 import cbor
+from fido2.attestation import (
+    AndroidSafetynetAttestation,
+    AppleAttestation,
+    Attestation,
+    AttestationType,
+    FidoU2FAttestation,
+    NoneAttestation,
+    PackedAttestation,
+    TpmAttestation,
+    UnsupportedType,
+)
+from fido2.attestation.base import InvalidAttestation
+from fido2.cose import CoseKey, UnsupportedKey
+from fido2.rpid import verify_rp_id
+from fido2.webauthn import AttestationObject, AuthenticatorData, CollectedClientData
+from fido_mds.models.attestation import AndroidKeyAttestation
+
+from threshold.core import errors
+from threshold.core.encoding import b64url_decode, b64url_encode
+
+# COSE algorithm identifiers offered by default, in order of preference:
+# ES256, EdDSA, ES384, ES512, PS256, RS256 (IANA COSE Algorithms registry).
+DEFAULT_ALGORITHMS: tuple[int, ...] = (-7, -8, -35, -36, -37, -257)
+
+CHALLENGE_BYTES = 32  # §13.4.3: at least 16 random bytes.
+USER_HANDLE_BYTES = 32  # §5.4.3: at most 64 bytes, random, no personal data.
+MAX_CREDENTIAL_ID_BYTES = 1023  # §7.1 step 25.
+
+USER_VERIFICATION_VALUES = ("required", "preferred", "discouraged")
+KNOWN_TRANSPORTS = frozenset({"ble", "hybrid", "internal", "nfc", "smart-card", "usb"})
+
+_ATTESTATION_FORMATS: dict[str, type[Attestation]] = {
+    cls.FORMAT: cls  # type: ignore[attr-defined]
+    for cls in (
+        NoneAttestation,
+        PackedAttestation,
+        TpmAttestation,
+        AndroidKeyAttestation,
+        AndroidSafetynetAttestation,
+        AppleAttestation,
+        FidoU2FAttestation,
+    )
+}
+
+_ATTESTATION_TYPE_NAMES = {
+    AttestationType.BASIC: "basic",
+    AttestationType.SELF: "self",
+    AttestationType.ATT_CA: "attca",
+    AttestationType.ANON_CA: "anonca",
+    AttestationType.NONE: "none",
+}
+
+# Exceptions that parsing untrusted bytes with fido2 / cbor / json can raise.
+_PARSE_ERRORS = (
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    struct.error,
+    OverflowError,
+    RecursionError,
+    UnicodeDecodeError,
+)
+
+
+# --- The relying party -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RelyingParty:
+    """The configured relying party: never derived from a request's Host header."""
+
+    id: str
+    name: str
+    origins: frozenset[str]
+    allow_cross_origin: bool = False
+    # Top-level origins that may embed a cross-origin ceremony (only with allow_cross_origin).
+    top_origins: frozenset[str] = frozenset()
+    id_hash: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id_hash", hashlib.sha256(self.id.encode("idna")).digest())
+
+
+def origin_problem(rp_id: str, origin: str) -> str | None:
+    """Why ``origin`` cannot serve ``rp_id``, or None when it can.
+
+    §5.1.4.1 / §13.4.9: the origin must be a secure context (https, or http on
+    localhost) whose host is the RP ID or a subdomain of it. fido2's
+    ``verify_rp_id`` implements exactly that, public suffix list included.
+    """
+    if origin != origin.strip() or origin.endswith("/"):
+        return "an origin is scheme://host[:port] with no path or trailing slash"
+    try:
+        ok = verify_rp_id(rp_id, origin)
+    except Exception:  # noqa: BLE001 - fido2 raises assorted errors for malformed URLs
+        ok = False
+    if not ok:
+        return (
+            f"origin {origin!r} does not match RP ID {rp_id!r}: it must be https://{rp_id} "
+            f"or a subdomain of it (http is allowed only for localhost)"
+        )
+    return None
+
+
+# --- Ceremony state -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegistrationState:
+    challenge: bytes
+    user_handle: bytes
+    user_verification: str
+    algorithms: tuple[int, ...]
+    expires_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "challenge": b64url_encode(self.challenge),
+            "user_handle": b64url_encode(self.user_handle),
+            "user_verification": self.user_verification,
+            "algorithms": list(self.algorithms),
+            "expires_at": self.expires_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RegistrationState:
+        return cls(
+            challenge=b64url_decode(data["challenge"]),
+            user_handle=b64url_decode(data["user_handle"]),
+            user_verification=data["user_verification"],
+            algorithms=tuple(data["algorithms"]),
+            expires_at=float(data["expires_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class AuthenticationState:
+    challenge: bytes
+    user_verification: str
+    expires_at: float
+    # The allowCredentials list offered (username-first), or None (discoverable).
+    allow_credentials: tuple[bytes, ...] | None = None
+    # The account identified before the ceremony (username-first), if any.
+    user_handle: bytes | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "challenge": b64url_encode(self.challenge),
+            "user_verification": self.user_verification,
+            "expires_at": self.expires_at,
+            "allow_credentials": (
+                None
+                if self.allow_credentials is None
+                else [b64url_encode(c) for c in self.allow_credentials]
+            ),
+            "user_handle": None if self.user_handle is None else b64url_encode(self.user_handle),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AuthenticationState:
+        allow = data.get("allow_credentials")
+        handle = data.get("user_handle")
+        return cls(
+            challenge=b64url_decode(data["challenge"]),
+            user_verification=data["user_verification"],
+            expires_at=float(data["expires_at"]),
+            allow_credentials=None if allow is None else tuple(b64url_decode(c) for c in allow),
+            user_handle=None if handle is None else b64url_decode(handle),
+        )
+
+
+@dataclass(frozen=True)
+class CredentialDescriptor:
+    credential_id: bytes
+    transports: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        descriptor: dict[str, Any] = {
+            "type": "public-key",
+            "id": b64url_encode(self.credential_id),
+        }
+        if self.transports:
+            descriptor["transports"] = list(self.transports)
+        return descriptor
+
+
+def new_user_handle() -> bytes:
+    """A random, opaque user handle (§14.6.1: never personally identifying)."""
+    return secrets.token_bytes(USER_HANDLE_BYTES)
+
+
+# --- Registration, §7.1 -----------------------------------------------------------------
+
+
+def begin_registration(
+    rp: RelyingParty,
+    *,
+    user_handle: bytes,
+    user_name: str,
+    user_display_name: str,
+    now: float,
+    timeout_seconds: int,
+    exclude_credentials: Sequence[CredentialDescriptor] = (),
+    user_verification: str = "required",
+    resident_key: str = "required",
+    attestation: str = "direct",
+    authenticator_attachment: str | None = None,
+    algorithms: Sequence[int] = DEFAULT_ALGORITHMS,
+    extensions: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], RegistrationState]:
+    """PublicKeyCredentialCreationOptionsJSON and the state to keep server-side."""
+    if not 1 <= len(user_handle) <= 64:
+        raise ValueError("a user handle is 1 to 64 bytes")
+    if user_verification not in USER_VERIFICATION_VALUES:
+        raise ValueError(f"userVerification must be one of {USER_VERIFICATION_VALUES}")
+    challenge = secrets.token_bytes(CHALLENGE_BYTES)
+    selection: dict[str, Any] = {
+        "residentKey": resident_key,
+        "requireResidentKey": resident_key == "required",
+        "userVerification": user_verification,
+    }
+    if authenticator_attachment:
+        selection["authenticatorAttachment"] = authenticator_attachment
+    options: dict[str, Any] = {
+        "rp": {"id": rp.id, "name": rp.name},
+        "user": {
+            "id": b64url_encode(user_handle),
+            "name": user_name,
+            "displayName": user_display_name,
+        },
+        "challenge": b64url_encode(challenge),
+        "pubKeyCredParams": [{"type": "public-key", "alg": alg} for alg in algorithms],
+        "timeout": timeout_seconds * 1000,
+        "excludeCredentials": [c.as_json() for c in exclude_credentials],
+        "authenticatorSelection": selection,
+        "attestation": attestation,
+        "extensions": {"credProps": True, **(extensions or {})},
+    }
+    state = RegistrationState(
+        challenge=challenge,
+        user_handle=user_handle,
+        user_verification=user_verification,
+        algorithms=tuple(algorithms),
+        expires_at=now + timeout_seconds,
+    )
+    return options, state
+
+
+@dataclass(frozen=True)
+class RegistrationResponse:
+    credential_id: bytes
+    client_data: CollectedClientData
+    attestation_object: AttestationObject
+    transports: tuple[str, ...]
+    authenticator_attachment: str | None
+    client_extension_results: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class VerifiedRegistration:
+    """Everything to store for a new passkey (§7.1 step 27)."""
+
+    credential_id: bytes
+    public_key: bytes  # the COSE_Key, CBOR-encoded as the authenticator sent it
+    alg: int
+    sign_count: int
+    aaguid: bytes
+    transports: tuple[str, ...]
+    backup_eligible: bool
+    backup_state: bool
+    user_verified: bool  # the credential's uvInitialized
+    attestation_format: str
+    attestation_type: str
+    authenticator_attachment: str | None
+    # credProps.rk from the client, when it reported one.
+    is_discoverable: bool | None
+
+
+def parse_registration_response(data: object) -> RegistrationResponse:
+    """Parse ``credential.toJSON()`` of a registration (RegistrationResponseJSON)."""
+    body = _credential_body(data)
+    response = body["response"]
+    try:
+        client_data = _client_data(response.get("clientDataJSON"))
+        raw_attestation = b64url_decode(response.get("attestationObject"))
+        attestation_object = AttestationObject(raw_attestation)
+        if not isinstance(attestation_object.fmt, str) or not isinstance(
+            attestation_object.att_stmt, Mapping
+        ):
+            raise ValueError("attestation object fields have the wrong types")
+    except _PARSE_ERRORS as exc:
+        raise errors.MalformedResponse(f"attestation response: {exc}") from exc
+    transports = response.get("transports") or []
+    if not isinstance(transports, list):
+        raise errors.MalformedResponse("transports must be a list")
+    # Unknown transport strings are ignored (§5.8.4), duplicates dropped, order kept.
+    known = tuple(dict.fromkeys(t for t in transports if t in KNOWN_TRANSPORTS))
+    return RegistrationResponse(
+        credential_id=body["credential_id"],
+        client_data=client_data,
+        attestation_object=attestation_object,
+        transports=known,
+        authenticator_attachment=body["authenticator_attachment"],
+        client_extension_results=body["client_extension_results"],
+    )
+
+
+def finish_registration(
+    rp: RelyingParty,
+    state: RegistrationState,
+    response: RegistrationResponse,
+    *,
+    now: float,
+) -> VerifiedRegistration:
+    """Run §7.1 steps 5-25. Step 26 (is the ID already registered?) needs the store."""
+    _check_not_expired(state.expires_at, now)
+    # Steps 5-10: the client data.
+    _check_client_data(rp, response.client_data, "webauthn.create", state.challenge)
+    # Steps 12-13: the attestation object and rpIdHash.
+    auth_data = response.attestation_object.auth_data
+    _check_rp_id_hash(rp, auth_data)
+    # Steps 14-17: flags.
+    _check_flags(auth_data, state.user_verification)
+    credential_data = auth_data.credential_data
+    if credential_data is None:
+        raise errors.AttestedCredentialDataMissing()
+    if not hmac.compare_digest(credential_data.credential_id, response.credential_id):
+        raise errors.CredentialIdMismatch("rawId differs from the attested credential ID")
+    # Step 25 comes early: nothing else about an oversized ID needs checking.
+    if len(credential_data.credential_id) > MAX_CREDENTIAL_ID_BYTES:
+        raise errors.CredentialIdTooLong(f"{len(credential_data.credential_id)} bytes")
+    # Step 19: the algorithm must be one of pubKeyCredParams.
+    public_key = credential_data.public_key
+    alg = public_key.get(3)
+    if alg not in state.algorithms:
+        raise errors.AlgorithmNotAllowed(f"alg {alg!r} was not offered")
+    if isinstance(public_key, UnsupportedKey):
+        raise errors.AlgorithmNotAllowed(f"alg {alg!r} cannot be verified")
+    _check_public_key_loads(public_key)
+    # Steps 21-22: the attestation statement. Trust (steps 23-24) is decided by policy.
+    attestation_type = _verify_attestation_statement(
+        response.attestation_object, response.client_data.hash
+    )
+    cred_props = response.client_extension_results.get("credProps")
+    rk = cred_props.get("rk") if isinstance(cred_props, Mapping) else None
+    return VerifiedRegistration(
+        credential_id=bytes(credential_data.credential_id),
+        public_key=cbor.encode(dict(public_key)),
+        alg=alg,
+        sign_count=auth_data.counter,
+        aaguid=bytes(credential_data.aaguid),
+        transports=response.transports,
+        backup_eligible=auth_data.is_backup_eligible(),
+        backup_state=auth_data.is_backed_up(),
+        user_verified=auth_data.is_user_verified(),
+        attestation_format=response.attestation_object.fmt,
+        attestation_type=attestation_type,
+        authenticator_attachment=response.authenticator_attachment,
+        is_discoverable=rk if isinstance(rk, bool) else None,
+    )
+
+
+def _check_public_key_loads(public_key: CoseKey) -> None:
+    """Refuse a key that cannot be loaded for its algorithm (wrong curve, bad point, ...).
+
+    Verifying an empty signature makes fido2 and cryptography load the key exactly
+    as a later assertion will: a loadable key then fails with InvalidSignature.
+    """
+    try:
+        public_key.verify(b"", b"")
+    except InvalidSignature:
+        return
+    except Exception as exc:  # noqa: BLE001 - any other failure means an unusable key
+        raise errors.PublicKeyInvalid(str(exc) or type(exc).__name__) from exc
+
+
+def _verify_attestation_statement(attestation_object: AttestationObject, client_data_hash: bytes) -> str:
+    verifier = _ATTESTATION_FORMATS.get(attestation_object.fmt)
+    if verifier is None:
+        raise errors.AttestationFormatUnsupported(f"fmt {attestation_object.fmt!r}")
+    try:
+        result = verifier().verify(
+            attestation_object.att_stmt, attestation_object.auth_data, client_data_hash
+        )
+    except UnsupportedType as exc:
+        raise errors.AttestationFormatUnsupported(str(exc)) from exc
+    except (InvalidAttestation, InvalidSignature, *_PARSE_ERRORS) as exc:
+        raise errors.AttestationInvalid(f"{attestation_object.fmt}: {exc!r}") from exc
+    return _ATTESTATION_TYPE_NAMES.get(result.attestation_type, "none")
+
+
+# --- Authentication, §7.2 ------------------------------------------------------------------
+
+
+def begin_authentication(
+    rp: RelyingParty,
+    *,
+    now: float,
+    timeout_seconds: int,
+    allow_credentials: Sequence[CredentialDescriptor] | None = None,
+    user_handle: bytes | None = None,
+    user_verification: str = "required",
+    extensions: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], AuthenticationState]:
+    """PublicKeyCredentialRequestOptionsJSON and the state to keep server-side.
+
+    ``allow_credentials`` None means a discoverable ceremony (no username).
+    """
+    if user_verification not in USER_VERIFICATION_VALUES:
+        raise ValueError(f"userVerification must be one of {USER_VERIFICATION_VALUES}")
+    challenge = secrets.token_bytes(CHALLENGE_BYTES)
+    options: dict[str, Any] = {
+        "challenge": b64url_encode(challenge),
+        "timeout": timeout_seconds * 1000,
+        "rpId": rp.id,
+        "allowCredentials": [c.as_json() for c in allow_credentials or ()],
+        "userVerification": user_verification,
+    }
+    if extensions:
+        options["extensions"] = dict(extensions)
+    state = AuthenticationState(
+        challenge=challenge,
+        user_verification=user_verification,
+        expires_at=now + timeout_seconds,
+        allow_credentials=(
+            None
+            if allow_credentials is None
+            else tuple(c.credential_id for c in allow_credentials)
+        ),
+        user_handle=user_handle,
+    )
+    return options, state
+
+
+@dataclass(frozen=True)
+class AuthenticationResponse:
+    credential_id: bytes
+    client_data: CollectedClientData
+    authenticator_data: AuthenticatorData
+    signature: bytes
+    user_handle: bytes | None
+    authenticator_attachment: str | None
+
+
+@dataclass(frozen=True)
+class StoredCredential:
+    """What the store holds about the credential the response names."""
+
+    credential_id: bytes
+    public_key: bytes  # CBOR COSE_Key
+    sign_count: int
+    backup_eligible: bool
+    user_handle: bytes  # the owner's
+
+
+@dataclass(frozen=True)
+class VerifiedAuthentication:
+    credential_id: bytes
+    sign_count: int
+    backup_state: bool
+    user_verified: bool
+    user_handle: bytes
+
+
+def parse_authentication_response(data: object) -> AuthenticationResponse:
+    """Parse ``credential.toJSON()`` of an assertion (AuthenticationResponseJSON)."""
+    body = _credential_body(data)
+    response = body["response"]
+    try:
+        client_data = _client_data(response.get("clientDataJSON"))
+        authenticator_data = AuthenticatorData(b64url_decode(response.get("authenticatorData")))
+        signature = b64url_decode(response.get("signature"))
+        raw_handle = response.get("userHandle")
+        user_handle = None if raw_handle in (None, "") else b64url_decode(raw_handle)
+    except _PARSE_ERRORS as exc:
+        raise errors.MalformedResponse(f"assertion response: {exc}") from exc
+    return AuthenticationResponse(
+        credential_id=body["credential_id"],
+        client_data=client_data,
+        authenticator_data=authenticator_data,
+        signature=signature,
+        user_handle=user_handle or None,
+        authenticator_attachment=body["authenticator_attachment"],
+    )
+
+
+def finish_authentication(
+    rp: RelyingParty,
+    state: AuthenticationState,
+    response: AuthenticationResponse,
+    credential: StoredCredential,
+    *,
+    now: float,
+) -> VerifiedAuthentication:
+    """Run §7.2 steps 5-22 against the stored credential the response names.
+
+    The signature is verified before any check that depends on the account
+    (ownership, user handle) or the credential's history (BE, counter): every
+    later failure is then about a response the authenticator really signed.
+    """
+    _check_not_expired(state.expires_at, now)
+    # Step 5: the credential must be one that was offered.
+    if state.allow_credentials is not None and not any(
+        hmac.compare_digest(response.credential_id, allowed)
+        for allowed in state.allow_credentials
+    ):
+        raise errors.CredentialNotAllowed()
+    if not hmac.compare_digest(response.credential_id, credential.credential_id):
+        raise errors.CredentialIdMismatch("the stored credential is not the one named")
+    # Steps 10-14: the client data.
+    _check_client_data(rp, response.client_data, "webauthn.get", state.challenge)
+    # Step 15: rpIdHash.
+    auth_data = response.authenticator_data
+    _check_rp_id_hash(rp, auth_data)
+    # Steps 20-21: the signature over authenticatorData || SHA-256(clientDataJSON).
+    try:
+        _cose_key(credential.public_key).verify(
+            bytes(auth_data) + response.client_data.hash, response.signature
+        )
+    except InvalidSignature as exc:
+        raise errors.SignatureInvalid() from exc
+    except _PARSE_ERRORS as exc:
+        raise errors.SignatureInvalid(f"{exc!r}") from exc
+    # Steps 16-18: flags, and BE may never change for a stored credential.
+    _check_flags(auth_data, state.user_verification)
+    if auth_data.is_backup_eligible() != credential.backup_eligible:
+        raise errors.BackupEligibilityChanged()
+    # Step 6: the user handle identifies the credential's owner.
+    if state.user_handle is not None:
+        if not hmac.compare_digest(state.user_handle, credential.user_handle):
+            raise errors.UserHandleMismatch("credential belongs to another account")
+        if response.user_handle is not None and not hmac.compare_digest(
+            response.user_handle, credential.user_handle
+        ):
+            raise errors.UserHandleMismatch("userHandle is not the identified account's")
+    else:
+        if response.user_handle is None:
+            raise errors.UserHandleMissing()
+        if not hmac.compare_digest(response.user_handle, credential.user_handle):
+            raise errors.UserHandleMismatch("userHandle is not the credential owner's")
+    # Step 22: the signature counter.
+    new_count = auth_data.counter
+    if (new_count or credential.sign_count) and new_count <= credential.sign_count:
+        raise errors.SignCountRegressed(f"stored {credential.sign_count}, received {new_count}")
+    return VerifiedAuthentication(
+        credential_id=credential.credential_id,
+        sign_count=new_count,
+        backup_state=auth_data.is_backed_up(),
+        user_verified=auth_data.is_user_verified(),
+        user_handle=credential.user_handle,
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _cose_key(public_key: bytes) -> CoseKey:
+    """Decode a stored COSE key once per process; public keys are immutable."""
+    return CoseKey.parse(cbor.decode(public_key))
+
+
+# --- Shared steps -------------------------------------------------------------------------
+
+
+def _credential_body(data: object) -> dict[str, Any]:
+    """The members common to both PublicKeyCredential JSON forms, type-checked."""
+    if not isinstance(data, Mapping):
+        raise errors.MalformedResponse("the credential must be a JSON object")
+    if "type" not in data or "response" not in data:
+        raise errors.MalformedResponse("type and response are required")
+    if data["type"] != "public-key":
+        raise errors.CredentialTypeInvalid(f"type {data['type']!r}")
+    response = data["response"]
+    if not isinstance(response, Mapping):
+        raise errors.MalformedResponse("response must be an object")
+    try:
+        raw_id = b64url_decode(data.get("rawId", data.get("id")))
+        if "id" in data and b64url_decode(data["id"]) != raw_id:
+            raise errors.CredentialIdMismatch("id and rawId differ")
+    except ValueError as exc:
+        raise errors.MalformedResponse("id/rawId must be base64url") from exc
+    if not raw_id:
+        raise errors.MalformedResponse("the credential ID is empty")
+    attachment = data.get("authenticatorAttachment")
+    extensions = data.get("clientExtensionResults", data.get("getClientExtensionResults"))
+    return {
+        "credential_id": raw_id,
+        "response": response,
+        "authenticator_attachment": (
+            attachment if attachment in ("platform", "cross-platform") else None
+        ),
+        "client_extension_results": extensions if isinstance(extensions, Mapping) else {},
+    }
+
+
+def _client_data(value: object) -> CollectedClientData:
+    client_data = CollectedClientData(b64url_decode(value))
+    fields = client_data._data  # noqa: SLF001 - fido2 keeps the parsed JSON here
+    if not isinstance(fields, dict):
+        raise ValueError("clientDataJSON is not an object")
+    for name in ("type", "challenge", "origin"):
+        if not isinstance(fields.get(name), str):
+            raise ValueError(f"clientDataJSON.{name} must be a string")
+    if not isinstance(fields.get("crossOrigin", False), bool):
+        raise ValueError("clientDataJSON.crossOrigin must be a boolean")
+    if not isinstance(fields.get("topOrigin", ""), str):
+        raise ValueError("clientDataJSON.topOrigin must be a string")
+    return client_data
+
+
+def _check_not_expired(expires_at: float, now: float) -> None:
+    if now > expires_at:
+        raise errors.ChallengeExpired()
+
+
+def _check_client_data(
+    rp: RelyingParty, client_data: CollectedClientData, expected_type: str, challenge: bytes
+) -> None:
+    # §7.1 step 7 / §7.2 step 11.
+    if client_data.type != expected_type:
+        raise errors.ClientDataTypeMismatch(f"type {client_data.type!r}")
+    # §7.1 step 8 / §7.2 step 12, in constant time.
+    if not hmac.compare_digest(client_data.challenge, challenge):
+        raise errors.ChallengeMismatch()
+    # §7.1 step 9 / §7.2 step 13: exact match of scheme, host and port.
+    if client_data.origin not in rp.origins:
+        raise errors.OriginNotAllowed(f"origin {client_data.origin!r}")
+    # §7.1 step 10 / §7.2 step 14: cross-origin iframes only when configured.
+    fields = client_data._data  # noqa: SLF001
+    top_origin = fields.get("topOrigin")
+    if client_data.cross_origin or top_origin is not None:
+        if not rp.allow_cross_origin:
+            raise errors.CrossOriginNotAllowed()
+        if top_origin not in rp.top_origins:
+            raise errors.TopOriginNotAllowed(f"topOrigin {top_origin!r}")
+
+
+def _check_rp_id_hash(rp: RelyingParty, auth_data: AuthenticatorData) -> None:
+    if not hmac.compare_digest(auth_data.rp_id_hash, rp.id_hash):
+        raise errors.RpIdHashMismatch()
+
+
+def _check_flags(auth_data: AuthenticatorData, user_verification: str) -> None:
+    if not auth_data.is_user_present():
+        raise errors.UserNotPresent()
+    if user_verification == "required" and not auth_data.is_user_verified():
+        raise errors.UserNotVerified()
+    if auth_data.is_backed_up() and not auth_data.is_backup_eligible():
+        raise errors.BackupStateInvalid()

@@ -1,0 +1,57 @@
+"""The invite link: a page that explains passkeys, then creates one."""
+
+from __future__ import annotations
+
+from django.contrib.auth import login
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+
+from threshold.core import catalog, errors
+from threshold.enrollment.actions import access_invite, do_begin_enrollment, do_finish_enrollment
+from threshold.passkeys.views import BACKEND
+from threshold.web.http import audit_origin, ensure_session_key, failed, ok, read_body
+from threshold.web.middleware import start_session_clock
+from threshold.web.views import CLIENT_CATALOG
+
+
+@require_GET
+def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        invite = access_invite(token, audit_origin(request))
+    except errors.InviteUnusable:
+        return render(
+            request,
+            "web/problem.html",
+            {"entry": catalog.CATALOG["invite_unusable"]},
+            status=404,
+        )
+    response = render(
+        request,
+        "enrollment/enroll.html",
+        {"invitee": invite.user, "token": token, "catalog": CLIENT_CATALOG},
+    )
+    # The token is in this page's URL: never send it on as a Referer.
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@require_POST
+def enroll_options(request: HttpRequest, token: str) -> JsonResponse:
+    try:
+        options = do_begin_enrollment(ensure_session_key(request), token, audit_origin(request))
+    except errors.CeremonyError as error:
+        return failed(error, "registration")
+    return ok({"publicKey": options})
+
+
+@require_POST
+def enroll_result(request: HttpRequest, token: str) -> JsonResponse:
+    outcome = do_finish_enrollment(
+        request.session.session_key, token, read_body(request), audit_origin(request)
+    )
+    if outcome.error is not None or outcome.passkey is None:
+        return failed(outcome.error or errors.CeremonyError(), "registration")
+    login(request, outcome.passkey.user, backend=BACKEND)
+    start_session_clock(request)
+    return ok({"redirect": "/?enrolled=1"})

@@ -1,0 +1,344 @@
+"""Passkey ceremonies as audited state changes.
+
+``do_begin_*`` stores the challenge; ``do_finish_*`` consumes it and runs the
+core's verification inside one transaction, writing the audit row in the same
+transaction whether the ceremony succeeds or fails. Failures come back as the
+typed error (not raised), so the consumed challenge and the audit row commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from threshold import clock
+from threshold.accounts.models import User, normalize_username
+from threshold.audit.actions import Action, Origin, record
+from threshold.core import ceremony, errors
+from threshold.core.policy import Policy
+from threshold.passkeys.models import Passkey
+from threshold.passkeys.pending import AUTHENTICATION, REGISTRATION, save_pending, take_pending
+from threshold.policy.actions import get_policy
+
+
+def relying_party() -> ceremony.RelyingParty:
+    return settings.THRESHOLD.rp
+
+
+def _descriptors(user: User) -> list[ceremony.CredentialDescriptor]:
+    return [
+        ceremony.CredentialDescriptor(bytes(credential_id), tuple(transports))
+        for credential_id, transports in user.passkeys.values_list("credential_id", "transports")
+    ]
+
+
+def _decode(body: bytes | None) -> object:
+    if body is None:
+        raise errors.MalformedRequest("the request body is too large")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.MalformedRequest("the request body is not JSON") from exc
+
+
+def credential_label(credential_id: bytes) -> str:
+    """A short, non-reversible tag for logs: never the whole credential ID."""
+    return hashlib.sha256(credential_id).hexdigest()[:16]
+
+
+# --- Sign-in ----------------------------------------------------------------------------------
+
+
+def _decoy_credentials(username: str) -> list[ceremony.CredentialDescriptor]:
+    """Stable, fake allowCredentials for a username without passkeys.
+
+    Answering an unknown username with an empty list (or an error) would tell
+    anyone which accounts exist; a keyed hash gives the same plausible answer
+    every time without storing anything.
+    """
+    key = settings.SECRET_KEY.encode()
+    fake_id = hmac.new(key, b"decoy-credential:" + username.encode(), hashlib.sha256).digest()
+    return [ceremony.CredentialDescriptor(fake_id, ("internal", "hybrid"))]
+
+
+def do_begin_sign_in(
+    session_key: str,
+    *,
+    username: str | None = None,
+    user_verification: str | None = None,
+    policy: Policy | None = None,
+    reveal_unknown_users: bool = False,
+) -> dict[str, Any]:
+    """Options for a sign-in: discoverable without a username, else allowCredentials.
+
+    ``reveal_unknown_users`` is for the conformance API only, whose test tool
+    expects an unknown username to fail.
+    """
+    policy = policy or get_policy()
+    allow: list[ceremony.CredentialDescriptor] | None = None
+    user_handle = None
+    if username is not None:
+        name = normalize_username(username)
+        user = User.objects.filter(username=name, is_active=True).first()
+        allow = _descriptors(user) if user is not None else []
+        if allow and user is not None:
+            user_handle = bytes(user.user_handle)
+        elif reveal_unknown_users:
+            raise errors.CredentialUnknown("no passkeys for this username")
+        else:
+            allow = _decoy_credentials(name)
+    options, state = ceremony.begin_authentication(
+        relying_party(),
+        now=clock.now(),
+        timeout_seconds=policy.ceremony_timeout_seconds,
+        allow_credentials=allow,
+        user_handle=user_handle,
+        user_verification=user_verification or policy.user_verification,
+    )
+    save_pending(session_key, AUTHENTICATION, state)
+    return options
+
+
+@dataclass(frozen=True)
+class SignInOutcome:
+    user: User | None
+    error: errors.CeremonyError | None
+
+
+def do_finish_sign_in(session_key: str | None, body: bytes | None, origin: Origin) -> SignInOutcome:
+    with transaction.atomic():
+        passkey: Passkey | None = None
+        try:
+            pending = take_pending(session_key, AUTHENTICATION)
+            response = ceremony.parse_authentication_response(_decode(body))
+            passkey = (
+                Passkey.objects.select_related("user")
+                .filter(credential_id=response.credential_id)
+                .first()
+            )
+            if passkey is None:
+                raise errors.CredentialUnknown()
+            stored = ceremony.StoredCredential(
+                credential_id=bytes(passkey.credential_id),
+                public_key=bytes(passkey.public_key),
+                sign_count=passkey.sign_count,
+                backup_eligible=passkey.backup_eligible,
+                user_handle=bytes(passkey.user.user_handle),
+            )
+            verified = ceremony.finish_authentication(
+                relying_party(),
+                ceremony.AuthenticationState.from_json(pending.state),
+                response,
+                stored,
+                now=clock.now(),
+            )
+            if not passkey.user.is_active:
+                raise errors.AccountDisabled()
+        except errors.SignCountRegressed as error:
+            assert passkey is not None  # noqa: S101 - only raised after the lookup
+            Passkey.objects.filter(pk=passkey.pk).update(is_possibly_cloned=True)
+            record(
+                Action.PASSKEY_FLAGGED_CLONED,
+                origin,
+                subject=passkey.user,
+                reason=error.code,
+                passkey_id=passkey.pk,
+                detail=error.detail,
+            )
+            return _sign_in_failed(error, origin, passkey)
+        except errors.CeremonyError as error:
+            return _sign_in_failed(error, origin, passkey)
+        Passkey.objects.filter(pk=passkey.pk).update(
+            sign_count=verified.sign_count,
+            backup_state=verified.backup_state,
+            last_used_at=clock.now_datetime(),
+        )
+        record(
+            Action.SIGN_IN_SUCCEEDED,
+            origin,
+            actor=passkey.user,
+            subject=passkey.user,
+            passkey_id=passkey.pk,
+            user_verified=verified.user_verified,
+        )
+        return SignInOutcome(passkey.user, None)
+
+
+def _sign_in_failed(
+    error: errors.CeremonyError, origin: Origin, passkey: Passkey | None
+) -> SignInOutcome:
+    # The subject is named only once the signature verified: before that, the
+    # response could claim any credential.
+    signed = passkey is not None and not isinstance(
+        error, (errors.CredentialUnknown, errors.SignatureInvalid, errors.CredentialNotAllowed)
+    )
+    record(
+        Action.SIGN_IN_FAILED,
+        origin,
+        subject=passkey.user if signed and passkey else None,
+        reason=error.code,
+        passkey_id=passkey.pk if passkey else None,
+        detail=error.detail[:200],
+    )
+    return SignInOutcome(None, error)
+
+
+# --- Registration -----------------------------------------------------------------------------
+
+
+def do_begin_registration(
+    session_key: str,
+    user: User,
+    *,
+    purpose: str,
+    context: dict[str, Any] | None = None,
+    policy: Policy | None = None,
+    user_verification: str | None = None,
+    resident_key: str = "required",
+    attestation: str = "direct",
+    authenticator_attachment: str | None = None,
+    extensions: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Creation options for a new passkey of ``user``; refused at the passkey limit."""
+    policy = policy or get_policy()
+    existing = _descriptors(user)
+    if len(existing) >= policy.passkey_limit:
+        raise errors.PasskeyLimitReached(f"{len(existing)} of {policy.passkey_limit}")
+    options, state = ceremony.begin_registration(
+        relying_party(),
+        user_handle=bytes(user.user_handle),
+        user_name=user.username,
+        user_display_name=user.display_name,
+        now=clock.now(),
+        timeout_seconds=policy.ceremony_timeout_seconds,
+        exclude_credentials=existing,
+        user_verification=user_verification or policy.user_verification,
+        resident_key=resident_key,
+        attestation=attestation,
+        authenticator_attachment=authenticator_attachment,
+        extensions=extensions,
+    )
+    save_pending(
+        session_key,
+        REGISTRATION,
+        state,
+        {
+            "purpose": purpose,
+            "user_id": user.pk,
+            "passkey_limit": policy.passkey_limit,
+            **(context or {}),
+        },
+    )
+    return options
+
+
+@dataclass(frozen=True)
+class RegistrationOutcome:
+    passkey: Passkey | None
+    error: errors.CeremonyError | None
+    context: dict[str, Any]
+
+
+def do_finish_registration(
+    session_key: str | None,
+    body: bytes | None,
+    origin: Origin,
+    *,
+    purpose: str,
+    before_save: Callable[[User, dict[str, Any]], None] | None = None,
+) -> RegistrationOutcome:
+    """Verify a registration and store the passkey (§7.1 steps 5-27).
+
+    ``before_save`` runs in the same transaction once the response verified,
+    for the purpose's own checks and changes (an enrollment uses up its invite);
+    it raises a CeremonyError to refuse.
+    """
+    with transaction.atomic():
+        user: User | None = None
+        context: dict[str, Any] = {}
+        try:
+            pending = take_pending(session_key, REGISTRATION)
+            context = pending.context
+            if context.get("purpose") != purpose:
+                raise errors.ChallengeMissing(f"pending ceremony is for {context.get('purpose')}")
+            user = User.objects.get(pk=context["user_id"])
+            response = ceremony.parse_registration_response(_decode(body))
+            verified = ceremony.finish_registration(
+                relying_party(),
+                ceremony.RegistrationState.from_json(pending.state),
+                response,
+                now=clock.now(),
+            )
+            # A savepoint: whatever the purpose's checks changed is undone
+            # when a later step refuses, so a failed ceremony stores nothing.
+            with transaction.atomic():
+                passkey = _store_passkey(user, verified, before_save, context)
+        except errors.CeremonyError as error:
+            record(
+                Action.PASSKEY_REGISTRATION_FAILED,
+                origin,
+                subject=user,
+                reason=error.code,
+                purpose=purpose,
+                detail=error.detail[:200],
+            )
+            return RegistrationOutcome(None, error, context)
+        record(
+            Action.PASSKEY_REGISTERED,
+            origin,
+            actor=user,
+            subject=user,
+            purpose=purpose,
+            passkey_id=passkey.pk,
+            aaguid=str(passkey.aaguid),
+            attestation_format=passkey.attestation_format,
+            backup_eligible=passkey.backup_eligible,
+        )
+        return RegistrationOutcome(passkey, None, context)
+
+
+def _store_passkey(
+    user: User,
+    verified: ceremony.VerifiedRegistration,
+    before_save: Callable[[User, dict[str, Any]], None] | None,
+    context: dict[str, Any],
+) -> Passkey:
+    # §7.1 step 26: a credential ID may be registered once, across all accounts.
+    if Passkey.objects.filter(credential_id=verified.credential_id).exists():
+        raise errors.CredentialAlreadyRegistered()
+    limit = context["passkey_limit"]
+    if user.passkeys.count() >= limit:
+        raise errors.PasskeyLimitReached(f"limit {limit}")
+    if before_save is not None:
+        before_save(user, context)
+    try:
+        # A savepoint: a concurrent registration of the same ID fails the
+        # unique index without spoiling the outer transaction.
+        with transaction.atomic():
+            return Passkey.objects.create(
+                user=user,
+                credential_id=verified.credential_id,
+                public_key=verified.public_key,
+                alg=verified.alg,
+                sign_count=verified.sign_count,
+                aaguid=uuid.UUID(bytes=verified.aaguid),
+                transports=list(verified.transports),
+                backup_eligible=verified.backup_eligible,
+                backup_state=verified.backup_state,
+                uv_initialized=verified.user_verified,
+                attestation_format=verified.attestation_format,
+                attestation_type=verified.attestation_type,
+                authenticator_attachment=verified.authenticator_attachment or "",
+                is_discoverable=verified.is_discoverable,
+                created_at=clock.now_datetime(),
+            )
+    except IntegrityError as exc:
+        raise errors.CredentialAlreadyRegistered("lost a race on the unique index") from exc

@@ -1,0 +1,57 @@
+"""Passkeys (WebAuthn credentials) and the ceremonies in progress."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class Passkey(models.Model):
+    """One registered credential, every field a column (§7.1 step 27)."""
+
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="passkeys")
+    # Unique across all accounts (§7.1 step 26); the index serves every sign-in.
+    credential_id = models.BinaryField(max_length=1023, unique=True)
+    public_key = models.BinaryField()  # the COSE_Key as registered
+    alg = models.IntegerField()
+    sign_count = models.BigIntegerField(default=0)
+    aaguid = models.UUIDField()
+    transports = models.JSONField(default=list)
+    backup_eligible = models.BooleanField()
+    backup_state = models.BooleanField()
+    uv_initialized = models.BooleanField()
+    attestation_format = models.CharField(max_length=32)
+    attestation_type = models.CharField(max_length=16)
+    authenticator_attachment = models.CharField(max_length=16, blank=True)
+    is_discoverable = models.BooleanField(null=True)
+    nickname = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True)
+    # Set when the signature counter went backwards (§7.2 step 22).
+    is_possibly_cloned = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.nickname or f"Passkey {self.pk}"
+
+
+class PendingCeremony(models.Model):
+    """A challenge handed to a browser session, waiting for its one answer.
+
+    Bound to the session (by a hash of its key: the key itself is a bearer
+    secret) and to the ceremony kind; a session has at most one pending
+    ceremony of each kind. Consumed by deleting the row, whatever the outcome.
+    """
+
+    session_binding = models.CharField(max_length=64)
+    kind = models.CharField(max_length=16)  # "registration" or "authentication"
+    state = models.JSONField()
+    context = models.JSONField(default=dict)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["session_binding", "kind"], name="one_ceremony_per_kind")
+        ]

@@ -1,0 +1,27 @@
+"""The organisation policy: one row, read by every ceremony."""
+
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+
+class OrganisationPolicy(models.Model):
+    """Singleton (pk=1). Read it through ``threshold.policy.actions.get_policy``."""
+
+    ceremony_timeout_seconds = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(15), MaxValueValidator(600)]
+    )
+    # "required": every passkey ceremony must verify the person (PIN, biometric).
+    # "preferred": ask for it but accept a security key without a PIN.
+    user_verification = models.CharField(max_length=16, default="required")
+    passkey_limit = models.PositiveIntegerField(
+        default=10, validators=[MinValueValidator(1), MaxValueValidator(100)]
+    )
+    invite_lifetime_hours = models.PositiveIntegerField(
+        default=168, validators=[MinValueValidator(1), MaxValueValidator(24 * 90)]
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return "Organisation policy"

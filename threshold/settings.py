@@ -1,0 +1,139 @@
+"""Django settings, derived entirely from ``threshold.config`` (the environment)."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+from threshold import config as _config
+
+try:
+    THRESHOLD = _config.load()
+except _config.ConfigError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
+
+SECRET_KEY = THRESHOLD.secret_key
+DEBUG = THRESHOLD.debug
+ALLOWED_HOSTS = list(THRESHOLD.allowed_hosts)
+CSRF_TRUSTED_ORIGINS = sorted(THRESHOLD.rp.origins)
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.staticfiles",
+    "threshold.accounts",
+    "threshold.audit",
+    "threshold.policy",
+    "threshold.passkeys",
+    "threshold.enrollment",
+    "threshold.conformance",
+    "threshold.web",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "threshold.web.middleware.SessionTimeoutMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "threshold.urls"
+WSGI_APPLICATION = "threshold.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "threshold.web.context.site",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": THRESHOLD.database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = ["threshold.accounts.backends.PasskeyBackend"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.Argon2PasswordHasher"]
+LOGIN_URL = "/sign-in"
+
+# Sessions live in the database so that sign-out and timeouts end them for real.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_COOKIE_NAME = "threshold_session"
+SESSION_COOKIE_AGE = THRESHOLD.session_max_age
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = THRESHOLD.https
+THRESHOLD_SESSION_IDLE_TIMEOUT = THRESHOLD.session_idle_timeout
+THRESHOLD_SESSION_MAX_AGE = THRESHOLD.session_max_age
+
+CSRF_COOKIE_NAME = "threshold_csrf"
+CSRF_COOKIE_SECURE = THRESHOLD.https
+CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_FAILURE_VIEW = "threshold.web.views.csrf_failure"
+
+# Django sends HSTS only on requests it sees as secure (directly, or through
+# the proxy header when THRESHOLD_BEHIND_TLS_PROXY=1).
+SECURE_HSTS_SECONDS = 31536000 if THRESHOLD.https else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = False
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+if THRESHOLD.proxy_ssl_header:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+X_FRAME_OPTIONS = "DENY"
+
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+# Request bodies are small JSON documents; cap them (the views answer 413).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+THRESHOLD_MAX_JSON_BODY = 64 * 1024
+
+STATIC_URL = "/static/"
+STATIC_ROOT = THRESHOLD.var_dir / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+EMAIL_SUBJECT_PREFIX = ""
+globals().update(THRESHOLD.email)
+
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en"
+USE_I18N = False
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["stderr"], "level": "INFO"},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.urls import path
+
+from threshold.conformance import views as conformance
+from threshold.enrollment import views as enrollment
+from threshold.passkeys import views as passkeys
+from threshold.web import views as web
+
+urlpatterns = [
+    path("", web.home, name="home"),
+    path("sign-in", web.sign_in, name="sign-in"),
+    path("sign-in/options", passkeys.sign_in_options, name="sign-in-options"),
+    path("sign-in/result", passkeys.sign_in_result, name="sign-in-result"),
+    path("sign-out", web.sign_out, name="sign-out"),
+    path("enroll/<str:token>", enrollment.enroll_page, name="enroll"),
+    path("enroll/<str:token>/options", enrollment.enroll_options, name="enroll-options"),
+    path("enroll/<str:token>/result", enrollment.enroll_result, name="enroll-result"),
+]
+
+if settings.THRESHOLD.fido_conformance:
+    urlpatterns += [
+        path("attestation/options", conformance.attestation_options),
+        path("attestation/result", conformance.attestation_result),
+        path("assertion/options", conformance.assertion_options),
+        path("assertion/result", conformance.assertion_result),
+    ]
+
+handler400 = "threshold.web.views.bad_request"
+handler403 = "threshold.web.views.permission_denied"
+handler404 = "threshold.web.views.not_found"
+handler500 = "threshold.web.views.server_error"

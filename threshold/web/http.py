@@ -1,0 +1,87 @@
+"""Small HTTP helpers shared by the views: bodies, JSON answers, the audit origin."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, JsonResponse
+
+from threshold.audit.actions import Origin
+from threshold.core import catalog, errors
+
+
+def audit_origin(request: HttpRequest) -> Origin:
+    return Origin(
+        ip=request.META.get("REMOTE_ADDR") or None,
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        via="web",
+    )
+
+
+def read_body(request: HttpRequest) -> bytes | None:
+    """The request body, or None when it is over the cap."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > settings.THRESHOLD_MAX_JSON_BODY:
+        return None
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return None
+    return body if len(body) <= settings.THRESHOLD_MAX_JSON_BODY else None
+
+
+def read_json_object(request: HttpRequest) -> dict[str, Any]:
+    """The body as a JSON object, or MalformedRequest."""
+    body = read_body(request)
+    if body is None:
+        raise errors.MalformedRequest("the request body is too large")
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.MalformedRequest("the request body is not JSON") from exc
+    if not isinstance(data, dict):
+        raise errors.MalformedRequest("the request body must be a JSON object")
+    return data
+
+
+def optional_string(data: dict[str, Any], name: str, max_length: int = 150) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_length:
+        raise errors.MalformedRequest(f"{name} must be a string of at most {max_length} characters")
+    return value
+
+
+def ensure_session_key(request: HttpRequest) -> str:
+    """The session key, creating the (still anonymous) session if needed."""
+    if not request.session.session_key:
+        request.session.save()
+    key = request.session.session_key
+    assert key is not None  # noqa: S101
+    return key
+
+
+def ok(payload: dict[str, Any] | None = None) -> JsonResponse:
+    return JsonResponse({"status": "ok", "errorMessage": "", **(payload or {})})
+
+
+def failed(error: errors.CeremonyError, ceremony: str) -> JsonResponse:
+    """A failed ceremony in the catalog's words. The precise reason is in the audit log."""
+    if isinstance(error, errors.MalformedRequest):
+        entry = catalog.CATALOG["bad_request"]
+    else:
+        entry = catalog.entry_for(error, ceremony)
+    too_large = isinstance(error, errors.MalformedRequest) and "too large" in error.detail
+    return JsonResponse(
+        {"status": "failed", "errorMessage": f"{entry.title}: {entry.message}", "error": entry.as_json()},
+        status=413 if too_large else 400,
+    )

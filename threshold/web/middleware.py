@@ -1,0 +1,46 @@
+"""Session lifetime: an idle timeout and an absolute one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib.auth import logout
+from django.http import HttpRequest, HttpResponse
+
+from threshold import clock
+from threshold.audit.actions import Action, record
+from threshold.web.http import audit_origin
+
+SIGNED_IN_AT = "threshold.signed_in_at"
+LAST_SEEN = "threshold.last_seen"
+# Refresh the idle clock at most this often, so that reading pages does not
+# write the session on every request.
+_LAST_SEEN_RESOLUTION = 60
+
+
+def start_session_clock(request: HttpRequest) -> None:
+    now = clock.now()
+    request.session[SIGNED_IN_AT] = now
+    request.session[LAST_SEEN] = now
+
+
+class SessionTimeoutMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.user.is_authenticated:
+            now = clock.now()
+            signed_in_at = request.session.get(SIGNED_IN_AT, 0)
+            last_seen = request.session.get(LAST_SEEN, 0)
+            if (
+                now - signed_in_at > settings.THRESHOLD_SESSION_MAX_AGE
+                or now - last_seen > settings.THRESHOLD_SESSION_IDLE_TIMEOUT
+            ):
+                user = request.user
+                record(Action.SESSION_EXPIRED, audit_origin(request), actor=user, subject=user)
+                logout(request)
+            elif now - last_seen > _LAST_SEEN_RESOLUTION:
+                request.session[LAST_SEEN] = now
+        return self.get_response(request)

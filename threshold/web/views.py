@@ -1,0 +1,82 @@
+"""Pages: the sign-in page, home, sign-out, and the error pages."""
+
+from __future__ import annotations
+
+from django.contrib.auth import logout
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from threshold.audit.actions import Action, record
+from threshold.core import catalog
+from threshold.web.http import audit_origin
+
+# The catalog entries the browser script may show, by key.
+CLIENT_CATALOG = {key: entry.as_json() for key, entry in catalog.CATALOG.items()}
+
+
+@require_GET
+def sign_in(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("home")
+    return render(request, "web/sign_in.html", {"catalog": CLIENT_CATALOG})
+
+
+@require_GET
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    passkeys = request.user.passkeys.all()
+    return render(
+        request,
+        "web/home.html",
+        {"passkeys": passkeys, "just_enrolled": request.GET.get("enrolled") == "1"},
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def sign_out(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return render(request, "web/sign_out.html")
+    if request.user.is_authenticated:
+        user = request.user
+        record(Action.SIGN_OUT, audit_origin(request), actor=user, subject=user)
+    logout(request)
+    return render(request, "web/signed_out.html")
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "") or (
+        request.content_type == "application/json"
+    )
+
+
+def _problem(request: HttpRequest, key: str, status: int) -> HttpResponse:
+    entry = catalog.CATALOG[key]
+    if _wants_json(request):
+        return JsonResponse(
+            {"status": "failed", "errorMessage": f"{entry.title}: {entry.message}",
+             "error": entry.as_json()},
+            status=status,
+        )
+    return render(request, "web/problem.html", {"entry": entry}, status=status)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    return _problem(request, "session_expired", 403)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _problem(request, "bad_request", 400)
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _problem(request, "session_expired", 403)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _problem(request, "not_found", 404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return _problem(request, "verification_incomplete", 500)
