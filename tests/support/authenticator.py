@@ -112,9 +112,7 @@ class SoftAuthenticator:
     ) -> dict[str, Any]:
         """Answer PublicKeyCredentialCreationOptionsJSON with RegistrationResponseJSON."""
         if alg is None:
-            alg = next(
-                p["alg"] for p in options["pubKeyCredParams"] if p["alg"] in (-7, -8, -257)
-            )
+            alg = next(p["alg"] for p in options["pubKeyCredParams"] if p["alg"] in (-7, -8, -257))
         rp_id = rp_id or options["rp"]["id"]
         private_key = _new_key(alg)
         cred_id = credential_id if credential_id is not None else os.urandom(16)
@@ -130,7 +128,10 @@ class SoftAuthenticator:
         if attestation == "none":
             fmt, stmt = "none", {}
         elif attestation == "packed-self":
-            fmt, stmt = "packed", {"alg": alg, "sig": sign(alg, private_key, auth_data + client_hash)}
+            fmt, stmt = (
+                "packed",
+                {"alg": alg, "sig": sign(alg, private_key, auth_data + client_hash)},
+            )
         else:
             raise ValueError(attestation)
         attestation_object = cbor.encode({"fmt": fmt, "attStmt": stmt, "authData": auth_data})

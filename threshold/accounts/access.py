@@ -12,7 +12,9 @@ def list_users() -> QuerySet[User]:
 
 
 def has_enrolled_administrator() -> bool:
-    return User.objects.filter(is_administrator=True, is_active=True, passkeys__isnull=False).exists()
+    return User.objects.filter(
+        is_administrator=True, is_active=True, passkeys__isnull=False
+    ).exists()
 
 
 def first_administrator() -> User | None:

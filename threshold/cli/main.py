@@ -111,8 +111,10 @@ def cmd_invite(args: argparse.Namespace) -> int:
         send_email=not args.no_email,
     )
     what = "Created" if created.user_created else "Invited existing account"
-    print(f"{what} {created.user.username}. One-time enrollment link "
-          f"(expires {created.invite.expires_at:%Y-%m-%d %H:%M} UTC):")
+    print(
+        f"{what} {created.user.username}. One-time enrollment link "
+        f"(expires {created.invite.expires_at:%Y-%m-%d %H:%M} UTC):"
+    )
     print(created.link)
     return 0
 
@@ -188,7 +190,9 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
         print(f"An administrator is enrolled. Sign in at {settings.THRESHOLD.public_url}/sign-in")
         return 0
     admin = first_administrator()
-    email = admin.username if admin else os.environ.get("THRESHOLD_ADMIN_EMAIL", "admin@example.com")
+    email = (
+        admin.username if admin else os.environ.get("THRESHOLD_ADMIN_EMAIL", "admin@example.com")
+    )
     created = do_invite(
         email, Origin.cli(), full_name="Administrator", is_administrator=True, send_email=False
     )
@@ -199,8 +203,10 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     print()
     print(f"    {created.link}")
     print()
-    print(f"It expires {created.invite.expires_at:%Y-%m-%d %H:%M} UTC. "
-          "Run `threshold bootstrap` again for a new one.")
+    print(
+        f"It expires {created.invite.expires_at:%Y-%m-%d %H:%M} UTC. "
+        "Run `threshold bootstrap` again for a new one."
+    )
     print(banner, flush=True)
     return 0
 
@@ -256,8 +262,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         def load(self) -> Any:
             return application
 
-    print(f"Threshold serving on http://{config.listen_host}:{config.listen_port} "
-          f"(public URL {config.public_url})", flush=True)
+    print(
+        f"Threshold serving on http://{config.listen_host}:{config.listen_port} "
+        f"(public URL {config.public_url})",
+        flush=True,
+    )
     Server().run()
     return 0
 
@@ -265,7 +274,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 if __name__ == "__main__":

@@ -73,11 +73,17 @@ def attestation_options(request: HttpRequest) -> JsonResponse:
             raise errors.MalformedRequest("authenticatorSelection must be an object")
         resident_key = selection.get("residentKey")
         if resident_key is None:
-            resident_key = "required" if selection.get("requireResidentKey") is True else "preferred"
-        resident_key = _choice({"rk": resident_key}, "rk", ("required", "preferred", "discouraged"), "preferred")
+            resident_key = (
+                "required" if selection.get("requireResidentKey") is True else "preferred"
+            )
+        resident_key = _choice(
+            {"rk": resident_key}, "rk", ("required", "preferred", "discouraged"), "preferred"
+        )
         attachment = selection.get("authenticatorAttachment")
         if attachment not in (None, "platform", "cross-platform"):
-            raise errors.MalformedRequest("authenticatorAttachment must be platform or cross-platform")
+            raise errors.MalformedRequest(
+                "authenticatorAttachment must be platform or cross-platform"
+            )
         user, _ = do_get_or_create_user(username, audit_origin(request), full_name=display_name)
         options = do_begin_registration(
             ensure_session_key(request),
@@ -128,7 +134,9 @@ def assertion_options(request: HttpRequest) -> JsonResponse:
 @csrf_exempt
 @require_POST
 def assertion_result(request: HttpRequest) -> JsonResponse:
-    outcome = do_finish_sign_in(request.session.session_key, read_body(request), audit_origin(request))
+    outcome = do_finish_sign_in(
+        request.session.session_key, read_body(request), audit_origin(request)
+    )
     if outcome.error is not None:
         return failed(outcome.error, "authentication")
     return ok()

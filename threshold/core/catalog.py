@@ -90,8 +90,7 @@ _ENTRIES = [
     CatalogEntry(
         "registration_failed",
         "Failed to register the device for passkey",
-        "We were unable to activate this device for passkeys. "
-        "Try again, or use another device.",
+        "We were unable to activate this device for passkeys. Try again, or use another device.",
         "The registration response failed verification. The audit log has the precise reason.",
     ),
     CatalogEntry(

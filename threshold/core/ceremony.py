@@ -404,7 +404,9 @@ def _check_public_key_loads(public_key: CoseKey) -> None:
         raise errors.PublicKeyInvalid(str(exc) or type(exc).__name__) from exc
 
 
-def _verify_attestation_statement(attestation_object: AttestationObject, client_data_hash: bytes) -> str:
+def _verify_attestation_statement(
+    attestation_object: AttestationObject, client_data_hash: bytes
+) -> str:
     verifier = _ATTESTATION_FORMATS.get(attestation_object.fmt)
     if verifier is None:
         raise errors.AttestationFormatUnsupported(f"fmt {attestation_object.fmt!r}")
@@ -453,9 +455,7 @@ def begin_authentication(
         user_verification=user_verification,
         expires_at=now + timeout_seconds,
         allow_credentials=(
-            None
-            if allow_credentials is None
-            else tuple(c.credential_id for c in allow_credentials)
+            None if allow_credentials is None else tuple(c.credential_id for c in allow_credentials)
         ),
         user_handle=user_handle,
     )
@@ -531,8 +531,7 @@ def finish_authentication(
     _check_not_expired(state.expires_at, now)
     # Step 5: the credential must be one that was offered.
     if state.allow_credentials is not None and not any(
-        hmac.compare_digest(response.credential_id, allowed)
-        for allowed in state.allow_credentials
+        hmac.compare_digest(response.credential_id, allowed) for allowed in state.allow_credentials
     ):
         raise errors.CredentialNotAllowed()
     if not hmac.compare_digest(response.credential_id, credential.credential_id):

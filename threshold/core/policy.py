@@ -31,7 +31,9 @@ class Policy:
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise PolicyError(f"{name} must be a whole number from {low} to {high}")
         if self.user_verification not in self.USER_VERIFICATION:
-            raise PolicyError(f"user_verification must be one of {', '.join(self.USER_VERIFICATION)}")
+            raise PolicyError(
+                f"user_verification must be one of {', '.join(self.USER_VERIFICATION)}"
+            )
 
     @classmethod
     def field_names(cls) -> list[str]:

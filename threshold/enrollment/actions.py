@@ -91,8 +91,12 @@ def do_invite(
     if send_email and user.email:
         message = render_to_string(
             "enrollment/invite_email.txt",
-            {"user": user, "link": link, "expires_at": invite.expires_at,
-             "rp_name": settings.THRESHOLD.rp.name},
+            {
+                "user": user,
+                "link": link,
+                "expires_at": invite.expires_at,
+                "rp_name": settings.THRESHOLD.rp.name,
+            },
         )
         recipient = user.email
         transaction.on_commit(
@@ -115,9 +119,7 @@ def access_invite(token: str, origin: Origin) -> EnrollmentInvite:
     invite = None
     if _TOKEN.fullmatch(token):
         invite = (
-            EnrollmentInvite.objects.select_related("user")
-            .filter(token_hash=_hash(token))
-            .first()
+            EnrollmentInvite.objects.select_related("user").filter(token_hash=_hash(token)).first()
         )
     reason = _unusable_reason(invite)
     if reason:

@@ -53,5 +53,7 @@ class PendingCeremony(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["session_binding", "kind"], name="one_ceremony_per_kind")
+            models.UniqueConstraint(
+                fields=["session_binding", "kind"], name="one_ceremony_per_kind"
+            )
         ]

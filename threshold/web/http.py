@@ -82,6 +82,10 @@ def failed(error: errors.CeremonyError, ceremony: str) -> JsonResponse:
         entry = catalog.entry_for(error, ceremony)
     too_large = isinstance(error, errors.MalformedRequest) and "too large" in error.detail
     return JsonResponse(
-        {"status": "failed", "errorMessage": f"{entry.title}: {entry.message}", "error": entry.as_json()},
+        {
+            "status": "failed",
+            "errorMessage": f"{entry.title}: {entry.message}",
+            "error": entry.as_json(),
+        },
         status=413 if too_large else 400,
     )

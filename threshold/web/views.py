@@ -55,8 +55,11 @@ def _problem(request: HttpRequest, key: str, status: int) -> HttpResponse:
     entry = catalog.CATALOG[key]
     if _wants_json(request):
         return JsonResponse(
-            {"status": "failed", "errorMessage": f"{entry.title}: {entry.message}",
-             "error": entry.as_json()},
+            {
+                "status": "failed",
+                "errorMessage": f"{entry.title}: {entry.message}",
+                "error": entry.as_json(),
+            },
             status=status,
         )
     return render(request, "web/problem.html", {"entry": entry}, status=status)
