@@ -1,0 +1,66 @@
+# Threshold's developer and CI entry points. `make run` to try it, `make test` for everything CI runs.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run system-deps lint typecheck test bench constraints clean distclean
+
+## install: the virtualenv in .venv with Threshold (editable) and the test tools, at pinned versions.
+install: $(VENV)/.installed
+
+$(BIN)/python:
+	bash scripts/system-deps python3-venv
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "make: '$(PYTHON) -m venv' failed" >&2; exit 1; }
+
+# Re-installs only when the dependencies or their pins change.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $@
+
+## run: migrate the database, create the first administrator's invite if needed, and serve.
+run: install
+	$(BIN)/threshold migrate --noinput
+	$(BIN)/threshold bootstrap
+	$(BIN)/threshold serve
+
+## system-deps: Debian's chromium and postgresql (and python3-venv), through apt-get when missing.
+system-deps:
+	bash scripts/system-deps
+
+## lint: ruff's checks (see [tool.ruff] in pyproject.toml).
+lint: install
+	$(BIN)/ruff check threshold tests bench
+
+## typecheck: mypy with django-stubs (not yet part of `make test`).
+typecheck: install
+	$(BIN)/mypy threshold
+
+## test: lint, the whole suite on SQLite (browser tests included), then the integration tests on
+## a throwaway PostgreSQL server.
+test: system-deps install lint
+	$(BIN)/pytest
+	bash scripts/with-postgres $(BIN)/pytest tests/integration -p no:cacheprovider
+
+## bench: the sign-in benchmark.
+bench: install
+	$(BIN)/python bench/signin.py
+
+## constraints: re-pin constraints.txt from a clean install of the latest allowed versions.
+constraints:
+	rm -rf /tmp/threshold-constraints-venv
+	$(PYTHON) -m venv /tmp/threshold-constraints-venv
+	/tmp/threshold-constraints-venv/bin/python -m pip install --disable-pip-version-check -q -e '.[test]'
+	{ sed -n '/^#/p' constraints.txt; \
+	  /tmp/threshold-constraints-venv/bin/python -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf /tmp/threshold-constraints-venv
+
+## clean: caches and build output (keeps .venv and var/, which holds the database and secret key).
+clean:
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -rf .pytest_cache .ruff_cache .mypy_cache build dist *.egg-info
+
+## distclean: clean, and remove the virtualenv too.
+distclean: clean
+	rm -rf $(VENV)
