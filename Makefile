@@ -28,11 +28,12 @@ run: install
 system-deps:
 	bash scripts/system-deps
 
-## lint: ruff's checks (see [tool.ruff] in pyproject.toml).
+## lint: ruff's checks and mypy (see [tool.ruff] and [tool.mypy] in pyproject.toml).
 lint: install
 	$(BIN)/ruff check threshold tests bench
+	$(BIN)/mypy threshold
 
-## typecheck: mypy with django-stubs (not yet part of `make test`).
+## typecheck: mypy with django-stubs alone (`make lint` runs it too).
 typecheck: install
 	$(BIN)/mypy threshold
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -30,7 +31,7 @@ class Config:
     public_url: str
     var_dir: Path
     secret_key: str
-    database: dict
+    database: dict[str, Any]
     listen_host: str
     listen_port: int
     workers: int
@@ -40,7 +41,7 @@ class Config:
     proxy_ssl_header: bool
     session_idle_timeout: int
     session_max_age: int
-    email: dict
+    email: dict[str, Any]
     allowed_hosts: tuple[str, ...]
 
 
@@ -88,7 +89,7 @@ def _secret_key(env: dict[str, str], var_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def _database(env: dict[str, str], var_dir: Path) -> dict:
+def _database(env: dict[str, str], var_dir: Path) -> dict[str, Any]:
     url = env.get("DATABASE_URL") or f"sqlite:///{var_dir / 'threshold.sqlite3'}"
     scheme = urlsplit(url).scheme
     if scheme not in ("sqlite", "postgres", "postgresql", "pgsql"):
@@ -96,10 +97,10 @@ def _database(env: dict[str, str], var_dir: Path) -> dict:
             f"DATABASE_URL must start with sqlite:// or postgres:// (got scheme {scheme!r})"
         )
     try:
-        database = dj_database_url.parse(url, conn_max_age=600, conn_health_checks=True)
+        database = dict(dj_database_url.parse(url, conn_max_age=600, conn_health_checks=True))
     except Exception as exc:  # noqa: BLE001 - dj-database-url raises assorted errors
         raise ConfigError(f"DATABASE_URL is not a valid database URL: {exc}") from None
-    if database["ENGINE"].endswith("sqlite3"):
+    if str(database["ENGINE"]).endswith("sqlite3"):
         database["CONN_MAX_AGE"] = 0
         # WAL lets sign-ins read while another worker writes; the busy timeout
         # makes concurrent writers wait instead of failing.
@@ -113,7 +114,7 @@ def _database(env: dict[str, str], var_dir: Path) -> dict:
     return database
 
 
-def _email(env: dict[str, str], var_dir: Path) -> dict:
+def _email(env: dict[str, str], var_dir: Path) -> dict[str, Any]:
     sender = env.get("THRESHOLD_EMAIL_FROM", "Threshold <threshold@localhost>")
     host = env.get("THRESHOLD_SMTP_HOST")
     if host:

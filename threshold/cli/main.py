@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 COMMANDS = ("invite", "users", "policy", "audit", "bootstrap", "serve", "cleanup")
@@ -130,7 +131,7 @@ def cmd_users(args: argparse.Namespace) -> int:
                 user.full_name,
                 "administrator" if user.is_administrator else "member",
                 "active" if user.is_active else "deactivated",
-                str(user.passkey_count),
+                str(user.passkey_count),  # type: ignore[attr-defined]
             )
         )
     _table(rows)
@@ -271,7 +272,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table(rows: list[tuple[str, ...]]) -> None:
+def _table(rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print(

@@ -583,7 +583,10 @@ def finish_authentication(
 @functools.lru_cache(maxsize=4096)
 def _cose_key(public_key: bytes) -> CoseKey:
     """Decode a stored COSE key once per process; public keys are immutable."""
-    return CoseKey.parse(cbor.decode(public_key))
+    decoded = cbor.decode(public_key)
+    if not isinstance(decoded, Mapping):
+        raise ValueError("a stored public key is not a COSE_Key map")
+    return CoseKey.parse(decoded)
 
 
 # --- Shared steps -------------------------------------------------------------------------

@@ -164,7 +164,7 @@ def do_finish_enrollment(
         # The link must still be the one the ceremony began with, and unused:
         # the conditional UPDATE makes "works once" hold under concurrency.
         used = EnrollmentInvite.objects.filter(
-            pk=context.get("invite_id"),
+            pk=int(context["invite_id"]),
             token_hash=_hash(token) if _TOKEN.fullmatch(token) else "",
             user=user,
             used_at=None,

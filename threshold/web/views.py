@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from threshold.accounts.models import User
 from threshold.audit.actions import Action, record
 from threshold.core import catalog
 from threshold.web.http import audit_origin
@@ -26,6 +27,7 @@ def sign_in(request: HttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
+    assert isinstance(request.user, User)  # noqa: S101 - login_required
     passkeys = request.user.passkeys.all()
     return render(
         request,
