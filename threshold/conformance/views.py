@@ -84,6 +84,10 @@ def attestation_options(request: HttpRequest) -> JsonResponse:
             raise errors.MalformedRequest(
                 "authenticatorAttachment must be platform or cross-platform"
             )
+        user_verification = _choice(selection, "userVerification", _UV, "preferred")
+        attestation = _choice(data, "attestation", _ATTESTATION, "none")
+        extensions = _extensions(data)
+        # Only a request that is valid throughout creates the account.
         user, _ = do_get_or_create_user(username, audit_origin(request), full_name=display_name)
         options = do_begin_registration(
             ensure_session_key(request),
@@ -91,11 +95,11 @@ def attestation_options(request: HttpRequest) -> JsonResponse:
             purpose=CONFORMANCE,
             # Test tools register many credentials for one username.
             policy=replace(get_policy(), passkey_limit=100),
-            user_verification=_choice(selection, "userVerification", _UV, "preferred"),
+            user_verification=user_verification,
             resident_key=resident_key,
-            attestation=_choice(data, "attestation", _ATTESTATION, "none"),
+            attestation=attestation,
             authenticator_attachment=attachment,
-            extensions=_extensions(data),
+            extensions=extensions,
         )
     except errors.CeremonyError as error:
         return failed(error, "registration")

@@ -18,11 +18,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import json
 import secrets
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from fido2 import cbor
@@ -37,7 +39,6 @@ from fido2.attestation import (
     TpmAttestation,
     UnsupportedType,
 )
-from fido2.attestation.base import InvalidAttestation
 from fido2.cose import CoseKey, UnsupportedKey
 from fido2.rpid import verify_rp_id
 from fido2.webauthn import AttestationObject, AuthenticatorData, CollectedClientData
@@ -118,8 +119,14 @@ def origin_problem(rp_id: str, origin: str) -> str | None:
     localhost) whose host is the RP ID or a subdomain of it. fido2's
     ``verify_rp_id`` implements exactly that, public suffix list included.
     """
-    if origin != origin.strip() or origin.endswith("/"):
-        return "an origin is scheme://host[:port] with no path or trailing slash"
+    parts = urlsplit(origin)
+    if (
+        origin != origin.strip()
+        or f"{parts.scheme}://{parts.netloc}" != origin
+        or "@" in parts.netloc
+        or not parts.hostname
+    ):
+        return f"{origin!r} is not an origin: write scheme://host[:port], with no path or trailing slash"
     try:
         ok = verify_rp_id(rp_id, origin)
     except Exception:  # noqa: BLE001 - fido2 raises assorted errors for malformed URLs
@@ -313,16 +320,23 @@ def parse_registration_response(data: object) -> RegistrationResponse:
     try:
         client_data = _client_data(response.get("clientDataJSON"))
         raw_attestation = b64url_decode(response.get("attestationObject"))
-        attestation_object = AttestationObject(raw_attestation)
-        if not isinstance(attestation_object.fmt, str) or not isinstance(
-            attestation_object.att_stmt, Mapping
+        if _cbor_end(raw_attestation, 0) != len(raw_attestation):
+            raise ValueError("trailing bytes after the attestation object")
+        decoded = cbor.decode(raw_attestation)
+        if (
+            not isinstance(decoded, Mapping)
+            or not isinstance(decoded.get("fmt"), str)
+            or not isinstance(decoded.get("attStmt"), Mapping)
+            or not isinstance(decoded.get("authData"), bytes)
         ):
-            raise ValueError("attestation object fields have the wrong types")
+            raise ValueError("attestation object members have the wrong types")
+        attestation_object = AttestationObject(raw_attestation)
+        _check_authenticator_data_cbor(attestation_object.auth_data)
     except _PARSE_ERRORS as exc:
         raise errors.MalformedResponse(f"attestation response: {exc}") from exc
     transports = response.get("transports") or []
-    if not isinstance(transports, list):
-        raise errors.MalformedResponse("transports must be a list")
+    if not isinstance(transports, list) or not all(isinstance(t, str) for t in transports):
+        raise errors.MalformedResponse("transports must be a list of strings")
     # Unknown transport strings are ignored (§5.8.4), duplicates dropped, order kept.
     known = tuple(dict.fromkeys(t for t in transports if t in KNOWN_TRANSPORTS))
     return RegistrationResponse(
@@ -416,7 +430,7 @@ def _verify_attestation_statement(
         )
     except UnsupportedType as exc:
         raise errors.AttestationFormatUnsupported(str(exc)) from exc
-    except (InvalidAttestation, InvalidSignature, *_PARSE_ERRORS) as exc:
+    except Exception as exc:  # noqa: BLE001 - fido2 also raises NotImplementedError, AssertionError
         raise errors.AttestationInvalid(f"{attestation_object.fmt}: {exc!r}") from exc
     return _ATTESTATION_TYPE_NAMES.get(result.attestation_type, "none")
 
@@ -499,6 +513,7 @@ def parse_authentication_response(data: object) -> AuthenticationResponse:
     try:
         client_data = _client_data(response.get("clientDataJSON"))
         authenticator_data = AuthenticatorData(b64url_decode(response.get("authenticatorData")))
+        _check_authenticator_data_cbor(authenticator_data)
         signature = b64url_decode(response.get("signature"))
         raw_handle = response.get("userHandle")
         user_handle = None if raw_handle in (None, "") else b64url_decode(raw_handle)
@@ -624,8 +639,10 @@ def _credential_body(data: object) -> dict[str, Any]:
 
 
 def _client_data(value: object) -> CollectedClientData:
-    client_data = CollectedClientData(b64url_decode(value))
-    fields = client_data._data  # noqa: SLF001 - fido2 keeps the parsed JSON here
+    raw = b64url_decode(value)
+    # Check the members' types before fido2 reads them: its base64 decoder calls
+    # bytes() on whatever "challenge" holds, and bytes(2**62) is a huge allocation.
+    fields = json.loads(raw)
     if not isinstance(fields, dict):
         raise ValueError("clientDataJSON is not an object")
     for name in ("type", "challenge", "origin"):
@@ -635,7 +652,7 @@ def _client_data(value: object) -> CollectedClientData:
         raise ValueError("clientDataJSON.crossOrigin must be a boolean")
     if not isinstance(fields.get("topOrigin", ""), str):
         raise ValueError("clientDataJSON.topOrigin must be a string")
-    return client_data
+    return CollectedClientData(raw)
 
 
 def _check_not_expired(expires_at: float, now: float) -> None:
@@ -650,7 +667,9 @@ def _check_client_data(
     if client_data.type != expected_type:
         raise errors.ClientDataTypeMismatch(f"type {client_data.type!r}")
     # §7.1 step 8 / §7.2 step 12, in constant time.
-    if not hmac.compare_digest(client_data.challenge, challenge):
+    # The encoded string itself: a lenient decoder maps other strings to the same bytes.
+    issued = b64url_encode(challenge).encode()
+    if not hmac.compare_digest(client_data._data["challenge"].encode(), issued):  # noqa: SLF001
         raise errors.ChallengeMismatch()
     # §7.1 step 9 / §7.2 step 13: exact match of scheme, host and port.
     if client_data.origin not in rp.origins:
@@ -677,3 +696,55 @@ def _check_flags(auth_data: AuthenticatorData, user_verification: str) -> None:
         raise errors.UserNotVerified()
     if auth_data.is_backed_up() and not auth_data.is_backup_eligible():
         raise errors.BackupStateInvalid()
+
+
+def _cbor_end(data: bytes, pos: int) -> int:
+    """Where the CBOR item starting at ``pos`` ends; ValueError if it is truncated.
+
+    fido2's decoder slices byte and text strings without checking that the
+    declared length is there, so a truncated item decodes to a shorter value.
+    Iterative: nesting depth costs nothing here.
+    """
+    remaining = 1
+    while remaining:
+        remaining -= 1
+        if pos >= len(data):
+            raise ValueError("truncated CBOR")
+        major, info = data[pos] >> 5, data[pos] & 0x1F
+        pos += 1
+        if info < 24:
+            argument = info
+        elif info < 28:
+            size = 1 << (info - 24)
+            if pos + size > len(data):
+                raise ValueError("truncated CBOR")
+            argument = int.from_bytes(data[pos : pos + size], "big")
+            pos += size
+        else:
+            raise ValueError("indefinite-length or reserved CBOR item")
+        if major in (2, 3):
+            if pos + argument > len(data):
+                raise ValueError("truncated CBOR string")
+            pos += argument
+        elif major == 4:
+            remaining += argument
+        elif major == 5:
+            remaining += 2 * argument
+        elif major == 6 or (major == 7 and argument not in (20, 21)):
+            raise ValueError("CBOR tags, floats and null are not used here")
+    return pos
+
+
+def _check_authenticator_data_cbor(auth_data: AuthenticatorData) -> None:
+    """The CBOR in authenticator data (credential key, extensions) is complete and well-typed."""
+    raw = bytes(auth_data)
+    pos = 37
+    if auth_data.credential_data is not None:
+        pos += 18 + len(auth_data.credential_data.credential_id)
+        pos = _cbor_end(raw, pos)
+    if auth_data.extensions is not None:
+        if not isinstance(auth_data.extensions, Mapping):
+            raise ValueError("authenticator extensions are not a CBOR map")
+        pos = _cbor_end(raw, pos)
+    if pos != len(raw):
+        raise ValueError("trailing bytes in authenticator data")

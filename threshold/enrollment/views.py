@@ -10,7 +10,14 @@ from django.views.decorators.http import require_GET, require_POST
 from threshold.core import catalog, errors
 from threshold.enrollment.actions import access_invite, do_begin_enrollment, do_finish_enrollment
 from threshold.passkeys.views import BACKEND
-from threshold.web.http import audit_origin, ensure_session_key, failed, ok, read_body
+from threshold.web.http import (
+    audit_origin,
+    ensure_session_key,
+    failed,
+    ok,
+    read_body,
+    read_json_object,
+)
 from threshold.web.middleware import start_session_clock
 from threshold.web.views import CLIENT_CATALOG
 
@@ -39,6 +46,7 @@ def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
 @require_POST
 def enroll_options(request: HttpRequest, token: str) -> JsonResponse:
     try:
+        read_json_object(request)  # no parameters, but bad bodies are refused like elsewhere
         options = do_begin_enrollment(ensure_session_key(request), token, audit_origin(request))
     except errors.CeremonyError as error:
         return failed(error, "registration")

@@ -45,7 +45,7 @@ def _decode(body: bytes | None) -> object:
         raise errors.MalformedRequest("the request body is too large")
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise errors.MalformedRequest("the request body is not JSON") from exc
 
 

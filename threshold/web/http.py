@@ -45,7 +45,7 @@ def read_json_object(request: HttpRequest) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise errors.MalformedRequest("the request body is not JSON") from exc
     if not isinstance(data, dict):
         raise errors.MalformedRequest("the request body must be a JSON object")
@@ -58,6 +58,8 @@ def optional_string(data: dict[str, Any], name: str, max_length: int = 150) -> s
         return None
     if not isinstance(value, str) or len(value) > max_length:
         raise errors.MalformedRequest(f"{name} must be a string of at most {max_length} characters")
+    if any(ord(character) < 32 or ord(character) == 127 for character in value):
+        raise errors.MalformedRequest(f"{name} must not contain control characters")
     return value
 
 

@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,44 +15,65 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Passkey',
+            name="Passkey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('credential_id', models.BinaryField(max_length=1023, unique=True)),
-                ('public_key', models.BinaryField()),
-                ('alg', models.IntegerField()),
-                ('sign_count', models.BigIntegerField(default=0)),
-                ('aaguid', models.UUIDField()),
-                ('transports', models.JSONField(default=list)),
-                ('backup_eligible', models.BooleanField()),
-                ('backup_state', models.BooleanField()),
-                ('uv_initialized', models.BooleanField()),
-                ('attestation_format', models.CharField(max_length=32)),
-                ('attestation_type', models.CharField(max_length=16)),
-                ('authenticator_attachment', models.CharField(blank=True, max_length=16)),
-                ('is_discoverable', models.BooleanField(null=True)),
-                ('nickname', models.CharField(blank=True, max_length=100)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_used_at', models.DateTimeField(null=True)),
-                ('is_possibly_cloned', models.BooleanField(default=False)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='passkeys', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("credential_id", models.BinaryField(max_length=1023, unique=True)),
+                ("public_key", models.BinaryField()),
+                ("alg", models.IntegerField()),
+                ("sign_count", models.BigIntegerField(default=0)),
+                ("aaguid", models.UUIDField()),
+                ("transports", models.JSONField(default=list)),
+                ("backup_eligible", models.BooleanField()),
+                ("backup_state", models.BooleanField()),
+                ("uv_initialized", models.BooleanField()),
+                ("attestation_format", models.CharField(max_length=32)),
+                ("attestation_type", models.CharField(max_length=16)),
+                ("authenticator_attachment", models.CharField(blank=True, max_length=16)),
+                ("is_discoverable", models.BooleanField(null=True)),
+                ("nickname", models.CharField(blank=True, max_length=100)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_used_at", models.DateTimeField(null=True)),
+                ("is_possibly_cloned", models.BooleanField(default=False)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="passkeys",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='PendingCeremony',
+            name="PendingCeremony",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('session_binding', models.CharField(max_length=64)),
-                ('kind', models.CharField(max_length=16)),
-                ('state', models.JSONField()),
-                ('context', models.JSONField(default=dict)),
-                ('expires_at', models.DateTimeField(db_index=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("session_binding", models.CharField(max_length=64)),
+                ("kind", models.CharField(max_length=16)),
+                ("state", models.JSONField()),
+                ("context", models.JSONField(default=dict)),
+                ("expires_at", models.DateTimeField(db_index=True)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('session_binding', 'kind'), name='one_ceremony_per_kind')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("session_binding", "kind"), name="one_ceremony_per_kind"
+                    )
+                ],
             },
         ),
     ]

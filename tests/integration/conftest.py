@@ -1,0 +1,219 @@
+"""Integration tests: real URLs through Django's test client, a real database.
+
+Nothing is mocked but the clock (``threshold.clock.now``). The software
+authenticator in ``tests/support/authenticator.py`` signs real responses, so
+every ceremony runs the full verification in ``threshold.core``.
+
+The same files run against SQLite and PostgreSQL (``DATABASE_URL``): only
+portable ORM behaviour here, and binary columns are read through ``bytes()``
+(PostgreSQL hands back ``memoryview``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.test import Client
+
+import threshold.clock
+from tests.support.authenticator import SoftAuthenticator
+from threshold.accounts.models import User
+from threshold.audit.actions import Origin
+from threshold.audit.models import AuditEvent
+from threshold.enrollment.actions import do_invite
+from threshold.enrollment.models import EnrollmentInvite
+from threshold.passkeys.models import Passkey
+
+ORIGIN = "http://localhost:8000"
+SESSION_COOKIE = "threshold_session"
+CSRF_COOKIE = "threshold_csrf"
+USER_AGENT = "Mozilla/5.0 (threshold integration tests)"
+CLIENT_IP = "203.0.113.7"
+
+# What the catalog shows for each public category (threshold/core/catalog.py).
+SESSION_EXPIRED = "Session Expired"
+VERIFICATION_FAILED = "Verification failed"
+REGISTRATION_FAILED = "Failed to register the device for passkey"
+NOT_VERIFIED = "We could not verify you"
+INVITE_UNUSABLE = "This link can\u2019t be used"
+LIMIT_REACHED = "Passkey Limit Reached"
+ALREADY_REGISTERED = "Passkey already registered for this device"
+
+
+# --- The clock ---------------------------------------------------------------------------
+
+
+class FrozenClock:
+    """``threshold.clock.now`` pinned to a value the test moves forward."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
+    frozen = FrozenClock(time.time())
+    monkeypatch.setattr(threshold.clock, "now", lambda: frozen.now)
+    return frozen
+
+
+# --- A browser -------------------------------------------------------------------------------
+
+
+class Browser:
+    """A person's browser: enforces CSRF and sends the token the way webauthn.js does."""
+
+    def __init__(self, *, enforce_csrf_checks: bool = True, **defaults: Any) -> None:
+        defaults.setdefault("HTTP_USER_AGENT", USER_AGENT)
+        defaults.setdefault("REMOTE_ADDR", CLIENT_IP)
+        self.client = Client(enforce_csrf_checks=enforce_csrf_checks, **defaults)
+
+    def get(self, path: str, **extra: Any):
+        return self.client.get(path, **extra)
+
+    def csrf_token(self) -> str:
+        if CSRF_COOKIE not in self.client.cookies:
+            # The sign-out page renders a token whether or not anyone is signed in.
+            self.client.get("/sign-out")
+        return self.client.cookies[CSRF_COOKIE].value
+
+    def post_json(self, path: str, data: Any = None, *, raw: bytes | None = None, **extra: Any):
+        body = raw if raw is not None else json.dumps({} if data is None else data)
+        extra.setdefault("HTTP_X_CSRFTOKEN", self.csrf_token())
+        return self.client.post(
+            path, body, content_type="application/json", HTTP_ACCEPT="application/json", **extra
+        )
+
+    def post_form(self, path: str, **extra: Any):
+        return self.client.post(path, {"csrfmiddlewaretoken": self.csrf_token()}, **extra)
+
+    @property
+    def session_key(self) -> str | None:
+        cookie = self.client.cookies.get(SESSION_COOKIE)
+        return cookie.value if cookie is not None and cookie.value else None
+
+    def is_signed_in(self) -> bool:
+        response = self.client.get("/")
+        assert response.status_code in (200, 302), response.status_code
+        return response.status_code == 200
+
+
+@pytest.fixture
+def browser() -> Browser:
+    return Browser()
+
+
+# --- Invites and ceremonies ------------------------------------------------------------------
+
+
+def token_of(link: str) -> str:
+    return link.rsplit("/", 1)[1]
+
+
+def invite(username: str = "ada@example.com", full_name: str = "Ada Lovelace", **kwargs: Any):
+    """A fresh invite (no email): returns (CreatedInvite, token)."""
+    kwargs.setdefault("send_email", False)
+    created = do_invite(username, Origin.cli(), full_name=full_name, **kwargs)
+    return created, token_of(created.link)
+
+
+def enroll(browser: Browser, token: str, authenticator: SoftAuthenticator, **create: Any):
+    """Options, the authenticator's answer, the result: returns the result response."""
+    options = browser.post_json(f"/enroll/{token}/options")
+    assert options.status_code == 200, options.content
+    credential = authenticator.create(options.json()["publicKey"], ORIGIN, **create)
+    return browser.post_json(f"/enroll/{token}/result", credential)
+
+
+def begin_sign_in(browser: Browser, username: str | None = None) -> dict[str, Any]:
+    response = browser.post_json(
+        "/sign-in/options", {} if username is None else {"username": username}
+    )
+    assert response.status_code == 200, response.content
+    return response.json()["publicKey"]
+
+
+def sign_in(
+    browser: Browser,
+    authenticator: SoftAuthenticator,
+    username: str | None = None,
+    *,
+    origin: str = ORIGIN,
+    **get: Any,
+):
+    options = begin_sign_in(browser, username)
+    return browser.post_json("/sign-in/result", authenticator.get(options, origin, **get))
+
+
+@dataclass
+class Person:
+    user: User
+    authenticator: SoftAuthenticator
+    invite: EnrollmentInvite
+
+    @property
+    def passkey(self) -> Passkey:
+        return Passkey.objects.get(user=self.user)
+
+
+def enrolled_person(username: str, full_name: str, **authenticator: Any) -> Person:
+    created, token = invite(username, full_name)
+    soft = SoftAuthenticator(**authenticator)
+    response = enroll(Browser(), token, soft)
+    assert response.status_code == 200, response.content
+    return Person(created.user, soft, created.invite)
+
+
+@pytest.fixture
+def ada(db) -> Person:
+    """Ada, enrolled from her invite link with one passkey; her enrollment browser is gone."""
+    return enrolled_person("ada@example.com", "Ada Lovelace")
+
+
+# --- Checking answers --------------------------------------------------------------------------
+
+
+def assert_failed(response, status: int, title: str) -> dict[str, Any]:
+    """A failed ceremony in the catalog's words: JSON, status "failed", the entry's title."""
+    assert response.status_code == status, (response.status_code, response.content[:500])
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert body["status"] == "failed"
+    assert body["errorMessage"].startswith(f"{title}: ")
+    assert body["error"]["title"] == title
+    assert body["error"]["message"] and body["error"]["code"]
+    return body
+
+
+def assert_ok(response) -> dict[str, Any]:
+    assert response.status_code == 200, (response.status_code, response.content[:500])
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["errorMessage"] == ""
+    return body
+
+
+def audit_trail() -> list[tuple[str, str]]:
+    """(action, reason) of every audit event, oldest first."""
+    return list(AuditEvent.objects.order_by("id").values_list("action", "reason"))
+
+
+def last_event(action: str) -> AuditEvent:
+    event = AuditEvent.objects.filter(action=action).order_by("-id").first()
+    assert event is not None, f"no {action} event in {audit_trail()}"
+    return event
+
+
+def without_csrf(html: bytes) -> str:
+    """The page with its per-request CSRF tokens blanked, to compare pages."""
+    text = html.decode()
+    text = re.sub(r'data-csrf="[^"]*"', 'data-csrf=""', text)
+    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"', 'name="csrfmiddlewaretoken"', text)

@@ -1,0 +1,456 @@
+"""Bad input on every JSON endpoint: a 4xx in the catalog's words, never a 500, nothing stored.
+
+Each endpoint is first brought to the point where it reads its input: a valid
+invite for the enrollment endpoints, and a pending ceremony in the same session
+for the result endpoints. Otherwise a result endpoint would refuse everything
+with "no challenge" before ever parsing the body, and the test would prove
+nothing about the parser.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from django.test import Client
+
+from tests.integration.conftest import ORIGIN, invite, last_event
+from tests.support.authenticator import SoftAuthenticator
+from threshold.accounts.models import User
+from threshold.audit.models import AuditEvent
+from threshold.core.encoding import b64url_encode
+from threshold.enrollment.models import EnrollmentInvite
+from threshold.passkeys.models import Passkey
+
+pytestmark = pytest.mark.django_db
+
+MAX_BODY = 64 * 1024
+
+
+class People:
+    """Ada, enrolled only when an endpoint needs her: enrolling costs a ceremony per test."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self._request = request
+
+    @property
+    def ada(self):
+        return self._request.getfixturevalue("ada")
+
+
+@pytest.fixture
+def people(request: pytest.FixtureRequest) -> People:
+    return People(request)
+
+
+@dataclass
+class Endpoint:
+    """A URL ready to read its body, and what it records when it refuses."""
+
+    client: Client
+    path: str
+    # The audit action a refused result writes (None for options endpoints).
+    failure_action: str | None
+    # A real response for this endpoint's pending ceremony, to damage.
+    genuine: dict | None = None
+
+
+def _client() -> Client:
+    # No CSRF here (test_sessions covers it); 500s come back as responses.
+    return Client(raise_request_exception=False, HTTP_ACCEPT="application/json")
+
+
+def _post(client: Client, path: str, data) -> dict:
+    response = client.post(path, json.dumps(data), content_type="application/json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def sign_in_options(people: People) -> Endpoint:
+    return Endpoint(_client(), "/sign-in/options", None)
+
+
+def sign_in_result(people: People) -> Endpoint:
+    ada = people.ada
+    client = _client()
+    options = _post(client, "/sign-in/options", {})["publicKey"]
+    return Endpoint(
+        client, "/sign-in/result", "sign_in.failed", ada.authenticator.get(options, ORIGIN)
+    )
+
+
+def enroll_options(people: People) -> Endpoint:
+    _, token = invite("grace@example.com", "Grace Hopper")
+    return Endpoint(_client(), f"/enroll/{token}/options", None)
+
+
+def enroll_result(people: People) -> Endpoint:
+    _, token = invite("grace@example.com", "Grace Hopper")
+    client = _client()
+    options = _post(client, f"/enroll/{token}/options", {})["publicKey"]
+    genuine = SoftAuthenticator().create(options, ORIGIN)
+    return Endpoint(client, f"/enroll/{token}/result", "passkey.registration_failed", genuine)
+
+
+def attestation_options(people: People) -> Endpoint:
+    return Endpoint(_client(), "/attestation/options", None)
+
+
+def attestation_result(people: People) -> Endpoint:
+    client = _client()
+    options = _post(
+        client, "/attestation/options", {"username": "grace@example.com", "displayName": "Grace"}
+    )
+    genuine = SoftAuthenticator().create(options, ORIGIN)
+    return Endpoint(client, "/attestation/result", "passkey.registration_failed", genuine)
+
+
+def assertion_options(people: People) -> Endpoint:
+    assert people.ada  # so that "ada@example.com" has a passkey to sign in with
+    return Endpoint(_client(), "/assertion/options", None)
+
+
+def assertion_result(people: People) -> Endpoint:
+    ada = people.ada
+    client = _client()
+    options = _post(client, "/assertion/options", {"username": "ada@example.com"})
+    return Endpoint(
+        client, "/assertion/result", "sign_in.failed", ada.authenticator.get(options, ORIGIN)
+    )
+
+
+OPTIONS = [sign_in_options, enroll_options, attestation_options, assertion_options]
+RESULTS = [sign_in_result, enroll_result, attestation_result, assertion_result]
+ALL = OPTIONS + RESULTS
+USERNAME_OPTIONS = [sign_in_options, attestation_options, assertion_options]
+REGISTRATION_RESULTS = [enroll_result, attestation_result]
+ASSERTION_RESULTS = [sign_in_result, assertion_result]
+
+# The reasons a refused result may give for bad input: never "challenge_missing",
+# which would mean the pending ceremony was not there to begin with.
+INPUT_REASONS = {
+    "malformed_request",
+    "malformed_response",
+    "credential_type_invalid",
+    "credential_id_mismatch",
+}
+
+A = b64url_encode(b"\x01" * 16)
+
+
+def _damaged(change: Callable[[dict], None]) -> Callable[[dict], bytes]:
+    def build(genuine: dict) -> bytes:
+        credential = json.loads(json.dumps(genuine))
+        change(credential)
+        return json.dumps(credential).encode()
+
+    return build
+
+
+def _set(path: str, value) -> Callable[[dict], bytes]:
+    *parents, last = path.split(".")
+
+    def change(credential: dict) -> None:
+        target = credential
+        for name in parents:
+            target = target[name]
+        target[last] = value
+
+    return _damaged(change)
+
+
+def _drop(path: str) -> Callable[[dict], bytes]:
+    *parents, last = path.split(".")
+
+    def change(credential: dict) -> None:
+        target = credential
+        for name in parents:
+            target = target[name]
+        del target[last]
+
+    return _damaged(change)
+
+
+def _b64json(value) -> str:
+    return b64url_encode(json.dumps(value).encode())
+
+
+# (case id, body: bytes or a function of the genuine response, endpoints, expected status)
+CASES = [
+    ("malformed json", b'{"username": ', ALL, 400),
+    ("truncated json", b'{"type": "public-key", "id": "', ALL, 400),
+    ("not utf-8", b'{"username": "\xff\xfe"}', ALL, 400),
+    ("json array", b"[]", ALL, 400),
+    ("json array of object", b'[{"username": "ada@example.com"}]', ALL, 400),
+    ("json string", b'"public-key"', ALL, 400),
+    ("json number", b"42", ALL, 400),
+    ("json null", b"null", ALL, 400),
+    ("deeply nested array", b"[" * 50_000, ALL, 400),
+    ("deeply nested object", b'{"a":' * 12_000, ALL, 400),
+    ("body over 64 KiB", b'{"username": "' + b"a" * MAX_BODY + b'"}', ALL, 413),
+    # /sign-in/options and /enroll/.../options take an empty body as {} (no username).
+    ("empty body", b"", [attestation_options, assertion_options, *RESULTS], 400),
+    ("username is a number", b'{"username": 5}', USERNAME_OPTIONS, 400),
+    ("username is an object", b'{"username": {"a": 1}}', USERNAME_OPTIONS, 400),
+    ("username is a list", b'{"username": ["ada@example.com"]}', USERNAME_OPTIONS, 400),
+    ("username is true", b'{"username": true}', USERNAME_OPTIONS, 400),
+    ("username too long", json.dumps({"username": "a" * 151}).encode(), USERNAME_OPTIONS, 400),
+    ("username missing", b"{}", [attestation_options, assertion_options], 400),
+    ("username blank", b'{"username": "   "}', [attestation_options, assertion_options], 400),
+    (
+        "displayName is a number",
+        b'{"username": "x@example.com", "displayName": 5}',
+        [attestation_options],
+        400,
+    ),
+    (
+        "authenticatorSelection is a string",
+        b'{"username": "x@example.com", "authenticatorSelection": "yes"}',
+        [attestation_options],
+        400,
+    ),
+    (
+        "userVerification unknown",
+        b'{"username": "x@example.com", "authenticatorSelection": {"userVerification": "always"}}',
+        [attestation_options],
+        400,
+    ),
+    (
+        "userVerification a number",
+        b'{"username": "ada@example.com", "userVerification": 1}',
+        [assertion_options],
+        400,
+    ),
+    (
+        "residentKey a list",
+        b'{"username": "x@example.com", "authenticatorSelection": {"residentKey": []}}',
+        [attestation_options],
+        400,
+    ),
+    (
+        "authenticatorAttachment unknown",
+        b'{"username": "x@example.com", '
+        b'"authenticatorSelection": {"authenticatorAttachment": "usb"}}',
+        [attestation_options],
+        400,
+    ),
+    (
+        "attestation unknown",
+        b'{"username": "x@example.com", "attestation": "please"}',
+        [attestation_options],
+        400,
+    ),
+    (
+        "attestation an object",
+        b'{"username": "x@example.com", "attestation": {"a": 1}}',
+        [attestation_options],
+        400,
+    ),
+    (
+        "extensions a list",
+        b'{"username": "x@example.com", "extensions": []}',
+        [attestation_options],
+        400,
+    ),
+    ("credential missing everything", b"{}", RESULTS, 400),
+    ("credential missing response", _drop("response"), RESULTS, 400),
+    ("credential missing type", _drop("type"), RESULTS, 400),
+    (
+        "credential missing id and rawId",
+        lambda g: _drop("rawId")(json.loads(_drop("id")(g))),
+        RESULTS,
+        400,
+    ),
+    ("credential type wrong", _set("type", "password"), RESULTS, 400),
+    ("credential type a number", _set("type", 5), RESULTS, 400),
+    ("credential type an object", _set("type", {"a": 1}), RESULTS, 400),
+    ("response a string", _set("response", "ok"), RESULTS, 400),
+    ("response a list", _set("response", []), RESULTS, 400),
+    ("id a number", _set("id", 5), RESULTS, 400),
+    ("rawId an object", _set("rawId", {"a": 1}), RESULTS, 400),
+    ("rawId not base64url", _set("rawId", "!!not*base64!!"), RESULTS, 400),
+    ("id and rawId empty", _damaged(lambda c: c.update(id="", rawId="")), RESULTS, 400),
+    ("id differs from rawId", _set("id", A), RESULTS, 400),
+    ("clientDataJSON missing", _drop("response.clientDataJSON"), RESULTS, 400),
+    ("clientDataJSON a number", _set("response.clientDataJSON", 5), RESULTS, 400),
+    ("clientDataJSON not base64url", _set("response.clientDataJSON", "{not base64}"), RESULTS, 400),
+    ("clientDataJSON padded wrongly", _set("response.clientDataJSON", "A"), RESULTS, 400),
+    (
+        "clientDataJSON not json",
+        _set("response.clientDataJSON", b64url_encode(b"\x00\xff")),
+        RESULTS,
+        400,
+    ),
+    ("clientDataJSON a list", _set("response.clientDataJSON", _b64json([])), RESULTS, 400),
+    ("clientDataJSON fields missing", _set("response.clientDataJSON", _b64json({})), RESULTS, 400),
+    (
+        "clientDataJSON fields wrong types",
+        _set("response.clientDataJSON", _b64json({"type": 1, "challenge": [], "origin": None})),
+        RESULTS,
+        400,
+    ),
+    (
+        "clientDataJSON crossOrigin a string",
+        _set(
+            "response.clientDataJSON",
+            _b64json(
+                {"type": "webauthn.get", "challenge": A, "origin": ORIGIN, "crossOrigin": "no"}
+            ),
+        ),
+        RESULTS,
+        400,
+    ),
+    (
+        "clientDataJSON deeply nested",
+        _set("response.clientDataJSON", b64url_encode(b"[" * 30_000)),
+        RESULTS,
+        400,
+    ),
+    ("attestationObject missing", _drop("response.attestationObject"), REGISTRATION_RESULTS, 400),
+    (
+        "attestationObject not base64url",
+        _set("response.attestationObject", "%%%"),
+        REGISTRATION_RESULTS,
+        400,
+    ),
+    (
+        "attestationObject not cbor",
+        _set("response.attestationObject", b64url_encode(b"\xff\x00garbage")),
+        REGISTRATION_RESULTS,
+        400,
+    ),
+    (
+        "attestationObject a cbor list",
+        _set("response.attestationObject", b64url_encode(b"\x80")),
+        REGISTRATION_RESULTS,
+        400,
+    ),
+    ("transports a string", _set("response.transports", "usb"), REGISTRATION_RESULTS, 400),
+    (
+        "transports hold an object",
+        _set("response.transports", [{"usb": True}]),
+        REGISTRATION_RESULTS,
+        400,
+    ),
+    ("transports hold a list", _set("response.transports", [["usb"]]), REGISTRATION_RESULTS, 400),
+    ("authenticatorData missing", _drop("response.authenticatorData"), ASSERTION_RESULTS, 400),
+    (
+        "authenticatorData not base64url",
+        _set("response.authenticatorData", "@@@@"),
+        ASSERTION_RESULTS,
+        400,
+    ),
+    (
+        "authenticatorData too short",
+        _set("response.authenticatorData", b64url_encode(b"\x00" * 10)),
+        ASSERTION_RESULTS,
+        400,
+    ),
+    ("signature a number", _set("response.signature", 7), ASSERTION_RESULTS, 400),
+    ("signature not base64url", _set("response.signature", "~~~~"), ASSERTION_RESULTS, 400),
+    ("userHandle an object", _set("response.userHandle", {"a": 1}), ASSERTION_RESULTS, 400),
+    ("userHandle not base64url", _set("response.userHandle", "***"), ASSERTION_RESULTS, 400),
+]
+
+PARAMS = [
+    pytest.param(endpoint, body, status, id=f"{endpoint.__name__}-{name}")
+    for name, body, endpoints, status in CASES
+    for endpoint in endpoints
+]
+
+
+@pytest.mark.parametrize(("make_endpoint", "body", "status"), PARAMS)
+def test_bad_input_gets_a_4xx_in_the_catalogs_words_and_stores_nothing(
+    people, make_endpoint, body, status
+):
+    endpoint = make_endpoint(people)
+    passkeys = Passkey.objects.count()
+    users = User.objects.count()
+    used_invites = EnrollmentInvite.objects.filter(used_at__isnull=False).count()
+    last_id = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first()
+    raw = body(endpoint.genuine) if callable(body) else body
+
+    response = endpoint.client.post(endpoint.path, raw, content_type="application/json")
+
+    assert response.status_code == status, (response.status_code, response.content[:300])
+    assert response["Content-Type"].startswith("application/json")
+    answer = response.json()
+    assert answer["status"] == "failed"
+    assert answer["errorMessage"]
+    assert answer["error"]["title"] and answer["error"]["message"]
+    assert Passkey.objects.count() == passkeys
+    assert User.objects.count() == users, "a refused request created an account"
+    assert EnrollmentInvite.objects.filter(used_at__isnull=False).count() == used_invites
+    assert not endpoint.client.get("/").status_code == 200  # nobody got signed in
+    if endpoint.failure_action is not None:
+        event = AuditEvent.objects.filter(id__gt=last_id or 0, action=endpoint.failure_action).get()
+        assert event.reason in INPUT_REASONS, (event.reason, event.detail)
+
+
+@pytest.mark.parametrize("make_endpoint", ALL, ids=[e.__name__ for e in ALL])
+def test_the_genuine_response_passes_where_the_damaged_ones_fail(people, make_endpoint):
+    """The control for the table: undamaged, each endpoint accepts what the table breaks."""
+    endpoint = make_endpoint(people)
+    if endpoint.genuine is not None:
+        body = json.dumps(endpoint.genuine)
+    elif make_endpoint in (attestation_options, assertion_options):
+        body = json.dumps({"username": "ada@example.com"})
+    else:
+        body = "{}"
+    response = endpoint.client.post(endpoint.path, body, content_type="application/json")
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "ok"
+
+
+@pytest.mark.parametrize("make_endpoint", ALL, ids=[e.__name__ for e in ALL])
+def test_get_is_not_allowed(people, make_endpoint):
+    endpoint = make_endpoint(people)
+    passkeys = Passkey.objects.count()
+    response = endpoint.client.get(endpoint.path)
+    assert response.status_code == 405
+    assert response["Allow"] == "POST"
+    assert Passkey.objects.count() == passkeys
+
+
+@pytest.mark.parametrize("make_endpoint", [sign_in_options, attestation_options, assertion_options])
+def test_a_body_of_exactly_64_kib_is_read(people, make_endpoint):
+    endpoint = make_endpoint(people)
+    prefix, suffix = b'{"username": "', b'"}'
+    body = prefix + b"a" * (MAX_BODY - len(prefix) - len(suffix)) + suffix
+    assert len(body) == MAX_BODY
+    response = endpoint.client.post(endpoint.path, body, content_type="application/json")
+    # Read, and refused for the username's length, not the body's.
+    assert response.status_code == 400
+    assert response.json()["status"] == "failed"
+
+
+@pytest.mark.parametrize("make_endpoint", [sign_in_options, attestation_options, assertion_options])
+def test_a_username_with_a_nul_character_is_not_a_server_error(people, make_endpoint):
+    # PostgreSQL cannot store or compare text with NUL: it must be refused as bad input.
+    endpoint = make_endpoint(people)
+    users = User.objects.count()
+    response = endpoint.client.post(
+        endpoint.path,
+        json.dumps({"username": "ada\x00@example.com"}),
+        content_type="application/json",
+    )
+    assert response.status_code < 500, response.content[:300]
+    assert User.objects.count() == users
+
+
+def test_a_display_name_with_a_nul_character_is_not_a_server_error(people):
+    endpoint = attestation_options(people)
+    body = json.dumps({"username": "nul@example.com", "displayName": "Nul\x00Person"})
+    response = endpoint.client.post(endpoint.path, body, content_type="application/json")
+    assert response.status_code < 500, response.content[:300]
+
+
+def test_a_bad_sign_in_result_is_audited_with_its_reason(people):
+    endpoint = sign_in_result(people)
+    response = endpoint.client.post(endpoint.path, b"{not json", content_type="application/json")
+    assert response.status_code == 400
+    event = last_event("sign_in.failed")
+    assert event.reason == "malformed_request"
+    assert event.subject is None

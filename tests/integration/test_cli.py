@@ -1,0 +1,177 @@
+"""The ``threshold`` command, driven through ``threshold.cli.main.main``."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.integration.conftest import Browser, assert_ok, enroll, last_event, token_of
+from tests.support.authenticator import SoftAuthenticator
+from threshold.accounts.models import User
+from threshold.audit.models import AuditEvent
+from threshold.cli.main import main
+from threshold.enrollment.models import EnrollmentInvite
+from threshold.policy.actions import get_policy
+
+pytestmark = pytest.mark.django_db
+
+LINK = re.compile(r"http://localhost:8000/enroll/[A-Za-z0-9_-]{43}")
+
+
+def links_in(text: str) -> list[str]:
+    return LINK.findall(text)
+
+
+def test_invite_prints_a_link_that_works(capsys):
+    assert main(["invite", "Grace@Example.com", "--name", "Grace Hopper", "--no-email"]) == 0
+    out = capsys.readouterr().out
+    assert "Created grace@example.com" in out
+    [link] = links_in(out)
+
+    browser = Browser()
+    page = browser.get(urlsplit(link).path)
+    assert page.status_code == 200
+    assert "Welcome, Grace Hopper" in page.content.decode()
+    assert_ok(enroll(browser, token_of(link), SoftAuthenticator()))
+    assert browser.is_signed_in()
+
+    user = User.objects.get(username="grace@example.com")
+    assert user.full_name == "Grace Hopper"
+    assert user.is_administrator is False
+    created = last_event("invite.created")
+    assert created.via == "cli" and created.subject == user
+
+
+def test_invite_again_says_so_and_revokes_the_first_link(capsys):
+    main(["invite", "grace@example.com", "--no-email"])
+    [first] = links_in(capsys.readouterr().out)
+    assert main(["invite", "grace@example.com", "--no-email"]) == 0
+    out = capsys.readouterr().out
+    assert "Invited existing account grace@example.com" in out
+    [second] = links_in(out)
+    assert Browser().get(urlsplit(first).path).status_code == 404
+    assert Browser().get(urlsplit(second).path).status_code == 200
+
+
+def test_invite_refuses_something_that_is_not_an_email(capsys):
+    assert main(["invite", "not-an-email", "--no-email"]) == 2
+    assert "not an email address" in capsys.readouterr().err
+    assert not User.objects.exists()
+    assert not AuditEvent.objects.exists()
+
+
+def test_invite_emails_the_link(capsys, mailoutbox, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        assert main(["invite", "grace@example.com", "--name", "Grace Hopper"]) == 0
+    [link] = links_in(capsys.readouterr().out)
+    assert len(mailoutbox) == 1
+    message = mailoutbox[0]
+    assert message.to == ["grace@example.com"]
+    assert message.subject == "Set up your passkey for Threshold"
+    assert link in message.body
+    assert "Hello Grace Hopper" in message.body
+    assert Browser().get(urlsplit(link).path).status_code == 200
+
+
+def test_invite_with_no_email_sends_none(capsys, mailoutbox, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        main(["invite", "grace@example.com", "--no-email"])
+    assert mailoutbox == []
+
+
+def test_users_lists_people_and_their_passkeys(ada, capsys):
+    main(["invite", "grace@example.com", "--name", "Grace Hopper", "--admin", "--no-email"])
+    User.objects.create_user("gone@example.com", full_name="Gone Away")
+    User.objects.filter(username="gone@example.com").update(is_active=False)
+    capsys.readouterr()
+
+    assert main(["users"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert rows[0] == ["USERNAME", "NAME", "ROLE", "STATUS", "PASSKEYS"]
+    assert ["ada@example.com", "Ada", "Lovelace", "member", "active", "1"] in rows
+    assert ["grace@example.com", "Grace", "Hopper", "administrator", "active", "0"] in rows
+    assert ["gone@example.com", "Gone", "Away", "member", "deactivated", "0"] in rows
+
+
+def test_policy_shows_and_sets_settings(capsys):
+    assert main(["policy"]) == 0
+    assert re.search(r"passkey_limit\s+10", capsys.readouterr().out)
+
+    assert main(["policy", "set", "passkey_limit=3", "ceremony_timeout_seconds=90"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"passkey_limit\s+3", out)
+    assert re.search(r"ceremony_timeout_seconds\s+90", out)
+    policy = get_policy()
+    assert policy.passkey_limit == 3 and policy.ceremony_timeout_seconds == 90
+    event = last_event("policy.changed")
+    assert event.via == "cli"
+    assert event.detail["changes"]["passkey_limit"] == {"from": 10, "to": 3}
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("passkey_limit=0", "passkey_limit must be a whole number from 1 to 100"),
+        ("passkey_limit=101", "passkey_limit must be a whole number from 1 to 100"),
+        ("passkey_limit=many", "passkey_limit must be a whole number"),
+        (
+            "ceremony_timeout_seconds=5",
+            "ceremony_timeout_seconds must be a whole number from 15 to 600",
+        ),
+        ("user_verification=discouraged", "user_verification must be one of required, preferred"),
+        ("colour=blue", "unknown policy setting 'colour'"),
+        ("passkey_limit", "expected NAME=VALUE"),
+    ],
+)
+def test_policy_set_validates(capsys, assignment, message):
+    assert main(["policy", "set", assignment]) == 2
+    assert message in capsys.readouterr().err
+    assert get_policy().passkey_limit == 10
+    assert not AuditEvent.objects.filter(action="policy.changed").exists()
+
+
+def test_bootstrap_creates_the_first_administrator_once(capsys, monkeypatch):
+    monkeypatch.setenv("THRESHOLD_ADMIN_EMAIL", "root@example.com")
+    assert main(["bootstrap"]) == 0
+    out = capsys.readouterr().out
+    assert "Administrator: root@example.com" in out
+    [first] = links_in(out)
+    admin = User.objects.get()
+    assert admin.username == "root@example.com" and admin.is_administrator
+
+    # Not yet enrolled: a new link for the same administrator; the first stops working.
+    assert main(["bootstrap"]) == 0
+    [second] = links_in(capsys.readouterr().out)
+    assert second != first
+    assert User.objects.count() == 1
+    assert Browser().get(urlsplit(first).path).status_code == 404
+
+    browser = Browser()
+    assert_ok(enroll(browser, token_of(second), SoftAuthenticator()))
+    assert browser.is_signed_in()
+
+    invites = EnrollmentInvite.objects.count()
+    assert main(["bootstrap"]) == 0
+    out = capsys.readouterr().out
+    assert "An administrator is enrolled" in out
+    assert "http://localhost:8000/sign-in" in out
+    assert links_in(out) == []
+    assert EnrollmentInvite.objects.count() == invites
+    assert User.objects.count() == 1
+
+
+def test_bootstrap_ignores_members(ada, capsys, monkeypatch):
+    monkeypatch.setenv("THRESHOLD_ADMIN_EMAIL", "root@example.com")
+    assert main(["bootstrap"]) == 0
+    assert "Administrator: root@example.com" in capsys.readouterr().out
+    assert User.objects.get(username="root@example.com").is_administrator
+
+
+def test_audit_lists_events_with_reasons(ada, capsys):
+    Browser().post_json("/sign-in/result", {})  # a failure with a reason code
+    assert main(["audit", "--limit", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "sign_in.failed" in out and "challenge_missing" in out
+    assert "passkey.registered" in out

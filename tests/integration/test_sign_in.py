@@ -1,0 +1,407 @@
+"""Signing in with a passkey: discoverable and username-first, and every refusal."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.contrib.sessions.models import Session
+
+from tests.integration.conftest import (
+    CLIENT_IP,
+    NOT_VERIFIED,
+    ORIGIN,
+    SESSION_EXPIRED,
+    VERIFICATION_FAILED,
+    Browser,
+    assert_failed,
+    assert_ok,
+    begin_sign_in,
+    enrolled_person,
+    invite,
+    last_event,
+    sign_in,
+)
+from tests.support.authenticator import SoftAuthenticator
+from threshold.accounts.models import User
+from threshold.audit.models import AuditEvent
+from threshold.core.encoding import b64url_decode, b64url_encode
+from threshold.passkeys.models import Passkey, PendingCeremony
+
+pytestmark = pytest.mark.django_db
+
+
+def assert_refused(browser: Browser, response, title: str, reason: str) -> AuditEvent:
+    """Refused with the catalog's words; the precise reason only in the audit log; signed out."""
+    body = assert_failed(response, 400, title)
+    assert reason not in response.content.decode()
+    event = last_event("sign_in.failed")
+    assert event.reason == reason, (event.reason, event.detail)
+    assert event.ip == CLIENT_IP
+    assert body["status"] == "failed"
+    assert not browser.is_signed_in()
+    return event
+
+
+# --- Success -----------------------------------------------------------------------------------
+
+
+def test_discoverable_sign_in(ada, browser, clock):
+    page = browser.get("/sign-in")
+    assert page.status_code == 200
+    assert "Sign in with a passkey" in page.content.decode()
+
+    options = begin_sign_in(browser)
+    assert options["allowCredentials"] == []
+    assert options["rpId"] == "localhost"
+    assert options["userVerification"] == "required"
+    assert options["timeout"] == 60_000
+    assert len(b64url_decode(options["challenge"])) >= 16
+    anonymous_session = browser.session_key
+    assert anonymous_session
+
+    clock.advance(5)
+    assertion = ada.authenticator.get(options, ORIGIN, user_handle=True)
+    body = assert_ok(browser.post_json("/sign-in/result", assertion))
+    assert body["redirect"] == "/"
+
+    # A new session key at sign-in; the anonymous session is gone.
+    assert browser.session_key and browser.session_key != anonymous_session
+    assert not Session.objects.filter(session_key=anonymous_session).exists()
+    assert browser.is_signed_in()
+
+    passkey = ada.passkey
+    assert passkey.sign_count == 1
+    assert passkey.last_used_at is not None
+    assert passkey.last_used_at.timestamp() == pytest.approx(clock.now, abs=1e-3)
+    assert not PendingCeremony.objects.exists()
+
+    event = last_event("sign_in.succeeded")
+    assert event.reason == ""
+    assert event.actor == ada.user and event.subject == ada.user
+    assert event.detail["passkey_id"] == passkey.pk
+    assert event.detail["user_verified"] is True
+    assert not AuditEvent.objects.filter(action="sign_in.failed").exists()
+
+
+@pytest.mark.parametrize("typed", ["ada@example.com", "  ADA@Example.COM ", "Ada@example.com"])
+def test_username_first_sign_in_is_case_insensitive(ada, browser, typed):
+    options = begin_sign_in(browser, typed)
+    assert options["allowCredentials"] == [
+        {
+            "type": "public-key",
+            "id": b64url_encode(bytes(ada.passkey.credential_id)),
+            "transports": ["internal", "hybrid"],
+        }
+    ]
+    before = browser.session_key
+    assertion = ada.authenticator.get(options, ORIGIN, user_handle=None)
+    assert_ok(browser.post_json("/sign-in/result", assertion))
+    assert browser.session_key != before
+    assert browser.is_signed_in()
+    assert ada.passkey.sign_count == 1
+    assert last_event("sign_in.succeeded").subject == ada.user
+
+
+def test_sign_in_follows_only_a_local_next(ada):
+    local = Browser()
+    options = begin_sign_in(local)
+    answer = local.post_json(
+        "/sign-in/result?next=/somewhere", ada.authenticator.get(options, ORIGIN)
+    )
+    assert assert_ok(answer)["redirect"] == "/somewhere"
+
+    phished = Browser()
+    options = begin_sign_in(phished)
+    answer = phished.post_json(
+        "/sign-in/result?next=https://evil.example/", ada.authenticator.get(options, ORIGIN)
+    )
+    assert assert_ok(answer)["redirect"] == "/"
+
+
+def test_synced_passkey_with_a_zero_counter_signs_in_repeatedly(db):
+    person = enrolled_person(
+        "sam@example.com", "Sam Synced", backup_eligible=True, backup_state=True, counter_step=0
+    )
+    for _ in range(2):
+        visitor = Browser()
+        assert_ok(sign_in(visitor, person.authenticator))
+    assert person.passkey.sign_count == 0
+    assert person.passkey.is_possibly_cloned is False
+
+
+# --- Challenges: one use, one session, one kind, a short life -------------------------------------
+
+
+def test_replayed_response_is_refused(ada, browser):
+    options = begin_sign_in(browser)
+    assertion = ada.authenticator.get(options, ORIGIN)
+    assert_ok(browser.post_json("/sign-in/result", assertion))
+    browser.post_json("/sign-out", {})  # back to a signed-out browser
+
+    replay = browser.post_json("/sign-in/result", assertion)
+    assert_refused(browser, replay, SESSION_EXPIRED, "challenge_missing")
+    assert ada.passkey.sign_count == 1
+
+
+def test_a_challenge_is_consumed_by_a_failed_attempt(ada, browser):
+    options = begin_sign_in(browser)
+    forged = ada.authenticator.get(options, ORIGIN, tamper_signature=True)
+    event = assert_refused(
+        browser,
+        browser.post_json("/sign-in/result", forged),
+        VERIFICATION_FAILED,
+        "signature_invalid",
+    )
+    # The signature did not verify: the claimed owner is not named as the subject.
+    assert event.subject is None
+
+    genuine = ada.authenticator.get(options, ORIGIN)
+    assert_refused(
+        browser, browser.post_json("/sign-in/result", genuine), SESSION_EXPIRED, "challenge_missing"
+    )
+    assert ada.passkey.sign_count == 0
+
+
+def test_expired_challenge_is_refused(ada, browser, clock):
+    options = begin_sign_in(browser)
+    clock.advance(61)
+    assertion = ada.authenticator.get(options, ORIGIN)
+    assert_refused(
+        browser,
+        browser.post_json("/sign-in/result", assertion),
+        SESSION_EXPIRED,
+        "challenge_expired",
+    )
+    assert ada.passkey.sign_count == 0
+    assert ada.passkey.last_used_at is None
+
+
+def test_challenge_is_still_good_just_before_the_timeout(ada, browser, clock):
+    options = begin_sign_in(browser)
+    clock.advance(59)
+    assert_ok(browser.post_json("/sign-in/result", ada.authenticator.get(options, ORIGIN)))
+
+
+def test_result_without_options_is_refused(ada, browser):
+    # A response signed over a challenge this server never issued.
+    made_up = {"challenge": b64url_encode(os.urandom(32)), "rpId": "localhost"}
+    assertion = ada.authenticator.get(made_up, ORIGIN)
+    event = assert_refused(
+        browser,
+        browser.post_json("/sign-in/result", assertion),
+        SESSION_EXPIRED,
+        "challenge_missing",
+    )
+    assert event.detail["detail"] == "no session"
+
+
+def test_challenge_is_bound_to_the_session_that_asked_for_it(ada):
+    first = Browser()
+    options = begin_sign_in(first)
+    assertion = ada.authenticator.get(options, ORIGIN)
+
+    # A browser without a session.
+    stranger = Browser()
+    stranger.get("/sign-in")
+    assert_refused(
+        stranger,
+        stranger.post_json("/sign-in/result", assertion),
+        SESSION_EXPIRED,
+        "challenge_missing",
+    )
+
+    # A browser with a session whose own ceremony is over.
+    other = Browser()
+    begin_sign_in(other)
+    assert_failed(other.post_json("/sign-in/result", {}), 400, VERIFICATION_FAILED)
+    assert other.session_key
+    event = assert_refused(
+        other, other.post_json("/sign-in/result", assertion), SESSION_EXPIRED, "challenge_missing"
+    )
+    assert event.detail["detail"] == ""
+
+    # A browser with a ceremony of its own: the challenges differ.
+    third = Browser()
+    begin_sign_in(third)
+    assert_refused(
+        third,
+        third.post_json("/sign-in/result", assertion),
+        VERIFICATION_FAILED,
+        "challenge_mismatch",
+    )
+
+    # None of them used up the first browser's ceremony.
+    assert_ok(first.post_json("/sign-in/result", assertion))
+    assert first.is_signed_in()
+
+
+def test_a_registration_challenge_cannot_be_used_to_sign_in(ada, browser):
+    _, token = invite("ada@example.com", "Ada Lovelace")  # a link for a second passkey
+    registration = assert_ok(browser.post_json(f"/enroll/{token}/options"))["publicKey"]
+    assertion = ada.authenticator.get(
+        {"challenge": registration["challenge"], "rpId": "localhost"}, ORIGIN
+    )
+    assert_refused(
+        browser,
+        browser.post_json("/sign-in/result", assertion),
+        SESSION_EXPIRED,
+        "challenge_missing",
+    )
+    # The registration ceremony is untouched.
+    assert list(PendingCeremony.objects.values_list("kind", flat=True)) == ["registration"]
+    assert ada.passkey.sign_count == 0
+
+
+def test_a_sign_in_challenge_cannot_be_used_to_register(ada, browser):
+    _, token = invite("ada@example.com", "Ada Lovelace")
+    sign_in_options = begin_sign_in(browser)
+    creation = {
+        "rp": {"id": "localhost", "name": "Threshold"},
+        "user": {"id": b64url_encode(bytes(ada.user.user_handle))},
+        "challenge": sign_in_options["challenge"],
+        "pubKeyCredParams": [{"type": "public-key", "alg": -7}],
+    }
+    credential = SoftAuthenticator().create(creation, ORIGIN)
+    assert_failed(browser.post_json(f"/enroll/{token}/result", credential), 400, SESSION_EXPIRED)
+    assert last_event("passkey.registration_failed").reason == "challenge_missing"
+    assert Passkey.objects.count() == 1
+    # The sign-in ceremony is untouched.
+    assert list(PendingCeremony.objects.values_list("kind", flat=True)) == ["authentication"]
+
+
+# --- The credential and its owner -------------------------------------------------------------
+
+
+def test_unknown_credential_is_refused(ada, browser):
+    stranger = SoftAuthenticator()
+    stranger.create(
+        {
+            "rp": {"id": "localhost"},
+            "user": {"id": b64url_encode(os.urandom(32))},
+            "challenge": b64url_encode(os.urandom(32)),
+            "pubKeyCredParams": [{"alg": -7}],
+        },
+        ORIGIN,
+    )
+    options = begin_sign_in(browser)
+    event = assert_refused(
+        browser,
+        browser.post_json("/sign-in/result", stranger.get(options, ORIGIN)),
+        VERIFICATION_FAILED,
+        "credential_unknown",
+    )
+    assert event.subject is None and event.detail["passkey_id"] is None
+
+
+def test_sign_count_regression_flags_the_passkey_as_possibly_cloned(ada):
+    assert_ok(sign_in(Browser(), ada.authenticator))
+    assert ada.passkey.sign_count == 1
+
+    clone = Browser()
+    response = sign_in(clone, ada.authenticator, sign_count=1)
+    event = assert_refused(clone, response, VERIFICATION_FAILED, "sign_count_regressed")
+    assert event.subject == ada.user
+    passkey = ada.passkey
+    assert passkey.is_possibly_cloned is True
+    assert passkey.sign_count == 1
+    flagged = last_event("passkey.flagged_possibly_cloned")
+    assert flagged.reason == "sign_count_regressed"
+    assert flagged.subject == ada.user
+    assert flagged.detail["passkey_id"] == passkey.pk
+
+
+def test_deactivated_account_cannot_sign_in(ada, browser):
+    User.objects.filter(pk=ada.user.pk).update(is_active=False)
+    event = assert_refused(
+        browser, sign_in(browser, ada.authenticator), VERIFICATION_FAILED, "account_disabled"
+    )
+    assert event.subject == ada.user
+    assert ada.passkey.sign_count == 0
+
+
+def test_deactivating_an_account_ends_its_sessions(ada, browser):
+    assert_ok(sign_in(browser, ada.authenticator))
+    assert browser.is_signed_in()
+    User.objects.filter(pk=ada.user.pk).update(is_active=False)
+    assert not browser.is_signed_in()
+
+
+@pytest.mark.parametrize(
+    ("get", "title", "reason"),
+    [
+        ({"user_verified": False}, NOT_VERIFIED, "user_not_verified"),
+        ({"flags": 0x04}, VERIFICATION_FAILED, "user_not_present"),
+        ({"user_handle": os.urandom(32)}, VERIFICATION_FAILED, "user_handle_mismatch"),
+        ({"user_handle": None}, VERIFICATION_FAILED, "user_handle_missing"),
+        ({"rp_id": "evil.example"}, VERIFICATION_FAILED, "rp_id_hash_mismatch"),
+        (
+            {"client_extra": {"type": "webauthn.create"}},
+            VERIFICATION_FAILED,
+            "client_data_type_mismatch",
+        ),
+        ({"origin": "https://evil.example"}, VERIFICATION_FAILED, "origin_not_allowed"),
+        ({"origin": "https://localhost:8000"}, VERIFICATION_FAILED, "origin_not_allowed"),
+        (
+            {"client_extra": {"topOrigin": "https://evil.example"}},
+            VERIFICATION_FAILED,
+            "cross_origin_not_allowed",
+        ),
+        ({"flags": 0x01 | 0x04 | 0x08}, VERIFICATION_FAILED, "backup_eligibility_changed"),
+    ],
+)
+def test_discoverable_sign_in_refusals(ada, browser, get, title, reason):
+    assert_refused(browser, sign_in(browser, ada.authenticator, **get), title, reason)
+    assert ada.passkey.sign_count == 0
+    assert ada.passkey.last_used_at is None
+
+
+def test_username_first_refuses_another_persons_credential(ada, browser):
+    enrolled_person("bob@example.com", "Bob Builder")
+    options = begin_sign_in(browser, "bob@example.com")
+    # Ada's authenticator answers with Ada's credential, which was not offered.
+    assertion = ada.authenticator.get(options, ORIGIN, credential=ada.authenticator.credentials[0])
+    assert_refused(
+        browser,
+        browser.post_json("/sign-in/result", assertion),
+        VERIFICATION_FAILED,
+        "credential_not_allowed",
+    )
+
+
+# --- No account enumeration --------------------------------------------------------------------
+
+
+def test_username_first_does_not_reveal_which_accounts_exist(ada):
+    invite("carol@example.com", "Carol Pending")  # a person without a passkey yet
+    User.objects.create_user("dave@example.com")
+    User.objects.filter(username="dave@example.com").update(is_active=False)
+
+    def answer(username):
+        response = Browser().post_json("/sign-in/options", {"username": username})
+        assert response.status_code == 200
+        body = response.json()
+        assert body["status"] == "ok" and body["errorMessage"] == ""
+        return body
+
+    real = answer("ada@example.com")
+    for username in ("nobody@example.com", "carol@example.com", "dave@example.com"):
+        first, second = answer(username), answer(username)
+        assert first.keys() == real.keys()
+        assert first["publicKey"].keys() == real["publicKey"].keys()
+        allowed = first["publicKey"]["allowCredentials"]
+        assert len(allowed) == 1
+        assert allowed[0].keys() == real["publicKey"]["allowCredentials"][0].keys()
+        assert allowed[0]["type"] == "public-key"
+        assert allowed[0]["transports"] == real["publicKey"]["allowCredentials"][0]["transports"]
+        assert b64url_decode(allowed[0]["id"])
+        # Stable across calls (and case): a fresh answer does not give it away.
+        assert second["publicKey"]["allowCredentials"] == allowed
+        assert answer(username.upper())["publicKey"]["allowCredentials"] == allowed
+        assert first["publicKey"]["challenge"] != second["publicKey"]["challenge"]
+    decoys = {
+        answer(u)["publicKey"]["allowCredentials"][0]["id"]
+        for u in ("nobody@example.com", "carol@example.com")
+    }
+    assert len(decoys) == 2
+    assert User.objects.count() == 3  # asking created nobody
