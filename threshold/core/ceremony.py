@@ -126,7 +126,10 @@ def origin_problem(rp_id: str, origin: str) -> str | None:
         or "@" in parts.netloc
         or not parts.hostname
     ):
-        return f"{origin!r} is not an origin: write scheme://host[:port], with no path or trailing slash"
+        return (
+            f"{origin!r} is not an origin: "
+            "write scheme://host[:port], with no path or trailing slash"
+        )
     try:
         ok = verify_rp_id(rp_id, origin)
     except Exception:  # noqa: BLE001 - fido2 raises assorted errors for malformed URLs
