@@ -30,6 +30,8 @@ PUBLIC_CATEGORIES = {
     "unavailable",
     "unsupported",
     "invite_unusable",
+    "authenticator_refused",
+    "synced_blocked",
 }
 GENERIC = {
     "authentication": "Verification failed",

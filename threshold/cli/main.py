@@ -157,7 +157,10 @@ def cmd_policy(args: argparse.Namespace) -> int:
         except PolicyError as exc:
             print(f"threshold: {exc}", file=sys.stderr)
             return 2
-    _table([("SETTING", "VALUE")] + [(n, str(getattr(policy, n))) for n in policy.field_names()])
+    rows = [("SETTING", "VALUE")]
+    for name, value in policy.as_json().items():
+        rows.append((name, ",".join(map(str, value)) if isinstance(value, list) else str(value)))
+    _table(rows)
     return 0
 
 

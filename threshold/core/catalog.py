@@ -94,6 +94,23 @@ _ENTRIES = [
         "The registration response failed verification. The audit log has the precise reason.",
     ),
     CatalogEntry(
+        "authenticator_not_allowed",
+        "Authenticator Not Allowed",
+        "Your organisation does not allow this kind of passkey or security key. "
+        "Use a different device or security key, or ask your IT team which ones are allowed.",
+        "The organisation policy refused the authenticator: its attestation could not be traced "
+        "to a trusted root while the policy requires it, its AAGUID is on the deny-list or not on "
+        "the allow-list, it is a U2F-only key, or FIDO metadata reports it revoked or compromised.",
+    ),
+    CatalogEntry(
+        "synced_not_allowed",
+        "Synced Passkeys Not Allowed",
+        "Your organisation requires a passkey that stays on one device, such as a security key or "
+        "Windows Hello. Passkeys saved in iCloud Keychain, Google Password Manager or a password "
+        "manager cannot be used here.",
+        "The policy blocks synced (backup eligible) passkeys and the authenticator created one.",
+    ),
+    CatalogEntry(
         "limit_reached",
         "Passkey Limit Reached",
         "You have reached the maximum number of passkeys. "
@@ -169,6 +186,8 @@ _REGISTRATION = {
     "already_registered": "already_registered",
     "limit_reached": "limit_reached",
     "invite_unusable": "invite_unusable",
+    "authenticator_refused": "authenticator_not_allowed",
+    "synced_blocked": "synced_not_allowed",
     "unavailable": "setup_unavailable",
 }
 

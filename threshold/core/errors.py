@@ -175,6 +175,51 @@ class AttestationInvalid(CeremonyError):
     code = "attestation_invalid"
 
 
+class AuthenticatorStatusRefused(CeremonyError):
+    """FIDO metadata reports the authenticator revoked, compromised or bypassable."""
+
+    code = "authenticator_status_refused"
+    public = "authenticator_refused"
+
+
+# --- Registration policy (the organisation's rules, after verification) --------
+
+
+class AttestationUntrusted(CeremonyError):
+    """The policy requires trusted attestation and this one traces to no anchor."""
+
+    code = "attestation_untrusted"
+    public = "authenticator_refused"
+
+
+class AuthenticatorDenied(CeremonyError):
+    """The authenticator's AAGUID is on the policy's deny-list."""
+
+    code = "authenticator_denied"
+    public = "authenticator_refused"
+
+
+class AuthenticatorNotAllowed(CeremonyError):
+    """The policy has an AAGUID allow-list and this (attested) authenticator is not on it."""
+
+    code = "authenticator_not_allowed"
+    public = "authenticator_refused"
+
+
+class SyncedPasskeyBlocked(CeremonyError):
+    """The policy blocks synced passkeys and this credential is backup eligible."""
+
+    code = "synced_passkey_blocked"
+    public = "synced_blocked"
+
+
+class U2fAuthenticatorRefused(CeremonyError):
+    """A U2F-only (fido-u2f) authenticator cannot be used for passwordless sign-in."""
+
+    code = "authenticator_u2f_only"
+    public = "authenticator_refused"
+
+
 # --- Credential lookup and ownership (§7.1 step 26, §7.2 steps 5-7) -----------
 
 

@@ -224,6 +224,7 @@ def do_begin_registration(
         resident_key=resident_key,
         attestation=attestation,
         authenticator_attachment=authenticator_attachment,
+        algorithms=policy.allowed_algorithms,
         extensions=extensions,
     )
     save_pending(
@@ -254,8 +255,12 @@ def do_finish_registration(
     *,
     purpose: str,
     before_save: Callable[[User, dict[str, Any]], None] | None = None,
+    policy: Policy | None = None,
 ) -> RegistrationOutcome:
     """Verify a registration and store the passkey (§7.1 steps 5-27).
+
+    The organisation policy in force when the response arrives decides which
+    authenticators are allowed (``policy`` overrides it, for the conformance API).
 
     ``before_save`` runs in the same transaction once the response verified,
     for the purpose's own checks and changes (an enrollment uses up its invite);
@@ -277,6 +282,7 @@ def do_finish_registration(
                 response,
                 now=clock.now(),
             )
+            (policy or get_policy()).check_registration(verified)
             # A savepoint: whatever the purpose's checks changed is undone
             # when a later step refuses, so a failed ceremony stores nothing.
             with transaction.atomic():
@@ -299,7 +305,10 @@ def do_finish_registration(
             purpose=purpose,
             passkey_id=passkey.pk,
             aaguid=str(passkey.aaguid),
+            authenticator=passkey.authenticator_name,
             attestation_format=passkey.attestation_format,
+            attestation_trusted=passkey.attestation_trusted,
+            trust_anchor=passkey.trust_anchor,
             backup_eligible=passkey.backup_eligible,
         )
         return RegistrationOutcome(passkey, None, context)
@@ -336,7 +345,11 @@ def _store_passkey(
                 uv_initialized=verified.user_verified,
                 attestation_format=verified.attestation_format,
                 attestation_type=verified.attestation_type,
-                authenticator_attachment=verified.authenticator_attachment or "",
+                attestation_trusted=verified.attestation_trusted,
+                trust_anchor=verified.trust_anchor[:200],
+                authenticator_name=verified.authenticator.name[:200],
+                authenticator_attachment=verified.authenticator.attachment,
+                is_security_key=verified.authenticator.is_security_key,
                 is_discoverable=verified.is_discoverable,
                 created_at=clock.now_datetime(),
             )

@@ -22,7 +22,14 @@ class Passkey(models.Model):
     uv_initialized = models.BooleanField()
     attestation_format = models.CharField(max_length=32)
     attestation_type = models.CharField(max_length=16)
+    # §7.1 step 24: did the attestation chain reach a trust anchor, and which?
+    attestation_trusted = models.BooleanField(default=False)
+    trust_anchor = models.CharField(max_length=200, blank=True)
+    # The authenticator as people know it: "YubiKey 5 Series with NFC", "iCloud Keychain".
+    authenticator_name = models.CharField(max_length=200, blank=True)
+    # "platform", "cross-platform", or "" when neither the client nor the transports said.
     authenticator_attachment = models.CharField(max_length=16, blank=True)
+    is_security_key = models.BooleanField(default=False)
     is_discoverable = models.BooleanField(null=True)
     nickname = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -34,7 +41,12 @@ class Passkey(models.Model):
         ordering = ["created_at", "id"]
 
     def __str__(self) -> str:
-        return self.nickname or f"Passkey {self.pk}"
+        return self.nickname or self.authenticator_name or f"Passkey {self.pk}"
+
+    @property
+    def is_synced(self) -> bool:
+        """Synced (backup eligible: iCloud Keychain, Google Password Manager) vs device-bound."""
+        return self.backup_eligible
 
 
 class PendingCeremony(models.Model):

