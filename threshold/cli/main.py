@@ -7,6 +7,7 @@
     threshold bootstrap          first administrator + enrollment link, when needed
     threshold serve              the production server (gunicorn)
     threshold cleanup            drop expired sessions and abandoned ceremonies
+    threshold inspect registration|authentication RESPONSE.json ...   explain a ceremony
     threshold migrate | check | shell | dbshell | ...   Django's management commands
 
 Every command that changes something goes through the same audited actions as
@@ -21,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-COMMANDS = ("invite", "users", "policy", "audit", "bootstrap", "serve", "cleanup")
+COMMANDS = ("invite", "users", "policy", "audit", "bootstrap", "serve", "cleanup", "inspect")
 DJANGO_COMMANDS = (
     "migrate",
     "showmigrations",
@@ -74,7 +75,35 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("bootstrap", help="create the first administrator and print their link")
     sub.add_parser("serve", help="serve Threshold with gunicorn")
     sub.add_parser("cleanup", help="remove expired sessions and ceremonies")
+    _add_inspect(sub)
     return parser
+
+
+def _add_inspect(sub: Any) -> None:
+    inspect = sub.add_parser(
+        "inspect",
+        help="verify a credential.toJSON() as the server would, and explain the verdict",
+        description="Prints one JSON object. Exit status: 0 accept, 1 reject, 2 usage error.",
+    )
+    kinds = inspect.add_subparsers(dest="kind", required=True)
+    for kind in ("registration", "authentication"):
+        parser = kinds.add_parser(kind)
+        parser.add_argument("response", metavar="RESPONSE.json")
+        parser.add_argument("--rp-id", required=True)
+        parser.add_argument("--origin", action="append", required=True, dest="origins")
+        parser.add_argument("--challenge", required=True, help="base64url, as sent in the options")
+        parser.add_argument("--require-user-verification", action="store_true")
+        parser.add_argument("--allow-cross-origin", action="store_true")
+        parser.add_argument("--top-origin", action="append", default=[], dest="top_origins")
+        parser.add_argument("--at", help="ISO 8601 instant for certificate validity")
+        if kind == "registration":
+            parser.add_argument("--alg", type=int, action="append", dest="algorithms")
+            parser.add_argument("--trust-anchor", action="append", default=[], metavar="FILE.pem")
+            parser.add_argument("--require-trusted-attestation", action="store_true")
+        else:
+            parser.add_argument("--public-key", required=True, help="COSE_Key, base64url")
+            parser.add_argument("--sign-count", type=int, required=True)
+            parser.add_argument("--backup-eligible", action="store_true")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         execute_from_command_line(["threshold", *argv])
         return 0
     args = _parser().parse_args(argv)
+    if args.command == "inspect":
+        return cmd_inspect(args)  # plain core: no settings, no database
     _setup()
     handler = globals()[f"cmd_{args.command}"]
     return int(handler(args) or 0)
@@ -118,6 +149,88 @@ def cmd_invite(args: argparse.Namespace) -> int:
     )
     print(created.link)
     return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+    from datetime import datetime
+
+    from cryptography import x509
+
+    from threshold.core import ceremony, inspection
+    from threshold.core.encoding import b64url_decode
+
+    def usage(message: str) -> int:
+        print(f"threshold inspect: {message}", file=sys.stderr)
+        return 2
+
+    try:
+        challenge = b64url_decode(args.challenge.strip())
+    except ValueError:
+        return usage("--challenge must be base64url")
+    at = None
+    if args.at:
+        try:
+            at = datetime.fromisoformat(args.at.replace("Z", "+00:00"))
+        except ValueError:
+            return usage("--at must be an ISO 8601 date and time, e.g. 2026-01-31T12:00:00Z")
+        if at.tzinfo is None:
+            return usage("--at needs a time zone, e.g. 2026-01-31T12:00:00Z")
+    for origin in args.origins + args.top_origins:
+        problem = ceremony.origin_problem(args.rp_id, origin) if origin in args.origins else None
+        if problem:
+            return usage(problem)
+    anchors: list[x509.Certificate] = []
+    for path in getattr(args, "trust_anchor", []):
+        try:
+            with open(path, "rb") as handle:
+                anchors.extend(x509.load_pem_x509_certificates(handle.read()))
+        except (OSError, ValueError) as exc:
+            return usage(f"trust anchor {path}: {exc}")
+    try:
+        with open(args.response, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        return usage(f"{args.response}: {exc.strerror}")
+    try:
+        document: object = json.loads(raw)
+    except (ValueError, RecursionError):
+        document = None  # a malformed credential: rejected with a reason below
+    params = inspection.Ceremony(
+        rp_id=args.rp_id,
+        origins=args.origins,
+        challenge=challenge,
+        require_user_verification=args.require_user_verification,
+        allow_cross_origin=args.allow_cross_origin,
+        top_origins=args.top_origins,
+        at=at,
+        **(
+            {
+                "algorithms": tuple(args.algorithms or ceremony.SUPPORTED_ALGORITHMS),
+                "trust_anchors": anchors,
+                "require_trusted_attestation": args.require_trusted_attestation,
+            }
+            if args.kind == "registration"
+            else {}
+        ),
+    )
+    if args.kind == "registration":
+        report = inspection.inspect_registration(document, params)
+    else:
+        try:
+            public_key = b64url_decode(args.public_key.strip())
+            ceremony.public_key_algorithm(public_key)
+        except ValueError:
+            return usage("--public-key must be a base64url COSE_Key")
+        report = inspection.inspect_authentication(
+            document,
+            params,
+            public_key=public_key,
+            sign_count=args.sign_count,
+            backup_eligible=args.backup_eligible,
+        )
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    return 0 if report["verdict"] == "accept" else 1
 
 
 def cmd_users(args: argparse.Namespace) -> int:

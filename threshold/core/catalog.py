@@ -192,6 +192,14 @@ _REGISTRATION = {
 }
 
 
+def explain(error: CeremonyError, ceremony: str) -> str:
+    """For support staff: the precise reason, and what the person was shown."""
+    reason = (type(error).__doc__ or error.code).strip().splitlines()[0].rstrip(".")
+    detail = f" ({error.detail})" if error.detail else ""
+    shown = entry_for(error, ceremony).title
+    return f"{reason}{detail}. The person is shown \u201c{shown}\u201d."
+
+
 def entry_for(error: CeremonyError, ceremony: str) -> CatalogEntry:
     """The catalog entry a person sees when ``error`` ends a ceremony.
 

@@ -43,6 +43,10 @@ from threshold.core.metadata import MetadataStore, default_store
 # ES256, EdDSA, ES384, ES512, PS256, RS256 (IANA COSE Algorithms registry).
 DEFAULT_ALGORITHMS: tuple[int, ...] = (-7, -8, -35, -36, -37, -257)
 
+# Every algorithm fido2 can verify except RS1 (SHA-1): what the inspector accepts
+# by default. Adds EdDSA's fully-specified Ed25519/Ed448, ES256K and ESP*.
+SUPPORTED_ALGORITHMS: tuple[int, ...] = (*DEFAULT_ALGORITHMS, -19, -53, -47, -9, -51, -52)
+
 CHALLENGE_BYTES = 32  # §13.4.3: at least 16 random bytes.
 USER_HANDLE_BYTES = 32  # §5.4.3: at most 64 bytes, random, no personal data.
 MAX_CREDENTIAL_ID_BYTES = 1023  # §7.1 step 25.
@@ -381,7 +385,7 @@ def finish_registration(
     rk = cred_props.get("rk") if isinstance(cred_props, Mapping) else None
     return VerifiedRegistration(
         credential_id=bytes(credential_data.credential_id),
-        public_key=cbor.encode(dict(public_key)),
+        public_key=encode_public_key(public_key),
         alg=alg,
         sign_count=auth_data.counter,
         aaguid=bytes(credential_data.aaguid),
@@ -579,6 +583,20 @@ def finish_authentication(
         user_verified=auth_data.is_user_verified(),
         user_handle=credential.user_handle,
     )
+
+
+def encode_public_key(public_key: Mapping[int, Any]) -> bytes:
+    return cbor.encode(dict(public_key))
+
+
+def public_key_algorithm(public_key: bytes) -> int:
+    try:
+        alg = _cose_key(public_key).get(3)
+    except _PARSE_ERRORS as exc:
+        raise ValueError(f"not a COSE key: {exc!r}") from exc
+    if not isinstance(alg, int):
+        raise ValueError("the COSE key has no algorithm")
+    return alg
 
 
 @functools.lru_cache(maxsize=4096)

@@ -104,7 +104,7 @@ def _entry(raw: Any) -> MetadataEntry | None:
     for text in statement.get("attestationRootCertificates") or []:
         certificate = _certificate(text)
         if certificate is None:
-            log.warning("metadata: an unreadable root certificate of %r skipped", description)
+            log.info("metadata: an unreadable root certificate of %r skipped", description)
         else:
             roots.append(certificate)
     reports = raw.get("statusReports")
