@@ -344,6 +344,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from django.db.migrations.executor import MigrationExecutor
     from gunicorn.app.base import BaseApplication
 
+    from threshold.core.metadata import default_store
     from threshold.passkeys.pending import delete_expired
     from threshold.wsgi import application
 
@@ -353,6 +354,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     delete_expired()
     connection.close()  # each worker opens its own after the fork
+    # Parse FIDO metadata once in the master: the workers inherit it when they fork.
+    default_store()
     config = settings.THRESHOLD
 
     class Server(BaseApplication):  # type: ignore[misc]
