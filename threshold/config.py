@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
+from cryptography import x509
 
 from threshold.core.ceremony import RelyingParty, origin_problem
 
@@ -43,6 +44,8 @@ class Config:
     session_max_age: int
     email: dict[str, Any]
     allowed_hosts: tuple[str, ...]
+    # Extra attestation roots the organisation trusts (its own security keys' CA).
+    trust_anchors: tuple[x509.Certificate, ...] = ()
 
 
 def _flag(env: dict[str, str], name: str, default: bool = False) -> bool:
@@ -143,6 +146,21 @@ def _email(env: dict[str, str], var_dir: Path) -> dict[str, Any]:
     }
 
 
+def _trust_anchors(env: dict[str, str]) -> tuple[x509.Certificate, ...]:
+    anchors: list[x509.Certificate] = []
+    for path in _list(env, "THRESHOLD_TRUST_ANCHORS"):
+        try:
+            loaded = x509.load_pem_x509_certificates(Path(path).read_bytes())
+        except OSError as exc:
+            raise ConfigError(
+                f"THRESHOLD_TRUST_ANCHORS: cannot read {path}: {exc.strerror}"
+            ) from None
+        except ValueError:
+            raise ConfigError(f"THRESHOLD_TRUST_ANCHORS: {path} holds no PEM certificate") from None
+        anchors.extend(loaded)
+    return tuple(anchors)
+
+
 def load(env: dict[str, str] | None = None) -> Config:
     env = dict(os.environ if env is None else env)
     var_dir = Path(env.get("THRESHOLD_VAR_DIR") or REPO_ROOT / "var").resolve()
@@ -203,4 +221,5 @@ def load(env: dict[str, str] | None = None) -> Config:
         session_max_age=_int(env, "THRESHOLD_SESSION_MAX_AGE", 43200, 60, 86400 * 90),
         email=_email(env, var_dir),
         allowed_hosts=tuple(sorted(hosts)),
+        trust_anchors=_trust_anchors(env),
     )

@@ -281,6 +281,7 @@ def do_finish_registration(
                 ceremony.RegistrationState.from_json(pending.state),
                 response,
                 now=clock.now(),
+                trust_anchors=settings.THRESHOLD.trust_anchors,
             )
             (policy or get_policy()).check_registration(verified)
             # A savepoint: whatever the purpose's checks changed is undone
