@@ -61,12 +61,32 @@ def _decoy_credentials(username: str) -> list[ceremony.CredentialDescriptor]:
     """Stable, fake allowCredentials for a username without passkeys.
 
     Answering an unknown username with an empty list (or an error) would tell
-    anyone which accounts exist; a keyed hash gives the same plausible answer
-    every time without storing anything.
+    anyone which accounts exist. A keyed hash of the username picks, the same
+    way on every request and without storing anything, a credential count, ID
+    lengths and transports from the shapes real authenticators use, so decoys
+    vary across usernames as real accounts do.
     """
     key = settings.SECRET_KEY.encode()
-    fake_id = hmac.new(key, b"decoy-credential:" + username.encode(), hashlib.sha256).digest()
-    return [ceremony.CredentialDescriptor(fake_id, ("internal", "hybrid"))]
+    digest = hmac.new(key, b"decoy:" + username.encode(), hashlib.sha512).digest()
+    decoys = []
+    for index in range(1 + digest[0] % 2):
+        length = _DECOY_ID_LENGTHS[digest[1 + index] % len(_DECOY_ID_LENGTHS)]
+        transports = _DECOY_TRANSPORTS[digest[3 + index] % len(_DECOY_TRANSPORTS)]
+        credential_id = hmac.new(key, digest + bytes([index]), hashlib.sha512).digest()[:length]
+        decoys.append(ceremony.CredentialDescriptor(credential_id, transports))
+    return decoys
+
+
+# Credential ID lengths and transports of common authenticators (Chrome and
+# Google Password Manager, iCloud Keychain, Windows Hello, security keys).
+_DECOY_ID_LENGTHS = (16, 16, 20, 32, 48, 64)
+_DECOY_TRANSPORTS: tuple[tuple[str, ...], ...] = (
+    ("internal",),
+    ("hybrid", "internal"),
+    ("internal",),
+    ("nfc", "usb"),
+    ("usb",),
+)
 
 
 def do_begin_sign_in(
