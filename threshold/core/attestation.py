@@ -18,9 +18,10 @@ passkeys send none. It is recorded as untrusted, and policy decides.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
@@ -42,6 +43,7 @@ from fido_mds.models.attestation import AndroidKeyAttestation
 from OpenSSL import crypto
 
 from threshold.core import errors
+from threshold.core.encoding import b64url_decode
 from threshold.core.metadata import MetadataEntry, MetadataStore, apple_roots, google_roots
 
 FORMATS: dict[str, type[Attestation]] = {
@@ -76,6 +78,9 @@ class AttestationVerdict:
     # Why the attestation is not trusted (empty when trusted), for support staff.
     untrusted_reason: str
     metadata: MetadataEntry | None
+    # Whether the chain proves the AAGUID (it reached that authenticator's own
+    # metadata roots, or an anchor the organisation configured).
+    aaguid_attested: bool
 
 
 def verify_statement(
@@ -94,7 +99,9 @@ def verify_statement(
         raise errors.AttestationFormatUnsupported(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - fido2 also raises NotImplementedError, AssertionError
         raise errors.AttestationInvalid(f"{fmt}: {exc!r}") from exc
-    trust_path = [bytes(der) for der in result.trust_path]
+    if not all(isinstance(der, bytes) for der in result.trust_path):
+        raise errors.AttestationInvalid(f"{fmt}: x5c holds something that is not a certificate")
+    trust_path = list(result.trust_path)
     if fmt == "apple":
         _check_apple_key(trust_path, attestation_object)
     return _TYPE_NAMES.get(result.attestation_type, "none"), trust_path
@@ -144,16 +151,6 @@ def _metadata_for(
     return store.for_aaguid(aaguid)
 
 
-def _anchors(fmt: str, entry: MetadataEntry | None) -> tuple[str, tuple[x509.Certificate, ...]]:
-    if fmt == "apple":
-        return "Apple WebAuthn Root CA", apple_roots()
-    if fmt == "android-key":
-        return "Google hardware attestation root", google_roots()
-    if entry is not None and entry.root_certificates:
-        return f"FIDO MDS: {entry.description}", entry.root_certificates
-    return "", ()
-
-
 def chain_verifies(
     trust_path: Sequence[bytes], anchors: Sequence[x509.Certificate], at: datetime
 ) -> str:
@@ -176,7 +173,10 @@ def chain_verifies(
     for anchor in anchors:
         store.add_cert(crypto.X509.from_cryptography(anchor))
     store.set_flags(crypto.X509StoreFlags.PARTIAL_CHAIN)
-    store.set_time(at)
+    if at.tzinfo is None:
+        raise ValueError("certificate validity needs an aware datetime")
+    # pyOpenSSL reads the fields of the time tuple as UTC.
+    store.set_time(at.astimezone(UTC))
     context = crypto.X509StoreContext(
         store,
         crypto.X509.from_cryptography(certificates[0]),
@@ -207,23 +207,54 @@ def evaluate(
         raise errors.AuthenticatorStatusRefused(
             f"{entry.description}: metadata status {entry.refused_status}"
         )
+
+    def untrusted(reason: str) -> AttestationVerdict:
+        return AttestationVerdict(fmt, attestation_type, False, "", reason, entry, False)
+
     if attestation_type in ("none", "self") or not trust_path:
-        reason = "no attestation" if attestation_type == "none" else "self attestation"
-        return AttestationVerdict(fmt, attestation_type, False, "", reason, entry)
-    name, anchors = _anchors(fmt, entry)
-    candidates: list[tuple[str, Sequence[x509.Certificate]]] = []
-    if anchors:
-        candidates.append((name, anchors))
+        return untrusted("no attestation" if attestation_type == "none" else "self attestation")
+    if fmt == "android-safetynet":
+        stale = _safetynet_staleness(attestation_object, at)
+        if stale:
+            return untrusted(stale)
+    # Candidates in order, each with whether reaching it proves the AAGUID. The
+    # metadata entry's own roots do; Apple's and Google's roots prove only "an
+    # Apple device" or "an Android keystore", whatever AAGUID the response claims.
+    candidates: list[tuple[str, Sequence[x509.Certificate], bool]] = []
+    if entry is not None and entry.root_certificates:
+        candidates.append((f"FIDO MDS: {entry.description}", entry.root_certificates, True))
+    if fmt == "apple":
+        candidates.append(("Apple WebAuthn Root CA", apple_roots(), False))
+    if fmt == "android-key":
+        candidates.append(("Google hardware attestation root", google_roots(), False))
     if extra_anchors:
-        candidates.append(("configured trust anchor", extra_anchors))
+        candidates.append(("configured trust anchor", extra_anchors, True))
     if not candidates:
-        return AttestationVerdict(
-            fmt, attestation_type, False, "", "no trust anchor for this authenticator", entry
-        )
+        return untrusted("no trust anchor for this authenticator")
     problems = []
-    for anchor_name, anchor_certificates in candidates:
+    for anchor_name, anchor_certificates, proves_aaguid in candidates:
         problem = chain_verifies(trust_path, anchor_certificates, at)
         if not problem:
-            return AttestationVerdict(fmt, attestation_type, True, anchor_name, "", entry)
+            return AttestationVerdict(
+                fmt, attestation_type, True, anchor_name, "", entry, proves_aaguid
+            )
         problems.append(f"{anchor_name}: {problem}")
-    return AttestationVerdict(fmt, attestation_type, False, "", "; ".join(problems), entry)
+    return untrusted("; ".join(problems))
+
+
+# SafetyNet responses carry their own time (WebAuthn L2 §8.5); one made long
+# before or after the ceremony is a replayed or pre-made attestation.
+_SAFETYNET_WINDOW_SECONDS = 60
+
+
+def _safetynet_staleness(attestation_object: AttestationObject, at: datetime) -> str:
+    try:
+        jws = bytes(attestation_object.att_stmt["response"]).decode()
+        payload = json.loads(b64url_decode(jws.split(".")[1]))
+        made = float(payload["timestampMs"]) / 1000
+    except (KeyError, IndexError, ValueError, TypeError, UnicodeDecodeError):
+        return "SafetyNet response has no readable timestampMs"
+    if abs(made - at.timestamp()) > _SAFETYNET_WINDOW_SECONDS:
+        when = datetime.fromtimestamp(made, UTC).isoformat(timespec="seconds")
+        return f"SafetyNet response made at {when}, not within a minute of the ceremony"
+    return ""

@@ -58,10 +58,12 @@ def attachment_of(reported: str | None, transports: Sequence[str]) -> str:
     if reported in (PLATFORM, ROAMING):
         return reported
     kinds = set(transports)
+    # "internal" means the authenticator is built into this device; a platform
+    # passkey that can also be used from a phone adds "hybrid".
+    if "internal" in kinds:
+        return PLATFORM
     if kinds & {"usb", "nfc", "ble", "smart-card", "hybrid"}:
         return ROAMING
-    if kinds == {"internal"}:
-        return PLATFORM
     return ""
 
 
@@ -84,7 +86,9 @@ def describe(
     elif aaguid != bytes(16):
         name = KNOWN_PROVIDERS.get(str(uuid.UUID(bytes=aaguid)), "")
     if not name:
-        if is_security_key or (attachment == ROAMING and "hybrid" not in transports):
+        if is_security_key or (
+            attachment == ROAMING and "hybrid" not in transports and not backup_eligible
+        ):
             name = "Security key"
         elif attachment == ROAMING:
             name = "Passkey on a phone or tablet"

@@ -289,6 +289,7 @@ class VerifiedRegistration:
     # Whether the attestation chain reached a trust anchor (§7.1 step 24), which
     # one, and if not, why: support staff read these.
     attestation_trusted: bool
+    aaguid_attested: bool
     trust_anchor: str
     untrusted_reason: str
     authenticator_attachment: str | None
@@ -396,6 +397,7 @@ def finish_registration(
         attestation_format=verdict.fmt,
         attestation_type=verdict.attestation_type,
         attestation_trusted=verdict.trusted,
+        aaguid_attested=verdict.aaguid_attested,
         trust_anchor=verdict.trust_anchor,
         untrusted_reason=verdict.untrusted_reason,
         authenticator_attachment=response.authenticator_attachment,
@@ -681,9 +683,13 @@ def _check_client_data(
     # §7.1 step 10 / §7.2 step 14: cross-origin iframes only when configured.
     fields = client_data._data  # noqa: SLF001
     top_origin = fields.get("topOrigin")
-    if client_data.cross_origin or top_origin is not None:
-        if not rp.allow_cross_origin:
-            raise errors.CrossOriginNotAllowed()
+    if client_data.cross_origin and not rp.allow_cross_origin:
+        raise errors.CrossOriginNotAllowed()
+    # §7.1 step 11 / §7.2 step 15: topOrigin, when present, only with crossOrigin
+    # true, and only from a top-level origin the relying party embeds itself in.
+    if top_origin is not None:
+        if not (client_data.cross_origin and rp.allow_cross_origin):
+            raise errors.CrossOriginNotAllowed("topOrigin without an allowed crossOrigin")
         if top_origin not in rp.top_origins:
             raise errors.TopOriginNotAllowed(f"topOrigin {top_origin!r}")
 

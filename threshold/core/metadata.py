@@ -91,9 +91,11 @@ def _entry(raw: Any) -> MetadataEntry | None:
         return None
     aaguid = raw.get("aaguid")
     if aaguid is not None:
+        if not isinstance(aaguid, str):
+            return None
         try:
             aaguid = str(uuid.UUID(aaguid))
-        except (TypeError, ValueError):
+        except ValueError:
             return None
     key_identifiers = tuple(
         k.lower() for k in _strings(raw.get("attestationCertificateKeyIdentifiers"))
@@ -101,7 +103,7 @@ def _entry(raw: Any) -> MetadataEntry | None:
     if aaguid is None and not key_identifiers:
         return None  # UAF entries: nothing WebAuthn can look up
     roots = []
-    for text in statement.get("attestationRootCertificates") or []:
+    for text in _strings(statement.get("attestationRootCertificates")):
         certificate = _certificate(text)
         if certificate is None:
             log.info("metadata: an unreadable root certificate of %r skipped", description)
@@ -114,11 +116,12 @@ def _entry(raw: Any) -> MetadataEntry | None:
         if isinstance(report, Mapping) and isinstance(report.get("status"), str)
     )
     info = statement.get("authenticatorGetInfo")
+    family = statement.get("protocolFamily")
     return MetadataEntry(
         description=description.strip(),
         aaguid=aaguid,
         key_identifiers=key_identifiers,
-        protocol_family=str(statement.get("protocolFamily") or ""),
+        protocol_family=family if isinstance(family, str) else "",
         root_certificates=tuple(roots),
         statuses=statuses,
         attachment_hints=_strings(statement.get("attachmentHint")),

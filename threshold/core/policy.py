@@ -111,13 +111,13 @@ class Policy:
             raise errors.U2fAuthenticatorRefused()
         if aaguid in self.aaguid_deny_list:
             raise errors.AuthenticatorDenied(aaguid)
-        # An AAGUID is only a claim unless attestation proves it: the allow-list
-        # admits attested authenticators only.
+        # An AAGUID is only a claim unless attestation proves it (a chain to that
+        # authenticator's own metadata roots): the allow-list admits those only.
         if self.aaguid_allow_list and not (
-            aaguid in self.aaguid_allow_list and verified.attestation_trusted
+            aaguid in self.aaguid_allow_list and verified.aaguid_attested
         ):
             raise errors.AuthenticatorNotAllowed(
-                aaguid if verified.attestation_trusted else f"{aaguid} (not attested)"
+                aaguid if verified.aaguid_attested else f"{aaguid} (not attested)"
             )
         if self.require_trusted_attestation and not verified.attestation_trusted:
             raise errors.AttestationUntrusted(verified.untrusted_reason)

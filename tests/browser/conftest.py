@@ -1,0 +1,379 @@
+"""Browser tests: Debian's Chromium, driven by Playwright, against the real `threshold serve`.
+
+The session starts the production server (gunicorn, two workers, SQLite in a
+temporary THRESHOLD_VAR_DIR) as a subprocess and one headless Chromium. Every
+test gets a fresh browser context and, when it asks for one, a virtual
+authenticator attached over the DevTools protocol. People are created with
+`threshold invite`, and results are read back through the pages and through
+`threshold users` and `threshold audit`, as an operator would.
+
+These are not Django tests: nothing here touches the database directly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    CDPSession,
+    ConsoleMessage,
+    Page,
+    Request,
+    sync_playwright,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# Fail fast: every step here takes well under a second on a working server.
+STEP_TIMEOUT_MS = 10_000
+
+# Instrumentation only: reports each navigator.credentials.get() call and its
+# mediation on the console, then makes the call unchanged. It is how a test
+# tells the autofill (conditional) request from the button's (modal) one.
+CREDENTIALS_SPY = """
+(() => {
+  const container = navigator.credentials;
+  if (!container || typeof container.get !== "function") return;
+  const get = container.get.bind(container);
+  container.get = (options) => {
+    const mediation = (options && options.mediation) || "optional";
+    console.debug("threshold-test:credentials.get:" + mediation);
+    return get(options);
+  };
+})();
+"""
+SPY_PREFIX = "threshold-test:credentials.get:"
+
+
+# --- The server ---------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _server_env(var_dir: Path, port: int) -> dict[str, str]:
+    """The production configuration, isolated from whatever the test run itself set."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("THRESHOLD_")
+        and key not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")
+    }
+    env.update(
+        THRESHOLD_VAR_DIR=str(var_dir),
+        THRESHOLD_HOST="127.0.0.1",
+        THRESHOLD_PORT=str(port),
+        THRESHOLD_RP_ID="localhost",
+        THRESHOLD_ORIGINS=f"http://localhost:{port}",
+        THRESHOLD_WORKERS="2",
+        THRESHOLD_EMAIL_BACKEND="file",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _threshold_command() -> list[str]:
+    script = Path(sys.prefix) / "bin" / "threshold"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "threshold.cli.main"]
+
+
+@dataclass
+class Server:
+    url: str
+    env: dict[str, str]
+    log_path: Path
+
+    def cli(self, *args: str) -> str:
+        """Run `threshold ARGS...` against this server's database; its standard output."""
+        done = subprocess.run(
+            [*_threshold_command(), *args],
+            cwd=REPO_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, f"threshold {' '.join(args)} failed:\n{done.stderr}"
+        return done.stdout
+
+    def invite(self, email: str, name: str) -> str:
+        """A one-time enrollment link for ``email``: the last line `threshold invite` prints."""
+        link = self.cli("invite", email, "--name", name, "--no-email").strip().splitlines()[-1]
+        assert link.startswith(f"{self.url}/enroll/"), link
+        return link
+
+    def passkey_count(self, email: str) -> int:
+        rows = [row for row in _table(self.cli("users")) if row["USERNAME"] == email]
+        assert len(rows) == 1, f"{email} is not listed by `threshold users`"
+        return int(rows[0]["PASSKEYS"])
+
+    def audit(self, subject: str | None = None) -> list[tuple[str, str]]:
+        """(action, reason) of the latest audit events, newest first, optionally for one subject."""
+        return [
+            (row["ACTION"], row["REASON"])
+            for row in _table(self.cli("audit", "--limit", "50"))
+            if subject is None or row["SUBJECT"] == subject
+        ]
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _table(output: str) -> list[dict[str, str]]:
+    """Parse the CLI's fixed-width tables by the header's column positions (cells may be empty)."""
+    header, *lines = output.splitlines()
+    # Names are separated by two or more spaces and may contain one ("TIME (UTC)").
+    columns = list(re.finditer(r"\S+(?: \S+)*", header))
+    names = [column.group() for column in columns]
+    starts = [column.start() for column in columns]
+    ends = [*starts[1:], None]
+    return [
+        {
+            name: line[start:end].strip()
+            for name, start, end in zip(names, starts, ends, strict=True)
+        }
+        for line in lines
+        if line.strip()
+    ]
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[Server]:
+    var_dir = Path(tempfile.mkdtemp(prefix="threshold-browser-"))
+    port = _free_port()
+    server = Server(
+        url=f"http://localhost:{port}",
+        env=_server_env(var_dir, port),
+        log_path=var_dir / "serve.log",
+    )
+    server.cli("migrate", "--noinput")
+    with server.log_path.open("w") as log:
+        process = subprocess.Popen(
+            [*_threshold_command(), "serve"],
+            cwd=REPO_ROOT,
+            env=server.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_until_serving(server, process)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        shutil.rmtree(var_dir, ignore_errors=True)
+
+
+def _wait_until_serving(server: Server, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"`threshold serve` exited with {process.returncode}:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"{server.url}/sign-in", timeout=2) as response:  # noqa: S310
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"`threshold serve` did not answer {server.url}/sign-in:\n{server.log_tail()}")
+
+
+# --- People -------------------------------------------------------------------------------------
+
+_people = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Person:
+    email: str
+    name: str
+    link: str
+
+
+Invite = Callable[[], Person]
+
+
+@pytest.fixture
+def invite(server: Server) -> Invite:
+    """Invite a new person: ``invite()`` returns a Person with a fresh enrollment link."""
+
+    def make() -> Person:
+        number = next(_people)
+        email = f"someone-{number}@example.com"
+        name = f"Someone Number{number}"
+        return Person(email, name, server.invite(email, name))
+
+    return make
+
+
+# --- The browser --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def context(browser: Browser, server: Server) -> Iterator[BrowserContext]:
+    context = browser.new_context(base_url=server.url)
+    context.set_default_timeout(STEP_TIMEOUT_MS)
+    yield context
+    context.close()
+
+
+@dataclass
+class Console:
+    """Console messages of one page, across its navigations."""
+
+    messages: list[ConsoleMessage] = field(default_factory=list)
+
+    def texts(self) -> list[str]:
+        return [message.text for message in self.messages]
+
+    def credential_requests(self) -> list[str]:
+        """The mediation of each navigator.credentials.get() call, in order."""
+        return [t[len(SPY_PREFIX) :] for t in self.texts() if t.startswith(SPY_PREFIX)]
+
+
+@pytest.fixture
+def console(context: BrowserContext) -> Console:
+    """Collects the console of the test's pages; with CREDENTIALS_SPY, their WebAuthn calls."""
+    collected = Console()
+    context.add_init_script(CREDENTIALS_SPY)
+    context.on("console", lambda message: collected.messages.append(message))
+    return collected
+
+
+@pytest.fixture
+def page(context: BrowserContext, console: Console) -> Page:
+    return context.new_page()
+
+
+@dataclass
+class Authenticator:
+    """A Chromium virtual authenticator: a platform authenticator with user verification."""
+
+    cdp: CDPSession
+    authenticator_id: str
+
+    def _send(self, method: str, **params: Any) -> Any:
+        return self.cdp.send(method, {"authenticatorId": self.authenticator_id, **params})
+
+    def set_user_verified(self, is_user_verified: bool) -> None:
+        self._send("WebAuthn.setUserVerified", isUserVerified=is_user_verified)
+
+    def set_presence_simulation(self, enabled: bool) -> None:
+        """Off: the authenticator never answers, as if nobody touched it."""
+        self._send("WebAuthn.setAutomaticPresenceSimulation", enabled=enabled)
+
+    def credentials(self) -> list[dict[str, Any]]:
+        return list(self._send("WebAuthn.getCredentials")["credentials"])
+
+
+def add_authenticator(context: BrowserContext, page: Page, **options: Any) -> Authenticator:
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    added = cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+                **options,
+            }
+        },
+    )
+    return Authenticator(cdp, added["authenticatorId"])
+
+
+@pytest.fixture
+def authenticator(context: BrowserContext, page: Page) -> Authenticator:
+    """A virtual authenticator on the test's page (it follows the page's navigations)."""
+    return add_authenticator(context, page)
+
+
+# --- Steps shared by the tests ------------------------------------------------------------------
+
+
+def enroll(page: Page, person: Person) -> None:
+    """Open the invite link and create a passkey; ends on the signed-in home page."""
+    page.goto(person.link)
+    page.get_by_role("button", name="Create a passkey").click()
+    page.wait_for_url("/?enrolled=1")
+
+
+def sign_out(page: Page) -> None:
+    page.locator("header").get_by_role("button", name="Sign out").click()
+    page.get_by_role("heading", name="You are signed out").wait_for()
+
+
+def open_sign_in_with_autofill_pending(page: Page, authenticator: Authenticator) -> None:
+    """Open /sign-in so that its conditional (autofill) request waits instead of answering.
+
+    Chromium's virtual authenticator with presence simulation answers a
+    conditional request at once, with no focus or click: the page would sign
+    in by itself. With presence simulation off while the request starts, it
+    stays pending; switching simulation back on does not answer it, but lets
+    the modal request a test starts next succeed.
+    """
+    authenticator.set_presence_simulation(False)
+    with page.expect_console_message(lambda m: m.text == SPY_PREFIX + "conditional"):
+        page.goto("/sign-in")
+    authenticator.set_presence_simulation(True)
+
+
+def record_requests(page: Page) -> list[Request]:
+    """The requests ``page`` makes from now on."""
+    requests: list[Request] = []
+    page.on("request", lambda request: requests.append(request))
+    return requests
+
+
+def posts_to(requests: list[Request], path: str) -> list[Request]:
+    return [r for r in requests if r.method == "POST" and r.url.split("?")[0].endswith(path)]

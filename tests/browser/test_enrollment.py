@@ -1,0 +1,96 @@
+"""An invite link, the page that explains passkeys, and creating the first passkey."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.browser.conftest import Authenticator, Invite, Server, enroll
+
+pytestmark = pytest.mark.browser
+
+INVITE_UNUSABLE = "This link can\u2019t be used"
+
+
+def test_invite_link_creates_a_passkey_and_signs_in(
+    page: Page, authenticator: Authenticator, server: Server, invite: Invite
+) -> None:
+    person = invite()
+
+    response = page.goto(person.link)
+    assert response is not None and response.status == 200
+    # The token is in the URL: the page must not hand it on as a Referer.
+    assert response.headers["referrer-policy"] == "no-referrer"
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Welcome, {person.name}")
+    expect(page.locator("#ceremony")).to_contain_text("instead of a password")
+    expect(page.locator("#not-supported")).to_be_hidden()
+
+    page.get_by_role("button", name="Create a passkey").click()
+
+    page.wait_for_url("/?enrolled=1")
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Welcome, {person.name}")
+    expect(page.get_by_role("status")).to_contain_text("Your passkey is ready")
+    expect(page.locator("ul.passkeys > li")).to_have_count(1)
+    expect(page.locator("header")).to_contain_text(person.name)
+
+    [credential] = authenticator.credentials()
+    assert credential["isResidentCredential"] is True
+    assert credential["rpId"] == "localhost"
+    assert credential["userName"] == person.email
+    assert server.passkey_count(person.email) == 1
+    actions = [action for action, _reason in server.audit(person.email)]
+    assert "passkey.registered" in actions
+    assert "invite.used" in actions
+
+
+def test_used_or_garbled_invite_link_shows_link_cannot_be_used(
+    browser: Browser, page: Page, authenticator: Authenticator, server: Server, invite: Invite
+) -> None:
+    person = invite()
+    enroll(page, person)
+    token = person.link.rsplit("/", 1)[1]
+    garbled = [
+        person.link[:-4],  # copied incompletely
+        person.link[:-1] + ("A" if token[-1] != "A" else "B"),  # one character changed
+    ]
+
+    elsewhere = browser.new_context(base_url=server.url)
+    try:
+        other = elsewhere.new_page()
+        for link in [person.link, *garbled]:
+            response = other.goto(link)
+            assert response is not None and response.status == 404, link
+            expect(other.get_by_role("heading", level=1)).to_have_text(INVITE_UNUSABLE)
+            expect(other.locator("main")).to_contain_text("Ask your administrator for a new link")
+            expect(other.get_by_role("button", name="Create a passkey")).to_have_count(0)
+    finally:
+        elsewhere.close()
+
+    assert server.passkey_count(person.email) == 1
+    rejected = [
+        reason for action, reason in server.audit(person.email) if action == "invite.rejected"
+    ]
+    assert rejected == ["invite_unusable"], "the reused link is audited against its person"
+
+
+def test_same_authenticator_cannot_register_twice(
+    page: Page, authenticator: Authenticator, server: Server, invite: Invite
+) -> None:
+    person = invite()
+    enroll(page, person)
+    second_link = server.invite(person.email, person.name)
+
+    page.goto(second_link)
+    page.get_by_role("button", name="Create a passkey").click()
+
+    error = page.locator("#ceremony-error")
+    expect(error).to_be_visible()
+    expect(page.locator("#ceremony-error-title")).to_have_text(
+        "Passkey already registered for this device"
+    )
+    assert page.url == second_link
+    assert len(authenticator.credentials()) == 1
+    assert server.passkey_count(person.email) == 1
+    actions = [action for action, _reason in server.audit(person.email)]
+    assert actions.count("passkey.registered") == 1
+    assert actions.count("invite.used") == 1, "the refused attempt must not use up the new link"
