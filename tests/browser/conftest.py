@@ -311,6 +311,10 @@ class Authenticator:
     def credentials(self) -> list[dict[str, Any]]:
         return list(self._send("WebAuthn.getCredentials")["credentials"])
 
+    def remove_credentials(self) -> None:
+        """Forget every passkey, as a device whose passkeys were deleted."""
+        self._send("WebAuthn.clearCredentials")
+
 
 def add_authenticator(context: BrowserContext, page: Page, **options: Any) -> Authenticator:
     cdp = context.new_cdp_session(page)

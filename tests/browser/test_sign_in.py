@@ -9,6 +9,7 @@ import pytest
 from playwright.sync_api import Page, Request, expect
 
 from tests.browser.conftest import (
+    SPY_PREFIX,
     Authenticator,
     Console,
     Invite,
@@ -118,6 +119,17 @@ def test_unknown_username_shows_friendly_error(
     enroll(page, person)
     sign_out(page)
     open_sign_in_with_autofill_pending(page, authenticator)
+    conditional_requests: list[str] = []
+    page.on(
+        "console",
+        lambda m: (
+            conditional_requests.append(m.text) if m.text == SPY_PREFIX + "conditional" else None
+        ),
+    )
+    # After the failure the page offers autofill again. The virtual authenticator
+    # would answer it at once with the person's passkey (a person would have to
+    # pick it): with no passkey on the device, it waits.
+    authenticator.remove_credentials()
 
     page.get_by_label("Username or work email").fill("nobody-at-all@example.com")
     page.get_by_role("button", name="Continue").click()
@@ -128,6 +140,8 @@ def test_unknown_username_shows_friendly_error(
     assert page.url.endswith("/sign-in")
     expect(page.get_by_role("button", name="Continue")).to_be_enabled()
     assert server.audit(person.email)[0] == ("sign_out", "")
+    page.wait_for_timeout(200)
+    assert conditional_requests, "autofill was not offered again after the failure"
 
 
 def test_sign_in_options_do_not_reveal_whether_an_account_exists(

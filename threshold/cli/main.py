@@ -374,6 +374,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "limit_request_line": 4094,
                 "limit_request_fields": 50,
                 "proc_name": "threshold",
+                # gunicorn's control socket defaults to one path per user, which
+                # two servers on a machine would fight over: keep it with the data.
+                "control_socket": str(config.var_dir / "gunicorn.ctl"),
                 "forwarded_allow_ips": "127.0.0.1" if config.proxy_ssl_header else "",
             }
             for key, value in options.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import login
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from threshold.core import catalog, errors
@@ -23,6 +24,7 @@ from threshold.web.views import CLIENT_CATALOG
 
 
 @require_GET
+@never_cache
 def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
     try:
         invite = access_invite(token, audit_origin(request))

@@ -136,6 +136,8 @@
       await action();
     } catch (failure) {
       showError((failure && failure.entry) || catalog.verification_incomplete);
+      // The button and "Continue" stopped the autofill request: offer it again.
+      if (root.dataset.ceremony === "sign-in") startAutofill();
     } finally {
       busy(false);
     }
