@@ -104,7 +104,9 @@ def _database(env: dict[str, str], var_dir: Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - dj-database-url raises assorted errors
         raise ConfigError(f"DATABASE_URL is not a valid database URL: {exc}") from None
     if str(database["ENGINE"]).endswith("sqlite3"):
-        database["CONN_MAX_AGE"] = 0
+        # Persistent, like PostgreSQL's: reopening SQLite per request also
+        # checkpoints and recreates the WAL file, with an fsync each time.
+        database["CONN_MAX_AGE"] = None
         # WAL lets sign-ins read while another worker writes; the busy timeout
         # makes concurrent writers wait instead of failing.
         database["OPTIONS"] = {

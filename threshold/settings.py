@@ -69,7 +69,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.Argon2PasswordHasher"]
 LOGIN_URL = "/sign-in"
 
 # Sessions live in the database so that sign-out and timeouts end them for real.
-SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_ENGINE = "threshold.web.sessions"
 SESSION_COOKIE_NAME = "threshold_session"
 SESSION_COOKIE_AGE = THRESHOLD.session_max_age
 SESSION_COOKIE_HTTPONLY = True

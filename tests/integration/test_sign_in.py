@@ -84,6 +84,20 @@ def test_discoverable_sign_in(ada, browser, clock):
     assert not AuditEvent.objects.filter(action="sign_in.failed").exists()
 
 
+def test_signing_in_again_gets_a_new_session_key(ada, browser):
+    assertion = ada.authenticator.get(begin_sign_in(browser), ORIGIN)
+    assert_ok(browser.post_json("/sign-in/result", assertion))
+    first = browser.session_key
+
+    # The same person signs in again from the signed-in session: Django's login()
+    # would keep the key; Threshold rotates it at every sign-in.
+    assertion = ada.authenticator.get(begin_sign_in(browser), ORIGIN)
+    assert_ok(browser.post_json("/sign-in/result", assertion))
+    assert browser.session_key and browser.session_key != first
+    assert not Session.objects.filter(session_key=first).exists()
+    assert browser.is_signed_in()
+
+
 @pytest.mark.parametrize("typed", ["ada@example.com", "  ADA@Example.COM ", "Ada@example.com"])
 def test_username_first_sign_in_is_case_insensitive(ada, browser, typed):
     options = begin_sign_in(browser, typed)

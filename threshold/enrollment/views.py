@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.contrib.auth import login
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -10,7 +9,6 @@ from django.views.decorators.http import require_GET, require_POST
 
 from threshold.core import catalog, errors
 from threshold.enrollment.actions import access_invite, do_begin_enrollment, do_finish_enrollment
-from threshold.passkeys.views import BACKEND
 from threshold.web.http import (
     audit_origin,
     ensure_session_key,
@@ -19,7 +17,7 @@ from threshold.web.http import (
     read_body,
     read_json_object,
 )
-from threshold.web.middleware import start_session_clock
+from threshold.web.middleware import sign_in
 from threshold.web.views import CLIENT_CATALOG
 
 
@@ -62,6 +60,5 @@ def enroll_result(request: HttpRequest, token: str) -> JsonResponse:
     )
     if outcome.error is not None or outcome.passkey is None:
         return failed(outcome.error or errors.CeremonyError(), "registration")
-    login(request, outcome.passkey.user, backend=BACKEND)
-    start_session_clock(request)
+    sign_in(request, outcome.passkey.user)
     return ok({"redirect": "/?enrolled=1"})

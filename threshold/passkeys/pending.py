@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from django.db import connection
 
 from threshold import clock
 from threshold.core import errors
@@ -38,22 +42,38 @@ def save_pending(
     )
 
 
-def take_pending(session_key: str | None, kind: str) -> PendingCeremony:
+@dataclass(frozen=True)
+class TakenCeremony:
+    state: dict[str, Any]
+    context: dict[str, Any]
+
+
+def take_pending(session_key: str | None, kind: str) -> TakenCeremony:
     """Consume this session's pending ceremony of ``kind``; it can be taken once.
 
-    The DELETE decides: when two requests race for the same ceremony, only the
-    one whose DELETE removed the row may go on.
+    One ``DELETE ... RETURNING`` statement (SQLite 3.35+, PostgreSQL) finds and
+    consumes the row: when two requests race for the same ceremony, only the
+    one whose DELETE removed the row gets it.
     """
     if not session_key:
         raise errors.ChallengeMissing("no session")
-    binding = _binding(session_key)
-    row = PendingCeremony.objects.filter(session_binding=binding, kind=kind).first()
+    table = connection.ops.quote_name(PendingCeremony._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # The table name comes from the model; the values are parameters.
+            f"DELETE FROM {table} WHERE session_binding = %s AND kind = %s"  # noqa: S608
+            " RETURNING state, context",
+            [_binding(session_key), kind],
+        )
+        row = cursor.fetchone()
     if row is None:
         raise errors.ChallengeMissing()
-    deleted, _ = PendingCeremony.objects.filter(pk=row.pk).delete()
-    if deleted != 1:
-        raise errors.ChallengeMissing("taken by a concurrent request")
-    return row
+    return TakenCeremony(state=_json(row[0]), context=_json(row[1]))
+
+
+def _json(value: Any) -> dict[str, Any]:
+    # psycopg decodes JSON columns itself; SQLite returns the text.
+    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 def delete_expired() -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.contrib.auth import login
 from django.http import HttpRequest, JsonResponse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -18,9 +17,7 @@ from threshold.web.http import (
     read_body,
     read_json_object,
 )
-from threshold.web.middleware import start_session_clock
-
-BACKEND = "threshold.accounts.backends.PasskeyBackend"
+from threshold.web.middleware import sign_in
 
 
 @require_POST
@@ -44,8 +41,7 @@ def sign_in_result(request: HttpRequest) -> JsonResponse:
     )
     if outcome.error is not None:
         return failed(outcome.error, "authentication")
-    login(request, outcome.user, backend=BACKEND)
-    start_session_clock(request)
+    sign_in(request, outcome.user)
     return ok({"redirect": safe_next(request)})
 
 

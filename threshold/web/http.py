@@ -11,6 +11,7 @@ from django.http import HttpRequest, JsonResponse
 
 from threshold.audit.actions import Origin
 from threshold.core import catalog, errors
+from threshold.web.sessions import SessionStore
 
 
 def audit_origin(request: HttpRequest) -> Origin:
@@ -64,12 +65,13 @@ def optional_string(data: dict[str, Any], name: str, max_length: int = 150) -> s
 
 
 def ensure_session_key(request: HttpRequest) -> str:
-    """The session key, creating the (still anonymous) session if needed."""
-    if not request.session.session_key:
-        request.session.save()
-    key = request.session.session_key
-    assert key is not None  # noqa: S101
-    return key
+    """The session key, giving a new (still anonymous) session one if needed.
+
+    The session row itself is written once, with the response.
+    """
+    session = request.session
+    assert isinstance(session, SessionStore)  # noqa: S101 - settings.SESSION_ENGINE
+    return session.reserve_key()
 
 
 def ok(payload: dict[str, Any] | None = None) -> JsonResponse:

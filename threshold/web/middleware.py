@@ -1,11 +1,12 @@
-"""Session lifetime: an idle timeout and an absolute one."""
+"""Signed-in sessions: starting one, and its idle and absolute timeouts."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import logout
+from django.contrib.auth import login, logout
 from django.http import HttpRequest, HttpResponse
 
 from threshold import clock
@@ -19,7 +20,14 @@ LAST_SEEN = "threshold.last_seen"
 _LAST_SEEN_RESOLUTION = 60
 
 
-def start_session_clock(request: HttpRequest) -> None:
+def sign_in(request: HttpRequest, user: Any) -> None:
+    """Start a signed-in session for ``user`` under a new session key."""
+    previous_key = request.session.session_key
+    login(request, user, backend="threshold.accounts.backends.PasskeyBackend")
+    # login() keeps the key when the same person signs in again; a sign-in
+    # always gets a fresh one (session fixation).
+    if request.session.session_key == previous_key:
+        request.session.cycle_key()
     now = clock.now()
     request.session[SIGNED_IN_AT] = now
     request.session[LAST_SEEN] = now
