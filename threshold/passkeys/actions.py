@@ -139,13 +139,14 @@ def do_finish_sign_in(session_key: str | None, body: bytes | None, origin: Origi
         try:
             pending = take_pending(session_key, AUTHENTICATION)
             response = ceremony.parse_authentication_response(_decode(body))
-            passkey = (
-                Passkey.objects.select_related("user")
-                .filter(credential_id=response.credential_id)
-                .first()
-            )
-            if passkey is None:
-                raise errors.CredentialUnknown()
+            try:
+                # get(), not first(): the ID is unique, and first() would add an
+                # ORDER BY over the join on the sign-in hot path.
+                passkey = Passkey.objects.select_related("user").get(
+                    credential_id=response.credential_id
+                )
+            except Passkey.DoesNotExist:
+                raise errors.CredentialUnknown() from None
             stored = ceremony.StoredCredential(
                 credential_id=bytes(passkey.credential_id),
                 public_key=bytes(passkey.public_key),
