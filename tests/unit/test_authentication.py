@@ -910,6 +910,10 @@ def test_fuzzed_assertions_raise_only_ceremony_errors(
                 )
             else:
                 response[target] = b64url_encode(_mutate(rng, b64url_decode(response[target])))
+        if fuzzed == valid:
+            # A mutation can write back the byte that was there (the keys and
+            # ECDSA signatures differ on every run): nothing was tampered with.
+            continue
         try:
             sign_in.finish(fuzzed)
             outcome = "accepted"

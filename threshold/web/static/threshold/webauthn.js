@@ -115,6 +115,7 @@
   }
 
   async function startAutofill() {
+    stopAutofill();
     if (
       typeof PublicKeyCredential.isConditionalMediationAvailable !== "function" ||
       !(await PublicKeyCredential.isConditionalMediationAvailable())
@@ -136,8 +137,11 @@
       await action();
     } catch (failure) {
       showError((failure && failure.entry) || catalog.verification_incomplete);
-      // The button and "Continue" stopped the autofill request: offer it again.
-      if (root.dataset.ceremony === "sign-in") startAutofill();
+      // The button and "Continue" stopped the autofill request: offer it again
+      // when the person goes back to the username field.
+      if (root.dataset.ceremony === "sign-in") {
+        document.getElementById("username").addEventListener("focus", startAutofill, { once: true });
+      }
     } finally {
       busy(false);
     }
