@@ -52,9 +52,10 @@ CHROMIUM_ARGS = [
 # Fail fast: every step here takes well under a second on a working server.
 STEP_TIMEOUT_MS = 10_000
 
-# Instrumentation only: reports each navigator.credentials.get() call and its
+# Instrumentation: reports each navigator.credentials.get() call and its
 # mediation on the console, then makes the call unchanged. It is how a test
-# tells the autofill (conditional) request from the button's (modal) one.
+# tells the autofill (conditional) request from the button's (modal) one. A page
+# with window.__thresholdHoldAutofill keeps its autofill requests pending.
 CREDENTIALS_SPY = """
 (() => {
   const container = navigator.credentials;
@@ -63,6 +64,16 @@ CREDENTIALS_SPY = """
   container.get = (options) => {
     const mediation = (options && options.mediation) || "optional";
     console.debug("threshold-test:credentials.get:" + mediation);
+    if (mediation === "conditional" && window.__thresholdHoldAutofill) {
+      // Pending like an autofill nobody picked from, until the page aborts it.
+      return new Promise((resolve, reject) => {
+        const signal = options.signal;
+        if (signal) {
+          signal.addEventListener("abort", () =>
+            reject(new DOMException("aborted", "AbortError")));
+        }
+      });
+    }
     return get(options);
   };
 })();
@@ -357,19 +368,19 @@ def sign_out(page: Page) -> None:
     page.get_by_role("heading", name="You are signed out").wait_for()
 
 
-def open_sign_in_with_autofill_pending(page: Page, authenticator: Authenticator) -> None:
-    """Open /sign-in so that its conditional (autofill) request waits instead of answering.
+def open_sign_in_with_autofill_pending(page: Page) -> None:
+    """Open /sign-in with its conditional (autofill) request left pending.
 
-    Chromium's virtual authenticator with presence simulation answers a
-    conditional request at once, with no focus or click: the page would sign
-    in by itself. With presence simulation off while the request starts, it
-    stays pending; switching simulation back on does not answer it, but lets
-    the modal request a test starts next succeed.
+    Chromium's virtual authenticator answers a conditional request at once, with
+    no focus or click, so the page would sign in by itself. Holding the request
+    in the page (see CREDENTIALS_SPY) keeps it pending, as when nobody picks a
+    passkey from the autofill list, until the page aborts it for the button's or
+    "Continue"'s modal request. (Toggling the authenticator's presence
+    simulation instead raced with the request under load.)
     """
-    authenticator.set_presence_simulation(False)
+    page.add_init_script("window.__thresholdHoldAutofill = true;")
     with page.expect_console_message(lambda m: m.text == SPY_PREFIX + "conditional"):
         page.goto("/sign-in")
-    authenticator.set_presence_simulation(True)
 
 
 def record_requests(page: Page) -> list[Request]:

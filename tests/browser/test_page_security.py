@@ -75,7 +75,7 @@ def test_pages_work_under_their_content_security_policy(
 
     enroll(page, person)
     sign_out(page)
-    open_sign_in_with_autofill_pending(page, authenticator)
+    open_sign_in_with_autofill_pending(page)
     page.get_by_role("button", name="Sign in with a passkey").click()
     page.wait_for_url("/")
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Welcome, {person.name}")
