@@ -94,3 +94,19 @@ def test_same_authenticator_cannot_register_twice(
     actions = [action for action, _reason in server.audit(person.email)]
     assert actions.count("passkey.registered") == 1
     assert actions.count("invite.used") == 1, "the refused attempt must not use up the new link"
+
+
+def test_first_administrator_enrolls_from_the_bootstrap_link(
+    page: Page, authenticator: Authenticator, server: Server
+) -> None:
+    # What `make run` prints on a new installation.
+    printed = server.cli("bootstrap")
+    [link] = [word for word in printed.split() if "/enroll/" in word]
+    assert link.startswith(server.url + "/enroll/")
+
+    page.goto(link)
+    page.get_by_role("button", name="Create a passkey").click()
+    page.wait_for_url("/?enrolled=1")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Administrator")
+    # Once an administrator has a passkey, bootstrap hands out no more links.
+    assert "An administrator is enrolled" in server.cli("bootstrap")
