@@ -34,6 +34,7 @@ from tests.support.authenticator import (
     sign,
 )
 from tests.unit.conftest import NOW, ORIGIN, RP_ID, TIMEOUT_SECONDS, TOP_ORIGIN
+from tests.unit.edits import client_data, mutate, response, top
 from threshold.core import errors
 from threshold.core.ceremony import (
     AuthenticationState,
@@ -712,42 +713,6 @@ def test_sign_in_checks_the_signature_before_account_and_history_checks(
 # --- Malformed input ---------------------------------------------------------------------------
 
 
-def _top(**members: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Replace (or, with ..., delete) members of the credential object."""
-
-    def edit(data: dict[str, Any]) -> dict[str, Any]:
-        for name, value in members.items():
-            if value is ...:
-                data.pop(name, None)
-            else:
-                data[name] = value
-        return data
-
-    return edit
-
-
-def _response(**members: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Replace (or, with ..., delete) members of credential.response."""
-
-    def edit(data: dict[str, Any]) -> dict[str, Any]:
-        _top(**members)(data["response"])
-        return data
-
-    return edit
-
-
-def _client_data(**fields: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Replace (or, with ..., delete) clientDataJSON fields, keeping it otherwise valid."""
-
-    def edit(data: dict[str, Any]) -> dict[str, Any]:
-        client_data = json.loads(b64url_decode(data["response"]["clientDataJSON"]))
-        _top(**fields)(client_data)
-        data["response"]["clientDataJSON"] = b64url_encode(json.dumps(client_data).encode())
-        return data
-
-    return edit
-
-
 def _auth_data(change: Callable[[bytes], bytes]) -> Callable[[dict[str, Any]], dict[str, Any]]:
     def edit(data: dict[str, Any]) -> dict[str, Any]:
         auth_data = b64url_decode(data["response"]["authenticatorData"])
@@ -767,44 +732,44 @@ MALFORMED_ASSERTIONS: list[tuple[str, Callable[[dict[str, Any]], object], type[E
     ("null", lambda data: None, errors.MalformedResponse),
     ("list", lambda data: [data], errors.MalformedResponse),
     ("bytes", lambda data: json.dumps(data).encode(), errors.MalformedResponse),
-    ("missing-type", _top(type=...), errors.MalformedResponse),
-    ("missing-response", _top(response=...), errors.MalformedResponse),
-    ("type-password", _top(type="password"), errors.CredentialTypeInvalid),
-    ("type-empty", _top(type=""), errors.CredentialTypeInvalid),
-    ("response-string", _top(response="ok"), errors.MalformedResponse),
-    ("response-list", _top(response=[{}]), errors.MalformedResponse),
-    ("id-standard-base64", _top(id="ab+/", rawId="ab+/"), errors.MalformedResponse),
-    ("id-length-1-mod-4", _top(id="abcde", rawId="abcde"), errors.MalformedResponse),
-    ("raw-id-list", _top(rawId=["a"]), errors.MalformedResponse),
-    ("id-and-raw-id-empty", _top(id="", rawId=""), errors.MalformedResponse),
-    ("id-differs-from-raw-id", _top(id=b64url_encode(b"\x00" * 16)), errors.CredentialIdMismatch),
+    ("missing-type", top(type=...), errors.MalformedResponse),
+    ("missing-response", top(response=...), errors.MalformedResponse),
+    ("type-password", top(type="password"), errors.CredentialTypeInvalid),
+    ("type-empty", top(type=""), errors.CredentialTypeInvalid),
+    ("response-string", top(response="ok"), errors.MalformedResponse),
+    ("response-list", top(response=[{}]), errors.MalformedResponse),
+    ("id-standard-base64", top(id="ab+/", rawId="ab+/"), errors.MalformedResponse),
+    ("id-length-1-mod-4", top(id="abcde", rawId="abcde"), errors.MalformedResponse),
+    ("raw-id-list", top(rawId=["a"]), errors.MalformedResponse),
+    ("id-and-raw-id-empty", top(id="", rawId=""), errors.MalformedResponse),
+    ("id-differs-from-raw-id", top(id=b64url_encode(b"\x00" * 16)), errors.CredentialIdMismatch),
     # clientDataJSON.
-    ("client-data-missing", _response(clientDataJSON=...), errors.MalformedResponse),
-    ("client-data-not-base64url", _response(clientDataJSON="e30+"), errors.MalformedResponse),
+    ("client-data-missing", response(clientDataJSON=...), errors.MalformedResponse),
+    ("client-data-not-base64url", response(clientDataJSON="e30+"), errors.MalformedResponse),
     (
         "client-data-not-json",
-        _response(clientDataJSON=b64url_encode(b"\x00\x01")),
+        response(clientDataJSON=b64url_encode(b"\x00\x01")),
         errors.MalformedResponse,
     ),
-    ("client-data-array", _response(clientDataJSON=b64url_encode(b"[]")), errors.MalformedResponse),
+    ("client-data-array", response(clientDataJSON=b64url_encode(b"[]")), errors.MalformedResponse),
     (
         "client-data-deeply-nested",
-        _response(clientDataJSON=b64url_encode(b'{"a":' * 50_000 + b"1" + b"}" * 50_000)),
+        response(clientDataJSON=b64url_encode(b'{"a":' * 50_000 + b"1" + b"}" * 50_000)),
         errors.MalformedResponse,
     ),
-    ("challenge-missing", _client_data(challenge=...), errors.MalformedResponse),
-    ("challenge-number", _client_data(challenge=0), errors.MalformedResponse),
-    ("challenge-huge-number", _client_data(challenge=2**62), errors.MalformedResponse),
-    ("type-null", _client_data(type=None), errors.MalformedResponse),
-    ("origin-number", _client_data(origin=443), errors.MalformedResponse),
-    ("cross-origin-yes", _client_data(crossOrigin="yes"), errors.MalformedResponse),
-    ("top-origin-list", _client_data(topOrigin=[]), errors.MalformedResponse),
+    ("challenge-missing", client_data(challenge=...), errors.MalformedResponse),
+    ("challenge-number", client_data(challenge=0), errors.MalformedResponse),
+    ("challenge-huge-number", client_data(challenge=2**62), errors.MalformedResponse),
+    ("type-null", client_data(type=None), errors.MalformedResponse),
+    ("origin-number", client_data(origin=443), errors.MalformedResponse),
+    ("cross-origin-yes", client_data(crossOrigin="yes"), errors.MalformedResponse),
+    ("top-origin-list", client_data(topOrigin=[]), errors.MalformedResponse),
     # authenticatorData.
-    ("auth-data-missing", _response(authenticatorData=...), errors.MalformedResponse),
-    ("auth-data-null", _response(authenticatorData=None), errors.MalformedResponse),
+    ("auth-data-missing", response(authenticatorData=...), errors.MalformedResponse),
+    ("auth-data-null", response(authenticatorData=None), errors.MalformedResponse),
     (
         "auth-data-not-base64url",
-        _response(authenticatorData="SZYN5Y/g=="),
+        response(authenticatorData="SZYN5Y/g=="),
         errors.MalformedResponse,
     ),
     ("auth-data-empty", _auth_data(lambda a: b""), errors.MalformedResponse),
@@ -843,18 +808,18 @@ MALFORMED_ASSERTIONS: list[tuple[str, Callable[[dict[str, Any]], object], type[E
         errors.MalformedResponse,
     ),
     # signature.
-    ("signature-missing", _response(signature=...), errors.MalformedResponse),
-    ("signature-not-base64url", _response(signature="MEUC IQ"), errors.MalformedResponse),
-    ("signature-number", _response(signature=0), errors.MalformedResponse),
+    ("signature-missing", response(signature=...), errors.MalformedResponse),
+    ("signature-not-base64url", response(signature="MEUC IQ"), errors.MalformedResponse),
+    ("signature-number", response(signature=0), errors.MalformedResponse),
     # userHandle.
     (
         "user-handle-not-base64url",
-        _response(userHandle="ada@example.com"),
+        response(userHandle="ada@example.com"),
         errors.MalformedResponse,
     ),
-    ("user-handle-number", _response(userHandle=17), errors.MalformedResponse),
-    ("user-handle-list", _response(userHandle=[]), errors.MalformedResponse),
-    ("user-handle-object", _response(userHandle={}), errors.MalformedResponse),
+    ("user-handle-number", response(userHandle=17), errors.MalformedResponse),
+    ("user-handle-list", response(userHandle=[]), errors.MalformedResponse),
+    ("user-handle-object", response(userHandle={}), errors.MalformedResponse),
 ]
 
 
@@ -868,26 +833,6 @@ def test_parse_authentication_response_rejects_malformed_input(
     garbled = garble(sign_in.respond())
     with pytest.raises(expected):
         parse_authentication_response(garbled)
-
-
-def _mutate(rng: random.Random, blob: bytes) -> bytes:
-    """One random edit: flip a bit, overwrite, delete, insert or truncate."""
-    edited = bytearray(blob)
-    if not edited:
-        return rng.randbytes(rng.randrange(1, 4))
-    at = rng.randrange(len(edited))
-    operation = rng.randrange(5)
-    if operation == 0:
-        edited[at] ^= 1 << rng.randrange(8)
-    elif operation == 1:
-        edited[at] = rng.randrange(256)
-    elif operation == 2:
-        del edited[at : at + rng.randrange(1, 8)]
-    elif operation == 3:
-        edited[at:at] = rng.randbytes(rng.randrange(1, 8))
-    else:
-        del edited[at:]
-    return bytes(edited)
 
 
 def test_fuzzed_assertions_raise_only_ceremony_errors(
@@ -906,10 +851,10 @@ def test_fuzzed_assertions_raise_only_ceremony_errors(
             )
             if target == "id":
                 fuzzed["id"] = fuzzed["rawId"] = b64url_encode(
-                    _mutate(rng, b64url_decode(fuzzed["id"]))
+                    mutate(rng, b64url_decode(fuzzed["id"]))
                 )
             else:
-                response[target] = b64url_encode(_mutate(rng, b64url_decode(response[target])))
+                response[target] = b64url_encode(mutate(rng, b64url_decode(response[target])))
         if fuzzed == valid:
             # A mutation can write back the byte that was there (the keys and
             # ECDSA signatures differ on every run): nothing was tampered with.
@@ -971,7 +916,7 @@ def test_reshaped_assertions_raise_only_ceremony_errors(
             reshaped["response"][name] = value
         else:
             name = rng.choice(["type", "challenge", "origin", "crossOrigin", "topOrigin"])
-            _client_data(**{name: value})(reshaped)
+            client_data(**{name: value})(reshaped)
         try:
             sign_in.finish(reshaped)
         except errors.CeremonyError:

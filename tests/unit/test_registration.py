@@ -35,6 +35,7 @@ from tests.support.authenticator import (
     sign,
 )
 from tests.unit.conftest import NOW, ORIGIN, RP_ID, TIMEOUT_SECONDS, TOP_ORIGIN
+from tests.unit.edits import client_data, mutate, response, top
 from threshold.core import errors
 from threshold.core.ceremony import (
     DEFAULT_ALGORITHMS,
@@ -881,44 +882,8 @@ def test_registration_rejects_a_garbage_statement_in_every_supported_format(
 # --- Malformed input ---------------------------------------------------------------------------
 
 
-def _top(**members: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Replace (or, with ..., delete) members of the credential object."""
-
-    def edit(data: dict[str, Any]) -> dict[str, Any]:
-        for name, value in members.items():
-            if value is ...:
-                data.pop(name, None)
-            else:
-                data[name] = value
-        return data
-
-    return edit
-
-
-def _response(**members: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Replace (or, with ..., delete) members of credential.response."""
-
-    def edit(data: dict[str, Any]) -> dict[str, Any]:
-        _top(**members)(data["response"])
-        return data
-
-    return edit
-
-
-def _client_data(**fields: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Replace (or, with ..., delete) clientDataJSON fields, keeping it otherwise valid."""
-
-    def edit(data: dict[str, Any]) -> dict[str, Any]:
-        client_data = json.loads(b64url_decode(data["response"]["clientDataJSON"]))
-        _top(**fields)(client_data)
-        data["response"]["clientDataJSON"] = b64url_encode(json.dumps(client_data).encode())
-        return data
-
-    return edit
-
-
 def _raw_client_data(raw: bytes) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    return _response(clientDataJSON=b64url_encode(raw))
+    return response(clientDataJSON=b64url_encode(raw))
 
 
 def _attestation(**members: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -926,7 +891,7 @@ def _attestation(**members: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
 
     def edit(data: dict[str, Any]) -> dict[str, Any]:
         obj = attestation_object(data)
-        _top(**members)(obj)
+        top(**members)(obj)
         data["response"]["attestationObject"] = b64url_encode(cbor.encode(obj))
         return data
 
@@ -934,7 +899,7 @@ def _attestation(**members: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
 
 
 def _raw_attestation(raw: bytes) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    return _response(attestationObject=b64url_encode(raw))
+    return response(attestationObject=b64url_encode(raw))
 
 
 def _attestation_bytes(
@@ -983,29 +948,29 @@ MALFORMED_REGISTRATIONS: list[tuple[str, Callable[[dict[str, Any]], object], typ
     ("number", lambda data: 42, errors.MalformedResponse),
     ("list", lambda data: [data], errors.MalformedResponse),
     ("json-text", lambda data: json.dumps(data), errors.MalformedResponse),
-    ("missing-type", _top(type=...), errors.MalformedResponse),
-    ("missing-response", _top(response=...), errors.MalformedResponse),
-    ("type-password", _top(type="password"), errors.CredentialTypeInvalid),
-    ("type-null", _top(type=None), errors.CredentialTypeInvalid),
-    ("type-list", _top(type=["public-key"]), errors.CredentialTypeInvalid),
-    ("response-string", _top(response="ok"), errors.MalformedResponse),
-    ("response-list", _top(response=[]), errors.MalformedResponse),
-    ("response-null", _top(response=None), errors.MalformedResponse),
-    ("id-standard-base64", _top(id="ab+/cd", rawId="ab+/cd"), errors.MalformedResponse),
-    ("id-with-space", _top(id="abc d", rawId="abc d"), errors.MalformedResponse),
-    ("id-number", _top(id=12345), errors.MalformedResponse),
-    ("raw-id-not-base64url", _top(rawId="%%%"), errors.MalformedResponse),
-    ("id-and-raw-id-missing", _top(id=..., rawId=...), errors.MalformedResponse),
-    ("id-and-raw-id-empty", _top(id="", rawId=""), errors.MalformedResponse),
-    ("id-differs-from-raw-id", _top(id=b64url_encode(b"\x00" * 16)), errors.CredentialIdMismatch),
+    ("missing-type", top(type=...), errors.MalformedResponse),
+    ("missing-response", top(response=...), errors.MalformedResponse),
+    ("type-password", top(type="password"), errors.CredentialTypeInvalid),
+    ("type-null", top(type=None), errors.CredentialTypeInvalid),
+    ("type-list", top(type=["public-key"]), errors.CredentialTypeInvalid),
+    ("response-string", top(response="ok"), errors.MalformedResponse),
+    ("response-list", top(response=[]), errors.MalformedResponse),
+    ("response-null", top(response=None), errors.MalformedResponse),
+    ("id-standard-base64", top(id="ab+/cd", rawId="ab+/cd"), errors.MalformedResponse),
+    ("id-with-space", top(id="abc d", rawId="abc d"), errors.MalformedResponse),
+    ("id-number", top(id=12345), errors.MalformedResponse),
+    ("raw-id-not-base64url", top(rawId="%%%"), errors.MalformedResponse),
+    ("id-and-raw-id-missing", top(id=..., rawId=...), errors.MalformedResponse),
+    ("id-and-raw-id-empty", top(id="", rawId=""), errors.MalformedResponse),
+    ("id-differs-from-raw-id", top(id=b64url_encode(b"\x00" * 16)), errors.CredentialIdMismatch),
     # clientDataJSON.
-    ("client-data-missing", _response(clientDataJSON=...), errors.MalformedResponse),
+    ("client-data-missing", response(clientDataJSON=...), errors.MalformedResponse),
     (
         "client-data-not-base64url",
-        _response(clientDataJSON="{not base64}"),
+        response(clientDataJSON="{not base64}"),
         errors.MalformedResponse,
     ),
-    ("client-data-number", _response(clientDataJSON=7), errors.MalformedResponse),
+    ("client-data-number", response(clientDataJSON=7), errors.MalformedResponse),
     ("client-data-not-json", _raw_client_data(b"type=webauthn.create"), errors.MalformedResponse),
     ("client-data-not-utf8", _raw_client_data(b'{"type":"\xff"}'), errors.MalformedResponse),
     ("client-data-array", _raw_client_data(b'["webauthn.create"]'), errors.MalformedResponse),
@@ -1017,25 +982,25 @@ MALFORMED_REGISTRATIONS: list[tuple[str, Callable[[dict[str, Any]], object], typ
         _raw_client_data(b"[" * 100_000 + b"]" * 100_000),
         errors.MalformedResponse,
     ),
-    ("type-missing", _client_data(type=...), errors.MalformedResponse),
-    ("type-number", _client_data(type=1), errors.MalformedResponse),
-    ("challenge-missing", _client_data(challenge=...), errors.MalformedResponse),
-    ("challenge-number", _client_data(challenge=12), errors.MalformedResponse),
-    ("challenge-huge-number", _client_data(challenge=2**62), errors.MalformedResponse),
-    ("challenge-list", _client_data(challenge=[1, 2, 3]), errors.MalformedResponse),
-    ("challenge-null", _client_data(challenge=None), errors.MalformedResponse),
-    ("challenge-not-ascii", _client_data(challenge="défi"), errors.MalformedResponse),
-    ("origin-missing", _client_data(origin=...), errors.MalformedResponse),
-    ("origin-list", _client_data(origin=[ORIGIN]), errors.MalformedResponse),
-    ("cross-origin-string", _client_data(crossOrigin="yes"), errors.MalformedResponse),
-    ("cross-origin-number", _client_data(crossOrigin=1), errors.MalformedResponse),
-    ("cross-origin-null", _client_data(crossOrigin=None), errors.MalformedResponse),
-    ("top-origin-number", _client_data(topOrigin=1), errors.MalformedResponse),
+    ("type-missing", client_data(type=...), errors.MalformedResponse),
+    ("type-number", client_data(type=1), errors.MalformedResponse),
+    ("challenge-missing", client_data(challenge=...), errors.MalformedResponse),
+    ("challenge-number", client_data(challenge=12), errors.MalformedResponse),
+    ("challenge-huge-number", client_data(challenge=2**62), errors.MalformedResponse),
+    ("challenge-list", client_data(challenge=[1, 2, 3]), errors.MalformedResponse),
+    ("challenge-null", client_data(challenge=None), errors.MalformedResponse),
+    ("challenge-not-ascii", client_data(challenge="défi"), errors.MalformedResponse),
+    ("origin-missing", client_data(origin=...), errors.MalformedResponse),
+    ("origin-list", client_data(origin=[ORIGIN]), errors.MalformedResponse),
+    ("cross-origin-string", client_data(crossOrigin="yes"), errors.MalformedResponse),
+    ("cross-origin-number", client_data(crossOrigin=1), errors.MalformedResponse),
+    ("cross-origin-null", client_data(crossOrigin=None), errors.MalformedResponse),
+    ("top-origin-number", client_data(topOrigin=1), errors.MalformedResponse),
     # attestationObject.
-    ("attestation-missing", _response(attestationObject=...), errors.MalformedResponse),
+    ("attestation-missing", response(attestationObject=...), errors.MalformedResponse),
     (
         "attestation-not-base64url",
-        _response(attestationObject="o2Nm+/=="),
+        response(attestationObject="o2Nm+/=="),
         errors.MalformedResponse,
     ),
     ("attestation-not-cbor", _raw_attestation(b"\xff\xff"), errors.MalformedResponse),
@@ -1116,10 +1081,10 @@ MALFORMED_REGISTRATIONS: list[tuple[str, Callable[[dict[str, Any]], object], typ
         errors.MalformedResponse,
     ),
     # transports.
-    ("transports-string", _response(transports="usb"), errors.MalformedResponse),
-    ("transports-object", _response(transports={"usb": True}), errors.MalformedResponse),
-    ("transports-list-of-lists", _response(transports=[["usb"]]), errors.MalformedResponse),
-    ("transports-list-of-objects", _response(transports=[{"usb": True}]), errors.MalformedResponse),
+    ("transports-string", response(transports="usb"), errors.MalformedResponse),
+    ("transports-object", response(transports={"usb": True}), errors.MalformedResponse),
+    ("transports-list-of-lists", response(transports=[["usb"]]), errors.MalformedResponse),
+    ("transports-list-of-objects", response(transports=[{"usb": True}]), errors.MalformedResponse),
 ]
 
 
@@ -1137,47 +1102,25 @@ def test_parse_registration_response_rejects_malformed_input(
         parse_registration_response(garbled)
 
 
-def _mutate(rng: random.Random, blob: bytes) -> bytes:
-    """One random edit: flip a bit, overwrite, delete, insert or truncate."""
-    edited = bytearray(blob)
-    if not edited:
-        return rng.randbytes(rng.randrange(1, 4))
-    at = rng.randrange(len(edited))
-    operation = rng.randrange(5)
-    if operation == 0:
-        edited[at] ^= 1 << rng.randrange(8)
-    elif operation == 1:
-        edited[at] = rng.randrange(256)
-    elif operation == 2:
-        del edited[at : at + rng.randrange(1, 8)]
-    elif operation == 3:
-        edited[at:at] = rng.randbytes(rng.randrange(1, 8))
-    else:
-        del edited[at:]
-    return bytes(edited)
-
-
 def _fuzzed_registration(rng: random.Random, data: dict[str, Any]) -> dict[str, Any]:
     fuzzed = copy.deepcopy(data)
     response = fuzzed["response"]
     for _ in range(rng.randrange(1, 4)):
         target = rng.choice(["clientDataJSON", "attestationObject", "authData", "attStmt", "id"])
         if target in ("clientDataJSON", "attestationObject"):
-            response[target] = b64url_encode(_mutate(rng, b64url_decode(response[target])))
+            response[target] = b64url_encode(mutate(rng, b64url_decode(response[target])))
         elif target == "id":
-            fuzzed["id"] = fuzzed["rawId"] = b64url_encode(
-                _mutate(rng, b64url_decode(fuzzed["id"]))
-            )
+            fuzzed["id"] = fuzzed["rawId"] = b64url_encode(mutate(rng, b64url_decode(fuzzed["id"])))
         else:
             try:
                 obj = cbor_map(b64url_decode(response["attestationObject"]))
                 if target == "authData":
-                    obj["authData"] = _mutate(rng, obj["authData"])
+                    obj["authData"] = mutate(rng, obj["authData"])
                 else:
-                    obj["attStmt"]["sig"] = _mutate(rng, obj["attStmt"]["sig"])
+                    obj["attStmt"]["sig"] = mutate(rng, obj["attStmt"]["sig"])
             except Exception:  # noqa: BLE001 - an earlier edit broke it; edit the bytes instead
                 response["attestationObject"] = b64url_encode(
-                    _mutate(rng, b64url_decode(response["attestationObject"]))
+                    mutate(rng, b64url_decode(response["attestationObject"]))
                 )
                 continue
             response["attestationObject"] = b64url_encode(cbor.encode(obj))
@@ -1261,7 +1204,7 @@ def _reshaped_registration(rng: random.Random, data: dict[str, Any]) -> tuple[st
     elif layer == "clientData":
         name = rng.choice(["type", "challenge", "origin", "crossOrigin", "topOrigin"])
         value = rng.choice(JSON_VALUES)
-        _client_data(**{name: value})(reshaped)
+        client_data(**{name: value})(reshaped)
     elif layer == "attestation":
         name, value = rng.choice(["fmt", "attStmt", "authData"]), rng.choice(CBOR_VALUES)
         _attestation(**{name: value})(reshaped)
