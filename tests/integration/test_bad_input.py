@@ -132,6 +132,7 @@ ASSERTION_RESULTS = [sign_in_result, assertion_result]
 # which would mean the pending ceremony was not there to begin with.
 INPUT_REASONS = {
     "malformed_request",
+    "request_too_large",
     "malformed_response",
     "credential_type_invalid",
     "credential_id_mismatch",

@@ -32,6 +32,7 @@ PUBLIC_CATEGORIES = {
     "invite_unusable",
     "authenticator_refused",
     "synced_blocked",
+    "bad_request",
 }
 GENERIC = {
     "authentication": "Verification failed",

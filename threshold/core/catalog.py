@@ -177,6 +177,7 @@ _SIGN_IN = {
     "not_verified": "not_verified",
     "unsupported": "verification_failed",
     "unavailable": "passkey_unavailable",
+    "bad_request": "bad_request",
 }
 _REGISTRATION = {
     "failed": "registration_failed",
@@ -189,6 +190,7 @@ _REGISTRATION = {
     "authenticator_refused": "authenticator_not_allowed",
     "synced_blocked": "synced_not_allowed",
     "unavailable": "setup_unavailable",
+    "bad_request": "bad_request",
 }
 
 

@@ -16,7 +16,7 @@ class CeremonyError(Exception):
     code = "ceremony_failed"
     # Which catalog entry the person sees: "failed" (the generic failure),
     # "session" (the ceremony is over or unknown), "not_verified",
-    # "already_registered", "limit_reached", "unavailable".
+    # "already_registered", "limit_reached", "unavailable", "bad_request", ...
     public = "failed"
 
     def __init__(self, detail: str = "") -> None:
@@ -37,6 +37,13 @@ class MalformedRequest(CeremonyError):
     """The request body is not the JSON object this endpoint expects."""
 
     code = "malformed_request"
+    public = "bad_request"
+
+
+class RequestTooLarge(MalformedRequest):
+    """The request body is over the size cap."""
+
+    code = "request_too_large"
 
 
 class CredentialTypeInvalid(CeremonyError):

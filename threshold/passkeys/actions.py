@@ -42,7 +42,7 @@ def _descriptors(user: User) -> list[ceremony.CredentialDescriptor]:
 
 def _decode(body: bytes | None) -> object:
     if body is None:
-        raise errors.MalformedRequest("the request body is too large")
+        raise errors.RequestTooLarge()
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:

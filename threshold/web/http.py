@@ -41,7 +41,7 @@ def read_json_object(request: HttpRequest) -> dict[str, Any]:
     """The body as a JSON object, or MalformedRequest."""
     body = read_body(request)
     if body is None:
-        raise errors.MalformedRequest("the request body is too large")
+        raise errors.RequestTooLarge()
     if not body.strip():
         return {}
     try:
@@ -78,18 +78,19 @@ def ok(payload: dict[str, Any] | None = None) -> JsonResponse:
     return JsonResponse({"status": "ok", "errorMessage": "", **(payload or {})})
 
 
-def failed(error: errors.CeremonyError, ceremony: str) -> JsonResponse:
-    """A failed ceremony in the catalog's words. The precise reason is in the audit log."""
-    if isinstance(error, errors.MalformedRequest):
-        entry = catalog.CATALOG["bad_request"]
-    else:
-        entry = catalog.entry_for(error, ceremony)
-    too_large = isinstance(error, errors.MalformedRequest) and "too large" in error.detail
+def problem(entry: catalog.CatalogEntry, status: int) -> JsonResponse:
+    """A JSON failure in the catalog's words (the shape the conformance API uses too)."""
     return JsonResponse(
         {
             "status": "failed",
             "errorMessage": f"{entry.title}: {entry.message}",
             "error": entry.as_json(),
         },
-        status=413 if too_large else 400,
+        status=status,
     )
+
+
+def failed(error: errors.CeremonyError, ceremony: str) -> JsonResponse:
+    """A failed ceremony in the catalog's words. The precise reason is in the audit log."""
+    status = 413 if isinstance(error, errors.RequestTooLarge) else 400
+    return problem(catalog.entry_for(error, ceremony), status)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from threshold.accounts.models import User
 from threshold.audit.actions import Action, record
 from threshold.core import catalog
-from threshold.web.http import audit_origin
+from threshold.web.http import audit_origin, problem
 
 # The catalog entries the browser script may show, by key.
 CLIENT_CATALOG = {key: entry.as_json() for key, entry in catalog.CATALOG.items()}
@@ -58,14 +58,7 @@ def _wants_json(request: HttpRequest) -> bool:
 def _problem(request: HttpRequest, key: str, status: int) -> HttpResponse:
     entry = catalog.CATALOG[key]
     if _wants_json(request):
-        return JsonResponse(
-            {
-                "status": "failed",
-                "errorMessage": f"{entry.title}: {entry.message}",
-                "error": entry.as_json(),
-            },
-            status=status,
-        )
+        return problem(entry, status)
     return render(request, "web/problem.html", {"entry": entry}, status=status)
 
 
