@@ -33,6 +33,11 @@ PUBLIC_CATEGORIES = {
     "authenticator_refused",
     "synced_blocked",
     "bad_request",
+    # Changes to one's own sign-in methods (Settings).
+    "step_up",
+    "not_found",
+    "last_method",
+    "name_invalid",
 }
 GENERIC = {
     "authentication": "Verification failed",
@@ -171,3 +176,23 @@ def test_catalog_entry_as_json_carries_code_title_and_message_only() -> None:
 
 def test_catalog_keys_are_the_entries_own() -> None:
     assert all(key == entry.key for key, entry in CATALOG.items())
+
+
+@pytest.mark.parametrize(
+    ("error_class", "title"),
+    [
+        (errors.StepUpRequired, "Verify it\u2019s you"),
+        (errors.SecurityMethodNotFound, "Security Method Not Found"),
+        (errors.LastSignInMethod, "You Can\u2019t Remove Your Only Sign-in Method"),
+        (errors.NameInvalid, "Name Not Saved"),
+        (errors.MalformedRequest, "Session Expired"),
+    ],
+)
+def test_settings_errors_have_their_own_entries(
+    error_class: type[errors.CeremonyError], title: str
+) -> None:
+    assert entry_for(error_class(), "settings").title == title
+
+
+def test_a_stale_step_up_while_adding_a_passkey_asks_to_verify() -> None:
+    assert entry_for(errors.StepUpRequired(), "registration").key == "verification_required"

@@ -1231,3 +1231,17 @@ def test_reshaped_registration_responses_raise_only_ceremony_errors(
         except BaseException as exc:  # noqa: BLE001 - exactly what this test looks for
             escaped.add(f"{type(exc).__name__} after {change}")
     assert not escaped, "\n".join(sorted(escaped))
+
+
+# --- Hints (L3 §5.4 PublicKeyCredentialCreationOptions.hints) -------------------------------------
+
+
+def test_options_carry_hints_only_when_given(begin):
+    assert "hints" not in begin().options
+    assert begin(hints=("security-key",)).options["hints"] == ["security-key"]
+    assert begin(hints=("hybrid", "client-device")).options["hints"] == ["hybrid", "client-device"]
+
+
+def test_unknown_hints_are_a_programming_error(begin):
+    with pytest.raises(ValueError, match="hints"):
+        begin(hints=("toaster",))

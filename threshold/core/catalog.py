@@ -158,6 +158,36 @@ _ENTRIES = [
         "This address does not lead anywhere. Check the link, or go to the sign-in page.",
         "The URL was mistyped, truncated or changed by hand.",
     ),
+    # Settings → Security Methods.
+    CatalogEntry(
+        "verification_required",
+        "Verify it\u2019s you",
+        "For your security, confirm it\u2019s you with one of your passkeys before you add or "
+        "remove a sign-in method.",
+        "Adding or removing a method needs a passkey sign-in with user verification (fingerprint, "
+        "face or PIN) within the policy's step-up window, five minutes by default. The last one "
+        "is older, or this session began without user verification.",
+    ),
+    CatalogEntry(
+        "method_not_found",
+        "Security Method Not Found",
+        "This sign-in method does not exist or was already removed. "
+        "Go back to Security Methods to see the ones you have.",
+        "The method was removed already (a repeated request), or the address was changed by "
+        "hand. Another person's methods read the same as ones that do not exist.",
+    ),
+    CatalogEntry(
+        "last_method",
+        "You Can\u2019t Remove Your Only Sign-in Method",
+        "This is the only way you can sign in. Set up another passkey first, then remove this one.",
+        "Removing the person's last sign-in method would lock them out of their account.",
+    ),
+    CatalogEntry(
+        "name_invalid",
+        "Name Not Saved",
+        "Enter a name that is not empty and not too long, without the characters < and >.",
+        "The name was empty, too long, or contained markup, control or text-direction characters.",
+    ),
     # Enrollment links.
     CatalogEntry(
         "invite_unusable",
@@ -187,11 +217,23 @@ _REGISTRATION = {
     "already_registered": "already_registered",
     "limit_reached": "limit_reached",
     "invite_unusable": "invite_unusable",
+    "step_up": "verification_required",
     "authenticator_refused": "authenticator_not_allowed",
     "synced_blocked": "synced_not_allowed",
     "unavailable": "setup_unavailable",
     "bad_request": "bad_request",
 }
+
+
+_SETTINGS = {
+    "failed": "verification_incomplete",
+    "step_up": "verification_required",
+    "not_found": "method_not_found",
+    "last_method": "last_method",
+    "name_invalid": "name_invalid",
+    "bad_request": "bad_request",
+}
+_TABLES = {"authentication": _SIGN_IN, "registration": _REGISTRATION, "settings": _SETTINGS}
 
 
 def explain(error: CeremonyError, ceremony: str) -> str:
@@ -205,7 +247,8 @@ def explain(error: CeremonyError, ceremony: str) -> str:
 def entry_for(error: CeremonyError, ceremony: str) -> CatalogEntry:
     """The catalog entry a person sees when ``error`` ends a ceremony.
 
-    ``ceremony`` is "authentication" or "registration".
+    ``ceremony`` is "authentication", "registration" or "settings" (changes
+    to one's own sign-in methods).
     """
-    table = _SIGN_IN if ceremony == "authentication" else _REGISTRATION
+    table = _TABLES[ceremony]
     return CATALOG[table.get(error.public, table["failed"])]

@@ -52,6 +52,7 @@ USER_HANDLE_BYTES = 32  # §5.4.3: at most 64 bytes, random, no personal data.
 MAX_CREDENTIAL_ID_BYTES = 1023  # §7.1 step 25.
 
 USER_VERIFICATION_VALUES = ("required", "preferred", "discouraged")
+HINTS = ("client-device", "hybrid", "security-key")
 KNOWN_TRANSPORTS = frozenset({"ble", "hybrid", "internal", "nfc", "smart-card", "usb"})
 
 # Exceptions that parsing untrusted bytes with fido2 / cbor / json can raise.
@@ -222,12 +223,20 @@ def begin_registration(
     authenticator_attachment: str | None = None,
     algorithms: Sequence[int] = DEFAULT_ALGORITHMS,
     extensions: Mapping[str, Any] | None = None,
+    hints: Sequence[str] = (),
 ) -> tuple[dict[str, Any], RegistrationState]:
-    """PublicKeyCredentialCreationOptionsJSON and the state to keep server-side."""
+    """PublicKeyCredentialCreationOptionsJSON and the state to keep server-side.
+
+    ``hints`` (L3 §5.4, PublicKeyCredentialHint) tell the browser which
+    authenticator the person chose, most preferred first: "client-device",
+    "hybrid" (a phone or tablet, through a QR code) or "security-key".
+    """
     if not 1 <= len(user_handle) <= 64:
         raise ValueError("a user handle is 1 to 64 bytes")
     if user_verification not in USER_VERIFICATION_VALUES:
         raise ValueError(f"userVerification must be one of {USER_VERIFICATION_VALUES}")
+    if any(hint not in HINTS for hint in hints):
+        raise ValueError(f"hints must be among {HINTS}")
     challenge = secrets.token_bytes(CHALLENGE_BYTES)
     selection: dict[str, Any] = {
         "residentKey": resident_key,
@@ -251,6 +260,8 @@ def begin_registration(
         "attestation": attestation,
         "extensions": {"credProps": True, **(extensions or {})},
     }
+    if hints:
+        options["hints"] = list(hints)
     state = RegistrationState(
         challenge=challenge,
         user_handle=user_handle,

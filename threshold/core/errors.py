@@ -297,3 +297,34 @@ class InviteUnusable(CeremonyError):
 
     code = "invite_unusable"
     public = "invite_unusable"
+
+
+# --- Managing one's own sign-in methods (Settings → Security Methods) -------------
+
+
+class StepUpRequired(CeremonyError):
+    """No passkey verification with user verification within the policy's step-up window."""
+
+    code = "step_up_required"
+    public = "step_up"
+
+
+class SecurityMethodNotFound(CeremonyError):
+    """Not one of this person's methods: unknown, already removed, or another person's."""
+
+    code = "method_not_found"
+    public = "not_found"
+
+
+class LastSignInMethod(CeremonyError):
+    """Removing the method would leave the person no way to sign in."""
+
+    code = "last_method"
+    public = "last_method"
+
+
+class NameInvalid(CeremonyError):
+    """A nickname or display name is empty, too long, or has markup or control characters."""
+
+    code = "name_invalid"
+    public = "name_invalid"

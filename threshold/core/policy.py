@@ -24,6 +24,9 @@ class Policy:
     user_verification: str = "required"
     passkey_limit: int = 10
     invite_lifetime_hours: int = 168
+    # Adding or removing a sign-in method needs a passkey verification (with
+    # user verification) at most this long ago.
+    step_up_max_age_seconds: int = 300
     # Registration rules (each refusal has its catalog entry).
     require_trusted_attestation: bool = False
     aaguid_allow_list: tuple[str, ...] = ()  # empty: any authenticator
@@ -37,6 +40,7 @@ class Policy:
         "ceremony_timeout_seconds": (15, 600),
         "passkey_limit": (1, 100),
         "invite_lifetime_hours": (1, 24 * 90),
+        "step_up_max_age_seconds": (60, 3600),
     }
     USER_VERIFICATION: ClassVar[tuple[str, ...]] = ("required", "preferred")
 

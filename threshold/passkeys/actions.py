@@ -20,12 +20,22 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from threshold import clock
+from threshold.accounts.actions import lock_user
 from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
 from threshold.core import ceremony, errors
+from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name
 from threshold.core.policy import Policy
+from threshold.passkeys.access import access_own_passkey
 from threshold.passkeys.models import Passkey
-from threshold.passkeys.pending import AUTHENTICATION, REGISTRATION, save_pending, take_pending
+from threshold.passkeys.notices import notify_method_added, notify_method_removed
+from threshold.passkeys.pending import (
+    AUTHENTICATION,
+    REGISTRATION,
+    STEP_UP,
+    save_pending,
+    take_pending,
+)
 from threshold.policy.actions import get_policy
 
 
@@ -127,17 +137,51 @@ def do_begin_sign_in(
     return options
 
 
+def do_begin_step_up(
+    session_key: str, user: User, *, policy: Policy | None = None
+) -> dict[str, Any]:
+    """Options to re-verify a signed-in person with one of their own passkeys, always with UV.
+
+    A separate ceremony kind: a step-up challenge cannot finish a sign-in, nor
+    the other way round.
+    """
+    policy = policy or get_policy()
+    options, state = ceremony.begin_authentication(
+        relying_party(),
+        now=clock.now(),
+        timeout_seconds=policy.ceremony_timeout_seconds,
+        allow_credentials=_descriptors(user),
+        user_handle=bytes(user.user_handle),
+        user_verification="required",
+    )
+    save_pending(session_key, STEP_UP, state, {"user_id": user.pk})
+    return options
+
+
 @dataclass(frozen=True)
 class SignInOutcome:
     user: User | None
     error: errors.CeremonyError | None
+    user_verified: bool = False
 
 
-def do_finish_sign_in(session_key: str | None, body: bytes | None, origin: Origin) -> SignInOutcome:
+def do_finish_sign_in(
+    session_key: str | None,
+    body: bytes | None,
+    origin: Origin,
+    *,
+    step_up_user: User | None = None,
+) -> SignInOutcome:
+    """Verify a sign-in (§7.2), or with ``step_up_user`` a re-verification of that person."""
+    kind, succeeded, failed = (
+        (STEP_UP, Action.STEP_UP_SUCCEEDED, Action.STEP_UP_FAILED)
+        if step_up_user is not None
+        else (AUTHENTICATION, Action.SIGN_IN_SUCCEEDED, Action.SIGN_IN_FAILED)
+    )
     with transaction.atomic():
         passkey: Passkey | None = None
         try:
-            pending = take_pending(session_key, AUTHENTICATION)
+            pending = take_pending(session_key, kind)
             response = ceremony.parse_authentication_response(_decode(body))
             try:
                 # get(), not first(): the ID is unique, and first() would add an
@@ -163,6 +207,13 @@ def do_finish_sign_in(session_key: str | None, body: bytes | None, origin: Origi
             )
             if not passkey.user.is_active:
                 raise errors.AccountDisabled()
+            if step_up_user is not None and (
+                passkey.user_id != step_up_user.pk
+                or pending.context.get("user_id") != passkey.user_id
+            ):
+                # The offered allowCredentials already exclude other people's
+                # passkeys; this keeps the rule if that ever changes.
+                raise errors.CredentialNotAllowed("another person's passkey")
         except errors.SignCountRegressed as error:
             assert passkey is not None  # noqa: S101 - only raised after the lookup
             Passkey.objects.filter(pk=passkey.pk).update(is_possibly_cloned=True)
@@ -174,27 +225,28 @@ def do_finish_sign_in(session_key: str | None, body: bytes | None, origin: Origi
                 passkey_id=passkey.pk,
                 detail=error.detail,
             )
-            return _sign_in_failed(error, origin, passkey)
+            return _sign_in_failed(failed, error, origin, passkey)
         except errors.CeremonyError as error:
-            return _sign_in_failed(error, origin, passkey)
+            return _sign_in_failed(failed, error, origin, passkey)
         Passkey.objects.filter(pk=passkey.pk).update(
             sign_count=verified.sign_count,
             backup_state=verified.backup_state,
             last_used_at=clock.now_datetime(),
+            last_used_user_agent=origin.user_agent[:512],
         )
         record(
-            Action.SIGN_IN_SUCCEEDED,
+            succeeded,
             origin,
             actor=passkey.user,
             subject=passkey.user,
             passkey_id=passkey.pk,
             user_verified=verified.user_verified,
         )
-        return SignInOutcome(passkey.user, None)
+        return SignInOutcome(passkey.user, None, verified.user_verified)
 
 
 def _sign_in_failed(
-    error: errors.CeremonyError, origin: Origin, passkey: Passkey | None
+    action: str, error: errors.CeremonyError, origin: Origin, passkey: Passkey | None
 ) -> SignInOutcome:
     # The subject is named only once the signature verified: before that, the
     # response could claim any credential.
@@ -202,7 +254,7 @@ def _sign_in_failed(
         error, (errors.CredentialUnknown, errors.SignatureInvalid, errors.CredentialNotAllowed)
     )
     record(
-        Action.SIGN_IN_FAILED,
+        action,
         origin,
         subject=passkey.user if signed and passkey else None,
         reason=error.code,
@@ -226,6 +278,7 @@ def do_begin_registration(
     resident_key: str = "required",
     attestation: str = "direct",
     authenticator_attachment: str | None = None,
+    hints: tuple[str, ...] = (),
     extensions: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Creation options for a new passkey of ``user``; refused at the passkey limit."""
@@ -245,6 +298,7 @@ def do_begin_registration(
         resident_key=resident_key,
         attestation=attestation,
         authenticator_attachment=authenticator_attachment,
+        hints=hints,
         algorithms=policy.allowed_algorithms,
         extensions=extensions,
     )
@@ -277,6 +331,7 @@ def do_finish_registration(
     purpose: str,
     before_save: Callable[[User, dict[str, Any]], None] | None = None,
     policy: Policy | None = None,
+    notify: bool = True,
 ) -> RegistrationOutcome:
     """Verify a registration and store the passkey (§7.1 steps 5-27).
 
@@ -286,6 +341,8 @@ def do_finish_registration(
     ``before_save`` runs in the same transaction once the response verified,
     for the purpose's own checks and changes (an enrollment uses up its invite);
     it raises a CeremonyError to refuse.
+
+    ``notify`` emails the person that a method was added (once committed).
     """
     with transaction.atomic():
         user: User | None = None
@@ -308,7 +365,7 @@ def do_finish_registration(
             # A savepoint: whatever the purpose's checks changed is undone
             # when a later step refuses, so a failed ceremony stores nothing.
             with transaction.atomic():
-                passkey = _store_passkey(user, verified, before_save, context)
+                passkey = _store_passkey(user, verified, before_save, context, origin)
         except errors.CeremonyError as error:
             record(
                 Action.PASSKEY_REGISTRATION_FAILED,
@@ -333,6 +390,8 @@ def do_finish_registration(
             trust_anchor=passkey.trust_anchor,
             backup_eligible=passkey.backup_eligible,
         )
+        if notify:
+            notify_method_added(passkey, origin)
         return RegistrationOutcome(passkey, None, context)
 
 
@@ -341,10 +400,15 @@ def _store_passkey(
     verified: ceremony.VerifiedRegistration,
     before_save: Callable[[User, dict[str, Any]], None] | None,
     context: dict[str, Any],
+    origin: Origin,
 ) -> Passkey:
     # §7.1 step 26: a credential ID may be registered once, across all accounts.
     if Passkey.objects.filter(credential_id=verified.credential_id).exists():
         raise errors.CredentialAlreadyRegistered()
+    # Concurrent registrations of one person take turns from here, so the count
+    # below stays true until this transaction ends (PostgreSQL: the row lock;
+    # SQLite: transactions begin IMMEDIATE and hold the write lock already).
+    lock_user(user)
     limit = context["passkey_limit"]
     if user.passkeys.count() >= limit:
         raise errors.PasskeyLimitReached(f"limit {limit}")
@@ -374,6 +438,68 @@ def _store_passkey(
                 is_security_key=verified.authenticator.is_security_key,
                 is_discoverable=verified.is_discoverable,
                 created_at=clock.now_datetime(),
+                created_user_agent=origin.user_agent[:512],
             )
     except IntegrityError as exc:
         raise errors.CredentialAlreadyRegistered("lost a race on the unique index") from exc
+
+
+# --- Managing one's own passkeys ----------------------------------------------------------------
+
+
+@transaction.atomic
+def do_rename_passkey(user: User, passkey_id: int, nickname: object, origin: Origin) -> Passkey:
+    passkey = access_own_passkey(user, passkey_id)
+    name = clean_name(nickname, NICKNAME_MAX_LENGTH)
+    old = passkey.name
+    passkey.nickname = name
+    passkey.save(update_fields=["nickname"])
+    record(
+        Action.PASSKEY_RENAMED,
+        origin,
+        actor=user,
+        subject=user,
+        passkey_id=passkey.pk,
+        old=old,
+        new=name,
+    )
+    return passkey
+
+
+def do_remove_passkey(user: User, passkey_id: int, origin: Origin) -> Passkey:
+    """Remove one of ``user``'s passkeys, never their last way to sign in.
+
+    The caller has checked that the person re-verified recently (step-up).
+    """
+    with transaction.atomic():
+        # Two removals of the last two passkeys must not both succeed.
+        lock_user(user)
+        passkey = access_own_passkey(user, passkey_id)
+        if count_sign_in_methods(user) > 1:
+            removed_id = passkey.pk
+            passkey.delete()
+            record(
+                Action.PASSKEY_REMOVED,
+                origin,
+                actor=user,
+                subject=user,
+                passkey_id=removed_id,
+                name=passkey.name,
+                aaguid=str(passkey.aaguid),
+            )
+            notify_method_removed(passkey, origin)
+            return passkey
+        record(
+            Action.PASSKEY_REMOVAL_REFUSED,
+            origin,
+            actor=user,
+            subject=user,
+            reason=errors.LastSignInMethod.code,
+            passkey_id=passkey.pk,
+        )
+    raise errors.LastSignInMethod()
+
+
+def count_sign_in_methods(user: User) -> int:
+    """The ways ``user`` can sign in; passkeys are the only kind so far."""
+    return user.passkeys.count()

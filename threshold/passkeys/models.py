@@ -5,6 +5,11 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from threshold.core.names import NICKNAME_MAX_LENGTH
+from threshold.web.useragent import describe
+
+_SECURITY_KEY_TRANSPORTS = frozenset({"usb", "nfc", "ble", "smart-card"})
+
 
 class Passkey(models.Model):
     """One registered credential, every field a column (§7.1 step 27)."""
@@ -31,9 +36,14 @@ class Passkey(models.Model):
     authenticator_attachment = models.CharField(max_length=16, blank=True)
     is_security_key = models.BooleanField(default=False)
     is_discoverable = models.BooleanField(null=True)
-    nickname = models.CharField(max_length=100, blank=True)
+    # Chosen by the person; blank shows the default name (see ``name``).
+    nickname = models.CharField(max_length=NICKNAME_MAX_LENGTH, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # The browsers that created and last used it, as sent (described when shown,
+    # so the sign-in path stores a string and parses nothing).
+    created_user_agent = models.CharField(max_length=512, blank=True)
     last_used_at = models.DateTimeField(null=True)
+    last_used_user_agent = models.CharField(max_length=512, blank=True)
     # Set when the signature counter went backwards (§7.2 step 22).
     is_possibly_cloned = models.BooleanField(default=False)
 
@@ -41,12 +51,63 @@ class Passkey(models.Model):
         ordering = ["created_at", "id"]
 
     def __str__(self) -> str:
-        return self.nickname or self.authenticator_name or f"Passkey {self.pk}"
+        return self.name
+
+    @property
+    def default_name(self) -> str:
+        """The authenticator and where it was created: "iCloud Keychain (Safari on macOS)"."""
+        authenticator = self.authenticator_name or "Passkey"
+        if not self.created_user_agent:
+            return authenticator
+        return f"{authenticator} ({describe(self.created_user_agent).label})"
+
+    @property
+    def name(self) -> str:
+        return self.nickname or self.default_name
 
     @property
     def is_synced(self) -> bool:
         """Synced (backup eligible: iCloud Keychain, Google Password Manager) vs device-bound."""
         return self.backup_eligible
+
+    @property
+    def looks_like_security_key(self) -> bool:
+        """Roaming, device-bound and reached over USB, NFC or Bluetooth.
+
+        ``is_security_key`` needs attestation to prove it (policy relies on it);
+        this is what the person sees, and what they plugged in says enough.
+        """
+        return self.is_security_key or (
+            self.authenticator_attachment == "cross-platform"
+            and not self.backup_eligible
+            and bool(self.transports)
+            and set(self.transports) <= _SECURITY_KEY_TRANSPORTS
+        )
+
+    @property
+    def kind(self) -> str:
+        """The three kinds of passkey people are told about, in their words."""
+        if self.looks_like_security_key:
+            return "Security key"
+        if "hybrid" in self.transports:
+            return "Phone or tablet"
+        if self.authenticator_attachment == "platform":
+            return "Built-in authenticator"
+        return "Passkey"
+
+    @property
+    def storage(self) -> str:
+        if self.backup_eligible:
+            return "Synced across your devices"
+        return "Only on this key" if self.looks_like_security_key else "Only on this device"
+
+    @property
+    def created_from(self) -> str:
+        return describe(self.created_user_agent).label if self.created_user_agent else ""
+
+    @property
+    def last_used_from(self) -> str:
+        return describe(self.last_used_user_agent).label if self.last_used_user_agent else ""
 
 
 class PendingCeremony(models.Model):

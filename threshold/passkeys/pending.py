@@ -16,6 +16,8 @@ from threshold.passkeys.models import PendingCeremony
 
 REGISTRATION = "registration"
 AUTHENTICATION = "authentication"
+# Re-verifying a signed-in person before they change their sign-in methods.
+STEP_UP = "step_up"
 
 
 def _binding(session_key: str) -> str:

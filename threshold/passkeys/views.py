@@ -40,7 +40,13 @@ def sign_in_result(request: HttpRequest) -> JsonResponse:
         request.session.session_key, read_body(request), audit_origin(request)
     )
     if outcome.error is not None:
-        return failed(outcome.error, "authentication")
+        # No account has this passkey (removed, or never registered here): the
+        # page asks the browser to hide it (Signal API, signalUnknownCredential).
+        # The client chose the credential ID, so this tells it nothing new.
+        unknown = isinstance(outcome.error, errors.CredentialUnknown)
+        return failed(
+            outcome.error, "authentication", {"unknownCredential": True} if unknown else None
+        )
     sign_in(request, outcome.user)
     return ok({"redirect": safe_next(request)})
 

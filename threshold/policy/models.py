@@ -21,6 +21,9 @@ class OrganisationPolicy(models.Model):
     invite_lifetime_hours = models.PositiveIntegerField(
         default=168, validators=[MinValueValidator(1), MaxValueValidator(24 * 90)]
     )
+    step_up_max_age_seconds = models.PositiveIntegerField(
+        default=300, validators=[MinValueValidator(60), MaxValueValidator(3600)]
+    )
     # Registration rules; see threshold.core.policy.Policy.check_registration.
     require_trusted_attestation = models.BooleanField(default=False)
     aaguid_allow_list = models.JSONField(default=list)

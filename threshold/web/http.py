@@ -78,19 +78,29 @@ def ok(payload: dict[str, Any] | None = None) -> JsonResponse:
     return JsonResponse({"status": "ok", "errorMessage": "", **(payload or {})})
 
 
-def problem(entry: catalog.CatalogEntry, status: int) -> JsonResponse:
+def problem(
+    entry: catalog.CatalogEntry, status: int, extra: dict[str, Any] | None = None
+) -> JsonResponse:
     """A JSON failure in the catalog's words (the shape the conformance API uses too)."""
     return JsonResponse(
         {
             "status": "failed",
             "errorMessage": f"{entry.title}: {entry.message}",
             "error": entry.as_json(),
+            **(extra or {}),
         },
         status=status,
     )
 
 
-def failed(error: errors.CeremonyError, ceremony: str) -> JsonResponse:
+def failed(
+    error: errors.CeremonyError, ceremony: str, extra: dict[str, Any] | None = None
+) -> JsonResponse:
     """A failed ceremony in the catalog's words. The precise reason is in the audit log."""
-    status = 413 if isinstance(error, errors.RequestTooLarge) else 400
-    return problem(catalog.entry_for(error, ceremony), status)
+    return problem(catalog.entry_for(error, ceremony), _STATUS.get(type(error), 400), extra)
+
+
+_STATUS: dict[type[errors.CeremonyError], int] = {
+    errors.RequestTooLarge: 413,
+    errors.StepUpRequired: 403,
+}

@@ -1,0 +1,36 @@
+"""Names people give things: a passkey's nickname, their own display name.
+
+They are shown on pages, in emails and, through the WebAuthn Signal API, in
+password managers, so the rules are stricter than HTML escaping alone needs:
+no markup characters, no control or text-direction characters (which can make
+a name read differently from what it is), Unicode normalised (NFC).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from threshold.core import errors
+
+NICKNAME_MAX_LENGTH = 60
+DISPLAY_NAME_MAX_LENGTH = 100
+
+_MARKUP = frozenset("<>")
+
+
+def clean_name(value: object, max_length: int) -> str:
+    """``value`` as a name to store, or NameInvalid saying why not."""
+    if not isinstance(value, str):
+        raise errors.NameInvalid("not text")
+    name = " ".join(unicodedata.normalize("NFC", value).split())
+    if not name:
+        raise errors.NameInvalid("empty")
+    if len(name) > max_length:
+        raise errors.NameInvalid(f"{len(name)} characters, at most {max_length}")
+    if _MARKUP.intersection(name):
+        raise errors.NameInvalid("markup characters")
+    # Cc: control, Cf: format (bidi overrides and isolates, zero-width joiners),
+    # Co/Cs/Cn: private use, surrogates, unassigned.
+    if any(unicodedata.category(character)[0] == "C" for character in name):
+        raise errors.NameInvalid("control or format characters")
+    return name

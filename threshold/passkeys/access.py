@@ -1,0 +1,31 @@
+"""Permission-checked fetches of passkeys."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from threshold.accounts.models import User
+from threshold.core import errors
+from threshold.passkeys.models import Passkey
+
+# Larger IDs cannot be a row's and would overflow the databases' integers.
+_MAX_ID = 2**63 - 1
+
+
+def list_passkeys(user: User) -> QuerySet[Passkey]:
+    """``user``'s passkeys, oldest first (the newest is the last)."""
+    return user.passkeys.order_by("created_at", "id")
+
+
+def access_own_passkey(user: User, passkey_id: int) -> Passkey:
+    """One of ``user``'s passkeys.
+
+    Another person's passkey fails exactly like one that never existed or was
+    removed already, so IDs reveal nothing about other accounts.
+    """
+    passkey = None
+    if 0 < passkey_id <= _MAX_ID:
+        passkey = Passkey.objects.filter(pk=passkey_id, user=user).first()
+    if passkey is None:
+        raise errors.SecurityMethodNotFound(f"passkey {passkey_id}")
+    return passkey

@@ -1,0 +1,63 @@
+"""Emails telling a person that a sign-in method was added to or removed from their account.
+
+Sent through Django's email framework once the change commits: a file under
+``var/mail`` by default, SMTP when configured. A failure to send is logged and
+does not undo the change.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.template.loader import render_to_string
+
+from threshold import clock
+from threshold.audit.actions import Origin
+from threshold.passkeys.models import Passkey
+from threshold.web.useragent import describe
+
+logger = logging.getLogger(__name__)
+
+
+def notify_method_added(passkey: Passkey, origin: Origin) -> None:
+    _notify(passkey, origin, "added", f"A passkey was added to your {_product()} account")
+
+
+def notify_method_removed(passkey: Passkey, origin: Origin) -> None:
+    _notify(passkey, origin, "removed", f"A passkey was removed from your {_product()} account")
+
+
+def _product() -> str:
+    return settings.THRESHOLD.rp.name
+
+
+def _notify(passkey: Passkey, origin: Origin, change: str, subject: str) -> None:
+    user = passkey.user
+    if not user.email:
+        return
+    body = render_to_string(
+        "passkeys/method_changed_email.txt",
+        {
+            "user": user,
+            "change": change,
+            "method": passkey.name,
+            "at": clock.now_datetime(),
+            "client": describe(origin.user_agent).label if origin.via == "web" else "",
+            "ip": origin.ip or "",
+            "via": origin.via,
+            "product": _product(),
+            "settings_url": f"{settings.THRESHOLD.public_url}/settings",
+        },
+    )
+    recipient = user.email
+
+    def send() -> None:
+        try:
+            send_mail(subject, body, None, [recipient])
+        except Exception:  # noqa: BLE001 - the change stands; the log says the mail failed
+            logger.exception("could not send the %s notice to user %s", change, user.pk)
+
+    transaction.on_commit(send)
