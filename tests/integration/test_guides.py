@@ -1,0 +1,129 @@
+"""The set-up guide: a page per platform, the visitor's own preselected from the User-Agent."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.utils.html import escape
+
+from tests.integration.conftest import Browser, assert_ok, sign_in
+from threshold.web import guides
+
+pytestmark = pytest.mark.django_db
+
+# Real browsers' User-Agent strings, and the guide each should open on.
+USER_AGENTS = {
+    "macos": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.4 Safari/605.1.15",
+    "windows": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+    "ios": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+    "android": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36",
+    "chromeos": "Mozilla/5.0 (X11; CrOS x86_64 15633.69.0) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+    "linux": "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
+}
+INDEX_HEADING = "<h1>Set up a passkey on your devices</h1>"
+
+
+@pytest.fixture
+def signed_in(ada) -> Browser:
+    """Ada's browser, signed in with her passkey."""
+    browser = Browser()
+    assert_ok(sign_in(browser, ada.authenticator))
+    return browser
+
+
+def current_links(html: str) -> list[str]:
+    """The addresses of the navigation links marked as the current page."""
+    return re.findall(r'<a href="([^"]*)" aria-current="page">', html)
+
+
+# --- Who may read it ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/settings/guide", "/settings/guide/macos"])
+def test_guide_sends_anonymous_visitors_to_sign_in(db, path):
+    response = Browser().get(path)
+    assert response.status_code == 302
+    assert response["Location"] == f"/sign-in?next={path}"
+
+
+# --- One page per platform ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", list(guides.PLATFORMS))
+def test_each_platform_has_its_page_with_steps_and_troubleshooting(signed_in, key):
+    platform = guides.localize(guides.PLATFORMS[key])
+    response = signed_in.get(f"/settings/guide/{key}")
+    assert response.status_code == 200
+    html = response.content.decode()
+
+    assert html.count("<h1>") == 1
+    assert f"<h1>{escape(platform.title)}</h1>" in html
+    assert escape(platform.name) in html
+    assert escape(platform.intro) in html
+    for procedure in platform.steps:
+        assert f"<h2>{escape(procedure.title)}</h2>" in html
+        assert f"<li>{escape(procedure.items[0])}</li>" in html
+    assert "<h2>Troubleshooting</h2>" in html
+    assert escape(platform.troubleshooting[0].symptom) in html
+    assert current_links(html) == [f"/settings/guide/{key}"]
+
+
+@pytest.mark.parametrize("key", list(guides.PLATFORMS))
+def test_guide_speaks_of_this_site_and_nothing_else(signed_in, key, settings):
+    html = signed_in.get(f"/settings/guide/{key}").content.decode()
+    assert "$site_name" not in html and "$rp_id" not in html
+    assert settings.THRESHOLD.rp.name in html
+    for foreign in ("Okta", "Netflix", "go.netflix", "#ntech", "Duo"):
+        assert foreign not in html, foreign
+
+
+def test_guide_links_to_other_platforms_by_their_names(signed_in):
+    html = signed_in.get("/settings/guide/chromeos").content.decode()
+    assert '<a href="/settings/guide/security-key">Set up a security key</a>' in html
+    assert '<a href="/settings/guide/android">Set up a passkey on Android</a>' in html
+
+
+def test_unknown_platform_is_not_found(signed_in):
+    response = signed_in.get("/settings/guide/windows-phone")
+    assert response.status_code == 404
+    assert "Page Not Found" in response.content.decode()
+
+
+# --- The visitor's platform, preselected --------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", list(USER_AGENTS))
+def test_guide_opens_on_the_visitors_platform(signed_in, key):
+    response = signed_in.get("/settings/guide", HTTP_USER_AGENT=USER_AGENTS[key])
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert f"<h1>{escape(guides.PLATFORMS[key].title)}</h1>" in html
+    assert current_links(html) == [f"/settings/guide/{key}"]
+    assert "This guide is for the device you are using now." in html
+    assert "User-Agent" in response["Vary"]
+
+
+@pytest.mark.parametrize("user_agent", ["curl/8.5.0", "Mozilla/5.0 (threshold integration tests)"])
+def test_guide_lists_every_platform_when_the_visitors_is_unknown(signed_in, user_agent):
+    response = signed_in.get("/settings/guide", HTTP_USER_AGENT=user_agent)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert INDEX_HEADING in html
+    assert current_links(html) == []
+    for key, platform in guides.PLATFORMS.items():
+        assert f'<a href="/settings/guide/{key}">{escape(platform.name)}</a>' in html
+    assert "User-Agent" in response["Vary"]
+
+
+def test_a_platform_page_does_not_depend_on_the_visitors(signed_in):
+    response = signed_in.get("/settings/guide/windows", HTTP_USER_AGENT=USER_AGENTS["ios"])
+    html = response.content.decode()
+    assert f"<h1>{escape(guides.WINDOWS.title)}</h1>" in html
+    assert current_links(html) == ["/settings/guide/windows"]
+    assert "This guide is for the device you are using now." not in html
