@@ -19,7 +19,6 @@ CSRF_TRUSTED_ORIGINS = sorted(THRESHOLD.rp.origins)
 INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
-    "django.contrib.sessions",
     "django.contrib.staticfiles",
     "threshold.accounts",
     "threshold.audit",
@@ -69,6 +68,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.Argon2PasswordHasher"]
 LOGIN_URL = "/sign-in"
 
 # Sessions live in the database so that sign-out and timeouts end them for real.
+# The model is threshold.web.models.Session (django.contrib.sessions is not installed).
 SESSION_ENGINE = "threshold.web.sessions"
 SESSION_COOKIE_NAME = "threshold_session"
 SESSION_COOKIE_AGE = THRESHOLD.session_max_age

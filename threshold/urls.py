@@ -14,6 +14,11 @@ urlpatterns = [
     path("sign-in/options", passkeys.sign_in_options, name="sign-in-options"),
     path("sign-in/result", passkeys.sign_in_result, name="sign-in-result"),
     path("sign-out", web.sign_out, name="sign-out"),
+    path(
+        "settings/sessions/sign-out-others",
+        web.sign_out_other_sessions,
+        name="sign-out-other-sessions",
+    ),
     path("enroll/<str:token>", enrollment.enroll_page, name="enroll"),
     path("enroll/<str:token>/options", enrollment.enroll_options, name="enroll-options"),
     path("enroll/<str:token>/result", enrollment.enroll_result, name="enroll-result"),

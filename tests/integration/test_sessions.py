@@ -6,7 +6,6 @@ import re
 
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.sessions.models import Session
 
 from tests.integration.conftest import (
     CSRF_COOKIE,
@@ -24,6 +23,7 @@ from tests.integration.conftest import (
 from tests.support.authenticator import SoftAuthenticator
 from threshold.audit.models import AuditEvent
 from threshold.passkeys.models import PendingCeremony
+from threshold.web.models import Session
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-from django.contrib.sessions.models import Session
 
 from tests.integration.conftest import (
     CLIENT_IP,
@@ -27,6 +26,7 @@ from threshold.accounts.models import User
 from threshold.audit.models import AuditEvent
 from threshold.core.encoding import b64url_decode, b64url_encode
 from threshold.passkeys.models import Passkey, PendingCeremony
+from threshold.web.models import Session
 
 pytestmark = pytest.mark.django_db
 

@@ -29,7 +29,6 @@ DJANGO_COMMANDS = (
     "check",
     "shell",
     "dbshell",
-    "clearsessions",
     "sendtestemail",
     "diffsettings",
     "makemigrations",
@@ -329,11 +328,10 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
-    from django.core.management import call_command
-
     from threshold.passkeys.pending import delete_expired
+    from threshold.web.sessions import SessionStore
 
-    call_command("clearsessions")
+    SessionStore.clear_expired()
     print(f"Removed {delete_expired()} abandoned ceremonies and expired sessions.")
     return 0
 

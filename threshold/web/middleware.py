@@ -12,16 +12,28 @@ from django.http import HttpRequest, HttpResponse
 from threshold import clock
 from threshold.audit.actions import Action, record
 from threshold.web.http import audit_origin
+from threshold.web.sessions import (
+    LAST_SEEN,
+    SIGN_IN_IP,
+    SIGN_IN_METHOD,
+    SIGN_IN_USER_AGENT,
+    SIGNED_IN_AT,
+    VERIFIED_AT,
+)
 
-SIGNED_IN_AT = "threshold.signed_in_at"
-LAST_SEEN = "threshold.last_seen"
 # Refresh the idle clock at most this often, so that reading pages does not
 # write the session on every request.
 _LAST_SEEN_RESOLUTION = 60
 
 
-def sign_in(request: HttpRequest, user: Any) -> None:
-    """Start a signed-in session for ``user`` under a new session key."""
+def sign_in(
+    request: HttpRequest, user: Any, *, method: str = "passkey", user_verified: bool = False
+) -> None:
+    """Start a signed-in session for ``user`` under a new session key.
+
+    ``user_verified``: the authenticator verified the person (PIN, biometrics);
+    the time goes in ``VERIFIED_AT`` for step-up checks.
+    """
     previous_key = request.session.session_key
     login(request, user, backend="threshold.accounts.backends.PasskeyBackend")
     # login() keeps the key when the same person signs in again; a sign-in
@@ -29,8 +41,15 @@ def sign_in(request: HttpRequest, user: Any) -> None:
     if request.session.session_key == previous_key:
         request.session.cycle_key()
     now = clock.now()
-    request.session[SIGNED_IN_AT] = now
-    request.session[LAST_SEEN] = now
+    origin = audit_origin(request)
+    session = request.session
+    session[SIGNED_IN_AT] = now
+    session[LAST_SEEN] = now
+    session[SIGN_IN_IP] = origin.ip
+    session[SIGN_IN_USER_AGENT] = origin.user_agent[:512]
+    session[SIGN_IN_METHOD] = method
+    if user_verified:
+        session[VERIFIED_AT] = now
 
 
 class SessionTimeoutMiddleware:

@@ -1,7 +1,7 @@
-"""Django's database sessions, with fewer statements on the sign-in path.
+"""Django's database sessions, with fewer statements on the sign-in path, listed by person.
 
-Sessions stay server-side (sign-out and timeouts end them for real); this only
-drops work Django's store does that the database already guarantees:
+Sessions stay server-side (sign-out and timeouts end them for real); the store
+only drops work Django's store does that the database already guarantees:
 
 - A new key is not checked with a SELECT first: the primary key refuses a
   duplicate INSERT, and a refused one is retried with a fresh key.
@@ -11,19 +11,67 @@ drops work Django's store does that the database already guarantees:
 - ``cycle_key`` (a new key at sign-in) deletes the old row with one DELETE and
   inserts the new one with the response, instead of SELECT, INSERT, SELECT,
   DELETE and UPDATE.
+
+Each row (``threshold.web.models.Session``) also has columns for the person, IP,
+browser, how and when they signed in and when they were last active. They are
+derived from the session data in the same INSERT or UPDATE that writes it, so
+they cost no statement of their own; ``list_active_sessions`` and
+``do_sign_out_other_sessions`` read and end a person's sessions through them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends import db
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError
+from django.db import transaction
 from django.utils.crypto import get_random_string
+
+from threshold import clock
+from threshold.accounts.models import User
+from threshold.audit.actions import Action, Origin, record
+from threshold.web.models import Session
+from threshold.web.useragent import Client, describe
+
+# What ``threshold.web.middleware.sign_in`` puts in a signed-in session. Times are
+# unix times from ``threshold.clock``.
+SIGNED_IN_AT = "threshold.signed_in_at"
+LAST_SEEN = "threshold.last_seen"  # refreshed at most once a minute by SessionTimeoutMiddleware
+SIGN_IN_IP = "threshold.sign_in_ip"  # REMOTE_ADDR, or None
+SIGN_IN_USER_AGENT = "threshold.sign_in_user_agent"  # at most 512 characters
+SIGN_IN_METHOD = "threshold.sign_in_method"  # "passkey"
+# The last sign-in in this session whose passkey verified the user (PIN,
+# biometrics): step-up checks compare it with the clock.
+VERIFIED_AT = "threshold.verified_at"
 
 
 class SessionStore(db.SessionStore):
     _unsaved = False
+
+    @classmethod
+    def get_model_class(cls) -> type[Session]:  # type: ignore[override]
+        return Session
+
+    def create_model_instance(self, data: dict[str, Any]) -> Session:
+        session = Session(
+            session_key=self._get_or_create_session_key(),  # type: ignore[attr-defined]
+            session_data=self.encode(data),
+            expire_date=self.get_expiry_date(),
+        )
+        user_id = data.get(SESSION_KEY)
+        if user_id is not None:
+            session.user_id = User._meta.pk.to_python(user_id)  # type: ignore[union-attr]
+            session.ip = data.get(SIGN_IN_IP)
+            session.user_agent = data.get(SIGN_IN_USER_AGENT, "")
+            session.sign_in_method = data.get(SIGN_IN_METHOD, "")
+            session.signed_in_at = _at(data.get(SIGNED_IN_AT))
+            session.last_activity = _at(data.get(LAST_SEEN))
+        return session
 
     def _get_new_session_key(self) -> str:
         return get_random_string(32, VALID_KEY_CHARS)
@@ -63,3 +111,75 @@ class SessionStore(db.SessionStore):
             # Another session took this key (never seen in practice): a fresh one.
             self._session_key = None
             return super().save()
+
+
+def _at(unix_time: Any) -> datetime | None:
+    if isinstance(unix_time, int | float):
+        return datetime.fromtimestamp(unix_time, UTC)
+    return None
+
+
+# --- A person's sessions -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActiveSession:
+    is_current: bool
+    client: Client  # the browser and system, from the User-Agent at sign-in
+    ip: str | None
+    sign_in_method: str  # "passkey"
+    signed_in_at: datetime
+    last_activity: datetime
+
+
+def list_active_sessions(user: User, current_session_key: str | None) -> list[ActiveSession]:
+    """The person's sessions that have not ended: this one first, then the most recently active.
+
+    A session has ended when it is past its expiry date or past the idle or
+    absolute timeout, as ``SessionTimeoutMiddleware`` measures them (its row
+    stays until the person's next request or ``threshold cleanup``).
+    """
+    now = clock.now()
+    rows = (
+        Session.objects.filter(
+            user=user,
+            expire_date__gt=datetime.fromtimestamp(now, UTC),
+            signed_in_at__gte=datetime.fromtimestamp(now - settings.THRESHOLD_SESSION_MAX_AGE, UTC),
+            last_activity__gte=datetime.fromtimestamp(
+                now - settings.THRESHOLD_SESSION_IDLE_TIMEOUT, UTC
+            ),
+        )
+        .defer("session_data")
+        .order_by("-last_activity", "-signed_in_at", "session_key")
+    )
+    sessions = [
+        ActiveSession(
+            is_current=row.session_key == current_session_key,
+            client=describe(row.user_agent),
+            ip=row.ip,
+            sign_in_method=row.sign_in_method,
+            signed_in_at=row.signed_in_at,
+            # This request is activity: the row's time is refreshed at most once a
+            # minute, and only with the response.
+            last_activity=(
+                datetime.fromtimestamp(now, UTC)
+                if row.session_key == current_session_key
+                else row.last_activity
+            ),
+        )
+        for row in rows
+        if row.signed_in_at is not None and row.last_activity is not None
+    ]
+    return sorted(sessions, key=lambda session: not session.is_current)
+
+
+@transaction.atomic
+def do_sign_out_other_sessions(user: User, current_session_key: str | None, origin: Origin) -> int:
+    """Delete all of the person's sessions but this one; returns how many there were.
+
+    Their other browsers find themselves signed out at their next request.
+    Expired rows that ``threshold cleanup`` has not removed yet go too, and count.
+    """
+    count, _ = Session.objects.filter(user=user).exclude(session_key=current_session_key).delete()
+    record(Action.SESSIONS_ENDED, origin, actor=user, subject=user, count=count)
+    return count

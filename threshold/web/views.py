@@ -1,18 +1,19 @@
-"""Pages: the sign-in page, home, sign-out, and the error pages."""
+"""Pages: the sign-in page, home, sign-out (of this session or the others), and the error pages."""
 
 from __future__ import annotations
 
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from threshold.accounts.models import User
 from threshold.audit.actions import Action, record
 from threshold.core import catalog
 from threshold.web.http import audit_origin, problem
+from threshold.web.sessions import do_sign_out_other_sessions
 
 # The catalog entries the browser script may show, by key.
 CLIENT_CATALOG = {key: entry.as_json() for key, entry in catalog.CATALOG.items()}
@@ -47,6 +48,15 @@ def sign_out(request: HttpRequest) -> HttpResponse:
         record(Action.SIGN_OUT, audit_origin(request), actor=user, subject=user)
     logout(request)
     return render(request, "web/signed_out.html")
+
+
+@require_POST
+@login_required
+def sign_out_other_sessions(request: HttpRequest) -> HttpResponse:
+    """The person's other browsers are signed out; this one stays signed in."""
+    assert isinstance(request.user, User)  # noqa: S101 - login_required
+    do_sign_out_other_sessions(request.user, request.session.session_key, audit_origin(request))
+    return HttpResponseRedirect("/settings?done=sessions-ended", status=303)
 
 
 def _wants_json(request: HttpRequest) -> bool:

@@ -1,0 +1,35 @@
+"""Sessions: Django's database sessions, with columns for the person, browser and IP."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.sessions.base_session import AbstractBaseSession
+from django.db import models
+
+
+class Session(AbstractBaseSession):
+    """One browser's session; the extra columns repeat what its data says, to list them by person.
+
+    ``threshold.web.sessions.SessionStore`` fills them on every save, so they are
+    never newer or older than the session data itself. Anonymous sessions (a
+    ceremony in progress) have only the key, data and expiry.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        db_index=True,
+        on_delete=models.CASCADE,
+        related_name="sessions",
+    )
+    ip = models.GenericIPAddressField(null=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+    sign_in_method = models.CharField(max_length=32, blank=True)
+    signed_in_at = models.DateTimeField(null=True)
+    last_activity = models.DateTimeField(null=True)
+
+    @classmethod
+    def get_session_store_class(cls) -> type:
+        from threshold.web.sessions import SessionStore
+
+        return SessionStore
