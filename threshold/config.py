@@ -114,6 +114,10 @@ def _database(env: dict[str, str], var_dir: Path) -> dict[str, Any]:
             "transaction_mode": "IMMEDIATE",
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
+        # Test runs get a database file too, not Django's shared in-memory one:
+        # its table locks fail concurrent writers at once instead of making
+        # them wait, unlike the real file (tests of concurrency need the real one).
+        database["TEST"] = {"NAME": str(var_dir / "test.sqlite3")}
     elif not database.get("NAME"):
         raise ConfigError("DATABASE_URL must name a database, e.g. postgres://user@host/threshold")
     return database

@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "threshold.passkeys",
     "threshold.enrollment",
     "threshold.conformance",
+    "threshold.selfservice",
     "threshold.web",
 ]
 

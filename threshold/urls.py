@@ -6,6 +6,8 @@ from django.urls import path
 from threshold.conformance import views as conformance
 from threshold.enrollment import views as enrollment
 from threshold.passkeys import views as passkeys
+from threshold.selfservice import views as selfservice
+from threshold.web import guides
 from threshold.web import views as web
 
 urlpatterns = [
@@ -22,6 +24,18 @@ urlpatterns = [
     path("enroll/<str:token>", enrollment.enroll_page, name="enroll"),
     path("enroll/<str:token>/options", enrollment.enroll_options, name="enroll-options"),
     path("enroll/<str:token>/result", enrollment.enroll_result, name="enroll-result"),
+    path("settings", selfservice.settings_page, name="settings"),
+    path("settings/profile", selfservice.change_name, name="change-name"),
+    path("settings/verify", selfservice.verify_page, name="verify"),
+    path("settings/verify/options", selfservice.verify_options, name="verify-options"),
+    path("settings/verify/result", selfservice.verify_result, name="verify-result"),
+    path("settings/security-methods/add", selfservice.add_page, name="add-passkey"),
+    path("settings/security-methods/add/options", selfservice.add_options, name="add-options"),
+    path("settings/security-methods/add/result", selfservice.add_result, name="add-result"),
+    path("settings/security-methods/<int:passkey_id>/rename", selfservice.rename, name="rename"),
+    path("settings/security-methods/<int:passkey_id>/remove", selfservice.remove, name="remove"),
+    path("settings/guide", guides.guide_index, name="guide-index"),
+    path("settings/guide/<str:platform>", guides.guide, name="guide"),
 ]
 
 if settings.THRESHOLD.fido_conformance:

@@ -40,6 +40,8 @@ from playwright.sync_api import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Holds the sitecustomize module that lets tests move the server's clock.
+CLOCK_DIR = Path(__file__).resolve().parent / "clock"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -106,6 +108,8 @@ def _server_env(var_dir: Path, port: int) -> dict[str, str]:
         THRESHOLD_ORIGINS=f"http://localhost:{port}",
         THRESHOLD_WORKERS="2",
         THRESHOLD_EMAIL_BACKEND="file",
+        THRESHOLD_TEST_CLOCK_FILE=str(var_dir / "clock-offset"),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(CLOCK_DIR), env.get("PYTHONPATH")])),
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -156,6 +160,20 @@ class Server:
             for row in _table(self.cli("audit", "--limit", "50"))
             if subject is None or row["SUBJECT"] == subject
         ]
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the server's clock (``threshold.clock.now``) forward, for good."""
+        offset_file = Path(self.env["THRESHOLD_TEST_CLOCK_FILE"])
+        current = float(offset_file.read_text()) if offset_file.exists() else 0.0
+        offset_file.write_text(str(current + seconds))
+
+    def emails(self) -> list[str]:
+        """Every email the server wrote to its mailbox directory (var/mail), oldest first."""
+        mailbox = Path(self.env["THRESHOLD_VAR_DIR"]) / "mail"
+        if not mailbox.exists():
+            return []
+        files = sorted(mailbox.iterdir(), key=lambda path: path.stat().st_mtime_ns)
+        return [path.read_text() for path in files]
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -322,6 +340,10 @@ class Authenticator:
     def credentials(self) -> list[dict[str, Any]]:
         return list(self._send("WebAuthn.getCredentials")["credentials"])
 
+    def remove(self) -> None:
+        """Unplug this authenticator."""
+        self._send("WebAuthn.removeVirtualAuthenticator")
+
     def remove_credentials(self) -> None:
         """Forget every passkey, as a device whose passkeys were deleted."""
         self._send("WebAuthn.clearCredentials")
@@ -363,7 +385,13 @@ def enroll(page: Page, person: Person) -> None:
     page.wait_for_url("/?enrolled=1")
 
 
+def open_account_menu(page: Page) -> None:
+    """Select the person's name in the header: it opens Settings and Sign out."""
+    page.locator("header .account-menu summary").click()
+
+
 def sign_out(page: Page) -> None:
+    open_account_menu(page)
     page.locator("header").get_by_role("button", name="Sign out").click()
     page.get_by_role("heading", name="You are signed out").wait_for()
 

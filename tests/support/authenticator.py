@@ -109,6 +109,7 @@ class SoftAuthenticator:
         client_data: bytes | None = None,
         client_extra: dict[str, Any] | None = None,
         transports: tuple[str, ...] = ("internal", "hybrid"),
+        attachment: str = "platform",
     ) -> dict[str, Any]:
         """Answer PublicKeyCredentialCreationOptionsJSON with RegistrationResponseJSON."""
         if alg is None:
@@ -142,7 +143,7 @@ class SoftAuthenticator:
             "id": b64url_encode(cred_id),
             "rawId": b64url_encode(cred_id),
             "type": "public-key",
-            "authenticatorAttachment": "platform",
+            "authenticatorAttachment": attachment,
             "clientExtensionResults": {"credProps": {"rk": True}},
             "response": {
                 "clientDataJSON": b64url_encode(cdj),

@@ -1,5 +1,5 @@
 // Threshold's passkey ceremonies in the browser: sign-in (autofill, button,
-// username-first) and enrollment. Uses the browsers' native WebAuthn JSON
+// username-first), enrollment, "Verify it's you" and "Set up another". Uses the browsers' native WebAuthn JSON
 // methods; the server does every check. No inline script: CSP forbids it.
 "use strict";
 
@@ -39,6 +39,8 @@
     root.setAttribute("aria-busy", on ? "true" : "false");
   }
 
+  const registering = root.dataset.ceremony === "enroll" || root.dataset.ceremony === "add";
+
   async function post(url, body) {
     let response;
     try {
@@ -53,7 +55,7 @@
         body: JSON.stringify(body),
       });
     } catch (e) {
-      throw { entry: catalog[root.dataset.ceremony === "enroll" ? "setup_unavailable" : "passkey_unavailable"] };
+      throw { entry: catalog[registering ? "setup_unavailable" : "passkey_unavailable"] };
     }
     let data = null;
     try {
@@ -62,8 +64,8 @@
       data = null;
     }
     if (!response.ok || !data || data.status !== "ok") {
-      const entry = (data && data.error) || catalog[root.dataset.ceremony === "enroll" ? "setup_unavailable" : "passkey_unavailable"];
-      throw { entry: entry };
+      const entry = (data && data.error) || catalog[registering ? "setup_unavailable" : "passkey_unavailable"];
+      throw { entry: entry, data: data };
     }
     return data;
   }
@@ -102,9 +104,32 @@
     if (!credential) return;
     busy(true);
     statusLine.textContent = "Verifying your passkey…";
-    const result = await post(root.dataset.resultUrl, credential.toJSON());
-    statusLine.textContent = "Signed in. Redirecting…";
+    let result;
+    try {
+      result = await post(root.dataset.resultUrl, credential.toJSON());
+    } catch (failure) {
+      if (failure && failure.data && failure.data.unknownCredential) {
+        await signalUnknown(data.publicKey.rpId || location.hostname, credential.id);
+      }
+      throw failure;
+    }
+    statusLine.textContent = root.dataset.ceremony === "step-up" ? "Verified. Continuing…" : "Signed in. Redirecting…";
     window.location.assign(result.redirect || "/");
+  }
+
+  // The passkey was removed from this account (or never was in it): the WebAuthn
+  // Signal API lets the password manager or device that offered it hide it.
+  async function signalUnknown(rpId, credentialId) {
+    if (typeof PublicKeyCredential.signalUnknownCredential !== "function") {
+      root.dataset.signalUnknownCredential = "unsupported";
+      return;
+    }
+    try {
+      await PublicKeyCredential.signalUnknownCredential({ rpId: rpId, credentialId: credentialId });
+      root.dataset.signalUnknownCredential = "sent";
+    } catch (e) {
+      root.dataset.signalUnknownCredential = "failed";
+    }
   }
 
   function stopAutofill() {
@@ -147,10 +172,10 @@
     }
   }
 
-  async function enroll() {
+  async function enroll(body) {
     const started = Date.now();
     statusLine.textContent = "Follow your browser's prompt to create the passkey…";
-    const data = await post(root.dataset.optionsUrl, {});
+    const data = await post(root.dataset.optionsUrl, body || {});
     let credential;
     try {
       credential = await navigator.credentials.create({
@@ -161,7 +186,7 @@
     }
     statusLine.textContent = "Saving your passkey…";
     const result = await post(root.dataset.resultUrl, credential.toJSON());
-    statusLine.textContent = "Your passkey is ready. Signing you in…";
+    statusLine.textContent = root.dataset.ceremony === "add" ? "Your passkey is ready." : "Your passkey is ready. Signing you in…";
     window.location.assign(result.redirect || "/");
   }
 
@@ -188,6 +213,12 @@
     });
     startAutofill();
   } else if (root.dataset.ceremony === "enroll") {
-    document.getElementById("create-button").addEventListener("click", () => run(enroll));
+    document.getElementById("create-button").addEventListener("click", () => run(() => enroll({})));
+  } else if (root.dataset.ceremony === "step-up") {
+    document.getElementById("verify-button").addEventListener("click", () => run(() => signIn({}, null)));
+  } else if (root.dataset.ceremony === "add") {
+    root.querySelectorAll("button[data-device]").forEach((button) => {
+      button.addEventListener("click", () => run(() => enroll({ device: button.dataset.device })));
+    });
   }
 })();

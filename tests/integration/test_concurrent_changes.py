@@ -1,0 +1,114 @@
+"""Concurrent changes to one person's sign-in methods, on real connections.
+
+Each request runs in its own thread with its own database connection, as
+gunicorn workers would, and they are released together. SQLite serialises the
+writers (IMMEDIATE transactions); PostgreSQL locks the person's row.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connections
+
+from tests.integration.conftest import (
+    LIMIT_REACHED,
+    ORIGIN,
+    Browser,
+    assert_failed,
+    assert_ok,
+    enrolled_person,
+    sign_in,
+)
+from tests.support.authenticator import SoftAuthenticator
+from threshold.audit.actions import Origin
+from threshold.audit.models import AuditEvent
+from threshold.core.policy import Policy
+from threshold.passkeys.models import Passkey
+from threshold.policy.actions import do_update_policy
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PARALLEL = 8
+
+
+def all_at_once(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run ``calls`` in threads released by one barrier; their results, in order."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(index: int, call: Callable[[], Any]) -> None:
+        try:
+            barrier.wait()
+            results[index] = call()
+        except BaseException as error:  # noqa: BLE001 - reported by the test below
+            results[index] = error
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def test_parallel_registrations_at_the_limit_never_exceed_it():
+    do_update_policy(Policy(passkey_limit=3), Origin.cli())
+    ada = enrolled_person("ada@example.com", "Ada Lovelace")
+    # Eight tabs, each signed in and each with a ceremony begun below the limit (1 of 3).
+    ready = []
+    for _ in range(PARALLEL):
+        browser = Browser()
+        assert_ok(sign_in(browser, ada.authenticator))
+        options = browser.post_json("/settings/security-methods/add/options", {"device": "phone"})
+        credential = SoftAuthenticator().create(assert_ok(options)["publicKey"], ORIGIN)
+        ready.append((browser, credential))
+
+    def finish(browser: Browser, credential: dict[str, Any]) -> Callable[[], Any]:
+        return lambda: browser.post_json("/settings/security-methods/add/result", credential)
+
+    responses = all_at_once([finish(b, c) for b, c in ready])
+
+    assert not [r for r in responses if isinstance(r, BaseException)], responses
+    succeeded = [r for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code != 200]
+    assert len(succeeded) == 2
+    for response in refused:
+        assert_failed(response, 400, LIMIT_REACHED)
+    assert Passkey.objects.filter(user=ada.user).count() == 3
+    assert AuditEvent.objects.filter(
+        action="passkey.registration_failed", reason="passkey_limit_reached"
+    ).count() == PARALLEL - 2
+
+
+def test_parallel_removals_never_remove_the_last_passkey():
+    ada = enrolled_person("ada@example.com", "Ada Lovelace")
+    browser = Browser()
+    assert_ok(sign_in(browser, ada.authenticator))
+    options = browser.post_json("/settings/security-methods/add/options", {"device": "phone"})
+    credential = SoftAuthenticator().create(assert_ok(options)["publicKey"], ORIGIN)
+    assert_ok(browser.post_json("/settings/security-methods/add/result", credential))
+    first, second = Passkey.objects.filter(user=ada.user).order_by("id")
+
+    # Two tabs remove one passkey each, at the same moment.
+    tabs = []
+    for _ in range(2):
+        tab = Browser()
+        assert_ok(sign_in(tab, ada.authenticator))
+        tab.csrf_token()  # fetched now, not in the race
+        tabs.append(tab)
+    responses = all_at_once(
+        [
+            lambda: tabs[0].post_form(f"/settings/security-methods/{first.pk}/remove"),
+            lambda: tabs[1].post_form(f"/settings/security-methods/{second.pk}/remove"),
+        ]
+    )
+
+    assert not [r for r in responses if isinstance(r, BaseException)], responses
+    assert sorted(r.status_code for r in responses) == [303, 409]
+    assert Passkey.objects.filter(user=ada.user).count() == 1

@@ -1,0 +1,346 @@
+"""Settings: the person's name, their Security Methods and their sessions.
+
+Adding or removing a method needs a recent step-up: a passkey verification
+with user verification within the policy's window (five minutes by default),
+either the sign-in itself or "Verify it's you" on /settings/verify.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from threshold import clock
+from threshold.accounts.actions import do_change_display_name
+from threshold.accounts.models import User
+from threshold.core import catalog, errors
+from threshold.core.encoding import b64url_encode
+from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, NICKNAME_MAX_LENGTH
+from threshold.passkeys.access import access_own_passkey, list_passkeys
+from threshold.passkeys.actions import (
+    count_sign_in_methods,
+    do_begin_registration,
+    do_begin_step_up,
+    do_finish_registration,
+    do_finish_sign_in,
+    do_remove_passkey,
+    do_rename_passkey,
+)
+from threshold.passkeys.models import Passkey
+from threshold.policy.actions import get_policy
+from threshold.web.http import (
+    audit_origin,
+    ensure_session_key,
+    failed,
+    ok,
+    optional_string,
+    read_body,
+    read_json_object,
+)
+from threshold.web.sessions import VERIFIED_AT, list_active_sessions
+from threshold.web.views import CLIENT_CATALOG
+
+SETTINGS = "/settings"
+ADD = "/settings/security-methods/add"
+ADDING = "add"  # the registration purpose
+
+# What each choice on "Set up another" asks the browser for (WebAuthn L3 hints).
+_DEVICES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "this-device": ("platform", ("client-device",)),
+    "phone": ("cross-platform", ("hybrid",)),
+    "security-key": ("cross-platform", ("security-key",)),
+}
+
+# Confirmations shown at the top of Settings after a change (?done=...).
+_DONE = {
+    "renamed": "Nickname saved.",
+    "removed": "The passkey was removed.",
+    "name-changed": "Your name was saved.",
+    "sessions-ended": "Your other sessions were signed out.",
+}
+
+
+def _user(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)  # noqa: S101 - login_required
+    return request.user
+
+
+def recently_verified(request: HttpRequest) -> bool:
+    """Did this session verify the person (with UV) within the step-up window?"""
+    verified_at = request.session.get(VERIFIED_AT)
+    if not isinstance(verified_at, int | float):
+        return False
+    age = clock.now() - verified_at
+    return 0 <= age <= get_policy().step_up_max_age_seconds
+
+
+def _verify_first(next_path: str) -> HttpResponseRedirect:
+    return HttpResponseRedirect(f"{SETTINGS}/verify?{urlencode({'next': next_path})}", status=303)
+
+
+def _safe_return(request: HttpRequest) -> str:
+    """Where to go after verifying: a settings page of this site, else Settings."""
+    target = request.GET.get("next", "")
+    if target.startswith(f"{SETTINGS}/") and "//" not in target and "\\" not in target:
+        return target
+    return SETTINGS
+
+
+def _problem(request: HttpRequest, key: str, status: int) -> HttpResponse:
+    return render(
+        request,
+        "web/problem.html",
+        {"entry": catalog.CATALOG[key], "back_url": SETTINGS, "back_label": "Back to Settings"},
+        status=status,
+    )
+
+
+# --- Settings ----------------------------------------------------------------------------------
+
+
+@require_GET
+@never_cache
+@login_required
+def settings_page(request: HttpRequest) -> HttpResponse:
+    return _render_settings(request)
+
+
+def _render_settings(
+    request: HttpRequest,
+    *,
+    error: catalog.CatalogEntry | None = None,
+    error_passkey_id: int | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    user = _user(request)
+    passkeys = list(list_passkeys(user))
+    newest = max(passkeys, key=lambda p: (p.created_at, p.pk)) if passkeys else None
+    added = _added_passkey(request, passkeys)
+    done = _DONE.get(request.GET.get("done", ""))
+    sessions = list_active_sessions(user, request.session.session_key)
+    policy = get_policy()
+    rp = settings.THRESHOLD.rp
+    context: dict[str, Any] = {
+        "passkeys": passkeys,
+        "newest": newest,
+        "added": added,
+        "done": done,
+        "error": error,
+        "error_passkey_id": error_passkey_id,
+        "readiness": _readiness(passkeys),
+        "passkey_limit": policy.passkey_limit,
+        "at_limit": len(passkeys) >= policy.passkey_limit,
+        "sessions": sessions,
+        "offer_sign_out_others": (added is not None or request.GET.get("done") == "removed")
+        and len(sessions) > 1,
+        "nickname_max_length": NICKNAME_MAX_LENGTH,
+        "display_name_max_length": DISPLAY_NAME_MAX_LENGTH,
+        # For the WebAuthn Signal API (settings.js): password managers hide
+        # passkeys no longer listed, and show the person's current name.
+        "signals": {
+            "rpId": rp.id,
+            "userId": b64url_encode(bytes(user.user_handle)),
+            "allAcceptedCredentialIds": [b64url_encode(bytes(p.credential_id)) for p in passkeys],
+            "name": user.username,
+            "displayName": user.display_name,
+            "userDetailsChanged": request.GET.get("done") == "name-changed",
+        },
+    }
+    return render(request, "selfservice/settings.html", context, status=status)
+
+
+def _added_passkey(request: HttpRequest, passkeys: list[Passkey]) -> Passkey | None:
+    """The passkey just set up (?added=ID), to be named; only ever one of the person's own."""
+    wanted = request.GET.get("added", "")
+    return next((p for p in passkeys if str(p.pk) == wanted), None)
+
+
+def _readiness(passkeys: list[Passkey]) -> str:
+    """A recommendation when losing one device or account would lock the person out."""
+    if len(passkeys) == 1:
+        return "single"
+    if passkeys and all(p.is_synced for p in passkeys):
+        return "only-synced"
+    return ""
+
+
+@require_POST
+@login_required
+def change_name(request: HttpRequest) -> HttpResponse:
+    try:
+        do_change_display_name(_user(request), request.POST.get("full_name"), audit_origin(request))
+    except errors.NameInvalid as error:
+        return _render_settings(request, error=catalog.entry_for(error, "settings"), status=400)
+    return HttpResponseRedirect(f"{SETTINGS}?done=name-changed", status=303)
+
+
+# --- Step-up: "Verify it's you" ----------------------------------------------------------------
+
+
+@require_GET
+@never_cache
+@login_required
+def verify_page(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "selfservice/verify.html",
+        {
+            "catalog": CLIENT_CATALOG,
+            "entry": catalog.CATALOG["verification_required"],
+            "next": _safe_return(request),
+            "window_minutes": max(1, get_policy().step_up_max_age_seconds // 60),
+        },
+    )
+
+
+@require_POST
+@login_required
+def verify_options(request: HttpRequest) -> JsonResponse:
+    try:
+        read_json_object(request)
+        options = do_begin_step_up(ensure_session_key(request), _user(request))
+    except errors.CeremonyError as error:
+        return failed(error, "authentication")
+    return ok({"publicKey": options})
+
+
+@require_POST
+@login_required
+def verify_result(request: HttpRequest) -> JsonResponse:
+    outcome = do_finish_sign_in(
+        request.session.session_key,
+        read_body(request),
+        audit_origin(request),
+        step_up_user=_user(request),
+    )
+    if outcome.error is not None:
+        return failed(outcome.error, "authentication")
+    request.session[VERIFIED_AT] = clock.now()
+    return ok({"redirect": _safe_return(request)})
+
+
+# --- Set up another ----------------------------------------------------------------------------
+
+
+@require_GET
+@never_cache
+@login_required
+def add_page(request: HttpRequest) -> HttpResponse:
+    if not recently_verified(request):
+        return _verify_first(ADD)
+    user = _user(request)
+    limit = get_policy().passkey_limit
+    return render(
+        request,
+        "selfservice/add.html",
+        {
+            "catalog": CLIENT_CATALOG,
+            "at_limit": count_sign_in_methods(user) >= limit,
+            "limit_entry": catalog.CATALOG["limit_reached"],
+            "passkey_limit": limit,
+        },
+    )
+
+
+@require_POST
+@login_required
+def add_options(request: HttpRequest) -> JsonResponse:
+    try:
+        data = read_json_object(request)
+        device = optional_string(data, "device", 32) or "this-device"
+        if device not in _DEVICES:
+            raise errors.MalformedRequest(f"device must be one of {', '.join(_DEVICES)}")
+        if not recently_verified(request):
+            raise errors.StepUpRequired()
+        attachment, hints = _DEVICES[device]
+        options = do_begin_registration(
+            ensure_session_key(request),
+            _user(request),
+            purpose=ADDING,
+            authenticator_attachment=attachment,
+            hints=hints,
+        )
+    except errors.CeremonyError as error:
+        return failed(error, "registration")
+    return ok({"publicKey": options})
+
+
+@require_POST
+@login_required
+def add_result(request: HttpRequest) -> JsonResponse:
+    person = _user(request)
+
+    def same_person(user: User, context: dict[str, Any]) -> None:
+        # The ceremony is bound to this session; the session to this person.
+        if user.pk != person.pk:
+            raise errors.ChallengeMissing("the ceremony was begun by another person")
+
+    outcome = do_finish_registration(
+        request.session.session_key,
+        read_body(request),
+        audit_origin(request),
+        purpose=ADDING,
+        before_save=same_person,
+    )
+    if outcome.error is not None or outcome.passkey is None:
+        return failed(outcome.error or errors.CeremonyError(), "registration")
+    passkey = outcome.passkey
+    return ok({"redirect": f"{SETTINGS}?added={passkey.pk}#passkey-{passkey.pk}"})
+
+
+# --- Rename and remove -------------------------------------------------------------------------
+
+
+@require_POST
+@login_required
+def rename(request: HttpRequest, passkey_id: int) -> HttpResponse:
+    try:
+        passkey = do_rename_passkey(
+            _user(request), passkey_id, request.POST.get("nickname"), audit_origin(request)
+        )
+    except errors.SecurityMethodNotFound:
+        return _problem(request, "method_not_found", 404)
+    except errors.NameInvalid as error:
+        return _render_settings(
+            request,
+            error=catalog.entry_for(error, "settings"),
+            error_passkey_id=passkey_id,
+            status=400,
+        )
+    return HttpResponseRedirect(f"{SETTINGS}?done=renamed#passkey-{passkey.pk}", status=303)
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+@login_required
+def remove(request: HttpRequest, passkey_id: int) -> HttpResponse:
+    user = _user(request)
+    try:
+        passkey = access_own_passkey(user, passkey_id)
+    except errors.SecurityMethodNotFound:
+        return _problem(request, "method_not_found", 404)
+    if not recently_verified(request):
+        return _verify_first(f"{SETTINGS}/security-methods/{passkey.pk}/remove")
+    last = count_sign_in_methods(user) <= 1
+    if request.method == "POST":
+        try:
+            do_remove_passkey(user, passkey.pk, audit_origin(request))
+        except errors.SecurityMethodNotFound:
+            return _problem(request, "method_not_found", 404)
+        except errors.LastSignInMethod:
+            last = True
+        else:
+            return HttpResponseRedirect(f"{SETTINGS}?done=removed", status=303)
+    return render(
+        request,
+        "selfservice/remove.html",
+        {"passkey": passkey, "last": last, "last_entry": catalog.CATALOG["last_method"]},
+        status=409 if request.method == "POST" else 200,
+    )
