@@ -44,7 +44,8 @@ SIGNAL_SPY = """
     const original = typeof api[method] === "function" ? api[method].bind(api) : null;
     api[method] = (options) => {
       console.debug("threshold-test:signal:" + method + ":" + JSON.stringify(options));
-      const skip = method === "signalAllAcceptedCredentials" && window.__thresholdSkipAcceptedSignal;
+      const skip = method === "signalAllAcceptedCredentials"
+        && window.__thresholdSkipAcceptedSignal;
       return original && !skip ? original(options) : Promise.resolve();
     };
   }

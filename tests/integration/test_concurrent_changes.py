@@ -81,9 +81,12 @@ def test_parallel_registrations_at_the_limit_never_exceed_it():
     for response in refused:
         assert_failed(response, 400, LIMIT_REACHED)
     assert Passkey.objects.filter(user=ada.user).count() == 3
-    assert AuditEvent.objects.filter(
-        action="passkey.registration_failed", reason="passkey_limit_reached"
-    ).count() == PARALLEL - 2
+    assert (
+        AuditEvent.objects.filter(
+            action="passkey.registration_failed", reason="passkey_limit_reached"
+        ).count()
+        == PARALLEL - 2
+    )
 
 
 def test_parallel_removals_never_remove_the_last_passkey():

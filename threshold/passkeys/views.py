@@ -47,7 +47,7 @@ def sign_in_result(request: HttpRequest) -> JsonResponse:
         return failed(
             outcome.error, "authentication", {"unknownCredential": True} if unknown else None
         )
-    sign_in(request, outcome.user)
+    sign_in(request, outcome.user, user_verified=outcome.user_verified)
     return ok({"redirect": safe_next(request)})
 
 

@@ -56,7 +56,7 @@ class Client:
 
     @property
     def label(self) -> str:
-        """"Chrome on macOS", "Safari", "Windows", or "Unknown browser"."""
+        """ "Chrome on macOS", "Safari", "Windows", or "Unknown browser"."""
         if self.browser and self.system:
             return f"{self.browser} on {self.system}"
         return self.browser or self.system or "Unknown browser"

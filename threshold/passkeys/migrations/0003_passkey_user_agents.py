@@ -4,25 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('passkeys', '0002_authenticator_identity'),
+        ("passkeys", "0002_authenticator_identity"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='passkey',
-            name='created_user_agent',
+            model_name="passkey",
+            name="created_user_agent",
             field=models.CharField(blank=True, max_length=512),
         ),
         migrations.AddField(
-            model_name='passkey',
-            name='last_used_user_agent',
+            model_name="passkey",
+            name="last_used_user_agent",
             field=models.CharField(blank=True, max_length=512),
         ),
         migrations.AlterField(
-            model_name='passkey',
-            name='nickname',
+            model_name="passkey",
+            name="nickname",
             field=models.CharField(blank=True, max_length=60),
         ),
     ]

@@ -5,15 +5,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('policy', '0002_authenticator_identity'),
+        ("policy", "0002_authenticator_identity"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='organisationpolicy',
-            name='step_up_max_age_seconds',
-            field=models.PositiveIntegerField(default=300, validators=[django.core.validators.MinValueValidator(60), django.core.validators.MaxValueValidator(3600)]),
+            model_name="organisationpolicy",
+            name="step_up_max_age_seconds",
+            field=models.PositiveIntegerField(
+                default=300,
+                validators=[
+                    django.core.validators.MinValueValidator(60),
+                    django.core.validators.MaxValueValidator(3600),
+                ],
+            ),
         ),
     ]
