@@ -474,3 +474,16 @@ def test_only_synced_passkeys_get_a_backup_recommendation(db, clock):
     assert_ok(add_passkey(browser, SoftAuthenticator(**synced), device="phone"))
     html = browser.get("/settings").content.decode()
     assert 'id="readiness"' in html and "synced passkeys" in html
+
+
+def test_after_adding_or_removing_the_page_offers_to_sign_out_the_others(ada, ada_browser):
+    offer = 'id="offer-sign-out-others"'
+    ada_browser.post_form("/settings/sessions/sign-out-others")  # the enrollment's session
+    body = assert_ok(add_passkey(ada_browser, SoftAuthenticator()))
+    # Only one session: nothing to offer.
+    assert offer not in ada_browser.get(body["redirect"]).content.decode()
+
+    signed_in_browser(ada)  # another browser
+    assert offer in ada_browser.get(body["redirect"]).content.decode()
+    assert offer in ada_browser.get("/settings?done=removed").content.decode()
+    assert offer not in ada_browser.get("/settings").content.decode()
