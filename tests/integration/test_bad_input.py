@@ -55,6 +55,8 @@ class Endpoint:
     failure_action: str | None
     # A real response for this endpoint's pending ceremony, to damage.
     genuine: dict | None = None
+    # Settings endpoints are for a signed-in person; the others for anyone.
+    signed_in: bool = False
 
 
 def _client() -> Client:
@@ -121,12 +123,64 @@ def assertion_result(people: People) -> Endpoint:
     )
 
 
-OPTIONS = [sign_in_options, enroll_options, attestation_options, assertion_options]
-RESULTS = [sign_in_result, enroll_result, attestation_result, assertion_result]
+def _signed_in_client(people: People) -> Client:
+    """Ada's browser, just signed in with user verification (a fresh step-up)."""
+    ada = people.ada
+    client = _client()
+    options = _post(client, "/sign-in/options", {})["publicKey"]
+    _post(client, "/sign-in/result", ada.authenticator.get(options, ORIGIN))
+    return client
+
+
+def verify_options(people: People) -> Endpoint:
+    return Endpoint(_signed_in_client(people), "/settings/verify/options", None, signed_in=True)
+
+
+def verify_result(people: People) -> Endpoint:
+    client = _signed_in_client(people)
+    options = _post(client, "/settings/verify/options", {})["publicKey"]
+    genuine = people.ada.authenticator.get(options, ORIGIN)
+    return Endpoint(client, "/settings/verify/result", "step_up.failed", genuine, signed_in=True)
+
+
+def add_options(people: People) -> Endpoint:
+    client = _signed_in_client(people)
+    return Endpoint(client, "/settings/security-methods/add/options", None, signed_in=True)
+
+
+def add_result(people: People) -> Endpoint:
+    client = _signed_in_client(people)
+    options = _post(client, "/settings/security-methods/add/options", {"device": "phone"})
+    genuine = SoftAuthenticator().create(options["publicKey"], ORIGIN)
+    return Endpoint(
+        client,
+        "/settings/security-methods/add/result",
+        "passkey.registration_failed",
+        genuine,
+        signed_in=True,
+    )
+
+
+OPTIONS = [
+    sign_in_options,
+    enroll_options,
+    attestation_options,
+    assertion_options,
+    verify_options,
+    add_options,
+]
+RESULTS = [
+    sign_in_result,
+    enroll_result,
+    attestation_result,
+    assertion_result,
+    verify_result,
+    add_result,
+]
 ALL = OPTIONS + RESULTS
 USERNAME_OPTIONS = [sign_in_options, attestation_options, assertion_options]
-REGISTRATION_RESULTS = [enroll_result, attestation_result]
-ASSERTION_RESULTS = [sign_in_result, assertion_result]
+REGISTRATION_RESULTS = [enroll_result, attestation_result, add_result]
+ASSERTION_RESULTS = [sign_in_result, assertion_result, verify_result]
 
 # The reasons a refused result may give for bad input: never "challenge_missing",
 # which would mean the pending ceremony was not there to begin with.
@@ -199,6 +253,10 @@ CASES = [
     ("username is true", b'{"username": true}', USERNAME_OPTIONS, 400),
     ("username too long", json.dumps({"username": "a" * 151}).encode(), USERNAME_OPTIONS, 400),
     ("username missing", b"{}", [attestation_options, assertion_options], 400),
+    ("device unknown", b'{"device": "toaster"}', [add_options], 400),
+    ("device a number", b'{"device": 3}', [add_options], 400),
+    ("device a list", b'{"device": ["phone"]}', [add_options], 400),
+    ("device too long", json.dumps({"device": "p" * 500}).encode(), [add_options], 400),
     ("username blank", b'{"username": "   "}', [attestation_options, assertion_options], 400),
     (
         "displayName is a number",
@@ -384,7 +442,8 @@ def test_bad_input_gets_a_4xx_in_the_catalogs_words_and_stores_nothing(
     assert Passkey.objects.count() == passkeys
     assert User.objects.count() == users, "a refused request created an account"
     assert EnrollmentInvite.objects.filter(used_at__isnull=False).count() == used_invites
-    assert not endpoint.client.get("/").status_code == 200  # nobody got signed in
+    if not endpoint.signed_in:
+        assert not endpoint.client.get("/").status_code == 200  # nobody got signed in
     if endpoint.failure_action is not None:
         event = AuditEvent.objects.filter(id__gt=last_id or 0, action=endpoint.failure_action).get()
         assert event.reason in INPUT_REASONS, (event.reason, event.detail)
