@@ -38,6 +38,12 @@ PUBLIC_CATEGORIES = {
     "not_found",
     "last_method",
     "name_invalid",
+    # Fallback sign-in and account state.
+    "fallback_off",
+    "fallback_invalid",
+    "code_invalid",
+    "throttled",
+    "locked",
 }
 GENERIC = {
     "authentication": "Verification failed",

@@ -188,6 +188,45 @@ _ENTRIES = [
         "Enter a name that is not empty and not too long, without the characters < and >.",
         "The name was empty, too long, or contained markup, control or text-direction characters.",
     ),
+    # Fallback sign-in (password and code).
+    CatalogEntry(
+        "fallback_not_allowed",
+        "Password Sign-in Not Available",
+        "Your organisation signs in with passkeys only. Use a passkey on this device, your phone "
+        "or a security key, or ask your IT team for a recovery link.",
+        "The organisation policy turns the password and authenticator-app fallback off.",
+    ),
+    CatalogEntry(
+        "fallback_invalid",
+        "Incorrect username or password",
+        "The username or password is incorrect. Try again, or sign in with a passkey.",
+        "Unknown username, no password set up, or a wrong password: the three read alike, so "
+        "that sign-in attempts cannot tell which accounts exist. The audit log has which.",
+    ),
+    CatalogEntry(
+        "code_invalid",
+        "Incorrect code",
+        "That code is not right, or it was used already. Enter the current 6-digit code from "
+        "your authenticator app, or one of your recovery codes.",
+        "A wrong or expired authenticator-app code (codes last 30 seconds; the phone's clock may "
+        "be off), or a code or recovery code that was used before.",
+    ),
+    CatalogEntry(
+        "too_many_attempts",
+        "Too Many Attempts",
+        "There were too many unsuccessful attempts. Wait a few minutes and try again, or sign in "
+        "with a passkey.",
+        "Repeated wrong passwords or codes for this username, or many failed attempts from this "
+        "network address. Passkey sign-in is not affected. An administrator can issue a "
+        "recovery link.",
+    ),
+    CatalogEntry(
+        "account_locked",
+        "Account Locked",
+        "Your account is locked. Contact your IT team to unlock it.",
+        "An administrator locked the account (`threshold users lock`). No way of signing in "
+        "works until it is unlocked.",
+    ),
     # Enrollment links.
     CatalogEntry(
         "invite_unusable",
@@ -208,6 +247,11 @@ _SIGN_IN = {
     "unsupported": "verification_failed",
     "unavailable": "passkey_unavailable",
     "bad_request": "bad_request",
+    "fallback_off": "fallback_not_allowed",
+    "fallback_invalid": "fallback_invalid",
+    "code_invalid": "code_invalid",
+    "throttled": "too_many_attempts",
+    "locked": "account_locked",
 }
 _REGISTRATION = {
     "failed": "registration_failed",

@@ -328,3 +328,55 @@ class NameInvalid(CeremonyError):
 
     code = "name_invalid"
     public = "name_invalid"
+
+
+# --- Fallback sign-in: password, authenticator app, recovery codes -------------------
+
+
+class FallbackNotAllowed(CeremonyError):
+    """The organisation policy does not allow signing in with a password and a code."""
+
+    code = "fallback_not_allowed"
+    public = "fallback_off"
+
+
+class PasswordIncorrect(CeremonyError):
+    """Unknown username, no password set, or the wrong password (one answer for all three)."""
+
+    code = "password_incorrect"
+    public = "fallback_invalid"
+
+
+class SecondFactorIncorrect(CeremonyError):
+    """The authenticator-app or recovery code is wrong or out of its time window."""
+
+    code = "code_incorrect"
+    public = "code_invalid"
+
+
+class SecondFactorReused(CeremonyError):
+    """The authenticator-app code or recovery code was used before."""
+
+    code = "code_reused"
+    public = "code_invalid"
+
+
+class TooManyAttempts(CeremonyError):
+    """Too many failures for this username or from this address: wait before trying again."""
+
+    code = "too_many_attempts"
+    public = "throttled"
+
+
+class AccountLocked(CeremonyError):
+    """An administrator locked the account: no way of signing in works until it is unlocked."""
+
+    code = "account_locked"
+    public = "locked"
+
+
+class FlowExpired(CeremonyError):
+    """The sign-in or enrollment page was left idle longer than the policy allows."""
+
+    code = "flow_expired"
+    public = "session"

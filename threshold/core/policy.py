@@ -27,6 +27,20 @@ class Policy:
     # Adding or removing a sign-in method needs a passkey verification (with
     # user verification) at most this long ago.
     step_up_max_age_seconds: int = 300
+    # A sign-in or enrollment page left idle this long says "Session Expired".
+    flow_idle_timeout_minutes: int = 10
+    # Password + authenticator-app code as a fallback for people without a
+    # passkey at hand; off means passkeys only.
+    allow_password_fallback: bool = True
+    # Consecutive wrong passwords or codes for one username before the password
+    # path locks (passkeys keep working); delays grow before that.
+    password_lockout_threshold: int = 10
+    # "I'll do it later" hides the passkey prompt until this many more
+    # successful sign-ins or this many days, whichever comes first.
+    passkey_prompt_snooze_sign_ins: int = 10
+    passkey_prompt_snooze_days: int = 7
+    # How long an administrator's account-recovery link works.
+    recovery_link_lifetime_minutes: int = 60
     # Registration rules (each refusal has its catalog entry).
     require_trusted_attestation: bool = False
     aaguid_allow_list: tuple[str, ...] = ()  # empty: any authenticator
@@ -41,6 +55,11 @@ class Policy:
         "passkey_limit": (1, 100),
         "invite_lifetime_hours": (1, 24 * 90),
         "step_up_max_age_seconds": (60, 3600),
+        "flow_idle_timeout_minutes": (5, 15),
+        "password_lockout_threshold": (3, 100),
+        "passkey_prompt_snooze_sign_ins": (1, 100),
+        "passkey_prompt_snooze_days": (1, 90),
+        "recovery_link_lifetime_minutes": (5, 24 * 60),
     }
     USER_VERIFICATION: ClassVar[tuple[str, ...]] = ("required", "preferred")
 

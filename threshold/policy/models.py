@@ -24,6 +24,22 @@ class OrganisationPolicy(models.Model):
     step_up_max_age_seconds = models.PositiveIntegerField(
         default=300, validators=[MinValueValidator(60), MaxValueValidator(3600)]
     )
+    flow_idle_timeout_minutes = models.PositiveIntegerField(
+        default=10, validators=[MinValueValidator(5), MaxValueValidator(15)]
+    )
+    allow_password_fallback = models.BooleanField(default=True)
+    password_lockout_threshold = models.PositiveIntegerField(
+        default=10, validators=[MinValueValidator(3), MaxValueValidator(100)]
+    )
+    passkey_prompt_snooze_sign_ins = models.PositiveIntegerField(
+        default=10, validators=[MinValueValidator(1), MaxValueValidator(100)]
+    )
+    passkey_prompt_snooze_days = models.PositiveIntegerField(
+        default=7, validators=[MinValueValidator(1), MaxValueValidator(90)]
+    )
+    recovery_link_lifetime_minutes = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(5), MaxValueValidator(24 * 60)]
+    )
     # Registration rules; see threshold.core.policy.Policy.check_registration.
     require_trusted_attestation = models.BooleanField(default=False)
     aaguid_allow_list = models.JSONField(default=list)
