@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from threshold import clock
 from threshold.audit.models import AuditEvent
 
 
@@ -27,6 +28,11 @@ class Action:
     STEP_UP_SUCCEEDED = "step_up.succeeded"
     STEP_UP_FAILED = "step_up.failed"
     DISPLAY_NAME_CHANGED = "user.display_name_changed"
+    FALLBACK_SET_UP = "fallback.set_up"
+    FALLBACK_REMOVED = "fallback.removed"
+    FALLBACK_REMOVAL_REFUSED = "fallback.removal_refused"
+    RECOVERY_CODES_REPLACED = "fallback.recovery_codes_replaced"
+    PASSKEY_PROMPT_SNOOZED = "passkey_prompt.snoozed"
     INVITE_CREATED = "invite.created"
     INVITE_USED = "invite.used"
     INVITE_REJECTED = "invite.rejected"
@@ -57,6 +63,7 @@ def record(
     **detail: Any,
 ) -> AuditEvent:
     return AuditEvent.objects.create(
+        at=clock.now_datetime(),
         action=action,
         reason=reason,
         actor=actor,
