@@ -27,6 +27,7 @@ INSTALLED_APPS = [
     "threshold.enrollment",
     "threshold.conformance",
     "threshold.selfservice",
+    "threshold.fallback",
     "threshold.web",
 ]
 
@@ -65,7 +66,18 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = ["threshold.accounts.backends.PasskeyBackend"]
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.Argon2PasswordHasher"]
+PASSWORD_HASHERS = ["threshold.accounts.hashers.Argon2idHasher"]
+# Fallback passwords (always with a second factor): NIST SP 800-63B-4 asks for
+# at least 8 characters then, allows at least 64, and a blocklist of common ones.
+AUTH_PASSWORD_VALIDATORS = [
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+]
+THRESHOLD_MAX_PASSWORD_LENGTH = 128
 LOGIN_URL = "/sign-in"
 
 # Sessions live in the database so that sign-out and timeouts end them for real.

@@ -5,6 +5,7 @@ from django.urls import path
 
 from threshold.conformance import views as conformance
 from threshold.enrollment import views as enrollment
+from threshold.fallback import views as fallback
 from threshold.passkeys import views as passkeys
 from threshold.selfservice import views as selfservice
 from threshold.web import guides
@@ -16,6 +17,12 @@ urlpatterns = [
     path("sign-in/options", passkeys.sign_in_options, name="sign-in-options"),
     path("sign-in/result", passkeys.sign_in_result, name="sign-in-result"),
     path("sign-out", web.sign_out, name="sign-out"),
+    path("sign-in/password", fallback.password_step, name="sign-in-password"),
+    path("sign-in/code", fallback.code_step, name="sign-in-code"),
+    path("sign-in/set-up-passkey", fallback.passkey_prompt, name="passkey-prompt"),
+    path("settings/fallback/set-up", fallback.set_up, name="fallback-set-up"),
+    path("settings/fallback/recovery-codes", fallback.new_recovery_codes, name="recovery-codes"),
+    path("settings/fallback/remove", fallback.remove, name="fallback-remove"),
     path(
         "settings/sessions/sign-out-others",
         web.sign_out_other_sessions,

@@ -26,6 +26,7 @@ from threshold.audit.actions import Action, Origin, record
 from threshold.core import ceremony, errors
 from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name
 from threshold.core.policy import Policy
+from threshold.fallback.models import TotpDevice
 from threshold.passkeys.access import access_own_passkey
 from threshold.passkeys.models import Passkey
 from threshold.passkeys.notices import notify_method_added, notify_method_removed
@@ -501,5 +502,5 @@ def do_remove_passkey(user: User, passkey_id: int, origin: Origin) -> Passkey:
 
 
 def count_sign_in_methods(user: User) -> int:
-    """The ways ``user`` can sign in; passkeys are the only kind so far."""
-    return user.passkeys.count()
+    """The ways ``user`` can sign in: each passkey, and the password with its second factor."""
+    return user.passkeys.count() + int(TotpDevice.objects.filter(user=user).exists())

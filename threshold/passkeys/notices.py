@@ -15,6 +15,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 
 from threshold import clock
+from threshold.accounts.models import User
 from threshold.audit.actions import Origin
 from threshold.passkeys.models import Passkey
 from threshold.web.useragent import describe
@@ -23,19 +24,27 @@ logger = logging.getLogger(__name__)
 
 
 def notify_method_added(passkey: Passkey, origin: Origin) -> None:
-    _notify(passkey, origin, "added", f"A passkey was added to your {_product()} account")
+    subject = f"A passkey was added to your {_product()} account"
+    _notify(passkey.user, passkey.name, origin, "added", subject)
 
 
 def notify_method_removed(passkey: Passkey, origin: Origin) -> None:
-    _notify(passkey, origin, "removed", f"A passkey was removed from your {_product()} account")
+    subject = f"A passkey was removed from your {_product()} account"
+    _notify(passkey.user, passkey.name, origin, "removed", subject)
+
+
+def notify_fallback_changed(user: User, origin: Origin, change: str) -> None:
+    """The password and authenticator app were ``change`` ("added" or "removed")."""
+    where = "to" if change == "added" else "from"
+    subject = f"A password and authenticator app were {change} {where} your {_product()} account"
+    _notify(user, "Password and authenticator app", origin, change, subject)
 
 
 def _product() -> str:
     return settings.THRESHOLD.rp.name
 
 
-def _notify(passkey: Passkey, origin: Origin, change: str, subject: str) -> None:
-    user = passkey.user
+def _notify(user: User, method: str, origin: Origin, change: str, subject: str) -> None:
     if not user.email:
         return
     body = render_to_string(
@@ -43,7 +52,7 @@ def _notify(passkey: Passkey, origin: Origin, change: str, subject: str) -> None
         {
             "user": user,
             "change": change,
-            "method": passkey.name,
+            "method": method,
             "at": clock.now_datetime(),
             "client": describe(origin.user_agent).label if origin.via == "web" else "",
             "ip": origin.ip or "",

@@ -23,6 +23,7 @@ from threshold.accounts.models import User
 from threshold.core import catalog, errors
 from threshold.core.encoding import b64url_encode
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, NICKNAME_MAX_LENGTH
+from threshold.fallback.actions import has_fallback, unused_recovery_codes
 from threshold.passkeys.access import access_own_passkey, list_passkeys
 from threshold.passkeys.actions import (
     count_sign_in_methods,
@@ -44,7 +45,7 @@ from threshold.web.http import (
     read_body,
     read_json_object,
 )
-from threshold.web.sessions import VERIFIED_AT, list_active_sessions
+from threshold.web.sessions import FALLBACK_VERIFIED_AT, VERIFIED_AT, list_active_sessions
 from threshold.web.views import CLIENT_CATALOG
 
 SETTINGS = "/settings"
@@ -64,6 +65,7 @@ _DONE = {
     "removed": "The passkey was removed.",
     "name-changed": "Your name was saved.",
     "sessions-ended": "Your other sessions were signed out.",
+    "fallback-removed": "Your password and authenticator app were removed.",
 }
 
 
@@ -72,16 +74,23 @@ def _user(request: HttpRequest) -> User:
     return request.user
 
 
-def recently_verified(request: HttpRequest) -> bool:
-    """Did this session verify the person (with UV) within the step-up window?"""
-    verified_at = request.session.get(VERIFIED_AT)
-    if not isinstance(verified_at, int | float):
-        return False
-    age = clock.now() - verified_at
-    return 0 <= age <= get_policy().step_up_max_age_seconds
+def recently_verified(request: HttpRequest, *, allow_fallback: bool = False) -> bool:
+    """Did this session verify the person (a passkey with UV) within the step-up window?
+
+    ``allow_fallback`` also accepts a sign-in with a password and a code: it
+    lets a person without a passkey at hand add one ("Set up a passkey"), but
+    it never removes a method.
+    """
+    window = get_policy().step_up_max_age_seconds
+    keys = (VERIFIED_AT, FALLBACK_VERIFIED_AT) if allow_fallback else (VERIFIED_AT,)
+    for key in keys:
+        verified_at = request.session.get(key)
+        if isinstance(verified_at, int | float) and 0 <= clock.now() - verified_at <= window:
+            return True
+    return False
 
 
-def _verify_first(next_path: str) -> HttpResponseRedirect:
+def verify_first(next_path: str) -> HttpResponseRedirect:
     return HttpResponseRedirect(f"{SETTINGS}/verify?{urlencode({'next': next_path})}", status=303)
 
 
@@ -134,10 +143,15 @@ def _render_settings(
         "done": done,
         "error": error,
         "error_passkey_id": error_passkey_id,
-        "readiness": _readiness(passkeys),
+        "readiness": _readiness(passkeys, has_fallback(user)),
         "passkey_limit": policy.passkey_limit,
         "at_limit": len(passkeys) >= policy.passkey_limit,
         "sessions": sessions,
+        "fallback": {
+            "allowed": policy.allow_password_fallback,
+            "enabled": has_fallback(user),
+            "recovery_codes_left": unused_recovery_codes(user),
+        },
         "offer_sign_out_others": (added is not None or request.GET.get("done") == "removed")
         and len(sessions) > 1,
         "nickname_max_length": NICKNAME_MAX_LENGTH,
@@ -162,9 +176,9 @@ def _added_passkey(request: HttpRequest, passkeys: list[Passkey]) -> Passkey | N
     return next((p for p in passkeys if str(p.pk) == wanted), None)
 
 
-def _readiness(passkeys: list[Passkey]) -> str:
+def _readiness(passkeys: list[Passkey], fallback: bool) -> str:
     """A recommendation when losing one device or account would lock the person out."""
-    if len(passkeys) == 1:
+    if len(passkeys) == 1 and not fallback:
         return "single"
     if passkeys and all(p.is_synced for p in passkeys):
         return "only-synced"
@@ -233,8 +247,8 @@ def verify_result(request: HttpRequest) -> JsonResponse:
 @never_cache
 @login_required
 def add_page(request: HttpRequest) -> HttpResponse:
-    if not recently_verified(request):
-        return _verify_first(ADD)
+    if not recently_verified(request, allow_fallback=True):
+        return verify_first(ADD)
     user = _user(request)
     limit = get_policy().passkey_limit
     return render(
@@ -242,7 +256,7 @@ def add_page(request: HttpRequest) -> HttpResponse:
         "selfservice/add.html",
         {
             "catalog": CLIENT_CATALOG,
-            "at_limit": count_sign_in_methods(user) >= limit,
+            "at_limit": user.passkeys.count() >= limit,
             "limit_entry": catalog.CATALOG["limit_reached"],
             "passkey_limit": limit,
         },
@@ -257,7 +271,7 @@ def add_options(request: HttpRequest) -> JsonResponse:
         device = optional_string(data, "device", 32) or "this-device"
         if device not in _DEVICES:
             raise errors.MalformedRequest(f"device must be one of {', '.join(_DEVICES)}")
-        if not recently_verified(request):
+        if not recently_verified(request, allow_fallback=True):
             raise errors.StepUpRequired()
         attachment, hints = _DEVICES[device]
         options = do_begin_registration(
@@ -327,7 +341,7 @@ def remove(request: HttpRequest, passkey_id: int) -> HttpResponse:
     except errors.SecurityMethodNotFound:
         return _problem(request, "method_not_found", 404)
     if not recently_verified(request):
-        return _verify_first(f"{SETTINGS}/security-methods/{passkey.pk}/remove")
+        return verify_first(f"{SETTINGS}/security-methods/{passkey.pk}/remove")
     last = count_sign_in_methods(user) <= 1
     if request.method == "POST":
         try:

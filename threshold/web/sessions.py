@@ -44,10 +44,20 @@ SIGNED_IN_AT = "threshold.signed_in_at"
 LAST_SEEN = "threshold.last_seen"  # refreshed at most once a minute by SessionTimeoutMiddleware
 SIGN_IN_IP = "threshold.sign_in_ip"  # REMOTE_ADDR, or None
 SIGN_IN_USER_AGENT = "threshold.sign_in_user_agent"  # at most 512 characters
-SIGN_IN_METHOD = "threshold.sign_in_method"  # "passkey"
+SIGN_IN_METHOD = "threshold.sign_in_method"  # "passkey", "password+app", "password+recovery_code"
 # The last sign-in in this session whose passkey verified the user (PIN,
 # biometrics): step-up checks compare it with the clock.
 VERIFIED_AT = "threshold.verified_at"
+# A sign-in with a password and a code: enough to add a passkey right after
+# ("Set up a passkey"), never to remove a method.
+FALLBACK_VERIFIED_AT = "threshold.fallback_verified_at"
+
+# How people read SIGN_IN_METHOD.
+SIGN_IN_METHODS = {
+    "passkey": "a passkey",
+    "password+app": "a password and authenticator app",
+    "password+recovery_code": "a password and recovery code",
+}
 
 
 class SessionStore(db.SessionStore):
@@ -127,9 +137,14 @@ class ActiveSession:
     is_current: bool
     client: Client  # the browser and system, from the User-Agent at sign-in
     ip: str | None
-    sign_in_method: str  # "passkey"
+    sign_in_method: str  # a SIGN_IN_METHODS key
     signed_in_at: datetime
     last_activity: datetime
+
+    @property
+    def signed_in_with(self) -> str:
+        """ "a passkey", "a password and authenticator app", ..., or ""."""
+        return SIGN_IN_METHODS.get(self.sign_in_method, "")
 
 
 def list_active_sessions(user: User, current_session_key: str | None) -> list[ActiveSession]:

@@ -1,0 +1,301 @@
+"""Signing in with a password and a code, the passkey prompt, and setting the fallback up.
+
+Plain HTML forms: no script is needed, and the pages work where WebAuthn does not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import segno
+from django.conf import settings
+from django.contrib.auth import update_session_auth_hash
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.password_validation import (
+    password_validators_help_texts,
+    validate_password,
+)
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from threshold import clock
+from threshold.accounts.models import User
+from threshold.core import catalog, errors, totp
+from threshold.core.names import DISPLAY_NAME_MAX_LENGTH
+from threshold.fallback.actions import (
+    do_check_password,
+    do_finish_fallback_sign_in,
+    do_regenerate_recovery_codes,
+    do_remove_fallback,
+    do_set_up_fallback,
+    do_snooze_passkey_prompt,
+    has_fallback,
+    passkey_prompt_due,
+)
+from threshold.passkeys.notices import notify_fallback_changed
+from threshold.passkeys.views import safe_next
+from threshold.policy.actions import get_policy
+from threshold.selfservice.views import recently_verified, verify_first
+from threshold.web.http import audit_origin
+from threshold.web.middleware import sign_in
+from threshold.web.sessions import FALLBACK_VERIFIED_AT
+
+# The person whose password was right, waiting for their code (anonymous session).
+PENDING_USER = "threshold.fallback.user_id"
+PENDING_SINCE = "threshold.fallback.password_at"
+# The authenticator-app secret being set up, until a code from the app confirms it.
+PENDING_SECRET = "threshold.fallback.pending_secret"  # noqa: S105 - a session key
+
+SET_UP = "/settings/fallback/set-up"
+PROMPT = "/sign-in/set-up-passkey"
+
+_STATUS: dict[type[errors.CeremonyError], int] = {
+    errors.TooManyAttempts: 429,
+    errors.FallbackNotAllowed: 403,
+    errors.AccountLocked: 403,
+    errors.AccountDisabled: 403,
+}
+
+
+def _entry(error: errors.CeremonyError) -> catalog.CatalogEntry:
+    return catalog.entry_for(error, "authentication")
+
+
+def _form_text(request: HttpRequest, name: str, max_length: int) -> str | None:
+    """A form field as text, or None when missing or longer than any real value."""
+    value = request.POST.get(name)
+    if value is None or len(value) > max_length:
+        return None
+    return value
+
+
+# --- Signing in ----------------------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+def password_step(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("home")
+    policy = get_policy()
+    context: dict[str, Any] = {"username": "", "next": safe_next(request)}
+    if not policy.allow_password_fallback:
+        error: errors.CeremonyError = errors.FallbackNotAllowed()
+        context["error"] = _entry(error)
+        status = 403 if request.method == "POST" else 200
+        return render(request, "fallback/password.html", context, status=status)
+    if request.method == "GET":
+        return render(request, "fallback/password.html", context)
+    username = _form_text(request, "username", DISPLAY_NAME_MAX_LENGTH + 50) or ""
+    password = _form_text(request, "password", settings.THRESHOLD_MAX_PASSWORD_LENGTH)
+    context["username"] = username
+    try:
+        # An absurd password is still a wrong one, checked (and counted) as such.
+        user = do_check_password(username, password or "", audit_origin(request), policy)
+    except errors.CeremonyError as error:
+        context["error"] = _entry(error)
+        return render(
+            request, "fallback/password.html", context, status=_STATUS.get(type(error), 400)
+        )
+    request.session[PENDING_USER] = user.pk
+    request.session[PENDING_SINCE] = clock.now()
+    return HttpResponseRedirect(_with_next("/sign-in/code", request), status=303)
+
+
+def _with_next(path: str, request: HttpRequest) -> str:
+    """``path``, carrying on where the person was going (a checked ``next``)."""
+    target = safe_next(request)
+    return path if target == "/" else f"{path}?{urlencode({'next': target})}"
+
+
+def _pending_user(request: HttpRequest) -> User | None:
+    """The person who gave the right password in this session, if not too long ago."""
+    user_id = request.session.get(PENDING_USER)
+    since = request.session.get(PENDING_SINCE)
+    if not isinstance(user_id, int) or not isinstance(since, int | float):
+        return None
+    if clock.now() - since > get_policy().flow_idle_timeout_minutes * 60:
+        return None
+    return User.objects.filter(pk=user_id).first()
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+def code_step(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("home")
+    user = _pending_user(request)
+    if user is None:
+        # Nobody here gave a password, or it was too long ago: start again.
+        return render(
+            request,
+            "fallback/password.html",
+            {"error": catalog.CATALOG["session_expired"], "username": "", "next": "/"},
+            status=400 if request.method == "POST" else 200,
+        )
+    if request.method == "GET":
+        return render(request, "fallback/code.html", {})
+    policy = get_policy()
+    try:
+        method = do_finish_fallback_sign_in(
+            user, _form_text(request, "code", 64), audit_origin(request), policy
+        )
+    except errors.CeremonyError as error:
+        if isinstance(error, errors.AccountLocked | errors.AccountDisabled):
+            request.session.pop(PENDING_USER, None)
+        status = _STATUS.get(type(error), 400)
+        return render(request, "fallback/code.html", {"error": _entry(error)}, status=status)
+    request.session.pop(PENDING_USER, None)
+    request.session.pop(PENDING_SINCE, None)
+    sign_in(request, user, method=method)
+    request.session[FALLBACK_VERIFIED_AT] = clock.now()
+    if passkey_prompt_due(user, policy):
+        return HttpResponseRedirect(_with_next(PROMPT, request), status=303)
+    return HttpResponseRedirect(safe_next(request), status=303)
+
+
+# --- "Set up a passkey" / "I'll do it later" -----------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+@login_required
+def passkey_prompt(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    assert isinstance(user, User)  # noqa: S101 - login_required
+    if request.method == "POST":
+        do_snooze_passkey_prompt(user, audit_origin(request))
+        return HttpResponseRedirect(safe_next(request), status=303)
+    return render(
+        request,
+        "fallback/prompt.html",
+        {"policy": get_policy(), "next": safe_next(request)},
+    )
+
+
+# --- Settings: set up, new recovery codes, remove ------------------------------------------------
+
+
+def _settings_user(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)  # noqa: S101 - login_required
+    return request.user
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+@login_required
+def set_up(request: HttpRequest) -> HttpResponse:
+    user = _settings_user(request)
+    if not get_policy().allow_password_fallback:
+        return _problem(request, _entry(errors.FallbackNotAllowed()), 403)
+    if not recently_verified(request):
+        return verify_first(SET_UP)
+    if has_fallback(user):
+        return HttpResponseRedirect("/settings#fallback", status=303)
+    secret = request.session.get(PENDING_SECRET)
+    if not isinstance(secret, str):
+        secret = request.session[PENDING_SECRET] = totp.new_secret()
+    if request.method == "GET":
+        return _set_up_page(request, user, secret)
+    password = _form_text(request, "password", settings.THRESHOLD_MAX_PASSWORD_LENGTH)
+    confirm = _form_text(request, "confirm_password", settings.THRESHOLD_MAX_PASSWORD_LENGTH)
+    code = totp.normalize_code(request.POST.get("code"))
+    problems: list[str] = []
+    if not password:
+        problems.append(
+            f"Choose a password of at most {settings.THRESHOLD_MAX_PASSWORD_LENGTH} characters."
+        )
+    elif password != confirm:
+        problems.append("The two passwords are not the same.")
+    else:
+        try:
+            validate_password(password, user)
+        except ValidationError as invalid:
+            problems.extend(invalid.messages)
+    if totp.matching_step(secret, code, clock.now()) is None:
+        problems.append(
+            "The code from your authenticator app is not right. Check that the app shows the "
+            f"{settings.THRESHOLD.rp.name} account you just added, and enter its current code."
+        )
+    if problems:
+        return _set_up_page(request, user, secret, problems, status=400)
+    assert password is not None  # noqa: S101 - checked above
+    origin = audit_origin(request)
+    codes = do_set_up_fallback(user, password, secret, origin)
+    # A new password changes the session hash: this session stays signed in,
+    # the person's others end (as after any password change).
+    update_session_auth_hash(request, user)
+    request.session.pop(PENDING_SECRET, None)
+    notify_fallback_changed(user, origin, "added")
+    return render(request, "fallback/recovery_codes.html", {"codes": codes, "new": True})
+
+
+def _set_up_page(
+    request: HttpRequest,
+    user: User,
+    secret: str,
+    problems: list[str] | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    uri = totp.provisioning_uri(secret, user.username, settings.THRESHOLD.rp.name)
+    return render(
+        request,
+        "fallback/set_up.html",
+        {
+            "qr": segno.make(uri, error="m").svg_data_uri(scale=4, border=2),
+            # Grouped in fours, as apps show keys typed by hand.
+            "secret_groups": [secret[i : i + 4] for i in range(0, len(secret), 4)],
+            "problems": problems or [],
+            "password_rules": password_validators_help_texts(),
+            "max_password_length": settings.THRESHOLD_MAX_PASSWORD_LENGTH,
+        },
+        status=status,
+    )
+
+
+@require_POST
+@login_required
+def new_recovery_codes(request: HttpRequest) -> HttpResponse:
+    user = _settings_user(request)
+    if not recently_verified(request):
+        return verify_first("/settings#fallback")
+    try:
+        codes = do_regenerate_recovery_codes(user, audit_origin(request))
+    except errors.SecurityMethodNotFound as error:
+        return _problem(request, catalog.entry_for(error, "settings"), 404)
+    return render(request, "fallback/recovery_codes.html", {"codes": codes, "new": False})
+
+
+@require_POST
+@login_required
+def remove(request: HttpRequest) -> HttpResponse:
+    user = _settings_user(request)
+    if not recently_verified(request):
+        return verify_first("/settings#fallback")
+    origin = audit_origin(request)
+    try:
+        do_remove_fallback(user, origin)
+    except errors.SecurityMethodNotFound as error:
+        return _problem(request, catalog.entry_for(error, "settings"), 404)
+    except errors.LastSignInMethod as error:
+        return _problem(request, catalog.entry_for(error, "settings"), 409)
+    update_session_auth_hash(request, user)
+    notify_fallback_changed(user, origin, "removed")
+    return HttpResponseRedirect("/settings?done=fallback-removed", status=303)
+
+
+def _problem(request: HttpRequest, entry: catalog.CatalogEntry, status: int) -> HttpResponse:
+    return render(
+        request,
+        "web/problem.html",
+        {
+            "entry": entry,
+            "back_url": "/settings",
+            "back_label": "Back to Settings",
+        },
+        status=status,
+    )
