@@ -26,7 +26,7 @@ from tests.integration.conftest import (
 from tests.support.authenticator import SoftAuthenticator
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
-from threshold.core.encoding import b64url_encode
+from threshold.core.encoding import b64url_decode, b64url_encode
 from threshold.core.policy import Policy
 from threshold.passkeys.models import Passkey
 from threshold.policy.actions import do_update_policy
@@ -487,3 +487,83 @@ def test_after_adding_or_removing_the_page_offers_to_sign_out_the_others(ada, ad
     assert offer in ada_browser.get(body["redirect"]).content.decode()
     assert offer in ada_browser.get("/settings?done=removed").content.decode()
     assert offer not in ada_browser.get("/settings").content.decode()
+
+
+# --- Found in review -----------------------------------------------------------------------------
+
+
+def test_unknown_credential_is_never_said_for_offered_credentials(ada, clock):
+    """Username-first options carry decoys for unknown usernames: answering one must read
+    exactly like answering a real account's credential with a bad signature."""
+
+    def answer(username: str):
+        browser = Browser()
+        options = browser.post_json("/sign-in/options", {"username": username}).json()
+        offered = options["publicKey"]["allowCredentials"][0]["id"]
+        stranger = SoftAuthenticator()
+        stranger.create(
+            {
+                "challenge": options["publicKey"]["challenge"],
+                "rp": {"id": "localhost"},
+                "user": {"id": b64url_encode(b"x")},
+                "pubKeyCredParams": [{"alg": -7}],
+            },
+            ORIGIN,
+            credential_id=b64url_decode(offered),
+        )
+        return browser.post_json("/sign-in/result", stranger.get(options["publicKey"], ORIGIN))
+
+    real = answer("ada@example.com")
+    unknown = answer("nobody@example.com")
+    assert real.status_code == unknown.status_code == 400
+    assert real.json() == unknown.json()
+    assert "unknownCredential" not in unknown.json()
+
+
+def test_the_step_up_is_checked_again_when_the_passkey_is_stored(ada, ada_browser, clock):
+    options = ada_browser.post_json("/settings/security-methods/add/options", {"device": "phone"})
+    clock.advance(301)
+    credential = SoftAuthenticator().create(options.json()["publicKey"], ORIGIN)
+    response = ada_browser.post_json("/settings/security-methods/add/result", credential)
+    assert_failed(response, 403, VERIFY_IT_IS_YOU)
+    assert Passkey.objects.filter(user=ada.user).count() == 1
+
+
+def test_a_step_up_for_another_person_is_refused_after_the_signature(ada, clock):
+    from threshold.passkeys.actions import do_begin_step_up, do_finish_sign_in
+
+    grace = enrolled_person("grace@example.com", "Grace Hopper")
+    options = do_begin_step_up("k" * 32, ada.user)
+    assertion = json.dumps(ada.authenticator.get(options, ORIGIN)).encode()
+    outcome = do_finish_sign_in("k" * 32, assertion, Origin(), step_up_user=grace.user)
+    assert outcome.error is not None and outcome.error.code == "credential_not_allowed"
+    assert last_event("step_up.failed").reason == "credential_not_allowed"
+
+
+def test_signed_out_json_endpoints_answer_in_json(browser):
+    for path in ("/settings/security-methods/add/options", "/settings/security-methods/add/result"):
+        assert_failed(browser.post_json(path, {}), 401, "Session Expired")
+
+
+def test_a_stale_step_up_stays_stale_after_a_bad_verification(ada, ada_browser, clock):
+    clock.advance(301)
+    ada_browser.post_json("/settings/verify/options")
+    ada_browser.post_json("/settings/verify/result", raw=b'{"type": "public-key"}')
+    assert ada_browser.get("/settings/security-methods/add").status_code == 303
+
+
+def test_removing_another_persons_passkey_reads_like_a_missing_one(ada, ada_browser):
+    grace = enrolled_person("grace@example.com", "Grace Hopper")
+    theirs = ada_browser.post_form(f"/settings/security-methods/{grace.passkey.pk}/remove")
+    missing = ada_browser.post_form(f"/settings/security-methods/{grace.passkey.pk + 99}/remove")
+    assert theirs.status_code == missing.status_code == 404
+    assert without_csrf(theirs.content) == without_csrf(missing.content)
+    assert Passkey.objects.filter(user=grace.user).count() == 1
+
+
+def test_a_long_default_name_fits_a_nickname(ada):
+    passkey = ada.passkey
+    passkey.authenticator_name = "Feitian ePass FIDO2-NFC Plus Series Security Key with Biometrics"
+    passkey.created_user_agent = WINDOWS_EDGE
+    assert len(passkey.default_name) <= 60
+    assert passkey.default_name.endswith("\u2026 (Edge on Windows)")

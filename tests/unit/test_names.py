@@ -39,6 +39,7 @@ def test_good_names_are_normalised(given, stored):
         "bell\x07",
         "nul\x00",
         "private\ue000use",
+        "\ufffd\ufffd\u00ff",  # a form field that was not UTF-8
     ],
 )
 def test_bad_names_are_refused(given):

@@ -67,6 +67,13 @@ def attachment_of(reported: str | None, transports: Sequence[str]) -> str:
     return ""
 
 
+def looks_like_security_key(
+    attachment: str, backup_eligible: bool, transports: Sequence[str]
+) -> bool:
+    """Roaming, device-bound and not a phone: a security key as people see it, attested or not."""
+    return attachment == ROAMING and "hybrid" not in transports and not backup_eligible
+
+
 def describe(
     aaguid: bytes,
     *,
@@ -86,9 +93,7 @@ def describe(
     elif aaguid != bytes(16):
         name = KNOWN_PROVIDERS.get(str(uuid.UUID(bytes=aaguid)), "")
     if not name:
-        if is_security_key or (
-            attachment == ROAMING and "hybrid" not in transports and not backup_eligible
-        ):
+        if is_security_key or looks_like_security_key(attachment, backup_eligible, transports):
             name = "Security key"
         elif attachment == ROAMING:
             name = "Passkey on a phone or tablet"

@@ -33,4 +33,7 @@ def clean_name(value: object, max_length: int) -> str:
     # Co/Cs/Cn: private use, surrogates, unassigned.
     if any(unicodedata.category(character)[0] == "C" for character in name):
         raise errors.NameInvalid("control or format characters")
+    # What a form field that was not UTF-8 decodes to.
+    if "\ufffd" in name:
+        raise errors.NameInvalid("not valid text")
     return name

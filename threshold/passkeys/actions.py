@@ -164,6 +164,11 @@ class SignInOutcome:
     user: User | None
     error: errors.CeremonyError | None
     user_verified: bool = False
+    # No account has the credential the browser chose in a discoverable
+    # ceremony: the page may ask the browser to hide it (Signal API). Never
+    # set when the server offered allowCredentials: an unknown username's are
+    # decoys, and saying so would tell which usernames exist.
+    unknown_credential: bool = False
 
 
 def do_finish_sign_in(
@@ -181,8 +186,10 @@ def do_finish_sign_in(
     )
     with transaction.atomic():
         passkey: Passkey | None = None
+        discoverable = False
         try:
             pending = take_pending(session_key, kind)
+            discoverable = pending.state.get("allow_credentials") is None
             response = ceremony.parse_authentication_response(_decode(body))
             try:
                 # get(), not first(): the ID is unique, and first() would add an
@@ -228,7 +235,10 @@ def do_finish_sign_in(
             )
             return _sign_in_failed(failed, error, origin, passkey)
         except errors.CeremonyError as error:
-            return _sign_in_failed(failed, error, origin, passkey)
+            outcome = _sign_in_failed(failed, error, origin, passkey)
+            if discoverable and isinstance(error, errors.CredentialUnknown):
+                return SignInOutcome(None, error, unknown_credential=True)
+            return outcome
         Passkey.objects.filter(pk=passkey.pk).update(
             sign_count=verified.sign_count,
             backup_state=verified.backup_state,
@@ -450,6 +460,8 @@ def _store_passkey(
 
 @transaction.atomic
 def do_rename_passkey(user: User, passkey_id: int, nickname: object, origin: Origin) -> Passkey:
+    # Taking turns with a removal: the row read here is still there when saved.
+    lock_user(user)
     passkey = access_own_passkey(user, passkey_id)
     name = clean_name(nickname, NICKNAME_MAX_LENGTH)
     old = passkey.name

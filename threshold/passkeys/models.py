@@ -5,10 +5,9 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from threshold.core.authenticators import looks_like_security_key
 from threshold.core.names import NICKNAME_MAX_LENGTH
-from threshold.web.useragent import describe
-
-_SECURITY_KEY_TRANSPORTS = frozenset({"usb", "nfc", "ble", "smart-card"})
+from threshold.core.useragent import describe
 
 
 class Passkey(models.Model):
@@ -55,11 +54,18 @@ class Passkey(models.Model):
 
     @property
     def default_name(self) -> str:
-        """The authenticator and where it was created: "iCloud Keychain (Safari on macOS)"."""
+        """The authenticator and where it was created: "iCloud Keychain (Safari on macOS)".
+
+        Clipped to a nickname's length, so that saving it unchanged works.
+        """
         authenticator = self.authenticator_name or "Passkey"
-        if not self.created_user_agent:
-            return authenticator
-        return f"{authenticator} ({describe(self.created_user_agent).label})"
+        suffix = f" ({describe(self.created_user_agent).label})" if self.created_user_agent else ""
+        if len(authenticator) + len(suffix) <= NICKNAME_MAX_LENGTH:
+            return authenticator + suffix
+        room = NICKNAME_MAX_LENGTH - len(suffix) - 1
+        if room < 10:  # an absurd browser name: keep the authenticator's instead
+            return authenticator[: NICKNAME_MAX_LENGTH - 1].rstrip() + "\u2026"
+        return authenticator[:room].rstrip() + "\u2026" + suffix
 
     @property
     def name(self) -> str:
@@ -72,16 +78,10 @@ class Passkey(models.Model):
 
     @property
     def looks_like_security_key(self) -> bool:
-        """Roaming, device-bound and reached over USB, NFC or Bluetooth.
-
-        ``is_security_key`` needs attestation to prove it (policy relies on it);
-        this is what the person sees, and what they plugged in says enough.
-        """
-        return self.is_security_key or (
-            self.authenticator_attachment == "cross-platform"
-            and not self.backup_eligible
-            and bool(self.transports)
-            and set(self.transports) <= _SECURITY_KEY_TRANSPORTS
+        """``is_security_key`` needs attestation to prove it (policy relies on it);
+        this is what the person sees, and what they plugged in says enough."""
+        return self.is_security_key or looks_like_security_key(
+            self.authenticator_attachment, self.backup_eligible, self.transports
         )
 
     @property

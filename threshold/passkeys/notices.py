@@ -17,8 +17,8 @@ from django.template.loader import render_to_string
 from threshold import clock
 from threshold.accounts.models import User
 from threshold.audit.actions import Origin
+from threshold.core.useragent import describe
 from threshold.passkeys.models import Passkey
-from threshold.web.useragent import describe
 
 logger = logging.getLogger(__name__)
 

@@ -40,13 +40,10 @@ def sign_in_result(request: HttpRequest) -> JsonResponse:
         request.session.session_key, read_body(request), audit_origin(request)
     )
     if outcome.error is not None:
-        # No account has this passkey (removed, or never registered here): the
-        # page asks the browser to hide it (Signal API, signalUnknownCredential).
-        # The client chose the credential ID, so this tells it nothing new.
-        unknown = isinstance(outcome.error, errors.CredentialUnknown)
-        return failed(
-            outcome.error, "authentication", {"unknownCredential": True} if unknown else None
-        )
+        # The passkey belongs to no account (removed, or never registered
+        # here): the page asks the browser to hide it (signalUnknownCredential).
+        extra = {"unknownCredential": True} if outcome.unknown_credential else None
+        return failed(outcome.error, "authentication", extra)
     sign_in(request, outcome.user, user_verified=outcome.user_verified)
     return ok({"redirect": safe_next(request)})
 

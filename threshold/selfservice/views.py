@@ -40,6 +40,7 @@ from threshold.web.http import (
     audit_origin,
     ensure_session_key,
     failed,
+    json_login_required,
     ok,
     optional_string,
     read_body,
@@ -264,7 +265,7 @@ def add_page(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@json_login_required
 def add_options(request: HttpRequest) -> JsonResponse:
     try:
         data = read_json_object(request)
@@ -287,9 +288,12 @@ def add_options(request: HttpRequest) -> JsonResponse:
 
 
 @require_POST
-@login_required
+@json_login_required
 def add_result(request: HttpRequest) -> JsonResponse:
     person = _user(request)
+    # Checked again as the passkey is stored, not only when the ceremony began.
+    if not recently_verified(request, allow_fallback=True):
+        return failed(errors.StepUpRequired(), "registration")
 
     def same_person(user: User, context: dict[str, Any]) -> None:
         # The ceremony is bound to this session; the session to this person.

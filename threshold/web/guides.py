@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from threshold.core.catalog import CATALOG
-from threshold.web.useragent import describe
+from threshold.core.useragent import describe
 
 
 @dataclass(frozen=True)

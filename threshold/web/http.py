@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.conf import settings
@@ -72,6 +74,19 @@ def ensure_session_key(request: HttpRequest) -> str:
     session = request.session
     assert isinstance(session, SessionStore)  # noqa: S101 - settings.SESSION_ENGINE
     return session.reserve_key()
+
+
+def json_login_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
+    """``login_required`` for the JSON endpoints: a signed-out caller gets a JSON
+    "Session Expired" (401), not a redirect to the sign-in page that a script cannot follow."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        if not request.user.is_authenticated:
+            return problem(catalog.CATALOG["session_expired"], 401)
+        return view(request, *args, **kwargs)
+
+    return wrapped
 
 
 def ok(payload: dict[str, Any] | None = None) -> JsonResponse:

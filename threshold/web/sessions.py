@@ -35,8 +35,8 @@ from django.utils.crypto import get_random_string
 from threshold import clock
 from threshold.accounts.models import User
 from threshold.audit.actions import Action, Origin, record
+from threshold.core.useragent import Client, describe
 from threshold.web.models import Session
-from threshold.web.useragent import Client, describe
 
 # What ``threshold.web.middleware.sign_in`` puts in a signed-in session. Times are
 # unix times from ``threshold.clock``.
