@@ -161,6 +161,11 @@ class Server:
             if subject is None or row["SUBJECT"] == subject
         ]
 
+    def now(self) -> float:
+        """The server's clock (``threshold.clock.now``): real time plus the offset."""
+        offset_file = Path(self.env["THRESHOLD_TEST_CLOCK_FILE"])
+        return time.time() + (float(offset_file.read_text()) if offset_file.exists() else 0.0)
+
     def advance_clock(self, seconds: float) -> None:
         """Move the server's clock (``threshold.clock.now``) forward, for good."""
         offset_file = Path(self.env["THRESHOLD_TEST_CLOCK_FILE"])

@@ -38,10 +38,13 @@ def unused_recovery_codes(user: User) -> int:
 
 
 @transaction.atomic
-def do_set_up_fallback(user: User, password: str, secret: str, origin: Origin) -> list[str]:
+def do_set_up_fallback(
+    user: User, password: str, secret: str, confirmed_step: int, origin: Origin
+) -> list[str]:
     """Store the password and authenticator app; returns new recovery codes (shown once).
 
-    The caller has validated the password and checked a code from the app.
+    The caller has validated the password and checked a code from the app: the
+    code of ``confirmed_step``, used up with the set-up.
     """
     lock_user(user)
     if TotpDevice.objects.filter(user=user).exists():
@@ -52,8 +55,7 @@ def do_set_up_fallback(user: User, password: str, secret: str, origin: Origin) -
         user=user,
         secret=secret,
         created_at=clock.now_datetime(),
-        # The code that confirmed the set-up is used up too.
-        last_used_step=int(clock.now() // totp.STEP_SECONDS) + totp.ALLOWED_DRIFT_STEPS,
+        last_used_step=confirmed_step,
     )
     codes = _replace_recovery_codes(user)
     record(Action.FALLBACK_SET_UP, origin, actor=user, subject=user)

@@ -216,16 +216,17 @@ def set_up(request: HttpRequest) -> HttpResponse:
             validate_password(password, user)
         except ValidationError as invalid:
             problems.extend(invalid.messages)
-    if totp.matching_step(secret, code, clock.now()) is None:
+    confirmed_step = totp.matching_step(secret, code, clock.now())
+    if confirmed_step is None:
         problems.append(
             "The code from your authenticator app is not right. Check that the app shows the "
             f"{settings.THRESHOLD.rp.name} account you just added, and enter its current code."
         )
-    if problems:
+    if problems or confirmed_step is None:
         return _set_up_page(request, user, secret, problems, status=400)
     assert password is not None  # noqa: S101 - checked above
     origin = audit_origin(request)
-    codes = do_set_up_fallback(user, password, secret, origin)
+    codes = do_set_up_fallback(user, password, secret, confirmed_step, origin)
     # A new password changes the session hash: this session stays signed in,
     # the person's others end (as after any password change).
     update_session_auth_hash(request, user)
