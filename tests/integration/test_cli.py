@@ -7,7 +7,15 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.integration.conftest import Browser, assert_ok, enroll, last_event, token_of
+from tests.integration.conftest import (
+    Browser,
+    assert_failed,
+    assert_ok,
+    enroll,
+    last_event,
+    sign_in,
+    token_of,
+)
 from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts.models import User
 from threshold.audit.models import AuditEvent
@@ -85,12 +93,13 @@ def test_users_lists_people_and_their_passkeys(ada, capsys):
     main(["invite", "grace@example.com", "--name", "Grace Hopper", "--admin", "--no-email"])
     User.objects.create_user("gone@example.com", full_name="Gone Away")
     User.objects.filter(username="gone@example.com").update(is_active=False)
+    main(["users", "lock", "ada@example.com"])
     capsys.readouterr()
 
     assert main(["users"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     assert rows[0] == ["USERNAME", "NAME", "ROLE", "STATUS", "PASSKEYS"]
-    assert ["ada@example.com", "Ada", "Lovelace", "member", "active", "1"] in rows
+    assert ["ada@example.com", "Ada", "Lovelace", "member", "locked", "1"] in rows
     assert ["grace@example.com", "Grace", "Hopper", "administrator", "active", "0"] in rows
     assert ["gone@example.com", "Gone", "Away", "member", "deactivated", "0"] in rows
 
@@ -162,6 +171,22 @@ def test_bootstrap_creates_the_first_administrator_once(capsys, monkeypatch):
     assert User.objects.count() == 1
 
 
+def test_bootstrap_says_when_the_only_administrator_is_locked(capsys, monkeypatch):
+    monkeypatch.setenv("THRESHOLD_ADMIN_EMAIL", "root@example.com")
+    main(["bootstrap"])
+    assert_ok(
+        enroll(Browser(), token_of(links_in(capsys.readouterr().out)[0]), SoftAuthenticator())
+    )
+    main(["users", "lock", "root@example.com"])
+    capsys.readouterr()
+
+    assert main(["bootstrap"]) == 1
+    captured = capsys.readouterr()
+    assert links_in(captured.out) == []
+    assert "root@example.com is locked" in captured.err
+    assert User.objects.count() == 1
+
+
 def test_bootstrap_ignores_members(ada, capsys, monkeypatch):
     monkeypatch.setenv("THRESHOLD_ADMIN_EMAIL", "root@example.com")
     assert main(["bootstrap"]) == 0
@@ -175,3 +200,97 @@ def test_audit_lists_events_with_reasons(ada, capsys):
     out = capsys.readouterr().out
     assert "sign_in.failed" in out and "challenge_missing" in out
     assert "passkey.registered" in out
+
+
+def test_recover_prints_a_link_last_and_emails_only_a_notice(
+    ada, capsys, mailoutbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        assert main(["recover", "Ada@Example.com"]) == 0
+    out = capsys.readouterr().out
+    [link] = links_in(out)
+    assert out.rstrip().endswith(link)
+    assert "One-time recovery link for ada@example.com" in out
+    assert "A notice was emailed to ada@example.com, without the link" in out
+    [notice] = mailoutbox
+    assert notice.to == ["ada@example.com"] and link not in notice.body
+    issued = last_event("recovery.issued")
+    assert issued.via == "cli" and issued.subject == ada.user
+
+    browser = Browser()
+    page = browser.get(urlsplit(link).path)
+    assert "Recover your account" in page.content.decode()
+    assert_ok(enroll(browser, token_of(link), SoftAuthenticator()))
+    assert browser.is_signed_in()
+    assert ada.user.passkeys.count() == 2
+
+
+def test_recover_with_email_link_emails_it(
+    ada, capsys, mailoutbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        assert main(["recover", "ada@example.com", "--email-link"]) == 0
+    out = capsys.readouterr().out
+    [link] = links_in(out)
+    assert "The link was emailed to ada@example.com." in out
+    [message] = mailoutbox
+    assert link in message.body
+
+
+def test_recover_refuses_unknown_locked_and_deactivated_accounts(ada, capsys):
+    assert main(["recover", "nobody@example.com"]) == 2
+    assert "there is no account 'nobody@example.com'" in capsys.readouterr().err
+
+    main(["users", "lock", "ada@example.com"])
+    capsys.readouterr()
+    assert main(["recover", "ada@example.com"]) == 1
+    captured = capsys.readouterr()
+    assert links_in(captured.out) == []
+    assert "ada@example.com is locked: no link was issued" in captured.err
+    assert "threshold users unlock ada@example.com" in captured.err
+
+    User.objects.create_user("gone@example.com")
+    User.objects.filter(username="gone@example.com").update(is_active=False)
+    assert main(["recover", "gone@example.com"]) == 1
+    assert "gone@example.com is deactivated" in capsys.readouterr().err
+    assert not AuditEvent.objects.filter(action="recovery.issued").exists()
+
+
+def test_users_lock_and_unlock(ada, capsys):
+    signed_in = Browser()
+    assert_ok(sign_in(signed_in, ada.authenticator))
+
+    assert main(["users", "lock", "ADA@example.com", "--reason", "laptop stolen"]) == 0
+    assert "Locked ada@example.com" in capsys.readouterr().out
+    assert not signed_in.is_signed_in()
+    assert_failed(sign_in(Browser(), ada.authenticator), 400, "Account Locked")
+    event = last_event("user.locked")
+    assert event.via == "cli" and event.detail["lock_reason"] == "laptop stolen"
+
+    assert main(["users", "lock", "ada@example.com"]) == 0
+    assert "ada@example.com is locked already (since " in capsys.readouterr().out
+    assert main(["users", "unlock", "ada@example.com"]) == 0
+    assert "Unlocked ada@example.com" in capsys.readouterr().out
+    assert main(["users", "unlock", "ada@example.com"]) == 0
+    assert "ada@example.com is not locked." in capsys.readouterr().out
+    assert_ok(sign_in(Browser(), ada.authenticator))
+    assert AuditEvent.objects.filter(action="user.unlocked").count() == 1
+
+
+def test_users_lock_refuses_unknown_accounts_and_bad_reasons(ada, capsys):
+    assert main(["users", "lock", "nobody@example.com"]) == 2
+    assert "there is no account" in capsys.readouterr().err
+    assert main(["users", "unlock", "nobody@example.com"]) == 2
+    assert main(["users", "lock", "ada@example.com", "--reason", "x" * 201]) == 2
+    assert "at most 200" in capsys.readouterr().err
+    assert User.objects.get(username="ada@example.com").locked_at is None
+    assert not AuditEvent.objects.filter(action="user.locked").exists()
+
+
+def test_invite_refuses_a_locked_account(ada, capsys):
+    main(["users", "lock", "ada@example.com"])
+    capsys.readouterr()
+    assert main(["invite", "ada@example.com", "--no-email"]) == 1
+    captured = capsys.readouterr()
+    assert links_in(captured.out) == []
+    assert "ada@example.com is locked" in captured.err

@@ -1,9 +1,12 @@
-"""Creating people and changing their own details."""
+"""Creating people, changing their own details, and an administrator's lock."""
 
 from __future__ import annotations
 
+import unicodedata
+
 from django.db import transaction
 
+from threshold import clock
 from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, clean_name
@@ -33,8 +36,10 @@ def do_get_or_create_user(
 def lock_user(user: User) -> None:
     """Make changes to ``user``'s sign-in methods take turns until the transaction ends.
 
-    PostgreSQL: a row lock (SELECT ... FOR UPDATE). SQLite ignores it and needs
-    none: its transactions begin IMMEDIATE, holding the database's write lock.
+    A lock for the length of a transaction, not the administrator's account
+    lock (``do_lock_user``). PostgreSQL: a row lock (SELECT ... FOR UPDATE).
+    SQLite ignores it and needs none: its transactions begin IMMEDIATE,
+    holding the database's write lock.
     """
     list(User.objects.select_for_update().filter(pk=user.pk).values_list("pk"))
 
@@ -49,4 +54,75 @@ def do_change_display_name(user: User, new_name: object, origin: Origin) -> bool
     user.full_name = name
     user.save(update_fields=["full_name"])
     record(Action.DISPLAY_NAME_CHANGED, origin, actor=user, subject=user, old=old, new=name)
+    return True
+
+
+# --- An administrator's lock ---------------------------------------------------------------------
+
+LOCK_REASON_MAX_LENGTH = 200
+
+
+def clean_lock_reason(value: str) -> str:
+    """The reason as stored: one line of at most 200 characters; ValueError otherwise."""
+    reason = " ".join(unicodedata.normalize("NFC", value).split())
+    if len(reason) > LOCK_REASON_MAX_LENGTH:
+        raise ValueError(f"the reason is {len(reason)} characters, at most 200")
+    if any(unicodedata.category(character)[0] == "C" for character in reason):
+        raise ValueError("the reason must not contain control or format characters")
+    return reason
+
+
+@transaction.atomic
+def do_lock_user(
+    user: User, origin: Origin, reason: str = "", *, actor: User | None = None
+) -> bool:
+    """Lock ``user`` out of every way of signing in; False when they were locked already.
+
+    Their sessions end now (each browser is signed out at its next request)
+    and their unused enrollment and recovery links stop working, so an
+    attacker who holds either loses it. Their passkeys stay: unlocking lets
+    them sign in again; the links stay revoked.
+    """
+    reason = clean_lock_reason(reason)
+    lock_user(user)
+    user.refresh_from_db(fields=["is_active", "locked_at", "locked_reason"])
+    if user.locked_at is not None:
+        return False
+    now = clock.now_datetime()
+    user.locked_at = now
+    user.locked_reason = reason
+    user.save(update_fields=["locked_at", "locked_reason"])
+    sessions, _ = user.sessions.all().delete()
+    links = user.invites.filter(used_at=None, revoked_at=None).update(revoked_at=now)
+    record(
+        Action.USER_LOCKED,
+        origin,
+        actor=actor,
+        subject=user,
+        lock_reason=reason,
+        sessions_ended=sessions,
+        links_revoked=links,
+    )
+    return True
+
+
+@transaction.atomic
+def do_unlock_user(user: User, origin: Origin, *, actor: User | None = None) -> bool:
+    """Let ``user`` sign in again with their passkeys; False when they were not locked."""
+    lock_user(user)
+    user.refresh_from_db(fields=["is_active", "locked_at", "locked_reason"])
+    if user.locked_at is None:
+        return False
+    locked_at, reason = user.locked_at, user.locked_reason
+    user.locked_at = None
+    user.locked_reason = ""
+    user.save(update_fields=["locked_at", "locked_reason"])
+    record(
+        Action.USER_UNLOCKED,
+        origin,
+        actor=actor,
+        subject=user,
+        locked_at=locked_at.isoformat(),
+        lock_reason=reason,
+    )
     return True

@@ -39,6 +39,11 @@ class User(AbstractBaseUser):
     is_active = models.BooleanField(default=True)
     is_administrator = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
+    # An administrator's explicit lock (``threshold users lock``): no way of
+    # signing in works while it is set. Not the fallback path's throttle of
+    # wrong passwords, which never blocks passkeys.
+    locked_at = models.DateTimeField(null=True, blank=True)
+    locked_reason = models.CharField(max_length=200, blank=True)
 
     USERNAME_FIELD = "username"
     EMAIL_FIELD = "email"
@@ -51,3 +56,12 @@ class User(AbstractBaseUser):
     @property
     def display_name(self) -> str:
         return self.full_name or self.username
+
+    @property
+    def is_locked(self) -> bool:
+        return self.locked_at is not None
+
+    @property
+    def can_sign_in(self) -> bool:
+        """Neither deactivated nor locked: the one test every way of signing in applies."""
+        return self.is_active and self.locked_at is None

@@ -37,6 +37,10 @@ class Action:
     INVITE_USED = "invite.used"
     INVITE_REJECTED = "invite.rejected"
     USER_CREATED = "user.created"
+    USER_LOCKED = "user.locked"
+    USER_UNLOCKED = "user.unlocked"
+    RECOVERY_ISSUED = "recovery.issued"
+    RECOVERY_USED = "recovery.used"
     POLICY_CHANGED = "policy.changed"
 
 

@@ -1,7 +1,9 @@
 """The ``threshold`` command: operate a Threshold server.
 
     threshold invite EMAIL --name "Full Name" [--admin] [--no-email]
+    threshold recover EMAIL [--email-link]   a one-time link for someone who lost every passkey
     threshold users
+    threshold users lock EMAIL [--reason TEXT] | unlock EMAIL
     threshold policy [set NAME=VALUE ...]
     threshold audit [--limit N]
     threshold bootstrap          first administrator + enrollment link, when needed
@@ -22,7 +24,17 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-COMMANDS = ("invite", "users", "policy", "audit", "bootstrap", "serve", "cleanup", "inspect")
+COMMANDS = (
+    "invite",
+    "recover",
+    "users",
+    "policy",
+    "audit",
+    "bootstrap",
+    "serve",
+    "cleanup",
+    "inspect",
+)
 DJANGO_COMMANDS = (
     "migrate",
     "showmigrations",
@@ -61,7 +73,29 @@ def _parser() -> argparse.ArgumentParser:
     invite.add_argument("--admin", action="store_true", help="make them an administrator")
     invite.add_argument("--no-email", action="store_true", help="only print the link")
 
-    sub.add_parser("users", help="list people and their passkeys")
+    recover = sub.add_parser(
+        "recover",
+        help="a one-time link for someone who lost every passkey: prints it",
+        description="Prints a short-lived, one-time link with which the person creates a new "
+        "passkey; using it signs them out everywhere else. They are emailed that a link was "
+        "issued, but not the link: hand it over through a channel you trust.",
+    )
+    recover.add_argument("email", help="the person's username")
+    recover.add_argument(
+        "--email-link", action="store_true", help="email the link itself to the person"
+    )
+
+    users = sub.add_parser("users", help="list people and their passkeys; lock or unlock one")
+    users_sub = users.add_subparsers(dest="users_command")
+    lock = users_sub.add_parser(
+        "lock", help="stop a person signing in by any path; ends their sessions and links"
+    )
+    lock.add_argument("email", help="the person's username")
+    lock.add_argument(
+        "--reason", default="", help="why, for the audit log (at most 200 characters)"
+    )
+    unlock = users_sub.add_parser("unlock", help="let a locked person sign in again")
+    unlock.add_argument("email", help="the person's username")
 
     policy = sub.add_parser("policy", help="show or change the organisation policy")
     policy_sub = policy.add_subparsers(dest="policy_command")
@@ -127,6 +161,7 @@ def cmd_invite(args: argparse.Namespace) -> int:
     from django.core.validators import validate_email
 
     from threshold.audit.actions import Origin
+    from threshold.core import errors
     from threshold.enrollment.actions import do_invite
 
     try:
@@ -134,19 +169,58 @@ def cmd_invite(args: argparse.Namespace) -> int:
     except ValidationError:
         print(f"threshold: {args.email!r} is not an email address", file=sys.stderr)
         return 2
-    created = do_invite(
-        args.email,
-        Origin.cli(),
-        full_name=args.name,
-        is_administrator=args.admin,
-        send_email=not args.no_email,
-    )
+    try:
+        created = do_invite(
+            args.email,
+            Origin.cli(),
+            full_name=args.name,
+            is_administrator=args.admin,
+            send_email=not args.no_email,
+        )
+    except errors.AccountLocked:
+        return _refused_locked(args.email)
     what = "Created" if created.user_created else "Invited existing account"
     print(
         f"{what} {created.user.username}. One-time enrollment link "
         f"(expires {created.invite.expires_at:%Y-%m-%d %H:%M} UTC):"
     )
     print(created.link)
+    return 0
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    from threshold.accounts.access import get_user
+    from threshold.audit.actions import Origin
+    from threshold.core import errors
+    from threshold.enrollment.actions import do_issue_recovery
+
+    user = get_user(args.email)
+    if user is None:
+        return _no_account(args.email)
+    try:
+        issued = do_issue_recovery(user, Origin.cli(), email_link=args.email_link)
+    except errors.AccountLocked:
+        return _refused_locked(user.username)
+    except errors.AccountDisabled:
+        print(
+            f"threshold: {user.username} is deactivated: no recovery link was issued",
+            file=sys.stderr,
+        )
+        return 1
+    if not user.email:
+        print(f"{user.username} has no email address: nobody was notified.")
+    elif args.email_link:
+        print(f"The link was emailed to {user.email}.")
+    else:
+        print(
+            f"A notice was emailed to {user.email}, without the link. Check that you are talking "
+            "to the person, then give them the link through a channel you trust."
+        )
+    print(
+        f"One-time recovery link for {user.username} "
+        f"(expires {issued.invite.expires_at:%Y-%m-%d %H:%M} UTC):"
+    )
+    print(issued.link)
     return 0
 
 
@@ -233,6 +307,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_users(args: argparse.Namespace) -> int:
+    if args.users_command == "lock":
+        return _lock(args.email, args.reason)
+    if args.users_command == "unlock":
+        return _unlock(args.email)
     from threshold.accounts.access import list_users
 
     rows = [("USERNAME", "NAME", "ROLE", "STATUS", "PASSKEYS")]
@@ -242,12 +320,65 @@ def cmd_users(args: argparse.Namespace) -> int:
                 user.username,
                 user.full_name,
                 "administrator" if user.is_administrator else "member",
-                "active" if user.is_active else "deactivated",
+                "deactivated" if not user.is_active else "locked" if user.is_locked else "active",
                 str(user.passkey_count),  # type: ignore[attr-defined]
             )
         )
     _table(rows)
     return 0
+
+
+def _lock(username: str, reason: str) -> int:
+    from threshold.accounts.access import get_user
+    from threshold.accounts.actions import do_lock_user
+    from threshold.audit.actions import Origin
+
+    user = get_user(username)
+    if user is None:
+        return _no_account(username)
+    try:
+        locked = do_lock_user(user, Origin.cli(), reason)
+    except ValueError as exc:
+        print(f"threshold: {exc}", file=sys.stderr)
+        return 2
+    if not locked:
+        assert user.locked_at is not None  # noqa: S101 - do_lock_user read it
+        print(f"{user.username} is locked already (since {user.locked_at:%Y-%m-%d %H:%M} UTC).")
+        return 0
+    print(
+        f"Locked {user.username}: no way of signing in works until `threshold users unlock`. "
+        "Their sessions have ended and their unused links no longer work."
+    )
+    return 0
+
+
+def _unlock(username: str) -> int:
+    from threshold.accounts.access import get_user
+    from threshold.accounts.actions import do_unlock_user
+    from threshold.audit.actions import Origin
+
+    user = get_user(username)
+    if user is None:
+        return _no_account(username)
+    if not do_unlock_user(user, Origin.cli()):
+        print(f"{user.username} is not locked.")
+        return 0
+    print(f"Unlocked {user.username}: they can sign in with their passkeys again.")
+    return 0
+
+
+def _no_account(username: str) -> int:
+    print(f"threshold: there is no account {username!r}", file=sys.stderr)
+    return 2
+
+
+def _refused_locked(username: str) -> int:
+    print(
+        f"threshold: {username} is locked: no link was issued. "
+        f"`threshold users unlock {username}` first.",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
@@ -300,6 +431,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
     from threshold.accounts.access import first_administrator, has_enrolled_administrator
     from threshold.audit.actions import Origin
+    from threshold.core import errors
     from threshold.enrollment.actions import do_invite
 
     if has_enrolled_administrator():
@@ -309,9 +441,12 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     email = (
         admin.username if admin else os.environ.get("THRESHOLD_ADMIN_EMAIL", "admin@example.com")
     )
-    created = do_invite(
-        email, Origin.cli(), full_name="Administrator", is_administrator=True, send_email=False
-    )
+    try:
+        created = do_invite(
+            email, Origin.cli(), full_name="Administrator", is_administrator=True, send_email=False
+        )
+    except errors.AccountLocked:
+        return _refused_locked(email)
     banner = "=" * 72
     print(banner)
     print(f"Administrator: {created.user.username}")

@@ -1,4 +1,11 @@
-"""Inviting people and enrolling their first passkey from the link."""
+"""One-time links: inviting people, recovering accounts, creating a passkey from the link.
+
+An enrollment link (``do_invite``) and a recovery link (``do_issue_recovery``)
+are the same machinery, an ``EnrollmentInvite`` with a ``purpose``, opened at
+the same ``/enroll/<token>`` page. A recovery link is the stricter of the two:
+it expires within the hour by default, always requires user verification, and
+using it ends every other session of the person.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +17,15 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import transaction
-from django.template.loader import render_to_string
 
 from threshold import clock
-from threshold.accounts.actions import do_get_or_create_user
+from threshold.accounts.actions import do_get_or_create_user, lock_user
 from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
 from threshold.core import errors
 from threshold.enrollment.models import EnrollmentInvite
+from threshold.enrollment.notices import notify_recovered, notify_recovery_issued, send_invite
 from threshold.passkeys.actions import (
     RegistrationOutcome,
     do_begin_registration,
@@ -27,7 +33,9 @@ from threshold.passkeys.actions import (
 )
 from threshold.policy.actions import get_policy
 
-ENROLLMENT = "enrollment"
+# Ceremony purposes, as the invites name them.
+ENROLLMENT = EnrollmentInvite.ENROLLMENT
+RECOVERY = EnrollmentInvite.RECOVERY
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
@@ -58,7 +66,10 @@ def do_invite(
     actor: User | None = None,
     send_email: bool = True,
 ) -> CreatedInvite:
-    """Create the person if needed and a fresh one-time link; earlier links stop working."""
+    """Create the person if needed and a fresh one-time link; earlier links stop working.
+
+    Refused with AccountLocked for a locked account: its link could not be used.
+    """
     name = normalize_username(username)
     user, created = do_get_or_create_user(
         name,
@@ -68,17 +79,11 @@ def do_invite(
         is_administrator=is_administrator,
         actor=actor,
     )
-    now = clock.now_datetime()
-    user.invites.filter(used_at=None, revoked_at=None).update(revoked_at=now)
-    token = secrets.token_urlsafe(32)
+    _hold(user)
+    if user.locked_at is not None:
+        raise errors.AccountLocked("an enrollment link for a locked account")
     lifetime = timedelta(hours=get_policy().invite_lifetime_hours)
-    invite = EnrollmentInvite.objects.create(
-        user=user,
-        token_hash=_hash(token),
-        created_at=now,
-        expires_at=now + lifetime,
-        created_by=actor,
-    )
+    invite, link = _new_link(user, ENROLLMENT, lifetime, actor)
     record(
         Action.INVITE_CREATED,
         origin,
@@ -87,27 +92,76 @@ def do_invite(
         invite_id=invite.pk,
         expires_at=invite.expires_at.isoformat(),
     )
-    link = invite_link(token)
-    if send_email and user.email:
-        message = render_to_string(
-            "enrollment/invite_email.txt",
-            {
-                "user": user,
-                "link": link,
-                "expires_at": invite.expires_at,
-                "rp_name": settings.THRESHOLD.rp.name,
-            },
-        )
-        recipient = user.email
-        transaction.on_commit(
-            lambda: send_mail(
-                f"Set up your passkey for {settings.THRESHOLD.rp.name}",
-                message,
-                None,
-                [recipient],
-            )
-        )
+    if send_email:
+        send_invite(user, link, invite.expires_at)
     return CreatedInvite(invite, user, link, created)
+
+
+@transaction.atomic
+def do_issue_recovery(
+    user: User,
+    origin: Origin,
+    *,
+    actor: User | None = None,
+    send_email: bool = True,
+    email_link: bool = False,
+) -> CreatedInvite:
+    """A one-time link with which ``user``, who lost every passkey, creates a new one.
+
+    Never weaker than the passkeys it restores: only for an account that can
+    sign in (AccountDisabled or AccountLocked otherwise), short-lived (the
+    policy's ``recovery_link_lifetime_minutes``), the new passkey needs user
+    verification and passes every registration rule, and using the link ends
+    all the person's sessions. Their earlier unused links stop working.
+
+    ``send_email``: tell the person that a link was issued. The link itself is
+    in that email only with ``email_link``; otherwise the administrator hands
+    it over through a channel they trust, so that whoever reads the person's
+    mailbox cannot take over the account.
+    """
+    _hold(user)
+    if not user.is_active:
+        raise errors.AccountDisabled("a recovery link for a deactivated account")
+    if user.locked_at is not None:
+        raise errors.AccountLocked("a recovery link for a locked account")
+    lifetime = timedelta(minutes=get_policy().recovery_link_lifetime_minutes)
+    invite, link = _new_link(user, RECOVERY, lifetime, actor)
+    record(
+        Action.RECOVERY_ISSUED,
+        origin,
+        actor=actor,
+        subject=user,
+        invite_id=invite.pk,
+        expires_at=invite.expires_at.isoformat(),
+        link_emailed=send_email and email_link and bool(user.email),
+    )
+    if send_email:
+        notify_recovery_issued(user, invite.expires_at, link if email_link else None)
+    return CreatedInvite(invite, user, link, False)
+
+
+def _hold(user: User) -> None:
+    """Take turns with ``do_lock_user`` and read the account's state as it is now."""
+    lock_user(user)
+    user.refresh_from_db(fields=["is_active", "locked_at"])
+
+
+def _new_link(
+    user: User, purpose: str, lifetime: timedelta, actor: User | None
+) -> tuple[EnrollmentInvite, str]:
+    """A fresh link for ``user``; their earlier unused links, of either purpose, stop working."""
+    now = clock.now_datetime()
+    user.invites.filter(used_at=None, revoked_at=None).update(revoked_at=now)
+    token = secrets.token_urlsafe(32)
+    invite = EnrollmentInvite.objects.create(
+        user=user,
+        purpose=purpose,
+        token_hash=_hash(token),
+        created_at=now,
+        expires_at=now + lifetime,
+        created_by=actor,
+    )
+    return invite, invite_link(token)
 
 
 def access_invite(token: str, origin: Origin) -> EnrollmentInvite:
@@ -129,6 +183,7 @@ def access_invite(token: str, origin: Origin) -> EnrollmentInvite:
             subject=invite.user if invite else None,
             reason=errors.InviteUnusable.code,
             why=reason,
+            purpose=invite.purpose if invite else None,
         )
         raise errors.InviteUnusable(reason)
     assert invite is not None  # noqa: S101
@@ -146,26 +201,51 @@ def _unusable_reason(invite: EnrollmentInvite | None) -> str:
         return "expired"
     if not invite.user.is_active:
         return "account_disabled"
+    if invite.user.locked_at is not None:
+        return "account_locked"
     return ""
 
 
 def do_begin_enrollment(session_key: str, token: str, origin: Origin) -> dict[str, Any]:
     invite = access_invite(token, origin)
     return do_begin_registration(
-        session_key, invite.user, purpose=ENROLLMENT, context={"invite_id": invite.pk}
+        session_key,
+        invite.user,
+        purpose=invite.purpose,
+        context={"invite_id": invite.pk},
+        # A recovery restores everything the lost passkeys could do: like a
+        # step-up, it verifies the person (PIN, biometrics) whatever the policy.
+        user_verification="required" if invite.purpose == RECOVERY else None,
     )
 
 
 def do_finish_enrollment(
     session_key: str | None, token: str, body: bytes | None, origin: Origin
 ) -> RegistrationOutcome:
+    """Store the passkey created from the link, using the link up; a recovery ends all sessions.
+
+    The caller signs the person in under a new session when it succeeds.
+    """
+    token_hash = _hash(token) if _TOKEN.fullmatch(token) else ""
+    # The link decides the purpose, which must be the one the ceremony began
+    # with: a ceremony begun on a recovery link cannot finish on an enrollment
+    # link, nor the other way round.
+    purpose = (
+        EnrollmentInvite.objects.filter(token_hash=token_hash)
+        .values_list("purpose", flat=True)
+        .first()
+        if token_hash
+        else None
+    ) or ENROLLMENT
+
     def use_invite(user: User, context: dict[str, Any]) -> None:
         now = clock.now_datetime()
         # The link must still be the one the ceremony began with, and unused:
         # the conditional UPDATE makes "works once" hold under concurrency.
         used = EnrollmentInvite.objects.filter(
             pk=int(context["invite_id"]),
-            token_hash=_hash(token) if _TOKEN.fullmatch(token) else "",
+            token_hash=token_hash,
+            purpose=purpose,
             user=user,
             used_at=None,
             revoked_at=None,
@@ -173,8 +253,35 @@ def do_finish_enrollment(
         ).update(used_at=now)
         if used != 1:
             raise errors.InviteUnusable("used, revoked or expired during the ceremony")
-        record(Action.INVITE_USED, origin, actor=user, subject=user, invite_id=context["invite_id"])
+        # Locking revokes the link too; this holds should a lock ever not. The
+        # person's row is locked by now (PostgreSQL), so this reads the lock.
+        if not User.objects.filter(pk=user.pk, is_active=True, locked_at=None).exists():
+            raise errors.InviteUnusable("the account was locked or deactivated meanwhile")
+        if purpose == RECOVERY:
+            # Whoever else is signed in as this person may be why they recover.
+            sessions_ended, _ = user.sessions.all().delete()
+            record(
+                Action.RECOVERY_USED,
+                origin,
+                actor=user,
+                subject=user,
+                invite_id=context["invite_id"],
+                sessions_ended=sessions_ended,
+            )
+        else:
+            record(
+                Action.INVITE_USED, origin, actor=user, subject=user, invite_id=context["invite_id"]
+            )
 
-    return do_finish_registration(
-        session_key, body, origin, purpose=ENROLLMENT, before_save=use_invite
+    outcome = do_finish_registration(
+        session_key,
+        body,
+        origin,
+        purpose=purpose,
+        before_save=use_invite,
+        # A recovery sends its own notice, which names the new passkey.
+        notify=purpose == ENROLLMENT,
     )
+    if outcome.passkey is not None and purpose == RECOVERY:
+        notify_recovered(outcome.passkey, origin)
+    return outcome

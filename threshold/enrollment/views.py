@@ -1,4 +1,4 @@
-"""The invite link: a page that explains passkeys, then creates one."""
+"""The enrollment or recovery link: a page that explains passkeys, then creates one."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from threshold.core import catalog, errors
-from threshold.enrollment.actions import access_invite, do_begin_enrollment, do_finish_enrollment
+from threshold.enrollment.actions import (
+    RECOVERY,
+    access_invite,
+    do_begin_enrollment,
+    do_finish_enrollment,
+)
 from threshold.web.http import (
     audit_origin,
     ensure_session_key,
@@ -36,7 +41,12 @@ def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
     response = render(
         request,
         "enrollment/enroll.html",
-        {"invitee": invite.user, "token": token, "catalog": CLIENT_CATALOG},
+        {
+            "invitee": invite.user,
+            "token": token,
+            "recovery": invite.purpose == RECOVERY,
+            "catalog": CLIENT_CATALOG,
+        },
     )
     # The token is in this page's URL: never send it on as a Referer.
     response["Referrer-Policy"] = "no-referrer"
@@ -60,5 +70,6 @@ def enroll_result(request: HttpRequest, token: str) -> JsonResponse:
     )
     if outcome.error is not None or outcome.passkey is None:
         return failed(outcome.error or errors.CeremonyError(), "registration")
+    # A new session key either way; a recovery has ended all the others.
     sign_in(request, outcome.passkey.user)
     return ok({"redirect": "/?enrolled=1"})

@@ -213,8 +213,12 @@ def do_finish_sign_in(
                 stored,
                 now=clock.now(),
             )
+            # Account checks only now that the signature verified: before, the
+            # response could claim anyone's credential.
             if not passkey.user.is_active:
                 raise errors.AccountDisabled()
+            if passkey.user.locked_at is not None:
+                raise errors.AccountLocked()
             if step_up_user is not None and (
                 passkey.user_id != step_up_user.pk
                 or pending.context.get("user_id") != passkey.user_id

@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 
 from threshold import clock
 from threshold.audit.actions import Action, record
+from threshold.core import errors
 from threshold.web.http import audit_origin
 from threshold.web.sessions import (
     LAST_SEEN,
@@ -61,7 +62,20 @@ class SessionTimeoutMiddleware:
             now = clock.now()
             signed_in_at = request.session.get(SIGNED_IN_AT, 0)
             last_seen = request.session.get(LAST_SEEN, 0)
-            if (
+            if not getattr(request.user, "can_sign_in", True):
+                # Locking deletes the person's sessions; this ends one that a
+                # sign-in verified just before the lock wrote afterwards. The
+                # user row is loaded already: no extra query.
+                user = request.user
+                record(
+                    Action.SESSION_EXPIRED,
+                    audit_origin(request),
+                    actor=user,
+                    subject=user,
+                    reason=errors.AccountLocked.code,
+                )
+                logout(request)
+            elif (
                 now - signed_in_at > settings.THRESHOLD_SESSION_MAX_AGE
                 or now - last_seen > settings.THRESHOLD_SESSION_IDLE_TIMEOUT
             ):

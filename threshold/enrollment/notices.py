@@ -1,0 +1,82 @@
+"""Emails about one-time links: the invite itself, and a recovery link's issue and use.
+
+Sent through Django's email framework once the change commits. A failure to
+send is logged and does not undo the change: the administrator still has the
+link the command printed.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.template.loader import render_to_string
+
+from threshold import clock
+from threshold.accounts.models import User
+from threshold.audit.actions import Origin
+from threshold.core.useragent import describe
+from threshold.passkeys.models import Passkey
+
+logger = logging.getLogger(__name__)
+
+
+def _product() -> str:
+    return settings.THRESHOLD.rp.name
+
+
+def _send_after_commit(user: User, subject: str, template: str, context: dict[str, object]) -> None:
+    if not user.email:
+        return
+    body = render_to_string(template, {"user": user, "product": _product(), **context})
+    recipient = user.email
+
+    def send() -> None:
+        try:
+            send_mail(subject, body, None, [recipient])
+        except Exception:  # noqa: BLE001 - the change stands; the log says the mail failed
+            logger.exception("could not send %s to user %s", template, user.pk)
+
+    transaction.on_commit(send)
+
+
+def send_invite(user: User, link: str, expires_at: datetime) -> None:
+    _send_after_commit(
+        user,
+        f"Set up your passkey for {_product()}",
+        "enrollment/invite_email.txt",
+        {"link": link, "expires_at": expires_at},
+    )
+
+
+def notify_recovery_issued(user: User, expires_at: datetime, link: str | None) -> None:
+    """Tell the person a recovery link exists; it is in the email only when ``link`` is given.
+
+    By default the administrator hands the link over through a channel they
+    trust: whoever reads this mailbox should not be able to take over the account.
+    """
+    _send_after_commit(
+        user,
+        f"Recover your {_product()} account" if link else f"Account recovery for {_product()}",
+        "enrollment/recovery_issued_email.txt",
+        {"link": link, "expires_at": expires_at},
+    )
+
+
+def notify_recovered(passkey: Passkey, origin: Origin) -> None:
+    """Tell the person their account was recovered: the new passkey, where from, what to do."""
+    _send_after_commit(
+        passkey.user,
+        f"Your {_product()} account was recovered with a new passkey",
+        "enrollment/recovered_email.txt",
+        {
+            "method": passkey.name,
+            "at": clock.now_datetime(),
+            "client": describe(origin.user_agent).label if origin.via == "web" else "",
+            "ip": origin.ip or "",
+            "settings_url": f"{settings.THRESHOLD.public_url}/settings#security-methods",
+        },
+    )
