@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import pyotp
 import pytest
 from django.db import connections
 
@@ -26,13 +27,16 @@ from tests.integration.conftest import (
 from tests.support.authenticator import SoftAuthenticator
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
+from threshold.core import throttle
 from threshold.core.policy import Policy
+from threshold.fallback.actions import do_set_up_fallback
 from threshold.passkeys.models import Passkey
 from threshold.policy.actions import do_update_policy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PARALLEL = 8
+SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
 
 def all_at_once(calls: list[Callable[[], Any]]) -> list[Any]:
@@ -115,3 +119,48 @@ def test_parallel_removals_never_remove_the_last_passkey():
     assert not [r for r in responses if isinstance(r, BaseException)], responses
     assert sorted(r.status_code for r in responses) == [303, 409]
     assert Passkey.objects.filter(user=ada.user).count() == 1
+
+
+# --- The fallback ---------------------------------------------------------------------------------
+
+
+def _form(browser: Browser, path: str, **fields: str) -> Callable[[], Any]:
+    token = browser.csrf_token()  # fetched now, not in the race
+    return lambda: browser.client.post(path, {"csrfmiddlewaretoken": token, **fields})
+
+
+def test_parallel_guesses_get_no_more_tries_than_sequential_ones():
+    ada = enrolled_person("ada@example.com", "Ada Lovelace")
+    do_set_up_fallback(ada.user, "correct horse battery staple", SECRET, 0, Origin.cli())
+    guesses = [
+        _form(
+            Browser(),
+            "/sign-in/password",
+            username="ada@example.com",
+            password=f"wrong guess {n}",
+        )
+        for n in range(PARALLEL * 2)
+    ]
+    statuses = sorted(r.status_code for r in all_at_once(guesses))
+    # The first three failures are free; then each one must wait (1 s, 2 s, ...).
+    assert statuses.count(400) <= throttle.FREE_FAILURES + 1
+    assert statuses.count(429) >= PARALLEL * 2 - throttle.FREE_FAILURES - 1
+    assert set(statuses) == {400, 429}
+
+
+def test_one_app_code_signs_in_once_even_in_parallel():
+    ada = enrolled_person("ada@example.com", "Ada Lovelace")
+    do_set_up_fallback(ada.user, "correct horse battery staple", SECRET, 0, Origin.cli())
+    browsers = [Browser() for _ in range(4)]
+    for browser in browsers:
+        response = _form(
+            browser,
+            "/sign-in/password",
+            username="ada@example.com",
+            password="correct horse battery staple",
+        )()
+        assert response.status_code == 303
+    code = pyotp.TOTP(SECRET).now()
+    responses = all_at_once([_form(b, "/sign-in/code", code=code) for b in browsers])
+    assert not [r for r in responses if isinstance(r, BaseException)], responses
+    assert sorted(r.status_code for r in responses) == [303, 400, 400, 400]

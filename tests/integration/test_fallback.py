@@ -3,6 +3,7 @@ and the "Set up a passkey" / "I'll do it later" prompt."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pyotp
@@ -410,3 +411,73 @@ def test_the_snooze_numbers_are_policy_settings(ada_with_fallback, clock):
     post(browser, "/sign-in/set-up-passkey")
     assert not prompt_after_sign_in(clock)
     assert prompt_after_sign_in(clock)
+
+
+# --- Found in review -----------------------------------------------------------------------------
+
+
+def test_control_characters_in_a_username_are_a_wrong_password(db):
+    response = password_step(Browser(), "ada\x00@example.com", PASSWORD)
+    assert response.status_code == 400 and title_in(response) == INCORRECT
+    assert last_event("sign_in.failed").reason == "password_incorrect"
+
+
+def test_a_pending_password_step_dies_with_a_password_change(ada_with_fallback, clock):
+    ada, _ = ada_with_fallback
+    browser = Browser()
+    assert password_step(browser).status_code == 303
+    ada.user.set_password("another long password here")
+    ada.user.save()
+    response = post(browser, "/sign-in/code", code=code_at(clock.now))
+    assert title_in(response) == SESSION_EXPIRED
+    assert not browser.is_signed_in()
+
+
+def test_the_next_code_works_right_after_set_up(ada, clock):
+    step = int(clock.now // totp.STEP_SECONDS)
+    do_set_up_fallback(ada.user, PASSWORD, SECRET, step, Origin.cli())
+    assert title_in(fallback_sign_in(Browser(), code_at(clock.now))) == INCORRECT_CODE
+    clock.advance(totp.STEP_SECONDS)
+    assert fallback_sign_in(Browser(), code_at(clock.now)).status_code == 303
+
+
+def test_set_up_without_a_recent_verification_stores_nothing(ada, ada_browser, clock):
+    secret = shown_secret(ada_browser)
+    clock.advance(301)
+    response = post(
+        ada_browser,
+        "/settings/fallback/set-up",
+        password=PASSWORD,
+        confirm_password=PASSWORD,
+        code=pyotp.TOTP(secret).at(clock.now),
+    )
+    assert response.status_code == 303 and response["Location"].startswith("/settings/verify")
+    assert not TotpDevice.objects.exists()
+
+
+def test_a_set_up_form_sent_twice_says_so_instead_of_failing(ada, ada_browser, clock):
+    secret = shown_secret(ada_browser)
+    fields = {
+        "password": PASSWORD,
+        "confirm_password": PASSWORD,
+        "code": pyotp.TOTP(secret).at(clock.now),
+    }
+    assert post(ada_browser, "/settings/fallback/set-up", **fields).status_code == 200
+    # The second copy of the form, sent before the first answer came back.
+    again = ada_browser.client.post(
+        "/settings/fallback/set-up",
+        {"csrfmiddlewaretoken": ada_browser.csrf_token(), **fields},
+    )
+    assert again.status_code == 303
+    assert again["Location"] == "/settings?done=fallback-set-up#fallback"
+    assert TotpDevice.objects.count() == 1
+
+
+def test_behind_the_proxy_the_client_is_the_address_it_forwarded(ada_with_fallback, settings):
+    settings.THRESHOLD = dataclasses.replace(settings.THRESHOLD, proxy_ssl_header=True)
+    browser = Browser(HTTP_X_FORWARDED_FOR="10.9.9.9, 198.51.100.23", REMOTE_ADDR="127.0.0.1")
+    password_step(browser, password="wrong password!")
+    assert last_event("sign_in.failed").ip == "198.51.100.23"
+    # A forged or garbled header falls back to the connection's address.
+    password_step(Browser(HTTP_X_FORWARDED_FOR="not an address"), password="wrong password!")
+    assert last_event("sign_in.failed").ip == "203.0.113.7"

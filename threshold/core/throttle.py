@@ -1,40 +1,69 @@
-"""How long to wait after failed fallback sign-ins (password, code).
+"""How long to wait after failed fallback sign-in attempts (password, code).
 
-Per username: the first few failures cost nothing, then each one doubles the
-wait, and at the policy's threshold the password path locks for an hour (and
-again for each failure after). NIST SP 800-63B-4 §3.2.2 allows at most 100
-consecutive failures; the default threshold is 10. Passkeys are never
-throttled by this: a stranger typing wrong passwords cannot lock a person out
-of their passkey sign-in.
+Three counters, each keyed so that it answers alike whether or not an account
+has the username:
 
-Per network address: at most ``ADDRESS_FAILURES`` failures in a
-``ADDRESS_WINDOW_SECONDS`` window, whichever usernames they were for
-(guessing across many accounts).
+- the username: after ``FREE_FAILURES`` each failure doubles the wait, up to
+  ``MAX_DELAY_SECONDS``. Never a lockout, so a stranger's guesses can slow the
+  person's fallback down but not shut it;
+- the username from one network (an IPv4 address, an IPv6 /64): at the
+  policy's threshold the password path locks for ``LOCKOUT_SECONDS`` from that
+  network. NIST SP 800-63B-4 §3.2.2 allows at most 100 consecutive failures;
+  the default threshold is 10;
+- the network alone: at most ``ADDRESS_FAILURES`` failures per
+  ``ADDRESS_WINDOW_SECONDS``, whichever usernames they were for (guessing
+  across many accounts).
+
+None of this touches passkey sign-in: there is nothing to guess there.
 """
 
 from __future__ import annotations
 
+import ipaddress
+
 FREE_FAILURES = 3
 MAX_DELAY_SECONDS = 15 * 60
 LOCKOUT_SECONDS = 60 * 60
-# Failures this long ago are forgotten.
+# A username's failures this long after the last one are forgotten.
 FORGET_AFTER_SECONDS = 24 * 60 * 60
 
 ADDRESS_FAILURES = 50
 ADDRESS_WINDOW_SECONDS = 15 * 60
 
 
-def username_wait(failures: int, lockout_threshold: int) -> int:
-    """Seconds to wait after the last of ``failures`` consecutive failures."""
-    if failures >= lockout_threshold:
-        return LOCKOUT_SECONDS
+def username_wait(failures: int) -> int:
+    """Seconds to wait after the last of ``failures`` consecutive failures for a username."""
     if failures < FREE_FAILURES:
         return 0
     return min(2 ** (failures - FREE_FAILURES), MAX_DELAY_SECONDS)
 
 
+def lockout_wait(failures: int, lockout_threshold: int) -> int:
+    """Seconds the password path stays locked for a username from one network."""
+    return LOCKOUT_SECONDS if failures >= lockout_threshold else 0
+
+
 def address_wait(failures: int, window_elapsed: float) -> float:
-    """Seconds an address waits: until its window ends, once it has too many failures."""
+    """Seconds a network waits: until its window ends, once it has too many failures."""
     if failures < ADDRESS_FAILURES:
         return 0.0
     return max(0.0, ADDRESS_WINDOW_SECONDS - window_elapsed)
+
+
+def network_of(ip: str | None) -> str:
+    """The network an address stands for: itself for IPv4, its /64 for IPv6.
+
+    One IPv6 host usually has a whole /64 to pick addresses from.
+    """
+    if not ip:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return "unknown"
+    if address.version == 6:
+        mapped = address.ipv4_mapped  # type: ignore[union-attr]
+        if mapped is not None:
+            return str(mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)

@@ -7,10 +7,10 @@ and the audit rows stay even though the caller sees an exception.
 from __future__ import annotations
 
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib.auth.hashers import make_password
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from threshold import clock
@@ -114,51 +114,95 @@ def do_remove_fallback(user: User, origin: Origin) -> None:
 # --- Sign-in -----------------------------------------------------------------------------------
 
 
-def _username_key(username: str) -> str:
-    return "user:" + hashlib.sha256(normalize_username(username).encode()).hexdigest()
+def _keys(username: str, origin: Origin) -> dict[str, str]:
+    """The throttle counters an attempt for ``username`` from ``origin`` counts against."""
+    name = hashlib.sha256(normalize_username(username).encode()).hexdigest()
+    network = throttle.network_of(origin.ip)
+    return {
+        "username": f"user:{name}",
+        "lockout": f"user-net:{hashlib.sha256(f'{name}|{network}'.encode()).hexdigest()}",
+        "network": f"net:{network}",
+    }
 
 
-def _address_key(origin: Origin) -> str:
-    return f"ip:{origin.ip or 'unknown'}"
+def _wait(kind: str, counter: FailureCounter, now: datetime, policy: Policy) -> float:
+    if kind == "username":
+        return throttle.username_wait(counter.failures)
+    if kind == "lockout":
+        return throttle.lockout_wait(counter.failures, policy.password_lockout_threshold)
+    return throttle.address_wait(counter.failures, (now - counter.first_failure_at).total_seconds())
 
 
-def _refuse_if_throttled(username: str, origin: Origin, step: str) -> None:
+def _counter(key: str, now: datetime) -> FailureCounter:
+    """The counter row for ``key``, locked until the transaction ends."""
+    try:
+        with transaction.atomic():
+            FailureCounter.objects.get_or_create(
+                key=key, defaults={"first_failure_at": now, "last_failure_at": now}
+            )
+    except IntegrityError:
+        pass  # created by a concurrent attempt a moment ago
+    return FailureCounter.objects.select_for_update().get(key=key)
+
+
+def _reserve_attempt(username: str, origin: Origin, policy: Policy, step: str) -> dict[str, str]:
+    """Count this attempt as a failure before it is checked, or refuse it.
+
+    Counting first (in one transaction, the rows locked) means parallel
+    requests cannot all slip in under the limit; a successful step gives its
+    attempt back (``_release_attempt``).
+    """
+    keys = _keys(username, origin)
     now = clock.now_datetime()
-    throttled = FailureCounter.objects.filter(
-        key__in=[_username_key(username), _address_key(origin)], locked_until__gt=now
-    ).exists()
-    if throttled:
-        record(
-            Action.SIGN_IN_FAILED,
-            origin,
-            reason=errors.TooManyAttempts.code,
-            method="fallback",
-            step=step,
-        )
-        raise errors.TooManyAttempts()
-
-
-def _count_failure(username: str, origin: Origin, policy: Policy) -> None:
-    now = clock.now_datetime()
-    for key in (_username_key(username), _address_key(origin)):
-        counter, _ = FailureCounter.objects.select_for_update().get_or_create(
-            key=key, defaults={"first_failure_at": now, "last_failure_at": now}
-        )
-        is_address = key.startswith("ip:")
-        forget = throttle.ADDRESS_WINDOW_SECONDS if is_address else throttle.FORGET_AFTER_SECONDS
-        since = counter.first_failure_at if is_address else counter.last_failure_at
-        if (now - since).total_seconds() > forget:
-            counter.failures = 0
-            counter.first_failure_at = now
-        counter.failures += 1
-        counter.last_failure_at = now
-        if is_address:
-            elapsed = (now - counter.first_failure_at).total_seconds()
-            wait = throttle.address_wait(counter.failures, elapsed)
+    with transaction.atomic():
+        counters = {kind: _counter(key, now) for kind, key in keys.items()}
+        refused = any(c.locked_until and c.locked_until > now for c in counters.values())
+        if not refused:
+            for kind, counter in counters.items():
+                forget = (
+                    throttle.ADDRESS_WINDOW_SECONDS
+                    if kind == "network"
+                    else throttle.FORGET_AFTER_SECONDS
+                )
+                since = counter.first_failure_at if kind == "network" else counter.last_failure_at
+                if counter.failures and (now - since).total_seconds() > forget:
+                    counter.failures = 0
+                if counter.failures == 0:
+                    counter.first_failure_at = now
+                counter.failures += 1
+                counter.last_failure_at = now
+                _set_lock(kind, counter, now, policy)
+                counter.save()
         else:
-            wait = throttle.username_wait(counter.failures, policy.password_lockout_threshold)
-        counter.locked_until = now + timedelta(seconds=wait) if wait else None
-        counter.save()
+            record(
+                Action.SIGN_IN_FAILED,
+                origin,
+                reason=errors.TooManyAttempts.code,
+                method="fallback",
+                step=step,
+            )
+    if refused:
+        raise errors.TooManyAttempts()
+    return keys
+
+
+def _set_lock(kind: str, counter: FailureCounter, now: datetime, policy: Policy) -> None:
+    wait = _wait(kind, counter, now, policy)
+    counter.locked_until = now + timedelta(seconds=wait) if wait else None
+
+
+def _release_attempt(keys: dict[str, str], policy: Policy, *, signed_in: bool) -> None:
+    """A step succeeded: give its attempt back; a full sign-in forgets the username's failures."""
+    with transaction.atomic():
+        for kind, key in keys.items():
+            if signed_in and kind != "network":
+                FailureCounter.objects.filter(key=key).delete()
+                continue
+            counter = FailureCounter.objects.select_for_update().filter(key=key).first()
+            if counter is not None and counter.failures:
+                counter.failures -= 1
+                _set_lock(kind, counter, counter.last_failure_at, policy)
+                counter.save()
 
 
 def do_check_password(username: str, password: str, origin: Origin, policy: Policy) -> User:
@@ -169,9 +213,10 @@ def do_check_password(username: str, password: str, origin: Origin, policy: Poli
     """
     if not policy.allow_password_fallback:
         raise errors.FallbackNotAllowed()
-    _refuse_if_throttled(username, origin, "password")
+    keys = _reserve_attempt(username, origin, policy, "password")
     name = normalize_username(username)
-    user = User.objects.filter(username=name).first()
+    # Control characters are in no username (and PostgreSQL refuses NUL).
+    user = None if _has_control(name) else User.objects.filter(username=name).first()
     usable = user is not None and user.has_usable_password() and has_fallback(user)
     if usable and user is not None:
         correct = user.check_password(password)
@@ -180,58 +225,55 @@ def do_check_password(username: str, password: str, origin: Origin, policy: Poli
         make_password(password)
         correct = False
     if correct and user is not None:
+        _release_attempt(keys, policy, signed_in=False)
         return user
-    with transaction.atomic():
-        _count_failure(name, origin, policy)
-        record(
-            Action.SIGN_IN_FAILED,
-            origin,
-            subject=user,
-            reason=errors.PasswordIncorrect.code,
-            method="fallback",
-            why="wrong password" if usable else "unknown username or no fallback",
-        )
+    record(
+        Action.SIGN_IN_FAILED,
+        origin,
+        subject=user,
+        reason=errors.PasswordIncorrect.code,
+        method="fallback",
+        why="wrong password" if usable else "unknown username or no fallback",
+    )
     raise errors.PasswordIncorrect()
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(character) < 32 or ord(character) == 127 for character in text)
 
 
 def do_finish_fallback_sign_in(user: User, code: object, origin: Origin, policy: Policy) -> str:
     """The second step: an authenticator-app or recovery code. Returns how the person signed in."""
     if not policy.allow_password_fallback:
         raise errors.FallbackNotAllowed()
-    _refuse_if_throttled(user.username, origin, "code")
-    typed = totp.normalize_code(code)
-    error: errors.CeremonyError | None = None
+    keys = _reserve_attempt(user.username, origin, policy, "code")
     with transaction.atomic():
-        method = _use_code(user, typed)
+        method = _use_code(user, totp.normalize_code(code))
         if isinstance(method, errors.CeremonyError):
-            error = method
-            _count_failure(user.username, origin, policy)
             record(
                 Action.SIGN_IN_FAILED,
                 origin,
                 subject=user,
-                reason=error.code,
+                reason=method.code,
                 method="fallback",
                 step="code",
             )
-    if error is not None:
-        raise error
-    assert isinstance(method, str)  # noqa: S101
+    if isinstance(method, errors.CeremonyError):
+        raise method
     # Both factors are right: only now does the account's state show.
     if not user.is_active:
         _refuse(user, origin, errors.AccountDisabled())
-    if getattr(user, "locked_at", None) is not None:
+    if user.locked_at is not None:
         _refuse(user, origin, errors.AccountLocked())
-    with transaction.atomic():
-        FailureCounter.objects.filter(key=_username_key(user.username)).delete()
-        record(
-            Action.SIGN_IN_SUCCEEDED,
-            origin,
-            actor=user,
-            subject=user,
-            method=method,
-            phishing_resistant=False,
-        )
+    _release_attempt(keys, policy, signed_in=True)
+    record(
+        Action.SIGN_IN_SUCCEEDED,
+        origin,
+        actor=user,
+        subject=user,
+        method=method,
+        phishing_resistant=False,
+    )
     return method
 
 

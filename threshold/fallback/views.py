@@ -19,6 +19,7 @@ from django.contrib.auth.password_validation import (
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -44,9 +45,12 @@ from threshold.web.http import audit_origin
 from threshold.web.middleware import sign_in
 from threshold.web.sessions import FALLBACK_VERIFIED_AT
 
-# The person whose password was right, waiting for their code (anonymous session).
+# The person whose password was right, waiting for their code (anonymous session),
+# and a keyed hash of their password then: a password changed (or the fallback
+# set up again) since makes the pending step void.
 PENDING_USER = "threshold.fallback.user_id"
 PENDING_SINCE = "threshold.fallback.password_at"
+PENDING_PASSWORD = "threshold.fallback.password_hash"  # noqa: S105 - a session key
 # The authenticator-app secret being set up, until a code from the app confirms it.
 PENDING_SECRET = "threshold.fallback.pending_secret"  # noqa: S105 - a session key
 
@@ -103,6 +107,7 @@ def password_step(request: HttpRequest) -> HttpResponse:
         )
     request.session[PENDING_USER] = user.pk
     request.session[PENDING_SINCE] = clock.now()
+    request.session[PENDING_PASSWORD] = user.get_session_auth_hash()
     return HttpResponseRedirect(_with_next("/sign-in/code", request), status=303)
 
 
@@ -120,7 +125,13 @@ def _pending_user(request: HttpRequest) -> User | None:
         return None
     if clock.now() - since > get_policy().flow_idle_timeout_minutes * 60:
         return None
-    return User.objects.filter(pk=user_id).first()
+    user = User.objects.filter(pk=user_id).first()
+    password = request.session.get(PENDING_PASSWORD)
+    if user is None or not isinstance(password, str):
+        return None
+    if not constant_time_compare(password, user.get_session_auth_hash()):
+        return None
+    return user
 
 
 @require_http_methods(["GET", "POST"])
@@ -149,8 +160,8 @@ def code_step(request: HttpRequest) -> HttpResponse:
             request.session.pop(PENDING_USER, None)
         status = _STATUS.get(type(error), 400)
         return render(request, "fallback/code.html", {"error": _entry(error)}, status=status)
-    request.session.pop(PENDING_USER, None)
-    request.session.pop(PENDING_SINCE, None)
+    for key in (PENDING_USER, PENDING_SINCE, PENDING_PASSWORD):
+        request.session.pop(key, None)
     sign_in(request, user, method=method)
     request.session[FALLBACK_VERIFIED_AT] = clock.now()
     if passkey_prompt_due(user, policy):
@@ -195,7 +206,7 @@ def set_up(request: HttpRequest) -> HttpResponse:
     if not recently_verified(request):
         return verify_first(SET_UP)
     if has_fallback(user):
-        return HttpResponseRedirect("/settings#fallback", status=303)
+        return _already_set_up(request)
     secret = request.session.get(PENDING_SECRET)
     if not isinstance(secret, str):
         secret = request.session[PENDING_SECRET] = totp.new_secret()
@@ -226,13 +237,24 @@ def set_up(request: HttpRequest) -> HttpResponse:
         return _set_up_page(request, user, secret, problems, status=400)
     assert password is not None  # noqa: S101 - checked above
     origin = audit_origin(request)
-    codes = do_set_up_fallback(user, password, secret, confirmed_step, origin)
+    try:
+        codes = do_set_up_fallback(user, password, secret, confirmed_step, origin)
+    except errors.MalformedRequest:
+        return _already_set_up(request)
     # A new password changes the session hash: this session stays signed in,
     # the person's others end (as after any password change).
     update_session_auth_hash(request, user)
     request.session.pop(PENDING_SECRET, None)
     notify_fallback_changed(user, origin, "added")
     return render(request, "fallback/recovery_codes.html", {"codes": codes, "new": True})
+
+
+def _already_set_up(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return HttpResponseRedirect("/settings#fallback", status=303)
+    # The form was sent twice: the first request set it up, and its page (with
+    # the recovery codes) is not the one the browser shows.
+    return HttpResponseRedirect("/settings?done=fallback-set-up#fallback", status=303)
 
 
 def _set_up_page(
@@ -259,6 +281,7 @@ def _set_up_page(
 
 
 @require_POST
+@never_cache
 @login_required
 def new_recovery_codes(request: HttpRequest) -> HttpResponse:
     user = _settings_user(request)
@@ -272,6 +295,7 @@ def new_recovery_codes(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@never_cache
 @login_required
 def remove(request: HttpRequest) -> HttpResponse:
     user = _settings_user(request)

@@ -67,6 +67,8 @@ _DONE = {
     "name-changed": "Your name was saved.",
     "sessions-ended": "Your other sessions were signed out.",
     "fallback-removed": "Your password and authenticator app were removed.",
+    "fallback-set-up": "Your password and authenticator app are set up. If you did not see your "
+    "recovery codes, make new ones.",
 }
 
 

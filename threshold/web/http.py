@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Callable
 from functools import wraps
@@ -16,9 +17,21 @@ from threshold.core import catalog, errors
 from threshold.web.sessions import SessionStore
 
 
+def client_ip(request: HttpRequest) -> str | None:
+    """The client's address: behind the TLS proxy (THRESHOLD_BEHIND_TLS_PROXY=1), the one the
+    proxy appended to X-Forwarded-For (the last entry: earlier ones are the client's to forge)."""
+    if settings.THRESHOLD.proxy_ssl_header:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").rsplit(",", 1)[-1].strip()
+        try:
+            return str(ipaddress.ip_address(forwarded))
+        except ValueError:
+            pass
+    return request.META.get("REMOTE_ADDR") or None
+
+
 def audit_origin(request: HttpRequest) -> Origin:
     return Origin(
-        ip=request.META.get("REMOTE_ADDR") or None,
+        ip=client_ip(request),
         user_agent=request.META.get("HTTP_USER_AGENT", ""),
         via="web",
     )
