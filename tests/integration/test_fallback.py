@@ -16,15 +16,21 @@ from tests.integration.conftest import (
     Browser,
     Person,
     assert_ok,
+    enroll,
     enrolled_person,
     last_event,
     sign_in,
+    token_of,
     without_csrf,
 )
+from tests.support.authenticator import SoftAuthenticator
+from threshold.accounts.actions import do_lock_user
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
+from threshold.cli.main import main
 from threshold.core import throttle, totp
 from threshold.core.policy import Policy
+from threshold.enrollment.actions import do_issue_recovery
 from threshold.fallback.actions import do_set_up_fallback
 from threshold.fallback.models import FailureCounter, RecoveryCode, TotpDevice
 from threshold.policy.actions import do_update_policy
@@ -481,3 +487,35 @@ def test_behind_the_proxy_the_client_is_the_address_it_forwarded(ada_with_fallba
     # A forged or garbled header falls back to the connection's address.
     password_step(Browser(HTTP_X_FORWARDED_FOR="not an address"), password="wrong password!")
     assert last_event("sign_in.failed").ip == "203.0.113.7"
+
+
+def test_a_locked_account_cannot_sign_in_with_the_fallback(ada_with_fallback, clock):
+    ada, _ = ada_with_fallback
+    do_lock_user(ada.user, Origin.cli(), "left the company")
+    # The password step reads like any other; the lock shows once both factors are right.
+    browser = Browser()
+    assert password_step(browser).status_code == 303
+    response = post(browser, "/sign-in/code", code=code_at(clock.now))
+    assert response.status_code == 403 and title_in(response) == "Account Locked"
+    assert not browser.is_signed_in()
+    assert last_event("sign_in.failed").reason == "account_locked"
+
+
+def test_a_recovery_resets_the_fallback(ada_with_fallback, clock):
+    ada, _ = ada_with_fallback
+    created = do_issue_recovery(ada.user, Origin.cli(), send_email=False)
+    response = enroll(Browser(), token_of(created.link), SoftAuthenticator())
+    assert response.status_code == 200, response.content
+    assert not TotpDevice.objects.exists() and not RecoveryCode.objects.exists()
+    ada.user.refresh_from_db()
+    assert not ada.user.has_usable_password()
+    assert last_event("recovery.used").detail["fallback_removed"] is True
+
+
+def test_cleanup_forgets_old_failure_counters(ada_with_fallback, clock, capsys):
+    password_step(Browser(), password="wrong password!")
+    assert FailureCounter.objects.count() == 3
+    clock.advance(throttle.FORGET_AFTER_SECONDS + 1)
+    assert main(["cleanup"]) == 0
+    assert "3 old sign-in failure counters" in capsys.readouterr().out
+    assert not FailureCounter.objects.exists()

@@ -463,11 +463,17 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
+    from threshold.fallback.actions import delete_stale_counters
     from threshold.passkeys.pending import delete_expired
     from threshold.web.sessions import SessionStore
 
     SessionStore.clear_expired()
-    print(f"Removed {delete_expired()} abandoned ceremonies and expired sessions.")
+    ceremonies = delete_expired()
+    counters = delete_stale_counters()
+    print(
+        f"Removed expired sessions, {ceremonies} abandoned ceremonies and "
+        f"{counters} old sign-in failure counters."
+    )
     return 0
 
 

@@ -26,6 +26,7 @@ from threshold.audit.actions import Action, Origin, record
 from threshold.core import errors
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.enrollment.notices import notify_recovered, notify_recovery_issued, send_invite
+from threshold.fallback.actions import remove_fallback_for_recovery
 from threshold.passkeys.actions import (
     RegistrationOutcome,
     do_begin_registration,
@@ -267,6 +268,7 @@ def do_finish_enrollment(
                 subject=user,
                 invite_id=context["invite_id"],
                 sessions_ended=sessions_ended,
+                fallback_removed=remove_fallback_for_recovery(user),
             )
         else:
             record(

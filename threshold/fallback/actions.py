@@ -111,6 +111,33 @@ def do_remove_fallback(user: User, origin: Origin) -> None:
     raise errors.LastSignInMethod()
 
 
+def remove_fallback_for_recovery(user: User) -> bool:
+    """A recovery link resets the phishable fallback too; True if there was one.
+
+    Whoever took the person's passkeys may have their password and codes as
+    well; the person sets the fallback up again if they want it. Runs in the
+    recovery's transaction, which audits it.
+    """
+    removed, _ = TotpDevice.objects.filter(user=user).delete()
+    RecoveryCode.objects.filter(user=user).delete()
+    if user.has_usable_password():
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return bool(removed)
+
+
+def delete_stale_counters() -> int:
+    """Forget counters whose failures are old and that lock nothing (``threshold cleanup``)."""
+    now = clock.now_datetime()
+    stale = now - timedelta(seconds=throttle.FORGET_AFTER_SECONDS)
+    deleted, _ = (
+        FailureCounter.objects.filter(last_failure_at__lt=stale)
+        .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+        .delete()
+    )
+    return deleted
+
+
 # --- Sign-in -----------------------------------------------------------------------------------
 
 
