@@ -119,7 +119,7 @@ def test_recovery_link_adds_a_passkey_signs_in_and_ends_every_other_session(
     assert issued.detail["invite_id"] == recovery.pk and issued.detail["link_emailed"] is False
     assert used.via == "web" and used.actor == ada.user and used.subject == ada.user
     # The laptop, the intruder, and the browser Ada first enrolled in.
-    assert used.detail == {"invite_id": recovery.pk, "sessions_ended": 3}
+    assert used.detail == {"invite_id": recovery.pk, "sessions_ended": 3, "fallback_removed": False}
     registered = last_event("passkey.registered")
     assert registered.detail["purpose"] == "recovery"
     assert issued.pk < used.pk < registered.pk
