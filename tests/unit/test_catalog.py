@@ -9,9 +9,45 @@ import re
 import pytest
 
 from threshold.core import errors
-from threshold.core.catalog import CATALOG, CatalogEntry, entry_for
+from threshold.core.catalog import (
+    BROWSER,
+    CATALOG,
+    FALLBACK,
+    GROUPS,
+    NEXT_STEPS,
+    CatalogEntry,
+    entries_by_group,
+    entry_for,
+)
 
 CEREMONIES = ("authentication", "registration")
+ALL_CEREMONIES = (*CEREMONIES, "settings")
+# Every title of seed 002's three tables (the help article people already know).
+SEED_002_TITLES = {
+    "Passkey Unavailable",
+    "Passkey Not Found or Canceled",
+    "Passkey Request Timed Out",
+    "Passkey is not found on this device",
+    "We could not verify you",
+    "Passkey Set Up Canceled",
+    "Passkey already registered for this device",
+    "Failed to register the device for passkey",
+    "Passkey Limit Reached",
+    "Session Expired",
+    "Passkeys Not Supported",
+    "Verification couldn\u2019t be completed",
+    "No compatible device found",
+    "Verification failed",
+}
+# Seed 000's common errors that a web product's people meet, in the browser's own words.
+SEED_000_BROWSER_MESSAGES = {
+    "There aren\u2019t any passkeys saved for",
+    "already registered with the relying party",
+    "The operation either timed out or was not allowed",
+    "There was a problem saving your passkey",
+    "Verification timed out. Please try again.",
+    "This site can\u2019t provide a secure connection",
+}
 ERROR_CLASSES = sorted(
     (
         cls
@@ -86,14 +122,99 @@ def test_error_keeps_its_detail_and_explains_itself_without_one(
 
 
 @by_name
-@pytest.mark.parametrize("ceremony", CEREMONIES)
-def test_every_error_has_a_catalog_entry_in_both_ceremonies(
+@pytest.mark.parametrize("ceremony", ALL_CEREMONIES)
+def test_every_error_has_a_catalog_entry_in_every_ceremony(
     error_class: type[errors.CeremonyError], ceremony: str
 ) -> None:
     entry = entry_for(error_class(), ceremony)
     assert isinstance(entry, CatalogEntry)
     assert CATALOG[entry.key] is entry
-    assert entry.title and entry.message and entry.cause
+    assert entry.title and entry.message and entry.cause and entry.solution and entry.next_steps
+    # Threshold shows its own entries; the browsers' messages are for the help page only.
+    assert not entry.is_browser_message
+
+
+@pytest.mark.parametrize("ceremony", ALL_CEREMONIES)
+def test_an_idle_page_reads_session_expired_and_offers_to_start_again(ceremony: str) -> None:
+    entry = entry_for(errors.FlowExpired(), ceremony)
+    assert entry.title == "Session Expired"
+    assert entry.next_steps == ("restart",)
+
+
+def test_every_seed_002_title_is_shown_by_threshold() -> None:
+    titles = {entry.title for entry in CATALOG.values() if not entry.is_browser_message}
+    assert SEED_002_TITLES <= titles
+
+
+@pytest.mark.parametrize("text", sorted(SEED_000_BROWSER_MESSAGES))
+def test_seed_000_browser_messages_are_explained(text: str) -> None:
+    [entry] = [e for e in CATALOG.values() if text in e.message]
+    assert entry.is_browser_message
+    assert entry.group == BROWSER
+
+
+@pytest.mark.parametrize("entry", CATALOG.values(), ids=lambda entry: entry.key)
+def test_every_entry_has_a_cause_a_solution_and_known_next_steps(entry: CatalogEntry) -> None:
+    assert entry.title.strip() and entry.message.strip()
+    assert len(entry.cause) > 20 and len(entry.solution) > 20
+    assert entry.next_steps and set(entry.next_steps) <= NEXT_STEPS.keys()
+    assert len(set(entry.next_steps)) == len(entry.next_steps)
+    assert entry.group in GROUPS
+    assert re.fullmatch(r"[a-z]+(_[a-z]+)*", entry.key)
+    # Support staff's words, not another company's.
+    for text in (entry.title, entry.message, entry.cause, entry.solution):
+        assert not re.search(r"okta|netflix", text, re.IGNORECASE), text
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [entry for entry in CATALOG.values() if entry.group != FALLBACK],
+    ids=lambda entry: entry.key,
+)
+def test_only_the_password_next_step_offers_a_password(entry: CatalogEntry) -> None:
+    # The page offers it where the policy allows it; the message must read right without it.
+    assert not re.search(r"\bpassword\b(?! manager)", entry.message, re.IGNORECASE)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "passkey_unavailable",
+        "passkey_not_found_or_canceled",
+        "passkey_not_on_device",
+        "not_verified",
+        "verification_failed",
+        "not_supported",
+        "no_compatible_device",
+    ],
+)
+def test_sign_in_failures_the_seed_answers_with_a_password_offer_one(key: str) -> None:
+    assert "password" in CATALOG[key].next_steps
+
+
+def test_set_up_failures_never_offer_a_password() -> None:
+    # Setting up happens after an invite link or a sign-in: a password sign-in is no way on.
+    for _heading, entries in entries_by_group():
+        for entry in entries:
+            if entry.group == "set-up":
+                assert "password" not in entry.next_steps, entry.key
+
+
+def test_the_help_page_sections_hold_every_entry_once() -> None:
+    sections = entries_by_group()
+    assert [heading for heading, _ in sections] == list(GROUPS.values())
+    keys = [entry.key for _, entries in sections for entry in entries]
+    assert sorted(keys) == sorted(CATALOG)
+    assert all(entries for _, entries in sections)
+
+
+def test_an_entry_with_an_unknown_next_step_or_group_is_refused() -> None:
+    with pytest.raises(ValueError, match="next steps"):
+        CatalogEntry("x", "X", "x.", "x.", "x.", ("call_mum",), BROWSER)
+    with pytest.raises(ValueError, match="next steps"):
+        CatalogEntry("x", "X", "x.", "x.", "x.", (), BROWSER)
+    with pytest.raises(ValueError, match="group"):
+        CatalogEntry("x", "X", "x.", "x.", "x.", ("retry",), "elsewhere")
 
 
 @pytest.mark.parametrize("ceremony", CEREMONIES)
@@ -171,12 +292,14 @@ def test_unavailable_reads_passkey_unavailable_in_both_ceremonies() -> None:
     assert entry_for(ServiceDown(), "registration").key == "setup_unavailable"
 
 
-def test_catalog_entry_as_json_carries_code_title_and_message_only() -> None:
+def test_catalog_entry_as_json_carries_code_title_message_and_next_steps_only() -> None:
+    # Not the cause or the solution: those are for support staff (and could help an attacker).
     entry = entry_for(errors.SignatureInvalid(), "authentication")
     assert entry.as_json() == {
         "code": "verification_failed",
         "title": "Verification failed",
         "message": entry.message,
+        "nextSteps": ["another_device", "password", "contact_support"],
     }
 
 

@@ -1,9 +1,19 @@
-"""The error catalog: what a person is told, what caused it, what to do next.
+"""The error catalog: every message Threshold shows, why it appears, and what to do next.
 
 Titles and wording come from the help articles people already know (see
 ``shared/seeds``). A failure's precise reason code goes to the audit log; the
 person gets the catalog entry for its ``public`` category, so every failed check
 of the same kind reads the same from the outside.
+
+Each entry has a message for the person, a cause and a solution for support
+staff (the help page, /help/errors, lists them), and the next steps the page
+offers under the message. The catalog also explains the messages that browsers
+and operating systems show in their own dialogs, which people report in their
+words rather than ours; those are never shown by Threshold.
+
+Messages never say "sign in with your password": whether a password is allowed
+is the organisation's choice, so the "password" next step says it, and only on
+pages where it is allowed. Every message reads right without it.
 """
 
 from __future__ import annotations
@@ -12,40 +22,126 @@ from dataclasses import dataclass
 
 from threshold.core.errors import CeremonyError
 
+# The next steps an entry may offer, with the words support staff see for each.
+# The pages word them for the person (web/_ceremony_notices.html).
+NEXT_STEPS: dict[str, str] = {
+    "retry": "Try again",
+    "another_device": "Use a passkey on another device, such as a phone or security key",
+    "password": "Sign in with a password and code instead (only where the policy allows it)",
+    "set_up_later": "Set the passkey up later",
+    "contact_support": "Contact the IT team",
+    "restart": "Start again from the beginning (reload the page)",
+}
+
+# The help page's sections, in its order.
+SIGN_IN = "sign-in"
+SET_UP = "set-up"
+BOTH = "both"
+SETTINGS = "settings"
+FALLBACK = "fallback"
+BROWSER = "browser"
+GROUPS: dict[str, str] = {
+    SIGN_IN: "Sign-in errors",
+    SET_UP: "Set-up errors",
+    BOTH: "Both",
+    SETTINGS: "Settings",
+    FALLBACK: "Password and code",
+    BROWSER: "Messages from the browser or device",
+}
+
 
 @dataclass(frozen=True)
 class CatalogEntry:
     key: str
     title: str
     message: str
-    # For support staff and the audit view: why this happens, what fixes it.
+    # For support staff and the audit view: why this happens, and what fixes it.
     cause: str
+    solution: str
+    next_steps: tuple[str, ...]
+    group: str
 
-    def as_json(self) -> dict[str, str]:
-        return {"code": self.key, "title": self.title, "message": self.message}
+    def __post_init__(self) -> None:
+        unknown = set(self.next_steps) - NEXT_STEPS.keys()
+        if unknown or not self.next_steps:
+            raise ValueError(f"{self.key}: next steps must be some of {', '.join(NEXT_STEPS)}")
+        if self.group not in GROUPS:
+            raise ValueError(f"{self.key}: group must be one of {', '.join(GROUPS)}")
+
+    @property
+    def is_browser_message(self) -> bool:
+        """Shown by the browser or the operating system in its own words, never by Threshold."""
+        return self.group == BROWSER
+
+    @property
+    def next_step_labels(self) -> list[str]:
+        """The next steps in support staff's words."""
+        return [NEXT_STEPS[step] for step in self.next_steps]
+
+    def as_json(self) -> dict[str, str | list[str]]:
+        return {
+            "code": self.key,
+            "title": self.title,
+            "message": self.message,
+            "nextSteps": list(self.next_steps),
+        }
 
 
 _ENTRIES = [
-    # Sign-in.
+    # --- Sign-in ---------------------------------------------------------------------------------
     CatalogEntry(
         "passkey_unavailable",
         "Passkey Unavailable",
         "Passkey login is temporarily unavailable. You can try again in a moment.",
-        "The sign-in service could not be reached, or the page address was changed by hand.",
+        "Threshold could not be reached (a network problem or an outage), the page address was "
+        "changed by hand, or the browser refused the request for this address (SecurityError: "
+        "the page is not served from the address the passkeys belong to).",
+        "Try again in a moment. If it persists, check that Threshold is up and that people "
+        "open it at its configured address (THRESHOLD_RP_ID and THRESHOLD_ORIGINS), over HTTPS.",
+        ("retry", "password"),
+        SIGN_IN,
     ),
     CatalogEntry(
         "passkey_not_found_or_canceled",
         "Passkey Not Found or Canceled",
         "No passkey was detected for this device, or the operation was canceled. "
         "Try again, or use a passkey saved on another device such as your phone.",
-        "No passkey for this site on the device or browser, or the person clicked Cancel. "
-        "They can retry and pick another passkey, or sign in with a phone or security key.",
+        "No passkey for this site on the device or in the browser, or the person clicked Cancel "
+        "or closed the prompt. Browsers report both the same way, so Threshold cannot tell them "
+        "apart. Also shown when the device could not verify the person's fingerprint, face or "
+        "PIN: the browser ends the request before anything reaches Threshold.",
+        "Retry and pick another passkey on the device, or use a phone or security key that has "
+        "one. A person who has none at hand signs in another way, then sets up a passkey on "
+        "this device under Settings \u2192 Security Methods.",
+        ("retry", "another_device", "password"),
+        SIGN_IN,
     ),
     CatalogEntry(
         "sign_in_timed_out",
         "Passkey Request Timed Out",
         "You did not respond to the passkey prompt in time. Please try again.",
-        "The person did not answer the passkey prompt within the ceremony timeout.",
+        "The person did not answer the passkey prompt within the ceremony timeout "
+        "(the policy's ceremony_timeout_seconds, 60 seconds by default).",
+        "Try again and answer the prompt right away. With a phone, keep Bluetooth on for both "
+        "devices. If it happens often, raise ceremony_timeout_seconds.",
+        ("retry", "another_device"),
+        SIGN_IN,
+    ),
+    CatalogEntry(
+        "passkey_not_on_device",
+        "Passkey is not found on this device",
+        "There is no passkey for this account on this device. Use a passkey on another device, "
+        "such as your phone or a security key, or sign in another way and then set up a "
+        "passkey for this device.",
+        "The sign-in asked for the account's own passkeys (after a username, or to verify it's "
+        "you) and the device holds none of them: no credentials found, or the passkey is no "
+        "longer usable (deleted from the device or the password manager). Also shown when the "
+        "person canceled that prompt.",
+        "Use a device that has one of the account's passkeys (Settings \u2192 Security Methods "
+        "lists them). Once signed in, set up a passkey on this device with \u201cSet up "
+        "another\u201d.",
+        ("another_device", "password", "retry"),
+        SIGN_IN,
     ),
     CatalogEntry(
         "not_verified",
@@ -53,45 +149,79 @@ _ENTRIES = [
         "We were unable to verify your biometric input or PIN. "
         "Try again or use another method to log in.",
         "The authenticator did not perform user verification (fingerprint, face or PIN), "
-        "which the organisation requires.",
+        "which the organisation requires. Shown at sign-in and at set-up.",
+        "Try again and complete the fingerprint, face or PIN check on the device. A device "
+        "without one (an old security key) cannot be used while the policy's "
+        "user_verification is \u201crequired\u201d.",
+        ("retry", "another_device", "password"),
+        SIGN_IN,
     ),
     CatalogEntry(
         "verification_failed",
         "Verification failed",
         "We could not verify your identity. Use another sign-in method to access your account.",
         "The passkey response failed verification: a credential mismatch, tampering, a cloned "
-        "authenticator or a corrupted credential. The audit log has the precise reason.",
+        "authenticator, a corrupted credential, or a passkey removed from the account. The "
+        "audit log has the precise reason.",
+        "Look up the person's sign_in.failed events in the audit log (`threshold audit`). A "
+        "removed passkey needs a new one; sign_count_regressed may mean a cloned authenticator.",
+        ("another_device", "password", "contact_support"),
+        SIGN_IN,
     ),
-    # Registration.
+    # --- Set-up (registration) -------------------------------------------------------------------
     CatalogEntry(
         "setup_unavailable",
         "Passkey Unavailable",
         "We could not complete the passkey setup right now. You can try again or set it up later.",
-        "The registration service could not be reached, or the page address was changed by hand.",
+        "Threshold could not be reached, the page address was changed by hand, or the browser "
+        "refused the request for this address (SecurityError).",
+        "Try again in a moment. If it persists, check that Threshold is up and opened at its "
+        "configured address (THRESHOLD_RP_ID and THRESHOLD_ORIGINS), over HTTPS.",
+        ("retry", "set_up_later"),
+        SET_UP,
     ),
     CatalogEntry(
         "setup_canceled",
         "Passkey Set Up Canceled",
         "Your passkey setup was canceled. Retry when you are ready.",
-        "The person clicked Cancel in the browser's passkey dialog, or the browser refused.",
+        "The person clicked Cancel or closed the browser's passkey prompt, the browser refused, "
+        "or the device could not verify their fingerprint, face or PIN.",
+        "Retry and follow the prompt to the end. Choosing \u201cUse a different phone, tablet "
+        "or security key\u201d saves the passkey on another device instead.",
+        ("retry", "another_device", "set_up_later"),
+        SET_UP,
     ),
     CatalogEntry(
         "setup_timed_out",
         "Passkey Request Timed Out",
         "You did not respond to the passkey prompt in time. Try again or set it up later.",
-        "The person did not answer the passkey prompt within the ceremony timeout.",
+        "The person did not answer the passkey prompt within the ceremony timeout "
+        "(the policy's ceremony_timeout_seconds, 60 seconds by default).",
+        "Try again and answer the prompt right away. No passkey was created.",
+        ("retry", "set_up_later"),
+        SET_UP,
     ),
     CatalogEntry(
         "already_registered",
         "Passkey already registered for this device",
         "The passkey already exists for this device. You cannot register the same device twice.",
-        "The authenticator already holds a credential registered with Threshold.",
+        "The authenticator already holds a passkey registered with Threshold (the browser "
+        "matched it against the account's passkeys, or Threshold found its credential ID).",
+        "Nothing to fix: the device can already sign in. It is listed under Settings \u2192 "
+        "Security Methods. To add another, use a different device or security key.",
+        ("another_device", "set_up_later"),
+        SET_UP,
     ),
     CatalogEntry(
         "registration_failed",
         "Failed to register the device for passkey",
         "We were unable to activate this device for passkeys. Try again, or use another device.",
-        "The registration response failed verification. The audit log has the precise reason.",
+        "The registration response failed verification. The audit log has the precise reason "
+        "(passkey.registration_failed).",
+        "Retry once; if it fails again, look up the reason with `threshold audit` and try a "
+        "different device or security key.",
+        ("retry", "another_device", "contact_support"),
+        SET_UP,
     ),
     CatalogEntry(
         "authenticator_not_allowed",
@@ -101,6 +231,10 @@ _ENTRIES = [
         "The organisation policy refused the authenticator: its attestation could not be traced "
         "to a trusted root while the policy requires it, its AAGUID is on the deny-list or not on "
         "the allow-list, it is a U2F-only key, or FIDO metadata reports it revoked or compromised.",
+        "Give the person an allowed authenticator, or change the policy (`threshold policy "
+        "show`). The audit log names the AAGUID and the rule that refused it.",
+        ("another_device", "contact_support"),
+        SET_UP,
     ),
     CatalogEntry(
         "synced_not_allowed",
@@ -109,41 +243,80 @@ _ENTRIES = [
         "Windows Hello. Passkeys saved in iCloud Keychain, Google Password Manager or a password "
         "manager cannot be used here.",
         "The policy blocks synced (backup eligible) passkeys and the authenticator created one.",
+        "Use a security key or a device-bound passkey, or turn block_synced_passkeys off.",
+        ("another_device", "contact_support"),
+        SET_UP,
     ),
     CatalogEntry(
         "limit_reached",
         "Passkey Limit Reached",
         "You have reached the maximum number of passkeys. "
         "Remove an existing passkey to add a new one.",
-        "The account already has as many passkeys as the organisation policy allows.",
+        "The account already has as many passkeys as the organisation policy allows "
+        "(passkey_limit, 10 by default).",
+        "Remove an unused passkey under Settings \u2192 Security Methods, or raise passkey_limit.",
+        ("set_up_later", "contact_support"),
+        SET_UP,
     ),
-    # Both.
+    CatalogEntry(
+        "invite_unusable",
+        "This link can\u2019t be used",
+        "This enrollment link is not valid any more: it may have been used already, expired, "
+        "or been copied incompletely. Ask your administrator for a new link.",
+        "The invite token is unknown, garbled, already used, revoked or expired.",
+        "Send a new link with `threshold invite`. Links work once, for invite_lifetime_hours "
+        "(seven days by default); the audit log says which of the reasons applied.",
+        ("contact_support",),
+        SET_UP,
+    ),
+    # --- Both ------------------------------------------------------------------------------------
     CatalogEntry(
         "session_expired",
         "Session Expired",
         "Your session has expired; restart to continue.",
-        "The page was left idle too long, the request was replayed, or it came from a different "
-        "session.",
+        "The sign-in or set-up page was left idle longer than the policy's "
+        "flow_idle_timeout_minutes (10 by default), the passkey prompt's challenge expired, "
+        "the request was replayed or came from a different session, or the page's security "
+        "token (CSRF) was missing. Also covers clients that are not Threshold's own pages.",
+        "Reload the page and start again. If it happens right away, check that the browser "
+        "accepts cookies for Threshold's address.",
+        ("restart",),
+        BOTH,
     ),
     CatalogEntry(
         "not_supported",
         "Passkeys Not Supported",
         "Your browser or device does not support passkeys. Use a different browser or device.",
-        "The browser has no WebAuthn support, or the authenticator supports none of the "
-        "algorithms the organisation allows.",
+        "The browser has no WebAuthn support (or not its JSON methods), or the authenticator "
+        "supports none of the algorithms the organisation allows.",
+        "Update the browser (current Chrome, Edge, Safari or Firefox), or use another device. "
+        "The platform guides under Settings list what works.",
+        ("another_device", "password"),
+        BOTH,
     ),
     CatalogEntry(
         "verification_incomplete",
         "Verification couldn\u2019t be completed",
         "Something went wrong with your passkey. Try again, or use another device.",
-        "An authenticator hardware or firmware problem, or an error the browser did not explain.",
+        "An authenticator hardware or firmware problem, the browser or an extension ending the "
+        "request (UnknownError, AbortError), or an error the browser did not explain.",
+        "Try again; unplug and replug a security key, or restart the browser. If it persists, "
+        "use another device and check the server log for a 500.",
+        ("retry", "another_device", "contact_support"),
+        BOTH,
     ),
     CatalogEntry(
         "no_compatible_device",
         "No compatible device found",
         "We could not find a compatible device for this action. "
         "Connect a supported device or use another login method.",
-        "No suitable authenticator was connected, or the person declined to use it.",
+        "No suitable authenticator was connected (ConstraintError: none can do what the "
+        "request needs, such as a fingerprint, face or PIN check, or storing the passkey), or "
+        "the person declined to use it.",
+        "Connect a FIDO2 security key with a PIN, or use a phone or a computer with Touch ID, "
+        "Windows Hello or a screen lock.",
+        ("retry", "another_device", "password"),
+        BOTH,
     ),
     CatalogEntry(
         "bad_request",
@@ -151,14 +324,20 @@ _ENTRIES = [
         "This request could not be understood; restart to continue.",
         "The request was malformed, too large or of the wrong type: a modified URL, a "
         "corrupted page, or a client that is not a browser.",
+        "Reload the page and start again. Repeated from one address, it is a script, not a person.",
+        ("restart",),
+        BOTH,
     ),
     CatalogEntry(
         "not_found",
         "Page Not Found",
         "This address does not lead anywhere. Check the link, or go to the sign-in page.",
         "The URL was mistyped, truncated or changed by hand.",
+        "Open Threshold's address without a path and follow the links from there.",
+        ("restart",),
+        BOTH,
     ),
-    # Settings → Security Methods.
+    # --- Settings → Security Methods ------------------------------------------------------------
     CatalogEntry(
         "verification_required",
         "Verify it\u2019s you",
@@ -167,6 +346,10 @@ _ENTRIES = [
         "Adding or removing a method needs a passkey sign-in with user verification (fingerprint, "
         "face or PIN) within the policy's step-up window, five minutes by default. The last one "
         "is older, or this session began without user verification.",
+        "Verify with one of the account's passkeys when asked. Someone with no passkey at hand "
+        "needs a recovery link from an administrator.",
+        ("restart",),
+        SETTINGS,
     ),
     CatalogEntry(
         "method_not_found",
@@ -175,26 +358,40 @@ _ENTRIES = [
         "Go back to Security Methods to see the ones you have.",
         "The method was removed already (a repeated request), or the address was changed by "
         "hand. Another person's methods read the same as ones that do not exist.",
+        "Nothing to fix: Security Methods shows the methods the account has.",
+        ("restart",),
+        SETTINGS,
     ),
     CatalogEntry(
         "last_method",
         "You Can\u2019t Remove Your Only Sign-in Method",
         "This is the only way you can sign in. Set up another passkey first, then remove this one.",
         "Removing the person's last sign-in method would lock them out of their account.",
+        "Set up another passkey (or a password and code, where allowed) first, then remove "
+        "this one.",
+        ("another_device",),
+        SETTINGS,
     ),
     CatalogEntry(
         "name_invalid",
         "Name Not Saved",
         "Enter a name that is not empty and not too long, without the characters < and >.",
         "The name was empty, too long, or contained markup, control or text-direction characters.",
+        "Type a plain name of ordinary letters, digits and punctuation.",
+        ("retry",),
+        SETTINGS,
     ),
-    # Fallback sign-in (password and code).
+    # --- Fallback sign-in (password and code) ----------------------------------------------------
     CatalogEntry(
         "fallback_not_allowed",
         "Password Sign-in Not Available",
         "Your organisation signs in with passkeys only. Use a passkey on this device, your phone "
         "or a security key, or ask your IT team for a recovery link.",
         "The organisation policy turns the password and authenticator-app fallback off.",
+        "Sign in with a passkey, or issue a recovery link. To allow the fallback, set "
+        "allow_password_fallback to true.",
+        ("another_device", "contact_support"),
+        FALLBACK,
     ),
     CatalogEntry(
         "fallback_invalid",
@@ -202,6 +399,10 @@ _ENTRIES = [
         "The username or password is incorrect. Try again, or sign in with a passkey.",
         "Unknown username, no password set up, or a wrong password: the three read alike, so "
         "that sign-in attempts cannot tell which accounts exist. The audit log has which.",
+        "Check the username, and that the person set up a password under Settings. "
+        "The audit log's reason tells the three apart.",
+        ("retry", "another_device"),
+        FALLBACK,
     ),
     CatalogEntry(
         "code_invalid",
@@ -210,6 +411,10 @@ _ENTRIES = [
         "your authenticator app, or one of your recovery codes.",
         "A wrong or expired authenticator-app code (codes last 30 seconds; the phone's clock may "
         "be off), or a code or recovery code that was used before.",
+        "Wait for the next code and enter it at once; set the phone's clock to automatic. A "
+        "recovery code works once.",
+        ("retry", "another_device"),
+        FALLBACK,
     ),
     CatalogEntry(
         "too_many_attempts",
@@ -219,6 +424,10 @@ _ENTRIES = [
         "Repeated wrong passwords or codes for this username, or many failed attempts from this "
         "network address. Passkey sign-in is not affected. An administrator can issue a "
         "recovery link.",
+        "Wait, then try again, or sign in with a passkey. Many attempts from one address may be "
+        "an attack: check `threshold audit`.",
+        ("retry", "another_device", "contact_support"),
+        FALLBACK,
     ),
     CatalogEntry(
         "account_locked",
@@ -226,14 +435,93 @@ _ENTRIES = [
         "Your account is locked. Contact your IT team to unlock it.",
         "An administrator locked the account (`threshold users lock`). No way of signing in "
         "works until it is unlocked.",
+        "Confirm who the person is, then unlock the account (`threshold users unlock`).",
+        ("contact_support",),
+        FALLBACK,
     ),
-    # Enrollment links.
+    # --- Messages from the browser or the operating system ---------------------------------------
+    # What people read in the browser's or the system's own dialogs and report
+    # in those words. Threshold never shows these.
     CatalogEntry(
-        "invite_unusable",
-        "This link can\u2019t be used",
-        "This enrollment link is not valid any more: it may have been used already, expired, "
-        "or been copied incompletely. Ask your administrator for a new link.",
-        "The invite token is unknown, garbled, already used, revoked or expired.",
+        "browser_no_passkeys",
+        "No passkeys available",
+        "There aren\u2019t any passkeys saved for \u2026 on this device.",
+        "No passkey for Threshold's address exists on this device, or on this profile (Android "
+        "work profile, another browser profile).",
+        "Set up a passkey for the device: sign in with a passkey on another device or another "
+        "way, then \u201cSet up another\u201d under Settings \u2192 Security Methods. On Android, "
+        "switch to the profile that holds the passkey.",
+        ("another_device", "password"),
+        BROWSER,
+    ),
+    CatalogEntry(
+        "browser_already_registered",
+        "Authenticator already registered",
+        "The user attempted to register an authenticator that contains one of the credentials "
+        "already registered with the relying party.",
+        "The device or security key already holds a passkey for this account. Threshold shows "
+        "this as \u201cPasskey already registered for this device\u201d.",
+        "Nothing to fix: set-up for that device is complete. It is listed under Security Methods.",
+        ("another_device",),
+        BROWSER,
+    ),
+    CatalogEntry(
+        "browser_not_allowed",
+        "The operation either timed out or was not allowed",
+        "The operation either timed out or was not allowed.",
+        "The browser's own words for a passkey request that timed out, was canceled, or found no "
+        "passkey. No passkey was created. Threshold shows it as \u201cPasskey Request Timed "
+        "Out\u201d, \u201cPasskey Set Up Canceled\u201d or \u201cPasskey Not Found or "
+        "Canceled\u201d, depending on what happened.",
+        "Restart the set-up or sign-in and answer the prompt right away.",
+        ("restart",),
+        BROWSER,
+    ),
+    CatalogEntry(
+        "browser_save_failed",
+        "Something went wrong",
+        "Something went wrong. There was a problem saving your passkey.",
+        "Windows says this when a passkey for the chosen method already exists, and when "
+        "saving a passkey on an Android phone from a Windows computer fails (the phone says "
+        "\u201cDevices couldn\u2019t connect\u201d).",
+        "Check Security Methods: the passkey may already exist. To set up an Android phone, do "
+        "it on the phone itself; retrying from Windows often works after a few attempts.",
+        ("retry", "another_device"),
+        BROWSER,
+    ),
+    CatalogEntry(
+        "browser_verification_timed_out",
+        "Verification timed out",
+        "Verification timed out. Please try again.",
+        "Mostly Android, when the computer and the phone cannot connect over Bluetooth to use "
+        "the phone's passkey.",
+        "Turn Bluetooth on for both devices and try again; it usually connects after a few "
+        "attempts.",
+        ("retry", "another_device"),
+        BROWSER,
+    ),
+    CatalogEntry(
+        "browser_hsts_localhost",
+        "This site can\u2019t provide a secure connection",
+        "This site can\u2019t provide a secure connection. localhost sent an invalid response.",
+        "Threshold runs on localhost (a trial or development server) over plain HTTP, and the "
+        "browser remembers HTTPS-only (HSTS) for localhost from another program that once set "
+        "it there.",
+        "In Chrome, open chrome://net-internals/#hsts, enter localhost under \u201cDelete domain "
+        "security policies\u201d and select Delete. Then reload.",
+        ("restart",),
+        BROWSER,
+    ),
+    CatalogEntry(
+        "browser_prompt_loop",
+        "The authentication prompt is looping",
+        "The passkey prompt keeps coming back after you answer it.",
+        "An ad blocker or privacy extension blocks Threshold's script or requests, so the "
+        "sign-in never completes and the page asks again.",
+        "Turn the ad blocker off for Threshold's address (or allow it in the extension), then "
+        "reload the page.",
+        ("restart", "contact_support"),
+        BROWSER,
     ),
 ]
 
@@ -267,10 +555,9 @@ _REGISTRATION = {
     "unavailable": "setup_unavailable",
     "bad_request": "bad_request",
 }
-
-
 _SETTINGS = {
     "failed": "verification_incomplete",
+    "session": "session_expired",
     "step_up": "verification_required",
     "not_found": "method_not_found",
     "last_method": "last_method",
@@ -296,3 +583,11 @@ def entry_for(error: CeremonyError, ceremony: str) -> CatalogEntry:
     """
     table = _TABLES[ceremony]
     return CATALOG[table.get(error.public, table["failed"])]
+
+
+def entries_by_group() -> list[tuple[str, list[CatalogEntry]]]:
+    """The help page's sections: (heading, entries), in the catalog's order."""
+    return [
+        (heading, [entry for entry in _ENTRIES if entry.group == group])
+        for group, heading in GROUPS.items()
+    ]
