@@ -116,7 +116,11 @@ OPTIONS_FOR = """async (username) => {
     const csrf = document.getElementById("ceremony").dataset.csrf;
     const response = await fetch("/sign-in/options", {
         method: "POST",
-        headers: {"Content-Type": "application/json", "X-CSRFToken": csrf},
+        headers: {
+            "Content-Type": "application/json",
+            "X-CSRFToken": csrf,
+            "X-Threshold-Flow": document.getElementById("ceremony").dataset.flow,
+        },
         body: JSON.stringify({username}),
     });
     return await response.json();
@@ -145,9 +149,14 @@ def test_unknown_username_shows_friendly_error(
     page.get_by_label("Username or work email").fill(unknown)
     page.get_by_role("button", name="Continue").click()
 
+    # The options listed the account's (here decoy) passkeys and the device has none of them.
     expect(page.locator("#ceremony-error")).to_be_visible()
-    expect(page.locator("#ceremony-error-title")).to_have_text("Passkey Not Found or Canceled")
-    expect(page.locator("#ceremony-error-message")).to_contain_text("No passkey was detected")
+    expect(page.locator("#ceremony-error-title")).to_have_text(
+        "Passkey is not found on this device"
+    )
+    expect(page.locator("#ceremony-error-message")).to_contain_text(
+        "There is no passkey for this account on this device"
+    )
     assert page.url.endswith("/sign-in")
     expect(page.get_by_role("button", name="Continue")).to_be_enabled()
     assert server.audit(person.email)[0] == ("sign_out", "")
@@ -171,7 +180,11 @@ def test_sign_in_options_do_not_reveal_whether_an_account_exists(
                 const csrf = document.getElementById("ceremony").dataset.csrf;
                 const response = await fetch("/sign-in/options", {
                     method: "POST",
-                    headers: {"Content-Type": "application/json", "X-CSRFToken": csrf},
+                    headers: {
+                        "Content-Type": "application/json",
+                        "X-CSRFToken": csrf,
+                        "X-Threshold-Flow": document.getElementById("ceremony").dataset.flow,
+                    },
                     body: JSON.stringify({username}),
                 });
                 return [response.status, await response.json()];

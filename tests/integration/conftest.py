@@ -16,6 +16,7 @@ import re
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from django.test import Client
@@ -28,6 +29,7 @@ from threshold.audit.models import AuditEvent
 from threshold.enrollment.actions import do_invite
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.passkeys.models import Passkey
+from threshold.web import flow
 
 ORIGIN = "http://localhost:8000"
 SESSION_COOKIE = "threshold_session"
@@ -68,13 +70,31 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
 # --- A browser -------------------------------------------------------------------------------
 
 
+# The options requests of the pages that are dated (threshold/web/flow.py), by their flow.
+FLOW_OPTIONS = {"/sign-in/options": flow.SIGN_IN, "/settings/verify/options": flow.STEP_UP}
+
+
+class PageClient(Client):
+    """Django's test client, sending the flow token of a page just loaded, as webauthn.js does.
+
+    Each options request of a dated flow gets a token issued now (on the test's
+    clock) unless the test passes its own X-Threshold-Flow header.
+    """
+
+    def generic(self, method: str, path: str, *args: Any, **extra: Any):
+        kind = FLOW_OPTIONS.get(urlsplit(str(path)).path)
+        if kind is not None:
+            extra.setdefault(flow.META_KEY, flow.issue_flow_token(kind))
+        return super().generic(method, path, *args, **extra)
+
+
 class Browser:
-    """A person's browser: enforces CSRF and sends the token the way webauthn.js does."""
+    """A person's browser: enforces CSRF and sends the tokens the way webauthn.js does."""
 
     def __init__(self, *, enforce_csrf_checks: bool = True, **defaults: Any) -> None:
         defaults.setdefault("HTTP_USER_AGENT", USER_AGENT)
         defaults.setdefault("REMOTE_ADDR", CLIENT_IP)
-        self.client = Client(enforce_csrf_checks=enforce_csrf_checks, **defaults)
+        self.client = PageClient(enforce_csrf_checks=enforce_csrf_checks, **defaults)
 
     def get(self, path: str, **extra: Any):
         return self.client.get(path, **extra)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 from django.test import Client
 
-from tests.integration.conftest import ORIGIN, invite, last_event
+from tests.integration.conftest import ORIGIN, PageClient, invite, last_event
 from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts.models import User
 from threshold.audit.models import AuditEvent
@@ -60,8 +60,9 @@ class Endpoint:
 
 
 def _client() -> Client:
-    # No CSRF here (test_sessions covers it); 500s come back as responses.
-    return Client(raise_request_exception=False, HTTP_ACCEPT="application/json")
+    # No CSRF here (test_sessions covers it); 500s come back as responses. A valid flow
+    # token on the dated options endpoints (test_flow covers it), so that the body is parsed.
+    return PageClient(raise_request_exception=False, HTTP_ACCEPT="application/json")
 
 
 def _post(client: Client, path: str, data) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,7 @@ from threshold.core.catalog import (
 
 CEREMONIES = ("authentication", "registration")
 ALL_CEREMONIES = (*CEREMONIES, "settings")
+WEB = Path(__file__).resolve().parents[2] / "threshold" / "web"
 # Every title of seed 002's three tables (the help article people already know).
 SEED_002_TITLES = {
     "Passkey Unavailable",
@@ -215,6 +217,21 @@ def test_an_entry_with_an_unknown_next_step_or_group_is_refused() -> None:
         CatalogEntry("x", "X", "x.", "x.", "x.", (), BROWSER)
     with pytest.raises(ValueError, match="group"):
         CatalogEntry("x", "X", "x.", "x.", "x.", ("retry",), "elsewhere")
+
+
+def test_every_catalog_key_the_browser_script_names_is_one_it_may_show() -> None:
+    script = (WEB / "static" / "threshold" / "webauthn.js").read_text()
+    keys = set(re.findall(r"catalog\.([a-z_]+)", script))
+    keys |= set(re.findall(r'"([a-z]+(?:_[a-z]+)+)"', script)) - NEXT_STEPS.keys()
+    assert {"passkey_not_on_device", "sign_in_timed_out", "no_compatible_device"} <= keys
+    for key in keys:
+        assert key in CATALOG, key
+        assert not CATALOG[key].is_browser_message, key
+
+
+def test_the_ceremony_notice_words_every_next_step() -> None:
+    template = (WEB / "templates" / "web" / "_ceremony_notices.html").read_text()
+    assert set(re.findall(r'data-step="([a-z_]+)"', template)) == NEXT_STEPS.keys()
 
 
 @pytest.mark.parametrize("ceremony", CEREMONIES)

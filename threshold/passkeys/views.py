@@ -8,6 +8,8 @@ from django.views.decorators.http import require_POST
 
 from threshold.core import errors
 from threshold.passkeys.actions import do_begin_sign_in, do_finish_sign_in
+from threshold.policy.actions import get_policy
+from threshold.web.flow import SIGN_IN, check_flow
 from threshold.web.http import (
     audit_origin,
     ensure_session_key,
@@ -22,12 +24,19 @@ from threshold.web.middleware import sign_in
 
 @require_POST
 def sign_in_options(request: HttpRequest) -> JsonResponse:
-    """Discoverable options for ``{}``, allowCredentials options for ``{"username": ...}``."""
+    """Discoverable options for ``{}``, allowCredentials options for ``{"username": ...}``.
+
+    Only for a sign-in page served less than flow_idle_timeout_minutes ago.
+    """
     try:
+        policy = get_policy()
+        check_flow(request, SIGN_IN, policy=policy)
         data = read_json_object(request)
         username = optional_string(data, "username")
         options = do_begin_sign_in(
-            ensure_session_key(request), username=username.strip() if username else None
+            ensure_session_key(request),
+            username=username.strip() if username else None,
+            policy=policy,
         )
     except errors.CeremonyError as error:
         return failed(error, "authentication")

@@ -36,6 +36,7 @@ from threshold.passkeys.actions import (
 )
 from threshold.passkeys.models import Passkey
 from threshold.policy.actions import get_policy
+from threshold.web.flow import STEP_UP, check_flow, issue_flow_token
 from threshold.web.http import (
     audit_origin,
     ensure_session_key,
@@ -213,6 +214,7 @@ def verify_page(request: HttpRequest) -> HttpResponse:
             "entry": catalog.CATALOG["verification_required"],
             "next": _safe_return(request),
             "window_minutes": max(1, get_policy().step_up_max_age_seconds // 60),
+            "flow": issue_flow_token(STEP_UP),
         },
     )
 
@@ -221,8 +223,10 @@ def verify_page(request: HttpRequest) -> HttpResponse:
 @login_required
 def verify_options(request: HttpRequest) -> JsonResponse:
     try:
+        policy = get_policy()
+        check_flow(request, STEP_UP, policy=policy)
         read_json_object(request)
-        options = do_begin_step_up(ensure_session_key(request), _user(request))
+        options = do_begin_step_up(ensure_session_key(request), _user(request), policy=policy)
     except errors.CeremonyError as error:
         return failed(error, "authentication")
     return ok({"publicKey": options})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -12,18 +14,37 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from threshold.accounts.models import User
 from threshold.audit.actions import Action, record
 from threshold.core import catalog
+from threshold.policy.actions import get_policy
+from threshold.web.flow import SIGN_IN, issue_flow_token
 from threshold.web.http import audit_origin, problem
 from threshold.web.sessions import do_sign_out_other_sessions
 
-# The catalog entries the browser script may show, by key.
-CLIENT_CATALOG = {key: entry.as_json() for key, entry in catalog.CATALOG.items()}
+# The catalog entries the browser script may show, by key (not the browsers' own messages).
+CLIENT_CATALOG = {
+    key: entry.as_json() for key, entry in catalog.CATALOG.items() if not entry.is_browser_message
+}
+# The fallback sign-in's first step (threshold.fallback).
+PASSWORD_SIGN_IN_URL = "/sign-in/password"  # noqa: S105 - a URL, not a password
 
 
 @require_GET
+@never_cache  # the page is dated (threshold.web.flow): never serve an old copy
 def sign_in(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("home")
-    return render(request, "web/sign_in.html", {"catalog": CLIENT_CATALOG})
+    # Offered only when the policy allows it: the page and webauthn.js show the
+    # "Sign in with a password instead" links when this is not empty.
+    password_url = ""
+    if get_policy().allow_password_fallback:
+        next_path = request.GET.get("next", "")
+        query = f"?{urlencode({'next': next_path})}" if next_path else ""
+        password_url = PASSWORD_SIGN_IN_URL + query
+    context = {
+        "catalog": CLIENT_CATALOG,
+        "flow": issue_flow_token(SIGN_IN),
+        "password_url": password_url,
+    }
+    return render(request, "web/sign_in.html", context)
 
 
 @require_GET

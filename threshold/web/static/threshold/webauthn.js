@@ -10,7 +10,14 @@
   const catalog = JSON.parse(document.getElementById("threshold-catalog").textContent);
   const errorBox = document.getElementById("ceremony-error");
   const statusLine = document.getElementById("ceremony-status");
+  const registering = root.dataset.ceremony === "enroll" || root.dataset.ceremony === "add";
+  // Where the "password" and "set_up_later" next steps lead; empty: not offered on
+  // this page (the sign-in page leaves data-password-url empty when the policy
+  // allows no password fallback).
+  const passwordUrl = root.dataset.passwordUrl || "";
+  const laterUrl = root.dataset.laterUrl || "";
   let autofill = null; // AbortController of the pending conditional request
+  let lastAction = null; // what "Try again" repeats
 
   function supported() {
     return (
@@ -24,6 +31,7 @@
   function showError(entry) {
     document.getElementById("ceremony-error-title").textContent = entry.title;
     document.getElementById("ceremony-error-message").textContent = entry.message;
+    showNextSteps(entry);
     errorBox.hidden = false;
     statusLine.textContent = "";
     errorBox.setAttribute("tabindex", "-1");
@@ -34,24 +42,58 @@
     errorBox.hidden = true;
   }
 
+  // The entry's next steps that this page can offer (web/_ceremony_notices.html
+  // words each one; data-for picks the sign-in or the set-up wording).
+  function showNextSteps(entry) {
+    const steps = entry.nextSteps || [];
+    const audience = registering ? "set-up" : "sign-in";
+    const available = { password: Boolean(passwordUrl), set_up_later: Boolean(laterUrl) };
+    let shown = 0;
+    errorBox.querySelectorAll("[data-step]").forEach((item) => {
+      const step = item.dataset.step;
+      const show =
+        steps.includes(step) &&
+        available[step] !== false &&
+        (!item.dataset.for || item.dataset.for === audience);
+      item.hidden = !show;
+      if (show) shown += 1;
+    });
+    document.getElementById("ceremony-next-steps").hidden = shown === 0;
+    document.getElementById("ceremony-error-code").textContent = entry.code || "";
+    if (passwordUrl) document.getElementById("ceremony-password").href = passwordUrl;
+    if (laterUrl) document.getElementById("ceremony-later").href = laterUrl;
+  }
+
+  // The button that starts this page's ceremony.
+  function primaryButton() {
+    return root.querySelector("#passkey-button, #create-button, #verify-button, button[data-device]");
+  }
+
   function busy(on) {
     root.querySelectorAll("button").forEach((b) => (b.disabled = on));
     root.setAttribute("aria-busy", on ? "true" : "false");
   }
 
-  const registering = root.dataset.ceremony === "enroll" || root.dataset.ceremony === "add";
+  // The page's flow token (threshold/web/flow.py) goes with the options request:
+  // the server refuses a page left idle too long, as "Session Expired".
+  function flowHeaders() {
+    return root.dataset.flow === undefined ? {} : { "X-Threshold-Flow": root.dataset.flow };
+  }
 
-  async function post(url, body) {
+  async function post(url, body, extraHeaders) {
     let response;
     try {
       response = await fetch(url, {
         method: "POST",
         credentials: "same-origin",
-        headers: {
-          "Content-Type": "application/json",
-          Accept: "application/json",
-          "X-CSRFToken": root.dataset.csrf,
-        },
+        headers: Object.assign(
+          {
+            "Content-Type": "application/json",
+            Accept: "application/json",
+            "X-CSRFToken": root.dataset.csrf,
+          },
+          extraHeaders || {}
+        ),
         body: JSON.stringify(body),
       });
     } catch (e) {
@@ -71,35 +113,64 @@
   }
 
   // What a person sees when the browser, not the server, ends the ceremony.
-  function browserError(error, startedAt, timeoutMs, registering) {
+  // Browsers give one DOMException name to several causes, and on purpose no
+  // more detail (WebAuthn L3 §5.1.3, §5.1.4 and §14.5.2); the context tells more:
+  //   registering  set-up rather than sign-in;
+  //   elapsedMs    against timeoutMs: a NotAllowedError at the timeout is one;
+  //   offered      the sign-in listed the account's own passkeys (allowCredentials:
+  //                username first, or "Verify it's you"), so a refusal means none of
+  //                them is on this device, or the prompt was closed (the browser does
+  //                not say which; "Try again" covers the second).
+  // AbortError: signIn drops the ones our own AbortController causes (a newer
+  // request replaced the autofill one). Any other (the browser or an extension
+  // ended the request) is as unexplained as UnknownError: "Verification couldn't
+  // be completed", whose first next step is "Try again".
+  function browserError(error, context) {
     const name = error && error.name;
-    const timedOut = timeoutMs && Date.now() - startedAt >= timeoutMs - 1000;
-    if (name === "NotAllowedError") {
-      if (timedOut) return catalog[registering ? "setup_timed_out" : "sign_in_timed_out"];
-      return catalog[registering ? "setup_canceled" : "passkey_not_found_or_canceled"];
+    const timedOut = context.timeoutMs && context.elapsedMs >= context.timeoutMs - 1000;
+    switch (name) {
+      case "NotAllowedError":
+        if (timedOut) return catalog[context.registering ? "setup_timed_out" : "sign_in_timed_out"];
+        if (context.registering) return catalog.setup_canceled;
+        return catalog[context.offered ? "passkey_not_on_device" : "passkey_not_found_or_canceled"];
+      case "InvalidStateError": // excludeCredentials matched; at sign-in, an unusable credential
+        return catalog[context.registering ? "already_registered" : "passkey_not_on_device"];
+      case "NotSupportedError":
+        return catalog.not_supported;
+      case "SecurityError": // the page's origin does not match the RP ID
+        return catalog[context.registering ? "setup_unavailable" : "passkey_unavailable"];
+      case "ConstraintError": // no authenticator can do what the options require
+        return catalog.no_compatible_device;
+      default: // UnknownError, AbortError, TypeError, ...
+        return catalog.verification_incomplete;
     }
-    if (name === "InvalidStateError" && registering) return catalog.already_registered;
-    if (name === "NotSupportedError") return catalog.not_supported;
-    if (name === "SecurityError") return catalog[registering ? "setup_unavailable" : "passkey_unavailable"];
-    if (name === "ConstraintError") return catalog.no_compatible_device;
-    return catalog.verification_incomplete;
   }
 
   async function signIn(body, mediation) {
-    const started = Date.now();
-    const data = await post(root.dataset.optionsUrl, body);
+    const data = await post(root.dataset.optionsUrl, body, flowHeaders());
     const request = { publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(data.publicKey) };
+    let controller = null;
     if (mediation) {
-      autofill = new AbortController();
+      controller = new AbortController();
+      autofill = controller;
       request.mediation = mediation;
-      request.signal = autofill.signal;
+      request.signal = controller.signal;
     }
+    const started = Date.now();
     let credential;
     try {
       credential = await navigator.credentials.get(request);
     } catch (error) {
-      if (error && error.name === "AbortError") return; // a newer request replaced this one
-      throw { entry: browserError(error, started, data.publicKey.timeout, false) };
+      if (controller && controller.signal.aborted) return; // a newer request replaced this one
+      const offered = data.publicKey.allowCredentials || [];
+      throw {
+        entry: browserError(error, {
+          registering: false,
+          elapsedMs: Date.now() - started,
+          timeoutMs: data.publicKey.timeout,
+          offered: offered.length > 0,
+        }),
+      };
     }
     if (!credential) return;
     busy(true);
@@ -151,11 +222,15 @@
       await signIn({}, "conditional");
     } catch (failure) {
       busy(false);
-      if (failure && failure.entry) showError(failure.entry);
+      if (failure && failure.entry) {
+        lastAction = null; // "Try again" offers the button: autofill waits in the field
+        showError(failure.entry);
+      }
     }
   }
 
   async function run(action) {
+    lastAction = action;
     clearError();
     busy(true);
     try {
@@ -173,16 +248,23 @@
   }
 
   async function enroll(body) {
-    const started = Date.now();
     statusLine.textContent = "Follow your browser's prompt to create the passkey…";
-    const data = await post(root.dataset.optionsUrl, body || {});
+    const data = await post(root.dataset.optionsUrl, body || {}, flowHeaders());
+    const started = Date.now();
     let credential;
     try {
       credential = await navigator.credentials.create({
         publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(data.publicKey),
       });
     } catch (error) {
-      throw { entry: browserError(error, started, data.publicKey.timeout, true) };
+      throw {
+        entry: browserError(error, {
+          registering: true,
+          elapsedMs: Date.now() - started,
+          timeoutMs: data.publicKey.timeout,
+          offered: false,
+        }),
+      };
     }
     statusLine.textContent = "Saving your passkey…";
     const result = await post(root.dataset.resultUrl, credential.toJSON());
@@ -195,6 +277,18 @@
     document.getElementById("passkey-ui").hidden = true;
     return;
   }
+
+  // "Try again" repeats what failed; after a failed autofill, it offers the button.
+  document.getElementById("ceremony-retry").addEventListener("click", () => {
+    if (lastAction) {
+      stopAutofill();
+      run(lastAction);
+      return;
+    }
+    clearError();
+    const button = primaryButton();
+    if (button) button.focus();
+  });
 
   if (root.dataset.ceremony === "sign-in") {
     document.getElementById("passkey-button").addEventListener("click", () => {
