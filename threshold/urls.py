@@ -43,6 +43,7 @@ urlpatterns = [
     path("settings/security-methods/<int:passkey_id>/remove", selfservice.remove, name="remove"),
     path("settings/guide", guides.guide_index, name="guide-index"),
     path("settings/guide/<str:platform>", guides.guide, name="guide"),
+    path("help/errors", web.help_errors, name="help-errors"),
 ]
 
 if settings.THRESHOLD.fido_conformance:

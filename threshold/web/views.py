@@ -1,4 +1,4 @@
-"""Pages: the sign-in page, home, sign-out (of this session or the others), and the error pages."""
+"""Pages: sign-in, home, sign-out (this session or the others), the error pages and their help."""
 
 from __future__ import annotations
 
@@ -45,6 +45,16 @@ def sign_in(request: HttpRequest) -> HttpResponse:
         "password_url": password_url,
     }
     return render(request, "web/sign_in.html", context)
+
+
+@require_GET
+def help_errors(request: HttpRequest) -> HttpResponse:
+    """For support staff: every message, its cause and solution, like the help articles' tables."""
+    return render(
+        request,
+        "web/help_errors.html",
+        {"groups": catalog.entries_by_group()},
+    )
 
 
 @require_GET

@@ -1,0 +1,67 @@
+"""The help page for support staff (/help/errors) and the problem page's link to it."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+
+from tests.integration.conftest import Browser
+from threshold.core.catalog import CATALOG, GROUPS
+
+pytestmark = pytest.mark.django_db
+
+
+def text_of(response) -> str:
+    return html.unescape(response.content.decode())
+
+
+def row(page: str, key: str) -> str:
+    match = re.search(rf'<tr id="{key}">(.*?)</tr>', page, re.DOTALL)
+    assert match, f"no row for {key}"
+    return match.group(1)
+
+
+def test_the_help_page_is_public_and_lists_every_entry_in_its_section():
+    response = Browser().get("/help/errors")
+    assert response.status_code == 200
+    page = text_of(response)
+    captions = re.findall(r"<caption>(.*?)</caption>", page)
+    assert captions == list(GROUPS.values())
+    for entry in CATALOG.values():
+        cells = row(page, entry.key)
+        assert entry.title in cells and entry.message in cells
+        assert entry.cause in cells and entry.solution in cells
+        assert f"<code>{entry.key}</code>" in cells
+    # The table the row is in is its group's.
+    for table in re.findall(r"<table.*?</table>", page, re.DOTALL):
+        caption = re.search(r"<caption>(.*?)</caption>", table).group(1)
+        group = next(key for key, heading in GROUPS.items() if heading == caption)
+        for key in re.findall(r'<tr id="([a-z_]+)">', table):
+            assert CATALOG[key].group == group, key
+
+
+def test_the_help_page_tables_are_accessible():
+    page = text_of(Browser().get("/help/errors"))
+    tables = re.findall(r"<table.*?</table>", page, re.DOTALL)
+    assert len(tables) == len(GROUPS)
+    for table in tables:
+        assert table.count('<th scope="col">') == 3
+        assert table.count('<th scope="row">') == table.count("<tr id=")
+
+
+def test_the_help_page_says_which_messages_the_browser_shows():
+    page = text_of(Browser().get("/help/errors"))
+    assert "Shown by the browser or device" in row(page, "browser_no_passkeys")
+    assert "Shown by the browser or device" not in row(page, "session_expired")
+    assert "Start again from the beginning" in row(page, "session_expired")
+
+
+def test_the_problem_page_links_to_its_row_of_the_help_page():
+    response = Browser().get("/no-such-page")
+    assert response.status_code == 404
+    page = text_of(response)
+    link = re.search(r'<a href="([^"]+)">Help with this error</a>', page)
+    assert link and link.group(1) == "/help/errors#not_found"
+    assert row(text_of(Browser().get("/help/errors")), "not_found")
