@@ -28,6 +28,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -322,12 +323,13 @@ def csrf_token(session: aiohttp.ClientSession) -> str:
 
 
 async def post_json(
-    session: aiohttp.ClientSession, url: str, payload: Any
+    session: aiohttp.ClientSession, url: str, payload: Any, flow: str | None = None
 ) -> tuple[int, dict[str, Any] | None, str]:
+    headers = {"Content-Type": "application/json", "X-CSRFToken": csrf_token(session)}
+    if flow is not None:
+        headers["X-Threshold-Flow"] = flow  # the sign-in page's token (threshold/web/flow.py)
     async with session.post(
-        url,
-        data=json.dumps(payload, separators=(",", ":")),
-        headers={"Content-Type": "application/json", "X-CSRFToken": csrf_token(session)},
+        url, data=json.dumps(payload, separators=(",", ":")), headers=headers
     ) as response:
         text = await response.text()
     try:
@@ -423,6 +425,7 @@ async def client_loop(
     turn = 0
     async with new_client(server) as session:
         need_page = True
+        flow = ""
         while not window.stop:
             if need_page:
                 # The sign-in page sets the CSRF cookie, as for a browser.
@@ -431,7 +434,9 @@ async def client_loop(
                     async with session.get(
                         f"{server.base}/sign-in", headers={"Accept": "text/html"}
                     ) as response:
-                        await response.read()
+                        page = await response.text()
+                    found = re.search(r'data-flow="([^"]*)"', page)
+                    flow = found.group(1) if found else ""
                     need_page = False
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     (window.stats_for(time.monotonic()) or window.warmup).fail("page", repr(exc))
@@ -442,7 +447,7 @@ async def client_loop(
             t0 = time.perf_counter()
             kind, message = "", ""
             try:
-                status, data, text = await post_json(session, options_url, {})
+                status, data, text = await post_json(session, options_url, {}, flow)
                 t1 = time.perf_counter()
                 if status != 200 or not data or data.get("status") != "ok":
                     kind, message = "options", f"{status} {text}"
