@@ -82,7 +82,10 @@ class PageClient(Client):
     """
 
     def generic(self, method: str, path: str, *args: Any, **extra: Any):
-        kind = FLOW_OPTIONS.get(urlsplit(str(path)).path)
+        route = urlsplit(str(path)).path
+        kind = FLOW_OPTIONS.get(route)
+        if kind is None and re.fullmatch(r"/enroll/[^/]+/options", route):
+            kind = flow.ENROLLMENT
         if kind is not None:
             extra.setdefault(flow.META_KEY, flow.issue_flow_token(kind))
         return super().generic(method, path, *args, **extra)

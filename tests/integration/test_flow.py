@@ -20,6 +20,7 @@ from tests.integration.conftest import (
     Browser,
     assert_failed,
     assert_ok,
+    invite,
 )
 from threshold.audit.actions import Origin
 from threshold.passkeys.models import PendingCeremony
@@ -167,3 +168,23 @@ def test_the_conformance_api_needs_no_flow_token(ada):
     )
     assert response.status_code == 200, response.content
     assert response.json()["status"] == "ok"
+
+
+# --- Enrollment and recovery links ---------------------------------------------------------------
+
+
+def test_an_enrollment_page_idle_too_long_reads_session_expired(db, clock):
+    _, token = invite("grace@example.com", "Grace Hopper")
+    browser = Browser()
+    page_token = page_flow(browser, f"/enroll/{token}")
+    clock.advance(IDLE_LIMIT + 1)
+    assert_expired(options(browser, f"/enroll/{token}/options", page_token))
+    assert not PendingCeremony.objects.exists()
+    # The link still works: reloading the page starts again.
+    assert_ok(options(browser, f"/enroll/{token}/options", page_flow(browser, f"/enroll/{token}")))
+
+
+def test_a_sign_in_token_does_not_open_an_enrollment(db, clock):
+    _, token = invite("grace@example.com", "Grace Hopper")
+    browser = Browser()
+    assert_expired(options(browser, f"/enroll/{token}/options", page_flow(browser, "/sign-in")))

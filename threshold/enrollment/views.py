@@ -14,6 +14,8 @@ from threshold.enrollment.actions import (
     do_begin_enrollment,
     do_finish_enrollment,
 )
+from threshold.web.flow import ENROLLMENT as ENROLLMENT_FLOW
+from threshold.web.flow import check_flow, issue_flow_token
 from threshold.web.http import (
     audit_origin,
     ensure_session_key,
@@ -46,6 +48,7 @@ def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
             "token": token,
             "recovery": invite.purpose == RECOVERY,
             "catalog": CLIENT_CATALOG,
+            "flow": issue_flow_token(ENROLLMENT_FLOW),
         },
     )
     # The token is in this page's URL: never send it on as a Referer.
@@ -56,6 +59,8 @@ def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
 @require_POST
 def enroll_options(request: HttpRequest, token: str) -> JsonResponse:
     try:
+        # Only from an enrollment page served less than flow_idle_timeout_minutes ago.
+        check_flow(request, ENROLLMENT_FLOW)
         read_json_object(request)  # no parameters, but bad bodies are refused like elsewhere
         options = do_begin_enrollment(ensure_session_key(request), token, audit_origin(request))
     except errors.CeremonyError as error:

@@ -220,7 +220,7 @@ def verify_page(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@json_login_required
 def verify_options(request: HttpRequest) -> JsonResponse:
     try:
         policy = get_policy()
@@ -233,7 +233,7 @@ def verify_options(request: HttpRequest) -> JsonResponse:
 
 
 @require_POST
-@login_required
+@json_login_required
 def verify_result(request: HttpRequest) -> JsonResponse:
     outcome = do_finish_sign_in(
         request.session.session_key,
