@@ -261,11 +261,14 @@ _ENTRIES = [
     CatalogEntry(
         "invite_unusable",
         "This link can\u2019t be used",
-        "This enrollment link is not valid any more: it may have been used already, expired, "
-        "or been copied incompletely. Ask your administrator for a new link.",
-        "The invite token is unknown, garbled, already used, revoked or expired.",
-        "Send a new link with `threshold invite`. Links work once, for invite_lifetime_hours "
-        "(seven days by default); the audit log says which of the reasons applied.",
+        "This link is not valid any more: it may have been used already, expired, or been "
+        "copied incompletely. Ask your administrator for a new link.",
+        "The enrollment or recovery link is unknown, garbled, already used, revoked or expired, "
+        "or the account is locked.",
+        "Send a new link with `threshold invite` (or `threshold recover` for someone who lost "
+        "every passkey). Links work once, enrollment links for invite_lifetime_hours (seven days "
+        "by default), recovery links for recovery_link_lifetime_minutes (an hour); the audit log "
+        "says which of the reasons applied.",
         ("contact_support",),
         SET_UP,
     ),

@@ -5,40 +5,69 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('policy', '0003_step_up_max_age'),
+        ("policy", "0003_step_up_max_age"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='organisationpolicy',
-            name='allow_password_fallback',
+            model_name="organisationpolicy",
+            name="allow_password_fallback",
             field=models.BooleanField(default=True),
         ),
         migrations.AddField(
-            model_name='organisationpolicy',
-            name='flow_idle_timeout_minutes',
-            field=models.PositiveIntegerField(default=10, validators=[django.core.validators.MinValueValidator(5), django.core.validators.MaxValueValidator(15)]),
+            model_name="organisationpolicy",
+            name="flow_idle_timeout_minutes",
+            field=models.PositiveIntegerField(
+                default=10,
+                validators=[
+                    django.core.validators.MinValueValidator(5),
+                    django.core.validators.MaxValueValidator(15),
+                ],
+            ),
         ),
         migrations.AddField(
-            model_name='organisationpolicy',
-            name='passkey_prompt_snooze_days',
-            field=models.PositiveIntegerField(default=7, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(90)]),
+            model_name="organisationpolicy",
+            name="passkey_prompt_snooze_days",
+            field=models.PositiveIntegerField(
+                default=7,
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(90),
+                ],
+            ),
         ),
         migrations.AddField(
-            model_name='organisationpolicy',
-            name='passkey_prompt_snooze_sign_ins',
-            field=models.PositiveIntegerField(default=10, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(100)]),
+            model_name="organisationpolicy",
+            name="passkey_prompt_snooze_sign_ins",
+            field=models.PositiveIntegerField(
+                default=10,
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(100),
+                ],
+            ),
         ),
         migrations.AddField(
-            model_name='organisationpolicy',
-            name='password_lockout_threshold',
-            field=models.PositiveIntegerField(default=10, validators=[django.core.validators.MinValueValidator(3), django.core.validators.MaxValueValidator(100)]),
+            model_name="organisationpolicy",
+            name="password_lockout_threshold",
+            field=models.PositiveIntegerField(
+                default=10,
+                validators=[
+                    django.core.validators.MinValueValidator(3),
+                    django.core.validators.MaxValueValidator(100),
+                ],
+            ),
         ),
         migrations.AddField(
-            model_name='organisationpolicy',
-            name='recovery_link_lifetime_minutes',
-            field=models.PositiveIntegerField(default=60, validators=[django.core.validators.MinValueValidator(5), django.core.validators.MaxValueValidator(1440)]),
+            model_name="organisationpolicy",
+            name="recovery_link_lifetime_minutes",
+            field=models.PositiveIntegerField(
+                default=60,
+                validators=[
+                    django.core.validators.MinValueValidator(5),
+                    django.core.validators.MaxValueValidator(1440),
+                ],
+            ),
         ),
     ]
