@@ -7,46 +7,22 @@ link the command printed.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 from django.conf import settings
-from django.core.mail import send_mail
-from django.db import transaction
-from django.template.loader import render_to_string
 
 from threshold import clock
 from threshold.accounts.models import User
+from threshold.accounts.notices import email_after_commit, product
 from threshold.audit.actions import Origin
 from threshold.core.useragent import describe
 from threshold.passkeys.models import Passkey
 
-logger = logging.getLogger(__name__)
-
-
-def _product() -> str:
-    return settings.THRESHOLD.rp.name
-
-
-def _send_after_commit(user: User, subject: str, template: str, context: dict[str, object]) -> None:
-    if not user.email:
-        return
-    body = render_to_string(template, {"user": user, "product": _product(), **context})
-    recipient = user.email
-
-    def send() -> None:
-        try:
-            send_mail(subject, body, None, [recipient])
-        except Exception:  # noqa: BLE001 - the change stands; the log says the mail failed
-            logger.exception("could not send %s to user %s", template, user.pk)
-
-    transaction.on_commit(send)
-
 
 def send_invite(user: User, link: str, expires_at: datetime) -> None:
-    _send_after_commit(
+    email_after_commit(
         user,
-        f"Set up your passkey for {_product()}",
+        f"Set up your passkey for {product()}",
         "enrollment/invite_email.txt",
         {"link": link, "expires_at": expires_at},
     )
@@ -58,9 +34,9 @@ def notify_recovery_issued(user: User, expires_at: datetime, link: str | None) -
     By default the administrator hands the link over through a channel they
     trust: whoever reads this mailbox should not be able to take over the account.
     """
-    _send_after_commit(
+    email_after_commit(
         user,
-        f"Recover your {_product()} account" if link else f"Account recovery for {_product()}",
+        f"Recover your {product()} account" if link else f"Account recovery for {product()}",
         "enrollment/recovery_issued_email.txt",
         {"link": link, "expires_at": expires_at},
     )
@@ -68,9 +44,9 @@ def notify_recovery_issued(user: User, expires_at: datetime, link: str | None) -
 
 def notify_recovered(passkey: Passkey, origin: Origin) -> None:
     """Tell the person their account was recovered: the new passkey, where from, what to do."""
-    _send_after_commit(
+    email_after_commit(
         passkey.user,
-        f"Your {_product()} account was recovered with a new passkey",
+        f"Your {product()} account was recovered with a new passkey",
         "enrollment/recovered_email.txt",
         {
             "method": passkey.name,

@@ -7,66 +7,45 @@ does not undo the change.
 
 from __future__ import annotations
 
-import logging
-
 from django.conf import settings
-from django.core.mail import send_mail
-from django.db import transaction
-from django.template.loader import render_to_string
 
 from threshold import clock
 from threshold.accounts.models import User
+from threshold.accounts.notices import email_after_commit, product
 from threshold.audit.actions import Origin
 from threshold.core.useragent import describe
 from threshold.passkeys.models import Passkey
 
-logger = logging.getLogger(__name__)
-
 
 def notify_method_added(passkey: Passkey, origin: Origin) -> None:
-    subject = f"A passkey was added to your {_product()} account"
+    subject = f"A passkey was added to your {product()} account"
     _notify(passkey.user, passkey.name, origin, "added", subject)
 
 
 def notify_method_removed(passkey: Passkey, origin: Origin) -> None:
-    subject = f"A passkey was removed from your {_product()} account"
+    subject = f"A passkey was removed from your {product()} account"
     _notify(passkey.user, passkey.name, origin, "removed", subject)
 
 
 def notify_fallback_changed(user: User, origin: Origin, change: str) -> None:
     """The password and authenticator app were ``change`` ("added" or "removed")."""
     where = "to" if change == "added" else "from"
-    subject = f"A password and authenticator app were {change} {where} your {_product()} account"
+    subject = f"A password and authenticator app were {change} {where} your {product()} account"
     _notify(user, "Password and authenticator app", origin, change, subject)
 
 
-def _product() -> str:
-    return settings.THRESHOLD.rp.name
-
-
 def _notify(user: User, method: str, origin: Origin, change: str, subject: str) -> None:
-    if not user.email:
-        return
-    body = render_to_string(
+    email_after_commit(
+        user,
+        subject,
         "passkeys/method_changed_email.txt",
         {
-            "user": user,
             "change": change,
             "method": method,
             "at": clock.now_datetime(),
             "client": describe(origin.user_agent).label if origin.via == "web" else "",
             "ip": origin.ip or "",
             "via": origin.via,
-            "product": _product(),
             "settings_url": f"{settings.THRESHOLD.public_url}/settings",
         },
     )
-    recipient = user.email
-
-    def send() -> None:
-        try:
-            send_mail(subject, body, None, [recipient])
-        except Exception:  # noqa: BLE001 - the change stands; the log says the mail failed
-            logger.exception("could not send the %s notice to user %s", change, user.pk)
-
-    transaction.on_commit(send)
