@@ -163,4 +163,8 @@ def test_one_app_code_signs_in_once_even_in_parallel():
     code = pyotp.TOTP(SECRET).now()
     responses = all_at_once([_form(b, "/sign-in/code", code=code) for b in browsers])
     assert not [r for r in responses if isinstance(r, BaseException)], responses
-    assert sorted(r.status_code for r in responses) == [303, 400, 400, 400]
+    statuses = [r.status_code for r in responses]
+    # One signs in; the others are told the code was used (or, once three have
+    # failed, to wait: the throttle counts them too).
+    assert statuses.count(303) == 1
+    assert set(statuses) - {303} <= {400, 429}

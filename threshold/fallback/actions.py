@@ -161,15 +161,23 @@ def _wait(kind: str, counter: FailureCounter, now: datetime, policy: Policy) -> 
 
 
 def _counter(key: str, now: datetime) -> FailureCounter:
-    """The counter row for ``key``, locked until the transaction ends."""
-    try:
-        with transaction.atomic():
-            FailureCounter.objects.get_or_create(
-                key=key, defaults={"first_failure_at": now, "last_failure_at": now}
-            )
-    except IntegrityError:
-        pass  # created by a concurrent attempt a moment ago
-    return FailureCounter.objects.select_for_update().get(key=key)
+    """The counter row for ``key``, locked until the transaction ends (created if missing).
+
+    Another request may create the row, or delete it (a sign-in that succeeded),
+    between our read and our write: then read or create again.
+    """
+    for _ in range(3):
+        counter = FailureCounter.objects.select_for_update().filter(key=key).first()
+        if counter is not None:
+            return counter
+        try:
+            with transaction.atomic():
+                return FailureCounter.objects.create(
+                    key=key, first_failure_at=now, last_failure_at=now
+                )
+        except IntegrityError:
+            continue  # created by a concurrent attempt a moment ago: lock that one
+    raise RuntimeError(f"failure counter {key} keeps changing under us")
 
 
 def _reserve_attempt(username: str, origin: Origin, policy: Policy, step: str) -> dict[str, str]:
