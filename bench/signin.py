@@ -327,7 +327,7 @@ async def post_json(
 ) -> tuple[int, dict[str, Any] | None, str]:
     headers = {"Content-Type": "application/json", "X-CSRFToken": csrf_token(session)}
     if flow is not None:
-        headers["X-Threshold-Flow"] = flow  # the sign-in page's token (threshold/web/flow.py)
+        headers["X-Threshold-Flow"] = flow  # the page's token (threshold/web/flow.py)
     async with session.post(
         url, data=json.dumps(payload, separators=(",", ":")), headers=headers
     ) as response:
@@ -344,10 +344,12 @@ async def enroll_one(server: Server, link: str) -> SoftAuthenticator:
     page = f"{server.base}/enroll/{token}"
     async with new_client(server) as session:
         async with session.get(page, headers={"Accept": "text/html"}) as response:
-            await response.read()
+            html = await response.text()
             if response.status != 200:
                 raise RuntimeError(f"GET /enroll: {response.status}")
-        status, data, text = await post_json(session, f"{page}/options", {})
+        found = re.search(r'data-flow="([^"]*)"', html)
+        flow = found.group(1) if found else ""
+        status, data, text = await post_json(session, f"{page}/options", {}, flow)
         if status != 200 or not data or data.get("status") != "ok":
             raise RuntimeError(f"enroll options: {status} {text[:300]}")
         authenticator = SoftAuthenticator()
