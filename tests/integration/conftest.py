@@ -71,7 +71,11 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
 
 
 # The options requests of the pages that are dated (threshold/web/flow.py), by their flow.
-FLOW_OPTIONS = {"/sign-in/options": flow.SIGN_IN, "/settings/verify/options": flow.STEP_UP}
+FLOW_OPTIONS = {
+    "/sign-in/options": flow.SIGN_IN,
+    "/settings/verify/options": flow.STEP_UP,
+    "/settings/security-methods/add/options": flow.ADD,
+}
 
 
 class PageClient(Client):

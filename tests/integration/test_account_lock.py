@@ -19,9 +19,9 @@ from tests.integration.conftest import (
     begin_sign_in,
     enroll,
     enrolled_person,
-    invite,
     last_event,
     sign_in,
+    token_of,
 )
 from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts.actions import do_lock_user, do_unlock_user
@@ -84,7 +84,7 @@ def test_a_locked_person_cannot_sign_in_with_a_passkey(ada):
     do_lock_user(ada.user, Origin.cli(), "reported lost")
     for username in (None, "ada@example.com"):
         browser = Browser()
-        body = assert_failed(sign_in(browser, ada.authenticator, username), 400, ACCOUNT_LOCKED)
+        body = assert_failed(sign_in(browser, ada.authenticator, username), 403, ACCOUNT_LOCKED)
         assert body["error"]["code"] == "account_locked"
         assert "reported lost" not in str(body)
         event = last_event("sign_in.failed")
@@ -110,7 +110,7 @@ def test_a_locked_accounts_lock_shows_only_after_the_signature_verified(ada):
 
 def test_unlocking_restores_passkey_sign_in(ada):
     do_lock_user(ada.user, Origin.cli(), "on leave")
-    assert_failed(sign_in(Browser(), ada.authenticator), 400, ACCOUNT_LOCKED)
+    assert_failed(sign_in(Browser(), ada.authenticator), 403, ACCOUNT_LOCKED)
     assert do_unlock_user(ada.user, Origin.cli()) is True
     assert do_unlock_user(ada.user, Origin.cli()) is False
     user = User.objects.get(pk=ada.user.pk)
@@ -125,7 +125,8 @@ def test_unlocking_restores_passkey_sign_in(ada):
 
 
 def test_locking_revokes_unused_links_and_refuses_new_ones(ada):
-    created, token = invite("ada@example.com", "Ada Lovelace")
+    created = do_issue_recovery(ada.user, Origin.cli(), send_email=False)
+    token = token_of(created.link)
     do_lock_user(ada.user, Origin.cli())
     assert EnrollmentInvite.objects.get(pk=created.invite.pk).revoked_at is not None
     assert last_event("user.locked").detail["links_revoked"] == 1
@@ -141,7 +142,7 @@ def test_locking_revokes_unused_links_and_refuses_new_ones(ada):
     # After unlocking, the revoked link stays revoked; a new one works.
     do_unlock_user(ada.user, Origin.cli())
     assert Browser().get(f"/enroll/{token}").status_code == 404
-    _, new_token = invite("ada@example.com", "Ada Lovelace")
+    new_token = token_of(do_issue_recovery(ada.user, Origin.cli(), send_email=False).link)
     assert_ok(enroll(Browser(), new_token, SoftAuthenticator()))
 
 
@@ -186,6 +187,7 @@ def test_step_up_in_a_locked_persons_browser_is_refused(ada):
     options = response.json()["publicKey"]
     do_lock_user(ada.user, Origin.cli())
     result = browser.post_json("/settings/verify/result", ada.authenticator.get(options, ORIGIN))
-    assert result.status_code != 200
+    # The lock ended the session: the request is no longer signed in at all.
+    assert_failed(result, 401, "Session Expired")
     assert not AuditEvent.objects.filter(action="step_up.succeeded").exists()
     assert not browser.is_signed_in()

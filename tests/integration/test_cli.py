@@ -263,7 +263,7 @@ def test_users_lock_and_unlock(ada, capsys):
     assert main(["users", "lock", "ADA@example.com", "--reason", "laptop stolen"]) == 0
     assert "Locked ada@example.com" in capsys.readouterr().out
     assert not signed_in.is_signed_in()
-    assert_failed(sign_in(Browser(), ada.authenticator), 400, "Account Locked")
+    assert_failed(sign_in(Browser(), ada.authenticator), 403, "Account Locked")
     event = last_event("user.locked")
     assert event.via == "cli" and event.detail["lock_reason"] == "laptop stolen"
 

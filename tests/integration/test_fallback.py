@@ -519,3 +519,13 @@ def test_cleanup_forgets_old_failure_counters(ada_with_fallback, clock, capsys):
     assert main(["cleanup"]) == 0
     assert "3 old sign-in failure counters" in capsys.readouterr().out
     assert not FailureCounter.objects.exists()
+
+
+def test_the_recovery_email_says_the_fallback_was_removed(
+    ada_with_fallback, django_capture_on_commit_callbacks
+):
+    ada, _ = ada_with_fallback
+    created = do_issue_recovery(ada.user, Origin.cli(), send_email=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert enroll(Browser(), token_of(created.link), SoftAuthenticator()).status_code == 200
+    assert "authenticator app and recovery codes were removed" in mail.outbox[-1].body

@@ -21,6 +21,7 @@ from tests.integration.conftest import (
     assert_failed,
     assert_ok,
     invite,
+    sign_in,
 )
 from threshold.audit.actions import Origin
 from threshold.passkeys.models import PendingCeremony
@@ -188,3 +189,14 @@ def test_a_sign_in_token_does_not_open_an_enrollment(db, clock):
     _, token = invite("grace@example.com", "Grace Hopper")
     browser = Browser()
     assert_expired(options(browser, f"/enroll/{token}/options", page_flow(browser, "/sign-in")))
+
+
+def test_a_set_up_another_page_idle_too_long_reads_session_expired(ada, clock):
+    do_update_policy(dataclasses.replace(get_policy(), step_up_max_age_seconds=3600), Origin.cli())
+    browser = Browser()
+    assert_ok(sign_in(browser, ada.authenticator))
+    add = "/settings/security-methods/add"
+    token = page_flow(browser, add)
+    clock.advance(IDLE_LIMIT + 1)
+    assert_expired(options(browser, f"{add}/options", token))
+    assert_ok(options(browser, f"{add}/options", page_flow(browser, add)))

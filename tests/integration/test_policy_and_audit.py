@@ -16,15 +16,14 @@ from tests.integration.conftest import (
     assert_ok,
     audit_trail,
     begin_sign_in,
-    enroll,
     invite,
     last_event,
+    sign_in,
 )
 from tests.support.authenticator import SoftAuthenticator
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
 from threshold.core.policy import Policy
-from threshold.enrollment.models import EnrollmentInvite
 from threshold.passkeys.models import Passkey, PendingCeremony
 from threshold.policy.actions import do_update_policy, get_policy
 
@@ -57,17 +56,18 @@ def test_policy_change_is_audited():
 
 def test_passkey_limit_refuses_another_registration_at_options(ada, browser):
     set_policy(passkey_limit=1)
-    created, token = invite("ada@example.com", "Ada Lovelace")
-    assert browser.get(f"/enroll/{token}").status_code == 200
-    body = assert_failed(browser.post_json(f"/enroll/{token}/options"), 400, LIMIT_REACHED)
+    assert_ok(sign_in(browser, ada.authenticator))
+    add = "/settings/security-methods/add"
+    body = assert_failed(browser.post_json(f"{add}/options", {}), 400, LIMIT_REACHED)
     assert body["error"]["code"] == "limit_reached"
     assert not PendingCeremony.objects.exists()
     assert Passkey.objects.filter(user=ada.user).count() == 1
-    assert EnrollmentInvite.objects.get(pk=created.invite.pk).used_at is None
 
-    # Raised again, the same link works.
+    # Raised again, another passkey can be added.
     set_policy(passkey_limit=2)
-    assert_ok(enroll(browser, token, SoftAuthenticator()))
+    options = assert_ok(browser.post_json(f"{add}/options", {}))["publicKey"]
+    credential = SoftAuthenticator().create(options, ORIGIN)
+    assert_ok(browser.post_json(f"{add}/result", credential))
     assert Passkey.objects.filter(user=ada.user).count() == 2
 
 

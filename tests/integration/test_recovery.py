@@ -275,11 +275,13 @@ def test_a_newer_recovery_link_revokes_the_earlier_one(ada, browser):
     assert_ok(enroll(browser, second_token, SoftAuthenticator()))
 
 
-def test_recovery_and_enrollment_links_revoke_each_other(ada):
-    _, recovery_token = recover(ada.user)
-    _, enrollment_token = invite("ada@example.com", "Ada Lovelace")
+def test_recovery_and_enrollment_links_revoke_each_other(db):
+    # Someone invited who has not enrolled yet, and was sent a recovery link too.
+    created, _ = invite("bob@example.com", "Bob Builder")
+    _, recovery_token = recover(created.user)
+    _, enrollment_token = invite("bob@example.com", "Bob Builder")
     assert Browser().get(f"/enroll/{recovery_token}").status_code == 404
-    _, recovery_token = recover(ada.user)
+    _, recovery_token = recover(created.user)
     assert Browser().get(f"/enroll/{enrollment_token}").status_code == 404
     assert Browser().get(f"/enroll/{recovery_token}").status_code == 200
 
@@ -301,13 +303,11 @@ def test_a_recovery_ceremony_cannot_finish_on_another_link(ada, browser):
     assert not browser.is_signed_in()
 
 
-def test_an_enrollment_link_for_someone_with_passkeys_still_works_and_ends_no_session(ada):
-    laptop = signed_in(ada)
-    _, token = invite("ada@example.com", "Ada Lovelace")
-    assert_ok(enroll(Browser(), token, SoftAuthenticator()))
-    assert Passkey.objects.filter(user=ada.user).count() == 2
-    assert laptop.is_signed_in()
-    assert last_event("passkey.registered").detail["purpose"] == "enrollment"
+def test_no_second_enrollment_link_for_someone_who_can_sign_in(ada):
+    """It would be a weaker recovery: a week long, emailed, ending no session."""
+    with pytest.raises(errors.AlreadyEnrolled):
+        invite("ada@example.com", "Ada Lovelace")
+    assert not EnrollmentInvite.objects.filter(user=ada.user, used_at=None).exists()
 
 
 def test_no_recovery_link_for_a_locked_or_deactivated_account(ada, db):
@@ -379,3 +379,10 @@ def test_no_email_for_a_person_without_an_address(db, django_capture_on_commit_c
         do_issue_recovery(user, Origin.cli(), email_link=True)
     assert mail.outbox == []
     assert last_event("recovery.issued").detail["link_emailed"] is False
+
+
+def test_a_recovery_may_add_one_passkey_beyond_the_limit(ada, browser):
+    do_update_policy(Policy(passkey_limit=1), Origin.cli())
+    _, token = recover(ada.user)
+    assert_ok(enroll(browser, token, SoftAuthenticator()))
+    assert Passkey.objects.filter(user=ada.user).count() == 2

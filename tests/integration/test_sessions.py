@@ -150,7 +150,7 @@ def test_form_post_without_csrf_token_gets_the_problem_page(ada):
 
 @pytest.mark.parametrize("endpoint", ["/sign-in/options", "/sign-in/result", "options", "result"])
 def test_every_state_changing_page_endpoint_needs_the_csrf_token(ada, endpoint):
-    _, token = invite("ada@example.com", "Ada Lovelace")
+    _, token = invite("grace@example.com", "Grace Hopper")
     path = endpoint if endpoint.startswith("/") else f"/enroll/{token}/{endpoint}"
     browser = Browser()
     browser.get(f"/enroll/{token}")

@@ -20,11 +20,14 @@ from tests.integration.conftest import (
     invite,
     last_event,
     sign_in,
+    token_of,
 )
 from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts.models import User
+from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
 from threshold.core.encoding import b64url_decode, b64url_encode
+from threshold.enrollment.actions import do_issue_recovery
 from threshold.passkeys.models import Passkey, PendingCeremony
 from threshold.web.models import Session
 
@@ -251,7 +254,7 @@ def test_challenge_is_bound_to_the_session_that_asked_for_it(ada):
 
 
 def test_a_registration_challenge_cannot_be_used_to_sign_in(ada, browser):
-    _, token = invite("ada@example.com", "Ada Lovelace")  # a link for a second passkey
+    token = token_of(do_issue_recovery(ada.user, Origin.cli(), send_email=False).link)
     registration = assert_ok(browser.post_json(f"/enroll/{token}/options"))["publicKey"]
     assertion = ada.authenticator.get(
         {"challenge": registration["challenge"], "rpId": "localhost"}, ORIGIN
@@ -268,7 +271,7 @@ def test_a_registration_challenge_cannot_be_used_to_sign_in(ada, browser):
 
 
 def test_a_sign_in_challenge_cannot_be_used_to_register(ada, browser):
-    _, token = invite("ada@example.com", "Ada Lovelace")
+    token = token_of(do_issue_recovery(ada.user, Origin.cli(), send_email=False).link)
     sign_in_options = begin_sign_in(browser)
     creation = {
         "rp": {"id": "localhost", "name": "Threshold"},

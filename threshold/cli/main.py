@@ -179,6 +179,17 @@ def cmd_invite(args: argparse.Namespace) -> int:
         )
     except errors.AccountLocked:
         return _refused_locked(args.email)
+    except errors.AccountDisabled:
+        print(f"threshold: {args.email} is deactivated: no link was issued.", file=sys.stderr)
+        return 1
+    except errors.AlreadyEnrolled:
+        print(
+            f"threshold: {args.email} can already sign in: they add devices themselves with "
+            "Settings, Set up another. If they lost every passkey: "
+            f"`threshold recover {args.email}`.",
+            file=sys.stderr,
+        )
+        return 1
     what = "Created" if created.user_created else "Invited existing account"
     print(
         f"{what} {created.user.username}. One-time enrollment link "
@@ -509,6 +520,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "max_requests": 10000,
                 "max_requests_jitter": 1000,
                 "accesslog": "-",
+                # Enrollment and recovery links carry their token in the path.
+                "logger_class": "threshold.cli.accesslog.RedactingLogger",
                 "errorlog": "-",
                 "limit_request_line": 4094,
                 "limit_request_fields": 50,

@@ -440,7 +440,7 @@ _ENTRIES = [
         "works until it is unlocked.",
         "Confirm who the person is, then unlock the account (`threshold users unlock`).",
         ("contact_support",),
-        FALLBACK,
+        BOTH,
     ),
     # --- Messages from the browser or the operating system ---------------------------------------
     # What people read in the browser's or the system's own dialogs and report

@@ -380,3 +380,10 @@ class FlowExpired(CeremonyError):
 
     code = "flow_expired"
     public = "session"
+
+
+class AlreadyEnrolled(CeremonyError):
+    """The person already has a way to sign in: a lost one is recovered, not enrolled again."""
+
+    code = "already_enrolled"
+    public = "invite_unusable"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,6 +30,7 @@ from threshold.enrollment.notices import notify_recovered, notify_recovery_issue
 from threshold.fallback.actions import remove_fallback_for_recovery
 from threshold.passkeys.actions import (
     RegistrationOutcome,
+    count_sign_in_methods,
     do_begin_registration,
     do_finish_registration,
 )
@@ -56,6 +58,13 @@ class CreatedInvite:
     user_created: bool
 
 
+def _refuse_unless_can_sign_in(user: User, what: str) -> None:
+    if not user.is_active:
+        raise errors.AccountDisabled(f"{what} for a deactivated account")
+    if user.locked_at is not None:
+        raise errors.AccountLocked(f"{what} for a locked account")
+
+
 @transaction.atomic
 def do_invite(
     username: str,
@@ -69,7 +78,10 @@ def do_invite(
 ) -> CreatedInvite:
     """Create the person if needed and a fresh one-time link; earlier links stop working.
 
-    Refused with AccountLocked for a locked account: its link could not be used.
+    Refused for an account that cannot sign in (its link could not be used),
+    and with AlreadyEnrolled for one that has a way to sign in already: a
+    second, week-long link there would be a weaker recovery than
+    ``do_issue_recovery``, which is what someone who lost theirs needs.
     """
     name = normalize_username(username)
     user, created = do_get_or_create_user(
@@ -81,8 +93,9 @@ def do_invite(
         actor=actor,
     )
     _hold(user)
-    if user.locked_at is not None:
-        raise errors.AccountLocked("an enrollment link for a locked account")
+    _refuse_unless_can_sign_in(user, "an enrollment link")
+    if not created and count_sign_in_methods(user):
+        raise errors.AlreadyEnrolled("use a recovery link")
     lifetime = timedelta(hours=get_policy().invite_lifetime_hours)
     invite, link = _new_link(user, ENROLLMENT, lifetime, actor)
     record(
@@ -121,10 +134,7 @@ def do_issue_recovery(
     mailbox cannot take over the account.
     """
     _hold(user)
-    if not user.is_active:
-        raise errors.AccountDisabled("a recovery link for a deactivated account")
-    if user.locked_at is not None:
-        raise errors.AccountLocked("a recovery link for a locked account")
+    _refuse_unless_can_sign_in(user, "a recovery link")
     lifetime = timedelta(minutes=get_policy().recovery_link_lifetime_minutes)
     invite, link = _new_link(user, RECOVERY, lifetime, actor)
     record(
@@ -207,8 +217,17 @@ def _unusable_reason(invite: EnrollmentInvite | None) -> str:
     return ""
 
 
-def do_begin_enrollment(session_key: str, token: str, origin: Origin) -> dict[str, Any]:
+def do_begin_enrollment(
+    session_key: str,
+    token: str,
+    origin: Origin,
+    *,
+    check_page: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Creation options for the link's person; ``check_page`` runs once the link is known good."""
     invite = access_invite(token, origin)
+    if check_page is not None:
+        check_page()
     return do_begin_registration(
         session_key,
         invite.user,
@@ -217,6 +236,8 @@ def do_begin_enrollment(session_key: str, token: str, origin: Origin) -> dict[st
         # A recovery restores everything the lost passkeys could do: like a
         # step-up, it verifies the person (PIN, biometrics) whatever the policy.
         user_verification="required" if invite.purpose == RECOVERY else None,
+        # Someone who lost every passkey cannot remove one to make room.
+        beyond_limit=invite.purpose == RECOVERY,
     )
 
 
@@ -239,7 +260,10 @@ def do_finish_enrollment(
         else None
     ) or ENROLLMENT
 
+    fallback_removed = False
+
     def use_invite(user: User, context: dict[str, Any]) -> None:
+        nonlocal fallback_removed
         now = clock.now_datetime()
         # The link must still be the one the ceremony began with, and unused:
         # the conditional UPDATE makes "works once" hold under concurrency.
@@ -268,7 +292,7 @@ def do_finish_enrollment(
                 subject=user,
                 invite_id=context["invite_id"],
                 sessions_ended=sessions_ended,
-                fallback_removed=remove_fallback_for_recovery(user),
+                fallback_removed=(fallback_removed := remove_fallback_for_recovery(user)),
             )
         else:
             record(
@@ -285,5 +309,5 @@ def do_finish_enrollment(
         notify=purpose == ENROLLMENT,
     )
     if outcome.passkey is not None and purpose == RECOVERY:
-        notify_recovered(outcome.passkey, origin)
+        notify_recovered(outcome.passkey, origin, fallback_removed=fallback_removed)
     return outcome

@@ -42,7 +42,7 @@ def notify_recovery_issued(user: User, expires_at: datetime, link: str | None) -
     )
 
 
-def notify_recovered(passkey: Passkey, origin: Origin) -> None:
+def notify_recovered(passkey: Passkey, origin: Origin, *, fallback_removed: bool) -> None:
     """Tell the person their account was recovered: the new passkey, where from, what to do."""
     email_after_commit(
         passkey.user,
@@ -54,5 +54,6 @@ def notify_recovered(passkey: Passkey, origin: Origin) -> None:
             "client": describe(origin.user_agent).label if origin.via == "web" else "",
             "ip": origin.ip or "",
             "settings_url": f"{settings.THRESHOLD.public_url}/settings#security-methods",
+            "fallback_removed": fallback_removed,
         },
     )

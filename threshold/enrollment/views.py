@@ -59,10 +59,14 @@ def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
 @require_POST
 def enroll_options(request: HttpRequest, token: str) -> JsonResponse:
     try:
-        # Only from an enrollment page served less than flow_idle_timeout_minutes ago.
-        check_flow(request, ENROLLMENT_FLOW)
         read_json_object(request)  # no parameters, but bad bodies are refused like elsewhere
-        options = do_begin_enrollment(ensure_session_key(request), token, audit_origin(request))
+        options = do_begin_enrollment(
+            ensure_session_key(request),
+            token,
+            audit_origin(request),
+            # Only from a page served less than flow_idle_timeout_minutes ago.
+            check_page=lambda: check_flow(request, ENROLLMENT_FLOW),
+        )
     except errors.CeremonyError as error:
         return failed(error, "registration")
     return ok({"publicKey": options})

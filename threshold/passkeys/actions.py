@@ -295,12 +295,17 @@ def do_begin_registration(
     authenticator_attachment: str | None = None,
     hints: tuple[str, ...] = (),
     extensions: dict[str, Any] | None = None,
+    beyond_limit: bool = False,
 ) -> dict[str, Any]:
-    """Creation options for a new passkey of ``user``; refused at the passkey limit."""
+    """Creation options for a new passkey of ``user``; refused at the passkey limit.
+
+    ``beyond_limit`` allows one more than the limit (a recovery).
+    """
     policy = policy or get_policy()
     existing = _descriptors(user)
-    if len(existing) >= policy.passkey_limit:
-        raise errors.PasskeyLimitReached(f"{len(existing)} of {policy.passkey_limit}")
+    limit = max(policy.passkey_limit, len(existing) + 1) if beyond_limit else policy.passkey_limit
+    if len(existing) >= limit:
+        raise errors.PasskeyLimitReached(f"{len(existing)} of {limit}")
     options, state = ceremony.begin_registration(
         relying_party(),
         user_handle=bytes(user.user_handle),
@@ -324,7 +329,7 @@ def do_begin_registration(
         {
             "purpose": purpose,
             "user_id": user.pk,
-            "passkey_limit": policy.passkey_limit,
+            "passkey_limit": limit,
             **(context or {}),
         },
     )

@@ -36,6 +36,7 @@ from threshold.passkeys.actions import (
 )
 from threshold.passkeys.models import Passkey
 from threshold.policy.actions import get_policy
+from threshold.web.flow import ADD as ADD_FLOW
 from threshold.web.flow import STEP_UP, check_flow, issue_flow_token
 from threshold.web.http import (
     audit_origin,
@@ -266,6 +267,7 @@ def add_page(request: HttpRequest) -> HttpResponse:
             "at_limit": user.passkeys.count() >= limit,
             "limit_entry": catalog.CATALOG["limit_reached"],
             "passkey_limit": limit,
+            "flow": issue_flow_token(ADD_FLOW),
         },
     )
 
@@ -280,6 +282,7 @@ def add_options(request: HttpRequest) -> JsonResponse:
             raise errors.MalformedRequest(f"device must be one of {', '.join(_DEVICES)}")
         if not recently_verified(request, allow_fallback=True):
             raise errors.StepUpRequired()
+        check_flow(request, ADD_FLOW)
         attachment, hints = _DEVICES[device]
         options = do_begin_registration(
             ensure_session_key(request),

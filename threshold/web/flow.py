@@ -31,6 +31,7 @@ from threshold.policy.actions import get_policy
 SIGN_IN = "sign-in"
 STEP_UP = "step-up"
 ENROLLMENT = "enroll"
+ADD = "add"  # "Set up another"
 
 HEADER = "X-Threshold-Flow"
 # The same header as Django's request.META (and the test client's) key.

@@ -131,4 +131,5 @@ def failed(
 _STATUS: dict[type[errors.CeremonyError], int] = {
     errors.RequestTooLarge: 413,
     errors.StepUpRequired: 403,
+    errors.AccountLocked: 403,
 }

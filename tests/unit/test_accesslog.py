@@ -1,0 +1,37 @@
+"""The server's access log never holds an enrollment or recovery link's token."""
+
+from __future__ import annotations
+
+import datetime
+import types
+
+from gunicorn.config import Config
+
+from threshold.cli.accesslog import RedactingLogger, redact
+
+TOKEN = "q4dNDl6fhP1-Vw0y9dbHgWnu_wKqaLl3a6j0HzqV2Xc"
+
+
+def test_tokens_are_taken_out_of_paths():
+    assert redact(f"GET /enroll/{TOKEN}/options HTTP/1.1") == "GET /enroll/[token]/options HTTP/1.1"
+    assert (
+        redact(f"https://id.example.com/enroll/{TOKEN}") == "https://id.example.com/enroll/[token]"
+    )
+    assert redact("GET /sign-in HTTP/1.1") == "GET /sign-in HTTP/1.1"
+
+
+def test_the_access_log_line_has_no_token():
+    logger = RedactingLogger(Config())
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": f"/enroll/{TOKEN}",
+        "PATH_INFO": f"/enroll/{TOKEN}",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_REFERER": f"http://localhost:8000/enroll/{TOKEN}",
+        "REMOTE_ADDR": "127.0.0.1",
+    }
+    response = types.SimpleNamespace(status="200 OK", sent=10, headers=[])
+    request = types.SimpleNamespace(headers=[("REFERER", environ["HTTP_REFERER"])])
+    atoms = logger.atoms(response, request, environ, datetime.timedelta(seconds=0.01))
+    assert TOKEN not in repr(atoms)
+    assert atoms["r"] == "GET /enroll/[token] HTTP/1.1"
