@@ -7,6 +7,7 @@ from django.db import models
 from django.utils import timezone
 
 from threshold.core.ceremony import new_user_handle
+from threshold.core.errors import AccountDisabled, AccountLocked, CeremonyError
 
 
 def normalize_username(username: str) -> str:
@@ -64,4 +65,12 @@ class User(AbstractBaseUser):
     @property
     def can_sign_in(self) -> bool:
         """Neither deactivated nor locked: the one test every way of signing in applies."""
-        return self.is_active and self.locked_at is None
+        return self.sign_in_refusal() is None
+
+    def sign_in_refusal(self, detail: str = "") -> CeremonyError | None:
+        """Why this person may not sign in (AccountDisabled, AccountLocked), or None."""
+        if not self.is_active:
+            return AccountDisabled(detail)
+        if self.locked_at is not None:
+            return AccountLocked(detail)
+        return None

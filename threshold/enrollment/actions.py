@@ -59,10 +59,9 @@ class CreatedInvite:
 
 
 def _refuse_unless_can_sign_in(user: User, what: str) -> None:
-    if not user.is_active:
-        raise errors.AccountDisabled(f"{what} for a deactivated account")
-    if user.locked_at is not None:
-        raise errors.AccountLocked(f"{what} for a locked account")
+    refusal = user.sign_in_refusal(f"{what} for an account that cannot sign in")
+    if refusal is not None:
+        raise refusal
 
 
 @transaction.atomic
@@ -210,11 +209,8 @@ def _unusable_reason(invite: EnrollmentInvite | None) -> str:
         return "revoked"
     if invite.expires_at <= clock.now_datetime():
         return "expired"
-    if not invite.user.is_active:
-        return "account_disabled"
-    if invite.user.locked_at is not None:
-        return "account_locked"
-    return ""
+    refusal = invite.user.sign_in_refusal()
+    return refusal.code if refusal is not None else ""
 
 
 def do_begin_enrollment(

@@ -296,10 +296,9 @@ def do_finish_fallback_sign_in(user: User, code: object, origin: Origin, policy:
     if isinstance(method, errors.CeremonyError):
         raise method
     # Both factors are right: only now does the account's state show.
-    if not user.is_active:
-        _refuse(user, origin, errors.AccountDisabled())
-    if user.locked_at is not None:
-        _refuse(user, origin, errors.AccountLocked())
+    refusal = user.sign_in_refusal()
+    if refusal is not None:
+        _refuse(user, origin, refusal)
     _release_attempt(keys, policy, signed_in=True)
     record(
         Action.SIGN_IN_SUCCEEDED,

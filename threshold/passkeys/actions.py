@@ -215,10 +215,9 @@ def do_finish_sign_in(
             )
             # Account checks only now that the signature verified: before, the
             # response could claim anyone's credential.
-            if not passkey.user.is_active:
-                raise errors.AccountDisabled()
-            if passkey.user.locked_at is not None:
-                raise errors.AccountLocked()
+            refusal = passkey.user.sign_in_refusal()
+            if refusal is not None:
+                raise refusal
             if step_up_user is not None and (
                 passkey.user_id != step_up_user.pk
                 or pending.context.get("user_id") != passkey.user_id
