@@ -40,7 +40,7 @@ from threshold.fallback.actions import (
 from threshold.passkeys.notices import notify_fallback_changed
 from threshold.passkeys.views import safe_next
 from threshold.policy.actions import get_policy
-from threshold.selfservice.views import recently_verified, verify_first
+from threshold.selfservice.views import recently_verified, settings_problem, verify_first
 from threshold.web.http import audit_origin
 from threshold.web.middleware import sign_in
 from threshold.web.sessions import FALLBACK_VERIFIED_AT
@@ -202,7 +202,7 @@ def _settings_user(request: HttpRequest) -> User:
 def set_up(request: HttpRequest) -> HttpResponse:
     user = _settings_user(request)
     if not get_policy().allow_password_fallback:
-        return _problem(request, _entry(errors.FallbackNotAllowed()), 403)
+        return settings_problem(request, _entry(errors.FallbackNotAllowed()), 403)
     if not recently_verified(request):
         return verify_first(SET_UP)
     if has_fallback(user):
@@ -290,7 +290,7 @@ def new_recovery_codes(request: HttpRequest) -> HttpResponse:
     try:
         codes = do_regenerate_recovery_codes(user, audit_origin(request))
     except errors.SecurityMethodNotFound as error:
-        return _problem(request, catalog.entry_for(error, "settings"), 404)
+        return settings_problem(request, catalog.entry_for(error, "settings"), 404)
     return render(request, "fallback/recovery_codes.html", {"codes": codes, "new": False})
 
 
@@ -305,22 +305,9 @@ def remove(request: HttpRequest) -> HttpResponse:
     try:
         do_remove_fallback(user, origin)
     except errors.SecurityMethodNotFound as error:
-        return _problem(request, catalog.entry_for(error, "settings"), 404)
+        return settings_problem(request, catalog.entry_for(error, "settings"), 404)
     except errors.LastSignInMethod as error:
-        return _problem(request, catalog.entry_for(error, "settings"), 409)
+        return settings_problem(request, catalog.entry_for(error, "settings"), 409)
     update_session_auth_hash(request, user)
     notify_fallback_changed(user, origin, "removed")
     return HttpResponseRedirect("/settings?done=fallback-removed", status=303)
-
-
-def _problem(request: HttpRequest, entry: catalog.CatalogEntry, status: int) -> HttpResponse:
-    return render(
-        request,
-        "web/problem.html",
-        {
-            "entry": entry,
-            "back_url": "/settings",
-            "back_label": "Back to Settings",
-        },
-        status=status,
-    )

@@ -107,11 +107,14 @@ def _safe_return(request: HttpRequest) -> str:
     return SETTINGS
 
 
-def _problem(request: HttpRequest, key: str, status: int) -> HttpResponse:
+def settings_problem(
+    request: HttpRequest, entry: catalog.CatalogEntry, status: int
+) -> HttpResponse:
+    """A failure page in the catalog's words, with the way back to Settings."""
     return render(
         request,
         "web/problem.html",
-        {"entry": catalog.CATALOG[key], "back_url": SETTINGS, "back_label": "Back to Settings"},
+        {"entry": entry, "back_url": SETTINGS, "back_label": "Back to Settings"},
         status=status,
     )
 
@@ -333,7 +336,7 @@ def rename(request: HttpRequest, passkey_id: int) -> HttpResponse:
             _user(request), passkey_id, request.POST.get("nickname"), audit_origin(request)
         )
     except errors.SecurityMethodNotFound:
-        return _problem(request, "method_not_found", 404)
+        return settings_problem(request, catalog.CATALOG["method_not_found"], 404)
     except errors.NameInvalid as error:
         return _render_settings(
             request,
@@ -352,7 +355,7 @@ def remove(request: HttpRequest, passkey_id: int) -> HttpResponse:
     try:
         passkey = access_own_passkey(user, passkey_id)
     except errors.SecurityMethodNotFound:
-        return _problem(request, "method_not_found", 404)
+        return settings_problem(request, catalog.CATALOG["method_not_found"], 404)
     if not recently_verified(request):
         return verify_first(f"{SETTINGS}/security-methods/{passkey.pk}/remove")
     last = count_sign_in_methods(user) <= 1
@@ -360,7 +363,7 @@ def remove(request: HttpRequest, passkey_id: int) -> HttpResponse:
         try:
             do_remove_passkey(user, passkey.pk, audit_origin(request))
         except errors.SecurityMethodNotFound:
-            return _problem(request, "method_not_found", 404)
+            return settings_problem(request, catalog.CATALOG["method_not_found"], 404)
         except errors.LastSignInMethod:
             last = True
         else:
