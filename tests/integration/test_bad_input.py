@@ -314,6 +314,23 @@ CASES = [
         [attestation_options],
         400,
     ),
+    # A lone UTF-16 surrogate is not text: no database driver can store or compare it.
+    ("username a lone surrogate", b'{"username": "\\ud800@example.com"}', USERNAME_OPTIONS, 400),
+    ("username a lone low surrogate", b'{"username": "ada\\uDFFF"}', USERNAME_OPTIONS, 400),
+    (
+        "username surrogate bytes",
+        b'{"username": "\xed\xa0\x80@example.com"}',
+        USERNAME_OPTIONS,
+        400,
+    ),
+    (
+        "displayName a lone surrogate",
+        b'{"username": "x@example.com", "displayName": "Grace \\ud800"}',
+        [attestation_options],
+        400,
+    ),
+    ("device a lone surrogate", b'{"device": "\\ud800"}', [add_options], 400),
+    ("a key a lone surrogate", b'{"\\ud800": 1}', ALL, 400),
     ("credential missing everything", b"{}", RESULTS, 400),
     ("credential missing response", _drop("response"), RESULTS, 400),
     ("credential missing type", _drop("type"), RESULTS, 400),
@@ -412,6 +429,9 @@ CASES = [
     ("signature not base64url", _set("response.signature", "~~~~"), ASSERTION_RESULTS, 400),
     ("userHandle an object", _set("response.userHandle", {"a": 1}), ASSERTION_RESULTS, 400),
     ("userHandle not base64url", _set("response.userHandle", "***"), ASSERTION_RESULTS, 400),
+    ("type a lone surrogate", _set("type", "\ud800"), RESULTS, 400),
+    ("id a lone surrogate", _set("id", "\udbff"), RESULTS, 400),
+    ("clientDataJSON a lone surrogate", _set("response.clientDataJSON", "\ud800"), RESULTS, 400),
 ]
 
 PARAMS = [
@@ -515,3 +535,62 @@ def test_a_bad_sign_in_result_is_audited_with_its_reason(people):
     event = last_event("sign_in.failed")
     assert event.reason == "malformed_request"
     assert event.subject is None
+
+
+# The surrogate U+D800 as UTF-8 would encode it (ED A0 80), which is not UTF-8: raw in a
+# multipart field, percent-encoded in a form body or a URL.
+SURROGATE_BYTES = b"\xed\xa0\x80"
+SURROGATE_PERCENT = "%ED%A0%80"
+
+
+def _multipart(fields: dict[str, bytes]) -> tuple[bytes, str]:
+    boundary = "threshold-boundary"
+    parts = [
+        b'--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n'
+        % (boundary.encode(), name.encode(), value)
+        for name, value in fields.items()
+    ]
+    body = b"".join(parts) + b"--%s--\r\n" % boundary.encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def test_lone_surrogates_in_form_fields_and_urls_are_refused_not_server_errors(people):
+    """Django decodes forms and URLs with replacement characters; names refuse those."""
+    ada = people.ada
+    client = _signed_in_client(people)
+    name_before = User.objects.get(pk=ada.user.pk).full_name
+    nickname_before = ada.passkey.nickname
+
+    for path, field in (
+        ("/settings/profile", "full_name"),
+        (f"/settings/security-methods/{ada.passkey.pk}/rename", "nickname"),
+    ):
+        form = f"{field}=Ada{SURROGATE_PERCENT}"
+        response = client.post(path, form, content_type="application/x-www-form-urlencoded")
+        assert response.status_code == 400, (path, response.status_code)
+        body, content_type = _multipart({field: b"Ada" + SURROGATE_BYTES})
+        response = client.post(path, body, content_type=content_type)
+        assert response.status_code == 400, (path, response.status_code)
+    assert User.objects.get(pk=ada.user.pk).full_name == name_before
+    assert Passkey.objects.get(pk=ada.passkey.pk).nickname == nickname_before
+
+    anonymous = Client(raise_request_exception=False)
+    form = f"username=ada{SURROGATE_PERCENT}@example.com&password=x"
+    response = anonymous.post(
+        "/sign-in/password", form, content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 400
+    body, content_type = _multipart({"username": b"ada" + SURROGATE_BYTES, "password": b"x"})
+    assert anonymous.post("/sign-in/password", body, content_type=content_type).status_code == 400
+    for path in (
+        f"/sign-in?next=/{SURROGATE_PERCENT}",
+        f"/enroll/{SURROGATE_PERCENT}",
+        f"/settings/guide/{SURROGATE_PERCENT}",
+        f"/help/errors?q={SURROGATE_PERCENT}",
+    ):
+        assert anonymous.get(path).status_code < 500, path
+    response = PageClient(raise_request_exception=False).post(
+        f"/enroll/{SURROGATE_PERCENT}/options", b"{}", content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json()["status"] == "failed"

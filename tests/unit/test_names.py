@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from threshold.core import errors
-from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name
+from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name, is_text
 
 
 @pytest.mark.parametrize(
@@ -40,8 +40,18 @@ def test_good_names_are_normalised(given, stored):
         "nul\x00",
         "private\ue000use",
         "\ufffd\ufffd\u00ff",  # a form field that was not UTF-8
+        "lone \ud800 surrogate",  # JSON can escape one; no encoder takes it
+        "\udcff@example.com",  # what Python makes of a command-line byte that is not UTF-8
     ],
 )
 def test_bad_names_are_refused(given):
     with pytest.raises(errors.NameInvalid):
         clean_name(given, NICKNAME_MAX_LENGTH)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("ada", True), ("\U0001f511 key", True), ("\ud83d\udd11", False), ("a\udfff", False)],
+)
+def test_is_text(value, expected):
+    assert is_text(value) is expected

@@ -18,10 +18,26 @@ DISPLAY_NAME_MAX_LENGTH = 100
 _MARKUP = frozenset("<>")
 
 
+def is_text(value: str) -> bool:
+    """Whether ``value`` can be stored and sent as UTF-8.
+
+    A Python str may hold a lone UTF-16 surrogate (U+D800-U+DFFF): JSON can
+    escape one ("\\ud800"), and Python decodes undecodable command-line bytes
+    to them. No encoder accepts it, so the database would fail on it.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def clean_name(value: object, max_length: int) -> str:
     """``value`` as a name to store, or NameInvalid saying why not."""
     if not isinstance(value, str):
         raise errors.NameInvalid("not text")
+    if not is_text(value):
+        raise errors.NameInvalid("a lone UTF-16 surrogate")
     name = " ".join(unicodedata.normalize("NFC", value).split())
     if not name:
         raise errors.NameInvalid("empty")

@@ -19,6 +19,7 @@ from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
 from threshold.audit.models import AuditEvent
 from threshold.core import errors, throttle, totp
+from threshold.core.names import is_text
 from threshold.core.policy import Policy
 from threshold.fallback.models import FailureCounter, PasskeyPrompt, RecoveryCode, TotpDevice
 
@@ -250,8 +251,13 @@ def do_check_password(username: str, password: str, origin: Origin, policy: Poli
         raise errors.FallbackNotAllowed()
     keys = _reserve_attempt(username, origin, policy, "password")
     name = normalize_username(username)
-    # Control characters are in no username (and PostgreSQL refuses NUL).
-    user = None if _has_control(name) else User.objects.filter(username=name).first()
+    # Control characters and lone surrogates are in no username (and the database
+    # drivers refuse them: PostgreSQL NUL, both of them surrogates).
+    user = (
+        None
+        if _has_control(name) or not is_text(name)
+        else User.objects.filter(username=name).first()
+    )
     usable = user is not None and user.has_usable_password() and has_fallback(user)
     if usable and user is not None:
         correct = user.check_password(password)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from threshold.passkeys.pending import (
     take_pending,
 )
 from threshold.policy.actions import get_policy
+from threshold.web.http import parse_json
 
 
 def relying_party() -> ceremony.RelyingParty:
@@ -54,10 +54,7 @@ def _descriptors(user: User) -> list[ceremony.CredentialDescriptor]:
 def _decode(body: bytes | None) -> object:
     if body is None:
         raise errors.RequestTooLarge()
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise errors.MalformedRequest("the request body is not JSON") from exc
+    return parse_json(body)
 
 
 def credential_label(credential_id: bytes) -> str:

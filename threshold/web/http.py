@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -14,6 +15,7 @@ from django.http import HttpRequest, JsonResponse
 
 from threshold.audit.actions import Origin
 from threshold.core import catalog, errors
+from threshold.core.names import is_text
 from threshold.web.sessions import SessionStore
 
 
@@ -52,6 +54,43 @@ def read_body(request: HttpRequest) -> bytes | None:
     return body if len(body) <= settings.THRESHOLD_MAX_JSON_BODY else None
 
 
+# A UTF-16 surrogate, escaped (\\ud800) or as the bytes Python's JSON decoder lets through
+# (ED A0 80): the only ways a request body becomes a string that is not text.
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def parse_json(body: bytes) -> Any:
+    """A request body as JSON, or MalformedRequest: also when a string in it is not text.
+
+    JSON may escape a lone UTF-16 surrogate ("\\ud800"), which Python decodes to a
+    str that cannot be encoded as UTF-8: the database drivers fail on it (a 500).
+    A surrogate pair is one character and fine.
+    """
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise errors.MalformedRequest("the request body is not JSON") from exc
+    if _SURROGATE.search(body) and not _is_text(data):
+        raise errors.MalformedRequest("the request body holds a lone UTF-16 surrogate")
+    return data
+
+
+def _is_text(value: Any) -> bool:
+    """Whether every string in a decoded JSON value, keys included, is encodable text."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not is_text(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
 def read_json_object(request: HttpRequest) -> dict[str, Any]:
     """The body as a JSON object, or MalformedRequest."""
     body = read_body(request)
@@ -59,10 +98,7 @@ def read_json_object(request: HttpRequest) -> dict[str, Any]:
         raise errors.RequestTooLarge()
     if not body.strip():
         return {}
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise errors.MalformedRequest("the request body is not JSON") from exc
+    data = parse_json(body)
     if not isinstance(data, dict):
         raise errors.MalformedRequest("the request body must be a JSON object")
     return data
@@ -76,6 +112,8 @@ def optional_string(data: dict[str, Any], name: str, max_length: int = 150) -> s
         raise errors.MalformedRequest(f"{name} must be a string of at most {max_length} characters")
     if any(ord(character) < 32 or ord(character) == 127 for character in value):
         raise errors.MalformedRequest(f"{name} must not contain control characters")
+    if not is_text(value):
+        raise errors.MalformedRequest(f"{name} must be text")
     return value
 
 
