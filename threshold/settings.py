@@ -37,6 +37,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before the CSRF check, which parses form bodies (threshold/web/bodies.py).
+    "threshold.web.bodies.RequestBodyMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "threshold.web.middleware.SessionTimeoutMiddleware",

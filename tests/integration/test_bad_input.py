@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 from django.test import Client
 
-from tests.integration.conftest import ORIGIN, PageClient, invite, last_event
+from tests.integration.conftest import CSRF_COOKIE, ORIGIN, PageClient, invite, last_event
 from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts.models import User
 from threshold.audit.models import AuditEvent
@@ -59,10 +59,25 @@ class Endpoint:
     signed_in: bool = False
 
 
+class PageScriptClient(PageClient):
+    """What webauthn.js sends: the page's flow token on the dated options endpoints (test_flow
+    covers it) and the CSRF token in X-CSRFToken, checked as for a browser (test_sessions covers
+    a missing one), so that the body is parsed. 500s come back as responses."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            enforce_csrf_checks=True, raise_request_exception=False, HTTP_ACCEPT="application/json"
+        )
+        self.get("/sign-out")  # sets the CSRF cookie, as any page does
+
+    def generic(self, method: str, path: str, *args, **extra):
+        if CSRF_COOKIE in self.cookies:
+            extra.setdefault("HTTP_X_CSRFTOKEN", self.cookies[CSRF_COOKIE].value)
+        return super().generic(method, path, *args, **extra)
+
+
 def _client() -> Client:
-    # No CSRF here (test_sessions covers it); 500s come back as responses. A valid flow
-    # token on the dated options endpoints (test_flow covers it), so that the body is parsed.
-    return PageClient(raise_request_exception=False, HTTP_ACCEPT="application/json")
+    return PageScriptClient()
 
 
 def _post(client: Client, path: str, data) -> dict:
@@ -233,6 +248,23 @@ def _b64json(value) -> str:
     return b64url_encode(json.dumps(value).encode())
 
 
+# The surrogate U+D800 as UTF-8 would encode it (ED A0 80), which is not UTF-8: raw in a
+# multipart field, percent-encoded in a form body or a URL.
+SURROGATE_BYTES = b"\xed\xa0\x80"
+SURROGATE_PERCENT = "%ED%A0%80"
+
+
+def _multipart(fields: dict[str, bytes]) -> tuple[bytes, str]:
+    boundary = "threshold-boundary"
+    parts = [
+        b'--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n'
+        % (boundary.encode(), name.encode(), value)
+        for name, value in fields.items()
+    ]
+    body = b"".join(parts) + b"--%s--\r\n" % boundary.encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
 # (case id, body: bytes or a function of the genuine response, endpoints, expected status)
 CASES = [
     ("malformed json", b'{"username": ', ALL, 400),
@@ -246,6 +278,20 @@ CASES = [
     ("deeply nested array", b"[" * 50_000, ALL, 400),
     ("deeply nested object", b'{"a":' * 12_000, ALL, 400),
     ("body over 64 KiB", b'{"username": "' + b"a" * MAX_BODY + b'"}', ALL, 413),
+    # A form instead of JSON (anyone can send one with the token GET /sign-in hands out).
+    (
+        "multipart form",
+        _multipart({"username": b"ada@example.com"}),
+        ALL,
+        400,
+    ),
+    ("multipart form, empty", _multipart({}), ALL, 400),
+    (
+        "urlencoded form",
+        (b"username=ada%40example.com", "application/x-www-form-urlencoded"),
+        ALL,
+        400,
+    ),
     # /sign-in/options and /enroll/.../options take an empty body as {} (no username).
     ("empty body", b"", [attestation_options, assertion_options, *RESULTS], 400),
     ("username is a number", b'{"username": 5}', USERNAME_OPTIONS, 400),
@@ -451,8 +497,9 @@ def test_bad_input_gets_a_4xx_in_the_catalogs_words_and_stores_nothing(
     used_invites = EnrollmentInvite.objects.filter(used_at__isnull=False).count()
     last_id = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first()
     raw = body(endpoint.genuine) if callable(body) else body
+    raw, content_type = raw if isinstance(raw, tuple) else (raw, "application/json")
 
-    response = endpoint.client.post(endpoint.path, raw, content_type="application/json")
+    response = endpoint.client.post(endpoint.path, raw, content_type=content_type)
 
     assert response.status_code == status, (response.status_code, response.content[:300])
     assert response["Content-Type"].startswith("application/json")
@@ -537,23 +584,6 @@ def test_a_bad_sign_in_result_is_audited_with_its_reason(people):
     assert event.subject is None
 
 
-# The surrogate U+D800 as UTF-8 would encode it (ED A0 80), which is not UTF-8: raw in a
-# multipart field, percent-encoded in a form body or a URL.
-SURROGATE_BYTES = b"\xed\xa0\x80"
-SURROGATE_PERCENT = "%ED%A0%80"
-
-
-def _multipart(fields: dict[str, bytes]) -> tuple[bytes, str]:
-    boundary = "threshold-boundary"
-    parts = [
-        b'--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n'
-        % (boundary.encode(), name.encode(), value)
-        for name, value in fields.items()
-    ]
-    body = b"".join(parts) + b"--%s--\r\n" % boundary.encode()
-    return body, f"multipart/form-data; boundary={boundary}"
-
-
 def test_lone_surrogates_in_form_fields_and_urls_are_refused_not_server_errors(people):
     """Django decodes forms and URLs with replacement characters; names refuse those."""
     ada = people.ada
@@ -594,3 +624,61 @@ def test_lone_surrogates_in_form_fields_and_urls_are_refused_not_server_errors(p
     )
     assert response.status_code == 400
     assert response.json()["status"] == "failed"
+
+
+BROKEN_FORMS = [
+    pytest.param(b"--x\r\n", "multipart/form-data", id="multipart without a boundary"),
+    pytest.param(b"garbage", "multipart/form-data; boundary=\u00e9", id="multipart bad boundary"),
+    pytest.param(
+        b"&".join(b"f%d=" % n for n in range(1200)),
+        "application/x-www-form-urlencoded",
+        id="too many fields",
+    ),
+    pytest.param(
+        _multipart({"username": b"a" * MAX_BODY})[0],
+        _multipart({})[1],
+        id="multipart over 64 KiB",
+    ),
+    pytest.param(
+        b"username=" + b"a" * MAX_BODY, "application/x-www-form-urlencoded", id="form over 64 KiB"
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "content_type"), BROKEN_FORMS)
+@pytest.mark.parametrize("make_endpoint", ALL, ids=[e.__name__ for e in ALL])
+def test_a_form_that_cannot_be_read_is_refused_before_the_endpoint_in_one_log_line(
+    people, make_endpoint, raw, content_type, caplog
+):
+    endpoint = make_endpoint(people)
+    last_id = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first()
+    caplog.clear()
+
+    response = endpoint.client.post(endpoint.path, raw, content_type=content_type)
+
+    assert response.status_code == 400, (response.status_code, response.content[:300])
+    answer = response.json()
+    assert answer["status"] == "failed" and answer["error"]["code"] == "bad_request"
+    # One line, no traceback: anyone can send these.
+    [line] = caplog.records
+    assert line.getMessage().startswith("Refused a ") and line.exc_info is None
+    # Refused before the endpoint: its ceremony is still there, nothing was written.
+    assert not AuditEvent.objects.filter(id__gt=last_id or 0).exists()
+    if endpoint.genuine is not None:
+        genuine = json.dumps(endpoint.genuine)
+        after = endpoint.client.post(endpoint.path, genuine, content_type="application/json")
+        assert after.status_code == 200, after.content
+
+
+@pytest.mark.parametrize(("raw", "content_type"), BROKEN_FORMS)
+def test_a_page_form_that_cannot_be_read_gets_the_problem_page_in_one_log_line(
+    db, raw, content_type, caplog
+):
+    client = Client(raise_request_exception=False)
+    caplog.clear()
+    response = client.post("/sign-in/password", raw, content_type=content_type)
+    assert response.status_code == 400
+    assert "This request could not be understood" in response.content.decode()
+    [line] = caplog.records
+    assert line.getMessage().startswith("Refused a ") and line.exc_info is None
+    assert not AuditEvent.objects.exists()

@@ -1,0 +1,65 @@
+"""Form bodies, read before the CSRF check parses them (``RequestBodyMiddleware``).
+
+Django's CSRF middleware reads ``request.POST`` on every POST. For a form body
+(multipart or URL-encoded) that parses the body, and two things follow unless
+the body was read first:
+
+- a multipart body is consumed as a stream: ``request.body`` then raises
+  RawPostDataException, so a JSON endpoint sent multipart failed with a 500;
+- a form over ``DATA_UPLOAD_MAX_MEMORY_SIZE``, or one that does not parse (a
+  broken multipart boundary, too many fields), raises an exception that Django
+  answers with a 400 and logs with its whole traceback.
+
+Here such a form is refused before any view, in the catalog's words
+(bad_request, 400) with one log line, and any other form body is read and
+parsed first, so it stays readable. Other bodies go on untouched: the JSON
+endpoints answer an oversize body themselves (413) and audit it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.exceptions import SuspiciousOperation
+from django.http import HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
+
+from threshold.web.http import client_ip
+from threshold.web.views import bad_request
+
+_FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
+_logger = logging.getLogger(__name__)
+
+
+class RequestBodyMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "POST" and request.content_type in _FORMS:
+            refusal = _refuse_form(request)
+            if refusal is not None:
+                return refusal
+        return self.get_response(request)
+
+
+def _refuse_form(request: HttpRequest) -> HttpResponse | None:
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if limit is not None and length > limit:
+        why = f"{length} bytes, over {limit}"
+    else:
+        try:
+            request.body  # noqa: B018 - Django keeps it: the body stays readable
+            request.POST  # noqa: B018 - parsed here, where a failure is ours to answer
+        except (MultiPartParserError, SuspiciousOperation) as exc:
+            why = f"{type(exc).__name__}: {exc}"
+        else:
+            return None
+    _logger.warning("Refused a %s body from %s: %s", request.content_type, client_ip(request), why)
+    return bad_request(request)
