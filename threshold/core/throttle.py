@@ -3,17 +3,24 @@
 Three counters, each keyed so that it answers alike whether or not an account
 has the username:
 
-- the username: after ``FREE_FAILURES`` each failure doubles the wait, up to
-  ``MAX_DELAY_SECONDS``. Never a lockout, so a stranger's guesses can slow the
-  person's fallback down but not shut it;
-- the username from one network (an IPv4 address, an IPv6 /64): at the
-  policy's threshold the password path locks for ``LOCKOUT_SECONDS`` from that
-  network. NIST SP 800-63B-4 §3.2.2 allows at most 100 consecutive failures;
-  the default threshold is 10;
+- the username from one network (an IPv4 address, an IPv6 /64), for both
+  steps: after ``FREE_FAILURES`` each failure doubles the wait, up to
+  ``MAX_DELAY_SECONDS``, and at the policy's threshold the password path locks
+  for ``LOCKOUT_SECONDS`` from that network. NIST SP 800-63B-4 §3.2.2 allows at
+  most 100 consecutive failures; the default threshold is 10. Keyed by network,
+  so that a stranger's wrong passwords from elsewhere never delay or lock the
+  person's own: the password path is slow for the guesser, never shut for its
+  owner;
+- the username's wrong codes (authenticator app or recovery code), from any
+  network: the same doubling wait for the code step. Only someone who gave the
+  right password reaches that step, so strangers cannot feed it, and it keeps
+  guessing codes across many networks slow;
 - the network alone: at most ``ADDRESS_FAILURES`` failures per
   ``ADDRESS_WINDOW_SECONDS``, whichever usernames they were for (guessing
   across many accounts).
 
+A password alone signs no one in, which is why guessing it from many networks
+is throttled per network only: the second factor stays throttled per person.
 None of this touches passkey sign-in: there is nothing to guess there.
 """
 
@@ -24,7 +31,7 @@ import ipaddress
 FREE_FAILURES = 3
 MAX_DELAY_SECONDS = 15 * 60
 LOCKOUT_SECONDS = 60 * 60
-# A username's failures this long after the last one are forgotten.
+# A username's failures (from a network, or its codes) this long after the last one are forgotten.
 FORGET_AFTER_SECONDS = 24 * 60 * 60
 
 ADDRESS_FAILURES = 50
@@ -32,7 +39,8 @@ ADDRESS_WINDOW_SECONDS = 15 * 60
 
 
 def username_wait(failures: int) -> int:
-    """Seconds to wait after the last of ``failures`` consecutive failures for a username."""
+    """Seconds to wait after the last of ``failures`` consecutive failures for a username
+    (from one network, or its codes from anywhere)."""
     if failures < FREE_FAILURES:
         return 0
     return min(2 ** (failures - FREE_FAILURES), MAX_DELAY_SECONDS)

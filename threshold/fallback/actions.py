@@ -142,22 +142,42 @@ def delete_stale_counters() -> int:
 # --- Sign-in -----------------------------------------------------------------------------------
 
 
-def _keys(username: str, origin: Origin) -> dict[str, str]:
-    """The throttle counters an attempt for ``username`` from ``origin`` counts against."""
+# The counters, by kind (see threshold.core.throttle).
+USER_NETWORK = "user-network"  # this username from this network: both steps
+CODES = "codes"  # this username's wrong codes, from anywhere: the code step
+NETWORK = "network"  # this network, whatever the username: both steps
+
+PASSWORD_STEP = "password"  # noqa: S105 - a step's name, not a password
+CODE_STEP = "code"
+
+
+def _keys(username: str, origin: Origin, step: str) -> dict[str, str]:
+    """The throttle counters an attempt at ``step`` for ``username`` from ``origin`` counts against.
+
+    The password step has no username-wide counter: failures from one network
+    never delay or lock the person's password from another (a stranger could
+    otherwise keep it shut for ever). The code step has one, as only someone
+    who gave the right password reaches it.
+    """
     name = hashlib.sha256(normalize_username(username).encode()).hexdigest()
     network = throttle.network_of(origin.ip)
-    return {
-        "username": f"user:{name}",
-        "lockout": f"user-net:{hashlib.sha256(f'{name}|{network}'.encode()).hexdigest()}",
-        "network": f"net:{network}",
+    keys = {
+        USER_NETWORK: f"user-net:{hashlib.sha256(f'{name}|{network}'.encode()).hexdigest()}",
+        NETWORK: f"net:{network}",
     }
+    if step == CODE_STEP:
+        keys[CODES] = f"user:{name}"
+    return keys
 
 
 def _wait(kind: str, counter: FailureCounter, now: datetime, policy: Policy) -> float:
-    if kind == "username":
+    if kind == USER_NETWORK:
+        return max(
+            throttle.username_wait(counter.failures),
+            throttle.lockout_wait(counter.failures, policy.password_lockout_threshold),
+        )
+    if kind == CODES:
         return throttle.username_wait(counter.failures)
-    if kind == "lockout":
-        return throttle.lockout_wait(counter.failures, policy.password_lockout_threshold)
     return throttle.address_wait(counter.failures, (now - counter.first_failure_at).total_seconds())
 
 
@@ -188,7 +208,7 @@ def _reserve_attempt(username: str, origin: Origin, policy: Policy, step: str) -
     requests cannot all slip in under the limit; a successful step gives its
     attempt back (``_release_attempt``).
     """
-    keys = _keys(username, origin)
+    keys = _keys(username, origin, step)
     now = clock.now_datetime()
     with transaction.atomic():
         counters = {kind: _counter(key, now) for kind, key in keys.items()}
@@ -197,10 +217,10 @@ def _reserve_attempt(username: str, origin: Origin, policy: Policy, step: str) -
             for kind, counter in counters.items():
                 forget = (
                     throttle.ADDRESS_WINDOW_SECONDS
-                    if kind == "network"
+                    if kind == NETWORK
                     else throttle.FORGET_AFTER_SECONDS
                 )
-                since = counter.first_failure_at if kind == "network" else counter.last_failure_at
+                since = counter.first_failure_at if kind == NETWORK else counter.last_failure_at
                 if counter.failures and (now - since).total_seconds() > forget:
                     counter.failures = 0
                 if counter.failures == 0:
@@ -231,7 +251,7 @@ def _release_attempt(keys: dict[str, str], policy: Policy, *, signed_in: bool) -
     """A step succeeded: give its attempt back; a full sign-in forgets the username's failures."""
     with transaction.atomic():
         for kind, key in keys.items():
-            if signed_in and kind != "network":
+            if signed_in and kind != NETWORK:
                 FailureCounter.objects.filter(key=key).delete()
                 continue
             counter = FailureCounter.objects.select_for_update().filter(key=key).first()
@@ -249,7 +269,7 @@ def do_check_password(username: str, password: str, origin: Origin, policy: Poli
     """
     if not policy.allow_password_fallback:
         raise errors.FallbackNotAllowed()
-    keys = _reserve_attempt(username, origin, policy, "password")
+    keys = _reserve_attempt(username, origin, policy, PASSWORD_STEP)
     name = normalize_username(username)
     # Control characters and lone surrogates are in no username (and the database
     # drivers refuse them: PostgreSQL NUL, both of them surrogates).
@@ -287,7 +307,7 @@ def do_finish_fallback_sign_in(user: User, code: object, origin: Origin, policy:
     """The second step: an authenticator-app or recovery code. Returns how the person signed in."""
     if not policy.allow_password_fallback:
         raise errors.FallbackNotAllowed()
-    keys = _reserve_attempt(user.username, origin, policy, "code")
+    keys = _reserve_attempt(user.username, origin, policy, CODE_STEP)
     with transaction.atomic():
         method = _use_code(user, totp.normalize_code(code))
         if isinstance(method, errors.CeremonyError):
