@@ -42,6 +42,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "threshold.web.middleware.SessionTimeoutMiddleware",
+    # Sends the ceremony tokens a view began (threshold/web/http.py).
+    "threshold.web.http.CeremonyCookieMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

@@ -34,6 +34,7 @@ from threshold.web import flow
 ORIGIN = "http://localhost:8000"
 SESSION_COOKIE = "threshold_session"
 CSRF_COOKIE = "threshold_csrf"
+CEREMONY_COOKIE_PREFIX = "threshold_ceremony_"
 USER_AGENT = "Mozilla/5.0 (threshold integration tests)"
 CLIENT_IP = "203.0.113.7"
 
@@ -121,6 +122,15 @@ class Browser:
 
     def post_form(self, path: str, **extra: Any):
         return self.client.post(path, {"csrfmiddlewaretoken": self.csrf_token()}, **extra)
+
+    @property
+    def ceremonies(self) -> set[str]:
+        """The kinds of ceremony this browser holds a token for (threshold/passkeys/pending.py)."""
+        return {
+            name.removeprefix(CEREMONY_COOKIE_PREFIX)
+            for name, cookie in self.client.cookies.items()
+            if name.startswith(CEREMONY_COOKIE_PREFIX) and cookie.value
+        }
 
     @property
     def session_key(self) -> str | None:

@@ -32,6 +32,7 @@ from threshold.core import errors
 from threshold.enrollment.actions import do_invite, do_issue_recovery
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.passkeys.actions import do_begin_step_up, do_finish_sign_in
+from threshold.passkeys.pending import Ceremonies
 from threshold.web.models import Session
 
 pytestmark = pytest.mark.django_db
@@ -167,12 +168,12 @@ def test_the_lock_check_reads_the_user_row_the_request_loads_anyway(ada):
 
 
 def test_a_locked_person_cannot_step_up(ada):
-    session_key = "s" * 32
-    options = do_begin_step_up(session_key, ada.user)
+    browser = Ceremonies(session_key="s" * 32)
+    options = do_begin_step_up(browser, ada.user)
     do_lock_user(ada.user, Origin.cli())
     assertion = ada.authenticator.get(options, ORIGIN)
     outcome = do_finish_sign_in(
-        session_key, json.dumps(assertion).encode(), Origin(), step_up_user=ada.user
+        browser.returned(), json.dumps(assertion).encode(), Origin(), step_up_user=ada.user
     )
     assert isinstance(outcome.error, errors.AccountLocked) and outcome.user is None
     event = last_event("step_up.failed")

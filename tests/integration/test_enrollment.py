@@ -33,7 +33,7 @@ from threshold.accounts.models import User
 from threshold.audit.models import AuditEvent
 from threshold.core.encoding import b64url_decode, b64url_encode
 from threshold.enrollment.models import EnrollmentInvite
-from threshold.passkeys.models import Passkey, PendingCeremony
+from threshold.passkeys.models import Passkey
 
 pytestmark = pytest.mark.django_db
 
@@ -96,7 +96,7 @@ def test_invite_link_enrolls_a_passkey_and_signs_the_person_in(browser, clock):
     used = EnrollmentInvite.objects.get(pk=created.invite.pk)
     assert used.used_at is not None
     assert used.revoked_at is None
-    assert not PendingCeremony.objects.exists()
+    assert not browser.ceremonies, "the ceremony was used up"
 
     home = browser.get("/?enrolled=1")
     assert home.status_code == 200
@@ -195,7 +195,7 @@ def test_invite_link_works_once(browser):
 
     body = assert_failed(again.post_json(f"/enroll/{token}/options"), 400, INVITE_UNUSABLE)
     assert body["error"]["code"] == "invite_unusable"
-    assert not PendingCeremony.objects.exists()
+    assert not again.ceremonies
 
     # Replaying the finished ceremony's answer stores nothing more.
     assert_failed(browser.post_json(f"/enroll/{token}/result", credential), 400, SESSION_EXPIRED)

@@ -24,7 +24,7 @@ from tests.integration.conftest import (
     sign_in,
 )
 from threshold.audit.actions import Origin
-from threshold.passkeys.models import PendingCeremony
+from threshold.passkeys.models import UsedChallenge
 from threshold.policy.actions import do_update_policy, get_policy
 from threshold.web import flow
 from threshold.web.models import Session
@@ -68,7 +68,7 @@ def test_a_sign_in_page_idle_too_long_reads_session_expired(ada, clock):
     token = page_flow(browser, "/sign-in")
     clock.advance(IDLE_LIMIT + 1)
     assert_expired(options(browser, "/sign-in/options", token))
-    assert not PendingCeremony.objects.exists(), "no ceremony begins"
+    assert not browser.ceremonies, "no ceremony begins"
 
     # Reloading the page starts again.
     assert_ok(options(browser, "/sign-in/options", page_flow(browser, "/sign-in")))
@@ -116,7 +116,7 @@ def test_an_anonymous_sign_in_page_stores_nothing(db):
     for _ in range(3):
         page_flow(browser, "/sign-in")
     assert not Session.objects.exists()
-    assert not PendingCeremony.objects.exists()
+    assert not browser.ceremonies and not UsedChallenge.objects.exists()
 
 
 def test_the_sign_in_page_is_never_served_from_a_cache(db):
@@ -180,7 +180,7 @@ def test_an_enrollment_page_idle_too_long_reads_session_expired(db, clock):
     page_token = page_flow(browser, f"/enroll/{token}")
     clock.advance(IDLE_LIMIT + 1)
     assert_expired(options(browser, f"/enroll/{token}/options", page_token))
-    assert not PendingCeremony.objects.exists()
+    assert not browser.ceremonies
     # The link still works: reloading the page starts again.
     assert_ok(options(browser, f"/enroll/{token}/options", page_flow(browser, f"/enroll/{token}")))
 

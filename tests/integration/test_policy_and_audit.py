@@ -24,7 +24,7 @@ from tests.support.authenticator import SoftAuthenticator
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
 from threshold.core.policy import Policy
-from threshold.passkeys.models import Passkey, PendingCeremony
+from threshold.passkeys.models import Passkey
 from threshold.policy.actions import do_update_policy, get_policy
 
 pytestmark = pytest.mark.django_db
@@ -60,7 +60,7 @@ def test_passkey_limit_refuses_another_registration_at_options(ada, browser):
     add = "/settings/security-methods/add"
     body = assert_failed(browser.post_json(f"{add}/options", {}), 400, LIMIT_REACHED)
     assert body["error"]["code"] == "limit_reached"
-    assert not PendingCeremony.objects.exists()
+    assert "registration" not in browser.ceremonies
     assert Passkey.objects.filter(user=ada.user).count() == 1
 
     # Raised again, another passkey can be added.

@@ -11,6 +11,7 @@ from django.core import mail
 
 from tests.integration.conftest import (
     ALREADY_REGISTERED,
+    CEREMONY_COOKIE_PREFIX,
     LIMIT_REACHED,
     ORIGIN,
     Browser,
@@ -531,13 +532,39 @@ def test_the_step_up_is_checked_again_when_the_passkey_is_stored(ada, ada_browse
 
 def test_a_step_up_for_another_person_is_refused_after_the_signature(ada, clock):
     from threshold.passkeys.actions import do_begin_step_up, do_finish_sign_in
+    from threshold.passkeys.pending import Ceremonies
 
     grace = enrolled_person("grace@example.com", "Grace Hopper")
-    options = do_begin_step_up("k" * 32, ada.user)
+    ceremonies = Ceremonies(session_key="k" * 32)
+    options = do_begin_step_up(ceremonies, ada.user)
     assertion = json.dumps(ada.authenticator.get(options, ORIGIN)).encode()
-    outcome = do_finish_sign_in("k" * 32, assertion, Origin(), step_up_user=grace.user)
+    outcome = do_finish_sign_in(ceremonies.returned(), assertion, Origin(), step_up_user=grace.user)
     assert outcome.error is not None and outcome.error.code == "credential_not_allowed"
     assert last_event("step_up.failed").reason == "credential_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("path", "kind", "action"),
+    [
+        ("/settings/verify", "step_up", "step_up.failed"),
+        ("/settings/security-methods/add", "registration", "passkey.registration_failed"),
+    ],
+)
+def test_a_signed_in_ceremony_is_bound_to_the_session_that_began_it(ada, path, kind, action):
+    laptop, phone = Browser(), Browser()
+    for browser in (laptop, phone):
+        assert_ok(sign_in(browser, ada.authenticator))
+    options = assert_ok(laptop.post_json(f"{path}/options", {}))["publicKey"]
+    # The laptop's ceremony token, sent from Ada's other session.
+    name = f"{CEREMONY_COOKIE_PREFIX}{kind}"
+    phone.client.cookies[name] = laptop.client.cookies[name].value
+    if kind == "step_up":
+        response = ada.authenticator.get(options, ORIGIN)
+    else:
+        response = SoftAuthenticator().create(options, ORIGIN)
+    assert_failed(phone.post_json(f"{path}/result", response), 400, "Session Expired")
+    assert last_event(action).detail["detail"] == "another session's ceremony"
+    assert Passkey.objects.filter(user=ada.user).count() == 1
 
 
 def test_signed_out_json_endpoints_answer_in_json(browser):

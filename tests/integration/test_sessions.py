@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from tests.integration.conftest import (
+    CEREMONY_COOKIE_PREFIX,
     CSRF_COOKIE,
     ORIGIN,
     SESSION_COOKIE,
@@ -22,7 +23,7 @@ from tests.integration.conftest import (
 )
 from tests.support.authenticator import SoftAuthenticator
 from threshold.audit.models import AuditEvent
-from threshold.passkeys.models import PendingCeremony
+from threshold.passkeys.models import UsedChallenge
 from threshold.web.models import Session
 
 pytestmark = pytest.mark.django_db
@@ -125,7 +126,7 @@ def test_json_post_without_csrf_token_gets_a_json_403(ada):
     )
     body = assert_failed(response, 403, SESSION_EXPIRED)
     assert body["error"]["code"] == "session_expired"
-    assert not PendingCeremony.objects.exists()
+    assert not browser.ceremonies
 
     # With the page's token (data-csrf), the same request works.
     page = browser.get("/sign-in")
@@ -154,11 +155,12 @@ def test_every_state_changing_page_endpoint_needs_the_csrf_token(ada, endpoint):
     path = endpoint if endpoint.startswith("/") else f"/enroll/{token}/{endpoint}"
     browser = Browser()
     browser.get(f"/enroll/{token}")
+    used = UsedChallenge.objects.count()
     response = browser.client.post(
         path, "{}", content_type="application/json", HTTP_ACCEPT="application/json"
     )
     assert_failed(response, 403, SESSION_EXPIRED)
-    assert not PendingCeremony.objects.exists()
+    assert not browser.ceremonies and UsedChallenge.objects.count() == used
     assert audit_trail()[-1] == ("invite.created", "")  # the refused request changed nothing
 
 
@@ -245,10 +247,12 @@ def test_https_sends_hsts_and_secure_cookies(ada, settings):
     )
     assert_ok(options)
     assert "Strict-Transport-Security" in options
-    session = options.cookies[SESSION_COOKIE]
-    assert session["secure"] is True
-    assert session["httponly"] is True
-    assert session["samesite"] == "Lax"
+    assert SESSION_COOKIE not in options.cookies  # a ceremony needs no session
+    ceremony = options.cookies[f"{CEREMONY_COOKIE_PREFIX}authentication"]
+    assert ceremony["secure"] is True
+    assert ceremony["httponly"] is True
+    assert ceremony["samesite"] == "Strict"
+    assert ceremony["max-age"] == 60  # the ceremony's timeout
 
     # Enrollment over HTTPS: the signed-in session cookie is Secure too.
     _, token = invite("grace@example.com", "Grace Hopper")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from tests.integration.conftest import (
+    CEREMONY_COOKIE_PREFIX,
     CLIENT_IP,
     NOT_VERIFIED,
     ORIGIN,
@@ -26,9 +29,11 @@ from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts.models import User
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
+from threshold.cli.main import main
 from threshold.core.encoding import b64url_decode, b64url_encode
 from threshold.enrollment.actions import do_issue_recovery
-from threshold.passkeys.models import Passkey, PendingCeremony
+from threshold.passkeys import pending
+from threshold.passkeys.models import Passkey, UsedChallenge
 from threshold.web.models import Session
 
 pytestmark = pytest.mark.django_db
@@ -54,30 +59,37 @@ def test_discoverable_sign_in(ada, browser, clock):
     assert page.status_code == 200
     assert "Sign in with a passkey" in page.content.decode()
 
+    used = UsedChallenge.objects.count()  # Ada's enrollment
     options = begin_sign_in(browser)
     assert options["allowCredentials"] == []
     assert options["rpId"] == "localhost"
     assert options["userVerification"] == "required"
     assert options["timeout"] == 60_000
     assert len(b64url_decode(options["challenge"])) >= 16
-    anonymous_session = browser.session_key
-    assert anonymous_session
+    # The options stored nothing: no session, no ceremony row; the browser holds the ceremony.
+    assert browser.session_key is None
+    assert browser.ceremonies == {"authentication"}
+    assert not Session.objects.filter(user=None).exists()
+    assert UsedChallenge.objects.count() == used
 
     clock.advance(5)
     assertion = ada.authenticator.get(options, ORIGIN, user_handle=True)
     body = assert_ok(browser.post_json("/sign-in/result", assertion))
     assert body["redirect"] == "/"
 
-    # A new session key at sign-in; the anonymous session is gone.
-    assert browser.session_key and browser.session_key != anonymous_session
-    assert not Session.objects.filter(session_key=anonymous_session).exists()
+    # A session begins at sign-in.
+    assert browser.session_key
+    assert Session.objects.get(session_key=browser.session_key).user == ada.user
+    assert not Session.objects.filter(user=None).exists()
     assert browser.is_signed_in()
 
     passkey = ada.passkey
     assert passkey.sign_count == 1
     assert passkey.last_used_at is not None
     assert passkey.last_used_at.timestamp() == pytest.approx(clock.now, abs=1e-3)
-    assert not PendingCeremony.objects.exists()
+    # The ceremony is used up: its token is gone from the browser, and refused if it comes back.
+    assert not browser.ceremonies
+    assert UsedChallenge.objects.count() == used + 1
 
     event = last_event("sign_in.succeeded")
     assert event.reason == ""
@@ -210,7 +222,7 @@ def test_result_without_options_is_refused(ada, browser):
         SESSION_EXPIRED,
         "challenge_missing",
     )
-    assert event.detail["detail"] == "no session"
+    assert event.detail["detail"] == "no ceremony token"
 
 
 def test_challenge_is_bound_to_the_session_that_asked_for_it(ada):
@@ -228,15 +240,15 @@ def test_challenge_is_bound_to_the_session_that_asked_for_it(ada):
         "challenge_missing",
     )
 
-    # A browser with a session whose own ceremony is over.
+    # A browser whose own ceremony is over.
     other = Browser()
     begin_sign_in(other)
     assert_failed(other.post_json("/sign-in/result", {}), 400, VERIFICATION_FAILED)
-    assert other.session_key
+    assert not other.ceremonies
     event = assert_refused(
         other, other.post_json("/sign-in/result", assertion), SESSION_EXPIRED, "challenge_missing"
     )
-    assert event.detail["detail"] == ""
+    assert event.detail["detail"] == "no ceremony token"
 
     # A browser with a ceremony of its own: the challenges differ.
     third = Browser()
@@ -253,6 +265,94 @@ def test_challenge_is_bound_to_the_session_that_asked_for_it(ada):
     assert first.is_signed_in()
 
 
+def test_a_flood_of_anonymous_options_requests_writes_nothing(ada, browser):
+    """Each options request used to leave a session row and a ceremony row until cleanup."""
+    tables = (Session, UsedChallenge, AuditEvent, User, Passkey)
+    before = [table.objects.count() for table in tables]
+    with CaptureQueriesContext(connection) as queries:
+        for number in range(250):
+            body = {} if number % 2 else {"username": f"person{number}@example.com"}
+            # From many networks: one network is slowed down before this (see below).
+            response = browser.post_json(
+                "/sign-in/options", body, REMOTE_ADDR=f"10.3.{number // 200}.{number % 200}"
+            )
+            assert_ok(response)
+    statements = {q["sql"].split()[0].upper() for q in queries.captured_queries}
+    assert statements <= {"SELECT"}, statements
+    assert [table.objects.count() for table in tables] == before
+    assert browser.session_key is None
+
+
+def test_a_used_ceremony_token_sent_again_is_refused(ada, browser):
+    """The browser keeps the ceremony; the server keeps only which challenges were used."""
+    options = begin_sign_in(browser)
+    token = browser.client.cookies[f"{CEREMONY_COOKIE_PREFIX}authentication"].value
+    assertion = ada.authenticator.get(options, ORIGIN)
+    assert_ok(browser.post_json("/sign-in/result", assertion))
+    browser.post_json("/sign-out", {})
+
+    # The token and the response, sent again from this browser and from another.
+    for replaying in (browser, Browser()):
+        replaying.client.cookies[f"{CEREMONY_COOKIE_PREFIX}authentication"] = token
+        event = assert_refused(
+            replaying,
+            replaying.post_json("/sign-in/result", assertion),
+            SESSION_EXPIRED,
+            "challenge_missing",
+        )
+        assert event.detail["detail"] == "used before"
+    assert ada.passkey.sign_count == 1
+
+
+def test_cleanup_forgets_used_challenges_once_their_tokens_have_expired(ada, browser, clock):
+    options = begin_sign_in(browser)
+    token = browser.client.cookies[f"{CEREMONY_COOKIE_PREFIX}authentication"].value
+    assertion = ada.authenticator.get(options, ORIGIN)
+    assert_ok(browser.post_json("/sign-in/result", assertion))
+    browser.post_json("/sign-out", {})
+
+    clock.advance(60)  # the ceremony timeout: expired, but kept a while for clock skew
+    assert main(["cleanup"]) == 0
+    assert UsedChallenge.objects.exists()
+    clock.advance(pending.CLOCK_SKEW.total_seconds() + 1)
+    assert main(["cleanup"]) == 0
+    assert not UsedChallenge.objects.exists()
+
+    # The token still works once no more: it has expired.
+    browser.client.cookies[f"{CEREMONY_COOKIE_PREFIX}authentication"] = token
+    assert_refused(
+        browser,
+        browser.post_json("/sign-in/result", assertion),
+        SESSION_EXPIRED,
+        "challenge_expired",
+    )
+    assert ada.passkey.sign_count == 1
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda token: token[:-2] + ("A" if token[-1] != "A" else "B") + token[-1],
+        lambda token: token.replace(":", ":x", 1),
+        lambda token: "garbage",
+    ],
+    ids=["signature changed", "payload changed", "garbage"],
+)
+def test_a_forged_ceremony_token_is_refused(ada, browser, forge):
+    used = UsedChallenge.objects.count()
+    options = begin_sign_in(browser)
+    name = f"{CEREMONY_COOKIE_PREFIX}authentication"
+    browser.client.cookies[name] = forge(browser.client.cookies[name].value)
+    event = assert_refused(
+        browser,
+        browser.post_json("/sign-in/result", ada.authenticator.get(options, ORIGIN)),
+        SESSION_EXPIRED,
+        "challenge_missing",
+    )
+    assert event.detail["detail"] == "a ceremony token that does not verify"
+    assert UsedChallenge.objects.count() == used
+
+
 def test_a_registration_challenge_cannot_be_used_to_sign_in(ada, browser):
     token = token_of(do_issue_recovery(ada.user, Origin.cli(), send_email=False).link)
     registration = assert_ok(browser.post_json(f"/enroll/{token}/options"))["publicKey"]
@@ -266,7 +366,7 @@ def test_a_registration_challenge_cannot_be_used_to_sign_in(ada, browser):
         "challenge_missing",
     )
     # The registration ceremony is untouched.
-    assert list(PendingCeremony.objects.values_list("kind", flat=True)) == ["registration"]
+    assert browser.ceremonies == {"registration"}
     assert ada.passkey.sign_count == 0
 
 
@@ -284,7 +384,7 @@ def test_a_sign_in_challenge_cannot_be_used_to_register(ada, browser):
     assert last_event("passkey.registration_failed").reason == "challenge_missing"
     assert Passkey.objects.count() == 1
     # The sign-in ceremony is untouched.
-    assert list(PendingCeremony.objects.values_list("kind", flat=True)) == ["authentication"]
+    assert browser.ceremonies == {"authentication"}
 
 
 # --- The credential and its owner -------------------------------------------------------------

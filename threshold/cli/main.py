@@ -482,7 +482,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     ceremonies = delete_expired()
     counters = delete_stale_counters()
     print(
-        f"Removed expired sessions, {ceremonies} abandoned ceremonies and "
+        f"Removed expired sessions, {ceremonies} used challenges of expired ceremonies and "
         f"{counters} old sign-in failure counters."
     )
     return 0

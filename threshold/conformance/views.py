@@ -26,7 +26,7 @@ from threshold.passkeys.actions import (
 from threshold.policy.actions import get_policy
 from threshold.web.http import (
     audit_origin,
-    ensure_session_key,
+    ceremonies,
     failed,
     ok,
     optional_string,
@@ -91,7 +91,7 @@ def attestation_options(request: HttpRequest) -> JsonResponse:
         # Only a request that is valid throughout creates the account.
         user, _ = do_get_or_create_user(username, audit_origin(request), full_name=display_name)
         options = do_begin_registration(
-            ensure_session_key(request),
+            ceremonies(request),
             user,
             purpose=CONFORMANCE,
             # Test tools register many credentials for one username.
@@ -111,7 +111,7 @@ def attestation_options(request: HttpRequest) -> JsonResponse:
 @require_POST
 def attestation_result(request: HttpRequest) -> JsonResponse:
     outcome = do_finish_registration(
-        request.session.session_key,
+        ceremonies(request),
         read_body(request),
         audit_origin(request),
         purpose=CONFORMANCE,
@@ -130,7 +130,7 @@ def assertion_options(request: HttpRequest) -> JsonResponse:
     try:
         data = read_json_object(request)
         options = do_begin_sign_in(
-            ensure_session_key(request),
+            ceremonies(request),
             username=_username(data),
             user_verification=_choice(data, "userVerification", _UV, "preferred"),
             reveal_unknown_users=True,
@@ -145,9 +145,7 @@ def assertion_options(request: HttpRequest) -> JsonResponse:
 @csrf_exempt
 @require_POST
 def assertion_result(request: HttpRequest) -> JsonResponse:
-    outcome = do_finish_sign_in(
-        request.session.session_key, read_body(request), audit_origin(request)
-    )
+    outcome = do_finish_sign_in(ceremonies(request), read_body(request), audit_origin(request))
     if outcome.error is not None:
         return failed(outcome.error, "authentication")
     return ok()

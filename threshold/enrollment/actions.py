@@ -34,6 +34,7 @@ from threshold.passkeys.actions import (
     do_begin_registration,
     do_finish_registration,
 )
+from threshold.passkeys.pending import Ceremonies
 from threshold.policy.actions import get_policy
 
 # Ceremony purposes, as the invites name them.
@@ -214,7 +215,7 @@ def _unusable_reason(invite: EnrollmentInvite | None) -> str:
 
 
 def do_begin_enrollment(
-    session_key: str,
+    ceremonies: Ceremonies,
     token: str,
     origin: Origin,
     *,
@@ -225,7 +226,7 @@ def do_begin_enrollment(
     if check_page is not None:
         check_page()
     return do_begin_registration(
-        session_key,
+        ceremonies,
         invite.user,
         purpose=invite.purpose,
         context={"invite_id": invite.pk},
@@ -238,7 +239,7 @@ def do_begin_enrollment(
 
 
 def do_finish_enrollment(
-    session_key: str | None, token: str, body: bytes | None, origin: Origin
+    ceremonies: Ceremonies, token: str, body: bytes | None, origin: Origin
 ) -> RegistrationOutcome:
     """Store the passkey created from the link, using the link up; a recovery ends all sessions.
 
@@ -296,7 +297,7 @@ def do_finish_enrollment(
             )
 
     outcome = do_finish_registration(
-        session_key,
+        ceremonies,
         body,
         origin,
         purpose=purpose,

@@ -18,7 +18,7 @@ from threshold.web.flow import ENROLLMENT as ENROLLMENT_FLOW
 from threshold.web.flow import check_flow, issue_flow_token
 from threshold.web.http import (
     audit_origin,
-    ensure_session_key,
+    ceremonies,
     failed,
     ok,
     read_body,
@@ -61,7 +61,7 @@ def enroll_options(request: HttpRequest, token: str) -> JsonResponse:
     try:
         read_json_object(request)  # no parameters, but bad bodies are refused like elsewhere
         options = do_begin_enrollment(
-            ensure_session_key(request),
+            ceremonies(request),
             token,
             audit_origin(request),
             # Only from a page served less than flow_idle_timeout_minutes ago.
@@ -75,7 +75,7 @@ def enroll_options(request: HttpRequest, token: str) -> JsonResponse:
 @require_POST
 def enroll_result(request: HttpRequest, token: str) -> JsonResponse:
     outcome = do_finish_enrollment(
-        request.session.session_key, token, read_body(request), audit_origin(request)
+        ceremonies(request), token, read_body(request), audit_origin(request)
     )
     if outcome.error is not None or outcome.passkey is None:
         return failed(outcome.error or errors.CeremonyError(), "registration")

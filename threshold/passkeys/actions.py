@@ -1,9 +1,10 @@
 """Passkey ceremonies as audited state changes.
 
-``do_begin_*`` stores the challenge; ``do_finish_*`` consumes it and runs the
-core's verification inside one transaction, writing the audit row in the same
-transaction whether the ceremony succeeds or fails. Failures come back as the
-typed error (not raised), so the consumed challenge and the audit row commit.
+``do_begin_*`` hands the challenge to the browser in a signed token and stores
+nothing (``threshold.passkeys.pending``); ``do_finish_*`` uses the token up and
+runs the core's verification inside one transaction, writing the audit row in
+the same transaction whether the ceremony succeeds or fails. Failures come back
+as the typed error (not raised), so the used challenge and the audit row commit.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from threshold.passkeys.pending import (
     AUTHENTICATION,
     REGISTRATION,
     STEP_UP,
+    Ceremonies,
     save_pending,
     take_pending,
 )
@@ -98,7 +100,7 @@ _DECOY_TRANSPORTS: tuple[tuple[str, ...], ...] = (
 
 
 def do_begin_sign_in(
-    session_key: str,
+    ceremonies: Ceremonies,
     *,
     username: str | None = None,
     user_verification: str | None = None,
@@ -131,12 +133,12 @@ def do_begin_sign_in(
         user_handle=user_handle,
         user_verification=user_verification or policy.user_verification,
     )
-    save_pending(session_key, AUTHENTICATION, state)
+    save_pending(ceremonies, AUTHENTICATION, state)
     return options
 
 
 def do_begin_step_up(
-    session_key: str, user: User, *, policy: Policy | None = None
+    ceremonies: Ceremonies, user: User, *, policy: Policy | None = None
 ) -> dict[str, Any]:
     """Options to re-verify a signed-in person with one of their own passkeys, always with UV.
 
@@ -152,7 +154,7 @@ def do_begin_step_up(
         user_handle=bytes(user.user_handle),
         user_verification="required",
     )
-    save_pending(session_key, STEP_UP, state, {"user_id": user.pk})
+    save_pending(ceremonies, STEP_UP, state, {"user_id": user.pk})
     return options
 
 
@@ -169,7 +171,7 @@ class SignInOutcome:
 
 
 def do_finish_sign_in(
-    session_key: str | None,
+    ceremonies: Ceremonies,
     body: bytes | None,
     origin: Origin,
     *,
@@ -185,8 +187,8 @@ def do_finish_sign_in(
         passkey: Passkey | None = None
         discoverable = False
         try:
-            pending = take_pending(session_key, kind)
-            discoverable = pending.state.get("allow_credentials") is None
+            pending = take_pending(ceremonies, kind)
+            discoverable = pending.is_discoverable
             response = ceremony.parse_authentication_response(_decode(body))
             try:
                 # get(), not first(): the ID is unique, and first() would add an
@@ -205,7 +207,7 @@ def do_finish_sign_in(
             )
             verified = ceremony.finish_authentication(
                 relying_party(),
-                ceremony.AuthenticationState.from_json(pending.state),
+                pending.authentication_state(response.credential_id),
                 response,
                 stored,
                 now=clock.now(),
@@ -279,7 +281,7 @@ def _sign_in_failed(
 
 
 def do_begin_registration(
-    session_key: str,
+    ceremonies: Ceremonies,
     user: User,
     *,
     purpose: str,
@@ -319,7 +321,7 @@ def do_begin_registration(
         extensions=extensions,
     )
     save_pending(
-        session_key,
+        ceremonies,
         REGISTRATION,
         state,
         {
@@ -340,7 +342,7 @@ class RegistrationOutcome:
 
 
 def do_finish_registration(
-    session_key: str | None,
+    ceremonies: Ceremonies,
     body: bytes | None,
     origin: Origin,
     *,
@@ -364,7 +366,7 @@ def do_finish_registration(
         user: User | None = None
         context: dict[str, Any] = {}
         try:
-            pending = take_pending(session_key, REGISTRATION)
+            pending = take_pending(ceremonies, REGISTRATION)
             context = pending.context
             if context.get("purpose") != purpose:
                 raise errors.ChallengeMissing(f"pending ceremony is for {context.get('purpose')}")

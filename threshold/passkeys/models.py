@@ -110,23 +110,13 @@ class Passkey(models.Model):
         return describe(self.last_used_user_agent).label if self.last_used_user_agent else ""
 
 
-class PendingCeremony(models.Model):
-    """A challenge handed to a browser session, waiting for its one answer.
+class UsedChallenge(models.Model):
+    """A challenge whose ceremony has finished, kept until its token expires.
 
-    Bound to the session (by a hash of its key: the key itself is a bearer
-    secret) and to the ceremony kind; a session has at most one pending
-    ceremony of each kind. Consumed by deleting the row, whatever the outcome.
+    The browser keeps a ceremony's state in a signed token (``threshold.passkeys.pending``);
+    this table is what makes the token work once: finishing inserts the challenge's
+    hash, and the primary key refuses it a second time.
     """
 
-    session_binding = models.CharField(max_length=64)
-    kind = models.CharField(max_length=16)  # "registration" or "authentication"
-    state = models.JSONField()
-    context = models.JSONField(default=dict)
+    challenge_hash = models.CharField(max_length=64, primary_key=True)  # SHA-256, hex
     expires_at = models.DateTimeField(db_index=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["session_binding", "kind"], name="one_ceremony_per_kind"
-            )
-        ]

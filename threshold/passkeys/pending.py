@@ -1,47 +1,101 @@
-"""Keeping ceremony state server-side between ``begin`` and ``finish``."""
+"""Ceremony state between ``begin`` and ``finish``, kept by the browser.
+
+``begin`` writes nothing: the challenge and what ``finish`` needs (the state
+and its context) go back to the browser in a token signed with the server's
+key (django.core.signing), one salt per ceremony kind, so a token cannot be
+forged, changed, or used for another kind. ``threshold.web.http`` carries it
+in a cookie per kind; a token begun for a signed-in person is also bound to
+their session (a hash of its key, which is a bearer secret). The state holds
+its own expiry (the policy's ceremony timeout), which dates the token.
+
+``finish`` uses the token up: one ``INSERT ... ON CONFLICT DO NOTHING`` of its
+challenge's hash into ``UsedChallenge``, in the ceremony's transaction. The
+primary key refuses a second insert, so of two requests racing with one token
+only one gets it, and a replayed token is refused; the row stays until the
+token has expired (``threshold cleanup`` then removes it). An anonymous flood
+of options requests therefore leaves no rows at all.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass
-from datetime import UTC, datetime
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.core import signing
 from django.db import connection
 
 from threshold import clock
-from threshold.core import errors
-from threshold.passkeys.models import PendingCeremony
+from threshold.core import ceremony, errors
+from threshold.core.encoding import b64url_decode, b64url_encode
+from threshold.passkeys.models import UsedChallenge
 
 REGISTRATION = "registration"
 AUTHENTICATION = "authentication"
 # Re-verifying a signed-in person before they change their sign-in methods.
 STEP_UP = "step_up"
+KINDS = (REGISTRATION, AUTHENTICATION, STEP_UP)
+
+# Used challenges are kept this long past their expiry, for servers whose clocks
+# differ a little: a token is refused as expired before its row goes.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 def _binding(session_key: str) -> str:
     return hashlib.sha256(session_key.encode()).hexdigest()
 
 
+def _signer(kind: str) -> signing.Signer:
+    # A salt per kind: a token signed for one kind does not verify for another.
+    return signing.Signer(salt=f"threshold.passkeys.pending:{kind}")
+
+
+def _digest(credential_id: bytes) -> str:
+    # 128 bits: what an allowCredentials entry is compared by (see authentication_state).
+    return b64url_encode(hashlib.sha256(credential_id).digest()[:16])
+
+
+@dataclass
+class Ceremonies:
+    """One request's view of the browser's ceremony tokens: the ones it sent, the ones to send.
+
+    ``session_key`` is the signed-in session's key: tokens begun then are bound to it.
+    """
+
+    received: Mapping[str, str] = field(default_factory=dict)
+    session_key: str | None = None
+    # Tokens begun in this request, by kind, and when each expires (unix time).
+    issued: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # Kinds whose received token this request used up.
+    taken: set[str] = field(default_factory=set)
+
+    @property
+    def binding(self) -> str:
+        return _binding(self.session_key) if self.session_key else ""
+
+    def returned(self) -> Ceremonies:
+        """What the browser sends with its next request: for callers without a browser."""
+        tokens = {kind: token for kind, token in self.received.items() if kind not in self.taken}
+        tokens.update({kind: token for kind, (token, _) in self.issued.items()})
+        return Ceremonies(tokens, self.session_key)
+
+
 def save_pending(
-    session_key: str, kind: str, state: Any, context: dict[str, Any] | None = None
+    ceremonies: Ceremonies, kind: str, state: Any, context: dict[str, Any] | None = None
 ) -> None:
-    """Remember ``state`` for this session, replacing any earlier ceremony of ``kind``."""
-    row = PendingCeremony(
-        session_binding=_binding(session_key),
-        kind=kind,
-        state=state.to_json(),
-        context=context or {},
-        expires_at=datetime.fromtimestamp(state.expires_at, UTC),
-    )
-    # One statement (INSERT ... ON CONFLICT DO UPDATE) on SQLite and PostgreSQL.
-    PendingCeremony.objects.bulk_create(
-        [row],
-        update_conflicts=True,
-        unique_fields=["session_binding", "kind"],
-        update_fields=["state", "context", "expires_at"],
-    )
+    """Give the browser ``state`` in a token of ``kind``, replacing any earlier one of ``kind``."""
+    data = state.to_json()
+    allow = data.pop("allow_credentials", None)
+    if allow is not None:
+        # Up to the passkey limit of IDs up to 1023 bytes would not fit in a cookie:
+        # the token keeps their digests.
+        data["allow_digests"] = [_digest(b64url_decode(c)) for c in allow]
+    payload = {"state": data, "context": context or {}, "bound": ceremonies.binding}
+    token = _signer(kind).sign_object(payload)
+    ceremonies.issued[kind] = (token, float(state.expires_at))
 
 
 @dataclass(frozen=True)
@@ -49,36 +103,63 @@ class TakenCeremony:
     state: dict[str, Any]
     context: dict[str, Any]
 
+    @property
+    def is_discoverable(self) -> bool:
+        """An authentication without allowCredentials (no username given)."""
+        return "allow_digests" not in self.state
 
-def take_pending(session_key: str | None, kind: str) -> TakenCeremony:
-    """Consume this session's pending ceremony of ``kind``; it can be taken once.
+    def authentication_state(self, credential_id: bytes) -> ceremony.AuthenticationState:
+        """The state to check a response naming ``credential_id`` against.
 
-    One ``DELETE ... RETURNING`` statement (SQLite 3.35+, PostgreSQL) finds and
-    consumes the row: when two requests race for the same ceremony, only the
-    one whose DELETE removed the row gets it.
-    """
-    if not session_key:
-        raise errors.ChallengeMissing("no session")
-    table = connection.ops.quote_name(PendingCeremony._meta.db_table)
+        The token has digests of the offered credentials: the allow-list is
+        ``credential_id`` itself when it was offered, else empty (§7.2 step 5 refuses it).
+        """
+        data = dict(self.state)
+        digests = data.pop("allow_digests", None)
+        if digests is not None:
+            offered = any(hmac.compare_digest(_digest(credential_id), d) for d in digests)
+            data["allow_credentials"] = [b64url_encode(credential_id)] if offered else []
+        return ceremony.AuthenticationState.from_json(data)
+
+
+def take_pending(ceremonies: Ceremonies, kind: str) -> TakenCeremony:
+    """Use up the browser's ceremony of ``kind``: it can be taken once."""
+    token = ceremonies.received.get(kind, "")
+    if not token:
+        raise errors.ChallengeMissing("no ceremony token")
+    ceremonies.taken.add(kind)
+    try:
+        payload = _signer(kind).unsign_object(token)
+        state, context, bound = payload["state"], payload["context"], payload["bound"]
+        expires_at = float(state["expires_at"])
+        challenge = str(state["challenge"])
+    except (signing.BadSignature, KeyError, TypeError, ValueError):
+        raise errors.ChallengeMissing("a ceremony token that does not verify") from None
+    if not hmac.compare_digest(str(bound), ceremonies.binding):
+        raise errors.ChallengeMissing("another session's ceremony")
+    # An expired token is used up too: the core refuses it (ChallengeExpired), as it
+    # would after ``threshold cleanup`` removed its row.
+    _use(challenge, expires_at)
+    return TakenCeremony(state=state, context=context)
+
+
+def _use(challenge: str, expires_at: float) -> None:
+    """One INSERT, or ChallengeMissing when the challenge was used before."""
+    table = connection.ops.quote_name(UsedChallenge._meta.db_table)
+    expiry = connection.ops.adapt_datetimefield_value(datetime.fromtimestamp(expires_at, UTC))
     with connection.cursor() as cursor:
         cursor.execute(
             # The table name comes from the model; the values are parameters.
-            f"DELETE FROM {table} WHERE session_binding = %s AND kind = %s"  # noqa: S608
-            " RETURNING state, context",
-            [_binding(session_key), kind],
+            f"INSERT INTO {table} (challenge_hash, expires_at) VALUES (%s, %s)"  # noqa: S608
+            " ON CONFLICT DO NOTHING",
+            [hashlib.sha256(challenge.encode()).hexdigest(), expiry],
         )
-        row = cursor.fetchone()
-    if row is None:
-        raise errors.ChallengeMissing()
-    return TakenCeremony(state=_json(row[0]), context=_json(row[1]))
-
-
-def _json(value: Any) -> dict[str, Any]:
-    # psycopg decodes JSON columns itself; SQLite returns the text.
-    return json.loads(value) if isinstance(value, str | bytes) else value
+        if cursor.rowcount != 1:
+            raise errors.ChallengeMissing("used before")
 
 
 def delete_expired() -> int:
-    """Remove abandoned ceremonies (run by ``threshold cleanup`` and at start-up)."""
-    deleted, _ = PendingCeremony.objects.filter(expires_at__lt=clock.now_datetime()).delete()
+    """Forget used challenges whose tokens have expired (``threshold cleanup``, start-up)."""
+    cutoff = clock.now_datetime() - CLOCK_SKEW
+    deleted, _ = UsedChallenge.objects.filter(expires_at__lt=cutoff).delete()
     return deleted

@@ -12,7 +12,7 @@ from threshold.policy.actions import get_policy
 from threshold.web.flow import SIGN_IN, check_flow
 from threshold.web.http import (
     audit_origin,
-    ensure_session_key,
+    ceremonies,
     failed,
     ok,
     optional_string,
@@ -34,7 +34,7 @@ def sign_in_options(request: HttpRequest) -> JsonResponse:
         data = read_json_object(request)
         username = optional_string(data, "username")
         options = do_begin_sign_in(
-            ensure_session_key(request),
+            ceremonies(request),
             username=username.strip() if username else None,
             policy=policy,
         )
@@ -45,9 +45,7 @@ def sign_in_options(request: HttpRequest) -> JsonResponse:
 
 @require_POST
 def sign_in_result(request: HttpRequest) -> JsonResponse:
-    outcome = do_finish_sign_in(
-        request.session.session_key, read_body(request), audit_origin(request)
-    )
+    outcome = do_finish_sign_in(ceremonies(request), read_body(request), audit_origin(request))
     if outcome.error is not None:
         # The passkey belongs to no account (removed, or never registered
         # here): the page asks the browser to hide it (signalUnknownCredential).

@@ -40,7 +40,7 @@ from threshold.web.flow import ADD as ADD_FLOW
 from threshold.web.flow import STEP_UP, check_flow, issue_flow_token
 from threshold.web.http import (
     audit_origin,
-    ensure_session_key,
+    ceremonies,
     failed,
     json_login_required,
     ok,
@@ -230,7 +230,7 @@ def verify_options(request: HttpRequest) -> JsonResponse:
         policy = get_policy()
         check_flow(request, STEP_UP, policy=policy)
         read_json_object(request)
-        options = do_begin_step_up(ensure_session_key(request), _user(request), policy=policy)
+        options = do_begin_step_up(ceremonies(request), _user(request), policy=policy)
     except errors.CeremonyError as error:
         return failed(error, "authentication")
     return ok({"publicKey": options})
@@ -240,7 +240,7 @@ def verify_options(request: HttpRequest) -> JsonResponse:
 @json_login_required
 def verify_result(request: HttpRequest) -> JsonResponse:
     outcome = do_finish_sign_in(
-        request.session.session_key,
+        ceremonies(request),
         read_body(request),
         audit_origin(request),
         step_up_user=_user(request),
@@ -288,7 +288,7 @@ def add_options(request: HttpRequest) -> JsonResponse:
         check_flow(request, ADD_FLOW)
         attachment, hints = _DEVICES[device]
         options = do_begin_registration(
-            ensure_session_key(request),
+            ceremonies(request),
             _user(request),
             purpose=ADDING,
             authenticator_attachment=attachment,
@@ -313,7 +313,7 @@ def add_result(request: HttpRequest) -> JsonResponse:
             raise errors.ChallengeMissing("the ceremony was begun by another person")
 
     outcome = do_finish_registration(
-        request.session.session_key,
+        ceremonies(request),
         read_body(request),
         audit_origin(request),
         purpose=ADDING,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Callable
 from functools import wraps
@@ -11,12 +12,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from threshold import clock
 from threshold.audit.actions import Origin
 from threshold.core import catalog, errors
 from threshold.core.names import is_text
-from threshold.web.sessions import SessionStore
+from threshold.passkeys.pending import KINDS, Ceremonies
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -117,14 +119,58 @@ def optional_string(data: dict[str, Any], name: str, max_length: int = 150) -> s
     return value
 
 
-def ensure_session_key(request: HttpRequest) -> str:
-    """The session key, giving a new (still anonymous) session one if needed.
+# --- Ceremony tokens: a cookie per kind ---------------------------------------------------------
 
-    The session row itself is written once, with the response.
+CEREMONY_COOKIE = "threshold_ceremony_{kind}"
+
+
+def ceremonies(request: HttpRequest) -> Ceremonies:
+    """The ceremony tokens the browser sent; those a view begins go back with the response.
+
+    A ceremony begun for a signed-in person is bound to their session.
+    ``CeremonyCookieMiddleware`` writes the cookies.
     """
-    session = request.session
-    assert isinstance(session, SessionStore)  # noqa: S101 - settings.SESSION_ENGINE
-    return session.reserve_key()
+    found = getattr(request, "_threshold_ceremonies", None)
+    if found is None:
+        received = {
+            kind: request.COOKIES[name]
+            for kind in KINDS
+            if (name := CEREMONY_COOKIE.format(kind=kind)) in request.COOKIES
+        }
+        signed_in = request.user.is_authenticated
+        found = Ceremonies(received, request.session.session_key if signed_in else None)
+        request._threshold_ceremonies = found  # type: ignore[attr-defined]
+    return found
+
+
+class CeremonyCookieMiddleware:
+    """Sends the tokens of the ceremonies a view began, and removes the ones it used up.
+
+    HttpOnly: only the server reads them. SameSite=Strict: the ceremony pages call
+    their endpoints from the same site. They expire with the ceremony.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        found: Ceremonies | None = getattr(request, "_threshold_ceremonies", None)
+        if found is None:
+            return response
+        for kind in found.taken - found.issued.keys():
+            response.delete_cookie(CEREMONY_COOKIE.format(kind=kind), samesite="Strict")
+        now = clock.now()
+        for kind, (token, expires_at) in found.issued.items():
+            response.set_cookie(
+                CEREMONY_COOKIE.format(kind=kind),
+                token,
+                max_age=max(1, math.ceil(expires_at - now)),
+                secure=settings.SESSION_COOKIE_SECURE,
+                httponly=True,
+                samesite="Strict",
+            )
+        return response
 
 
 def json_login_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:

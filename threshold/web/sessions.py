@@ -5,12 +5,13 @@ only drops work Django's store does that the database already guarantees:
 
 - A new key is not checked with a SELECT first: the primary key refuses a
   duplicate INSERT, and a refused one is retried with a fresh key.
-- ``reserve_key`` gives an anonymous session its key at once (a ceremony is
-  bound to it) but writes the row once, when the response is sent, instead of
-  INSERT now and UPDATE later.
-- ``cycle_key`` (a new key at sign-in) deletes the old row with one DELETE and
-  inserts the new one with the response, instead of SELECT, INSERT, SELECT,
-  DELETE and UPDATE.
+- ``cycle_key`` (a new key at sign-in) deletes the old row, if any, with one
+  DELETE and inserts the new one with the response, instead of SELECT, INSERT,
+  SELECT, DELETE and UPDATE.
+
+A passkey ceremony needs no session (the browser keeps its state in a signed
+token, ``threshold.passkeys.pending``): an anonymous visitor has no session row
+until something is stored for them (the fallback's password step).
 
 Each row (``threshold.web.models.Session``) also has columns for the person, IP,
 browser, how and when they signed in and when they were last active. They are
@@ -85,16 +86,6 @@ class SessionStore(db.SessionStore):
 
     def _get_new_session_key(self) -> str:
         return get_random_string(32, VALID_KEY_CHARS)
-
-    def reserve_key(self) -> str:
-        """This session's key, giving a new session one now; the row is written on save."""
-        if self.session_key is None:
-            self._session_cache = self._get_session()  # type: ignore[attr-defined]
-            self._session_key = self._get_new_session_key()
-            self._unsaved = True
-            self.modified = True
-        assert self.session_key is not None  # noqa: S101
-        return self.session_key
 
     def cycle_key(self) -> None:
         data = self._get_session()  # type: ignore[attr-defined]
