@@ -28,7 +28,9 @@ from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
 from threshold.enrollment.actions import do_invite
 from threshold.enrollment.models import EnrollmentInvite
+from threshold.passkeys.decoys import forget_distribution
 from threshold.passkeys.models import Passkey
+from threshold.passkeys.views import SIGN_IN_OPTIONS_LIMIT
 from threshold.web import flow
 
 ORIGIN = "http://localhost:8000"
@@ -66,6 +68,16 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
     frozen = FrozenClock(time.time())
     monkeypatch.setattr(threshold.clock, "now", lambda: frozen.now)
     return frozen
+
+
+# --- Memory a worker keeps across requests ------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _fresh_worker_memory():
+    """Each test starts as a fresh worker would: no options rate counted, no decoy distribution."""
+    SIGN_IN_OPTIONS_LIMIT.clear()
+    forget_distribution()
 
 
 # --- A browser -------------------------------------------------------------------------------

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import statistics
+import time
+import uuid
+from collections import Counter
 
 import pytest
 from django.db import connection
@@ -16,6 +21,7 @@ from tests.integration.conftest import (
     SESSION_EXPIRED,
     VERIFICATION_FAILED,
     Browser,
+    PageClient,
     assert_failed,
     assert_ok,
     begin_sign_in,
@@ -33,7 +39,10 @@ from threshold.cli.main import main
 from threshold.core.encoding import b64url_decode, b64url_encode
 from threshold.enrollment.actions import do_issue_recovery
 from threshold.passkeys import pending
+from threshold.passkeys.decoys import decoy_for
 from threshold.passkeys.models import Passkey, UsedChallenge
+from threshold.passkeys.views import SIGN_IN_OPTIONS_LIMIT
+from threshold.policy.actions import get_policy
 from threshold.web.models import Session
 
 pytestmark = pytest.mark.django_db
@@ -507,7 +516,7 @@ def test_username_first_does_not_reveal_which_accounts_exist(ada):
         assert first.keys() == real.keys()
         assert first["publicKey"].keys() == real["publicKey"].keys()
         allowed = first["publicKey"]["allowCredentials"]
-        assert 1 <= len(allowed) <= 2
+        assert 1 <= len(allowed) <= 10  # the policy's passkey limit
         for decoy in allowed:
             assert decoy.keys() == real["publicKey"]["allowCredentials"][0].keys()
             assert decoy["type"] == "public-key"
@@ -545,3 +554,145 @@ def test_decoy_credentials_vary_across_usernames_like_real_accounts(db):
         )
     # One fixed decoy shape would itself reveal that an account does not exist.
     assert len(shapes) > 5
+
+
+def _add_passkeys(user: User, count: int) -> None:
+    """Passkey rows straight into the database: enrolling each one would cost a ceremony."""
+    Passkey.objects.bulk_create(
+        Passkey(
+            user=user,
+            credential_id=os.urandom(32),
+            public_key=b"\xa0",
+            alg=-7,
+            aaguid=uuid.uuid4(),
+            backup_eligible=True,
+            backup_state=True,
+            uv_initialized=True,
+            attestation_format="none",
+            attestation_type="none",
+            transports=["hybrid", "internal"],
+        )
+        for _ in range(count)
+    )
+
+
+def _allowed_counts(usernames, address_prefix: str = "10.4") -> list[int]:
+    browser = Browser()
+    counts = []
+    for number, username in enumerate(usernames):
+        response = browser.post_json(
+            "/sign-in/options",
+            {"username": username},
+            REMOTE_ADDR=f"{address_prefix}.{number // 200}.{number % 200}",
+        )
+        counts.append(len(assert_ok(response)["publicKey"]["allowCredentials"]))
+    return counts
+
+
+def test_decoys_list_as_many_passkeys_as_real_accounts_do(db):
+    """Decoys that always listed one or two credentials gave away every account with three or
+    more: a decoy's count follows the people's, up to the passkey limit."""
+    for username, count in (("three", 3), ("five", 5), ("ten", 10), ("one", 1)):
+        _add_passkeys(User.objects.create_user(f"{username}@example.com"), count)
+    assert _allowed_counts(f"{u}@example.com" for u in ("three", "five", "ten")) == [3, 5, 10]
+
+    decoys = Counter(_allowed_counts(f"ghost{number}@example.com" for number in range(400)))
+    assert {3, 5, 10} <= decoys.keys(), decoys
+    assert min(decoys) >= 1 and max(decoys) <= 10
+
+
+def test_decoy_counts_follow_the_real_distribution(db):
+    # An organisation where everyone has a laptop passkey and a security key.
+    User.objects.bulk_create(User(username=f"person{n}@example.com") for n in range(200))
+    for user in User.objects.all():
+        _add_passkeys(user, 2)
+    decoys = Counter(_allowed_counts(f"ghost{number}@example.com" for number in range(300)))
+    # 200 people with two, and the prior (worth 20 people) spread over 1 .. 10.
+    assert decoys[2] / 300 > 0.8, decoys
+    assert len(decoys) > 1, "the prior keeps other counts possible"
+
+
+def test_sign_in_options_are_rate_limited_per_network(db, clock):
+    def ask(browser: Browser, **extra):
+        return browser.post_json("/sign-in/options", {"username": "ada@example.com"}, **extra)
+
+    browser = Browser()
+    for _ in range(SIGN_IN_OPTIONS_LIMIT.burst):
+        assert_ok(ask(browser))
+    refused = ask(browser)
+    body = assert_failed(refused, 429, "Too Many Attempts")
+    assert body["error"]["code"] == "too_many_attempts"
+    assert int(refused["Retry-After"]) == 1
+    # The same network's other addresses share it (an IPv6 /64 too); other networks do not.
+    assert ask(Browser(REMOTE_ADDR=CLIENT_IP)).status_code == 429
+    assert_ok(ask(Browser(REMOTE_ADDR="198.51.100.1")))
+    clock.advance(1)
+    for _ in range(int(SIGN_IN_OPTIONS_LIMIT.rate)):
+        assert_ok(ask(browser))
+    assert ask(browser).status_code == 429
+    # Nothing was written for any of it.
+    assert not Session.objects.exists() and not AuditEvent.objects.exists()
+
+
+def test_sign_in_options_from_one_ipv6_network_share_a_limit(db, clock):
+    for number in range(SIGN_IN_OPTIONS_LIMIT.burst):
+        assert_ok(Browser(REMOTE_ADDR=f"2001:db8:1:2::{number:x}").post_json("/sign-in/options"))
+    refused = Browser(REMOTE_ADDR="2001:db8:1:2:ffff::1").post_json("/sign-in/options")
+    assert refused.status_code == 429
+    assert_ok(Browser(REMOTE_ADDR="2001:db8:1:3::1").post_json("/sign-in/options"))
+
+
+def _cpu_time_of_options(client, username: str) -> float:
+    body = json.dumps({"username": username})
+    start = time.thread_time()
+    response = client.post("/sign-in/options", body, content_type="application/json")
+    elapsed = time.thread_time() - start
+    assert response.status_code == 200
+    return elapsed
+
+
+def test_an_unknown_username_takes_as_long_as_an_existing_one(ada):
+    """Timing must not tell which usernames exist: both answers do the same work.
+
+    The CPU time of this thread (the request and SQLite run in it) is immune to the other
+    processes on a shared machine; alternating the two usernames cancels drift. An existing
+    username used to cost one more query (~0.3 ms of ~2 ms): its median was ~15 % higher,
+    and it was the slower of each pair nine times in ten.
+    """
+    real = "ada@example.com"
+    # An unknown username whose decoy lists as many credentials as Ada has: the count is
+    # meant to show (like a real account's), the time must not.
+    unknown = next(
+        name
+        for name in (f"nobody{number}@example.com" for number in range(1000))
+        if len(decoy_for(name, get_policy().passkey_limit).credentials) == 1
+    )
+    client = PageClient()
+
+    def measure() -> tuple[float, float, float]:
+        for _ in range(30):  # warm-up: caches, the policy, the decoy distribution
+            _cpu_time_of_options(client, real)
+            _cpu_time_of_options(client, unknown)
+        times: dict[str, list[float]] = {real: [], unknown: []}
+        for number in range(200):
+            order = (real, unknown) if number % 2 else (unknown, real)
+            for name in order:
+                times[name].append(_cpu_time_of_options(client, name))
+        mine, theirs = times[real], times[unknown]
+        median_gap = abs(statistics.median(mine) / statistics.median(theirs) - 1)
+        # A classifier: "the slower of the pair is the real one"...
+        paired = sum(m > t for m, t in zip(mine, theirs, strict=True)) / len(mine)
+        # ...and "slower than the median of all is the real one".
+        cut = statistics.median(mine + theirs)
+        threshold = (sum(m > cut for m in mine) + sum(t <= cut for t in theirs)) / 400
+        return median_gap, max(paired, 1 - paired), max(threshold, 1 - threshold)
+
+    # A noisy machine can spoil one measurement; a difference in work spoils every one.
+    results = []
+    for _ in range(3):
+        gap, paired, cut = measure()
+        results.append((round(gap, 3), paired, cut))
+        if gap < 0.05 and paired < 0.65 and cut < 0.62:
+            break
+    else:
+        raise AssertionError(f"told apart (median gap, paired, threshold): {results}")

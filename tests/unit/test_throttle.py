@@ -40,3 +40,29 @@ def test_an_address_waits_out_its_window():
 )
 def test_networks(ip, network):
     assert throttle.network_of(ip) == network
+
+
+def test_a_rate_limiter_allows_a_burst_then_the_rate():
+    limiter = throttle.RateLimiter(rate=2.0, burst=3, max_keys=10)
+    assert [limiter.take("a", 100.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.take("a", 100.0) == pytest.approx(0.5)
+    assert limiter.take("b", 100.0) == 0.0  # another network has its own bucket
+    assert limiter.take("a", 100.5) == 0.0  # half a second gives one request back
+    assert limiter.take("a", 100.5) > 0
+    assert limiter.take("a", 200.0) == 0.0  # refilled, never above the burst
+    assert [limiter.take("a", 200.0) for _ in range(3)][-1] > 0
+
+
+def test_a_rate_limiter_holds_at_most_its_keys_and_forgets_the_oldest():
+    limiter = throttle.RateLimiter(rate=1.0, burst=1, max_keys=3)
+    for key in "abcd":
+        assert limiter.take(key, 0.0) == 0.0
+    assert len(limiter) == 3
+    assert limiter.take("a", 0.0) == 0.0  # forgotten: a full bucket again
+    assert limiter.take("d", 0.0) > 0  # remembered
+
+
+def test_a_rate_limiter_survives_a_clock_stepped_back():
+    limiter = throttle.RateLimiter(rate=1.0, burst=1, max_keys=3)
+    assert limiter.take("a", 100.0) == 0.0
+    assert limiter.take("a", 50.0) == pytest.approx(1.0)

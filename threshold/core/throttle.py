@@ -21,12 +21,15 @@ has the username:
 
 A password alone signs no one in, which is why guessing it from many networks
 is throttled per network only: the second factor stays throttled per person.
-None of this touches passkey sign-in: there is nothing to guess there.
+None of this touches passkey sign-in: there is nothing to guess there. Its
+options requests are only rate-limited per network (``RateLimiter``), in memory.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import threading
+from collections import OrderedDict
 
 FREE_FAILURES = 3
 MAX_DELAY_SECONDS = 15 * 60
@@ -75,3 +78,46 @@ def network_of(ip: str | None) -> str:
             return str(mapped)
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return str(address)
+
+
+# --- Requests per network, in memory -------------------------------------------------------------
+
+
+class RateLimiter:
+    """A token bucket per key (a network), in this process's memory, for at most ``max_keys`` keys.
+
+    Each key may spend ``burst`` requests at once and gets ``rate`` back per second.
+    It writes nothing, so a flood costs no database writes. Per process: with
+    N workers a network gets up to N times the rate. When ``max_keys`` keys are
+    held, the one seen least recently is forgotten (its next request starts with
+    a full bucket): many networks can make the limiter more lenient, never
+    refuse anyone who stays under the rate.
+    """
+
+    def __init__(self, *, rate: float, burst: int, max_keys: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tokens, at
+        self._lock = threading.Lock()
+
+    def take(self, key: str, now: float) -> float:
+        """Spend one request for ``key``: 0 when allowed, else seconds until the next one is."""
+        with self._lock:
+            tokens, at = self._buckets.pop(key, (float(self.burst), now))
+            # A clock stepped back gives nothing back, and takes nothing.
+            tokens = min(float(self.burst), tokens + max(0.0, now - at) * self.rate)
+            allowed = tokens >= 1.0
+            if allowed:
+                tokens -= 1.0
+            self._buckets[key] = (tokens, now)
+            if len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+            return 0.0 if allowed else (1.0 - tokens) / self.rate
+
+    def clear(self) -> None:
+        with self._lock:
+            self._buckets.clear()
+
+    def __len__(self) -> int:
+        return len(self._buckets)

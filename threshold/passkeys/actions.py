@@ -10,7 +10,6 @@ as the typed error (not raised), so the used challenge and the audit row commit.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name
 from threshold.core.policy import Policy
 from threshold.fallback.models import TotpDevice
 from threshold.passkeys.access import access_own_passkey
+from threshold.passkeys.decoys import decoy_for
 from threshold.passkeys.models import Passkey
 from threshold.passkeys.notices import notify_method_added, notify_method_removed
 from threshold.passkeys.pending import (
@@ -67,38 +67,6 @@ def credential_label(credential_id: bytes) -> str:
 # --- Sign-in ----------------------------------------------------------------------------------
 
 
-def _decoy_credentials(username: str) -> list[ceremony.CredentialDescriptor]:
-    """Stable, fake allowCredentials for a username without passkeys.
-
-    Answering an unknown username with an empty list (or an error) would tell
-    anyone which accounts exist. A keyed hash of the username picks, the same
-    way on every request and without storing anything, a credential count, ID
-    lengths and transports from the shapes real authenticators use, so decoys
-    vary across usernames as real accounts do.
-    """
-    key = settings.SECRET_KEY.encode()
-    digest = hmac.new(key, b"decoy:" + username.encode(), hashlib.sha512).digest()
-    decoys = []
-    for index in range(1 + digest[0] % 2):
-        length = _DECOY_ID_LENGTHS[digest[1 + index] % len(_DECOY_ID_LENGTHS)]
-        transports = _DECOY_TRANSPORTS[digest[3 + index] % len(_DECOY_TRANSPORTS)]
-        credential_id = hmac.new(key, digest + bytes([index]), hashlib.sha512).digest()[:length]
-        decoys.append(ceremony.CredentialDescriptor(credential_id, transports))
-    return decoys
-
-
-# Credential ID lengths and transports of common authenticators (Chrome and
-# Google Password Manager, iCloud Keychain, Windows Hello, security keys).
-_DECOY_ID_LENGTHS = (16, 16, 20, 32, 48, 64)
-_DECOY_TRANSPORTS: tuple[tuple[str, ...], ...] = (
-    ("internal",),
-    ("hybrid", "internal"),
-    ("internal",),
-    ("nfc", "usb"),
-    ("usb",),
-)
-
-
 def do_begin_sign_in(
     ceremonies: Ceremonies,
     *,
@@ -109,22 +77,30 @@ def do_begin_sign_in(
 ) -> dict[str, Any]:
     """Options for a sign-in: discoverable without a username, else allowCredentials.
 
-    ``reveal_unknown_users`` is for the conformance API only, whose test tool
-    expects an unknown username to fail.
+    A username without passkeys gets a decoy (``threshold.passkeys.decoys``), so
+    the answer does not tell which accounts exist. ``reveal_unknown_users`` is for
+    the conformance API only, whose test tool expects an unknown username to fail.
     """
     policy = policy or get_policy()
     allow: list[ceremony.CredentialDescriptor] | None = None
     user_handle = None
     if username is not None:
         name = normalize_username(username)
-        user = User.objects.filter(username=name, is_active=True).first()
-        allow = _descriptors(user) if user is not None else []
-        if allow and user is not None:
-            user_handle = bytes(user.user_handle)
+        # The same work whether or not the username has passkeys, so that the time
+        # taken does not tell: one query of one shape, and the decoy computed either way.
+        rows = list(
+            Passkey.objects.filter(user__username=name, user__is_active=True)
+            .order_by("created_at", "id")
+            .values_list("credential_id", "transports", "user__user_handle")
+        )
+        decoy = decoy_for(name, policy.passkey_limit)
+        if rows:
+            allow = [ceremony.CredentialDescriptor(bytes(c), tuple(t)) for c, t, _ in rows]
+            user_handle = bytes(rows[0][2])
         elif reveal_unknown_users:
             raise errors.CredentialUnknown("no passkeys for this username")
         else:
-            allow = _decoy_credentials(name)
+            allow, user_handle = decoy.credentials, decoy.user_handle
     options, state = ceremony.begin_authentication(
         relying_party(),
         now=clock.now(),

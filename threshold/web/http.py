@@ -214,6 +214,7 @@ def failed(
 
 _STATUS: dict[type[errors.CeremonyError], int] = {
     errors.RequestTooLarge: 413,
+    errors.TooManyAttempts: 429,
     errors.StepUpRequired: 403,
     errors.AccountLocked: 403,
 }

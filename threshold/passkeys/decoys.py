@@ -1,0 +1,156 @@
+"""Decoy allowCredentials for usernames without passkeys (username-first sign-in).
+
+Answering an unknown username with an empty list (or an error) would tell
+anyone which accounts exist. A keyed hash of the username (HMAC with the
+server's key) picks, the same way on every request and without storing
+anything, a credential count, ID lengths, transports and a user handle, so a
+username's answer is stable and decoys vary across usernames as real accounts do.
+
+The count must look like a real person's. Decoys that always listed one or two
+credentials gave away every account with three or more. What reveals least is
+a decoy count drawn from the same distribution as the real counts: then seeing a
+count tells nothing about whether the username exists. So the counts follow
+the database's own distribution of passkeys per person (active accounts with at
+least one), blended with a fixed prior worth ``PRIOR_PEOPLE`` people:
+
+    weight(n) = (people with n passkeys) + PRIOR_PEOPLE * PRIOR(n),  n = 1 .. the limit
+
+- With few people the prior dominates: a handful of accounts would otherwise
+  make decoys jump whenever one of them adds a passkey, and a lone unusual
+  count (one person with 10) would be shown by decoys at exactly the rate of
+  that one person. With many people the real distribution dominates.
+- The prior gives every count up to the policy's passkey limit some weight (and
+  the real counts beyond it, after a recovery, their own), so no count that a
+  real account can have is one decoys never show. The price: a count no real
+  account has is shown by a few decoys (PRIOR_PEOPLE / (people + PRIOR_PEOPLE)
+  of that count's prior weight), and those usernames are known not to exist.
+- It reveals the shape of the distribution (how many people hold how many
+  passkeys), which anyone can estimate from decoys anyway; never who.
+- It is computed with one query, at most once per ``REFRESH_SECONDS`` per
+  process, on boundaries shared by all processes (so that they agree), and in
+  whichever request comes first: for an existing username as for an unknown one.
+  A username's decoy count changes only when the distribution moves past its
+  quantile, which a small change rarely does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import accumulate
+
+from django.conf import settings
+from django.db import connection
+
+from threshold import clock
+from threshold.accounts.models import User
+from threshold.core import ceremony
+from threshold.passkeys.models import Passkey
+
+# Passkeys per person in an organisation that has used passkeys for a while, as
+# weights for 1, 2, 3, ...: most people have one or two (a laptop and a phone),
+# some a security key or two more.
+PRIOR = (40.0, 30.0, 13.0, 6.0, 3.5, 2.5, 1.6, 1.2, 1.0, 0.8)
+PRIOR_PEOPLE = 20
+REFRESH_SECONDS = 3600
+
+# Credential ID lengths and transports of common authenticators (Chrome and
+# Google Password Manager, iCloud Keychain, Windows Hello, security keys).
+ID_LENGTHS = (16, 16, 20, 32, 48, 64)
+TRANSPORTS: tuple[tuple[str, ...], ...] = (
+    ("internal",),
+    ("hybrid", "internal"),
+    ("internal",),
+    ("nfc", "usb"),
+    ("usb",),
+)
+
+
+@dataclass(frozen=True)
+class Decoy:
+    credentials: list[ceremony.CredentialDescriptor]
+    user_handle: bytes
+
+
+def decoy_for(username: str, passkey_limit: int) -> Decoy:
+    """The stable decoy of ``username`` (normalised) under a policy of ``passkey_limit``."""
+    key = settings.SECRET_KEY.encode()
+    digest = hmac.new(key, b"decoy:" + username.encode(), hashlib.sha512).digest()
+    quantile = int.from_bytes(digest[:8], "big") / 2**64
+    cumulative = _cumulative_weights(passkey_limit)
+    count = 1 + bisect_right(cumulative, quantile * cumulative[-1])
+    credentials = []
+    for index in range(min(count, len(cumulative))):
+        # An extendable output keyed by the digest: the shape, then the ID.
+        stream = hashlib.shake_256(digest + bytes([index])).digest(2 + max(ID_LENGTHS))
+        length = ID_LENGTHS[stream[0] % len(ID_LENGTHS)]
+        transports = TRANSPORTS[stream[1] % len(TRANSPORTS)]
+        credentials.append(ceremony.CredentialDescriptor(stream[2 : 2 + length], transports))
+    return Decoy(credentials, user_handle=digest[32:64])
+
+
+# --- The distribution, cached per process --------------------------------------------------------
+
+_lock = threading.Lock()
+_cache: dict[tuple[int, int], tuple[float, ...]] = {}
+
+
+def _cumulative_weights(passkey_limit: int) -> tuple[float, ...]:
+    """Cumulative weights of 1, 2, ... passkeys, refreshed once per REFRESH_SECONDS."""
+    period = int(clock.now() // REFRESH_SECONDS)
+    cache_key = (period, passkey_limit)
+    with _lock:
+        found = _cache.get(cache_key)
+    if found is None:
+        found = tuple(accumulate(weights(people_by_passkey_count(), passkey_limit)))
+        with _lock:
+            _cache.clear()
+            _cache[cache_key] = found
+    return found
+
+
+def weights(people: dict[int, int], passkey_limit: int) -> list[float]:
+    """The decoy weight of each count 1 .. max(limit, the largest real count)."""
+    largest = max([passkey_limit, *people])
+    return [
+        people.get(count, 0) + PRIOR_PEOPLE * _prior(count, passkey_limit)
+        for count in range(1, largest + 1)
+    ]
+
+
+def _prior(count: int, passkey_limit: int) -> float:
+    if count > passkey_limit:
+        return 0.0
+    return _prior_share(count) / sum(_prior_share(n) for n in range(1, passkey_limit + 1))
+
+
+def _prior_share(count: int) -> float:
+    # Beyond the table, a tail that keeps falling (a limit of 50 is not 50 likely counts).
+    table: Sequence[float] = PRIOR
+    return table[count - 1] if count <= len(table) else table[-1] * (len(table) / count) ** 2
+
+
+def people_by_passkey_count() -> dict[int, int]:
+    """How many active people hold 1, 2, ... passkeys (one query)."""
+    passkeys = connection.ops.quote_name(Passkey._meta.db_table)
+    users = connection.ops.quote_name(User._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # Table names from the models; the one value is a parameter.
+            "SELECT held, COUNT(*) FROM ("  # noqa: S608
+            f"SELECT COUNT(*) AS held FROM {passkeys} JOIN {users}"
+            f" ON {users}.id = {passkeys}.user_id WHERE {users}.is_active = %s"
+            f" GROUP BY {passkeys}.user_id) AS per_person GROUP BY held",
+            [True],
+        )
+        return {int(held): int(people) for held, people in cursor.fetchall()}
+
+
+def forget_distribution() -> None:
+    """For tests: the next decoy recomputes the distribution."""
+    with _lock:
+        _cache.clear()
