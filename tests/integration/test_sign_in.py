@@ -10,6 +10,7 @@ import uuid
 from collections import Counter
 
 import pytest
+from django.core import signing
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -539,6 +540,17 @@ def test_username_first_does_not_reveal_which_accounts_exist(ada):
     }
     assert len(decoys) == 2
     assert User.objects.count() == 3  # asking created nobody
+
+
+def test_the_ceremony_token_tells_a_stranger_nothing_the_options_do_not(ada, browser):
+    # The token is signed, not encrypted: whoever asked for Ada's options can read it.
+    begin_sign_in(browser, "ada@example.com")
+    token = browser.client.cookies[f"{CEREMONY_COOKIE_PREFIX}authentication"].value
+    payload = json.loads(signing.b64_decode(token.split(":")[0].encode()))
+    assert payload["state"]["allow_digests"] and payload["context"] == {}
+    readable = json.dumps(payload)
+    assert b64url_encode(bytes(ada.user.user_handle)) not in readable
+    assert b64url_encode(bytes(ada.passkey.credential_id)) not in readable
 
 
 def test_decoy_credentials_vary_across_usernames_like_real_accounts(db):

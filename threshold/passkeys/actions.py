@@ -183,7 +183,7 @@ def do_finish_sign_in(
             )
             verified = ceremony.finish_authentication(
                 relying_party(),
-                pending.authentication_state(response.credential_id),
+                pending.authentication_state(response.credential_id, stored.user_handle),
                 response,
                 stored,
                 now=clock.now(),

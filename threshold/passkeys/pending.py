@@ -88,11 +88,16 @@ def save_pending(
 ) -> None:
     """Give the browser ``state`` in a token of ``kind``, replacing any earlier one of ``kind``."""
     data = state.to_json()
-    allow = data.pop("allow_credentials", None)
-    if allow is not None:
-        # Up to the passkey limit of IDs up to 1023 bytes would not fit in a cookie:
-        # the token keeps their digests.
-        data["allow_digests"] = [_digest(b64url_decode(c)) for c in allow]
+    if isinstance(state, ceremony.AuthenticationState):
+        allow = data.pop("allow_credentials")
+        if allow is not None:
+            # Up to the passkey limit of IDs up to 1023 bytes would not fit in a cookie:
+            # the token keeps their digests.
+            data["allow_digests"] = [_digest(b64url_decode(c)) for c in allow]
+        handle = data.pop("user_handle")
+        if handle is not None:
+            # Whoever asks for a username's options may read the token: not its user handle.
+            data["user_handle_digest"] = _digest(b64url_decode(handle))
     payload = {"state": data, "context": context or {}, "bound": ceremonies.binding}
     token = _signer(kind).sign_object(payload)
     ceremonies.issued[kind] = (token, float(state.expires_at))
@@ -108,17 +113,26 @@ class TakenCeremony:
         """An authentication without allowCredentials (no username given)."""
         return "allow_digests" not in self.state
 
-    def authentication_state(self, credential_id: bytes) -> ceremony.AuthenticationState:
-        """The state to check a response naming ``credential_id`` against.
+    def authentication_state(
+        self, credential_id: bytes, user_handle: bytes
+    ) -> ceremony.AuthenticationState:
+        """The state to check a response naming ``credential_id`` of ``user_handle`` against.
 
-        The token has digests of the offered credentials: the allow-list is
-        ``credential_id`` itself when it was offered, else empty (§7.2 step 5 refuses it).
+        The token has digests of the offered credentials and of the account
+        identified before the ceremony: the allow-list is ``credential_id`` itself
+        when it was offered, else empty (§7.2 step 5 refuses it), and the user
+        handle is ``user_handle`` when it is the one identified, else one that is
+        nobody's (step 6 refuses it).
         """
         data = dict(self.state)
         digests = data.pop("allow_digests", None)
         if digests is not None:
             offered = any(hmac.compare_digest(_digest(credential_id), d) for d in digests)
             data["allow_credentials"] = [b64url_encode(credential_id)] if offered else []
+        handle = data.pop("user_handle_digest", None)
+        if handle is not None:
+            same = hmac.compare_digest(_digest(user_handle), handle)
+            data["user_handle"] = b64url_encode(user_handle if same else b"\0")
         return ceremony.AuthenticationState.from_json(data)
 
 
