@@ -376,6 +376,64 @@ for i in range({n}):
 """
 
 
+SEED_SCRIPT = """
+import os, time, uuid
+from django.db import connection, transaction
+from threshold.accounts.models import User
+from threshold.passkeys.models import Passkey
+total, batch, started = {n}, 10000, time.perf_counter()
+aaguid = uuid.UUID("08987058-cadc-4b81-b6e1-30de50dcbe96")
+for first in range(0, total, batch):
+    count = min(batch, total - first)
+    with transaction.atomic():
+        users = User.objects.bulk_create(
+            User(
+                username="seed-%d@example.com" % (first + i),
+                email="seed-%d@example.com" % (first + i),
+                full_name="Seed %d" % (first + i),
+                password="!",
+                user_handle=os.urandom(32),
+            )
+            for i in range(count)
+        )
+        Passkey.objects.bulk_create(
+            Passkey(
+                user_id=user.pk,
+                credential_id=os.urandom(32),
+                public_key=os.urandom(77),
+                alg=-7,
+                aaguid=aaguid,
+                transports=["internal", "hybrid"],
+                backup_eligible=True,
+                backup_state=True,
+                uv_initialized=True,
+                attestation_format="none",
+                attestation_type="none",
+                authenticator_name="Windows Hello",
+                authenticator_attachment="platform",
+                is_discoverable=True,
+            )
+            for user in users
+        )
+with connection.cursor() as cursor:
+    if connection.vendor == "sqlite":
+        cursor.execute("ANALYZE")
+    else:
+        cursor.execute("ANALYZE accounts_user")
+        cursor.execute("ANALYZE passkeys_passkey")
+print("SEEDED", total, round(time.perf_counter() - started, 1))
+"""
+
+
+def seed_passkeys(server: Server, n: int) -> float:
+    """n more people with one passkey each, in bulk (they exist; nobody signs in with them)."""
+    out = server.manage("shell", "-c", SEED_SCRIPT.format(n=n), timeout=3600)
+    found = re.search(r"^SEEDED (\d+) ([\d.]+)$", out, re.MULTILINE)
+    if not found:
+        raise SystemExit(f"bench: seeding failed:\n{out[-2000:]}")
+    return float(found.group(2))
+
+
 def create_invites(server: Server, n: int) -> list[str]:
     prefix = f"bench{int(time.time())}-user"
     out = server.manage("shell", "-c", INVITE_SCRIPT.format(n=n, prefix=prefix))
@@ -793,6 +851,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--rounds", type=int, default=0, help="measured rounds (default 1, or 3 with --floor)"
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="first add this many people with one passkey each, in bulk (scale runs)",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and load to cores")
     parser.add_argument("--output", type=Path, help="JSON result path (default bench/results/)")
     args = parser.parse_args(argv)
@@ -800,6 +864,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--clients, --users and --workers must be at least 1")
     if not 0 < args.duration <= 3600 or not 0 <= args.warmup <= 600:
         parser.error("--duration must be in (0, 3600] and --warmup in [0, 600]")
+    if args.seed < 0:
+        parser.error("--seed must not be negative")
     if args.rounds < 0:
         parser.error("--rounds must be at least 1")
     args.rounds = args.rounds or (3 if args.floor else 1)
@@ -857,6 +923,9 @@ def main(argv: list[str] | None = None) -> int:
             os.sched_setaffinity(0, client_cores)
         started = time.perf_counter()
         server.manage("migrate", "--noinput")
+        if args.seed:
+            print(f"bench: seeding {args.seed} people with a passkey each ...", flush=True)
+            print(f"bench: seeded in {seed_passkeys(server, args.seed):.1f} s", flush=True)
         links = create_invites(server, args.users)
         server.start()
         asyncio.run(server.wait_ready())
@@ -920,6 +989,7 @@ def main(argv: list[str] | None = None) -> int:
             "users": args.users,
             "workers": args.workers,
             "rounds": args.rounds,
+            "seeded_passkeys": args.seed,
             "floor": args.floor,
             "database": args.database_url.partition(":")[0] if args.database_url else "sqlite",
             "keep_session": args.keep_session,
