@@ -8,7 +8,7 @@ from threshold.enrollment import views as enrollment
 from threshold.fallback import views as fallback
 from threshold.passkeys import views as passkeys
 from threshold.selfservice import views as selfservice
-from threshold.web import guides
+from threshold.web import guides, wellknown
 from threshold.web import views as web
 
 urlpatterns = [
@@ -44,6 +44,13 @@ urlpatterns = [
     path("settings/guide", guides.guide_index, name="guide-index"),
     path("settings/guide/<str:platform>", guides.guide, name="guide"),
     path("help/errors", web.help_errors, name="help-errors"),
+    path(".well-known/assetlinks.json", wellknown.assetlinks, name="assetlinks"),
+    path(
+        ".well-known/apple-app-site-association",
+        wellknown.apple_app_site_association,
+        name="apple-app-site-association",
+    ),
+    path(".well-known/webauthn", wellknown.webauthn, name="well-known-webauthn"),
 ]
 
 if settings.THRESHOLD.fido_conformance:

@@ -123,7 +123,20 @@ def _add_inspect(sub: Any) -> None:
         parser = kinds.add_parser(kind)
         parser.add_argument("response", metavar="RESPONSE.json")
         parser.add_argument("--rp-id", required=True)
-        parser.add_argument("--origin", action="append", required=True, dest="origins")
+        parser.add_argument(
+            "--origin",
+            action="append",
+            required=True,
+            dest="origins",
+            help="https://host on the RP ID, or an Android app's android:apk-key-hash:...",
+        )
+        parser.add_argument(
+            "--related-origin",
+            action="append",
+            default=[],
+            dest="related_origins",
+            help="a web origin the RP ID's /.well-known/webauthn lists",
+        )
         parser.add_argument("--challenge", required=True, help="base64url, as sent in the options")
         parser.add_argument("--require-user-verification", action="store_true")
         parser.add_argument("--allow-cross-origin", action="store_true")
@@ -260,8 +273,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             return usage("--at must be an ISO 8601 date and time, e.g. 2026-01-31T12:00:00Z")
         if at.tzinfo is None:
             return usage("--at needs a time zone, e.g. 2026-01-31T12:00:00Z")
-    for origin in args.origins + args.top_origins:
-        problem = ceremony.origin_problem(args.rp_id, origin) if origin in args.origins else None
+    for origin in args.origins:
+        problem = ceremony.origin_problem(args.rp_id, origin)
+        if problem:
+            return usage(problem)
+    for origin in args.related_origins:
+        problem = ceremony.related_origin_problem(origin)
         if problem:
             return usage(problem)
     anchors: list[x509.Certificate] = []
@@ -287,6 +304,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         require_user_verification=args.require_user_verification,
         allow_cross_origin=args.allow_cross_origin,
         top_origins=args.top_origins,
+        related_origins=args.related_origins,
         at=at,
         **(
             {

@@ -31,6 +31,7 @@ class Ceremony:
     """What the server asked for: the parameters an inspection replays."""
 
     rp_id: str
+    # Web origins on the RP ID, and Android apps' android:apk-key-hash: origins.
     origins: Sequence[str]
     challenge: bytes
     require_user_verification: bool = False
@@ -41,14 +42,17 @@ class Ceremony:
     require_trusted_attestation: bool = False
     at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    related_origins: Sequence[str] = ()
 
     def relying_party(self) -> ceremony.RelyingParty:
         return ceremony.RelyingParty(
             id=self.rp_id,
             name=self.rp_id,
-            origins=frozenset(self.origins),
+            origins=frozenset(o for o in self.origins if not ceremony.is_android_origin(o)),
             allow_cross_origin=self.allow_cross_origin,
             top_origins=frozenset(self.top_origins),
+            related_origins=frozenset(self.related_origins),
+            app_origins=frozenset(o for o in self.origins if ceremony.is_android_origin(o)),
         )
 
     @property
