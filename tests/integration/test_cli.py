@@ -119,6 +119,20 @@ def test_policy_shows_and_sets_settings(capsys):
     assert event.detail["changes"]["passkey_limit"] == {"from": 10, "to": 3}
 
 
+def test_policy_show_prints_every_setting_with_its_value_and_changes_nothing(capsys):
+    assert main(["policy", "show"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].split() == ["SETTING", "VALUE"]
+    shown = dict((row.split(maxsplit=1) + [""])[:2] for row in rows[1:])
+    expected = {
+        name: ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        for name, value in get_policy().as_json().items()
+    }
+    assert shown == expected
+    assert shown["passkey_limit"] == "10" and shown["allowed_algorithms"].startswith("-7,")
+    assert not AuditEvent.objects.exists()
+
+
 @pytest.mark.parametrize(
     ("assignment", "message"),
     [

@@ -4,7 +4,7 @@
     threshold recover EMAIL [--email-link]   a one-time link for someone who lost every passkey
     threshold users
     threshold users lock EMAIL [--reason TEXT] | unlock EMAIL
-    threshold policy [set NAME=VALUE ...]
+    threshold policy [show | set NAME=VALUE ...]
     threshold audit [--limit N]
     threshold bootstrap          first administrator + enrollment link, when needed
     threshold serve              the production server (gunicorn)
@@ -99,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
 
     policy = sub.add_parser("policy", help="show or change the organisation policy")
     policy_sub = policy.add_subparsers(dest="policy_command")
+    policy_sub.add_parser("show", help="print every setting with its value (the default)")
     setter = policy_sub.add_parser("set", help="change settings, e.g. passkey_limit=5")
     setter.add_argument("assignments", nargs="+", metavar="NAME=VALUE")
 
