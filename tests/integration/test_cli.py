@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from urllib.parse import urlsplit
 
 import pytest
@@ -102,6 +103,16 @@ def test_users_lists_people_and_their_passkeys(ada, capsys):
     assert ["ada@example.com", "Ada", "Lovelace", "member", "locked", "1"] in rows
     assert ["grace@example.com", "Grace", "Hopper", "administrator", "active", "0"] in rows
     assert ["gone@example.com", "Gone", "Away", "member", "deactivated", "0"] in rows
+
+
+def test_users_escapes_control_and_direction_characters_in_names(capsys):
+    # Written before the name rules applied everywhere (the conformance API let them in).
+    User.objects.create_user("evil\u202egpj.exe@example.com", full_name="Mallory\u009b2J\x1b[31m")
+    assert main(["users"]) == 0
+    out = capsys.readouterr().out
+    assert "evil\\u202egpj.exe@example.com" in out
+    assert "Mallory\\x9b2J\\x1b[31m" in out
+    assert not any(unicodedata.category(c)[0] == "C" for c in out.replace("\n", ""))
 
 
 def test_policy_shows_and_sets_settings(capsys):

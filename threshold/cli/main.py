@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,6 +58,12 @@ def _setup() -> None:
     except ImproperlyConfigured as exc:
         print(f"threshold: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
+    from django.conf import settings
+
+    from threshold.config import start_up_warnings
+
+    for warning in start_up_warnings(settings.THRESHOLD):
+        print(f"threshold: WARNING: {warning}", file=sys.stderr, flush=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -547,7 +554,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _printable(text: str) -> str:
+    """``text`` with control and format characters escaped (``\\u202e``), for a terminal.
+
+    Names are checked when they come in (``core/names.py``), but rows written
+    before those rules, or by other means, must not move the cursor, recolour the
+    terminal (U+009B starts an escape sequence) or reverse what follows (U+202E).
+    """
+    return "".join(
+        character.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(character)[0] == "C"
+        else character
+        for character in text
+    )
+
+
 def _table(rows: Sequence[Sequence[str]]) -> None:
+    rows = [[_printable(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print(
