@@ -120,6 +120,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# base64url values start with "-" once in 64: argparse would read such a value
+# as an option, so ``--challenge -AbC`` is joined into ``--challenge=-AbC``.
+INSPECT_BASE64URL_OPTIONS = ("--challenge", "--public-key")
+# A credential.toJSON() is a few kilobytes and a PEM file a few certificates.
+INSPECT_MAX_FILE_BYTES = 1024 * 1024
+
+
 def _add_inspect(sub: Any) -> None:
     inspect = sub.add_parser(
         "inspect",
@@ -129,22 +136,66 @@ def _add_inspect(sub: Any) -> None:
     kinds = inspect.add_subparsers(dest="kind", required=True)
     for kind in ("registration", "authentication"):
         parser = kinds.add_parser(kind)
-        parser.add_argument("response", metavar="RESPONSE.json")
+        parser.add_argument("response", metavar="RESPONSE.json", help="at most 1 MiB")
         parser.add_argument("--rp-id", required=True)
         parser.add_argument("--origin", action="append", required=True, dest="origins")
-        parser.add_argument("--challenge", required=True, help="base64url, as sent in the options")
+        parser.add_argument(
+            "--challenge",
+            required=True,
+            help="base64url, as sent in the options (one starting with - works too, "
+            "or write --challenge=-AbC...)",
+        )
         parser.add_argument("--require-user-verification", action="store_true")
         parser.add_argument("--allow-cross-origin", action="store_true")
         parser.add_argument("--top-origin", action="append", default=[], dest="top_origins")
         parser.add_argument("--at", help="ISO 8601 instant for certificate validity")
+        parser.add_argument(
+            "--alg",
+            type=int,
+            action="append",
+            dest="algorithms",
+            metavar="COSE_ALG",
+            help="an algorithm the server allows (repeat for more; default: all supported)",
+        )
         if kind == "registration":
-            parser.add_argument("--alg", type=int, action="append", dest="algorithms")
-            parser.add_argument("--trust-anchor", action="append", default=[], metavar="FILE.pem")
+            parser.add_argument(
+                "--trust-anchor",
+                action="append",
+                default=[],
+                metavar="FILE.pem",
+                help="at most 1 MiB",
+            )
             parser.add_argument("--require-trusted-attestation", action="store_true")
         else:
             parser.add_argument("--public-key", required=True, help="COSE_Key, base64url")
             parser.add_argument("--sign-count", type=int, required=True)
             parser.add_argument("--backup-eligible", action="store_true")
+
+
+def _join_base64url_values(argv: list[str]) -> list[str]:
+    """``inspect`` arguments with ``--challenge VALUE`` written ``--challenge=VALUE``."""
+    joined: list[str] = []
+    values = iter(argv)
+    for arg in values:
+        if arg == "--":
+            joined.append(arg)
+            joined.extend(values)
+            break
+        if arg in INSPECT_BASE64URL_OPTIONS:
+            value = next(values, None)
+            joined.append(arg if value is None else f"{arg}={value}")
+        else:
+            joined.append(arg)
+    return joined
+
+
+def _read_file(path: str) -> bytes:
+    """The file's bytes, reading at most one byte past the limit (``/dev/zero`` is endless)."""
+    with open(path, "rb") as handle:
+        data = handle.read(INSPECT_MAX_FILE_BYTES + 1)
+    if len(data) > INSPECT_MAX_FILE_BYTES:
+        raise ValueError("larger than 1 MiB")
+    return data
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
 
         execute_from_command_line(["threshold", *argv])
         return 0
+    if argv and argv[0] == "inspect":
+        argv = _join_base64url_values(argv)
     args = _parser().parse_args(argv)
     if args.command == "inspect":
         return cmd_inspect(args)  # plain core: no settings, no database
@@ -245,7 +298,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     import json
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     from cryptography import x509
 
@@ -268,6 +321,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             return usage("--at must be an ISO 8601 date and time, e.g. 2026-01-31T12:00:00Z")
         if at.tzinfo is None:
             return usage("--at needs a time zone, e.g. 2026-01-31T12:00:00Z")
+        try:
+            # Certificates are checked in UTC: 0001-01-01T00:00:00+14:00 is before year 1.
+            at.astimezone(UTC).timestamp()
+        except (OverflowError, ValueError, OSError):
+            return usage("--at is out of range: it must fall between the years 1 and 9999 in UTC")
     for origin in args.origins + args.top_origins:
         problem = ceremony.origin_problem(args.rp_id, origin) if origin in args.origins else None
         if problem:
@@ -275,15 +333,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     anchors: list[x509.Certificate] = []
     for path in getattr(args, "trust_anchor", []):
         try:
-            with open(path, "rb") as handle:
-                anchors.extend(x509.load_pem_x509_certificates(handle.read()))
+            anchors.extend(x509.load_pem_x509_certificates(_read_file(path)))
         except (OSError, ValueError) as exc:
             return usage(f"trust anchor {path}: {exc}")
     try:
-        with open(args.response, "rb") as handle:
-            raw = handle.read()
+        raw = _read_file(args.response)
     except OSError as exc:
         return usage(f"{args.response}: {exc.strerror}")
+    except ValueError as exc:
+        return usage(f"{args.response}: {exc}")
     try:
         document: object = json.loads(raw)
     except (ValueError, RecursionError):
@@ -296,9 +354,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         allow_cross_origin=args.allow_cross_origin,
         top_origins=args.top_origins,
         at=at,
+        algorithms=tuple(args.algorithms or ceremony.SUPPORTED_ALGORITHMS),
         **(
             {
-                "algorithms": tuple(args.algorithms or ceremony.SUPPORTED_ALGORITHMS),
                 "trust_anchors": anchors,
                 "require_trusted_attestation": args.require_trusted_attestation,
             }
