@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import unicodedata
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -194,6 +197,17 @@ def test_bootstrap_creates_the_first_administrator_once(capsys, monkeypatch):
     assert links_in(out) == []
     assert EnrollmentInvite.objects.count() == invites
     assert User.objects.count() == 1
+
+
+def test_bootstrap_frames_the_link_and_names_the_command_by_its_full_path(capsys):
+    assert main(["bootstrap"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == lines[-1] == "=" * 72
+    [command] = [line.strip() for line in lines if line.strip().endswith(" bootstrap")]
+    path = Path(command.removesuffix(" bootstrap"))
+    # `threshold` alone is not on PATH after `make install`: .venv/bin/threshold is.
+    assert path.is_absolute() and path.name == "threshold" and os.access(path, os.X_OK)
+    assert path.parent == Path(sys.executable).parent
 
 
 def test_bootstrap_says_when_the_only_administrator_is_locked(capsys, monkeypatch):

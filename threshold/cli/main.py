@@ -19,10 +19,13 @@ the web pages.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import shlex
 import sys
 import unicodedata
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 COMMANDS = (
@@ -114,7 +117,13 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=int, default=30)
 
     sub.add_parser("bootstrap", help="create the first administrator and print their link")
-    sub.add_parser("serve", help="serve Threshold with gunicorn")
+    serve = sub.add_parser("serve", help="serve Threshold with gunicorn")
+    serve.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="also do what `threshold bootstrap` does, and print its link last, once the "
+        "server is ready (what `make run` uses)",
+    )
     sub.add_parser("cleanup", help="remove expired sessions and ceremonies")
     _add_inspect(sub)
     return parser
@@ -504,6 +513,18 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
+    lines = _bootstrap()
+    if lines is None:
+        return 1
+    print(_framed(lines), flush=True)
+    return 0
+
+
+def _bootstrap() -> list[str] | None:
+    """The first administrator's new enrollment link, or where to sign in once one has a passkey.
+
+    The lines to print; None when refused (the reason is printed to stderr).
+    """
     from django.conf import settings
 
     from threshold.accounts.access import first_administrator, has_enrolled_administrator
@@ -512,8 +533,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     from threshold.enrollment.actions import do_invite
 
     if has_enrolled_administrator():
-        print(f"An administrator is enrolled. Sign in at {settings.THRESHOLD.public_url}/sign-in")
-        return 0
+        return [f"An administrator is enrolled. Sign in at {settings.THRESHOLD.public_url}/sign-in"]
     admin = first_administrator()
     email = (
         admin.username if admin else os.environ.get("THRESHOLD_ADMIN_EMAIL", "admin@example.com")
@@ -523,20 +543,31 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
             email, Origin.cli(), full_name="Administrator", is_administrator=True, send_email=False
         )
     except errors.AccountLocked:
-        return _refused_locked(email)
-    banner = "=" * 72
-    print(banner)
-    print(f"Administrator: {created.user.username}")
-    print("Open this one-time link in your browser to create the administrator's passkey:")
-    print()
-    print(f"    {created.link}")
-    print()
-    print(
-        f"It expires {created.invite.expires_at:%Y-%m-%d %H:%M} UTC. "
-        "Run `threshold bootstrap` again for a new one."
-    )
-    print(banner, flush=True)
-    return 0
+        _refused_locked(email)
+        return None
+    return [
+        f"Administrator: {created.user.username}",
+        "Open this one-time link in your browser to create the administrator's passkey:",
+        "",
+        f"    {created.link}",
+        "",
+        f"It expires {created.invite.expires_at:%Y-%m-%d %H:%M} UTC. For a new link, run:",
+        f"    {_command_path()} bootstrap",
+    ]
+
+
+def _framed(lines: list[str]) -> str:
+    rule = "=" * 72
+    return "\n".join([rule, *lines, rule])
+
+
+def _command_path() -> str:
+    """This command's full path, to copy and paste: a virtualenv's bin/ is rarely on PATH."""
+    candidates = [Path(sys.argv[0]).absolute(), Path(sys.executable).parent / "threshold"]
+    for path in candidates:
+        if path.name == "threshold" and path.is_file() and os.access(path, os.X_OK):
+            return shlex.quote(str(path))
+    return "threshold"
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
@@ -568,11 +599,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if executor.migration_plan(executor.loader.graph.leaf_nodes()):
         print("threshold: the database needs migrating: run `threshold migrate`", file=sys.stderr)
         return 2
+    bootstrap = _bootstrap() if args.bootstrap else None
     delete_expired()
     connection.close()  # each worker opens its own after the fork
     # Parse FIDO metadata once in the master: the workers inherit it when they fork.
     default_store()
     config = settings.THRESHOLD
+    # Workers that have loaded the application, counted across the fork. The last
+    # of the first ones prints the bootstrap link, below every start-up line, so
+    # that it is what someone who just ran `make run` sees when the server is ready.
+    ready = multiprocessing.Value("i", 0)
+
+    def post_worker_init(worker: Any) -> None:
+        with ready.get_lock():
+            ready.value += 1
+            last = ready.value == config.workers
+        if last and bootstrap:
+            ready_line = f"Threshold is ready at {config.public_url}"
+            print(_framed([ready_line, "", *bootstrap]), flush=True)
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -592,9 +636,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "limit_request_line": 4094,
                 "limit_request_fields": 50,
                 "proc_name": "threshold",
-                # gunicorn's control socket defaults to one path per user, which
-                # two servers on a machine would fight over: keep it with the data.
-                "control_socket": str(config.var_dir / "gunicorn.ctl"),
+                # No control socket (gunicornc): nothing here uses it, and its
+                # default path, one per user, is one that two servers would fight over.
+                "control_socket_disable": True,
+                "post_worker_init": post_worker_init,
                 "forwarded_allow_ips": "127.0.0.1" if config.proxy_ssl_header else "",
             }
             for key, value in options.items():
