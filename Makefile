@@ -13,16 +13,22 @@ $(BIN)/python:
 	bash scripts/system-deps python3-venv
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "make: '$(PYTHON) -m venv' failed" >&2; exit 1; }
 
-# Re-installs only when the dependencies or their pins change.
+# Re-installs only when the dependencies or their pins change. pip's output goes to a log,
+# shown only when pip fails.
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[test]'
-	touch $@
+	@echo "Installing Threshold and its dependencies into $(VENV) (log: $(VENV)/pip-install.log)"
+	@$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[test]' \
+		> $(VENV)/pip-install.log 2>&1 \
+		|| { cat $(VENV)/pip-install.log >&2; \
+		     echo "make: pip install failed: its output is above and in $(VENV)/pip-install.log" >&2; \
+		     exit 1; }
+	@touch $@
 
-## run: migrate the database, create the first administrator's invite if needed, and serve.
+## run: migrate the database and serve; the first administrator's link (while no administrator
+## has a passkey) is printed last, once the server is ready.
 run: install
 	$(BIN)/threshold migrate --noinput
-	$(BIN)/threshold bootstrap
-	$(BIN)/threshold serve
+	$(BIN)/threshold serve --bootstrap
 
 ## system-deps: Debian's chromium and postgresql (and python3-venv), through apt-get when missing.
 system-deps:

@@ -253,6 +253,31 @@ def _related_origins(env: dict[str, str]) -> tuple[str, ...]:
     return origins
 
 
+def _fido_conformance(env: dict[str, str], rp_id: str) -> bool:
+    """THRESHOLD_FIDO_CONFORMANCE, refused outside localhost unless the operator says they know."""
+    if not _flag(env, "THRESHOLD_FIDO_CONFORMANCE"):
+        return False
+    if rp_id != "localhost" and not _flag(env, "THRESHOLD_FIDO_CONFORMANCE_I_UNDERSTAND"):
+        raise ConfigError(
+            "THRESHOLD_FIDO_CONFORMANCE=1 lets anyone register a passkey on any account, "
+            "existing ones included: it is for test servers. With THRESHOLD_RP_ID "
+            f"{rp_id!r} it also needs THRESHOLD_FIDO_CONFORMANCE_I_UNDERSTAND=1; "
+            "in production, set THRESHOLD_FIDO_CONFORMANCE=0"
+        )
+    return True
+
+
+def start_up_warnings(config: Config) -> list[str]:
+    """What the operator must know whenever Threshold starts with this configuration."""
+    warnings = []
+    if config.fido_conformance:
+        warnings.append(
+            "THRESHOLD_FIDO_CONFORMANCE=1: the FIDO conformance API is on, and anyone who "
+            "can reach this server can register a passkey on any account. Test servers only."
+        )
+    return warnings
+
+
 def load(env: dict[str, str] | None = None) -> Config:
     env = dict(os.environ if env is None else env)
     var_dir = Path(env.get("THRESHOLD_VAR_DIR") or REPO_ROOT / "var").resolve()
@@ -327,7 +352,7 @@ def load(env: dict[str, str] | None = None) -> Config:
         listen_port=port,
         workers=_int(env, "THRESHOLD_WORKERS", (os.cpu_count() or 1) * 2 + 1, 1, 256),
         debug=_flag(env, "THRESHOLD_DEBUG"),
-        fido_conformance=_flag(env, "THRESHOLD_FIDO_CONFORMANCE"),
+        fido_conformance=_fido_conformance(env, rp_id),
         https=https,
         proxy_ssl_header=_flag(env, "THRESHOLD_BEHIND_TLS_PROXY"),
         session_idle_timeout=_int(env, "THRESHOLD_SESSION_IDLE_TIMEOUT", 3600, 60, 86400 * 30),
