@@ -14,10 +14,15 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from threshold.accounts.models import User
 from threshold.audit.actions import Action, record
 from threshold.core import catalog
+from threshold.passkeys.access import list_passkeys
 from threshold.policy.actions import get_policy
 from threshold.web.flow import SIGN_IN, issue_flow_token
 from threshold.web.http import audit_origin, problem
-from threshold.web.sessions import do_sign_out_other_sessions
+from threshold.web.sessions import (
+    SIGN_IN_METHOD,
+    describe_sign_in_method,
+    do_sign_out_other_sessions,
+)
 
 # The catalog entries the browser script may show, by key (not the browsers' own messages).
 CLIENT_CATALOG = {
@@ -62,11 +67,15 @@ def help_errors(request: HttpRequest) -> HttpResponse:
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     assert isinstance(request.user, User)  # noqa: S101 - login_required
-    passkeys = request.user.passkeys.all()
     return render(
         request,
         "web/home.html",
-        {"passkeys": passkeys, "just_enrolled": request.GET.get("enrolled") == "1"},
+        {
+            "passkeys": list_passkeys(request.user),
+            "just_enrolled": request.GET.get("enrolled") == "1",
+            # In the words of Settings' sessions list.
+            "signed_in_with": describe_sign_in_method(request.session.get(SIGN_IN_METHOD, "")),
+        },
     )
 
 

@@ -1,0 +1,105 @@
+"""What Home and Settings say: the same words for the same things."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+
+import pytest
+
+from tests.integration.conftest import (
+    Browser,
+    Person,
+    assert_ok,
+    enroll,
+    invite,
+    sign_in,
+)
+from tests.integration.test_fallback import (
+    PASSWORD,
+    SECRET,
+    code_at,
+    fallback_sign_in,
+)
+from tests.support.authenticator import SoftAuthenticator
+from threshold.audit.actions import Origin
+from threshold.fallback.actions import do_set_up_fallback
+from threshold.passkeys.models import Passkey
+
+pytestmark = pytest.mark.django_db
+
+MAC_SAFARI = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.4 Safari/605.1.15"
+)
+
+
+def signed_in(person: Person, **defaults) -> Browser:
+    browser = Browser(**defaults)
+    assert_ok(sign_in(browser, person.authenticator))
+    return browser
+
+
+def text_of(html: str) -> str:
+    """The page's words, without tags, with runs of white space as one space."""
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
+
+
+# --- How the person signed in (issue 13, item 1) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("use_recovery_code", "words"),
+    [(False, "a password and authenticator app"), (True, "a password and recovery code")],
+)
+def test_home_says_how_the_person_signed_in_as_settings_does(ada, clock, use_recovery_code, words):
+    codes = do_set_up_fallback(ada.user, PASSWORD, SECRET, 0, Origin.cli())
+    browser = Browser()
+    code = codes[0] if use_recovery_code else code_at(clock.now)
+    assert fallback_sign_in(browser, code).status_code == 303
+
+    home = text_of(browser.get("/").content.decode())
+    assert f"You are signed in to Threshold with {words}." in home
+    assert "with a passkey" not in home
+    sessions = text_of(browser.get("/settings").content.decode())
+    assert f"with {words}" in sessions
+
+
+def test_home_says_passkey_after_a_passkey_sign_in(ada, clock):
+    home = text_of(signed_in(ada).get("/").content.decode())
+    assert "You are signed in to Threshold with a passkey." in home
+
+
+# --- One description of a passkey (issue 13, item 7) ---------------------------------------------
+
+
+def description_on(html: str, passkey: Passkey) -> str:
+    """The words describing ``passkey`` in a page's list of passkeys."""
+    items = re.findall(r'<li[^>]*class="method"[^>]*>(.*?)</li>', html, re.S)
+    [item] = [text_of(item) for item in items if unescape(passkey.name) in text_of(item)]
+    return item[: item.index(" Rename")] if " Rename" in item else item
+
+
+@pytest.mark.parametrize(
+    ("transports", "attachment", "backup_eligible"),
+    [
+        (("internal",), "platform", False),
+        (("internal", "hybrid"), "platform", True),
+        (("usb",), "cross-platform", False),
+    ],
+)
+def test_home_and_settings_describe_a_passkey_in_the_same_words(
+    clock, transports, attachment, backup_eligible
+):
+    created, token = invite("grace@example.com", "Grace Hopper")
+    authenticator = SoftAuthenticator(backup_eligible=backup_eligible)
+    enrolling = Browser(HTTP_USER_AGENT=MAC_SAFARI)
+    assert_ok(enroll(enrolling, token, authenticator, transports=transports, attachment=attachment))
+    person = Person(created.user, authenticator, created.invite)
+    passkey = person.passkey
+    browser = signed_in(person, HTTP_USER_AGENT=MAC_SAFARI)
+
+    home = description_on(browser.get("/").content.decode(), passkey)
+    settings = description_on(browser.get("/settings").content.decode(), passkey)
+    assert home == settings
+    assert home.startswith(f"{passkey.name} {passkey.kind} · {passkey.storage} Added ")
