@@ -1,4 +1,4 @@
-"""What Home and Settings say: the same words for the same things."""
+"""What Home and Settings say: the same words for the same things, headings in order."""
 
 from __future__ import annotations
 
@@ -32,6 +32,12 @@ MAC_SAFARI = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
     "(KHTML, like Gecko) Version/17.4 Safari/605.1.15"
 )
+
+
+@pytest.fixture
+def ada_with_fallback(ada: Person, clock) -> Person:
+    do_set_up_fallback(ada.user, PASSWORD, SECRET, 0, Origin.cli())
+    return ada
 
 
 def signed_in(person: Person, **defaults) -> Browser:
@@ -103,3 +109,41 @@ def test_home_and_settings_describe_a_passkey_in_the_same_words(
     settings = description_on(browser.get("/settings").content.decode(), passkey)
     assert home == settings
     assert home.startswith(f"{passkey.name} {passkey.kind} · {passkey.storage} Added ")
+
+
+# --- Headings (issue 13, item 4) -----------------------------------------------------------------
+
+
+def outline(html: str) -> list[tuple[int, str]]:
+    return [
+        (int(level), text_of(text))
+        for level, text in re.findall(r"<h([1-6])[^>]*>(.*?)</h\1>", html, re.S)
+    ]
+
+
+def test_settings_headings_go_page_sections_groups(ada_with_fallback, clock):
+    html = signed_in(ada_with_fallback).get("/settings").content.decode()
+    assert outline(html) == [
+        (1, "Settings"),
+        (2, "Your name"),
+        (2, "Security Methods"),
+        (3, "Security Key or Biometric Authenticator"),
+        (3, "Password and authenticator app"),
+        (2, "Active sessions"),
+    ]
+    # Each group is one, named by its heading: its passkeys or its actions are inside it.
+    for group, heading in (("passkeys", "passkeys-heading"), ("fallback", "fallback-heading")):
+        opening = f'<div role="group" aria-labelledby="{heading}" id="{group}">'
+        assert opening in html
+        assert f'<h3 id="{heading}">' in html[html.index(opening) :]
+    group = html[html.index('id="passkeys">') : html.index('id="fallback">')]
+    assert f'id="passkey-{ada_with_fallback.passkey.pk}"' in group
+
+
+# --- Smaller things (issue 13, item 10) ----------------------------------------------------------
+
+
+def test_settings_shows_no_placeholder_for_the_device_app(ada, clock):
+    html = signed_in(ada).get("/settings").content.decode()
+    assert "Device app" not in html
+    assert "not available yet" not in html
