@@ -1,4 +1,5 @@
-"""What Home and Settings say: the same words for the same things, headings in order."""
+"""What Home and Settings say: the same words for the same things, headings in order, and a
+removal that asks first."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from tests.integration.conftest import (
     assert_ok,
     enroll,
     invite,
+    last_event,
     sign_in,
 )
 from tests.integration.test_fallback import (
@@ -20,10 +22,12 @@ from tests.integration.test_fallback import (
     SECRET,
     code_at,
     fallback_sign_in,
+    post,
 )
 from tests.support.authenticator import SoftAuthenticator
 from threshold.audit.actions import Origin
 from threshold.fallback.actions import do_set_up_fallback
+from threshold.fallback.models import TotpDevice
 from threshold.passkeys.models import Passkey
 
 pytestmark = pytest.mark.django_db
@@ -138,6 +142,75 @@ def test_settings_headings_go_page_sections_groups(ada_with_fallback, clock):
         assert f'<h3 id="{heading}">' in html[html.index(opening) :]
     group = html[html.index('id="passkeys">') : html.index('id="fallback">')]
     assert f'id="passkey-{ada_with_fallback.passkey.pk}"' in group
+
+
+# --- Removing the password and app asks first (issue 13, item 5) ---------------------------------
+
+
+def test_removing_the_password_and_app_asks_first(ada_with_fallback, clock):
+    browser = signed_in(ada_with_fallback)
+    settings = browser.get("/settings").content.decode()
+    # A link to the question, not a button that acts.
+    assert (
+        '<a class="remove-link" href="/settings/fallback/remove">'
+        "Remove password and authenticator app</a>" in settings
+    )
+    assert 'action="/settings/fallback/remove"' not in settings
+
+    page = browser.get("/settings/fallback/remove")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "<h1>Remove your password and authenticator app?</h1>" in html
+    assert re.search(
+        r'<form method="post">\s*<input type="hidden" name="csrfmiddlewaretoken"[^>]*>\s*'
+        r'<button type="submit" class="button danger">Remove</button>',
+        html,
+    )
+    assert '<a href="/settings">Cancel</a>' in html
+    assert TotpDevice.objects.exists()  # asking removed nothing
+
+    response = post(browser, "/settings/fallback/remove")
+    assert response.status_code == 303
+    assert response["Location"] == "/settings?done=fallback-removed"
+    assert not TotpDevice.objects.exists()
+    assert last_event("fallback.removed").subject == ada_with_fallback.user
+
+
+def test_the_question_needs_the_same_step_up_as_the_removal(ada_with_fallback, clock):
+    browser = signed_in(ada_with_fallback)
+    clock.advance(301)
+    for response in (
+        browser.get("/settings/fallback/remove"),
+        post(browser, "/settings/fallback/remove"),
+    ):
+        assert response.status_code == 303
+        assert response["Location"] == "/settings/verify?next=%2Fsettings%2Ffallback%2Fremove"
+    assert TotpDevice.objects.exists()
+
+    # A password-and-code sign-in never removes a method.
+    by_password = Browser()
+    fallback_sign_in(by_password, code_at(clock.now))
+    assert by_password.get("/settings/fallback/remove")["Location"].startswith("/settings/verify")
+
+
+def test_the_only_method_left_is_not_offered_for_removal(ada_with_fallback, clock):
+    browser = signed_in(ada_with_fallback)
+    ada_with_fallback.passkey.delete()
+    page = browser.get("/settings/fallback/remove")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "You Can\u2019t Remove Your Only Sign-in Method" in html
+    assert "button danger" not in html
+    refused = post(browser, "/settings/fallback/remove")
+    assert refused.status_code == 409
+    assert "You Can\u2019t Remove Your Only Sign-in Method" in refused.content.decode()
+    assert TotpDevice.objects.exists()
+
+
+def test_without_a_password_and_app_there_is_nothing_to_remove(ada, clock):
+    response = signed_in(ada).get("/settings/fallback/remove")
+    assert response.status_code == 404
+    assert "Security Method Not Found" in response.content.decode()
 
 
 # --- Smaller things (issue 13, item 10) ----------------------------------------------------------
