@@ -220,3 +220,28 @@ def test_settings_shows_no_placeholder_for_the_device_app(ada, clock):
     html = signed_in(ada).get("/settings").content.decode()
     assert "Device app" not in html
     assert "not available yet" not in html
+
+
+def test_the_password_set_up_form_names_the_account_for_password_managers(ada, clock):
+    browser = signed_in(ada)
+    html = browser.get("/settings/fallback/set-up").content.decode()
+    main = html[html.index("<main") :]
+    form = main[main.index('<form method="post"') : main.index("</form>")]
+    username = (
+        '<input type="text" name="username" autocomplete="username" value="ada@example.com" hidden>'
+    )
+    assert username in form
+    # Before the new password, as password managers read a form.
+    assert form.index(username) < form.index('autocomplete="new-password"')
+    # The field changes nothing: the person's username is not theirs to change here.
+    response = post(
+        browser,
+        "/settings/fallback/set-up",
+        username="grace@example.com",
+        password=PASSWORD,
+        confirm_password=PASSWORD,
+        code="000000",
+    )
+    assert response.status_code == 400
+    ada.user.refresh_from_db()
+    assert ada.user.username == "ada@example.com"
