@@ -52,6 +52,13 @@ VERIFIED_AT = "threshold.verified_at"
 # ("Set up a passkey"), never to remove a method.
 FALLBACK_VERIFIED_AT = "threshold.fallback_verified_at"
 
+# A cookie kept while this browser is signed in (SessionTimeoutMiddleware), not a
+# session key: a request that brings it without a signed-in session is one whose
+# session ended (timeouts, signed out elsewhere, a recovery, a lock), and /sign-in
+# says so once. Signing out here removes it. Nobody who never signed in has it,
+# and it costs no database write.
+SIGNED_IN_COOKIE = "threshold_signed_in"
+
 # How people read SIGN_IN_METHOD (through ``describe_sign_in_method``).
 SIGN_IN_METHODS = {
     "passkey": "a passkey",

@@ -18,8 +18,10 @@ from threshold.passkeys.access import list_passkeys
 from threshold.policy.actions import get_policy
 from threshold.web.flow import SIGN_IN, issue_flow_token
 from threshold.web.http import audit_origin, problem
+from threshold.web.middleware import forget_signed_in
 from threshold.web.sessions import (
     SIGN_IN_METHOD,
+    SIGNED_IN_COOKIE,
     describe_sign_in_method,
     do_sign_out_other_sessions,
 )
@@ -44,12 +46,18 @@ def sign_in(request: HttpRequest) -> HttpResponse:
         next_path = request.GET.get("next", "")
         query = f"?{urlencode({'next': next_path})}" if next_path else ""
         password_url = PASSWORD_SIGN_IN_URL + query
+    # This browser was signed in and its session ended (web/sessions.py): say so, once.
+    session_ended = bool(request.COOKIES.get(SIGNED_IN_COOKIE))
     context = {
         "catalog": CLIENT_CATALOG,
         "flow": issue_flow_token(SIGN_IN),
         "password_url": password_url,
+        "session_ended": session_ended,
     }
-    return render(request, "web/sign_in.html", context)
+    response = render(request, "web/sign_in.html", context)
+    if session_ended:
+        forget_signed_in(response)
+    return response
 
 
 @require_GET
@@ -87,7 +95,9 @@ def sign_out(request: HttpRequest) -> HttpResponse:
         user = request.user
         record(Action.SIGN_OUT, audit_origin(request), actor=user, subject=user)
     logout(request)
-    return render(request, "web/signed_out.html")
+    response = render(request, "web/signed_out.html")
+    forget_signed_in(response)
+    return response
 
 
 @require_POST
