@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.urls import path
+from django.views.generic.base import RedirectView
 
 from threshold.conformance import views as conformance
 from threshold.enrollment import views as enrollment
@@ -41,8 +42,14 @@ urlpatterns = [
     path("settings/security-methods/add/result", selfservice.add_result, name="add-result"),
     path("settings/security-methods/<int:passkey_id>/rename", selfservice.rename, name="rename"),
     path("settings/security-methods/<int:passkey_id>/remove", selfservice.remove, name="remove"),
-    path("settings/guide", guides.guide_index, name="guide-index"),
-    path("settings/guide/<str:platform>", guides.guide, name="guide"),
+    path("help/guide", guides.guide_index, name="guide-index"),
+    path("help/guide/<str:platform>", guides.guide, name="guide"),
+    # The guide's first address, from when it needed signing in.
+    path("settings/guide", RedirectView.as_view(pattern_name="guide-index", permanent=True)),
+    path(
+        "settings/guide/<str:platform>",
+        RedirectView.as_view(pattern_name="guide", permanent=True),
+    ),
     path("help/errors", web.help_errors, name="help-errors"),
     path(".well-known/assetlinks.json", wellknown.assetlinks, name="assetlinks"),
     path(
