@@ -1,4 +1,4 @@
-"""The stylesheet's colours meet WCAG 2.2 AA.
+"""The stylesheet's colours meet WCAG 2.2 AA, and its headings are sized by level.
 
 threshold.css is read as text by a small parser (rules, @media blocks, custom properties) and
 every text colour is paired with every background it can be painted on:
@@ -435,3 +435,34 @@ def test_the_checker_pairs_inherited_colours_and_user_agent_links() -> None:
     assert ("a", ".banner") in pairs and ("a", ".panel") in pairs
     # A button's background holds only its label.
     assert not any(background == ".button" and text != ".button" for text, background in pairs)
+
+
+# --- Headings -----------------------------------------------------------------------------------
+
+# Chromium's default heading sizes, in em of the parent (assumed 1rem here).
+USER_AGENT_HEADINGS = {"h1": 2.0, "h2": 1.5, "h3": 1.17, "h4": 1.0, "h5": 0.83, "h6": 0.67}
+
+
+def heading_sizes(css: str) -> dict[str, set[float]]:
+    """Every font size (rem) each heading level can have: its own rule's and any override."""
+    sizes: dict[str, set[float]] = {level: set() for level in USER_AGENT_HEADINGS}
+    for selector, declarations in parse_stylesheet(css):
+        levels = [s for s in selector.key if s in USER_AGENT_HEADINGS]
+        assert not (levels and "font" in declarations), f"{selector.text}: use font-size"
+        if levels and "font-size" in declarations:
+            value = declarations["font-size"]
+            match = re.fullmatch(r"([\d.]+)rem", value)
+            assert match, f"{selector.text}: heading sizes are in rem, not {value!r}"
+            sizes[levels[0]].add(float(match[1]))
+    return {level: found or {USER_AGENT_HEADINGS[level]} for level, found in sizes.items()}
+
+
+def test_headings_are_sized_by_level() -> None:
+    sizes = heading_sizes(STYLESHEET.read_text())
+    levels = list(USER_AGENT_HEADINGS)
+    inverted = [
+        f"{higher} can be {min(sizes[higher])}rem, {lower} {max(sizes[lower])}rem"
+        for higher, lower in itertools.pairwise(levels)
+        if min(sizes[higher]) <= max(sizes[lower])
+    ]
+    assert not inverted, "\n".join(inverted)
