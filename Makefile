@@ -24,6 +24,17 @@ $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 		     exit 1; }
 	@touch $@
 
+## node-deps: the Node test tools (axe-core, for the browser tests) in node_modules, as
+## package-lock.json pins them; again only when it changes. npm's summary is dropped, not its errors.
+.PHONY: node-deps
+node-deps: node_modules/.installed
+
+node_modules/.installed: package.json package-lock.json
+	@bash scripts/system-deps npm
+	@echo "Installing the Node test tools into node_modules (npm ci)"
+	@npm ci --no-audit --no-fund --loglevel=error > /dev/null
+	@touch $@
+
 ## run: migrate the database and serve; the first administrator's link (while no administrator
 ## has a passkey) is printed last, once the server is ready.
 run: install
@@ -45,7 +56,7 @@ typecheck: install
 
 ## test: lint, the whole suite on SQLite (browser tests included), then the integration tests on
 ## a throwaway PostgreSQL server.
-test: system-deps install lint
+test: system-deps install node-deps lint
 	$(BIN)/pytest
 	bash scripts/with-postgres $(BIN)/pytest tests/integration -p no:cacheprovider
 
