@@ -310,12 +310,14 @@ def test_first_day_pages_fit_their_containers_and_pass_axe(
 
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))
-def test_error_help_page_fits_and_passes_axe(page: Page, viewport: str) -> None:
-    """/help/errors, public and linked from every problem page: its wide tables stack on a phone."""
+def test_public_help_pages_fit_and_pass_axe(page: Page, viewport: str) -> None:
+    """The help a new person or support staff open without signing in: the set-up guides, and
+    /help/errors, whose wide tables stack on a phone."""
     page.set_viewport_size(VIEWPORTS[viewport])
     audit = PageAudit(page)
 
-    page.goto("/help/errors#account_locked")
-    audit.check("error help")
+    for path in ("/help/guide", "/help/guide/macos", "/help/errors#account_locked"):
+        page.goto(path)
+        audit.check(path)
 
     audit.assert_clean()
