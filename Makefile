@@ -13,16 +13,33 @@ $(BIN)/python:
 	bash scripts/system-deps python3-venv
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "make: '$(PYTHON) -m venv' failed" >&2; exit 1; }
 
-# Re-installs only when the dependencies or their pins change.
+# Re-installs only when the dependencies or their pins change. pip's output goes to a log,
+# shown only when pip fails.
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[test]'
-	touch $@
+	@echo "Installing Threshold and its dependencies into $(VENV) (log: $(VENV)/pip-install.log)"
+	@$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[test]' \
+		> $(VENV)/pip-install.log 2>&1 \
+		|| { cat $(VENV)/pip-install.log >&2; \
+		     echo "make: pip install failed: its output is above and in $(VENV)/pip-install.log" >&2; \
+		     exit 1; }
+	@touch $@
 
-## run: migrate the database, create the first administrator's invite if needed, and serve.
+## node-deps: the Node test tools (axe-core, for the browser tests) in node_modules, as
+## package-lock.json pins them; again only when it changes. npm's summary is dropped, not its errors.
+.PHONY: node-deps
+node-deps: node_modules/.installed
+
+node_modules/.installed: package.json package-lock.json
+	@bash scripts/system-deps npm
+	@echo "Installing the Node test tools into node_modules (npm ci)"
+	@npm ci --no-audit --no-fund --loglevel=error > /dev/null
+	@touch $@
+
+## run: migrate the database and serve; the first administrator's link (while no administrator
+## has a passkey) is printed last, once the server is ready.
 run: install
 	$(BIN)/threshold migrate --noinput
-	$(BIN)/threshold bootstrap
-	$(BIN)/threshold serve
+	$(BIN)/threshold serve --bootstrap
 
 ## system-deps: Debian's chromium and postgresql (and python3-venv), through apt-get when missing.
 system-deps:
@@ -39,13 +56,13 @@ typecheck: install
 
 ## test: lint, the whole suite on SQLite (browser tests included), then the integration tests on
 ## a throwaway PostgreSQL server.
-test: system-deps install lint
+test: system-deps install node-deps lint
 	$(BIN)/pytest
 	bash scripts/with-postgres $(BIN)/pytest tests/integration -p no:cacheprovider
 
 ## bench: the sign-in benchmark.
 bench: install
-	$(BIN)/python bench/signin.py
+	$(BIN)/python bench/signin.py --floor
 
 ## constraints: re-pin constraints.txt from a clean install of the latest allowed versions.
 constraints:

@@ -42,11 +42,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from cryptography.hazmat.primitives import serialization
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.support.authenticator import SoftAuthenticator  # noqa: E402
+from threshold.core.encoding import b64url_encode  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 CSRF_COOKIE = "threshold_csrf"
@@ -174,6 +176,84 @@ class Server:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+class FloorServer:
+    """``bench/floor.py`` under gunicorn: the cryptography alone, for the ratio (``--floor``)."""
+
+    def __init__(self, args: argparse.Namespace, cores: set[int] | None) -> None:
+        self.port = free_port()
+        self.origin = f"http://localhost:{self.port}"
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.tmp = Path(tempfile.mkdtemp(prefix="threshold-floor-"))
+        self.log_path = self.tmp / "server.log"
+        self.cores = cores
+        self.workers = args.workers
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def enroll(self, n: int) -> list[SoftAuthenticator]:
+        """n software authenticators with one ES256 credential each, known to the floor."""
+        keys: dict[str, str] = {}
+        authenticators = []
+        for i in range(n):
+            authenticator = SoftAuthenticator()
+            authenticator.create(
+                {
+                    "rp": {"id": "localhost", "name": "Floor"},
+                    "user": {"id": b64url_encode(os.urandom(16)), "name": f"floor{i}"},
+                    "challenge": b64url_encode(os.urandom(16)),
+                    "pubKeyCredParams": [{"type": "public-key", "alg": -7}],
+                },
+                self.origin,
+            )
+            credential = authenticator.credentials[0]
+            point = credential.private_key.public_key().public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )
+            keys[b64url_encode(credential.credential_id)] = b64url_encode(point)
+            authenticators.append(authenticator)
+        (self.tmp / "keys.json").write_text(json.dumps(keys))
+        return authenticators
+
+    def start(self) -> None:
+        cores = self.cores
+
+        def pin() -> None:
+            if cores:
+                os.sched_setaffinity(0, cores)
+
+        env = dict(
+            os.environ,
+            THRESHOLD_FLOOR_KEYS=str(self.tmp / "keys.json"),
+            THRESHOLD_FLOOR_ORIGIN=self.origin,
+            THRESHOLD_FLOOR_CONTROL=str(self.tmp / "gunicorn.ctl"),
+            PYTHONUNBUFFERED="1",
+        )
+        log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the server
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "bench" / "floor.py"),
+                f"127.0.0.1:{self.port}",
+                str(self.workers),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=pin,
+        )
+        log.close()
+
+    wait_ready = Server.wait_ready
+    log_tail = Server.log_tail
+    cpu_seconds = Server.cpu_seconds
+    stop = Server.stop
+
+
+Target = Server | FloorServer
+
+
 def _read_stat(pid: int) -> list[str] | None:
     """Fields 3.. of /proc/<pid>/stat (after ``pid (comm)``)."""
     try:
@@ -296,6 +376,64 @@ for i in range({n}):
 """
 
 
+SEED_SCRIPT = """
+import os, time, uuid
+from django.db import connection, transaction
+from threshold.accounts.models import User
+from threshold.passkeys.models import Passkey
+total, batch, started = {n}, 10000, time.perf_counter()
+aaguid = uuid.UUID("08987058-cadc-4b81-b6e1-30de50dcbe96")
+for first in range(0, total, batch):
+    count = min(batch, total - first)
+    with transaction.atomic():
+        users = User.objects.bulk_create(
+            User(
+                username="seed-%d@example.com" % (first + i),
+                email="seed-%d@example.com" % (first + i),
+                full_name="Seed %d" % (first + i),
+                password="!",
+                user_handle=os.urandom(32),
+            )
+            for i in range(count)
+        )
+        Passkey.objects.bulk_create(
+            Passkey(
+                user_id=user.pk,
+                credential_id=os.urandom(32),
+                public_key=os.urandom(77),
+                alg=-7,
+                aaguid=aaguid,
+                transports=["internal", "hybrid"],
+                backup_eligible=True,
+                backup_state=True,
+                uv_initialized=True,
+                attestation_format="none",
+                attestation_type="none",
+                authenticator_name="Windows Hello",
+                authenticator_attachment="platform",
+                is_discoverable=True,
+            )
+            for user in users
+        )
+with connection.cursor() as cursor:
+    if connection.vendor == "sqlite":
+        cursor.execute("ANALYZE")
+    else:
+        cursor.execute("ANALYZE accounts_user")
+        cursor.execute("ANALYZE passkeys_passkey")
+print("SEEDED", total, round(time.perf_counter() - started, 1))
+"""
+
+
+def seed_passkeys(server: Server, n: int) -> float:
+    """n more people with one passkey each, in bulk (they exist; nobody signs in with them)."""
+    out = server.manage("shell", "-c", SEED_SCRIPT.format(n=n), timeout=3600)
+    found = re.search(r"^SEEDED (\d+) ([\d.]+)$", out, re.MULTILINE)
+    if not found:
+        raise SystemExit(f"bench: seeding failed:\n{out[-2000:]}")
+    return float(found.group(2))
+
+
 def create_invites(server: Server, n: int) -> list[str]:
     prefix = f"bench{int(time.time())}-user"
     out = server.manage("shell", "-c", INVITE_SCRIPT.format(n=n, prefix=prefix))
@@ -305,7 +443,7 @@ def create_invites(server: Server, n: int) -> list[str]:
     return links
 
 
-def new_client(server: Server, **kwargs: Any) -> aiohttp.ClientSession:
+def new_client(server: Target, **kwargs: Any) -> aiohttp.ClientSession:
     # unsafe=True: keep cookies set by an IP-address host (we connect to 127.0.0.1).
     return aiohttp.ClientSession(
         cookie_jar=aiohttp.CookieJar(unsafe=True),
@@ -412,7 +550,7 @@ class Window:
 
 
 async def client_loop(
-    server: Server,
+    server: Target,
     authenticators: list[SoftAuthenticator],
     window: Window,
     keep_session: bool,
@@ -501,7 +639,7 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 async def run_load(
-    server: Server,
+    server: Target,
     authenticators: list[SoftAuthenticator],
     args: argparse.Namespace,
     database_pid: int | None,
@@ -705,6 +843,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="sign in again from the signed-in session instead of a fresh anonymous one",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also serve bench/floor.py (the ES256 verify alone) and alternate with it",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=0, help="measured rounds (default 1, or 3 with --floor)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="first add this many people with one passkey each, in bulk (scale runs)",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and load to cores")
     parser.add_argument("--output", type=Path, help="JSON result path (default bench/results/)")
     args = parser.parse_args(argv)
@@ -712,52 +864,121 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--clients, --users and --workers must be at least 1")
     if not 0 < args.duration <= 3600 or not 0 <= args.warmup <= 600:
         parser.error("--duration must be in (0, 3600] and --warmup in [0, 600]")
+    if args.seed < 0:
+        parser.error("--seed must not be negative")
+    if args.rounds < 0:
+        parser.error("--rounds must be at least 1")
+    args.rounds = args.rounds or (3 if args.floor else 1)
     if args.users < args.clients:
         print(f"bench: --users raised to {args.clients}: every client needs its own people")
         args.users = args.clients
     return args
 
 
+def print_comparison(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Threshold against the floor, round by round: CPU per sign-in and its ratio."""
+    print()
+    print("  Threshold vs the floor (server CPU per sign-in, alternated rounds on the same core)")
+    print("  round   Threshold ms   floor ms   ratio   Threshold/s   floor/s   p50 / p99 ms")
+    ratios = []
+    for number, pair in enumerate(rounds, 1):
+        ours, floor = pair["threshold"], pair["floor"]
+        ratio = None
+        if ours["server_cpu_ms_per_signin"] and floor["server_cpu_ms_per_signin"]:
+            ratio = round(ours["server_cpu_ms_per_signin"] / floor["server_cpu_ms_per_signin"], 2)
+            ratios.append(ratio)
+        pair["ratio"] = ratio
+        latency = ours["latency_ms"]["signin"]
+        print(
+            f"  {number:>5}   {ours['server_cpu_ms_per_signin']!s:>12}   "
+            f"{floor['server_cpu_ms_per_signin']!s:>8}   {ratio!s:>5}   "
+            f"{ours['signins_per_second']!s:>11}   {floor['signins_per_second']!s:>7}   "
+            f"{latency['p50']} / {latency['p99']}"
+        )
+    summary: dict[str, Any] = {"ratios": ratios}
+    if ratios:
+        summary.update(
+            median=round(statistics.median(ratios), 2), low=min(ratios), high=max(ratios)
+        )
+        print(
+            f"  ratio to the floor: median {summary['median']}, "
+            f"spread {summary['low']}-{summary['high']} over {len(ratios)} rounds"
+        )
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     server_cores, client_cores = (None, None) if args.no_pin else cpu_plan()
     server = Server(args, server_cores)
+    floor = FloorServer(args, server_cores) if args.floor else None
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    rounds: list[dict[str, Any]] = []
     try:
         if client_cores:
             os.sched_setaffinity(0, client_cores)
         started = time.perf_counter()
         server.manage("migrate", "--noinput")
+        if args.seed:
+            print(f"bench: seeding {args.seed} people with a passkey each ...", flush=True)
+            print(f"bench: seeded in {seed_passkeys(server, args.seed):.1f} s", flush=True)
         links = create_invites(server, args.users)
         server.start()
         asyncio.run(server.wait_ready())
         authenticators = asyncio.run(enroll_all(server, links))
+        floor_authenticators: list[SoftAuthenticator] = []
+        if floor is not None:
+            floor_authenticators = floor.enroll(args.users)
+            floor.start()
+            asyncio.run(floor.wait_ready())
         print(
             f"bench: server on {server.origin} (pid {server.proc.pid if server.proc else '?'}), "
             f"{len(authenticators)} people enrolled in {time.perf_counter() - started:.1f} s; "
-            f"measuring {args.duration:g} s after {args.warmup:g} s warm-up"
+            f"measuring {args.rounds} round(s) of {args.duration:g} s after {args.warmup:g} s "
+            f"warm-up{', alternated with the floor' if floor else ''}"
         )
         database_pid, database_note = (
             postgres_postmaster(args.database_url) if args.database_url else (None, "")
         )
         if database_note:
             print(f"bench: PostgreSQL's CPU is not counted: {database_note}")
-        results = asyncio.run(run_load(server, authenticators, args, database_pid))
-        results["database_cpu_note"] = database_note
-        if server.proc is not None and server.proc.poll() is not None:
-            print(f"bench: the server died during the run:\n{server.log_tail()}")
+        for number in range(args.rounds):
+            pair: dict[str, Any] = {}
+            # Alternate which goes first, so that neither always follows the other's warm-up.
+            order = ["threshold", "floor"] if number % 2 == 0 else ["floor", "threshold"]
+            for name in order:
+                if name == "floor":
+                    if floor is None:
+                        continue
+                    pair["floor"] = asyncio.run(run_load(floor, floor_authenticators, args, None))
+                else:
+                    pair["threshold"] = asyncio.run(
+                        run_load(server, authenticators, args, database_pid)
+                    )
+                    pair["threshold"]["database_cpu_note"] = database_note
+            rounds.append(pair)
+            print(
+                f"bench: round {number + 1}: Threshold "
+                f"{pair['threshold']['server_cpu_ms_per_signin']} ms/sign-in"
+                + (f", floor {pair['floor']['server_cpu_ms_per_signin']} ms" if floor else "")
+            )
+        for target in (server, floor):
+            if target is not None and target.proc is not None and target.proc.poll() is not None:
+                print(f"bench: a server died during the run:\n{target.log_tail()}")
     except KeyboardInterrupt:
         print("\nbench: interrupted; stopping the server", file=sys.stderr)
         return 130
     finally:
         server.stop()
+        if floor is not None:
+            floor.stop()
 
     now = dt.datetime.now(dt.UTC)
-    result = {
+    result: dict[str, Any] = {
         "date": now.strftime("%Y-%m-%d %H:%M:%S UTC"),
         "commit": git_commit(),
         "machine": machine(),
@@ -767,21 +988,31 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": args.warmup,
             "users": args.users,
             "workers": args.workers,
+            "rounds": args.rounds,
+            "seeded_passkeys": args.seed,
+            "floor": args.floor,
             "database": args.database_url.partition(":")[0] if args.database_url else "sqlite",
             "keep_session": args.keep_session,
             "server_cores": sorted(server_cores) if server_cores else "any",
             "client_cores": sorted(client_cores) if client_cores else "any",
         },
-        "results": results,
+        "results": rounds[-1]["threshold"],
+        "rounds": rounds,
     }
-    print_report(result)
+    for pair in rounds:
+        print_report({**result, "results": pair["threshold"]})
+    if floor is not None:
+        result["ratio_to_floor"] = print_comparison(rounds)
     output = args.output or RESULTS / f"signin-{now:%Y%m%d-%H%M%S}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2) + "\n")
     print(
         f"  result written to {output.relative_to(REPO) if output.is_relative_to(REPO) else output}"
     )
-    return 1 if results["failures"] else 0
+    failures = sum(
+        pair[name]["failures"] for pair in rounds for name in ("threshold", "floor") if name in pair
+    )
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ command prints it and exits instead of serving a half-working site.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 from cryptography import x509
 
+from threshold.core import ceremony
 from threshold.core.ceremony import RelyingParty, origin_problem
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +26,20 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 class ConfigError(Exception):
     """The environment does not describe a working Threshold."""
+
+
+@dataclass(frozen=True)
+class AndroidApp:
+    """An Android app that may use the passkeys: Digital Asset Links' android_app target."""
+
+    package_name: str
+    # SHA-256 fingerprints of the app's signing certificates.
+    fingerprints: tuple[bytes, ...]
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        """What the app sends as clientDataJSON.origin, one per signing certificate."""
+        return tuple(ceremony.android_origin(fingerprint) for fingerprint in self.fingerprints)
 
 
 @dataclass(frozen=True)
@@ -46,6 +62,11 @@ class Config:
     allowed_hosts: tuple[str, ...]
     # Extra attestation roots the organisation trusts (its own security keys' CA).
     trust_anchors: tuple[x509.Certificate, ...] = ()
+    # What the /.well-known documents publish (threshold/web/wellknown.py), in
+    # the configured order; the relying party accepts the matching origins.
+    android_apps: tuple[AndroidApp, ...] = ()
+    ios_apps: tuple[str, ...] = ()
+    related_origins: tuple[str, ...] = ()
 
 
 def _flag(env: dict[str, str], name: str, default: bool = False) -> bool:
@@ -167,6 +188,96 @@ def _trust_anchors(env: dict[str, str]) -> tuple[x509.Certificate, ...]:
     return tuple(anchors)
 
 
+# An Android application ID: two or more dot-separated segments, each a letter
+# then letters, digits or underscores.
+_ANDROID_PACKAGE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)+")
+# A SHA-256 fingerprint as keytool and the Play Console print it.
+_FINGERPRINT = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){31}")
+# An Apple app ID: the 10-character Team ID (App ID prefix), a dot, the bundle ID.
+_IOS_APP = re.compile(r"[A-Z0-9]{10}\.[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+
+
+def _android_apps(env: dict[str, str]) -> tuple[AndroidApp, ...]:
+    """THRESHOLD_ANDROID_APPS: ``package=FINGERPRINT`` entries; repeat a package for more keys."""
+    fingerprints: dict[str, list[bytes]] = {}
+    for entry in _list(env, "THRESHOLD_ANDROID_APPS"):
+        package, _, fingerprint = (part.strip() for part in entry.partition("="))
+        if not _ANDROID_PACKAGE.fullmatch(package):
+            raise ConfigError(
+                f"THRESHOLD_ANDROID_APPS: {entry!r} must be package=SHA256 fingerprint, "
+                "e.g. com.example.app=14:6D:E9:...:F5, with the app's package name first"
+            )
+        if not _FINGERPRINT.fullmatch(fingerprint):
+            raise ConfigError(
+                f"THRESHOLD_ANDROID_APPS: the fingerprint of {package} must be the SHA-256 of its "
+                "signing certificate as keytool -list -v prints it: 32 hex pairs separated by "
+                f"colons (got {fingerprint!r})"
+            )
+        digest = bytes.fromhex(fingerprint.replace(":", ""))
+        keys = fingerprints.setdefault(package, [])
+        if digest not in keys:
+            keys.append(digest)
+    return tuple(AndroidApp(package, tuple(keys)) for package, keys in fingerprints.items())
+
+
+def _ios_apps(env: dict[str, str]) -> tuple[str, ...]:
+    """THRESHOLD_IOS_APPS: ``TEAMID.bundle.id`` entries, as in apple-app-site-association."""
+    apps = _list(env, "THRESHOLD_IOS_APPS")
+    for app in apps:
+        if not _IOS_APP.fullmatch(app):
+            raise ConfigError(
+                f"THRESHOLD_IOS_APPS: {app!r} must be TEAMID.bundle.id, e.g. "
+                "ABCDE12345.com.example.app (the 10-character Team ID, a dot, the bundle ID)"
+            )
+    return tuple(dict.fromkeys(apps))
+
+
+def _related_origins(env: dict[str, str]) -> tuple[str, ...]:
+    """THRESHOLD_RELATED_ORIGINS: sibling web origins published in /.well-known/webauthn."""
+    origins = tuple(dict.fromkeys(_list(env, "THRESHOLD_RELATED_ORIGINS")))
+    labels: list[str] = []
+    for origin in origins:
+        problem = ceremony.related_origin_problem(origin)
+        if problem:
+            raise ConfigError(f"THRESHOLD_RELATED_ORIGINS: {problem}")
+        label = ceremony.related_origin_label(origin)
+        if label is not None and label not in labels:
+            labels.append(label)
+    if len(labels) > ceremony.RELATED_ORIGIN_MAX_LABELS:
+        # L3 §5.11.1: browsers stop at the fifth label; later origins would be ignored.
+        raise ConfigError(
+            f"THRESHOLD_RELATED_ORIGINS names {len(labels)} different domain labels "
+            f"({', '.join(labels)}); browsers read only origins with the first "
+            f"{ceremony.RELATED_ORIGIN_MAX_LABELS} (WebAuthn L3 §5.11.1)"
+        )
+    return origins
+
+
+def _fido_conformance(env: dict[str, str], rp_id: str) -> bool:
+    """THRESHOLD_FIDO_CONFORMANCE, refused outside localhost unless the operator says they know."""
+    if not _flag(env, "THRESHOLD_FIDO_CONFORMANCE"):
+        return False
+    if rp_id != "localhost" and not _flag(env, "THRESHOLD_FIDO_CONFORMANCE_I_UNDERSTAND"):
+        raise ConfigError(
+            "THRESHOLD_FIDO_CONFORMANCE=1 lets anyone register a passkey on any account, "
+            "existing ones included: it is for test servers. With THRESHOLD_RP_ID "
+            f"{rp_id!r} it also needs THRESHOLD_FIDO_CONFORMANCE_I_UNDERSTAND=1; "
+            "in production, set THRESHOLD_FIDO_CONFORMANCE=0"
+        )
+    return True
+
+
+def start_up_warnings(config: Config) -> list[str]:
+    """What the operator must know whenever Threshold starts with this configuration."""
+    warnings = []
+    if config.fido_conformance:
+        warnings.append(
+            "THRESHOLD_FIDO_CONFORMANCE=1: the FIDO conformance API is on, and anyone who "
+            "can reach this server can register a passkey on any account. Test servers only."
+        )
+    return warnings
+
+
 def load(env: dict[str, str] | None = None) -> Config:
     env = dict(os.environ if env is None else env)
     var_dir = Path(env.get("THRESHOLD_VAR_DIR") or REPO_ROOT / "var").resolve()
@@ -181,11 +292,27 @@ def load(env: dict[str, str] | None = None) -> Config:
         raise ConfigError(
             f"THRESHOLD_RP_ID must be a bare domain such as example.com (got {rp_id!r})"
         )
-    origins = _list(env, "THRESHOLD_ORIGINS") or [f"http://{rp_id}:{port}"]
-    for origin in origins:
+    configured = _list(env, "THRESHOLD_ORIGINS") or [f"http://{rp_id}:{port}"]
+    for origin in configured:
         problem = origin_problem(rp_id, origin)
         if problem:
             raise ConfigError(f"THRESHOLD_ORIGINS: {problem}")
+    # Android apps' origins are matched in ceremonies but are no place Threshold serves.
+    origins = [origin for origin in configured if not ceremony.is_android_origin(origin)]
+    if not origins:
+        raise ConfigError(
+            "THRESHOLD_ORIGINS must include the web origin (scheme://host[:port]) Threshold's "
+            "pages are served at, not only Android app origins"
+        )
+    android_apps = _android_apps(env)
+    ios_apps = _ios_apps(env)
+    related_origins = _related_origins(env)
+    # Configuring an app configures its origin: an Android app sends its signing
+    # certificate's hash, an iOS app https://<RP ID>.
+    app_origins = {origin for origin in configured if ceremony.is_android_origin(origin)}
+    app_origins.update(origin for app in android_apps for origin in app.origins)
+    if ios_apps:
+        app_origins.add(f"https://{rp_id}")
     allow_cross_origin = _flag(env, "THRESHOLD_ALLOW_CROSS_ORIGIN")
     top_origins = _list(env, "THRESHOLD_TOP_ORIGINS")
     if top_origins and not allow_cross_origin:
@@ -200,7 +327,10 @@ def load(env: dict[str, str] | None = None) -> Config:
             f"THRESHOLD_PUBLIC_URL {public_url!r} must be one of THRESHOLD_ORIGINS {origins}"
         )
     https = all(origin.startswith("https://") for origin in origins)
-    hosts = {urlsplit(origin).hostname or "" for origin in origins}
+    hosts = {urlsplit(origin).hostname or "" for origin in (*origins, *related_origins)}
+    if android_apps or ios_apps or related_origins:
+        # The /.well-known documents are fetched from https://<RP ID>/: answer there too.
+        hosts.add(rp_id)
     if rp_id == "localhost":
         hosts |= {"localhost", "127.0.0.1", "[::1]"}
 
@@ -211,6 +341,8 @@ def load(env: dict[str, str] | None = None) -> Config:
             origins=frozenset(origins),
             allow_cross_origin=allow_cross_origin,
             top_origins=frozenset(top_origins),
+            related_origins=frozenset(related_origins),
+            app_origins=frozenset(app_origins),
         ),
         public_url=public_url,
         var_dir=var_dir,
@@ -220,7 +352,7 @@ def load(env: dict[str, str] | None = None) -> Config:
         listen_port=port,
         workers=_int(env, "THRESHOLD_WORKERS", (os.cpu_count() or 1) * 2 + 1, 1, 256),
         debug=_flag(env, "THRESHOLD_DEBUG"),
-        fido_conformance=_flag(env, "THRESHOLD_FIDO_CONFORMANCE"),
+        fido_conformance=_fido_conformance(env, rp_id),
         https=https,
         proxy_ssl_header=_flag(env, "THRESHOLD_BEHIND_TLS_PROXY"),
         session_idle_timeout=_int(env, "THRESHOLD_SESSION_IDLE_TIMEOUT", 3600, 60, 86400 * 30),
@@ -228,4 +360,7 @@ def load(env: dict[str, str] | None = None) -> Config:
         email=_email(env, var_dir),
         allowed_hosts=tuple(sorted(hosts)),
         trust_anchors=_trust_anchors(env),
+        android_apps=android_apps,
+        ios_apps=ios_apps,
+        related_origins=related_origins,
     )

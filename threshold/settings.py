@@ -14,7 +14,7 @@ except _config.ConfigError as exc:
 SECRET_KEY = THRESHOLD.secret_key
 DEBUG = THRESHOLD.debug
 ALLOWED_HOSTS = list(THRESHOLD.allowed_hosts)
-CSRF_TRUSTED_ORIGINS = sorted(THRESHOLD.rp.origins)
+CSRF_TRUSTED_ORIGINS = sorted(THRESHOLD.rp.origins | THRESHOLD.rp.related_origins)
 
 INSTALLED_APPS = [
     "django.contrib.auth",

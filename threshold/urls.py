@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.urls import path
+from django.views.generic.base import RedirectView
 
 from threshold.conformance import views as conformance
 from threshold.enrollment import views as enrollment
 from threshold.fallback import views as fallback
 from threshold.passkeys import views as passkeys
 from threshold.selfservice import views as selfservice
-from threshold.web import guides
+from threshold.web import guides, wellknown
 from threshold.web import views as web
 
 urlpatterns = [
@@ -41,9 +42,22 @@ urlpatterns = [
     path("settings/security-methods/add/result", selfservice.add_result, name="add-result"),
     path("settings/security-methods/<int:passkey_id>/rename", selfservice.rename, name="rename"),
     path("settings/security-methods/<int:passkey_id>/remove", selfservice.remove, name="remove"),
-    path("settings/guide", guides.guide_index, name="guide-index"),
-    path("settings/guide/<str:platform>", guides.guide, name="guide"),
+    path("help/guide", guides.guide_index, name="guide-index"),
+    path("help/guide/<str:platform>", guides.guide, name="guide"),
+    # The guide's first address, from when it needed signing in.
+    path("settings/guide", RedirectView.as_view(pattern_name="guide-index", permanent=True)),
+    path(
+        "settings/guide/<str:platform>",
+        RedirectView.as_view(pattern_name="guide", permanent=True),
+    ),
     path("help/errors", web.help_errors, name="help-errors"),
+    path(".well-known/assetlinks.json", wellknown.assetlinks, name="assetlinks"),
+    path(
+        ".well-known/apple-app-site-association",
+        wellknown.apple_app_site_association,
+        name="apple-app-site-association",
+    ),
+    path(".well-known/webauthn", wellknown.webauthn, name="well-known-webauthn"),
 ]
 
 if settings.THRESHOLD.fido_conformance:

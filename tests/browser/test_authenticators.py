@@ -13,7 +13,8 @@ pytestmark = pytest.mark.browser
 
 
 def passkey_entry(page: Page) -> str:
-    return page.locator("ul.passkeys li").first.inner_text()
+    """The home page's description of the first passkey (web/_passkey.html, as in Settings)."""
+    return page.locator("ul.methods li").first.inner_text()
 
 
 def test_platform_authenticator_is_named_as_this_devices_passkey(
@@ -25,7 +26,7 @@ def test_platform_authenticator_is_named_as_this_devices_passkey(
     entry = passkey_entry(page)
     # Chromium's test AAGUID is in no metadata or provider list: named by its kind.
     assert "This device\u2019s passkey" in entry or "This device's passkey" in entry
-    assert "Stored on one device" in entry
+    assert "Built-in authenticator · Only on this device" in entry
     assert "verified authenticator" not in entry  # its attestation chains to no trusted root
 
 
@@ -37,7 +38,7 @@ def test_usb_authenticator_is_named_as_a_security_key(
 
     entry = passkey_entry(page)
     assert entry.startswith("Security key")
-    assert "Stored on one device" in entry
+    assert "Security key · Only on this key" in entry
 
 
 def test_backup_eligible_authenticator_is_shown_as_a_synced_passkey(
@@ -50,7 +51,8 @@ def test_backup_eligible_authenticator_is_shown_as_a_synced_passkey(
 
     entry = passkey_entry(page)
     assert entry.startswith("Synced passkey")
-    assert "Stored on one device" not in entry
+    assert "Synced across your devices" in entry
+    assert "Only on this device" not in entry
 
 
 @pytest.fixture

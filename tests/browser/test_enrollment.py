@@ -30,7 +30,7 @@ def test_invite_link_creates_a_passkey_and_signs_in(
     page.wait_for_url("/?enrolled=1")
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Welcome, {person.name}")
     expect(page.get_by_role("status")).to_contain_text("Your passkey is ready")
-    expect(page.locator("ul.passkeys > li")).to_have_count(1)
+    expect(page.locator("ul.methods > li")).to_have_count(1)
     expect(page.locator("header")).to_contain_text(person.name)
 
     [credential] = authenticator.credentials()

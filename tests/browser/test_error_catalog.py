@@ -106,7 +106,9 @@ def test_no_passkey_on_the_device_reads_not_found_or_canceled(
     expect(step(page, "password").get_by_role("link")).to_have_attribute(
         "href", "/sign-in/password"
     )
-    expect(page.locator("#password-link")).to_be_visible()
+    # Offered once: the page's own link steps aside while the error's next step offers it.
+    expect(page.get_by_role("link", name="Sign in with a password instead")).to_have_count(1)
+    expect(page.locator("#password-link")).to_be_hidden()
 
     # "Try again" repeats the request: the same answer from the same empty device.
     requests = len(console.credential_requests())
@@ -233,6 +235,8 @@ def test_an_idle_sign_in_page_reads_session_expired_and_starts_again(
 
     expect(title(page)).to_have_text("Session Expired")
     assert visible_steps(page) == ["restart"]
+    # The error offers no password: the page's own link stays.
+    expect(page.locator("#password-link")).to_be_visible()
     step(page, "restart").get_by_role("link", name="Start again").click()
     expect(page.locator("#ceremony-error")).to_be_hidden()
     page.get_by_role("button", name="Sign in with a passkey").click()

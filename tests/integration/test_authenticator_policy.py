@@ -544,22 +544,22 @@ def test_cli_refuses_invalid_registration_rules(capsys, assignment, message):
 
 
 @pytest.mark.parametrize(
-    ("authenticator", "name", "kind"),
+    ("authenticator", "name", "storage"),
     [
         (
             {"aaguid": aaguid(ICLOUD_KEYCHAIN), "backup_eligible": True, "backup_state": True},
             "iCloud Keychain",
-            "Synced passkey",
+            "Synced across your devices",
         ),
         (
             {"aaguid": aaguid(WINDOWS_HELLO_HARDWARE)},
             "Windows Hello Hardware Authenticator",
-            "Stored on one device",
+            "Only on this device",
         ),
-        ({"aaguid": aaguid(UNKNOWN)}, "This device's passkey", "Stored on one device"),
+        ({"aaguid": aaguid(UNKNOWN)}, "This device's passkey", "Only on this device"),
     ],
 )
-def test_home_page_lists_the_passkey_by_authenticator_and_kind(authenticator, name, kind):
+def test_home_page_lists_the_passkey_by_authenticator_and_kind(authenticator, name, storage):
     _, token = invite()
     browser = Browser()
     assert_ok(
@@ -573,7 +573,8 @@ def test_home_page_lists_the_passkey_by_authenticator_and_kind(authenticator, na
     page = html.unescape(home.content.decode())
     listing = page[page.index("Your passkeys") :]
     assert name in listing
-    assert kind in listing
-    [other] = {"Synced passkey", "Stored on one device"} - {kind}
+    assert storage in listing
+    # Where it is kept, in Settings' words (issue 13: one description everywhere).
+    [other] = {"Synced across your devices", "Only on this device"} - {storage}
     assert other not in listing
     assert "verified authenticator" not in listing  # none of these was attested

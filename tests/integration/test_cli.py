@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sys
+import unicodedata
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -104,6 +108,16 @@ def test_users_lists_people_and_their_passkeys(ada, capsys):
     assert ["gone@example.com", "Gone", "Away", "member", "deactivated", "0"] in rows
 
 
+def test_users_escapes_control_and_direction_characters_in_names(capsys):
+    # Written before the name rules applied everywhere (the conformance API let them in).
+    User.objects.create_user("evil\u202egpj.exe@example.com", full_name="Mallory\u009b2J\x1b[31m")
+    assert main(["users"]) == 0
+    out = capsys.readouterr().out
+    assert "evil\\u202egpj.exe@example.com" in out
+    assert "Mallory\\x9b2J\\x1b[31m" in out
+    assert not any(unicodedata.category(c)[0] == "C" for c in out.replace("\n", ""))
+
+
 def test_policy_shows_and_sets_settings(capsys):
     assert main(["policy"]) == 0
     assert re.search(r"passkey_limit\s+10", capsys.readouterr().out)
@@ -117,6 +131,20 @@ def test_policy_shows_and_sets_settings(capsys):
     event = last_event("policy.changed")
     assert event.via == "cli"
     assert event.detail["changes"]["passkey_limit"] == {"from": 10, "to": 3}
+
+
+def test_policy_show_prints_every_setting_with_its_value_and_changes_nothing(capsys):
+    assert main(["policy", "show"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].split() == ["SETTING", "VALUE"]
+    shown = dict((row.split(maxsplit=1) + [""])[:2] for row in rows[1:])
+    expected = {
+        name: ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        for name, value in get_policy().as_json().items()
+    }
+    assert shown == expected
+    assert shown["passkey_limit"] == "10" and shown["allowed_algorithms"].startswith("-7,")
+    assert not AuditEvent.objects.exists()
 
 
 @pytest.mark.parametrize(
@@ -169,6 +197,17 @@ def test_bootstrap_creates_the_first_administrator_once(capsys, monkeypatch):
     assert links_in(out) == []
     assert EnrollmentInvite.objects.count() == invites
     assert User.objects.count() == 1
+
+
+def test_bootstrap_frames_the_link_and_names_the_command_by_its_full_path(capsys):
+    assert main(["bootstrap"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == lines[-1] == "=" * 72
+    [command] = [line.strip() for line in lines if line.strip().endswith(" bootstrap")]
+    path = Path(command.removesuffix(" bootstrap"))
+    # `threshold` alone is not on PATH after `make install`: .venv/bin/threshold is.
+    assert path.is_absolute() and path.name == "threshold" and os.access(path, os.X_OK)
+    assert path.parent == Path(sys.executable).parent
 
 
 def test_bootstrap_says_when_the_only_administrator_is_locked(capsys, monkeypatch):

@@ -10,6 +10,10 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
@@ -20,10 +24,14 @@ import threshold.urls
 from tests.integration.conftest import ORIGIN, last_event
 from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts.models import User
+from threshold.audit.models import AuditEvent
+from threshold.config import ConfigError, load
 from threshold.core.encoding import b64url_decode
 from threshold.passkeys.models import Passkey
 
 pytestmark = pytest.mark.django_db
+
+REPO = Path(__file__).resolve().parents[2]
 
 ENDPOINTS = (
     "/attestation/options",
@@ -266,3 +274,126 @@ def test_conformance_endpoints_come_back_after_the_flag_test():
     # Guards the fixture above: the reload restored the routes for later tests.
     assert django_settings.THRESHOLD.fido_conformance is True
     assert Client().get("/attestation/options").status_code == 405
+
+
+# --- Names ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        {"username": "csi\u009b31m@example.com"},
+        {"username": "evil\u202egpj.exe@example.com"},
+        {"username": "<b>x</b>@example.com"},
+        {"username": "x@example.com", "displayName": "John\u009b2J Doe"},
+        {"username": "x@example.com", "displayName": "John \u202eeoD"},
+        {"username": "x@example.com", "displayName": "x" * 101},
+        {"username": "x@example.com", "displayName": 5},
+    ],
+    ids=[
+        "username-c1-control",
+        "username-direction-override",
+        "username-markup",
+        "display-name-c1-control",
+        "display-name-direction-override",
+        "display-name-too-long",
+        "display-name-not-text",
+    ],
+)
+def test_conformance_names_follow_the_settings_name_rules(tool, names):
+    response = tool.post("/attestation/options", json.dumps(names), content_type="application/json")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["status"] == "failed" and body["errorMessage"]
+    assert not User.objects.exists()
+    assert not AuditEvent.objects.exists()
+
+
+def test_conformance_names_are_stored_as_settings_stores_them(tool):
+    post(
+        tool,
+        "/attestation/options",
+        {"username": "cafe\u0301@example.com", "displayName": " Jo   Doe "},
+    )
+    user = User.objects.get()
+    assert user.username == "caf\u00e9@example.com"  # NFC
+    assert user.full_name == "Jo Doe"
+
+
+# --- Start-up ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    return {"THRESHOLD_VAR_DIR": str(tmp_path), "THRESHOLD_SECRET_KEY": "k" * 40}
+
+
+PRODUCTION = {
+    "THRESHOLD_RP_ID": "example.com",
+    "THRESHOLD_ORIGINS": "https://login.example.com",
+    "THRESHOLD_FIDO_CONFORMANCE": "1",
+}
+
+
+def test_conformance_outside_localhost_stops_start_up(env):
+    with pytest.raises(ConfigError) as raised:
+        load({**env, **PRODUCTION})
+    message = str(raised.value)
+    assert "anyone register a passkey on any account" in message
+    assert "THRESHOLD_FIDO_CONFORMANCE_I_UNDERSTAND=1" in message
+    with pytest.raises(ConfigError):
+        load({**env, **PRODUCTION, "THRESHOLD_FIDO_CONFORMANCE_I_UNDERSTAND": "0"})
+    with pytest.raises(ConfigError, match="THRESHOLD_FIDO_CONFORMANCE_I_UNDERSTAND must be 1 or 0"):
+        load({**env, **PRODUCTION, "THRESHOLD_FIDO_CONFORMANCE_I_UNDERSTAND": "sure"})
+
+
+def test_conformance_starts_on_localhost_or_when_the_operator_insists(env):
+    assert load({**env, "THRESHOLD_FIDO_CONFORMANCE": "1"}).fido_conformance is True
+    insisted = load({**env, **PRODUCTION, "THRESHOLD_FIDO_CONFORMANCE_I_UNDERSTAND": "1"})
+    assert insisted.fido_conformance is True
+    # The acknowledgement alone switches nothing on.
+    off = load(
+        {
+            **env,
+            "THRESHOLD_RP_ID": "example.com",
+            "THRESHOLD_ORIGINS": "https://example.com",
+            "THRESHOLD_FIDO_CONFORMANCE_I_UNDERSTAND": "1",
+        }
+    )
+    assert off.fido_conformance is False
+
+
+def run_threshold(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("THRESHOLD_")}
+    clean.pop("DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "threshold.cli.main", *args],
+        cwd=REPO,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_command_refuses_conformance_outside_localhost(env):
+    result = run_threshold({**env, **PRODUCTION}, "check")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "configuration error: THRESHOLD_FIDO_CONFORMANCE=1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_command_warns_whenever_conformance_is_on(env):
+    on = run_threshold({**env, "THRESHOLD_FIDO_CONFORMANCE": "1"}, "check")
+    assert on.returncode == 0, on.stderr
+    assert "WARNING: THRESHOLD_FIDO_CONFORMANCE=1" in on.stderr
+    assert "anyone who can reach this server can register a passkey on any account" in on.stderr
+    insisted = run_threshold(
+        {**env, **PRODUCTION, "THRESHOLD_FIDO_CONFORMANCE_I_UNDERSTAND": "1"}, "check"
+    )
+    assert insisted.returncode == 0, insisted.stderr
+    assert "WARNING: THRESHOLD_FIDO_CONFORMANCE=1" in insisted.stderr
+    off = run_threshold(env, "check")
+    assert off.returncode == 0, off.stderr
+    assert "WARNING" not in off.stderr

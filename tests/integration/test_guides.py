@@ -45,11 +45,43 @@ def current_links(html: str) -> list[str]:
 # --- Who may read it ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/settings/guide", "/settings/guide/macos"])
-def test_guide_sends_anonymous_visitors_to_sign_in(db, path):
-    response = Browser().get(path)
-    assert response.status_code == 302
-    assert response["Location"] == f"/sign-in?next={path}"
+@pytest.mark.parametrize("path", ["/help/guide", "/help/guide/chromeos"])
+def test_anyone_may_read_the_guide_without_signing_in(db, path):
+    """A new laptop or a loaner has no passkey yet: its guide must open before any sign-in."""
+    response = Browser().get(path, HTTP_USER_AGENT=USER_AGENTS["chromeos"])
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert f"<h1>{escape(guides.CHROMEOS.title)}</h1>" in html
+    # What only a signed-in person has: the account menu and the way to Settings.
+    assert "account-menu" not in html
+    assert "/settings#security-methods" not in html
+    assert '<a class="button secondary" href="/sign-in?next=/settings">' in html
+    # A cache must not hand one visitor's page to another: it depends on being signed in.
+    assert "Cookie" in response["Vary"]
+
+
+@pytest.mark.parametrize("path", ["/help/guide", "/help/guide/macos"])
+def test_signed_in_the_guide_leads_to_security_methods(signed_in, path):
+    html = signed_in.get(path).content.decode()
+    assert "account-menu" in html
+    assert 'href="/settings#security-methods">Go to Security Methods</a>' in html
+    assert "/sign-in?next=" not in html
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("/settings/guide", "/help/guide"), ("/settings/guide/macos", "/help/guide/macos")],
+)
+def test_the_guides_first_addresses_lead_to_it(db, old, new):
+    response = Browser().get(old)
+    assert response.status_code == 301
+    assert response["Location"] == new
+
+
+@pytest.mark.parametrize("path", ["/sign-in", "/help/errors", "/settings"])
+def test_the_sign_in_page_help_and_settings_link_to_the_guide(signed_in, path):
+    page = (Browser() if path != "/settings" else signed_in).get(path)
+    assert '<a href="/help/guide">' in page.content.decode()
 
 
 # --- One page per platform ---------------------------------------------------------------------
@@ -58,7 +90,7 @@ def test_guide_sends_anonymous_visitors_to_sign_in(db, path):
 @pytest.mark.parametrize("key", list(guides.PLATFORMS))
 def test_each_platform_has_its_page_with_steps_and_troubleshooting(signed_in, key):
     platform = guides.localize(guides.PLATFORMS[key])
-    response = signed_in.get(f"/settings/guide/{key}")
+    response = signed_in.get(f"/help/guide/{key}")
     assert response.status_code == 200
     html = response.content.decode()
 
@@ -71,12 +103,12 @@ def test_each_platform_has_its_page_with_steps_and_troubleshooting(signed_in, ke
         assert f"<li>{escape(procedure.items[0])}</li>" in html
     assert "<h2>Troubleshooting</h2>" in html
     assert escape(platform.troubleshooting[0].symptom) in html
-    assert current_links(html) == [f"/settings/guide/{key}"]
+    assert current_links(html) == [f"/help/guide/{key}"]
 
 
 @pytest.mark.parametrize("key", list(guides.PLATFORMS))
 def test_guide_speaks_of_this_site_and_nothing_else(signed_in, key, settings):
-    html = signed_in.get(f"/settings/guide/{key}").content.decode()
+    html = signed_in.get(f"/help/guide/{key}").content.decode()
     assert "$site_name" not in html and "$rp_id" not in html
     assert settings.THRESHOLD.rp.name in html
     for foreign in ("Okta", "Netflix", "go.netflix", "#ntech", "Duo"):
@@ -84,13 +116,13 @@ def test_guide_speaks_of_this_site_and_nothing_else(signed_in, key, settings):
 
 
 def test_guide_links_to_other_platforms_by_their_names(signed_in):
-    html = signed_in.get("/settings/guide/chromeos").content.decode()
-    assert '<a href="/settings/guide/security-key">Set up a security key</a>' in html
-    assert '<a href="/settings/guide/android">Set up a passkey on Android</a>' in html
+    html = signed_in.get("/help/guide/chromeos").content.decode()
+    assert '<a href="/help/guide/security-key">Set up a security key</a>' in html
+    assert '<a href="/help/guide/android">Set up a passkey on Android</a>' in html
 
 
 def test_unknown_platform_is_not_found(signed_in):
-    response = signed_in.get("/settings/guide/windows-phone")
+    response = signed_in.get("/help/guide/windows-phone")
     assert response.status_code == 404
     assert "Page Not Found" in response.content.decode()
 
@@ -100,30 +132,30 @@ def test_unknown_platform_is_not_found(signed_in):
 
 @pytest.mark.parametrize("key", list(USER_AGENTS))
 def test_guide_opens_on_the_visitors_platform(signed_in, key):
-    response = signed_in.get("/settings/guide", HTTP_USER_AGENT=USER_AGENTS[key])
+    response = signed_in.get("/help/guide", HTTP_USER_AGENT=USER_AGENTS[key])
     assert response.status_code == 200
     html = response.content.decode()
     assert f"<h1>{escape(guides.PLATFORMS[key].title)}</h1>" in html
-    assert current_links(html) == [f"/settings/guide/{key}"]
+    assert current_links(html) == [f"/help/guide/{key}"]
     assert "This guide is for the device you are using now." in html
     assert "User-Agent" in response["Vary"]
 
 
 @pytest.mark.parametrize("user_agent", ["curl/8.5.0", "Mozilla/5.0 (threshold integration tests)"])
 def test_guide_lists_every_platform_when_the_visitors_is_unknown(signed_in, user_agent):
-    response = signed_in.get("/settings/guide", HTTP_USER_AGENT=user_agent)
+    response = signed_in.get("/help/guide", HTTP_USER_AGENT=user_agent)
     assert response.status_code == 200
     html = response.content.decode()
     assert INDEX_HEADING in html
     assert current_links(html) == []
     for key, platform in guides.PLATFORMS.items():
-        assert f'<a href="/settings/guide/{key}">{escape(platform.name)}</a>' in html
+        assert f'<a href="/help/guide/{key}">{escape(platform.name)}</a>' in html
     assert "User-Agent" in response["Vary"]
 
 
 def test_a_platform_page_does_not_depend_on_the_visitors(signed_in):
-    response = signed_in.get("/settings/guide/windows", HTTP_USER_AGENT=USER_AGENTS["ios"])
+    response = signed_in.get("/help/guide/windows", HTTP_USER_AGENT=USER_AGENTS["ios"])
     html = response.content.decode()
     assert f"<h1>{escape(guides.WINDOWS.title)}</h1>" in html
-    assert current_links(html) == ["/settings/guide/windows"]
+    assert current_links(html) == ["/help/guide/windows"]
     assert "This guide is for the device you are using now." not in html

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import html
 import re
+import shlex
+from pathlib import Path
 
 import pytest
 
+import threshold
 from tests.integration.conftest import Browser
+from threshold.cli.main import main
 from threshold.core.catalog import CATALOG, GROUPS
 
 pytestmark = pytest.mark.django_db
@@ -65,3 +69,42 @@ def test_the_problem_page_links_to_its_row_of_the_help_page():
     link = re.search(r'<a href="([^"]+)">Help with this error</a>', page)
     assert link and link.group(1) == "/help/errors#not_found"
     assert row(text_of(Browser().get("/help/errors")), "not_found")
+
+
+# --- The commands the help text names ------------------------------------------------------------
+
+TEMPLATES = sorted(Path(threshold.__file__).parent.glob("*/templates/**/*.*"))
+# Placeholders the help text may use in a command, and what stands in for them when it runs.
+PLACEHOLDERS = {"EMAIL": "ada@example.com", "NAME=VALUE": "passkey_limit=10"}
+
+
+def named_commands() -> list[str]:
+    """Every `threshold ...` command in the catalog's texts and in the templates."""
+    texts = [
+        text for entry in CATALOG.values() for text in (entry.message, entry.cause, entry.solution)
+    ]
+    texts += [path.read_text() for path in TEMPLATES]
+    found: set[str] = set()
+    for text in texts:
+        found.update(re.findall(r"`(threshold [^`]+)`", text))
+        found.update(html.unescape(c) for c in re.findall(r"<code>(threshold [^<]+)</code>", text))
+    return sorted(found)
+
+
+def test_the_help_text_names_commands():
+    # The test below must have something to run.
+    assert {"threshold audit", "threshold policy show"} <= set(named_commands())
+
+
+@pytest.mark.parametrize("command", named_commands())
+def test_every_command_the_help_text_names_runs(command, ada, capsys):
+    argv = [PLACEHOLDERS.get(word, word) for word in shlex.split(command)[1:]]
+    unknown = [word for word in argv if re.fullmatch(r"[A-Z][A-Z_=]*", word)]
+    assert not unknown, f"add a stand-in for {unknown} to PLACEHOLDERS"
+    try:
+        status = main(argv)
+    except SystemExit as exit:  # argparse's usage errors
+        status = exit.code
+    captured = capsys.readouterr()
+    assert status != 2, f"`{command}` is a usage error:\n{captured.err}"
+    assert "usage:" not in captured.out + captured.err

@@ -7,6 +7,7 @@ each test then reads the result of its own invocation.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.authenticator import SoftAuthenticator
 from tests.unit.vectors import (
     REAL,
     TEST_CA,
@@ -30,7 +32,7 @@ from tests.unit.vectors import (
     registration_json,
     vector,
 )
-from threshold.core.encoding import b64url_encode
+from threshold.core.encoding import b64url_decode, b64url_encode
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,12 +114,74 @@ _WITH_UNKNOWN_MEMBERS["copiedFrom"] = "https://example.org/admin/"
 _UNKNOWN_MEMBERS_ESCAPED_SLASHES = json.dumps(_WITH_UNKNOWN_MEMBERS).replace("/", "\\/").encode()
 
 
+BINARY_RESPONSE_MEMBERS = ("clientDataJSON", "attestationObject", "authenticatorData", "signature")
+
+
+def _standard_base64(document: dict[str, Any]) -> dict[str, Any]:
+    """The binary members in standard base64 (RFC 4648 §4: "+", "/" and padding)."""
+
+    def standard(value: str) -> str:
+        return base64.b64encode(b64url_decode(value)).decode("ascii")
+
+    rewritten = {**document, "response": dict(document["response"])}
+    for name in ("id", "rawId"):
+        rewritten[name] = standard(rewritten[name])
+    for name in BINARY_RESPONSE_MEMBERS:
+        if name in rewritten["response"]:
+            rewritten["response"][name] = standard(rewritten["response"][name])
+    return rewritten
+
+
+# A challenge whose base64url starts with "-", as one in 64 does, and a registration for it.
+DASH_CHALLENGE = b64url_encode(b"\xfb" + bytes(range(31)))
+_DASH_REGISTRATION = SoftAuthenticator().create(
+    {
+        "challenge": DASH_CHALLENGE,
+        "rp": {"id": "localhost", "name": "Threshold"},
+        "user": {"id": b64url_encode(b"user"), "name": "ada", "displayName": "Ada"},
+        "pubKeyCredParams": [{"type": "public-key", "alg": -7}],
+    },
+    "http://localhost:8000",
+)
+_LOCALHOST = ("--rp-id", "localhost", "--origin", "http://localhost:8000")
+
+
+def _with_slashes_and_padding() -> dict[str, Any]:
+    """A registration whose clientDataJSON and attestationObject, in standard base64, hold "/"
+    or "+" and padding. Five "?" in a row hold an aligned "???", which encodes as "Pz8/"."""
+    for note in ("?????", "?????!", "?????!!"):
+        created = SoftAuthenticator().create(
+            {
+                "challenge": DASH_CHALLENGE,
+                "rp": {"id": "localhost", "name": "Threshold"},
+                "user": {"id": b64url_encode(b"user"), "name": "ada", "displayName": "Ada"},
+                "pubKeyCredParams": [{"type": "public-key", "alg": -7}],
+            },
+            "http://localhost:8000",
+            client_extra={"note": note},
+        )
+        standard = _standard_base64(created)["response"]
+        if all(
+            set(standard[name]) & set("+/") and standard[name].endswith("=")
+            for name in ("clientDataJSON", "attestationObject")
+        ):
+            return created
+    raise AssertionError("no registration with slashes and padding in both members")
+
+
+MIB = 1024 * 1024
+_AT_THE_LIMIT = _json(registration_json(vector(NONE)))
+_AT_THE_LIMIT += b" " * (MIB - len(_AT_THE_LIMIT))
+
+
 @dataclass(frozen=True)
 class Run:
     kind: str
     document: bytes | None  # None: RESPONSE.json does not exist
     args: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
+    # Read this instead of the document's file (a device such as /dev/zero).
+    response_path: str | None = None
 
 
 RUNS: dict[str, Run] = {
@@ -193,6 +257,89 @@ RUNS: dict[str, Run] = {
         _json(authentication_json(vector(SIGN_IN))),
         _w3c(SIGN_IN, "--public-key", _public_key(SIGN_IN), "--sign-count", "0"),
     ),
+    # Standard base64 where the browser writes base64url.
+    "standard-base64": Run(
+        "registration",
+        _json(_standard_base64(_with_slashes_and_padding())),
+        (*_LOCALHOST, "--challenge", DASH_CHALLENGE),
+    ),
+    "sign-in-standard-base64": Run(
+        "authentication",
+        _json(_standard_base64(authentication_json(vector(SIGN_IN)))),
+        _w3c(
+            SIGN_IN, "--public-key", _public_key(SIGN_IN), "--sign-count", "0", "--backup-eligible"
+        ),
+    ),
+    # A challenge that starts with "-", as a separate argument and joined with "=".
+    "dash-challenge": Run(
+        "registration", _json(_DASH_REGISTRATION), (*_LOCALHOST, "--challenge", DASH_CHALLENGE)
+    ),
+    "dash-challenge-joined": Run(
+        "registration", _json(_DASH_REGISTRATION), (*_LOCALHOST, f"--challenge={DASH_CHALLENGE}")
+    ),
+    # --alg replays the server's allowed algorithms at sign-in too.
+    "sign-in-alg-allowed": Run(
+        "authentication",
+        _json(authentication_json(vector(SIGN_IN))),
+        _w3c(
+            SIGN_IN,
+            "--public-key",
+            _public_key(SIGN_IN),
+            "--sign-count",
+            "0",
+            "--backup-eligible",
+            "--alg",
+            "-8",
+            "--alg",
+            "-7",
+        ),
+    ),
+    "sign-in-alg-not-allowed": Run(
+        "authentication",
+        _json(authentication_json(vector(SIGN_IN))),
+        _w3c(
+            SIGN_IN,
+            "--public-key",
+            _public_key(SIGN_IN),
+            "--sign-count",
+            "0",
+            "--backup-eligible",
+            "--alg",
+            "-8",
+            "--alg",
+            "-257",
+        ),
+    ),
+    # Sizes: files are read up to 1 MiB.
+    "at-the-size-limit": Run("registration", _AT_THE_LIMIT, _w3c(NONE)),
+    "over-the-size-limit": Run("registration", _AT_THE_LIMIT + b" ", _w3c(NONE)),
+    "endless-response": Run("registration", None, _w3c(NONE), response_path="/dev/zero"),
+    "endless-trust-anchor": Run(
+        "registration",
+        _json(registration_json(vector(PACKED))),
+        _w3c(PACKED, "--trust-anchor", "/dev/zero"),
+    ),
+    # Instants that exist in their own time zone but not in UTC, and the ends of the range.
+    "at-before-year-1": Run(
+        "registration",
+        _json(registration_json(vector(NONE))),
+        _w3c(NONE, "--at", "0001-01-01T00:00:00+14:00"),
+    ),
+    "at-after-year-9999": Run(
+        "registration",
+        _json(registration_json(vector(NONE))),
+        _w3c(NONE, "--at", "9999-12-31T23:59:59-14:00"),
+    ),
+    "at-year-1": Run(
+        "registration",
+        _json(registration_json(vector(PACKED))),
+        _w3c(PACKED, "--trust-anchor", "{test_ca}", "--at", "0001-01-01T00:00:00Z"),
+    ),
+    "at-year-9999": Run(
+        "registration",
+        _json(registration_json(vector(PACKED))),
+        _w3c(PACKED, "--trust-anchor", "{test_ca}", "--at", "9999-12-31T23:59:59Z"),
+    ),
 }
 
 
@@ -214,8 +361,9 @@ def _run(run: Run, directory: Path, test_ca: Path) -> Result:
     if run.document is not None:
         response.write_bytes(run.document)
     args = [arg.replace("{test_ca}", str(test_ca)) for arg in run.args]
+    path = run.response_path or str(response)
     completed = subprocess.run(
-        [sys.executable, "-m", "threshold.cli.main", "inspect", run.kind, str(response), *args],
+        [sys.executable, "-m", "threshold.cli.main", "inspect", run.kind, path, *args],
         cwd=ROOT,
         env={**os.environ, **run.env},
         capture_output=True,
@@ -338,6 +486,83 @@ def test_lenient_inputs_are_what_they_claim_to_be() -> None:
     assert padded["id"].endswith("=")
     assert padded["response"]["attestationObject"].endswith("=")
     assert b"\\/" in (RUNS["unknown-members"].document or b"")
+    registration = json.loads(RUNS["standard-base64"].document or b"")["response"]
+    for name in ("clientDataJSON", "attestationObject"):
+        assert set(registration[name]) & set("+/") and registration[name].endswith("=")
+    sign_in = json.loads(RUNS["sign-in-standard-base64"].document or b"")["response"]
+    assert any(set(value) & set("+/") for value in sign_in.values())
+    assert any(value.endswith("=") for value in sign_in.values())
+    for response in (registration, sign_in):
+        for name in BINARY_RESPONSE_MEMBERS:
+            assert not set(response.get(name, "")) & set("-_"), name
+    assert DASH_CHALLENGE.startswith("-")
+
+
+@pytest.mark.parametrize("run", ["standard-base64", "sign-in-standard-base64"])
+def test_standard_base64_is_accepted_the_bytes_are_what_is_verified(
+    inspected: dict[str, Result], run: str
+) -> None:
+    report = _accepted(inspected[run])
+
+    original = json.loads(RUNS[run].document or b"")
+    assert report["credential_id"] == b64url_encode(base64.b64decode(original["rawId"]))
+
+
+def test_the_server_itself_still_refuses_standard_base64() -> None:
+    from threshold.core import ceremony, errors
+
+    document = json.loads(RUNS["standard-base64"].document or b"")
+    with pytest.raises(errors.MalformedResponse):
+        ceremony.parse_registration_response(document)
+
+
+@pytest.mark.parametrize("run", ["dash-challenge", "dash-challenge-joined"])
+def test_a_challenge_that_starts_with_a_dash_is_read_as_the_challenge(
+    inspected: dict[str, Result], run: str
+) -> None:
+    _accepted(inspected[run])
+
+
+def test_alg_lists_the_algorithms_the_server_allows_at_sign_in(
+    inspected: dict[str, Result],
+) -> None:
+    _accepted(inspected["sign-in-alg-allowed"])
+    report = _rejected(inspected["sign-in-alg-not-allowed"], "algorithm_not_allowed")
+    assert report["alg"] == -7
+
+
+def test_a_response_of_exactly_1_mib_is_read() -> None:
+    assert len(RUNS["at-the-size-limit"].document or b"") == MIB
+
+
+def test_a_response_at_the_size_limit_is_inspected(inspected: dict[str, Result]) -> None:
+    _accepted(inspected["at-the-size-limit"])
+
+
+@pytest.mark.parametrize(
+    ("run", "message"),
+    [
+        ("over-the-size-limit", "larger than 1 MiB"),
+        ("endless-response", "/dev/zero: larger than 1 MiB"),
+        ("endless-trust-anchor", "trust anchor /dev/zero: larger than 1 MiB"),
+        ("at-before-year-1", "--at is out of range"),
+        ("at-after-year-9999", "--at is out of range"),
+    ],
+)
+def test_oversized_files_and_out_of_range_instants_are_usage_errors(
+    inspected: dict[str, Result], run: str, message: str
+) -> None:
+    _usage_error(inspected[run])
+    assert message in inspected[run].stderr
+    assert "Traceback" not in inspected[run].stderr
+
+
+@pytest.mark.parametrize("run", ["at-year-1", "at-year-9999"])
+def test_the_ends_of_the_time_range_are_inspected(inspected: dict[str, Result], run: str) -> None:
+    # Accepted, untrusted: the test CA's certificates are not valid then.
+    report = _accepted(inspected[run])
+    assert report["attestation_trusted"] is False
+    assert inspected[run].stderr == ""
 
 
 # --- Rejections ----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ claims the AAGUID under test, so the real ceremony code makes the decision.
 from __future__ import annotations
 
 import base64
+import logging
 import uuid
 from typing import Any
 
@@ -178,6 +179,23 @@ def test_entry_keeps_a_readable_root_and_skips_an_unreadable_one() -> None:
     )
 
     assert store.by_aaguid[KEY_AAGUID].root_certificates == (root,)
+
+
+def test_skipped_roots_and_entries_are_logged_at_debug_level_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The bundled data has a few of each: start-up output must not read like errors.
+    with caplog.at_level(logging.DEBUG, logger="threshold.core.metadata"):
+        default_store.__wrapped__()  # what start-up runs, without the process's cache
+
+    skipped = [
+        r for r in caplog.records if "skipped" in r.message or "without a usable" in r.message
+    ]
+    assert any("an unreadable root certificate" in r.message for r in skipped)
+    assert any("without a usable description" in r.message for r in skipped)
+    assert {r.levelno for r in caplog.records if r.name == "threshold.core.metadata"} == {
+        logging.DEBUG
+    }
 
 
 def test_payload_without_entries_gives_an_empty_store() -> None:

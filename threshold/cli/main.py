@@ -4,7 +4,7 @@
     threshold recover EMAIL [--email-link]   a one-time link for someone who lost every passkey
     threshold users
     threshold users lock EMAIL [--reason TEXT] | unlock EMAIL
-    threshold policy [set NAME=VALUE ...]
+    threshold policy [show | set NAME=VALUE ...]
     threshold audit [--limit N]
     threshold bootstrap          first administrator + enrollment link, when needed
     threshold serve              the production server (gunicorn)
@@ -19,9 +19,13 @@ the web pages.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import shlex
 import sys
+import unicodedata
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 COMMANDS = (
@@ -57,6 +61,12 @@ def _setup() -> None:
     except ImproperlyConfigured as exc:
         print(f"threshold: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
+    from django.conf import settings
+
+    from threshold.config import start_up_warnings
+
+    for warning in start_up_warnings(settings.THRESHOLD):
+        print(f"threshold: WARNING: {warning}", file=sys.stderr, flush=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
 
     policy = sub.add_parser("policy", help="show or change the organisation policy")
     policy_sub = policy.add_subparsers(dest="policy_command")
+    policy_sub.add_parser("show", help="print every setting with its value (the default)")
     setter = policy_sub.add_parser("set", help="change settings, e.g. passkey_limit=5")
     setter.add_argument("assignments", nargs="+", metavar="NAME=VALUE")
 
@@ -106,10 +117,23 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=int, default=30)
 
     sub.add_parser("bootstrap", help="create the first administrator and print their link")
-    sub.add_parser("serve", help="serve Threshold with gunicorn")
+    serve = sub.add_parser("serve", help="serve Threshold with gunicorn")
+    serve.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="also do what `threshold bootstrap` does, and print its link last, once the "
+        "server is ready (what `make run` uses)",
+    )
     sub.add_parser("cleanup", help="remove expired sessions and ceremonies")
     _add_inspect(sub)
     return parser
+
+
+# base64url values start with "-" once in 64: argparse would read such a value
+# as an option, so ``--challenge -AbC`` is joined into ``--challenge=-AbC``.
+INSPECT_BASE64URL_OPTIONS = ("--challenge", "--public-key")
+# A credential.toJSON() is a few kilobytes and a PEM file a few certificates.
+INSPECT_MAX_FILE_BYTES = 1024 * 1024
 
 
 def _add_inspect(sub: Any) -> None:
@@ -121,22 +145,79 @@ def _add_inspect(sub: Any) -> None:
     kinds = inspect.add_subparsers(dest="kind", required=True)
     for kind in ("registration", "authentication"):
         parser = kinds.add_parser(kind)
-        parser.add_argument("response", metavar="RESPONSE.json")
+        parser.add_argument("response", metavar="RESPONSE.json", help="at most 1 MiB")
         parser.add_argument("--rp-id", required=True)
-        parser.add_argument("--origin", action="append", required=True, dest="origins")
-        parser.add_argument("--challenge", required=True, help="base64url, as sent in the options")
+        parser.add_argument(
+            "--origin",
+            action="append",
+            required=True,
+            dest="origins",
+            help="https://host on the RP ID, or an Android app's android:apk-key-hash:...",
+        )
+        parser.add_argument(
+            "--related-origin",
+            action="append",
+            default=[],
+            dest="related_origins",
+            help="a web origin the RP ID's /.well-known/webauthn lists",
+        )
+        parser.add_argument(
+            "--challenge",
+            required=True,
+            help="base64url, as sent in the options (one starting with - works too, "
+            "or write --challenge=-AbC...)",
+        )
         parser.add_argument("--require-user-verification", action="store_true")
         parser.add_argument("--allow-cross-origin", action="store_true")
         parser.add_argument("--top-origin", action="append", default=[], dest="top_origins")
         parser.add_argument("--at", help="ISO 8601 instant for certificate validity")
+        parser.add_argument(
+            "--alg",
+            type=int,
+            action="append",
+            dest="algorithms",
+            metavar="COSE_ALG",
+            help="an algorithm the server allows (repeat for more; default: all supported)",
+        )
         if kind == "registration":
-            parser.add_argument("--alg", type=int, action="append", dest="algorithms")
-            parser.add_argument("--trust-anchor", action="append", default=[], metavar="FILE.pem")
+            parser.add_argument(
+                "--trust-anchor",
+                action="append",
+                default=[],
+                metavar="FILE.pem",
+                help="at most 1 MiB",
+            )
             parser.add_argument("--require-trusted-attestation", action="store_true")
         else:
             parser.add_argument("--public-key", required=True, help="COSE_Key, base64url")
             parser.add_argument("--sign-count", type=int, required=True)
             parser.add_argument("--backup-eligible", action="store_true")
+
+
+def _join_base64url_values(argv: list[str]) -> list[str]:
+    """``inspect`` arguments with ``--challenge VALUE`` written ``--challenge=VALUE``."""
+    joined: list[str] = []
+    values = iter(argv)
+    for arg in values:
+        if arg == "--":
+            joined.append(arg)
+            joined.extend(values)
+            break
+        if arg in INSPECT_BASE64URL_OPTIONS:
+            value = next(values, None)
+            joined.append(arg if value is None else f"{arg}={value}")
+        else:
+            joined.append(arg)
+    return joined
+
+
+def _read_file(path: str) -> bytes:
+    """The file's bytes, reading at most one byte past the limit (``/dev/zero`` is endless)."""
+    with open(path, "rb") as handle:
+        data = handle.read(INSPECT_MAX_FILE_BYTES + 1)
+    if len(data) > INSPECT_MAX_FILE_BYTES:
+        raise ValueError("larger than 1 MiB")
+    return data
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
 
         execute_from_command_line(["threshold", *argv])
         return 0
+    if argv and argv[0] == "inspect":
+        argv = _join_base64url_values(argv)
     args = _parser().parse_args(argv)
     if args.command == "inspect":
         return cmd_inspect(args)  # plain core: no settings, no database
@@ -237,7 +320,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     import json
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     from cryptography import x509
 
@@ -260,22 +343,31 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             return usage("--at must be an ISO 8601 date and time, e.g. 2026-01-31T12:00:00Z")
         if at.tzinfo is None:
             return usage("--at needs a time zone, e.g. 2026-01-31T12:00:00Z")
-    for origin in args.origins + args.top_origins:
-        problem = ceremony.origin_problem(args.rp_id, origin) if origin in args.origins else None
+        try:
+            # Certificates are checked in UTC: 0001-01-01T00:00:00+14:00 is before year 1.
+            at.astimezone(UTC).timestamp()
+        except (OverflowError, ValueError, OSError):
+            return usage("--at is out of range: it must fall between the years 1 and 9999 in UTC")
+    for origin in args.origins:
+        problem = ceremony.origin_problem(args.rp_id, origin)
+        if problem:
+            return usage(problem)
+    for origin in args.related_origins:
+        problem = ceremony.related_origin_problem(origin)
         if problem:
             return usage(problem)
     anchors: list[x509.Certificate] = []
     for path in getattr(args, "trust_anchor", []):
         try:
-            with open(path, "rb") as handle:
-                anchors.extend(x509.load_pem_x509_certificates(handle.read()))
+            anchors.extend(x509.load_pem_x509_certificates(_read_file(path)))
         except (OSError, ValueError) as exc:
             return usage(f"trust anchor {path}: {exc}")
     try:
-        with open(args.response, "rb") as handle:
-            raw = handle.read()
+        raw = _read_file(args.response)
     except OSError as exc:
         return usage(f"{args.response}: {exc.strerror}")
+    except ValueError as exc:
+        return usage(f"{args.response}: {exc}")
     try:
         document: object = json.loads(raw)
     except (ValueError, RecursionError):
@@ -287,10 +379,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         require_user_verification=args.require_user_verification,
         allow_cross_origin=args.allow_cross_origin,
         top_origins=args.top_origins,
+        related_origins=args.related_origins,
         at=at,
+        algorithms=tuple(args.algorithms or ceremony.SUPPORTED_ALGORITHMS),
         **(
             {
-                "algorithms": tuple(args.algorithms or ceremony.SUPPORTED_ALGORITHMS),
                 "trust_anchors": anchors,
                 "require_trusted_attestation": args.require_trusted_attestation,
             }
@@ -438,6 +531,18 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
+    lines = _bootstrap()
+    if lines is None:
+        return 1
+    print(_framed(lines), flush=True)
+    return 0
+
+
+def _bootstrap() -> list[str] | None:
+    """The first administrator's new enrollment link, or where to sign in once one has a passkey.
+
+    The lines to print; None when refused (the reason is printed to stderr).
+    """
     from django.conf import settings
 
     from threshold.accounts.access import first_administrator, has_enrolled_administrator
@@ -446,8 +551,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     from threshold.enrollment.actions import do_invite
 
     if has_enrolled_administrator():
-        print(f"An administrator is enrolled. Sign in at {settings.THRESHOLD.public_url}/sign-in")
-        return 0
+        return [f"An administrator is enrolled. Sign in at {settings.THRESHOLD.public_url}/sign-in"]
     admin = first_administrator()
     email = (
         admin.username if admin else os.environ.get("THRESHOLD_ADMIN_EMAIL", "admin@example.com")
@@ -457,20 +561,31 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
             email, Origin.cli(), full_name="Administrator", is_administrator=True, send_email=False
         )
     except errors.AccountLocked:
-        return _refused_locked(email)
-    banner = "=" * 72
-    print(banner)
-    print(f"Administrator: {created.user.username}")
-    print("Open this one-time link in your browser to create the administrator's passkey:")
-    print()
-    print(f"    {created.link}")
-    print()
-    print(
-        f"It expires {created.invite.expires_at:%Y-%m-%d %H:%M} UTC. "
-        "Run `threshold bootstrap` again for a new one."
-    )
-    print(banner, flush=True)
-    return 0
+        _refused_locked(email)
+        return None
+    return [
+        f"Administrator: {created.user.username}",
+        "Open this one-time link in your browser to create the administrator's passkey:",
+        "",
+        f"    {created.link}",
+        "",
+        f"It expires {created.invite.expires_at:%Y-%m-%d %H:%M} UTC. For a new link, run:",
+        f"    {_command_path()} bootstrap",
+    ]
+
+
+def _framed(lines: list[str]) -> str:
+    rule = "=" * 72
+    return "\n".join([rule, *lines, rule])
+
+
+def _command_path() -> str:
+    """This command's full path, to copy and paste: a virtualenv's bin/ is rarely on PATH."""
+    candidates = [Path(sys.argv[0]).absolute(), Path(sys.executable).parent / "threshold"]
+    for path in candidates:
+        if path.name == "threshold" and path.is_file() and os.access(path, os.X_OK):
+            return shlex.quote(str(path))
+    return "threshold"
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
@@ -502,11 +617,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if executor.migration_plan(executor.loader.graph.leaf_nodes()):
         print("threshold: the database needs migrating: run `threshold migrate`", file=sys.stderr)
         return 2
+    bootstrap = _bootstrap() if args.bootstrap else None
     delete_expired()
     connection.close()  # each worker opens its own after the fork
     # Parse FIDO metadata once in the master: the workers inherit it when they fork.
     default_store()
     config = settings.THRESHOLD
+    # Workers that have loaded the application, counted across the fork. The last
+    # of the first ones prints the bootstrap link, below every start-up line, so
+    # that it is what someone who just ran `make run` sees when the server is ready.
+    ready = multiprocessing.Value("i", 0)
+
+    def post_worker_init(worker: Any) -> None:
+        with ready.get_lock():
+            ready.value += 1
+            last = ready.value == config.workers
+        if last and bootstrap:
+            ready_line = f"Threshold is ready at {config.public_url}"
+            print(_framed([ready_line, "", *bootstrap]), flush=True)
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -526,9 +654,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "limit_request_line": 4094,
                 "limit_request_fields": 50,
                 "proc_name": "threshold",
-                # gunicorn's control socket defaults to one path per user, which
-                # two servers on a machine would fight over: keep it with the data.
-                "control_socket": str(config.var_dir / "gunicorn.ctl"),
+                # No control socket (gunicornc): nothing here uses it, and its
+                # default path, one per user, is one that two servers would fight over.
+                "control_socket_disable": True,
+                "post_worker_init": post_worker_init,
                 "forwarded_allow_ips": "127.0.0.1" if config.proxy_ssl_header else "",
             }
             for key, value in options.items():
@@ -546,7 +675,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _printable(text: str) -> str:
+    """``text`` with control and format characters escaped (``\\u202e``), for a terminal.
+
+    Names are checked when they come in (``core/names.py``), but rows written
+    before those rules, or by other means, must not move the cursor, recolour the
+    terminal (U+009B starts an escape sequence) or reverse what follows (U+202E).
+    """
+    return "".join(
+        character.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(character)[0] == "C"
+        else character
+        for character in text
+    )
+
+
 def _table(rows: Sequence[Sequence[str]]) -> None:
+    rows = [[_printable(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print(

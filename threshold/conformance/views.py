@@ -1,8 +1,11 @@
 """The FIDO Alliance conformance API ("Server Requirements and Transport Binding Profile").
 
 Off unless THRESHOLD_FIDO_CONFORMANCE=1: any username may register, which only
-a test server should allow. The endpoints run the same actions and core as the
-pages; only the JSON shapes differ.
+a test server should allow (``threshold.config`` refuses it outside localhost
+unless the operator insists, and warns whenever it is on). The endpoints run the
+same actions and core as the pages; only the JSON shapes differ. Usernames and
+display names follow the rules of names people give themselves in Settings
+(``core/names.py``): they are printed by ``threshold users`` and shown on pages.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from django.views.decorators.http import require_POST
 
 from threshold.accounts.actions import do_get_or_create_user
 from threshold.core import errors
+from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, clean_name
 from threshold.core.policy import Policy
 from threshold.passkeys.actions import (
     do_begin_registration,
@@ -37,6 +41,7 @@ from threshold.web.http import (
 CONFORMANCE = "conformance"
 _UV = ("required", "preferred", "discouraged")
 _ATTESTATION = ("none", "indirect", "direct", "enterprise")
+USERNAME_MAX_LENGTH = 150  # accounts.User.username
 
 
 def _choice(data: dict[str, Any], name: str, allowed: tuple[str, ...], default: str) -> str:
@@ -52,7 +57,7 @@ def _username(data: dict[str, Any]) -> str:
     username = optional_string(data, "username")
     if not username or not username.strip():
         raise errors.MalformedRequest("username is required")
-    return username
+    return clean_name(username, USERNAME_MAX_LENGTH)
 
 
 def _extensions(data: dict[str, Any]) -> dict[str, Any] | None:
@@ -68,7 +73,11 @@ def attestation_options(request: HttpRequest) -> JsonResponse:
     try:
         data = read_json_object(request)
         username = _username(data)
-        display_name = optional_string(data, "displayName", 200) or ""
+        display_name = data.get("displayName")
+        if display_name in (None, ""):
+            display_name = ""
+        else:
+            display_name = clean_name(display_name, DISPLAY_NAME_MAX_LENGTH)
         selection = data.get("authenticatorSelection") or {}
         if not isinstance(selection, dict):
             raise errors.MalformedRequest("authenticatorSelection must be an object")

@@ -231,8 +231,9 @@ _ENTRIES = [
         "The organisation policy refused the authenticator: its attestation could not be traced "
         "to a trusted root while the policy requires it, its AAGUID is on the deny-list or not on "
         "the allow-list, it is a U2F-only key, or FIDO metadata reports it revoked or compromised.",
-        "Give the person an allowed authenticator, or change the policy (`threshold policy "
-        "show`). The audit log names the AAGUID and the rule that refused it.",
+        "Give the person an allowed authenticator, or change the policy: `threshold policy "
+        "show` lists its rules, `threshold policy set NAME=VALUE` changes one. The audit log "
+        "names the AAGUID and the rule that refused it.",
         ("another_device", "contact_support"),
         SET_UP,
     ),
@@ -265,10 +266,11 @@ _ENTRIES = [
         "copied incompletely. Ask your administrator for a new link.",
         "The enrollment or recovery link is unknown, garbled, already used, revoked or expired, "
         "or the account is locked.",
-        "Send a new link with `threshold invite` (or `threshold recover` for someone who lost "
-        "every passkey). Links work once, enrollment links for invite_lifetime_hours (seven days "
-        "by default), recovery links for recovery_link_lifetime_minutes (an hour); the audit log "
-        "says which of the reasons applied.",
+        "Send a new link with `threshold invite EMAIL` (or `threshold recover EMAIL` for "
+        "someone who lost every passkey). Links work once, enrollment links for "
+        "invite_lifetime_hours (seven days by default), recovery links for "
+        "recovery_link_lifetime_minutes (an hour); the audit log says which of the reasons "
+        "applied.",
         ("contact_support",),
         SET_UP,
     ),
@@ -436,9 +438,9 @@ _ENTRIES = [
         "account_locked",
         "Account Locked",
         "Your account is locked. Contact your IT team to unlock it.",
-        "An administrator locked the account (`threshold users lock`). No way of signing in "
-        "works until it is unlocked.",
-        "Confirm who the person is, then unlock the account (`threshold users unlock`).",
+        "An administrator locked the account (`threshold users lock EMAIL`). No way of signing "
+        "in works until it is unlocked.",
+        "Confirm who the person is, then unlock the account (`threshold users unlock EMAIL`).",
         ("contact_support",),
         BOTH,
     ),

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from fido2 import cbor
+from fido2 import cbor, rpid
 from fido2.cose import CoseKey, UnsupportedKey
 from fido2.rpid import verify_rp_id
 from fido2.webauthn import AttestationObject, AuthenticatorData, CollectedClientData
@@ -55,6 +55,12 @@ USER_VERIFICATION_VALUES = ("required", "preferred", "discouraged")
 HINTS = ("client-device", "hybrid", "security-key")
 KNOWN_TRANSPORTS = frozenset({"ble", "hybrid", "internal", "nfc", "smart-card", "usb"})
 
+# What Android's Credential Manager sends as the origin when an app runs a ceremony.
+ANDROID_ORIGIN_PREFIX = "android:apk-key-hash:"
+# Related origins (L3 §5.11.1): clients must read at least this many labels
+# (registrable domains' first labels), and Chrome and Firefox read no more.
+RELATED_ORIGIN_MAX_LABELS = 5
+
 # Exceptions that parsing untrusted bytes with fido2 / cbor / json can raise.
 _PARSE_ERRORS = (
     ValueError,
@@ -74,7 +80,16 @@ _PARSE_ERRORS = (
 
 @dataclass(frozen=True)
 class RelyingParty:
-    """The configured relying party: never derived from a request's Host header."""
+    """The configured relying party: never derived from a request's Host header.
+
+    A ceremony's origin must be one of three kinds, each matched exactly:
+    ``origins``, web origins on the RP ID (or a subdomain); ``related_origins``,
+    web origins elsewhere that the RP ID's ``/.well-known/webauthn`` lists (L3
+    §5.11); ``app_origins``, what the company's own apps send (Android's
+    ``android:apk-key-hash:...``; iOS apps send ``https://<RP ID>``). An app is
+    never embedded in a page, so crossOrigin and topOrigin are refused with an
+    app origin whatever ``allow_cross_origin`` says.
+    """
 
     id: str
     name: str
@@ -82,19 +97,49 @@ class RelyingParty:
     allow_cross_origin: bool = False
     # Top-level origins that may embed a cross-origin ceremony (only with allow_cross_origin).
     top_origins: frozenset[str] = frozenset()
+    related_origins: frozenset[str] = frozenset()
+    app_origins: frozenset[str] = frozenset()
     id_hash: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "id_hash", hashlib.sha256(self.id.encode("idna")).digest())
 
 
-def origin_problem(rp_id: str, origin: str) -> str | None:
-    """Why ``origin`` cannot serve ``rp_id``, or None when it can.
+def is_android_origin(origin: str) -> bool:
+    return origin.startswith(ANDROID_ORIGIN_PREFIX)
 
-    §5.1.4.1 / §13.4.9: the origin must be a secure context (https, or http on
-    localhost) whose host is the RP ID or a subdomain of it. fido2's
-    ``verify_rp_id`` implements exactly that, public suffix list included.
+
+def android_origin(certificate_sha256: bytes) -> str:
+    """The origin an Android app sends: its signing certificate's SHA-256, base64url unpadded.
+
+    Credential Manager (Google Play services) puts it in clientDataJSON.origin
+    when the app, not a browser, runs the ceremony.
     """
+    if len(certificate_sha256) != 32:
+        raise ValueError("a SHA-256 fingerprint is 32 bytes")
+    return ANDROID_ORIGIN_PREFIX + b64url_encode(certificate_sha256)
+
+
+def android_origin_problem(origin: str) -> str | None:
+    """Why ``origin`` is not ``android:apk-key-hash:<base64url SHA-256>``, or None.
+
+    Origins are compared exactly, so only the form Android sends is accepted:
+    43 base64url characters, no padding, decoding to 32 bytes.
+    """
+    digest = origin.removeprefix(ANDROID_ORIGIN_PREFIX)
+    try:
+        decoded = b64url_decode(digest)
+    except ValueError:
+        decoded = b""
+    if not is_android_origin(origin) or len(decoded) != 32 or b64url_encode(decoded) != digest:
+        return (
+            f"{origin!r} is not an Android app origin: write {ANDROID_ORIGIN_PREFIX} and the "
+            "base64url SHA-256 of the app's signing certificate (43 characters, no '=' padding)"
+        )
+    return None
+
+
+def _web_origin_problem(origin: str) -> str | None:
     parts = urlsplit(origin)
     if (
         origin != origin.strip()
@@ -106,6 +151,23 @@ def origin_problem(rp_id: str, origin: str) -> str | None:
             f"{origin!r} is not an origin: "
             "write scheme://host[:port], with no path or trailing slash"
         )
+    return None
+
+
+def origin_problem(rp_id: str, origin: str) -> str | None:
+    """Why ``origin`` cannot serve ``rp_id``, or None when it can.
+
+    §5.1.4.1 / §13.4.9: the origin must be a secure context (https, or http on
+    localhost) whose host is the RP ID or a subdomain of it. fido2's
+    ``verify_rp_id`` implements exactly that, public suffix list included.
+    An Android app's origin (``android:apk-key-hash:...``) is no web origin:
+    only its form is checked; it is accepted where it is configured.
+    """
+    if origin.startswith("android:"):
+        return android_origin_problem(origin)
+    problem = _web_origin_problem(origin)
+    if problem:
+        return problem
     try:
         ok = verify_rp_id(rp_id, origin)
     except Exception:  # noqa: BLE001 - fido2 raises assorted errors for malformed URLs
@@ -115,6 +177,62 @@ def origin_problem(rp_id: str, origin: str) -> str | None:
             f"origin {origin!r} does not match RP ID {rp_id!r}: it must be https://{rp_id} "
             f"or a subdomain of it (http is allowed only for localhost)"
         )
+    return None
+
+
+def related_origin_label(origin: str) -> str | None:
+    """The label a WebAuthn client counts for a related origin (L3 §5.11.1), or None.
+
+    It is the first label of the origin's registrable domain: "example" for
+    https://login.example.co.uk. None when the host has no registrable domain
+    (an IP address, a public suffix).
+    """
+    host = urlsplit(origin).hostname or ""
+    labels = host.split(".")
+    if (
+        len(labels) < 2
+        or "" in labels
+        or host.replace(".", "").isdigit()
+        or ":" in host
+        or rpid._is_public_suffix(host)  # noqa: SLF001
+    ):
+        return None
+    # The longest public suffix decides (the PSL algorithm): the registrable
+    # domain is it plus one label. A TLD the list does not name is a suffix too.
+    for start in range(1, len(labels)):
+        suffix = ".".join(labels[start:])
+        if rpid._is_public_suffix(suffix) or start == len(labels) - 1:  # noqa: SLF001
+            return labels[start - 1]
+    return None
+
+
+def related_origin_problem(origin: str) -> str | None:
+    """Why ``origin`` cannot be a related origin (L3 §5.11), or None when it can.
+
+    Browsers fetch ``/.well-known/webauthn`` over https and check the calling
+    page's origin against it, so a related origin is an https origin whose host
+    has a registrable domain.
+    """
+    problem = _web_origin_problem(origin)
+    if problem:
+        return problem
+    parts = urlsplit(origin)
+    try:
+        port = parts.port
+    except ValueError:
+        return f"related origin {origin!r} has an invalid port"
+    if parts.scheme != "https":
+        return f"related origin {origin!r} must be https://"
+    if related_origin_label(origin) is None:
+        return (
+            f"related origin {origin!r} has no registrable domain "
+            "(it is an IP address or a public suffix)"
+        )
+    # Browsers send origins in lower case and without the default port: the
+    # exact comparison would never match another spelling.
+    canonical = f"https://{parts.hostname}" + ("" if port in (None, 443) else f":{port}")
+    if origin != canonical:
+        return f"related origin {origin!r}: write it as browsers send it, {canonical!r}"
     return None
 
 
@@ -688,18 +806,29 @@ def _check_client_data(
     issued = b64url_encode(challenge).encode()
     if not hmac.compare_digest(client_data._data["challenge"].encode(), issued):  # noqa: SLF001
         raise errors.ChallengeMismatch()
-    # §7.1 step 9 / §7.2 step 13: exact match of scheme, host and port.
-    if client_data.origin not in rp.origins:
-        raise errors.OriginNotAllowed(f"origin {client_data.origin!r}")
-    # §7.1 step 10 / §7.2 step 14: cross-origin iframes only when configured.
+    # §7.1 step 9 / §7.2 step 13: exact match of scheme, host and port; a
+    # related origin (§5.11) or an app's origin only when listed.
     fields = client_data._data  # noqa: SLF001
     top_origin = fields.get("topOrigin")
-    if client_data.cross_origin and not rp.allow_cross_origin:
+    origin = client_data.origin
+    if origin in rp.origins or origin in rp.related_origins:
+        _check_embedding(rp, client_data.cross_origin, top_origin)
+    elif origin in rp.app_origins:
+        # An app runs its ceremony itself: no page embeds it.
+        if client_data.cross_origin or top_origin is not None:
+            raise errors.CrossOriginNotAllowed(f"crossOrigin or topOrigin from app {origin!r}")
+    else:
+        raise errors.OriginNotAllowed(f"origin {origin!r}")
+
+
+def _check_embedding(rp: RelyingParty, cross_origin: bool, top_origin: str | None) -> None:
+    # §7.1 step 10 / §7.2 step 14: cross-origin iframes only when configured.
+    if cross_origin and not rp.allow_cross_origin:
         raise errors.CrossOriginNotAllowed()
     # §7.1 step 11 / §7.2 step 15: topOrigin, when present, only with crossOrigin
     # true, and only from a top-level origin the relying party embeds itself in.
     if top_origin is not None:
-        if not (client_data.cross_origin and rp.allow_cross_origin):
+        if not (cross_origin and rp.allow_cross_origin):
             raise errors.CrossOriginNotAllowed("topOrigin without an allowed crossOrigin")
         if top_origin not in rp.top_origins:
             raise errors.TopOriginNotAllowed(f"topOrigin {top_origin!r}")

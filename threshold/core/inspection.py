@@ -4,11 +4,17 @@ Support staff paste a ``credential.toJSON()`` and the ceremony's parameters;
 this runs the server's own verification (``ceremony.finish_*``, nothing
 re-implemented) and reports the verdict, the stable reason code, the catalog's
 explanation, and what the response says about the authenticator.
+
+What support staff paste has been through logs, consoles and other libraries, so
+the inspector is lenient about how the bytes are written (standard base64 with
+``+``, ``/``, padding or line breaks, as well as base64url): the bytes are what
+is verified. The server's own endpoints accept base64url only.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,30 +31,47 @@ from threshold.core.policy import Policy
 
 FLAG_NAMES = ("UP", "UV", "BE", "BS", "AT", "ED")
 
+# The members that hold bytes, in the credential and in its response.
+_BINARY_MEMBERS = ("id", "rawId")
+_BINARY_RESPONSE_MEMBERS = (
+    "clientDataJSON",
+    "attestationObject",
+    "authenticatorData",
+    "signature",
+    "userHandle",
+)
+# Either base64 alphabet, with or without padding, broken into lines or not.
+_ANY_BASE64 = re.compile(r"[A-Za-z0-9+/_\-\s]*(=\s*){0,2}")
+
 
 @dataclass(frozen=True)
 class Ceremony:
     """What the server asked for: the parameters an inspection replays."""
 
     rp_id: str
+    # Web origins on the RP ID, and Android apps' android:apk-key-hash: origins.
     origins: Sequence[str]
     challenge: bytes
     require_user_verification: bool = False
     allow_cross_origin: bool = False
     top_origins: Sequence[str] = ()
+    # Offered at registration (§7.1 step 19); a stored key's must be one of them at sign-in.
     algorithms: Sequence[int] = ceremony.SUPPORTED_ALGORITHMS
     trust_anchors: Sequence[x509.Certificate] = ()
     require_trusted_attestation: bool = False
     at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    related_origins: Sequence[str] = ()
 
     def relying_party(self) -> ceremony.RelyingParty:
         return ceremony.RelyingParty(
             id=self.rp_id,
             name=self.rp_id,
-            origins=frozenset(self.origins),
+            origins=frozenset(o for o in self.origins if not ceremony.is_android_origin(o)),
             allow_cross_origin=self.allow_cross_origin,
             top_origins=frozenset(self.top_origins),
+            related_origins=frozenset(self.related_origins),
+            app_origins=frozenset(o for o in self.origins if ceremony.is_android_origin(o)),
         )
 
     @property
@@ -78,6 +101,29 @@ def _report() -> dict[str, Any]:
     }
 
 
+def _as_base64url(value: object) -> object:
+    if isinstance(value, str) and _ANY_BASE64.fullmatch(value):
+        return "".join(value.split()).rstrip("=").replace("+", "-").replace("/", "_")
+    return value  # not base64 at all: the parser says why
+
+
+def _base64url_members(data: object) -> object:
+    """``data`` with its binary members rewritten as base64url, whatever base64 they were in."""
+    if not isinstance(data, dict):
+        return data
+    rewritten = {
+        name: _as_base64url(value) if name in _BINARY_MEMBERS else value
+        for name, value in data.items()
+    }
+    response = data.get("response")
+    if isinstance(response, dict):
+        rewritten["response"] = {
+            name: _as_base64url(value) if name in _BINARY_RESPONSE_MEMBERS else value
+            for name, value in response.items()
+        }
+    return rewritten
+
+
 def _flags(auth_data: AuthenticatorData) -> dict[str, bool]:
     return {name: bool(auth_data.flags & AuthenticatorData.FLAG[name]) for name in FLAG_NAMES}
 
@@ -90,7 +136,7 @@ def _reject(report: dict[str, Any], error: errors.CeremonyError, kind: str) -> d
 def inspect_registration(data: object, params: Ceremony) -> dict[str, Any]:
     report = _report()
     try:
-        response = ceremony.parse_registration_response(data)
+        response = ceremony.parse_registration_response(_base64url_members(data))
     except errors.CeremonyError as error:
         return _reject(report, error, "registration")
     auth_data = response.attestation_object.auth_data
@@ -150,7 +196,7 @@ def inspect_authentication(
 ) -> dict[str, Any]:
     report = _report()
     try:
-        response = ceremony.parse_authentication_response(data)
+        response = ceremony.parse_authentication_response(_base64url_members(data))
     except errors.CeremonyError as error:
         return _reject(report, error, "authentication")
     auth_data = response.authenticator_data
@@ -164,6 +210,11 @@ def inspect_authentication(
         report["alg"] = ceremony.public_key_algorithm(public_key)
     except ValueError:
         pass
+    if report["alg"] is not None and report["alg"] not in params.algorithms:
+        # The server allows only these (--alg): a key of another algorithm would
+        # not have been registered, and is refused as §7.1 step 19 would have.
+        refused = errors.AlgorithmNotAllowed(f"alg {report['alg']!r} is not allowed")
+        return _reject(report, refused, "authentication")
     # Who owns the credential is not known here: the response's own user handle
     # stands in, so the ownership step passes and every other step is checked.
     owner = response.user_handle or b"inspector"

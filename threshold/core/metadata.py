@@ -5,7 +5,8 @@ with Apple's WebAuthn root and Google's hardware attestation roots beside it).
 fido2's ``mds3`` dataclasses take ~6 s to build the whole payload and fail on
 entries that lack a field they require, so this module reads the JSON directly,
 once per process, keeping only the fields Threshold relies on. It is tolerant
-per entry (a broken entry is skipped with a warning) and strict per field (a
+per entry (a broken entry is skipped, logged at debug level: the bundled data
+has a few, and start-up output is no place for them) and strict per field (a
 field of the wrong type never reaches a decision).
 """
 
@@ -106,7 +107,7 @@ def _entry(raw: Any) -> MetadataEntry | None:
     for text in _strings(statement.get("attestationRootCertificates")):
         certificate = _certificate(text)
         if certificate is None:
-            log.info("metadata: an unreadable root certificate of %r skipped", description)
+            log.debug("metadata: an unreadable root certificate of %r skipped", description)
         else:
             roots.append(certificate)
     reports = raw.get("statusReports")
@@ -155,7 +156,7 @@ class MetadataStore:
             else:
                 entries.append(entry)
         if skipped:
-            log.info("metadata: %d entries without a usable description or identifier", skipped)
+            log.debug("metadata: %d entries without a usable description or identifier", skipped)
         serial = payload.get("no")
         return cls(entries, serial=serial if isinstance(serial, int) else None)
 

@@ -37,6 +37,7 @@ from threshold.fallback.actions import (
     has_fallback,
     passkey_prompt_due,
 )
+from threshold.passkeys.actions import count_sign_in_methods
 from threshold.passkeys.notices import notify_fallback_changed
 from threshold.passkeys.views import safe_next
 from threshold.policy.actions import get_policy
@@ -55,6 +56,7 @@ PENDING_PASSWORD = "threshold.fallback.password_hash"  # noqa: S105 - a session 
 PENDING_SECRET = "threshold.fallback.pending_secret"  # noqa: S105 - a session key
 
 SET_UP = "/settings/fallback/set-up"
+REMOVE = "/settings/fallback/remove"
 PROMPT = "/sign-in/set-up-passkey"
 
 _STATUS: dict[type[errors.CeremonyError], int] = {
@@ -294,20 +296,36 @@ def new_recovery_codes(request: HttpRequest) -> HttpResponse:
     return render(request, "fallback/recovery_codes.html", {"codes": codes, "new": False})
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @never_cache
 @login_required
 def remove(request: HttpRequest) -> HttpResponse:
+    """GET asks first (as removing a passkey does); POST removes."""
     user = _settings_user(request)
+    if not has_fallback(user):
+        return settings_problem(request, _entry_in_settings(errors.SecurityMethodNotFound()), 404)
     if not recently_verified(request):
-        return verify_first("/settings#fallback")
-    origin = audit_origin(request)
-    try:
-        do_remove_fallback(user, origin)
-    except errors.SecurityMethodNotFound as error:
-        return settings_problem(request, catalog.entry_for(error, "settings"), 404)
-    except errors.LastSignInMethod as error:
-        return settings_problem(request, catalog.entry_for(error, "settings"), 409)
-    update_session_auth_hash(request, user)
-    notify_fallback_changed(user, origin, "removed")
-    return HttpResponseRedirect("/settings?done=fallback-removed", status=303)
+        return verify_first(REMOVE)
+    last = count_sign_in_methods(user) <= 1
+    if request.method == "POST":
+        origin = audit_origin(request)
+        try:
+            do_remove_fallback(user, origin)
+        except errors.SecurityMethodNotFound as error:
+            return settings_problem(request, _entry_in_settings(error), 404)
+        except errors.LastSignInMethod:
+            last = True
+        else:
+            update_session_auth_hash(request, user)
+            notify_fallback_changed(user, origin, "removed")
+            return HttpResponseRedirect("/settings?done=fallback-removed", status=303)
+    return render(
+        request,
+        "fallback/remove.html",
+        {"last": last, "last_entry": catalog.CATALOG["last_method"]},
+        status=409 if request.method == "POST" else 200,
+    )
+
+
+def _entry_in_settings(error: errors.CeremonyError) -> catalog.CatalogEntry:
+    return catalog.entry_for(error, "settings")

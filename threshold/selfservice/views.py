@@ -138,7 +138,8 @@ def _render_settings(
 ) -> HttpResponse:
     user = _user(request)
     passkeys = list(list_passkeys(user))
-    newest = max(passkeys, key=lambda p: (p.created_at, p.pk)) if passkeys else None
+    # Marked "Most recently added" (web/_passkey.html) when there is more than one.
+    newest = max(passkeys, key=lambda p: (p.created_at, p.pk)) if len(passkeys) > 1 else None
     added = _added_passkey(request, passkeys)
     done = _DONE.get(request.GET.get("done", ""))
     sessions = list_active_sessions(user, request.session.session_key)

@@ -7,6 +7,9 @@ The steps and the troubleshooting come from the help articles people already kno
 
 Text may name ``$site_name`` and ``$rp_id`` (the address passkeys are saved for, which
 browsers quote in their messages); :func:`localize` fills them in when a page is shown.
+
+The guide is public, like ``/help/errors``: someone on a new laptop or a loaner reads it
+before they can sign in there. Only the way to Settings depends on being signed in.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from dataclasses import dataclass, replace
 from string import Template
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -717,7 +719,6 @@ def _page(
 
 
 @require_GET
-@login_required
 @vary_on_headers("User-Agent")
 def guide_index(request: HttpRequest) -> HttpResponse:
     """The guide for the visitor's platform, from the User-Agent; all platforms if unknown."""
@@ -726,7 +727,6 @@ def guide_index(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@login_required
 def guide(request: HttpRequest, platform: str) -> HttpResponse:
     if platform not in PLATFORMS:
         raise Http404("no guide for this platform")

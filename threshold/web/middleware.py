@@ -19,6 +19,7 @@ from threshold.web.sessions import (
     SIGN_IN_METHOD,
     SIGN_IN_USER_AGENT,
     SIGNED_IN_AT,
+    SIGNED_IN_COOKIE,
     VERIFIED_AT,
 )
 
@@ -84,4 +85,31 @@ class SessionTimeoutMiddleware:
                 logout(request)
             elif now - last_seen > _LAST_SEEN_RESOLUTION:
                 request.session[LAST_SEEN] = now
-        return self.get_response(request)
+        response = self.get_response(request)
+        if request.user.is_authenticated:
+            remember_signed_in(request, response)
+        return response
+
+
+def remember_signed_in(request: HttpRequest, response: HttpResponse) -> None:
+    """Keep ``SIGNED_IN_COOKIE`` as long as the session cookie.
+
+    Set at sign-in and renewed whenever the session is saved (so the session
+    cookie's expiry is renewed too: at most once a minute): a browser that
+    still has its session cookie has this one.
+    """
+    if request.COOKIES.get(SIGNED_IN_COOKIE) and not request.session.modified:
+        return
+    response.set_cookie(
+        SIGNED_IN_COOKIE,
+        "1",
+        max_age=settings.SESSION_COOKIE_AGE,
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+        samesite="Lax",
+    )
+
+
+def forget_signed_in(response: HttpResponse) -> None:
+    """This browser signed out on purpose: its next sign-in page has nothing to explain."""
+    response.delete_cookie(SIGNED_IN_COOKIE, samesite="Lax")

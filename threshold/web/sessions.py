@@ -53,12 +53,24 @@ VERIFIED_AT = "threshold.verified_at"
 # ("Set up a passkey"), never to remove a method.
 FALLBACK_VERIFIED_AT = "threshold.fallback_verified_at"
 
-# How people read SIGN_IN_METHOD.
+# A cookie kept while this browser is signed in (SessionTimeoutMiddleware), not a
+# session key: a request that brings it without a signed-in session is one whose
+# session ended (timeouts, signed out elsewhere, a recovery, a lock), and /sign-in
+# says so once. Signing out here removes it. Nobody who never signed in has it,
+# and it costs no database write.
+SIGNED_IN_COOKIE = "threshold_signed_in"
+
+# How people read SIGN_IN_METHOD (through ``describe_sign_in_method``).
 SIGN_IN_METHODS = {
     "passkey": "a passkey",
     "password+app": "a password and authenticator app",
     "password+recovery_code": "a password and recovery code",
 }
+
+
+def describe_sign_in_method(method: str) -> str:
+    """How a session was signed in, as every page says it: "a passkey", ..., or "" if unknown."""
+    return SIGN_IN_METHODS.get(method, "")
 
 
 class SessionStore(db.SessionStore):
@@ -135,7 +147,7 @@ class ActiveSession:
     @property
     def signed_in_with(self) -> str:
         """ "a passkey", "a password and authenticator app", ..., or ""."""
-        return SIGN_IN_METHODS.get(self.sign_in_method, "")
+        return describe_sign_in_method(self.sign_in_method)
 
 
 def list_active_sessions(user: User, current_session_key: str | None) -> list[ActiveSession]:

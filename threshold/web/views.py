@@ -14,10 +14,17 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from threshold.accounts.models import User
 from threshold.audit.actions import Action, record
 from threshold.core import catalog
+from threshold.passkeys.access import list_passkeys
 from threshold.policy.actions import get_policy
 from threshold.web.flow import SIGN_IN, issue_flow_token
 from threshold.web.http import audit_origin, problem
-from threshold.web.sessions import do_sign_out_other_sessions
+from threshold.web.middleware import forget_signed_in
+from threshold.web.sessions import (
+    SIGN_IN_METHOD,
+    SIGNED_IN_COOKIE,
+    describe_sign_in_method,
+    do_sign_out_other_sessions,
+)
 
 # The catalog entries the browser script may show, by key (not the browsers' own messages).
 CLIENT_CATALOG = {
@@ -39,12 +46,18 @@ def sign_in(request: HttpRequest) -> HttpResponse:
         next_path = request.GET.get("next", "")
         query = f"?{urlencode({'next': next_path})}" if next_path else ""
         password_url = PASSWORD_SIGN_IN_URL + query
+    # This browser was signed in and its session ended (web/sessions.py): say so, once.
+    session_ended = bool(request.COOKIES.get(SIGNED_IN_COOKIE))
     context = {
         "catalog": CLIENT_CATALOG,
         "flow": issue_flow_token(SIGN_IN),
         "password_url": password_url,
+        "session_ended": session_ended,
     }
-    return render(request, "web/sign_in.html", context)
+    response = render(request, "web/sign_in.html", context)
+    if session_ended:
+        forget_signed_in(response)
+    return response
 
 
 @require_GET
@@ -62,11 +75,15 @@ def help_errors(request: HttpRequest) -> HttpResponse:
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     assert isinstance(request.user, User)  # noqa: S101 - login_required
-    passkeys = request.user.passkeys.all()
     return render(
         request,
         "web/home.html",
-        {"passkeys": passkeys, "just_enrolled": request.GET.get("enrolled") == "1"},
+        {
+            "passkeys": list_passkeys(request.user),
+            "just_enrolled": request.GET.get("enrolled") == "1",
+            # In the words of Settings' sessions list.
+            "signed_in_with": describe_sign_in_method(request.session.get(SIGN_IN_METHOD, "")),
+        },
     )
 
 
@@ -78,7 +95,9 @@ def sign_out(request: HttpRequest) -> HttpResponse:
         user = request.user
         record(Action.SIGN_OUT, audit_origin(request), actor=user, subject=user)
     logout(request)
-    return render(request, "web/signed_out.html")
+    response = render(request, "web/signed_out.html")
+    forget_signed_in(response)
+    return response
 
 
 @require_POST

@@ -40,6 +40,14 @@
 
   function clearError() {
     errorBox.hidden = true;
+    showPageLinks(true);
+  }
+
+  // The page's own "Sign in with a password instead" (#password-link) steps
+  // aside while the error's next steps offer the same link: one link, not two.
+  function showPageLinks(show) {
+    const passwordLink = document.getElementById("password-link");
+    if (passwordLink) passwordLink.parentElement.hidden = !show;
   }
 
   // The entry's next steps that this page can offer (web/_ceremony_notices.html
@@ -59,6 +67,7 @@
       if (show) shown += 1;
     });
     document.getElementById("ceremony-next-steps").hidden = shown === 0;
+    showPageLinks(!(steps.includes("password") && available.password));
     document.getElementById("ceremony-error-code").textContent = entry.code || "";
     if (passwordUrl) document.getElementById("ceremony-password").href = passwordUrl;
     if (laterUrl) document.getElementById("ceremony-later").href = laterUrl;

@@ -1,0 +1,207 @@
+"""`make install` and `make run` as a newcomer meets them: the Makefile's own rules, run for real.
+
+`make run` serves on a free port with its own var/ directory and SQLite database,
+in the checkout's virtualenv (the one running these tests).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RULE = "=" * 72
+
+
+def _make_env(**extra: str) -> dict[str, str]:
+    """The environment of someone who just cloned the repository: none of the test run's."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("THRESHOLD_")
+        and key
+        not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")
+    }
+    env.update(extra)
+    return env
+
+
+# --- make install --------------------------------------------------------------------------------
+
+# Stands in for the virtualenv's python: prints what `pip install` prints when everything is
+# there already (~220 lines), and fails like pip when asked to.
+FAKE_PYTHON = """#!/bin/sh
+i=0
+while [ $i -lt 220 ]; do
+    echo "Requirement already satisfied: package-$i in ./.venv/lib/python3.11/site-packages"
+    i=$((i + 1))
+done
+if [ -n "$FAKE_PIP_FAILS" ]; then
+    echo "ERROR: No matching distribution found for package-220" >&2
+    exit 1
+fi
+"""
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """The Makefile and the files its install rule depends on, with a stand-in virtualenv."""
+    for name in ("Makefile", "pyproject.toml", "constraints.txt"):
+        shutil.copy(REPO / name, tmp_path / name)
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(FAKE_PYTHON)
+    python.chmod(0o755)
+    return tmp_path
+
+
+def make_install(checkout: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "install"],
+        cwd=checkout,
+        env=_make_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_make_install_keeps_pip_quiet_and_its_output_in_a_log(checkout):
+    done = make_install(checkout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    output = (done.stdout + done.stderr).splitlines()
+    assert output == [
+        "Installing Threshold and its dependencies into .venv (log: .venv/pip-install.log)"
+    ]
+    log = (checkout / ".venv" / "pip-install.log").read_text()
+    assert log.count("Requirement already satisfied") == 220
+    assert (checkout / ".venv" / ".installed").exists()
+
+
+def test_make_install_shows_pips_output_when_pip_fails(checkout):
+    done = make_install(checkout, FAKE_PIP_FAILS="1")
+    assert done.returncode != 0
+    assert done.stderr.count("Requirement already satisfied") == 220
+    assert "ERROR: No matching distribution found for package-220" in done.stderr
+    assert "make: pip install failed: its output is above and in .venv/pip-install.log" in (
+        done.stderr
+    )
+    # Not marked installed: the next `make` tries again.
+    assert not (checkout / ".venv" / ".installed").exists()
+
+
+# --- make run ------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Output:
+    """The lines a running process writes (standard output and error together), as they come."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        assert process.stdout is not None
+        stream = process.stdout
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def until(self, predicate, timeout: float) -> bool:
+        """Collect lines until ``predicate(lines)`` holds; False when the time runs out first."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self.lines):
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return False
+            if line is None:
+                return predicate(self.lines)
+            self.lines.append(line)
+        return True
+
+
+@pytest.fixture
+def make_run(tmp_path: Path) -> Iterator[tuple[Output, int]]:
+    port = _free_port()
+    process = subprocess.Popen(
+        ["make", "run"],
+        cwd=REPO,
+        env=_make_env(
+            THRESHOLD_VAR_DIR=str(tmp_path / "var"),
+            THRESHOLD_PORT=str(port),
+            THRESHOLD_WORKERS="2",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # make, the threshold command and gunicorn's workers
+    )
+    try:
+        yield Output(process), port
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _framed_block_ended(lines: list[str]) -> bool:
+    return lines.count(RULE) >= 2
+
+
+def test_make_run_prints_the_enrollment_link_last_framed_with_the_full_command(make_run):
+    output, port = make_run
+    assert output.until(_framed_block_ended, timeout=120), "\n".join(output.lines)
+    # Nothing follows once the server is ready.
+    shown = len(output.lines)
+    assert not output.until(lambda lines: len(lines) > shown, timeout=2), output.lines[shown:]
+    lines = output.lines
+    text = "\n".join(lines)
+
+    start = lines.index(RULE)
+    assert lines[-1] == RULE and lines.count(RULE) == 2, text
+    frame = lines[start:]
+    before = lines[:start]
+    # After the server's start-up lines, both workers' included.
+    assert any("Listening at: http://127.0.0.1:" in line for line in before), text
+    assert sum("Booting worker with pid" in line for line in before) == 2, text
+    assert frame[1] == f"Threshold is ready at http://localhost:{port}"
+
+    [link] = [line.strip() for line in frame if "/enroll/" in line]
+    assert re.fullmatch(rf"http://localhost:{port}/enroll/[A-Za-z0-9_-]{{43}}", link)
+    [command] = [line.strip() for line in frame if line.strip().endswith(" bootstrap")]
+    path = Path(command.removesuffix(" bootstrap"))
+    assert path.is_absolute() and path == REPO / ".venv" / "bin" / "threshold"
+    assert os.access(path, os.X_OK)
+
+    # The metadata's skipped entries are debug output, not start-up noise.
+    assert "unreadable root certificate" not in text
+    assert "without a usable description" not in text
+    assert "Requirement already satisfied" not in text
+
+    # The server really is ready: the link opens the enrollment page.
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{link.split(str(port))[1]}") as page:
+        assert page.status == 200
