@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -78,30 +79,49 @@ def cpu_plan() -> tuple[set[int] | None, set[int] | None]:
 
 
 class Server:
-    """``threshold serve`` in its own process group, with its own var directory."""
+    """``threshold serve`` in its own process group, with its own var directory.
 
-    def __init__(self, args: argparse.Namespace, cores: set[int] | None) -> None:
+    With ``--servers 2`` the first one is the primary and holds the others (``peers``):
+    they share its public origin, its secret key and its database (on SQLite, its var
+    directory), as servers behind a load balancer do.
+    """
+
+    def __init__(
+        self, args: argparse.Namespace, cores: set[int] | None, primary: Server | None = None
+    ) -> None:
         self.port = free_port()
-        self.origin = f"http://localhost:{self.port}"
+        self.origin = primary.origin if primary else f"http://localhost:{self.port}"
         self.base = f"http://127.0.0.1:{self.port}"
         self.tmp = Path(tempfile.mkdtemp(prefix="threshold-bench-"))
         self.log_path = self.tmp / "server.log"
         self.cores = cores
         self.proc: subprocess.Popen[bytes] | None = None
+        self.peers: list[Server] = []
         env = {k: v for k, v in os.environ.items() if not k.startswith("THRESHOLD_")}
         env.pop("DATABASE_URL", None)
+        var_dir = self.tmp / "var"
+        if primary is not None and not args.database_url:
+            var_dir = Path(primary.env["THRESHOLD_VAR_DIR"])  # the one SQLite file
         env.update(
-            THRESHOLD_VAR_DIR=str(self.tmp / "var"),
+            THRESHOLD_VAR_DIR=str(var_dir),
             THRESHOLD_HOST="127.0.0.1",
             THRESHOLD_PORT=str(self.port),
             THRESHOLD_ORIGINS=self.origin,
             THRESHOLD_WORKERS=str(args.workers),
             THRESHOLD_EMAIL_BACKEND="file",
+            THRESHOLD_SECRET_KEY=(
+                primary.env["THRESHOLD_SECRET_KEY"] if primary else secrets.token_urlsafe(48)
+            ),
             PYTHONUNBUFFERED="1",
         )
         if args.database_url:
             env["DATABASE_URL"] = args.database_url
         self.env = env
+
+    @property
+    def bases(self) -> list[str]:
+        """Where requests go, round robin: this server, then its peers."""
+        return [self.base] + [peer.base for peer in self.peers]
 
     def manage(self, *argv: str, timeout: float = 300) -> str:
         """Run a ``threshold`` command to completion; its stdout."""
@@ -139,8 +159,14 @@ class Server:
             preexec_fn=pin,
         )
         log.close()
+        for peer in getattr(self, "peers", []):
+            peer.start()
 
     async def wait_ready(self, timeout: float = 30) -> None:
+        for target in [self, *getattr(self, "peers", [])]:
+            await target.wait_one_ready(timeout)
+
+    async def wait_one_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
@@ -160,10 +186,17 @@ class Server:
             return "(no log)"
 
     def cpu_seconds(self) -> tuple[float, float]:
-        """(user, system) CPU seconds of the gunicorn master and its workers."""
-        return family_cpu(self.proc.pid) if self.proc is not None else (0.0, 0.0)
+        """(user, system) CPU seconds of the gunicorn masters and their workers."""
+        user = system = 0.0
+        for target in [self, *getattr(self, "peers", [])]:
+            if target.proc is not None:
+                u, s = family_cpu(target.proc.pid)
+                user, system = user + u, system + s
+        return user, system
 
     def stop(self) -> None:
+        for peer in getattr(self, "peers", []):
+            peer.stop()
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
@@ -246,6 +279,7 @@ class FloorServer:
         log.close()
 
     wait_ready = Server.wait_ready
+    wait_one_ready = Server.wait_one_ready
     log_tail = Server.log_tail
     cpu_seconds = Server.cpu_seconds
     stop = Server.stop
@@ -560,8 +594,8 @@ async def client_loop(
     Each person belongs to exactly one client, so a credential's signature
     counter only ever grows (no false clone alarms from concurrent use).
     """
-    options_url = f"{server.base}/sign-in/options"
-    result_url = f"{server.base}/sign-in/result"
+    # With peers, a sign-in's two requests go to different servers, round robin.
+    bases = getattr(server, "bases", [server.base])
     turn = 0
     async with new_client(server) as session:
         need_page = True
@@ -583,6 +617,8 @@ async def client_loop(
                     await asyncio.sleep(0.1)
                     continue
             authenticator = authenticators[turn % len(authenticators)]
+            options_url = f"{bases[turn % len(bases)]}/sign-in/options"
+            result_url = f"{bases[(turn + 1) % len(bases)]}/sign-in/result"
             turn += 1
             t0 = time.perf_counter()
             kind, message = "", ""
@@ -852,6 +888,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rounds", type=int, default=0, help="measured rounds (default 1, or 3 with --floor)"
     )
     parser.add_argument(
+        "--servers",
+        type=int,
+        default=1,
+        help="threshold serve instances on one database; a sign-in's options and result "
+        "go to different ones, round robin (scale-out; use PostgreSQL)",
+    )
+    parser.add_argument(
         "--seed",
         type=int,
         default=0,
@@ -864,6 +907,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--clients, --users and --workers must be at least 1")
     if not 0 < args.duration <= 3600 or not 0 <= args.warmup <= 600:
         parser.error("--duration must be in (0, 3600] and --warmup in [0, 600]")
+    if not 1 <= args.servers <= 4:
+        parser.error("--servers must be 1 to 4")
     if args.seed < 0:
         parser.error("--seed must not be negative")
     if args.rounds < 0:
@@ -911,6 +956,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     server_cores, client_cores = (None, None) if args.no_pin else cpu_plan()
     server = Server(args, server_cores)
+    server.peers = [Server(args, server_cores, primary=server) for _ in range(args.servers - 1)]
     floor = FloorServer(args, server_cores) if args.floor else None
 
     def on_term(signum: int, frame: Any) -> None:
@@ -990,6 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
             "workers": args.workers,
             "rounds": args.rounds,
             "seeded_passkeys": args.seed,
+            "servers": args.servers,
             "floor": args.floor,
             "database": args.database_url.partition(":")[0] if args.database_url else "sqlite",
             "keep_session": args.keep_session,
