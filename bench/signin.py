@@ -317,6 +317,19 @@ def family(root: int) -> list[int]:
     return sorted(members)
 
 
+def worker_rss_mb(root: int) -> list[float]:
+    """Resident memory (VmRSS) of each worker of the gunicorn master ``root``, in MB."""
+    sizes = []
+    for pid in family(root):
+        if pid == root:
+            continue
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    sizes.append(round(int(line.split()[1]) / 1024, 1))
+    return sizes
+
+
 def family_cpu(root: int) -> tuple[float, float]:
     """(user, system) CPU seconds of ``root`` and its descendants, from /proc/<pid>/stat.
 
@@ -697,15 +710,21 @@ async def run_load(
         }
 
     reference_before = reference_loop_ms(server.cores)
+
+    def rss() -> list[float]:
+        return worker_rss_mb(server.proc.pid) if server.proc is not None else []
+
     try:
         await asyncio.sleep(args.warmup)
         window.start = time.monotonic()
+        rss_before = rss()
         before = sample()
         end = window.start + args.duration
         while time.monotonic() < end and not window.stop:
             await asyncio.sleep(min(0.05, max(0.0, end - time.monotonic())))
         window.end = time.monotonic()
         after = sample()
+        rss_after = rss()
         window.stop = True
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=40)
     finally:
@@ -755,6 +774,8 @@ async def run_load(
         "server_core_steal": round(core_steal / core_total, 3) if core_total else None,
         "reference_loop_ms": min(reference_before, reference_after),
         "client_cpu_ms_per_signin": per_signin(client_cpu),
+        # Each worker's resident memory after the warm-up and at the end of the window.
+        "worker_rss_mb": {"after_warmup": rss_before, "after_window": rss_after},
         "client_cores_busy": cores(client_cpu),
         "latency_ms": {
             "signin": percentiles(m.total_ms),
@@ -833,6 +854,12 @@ def print_report(result: dict[str, Any]) -> None:
         f"  client CPU per sign-in   {r['client_cpu_ms_per_signin']} ms   "
         f"(load generator busy {r['client_cores_busy']} cores)"
     )
+    memory = r.get("worker_rss_mb") or {}
+    if memory.get("after_window"):
+        print(
+            f"  worker RSS MB            after warm-up {memory['after_warmup']}, "
+            f"after the window {memory['after_window']}"
+        )
     print("  latency ms               p50      p90      p99      max")
     for name, values in r["latency_ms"].items():
         label = {
