@@ -27,7 +27,7 @@ from threshold.passkeys.actions import (
     do_finish_registration,
     do_finish_sign_in,
 )
-from threshold.policy.actions import get_policy
+from threshold.policy.access import policy_for
 from threshold.web.http import (
     audit_origin,
     ensure_session_key,
@@ -104,7 +104,7 @@ def attestation_options(request: HttpRequest) -> JsonResponse:
             user,
             purpose=CONFORMANCE,
             # Test tools register many credentials for one username.
-            policy=replace(get_policy(), passkey_limit=100),
+            policy=replace(policy_for(request), passkey_limit=100),
             user_verification=user_verification,
             resident_key=resident_key,
             attestation=attestation,

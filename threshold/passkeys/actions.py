@@ -37,7 +37,7 @@ from threshold.passkeys.pending import (
     save_pending,
     take_pending,
 )
-from threshold.policy.actions import get_policy
+from threshold.policy.access import get_policy
 
 
 def relying_party() -> ceremony.RelyingParty:

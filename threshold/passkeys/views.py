@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 
 from threshold.core import errors
 from threshold.passkeys.actions import do_begin_sign_in, do_finish_sign_in
-from threshold.policy.actions import get_policy
+from threshold.policy.access import policy_for
 from threshold.web.flow import SIGN_IN, check_flow
 from threshold.web.http import (
     audit_origin,
@@ -29,7 +29,7 @@ def sign_in_options(request: HttpRequest) -> JsonResponse:
     Only for a sign-in page served less than flow_idle_timeout_minutes ago.
     """
     try:
-        policy = get_policy()
+        policy = policy_for(request)
         check_flow(request, SIGN_IN, policy=policy)
         data = read_json_object(request)
         username = optional_string(data, "username")

@@ -35,7 +35,7 @@ from threshold.passkeys.actions import (
     do_rename_passkey,
 )
 from threshold.passkeys.models import Passkey
-from threshold.policy.actions import get_policy
+from threshold.policy.access import policy_for
 from threshold.web.flow import ADD as ADD_FLOW
 from threshold.web.flow import STEP_UP, check_flow, issue_flow_token
 from threshold.web.http import (
@@ -86,7 +86,7 @@ def recently_verified(request: HttpRequest, *, allow_fallback: bool = False) -> 
     lets a person without a passkey at hand add one ("Set up a passkey"), but
     it never removes a method.
     """
-    window = get_policy().step_up_max_age_seconds
+    window = policy_for(request).step_up_max_age_seconds
     keys = (VERIFIED_AT, FALLBACK_VERIFIED_AT) if allow_fallback else (VERIFIED_AT,)
     for key in keys:
         verified_at = request.session.get(key)
@@ -137,13 +137,13 @@ def _render_settings(
     status: int = 200,
 ) -> HttpResponse:
     user = _user(request)
+    policy = policy_for(request)
     passkeys = list(list_passkeys(user))
     # Marked "Most recently added" (web/_passkey.html) when there is more than one.
     newest = max(passkeys, key=lambda p: (p.created_at, p.pk)) if len(passkeys) > 1 else None
     added = _added_passkey(request, passkeys)
     done = _DONE.get(request.GET.get("done", ""))
     sessions = list_active_sessions(user, request.session.session_key)
-    policy = get_policy()
     rp = settings.THRESHOLD.rp
     context: dict[str, Any] = {
         "passkeys": passkeys,
@@ -218,7 +218,7 @@ def verify_page(request: HttpRequest) -> HttpResponse:
             "catalog": CLIENT_CATALOG,
             "entry": catalog.CATALOG["verification_required"],
             "next": _safe_return(request),
-            "window_minutes": max(1, get_policy().step_up_max_age_seconds // 60),
+            "window_minutes": max(1, policy_for(request).step_up_max_age_seconds // 60),
             "flow": issue_flow_token(STEP_UP),
         },
     )
@@ -228,7 +228,7 @@ def verify_page(request: HttpRequest) -> HttpResponse:
 @json_login_required
 def verify_options(request: HttpRequest) -> JsonResponse:
     try:
-        policy = get_policy()
+        policy = policy_for(request)
         check_flow(request, STEP_UP, policy=policy)
         read_json_object(request)
         options = do_begin_step_up(ensure_session_key(request), _user(request), policy=policy)
@@ -262,7 +262,7 @@ def add_page(request: HttpRequest) -> HttpResponse:
     if not recently_verified(request, allow_fallback=True):
         return verify_first(ADD)
     user = _user(request)
-    limit = get_policy().passkey_limit
+    limit = policy_for(request).passkey_limit
     return render(
         request,
         "selfservice/add.html",
@@ -294,6 +294,7 @@ def add_options(request: HttpRequest) -> JsonResponse:
             purpose=ADDING,
             authenticator_attachment=attachment,
             hints=hints,
+            policy=policy_for(request),
         )
     except errors.CeremonyError as error:
         return failed(error, "registration")
@@ -319,6 +320,7 @@ def add_result(request: HttpRequest) -> JsonResponse:
         audit_origin(request),
         purpose=ADDING,
         before_save=same_person,
+        policy=policy_for(request),
     )
     if outcome.error is not None or outcome.passkey is None:
         return failed(outcome.error or errors.CeremonyError(), "registration")
