@@ -116,6 +116,12 @@ def attestation_options(request: HttpRequest) -> JsonResponse:
     return ok(options)
 
 
+# Conformance tools exercise every authenticator kind, U2F included: the
+# organisation's rules on passkeys apply to the test API neither at
+# registration nor at sign-in.
+_RULES = Policy(refuse_u2f_authenticators=False)
+
+
 @csrf_exempt
 @require_POST
 def attestation_result(request: HttpRequest) -> JsonResponse:
@@ -124,9 +130,7 @@ def attestation_result(request: HttpRequest) -> JsonResponse:
         read_body(request),
         audit_origin(request),
         purpose=CONFORMANCE,
-        # Conformance tools exercise every authenticator kind, U2F included:
-        # the organisation's registration rules do not apply to the test API.
-        policy=Policy(refuse_u2f_authenticators=False),
+        policy=_RULES,
     )
     if outcome.error is not None:
         return failed(outcome.error, "registration")
@@ -155,7 +159,7 @@ def assertion_options(request: HttpRequest) -> JsonResponse:
 @require_POST
 def assertion_result(request: HttpRequest) -> JsonResponse:
     outcome = do_finish_sign_in(
-        request.session.session_key, read_body(request), audit_origin(request)
+        request.session.session_key, read_body(request), audit_origin(request), policy=_RULES
     )
     if outcome.error is not None:
         return failed(outcome.error, "authentication")

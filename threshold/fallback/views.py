@@ -35,9 +35,9 @@ from threshold.fallback.actions import (
     do_set_up_fallback,
     do_snooze_passkey_prompt,
     has_fallback,
+    is_last_usable_fallback,
     passkey_prompt_due,
 )
-from threshold.passkeys.actions import count_sign_in_methods
 from threshold.passkeys.notices import notify_fallback_changed
 from threshold.passkeys.views import safe_next
 from threshold.policy.access import policy_for
@@ -306,11 +306,12 @@ def remove(request: HttpRequest) -> HttpResponse:
         return settings_problem(request, _entry_in_settings(errors.SecurityMethodNotFound()), 404)
     if not recently_verified(request):
         return verify_first(REMOVE)
-    last = count_sign_in_methods(user) <= 1
+    policy = policy_for(request)
+    last = is_last_usable_fallback(user, policy)
     if request.method == "POST":
         origin = audit_origin(request)
         try:
-            do_remove_fallback(user, origin)
+            do_remove_fallback(user, origin, policy)
         except errors.SecurityMethodNotFound as error:
             return settings_problem(request, _entry_in_settings(error), 404)
         except errors.LastSignInMethod:

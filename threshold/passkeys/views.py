@@ -46,7 +46,10 @@ def sign_in_options(request: HttpRequest) -> JsonResponse:
 @require_POST
 def sign_in_result(request: HttpRequest) -> JsonResponse:
     outcome = do_finish_sign_in(
-        request.session.session_key, read_body(request), audit_origin(request)
+        request.session.session_key,
+        read_body(request),
+        audit_origin(request),
+        policy=policy_for(request),
     )
     if outcome.error is not None:
         # The passkey belongs to no account (removed, or never registered

@@ -24,15 +24,15 @@ from threshold.core import catalog, errors
 from threshold.core.encoding import b64url_encode
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, NICKNAME_MAX_LENGTH
 from threshold.fallback.actions import has_fallback, unused_recovery_codes
-from threshold.passkeys.access import access_own_passkey, list_passkeys
+from threshold.passkeys.access import access_own_passkey, list_passkeys, not_allowed_passkey_ids
 from threshold.passkeys.actions import (
-    count_sign_in_methods,
     do_begin_registration,
     do_begin_step_up,
     do_finish_registration,
     do_finish_sign_in,
     do_remove_passkey,
     do_rename_passkey,
+    is_last_usable_passkey,
 )
 from threshold.passkeys.models import Passkey
 from threshold.policy.access import policy_for
@@ -147,6 +147,7 @@ def _render_settings(
     rp = settings.THRESHOLD.rp
     context: dict[str, Any] = {
         "passkeys": passkeys,
+        "not_allowed": not_allowed_passkey_ids(passkeys, policy),
         "newest": newest,
         "added": added,
         "done": done,
@@ -245,6 +246,7 @@ def verify_result(request: HttpRequest) -> JsonResponse:
         read_body(request),
         audit_origin(request),
         step_up_user=_user(request),
+        policy=policy_for(request),
     )
     if outcome.error is not None:
         return failed(outcome.error, "authentication")
@@ -361,10 +363,11 @@ def remove(request: HttpRequest, passkey_id: int) -> HttpResponse:
         return settings_problem(request, catalog.CATALOG["method_not_found"], 404)
     if not recently_verified(request):
         return verify_first(f"{SETTINGS}/security-methods/{passkey.pk}/remove")
-    last = count_sign_in_methods(user) <= 1
+    policy = policy_for(request)
+    last = is_last_usable_passkey(user, passkey, policy)
     if request.method == "POST":
         try:
-            do_remove_passkey(user, passkey.pk, audit_origin(request))
+            do_remove_passkey(user, passkey.pk, audit_origin(request), policy=policy)
         except errors.SecurityMethodNotFound:
             return settings_problem(request, catalog.CATALOG["method_not_found"], 404)
         except errors.LastSignInMethod:
@@ -374,6 +377,12 @@ def remove(request: HttpRequest, passkey_id: int) -> HttpResponse:
     return render(
         request,
         "selfservice/remove.html",
-        {"passkey": passkey, "last": last, "last_entry": catalog.CATALOG["last_method"]},
+        {
+            "passkey": passkey,
+            "last": last,
+            "last_entry": catalog.CATALOG["last_method"],
+            # The person's other passkeys are there, but the policy refuses them all.
+            "others_not_allowed": last and user.passkeys.exclude(pk=passkey.pk).exists(),
+        },
         status=409 if request.method == "POST" else 200,
     )

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from threshold.accounts.models import User
 from threshold.audit.actions import Action, record
 from threshold.core import catalog
-from threshold.passkeys.access import list_passkeys
+from threshold.passkeys.access import list_passkeys, not_allowed_passkey_ids
 from threshold.policy.access import policy_for
 from threshold.web.flow import SIGN_IN, issue_flow_token
 from threshold.web.http import audit_origin, problem
@@ -75,11 +75,13 @@ def help_errors(request: HttpRequest) -> HttpResponse:
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     assert isinstance(request.user, User)  # noqa: S101 - login_required
+    passkeys = list(list_passkeys(request.user))
     return render(
         request,
         "web/home.html",
         {
-            "passkeys": list_passkeys(request.user),
+            "passkeys": passkeys,
+            "not_allowed": not_allowed_passkey_ids(passkeys, policy_for(request)),
             "just_enrolled": request.GET.get("enrolled") == "1",
             # In the words of Settings' sessions list.
             "signed_in_with": describe_sign_in_method(request.session.get(SIGN_IN_METHOD, "")),
