@@ -3,8 +3,8 @@
 A passkey registered under an old policy, the policy tightened, the same passkey
 refused at sign-in with the catalog's "Passkey not allowed" and the rule in the
 audit row, and admitted again once the policy is relaxed. Then where people see it
-(Home, Settings) and the last-method rule, which no longer counts it. SQLite and
-PostgreSQL alike (scripts/with-postgres).
+(Home, Settings), the last-method rule, which no longer counts it, and ``threshold
+policy check``. SQLite and PostgreSQL alike (scripts/with-postgres).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from tests.integration.conftest import (
 )
 from tests.support.authenticator import TEST_AAGUID, SoftAuthenticator
 from threshold.audit.actions import Origin
+from threshold.cli.main import main
 from threshold.core.policy import Policy, Rule
 from threshold.fallback.actions import do_set_up_fallback
 from threshold.passkeys.models import Passkey
@@ -236,3 +237,28 @@ def test_a_fallback_the_policy_turned_off_does_not_count_either(ada, clock):
     response = browser.post_form("/settings/fallback/remove")
     assert response.status_code == 303
     assert response["Location"] == "/settings?done=fallback-removed"
+
+
+# --- threshold policy check ---------------------------------------------------------------------
+
+
+def test_policy_check_lists_who_a_tightening_would_lock_out(clock, capsys):
+    _, _, _ = two_passkeys(clock)
+    grace = enrolled_person("grace@example.com", "Grace Hopper")
+    assert main(["policy", "check"]) == 0
+    assert "allows every registered passkey" in capsys.readouterr().out
+
+    assert main(["policy", "check", "block_synced_passkeys=true"]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"^ada@example\.com\s+iCloud Keychain.*\s+block_synced_passkeys$", out, re.M)
+    assert "grace@example.com" not in out
+    assert "No way left" not in out  # Ada keeps her device-bound passkey
+    assert get_policy() == Policy()  # nothing saved
+
+    assert main(["policy", "check", f"aaguid_deny_list={SOFT_AAGUID}"]) == 1
+    out = capsys.readouterr().out
+    assert "No way left to sign in for 1: grace@example.com" in out
+    assert grace.passkey.name in out
+
+    assert main(["policy", "check", "passkey_limit=0"]) == 2
+    assert "passkey_limit must be a whole number from 1 to 100" in capsys.readouterr().err

@@ -178,9 +178,9 @@ _ENTRIES = [
         "is synced while synced passkeys are blocked, its attestation is not trusted while "
         "trusted attestation is required, it is a U2F-only key, or its algorithm is no longer "
         "allowed. Settings shows it as \u201cNot allowed by your organisation\u201d.",
-        "The audit log's sign_in.failed reason names the rule (`threshold audit`). Issue a "
-        "recovery link (`threshold recover EMAIL`) so the person sets up an allowed passkey, or "
-        "relax the rule.",
+        "The audit log's sign_in.failed reason names the rule (`threshold audit`); `threshold "
+        "policy check` lists everyone affected. Issue a recovery link (`threshold recover EMAIL`) "
+        "so the person sets up an allowed passkey, or relax the rule.",
         ("another_device", "password", "contact_support"),
         SIGN_IN,
     ),

@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 
 from threshold.accounts.models import User
 from threshold.core import errors
-from threshold.core.policy import Policy, evaluate
+from threshold.core.policy import Decision, Policy, evaluate
 from threshold.passkeys.models import Passkey
 
 # Larger IDs cannot be a row's and would overflow the databases' integers.
@@ -26,6 +26,13 @@ def not_allowed_passkey_ids(passkeys: Iterable[Passkey], policy: Policy) -> set[
     Home and Settings mark them (web/_passkey.html).
     """
     return {p.pk for p in passkeys if not evaluate(policy, p.policy_facts).allowed}
+
+
+def list_passkeys_not_allowed(policy: Policy) -> list[tuple[Passkey, Decision]]:
+    """Every passkey ``policy`` refuses, with why, by person (``threshold policy check``)."""
+    passkeys = Passkey.objects.select_related("user").order_by("user__username", "created_at", "id")
+    decisions = ((passkey, evaluate(policy, passkey.policy_facts)) for passkey in passkeys)
+    return [(passkey, decision) for passkey, decision in decisions if not decision.allowed]
 
 
 def access_own_passkey(user: User, passkey_id: int) -> Passkey:
