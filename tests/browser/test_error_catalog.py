@@ -38,11 +38,11 @@ from tests.browser.conftest import (
     open_sign_in_with_autofill_pending,
     sign_out,
 )
-from threshold.core.policy import Policy
+from threshold.core.policy import SETTINGS_BY_NAME, Policy
 
 pytestmark = pytest.mark.browser
 
-SHORTEST_TIMEOUT = Policy.LIMITS["ceremony_timeout_seconds"][0]
+SHORTEST_TIMEOUT = SETTINGS_BY_NAME["ceremony_timeout_seconds"].minimum
 IDLE_LIMIT_SECONDS = Policy.flow_idle_timeout_minutes * 60
 
 # A client that does not honour the requested user verification: the server's

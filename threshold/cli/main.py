@@ -4,7 +4,7 @@
     threshold recover EMAIL [--email-link]   a one-time link for someone who lost every passkey
     threshold users
     threshold users lock EMAIL [--reason TEXT] | unlock EMAIL
-    threshold policy [show | set NAME=VALUE ...]
+    threshold policy [show | set NAME=VALUE ... | check [NAME=VALUE ...]]
     threshold audit [--limit N]
     threshold bootstrap          first administrator + enrollment link, when needed
     threshold serve              the production server (gunicorn)
@@ -26,7 +26,11 @@ import sys
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from threshold.accounts.models import User
+    from threshold.core.policy import Policy
 
 COMMANDS = (
     "invite",
@@ -112,6 +116,11 @@ def _parser() -> argparse.ArgumentParser:
     policy_sub.add_parser("show", help="print every setting with its value (the default)")
     setter = policy_sub.add_parser("set", help="change settings, e.g. passkey_limit=5")
     setter.add_argument("assignments", nargs="+", metavar="NAME=VALUE")
+    checker = policy_sub.add_parser(
+        "check",
+        help="list the passkeys the policy refuses, as it is or with these changes (not saved)",
+    )
+    checker.add_argument("assignments", nargs="*", metavar="NAME=VALUE")
 
     audit = sub.add_parser("audit", help="show the latest audit events")
     audit.add_argument("--limit", type=int, default=30)
@@ -487,11 +496,12 @@ def _refused_locked(username: str) -> int:
 
 def cmd_policy(args: argparse.Namespace) -> int:
     from threshold.audit.actions import Origin
-    from threshold.core.policy import PolicyError
-    from threshold.policy.actions import do_update_policy, get_policy
+    from threshold.core.policy import SETTINGS, PolicyError
+    from threshold.policy.access import get_policy
+    from threshold.policy.actions import do_update_policy
 
     policy = get_policy()
-    if args.policy_command == "set":
+    if args.policy_command in ("set", "check"):
         changes: dict[str, str] = {}
         for assignment in args.assignments:
             name, sep, value = assignment.partition("=")
@@ -500,15 +510,48 @@ def cmd_policy(args: argparse.Namespace) -> int:
                 return 2
             changes[name.strip()] = value.strip()
         try:
-            policy = do_update_policy(policy.with_text_changes(changes), Origin.cli())
+            policy = policy.with_text_changes(changes)
         except PolicyError as exc:
             print(f"threshold: {exc}", file=sys.stderr)
             return 2
+        if args.policy_command == "check":
+            return _policy_check(policy)
+        policy = do_update_policy(policy, Origin.cli())
     rows = [("SETTING", "VALUE")]
-    for name, value in policy.as_json().items():
-        rows.append((name, ",".join(map(str, value)) if isinstance(value, list) else str(value)))
+    for setting in SETTINGS:
+        rows.append((setting.name, setting.text(getattr(policy, setting.name))))
     _table(rows)
     return 0
+
+
+def _policy_check(policy: Policy) -> int:
+    """Who ``policy`` would stop signing in with which passkey: 0 if nobody, else 1."""
+    from threshold.passkeys.access import list_passkeys_not_allowed
+    from threshold.passkeys.actions import count_usable_sign_in_methods
+
+    refused = list_passkeys_not_allowed(policy)
+    if not refused:
+        print("The policy allows every registered passkey.")
+        return 0
+    rows = [("PERSON", "PASSKEY", "REFUSED BY")]
+    people: dict[int, User] = {}
+    for passkey, decision in refused:
+        people[passkey.user.pk] = passkey.user
+        settings = ",".join(rule.setting for rule in decision.reasons)
+        rows.append((passkey.user.username, passkey.name, settings))
+    _table(rows)
+    stranded = sorted(
+        user.username for user in people.values() if count_usable_sign_in_methods(user, policy) == 0
+    )
+    print(
+        f"\n{len(refused)} passkey(s) of {len(people)} person(s) cannot sign in under this policy."
+    )
+    if stranded:
+        print(
+            f"No way left to sign in for {len(stranded)}: {', '.join(stranded)} "
+            "(each needs a recovery link: `threshold recover EMAIL`)."
+        )
+    return 1
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ from threshold.passkeys.actions import (
     do_finish_registration,
     do_finish_sign_in,
 )
-from threshold.policy.actions import get_policy
+from threshold.policy.access import policy_for
 from threshold.web.http import (
     audit_origin,
     ceremonies,
@@ -104,7 +104,7 @@ def attestation_options(request: HttpRequest) -> JsonResponse:
             user,
             purpose=CONFORMANCE,
             # Test tools register many credentials for one username.
-            policy=replace(get_policy(), passkey_limit=100),
+            policy=replace(policy_for(request), passkey_limit=100),
             user_verification=user_verification,
             resident_key=resident_key,
             attestation=attestation,
@@ -116,6 +116,12 @@ def attestation_options(request: HttpRequest) -> JsonResponse:
     return ok(options)
 
 
+# Conformance tools exercise every authenticator kind, U2F included: the
+# organisation's rules on passkeys apply to the test API neither at
+# registration nor at sign-in.
+_RULES = Policy(refuse_u2f_authenticators=False)
+
+
 @csrf_exempt
 @require_POST
 def attestation_result(request: HttpRequest) -> JsonResponse:
@@ -124,9 +130,7 @@ def attestation_result(request: HttpRequest) -> JsonResponse:
         read_body(request),
         audit_origin(request),
         purpose=CONFORMANCE,
-        # Conformance tools exercise every authenticator kind, U2F included:
-        # the organisation's registration rules do not apply to the test API.
-        policy=Policy(refuse_u2f_authenticators=False),
+        policy=_RULES,
     )
     if outcome.error is not None:
         return failed(outcome.error, "registration")
@@ -154,7 +158,9 @@ def assertion_options(request: HttpRequest) -> JsonResponse:
 @csrf_exempt
 @require_POST
 def assertion_result(request: HttpRequest) -> JsonResponse:
-    outcome = do_finish_sign_in(ceremonies(request), read_body(request), audit_origin(request))
+    outcome = do_finish_sign_in(
+        ceremonies(request), read_body(request), audit_origin(request), policy=_RULES
+    )
     if outcome.error is not None:
         return failed(outcome.error, "authentication")
     return ok()

@@ -189,6 +189,22 @@ def chain_verifies(
     return ""
 
 
+# The names of the anchors that prove an AAGUID, as stored with each passkey.
+_MDS_ANCHOR = "FIDO MDS: "
+_CONFIGURED_ANCHOR = "configured trust anchor"
+
+
+def anchor_proves_aaguid(trust_anchor: str) -> bool:
+    """Does a chain to this anchor (a passkey's ``trust_anchor``) prove the AAGUID?
+
+    The metadata entry's own roots do, and so do the organisation's configured
+    anchors; Apple's and Google's roots prove only "an Apple device" or "an
+    Android keystore", whatever AAGUID the response claims. Stored passkeys keep
+    the anchor's name, so the policy can ask again at sign-in.
+    """
+    return trust_anchor.startswith(_MDS_ANCHOR) or trust_anchor == _CONFIGURED_ANCHOR
+
+
 def evaluate(
     attestation_object: AttestationObject,
     client_data_hash: bytes,
@@ -217,26 +233,30 @@ def evaluate(
         stale = _safetynet_staleness(attestation_object, at)
         if stale:
             return untrusted(stale)
-    # Candidates in order, each with whether reaching it proves the AAGUID. The
-    # metadata entry's own roots do; Apple's and Google's roots prove only "an
-    # Apple device" or "an Android keystore", whatever AAGUID the response claims.
-    candidates: list[tuple[str, Sequence[x509.Certificate], bool]] = []
+    # Candidates in order (anchor_proves_aaguid says which prove the AAGUID).
+    candidates: list[tuple[str, Sequence[x509.Certificate]]] = []
     if entry is not None and entry.root_certificates:
-        candidates.append((f"FIDO MDS: {entry.description}", entry.root_certificates, True))
+        candidates.append((f"{_MDS_ANCHOR}{entry.description}", entry.root_certificates))
     if fmt == "apple":
-        candidates.append(("Apple WebAuthn Root CA", apple_roots(), False))
+        candidates.append(("Apple WebAuthn Root CA", apple_roots()))
     if fmt == "android-key":
-        candidates.append(("Google hardware attestation root", google_roots(), False))
+        candidates.append(("Google hardware attestation root", google_roots()))
     if extra_anchors:
-        candidates.append(("configured trust anchor", extra_anchors, True))
+        candidates.append((_CONFIGURED_ANCHOR, extra_anchors))
     if not candidates:
         return untrusted("no trust anchor for this authenticator")
     problems = []
-    for anchor_name, anchor_certificates, proves_aaguid in candidates:
+    for anchor_name, anchor_certificates in candidates:
         problem = chain_verifies(trust_path, anchor_certificates, at)
         if not problem:
             return AttestationVerdict(
-                fmt, attestation_type, True, anchor_name, "", entry, proves_aaguid
+                fmt,
+                attestation_type,
+                True,
+                anchor_name,
+                "",
+                entry,
+                anchor_proves_aaguid(anchor_name),
             )
         problems.append(f"{anchor_name}: {problem}")
     return untrusted("; ".join(problems))

@@ -168,6 +168,22 @@ _ENTRIES = [
         ("another_device", "password", "contact_support"),
         SIGN_IN,
     ),
+    CatalogEntry(
+        "passkey_not_allowed",
+        "Passkey not allowed",
+        "Your organisation no longer allows this passkey. Sign in with another passkey your "
+        "organisation allows, or ask your IT team for a recovery link to set one up.",
+        "The passkey's signature was right, but the organisation policy changed since it was set "
+        "up and no longer allows it: its AAGUID is on the deny-list or not on the allow-list, it "
+        "is synced while synced passkeys are blocked, its attestation is not trusted while "
+        "trusted attestation is required, it is a U2F-only key, or its algorithm is no longer "
+        "allowed. Settings shows it as \u201cNot allowed by your organisation\u201d.",
+        "The audit log's sign_in.failed reason names the rule (`threshold audit`); `threshold "
+        "policy check` lists everyone affected. Issue a recovery link (`threshold recover EMAIL`) "
+        "so the person sets up an allowed passkey, or relax the rule.",
+        ("another_device", "password", "contact_support"),
+        SIGN_IN,
+    ),
     # --- Set-up (registration) -------------------------------------------------------------------
     CatalogEntry(
         "setup_unavailable",
@@ -537,6 +553,9 @@ _SIGN_IN = {
     "failed": "verification_failed",
     "session": "session_expired",
     "not_verified": "not_verified",
+    # A passkey today's policy refuses (core/policy.py evaluate): its signature was right.
+    "authenticator_refused": "passkey_not_allowed",
+    "synced_blocked": "passkey_not_allowed",
     "unsupported": "verification_failed",
     "unavailable": "passkey_unavailable",
     "bad_request": "bad_request",

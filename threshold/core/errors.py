@@ -189,7 +189,8 @@ class AuthenticatorStatusRefused(CeremonyError):
     public = "authenticator_refused"
 
 
-# --- Registration policy (the organisation's rules, after verification) --------
+# --- The organisation's rules on passkeys (core/policy.py evaluate), after verification ---------
+# Registration and sign-in; at sign-in each reads "Passkey not allowed".
 
 
 class AttestationUntrusted(CeremonyError):
@@ -218,6 +219,13 @@ class SyncedPasskeyBlocked(CeremonyError):
 
     code = "synced_passkey_blocked"
     public = "synced_blocked"
+
+
+class AlgorithmNoLongerAllowed(CeremonyError):
+    """The policy's allowed_algorithms no longer include the passkey's algorithm."""
+
+    code = "algorithm_no_longer_allowed"
+    public = "authenticator_refused"
 
 
 class U2fAuthenticatorRefused(CeremonyError):

@@ -1,11 +1,28 @@
-"""The organisation policy as the core reads it, and the rules for changing it."""
+"""The organisation policy: every setting declared once, and one evaluation of a passkey.
+
+Each field of ``Policy`` declares its setting with ``_setting(...)``: the type
+(the annotation), the default, the allowed range or choices, and one sentence
+for the person who changes it. ``SETTINGS`` lists those declarations; the
+policy's validation, the stored document (``threshold.policy``), the
+``threshold policy`` command, the README's table (a test compares them) and
+the admin portal all read them, so a setting is added in one place.
+
+``evaluate(policy, facts)`` decides whether a passkey, registering or
+registered, is one the organisation allows, and says which rules refuse it.
+Registration and sign-in both ask it: a passkey registered before a rule was
+tightened stops signing in once today's policy refuses it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from enum import StrEnum
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from threshold.core import errors
 from threshold.core.ceremony import DEFAULT_ALGORITHMS
@@ -13,139 +30,314 @@ from threshold.core.ceremony import DEFAULT_ALGORITHMS
 if TYPE_CHECKING:
     from threshold.core.ceremony import VerifiedRegistration
 
+logger = logging.getLogger(__name__)
+
 
 class PolicyError(ValueError):
     """A policy value is out of range or of the wrong kind."""
 
 
+# --- What a setting is ---------------------------------------------------------------------------
+
+
+class Kind(StrEnum):
+    """The kinds of value a setting holds, each parsed and checked its own way."""
+
+    WHOLE_NUMBER = "whole number"
+    BOOLEAN = "true or false"
+    CHOICE = "one of"
+    AAGUIDS = "AAGUIDs"
+    ALGORITHMS = "COSE algorithms"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One policy setting: what it may be and what it does."""
+
+    name: str
+    kind: Kind
+    default: Any
+    # One sentence for the person who changes it (README, CLI help, admin portal).
+    explanation: str
+    minimum: int | None = None
+    maximum: int | None = None
+    # The allowed values of a CHOICE, or the algorithms an ALGORITHMS list may hold.
+    choices: tuple[Any, ...] = ()
+
+    def validate(self, value: object) -> Any:
+        """``value`` as the policy holds it (tuples, canonical AAGUIDs), or PolicyError."""
+        return _VALIDATORS[self.kind](self, value)
+
+    def parse_text(self, text: str) -> Any:
+        """``text`` as typed on the command line, validated. Lists are comma-separated."""
+        return self.validate(_PARSERS[self.kind](self, text))
+
+    def as_json(self, value: Any) -> Any:
+        """``value`` as the stored document and the audit log hold it (tuples become lists)."""
+        return list(value) if isinstance(value, tuple) else value
+
+    @property
+    def allowed_text(self) -> str:
+        """The values it may take, for people: "15–600", "`required` or `preferred`"."""
+        if self.kind is Kind.WHOLE_NUMBER:
+            return f"{self.minimum}\u2013{self.maximum}"
+        if self.kind is Kind.BOOLEAN:
+            return "true or false"
+        if self.kind is Kind.CHOICE:
+            return " or ".join(f"`{choice}`" for choice in self.choices)
+        if self.kind is Kind.AAGUIDS:
+            return "AAGUIDs, comma-separated"
+        return "some of " + ",".join(str(choice) for choice in self.choices)
+
+    @property
+    def default_text(self) -> str:
+        """The default as people write it: "60", "true", "`required`", "empty"."""
+        return self.text(self.default, markdown=True)
+
+    def text(self, value: Any, *, markdown: bool = False) -> str:
+        """A value as ``threshold policy show`` prints it (and README, with ``markdown``)."""
+        if isinstance(value, bool):
+            return str(value).lower() if markdown else str(value)
+        if isinstance(value, tuple | list):
+            if markdown and not value:
+                return "empty"
+            return ",".join(str(item) for item in value)
+        if markdown and isinstance(value, str):
+            return f"`{value}`"
+        return str(value)
+
+
+def _setting(
+    kind: Kind,
+    default: Any,
+    explanation: str,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    choices: tuple[Any, ...] = (),
+) -> Any:
+    """A ``Policy`` field that declares its setting (the name is the field's)."""
+    declared = Setting("", kind, default, explanation, minimum, maximum, choices)
+    return dataclasses.field(default=default, metadata={_SETTING: declared})
+
+
+_SETTING = "threshold.setting"
+
+
+# --- The policy ----------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Policy:
-    ceremony_timeout_seconds: int = 60
-    user_verification: str = "required"
-    passkey_limit: int = 10
-    invite_lifetime_hours: int = 168
-    # Adding or removing a sign-in method needs a passkey verification (with
-    # user verification) at most this long ago.
-    step_up_max_age_seconds: int = 300
-    # A sign-in or enrollment page left idle this long says "Session Expired".
-    flow_idle_timeout_minutes: int = 10
-    # Password + authenticator-app code as a fallback for people without a
-    # passkey at hand; off means passkeys only.
-    allow_password_fallback: bool = True
-    # Consecutive wrong passwords or codes for one username before the password
-    # path locks (passkeys keep working); delays grow before that.
-    password_lockout_threshold: int = 10
-    # "I'll do it later" hides the passkey prompt until this many more
-    # successful sign-ins or this many days, whichever comes first.
-    passkey_prompt_snooze_sign_ins: int = 10
-    passkey_prompt_snooze_days: int = 7
-    # How long an administrator's account-recovery link works.
-    recovery_link_lifetime_minutes: int = 60
-    # Registration rules (each refusal has its catalog entry).
-    require_trusted_attestation: bool = False
-    aaguid_allow_list: tuple[str, ...] = ()  # empty: any authenticator
-    aaguid_deny_list: tuple[str, ...] = ()
-    block_synced_passkeys: bool = False
-    allowed_algorithms: tuple[int, ...] = DEFAULT_ALGORITHMS
-    refuse_u2f_authenticators: bool = True
+    """The organisation policy in force: validated on creation, never changed in place."""
 
-    # Ranges each setting may take; the CLI and (later) the admin portal share them.
-    LIMITS: ClassVar[dict[str, tuple[int, int]]] = {
-        "ceremony_timeout_seconds": (15, 600),
-        "passkey_limit": (1, 100),
-        "invite_lifetime_hours": (1, 24 * 90),
-        "step_up_max_age_seconds": (60, 3600),
-        "flow_idle_timeout_minutes": (5, 15),
-        "password_lockout_threshold": (3, 100),
-        "passkey_prompt_snooze_sign_ins": (1, 100),
-        "passkey_prompt_snooze_days": (1, 90),
-        "recovery_link_lifetime_minutes": (5, 24 * 60),
-    }
-    USER_VERIFICATION: ClassVar[tuple[str, ...]] = ("required", "preferred")
+    ceremony_timeout_seconds: int = _setting(
+        Kind.WHOLE_NUMBER,
+        60,
+        "How long a passkey prompt (and its challenge) stays valid.",
+        minimum=15,
+        maximum=600,
+    )
+    user_verification: str = _setting(
+        Kind.CHOICE,
+        "required",
+        "`required`: every passkey use needs a fingerprint, face or PIN; `preferred`: a security "
+        "key without a PIN is accepted too.",
+        choices=("required", "preferred"),
+    )
+    passkey_limit: int = _setting(
+        Kind.WHOLE_NUMBER, 10, "Passkeys per person.", minimum=1, maximum=100
+    )
+    invite_lifetime_hours: int = _setting(
+        Kind.WHOLE_NUMBER,
+        168,
+        "How long an enrollment link works.",
+        minimum=1,
+        maximum=24 * 90,
+    )
+    step_up_max_age_seconds: int = _setting(
+        Kind.WHOLE_NUMBER,
+        300,
+        "Adding or removing a sign-in method needs a passkey verification this recent; otherwise "
+        "\u201cVerify it\u2019s you\u201d first.",
+        minimum=60,
+        maximum=3600,
+    )
+    flow_idle_timeout_minutes: int = _setting(
+        Kind.WHOLE_NUMBER,
+        10,
+        "A sign-in page (or a half-finished password sign-in) left idle longer says \u201cSession "
+        "Expired\u201d.",
+        minimum=5,
+        maximum=15,
+    )
+    allow_password_fallback: bool = _setting(
+        Kind.BOOLEAN,
+        True,
+        "People may set up a password and authenticator app as a fallback, and sign in with "
+        "them; `false`: passkeys only.",
+    )
+    password_lockout_threshold: int = _setting(
+        Kind.WHOLE_NUMBER,
+        10,
+        "Consecutive wrong passwords or codes for one username before the password path locks "
+        "for an hour (delays grow from the 4th); passkey sign-in is never locked by this.",
+        minimum=3,
+        maximum=100,
+    )
+    passkey_prompt_snooze_sign_ins: int = _setting(
+        Kind.WHOLE_NUMBER,
+        10,
+        "After \u201cI\u2019ll do it later\u201d, the \u201cSet up a passkey\u201d prompt returns "
+        "after this many sign-ins, or `passkey_prompt_snooze_days`, whichever comes first.",
+        minimum=1,
+        maximum=100,
+    )
+    passkey_prompt_snooze_days: int = _setting(
+        Kind.WHOLE_NUMBER,
+        7,
+        "After \u201cI\u2019ll do it later\u201d, the \u201cSet up a passkey\u201d prompt returns "
+        "after this many days, or `passkey_prompt_snooze_sign_ins`, whichever comes first.",
+        minimum=1,
+        maximum=90,
+    )
+    recovery_link_lifetime_minutes: int = _setting(
+        Kind.WHOLE_NUMBER,
+        60,
+        "How long an administrator's recovery link works.",
+        minimum=5,
+        maximum=24 * 60,
+    )
+    # The rules on passkeys, applied at registration and at sign-in (``evaluate``).
+    require_trusted_attestation: bool = _setting(
+        Kind.BOOLEAN,
+        False,
+        "Only passkeys whose attestation chains to a trusted root (FIDO metadata, Apple, Google) "
+        "may register and sign in; synced passkeys send none, so this leaves security keys and "
+        "attested platform authenticators.",
+    )
+    aaguid_allow_list: tuple[str, ...] = _setting(
+        Kind.AAGUIDS,
+        (),
+        "When set, only these authenticators may register and sign in, and only with trusted "
+        "attestation (an unattested AAGUID is just a claim).",
+    )
+    aaguid_deny_list: tuple[str, ...] = _setting(
+        Kind.AAGUIDS,
+        (),
+        "Authenticators that may never register or sign in.",
+    )
+    block_synced_passkeys: bool = _setting(
+        Kind.BOOLEAN,
+        False,
+        "Refuse passkeys that can sync to a cloud keychain (backup eligible), at registration "
+        "and at sign-in.",
+    )
+    allowed_algorithms: tuple[int, ...] = _setting(
+        Kind.ALGORITHMS,
+        DEFAULT_ALGORITHMS,
+        "COSE algorithms offered to authenticators (ES256, EdDSA, ES384, ES512, PS256, RS256); a "
+        "passkey with another cannot sign in.",
+        choices=DEFAULT_ALGORITHMS,
+    )
+    refuse_u2f_authenticators: bool = _setting(
+        Kind.BOOLEAN,
+        True,
+        "Refuse U2F-only (fido-u2f) security keys, which cannot verify the user, at registration "
+        "and at sign-in.",
+    )
 
     def __post_init__(self) -> None:
-        for name, (low, high) in self.LIMITS.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise PolicyError(f"{name} must be a whole number from {low} to {high}")
-        if self.user_verification not in self.USER_VERIFICATION:
-            raise PolicyError(
-                f"user_verification must be one of {', '.join(self.USER_VERIFICATION)}"
-            )
-        for name in ("aaguid_allow_list", "aaguid_deny_list"):
-            object.__setattr__(self, name, tuple(_aaguid(a, name) for a in getattr(self, name)))
-        algorithms = tuple(self.allowed_algorithms)
-        if not algorithms or any(alg not in DEFAULT_ALGORITHMS for alg in algorithms):
-            raise PolicyError(
-                "allowed_algorithms must be a non-empty list of "
-                + ", ".join(str(a) for a in DEFAULT_ALGORITHMS)
-                + " (COSE identifiers)"
-            )
-        object.__setattr__(self, "allowed_algorithms", algorithms)
+        for setting in SETTINGS:
+            object.__setattr__(self, setting.name, setting.validate(getattr(self, setting.name)))
 
     @classmethod
     def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
+        return [setting.name for setting in SETTINGS]
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> Policy:
+        """The policy a stored document holds, validated.
+
+        A setting missing from it takes its default (the document predates the
+        setting); one this version does not know is ignored with a warning (a
+        newer version wrote it). A value out of range is a PolicyError: the
+        policy is never silently loosened.
+        """
+        unknown = frozenset(document).difference(SETTINGS_BY_NAME)
+        if unknown:
+            _warn_unknown(unknown)
+        return cls(**{name: value for name, value in document.items() if name not in unknown})
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            name: list(value) if isinstance(value, tuple) else value
-            for name, value in dataclasses.asdict(self).items()
-        }
+        """Every setting with its value, as the stored document and the audit log hold it."""
+        return {setting.name: setting.as_json(getattr(self, setting.name)) for setting in SETTINGS}
 
     def with_text_changes(self, changes: dict[str, str]) -> Policy:
         """A copy with ``changes`` (name -> text, as typed on the command line) applied.
 
         Lists are comma-separated; an empty value empties a list.
         """
-        values = dataclasses.asdict(self)
+        values = {}
         for name, text in changes.items():
-            if name not in values:
-                raise PolicyError(f"unknown policy setting {name!r}; settings: {', '.join(values)}")
-            current = values[name]
-            if isinstance(current, bool):
-                values[name] = _boolean(text, name)
-            elif isinstance(current, int):
-                try:
-                    values[name] = int(text)
-                except ValueError:
-                    raise PolicyError(f"{name} must be a whole number") from None
-            elif isinstance(current, tuple):
-                items = [item.strip() for item in text.split(",") if item.strip()]
-                if name == "allowed_algorithms":
-                    try:
-                        values[name] = tuple(int(item) for item in items)
-                    except ValueError:
-                        raise PolicyError(f"{name} must list COSE algorithm numbers") from None
-                else:
-                    values[name] = tuple(items)
-            else:
-                values[name] = text
-        return Policy(**values)
+            setting = SETTINGS_BY_NAME.get(name)
+            if setting is None:
+                raise PolicyError(
+                    f"unknown policy setting {name!r}; settings: {', '.join(SETTINGS_BY_NAME)}"
+                )
+            values[name] = setting.parse_text(text)
+        return dataclasses.replace(self, **values)
 
     def check_registration(self, verified: VerifiedRegistration) -> None:
-        """Refuse a verified registration the organisation does not allow.
+        """Refuse a verified registration the policy does not allow with the first rule's error."""
+        refusal = evaluate(self, PasskeyFacts.of_registration(verified)).error()
+        if refusal is not None:
+            raise refusal
 
-        The algorithm rule is enforced earlier: only ``allowed_algorithms`` are
-        offered, and §7.1 step 19 refuses any other.
-        """
-        aaguid = str(uuid.UUID(bytes=verified.aaguid))
-        if self.refuse_u2f_authenticators and verified.attestation_format == "fido-u2f":
-            raise errors.U2fAuthenticatorRefused()
-        if aaguid in self.aaguid_deny_list:
-            raise errors.AuthenticatorDenied(aaguid)
-        # An AAGUID is only a claim unless attestation proves it (a chain to that
-        # authenticator's own metadata roots): the allow-list admits those only.
-        if self.aaguid_allow_list and not (
-            aaguid in self.aaguid_allow_list and verified.aaguid_attested
-        ):
-            raise errors.AuthenticatorNotAllowed(
-                aaguid if verified.aaguid_attested else f"{aaguid} (not attested)"
-            )
-        if self.require_trusted_attestation and not verified.attestation_trusted:
-            raise errors.AttestationUntrusted(verified.untrusted_reason)
-        if self.block_synced_passkeys and verified.backup_eligible:
-            raise errors.SyncedPasskeyBlocked()
+
+@lru_cache(maxsize=8)
+def _warn_unknown(names: frozenset[str]) -> None:
+    # Once per process and set of names: the policy is read on every request.
+    logger.warning(
+        "the stored policy has settings this version does not know, ignored: %s",
+        ", ".join(sorted(names)),
+    )
+
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    dataclasses.replace(field.metadata[_SETTING], name=field.name)
+    for field in dataclasses.fields(Policy)
+)
+SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+
+
+# --- Checking and parsing values, by kind ---------------------------------------------------------
+
+
+def _whole_number(setting: Setting, value: object) -> int:
+    low, high = setting.minimum or 0, setting.maximum or 0
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise PolicyError(f"{setting.name} must be a whole number from {low} to {high}")
+    return value
+
+
+def _boolean(setting: Setting, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise PolicyError(f"{setting.name} must be true or false")
+    return value
+
+
+def _choice(setting: Setting, value: object) -> str:
+    if value not in setting.choices:
+        raise PolicyError(f"{setting.name} must be one of {', '.join(setting.choices)}")
+    assert isinstance(value, str)  # noqa: S101 - the choices are strings
+    return value
+
+
+def _aaguids(setting: Setting, value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise PolicyError(f"{setting.name} must be a list of AAGUIDs")
+    return tuple(_aaguid(item, setting.name) for item in value)
 
 
 def _aaguid(value: object, name: str) -> str:
@@ -155,10 +347,177 @@ def _aaguid(value: object, name: str) -> str:
         raise PolicyError(f"{name}: {value!r} is not an AAGUID") from None
 
 
-def _boolean(text: str, name: str) -> bool:
+def _algorithms(setting: Setting, value: object) -> tuple[int, ...]:
+    algorithms = () if isinstance(value, str) or not isinstance(value, Iterable) else tuple(value)
+    if not algorithms or any(
+        isinstance(alg, bool) or alg not in setting.choices for alg in algorithms
+    ):
+        raise PolicyError(
+            f"{setting.name} must be a non-empty list of "
+            + ", ".join(str(a) for a in setting.choices)
+            + " (COSE identifiers)"
+        )
+    return algorithms
+
+
+_VALIDATORS: dict[Kind, Callable[[Setting, object], Any]] = {
+    Kind.WHOLE_NUMBER: _whole_number,
+    Kind.BOOLEAN: _boolean,
+    Kind.CHOICE: _choice,
+    Kind.AAGUIDS: _aaguids,
+    Kind.ALGORITHMS: _algorithms,
+}
+
+
+def _parse_whole_number(setting: Setting, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise PolicyError(f"{setting.name} must be a whole number") from None
+
+
+def _parse_boolean(setting: Setting, text: str) -> bool:
     value = text.strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True
     if value in ("0", "false", "no", "off"):
         return False
-    raise PolicyError(f"{name} must be true or false")
+    raise PolicyError(f"{setting.name} must be true or false")
+
+
+def _items(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _parse_algorithms(setting: Setting, text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(item) for item in _items(text))
+    except ValueError:
+        raise PolicyError(f"{setting.name} must list COSE algorithm numbers") from None
+
+
+_PARSERS: dict[Kind, Callable[[Setting, str], object]] = {
+    Kind.WHOLE_NUMBER: _parse_whole_number,
+    Kind.BOOLEAN: _parse_boolean,
+    Kind.CHOICE: lambda setting, text: text,
+    Kind.AAGUIDS: lambda setting, text: tuple(_items(text)),
+    Kind.ALGORITHMS: _parse_algorithms,
+}
+
+
+# --- Evaluating a passkey ------------------------------------------------------------------------
+
+
+class Rule(StrEnum):
+    """The policy's rules on passkeys, in the order ``evaluate`` checks them.
+
+    Each value is the code of the error that refuses by it, which the audit log
+    records as the reason, at registration and at sign-in alike.
+    """
+
+    U2F_ONLY = errors.U2fAuthenticatorRefused.code
+    AAGUID_DENIED = errors.AuthenticatorDenied.code
+    AAGUID_NOT_ALLOWED = errors.AuthenticatorNotAllowed.code
+    ATTESTATION_UNTRUSTED = errors.AttestationUntrusted.code
+    SYNCED = errors.SyncedPasskeyBlocked.code
+    ALGORITHM = errors.AlgorithmNoLongerAllowed.code
+
+    @property
+    def error(self) -> type[errors.CeremonyError]:
+        """The error of a refusal by this rule (its catalog entry and audit reason)."""
+        return _RULES[self][0]
+
+    @property
+    def setting(self) -> str:
+        """The setting that makes the rule, to relax or tighten it."""
+        return _RULES[self][1]
+
+
+_RULES: dict[Rule, tuple[type[errors.CeremonyError], str]] = {
+    Rule.U2F_ONLY: (errors.U2fAuthenticatorRefused, "refuse_u2f_authenticators"),
+    Rule.AAGUID_DENIED: (errors.AuthenticatorDenied, "aaguid_deny_list"),
+    Rule.AAGUID_NOT_ALLOWED: (errors.AuthenticatorNotAllowed, "aaguid_allow_list"),
+    Rule.ATTESTATION_UNTRUSTED: (errors.AttestationUntrusted, "require_trusted_attestation"),
+    Rule.SYNCED: (errors.SyncedPasskeyBlocked, "block_synced_passkeys"),
+    Rule.ALGORITHM: (errors.AlgorithmNoLongerAllowed, "allowed_algorithms"),
+}
+
+
+@dataclass(frozen=True)
+class PasskeyFacts:
+    """What the policy looks at in a passkey: a verified registration or a stored passkey."""
+
+    aaguid: str  # canonical form, as the policy's lists hold it
+    # The attestation chain proves the AAGUID (not only "an Apple device").
+    aaguid_attested: bool
+    attestation_trusted: bool
+    untrusted_reason: str  # why not, for support staff; "" when trusted
+    backup_eligible: bool
+    attestation_format: str
+    alg: int
+
+    @classmethod
+    def of_registration(cls, verified: VerifiedRegistration) -> PasskeyFacts:
+        return cls(
+            aaguid=str(uuid.UUID(bytes=verified.aaguid)),
+            aaguid_attested=verified.aaguid_attested,
+            attestation_trusted=verified.attestation_trusted,
+            untrusted_reason=verified.untrusted_reason,
+            backup_eligible=verified.backup_eligible,
+            attestation_format=verified.attestation_format,
+            alg=verified.alg,
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether the policy allows a passkey, and every rule that refuses it."""
+
+    facts: PasskeyFacts
+    reasons: tuple[Rule, ...]
+
+    @property
+    def allowed(self) -> bool:
+        return not self.reasons
+
+    def error(self) -> errors.CeremonyError | None:
+        """The first refusing rule's error, with the detail support staff read; None if allowed."""
+        if not self.reasons:
+            return None
+        rule, facts = self.reasons[0], self.facts
+        details = {
+            Rule.AAGUID_DENIED: facts.aaguid,
+            Rule.AAGUID_NOT_ALLOWED: (
+                facts.aaguid if facts.aaguid_attested else f"{facts.aaguid} (not attested)"
+            ),
+            Rule.ATTESTATION_UNTRUSTED: facts.untrusted_reason,
+            Rule.ALGORITHM: f"alg {facts.alg} is not allowed",
+        }
+        return rule.error(details.get(rule, ""))
+
+
+def evaluate(policy: Policy, facts: PasskeyFacts) -> Decision:
+    """Which of the policy's rules refuse the passkey ``facts`` describe.
+
+    The same rules at registration and at sign-in. At registration the
+    algorithm rule refuses only a policy changed during the ceremony: only
+    ``allowed_algorithms`` are offered, and §7.1 step 19 refuses any other.
+    """
+    reasons = []
+    if policy.refuse_u2f_authenticators and facts.attestation_format == "fido-u2f":
+        reasons.append(Rule.U2F_ONLY)
+    if facts.aaguid in policy.aaguid_deny_list:
+        reasons.append(Rule.AAGUID_DENIED)
+    # An AAGUID is only a claim unless attestation proves it (a chain to that
+    # authenticator's own metadata roots): the allow-list admits those only.
+    if policy.aaguid_allow_list and not (
+        facts.aaguid in policy.aaguid_allow_list and facts.aaguid_attested
+    ):
+        reasons.append(Rule.AAGUID_NOT_ALLOWED)
+    if policy.require_trusted_attestation and not facts.attestation_trusted:
+        reasons.append(Rule.ATTESTATION_UNTRUSTED)
+    if policy.block_synced_passkeys and facts.backup_eligible:
+        reasons.append(Rule.SYNCED)
+    if facts.alg not in policy.allowed_algorithms:
+        reasons.append(Rule.ALGORITHM)
+    return Decision(facts, tuple(reasons))

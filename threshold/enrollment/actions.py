@@ -25,6 +25,7 @@ from threshold.accounts.actions import do_get_or_create_user, lock_user
 from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
 from threshold.core import errors
+from threshold.core.policy import Policy
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.enrollment.notices import notify_recovered, notify_recovery_issued, send_invite
 from threshold.fallback.actions import remove_fallback_for_recovery
@@ -35,7 +36,7 @@ from threshold.passkeys.actions import (
     do_finish_registration,
 )
 from threshold.passkeys.pending import Ceremonies
-from threshold.policy.actions import get_policy
+from threshold.policy.access import get_policy
 
 # Ceremony purposes, as the invites name them.
 ENROLLMENT = EnrollmentInvite.ENROLLMENT
@@ -220,6 +221,7 @@ def do_begin_enrollment(
     origin: Origin,
     *,
     check_page: Callable[[], None] | None = None,
+    policy: Policy | None = None,
 ) -> dict[str, Any]:
     """Creation options for the link's person; ``check_page`` runs once the link is known good."""
     invite = access_invite(token, origin)
@@ -235,11 +237,17 @@ def do_begin_enrollment(
         user_verification="required" if invite.purpose == RECOVERY else None,
         # Someone who lost every passkey cannot remove one to make room.
         beyond_limit=invite.purpose == RECOVERY,
+        policy=policy,
     )
 
 
 def do_finish_enrollment(
-    ceremonies: Ceremonies, token: str, body: bytes | None, origin: Origin
+    ceremonies: Ceremonies,
+    token: str,
+    body: bytes | None,
+    origin: Origin,
+    *,
+    policy: Policy | None = None,
 ) -> RegistrationOutcome:
     """Store the passkey created from the link, using the link up; a recovery ends all sessions.
 
@@ -302,6 +310,7 @@ def do_finish_enrollment(
         origin,
         purpose=purpose,
         before_save=use_invite,
+        policy=policy,
         # A recovery sends its own notice, which names the new passkey.
         notify=purpose == ENROLLMENT,
     )

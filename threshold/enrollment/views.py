@@ -14,6 +14,7 @@ from threshold.enrollment.actions import (
     do_begin_enrollment,
     do_finish_enrollment,
 )
+from threshold.policy.access import policy_for
 from threshold.web.flow import ENROLLMENT as ENROLLMENT_FLOW
 from threshold.web.flow import check_flow, issue_flow_token
 from threshold.web.http import (
@@ -66,6 +67,7 @@ def enroll_options(request: HttpRequest, token: str) -> JsonResponse:
             audit_origin(request),
             # Only from a page served less than flow_idle_timeout_minutes ago.
             check_page=lambda: check_flow(request, ENROLLMENT_FLOW),
+            policy=policy_for(request),
         )
     except errors.CeremonyError as error:
         return failed(error, "registration")
@@ -75,7 +77,11 @@ def enroll_options(request: HttpRequest, token: str) -> JsonResponse:
 @require_POST
 def enroll_result(request: HttpRequest, token: str) -> JsonResponse:
     outcome = do_finish_enrollment(
-        ceremonies(request), token, read_body(request), audit_origin(request)
+        ceremonies(request),
+        token,
+        read_body(request),
+        audit_origin(request),
+        policy=policy_for(request),
     )
     if outcome.error is not None or outcome.passkey is None:
         return failed(outcome.error or errors.CeremonyError(), "registration")

@@ -87,15 +87,14 @@ def _replace_recovery_codes(user: User) -> list[str]:
     return codes
 
 
-def do_remove_fallback(user: User, origin: Origin) -> None:
-    """Remove the password, app and recovery codes; never the person's last way to sign in."""
-    from threshold.passkeys.actions import count_sign_in_methods  # noqa: PLC0415 - cycle
-
+def do_remove_fallback(user: User, origin: Origin, policy: Policy) -> None:
+    """Remove the password, app and recovery codes; never the person's last usable way to
+    sign in (``policy`` says which are usable)."""
     with transaction.atomic():
         lock_user(user)
         if not has_fallback(user):
             raise errors.SecurityMethodNotFound("no fallback set up")
-        if count_sign_in_methods(user) > 1:
+        if not is_last_usable_fallback(user, policy):
             TotpDevice.objects.filter(user=user).delete()
             RecoveryCode.objects.filter(user=user).delete()
             user.set_unusable_password()
@@ -110,6 +109,17 @@ def do_remove_fallback(user: User, origin: Origin) -> None:
             reason=errors.LastSignInMethod.code,
         )
     raise errors.LastSignInMethod()
+
+
+def is_last_usable_fallback(user: User, policy: Policy) -> bool:
+    """Would removing ``user``'s fallback leave them no way to sign in that ``policy`` allows?
+
+    While the policy turns the fallback off it cannot sign in, so removing it
+    changes nothing.
+    """
+    from threshold.passkeys.actions import count_usable_sign_in_methods  # noqa: PLC0415 - cycle
+
+    return policy.allow_password_fallback and count_usable_sign_in_methods(user, policy) <= 1
 
 
 def remove_fallback_for_recovery(user: User) -> bool:

@@ -35,12 +35,12 @@ from threshold.fallback.actions import (
     do_set_up_fallback,
     do_snooze_passkey_prompt,
     has_fallback,
+    is_last_usable_fallback,
     passkey_prompt_due,
 )
-from threshold.passkeys.actions import count_sign_in_methods
 from threshold.passkeys.notices import notify_fallback_changed
 from threshold.passkeys.views import safe_next
-from threshold.policy.actions import get_policy
+from threshold.policy.access import policy_for
 from threshold.selfservice.views import recently_verified, settings_problem, verify_first
 from threshold.web.http import audit_origin
 from threshold.web.middleware import sign_in
@@ -87,7 +87,7 @@ def _form_text(request: HttpRequest, name: str, max_length: int) -> str | None:
 def password_step(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("home")
-    policy = get_policy()
+    policy = policy_for(request)
     context: dict[str, Any] = {"username": "", "next": safe_next(request)}
     if not policy.allow_password_fallback:
         error: errors.CeremonyError = errors.FallbackNotAllowed()
@@ -125,7 +125,7 @@ def _pending_user(request: HttpRequest) -> User | None:
     since = request.session.get(PENDING_SINCE)
     if not isinstance(user_id, int) or not isinstance(since, int | float):
         return None
-    if clock.now() - since > get_policy().flow_idle_timeout_minutes * 60:
+    if clock.now() - since > policy_for(request).flow_idle_timeout_minutes * 60:
         return None
     user = User.objects.filter(pk=user_id).first()
     password = request.session.get(PENDING_PASSWORD)
@@ -152,7 +152,7 @@ def code_step(request: HttpRequest) -> HttpResponse:
         )
     if request.method == "GET":
         return render(request, "fallback/code.html", {})
-    policy = get_policy()
+    policy = policy_for(request)
     try:
         method = do_finish_fallback_sign_in(
             user, _form_text(request, "code", 64), audit_origin(request), policy
@@ -186,7 +186,7 @@ def passkey_prompt(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "fallback/prompt.html",
-        {"policy": get_policy(), "next": safe_next(request)},
+        {"policy": policy_for(request), "next": safe_next(request)},
     )
 
 
@@ -203,7 +203,7 @@ def _settings_user(request: HttpRequest) -> User:
 @login_required
 def set_up(request: HttpRequest) -> HttpResponse:
     user = _settings_user(request)
-    if not get_policy().allow_password_fallback:
+    if not policy_for(request).allow_password_fallback:
         return settings_problem(request, _entry(errors.FallbackNotAllowed()), 403)
     if not recently_verified(request):
         return verify_first(SET_UP)
@@ -306,11 +306,12 @@ def remove(request: HttpRequest) -> HttpResponse:
         return settings_problem(request, _entry_in_settings(errors.SecurityMethodNotFound()), 404)
     if not recently_verified(request):
         return verify_first(REMOVE)
-    last = count_sign_in_methods(user) <= 1
+    policy = policy_for(request)
+    last = is_last_usable_fallback(user, policy)
     if request.method == "POST":
         origin = audit_origin(request)
         try:
-            do_remove_fallback(user, origin)
+            do_remove_fallback(user, origin, policy)
         except errors.SecurityMethodNotFound as error:
             return settings_problem(request, _entry_in_settings(error), 404)
         except errors.LastSignInMethod:

@@ -24,7 +24,7 @@ from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
 from threshold.core import ceremony, errors
 from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name
-from threshold.core.policy import Policy
+from threshold.core.policy import Policy, evaluate
 from threshold.fallback.models import TotpDevice
 from threshold.passkeys.access import access_own_passkey
 from threshold.passkeys.decoys import decoy_for
@@ -38,7 +38,7 @@ from threshold.passkeys.pending import (
     save_pending,
     take_pending,
 )
-from threshold.policy.actions import get_policy
+from threshold.policy.access import get_policy
 from threshold.web.http import parse_json
 
 
@@ -152,8 +152,12 @@ def do_finish_sign_in(
     origin: Origin,
     *,
     step_up_user: User | None = None,
+    policy: Policy | None = None,
 ) -> SignInOutcome:
-    """Verify a sign-in (§7.2), or with ``step_up_user`` a re-verification of that person."""
+    """Verify a sign-in (§7.2), or with ``step_up_user`` a re-verification of that person.
+
+    ``policy`` (the one in force by default) must still allow the passkey.
+    """
     kind, succeeded, failed = (
         (STEP_UP, Action.STEP_UP_SUCCEEDED, Action.STEP_UP_FAILED)
         if step_up_user is not None
@@ -200,6 +204,14 @@ def do_finish_sign_in(
                 # The offered allowCredentials already exclude other people's
                 # passkeys; this keeps the rule if that ever changes.
                 raise errors.CredentialNotAllowed("another person's passkey")
+            # Today's rules, not those it was registered under. The signature
+            # was right, so the counter moves on (§7.2 step 22); the sign-in does not.
+            not_allowed = evaluate(policy or get_policy(), passkey.policy_facts).error()
+            if not_allowed is not None:
+                Passkey.objects.filter(pk=passkey.pk).update(
+                    sign_count=verified.sign_count, backup_state=verified.backup_state
+                )
+                raise not_allowed
         except errors.SignCountRegressed as error:
             assert passkey is not None  # noqa: S101 - only raised after the lookup
             Passkey.objects.filter(pk=passkey.pk).update(is_possibly_cloned=True)
@@ -462,16 +474,20 @@ def do_rename_passkey(user: User, passkey_id: int, nickname: object, origin: Ori
     return passkey
 
 
-def do_remove_passkey(user: User, passkey_id: int, origin: Origin) -> Passkey:
-    """Remove one of ``user``'s passkeys, never their last way to sign in.
+def do_remove_passkey(
+    user: User, passkey_id: int, origin: Origin, *, policy: Policy | None = None
+) -> Passkey:
+    """Remove one of ``user``'s passkeys, never their last usable way to sign in.
 
     The caller has checked that the person re-verified recently (step-up).
+    ``policy`` (the one in force by default) says which ways are usable.
     """
+    policy = policy or get_policy()
     with transaction.atomic():
         # Two removals of the last two passkeys must not both succeed.
         lock_user(user)
         passkey = access_own_passkey(user, passkey_id)
-        if count_sign_in_methods(user) > 1:
+        if not is_last_usable_passkey(user, passkey, policy):
             removed_id = passkey.pk
             passkey.delete()
             record(
@@ -497,5 +513,27 @@ def do_remove_passkey(user: User, passkey_id: int, origin: Origin) -> Passkey:
 
 
 def count_sign_in_methods(user: User) -> int:
-    """The ways ``user`` can sign in: each passkey, and the password with its second factor."""
+    """The ways ``user`` has set up to sign in: each passkey, and the password with its second
+    factor, whether or not the policy allows them today."""
     return user.passkeys.count() + int(TotpDevice.objects.filter(user=user).exists())
+
+
+def count_usable_sign_in_methods(user: User, policy: Policy) -> int:
+    """The ways ``user`` can sign in today: the passkeys ``policy`` allows, and the password
+    with its second factor while the policy allows that."""
+    passkeys = sum(evaluate(policy, p.policy_facts).allowed for p in user.passkeys.all())
+    fallback = policy.allow_password_fallback and TotpDevice.objects.filter(user=user).exists()
+    return passkeys + int(fallback)
+
+
+def is_last_usable_passkey(user: User, passkey: Passkey, policy: Policy) -> bool:
+    """Would removing ``user``'s ``passkey`` leave them no way to sign in that ``policy`` allows?
+
+    One the policy refuses can always go: it cannot sign in, so removing it
+    changes nothing. It does not count for the others either: a person whose
+    other passkeys are all refused keeps this one.
+    """
+    return (
+        evaluate(policy, passkey.policy_facts).allowed
+        and count_usable_sign_in_methods(user, policy) <= 1
+    )

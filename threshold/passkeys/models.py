@@ -5,8 +5,10 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from threshold.core.attestation import anchor_proves_aaguid
 from threshold.core.authenticators import looks_like_security_key
 from threshold.core.names import NICKNAME_MAX_LENGTH
+from threshold.core.policy import PasskeyFacts
 from threshold.core.useragent import describe
 
 
@@ -100,6 +102,19 @@ class Passkey(models.Model):
         if self.backup_eligible:
             return "Synced across your devices"
         return "Only on this key" if self.looks_like_security_key else "Only on this device"
+
+    @property
+    def policy_facts(self) -> PasskeyFacts:
+        """What the organisation policy looks at, as the registration recorded it."""
+        return PasskeyFacts(
+            aaguid=str(self.aaguid),
+            aaguid_attested=self.attestation_trusted and anchor_proves_aaguid(self.trust_anchor),
+            attestation_trusted=self.attestation_trusted,
+            untrusted_reason="" if self.attestation_trusted else "not trusted at registration",
+            backup_eligible=self.backup_eligible,
+            attestation_format=self.attestation_format,
+            alg=self.alg,
+        )
 
     @property
     def created_from(self) -> str:

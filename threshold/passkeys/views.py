@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from threshold import clock
 from threshold.core import errors, throttle
 from threshold.passkeys.actions import do_begin_sign_in, do_finish_sign_in
-from threshold.policy.actions import get_policy
+from threshold.policy.access import policy_for
 from threshold.web.flow import SIGN_IN, check_flow
 from threshold.web.http import (
     audit_origin,
@@ -49,7 +49,7 @@ def sign_in_options(request: HttpRequest) -> JsonResponse:
         response["Retry-After"] = str(math.ceil(wait))
         return response
     try:
-        policy = get_policy()
+        policy = policy_for(request)
         check_flow(request, SIGN_IN, policy=policy)
         data = read_json_object(request)
         username = optional_string(data, "username")
@@ -74,7 +74,12 @@ def _options_wait(ip: str | None) -> float:
 
 @require_POST
 def sign_in_result(request: HttpRequest) -> JsonResponse:
-    outcome = do_finish_sign_in(ceremonies(request), read_body(request), audit_origin(request))
+    outcome = do_finish_sign_in(
+        ceremonies(request),
+        read_body(request),
+        audit_origin(request),
+        policy=policy_for(request),
+    )
     if outcome.error is not None:
         # The passkey belongs to no account (removed, or never registered
         # here): the page asks the browser to hide it (signalUnknownCredential).

@@ -24,18 +24,18 @@ from threshold.core import catalog, errors
 from threshold.core.encoding import b64url_encode
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, NICKNAME_MAX_LENGTH
 from threshold.fallback.actions import has_fallback, unused_recovery_codes
-from threshold.passkeys.access import access_own_passkey, list_passkeys
+from threshold.passkeys.access import access_own_passkey, list_passkeys, not_allowed_passkey_ids
 from threshold.passkeys.actions import (
-    count_sign_in_methods,
     do_begin_registration,
     do_begin_step_up,
     do_finish_registration,
     do_finish_sign_in,
     do_remove_passkey,
     do_rename_passkey,
+    is_last_usable_passkey,
 )
 from threshold.passkeys.models import Passkey
-from threshold.policy.actions import get_policy
+from threshold.policy.access import policy_for
 from threshold.web.flow import ADD as ADD_FLOW
 from threshold.web.flow import STEP_UP, check_flow, issue_flow_token
 from threshold.web.http import (
@@ -86,7 +86,7 @@ def recently_verified(request: HttpRequest, *, allow_fallback: bool = False) -> 
     lets a person without a passkey at hand add one ("Set up a passkey"), but
     it never removes a method.
     """
-    window = get_policy().step_up_max_age_seconds
+    window = policy_for(request).step_up_max_age_seconds
     keys = (VERIFIED_AT, FALLBACK_VERIFIED_AT) if allow_fallback else (VERIFIED_AT,)
     for key in keys:
         verified_at = request.session.get(key)
@@ -137,16 +137,17 @@ def _render_settings(
     status: int = 200,
 ) -> HttpResponse:
     user = _user(request)
+    policy = policy_for(request)
     passkeys = list(list_passkeys(user))
     # Marked "Most recently added" (web/_passkey.html) when there is more than one.
     newest = max(passkeys, key=lambda p: (p.created_at, p.pk)) if len(passkeys) > 1 else None
     added = _added_passkey(request, passkeys)
     done = _DONE.get(request.GET.get("done", ""))
     sessions = list_active_sessions(user, request.session.session_key)
-    policy = get_policy()
     rp = settings.THRESHOLD.rp
     context: dict[str, Any] = {
         "passkeys": passkeys,
+        "not_allowed": not_allowed_passkey_ids(passkeys, policy),
         "newest": newest,
         "added": added,
         "done": done,
@@ -218,7 +219,7 @@ def verify_page(request: HttpRequest) -> HttpResponse:
             "catalog": CLIENT_CATALOG,
             "entry": catalog.CATALOG["verification_required"],
             "next": _safe_return(request),
-            "window_minutes": max(1, get_policy().step_up_max_age_seconds // 60),
+            "window_minutes": max(1, policy_for(request).step_up_max_age_seconds // 60),
             "flow": issue_flow_token(STEP_UP),
         },
     )
@@ -228,7 +229,7 @@ def verify_page(request: HttpRequest) -> HttpResponse:
 @json_login_required
 def verify_options(request: HttpRequest) -> JsonResponse:
     try:
-        policy = get_policy()
+        policy = policy_for(request)
         check_flow(request, STEP_UP, policy=policy)
         read_json_object(request)
         options = do_begin_step_up(ceremonies(request), _user(request), policy=policy)
@@ -245,6 +246,7 @@ def verify_result(request: HttpRequest) -> JsonResponse:
         read_body(request),
         audit_origin(request),
         step_up_user=_user(request),
+        policy=policy_for(request),
     )
     if outcome.error is not None:
         return failed(outcome.error, "authentication")
@@ -262,7 +264,7 @@ def add_page(request: HttpRequest) -> HttpResponse:
     if not recently_verified(request, allow_fallback=True):
         return verify_first(ADD)
     user = _user(request)
-    limit = get_policy().passkey_limit
+    limit = policy_for(request).passkey_limit
     return render(
         request,
         "selfservice/add.html",
@@ -294,6 +296,7 @@ def add_options(request: HttpRequest) -> JsonResponse:
             purpose=ADDING,
             authenticator_attachment=attachment,
             hints=hints,
+            policy=policy_for(request),
         )
     except errors.CeremonyError as error:
         return failed(error, "registration")
@@ -319,6 +322,7 @@ def add_result(request: HttpRequest) -> JsonResponse:
         audit_origin(request),
         purpose=ADDING,
         before_save=same_person,
+        policy=policy_for(request),
     )
     if outcome.error is not None or outcome.passkey is None:
         return failed(outcome.error or errors.CeremonyError(), "registration")
@@ -359,10 +363,11 @@ def remove(request: HttpRequest, passkey_id: int) -> HttpResponse:
         return settings_problem(request, catalog.CATALOG["method_not_found"], 404)
     if not recently_verified(request):
         return verify_first(f"{SETTINGS}/security-methods/{passkey.pk}/remove")
-    last = count_sign_in_methods(user) <= 1
+    policy = policy_for(request)
+    last = is_last_usable_passkey(user, passkey, policy)
     if request.method == "POST":
         try:
-            do_remove_passkey(user, passkey.pk, audit_origin(request))
+            do_remove_passkey(user, passkey.pk, audit_origin(request), policy=policy)
         except errors.SecurityMethodNotFound:
             return settings_problem(request, catalog.CATALOG["method_not_found"], 404)
         except errors.LastSignInMethod:
@@ -372,6 +377,12 @@ def remove(request: HttpRequest, passkey_id: int) -> HttpResponse:
     return render(
         request,
         "selfservice/remove.html",
-        {"passkey": passkey, "last": last, "last_entry": catalog.CATALOG["last_method"]},
+        {
+            "passkey": passkey,
+            "last": last,
+            "last_entry": catalog.CATALOG["last_method"],
+            # The person's other passkeys are there, but the policy refuses them all.
+            "others_not_allowed": last and user.passkeys.exclude(pk=passkey.pk).exists(),
+        },
         status=409 if request.method == "POST" else 200,
     )

@@ -25,7 +25,7 @@ from django.http import HttpRequest
 from threshold import clock
 from threshold.core import errors
 from threshold.core.policy import Policy
-from threshold.policy.actions import get_policy
+from threshold.policy.access import policy_for
 
 # The flows, one kind each: a token for one is refused by the others.
 SIGN_IN = "sign-in"
@@ -59,7 +59,7 @@ def check_flow(request: HttpRequest, kind: str, *, policy: Policy | None = None)
         issued_at = int(_signer(kind).unsign(token))
     except (signing.BadSignature, ValueError):
         raise errors.FlowExpired(f"no valid {kind} flow token") from None
-    max_age = (policy or get_policy()).flow_idle_timeout_minutes * 60
+    max_age = (policy or policy_for(request)).flow_idle_timeout_minutes * 60
     # Whole seconds on both sides. Only age is checked: a clock stepped back a
     # little must not end a fresh page.
     age = int(clock.now()) - issued_at

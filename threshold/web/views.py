@@ -14,8 +14,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from threshold.accounts.models import User
 from threshold.audit.actions import Action, record
 from threshold.core import catalog
-from threshold.passkeys.access import list_passkeys
-from threshold.policy.actions import get_policy
+from threshold.passkeys.access import list_passkeys, not_allowed_passkey_ids
+from threshold.policy.access import policy_for
 from threshold.web.flow import SIGN_IN, issue_flow_token
 from threshold.web.http import audit_origin, problem
 from threshold.web.middleware import forget_signed_in
@@ -42,7 +42,7 @@ def sign_in(request: HttpRequest) -> HttpResponse:
     # Offered only when the policy allows it: the page and webauthn.js show the
     # "Sign in with a password instead" links when this is not empty.
     password_url = ""
-    if get_policy().allow_password_fallback:
+    if policy_for(request).allow_password_fallback:
         next_path = request.GET.get("next", "")
         query = f"?{urlencode({'next': next_path})}" if next_path else ""
         password_url = PASSWORD_SIGN_IN_URL + query
@@ -75,11 +75,13 @@ def help_errors(request: HttpRequest) -> HttpResponse:
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     assert isinstance(request.user, User)  # noqa: S101 - login_required
+    passkeys = list(list_passkeys(request.user))
     return render(
         request,
         "web/home.html",
         {
-            "passkeys": list_passkeys(request.user),
+            "passkeys": passkeys,
+            "not_allowed": not_allowed_passkey_ids(passkeys, policy_for(request)),
             "just_enrolled": request.GET.get("enrolled") == "1",
             # In the words of Settings' sessions list.
             "signed_in_with": describe_sign_in_method(request.session.get(SIGN_IN_METHOD, "")),
