@@ -2,12 +2,13 @@
 
 `make lint`'s migrations check, run for real and through the Makefile's rule (in a
 copy of the Makefile with stand-ins for the virtualenv's tools, which log how they
-were called).
+were called), and the test run's own habits: a random order, warnings as errors.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -164,3 +165,45 @@ def test_make_lint_fails_when_a_model_change_has_no_migration(checkout: Path):
     assert "Migrations for 'passkeys':" in done.stdout
     assert calls[-1].startswith("threshold makemigrations --check --dry-run |")
 
+
+
+# --- The test run's habits ------------------------------------------------------------------------
+
+
+def run_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """pytest on tmp_path's test_scratch.py, with pyproject.toml's [tool.pytest.ini_options]."""
+    return subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args),
+            *("-c", str(REPO / "pyproject.toml"), str(tmp_path / "test_scratch.py")),
+        ],
+        cwd=REPO,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+TWENTY_TESTS = """
+import pytest
+
+
+@pytest.mark.parametrize("n", range(20))
+def test_number(n):
+    pass
+"""
+
+
+def test_the_tests_run_in_a_random_order_under_the_seed_printed(tmp_path: Path):
+    (tmp_path / "test_scratch.py").write_text(TWENTY_TESTS)
+    orders = []
+    for seed in (1, 2):
+        done = run_pytest(tmp_path, "-v", f"--randomly-seed={seed}")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"Using --randomly-seed={seed}" in done.stdout.splitlines()
+        orders.append(re.findall(r"test_number\[(\d+)\] PASSED", done.stdout))
+    in_file_order = [str(n) for n in range(20)]
+    assert sorted(orders[0], key=int) == sorted(orders[1], key=int) == in_file_order
+    assert in_file_order != orders[0] != orders[1] != in_file_order
