@@ -207,3 +207,20 @@ def test_the_tests_run_in_a_random_order_under_the_seed_printed(tmp_path: Path):
     in_file_order = [str(n) for n in range(20)]
     assert sorted(orders[0], key=int) == sorted(orders[1], key=int) == in_file_order
     assert in_file_order != orders[0] != orders[1] != in_file_order
+
+
+WARNS = """
+import warnings
+
+
+def test_calls_something_deprecated():
+    warnings.warn("this call is deprecated", DeprecationWarning, stacklevel=1)
+"""
+
+
+def test_a_warning_fails_the_test_that_raised_it(tmp_path: Path):
+    (tmp_path / "test_scratch.py").write_text(WARNS)
+    done = run_pytest(tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "DeprecationWarning: this call is deprecated" in done.stdout
+    assert "1 failed" in done.stdout
