@@ -45,10 +45,16 @@ run: install
 system-deps:
 	bash scripts/system-deps
 
-## lint: ruff's checks and mypy (see [tool.ruff] and [tool.mypy] in pyproject.toml).
+## lint: ruff's checks, mypy (see [tool.ruff] and [tool.mypy] in pyproject.toml), and
+## `makemigrations --check`: a model changed without its migration fails. That check reads no
+## database of yours and needs no server: it runs on a throwaway SQLite file and var/.
 lint: install
 	$(BIN)/ruff check threshold tests bench
 	$(BIN)/mypy threshold
+	@scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && \
+	  echo "$(BIN)/threshold makemigrations --check --dry-run" && \
+	  THRESHOLD_VAR_DIR="$$scratch" DATABASE_URL="sqlite:///$$scratch/threshold.sqlite3" \
+	  $(BIN)/threshold makemigrations --check --dry-run
 
 ## typecheck: mypy with django-stubs alone (`make lint` runs it too).
 typecheck: install

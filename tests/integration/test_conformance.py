@@ -7,18 +7,20 @@ the top level next to ``status`` and ``errorMessage``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
 from django.test import Client, override_settings
-from django.urls import clear_url_caches
+from django.urls import Resolver404, clear_url_caches, resolve
 
 import threshold.urls
 from tests.integration.conftest import ORIGIN, last_event
@@ -243,9 +245,10 @@ def test_conformance_endpoints_are_post_only(tool, path):
     assert tool.get(path).status_code == 405
 
 
-@pytest.fixture
-def conformance_off():
-    """The URLconf as built with THRESHOLD_FIDO_CONFORMANCE unset (it reads the flag at import)."""
+@contextlib.contextmanager
+def conformance_switched_off() -> Iterator[None]:
+    """The URLconf as built with THRESHOLD_FIDO_CONFORMANCE unset (it reads the flag at import),
+    then rebuilt as configured."""
     off = dataclasses.replace(django_settings.THRESHOLD, fido_conformance=False)
     try:
         with override_settings(THRESHOLD=off):
@@ -255,6 +258,12 @@ def conformance_off():
     finally:
         importlib.reload(threshold.urls)
         clear_url_caches()
+
+
+@pytest.fixture
+def conformance_off() -> Iterator[None]:
+    with conformance_switched_off():
+        yield
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)
@@ -271,8 +280,14 @@ def test_conformance_endpoints_do_not_exist_when_switched_off(conformance_off, p
 
 
 def test_conformance_endpoints_come_back_after_the_flag_test():
-    # Guards the fixture above: the reload restored the routes for later tests.
+    # Guards the fixture above: the reload restored the routes for later tests. It switches the
+    # flag off itself, since the tests run in a random order and this one may come first.
+    with conformance_switched_off():
+        with pytest.raises(Resolver404):
+            resolve(ENDPOINTS[0])
     assert django_settings.THRESHOLD.fido_conformance is True
+    for path in ENDPOINTS:
+        assert resolve(path).func.__module__ == "threshold.conformance.views"
     assert Client().get("/attestation/options").status_code == 405
 
 

@@ -119,8 +119,9 @@ class Output:
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         assert process.stdout is not None
-        stream = process.stdout
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+        self._stream = process.stdout
+        self._reader = threading.Thread(target=self._read, args=(self._stream,), daemon=True)
+        self._reader.start()
 
     def _read(self, stream) -> None:
         for line in stream:
@@ -140,6 +141,11 @@ class Output:
             self.lines.append(line)
         return True
 
+    def close(self) -> None:
+        """Once the process has ended: the reader reaches the end of the pipe, then it is closed."""
+        self._reader.join(timeout=10)
+        self._stream.close()
+
 
 @pytest.fixture
 def make_run(tmp_path: Path) -> Iterator[tuple[Output, int]]:
@@ -157,8 +163,9 @@ def make_run(tmp_path: Path) -> Iterator[tuple[Output, int]]:
         text=True,
         start_new_session=True,  # make, the threshold command and gunicorn's workers
     )
+    output = Output(process)
     try:
-        yield Output(process), port
+        yield output, port
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -166,6 +173,7 @@ def make_run(tmp_path: Path) -> Iterator[tuple[Output, int]]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        output.close()
 
 
 def _framed_block_ended(lines: list[str]) -> bool:

@@ -1,0 +1,226 @@
+"""What CI checks besides the tests' own assertions.
+
+`make lint`'s migrations check, run for real and through the Makefile's rule (in a
+copy of the Makefile with stand-ins for the virtualenv's tools, which log how they
+were called), and the test run's own habits: a random order, warnings as errors.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CHECK = ["makemigrations", "--check", "--dry-run"]
+# A database server nobody runs: the migrations check must not need one.
+NO_SERVER = "postgres://nobody@/nothing?host=/nonexistent"
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """A developer's environment, without the test run's settings or make's."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("THRESHOLD_")
+        and key
+        not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")
+    }
+    env.update(extra)
+    return env
+
+
+def _threshold() -> list[str]:
+    script = Path(sys.prefix) / "bin" / "threshold"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "threshold.cli.main"]
+
+
+# --- The check, for real --------------------------------------------------------------------------
+
+
+def test_the_migrations_match_the_models(tmp_path: Path):
+    done = subprocess.run(
+        [*_threshold(), *CHECK],
+        cwd=REPO,
+        env=_clean_env(
+            THRESHOLD_VAR_DIR=str(tmp_path),
+            DATABASE_URL=f"sqlite:///{tmp_path / 'threshold.sqlite3'}",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "No changes detected" in done.stdout
+
+
+SCRATCH_MODEL = """
+from django.db import models
+
+
+class Widget(models.Model):
+    name = models.CharField(max_length=10)
+"""
+
+
+def test_the_check_fails_for_a_model_without_its_migration(tmp_path: Path):
+    # An app with a model and an empty migrations package, added to Threshold's settings.
+    app = tmp_path / "scratchapp"
+    (app / "migrations").mkdir(parents=True)
+    (app / "__init__.py").write_text("")
+    (app / "migrations" / "__init__.py").write_text("")
+    (app / "models.py").write_text(SCRATCH_MODEL)
+    (tmp_path / "scratch_settings.py").write_text(
+        "from threshold.settings import *  # noqa: F403\n"
+        'INSTALLED_APPS = [*INSTALLED_APPS, "scratchapp"]  # noqa: F405\n'
+    )
+    var_dir = tmp_path / "var"
+    done = subprocess.run(
+        [*_threshold(), *CHECK],
+        cwd=REPO,
+        env=_clean_env(
+            THRESHOLD_VAR_DIR=str(var_dir),
+            DATABASE_URL=f"sqlite:///{var_dir / 'threshold.sqlite3'}",
+            DJANGO_SETTINGS_MODULE="scratch_settings",
+            PYTHONPATH=str(tmp_path),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Migrations for 'scratchapp'" in done.stdout
+    assert not (app / "migrations" / "0001_initial.py").exists()
+
+
+# --- The Makefile's rule --------------------------------------------------------------------------
+
+# Each stand-in logs its name, its arguments and the database it was given, one line per call.
+STAND_IN = """#!/bin/sh
+echo "$(basename "$0") $* | DATABASE_URL=$DATABASE_URL | THRESHOLD_VAR_DIR=$THRESHOLD_VAR_DIR" \
+    >> "$STAND_IN_LOG"
+if [ "$(basename "$0")" = threshold ] && [ -n "$MIGRATION_MISSING" ]; then
+    echo "Migrations for 'passkeys':"
+    exit 1
+fi
+"""
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """The Makefile and its install rule's inputs, with stand-ins for the virtualenv's tools."""
+    for name in ("Makefile", "pyproject.toml", "constraints.txt"):
+        shutil.copy(REPO / name, tmp_path / name)
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    for tool in ("python", "ruff", "mypy", "threshold"):
+        (bin_dir / tool).write_text(STAND_IN)
+        (bin_dir / tool).chmod(0o755)
+    return tmp_path
+
+
+def make_lint(checkout: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    log = checkout / "calls.log"
+    done = subprocess.run(
+        ["make", "lint"],
+        cwd=checkout,
+        env=_clean_env(STAND_IN_LOG=str(log), **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done, log.read_text().splitlines()
+
+
+def test_make_lint_checks_migrations_on_a_throwaway_database(checkout: Path, tmp_path: Path):
+    own_var = tmp_path / "own-var"
+    done, calls = make_lint(checkout, DATABASE_URL=NO_SERVER, THRESHOLD_VAR_DIR=str(own_var))
+    assert done.returncode == 0, done.stdout + done.stderr
+    tools = [call.split(" |")[0] for call in calls]
+    assert tools[-3:] == [
+        "ruff check threshold tests bench",
+        "mypy threshold",
+        "threshold makemigrations --check --dry-run",
+    ]
+    _, database, var = calls[-1].split(" | ")
+    scratch = Path(var.removeprefix("THRESHOLD_VAR_DIR="))
+    # Neither the developer's database (or server) nor their var/ directory.
+    assert database == f"DATABASE_URL=sqlite:///{scratch}/threshold.sqlite3"
+    assert scratch != own_var and scratch.parent != checkout
+    assert not scratch.exists()  # removed afterwards
+    assert ".venv/bin/threshold makemigrations --check --dry-run" in done.stdout
+
+
+def test_make_lint_fails_when_a_model_change_has_no_migration(checkout: Path):
+    done, calls = make_lint(checkout, MIGRATION_MISSING="1")
+    assert done.returncode != 0
+    assert "Migrations for 'passkeys':" in done.stdout
+    assert calls[-1].startswith("threshold makemigrations --check --dry-run |")
+
+
+
+# --- The test run's habits ------------------------------------------------------------------------
+
+
+def run_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """pytest on tmp_path's test_scratch.py, with pyproject.toml's [tool.pytest.ini_options]."""
+    return subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args),
+            *("-c", str(REPO / "pyproject.toml"), str(tmp_path / "test_scratch.py")),
+        ],
+        cwd=REPO,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+TWENTY_TESTS = """
+import pytest
+
+
+@pytest.mark.parametrize("n", range(20))
+def test_number(n):
+    pass
+"""
+
+
+def test_the_tests_run_in_a_random_order_under_the_seed_printed(tmp_path: Path):
+    (tmp_path / "test_scratch.py").write_text(TWENTY_TESTS)
+    orders = []
+    for seed in (1, 2):
+        done = run_pytest(tmp_path, "-v", f"--randomly-seed={seed}")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"Using --randomly-seed={seed}" in done.stdout.splitlines()
+        orders.append(re.findall(r"test_number\[(\d+)\] PASSED", done.stdout))
+    in_file_order = [str(n) for n in range(20)]
+    assert sorted(orders[0], key=int) == sorted(orders[1], key=int) == in_file_order
+    assert in_file_order != orders[0] != orders[1] != in_file_order
+
+
+WARNS = """
+import warnings
+
+
+def test_calls_something_deprecated():
+    warnings.warn("this call is deprecated", DeprecationWarning, stacklevel=1)
+"""
+
+
+def test_a_warning_fails_the_test_that_raised_it(tmp_path: Path):
+    (tmp_path / "test_scratch.py").write_text(WARNS)
+    done = run_pytest(tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "DeprecationWarning: this call is deprecated" in done.stdout
+    assert "1 failed" in done.stdout
