@@ -7,17 +7,18 @@ from django.views.generic.base import RedirectView
 from threshold.conformance import views as conformance
 from threshold.enrollment import views as enrollment
 from threshold.fallback import views as fallback
+from threshold.help import views as help_pages
 from threshold.passkeys import views as passkeys
 from threshold.selfservice import views as selfservice
-from threshold.web import guides, wellknown
-from threshold.web import views as web
+from threshold.sessions import views as sessions
+from threshold.web import wellknown
 
 urlpatterns = [
-    path("", web.home, name="home"),
-    path("sign-in", web.sign_in, name="sign-in"),
+    path("", selfservice.home, name="home"),
+    path("sign-in", sessions.sign_in_page, name="sign-in"),
     path("sign-in/options", passkeys.sign_in_options, name="sign-in-options"),
     path("sign-in/result", passkeys.sign_in_result, name="sign-in-result"),
-    path("sign-out", web.sign_out, name="sign-out"),
+    path("sign-out", sessions.sign_out_page, name="sign-out"),
     path("sign-in/password", fallback.password_step, name="sign-in-password"),
     path("sign-in/code", fallback.code_step, name="sign-in-code"),
     path("sign-in/set-up-passkey", fallback.passkey_prompt, name="passkey-prompt"),
@@ -26,7 +27,7 @@ urlpatterns = [
     path("settings/fallback/remove", fallback.remove, name="fallback-remove"),
     path(
         "settings/sessions/sign-out-others",
-        web.sign_out_other_sessions,
+        sessions.sign_out_other_sessions,
         name="sign-out-other-sessions",
     ),
     path("enroll/<str:token>", enrollment.enroll_page, name="enroll"),
@@ -42,15 +43,15 @@ urlpatterns = [
     path("settings/security-methods/add/result", selfservice.add_result, name="add-result"),
     path("settings/security-methods/<int:passkey_id>/rename", selfservice.rename, name="rename"),
     path("settings/security-methods/<int:passkey_id>/remove", selfservice.remove, name="remove"),
-    path("help/guide", guides.guide_index, name="guide-index"),
-    path("help/guide/<str:platform>", guides.guide, name="guide"),
+    path("help/guide", help_pages.guide_index, name="guide-index"),
+    path("help/guide/<str:platform>", help_pages.guide, name="guide"),
     # The guide's first address, from when it needed signing in.
     path("settings/guide", RedirectView.as_view(pattern_name="guide-index", permanent=True)),
     path(
         "settings/guide/<str:platform>",
         RedirectView.as_view(pattern_name="guide", permanent=True),
     ),
-    path("help/errors", web.help_errors, name="help-errors"),
+    path("help/errors", help_pages.errors, name="help-errors"),
     path(".well-known/assetlinks.json", wellknown.assetlinks, name="assetlinks"),
     path(
         ".well-known/apple-app-site-association",

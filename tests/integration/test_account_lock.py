@@ -33,7 +33,7 @@ from threshold.enrollment.actions import do_invite, do_issue_recovery
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.passkeys.actions import do_begin_step_up, do_finish_sign_in
 from threshold.passkeys.pending import Ceremonies
-from threshold.web.models import Session
+from threshold.sessions.models import Session
 
 pytestmark = pytest.mark.django_db
 

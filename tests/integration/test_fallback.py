@@ -34,7 +34,7 @@ from threshold.enrollment.actions import do_issue_recovery
 from threshold.fallback.actions import do_set_up_fallback
 from threshold.fallback.models import FailureCounter, RecoveryCode, TotpDevice
 from threshold.policy.actions import do_update_policy
-from threshold.web.models import Session
+from threshold.sessions.models import Session
 
 pytestmark = pytest.mark.django_db
 

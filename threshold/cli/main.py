@@ -591,7 +591,7 @@ def _command_path() -> str:
 def cmd_cleanup(args: argparse.Namespace) -> int:
     from threshold.fallback.actions import delete_stale_counters
     from threshold.passkeys.pending import delete_expired
-    from threshold.web.sessions import SessionStore
+    from threshold.sessions.store import SessionStore
 
     SessionStore.clear_expired()
     ceremonies = delete_expired()

@@ -27,10 +27,10 @@ from threshold.passkeys.actions import (
     do_finish_registration,
     do_finish_sign_in,
 )
+from threshold.passkeys.http import ceremonies
 from threshold.policy.actions import get_policy
 from threshold.web.http import (
     audit_origin,
-    ceremonies,
     failed,
     ok,
     optional_string,

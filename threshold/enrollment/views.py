@@ -14,18 +14,18 @@ from threshold.enrollment.actions import (
     do_begin_enrollment,
     do_finish_enrollment,
 )
-from threshold.web.flow import ENROLLMENT as ENROLLMENT_FLOW
-from threshold.web.flow import check_flow, issue_flow_token
+from threshold.passkeys.http import ceremonies
+from threshold.sessions.actions import sign_in
+from threshold.sessions.flow import ENROLLMENT as ENROLLMENT_FLOW
+from threshold.sessions.flow import check_flow, issue_flow_token
 from threshold.web.http import (
+    CLIENT_CATALOG,
     audit_origin,
-    ceremonies,
     failed,
     ok,
     read_body,
     read_json_object,
 )
-from threshold.web.middleware import sign_in
-from threshold.web.views import CLIENT_CATALOG
 
 
 @require_GET

@@ -39,12 +39,10 @@ from threshold.fallback.actions import (
 )
 from threshold.passkeys.actions import count_sign_in_methods
 from threshold.passkeys.notices import notify_fallback_changed
-from threshold.passkeys.views import safe_next
 from threshold.policy.actions import get_policy
-from threshold.selfservice.views import recently_verified, settings_problem, verify_first
-from threshold.web.http import audit_origin
-from threshold.web.middleware import sign_in
-from threshold.web.sessions import FALLBACK_VERIFIED_AT
+from threshold.sessions.actions import sign_in
+from threshold.sessions.stepup import mark_verified, recently_verified, verify_first
+from threshold.web.http import audit_origin, safe_next, settings_problem
 
 # The person whose password was right, waiting for their code (anonymous session),
 # and a keyed hash of their password then: a password changed (or the fallback
@@ -165,7 +163,7 @@ def code_step(request: HttpRequest) -> HttpResponse:
     for key in (PENDING_USER, PENDING_SINCE, PENDING_PASSWORD):
         request.session.pop(key, None)
     sign_in(request, user, method=method)
-    request.session[FALLBACK_VERIFIED_AT] = clock.now()
+    mark_verified(request, phishing_resistant=False)
     if passkey_prompt_due(user, policy):
         return HttpResponseRedirect(_with_next(PROMPT, request), status=303)
     return HttpResponseRedirect(safe_next(request), status=303)

@@ -1,14 +1,13 @@
-"""Settings: the person's name, their Security Methods and their sessions.
+"""Home and Settings: the person's name, their Security Methods and their sessions.
 
-Adding or removing a method needs a recent step-up: a passkey verification
-with user verification within the policy's window (five minutes by default),
-either the sign-in itself or "Verify it's you" on /settings/verify.
+Adding or removing a method needs a recent step-up (``threshold.sessions.stepup``):
+a passkey verification with user verification within the policy's window (five
+minutes by default), either the sign-in itself or "Verify it's you" on /settings/verify.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -17,7 +16,6 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from threshold import clock
 from threshold.accounts.actions import do_change_display_name
 from threshold.accounts.models import User
 from threshold.core import catalog, errors
@@ -34,22 +32,25 @@ from threshold.passkeys.actions import (
     do_remove_passkey,
     do_rename_passkey,
 )
+from threshold.passkeys.http import ceremonies
 from threshold.passkeys.models import Passkey
 from threshold.policy.actions import get_policy
-from threshold.web.flow import ADD as ADD_FLOW
-from threshold.web.flow import STEP_UP, check_flow, issue_flow_token
+from threshold.sessions.access import describe_sign_in_method, list_active_sessions
+from threshold.sessions.flow import ADD as ADD_FLOW
+from threshold.sessions.flow import STEP_UP, check_flow, issue_flow_token
+from threshold.sessions.stepup import mark_verified, recently_verified, verify_first
+from threshold.sessions.store import SIGN_IN_METHOD
 from threshold.web.http import (
+    CLIENT_CATALOG,
     audit_origin,
-    ceremonies,
     failed,
     json_login_required,
     ok,
     optional_string,
     read_body,
     read_json_object,
+    settings_problem,
 )
-from threshold.web.sessions import FALLBACK_VERIFIED_AT, VERIFIED_AT, list_active_sessions
-from threshold.web.views import CLIENT_CATALOG
 
 SETTINGS = "/settings"
 ADD = "/settings/security-methods/add"
@@ -79,26 +80,6 @@ def _user(request: HttpRequest) -> User:
     return request.user
 
 
-def recently_verified(request: HttpRequest, *, allow_fallback: bool = False) -> bool:
-    """Did this session verify the person (a passkey with UV) within the step-up window?
-
-    ``allow_fallback`` also accepts a sign-in with a password and a code: it
-    lets a person without a passkey at hand add one ("Set up a passkey"), but
-    it never removes a method.
-    """
-    window = get_policy().step_up_max_age_seconds
-    keys = (VERIFIED_AT, FALLBACK_VERIFIED_AT) if allow_fallback else (VERIFIED_AT,)
-    for key in keys:
-        verified_at = request.session.get(key)
-        if isinstance(verified_at, int | float) and 0 <= clock.now() - verified_at <= window:
-            return True
-    return False
-
-
-def verify_first(next_path: str) -> HttpResponseRedirect:
-    return HttpResponseRedirect(f"{SETTINGS}/verify?{urlencode({'next': next_path})}", status=303)
-
-
 def _safe_return(request: HttpRequest) -> str:
     """Where to go after verifying: a settings page of this site, else Settings."""
     target = request.GET.get("next", "")
@@ -107,15 +88,22 @@ def _safe_return(request: HttpRequest) -> str:
     return SETTINGS
 
 
-def settings_problem(
-    request: HttpRequest, entry: catalog.CatalogEntry, status: int
-) -> HttpResponse:
-    """A failure page in the catalog's words, with the way back to Settings."""
+# --- Home --------------------------------------------------------------------------------------
+
+
+@require_GET
+@never_cache
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
     return render(
         request,
-        "web/problem.html",
-        {"entry": entry, "back_url": SETTINGS, "back_label": "Back to Settings"},
-        status=status,
+        "selfservice/home.html",
+        {
+            "passkeys": list_passkeys(_user(request)),
+            "just_enrolled": request.GET.get("enrolled") == "1",
+            # In the words of Settings' sessions list.
+            "signed_in_with": describe_sign_in_method(request.session.get(SIGN_IN_METHOD, "")),
+        },
     )
 
 
@@ -248,7 +236,7 @@ def verify_result(request: HttpRequest) -> JsonResponse:
     )
     if outcome.error is not None:
         return failed(outcome.error, "authentication")
-    request.session[VERIFIED_AT] = clock.now()
+    mark_verified(request)
     return ok({"redirect": _safe_return(request)})
 
 

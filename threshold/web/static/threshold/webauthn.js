@@ -83,7 +83,7 @@
     root.setAttribute("aria-busy", on ? "true" : "false");
   }
 
-  // The page's flow token (threshold/web/flow.py) goes with the options request:
+  // The page's flow token (threshold/sessions/flow.py) goes with the options request:
   // the server refuses a page left idle too long, as "Session Expired".
   function flowHeaders() {
     return root.dataset.flow === undefined ? {} : { "X-Threshold-Flow": root.dataset.flow };
