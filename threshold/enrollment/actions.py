@@ -22,6 +22,7 @@ from django.db import transaction
 
 from threshold import clock
 from threshold.accounts.actions import do_get_or_create_user, lock_user
+from threshold.accounts.methods import count_sign_in_methods
 from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
 from threshold.core import errors
@@ -30,7 +31,6 @@ from threshold.enrollment.notices import notify_recovered, notify_recovery_issue
 from threshold.fallback.actions import remove_fallback_for_recovery
 from threshold.passkeys.actions import (
     RegistrationOutcome,
-    count_sign_in_methods,
     do_begin_registration,
     do_finish_registration,
 )

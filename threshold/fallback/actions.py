@@ -15,6 +15,7 @@ from django.db.models import Q
 
 from threshold import clock
 from threshold.accounts.actions import lock_user
+from threshold.accounts.methods import count_sign_in_methods
 from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
 from threshold.audit.models import AuditEvent
@@ -89,8 +90,6 @@ def _replace_recovery_codes(user: User) -> list[str]:
 
 def do_remove_fallback(user: User, origin: Origin) -> None:
     """Remove the password, app and recovery codes; never the person's last way to sign in."""
-    from threshold.passkeys.actions import count_sign_in_methods  # noqa: PLC0415 - cycle
-
     with transaction.atomic():
         lock_user(user)
         if not has_fallback(user):

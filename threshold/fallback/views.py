@@ -24,6 +24,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from threshold import clock
+from threshold.accounts.methods import count_sign_in_methods
 from threshold.accounts.models import User
 from threshold.core import catalog, errors, totp
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH
@@ -37,7 +38,6 @@ from threshold.fallback.actions import (
     has_fallback,
     passkey_prompt_due,
 )
-from threshold.passkeys.actions import count_sign_in_methods
 from threshold.passkeys.notices import notify_fallback_changed
 from threshold.policy.actions import get_policy
 from threshold.sessions.actions import sign_in

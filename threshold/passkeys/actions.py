@@ -20,12 +20,12 @@ from django.db import IntegrityError, transaction
 
 from threshold import clock
 from threshold.accounts.actions import lock_user
+from threshold.accounts.methods import count_sign_in_methods
 from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
 from threshold.core import ceremony, errors
 from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name
 from threshold.core.policy import Policy
-from threshold.fallback.models import TotpDevice
 from threshold.passkeys.access import access_own_passkey
 from threshold.passkeys.decoys import decoy_for
 from threshold.passkeys.models import Passkey
@@ -494,8 +494,3 @@ def do_remove_passkey(user: User, passkey_id: int, origin: Origin) -> Passkey:
             passkey_id=passkey.pk,
         )
     raise errors.LastSignInMethod()
-
-
-def count_sign_in_methods(user: User) -> int:
-    """The ways ``user`` can sign in: each passkey, and the password with its second factor."""
-    return user.passkeys.count() + int(TotpDevice.objects.filter(user=user).exists())

@@ -17,14 +17,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from threshold.accounts.actions import do_change_display_name
+from threshold.accounts.methods import count_sign_in_methods, settings_groups
 from threshold.accounts.models import User
 from threshold.core import catalog, errors
 from threshold.core.encoding import b64url_encode
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, NICKNAME_MAX_LENGTH
-from threshold.fallback.actions import has_fallback, unused_recovery_codes
 from threshold.passkeys.access import access_own_passkey, list_passkeys
 from threshold.passkeys.actions import (
-    count_sign_in_methods,
     do_begin_registration,
     do_begin_step_up,
     do_finish_registration,
@@ -126,29 +125,20 @@ def _render_settings(
 ) -> HttpResponse:
     user = _user(request)
     passkeys = list(list_passkeys(user))
-    # Marked "Most recently added" (web/_passkey.html) when there is more than one.
-    newest = max(passkeys, key=lambda p: (p.created_at, p.pk)) if len(passkeys) > 1 else None
     added = _added_passkey(request, passkeys)
     done = _DONE.get(request.GET.get("done", ""))
     sessions = list_active_sessions(user, request.session.session_key)
     policy = get_policy()
     rp = settings.THRESHOLD.rp
     context: dict[str, Any] = {
-        "passkeys": passkeys,
-        "newest": newest,
         "added": added,
         "done": done,
         "error": error,
         "error_passkey_id": error_passkey_id,
-        "readiness": _readiness(passkeys, has_fallback(user)),
-        "passkey_limit": policy.passkey_limit,
-        "at_limit": len(passkeys) >= policy.passkey_limit,
+        "readiness": _readiness(user, passkeys),
+        # Security Methods: a group per kind of sign-in method (threshold.accounts.methods).
+        "method_groups": settings_groups(user, policy),
         "sessions": sessions,
-        "fallback": {
-            "allowed": policy.allow_password_fallback,
-            "enabled": has_fallback(user),
-            "recovery_codes_left": unused_recovery_codes(user),
-        },
         "offer_sign_out_others": (added is not None or request.GET.get("done") == "removed")
         and len(sessions) > 1,
         "nickname_max_length": NICKNAME_MAX_LENGTH,
@@ -173,9 +163,9 @@ def _added_passkey(request: HttpRequest, passkeys: list[Passkey]) -> Passkey | N
     return next((p for p in passkeys if str(p.pk) == wanted), None)
 
 
-def _readiness(passkeys: list[Passkey], fallback: bool) -> str:
+def _readiness(user: User, passkeys: list[Passkey]) -> str:
     """A recommendation when losing one device or account would lock the person out."""
-    if len(passkeys) == 1 and not fallback:
+    if len(passkeys) == 1 and count_sign_in_methods(user) == 1:
         return "single"
     if passkeys and all(p.is_synced for p in passkeys):
         return "only-synced"
