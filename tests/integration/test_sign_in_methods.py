@@ -114,9 +114,10 @@ def test_a_registered_kind_counts_towards_the_last_method_rule(ada, clock, devic
 
 def test_without_the_third_kind_her_only_passkey_stays(ada, clock):
     browser = signed_in(ada)
-    assert "button danger" not in browser.get(
-        f"/settings/security-methods/{ada.passkey.pk}/remove"
-    ).content.decode()
+    assert (
+        "button danger"
+        not in browser.get(f"/settings/security-methods/{ada.passkey.pk}/remove").content.decode()
+    )
     response = post(browser, f"/settings/security-methods/{ada.passkey.pk}/remove")
     assert response.status_code == 409
     assert Passkey.objects.filter(pk=ada.passkey.pk).exists()

@@ -27,14 +27,13 @@ from threshold.passkeys.actions import (
     do_finish_registration,
     do_finish_sign_in,
 )
-from threshold.passkeys.http import ceremonies
+from threshold.passkeys.http import ceremonies, read_credential
 from threshold.policy.actions import get_policy
 from threshold.web.http import (
     audit_origin,
     failed,
     ok,
     optional_string,
-    read_body,
     read_json_object,
 )
 
@@ -121,7 +120,7 @@ def attestation_options(request: HttpRequest) -> JsonResponse:
 def attestation_result(request: HttpRequest) -> JsonResponse:
     outcome = do_finish_registration(
         ceremonies(request),
-        read_body(request),
+        read_credential(request),
         audit_origin(request),
         purpose=CONFORMANCE,
         # Conformance tools exercise every authenticator kind, U2F included:
@@ -154,7 +153,9 @@ def assertion_options(request: HttpRequest) -> JsonResponse:
 @csrf_exempt
 @require_POST
 def assertion_result(request: HttpRequest) -> JsonResponse:
-    outcome = do_finish_sign_in(ceremonies(request), read_body(request), audit_origin(request))
+    outcome = do_finish_sign_in(
+        ceremonies(request), read_credential(request), audit_origin(request)
+    )
     if outcome.error is not None:
         return failed(outcome.error, "authentication")
     return ok()

@@ -239,7 +239,7 @@ def do_begin_enrollment(
 
 
 def do_finish_enrollment(
-    ceremonies: Ceremonies, token: str, body: bytes | None, origin: Origin
+    ceremonies: Ceremonies, token: str, credential: object, origin: Origin
 ) -> RegistrationOutcome:
     """Store the passkey created from the link, using the link up; a recovery ends all sessions.
 
@@ -298,7 +298,7 @@ def do_finish_enrollment(
 
     outcome = do_finish_registration(
         ceremonies,
-        body,
+        credential,
         origin,
         purpose=purpose,
         before_save=use_invite,

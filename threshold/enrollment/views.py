@@ -14,7 +14,7 @@ from threshold.enrollment.actions import (
     do_begin_enrollment,
     do_finish_enrollment,
 )
-from threshold.passkeys.http import ceremonies
+from threshold.passkeys.http import ceremonies, read_credential
 from threshold.sessions.actions import sign_in
 from threshold.sessions.flow import ENROLLMENT as ENROLLMENT_FLOW
 from threshold.sessions.flow import check_flow, issue_flow_token
@@ -23,7 +23,6 @@ from threshold.web.http import (
     audit_origin,
     failed,
     ok,
-    read_body,
     read_json_object,
 )
 
@@ -75,7 +74,7 @@ def enroll_options(request: HttpRequest, token: str) -> JsonResponse:
 @require_POST
 def enroll_result(request: HttpRequest, token: str) -> JsonResponse:
     outcome = do_finish_enrollment(
-        ceremonies(request), token, read_body(request), audit_origin(request)
+        ceremonies(request), token, read_credential(request), audit_origin(request)
     )
     if outcome.error is not None or outcome.passkey is None:
         return failed(outcome.error or errors.CeremonyError(), "registration")

@@ -5,6 +5,10 @@ nothing (``threshold.passkeys.pending``); ``do_finish_*`` uses the token up and
 runs the core's verification inside one transaction, writing the audit row in
 the same transaction whether the ceremony succeeds or fails. Failures come back
 as the typed error (not raised), so the used challenge and the audit row commit.
+
+``do_finish_*`` take the browser's ``credential.toJSON()`` as the view decoded it
+(``threshold.passkeys.http.read_credential``), never a request body; a body the
+view could not decode arrives as ``Unreadable`` and fails like any bad response.
 """
 
 from __future__ import annotations
@@ -39,7 +43,6 @@ from threshold.passkeys.pending import (
     take_pending,
 )
 from threshold.policy.actions import get_policy
-from threshold.web.http import parse_json
 
 
 def relying_party() -> ceremony.RelyingParty:
@@ -53,10 +56,21 @@ def _descriptors(user: User) -> list[ceremony.CredentialDescriptor]:
     ]
 
 
-def _decode(body: bytes | None) -> object:
-    if body is None:
-        raise errors.RequestTooLarge()
-    return parse_json(body)
+@dataclass(frozen=True)
+class Unreadable:
+    """In place of the browser's response: the view could not decode the request body.
+
+    The ceremony is still used up and the failure audited, as for a response that
+    decoded but does not verify: one attempt per challenge, whatever was sent.
+    """
+
+    error: errors.CeremonyError
+
+
+def _readable(credential: object) -> object:
+    if isinstance(credential, Unreadable):
+        raise credential.error
+    return credential
 
 
 def credential_label(credential_id: bytes) -> str:
@@ -148,12 +162,15 @@ class SignInOutcome:
 
 def do_finish_sign_in(
     ceremonies: Ceremonies,
-    body: bytes | None,
+    credential: object,
     origin: Origin,
     *,
     step_up_user: User | None = None,
 ) -> SignInOutcome:
-    """Verify a sign-in (§7.2), or with ``step_up_user`` a re-verification of that person."""
+    """Verify a sign-in (§7.2), or with ``step_up_user`` a re-verification of that person.
+
+    ``credential``: the browser's ``credential.toJSON()``, decoded, or ``Unreadable``.
+    """
     kind, succeeded, failed = (
         (STEP_UP, Action.STEP_UP_SUCCEEDED, Action.STEP_UP_FAILED)
         if step_up_user is not None
@@ -165,7 +182,7 @@ def do_finish_sign_in(
         try:
             pending = take_pending(ceremonies, kind)
             discoverable = pending.is_discoverable
-            response = ceremony.parse_authentication_response(_decode(body))
+            response = ceremony.parse_authentication_response(_readable(credential))
             try:
                 # get(), not first(): the ID is unique, and first() would add an
                 # ORDER BY over the join on the sign-in hot path.
@@ -319,7 +336,7 @@ class RegistrationOutcome:
 
 def do_finish_registration(
     ceremonies: Ceremonies,
-    body: bytes | None,
+    credential: object,
     origin: Origin,
     *,
     purpose: str,
@@ -328,6 +345,8 @@ def do_finish_registration(
     notify: bool = True,
 ) -> RegistrationOutcome:
     """Verify a registration and store the passkey (§7.1 steps 5-27).
+
+    ``credential``: the browser's ``credential.toJSON()``, decoded, or ``Unreadable``.
 
     The organisation policy in force when the response arrives decides which
     authenticators are allowed (``policy`` overrides it, for the conformance API).
@@ -347,7 +366,7 @@ def do_finish_registration(
             if context.get("purpose") != purpose:
                 raise errors.ChallengeMissing(f"pending ceremony is for {context.get('purpose')}")
             user = User.objects.get(pk=context["user_id"])
-            response = ceremony.parse_registration_response(_decode(body))
+            response = ceremony.parse_registration_response(_readable(credential))
             verified = ceremony.finish_registration(
                 relying_party(),
                 ceremony.RegistrationState.from_json(pending.state),

@@ -1,6 +1,8 @@
-"""The ceremony tokens' HTTP side: a cookie per ceremony kind (``threshold.passkeys.pending``).
+"""A passkey ceremony's HTTP side: the browser's response, and a cookie per ceremony kind.
 
-Every view that begins or finishes a passkey ceremony reads the browser's tokens
+Every view that finishes a ceremony decodes the browser's response with
+``read_credential(request)`` and hands the action the decoded value. Every view
+that begins or finishes one reads the browser's tokens (``threshold.passkeys.pending``)
 through ``ceremonies(request)``; ``CeremonyCookieMiddleware`` sends back the ones
 the view began and removes the ones it used up.
 """
@@ -14,7 +16,20 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from threshold import clock
+from threshold.core import errors
+from threshold.passkeys.actions import Unreadable
 from threshold.passkeys.pending import KINDS, Ceremonies
+from threshold.web.http import read_json
+
+
+def read_credential(request: HttpRequest) -> object:
+    """The browser's ``credential.toJSON()``, decoded; ``Unreadable`` when the body is over the
+    cap or not JSON, which the ceremony's action records as its failure."""
+    try:
+        return read_json(request)
+    except (errors.RequestTooLarge, errors.MalformedRequest) as error:
+        return Unreadable(error)
+
 
 CEREMONY_COOKIE = "threshold_ceremony_{kind}"
 

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 from threshold import clock
 from threshold.core import errors, throttle
 from threshold.passkeys.actions import do_begin_sign_in, do_finish_sign_in
-from threshold.passkeys.http import ceremonies
+from threshold.passkeys.http import ceremonies, read_credential
 from threshold.policy.actions import get_policy
 from threshold.sessions.actions import sign_in
 from threshold.sessions.flow import SIGN_IN, check_flow
@@ -21,7 +21,6 @@ from threshold.web.http import (
     failed,
     ok,
     optional_string,
-    read_body,
     read_json_object,
     safe_next,
 )
@@ -74,7 +73,9 @@ def _options_wait(ip: str | None) -> float:
 
 @require_POST
 def sign_in_result(request: HttpRequest) -> JsonResponse:
-    outcome = do_finish_sign_in(ceremonies(request), read_body(request), audit_origin(request))
+    outcome = do_finish_sign_in(
+        ceremonies(request), read_credential(request), audit_origin(request)
+    )
     if outcome.error is not None:
         # The passkey belongs to no account (removed, or never registered
         # here): the page asks the browser to hide it (signalUnknownCredential).

@@ -31,7 +31,7 @@ from threshold.passkeys.actions import (
     do_remove_passkey,
     do_rename_passkey,
 )
-from threshold.passkeys.http import ceremonies
+from threshold.passkeys.http import ceremonies, read_credential
 from threshold.passkeys.models import Passkey
 from threshold.policy.actions import get_policy
 from threshold.sessions.access import describe_sign_in_method, list_active_sessions
@@ -46,7 +46,6 @@ from threshold.web.http import (
     json_login_required,
     ok,
     optional_string,
-    read_body,
     read_json_object,
     settings_problem,
 )
@@ -220,7 +219,7 @@ def verify_options(request: HttpRequest) -> JsonResponse:
 def verify_result(request: HttpRequest) -> JsonResponse:
     outcome = do_finish_sign_in(
         ceremonies(request),
-        read_body(request),
+        read_credential(request),
         audit_origin(request),
         step_up_user=_user(request),
     )
@@ -293,7 +292,7 @@ def add_result(request: HttpRequest) -> JsonResponse:
 
     outcome = do_finish_registration(
         ceremonies(request),
-        read_body(request),
+        read_credential(request),
         audit_origin(request),
         purpose=ADDING,
         before_save=same_person,

@@ -43,7 +43,7 @@ def audit_origin(request: HttpRequest) -> Origin:
     )
 
 
-def read_body(request: HttpRequest) -> bytes | None:
+def _read_body(request: HttpRequest) -> bytes | None:
     """The request body, or None when it is over the cap."""
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -63,7 +63,7 @@ def read_body(request: HttpRequest) -> bytes | None:
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 
 
-def parse_json(body: bytes) -> Any:
+def _parse_json(body: bytes) -> Any:
     """A request body as JSON, or MalformedRequest: also when a string in it is not text.
 
     JSON may escape a lone UTF-16 surrogate ("\\ud800"), which Python decodes to a
@@ -95,14 +95,22 @@ def _is_text(value: Any) -> bool:
     return True
 
 
+def read_json(request: HttpRequest) -> Any:
+    """The body as JSON, any value: RequestTooLarge over the cap, MalformedRequest if not JSON."""
+    body = _read_body(request)
+    if body is None:
+        raise errors.RequestTooLarge()
+    return _parse_json(body)
+
+
 def read_json_object(request: HttpRequest) -> dict[str, Any]:
-    """The body as a JSON object, or MalformedRequest."""
-    body = read_body(request)
+    """The body as a JSON object (an empty body is ``{}``), or MalformedRequest."""
+    body = _read_body(request)
     if body is None:
         raise errors.RequestTooLarge()
     if not body.strip():
         return {}
-    data = parse_json(body)
+    data = _parse_json(body)
     if not isinstance(data, dict):
         raise errors.MalformedRequest("the request body must be a JSON object")
     return data
