@@ -23,6 +23,7 @@ from threshold.core import errors, throttle, totp
 from threshold.core.names import is_text
 from threshold.core.policy import Policy
 from threshold.fallback.models import FailureCounter, PasskeyPrompt, RecoveryCode, TotpDevice
+from threshold.fallback.notices import notify_fallback_changed
 
 PASSWORD_AND_APP = "password+app"  # noqa: S105 - a method name, not a password
 PASSWORD_AND_RECOVERY_CODE = "password+recovery_code"  # noqa: S105
@@ -45,8 +46,9 @@ def do_set_up_fallback(
 ) -> list[str]:
     """Store the password and authenticator app; returns new recovery codes (shown once).
 
-    The caller has validated the password and checked a code from the app: the
-    code of ``confirmed_step``, used up with the set-up.
+    The caller has validated the password and checked a code from the app
+    (``threshold.fallback.forms.SetUpForm``): the code of ``confirmed_step``, used
+    up with the set-up. The person is emailed once it commits.
     """
     lock_user(user)
     if TotpDevice.objects.filter(user=user).exists():
@@ -61,6 +63,7 @@ def do_set_up_fallback(
     )
     codes = _replace_recovery_codes(user)
     record(Action.FALLBACK_SET_UP, origin, actor=user, subject=user)
+    notify_fallback_changed(user, origin, "added")
     return codes
 
 
@@ -89,7 +92,10 @@ def _replace_recovery_codes(user: User) -> list[str]:
 
 
 def do_remove_fallback(user: User, origin: Origin) -> None:
-    """Remove the password, app and recovery codes; never the person's last way to sign in."""
+    """Remove the password, app and recovery codes; never the person's last way to sign in.
+
+    The person is emailed once it commits.
+    """
     with transaction.atomic():
         lock_user(user)
         if not has_fallback(user):
@@ -100,6 +106,7 @@ def do_remove_fallback(user: User, origin: Origin) -> None:
             user.set_unusable_password()
             user.save(update_fields=["password"])
             record(Action.FALLBACK_REMOVED, origin, actor=user, subject=user)
+            notify_fallback_changed(user, origin, "removed")
             return
         record(
             Action.FALLBACK_REMOVAL_REFUSED,

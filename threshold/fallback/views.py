@@ -12,11 +12,7 @@ import segno
 from django.conf import settings
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.password_validation import (
-    password_validators_help_texts,
-    validate_password,
-)
-from django.core.exceptions import ValidationError
+from django.contrib.auth.password_validation import password_validators_help_texts
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils.crypto import constant_time_compare
@@ -38,7 +34,7 @@ from threshold.fallback.actions import (
     has_fallback,
     passkey_prompt_due,
 )
-from threshold.passkeys.notices import notify_fallback_changed
+from threshold.fallback.forms import SetUpForm, form_text
 from threshold.policy.actions import get_policy
 from threshold.sessions.actions import sign_in
 from threshold.sessions.stepup import mark_verified, recently_verified, verify_first
@@ -69,14 +65,6 @@ def _entry(error: errors.CeremonyError) -> catalog.CatalogEntry:
     return catalog.entry_for(error, "authentication")
 
 
-def _form_text(request: HttpRequest, name: str, max_length: int) -> str | None:
-    """A form field as text, or None when missing or longer than any real value."""
-    value = request.POST.get(name)
-    if value is None or len(value) > max_length:
-        return None
-    return value
-
-
 # --- Signing in ----------------------------------------------------------------------------------
 
 
@@ -94,8 +82,8 @@ def password_step(request: HttpRequest) -> HttpResponse:
         return render(request, "fallback/password.html", context, status=status)
     if request.method == "GET":
         return render(request, "fallback/password.html", context)
-    username = _form_text(request, "username", DISPLAY_NAME_MAX_LENGTH + 50) or ""
-    password = _form_text(request, "password", settings.THRESHOLD_MAX_PASSWORD_LENGTH)
+    username = form_text(request.POST, "username", DISPLAY_NAME_MAX_LENGTH + 50) or ""
+    password = form_text(request.POST, "password", settings.THRESHOLD_MAX_PASSWORD_LENGTH)
     context["username"] = username
     try:
         # An absurd password is still a wrong one, checked (and counted) as such.
@@ -153,7 +141,7 @@ def code_step(request: HttpRequest) -> HttpResponse:
     policy = get_policy()
     try:
         method = do_finish_fallback_sign_in(
-            user, _form_text(request, "code", 64), audit_origin(request), policy
+            user, form_text(request.POST, "code", 64), audit_origin(request), policy
         )
     except errors.CeremonyError as error:
         if isinstance(error, errors.AccountLocked | errors.AccountDisabled):
@@ -212,40 +200,19 @@ def set_up(request: HttpRequest) -> HttpResponse:
         secret = request.session[PENDING_SECRET] = totp.new_secret()
     if request.method == "GET":
         return _set_up_page(request, user, secret)
-    password = _form_text(request, "password", settings.THRESHOLD_MAX_PASSWORD_LENGTH)
-    confirm = _form_text(request, "confirm_password", settings.THRESHOLD_MAX_PASSWORD_LENGTH)
-    code = totp.normalize_code(request.POST.get("code"))
-    problems: list[str] = []
-    if not password:
-        problems.append(
-            f"Choose a password of at most {settings.THRESHOLD_MAX_PASSWORD_LENGTH} characters."
-        )
-    elif password != confirm:
-        problems.append("The two passwords are not the same.")
-    else:
-        try:
-            validate_password(password, user)
-        except ValidationError as invalid:
-            problems.extend(invalid.messages)
-    confirmed_step = totp.matching_step(secret, code, clock.now())
-    if confirmed_step is None:
-        problems.append(
-            "The code from your authenticator app is not right. Check that the app shows the "
-            f"{settings.THRESHOLD.rp.name} account you just added, and enter its current code."
-        )
-    if problems or confirmed_step is None:
-        return _set_up_page(request, user, secret, problems, status=400)
-    assert password is not None  # noqa: S101 - checked above
-    origin = audit_origin(request)
+    form = SetUpForm(user, secret, request.POST, clock.now())
+    if not form.is_valid() or form.confirmed_step is None:
+        return _set_up_page(request, user, secret, form.problems, status=400)
     try:
-        codes = do_set_up_fallback(user, password, secret, confirmed_step, origin)
+        codes = do_set_up_fallback(
+            user, form.password, secret, form.confirmed_step, audit_origin(request)
+        )
     except errors.MalformedRequest:
         return _already_set_up(request)
     # A new password changes the session hash: this session stays signed in,
     # the person's others end (as after any password change).
     update_session_auth_hash(request, user)
     request.session.pop(PENDING_SECRET, None)
-    notify_fallback_changed(user, origin, "added")
     return render(request, "fallback/recovery_codes.html", {"codes": codes, "new": True})
 
 
@@ -306,16 +273,14 @@ def remove(request: HttpRequest) -> HttpResponse:
         return verify_first(REMOVE)
     last = count_sign_in_methods(user) <= 1
     if request.method == "POST":
-        origin = audit_origin(request)
         try:
-            do_remove_fallback(user, origin)
+            do_remove_fallback(user, audit_origin(request))
         except errors.SecurityMethodNotFound as error:
             return settings_problem(request, _entry_in_settings(error), 404)
         except errors.LastSignInMethod:
             last = True
         else:
             update_session_auth_hash(request, user)
-            notify_fallback_changed(user, origin, "removed")
             return HttpResponseRedirect("/settings?done=fallback-removed", status=303)
     return render(
         request,
