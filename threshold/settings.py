@@ -86,7 +86,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
 ]
 THRESHOLD_MAX_PASSWORD_LENGTH = 128
-LOGIN_URL = "/sign-in"
+LOGIN_URL = "sessions:sign-in"
 
 # Sessions live in the database so that sign-out and timeouts end them for real.
 # The model is threshold.sessions.models.Session (django.contrib.sessions is not installed).

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
+from django.urls import reverse
 
 from threshold import clock
 from threshold.accounts.models import User
@@ -59,6 +60,6 @@ def notify_method_changed(
             "client": describe(origin.user_agent).label if origin.via == "web" else "",
             "ip": origin.ip or "",
             "via": origin.via,
-            "settings_url": f"{settings.THRESHOLD.public_url}/settings",
+            "settings_url": settings.THRESHOLD.public_url + reverse("selfservice:settings"),
         },
     )

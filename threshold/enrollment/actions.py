@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.urls import reverse
 
 from threshold import clock
 from threshold.accounts.actions import do_get_or_create_user, lock_user
@@ -48,7 +49,7 @@ def _hash(token: str) -> str:
 
 
 def invite_link(token: str) -> str:
-    return f"{settings.THRESHOLD.public_url}/enroll/{token}"
+    return settings.THRESHOLD.public_url + reverse("enrollment:enroll", args=[token])
 
 
 @dataclass(frozen=True)

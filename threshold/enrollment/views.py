@@ -24,6 +24,7 @@ from threshold.web.http import (
     failed,
     ok,
     read_json_object,
+    url_to,
 )
 
 
@@ -80,4 +81,4 @@ def enroll_result(request: HttpRequest, token: str) -> JsonResponse:
         return failed(outcome.error or errors.CeremonyError(), "registration")
     # A new session key either way; a recovery has ended all the others.
     sign_in(request, outcome.passkey.user)
-    return ok({"redirect": "/?enrolled=1"})
+    return ok({"redirect": url_to("selfservice:home", query={"enrolled": "1"})})

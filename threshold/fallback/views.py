@@ -13,8 +13,9 @@ from django.conf import settings
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.password_validation import password_validators_help_texts
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
@@ -38,7 +39,7 @@ from threshold.fallback.forms import SetUpForm, form_text
 from threshold.policy.actions import get_policy
 from threshold.sessions.actions import sign_in
 from threshold.sessions.stepup import mark_verified, recently_verified, verify_first
-from threshold.web.http import audit_origin, safe_next, settings_problem
+from threshold.web.http import audit_origin, safe_next, see_other, settings_problem, url_to
 
 # The person whose password was right, waiting for their code (anonymous session),
 # and a keyed hash of their password then: a password changed (or the fallback
@@ -49,9 +50,6 @@ PENDING_PASSWORD = "threshold.fallback.password_hash"  # noqa: S105 - a session 
 # The authenticator-app secret being set up, until a code from the app confirms it.
 PENDING_SECRET = "threshold.fallback.pending_secret"  # noqa: S105 - a session key
 
-SET_UP = "/settings/fallback/set-up"
-REMOVE = "/settings/fallback/remove"
-PROMPT = "/sign-in/set-up-passkey"
 
 _STATUS: dict[type[errors.CeremonyError], int] = {
     errors.TooManyAttempts: 429,
@@ -72,7 +70,7 @@ def _entry(error: errors.CeremonyError) -> catalog.CatalogEntry:
 @never_cache
 def password_step(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
-        return redirect("home")
+        return redirect("selfservice:home")
     policy = get_policy()
     context: dict[str, Any] = {"username": "", "next": safe_next(request)}
     if not policy.allow_password_fallback:
@@ -96,13 +94,15 @@ def password_step(request: HttpRequest) -> HttpResponse:
     request.session[PENDING_USER] = user.pk
     request.session[PENDING_SINCE] = clock.now()
     request.session[PENDING_PASSWORD] = user.get_session_auth_hash()
-    return HttpResponseRedirect(_with_next("/sign-in/code", request), status=303)
+    return see_other(_with_next(reverse("fallback:code"), request))
 
 
 def _with_next(path: str, request: HttpRequest) -> str:
     """``path``, carrying on where the person was going (a checked ``next``)."""
     target = safe_next(request)
-    return path if target == "/" else f"{path}?{urlencode({'next': target})}"
+    return (
+        path if target == reverse("selfservice:home") else f"{path}?{urlencode({'next': target})}"
+    )
 
 
 def _pending_user(request: HttpRequest) -> User | None:
@@ -126,7 +126,7 @@ def _pending_user(request: HttpRequest) -> User | None:
 @never_cache
 def code_step(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
-        return redirect("home")
+        return redirect("selfservice:home")
     user = _pending_user(request)
     if user is None:
         # Nobody here gave a password, or it was too long ago: start again.
@@ -153,8 +153,8 @@ def code_step(request: HttpRequest) -> HttpResponse:
     sign_in(request, user, method=method)
     mark_verified(request, phishing_resistant=False)
     if passkey_prompt_due(user, policy):
-        return HttpResponseRedirect(_with_next(PROMPT, request), status=303)
-    return HttpResponseRedirect(safe_next(request), status=303)
+        return see_other(_with_next(reverse("fallback:passkey-prompt"), request))
+    return see_other(safe_next(request))
 
 
 # --- "Set up a passkey" / "I'll do it later" -----------------------------------------------------
@@ -168,7 +168,7 @@ def passkey_prompt(request: HttpRequest) -> HttpResponse:
     assert isinstance(user, User)  # noqa: S101 - login_required
     if request.method == "POST":
         do_snooze_passkey_prompt(user, audit_origin(request))
-        return HttpResponseRedirect(safe_next(request), status=303)
+        return see_other(safe_next(request))
     return render(
         request,
         "fallback/prompt.html",
@@ -192,7 +192,7 @@ def set_up(request: HttpRequest) -> HttpResponse:
     if not get_policy().allow_password_fallback:
         return settings_problem(request, _entry(errors.FallbackNotAllowed()), 403)
     if not recently_verified(request):
-        return verify_first(SET_UP)
+        return verify_first(reverse("fallback:set-up"))
     if has_fallback(user):
         return _already_set_up(request)
     secret = request.session.get(PENDING_SECRET)
@@ -218,10 +218,12 @@ def set_up(request: HttpRequest) -> HttpResponse:
 
 def _already_set_up(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
-        return HttpResponseRedirect("/settings#fallback", status=303)
+        return see_other(url_to("selfservice:settings", fragment="fallback"))
     # The form was sent twice: the first request set it up, and its page (with
     # the recovery codes) is not the one the browser shows.
-    return HttpResponseRedirect("/settings?done=fallback-set-up#fallback", status=303)
+    return see_other(
+        url_to("selfservice:settings", query={"done": "fallback-set-up"}, fragment="fallback")
+    )
 
 
 def _set_up_page(
@@ -253,7 +255,7 @@ def _set_up_page(
 def new_recovery_codes(request: HttpRequest) -> HttpResponse:
     user = _settings_user(request)
     if not recently_verified(request):
-        return verify_first("/settings#fallback")
+        return verify_first(url_to("selfservice:settings", fragment="fallback"))
     try:
         codes = do_regenerate_recovery_codes(user, audit_origin(request))
     except errors.SecurityMethodNotFound as error:
@@ -270,7 +272,7 @@ def remove(request: HttpRequest) -> HttpResponse:
     if not has_fallback(user):
         return settings_problem(request, _entry_in_settings(errors.SecurityMethodNotFound()), 404)
     if not recently_verified(request):
-        return verify_first(REMOVE)
+        return verify_first(reverse("fallback:remove"))
     last = count_sign_in_methods(user) <= 1
     if request.method == "POST":
         try:
@@ -281,7 +283,7 @@ def remove(request: HttpRequest) -> HttpResponse:
             last = True
         else:
             update_session_auth_hash(request, user)
-            return HttpResponseRedirect("/settings?done=fallback-removed", status=303)
+            return see_other(url_to("selfservice:settings", query={"done": "fallback-removed"}))
     return render(
         request,
         "fallback/remove.html",

@@ -11,8 +11,9 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -47,11 +48,11 @@ from threshold.web.http import (
     ok,
     optional_string,
     read_json_object,
+    see_other,
     settings_problem,
+    url_to,
 )
 
-SETTINGS = "/settings"
-ADD = "/settings/security-methods/add"
 ADDING = "add"  # the registration purpose
 
 # What each choice on "Set up another" asks the browser for (WebAuthn L3 hints).
@@ -81,9 +82,10 @@ def _user(request: HttpRequest) -> User:
 def _safe_return(request: HttpRequest) -> str:
     """Where to go after verifying: a settings page of this site, else Settings."""
     target = request.GET.get("next", "")
-    if target.startswith(f"{SETTINGS}/") and "//" not in target and "\\" not in target:
+    settings_path = reverse("selfservice:settings")
+    if target.startswith(f"{settings_path}/") and "//" not in target and "\\" not in target:
         return target
-    return SETTINGS
+    return settings_path
 
 
 # --- Home --------------------------------------------------------------------------------------
@@ -178,7 +180,7 @@ def change_name(request: HttpRequest) -> HttpResponse:
         do_change_display_name(_user(request), request.POST.get("full_name"), audit_origin(request))
     except errors.NameInvalid as error:
         return _render_settings(request, error=catalog.entry_for(error, "settings"), status=400)
-    return HttpResponseRedirect(f"{SETTINGS}?done=name-changed", status=303)
+    return see_other(url_to("selfservice:settings", query={"done": "name-changed"}))
 
 
 # --- Step-up: "Verify it's you" ----------------------------------------------------------------
@@ -237,7 +239,7 @@ def verify_result(request: HttpRequest) -> JsonResponse:
 @login_required
 def add_page(request: HttpRequest) -> HttpResponse:
     if not recently_verified(request, allow_fallback=True):
-        return verify_first(ADD)
+        return verify_first(reverse("selfservice:add"))
     user = _user(request)
     limit = get_policy().passkey_limit
     return render(
@@ -300,7 +302,10 @@ def add_result(request: HttpRequest) -> JsonResponse:
     if outcome.error is not None or outcome.passkey is None:
         return failed(outcome.error or errors.CeremonyError(), "registration")
     passkey = outcome.passkey
-    return ok({"redirect": f"{SETTINGS}?added={passkey.pk}#passkey-{passkey.pk}"})
+    added = url_to(
+        "selfservice:settings", query={"added": str(passkey.pk)}, fragment=f"passkey-{passkey.pk}"
+    )
+    return ok({"redirect": added})
 
 
 # --- Rename and remove -------------------------------------------------------------------------
@@ -322,7 +327,9 @@ def rename(request: HttpRequest, passkey_id: int) -> HttpResponse:
             error_passkey_id=passkey_id,
             status=400,
         )
-    return HttpResponseRedirect(f"{SETTINGS}?done=renamed#passkey-{passkey.pk}", status=303)
+    return see_other(
+        url_to("selfservice:settings", query={"done": "renamed"}, fragment=f"passkey-{passkey.pk}")
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -335,7 +342,7 @@ def remove(request: HttpRequest, passkey_id: int) -> HttpResponse:
     except errors.SecurityMethodNotFound:
         return settings_problem(request, catalog.CATALOG["method_not_found"], 404)
     if not recently_verified(request):
-        return verify_first(f"{SETTINGS}/security-methods/{passkey.pk}/remove")
+        return verify_first(reverse("selfservice:remove", args=[passkey.pk]))
     last = count_sign_in_methods(user) <= 1
     if request.method == "POST":
         try:
@@ -345,7 +352,7 @@ def remove(request: HttpRequest, passkey_id: int) -> HttpResponse:
         except errors.LastSignInMethod:
             last = True
         else:
-            return HttpResponseRedirect(f"{SETTINGS}?done=removed", status=303)
+            return see_other(url_to("selfservice:settings", query={"done": "removed"}))
     return render(
         request,
         "selfservice/remove.html",

@@ -9,13 +9,11 @@ add a passkey right after it ("Set up a passkey"), never to remove a method.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from django.http import HttpRequest, HttpResponseRedirect
-from django.urls import reverse
 
 from threshold import clock
 from threshold.policy.actions import get_policy
+from threshold.web.http import see_other, url_to
 
 # The last sign-in in this session whose passkey verified the user (PIN,
 # biometrics): step-up checks compare it with the clock.
@@ -48,4 +46,4 @@ def recently_verified(request: HttpRequest, *, allow_fallback: bool = False) -> 
 
 def verify_first(next_path: str) -> HttpResponseRedirect:
     """Send the person to "Verify it's you", and back to ``next_path`` once they have."""
-    return HttpResponseRedirect(f"{reverse('verify')}?{urlencode({'next': next_path})}", status=303)
+    return see_other(url_to("selfservice:verify", query={"next": next_path}))

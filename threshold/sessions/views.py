@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -16,21 +16,21 @@ from threshold.policy.actions import get_policy
 from threshold.sessions.actions import do_sign_out_other_sessions, sign_out
 from threshold.sessions.flow import SIGN_IN, issue_flow_token
 from threshold.sessions.middleware import SIGNED_IN_COOKIE, forget_signed_in
-from threshold.web.http import CLIENT_CATALOG, audit_origin
+from threshold.web.http import CLIENT_CATALOG, audit_origin, see_other, url_to
 
 
 @require_GET
 @never_cache  # the page is dated (threshold.sessions.flow): never serve an old copy
 def sign_in_page(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
-        return redirect("home")
+        return redirect("selfservice:home")
     # Offered only when the policy allows it: the page and webauthn.js show the
     # "Sign in with a password instead" links when this is not empty.
     password_url = ""
     if get_policy().allow_password_fallback:
         next_path = request.GET.get("next", "")
         query = f"?{urlencode({'next': next_path})}" if next_path else ""
-        password_url = reverse("sign-in-password") + query
+        password_url = reverse("fallback:password") + query
     # This browser was signed in and its session ended (sessions/store.py): say so, once.
     session_ended = bool(request.COOKIES.get(SIGNED_IN_COOKIE))
     context = {
@@ -61,4 +61,4 @@ def sign_out_other_sessions(request: HttpRequest) -> HttpResponse:
     """The person's other browsers are signed out; this one stays signed in."""
     assert isinstance(request.user, User)  # noqa: S101 - login_required
     do_sign_out_other_sessions(request.user, request.session.session_key, audit_origin(request))
-    return HttpResponseRedirect("/settings?done=sessions-ended", status=303)
+    return see_other(url_to("selfservice:settings", query={"done": "sessions-ended"}))

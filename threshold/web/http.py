@@ -8,14 +8,16 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from threshold.audit.actions import Origin
@@ -183,6 +185,21 @@ CLIENT_CATALOG = {
 }
 
 
+def url_to(
+    name: str, *args: object, query: Mapping[str, str] | None = None, fragment: str = ""
+) -> str:
+    """The path of the URL named ``name`` ("selfservice:settings"), with a query and fragment."""
+    url = reverse(name, args=args)
+    if query:
+        url += f"?{urlencode(query)}"
+    return f"{url}#{fragment}" if fragment else url
+
+
+def see_other(url: str) -> HttpResponseRedirect:
+    """303 See Other: after a form is sent, the browser GETs ``url``."""
+    return HttpResponseRedirect(url, status=303)
+
+
 def safe_next(request: HttpRequest) -> str:
     """Where to go after signing in: ``?next=`` when it is on this site, else Home."""
     target = request.GET.get("next", "")
@@ -190,7 +207,7 @@ def safe_next(request: HttpRequest) -> str:
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         return target
-    return "/"
+    return reverse("selfservice:home")
 
 
 def settings_problem(
@@ -200,6 +217,10 @@ def settings_problem(
     return render(
         request,
         "web/problem.html",
-        {"entry": entry, "back_url": "/settings", "back_label": "Back to Settings"},
+        {
+            "entry": entry,
+            "back_url": reverse("selfservice:settings"),
+            "back_label": "Back to Settings",
+        },
         status=status,
     )

@@ -194,7 +194,7 @@
       throw failure;
     }
     statusLine.textContent = root.dataset.ceremony === "step-up" ? "Verified. Continuing…" : "Signed in. Redirecting…";
-    window.location.assign(result.redirect || "/");
+    window.location.assign(result.redirect);  // every result endpoint says where to go
   }
 
   // The passkey was removed from this account (or never was in it): the WebAuthn
@@ -278,7 +278,7 @@
     statusLine.textContent = "Saving your passkey…";
     const result = await post(root.dataset.resultUrl, credential.toJSON());
     statusLine.textContent = root.dataset.ceremony === "add" ? "Your passkey is ready." : "Your passkey is ready. Signing you in…";
-    window.location.assign(result.redirect || "/");
+    window.location.assign(result.redirect);  // every result endpoint says where to go
   }
 
   if (!supported()) {
