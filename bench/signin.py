@@ -512,7 +512,7 @@ async def post_json(
 ) -> tuple[int, dict[str, Any] | None, str]:
     headers = {"Content-Type": "application/json", "X-CSRFToken": csrf_token(session)}
     if flow is not None:
-        headers["X-Threshold-Flow"] = flow  # the page's token (threshold/web/flow.py)
+        headers["X-Threshold-Flow"] = flow  # the page's token (threshold/sessions/flow.py)
     async with session.post(
         url, data=json.dumps(payload, separators=(",", ":")), headers=headers
     ) as response:

@@ -20,15 +20,19 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.staticfiles",
+    # Lowest layer first (docs/architecture.md, "Layers"). The sign-in methods are
+    # listed in Settings in the order their apps are here (threshold.accounts.methods).
     "threshold.accounts",
     "threshold.audit",
     "threshold.policy",
-    "threshold.passkeys",
-    "threshold.enrollment",
-    "threshold.conformance",
-    "threshold.selfservice",
-    "threshold.fallback",
     "threshold.web",
+    "threshold.sessions",
+    "threshold.passkeys",
+    "threshold.fallback",
+    "threshold.enrollment",
+    "threshold.selfservice",
+    "threshold.help",
+    "threshold.conformance",
 ]
 
 MIDDLEWARE = [
@@ -41,9 +45,9 @@ MIDDLEWARE = [
     "threshold.web.bodies.RequestBodyMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "threshold.web.middleware.SessionTimeoutMiddleware",
-    # Sends the ceremony tokens a view began (threshold/web/http.py).
-    "threshold.web.http.CeremonyCookieMiddleware",
+    "threshold.sessions.middleware.SessionTimeoutMiddleware",
+    # Sends the ceremony tokens a view began (threshold/passkeys/http.py).
+    "threshold.passkeys.http.CeremonyCookieMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -82,11 +86,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
 ]
 THRESHOLD_MAX_PASSWORD_LENGTH = 128
-LOGIN_URL = "/sign-in"
+LOGIN_URL = "sessions:sign-in"
 
 # Sessions live in the database so that sign-out and timeouts end them for real.
-# The model is threshold.web.models.Session (django.contrib.sessions is not installed).
-SESSION_ENGINE = "threshold.web.sessions"
+# The model is threshold.sessions.models.Session (django.contrib.sessions is not installed).
+SESSION_ENGINE = "threshold.sessions.store"
 SESSION_COOKIE_NAME = "threshold_session"
 SESSION_COOKIE_AGE = THRESHOLD.session_max_age
 SESSION_COOKIE_HTTPONLY = True

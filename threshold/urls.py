@@ -1,72 +1,24 @@
+"""Every app's URLs, each under its namespace (``{% url 'selfservice:settings' %}``,
+``reverse("fallback:password")``); the paths are the apps' own, from the site's root."""
+
 from __future__ import annotations
 
 from django.conf import settings
-from django.urls import path
-from django.views.generic.base import RedirectView
-
-from threshold.conformance import views as conformance
-from threshold.enrollment import views as enrollment
-from threshold.fallback import views as fallback
-from threshold.passkeys import views as passkeys
-from threshold.selfservice import views as selfservice
-from threshold.web import guides, wellknown
-from threshold.web import views as web
+from django.urls import include, path
 
 urlpatterns = [
-    path("", web.home, name="home"),
-    path("sign-in", web.sign_in, name="sign-in"),
-    path("sign-in/options", passkeys.sign_in_options, name="sign-in-options"),
-    path("sign-in/result", passkeys.sign_in_result, name="sign-in-result"),
-    path("sign-out", web.sign_out, name="sign-out"),
-    path("sign-in/password", fallback.password_step, name="sign-in-password"),
-    path("sign-in/code", fallback.code_step, name="sign-in-code"),
-    path("sign-in/set-up-passkey", fallback.passkey_prompt, name="passkey-prompt"),
-    path("settings/fallback/set-up", fallback.set_up, name="fallback-set-up"),
-    path("settings/fallback/recovery-codes", fallback.new_recovery_codes, name="recovery-codes"),
-    path("settings/fallback/remove", fallback.remove, name="fallback-remove"),
-    path(
-        "settings/sessions/sign-out-others",
-        web.sign_out_other_sessions,
-        name="sign-out-other-sessions",
-    ),
-    path("enroll/<str:token>", enrollment.enroll_page, name="enroll"),
-    path("enroll/<str:token>/options", enrollment.enroll_options, name="enroll-options"),
-    path("enroll/<str:token>/result", enrollment.enroll_result, name="enroll-result"),
-    path("settings", selfservice.settings_page, name="settings"),
-    path("settings/profile", selfservice.change_name, name="change-name"),
-    path("settings/verify", selfservice.verify_page, name="verify"),
-    path("settings/verify/options", selfservice.verify_options, name="verify-options"),
-    path("settings/verify/result", selfservice.verify_result, name="verify-result"),
-    path("settings/security-methods/add", selfservice.add_page, name="add-passkey"),
-    path("settings/security-methods/add/options", selfservice.add_options, name="add-options"),
-    path("settings/security-methods/add/result", selfservice.add_result, name="add-result"),
-    path("settings/security-methods/<int:passkey_id>/rename", selfservice.rename, name="rename"),
-    path("settings/security-methods/<int:passkey_id>/remove", selfservice.remove, name="remove"),
-    path("help/guide", guides.guide_index, name="guide-index"),
-    path("help/guide/<str:platform>", guides.guide, name="guide"),
-    # The guide's first address, from when it needed signing in.
-    path("settings/guide", RedirectView.as_view(pattern_name="guide-index", permanent=True)),
-    path(
-        "settings/guide/<str:platform>",
-        RedirectView.as_view(pattern_name="guide", permanent=True),
-    ),
-    path("help/errors", web.help_errors, name="help-errors"),
-    path(".well-known/assetlinks.json", wellknown.assetlinks, name="assetlinks"),
-    path(
-        ".well-known/apple-app-site-association",
-        wellknown.apple_app_site_association,
-        name="apple-app-site-association",
-    ),
-    path(".well-known/webauthn", wellknown.webauthn, name="well-known-webauthn"),
+    path("", include("threshold.selfservice.urls")),
+    path("", include("threshold.sessions.urls")),
+    path("", include("threshold.passkeys.urls")),
+    path("", include("threshold.fallback.urls")),
+    path("", include("threshold.enrollment.urls")),
+    path("", include("threshold.help.urls")),
+    # The /.well-known documents.
+    path("", include("threshold.web.urls")),
 ]
 
 if settings.THRESHOLD.fido_conformance:
-    urlpatterns += [
-        path("attestation/options", conformance.attestation_options),
-        path("attestation/result", conformance.attestation_result),
-        path("assertion/options", conformance.assertion_options),
-        path("assertion/result", conformance.assertion_result),
-    ]
+    urlpatterns += [path("", include("threshold.conformance.urls"))]
 
 handler400 = "threshold.web.views.bad_request"
 handler403 = "threshold.web.views.permission_denied"

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.browser
 
 
 def passkey_entry(page: Page) -> str:
-    """The home page's description of the first passkey (web/_passkey.html, as in Settings)."""
+    """The home page's description of the first passkey (passkeys/_passkey.html, as in Settings)."""
     return page.locator("ul.methods li").first.inner_text()
 
 

@@ -31,7 +31,7 @@ from threshold.enrollment.models import EnrollmentInvite
 from threshold.passkeys.decoys import forget_distribution
 from threshold.passkeys.models import Passkey
 from threshold.passkeys.views import SIGN_IN_OPTIONS_LIMIT
-from threshold.web import flow
+from threshold.sessions import flow
 
 ORIGIN = "http://localhost:8000"
 SESSION_COOKIE = "threshold_session"
@@ -83,7 +83,7 @@ def _fresh_worker_memory():
 # --- A browser -------------------------------------------------------------------------------
 
 
-# The options requests of the pages that are dated (threshold/web/flow.py), by their flow.
+# The options requests of the pages that are dated (threshold/sessions/flow.py), by their flow.
 FLOW_OPTIONS = {
     "/sign-in/options": flow.SIGN_IN,
     "/settings/verify/options": flow.STEP_UP,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -33,7 +31,7 @@ from threshold.enrollment.actions import do_invite, do_issue_recovery
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.passkeys.actions import do_begin_step_up, do_finish_sign_in
 from threshold.passkeys.pending import Ceremonies
-from threshold.web.models import Session
+from threshold.sessions.models import Session
 
 pytestmark = pytest.mark.django_db
 
@@ -172,9 +170,7 @@ def test_a_locked_person_cannot_step_up(ada):
     options = do_begin_step_up(browser, ada.user)
     do_lock_user(ada.user, Origin.cli())
     assertion = ada.authenticator.get(options, ORIGIN)
-    outcome = do_finish_sign_in(
-        browser.returned(), json.dumps(assertion).encode(), Origin(), step_up_user=ada.user
-    )
+    outcome = do_finish_sign_in(browser.returned(), assertion, Origin(), step_up_user=ada.user)
     assert isinstance(outcome.error, errors.AccountLocked) and outcome.user is None
     event = last_event("step_up.failed")
     assert event.reason == "account_locked" and event.subject == ada.user

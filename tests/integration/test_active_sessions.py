@@ -24,15 +24,15 @@ from tests.integration.conftest import (
 )
 from threshold.audit.models import AuditEvent
 from threshold.cli.main import main
-from threshold.web.middleware import sign_in as start_session
-from threshold.web.models import Session
-from threshold.web.sessions import (
+from threshold.sessions.access import list_active_sessions
+from threshold.sessions.actions import sign_in as start_session
+from threshold.sessions.models import Session
+from threshold.sessions.stepup import VERIFIED_AT
+from threshold.sessions.store import (
     SIGN_IN_IP,
     SIGN_IN_METHOD,
     SIGN_IN_USER_AGENT,
-    VERIFIED_AT,
     SessionStore,
-    list_active_sessions,
 )
 
 pytestmark = pytest.mark.django_db

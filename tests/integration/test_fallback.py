@@ -31,10 +31,10 @@ from threshold.cli.main import main
 from threshold.core import throttle, totp
 from threshold.core.policy import Policy
 from threshold.enrollment.actions import do_issue_recovery
-from threshold.fallback.actions import do_set_up_fallback
+from threshold.fallback.actions import do_remove_fallback, do_set_up_fallback
 from threshold.fallback.models import FailureCounter, RecoveryCode, TotpDevice
 from threshold.policy.actions import do_update_policy
-from threshold.web.models import Session
+from threshold.sessions.models import Session
 
 pytestmark = pytest.mark.django_db
 
@@ -568,3 +568,20 @@ def test_the_recovery_email_says_the_fallback_was_removed(
     with django_capture_on_commit_callbacks(execute=True):
         assert enroll(Browser(), token_of(created.link), SoftAuthenticator()).status_code == 200
     assert "authenticator app and recovery codes were removed" in mail.outbox[-1].body
+
+
+def test_setting_up_and_removing_the_fallback_emails_the_person_whoever_does_it(
+    ada, clock, django_capture_on_commit_callbacks
+):
+    """The actions send the notices, not the pages: the command line (and later the admin
+    portal) tells the person too."""
+    with django_capture_on_commit_callbacks(execute=True):
+        do_set_up_fallback(ada.user, PASSWORD, SECRET, 0, Origin.cli())
+    with django_capture_on_commit_callbacks(execute=True):
+        do_remove_fallback(ada.user, Origin.cli())
+    added, removed = mail.outbox
+    assert added.subject == "A password and authenticator app were added to your Threshold account"
+    assert removed.subject == (
+        "A password and authenticator app were removed from your Threshold account"
+    )
+    assert "From: an administrator, on the server's command line" in removed.body

@@ -1,4 +1,4 @@
-"""Idle sign-in and step-up pages expire (threshold/web/flow.py): "Session Expired".
+"""Idle sign-in and step-up pages expire (threshold/sessions/flow.py): "Session Expired".
 
 The token is read from the page here, as webauthn.js reads it, and sent with an
 explicit header; the Browser helper's own token (conftest.PageClient) is always
@@ -26,8 +26,8 @@ from tests.integration.conftest import (
 from threshold.audit.actions import Origin
 from threshold.passkeys.models import UsedChallenge
 from threshold.policy.actions import do_update_policy, get_policy
-from threshold.web import flow
-from threshold.web.models import Session
+from threshold.sessions import flow
+from threshold.sessions.models import Session
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ import pytest
 from django.utils.html import escape
 
 from tests.integration.conftest import Browser, assert_ok, sign_in
-from threshold.web import guides
+from threshold.help import guides
 
 pytestmark = pytest.mark.django_db
 

@@ -41,7 +41,7 @@ from threshold.enrollment.actions import do_issue_recovery
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.passkeys.models import Passkey
 from threshold.policy.actions import do_update_policy
-from threshold.web.models import Session
+from threshold.sessions.models import Session
 
 pytestmark = pytest.mark.django_db
 

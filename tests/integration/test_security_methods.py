@@ -538,7 +538,7 @@ def test_a_step_up_for_another_person_is_refused_after_the_signature(ada, clock)
     grace = enrolled_person("grace@example.com", "Grace Hopper")
     ceremonies = Ceremonies(session_key="k" * 32)
     options = do_begin_step_up(ceremonies, ada.user)
-    assertion = json.dumps(ada.authenticator.get(options, ORIGIN)).encode()
+    assertion = ada.authenticator.get(options, ORIGIN)
     outcome = do_finish_sign_in(ceremonies.returned(), assertion, Origin(), step_up_user=grace.user)
     assert outcome.error is not None and outcome.error.code == "credential_not_allowed"
     assert last_event("step_up.failed").reason == "credential_not_allowed"

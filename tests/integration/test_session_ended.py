@@ -3,7 +3,7 @@
 However the session ended (idle or absolute timeout, signed out from another
 browser, a recovery or a lock), the browser lands on /sign-in. The page says
 "Your session ended" when this browser was signed in (the ``threshold_signed_in``
-cookie, web/sessions.py), and writes nothing to the database to know it.
+cookie, sessions/middleware.py), and writes nothing to the database to know it.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts.actions import do_lock_user
 from threshold.audit.actions import Origin
 from threshold.enrollment.actions import do_issue_recovery
-from threshold.web.models import Session
-from threshold.web.sessions import SessionStore
+from threshold.sessions.models import Session
+from threshold.sessions.store import SessionStore
 
 pytestmark = pytest.mark.django_db
 

@@ -24,7 +24,7 @@ from tests.integration.conftest import (
 from tests.support.authenticator import SoftAuthenticator
 from threshold.audit.models import AuditEvent
 from threshold.passkeys.models import UsedChallenge
-from threshold.web.models import Session
+from threshold.sessions.models import Session
 
 pytestmark = pytest.mark.django_db
 

@@ -44,7 +44,7 @@ from threshold.passkeys.decoys import decoy_for
 from threshold.passkeys.models import Passkey, UsedChallenge
 from threshold.passkeys.views import SIGN_IN_OPTIONS_LIMIT
 from threshold.policy.actions import get_policy
-from threshold.web.models import Session
+from threshold.sessions.models import Session
 
 pytestmark = pytest.mark.django_db
 

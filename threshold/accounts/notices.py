@@ -13,8 +13,12 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
+from django.urls import reverse
 
+from threshold import clock
 from threshold.accounts.models import User
+from threshold.audit.actions import Origin
+from threshold.core.useragent import describe
 
 logger = logging.getLogger(__name__)
 
@@ -38,3 +42,24 @@ def email_after_commit(user: User, subject: str, template: str, context: dict[st
             logger.exception("could not send %s to user %s", template, user.pk)
 
     transaction.on_commit(send)
+
+
+def notify_method_changed(
+    user: User, method: str, origin: Origin, change: str, subject: str
+) -> None:
+    """Tell ``user`` that a sign-in method (``method``, as they know it) was ``change``
+    ("added" or "removed"), when, and from which browser or the command line."""
+    email_after_commit(
+        user,
+        subject,
+        "accounts/method_changed_email.txt",
+        {
+            "change": change,
+            "method": method,
+            "at": clock.now_datetime(),
+            "client": describe(origin.user_agent).label if origin.via == "web" else "",
+            "ip": origin.ip or "",
+            "via": origin.via,
+            "settings_url": settings.THRESHOLD.public_url + reverse("selfservice:settings"),
+        },
+    )

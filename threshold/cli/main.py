@@ -526,8 +526,8 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
 def _policy_check(policy: Policy) -> int:
     """Who ``policy`` would stop signing in with which passkey: 0 if nobody, else 1."""
+    from threshold.accounts.methods import count_usable_sign_in_methods
     from threshold.passkeys.access import list_passkeys_not_allowed
-    from threshold.passkeys.actions import count_usable_sign_in_methods
 
     refused = list_passkeys_not_allowed(policy)
     if not refused:
@@ -634,7 +634,7 @@ def _command_path() -> str:
 def cmd_cleanup(args: argparse.Namespace) -> int:
     from threshold.fallback.actions import delete_stale_counters
     from threshold.passkeys.pending import delete_expired
-    from threshold.web.sessions import SessionStore
+    from threshold.sessions.store import SessionStore
 
     SessionStore.clear_expired()
     ceremonies = delete_expired()

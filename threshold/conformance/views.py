@@ -27,14 +27,13 @@ from threshold.passkeys.actions import (
     do_finish_registration,
     do_finish_sign_in,
 )
+from threshold.passkeys.http import ceremonies, read_credential
 from threshold.policy.access import policy_for
 from threshold.web.http import (
     audit_origin,
-    ceremonies,
     failed,
     ok,
     optional_string,
-    read_body,
     read_json_object,
 )
 
@@ -127,7 +126,7 @@ _RULES = Policy(refuse_u2f_authenticators=False)
 def attestation_result(request: HttpRequest) -> JsonResponse:
     outcome = do_finish_registration(
         ceremonies(request),
-        read_body(request),
+        read_credential(request),
         audit_origin(request),
         purpose=CONFORMANCE,
         policy=_RULES,
@@ -159,7 +158,7 @@ def assertion_options(request: HttpRequest) -> JsonResponse:
 @require_POST
 def assertion_result(request: HttpRequest) -> JsonResponse:
     outcome = do_finish_sign_in(
-        ceremonies(request), read_body(request), audit_origin(request), policy=_RULES
+        ceremonies(request), read_credential(request), audit_origin(request), policy=_RULES
     )
     if outcome.error is not None:
         return failed(outcome.error, "authentication")

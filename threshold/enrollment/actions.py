@@ -19,9 +19,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.urls import reverse
 
 from threshold import clock
 from threshold.accounts.actions import do_get_or_create_user, lock_user
+from threshold.accounts.methods import count_sign_in_methods
 from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
 from threshold.core import errors
@@ -31,7 +33,6 @@ from threshold.enrollment.notices import notify_recovered, notify_recovery_issue
 from threshold.fallback.actions import remove_fallback_for_recovery
 from threshold.passkeys.actions import (
     RegistrationOutcome,
-    count_sign_in_methods,
     do_begin_registration,
     do_finish_registration,
 )
@@ -49,7 +50,7 @@ def _hash(token: str) -> str:
 
 
 def invite_link(token: str) -> str:
-    return f"{settings.THRESHOLD.public_url}/enroll/{token}"
+    return settings.THRESHOLD.public_url + reverse("enrollment:enroll", args=[token])
 
 
 @dataclass(frozen=True)
@@ -244,7 +245,7 @@ def do_begin_enrollment(
 def do_finish_enrollment(
     ceremonies: Ceremonies,
     token: str,
-    body: bytes | None,
+    credential: object,
     origin: Origin,
     *,
     policy: Policy | None = None,
@@ -306,7 +307,7 @@ def do_finish_enrollment(
 
     outcome = do_finish_registration(
         ceremonies,
-        body,
+        credential,
         origin,
         purpose=purpose,
         before_save=use_invite,

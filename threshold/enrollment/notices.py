@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.conf import settings
+from django.urls import reverse
 
 from threshold import clock
 from threshold.accounts.models import User
@@ -53,7 +54,9 @@ def notify_recovered(passkey: Passkey, origin: Origin, *, fallback_removed: bool
             "at": clock.now_datetime(),
             "client": describe(origin.user_agent).label if origin.via == "web" else "",
             "ip": origin.ip or "",
-            "settings_url": f"{settings.THRESHOLD.public_url}/settings#security-methods",
+            "settings_url": (
+                f"{settings.THRESHOLD.public_url}{reverse('selfservice:settings')}#security-methods"
+            ),
             "fallback_removed": fallback_removed,
         },
     )

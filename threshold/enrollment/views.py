@@ -14,19 +14,19 @@ from threshold.enrollment.actions import (
     do_begin_enrollment,
     do_finish_enrollment,
 )
+from threshold.passkeys.http import ceremonies, read_credential
 from threshold.policy.access import policy_for
-from threshold.web.flow import ENROLLMENT as ENROLLMENT_FLOW
-from threshold.web.flow import check_flow, issue_flow_token
+from threshold.sessions.actions import sign_in
+from threshold.sessions.flow import ENROLLMENT as ENROLLMENT_FLOW
+from threshold.sessions.flow import check_flow, issue_flow_token
 from threshold.web.http import (
+    CLIENT_CATALOG,
     audit_origin,
-    ceremonies,
     failed,
     ok,
-    read_body,
     read_json_object,
+    url_to,
 )
-from threshold.web.middleware import sign_in
-from threshold.web.views import CLIENT_CATALOG
 
 
 @require_GET
@@ -79,7 +79,7 @@ def enroll_result(request: HttpRequest, token: str) -> JsonResponse:
     outcome = do_finish_enrollment(
         ceremonies(request),
         token,
-        read_body(request),
+        read_credential(request),
         audit_origin(request),
         policy=policy_for(request),
     )
@@ -87,4 +87,4 @@ def enroll_result(request: HttpRequest, token: str) -> JsonResponse:
         return failed(outcome.error or errors.CeremonyError(), "registration")
     # A new session key either way; a recovery has ended all the others.
     sign_in(request, outcome.passkey.user)
-    return ok({"redirect": "/?enrolled=1"})
+    return ok({"redirect": url_to("selfservice:home", query={"enrolled": "1"})})

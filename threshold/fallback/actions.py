@@ -15,6 +15,7 @@ from django.db.models import Q
 
 from threshold import clock
 from threshold.accounts.actions import lock_user
+from threshold.accounts.methods import count_usable_sign_in_methods
 from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
 from threshold.audit.models import AuditEvent
@@ -22,6 +23,8 @@ from threshold.core import errors, throttle, totp
 from threshold.core.names import is_text
 from threshold.core.policy import Policy
 from threshold.fallback.models import FailureCounter, PasskeyPrompt, RecoveryCode, TotpDevice
+from threshold.fallback.notices import notify_fallback_changed
+from threshold.policy.access import get_policy
 
 PASSWORD_AND_APP = "password+app"  # noqa: S105 - a method name, not a password
 PASSWORD_AND_RECOVERY_CODE = "password+recovery_code"  # noqa: S105
@@ -44,8 +47,9 @@ def do_set_up_fallback(
 ) -> list[str]:
     """Store the password and authenticator app; returns new recovery codes (shown once).
 
-    The caller has validated the password and checked a code from the app: the
-    code of ``confirmed_step``, used up with the set-up.
+    The caller has validated the password and checked a code from the app
+    (``threshold.fallback.forms.SetUpForm``): the code of ``confirmed_step``, used
+    up with the set-up. The person is emailed once it commits.
     """
     lock_user(user)
     if TotpDevice.objects.filter(user=user).exists():
@@ -60,6 +64,7 @@ def do_set_up_fallback(
     )
     codes = _replace_recovery_codes(user)
     record(Action.FALLBACK_SET_UP, origin, actor=user, subject=user)
+    notify_fallback_changed(user, origin, "added")
     return codes
 
 
@@ -87,19 +92,23 @@ def _replace_recovery_codes(user: User) -> list[str]:
     return codes
 
 
-def do_remove_fallback(user: User, origin: Origin, policy: Policy) -> None:
+def do_remove_fallback(user: User, origin: Origin, policy: Policy | None = None) -> None:
     """Remove the password, app and recovery codes; never the person's last usable way to
-    sign in (``policy`` says which are usable)."""
+    sign in (``policy``, the one in force by default, says which are usable).
+
+    The person is emailed once it commits.
+    """
     with transaction.atomic():
         lock_user(user)
         if not has_fallback(user):
             raise errors.SecurityMethodNotFound("no fallback set up")
-        if not is_last_usable_fallback(user, policy):
+        if not is_last_usable_fallback(user, policy or get_policy()):
             TotpDevice.objects.filter(user=user).delete()
             RecoveryCode.objects.filter(user=user).delete()
             user.set_unusable_password()
             user.save(update_fields=["password"])
             record(Action.FALLBACK_REMOVED, origin, actor=user, subject=user)
+            notify_fallback_changed(user, origin, "removed")
             return
         record(
             Action.FALLBACK_REMOVAL_REFUSED,
@@ -117,8 +126,6 @@ def is_last_usable_fallback(user: User, policy: Policy) -> bool:
     While the policy turns the fallback off it cannot sign in, so removing it
     changes nothing.
     """
-    from threshold.passkeys.actions import count_usable_sign_in_methods  # noqa: PLC0415 - cycle
-
     return policy.allow_password_fallback and count_usable_sign_in_methods(user, policy) <= 1
 
 

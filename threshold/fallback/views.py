@@ -12,13 +12,10 @@ import segno
 from django.conf import settings
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.password_validation import (
-    password_validators_help_texts,
-    validate_password,
-)
-from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.contrib.auth.password_validation import password_validators_help_texts
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
@@ -38,13 +35,11 @@ from threshold.fallback.actions import (
     is_last_usable_fallback,
     passkey_prompt_due,
 )
-from threshold.passkeys.notices import notify_fallback_changed
-from threshold.passkeys.views import safe_next
+from threshold.fallback.forms import SetUpForm, form_text
 from threshold.policy.access import policy_for
-from threshold.selfservice.views import recently_verified, settings_problem, verify_first
-from threshold.web.http import audit_origin
-from threshold.web.middleware import sign_in
-from threshold.web.sessions import FALLBACK_VERIFIED_AT
+from threshold.sessions.actions import sign_in
+from threshold.sessions.stepup import mark_verified, recently_verified, verify_first
+from threshold.web.http import audit_origin, safe_next, see_other, settings_problem, url_to
 
 # The person whose password was right, waiting for their code (anonymous session),
 # and a keyed hash of their password then: a password changed (or the fallback
@@ -55,9 +50,6 @@ PENDING_PASSWORD = "threshold.fallback.password_hash"  # noqa: S105 - a session 
 # The authenticator-app secret being set up, until a code from the app confirms it.
 PENDING_SECRET = "threshold.fallback.pending_secret"  # noqa: S105 - a session key
 
-SET_UP = "/settings/fallback/set-up"
-REMOVE = "/settings/fallback/remove"
-PROMPT = "/sign-in/set-up-passkey"
 
 _STATUS: dict[type[errors.CeremonyError], int] = {
     errors.TooManyAttempts: 429,
@@ -71,14 +63,6 @@ def _entry(error: errors.CeremonyError) -> catalog.CatalogEntry:
     return catalog.entry_for(error, "authentication")
 
 
-def _form_text(request: HttpRequest, name: str, max_length: int) -> str | None:
-    """A form field as text, or None when missing or longer than any real value."""
-    value = request.POST.get(name)
-    if value is None or len(value) > max_length:
-        return None
-    return value
-
-
 # --- Signing in ----------------------------------------------------------------------------------
 
 
@@ -86,7 +70,7 @@ def _form_text(request: HttpRequest, name: str, max_length: int) -> str | None:
 @never_cache
 def password_step(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
-        return redirect("home")
+        return redirect("selfservice:home")
     policy = policy_for(request)
     context: dict[str, Any] = {"username": "", "next": safe_next(request)}
     if not policy.allow_password_fallback:
@@ -96,8 +80,8 @@ def password_step(request: HttpRequest) -> HttpResponse:
         return render(request, "fallback/password.html", context, status=status)
     if request.method == "GET":
         return render(request, "fallback/password.html", context)
-    username = _form_text(request, "username", DISPLAY_NAME_MAX_LENGTH + 50) or ""
-    password = _form_text(request, "password", settings.THRESHOLD_MAX_PASSWORD_LENGTH)
+    username = form_text(request.POST, "username", DISPLAY_NAME_MAX_LENGTH + 50) or ""
+    password = form_text(request.POST, "password", settings.THRESHOLD_MAX_PASSWORD_LENGTH)
     context["username"] = username
     try:
         # An absurd password is still a wrong one, checked (and counted) as such.
@@ -110,13 +94,15 @@ def password_step(request: HttpRequest) -> HttpResponse:
     request.session[PENDING_USER] = user.pk
     request.session[PENDING_SINCE] = clock.now()
     request.session[PENDING_PASSWORD] = user.get_session_auth_hash()
-    return HttpResponseRedirect(_with_next("/sign-in/code", request), status=303)
+    return see_other(_with_next(reverse("fallback:code"), request))
 
 
 def _with_next(path: str, request: HttpRequest) -> str:
     """``path``, carrying on where the person was going (a checked ``next``)."""
     target = safe_next(request)
-    return path if target == "/" else f"{path}?{urlencode({'next': target})}"
+    return (
+        path if target == reverse("selfservice:home") else f"{path}?{urlencode({'next': target})}"
+    )
 
 
 def _pending_user(request: HttpRequest) -> User | None:
@@ -140,7 +126,7 @@ def _pending_user(request: HttpRequest) -> User | None:
 @never_cache
 def code_step(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
-        return redirect("home")
+        return redirect("selfservice:home")
     user = _pending_user(request)
     if user is None:
         # Nobody here gave a password, or it was too long ago: start again.
@@ -155,7 +141,7 @@ def code_step(request: HttpRequest) -> HttpResponse:
     policy = policy_for(request)
     try:
         method = do_finish_fallback_sign_in(
-            user, _form_text(request, "code", 64), audit_origin(request), policy
+            user, form_text(request.POST, "code", 64), audit_origin(request), policy
         )
     except errors.CeremonyError as error:
         if isinstance(error, errors.AccountLocked | errors.AccountDisabled):
@@ -165,10 +151,10 @@ def code_step(request: HttpRequest) -> HttpResponse:
     for key in (PENDING_USER, PENDING_SINCE, PENDING_PASSWORD):
         request.session.pop(key, None)
     sign_in(request, user, method=method)
-    request.session[FALLBACK_VERIFIED_AT] = clock.now()
+    mark_verified(request, phishing_resistant=False)
     if passkey_prompt_due(user, policy):
-        return HttpResponseRedirect(_with_next(PROMPT, request), status=303)
-    return HttpResponseRedirect(safe_next(request), status=303)
+        return see_other(_with_next(reverse("fallback:passkey-prompt"), request))
+    return see_other(safe_next(request))
 
 
 # --- "Set up a passkey" / "I'll do it later" -----------------------------------------------------
@@ -182,7 +168,7 @@ def passkey_prompt(request: HttpRequest) -> HttpResponse:
     assert isinstance(user, User)  # noqa: S101 - login_required
     if request.method == "POST":
         do_snooze_passkey_prompt(user, audit_origin(request))
-        return HttpResponseRedirect(safe_next(request), status=303)
+        return see_other(safe_next(request))
     return render(
         request,
         "fallback/prompt.html",
@@ -206,7 +192,7 @@ def set_up(request: HttpRequest) -> HttpResponse:
     if not policy_for(request).allow_password_fallback:
         return settings_problem(request, _entry(errors.FallbackNotAllowed()), 403)
     if not recently_verified(request):
-        return verify_first(SET_UP)
+        return verify_first(reverse("fallback:set-up"))
     if has_fallback(user):
         return _already_set_up(request)
     secret = request.session.get(PENDING_SECRET)
@@ -214,49 +200,30 @@ def set_up(request: HttpRequest) -> HttpResponse:
         secret = request.session[PENDING_SECRET] = totp.new_secret()
     if request.method == "GET":
         return _set_up_page(request, user, secret)
-    password = _form_text(request, "password", settings.THRESHOLD_MAX_PASSWORD_LENGTH)
-    confirm = _form_text(request, "confirm_password", settings.THRESHOLD_MAX_PASSWORD_LENGTH)
-    code = totp.normalize_code(request.POST.get("code"))
-    problems: list[str] = []
-    if not password:
-        problems.append(
-            f"Choose a password of at most {settings.THRESHOLD_MAX_PASSWORD_LENGTH} characters."
-        )
-    elif password != confirm:
-        problems.append("The two passwords are not the same.")
-    else:
-        try:
-            validate_password(password, user)
-        except ValidationError as invalid:
-            problems.extend(invalid.messages)
-    confirmed_step = totp.matching_step(secret, code, clock.now())
-    if confirmed_step is None:
-        problems.append(
-            "The code from your authenticator app is not right. Check that the app shows the "
-            f"{settings.THRESHOLD.rp.name} account you just added, and enter its current code."
-        )
-    if problems or confirmed_step is None:
-        return _set_up_page(request, user, secret, problems, status=400)
-    assert password is not None  # noqa: S101 - checked above
-    origin = audit_origin(request)
+    form = SetUpForm(user, secret, request.POST, clock.now())
+    if not form.is_valid() or form.confirmed_step is None:
+        return _set_up_page(request, user, secret, form.problems, status=400)
     try:
-        codes = do_set_up_fallback(user, password, secret, confirmed_step, origin)
+        codes = do_set_up_fallback(
+            user, form.password, secret, form.confirmed_step, audit_origin(request)
+        )
     except errors.MalformedRequest:
         return _already_set_up(request)
     # A new password changes the session hash: this session stays signed in,
     # the person's others end (as after any password change).
     update_session_auth_hash(request, user)
     request.session.pop(PENDING_SECRET, None)
-    notify_fallback_changed(user, origin, "added")
     return render(request, "fallback/recovery_codes.html", {"codes": codes, "new": True})
 
 
 def _already_set_up(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
-        return HttpResponseRedirect("/settings#fallback", status=303)
+        return see_other(url_to("selfservice:settings", fragment="fallback"))
     # The form was sent twice: the first request set it up, and its page (with
     # the recovery codes) is not the one the browser shows.
-    return HttpResponseRedirect("/settings?done=fallback-set-up#fallback", status=303)
+    return see_other(
+        url_to("selfservice:settings", query={"done": "fallback-set-up"}, fragment="fallback")
+    )
 
 
 def _set_up_page(
@@ -288,7 +255,7 @@ def _set_up_page(
 def new_recovery_codes(request: HttpRequest) -> HttpResponse:
     user = _settings_user(request)
     if not recently_verified(request):
-        return verify_first("/settings#fallback")
+        return verify_first(url_to("selfservice:settings", fragment="fallback"))
     try:
         codes = do_regenerate_recovery_codes(user, audit_origin(request))
     except errors.SecurityMethodNotFound as error:
@@ -305,21 +272,19 @@ def remove(request: HttpRequest) -> HttpResponse:
     if not has_fallback(user):
         return settings_problem(request, _entry_in_settings(errors.SecurityMethodNotFound()), 404)
     if not recently_verified(request):
-        return verify_first(REMOVE)
+        return verify_first(reverse("fallback:remove"))
     policy = policy_for(request)
     last = is_last_usable_fallback(user, policy)
     if request.method == "POST":
-        origin = audit_origin(request)
         try:
-            do_remove_fallback(user, origin, policy)
+            do_remove_fallback(user, audit_origin(request), policy)
         except errors.SecurityMethodNotFound as error:
             return settings_problem(request, _entry_in_settings(error), 404)
         except errors.LastSignInMethod:
             last = True
         else:
             update_session_auth_hash(request, user)
-            notify_fallback_changed(user, origin, "removed")
-            return HttpResponseRedirect("/settings?done=fallback-removed", status=303)
+            return see_other(url_to("selfservice:settings", query={"done": "fallback-removed"}))
     return render(
         request,
         "fallback/remove.html",

@@ -5,6 +5,10 @@ nothing (``threshold.passkeys.pending``); ``do_finish_*`` uses the token up and
 runs the core's verification inside one transaction, writing the audit row in
 the same transaction whether the ceremony succeeds or fails. Failures come back
 as the typed error (not raised), so the used challenge and the audit row commit.
+
+``do_finish_*`` take the browser's ``credential.toJSON()`` as the view decoded it
+(``threshold.passkeys.http.read_credential``), never a request body; a body the
+view could not decode arrives as ``Unreadable`` and fails like any bad response.
 """
 
 from __future__ import annotations
@@ -20,12 +24,12 @@ from django.db import IntegrityError, transaction
 
 from threshold import clock
 from threshold.accounts.actions import lock_user
+from threshold.accounts.methods import count_usable_sign_in_methods
 from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
 from threshold.core import ceremony, errors
 from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name
 from threshold.core.policy import Policy, evaluate
-from threshold.fallback.models import TotpDevice
 from threshold.passkeys.access import access_own_passkey
 from threshold.passkeys.decoys import decoy_for
 from threshold.passkeys.models import Passkey
@@ -39,7 +43,6 @@ from threshold.passkeys.pending import (
     take_pending,
 )
 from threshold.policy.access import get_policy
-from threshold.web.http import parse_json
 
 
 def relying_party() -> ceremony.RelyingParty:
@@ -53,10 +56,21 @@ def _descriptors(user: User) -> list[ceremony.CredentialDescriptor]:
     ]
 
 
-def _decode(body: bytes | None) -> object:
-    if body is None:
-        raise errors.RequestTooLarge()
-    return parse_json(body)
+@dataclass(frozen=True)
+class Unreadable:
+    """In place of the browser's response: the view could not decode the request body.
+
+    The ceremony is still used up and the failure audited, as for a response that
+    decoded but does not verify: one attempt per challenge, whatever was sent.
+    """
+
+    error: errors.CeremonyError
+
+
+def _readable(credential: object) -> object:
+    if isinstance(credential, Unreadable):
+        raise credential.error
+    return credential
 
 
 def credential_label(credential_id: bytes) -> str:
@@ -148,7 +162,7 @@ class SignInOutcome:
 
 def do_finish_sign_in(
     ceremonies: Ceremonies,
-    body: bytes | None,
+    credential: object,
     origin: Origin,
     *,
     step_up_user: User | None = None,
@@ -156,6 +170,7 @@ def do_finish_sign_in(
 ) -> SignInOutcome:
     """Verify a sign-in (§7.2), or with ``step_up_user`` a re-verification of that person.
 
+    ``credential``: the browser's ``credential.toJSON()``, decoded, or ``Unreadable``.
     ``policy`` (the one in force by default) must still allow the passkey.
     """
     kind, succeeded, failed = (
@@ -169,7 +184,7 @@ def do_finish_sign_in(
         try:
             pending = take_pending(ceremonies, kind)
             discoverable = pending.is_discoverable
-            response = ceremony.parse_authentication_response(_decode(body))
+            response = ceremony.parse_authentication_response(_readable(credential))
             try:
                 # get(), not first(): the ID is unique, and first() would add an
                 # ORDER BY over the join on the sign-in hot path.
@@ -331,7 +346,7 @@ class RegistrationOutcome:
 
 def do_finish_registration(
     ceremonies: Ceremonies,
-    body: bytes | None,
+    credential: object,
     origin: Origin,
     *,
     purpose: str,
@@ -340,6 +355,8 @@ def do_finish_registration(
     notify: bool = True,
 ) -> RegistrationOutcome:
     """Verify a registration and store the passkey (§7.1 steps 5-27).
+
+    ``credential``: the browser's ``credential.toJSON()``, decoded, or ``Unreadable``.
 
     The organisation policy in force when the response arrives decides which
     authenticators are allowed (``policy`` overrides it, for the conformance API).
@@ -359,7 +376,7 @@ def do_finish_registration(
             if context.get("purpose") != purpose:
                 raise errors.ChallengeMissing(f"pending ceremony is for {context.get('purpose')}")
             user = User.objects.get(pk=context["user_id"])
-            response = ceremony.parse_registration_response(_decode(body))
+            response = ceremony.parse_registration_response(_readable(credential))
             verified = ceremony.finish_registration(
                 relying_party(),
                 ceremony.RegistrationState.from_json(pending.state),
@@ -510,20 +527,6 @@ def do_remove_passkey(
             passkey_id=passkey.pk,
         )
     raise errors.LastSignInMethod()
-
-
-def count_sign_in_methods(user: User) -> int:
-    """The ways ``user`` has set up to sign in: each passkey, and the password with its second
-    factor, whether or not the policy allows them today."""
-    return user.passkeys.count() + int(TotpDevice.objects.filter(user=user).exists())
-
-
-def count_usable_sign_in_methods(user: User, policy: Policy) -> int:
-    """The ways ``user`` can sign in today: the passkeys ``policy`` allows, and the password
-    with its second factor while the policy allows that."""
-    passkeys = sum(evaluate(policy, p.policy_facts).allowed for p in user.passkeys.all())
-    fallback = policy.allow_password_fallback and TotpDevice.objects.filter(user=user).exists()
-    return passkeys + int(fallback)
 
 
 def is_last_usable_passkey(user: User, passkey: Passkey, policy: Policy) -> bool:

@@ -3,7 +3,7 @@
 ``begin`` writes nothing: the challenge and what ``finish`` needs (the state
 and its context) go back to the browser in a token signed with the server's
 key (django.core.signing), one salt per ceremony kind, so a token cannot be
-forged, changed, or used for another kind. ``threshold.web.http`` carries it
+forged, changed, or used for another kind. ``threshold.passkeys.http`` carries it
 in a cookie per kind; a token begun for a signed-in person is also bound to
 their session (a hash of its key, which is a bearer secret). The state holds
 its own expiry (the policy's ceremony timeout), which dates the token.

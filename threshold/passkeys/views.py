@@ -1,4 +1,4 @@
-"""Sign-in with a passkey: the JSON half of the ceremony (the page is in web)."""
+"""Sign-in with a passkey: the JSON half of the ceremony (the page is threshold.sessions')."""
 
 from __future__ import annotations
 
@@ -6,25 +6,24 @@ import ipaddress
 import math
 
 from django.http import HttpRequest, JsonResponse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from threshold import clock
 from threshold.core import errors, throttle
 from threshold.passkeys.actions import do_begin_sign_in, do_finish_sign_in
+from threshold.passkeys.http import ceremonies, read_credential
 from threshold.policy.access import policy_for
-from threshold.web.flow import SIGN_IN, check_flow
+from threshold.sessions.actions import sign_in
+from threshold.sessions.flow import SIGN_IN, check_flow
 from threshold.web.http import (
     audit_origin,
-    ceremonies,
     client_ip,
     failed,
     ok,
     optional_string,
-    read_body,
     read_json_object,
+    safe_next,
 )
-from threshold.web.middleware import sign_in
 
 # Anonymous sign-in options per network (an IPv4 address, an IPv6 /64), in each
 # worker's memory: 200 at once, then 20 a second. Enough for an office behind one
@@ -76,7 +75,7 @@ def _options_wait(ip: str | None) -> float:
 def sign_in_result(request: HttpRequest) -> JsonResponse:
     outcome = do_finish_sign_in(
         ceremonies(request),
-        read_body(request),
+        read_credential(request),
         audit_origin(request),
         policy=policy_for(request),
     )
@@ -87,12 +86,3 @@ def sign_in_result(request: HttpRequest) -> JsonResponse:
         return failed(outcome.error, "authentication", extra)
     sign_in(request, outcome.user, user_verified=outcome.user_verified)
     return ok({"redirect": safe_next(request)})
-
-
-def safe_next(request: HttpRequest) -> str:
-    target = request.GET.get("next", "")
-    if target and url_has_allowed_host_and_scheme(
-        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return target
-    return "/"

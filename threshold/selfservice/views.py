@@ -1,29 +1,28 @@
-"""Settings: the person's name, their Security Methods and their sessions.
+"""Home and Settings: the person's name, their Security Methods and their sessions.
 
-Adding or removing a method needs a recent step-up: a passkey verification
-with user verification within the policy's window (five minutes by default),
-either the sign-in itself or "Verify it's you" on /settings/verify.
+Adding or removing a method needs a recent step-up (``threshold.sessions.stepup``):
+a passkey verification with user verification within the policy's window (five
+minutes by default), either the sign-in itself or "Verify it's you" on /settings/verify.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from threshold import clock
 from threshold.accounts.actions import do_change_display_name
+from threshold.accounts.methods import count_sign_in_methods, settings_groups
 from threshold.accounts.models import User
 from threshold.core import catalog, errors
 from threshold.core.encoding import b64url_encode
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, NICKNAME_MAX_LENGTH
-from threshold.fallback.actions import has_fallback, unused_recovery_codes
 from threshold.passkeys.access import access_own_passkey, list_passkeys, not_allowed_passkey_ids
 from threshold.passkeys.actions import (
     do_begin_registration,
@@ -34,25 +33,27 @@ from threshold.passkeys.actions import (
     do_rename_passkey,
     is_last_usable_passkey,
 )
+from threshold.passkeys.http import ceremonies, read_credential
 from threshold.passkeys.models import Passkey
 from threshold.policy.access import policy_for
-from threshold.web.flow import ADD as ADD_FLOW
-from threshold.web.flow import STEP_UP, check_flow, issue_flow_token
+from threshold.sessions.access import describe_sign_in_method, list_active_sessions
+from threshold.sessions.flow import ADD as ADD_FLOW
+from threshold.sessions.flow import STEP_UP, check_flow, issue_flow_token
+from threshold.sessions.stepup import mark_verified, recently_verified, verify_first
+from threshold.sessions.store import SIGN_IN_METHOD
 from threshold.web.http import (
+    CLIENT_CATALOG,
     audit_origin,
-    ceremonies,
     failed,
     json_login_required,
     ok,
     optional_string,
-    read_body,
     read_json_object,
+    see_other,
+    settings_problem,
+    url_to,
 )
-from threshold.web.sessions import FALLBACK_VERIFIED_AT, VERIFIED_AT, list_active_sessions
-from threshold.web.views import CLIENT_CATALOG
 
-SETTINGS = "/settings"
-ADD = "/settings/security-methods/add"
 ADDING = "add"  # the registration purpose
 
 # What each choice on "Set up another" asks the browser for (WebAuthn L3 hints).
@@ -79,43 +80,33 @@ def _user(request: HttpRequest) -> User:
     return request.user
 
 
-def recently_verified(request: HttpRequest, *, allow_fallback: bool = False) -> bool:
-    """Did this session verify the person (a passkey with UV) within the step-up window?
-
-    ``allow_fallback`` also accepts a sign-in with a password and a code: it
-    lets a person without a passkey at hand add one ("Set up a passkey"), but
-    it never removes a method.
-    """
-    window = policy_for(request).step_up_max_age_seconds
-    keys = (VERIFIED_AT, FALLBACK_VERIFIED_AT) if allow_fallback else (VERIFIED_AT,)
-    for key in keys:
-        verified_at = request.session.get(key)
-        if isinstance(verified_at, int | float) and 0 <= clock.now() - verified_at <= window:
-            return True
-    return False
-
-
-def verify_first(next_path: str) -> HttpResponseRedirect:
-    return HttpResponseRedirect(f"{SETTINGS}/verify?{urlencode({'next': next_path})}", status=303)
-
-
 def _safe_return(request: HttpRequest) -> str:
     """Where to go after verifying: a settings page of this site, else Settings."""
     target = request.GET.get("next", "")
-    if target.startswith(f"{SETTINGS}/") and "//" not in target and "\\" not in target:
+    settings_path = reverse("selfservice:settings")
+    if target.startswith(f"{settings_path}/") and "//" not in target and "\\" not in target:
         return target
-    return SETTINGS
+    return settings_path
 
 
-def settings_problem(
-    request: HttpRequest, entry: catalog.CatalogEntry, status: int
-) -> HttpResponse:
-    """A failure page in the catalog's words, with the way back to Settings."""
+# --- Home --------------------------------------------------------------------------------------
+
+
+@require_GET
+@never_cache
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    passkeys = list(list_passkeys(_user(request)))
     return render(
         request,
-        "web/problem.html",
-        {"entry": entry, "back_url": SETTINGS, "back_label": "Back to Settings"},
-        status=status,
+        "selfservice/home.html",
+        {
+            "passkeys": passkeys,
+            "not_allowed": not_allowed_passkey_ids(passkeys, policy_for(request)),
+            "just_enrolled": request.GET.get("enrolled") == "1",
+            # In the words of Settings' sessions list.
+            "signed_in_with": describe_sign_in_method(request.session.get(SIGN_IN_METHOD, "")),
+        },
     )
 
 
@@ -139,29 +130,19 @@ def _render_settings(
     user = _user(request)
     policy = policy_for(request)
     passkeys = list(list_passkeys(user))
-    # Marked "Most recently added" (web/_passkey.html) when there is more than one.
-    newest = max(passkeys, key=lambda p: (p.created_at, p.pk)) if len(passkeys) > 1 else None
     added = _added_passkey(request, passkeys)
     done = _DONE.get(request.GET.get("done", ""))
     sessions = list_active_sessions(user, request.session.session_key)
     rp = settings.THRESHOLD.rp
     context: dict[str, Any] = {
-        "passkeys": passkeys,
-        "not_allowed": not_allowed_passkey_ids(passkeys, policy),
-        "newest": newest,
         "added": added,
         "done": done,
         "error": error,
         "error_passkey_id": error_passkey_id,
-        "readiness": _readiness(passkeys, has_fallback(user)),
-        "passkey_limit": policy.passkey_limit,
-        "at_limit": len(passkeys) >= policy.passkey_limit,
+        "readiness": _readiness(user, passkeys),
+        # Security Methods: a group per kind of sign-in method (threshold.accounts.methods).
+        "method_groups": settings_groups(user, policy),
         "sessions": sessions,
-        "fallback": {
-            "allowed": policy.allow_password_fallback,
-            "enabled": has_fallback(user),
-            "recovery_codes_left": unused_recovery_codes(user),
-        },
         "offer_sign_out_others": (added is not None or request.GET.get("done") == "removed")
         and len(sessions) > 1,
         "nickname_max_length": NICKNAME_MAX_LENGTH,
@@ -186,9 +167,9 @@ def _added_passkey(request: HttpRequest, passkeys: list[Passkey]) -> Passkey | N
     return next((p for p in passkeys if str(p.pk) == wanted), None)
 
 
-def _readiness(passkeys: list[Passkey], fallback: bool) -> str:
+def _readiness(user: User, passkeys: list[Passkey]) -> str:
     """A recommendation when losing one device or account would lock the person out."""
-    if len(passkeys) == 1 and not fallback:
+    if len(passkeys) == 1 and count_sign_in_methods(user) == 1:
         return "single"
     if passkeys and all(p.is_synced for p in passkeys):
         return "only-synced"
@@ -202,7 +183,7 @@ def change_name(request: HttpRequest) -> HttpResponse:
         do_change_display_name(_user(request), request.POST.get("full_name"), audit_origin(request))
     except errors.NameInvalid as error:
         return _render_settings(request, error=catalog.entry_for(error, "settings"), status=400)
-    return HttpResponseRedirect(f"{SETTINGS}?done=name-changed", status=303)
+    return see_other(url_to("selfservice:settings", query={"done": "name-changed"}))
 
 
 # --- Step-up: "Verify it's you" ----------------------------------------------------------------
@@ -243,14 +224,14 @@ def verify_options(request: HttpRequest) -> JsonResponse:
 def verify_result(request: HttpRequest) -> JsonResponse:
     outcome = do_finish_sign_in(
         ceremonies(request),
-        read_body(request),
+        read_credential(request),
         audit_origin(request),
         step_up_user=_user(request),
         policy=policy_for(request),
     )
     if outcome.error is not None:
         return failed(outcome.error, "authentication")
-    request.session[VERIFIED_AT] = clock.now()
+    mark_verified(request)
     return ok({"redirect": _safe_return(request)})
 
 
@@ -262,7 +243,7 @@ def verify_result(request: HttpRequest) -> JsonResponse:
 @login_required
 def add_page(request: HttpRequest) -> HttpResponse:
     if not recently_verified(request, allow_fallback=True):
-        return verify_first(ADD)
+        return verify_first(reverse("selfservice:add"))
     user = _user(request)
     limit = policy_for(request).passkey_limit
     return render(
@@ -318,7 +299,7 @@ def add_result(request: HttpRequest) -> JsonResponse:
 
     outcome = do_finish_registration(
         ceremonies(request),
-        read_body(request),
+        read_credential(request),
         audit_origin(request),
         purpose=ADDING,
         before_save=same_person,
@@ -327,7 +308,10 @@ def add_result(request: HttpRequest) -> JsonResponse:
     if outcome.error is not None or outcome.passkey is None:
         return failed(outcome.error or errors.CeremonyError(), "registration")
     passkey = outcome.passkey
-    return ok({"redirect": f"{SETTINGS}?added={passkey.pk}#passkey-{passkey.pk}"})
+    added = url_to(
+        "selfservice:settings", query={"added": str(passkey.pk)}, fragment=f"passkey-{passkey.pk}"
+    )
+    return ok({"redirect": added})
 
 
 # --- Rename and remove -------------------------------------------------------------------------
@@ -349,7 +333,9 @@ def rename(request: HttpRequest, passkey_id: int) -> HttpResponse:
             error_passkey_id=passkey_id,
             status=400,
         )
-    return HttpResponseRedirect(f"{SETTINGS}?done=renamed#passkey-{passkey.pk}", status=303)
+    return see_other(
+        url_to("selfservice:settings", query={"done": "renamed"}, fragment=f"passkey-{passkey.pk}")
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -362,7 +348,7 @@ def remove(request: HttpRequest, passkey_id: int) -> HttpResponse:
     except errors.SecurityMethodNotFound:
         return settings_problem(request, catalog.CATALOG["method_not_found"], 404)
     if not recently_verified(request):
-        return verify_first(f"{SETTINGS}/security-methods/{passkey.pk}/remove")
+        return verify_first(reverse("selfservice:remove", args=[passkey.pk]))
     policy = policy_for(request)
     last = is_last_usable_passkey(user, passkey, policy)
     if request.method == "POST":
@@ -373,7 +359,7 @@ def remove(request: HttpRequest, passkey_id: int) -> HttpResponse:
         except errors.LastSignInMethod:
             last = True
         else:
-            return HttpResponseRedirect(f"{SETTINGS}?done=removed", status=303)
+            return see_other(url_to("selfservice:settings", query={"done": "removed"}))
     return render(
         request,
         "selfservice/remove.html",

@@ -1,24 +1,28 @@
-"""Small HTTP helpers shared by the views: bodies, JSON answers, the audit origin."""
+"""The HTTP kit every app's views share: bodies, JSON answers, problem pages, the audit origin.
+
+It imports no app above audit (``docs/architecture.md``, "Layers"): any app may use it.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 
-from threshold import clock
 from threshold.audit.actions import Origin
 from threshold.core import catalog, errors
 from threshold.core.names import is_text
-from threshold.passkeys.pending import KINDS, Ceremonies
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -41,7 +45,7 @@ def audit_origin(request: HttpRequest) -> Origin:
     )
 
 
-def read_body(request: HttpRequest) -> bytes | None:
+def _read_body(request: HttpRequest) -> bytes | None:
     """The request body, or None when it is over the cap."""
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -61,7 +65,7 @@ def read_body(request: HttpRequest) -> bytes | None:
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 
 
-def parse_json(body: bytes) -> Any:
+def _parse_json(body: bytes) -> Any:
     """A request body as JSON, or MalformedRequest: also when a string in it is not text.
 
     JSON may escape a lone UTF-16 surrogate ("\\ud800"), which Python decodes to a
@@ -93,14 +97,22 @@ def _is_text(value: Any) -> bool:
     return True
 
 
+def read_json(request: HttpRequest) -> Any:
+    """The body as JSON, any value: RequestTooLarge over the cap, MalformedRequest if not JSON."""
+    body = _read_body(request)
+    if body is None:
+        raise errors.RequestTooLarge()
+    return _parse_json(body)
+
+
 def read_json_object(request: HttpRequest) -> dict[str, Any]:
-    """The body as a JSON object, or MalformedRequest."""
-    body = read_body(request)
+    """The body as a JSON object (an empty body is ``{}``), or MalformedRequest."""
+    body = _read_body(request)
     if body is None:
         raise errors.RequestTooLarge()
     if not body.strip():
         return {}
-    data = parse_json(body)
+    data = _parse_json(body)
     if not isinstance(data, dict):
         raise errors.MalformedRequest("the request body must be a JSON object")
     return data
@@ -117,60 +129,6 @@ def optional_string(data: dict[str, Any], name: str, max_length: int = 150) -> s
     if not is_text(value):
         raise errors.MalformedRequest(f"{name} must be text")
     return value
-
-
-# --- Ceremony tokens: a cookie per kind ---------------------------------------------------------
-
-CEREMONY_COOKIE = "threshold_ceremony_{kind}"
-
-
-def ceremonies(request: HttpRequest) -> Ceremonies:
-    """The ceremony tokens the browser sent; those a view begins go back with the response.
-
-    A ceremony begun for a signed-in person is bound to their session.
-    ``CeremonyCookieMiddleware`` writes the cookies.
-    """
-    found = getattr(request, "_threshold_ceremonies", None)
-    if found is None:
-        received = {
-            kind: request.COOKIES[name]
-            for kind in KINDS
-            if (name := CEREMONY_COOKIE.format(kind=kind)) in request.COOKIES
-        }
-        signed_in = request.user.is_authenticated
-        found = Ceremonies(received, request.session.session_key if signed_in else None)
-        request._threshold_ceremonies = found  # type: ignore[attr-defined]
-    return found
-
-
-class CeremonyCookieMiddleware:
-    """Sends the tokens of the ceremonies a view began, and removes the ones it used up.
-
-    HttpOnly: only the server reads them. SameSite=Strict: the ceremony pages call
-    their endpoints from the same site. They expire with the ceremony.
-    """
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
-        found: Ceremonies | None = getattr(request, "_threshold_ceremonies", None)
-        if found is None:
-            return response
-        for kind in found.taken - found.issued.keys():
-            response.delete_cookie(CEREMONY_COOKIE.format(kind=kind), samesite="Strict")
-        now = clock.now()
-        for kind, (token, expires_at) in found.issued.items():
-            response.set_cookie(
-                CEREMONY_COOKIE.format(kind=kind),
-                token,
-                max_age=max(1, math.ceil(expires_at - now)),
-                secure=settings.SESSION_COOKIE_SECURE,
-                httponly=True,
-                samesite="Strict",
-            )
-        return response
 
 
 def json_login_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
@@ -218,3 +176,51 @@ _STATUS: dict[type[errors.CeremonyError], int] = {
     errors.StepUpRequired: 403,
     errors.AccountLocked: 403,
 }
+
+
+# The catalog entries the browser script may show, by key (not the browsers' own messages):
+# every page that runs a ceremony passes them to webauthn.js as a JSON data block.
+CLIENT_CATALOG = {
+    key: entry.as_json() for key, entry in catalog.CATALOG.items() if not entry.is_browser_message
+}
+
+
+def url_to(
+    name: str, *args: object, query: Mapping[str, str] | None = None, fragment: str = ""
+) -> str:
+    """The path of the URL named ``name`` ("selfservice:settings"), with a query and fragment."""
+    url = reverse(name, args=args)
+    if query:
+        url += f"?{urlencode(query)}"
+    return f"{url}#{fragment}" if fragment else url
+
+
+def see_other(url: str) -> HttpResponseRedirect:
+    """303 See Other: after a form is sent, the browser GETs ``url``."""
+    return HttpResponseRedirect(url, status=303)
+
+
+def safe_next(request: HttpRequest) -> str:
+    """Where to go after signing in: ``?next=`` when it is on this site, else Home."""
+    target = request.GET.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse("selfservice:home")
+
+
+def settings_problem(
+    request: HttpRequest, entry: catalog.CatalogEntry, status: int
+) -> HttpResponse:
+    """A failure page in the catalog's words, with the way back to Settings."""
+    return render(
+        request,
+        "web/problem.html",
+        {
+            "entry": entry,
+            "back_url": reverse("selfservice:settings"),
+            "back_label": "Back to Settings",
+        },
+        status=status,
+    )

@@ -83,7 +83,7 @@
     root.setAttribute("aria-busy", on ? "true" : "false");
   }
 
-  // The page's flow token (threshold/web/flow.py) goes with the options request:
+  // The page's flow token (threshold/sessions/flow.py) goes with the options request:
   // the server refuses a page left idle too long, as "Session Expired".
   function flowHeaders() {
     return root.dataset.flow === undefined ? {} : { "X-Threshold-Flow": root.dataset.flow };
@@ -194,7 +194,7 @@
       throw failure;
     }
     statusLine.textContent = root.dataset.ceremony === "step-up" ? "Verified. Continuing…" : "Signed in. Redirecting…";
-    window.location.assign(result.redirect || "/");
+    window.location.assign(result.redirect);  // every result endpoint says where to go
   }
 
   // The passkey was removed from this account (or never was in it): the WebAuthn
@@ -278,7 +278,7 @@
     statusLine.textContent = "Saving your passkey…";
     const result = await post(root.dataset.resultUrl, credential.toJSON());
     statusLine.textContent = root.dataset.ceremony === "add" ? "Your passkey is ready." : "Your passkey is ready. Signing you in…";
-    window.location.assign(result.redirect || "/");
+    window.location.assign(result.redirect);  // every result endpoint says where to go
   }
 
   if (!supported()) {

@@ -10,7 +10,7 @@ from django.db import models
 class Session(AbstractBaseSession):
     """One browser's session; the extra columns repeat what its data says, to list them by person.
 
-    ``threshold.web.sessions.SessionStore`` fills them on every save, so they are
+    ``threshold.sessions.store.SessionStore`` fills them on every save, so they are
     never newer or older than the session data itself. Anonymous sessions (a
     ceremony in progress) have only the key, data and expiry.
     """
@@ -28,8 +28,15 @@ class Session(AbstractBaseSession):
     signed_in_at = models.DateTimeField(null=True)
     last_activity = models.DateTimeField(null=True)
 
+    class Meta:
+        verbose_name = "session"
+        verbose_name_plural = "sessions"
+        # The table of the app the model was born in (threshold.web): moving the
+        # model moved no data (migrations/0001_initial.py).
+        db_table = "web_session"
+
     @classmethod
     def get_session_store_class(cls) -> type:
-        from threshold.web.sessions import SessionStore
+        from threshold.sessions.store import SessionStore
 
         return SessionStore

@@ -3,7 +3,7 @@
 The steps and the troubleshooting come from the help articles people already know
 (``shared/seeds``), rewritten for this product: passkeys are managed at Settings →
 “Security Methods” and added with “Set up another”. The content is data, here;
-``web/guide.html`` lays out any platform the same way.
+``help/guide.html`` lays out any platform the same way (``threshold.help.views``).
 
 Text may name ``$site_name`` and ``$rp_id`` (the address passkeys are saved for, which
 browsers quote in their messages); :func:`localize` fills them in when a page is shown.
@@ -18,13 +18,8 @@ from dataclasses import dataclass, replace
 from string import Template
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
-from django.views.decorators.vary import vary_on_headers
 
 from threshold.core.catalog import CATALOG
-from threshold.core.useragent import describe
 
 
 @dataclass(frozen=True)
@@ -699,35 +694,3 @@ def localize(platform: Platform) -> Platform:
             for trouble in platform.troubleshooting
         ),
     )
-
-
-# --- Views -------------------------------------------------------------------------------------
-
-
-def _page(
-    request: HttpRequest, platform: Platform | None, *, detected: bool = False
-) -> HttpResponse:
-    return render(
-        request,
-        "web/guide.html",
-        {
-            "platform": localize(platform) if platform else None,
-            "platforms": [localize(each) for each in PLATFORMS.values()],
-            "detected": detected,
-        },
-    )
-
-
-@require_GET
-@vary_on_headers("User-Agent")
-def guide_index(request: HttpRequest) -> HttpResponse:
-    """The guide for the visitor's platform, from the User-Agent; all platforms if unknown."""
-    detected = PLATFORMS.get(describe(request.headers.get("User-Agent", "")).platform)
-    return _page(request, detected, detected=detected is not None)
-
-
-@require_GET
-def guide(request: HttpRequest, platform: str) -> HttpResponse:
-    if platform not in PLATFORMS:
-        raise Http404("no guide for this platform")
-    return _page(request, PLATFORMS[platform])

@@ -39,7 +39,8 @@ META_KEY = "HTTP_X_THRESHOLD_FLOW"
 
 
 def _signer(kind: str) -> signing.Signer:
-    # A salt per kind: a token signed for one flow does not verify for another.
+    # A salt per kind: a token signed for one flow does not verify for another. The
+    # salt keeps the module's first address, so pages served before it moved still work.
     return signing.Signer(salt=f"threshold.web.flow:{kind}")
 
 

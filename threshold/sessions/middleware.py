@@ -1,57 +1,29 @@
-"""Signed-in sessions: starting one, and its idle and absolute timeouts."""
+"""A signed-in session's idle and absolute timeouts, and the cookie that says it ended."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import login, logout
+from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse
 
 from threshold import clock
 from threshold.audit.actions import Action, record
 from threshold.core import errors
+from threshold.sessions.store import LAST_SEEN, SIGNED_IN_AT
 from threshold.web.http import audit_origin
-from threshold.web.sessions import (
-    LAST_SEEN,
-    SIGN_IN_IP,
-    SIGN_IN_METHOD,
-    SIGN_IN_USER_AGENT,
-    SIGNED_IN_AT,
-    SIGNED_IN_COOKIE,
-    VERIFIED_AT,
-)
 
 # Refresh the idle clock at most this often, so that reading pages does not
 # write the session on every request.
 _LAST_SEEN_RESOLUTION = 60
 
-
-def sign_in(
-    request: HttpRequest, user: Any, *, method: str = "passkey", user_verified: bool = False
-) -> None:
-    """Start a signed-in session for ``user`` under a new session key.
-
-    ``user_verified``: the authenticator verified the person (PIN, biometrics);
-    the time goes in ``VERIFIED_AT`` for step-up checks.
-    """
-    previous_key = request.session.session_key
-    login(request, user, backend="threshold.accounts.backends.PasskeyBackend")
-    # login() keeps the key when the same person signs in again; a sign-in
-    # always gets a fresh one (session fixation).
-    if request.session.session_key == previous_key:
-        request.session.cycle_key()
-    now = clock.now()
-    origin = audit_origin(request)
-    session = request.session
-    session[SIGNED_IN_AT] = now
-    session[LAST_SEEN] = now
-    session[SIGN_IN_IP] = origin.ip
-    session[SIGN_IN_USER_AGENT] = origin.user_agent[:512]
-    session[SIGN_IN_METHOD] = method
-    if user_verified:
-        session[VERIFIED_AT] = now
+# A cookie kept while this browser is signed in (SessionTimeoutMiddleware), not a
+# session key: a request that brings it without a signed-in session is one whose
+# session ended (timeouts, signed out elsewhere, a recovery, a lock), and /sign-in
+# says so once. Signing out here removes it. Nobody who never signed in has it,
+# and it costs no database write.
+SIGNED_IN_COOKIE = "threshold_signed_in"
 
 
 class SessionTimeoutMiddleware:

@@ -1,0 +1,124 @@
+"""The sign-in method registry (threshold/accounts/methods.py): every app that gives people a
+way to sign in registers it, and the last-method rule and Settings ask the registry."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import pytest
+from django.conf import settings as django_settings
+
+from tests.integration.conftest import Browser, Person, assert_ok, sign_in
+from tests.integration.test_fallback import PASSWORD, SECRET, post
+from tests.integration.test_settings_pages import labelled_groups
+from threshold.accounts import methods
+from threshold.accounts.methods import MethodKind, SignInMethod, count_sign_in_methods
+from threshold.audit.actions import Origin
+from threshold.fallback.actions import do_set_up_fallback
+from threshold.passkeys.models import Passkey
+
+pytestmark = pytest.mark.django_db
+
+PASSKEYS_GROUP = "Security Key or Biometric Authenticator"
+FALLBACK_GROUP = "Password and authenticator app"
+
+
+def signed_in(person: Person) -> Browser:
+    browser = Browser()
+    assert_ok(sign_in(browser, person.authenticator))
+    return browser
+
+
+def test_passkeys_and_the_password_and_app_are_registered_in_that_order():
+    registered = methods.sign_in_methods()
+    assert [method.kind for method in registered] == [
+        MethodKind.PASSKEY,
+        MethodKind.PASSWORD_AND_APP,
+    ]
+    assert [method.phishing_resistant for method in registered] == [True, False]
+
+
+def test_a_persons_methods_are_counted_across_kinds(ada, clock):
+    passkeys, fallback = methods.sign_in_methods()
+    assert (passkeys.count(ada.user), fallback.count(ada.user)) == (1, 0)
+    assert count_sign_in_methods(ada.user) == 1
+
+    do_set_up_fallback(ada.user, PASSWORD, SECRET, 0, Origin.cli())
+    assert (passkeys.count(ada.user), fallback.count(ada.user)) == (1, 1)
+    assert count_sign_in_methods(ada.user) == 2
+
+
+def test_a_kind_is_registered_once():
+    passkeys = methods.sign_in_methods()[0]
+    with pytest.raises(ValueError, match="registered already"):
+        methods.register(SignInMethod(**{**passkeys.__dict__, "phishing_resistant": False}))
+    methods.register(passkeys)  # the same method again changes nothing
+    assert methods.sign_in_methods()[0] is passkeys
+
+
+# --- A third kind, registered by a test --------------------------------------------------------
+
+
+class FakeKind(StrEnum):
+    DEVICE_APP = "device_app"
+
+
+DEVICE_APP_GROUP = """
+<div role="group" aria-labelledby="device-app-heading" id="device-app">
+  <h3 id="device-app-heading">Device app</h3>
+  <ul>{% for device in group.devices %}<li>{{ device }}</li>{% endfor %}</ul>
+</div>
+"""
+
+
+@pytest.fixture
+def device_app(settings, tmp_path):
+    """A third kind of method, as the device app will register one: each person has one device."""
+    (tmp_path / "device_app").mkdir()
+    (tmp_path / "device_app" / "_settings_group.html").write_text(DEVICE_APP_GROUP)
+    settings.TEMPLATES = [{**django_settings.TEMPLATES[0], "DIRS": [tmp_path]}]
+    method = SignInMethod(
+        kind=FakeKind.DEVICE_APP,  # type: ignore[arg-type]
+        phishing_resistant=True,
+        count=lambda user: 1,
+        usable=lambda user, policy: 1,
+        settings_template="device_app/_settings_group.html",
+        settings_context=lambda user, policy: {"devices": [f"{user.display_name}'s phone"]},
+    )
+    before = methods.sign_in_methods()
+    methods.register(method)
+    try:
+        yield method
+    finally:
+        methods.unregister(FakeKind.DEVICE_APP)  # type: ignore[arg-type]
+        assert methods.sign_in_methods() == before
+
+
+def test_a_registered_kind_gets_its_group_on_settings_after_the_others(ada, clock, device_app):
+    html = signed_in(ada).get("/settings").content.decode()
+    groups = labelled_groups(html)
+    assert list(groups) == [PASSKEYS_GROUP, FALLBACK_GROUP, "Device app"]
+    assert groups["Device app"] == "Device app Ada Lovelace's phone"
+
+
+def test_a_registered_kind_counts_towards_the_last_method_rule(ada, clock, device_app):
+    assert count_sign_in_methods(ada.user) == 2
+    browser = signed_in(ada)
+    passkey_id = ada.passkey.pk
+    # Her only passkey is not her only way in: the device app counts.
+    page = browser.get(f"/settings/security-methods/{passkey_id}/remove")
+    assert "button danger" in page.content.decode()
+    response = post(browser, f"/settings/security-methods/{passkey_id}/remove")
+    assert response.status_code == 303
+    assert not Passkey.objects.filter(pk=passkey_id).exists()
+
+
+def test_without_the_third_kind_her_only_passkey_stays(ada, clock):
+    browser = signed_in(ada)
+    assert (
+        "button danger"
+        not in browser.get(f"/settings/security-methods/{ada.passkey.pk}/remove").content.decode()
+    )
+    response = post(browser, f"/settings/security-methods/{ada.passkey.pk}/remove")
+    assert response.status_code == 409
+    assert Passkey.objects.filter(pk=ada.passkey.pk).exists()

@@ -1,0 +1,43 @@
+"""The password and authenticator app as a kind of sign-in method
+(``threshold.accounts.methods``), registered in ``FallbackConfig.ready()``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from threshold.accounts.methods import MethodKind, SignInMethod
+from threshold.accounts.models import User
+from threshold.core.policy import Policy
+from threshold.fallback.actions import has_fallback, unused_recovery_codes
+
+
+def count_fallbacks(user: User) -> int:
+    """One method: the password with its second factor (app or recovery codes), or none."""
+    return int(has_fallback(user))
+
+
+def count_usable_fallbacks(user: User, policy: Policy) -> int:
+    """The fallback signs in only while the policy allows it."""
+    return int(policy.allow_password_fallback and has_fallback(user))
+
+
+def settings_context(user: User, policy: Policy) -> dict[str, Any] | None:
+    """The "Password and authenticator app" group, where the policy allows it or it is set up."""
+    enabled = has_fallback(user)
+    if not (policy.allow_password_fallback or enabled):
+        return None
+    return {
+        "allowed": policy.allow_password_fallback,
+        "enabled": enabled,
+        "recovery_codes_left": unused_recovery_codes(user) if enabled else 0,
+    }
+
+
+PASSWORD_AND_APP = SignInMethod(
+    kind=MethodKind.PASSWORD_AND_APP,
+    phishing_resistant=False,
+    count=count_fallbacks,
+    usable=count_usable_fallbacks,
+    settings_template="fallback/_settings_group.html",
+    settings_context=settings_context,
+)

@@ -1,0 +1,50 @@
+"""Public help pages: the error catalog for support staff, and the set-up guides."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
+
+from threshold.core import catalog
+from threshold.core.useragent import describe
+from threshold.help.guides import PLATFORMS, Platform, localize
+
+
+@require_GET
+def errors(request: HttpRequest) -> HttpResponse:
+    """For support staff: every message, its cause and solution, like the help articles' tables."""
+    return render(request, "help/errors.html", {"groups": catalog.entries_by_group()})
+
+
+# --- The set-up guides ---------------------------------------------------------------------------
+
+
+def _guide_page(
+    request: HttpRequest, platform: Platform | None, *, detected: bool = False
+) -> HttpResponse:
+    return render(
+        request,
+        "help/guide.html",
+        {
+            "platform": localize(platform) if platform else None,
+            "platforms": [localize(each) for each in PLATFORMS.values()],
+            "detected": detected,
+        },
+    )
+
+
+@require_GET
+@vary_on_headers("User-Agent")
+def guide_index(request: HttpRequest) -> HttpResponse:
+    """The guide for the visitor's platform, from the User-Agent; all platforms if unknown."""
+    detected = PLATFORMS.get(describe(request.headers.get("User-Agent", "")).platform)
+    return _guide_page(request, detected, detected=detected is not None)
+
+
+@require_GET
+def guide(request: HttpRequest, platform: str) -> HttpResponse:
+    if platform not in PLATFORMS:
+        raise Http404("no guide for this platform")
+    return _guide_page(request, PLATFORMS[platform])

@@ -1,0 +1,46 @@
+"""Passkeys as a kind of sign-in method (``threshold.accounts.methods``), registered in
+``PasskeysConfig.ready()``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from threshold.accounts.methods import MethodKind, SignInMethod
+from threshold.accounts.models import User
+from threshold.core.names import NICKNAME_MAX_LENGTH
+from threshold.core.policy import Policy, evaluate
+from threshold.passkeys.access import list_passkeys, not_allowed_passkey_ids
+
+
+def count_passkeys(user: User) -> int:
+    return user.passkeys.count()
+
+
+def count_usable_passkeys(user: User, policy: Policy) -> int:
+    """The passkeys ``policy`` still allows (``core.policy.evaluate``)."""
+    return sum(evaluate(policy, passkey.policy_facts).allowed for passkey in user.passkeys.all())
+
+
+def settings_context(user: User, policy: Policy) -> dict[str, Any]:
+    """The "Security Key or Biometric Authenticator" group: the passkeys, oldest first."""
+    passkeys = list(list_passkeys(user))
+    return {
+        "passkeys": passkeys,
+        # Marked "Not allowed by your organisation" (web/_passkey.html).
+        "not_allowed": not_allowed_passkey_ids(passkeys, policy),
+        # Marked "Most recently added" (passkeys/_passkey.html) when there is more than one.
+        "newest": max(passkeys, key=lambda p: (p.created_at, p.pk)) if len(passkeys) > 1 else None,
+        "limit": policy.passkey_limit,
+        "at_limit": len(passkeys) >= policy.passkey_limit,
+        "nickname_max_length": NICKNAME_MAX_LENGTH,
+    }
+
+
+PASSKEYS = SignInMethod(
+    kind=MethodKind.PASSKEY,
+    phishing_resistant=True,
+    count=count_passkeys,
+    usable=count_usable_passkeys,
+    settings_template="passkeys/_settings_group.html",
+    settings_context=settings_context,
+)

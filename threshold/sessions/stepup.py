@@ -1,0 +1,49 @@
+"""Step-up: has this session verified the person recently enough to change their sign-in methods?
+
+Adding or removing a method needs a recent verification: a passkey with user
+verification (PIN, biometrics) within the policy's ``step_up_max_age_seconds``,
+either the sign-in itself (``threshold.sessions.actions.sign_in``) or "Verify
+it's you" on /settings/verify. A sign-in with a password and a code is enough to
+add a passkey right after it ("Set up a passkey"), never to remove a method.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponseRedirect
+
+from threshold import clock
+from threshold.policy.access import policy_for
+from threshold.web.http import see_other, url_to
+
+# The last sign-in in this session whose passkey verified the user (PIN,
+# biometrics): step-up checks compare it with the clock.
+VERIFIED_AT = "threshold.verified_at"
+# A sign-in with a password and a code: enough to add a passkey right after
+# ("Set up a passkey"), never to remove a method.
+FALLBACK_VERIFIED_AT = "threshold.fallback_verified_at"
+
+
+def mark_verified(request: HttpRequest, *, phishing_resistant: bool = True) -> None:
+    """This session verified the person now: with a passkey, or else with a password and code."""
+    request.session[VERIFIED_AT if phishing_resistant else FALLBACK_VERIFIED_AT] = clock.now()
+
+
+def recently_verified(request: HttpRequest, *, allow_fallback: bool = False) -> bool:
+    """Did this session verify the person (a passkey with UV) within the step-up window?
+
+    ``allow_fallback`` also accepts a sign-in with a password and a code: it
+    lets a person without a passkey at hand add one ("Set up a passkey"), but
+    it never removes a method.
+    """
+    window = policy_for(request).step_up_max_age_seconds
+    keys = (VERIFIED_AT, FALLBACK_VERIFIED_AT) if allow_fallback else (VERIFIED_AT,)
+    for key in keys:
+        verified_at = request.session.get(key)
+        if isinstance(verified_at, int | float) and 0 <= clock.now() - verified_at <= window:
+            return True
+    return False
+
+
+def verify_first(next_path: str) -> HttpResponseRedirect:
+    """Send the person to "Verify it's you", and back to ``next_path`` once they have."""
+    return see_other(url_to("selfservice:verify", query={"next": next_path}))

@@ -1,0 +1,103 @@
+"""Django's database sessions, with fewer statements on the sign-in path, listed by person.
+
+``SESSION_ENGINE``. Sessions stay server-side (sign-out and timeouts end them for
+real); the store only drops work Django's store does that the database already
+guarantees:
+
+- A new key is not checked with a SELECT first: the primary key refuses a
+  duplicate INSERT, and a refused one is retried with a fresh key.
+- ``cycle_key`` (a new key at sign-in) deletes the old row, if any, with one
+  DELETE and inserts the new one with the response, instead of SELECT, INSERT,
+  SELECT, DELETE and UPDATE.
+
+A passkey ceremony needs no session (the browser keeps its state in a signed
+token, ``threshold.passkeys.pending``): an anonymous visitor has no session row
+until something is stored for them (the fallback's password step).
+
+Each row (``threshold.sessions.models.Session``) also has columns for the person,
+IP, browser, how and when they signed in and when they were last active. They are
+derived from the session data in the same INSERT or UPDATE that writes it, so
+they cost no statement of their own; ``threshold.sessions.access.list_active_sessions``
+and ``threshold.sessions.actions.do_sign_out_other_sessions`` read and end a
+person's sessions through them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends import db
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError
+from django.utils.crypto import get_random_string
+
+from threshold.accounts.models import User
+from threshold.sessions.models import Session
+
+# What ``threshold.sessions.actions.sign_in`` puts in a signed-in session. Times are
+# unix times from ``threshold.clock``.
+SIGNED_IN_AT = "threshold.signed_in_at"
+LAST_SEEN = "threshold.last_seen"  # refreshed at most once a minute by SessionTimeoutMiddleware
+SIGN_IN_IP = "threshold.sign_in_ip"  # REMOTE_ADDR, or None
+SIGN_IN_USER_AGENT = "threshold.sign_in_user_agent"  # at most 512 characters
+SIGN_IN_METHOD = "threshold.sign_in_method"  # "passkey", "password+app", "password+recovery_code"
+
+
+class SessionStore(db.SessionStore):
+    _unsaved = False
+
+    @classmethod
+    def get_model_class(cls) -> type[Session]:  # type: ignore[override]
+        return Session
+
+    def create_model_instance(self, data: dict[str, Any]) -> Session:
+        session = Session(
+            session_key=self._get_or_create_session_key(),  # type: ignore[attr-defined]
+            session_data=self.encode(data),
+            expire_date=self.get_expiry_date(),
+        )
+        user_id = data.get(SESSION_KEY)
+        if user_id is not None:
+            session.user_id = User._meta.pk.to_python(user_id)  # type: ignore[union-attr]
+            session.ip = data.get(SIGN_IN_IP)
+            session.user_agent = data.get(SIGN_IN_USER_AGENT, "")
+            session.sign_in_method = data.get(SIGN_IN_METHOD, "")
+            session.signed_in_at = _at(data.get(SIGNED_IN_AT))
+            session.last_activity = _at(data.get(LAST_SEEN))
+        return session
+
+    def _get_new_session_key(self) -> str:
+        return get_random_string(32, VALID_KEY_CHARS)
+
+    def cycle_key(self) -> None:
+        data = self._get_session()  # type: ignore[attr-defined]
+        old_key = self.session_key
+        self._session_key = self._get_new_session_key()
+        self._session_cache = data
+        self._unsaved = True
+        self.modified = True
+        if old_key:
+            self.delete(old_key)
+
+    def delete(self, session_key: str | None = None) -> None:
+        key = session_key or self.session_key
+        if key is not None:
+            self.model.objects.filter(session_key=key).delete()
+
+    def save(self, must_create: bool = False) -> Any:
+        if not self._unsaved:
+            return super().save(must_create)
+        self._unsaved = False
+        try:
+            return super().save(must_create=True)
+        except CreateError:
+            # Another session took this key (never seen in practice): a fresh one.
+            self._session_key = None
+            return super().save()
+
+
+def _at(unix_time: Any) -> datetime | None:
+    if isinstance(unix_time, int | float):
+        return datetime.fromtimestamp(unix_time, UTC)
+    return None

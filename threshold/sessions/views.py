@@ -1,0 +1,64 @@
+"""Pages: sign-in, sign-out (this session or the others)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from threshold.accounts.models import User
+from threshold.policy.access import policy_for
+from threshold.sessions.actions import do_sign_out_other_sessions, sign_out
+from threshold.sessions.flow import SIGN_IN, issue_flow_token
+from threshold.sessions.middleware import SIGNED_IN_COOKIE, forget_signed_in
+from threshold.web.http import CLIENT_CATALOG, audit_origin, see_other, url_to
+
+
+@require_GET
+@never_cache  # the page is dated (threshold.sessions.flow): never serve an old copy
+def sign_in_page(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("selfservice:home")
+    # Offered only when the policy allows it: the page and webauthn.js show the
+    # "Sign in with a password instead" links when this is not empty.
+    password_url = ""
+    if policy_for(request).allow_password_fallback:
+        next_path = request.GET.get("next", "")
+        query = f"?{urlencode({'next': next_path})}" if next_path else ""
+        password_url = reverse("fallback:password") + query
+    # This browser was signed in and its session ended (sessions/store.py): say so, once.
+    session_ended = bool(request.COOKIES.get(SIGNED_IN_COOKIE))
+    context = {
+        "catalog": CLIENT_CATALOG,
+        "flow": issue_flow_token(SIGN_IN),
+        "password_url": password_url,
+        "session_ended": session_ended,
+    }
+    response = render(request, "sessions/sign_in.html", context)
+    if session_ended:
+        forget_signed_in(response)
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+def sign_out_page(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return render(request, "sessions/sign_out.html")
+    sign_out(request)
+    response = render(request, "sessions/signed_out.html")
+    forget_signed_in(response)
+    return response
+
+
+@require_POST
+@login_required
+def sign_out_other_sessions(request: HttpRequest) -> HttpResponse:
+    """The person's other browsers are signed out; this one stays signed in."""
+    assert isinstance(request.user, User)  # noqa: S101 - login_required
+    do_sign_out_other_sessions(request.user, request.session.session_key, audit_origin(request))
+    return see_other(url_to("selfservice:settings", query={"done": "sessions-ended"}))
