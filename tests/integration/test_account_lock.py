@@ -170,8 +170,9 @@ def test_a_locked_person_cannot_step_up(ada):
     options = do_begin_step_up(browser, ada.user)
     do_lock_user(ada.user, Origin.cli())
     assertion = ada.authenticator.get(options, ORIGIN)
-    outcome = do_finish_sign_in(browser.returned(), assertion, Origin(), step_up_user=ada.user)
-    assert isinstance(outcome.error, errors.AccountLocked) and outcome.user is None
+    with pytest.raises(errors.ThresholdError) as refused:
+        do_finish_sign_in(browser.returned(), assertion, Origin(), step_up_user=ada.user)
+    assert isinstance(refused.value, errors.AccountLocked)
     event = last_event("step_up.failed")
     assert event.reason == "account_locked" and event.subject == ada.user
     assert not AuditEvent.objects.filter(action="step_up.succeeded").exists()

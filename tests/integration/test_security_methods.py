@@ -27,6 +27,7 @@ from tests.integration.conftest import (
 from tests.support.authenticator import SoftAuthenticator
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
+from threshold.core import errors
 from threshold.core.encoding import b64url_decode, b64url_encode
 from threshold.core.policy import Policy
 from threshold.passkeys.models import Passkey
@@ -539,8 +540,9 @@ def test_a_step_up_for_another_person_is_refused_after_the_signature(ada, clock)
     ceremonies = Ceremonies(session_key="k" * 32)
     options = do_begin_step_up(ceremonies, ada.user)
     assertion = ada.authenticator.get(options, ORIGIN)
-    outcome = do_finish_sign_in(ceremonies.returned(), assertion, Origin(), step_up_user=grace.user)
-    assert outcome.error is not None and outcome.error.code == "credential_not_allowed"
+    with pytest.raises(errors.ThresholdError) as refused:
+        do_finish_sign_in(ceremonies.returned(), assertion, Origin(), step_up_user=grace.user)
+    assert refused.value is not None and refused.value.code == "credential_not_allowed"
     assert last_event("step_up.failed").reason == "credential_not_allowed"
 
 

@@ -7,7 +7,7 @@ from django.db import models
 from django.utils import timezone
 
 from threshold.core.ceremony import new_user_handle
-from threshold.core.errors import AccountDisabled, AccountLocked, CeremonyError
+from threshold.core.errors import AccountDisabled, AccountError, AccountLocked
 
 
 def normalize_username(username: str) -> str:
@@ -67,7 +67,7 @@ class User(AbstractBaseUser):
         """Neither deactivated nor locked: the one test every way of signing in applies."""
         return self.sign_in_refusal() is None
 
-    def sign_in_refusal(self, detail: str = "") -> CeremonyError | None:
+    def sign_in_refusal(self, detail: str = "") -> AccountError | None:
         """Why this person may not sign in (AccountDisabled, AccountLocked), or None."""
         if not self.is_active:
             return AccountDisabled(detail)

@@ -18,7 +18,7 @@ class AuditEvent(models.Model):
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     action = models.CharField(max_length=64, db_index=True)
-    # The precise failure reason: a stable CeremonyError code, blank on success.
+    # The precise failure reason: a stable ThresholdError code, blank on success.
     reason = models.CharField(max_length=64, blank=True)
     # Who acted (None: anonymous or the command line) and whom it concerned.
     # No database constraint: deleting a person must not rewrite their history.

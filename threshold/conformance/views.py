@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 
 from threshold.accounts.actions import do_get_or_create_user
 from threshold.core import errors
+from threshold.core.catalog import Surface
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, clean_name
 from threshold.core.policy import Policy
 from threshold.passkeys.actions import (
@@ -110,8 +111,8 @@ def attestation_options(request: HttpRequest) -> JsonResponse:
             authenticator_attachment=attachment,
             extensions=extensions,
         )
-    except errors.CeremonyError as error:
-        return failed(error, "registration")
+    except errors.ThresholdError as error:
+        return failed(error, Surface.REGISTRATION)
     return ok(options)
 
 
@@ -124,15 +125,16 @@ _RULES = Policy(refuse_u2f_authenticators=False)
 @csrf_exempt
 @require_POST
 def attestation_result(request: HttpRequest) -> JsonResponse:
-    outcome = do_finish_registration(
-        ceremonies(request),
-        read_credential(request),
-        audit_origin(request),
-        purpose=CONFORMANCE,
-        policy=_RULES,
-    )
-    if outcome.error is not None:
-        return failed(outcome.error, "registration")
+    try:
+        do_finish_registration(
+            ceremonies(request),
+            read_credential(request),
+            audit_origin(request),
+            purpose=CONFORMANCE,
+            policy=_RULES,
+        )
+    except errors.ThresholdError as error:
+        return failed(error, Surface.REGISTRATION)
     return ok()
 
 
@@ -149,17 +151,18 @@ def assertion_options(request: HttpRequest) -> JsonResponse:
         )
         if _extensions(data):
             options["extensions"] = data["extensions"]
-    except errors.CeremonyError as error:
-        return failed(error, "authentication")
+    except errors.ThresholdError as error:
+        return failed(error, Surface.AUTHENTICATION)
     return ok(options)
 
 
 @csrf_exempt
 @require_POST
 def assertion_result(request: HttpRequest) -> JsonResponse:
-    outcome = do_finish_sign_in(
-        ceremonies(request), read_credential(request), audit_origin(request), policy=_RULES
-    )
-    if outcome.error is not None:
-        return failed(outcome.error, "authentication")
+    try:
+        do_finish_sign_in(
+            ceremonies(request), read_credential(request), audit_origin(request), policy=_RULES
+        )
+    except errors.ThresholdError as error:
+        return failed(error, Surface.AUTHENTICATION)
     return ok()

@@ -2,8 +2,9 @@
 
 Titles and wording come from the help articles people already know (see
 ``shared/seeds``). A failure's precise reason code goes to the audit log; the
-person gets the catalog entry for its ``public`` category, so every failed check
-of the same kind reads the same from the outside.
+person gets the catalog entry for its ``category`` (``PRESENTATIONS``: one HTTP
+status and one entry per surface for each ``Category``), so every failed check of
+the same kind reads the same from the outside.
 
 Each entry has a message for the person, a cause and a solution for support
 staff (the help page, /help/errors, lists them), and the next steps the page
@@ -19,34 +20,52 @@ pages where it is allowed. Every message reads right without it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-from threshold.core.errors import CeremonyError
+from threshold.core.errors import Category, ThresholdError
 
-# The next steps an entry may offer, with the words support staff see for each.
-# The pages word them for the person (web/_ceremony_notices.html).
-NEXT_STEPS: dict[str, str] = {
-    "retry": "Try again",
-    "another_device": "Use a passkey on another device, such as a phone or security key",
-    "password": "Sign in with a password and code instead (only where the policy allows it)",
-    "set_up_later": "Set the passkey up later",
-    "contact_support": "Contact the IT team",
-    "restart": "Start again from the beginning (reload the page)",
+
+class NextStep(StrEnum):
+    """What a page offers under a message (the JSON's ``nextSteps``; web/_ceremony_notices.html)."""
+
+    RETRY = "retry"
+    ANOTHER_DEVICE = "another_device"
+    PASSWORD = "password"  # noqa: S105 - a next step's name, not a password
+    SET_UP_LATER = "set_up_later"
+    CONTACT_SUPPORT = "contact_support"
+    RESTART = "restart"
+
+
+# The next steps in the words support staff see. The pages word them for the person.
+NEXT_STEPS: dict[NextStep, str] = {
+    NextStep.RETRY: "Try again",
+    NextStep.ANOTHER_DEVICE: "Use a passkey on another device, such as a phone or security key",
+    NextStep.PASSWORD: "Sign in with a password and code instead (only where the policy allows it)",
+    NextStep.SET_UP_LATER: "Set the passkey up later",
+    NextStep.CONTACT_SUPPORT: "Contact the IT team",
+    NextStep.RESTART: "Start again from the beginning (reload the page)",
 }
 
-# The help page's sections, in its order.
-SIGN_IN = "sign-in"
-SET_UP = "set-up"
-BOTH = "both"
-SETTINGS = "settings"
-FALLBACK = "fallback"
-BROWSER = "browser"
-GROUPS: dict[str, str] = {
-    SIGN_IN: "Sign-in errors",
-    SET_UP: "Set-up errors",
-    BOTH: "Both",
-    SETTINGS: "Settings",
-    FALLBACK: "Password and code",
-    BROWSER: "Messages from the browser or device",
+
+class Group(StrEnum):
+    """The help page's sections."""
+
+    SIGN_IN = "sign-in"
+    SET_UP = "set-up"
+    BOTH = "both"
+    SETTINGS = "settings"
+    FALLBACK = "fallback"
+    BROWSER = "browser"
+
+
+# The help page's headings, in its order.
+GROUPS: dict[Group, str] = {
+    Group.SIGN_IN: "Sign-in errors",
+    Group.SET_UP: "Set-up errors",
+    Group.BOTH: "Both",
+    Group.SETTINGS: "Settings",
+    Group.FALLBACK: "Password and code",
+    Group.BROWSER: "Messages from the browser or device",
 }
 
 
@@ -58,20 +77,20 @@ class CatalogEntry:
     # For support staff and the audit view: why this happens, and what fixes it.
     cause: str
     solution: str
-    next_steps: tuple[str, ...]
-    group: str
+    next_steps: tuple[NextStep, ...]
+    group: Group
 
     def __post_init__(self) -> None:
-        unknown = set(self.next_steps) - NEXT_STEPS.keys()
+        unknown = set(self.next_steps) - set(NextStep)
         if unknown or not self.next_steps:
-            raise ValueError(f"{self.key}: next steps must be some of {', '.join(NEXT_STEPS)}")
-        if self.group not in GROUPS:
-            raise ValueError(f"{self.key}: group must be one of {', '.join(GROUPS)}")
+            raise ValueError(f"{self.key}: next steps must be some of {', '.join(NextStep)}")
+        if self.group not in set(Group):
+            raise ValueError(f"{self.key}: group must be one of {', '.join(Group)}")
 
     @property
     def is_browser_message(self) -> bool:
         """Shown by the browser or the operating system in its own words, never by Threshold."""
-        return self.group == BROWSER
+        return self.group == Group.BROWSER
 
     @property
     def next_step_labels(self) -> list[str]:
@@ -83,7 +102,7 @@ class CatalogEntry:
             "code": self.key,
             "title": self.title,
             "message": self.message,
-            "nextSteps": list(self.next_steps),
+            "nextSteps": [str(step) for step in self.next_steps],
         }
 
 
@@ -98,8 +117,8 @@ _ENTRIES = [
         "the page is not served from the address the passkeys belong to).",
         "Try again in a moment. If it persists, check that Threshold is up and that people "
         "open it at its configured address (THRESHOLD_RP_ID and THRESHOLD_ORIGINS), over HTTPS.",
-        ("retry", "password"),
-        SIGN_IN,
+        (NextStep.RETRY, NextStep.PASSWORD),
+        Group.SIGN_IN,
     ),
     CatalogEntry(
         "passkey_not_found_or_canceled",
@@ -113,8 +132,8 @@ _ENTRIES = [
         "Retry and pick another passkey on the device, or use a phone or security key that has "
         "one. A person who has none at hand signs in another way, then sets up a passkey on "
         "this device under Settings \u2192 Security Methods.",
-        ("retry", "another_device", "password"),
-        SIGN_IN,
+        (NextStep.RETRY, NextStep.ANOTHER_DEVICE, NextStep.PASSWORD),
+        Group.SIGN_IN,
     ),
     CatalogEntry(
         "sign_in_timed_out",
@@ -124,8 +143,8 @@ _ENTRIES = [
         "(the policy's ceremony_timeout_seconds, 60 seconds by default).",
         "Try again and answer the prompt right away. With a phone, keep Bluetooth on for both "
         "devices. If it happens often, raise ceremony_timeout_seconds.",
-        ("retry", "another_device"),
-        SIGN_IN,
+        (NextStep.RETRY, NextStep.ANOTHER_DEVICE),
+        Group.SIGN_IN,
     ),
     CatalogEntry(
         "passkey_not_on_device",
@@ -140,8 +159,8 @@ _ENTRIES = [
         "Use a device that has one of the account's passkeys (Settings \u2192 Security Methods "
         "lists them). Once signed in, set up a passkey on this device with \u201cSet up "
         "another\u201d.",
-        ("another_device", "password", "retry"),
-        SIGN_IN,
+        (NextStep.ANOTHER_DEVICE, NextStep.PASSWORD, NextStep.RETRY),
+        Group.SIGN_IN,
     ),
     CatalogEntry(
         "not_verified",
@@ -153,8 +172,8 @@ _ENTRIES = [
         "Try again and complete the fingerprint, face or PIN check on the device. A device "
         "without one (an old security key) cannot be used while the policy's "
         "user_verification is \u201crequired\u201d.",
-        ("retry", "another_device", "password"),
-        SIGN_IN,
+        (NextStep.RETRY, NextStep.ANOTHER_DEVICE, NextStep.PASSWORD),
+        Group.SIGN_IN,
     ),
     CatalogEntry(
         "verification_failed",
@@ -165,8 +184,8 @@ _ENTRIES = [
         "audit log has the precise reason.",
         "Look up the person's sign_in.failed events in the audit log (`threshold audit`). A "
         "removed passkey needs a new one; sign_count_regressed may mean a cloned authenticator.",
-        ("another_device", "password", "contact_support"),
-        SIGN_IN,
+        (NextStep.ANOTHER_DEVICE, NextStep.PASSWORD, NextStep.CONTACT_SUPPORT),
+        Group.SIGN_IN,
     ),
     CatalogEntry(
         "passkey_not_allowed",
@@ -181,8 +200,8 @@ _ENTRIES = [
         "The audit log's sign_in.failed reason names the rule (`threshold audit`); `threshold "
         "policy check` lists everyone affected. Issue a recovery link (`threshold recover EMAIL`) "
         "so the person sets up an allowed passkey, or relax the rule.",
-        ("another_device", "password", "contact_support"),
-        SIGN_IN,
+        (NextStep.ANOTHER_DEVICE, NextStep.PASSWORD, NextStep.CONTACT_SUPPORT),
+        Group.SIGN_IN,
     ),
     # --- Set-up (registration) -------------------------------------------------------------------
     CatalogEntry(
@@ -193,8 +212,8 @@ _ENTRIES = [
         "refused the request for this address (SecurityError).",
         "Try again in a moment. If it persists, check that Threshold is up and opened at its "
         "configured address (THRESHOLD_RP_ID and THRESHOLD_ORIGINS), over HTTPS.",
-        ("retry", "set_up_later"),
-        SET_UP,
+        (NextStep.RETRY, NextStep.SET_UP_LATER),
+        Group.SET_UP,
     ),
     CatalogEntry(
         "setup_canceled",
@@ -204,8 +223,8 @@ _ENTRIES = [
         "or the device could not verify their fingerprint, face or PIN.",
         "Retry and follow the prompt to the end. Choosing \u201cUse a different phone, tablet "
         "or security key\u201d saves the passkey on another device instead.",
-        ("retry", "another_device", "set_up_later"),
-        SET_UP,
+        (NextStep.RETRY, NextStep.ANOTHER_DEVICE, NextStep.SET_UP_LATER),
+        Group.SET_UP,
     ),
     CatalogEntry(
         "setup_timed_out",
@@ -214,8 +233,8 @@ _ENTRIES = [
         "The person did not answer the passkey prompt within the ceremony timeout "
         "(the policy's ceremony_timeout_seconds, 60 seconds by default).",
         "Try again and answer the prompt right away. No passkey was created.",
-        ("retry", "set_up_later"),
-        SET_UP,
+        (NextStep.RETRY, NextStep.SET_UP_LATER),
+        Group.SET_UP,
     ),
     CatalogEntry(
         "already_registered",
@@ -225,8 +244,8 @@ _ENTRIES = [
         "matched it against the account's passkeys, or Threshold found its credential ID).",
         "Nothing to fix: the device can already sign in. It is listed under Settings \u2192 "
         "Security Methods. To add another, use a different device or security key.",
-        ("another_device", "set_up_later"),
-        SET_UP,
+        (NextStep.ANOTHER_DEVICE, NextStep.SET_UP_LATER),
+        Group.SET_UP,
     ),
     CatalogEntry(
         "registration_failed",
@@ -236,8 +255,8 @@ _ENTRIES = [
         "(passkey.registration_failed).",
         "Retry once; if it fails again, look up the reason with `threshold audit` and try a "
         "different device or security key.",
-        ("retry", "another_device", "contact_support"),
-        SET_UP,
+        (NextStep.RETRY, NextStep.ANOTHER_DEVICE, NextStep.CONTACT_SUPPORT),
+        Group.SET_UP,
     ),
     CatalogEntry(
         "authenticator_not_allowed",
@@ -250,8 +269,8 @@ _ENTRIES = [
         "Give the person an allowed authenticator, or change the policy: `threshold policy "
         "show` lists its rules, `threshold policy set NAME=VALUE` changes one. The audit log "
         "names the AAGUID and the rule that refused it.",
-        ("another_device", "contact_support"),
-        SET_UP,
+        (NextStep.ANOTHER_DEVICE, NextStep.CONTACT_SUPPORT),
+        Group.SET_UP,
     ),
     CatalogEntry(
         "synced_not_allowed",
@@ -261,8 +280,8 @@ _ENTRIES = [
         "manager cannot be used here.",
         "The policy blocks synced (backup eligible) passkeys and the authenticator created one.",
         "Use a security key or a device-bound passkey, or turn block_synced_passkeys off.",
-        ("another_device", "contact_support"),
-        SET_UP,
+        (NextStep.ANOTHER_DEVICE, NextStep.CONTACT_SUPPORT),
+        Group.SET_UP,
     ),
     CatalogEntry(
         "limit_reached",
@@ -272,8 +291,8 @@ _ENTRIES = [
         "The account already has as many passkeys as the organisation policy allows "
         "(passkey_limit, 10 by default).",
         "Remove an unused passkey under Settings \u2192 Security Methods, or raise passkey_limit.",
-        ("set_up_later", "contact_support"),
-        SET_UP,
+        (NextStep.SET_UP_LATER, NextStep.CONTACT_SUPPORT),
+        Group.SET_UP,
     ),
     CatalogEntry(
         "invite_unusable",
@@ -287,8 +306,8 @@ _ENTRIES = [
         "invite_lifetime_hours (seven days by default), recovery links for "
         "recovery_link_lifetime_minutes (an hour); the audit log says which of the reasons "
         "applied.",
-        ("contact_support",),
-        SET_UP,
+        (NextStep.CONTACT_SUPPORT,),
+        Group.SET_UP,
     ),
     # --- Both ------------------------------------------------------------------------------------
     CatalogEntry(
@@ -301,8 +320,8 @@ _ENTRIES = [
         "token (CSRF) was missing. Also covers clients that are not Threshold's own pages.",
         "Reload the page and start again. If it happens right away, check that the browser "
         "accepts cookies for Threshold's address.",
-        ("restart",),
-        BOTH,
+        (NextStep.RESTART,),
+        Group.BOTH,
     ),
     CatalogEntry(
         "not_supported",
@@ -312,8 +331,8 @@ _ENTRIES = [
         "supports none of the algorithms the organisation allows.",
         "Update the browser (current Chrome, Edge, Safari or Firefox), or use another device. "
         "The platform guides under Settings list what works.",
-        ("another_device", "password"),
-        BOTH,
+        (NextStep.ANOTHER_DEVICE, NextStep.PASSWORD),
+        Group.BOTH,
     ),
     CatalogEntry(
         "verification_incomplete",
@@ -323,8 +342,8 @@ _ENTRIES = [
         "request (UnknownError, AbortError), or an error the browser did not explain.",
         "Try again; unplug and replug a security key, or restart the browser. If it persists, "
         "use another device and check the server log for a 500.",
-        ("retry", "another_device", "contact_support"),
-        BOTH,
+        (NextStep.RETRY, NextStep.ANOTHER_DEVICE, NextStep.CONTACT_SUPPORT),
+        Group.BOTH,
     ),
     CatalogEntry(
         "no_compatible_device",
@@ -336,8 +355,8 @@ _ENTRIES = [
         "the person declined to use it.",
         "Connect a FIDO2 security key with a PIN, or use a phone or a computer with Touch ID, "
         "Windows Hello or a screen lock.",
-        ("retry", "another_device", "password"),
-        BOTH,
+        (NextStep.RETRY, NextStep.ANOTHER_DEVICE, NextStep.PASSWORD),
+        Group.BOTH,
     ),
     CatalogEntry(
         "bad_request",
@@ -346,8 +365,8 @@ _ENTRIES = [
         "The request was malformed, too large or of the wrong type: a modified URL, a "
         "corrupted page, or a client that is not a browser.",
         "Reload the page and start again. Repeated from one address, it is a script, not a person.",
-        ("restart",),
-        BOTH,
+        (NextStep.RESTART,),
+        Group.BOTH,
     ),
     CatalogEntry(
         "not_found",
@@ -355,8 +374,8 @@ _ENTRIES = [
         "This address does not lead anywhere. Check the link, or go to the sign-in page.",
         "The URL was mistyped, truncated or changed by hand.",
         "Open Threshold's address without a path and follow the links from there.",
-        ("restart",),
-        BOTH,
+        (NextStep.RESTART,),
+        Group.BOTH,
     ),
     # --- Settings → Security Methods ------------------------------------------------------------
     CatalogEntry(
@@ -369,8 +388,8 @@ _ENTRIES = [
         "is older, or this session began without user verification.",
         "Verify with one of the account's passkeys when asked. Someone with no passkey at hand "
         "needs a recovery link from an administrator.",
-        ("restart",),
-        SETTINGS,
+        (NextStep.RESTART,),
+        Group.SETTINGS,
     ),
     CatalogEntry(
         "method_not_found",
@@ -380,8 +399,8 @@ _ENTRIES = [
         "The method was removed already (a repeated request), or the address was changed by "
         "hand. Another person's methods read the same as ones that do not exist.",
         "Nothing to fix: Security Methods shows the methods the account has.",
-        ("restart",),
-        SETTINGS,
+        (NextStep.RESTART,),
+        Group.SETTINGS,
     ),
     CatalogEntry(
         "last_method",
@@ -390,8 +409,8 @@ _ENTRIES = [
         "Removing the person's last sign-in method would lock them out of their account.",
         "Set up another passkey (or a password and code, where allowed) first, then remove "
         "this one.",
-        ("another_device",),
-        SETTINGS,
+        (NextStep.ANOTHER_DEVICE,),
+        Group.SETTINGS,
     ),
     CatalogEntry(
         "name_invalid",
@@ -399,8 +418,8 @@ _ENTRIES = [
         "Enter a name that is not empty and not too long, without the characters < and >.",
         "The name was empty, too long, or contained markup, control or text-direction characters.",
         "Type a plain name of ordinary letters, digits and punctuation.",
-        ("retry",),
-        SETTINGS,
+        (NextStep.RETRY,),
+        Group.SETTINGS,
     ),
     # --- Fallback sign-in (password and code) ----------------------------------------------------
     CatalogEntry(
@@ -411,8 +430,8 @@ _ENTRIES = [
         "The organisation policy turns the password and authenticator-app fallback off.",
         "Sign in with a passkey, or issue a recovery link. To allow the fallback, set "
         "allow_password_fallback to true.",
-        ("another_device", "contact_support"),
-        FALLBACK,
+        (NextStep.ANOTHER_DEVICE, NextStep.CONTACT_SUPPORT),
+        Group.FALLBACK,
     ),
     CatalogEntry(
         "fallback_invalid",
@@ -422,8 +441,8 @@ _ENTRIES = [
         "that sign-in attempts cannot tell which accounts exist. The audit log has which.",
         "Check the username, and that the person set up a password under Settings. "
         "The audit log's reason tells the three apart.",
-        ("retry", "another_device"),
-        FALLBACK,
+        (NextStep.RETRY, NextStep.ANOTHER_DEVICE),
+        Group.FALLBACK,
     ),
     CatalogEntry(
         "code_invalid",
@@ -434,8 +453,8 @@ _ENTRIES = [
         "be off), or a code or recovery code that was used before.",
         "Wait for the next code and enter it at once; set the phone's clock to automatic. A "
         "recovery code works once.",
-        ("retry", "another_device"),
-        FALLBACK,
+        (NextStep.RETRY, NextStep.ANOTHER_DEVICE),
+        Group.FALLBACK,
     ),
     CatalogEntry(
         "too_many_attempts",
@@ -447,8 +466,8 @@ _ENTRIES = [
         "recovery link.",
         "Wait, then try again, or sign in with a passkey. Many attempts from one address may be "
         "an attack: check `threshold audit`.",
-        ("retry", "another_device", "contact_support"),
-        FALLBACK,
+        (NextStep.RETRY, NextStep.ANOTHER_DEVICE, NextStep.CONTACT_SUPPORT),
+        Group.FALLBACK,
     ),
     CatalogEntry(
         "account_locked",
@@ -457,8 +476,8 @@ _ENTRIES = [
         "An administrator locked the account (`threshold users lock EMAIL`). No way of signing "
         "in works until it is unlocked.",
         "Confirm who the person is, then unlock the account (`threshold users unlock EMAIL`).",
-        ("contact_support",),
-        BOTH,
+        (NextStep.CONTACT_SUPPORT,),
+        Group.BOTH,
     ),
     # --- Messages from the browser or the operating system ---------------------------------------
     # What people read in the browser's or the system's own dialogs and report
@@ -472,8 +491,8 @@ _ENTRIES = [
         "Set up a passkey for the device: sign in with a passkey on another device or another "
         "way, then \u201cSet up another\u201d under Settings \u2192 Security Methods. On Android, "
         "switch to the profile that holds the passkey.",
-        ("another_device", "password"),
-        BROWSER,
+        (NextStep.ANOTHER_DEVICE, NextStep.PASSWORD),
+        Group.BROWSER,
     ),
     CatalogEntry(
         "browser_already_registered",
@@ -483,8 +502,8 @@ _ENTRIES = [
         "The device or security key already holds a passkey for this account. Threshold shows "
         "this as \u201cPasskey already registered for this device\u201d.",
         "Nothing to fix: set-up for that device is complete. It is listed under Security Methods.",
-        ("another_device",),
-        BROWSER,
+        (NextStep.ANOTHER_DEVICE,),
+        Group.BROWSER,
     ),
     CatalogEntry(
         "browser_not_allowed",
@@ -495,8 +514,8 @@ _ENTRIES = [
         "Out\u201d, \u201cPasskey Set Up Canceled\u201d or \u201cPasskey Not Found or "
         "Canceled\u201d, depending on what happened.",
         "Restart the set-up or sign-in and answer the prompt right away.",
-        ("restart",),
-        BROWSER,
+        (NextStep.RESTART,),
+        Group.BROWSER,
     ),
     CatalogEntry(
         "browser_save_failed",
@@ -507,8 +526,8 @@ _ENTRIES = [
         "\u201cDevices couldn\u2019t connect\u201d).",
         "Check Security Methods: the passkey may already exist. To set up an Android phone, do "
         "it on the phone itself; retrying from Windows often works after a few attempts.",
-        ("retry", "another_device"),
-        BROWSER,
+        (NextStep.RETRY, NextStep.ANOTHER_DEVICE),
+        Group.BROWSER,
     ),
     CatalogEntry(
         "browser_verification_timed_out",
@@ -518,8 +537,8 @@ _ENTRIES = [
         "the phone's passkey.",
         "Turn Bluetooth on for both devices and try again; it usually connects after a few "
         "attempts.",
-        ("retry", "another_device"),
-        BROWSER,
+        (NextStep.RETRY, NextStep.ANOTHER_DEVICE),
+        Group.BROWSER,
     ),
     CatalogEntry(
         "browser_hsts_localhost",
@@ -530,8 +549,8 @@ _ENTRIES = [
         "it there.",
         "In Chrome, open chrome://net-internals/#hsts, enter localhost under \u201cDelete domain "
         "security policies\u201d and select Delete. Then reload.",
-        ("restart",),
-        BROWSER,
+        (NextStep.RESTART,),
+        Group.BROWSER,
     ),
     CatalogEntry(
         "browser_prompt_loop",
@@ -541,72 +560,110 @@ _ENTRIES = [
         "sign-in never completes and the page asks again.",
         "Turn the ad blocker off for Threshold's address (or allow it in the extension), then "
         "reload the page.",
-        ("restart", "contact_support"),
-        BROWSER,
+        (NextStep.RESTART, NextStep.CONTACT_SUPPORT),
+        Group.BROWSER,
     ),
 ]
 
 CATALOG: dict[str, CatalogEntry] = {entry.key: entry for entry in _ENTRIES}
 
-# Each ceremony's public categories, mapped to catalog keys.
-_SIGN_IN = {
-    "failed": "verification_failed",
-    "session": "session_expired",
-    "not_verified": "not_verified",
-    # A passkey today's policy refuses (core/policy.py evaluate): its signature was right.
-    "authenticator_refused": "passkey_not_allowed",
-    "synced_blocked": "passkey_not_allowed",
-    "unsupported": "verification_failed",
-    "unavailable": "passkey_unavailable",
-    "bad_request": "bad_request",
-    "fallback_off": "fallback_not_allowed",
-    "fallback_invalid": "fallback_invalid",
-    "code_invalid": "code_invalid",
-    "throttled": "too_many_attempts",
-    "locked": "account_locked",
-}
-_REGISTRATION = {
-    "failed": "registration_failed",
-    "session": "session_expired",
-    "not_verified": "not_verified",
-    "unsupported": "not_supported",
-    "already_registered": "already_registered",
-    "limit_reached": "limit_reached",
-    "invite_unusable": "invite_unusable",
-    "step_up": "verification_required",
-    "authenticator_refused": "authenticator_not_allowed",
-    "synced_blocked": "synced_not_allowed",
-    "unavailable": "setup_unavailable",
-    "bad_request": "bad_request",
-}
-_SETTINGS = {
-    "failed": "verification_incomplete",
-    "session": "session_expired",
-    "step_up": "verification_required",
-    "not_found": "method_not_found",
-    "last_method": "last_method",
-    "name_invalid": "name_invalid",
-    "bad_request": "bad_request",
-}
-_TABLES = {"authentication": _SIGN_IN, "registration": _REGISTRATION, "settings": _SETTINGS}
+
+class Surface(StrEnum):
+    """Where a failure ends, which decides the words: the same category reads differently
+    while signing in, while setting a passkey up, and in Settings."""
+
+    AUTHENTICATION = "authentication"  # signing in (passkey, password and code), verifying it's you
+    REGISTRATION = "registration"  # setting a passkey up: enrollment, recovery, "Set up another"
+    SETTINGS = "settings"  # changing one's own name and sign-in methods
 
 
-def explain(error: CeremonyError, ceremony: str) -> str:
+@dataclass(frozen=True)
+class Presentation:
+    """How a category of failure answers: one HTTP status, and one catalog entry per surface."""
+
+    status: int
+    authentication: str
+    registration: str
+    settings: str
+
+    def entry(self, surface: Surface) -> CatalogEntry:
+        return CATALOG[getattr(self, Surface(surface).value)]
+
+
+# The generic failure of each surface: a category that cannot happen there reads as it.
+_GENERIC = ("verification_failed", "registration_failed", "verification_incomplete")
+_V_FAILED, _R_FAILED, _S_FAILED = _GENERIC
+
+# The one map from a category to what is shown: every Category has exactly one row.
+PRESENTATIONS: dict[Category, Presentation] = {
+    Category.FAILED: Presentation(400, *_GENERIC),
+    Category.SESSION: Presentation(400, "session_expired", "session_expired", "session_expired"),
+    Category.NOT_VERIFIED: Presentation(400, "not_verified", "not_verified", _S_FAILED),
+    # At sign-in the device cannot be unsupported: it registered.
+    Category.UNSUPPORTED: Presentation(400, _V_FAILED, "not_supported", _S_FAILED),
+    Category.UNAVAILABLE: Presentation(503, "passkey_unavailable", "setup_unavailable", _S_FAILED),
+    Category.BAD_REQUEST: Presentation(400, "bad_request", "bad_request", "bad_request"),
+    Category.TOO_LARGE: Presentation(413, "bad_request", "bad_request", "bad_request"),
+    Category.ALREADY_REGISTERED: Presentation(400, _V_FAILED, "already_registered", _S_FAILED),
+    Category.LIMIT_REACHED: Presentation(400, _V_FAILED, "limit_reached", _S_FAILED),
+    Category.INVITE_UNUSABLE: Presentation(400, _V_FAILED, "invite_unusable", _S_FAILED),
+    # At sign-in: a passkey today's policy refuses (core/policy.py evaluate), signature right.
+    Category.AUTHENTICATOR_REFUSED: Presentation(
+        400, "passkey_not_allowed", "authenticator_not_allowed", _S_FAILED
+    ),
+    Category.SYNCED_BLOCKED: Presentation(
+        400, "passkey_not_allowed", "synced_not_allowed", _S_FAILED
+    ),
+    Category.STEP_UP: Presentation(
+        403, _V_FAILED, "verification_required", "verification_required"
+    ),
+    Category.NOT_FOUND: Presentation(404, _V_FAILED, _R_FAILED, "method_not_found"),
+    Category.LAST_METHOD: Presentation(409, _V_FAILED, _R_FAILED, "last_method"),
+    Category.NAME_INVALID: Presentation(400, _V_FAILED, _R_FAILED, "name_invalid"),
+    Category.FALLBACK_OFF: Presentation(
+        403, "fallback_not_allowed", _R_FAILED, "fallback_not_allowed"
+    ),
+    Category.FALLBACK_INVALID: Presentation(400, "fallback_invalid", _R_FAILED, _S_FAILED),
+    Category.CODE_INVALID: Presentation(400, "code_invalid", _R_FAILED, _S_FAILED),
+    Category.THROTTLED: Presentation(429, "too_many_attempts", _R_FAILED, _S_FAILED),
+    Category.LOCKED: Presentation(403, "account_locked", _R_FAILED, _S_FAILED),
+}
+
+
+def _check_presentations() -> None:
+    """At import, so that a category without its row, or a row naming no entry, cannot ship."""
+    missing = set(Category) - PRESENTATIONS.keys()
+    if missing:
+        raise ValueError(f"categories without a presentation: {', '.join(sorted(missing))}")
+    for category, presentation in PRESENTATIONS.items():
+        for surface in Surface:
+            key = getattr(presentation, surface.value)
+            if key not in CATALOG or CATALOG[key].is_browser_message:
+                raise ValueError(
+                    f"{category} on {surface}: {key!r} is not an entry Threshold shows"
+                )
+
+
+_check_presentations()
+
+
+def status_for(error: ThresholdError) -> int:
+    """The HTTP status of a request that ``error`` refused."""
+    return PRESENTATIONS[error.category].status
+
+
+def entry_for(error: ThresholdError, surface: Surface | str) -> CatalogEntry:
+    """The catalog entry a person sees when ``error`` ends what they were doing on ``surface``
+    ("authentication", "registration" or "settings")."""
+    return PRESENTATIONS[error.category].entry(Surface(surface))
+
+
+def explain(error: ThresholdError, surface: Surface | str) -> str:
     """For support staff: the precise reason, and what the person was shown."""
     reason = (type(error).__doc__ or error.code).strip().splitlines()[0].rstrip(".")
     detail = f" ({error.detail})" if error.detail else ""
-    shown = entry_for(error, ceremony).title
+    shown = entry_for(error, surface).title
     return f"{reason}{detail}. The person is shown \u201c{shown}\u201d."
-
-
-def entry_for(error: CeremonyError, ceremony: str) -> CatalogEntry:
-    """The catalog entry a person sees when ``error`` ends a ceremony.
-
-    ``ceremony`` is "authentication", "registration" or "settings" (changes
-    to one's own sign-in methods).
-    """
-    table = _TABLES[ceremony]
-    return CATALOG[table.get(error.public, table["failed"])]
 
 
 def entries_by_group() -> list[tuple[str, list[CatalogEntry]]]:

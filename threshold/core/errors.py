@@ -1,49 +1,147 @@
-"""Typed ceremony errors with stable reason codes.
+"""One error hierarchy, with stable reason codes and a category for what a person reads.
+
+Every failure Threshold reports is a ``ThresholdError``: a class per reason, in a
+family per concern (a WebAuthn check, the request's shape, the account, an
+enrollment link, Settings, the password fallback, the organisation's policy).
+``code`` is stable: it goes to the audit log and to the conformance API, so it
+never changes once released. ``category`` chooses what a person is shown: the
+error catalog (``threshold.core.catalog``) maps each ``Category`` to one HTTP
+status and its entry, and most failures share one generic category so that a
+response never tells an attacker which check failed.
 
 fido2 reports every failure as a bare ``ValueError``; the core turns each failed
-check into one of these classes. ``code`` is stable: it goes to the audit log
-and to the conformance API. What a person sees comes from the error catalog
-(``threshold.core.catalog``), chosen by ``public``: most failures share one
-generic message so that a response never tells an attacker which check failed.
+check into one of the ``CeremonyError`` classes.
+
+Actions raise these errors (``docs/architecture.md``, "Failures"); views catch
+``ThresholdError`` and answer with the catalog's words.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 
-class CeremonyError(Exception):
-    """A WebAuthn ceremony failed. Subclasses name the precise reason."""
 
-    code = "ceremony_failed"
-    # Which catalog entry the person sees: "failed" (the generic failure),
-    # "session" (the ceremony is over or unknown), "not_verified",
-    # "already_registered", "limit_reached", "unavailable", "bad_request", ...
-    public = "failed"
+class Category(StrEnum):
+    """What a failure reads as from the outside: one catalog entry per surface, one HTTP status.
+
+    The values are the strings the catalog has always used; ``catalog.PRESENTATIONS``
+    has exactly one row for each.
+    """
+
+    FAILED = "failed"  # the generic failure: which check failed is for the audit log only
+    SESSION = "session"  # the ceremony or page is over, unknown or from another session
+    NOT_VERIFIED = "not_verified"
+    UNSUPPORTED = "unsupported"
+    UNAVAILABLE = "unavailable"
+    BAD_REQUEST = "bad_request"
+    TOO_LARGE = "too_large"
+    ALREADY_REGISTERED = "already_registered"
+    LIMIT_REACHED = "limit_reached"
+    INVITE_UNUSABLE = "invite_unusable"
+    AUTHENTICATOR_REFUSED = "authenticator_refused"
+    SYNCED_BLOCKED = "synced_blocked"
+    # Changes to one's own sign-in methods (Settings).
+    STEP_UP = "step_up"
+    NOT_FOUND = "not_found"
+    LAST_METHOD = "last_method"
+    NAME_INVALID = "name_invalid"
+    # The password fallback and the account's state.
+    FALLBACK_OFF = "fallback_off"
+    FALLBACK_INVALID = "fallback_invalid"
+    CODE_INVALID = "code_invalid"
+    THROTTLED = "throttled"
+    LOCKED = "locked"
+
+
+class ThresholdError(Exception):
+    """Something Threshold refused. Subclasses name the precise reason."""
+
+    code = "threshold_error"
+    category = Category.FAILED
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail or self.__doc__ or self.code)
         self.detail = detail
 
 
-# --- Input shape -----------------------------------------------------------
+# --- The families: one per concern; code catches a family, or ThresholdError for all ----------
 
 
-class MalformedResponse(CeremonyError):
-    """The credential is not a well-formed PublicKeyCredential JSON object."""
+class CeremonyError(ThresholdError):
+    """A WebAuthn ceremony failed. Subclasses name the precise reason."""
 
-    code = "malformed_response"
+    code = "ceremony_failed"
 
 
-class MalformedRequest(CeremonyError):
+class InputError(ThresholdError):
+    """The request is not what the endpoint takes: malformed, too large, a name not allowed."""
+
+    code = "input_invalid"
+    category = Category.BAD_REQUEST
+
+
+class AccountError(ThresholdError):
+    """The account may not sign in: deactivated or locked."""
+
+    code = "account_refused"
+
+
+class EnrollmentError(ThresholdError):
+    """An enrollment or recovery link cannot be used for this person."""
+
+    code = "enrollment_refused"
+    category = Category.INVITE_UNUSABLE
+
+
+class SettingsError(ThresholdError):
+    """A change to one's own sign-in methods is refused."""
+
+    code = "settings_refused"
+
+
+class FallbackError(ThresholdError):
+    """Signing in with a password and a code failed."""
+
+    code = "fallback_failed"
+
+
+class PolicyError(ThresholdError):
+    """The organisation's rules on passkeys refuse this one, at registration or at sign-in."""
+
+    code = "policy_refused"
+    category = Category.AUTHENTICATOR_REFUSED
+
+
+# --- The request's shape --------------------------------------------------------------------------
+
+
+class MalformedRequest(InputError):
     """The request body is not the JSON object this endpoint expects."""
 
     code = "malformed_request"
-    public = "bad_request"
 
 
 class RequestTooLarge(MalformedRequest):
     """The request body is over the size cap."""
 
     code = "request_too_large"
+    category = Category.TOO_LARGE
+
+
+class NameInvalid(InputError):
+    """A nickname or display name is empty, too long, or has markup or control characters."""
+
+    code = "name_invalid"
+    category = Category.NAME_INVALID
+
+
+# --- WebAuthn: the response's shape ------------------------------------------------------------
+
+
+class MalformedResponse(CeremonyError):
+    """The credential is not a well-formed PublicKeyCredential JSON object."""
+
+    code = "malformed_response"
 
 
 class CredentialTypeInvalid(CeremonyError):
@@ -65,20 +163,27 @@ class ChallengeMissing(CeremonyError):
     """No ceremony of this kind is pending in this session (never begun, or already used)."""
 
     code = "challenge_missing"
-    public = "session"
+    category = Category.SESSION
 
 
 class ChallengeExpired(CeremonyError):
     """The ceremony timed out before the response arrived."""
 
     code = "challenge_expired"
-    public = "session"
+    category = Category.SESSION
 
 
 class ChallengeMismatch(CeremonyError):
     """clientDataJSON.challenge is not the challenge this session was given."""
 
     code = "challenge_mismatch"
+
+
+class FlowExpired(CeremonyError):
+    """The sign-in or enrollment page was left idle longer than the policy allows."""
+
+    code = "flow_expired"
+    category = Category.SESSION
 
 
 # --- Client data (§7.1 steps 5-10, §7.2 steps 9-14) ---------------------------
@@ -127,7 +232,7 @@ class UserNotVerified(CeremonyError):
     """User verification was required but the UV flag is clear."""
 
     code = "user_not_verified"
-    public = "not_verified"
+    category = Category.NOT_VERIFIED
 
 
 class BackupStateInvalid(CeremonyError):
@@ -152,7 +257,7 @@ class AlgorithmNotAllowed(CeremonyError):
     """The credential's public key algorithm is not one the server offered."""
 
     code = "algorithm_not_allowed"
-    public = "unsupported"
+    category = Category.UNSUPPORTED
 
 
 class PublicKeyInvalid(CeremonyError):
@@ -186,53 +291,7 @@ class AuthenticatorStatusRefused(CeremonyError):
     """FIDO metadata reports the authenticator revoked, compromised or bypassable."""
 
     code = "authenticator_status_refused"
-    public = "authenticator_refused"
-
-
-# --- The organisation's rules on passkeys (core/policy.py evaluate), after verification ---------
-# Registration and sign-in; at sign-in each reads "Passkey not allowed".
-
-
-class AttestationUntrusted(CeremonyError):
-    """The policy requires trusted attestation and this one traces to no anchor."""
-
-    code = "attestation_untrusted"
-    public = "authenticator_refused"
-
-
-class AuthenticatorDenied(CeremonyError):
-    """The authenticator's AAGUID is on the policy's deny-list."""
-
-    code = "authenticator_denied"
-    public = "authenticator_refused"
-
-
-class AuthenticatorNotAllowed(CeremonyError):
-    """The policy has an AAGUID allow-list and this (attested) authenticator is not on it."""
-
-    code = "authenticator_not_allowed"
-    public = "authenticator_refused"
-
-
-class SyncedPasskeyBlocked(CeremonyError):
-    """The policy blocks synced passkeys and this credential is backup eligible."""
-
-    code = "synced_passkey_blocked"
-    public = "synced_blocked"
-
-
-class AlgorithmNoLongerAllowed(CeremonyError):
-    """The policy's allowed_algorithms no longer include the passkey's algorithm."""
-
-    code = "algorithm_no_longer_allowed"
-    public = "authenticator_refused"
-
-
-class U2fAuthenticatorRefused(CeremonyError):
-    """A U2F-only (fido-u2f) authenticator cannot be used for passwordless sign-in."""
-
-    code = "authenticator_u2f_only"
-    public = "authenticator_refused"
+    category = Category.AUTHENTICATOR_REFUSED
 
 
 # --- Credential lookup and ownership (§7.1 step 26, §7.2 steps 5-7) -----------
@@ -242,7 +301,7 @@ class CredentialAlreadyRegistered(CeremonyError):
     """The credential ID is already registered (to this or another account)."""
 
     code = "credential_already_registered"
-    public = "already_registered"
+    category = Category.ALREADY_REGISTERED
 
 
 class CredentialNotAllowed(CeremonyError):
@@ -255,6 +314,10 @@ class CredentialUnknown(CeremonyError):
     """No stored passkey has this credential ID."""
 
     code = "credential_unknown"
+    # The browser chose the credential in a discoverable ceremony: the page may ask it to hide
+    # it (Signal API). Never set when the server offered allowCredentials: an unknown
+    # username's are decoys, and saying so would tell which usernames exist.
+    signal_unknown = False
 
 
 class UserHandleMissing(CeremonyError):
@@ -284,114 +347,142 @@ class SignCountRegressed(CeremonyError):
     code = "sign_count_regressed"
 
 
-# --- Account and policy (outside the WebAuthn algorithms) ----------------------
+# --- The organisation's rules on passkeys (core/policy.py evaluate), after verification ---------
+# Registration and sign-in; at sign-in each reads "Passkey not allowed".
 
 
-class AccountDisabled(CeremonyError):
+class AttestationUntrusted(PolicyError):
+    """The policy requires trusted attestation and this one traces to no anchor."""
+
+    code = "attestation_untrusted"
+
+
+class AuthenticatorDenied(PolicyError):
+    """The authenticator's AAGUID is on the policy's deny-list."""
+
+    code = "authenticator_denied"
+
+
+class AuthenticatorNotAllowed(PolicyError):
+    """The policy has an AAGUID allow-list and this (attested) authenticator is not on it."""
+
+    code = "authenticator_not_allowed"
+
+
+class SyncedPasskeyBlocked(PolicyError):
+    """The policy blocks synced passkeys and this credential is backup eligible."""
+
+    code = "synced_passkey_blocked"
+    category = Category.SYNCED_BLOCKED
+
+
+class AlgorithmNoLongerAllowed(PolicyError):
+    """The policy's allowed_algorithms no longer include the passkey's algorithm."""
+
+    code = "algorithm_no_longer_allowed"
+
+
+class U2fAuthenticatorRefused(PolicyError):
+    """A U2F-only (fido-u2f) authenticator cannot be used for passwordless sign-in."""
+
+    code = "authenticator_u2f_only"
+
+
+# --- The account (outside the WebAuthn algorithms) ----------------------------------------------
+
+
+class AccountDisabled(AccountError):
     """The credential belongs to a deactivated account."""
 
     code = "account_disabled"
 
 
-class PasskeyLimitReached(CeremonyError):
-    """The account already has as many passkeys as the policy allows."""
+class AccountLocked(AccountError):
+    """An administrator locked the account: no way of signing in works until it is unlocked."""
 
-    code = "passkey_limit_reached"
-    public = "limit_reached"
+    code = "account_locked"
+    category = Category.LOCKED
 
 
-class InviteUnusable(CeremonyError):
+# --- Enrollment and recovery links ------------------------------------------------------------
+
+
+class InviteUnusable(EnrollmentError):
     """The enrollment link is garbled, unknown, used, revoked or expired."""
 
     code = "invite_unusable"
-    public = "invite_unusable"
+
+
+class AlreadyEnrolled(EnrollmentError):
+    """The person already has a way to sign in: a lost one is recovered, not enrolled again."""
+
+    code = "already_enrolled"
 
 
 # --- Managing one's own sign-in methods (Settings → Security Methods) -------------
 
 
-class StepUpRequired(CeremonyError):
+class StepUpRequired(SettingsError):
     """No passkey verification with user verification within the policy's step-up window."""
 
     code = "step_up_required"
-    public = "step_up"
+    category = Category.STEP_UP
 
 
-class SecurityMethodNotFound(CeremonyError):
+class SecurityMethodNotFound(SettingsError):
     """Not one of this person's methods: unknown, already removed, or another person's."""
 
     code = "method_not_found"
-    public = "not_found"
+    category = Category.NOT_FOUND
 
 
-class LastSignInMethod(CeremonyError):
+class LastSignInMethod(SettingsError):
     """Removing the method would leave the person no way to sign in."""
 
     code = "last_method"
-    public = "last_method"
+    category = Category.LAST_METHOD
 
 
-class NameInvalid(CeremonyError):
-    """A nickname or display name is empty, too long, or has markup or control characters."""
+class PasskeyLimitReached(SettingsError):
+    """The account already has as many passkeys as the policy allows."""
 
-    code = "name_invalid"
-    public = "name_invalid"
+    code = "passkey_limit_reached"
+    category = Category.LIMIT_REACHED
 
 
 # --- Fallback sign-in: password, authenticator app, recovery codes -------------------
 
 
-class FallbackNotAllowed(CeremonyError):
+class FallbackNotAllowed(FallbackError):
     """The organisation policy does not allow signing in with a password and a code."""
 
     code = "fallback_not_allowed"
-    public = "fallback_off"
+    category = Category.FALLBACK_OFF
 
 
-class PasswordIncorrect(CeremonyError):
+class PasswordIncorrect(FallbackError):
     """Unknown username, no password set, or the wrong password (one answer for all three)."""
 
     code = "password_incorrect"
-    public = "fallback_invalid"
+    category = Category.FALLBACK_INVALID
 
 
-class SecondFactorIncorrect(CeremonyError):
+class SecondFactorIncorrect(FallbackError):
     """The authenticator-app or recovery code is wrong or out of its time window."""
 
     code = "code_incorrect"
-    public = "code_invalid"
+    category = Category.CODE_INVALID
 
 
-class SecondFactorReused(CeremonyError):
+class SecondFactorReused(FallbackError):
     """The authenticator-app code or recovery code was used before."""
 
     code = "code_reused"
-    public = "code_invalid"
+    category = Category.CODE_INVALID
 
 
-class TooManyAttempts(CeremonyError):
+class TooManyAttempts(FallbackError):
     """Too many failures for this username or from this address: wait before trying again."""
 
     code = "too_many_attempts"
-    public = "throttled"
-
-
-class AccountLocked(CeremonyError):
-    """An administrator locked the account: no way of signing in works until it is unlocked."""
-
-    code = "account_locked"
-    public = "locked"
-
-
-class FlowExpired(CeremonyError):
-    """The sign-in or enrollment page was left idle longer than the policy allows."""
-
-    code = "flow_expired"
-    public = "session"
-
-
-class AlreadyEnrolled(CeremonyError):
-    """The person already has a way to sign in: a lost one is recovered, not enrolled again."""
-
-    code = "already_enrolled"
-    public = "invite_unusable"
+    category = Category.THROTTLED

@@ -128,7 +128,7 @@ def _flags(auth_data: AuthenticatorData) -> dict[str, bool]:
     return {name: bool(auth_data.flags & AuthenticatorData.FLAG[name]) for name in FLAG_NAMES}
 
 
-def _reject(report: dict[str, Any], error: errors.CeremonyError, kind: str) -> dict[str, Any]:
+def _reject(report: dict[str, Any], error: errors.ThresholdError, kind: str) -> dict[str, Any]:
     report.update(verdict="reject", reason=error.code, message=catalog.explain(error, kind))
     return report
 
@@ -137,7 +137,7 @@ def inspect_registration(data: object, params: Ceremony) -> dict[str, Any]:
     report = _report()
     try:
         response = ceremony.parse_registration_response(_base64url_members(data))
-    except errors.CeremonyError as error:
+    except errors.ThresholdError as error:
         return _reject(report, error, "registration")
     auth_data = response.attestation_object.auth_data
     credential = auth_data.credential_data
@@ -178,7 +178,7 @@ def inspect_registration(data: object, params: Ceremony) -> dict[str, Any]:
             require_trusted_attestation=params.require_trusted_attestation,
             refuse_u2f_authenticators=False,
         ).check_registration(verified)
-    except errors.CeremonyError as error:
+    except errors.ThresholdError as error:
         return _reject(report, error, "registration")
     report.update(verdict="accept", reason=None, message=None)
     if not verified.attestation_trusted:
@@ -197,7 +197,7 @@ def inspect_authentication(
     report = _report()
     try:
         response = ceremony.parse_authentication_response(_base64url_members(data))
-    except errors.CeremonyError as error:
+    except errors.ThresholdError as error:
         return _reject(report, error, "authentication")
     auth_data = response.authenticator_data
     report.update(
@@ -235,7 +235,7 @@ def inspect_authentication(
         ceremony.finish_authentication(
             params.relying_party(), state, response, stored, now=params.now
         )
-    except errors.CeremonyError as error:
+    except errors.ThresholdError as error:
         return _reject(report, error, "authentication")
     report.update(verdict="accept", reason=None, message=None)
     return report

@@ -423,7 +423,7 @@ class Rule(StrEnum):
     ALGORITHM = errors.AlgorithmNoLongerAllowed.code
 
     @property
-    def error(self) -> type[errors.CeremonyError]:
+    def error(self) -> type[errors.PolicyError]:
         """The error of a refusal by this rule (its catalog entry and audit reason)."""
         return _RULES[self][0]
 
@@ -433,7 +433,7 @@ class Rule(StrEnum):
         return _RULES[self][1]
 
 
-_RULES: dict[Rule, tuple[type[errors.CeremonyError], str]] = {
+_RULES: dict[Rule, tuple[type[errors.PolicyError], str]] = {
     Rule.U2F_ONLY: (errors.U2fAuthenticatorRefused, "refuse_u2f_authenticators"),
     Rule.AAGUID_DENIED: (errors.AuthenticatorDenied, "aaguid_deny_list"),
     Rule.AAGUID_NOT_ALLOWED: (errors.AuthenticatorNotAllowed, "aaguid_allow_list"),
@@ -480,7 +480,7 @@ class Decision:
     def allowed(self) -> bool:
         return not self.reasons
 
-    def error(self) -> errors.CeremonyError | None:
+    def error(self) -> errors.PolicyError | None:
         """The first refusing rule's error, with the detail support staff read; None if allowed."""
         if not self.reasons:
             return None

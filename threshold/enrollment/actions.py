@@ -31,11 +31,8 @@ from threshold.core.policy import Policy
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.enrollment.notices import notify_recovered, notify_recovery_issued, send_invite
 from threshold.fallback.actions import remove_fallback_for_recovery
-from threshold.passkeys.actions import (
-    RegistrationOutcome,
-    do_begin_registration,
-    do_finish_registration,
-)
+from threshold.passkeys.actions import do_begin_registration, do_finish_registration
+from threshold.passkeys.models import Passkey
 from threshold.passkeys.pending import Ceremonies
 from threshold.policy.access import get_policy
 
@@ -249,10 +246,11 @@ def do_finish_enrollment(
     origin: Origin,
     *,
     policy: Policy | None = None,
-) -> RegistrationOutcome:
+) -> Passkey:
     """Store the passkey created from the link, using the link up; a recovery ends all sessions.
 
-    The caller signs the person in under a new session when it succeeds.
+    The caller signs the person in under a new session when it succeeds. A failure
+    raises once the used challenge and its audit row have committed.
     """
     token_hash = _hash(token) if _TOKEN.fullmatch(token) else ""
     # The link decides the purpose, which must be the one the ceremony began
@@ -305,7 +303,7 @@ def do_finish_enrollment(
                 Action.INVITE_USED, origin, actor=user, subject=user, invite_id=context["invite_id"]
             )
 
-    outcome = do_finish_registration(
+    passkey = do_finish_registration(
         ceremonies,
         credential,
         origin,
@@ -315,6 +313,6 @@ def do_finish_enrollment(
         # A recovery sends its own notice, which names the new passkey.
         notify=purpose == ENROLLMENT,
     )
-    if outcome.passkey is not None and purpose == RECOVERY:
-        notify_recovered(outcome.passkey, origin, fallback_removed=fallback_removed)
-    return outcome
+    if purpose == RECOVERY:
+        notify_recovered(passkey, origin, fallback_removed=fallback_removed)
+    return passkey

@@ -8,6 +8,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from threshold.core import catalog, errors
+from threshold.core.catalog import Surface
 from threshold.enrollment.actions import (
     RECOVERY,
     access_invite,
@@ -69,22 +70,23 @@ def enroll_options(request: HttpRequest, token: str) -> JsonResponse:
             check_page=lambda: check_flow(request, ENROLLMENT_FLOW),
             policy=policy_for(request),
         )
-    except errors.CeremonyError as error:
-        return failed(error, "registration")
+    except errors.ThresholdError as error:
+        return failed(error, Surface.REGISTRATION)
     return ok({"publicKey": options})
 
 
 @require_POST
 def enroll_result(request: HttpRequest, token: str) -> JsonResponse:
-    outcome = do_finish_enrollment(
-        ceremonies(request),
-        token,
-        read_credential(request),
-        audit_origin(request),
-        policy=policy_for(request),
-    )
-    if outcome.error is not None or outcome.passkey is None:
-        return failed(outcome.error or errors.CeremonyError(), "registration")
+    try:
+        passkey = do_finish_enrollment(
+            ceremonies(request),
+            token,
+            read_credential(request),
+            audit_origin(request),
+            policy=policy_for(request),
+        )
+    except errors.ThresholdError as error:
+        return failed(error, Surface.REGISTRATION)
     # A new session key either way; a recovery has ended all the others.
-    sign_in(request, outcome.passkey.user)
+    sign_in(request, passkey.user)
     return ok({"redirect": url_to("selfservice:home", query={"enrolled": "1"})})

@@ -325,19 +325,23 @@ def do_finish_fallback_sign_in(user: User, code: object, origin: Origin, policy:
     if not policy.allow_password_fallback:
         raise errors.FallbackNotAllowed()
     keys = _reserve_attempt(user.username, origin, policy, CODE_STEP)
+    wrong_code: errors.FallbackError | None = None
     with transaction.atomic():
-        method = _use_code(user, totp.normalize_code(code))
-        if isinstance(method, errors.CeremonyError):
+        try:
+            method = _use_code(user, totp.normalize_code(code))
+        except errors.FallbackError as error:
             record(
                 Action.SIGN_IN_FAILED,
                 origin,
                 subject=user,
-                reason=method.code,
+                reason=error.code,
                 method="fallback",
                 step="code",
             )
-    if isinstance(method, errors.CeremonyError):
-        raise method
+            wrong_code = error
+    if wrong_code is not None:
+        # Committed: the audit row stays, as the attempt counted against the throttles does.
+        raise wrong_code
     # Both factors are right: only now does the account's state show.
     refusal = user.sign_in_refusal()
     if refusal is not None:
@@ -354,25 +358,30 @@ def do_finish_fallback_sign_in(user: User, code: object, origin: Origin, policy:
     return method
 
 
-def _refuse(user: User, origin: Origin, error: errors.CeremonyError) -> None:
+def _refuse(user: User, origin: Origin, error: errors.AccountError) -> None:
     record(Action.SIGN_IN_FAILED, origin, subject=user, reason=error.code, method="fallback")
     raise error
 
 
-def _use_code(user: User, typed: str) -> str | errors.CeremonyError:
+def _use_code(user: User, typed: str) -> str:
+    """Use up ``typed``; how the person signed in, or SecondFactorIncorrect/SecondFactorReused.
+
+    Writes nothing unless the code is right."""
     now = clock.now()
     if totp.is_app_code(typed):
         device = TotpDevice.objects.filter(user=user).first()
         step = totp.matching_step(device.secret, typed, now) if device else None
         if device is None or step is None:
-            return errors.SecondFactorIncorrect()
+            raise errors.SecondFactorIncorrect()
         # Conditional: of two requests with the same code, one wins (RFC 6238 §5.2).
         used = (
             TotpDevice.objects.filter(pk=device.pk)
             .filter(Q(last_used_step__isnull=True) | Q(last_used_step__lt=step))
             .update(last_used_step=step)
         )
-        return PASSWORD_AND_APP if used else errors.SecondFactorReused()
+        if not used:
+            raise errors.SecondFactorReused()
+        return PASSWORD_AND_APP
     if totp.is_recovery_code(typed):
         code_hash = totp.recovery_code_hash(typed)
         used = RecoveryCode.objects.filter(user=user, code_hash=code_hash, used_at=None).update(
@@ -381,8 +390,8 @@ def _use_code(user: User, typed: str) -> str | errors.CeremonyError:
         if used:
             return PASSWORD_AND_RECOVERY_CODE
         if RecoveryCode.objects.filter(user=user, code_hash=code_hash).exists():
-            return errors.SecondFactorReused()
-    return errors.SecondFactorIncorrect()
+            raise errors.SecondFactorReused()
+    raise errors.SecondFactorIncorrect()
 
 
 # --- "Set up a passkey" / "I'll do it later" -----------------------------------------------------

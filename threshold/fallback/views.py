@@ -23,6 +23,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from threshold import clock
 from threshold.accounts.models import User
 from threshold.core import catalog, errors, totp
+from threshold.core.catalog import Surface, status_for
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH
 from threshold.fallback.actions import (
     do_check_password,
@@ -51,16 +52,8 @@ PENDING_PASSWORD = "threshold.fallback.password_hash"  # noqa: S105 - a session 
 PENDING_SECRET = "threshold.fallback.pending_secret"  # noqa: S105 - a session key
 
 
-_STATUS: dict[type[errors.CeremonyError], int] = {
-    errors.TooManyAttempts: 429,
-    errors.FallbackNotAllowed: 403,
-    errors.AccountLocked: 403,
-    errors.AccountDisabled: 403,
-}
-
-
-def _entry(error: errors.CeremonyError) -> catalog.CatalogEntry:
-    return catalog.entry_for(error, "authentication")
+def _entry(error: errors.ThresholdError) -> catalog.CatalogEntry:
+    return catalog.entry_for(error, Surface.AUTHENTICATION)
 
 
 # --- Signing in ----------------------------------------------------------------------------------
@@ -74,9 +67,9 @@ def password_step(request: HttpRequest) -> HttpResponse:
     policy = policy_for(request)
     context: dict[str, Any] = {"username": "", "next": safe_next(request)}
     if not policy.allow_password_fallback:
-        error: errors.CeremonyError = errors.FallbackNotAllowed()
+        error: errors.ThresholdError = errors.FallbackNotAllowed()
         context["error"] = _entry(error)
-        status = 403 if request.method == "POST" else 200
+        status = status_for(error) if request.method == "POST" else 200
         return render(request, "fallback/password.html", context, status=status)
     if request.method == "GET":
         return render(request, "fallback/password.html", context)
@@ -86,11 +79,9 @@ def password_step(request: HttpRequest) -> HttpResponse:
     try:
         # An absurd password is still a wrong one, checked (and counted) as such.
         user = do_check_password(username, password or "", audit_origin(request), policy)
-    except errors.CeremonyError as error:
+    except errors.ThresholdError as error:
         context["error"] = _entry(error)
-        return render(
-            request, "fallback/password.html", context, status=_STATUS.get(type(error), 400)
-        )
+        return render(request, "fallback/password.html", context, status=status_for(error))
     request.session[PENDING_USER] = user.pk
     request.session[PENDING_SINCE] = clock.now()
     request.session[PENDING_PASSWORD] = user.get_session_auth_hash()
@@ -143,10 +134,13 @@ def code_step(request: HttpRequest) -> HttpResponse:
         method = do_finish_fallback_sign_in(
             user, form_text(request.POST, "code", 64), audit_origin(request), policy
         )
-    except errors.CeremonyError as error:
-        if isinstance(error, errors.AccountLocked | errors.AccountDisabled):
-            request.session.pop(PENDING_USER, None)
-        status = _STATUS.get(type(error), 400)
+    except errors.AccountError as error:
+        # Both factors were right, and the account may not sign in: 403, as for a lock,
+        # whatever the category (a deactivated account reads as the generic failure).
+        request.session.pop(PENDING_USER, None)
+        return render(request, "fallback/code.html", {"error": _entry(error)}, status=403)
+    except errors.ThresholdError as error:
+        status = status_for(error)
         return render(request, "fallback/code.html", {"error": _entry(error)}, status=status)
     for key in (PENDING_USER, PENDING_SINCE, PENDING_PASSWORD):
         request.session.pop(key, None)
@@ -190,7 +184,7 @@ def _settings_user(request: HttpRequest) -> User:
 def set_up(request: HttpRequest) -> HttpResponse:
     user = _settings_user(request)
     if not policy_for(request).allow_password_fallback:
-        return settings_problem(request, _entry(errors.FallbackNotAllowed()), 403)
+        return settings_problem(request, errors.FallbackNotAllowed())
     if not recently_verified(request):
         return verify_first(reverse("fallback:set-up"))
     if has_fallback(user):
@@ -259,7 +253,7 @@ def new_recovery_codes(request: HttpRequest) -> HttpResponse:
     try:
         codes = do_regenerate_recovery_codes(user, audit_origin(request))
     except errors.SecurityMethodNotFound as error:
-        return settings_problem(request, catalog.entry_for(error, "settings"), 404)
+        return settings_problem(request, error)
     return render(request, "fallback/recovery_codes.html", {"codes": codes, "new": False})
 
 
@@ -270,18 +264,19 @@ def remove(request: HttpRequest) -> HttpResponse:
     """GET asks first (as removing a passkey does); POST removes."""
     user = _settings_user(request)
     if not has_fallback(user):
-        return settings_problem(request, _entry_in_settings(errors.SecurityMethodNotFound()), 404)
+        return settings_problem(request, errors.SecurityMethodNotFound())
     if not recently_verified(request):
         return verify_first(reverse("fallback:remove"))
     policy = policy_for(request)
     last = is_last_usable_fallback(user, policy)
+    refused: errors.LastSignInMethod | None = None
     if request.method == "POST":
         try:
             do_remove_fallback(user, audit_origin(request), policy)
         except errors.SecurityMethodNotFound as error:
-            return settings_problem(request, _entry_in_settings(error), 404)
-        except errors.LastSignInMethod:
-            last = True
+            return settings_problem(request, error)
+        except errors.LastSignInMethod as error:
+            last, refused = True, error
         else:
             update_session_auth_hash(request, user)
             return see_other(url_to("selfservice:settings", query={"done": "fallback-removed"}))
@@ -289,9 +284,5 @@ def remove(request: HttpRequest) -> HttpResponse:
         request,
         "fallback/remove.html",
         {"last": last, "last_entry": catalog.CATALOG["last_method"]},
-        status=409 if request.method == "POST" else 200,
+        status=status_for(refused) if refused else 200,
     )
-
-
-def _entry_in_settings(error: errors.CeremonyError) -> catalog.CatalogEntry:
-    return catalog.entry_for(error, "settings")

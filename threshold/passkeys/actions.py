@@ -3,8 +3,9 @@
 ``do_begin_*`` hands the challenge to the browser in a signed token and stores
 nothing (``threshold.passkeys.pending``); ``do_finish_*`` uses the token up and
 runs the core's verification inside one transaction, writing the audit row in
-the same transaction whether the ceremony succeeds or fails. Failures come back
-as the typed error (not raised), so the used challenge and the audit row commit.
+the same transaction whether the ceremony succeeds or fails. A failure is raised
+once that transaction has committed, so the used challenge and the failure's
+audit row stay while nothing else is stored.
 
 ``do_finish_*`` take the browser's ``credential.toJSON()`` as the view decoded it
 (``threshold.passkeys.http.read_credential``), never a request body; a body the
@@ -64,7 +65,7 @@ class Unreadable:
     decoded but does not verify: one attempt per challenge, whatever was sent.
     """
 
-    error: errors.CeremonyError
+    error: errors.ThresholdError
 
 
 def _readable(credential: object) -> object:
@@ -149,15 +150,11 @@ def do_begin_step_up(
 
 
 @dataclass(frozen=True)
-class SignInOutcome:
-    user: User | None
-    error: errors.CeremonyError | None
-    user_verified: bool = False
-    # No account has the credential the browser chose in a discoverable
-    # ceremony: the page may ask the browser to hide it (Signal API). Never
-    # set when the server offered allowCredentials: an unknown username's are
-    # decoys, and saying so would tell which usernames exist.
-    unknown_credential: bool = False
+class SignedIn:
+    """A verified sign-in or step-up: who, and whether the authenticator verified them."""
+
+    user: User
+    user_verified: bool
 
 
 def do_finish_sign_in(
@@ -167,17 +164,22 @@ def do_finish_sign_in(
     *,
     step_up_user: User | None = None,
     policy: Policy | None = None,
-) -> SignInOutcome:
+) -> SignedIn:
     """Verify a sign-in (§7.2), or with ``step_up_user`` a re-verification of that person.
 
     ``credential``: the browser's ``credential.toJSON()``, decoded, or ``Unreadable``.
     ``policy`` (the one in force by default) must still allow the passkey.
+
+    A failure raises its ``ThresholdError`` once the used challenge and the
+    failure's audit row have committed. ``CredentialUnknown.signal_unknown`` says
+    whether the page may ask the browser to hide the credential.
     """
     kind, succeeded, failed = (
         (STEP_UP, Action.STEP_UP_SUCCEEDED, Action.STEP_UP_FAILED)
         if step_up_user is not None
         else (AUTHENTICATION, Action.SIGN_IN_SUCCEEDED, Action.SIGN_IN_FAILED)
     )
+    refusal: errors.ThresholdError
     with transaction.atomic():
         passkey: Passkey | None = None
         discoverable = False
@@ -209,9 +211,9 @@ def do_finish_sign_in(
             )
             # Account checks only now that the signature verified: before, the
             # response could claim anyone's credential.
-            refusal = passkey.user.sign_in_refusal()
-            if refusal is not None:
-                raise refusal
+            account_refusal = passkey.user.sign_in_refusal()
+            if account_refusal is not None:
+                raise account_refusal
             if step_up_user is not None and (
                 passkey.user_id != step_up_user.pk
                 or pending.context.get("user_id") != passkey.user_id
@@ -238,32 +240,37 @@ def do_finish_sign_in(
                 passkey_id=passkey.pk,
                 detail=error.detail,
             )
-            return _sign_in_failed(failed, error, origin, passkey)
-        except errors.CeremonyError as error:
-            outcome = _sign_in_failed(failed, error, origin, passkey)
-            if discoverable and isinstance(error, errors.CredentialUnknown):
-                return SignInOutcome(None, error, unknown_credential=True)
-            return outcome
-        Passkey.objects.filter(pk=passkey.pk).update(
-            sign_count=verified.sign_count,
-            backup_state=verified.backup_state,
-            last_used_at=clock.now_datetime(),
-            last_used_user_agent=origin.user_agent[:512],
-        )
-        record(
-            succeeded,
-            origin,
-            actor=passkey.user,
-            subject=passkey.user,
-            passkey_id=passkey.pk,
-            user_verified=verified.user_verified,
-        )
-        return SignInOutcome(passkey.user, None, verified.user_verified)
+            _record_sign_in_failure(failed, error, origin, passkey)
+            refusal = error
+        except errors.ThresholdError as error:
+            if isinstance(error, errors.CredentialUnknown):
+                # The browser chose it (no allowCredentials, so no decoys to give away).
+                error.signal_unknown = discoverable
+            _record_sign_in_failure(failed, error, origin, passkey)
+            refusal = error
+        else:
+            Passkey.objects.filter(pk=passkey.pk).update(
+                sign_count=verified.sign_count,
+                backup_state=verified.backup_state,
+                last_used_at=clock.now_datetime(),
+                last_used_user_agent=origin.user_agent[:512],
+            )
+            record(
+                succeeded,
+                origin,
+                actor=passkey.user,
+                subject=passkey.user,
+                passkey_id=passkey.pk,
+                user_verified=verified.user_verified,
+            )
+            return SignedIn(passkey.user, verified.user_verified)
+    # Committed: the used challenge and the failure's audit row stay.
+    raise refusal
 
 
-def _sign_in_failed(
-    action: str, error: errors.CeremonyError, origin: Origin, passkey: Passkey | None
-) -> SignInOutcome:
+def _record_sign_in_failure(
+    action: str, error: errors.ThresholdError, origin: Origin, passkey: Passkey | None
+) -> None:
     # The subject is named only once the signature verified: before that, the
     # response could claim any credential.
     signed = passkey is not None and not isinstance(
@@ -277,7 +284,6 @@ def _sign_in_failed(
         passkey_id=passkey.pk if passkey else None,
         detail=error.detail[:200],
     )
-    return SignInOutcome(None, error)
 
 
 # --- Registration -----------------------------------------------------------------------------
@@ -337,13 +343,6 @@ def do_begin_registration(
     return options
 
 
-@dataclass(frozen=True)
-class RegistrationOutcome:
-    passkey: Passkey | None
-    error: errors.CeremonyError | None
-    context: dict[str, Any]
-
-
 def do_finish_registration(
     ceremonies: Ceremonies,
     credential: object,
@@ -353,7 +352,7 @@ def do_finish_registration(
     before_save: Callable[[User, dict[str, Any]], None] | None = None,
     policy: Policy | None = None,
     notify: bool = True,
-) -> RegistrationOutcome:
+) -> Passkey:
     """Verify a registration and store the passkey (§7.1 steps 5-27).
 
     ``credential``: the browser's ``credential.toJSON()``, decoded, or ``Unreadable``.
@@ -363,13 +362,16 @@ def do_finish_registration(
 
     ``before_save`` runs in the same transaction once the response verified,
     for the purpose's own checks and changes (an enrollment uses up its invite);
-    it raises a CeremonyError to refuse.
+    it raises a ThresholdError to refuse.
 
     ``notify`` emails the person that a method was added (once committed).
+
+    A failure raises its ``ThresholdError`` once the used challenge and the
+    failure's audit row have committed; nothing else is stored.
     """
+    refusal: errors.ThresholdError
     with transaction.atomic():
         user: User | None = None
-        context: dict[str, Any] = {}
         try:
             pending = take_pending(ceremonies, REGISTRATION)
             context = pending.context
@@ -389,7 +391,7 @@ def do_finish_registration(
             # when a later step refuses, so a failed ceremony stores nothing.
             with transaction.atomic():
                 passkey = _store_passkey(user, verified, before_save, context, origin)
-        except errors.CeremonyError as error:
+        except errors.ThresholdError as error:
             record(
                 Action.PASSKEY_REGISTRATION_FAILED,
                 origin,
@@ -398,24 +400,27 @@ def do_finish_registration(
                 purpose=purpose,
                 detail=error.detail[:200],
             )
-            return RegistrationOutcome(None, error, context)
-        record(
-            Action.PASSKEY_REGISTERED,
-            origin,
-            actor=user,
-            subject=user,
-            purpose=purpose,
-            passkey_id=passkey.pk,
-            aaguid=str(passkey.aaguid),
-            authenticator=passkey.authenticator_name,
-            attestation_format=passkey.attestation_format,
-            attestation_trusted=passkey.attestation_trusted,
-            trust_anchor=passkey.trust_anchor,
-            backup_eligible=passkey.backup_eligible,
-        )
-        if notify:
-            notify_method_added(passkey, origin)
-        return RegistrationOutcome(passkey, None, context)
+            refusal = error
+        else:
+            record(
+                Action.PASSKEY_REGISTERED,
+                origin,
+                actor=user,
+                subject=user,
+                purpose=purpose,
+                passkey_id=passkey.pk,
+                aaguid=str(passkey.aaguid),
+                authenticator=passkey.authenticator_name,
+                attestation_format=passkey.attestation_format,
+                attestation_trusted=passkey.attestation_trusted,
+                trust_anchor=passkey.trust_anchor,
+                backup_eligible=passkey.backup_eligible,
+            )
+            if notify:
+                notify_method_added(passkey, origin)
+            return passkey
+    # Committed: the used challenge and the failure's audit row stay.
+    raise refusal
 
 
 def _store_passkey(

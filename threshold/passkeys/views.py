@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 
 from threshold import clock
 from threshold.core import errors, throttle
+from threshold.core.catalog import Surface
 from threshold.passkeys.actions import do_begin_sign_in, do_finish_sign_in
 from threshold.passkeys.http import ceremonies, read_credential
 from threshold.policy.access import policy_for
@@ -43,7 +44,7 @@ def sign_in_options(request: HttpRequest) -> JsonResponse:
     wait = _options_wait(client_ip(request))
     if wait:
         response = failed(
-            errors.TooManyAttempts(f"options again in {wait:.1f} s"), "authentication"
+            errors.TooManyAttempts(f"options again in {wait:.1f} s"), Surface.AUTHENTICATION
         )
         response["Retry-After"] = str(math.ceil(wait))
         return response
@@ -57,8 +58,8 @@ def sign_in_options(request: HttpRequest) -> JsonResponse:
             username=username.strip() if username else None,
             policy=policy,
         )
-    except errors.CeremonyError as error:
-        return failed(error, "authentication")
+    except errors.ThresholdError as error:
+        return failed(error, Surface.AUTHENTICATION)
     return ok({"publicKey": options})
 
 
@@ -73,16 +74,19 @@ def _options_wait(ip: str | None) -> float:
 
 @require_POST
 def sign_in_result(request: HttpRequest) -> JsonResponse:
-    outcome = do_finish_sign_in(
-        ceremonies(request),
-        read_credential(request),
-        audit_origin(request),
-        policy=policy_for(request),
-    )
-    if outcome.error is not None:
+    try:
+        signed_in = do_finish_sign_in(
+            ceremonies(request),
+            read_credential(request),
+            audit_origin(request),
+            policy=policy_for(request),
+        )
+    except errors.CredentialUnknown as error:
         # The passkey belongs to no account (removed, or never registered
         # here): the page asks the browser to hide it (signalUnknownCredential).
-        extra = {"unknownCredential": True} if outcome.unknown_credential else None
-        return failed(outcome.error, "authentication", extra)
-    sign_in(request, outcome.user, user_verified=outcome.user_verified)
+        extra = {"unknownCredential": True} if error.signal_unknown else None
+        return failed(error, Surface.AUTHENTICATION, extra)
+    except errors.ThresholdError as error:
+        return failed(error, Surface.AUTHENTICATION)
+    sign_in(request, signed_in.user, user_verified=signed_in.user_verified)
     return ok({"redirect": safe_next(request)})

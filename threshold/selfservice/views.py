@@ -21,6 +21,7 @@ from threshold.accounts.actions import do_change_display_name
 from threshold.accounts.methods import count_sign_in_methods, settings_groups
 from threshold.accounts.models import User
 from threshold.core import catalog, errors
+from threshold.core.catalog import Surface, status_for
 from threshold.core.encoding import b64url_encode
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, NICKNAME_MAX_LENGTH
 from threshold.passkeys.access import access_own_passkey, list_passkeys, not_allowed_passkey_ids
@@ -182,7 +183,9 @@ def change_name(request: HttpRequest) -> HttpResponse:
     try:
         do_change_display_name(_user(request), request.POST.get("full_name"), audit_origin(request))
     except errors.NameInvalid as error:
-        return _render_settings(request, error=catalog.entry_for(error, "settings"), status=400)
+        return _render_settings(
+            request, error=catalog.entry_for(error, Surface.SETTINGS), status=status_for(error)
+        )
     return see_other(url_to("selfservice:settings", query={"done": "name-changed"}))
 
 
@@ -214,23 +217,24 @@ def verify_options(request: HttpRequest) -> JsonResponse:
         check_flow(request, STEP_UP, policy=policy)
         read_json_object(request)
         options = do_begin_step_up(ceremonies(request), _user(request), policy=policy)
-    except errors.CeremonyError as error:
-        return failed(error, "authentication")
+    except errors.ThresholdError as error:
+        return failed(error, Surface.AUTHENTICATION)
     return ok({"publicKey": options})
 
 
 @require_POST
 @json_login_required
 def verify_result(request: HttpRequest) -> JsonResponse:
-    outcome = do_finish_sign_in(
-        ceremonies(request),
-        read_credential(request),
-        audit_origin(request),
-        step_up_user=_user(request),
-        policy=policy_for(request),
-    )
-    if outcome.error is not None:
-        return failed(outcome.error, "authentication")
+    try:
+        do_finish_sign_in(
+            ceremonies(request),
+            read_credential(request),
+            audit_origin(request),
+            step_up_user=_user(request),
+            policy=policy_for(request),
+        )
+    except errors.ThresholdError as error:
+        return failed(error, Surface.AUTHENTICATION)
     mark_verified(request)
     return ok({"redirect": _safe_return(request)})
 
@@ -279,8 +283,8 @@ def add_options(request: HttpRequest) -> JsonResponse:
             hints=hints,
             policy=policy_for(request),
         )
-    except errors.CeremonyError as error:
-        return failed(error, "registration")
+    except errors.ThresholdError as error:
+        return failed(error, Surface.REGISTRATION)
     return ok({"publicKey": options})
 
 
@@ -290,24 +294,24 @@ def add_result(request: HttpRequest) -> JsonResponse:
     person = _user(request)
     # Checked again as the passkey is stored, not only when the ceremony began.
     if not recently_verified(request, allow_fallback=True):
-        return failed(errors.StepUpRequired(), "registration")
+        return failed(errors.StepUpRequired(), Surface.REGISTRATION)
 
     def same_person(user: User, context: dict[str, Any]) -> None:
         # The ceremony is bound to this session; the session to this person.
         if user.pk != person.pk:
             raise errors.ChallengeMissing("the ceremony was begun by another person")
 
-    outcome = do_finish_registration(
-        ceremonies(request),
-        read_credential(request),
-        audit_origin(request),
-        purpose=ADDING,
-        before_save=same_person,
-        policy=policy_for(request),
-    )
-    if outcome.error is not None or outcome.passkey is None:
-        return failed(outcome.error or errors.CeremonyError(), "registration")
-    passkey = outcome.passkey
+    try:
+        passkey = do_finish_registration(
+            ceremonies(request),
+            read_credential(request),
+            audit_origin(request),
+            purpose=ADDING,
+            before_save=same_person,
+            policy=policy_for(request),
+        )
+    except errors.ThresholdError as error:
+        return failed(error, Surface.REGISTRATION)
     added = url_to(
         "selfservice:settings", query={"added": str(passkey.pk)}, fragment=f"passkey-{passkey.pk}"
     )
@@ -324,14 +328,14 @@ def rename(request: HttpRequest, passkey_id: int) -> HttpResponse:
         passkey = do_rename_passkey(
             _user(request), passkey_id, request.POST.get("nickname"), audit_origin(request)
         )
-    except errors.SecurityMethodNotFound:
-        return settings_problem(request, catalog.CATALOG["method_not_found"], 404)
+    except errors.SecurityMethodNotFound as error:
+        return settings_problem(request, error)
     except errors.NameInvalid as error:
         return _render_settings(
             request,
-            error=catalog.entry_for(error, "settings"),
+            error=catalog.entry_for(error, Surface.SETTINGS),
             error_passkey_id=passkey_id,
-            status=400,
+            status=status_for(error),
         )
     return see_other(
         url_to("selfservice:settings", query={"done": "renamed"}, fragment=f"passkey-{passkey.pk}")
@@ -345,19 +349,20 @@ def remove(request: HttpRequest, passkey_id: int) -> HttpResponse:
     user = _user(request)
     try:
         passkey = access_own_passkey(user, passkey_id)
-    except errors.SecurityMethodNotFound:
-        return settings_problem(request, catalog.CATALOG["method_not_found"], 404)
+    except errors.SecurityMethodNotFound as error:
+        return settings_problem(request, error)
     if not recently_verified(request):
         return verify_first(reverse("selfservice:remove", args=[passkey.pk]))
     policy = policy_for(request)
     last = is_last_usable_passkey(user, passkey, policy)
+    refused: errors.LastSignInMethod | None = None
     if request.method == "POST":
         try:
             do_remove_passkey(user, passkey.pk, audit_origin(request), policy=policy)
-        except errors.SecurityMethodNotFound:
-            return settings_problem(request, catalog.CATALOG["method_not_found"], 404)
-        except errors.LastSignInMethod:
-            last = True
+        except errors.SecurityMethodNotFound as error:
+            return settings_problem(request, error)
+        except errors.LastSignInMethod as error:
+            last, refused = True, error
         else:
             return see_other(url_to("selfservice:settings", query={"done": "removed"}))
     return render(
@@ -370,5 +375,5 @@ def remove(request: HttpRequest, passkey_id: int) -> HttpResponse:
             # The person's other passkeys are there, but the policy refuses them all.
             "others_not_allowed": last and user.passkeys.exclude(pk=passkey.pk).exists(),
         },
-        status=409 if request.method == "POST" else 200,
+        status=status_for(refused) if refused else 200,
     )

@@ -164,18 +164,13 @@ def problem(
 
 
 def failed(
-    error: errors.CeremonyError, ceremony: str, extra: dict[str, Any] | None = None
+    error: errors.ThresholdError,
+    surface: catalog.Surface | str,
+    extra: dict[str, Any] | None = None,
 ) -> JsonResponse:
-    """A failed ceremony in the catalog's words. The precise reason is in the audit log."""
-    return problem(catalog.entry_for(error, ceremony), _STATUS.get(type(error), 400), extra)
-
-
-_STATUS: dict[type[errors.CeremonyError], int] = {
-    errors.RequestTooLarge: 413,
-    errors.TooManyAttempts: 429,
-    errors.StepUpRequired: 403,
-    errors.AccountLocked: 403,
-}
+    """A refused request in the catalog's words and its category's status. The precise reason
+    is in the audit log."""
+    return problem(catalog.entry_for(error, surface), catalog.status_for(error), extra)
 
 
 # The catalog entries the browser script may show, by key (not the browsers' own messages):
@@ -210,17 +205,16 @@ def safe_next(request: HttpRequest) -> str:
     return reverse("selfservice:home")
 
 
-def settings_problem(
-    request: HttpRequest, entry: catalog.CatalogEntry, status: int
-) -> HttpResponse:
-    """A failure page in the catalog's words, with the way back to Settings."""
+def settings_problem(request: HttpRequest, error: errors.ThresholdError) -> HttpResponse:
+    """A refused change to one's own methods: a page in the catalog's words (Settings'), with
+    its category's status and the way back to Settings."""
     return render(
         request,
         "web/problem.html",
         {
-            "entry": entry,
+            "entry": catalog.entry_for(error, catalog.Surface.SETTINGS),
             "back_url": reverse("selfservice:settings"),
             "back_label": "Back to Settings",
         },
-        status=status,
+        status=catalog.status_for(error),
     )
