@@ -17,7 +17,7 @@ from django.urls import reverse
 
 from threshold import clock
 from threshold.accounts.models import User
-from threshold.audit.actions import Origin
+from threshold.audit.actions import Channel, Origin
 from threshold.core.useragent import describe
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def notify_method_changed(
             "change": change,
             "method": method,
             "at": clock.now_datetime(),
-            "client": describe(origin.user_agent).label if origin.via == "web" else "",
+            "client": describe(origin.user_agent).label if origin.via == Channel.WEB else "",
             "ip": origin.ip or "",
             "via": origin.via,
             "settings_url": settings.THRESHOLD.public_url + reverse("selfservice:settings"),

@@ -7,13 +7,16 @@ describes. Never put secrets or whole credentials in ``detail``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from threshold import clock
 from threshold.audit.models import AuditEvent
 
 
-class Action:
+class Action(StrEnum):
+    """What happened. The values are stored in ``AuditEvent.action``: never change one."""
+
     SIGN_IN_SUCCEEDED = "sign_in.succeeded"
     SIGN_IN_FAILED = "sign_in.failed"
     SIGN_OUT = "sign_out"
@@ -44,21 +47,28 @@ class Action:
     POLICY_CHANGED = "policy.changed"
 
 
+class Channel(StrEnum):
+    """How an action reached Threshold (``AuditEvent.via``; stored values)."""
+
+    WEB = "web"
+    CLI = "cli"
+
+
 @dataclass(frozen=True)
 class Origin:
     """Where an action came from: the request's client, or the command line."""
 
     ip: str | None = None
     user_agent: str = ""
-    via: str = "web"
+    via: Channel = Channel.WEB
 
     @classmethod
     def cli(cls) -> Origin:
-        return cls(via="cli")
+        return cls(via=Channel.CLI)
 
 
 def record(
-    action: str,
+    action: Action,
     origin: Origin,
     *,
     actor: Any = None,

@@ -40,7 +40,7 @@ class AuditEvent(models.Model):
     subject_label = models.CharField(max_length=150, blank=True)
     ip = models.GenericIPAddressField(null=True)
     user_agent = models.CharField(max_length=512, blank=True)
-    via = models.CharField(max_length=16, default="web")  # web, cli, api
+    via = models.CharField(max_length=16, default="web")  # audit.actions.Channel
     detail = models.JSONField(default=dict)
 
     class Meta:

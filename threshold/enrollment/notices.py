@@ -15,7 +15,7 @@ from django.urls import reverse
 from threshold import clock
 from threshold.accounts.models import User
 from threshold.accounts.notices import email_after_commit, product
-from threshold.audit.actions import Origin
+from threshold.audit.actions import Channel, Origin
 from threshold.core.useragent import describe
 from threshold.passkeys.models import Passkey
 
@@ -52,7 +52,7 @@ def notify_recovered(passkey: Passkey, origin: Origin, *, fallback_removed: bool
         {
             "method": passkey.name,
             "at": clock.now_datetime(),
-            "client": describe(origin.user_agent).label if origin.via == "web" else "",
+            "client": describe(origin.user_agent).label if origin.via == Channel.WEB else "",
             "ip": origin.ip or "",
             "settings_url": (
                 f"{settings.THRESHOLD.public_url}{reverse('selfservice:settings')}#security-methods"

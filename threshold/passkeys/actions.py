@@ -269,7 +269,7 @@ def do_finish_sign_in(
 
 
 def _record_sign_in_failure(
-    action: str, error: errors.ThresholdError, origin: Origin, passkey: Passkey | None
+    action: Action, error: errors.ThresholdError, origin: Origin, passkey: Passkey | None
 ) -> None:
     # The subject is named only once the signature verified: before that, the
     # response could claim any credential.

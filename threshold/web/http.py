@@ -20,7 +20,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from threshold.audit.actions import Origin
+from threshold.audit.actions import Channel, Origin
 from threshold.core import catalog, errors
 from threshold.core.names import is_text
 
@@ -41,7 +41,7 @@ def audit_origin(request: HttpRequest) -> Origin:
     return Origin(
         ip=client_ip(request),
         user_agent=request.META.get("HTTP_USER_AGENT", ""),
-        via="web",
+        via=Channel.WEB,
     )
 
 
