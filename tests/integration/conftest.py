@@ -85,9 +85,9 @@ def _fresh_worker_memory():
 
 # The options requests of the pages that are dated (threshold/sessions/flow.py), by their flow.
 FLOW_OPTIONS = {
-    "/sign-in/options": flow.SIGN_IN,
-    "/settings/verify/options": flow.STEP_UP,
-    "/settings/security-methods/add/options": flow.ADD,
+    "/sign-in/options": flow.Flow.SIGN_IN,
+    "/settings/verify/options": flow.Flow.STEP_UP,
+    "/settings/security-methods/add/options": flow.Flow.ADD,
 }
 
 
@@ -102,7 +102,7 @@ class PageClient(Client):
         route = urlsplit(str(path)).path
         kind = FLOW_OPTIONS.get(route)
         if kind is None and re.fullmatch(r"/enroll/[^/]+/options", route):
-            kind = flow.ENROLLMENT
+            kind = flow.Flow.ENROLLMENT
         if kind is not None:
             extra.setdefault(flow.META_KEY, flow.issue_flow_token(kind))
         return super().generic(method, path, *args, **extra)

@@ -89,7 +89,7 @@ def test_the_idle_limit_follows_the_policy(ada, clock):
         "garbage",
         "1700000000:not-a-signature",
         # Well signed, but not a time: a token is only ever a number of seconds.
-        flow._signer(flow.SIGN_IN).sign("yesterday"),
+        flow._signer(flow.Flow.SIGN_IN).sign("yesterday"),
     ],
     ids=["empty", "garbage", "bad signature", "not a time"],
 )
@@ -106,8 +106,10 @@ def test_a_missing_token_reads_session_expired(ada):
 
 def test_a_token_for_another_flow_is_refused(ada, clock):
     browser = Browser()
-    assert_expired(options(browser, "/sign-in/options", flow.issue_flow_token(flow.STEP_UP)))
-    assert_expired(options(browser, "/sign-in/options", flow.issue_flow_token(flow.ENROLLMENT)))
+    assert_expired(options(browser, "/sign-in/options", flow.issue_flow_token(flow.Flow.STEP_UP)))
+    assert_expired(
+        options(browser, "/sign-in/options", flow.issue_flow_token(flow.Flow.ENROLLMENT))
+    )
 
 
 def test_an_anonymous_sign_in_page_stores_nothing(db):
@@ -145,7 +147,7 @@ def test_a_step_up_page_idle_too_long_reads_session_expired(ada_signed_in, clock
 
 
 def test_a_sign_in_token_does_not_open_a_step_up(ada_signed_in, clock):
-    token = flow.issue_flow_token(flow.SIGN_IN)
+    token = flow.issue_flow_token(flow.Flow.SIGN_IN)
     assert_expired(options(ada_signed_in, "/settings/verify/options", token))
     assert_expired(options(ada_signed_in, "/settings/verify/options", ""))
 

@@ -4,11 +4,32 @@ migrated. A rename fails here."""
 
 from __future__ import annotations
 
-import pytest
+from enum import StrEnum
 
-from tests.integration.conftest import Browser, assert_ok, last_event, sign_in
+import pyotp
+import pytest
+from django.core.signing import BadSignature
+
+from tests.integration.conftest import ORIGIN, Browser, assert_ok, last_event, sign_in
+from threshold import clock
+from threshold.accounts.notices import MethodChange
 from threshold.audit.actions import Action, Channel, Origin, record
 from threshold.audit.models import AuditEvent
+from threshold.core.errors import Category
+from threshold.core.policy import Policy
+from threshold.enrollment.actions import do_issue_recovery
+from threshold.enrollment.models import EnrollmentInvite
+from threshold.fallback.actions import (
+    CounterKind,
+    Step,
+    do_finish_fallback_sign_in,
+    do_set_up_fallback,
+)
+from threshold.passkeys.pending import CeremonyKind, Purpose
+from threshold.sessions import flow
+from threshold.sessions.flow import Flow
+from threshold.sessions.store import SignedInWith
+from threshold.web.http import Done
 
 pytestmark = pytest.mark.django_db
 
@@ -63,3 +84,114 @@ def test_a_web_sign_in_is_audited_under_its_stored_names(ada) -> None:
     assert_ok(sign_in(Browser(), ada.authenticator))
     event = last_event("sign_in.succeeded")
     assert event.action == Action.SIGN_IN_SUCCEEDED and event.via == "web"
+
+
+@pytest.mark.parametrize(
+    ("enum", "expected"),
+    [
+        (
+            CeremonyKind,
+            {
+                "REGISTRATION": "registration",
+                "AUTHENTICATION": "authentication",
+                "STEP_UP": "step_up",
+            },
+        ),
+        (
+            Purpose,
+            {
+                "ENROLLMENT": "enrollment",
+                "RECOVERY": "recovery",
+                "ADD": "add",
+                "CONFORMANCE": "conformance",
+            },
+        ),
+        (
+            Flow,
+            {"SIGN_IN": "sign_in", "STEP_UP": "step_up", "ENROLLMENT": "enrollment", "ADD": "add"},
+        ),
+        (
+            SignedInWith,
+            {
+                "PASSKEY": "passkey",
+                "PASSWORD_AND_APP": "password+app",
+                "PASSWORD_AND_RECOVERY_CODE": "password+recovery_code",
+            },
+        ),
+        (Step, {"PASSWORD": "password", "CODE": "code"}),
+        (CounterKind, {"USER_NETWORK": "user-network", "CODES": "codes", "NETWORK": "network"}),
+        (MethodChange, {"ADDED": "added", "REMOVED": "removed"}),
+        (
+            Done,
+            {
+                "RENAMED": "renamed",
+                "REMOVED": "removed",
+                "NAME_CHANGED": "name-changed",
+                "SESSIONS_ENDED": "sessions-ended",
+                "FALLBACK_REMOVED": "fallback-removed",
+                "FALLBACK_SET_UP": "fallback-set-up",
+            },
+        ),
+    ],
+    ids=lambda value: value.__name__ if isinstance(value, type) else "",
+)
+def test_vocabularies_keep_their_stored_spellings(enum: type[StrEnum], expected) -> None:
+    assert {member.name: member.value for member in enum} == expected
+
+
+def test_step_up_and_enrollment_are_spelt_one_way() -> None:
+    # The concepts that had two spellings (step_up / step-up, enroll / enrollment).
+    assert Flow.STEP_UP == CeremonyKind.STEP_UP == Category.STEP_UP == "step_up"
+    assert Flow.ENROLLMENT == Purpose.ENROLLMENT == "enrollment"
+    assert Flow.SIGN_IN == "sign_in"
+
+
+@pytest.mark.parametrize(
+    ("kind", "earlier"),
+    [(Flow.SIGN_IN, "sign-in"), (Flow.STEP_UP, "step-up"), (Flow.ENROLLMENT, "enroll")],
+    ids=str,
+)
+def test_a_flow_token_is_written_in_one_spelling_and_read_in_both(kind: Flow, earlier: str) -> None:
+    # A page served before the spelling changed carries a token signed under its old name.
+    before = flow._signer(earlier).sign(str(int(clock.now())))
+    assert flow._issued_at(before, kind) is not None
+    # New pages are signed under the one spelling only.
+    token = flow.issue_flow_token(kind)
+    assert flow._signer(kind.value).unsign(token)
+    with pytest.raises(BadSignature):
+        flow._signer(earlier).unsign(token)
+    # Neither spelling opens another flow.
+    other = Flow.ADD
+    assert flow._issued_at(before, other) is None and flow._issued_at(token, other) is None
+
+
+def test_a_sign_in_page_served_before_the_spelling_changed_still_signs_in(ada) -> None:
+    browser = Browser()
+    browser.get("/sign-in")
+    before = flow._signer("sign-in").sign(str(int(clock.now())))
+    options = browser.post_json("/sign-in/options", {}, **{flow.META_KEY: before})
+    credential = ada.authenticator.get(assert_ok(options)["publicKey"], ORIGIN)
+    assert_ok(browser.post_json("/sign-in/result", credential))
+
+
+def test_ceremony_cookies_keep_their_names(ada) -> None:
+    browser = Browser()
+    browser.get("/sign-in")
+    assert_ok(browser.post_json("/sign-in/options", {}))
+    assert "threshold_ceremony_authentication" in browser.client.cookies
+
+
+def test_a_fallback_session_and_its_audit_row_keep_their_stored_spellings(ada) -> None:
+    secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    do_set_up_fallback(ada.user, "correct horse battery staple", secret, 0, Origin.cli())
+    method = do_finish_fallback_sign_in(
+        ada.user, pyotp.TOTP(secret).now(), Origin(ip="192.0.2.1"), Policy()
+    )
+    assert method == "password+app"
+    assert last_event("sign_in.succeeded").detail["method"] == "password+app"
+
+
+def test_a_recovery_link_stores_its_purpose_as_before(ada) -> None:
+    created = do_issue_recovery(ada.user, Origin.cli(), send_email=False)
+    stored = EnrollmentInvite.objects.filter(pk=created.invite.pk).values_list("purpose", flat=True)
+    assert list(stored) == ["recovery"]

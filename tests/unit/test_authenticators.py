@@ -24,8 +24,6 @@ from tests.unit.vectors import (
 )
 from threshold.core.authenticators import (
     KNOWN_PROVIDERS,
-    PLATFORM,
-    ROAMING,
     AuthenticatorDescription,
     attachment_of,
     describe,
@@ -37,6 +35,9 @@ from threshold.core.ceremony import (
     parse_registration_response,
 )
 from threshold.core.metadata import MetadataEntry, default_store
+from threshold.core.vocabulary import Attachment
+
+PLATFORM, ROAMING = Attachment.PLATFORM, Attachment.CROSS_PLATFORM
 
 ICLOUD = "fbfc3007-154e-4ecc-8c0b-6e020557d7bd"
 GOOGLE_PASSWORD_MANAGER = "ea9b8d66-4d01-1d21-3ce4-b6b48cb575d4"

@@ -7,6 +7,7 @@ when configured. A failure to send is logged and does not undo the change.
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
@@ -44,11 +45,18 @@ def email_after_commit(user: User, subject: str, template: str, context: dict[st
     transaction.on_commit(send)
 
 
+class MethodChange(StrEnum):
+    """What happened to a sign-in method, as the email says it."""
+
+    ADDED = "added"
+    REMOVED = "removed"
+
+
 def notify_method_changed(
-    user: User, method: str, origin: Origin, change: str, subject: str
+    user: User, method: str, origin: Origin, change: MethodChange, subject: str
 ) -> None:
-    """Tell ``user`` that a sign-in method (``method``, as they know it) was ``change``
-    ("added" or "removed"), when, and from which browser or the command line."""
+    """Tell ``user`` that a sign-in method (``method``, as they know it) was ``change``,
+    when, and from which browser or the command line."""
     email_after_commit(
         user,
         subject,

@@ -22,6 +22,12 @@ from threshold.core import errors
 from threshold.core.catalog import Surface
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, clean_name
 from threshold.core.policy import Policy
+from threshold.core.vocabulary import (
+    Attachment,
+    AttestationConveyance,
+    ResidentKey,
+    UserVerification,
+)
 from threshold.passkeys.actions import (
     do_begin_registration,
     do_begin_sign_in,
@@ -29,6 +35,7 @@ from threshold.passkeys.actions import (
     do_finish_sign_in,
 )
 from threshold.passkeys.http import ceremonies, read_credential
+from threshold.passkeys.pending import Purpose
 from threshold.policy.access import policy_for
 from threshold.web.http import (
     audit_origin,
@@ -38,9 +45,9 @@ from threshold.web.http import (
     read_json_object,
 )
 
-CONFORMANCE = "conformance"
-_UV = ("required", "preferred", "discouraged")
-_ATTESTATION = ("none", "indirect", "direct", "enterprise")
+CONFORMANCE = Purpose.CONFORMANCE
+_UV = tuple(UserVerification)
+_ATTESTATION = tuple(AttestationConveyance)
 USERNAME_MAX_LENGTH = 150  # accounts.User.username
 
 
@@ -84,18 +91,20 @@ def attestation_options(request: HttpRequest) -> JsonResponse:
         resident_key = selection.get("residentKey")
         if resident_key is None:
             resident_key = (
-                "required" if selection.get("requireResidentKey") is True else "preferred"
+                ResidentKey.REQUIRED
+                if selection.get("requireResidentKey") is True
+                else ResidentKey.PREFERRED
             )
         resident_key = _choice(
-            {"rk": resident_key}, "rk", ("required", "preferred", "discouraged"), "preferred"
+            {"rk": resident_key}, "rk", tuple(ResidentKey), ResidentKey.PREFERRED
         )
         attachment = selection.get("authenticatorAttachment")
-        if attachment not in (None, "platform", "cross-platform"):
+        if attachment is not None and attachment not in tuple(Attachment):
             raise errors.MalformedRequest(
                 "authenticatorAttachment must be platform or cross-platform"
             )
-        user_verification = _choice(selection, "userVerification", _UV, "preferred")
-        attestation = _choice(data, "attestation", _ATTESTATION, "none")
+        user_verification = _choice(selection, "userVerification", _UV, UserVerification.PREFERRED)
+        attestation = _choice(data, "attestation", _ATTESTATION, AttestationConveyance.NONE)
         extensions = _extensions(data)
         # Only a request that is valid throughout creates the account.
         user, _ = do_get_or_create_user(username, audit_origin(request), full_name=display_name)
@@ -146,7 +155,7 @@ def assertion_options(request: HttpRequest) -> JsonResponse:
         options = do_begin_sign_in(
             ceremonies(request),
             username=_username(data),
-            user_verification=_choice(data, "userVerification", _UV, "preferred"),
+            user_verification=_choice(data, "userVerification", _UV, UserVerification.PREFERRED),
             reveal_unknown_users=True,
         )
         if _extensions(data):

@@ -31,13 +31,13 @@ from fido2.attestation import (
     AndroidSafetynetAttestation,
     AppleAttestation,
     Attestation,
-    AttestationType,
     FidoU2FAttestation,
     NoneAttestation,
     PackedAttestation,
     TpmAttestation,
     UnsupportedType,
 )
+from fido2.attestation import AttestationType as Fido2AttestationType
 from fido2.webauthn import AttestationObject
 from fido_mds.models.attestation import AndroidKeyAttestation
 from OpenSSL import crypto
@@ -45,6 +45,7 @@ from OpenSSL import crypto
 from threshold.core import errors
 from threshold.core.encoding import b64url_decode
 from threshold.core.metadata import MetadataEntry, MetadataStore, apple_roots, google_roots
+from threshold.core.vocabulary import AttestationFormat, AttestationType
 
 FORMATS: dict[str, type[Attestation]] = {
     cls.FORMAT: cls  # type: ignore[attr-defined]
@@ -60,18 +61,18 @@ FORMATS: dict[str, type[Attestation]] = {
 }
 
 _TYPE_NAMES = {
-    AttestationType.BASIC: "basic",
-    AttestationType.SELF: "self",
-    AttestationType.ATT_CA: "attca",
-    AttestationType.ANON_CA: "anonca",
-    AttestationType.NONE: "none",
+    Fido2AttestationType.BASIC: AttestationType.BASIC,
+    Fido2AttestationType.SELF: AttestationType.SELF,
+    Fido2AttestationType.ATT_CA: AttestationType.ATT_CA,
+    Fido2AttestationType.ANON_CA: AttestationType.ANON_CA,
+    Fido2AttestationType.NONE: AttestationType.NONE,
 }
 
 
 @dataclass(frozen=True)
 class AttestationVerdict:
     fmt: str
-    attestation_type: str  # none, self, basic, attca, anonca
+    attestation_type: AttestationType
     trusted: bool
     # Which anchor the chain was built to, e.g. "FIDO MDS: YubiKey 5 Series with NFC".
     trust_anchor: str
@@ -85,7 +86,7 @@ class AttestationVerdict:
 
 def verify_statement(
     attestation_object: AttestationObject, client_data_hash: bytes
-) -> tuple[str, list[bytes]]:
+) -> tuple[AttestationType, list[bytes]]:
     """Verify the attestation statement's signature; return its type and trust path."""
     fmt = attestation_object.fmt
     verifier = FORMATS.get(fmt)
@@ -102,9 +103,9 @@ def verify_statement(
     if not all(isinstance(der, bytes) for der in result.trust_path):
         raise errors.AttestationInvalid(f"{fmt}: x5c holds something that is not a certificate")
     trust_path = list(result.trust_path)
-    if fmt == "apple":
+    if fmt == AttestationFormat.APPLE:
         _check_apple_key(trust_path, attestation_object)
-    return _TYPE_NAMES.get(result.attestation_type, "none"), trust_path
+    return _TYPE_NAMES.get(result.attestation_type, AttestationType.NONE), trust_path
 
 
 def _check_apple_key(trust_path: list[bytes], attestation_object: AttestationObject) -> None:
@@ -137,7 +138,7 @@ def _cose_public_bytes(cose: Mapping[int, Any]) -> bytes:
 def _metadata_for(
     fmt: str, aaguid: bytes, trust_path: Sequence[bytes], store: MetadataStore
 ) -> MetadataEntry | None:
-    if fmt == "fido-u2f" and trust_path:
+    if fmt == AttestationFormat.FIDO_U2F and trust_path:
         # U2F authenticators have no AAGUID: MDS keys them by the attestation
         # certificate's subject key identifier.
         try:
@@ -227,9 +228,11 @@ def evaluate(
     def untrusted(reason: str) -> AttestationVerdict:
         return AttestationVerdict(fmt, attestation_type, False, "", reason, entry, False)
 
-    if attestation_type in ("none", "self") or not trust_path:
-        return untrusted("no attestation" if attestation_type == "none" else "self attestation")
-    if fmt == "android-safetynet":
+    if attestation_type in (AttestationType.NONE, AttestationType.SELF) or not trust_path:
+        return untrusted(
+            "no attestation" if attestation_type == AttestationType.NONE else "self attestation"
+        )
+    if fmt == AttestationFormat.ANDROID_SAFETYNET:
         stale = _safetynet_staleness(attestation_object, at)
         if stale:
             return untrusted(stale)
@@ -237,9 +240,9 @@ def evaluate(
     candidates: list[tuple[str, Sequence[x509.Certificate]]] = []
     if entry is not None and entry.root_certificates:
         candidates.append((f"{_MDS_ANCHOR}{entry.description}", entry.root_certificates))
-    if fmt == "apple":
+    if fmt == AttestationFormat.APPLE:
         candidates.append(("Apple WebAuthn Root CA", apple_roots()))
-    if fmt == "android-key":
+    if fmt == AttestationFormat.ANDROID_KEY:
         candidates.append(("Google hardware attestation root", google_roots()))
     if extra_anchors:
         candidates.append((_CONFIGURED_ANCHOR, extra_anchors))

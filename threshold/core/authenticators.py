@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from threshold.core.metadata import MetadataEntry
+from threshold.core.vocabulary import Attachment, Transport
 
 # AAGUID -> name, for passkey providers that FIDO metadata does not describe.
 KNOWN_PROVIDERS: dict[str, str] = {
@@ -41,9 +42,6 @@ KNOWN_PROVIDERS: dict[str, str] = {
     "de503f9c-21a4-4f76-b4b7-558eb55c6f89": "Devolutions",
 }
 
-PLATFORM = "platform"
-ROAMING = "cross-platform"
-
 
 @dataclass(frozen=True)
 class AuthenticatorDescription:
@@ -55,15 +53,15 @@ class AuthenticatorDescription:
 
 def attachment_of(reported: str | None, transports: Sequence[str]) -> str:
     """The attachment the client reported, or what the transports imply (§5.8.4)."""
-    if reported in (PLATFORM, ROAMING):
-        return reported
+    if reported is not None and reported in tuple(Attachment):
+        return Attachment(reported)
     kinds = set(transports)
     # "internal" means the authenticator is built into this device; a platform
     # passkey that can also be used from a phone adds "hybrid".
-    if "internal" in kinds:
-        return PLATFORM
-    if kinds & {"usb", "nfc", "ble", "smart-card", "hybrid"}:
-        return ROAMING
+    if Transport.INTERNAL in kinds:
+        return Attachment.PLATFORM
+    if kinds & (set(Transport) - {Transport.INTERNAL}):
+        return Attachment.CROSS_PLATFORM
     return ""
 
 
@@ -71,7 +69,11 @@ def looks_like_security_key(
     attachment: str, backup_eligible: bool, transports: Sequence[str]
 ) -> bool:
     """Roaming, device-bound and not a phone: a security key as people see it, attested or not."""
-    return attachment == ROAMING and "hybrid" not in transports and not backup_eligible
+    return (
+        attachment == Attachment.CROSS_PLATFORM
+        and Transport.HYBRID not in transports
+        and not backup_eligible
+    )
 
 
 def describe(
@@ -86,7 +88,9 @@ def describe(
     attachment = attachment_of(authenticator_attachment, transports)
     # Hardware-attested: the chain reached an anchor for an authenticator that
     # does not sync its keys. A synced passkey is never a security key.
-    is_security_key = attachment == ROAMING and attestation_trusted and not backup_eligible
+    is_security_key = (
+        attachment == Attachment.CROSS_PLATFORM and attestation_trusted and not backup_eligible
+    )
     name = ""
     if metadata is not None:
         name = metadata.description
@@ -95,11 +99,11 @@ def describe(
     if not name:
         if is_security_key or looks_like_security_key(attachment, backup_eligible, transports):
             name = "Security key"
-        elif attachment == ROAMING:
+        elif attachment == Attachment.CROSS_PLATFORM:
             name = "Passkey on a phone or tablet"
         elif backup_eligible:
             name = "Synced passkey"
-        elif attachment == PLATFORM:
+        elif attachment == Attachment.PLATFORM:
             name = "This device's passkey"
         else:
             name = "Passkey"

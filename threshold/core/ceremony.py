@@ -38,6 +38,14 @@ from threshold.core import attestation, errors
 from threshold.core.authenticators import AuthenticatorDescription, describe
 from threshold.core.encoding import b64url_decode, b64url_encode
 from threshold.core.metadata import MetadataStore, default_store
+from threshold.core.vocabulary import (
+    Attachment,
+    AttestationConveyance,
+    Hint,
+    ResidentKey,
+    Transport,
+    UserVerification,
+)
 
 # COSE algorithm identifiers offered by default, in order of preference:
 # ES256, EdDSA, ES384, ES512, PS256, RS256 (IANA COSE Algorithms registry).
@@ -51,9 +59,9 @@ CHALLENGE_BYTES = 32  # §13.4.3: at least 16 random bytes.
 USER_HANDLE_BYTES = 32  # §5.4.3: at most 64 bytes, random, no personal data.
 MAX_CREDENTIAL_ID_BYTES = 1023  # §7.1 step 25.
 
-USER_VERIFICATION_VALUES = ("required", "preferred", "discouraged")
-HINTS = ("client-device", "hybrid", "security-key")
-KNOWN_TRANSPORTS = frozenset({"ble", "hybrid", "internal", "nfc", "smart-card", "usb"})
+USER_VERIFICATION_VALUES = tuple(value.value for value in UserVerification)
+HINTS = tuple(hint.value for hint in Hint)
+KNOWN_TRANSPORTS = frozenset(transport.value for transport in Transport)
 
 # What Android's Credential Manager sends as the origin when an app runs a ceremony.
 ANDROID_ORIGIN_PREFIX = "android:apk-key-hash:"
@@ -335,9 +343,9 @@ def begin_registration(
     now: float,
     timeout_seconds: int,
     exclude_credentials: Sequence[CredentialDescriptor] = (),
-    user_verification: str = "required",
-    resident_key: str = "required",
-    attestation: str = "direct",
+    user_verification: str = UserVerification.REQUIRED,
+    resident_key: str = ResidentKey.REQUIRED,
+    attestation: str = AttestationConveyance.DIRECT,
     authenticator_attachment: str | None = None,
     algorithms: Sequence[int] = DEFAULT_ALGORITHMS,
     extensions: Mapping[str, Any] | None = None,
@@ -358,7 +366,7 @@ def begin_registration(
     challenge = secrets.token_bytes(CHALLENGE_BYTES)
     selection: dict[str, Any] = {
         "residentKey": resident_key,
-        "requireResidentKey": resident_key == "required",
+        "requireResidentKey": resident_key == ResidentKey.REQUIRED,
         "userVerification": user_verification,
     }
     if authenticator_attachment:
@@ -566,7 +574,7 @@ def begin_authentication(
     timeout_seconds: int,
     allow_credentials: Sequence[CredentialDescriptor] | None = None,
     user_handle: bytes | None = None,
-    user_verification: str = "required",
+    user_verification: str = UserVerification.REQUIRED,
     extensions: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], AuthenticationState]:
     """PublicKeyCredentialRequestOptionsJSON and the state to keep server-side.
@@ -766,9 +774,7 @@ def _credential_body(data: object) -> dict[str, Any]:
     return {
         "credential_id": raw_id,
         "response": response,
-        "authenticator_attachment": (
-            attachment if attachment in ("platform", "cross-platform") else None
-        ),
+        "authenticator_attachment": (attachment if attachment in tuple(Attachment) else None),
         "client_extension_results": extensions if isinstance(extensions, Mapping) else {},
     }
 
@@ -842,7 +848,7 @@ def _check_rp_id_hash(rp: RelyingParty, auth_data: AuthenticatorData) -> None:
 def _check_flags(auth_data: AuthenticatorData, user_verification: str) -> None:
     if not auth_data.is_user_present():
         raise errors.UserNotPresent()
-    if user_verification == "required" and not auth_data.is_user_verified():
+    if user_verification == UserVerification.REQUIRED and not auth_data.is_user_verified():
         raise errors.UserNotVerified()
     if auth_data.is_backed_up() and not auth_data.is_backup_eligible():
         raise errors.BackupStateInvalid()

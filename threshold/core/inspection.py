@@ -28,6 +28,7 @@ from threshold.core import catalog, ceremony, errors
 from threshold.core.encoding import b64url_encode
 from threshold.core.metadata import default_store
 from threshold.core.policy import Policy
+from threshold.core.vocabulary import UserVerification
 
 FLAG_NAMES = ("UP", "UV", "BE", "BS", "AT", "ED")
 
@@ -80,7 +81,11 @@ class Ceremony:
 
     @property
     def user_verification(self) -> str:
-        return "required" if self.require_user_verification else "preferred"
+        return (
+            UserVerification.REQUIRED
+            if self.require_user_verification
+            else UserVerification.PREFERRED
+        )
 
 
 def _report() -> dict[str, Any]:
@@ -128,8 +133,10 @@ def _flags(auth_data: AuthenticatorData) -> dict[str, bool]:
     return {name: bool(auth_data.flags & AuthenticatorData.FLAG[name]) for name in FLAG_NAMES}
 
 
-def _reject(report: dict[str, Any], error: errors.ThresholdError, kind: str) -> dict[str, Any]:
-    report.update(verdict="reject", reason=error.code, message=catalog.explain(error, kind))
+def _reject(
+    report: dict[str, Any], error: errors.ThresholdError, surface: catalog.Surface
+) -> dict[str, Any]:
+    report.update(verdict="reject", reason=error.code, message=catalog.explain(error, surface))
     return report
 
 
@@ -138,7 +145,7 @@ def inspect_registration(data: object, params: Ceremony) -> dict[str, Any]:
     try:
         response = ceremony.parse_registration_response(_base64url_members(data))
     except errors.ThresholdError as error:
-        return _reject(report, error, "registration")
+        return _reject(report, error, catalog.Surface.REGISTRATION)
     auth_data = response.attestation_object.auth_data
     credential = auth_data.credential_data
     report.update(
@@ -179,7 +186,7 @@ def inspect_registration(data: object, params: Ceremony) -> dict[str, Any]:
             refuse_u2f_authenticators=False,
         ).check_registration(verified)
     except errors.ThresholdError as error:
-        return _reject(report, error, "registration")
+        return _reject(report, error, catalog.Surface.REGISTRATION)
     report.update(verdict="accept", reason=None, message=None)
     if not verified.attestation_trusted:
         report["message"] = f"Accepted; attestation not trusted: {verified.untrusted_reason}."
@@ -198,7 +205,7 @@ def inspect_authentication(
     try:
         response = ceremony.parse_authentication_response(_base64url_members(data))
     except errors.ThresholdError as error:
-        return _reject(report, error, "authentication")
+        return _reject(report, error, catalog.Surface.AUTHENTICATION)
     auth_data = response.authenticator_data
     report.update(
         sign_count=auth_data.counter,
@@ -214,7 +221,7 @@ def inspect_authentication(
         # The server allows only these (--alg): a key of another algorithm would
         # not have been registered, and is refused as §7.1 step 19 would have.
         refused = errors.AlgorithmNotAllowed(f"alg {report['alg']!r} is not allowed")
-        return _reject(report, refused, "authentication")
+        return _reject(report, refused, catalog.Surface.AUTHENTICATION)
     # Who owns the credential is not known here: the response's own user handle
     # stands in, so the ownership step passes and every other step is checked.
     owner = response.user_handle or b"inspector"
@@ -236,6 +243,6 @@ def inspect_authentication(
             params.relying_party(), state, response, stored, now=params.now
         )
     except errors.ThresholdError as error:
-        return _reject(report, error, "authentication")
+        return _reject(report, error, catalog.Surface.AUTHENTICATION)
     report.update(verdict="accept", reason=None, message=None)
     return report

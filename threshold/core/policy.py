@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from threshold.core import errors
 from threshold.core.ceremony import DEFAULT_ALGORITHMS
+from threshold.core.vocabulary import AttestationFormat, UserVerification
 
 if TYPE_CHECKING:
     from threshold.core.ceremony import VerifiedRegistration
@@ -140,10 +141,10 @@ class Policy:
     )
     user_verification: str = _setting(
         Kind.CHOICE,
-        "required",
+        UserVerification.REQUIRED.value,
         "`required`: every passkey use needs a fingerprint, face or PIN; `preferred`: a security "
         "key without a PIN is accepted too.",
-        choices=("required", "preferred"),
+        choices=(UserVerification.REQUIRED.value, UserVerification.PREFERRED.value),
     )
     passkey_limit: int = _setting(
         Kind.WHOLE_NUMBER, 10, "Passkeys per person.", minimum=1, maximum=100
@@ -504,7 +505,7 @@ def evaluate(policy: Policy, facts: PasskeyFacts) -> Decision:
     ``allowed_algorithms`` are offered, and §7.1 step 19 refuses any other.
     """
     reasons = []
-    if policy.refuse_u2f_authenticators and facts.attestation_format == "fido-u2f":
+    if policy.refuse_u2f_authenticators and facts.attestation_format == AttestationFormat.FIDO_U2F:
         reasons.append(Rule.U2F_ONLY)
     if facts.aaguid in policy.aaguid_deny_list:
         reasons.append(Rule.AAGUID_DENIED)

@@ -28,17 +28,18 @@ from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
 from threshold.core import errors
 from threshold.core.policy import Policy
+from threshold.core.vocabulary import UserVerification
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.enrollment.notices import notify_recovered, notify_recovery_issued, send_invite
 from threshold.fallback.actions import remove_fallback_for_recovery
 from threshold.passkeys.actions import do_begin_registration, do_finish_registration
 from threshold.passkeys.models import Passkey
-from threshold.passkeys.pending import Ceremonies
+from threshold.passkeys.pending import Ceremonies, Purpose
 from threshold.policy.access import get_policy
 
-# Ceremony purposes, as the invites name them.
-ENROLLMENT = EnrollmentInvite.ENROLLMENT
-RECOVERY = EnrollmentInvite.RECOVERY
+# The purposes of a link.
+ENROLLMENT = Purpose.ENROLLMENT
+RECOVERY = Purpose.RECOVERY
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
@@ -157,7 +158,7 @@ def _hold(user: User) -> None:
 
 
 def _new_link(
-    user: User, purpose: str, lifetime: timedelta, actor: User | None
+    user: User, purpose: Purpose, lifetime: timedelta, actor: User | None
 ) -> tuple[EnrollmentInvite, str]:
     """A fresh link for ``user``; their earlier unused links, of either purpose, stop working."""
     now = clock.now_datetime()
@@ -228,11 +229,11 @@ def do_begin_enrollment(
     return do_begin_registration(
         ceremonies,
         invite.user,
-        purpose=invite.purpose,
+        purpose=Purpose(invite.purpose),
         context={"invite_id": invite.pk},
         # A recovery restores everything the lost passkeys could do: like a
         # step-up, it verifies the person (PIN, biometrics) whatever the policy.
-        user_verification="required" if invite.purpose == RECOVERY else None,
+        user_verification=UserVerification.REQUIRED if invite.purpose == RECOVERY else None,
         # Someone who lost every passkey cannot remove one to make room.
         beyond_limit=invite.purpose == RECOVERY,
         policy=policy,
@@ -256,13 +257,16 @@ def do_finish_enrollment(
     # The link decides the purpose, which must be the one the ceremony began
     # with: a ceremony begun on a recovery link cannot finish on an enrollment
     # link, nor the other way round.
-    purpose = (
-        EnrollmentInvite.objects.filter(token_hash=token_hash)
-        .values_list("purpose", flat=True)
-        .first()
-        if token_hash
-        else None
-    ) or ENROLLMENT
+    purpose = Purpose(
+        (
+            EnrollmentInvite.objects.filter(token_hash=token_hash)
+            .values_list("purpose", flat=True)
+            .first()
+            if token_hash
+            else None
+        )
+        or ENROLLMENT
+    )
 
     fallback_removed = False
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from threshold.passkeys.pending import Purpose
+
 
 class EnrollmentInvite(models.Model):
     """A one-time link to create a passkey without signing in.
@@ -15,11 +17,9 @@ class EnrollmentInvite(models.Model):
     of the token is stored: the database alone cannot be turned into working links.
     """
 
-    ENROLLMENT = "enrollment"
-    RECOVERY = "recovery"
-
     user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="invites")
-    purpose = models.CharField(max_length=16, default=ENROLLMENT)  # ENROLLMENT or RECOVERY
+    # Purpose.ENROLLMENT or Purpose.RECOVERY, stored as their values.
+    purpose = models.CharField(max_length=16, default=Purpose.ENROLLMENT.value)
     token_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
@@ -32,7 +32,7 @@ class EnrollmentInvite(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(purpose__in=["enrollment", "recovery"]),
+                condition=models.Q(purpose__in=[Purpose.ENROLLMENT.value, Purpose.RECOVERY.value]),
                 name="enrollmentinvite_purpose_known",
             )
         ]

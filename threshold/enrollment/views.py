@@ -18,8 +18,7 @@ from threshold.enrollment.actions import (
 from threshold.passkeys.http import ceremonies, read_credential
 from threshold.policy.access import policy_for
 from threshold.sessions.actions import sign_in
-from threshold.sessions.flow import ENROLLMENT as ENROLLMENT_FLOW
-from threshold.sessions.flow import check_flow, issue_flow_token
+from threshold.sessions.flow import Flow, check_flow, issue_flow_token
 from threshold.web.http import (
     CLIENT_CATALOG,
     audit_origin,
@@ -50,7 +49,7 @@ def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
             "token": token,
             "recovery": invite.purpose == RECOVERY,
             "catalog": CLIENT_CATALOG,
-            "flow": issue_flow_token(ENROLLMENT_FLOW),
+            "flow": issue_flow_token(Flow.ENROLLMENT),
         },
     )
     # The token is in this page's URL: never send it on as a Referer.
@@ -67,7 +66,7 @@ def enroll_options(request: HttpRequest, token: str) -> JsonResponse:
             token,
             audit_origin(request),
             # Only from a page served less than flow_idle_timeout_minutes ago.
-            check_page=lambda: check_flow(request, ENROLLMENT_FLOW),
+            check_page=lambda: check_flow(request, Flow.ENROLLMENT),
             policy=policy_for(request),
         )
     except errors.ThresholdError as error:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from django.contrib.auth.hashers import make_password
 from django.db import IntegrityError, transaction
@@ -17,6 +18,7 @@ from threshold import clock
 from threshold.accounts.actions import lock_user
 from threshold.accounts.methods import count_usable_sign_in_methods
 from threshold.accounts.models import User, normalize_username
+from threshold.accounts.notices import MethodChange
 from threshold.audit.actions import Action, Origin, record
 from threshold.audit.models import AuditEvent
 from threshold.core import errors, throttle, totp
@@ -25,9 +27,10 @@ from threshold.core.policy import Policy
 from threshold.fallback.models import FailureCounter, PasskeyPrompt, RecoveryCode, TotpDevice
 from threshold.fallback.notices import notify_fallback_changed
 from threshold.policy.access import get_policy
+from threshold.sessions.store import SignedInWith
 
-PASSWORD_AND_APP = "password+app"  # noqa: S105 - a method name, not a password
-PASSWORD_AND_RECOVERY_CODE = "password+recovery_code"  # noqa: S105
+# A failed fallback sign-in's audit rows say ``method=FALLBACK``; a successful one's, how.
+FALLBACK = "fallback"
 
 
 def has_fallback(user: User) -> bool:
@@ -64,7 +67,7 @@ def do_set_up_fallback(
     )
     codes = _replace_recovery_codes(user)
     record(Action.FALLBACK_SET_UP, origin, actor=user, subject=user)
-    notify_fallback_changed(user, origin, "added")
+    notify_fallback_changed(user, origin, MethodChange.ADDED)
     return codes
 
 
@@ -108,7 +111,7 @@ def do_remove_fallback(user: User, origin: Origin, policy: Policy | None = None)
             user.set_unusable_password()
             user.save(update_fields=["password"])
             record(Action.FALLBACK_REMOVED, origin, actor=user, subject=user)
-            notify_fallback_changed(user, origin, "removed")
+            notify_fallback_changed(user, origin, MethodChange.REMOVED)
             return
         record(
             Action.FALLBACK_REMOVAL_REFUSED,
@@ -159,16 +162,22 @@ def delete_stale_counters() -> int:
 # --- Sign-in -----------------------------------------------------------------------------------
 
 
-# The counters, by kind (see threshold.core.throttle).
-USER_NETWORK = "user-network"  # this username from this network: both steps
-CODES = "codes"  # this username's wrong codes, from anywhere: the code step
-NETWORK = "network"  # this network, whatever the username: both steps
+class CounterKind(StrEnum):
+    """The failure counters an attempt counts against (see threshold.core.throttle)."""
 
-PASSWORD_STEP = "password"  # noqa: S105 - a step's name, not a password
-CODE_STEP = "code"
+    USER_NETWORK = "user-network"  # this username from this network: both steps
+    CODES = "codes"  # this username's wrong codes, from anywhere: the code step
+    NETWORK = "network"  # this network, whatever the username: both steps
 
 
-def _keys(username: str, origin: Origin, step: str) -> dict[str, str]:
+class Step(StrEnum):
+    """The two steps of a fallback sign-in (the audit rows' ``step``)."""
+
+    PASSWORD = "password"  # noqa: S105 - a step's name, not a password
+    CODE = "code"
+
+
+def _keys(username: str, origin: Origin, step: Step) -> dict[CounterKind, str]:
     """The throttle counters an attempt at ``step`` for ``username`` from ``origin`` counts against.
 
     The password step has no username-wide counter: failures from one network
@@ -176,24 +185,28 @@ def _keys(username: str, origin: Origin, step: str) -> dict[str, str]:
     otherwise keep it shut for ever). The code step has one, as only someone
     who gave the right password reaches it.
     """
-    name = hashlib.sha256(normalize_username(username).encode()).hexdigest()
+    name = _sha256(normalize_username(username))
     network = throttle.network_of(origin.ip)
     keys = {
-        USER_NETWORK: f"user-net:{hashlib.sha256(f'{name}|{network}'.encode()).hexdigest()}",
-        NETWORK: f"net:{network}",
+        CounterKind.USER_NETWORK: f"user-net:{_sha256(f'{name}|{network}')}",
+        CounterKind.NETWORK: f"net:{network}",
     }
-    if step == CODE_STEP:
-        keys[CODES] = f"user:{name}"
+    if step == Step.CODE:
+        keys[CounterKind.CODES] = f"user:{name}"
     return keys
 
 
-def _wait(kind: str, counter: FailureCounter, now: datetime, policy: Policy) -> float:
-    if kind == USER_NETWORK:
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _wait(kind: CounterKind, counter: FailureCounter, now: datetime, policy: Policy) -> float:
+    if kind == CounterKind.USER_NETWORK:
         return max(
             throttle.username_wait(counter.failures),
             throttle.lockout_wait(counter.failures, policy.password_lockout_threshold),
         )
-    if kind == CODES:
+    if kind == CounterKind.CODES:
         return throttle.username_wait(counter.failures)
     return throttle.address_wait(counter.failures, (now - counter.first_failure_at).total_seconds())
 
@@ -218,7 +231,9 @@ def _counter(key: str, now: datetime) -> FailureCounter:
     raise RuntimeError(f"failure counter {key} keeps changing under us")
 
 
-def _reserve_attempt(username: str, origin: Origin, policy: Policy, step: str) -> dict[str, str]:
+def _reserve_attempt(
+    username: str, origin: Origin, policy: Policy, step: Step
+) -> dict[CounterKind, str]:
     """Count this attempt as a failure before it is checked, or refuse it.
 
     Counting first (in one transaction, the rows locked) means parallel
@@ -234,10 +249,14 @@ def _reserve_attempt(username: str, origin: Origin, policy: Policy, step: str) -
             for kind, counter in counters.items():
                 forget = (
                     throttle.ADDRESS_WINDOW_SECONDS
-                    if kind == NETWORK
+                    if kind == CounterKind.NETWORK
                     else throttle.FORGET_AFTER_SECONDS
                 )
-                since = counter.first_failure_at if kind == NETWORK else counter.last_failure_at
+                since = (
+                    counter.first_failure_at
+                    if kind == CounterKind.NETWORK
+                    else counter.last_failure_at
+                )
                 if counter.failures and (now - since).total_seconds() > forget:
                     counter.failures = 0
                 if counter.failures == 0:
@@ -251,7 +270,7 @@ def _reserve_attempt(username: str, origin: Origin, policy: Policy, step: str) -
                 Action.SIGN_IN_FAILED,
                 origin,
                 reason=errors.TooManyAttempts.code,
-                method="fallback",
+                method=FALLBACK,
                 step=step,
             )
     if refused:
@@ -259,16 +278,16 @@ def _reserve_attempt(username: str, origin: Origin, policy: Policy, step: str) -
     return keys
 
 
-def _set_lock(kind: str, counter: FailureCounter, now: datetime, policy: Policy) -> None:
+def _set_lock(kind: CounterKind, counter: FailureCounter, now: datetime, policy: Policy) -> None:
     wait = _wait(kind, counter, now, policy)
     counter.locked_until = now + timedelta(seconds=wait) if wait else None
 
 
-def _release_attempt(keys: dict[str, str], policy: Policy, *, signed_in: bool) -> None:
+def _release_attempt(keys: dict[CounterKind, str], policy: Policy, *, signed_in: bool) -> None:
     """A step succeeded: give its attempt back; a full sign-in forgets the username's failures."""
     with transaction.atomic():
         for kind, key in keys.items():
-            if signed_in and kind != NETWORK:
+            if signed_in and kind != CounterKind.NETWORK:
                 FailureCounter.objects.filter(key=key).delete()
                 continue
             counter = FailureCounter.objects.select_for_update().filter(key=key).first()
@@ -286,7 +305,7 @@ def do_check_password(username: str, password: str, origin: Origin, policy: Poli
     """
     if not policy.allow_password_fallback:
         raise errors.FallbackNotAllowed()
-    keys = _reserve_attempt(username, origin, policy, PASSWORD_STEP)
+    keys = _reserve_attempt(username, origin, policy, Step.PASSWORD)
     name = normalize_username(username)
     # Control characters and lone surrogates are in no username (and the database
     # drivers refuse them: PostgreSQL NUL, both of them surrogates).
@@ -310,7 +329,7 @@ def do_check_password(username: str, password: str, origin: Origin, policy: Poli
         origin,
         subject=user,
         reason=errors.PasswordIncorrect.code,
-        method="fallback",
+        method=FALLBACK,
         why="wrong password" if usable else "unknown username or no fallback",
     )
     raise errors.PasswordIncorrect()
@@ -320,11 +339,13 @@ def _has_control(text: str) -> bool:
     return any(ord(character) < 32 or ord(character) == 127 for character in text)
 
 
-def do_finish_fallback_sign_in(user: User, code: object, origin: Origin, policy: Policy) -> str:
+def do_finish_fallback_sign_in(
+    user: User, code: object, origin: Origin, policy: Policy
+) -> SignedInWith:
     """The second step: an authenticator-app or recovery code. Returns how the person signed in."""
     if not policy.allow_password_fallback:
         raise errors.FallbackNotAllowed()
-    keys = _reserve_attempt(user.username, origin, policy, CODE_STEP)
+    keys = _reserve_attempt(user.username, origin, policy, Step.CODE)
     wrong_code: errors.FallbackError | None = None
     with transaction.atomic():
         try:
@@ -335,8 +356,8 @@ def do_finish_fallback_sign_in(user: User, code: object, origin: Origin, policy:
                 origin,
                 subject=user,
                 reason=error.code,
-                method="fallback",
-                step="code",
+                method=FALLBACK,
+                step=Step.CODE,
             )
             wrong_code = error
     if wrong_code is not None:
@@ -359,11 +380,11 @@ def do_finish_fallback_sign_in(user: User, code: object, origin: Origin, policy:
 
 
 def _refuse(user: User, origin: Origin, error: errors.AccountError) -> None:
-    record(Action.SIGN_IN_FAILED, origin, subject=user, reason=error.code, method="fallback")
+    record(Action.SIGN_IN_FAILED, origin, subject=user, reason=error.code, method=FALLBACK)
     raise error
 
 
-def _use_code(user: User, typed: str) -> str:
+def _use_code(user: User, typed: str) -> SignedInWith:
     """Use up ``typed``; how the person signed in, or SecondFactorIncorrect/SecondFactorReused.
 
     Writes nothing unless the code is right."""
@@ -381,14 +402,14 @@ def _use_code(user: User, typed: str) -> str:
         )
         if not used:
             raise errors.SecondFactorReused()
-        return PASSWORD_AND_APP
+        return SignedInWith.PASSWORD_AND_APP
     if totp.is_recovery_code(typed):
         code_hash = totp.recovery_code_hash(typed)
         used = RecoveryCode.objects.filter(user=user, code_hash=code_hash, used_at=None).update(
             used_at=clock.now_datetime()
         )
         if used:
-            return PASSWORD_AND_RECOVERY_CODE
+            return SignedInWith.PASSWORD_AND_RECOVERY_CODE
         if RecoveryCode.objects.filter(user=user, code_hash=code_hash).exists():
             raise errors.SecondFactorReused()
     raise errors.SecondFactorIncorrect()

@@ -6,12 +6,12 @@ Sent through Django's email framework once the change commits (``threshold.accou
 from __future__ import annotations
 
 from threshold.accounts.models import User
-from threshold.accounts.notices import notify_method_changed, product
+from threshold.accounts.notices import MethodChange, notify_method_changed, product
 from threshold.audit.actions import Origin
 
 
-def notify_fallback_changed(user: User, origin: Origin, change: str) -> None:
-    """The password and authenticator app were ``change`` ("added" or "removed")."""
-    where = "to" if change == "added" else "from"
+def notify_fallback_changed(user: User, origin: Origin, change: MethodChange) -> None:
+    """The password and authenticator app were ``change``."""
+    where = "to" if change == MethodChange.ADDED else "from"
     subject = f"A password and authenticator app were {change} {where} your {product()} account"
     notify_method_changed(user, "Password and authenticator app", origin, change, subject)

@@ -40,7 +40,14 @@ from threshold.fallback.forms import SetUpForm, form_text
 from threshold.policy.access import policy_for
 from threshold.sessions.actions import sign_in
 from threshold.sessions.stepup import mark_verified, recently_verified, verify_first
-from threshold.web.http import audit_origin, safe_next, see_other, settings_problem, url_to
+from threshold.web.http import (
+    Done,
+    audit_origin,
+    safe_next,
+    see_other,
+    settings_problem,
+    url_to,
+)
 
 # The person whose password was right, waiting for their code (anonymous session),
 # and a keyed hash of their password then: a password changed (or the fallback
@@ -216,7 +223,7 @@ def _already_set_up(request: HttpRequest) -> HttpResponse:
     # The form was sent twice: the first request set it up, and its page (with
     # the recovery codes) is not the one the browser shows.
     return see_other(
-        url_to("selfservice:settings", query={"done": "fallback-set-up"}, fragment="fallback")
+        url_to("selfservice:settings", query={"done": Done.FALLBACK_SET_UP}, fragment="fallback")
     )
 
 
@@ -279,7 +286,7 @@ def remove(request: HttpRequest) -> HttpResponse:
             last, refused = True, error
         else:
             update_session_auth_hash(request, user)
-            return see_other(url_to("selfservice:settings", query={"done": "fallback-removed"}))
+            return see_other(url_to("selfservice:settings", query={"done": Done.FALLBACK_REMOVED}))
     return render(
         request,
         "fallback/remove.html",

@@ -31,15 +31,15 @@ from threshold.audit.actions import Action, Origin, record
 from threshold.core import ceremony, errors
 from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name
 from threshold.core.policy import Policy, evaluate
+from threshold.core.vocabulary import AttestationConveyance, ResidentKey, UserVerification
 from threshold.passkeys.access import access_own_passkey
 from threshold.passkeys.decoys import decoy_for
 from threshold.passkeys.models import Passkey
 from threshold.passkeys.notices import notify_method_added, notify_method_removed
 from threshold.passkeys.pending import (
-    AUTHENTICATION,
-    REGISTRATION,
-    STEP_UP,
     Ceremonies,
+    CeremonyKind,
+    Purpose,
     save_pending,
     take_pending,
 )
@@ -124,7 +124,7 @@ def do_begin_sign_in(
         user_handle=user_handle,
         user_verification=user_verification or policy.user_verification,
     )
-    save_pending(ceremonies, AUTHENTICATION, state)
+    save_pending(ceremonies, CeremonyKind.AUTHENTICATION, state)
     return options
 
 
@@ -143,9 +143,9 @@ def do_begin_step_up(
         timeout_seconds=policy.ceremony_timeout_seconds,
         allow_credentials=_descriptors(user),
         user_handle=bytes(user.user_handle),
-        user_verification="required",
+        user_verification=UserVerification.REQUIRED,
     )
-    save_pending(ceremonies, STEP_UP, state, {"user_id": user.pk})
+    save_pending(ceremonies, CeremonyKind.STEP_UP, state, {"user_id": user.pk})
     return options
 
 
@@ -175,9 +175,9 @@ def do_finish_sign_in(
     whether the page may ask the browser to hide the credential.
     """
     kind, succeeded, failed = (
-        (STEP_UP, Action.STEP_UP_SUCCEEDED, Action.STEP_UP_FAILED)
+        (CeremonyKind.STEP_UP, Action.STEP_UP_SUCCEEDED, Action.STEP_UP_FAILED)
         if step_up_user is not None
-        else (AUTHENTICATION, Action.SIGN_IN_SUCCEEDED, Action.SIGN_IN_FAILED)
+        else (CeremonyKind.AUTHENTICATION, Action.SIGN_IN_SUCCEEDED, Action.SIGN_IN_FAILED)
     )
     refusal: errors.ThresholdError
     with transaction.atomic():
@@ -293,12 +293,12 @@ def do_begin_registration(
     ceremonies: Ceremonies,
     user: User,
     *,
-    purpose: str,
+    purpose: Purpose,
     context: dict[str, Any] | None = None,
     policy: Policy | None = None,
     user_verification: str | None = None,
-    resident_key: str = "required",
-    attestation: str = "direct",
+    resident_key: str = ResidentKey.REQUIRED,
+    attestation: str = AttestationConveyance.DIRECT,
     authenticator_attachment: str | None = None,
     hints: tuple[str, ...] = (),
     extensions: dict[str, Any] | None = None,
@@ -331,7 +331,7 @@ def do_begin_registration(
     )
     save_pending(
         ceremonies,
-        REGISTRATION,
+        CeremonyKind.REGISTRATION,
         state,
         {
             "purpose": purpose,
@@ -348,7 +348,7 @@ def do_finish_registration(
     credential: object,
     origin: Origin,
     *,
-    purpose: str,
+    purpose: Purpose,
     before_save: Callable[[User, dict[str, Any]], None] | None = None,
     policy: Policy | None = None,
     notify: bool = True,
@@ -373,7 +373,7 @@ def do_finish_registration(
     with transaction.atomic():
         user: User | None = None
         try:
-            pending = take_pending(ceremonies, REGISTRATION)
+            pending = take_pending(ceremonies, CeremonyKind.REGISTRATION)
             context = pending.context
             if context.get("purpose") != purpose:
                 raise errors.ChallengeMissing(f"pending ceremony is for {context.get('purpose')}")

@@ -49,6 +49,7 @@ from django.db import connection
 from threshold import clock
 from threshold.accounts.models import User
 from threshold.core import ceremony
+from threshold.core.vocabulary import Transport
 from threshold.passkeys.models import Passkey
 
 # Passkeys per person in an organisation that has used passkeys for a while, as
@@ -62,11 +63,11 @@ REFRESH_SECONDS = 3600
 # Google Password Manager, iCloud Keychain, Windows Hello, security keys).
 ID_LENGTHS = (16, 16, 20, 32, 48, 64)
 TRANSPORTS: tuple[tuple[str, ...], ...] = (
-    ("internal",),
-    ("hybrid", "internal"),
-    ("internal",),
-    ("nfc", "usb"),
-    ("usb",),
+    (Transport.INTERNAL,),
+    (Transport.HYBRID, Transport.INTERNAL),
+    (Transport.INTERNAL,),
+    (Transport.NFC, Transport.USB),
+    (Transport.USB,),
 )
 
 

@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from threshold import clock
 from threshold.core import errors
 from threshold.passkeys.actions import Unreadable
-from threshold.passkeys.pending import KINDS, Ceremonies
+from threshold.passkeys.pending import Ceremonies, CeremonyKind
 from threshold.web.http import read_json
 
 
@@ -43,8 +43,8 @@ def ceremonies(request: HttpRequest) -> Ceremonies:
     found = getattr(request, "_threshold_ceremonies", None)
     if found is None:
         received = {
-            kind: request.COOKIES[name]
-            for kind in KINDS
+            kind.value: request.COOKIES[name]
+            for kind in CeremonyKind
             if (name := CEREMONY_COOKIE.format(kind=kind)) in request.COOKIES
         }
         signed_in = request.user.is_authenticated

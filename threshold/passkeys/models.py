@@ -10,6 +10,7 @@ from threshold.core.authenticators import looks_like_security_key
 from threshold.core.names import NICKNAME_MAX_LENGTH
 from threshold.core.policy import PasskeyFacts
 from threshold.core.useragent import describe
+from threshold.core.vocabulary import Attachment, Transport
 
 
 class Passkey(models.Model):
@@ -91,9 +92,9 @@ class Passkey(models.Model):
         """The three kinds of passkey people are told about, in their words."""
         if self.looks_like_security_key:
             return "Security key"
-        if "hybrid" in self.transports:
+        if Transport.HYBRID in self.transports:
             return "Phone or tablet"
-        if self.authenticator_attachment == "platform":
+        if self.authenticator_attachment == Attachment.PLATFORM:
             return "Built-in authenticator"
         return "Passkey"
 

@@ -7,16 +7,16 @@ does not undo the change.
 
 from __future__ import annotations
 
-from threshold.accounts.notices import notify_method_changed, product
+from threshold.accounts.notices import MethodChange, notify_method_changed, product
 from threshold.audit.actions import Origin
 from threshold.passkeys.models import Passkey
 
 
 def notify_method_added(passkey: Passkey, origin: Origin) -> None:
     subject = f"A passkey was added to your {product()} account"
-    notify_method_changed(passkey.user, passkey.name, origin, "added", subject)
+    notify_method_changed(passkey.user, passkey.name, origin, MethodChange.ADDED, subject)
 
 
 def notify_method_removed(passkey: Passkey, origin: Origin) -> None:
     subject = f"A passkey was removed from your {product()} account"
-    notify_method_changed(passkey.user, passkey.name, origin, "removed", subject)
+    notify_method_changed(passkey.user, passkey.name, origin, MethodChange.REMOVED, subject)

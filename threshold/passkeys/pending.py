@@ -23,6 +23,7 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from django.core import signing
@@ -33,11 +34,26 @@ from threshold.core import ceremony, errors
 from threshold.core.encoding import b64url_decode, b64url_encode
 from threshold.passkeys.models import UsedChallenge
 
-REGISTRATION = "registration"
-AUTHENTICATION = "authentication"
-# Re-verifying a signed-in person before they change their sign-in methods.
-STEP_UP = "step_up"
-KINDS = (REGISTRATION, AUTHENTICATION, STEP_UP)
+
+class CeremonyKind(StrEnum):
+    """The kinds of pending ceremony, a token (and a cookie) each. The values are in the
+    tokens' salts and the cookies' names: never change one."""
+
+    REGISTRATION = "registration"
+    AUTHENTICATION = "authentication"
+    # Re-verifying a signed-in person before they change their sign-in methods.
+    STEP_UP = "step_up"
+
+
+class Purpose(StrEnum):
+    """What a registration ceremony is for: in its token's context and its audit rows
+    (``purpose``), and, for a link, in ``EnrollmentInvite.purpose``. Stored values."""
+
+    ENROLLMENT = "enrollment"  # a first passkey, from an enrollment link
+    RECOVERY = "recovery"  # a passkey from a recovery link, for someone who lost theirs
+    ADD = "add"  # "Set up another", signed in
+    CONFORMANCE = "conformance"  # the FIDO conformance API
+
 
 # Used challenges are kept this long past their expiry, for servers whose clocks
 # differ a little: a token is refused as expired before its row goes.
@@ -84,7 +100,7 @@ class Ceremonies:
 
 
 def save_pending(
-    ceremonies: Ceremonies, kind: str, state: Any, context: dict[str, Any] | None = None
+    ceremonies: Ceremonies, kind: CeremonyKind, state: Any, context: dict[str, Any] | None = None
 ) -> None:
     """Give the browser ``state`` in a token of ``kind``, replacing any earlier one of ``kind``."""
     data = state.to_json()
@@ -136,7 +152,7 @@ class TakenCeremony:
         return ceremony.AuthenticationState.from_json(data)
 
 
-def take_pending(ceremonies: Ceremonies, kind: str) -> TakenCeremony:
+def take_pending(ceremonies: Ceremonies, kind: CeremonyKind) -> TakenCeremony:
     """Use up the browser's ceremony of ``kind``: it can be taken once."""
     token = ceremonies.received.get(kind, "")
     if not token:

@@ -15,7 +15,7 @@ from threshold.passkeys.actions import do_begin_sign_in, do_finish_sign_in
 from threshold.passkeys.http import ceremonies, read_credential
 from threshold.policy.access import policy_for
 from threshold.sessions.actions import sign_in
-from threshold.sessions.flow import SIGN_IN, check_flow
+from threshold.sessions.flow import Flow, check_flow
 from threshold.web.http import (
     audit_origin,
     client_ip,
@@ -50,7 +50,7 @@ def sign_in_options(request: HttpRequest) -> JsonResponse:
         return response
     try:
         policy = policy_for(request)
-        check_flow(request, SIGN_IN, policy=policy)
+        check_flow(request, Flow.SIGN_IN, policy=policy)
         data = read_json_object(request)
         username = optional_string(data, "username")
         options = do_begin_sign_in(

@@ -24,6 +24,7 @@ from threshold.core import catalog, errors
 from threshold.core.catalog import Surface, status_for
 from threshold.core.encoding import b64url_encode
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, NICKNAME_MAX_LENGTH
+from threshold.core.vocabulary import Attachment, Hint
 from threshold.passkeys.access import access_own_passkey, list_passkeys, not_allowed_passkey_ids
 from threshold.passkeys.actions import (
     do_begin_registration,
@@ -36,14 +37,15 @@ from threshold.passkeys.actions import (
 )
 from threshold.passkeys.http import ceremonies, read_credential
 from threshold.passkeys.models import Passkey
+from threshold.passkeys.pending import Purpose
 from threshold.policy.access import policy_for
 from threshold.sessions.access import describe_sign_in_method, list_active_sessions
-from threshold.sessions.flow import ADD as ADD_FLOW
-from threshold.sessions.flow import STEP_UP, check_flow, issue_flow_token
+from threshold.sessions.flow import Flow, check_flow, issue_flow_token
 from threshold.sessions.stepup import mark_verified, recently_verified, verify_first
 from threshold.sessions.store import SIGN_IN_METHOD
 from threshold.web.http import (
     CLIENT_CATALOG,
+    Done,
     audit_origin,
     failed,
     json_login_required,
@@ -55,24 +57,24 @@ from threshold.web.http import (
     url_to,
 )
 
-ADDING = "add"  # the registration purpose
+ADDING = Purpose.ADD
 
 # What each choice on "Set up another" asks the browser for (WebAuthn L3 hints).
-_DEVICES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "this-device": ("platform", ("client-device",)),
-    "phone": ("cross-platform", ("hybrid",)),
-    "security-key": ("cross-platform", ("security-key",)),
+_DEVICES: dict[str, tuple[Attachment, tuple[Hint, ...]]] = {
+    "this-device": (Attachment.PLATFORM, (Hint.CLIENT_DEVICE,)),
+    "phone": (Attachment.CROSS_PLATFORM, (Hint.HYBRID,)),
+    "security-key": (Attachment.CROSS_PLATFORM, (Hint.SECURITY_KEY,)),
 }
 
 # Confirmations shown at the top of Settings after a change (?done=...).
-_DONE = {
-    "renamed": "Nickname saved.",
-    "removed": "The passkey was removed.",
-    "name-changed": "Your name was saved.",
-    "sessions-ended": "Your other sessions were signed out.",
-    "fallback-removed": "Your password and authenticator app were removed.",
-    "fallback-set-up": "Your password and authenticator app are set up. If you did not see your "
-    "recovery codes, make new ones.",
+_DONE: dict[str, str] = {
+    Done.RENAMED: "Nickname saved.",
+    Done.REMOVED: "The passkey was removed.",
+    Done.NAME_CHANGED: "Your name was saved.",
+    Done.SESSIONS_ENDED: "Your other sessions were signed out.",
+    Done.FALLBACK_REMOVED: "Your password and authenticator app were removed.",
+    Done.FALLBACK_SET_UP: "Your password and authenticator app are set up. If you did not see "
+    "your recovery codes, make new ones.",
 }
 
 
@@ -144,7 +146,7 @@ def _render_settings(
         # Security Methods: a group per kind of sign-in method (threshold.accounts.methods).
         "method_groups": settings_groups(user, policy),
         "sessions": sessions,
-        "offer_sign_out_others": (added is not None or request.GET.get("done") == "removed")
+        "offer_sign_out_others": (added is not None or request.GET.get("done") == Done.REMOVED)
         and len(sessions) > 1,
         "nickname_max_length": NICKNAME_MAX_LENGTH,
         "display_name_max_length": DISPLAY_NAME_MAX_LENGTH,
@@ -156,7 +158,7 @@ def _render_settings(
             "allAcceptedCredentialIds": [b64url_encode(bytes(p.credential_id)) for p in passkeys],
             "name": user.username,
             "displayName": user.display_name,
-            "userDetailsChanged": request.GET.get("done") == "name-changed",
+            "userDetailsChanged": request.GET.get("done") == Done.NAME_CHANGED,
         },
     }
     return render(request, "selfservice/settings.html", context, status=status)
@@ -186,7 +188,7 @@ def change_name(request: HttpRequest) -> HttpResponse:
         return _render_settings(
             request, error=catalog.entry_for(error, Surface.SETTINGS), status=status_for(error)
         )
-    return see_other(url_to("selfservice:settings", query={"done": "name-changed"}))
+    return see_other(url_to("selfservice:settings", query={"done": Done.NAME_CHANGED}))
 
 
 # --- Step-up: "Verify it's you" ----------------------------------------------------------------
@@ -204,7 +206,7 @@ def verify_page(request: HttpRequest) -> HttpResponse:
             "entry": catalog.CATALOG["verification_required"],
             "next": _safe_return(request),
             "window_minutes": max(1, policy_for(request).step_up_max_age_seconds // 60),
-            "flow": issue_flow_token(STEP_UP),
+            "flow": issue_flow_token(Flow.STEP_UP),
         },
     )
 
@@ -214,7 +216,7 @@ def verify_page(request: HttpRequest) -> HttpResponse:
 def verify_options(request: HttpRequest) -> JsonResponse:
     try:
         policy = policy_for(request)
-        check_flow(request, STEP_UP, policy=policy)
+        check_flow(request, Flow.STEP_UP, policy=policy)
         read_json_object(request)
         options = do_begin_step_up(ceremonies(request), _user(request), policy=policy)
     except errors.ThresholdError as error:
@@ -258,7 +260,7 @@ def add_page(request: HttpRequest) -> HttpResponse:
             "at_limit": user.passkeys.count() >= limit,
             "limit_entry": catalog.CATALOG["limit_reached"],
             "passkey_limit": limit,
-            "flow": issue_flow_token(ADD_FLOW),
+            "flow": issue_flow_token(Flow.ADD),
         },
     )
 
@@ -273,7 +275,7 @@ def add_options(request: HttpRequest) -> JsonResponse:
             raise errors.MalformedRequest(f"device must be one of {', '.join(_DEVICES)}")
         if not recently_verified(request, allow_fallback=True):
             raise errors.StepUpRequired()
-        check_flow(request, ADD_FLOW)
+        check_flow(request, Flow.ADD)
         attachment, hints = _DEVICES[device]
         options = do_begin_registration(
             ceremonies(request),
@@ -338,7 +340,9 @@ def rename(request: HttpRequest, passkey_id: int) -> HttpResponse:
             status=status_for(error),
         )
     return see_other(
-        url_to("selfservice:settings", query={"done": "renamed"}, fragment=f"passkey-{passkey.pk}")
+        url_to(
+            "selfservice:settings", query={"done": Done.RENAMED}, fragment=f"passkey-{passkey.pk}"
+        )
     )
 
 
@@ -364,7 +368,7 @@ def remove(request: HttpRequest, passkey_id: int) -> HttpResponse:
         except errors.LastSignInMethod as error:
             last, refused = True, error
         else:
-            return see_other(url_to("selfservice:settings", query={"done": "removed"}))
+            return see_other(url_to("selfservice:settings", query={"done": Done.REMOVED}))
     return render(
         request,
         "selfservice/remove.html",

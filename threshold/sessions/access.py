@@ -11,13 +11,14 @@ from threshold import clock
 from threshold.accounts.models import User
 from threshold.core.useragent import Client, describe
 from threshold.sessions.models import Session
+from threshold.sessions.store import SignedInWith
 
 # How people read a session's sign-in method (``threshold.sessions.store.SIGN_IN_METHOD``),
 # through ``describe_sign_in_method``.
-SIGN_IN_METHODS = {
-    "passkey": "a passkey",
-    "password+app": "a password and authenticator app",
-    "password+recovery_code": "a password and recovery code",
+SIGN_IN_METHODS: dict[str, str] = {
+    SignedInWith.PASSKEY: "a passkey",
+    SignedInWith.PASSWORD_AND_APP: "a password and authenticator app",
+    SignedInWith.PASSWORD_AND_RECOVERY_CODE: "a password and recovery code",
 }
 
 

@@ -19,12 +19,17 @@ from threshold.sessions.store import (
     SIGN_IN_METHOD,
     SIGN_IN_USER_AGENT,
     SIGNED_IN_AT,
+    SignedInWith,
 )
 from threshold.web.http import audit_origin
 
 
 def sign_in(
-    request: HttpRequest, user: Any, *, method: str = "passkey", user_verified: bool = False
+    request: HttpRequest,
+    user: Any,
+    *,
+    method: SignedInWith = SignedInWith.PASSKEY,
+    user_verified: bool = False,
 ) -> None:
     """Start a signed-in session for ``user`` under a new session key.
 

@@ -13,11 +13,14 @@ it, so its absence means a client that is not one of them (or a page from
 before this check existed), and starting again fixes both. The FIDO
 conformance API does not use flows.
 
-To date another flow, render ``issue_flow_token(KIND)`` into its page as
-``data-flow`` and call ``check_flow(request, KIND)`` first in its options view.
+To date another flow, add a ``Flow`` member, render ``issue_flow_token(Flow.X)``
+into its page as ``data-flow`` and call ``check_flow(request, Flow.X)`` first in
+its options view.
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 from django.core import signing
 from django.http import HttpRequest
@@ -27,11 +30,19 @@ from threshold.core import errors
 from threshold.core.policy import Policy
 from threshold.policy.access import policy_for
 
-# The flows, one kind each: a token for one is refused by the others.
-SIGN_IN = "sign-in"
-STEP_UP = "step-up"
-ENROLLMENT = "enroll"
-ADD = "add"  # "Set up another"
+
+class Flow(StrEnum):
+    """The dated flows, one kind each: a token for one is refused by the others."""
+
+    SIGN_IN = "sign_in"
+    STEP_UP = "step_up"
+    ENROLLMENT = "enrollment"  # an enrollment or recovery link's page
+    ADD = "add"  # "Set up another"
+
+
+# How three of them were spelt before: their pages' tokens, signed under those names, are read
+# too for as long as such a page may still be open (the policy's flow_idle_timeout_minutes).
+_EARLIER_SPELLINGS = {Flow.SIGN_IN: "sign-in", Flow.STEP_UP: "step-up", Flow.ENROLLMENT: "enroll"}
 
 HEADER = "X-Threshold-Flow"
 # The same header as Django's request.META (and the test client's) key.
@@ -44,7 +55,7 @@ def _signer(kind: str) -> signing.Signer:
     return signing.Signer(salt=f"threshold.web.flow:{kind}")
 
 
-def issue_flow_token(kind: str) -> str:
+def issue_flow_token(kind: Flow) -> str:
     """A token for a page of flow ``kind`` served now (``threshold.clock``, which tests move).
 
     Django's TimestampSigner reads time.time() itself, so the time is signed here
@@ -53,16 +64,27 @@ def issue_flow_token(kind: str) -> str:
     return _signer(kind).sign(str(int(clock.now())))
 
 
-def check_flow(request: HttpRequest, kind: str, *, policy: Policy | None = None) -> None:
+def check_flow(request: HttpRequest, kind: Flow, *, policy: Policy | None = None) -> None:
     """FlowExpired unless the request carries a ``kind`` token younger than the policy allows."""
     token = request.headers.get(HEADER, "")
-    try:
-        issued_at = int(_signer(kind).unsign(token))
-    except (signing.BadSignature, ValueError):
-        raise errors.FlowExpired(f"no valid {kind} flow token") from None
+    issued_at = _issued_at(token, kind)
+    if issued_at is None:
+        raise errors.FlowExpired(f"no valid {kind} flow token")
     max_age = (policy or policy_for(request)).flow_idle_timeout_minutes * 60
     # Whole seconds on both sides. Only age is checked: a clock stepped back a
     # little must not end a fresh page.
     age = int(clock.now()) - issued_at
     if age > max_age:
         raise errors.FlowExpired(f"the {kind} page was idle for {age} s, over {max_age} s")
+
+
+def _issued_at(token: str, kind: Flow) -> int | None:
+    """When the page of a ``kind`` token was served, or None if it is no such token."""
+    for name in (kind, _EARLIER_SPELLINGS.get(kind)):
+        if name is None:
+            continue
+        try:
+            return int(_signer(name).unsign(token))
+        except (signing.BadSignature, ValueError):
+            continue
+    return None

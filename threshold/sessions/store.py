@@ -25,6 +25,7 @@ person's sessions through them.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from django.contrib.auth import SESSION_KEY
@@ -35,13 +36,22 @@ from django.utils.crypto import get_random_string
 from threshold.accounts.models import User
 from threshold.sessions.models import Session
 
+
+class SignedInWith(StrEnum):
+    """How a session was signed in: in its data and its ``Session.sign_in_method`` column."""
+
+    PASSKEY = "passkey"
+    PASSWORD_AND_APP = "password+app"  # noqa: S105 - a way of signing in, not a password
+    PASSWORD_AND_RECOVERY_CODE = "password+recovery_code"  # noqa: S105
+
+
 # What ``threshold.sessions.actions.sign_in`` puts in a signed-in session. Times are
 # unix times from ``threshold.clock``.
 SIGNED_IN_AT = "threshold.signed_in_at"
 LAST_SEEN = "threshold.last_seen"  # refreshed at most once a minute by SessionTimeoutMiddleware
 SIGN_IN_IP = "threshold.sign_in_ip"  # REMOTE_ADDR, or None
 SIGN_IN_USER_AGENT = "threshold.sign_in_user_agent"  # at most 512 characters
-SIGN_IN_METHOD = "threshold.sign_in_method"  # "passkey", "password+app", "password+recovery_code"
+SIGN_IN_METHOD = "threshold.sign_in_method"  # a SignedInWith value
 
 
 class SessionStore(db.SessionStore):

@@ -14,9 +14,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from threshold.accounts.models import User
 from threshold.policy.access import policy_for
 from threshold.sessions.actions import do_sign_out_other_sessions, sign_out
-from threshold.sessions.flow import SIGN_IN, issue_flow_token
+from threshold.sessions.flow import Flow, issue_flow_token
 from threshold.sessions.middleware import SIGNED_IN_COOKIE, forget_signed_in
-from threshold.web.http import CLIENT_CATALOG, audit_origin, see_other, url_to
+from threshold.web.http import CLIENT_CATALOG, Done, audit_origin, see_other, url_to
 
 
 @require_GET
@@ -35,7 +35,7 @@ def sign_in_page(request: HttpRequest) -> HttpResponse:
     session_ended = bool(request.COOKIES.get(SIGNED_IN_COOKIE))
     context = {
         "catalog": CLIENT_CATALOG,
-        "flow": issue_flow_token(SIGN_IN),
+        "flow": issue_flow_token(Flow.SIGN_IN),
         "password_url": password_url,
         "session_ended": session_ended,
     }
@@ -61,4 +61,4 @@ def sign_out_other_sessions(request: HttpRequest) -> HttpResponse:
     """The person's other browsers are signed out; this one stays signed in."""
     assert isinstance(request.user, User)  # noqa: S101 - login_required
     do_sign_out_other_sessions(request.user, request.session.session_key, audit_origin(request))
-    return see_other(url_to("selfservice:settings", query={"done": "sessions-ended"}))
+    return see_other(url_to("selfservice:settings", query={"done": Done.SESSIONS_ENDED}))

@@ -9,6 +9,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
+from enum import StrEnum
 from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
@@ -203,6 +204,17 @@ def safe_next(request: HttpRequest) -> str:
     ):
         return target
     return reverse("selfservice:home")
+
+
+class Done(StrEnum):
+    """What Settings confirms at its top after a change (``?done=``), whichever app made it."""
+
+    RENAMED = "renamed"
+    REMOVED = "removed"
+    NAME_CHANGED = "name-changed"
+    SESSIONS_ENDED = "sessions-ended"
+    FALLBACK_REMOVED = "fallback-removed"
+    FALLBACK_SET_UP = "fallback-set-up"
 
 
 def settings_problem(request: HttpRequest, error: errors.ThresholdError) -> HttpResponse:
