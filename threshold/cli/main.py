@@ -553,9 +553,7 @@ def _bootstrap() -> list[str] | None:
     if has_enrolled_administrator():
         return [f"An administrator is enrolled. Sign in at {settings.THRESHOLD.public_url}/sign-in"]
     admin = first_administrator()
-    email = (
-        admin.username if admin else os.environ.get("THRESHOLD_ADMIN_EMAIL", "admin@example.com")
-    )
+    email = admin.username if admin else settings.THRESHOLD.admin_email
     try:
         created = do_invite(
             email, Origin.cli(), full_name="Administrator", is_administrator=True, send_email=False
