@@ -13,6 +13,23 @@ from typing import Any
 from threshold.cli.commands import Command, Subcommands
 from threshold.cli.output import framed, refused_locked
 
+# How the server runs, whatever it serves (bench/floor.py serves its floor with these too).
+GUNICORN_SETTINGS: dict[str, Any] = {
+    "worker_class": "sync",
+    "timeout": 30,
+    "graceful_timeout": 10,
+    "keepalive": 5,
+    "max_requests": 10000,
+    "max_requests_jitter": 1000,
+    "accesslog": "-",
+    "errorlog": "-",
+    "limit_request_line": 4094,
+    "limit_request_fields": 50,
+    # No control socket (gunicornc): nothing here uses it, and its default
+    # path, one per user, is one that two servers would fight over.
+    "control_socket_disable": True,
+}
+
 
 def register(commands: Subcommands) -> list[Command]:
     bootstrap_parser = commands.add_parser(
@@ -115,24 +132,12 @@ def serve(args: argparse.Namespace) -> int:
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             options: dict[str, Any] = {
+                **GUNICORN_SETTINGS,
                 "bind": f"{config.listen_host}:{config.listen_port}",
                 "workers": config.workers,
-                "worker_class": "sync",
-                "timeout": 30,
-                "graceful_timeout": 10,
-                "keepalive": 5,
-                "max_requests": 10000,
-                "max_requests_jitter": 1000,
-                "accesslog": "-",
                 # Enrollment and recovery links carry their token in the path.
                 "logger_class": "threshold.cli.accesslog.RedactingLogger",
-                "errorlog": "-",
-                "limit_request_line": 4094,
-                "limit_request_fields": 50,
                 "proc_name": "threshold",
-                # No control socket (gunicornc): nothing here uses it, and its
-                # default path, one per user, is one that two servers would fight over.
-                "control_socket_disable": True,
                 "post_worker_init": post_worker_init,
                 "forwarded_allow_ips": "127.0.0.1" if config.proxy_ssl_header else "",
             }
