@@ -32,7 +32,6 @@ import json
 import os
 import secrets
 import sys
-import tempfile
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -152,28 +151,20 @@ def application(environ: dict[str, Any], start_response: StartResponse) -> Itera
 
 
 def serve(bind: str, workers: int) -> None:
-    """gunicorn with the options ``threshold serve`` uses that matter for CPU per request."""
+    """gunicorn with the settings ``threshold serve`` runs with (``GUNICORN_SETTINGS``)."""
     from gunicorn.app.base import BaseApplication
+
+    from threshold.cli.commands.serve import GUNICORN_SETTINGS
 
     class Floor(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
-            for key, value in {
+            settings = {
+                **GUNICORN_SETTINGS,
                 "bind": bind,
                 "workers": workers,
-                "worker_class": "sync",
-                "timeout": 30,
-                "graceful_timeout": 10,
-                "keepalive": 5,
-                "max_requests": 10000,
-                "max_requests_jitter": 1000,
-                "accesslog": "-",
-                "errorlog": "-",
-                "limit_request_line": 4094,
-                "limit_request_fields": 50,
                 "proc_name": "threshold-floor",
-                "control_socket": os.environ.get("THRESHOLD_FLOOR_CONTROL")
-                or os.path.join(tempfile.mkdtemp(prefix="threshold-floor-"), "gunicorn.ctl"),
-            }.items():
+            }
+            for key, value in settings.items():
                 self.cfg.set(key, value)
 
         def load(self) -> Any:

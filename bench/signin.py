@@ -257,7 +257,6 @@ class FloorServer:
             os.environ,
             THRESHOLD_FLOOR_KEYS=str(self.tmp / "keys.json"),
             THRESHOLD_FLOOR_ORIGIN=self.origin,
-            THRESHOLD_FLOOR_CONTROL=str(self.tmp / "gunicorn.ctl"),
             PYTHONUNBUFFERED="1",
         )
         log = open(self.log_path, "wb")  # noqa: SIM115 - closed with the server

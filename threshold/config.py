@@ -17,11 +17,14 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 from cryptography import x509
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 
 from threshold.core import ceremony
 from threshold.core.ceremony import RelyingParty, origin_problem
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ADMIN_EMAIL = "admin@example.com"
 
 
 class ConfigError(Exception):
@@ -67,6 +70,8 @@ class Config:
     android_apps: tuple[AndroidApp, ...] = ()
     ios_apps: tuple[str, ...] = ()
     related_origins: tuple[str, ...] = ()
+    # The first administrator's username, which `threshold bootstrap` invites.
+    admin_email: str = DEFAULT_ADMIN_EMAIL
 
 
 def _flag(env: dict[str, str], name: str, default: bool = False) -> bool:
@@ -253,6 +258,21 @@ def _related_origins(env: dict[str, str]) -> tuple[str, ...]:
     return origins
 
 
+def _admin_email(env: dict[str, str]) -> str:
+    """THRESHOLD_ADMIN_EMAIL: an email address, as ``threshold invite`` requires of a username."""
+    email = env.get("THRESHOLD_ADMIN_EMAIL", "").strip()
+    if not email:
+        return DEFAULT_ADMIN_EMAIL
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise ConfigError(
+            f"THRESHOLD_ADMIN_EMAIL must be an email address, e.g. admin@example.com "
+            f"(got {email!r})"
+        ) from None
+    return email
+
+
 def _fido_conformance(env: dict[str, str], rp_id: str) -> bool:
     """THRESHOLD_FIDO_CONFORMANCE, refused outside localhost unless the operator says they know."""
     if not _flag(env, "THRESHOLD_FIDO_CONFORMANCE"):
@@ -363,4 +383,5 @@ def load(env: dict[str, str] | None = None) -> Config:
         android_apps=android_apps,
         ios_apps=ios_apps,
         related_origins=related_origins,
+        admin_email=_admin_email(env),
     )

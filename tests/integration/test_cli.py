@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
@@ -169,8 +170,8 @@ def test_policy_set_validates(capsys, assignment, message):
     assert not AuditEvent.objects.filter(action="policy.changed").exists()
 
 
-def test_bootstrap_creates_the_first_administrator_once(capsys, monkeypatch):
-    monkeypatch.setenv("THRESHOLD_ADMIN_EMAIL", "root@example.com")
+def test_bootstrap_creates_the_first_administrator_once(capsys, settings):
+    settings.THRESHOLD = dataclasses.replace(settings.THRESHOLD, admin_email="root@example.com")
     assert main(["bootstrap"]) == 0
     out = capsys.readouterr().out
     assert "Administrator: root@example.com" in out
@@ -210,8 +211,8 @@ def test_bootstrap_frames_the_link_and_names_the_command_by_its_full_path(capsys
     assert path.parent == Path(sys.executable).parent
 
 
-def test_bootstrap_says_when_the_only_administrator_is_locked(capsys, monkeypatch):
-    monkeypatch.setenv("THRESHOLD_ADMIN_EMAIL", "root@example.com")
+def test_bootstrap_says_when_the_only_administrator_is_locked(capsys, settings):
+    settings.THRESHOLD = dataclasses.replace(settings.THRESHOLD, admin_email="root@example.com")
     main(["bootstrap"])
     assert_ok(
         enroll(Browser(), token_of(links_in(capsys.readouterr().out)[0]), SoftAuthenticator())
@@ -226,8 +227,8 @@ def test_bootstrap_says_when_the_only_administrator_is_locked(capsys, monkeypatc
     assert User.objects.count() == 1
 
 
-def test_bootstrap_ignores_members(ada, capsys, monkeypatch):
-    monkeypatch.setenv("THRESHOLD_ADMIN_EMAIL", "root@example.com")
+def test_bootstrap_ignores_members(ada, capsys, settings):
+    settings.THRESHOLD = dataclasses.replace(settings.THRESHOLD, admin_email="root@example.com")
     assert main(["bootstrap"]) == 0
     assert "Administrator: root@example.com" in capsys.readouterr().out
     assert User.objects.get(username="root@example.com").is_administrator

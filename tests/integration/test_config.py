@@ -51,6 +51,13 @@ def test_a_production_configuration_loads(env):
     assert "login.example.com" in config.allowed_hosts
 
 
+def test_the_first_administrators_email_is_configured(env):
+    assert load(env).admin_email == "admin@example.com"
+    assert load({**env, "THRESHOLD_ADMIN_EMAIL": ""}).admin_email == "admin@example.com"
+    configured = load({**env, "THRESHOLD_ADMIN_EMAIL": " root@example.com "})
+    assert configured.admin_email == "root@example.com"
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -118,6 +125,7 @@ def test_a_production_configuration_loads(env):
         ({"THRESHOLD_SESSION_IDLE_TIMEOUT": "5"}, "THRESHOLD_SESSION_IDLE_TIMEOUT must be between"),
         ({"THRESHOLD_SECRET_KEY": "short"}, "THRESHOLD_SECRET_KEY must be at least 32 characters"),
         ({"THRESHOLD_EMAIL_BACKEND": "pigeon"}, "THRESHOLD_EMAIL_BACKEND must be file or console"),
+        ({"THRESHOLD_ADMIN_EMAIL": "root"}, "THRESHOLD_ADMIN_EMAIL must be an email address"),
     ],
     ids=[
         "origin-other-domain",
@@ -145,6 +153,7 @@ def test_a_production_configuration_loads(env):
         "idle-timeout-too-short",
         "secret-key-too-short",
         "email-backend-unknown",
+        "admin-email-not-an-address",
     ],
 )
 def test_misconfiguration_stops_start_up_with_a_clear_message(env, changes, message):

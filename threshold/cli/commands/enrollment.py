@@ -1,0 +1,111 @@
+"""``threshold invite`` and ``threshold recover``: one-time links to a first or a new passkey."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from threshold.cli.commands import Command, Subcommands
+from threshold.cli.output import no_account, refused_locked
+
+
+def register(commands: Subcommands) -> list[Command]:
+    invite_parser = commands.add_parser(
+        "invite", help="invite a person: prints a one-time enrollment link"
+    )
+    invite_parser.add_argument("email", help="the person's work email; it is also their username")
+    invite_parser.add_argument("--name", default="", help="full name, as shown to them")
+    invite_parser.add_argument("--admin", action="store_true", help="make them an administrator")
+    invite_parser.add_argument("--no-email", action="store_true", help="only print the link")
+
+    recover_parser = commands.add_parser(
+        "recover",
+        help="a one-time link for someone who lost every passkey: prints it",
+        description="Prints a short-lived, one-time link with which the person creates a new "
+        "passkey; using it signs them out everywhere else. They are emailed that a link was "
+        "issued, but not the link: hand it over through a channel you trust.",
+    )
+    recover_parser.add_argument("email", help="the person's username")
+    recover_parser.add_argument(
+        "--email-link", action="store_true", help="email the link itself to the person"
+    )
+    return [Command(invite_parser, invite), Command(recover_parser, recover)]
+
+
+def invite(args: argparse.Namespace) -> int:
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+
+    from threshold.audit.actions import Origin
+    from threshold.core import errors
+    from threshold.enrollment.actions import do_invite
+
+    try:
+        validate_email(args.email)
+    except ValidationError:
+        print(f"threshold: {args.email!r} is not an email address", file=sys.stderr)
+        return 2
+    try:
+        created = do_invite(
+            args.email,
+            Origin.cli(),
+            full_name=args.name,
+            is_administrator=args.admin,
+            send_email=not args.no_email,
+        )
+    except errors.AccountLocked:
+        return refused_locked(args.email)
+    except errors.AccountDisabled:
+        print(f"threshold: {args.email} is deactivated: no link was issued.", file=sys.stderr)
+        return 1
+    except errors.AlreadyEnrolled:
+        print(
+            f"threshold: {args.email} can already sign in: they add devices themselves with "
+            "Settings, Set up another. If they lost every passkey: "
+            f"`threshold recover {args.email}`.",
+            file=sys.stderr,
+        )
+        return 1
+    what = "Created" if created.user_created else "Invited existing account"
+    print(
+        f"{what} {created.user.username}. One-time enrollment link "
+        f"(expires {created.invite.expires_at:%Y-%m-%d %H:%M} UTC):"
+    )
+    print(created.link)
+    return 0
+
+
+def recover(args: argparse.Namespace) -> int:
+    from threshold.accounts.access import get_user
+    from threshold.audit.actions import Origin
+    from threshold.core import errors
+    from threshold.enrollment.actions import do_issue_recovery
+
+    user = get_user(args.email)
+    if user is None:
+        return no_account(args.email)
+    try:
+        issued = do_issue_recovery(user, Origin.cli(), email_link=args.email_link)
+    except errors.AccountLocked:
+        return refused_locked(user.username)
+    except errors.AccountDisabled:
+        print(
+            f"threshold: {user.username} is deactivated: no recovery link was issued",
+            file=sys.stderr,
+        )
+        return 1
+    if not user.email:
+        print(f"{user.username} has no email address: nobody was notified.")
+    elif args.email_link:
+        print(f"The link was emailed to {user.email}.")
+    else:
+        print(
+            f"A notice was emailed to {user.email}, without the link. Check that you are talking "
+            "to the person, then give them the link through a channel you trust."
+        )
+    print(
+        f"One-time recovery link for {user.username} "
+        f"(expires {issued.invite.expires_at:%Y-%m-%d %H:%M} UTC):"
+    )
+    print(issued.link)
+    return 0

@@ -1,0 +1,113 @@
+"""``threshold policy [show]``, ``policy set NAME=VALUE ...`` and ``policy check [NAME=VALUE ...]``:
+the organisation policy, every setting as ``threshold.core.policy.SETTINGS`` declares it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from threshold.cli.commands import Command, Subcommands
+from threshold.cli.output import table
+
+if TYPE_CHECKING:
+    from threshold.accounts.models import User
+    from threshold.core.policy import Policy
+
+
+def register(commands: Subcommands) -> list[Command]:
+    policy = commands.add_parser("policy", help="show or change the organisation policy")
+    policy_sub = policy.add_subparsers(dest="policy_command")
+    shower = policy_sub.add_parser("show", help="print every setting with its value (the default)")
+    setter = policy_sub.add_parser("set", help="change settings, e.g. passkey_limit=5")
+    setter.add_argument("assignments", nargs="+", metavar="NAME=VALUE")
+    checker = policy_sub.add_parser(
+        "check",
+        help="list the passkeys the policy refuses, as it is or with these changes (not saved)",
+    )
+    checker.add_argument("assignments", nargs="*", metavar="NAME=VALUE")
+    return [
+        Command(policy, show),
+        Command(shower, show),
+        Command(setter, change),
+        Command(checker, check),
+    ]
+
+
+def show(args: argparse.Namespace) -> int:
+    from threshold.policy.access import get_policy
+
+    _print(get_policy())
+    return 0
+
+
+def _with_changes(assignments: list[str]) -> Policy | None:
+    """Today's policy with ``NAME=VALUE`` changes applied (not saved); None after a usage error."""
+    from threshold.core.policy import PolicyError
+    from threshold.policy.access import get_policy
+
+    changes: dict[str, str] = {}
+    for assignment in assignments:
+        name, sep, value = assignment.partition("=")
+        if not sep:
+            print(f"threshold: expected NAME=VALUE, got {assignment!r}", file=sys.stderr)
+            return None
+        changes[name.strip()] = value.strip()
+    try:
+        return get_policy().with_text_changes(changes)
+    except PolicyError as exc:
+        print(f"threshold: {exc}", file=sys.stderr)
+        return None
+
+
+def change(args: argparse.Namespace) -> int:
+    from threshold.audit.actions import Origin
+    from threshold.policy.actions import do_update_policy
+
+    policy = _with_changes(args.assignments)
+    if policy is None:
+        return 2
+    _print(do_update_policy(policy, Origin.cli()))
+    return 0
+
+
+def check(args: argparse.Namespace) -> int:
+    """Who ``policy`` would stop signing in with which passkey: 0 if nobody, else 1."""
+    from threshold.accounts.methods import count_usable_sign_in_methods
+    from threshold.passkeys.access import list_passkeys_not_allowed
+
+    policy = _with_changes(args.assignments)
+    if policy is None:
+        return 2
+    refused = list_passkeys_not_allowed(policy)
+    if not refused:
+        print("The policy allows every registered passkey.")
+        return 0
+    rows = [("PERSON", "PASSKEY", "REFUSED BY")]
+    people: dict[int, User] = {}
+    for passkey, decision in refused:
+        people[passkey.user.pk] = passkey.user
+        settings = ",".join(rule.setting for rule in decision.reasons)
+        rows.append((passkey.user.username, passkey.name, settings))
+    table(rows)
+    stranded = sorted(
+        user.username for user in people.values() if count_usable_sign_in_methods(user, policy) == 0
+    )
+    print(
+        f"\n{len(refused)} passkey(s) of {len(people)} person(s) cannot sign in under this policy."
+    )
+    if stranded:
+        print(
+            f"No way left to sign in for {len(stranded)}: {', '.join(stranded)} "
+            "(each needs a recovery link: `threshold recover EMAIL`)."
+        )
+    return 1
+
+
+def _print(policy: Policy) -> None:
+    from threshold.core.policy import SETTINGS
+
+    rows = [("SETTING", "VALUE")]
+    for setting in SETTINGS:
+        rows.append((setting.name, setting.text(getattr(policy, setting.name))))
+    table(rows)

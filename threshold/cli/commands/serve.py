@@ -1,0 +1,156 @@
+"""``threshold serve`` (gunicorn) and ``threshold bootstrap`` (the first administrator)."""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from threshold.cli.commands import Command, Subcommands
+from threshold.cli.output import framed, refused_locked
+
+# How the server runs, whatever it serves (bench/floor.py serves its floor with these too).
+GUNICORN_SETTINGS: dict[str, Any] = {
+    "worker_class": "sync",
+    "timeout": 30,
+    "graceful_timeout": 10,
+    "keepalive": 5,
+    "max_requests": 10000,
+    "max_requests_jitter": 1000,
+    "accesslog": "-",
+    "errorlog": "-",
+    "limit_request_line": 4094,
+    "limit_request_fields": 50,
+    # No control socket (gunicornc): nothing here uses it, and its default
+    # path, one per user, is one that two servers would fight over.
+    "control_socket_disable": True,
+}
+
+
+def register(commands: Subcommands) -> list[Command]:
+    bootstrap_parser = commands.add_parser(
+        "bootstrap", help="create the first administrator and print their link"
+    )
+    serve_parser = commands.add_parser("serve", help="serve Threshold with gunicorn")
+    serve_parser.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="also do what `threshold bootstrap` does, and print its link last, once the "
+        "server is ready (what `make run` uses)",
+    )
+    return [Command(bootstrap_parser, bootstrap), Command(serve_parser, serve)]
+
+
+def bootstrap(args: argparse.Namespace) -> int:
+    lines = _bootstrap()
+    if lines is None:
+        return 1
+    print(framed(lines), flush=True)
+    return 0
+
+
+def _bootstrap() -> list[str] | None:
+    """The first administrator's new enrollment link, or where to sign in once one has a passkey.
+
+    The lines to print; None when refused (the reason is printed to stderr).
+    """
+    from django.conf import settings
+
+    from threshold.accounts.access import first_administrator, has_enrolled_administrator
+    from threshold.audit.actions import Origin
+    from threshold.core import errors
+    from threshold.enrollment.actions import do_invite
+
+    if has_enrolled_administrator():
+        return [f"An administrator is enrolled. Sign in at {settings.THRESHOLD.public_url}/sign-in"]
+    admin = first_administrator()
+    email = admin.username if admin else settings.THRESHOLD.admin_email
+    try:
+        created = do_invite(
+            email, Origin.cli(), full_name="Administrator", is_administrator=True, send_email=False
+        )
+    except errors.AccountLocked:
+        refused_locked(email)
+        return None
+    return [
+        f"Administrator: {created.user.username}",
+        "Open this one-time link in your browser to create the administrator's passkey:",
+        "",
+        f"    {created.link}",
+        "",
+        f"It expires {created.invite.expires_at:%Y-%m-%d %H:%M} UTC. For a new link, run:",
+        f"    {_command_path()} bootstrap",
+    ]
+
+
+def _command_path() -> str:
+    """This command's full path, to copy and paste: a virtualenv's bin/ is rarely on PATH."""
+    candidates = [Path(sys.argv[0]).absolute(), Path(sys.executable).parent / "threshold"]
+    for path in candidates:
+        if path.name == "threshold" and path.is_file() and os.access(path, os.X_OK):
+            return shlex.quote(str(path))
+    return "threshold"
+
+
+def serve(args: argparse.Namespace) -> int:
+    from django.conf import settings
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+    from gunicorn.app.base import BaseApplication
+
+    from threshold.core.metadata import default_store
+    from threshold.passkeys.pending import delete_expired
+    from threshold.wsgi import application
+
+    executor = MigrationExecutor(connection)
+    if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+        print("threshold: the database needs migrating: run `threshold migrate`", file=sys.stderr)
+        return 2
+    bootstrap = _bootstrap() if args.bootstrap else None
+    delete_expired()
+    connection.close()  # each worker opens its own after the fork
+    # Parse FIDO metadata once in the master: the workers inherit it when they fork.
+    default_store()
+    config = settings.THRESHOLD
+    # Workers that have loaded the application, counted across the fork. The last
+    # of the first ones prints the bootstrap link, below every start-up line, so
+    # that it is what someone who just ran `make run` sees when the server is ready.
+    ready = multiprocessing.Value("i", 0)
+
+    def post_worker_init(worker: Any) -> None:
+        with ready.get_lock():
+            ready.value += 1
+            last = ready.value == config.workers
+        if last and bootstrap:
+            ready_line = f"Threshold is ready at {config.public_url}"
+            print(framed([ready_line, "", *bootstrap]), flush=True)
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options: dict[str, Any] = {
+                **GUNICORN_SETTINGS,
+                "bind": f"{config.listen_host}:{config.listen_port}",
+                "workers": config.workers,
+                # Enrollment and recovery links carry their token in the path.
+                "logger_class": "threshold.cli.accesslog.RedactingLogger",
+                "proc_name": "threshold",
+                "post_worker_init": post_worker_init,
+                "forwarded_allow_ips": "127.0.0.1" if config.proxy_ssl_header else "",
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return application
+
+    print(
+        f"Threshold serving on http://{config.listen_host}:{config.listen_port} "
+        f"(public URL {config.public_url})",
+        flush=True,
+    )
+    Server().run()
+    return 0

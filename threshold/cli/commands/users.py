@@ -1,0 +1,85 @@
+"""``threshold users``: list people; ``users lock`` and ``users unlock`` one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from threshold.cli.commands import Command, Subcommands
+from threshold.cli.output import no_account, table
+
+
+def register(commands: Subcommands) -> list[Command]:
+    users = commands.add_parser("users", help="list people and their passkeys; lock or unlock one")
+    users_sub = users.add_subparsers(dest="users_command")
+    lock_parser = users_sub.add_parser(
+        "lock", help="stop a person signing in by any path; ends their sessions and links"
+    )
+    lock_parser.add_argument("email", help="the person's username")
+    lock_parser.add_argument(
+        "--reason", default="", help="why, for the audit log (at most 200 characters)"
+    )
+    unlock_parser = users_sub.add_parser("unlock", help="let a locked person sign in again")
+    unlock_parser.add_argument("email", help="the person's username")
+    return [
+        Command(users, list_people),
+        Command(lock_parser, lock),
+        Command(unlock_parser, unlock),
+    ]
+
+
+def list_people(args: argparse.Namespace) -> int:
+    from threshold.accounts.access import list_users
+
+    rows = [("USERNAME", "NAME", "ROLE", "STATUS", "PASSKEYS")]
+    for user in list_users():
+        rows.append(
+            (
+                user.username,
+                user.full_name,
+                "administrator" if user.is_administrator else "member",
+                "deactivated" if not user.is_active else "locked" if user.is_locked else "active",
+                str(user.passkey_count),  # type: ignore[attr-defined]
+            )
+        )
+    table(rows)
+    return 0
+
+
+def lock(args: argparse.Namespace) -> int:
+    from threshold.accounts.access import get_user
+    from threshold.accounts.actions import do_lock_user
+    from threshold.audit.actions import Origin
+
+    user = get_user(args.email)
+    if user is None:
+        return no_account(args.email)
+    try:
+        locked = do_lock_user(user, Origin.cli(), args.reason)
+    except ValueError as exc:
+        print(f"threshold: {exc}", file=sys.stderr)
+        return 2
+    if not locked:
+        assert user.locked_at is not None  # noqa: S101 - do_lock_user read it
+        print(f"{user.username} is locked already (since {user.locked_at:%Y-%m-%d %H:%M} UTC).")
+        return 0
+    print(
+        f"Locked {user.username}: no way of signing in works until `threshold users unlock`. "
+        "Their sessions have ended and their unused links no longer work."
+    )
+    return 0
+
+
+def unlock(args: argparse.Namespace) -> int:
+    from threshold.accounts.access import get_user
+    from threshold.accounts.actions import do_unlock_user
+    from threshold.audit.actions import Origin
+
+    user = get_user(args.email)
+    if user is None:
+        return no_account(args.email)
+    if not do_unlock_user(user, Origin.cli()):
+        print(f"{user.username} is not locked.")
+        return 0
+    print(f"Unlocked {user.username}: they can sign in with their passkeys again.")
+    return 0
