@@ -110,6 +110,10 @@ if [ "$(basename "$0")" = threshold ] && [ -n "$MIGRATION_MISSING" ]; then
     echo "Migrations for 'passkeys':"
     exit 1
 fi
+if [ "$(basename "$0")" = lint-imports ] && [ -n "$CONTRACT_BROKEN" ]; then
+    echo "Contracts: 9 kept, 1 broken."
+    exit 1
+fi
 """
 
 
@@ -120,7 +124,7 @@ def checkout(tmp_path: Path) -> Path:
         shutil.copy(REPO / name, tmp_path / name)
     bin_dir = tmp_path / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
-    for tool in ("python", "ruff", "mypy", "threshold"):
+    for tool in ("python", "lint-imports", "ruff", "mypy", "threshold"):
         (bin_dir / tool).write_text(STAND_IN)
         (bin_dir / tool).chmod(0o755)
     return tmp_path
@@ -164,6 +168,20 @@ def test_make_lint_fails_when_a_model_change_has_no_migration(checkout: Path):
     assert done.returncode != 0
     assert "Migrations for 'passkeys':" in done.stdout
     assert calls[-1].startswith("threshold makemigrations --check --dry-run |")
+
+
+def test_make_lint_checks_the_import_contracts_first(checkout: Path):
+    done, calls = make_lint(checkout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    tools = [call.split(" |")[0] for call in calls]
+    assert tools[-4] == "lint-imports --no-cache"
+
+
+def test_make_lint_fails_when_an_import_contract_is_broken(checkout: Path):
+    done, calls = make_lint(checkout, CONTRACT_BROKEN="1")
+    assert done.returncode != 0
+    assert "Contracts: 9 kept, 1 broken." in done.stdout
+    assert calls[-1].startswith("lint-imports --no-cache |")
 
 
 
