@@ -27,17 +27,15 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from fido2.attestation import (
-    AndroidSafetynetAttestation,
-    AppleAttestation,
-    Attestation,
-    AttestationType,
-    FidoU2FAttestation,
-    NoneAttestation,
-    PackedAttestation,
-    TpmAttestation,
-    UnsupportedType,
-)
+
+# From their own modules: fido2.attestation re-exports them without __all__, which mypy --strict
+# (no implicit re-export) does not follow.
+from fido2.attestation.android import AndroidSafetynetAttestation
+from fido2.attestation.apple import AppleAttestation
+from fido2.attestation.base import Attestation, AttestationType, NoneAttestation, UnsupportedType
+from fido2.attestation.packed import PackedAttestation
+from fido2.attestation.tpm import TpmAttestation
+from fido2.attestation.u2f import FidoU2FAttestation
 from fido2.webauthn import AttestationObject
 from fido_mds.models.attestation import AndroidKeyAttestation
 from OpenSSL import crypto
@@ -47,7 +45,7 @@ from threshold.core.encoding import b64url_decode
 from threshold.core.metadata import MetadataEntry, MetadataStore, apple_roots, google_roots
 
 FORMATS: dict[str, type[Attestation]] = {
-    cls.FORMAT: cls  # type: ignore[attr-defined]
+    cls.FORMAT: cls
     for cls in (
         NoneAttestation,
         PackedAttestation,
