@@ -95,7 +95,7 @@ def verify_statement(
         )
     except UnsupportedType as exc:
         raise errors.AttestationFormatUnsupported(str(exc)) from exc
-    except Exception as exc:  # noqa: BLE001 - fido2 also raises NotImplementedError, AssertionError
+    except Exception as exc:  # fido2 also raises NotImplementedError, AssertionError
         raise errors.AttestationInvalid(f"{fmt}: {exc!r}") from exc
     if not all(isinstance(der, bytes) for der in result.trust_path):
         raise errors.AttestationInvalid(f"{fmt}: x5c holds something that is not a certificate")
@@ -114,18 +114,22 @@ def _check_apple_key(trust_path: list[bytes], attestation_object: AttestationObj
         )
         assert credential is not None  # noqa: S101 - registration parsing requires it
         presented = _cose_public_bytes(credential.public_key)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise errors.AttestationInvalid(f"apple: {exc!r}") from exc
     if certified != presented:
         raise errors.AttestationInvalid("apple: the credential key is not the certified key")
 
 
+# COSE key parameters (RFC 9052 §7.1, RFC 9053 §7.1.1): kty and its EC2 value, crv, x, y.
+_KTY, _KTY_EC2, _CRV, _X, _Y = 1, 2, -1, -2, -3
+
+
 def _cose_public_bytes(cose: Mapping[int, Any]) -> bytes:
     curves = {1: ec.SECP256R1(), 2: ec.SECP384R1(), 3: ec.SECP521R1()}
-    if cose.get(1) != 2 or cose.get(-1) not in curves:
+    if cose.get(_KTY) != _KTY_EC2 or cose.get(_CRV) not in curves:
         raise ValueError("apple attestation requires an EC2 credential key")
     numbers = ec.EllipticCurvePublicNumbers(
-        int.from_bytes(cose[-2], "big"), int.from_bytes(cose[-3], "big"), curves[cose[-1]]
+        int.from_bytes(cose[_X], "big"), int.from_bytes(cose[_Y], "big"), curves[cose[_CRV]]
     )
     return numbers.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

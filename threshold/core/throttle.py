@@ -72,7 +72,7 @@ def network_of(ip: str | None) -> str:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return "unknown"
-    if address.version == 6:
+    if isinstance(address, ipaddress.IPv6Address):
         mapped = address.ipv4_mapped
         if mapped is not None:
             return str(mapped)
