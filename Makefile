@@ -45,10 +45,12 @@ run: install
 system-deps:
 	bash scripts/system-deps
 
-## lint: ruff's checks, mypy (see [tool.ruff] and [tool.mypy] in pyproject.toml), and
+## lint: the import contracts (lint-imports), ruff's checks, mypy (see [tool.importlinter],
+## [tool.ruff] and [tool.mypy] in pyproject.toml), and
 ## `makemigrations --check`: a model changed without its migration fails. That check reads no
 ## database of yours and needs no server: it runs on a throwaway SQLite file and var/.
 lint: install
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff check threshold tests bench
 	$(BIN)/mypy threshold
 	@scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && \

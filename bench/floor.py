@@ -43,6 +43,7 @@ StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 _KEY = secrets.token_bytes(32)
 _UP, _UV = 0x01, 0x04
+_AUTH_DATA_BYTES = 37
 
 
 def _b64d(value: str) -> bytes:
@@ -112,9 +113,12 @@ def _verify(body: bytes) -> bool:
         return False
     if client_data.get("type") != "webauthn.get" or client_data.get("origin") != ORIGIN:
         return False
-    if len(auth_data) < 37 or auth_data[:32] != RP_ID_HASH:
-        return False
-    if auth_data[32] & (_UP | _UV) != (_UP | _UV):
+    # rpIdHash (32 bytes), flags (1), signCount (4): this RP's, the user present and verified.
+    if (
+        len(auth_data) < _AUTH_DATA_BYTES
+        or auth_data[:32] != RP_ID_HASH
+        or auth_data[32] & (_UP | _UV) != (_UP | _UV)
+    ):
         return False
     try:
         public_key.verify(
@@ -152,9 +156,10 @@ def application(environ: dict[str, Any], start_response: StartResponse) -> Itera
 
 def serve(bind: str, workers: int) -> None:
     """gunicorn with the settings ``threshold serve`` runs with (``GUNICORN_SETTINGS``)."""
-    from gunicorn.app.base import BaseApplication
+    # gunicorn's workers import this module for `application` alone.
+    from gunicorn.app.base import BaseApplication  # noqa: PLC0415
 
-    from threshold.cli.commands.serve import GUNICORN_SETTINGS
+    from threshold.cli.commands.serve import GUNICORN_SETTINGS  # noqa: PLC0415
 
     class Floor(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:

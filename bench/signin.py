@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,9 @@ CSRF_COOKIE = "threshold_csrf"
 SESSION_COOKIE = "threshold_session"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MAX_ERRORS_SHOWN = 5
+PINNED_CORES = 2  # one for the server, one for the load generator
+# What the command line accepts: --duration and --warmup (seconds), --servers.
+MAX_DURATION, MAX_WARMUP, MAX_SERVERS = 3600, 600, 4
 
 
 # --- The server --------------------------------------------------------------------------
@@ -73,7 +77,7 @@ def cpu_plan() -> tuple[set[int] | None, set[int] | None]:
         available = sorted(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return None, None
-    if len(available) < 2:
+    if len(available) < PINNED_CORES:
         return None, None
     return {available[0]}, {available[1]}
 
@@ -132,6 +136,7 @@ class Server:
             capture_output=True,
             text=True,
             timeout=timeout,
+            check=False,
         )
         if done.returncode != 0:
             raise SystemExit(
@@ -156,7 +161,9 @@ class Server:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C is ours to handle; the group is ours to stop
-            preexec_fn=pin,
+            # Before exec, so that every worker gunicorn forks inherits the cores; the bench
+            # starts its servers before any thread of its own.
+            preexec_fn=pin,  # noqa: PLW1509
         )
         log.close()
         for peer in getattr(self, "peers", []):
@@ -174,7 +181,7 @@ class Server:
                     raise SystemExit(f"bench: the server exited:\n{self.log_tail()}")
                 with contextlib.suppress(aiohttp.ClientError, OSError):
                     async with session.get(f"{self.base}/sign-in") as response:
-                        if response.status == 200:
+                        if response.status == HTTPStatus.OK:
                             return
                 await asyncio.sleep(0.1)
         raise SystemExit(f"bench: the server did not answer in {timeout} s:\n{self.log_tail()}")
@@ -273,7 +280,7 @@ class FloorServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=pin,
+            preexec_fn=pin,  # noqa: PLW1509 - as in Server.start
         )
         log.close()
 
@@ -350,7 +357,7 @@ def family_cpu(root: int) -> tuple[float, float]:
 def postgres_postmaster(database_url: str) -> tuple[int | None, str]:
     """The local PostgreSQL server's postmaster pid, to count its CPU; or None and why not."""
     try:
-        import psycopg
+        import psycopg  # noqa: PLC0415 - only a run on PostgreSQL needs it
     except ImportError:
         return None, "psycopg is not installed"
     try:
@@ -529,17 +536,17 @@ async def enroll_one(server: Server, link: str) -> SoftAuthenticator:
     async with new_client(server) as session:
         async with session.get(page, headers={"Accept": "text/html"}) as response:
             html = await response.text()
-            if response.status != 200:
+            if response.status != HTTPStatus.OK:
                 raise RuntimeError(f"GET /enroll: {response.status}")
         found = re.search(r'data-flow="([^"]*)"', html)
         flow = found.group(1) if found else ""
         status, data, text = await post_json(session, f"{page}/options", {}, flow)
-        if status != 200 or not data or data.get("status") != "ok":
+        if status != HTTPStatus.OK or not data or data.get("status") != "ok":
             raise RuntimeError(f"enroll options: {status} {text[:300]}")
         authenticator = SoftAuthenticator()
         credential = authenticator.create(data["publicKey"], server.origin)
         status, data, text = await post_json(session, f"{page}/result", credential)
-        if status != 200 or not data or data.get("status") != "ok":
+        if status != HTTPStatus.OK or not data or data.get("status") != "ok":
             raise RuntimeError(f"enroll result: {status} {text[:300]}")
     return authenticator
 
@@ -637,14 +644,14 @@ async def client_loop(
             try:
                 status, data, text = await post_json(session, options_url, {}, flow)
                 t1 = time.perf_counter()
-                if status != 200 or not data or data.get("status") != "ok":
+                if status != HTTPStatus.OK or not data or data.get("status") != "ok":
                     kind, message = "options", f"{status} {text}"
                 else:
                     assertion = authenticator.get(data["publicKey"], server.origin)
                     t2 = time.perf_counter()
                     status, data, text = await post_json(session, result_url, assertion)
                     t3 = time.perf_counter()
-                    if status != 200 or not data or data.get("status") != "ok":
+                    if status != HTTPStatus.OK or not data or data.get("status") != "ok":
                         kind, message = "result", f"{status} {text}"
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 kind, message = "connection", repr(exc)
@@ -805,14 +812,20 @@ def machine() -> dict[str, Any]:
 
 def git_commit() -> str:
     try:
+        # Not a git checkout: no commit to name, and no failure either.
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--", "threshold"],
             cwd=REPO,
             capture_output=True,
             text=True,
+            check=False,
         )
         return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except OSError:
@@ -931,10 +944,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.clients < 1 or args.users < 1 or args.workers < 1:
         parser.error("--clients, --users and --workers must be at least 1")
-    if not 0 < args.duration <= 3600 or not 0 <= args.warmup <= 600:
-        parser.error("--duration must be in (0, 3600] and --warmup in [0, 600]")
-    if not 1 <= args.servers <= 4:
-        parser.error("--servers must be 1 to 4")
+    if not 0 < args.duration <= MAX_DURATION or not 0 <= args.warmup <= MAX_WARMUP:
+        parser.error(f"--duration must be in (0, {MAX_DURATION}] and --warmup in [0, {MAX_WARMUP}]")
+    if not 1 <= args.servers <= MAX_SERVERS:
+        parser.error(f"--servers must be 1 to {MAX_SERVERS}")
     if args.seed < 0:
         parser.error("--seed must not be negative")
     if args.rounds < 0:

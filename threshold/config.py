@@ -103,10 +103,13 @@ def _list(env: dict[str, str], name: str) -> list[str]:
     return [item.strip() for item in env.get(name, "").split(",") if item.strip()]
 
 
+SECRET_KEY_MIN_LENGTH = 32
+
+
 def _secret_key(env: dict[str, str], var_dir: Path) -> str:
     if env.get("THRESHOLD_SECRET_KEY"):
         key = env["THRESHOLD_SECRET_KEY"]
-        if len(key) < 32:
+        if len(key) < SECRET_KEY_MIN_LENGTH:
             raise ConfigError("THRESHOLD_SECRET_KEY must be at least 32 characters")
         return key
     path = var_dir / "secret_key"

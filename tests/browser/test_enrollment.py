@@ -18,7 +18,8 @@ def test_invite_link_creates_a_passkey_and_signs_in(
     person = invite()
 
     response = page.goto(person.link)
-    assert response is not None and response.status == 200
+    assert response is not None
+    assert response.status == 200
     # The token is in the URL: the page must not hand it on as a Referer.
     assert response.headers["referrer-policy"] == "no-referrer"
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Welcome, {person.name}")
@@ -59,7 +60,8 @@ def test_used_or_garbled_invite_link_shows_link_cannot_be_used(
         other = elsewhere.new_page()
         for link in [person.link, *garbled]:
             response = other.goto(link)
-            assert response is not None and response.status == 404, link
+            assert response is not None, link
+            assert response.status == 404, link
             expect(other.get_by_role("heading", level=1)).to_have_text(INVITE_UNUSABLE)
             expect(other.locator("main")).to_contain_text("Ask your administrator for a new link")
             expect(other.get_by_role("button", name="Create a passkey")).to_have_count(0)

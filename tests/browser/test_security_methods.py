@@ -141,7 +141,8 @@ def test_add_name_and_remove_a_security_key(
     expect(page.get_by_role("heading", name="Remove \u201cBlue YubiKey\u201d?")).to_be_visible()
     page.get_by_role("button", name="Remove").click()
     expect(page.get_by_role("status").first).to_have_text("The passkey was removed.")
-    assert methods(page) == [methods(page)[0]] and len(methods(page)) == 1
+    assert methods(page) == [methods(page)[0]]
+    assert len(methods(page)) == 1
 
     # The browser was told which passkeys remain (WebAuthn Signal API).
     expect(page.locator("#security-methods")).to_have_attribute(
@@ -252,7 +253,8 @@ def test_a_removed_passkey_is_signalled_as_unknown_at_sign_in(
     expect(page.locator("#ceremony-error-title")).to_have_text("Verification failed")
     expect(page.locator("#ceremony")).to_have_attribute("data-signal-unknown-credential", "sent")
     unknown = signals(spied, "signalUnknownCredential")
-    assert unknown and unknown[-1]["credentialId"] == b64url_encode(removed_id)
+    assert unknown
+    assert unknown[-1]["credentialId"] == b64url_encode(removed_id)
     # The device was told, and forgot the passkey.
     assert platform.credentials() == []
 

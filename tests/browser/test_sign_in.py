@@ -44,7 +44,8 @@ def test_sign_out_then_sign_in_with_the_passkey_button(
     sign_out(page)
     expect(page.get_by_role("link", name="Sign in again")).to_have_attribute("href", "/sign-in")
     home = page.request.get("/", max_redirects=0)
-    assert home.status == 302 and home.headers["location"] == "/sign-in?next=/", "signed out"
+    assert home.status == 302, "signed out"
+    assert home.headers["location"] == "/sign-in?next=/", "signed out"
 
     open_sign_in_with_autofill_pending(page)
     requests = record_requests(page)

@@ -238,7 +238,8 @@ def assert_failed(response, status: int, title: str) -> dict[str, Any]:
     assert body["status"] == "failed"
     assert body["errorMessage"].startswith(f"{title}: ")
     assert body["error"]["title"] == title
-    assert body["error"]["message"] and body["error"]["code"]
+    assert body["error"]["message"]
+    assert body["error"]["code"]
     return body
 
 

@@ -51,14 +51,20 @@ def test_locking_ends_every_session_and_is_audited(ada):
 
     assert do_lock_user(ada.user, Origin.cli(), "  laptop\tstolen  ") is True
 
-    assert not laptop.is_signed_in() and not phone.is_signed_in()
+    assert not laptop.is_signed_in()
+    assert not phone.is_signed_in()
     assert not Session.objects.filter(user=ada.user).exists()
     assert bobs_browser.is_signed_in()  # nobody else's
     user = User.objects.get(pk=ada.user.pk)
-    assert user.locked_at is not None and user.locked_reason == "laptop stolen"
-    assert user.is_locked and not user.can_sign_in and user.is_active
+    assert user.locked_at is not None
+    assert user.locked_reason == "laptop stolen"
+    assert user.is_locked
+    assert not user.can_sign_in
+    assert user.is_active
     event = last_event("user.locked")
-    assert event.via == "cli" and event.subject == ada.user and event.actor is None
+    assert event.via == "cli"
+    assert event.subject == ada.user
+    assert event.actor is None
     # Ada's enrollment browser, the laptop and the phone.
     assert event.detail == {"lock_reason": "laptop stolen", "sessions_ended": 3, "links_revoked": 0}
     assert Session.objects.filter(user=bob.user).exists()
@@ -89,7 +95,8 @@ def test_a_locked_person_cannot_sign_in_with_a_passkey(ada):
         event = last_event("sign_in.failed")
         assert event.reason == "account_locked"
         # The signature verified: the person is named.
-        assert event.subject == ada.user and event.ip == CLIENT_IP
+        assert event.subject == ada.user
+        assert event.ip == CLIENT_IP
         assert not browser.is_signed_in()
     assert ada.passkey.last_used_at is None
     assert not AuditEvent.objects.filter(action="sign_in.succeeded").exists()
@@ -113,9 +120,12 @@ def test_unlocking_restores_passkey_sign_in(ada):
     assert do_unlock_user(ada.user, Origin.cli()) is True
     assert do_unlock_user(ada.user, Origin.cli()) is False
     user = User.objects.get(pk=ada.user.pk)
-    assert user.locked_at is None and user.locked_reason == "" and user.can_sign_in
+    assert user.locked_at is None
+    assert user.locked_reason == ""
+    assert user.can_sign_in
     event = last_event("user.unlocked")
-    assert event.subject == ada.user and event.detail["lock_reason"] == "on leave"
+    assert event.subject == ada.user
+    assert event.detail["lock_reason"] == "on leave"
     assert AuditEvent.objects.filter(action="user.unlocked").count() == 1
 
     browser = Browser()
@@ -130,7 +140,8 @@ def test_locking_revokes_unused_links_and_refuses_new_ones(ada):
     assert EnrollmentInvite.objects.get(pk=created.invite.pk).revoked_at is not None
     assert last_event("user.locked").detail["links_revoked"] == 1
     page = Browser().get(f"/enroll/{token}")
-    assert page.status_code == 404 and INVITE_UNUSABLE in page.content.decode()
+    assert page.status_code == 404
+    assert INVITE_UNUSABLE in page.content.decode()
 
     with pytest.raises(errors.AccountLocked):
         do_invite("ada@example.com", Origin.cli(), send_email=False)
@@ -152,7 +163,8 @@ def test_a_session_of_a_locked_person_ends_at_their_next_request(ada):
     User.objects.filter(pk=ada.user.pk).update(locked_at=ada.user.created_at)
     assert not browser.is_signed_in()
     event = last_event("session.expired")
-    assert event.reason == "account_locked" and event.subject == ada.user
+    assert event.reason == "account_locked"
+    assert event.subject == ada.user
     assert not browser.is_signed_in()
     assert AuditEvent.objects.filter(action="session.expired").count() == 1
 
@@ -174,7 +186,8 @@ def test_a_locked_person_cannot_step_up(ada):
         do_finish_sign_in(browser.returned(), assertion, Origin(), step_up_user=ada.user)
     assert isinstance(refused.value, errors.AccountLocked)
     event = last_event("step_up.failed")
-    assert event.reason == "account_locked" and event.subject == ada.user
+    assert event.reason == "account_locked"
+    assert event.subject == ada.user
     assert not AuditEvent.objects.filter(action="step_up.succeeded").exists()
 
 

@@ -116,7 +116,8 @@ def test_each_browser_is_listed_with_its_browser_ip_and_sign_in(ada, grace, cloc
     assert other.last_activity.timestamp() == pytest.approx(phone_signed_in, abs=1e-3)
     # This session is active now, whatever its row says.
     assert this.last_activity.timestamp() == pytest.approx(clock.now, abs=1e-3)
-    assert this.signed_in_at.tzinfo is not None and other.last_activity.tzinfo is not None
+    assert this.signed_in_at.tzinfo is not None
+    assert other.last_activity.tzinfo is not None
 
     # From the phone, the phone is this session.
     from_phone = list_active_sessions(ada.user, phone.session_key)
@@ -284,7 +285,8 @@ def test_sign_out_other_sessions_ends_only_the_others(ada, grace, clock):
     assert len(list_active_sessions(grace.user, graces.session_key)) == 1
 
     event = last_event("sessions.ended")
-    assert event.actor == ada.user and event.subject == ada.user
+    assert event.actor == ada.user
+    assert event.subject == ada.user
     assert event.detail == {"count": 2}
     assert event.ip == "198.51.100.1"
     assert AuditEvent.objects.filter(action="sessions.ended").count() == 1
@@ -351,9 +353,11 @@ def test_settings_lists_the_sessions_and_offers_to_sign_out_the_others(ada):
 
     alone = current.get("/settings").content.decode()
     alone = alone[alone.index('id="sessions"') :]
-    assert "Active sessions" in alone and "Chrome on macOS" in alone
+    assert "Active sessions" in alone
+    assert "Chrome on macOS" in alone
     assert alone.count('class="badge">This session<') == 1
-    assert "198.51.100.1" in alone and "with a passkey" in alone
+    assert "198.51.100.1" in alone
+    assert "with a passkey" in alone
     assert "Sign out other sessions" not in alone
 
     signed_in_browser(ada, FIREFOX_ON_WINDOWS, "2001:db8::7")

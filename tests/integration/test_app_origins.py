@@ -164,7 +164,7 @@ def test_a_related_origin_registers_and_signs_in_once_configured(configure, brow
 
 def test_a_related_origin_not_listed_cannot_register(configure, browser):
     configure(THRESHOLD_RELATED_ORIGINS="https://login.example.de")
-    user, response = enroll_from(RELATED_ORIGIN, browser, SoftAuthenticator())
+    _user, response = enroll_from(RELATED_ORIGIN, browser, SoftAuthenticator())
     assert_failed(response, 400, REGISTRATION_FAILED)
     assert not Passkey.objects.exists()
     assert last_event("passkey.registration_failed").reason == "origin_not_allowed"

@@ -144,7 +144,8 @@ def u2f_registration(options: dict[str, Any], origin: str = ORIGIN) -> dict[str,
     public_key = credential_key.public_key().public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
-    assert len(public_key) == 65 and public_key[0] == 0x04
+    assert len(public_key) == 65
+    assert public_key[0] == 0x04
     rp_id_hash = auth_data[:32]
     attestation_key, certificate = _self_signed_attestation_certificate()
     signature = attestation_key.sign(
@@ -184,11 +185,13 @@ def test_icloud_keychain_passkey_is_named_synced_and_untrusted():
 
     passkey = Passkey.objects.get(user=created.user)
     assert passkey.authenticator_name == "iCloud Keychain"
-    assert passkey.backup_eligible is True and passkey.backup_state is True
+    assert passkey.backup_eligible is True
+    assert passkey.backup_state is True
     assert passkey.is_synced is True
     assert passkey.authenticator_attachment == "platform"
     assert passkey.is_security_key is False
-    assert passkey.attestation_format == "none" and passkey.attestation_type == "none"
+    assert passkey.attestation_format == "none"
+    assert passkey.attestation_type == "none"
     assert passkey.attestation_trusted is False
     assert passkey.trust_anchor == ""
     assert passkey.aaguid == uuid.UUID(ICLOUD_KEYCHAIN)
@@ -212,10 +215,12 @@ def test_unknown_platform_authenticator_is_this_devices_passkey():
     passkey = Passkey.objects.get(user=created.user)
     assert passkey.authenticator_name == "This device's passkey"
     assert passkey.authenticator_attachment == "platform"
-    assert passkey.backup_eligible is False and passkey.is_synced is False
+    assert passkey.backup_eligible is False
+    assert passkey.is_synced is False
     assert passkey.is_security_key is False
     assert (passkey.attestation_format, passkey.attestation_type) == ("packed", "self")
-    assert passkey.attestation_trusted is False and passkey.trust_anchor == ""
+    assert passkey.attestation_trusted is False
+    assert passkey.trust_anchor == ""
     assert last_event("passkey.registered").detail["authenticator"] == "This device's passkey"
 
 
@@ -245,7 +250,8 @@ def test_unattested_usb_key_is_a_security_key_by_name_only(attachment):
 
 def test_metadata_names_windows_hello_hardware_even_without_attestation():
     entry = default_store().for_aaguid(aaguid(WINDOWS_HELLO_HARDWARE))
-    assert entry is not None and entry.refused_status is None
+    assert entry is not None
+    assert entry.refused_status is None
     created, token = invite()
     assert_ok(enroll_with(token, SoftAuthenticator(aaguid=aaguid(WINDOWS_HELLO_HARDWARE))))
 
@@ -387,7 +393,8 @@ def test_u2f_registration_is_stored_when_the_policy_allows_u2f():
     assert (passkey.attestation_format, passkey.attestation_type) == ("fido-u2f", "basic")
     assert passkey.aaguid == uuid.UUID(int=0)
     assert passkey.uv_initialized is False
-    assert passkey.attestation_trusted is False and passkey.trust_anchor == ""
+    assert passkey.attestation_trusted is False
+    assert passkey.trust_anchor == ""
     assert passkey.authenticator_name == "Security key"
     assert passkey.is_security_key is False
 

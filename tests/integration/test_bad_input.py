@@ -506,12 +506,13 @@ def test_bad_input_gets_a_4xx_in_the_catalogs_words_and_stores_nothing(
     answer = response.json()
     assert answer["status"] == "failed"
     assert answer["errorMessage"]
-    assert answer["error"]["title"] and answer["error"]["message"]
+    assert answer["error"]["title"]
+    assert answer["error"]["message"]
     assert Passkey.objects.count() == passkeys
     assert User.objects.count() == users, "a refused request created an account"
     assert EnrollmentInvite.objects.filter(used_at__isnull=False).count() == used_invites
     if not endpoint.signed_in:
-        assert not endpoint.client.get("/").status_code == 200  # nobody got signed in
+        assert endpoint.client.get("/").status_code != 200  # nobody got signed in
     if endpoint.failure_action is not None:
         event = AuditEvent.objects.filter(id__gt=last_id or 0, action=endpoint.failure_action).get()
         assert event.reason in INPUT_REASONS, (event.reason, event.detail)
@@ -658,10 +659,12 @@ def test_a_form_that_cannot_be_read_is_refused_before_the_endpoint_in_one_log_li
 
     assert response.status_code == 400, (response.status_code, response.content[:300])
     answer = response.json()
-    assert answer["status"] == "failed" and answer["error"]["code"] == "bad_request"
+    assert answer["status"] == "failed"
+    assert answer["error"]["code"] == "bad_request"
     # One line, no traceback: anyone can send these.
     [line] = caplog.records
-    assert line.getMessage().startswith("Refused a ") and line.exc_info is None
+    assert line.getMessage().startswith("Refused a ")
+    assert line.exc_info is None
     # Refused before the endpoint: its ceremony is still there, nothing was written.
     assert not AuditEvent.objects.filter(id__gt=last_id or 0).exists()
     if endpoint.genuine is not None:
@@ -680,5 +683,6 @@ def test_a_page_form_that_cannot_be_read_gets_the_problem_page_in_one_log_line(
     assert response.status_code == 400
     assert "This request could not be understood" in response.content.decode()
     [line] = caplog.records
-    assert line.getMessage().startswith("Refused a ") and line.exc_info is None
+    assert line.getMessage().startswith("Refused a ")
+    assert line.exc_info is None
     assert not AuditEvent.objects.exists()

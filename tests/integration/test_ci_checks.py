@@ -110,6 +110,10 @@ if [ "$(basename "$0")" = threshold ] && [ -n "$MIGRATION_MISSING" ]; then
     echo "Migrations for 'passkeys':"
     exit 1
 fi
+if [ "$(basename "$0")" = lint-imports ] && [ -n "$CONTRACT_BROKEN" ]; then
+    echo "Contracts: 9 kept, 1 broken."
+    exit 1
+fi
 """
 
 
@@ -120,7 +124,7 @@ def checkout(tmp_path: Path) -> Path:
         shutil.copy(REPO / name, tmp_path / name)
     bin_dir = tmp_path / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
-    for tool in ("python", "ruff", "mypy", "threshold"):
+    for tool in ("python", "lint-imports", "ruff", "mypy", "threshold"):
         (bin_dir / tool).write_text(STAND_IN)
         (bin_dir / tool).chmod(0o755)
     return tmp_path
@@ -154,7 +158,8 @@ def test_make_lint_checks_migrations_on_a_throwaway_database(checkout: Path, tmp
     scratch = Path(var.removeprefix("THRESHOLD_VAR_DIR="))
     # Neither the developer's database (or server) nor their var/ directory.
     assert database == f"DATABASE_URL=sqlite:///{scratch}/threshold.sqlite3"
-    assert scratch != own_var and scratch.parent != checkout
+    assert scratch != own_var
+    assert scratch.parent != checkout
     assert not scratch.exists()  # removed afterwards
     assert ".venv/bin/threshold makemigrations --check --dry-run" in done.stdout
 
@@ -165,6 +170,19 @@ def test_make_lint_fails_when_a_model_change_has_no_migration(checkout: Path):
     assert "Migrations for 'passkeys':" in done.stdout
     assert calls[-1].startswith("threshold makemigrations --check --dry-run |")
 
+
+def test_make_lint_checks_the_import_contracts_first(checkout: Path):
+    done, calls = make_lint(checkout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    tools = [call.split(" |")[0] for call in calls]
+    assert tools[-4] == "lint-imports --no-cache"
+
+
+def test_make_lint_fails_when_an_import_contract_is_broken(checkout: Path):
+    done, calls = make_lint(checkout, CONTRACT_BROKEN="1")
+    assert done.returncode != 0
+    assert "Contracts: 9 kept, 1 broken." in done.stdout
+    assert calls[-1].startswith("lint-imports --no-cache |")
 
 
 # --- The test run's habits ------------------------------------------------------------------------
@@ -224,3 +242,81 @@ def test_a_warning_fails_the_test_that_raised_it(tmp_path: Path):
     assert done.returncode == 1, done.stdout + done.stderr
     assert "DeprecationWarning: this call is deprecated" in done.stdout
     assert "1 failed" in done.stdout
+
+
+# --- The linters' settings ------------------------------------------------------------------------
+
+
+def ruff(path: str, source: str) -> set[str]:
+    """The rules ruff finds, with pyproject.toml's settings, in ``source`` as if at ``path``."""
+    tool = Path(sys.executable).parent / "ruff"
+    done = subprocess.run(
+        [
+            str(tool),
+            "check",
+            "--output-format=concise",
+            "--no-cache",
+            f"--stdin-filename={path}",
+            "-",
+        ],
+        cwd=REPO,
+        input=source,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return set(re.findall(r"^\S+:\d+:\d+: ([A-Z]+\d+)", done.stdout, re.M))
+
+
+LATE_IMPORT = "def f() -> str:\n    import json\n\n    return json.dumps(1)\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "source", "rule"),
+    [
+        # No noqa for a rule that is not enabled (or that did not fire).
+        ("threshold/accounts/scratch.py", "X = 1  # noqa: ANN001\n", "RUF100"),
+        ("threshold/accounts/scratch.py", "X = 1  # noqa: S101\n", "RUF100"),
+        ("threshold/accounts/scratch.py", "def f(n: int) -> bool:\n    return n > 37\n", "PLR2004"),
+        (
+            "threshold/accounts/scratch.py",
+            "def f() -> None:\n    try:\n        pass\n    except Exception:\n        pass\n",
+            "BLE001",
+        ),
+        ("threshold/accounts/scratch.py", LATE_IMPORT, "PLC0415"),
+        ("tests/unit/test_scratch.py", "def test_f():\n    assert 1 and 2\n", "PT018"),
+    ],
+)
+def test_ruff_finds(path: str, source: str, rule: str):
+    assert rule in ruff(path, source)
+
+
+@pytest.mark.parametrize(
+    ("path", "source"),
+    [
+        # Expected values are a test's point; an AppConfig.ready() and the CLI import late.
+        ("tests/unit/test_scratch.py", "def test_f(n):\n    assert n == 37\n"),
+        ("threshold/accounts/apps.py", LATE_IMPORT),
+        ("threshold/cli/scratch.py", LATE_IMPORT),
+    ],
+)
+def test_ruff_lets_a_kind_of_file_do_what_it_must(path: str, source: str):
+    assert ruff(path, source) == set()
+
+
+def test_mypy_is_strict(tmp_path: Path):
+    (tmp_path / "scratch.py").write_text("def f(x):\n    return x\n")
+    done = subprocess.run(
+        [
+            *(str(Path(sys.executable).parent / "mypy"), "--config-file", "pyproject.toml"),
+            *("--no-incremental", str(tmp_path / "scratch.py")),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "[no-untyped-def]" in done.stdout

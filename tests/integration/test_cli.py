@@ -54,7 +54,8 @@ def test_invite_prints_a_link_that_works(capsys):
     assert user.full_name == "Grace Hopper"
     assert user.is_administrator is False
     created = last_event("invite.created")
-    assert created.via == "cli" and created.subject == user
+    assert created.via == "cli"
+    assert created.subject == user
 
 
 def test_invite_again_says_so_and_revokes_the_first_link(capsys):
@@ -128,7 +129,8 @@ def test_policy_shows_and_sets_settings(capsys):
     assert re.search(r"passkey_limit\s+3", out)
     assert re.search(r"ceremony_timeout_seconds\s+90", out)
     policy = get_policy()
-    assert policy.passkey_limit == 3 and policy.ceremony_timeout_seconds == 90
+    assert policy.passkey_limit == 3
+    assert policy.ceremony_timeout_seconds == 90
     event = last_event("policy.changed")
     assert event.via == "cli"
     assert event.detail["changes"]["passkey_limit"] == {"from": 10, "to": 3}
@@ -138,13 +140,14 @@ def test_policy_show_prints_every_setting_with_its_value_and_changes_nothing(cap
     assert main(["policy", "show"]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert rows[0].split() == ["SETTING", "VALUE"]
-    shown = dict((row.split(maxsplit=1) + [""])[:2] for row in rows[1:])
+    shown = dict([*row.split(maxsplit=1), ""][:2] for row in rows[1:])
     expected = {
         name: ",".join(map(str, value)) if isinstance(value, list) else str(value)
         for name, value in get_policy().as_json().items()
     }
     assert shown == expected
-    assert shown["passkey_limit"] == "10" and shown["allowed_algorithms"].startswith("-7,")
+    assert shown["passkey_limit"] == "10"
+    assert shown["allowed_algorithms"].startswith("-7,")
     assert not AuditEvent.objects.exists()
 
 
@@ -177,7 +180,8 @@ def test_bootstrap_creates_the_first_administrator_once(capsys, settings):
     assert "Administrator: root@example.com" in out
     [first] = links_in(out)
     admin = User.objects.get()
-    assert admin.username == "root@example.com" and admin.is_administrator
+    assert admin.username == "root@example.com"
+    assert admin.is_administrator
 
     # Not yet enrolled: a new link for the same administrator; the first stops working.
     assert main(["bootstrap"]) == 0
@@ -207,7 +211,9 @@ def test_bootstrap_frames_the_link_and_names_the_command_by_its_full_path(capsys
     [command] = [line.strip() for line in lines if line.strip().endswith(" bootstrap")]
     path = Path(command.removesuffix(" bootstrap"))
     # `threshold` alone is not on PATH after `make install`: .venv/bin/threshold is.
-    assert path.is_absolute() and path.name == "threshold" and os.access(path, os.X_OK)
+    assert path.is_absolute()
+    assert path.name == "threshold"
+    assert os.access(path, os.X_OK)
     assert path.parent == Path(sys.executable).parent
 
 
@@ -238,7 +244,8 @@ def test_audit_lists_events_with_reasons(ada, capsys):
     Browser().post_json("/sign-in/result", {})  # a failure with a reason code
     assert main(["audit", "--limit", "5"]) == 0
     out = capsys.readouterr().out
-    assert "sign_in.failed" in out and "challenge_missing" in out
+    assert "sign_in.failed" in out
+    assert "challenge_missing" in out
     assert "passkey.registered" in out
 
 
@@ -253,9 +260,11 @@ def test_recover_prints_a_link_last_and_emails_only_a_notice(
     assert "One-time recovery link for ada@example.com" in out
     assert "A notice was emailed to ada@example.com, without the link" in out
     [notice] = mailoutbox
-    assert notice.to == ["ada@example.com"] and link not in notice.body
+    assert notice.to == ["ada@example.com"]
+    assert link not in notice.body
     issued = last_event("recovery.issued")
-    assert issued.via == "cli" and issued.subject == ada.user
+    assert issued.via == "cli"
+    assert issued.subject == ada.user
 
     browser = Browser()
     page = browser.get(urlsplit(link).path)
@@ -305,7 +314,8 @@ def test_users_lock_and_unlock(ada, capsys):
     assert not signed_in.is_signed_in()
     assert_failed(sign_in(Browser(), ada.authenticator), 403, "Account Locked")
     event = last_event("user.locked")
-    assert event.via == "cli" and event.detail["lock_reason"] == "laptop stolen"
+    assert event.via == "cli"
+    assert event.detail["lock_reason"] == "laptop stolen"
 
     assert main(["users", "lock", "ada@example.com"]) == 0
     assert "ada@example.com is locked already (since " in capsys.readouterr().out

@@ -176,6 +176,7 @@ def test_the_command_refuses_to_start_when_misconfigured(tmp_path):
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "configuration error" in result.stderr

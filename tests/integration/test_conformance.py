@@ -55,9 +55,11 @@ def post(client: Client, path: str, data) -> dict:
     assert body["status"] in ("ok", "failed")
     assert isinstance(body["errorMessage"], str)
     if body["status"] == "ok":
-        assert response.status_code == 200 and body["errorMessage"] == ""
+        assert response.status_code == 200
+        assert body["errorMessage"] == ""
     else:
-        assert 400 <= response.status_code < 500 and body["errorMessage"]
+        assert 400 <= response.status_code < 500
+        assert body["errorMessage"]
     return body
 
 
@@ -89,7 +91,8 @@ ATTESTATION_REQUEST = {
 def test_register_then_sign_in_through_the_conformance_api(tool):
     options = post(tool, "/attestation/options", ATTESTATION_REQUEST)
     assert options["status"] == "ok"
-    assert options["rp"]["id"] == "localhost" and options["rp"]["name"]
+    assert options["rp"]["id"] == "localhost"
+    assert options["rp"]["name"]
     user = User.objects.get(username="johndoe@example.com")
     assert b64url_decode(options["user"]["id"]) == bytes(user.user_handle)
     assert options["user"]["name"] == "johndoe@example.com"
@@ -98,7 +101,8 @@ def test_register_then_sign_in_through_the_conformance_api(tool):
     algorithms = {p["alg"] for p in options["pubKeyCredParams"]}
     assert {-7, -8, -257} <= algorithms
     assert all(p["type"] == "public-key" for p in options["pubKeyCredParams"])
-    assert isinstance(options["timeout"], int) and options["timeout"] > 0
+    assert isinstance(options["timeout"], int)
+    assert options["timeout"] > 0
     assert options["excludeCredentials"] == []
     assert options["authenticatorSelection"] == {
         "residentKey": "required",
@@ -282,9 +286,8 @@ def test_conformance_endpoints_do_not_exist_when_switched_off(conformance_off, p
 def test_conformance_endpoints_come_back_after_the_flag_test():
     # Guards the fixture above: the reload restored the routes for later tests. It switches the
     # flag off itself, since the tests run in a random order and this one may come first.
-    with conformance_switched_off():
-        with pytest.raises(Resolver404):
-            resolve(ENDPOINTS[0])
+    with conformance_switched_off(), pytest.raises(Resolver404):
+        resolve(ENDPOINTS[0])
     assert django_settings.THRESHOLD.fido_conformance is True
     for path in ENDPOINTS:
         assert resolve(path).func.__module__ == "threshold.conformance.views"
@@ -319,7 +322,8 @@ def test_conformance_names_follow_the_settings_name_rules(tool, names):
     response = tool.post("/attestation/options", json.dumps(names), content_type="application/json")
     assert response.status_code == 400
     body = response.json()
-    assert body["status"] == "failed" and body["errorMessage"]
+    assert body["status"] == "failed"
+    assert body["errorMessage"]
     assert not User.objects.exists()
     assert not AuditEvent.objects.exists()
 

@@ -110,7 +110,8 @@ def test_invite_link_enrolls_a_passkey_and_signs_the_person_in(browser, clock):
         ("passkey.registered", ""),
     ]
     registered = last_event("passkey.registered")
-    assert registered.actor == user and registered.subject == user
+    assert registered.actor == user
+    assert registered.subject == user
     assert registered.subject_label == "ada@example.com"
     assert registered.ip == CLIENT_IP
     assert registered.user_agent == USER_AGENT
@@ -178,7 +179,7 @@ def test_enrollment_without_cred_props_stores_discoverability_unknown(browser):
 
 
 def test_invite_link_works_once(browser):
-    created, token = invite()
+    _created, token = invite()
     authenticator = SoftAuthenticator()
     options = assert_ok(browser.post_json(f"/enroll/{token}/options"))["publicKey"]
     credential = authenticator.create(options, ORIGIN)
@@ -204,11 +205,11 @@ def test_invite_link_works_once(browser):
 
 
 def test_used_expired_revoked_and_garbled_links_get_the_same_page(clock):
-    used, used_token = invite("used@example.com", "Used Person")
+    _used, used_token = invite("used@example.com", "Used Person")
     assert_ok(enroll(Browser(), used_token, SoftAuthenticator()))
-    revoked, revoked_token = invite("revoked@example.com", "Revoked Person")
+    _revoked, revoked_token = invite("revoked@example.com", "Revoked Person")
     invite("revoked@example.com", "Revoked Person")
-    expired, expired_token = invite("expired@example.com", "Expired Person")
+    _expired, expired_token = invite("expired@example.com", "Expired Person")
     clock.advance(8 * 86400)
     tokens = {
         "used": used_token,
@@ -247,7 +248,7 @@ def test_used_expired_revoked_and_garbled_links_get_the_same_page(clock):
 
 
 def test_invite_link_expires_after_the_invite_lifetime(browser, clock):
-    created, token = invite()
+    _created, token = invite()
     clock.advance(7 * 86400 - 60)
     assert browser.get(f"/enroll/{token}").status_code == 200
     clock.advance(120)
@@ -256,7 +257,7 @@ def test_invite_link_expires_after_the_invite_lifetime(browser, clock):
 
 
 def test_expired_link_cannot_finish_a_ceremony_begun_before_it_expired(browser, clock):
-    created, token = invite()
+    _created, token = invite()
     clock.advance(7 * 86400 - 30)
     options = assert_ok(browser.post_json(f"/enroll/{token}/options"))["publicKey"]
     clock.advance(40)  # the challenge is still valid (60 s), the link is not
@@ -269,7 +270,8 @@ def test_expired_link_cannot_finish_a_ceremony_begun_before_it_expired(browser, 
 def test_reinvite_revokes_the_earlier_link(browser):
     first, first_token = invite()
     second, second_token = invite()
-    assert second.user == first.user and second.user_created is False
+    assert second.user == first.user
+    assert second.user_created is False
     assert User.objects.count() == 1
     assert EnrollmentInvite.objects.get(pk=first.invite.pk).revoked_at is not None
 
@@ -280,7 +282,7 @@ def test_reinvite_revokes_the_earlier_link(browser):
 
 
 def test_reinvite_during_a_ceremony_refuses_the_old_link(browser):
-    created, token = invite()
+    _created, token = invite()
     options = assert_ok(browser.post_json(f"/enroll/{token}/options"))["publicKey"]
     invite()  # an administrator sends a new link meanwhile
     credential = SoftAuthenticator().create(options, ORIGIN)

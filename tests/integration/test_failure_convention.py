@@ -48,7 +48,8 @@ def test_a_sign_in_returns_who_signed_in(ada):
     signed_in = do_finish_sign_in(
         browser.returned(), ada.authenticator.get(options, ORIGIN), Origin()
     )
-    assert signed_in.user == ada.user and signed_in.user_verified is True
+    assert signed_in.user == ada.user
+    assert signed_in.user_verified is True
 
 
 def test_an_unknown_discoverable_credential_may_be_hidden_by_the_browser(ada):
@@ -89,7 +90,8 @@ def test_a_failed_registration_raises_once_its_challenge_and_audit_row_are_store
         do_finish_registration(browser.returned(), credential, Origin(), purpose="add")
     assert UsedChallenge.objects.count() == used + 1
     event = last_event("passkey.registration_failed")
-    assert event.reason == "origin_not_allowed" and event.detail["purpose"] == "add"
+    assert event.reason == "origin_not_allowed"
+    assert event.detail["purpose"] == "add"
     assert Passkey.objects.filter(user=ada.user).count() == 1  # nothing stored
 
 
@@ -98,7 +100,8 @@ def test_a_registration_returns_the_new_passkey(ada):
     options = do_begin_registration(browser, ada.user, purpose="add")
     credential = SoftAuthenticator().create(options, ORIGIN)
     passkey = do_finish_registration(browser.returned(), credential, Origin(), purpose="add")
-    assert isinstance(passkey, Passkey) and passkey.user == ada.user
+    assert isinstance(passkey, Passkey)
+    assert passkey.user == ada.user
 
 
 def test_a_wrong_code_raises_once_its_attempt_and_audit_row_are_stored(ada):

@@ -96,14 +96,16 @@ def test_a_code_from_the_previous_step_is_accepted_but_not_older(ada_with_fallba
     assert fallback_sign_in(Browser(), code_at(clock.now, -1)).status_code == 303
     clock.advance(totp.STEP_SECONDS * 3)
     old = fallback_sign_in(Browser(), code_at(clock.now, -2))
-    assert old.status_code == 400 and title_in(old) == INCORRECT_CODE
+    assert old.status_code == 400
+    assert title_in(old) == INCORRECT_CODE
 
 
 def test_an_app_code_works_once(ada_with_fallback, clock):
     code = code_at(clock.now)
     assert fallback_sign_in(Browser(), code).status_code == 303
     again = fallback_sign_in(Browser(), code)
-    assert again.status_code == 400 and title_in(again) == INCORRECT_CODE
+    assert again.status_code == 400
+    assert title_in(again) == INCORRECT_CODE
     assert last_event("sign_in.failed").reason == "code_reused"
 
 
@@ -112,7 +114,8 @@ def test_a_recovery_code_works_once(ada_with_fallback):
     assert fallback_sign_in(Browser(), codes[0].upper().replace("-", " ")).status_code == 303
     assert last_event("sign_in.succeeded").detail["method"] == "password+recovery_code"
     again = fallback_sign_in(Browser(), codes[0])
-    assert again.status_code == 400 and title_in(again) == INCORRECT_CODE
+    assert again.status_code == 400
+    assert title_in(again) == INCORRECT_CODE
     assert last_event("sign_in.failed").reason == "code_reused"
     assert RecoveryCode.objects.filter(used_at__isnull=True).count() == 9
 
@@ -120,7 +123,8 @@ def test_a_recovery_code_works_once(ada_with_fallback):
 @pytest.mark.parametrize("code", ["", "12345", "1234567", "abcdef", "x" * 65, "٠١٢٣٤٥"])
 def test_malformed_codes_are_incorrect_codes(ada_with_fallback, code):
     response = fallback_sign_in(Browser(), code)
-    assert response.status_code == 400 and title_in(response) == INCORRECT_CODE
+    assert response.status_code == 400
+    assert title_in(response) == INCORRECT_CODE
     assert not Browser().is_signed_in()
 
 
@@ -175,14 +179,17 @@ def test_policy_can_turn_the_fallback_off(ada_with_fallback, clock):
     assert NOT_AVAILABLE in page.content.decode()
     assert 'type="password"' not in page.content.decode()
     response = password_step(Browser())
-    assert response.status_code == 403 and title_in(response) == NOT_AVAILABLE
+    assert response.status_code == 403
+    assert title_in(response) == NOT_AVAILABLE
 
 
 def test_overlong_input_is_a_wrong_password_not_an_error(ada_with_fallback):
     response = password_step(Browser(), "ada@example.com", "x" * 10_000)
-    assert response.status_code == 400 and title_in(response) == INCORRECT
+    assert response.status_code == 400
+    assert title_in(response) == INCORRECT
     response = password_step(Browser(), "a" * 10_000, PASSWORD)
-    assert response.status_code == 400 and title_in(response) == INCORRECT
+    assert response.status_code == 400
+    assert title_in(response) == INCORRECT
 
 
 # --- Throttling ----------------------------------------------------------------------------------
@@ -196,7 +203,8 @@ def test_failures_for_one_username_slow_it_down_then_lock_the_password_path(
         assert title_in(password_step(Browser(), password="wrong password!")) == INCORRECT
     # The next attempt must wait; even the right password is not checked.
     refused = password_step(Browser())
-    assert refused.status_code == 429 and title_in(refused) == TOO_MANY
+    assert refused.status_code == 429
+    assert title_in(refused) == TOO_MANY
     clock.advance(1)
     assert title_in(password_step(Browser(), password="wrong password!")) == INCORRECT
     # Up to the lockout threshold (10 by default), waiting out each delay.
@@ -253,7 +261,8 @@ def test_unknown_usernames_are_throttled_alike(db, clock):
     for _ in range(throttle.FREE_FAILURES):
         password_step(Browser(), "nobody@example.com", "wrong password!")
     refused = password_step(Browser(), "nobody@example.com", "wrong password!")
-    assert refused.status_code == 429 and title_in(refused) == TOO_MANY
+    assert refused.status_code == 429
+    assert title_in(refused) == TOO_MANY
 
 
 def test_wrong_codes_count_too(ada_with_fallback, clock):
@@ -277,7 +286,8 @@ def test_guessing_across_many_accounts_from_one_address_is_throttled(db, clock):
     for number in range(throttle.ADDRESS_FAILURES):
         password_step(Browser(), f"person{number}@example.com", "guess")
     refused = password_step(Browser(), "someone-new@example.com", "guess")
-    assert refused.status_code == 429 and title_in(refused) == TOO_MANY
+    assert refused.status_code == 429
+    assert title_in(refused) == TOO_MANY
     # Another address is not affected, and the window passes.
     other = Browser(REMOTE_ADDR="198.51.100.99")
     assert title_in(password_step(other, "someone-new@example.com", "guess")) == INCORRECT
@@ -372,7 +382,8 @@ def test_new_recovery_codes_replace_the_old(ada_with_fallback, clock):
     assert_ok(sign_in(browser, ada.authenticator))
     response = post(browser, "/settings/fallback/recovery-codes")
     new = re.findall(r"<li><code>([a-z2-7-]{19})</code></li>", response.content.decode())
-    assert len(new) == 10 and not set(new) & set(old)
+    assert len(new) == 10
+    assert not set(new) & set(old)
     assert title_in(fallback_sign_in(Browser(), old[1])) == INCORRECT_CODE
     assert fallback_sign_in(Browser(), new[1]).status_code == 303
 
@@ -383,7 +394,8 @@ def test_removing_the_fallback(ada_with_fallback, clock):
     assert_ok(sign_in(browser, ada.authenticator))
     response = post(browser, "/settings/fallback/remove")
     assert response.status_code == 303
-    assert not TotpDevice.objects.exists() and not RecoveryCode.objects.exists()
+    assert not TotpDevice.objects.exists()
+    assert not RecoveryCode.objects.exists()
     ada.user.refresh_from_db()
     assert not ada.user.has_usable_password()
     assert title_in(password_step(Browser())) == INCORRECT
@@ -409,7 +421,8 @@ def test_a_fallback_sign_in_may_add_a_passkey_but_not_remove_one(ada_with_fallba
     fallback_sign_in(browser, code_at(clock.now))
     assert browser.get("/settings/security-methods/add").status_code == 200
     remove = browser.get(f"/settings/security-methods/{ada.passkey.pk}/remove")
-    assert remove.status_code == 303 and remove["Location"].startswith("/settings/verify")
+    assert remove.status_code == 303
+    assert remove["Location"].startswith("/settings/verify")
     assert browser.get("/settings/fallback/set-up").status_code == 303
 
 
@@ -425,7 +438,8 @@ def test_ill_do_it_later_hides_the_prompt_for_ten_sign_ins(ada_with_fallback, cl
     browser = Browser()
     fallback_sign_in(browser, code_at(clock.now))
     page = browser.get("/sign-in/set-up-passkey").content.decode()
-    assert "Set up a passkey" in page and "I&rsquo;ll do it later" in page
+    assert "Set up a passkey" in page
+    assert "I&rsquo;ll do it later" in page
     assert post(browser, "/sign-in/set-up-passkey").status_code == 303
     assert last_event("passkey_prompt.snoozed").subject == ada.user
 
@@ -461,7 +475,8 @@ def test_the_snooze_numbers_are_policy_settings(ada_with_fallback, clock):
 
 def test_control_characters_in_a_username_are_a_wrong_password(db):
     response = password_step(Browser(), "ada\x00@example.com", PASSWORD)
-    assert response.status_code == 400 and title_in(response) == INCORRECT
+    assert response.status_code == 400
+    assert title_in(response) == INCORRECT
     assert last_event("sign_in.failed").reason == "password_incorrect"
 
 
@@ -494,7 +509,8 @@ def test_set_up_without_a_recent_verification_stores_nothing(ada, ada_browser, c
         confirm_password=PASSWORD,
         code=pyotp.TOTP(secret).at(clock.now),
     )
-    assert response.status_code == 303 and response["Location"].startswith("/settings/verify")
+    assert response.status_code == 303
+    assert response["Location"].startswith("/settings/verify")
     assert not TotpDevice.objects.exists()
 
 
@@ -533,7 +549,8 @@ def test_a_locked_account_cannot_sign_in_with_the_fallback(ada_with_fallback, cl
     browser = Browser()
     assert password_step(browser).status_code == 303
     response = post(browser, "/sign-in/code", code=code_at(clock.now))
-    assert response.status_code == 403 and title_in(response) == "Account Locked"
+    assert response.status_code == 403
+    assert title_in(response) == "Account Locked"
     assert not browser.is_signed_in()
     assert last_event("sign_in.failed").reason == "account_locked"
 
@@ -543,7 +560,8 @@ def test_a_recovery_resets_the_fallback(ada_with_fallback, clock):
     created = do_issue_recovery(ada.user, Origin.cli(), send_email=False)
     response = enroll(Browser(), token_of(created.link), SoftAuthenticator())
     assert response.status_code == 200, response.content
-    assert not TotpDevice.objects.exists() and not RecoveryCode.objects.exists()
+    assert not TotpDevice.objects.exists()
+    assert not RecoveryCode.objects.exists()
     ada.user.refresh_from_db()
     assert not ada.user.has_usable_password()
     assert last_event("recovery.used").detail["fallback_removed"] is True

@@ -118,7 +118,8 @@ def test_an_anonymous_sign_in_page_stores_nothing(db):
     for _ in range(3):
         page_flow(browser, "/sign-in")
     assert not Session.objects.exists()
-    assert not browser.ceremonies and not UsedChallenge.objects.exists()
+    assert not browser.ceremonies
+    assert not UsedChallenge.objects.exists()
 
 
 def test_the_sign_in_page_is_never_served_from_a_cache(db):

@@ -109,7 +109,8 @@ def test_each_platform_has_its_page_with_steps_and_troubleshooting(signed_in, ke
 @pytest.mark.parametrize("key", list(guides.PLATFORMS))
 def test_guide_speaks_of_this_site_and_nothing_else(signed_in, key, settings):
     html = signed_in.get(f"/help/guide/{key}").content.decode()
-    assert "$site_name" not in html and "$rp_id" not in html
+    assert "$site_name" not in html
+    assert "$rp_id" not in html
     assert settings.THRESHOLD.rp.name in html
     for foreign in ("Okta", "Netflix", "go.netflix", "#ntech", "Duo"):
         assert foreign not in html, foreign

@@ -35,8 +35,10 @@ def test_the_help_page_is_public_and_lists_every_entry_in_its_section():
     assert captions == list(GROUPS.values())
     for entry in CATALOG.values():
         cells = row(page, entry.key)
-        assert entry.title in cells and entry.message in cells
-        assert entry.cause in cells and entry.solution in cells
+        assert entry.title in cells
+        assert entry.message in cells
+        assert entry.cause in cells
+        assert entry.solution in cells
         assert f"<code>{entry.key}</code>" in cells
     # The table the row is in is its group's.
     for table in re.findall(r"<table.*?</table>", page, re.DOTALL):
@@ -67,7 +69,8 @@ def test_the_problem_page_links_to_its_row_of_the_help_page():
     assert response.status_code == 404
     page = text_of(response)
     link = re.search(r'<a href="([^"]+)">Help with this error</a>', page)
-    assert link and link.group(1) == "/help/errors#not_found"
+    assert link
+    assert link.group(1) == "/help/errors#not_found"
     assert row(text_of(Browser().get("/help/errors")), "not_found")
 
 

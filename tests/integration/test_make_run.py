@@ -190,7 +190,8 @@ def test_make_run_prints_the_enrollment_link_last_framed_with_the_full_command(m
     text = "\n".join(lines)
 
     start = lines.index(RULE)
-    assert lines[-1] == RULE and lines.count(RULE) == 2, text
+    assert lines[-1] == RULE, text
+    assert lines.count(RULE) == 2, text
     frame = lines[start:]
     before = lines[:start]
     # After the server's start-up lines, both workers' included.
@@ -202,7 +203,8 @@ def test_make_run_prints_the_enrollment_link_last_framed_with_the_full_command(m
     assert re.fullmatch(rf"http://localhost:{port}/enroll/[A-Za-z0-9_-]{{43}}", link)
     [command] = [line.strip() for line in frame if line.strip().endswith(" bootstrap")]
     path = Path(command.removesuffix(" bootstrap"))
-    assert path.is_absolute() and path == REPO / ".venv" / "bin" / "threshold"
+    assert path.is_absolute()
+    assert path == REPO / ".venv" / "bin" / "threshold"
     assert os.access(path, os.X_OK)
 
     # The metadata's skipped entries are debug output, not start-up noise.

@@ -143,7 +143,8 @@ def test_the_password_fallback_is_governed_by_its_own_setting_only(ada, clock):
             "csrfmiddlewaretoken": browser.csrf_token(),
         },
     )
-    assert password.status_code == 303 and password["Location"] == "/sign-in/code"
+    assert password.status_code == 303
+    assert password["Location"] == "/sign-in/code"
 
 
 def test_a_policy_that_refuses_nothing_changes_nothing(ada, clock):
@@ -182,7 +183,7 @@ def marked_passkeys(page: str) -> list[str]:
 
 
 def test_home_and_settings_mark_the_passkey_the_policy_refuses(clock):
-    ada, _, browser = two_passkeys(clock)
+    _ada, _, browser = two_passkeys(clock)
     assert NOT_ALLOWED_MARK not in browser.get("/settings").content.decode()
     set_policy(block_synced_passkeys=True)
     for path in ("/", "/settings"):
@@ -193,7 +194,7 @@ def test_home_and_settings_mark_the_passkey_the_policy_refuses(clock):
 
 
 def test_a_refused_passkey_does_not_count_as_a_way_to_sign_in(clock):
-    ada, synced, browser = two_passkeys(clock)
+    ada, _synced, browser = two_passkeys(clock)
     device_bound, icloud = ada.user.passkeys.order_by("id")
     set_policy(block_synced_passkeys=True)
 
@@ -214,7 +215,7 @@ def test_a_refused_passkey_does_not_count_as_a_way_to_sign_in(clock):
 
 
 def test_a_refused_last_passkey_can_be_removed(clock):
-    ada, synced, browser = two_passkeys(clock)
+    ada, _synced, browser = two_passkeys(clock)
     device_bound, icloud = ada.user.passkeys.order_by("id")
     set_policy(block_synced_passkeys=True, aaguid_deny_list=(SOFT_AAGUID,))
     # Neither can sign in (she verified a moment ago, under the old policy).

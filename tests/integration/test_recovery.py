@@ -56,7 +56,8 @@ def recover(user: User, **kwargs) -> tuple[EnrollmentInvite, str]:
     """A recovery link issued on the command line, without email: (invite, token)."""
     kwargs.setdefault("send_email", False)
     issued = do_issue_recovery(user, Origin.cli(), **kwargs)
-    assert issued.user == user and issued.user_created is False
+    assert issued.user == user
+    assert issued.user_created is False
     return issued.invite, token_of(issued.link)
 
 
@@ -87,7 +88,8 @@ def test_recovery_link_adds_a_passkey_signs_in_and_ends_every_other_session(
     page = phone.get(f"/enroll/{token}")
     assert page.status_code == 200
     html = page.content.decode()
-    assert "Recover your account" in html and "Create a new passkey" in html
+    assert "Recover your account" in html
+    assert "Create a new passkey" in html
     assert "Welcome, Ada Lovelace" not in html
     assert page["Referrer-Policy"] == "no-referrer"
 
@@ -115,9 +117,13 @@ def test_recovery_link_adds_a_passkey_signs_in_and_ends_every_other_session(
     trail = audit_trail()
     assert trail[-2:] == [("recovery.used", ""), ("passkey.registered", "")]
     issued, used = last_event("recovery.issued"), last_event("recovery.used")
-    assert issued.via == "cli" and issued.subject == ada.user
-    assert issued.detail["invite_id"] == recovery.pk and issued.detail["link_emailed"] is False
-    assert used.via == "web" and used.actor == ada.user and used.subject == ada.user
+    assert issued.via == "cli"
+    assert issued.subject == ada.user
+    assert issued.detail["invite_id"] == recovery.pk
+    assert issued.detail["link_emailed"] is False
+    assert used.via == "web"
+    assert used.actor == ada.user
+    assert used.subject == ada.user
     # The laptop, the intruder, and the browser Ada first enrolled in.
     assert used.detail == {"invite_id": recovery.pk, "sessions_ended": 3, "fallback_removed": False}
     registered = last_event("passkey.registered")
@@ -217,7 +223,7 @@ def test_recovery_link_that_expires_during_the_ceremony_stores_nothing(ada, brow
 
 
 def test_recovery_link_works_once(ada, browser):
-    recovery, token = recover(ada.user)
+    _recovery, token = recover(ada.user)
     assert_ok(enroll(browser, token, SoftAuthenticator()))
     again = Browser()
     page = again.get(f"/enroll/{token}")
@@ -259,7 +265,8 @@ def test_garbled_recovery_links_get_the_enrollment_links_page(ada, clock):
     answers.add(visitor.post_json(f"/enroll/{token}/options").content)
     visitor = Browser()
     pages.add(without_csrf(visitor.get(f"/enroll/{used_enrollment_token}").content))
-    assert len(pages) == 1 and len(answers) == 1
+    assert len(pages) == 1
+    assert len(answers) == 1
     whys = [e.detail["why"] for e in AuditEvent.objects.filter(action="invite.rejected")]
     assert set(whys) == {"unknown", "expired", "used"}
     assert Passkey.objects.filter(user=ada.user).count() == 1
@@ -268,7 +275,7 @@ def test_garbled_recovery_links_get_the_enrollment_links_page(ada, clock):
 
 def test_a_newer_recovery_link_revokes_the_earlier_one(ada, browser):
     first, first_token = recover(ada.user)
-    second, second_token = recover(ada.user)
+    _second, second_token = recover(ada.user)
     assert EnrollmentInvite.objects.get(pk=first.pk).revoked_at is not None
     assert browser.get(f"/enroll/{first_token}").status_code == 404
     assert last_event("invite.rejected").detail == {"why": "revoked", "purpose": "recovery"}

@@ -30,7 +30,9 @@ from threshold.audit.models import AuditEvent
 from threshold.core import errors
 from threshold.core.encoding import b64url_decode, b64url_encode
 from threshold.core.policy import Policy
+from threshold.passkeys.actions import do_begin_step_up, do_finish_sign_in
 from threshold.passkeys.models import Passkey
+from threshold.passkeys.pending import Ceremonies
 from threshold.policy.actions import do_update_policy
 
 pytestmark = pytest.mark.django_db
@@ -109,7 +111,8 @@ def test_settings_lists_passkeys_in_their_group(ada, ada_browser):
     html = ada_browser.get("/settings").content.decode()
     assert "Security Methods" in html
     # The device app's group joins when the app exists (issue 13: no placeholder until then).
-    assert "Device app" not in html and 'id="device-app-empty"' not in html
+    assert "Device app" not in html
+    assert 'id="device-app-empty"' not in html
     assert "Security Key or Biometric Authenticator" in html
     assert "Set up another" in html
     assert f'id="passkey-{ada.passkey.pk}"' in html
@@ -126,7 +129,8 @@ def test_a_new_passkey_is_named_after_its_authenticator_and_browser(ada, ada_bro
     assert body["redirect"] == f"/settings?added={passkey.pk}#passkey-{passkey.pk}"
     assert passkey.created_user_agent == MAC_CHROME
     assert passkey.name.endswith("(Chrome on macOS)")
-    assert passkey.kind == "Security key" and passkey.storage == "Only on this key"
+    assert passkey.kind == "Security key"
+    assert passkey.storage == "Only on this key"
 
     html = ada_browser.get(body["redirect"]).content.decode()
     # The nickname prompt, pre-filled with the default; the newest is marked.
@@ -242,12 +246,14 @@ def test_adding_a_passkey_is_audited_and_emailed(
             )
         )
     event = last_event("passkey.registered")
-    assert event.detail["purpose"] == "add" and event.actor == ada.user
+    assert event.detail["purpose"] == "add"
+    assert event.actor == ada.user
     assert len(mail.outbox) == 1
     notice = mail.outbox[0]
     assert notice.to == ["ada@example.com"]
     assert "added" in notice.subject
-    assert "Chrome on macOS" in notice.body and "203.0.113.7" in notice.body
+    assert "Chrome on macOS" in notice.body
+    assert "203.0.113.7" in notice.body
     assert "If it wasn't you" in notice.body
 
 
@@ -318,7 +324,8 @@ def test_renaming_a_passkey(ada, ada_browser):
     assert response["Location"] == f"/settings?done=renamed#passkey-{ada.passkey.pk}"
     assert ada.passkey.nickname == "Work laptop"
     event = last_event("passkey.renamed")
-    assert event.detail["new"] == "Work laptop" and event.actor == ada.user
+    assert event.detail["new"] == "Work laptop"
+    assert event.actor == ada.user
     assert "Work laptop" in ada_browser.get("/settings").content.decode()
 
 
@@ -365,7 +372,8 @@ def test_rename_needs_post_and_the_csrf_token(ada, ada_browser):
 def test_the_last_method_cannot_be_removed(ada, ada_browser):
     path = f"/settings/security-methods/{ada.passkey.pk}/remove"
     page = ada_browser.get(path).content.decode()
-    assert ONLY_METHOD in page and "Set up another" in page
+    assert ONLY_METHOD in page
+    assert "Set up another" in page
     response = ada_browser.post_form(path)
     assert response.status_code == 409
     assert ONLY_METHOD in response.content.decode()
@@ -385,7 +393,8 @@ def test_removing_a_passkey(ada, ada_browser, django_capture_on_commit_callbacks
     assert response["Location"] == "/settings?done=removed"
     assert not Passkey.objects.filter(pk=first.pk).exists()
     event = last_event("passkey.removed")
-    assert event.detail["passkey_id"] == first.pk and event.actor == ada.user
+    assert event.detail["passkey_id"] == first.pk
+    assert event.actor == ada.user
     assert [m.subject for m in mail.outbox][-1].startswith("A passkey was removed")
 
     # The page tells the browser which passkeys remain (Signal API).
@@ -461,7 +470,8 @@ def test_a_bad_display_name_is_refused(ada, ada_browser):
 
 def test_a_single_passkey_gets_a_backup_recommendation(ada, ada_browser):
     html = ada_browser.get("/settings").content.decode()
-    assert 'id="readiness"' in html and "another method can be used" in html
+    assert 'id="readiness"' in html
+    assert "another method can be used" in html
     assert_ok(
         add_passkey(
             ada_browser, SoftAuthenticator(), transports=("usb",), attachment="cross-platform"
@@ -471,12 +481,13 @@ def test_a_single_passkey_gets_a_backup_recommendation(ada, ada_browser):
 
 
 def test_only_synced_passkeys_get_a_backup_recommendation(db, clock):
-    synced = dict(backup_eligible=True, backup_state=True, counter_step=0)
+    synced = {"backup_eligible": True, "backup_state": True, "counter_step": 0}
     grace = enrolled_person("grace@example.com", "Grace Hopper", **synced)
     browser = signed_in_browser(grace)
     assert_ok(add_passkey(browser, SoftAuthenticator(**synced), device="phone"))
     html = browser.get("/settings").content.decode()
-    assert 'id="readiness"' in html and "synced passkeys" in html
+    assert 'id="readiness"' in html
+    assert "synced passkeys" in html
 
 
 def test_after_adding_or_removing_the_page_offers_to_sign_out_the_others(ada, ada_browser):
@@ -533,16 +544,13 @@ def test_the_step_up_is_checked_again_when_the_passkey_is_stored(ada, ada_browse
 
 
 def test_a_step_up_for_another_person_is_refused_after_the_signature(ada, clock):
-    from threshold.passkeys.actions import do_begin_step_up, do_finish_sign_in
-    from threshold.passkeys.pending import Ceremonies
-
     grace = enrolled_person("grace@example.com", "Grace Hopper")
     ceremonies = Ceremonies(session_key="k" * 32)
     options = do_begin_step_up(ceremonies, ada.user)
     assertion = ada.authenticator.get(options, ORIGIN)
     with pytest.raises(errors.ThresholdError) as refused:
         do_finish_sign_in(ceremonies.returned(), assertion, Origin(), step_up_user=grace.user)
-    assert refused.value is not None and refused.value.code == "credential_not_allowed"
+    assert refused.value.code == "credential_not_allowed"
     assert last_event("step_up.failed").reason == "credential_not_allowed"
 
 

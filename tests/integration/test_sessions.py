@@ -51,7 +51,8 @@ def test_sign_out_ends_the_session(ada, signed_in):
     assert home.status_code == 302
     assert home["Location"].startswith("/sign-in")
     event = last_event("sign_out")
-    assert event.actor == ada.user and event.subject == ada.user
+    assert event.actor == ada.user
+    assert event.subject == ada.user
     assert event.reason == ""
 
 
@@ -90,7 +91,8 @@ def test_idle_session_is_signed_out(ada, signed_in, clock):
     clock.advance(idle + 1)
     assert not signed_in.is_signed_in()
     event = last_event("session.expired")
-    assert event.actor == ada.user and event.subject == ada.user
+    assert event.actor == ada.user
+    assert event.subject == ada.user
     assert not signed_in.is_signed_in()
     assert [a for a, _ in audit_trail()].count("session.expired") == 1
 
@@ -160,7 +162,8 @@ def test_every_state_changing_page_endpoint_needs_the_csrf_token(ada, endpoint):
         path, "{}", content_type="application/json", HTTP_ACCEPT="application/json"
     )
     assert_failed(response, 403, SESSION_EXPIRED)
-    assert not browser.ceremonies and UsedChallenge.objects.count() == used
+    assert not browser.ceremonies
+    assert UsedChallenge.objects.count() == used
     assert audit_trail()[-1] == ("invite.created", "")  # the refused request changed nothing
 
 
@@ -193,7 +196,8 @@ def _check_security_headers(response) -> None:
     assert directives["default-src"] == ["'self'"]
     assert directives["object-src"] == ["'none'"]
     assert directives["base-uri"] == ["'none'"]
-    assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
+    assert "'unsafe-inline'" not in csp
+    assert "'unsafe-eval'" not in csp
     assert response["X-Frame-Options"] == "DENY"
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Referrer-Policy"] in ("same-origin", "no-referrer")

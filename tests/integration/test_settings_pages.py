@@ -147,7 +147,8 @@ class _Groups(HTMLParser):
             self.texts[label] = []
 
     def handle_endtag(self, tag: str) -> None:
-        assert self.open and self.open[-1][0] == tag, f"</{tag}> closes {self.open[-1:]}"
+        assert self.open, f"</{tag}> closes {self.open[-1:]}"
+        assert self.open[-1][0] == tag, f"</{tag}> closes {self.open[-1:]}"
         self.open.pop()
 
     def handle_data(self, data: str) -> None:
@@ -188,7 +189,8 @@ def test_settings_headings_go_page_sections_groups(ada_with_fallback, clock):
     ]
     passkeys, fallback = groups.values()
     assert passkeys.startswith("Security Key or Biometric Authenticator Set up another")
-    assert ada_with_fallback.passkey.name in passkeys and "Rename" in passkeys
+    assert ada_with_fallback.passkey.name in passkeys
+    assert "Rename" in passkeys
     assert fallback.startswith("Password and authenticator app For when no passkey is at hand")
     assert fallback.endswith("Remove password and authenticator app")
 

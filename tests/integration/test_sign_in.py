@@ -103,7 +103,8 @@ def test_discoverable_sign_in(ada, browser, clock):
 
     event = last_event("sign_in.succeeded")
     assert event.reason == ""
-    assert event.actor == ada.user and event.subject == ada.user
+    assert event.actor == ada.user
+    assert event.subject == ada.user
     assert event.detail["passkey_id"] == passkey.pk
     assert event.detail["user_verified"] is True
     assert not AuditEvent.objects.filter(action="sign_in.failed").exists()
@@ -118,7 +119,8 @@ def test_signing_in_again_gets_a_new_session_key(ada, browser):
     # would keep the key; Threshold rotates it at every sign-in.
     assertion = ada.authenticator.get(begin_sign_in(browser), ORIGIN)
     assert_ok(browser.post_json("/sign-in/result", assertion))
-    assert browser.session_key and browser.session_key != first
+    assert browser.session_key
+    assert browser.session_key != first
     assert not Session.objects.filter(session_key=first).exists()
     assert browser.is_signed_in()
 
@@ -418,7 +420,8 @@ def test_unknown_credential_is_refused(ada, browser):
         VERIFICATION_FAILED,
         "credential_unknown",
     )
-    assert event.subject is None and event.detail["passkey_id"] is None
+    assert event.subject is None
+    assert event.detail["passkey_id"] is None
 
 
 def test_sign_count_regression_flags_the_passkey_as_possibly_cloned(ada):
@@ -508,7 +511,8 @@ def test_username_first_does_not_reveal_which_accounts_exist(ada):
         response = Browser().post_json("/sign-in/options", {"username": username})
         assert response.status_code == 200
         body = response.json()
-        assert body["status"] == "ok" and body["errorMessage"] == ""
+        assert body["status"] == "ok"
+        assert body["errorMessage"] == ""
         return body
 
     real = answer("ada@example.com")
@@ -547,7 +551,8 @@ def test_the_ceremony_token_tells_a_stranger_nothing_the_options_do_not(ada, bro
     begin_sign_in(browser, "ada@example.com")
     token = browser.client.cookies[f"{CEREMONY_COOKIE_PREFIX}authentication"].value
     payload = json.loads(signing.b64_decode(token.split(":")[0].encode()))
-    assert payload["state"]["allow_digests"] and payload["context"] == {}
+    assert payload["state"]["allow_digests"]
+    assert payload["context"] == {}
     readable = json.dumps(payload)
     assert b64url_encode(bytes(ada.user.user_handle)) not in readable
     assert b64url_encode(bytes(ada.passkey.credential_id)) not in readable
@@ -561,8 +566,10 @@ def test_decoy_credentials_vary_across_usernames_like_real_accounts(db):
         )
         allowed = response.json()["publicKey"]["allowCredentials"]
         shapes.add(
-            (len(allowed),)
-            + tuple((len(b64url_decode(c["id"])), tuple(c["transports"])) for c in allowed)
+            (
+                len(allowed),
+                *((len(b64url_decode(c["id"])), tuple(c["transports"])) for c in allowed),
+            )
         )
     # One fixed decoy shape would itself reveal that an account does not exist.
     assert len(shapes) > 5
@@ -610,7 +617,8 @@ def test_decoys_list_as_many_passkeys_as_real_accounts_do(db):
 
     decoys = Counter(_allowed_counts(f"ghost{number}@example.com" for number in range(400)))
     assert {3, 5, 10} <= decoys.keys(), decoys
-    assert min(decoys) >= 1 and max(decoys) <= 10
+    assert min(decoys) >= 1
+    assert max(decoys) <= 10
 
 
 def test_decoy_counts_follow_the_real_distribution(db):
@@ -643,7 +651,8 @@ def test_sign_in_options_are_rate_limited_per_network(db, clock):
         assert_ok(ask(browser))
     assert ask(browser).status_code == 429
     # Nothing was written for any of it.
-    assert not Session.objects.exists() and not AuditEvent.objects.exists()
+    assert not Session.objects.exists()
+    assert not AuditEvent.objects.exists()
 
 
 def test_sign_in_options_from_one_ipv6_network_share_a_limit(db, clock):

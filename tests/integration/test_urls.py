@@ -105,7 +105,8 @@ def test_templates_name_internal_urls_instead_of_writing_paths(template):
 
 
 def test_templates_were_found():
-    assert len(TEMPLATES) > 20 and SCRIPTS
+    assert len(TEMPLATES) > 20
+    assert SCRIPTS
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: str(p.relative_to(REPO)))

@@ -83,7 +83,8 @@ def test_an_audit_row_stores_and_finds_the_plain_strings(ada) -> None:
 def test_a_web_sign_in_is_audited_under_its_stored_names(ada) -> None:
     assert_ok(sign_in(Browser(), ada.authenticator))
     event = last_event("sign_in.succeeded")
-    assert event.action == Action.SIGN_IN_SUCCEEDED and event.via == "web"
+    assert event.action == Action.SIGN_IN_SUCCEEDED
+    assert event.via == "web"
 
 
 @pytest.mark.parametrize(
@@ -162,7 +163,8 @@ def test_a_flow_token_is_written_in_one_spelling_and_read_in_both(kind: Flow, ea
         flow._signer(earlier).unsign(token)
     # Neither spelling opens another flow.
     other = Flow.ADD
-    assert flow._issued_at(before, other) is None and flow._issued_at(token, other) is None
+    assert flow._issued_at(before, other) is None
+    assert flow._issued_at(token, other) is None
 
 
 def test_a_sign_in_page_served_before_the_spelling_changed_still_signs_in(ada) -> None:

@@ -164,7 +164,7 @@ class SoftAuthenticator:
         rp_id: str | None = None,
         client_data: bytes | None = None,
         client_extra: dict[str, Any] | None = None,
-        user_handle: bytes | None | bool = True,
+        user_handle: bytes | bool | None = True,
         tamper_signature: bool = False,
     ) -> dict[str, Any]:
         """Answer PublicKeyCredentialRequestOptionsJSON with AuthenticationResponseJSON.

@@ -254,7 +254,7 @@ def test_sign_in_challenge_is_random_and_at_least_16_bytes(
 
 
 def test_begin_authentication_refuses_an_unknown_user_verification(rp: RelyingParty) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="userVerification must be one of"):
         begin_authentication(rp, now=NOW, timeout_seconds=60, user_verification="sometimes")
 
 

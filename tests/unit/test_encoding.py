@@ -72,7 +72,7 @@ def test_b64url_decode_accepts_unpadded_and_padded_input(encoded: str, decoded: 
     ],
 )
 def test_b64url_decode_refuses_anything_but_base64url(encoded: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not base64url"):
         b64url_decode(encoded)
 
 
@@ -80,5 +80,5 @@ def test_b64url_decode_refuses_anything_but_base64url(encoded: str) -> None:
     "value", [b"YWJj", bytearray(b"YWJj"), None, 0, 1.5, ["YWJj"], {"YWJj": 1}, True]
 )
 def test_b64url_decode_refuses_a_value_that_is_not_a_string(value: object) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not base64url"):
         b64url_decode(value)

@@ -186,7 +186,7 @@ def test_surfaces_are_named_by_value_too() -> None:
     error = errors.SignatureInvalid()
     for surface in Surface:
         assert entry_for(error, surface.value) is entry_for(error, surface)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="is not a valid Surface"):
         entry_for(error, "sign-in")
 
 

@@ -120,6 +120,7 @@ def _run(name: str, directory: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
 
 

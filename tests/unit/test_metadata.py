@@ -320,13 +320,13 @@ def test_u2f_key_identifier_of_another_key_does_not_match() -> None:
 
 
 def test_the_refused_statuses_are_exactly_revoked_uv_bypass_and_the_compromises() -> None:
-    assert REFUSED_STATUSES == {
+    assert {
         "REVOKED",
         "USER_VERIFICATION_BYPASS",
         "ATTESTATION_KEY_COMPROMISE",
         "USER_KEY_REMOTE_COMPROMISE",
         "USER_KEY_PHYSICAL_COMPROMISE",
-    }
+    } == REFUSED_STATUSES
 
 
 @pytest.mark.parametrize("attestation", ["packed-self", "none"])

@@ -163,7 +163,8 @@ def test_a_passkey_every_rule_admits_is_allowed() -> None:
         allowed_algorithms=(-7,),
     )
     decision = evaluate(strict, ATTESTED)
-    assert decision.allowed and decision.reasons == ()
+    assert decision.allowed
+    assert decision.reasons == ()
     assert decision.error() is None
 
 
@@ -236,9 +237,11 @@ def test_every_refusing_rule_is_a_reason_the_first_one_the_error() -> None:
 def test_the_errors_tell_support_staff_what_refused() -> None:
     unattested = dataclasses.replace(ATTESTED, aaguid_attested=False)
     not_listed = evaluate(Policy(aaguid_allow_list=(OTHER,)), unattested).error()
-    assert not_listed is not None and not_listed.detail == f"{AAGUID} (not attested)"
+    assert not_listed is not None
+    assert not_listed.detail == f"{AAGUID} (not attested)"
     algorithm = evaluate(Policy(allowed_algorithms=(-8,)), ATTESTED).error()
-    assert algorithm is not None and algorithm.detail == "alg -7 is not allowed"
+    assert algorithm is not None
+    assert algorithm.detail == "alg -7 is not allowed"
 
 
 def test_registration_refuses_with_the_decisions_first_error() -> None:
@@ -271,7 +274,8 @@ def test_the_stored_anchor_says_whether_it_proved_the_aaguid(anchor: str, proves
 def test_a_registration_and_its_stored_anchor_agree_on_the_aaguid() -> None:
     # Chained to the specification's test CA, which the tests configure as an anchor.
     verified = register(vector("packed-es256/registration"))
-    assert verified.attestation_trusted and verified.trust_anchor
+    assert verified.attestation_trusted
+    assert verified.trust_anchor
     assert anchor_proves_aaguid(verified.trust_anchor) is verified.aaguid_attested is True
 
 

@@ -89,19 +89,21 @@ def contrast_ratio(first: RGB, second: RGB) -> float:
 
 def test_contrast_ratio_matches_wcag_reference_values() -> None:
     black, white = parse_colour("#000"), parse_colour("#ffffff")
-    assert black is not None and white is not None
+    assert black is not None
+    assert white is not None
     assert contrast_ratio(black, white) == pytest.approx(21.0)
     assert contrast_ratio(white, white) == pytest.approx(1.0)
     # #767676 on white is the classic lightest grey that passes AA (4.54:1).
     grey = parse_colour("rgb(118, 118, 118)")
     assert grey is not None
     assert contrast_ratio(grey, white) == pytest.approx(4.54, abs=0.01)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="a colour this test cannot check"):
         parse_colour("rgba(0, 0, 0, 0.5)")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="a colour this test cannot check"):
         load_rules(".x { background: rebeccapurple; }")  # unknown: an error, never skipped
     [rule] = load_rules(".x { outline: 3px solid #fff; background: none; }")
-    assert rule.outlines == [(1.0, 1.0, 1.0)] and rule.backgrounds == []
+    assert rule.outlines == [(1.0, 1.0, 1.0)]
+    assert rule.backgrounds == []
 
 
 # --- Parsing ------------------------------------------------------------------------------------
@@ -183,7 +185,8 @@ def _blocks(css: str) -> list[tuple[str, str]]:
             if depth == 0:
                 blocks.append((css[start:prelude_end].strip(), css[prelude_end + 1 : index]))
                 start = index + 1
-    assert depth == 0 and not css[start:].strip(), "the stylesheet ends inside a rule"
+    assert depth == 0, "the stylesheet ends inside a rule"
+    assert not css[start:].strip(), "the stylesheet ends inside a rule"
     return blocks
 
 
@@ -432,7 +435,8 @@ def test_the_checker_pairs_inherited_colours_and_user_agent_links() -> None:
     pairs = {(p.text, p.background) for p in text_pairs(load_rules(css))}
     # The banner's white is inherited by a panel inside it; links are the browser's blue.
     assert (".banner", ".panel") in pairs
-    assert ("a", ".banner") in pairs and ("a", ".panel") in pairs
+    assert ("a", ".banner") in pairs
+    assert ("a", ".panel") in pairs
     # A button's background holds only its label.
     assert not any(background == ".button" and text != ".button" for text, background in pairs)
 

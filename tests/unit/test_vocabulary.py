@@ -148,5 +148,6 @@ def test_options_carry_the_plain_strings() -> None:
         "userVerification": "required",
         "authenticatorAttachment": "platform",
     }
-    assert options["attestation"] == "direct" and options["hints"] == ["client-device"]
+    assert options["attestation"] == "direct"
+    assert options["hints"] == ["client-device"]
     assert state.to_json()["user_verification"] == "required"

@@ -55,7 +55,7 @@ def _choice(data: dict[str, Any], name: str, allowed: tuple[str, ...], default: 
     value = data.get(name, default)
     if value is None:
         return default
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise errors.MalformedRequest(f"{name} must be one of {', '.join(allowed)}")
     return value
 

@@ -27,17 +27,16 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from fido2.attestation import (
-    AndroidSafetynetAttestation,
-    AppleAttestation,
-    Attestation,
-    FidoU2FAttestation,
-    NoneAttestation,
-    PackedAttestation,
-    TpmAttestation,
-    UnsupportedType,
-)
-from fido2.attestation import AttestationType as Fido2AttestationType
+
+# From their own modules: fido2.attestation re-exports them without __all__, which mypy --strict
+# (no implicit re-export) does not follow.
+from fido2.attestation.android import AndroidSafetynetAttestation
+from fido2.attestation.apple import AppleAttestation
+from fido2.attestation.base import Attestation, NoneAttestation, UnsupportedType
+from fido2.attestation.base import AttestationType as Fido2AttestationType
+from fido2.attestation.packed import PackedAttestation
+from fido2.attestation.tpm import TpmAttestation
+from fido2.attestation.u2f import FidoU2FAttestation
 from fido2.webauthn import AttestationObject
 from fido_mds.models.attestation import AndroidKeyAttestation
 from OpenSSL import crypto
@@ -48,7 +47,7 @@ from threshold.core.metadata import MetadataEntry, MetadataStore, apple_roots, g
 from threshold.core.vocabulary import AttestationFormat, AttestationType
 
 FORMATS: dict[str, type[Attestation]] = {
-    cls.FORMAT: cls  # type: ignore[attr-defined]
+    cls.FORMAT: cls
     for cls in (
         NoneAttestation,
         PackedAttestation,
@@ -98,7 +97,7 @@ def verify_statement(
         )
     except UnsupportedType as exc:
         raise errors.AttestationFormatUnsupported(str(exc)) from exc
-    except Exception as exc:  # noqa: BLE001 - fido2 also raises NotImplementedError, AssertionError
+    except Exception as exc:  # fido2 also raises NotImplementedError, AssertionError
         raise errors.AttestationInvalid(f"{fmt}: {exc!r}") from exc
     if not all(isinstance(der, bytes) for der in result.trust_path):
         raise errors.AttestationInvalid(f"{fmt}: x5c holds something that is not a certificate")
@@ -117,18 +116,22 @@ def _check_apple_key(trust_path: list[bytes], attestation_object: AttestationObj
         )
         assert credential is not None  # noqa: S101 - registration parsing requires it
         presented = _cose_public_bytes(credential.public_key)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise errors.AttestationInvalid(f"apple: {exc!r}") from exc
     if certified != presented:
         raise errors.AttestationInvalid("apple: the credential key is not the certified key")
 
 
+# COSE key parameters (RFC 9052 §7.1, RFC 9053 §7.1.1): kty and its EC2 value, crv, x, y.
+_KTY, _KTY_EC2, _CRV, _X, _Y = 1, 2, -1, -2, -3
+
+
 def _cose_public_bytes(cose: Mapping[int, Any]) -> bytes:
     curves = {1: ec.SECP256R1(), 2: ec.SECP384R1(), 3: ec.SECP521R1()}
-    if cose.get(1) != 2 or cose.get(-1) not in curves:
+    if cose.get(_KTY) != _KTY_EC2 or cose.get(_CRV) not in curves:
         raise ValueError("apple attestation requires an EC2 credential key")
     numbers = ec.EllipticCurvePublicNumbers(
-        int.from_bytes(cose[-2], "big"), int.from_bytes(cose[-3], "big"), curves[cose[-1]]
+        int.from_bytes(cose[_X], "big"), int.from_bytes(cose[_Y], "big"), curves[cose[_CRV]]
     )
     return numbers.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

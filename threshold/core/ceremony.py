@@ -57,6 +57,8 @@ SUPPORTED_ALGORITHMS: tuple[int, ...] = (*DEFAULT_ALGORITHMS, -19, -53, -47, -9,
 
 CHALLENGE_BYTES = 32  # §13.4.3: at least 16 random bytes.
 USER_HANDLE_BYTES = 32  # §5.4.3: at most 64 bytes, random, no personal data.
+USER_HANDLE_MAX_BYTES = 64
+SHA256_BYTES = 32
 MAX_CREDENTIAL_ID_BYTES = 1023  # §7.1 step 25.
 
 USER_VERIFICATION_VALUES = tuple(value.value for value in UserVerification)
@@ -123,7 +125,7 @@ def android_origin(certificate_sha256: bytes) -> str:
     Credential Manager (Google Play services) puts it in clientDataJSON.origin
     when the app, not a browser, runs the ceremony.
     """
-    if len(certificate_sha256) != 32:
+    if len(certificate_sha256) != SHA256_BYTES:
         raise ValueError("a SHA-256 fingerprint is 32 bytes")
     return ANDROID_ORIGIN_PREFIX + b64url_encode(certificate_sha256)
 
@@ -139,7 +141,11 @@ def android_origin_problem(origin: str) -> str | None:
         decoded = b64url_decode(digest)
     except ValueError:
         decoded = b""
-    if not is_android_origin(origin) or len(decoded) != 32 or b64url_encode(decoded) != digest:
+    if (
+        not is_android_origin(origin)
+        or len(decoded) != SHA256_BYTES
+        or b64url_encode(decoded) != digest
+    ):
         return (
             f"{origin!r} is not an Android app origin: write {ANDROID_ORIGIN_PREFIX} and the "
             "base64url SHA-256 of the app's signing certificate (43 characters, no '=' padding)"
@@ -198,7 +204,7 @@ def related_origin_label(origin: str) -> str | None:
     host = urlsplit(origin).hostname or ""
     labels = host.split(".")
     if (
-        len(labels) < 2
+        "." not in host
         or "" in labels
         or host.replace(".", "").isdigit()
         or ":" in host
@@ -357,7 +363,7 @@ def begin_registration(
     authenticator the person chose, most preferred first: "client-device",
     "hybrid" (a phone or tablet, through a QR code) or "security-key".
     """
-    if not 1 <= len(user_handle) <= 64:
+    if not 1 <= len(user_handle) <= USER_HANDLE_MAX_BYTES:
         raise ValueError("a user handle is 1 to 64 bytes")
     if user_verification not in USER_VERIFICATION_VALUES:
         raise ValueError(f"userVerification must be one of {USER_VERIFICATION_VALUES}")
@@ -560,7 +566,7 @@ def _check_public_key_loads(public_key: CoseKey) -> None:
         public_key.verify(b"", b"")
     except InvalidSignature:
         return
-    except Exception as exc:  # noqa: BLE001 - any other failure means an unusable key
+    except Exception as exc:  # any other failure means an unusable key
         raise errors.PublicKeyInvalid(str(exc) or type(exc).__name__) from exc
 
 
@@ -854,6 +860,14 @@ def _check_flags(auth_data: AuthenticatorData, user_verification: str) -> None:
         raise errors.BackupStateInvalid()
 
 
+# CBOR (RFC 8949 §3): an item's first byte holds its major type (top 3 bits) and additional
+# information (low 5 bits): the argument itself below 24, its size in bytes (1, 2, 4, 8) from
+# 24 to 27, and from 28 reserved values or an indefinite length.
+_CBOR_BYTES, _CBOR_TEXT, _CBOR_ARRAY, _CBOR_MAP, _CBOR_TAG, _CBOR_SIMPLE = 2, 3, 4, 5, 6, 7
+_CBOR_ARGUMENT_FOLLOWS, _CBOR_RESERVED = 24, 28
+_CBOR_FALSE, _CBOR_TRUE = 20, 21
+
+
 def _cbor_end(data: bytes, pos: int) -> int:
     """Where the CBOR item starting at ``pos`` ends; ValueError if it is truncated.
 
@@ -868,25 +882,27 @@ def _cbor_end(data: bytes, pos: int) -> int:
             raise ValueError("truncated CBOR")
         major, info = data[pos] >> 5, data[pos] & 0x1F
         pos += 1
-        if info < 24:
+        if info < _CBOR_ARGUMENT_FOLLOWS:
             argument = info
-        elif info < 28:
-            size = 1 << (info - 24)
+        elif info < _CBOR_RESERVED:
+            size = 1 << (info - _CBOR_ARGUMENT_FOLLOWS)
             if pos + size > len(data):
                 raise ValueError("truncated CBOR")
             argument = int.from_bytes(data[pos : pos + size], "big")
             pos += size
         else:
             raise ValueError("indefinite-length or reserved CBOR item")
-        if major in (2, 3):
+        if major in (_CBOR_BYTES, _CBOR_TEXT):
             if pos + argument > len(data):
                 raise ValueError("truncated CBOR string")
             pos += argument
-        elif major == 4:
+        elif major == _CBOR_ARRAY:
             remaining += argument
-        elif major == 5:
+        elif major == _CBOR_MAP:
             remaining += 2 * argument
-        elif major == 6 or (major == 7 and argument not in (20, 21)):
+        elif major == _CBOR_TAG or (
+            major == _CBOR_SIMPLE and argument not in (_CBOR_FALSE, _CBOR_TRUE)
+        ):
             raise ValueError("CBOR tags, floats and null are not used here")
     return pos
 

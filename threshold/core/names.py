@@ -32,6 +32,11 @@ def is_text(value: str) -> bool:
     return True
 
 
+def has_ascii_control(value: str) -> bool:
+    """Whether ``value`` holds an ASCII control character (U+0000-U+001F or DEL)."""
+    return any(character < " " or character == "\x7f" for character in value)
+
+
 def clean_name(value: object, max_length: int) -> str:
     """``value`` as a name to store, or NameInvalid saying why not."""
     if not isinstance(value, str):

@@ -46,7 +46,7 @@ def username_wait(failures: int) -> int:
     (from one network, or its codes from anywhere)."""
     if failures < FREE_FAILURES:
         return 0
-    return min(2 ** (failures - FREE_FAILURES), MAX_DELAY_SECONDS)
+    return min(1 << (failures - FREE_FAILURES), MAX_DELAY_SECONDS)
 
 
 def lockout_wait(failures: int, lockout_threshold: int) -> int:
@@ -72,8 +72,8 @@ def network_of(ip: str | None) -> str:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return "unknown"
-    if address.version == 6:
-        mapped = address.ipv4_mapped  # type: ignore[union-attr]
+    if isinstance(address, ipaddress.IPv6Address):
+        mapped = address.ipv4_mapped
         if mapped is not None:
             return str(mapped)
         return str(ipaddress.ip_network(f"{address}/64", strict=False))

@@ -19,6 +19,7 @@ DIGITS = 6
 ALLOWED_DRIFT_STEPS = 1
 RECOVERY_CODE_COUNT = 10
 # 16 base32 characters: 80 random bits, shown as four groups of four.
+RECOVERY_CODE_LENGTH = 16
 _RECOVERY_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 
 
@@ -34,9 +35,13 @@ def provisioning_uri(secret: str, account: str, issuer: str) -> str:
     )
 
 
+# Longer than any code with its spaces and dashes: what is longer is not a code.
+_TYPED_CODE_MAX_LENGTH = 64
+
+
 def normalize_code(code: object) -> str:
     """What the person typed, without spaces and dashes, lower case; "" if not text."""
-    if not isinstance(code, str) or len(code) > 64:
+    if not isinstance(code, str) or len(code) > _TYPED_CODE_MAX_LENGTH:
         return ""
     return "".join(code.split()).replace("-", "").lower()
 
@@ -62,8 +67,8 @@ def matching_step(secret: str, code: str, now: float) -> int | None:
 def new_recovery_codes() -> list[str]:
     codes = []
     for _ in range(RECOVERY_CODE_COUNT):
-        raw = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(16))
-        codes.append("-".join(raw[i : i + 4] for i in range(0, 16, 4)))
+        raw = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(RECOVERY_CODE_LENGTH))
+        codes.append("-".join(raw[i : i + 4] for i in range(0, RECOVERY_CODE_LENGTH, 4)))
     return codes
 
 
@@ -73,4 +78,4 @@ def recovery_code_hash(code: str) -> str:
 
 
 def is_recovery_code(code: str) -> bool:
-    return len(code) == 16 and all(c in _RECOVERY_ALPHABET for c in code)
+    return len(code) == RECOVERY_CODE_LENGTH and all(c in _RECOVERY_ALPHABET for c in code)

@@ -22,7 +22,7 @@ from threshold.accounts.notices import MethodChange
 from threshold.audit.actions import Action, Origin, record
 from threshold.audit.models import AuditEvent
 from threshold.core import errors, throttle, totp
-from threshold.core.names import is_text
+from threshold.core.names import has_ascii_control, is_text
 from threshold.core.policy import Policy
 from threshold.fallback.models import FailureCounter, PasskeyPrompt, RecoveryCode, TotpDevice
 from threshold.fallback.notices import notify_fallback_changed
@@ -311,7 +311,7 @@ def do_check_password(username: str, password: str, origin: Origin, policy: Poli
     # drivers refuse them: PostgreSQL NUL, both of them surrogates).
     user = (
         None
-        if _has_control(name) or not is_text(name)
+        if has_ascii_control(name) or not is_text(name)
         else User.objects.filter(username=name).first()
     )
     usable = user is not None and user.has_usable_password() and has_fallback(user)
@@ -333,10 +333,6 @@ def do_check_password(username: str, password: str, origin: Origin, policy: Poli
         why="wrong password" if usable else "unknown username or no fallback",
     )
     raise errors.PasswordIncorrect()
-
-
-def _has_control(text: str) -> bool:
-    return any(ord(character) < 32 or ord(character) == 127 for character in text)
 
 
 def do_finish_fallback_sign_in(

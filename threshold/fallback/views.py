@@ -122,7 +122,7 @@ def _pending_user(request: HttpRequest) -> User | None:
 
 @require_http_methods(["GET", "POST"])
 @never_cache
-def code_step(request: HttpRequest) -> HttpResponse:
+def code_step(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911 - an answer per outcome
     if request.user.is_authenticated:
         return redirect("selfservice:home")
     user = _pending_user(request)
@@ -190,12 +190,9 @@ def _settings_user(request: HttpRequest) -> User:
 @login_required
 def set_up(request: HttpRequest) -> HttpResponse:
     user = _settings_user(request)
-    if not policy_for(request).allow_password_fallback:
-        return settings_problem(request, errors.FallbackNotAllowed())
-    if not recently_verified(request):
-        return verify_first(reverse("fallback:set-up"))
-    if has_fallback(user):
-        return _already_set_up(request)
+    refused = _refuse_set_up(request, user)
+    if refused is not None:
+        return refused
     secret = request.session.get(PENDING_SECRET)
     if not isinstance(secret, str):
         secret = request.session[PENDING_SECRET] = totp.new_secret()
@@ -215,6 +212,18 @@ def set_up(request: HttpRequest) -> HttpResponse:
     update_session_auth_hash(request, user)
     request.session.pop(PENDING_SECRET, None)
     return render(request, "fallback/recovery_codes.html", {"codes": codes, "new": True})
+
+
+def _refuse_set_up(request: HttpRequest, user: User) -> HttpResponse | None:
+    """The answer when the person may not set the fallback up now: the policy does not allow
+    it, they have to verify it is them first, or they already have it."""
+    if not policy_for(request).allow_password_fallback:
+        return settings_problem(request, errors.FallbackNotAllowed())
+    if not recently_verified(request):
+        return verify_first(reverse("fallback:set-up"))
+    if has_fallback(user):
+        return _already_set_up(request)
+    return None
 
 
 def _already_set_up(request: HttpRequest) -> HttpResponse:

@@ -32,6 +32,8 @@ def read_credential(request: HttpRequest) -> object:
 
 
 CEREMONY_COOKIE = "threshold_ceremony_{kind}"
+# Where ceremonies() keeps the request's tokens for the middleware.
+_ON_REQUEST = "_threshold_ceremonies"
 
 
 def ceremonies(request: HttpRequest) -> Ceremonies:
@@ -40,8 +42,8 @@ def ceremonies(request: HttpRequest) -> Ceremonies:
     A ceremony begun for a signed-in person is bound to their session.
     ``CeremonyCookieMiddleware`` writes the cookies.
     """
-    found = getattr(request, "_threshold_ceremonies", None)
-    if found is None:
+    found = request.__dict__.get(_ON_REQUEST)
+    if not isinstance(found, Ceremonies):
         received = {
             kind.value: request.COOKIES[name]
             for kind in CeremonyKind
@@ -49,7 +51,7 @@ def ceremonies(request: HttpRequest) -> Ceremonies:
         }
         signed_in = request.user.is_authenticated
         found = Ceremonies(received, request.session.session_key if signed_in else None)
-        request._threshold_ceremonies = found  # type: ignore[attr-defined]
+        request.__dict__[_ON_REQUEST] = found
     return found
 
 
@@ -65,8 +67,8 @@ class CeremonyCookieMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        found: Ceremonies | None = getattr(request, "_threshold_ceremonies", None)
-        if found is None:
+        found = request.__dict__.get(_ON_REQUEST)
+        if not isinstance(found, Ceremonies):
             return response
         for kind in found.taken - found.issued.keys():
             response.delete_cookie(CEREMONY_COOKIE.format(kind=kind), samesite="Strict")

@@ -12,6 +12,9 @@ from threshold.core.policy import PasskeyFacts
 from threshold.core.useragent import describe
 from threshold.core.vocabulary import Attachment, Transport
 
+# A default name keeps at least this much of the authenticator's name beside the browser's.
+_AUTHENTICATOR_MIN_ROOM = 10
+
 
 class Passkey(models.Model):
     """One registered credential, every field a column (§7.1 step 27)."""
@@ -66,7 +69,7 @@ class Passkey(models.Model):
         if len(authenticator) + len(suffix) <= NICKNAME_MAX_LENGTH:
             return authenticator + suffix
         room = NICKNAME_MAX_LENGTH - len(suffix) - 1
-        if room < 10:  # an absurd browser name: keep the authenticator's instead
+        if room < _AUTHENTICATOR_MIN_ROOM:  # an absurd browser name: keep the authenticator's
             return authenticator[: NICKNAME_MAX_LENGTH - 1].rstrip() + "\u2026"
         return authenticator[:room].rstrip() + "\u2026" + suffix
 
@@ -136,3 +139,6 @@ class UsedChallenge(models.Model):
 
     challenge_hash = models.CharField(max_length=64, primary_key=True)  # SHA-256, hex
     expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"Used challenge {self.challenge_hash[:12]}, kept until {self.expires_at}"

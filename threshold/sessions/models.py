@@ -37,6 +37,6 @@ class Session(AbstractBaseSession):
 
     @classmethod
     def get_session_store_class(cls) -> type:
-        from threshold.sessions.store import SessionStore
+        from threshold.sessions.store import SessionStore  # noqa: PLC0415 - store imports this
 
         return SessionStore

@@ -58,18 +58,20 @@ class SessionStore(db.SessionStore):
     _unsaved = False
 
     @classmethod
-    def get_model_class(cls) -> type[Session]:  # type: ignore[override]
+    def get_model_class(cls) -> type[Session]:
         return Session
 
     def create_model_instance(self, data: dict[str, Any]) -> Session:
         session = Session(
+            # django-stubs omits SessionBase's private helpers (_get_or_create_session_key,
+            # _get_session) that Django's own database store calls.
             session_key=self._get_or_create_session_key(),  # type: ignore[attr-defined]
             session_data=self.encode(data),
             expire_date=self.get_expiry_date(),
         )
         user_id = data.get(SESSION_KEY)
         if user_id is not None:
-            session.user_id = User._meta.pk.to_python(user_id)  # type: ignore[union-attr]
+            session.user_id = User._meta.pk.to_python(user_id)
             session.ip = data.get(SIGN_IN_IP)
             session.user_agent = data.get(SIGN_IN_USER_AGENT, "")
             session.sign_in_method = data.get(SIGN_IN_METHOD, "")
@@ -81,7 +83,7 @@ class SessionStore(db.SessionStore):
         return get_random_string(32, VALID_KEY_CHARS)
 
     def cycle_key(self) -> None:
-        data = self._get_session()  # type: ignore[attr-defined]
+        data = self._get_session()  # type: ignore[attr-defined]  # a stub gap, as above
         old_key = self.session_key
         self._session_key = self._get_new_session_key()
         self._session_cache = data

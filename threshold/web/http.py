@@ -23,7 +23,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from threshold.audit.actions import Channel, Origin
 from threshold.core import catalog, errors
-from threshold.core.names import is_text
+from threshold.core.names import has_ascii_control, is_text
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -125,7 +125,7 @@ def optional_string(data: dict[str, Any], name: str, max_length: int = 150) -> s
         return None
     if not isinstance(value, str) or len(value) > max_length:
         raise errors.MalformedRequest(f"{name} must be a string of at most {max_length} characters")
-    if any(ord(character) < 32 or ord(character) == 127 for character in value):
+    if has_ascii_control(value):
         raise errors.MalformedRequest(f"{name} must not contain control characters")
     if not is_text(value):
         raise errors.MalformedRequest(f"{name} must be text")

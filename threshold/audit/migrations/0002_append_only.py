@@ -4,7 +4,11 @@ DELETE stays possible for a future retention job (and for test databases that
 are flushed); the ORM refuses it for single events.
 """
 
+from collections.abc import Callable
+
+from django.apps.registry import Apps
 from django.db import migrations
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
 SQLITE = [
     """CREATE TRIGGER audit_event_append_only BEFORE UPDATE ON audit_auditevent
@@ -24,8 +28,10 @@ POSTGRESQL_REVERSE = [
 ]
 
 
-def _run(statements_by_vendor):
-    def run(apps, schema_editor):
+def _run(
+    statements_by_vendor: dict[str, list[str]],
+) -> Callable[[Apps, BaseDatabaseSchemaEditor], None]:
+    def run(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
         for statement in statements_by_vendor.get(schema_editor.connection.vendor, []):
             schema_editor.execute(statement)
 

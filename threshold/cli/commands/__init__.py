@@ -27,7 +27,7 @@ from typing import TypeAlias
 
 Handler: TypeAlias = Callable[[argparse.Namespace], int]
 # What argparse's add_subparsers() returns (typeshed's name for it is private).
-Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # noqa: SLF001
 Registration: TypeAlias = Callable[[Subcommands], list["Command"]]
 
 

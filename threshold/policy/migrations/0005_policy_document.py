@@ -8,7 +8,9 @@ that it takes its default. The reverse migration puts the document back into
 the columns; settings without a column (added after this migration) are lost.
 """
 
+from django.apps.registry import Apps
 from django.db import migrations, models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 
 # The columns as 0001-0004 made them, in their order. Frozen here: the
 # declaration in threshold.core.policy will grow, these columns will not.
@@ -33,7 +35,7 @@ COLUMNS = (
 )
 
 
-def columns_to_document(apps, schema_editor):
+def columns_to_document(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     OrganisationPolicy = apps.get_model("policy", "OrganisationPolicy")
     for row in OrganisationPolicy.objects.all():
         document = {name: getattr(row, name) for name in COLUMNS}
@@ -43,7 +45,7 @@ def columns_to_document(apps, schema_editor):
         OrganisationPolicy.objects.filter(pk=row.pk).update(document=document)
 
 
-def document_to_columns(apps, schema_editor):
+def document_to_columns(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     OrganisationPolicy = apps.get_model("policy", "OrganisationPolicy")
     for row in OrganisationPolicy.objects.all():
         values = {name: row.document[name] for name in COLUMNS if name in row.document}
