@@ -377,6 +377,15 @@ CASES = [
     ),
     ("device a lone surrogate", b'{"device": "\\ud800"}', [add_options], 400),
     ("a key a lone surrogate", b'{"\\ud800": 1}', ALL, 400),
+    # JSON is UTF-8 (RFC 8259): a UTF-16 or UTF-32 body, which Python's decoder would take and
+    # through which a raw lone surrogate would pass, is not JSON here.
+    (
+        "a UTF-16 body with a raw lone surrogate",
+        b'{\x00"\x00a\x00"\x00:\x00"\x00\x00\xd8"\x00}\x00',
+        ALL,
+        400,
+    ),
+    ("a UTF-32 body", '{"username": "ada@example.com"}'.encode("utf-32"), USERNAME_OPTIONS, 400),
     ("credential missing everything", b"{}", RESULTS, 400),
     ("credential missing response", _drop("response"), RESULTS, 400),
     ("credential missing type", _drop("type"), RESULTS, 400),

@@ -95,6 +95,19 @@ def test_a_failed_registration_raises_once_its_challenge_and_audit_row_are_store
     assert Passkey.objects.filter(user=ada.user).count() == 1  # nothing stored
 
 
+def test_a_registration_for_someone_deleted_meanwhile_is_refused_not_a_server_error(ada):
+    browser = Ceremonies(session_key="s" * 32)
+    options = do_begin_registration(browser, ada.user, purpose="add")
+    credential = SoftAuthenticator().create(options, ORIGIN)
+    ada.user.delete()
+    used = UsedChallenge.objects.count()
+    with pytest.raises(errors.ChallengeMissing):
+        do_finish_registration(browser.returned(), credential, Origin(), purpose="add")
+    # The token is used up all the same: it cannot be tried again.
+    assert UsedChallenge.objects.count() == used + 1
+    assert last_event("passkey.registration_failed").reason == "challenge_missing"
+
+
 def test_a_registration_returns_the_new_passkey(ada):
     browser = Ceremonies(session_key="s" * 32)
     options = do_begin_registration(browser, ada.user, purpose="add")

@@ -377,7 +377,9 @@ def do_finish_registration(
             context = pending.context
             if context.get("purpose") != purpose:
                 raise errors.ChallengeMissing(f"pending ceremony is for {context.get('purpose')}")
-            user = User.objects.get(pk=context["user_id"])
+            user = User.objects.filter(pk=context["user_id"]).first()
+            if user is None:
+                raise errors.ChallengeMissing("the person the ceremony was begun for is gone")
             response = ceremony.parse_registration_response(_readable(credential))
             verified = ceremony.finish_registration(
                 relying_party(),

@@ -74,7 +74,9 @@ def _parse_json(body: bytes) -> Any:
     A surrogate pair is one character and fine.
     """
     try:
-        data = json.loads(body)
+        # UTF-8 only (RFC 8259 §8.1), decoded strictly: json.loads(bytes) would also take
+        # UTF-16 and UTF-32, whose lone surrogates the check below does not see.
+        data = json.loads(body.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise errors.MalformedRequest("the request body is not JSON") from exc
     if _SURROGATE.search(body) and not _is_text(data):
