@@ -246,6 +246,29 @@ def test_a_stranger_cannot_keep_the_persons_password_shut(ada_with_fallback, clo
     assert FailureCounter.objects.get(key__startswith="user-net:", failures__gte=10).locked_until
 
 
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1", ""], ids=["loopback", "IPv6", "unknown"])
+def test_an_address_every_client_shares_slows_guesses_but_shuts_nothing(
+    ada_with_fallback, db, clock, address
+):
+    """Behind a proxy Threshold is not told about, or on a Unix socket, every client has one
+    address: counting by it would let one stranger lock the person out for an hour, or shut the
+    password path for everyone after 50 failures. There, failures only slow the username."""
+    ada, _ = ada_with_fallback
+    for attempt in range(throttle.ADDRESS_FAILURES + 10):
+        password_step(Browser(REMOTE_ADDR=address), f"someone{attempt}@example.com", "wrong!")
+    for attempt in range(20):
+        password_step(Browser(REMOTE_ADDR=address), password=f"guess {attempt}")
+        clock.advance(1)
+    # Slowed, at most by the longest doubling wait: never the hour's lockout.
+    refused = password_step(Browser(REMOTE_ADDR=address))
+    assert refused.status_code == 429
+    clock.advance(throttle.MAX_DELAY_SECONDS)
+    assert fallback_sign_in(Browser(REMOTE_ADDR=address), code_at(clock.now)).status_code == 303
+    assert last_event("sign_in.succeeded").subject_id == ada.user.pk
+    # Other people were never shut out by the 60 failures for other usernames.
+    assert not FailureCounter.objects.filter(key__startswith="net:").exists()
+
+
 def test_wrong_codes_from_many_networks_are_throttled_per_person(ada_with_fallback, clock):
     # Someone who has the password: new addresses do not buy more guesses at the code.
     for number in range(throttle.FREE_FAILURES):

@@ -120,7 +120,15 @@ def test_a_web_sign_in_is_audited_under_its_stored_names(ada) -> None:
             },
         ),
         (Step, {"PASSWORD": "password", "CODE": "code"}),
-        (CounterKind, {"USER_NETWORK": "user-network", "CODES": "codes", "NETWORK": "network"}),
+        (
+            CounterKind,
+            {
+                "USER_NETWORK": "user-network",
+                "CODES": "codes",
+                "NETWORK": "network",
+                "USER_SHARED": "user-shared",
+            },
+        ),
         (MethodChange, {"ADDED": "added", "REMOVED": "removed"}),
         (
             Done,

@@ -21,6 +21,10 @@ has the username:
 
 A password alone signs no one in, which is why guessing it from many networks
 is throttled per network only: the second factor stays throttled per person.
+An address every client shares (unknown, as on a Unix socket, or loopback, as
+behind a proxy Threshold is not told about: ``tells_clients_apart``) has no
+network counter and no lockout: its failures only slow the username, so that no
+stranger can shut the password path for its owner or for everyone.
 None of this touches passkey sign-in: there is nothing to guess there. Its
 options requests are only rate-limited per network (``RateLimiter``), in memory.
 """
@@ -61,6 +65,21 @@ def address_wait(failures: int, window_elapsed: float) -> float:
     return max(0.0, ADDRESS_WINDOW_SECONDS - window_elapsed)
 
 
+def tells_clients_apart(network: str) -> bool:
+    """Whether ``network`` (from ``network_of``) stands for some clients, not all of them.
+
+    An unknown address (a Unix socket) or a loopback one (a proxy on this machine that
+    Threshold is not told about) is every client's: counting failures by it would let
+    one stranger shut the password path for everyone, or lock a person out.
+    """
+    if network == "unknown":
+        return False
+    try:
+        return not ipaddress.ip_network(network, strict=False).is_loopback
+    except ValueError:
+        return False
+
+
 def network_of(ip: str | None) -> str:
     """The network an address stands for: itself for IPv4, its /64 for IPv6.
 
@@ -72,7 +91,7 @@ def network_of(ip: str | None) -> str:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return "unknown"
-    if isinstance(address, ipaddress.IPv6Address):
+    if isinstance(address, ipaddress.IPv6Address) and not address.is_loopback:
         mapped = address.ipv4_mapped
         if mapped is not None:
             return str(mapped)

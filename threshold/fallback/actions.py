@@ -168,6 +168,10 @@ class CounterKind(StrEnum):
     USER_NETWORK = "user-network"  # this username from this network: both steps
     CODES = "codes"  # this username's wrong codes, from anywhere: the code step
     NETWORK = "network"  # this network, whatever the username: both steps
+    # This username from an address every client shares (throttle.tells_clients_apart): the
+    # doubling wait only, never a lock, and no network-wide counter, so that nobody can shut
+    # the password path for its owner or for everyone.
+    USER_SHARED = "user-shared"
 
 
 class Step(StrEnum):
@@ -187,10 +191,13 @@ def _keys(username: str, origin: Origin, step: Step) -> dict[CounterKind, str]:
     """
     name = _sha256(normalize_username(username))
     network = throttle.network_of(origin.ip)
-    keys = {
-        CounterKind.USER_NETWORK: f"user-net:{_sha256(f'{name}|{network}')}",
-        CounterKind.NETWORK: f"net:{network}",
-    }
+    if throttle.tells_clients_apart(network):
+        keys = {
+            CounterKind.USER_NETWORK: f"user-net:{_sha256(f'{name}|{network}')}",
+            CounterKind.NETWORK: f"net:{network}",
+        }
+    else:
+        keys = {CounterKind.USER_SHARED: f"user-shared:{name}"}
     if step == Step.CODE:
         keys[CounterKind.CODES] = f"user:{name}"
     return keys
@@ -206,7 +213,7 @@ def _wait(kind: CounterKind, counter: FailureCounter, now: datetime, policy: Pol
             throttle.username_wait(counter.failures),
             throttle.lockout_wait(counter.failures, policy.password_lockout_threshold),
         )
-    if kind == CounterKind.CODES:
+    if kind in (CounterKind.CODES, CounterKind.USER_SHARED):
         return throttle.username_wait(counter.failures)
     return throttle.address_wait(counter.failures, (now - counter.first_failure_at).total_seconds())
 
@@ -293,7 +300,9 @@ def _release_attempt(keys: dict[CounterKind, str], policy: Policy, *, signed_in:
             counter = FailureCounter.objects.select_for_update().filter(key=key).first()
             if counter is not None and counter.failures:
                 counter.failures -= 1
-                _set_lock(kind, counter, counter.last_failure_at, policy)
+                # The attempt was let through, so nothing was locked before it counted: its
+                # own lock goes with it (else a right password would leave the next step shut).
+                counter.locked_until = None
                 counter.save()
 
 
