@@ -18,7 +18,6 @@ import re
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -38,6 +37,8 @@ from playwright.sync_api import (
     Request,
     sync_playwright,
 )
+
+from tests.support.processes import newcomer_environment, threshold_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Holds the sitecustomize module that lets tests move the server's clock.
@@ -94,12 +95,7 @@ def _free_port() -> int:
 
 def _server_env(var_dir: Path, port: int) -> dict[str, str]:
     """The production configuration, isolated from whatever the test run itself set."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("THRESHOLD_")
-        and key not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")
-    }
+    env = newcomer_environment()
     env.update(
         THRESHOLD_VAR_DIR=str(var_dir),
         THRESHOLD_HOST="127.0.0.1",
@@ -115,13 +111,6 @@ def _server_env(var_dir: Path, port: int) -> dict[str, str]:
     return env
 
 
-def _threshold_command() -> list[str]:
-    script = Path(sys.prefix) / "bin" / "threshold"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "threshold.cli.main"]
-
-
 @dataclass
 class Server:
     url: str
@@ -131,7 +120,7 @@ class Server:
     def cli(self, *args: str) -> str:
         """Run `threshold ARGS...` against this server's database; its standard output."""
         done = subprocess.run(
-            [*_threshold_command(), *args],
+            [*threshold_command(), *args],
             cwd=REPO_ROOT,
             env=self.env,
             capture_output=True,
@@ -214,7 +203,7 @@ def server() -> Iterator[Server]:
     server.cli("migrate", "--noinput")
     with server.log_path.open("w") as log:
         process = subprocess.Popen(
-            [*_threshold_command(), "serve"],
+            [*threshold_command(), "serve"],
             cwd=REPO_ROOT,
             env=server.env,
             stdout=log,

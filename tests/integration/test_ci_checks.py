@@ -7,7 +7,6 @@ were called), and the test run's own habits: a random order, warnings as errors.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -16,28 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.processes import newcomer_environment, threshold_command
+
 REPO = Path(__file__).resolve().parents[2]
 CHECK = ["makemigrations", "--check", "--dry-run"]
 # A database server nobody runs: the migrations check must not need one.
 NO_SERVER = "postgres://nobody@/nothing?host=/nonexistent"
 
 
-def _clean_env(**extra: str) -> dict[str, str]:
-    """A developer's environment, without the test run's settings or make's."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("THRESHOLD_")
-        and key
-        not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")
-    }
-    env.update(extra)
-    return env
-
-
-def _threshold() -> list[str]:
-    script = Path(sys.prefix) / "bin" / "threshold"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "threshold.cli.main"]
 
 
 # --- The check, for real --------------------------------------------------------------------------
@@ -45,9 +30,9 @@ def _threshold() -> list[str]:
 
 def test_the_migrations_match_the_models(tmp_path: Path):
     done = subprocess.run(
-        [*_threshold(), *CHECK],
+        [*threshold_command(), *CHECK],
         cwd=REPO,
-        env=_clean_env(
+        env=newcomer_environment(
             THRESHOLD_VAR_DIR=str(tmp_path),
             DATABASE_URL=f"sqlite:///{tmp_path / 'threshold.sqlite3'}",
         ),
@@ -82,9 +67,9 @@ def test_the_check_fails_for_a_model_without_its_migration(tmp_path: Path):
     )
     var_dir = tmp_path / "var"
     done = subprocess.run(
-        [*_threshold(), *CHECK],
+        [*threshold_command(), *CHECK],
         cwd=REPO,
-        env=_clean_env(
+        env=newcomer_environment(
             THRESHOLD_VAR_DIR=str(var_dir),
             DATABASE_URL=f"sqlite:///{var_dir / 'threshold.sqlite3'}",
             DJANGO_SETTINGS_MODULE="scratch_settings",
@@ -135,7 +120,7 @@ def make_lint(checkout: Path, **env: str) -> tuple[subprocess.CompletedProcess[s
     done = subprocess.run(
         ["make", "lint"],
         cwd=checkout,
-        env=_clean_env(STAND_IN_LOG=str(log), **env),
+        env=newcomer_environment(STAND_IN_LOG=str(log), **env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -196,7 +181,7 @@ def run_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
             *("-c", str(REPO / "pyproject.toml"), str(tmp_path / "test_scratch.py")),
         ],
         cwd=REPO,
-        env=_clean_env(),
+        env=newcomer_environment(),
         capture_output=True,
         text=True,
         timeout=120,

@@ -21,21 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.processes import newcomer_environment
+
 REPO = Path(__file__).resolve().parents[2]
 RULE = "=" * 72
-
-
-def _make_env(**extra: str) -> dict[str, str]:
-    """The environment of someone who just cloned the repository: none of the test run's."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("THRESHOLD_")
-        and key
-        not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")
-    }
-    env.update(extra)
-    return env
 
 
 # --- make install --------------------------------------------------------------------------------
@@ -71,7 +60,7 @@ def make_install(checkout: Path, **env: str) -> subprocess.CompletedProcess[str]
     return subprocess.run(
         ["make", "install"],
         cwd=checkout,
-        env=_make_env(**env),
+        env=newcomer_environment(**env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -153,7 +142,7 @@ def make_run(tmp_path: Path) -> Iterator[tuple[Output, int]]:
     process = subprocess.Popen(
         ["make", "run"],
         cwd=REPO,
-        env=_make_env(
+        env=newcomer_environment(
             THRESHOLD_VAR_DIR=str(tmp_path / "var"),
             THRESHOLD_PORT=str(port),
             THRESHOLD_WORKERS="2",

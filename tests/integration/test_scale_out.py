@@ -18,7 +18,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Any
 import pytest
 
 from tests.support.authenticator import SoftAuthenticator
+from tests.support.processes import newcomer_environment, threshold_command
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,11 +38,6 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _command() -> list[str]:
-    script = Path(sys.prefix) / "bin" / "threshold"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "threshold.cli.main"]
-
-
 @dataclass
 class Backend:
     port: int
@@ -51,7 +46,7 @@ class Backend:
 
     def run(self, *args: str) -> str:
         done = subprocess.run(
-            [*_command(), *args],
+            [*threshold_command(), *args],
             cwd=REPO,
             env=self.env,
             capture_output=True,
@@ -111,12 +106,7 @@ class Browser:
 def two_servers(tmp_path: Path) -> Iterator[tuple[str, list[Backend]]]:
     public_port = _free_port()
     public_host = f"localhost:{public_port}"
-    base = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("THRESHOLD_")
-        and key not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")
-    }
+    base = newcomer_environment()
     database_url = os.environ.get("DATABASE_URL", "")
     shared = {
         "THRESHOLD_SECRET_KEY": secrets.token_urlsafe(48),
@@ -141,7 +131,7 @@ def two_servers(tmp_path: Path) -> Iterator[tuple[str, list[Backend]]]:
         for backend in backends:
             log = open(tmp_path / f"server-{backend.port}.log", "wb")  # noqa: SIM115
             backend.proc = subprocess.Popen(
-                [*_command(), "serve"],
+                [*threshold_command(), "serve"],
                 cwd=REPO,
                 env=backend.env,
                 stdout=log,
