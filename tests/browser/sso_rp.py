@@ -1,0 +1,192 @@
+"""A strict relying party for the single sign-on tests: tests/rp/server.mjs, in Node.
+
+The app is openid-client 6 (a certified OpenID Connect relying party) and jose; no Threshold
+code is in it. A session starts it once on 127.0.0.1; each test registers its own app with
+`threshold apps add ... --json` and tells the relying party the client ID and secret. The
+browser signs in through the relying party's /login/NAME; what the relying party received
+(claims, userinfo, errors) is read back as JSON.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from playwright.sync_api import Page
+
+from tests.browser.conftest import REPO_ROOT, Server
+
+RP_SCRIPT = Path(__file__).resolve().parents[1] / "rp" / "server.mjs"
+SIGN_IN_BUTTON = "Sign in with a passkey"
+
+_apps = itertools.count(1)
+
+
+@dataclass
+class RelyingParty:
+    url: str
+
+    def call(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        """GET (no body) or POST a JSON body to the relying party's control routes."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 - our own loopback server
+            self.url + path, data=data, headers={"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return json.loads(response.read())
+
+
+@pytest.fixture(scope="session")
+def relying_party() -> Iterator[RelyingParty]:
+    node = shutil.which("node")
+    assert node, "Node is needed for the relying party (`make node-deps` installs npm and node)"
+    process = subprocess.Popen(
+        # ipv4first: the provider listens on 127.0.0.1, and `localhost` must reach it.
+        [node, "--dns-result-order=ipv4first", str(RP_SCRIPT)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("listening "), f"the relying party did not start: {line}"
+        yield RelyingParty(f"http://127.0.0.1:{int(line.split()[1])}")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@dataclass
+class App:
+    """An app registered at Threshold and known to the relying party under ``name``."""
+
+    rp: RelyingParty
+    name: str
+    client_id: str
+    client_secret: str | None
+    metadata: dict[str, Any]
+
+    def login_url(self, **params: str) -> str:
+        return f"{self.rp.url}/login/{self.name}" + (f"?{urlencode(params)}" if params else "")
+
+    @property
+    def logout_url(self) -> str:
+        return f"{self.rp.url}/logout/{self.name}"
+
+    @property
+    def callback_url(self) -> str:
+        return f"{self.rp.url}/cb/{self.name}"
+
+    def state(self) -> dict[str, Any]:
+        return dict(self.rp.call(f"/clients/{self.name}"))
+
+    def flows(self) -> list[dict[str, Any]]:
+        return list(self.state()["flows"])
+
+    def refresh(self, refresh_token: str) -> dict[str, Any]:
+        return dict(self.rp.call(f"/clients/{self.name}/refresh", {"refresh_token": refresh_token}))
+
+    def replay(self, index: int) -> dict[str, Any]:
+        return dict(self.rp.call(f"/clients/{self.name}/replay", {"index": index}))
+
+    def userinfo(self, access_token: str, sub: str) -> dict[str, Any]:
+        body = {"access_token": access_token, "sub": sub}
+        return dict(self.rp.call(f"/clients/{self.name}/userinfo", body))
+
+    def verify(self, id_token: str) -> dict[str, Any]:
+        return dict(self.rp.call(f"/clients/{self.name}/verify", {"id_token": id_token}))
+
+    def logouts(self, count: int = 1, timeout: float = 15.0) -> list[dict[str, Any]]:
+        """The back-channel logout tokens received, waiting until there are ``count``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            received = list(self.state()["logouts"])
+            if len(received) >= count or time.monotonic() > deadline:
+                return received
+            time.sleep(0.2)
+
+
+RegisterApp = Callable[..., App]
+
+
+@pytest.fixture
+def register_app(server: Server, relying_party: RelyingParty) -> RegisterApp:
+    """``register_app(*cli_args, public=False, id_token_alg=None)``: `threshold apps add` an app
+    whose redirect, post-logout and back-channel URIs are the relying party's, then tell the
+    relying party its credentials (it runs discovery then)."""
+
+    def register(*args: str, public: bool = False, id_token_alg: str | None = None) -> App:
+        name = f"test-app-{next(_apps)}"
+        rp = relying_party.url
+        command = [
+            "apps", "add", name,
+            "--redirect-uri", f"{rp}/cb/{name}",
+            "--post-logout-redirect-uri", f"{rp}/logged-out/{name}",
+            "--backchannel-logout-uri", f"{rp}/backchannel/{name}",
+            *(["--public"] if public else []),
+            *(["--id-token-alg", id_token_alg] if id_token_alg else []),
+            *args,
+            "--json",
+        ]  # fmt: skip
+        credentials = json.loads(server.cli(*command))
+        assert set(credentials) == {"client_id", "client_secret"}, credentials
+        assert (credentials["client_secret"] is None) is public, credentials
+        registered = relying_party.call(
+            "/clients",
+            {
+                "name": name,
+                "issuer": server.url,
+                "client_id": credentials["client_id"],
+                "client_secret": credentials["client_secret"],
+                "id_token_alg": id_token_alg,
+            },
+        )
+        assert registered["ok"], registered
+        return App(
+            relying_party,
+            name,
+            credentials["client_id"],
+            credentials["client_secret"],
+            registered["metadata"],
+        )
+
+    return register
+
+
+def hold_autofill(page: Page) -> None:
+    """Keep Threshold's sign-in page from signing in by itself (see CREDENTIALS_SPY)."""
+    page.add_init_script("window.__thresholdHoldAutofill = true;")
+
+
+def result_on(page: Page) -> dict[str, Any]:
+    """What the relying party shows on its callback page: the outcome it recorded."""
+    return dict(json.loads(page.locator("#result").inner_text()))
+
+
+def sign_in_to(page: Page, app: App, **params: str) -> dict[str, Any]:
+    """Open the app's sign-in with ``params`` (prompt, max_age, acr_values, scope, ...); if
+    Threshold asks for a passkey, select "Sign in with a passkey"; the relying party's outcome."""
+    page.goto(app.login_url(**params))
+    if not page.url.startswith(app.callback_url):
+        page.get_by_role("button", name=SIGN_IN_BUTTON).click()
+        page.wait_for_url(f"{app.callback_url}?*")
+    return result_on(page)
+
+
+def straight_to(page: Page, app: App, **params: str) -> dict[str, Any]:
+    """Open the app's sign-in and expect Threshold to answer without showing a page."""
+    page.goto(app.login_url(**params))
+    assert page.url.startswith(app.callback_url), f"Threshold showed {page.url}"
+    return result_on(page)

@@ -1,0 +1,187 @@
+"""Single sign-on: when Threshold makes the person sign in again, and whom it refuses.
+
+prompt=login and max_age force a real passkey ceremony (a new auth_time), prompt=none never
+shows a page, acr_values=phrh with only a synced passkey is unmet, a locked person's tokens stop
+working, and a person outside the app's groups is refused. The relying party is openid-client
+(tests/rp/server.mjs) with zero clock tolerance, so a stale auth_time fails its max_age check.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, expect
+
+from tests.browser import sso_rp
+from tests.browser.conftest import (
+    Authenticator,
+    Console,
+    Invite,
+    Person,
+    Server,
+    add_authenticator,
+    enroll,
+)
+from tests.browser.sso_rp import RegisterApp, hold_autofill, sign_in_to, straight_to
+
+pytestmark = pytest.mark.browser
+
+relying_party = sso_rp.relying_party
+register_app = sso_rp.register_app
+
+
+def _signed_in(page: Page, invite: Invite) -> Person:
+    person = invite()
+    enroll(page, person)
+    hold_autofill(page)
+    return person
+
+
+def _modal_requests(console: Console) -> int:
+    """How many passkey requests the pages made with the button (not autofill)."""
+    return console.credential_requests().count("optional")
+
+
+def test_prompt_login_runs_a_new_passkey_ceremony(
+    page: Page,
+    authenticator: Authenticator,
+    console: Console,
+    invite: Invite,
+    register_app: RegisterApp,
+) -> None:
+    _signed_in(page, invite)
+    app = register_app()
+    first = straight_to(page, app)
+    assert first["ok"], first
+    time.sleep(1.1)  # auth_time counts seconds
+    ceremonies = _modal_requests(console)
+
+    again = sign_in_to(page, app, prompt="login")
+
+    assert again["ok"], again
+    assert _modal_requests(console) == ceremonies + 1, "a real ceremony, not a redirect"
+    assert again["claims"]["auth_time"] > first["claims"]["auth_time"]
+    assert again["claims"]["sub"] == first["claims"]["sub"]
+
+
+def test_prompt_none_answers_login_required_when_signed_out(
+    page: Page, register_app: RegisterApp
+) -> None:
+    app = register_app()
+
+    result = straight_to(page, app, prompt="none")
+
+    assert not result["ok"]
+    assert result["callback"]["error"] == "login_required"
+    assert "code" not in result["callback"]
+
+
+def test_prompt_none_signs_in_silently_when_signed_in(
+    page: Page, authenticator: Authenticator, invite: Invite, register_app: RegisterApp
+) -> None:
+    person = _signed_in(page, invite)
+    app = register_app()
+
+    result = straight_to(page, app, prompt="none")
+
+    assert result["ok"], result
+    assert result["claims"]["email"] == person.email
+
+
+def test_max_age_forces_a_new_sign_in_checked_with_zero_clock_tolerance(
+    page: Page,
+    authenticator: Authenticator,
+    console: Console,
+    invite: Invite,
+    register_app: RegisterApp,
+) -> None:
+    _signed_in(page, invite)
+    app = register_app()
+    recent = straight_to(page, app, max_age="300")  # recent enough: no new ceremony
+    assert recent["ok"], recent
+    time.sleep(6)
+    ceremonies = _modal_requests(console)
+
+    # The relying party refuses an auth_time older than 5 s (no tolerance): a provider that
+    # ignored max_age would fail here.
+    result = sign_in_to(page, app, max_age="5")
+
+    assert result["ok"], result
+    assert _modal_requests(console) == ceremonies + 1
+    assert result["claims"]["auth_time"] > recent["claims"]["auth_time"]
+
+
+def test_acr_phrh_with_only_a_synced_passkey_is_unmet(
+    page: Page, context: BrowserContext, invite: Invite, register_app: RegisterApp
+) -> None:
+    add_authenticator(
+        context, page, transport="internal", defaultBackupEligibility=True, defaultBackupState=True
+    )
+    _signed_in(page, invite)
+    app = register_app()
+
+    phr = straight_to(page, app, acr_values="phr")
+    assert phr["ok"], phr
+    assert phr["claims"]["acr"] == "phr"
+    assert phr["claims"]["amr"] == ["pop", "swk", "mfa"], "a synced passkey: software key"
+
+    # Nothing the person has gives phrh (hardware-bound with trusted attestation).
+    phrh = straight_to(page, app, acr_values="phrh")
+    assert not phrh["ok"]
+    assert phrh["callback"]["error"] == "unmet_authentication_requirements"
+    assert "code" not in phrh["callback"]
+
+
+def test_locked_person_cannot_refresh_or_use_tokens(
+    page: Page,
+    authenticator: Authenticator,
+    server: Server,
+    invite: Invite,
+    register_app: RegisterApp,
+) -> None:
+    person = _signed_in(page, invite)
+    app = register_app()
+    result = straight_to(page, app)
+    assert result["ok"], result
+    sub = result["claims"]["sub"]
+    assert app.userinfo(result["access_token"], sub)["ok"]
+
+    server.cli("users", "lock", person.email)
+
+    refreshed = app.refresh(result["refresh_token"])
+    assert not refreshed["ok"]
+    assert refreshed["error"] == "invalid_grant"
+    userinfo = app.userinfo(result["access_token"], sub)
+    assert not userinfo["ok"]
+    assert userinfo["status"] == 401
+
+
+def test_person_outside_the_apps_group_is_refused_until_added(
+    page: Page,
+    authenticator: Authenticator,
+    server: Server,
+    invite: Invite,
+    register_app: RegisterApp,
+) -> None:
+    person = _signed_in(page, invite)
+    group = f"engineering-{person.email.split('@')[0]}"
+    server.cli("groups", "add", group)
+    app = register_app()
+    server.cli("apps", "assign", app.client_id, "--group", group)
+
+    response = page.goto(app.login_url())
+
+    assert response is not None
+    assert page.url.startswith(server.url), "refused at Threshold, not at the app"
+    assert response.status == 403
+    expect(page.locator("main")).to_contain_text(
+        re.compile(f"You don[\u2019']t have access to {re.escape(app.name)}")
+    )
+    assert app.flows() == []
+
+    server.cli("groups", "add-member", group, person.email)
+    result = straight_to(page, app, scope="openid email groups")
+    assert result["ok"], result
+    assert group in result["claims"]["groups"]
