@@ -73,12 +73,19 @@ class App:
     """An app registered at Threshold and known to the relying party under ``name``."""
 
     rp: RelyingParty
+    server: Server
     name: str
     client_id: str
     client_secret: str | None
     metadata: dict[str, Any]
 
+    def sync_clock(self) -> None:
+        """Tell the relying party how far the tests moved Threshold's clock (Server.advance_clock),
+        so that it checks exp and auth_time at the provider's time, as if NTP kept them agreed."""
+        self.rp.call("/clock", {"skew": self.server.now() - time.time()})
+
     def login_url(self, **params: str) -> str:
+        self.sync_clock()
         return f"{self.rp.url}/login/{self.name}" + (f"?{urlencode(params)}" if params else "")
 
     @property
@@ -96,12 +103,15 @@ class App:
         return list(self.state()["flows"])
 
     def refresh(self, refresh_token: str) -> dict[str, Any]:
+        self.sync_clock()
         return dict(self.rp.call(f"/clients/{self.name}/refresh", {"refresh_token": refresh_token}))
 
     def replay(self, index: int) -> dict[str, Any]:
+        self.sync_clock()
         return dict(self.rp.call(f"/clients/{self.name}/replay", {"index": index}))
 
     def userinfo(self, access_token: str, sub: str) -> dict[str, Any]:
+        self.sync_clock()
         body = {"access_token": access_token, "sub": sub}
         return dict(self.rp.call(f"/clients/{self.name}/userinfo", body))
 
@@ -110,6 +120,7 @@ class App:
 
     def logouts(self, count: int = 1, timeout: float = 15.0) -> list[dict[str, Any]]:
         """The back-channel logout tokens received, waiting until there are ``count``."""
+        self.sync_clock()
         deadline = time.monotonic() + timeout
         while True:
             received = list(self.state()["logouts"])
@@ -140,6 +151,7 @@ def register_app(server: Server, relying_party: RelyingParty) -> RegisterApp:
             *args,
             "--json",
         ]  # fmt: skip
+        relying_party.call("/clock", {"skew": server.now() - time.time()})
         credentials = json.loads(server.cli(*command))
         assert set(credentials) == {"client_id", "client_secret"}, credentials
         assert (credentials["client_secret"] is None) is public, credentials
@@ -156,6 +168,7 @@ def register_app(server: Server, relying_party: RelyingParty) -> RegisterApp:
         assert registered["ok"], registered
         return App(
             relying_party,
+            server,
             name,
             credentials["client_id"],
             credentials["client_secret"],

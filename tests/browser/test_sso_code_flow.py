@@ -10,7 +10,6 @@ calls userinfo. Nothing here trusts Threshold's own code to say that a token is 
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from typing import Any
 
@@ -70,7 +69,7 @@ def test_code_flow_gives_the_relying_party_every_claim_and_userinfo(
     invite: Invite,
     register_app: RegisterApp,
 ) -> None:
-    started = time.time()
+    started = server.now()
     person = _signed_in(page, invite)
     group = f"staff-{person.email.split('@')[0]}"
     server.cli("groups", "add", group)
@@ -96,7 +95,7 @@ def test_code_flow_gives_the_relying_party_every_claim_and_userinfo(
     assert claims["name"] == person.name
     assert claims["preferred_username"] == person.email
     assert claims["groups"] == [group]
-    assert started - 1 <= claims["auth_time"] <= time.time() + 1, "the enrollment's sign-in"
+    assert started - 1 <= claims["auth_time"] <= server.now() + 1, "the enrollment's sign-in"
     assert isinstance(claims["sid"], str)
     assert claims["sid"]
     # Chromium's virtual authenticator: device-bound, verifies the person, but its attestation

@@ -16,6 +16,7 @@
 //   GET /logged-out/NAME       the post_logout_redirect_uri.
 //   POST /backchannel/NAME     the backchannel_logout_uri: verifies and records the logout_token.
 // Routes the Python test uses (JSON in, JSON out):
+//   POST /clock                {skew}: the provider's clock minus ours, in seconds.
 //   POST /clients              {name, issuer, client_id, client_secret, id_token_alg}: discovery.
 //   GET  /clients/NAME         everything recorded for the app.
 //   POST /clients/NAME/refresh {refresh_token}
@@ -31,6 +32,10 @@ const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 const apps = new Map();
 const transactions = new Map();
 let origin = '';
+// The provider's clock minus ours, in seconds: the tests move Threshold's clock forward, and a
+// relying party whose clock agrees with its provider's (as NTP would make it) checks exp and
+// auth_time against the provider's time.
+let clockSkew = 0;
 
 function json(response, status, body) {
   response.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
@@ -83,6 +88,7 @@ function decode(idToken) {
 async function configure(app) {
   const metadata = {
     [client.clockTolerance]: 0,
+    [client.clockSkew]: clockSkew,
     ...(app.id_token_alg ? { id_token_signed_response_alg: app.id_token_alg } : {}),
   };
   const auth = app.client_secret ? client.ClientSecretBasic(app.client_secret) : client.None();
@@ -265,6 +271,7 @@ async function backchannel(app, request, response) {
       issuer: metadata.issuer,
       audience: app.client_id,
       clockTolerance: 0,
+      currentDate: new Date((Date.now() / 1000 + clockSkew) * 1000),
       requiredClaims: ['iat', 'jti', 'events'],
     });
     if (!payload.events || typeof payload.events[BACKCHANNEL_EVENT] !== 'object') {
@@ -327,6 +334,10 @@ async function route(request, response) {
   const url = new URL(request.url, origin);
   const [, first, name, action] = url.pathname.split('/');
   const app = apps.get(name);
+  if (request.method === 'POST' && first === 'clock') {
+    clockSkew = Number(JSON.parse(await readBody(request)).skew);
+    return json(response, 200, { ok: true, skew: clockSkew });
+  }
   if (request.method === 'POST' && first === 'clients' && !name) {
     return json(response, 200, await register(JSON.parse(await readBody(request))));
   }
