@@ -47,22 +47,25 @@ class RelyingParty:
 
 
 @pytest.fixture(scope="session")
-def relying_party() -> Iterator[RelyingParty]:
+def relying_party(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelyingParty]:
     node = shutil.which("node")
     assert node, "Node is needed for the relying party (`make node-deps` installs npm and node)"
-    process = subprocess.Popen(
-        # ipv4first: the provider listens on 127.0.0.1, and `localhost` must reach it.
-        [node, "--dns-result-order=ipv4first", str(RP_SCRIPT)],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log_path = tmp_path_factory.mktemp("relying-party") / "rp.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            # ipv4first: the provider listens on 127.0.0.1, and `localhost` must reach it.
+            [node, "--dns-result-order=ipv4first", str(RP_SCRIPT)],
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("listening "), f"the relying party did not start: {line}"
-        yield RelyingParty(f"http://127.0.0.1:{int(line.split()[1])}")
+        deadline = time.monotonic() + 30
+        while not (first := log_path.read_text().partition("\n")[0]).startswith("listening "):
+            assert process.poll() is None, f"the relying party exited:\n{log_path.read_text()}"
+            assert time.monotonic() < deadline, "the relying party did not start"
+            time.sleep(0.05)
+        yield RelyingParty(f"http://127.0.0.1:{int(first.split()[1])}")
     finally:
         process.terminate()
         process.wait(timeout=10)
