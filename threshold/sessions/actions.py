@@ -10,6 +10,7 @@ from django.http import HttpRequest
 
 from threshold import clock
 from threshold.accounts.models import User
+from threshold.accounts.signals import access_withdrawn
 from threshold.audit.actions import Action, Origin, record
 from threshold.core.assurance import Assurance
 from threshold.sessions.models import Session
@@ -78,4 +79,11 @@ def do_sign_out_other_sessions(user: User, current_session_key: str | None, orig
     """
     count, _ = Session.objects.filter(user=user).exclude(session_key=current_session_key).delete()
     record(Action.SESSIONS_ENDED, origin, actor=user, subject=user, count=count)
+    access_withdrawn.send(
+        User,
+        user=user,
+        origin=origin,
+        reason="other_sessions_ended",
+        keep_session_key=current_session_key,
+    )
     return count

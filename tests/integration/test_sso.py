@@ -1,0 +1,352 @@
+"""Single sign-on: Threshold as an OpenID Connect provider (threshold/sso/), through real URLs.
+
+The app here is the test itself: it sends the authorization request a relying party sends,
+exchanges the code with PKCE, and verifies the ID token's signature against the JWKS with
+jwcrypto. Nothing is mocked but the clock and, for back-channel logout, the outbound POST.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+from django.test import Client
+from jwcrypto import jwk, jwt
+
+from tests.integration.conftest import Browser, assert_ok, enrolled_person, sign_in
+from threshold.accounts.actions import do_lock_user
+from threshold.audit.actions import Origin
+from threshold.audit.models import AuditEvent
+from threshold.groups.actions import do_add_group, do_add_member
+from threshold.passkeys.models import Passkey
+from threshold.sso.actions import do_add_app, do_assign_app
+from threshold.sso.models import Application
+
+pytestmark = pytest.mark.django_db
+
+ISSUER = "http://localhost:8000"
+REDIRECT_URI = "http://127.0.0.1:9000/callback"
+
+
+@dataclass
+class App:
+    client_id: str
+    client_secret: str | None
+    application: Application
+
+
+def add_app(**kwargs: Any) -> App:
+    kwargs.setdefault("redirect_uris", [REDIRECT_URI])
+    new = do_add_app(kwargs.pop("name", "Wiki"), Origin.cli(), **kwargs)
+    return App(new.application.client_id, new.client_secret, new.application)
+
+
+def pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
+    return verifier, challenge.decode()
+
+
+@dataclass
+class Authorization:
+    verifier: str
+    state: str
+    nonce: str
+    response: Any
+
+    @property
+    def location(self) -> str:
+        return self.response["Location"]
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {k: v[0] for k, v in parse_qs(urlsplit(self.location).query).items()}
+
+
+def authorize(browser: Browser, app: App, **extra: str) -> Authorization:
+    verifier, challenge = pkce()
+    state, nonce = secrets.token_urlsafe(8), secrets.token_urlsafe(8)
+    query = {
+        "response_type": "code",
+        "client_id": app.client_id,
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid profile email groups",
+        "state": state,
+        "nonce": nonce,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    query.update(extra)
+    query = {k: v for k, v in query.items() if v is not None}
+    response = browser.get("/authorize?" + urlencode(query))
+    return Authorization(verifier, state, nonce, response)
+
+
+def exchange(app: App, code: str, verifier: str, **extra: str):
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier,
+        "client_id": app.client_id,
+    }
+    if app.client_secret:
+        data["client_secret"] = app.client_secret
+    data.update(extra)
+    return Client().post("/token", data)
+
+
+def refresh(app: App, refresh_token: str):
+    data = {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh_token,
+        "client_id": app.client_id,
+    }
+    if app.client_secret:
+        data["client_secret"] = app.client_secret
+    return Client().post("/token", data)
+
+
+def verify_id_token(token: str, app: App) -> dict[str, Any]:
+    keys = jwk.JWKSet.from_json(Client().get("/jwks").content)
+    verified = jwt.JWT(jwt=token, key=keys, expected_type="JWS")
+    claims = json.loads(verified.claims)
+    assert claims["iss"] == ISSUER
+    assert claims["aud"] == app.client_id
+    return claims
+
+
+def signed_in(person) -> Browser:
+    browser = Browser()
+    assert_ok(sign_in(browser, person.authenticator))
+    return browser
+
+
+def full_flow(browser: Browser, app: App, **extra: str) -> dict[str, Any]:
+    auth = authorize(browser, app, **extra)
+    assert auth.response.status_code == 302, auth.response.content[:300]
+    assert auth.location.startswith(REDIRECT_URI), auth.location
+    assert auth.params["state"] == auth.state
+    assert auth.params["iss"] == ISSUER
+    assert "code" in auth.params, auth.params
+    response = exchange(app, auth.params["code"], auth.verifier)
+    assert response.status_code == 200, response.content
+    tokens = response.json()
+    tokens["claims"] = verify_id_token(tokens["id_token"], app)
+    assert tokens["claims"]["nonce"] == auth.nonce
+    return tokens
+
+
+@pytest.fixture
+def ada(db):
+    return enrolled_person("ada@example.com", "Ada Lovelace")
+
+
+# --- Discovery and keys ----------------------------------------------------------------------
+
+
+def test_discovery_names_the_issuer_and_endpoints(db):
+    document = Client().get("/.well-known/openid-configuration").json()
+    assert document["issuer"] == ISSUER
+    assert document["authorization_endpoint"] == f"{ISSUER}/authorize"
+    assert document["token_endpoint"] == f"{ISSUER}/token"
+    assert document["jwks_uri"] == f"{ISSUER}/jwks"
+    assert document["code_challenge_methods_supported"] == ["S256"]
+    assert document["response_types_supported"] == ["code"]
+    assert "RS256" in document["id_token_signing_alg_values_supported"]
+    assert document["authorization_response_iss_parameter_supported"] is True
+    assert document["backchannel_logout_session_supported"] is True
+
+
+def test_the_jwks_has_a_kid_per_key(db):
+    keys = Client().get("/jwks").json()["keys"]
+    assert {key["alg"] for key in keys} == {"RS256", "ES256"}
+    assert all(key["kid"] and "d" not in key for key in keys)
+
+
+# --- The code flow ---------------------------------------------------------------------------
+
+
+def test_a_signed_in_person_gets_every_claim(ada):
+    app = add_app()
+    group = do_add_group("Engineering", Origin.cli())
+    do_add_member(group, ada.user, Origin.cli())
+    browser = signed_in(ada)
+    tokens = full_flow(browser, app)
+    claims = tokens["claims"]
+    assert claims["email"] == "ada@example.com"
+    assert claims["email_verified"] is True
+    assert claims["name"] == "Ada Lovelace"
+    assert claims["preferred_username"] == "ada@example.com"
+    assert claims["groups"] == ["Engineering"]
+    assert claims["amr"] == ["pop", "swk", "mfa"]
+    assert claims["acr"] == "phr"
+    assert claims["sid"]
+    assert "@" not in claims["sub"]
+    userinfo = Client().get("/userinfo", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
+    assert userinfo.status_code == 200, userinfo.content
+    assert userinfo.json()["sub"] == claims["sub"]
+    assert userinfo.json()["groups"] == ["Engineering"]
+    assert AuditEvent.objects.filter(action="sso.authorized", actor=ada.user).exists()
+    assert AuditEvent.objects.filter(action="sso.token_issued", actor=ada.user).exists()
+
+
+def test_es256_apps_get_es256_id_tokens(ada):
+    app = add_app(id_token_alg="ES256", public=True)
+    tokens = full_flow(signed_in(ada), app)
+    header = json.loads(base64.urlsafe_b64decode(tokens["id_token"].split(".")[0] + "=="))
+    assert header["alg"] == "ES256"
+    assert header["kid"]
+
+
+def test_refresh_keeps_auth_time_and_rotates_and_reuse_revokes_the_family(ada, clock):
+    app = add_app()
+    tokens = full_flow(signed_in(ada), app)
+    auth_time = tokens["claims"]["auth_time"]
+    clock.advance(120)
+    first = refresh(app, tokens["refresh_token"])
+    assert first.status_code == 200, first.content
+    rotated = first.json()
+    assert rotated["refresh_token"] != tokens["refresh_token"]
+    assert verify_id_token(rotated["id_token"], app)["auth_time"] == auth_time
+    reused = refresh(app, tokens["refresh_token"])
+    assert reused.status_code == 400
+    assert reused.json()["error"] == "invalid_grant"
+    # The whole family is revoked: the newest token no longer works either.
+    assert refresh(app, rotated["refresh_token"]).status_code == 400
+
+
+def test_not_signed_in_goes_to_the_sign_in_page_and_back(ada):
+    app = add_app()
+    auth = authorize(Browser(), app)
+    assert auth.response.status_code == 302
+    assert auth.location.startswith("/sign-in?next=%2Fauthorize")
+
+
+def test_prompt_none_without_a_session_answers_login_required(ada):
+    app = add_app()
+    auth = authorize(Browser(), app, prompt="none")
+    assert auth.location.startswith(REDIRECT_URI)
+    assert auth.params["error"] == "login_required"
+    assert auth.params["state"] == auth.state
+    assert auth.params["iss"] == ISSUER
+
+
+def test_prompt_login_asks_for_a_new_sign_in_and_gives_a_new_auth_time(ada, clock):
+    app = add_app()
+    browser = signed_in(ada)
+    first = full_flow(browser, app)["claims"]
+    clock.advance(60)
+    auth = authorize(browser, app, prompt="login")
+    assert auth.location.startswith("/authorize/sign-in?next=")
+    back = parse_qs(urlsplit(auth.location).query)["next"][0]
+    assert_ok(sign_in(browser, ada.authenticator))
+    again = browser.get(back)
+    assert again["Location"].startswith(REDIRECT_URI), again["Location"]
+    code = parse_qs(urlsplit(again["Location"]).query)["code"][0]
+    tokens = exchange(app, code, auth.verifier).json()
+    claims = verify_id_token(tokens["id_token"], app)
+    assert claims["auth_time"] >= first["auth_time"] + 60
+    assert claims["sid"] == first["sid"]
+
+
+def test_max_age_forces_a_new_sign_in_when_the_last_is_older(ada, clock):
+    app = add_app()
+    browser = signed_in(ada)
+    clock.advance(100)
+    assert authorize(browser, app, max_age="300").location.startswith(REDIRECT_URI)
+    assert authorize(browser, app, max_age="60").location.startswith("/authorize/sign-in")
+    assert authorize(browser, app, max_age="60", prompt="none").params["error"] == "login_required"
+
+
+def test_acr_phrh_without_a_hardware_bound_passkey_is_unmet(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app, acr_values="phrh")
+    assert auth.params["error"] == "unmet_authentication_requirements"
+
+
+def test_acr_phrh_with_a_hardware_bound_passkey_steps_up(ada):
+    app = add_app()
+    browser = signed_in(ada)
+    Passkey.objects.filter(user=ada.user).update(attestation_trusted=True)
+    auth = authorize(browser, app, acr_values="phrh")
+    assert auth.location.startswith("/authorize/sign-in")
+    back = parse_qs(urlsplit(auth.location).query)["next"][0]
+    assert_ok(sign_in(browser, ada.authenticator))
+    again = browser.get(back)
+    code = parse_qs(urlsplit(again["Location"]).query)["code"][0]
+    claims = verify_id_token(exchange(app, code, auth.verifier).json()["id_token"], app)
+    assert claims["acr"] == "phrh"
+    assert claims["amr"] == ["pop", "hwk", "mfa"]
+
+
+def test_a_person_outside_the_apps_groups_is_refused(ada):
+    app = add_app()
+    do_add_group("Finance", Origin.cli())
+    do_assign_app(app.application, Origin.cli(), everyone=False, group_names=["Finance"])
+    auth = authorize(signed_in(ada), app)
+    assert auth.response.status_code == 403
+    assert b"You don't have access to Wiki" in auth.response.content
+    event = AuditEvent.objects.filter(action="sso.refused").latest("id")
+    assert event.reason == "not_assigned"
+
+
+def test_a_locked_persons_refresh_is_refused(ada):
+    app = add_app()
+    tokens = full_flow(signed_in(ada), app)
+    do_lock_user(ada.user, Origin.cli())
+    assert refresh(app, tokens["refresh_token"]).status_code == 400
+    userinfo = Client().get("/userinfo", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
+    assert userinfo.status_code == 401
+
+
+# --- Negative cases: a clean OAuth error, nothing issued, audited -----------------------------
+
+
+def test_wrong_code_verifier_is_refused(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app)
+    response = exchange(app, auth.params["code"], "x" * 50)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+    assert not AuditEvent.objects.filter(action="sso.token_issued").exists()
+    assert AuditEvent.objects.filter(action="sso.token_refused", reason="invalid_grant").exists()
+
+
+def test_a_replayed_code_is_refused_and_revokes_what_it_gave(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app)
+    first = exchange(app, auth.params["code"], auth.verifier)
+    assert first.status_code == 200
+    again = exchange(app, auth.params["code"], auth.verifier)
+    assert again.status_code == 400
+    assert again.json()["error"] == "invalid_grant"
+    assert refresh(app, first.json()["refresh_token"]).status_code == 400
+
+
+def test_a_foreign_redirect_uri_gets_a_page_not_a_redirect(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app, redirect_uri="https://evil.example/cb")
+    assert auth.response.status_code == 400
+    assert b"App Sign-in Link Not Valid" in auth.response.content
+    assert AuditEvent.objects.filter(action="sso.refused").exists()
+
+
+def test_plain_pkce_is_refused(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app, code_challenge_method="plain")
+    assert auth.params["error"] == "invalid_request"
+    assert "code" not in auth.params
+
+
+def test_a_public_client_must_send_a_nonce(ada):
+    app = add_app(public=True)
+    auth = authorize(signed_in(ada), app, nonce=None)
+    assert auth.params["error"] == "invalid_request"
+    assert "code" not in auth.params
