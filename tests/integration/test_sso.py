@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.server
 import json
 import secrets
+import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -18,15 +20,19 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from django.test import Client
 from jwcrypto import jwk, jwt
+from oauth2_provider.models import get_access_token_model
 
 from tests.integration.conftest import Browser, assert_ok, enrolled_person, sign_in
 from threshold.accounts.actions import do_lock_user
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
+from threshold.cli.main import main
 from threshold.groups.actions import do_add_group, do_add_member
 from threshold.passkeys.models import Passkey
+from threshold.sso import keys
 from threshold.sso.actions import do_add_app, do_assign_app
-from threshold.sso.models import Application
+from threshold.sso.logout import deliver_due
+from threshold.sso.models import Application, LogoutDelivery
 
 pytestmark = pytest.mark.django_db
 
@@ -350,3 +356,263 @@ def test_a_public_client_must_send_a_nonce(ada):
     auth = authorize(signed_in(ada), app, nonce=None)
     assert auth.params["error"] == "invalid_request"
     assert "code" not in auth.params
+
+
+# --- Logout: back-channel, RP-initiated; revocation -------------------------------------------
+
+
+class LogoutReceiver:
+    """An app's back-channel logout endpoint on loopback: a real HTTP server, in a thread."""
+
+    def __init__(self, status: int = 200) -> None:
+
+        received: list[str] = []
+        self.received = received
+        self.status = status
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                body = parse_qs(self.rfile.read(length).decode())
+                received.append(body["logout_token"][0])
+                self.send_response(outer.status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/backchannel"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver(settings):
+    settings.THRESHOLD_SSO_DELIVER_INLINE = True
+    server = LogoutReceiver()
+    yield server
+    server.close()
+
+
+def verify_logout_token(token: str, app: App) -> dict[str, Any]:
+    keys = jwk.JWKSet.from_json(Client().get("/jwks").content)
+    verified = jwt.JWT(jwt=token, key=keys, expected_type="JWS")
+    header = json.loads(base64.urlsafe_b64decode(token.split(".", maxsplit=1)[0] + "=="))
+    assert header["typ"] == "logout+jwt"
+    claims = json.loads(verified.claims)
+    assert claims["iss"] == ISSUER
+    assert claims["aud"] == app.client_id
+    assert "http://schemas.openid.net/event/backchannel-logout" in claims["events"]
+    assert "nonce" not in claims
+    return claims
+
+
+def test_signing_out_sends_a_signed_logout_token_with_the_sid(
+    ada, receiver, django_capture_on_commit_callbacks
+):
+    app = add_app(backchannel_logout_uri=receiver.url)
+    browser = signed_in(ada)
+    claims = full_flow(browser, app)["claims"]
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.post_form("/sign-out")
+    assert len(receiver.received) == 1
+    logout = verify_logout_token(receiver.received[0], app)
+    assert logout["sid"] == claims["sid"]
+    assert logout["sub"] == claims["sub"]
+    assert AuditEvent.objects.filter(action="sso.backchannel_logout_sent").exists()
+
+
+def test_signing_in_again_is_no_logout(ada, receiver, django_capture_on_commit_callbacks):
+    app = add_app(backchannel_logout_uri=receiver.url)
+    browser = signed_in(ada)
+    full_flow(browser, app)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert_ok(sign_in(browser, ada.authenticator))
+    assert receiver.received == []
+
+
+def test_a_failed_delivery_is_retried_by_cleanup(
+    ada, receiver, clock, django_capture_on_commit_callbacks
+):
+
+    receiver.status = 500
+    app = add_app(backchannel_logout_uri=receiver.url)
+    browser = signed_in(ada)
+    full_flow(browser, app)
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.post_form("/sign-out")
+    delivery = LogoutDelivery.objects.get()
+    assert delivery.delivered_at is None
+    assert delivery.attempts == 1
+    assert AuditEvent.objects.filter(
+        action="sso.backchannel_logout_failed", reason="will_retry"
+    ).exists()
+    receiver.status = 200
+    LogoutDelivery.objects.update(next_attempt_at=delivery.created_at)
+    assert deliver_due() == 1
+    assert LogoutDelivery.objects.get().delivered_at is not None
+    assert len(receiver.received) == 2
+
+
+def test_a_lock_ends_the_session_and_tells_the_app(
+    ada, receiver, django_capture_on_commit_callbacks
+):
+    app = add_app(backchannel_logout_uri=receiver.url)
+    browser = signed_in(ada)
+    claims = full_flow(browser, app)["claims"]
+    with django_capture_on_commit_callbacks(execute=True):
+        do_lock_user(ada.user, Origin.cli())
+    assert verify_logout_token(receiver.received[0], app)["sid"] == claims["sid"]
+    assert AuditEvent.objects.filter(action="sso.tokens_revoked", reason="locked").exists()
+
+
+def test_sign_out_other_sessions_revokes_their_tokens_only(ada):
+    app = add_app()
+    here, there = signed_in(ada), signed_in(ada)
+    mine = full_flow(here, app)
+    theirs = full_flow(there, app)
+    assert mine["claims"]["sid"] != theirs["claims"]["sid"]
+    here.post_form("/settings/sessions/sign-out-others")
+    assert refresh(app, theirs["refresh_token"]).status_code == 400
+    assert refresh(app, mine["refresh_token"]).status_code == 200
+
+
+def test_rp_initiated_logout_ends_the_session_and_returns_with_state(ada):
+    post_logout = "http://127.0.0.1:9000/signed-out"
+    app = add_app(post_logout_redirect_uris=[post_logout])
+    browser = signed_in(ada)
+    tokens = full_flow(browser, app)
+    response = browser.get(
+        "/end-session?"
+        + urlencode(
+            {
+                "id_token_hint": tokens["id_token"],
+                "post_logout_redirect_uri": post_logout,
+                "state": "xyz",
+            }
+        )
+    )
+    assert response.status_code == 302, response.content[:300]
+    assert response["Location"] == f"{post_logout}?state=xyz"
+    assert not browser.is_signed_in()
+    assert refresh(app, tokens["refresh_token"]).status_code == 400
+    assert AuditEvent.objects.filter(action="sso.logout", actor=ada.user).exists()
+
+
+def test_rp_initiated_logout_refuses_an_unregistered_uri_with_a_page(ada):
+    app = add_app()
+    browser = signed_in(ada)
+    tokens = full_flow(browser, app)
+    response = browser.get(
+        "/end-session?"
+        + urlencode(
+            {
+                "id_token_hint": tokens["id_token"],
+                "post_logout_redirect_uri": "https://evil.example",
+            }
+        )
+    )
+    assert response.status_code == 400
+    assert b"App Sign-in Link Not Valid" in response.content
+    assert browser.is_signed_in()
+
+
+# --- Keys, hints, consent ---------------------------------------------------------------------
+
+
+def test_key_rotation_keeps_the_old_kid_in_the_jwks(ada):
+
+    app = add_app()
+    browser = signed_in(ada)
+    before = full_flow(browser, app)
+    old_kid = json.loads(base64.urlsafe_b64decode(before["id_token"].split(".")[0] + "=="))["kid"]
+    keys.rotate()
+    after = full_flow(browser, app)
+    new_kid = json.loads(base64.urlsafe_b64decode(after["id_token"].split(".")[0] + "=="))["kid"]
+    assert new_kid != old_kid
+    published = {key["kid"] for key in Client().get("/jwks").json()["keys"]}
+    assert {old_kid, new_kid} <= published
+    # The old token still verifies against the published keys.
+    verify_id_token(before["id_token"], app)
+
+
+def test_an_id_token_hint_for_someone_else_is_login_required(ada):
+    grace = enrolled_person("grace@example.com", "Grace Hopper")
+    app = add_app()
+    hint = full_flow(signed_in(grace), app)["id_token"]
+    auth = authorize(signed_in(ada), app, id_token_hint=hint, prompt="none")
+    assert auth.params["error"] == "login_required"
+    own = full_flow(signed_in(ada), app)["id_token"]
+    assert "code" in authorize(signed_in(ada), app, id_token_hint=own).params
+    assert authorize(signed_in(ada), app, id_token_hint="garbage").params["error"] == (
+        "invalid_request"
+    )
+
+
+def test_consent_only_for_apps_that_require_it(ada):
+    app = add_app(require_consent=True)
+    browser = signed_in(ada)
+    auth = authorize(browser, app)
+    assert auth.response.status_code == 200
+    assert b"Your email address" in auth.response.content
+    path = auth.response.wsgi_request.get_full_path()
+    allowed = browser.client.post(
+        path, {"csrfmiddlewaretoken": browser.csrf_token(), "allow": "yes"}
+    )
+    assert "code=" in allowed["Location"]
+    assert authorize(browser, app, prompt="none").params["error"] == "consent_required"
+    # A first-party app skips it.
+    assert "code" in authorize(browser, add_app(name="Mail")).params
+
+
+# --- Apps from the command line -----------------------------------------------------------------
+
+
+def test_apps_add_json_prints_exactly_the_client_id_and_secret(db, capsys):
+
+    assert main(["apps", "add", "Wiki", "--redirect-uri", REDIRECT_URI, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed) == {"client_id", "client_secret"}
+    app = Application.objects.get(client_id=printed["client_id"])
+    # Stored as SHA-256, never as given.
+    assert app.client_secret == hashlib.sha256(printed["client_secret"].encode()).hexdigest()
+    assert main(["apps", "add", "Spa", "--redirect-uri", REDIRECT_URI, "--public", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["client_secret"] is None
+
+
+def test_apps_rotate_secret_assign_and_remove(ada, capsys):
+
+    app = add_app()
+    assert main(["apps", "rotate-secret", app.client_id, "--json"]) == 0
+    secret = json.loads(capsys.readouterr().out)["client_secret"]
+    auth = authorize(signed_in(ada), app)
+    assert exchange(app, auth.params["code"], auth.verifier).status_code == 401
+    app.client_secret = secret
+    auth = authorize(signed_in(ada), app)
+    assert exchange(app, auth.params["code"], auth.verifier).status_code == 200
+    assert main(["apps", "assign", app.client_id]) == 2
+    assert main(["apps", "assign", app.client_id, "--group", "Nobody"]) == 2
+    do_add_group("Finance", Origin.cli())
+    assert main(["apps", "assign", app.client_id, "--group", "finance"]) == 0
+    listed = capsys.readouterr()
+    assert main(["apps", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["assigned_to"] == ["Finance"]
+    assert main(["apps", "remove", app.client_id]) == 0
+    assert not Application.objects.exists()
+    assert listed
+
+
+def test_cleanup_removes_expired_tokens_and_sends_due_logouts(ada, capsys):
+
+    app = add_app()
+    full_flow(signed_in(ada), app)
+    get_access_token_model().objects.update(expires="2000-01-01T00:00:00Z")
+    assert main(["cleanup"]) == 0
+    assert not get_access_token_model().objects.exists()
+    assert "back-channel logouts" in capsys.readouterr().out

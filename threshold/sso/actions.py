@@ -18,7 +18,7 @@ from threshold.audit.actions import Action, Origin, record
 from threshold.core import errors
 from threshold.core.names import clean_name
 from threshold.groups.models import Group
-from threshold.sso.models import Algorithm, Application
+from threshold.sso.models import Algorithm, Application, AppSignIn
 from threshold.sso.validator import hash_secret, revoke_tokens
 
 APP_NAME_MAX_LENGTH = 100
@@ -196,4 +196,23 @@ def revoke_all_tokens(user: Any, origin: Origin, reason: str) -> int:
     count = revoke_tokens(user)
     if count:
         record(Action.SSO_TOKENS_REVOKED, origin, subject=user, reason=reason, tokens=count)
+    return count
+
+
+def delete_expired() -> int:
+    """``threshold cleanup``: expired and revoked tokens, expired codes (DOT's clear_expired),
+    then the sign-ins whose code expired unused or whose tokens are all gone."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    from django.utils import timezone  # noqa: PLC0415
+    from oauth2_provider.models import clear_expired, get_refresh_token_model  # noqa: PLC0415
+
+    clear_expired()
+    live_families = get_refresh_token_model().objects.values("token_family")
+    stale = timezone.now() - timedelta(days=1)
+    count, _ = (
+        AppSignIn.objects.filter(created_at__lt=stale)
+        .exclude(token_family__in=live_families)
+        .delete()
+    )
     return count

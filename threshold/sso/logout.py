@@ -22,6 +22,7 @@ from typing import Any
 import requests
 from django.conf import settings
 from django.db import close_old_connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 from jwcrypto import jwt
 
@@ -166,3 +167,12 @@ def _attempt(delivery: LogoutDelivery) -> int:
             error=error[:200],
         )
     return 0
+
+
+def delete_finished(days: int = 30) -> int:
+    """Forget deliveries delivered or given up more than ``days`` ago."""
+    before = timezone.now() - timedelta(days=days)
+    count, _ = LogoutDelivery.objects.filter(
+        Q(delivered_at__lt=before) | Q(given_up_at__lt=before)
+    ).delete()
+    return count
