@@ -616,3 +616,34 @@ def test_cleanup_removes_expired_tokens_and_sends_due_logouts(ada, capsys):
     assert main(["cleanup"]) == 0
     assert not get_access_token_model().objects.exists()
     assert "back-channel logouts" in capsys.readouterr().out
+
+
+# --- My apps and Settings ---------------------------------------------------------------------
+
+
+def test_home_shows_the_apps_the_person_may_use_as_tiles(ada):
+    add_app(name="Wiki", initiate_login_uri="https://wiki.example/login")
+    finance = add_app(name="Ledger")
+    do_add_group("Finance", Origin.cli())
+    do_assign_app(finance.application, Origin.cli(), everyone=False, group_names=["Finance"])
+    page = signed_in(ada).get("/").content.decode()
+    assert '<a href="https://wiki.example/login">Wiki</a>' in page
+    assert "Ledger" not in page
+
+
+def test_settings_signs_the_person_out_of_one_app(ada):
+    wiki, mail = add_app(name="Wiki"), add_app(name="Mail")
+    browser = signed_in(ada)
+    wiki_tokens, mail_tokens = full_flow(browser, wiki), full_flow(browser, mail)
+    page = browser.get("/settings").content.decode()
+    assert "Apps you're signed in to" in page
+    assert "Wiki" in page
+    response = browser.post_form(f"/settings/apps/{wiki.application.pk}/sign-out")
+    assert response["Location"] == "/settings?done=signed-out-of-app"
+    assert refresh(wiki, wiki_tokens["refresh_token"]).status_code == 400
+    assert refresh(mail, mail_tokens["refresh_token"]).status_code == 200
+    assert "Wiki" not in browser.get("/settings").content.decode().split("Apps you")[1]
+    event = AuditEvent.objects.filter(action="sso.tokens_revoked").latest("id")
+    assert event.reason == "signed_out_of_app"
+    # Another person's app, or none: nothing happens, the same way.
+    assert browser.post_form("/settings/apps/999999/sign-out").status_code == 303

@@ -156,6 +156,7 @@ def test_a_web_sign_in_is_audited_under_its_stored_names(ada) -> None:
                 "SESSIONS_ENDED": "sessions-ended",
                 "FALLBACK_REMOVED": "fallback-removed",
                 "FALLBACK_SET_UP": "fallback-set-up",
+                "SIGNED_OUT_OF_APP": "signed-out-of-app",
             },
         ),
     ],

@@ -12,4 +12,5 @@ urlpatterns = [
     path("userinfo", views.userinfo, name="userinfo"),
     path("revoke", views.revoke, name="revoke"),
     path("end-session", views.end_session, name="end-session"),
+    path("settings/apps/<str:app_id>/sign-out", views.sign_out_of_app, name="sign-out-of-app"),
 ]

@@ -15,6 +15,7 @@ from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
+from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
@@ -44,10 +45,12 @@ from threshold.sessions.flow import Flow, issue_flow_token
 from threshold.sessions.middleware import forget_signed_in
 from threshold.sessions.store import SIGNED_IN_AT
 from threshold.sso import keys
+from threshold.sso.access import access_signed_in_app
+from threshold.sso.actions import do_sign_out_of_app
 from threshold.sso.models import Algorithm, Application
 from threshold.sso.sessions import facts_of, subject_of
 from threshold.sso.validator import FACTS, may_use, revoke_tokens
-from threshold.web.http import CLIENT_CATALOG, audit_origin
+from threshold.web.http import CLIENT_CATALOG, Done, audit_origin, see_other, url_to
 
 REAUTH = "threshold_reauth"
 _REAUTH_SALT = "threshold.sso.reauth"
@@ -428,6 +431,20 @@ def token(request: HttpRequest) -> HttpResponse:
 
 userinfo = UserInfoView.as_view()
 revoke = RevokeTokenView.as_view()
+
+
+# --- Settings: "Sign out of this app" -----------------------------------------------------------
+
+
+@require_POST
+@login_required
+def sign_out_of_app(request: HttpRequest, app_id: str) -> HttpResponse:
+    user = request.user
+    assert isinstance(user, User)  # noqa: S101 - login_required
+    application = access_signed_in_app(user, app_id)
+    if application is not None:
+        do_sign_out_of_app(user, application, audit_origin(request))
+    return see_other(url_to("selfservice:settings", query={"done": Done.SIGNED_OUT_OF_APP}))
 
 
 # --- RP-initiated logout -------------------------------------------------------------------
