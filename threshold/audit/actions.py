@@ -49,6 +49,20 @@ class Action(StrEnum):
     GROUP_REMOVED = "group.removed"
     GROUP_MEMBER_ADDED = "group.member_added"
     GROUP_MEMBER_REMOVED = "group.member_removed"
+    # Single sign-on (threshold/sso/).
+    APP_ADDED = "app.added"
+    APP_REMOVED = "app.removed"
+    APP_SECRET_ROTATED = "app.secret_rotated"  # noqa: S105 - an event, not a secret
+    APP_ASSIGNED = "app.assigned"
+    SSO_AUTHORIZED = "sso.authorized"
+    SSO_REFUSED = "sso.refused"
+    SSO_TOKEN_ISSUED = "sso.token_issued"  # noqa: S105 - an event, not a token
+    SSO_TOKEN_REFUSED = "sso.token_refused"  # noqa: S105
+    SSO_TOKENS_REVOKED = "sso.tokens_revoked"
+    SSO_LOGOUT = "sso.logout"
+    SSO_BACKCHANNEL_LOGOUT_SENT = "sso.backchannel_logout_sent"
+    SSO_BACKCHANNEL_LOGOUT_FAILED = "sso.backchannel_logout_failed"
+    SSO_KEYS_ROTATED = "sso.keys_rotated"
 
 
 class Channel(StrEnum):

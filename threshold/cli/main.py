@@ -12,6 +12,9 @@
     threshold serve              the production server (gunicorn)
     threshold cleanup            drop expired sessions and used challenges
     threshold inspect registration|authentication RESPONSE.json ...   explain a ceremony
+    threshold apps [list [--json] | add NAME --redirect-uri URI ... [--json] | remove CLIENT_ID |
+                    rotate-secret CLIENT_ID | assign CLIENT_ID (--everyone | --group NAME ...)]
+    threshold keys [list | rotate]   the keys that sign ID tokens
     threshold migrate | check | shell | dbshell | ...   Django's management commands
 
 Every command that changes something goes through the same audited actions as
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 from threshold.cli.commands import (
     Command,
     Registration,
+    apps,
     audit,
     cleanup,
     enrollment,
@@ -53,6 +57,7 @@ GROUPS: tuple[Registration, ...] = (
     serve.register,
     cleanup.register,
     inspect.register,
+    apps.register,
 )
 # Where the parsed arguments carry the Command to run (no parser has an option of that name).
 COMMAND = "threshold_command"

@@ -24,6 +24,7 @@ person's sessions through them.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -54,6 +55,11 @@ SIGN_IN_USER_AGENT = "threshold.sign_in_user_agent"  # at most 512 characters
 SIGN_IN_METHOD = "threshold.sign_in_method"  # a SignedInWith value
 SIGN_IN_AMR = "threshold.amr"  # list of threshold.core.assurance.Amr values
 SIGN_IN_ACR = "threshold.acr"  # a threshold.core.assurance.Acr value, or None
+
+
+# True while ``cycle_key`` deletes the row it replaces: the session goes on under its new key,
+# so whoever watches sessions end (threshold/sso/, back-channel logout) lets that one pass.
+KEY_CYCLING: ContextVar[bool] = ContextVar("threshold_session_key_cycling", default=False)
 
 
 class SessionStore(db.SessionStore):
@@ -92,7 +98,11 @@ class SessionStore(db.SessionStore):
         self._unsaved = True
         self.modified = True
         if old_key:
-            self.delete(old_key)
+            cycling = KEY_CYCLING.set(True)
+            try:
+                self.delete(old_key)
+            finally:
+                KEY_CYCLING.reset(cycling)
 
     def delete(self, session_key: str | None = None) -> None:
         key = session_key or self.session_key

@@ -217,6 +217,7 @@ class Done(StrEnum):
     SESSIONS_ENDED = "sessions-ended"
     FALLBACK_REMOVED = "fallback-removed"
     FALLBACK_SET_UP = "fallback-set-up"
+    SIGNED_OUT_OF_APP = "signed-out-of-app"
 
 
 def settings_problem(request: HttpRequest, error: errors.ThresholdError) -> HttpResponse:

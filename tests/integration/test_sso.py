@@ -1,0 +1,649 @@
+"""Single sign-on: Threshold as an OpenID Connect provider (threshold/sso/), through real URLs.
+
+The app here is the test itself: it sends the authorization request a relying party sends,
+exchanges the code with PKCE, and verifies the ID token's signature against the JWKS with
+jwcrypto. Nothing is mocked but the clock and, for back-channel logout, the outbound POST.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.server
+import json
+import secrets
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+from django.test import Client
+from jwcrypto import jwk, jwt
+from oauth2_provider.models import get_access_token_model
+
+from tests.integration.conftest import Browser, assert_ok, enrolled_person, sign_in
+from threshold.accounts.actions import do_lock_user
+from threshold.audit.actions import Origin
+from threshold.audit.models import AuditEvent
+from threshold.cli.main import main
+from threshold.groups.actions import do_add_group, do_add_member
+from threshold.passkeys.models import Passkey
+from threshold.sso import keys
+from threshold.sso.actions import do_add_app, do_assign_app
+from threshold.sso.logout import deliver_due
+from threshold.sso.models import Application, LogoutDelivery
+
+pytestmark = pytest.mark.django_db
+
+ISSUER = "http://localhost:8000"
+REDIRECT_URI = "http://127.0.0.1:9000/callback"
+
+
+@dataclass
+class App:
+    client_id: str
+    client_secret: str | None
+    application: Application
+
+
+def add_app(**kwargs: Any) -> App:
+    kwargs.setdefault("redirect_uris", [REDIRECT_URI])
+    new = do_add_app(kwargs.pop("name", "Wiki"), Origin.cli(), **kwargs)
+    return App(new.application.client_id, new.client_secret, new.application)
+
+
+def pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
+    return verifier, challenge.decode()
+
+
+@dataclass
+class Authorization:
+    verifier: str
+    state: str
+    nonce: str
+    response: Any
+
+    @property
+    def location(self) -> str:
+        return self.response["Location"]
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {k: v[0] for k, v in parse_qs(urlsplit(self.location).query).items()}
+
+
+def authorize(browser: Browser, app: App, **extra: str) -> Authorization:
+    verifier, challenge = pkce()
+    state, nonce = secrets.token_urlsafe(8), secrets.token_urlsafe(8)
+    query = {
+        "response_type": "code",
+        "client_id": app.client_id,
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid profile email groups",
+        "state": state,
+        "nonce": nonce,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    query.update(extra)
+    query = {k: v for k, v in query.items() if v is not None}
+    response = browser.get("/authorize?" + urlencode(query))
+    return Authorization(verifier, state, nonce, response)
+
+
+def exchange(app: App, code: str, verifier: str, **extra: str):
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier,
+        "client_id": app.client_id,
+    }
+    if app.client_secret:
+        data["client_secret"] = app.client_secret
+    data.update(extra)
+    return Client().post("/token", data)
+
+
+def refresh(app: App, refresh_token: str):
+    data = {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh_token,
+        "client_id": app.client_id,
+    }
+    if app.client_secret:
+        data["client_secret"] = app.client_secret
+    return Client().post("/token", data)
+
+
+def verify_id_token(token: str, app: App) -> dict[str, Any]:
+    keys = jwk.JWKSet.from_json(Client().get("/jwks").content)
+    verified = jwt.JWT(jwt=token, key=keys, expected_type="JWS")
+    claims = json.loads(verified.claims)
+    assert claims["iss"] == ISSUER
+    assert claims["aud"] == app.client_id
+    return claims
+
+
+def signed_in(person) -> Browser:
+    browser = Browser()
+    assert_ok(sign_in(browser, person.authenticator))
+    return browser
+
+
+def full_flow(browser: Browser, app: App, **extra: str) -> dict[str, Any]:
+    auth = authorize(browser, app, **extra)
+    assert auth.response.status_code == 302, auth.response.content[:300]
+    assert auth.location.startswith(REDIRECT_URI), auth.location
+    assert auth.params["state"] == auth.state
+    assert auth.params["iss"] == ISSUER
+    assert "code" in auth.params, auth.params
+    response = exchange(app, auth.params["code"], auth.verifier)
+    assert response.status_code == 200, response.content
+    tokens = response.json()
+    tokens["claims"] = verify_id_token(tokens["id_token"], app)
+    assert tokens["claims"]["nonce"] == auth.nonce
+    return tokens
+
+
+@pytest.fixture
+def ada(db):
+    return enrolled_person("ada@example.com", "Ada Lovelace")
+
+
+# --- Discovery and keys ----------------------------------------------------------------------
+
+
+def test_discovery_names_the_issuer_and_endpoints(db):
+    document = Client().get("/.well-known/openid-configuration").json()
+    assert document["issuer"] == ISSUER
+    assert document["authorization_endpoint"] == f"{ISSUER}/authorize"
+    assert document["token_endpoint"] == f"{ISSUER}/token"
+    assert document["jwks_uri"] == f"{ISSUER}/jwks"
+    assert document["code_challenge_methods_supported"] == ["S256"]
+    assert document["response_types_supported"] == ["code"]
+    assert "RS256" in document["id_token_signing_alg_values_supported"]
+    assert document["authorization_response_iss_parameter_supported"] is True
+    assert document["backchannel_logout_session_supported"] is True
+
+
+def test_the_jwks_has_a_kid_per_key(db):
+    keys = Client().get("/jwks").json()["keys"]
+    assert {key["alg"] for key in keys} == {"RS256", "ES256"}
+    assert all(key["kid"] and "d" not in key for key in keys)
+
+
+# --- The code flow ---------------------------------------------------------------------------
+
+
+def test_a_signed_in_person_gets_every_claim(ada):
+    app = add_app()
+    group = do_add_group("Engineering", Origin.cli())
+    do_add_member(group, ada.user, Origin.cli())
+    browser = signed_in(ada)
+    tokens = full_flow(browser, app)
+    claims = tokens["claims"]
+    assert claims["email"] == "ada@example.com"
+    assert claims["email_verified"] is True
+    assert claims["name"] == "Ada Lovelace"
+    assert claims["preferred_username"] == "ada@example.com"
+    assert claims["groups"] == ["Engineering"]
+    assert claims["amr"] == ["pop", "swk", "mfa"]
+    assert claims["acr"] == "phr"
+    assert claims["sid"]
+    assert "@" not in claims["sub"]
+    userinfo = Client().get("/userinfo", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
+    assert userinfo.status_code == 200, userinfo.content
+    assert userinfo.json()["sub"] == claims["sub"]
+    assert userinfo.json()["groups"] == ["Engineering"]
+    assert AuditEvent.objects.filter(action="sso.authorized", actor=ada.user).exists()
+    assert AuditEvent.objects.filter(action="sso.token_issued", actor=ada.user).exists()
+
+
+def test_es256_apps_get_es256_id_tokens(ada):
+    app = add_app(id_token_alg="ES256", public=True)
+    tokens = full_flow(signed_in(ada), app)
+    header = json.loads(base64.urlsafe_b64decode(tokens["id_token"].split(".")[0] + "=="))
+    assert header["alg"] == "ES256"
+    assert header["kid"]
+
+
+def test_refresh_keeps_auth_time_and_rotates_and_reuse_revokes_the_family(ada, clock):
+    app = add_app()
+    tokens = full_flow(signed_in(ada), app)
+    auth_time = tokens["claims"]["auth_time"]
+    clock.advance(120)
+    first = refresh(app, tokens["refresh_token"])
+    assert first.status_code == 200, first.content
+    rotated = first.json()
+    assert rotated["refresh_token"] != tokens["refresh_token"]
+    assert verify_id_token(rotated["id_token"], app)["auth_time"] == auth_time
+    reused = refresh(app, tokens["refresh_token"])
+    assert reused.status_code == 400
+    assert reused.json()["error"] == "invalid_grant"
+    # The whole family is revoked: the newest token no longer works either.
+    assert refresh(app, rotated["refresh_token"]).status_code == 400
+
+
+def test_not_signed_in_goes_to_the_sign_in_page_and_back(ada):
+    app = add_app()
+    auth = authorize(Browser(), app)
+    assert auth.response.status_code == 302
+    assert auth.location.startswith("/sign-in?next=%2Fauthorize")
+
+
+def test_prompt_none_without_a_session_answers_login_required(ada):
+    app = add_app()
+    auth = authorize(Browser(), app, prompt="none")
+    assert auth.location.startswith(REDIRECT_URI)
+    assert auth.params["error"] == "login_required"
+    assert auth.params["state"] == auth.state
+    assert auth.params["iss"] == ISSUER
+
+
+def test_prompt_login_asks_for_a_new_sign_in_and_gives_a_new_auth_time(ada, clock):
+    app = add_app()
+    browser = signed_in(ada)
+    first = full_flow(browser, app)["claims"]
+    clock.advance(60)
+    auth = authorize(browser, app, prompt="login")
+    assert auth.location.startswith("/authorize/sign-in?next=")
+    back = parse_qs(urlsplit(auth.location).query)["next"][0]
+    assert_ok(sign_in(browser, ada.authenticator))
+    again = browser.get(back)
+    assert again["Location"].startswith(REDIRECT_URI), again["Location"]
+    code = parse_qs(urlsplit(again["Location"]).query)["code"][0]
+    tokens = exchange(app, code, auth.verifier).json()
+    claims = verify_id_token(tokens["id_token"], app)
+    assert claims["auth_time"] >= first["auth_time"] + 60
+    assert claims["sid"] == first["sid"]
+
+
+def test_max_age_forces_a_new_sign_in_when_the_last_is_older(ada, clock):
+    app = add_app()
+    browser = signed_in(ada)
+    clock.advance(100)
+    assert authorize(browser, app, max_age="300").location.startswith(REDIRECT_URI)
+    assert authorize(browser, app, max_age="60").location.startswith("/authorize/sign-in")
+    assert authorize(browser, app, max_age="60", prompt="none").params["error"] == "login_required"
+
+
+def test_acr_phrh_without_a_hardware_bound_passkey_is_unmet(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app, acr_values="phrh")
+    assert auth.params["error"] == "unmet_authentication_requirements"
+
+
+def test_acr_phrh_with_a_hardware_bound_passkey_steps_up(ada):
+    app = add_app()
+    browser = signed_in(ada)
+    Passkey.objects.filter(user=ada.user).update(attestation_trusted=True)
+    auth = authorize(browser, app, acr_values="phrh")
+    assert auth.location.startswith("/authorize/sign-in")
+    back = parse_qs(urlsplit(auth.location).query)["next"][0]
+    assert_ok(sign_in(browser, ada.authenticator))
+    again = browser.get(back)
+    code = parse_qs(urlsplit(again["Location"]).query)["code"][0]
+    claims = verify_id_token(exchange(app, code, auth.verifier).json()["id_token"], app)
+    assert claims["acr"] == "phrh"
+    assert claims["amr"] == ["pop", "hwk", "mfa"]
+
+
+def test_a_person_outside_the_apps_groups_is_refused(ada):
+    app = add_app()
+    do_add_group("Finance", Origin.cli())
+    do_assign_app(app.application, Origin.cli(), everyone=False, group_names=["Finance"])
+    auth = authorize(signed_in(ada), app)
+    assert auth.response.status_code == 403
+    assert b"You don't have access to Wiki" in auth.response.content
+    event = AuditEvent.objects.filter(action="sso.refused").latest("id")
+    assert event.reason == "not_assigned"
+
+
+def test_a_locked_persons_refresh_is_refused(ada):
+    app = add_app()
+    tokens = full_flow(signed_in(ada), app)
+    do_lock_user(ada.user, Origin.cli())
+    assert refresh(app, tokens["refresh_token"]).status_code == 400
+    userinfo = Client().get("/userinfo", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
+    assert userinfo.status_code == 401
+
+
+# --- Negative cases: a clean OAuth error, nothing issued, audited -----------------------------
+
+
+def test_wrong_code_verifier_is_refused(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app)
+    response = exchange(app, auth.params["code"], "x" * 50)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+    assert not AuditEvent.objects.filter(action="sso.token_issued").exists()
+    assert AuditEvent.objects.filter(action="sso.token_refused", reason="invalid_grant").exists()
+
+
+def test_a_replayed_code_is_refused_and_revokes_what_it_gave(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app)
+    first = exchange(app, auth.params["code"], auth.verifier)
+    assert first.status_code == 200
+    again = exchange(app, auth.params["code"], auth.verifier)
+    assert again.status_code == 400
+    assert again.json()["error"] == "invalid_grant"
+    assert refresh(app, first.json()["refresh_token"]).status_code == 400
+
+
+def test_a_foreign_redirect_uri_gets_a_page_not_a_redirect(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app, redirect_uri="https://evil.example/cb")
+    assert auth.response.status_code == 400
+    assert b"App Sign-in Link Not Valid" in auth.response.content
+    assert AuditEvent.objects.filter(action="sso.refused").exists()
+
+
+def test_plain_pkce_is_refused(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app, code_challenge_method="plain")
+    assert auth.params["error"] == "invalid_request"
+    assert "code" not in auth.params
+
+
+def test_a_public_client_must_send_a_nonce(ada):
+    app = add_app(public=True)
+    auth = authorize(signed_in(ada), app, nonce=None)
+    assert auth.params["error"] == "invalid_request"
+    assert "code" not in auth.params
+
+
+# --- Logout: back-channel, RP-initiated; revocation -------------------------------------------
+
+
+class LogoutReceiver:
+    """An app's back-channel logout endpoint on loopback: a real HTTP server, in a thread."""
+
+    def __init__(self, status: int = 200) -> None:
+
+        received: list[str] = []
+        self.received = received
+        self.status = status
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                body = parse_qs(self.rfile.read(length).decode())
+                received.append(body["logout_token"][0])
+                self.send_response(outer.status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/backchannel"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver(settings):
+    settings.THRESHOLD_SSO_DELIVER_INLINE = True
+    server = LogoutReceiver()
+    yield server
+    server.close()
+
+
+def verify_logout_token(token: str, app: App) -> dict[str, Any]:
+    keys = jwk.JWKSet.from_json(Client().get("/jwks").content)
+    verified = jwt.JWT(jwt=token, key=keys, expected_type="JWS")
+    header = json.loads(base64.urlsafe_b64decode(token.split(".", maxsplit=1)[0] + "=="))
+    assert header["typ"] == "logout+jwt"
+    claims = json.loads(verified.claims)
+    assert claims["iss"] == ISSUER
+    assert claims["aud"] == app.client_id
+    assert "http://schemas.openid.net/event/backchannel-logout" in claims["events"]
+    assert "nonce" not in claims
+    return claims
+
+
+def test_signing_out_sends_a_signed_logout_token_with_the_sid(
+    ada, receiver, django_capture_on_commit_callbacks
+):
+    app = add_app(backchannel_logout_uri=receiver.url)
+    browser = signed_in(ada)
+    claims = full_flow(browser, app)["claims"]
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.post_form("/sign-out")
+    assert len(receiver.received) == 1
+    logout = verify_logout_token(receiver.received[0], app)
+    assert logout["sid"] == claims["sid"]
+    assert logout["sub"] == claims["sub"]
+    assert AuditEvent.objects.filter(action="sso.backchannel_logout_sent").exists()
+
+
+def test_signing_in_again_is_no_logout(ada, receiver, django_capture_on_commit_callbacks):
+    app = add_app(backchannel_logout_uri=receiver.url)
+    browser = signed_in(ada)
+    full_flow(browser, app)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert_ok(sign_in(browser, ada.authenticator))
+    assert receiver.received == []
+
+
+def test_a_failed_delivery_is_retried_by_cleanup(
+    ada, receiver, clock, django_capture_on_commit_callbacks
+):
+
+    receiver.status = 500
+    app = add_app(backchannel_logout_uri=receiver.url)
+    browser = signed_in(ada)
+    full_flow(browser, app)
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.post_form("/sign-out")
+    delivery = LogoutDelivery.objects.get()
+    assert delivery.delivered_at is None
+    assert delivery.attempts == 1
+    assert AuditEvent.objects.filter(
+        action="sso.backchannel_logout_failed", reason="will_retry"
+    ).exists()
+    receiver.status = 200
+    LogoutDelivery.objects.update(next_attempt_at=delivery.created_at)
+    assert deliver_due() == 1
+    assert LogoutDelivery.objects.get().delivered_at is not None
+    assert len(receiver.received) == 2
+
+
+def test_a_lock_ends_the_session_and_tells_the_app(
+    ada, receiver, django_capture_on_commit_callbacks
+):
+    app = add_app(backchannel_logout_uri=receiver.url)
+    browser = signed_in(ada)
+    claims = full_flow(browser, app)["claims"]
+    with django_capture_on_commit_callbacks(execute=True):
+        do_lock_user(ada.user, Origin.cli())
+    assert verify_logout_token(receiver.received[0], app)["sid"] == claims["sid"]
+    assert AuditEvent.objects.filter(action="sso.tokens_revoked", reason="locked").exists()
+
+
+def test_sign_out_other_sessions_revokes_their_tokens_only(ada):
+    app = add_app()
+    here, there = signed_in(ada), signed_in(ada)
+    mine = full_flow(here, app)
+    theirs = full_flow(there, app)
+    assert mine["claims"]["sid"] != theirs["claims"]["sid"]
+    here.post_form("/settings/sessions/sign-out-others")
+    assert refresh(app, theirs["refresh_token"]).status_code == 400
+    assert refresh(app, mine["refresh_token"]).status_code == 200
+
+
+def test_rp_initiated_logout_ends_the_session_and_returns_with_state(ada):
+    post_logout = "http://127.0.0.1:9000/signed-out"
+    app = add_app(post_logout_redirect_uris=[post_logout])
+    browser = signed_in(ada)
+    tokens = full_flow(browser, app)
+    response = browser.get(
+        "/end-session?"
+        + urlencode(
+            {
+                "id_token_hint": tokens["id_token"],
+                "post_logout_redirect_uri": post_logout,
+                "state": "xyz",
+            }
+        )
+    )
+    assert response.status_code == 302, response.content[:300]
+    assert response["Location"] == f"{post_logout}?state=xyz"
+    assert not browser.is_signed_in()
+    assert refresh(app, tokens["refresh_token"]).status_code == 400
+    assert AuditEvent.objects.filter(action="sso.logout", actor=ada.user).exists()
+
+
+def test_rp_initiated_logout_refuses_an_unregistered_uri_with_a_page(ada):
+    app = add_app()
+    browser = signed_in(ada)
+    tokens = full_flow(browser, app)
+    response = browser.get(
+        "/end-session?"
+        + urlencode(
+            {
+                "id_token_hint": tokens["id_token"],
+                "post_logout_redirect_uri": "https://evil.example",
+            }
+        )
+    )
+    assert response.status_code == 400
+    assert b"App Sign-in Link Not Valid" in response.content
+    assert browser.is_signed_in()
+
+
+# --- Keys, hints, consent ---------------------------------------------------------------------
+
+
+def test_key_rotation_keeps_the_old_kid_in_the_jwks(ada):
+
+    app = add_app()
+    browser = signed_in(ada)
+    before = full_flow(browser, app)
+    old_kid = json.loads(base64.urlsafe_b64decode(before["id_token"].split(".")[0] + "=="))["kid"]
+    keys.rotate()
+    after = full_flow(browser, app)
+    new_kid = json.loads(base64.urlsafe_b64decode(after["id_token"].split(".")[0] + "=="))["kid"]
+    assert new_kid != old_kid
+    published = {key["kid"] for key in Client().get("/jwks").json()["keys"]}
+    assert {old_kid, new_kid} <= published
+    # The old token still verifies against the published keys.
+    verify_id_token(before["id_token"], app)
+
+
+def test_an_id_token_hint_for_someone_else_is_login_required(ada):
+    grace = enrolled_person("grace@example.com", "Grace Hopper")
+    app = add_app()
+    hint = full_flow(signed_in(grace), app)["id_token"]
+    auth = authorize(signed_in(ada), app, id_token_hint=hint, prompt="none")
+    assert auth.params["error"] == "login_required"
+    own = full_flow(signed_in(ada), app)["id_token"]
+    assert "code" in authorize(signed_in(ada), app, id_token_hint=own).params
+    assert authorize(signed_in(ada), app, id_token_hint="garbage").params["error"] == (
+        "invalid_request"
+    )
+
+
+def test_consent_only_for_apps_that_require_it(ada):
+    app = add_app(require_consent=True)
+    browser = signed_in(ada)
+    auth = authorize(browser, app)
+    assert auth.response.status_code == 200
+    assert b"Your email address" in auth.response.content
+    path = auth.response.wsgi_request.get_full_path()
+    allowed = browser.client.post(
+        path, {"csrfmiddlewaretoken": browser.csrf_token(), "allow": "yes"}
+    )
+    assert "code=" in allowed["Location"]
+    assert authorize(browser, app, prompt="none").params["error"] == "consent_required"
+    # A first-party app skips it.
+    assert "code" in authorize(browser, add_app(name="Mail")).params
+
+
+# --- Apps from the command line -----------------------------------------------------------------
+
+
+def test_apps_add_json_prints_exactly_the_client_id_and_secret(db, capsys):
+
+    assert main(["apps", "add", "Wiki", "--redirect-uri", REDIRECT_URI, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed) == {"client_id", "client_secret"}
+    app = Application.objects.get(client_id=printed["client_id"])
+    # Stored as SHA-256, never as given.
+    assert app.client_secret == hashlib.sha256(printed["client_secret"].encode()).hexdigest()
+    assert main(["apps", "add", "Spa", "--redirect-uri", REDIRECT_URI, "--public", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["client_secret"] is None
+
+
+def test_apps_rotate_secret_assign_and_remove(ada, capsys):
+
+    app = add_app()
+    assert main(["apps", "rotate-secret", app.client_id, "--json"]) == 0
+    secret = json.loads(capsys.readouterr().out)["client_secret"]
+    auth = authorize(signed_in(ada), app)
+    assert exchange(app, auth.params["code"], auth.verifier).status_code == 401
+    app.client_secret = secret
+    auth = authorize(signed_in(ada), app)
+    assert exchange(app, auth.params["code"], auth.verifier).status_code == 200
+    assert main(["apps", "assign", app.client_id]) == 2
+    assert main(["apps", "assign", app.client_id, "--group", "Nobody"]) == 2
+    do_add_group("Finance", Origin.cli())
+    assert main(["apps", "assign", app.client_id, "--group", "finance"]) == 0
+    listed = capsys.readouterr()
+    assert main(["apps", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["assigned_to"] == ["Finance"]
+    assert main(["apps", "remove", app.client_id]) == 0
+    assert not Application.objects.exists()
+    assert listed
+
+
+def test_cleanup_removes_expired_tokens_and_sends_due_logouts(ada, capsys):
+
+    app = add_app()
+    full_flow(signed_in(ada), app)
+    get_access_token_model().objects.update(expires="2000-01-01T00:00:00Z")
+    assert main(["cleanup"]) == 0
+    assert not get_access_token_model().objects.exists()
+    assert "back-channel logouts" in capsys.readouterr().out
+
+
+# --- My apps and Settings ---------------------------------------------------------------------
+
+
+def test_home_shows_the_apps_the_person_may_use_as_tiles(ada):
+    add_app(name="Wiki", initiate_login_uri="https://wiki.example/login")
+    finance = add_app(name="Ledger")
+    do_add_group("Finance", Origin.cli())
+    do_assign_app(finance.application, Origin.cli(), everyone=False, group_names=["Finance"])
+    page = signed_in(ada).get("/").content.decode()
+    assert '<a href="https://wiki.example/login">Wiki</a>' in page
+    assert "Ledger" not in page
+
+
+def test_settings_signs_the_person_out_of_one_app(ada):
+    wiki, mail = add_app(name="Wiki"), add_app(name="Mail")
+    browser = signed_in(ada)
+    wiki_tokens, mail_tokens = full_flow(browser, wiki), full_flow(browser, mail)
+    page = browser.get("/settings").content.decode()
+    assert "Apps you're signed in to" in page
+    assert "Wiki" in page
+    response = browser.post_form(f"/settings/apps/{wiki.application.pk}/sign-out")
+    assert response["Location"] == "/settings?done=signed-out-of-app"
+    assert refresh(wiki, wiki_tokens["refresh_token"]).status_code == 400
+    assert refresh(mail, mail_tokens["refresh_token"]).status_code == 200
+    assert "Wiki" not in browser.get("/settings").content.decode().split("Apps you")[1]
+    event = AuditEvent.objects.filter(action="sso.tokens_revoked").latest("id")
+    assert event.reason == "signed_out_of_app"
+    # Another person's app, or none: nothing happens, the same way.
+    assert browser.post_form("/settings/apps/999999/sign-out").status_code == 303

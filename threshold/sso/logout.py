@@ -1,0 +1,178 @@
+"""Back-channel logout (OpenID Connect Back-Channel Logout 1.0): telling apps a session ended.
+
+When a Threshold session ends — sign-out, a timeout, a lock, a recovery, "Sign out other
+sessions", ``threshold cleanup`` — each app signed in to from it that has a
+``backchannel_logout_uri`` gets a signed ``logout_token`` with the session's ``sid``. The
+deliveries are rows (``LogoutDelivery``, an outbox) written in the transaction that ends the
+session, so none is lost if the process dies; they are sent once it commits (a short-lived
+thread, so the person's sign-out does not wait for the apps), and any that failed are retried
+with a doubling delay by the next delivery run and by ``threshold cleanup``. Each outcome is
+audited.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.db.models import Q
+from django.utils import timezone
+from jwcrypto import jwt
+
+from threshold import clock
+from threshold.audit.actions import Action, Origin, record
+from threshold.sso import keys
+from threshold.sso.models import Application, AppSignIn, LogoutDelivery
+from threshold.sso.sessions import subject_of
+
+log = logging.getLogger(__name__)
+
+EVENT = "http://schemas.openid.net/event/backchannel-logout"
+TIMEOUT_SECONDS = 5
+MAX_ATTEMPTS = 6
+FIRST_RETRY_SECONDS = 30
+TOKEN_LIFETIME_SECONDS = 120
+BATCH = 50
+
+
+def enqueue(user: Any, sid: str, reason: str) -> int:
+    """Write a delivery for every app signed in to from session ``sid``; sent after commit."""
+    applications = (
+        Application.objects.filter(sign_ins__sid=sid, sign_ins__user=user)
+        .exclude(backchannel_logout_uri="")
+        .distinct()
+    )
+    subject = subject_of(user)
+    deliveries = [
+        LogoutDelivery(application=application, subject=subject, sid=sid, reason=reason)
+        for application in applications
+    ]
+    if not deliveries:
+        return 0
+    LogoutDelivery.objects.bulk_create(deliveries)
+    # The app will not be asked to use this session again: its sign-ins from it are done.
+    AppSignIn.objects.filter(sid=sid, user=user, token_family=None).delete()
+    transaction.on_commit(deliver_soon)
+    return len(deliveries)
+
+
+def logout_token(application: Application, subject: str, sid: str) -> str:
+    now = int(clock.now())
+    key = keys.active_key(application.algorithm)
+    token = jwt.JWT(
+        header={"typ": "logout+jwt", "alg": key.alg, "kid": key.kid},
+        claims=json.dumps(
+            {
+                "iss": settings.THRESHOLD.public_url,
+                "aud": application.client_id,
+                "iat": now,
+                "exp": now + TOKEN_LIFETIME_SECONDS,
+                "jti": str(uuid.uuid4()),
+                "sub": subject,
+                "sid": sid,
+                "events": {EVENT: {}},
+            }
+        ),
+    )
+    token.make_signed_token(key.key)
+    return str(token.serialize())
+
+
+def deliver_soon() -> None:
+    """After the commit that wrote deliveries: send them without holding up the response."""
+    if getattr(settings, "THRESHOLD_SSO_DELIVER_INLINE", False):
+        deliver_due()
+        return
+    thread = threading.Thread(target=_deliver_in_thread, name="threshold-logout", daemon=True)
+    thread.start()
+
+
+def _deliver_in_thread() -> None:
+    try:
+        deliver_due()
+    except Exception:
+        log.exception("back-channel logout delivery failed")
+    finally:
+        close_old_connections()
+
+
+def deliver_due() -> int:
+    """Send every delivery that is due; returns how many were delivered."""
+    now = timezone.now()
+    due = list(
+        LogoutDelivery.objects.filter(
+            delivered_at=None, given_up_at=None, next_attempt_at__lte=now
+        ).select_related("application")[:BATCH]
+    )
+    delivered = 0
+    for delivery in due:
+        # Claim it: of two processes delivering at once, one sends it.
+        claimed = LogoutDelivery.objects.filter(
+            pk=delivery.pk, next_attempt_at=delivery.next_attempt_at, delivered_at=None
+        ).update(next_attempt_at=now + timedelta(seconds=TIMEOUT_SECONDS * 4))
+        if claimed:
+            delivered += _attempt(delivery)
+    return delivered
+
+
+def _attempt(delivery: LogoutDelivery) -> int:
+    application = delivery.application
+    error = ""
+    try:
+        response = requests.post(
+            application.backchannel_logout_uri,
+            data={"logout_token": logout_token(application, delivery.subject, delivery.sid)},
+            timeout=TIMEOUT_SECONDS,
+            allow_redirects=False,
+        )
+        if response.status_code not in (200, 204):
+            error = f"HTTP {response.status_code}"
+    except requests.RequestException as exc:
+        error = type(exc).__name__
+    now = timezone.now()
+    attempts = delivery.attempts + 1
+    with transaction.atomic():
+        if not error:
+            LogoutDelivery.objects.filter(pk=delivery.pk).update(
+                delivered_at=now, attempts=attempts, last_error=""
+            )
+            record(
+                Action.SSO_BACKCHANNEL_LOGOUT_SENT,
+                Origin(),
+                reason=delivery.reason,
+                app=application.client_id,
+                attempts=attempts,
+            )
+            return 1
+        given_up = attempts >= MAX_ATTEMPTS
+        LogoutDelivery.objects.filter(pk=delivery.pk).update(
+            attempts=attempts,
+            last_error=error[:200],
+            next_attempt_at=now + timedelta(seconds=FIRST_RETRY_SECONDS * 2 ** (attempts - 1)),
+            given_up_at=now if given_up else None,
+        )
+        record(
+            Action.SSO_BACKCHANNEL_LOGOUT_FAILED,
+            Origin(),
+            reason="given_up" if given_up else "will_retry",
+            app=application.client_id,
+            attempts=attempts,
+            error=error[:200],
+        )
+    return 0
+
+
+def delete_finished(days: int = 30) -> int:
+    """Forget deliveries delivered or given up more than ``days`` ago."""
+    before = timezone.now() - timedelta(days=days)
+    count, _ = LogoutDelivery.objects.filter(
+        Q(delivered_at__lt=before) | Q(given_up_at__lt=before)
+    ).delete()
+    return count

@@ -1,0 +1,497 @@
+"""The OpenID Connect endpoints: discovery, JWKS, authorize, token, userinfo, revoke, end-session.
+
+django-oauth-toolkit (through oauthlib) checks the protocol; these views decide what DOT
+leaves to the provider: whose session signs the person in, whether they may use the app,
+``prompt``, ``max_age``, ``acr_values`` and ``id_token_hint``, and consent. A request that
+cannot be answered at the app's redirect URI (an unknown client, a redirect URI the app did
+not register) gets a page in the catalog's words; every other error goes back to the app as
+an OAuth error with ``state`` and ``iss`` (RFC 9207). Each outcome is audited.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core import signing
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.cache import patch_cache_control
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from jwcrypto import jwt
+from jwcrypto.common import JWException
+from oauth2_provider.exceptions import FatalClientError, OAuthToolkitError, OIDCError
+from oauth2_provider.http import OAuth2ResponseRedirect
+from oauth2_provider.oauth2_backends import get_oauthlib_core
+from oauth2_provider.views import RevokeTokenView, UserInfoView
+from oauth2_provider.views.oidc import RPInitiatedLogoutView
+from oauthlib.common import add_params_to_uri
+
+from threshold import clock
+from threshold.accounts.models import User
+from threshold.audit.actions import Action, record
+from threshold.core import catalog
+from threshold.core.assurance import Acr
+from threshold.passkeys.models import Passkey
+from threshold.policy.access import policy_for
+from threshold.sessions.actions import sign_out
+from threshold.sessions.flow import Flow, issue_flow_token
+from threshold.sessions.middleware import forget_signed_in
+from threshold.sessions.store import SIGNED_IN_AT
+from threshold.sso import keys
+from threshold.sso.access import access_signed_in_app
+from threshold.sso.actions import do_sign_out_of_app
+from threshold.sso.models import Algorithm, Application
+from threshold.sso.sessions import facts_of, subject_of
+from threshold.sso.validator import FACTS, may_use, revoke_tokens
+from threshold.web.http import CLIENT_CATALOG, Done, audit_origin, see_other, url_to
+
+REAUTH = "threshold_reauth"
+_REAUTH_SALT = "threshold.sso.reauth"
+# How long a "sign in again" for one authorization request may take.
+_REAUTH_MAX_AGE = 900
+
+
+# --- Discovery and keys --------------------------------------------------------------------
+
+
+def _url(name: str) -> str:
+    return settings.THRESHOLD.public_url + reverse(name)
+
+
+@require_safe
+def discovery(request: HttpRequest) -> JsonResponse:
+    """/.well-known/openid-configuration (OpenID Connect Discovery 1.0 §3)."""
+    provider = cast(dict[str, Any], settings.OAUTH2_PROVIDER)
+    document = {
+        "issuer": settings.THRESHOLD.public_url,
+        "authorization_endpoint": _url("sso:authorize"),
+        "token_endpoint": _url("sso:token"),
+        "userinfo_endpoint": _url("sso:userinfo"),
+        "jwks_uri": _url("sso:jwks"),
+        "revocation_endpoint": _url("sso:revoke"),
+        "end_session_endpoint": _url("sso:end-session"),
+        "scopes_supported": list(provider["SCOPES"]),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": list(Algorithm.values),
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic", "client_secret_post", "none",
+        ],
+        "revocation_endpoint_auth_methods_supported": [
+            "client_secret_basic", "client_secret_post", "none",
+        ],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": [
+            "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "amr", "acr",
+            "email", "email_verified", "name", "preferred_username", "groups",
+        ],
+        "acr_values_supported": [str(value) for value in Acr],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "authorization_response_iss_parameter_supported": True,
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        "frontchannel_logout_supported": False,
+    }  # fmt: skip
+    response = JsonResponse(document)
+    response["Access-Control-Allow-Origin"] = "*"
+    patch_cache_control(response, public=True, max_age=300)
+    return response
+
+
+@require_safe
+def jwks(request: HttpRequest) -> JsonResponse:
+    """The public keys: the active ones and the retired ones whose tokens may still be valid."""
+    response = JsonResponse(keys.jwks())
+    response["Access-Control-Allow-Origin"] = "*"
+    # Short: after `threshold keys rotate`, apps find the new kid within a minute.
+    patch_cache_control(response, public=True, max_age=60)
+    return response
+
+
+# --- Authorize -----------------------------------------------------------------------------
+
+
+def _error_redirect(
+    redirect_uri: str, error: str, description: str, state: str | None
+) -> HttpResponse:
+    params = [("error", error), ("error_description", description)]
+    if state:
+        params.append(("state", state))
+    params.append(("iss", settings.THRESHOLD.public_url))
+    return _to_app(add_params_to_uri(redirect_uri, params))
+
+
+def _to_app(uri: str) -> HttpResponse:
+    """A redirect to an app's registered URI (http for loopback apps; DOT checks the scheme)."""
+    response: HttpResponse = OAuth2ResponseRedirect(uri, ["http", "https"])
+    return response
+
+
+def _refuse(
+    request: HttpRequest,
+    application: Application | None,
+    credentials: dict[str, Any],
+    error: str,
+    description: str,
+) -> HttpResponse:
+    user = request.user if request.user.is_authenticated else None
+    record(
+        Action.SSO_REFUSED,
+        audit_origin(request),
+        actor=user,
+        subject=user,
+        reason=error,
+        app=getattr(application, "client_id", ""),
+    )
+    return _error_redirect(
+        credentials["redirect_uri"], error, description, credentials.get("state")
+    )
+
+
+def _problem(request: HttpRequest, key: str, status: int, **context: Any) -> HttpResponse:
+    return render(
+        request,
+        context.pop("template", "web/problem.html"),
+        {"entry": catalog.CATALOG[key], **context},
+        status=status,
+    )
+
+
+def _reauth_marker(request: HttpRequest) -> float | None:
+    """When this request sent the person to sign in again, if it did (a signed time)."""
+    raw = request.GET.get(REAUTH)
+    if not raw:
+        return None
+    try:
+        value = signing.loads(raw, salt=_REAUTH_SALT, max_age=_REAUTH_MAX_AGE)
+    except signing.BadSignature:
+        return None
+    if not isinstance(value, dict) or value.get("client_id") != request.GET.get("client_id"):
+        return None
+    started = value.get("at")
+    return float(started) if isinstance(started, int | float) else None
+
+
+def _sign_in_first(request: HttpRequest, page: str) -> HttpResponse:
+    """Send the person through a passkey ceremony (``page``), then back to this authorization,
+    marked with the time they left: a sign-in after it is the new sign-in the app asked for."""
+    marker = signing.dumps(
+        {"at": clock.now(), "client_id": request.GET.get("client_id")}, salt=_REAUTH_SALT
+    )
+    parts = urlsplit(request.get_full_path())
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != REAUTH]
+    query.append((REAUTH, marker))
+    back = urlunsplit(("", "", parts.path, urlencode(query), ""))
+    return HttpResponseRedirect(reverse(page) + "?" + urlencode({"next": back}))
+
+
+def _has_method_for(user: User, wanted: list[Acr]) -> bool:
+    passkeys = Passkey.objects.filter(user=user)
+    if Acr.PHR in wanted:
+        return passkeys.exists()
+    return passkeys.filter(backup_eligible=False, attestation_trusted=True).exists()
+
+
+def _hint_matches(hint: str, application: Application, user: User) -> bool | None:
+    """True/False: the id_token_hint names this person or not; None: it is not our ID token."""
+    try:
+        unverified = jwt.JWT(jwt=hint)
+        header = json.loads(unverified.token.objects["protected"])
+        key = keys.key_by_kid(header.get("kid", ""))
+        if key is None:
+            return None
+        # An expired hint still says who it was for (OpenID Connect Core §3.1.2.1).
+        token = jwt.JWT(jwt=hint, key=key.key, check_claims={})
+        claims = json.loads(token.claims)
+    except (JWException, ValueError, TypeError, KeyError):
+        return None
+    if claims.get("iss") != settings.THRESHOLD.public_url:
+        return None
+    return bool(claims.get("sub") == subject_of(user))
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912, PLR0915 - one answer per rule
+    core = get_oauthlib_core()
+    try:
+        scopes, credentials = core.validate_authorization_request(request)
+    except FatalClientError as error:
+        record(
+            Action.SSO_REFUSED,
+            audit_origin(request),
+            reason=error.oauthlib_error.error,
+            app=request.GET.get("client_id", "")[:200],
+        )
+        return _problem(request, "app_link_invalid", 400)
+    except OAuthToolkitError as error:
+        oauth_error = error.oauthlib_error
+        record(
+            Action.SSO_REFUSED,
+            audit_origin(request),
+            reason=oauth_error.error,
+            app=request.GET.get("client_id", "")[:200],
+        )
+        return _error_redirect(
+            oauth_error.redirect_uri,
+            oauth_error.error,
+            oauth_error.description or "",
+            oauth_error.state,
+        )
+    application = Application.objects.get(client_id=credentials["client_id"])
+    params = request.GET
+    if credentials.get("code_challenge_method") != "S256":
+        return _refuse(
+            request, application, credentials, "invalid_request", "PKCE with S256 is required."
+        )
+    if (
+        application.client_type == Application.CLIENT_PUBLIC
+        and "openid" in scopes
+        and not credentials.get("nonce")
+    ):
+        return _refuse(
+            request,
+            application,
+            credentials,
+            "invalid_request",
+            "A public client must send a nonce.",
+        )
+    prompt = set(params.get("prompt", "").split())
+    max_age_raw = params.get("max_age")
+    max_age: int | None = None
+    if max_age_raw is not None:
+        if not max_age_raw.isdigit() or len(max_age_raw) > 10:  # noqa: PLR2004
+            return _refuse(request, application, credentials, "invalid_request", "Bad max_age.")
+        max_age = int(max_age_raw)
+    wanted = [Acr(value) for value in params.get("acr_values", "").split() if value in set(Acr)]
+
+    if not request.user.is_authenticated:
+        if "none" in prompt:
+            return _refuse(request, application, credentials, "login_required", "Not signed in.")
+        return _sign_in_first(request, "sessions:sign-in")
+    user = request.user
+    assert isinstance(user, User)  # noqa: S101 - authenticated
+
+    hint = params.get("id_token_hint")
+    if hint:
+        matches = _hint_matches(hint, application, user)
+        if matches is None:
+            return _refuse(
+                request, application, credentials, "invalid_request", "Bad id_token_hint."
+            )
+        if not matches:
+            return _refuse(
+                request, application, credentials, "login_required",
+                "The id_token_hint names someone else.",
+            )  # fmt: skip
+
+    if not may_use(application, user):
+        record(
+            Action.SSO_REFUSED,
+            audit_origin(request),
+            actor=user,
+            subject=user,
+            reason="not_assigned",
+            app=application.client_id,
+        )
+        if "none" in prompt:
+            return _error_redirect(
+                credentials["redirect_uri"],
+                "access_denied",
+                "Not assigned to this app.",
+                credentials.get("state"),
+            )
+        return _problem(
+            request, "app_not_allowed", 403, template="sso/no_access.html", application=application
+        )
+
+    facts = facts_of(request)
+    reauth_started = _reauth_marker(request)
+    signed_in_at = request.session.get(SIGNED_IN_AT, 0)
+    signed_in_again = reauth_started is not None and signed_in_at >= reauth_started
+    too_old = max_age is not None and clock.now() - facts.auth_time > max_age
+    needs_login = ("login" in prompt or too_old) and not signed_in_again
+    acr_unmet = bool(wanted) and facts.acr not in {
+        str(acr) for want in wanted for acr in Acr if _satisfies(acr, want)
+    }
+    if acr_unmet and (signed_in_again or not _has_method_for(user, wanted)):
+        return _refuse(
+            request, application, credentials, "unmet_authentication_requirements",
+            "No sign-in method of this person meets the acr_values.",
+        )  # fmt: skip
+    if needs_login or acr_unmet:
+        if "none" in prompt:
+            code = "interaction_required" if acr_unmet and not needs_login else "login_required"
+            return _refuse(request, application, credentials, code, "A new sign-in is needed.")
+        return _sign_in_first(request, "sso:sign-in-again")
+
+    if application.require_consent:
+        if "none" in prompt:
+            return _refuse(request, application, credentials, "consent_required", "Consent needed.")
+        if request.method != "POST":
+            descriptions = cast(dict[str, Any], settings.OAUTH2_PROVIDER)["SCOPES"]
+            return render(
+                request,
+                "sso/consent.html",
+                {
+                    "application": application,
+                    "scopes": [descriptions.get(scope, scope) for scope in scopes],
+                    "action": request.get_full_path(),
+                },
+            )
+        if request.POST.get("allow") != "yes":
+            return _refuse(request, application, credentials, "access_denied", "Not allowed.")
+
+    credentials[FACTS] = facts
+    try:
+        uri, _headers, _body, _status = core.create_authorization_response(
+            request, scopes=list(scopes), credentials=credentials, allow=True
+        )
+    except OAuthToolkitError as error:
+        oauth_error = error.oauthlib_error
+        return _refuse(
+            request, application, credentials, oauth_error.error, oauth_error.description or ""
+        )
+    record(
+        Action.SSO_AUTHORIZED,
+        audit_origin(request),
+        actor=user,
+        subject=user,
+        app=application.client_id,
+        scopes=list(scopes),
+        acr=facts.acr,
+    )
+    return _to_app(uri)
+
+
+def _satisfies(acr: Acr, wanted: Acr) -> bool:
+    from threshold.core.assurance import SATISFIES  # noqa: PLC0415
+
+    return acr in SATISFIES[wanted]
+
+
+@never_cache
+@require_safe
+def sign_in_again(request: HttpRequest) -> HttpResponse:
+    """The passkey sign-in page for someone an app asked to sign in again (prompt, max_age, acr)."""
+    password_url = ""
+    if policy_for(request).allow_password_fallback:
+        password_url = (
+            reverse("fallback:password") + "?" + urlencode({"next": request.GET.get("next", "")})
+        )
+    return render(
+        request,
+        "sessions/sign_in.html",
+        {
+            "catalog": CLIENT_CATALOG,
+            "flow": issue_flow_token(Flow.SIGN_IN),
+            "password_url": password_url,
+            "session_ended": False,
+        },
+    )
+
+
+# --- Token, userinfo, revoke ---------------------------------------------------------------
+
+
+@csrf_exempt
+@require_POST
+def token(request: HttpRequest) -> HttpResponse:
+    core = get_oauthlib_core()
+    _, headers, body, status = core.create_token_response(request)
+    response = HttpResponse(content=body, status=status)
+    for name, value in headers.items():
+        response[name] = value
+    if status != 200:  # noqa: PLR2004
+        try:
+            error = str(json.loads(body).get("error", ""))
+        except (ValueError, AttributeError):
+            error = "invalid_request"
+        record(
+            Action.SSO_TOKEN_REFUSED,
+            audit_origin(request),
+            reason=error,
+            app=str(request.POST.get("client_id", ""))[:200],
+            grant_type=str(request.POST.get("grant_type", ""))[:40],
+        )
+    return response
+
+
+userinfo = UserInfoView.as_view()
+revoke = RevokeTokenView.as_view()
+
+
+# --- Settings: "Sign out of this app" -----------------------------------------------------------
+
+
+@require_POST
+@login_required
+def sign_out_of_app(request: HttpRequest, app_id: str) -> HttpResponse:
+    user = request.user
+    assert isinstance(user, User)  # noqa: S101 - login_required
+    application = access_signed_in_app(user, app_id)
+    if application is not None:
+        do_sign_out_of_app(user, application, audit_origin(request))
+    return see_other(url_to("selfservice:settings", query={"done": Done.SIGNED_OUT_OF_APP}))
+
+
+# --- RP-initiated logout -------------------------------------------------------------------
+
+
+class EndSessionView(RPInitiatedLogoutView):  # DOT ships no types
+    """OpenID Connect RP-Initiated Logout 1.0, ending the Threshold session like "Sign out"."""
+
+    template_name = "sso/logout_confirm.html"
+
+    def error_response(self, error: OIDCError) -> HttpResponse:
+        record(
+            Action.SSO_REFUSED,
+            audit_origin(self.request),
+            reason=getattr(error, "error", "invalid_request"),
+            logout=True,
+        )
+        return _problem(self.request, "app_link_invalid", 400)
+
+    def do_logout(
+        self,
+        application: Any = None,
+        post_logout_redirect_uri: str | None = None,
+        state: str | None = None,
+        token_user: Any = None,
+    ) -> HttpResponse:
+        user = token_user or (self.request.user if self.request.user.is_authenticated else None)
+        if user is not None and application is not None:
+            revoke_tokens(user, application=application)
+        record(
+            Action.SSO_LOGOUT,
+            audit_origin(self.request),
+            actor=user,
+            subject=user,
+            app=getattr(application, "client_id", ""),
+        )
+        if self.request.user.is_authenticated:
+            sign_out(self.request)
+        if post_logout_redirect_uri:
+            target = post_logout_redirect_uri
+            if state:
+                target = add_params_to_uri(target, [("state", state)])
+            response = _to_app(target)
+        else:
+            response = render(self.request, "sessions/signed_out.html")
+        forget_signed_in(response)
+        return response
+
+
+end_session = EndSessionView.as_view()
