@@ -31,6 +31,11 @@ def _get_json(url: str) -> Any:
         return json.loads(response.read())
 
 
+def _audited(server: Server, action: str, reason: str, subject: str | None = None) -> bool:
+    """Whether one of the latest audit events (this test's, as tests run one at a time) is it."""
+    return (action, reason) in server.audit(subject)[:10]
+
+
 def _signed_in(page: Page, invite: Invite) -> Person:
     """A new person, enrolled in this browser with the virtual authenticator: signed in."""
     person = invite()
@@ -110,6 +115,8 @@ def test_code_flow_gives_the_relying_party_every_claim_and_userinfo(
     assert userinfo["name"] == person.name
     assert userinfo["preferred_username"] == person.email
     assert userinfo["groups"] == [group]
+    assert _audited(server, "sso.authorized", "", person.email)
+    assert _audited(server, "sso.token_issued", "", person.email)
 
     # sub is stable: a second sign-in to the same app, without the groups scope, has no groups.
     again = sign_in_to(page, app)
@@ -138,10 +145,11 @@ def test_es256_app_gets_an_es256_id_token_verified_against_the_jwks(
 def test_refresh_rotates_and_reusing_an_old_token_revokes_the_family(
     page: Page,
     authenticator: Authenticator,
+    server: Server,
     invite: Invite,
     register_app: RegisterApp,
 ) -> None:
-    _signed_in(page, invite)
+    person = _signed_in(page, invite)
     app = register_app()
     first = sign_in_to(page, app)
     assert first["ok"], first
@@ -165,6 +173,8 @@ def test_refresh_rotates_and_reusing_an_old_token_revokes_the_family(
     after = app.refresh(second["refresh_token"])
     assert not after["ok"]
     assert after["error"] == "invalid_grant"
+    # Audited with the person (issue 10: every refusal names the app, the person, the reason).
+    assert any(action == "sso.token_refused" for action, _ in server.audit(person.email)[:5])
 
 
 def test_key_rotation_keeps_tokens_signed_with_the_old_key_valid(
@@ -198,7 +208,11 @@ def test_key_rotation_keeps_tokens_signed_with_the_old_key_valid(
 
 
 def test_wrong_code_verifier_is_refused(
-    page: Page, authenticator: Authenticator, invite: Invite, register_app: RegisterApp
+    page: Page,
+    authenticator: Authenticator,
+    server: Server,
+    invite: Invite,
+    register_app: RegisterApp,
 ) -> None:
     _signed_in(page, invite)
     app = register_app()
@@ -208,12 +222,17 @@ def test_wrong_code_verifier_is_refused(
     assert not result["ok"]
     assert result["error"] == "invalid_grant"
     assert "access_token" not in result
+    assert _audited(server, "sso.token_refused", "invalid_grant")
 
 
-def test_replayed_code_is_refused(
-    page: Page, authenticator: Authenticator, invite: Invite, register_app: RegisterApp
+def test_replayed_code_is_refused_and_revokes_what_it_was_exchanged_for(
+    page: Page,
+    authenticator: Authenticator,
+    server: Server,
+    invite: Invite,
+    register_app: RegisterApp,
 ) -> None:
-    _signed_in(page, invite)
+    person = _signed_in(page, invite)
     app = register_app()
     first = sign_in_to(page, app)
     assert first["ok"], first
@@ -222,6 +241,11 @@ def test_replayed_code_is_refused(
 
     assert not replayed["ok"]
     assert replayed["error"] == "invalid_grant"
+    assert _audited(server, "sso.token_refused", "code_replayed", person.email)
+    # RFC 6749 §4.1.2: the tokens the code was first exchanged for are revoked.
+    refreshed = app.refresh(first["refresh_token"])
+    assert not refreshed["ok"]
+    assert refreshed["error"] == "invalid_grant"
 
 
 def test_foreign_redirect_uri_is_refused_without_redirecting(
@@ -240,14 +264,19 @@ def test_foreign_redirect_uri_is_refused_without_redirecting(
     assert response is not None
     assert page.url.startswith(server.url), "Threshold never redirects to an unregistered URI"
     assert response.status == 400
-    expect(page.locator("body")).not_to_contain_text("Traceback")
+    expect(page.get_by_role("heading", level=1)).to_have_text("App Sign-in Link Not Valid")
     assert app.flows() == []
+    assert any(action == "sso.refused" for action, _ in server.audit()[:5])
 
 
 def test_plain_pkce_is_refused(
-    page: Page, authenticator: Authenticator, invite: Invite, register_app: RegisterApp
+    page: Page,
+    authenticator: Authenticator,
+    server: Server,
+    invite: Invite,
+    register_app: RegisterApp,
 ) -> None:
-    _signed_in(page, invite)
+    person = _signed_in(page, invite)
     app = register_app()
 
     result = sign_in_to(page, app, rp_pkce="plain")
@@ -255,12 +284,17 @@ def test_plain_pkce_is_refused(
     assert not result["ok"]
     assert result["callback"]["error"] == "invalid_request"
     assert "code" not in result["callback"]
+    assert _audited(server, "sso.refused", "invalid_request", person.email)
 
 
 def test_missing_pkce_is_refused(
-    page: Page, authenticator: Authenticator, invite: Invite, register_app: RegisterApp
+    page: Page,
+    authenticator: Authenticator,
+    server: Server,
+    invite: Invite,
+    register_app: RegisterApp,
 ) -> None:
-    _signed_in(page, invite)
+    person = _signed_in(page, invite)
     app = register_app()
 
     result = sign_in_to(page, app, rp_pkce="none")
@@ -268,12 +302,17 @@ def test_missing_pkce_is_refused(
     assert not result["ok"]
     assert result["callback"]["error"] == "invalid_request"
     assert "code" not in result["callback"]
+    assert _audited(server, "sso.refused", "invalid_request", person.email)
 
 
 def test_public_client_without_a_nonce_is_refused(
-    page: Page, authenticator: Authenticator, invite: Invite, register_app: RegisterApp
+    page: Page,
+    authenticator: Authenticator,
+    server: Server,
+    invite: Invite,
+    register_app: RegisterApp,
 ) -> None:
-    _signed_in(page, invite)
+    person = _signed_in(page, invite)
     app = register_app(public=True)
 
     result = sign_in_to(page, app, rp_nonce="omit")
@@ -281,6 +320,7 @@ def test_public_client_without_a_nonce_is_refused(
     assert not result["ok"]
     assert result["callback"]["error"] == "invalid_request"
     assert "code" not in result["callback"]
+    assert _audited(server, "sso.refused", "invalid_request", person.email)
 
 
 def test_public_client_signs_in_with_pkce_and_no_secret(

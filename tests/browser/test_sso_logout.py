@@ -72,6 +72,7 @@ def test_signing_out_of_threshold_sends_a_verified_back_channel_logout_token(
     _person, signed_in = _signed_in_to(page, invite, app)
     assert app.state()["logouts"] == []
 
+    page.goto(f"{app.server.url}/")
     sign_out(page)
 
     [logout] = app.logouts()

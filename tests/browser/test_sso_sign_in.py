@@ -39,6 +39,11 @@ def _signed_in(page: Page, invite: Invite) -> Person:
     return person
 
 
+def _audited(server: Server, action: str, reason: str, subject: str | None = None) -> bool:
+    """Whether one of the latest audit events (this test's, as tests run one at a time) is it."""
+    return (action, reason) in server.audit(subject)[:10]
+
+
 def _modal_requests(console: Console) -> int:
     """How many passkey requests the pages made with the button (not autofill)."""
     return console.credential_requests().count("optional")
@@ -67,7 +72,7 @@ def test_prompt_login_runs_a_new_passkey_ceremony(
 
 
 def test_prompt_none_answers_login_required_when_signed_out(
-    page: Page, register_app: RegisterApp
+    page: Page, server: Server, register_app: RegisterApp
 ) -> None:
     app = register_app()
 
@@ -76,6 +81,7 @@ def test_prompt_none_answers_login_required_when_signed_out(
     assert not result["ok"]
     assert result["callback"]["error"] == "login_required"
     assert "code" not in result["callback"]
+    assert _audited(server, "sso.refused", "login_required")
 
 
 def test_prompt_none_signs_in_silently_when_signed_in(
@@ -114,12 +120,16 @@ def test_max_age_forces_a_new_sign_in_checked_with_zero_clock_tolerance(
 
 
 def test_acr_phrh_with_only_a_synced_passkey_is_unmet(
-    page: Page, context: BrowserContext, invite: Invite, register_app: RegisterApp
+    page: Page,
+    context: BrowserContext,
+    server: Server,
+    invite: Invite,
+    register_app: RegisterApp,
 ) -> None:
     add_authenticator(
         context, page, transport="internal", defaultBackupEligibility=True, defaultBackupState=True
     )
-    _signed_in(page, invite)
+    person = _signed_in(page, invite)
     app = register_app()
 
     phr = straight_to(page, app, acr_values="phr")
@@ -132,6 +142,7 @@ def test_acr_phrh_with_only_a_synced_passkey_is_unmet(
     assert not phrh["ok"]
     assert phrh["callback"]["error"] == "unmet_authentication_requirements"
     assert "code" not in phrh["callback"]
+    assert _audited(server, "sso.refused", "unmet_authentication_requirements", person.email)
 
 
 def test_locked_person_cannot_refresh_or_use_tokens(
@@ -149,6 +160,7 @@ def test_locked_person_cannot_refresh_or_use_tokens(
     assert app.userinfo(result["access_token"], sub)["ok"]
 
     server.cli("users", "lock", person.email)
+    assert _audited(server, "sso.tokens_revoked", "locked", person.email)
 
     refreshed = app.refresh(result["refresh_token"])
     assert not refreshed["ok"]
@@ -180,6 +192,7 @@ def test_person_outside_the_apps_group_is_refused_until_added(
         re.compile(f"You don[\u2019']t have access to {re.escape(app.name)}")
     )
     assert app.flows() == []
+    assert _audited(server, "sso.refused", "not_assigned", person.email)
 
     server.cli("groups", "add-member", group, person.email)
     result = straight_to(page, app, scope="openid email groups")
