@@ -126,6 +126,19 @@ def test_code_flow_gives_the_relying_party_every_claim_and_userinfo(
     assert "groups" not in again["userinfo"]
 
 
+def test_the_relying_party_refuses_an_id_token_its_jwks_does_not_sign(
+    page: Page, authenticator: Authenticator, invite: Invite, register_app: RegisterApp
+) -> None:
+    """The harness itself: were the signature not checked, the tests above could not fail on it."""
+    _signed_in(page, invite)
+    app = register_app()
+
+    result = sign_in_to(page, app, rp_forge_jwks="1")
+
+    assert not result["ok"]
+    assert result["cause"]["message"] == "JWT signature verification failed", result
+
+
 def test_es256_app_gets_an_es256_id_token_verified_against_the_jwks(
     page: Page,
     authenticator: Authenticator,

@@ -67,16 +67,9 @@ function failure(error) {
     code: error.code ?? null,
     name: error.name ?? null,
     message: String(error.message ?? error),
-    cause: error.cause && typeof error.cause === 'object' ? safe(error.cause) : null,
+    // The library's reason, when the error wraps one ("JWT signature verification failed").
+    cause: error.cause instanceof Error ? failure(error.cause) : null,
   };
-}
-
-function safe(value) {
-  try {
-    return JSON.parse(JSON.stringify(value, (key, item) => (item instanceof URL ? item.href : item)));
-  } catch {
-    return String(value);
-  }
 }
 
 function decode(idToken) {
@@ -85,7 +78,7 @@ function decode(idToken) {
 
 // A fresh Configuration (discovery, and so a fresh JWKS cache) per transaction, as a stateless
 // app behind a load balancer would have: a rotated key is found without waiting for a cache.
-async function configure(app) {
+async function configure(app, { forgeJwks = false } = {}) {
   const metadata = {
     [client.clockTolerance]: 0,
     [client.clockSkew]: clockSkew,
@@ -93,7 +86,29 @@ async function configure(app) {
   };
   const auth = app.client_secret ? client.ClientSecretBasic(app.client_secret) : client.None();
   return client.discovery(new URL(app.issuer), app.client_id, metadata, auth, {
-    execute: [client.allowInsecureRequests],
+    // Loopback http in the tests; and verify every ID token's (and JWT response's) signature
+    // against the JWKS: by default the library trusts the TLS connection to the token endpoint
+    // instead (OpenID Connect Core §3.1.3.7), which would leave the provider's signing untested.
+    execute: [client.allowInsecureRequests, client.enableNonRepudiationChecks],
+    ...(forgeJwks ? { [client.customFetch]: forgingJwks } : {}),
+  });
+}
+
+// For the test that shows this relying party checks signatures: the JWKS as an attacker who
+// controls it would serve it, each key replaced by a new one under the same kid.
+async function forgingJwks(url, options) {
+  const response = await fetch(url, options);
+  if (!new URL(url).pathname.includes('jwks')) return response;
+  const { keys } = await response.json();
+  const forged = [];
+  for (const key of keys) {
+    const alg = key.alg ?? (key.kty === 'EC' ? 'ES256' : 'RS256');
+    const { publicKey } = await jose.generateKeyPair(alg, { extractable: true });
+    forged.push({ ...(await jose.exportJWK(publicKey)), kid: key.kid, alg, use: 'sig' });
+  }
+  return new Response(JSON.stringify({ keys: forged }), {
+    status: 200,
+    headers: { 'content-type': 'application/json' },
   });
 }
 
@@ -113,7 +128,6 @@ function tokenResult(tokens) {
 }
 
 async function startLogin(app, url, response) {
-  const config = await configure(app);
   const params = new URLSearchParams(url.searchParams);
   const bend = (name) => {
     const value = params.get(name);
@@ -124,6 +138,7 @@ async function startLogin(app, url, response) {
   const withNonce = bend('rp_nonce') !== 'omit';
   const redirectUri = bend('rp_redirect_uri') ?? `${origin}/cb/${app.name}`;
   const wrongVerifier = bend('rp_wrong_verifier') === '1';
+  const config = await configure(app, { forgeJwks: bend('rp_forge_jwks') === '1' });
 
   const codeVerifier = client.randomPKCECodeVerifier();
   const state = client.randomState();
