@@ -29,7 +29,7 @@ from jwcrypto import jwt
 from threshold import clock
 from threshold.audit.actions import Action, Origin, record
 from threshold.sso import keys
-from threshold.sso.models import Application, AppSignIn, LogoutDelivery
+from threshold.sso.models import Application, LogoutDelivery
 from threshold.sso.sessions import subject_of
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,6 @@ def enqueue(user: Any, sid: str, reason: str) -> int:
     if not deliveries:
         return 0
     LogoutDelivery.objects.bulk_create(deliveries)
-    # The app will not be asked to use this session again: its sign-ins from it are done.
-    AppSignIn.objects.filter(sid=sid, user=user, token_family=None).delete()
     transaction.on_commit(deliver_soon)
     return len(deliveries)
 

@@ -49,7 +49,7 @@ from threshold.sso.access import access_signed_in_app
 from threshold.sso.actions import do_sign_out_of_app
 from threshold.sso.models import Algorithm, Application
 from threshold.sso.sessions import facts_of, subject_of
-from threshold.sso.validator import FACTS, may_use, revoke_tokens
+from threshold.sso.validator import FACTS, may_use, per_request, revoke_tokens
 from threshold.web.http import CLIENT_CATALOG, Done, audit_origin, see_other, url_to
 
 REAUTH = "threshold_reauth"
@@ -224,7 +224,12 @@ def _hint_matches(hint: str, application: Application, user: User) -> bool | Non
 
 @never_cache
 @require_http_methods(["GET", "POST"])
-def authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912, PLR0915 - one answer per rule
+def authorize(request: HttpRequest) -> HttpResponse:
+    with per_request():
+        return _authorize(request)
+
+
+def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912, PLR0915 - one answer per rule
     core = get_oauthlib_core()
     try:
         scopes, credentials = core.validate_authorization_request(request)
@@ -250,7 +255,7 @@ def authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912, 
             oauth_error.description or "",
             oauth_error.state,
         )
-    application = Application.objects.get(client_id=credentials["client_id"])
+    application: Application = credentials["request"].client
     params = request.GET
     if credentials.get("code_challenge_method") != "S256":
         return _refuse(
@@ -410,7 +415,8 @@ def sign_in_again(request: HttpRequest) -> HttpResponse:
 @require_POST
 def token(request: HttpRequest) -> HttpResponse:
     core = get_oauthlib_core()
-    _, headers, body, status = core.create_token_response(request)
+    with per_request():
+        _, headers, body, status = core.create_token_response(request)
     response = HttpResponse(content=body, status=status)
     for name, value in headers.items():
         response[name] = value
