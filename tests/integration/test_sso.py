@@ -11,6 +11,7 @@ import base64
 import hashlib
 import http.server
 import json
+import re
 import secrets
 import threading
 from dataclasses import dataclass
@@ -22,13 +23,14 @@ from django.test import Client
 from jwcrypto import jwk, jwt
 from oauth2_provider.models import get_access_token_model
 
-from tests.integration.conftest import Browser, assert_ok, enrolled_person, sign_in
+from tests.integration.conftest import ORIGIN, Browser, assert_ok, enrolled_person, sign_in
 from threshold.accounts.actions import do_lock_user
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
 from threshold.cli.main import main
 from threshold.groups.actions import do_add_group, do_add_member
 from threshold.passkeys.models import Passkey
+from threshold.sessions import flow
 from threshold.sso import keys
 from threshold.sso.actions import do_add_app, do_assign_app
 from threshold.sso.logout import deliver_due
@@ -132,6 +134,23 @@ def signed_in(person) -> Browser:
     browser = Browser()
     assert_ok(sign_in(browser, person.authenticator))
     return browser
+
+
+def sign_in_again(browser: Browser, location: str, authenticator, **get: Any):
+    """What the "Sign in again" page does: the step-up ceremony, then back to the authorization."""
+    assert location.startswith("/authorize/sign-in?"), location
+    page = browser.get(location)
+    assert page.status_code == 200
+    html = page.content.decode()
+    options_url = re.search(r'data-options-url="([^"]+)"', html).group(1).replace("&amp;", "&")
+    result_url = re.search(r'data-result-url="([^"]+)"', html).group(1).replace("&amp;", "&")
+    options = browser.post_json(
+        options_url, {}, **{flow.META_KEY: flow.issue_flow_token(flow.Flow.STEP_UP)}
+    )
+    assert options.status_code == 200, options.content
+    public_key = options.json()["publicKey"]
+    result = browser.post_json(result_url, authenticator.get(public_key, ORIGIN, **get))
+    return public_key, result
 
 
 def full_flow(browser: Browser, app: App, **extra: str) -> dict[str, Any]:
@@ -251,9 +270,8 @@ def test_prompt_login_asks_for_a_new_sign_in_and_gives_a_new_auth_time(ada, cloc
     clock.advance(60)
     auth = authorize(browser, app, prompt="login")
     assert auth.location.startswith("/authorize/sign-in?next=")
-    back = parse_qs(urlsplit(auth.location).query)["next"][0]
-    assert_ok(sign_in(browser, ada.authenticator))
-    again = browser.get(back)
+    _, result = sign_in_again(browser, auth.location, ada.authenticator)
+    again = browser.get(assert_ok(result)["redirect"])
     assert again["Location"].startswith(REDIRECT_URI), again["Location"]
     code = parse_qs(urlsplit(again["Location"]).query)["code"][0]
     tokens = exchange(app, code, auth.verifier).json()
@@ -283,9 +301,8 @@ def test_acr_phrh_with_a_hardware_bound_passkey_steps_up(ada):
     Passkey.objects.filter(user=ada.user).update(attestation_trusted=True)
     auth = authorize(browser, app, acr_values="phrh")
     assert auth.location.startswith("/authorize/sign-in")
-    back = parse_qs(urlsplit(auth.location).query)["next"][0]
-    assert_ok(sign_in(browser, ada.authenticator))
-    again = browser.get(back)
+    _, result = sign_in_again(browser, auth.location, ada.authenticator)
+    again = browser.get(assert_ok(result)["redirect"])
     code = parse_qs(urlsplit(again["Location"]).query)["code"][0]
     claims = verify_id_token(exchange(app, code, auth.verifier).json()["id_token"], app)
     assert claims["acr"] == "phrh"
@@ -647,3 +664,48 @@ def test_settings_signs_the_person_out_of_one_app(ada):
     assert event.reason == "signed_out_of_app"
     # Another person's app, or none: nothing happens, the same way.
     assert browser.post_form("/settings/apps/999999/sign-out").status_code == 303
+
+
+def test_the_step_up_offers_only_passkeys_that_meet_the_acr(ada):
+    app = add_app()
+    browser = signed_in(ada)
+    bound = Passkey.objects.get(user=ada.user)
+    Passkey.objects.filter(pk=bound.pk).update(attestation_trusted=True)
+    synced = Passkey.objects.get(pk=bound.pk)
+    synced.pk = None
+    synced.credential_id = b"another passkey, synced"
+    synced.backup_eligible = True
+    synced.save()
+    auth = authorize(browser, app, acr_values="phrh")
+    public_key, result = sign_in_again(browser, auth.location, ada.authenticator)
+    offered = [descriptor["id"] for descriptor in public_key["allowCredentials"]]
+    assert offered == [base64.urlsafe_b64encode(bytes(bound.credential_id)).rstrip(b"=").decode()]
+    assert public_key["userVerification"] == "required"
+    assert_ok(result)
+
+
+def test_a_step_up_that_still_misses_the_acr_is_unmet(ada):
+    app = add_app()
+    browser = signed_in(ada)
+    Passkey.objects.filter(user=ada.user).update(attestation_trusted=True)
+    auth = authorize(browser, app, acr_values="phrh")
+    # The passkey loses what made it hardware-bound before the ceremony ends.
+    Passkey.objects.filter(user=ada.user).update(attestation_trusted=False)
+    _, result = sign_in_again(browser, auth.location, ada.authenticator)
+    again = browser.get(assert_ok(result)["redirect"])
+    assert "error=unmet_authentication_requirements" in again["Location"]
+
+
+def test_prompt_login_when_signed_out_needs_one_sign_in_only(ada):
+    app = add_app()
+    browser = Browser()
+    auth = authorize(browser, app, prompt="login")
+    assert auth.location.startswith("/sign-in?next=")
+    back = parse_qs(urlsplit(auth.location).query)["next"][0]
+    options = browser.post_json("/sign-in/options", {})
+    result = browser.post_json(
+        "/sign-in/result?" + urlencode({"next": back}),
+        ada.authenticator.get(options.json()["publicKey"], ORIGIN),
+    )
+    again = browser.get(assert_ok(result)["redirect"])
+    assert "code=" in again["Location"], again["Location"]

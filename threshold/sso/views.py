@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core import signing
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -36,12 +37,16 @@ from oauthlib.common import add_params_to_uri
 from threshold import clock
 from threshold.accounts.models import User
 from threshold.audit.actions import Action, record
-from threshold.core import catalog
+from threshold.core import catalog, errors
 from threshold.core.assurance import Acr
+from threshold.core.catalog import Surface
+from threshold.core.encoding import b64url_encode
+from threshold.passkeys.actions import do_begin_step_up, do_finish_sign_in
+from threshold.passkeys.http import ceremonies, read_credential
 from threshold.passkeys.models import Passkey
 from threshold.policy.access import policy_for
-from threshold.sessions.actions import sign_out
-from threshold.sessions.flow import Flow, issue_flow_token
+from threshold.sessions.actions import sign_in, sign_out
+from threshold.sessions.flow import Flow, check_flow, issue_flow_token
 from threshold.sessions.middleware import forget_signed_in
 from threshold.sessions.store import SIGNED_IN_AT
 from threshold.sso import keys
@@ -50,7 +55,17 @@ from threshold.sso.actions import do_sign_out_of_app
 from threshold.sso.models import Algorithm, Application
 from threshold.sso.sessions import facts_of, subject_of
 from threshold.sso.validator import FACTS, may_use, per_request, revoke_tokens
-from threshold.web.http import CLIENT_CATALOG, Done, audit_origin, see_other, url_to
+from threshold.web.http import (
+    CLIENT_CATALOG,
+    Done,
+    audit_origin,
+    failed,
+    json_login_required,
+    ok,
+    read_json_object,
+    see_other,
+    url_to,
+)
 
 REAUTH = "threshold_reauth"
 _REAUTH_SALT = "threshold.sso.reauth"
@@ -184,7 +199,7 @@ def _reauth_marker(request: HttpRequest) -> float | None:
     return float(started) if isinstance(started, int | float) else None
 
 
-def _sign_in_first(request: HttpRequest, page: str) -> HttpResponse:
+def _sign_in_first(request: HttpRequest, page: str, acr: str = "") -> HttpResponse:
     """Send the person through a passkey ceremony (``page``), then back to this authorization,
     marked with the time they left: a sign-in after it is the new sign-in the app asked for."""
     marker = signing.dumps(
@@ -194,14 +209,21 @@ def _sign_in_first(request: HttpRequest, page: str) -> HttpResponse:
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != REAUTH]
     query.append((REAUTH, marker))
     back = urlunsplit(("", "", parts.path, urlencode(query), ""))
-    return HttpResponseRedirect(reverse(page) + "?" + urlencode({"next": back}))
+    query_of_page = {"next": back, **({"acr": acr} if acr else {})}
+    return HttpResponseRedirect(reverse(page) + "?" + urlencode(query_of_page))
+
+
+def _passkeys_for(user: User, wanted: list[Acr]) -> QuerySet[Passkey]:
+    """The person's passkeys whose sign-in meets one of the ``wanted`` acr values."""
+    passkeys = Passkey.objects.filter(user=user)
+    if Acr.PHR in wanted:
+        return passkeys
+    # phrh: device-bound with trusted attestation (core/assurance.py for_passkey).
+    return passkeys.filter(backup_eligible=False, attestation_trusted=True)
 
 
 def _has_method_for(user: User, wanted: list[Acr]) -> bool:
-    passkeys = Passkey.objects.filter(user=user)
-    if Acr.PHR in wanted:
-        return passkeys.exists()
-    return passkeys.filter(backup_eligible=False, attestation_trusted=True).exists()
+    return _passkeys_for(user, wanted).exists()
 
 
 def _hint_matches(hint: str, application: Application, user: User) -> bool | None:
@@ -340,7 +362,9 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
         if "none" in prompt:
             code = "interaction_required" if acr_unmet and not needs_login else "login_required"
             return _refuse(request, application, credentials, code, "A new sign-in is needed.")
-        return _sign_in_first(request, "sso:sign-in-again")
+        return _sign_in_first(
+            request, "sso:sign-in-again", acr=" ".join(wanted) if acr_unmet else ""
+        )
 
     if application.require_consent:
         if "none" in prompt:
@@ -390,22 +414,83 @@ def _satisfies(acr: Acr, wanted: Acr) -> bool:
 @never_cache
 @require_safe
 def sign_in_again(request: HttpRequest) -> HttpResponse:
-    """The passkey sign-in page for someone an app asked to sign in again (prompt, max_age, acr)."""
-    password_url = ""
-    if policy_for(request).allow_password_fallback:
-        password_url = (
-            reverse("fallback:password") + "?" + urlencode({"next": request.GET.get("next", "")})
+    """The new passkey sign-in an app asked for (prompt=login, max_age, acr_values).
+
+    A real ceremony with one of the person's own passkeys (user verification required),
+    offering only those that meet the requested acr; it ends in a new sign-in of this
+    session (new auth_time, amr, acr), then goes back to the authorization.
+    """
+    if not request.user.is_authenticated:
+        return HttpResponseRedirect(
+            reverse("sessions:sign-in") + "?" + urlencode({"next": _next_of(request)})
         )
+    password_url = ""
+    if policy_for(request).allow_password_fallback and not request.GET.get("acr"):
+        password_url = reverse("fallback:password") + "?" + urlencode({"next": _next_of(request)})
     return render(
         request,
-        "sessions/sign_in.html",
+        "sso/sign_in_again.html",
         {
             "catalog": CLIENT_CATALOG,
-            "flow": issue_flow_token(Flow.SIGN_IN),
+            "flow": issue_flow_token(Flow.STEP_UP),
             "password_url": password_url,
-            "session_ended": False,
+            "options_query": urlencode({"acr": request.GET.get("acr", "")}),
+            "result_query": urlencode({"next": _next_of(request)}),
         },
     )
+
+
+def _next_of(request: HttpRequest) -> str:
+    """The authorization to go back to: only /authorize on this site."""
+    target = request.GET.get("next", "")
+    if target.startswith(reverse("sso:authorize") + "?") and "\\" not in target:
+        return target
+    return reverse("selfservice:home")
+
+
+@require_POST
+@json_login_required
+def sign_in_again_options(request: HttpRequest) -> JsonResponse:
+    user = request.user
+    assert isinstance(user, User)  # noqa: S101 - json_login_required
+    wanted = [Acr(value) for value in request.GET.get("acr", "").split() if value in set(Acr)]
+    try:
+        policy = policy_for(request)
+        check_flow(request, Flow.STEP_UP, policy=policy)
+        read_json_object(request)
+        options = do_begin_step_up(ceremonies(request), user, policy=policy)
+    except errors.ThresholdError as error:
+        return failed(error, Surface.AUTHENTICATION)
+    if wanted:
+        # Offer only the passkeys that meet the acr the app asked for.
+        meeting = {
+            b64url_encode(bytes(c))
+            for c in _passkeys_for(user, wanted).values_list("credential_id", flat=True)
+        }
+        options["allowCredentials"] = [
+            d for d in options.get("allowCredentials", []) if d["id"] in meeting
+        ]
+    return ok({"publicKey": options})
+
+
+@require_POST
+@json_login_required
+def sign_in_again_result(request: HttpRequest) -> JsonResponse:
+    user = request.user
+    assert isinstance(user, User)  # noqa: S101 - json_login_required
+    try:
+        signed_in = do_finish_sign_in(
+            ceremonies(request),
+            read_credential(request),
+            audit_origin(request),
+            step_up_user=user,
+            policy=policy_for(request),
+        )
+    except errors.ThresholdError as error:
+        return failed(error, Surface.AUTHENTICATION)
+    # A new sign-in of this session: what the app is told is what just happened.
+    sign_in(request, user, signed_in.assurance, user_verified=signed_in.user_verified)
+    return ok({"redirect": _next_of(request)})
 
 
 # --- Token, userinfo, revoke ---------------------------------------------------------------
