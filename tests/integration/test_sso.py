@@ -709,3 +709,114 @@ def test_prompt_login_when_signed_out_needs_one_sign_in_only(ada):
     )
     again = browser.get(assert_ok(result)["redirect"])
     assert "code=" in again["Location"], again["Location"]
+
+
+# --- Bad input: a clean OAuth error or a catalog page, never a 500 ------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "client_id=nobody&response_type=code&redirect_uri=http%3A%2F%2F127.0.0.1%3A9000%2Fcallback",
+        "client_id=%00&response_type=code",
+        "client_id=" + "x" * 5000,
+    ],
+)
+def test_authorize_without_a_known_app_is_a_page(ada, query):
+    response = signed_in(ada).get("/authorize?" + query)
+    assert response.status_code == 400
+    assert b"App Sign-in Link Not Valid" in response.content
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        ({"response_type": "token"}, "unauthorized_client"),
+        ({"response_type": "code id_token"}, "unauthorized_client"),
+        ({"scope": "openid admin"}, "invalid_scope"),
+        ({"code_challenge": None, "code_challenge_method": None}, "invalid_request"),
+        ({"max_age": "-1"}, "invalid_request"),
+        ({"prompt": "none login"}, "invalid_request"),
+    ],
+)
+def test_authorize_errors_go_back_to_the_app(ada, extra, error):
+    app = add_app()
+    auth = authorize(signed_in(ada), app, **extra)
+    assert auth.response.status_code == 302
+    assert auth.params["error"] == error, auth.params
+    assert auth.params["iss"] == ISSUER
+    assert "code" not in auth.params
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"grant_type": "password", "username": "ada@example.com", "password": "x"},
+        {"grant_type": "client_credentials"},
+        {"grant_type": "authorization_code", "code": "nope", "code_verifier": "x" * 43},
+        {"grant_type": "refresh_token", "refresh_token": "nope"},
+        {"grant_type": "authorization_code", "code": "\x00"},
+    ],
+)
+def test_token_bad_input_is_a_clean_oauth_error(ada, data):
+    app = add_app()
+    data = {"client_id": app.client_id, "client_secret": app.client_secret, **data}
+    response = Client().post("/token", data)
+    assert response.status_code in (400, 401)
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()["error"]
+    assert not get_access_token_model().objects.exists()
+
+
+def test_token_refuses_a_wrong_secret_and_a_json_body(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app)
+    wrong = Client().post(
+        "/token",
+        {
+            "grant_type": "authorization_code",
+            "code": auth.params["code"],
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": auth.verifier,
+            "client_id": app.client_id,
+            "client_secret": "not-the-secret",
+        },
+    )
+    assert wrong.status_code == 401
+    assert wrong.json()["error"] == "invalid_client"
+    as_json = Client().post(
+        "/token", json.dumps({"grant_type": "authorization_code"}), content_type="application/json"
+    )
+    assert as_json.status_code in (400, 401)
+    assert as_json.json()["error"]
+    assert not get_access_token_model().objects.exists()
+
+
+def test_userinfo_and_revoke_bad_input(ada):
+    assert Client().get("/userinfo").status_code == 401
+    assert Client().get("/userinfo", HTTP_AUTHORIZATION="Bearer nope").status_code == 401
+    assert Client().get("/userinfo", HTTP_AUTHORIZATION="Basic \x00").status_code == 401
+    app = add_app()
+    unknown = Client().post(
+        "/revoke",
+        {"token": "nope", "client_id": app.client_id, "client_secret": app.client_secret},
+    )
+    # RFC 7009 §2.2: an unknown token is answered like a revoked one.
+    assert unknown.status_code == 200
+    assert Client().post("/revoke", {"token": "nope"}).status_code == 401
+
+
+def test_end_session_with_a_garbage_hint_is_a_page(ada):
+    response = signed_in(ada).get("/end-session?id_token_hint=garbage")
+    assert response.status_code == 400
+    assert b"App Sign-in Link Not Valid" in response.content
+
+
+def test_removing_a_person_removes_their_tokens(ada):
+    app = add_app()
+    full_flow(signed_in(ada), app)
+    assert get_access_token_model().objects.exists()
+    ada.user.delete()
+    assert not get_access_token_model().objects.exists()
