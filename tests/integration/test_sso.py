@@ -820,3 +820,16 @@ def test_removing_a_person_removes_their_tokens(ada):
     assert get_access_token_model().objects.exists()
     ada.user.delete()
     assert not get_access_token_model().objects.exists()
+
+
+def test_cleanup_ends_timed_out_sessions_and_tells_their_apps(
+    ada, receiver, clock, django_capture_on_commit_callbacks
+):
+    app = add_app(backchannel_logout_uri=receiver.url)
+    browser = signed_in(ada)
+    claims = full_flow(browser, app)["claims"]
+    clock.advance(2 * 3600)  # past the idle timeout; the browser never comes back
+    with django_capture_on_commit_callbacks(execute=True):
+        assert main(["cleanup"]) == 0
+    assert not browser.is_signed_in()
+    assert verify_logout_token(receiver.received[0], app)["sid"] == claims["sid"]

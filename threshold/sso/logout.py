@@ -21,7 +21,7 @@ from typing import Any
 
 import requests
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 from jwcrypto import jwt
