@@ -98,7 +98,8 @@ def _deliver_in_thread() -> None:
     except Exception:
         log.exception("back-channel logout delivery failed")
     finally:
-        close_old_connections()
+        # The thread's own connection: a persistent one would outlive the thread.
+        connections.close_all()
 
 
 def deliver_due() -> int:
