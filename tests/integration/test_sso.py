@@ -833,3 +833,26 @@ def test_cleanup_ends_timed_out_sessions_and_tells_their_apps(
         assert main(["cleanup"]) == 0
     assert not browser.is_signed_in()
     assert verify_logout_token(receiver.received[0], app)["sid"] == claims["sid"]
+
+
+def test_keys_from_the_environment_must_be_a_document_of_keys(db, monkeypatch):
+    monkeypatch.setenv(keys.ENV_VARIABLE, '{"keys": [{"alg": "RS256", "pem": "not a key"}]}')
+    with pytest.raises(keys.KeysError):
+        keys.all_keys()
+    with pytest.raises(keys.KeysError):
+        keys.rotate()
+    monkeypatch.setenv(keys.ENV_VARIABLE, "not json")
+    with pytest.raises(keys.KeysError):
+        keys.all_keys()
+
+
+def test_several_servers_sign_with_the_keys_of_the_environment(ada, monkeypatch):
+    app = add_app()
+    shared = keys.rotate().document
+    monkeypatch.setenv(keys.ENV_VARIABLE, json.dumps(shared))
+    tokens = full_flow(signed_in(ada), app)
+    kid = json.loads(base64.urlsafe_b64decode(tokens["id_token"].split(".")[0] + "=="))["kid"]
+    assert kid == shared["keys"][0]["kid"]
+    rotation = keys.rotate()
+    assert rotation.from_environment
+    assert keys.active_key("RS256").kid == kid  # until the environment changes
