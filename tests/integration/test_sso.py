@@ -856,3 +856,25 @@ def test_several_servers_sign_with_the_keys_of_the_environment(ada, monkeypatch)
     rotation = keys.rotate()
     assert rotation.from_environment
     assert keys.active_key("RS256").kid == kid  # until the environment changes
+
+
+def test_rp_initiated_logout_accepts_an_expired_hint_after_cleanup(ada, clock):
+    post_logout = "http://127.0.0.1:9000/signed-out"
+    app = add_app(post_logout_redirect_uris=[post_logout])
+    browser = signed_in(ada)
+    hint = full_flow(browser, app)["id_token"]
+    clock.advance(1800)  # the ID token expired; cleanup ran
+    assert main(["cleanup"]) == 0
+    browser = signed_in(ada)
+    response = browser.get(
+        "/end-session?"
+        + urlencode({"id_token_hint": hint, "post_logout_redirect_uri": post_logout})
+    )
+    assert response.status_code == 302, response.content[:300]
+    assert response["Location"] == post_logout
+    assert not browser.is_signed_in()
+
+
+def test_end_session_for_an_unknown_client_is_a_page(ada):
+    response = signed_in(ada).get("/end-session?client_id=nobody")
+    assert response.status_code == 400

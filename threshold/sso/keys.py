@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from django.conf import settings
-from jwcrypto import jwk
+from jwcrypto import jwk, jwt
 
 from threshold import clock
 
@@ -227,3 +227,25 @@ def rotate() -> Rotation:
             document=new_document,
             from_environment=from_environment,
         )
+
+
+def verified_claims(token: str) -> dict[str, Any] | None:
+    """The claims of an ID token Threshold signed with a key it still publishes, or None.
+
+    Expired tokens pass: an ``id_token_hint`` still says who it was for (OpenID Connect Core
+    §3.1.2.1, RP-Initiated Logout §2). The issuer must be this one.
+    """
+    from jwcrypto.common import JWException  # noqa: PLC0415
+
+    try:
+        unverified = jwt.JWT(jwt=token)
+        header = json.loads(unverified.token.objects["protected"])
+        key = key_by_kid(header.get("kid", "")) if isinstance(header, dict) else None
+        if key is None or key.kid not in {k["kid"] for k in jwks()["keys"]}:
+            return None
+        claims = json.loads(jwt.JWT(jwt=token, key=key.key, check_claims={}).claims)
+    except (JWException, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    if not isinstance(claims, dict) or claims.get("iss") != settings.THRESHOLD.public_url:
+        return None
+    return claims

@@ -242,12 +242,13 @@ class Validator(OAuth2Validator):
     def _create_access_token(
         self, expires: Any, request: Any, token: dict[str, Any], source_refresh_token: Any = None
     ) -> Any:
-        # The ID token just signed (finalize_id_token), not DOT's re-parse and SELECT of it.
+        # DOT would re-parse the ID token it just signed and SELECT its row.
         access_token = get_access_token_model()(
             user=request.user,
             scope=token["scope"],
             expires=expires,
-            id_token=getattr(request, "id_token", None) if token.get("id_token") else None,
+            # No ID token row: Threshold reads an ID token back from its signature only.
+            id_token=None,
             application=request.client,
             source_refresh_token=source_refresh_token,
             resource=getattr(request, "resource", []),
@@ -336,7 +337,7 @@ class Validator(OAuth2Validator):
     def finalize_id_token(
         self, id_token: dict[str, Any], token: Any, token_handler: Any, request: Any
     ) -> str:
-        claims, expiration_time = self.get_id_token_dictionary(token, token_handler, request)
+        claims, _ = self.get_id_token_dictionary(token, token_handler, request)
         id_token.update(**claims)
         if "nonce" not in id_token and request.nonce:
             id_token["nonce"] = request.nonce
@@ -349,8 +350,8 @@ class Validator(OAuth2Validator):
             claims=json.dumps(id_token, default=str),
         )
         signed.make_signed_token(key.key)
-        request.id_token = self._save_id_token(id_token["jti"], request, expiration_time)
-        request.access_token = request.id_token
+        # No IDToken row (DOT keeps one per token): an id_token_hint is read back from its
+        # signature (keys.verified_claims), which works after the token expires, too.
         return str(signed.serialize())
 
     def _get_key_for_token(self, token: str) -> Any:
