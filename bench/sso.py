@@ -39,7 +39,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from signin import (  # noqa: E402
+from signin import (
     RESULTS,
     Server,
     cpu_plan,
@@ -76,7 +76,10 @@ async def sign_in(server: Server, session: aiohttp.ClientSession, authenticator:
 
 
 async def one_flow(
-    server: Server, session: aiohttp.ClientSession, app: dict[str, Any], plain: aiohttp.ClientSession
+    server: Server,
+    session: aiohttp.ClientSession,
+    app: dict[str, Any],
+    plain: aiohttp.ClientSession,
 ) -> None:
     verifier, challenge = pkce()
     state, nonce = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
@@ -119,7 +122,7 @@ async def one_flow(
             raise RuntimeError(f"userinfo: {response.status} {str(claims)[:200]}")
 
 
-async def client_loop(
+async def client_loop(  # noqa: PLR0917 - the loop's whole state, as signin.py's
     server: Server,
     session: aiohttp.ClientSession,
     app: dict[str, Any],

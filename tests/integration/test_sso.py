@@ -11,6 +11,7 @@ import base64
 import hashlib
 import http.server
 import json
+import re
 import secrets
 import threading
 from dataclasses import dataclass
@@ -22,13 +23,14 @@ from django.test import Client
 from jwcrypto import jwk, jwt
 from oauth2_provider.models import get_access_token_model
 
-from tests.integration.conftest import Browser, assert_ok, enrolled_person, sign_in
+from tests.integration.conftest import ORIGIN, Browser, assert_ok, enrolled_person, sign_in
 from threshold.accounts.actions import do_lock_user
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
 from threshold.cli.main import main
 from threshold.groups.actions import do_add_group, do_add_member
 from threshold.passkeys.models import Passkey
+from threshold.sessions import flow
 from threshold.sso import keys
 from threshold.sso.actions import do_add_app, do_assign_app
 from threshold.sso.logout import deliver_due
@@ -132,6 +134,23 @@ def signed_in(person) -> Browser:
     browser = Browser()
     assert_ok(sign_in(browser, person.authenticator))
     return browser
+
+
+def sign_in_again(browser: Browser, location: str, authenticator, **get: Any):
+    """What the "Sign in again" page does: the step-up ceremony, then back to the authorization."""
+    assert location.startswith("/authorize/sign-in?"), location
+    page = browser.get(location)
+    assert page.status_code == 200
+    html = page.content.decode()
+    options_url = re.search(r'data-options-url="([^"]+)"', html).group(1).replace("&amp;", "&")
+    result_url = re.search(r'data-result-url="([^"]+)"', html).group(1).replace("&amp;", "&")
+    options = browser.post_json(
+        options_url, {}, **{flow.META_KEY: flow.issue_flow_token(flow.Flow.STEP_UP)}
+    )
+    assert options.status_code == 200, options.content
+    public_key = options.json()["publicKey"]
+    result = browser.post_json(result_url, authenticator.get(public_key, ORIGIN, **get))
+    return public_key, result
 
 
 def full_flow(browser: Browser, app: App, **extra: str) -> dict[str, Any]:
@@ -251,9 +270,8 @@ def test_prompt_login_asks_for_a_new_sign_in_and_gives_a_new_auth_time(ada, cloc
     clock.advance(60)
     auth = authorize(browser, app, prompt="login")
     assert auth.location.startswith("/authorize/sign-in?next=")
-    back = parse_qs(urlsplit(auth.location).query)["next"][0]
-    assert_ok(sign_in(browser, ada.authenticator))
-    again = browser.get(back)
+    _, result = sign_in_again(browser, auth.location, ada.authenticator)
+    again = browser.get(assert_ok(result)["redirect"])
     assert again["Location"].startswith(REDIRECT_URI), again["Location"]
     code = parse_qs(urlsplit(again["Location"]).query)["code"][0]
     tokens = exchange(app, code, auth.verifier).json()
@@ -283,9 +301,8 @@ def test_acr_phrh_with_a_hardware_bound_passkey_steps_up(ada):
     Passkey.objects.filter(user=ada.user).update(attestation_trusted=True)
     auth = authorize(browser, app, acr_values="phrh")
     assert auth.location.startswith("/authorize/sign-in")
-    back = parse_qs(urlsplit(auth.location).query)["next"][0]
-    assert_ok(sign_in(browser, ada.authenticator))
-    again = browser.get(back)
+    _, result = sign_in_again(browser, auth.location, ada.authenticator)
+    again = browser.get(assert_ok(result)["redirect"])
     code = parse_qs(urlsplit(again["Location"]).query)["code"][0]
     claims = verify_id_token(exchange(app, code, auth.verifier).json()["id_token"], app)
     assert claims["acr"] == "phrh"
@@ -647,3 +664,217 @@ def test_settings_signs_the_person_out_of_one_app(ada):
     assert event.reason == "signed_out_of_app"
     # Another person's app, or none: nothing happens, the same way.
     assert browser.post_form("/settings/apps/999999/sign-out").status_code == 303
+
+
+def test_the_step_up_offers_only_passkeys_that_meet_the_acr(ada):
+    app = add_app()
+    browser = signed_in(ada)
+    bound = Passkey.objects.get(user=ada.user)
+    Passkey.objects.filter(pk=bound.pk).update(attestation_trusted=True)
+    synced = Passkey.objects.get(pk=bound.pk)
+    synced.pk = None
+    synced.credential_id = b"another passkey, synced"
+    synced.backup_eligible = True
+    synced.save()
+    auth = authorize(browser, app, acr_values="phrh")
+    public_key, result = sign_in_again(browser, auth.location, ada.authenticator)
+    offered = [descriptor["id"] for descriptor in public_key["allowCredentials"]]
+    assert offered == [base64.urlsafe_b64encode(bytes(bound.credential_id)).rstrip(b"=").decode()]
+    assert public_key["userVerification"] == "required"
+    assert_ok(result)
+
+
+def test_a_step_up_that_still_misses_the_acr_is_unmet(ada):
+    app = add_app()
+    browser = signed_in(ada)
+    Passkey.objects.filter(user=ada.user).update(attestation_trusted=True)
+    auth = authorize(browser, app, acr_values="phrh")
+    # The passkey loses what made it hardware-bound before the ceremony ends.
+    Passkey.objects.filter(user=ada.user).update(attestation_trusted=False)
+    _, result = sign_in_again(browser, auth.location, ada.authenticator)
+    again = browser.get(assert_ok(result)["redirect"])
+    assert "error=unmet_authentication_requirements" in again["Location"]
+
+
+def test_prompt_login_when_signed_out_needs_one_sign_in_only(ada):
+    app = add_app()
+    browser = Browser()
+    auth = authorize(browser, app, prompt="login")
+    assert auth.location.startswith("/sign-in?next=")
+    back = parse_qs(urlsplit(auth.location).query)["next"][0]
+    options = browser.post_json("/sign-in/options", {})
+    result = browser.post_json(
+        "/sign-in/result?" + urlencode({"next": back}),
+        ada.authenticator.get(options.json()["publicKey"], ORIGIN),
+    )
+    again = browser.get(assert_ok(result)["redirect"])
+    assert "code=" in again["Location"], again["Location"]
+
+
+# --- Bad input: a clean OAuth error or a catalog page, never a 500 ------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "client_id=nobody&response_type=code&redirect_uri=http%3A%2F%2F127.0.0.1%3A9000%2Fcallback",
+        "client_id=%00&response_type=code",
+        "client_id=" + "x" * 5000,
+    ],
+)
+def test_authorize_without_a_known_app_is_a_page(ada, query):
+    response = signed_in(ada).get("/authorize?" + query)
+    assert response.status_code == 400
+    assert b"App Sign-in Link Not Valid" in response.content
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        ({"response_type": "token"}, "unauthorized_client"),
+        ({"response_type": "code id_token"}, "unauthorized_client"),
+        ({"scope": "openid admin"}, "invalid_scope"),
+        ({"code_challenge": None, "code_challenge_method": None}, "invalid_request"),
+        ({"max_age": "-1"}, "invalid_request"),
+        ({"prompt": "none login"}, "invalid_request"),
+    ],
+)
+def test_authorize_errors_go_back_to_the_app(ada, extra, error):
+    app = add_app()
+    auth = authorize(signed_in(ada), app, **extra)
+    assert auth.response.status_code == 302
+    assert auth.params["error"] == error, auth.params
+    assert auth.params["iss"] == ISSUER
+    assert "code" not in auth.params
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"grant_type": "password", "username": "ada@example.com", "password": "x"},
+        {"grant_type": "client_credentials"},
+        {"grant_type": "authorization_code", "code": "nope", "code_verifier": "x" * 43},
+        {"grant_type": "refresh_token", "refresh_token": "nope"},
+        {"grant_type": "authorization_code", "code": "\x00"},
+    ],
+)
+def test_token_bad_input_is_a_clean_oauth_error(ada, data):
+    app = add_app()
+    data = {"client_id": app.client_id, "client_secret": app.client_secret, **data}
+    response = Client().post("/token", data)
+    assert response.status_code in (400, 401)
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()["error"]
+    assert not get_access_token_model().objects.exists()
+
+
+def test_token_refuses_a_wrong_secret_and_a_json_body(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app)
+    wrong = Client().post(
+        "/token",
+        {
+            "grant_type": "authorization_code",
+            "code": auth.params["code"],
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": auth.verifier,
+            "client_id": app.client_id,
+            "client_secret": "not-the-secret",
+        },
+    )
+    assert wrong.status_code == 401
+    assert wrong.json()["error"] == "invalid_client"
+    as_json = Client().post(
+        "/token", json.dumps({"grant_type": "authorization_code"}), content_type="application/json"
+    )
+    assert as_json.status_code in (400, 401)
+    assert as_json.json()["error"]
+    assert not get_access_token_model().objects.exists()
+
+
+def test_userinfo_and_revoke_bad_input(ada):
+    assert Client().get("/userinfo").status_code == 401
+    assert Client().get("/userinfo", HTTP_AUTHORIZATION="Bearer nope").status_code == 401
+    assert Client().get("/userinfo", HTTP_AUTHORIZATION="Basic \x00").status_code == 401
+    app = add_app()
+    unknown = Client().post(
+        "/revoke",
+        {"token": "nope", "client_id": app.client_id, "client_secret": app.client_secret},
+    )
+    # RFC 7009 §2.2: an unknown token is answered like a revoked one.
+    assert unknown.status_code == 200
+    assert Client().post("/revoke", {"token": "nope"}).status_code == 401
+
+
+def test_end_session_with_a_garbage_hint_is_a_page(ada):
+    response = signed_in(ada).get("/end-session?id_token_hint=garbage")
+    assert response.status_code == 400
+    assert b"App Sign-in Link Not Valid" in response.content
+
+
+def test_removing_a_person_removes_their_tokens(ada):
+    app = add_app()
+    full_flow(signed_in(ada), app)
+    assert get_access_token_model().objects.exists()
+    ada.user.delete()
+    assert not get_access_token_model().objects.exists()
+
+
+def test_cleanup_ends_timed_out_sessions_and_tells_their_apps(
+    ada, receiver, clock, django_capture_on_commit_callbacks
+):
+    app = add_app(backchannel_logout_uri=receiver.url)
+    browser = signed_in(ada)
+    claims = full_flow(browser, app)["claims"]
+    clock.advance(2 * 3600)  # past the idle timeout; the browser never comes back
+    with django_capture_on_commit_callbacks(execute=True):
+        assert main(["cleanup"]) == 0
+    assert not browser.is_signed_in()
+    assert verify_logout_token(receiver.received[0], app)["sid"] == claims["sid"]
+
+
+def test_keys_from_the_environment_must_be_a_document_of_keys(db, monkeypatch):
+    monkeypatch.setenv(keys.ENV_VARIABLE, '{"keys": [{"alg": "RS256", "pem": "not a key"}]}')
+    with pytest.raises(keys.KeysError):
+        keys.all_keys()
+    with pytest.raises(keys.KeysError):
+        keys.rotate()
+    monkeypatch.setenv(keys.ENV_VARIABLE, "not json")
+    with pytest.raises(keys.KeysError):
+        keys.all_keys()
+
+
+def test_several_servers_sign_with_the_keys_of_the_environment(ada, monkeypatch):
+    app = add_app()
+    shared = keys.rotate().document
+    monkeypatch.setenv(keys.ENV_VARIABLE, json.dumps(shared))
+    tokens = full_flow(signed_in(ada), app)
+    kid = json.loads(base64.urlsafe_b64decode(tokens["id_token"].split(".")[0] + "=="))["kid"]
+    assert kid == shared["keys"][0]["kid"]
+    rotation = keys.rotate()
+    assert rotation.from_environment
+    assert keys.active_key("RS256").kid == kid  # until the environment changes
+
+
+def test_rp_initiated_logout_accepts_an_expired_hint_after_cleanup(ada, clock):
+    post_logout = "http://127.0.0.1:9000/signed-out"
+    app = add_app(post_logout_redirect_uris=[post_logout])
+    browser = signed_in(ada)
+    hint = full_flow(browser, app)["id_token"]
+    clock.advance(1800)  # the ID token expired; cleanup ran
+    assert main(["cleanup"]) == 0
+    browser = signed_in(ada)
+    response = browser.get(
+        "/end-session?"
+        + urlencode({"id_token_hint": hint, "post_logout_redirect_uri": post_logout})
+    )
+    assert response.status_code == 302, response.content[:300]
+    assert response["Location"] == post_logout
+    assert not browser.is_signed_in()
+
+
+def test_end_session_for_an_unknown_client_is_a_page(ada):
+    response = signed_in(ada).get("/end-session?client_id=nobody")
+    assert response.status_code == 400

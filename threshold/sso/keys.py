@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from django.conf import settings
-from jwcrypto import jwk
+from jwcrypto import jwk, jwt
 
 from threshold import clock
 
@@ -65,10 +65,16 @@ def _new_key(alg: str, now: int) -> dict[str, Any]:
 
 def _parse(document: dict[str, Any]) -> list[SigningKey]:
     keys = []
-    for entry in document.get("keys", []):
-        key = jwk.JWK.from_pem(entry["pem"].encode("ascii"))
-        if entry["alg"] not in ALGORITHMS:
-            raise KeysError(f"unknown algorithm {entry['alg']!r} in the OIDC keys")
+    entries = document.get("keys") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise KeysError('the OIDC keys must be a JSON document {"keys": [...]}')
+    for entry in entries:
+        try:
+            key = jwk.JWK.from_pem(entry["pem"].encode("ascii"))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise KeysError(f"an OIDC key cannot be read: {exc!r}") from None
+        if entry.get("alg") not in ALGORITHMS:
+            raise KeysError(f"unknown algorithm {entry.get('alg')!r} in the OIDC keys")
         keys.append(
             SigningKey(
                 kid=key.thumbprint(),
@@ -85,7 +91,7 @@ def _parse(document: dict[str, Any]) -> list[SigningKey]:
 
 
 def _write(path: Path, document: dict[str, Any]) -> None:
-    temporary = path.with_suffix(".tmp")
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump(document, handle, indent=2)
@@ -103,8 +109,21 @@ def _read_document() -> tuple[dict[str, Any], bool]:
     path = _path()
     if not path.exists():
         now = int(clock.now())
-        _write(path, {"keys": [_new_key(alg, now) for alg in ALGORITHMS]})
-    return json.loads(path.read_text()), False
+        document = {"keys": [_new_key(alg, now) for alg in ALGORITHMS]}
+        # Two processes may both find no keys: one document wins (link() refuses to replace),
+        # and both use it.
+        temporary = path.with_suffix(f".{os.getpid()}.new")
+        _write(temporary, document)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink(missing_ok=True)
+    try:
+        return json.loads(path.read_text()), False
+    except (OSError, ValueError) as exc:
+        raise KeysError(f"{path} cannot be read as the OIDC keys: {exc}") from None
 
 
 _lock = threading.Lock()
@@ -182,10 +201,12 @@ def rotate() -> Rotation:
     """
     with _lock:
         document, from_environment = _read_document()
+        _parse(document)  # a broken document is refused, not rotated
         now = int(clock.now())
         keep = longest_token_lifetime()
         kept, retired, dropped = [], [], []
         for entry in document.get("keys", []):
+            entry["kid"] = jwk.JWK.from_pem(entry["pem"].encode("ascii")).thumbprint()
             if entry.get("retired_at") is None:
                 entry["retired_at"] = now
                 retired.append(entry["kid"])
@@ -206,3 +227,25 @@ def rotate() -> Rotation:
             document=new_document,
             from_environment=from_environment,
         )
+
+
+def verified_claims(token: str) -> dict[str, Any] | None:
+    """The claims of an ID token Threshold signed with a key it still publishes, or None.
+
+    Expired tokens pass: an ``id_token_hint`` still says who it was for (OpenID Connect Core
+    §3.1.2.1, RP-Initiated Logout §2). The issuer must be this one.
+    """
+    from jwcrypto.common import JWException  # noqa: PLC0415
+
+    try:
+        unverified = jwt.JWT(jwt=token)
+        header = json.loads(unverified.token.objects["protected"])
+        key = key_by_kid(header.get("kid", "")) if isinstance(header, dict) else None
+        if key is None or key.kid not in {k["kid"] for k in jwks()["keys"]}:
+            return None
+        claims = json.loads(jwt.JWT(jwt=token, key=key.key, check_claims={}).claims)
+    except (JWException, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    if not isinstance(claims, dict) or claims.get("iss") != settings.THRESHOLD.public_url:
+        return None
+    return claims

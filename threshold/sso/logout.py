@@ -21,7 +21,7 @@ from typing import Any
 
 import requests
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 from jwcrypto import jwt
@@ -29,7 +29,7 @@ from jwcrypto import jwt
 from threshold import clock
 from threshold.audit.actions import Action, Origin, record
 from threshold.sso import keys
-from threshold.sso.models import Application, AppSignIn, LogoutDelivery
+from threshold.sso.models import Application, LogoutDelivery
 from threshold.sso.sessions import subject_of
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,6 @@ def enqueue(user: Any, sid: str, reason: str) -> int:
     if not deliveries:
         return 0
     LogoutDelivery.objects.bulk_create(deliveries)
-    # The app will not be asked to use this session again: its sign-ins from it are done.
-    AppSignIn.objects.filter(sid=sid, user=user, token_family=None).delete()
     transaction.on_commit(deliver_soon)
     return len(deliveries)
 
@@ -100,7 +98,8 @@ def _deliver_in_thread() -> None:
     except Exception:
         log.exception("back-channel logout delivery failed")
     finally:
-        close_old_connections()
+        # The thread's own connection: a persistent one would outlive the thread.
+        connections.close_all()
 
 
 def deliver_due() -> int:

@@ -63,11 +63,12 @@ class Application(AbstractApplication):
 
 
 class AppSignIn(models.Model):
-    """One sign-in to an app: a code, then the token family it became.
+    """One sign-in to an app: a code, and the refresh token family it becomes.
 
-    Found by the code's SHA-256 (the code itself is never stored here) until it is
-    exchanged, then by the refresh token family (``token_family``), so the ID tokens of
-    every refresh carry the same ``auth_time``, ``amr``, ``acr`` and ``sid``.
+    Found by the code's SHA-256 (the code itself is never stored here) when it is
+    exchanged, then by the refresh token family (``token_family``, chosen with the code), so
+    the ID tokens of every refresh carry the same ``auth_time``, ``amr``, ``acr`` and ``sid``.
+    A code whose sign-in exists but whose grant is gone was exchanged already: a replay.
     """
 
     application = models.ForeignKey(

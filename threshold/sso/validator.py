@@ -18,6 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -25,9 +28,10 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from jwcrypto import jws, jwt
-from oauth2_provider.models import get_refresh_token_model
+from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
+from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 
 from threshold.audit.actions import Action, Origin, record
 from threshold.groups.access import group_names_of
@@ -38,6 +42,33 @@ from threshold.sso.sessions import subject_of
 # An attribute DOT's authorize view sets on oauthlib's request (the "credentials").
 FACTS = "threshold_facts"
 SIGN_IN = "threshold_sign_in"
+
+
+# What one HTTP request has read already: oauthlib asks the validator for the same application
+# and grant several times per request (DOT's answer is a query each time). The views open it
+# (``per_request``); without it, nothing is kept.
+_CACHE: ContextVar[dict[tuple[str, str], Any] | None] = ContextVar("threshold_sso", default=None)
+
+
+@contextmanager
+def per_request() -> Iterator[None]:
+    token = _CACHE.set({})
+    try:
+        yield
+    finally:
+        _CACHE.reset(token)
+
+
+def _cached(kind: str, key: str) -> Any:
+    cache = _CACHE.get()
+    return None if cache is None else cache.get((kind, key))
+
+
+def _keep(kind: str, key: str, value: Any) -> Any:
+    cache = _CACHE.get()
+    if cache is not None and value is not None:
+        cache[(kind, key)] = value
+    return value
 
 
 def hash_secret(secret: str) -> str:
@@ -66,6 +97,14 @@ class Validator(OAuth2Validator):
             return False
         return constant_time_compare(hash_secret(provided_secret), stored_secret)
 
+    def _load_application(self, client_id: str, request: Any) -> Any:
+        if not request.client:
+            cached = _cached("application", client_id)
+            if cached is not None:
+                request.client = cached
+                return cached
+        return _keep("application", client_id, super()._load_application(client_id, request))
+
     # --- Silent sign-in: the authorize view decides (threshold/sso/views.py) --------------------
 
     def validate_silent_login(self, request: Any) -> bool:
@@ -81,10 +120,51 @@ class Validator(OAuth2Validator):
 
     # --- Codes -------------------------------------------------------------------------------
 
+    def _grant(self, code: str, client: Any) -> Any:
+        """The grant of ``code``, if it is ``client``'s (any client's before it is known)."""
+        grant = _cached("grant", code)
+        if grant is None:
+            grant = _keep(
+                "grant",
+                code,
+                get_grant_model().objects.select_related("user").filter(code=code).first(),
+            )
+        if grant is None or (client is not None and grant.application_id != client.pk):
+            return None
+        return grant
+
+    def get_code_challenge(self, code: str, request: Any) -> str | None:
+        grant = self._grant(code, request.client)
+        return (grant.code_challenge or None) if grant is not None else None
+
+    def get_code_challenge_method(self, code: str, request: Any) -> str | None:
+        grant = self._grant(code, request.client)
+        return (grant.code_challenge_method or None) if grant is not None else None
+
+    def confirm_redirect_uri(
+        self, client_id: str, code: str, redirect_uri: str, client: Any, *args: Any, **kwargs: Any
+    ) -> bool:
+        grant = self._grant(code, client)
+        return grant is not None and bool(grant.redirect_uri_allowed(redirect_uri))
+
+    def get_authorization_code_nonce(
+        self, client_id: str, code: str, redirect_uri: str, request: Any
+    ) -> str | None:
+        grant = self._grant(code, request.client)
+        return (grant.nonce or None) if grant is not None else None
+
+    def get_authorization_code_scopes(
+        self, client_id: str, code: str, redirect_uri: str, request: Any
+    ) -> list[str]:
+        grant = self._grant(code, request.client)
+        return grant.scope.split() if grant is not None and grant.scope else []
+
     def _create_authorization_code(
         self, request: Any, code: dict[str, str], expires: Any = None
     ) -> Any:
-        grant = super()._create_authorization_code(request, code, expires)
+        grant = _keep(
+            "grant", code["code"], super()._create_authorization_code(request, code, expires)
+        )
         facts = getattr(request, FACTS)
         AppSignIn.objects.create(
             application=request.client,
@@ -94,6 +174,7 @@ class Validator(OAuth2Validator):
             amr=facts.amr,
             acr=facts.acr,
             code_hash=hash_code(code["code"]),
+            token_family=uuid.uuid4(),
         )
         return grant
 
@@ -105,14 +186,22 @@ class Validator(OAuth2Validator):
             .select_related("user")
             .first()
         )
-        if sign_in is not None and sign_in.token_family is not None:
-            # The code was exchanged already: whoever replays it may have stolen it, so
-            # what it was exchanged for is revoked (RFC 6749 §4.1.2, RFC 9700 §4.5).
+        grant = self._grant(code, client)
+        if grant is None and sign_in is not None:
+            # The code was exchanged already (its grant is gone): whoever replays it may have
+            # stolen it, so what it was exchanged for is revoked (RFC 6749 §4.1.2, RFC 9700
+            # §4.5).
             get_refresh_token_model().revoke_family(sign_in.token_family)
             _refused(request, "code_replayed", sign_in.user)
             return False
-        if not super().validate_code(client_id, code, client, request, *args, **kwargs):
+        if grant is None or grant.is_expired():
             return False
+        request.scopes = grant.scope.split(" ")
+        request.user = grant.user
+        if grant.nonce:
+            request.nonce = grant.nonce
+        if grant.claims:
+            request.claims = json.loads(grant.claims)
         if sign_in is None or not request.user.can_sign_in:
             _refused(request, "account_cannot_sign_in", request.user)
             return False
@@ -124,14 +213,49 @@ class Validator(OAuth2Validator):
     def _create_refresh_token(
         self, request: Any, refresh_token_code: str, access_token: Any, previous_refresh_token: Any
     ) -> Any:
-        refresh_token = super()._create_refresh_token(
-            request, refresh_token_code, access_token, previous_refresh_token
-        )
         sign_in = getattr(request, SIGN_IN, None)
-        if previous_refresh_token is None and sign_in is not None:
-            sign_in.token_family = refresh_token.token_family
-            sign_in.save(update_fields=["token_family"])
+        if previous_refresh_token is not None or sign_in is None:
+            return super()._create_refresh_token(
+                request, refresh_token_code, access_token, previous_refresh_token
+            )
+        # A new family: the one the sign-in was given with its code, so that nothing is updated.
+        refresh_token = get_refresh_token_model()(
+            user=request.user,
+            application=request.client,
+            access_token=access_token,
+            token_family=sign_in.token_family,
+            resource=getattr(request, "resource", []),
+        )
+        self._set_token_value(refresh_token, refresh_token_code)
+        refresh_token.save()
         return refresh_token
+
+    def _check_and_set_request_resource(self, request: Any) -> None:
+        # Threshold does not offer resource indicators (RFC 8707): its tokens are for the app
+        # and /userinfo. DOT would read the grant again to look for them.
+        if getattr(request, "resource", None):
+            raise oauth_errors.CustomOAuth2Error(
+                error="invalid_target", description="Resource indicators are not supported."
+            )
+        request.resource = []
+
+    def _create_access_token(
+        self, expires: Any, request: Any, token: dict[str, Any], source_refresh_token: Any = None
+    ) -> Any:
+        # DOT would re-parse the ID token it just signed and SELECT its row.
+        access_token = get_access_token_model()(
+            user=request.user,
+            scope=token["scope"],
+            expires=expires,
+            # No ID token row: Threshold reads an ID token back from its signature only.
+            id_token=None,
+            application=request.client,
+            source_refresh_token=source_refresh_token,
+            resource=getattr(request, "resource", []),
+        )
+        self._set_token_value(access_token, token["access_token"])
+        access_token.save()
+        return access_token
 
     def validate_refresh_token(
         self, refresh_token: str, client: Any, request: Any, *args: Any, **kwargs: Any
@@ -213,7 +337,7 @@ class Validator(OAuth2Validator):
     def finalize_id_token(
         self, id_token: dict[str, Any], token: Any, token_handler: Any, request: Any
     ) -> str:
-        claims, expiration_time = self.get_id_token_dictionary(token, token_handler, request)
+        claims, _ = self.get_id_token_dictionary(token, token_handler, request)
         id_token.update(**claims)
         if "nonce" not in id_token and request.nonce:
             id_token["nonce"] = request.nonce
@@ -226,8 +350,8 @@ class Validator(OAuth2Validator):
             claims=json.dumps(id_token, default=str),
         )
         signed.make_signed_token(key.key)
-        request.id_token = self._save_id_token(id_token["jti"], request, expiration_time)
-        request.access_token = request.id_token
+        # No IDToken row (DOT keeps one per token): an id_token_hint is read back from its
+        # signature (keys.verified_claims), which works after the token expires, too.
         return str(signed.serialize())
 
     def _get_key_for_token(self, token: str) -> Any:
@@ -272,8 +396,6 @@ def revoke_tokens(user: Any, *, application: Any = None, sids: list[str] | None 
         refresh_tokens = refresh_tokens.filter(
             token_family__in=families.values_list("token_family", flat=True)
         )
-    from oauth2_provider.models import get_access_token_model, get_grant_model  # noqa: PLC0415
-
     access_tokens = get_access_token_model().objects.filter(user=user)
     if application is not None:
         access_tokens = access_tokens.filter(application=application)

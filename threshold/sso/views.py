@@ -11,12 +11,14 @@ an OAuth error with ``state`` and ``iss`` (RFC 9207). Each outcome is audited.
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core import signing
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -24,9 +26,14 @@ from django.utils.cache import patch_cache_control
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
-from jwcrypto import jwt
-from jwcrypto.common import JWException
-from oauth2_provider.exceptions import FatalClientError, OAuthToolkitError, OIDCError
+from oauth2_provider.exceptions import (
+    ClientIdMissmatch,
+    FatalClientError,
+    InvalidIDTokenError,
+    InvalidOIDCClientError,
+    OAuthToolkitError,
+    OIDCError,
+)
 from oauth2_provider.http import OAuth2ResponseRedirect
 from oauth2_provider.oauth2_backends import get_oauthlib_core
 from oauth2_provider.views import RevokeTokenView, UserInfoView
@@ -36,21 +43,35 @@ from oauthlib.common import add_params_to_uri
 from threshold import clock
 from threshold.accounts.models import User
 from threshold.audit.actions import Action, record
-from threshold.core import catalog
+from threshold.core import catalog, errors
 from threshold.core.assurance import Acr
+from threshold.core.catalog import Surface
+from threshold.core.encoding import b64url_encode
+from threshold.passkeys.actions import do_begin_step_up, do_finish_sign_in
+from threshold.passkeys.http import ceremonies, read_credential
 from threshold.passkeys.models import Passkey
 from threshold.policy.access import policy_for
-from threshold.sessions.actions import sign_out
-from threshold.sessions.flow import Flow, issue_flow_token
+from threshold.sessions.actions import sign_in, sign_out
+from threshold.sessions.flow import Flow, check_flow, issue_flow_token
 from threshold.sessions.middleware import forget_signed_in
 from threshold.sessions.store import SIGNED_IN_AT
 from threshold.sso import keys
 from threshold.sso.access import access_signed_in_app
 from threshold.sso.actions import do_sign_out_of_app
-from threshold.sso.models import Algorithm, Application
+from threshold.sso.models import Algorithm, Application, AppSignIn
 from threshold.sso.sessions import facts_of, subject_of
-from threshold.sso.validator import FACTS, may_use, revoke_tokens
-from threshold.web.http import CLIENT_CATALOG, Done, audit_origin, see_other, url_to
+from threshold.sso.validator import FACTS, may_use, per_request, revoke_tokens
+from threshold.web.http import (
+    CLIENT_CATALOG,
+    Done,
+    audit_origin,
+    failed,
+    json_login_required,
+    ok,
+    read_json_object,
+    see_other,
+    url_to,
+)
 
 REAUTH = "threshold_reauth"
 _REAUTH_SALT = "threshold.sso.reauth"
@@ -184,7 +205,7 @@ def _reauth_marker(request: HttpRequest) -> float | None:
     return float(started) if isinstance(started, int | float) else None
 
 
-def _sign_in_first(request: HttpRequest, page: str) -> HttpResponse:
+def _sign_in_first(request: HttpRequest, page: str, acr: str = "") -> HttpResponse:
     """Send the person through a passkey ceremony (``page``), then back to this authorization,
     marked with the time they left: a sign-in after it is the new sign-in the app asked for."""
     marker = signing.dumps(
@@ -194,37 +215,39 @@ def _sign_in_first(request: HttpRequest, page: str) -> HttpResponse:
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != REAUTH]
     query.append((REAUTH, marker))
     back = urlunsplit(("", "", parts.path, urlencode(query), ""))
-    return HttpResponseRedirect(reverse(page) + "?" + urlencode({"next": back}))
+    query_of_page = {"next": back, **({"acr": acr} if acr else {})}
+    return HttpResponseRedirect(reverse(page) + "?" + urlencode(query_of_page))
+
+
+def _passkeys_for(user: User, wanted: list[Acr]) -> QuerySet[Passkey]:
+    """The person's passkeys whose sign-in meets one of the ``wanted`` acr values."""
+    passkeys = Passkey.objects.filter(user=user)
+    if Acr.PHR in wanted:
+        return passkeys
+    # phrh: device-bound with trusted attestation (core/assurance.py for_passkey).
+    return passkeys.filter(backup_eligible=False, attestation_trusted=True)
 
 
 def _has_method_for(user: User, wanted: list[Acr]) -> bool:
-    passkeys = Passkey.objects.filter(user=user)
-    if Acr.PHR in wanted:
-        return passkeys.exists()
-    return passkeys.filter(backup_eligible=False, attestation_trusted=True).exists()
+    return _passkeys_for(user, wanted).exists()
 
 
-def _hint_matches(hint: str, application: Application, user: User) -> bool | None:
+def _hint_matches(hint: str, user: User) -> bool | None:
     """True/False: the id_token_hint names this person or not; None: it is not our ID token."""
-    try:
-        unverified = jwt.JWT(jwt=hint)
-        header = json.loads(unverified.token.objects["protected"])
-        key = keys.key_by_kid(header.get("kid", ""))
-        if key is None:
-            return None
-        # An expired hint still says who it was for (OpenID Connect Core §3.1.2.1).
-        token = jwt.JWT(jwt=hint, key=key.key, check_claims={})
-        claims = json.loads(token.claims)
-    except (JWException, ValueError, TypeError, KeyError):
-        return None
-    if claims.get("iss") != settings.THRESHOLD.public_url:
+    claims = keys.verified_claims(hint)
+    if claims is None:
         return None
     return bool(claims.get("sub") == subject_of(user))
 
 
 @never_cache
 @require_http_methods(["GET", "POST"])
-def authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912, PLR0915 - one answer per rule
+def authorize(request: HttpRequest) -> HttpResponse:
+    with per_request():
+        return _authorize(request)
+
+
+def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912, PLR0915 - one answer per rule
     core = get_oauthlib_core()
     try:
         scopes, credentials = core.validate_authorization_request(request)
@@ -250,7 +273,7 @@ def authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912, 
             oauth_error.description or "",
             oauth_error.state,
         )
-    application = Application.objects.get(client_id=credentials["client_id"])
+    application: Application = credentials["request"].client
     params = request.GET
     if credentials.get("code_challenge_method") != "S256":
         return _refuse(
@@ -286,7 +309,7 @@ def authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912, 
 
     hint = params.get("id_token_hint")
     if hint:
-        matches = _hint_matches(hint, application, user)
+        matches = _hint_matches(hint, user)
         if matches is None:
             return _refuse(
                 request, application, credentials, "invalid_request", "Bad id_token_hint."
@@ -335,7 +358,9 @@ def authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912, 
         if "none" in prompt:
             code = "interaction_required" if acr_unmet and not needs_login else "login_required"
             return _refuse(request, application, credentials, code, "A new sign-in is needed.")
-        return _sign_in_first(request, "sso:sign-in-again")
+        return _sign_in_first(
+            request, "sso:sign-in-again", acr=" ".join(wanted) if acr_unmet else ""
+        )
 
     if application.require_consent:
         if "none" in prompt:
@@ -385,22 +410,83 @@ def _satisfies(acr: Acr, wanted: Acr) -> bool:
 @never_cache
 @require_safe
 def sign_in_again(request: HttpRequest) -> HttpResponse:
-    """The passkey sign-in page for someone an app asked to sign in again (prompt, max_age, acr)."""
-    password_url = ""
-    if policy_for(request).allow_password_fallback:
-        password_url = (
-            reverse("fallback:password") + "?" + urlencode({"next": request.GET.get("next", "")})
+    """The new passkey sign-in an app asked for (prompt=login, max_age, acr_values).
+
+    A real ceremony with one of the person's own passkeys (user verification required),
+    offering only those that meet the requested acr; it ends in a new sign-in of this
+    session (new auth_time, amr, acr), then goes back to the authorization.
+    """
+    if not request.user.is_authenticated:
+        return HttpResponseRedirect(
+            reverse("sessions:sign-in") + "?" + urlencode({"next": _next_of(request)})
         )
+    password_url = ""
+    if policy_for(request).allow_password_fallback and not request.GET.get("acr"):
+        password_url = reverse("fallback:password") + "?" + urlencode({"next": _next_of(request)})
     return render(
         request,
-        "sessions/sign_in.html",
+        "sso/sign_in_again.html",
         {
             "catalog": CLIENT_CATALOG,
-            "flow": issue_flow_token(Flow.SIGN_IN),
+            "flow": issue_flow_token(Flow.STEP_UP),
             "password_url": password_url,
-            "session_ended": False,
+            "options_query": urlencode({"acr": request.GET.get("acr", "")}),
+            "result_query": urlencode({"next": _next_of(request)}),
         },
     )
+
+
+def _next_of(request: HttpRequest) -> str:
+    """The authorization to go back to: only /authorize on this site."""
+    target = request.GET.get("next", "")
+    if target.startswith(reverse("sso:authorize") + "?") and "\\" not in target:
+        return target
+    return reverse("selfservice:home")
+
+
+@require_POST
+@json_login_required
+def sign_in_again_options(request: HttpRequest) -> JsonResponse:
+    user = request.user
+    assert isinstance(user, User)  # noqa: S101 - json_login_required
+    wanted = [Acr(value) for value in request.GET.get("acr", "").split() if value in set(Acr)]
+    try:
+        policy = policy_for(request)
+        check_flow(request, Flow.STEP_UP, policy=policy)
+        read_json_object(request)
+        options = do_begin_step_up(ceremonies(request), user, policy=policy)
+    except errors.ThresholdError as error:
+        return failed(error, Surface.AUTHENTICATION)
+    if wanted:
+        # Offer only the passkeys that meet the acr the app asked for.
+        meeting = {
+            b64url_encode(bytes(c))
+            for c in _passkeys_for(user, wanted).values_list("credential_id", flat=True)
+        }
+        options["allowCredentials"] = [
+            d for d in options.get("allowCredentials", []) if d["id"] in meeting
+        ]
+    return ok({"publicKey": options})
+
+
+@require_POST
+@json_login_required
+def sign_in_again_result(request: HttpRequest) -> JsonResponse:
+    user = request.user
+    assert isinstance(user, User)  # noqa: S101 - json_login_required
+    try:
+        signed_in = do_finish_sign_in(
+            ceremonies(request),
+            read_credential(request),
+            audit_origin(request),
+            step_up_user=user,
+            policy=policy_for(request),
+        )
+    except errors.ThresholdError as error:
+        return failed(error, Surface.AUTHENTICATION)
+    # A new sign-in of this session: what the app is told is what just happened.
+    sign_in(request, user, signed_in.assurance, user_verified=signed_in.user_verified)
+    return ok({"redirect": _next_of(request)})
 
 
 # --- Token, userinfo, revoke ---------------------------------------------------------------
@@ -410,7 +496,8 @@ def sign_in_again(request: HttpRequest) -> HttpResponse:
 @require_POST
 def token(request: HttpRequest) -> HttpResponse:
     core = get_oauthlib_core()
-    _, headers, body, status = core.create_token_response(request)
+    with per_request():
+        _, headers, body, status = core.create_token_response(request)
     response = HttpResponse(content=body, status=status)
     for name, value in headers.items():
         response[name] = value
@@ -454,6 +541,41 @@ class EndSessionView(RPInitiatedLogoutView):  # DOT ships no types
     """OpenID Connect RP-Initiated Logout 1.0, ending the Threshold session like "Sign out"."""
 
     template_name = "sso/logout_confirm.html"
+
+    def validate_logout_request_user(self, id_token_hint: str | None, client_id: str | None) -> Any:
+        """The hint's app and person, from its signature: DOT would look for an ID token row,
+        which ``threshold cleanup`` removes once it expires (and Threshold keeps none)."""
+        if not id_token_hint:
+            return None
+        claims = keys.verified_claims(id_token_hint)
+        if claims is None:
+            raise InvalidIDTokenError()
+        audience = claims.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        application = Application.objects.filter(
+            client_id__in=[a for a in audiences if isinstance(a, str)]
+        ).first()
+        if application is None:
+            raise InvalidIDTokenError()
+        if client_id and application.client_id != client_id:
+            raise ClientIdMissmatch()
+        sign_in = (
+            AppSignIn.objects.filter(sid=str(claims.get("sid", "")), application=application)
+            .select_related("user")
+            .first()
+        )
+        user = sign_in.user if sign_in is not None else None
+        if user is not None and subject_of(user) != claims.get("sub"):
+            user = None
+        return SimpleNamespace(application=application, user=user)
+
+    def get_request_application(self, id_token: Any, client_id: str | None) -> Any:
+        if client_id:
+            application = Application.objects.filter(client_id=client_id).first()
+            if application is None:
+                raise InvalidOIDCClientError()
+            return application
+        return id_token.application if id_token else None
 
     def error_response(self, error: OIDCError) -> HttpResponse:
         record(

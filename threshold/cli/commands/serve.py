@@ -104,11 +104,18 @@ def serve(args: argparse.Namespace) -> int:
 
     from threshold.core.metadata import default_store
     from threshold.passkeys.pending import delete_expired
+    from threshold.sso.keys import KeysError, all_keys
     from threshold.wsgi import application
 
     executor = MigrationExecutor(connection)
     if executor.migration_plan(executor.loader.graph.leaf_nodes()):
         print("threshold: the database needs migrating: run `threshold migrate`", file=sys.stderr)
+        return 2
+    try:
+        # In the master: made once (var/oidc-keys.json) and checked before any worker signs.
+        all_keys()
+    except KeysError as exc:
+        print(f"threshold: {exc}", file=sys.stderr)
         return 2
     bootstrap = _bootstrap() if args.bootstrap else None
     delete_expired()
