@@ -65,6 +65,27 @@ def test_rp_initiated_logout_ends_the_threshold_session_and_returns_with_state(
     assert home.headers["location"].startswith("/sign-in")
 
 
+def test_rp_initiated_logout_without_a_hint_asks_then_returns_to_the_app(
+    page: Page,
+    authenticator: Authenticator,
+    server: Server,
+    invite: Invite,
+    register_app: RegisterApp,
+) -> None:
+    app = register_app()
+    _signed_in_to(page, invite, app)
+
+    page.goto(f"{app.logout_url}?rp_hint=omit")
+    assert page.url.startswith(server.url), "without id_token_hint Threshold asks first"
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(f"{app.rp.url}/logged-out/*")
+
+    [returned] = app.state()["logged_out"]
+    assert returned["state_matches"], returned
+    home = page.request.get(f"{server.url}/", max_redirects=0)
+    assert home.status == 302, "signed out of Threshold"
+
+
 def test_signing_out_of_threshold_sends_a_verified_back_channel_logout_token(
     page: Page, authenticator: Authenticator, invite: Invite, register_app: RegisterApp
 ) -> None:

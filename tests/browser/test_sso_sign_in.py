@@ -12,7 +12,7 @@ import re
 import time
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.browser import sso_rp
 from tests.browser.conftest import (
@@ -23,8 +23,10 @@ from tests.browser.conftest import (
     Server,
     add_authenticator,
     enroll,
+    sign_out,
 )
-from tests.browser.sso_rp import RegisterApp, hold_autofill, sign_in_to, straight_to
+from tests.browser.sso_rp import RegisterApp, hold_autofill, result_on, sign_in_to, straight_to
+from tests.browser.test_fallback import fallback_sign_in, set_up_fallback
 
 pytestmark = pytest.mark.browser
 
@@ -198,3 +200,98 @@ def test_person_outside_the_apps_group_is_refused_until_added(
     result = straight_to(page, app, scope="openid email groups")
     assert result["ok"], result
     assert group in result["claims"]["groups"]
+
+
+def test_fallback_sign_in_is_not_phishing_resistant_and_acr_phr_steps_up_with_a_passkey(
+    page: Page,
+    context: BrowserContext,
+    server: Server,
+    console: Console,
+    invite: Invite,
+    register_app: RegisterApp,
+) -> None:
+    add_authenticator(context, page, transport="internal")
+    person = invite()
+    enroll(page, person)
+    secret = set_up_fallback(page, server)
+    sign_out(page)
+    if fallback_sign_in(page, server, person, secret):  # the "Set up a passkey" prompt
+        page.get_by_role("button", name="I\u2019ll do it later").click()
+    hold_autofill(page)
+    app = register_app()
+
+    fallback = straight_to(page, app)
+    assert fallback["ok"], fallback
+    assert fallback["claims"]["amr"] == ["pwd", "otp", "mfa"]
+    assert "acr" not in fallback["claims"], "a password is never phr"
+    ceremonies = _modal_requests(console)
+
+    stepped_up = sign_in_to(page, app, acr_values="phr")
+
+    assert stepped_up["ok"], stepped_up
+    assert _modal_requests(console) == ceremonies + 1, "a passkey ceremony"
+    assert stepped_up["claims"]["acr"] == "phr"
+    assert stepped_up["claims"]["amr"] == ["pop", "swk", "mfa"]
+    assert stepped_up["claims"]["auth_time"] > fallback["claims"]["auth_time"]
+    assert stepped_up["claims"]["sid"] == fallback["claims"]["sid"], "the same session"
+
+
+def test_id_token_hint_naming_someone_else_is_refused(
+    page: Page,
+    browser: Browser,
+    authenticator: Authenticator,
+    server: Server,
+    invite: Invite,
+    register_app: RegisterApp,
+) -> None:
+    app = register_app()
+    _signed_in(page, invite)
+    first = straight_to(page, app)
+    assert first["ok"], first
+    # Someone else, in another browser, signs in to the same app.
+    other_page = browser.new_context(base_url=server.url).new_page()
+    try:
+        add_authenticator(other_page.context, other_page)
+        _signed_in(other_page, invite)
+        theirs = straight_to(other_page, app)
+        assert theirs["ok"], theirs
+
+        # The app, believing the first person is signed in, asks silently with their ID token.
+        mine = straight_to(page, app, prompt="none", id_token_hint=first["id_token"])
+        wrong = straight_to(other_page, app, prompt="none", id_token_hint=first["id_token"])
+    finally:
+        other_page.context.close()
+
+    assert mine["ok"], mine
+    assert mine["claims"]["sub"] == first["claims"]["sub"]
+    assert not wrong["ok"]
+    assert wrong["callback"]["error"] == "login_required"
+
+
+def test_app_that_requires_consent_lists_its_scopes_and_honours_the_answer(
+    page: Page,
+    authenticator: Authenticator,
+    server: Server,
+    invite: Invite,
+    register_app: RegisterApp,
+) -> None:
+    person = _signed_in(page, invite)
+    app = register_app("--require-consent")
+
+    silent = straight_to(page, app, prompt="none")
+    assert silent["callback"]["error"] == "consent_required"
+
+    page.goto(app.login_url())
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Sign in to {app.name}")
+    assert page.locator("#consent-scopes li").count() == 3  # openid email profile
+    page.get_by_role("button", name="Don't allow").click()
+    page.wait_for_url(f"{app.callback_url}?*")
+    denied = result_on(page)
+    assert denied["callback"]["error"] == "access_denied"
+    assert _audited(server, "sso.refused", "access_denied", person.email)
+
+    page.goto(app.login_url())
+    page.get_by_role("button", name="Allow").click()
+    page.wait_for_url(f"{app.callback_url}?*")
+    allowed = result_on(page)
+    assert allowed["ok"], allowed
