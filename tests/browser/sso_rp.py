@@ -137,11 +137,16 @@ RegisterApp = Callable[..., App]
 
 @pytest.fixture
 def register_app(server: Server, relying_party: RelyingParty) -> RegisterApp:
-    """``register_app(*cli_args, public=False, id_token_alg=None)``: `threshold apps add` an app
-    whose redirect, post-logout and back-channel URIs are the relying party's, then tell the
-    relying party its credentials (it runs discovery then)."""
+    """``register_app(*cli_args, public=, id_token_alg=, initiate_login=)``: `threshold apps
+    add` an app whose redirect, post-logout, back-channel (and initiate-login) URIs are the
+    relying party's, then tell the relying party its credentials (it runs discovery then)."""
 
-    def register(*args: str, public: bool = False, id_token_alg: str | None = None) -> App:
+    def register(
+        *args: str,
+        public: bool = False,
+        id_token_alg: str | None = None,
+        initiate_login: bool = False,
+    ) -> App:
         name = f"test-app-{next(_apps)}"
         rp = relying_party.url
         command = [
@@ -151,6 +156,7 @@ def register_app(server: Server, relying_party: RelyingParty) -> RegisterApp:
             "--backchannel-logout-uri", f"{rp}/backchannel/{name}",
             *(["--public"] if public else []),
             *(["--id-token-alg", id_token_alg] if id_token_alg else []),
+            *(["--initiate-login-uri", f"{rp}/login/{name}"] if initiate_login else []),
             *args,
             "--json",
         ]  # fmt: skip

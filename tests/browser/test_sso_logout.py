@@ -5,14 +5,23 @@ verifies every logout_token's signature against the JWKS and its claims (§2.6) 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Browser, Page, expect
 
 from tests.browser import sso_rp
-from tests.browser.conftest import Authenticator, Invite, Person, Server, enroll, sign_out
-from tests.browser.sso_rp import App, RegisterApp, hold_autofill, straight_to
+from tests.browser.conftest import (
+    Authenticator,
+    Invite,
+    Person,
+    Server,
+    add_authenticator,
+    enroll,
+    sign_out,
+)
+from tests.browser.sso_rp import App, RegisterApp, hold_autofill, result_on, straight_to
 
 pytestmark = pytest.mark.browser
 
@@ -112,5 +121,73 @@ def test_locking_a_person_sends_a_back_channel_logout_token(
 
     server.cli("users", "lock", person.email)
 
+    [logout] = app.logouts()
+    _assert_logout_token_for(app, signed_in, logout)
+
+
+def test_my_apps_tile_signs_in_and_settings_signs_out_of_the_app(
+    page: Page,
+    authenticator: Authenticator,
+    server: Server,
+    invite: Invite,
+    register_app: RegisterApp,
+) -> None:
+    app = register_app(initiate_login=True)
+    hidden = register_app()
+    person = invite()
+    group = f"nobody-{person.email.split('@')[0]}"
+    server.cli("groups", "add", group)
+    server.cli("apps", "assign", hidden.client_id, "--group", group)
+    enroll(page, person)
+    hold_autofill(page)
+
+    # Home's "My apps": a tile per app the person may use, linking to its initiate-login URI.
+    tiles = page.locator("#my-apps")
+    expect(tiles.get_by_role("link", name=app.name)).to_have_attribute("href", app.login_url())
+    expect(tiles).not_to_contain_text(hidden.name)
+    tiles.get_by_role("link", name=app.name).click()
+    page.wait_for_url(f"{app.callback_url}?*")
+    signed_in = result_on(page)
+    assert signed_in["ok"], signed_in
+
+    # Settings: "Sign out of this app" revokes what the app holds.
+    page.goto(f"{server.url}/settings")
+    listed = page.locator("#apps li", has_text=app.name)
+    listed.get_by_role("button", name="Sign out of this app").click()
+    expect(page.locator("#apps li", has_text=app.name)).to_have_count(0)
+    refreshed = app.refresh(signed_in["refresh_token"])
+    assert not refreshed["ok"]
+    assert refreshed["error"] == "invalid_grant"
+    userinfo = app.userinfo(signed_in["access_token"], signed_in["claims"]["sub"])
+    assert not userinfo["ok"]
+    assert userinfo["status"] == 401
+
+
+def test_recovery_ends_the_old_sessions_apps_tokens_and_tells_the_app(
+    page: Page,
+    browser: Browser,
+    authenticator: Authenticator,
+    server: Server,
+    invite: Invite,
+    register_app: RegisterApp,
+) -> None:
+    app = register_app()
+    person, signed_in = _signed_in_to(page, invite, app)
+    link = server.cli("recover", person.email).strip().splitlines()[-1]
+
+    # On a new device, with a new passkey: every other session ends.
+    elsewhere = browser.new_context(base_url=server.url)
+    try:
+        new_page = elsewhere.new_page()
+        add_authenticator(elsewhere, new_page)
+        new_page.goto(link)
+        new_page.get_by_role("button", name="Create a new passkey").click()
+        new_page.wait_for_url(re.compile(r"/(\?.*)?$"))
+    finally:
+        elsewhere.close()
+
+    refreshed = app.refresh(signed_in["refresh_token"])
+    assert not refreshed["ok"]
+    assert refreshed["error"] == "invalid_grant"
     [logout] = app.logouts()
     _assert_logout_token_for(app, signed_in, logout)
