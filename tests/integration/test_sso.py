@@ -23,11 +23,21 @@ from django.test import Client
 from jwcrypto import jwk, jwt
 from oauth2_provider.models import get_access_token_model
 
-from tests.integration.conftest import ORIGIN, Browser, assert_ok, enrolled_person, sign_in
+from tests.integration.conftest import (
+    ORIGIN,
+    Browser,
+    assert_ok,
+    enroll,
+    enrolled_person,
+    sign_in,
+    token_of,
+)
+from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts.actions import do_lock_user
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
 from threshold.cli.main import main
+from threshold.enrollment.actions import do_issue_recovery
 from threshold.groups.actions import do_add_group, do_add_member
 from threshold.passkeys.models import Passkey
 from threshold.sessions import flow
@@ -878,3 +888,16 @@ def test_rp_initiated_logout_accepts_an_expired_hint_after_cleanup(ada, clock):
 def test_end_session_for_an_unknown_client_is_a_page(ada):
     response = signed_in(ada).get("/end-session?client_id=nobody")
     assert response.status_code == 400
+
+
+def test_a_recovery_revokes_every_apps_tokens_and_tells_them(
+    ada, receiver, django_capture_on_commit_callbacks
+):
+    app = add_app(backchannel_logout_uri=receiver.url)
+    tokens = full_flow(signed_in(ada), app)
+    issued = do_issue_recovery(ada.user, Origin.cli(), send_email=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert_ok(enroll(Browser(), token_of(issued.link), SoftAuthenticator()))
+    assert refresh(app, tokens["refresh_token"]).status_code == 400
+    assert AuditEvent.objects.filter(action="sso.tokens_revoked", reason="recovered").exists()
+    assert verify_logout_token(receiver.received[0], app)["sid"] == tokens["claims"]["sid"]
