@@ -38,7 +38,7 @@ from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
 from threshold.cli.main import main
 from threshold.enrollment.actions import do_issue_recovery
-from threshold.groups.actions import do_add_group, do_add_member
+from threshold.groups.actions import do_add_group, do_add_member, do_remove_member
 from threshold.passkeys.models import Passkey
 from threshold.sessions import flow
 from threshold.sso import keys
@@ -901,3 +901,24 @@ def test_a_recovery_revokes_every_apps_tokens_and_tells_them(
     assert refresh(app, tokens["refresh_token"]).status_code == 400
     assert AuditEvent.objects.filter(action="sso.tokens_revoked", reason="recovered").exists()
     assert verify_logout_token(receiver.received[0], app)["sid"] == tokens["claims"]["sid"]
+
+
+def test_prompt_consent_asks_even_a_first_party_app(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app, prompt="consent")
+    assert auth.response.status_code == 200
+    assert b"Allow" in auth.response.content
+
+
+def test_a_person_taken_out_of_the_apps_group_cannot_refresh(ada):
+    app = add_app()
+    group = do_add_group("Finance", Origin.cli())
+    do_add_member(group, ada.user, Origin.cli())
+    do_assign_app(app.application, Origin.cli(), everyone=False, group_names=["Finance"])
+    tokens = full_flow(signed_in(ada), app)
+    assert tokens["claims"]["groups"] == ["Finance"]
+    do_remove_member(group, ada.user, Origin.cli())
+    refused = refresh(app, tokens["refresh_token"])
+    assert refused.status_code == 400
+    event = AuditEvent.objects.filter(action="sso.token_refused").exclude(reason="invalid_grant")
+    assert event.latest("id").reason == "not_assigned"

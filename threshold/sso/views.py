@@ -362,7 +362,7 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             request, "sso:sign-in-again", acr=" ".join(wanted) if acr_unmet else ""
         )
 
-    if application.require_consent:
+    if application.require_consent or "consent" in prompt:
         if "none" in prompt:
             return _refuse(request, application, credentials, "consent_required", "Consent needed.")
         if request.method != "POST":
