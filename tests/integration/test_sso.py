@@ -922,3 +922,19 @@ def test_a_person_taken_out_of_the_apps_group_cannot_refresh(ada):
     assert refused.status_code == 400
     event = AuditEvent.objects.filter(action="sso.token_refused").exclude(reason="invalid_grant")
     assert event.latest("id").reason == "not_assigned"
+
+
+@pytest.mark.parametrize("client_id", ["\x00", "a\x00b"])
+def test_nul_in_a_client_id_is_refused_everywhere(ada, client_id):
+    app = add_app()
+    assert (
+        signed_in(ada).get("/end-session?" + urlencode({"client_id": client_id})).status_code == 400
+    )
+    response = Client().post("/revoke", {"token": "x", "client_id": client_id})
+    assert response.status_code == 401
+    response = Client().post(
+        "/token",
+        {"grant_type": "refresh_token", "refresh_token": "\x00", "client_id": app.client_id},
+    )
+    assert response.status_code in (400, 401)
+    assert main(["apps", "remove", client_id]) == 2
