@@ -23,12 +23,22 @@ from django.test import Client
 from jwcrypto import jwk, jwt
 from oauth2_provider.models import get_access_token_model
 
-from tests.integration.conftest import ORIGIN, Browser, assert_ok, enrolled_person, sign_in
+from tests.integration.conftest import (
+    ORIGIN,
+    Browser,
+    assert_ok,
+    enroll,
+    enrolled_person,
+    sign_in,
+    token_of,
+)
+from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts.actions import do_lock_user
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
 from threshold.cli.main import main
-from threshold.groups.actions import do_add_group, do_add_member
+from threshold.enrollment.actions import do_issue_recovery
+from threshold.groups.actions import do_add_group, do_add_member, do_remove_member
 from threshold.passkeys.models import Passkey
 from threshold.sessions import flow
 from threshold.sso import keys
@@ -878,3 +888,53 @@ def test_rp_initiated_logout_accepts_an_expired_hint_after_cleanup(ada, clock):
 def test_end_session_for_an_unknown_client_is_a_page(ada):
     response = signed_in(ada).get("/end-session?client_id=nobody")
     assert response.status_code == 400
+
+
+def test_a_recovery_revokes_every_apps_tokens_and_tells_them(
+    ada, receiver, django_capture_on_commit_callbacks
+):
+    app = add_app(backchannel_logout_uri=receiver.url)
+    tokens = full_flow(signed_in(ada), app)
+    issued = do_issue_recovery(ada.user, Origin.cli(), send_email=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert_ok(enroll(Browser(), token_of(issued.link), SoftAuthenticator()))
+    assert refresh(app, tokens["refresh_token"]).status_code == 400
+    assert AuditEvent.objects.filter(action="sso.tokens_revoked", reason="recovered").exists()
+    assert verify_logout_token(receiver.received[0], app)["sid"] == tokens["claims"]["sid"]
+
+
+def test_prompt_consent_asks_even_a_first_party_app(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app, prompt="consent")
+    assert auth.response.status_code == 200
+    assert b"Allow" in auth.response.content
+
+
+def test_a_person_taken_out_of_the_apps_group_cannot_refresh(ada):
+    app = add_app()
+    group = do_add_group("Finance", Origin.cli())
+    do_add_member(group, ada.user, Origin.cli())
+    do_assign_app(app.application, Origin.cli(), everyone=False, group_names=["Finance"])
+    tokens = full_flow(signed_in(ada), app)
+    assert tokens["claims"]["groups"] == ["Finance"]
+    do_remove_member(group, ada.user, Origin.cli())
+    refused = refresh(app, tokens["refresh_token"])
+    assert refused.status_code == 400
+    event = AuditEvent.objects.filter(action="sso.token_refused").exclude(reason="invalid_grant")
+    assert event.latest("id").reason == "not_assigned"
+
+
+@pytest.mark.parametrize("client_id", ["\x00", "a\x00b"])
+def test_nul_in_a_client_id_is_refused_everywhere(ada, client_id):
+    app = add_app()
+    assert (
+        signed_in(ada).get("/end-session?" + urlencode({"client_id": client_id})).status_code == 400
+    )
+    response = Client().post("/revoke", {"token": "x", "client_id": client_id})
+    assert response.status_code == 401
+    response = Client().post(
+        "/token",
+        {"grant_type": "refresh_token", "refresh_token": "\x00", "client_id": app.client_id},
+    )
+    assert response.status_code in (400, 401)
+    assert main(["apps", "remove", client_id]) == 2

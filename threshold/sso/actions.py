@@ -114,9 +114,11 @@ def do_add_app(
 
 
 def find_app(client_id: str) -> Application:
-    application: Application | None = Application.objects.filter(
-        client_id=client_id.strip()
-    ).first()
+    application: Application | None = (
+        Application.objects.filter(client_id=client_id.strip()).first()
+        if "\x00" not in client_id
+        else None
+    )
     if application is None:
         raise AppError(f"There is no app with the client ID {client_id!r}.")
     return application

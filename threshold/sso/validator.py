@@ -71,6 +71,12 @@ def _keep(kind: str, key: str, value: Any) -> Any:
     return value
 
 
+def storable(value: object) -> bool:
+    """Can ``value`` be looked up at all? PostgreSQL refuses NUL in text (psycopg raises
+    DataError, which DOT, written for psycopg2's ValueError, lets through as a 500)."""
+    return isinstance(value, str) and "\x00" not in value
+
+
 def hash_secret(secret: str) -> str:
     """What is stored for a client secret: its SHA-256, hex."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
@@ -98,6 +104,8 @@ class Validator(OAuth2Validator):
         return constant_time_compare(hash_secret(provided_secret), stored_secret)
 
     def _load_application(self, client_id: str, request: Any) -> Any:
+        if not storable(client_id):
+            return None
         if not request.client:
             cached = _cached("application", client_id)
             if cached is not None:
@@ -122,6 +130,8 @@ class Validator(OAuth2Validator):
 
     def _grant(self, code: str, client: Any) -> Any:
         """The grant of ``code``, if it is ``client``'s (any client's before it is known)."""
+        if not storable(code):
+            return None
         grant = _cached("grant", code)
         if grant is None:
             grant = _keep(

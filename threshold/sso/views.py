@@ -60,7 +60,7 @@ from threshold.sso.access import access_signed_in_app
 from threshold.sso.actions import do_sign_out_of_app
 from threshold.sso.models import Algorithm, Application, AppSignIn
 from threshold.sso.sessions import facts_of, subject_of
-from threshold.sso.validator import FACTS, may_use, per_request, revoke_tokens
+from threshold.sso.validator import FACTS, may_use, per_request, revoke_tokens, storable
 from threshold.web.http import (
     CLIENT_CATALOG,
     Done,
@@ -142,6 +142,12 @@ def jwks(request: HttpRequest) -> JsonResponse:
 
 
 # --- Authorize -----------------------------------------------------------------------------
+
+
+def _as_given(value: object, length: int = 200) -> str:
+    """A value from the request, for the audit log: no control characters (PostgreSQL's JSON
+    refuses NUL), at most ``length`` characters."""
+    return "".join(c for c in str(value or "")[:length] if c >= " " and c != "\x7f")
 
 
 def _error_redirect(
@@ -256,7 +262,7 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             Action.SSO_REFUSED,
             audit_origin(request),
             reason=error.oauthlib_error.error,
-            app=request.GET.get("client_id", "")[:200],
+            app=_as_given(request.GET.get("client_id", "")),
         )
         return _problem(request, "app_link_invalid", 400)
     except OAuthToolkitError as error:
@@ -265,7 +271,7 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             Action.SSO_REFUSED,
             audit_origin(request),
             reason=oauth_error.error,
-            app=request.GET.get("client_id", "")[:200],
+            app=_as_given(request.GET.get("client_id", "")),
         )
         return _error_redirect(
             oauth_error.redirect_uri,
@@ -362,7 +368,7 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             request, "sso:sign-in-again", acr=" ".join(wanted) if acr_unmet else ""
         )
 
-    if application.require_consent:
+    if application.require_consent or "consent" in prompt:
         if "none" in prompt:
             return _refuse(request, application, credentials, "consent_required", "Consent needed.")
         if request.method != "POST":
@@ -510,8 +516,8 @@ def token(request: HttpRequest) -> HttpResponse:
             Action.SSO_TOKEN_REFUSED,
             audit_origin(request),
             reason=error,
-            app=str(request.POST.get("client_id", ""))[:200],
-            grant_type=str(request.POST.get("grant_type", ""))[:40],
+            app=_as_given(request.POST.get("client_id", "")),
+            grant_type=_as_given(request.POST.get("grant_type", ""), 40),
         )
     return response
 
@@ -571,7 +577,11 @@ class EndSessionView(RPInitiatedLogoutView):  # DOT ships no types
 
     def get_request_application(self, id_token: Any, client_id: str | None) -> Any:
         if client_id:
-            application = Application.objects.filter(client_id=client_id).first()
+            application = (
+                Application.objects.filter(client_id=client_id).first()
+                if storable(client_id)
+                else None
+            )
             if application is None:
                 raise InvalidOIDCClientError()
             return application
