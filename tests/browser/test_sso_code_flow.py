@@ -173,9 +173,12 @@ def test_refresh_rotates_and_reusing_an_old_token_revokes_the_family(
     assert second["refresh_token"]
     assert second["refresh_token"] != first["refresh_token"], "rotated"
     assert second["access_token"] != first["access_token"]
-    if second["claims"] is not None:  # an ID token on refresh: same person, same sign-in
-        assert second["claims"]["sub"] == first["claims"]["sub"]
-        assert second["claims"]["auth_time"] == first["claims"]["auth_time"], "never moved"
+    # The refresh's ID token: the same person and the same sign-in (OpenID Connect Core §12.2).
+    assert second["claims"]["sub"] == first["claims"]["sub"]
+    assert second["claims"]["auth_time"] == first["claims"]["auth_time"], "never moved"
+    assert second["claims"]["sid"] == first["claims"]["sid"]
+    assert second["claims"]["amr"] == first["claims"]["amr"]
+    assert second["claims"]["acr"] == first["claims"]["acr"]
     assert app.userinfo(second["access_token"], first["claims"]["sub"])["ok"]
 
     reused = app.refresh(first["refresh_token"])
