@@ -118,6 +118,10 @@ class App:
         body = {"access_token": access_token, "sub": sub}
         return dict(self.rp.call(f"/clients/{self.name}/userinfo", body))
 
+    def use_secret(self, client_secret: str) -> None:
+        """From now on the relying party authenticates with ``client_secret``."""
+        self.rp.call(f"/clients/{self.name}/secret", {"client_secret": client_secret})
+
     def verify(self, id_token: str) -> dict[str, Any]:
         return dict(self.rp.call(f"/clients/{self.name}/verify", {"id_token": id_token}))
 
@@ -137,15 +141,17 @@ RegisterApp = Callable[..., App]
 
 @pytest.fixture
 def register_app(server: Server, relying_party: RelyingParty) -> RegisterApp:
-    """``register_app(*cli_args, public=, id_token_alg=, initiate_login=)``: `threshold apps
-    add` an app whose redirect, post-logout, back-channel (and initiate-login) URIs are the
-    relying party's, then tell the relying party its credentials (it runs discovery then)."""
+    """``register_app(*cli_args, public=, id_token_alg=, initiate_login=, auth="basic"|"post")``:
+    `threshold apps add` an app whose redirect, post-logout, back-channel (and initiate-login)
+    URIs are the relying party's, then tell the relying party its credentials (it runs
+    discovery then)."""
 
     def register(
         *args: str,
         public: bool = False,
         id_token_alg: str | None = None,
         initiate_login: bool = False,
+        auth: str = "basic",
     ) -> App:
         name = f"test-app-{next(_apps)}"
         rp = relying_party.url
@@ -172,6 +178,7 @@ def register_app(server: Server, relying_party: RelyingParty) -> RegisterApp:
                 "client_id": credentials["client_id"],
                 "client_secret": credentials["client_secret"],
                 "id_token_alg": id_token_alg,
+                "auth": auth,
             },
         )
         assert registered["ok"], registered

@@ -349,3 +349,35 @@ def test_public_client_signs_in_with_pkce_and_no_secret(
 
     assert result["ok"], result
     assert result["claims"]["email"] == person.email
+
+
+def test_client_secret_post_signs_in_and_a_rotated_secret_replaces_the_old_one(
+    page: Page,
+    authenticator: Authenticator,
+    server: Server,
+    invite: Invite,
+    register_app: RegisterApp,
+) -> None:
+    person = _signed_in(page, invite)
+    app = register_app(auth="post")
+    first = sign_in_to(page, app)
+    assert first["ok"], first
+    assert first["claims"]["email"] == person.email
+
+    rotated = json.loads(server.cli("apps", "rotate-secret", app.client_id, "--json"))
+    new_secret = rotated["client_secret"]
+    assert new_secret
+    assert new_secret != app.client_secret
+
+    # The old secret no longer authenticates the app: nothing is issued.
+    refused = app.refresh(first["refresh_token"])
+    assert not refused["ok"]
+    assert refused["error"] == "invalid_client"
+    assert _audited(server, "sso.token_refused", "invalid_client")
+    refused_flow = sign_in_to(page, app)
+    assert not refused_flow["ok"]
+    assert refused_flow["error"] == "invalid_client"
+
+    app.use_secret(new_secret)
+    assert app.refresh(first["refresh_token"])["ok"]
+    assert sign_in_to(page, app)["ok"]

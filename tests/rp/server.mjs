@@ -23,6 +23,9 @@
 //   POST /clients/NAME/replay  {index}: redeem the code of flow INDEX again.
 //   POST /clients/NAME/userinfo {access_token, sub}
 //   POST /clients/NAME/verify  {id_token}: verify an ID token against the JWKS fetched now.
+//   POST /clients/NAME/secret  {client_secret}: use another client secret from now on.
+// An app authenticates with client_secret_basic, or client_secret_post when registered with
+// {auth: "post"}; a public app (no secret) with none.
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import * as client from 'openid-client';
@@ -59,9 +62,15 @@ async function readBody(request) {
 
 // What went wrong, in the words of the OAuth error (when the provider sent one) and the library.
 function failure(error) {
+  // A 401 with WWW-Authenticate (RFC 6750 §3, RFC 6749 §5.2): the error is in the challenge.
+  const challenges = Array.isArray(error.cause) ? error.cause : [];
   return {
     ok: false,
-    error: error.error ?? null,
+    error: error.error ?? challenges[0]?.parameters?.error ?? null,
+    challenges: challenges.map((challenge) => ({
+      scheme: challenge.scheme,
+      parameters: challenge.parameters,
+    })),
     error_description: error.error_description ?? null,
     status: error.status ?? null,
     code: error.code ?? null,
@@ -84,7 +93,8 @@ async function configure(app, { forgeJwks = false } = {}) {
     [client.clockSkew]: clockSkew,
     ...(app.id_token_alg ? { id_token_signed_response_alg: app.id_token_alg } : {}),
   };
-  const auth = app.client_secret ? client.ClientSecretBasic(app.client_secret) : client.None();
+  const secretAuth = app.auth === 'post' ? client.ClientSecretPost : client.ClientSecretBasic;
+  const auth = app.client_secret ? secretAuth(app.client_secret) : client.None();
   return client.discovery(new URL(app.issuer), app.client_id, metadata, auth, {
     // Loopback http in the tests; and verify every ID token's (and JWT response's) signature
     // against the JWKS: by default the library trusts the TLS connection to the token endpoint
@@ -253,6 +263,12 @@ async function userinfo(app, body) {
   }
 }
 
+// What the app's operator does after `threshold apps rotate-secret` (or gets wrong).
+async function secret(app, body) {
+  app.client_secret = body.client_secret;
+  return { ok: true };
+}
+
 async function jwksOf(app) {
   const config = await configure(app);
   const metadata = config.serverMetadata();
@@ -323,6 +339,7 @@ async function register(body) {
     issuer: body.issuer,
     client_id: body.client_id,
     client_secret: body.client_secret ?? null,
+    auth: body.auth ?? 'basic',
     id_token_alg: body.id_token_alg ?? null,
     flows: [],
     transactions: [],
@@ -372,7 +389,7 @@ async function route(request, response) {
   if (first === 'clients' && request.method === 'GET' && !action) return json(response, 200, describe(app));
   if (first === 'clients' && request.method === 'POST') {
     const body = JSON.parse(await readBody(request));
-    const handlers = { refresh, replay, userinfo, verify };
+    const handlers = { refresh, replay, userinfo, verify, secret };
     if (handlers[action]) return json(response, 200, await handlers[action](app, body));
   }
   return json(response, 404, { ok: false, message: 'no such route' });
