@@ -51,7 +51,10 @@ def test_discovery_describes_a_strict_provider(server: Server, register_app: Reg
     assert metadata["issuer"].rstrip("/") == server.url  # THRESHOLD_PUBLIC_URL
     assert metadata["response_types_supported"] == ["code"]
     assert metadata["code_challenge_methods_supported"] == ["S256"], "no plain PKCE"
-    assert not {"implicit", "password"} & set(metadata.get("grant_types_supported", []))
+    assert set(metadata["grant_types_supported"]) == {"authorization_code", "refresh_token"}
+    assert {"phr", "phrh"} <= set(metadata["acr_values_supported"])
+    assert "groups" in metadata["scopes_supported"]
+    assert {"auth_time", "sid", "amr", "acr", "groups"} <= set(metadata["claims_supported"])
     assert "RS256" in metadata["id_token_signing_alg_values_supported"]
     assert metadata["authorization_response_iss_parameter_supported"] is True  # RFC 9207
     assert metadata["end_session_endpoint"]

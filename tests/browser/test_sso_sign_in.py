@@ -110,6 +110,8 @@ def test_max_age_forces_a_new_sign_in_checked_with_zero_clock_tolerance(
     recent = straight_to(page, app, max_age="300")  # recent enough: no new ceremony
     assert recent["ok"], recent
     time.sleep(6)
+    silent = straight_to(page, app, max_age="5", prompt="none")
+    assert silent["callback"]["error"] == "login_required"
     ceremonies = _modal_requests(console)
 
     # The relying party refuses an auth_time older than 5 s (no tolerance): a provider that
@@ -224,6 +226,8 @@ def test_fallback_sign_in_is_not_phishing_resistant_and_acr_phr_steps_up_with_a_
     assert fallback["ok"], fallback
     assert fallback["claims"]["amr"] == ["pwd", "otp", "mfa"]
     assert "acr" not in fallback["claims"], "a password is never phr"
+    silent = straight_to(page, app, acr_values="phr", prompt="none")
+    assert silent["callback"]["error"] == "interaction_required", "a step-up needs a page"
     ceremonies = _modal_requests(console)
 
     stepped_up = sign_in_to(page, app, acr_values="phr")
