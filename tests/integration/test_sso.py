@@ -938,3 +938,12 @@ def test_nul_in_a_client_id_is_refused_everywhere(ada, client_id):
     )
     assert response.status_code in (400, 401)
     assert main(["apps", "remove", client_id]) == 2
+
+
+def test_apps_need_https_uris_except_on_loopback(db, capsys):
+    assert main(["apps", "add", "Wiki", "--redirect-uri", "http://wiki.example.com/cb"]) == 2
+    assert "must be https" in capsys.readouterr().err
+    assert main(["apps", "add", "Wiki", "--redirect-uri", "https://wiki.example.com/cb"]) == 0
+    assert main(["apps", "add", "Cli", "--redirect-uri", "http://[::1]:8765/cb", "--public"]) == 0
+    assert main(["apps", "add", "Bad", "--redirect-uri", "javascript:alert(1)"]) == 2
+    assert main(["apps", "add", "Frag", "--redirect-uri", "https://a.example/cb#x"]) == 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -22,6 +23,7 @@ from threshold.sso.models import Algorithm, Application, AppSignIn
 from threshold.sso.validator import hash_secret, revoke_tokens
 
 APP_NAME_MAX_LENGTH = 100
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 # 256 bits: a secret nobody guesses, which is why SHA-256 (not a slow hash) protects it at rest.
 SECRET_BYTES = 32
 
@@ -50,6 +52,10 @@ def _check_uri(uri: str, what: str) -> str:
         raise AppError(f"{what} {uri!r} is not an http(s) URL.") from None
     if "#" in uri:
         raise AppError(f"{what} {uri!r} must not have a fragment.")
+    # https, except on the loopback interface (RFC 8252 §7.3: native apps; RFC 9700 §2.1).
+    parts = urlsplit(uri)
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise AppError(f"{what} {uri!r} must be https (http only for 127.0.0.1, [::1], localhost).")
     return uri
 
 
