@@ -1018,3 +1018,11 @@ def test_forms_on_the_way_to_an_app_may_end_at_that_app_only(ada):
     )
     assert confirm.status_code == 200
     assert form_action(confirm) == ["'self'", "http://127.0.0.1:9000"]
+
+
+def test_prompt_login_for_someone_without_a_passkey_is_login_required(ada):
+    app = add_app()
+    browser = signed_in(ada)
+    Passkey.objects.filter(user=ada.user).delete()
+    auth = authorize(browser, app, prompt="login")
+    assert auth.params["error"] == "login_required"

@@ -373,6 +373,10 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             request, application, credentials, "unmet_authentication_requirements",
             "No sign-in method of this person meets the acr_values.",
         )  # fmt: skip
+    if needs_login and not _has_method_for(user, [Acr.PHR]):
+        # A new sign-in is a passkey ceremony; someone with no passkey cannot give one
+        # (OpenID Connect Core §3.1.2.1: "If it cannot reauthenticate ... login_required").
+        return _refuse(request, application, credentials, "login_required", "No passkey.")
     if needs_login or acr_unmet:
         if "none" in prompt:
             code = "interaction_required" if acr_unmet and not needs_login else "login_required"
@@ -439,16 +443,12 @@ def sign_in_again(request: HttpRequest) -> HttpResponse:
         return HttpResponseRedirect(
             reverse("sessions:sign-in") + "?" + urlencode({"next": _next_of(request)})
         )
-    password_url = ""
-    if policy_for(request).allow_password_fallback and not request.GET.get("acr"):
-        password_url = reverse("fallback:password") + "?" + urlencode({"next": _next_of(request)})
     return render(
         request,
         "sso/sign_in_again.html",
         {
             "catalog": CLIENT_CATALOG,
             "flow": issue_flow_token(Flow.STEP_UP),
-            "password_url": password_url,
             "options_query": urlencode({"acr": request.GET.get("acr", "")}),
             "result_query": urlencode({"next": _next_of(request)}),
         },
