@@ -53,6 +53,8 @@ MIDDLEWARE = [
     # Sends the ceremony tokens a view began (threshold/passkeys/http.py).
     "threshold.passkeys.http.CeremonyCookieMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A form on the way to an app may end at that app (CSP form-action; threshold/sso/).
+    "threshold.sso.middleware.FormActionMiddleware",
 ]
 
 ROOT_URLCONF = "threshold.urls"

@@ -947,3 +947,82 @@ def test_apps_need_https_uris_except_on_loopback(db, capsys):
     assert main(["apps", "add", "Cli", "--redirect-uri", "http://[::1]:8765/cb", "--public"]) == 0
     assert main(["apps", "add", "Bad", "--redirect-uri", "javascript:alert(1)"]) == 2
     assert main(["apps", "add", "Frag", "--redirect-uri", "https://a.example/cb#x"]) == 2
+
+
+# --- Findings of the relying-party tests (/work/notes/rp-findings.md) ---------------------------
+
+
+def test_a_lock_from_the_command_line_sends_its_logouts_before_it_exits(
+    ada, django_capture_on_commit_callbacks
+):
+    server = LogoutReceiver()  # no THRESHOLD_SSO_DELIVER_INLINE: the command decides
+    try:
+        app = add_app(backchannel_logout_uri=server.url)
+        claims = full_flow(signed_in(ada), app)["claims"]
+        with django_capture_on_commit_callbacks(execute=True):
+            assert main(["users", "lock", "ada@example.com"]) == 0
+        assert verify_logout_token(server.received[0], app)["sid"] == claims["sid"]
+    finally:
+        server.close()
+    sent = AuditEvent.objects.get(action="sso.backchannel_logout_sent")
+    assert (sent.reason, sent.via) == ("locked", "cli")
+
+
+def test_a_reused_refresh_token_is_audited_with_the_person(ada):
+    app = add_app()
+    tokens = full_flow(signed_in(ada), app)
+    assert refresh(app, tokens["refresh_token"]).status_code == 200
+    before = AuditEvent.objects.count()
+    assert refresh(app, tokens["refresh_token"]).status_code == 400
+    [event] = AuditEvent.objects.order_by("id")[before:]
+    assert (event.action, event.reason, event.subject_id) == (
+        "sso.token_refused",
+        "refresh_token_reused",
+        ada.user.pk,
+    )
+
+
+def test_a_missing_code_challenge_is_audited_with_the_person(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app, code_challenge=None, code_challenge_method=None)
+    assert auth.params["error"] == "invalid_request"
+    event = AuditEvent.objects.filter(action="sso.refused").latest("id")
+    assert event.subject_id == ada.user.pk
+
+
+def form_action(response) -> list[str]:
+    policy = response["Content-Security-Policy"]
+    directive = next(d for d in policy.split(";") if d.strip().startswith("form-action"))
+    return directive.split()[1:]
+
+
+def test_forms_on_the_way_to_an_app_may_end_at_that_app_only(ada):
+    app = add_app(require_consent=True, post_logout_redirect_uris=["http://127.0.0.1:9000/bye"])
+    browser = signed_in(ada)
+    consent = authorize(browser, app).response
+    assert form_action(consent) == ["'self'", "http://127.0.0.1:9000"]
+    # Not for a redirect URI the app was not added with, nor for other pages.
+    assert form_action(browser.get("/settings")) == ["'self'"]
+    next_url = urlsplit(authorize(Browser(), app).location).query
+    password_page = Browser().get("/sign-in/password?" + next_url)
+    assert form_action(password_page) == ["'self'", "http://127.0.0.1:9000"]
+    forged = "/sign-in/password?" + urlencode(
+        {"next": f"/authorize?client_id={app.client_id}&redirect_uri=https://evil.example/cb"}
+    )
+    assert form_action(Browser().get(forged)) == ["'self'"]
+    confirm = browser.get(
+        "/end-session?"
+        + urlencode(
+            {"client_id": app.client_id, "post_logout_redirect_uri": "http://127.0.0.1:9000/bye"}
+        )
+    )
+    assert confirm.status_code == 200
+    assert form_action(confirm) == ["'self'", "http://127.0.0.1:9000"]
+
+
+def test_prompt_login_for_someone_without_a_passkey_is_login_required(ada):
+    app = add_app()
+    browser = signed_in(ada)
+    Passkey.objects.filter(user=ada.user).delete()
+    auth = authorize(browser, app, prompt="login")
+    assert auth.params["error"] == "login_required"

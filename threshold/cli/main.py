@@ -111,12 +111,24 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] not in cli.names and not argv[0].startswith("-"):
         # Anything else is a Django management command (migrate, check, ...).
         setup_django()
-        return management.run(argv)
+        from threshold.sso.logout import from_command_line
+
+        # A command's back-channel logouts (a lock ends sessions) are sent before it exits.
+        with from_command_line():
+            return management.run(argv)
     args = cli.parser.parse_args(argv)
     command: Command = getattr(args, COMMAND)
-    if command.needs_django:
-        setup_django()
-    return command.handle(args)
+    if not command.needs_django:
+        return command.handle(args)
+    setup_django()
+    from threshold.sso.logout import from_command_line
+
+    # A command's back-channel logouts (a lock ends sessions) are sent before it exits; the
+    # server's workers (serve) send theirs from a thread.
+    if args.command == "serve":
+        return command.handle(args)
+    with from_command_line():
+        return command.handle(args)
 
 
 if __name__ == "__main__":

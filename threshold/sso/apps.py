@@ -40,10 +40,12 @@ def withdraw_tokens(
     """A lock, a recovery or "Sign out other sessions": revoke the tokens they concern."""
     from threshold.sessions.models import Session
     from threshold.sso.actions import revoke_all_tokens
+    from threshold.sso.logout import name_the_reason
     from threshold.sso.models import AppSignIn
     from threshold.sso.sessions import SID
     from threshold.sso.validator import revoke_tokens
 
+    name_the_reason(user, reason)
     if keep_session_key is None:
         revoke_all_tokens(user, origin, reason)
         return

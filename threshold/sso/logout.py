@@ -16,7 +16,11 @@ import json
 import logging
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import requests
@@ -27,7 +31,7 @@ from django.utils import timezone
 from jwcrypto import jwt
 
 from threshold import clock
-from threshold.audit.actions import Action, Origin, record
+from threshold.audit.actions import Action, Channel, Origin, record
 from threshold.sso import keys
 from threshold.sso.models import Application, LogoutDelivery
 from threshold.sso.sessions import subject_of
@@ -57,7 +61,8 @@ def enqueue(user: Any, sid: str, reason: str) -> int:
     if not deliveries:
         return 0
     LogoutDelivery.objects.bulk_create(deliveries)
-    transaction.on_commit(deliver_soon)
+    # Decided now, in the command's or the request's context, not in whatever runs the commit.
+    transaction.on_commit(partial(deliver_soon, command_line=_COMMAND_LINE.get()))
     return len(deliveries)
 
 
@@ -83,12 +88,34 @@ def logout_token(application: Application, subject: str, sid: str) -> str:
     return str(token.serialize())
 
 
-def deliver_soon() -> None:
+# Where deliveries are audited from, and whether they are sent in the caller's thread: a
+# `threshold` command (``from_command_line``) sends them before it exits; a web request from a
+# thread, so that the person's sign-out does not wait for the apps.
+_COMMAND_LINE: ContextVar[bool] = ContextVar("threshold_sso_command_line", default=False)
+
+
+@contextmanager
+def from_command_line() -> Iterator[None]:
+    """While a `threshold` command runs: deliver inline, audit as cli."""
+    token = _COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
+
+
+def _channel() -> Channel:
+    return Channel.CLI if _COMMAND_LINE.get() else Channel.WEB
+
+
+def deliver_soon(*, command_line: bool = False) -> None:
     """After the commit that wrote deliveries: send them without holding up the response."""
-    if getattr(settings, "THRESHOLD_SSO_DELIVER_INLINE", False):
-        deliver_due()
+    if command_line or getattr(settings, "THRESHOLD_SSO_DELIVER_INLINE", False):
+        with from_command_line() if command_line else nullcontext():
+            deliver_due()
         return
-    thread = threading.Thread(target=_deliver_in_thread, name="threshold-logout", daemon=True)
+    # Not a daemon: a process that ends (a worker recycled) sends what it started first.
+    thread = threading.Thread(target=_deliver_in_thread, name="threshold-logout")
     thread.start()
 
 
@@ -144,7 +171,7 @@ def _attempt(delivery: LogoutDelivery) -> int:
             )
             record(
                 Action.SSO_BACKCHANNEL_LOGOUT_SENT,
-                Origin(),
+                Origin(via=_channel()),
                 reason=delivery.reason,
                 app=application.client_id,
                 attempts=attempts,
@@ -159,7 +186,7 @@ def _attempt(delivery: LogoutDelivery) -> int:
         )
         record(
             Action.SSO_BACKCHANNEL_LOGOUT_FAILED,
-            Origin(),
+            Origin(via=_channel()),
             reason="given_up" if given_up else "will_retry",
             app=application.client_id,
             attempts=attempts,
@@ -175,3 +202,11 @@ def delete_finished(days: int = 30) -> int:
         Q(delivered_at__lt=before) | Q(given_up_at__lt=before)
     ).delete()
     return count
+
+
+def name_the_reason(user: Any, reason: str) -> None:
+    """The session ends just written for ``user`` (still unsent) were a lock, a recovery, ...:
+    say so in their audit rows instead of ``session_ended``."""
+    LogoutDelivery.objects.filter(
+        subject=subject_of(user), reason="session_ended", attempts=0, delivered_at=None
+    ).update(reason=reason)

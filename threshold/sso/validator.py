@@ -24,7 +24,7 @@ from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from jwcrypto import jws, jwt
@@ -75,6 +75,11 @@ def storable(value: object) -> bool:
     """Can ``value`` be looked up at all? PostgreSQL refuses NUL in text (psycopg raises
     DataError, which DOT, written for psycopg2's ValueError, lets through as a 500)."""
     return isinstance(value, str) and "\x00" not in value
+
+
+def refusal_recorded() -> bool:
+    """Did the validator audit why this request's token was refused (with the person)?"""
+    return bool(_cached("refused", "token"))
 
 
 def hash_secret(secret: str) -> str:
@@ -271,7 +276,23 @@ class Validator(OAuth2Validator):
         self, refresh_token: str, client: Any, request: Any, *args: Any, **kwargs: Any
     ) -> bool:
         if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
-            _refused(request, "refresh_token_invalid", None)
+            # Whose token it was, and whether it was one rotation had replaced: a reuse is
+            # the theft signal (RFC 9700 §4.14.2), and DOT has just revoked its family.
+            known = (
+                get_refresh_token_model()
+                .objects.filter(token_checksum=hashlib.sha256(refresh_token.encode()).hexdigest())
+                .select_related("user")
+                .order_by(F("revoked").desc(nulls_first=True))
+                .first()
+                if storable(refresh_token)
+                else None
+            )
+            if known is None:
+                _refused(request, "refresh_token_unknown", None)
+            elif known.revoked is not None:
+                _refused(request, "refresh_token_reused", known.user)
+            else:
+                _refused(request, "refresh_token_invalid", known.user)
             return False
         family = request.refresh_token_instance.token_family
         sign_in = AppSignIn.objects.filter(token_family=family).first() if family else None
@@ -382,6 +403,7 @@ def _origin(request: Any) -> Origin:
 
 
 def _refused(request: Any, reason: str, user: Any) -> None:
+    _keep("refused", "token", True)
     client = getattr(request, "client", None)
     record(
         Action.SSO_TOKEN_REFUSED,

@@ -60,7 +60,14 @@ from threshold.sso.access import access_signed_in_app
 from threshold.sso.actions import do_sign_out_of_app
 from threshold.sso.models import Algorithm, Application, AppSignIn
 from threshold.sso.sessions import facts_of, subject_of
-from threshold.sso.validator import FACTS, may_use, per_request, revoke_tokens, storable
+from threshold.sso.validator import (
+    FACTS,
+    may_use,
+    per_request,
+    refusal_recorded,
+    revoke_tokens,
+    storable,
+)
 from threshold.web.http import (
     CLIENT_CATALOG,
     Done,
@@ -258,18 +265,24 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
     try:
         scopes, credentials = core.validate_authorization_request(request)
     except FatalClientError as error:
+        person = request.user if request.user.is_authenticated else None
         record(
             Action.SSO_REFUSED,
             audit_origin(request),
+            actor=person,
+            subject=person,
             reason=error.oauthlib_error.error,
             app=_as_given(request.GET.get("client_id", "")),
         )
         return _problem(request, "app_link_invalid", 400)
     except OAuthToolkitError as error:
         oauth_error = error.oauthlib_error
+        person = request.user if request.user.is_authenticated else None
         record(
             Action.SSO_REFUSED,
             audit_origin(request),
+            actor=person,
+            subject=person,
             reason=oauth_error.error,
             app=_as_given(request.GET.get("client_id", "")),
         )
@@ -360,6 +373,10 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             request, application, credentials, "unmet_authentication_requirements",
             "No sign-in method of this person meets the acr_values.",
         )  # fmt: skip
+    if needs_login and not _has_method_for(user, [Acr.PHR]):
+        # A new sign-in is a passkey ceremony; someone with no passkey cannot give one
+        # (OpenID Connect Core §3.1.2.1: "If it cannot reauthenticate ... login_required").
+        return _refuse(request, application, credentials, "login_required", "No passkey.")
     if needs_login or acr_unmet:
         if "none" in prompt:
             code = "interaction_required" if acr_unmet and not needs_login else "login_required"
@@ -426,16 +443,12 @@ def sign_in_again(request: HttpRequest) -> HttpResponse:
         return HttpResponseRedirect(
             reverse("sessions:sign-in") + "?" + urlencode({"next": _next_of(request)})
         )
-    password_url = ""
-    if policy_for(request).allow_password_fallback and not request.GET.get("acr"):
-        password_url = reverse("fallback:password") + "?" + urlencode({"next": _next_of(request)})
     return render(
         request,
         "sso/sign_in_again.html",
         {
             "catalog": CLIENT_CATALOG,
             "flow": issue_flow_token(Flow.STEP_UP),
-            "password_url": password_url,
             "options_query": urlencode({"acr": request.GET.get("acr", "")}),
             "result_query": urlencode({"next": _next_of(request)}),
         },
@@ -504,10 +517,11 @@ def token(request: HttpRequest) -> HttpResponse:
     core = get_oauthlib_core()
     with per_request():
         _, headers, body, status = core.create_token_response(request)
+        recorded = refusal_recorded()
     response = HttpResponse(content=body, status=status)
     for name, value in headers.items():
         response[name] = value
-    if status != 200:  # noqa: PLR2004
+    if status != 200 and not recorded:  # noqa: PLR2004
         try:
             error = str(json.loads(body).get("error", ""))
         except (ValueError, AttributeError):
