@@ -295,7 +295,7 @@ def test_app_that_requires_consent_lists_its_scopes_and_honours_the_answer(
     assert _audited(server, "sso.refused", "access_denied", person.email)
 
     page.goto(app.login_url())
-    page.get_by_role("button", name="Allow").click()
+    page.get_by_role("button", name="Allow", exact=True).click()
     page.wait_for_url(f"{app.callback_url}?*")
     allowed = result_on(page)
     assert allowed["ok"], allowed
