@@ -13,6 +13,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.browser import sso_rp
 from tests.browser.conftest import (
+    CREDENTIALS_SPY,
     Authenticator,
     Invite,
     Person,
@@ -21,7 +22,7 @@ from tests.browser.conftest import (
     enroll,
     sign_out,
 )
-from tests.browser.sso_rp import App, RegisterApp, hold_autofill, result_on, straight_to
+from tests.browser.sso_rp import App, RegisterApp, hold_autofill, result_on, sign_in_to, straight_to
 
 pytestmark = pytest.mark.browser
 
@@ -189,5 +190,62 @@ def test_recovery_ends_the_old_sessions_apps_tokens_and_tells_the_app(
     refreshed = app.refresh(signed_in["refresh_token"])
     assert not refreshed["ok"]
     assert refreshed["error"] == "invalid_grant"
+    [logout] = app.logouts()
+    _assert_logout_token_for(app, signed_in, logout)
+
+
+def test_signing_out_other_sessions_revokes_their_app_tokens_and_tells_the_app(
+    page: Page,
+    browser: Browser,
+    authenticator: Authenticator,
+    server: Server,
+    invite: Invite,
+    register_app: RegisterApp,
+) -> None:
+    app = register_app()
+    _person, here = _signed_in_to(page, invite, app)
+    # The same passkey in a second browser (copied, as a synced passkey would be).
+    [credential] = authenticator.credentials()
+    other = browser.new_context(base_url=server.url)
+    try:
+        other.add_init_script(CREDENTIALS_SPY)
+        other_page = other.new_page()
+        copy = add_authenticator(other, other_page)
+        copy.cdp.send(
+            "WebAuthn.addCredential",
+            {"authenticatorId": copy.authenticator_id, "credential": credential},
+        )
+        hold_autofill(other_page)
+        elsewhere = sign_in_to(other_page, app)
+        assert elsewhere["ok"], elsewhere
+        assert elsewhere["claims"]["sid"] != here["claims"]["sid"]
+
+        page.goto(f"{server.url}/settings")
+        page.get_by_role("button", name="Sign out other sessions").first.click()
+
+        refused = app.refresh(elsewhere["refresh_token"])
+        assert not refused["ok"]
+        assert refused["error"] == "invalid_grant"
+        assert app.refresh(here["refresh_token"])["ok"], "this session's app keeps its tokens"
+        [logout] = app.logouts()
+        _assert_logout_token_for(app, elsewhere, logout)
+    finally:
+        other.close()
+
+
+def test_a_timed_out_session_tells_its_apps_when_cleanup_ends_it(
+    page: Page,
+    authenticator: Authenticator,
+    server: Server,
+    invite: Invite,
+    register_app: RegisterApp,
+) -> None:
+    app = register_app()
+    _person, signed_in = _signed_in_to(page, invite, app)
+
+    server.advance_clock(2 * 3600)  # past THRESHOLD_SESSION_IDLE_TIMEOUT's 3600 s
+    app.sync_clock()
+    server.cli("cleanup")
+
     [logout] = app.logouts()
     _assert_logout_token_for(app, signed_in, logout)
