@@ -24,12 +24,22 @@ from urllib.parse import urlencode
 import pytest
 from playwright.sync_api import Page
 
+from tests.browser import conftest
 from tests.browser.conftest import REPO_ROOT, Server
 
 RP_SCRIPT = Path(__file__).resolve().parents[1] / "rp" / "server.mjs"
 SIGN_IN_BUTTON = "Sign in with a passkey"
 
 _apps = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def sso_server() -> Iterator[Server]:
+    """A `threshold serve` of the single sign-on tests' own, bound as ``server`` in each
+    test_sso_*.py (one per module): other modules move their server's clock by days
+    (test_fallback.py), rotate nothing and change policies; here, the clock only moves where a
+    module says so, and key rotation stays among these tests."""
+    yield from conftest.server.__wrapped__()  # type: ignore[attr-defined]
 
 
 @dataclass

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.browser
 
 relying_party = sso_rp.relying_party
 register_app = sso_rp.register_app
+server = sso_rp.sso_server
 
 
 def _get_json(url: str) -> Any:

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.browser
 
 relying_party = sso_rp.relying_party
 register_app = sso_rp.register_app
+server = sso_rp.sso_server
 
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
@@ -231,21 +232,3 @@ def test_signing_out_other_sessions_revokes_their_app_tokens_and_tells_the_app(
         _assert_logout_token_for(app, elsewhere, logout)
     finally:
         other.close()
-
-
-def test_a_timed_out_session_tells_its_apps_when_cleanup_ends_it(
-    page: Page,
-    authenticator: Authenticator,
-    server: Server,
-    invite: Invite,
-    register_app: RegisterApp,
-) -> None:
-    app = register_app()
-    _person, signed_in = _signed_in_to(page, invite, app)
-
-    server.advance_clock(2 * 3600)  # past THRESHOLD_SESSION_IDLE_TIMEOUT's 3600 s
-    app.sync_clock()
-    server.cli("cleanup")
-
-    [logout] = app.logouts()
-    _assert_logout_token_for(app, signed_in, logout)

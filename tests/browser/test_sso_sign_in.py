@@ -32,6 +32,7 @@ pytestmark = pytest.mark.browser
 
 relying_party = sso_rp.relying_party
 register_app = sso_rp.register_app
+server = sso_rp.sso_server
 
 
 def _signed_in(page: Page, invite: Invite) -> Person:
