@@ -654,7 +654,7 @@ def test_home_shows_the_apps_the_person_may_use_as_tiles(ada):
     do_add_group("Finance", Origin.cli())
     do_assign_app(finance.application, Origin.cli(), everyone=False, group_names=["Finance"])
     page = signed_in(ada).get("/").content.decode()
-    assert '<a href="https://wiki.example/login">Wiki</a>' in page
+    assert '<a href="https://wiki.example/login?iss=http%3A%2F%2Flocalhost%3A8000">Wiki</a>' in page
     assert "Ledger" not in page
 
 
