@@ -1053,3 +1053,14 @@ def test_the_server_retries_failed_logouts_on_its_own(settings):
         if stop is not None:
             stop.set()
         server.close()
+
+
+def test_removing_a_person_tells_their_apps_once(ada, receiver, django_capture_on_commit_callbacks):
+    app = add_app(backchannel_logout_uri=receiver.url)
+    claims = full_flow(signed_in(ada), app)["claims"]
+    with django_capture_on_commit_callbacks(execute=True):
+        ada.user.delete()
+    [token] = receiver.received
+    logout = verify_logout_token(token, app)
+    assert (logout["sid"], logout["sub"]) == (claims["sid"], claims["sub"])
+    assert AuditEvent.objects.get(action="sso.backchannel_logout_sent").reason == "removed"

@@ -49,9 +49,12 @@ BATCH = 50
 
 def enqueue(user: Any, sid: str, reason: str) -> int:
     """Write a delivery for every app signed in to from session ``sid``; sent after commit."""
+    pending = LogoutDelivery.objects.filter(sid=sid, delivered_at=None, given_up_at=None)
     applications = (
         Application.objects.filter(sign_ins__sid=sid, sign_ins__user=user)
         .exclude(backchannel_logout_uri="")
+        # Told already (a removal tells before the sessions go): once per app and session.
+        .exclude(pk__in=pending.values("application_id"))
         .distinct()
     )
     subject = subject_of(user)
