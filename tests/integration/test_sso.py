@@ -14,6 +14,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -43,7 +44,7 @@ from threshold.passkeys.models import Passkey
 from threshold.sessions import flow
 from threshold.sso import keys
 from threshold.sso.actions import do_add_app, do_assign_app
-from threshold.sso.logout import deliver_due
+from threshold.sso.logout import deliver_due, retry_logouts
 from threshold.sso.models import Application, LogoutDelivery
 
 pytestmark = pytest.mark.django_db
@@ -654,7 +655,7 @@ def test_home_shows_the_apps_the_person_may_use_as_tiles(ada):
     do_add_group("Finance", Origin.cli())
     do_assign_app(finance.application, Origin.cli(), everyone=False, group_names=["Finance"])
     page = signed_in(ada).get("/").content.decode()
-    assert '<a href="https://wiki.example/login">Wiki</a>' in page
+    assert '<a href="https://wiki.example/login?iss=http%3A%2F%2Flocalhost%3A8000">Wiki</a>' in page
     assert "Ledger" not in page
 
 
@@ -1026,3 +1027,40 @@ def test_prompt_login_for_someone_without_a_passkey_is_login_required(ada):
     Passkey.objects.filter(user=ada.user).delete()
     auth = authorize(browser, app, prompt="login")
     assert auth.params["error"] == "login_required"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_server_retries_failed_logouts_on_its_own(settings):
+    settings.THRESHOLD_SSO_DELIVER_INLINE = True
+    person = enrolled_person("ada@example.com", "Ada Lovelace")
+    server = LogoutReceiver(status=503)
+    stop = None
+    try:
+        app = add_app(backchannel_logout_uri=server.url)
+        browser = signed_in(person)
+        full_flow(browser, app)
+        browser.post_form("/sign-out")
+        assert LogoutDelivery.objects.get().attempts == 1
+        server.status = 200
+        LogoutDelivery.objects.update(next_attempt_at=LogoutDelivery.objects.get().created_at)
+        stop = retry_logouts(interval=0.05)
+        for _ in range(100):
+            if LogoutDelivery.objects.get().delivered_at is not None:
+                break
+            time.sleep(0.05)
+        assert LogoutDelivery.objects.get().delivered_at is not None
+    finally:
+        if stop is not None:
+            stop.set()
+        server.close()
+
+
+def test_removing_a_person_tells_their_apps_once(ada, receiver, django_capture_on_commit_callbacks):
+    app = add_app(backchannel_logout_uri=receiver.url)
+    claims = full_flow(signed_in(ada), app)["claims"]
+    with django_capture_on_commit_callbacks(execute=True):
+        ada.user.delete()
+    [token] = receiver.received
+    logout = verify_logout_token(token, app)
+    assert (logout["sid"], logout["sub"]) == (claims["sid"], claims["sub"])
+    assert AuditEvent.objects.get(action="sso.backchannel_logout_sent").reason == "removed"

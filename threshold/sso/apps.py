@@ -10,12 +10,14 @@ class SsoConfig(AppConfig):
     label = "sso"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_delete
+        from django.db.models.signals import post_delete, pre_delete
 
+        from threshold.accounts.models import User
         from threshold.accounts.signals import access_withdrawn
         from threshold.sessions.models import Session
 
         post_delete.connect(session_ended, sender=Session, dispatch_uid="sso-session-ended")
+        pre_delete.connect(person_removed, sender=User, dispatch_uid="sso-person-removed")
         access_withdrawn.connect(withdraw_tokens, dispatch_uid="sso-access-withdrawn")
 
 
@@ -32,6 +34,16 @@ def session_ended(sender: Any, instance: Any, **kwargs: Any) -> None:
         return
     user = instance.user
     enqueue(user, sid, reason="session_ended")
+
+
+def person_removed(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """A person is removed: their apps hear that each of their sessions ended, before the
+    sign-ins that name those apps go with them (their tokens go by cascade)."""
+    from threshold.sso.logout import enqueue
+    from threshold.sso.models import AppSignIn
+
+    for sid in AppSignIn.objects.filter(user=instance).values_list("sid", flat=True).distinct():
+        enqueue(instance, sid, reason="removed")
 
 
 def withdraw_tokens(

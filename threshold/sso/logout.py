@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 import uuid
 from collections.abc import Iterator
@@ -48,9 +49,12 @@ BATCH = 50
 
 def enqueue(user: Any, sid: str, reason: str) -> int:
     """Write a delivery for every app signed in to from session ``sid``; sent after commit."""
+    pending = LogoutDelivery.objects.filter(sid=sid, delivered_at=None, given_up_at=None)
     applications = (
         Application.objects.filter(sign_ins__sid=sid, sign_ins__user=user)
         .exclude(backchannel_logout_uri="")
+        # Told already (a removal tells before the sessions go): once per app and session.
+        .exclude(pk__in=pending.values("application_id"))
         .distinct()
     )
     subject = subject_of(user)
@@ -210,3 +214,24 @@ def name_the_reason(user: Any, reason: str) -> None:
     LogoutDelivery.objects.filter(
         subject=subject_of(user), reason="session_ended", attempts=0, delivered_at=None
     ).update(reason=reason)
+
+
+RETRY_INTERVAL_SECONDS = 60
+
+
+def retry_logouts(interval: float = RETRY_INTERVAL_SECONDS) -> threading.Event:
+    """In each server worker: send the deliveries that have come due, about once a minute.
+
+    Retries are due no sooner than 30 s after a failure; the claim in ``deliver_due`` keeps
+    two workers from sending one delivery twice. Started by ``threshold serve`` (no daemon of
+    its own: it lives and dies with the worker). Returns the event that stops it.
+    """
+    stop = threading.Event()
+
+    def loop() -> None:
+        # Spread the workers out: each polls at its own moment.
+        while not stop.wait(interval + secrets.randbelow(max(1, int(interval)))):
+            _deliver_in_thread()
+
+    threading.Thread(target=loop, name="threshold-logout-retry", daemon=True).start()
+    return stop

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from oauth2_provider.models import AbstractApplication
+from oauthlib.common import add_params_to_uri
 
 if TYPE_CHECKING:
     from threshold.accounts.models import User
@@ -60,6 +61,16 @@ class Application(AbstractApplication):
 
     def __str__(self) -> str:
         return str(self.name or self.client_id)
+
+    @property
+    def initiate_login_url(self) -> str:
+        """The "My apps" tile's link: the app's initiate-login URI with ``iss``, as OpenID
+        Connect Core §4 (Initiating Login from a Third Party) has the provider send it."""
+        if not self.initiate_login_uri:
+            return ""
+        return str(
+            add_params_to_uri(self.initiate_login_uri, [("iss", settings.THRESHOLD.public_url)])
+        )
 
 
 class AppSignIn(models.Model):

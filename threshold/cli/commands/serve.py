@@ -105,6 +105,7 @@ def serve(args: argparse.Namespace) -> int:
     from threshold.core.metadata import default_store
     from threshold.passkeys.pending import delete_expired
     from threshold.sso.keys import KeysError, all_keys
+    from threshold.sso.logout import retry_logouts
     from threshold.wsgi import application
 
     executor = MigrationExecutor(connection)
@@ -129,6 +130,8 @@ def serve(args: argparse.Namespace) -> int:
     ready = multiprocessing.Value("i", 0)
 
     def post_worker_init(worker: Any) -> None:
+        # Back-channel logouts that failed are retried from here, not only by `threshold cleanup`.
+        retry_logouts()
         with ready.get_lock():
             ready.value += 1
             last = ready.value == config.workers
