@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -145,12 +146,15 @@ def test_my_apps_tile_signs_in_and_settings_signs_out_of_the_app(
 
     # Home's "My apps": a tile per app the person may use, linking to its initiate-login URI.
     tiles = page.locator("#my-apps")
-    expect(tiles.get_by_role("link", name=app.name)).to_have_attribute("href", app.login_url())
+    # OpenID Connect Core §4: the link names the issuer the app is to sign in with.
+    initiate = f"{app.login_url()}?{urlencode({'iss': server.url})}"
+    expect(tiles.get_by_role("link", name=app.name)).to_have_attribute("href", initiate)
     expect(tiles).not_to_contain_text(hidden.name)
     tiles.get_by_role("link", name=app.name).click()
     page.wait_for_url(f"{app.callback_url}?*")
     signed_in = result_on(page)
     assert signed_in["ok"], signed_in
+    assert "iss" not in signed_in["request"], "the app checked it and did not pass it on"
 
     # Settings: "Sign out of this app" revokes what the app holds.
     page.goto(f"{server.url}/settings")

@@ -148,6 +148,13 @@ async function startLogin(app, url, response) {
   const withNonce = bend('rp_nonce') !== 'omit';
   const redirectUri = bend('rp_redirect_uri') ?? `${origin}/cb/${app.name}`;
   const wrongVerifier = bend('rp_wrong_verifier') === '1';
+  // Third-party initiated login (OpenID Connect Core §4): a sign-in started from the provider's
+  // "My apps" names the issuer, which must be this app's; target_link_uri is the app's own.
+  const initiatedBy = bend('iss');
+  bend('target_link_uri');
+  if (initiatedBy !== null && new URL(initiatedBy).href !== new URL(app.issuer).href) {
+    return json(response, 400, { ok: false, message: `unknown issuer ${initiatedBy}` });
+  }
   const config = await configure(app, { forgeJwks: bend('rp_forge_jwks') === '1' });
 
   const codeVerifier = client.randomPKCECodeVerifier();
