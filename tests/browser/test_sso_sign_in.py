@@ -204,6 +204,12 @@ def test_person_outside_the_apps_group_is_refused_until_added(
     assert result["ok"], result
     assert group in result["claims"]["groups"]
 
+    # Out of the group again: the app's refresh token stops working.
+    server.cli("groups", "remove-member", group, person.email)
+    refreshed = app.refresh(result["refresh_token"])
+    assert not refreshed["ok"]
+    assert refreshed["error"] == "invalid_grant"
+
 
 def test_fallback_sign_in_is_not_phishing_resistant_and_acr_phr_steps_up_with_a_passkey(
     page: Page,
