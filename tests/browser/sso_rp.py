@@ -60,6 +60,13 @@ class RelyingParty:
 def relying_party(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelyingParty]:
     node = shutil.which("node")
     assert node, "Node is needed for the relying party (`make node-deps` installs npm and node)"
+    version = subprocess.run(
+        [node, "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    # openid-client 6 and jose 6 use the WebCrypto and fetch globals of Node 20 and later.
+    assert int(version.lstrip("v").split(".")[0]) >= 20, (
+        f"the relying party needs Node 20+: {version}"
+    )
     log_path = tmp_path_factory.mktemp("relying-party") / "rp.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
