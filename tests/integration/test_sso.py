@@ -1064,3 +1064,14 @@ def test_removing_a_person_tells_their_apps_once(ada, receiver, django_capture_o
     logout = verify_logout_token(token, app)
     assert (logout["sid"], logout["sub"]) == (claims["sid"], claims["sub"])
     assert AuditEvent.objects.get(action="sso.backchannel_logout_sent").reason == "removed"
+
+
+def test_an_id_token_tells_time_by_one_clock(ada, clock):
+    clock.advance(7 * 24 * 3600)  # the browser tests move threshold.clock like this
+    app = add_app()
+    tokens = full_flow(signed_in(ada), app)
+    payload = tokens["id_token"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    assert abs(claims["iat"] - clock.now) < 5
+    assert claims["exp"] == claims["iat"] + 600
+    assert claims["iat"] >= claims["auth_time"]

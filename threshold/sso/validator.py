@@ -33,6 +33,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 
+from threshold import clock
 from threshold.audit.actions import Action, Origin, record
 from threshold.groups.access import group_names_of
 from threshold.sso import keys
@@ -347,13 +348,16 @@ class Validator(OAuth2Validator):
 
     def get_id_token_dictionary(self, token: Any, token_handler: Any, request: Any) -> Any:
         claims = self.get_oidc_claims(token, token_handler, request)
-        expiration_time = timezone.now() + timedelta(
+        # Threshold's one clock (threshold/clock.py), as auth_time's: not Django's or oauthlib's.
+        now = int(clock.now())
+        expiration_time = clock.now_datetime() + timedelta(
             seconds=oauth2_settings.ID_TOKEN_EXPIRE_SECONDS
         )
         sign_in: AppSignIn = getattr(request, SIGN_IN)
         claims.update(
             iss=self.get_oidc_issuer_endpoint(request),
-            exp=int(expiration_time.timestamp()),
+            iat=now,
+            exp=now + int(oauth2_settings.ID_TOKEN_EXPIRE_SECONDS),
             # When the person last proved who they are, in the session the code came
             # from: a refresh never moves it (OpenID Connect Core §2).
             auth_time=sign_in.auth_time,

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core import signing
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
@@ -404,23 +405,25 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
 
     credentials[FACTS] = facts
     try:
-        uri, _headers, _body, _status = core.create_authorization_response(
-            request, scopes=list(scopes), credentials=credentials, allow=True
-        )
+        # The grant, the sign-in's facts and the audit row: all three or none.
+        with transaction.atomic():
+            uri, _headers, _body, _status = core.create_authorization_response(
+                request, scopes=list(scopes), credentials=credentials, allow=True
+            )
+            record(
+                Action.SSO_AUTHORIZED,
+                audit_origin(request),
+                actor=user,
+                subject=user,
+                app=application.client_id,
+                scopes=list(scopes),
+                acr=facts.acr,
+            )
     except OAuthToolkitError as error:
         oauth_error = error.oauthlib_error
         return _refuse(
             request, application, credentials, oauth_error.error, oauth_error.description or ""
         )
-    record(
-        Action.SSO_AUTHORIZED,
-        audit_origin(request),
-        actor=user,
-        subject=user,
-        app=application.client_id,
-        scopes=list(scopes),
-        acr=facts.acr,
-    )
     return _to_app(uri)
 
 
