@@ -1,0 +1,167 @@
+"""The lean path: the two passkey sign-in JSON endpoints, answered without the rest of the stack.
+
+``LeanSignInMiddleware`` sits in ``MIDDLEWARE`` just after the security headers
+(SecurityMiddleware, WhiteNoise, CSP), which it keeps. For an anonymous browser's
+``POST /sign-in/options`` and ``POST /sign-in/result`` (no session cookie, a JSON
+body, a host Django accepts, a request Django's CSRF check accepts), it runs the
+same views and actions as the full stack, minus what an anonymous JSON request
+does not need: no session is loaded, no user is looked up, no URL is resolved,
+and the rest of the middleware does not run. Everything else — a browser with a
+session (signing in again, a step-up), another method or content type, a request
+the CSRF check refuses — goes down the full stack, which answers as it always did.
+
+What it keeps, and where from:
+- CSRF: Django's own ``CsrfViewMiddleware`` decides (Origin, Referer over HTTPS,
+  the token against the cookie) and sets the rotated CSRF cookie after a sign-in;
+- the options request: ``views.sign_in_options`` itself (rate limit, flow token,
+  decoys), with the policy read in one raw SELECT (``hotpath.read_policy``);
+- the result: ``actions.do_finish_sign_in`` (the same checks in the same order,
+  the same audit rows), which writes the signed-in session in its own transaction:
+  one transaction of at most four statements (``threshold.passkeys.hotpath``). The
+  session is the one ``threshold.sessions.actions.sign_in`` would save
+  (``new_signed_in_session``), and its cookies are the ones the session, CSRF,
+  session-timeout and ceremony middleware would send;
+- the headers every response gets (Vary, X-Frame-Options, Content-Length).
+
+``user_logged_in`` is not sent (no receiver is connected: accounts' ``ready()``
+disconnects Django's ``update_last_login``); a test fails if one is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.http import HttpRequest, HttpResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.csrf import CsrfViewMiddleware, RejectRequest, rotate_token
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.utils.http import http_date
+
+from threshold.core import errors
+from threshold.passkeys import hotpath, views
+from threshold.passkeys.actions import SignedIn, do_finish_sign_in
+from threshold.passkeys.http import anonymous_ceremonies, read_credential, send_ceremony_cookies
+from threshold.policy.access import read_policy_with
+from threshold.sessions.actions import new_signed_in_session
+from threshold.sessions.middleware import set_signed_in_cookie
+from threshold.sessions.models import Session
+from threshold.sessions.store import SessionStore
+from threshold.web.http import audit_origin, ok, safe_next
+
+Handler = Callable[[HttpRequest], HttpResponse]
+
+
+class LeanSignInMiddleware:
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+        self.csrf = CsrfViewMiddleware(get_response)
+        self.xframe = XFrameOptionsMiddleware(get_response)
+        self._routes: dict[str, Handler] | None = None
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        handler = self._handler(request)
+        if handler is None:
+            return self.get_response(request)
+        response = handler(request)
+        # What the rest of the stack adds to these answers.
+        send_ceremony_cookies(request, response)
+        self.csrf.process_response(request, response)
+        patch_vary_headers(response, ("Cookie",))
+        self.xframe.process_response(request, response)
+        if not response.has_header("Content-Length"):
+            response.headers["Content-Length"] = str(len(response.content))
+        return response
+
+    def _handler(self, request: HttpRequest) -> Handler | None:
+        if self._routes is None:
+            self._routes = {
+                reverse("passkeys:sign-in-options"): _options,
+                reverse("passkeys:sign-in-result"): _result,
+            }
+        handler = self._routes.get(request.path_info)
+        if (
+            handler is None
+            or request.method != "POST"
+            or settings.SESSION_COOKIE_NAME in request.COOKIES
+            or request.content_type != "application/json"
+        ):
+            return None
+        try:
+            request.get_host()
+        except DisallowedHost:
+            return None
+        return handler if self._csrf_accepts(request) else None
+
+    def _csrf_accepts(self, request: HttpRequest) -> bool:
+        """CsrfViewMiddleware's decision for a POST, without its refusal (the full stack
+        refuses, logs and answers as it always does)."""
+        self.csrf.process_request(request)
+        if not getattr(request, "_dont_enforce_csrf_checks", False):
+            if "HTTP_ORIGIN" in request.META:
+                if not self.csrf._origin_verified(request):  # type: ignore[attr-defined]  # noqa: SLF001
+                    return False
+            elif request.is_secure():
+                try:
+                    self.csrf._check_referer(request)  # type: ignore[attr-defined]  # noqa: SLF001
+                except RejectRequest:
+                    return False
+            try:
+                self.csrf._check_token(request)  # type: ignore[attr-defined]  # noqa: SLF001
+            except RejectRequest:
+                return False
+        request.csrf_processing_done = True  # type: ignore[attr-defined]
+        return True
+
+
+def _options(request: HttpRequest) -> HttpResponse:
+    # The view itself, given what the skipped middleware would have given it: an
+    # anonymous browser's ceremonies, and the policy read without the ORM.
+    anonymous_ceremonies(request)
+    read_policy_with(request, hotpath.read_policy)
+    return views.sign_in_options(request)
+
+
+def _result(request: HttpRequest) -> HttpResponse:
+    found = anonymous_ceremonies(request)
+    origin = audit_origin(request)
+    sessions: list[Session] = []
+
+    def start_session(signed_in: SignedIn) -> None:
+        session = new_signed_in_session(
+            signed_in.user, origin, signed_in.assurance, user_verified=signed_in.user_verified
+        )
+        while not hotpath.insert_session(session):
+            # Another session has this key (never seen in practice): a fresh one.
+            session.session_key = SessionStore()._get_new_session_key()  # noqa: SLF001
+        sessions.append(session)
+
+    try:
+        do_finish_sign_in(found, read_credential(request), origin, before_commit=start_session)
+    except errors.ThresholdError as error:
+        response: HttpResponse = views.sign_in_refused(error)
+    else:
+        rotate_token(request)  # as login() does
+        response = ok({"redirect": safe_next(request)})
+        _set_session_cookie(response, sessions[0].session_key)
+        set_signed_in_cookie(response)
+    return response
+
+
+def _set_session_cookie(response: HttpResponse, session_key: str) -> None:
+    # As SessionMiddleware sets it for a new session.
+    max_age = settings.SESSION_COOKIE_AGE
+    response.set_cookie(
+        settings.SESSION_COOKIE_NAME,
+        session_key,
+        max_age=max_age,
+        expires=http_date(time.time() + max_age),
+        domain=settings.SESSION_COOKIE_DOMAIN,
+        path=settings.SESSION_COOKIE_PATH,
+        secure=bool(settings.SESSION_COOKIE_SECURE),
+        httponly=bool(settings.SESSION_COOKIE_HTTPONLY),
+        samesite=settings.SESSION_COOKIE_SAMESITE,  # type: ignore[arg-type]  # "Lax", a str
+    )
