@@ -36,11 +36,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Anonymous passkey sign-ins skip the rest of the stack (threshold/passkeys/lean.py).
+    "threshold.passkeys.lean.LeanSignInMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "csp.middleware.CSPMiddleware",
-    # Anonymous passkey sign-ins skip the rest of the stack (threshold/passkeys/lean.py).
-    "threshold.passkeys.lean.LeanSignInMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     # Before the CSRF check, which parses form bodies (threshold/web/bodies.py).

@@ -95,20 +95,29 @@ def _policy_from_text(document: str) -> Policy:
     return Policy.from_document(json.loads(document))
 
 
+@lru_cache(maxsize=1)
+def _default_policy() -> Policy:
+    return Policy()
+
+
 def policy_from_document(document: str | None) -> Policy:
     """The policy a stored document says (the defaults without a row), parsed once per process
     per document: the document itself is read in every request that applies it."""
-    return Policy() if document is None else _policy_from_text(document)
+    return _default_policy() if document is None else _policy_from_text(document)
+
+
+@lru_cache(maxsize=2)
+def _policy_statement() -> str:
+    return (
+        f"SELECT {_q('document')} FROM {_q(OrganisationPolicy._meta.db_table)}"
+        f" WHERE {_q('id')} = %s"
+    )
 
 
 def read_policy() -> Policy:
     """The policy in force, in one SELECT of one column (what ``get_policy`` reads)."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {_q('document')} FROM {_q(OrganisationPolicy._meta.db_table)}"
-            f" WHERE {_q('id')} = %s",
-            [POLICY_ROW],
-        )
+        cursor.execute(_policy_statement(), [POLICY_ROW])
         row = cursor.fetchone()
     return policy_from_document(row[0] if row else None)
 
@@ -166,7 +175,7 @@ def _use_and_find_sqlite(challenge_hash: str, expiry: Any, credential_id: bytes 
         # All rows (one, or none): SQLite finishes the INSERT only once RETURNING is read.
         rows = cursor.fetchall()
     if not rows:
-        return Found(unused=False, passkey=None, policy=Policy())
+        return Found(unused=False, passkey=None, policy=_default_policy())
     found, document = rows[0]
     passkey = None
     if found is not None:
@@ -206,7 +215,7 @@ def _use_and_find_postgresql(
         row = cursor.fetchone()
     used, document, *values = row
     if not used:
-        return Found(unused=False, passkey=None, policy=Policy())
+        return Found(unused=False, passkey=None, policy=_default_policy())
     passkey = None if values[0] is None else _with_user(values, len(_fields(Passkey)))
     return Found(unused=True, passkey=passkey, policy=policy_from_document(document))
 
@@ -230,20 +239,25 @@ def update_passkey(
     changes: list[tuple[str, Any]] = [("sign_count", sign_count), ("backup_state", backup_state)]
     if last_used_at is not None:
         changes += [("last_used_at", last_used_at), ("last_used_user_agent", last_used_user_agent)]
-    meta = Passkey._meta
-    assignments = ", ".join(f"{_q(_field(Passkey, name).column)} = %s" for name, _ in changes)
+    names = tuple(name for name, _ in changes)
     values = [_field(Passkey, name).get_db_prep_save(value, connection) for name, value in changes]
-    count = _q("sign_count")
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {_q(meta.db_table)} SET {assignments} WHERE {_q('id')} = %s"
-            f" AND ({count} < %s OR ({count} = 0 AND %s = 0))",
-            [*values, passkey.pk, sign_count, sign_count],
-        )
+        cursor.execute(_update_statement(names), [*values, passkey.pk, sign_count, sign_count])
         return bool(cursor.rowcount == 1)
 
 
+@lru_cache(maxsize=4)
+def _update_statement(names: tuple[str, ...]) -> str:
+    assignments = ", ".join(f"{_q(_field(Passkey, name).column)} = %s" for name in names)
+    count = _q("sign_count")
+    return (
+        f"UPDATE {_q(Passkey._meta.db_table)} SET {assignments} WHERE {_q('id')} = %s"
+        f" AND ({count} < %s OR ({count} = 0 AND %s = 0))"
+    )
+
+
 def flag_possibly_cloned(passkey: Passkey) -> None:
+    # A refusal's statement, rare: not worth a cached string.
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {_q(Passkey._meta.db_table)} SET {_q('is_possibly_cloned')} = %s"
@@ -282,14 +296,11 @@ class AuditRow:
 def insert_audit(rows: Iterable[AuditRow]) -> None:
     """The rows in one INSERT."""
     prepared = [row.values() for row in rows]
-    names = list(prepared[0])
-    meta = AuditEvent._meta
+    names = tuple(prepared[0])
     fields = [_field(AuditEvent, name) for name in names]
-    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {_q(meta.db_table)} ({', '.join(_q(f.column) for f in fields)})"
-            f" VALUES {', '.join([placeholders] * len(prepared))}",
+            _audit_statement(names, len(prepared)),
             [
                 field.get_db_prep_save(values[name], connection)
                 for values in prepared
@@ -298,15 +309,32 @@ def insert_audit(rows: Iterable[AuditRow]) -> None:
         )
 
 
+@lru_cache(maxsize=4)
+def _audit_statement(names: tuple[str, ...], rows: int) -> str:
+    columns = ", ".join(_q(_field(AuditEvent, name).column) for name in names)
+    placeholders = "(" + ", ".join(["%s"] * len(names)) + ")"
+    return (
+        f"INSERT INTO {_q(AuditEvent._meta.db_table)} ({columns})"
+        f" VALUES {', '.join([placeholders] * rows)}"
+    )
+
+
 def insert_session(session: Session) -> bool:
     """INSERT ``session`` (every column, as ``SessionStore.create_model_instance`` fills them);
     False when its key is taken, which the caller answers with a fresh key."""
-    meta = Session._meta
     fields = _fields(Session)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {_q(meta.db_table)} ({', '.join(_q(f.column) for f in fields)})"
-            f" VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING",
+            _session_statement(),
             [field.get_db_prep_save(field.pre_save(session, True), connection) for field in fields],
         )
         return bool(cursor.rowcount == 1)
+
+
+@lru_cache(maxsize=2)
+def _session_statement() -> str:
+    fields = _fields(Session)
+    return (
+        f"INSERT INTO {_q(Session._meta.db_table)} ({', '.join(_q(f.column) for f in fields)})"
+        f" VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING"
+    )

@@ -1,7 +1,6 @@
 """The lean path: the two passkey sign-in JSON endpoints, answered without the rest of the stack.
 
-``LeanSignInMiddleware`` sits in ``MIDDLEWARE`` just after the security headers
-(SecurityMiddleware, WhiteNoise, CSP), which it keeps. For an anonymous browser's
+``LeanSignInMiddleware`` comes first in ``MIDDLEWARE``. For an anonymous browser's
 ``POST /sign-in/options`` and ``POST /sign-in/result`` (no session cookie, a JSON
 body, a host Django accepts, a request Django's CSRF check accepts), it runs the
 same views and actions as the full stack, minus what an anonymous JSON request
@@ -21,7 +20,10 @@ What it keeps, and where from:
   session is the one ``threshold.sessions.actions.sign_in`` would save
   (``new_signed_in_session``), and its cookies are the ones the session, CSRF,
   session-timeout and ceremony middleware would send;
-- the headers every response gets (Vary, X-Frame-Options, Content-Length).
+- the headers every response gets: SecurityMiddleware's own (and its redirect to
+  HTTPS, by leaving such a request to the full stack), the Content-Security-Policy
+  django-csp would build (built once: these answers set no per-response policy
+  and use no nonce), Vary, X-Frame-Options and Content-Length.
 
 ``user_logged_in`` is not sent (no receiver is connected: accounts' ``ready()``
 disconnects Django's ``update_last_login``); a test fails if one is.
@@ -32,11 +34,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from csp.constants import HEADER, HEADER_REPORT_ONLY
+from csp.utils import build_policy
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.csrf import CsrfViewMiddleware, RejectRequest, rotate_token
+from django.middleware.security import SecurityMiddleware
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.utils.http import http_date
@@ -58,9 +63,11 @@ Handler = Callable[[HttpRequest], HttpResponse]
 class LeanSignInMiddleware:
     def __init__(self, get_response: Handler) -> None:
         self.get_response = get_response
+        self.security = SecurityMiddleware(get_response)
         self.csrf = CsrfViewMiddleware(get_response)
         self.xframe = XFrameOptionsMiddleware(get_response)
         self._routes: dict[str, Handler] | None = None
+        self._csp: list[tuple[str, str]] | None = None
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         handler = self._handler(request)
@@ -72,9 +79,21 @@ class LeanSignInMiddleware:
         self.csrf.process_response(request, response)
         patch_vary_headers(response, ("Cookie",))
         self.xframe.process_response(request, response)
+        self.security.process_response(request, response)
+        for header, value in self._content_security_policy():
+            response.headers.setdefault(header, value)
         if not response.has_header("Content-Length"):
             response.headers["Content-Length"] = str(len(response.content))
         return response
+
+    def _content_security_policy(self) -> list[tuple[str, str]]:
+        if self._csp is None:
+            headers = [
+                (HEADER, build_policy()),
+                (HEADER_REPORT_ONLY, build_policy(report_only=True)),
+            ]
+            self._csp = [(header, value) for header, value in headers if value]
+        return self._csp
 
     def _handler(self, request: HttpRequest) -> Handler | None:
         if self._routes is None:
@@ -94,6 +113,8 @@ class LeanSignInMiddleware:
             request.get_host()
         except DisallowedHost:
             return None
+        if self.security.process_request(request) is not None:
+            return None  # a redirect to HTTPS
         return handler if self._csrf_accepts(request) else None
 
     def _csrf_accepts(self, request: HttpRequest) -> bool:

@@ -23,6 +23,9 @@ GUNICORN_SETTINGS: dict[str, Any] = {
     "max_requests_jitter": 1000,
     "accesslog": "-",
     "errorlog": "-",
+    # Enrollment and recovery links carry their token in the path; successful passkey
+    # sign-in requests are not logged (the audit log has them).
+    "logger_class": "threshold.cli.accesslog.RedactingLogger",
     "limit_request_line": 4094,
     "limit_request_fields": 50,
     # No control socket (gunicornc): nothing here uses it, and its default
@@ -135,8 +138,6 @@ def serve(args: argparse.Namespace) -> int:
                 **GUNICORN_SETTINGS,
                 "bind": f"{config.listen_host}:{config.listen_port}",
                 "workers": config.workers,
-                # Enrollment and recovery links carry their token in the path.
-                "logger_class": "threshold.cli.accesslog.RedactingLogger",
                 "proc_name": "threshold",
                 "post_worker_init": post_worker_init,
                 "forwarded_allow_ips": "127.0.0.1" if config.proxy_ssl_header else "",
