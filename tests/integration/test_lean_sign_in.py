@@ -8,6 +8,9 @@ These run on SQLite and on PostgreSQL (``scripts/with-postgres``).
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
+from collections import Counter
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -15,7 +18,9 @@ import pytest
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import user_logged_in
-from django.db import connection
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS
+from django.core import signals
+from django.db import close_old_connections, connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
@@ -33,7 +38,9 @@ from threshold.accounts.models import User
 from threshold.audit.actions import Origin
 from threshold.policy.access import get_policy
 from threshold.policy.actions import do_update_policy
+from threshold.sessions import flow
 from threshold.sessions.models import Session
+from threshold.sessions.store import SessionStore
 
 pytestmark = pytest.mark.django_db
 
@@ -243,3 +250,109 @@ def test_an_anonymous_flood_of_ten_thousand_options_requests_leaves_no_rows(ada)
         assert response.status_code == 200
     assert {model: model.objects.count() for model in models} == before
     assert browser.session_key is None
+
+
+def wsgi(
+    method: str, path: str, body: bytes = b"", cookies: dict[str, str] | None = None, **headers
+):
+    """One request to the production WSGI application (threshold.wsgi), as gunicorn makes it."""
+    from threshold.wsgi import application  # noqa: PLC0415 - loads the production handler
+
+    cookies = cookies if cookies is not None else {}
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "localhost:8000",
+        "REMOTE_ADDR": "203.0.113.9",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": io.StringIO(),
+        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": "application/json",
+        "HTTP_COOKIE": "; ".join(f"{name}={value}" for name, value in cookies.items()),
+        "HTTP_USER_AGENT": "Mozilla/5.0 (WSGI)",
+        **headers,
+    }
+    started: dict[str, Any] = {}
+
+    def start_response(status: str, response_headers: list[tuple[str, str]], exc_info=None):
+        started.update(status=status, headers=response_headers)
+
+    # As Django's test client does: the test's transaction is open, and closing the
+    # connection "left in a transaction" at the end of the request would end the test's.
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        chunks = application(environ, start_response)
+        content = b"".join(chunks)
+        getattr(chunks, "close", lambda: None)()
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
+    for name, value in started["headers"]:
+        if name == "Set-Cookie":
+            morsel = next(iter(SimpleCookie(value).values()))
+            cookies[morsel.key] = morsel.value
+    return int(started["status"].split()[0]), dict(started["headers"]), content
+
+
+def test_the_wsgi_application_answers_the_sign_in_before_django(ada, clock):
+    cookies: dict[str, str] = {}
+    status, _, _ = wsgi("GET", "/sign-in", cookies=cookies)  # Django's page, and the CSRF cookie
+    assert status == 200
+    headers = {
+        "HTTP_ORIGIN": ORIGIN,
+        "HTTP_X_CSRFTOKEN": cookies["threshold_csrf"],
+        "HTTP_X_THRESHOLD_FLOW": flow.issue_flow_token(flow.Flow.SIGN_IN),
+    }
+    with CaptureQueriesContext(connection) as queries:
+        status, answer_headers, content = wsgi(
+            "POST", "/sign-in/options", b"{}", cookies, **headers
+        )
+    assert status == 200, content
+    assert work(queries) == ['SELECT "document" FROM']
+    assert "default-src 'self'" in answer_headers["Content-Security-Policy"]
+    assert answer_headers["X-Content-Type-Options"] == "nosniff"
+    options = json.loads(content)["publicKey"]
+
+    assertion = json.dumps(ada.authenticator.get(options, ORIGIN)).encode()
+    with CaptureQueriesContext(connection) as queries:
+        status, _, content = wsgi("POST", "/sign-in/result", assertion, cookies, **headers)
+    assert status == 200, content
+    assert len(work(queries)) == 4
+    session = Session.objects.get(session_key=cookies["threshold_session"])
+    assert session.user_id == ada.user.pk
+    assert last_event("sign_in.succeeded").user_agent == "Mozilla/5.0 (WSGI)"
+
+    # Signed in: the same endpoints now go to Django, with the session (and the CSRF
+    # token the sign-in rotated).
+    headers["HTTP_X_CSRFTOKEN"] = cookies["threshold_csrf"]
+    status, _, content = wsgi("POST", "/sign-in/options", b"{}", cookies, **headers)
+    assert status == 200, content
+    # A cross-site request is Django's to refuse, in the catalog's words.
+    status, _, content = wsgi(
+        "POST",
+        "/sign-in/options",
+        b"{}",
+        {"threshold_csrf": cookies["threshold_csrf"]},
+        **{**headers, "HTTP_ORIGIN": "https://evil.example"},
+    )
+    assert status == 403
+    assert json.loads(content)["error"]["title"] == SESSION_EXPIRED
+
+
+def test_session_keys_are_32_characters_drawn_uniformly():
+    """The store draws a key with one call to the CSPRNG (get_random_string makes 32)."""
+    keys = [SessionStore()._get_new_session_key() for _ in range(2000)]
+    assert len(set(keys)) == len(keys)
+    assert all(len(key) == 32 and set(key) <= set(VALID_KEY_CHARS) for key in keys)
+    counts = Counter("".join(keys))
+    expected = 32 * len(keys) / len(VALID_KEY_CHARS)
+    assert all(0.85 * expected < counts[c] < 1.15 * expected for c in VALID_KEY_CHARS), counts
+    for position in (0, 15, 31):
+        assert len({key[position] for key in keys}) == len(VALID_KEY_CHARS)

@@ -32,17 +32,21 @@ disconnects Django's ``update_last_login``); a test fails if one is.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from csp.constants import HEADER, HEADER_REPORT_ONLY
 from csp.utils import build_policy
 from django.conf import settings
+from django.core import signals
 from django.core.exceptions import DisallowedHost
+from django.core.handlers.exception import response_for_exception
+from django.core.handlers.wsgi import WSGIRequest, get_script_name
 from django.http import HttpRequest, HttpResponse
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.csrf import CsrfViewMiddleware, RejectRequest, rotate_token
 from django.middleware.security import SecurityMiddleware
-from django.urls import reverse
+from django.urls import reverse, set_script_prefix
 from django.utils.cache import patch_vary_headers
 from django.utils.http import http_date
 
@@ -57,6 +61,9 @@ from threshold.sessions.models import Session
 from threshold.sessions.store import SessionStore
 from threshold.web.http import audit_origin, ok, safe_next
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication
+
 Handler = Callable[[HttpRequest], HttpResponse]
 
 
@@ -70,9 +77,23 @@ class LeanSignInMiddleware:
         self._csp: list[tuple[str, str]] | None = None
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.answer(request)
+        return self.get_response(request) if response is None else response
+
+    def paths(self) -> dict[str, Handler]:
+        """The lean path's routes: the two URLs by their names in threshold/passkeys/urls.py."""
+        if self._routes is None:
+            self._routes = {
+                reverse("passkeys:sign-in-options"): _options,
+                reverse("passkeys:sign-in-result"): _result,
+            }
+        return self._routes
+
+    def answer(self, request: HttpRequest) -> HttpResponse | None:
+        """The lean path's answer, or None for a request the full stack must answer."""
         handler = self._handler(request)
         if handler is None:
-            return self.get_response(request)
+            return None
         response = handler(request)
         # What the rest of the stack adds to these answers.
         send_ceremony_cookies(request, response)
@@ -96,12 +117,7 @@ class LeanSignInMiddleware:
         return self._csp
 
     def _handler(self, request: HttpRequest) -> Handler | None:
-        if self._routes is None:
-            self._routes = {
-                reverse("passkeys:sign-in-options"): _options,
-                reverse("passkeys:sign-in-result"): _result,
-            }
-        handler = self._routes.get(request.path_info)
+        handler = self.paths().get(request.path_info)
         if (
             handler is None
             or request.method != "POST"
@@ -186,3 +202,50 @@ def _set_session_cookie(response: HttpResponse, session_key: str) -> None:
         httponly=bool(settings.SESSION_COOKIE_HTTPONLY),
         samesite=settings.SESSION_COOKIE_SAMESITE,  # type: ignore[arg-type]  # "Lax", a str
     )
+
+
+class LeanSignInApplication:
+    """The WSGI application (``threshold.wsgi``): the lean path's requests are answered before
+    Django's handler, everything else by it.
+
+    What the handler would do around ``LeanSignInMiddleware.answer`` is done here, minus
+    its middleware chain: the script prefix, the ``request_started`` and
+    ``request_finished`` signals (the database connections' checks), an unexpected exception
+    answered by Django's own ``response_for_exception`` (the 500 page, logged), and the
+    status line and headers written as ``WSGIHandler`` writes them. A request the lean
+    path does not take is passed to Django untouched.
+    """
+
+    def __init__(self, django: WSGIApplication) -> None:
+        self.django = django
+        self.lean = LeanSignInMiddleware(_unreachable)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") not in (
+            self.lean.paths()
+        ):
+            return self.django(environ, start_response)
+        set_script_prefix(get_script_name(environ))
+        signals.request_started.send(sender=self.__class__, environ=environ)
+        request = WSGIRequest(environ)
+        try:
+            response = self.lean.answer(request)
+        except Exception as exc:  # noqa: BLE001 - what Django's handler does with any exception
+            response = response_for_exception(request, exc)
+        if response is None:
+            return self.django(environ, start_response)
+        try:
+            start_response(
+                f"{response.status_code} {response.reason_phrase}",
+                [
+                    *response.items(),
+                    *(("Set-Cookie", c.output(header="")) for c in response.cookies.values()),
+                ],
+            )
+            return [response.content]
+        finally:
+            signals.request_finished.send(sender=self.__class__)
+
+
+def _unreachable(request: HttpRequest) -> HttpResponse:
+    raise AssertionError("LeanSignInApplication calls answer(), never the middleware chain")

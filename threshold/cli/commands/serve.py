@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import multiprocessing
 import os
 import shlex
@@ -118,6 +119,10 @@ def serve(args: argparse.Namespace) -> int:
     connection.close()  # each worker opens its own after the fork
     # Parse FIDO metadata once in the master: the workers inherit it when they fork.
     default_store()
+    # Everything loaded so far (Django, the application, the metadata) lives as long as the
+    # server: the garbage collector need not walk it again in every worker, nor write to
+    # the pages the workers share with the master.
+    gc.freeze()
     config = settings.THRESHOLD
     # Workers that have loaded the application, counted across the fork. The last
     # of the first ones prints the bootstrap link, below every start-up line, so
