@@ -1,7 +1,7 @@
 """The passkey sign-in's SQL, written by hand: the only hand-written SQL of the sign-in path.
 
 A sign-in's result is one transaction of at most four statements
-(``tests/integration/test_sign_in_statements.py`` pins the counts):
+(``tests/integration/test_lean_sign_in.py`` pins the counts, on SQLite and PostgreSQL):
 
 1. ``use_challenge_and_find``: the ceremony's challenge goes into ``UsedChallenge``
    (``INSERT … ON CONFLICT DO NOTHING``: of two requests with one token only one gets
@@ -21,7 +21,8 @@ A sign-in's result is one transaction of at most four statements
 Rows come back as model instances built the way the ORM builds them
 (``Model.from_db`` after the backend's and the fields' converters), so the
 ceremony code above this module reads ``Passkey`` and ``User`` as it always did.
-Values are always parameters; table and column names come from the models.
+Values are always parameters; table and column names come from the models. SQLite 3.35 or
+later (RETURNING; Debian 12 has 3.40), PostgreSQL 9.5 or later (ON CONFLICT).
 """
 
 from __future__ import annotations
