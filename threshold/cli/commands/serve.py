@@ -129,13 +129,15 @@ def serve(args: argparse.Namespace) -> int:
 
     from threshold.core.metadata import default_store
     from threshold.passkeys.pending import delete_expired
-    from threshold.wsgi import application
 
     executor = MigrationExecutor(connection)
     if executor.migration_plan(executor.loader.graph.leaf_nodes()):
         print("threshold: the database needs migrating: run `threshold migrate`", file=sys.stderr)
         return 2
     _collect_static_files()
+    # After collecting: WhiteNoise lists the collected files when the application loads.
+    from threshold.wsgi import application
+
     bootstrap = _bootstrap() if args.bootstrap else None
     delete_expired()
     connection.close()  # each worker opens its own after the fork
