@@ -180,6 +180,19 @@ def test_a_deactivated_account_cannot_sign_in_with_the_fallback(ada_with_fallbac
     assert last_event("sign_in.failed").reason == "account_disabled"
 
 
+def test_a_refused_account_keeps_its_recovery_code(ada_with_fallback):
+    """The code was right but the account may not sign in: the code is not used up."""
+    ada, codes = ada_with_fallback
+    ada.user.is_active = False
+    ada.user.save()
+    assert fallback_sign_in(Browser(), codes[0]).status_code == 403
+    assert last_event("sign_in.failed").reason == "account_disabled"
+    assert RecoveryCode.objects.filter(user=ada.user, used_at__isnull=True).count() == 10
+    ada.user.is_active = True
+    ada.user.save()
+    assert fallback_sign_in(Browser(), codes[0]).status_code == 303
+
+
 def test_policy_can_turn_the_fallback_off(ada_with_fallback, clock):
     do_update_policy(Policy(allow_password_fallback=False), Origin.cli())
     page = Browser().get("/sign-in/password")

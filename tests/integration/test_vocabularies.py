@@ -64,6 +64,10 @@ def test_audit_actions_keep_their_stored_values() -> None:
         "RECOVERY_ISSUED": "recovery.issued",
         "RECOVERY_USED": "recovery.used",
         "POLICY_CHANGED": "policy.changed",
+        "GROUP_ADDED": "group.added",
+        "GROUP_REMOVED": "group.removed",
+        "GROUP_MEMBER_ADDED": "group.member_added",
+        "GROUP_MEMBER_REMOVED": "group.member_removed",
     }
 
 

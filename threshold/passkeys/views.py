@@ -44,7 +44,7 @@ def sign_in_options(request: HttpRequest) -> JsonResponse:
     wait = _options_wait(client_ip(request))
     if wait:
         response = failed(
-            errors.TooManyAttempts(f"options again in {wait:.1f} s"), Surface.AUTHENTICATION
+            errors.TooManyRequests(f"options again in {wait:.1f} s"), Surface.AUTHENTICATION
         )
         response["Retry-After"] = str(math.ceil(wait))
         return response
