@@ -1,0 +1,208 @@
+"""Threshold Verify, the desktop app, run headless by tests: its real command, its own home.
+
+Each ``VerifyApp`` is one installation (a home directory, a file keyring, optionally a
+TPM behind swtpm). ``start`` runs a command with pipes: ``expect`` waits for a line of its
+output, ``answer`` types a line. Its clock follows the server's (the same offset file,
+through ``CLOCK_DIR``'s sitecustomize), as the only thing tests fake.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CLOCK_DIR = Path(__file__).resolve().parent / "verify_clock"
+
+
+def verify_command() -> list[str]:
+    script = Path(sys.prefix) / "bin" / "threshold-verify"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "threshold_verify.cli"]
+
+
+@dataclass
+class Running:
+    process: subprocess.Popen[str]
+    lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
+    output: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.process.stdout.close()
+        self.lines.put(None)
+
+    def expect(self, pattern: str, timeout: float = 20) -> re.Match[str]:
+        """The first line (from here on) that matches ``pattern``; fails after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                line = self.lines.get(timeout=max(0.01, remaining))
+            except queue.Empty:
+                raise AssertionError(
+                    f"no line matching {pattern!r} in {timeout} s:\n" + "\n".join(self.output)
+                ) from None
+            if line is None:
+                raise AssertionError(
+                    f"the app ended before {pattern!r}:\n" + "\n".join(self.output)
+                )
+            self.output.append(line)
+            found = re.search(pattern, line)
+            if found:
+                return found
+
+    def stop(self) -> None:
+        """End the app if it still runs (a test that failed half-way)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.finish(timeout=10)
+        except (subprocess.TimeoutExpired, OSError):
+            self.process.kill()
+
+    def answer(self, text: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(text + "\n")
+        self.process.stdin.flush()
+
+    def finish(self, timeout: float = 30) -> int:
+        """Wait for the app to end; its exit status (the rest of its output is kept)."""
+        status = self.process.wait(timeout=timeout)
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            self.process.stdin.close()
+        while True:
+            try:
+                line = self.lines.get(timeout=1)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.output.append(line)
+        return status
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.output)
+
+
+@dataclass
+class VerifyApp:
+    home: Path
+    clock_file: str
+    tcti: str | None = None  # a TPM (swtpm) for this installation, or none
+    started: list[Running] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("THRESHOLD_", "TPM2TOOLS_")) and key != "PYTHONPATH"
+        }
+        env.update(
+            THRESHOLD_VERIFY_HOME=str(self.home / "state"),
+            # A file keyring, as on a machine without a keyring service (CI).
+            PYTHON_KEYRING_BACKEND="keyrings.alt.file.PlaintextKeyring",
+            XDG_DATA_HOME=str(self.home / "data"),
+            THRESHOLD_TEST_CLOCK_FILE=self.clock_file,
+            PYTHONPATH=str(CLOCK_DIR),
+            PYTHONUNBUFFERED="1",
+        )
+        if self.tcti:
+            env["THRESHOLD_VERIFY_TCTI"] = self.tcti
+        return env
+
+    def start(self, *args: str) -> Running:
+        store = "tpm" if self.tcti else "software"
+        process = subprocess.Popen(
+            [*verify_command(), "--key-store", store, *args],
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        running = Running(process)
+        self.started.append(running)
+        return running
+
+    def close(self) -> None:
+        for running in self.started:
+            running.stop()
+
+    def run(self, *args: str, answers: tuple[str, ...] = (), timeout: float = 60) -> Running:
+        """Run a command to its end with ``answers`` typed in order."""
+        running = self.start(*args)
+        for answer in answers:
+            running.answer(answer)
+        running.finish(timeout)
+        return running
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _free_port_pair() -> int:
+    for _ in range(50):
+        port = _free_port()
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port + 1)) != 0:
+                return port
+    raise AssertionError("no two free ports in a row")
+
+
+@contextmanager
+def swtpm(state_dir: Path) -> Iterator[str]:
+    """A software TPM 2.0 on loopback; yields its TCTI. Needs Debian's swtpm."""
+    binary = shutil.which("swtpm")
+    assert binary, "swtpm is not installed (scripts/system-deps tpm)"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    # The swtpm TCTI finds the control channel on the next port.
+    port = _free_port_pair()
+    control = port + 1
+    process = subprocess.Popen(
+        [
+            binary,
+            "socket",
+            "--tpm2",
+            "--tpmstate",
+            f"dir={state_dir}",
+            "--server",
+            f"type=tcp,port={port},bindaddr=127.0.0.1",
+            "--ctrl",
+            f"type=tcp,port={control},bindaddr=127.0.0.1",
+            "--flags",
+            "not-need-init,startup-clear",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield f"swtpm:host=127.0.0.1,port={port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
