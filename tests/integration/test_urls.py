@@ -50,6 +50,23 @@ PATHS = [
     ("conformance:attestation-result", (), "/attestation/result"),
     ("conformance:assertion-options", (), "/assertion/options"),
     ("conformance:assertion-result", (), "/assertion/result"),
+    ("devices:set-up", (), "/settings/device-app/set-up"),
+    ("devices:confirm", ("e1d",), "/settings/device-app/set-up/e1d"),
+    ("devices:rename", ("d3v",), "/settings/device-app/d3v/rename"),
+    ("devices:remove", ("d3v",), "/settings/device-app/d3v/remove"),
+    ("devices:push", (), "/sign-in/push"),
+    ("devices:push-wait", (), "/sign-in/push/wait"),
+    ("devices:push-state", (), "/sign-in/push/state"),
+    ("devices:push-finish", (), "/sign-in/push/finish"),
+    ("devices:verify-app", (), "/verify/"),
+    ("devices:api-enroll", (), "/api/device/v1/enroll"),
+    ("devices:api-enrollment", (), "/api/device/v1/enrollment"),
+    ("devices:api-setup-codes", (), "/api/device/v1/setup-codes"),
+    ("devices:api-confirm", (), "/api/device/v1/setup-codes/confirm"),
+    ("devices:api-pending", (), "/api/device/v1/approvals/pending"),
+    ("devices:api-answer", (), "/api/device/v1/approvals/answer"),
+    ("devices:api-account", (), "/api/device/v1/account"),
+    ("devices:api-remove", (), "/api/device/v1/remove"),
 ]
 
 
