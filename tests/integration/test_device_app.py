@@ -535,4 +535,13 @@ def test_used_request_ids_are_cleaned_up(ada, clock):
     clock.advance(181)
     assert delete_expired_requests() >= 2
     assert UsedDeviceRequest.objects.count() == 0
+    # A day on, pushes and set-ups that are over go too; the device and the audit log stay.
+    send_push(Browser(), "ada@example.com")
+    unfinished_code, _ = show_setup_code(signed_in(ada))
+    redeem(new_device(), unfinished_code)
+    clock.advance(24 * 3600 + 601)
+    delete_expired_requests()
+    assert SignInApproval.objects.count() == 0
+    assert DeviceEnrollment.objects.count() == 0
+    assert list(Device.objects.values_list("public_id", flat=True)) == [device.device_id]
     assert AuditEvent.objects.filter(action="device.added").count() == 1

@@ -53,6 +53,8 @@ PUSH_LIFETIME = timedelta(minutes=2)
 PUSH_LIMIT = 3
 PUSH_WINDOW = timedelta(minutes=10)
 PUSH_MUTE = timedelta(minutes=20)
+# Pushes and set-ups that are over are kept a day, then forgotten by ``threshold cleanup``.
+STALE_AFTER = timedelta(days=1)
 PLATFORMS = ("linux", "macos", "windows", "ios", "android", "web", "other")
 
 
@@ -121,8 +123,15 @@ def _use_jti(subject: str, request: DeviceRequest) -> None:
 
 
 def delete_expired_requests() -> int:
-    """Forget used request IDs whose requests have expired (``threshold cleanup``)."""
-    deleted, _ = UsedDeviceRequest.objects.filter(expires_at__lt=clock.now_datetime()).delete()
+    """Forget used request IDs whose requests have expired, and, a day on, pushes and set-ups
+    that are over (the audit log keeps their story); ``threshold cleanup``."""
+    now = clock.now_datetime()
+    deleted, _ = UsedDeviceRequest.objects.filter(expires_at__lt=now).delete()
+    SignInApproval.objects.filter(expires_at__lt=now - STALE_AFTER).delete()
+    stale = DeviceEnrollment.objects.filter(expires_at__lt=now - STALE_AFTER)
+    # A device whose set-up never finished was never usable: it goes with its set-up.
+    Device.objects.filter(enrollment__in=stale, is_active=False, revoked_at__isnull=True).delete()
+    stale.delete()
     return deleted
 
 
