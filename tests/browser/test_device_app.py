@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.browser.conftest import Authenticator, Invite, Person, Server, enroll
+from tests.browser.test_first_day import VIEWPORTS, PageAudit
 from tests.support.verify_app import VerifyApp, swtpm
 
 pytestmark = pytest.mark.browser
@@ -341,3 +342,45 @@ def test_add_account_to_another_device_between_two_apps(
     )
     assert "Approved" in running.text, running.text
     tab.wait_for_url(f"{server.url}/")
+
+
+# --- The pages: layout and accessibility -------------------------------------------------------
+
+
+@pytest.mark.parametrize("viewport", ["phone", "desktop"])
+def test_the_device_app_pages_fit_and_pass_axe(
+    software_app: VerifyApp,
+    page: Page,
+    person: Person,
+    server: Server,
+    other_browser: BrowserContext,
+    viewport: str,
+) -> None:
+    page.set_viewport_size(VIEWPORTS[viewport])
+    audit = PageAudit(page)
+    code = show_setup_code(page)
+    audit.check("set-up with its code")
+    running = software_app.start("add-account", server.url, "--setup-code", code)
+    running.answer(PIN)
+    running.answer(PIN)
+    running.expect(r"Returned code: (\d{6})")
+    page.get_by_label("6-digit code from Threshold Verify").fill("000000")
+    page.get_by_role("button", name="Add device").click()
+    audit.check("set-up, wrong code")
+    running.stop()
+    page.goto("/settings#device-app")
+    audit.check("settings")
+    for path in ("/help/guide/threshold-verify", "/help/errors#push_refused", "/verify/"):
+        page.goto(path)
+        audit.check(path)
+    tab, _ = push_page(other_browser, person.email)
+    tab.set_viewport_size(VIEWPORTS[viewport])
+    tab_audit = PageAudit(tab)
+    tab_audit.check("push: the number")
+    tab.goto("/sign-in/push")
+    tab_audit.check("push: the form")
+    tab.get_by_label("Username or work email").fill(person.email)
+    tab.get_by_role("button", name="Send a push to Threshold Verify").click()
+    tab_audit.check("push: already sent")
+    audit.assert_clean()
+    tab_audit.assert_clean()
