@@ -20,7 +20,7 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml constraints.txt verify/pyproject.toml | $(BIN)/python
 	@bash scripts/system-deps tpm
 	@echo "Installing Threshold and its dependencies into $(VENV) (log: $(VENV)/pip-install.log)"
-	@$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[test]' \
+	@$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[test,tpm]' \
 		-e './verify[tpm]' \
 		> $(VENV)/pip-install.log 2>&1 \
 		|| { cat $(VENV)/pip-install.log >&2; \

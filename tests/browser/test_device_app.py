@@ -42,7 +42,8 @@ def app(request: pytest.FixtureRequest, tmp_path: Path, server: Server) -> Itera
         return
     if shutil.which("swtpm") is None:
         pytest.skip("swtpm is not installed (make test installs it: scripts/system-deps tpm)")
-    with swtpm(tmp_path / "swtpm") as tcti:
+    ca_dir = Path(server.env["THRESHOLD_DEVICE_TPM_ROOTS"]).parent
+    with swtpm(tmp_path / "swtpm", ca_dir) as tcti:
         installed = _app(tmp_path, server, "app", tcti)
         yield installed
         installed.close()
@@ -122,13 +123,16 @@ def test_enroll_and_approve_a_sign_in_with_the_right_number(
 ) -> None:
     output = add_device(app, page, server)
     store = "tpm" if app.tcti else "software"
-    assert f"Key protection: {store} (the server recorded: software)" in output
+    # A TPM key is recorded as such only because its attestation checked out.
+    assert f"Key protection: {store} (the server recorded: {store})" in output
     page.goto("/settings")
     group = page.locator("#device-app")
     expect(group).to_contain_text("Laptop")
     expect(group).to_contain_text("Linux")
     listed = app.run("accounts")
     assert f"{person.email} at {server.url}: device 'Laptop', key: {store}" in listed.text
+    assert f"(server: {store})" in listed.text
+    expect(group).to_contain_text("Key in the device\u2019s TPM" if app.tcti else "Software key")
 
     tab, number = push_page(other_browser, person.email)
     running = app.run(

@@ -61,6 +61,7 @@ PATHS = [
     ("devices:verify-app", (), "/verify/"),
     ("devices:api-enroll", (), "/api/device/v1/enroll"),
     ("devices:api-enrollment", (), "/api/device/v1/enrollment"),
+    ("devices:api-attest", (), "/api/device/v1/attest"),
     ("devices:api-setup-codes", (), "/api/device/v1/setup-codes"),
     ("devices:api-confirm", (), "/api/device/v1/setup-codes/confirm"),
     ("devices:api-pending", (), "/api/device/v1/approvals/pending"),

@@ -77,6 +77,8 @@ def test_audit_actions_keep_their_stored_values() -> None:
         "PUSH_APPROVED": "push.approved",
         "PUSH_REFUSED": "push.refused",
         "PUSH_DENIED": "push.denied",
+        "DEVICE_KEY_ATTESTED": "device.key_attested",
+        "DEVICE_KEY_NOT_ATTESTED": "device.key_not_attested",
     }
 
 

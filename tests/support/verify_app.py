@@ -20,7 +20,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 CLOCK_DIR = Path(__file__).resolve().parent / "verify_clock"
 
@@ -169,12 +175,95 @@ def _free_port_pair() -> int:
     raise AssertionError("no two free ports in a row")
 
 
+def tpm_manufacturer_ca(directory: Path) -> Path:
+    """A CA that plays the TPM manufacturer: swtpm_localca signs the EK certificates of
+    ``swtpm``'s TPMs with it, and the server trusts it (THRESHOLD_DEVICE_TPM_ROOTS).
+    Returns the CA certificate's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Threshold test TPM manufacturer")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    (directory / "signkey.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    path = directory / "issuercert.pem"
+    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (directory / "certserial").write_text("1\n")
+    (directory / "localca.conf").write_text(
+        f"statedir = {directory}\n"
+        f"signingkey = {directory / 'signkey.pem'}\n"
+        f"issuercert = {path}\n"
+        f"certserial = {directory / 'certserial'}\n"
+    )
+    (directory / "swtpm_setup.conf").write_text(
+        "create_certs_tool = /usr/bin/swtpm_localca\n"
+        f"create_certs_tool_config = {directory / 'localca.conf'}\n"
+        "create_certs_tool_options = /etc/swtpm-localca.options\n"
+        "active_pcr_banks = sha256\n"
+    )
+    return path
+
+
+def _manufacture(state_dir: Path, ca_dir: Path) -> None:
+    """swtpm_setup: the TPM's state, with an RSA endorsement key and its certificate in NV."""
+    done = subprocess.run(
+        [
+            "swtpm_setup",
+            "--tpm2",
+            "--tpmstate",
+            str(state_dir),
+            "--create-ek-cert",
+            "--config",
+            str(ca_dir / "swtpm_setup.conf"),
+            "--overwrite",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 @contextmanager
-def swtpm(state_dir: Path) -> Iterator[str]:
-    """A software TPM 2.0 on loopback; yields its TCTI. Needs Debian's swtpm."""
+def swtpm(state_dir: Path, ca_dir: Path | None = None) -> Iterator[str]:
+    """A software TPM 2.0 on loopback; yields its TCTI. Needs Debian's swtpm. With ``ca_dir``
+    (``tpm_manufacturer_ca``), its EK has a certificate from that CA."""
     binary = shutil.which("swtpm")
     assert binary, "swtpm is not installed (scripts/system-deps tpm)"
     state_dir.mkdir(parents=True, exist_ok=True)
+    if ca_dir is not None:
+        _manufacture(state_dir, ca_dir)
     # The swtpm TCTI finds the control channel on the next port.
     port = _free_port_pair()
     control = port + 1
@@ -198,8 +287,11 @@ def swtpm(state_dir: Path) -> Iterator[str]:
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
+            with socket.socket() as data, socket.socket() as ctrl:
+                if (
+                    data.connect_ex(("127.0.0.1", port)) == 0
+                    and ctrl.connect_ex(("127.0.0.1", control)) == 0
+                ):
                     break
             time.sleep(0.05)
         yield f"swtpm:host=127.0.0.1,port={port}"

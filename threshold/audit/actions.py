@@ -59,6 +59,8 @@ class Action(StrEnum):
     PUSH_APPROVED = "push.approved"
     PUSH_REFUSED = "push.refused"
     PUSH_DENIED = "push.denied"
+    DEVICE_KEY_ATTESTED = "device.key_attested"
+    DEVICE_KEY_NOT_ATTESTED = "device.key_not_attested"
 
 
 class Channel(StrEnum):

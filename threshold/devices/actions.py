@@ -25,8 +25,9 @@ from threshold.accounts.actions import lock_user
 from threshold.accounts.methods import count_usable_sign_in_methods
 from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
-from threshold.core import device_requests, errors
+from threshold.core import device_requests, errors, tpm
 from threshold.core.device_requests import DeviceRequest
+from threshold.core.encoding import b64url_decode, b64url_encode
 from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name
 from threshold.core.policy import Policy
 from threshold.devices.models import (
@@ -261,6 +262,79 @@ def _text(body: dict[str, Any], name: str, max_length: int) -> str:
 class RedeemedSetupCode:
     device: Device
     returned_code: str
+    # For a device that sent TPM evidence: what its TPM must activate and certify.
+    tpm_challenge: tpm.CredentialChallenge | None = None
+
+
+def _begin_tpm(
+    evidence: object, public_jwk: dict[str, str]
+) -> tuple[tpm.CredentialChallenge | None, str]:
+    """The credential for a device's TPM evidence, or None and why not ("" without evidence).
+
+    Evidence that does not check out leaves the key "software"; it never stops the set-up
+    (except under require_hardware_device_key)."""
+    if evidence is None:
+        return None, ""
+    try:
+        if not isinstance(evidence, dict):
+            raise tpm.TpmEvidenceInvalid("not an object")
+        parts = {
+            name: b64url_decode(evidence.get(name))
+            for name in ("ek_certificate", "ek_public", "ak_public", "key_public")
+        }
+        challenge = tpm.begin(
+            tpm.TpmEvidence(**parts),
+            public_jwk,
+            settings.THRESHOLD.device_tpm_roots,
+            clock.now_datetime(),
+        )
+    except (tpm.TpmEvidenceInvalid, ValueError, TypeError) as error:
+        return None, str(error)[:200] or type(error).__name__
+    return challenge, ""
+
+
+def _stored_challenge(challenge: tpm.CredentialChallenge | None) -> dict[str, str] | None:
+    if challenge is None:
+        return None
+    return {
+        "secret_sha256": b64url_encode(challenge.secret_sha256),
+        "ak_public": b64url_encode(challenge.ak_public),
+        "key_name": b64url_encode(challenge.key_name),
+    }
+
+
+def do_finish_tpm_attestation(device: Device, body: dict[str, Any], origin: Origin) -> str:
+    """The device's TPM activated the credential and certified its key: "tpm" if that checks
+    out, else the key stays "software". Once per device, before or after its set-up ends."""
+    with transaction.atomic():
+        device = Device.objects.select_for_update().select_related("user").get(pk=device.pk)
+        stored = device.tpm_challenge
+        if not stored:
+            raise errors.DeviceRequestMalformed("no TPM challenge is waiting for this device")
+        try:
+            tpm.finish(
+                b64url_decode(stored["secret_sha256"]),
+                b64url_decode(stored["ak_public"]),
+                b64url_decode(stored["key_name"]),
+                secret=b64url_decode(body.get("secret")),
+                certify_info=b64url_decode(body.get("certify_info")),
+                certify_signature=b64url_decode(body.get("certify_signature")),
+            )
+        except (tpm.TpmEvidenceInvalid, ValueError, TypeError) as error:
+            record(
+                Action.DEVICE_KEY_NOT_ATTESTED,
+                origin,
+                subject=device.user,
+                reason=errors.DeviceKeyNotHardware.code,
+                device=device.public_id,
+                why=str(error)[:200],
+            )
+        else:
+            device.key_protection = KeyProtection.TPM
+            record(Action.DEVICE_KEY_ATTESTED, origin, subject=device.user, device=device.public_id)
+        device.tpm_challenge = None
+        device.save(update_fields=["key_protection", "tpm_challenge"])
+    return device.key_protection
 
 
 def do_redeem_setup_code(
@@ -286,6 +360,7 @@ def do_redeem_setup_code(
     name = clean_name(
         body.get("name", "") or f"Threshold Verify on {platform}", NICKNAME_MAX_LENGTH
     )
+    challenge, tpm_refusal = _begin_tpm(body.get("tpm"), public_jwk)
     refusal: errors.ThresholdError | None = None
     with transaction.atomic():
         _use_jti(thumbprint, request)
@@ -309,11 +384,11 @@ def do_redeem_setup_code(
             _check_device_limit(user, policy)
             if Device.objects.filter(key_thumbprint=thumbprint).exists():
                 raise errors.DeviceRequestMalformed("this key belongs to a device already")
-            # What the server verified, not what the device says: no TPM attestation is
-            # verified yet (docs/device-api.md), so every key counts as software.
+            # What the server verified, not what the device says: "software" until the
+            # device finishes its TPM attestation (do_finish_tpm_attestation).
             protection = KeyProtection.SOFTWARE
-            if policy.require_hardware_device_key and protection != KeyProtection.TPM:
-                raise errors.DeviceKeyNotHardware(f"reported {reported or 'nothing'}")
+            if policy.require_hardware_device_key and challenge is None:
+                raise errors.DeviceKeyNotHardware(tpm_refusal or f"reported {reported}")
         except errors.ThresholdError as error:
             # The code is used up all the same: a set-up code works once.
             enrollment.state = EnrollmentState.CANCELED
@@ -337,6 +412,7 @@ def do_redeem_setup_code(
                 app_version=app_version,
                 key_protection=protection,
                 reported_key_protection=reported,
+                tpm_challenge=_stored_challenge(challenge),
             )
             returned = f"{secrets.randbelow(10**RETURNED_CODE_DIGITS):0{RETURNED_CODE_DIGITS}d}"
             enrollment.state = EnrollmentState.REDEEMED
@@ -354,10 +430,11 @@ def do_redeem_setup_code(
                 platform=platform,
                 key_protection=protection,
                 reported_key_protection=reported,
+                tpm_refused=tpm_refusal,
             )
     if refusal is not None:
         raise refusal
-    return RedeemedSetupCode(device, returned)
+    return RedeemedSetupCode(device, returned, challenge)
 
 
 def access_enrollment(
@@ -431,6 +508,20 @@ def do_confirm_returned_code(
                     f"{RETURNED_CODE_ATTEMPTS - enrollment.wrong_codes} attempts left"
                 )
             )
+        elif policy.require_hardware_device_key and not (
+            enrollment.device is not None and enrollment.device.is_hardware_protected
+        ):
+            enrollment.state = EnrollmentState.CANCELED
+            enrollment.save(update_fields=["state"])
+            record(
+                Action.DEVICE_ENROLLMENT_CANCELED,
+                origin,
+                actor=user,
+                subject=user,
+                reason=errors.DeviceKeyNotHardware.code,
+                enrollment=enrollment.public_id,
+            )
+            refusal = errors.DeviceKeyNotHardware("the key was not attested in a TPM")
         else:
             new_device = enrollment.device
             assert new_device is not None  # noqa: S101 - checked in ``right``

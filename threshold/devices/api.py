@@ -20,10 +20,12 @@ from django.views.decorators.http import require_POST
 
 from threshold.core import device_requests, errors
 from threshold.core.catalog import Surface
+from threshold.core.encoding import b64url_encode
 from threshold.devices.actions import (
     do_answer_push,
     do_authenticate_request,
     do_confirm_returned_code,
+    do_finish_tpm_attestation,
     do_issue_setup_code,
     do_redeem_setup_code,
     do_remove_this_device,
@@ -81,15 +83,28 @@ def enroll(request: HttpRequest, compact: str) -> JsonResponse:
         compact, path=request.path, origin=audit_origin(request), policy=policy_for(request)
     )
     device = redeemed.device
-    return ok(
-        {
-            "device_id": device.public_id,
-            "returned_code": redeemed.returned_code,
-            "key_protection": device.key_protection,
-            "username": device.user.username,
-            "state": "waiting",
+    answer: dict[str, Any] = {
+        "device_id": device.public_id,
+        "returned_code": redeemed.returned_code,
+        "key_protection": device.key_protection,
+        "username": device.user.username,
+        "state": "waiting",
+    }
+    if redeemed.tpm_challenge is not None:
+        # TPM2_MakeCredential's output: the device's TPM activates it (docs/device-api.md).
+        answer["tpm_challenge"] = {
+            "credential_blob": b64url_encode(redeemed.tpm_challenge.credential_blob),
+            "encrypted_secret": b64url_encode(redeemed.tpm_challenge.encrypted_secret),
         }
-    )
+    return ok(answer)
+
+
+@device_endpoint
+def attest(request: HttpRequest, compact: str) -> JsonResponse:
+    """The TPM's answer to the credential: the secret and its certify of the device key."""
+    device = _device(request, compact, allow_inactive=True)
+    protection = do_finish_tpm_attestation(device, _body(compact), audit_origin(request))
+    return ok({"key_protection": protection})
 
 
 @device_endpoint

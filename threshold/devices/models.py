@@ -38,6 +38,10 @@ class Device(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True)
     revoked_at = models.DateTimeField(null=True)
+    # Between a TPM's evidence and its proof (threshold/core/tpm.py): what finishing checks
+    # against (the secret's SHA-256, the AK's and the key's public data), base64url; None once
+    # it finished, or when the device sent no evidence.
+    tpm_challenge = models.JSONField(null=True)
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -19,6 +19,7 @@ urlpatterns = [
     # The device API, version 1 (docs/device-api.md).
     path("api/device/v1/enroll", api.enroll, name="api-enroll"),
     path("api/device/v1/enrollment", api.enrollment, name="api-enrollment"),
+    path("api/device/v1/attest", api.attest, name="api-attest"),
     path("api/device/v1/setup-codes", api.setup_codes, name="api-setup-codes"),
     path("api/device/v1/setup-codes/confirm", api.confirm, name="api-confirm"),
     path("api/device/v1/approvals/pending", api.pending, name="api-pending"),

@@ -29,6 +29,7 @@ import segno
 
 from threshold_verify import __version__
 from threshold_verify.client import ServerError, Signer, call, check_server_url
+from threshold_verify.encoding import b64url_decode
 from threshold_verify.pin import PinError, check_pin, set_pin
 from threshold_verify.state import Account, State, default_home
 from threshold_verify.stores import KeyStore, SoftwareStore, StoreUnavailable, TpmStore
@@ -158,6 +159,47 @@ def _when(timestamp: float) -> str:
 # --- Commands ----------------------------------------------------------------------------------
 
 
+def _enroll(
+    app: App, server: str, code: str, name: str | None
+) -> tuple[KeyStore, str, Signer, dict[str, Any], str]:
+    """A new key redeems the setup code; with a TPM, the key is proven to be in it."""
+    store = app.new_store()
+    key_ref = store.create()
+    app.save()  # a TPM key's blobs
+    signer = Signer(store, key_ref)
+    body: dict[str, Any] = {
+        "setup_code": code,
+        "name": name or f"Threshold Verify on {platform.node() or _platform()}",
+        "platform": _platform(),
+        "app_version": __version__,
+        "key_protection": store.protection,
+    }
+    if isinstance(store, TpmStore):
+        # The proof that the key is in this TPM (the server checks it: docs/device-api.md).
+        try:
+            body["tpm"] = store.evidence(key_ref)
+        except StoreUnavailable as error:
+            say(f"The TPM cannot prove where the key is ({error}): the server will see software.")
+        app.save()
+    try:
+        enrolled = call(server, "enroll", signer, body)
+    except ServerError:
+        store.delete(key_ref)
+        app.save()
+        raise
+    signer.device_id = enrolled["device_id"]
+    recorded = enrolled["key_protection"]
+    challenge = enrolled.get("tpm_challenge")
+    if challenge and isinstance(store, TpmStore):
+        proof = store.activate_and_certify(
+            key_ref,
+            b64url_decode(challenge["credential_blob"]),
+            b64url_decode(challenge["encrypted_secret"]),
+        )
+        recorded = call(server, "attest", signer, proof)["key_protection"]
+    return store, key_ref, signer, enrolled, recorded
+
+
 def add_account(app: App, args: argparse.Namespace) -> int:
     code = args.setup_code or ""
     url = args.url or ""
@@ -172,29 +214,8 @@ def add_account(app: App, args: argparse.Namespace) -> int:
     if not code:
         code = ask("Setup code: ")
     app.ensure_pin()
-    store = app.new_store()
-    key_ref = store.create()
-    app.save()  # a TPM key's blobs
-    signer = Signer(store, key_ref)
-    try:
-        enrolled = call(
-            server,
-            "enroll",
-            signer,
-            {
-                "setup_code": code,
-                "name": args.name or f"Threshold Verify on {platform.node() or _platform()}",
-                "platform": _platform(),
-                "app_version": __version__,
-                "key_protection": store.protection,
-            },
-        )
-    except ServerError:
-        store.delete(key_ref)
-        app.save()
-        raise
-    signer.device_id = enrolled["device_id"]
-    say(f"Key protection: {store.protection} (the server recorded: {enrolled['key_protection']})")
+    store, key_ref, signer, enrolled, recorded = _enroll(app, server, code, args.name)
+    say(f"Key protection: {store.protection} (the server recorded: {recorded})")
     say("Another code will display. Enter it where you got the setup code (the Settings page,")
     say("or the device with Threshold Verify already set up):")
     say(f"Returned code: {enrolled['returned_code']}")

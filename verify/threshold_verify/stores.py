@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +27,11 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from threshold_verify.encoding import b64url
 
 KEYRING_SERVICE = "threshold-verify"
+# The TSS libraries log every failed probe (a missing NV index) to stderr: quiet, unless asked.
+os.environ.setdefault("TSS2_LOG", "all+NONE")
+# Where TPM manufacturers keep the endorsement key's certificate (TCG EK Credential Profile
+# §2.2.1.4): RSA 2048, then ECC P-256, each with its EK template.
+EK_CERTIFICATES = ((0x01C00002, "EK-RSA2048"), (0x01C0000A, "EK-ECC256"))
 # Where the TPM is: THRESHOLD_VERIFY_TCTI, then tpm2-tools' variable, then the kernel's
 # resource manager. swtpm (tests): "swtpm:host=127.0.0.1,port=2321".
 DEFAULT_TCTI = "device:/dev/tpmrm0"
@@ -135,10 +141,15 @@ class TpmStore:
             from tpm2_pytss import ESAPI  # noqa: PLC0415 - optional: only where a TPM is used
         except ImportError as error:
             raise StoreUnavailable(f"tpm2-pytss is not installed: {error}") from None
-        try:
-            return ESAPI(tcti())
-        except Exception as error:  # noqa: BLE001 - any TSS failure means "no TPM here"
-            raise StoreUnavailable(f"no TPM at {tcti()}: {error}") from None
+        # A TPM serves one client at a time: a busy one refuses for a moment.
+        for attempt in range(3):
+            try:
+                return ESAPI(tcti())
+            except Exception as error:  # noqa: BLE001 - any TSS failure means "no TPM here"
+                if attempt == 2:  # noqa: PLR2004 - the last of three
+                    raise StoreUnavailable(f"no TPM at {tcti()}: {error}") from None
+                time.sleep(0.2)
+        raise StoreUnavailable("unreachable")
 
     def _primary(self, esapi: Any) -> Any:
         from tpm2_pytss import TPM2B_PUBLIC  # noqa: PLC0415
@@ -225,6 +236,142 @@ class TpmStore:
         # deletes it.
         if self.blobs is not None:
             self.blobs.pop(ref, None)
+            self.blobs.pop(f"{ref}-ak", None)
+
+    # --- Proving the key is in this TPM (the server's threshold/core/tpm.py) ----------------
+
+    def evidence(self, ref: str) -> dict[str, str]:
+        """The EK's certificate and public area, a new attestation key's (AK) public area and
+        the device key's, base64url: what the server checks before it makes a credential."""
+        from tpm2_pytss import TPM2B_PUBLIC  # noqa: PLC0415
+        from tpm2_pytss.constants import TPMA_OBJECT  # noqa: PLC0415
+
+        esapi = self._esapi()
+        try:
+            certificate, ek_public = self._ek(esapi)
+            primary = self._primary(esapi)
+            attributes = (
+                TPMA_OBJECT.FIXEDTPM
+                | TPMA_OBJECT.FIXEDPARENT
+                | TPMA_OBJECT.SENSITIVEDATAORIGIN
+                | TPMA_OBJECT.USERWITHAUTH
+                | TPMA_OBJECT.RESTRICTED
+                | TPMA_OBJECT.SIGN_ENCRYPT
+            )
+            template = TPM2B_PUBLIC.parse("ecc256:ecdsa-sha256:null", objectAttributes=attributes)
+            private, ak_public, *_ = esapi.create(primary, None, template)
+            esapi.flush_context(primary)
+        finally:
+            esapi.close()
+        assert self.blobs is not None  # noqa: S101 - create() made the key
+        self.blobs[f"{ref}-ak"] = (
+            f"{bytes(ak_public.marshal()).hex()}:{bytes(private.marshal()).hex()}"
+        )
+        key_public = bytes.fromhex(self.blobs[ref].split(":")[0])
+        return {
+            "ek_certificate": b64url(certificate),
+            "ek_public": b64url(ek_public),
+            "ak_public": b64url(bytes(ak_public.marshal())),
+            "key_public": b64url(key_public),
+        }
+
+    def _ek(self, esapi: Any) -> tuple[bytes, bytes]:
+        """The EK certificate from NV and the EK's public area, made again from its template."""
+        from tpm2_pytss.constants import ESYS_TR  # noqa: PLC0415
+        from tpm2_pytss.utils import NVReadEK, create_ek_template  # noqa: PLC0415
+
+        read = NVReadEK(esapi)
+        for index, kind in EK_CERTIFICATES:
+            try:
+                certificate = read(index)
+            except Exception:  # noqa: BLE001, S112 - no certificate at this index: the next
+                continue
+            _, template = create_ek_template(kind, read)
+            handle, public, *_ = esapi.create_primary(
+                None, template, primary_handle=ESYS_TR.ENDORSEMENT
+            )
+            esapi.flush_context(handle)
+            return certificate, bytes(public.marshal())
+        raise StoreUnavailable("the TPM holds no endorsement key certificate")
+
+    def activate_and_certify(
+        self, ref: str, credential_blob: bytes, encrypted_secret: bytes
+    ) -> dict[str, str]:
+        """TPM2_ActivateCredential with the EK and the AK, then TPM2_Certify of the device key
+        by the AK over the secret's SHA-256: the server's proof, base64url."""
+        from tpm2_pytss import (  # noqa: PLC0415
+            TPM2B_DATA,
+            TPM2B_ENCRYPTED_SECRET,
+            TPM2B_ID_OBJECT,
+            TPM2B_PRIVATE,
+            TPM2B_PUBLIC,
+            TPMT_SIG_SCHEME,
+            TPMT_SYM_DEF,
+        )
+        from tpm2_pytss.constants import ESYS_TR, TPM2_ALG, TPM2_SE  # noqa: PLC0415
+        from tpm2_pytss.utils import NVReadEK, create_ek_template  # noqa: PLC0415
+
+        stored = (self.blobs or {}).get(f"{ref}-ak")
+        if stored is None:
+            raise StoreUnavailable(f"no attestation key for {ref}")
+        public_hex, private_hex = stored.split(":")
+        ak_public, _ = TPM2B_PUBLIC.unmarshal(bytes.fromhex(public_hex))
+        ak_private, _ = TPM2B_PRIVATE.unmarshal(bytes.fromhex(private_hex))
+        blob, _ = TPM2B_ID_OBJECT.unmarshal(credential_blob)
+        encrypted, _ = TPM2B_ENCRYPTED_SECRET.unmarshal(encrypted_secret)
+        esapi = self._esapi()
+        try:
+            # A TPM has room for three loaded objects: the AK and the key, then the EK.
+            primary, key, _ = self._loaded(esapi, ref)
+            ak = esapi.load(primary, ak_private, ak_public)
+            esapi.flush_context(primary)
+            read = NVReadEK(esapi)
+            kind = next(kind for index, kind in EK_CERTIFICATES if _has_index(read, index))
+            _, template = create_ek_template(kind, read)
+            ek, *_ = esapi.create_primary(None, template, primary_handle=ESYS_TR.ENDORSEMENT)
+            # The EK's policy: PolicySecret with the endorsement hierarchy (its empty auth).
+            session = esapi.start_auth_session(
+                ESYS_TR.NONE,
+                ESYS_TR.NONE,
+                TPM2_SE.POLICY,
+                TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL),
+                TPM2_ALG.SHA256,
+            )
+            esapi.policy_secret(ESYS_TR.ENDORSEMENT, session, b"", b"", b"", 0)
+            secret = bytes(
+                esapi.activate_credential(
+                    ak, ek, blob, encrypted, session1=ESYS_TR.PASSWORD, session2=session
+                )
+            )
+            esapi.flush_context(session)
+            esapi.flush_context(ek)
+            attest, signature = esapi.certify(
+                key,
+                ak,
+                TPM2B_DATA(hashlib.sha256(secret).digest()),
+                TPMT_SIG_SCHEME(scheme=TPM2_ALG.NULL),
+                session1=ESYS_TR.PASSWORD,
+                session2=ESYS_TR.PASSWORD,
+            )
+            esapi.flush_context(key)
+            esapi.flush_context(ak)
+        finally:
+            esapi.close()
+        r = bytes(signature.signature.ecdsa.signatureR).rjust(32, b"\0")
+        s = bytes(signature.signature.ecdsa.signatureS).rjust(32, b"\0")
+        return {
+            "secret": b64url(secret),
+            "certify_info": b64url(bytes(attest)),
+            "certify_signature": b64url(r + s),
+        }
+
+
+def _has_index(read: Any, index: int) -> bool:
+    try:
+        read(index)
+    except Exception:  # noqa: BLE001 - an index the TPM does not have
+        return False
+    return True
 
 
 def tpm_available() -> bool:
