@@ -545,3 +545,18 @@ def test_used_request_ids_are_cleaned_up(ada, clock):
     assert DeviceEnrollment.objects.count() == 0
     assert list(Device.objects.values_list("public_id", flat=True)) == [device.device_id]
     assert AuditEvent.objects.filter(action="device.added").count() == 1
+
+
+def test_one_network_sends_at_most_thirty_pushes_in_ten_minutes(ada, clock):
+    for number in range(30):
+        assert send_push(Browser(), f"someone-{number}@example.com").status_code == 303
+    response = send_push(Browser(), "ada@example.com")
+    assert response.status_code == 429
+    assert TOO_MANY in response.content.decode()
+    # Another network is not held back by this one.
+    elsewhere = Browser(REMOTE_ADDR="198.51.100.9")
+    assert send_push(elsewhere, "ada@example.com").status_code == 303
+    # Nor is an address every client shares (a proxy on this machine) ever counted.
+    for number in range(31):
+        local = Browser(REMOTE_ADDR="127.0.0.1")
+        assert send_push(local, f"local-{number}@example.com").status_code == 303

@@ -25,7 +25,7 @@ from threshold.accounts.actions import lock_user
 from threshold.accounts.methods import count_usable_sign_in_methods
 from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
-from threshold.core import device_requests, errors, tpm
+from threshold.core import device_requests, errors, throttle, tpm
 from threshold.core.device_requests import DeviceRequest
 from threshold.core.encoding import b64url_decode, b64url_encode
 from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name
@@ -54,6 +54,10 @@ PUSH_LIFETIME = timedelta(minutes=2)
 PUSH_LIMIT = 3
 PUSH_WINDOW = timedelta(minutes=10)
 PUSH_MUTE = timedelta(minutes=20)
+# And at most this many pushes from one network per PUSH_WINDOW, whatever the usernames: each
+# push writes a row. An address every client shares (loopback, unknown) is not counted, as the
+# fallback's throttles do not count it (core.throttle.tells_clients_apart).
+PUSH_NETWORK_LIMIT = 30
 # Pushes and set-ups that are over are kept a day, then forgotten by ``threshold cleanup``.
 STALE_AFTER = timedelta(days=1)
 PLATFORMS = ("linux", "macos", "windows", "ios", "android", "web", "other")
@@ -676,6 +680,15 @@ def do_send_push(username: str, origin: Origin, policy: Policy) -> SentPush:
             raise errors.PushPending()
         if recent.filter(created_at__gt=now - PUSH_WINDOW).count() >= PUSH_LIMIT:
             raise errors.PushLimitReached()
+        network = throttle.network_of(origin.ip)
+        if (
+            throttle.tells_clients_apart(network)
+            and SignInApproval.objects.filter(
+                network=network, created_at__gt=now - PUSH_WINDOW
+            ).count()
+            >= PUSH_NETWORK_LIMIT
+        ):
+            raise errors.PushLimitReached("from this network")
         reason = _undeliverable(user, policy, now)
         secret = secrets.token_urlsafe(32)
         approval = SignInApproval.objects.create(
@@ -687,6 +700,7 @@ def do_send_push(username: str, origin: Origin, policy: Policy) -> SentPush:
             browser_binding=_sha256(secret),
             expires_at=now + PUSH_LIFETIME,
             ip=origin.ip,
+            network=network,
             user_agent=origin.user_agent[:512],
         )
         record(

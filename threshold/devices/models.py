@@ -136,6 +136,8 @@ class SignInApproval(models.Model):
     decided_at = models.DateTimeField(null=True)
     device = models.ForeignKey(Device, null=True, on_delete=models.SET_NULL, related_name="+")
     ip = models.GenericIPAddressField(null=True)
+    # core.throttle.network_of(ip): the per-network limit counts by it.
+    network = models.CharField(max_length=64, blank=True, db_index=True)
     user_agent = models.CharField(max_length=512, blank=True)
 
     class Meta:
