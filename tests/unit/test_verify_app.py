@@ -127,3 +127,26 @@ def test_sign_in_addresses_are_https_except_on_this_machine(url: str, allowed: b
     else:
         with pytest.raises(ValueError, match="sign-in address"):
             check_server_url(url)
+
+
+def test_run_keeps_waiting_while_the_server_is_unreachable(
+    file_keyring: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket  # noqa: PLC0415
+
+    from threshold_verify.cli import main  # noqa: PLC0415
+    from threshold_verify.state import Account  # noqa: PLC0415
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = SoftwareStore()
+    state = State(
+        accounts=[Account(f"http://127.0.0.1:{port}", "d-1", "ada", "software", store.create())]
+    )
+    state.save(tmp_path)
+    status = main(["--home", str(tmp_path), "run", "--once", "--timeout", "1", "--interval", "0.2"])
+    output = capsys.readouterr().out
+    assert status == 2
+    assert "could not be reached" in output
+    assert "No sign-in request arrived." in output

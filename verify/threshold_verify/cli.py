@@ -301,7 +301,15 @@ def run(app: App, args: argparse.Namespace) -> int:
     seen: set[str] = set()
     while deadline is None or time.monotonic() < deadline:
         for account in list(app.state.accounts):
-            approvals = call(account.server, "approvals/pending", app.signer(account))["approvals"]
+            try:
+                approvals = call(account.server, "approvals/pending", app.signer(account))[
+                    "approvals"
+                ]
+            except ServerError as error:
+                if error.status != 0:  # refused: removed, clock, ... the person must act
+                    raise
+                say(f"{error} Trying again.")  # offline for a moment: keep waiting
+                continue
             for approval in approvals:
                 if approval["id"] in seen:
                     continue
