@@ -370,7 +370,7 @@ def test_add_account_to_another_device(ada, clock, django_capture_on_commit_call
 # --- Push sign-in --------------------------------------------------------------------------------
 
 
-def test_sign_in_with_a_push(ada, clock):
+def test_sign_in_with_a_push(ada, clock, django_capture_on_commit_callbacks):
     device = set_up_device(ada)
     browser = Browser()
     assert 'id="push-link"' in browser.get("/sign-in").content.decode()
@@ -385,8 +385,13 @@ def test_sign_in_with_a_push(ada, clock):
     # Still waiting: the finish form goes back to the number.
     assert post(browser, "/sign-in/push/finish").status_code == 303
     assert not browser.is_signed_in()
-    state = answer(device, push["id"], decision="approve", number=str(number), user_verified=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        state = answer(
+            device, push["id"], decision="approve", number=str(number), user_verified=True
+        )
     assert assert_ok(state)["state"] == "approved"
+    assert "was approved in Threshold Verify" in mail.outbox[-1].subject
+    assert "IP address 203.0.113.7" in mail.outbox[-1].body
     assert browser.get("/sign-in/push/state").json() == {"state": "approved"}
     response = post(browser, "/sign-in/push/finish")
     assert response.status_code == 303

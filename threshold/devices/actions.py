@@ -39,7 +39,12 @@ from threshold.devices.models import (
     SignInApproval,
     UsedDeviceRequest,
 )
-from threshold.devices.notices import notify_device_added, notify_device_removed, notify_push_denied
+from threshold.devices.notices import (
+    notify_device_added,
+    notify_device_removed,
+    notify_push_approved,
+    notify_push_denied,
+)
 
 # Setup codes: 8 characters of an alphabet without look-alikes (0/O, 1/I), 40 bits, for
 # ten minutes, once; a guess costs a signed request from a fresh key.
@@ -867,6 +872,7 @@ def do_answer_push(
                 push=approval.public_id,
                 device=device.public_id,
             )
+            notify_push_approved(approval, device)
         approval.save(update_fields=["state", "device", "decided_at"])
     if refusal is not None:
         raise refusal

@@ -44,3 +44,19 @@ def notify_push_denied(approval: SignInApproval, device: Device, origin: Origin)
             "settings_url": settings.THRESHOLD.public_url + reverse("selfservice:settings"),
         },
     )
+
+
+def notify_push_approved(approval: SignInApproval, device: Device) -> None:
+    """A push approved: the person hears of every sign-in their device let through."""
+    email_after_commit(
+        device.user,
+        f"A sign-in to your {product()} account was approved in Threshold Verify",
+        "devices/push_approved_email.txt",
+        {
+            "at": clock.now_datetime(),
+            "client": approval.client,
+            "ip": approval.ip or "",
+            "device": device.name,
+            "settings_url": settings.THRESHOLD.public_url + reverse("selfservice:settings"),
+        },
+    )

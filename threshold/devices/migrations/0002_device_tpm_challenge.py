@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('devices', '0001_initial'),
+        ("devices", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='device',
-            name='tpm_challenge',
+            model_name="device",
+            name="tpm_challenge",
             field=models.JSONField(null=True),
         ),
     ]

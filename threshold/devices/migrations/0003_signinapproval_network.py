@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('devices', '0002_device_tpm_challenge'),
+        ("devices", "0002_device_tpm_challenge"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='signinapproval',
-            name='network',
+            model_name="signinapproval",
+            name="network",
             field=models.CharField(blank=True, db_index=True, max_length=64),
         ),
     ]
