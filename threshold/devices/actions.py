@@ -451,7 +451,9 @@ def access_enrollment(
 ) -> DeviceEnrollment:
     """One of ``user``'s set-ups, started from this browser session or this device; another
     person's, a missing one and one from elsewhere fail alike."""
-    enrollments = DeviceEnrollment.objects.select_for_update().filter(
+    # Only the set-up's row is locked: PostgreSQL refuses FOR UPDATE on the nullable side of
+    # the outer join to its device.
+    enrollments = DeviceEnrollment.objects.select_for_update(of=("self",)).filter(
         user=user, public_id=public_id
     )
     if device is not None:
