@@ -33,6 +33,7 @@ from threshold.devices.actions import delete_expired_requests
 from threshold.devices.models import Device, DeviceEnrollment, SignInApproval, UsedDeviceRequest
 from threshold.policy.actions import do_update_policy, get_policy
 from threshold.sessions.models import Session
+from threshold.sessions.store import SIGN_IN_ACR, SIGN_IN_AMR
 
 pytestmark = pytest.mark.django_db
 
@@ -397,6 +398,9 @@ def test_sign_in_with_a_push(ada, clock, django_capture_on_commit_callbacks):
     assert response.status_code == 303
     assert browser.is_signed_in()
     assert Session.objects.filter(user=ada.user, sign_in_method="device_app").count() == 1
+    # Multi-factor, never phishing-resistant (RFC 8176 amr; no phr acr): a software key here.
+    data = Session.objects.get(session_key=browser.session_key).get_decoded()
+    assert (data[SIGN_IN_AMR], data[SIGN_IN_ACR]) == (["pop", "swk", "mfa"], None)
     event = last_event("sign_in.succeeded")
     assert event.detail["method"] == "device_app"
     assert event.detail["phishing_resistant"] is False

@@ -22,6 +22,8 @@ from tests.integration.test_device_app import (
 from tests.integration.test_fallback import post
 from tests.support.verify_app import swtpm, tpm_manufacturer_ca
 from threshold.audit.actions import Origin
+from threshold.core import assurance
+from threshold.core.assurance import Amr
 from threshold.core.policy import Policy
 from threshold.devices.models import Device
 from threshold.policy.actions import do_update_policy
@@ -91,6 +93,7 @@ def test_a_tpm_key_is_recorded_as_tpm_once_proven(ada, clock, trusted):
     assert (device.key_protection, device.is_active, device.tpm_challenge) == ("tpm", True, None)
     assert last_event("device.key_attested").subject == ada.user
     assert "Key in the device\u2019s TPM" in browser.get("/settings").content.decode()
+    assert assurance.for_device_app(hardware_bound=True).amr == (Amr.POP, Amr.HWK, Amr.MFA)
     # Proven once: a second proof is refused.
     again = attest(store, ref, signer, answer["tpm_challenge"])
     assert again.status_code == 400

@@ -45,6 +45,10 @@ class Action(StrEnum):
     RECOVERY_ISSUED = "recovery.issued"
     RECOVERY_USED = "recovery.used"
     POLICY_CHANGED = "policy.changed"
+    GROUP_ADDED = "group.added"
+    GROUP_REMOVED = "group.removed"
+    GROUP_MEMBER_ADDED = "group.member_added"
+    GROUP_MEMBER_REMOVED = "group.member_removed"
     # The device app (Threshold Verify).
     DEVICE_SETUP_CODE_ISSUED = "device.setup_code_issued"
     DEVICE_SETUP_CODE_REDEEMED = "device.setup_code_redeemed"

@@ -25,7 +25,8 @@ from threshold.accounts.actions import lock_user
 from threshold.accounts.methods import count_usable_sign_in_methods
 from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
-from threshold.core import device_requests, errors, throttle, tpm
+from threshold.core import assurance, device_requests, errors, throttle, tpm
+from threshold.core.assurance import Assurance
 from threshold.core.device_requests import DeviceRequest
 from threshold.core.encoding import b64url_decode, b64url_encode
 from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name
@@ -758,7 +759,15 @@ def push_status(public_id: str, browser_secret: str) -> tuple[PushStatus, int | 
     return PushStatus.PENDING, approval.number
 
 
-def do_finish_push(public_id: str, browser_secret: str, origin: Origin, policy: Policy) -> User:
+@dataclass(frozen=True)
+class FinishedPush:
+    user: User
+    assurance: Assurance
+
+
+def do_finish_push(
+    public_id: str, browser_secret: str, origin: Origin, policy: Policy
+) -> FinishedPush:
     """The browser signs in with its approved push, once; or the push's error."""
     with transaction.atomic():
         approval = _browser_push(public_id, browser_secret)
@@ -790,7 +799,8 @@ def do_finish_push(public_id: str, browser_secret: str, origin: Origin, policy: 
             phishing_resistant=False,
             push=approval.public_id,
         )
-    return user
+    hardware_bound = approval.device is not None and approval.device.is_hardware_protected
+    return FinishedPush(user, assurance.for_device_app(hardware_bound=hardware_bound))
 
 
 def list_pending_pushes(device: Device, policy: Policy) -> list[SignInApproval]:

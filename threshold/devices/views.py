@@ -275,10 +275,10 @@ def push_finish(request: HttpRequest) -> HttpResponse:
     if state == PushStatus.PENDING:
         return see_other(url_to("devices:push-wait", query=_next_query(request)))
     try:
-        user = do_finish_push(*found, audit_origin(request), policy_for(request))
+        finished = do_finish_push(*found, audit_origin(request), policy_for(request))
     except errors.ThresholdError as error:
         return _push_problem(request, error)
-    sign_in(request, user, method=SignedInWith.DEVICE_APP)
+    sign_in(request, finished.user, finished.assurance, method=SignedInWith.DEVICE_APP)
     response = see_other(safe_next(request))
     response.delete_cookie(PUSH_COOKIE, samesite="Strict")
     return response
