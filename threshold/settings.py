@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "threshold.sessions",
     "threshold.passkeys",
     "threshold.fallback",
+    "threshold.devices",
     "threshold.enrollment",
     "threshold.selfservice",
     "threshold.help",

@@ -49,6 +49,22 @@ class Action(StrEnum):
     GROUP_REMOVED = "group.removed"
     GROUP_MEMBER_ADDED = "group.member_added"
     GROUP_MEMBER_REMOVED = "group.member_removed"
+    # The device app (Threshold Verify).
+    DEVICE_SETUP_CODE_ISSUED = "device.setup_code_issued"
+    DEVICE_SETUP_CODE_REDEEMED = "device.setup_code_redeemed"
+    DEVICE_ENROLLMENT_REFUSED = "device.enrollment_refused"
+    DEVICE_ENROLLMENT_CANCELED = "device.enrollment_canceled"
+    DEVICE_ADDED = "device.added"
+    DEVICE_RENAMED = "device.renamed"
+    DEVICE_REMOVED = "device.removed"
+    DEVICE_REMOVAL_REFUSED = "device.removal_refused"
+    DEVICE_REQUEST_REFUSED = "device.request_refused"
+    PUSH_SENT = "push.sent"
+    PUSH_APPROVED = "push.approved"
+    PUSH_REFUSED = "push.refused"
+    PUSH_DENIED = "push.denied"
+    DEVICE_KEY_ATTESTED = "device.key_attested"
+    DEVICE_KEY_NOT_ATTESTED = "device.key_not_attested"
 
 
 class Channel(StrEnum):

@@ -43,6 +43,7 @@ class SignedInWith(StrEnum):
     PASSKEY = "passkey"
     PASSWORD_AND_APP = "password+app"  # noqa: S105 - a way of signing in, not a password
     PASSWORD_AND_RECOVERY_CODE = "password+recovery_code"  # noqa: S105
+    DEVICE_APP = "device_app"  # a push approved in Threshold Verify
 
 
 # What ``threshold.sessions.actions.sign_in`` puts in a signed-in session. Times are

@@ -14,6 +14,7 @@ def register(commands: Subcommands) -> list[Command]:
 
 
 def cleanup(args: argparse.Namespace) -> int:
+    from threshold.devices.actions import delete_expired_requests
     from threshold.fallback.actions import delete_stale_counters
     from threshold.passkeys.pending import delete_expired
     from threshold.sessions.store import SessionStore
@@ -25,4 +26,5 @@ def cleanup(args: argparse.Namespace) -> int:
         f"Removed expired sessions, {ceremonies} used challenges of expired ceremonies and "
         f"{counters} old sign-in failure counters."
     )
+    print(f"Removed {delete_expired_requests()} used requests of Threshold Verify devices.")
     return 0
