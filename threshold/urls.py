@@ -16,6 +16,8 @@ urlpatterns = [
     path("", include("threshold.help.urls")),
     # The /.well-known documents.
     path("", include("threshold.web.urls")),
+    # Single sign-on: the OpenID Connect provider.
+    path("", include("threshold.sso.urls")),
 ]
 
 if settings.THRESHOLD.fido_conformance:

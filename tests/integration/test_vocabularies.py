@@ -83,6 +83,19 @@ def test_audit_actions_keep_their_stored_values() -> None:
         "PUSH_DENIED": "push.denied",
         "DEVICE_KEY_ATTESTED": "device.key_attested",
         "DEVICE_KEY_NOT_ATTESTED": "device.key_not_attested",
+        "APP_ADDED": "app.added",
+        "APP_REMOVED": "app.removed",
+        "APP_SECRET_ROTATED": "app.secret_rotated",
+        "APP_ASSIGNED": "app.assigned",
+        "SSO_AUTHORIZED": "sso.authorized",
+        "SSO_REFUSED": "sso.refused",
+        "SSO_TOKEN_ISSUED": "sso.token_issued",
+        "SSO_TOKEN_REFUSED": "sso.token_refused",
+        "SSO_TOKENS_REVOKED": "sso.tokens_revoked",
+        "SSO_LOGOUT": "sso.logout",
+        "SSO_BACKCHANNEL_LOGOUT_SENT": "sso.backchannel_logout_sent",
+        "SSO_BACKCHANNEL_LOGOUT_FAILED": "sso.backchannel_logout_failed",
+        "SSO_KEYS_ROTATED": "sso.keys_rotated",
     }
 
 
@@ -162,6 +175,7 @@ def test_a_web_sign_in_is_audited_under_its_stored_names(ada) -> None:
                 "DEVICE_ADDED": "device-added",
                 "DEVICE_RENAMED": "device-renamed",
                 "DEVICE_REMOVED": "device-removed",
+                "SIGNED_OUT_OF_APP": "signed-out-of-app",
             },
         ),
     ],

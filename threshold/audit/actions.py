@@ -65,6 +65,20 @@ class Action(StrEnum):
     PUSH_DENIED = "push.denied"
     DEVICE_KEY_ATTESTED = "device.key_attested"
     DEVICE_KEY_NOT_ATTESTED = "device.key_not_attested"
+    # Single sign-on (threshold/sso/).
+    APP_ADDED = "app.added"
+    APP_REMOVED = "app.removed"
+    APP_SECRET_ROTATED = "app.secret_rotated"  # noqa: S105 - an event, not a secret
+    APP_ASSIGNED = "app.assigned"
+    SSO_AUTHORIZED = "sso.authorized"
+    SSO_REFUSED = "sso.refused"
+    SSO_TOKEN_ISSUED = "sso.token_issued"  # noqa: S105 - an event, not a token
+    SSO_TOKEN_REFUSED = "sso.token_refused"  # noqa: S105
+    SSO_TOKENS_REVOKED = "sso.tokens_revoked"
+    SSO_LOGOUT = "sso.logout"
+    SSO_BACKCHANNEL_LOGOUT_SENT = "sso.backchannel_logout_sent"
+    SSO_BACKCHANNEL_LOGOUT_FAILED = "sso.backchannel_logout_failed"
+    SSO_KEYS_ROTATED = "sso.keys_rotated"
 
 
 class Channel(StrEnum):

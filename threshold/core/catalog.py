@@ -727,6 +727,32 @@ _ENTRIES = [
         (NextStep.RETRY, NextStep.CONTACT_SUPPORT),
         Group.DEVICE_APP,
     ),
+    # --- Apps (single sign-on) -----------------------------------------------------------------
+    CatalogEntry(
+        "app_not_allowed",
+        "You don't have access to this app",
+        "You don't have access to this app. If you need it for your work, ask your IT team to "
+        "give you access.",
+        "The app is assigned to groups (threshold apps assign) and the person is in none of "
+        "them. The refusal is in the audit log (sso.refused, not_assigned).",
+        "If the person should use the app, add them to one of its groups (threshold groups "
+        "add-member) or assign the app to everyone.",
+        (NextStep.CONTACT_SUPPORT,),
+        Group.SIGN_IN,
+    ),
+    CatalogEntry(
+        "app_link_invalid",
+        "App Sign-in Link Not Valid",
+        "The app that sent you here asked to sign you in in a way Threshold can't accept. Go "
+        "back to the app and try again. If it happens again, contact your IT team.",
+        "The app's request names no registered app (client ID), a redirect or post-logout URI "
+        "the app was not added with, or is otherwise malformed, so Threshold cannot safely send "
+        "the person back to it. The audit log has the OAuth error (sso.refused).",
+        "Compare the app's configuration with `threshold apps list`: the client ID and every "
+        "redirect URI must match exactly.",
+        (NextStep.RESTART, NextStep.CONTACT_SUPPORT),
+        Group.SIGN_IN,
+    ),
 ]
 
 CATALOG: dict[str, CatalogEntry] = {entry.key: entry for entry in _ENTRIES}

@@ -233,6 +233,7 @@ class Done(StrEnum):
     DEVICE_ADDED = "device-added"
     DEVICE_RENAMED = "device-renamed"
     DEVICE_REMOVED = "device-removed"
+    SIGNED_OUT_OF_APP = "signed-out-of-app"
 
 
 def settings_problem(request: HttpRequest, error: errors.ThresholdError) -> HttpResponse:
