@@ -11,6 +11,7 @@ urlpatterns = [
     path("", include("threshold.sessions.urls")),
     path("", include("threshold.passkeys.urls")),
     path("", include("threshold.fallback.urls")),
+    path("", include("threshold.devices.urls")),
     path("", include("threshold.enrollment.urls")),
     path("", include("threshold.help.urls")),
     # The /.well-known documents.

@@ -76,6 +76,9 @@ _DONE: dict[str, str] = {
     Done.FALLBACK_REMOVED: "Your password and authenticator app were removed.",
     Done.FALLBACK_SET_UP: "Your password and authenticator app are set up. If you did not see "
     "your recovery codes, make new ones.",
+    Done.DEVICE_ADDED: "Threshold Verify is set up on your device.",
+    Done.DEVICE_RENAMED: "Nickname saved.",
+    Done.DEVICE_REMOVED: "The device was removed. Threshold Verify on it no longer works.",
     Done.SIGNED_OUT_OF_APP: "You were signed out of the app.",
 }
 

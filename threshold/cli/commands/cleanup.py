@@ -14,6 +14,7 @@ def register(commands: Subcommands) -> list[Command]:
 
 
 def cleanup(args: argparse.Namespace) -> int:
+    from threshold.devices.actions import delete_expired_requests
     from threshold.fallback.actions import delete_stale_counters
     from threshold.passkeys.pending import delete_expired
     from threshold.sessions.actions import delete_timed_out_sessions
@@ -34,4 +35,5 @@ def cleanup(args: argparse.Namespace) -> int:
         f"expired ceremonies and {counters} old sign-in failure counters; removed expired app "
         f"tokens and {sign_ins} finished app sign-ins; sent {delivered} back-channel logouts."
     )
+    print(f"Removed {delete_expired_requests()} used requests of Threshold Verify devices.")
     return 0
