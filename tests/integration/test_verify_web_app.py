@@ -170,6 +170,9 @@ def test_an_approval_needs_a_user_verified_assertion_once_screen_lock_is_on(ada,
     # The device's word for it is not enough any more.
     response = answer(device, push_id, decision="approve", number=str(number), user_verified=True)
     assert_failed(response, 400, NOT_VERIFIED)
+    # Not an assertion at all.
+    response = answer(device, push_id, decision="approve", number=str(number), assertion="x")
+    assert_failed(response, 400, NOT_VERIFIED)
     # An assertion without user verification.
     assertion = assertion_for(device, phone, push_id, user_verified=False)
     response = answer(device, push_id, decision="approve", number=str(number), assertion=assertion)

@@ -36,8 +36,8 @@ from threshold.devices.models import Device
 from threshold.devices.screen_lock import (
     begin_approval,
     begin_screen_lock,
-    check_approval,
     do_enable_screen_lock,
+    finish_approval,
 )
 from threshold.policy.access import policy_for
 from threshold.web.http import audit_origin, failed, ok
@@ -185,7 +185,7 @@ def answer(request: HttpRequest, compact: str) -> JsonResponse:
     if device.has_screen_lock and body.get("decision") == "approve":
         # Screen lock confirmation is on: the person's verification is the WebAuthn
         # assertion the server checks, never the device's word for it.
-        check_approval(device, push_id, body.get("assertion"), audit_origin(request))
+        finish_approval(device, push_id, body.get("assertion"), audit_origin(request))
         user_verified = True
     state = do_answer_push(
         device,

@@ -129,7 +129,7 @@ def begin_approval(device: Device, push_id: str) -> dict[str, Any]:
     return options
 
 
-def check_approval(device: Device, push_id: str, assertion: object, origin: Origin) -> None:
+def finish_approval(device: Device, push_id: str, assertion: object, origin: Origin) -> None:
     """The person confirmed approving ``push_id`` with the screen lock (a UV assertion), or
     DeviceUserNotVerified: the push keeps waiting, the ceremony is used up, the refusal audited."""
     refusal: errors.ThresholdError | None = None
