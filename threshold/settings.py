@@ -135,6 +135,9 @@ CONTENT_SECURITY_POLICY = {
         "base-uri": ["'none'"],
         "form-action": ["'self'"],
         "frame-ancestors": ["'none'"],
+        # The phone web app at /verify/: its manifest and its service worker, both from here.
+        "manifest-src": ["'self'"],
+        "worker-src": ["'self'"],
     }
 }
 

@@ -83,6 +83,8 @@ def test_audit_actions_keep_their_stored_values() -> None:
         "PUSH_DENIED": "push.denied",
         "DEVICE_KEY_ATTESTED": "device.key_attested",
         "DEVICE_KEY_NOT_ATTESTED": "device.key_not_attested",
+        "DEVICE_SCREEN_LOCK_ENABLED": "device.screen_lock_enabled",
+        "DEVICE_SCREEN_LOCK_REFUSED": "device.screen_lock_refused",
         "APP_ADDED": "app.added",
         "APP_REMOVED": "app.removed",
         "APP_SECRET_ROTATED": "app.secret_rotated",

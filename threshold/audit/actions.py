@@ -65,6 +65,8 @@ class Action(StrEnum):
     PUSH_DENIED = "push.denied"
     DEVICE_KEY_ATTESTED = "device.key_attested"
     DEVICE_KEY_NOT_ATTESTED = "device.key_not_attested"
+    DEVICE_SCREEN_LOCK_ENABLED = "device.screen_lock_enabled"
+    DEVICE_SCREEN_LOCK_REFUSED = "device.screen_lock_refused"
     # Single sign-on (threshold/sso/).
     APP_ADDED = "app.added"
     APP_REMOVED = "app.removed"

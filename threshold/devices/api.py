@@ -33,6 +33,12 @@ from threshold.devices.actions import (
     list_pending_pushes,
 )
 from threshold.devices.models import Device
+from threshold.devices.screen_lock import (
+    begin_approval,
+    begin_screen_lock,
+    do_enable_screen_lock,
+    finish_approval,
+)
 from threshold.policy.access import policy_for
 from threshold.web.http import audit_origin, failed, ok
 
@@ -174,12 +180,19 @@ def answer(request: HttpRequest, compact: str) -> JsonResponse:
     """approve (with the typed number and the person's verification) or deny."""
     device = _device(request, compact)
     body = _body(compact)
+    push_id = str(body.get("id", ""))
+    user_verified = body.get("user_verified") is True
+    if device.has_screen_lock and body.get("decision") == "approve":
+        # Screen lock confirmation is on: the person's verification is the WebAuthn
+        # assertion the server checks, never the device's word for it.
+        finish_approval(device, push_id, body.get("assertion"), audit_origin(request))
+        user_verified = True
     state = do_answer_push(
         device,
-        str(body.get("id", "")),
+        push_id,
         decision=str(body.get("decision", "")),
         number=body.get("number"),
-        user_verified=body.get("user_verified") is True,
+        user_verified=user_verified,
         origin=audit_origin(request),
         policy=policy_for(request),
     )
@@ -196,6 +209,7 @@ def account(request: HttpRequest, compact: str) -> JsonResponse:
             "display_name": device.user.display_name,
             "device_name": device.name,
             "key_protection": device.key_protection,
+            "screen_lock": device.has_screen_lock,
         }
     )
 
@@ -206,3 +220,25 @@ def remove(request: HttpRequest, compact: str) -> JsonResponse:
     device = _device(request, compact)
     do_remove_this_device(device, audit_origin(request))
     return ok({"state": "removed"})
+
+
+@device_endpoint
+def screen_lock_options(request: HttpRequest, compact: str) -> JsonResponse:
+    """ "Enable screen lock confirmation": the options for the device's own WebAuthn credential."""
+    device = _device(request, compact)
+    return ok({"options": begin_screen_lock(device)})
+
+
+@device_endpoint
+def screen_lock(request: HttpRequest, compact: str) -> JsonResponse:
+    """The credential the phone made (``credential``: its ``toJSON()``), checked and stored."""
+    device = _device(request, compact)
+    do_enable_screen_lock(device, _body(compact).get("credential"), audit_origin(request))
+    return ok({"screen_lock": True})
+
+
+@device_endpoint
+def approval_options(request: HttpRequest, compact: str) -> JsonResponse:
+    """The assertion options for approving push ``id`` with the screen lock."""
+    device = _device(request, compact)
+    return ok({"options": begin_approval(device, _body(compact).get("id", ""))})

@@ -42,12 +42,27 @@ class Device(models.Model):
     # against (the secret's SHA-256, the AK's and the key's public data), base64url; None once
     # it finished, or when the device sent no evidence.
     tpm_challenge = models.JSONField(null=True)
+    # "Enable screen lock confirmation" (the phone web app, /verify/): a WebAuthn credential on
+    # the device that only the device app uses; once set, every approval is a user-verified
+    # assertion of it. Not a passkey: it signs nobody in (docs/device-api.md).
+    screen_lock_credential_id = models.BinaryField(null=True)
+    screen_lock_public_key = models.BinaryField(null=True)  # CBOR COSE_Key
+    screen_lock_sign_count = models.PositiveBigIntegerField(default=0)
+    screen_lock_backup_eligible = models.BooleanField(default=False)
+    screen_lock_user_handle = models.BinaryField(null=True)
+    # The ceremony waiting for the device's answer (ceremony.RegistrationState or
+    # AuthenticationState as JSON, with its kind and push): used once, then cleared.
+    screen_lock_ceremony = models.JSONField(null=True)
 
     class Meta:
         ordering = ["created_at", "id"]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def has_screen_lock(self) -> bool:
+        return self.screen_lock_credential_id is not None
 
     @property
     def is_hardware_protected(self) -> bool:

@@ -26,4 +26,10 @@ urlpatterns = [
     path("api/device/v1/approvals/answer", api.answer, name="api-answer"),
     path("api/device/v1/account", api.account, name="api-account"),
     path("api/device/v1/remove", api.remove, name="api-remove"),
+    path("api/device/v1/screen-lock/options", api.screen_lock_options, name="api-lock-options"),
+    path("api/device/v1/screen-lock", api.screen_lock, name="api-lock"),
+    path("api/device/v1/approvals/options", api.approval_options, name="api-approval-options"),
+    # The phone web app's manifest and service worker (its scope is /verify/).
+    path("verify/manifest.webmanifest", views.verify_manifest, name="verify-manifest"),
+    path("verify/service-worker.js", views.verify_worker, name="verify-worker"),
 ]

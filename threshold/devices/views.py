@@ -6,12 +6,15 @@ browser's side of the same set-ups and pushes.
 
 from __future__ import annotations
 
+import json
+
 import segno
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -104,6 +107,7 @@ def _set_up_page(
     }
     if issued is not None:
         link = setup_link(issued.code)
+        context["link"] = link
         context["qr"] = segno.make(link, error="m").svg_data_uri(scale=4, border=2)
     return render(request, "devices/set_up.html", context, status=status)
 
@@ -284,7 +288,73 @@ def push_finish(request: HttpRequest) -> HttpResponse:
     return response
 
 
+# The phone web app's colour: the pages' accent (threshold.css --accent).
+THEME_COLOR = "#1a53e6"
+
+
 @require_GET
 def verify_app(request: HttpRequest) -> HttpResponse:
-    """Where the set-up QR code points: how to add the account with the code it carries."""
-    return render(request, "devices/verify_app.html")
+    """Threshold Verify on a phone, an installable web app: where the set-up QR code points.
+
+    The page is the app's shell; verify-app.js does the rest with the device API (the setup
+    code rides in the fragment, which the browser never sends here)."""
+    # The device API's root, which every endpoint the app calls is under.
+    api_base = reverse("devices:api-enroll").removesuffix("enroll")
+    return render(
+        request, "devices/verify_app.html", {"theme_color": THEME_COLOR, "api_base": api_base}
+    )
+
+
+@require_GET
+def verify_manifest(request: HttpRequest) -> HttpResponse:
+    """The web app manifest: what a phone needs to install /verify/ on its home screen."""
+    app = reverse("devices:verify-app")
+    manifest = {
+        "name": "Threshold Verify",
+        "short_name": "Verify",
+        "description": "Approve your sign-ins to Threshold from this phone.",
+        "id": app,
+        "start_url": app,
+        "scope": app,
+        "display": "standalone",
+        "orientation": "portrait",
+        "background_color": "#ffffff",
+        "theme_color": THEME_COLOR,
+        "icons": [
+            {
+                "src": static(f"threshold/verify/icon-{size}.png"),
+                "sizes": f"{size}x{size}",
+                "type": "image/png",
+                "purpose": "any",
+            }
+            for size in (192, 512)
+        ]
+        + [
+            {"src": static("threshold/verify/icon.svg"), "sizes": "any", "type": "image/svg+xml"},
+        ],
+    }
+    response = JsonResponse(manifest, content_type="application/manifest+json")
+    response["Cache-Control"] = "no-cache"
+    return response
+
+
+@require_GET
+def verify_worker(request: HttpRequest) -> HttpResponse:
+    """The service worker, served from /verify/ so that its scope is the app's: it keeps the
+    app's shell for when the network is away (the device API always goes to the network)."""
+    shell = [
+        reverse("devices:verify-app"),
+        static("threshold/threshold.css"),
+        static("threshold/verify-app.js"),
+        static("threshold/verify/icon-192.png"),
+    ]
+    response = render(
+        request,
+        "devices/service_worker.js",
+        {"shell": json.dumps(shell), "version": json.dumps("-".join(shell))},
+        content_type="text/javascript",
+    )
+    # A browser checks for a new worker on every visit; it never keeps an old one.
+    response["Cache-Control"] = "no-cache"
+    response["Service-Worker-Allowed"] = reverse("devices:verify-app")
+    return response

@@ -1,0 +1,182 @@
+"""Threshold Verify on a phone (issue 12, item 6): the web app at /verify/, in Chromium with a
+phone's screen, touch and user agent (Playwright's "Pixel 7" descriptor) and a virtual
+authenticator as the phone's screen lock. Settings is on a desktop browser; the push sign-in
+in a third, signed-out one. The phone's clock is the server's (the tests may move it)."""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from tests.browser.conftest import (
+    STEP_TIMEOUT_MS,
+    Authenticator,
+    Invite,
+    Person,
+    Server,
+    add_authenticator,
+    enroll,
+)
+from tests.browser.test_device_app import push_page, show_setup_code
+from tests.browser.test_first_day import PageAudit
+
+pytestmark = pytest.mark.browser
+
+# Playwright's "Pixel 7" device descriptor (playwright.devices), without its browser type.
+PIXEL_7 = {
+    "user_agent": (
+        "Mozilla/5.0 (Linux; Android 14; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/159.0.8154.6 Mobile Safari/537.36"
+    ),
+    "viewport": {"width": 412, "height": 839},
+    "screen": {"width": 412, "height": 915},
+    "device_scale_factor": 2.625,
+    "is_mobile": True,
+    "has_touch": True,
+}
+
+
+@pytest.fixture
+def phone(browser: Browser, server: Server) -> Iterator[Page]:
+    context = browser.new_context(base_url=server.url, **PIXEL_7)
+    context.set_default_timeout(STEP_TIMEOUT_MS)
+    context.clock.set_system_time(server.now())
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture
+def other_browser(browser: Browser, server: Server) -> Iterator[BrowserContext]:
+    """Another browser, signed out: where the push sign-in happens."""
+    other = browser.new_context(base_url=server.url)
+    other.set_default_timeout(STEP_TIMEOUT_MS)
+    yield other
+    other.close()
+
+
+@pytest.fixture
+def person(page: Page, authenticator: Authenticator, invite: Invite) -> Person:
+    """Someone enrolled with a passkey, signed in on ``page`` (the desktop browser)."""
+    someone = invite()
+    enroll(page, someone)
+    return someone
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def test_the_phone_app_is_installable(phone: Page, server: Server) -> None:
+    phone.goto("/verify/")
+    href = phone.locator('link[rel="manifest"]').get_attribute("href")
+    assert href
+    manifest = phone.request.get(href)
+    assert manifest.ok
+    data = manifest.json()
+    assert data["name"] == "Threshold Verify"
+    assert data["start_url"] == "/verify/"
+    assert data["scope"] == "/verify/"
+    assert data["display"] == "standalone"
+    pngs = {icon["sizes"]: icon["src"] for icon in data["icons"] if icon["type"] == "image/png"}
+    assert set(pngs) == {"192x192", "512x512"}
+    for sizes, src in pngs.items():
+        icon = phone.request.get(src)
+        assert icon.ok, src
+        assert icon.headers["content-type"] == "image/png"
+        assert "x".join(map(str, png_size(icon.body()))) == sizes
+    touch = phone.locator('link[rel="apple-touch-icon"]').get_attribute("href")
+    assert touch
+    assert png_size(phone.request.get(touch).body()) == (180, 180)
+    expect(phone.locator('meta[name="apple-mobile-web-app-capable"]')).to_have_attribute(
+        "content", "yes"
+    )
+    expect(phone.locator('meta[name="theme-color"]')).to_have_attribute("content", "#1a53e6")
+    # The service worker registers for /verify/, and the installed app opens offline.
+    scope = phone.evaluate("navigator.serviceWorker.ready.then((r) => r.scope)")
+    assert scope == f"{server.url}/verify/"
+    phone.reload()
+    phone.wait_for_function("navigator.serviceWorker.controller !== null")
+    phone.context.set_offline(True)
+    try:
+        phone.reload()
+        expect(phone.get_by_role("heading", name="Add account")).to_be_visible()
+    finally:
+        phone.context.set_offline(False)
+
+
+def test_set_up_from_the_qr_link_and_approve_with_the_screen_lock(
+    page: Page, person: Person, phone: Page, server: Server, other_browser: BrowserContext
+) -> None:
+    audit = PageAudit(phone)
+    screen_lock = add_authenticator(phone.context, phone)
+    code = show_setup_code(page)
+    link = page.locator("#setup-link").get_attribute("href")
+    assert link == f"{server.url}/verify/#setup={code.replace('-', '')}"
+
+    # Select Scan QR code: the link opens the app, with the setup code filled in.
+    phone.goto(link)
+    expect(phone.get_by_role("heading", name="Add account")).to_be_visible()
+    expect(phone.get_by_label("Setup code")).to_have_value(code.replace("-", ""))
+    assert "#" not in phone.url  # the code leaves the address bar at once
+    audit.check("add account")
+    phone.get_by_label("Name for this phone").fill("Pixel")
+    phone.get_by_role("button", name="Add account").click()
+
+    # Another code will display: the returned code, typed where the setup code was shown.
+    expect(phone.get_by_role("heading", name="Enter the returned code")).to_be_visible()
+    returned = phone.locator("#verify-returned-code").inner_text()
+    assert re.fullmatch(r"\d{6}", returned)
+    audit.check("returned code")
+    page.get_by_label("6-digit code from Threshold Verify").fill(returned)
+    page.get_by_role("button", name="Add device").click()
+    expect(page.get_by_text("Threshold Verify is set up on your device.")).to_be_visible()
+    expect(page.locator("#device-app")).to_contain_text("Pixel")
+    expect(page.locator("#device-app")).to_contain_text("Android")
+
+    # Select Got it and Allow for notifications; select Enable to Enable screen lock confirmation.
+    expect(phone.get_by_role("heading", name="Account added")).to_be_visible()
+    expect(phone.locator("#verify-added-username")).to_have_text(person.email)
+    audit.check("account added")
+    phone.get_by_role("button", name="Got it").click()
+    expect(phone.get_by_role("heading", name="Enable screen lock confirmation")).to_be_visible()
+    audit.check("screen lock")
+    phone.get_by_role("button", name="Enable").click()
+    expect(phone.locator("#verify-home")).to_be_visible()
+    expect(phone.locator("#verify-status")).to_have_text("Waiting for sign-in requests\u2026")
+    [credential] = screen_lock.credentials()
+    assert credential["isResidentCredential"] is False  # the app's own, never a passkey
+    assert ("device.screen_lock_enabled", "") in server.audit(person.email)
+
+    # A push from /sign-in in another browser: its number is typed on the phone, the screen
+    # lock confirms, and that browser is signed in.
+    tab, number = push_page(other_browser, person.email)
+    expect(phone.get_by_role("heading", name="Are you trying to sign in?")).to_be_visible()
+    expect(phone.locator("#verify-request-browser")).to_contain_text("Chrome")
+    expect(phone.locator("#verify-request-ip")).to_have_text("127.0.0.1")
+    audit.check("sign-in request")
+    phone.get_by_label("Type the number shown in your browser").fill(number)
+    phone.get_by_role("button", name="Approve").click()
+    expect(phone.locator("#verify-status")).to_have_text("Approved: the browser signs in.")
+    tab.wait_for_url(f"{server.url}/")
+    assert ("push.approved", "") in server.audit(person.email)
+
+    # A wrong number refuses the next one.
+    other_browser.clear_cookies()  # signed out again
+    tab, number = push_page(other_browser, person.email)
+    expect(phone.get_by_role("heading", name="Are you trying to sign in?")).to_be_visible()
+    phone.get_by_label("Type the number shown in your browser").fill(str(int(number) % 90 + 10))
+    phone.get_by_role("button", name="Approve").click()
+    expect(phone.get_by_role("alert")).to_contain_text("Sign-in Not Approved")
+    expect(tab.get_by_role("heading", name="Sign-in Not Approved")).to_be_visible()
+    audit.check("refused")
+
+    # Reopened, the app remembers its account (its key stays in IndexedDB).
+    phone.goto("/verify/")
+    expect(phone.locator("#verify-username")).to_have_text(person.email)
+    audit.assert_clean()

@@ -1,0 +1,386 @@
+// Threshold Verify on a phone (/verify/): an installable web app that speaks the device API
+// (docs/device-api.md) as the desktop app does. Its P-256 key is made here with WebCrypto,
+// non-extractable, and kept in IndexedDB; every request is a compact JWS (ES256) it signs.
+// "Enable screen lock confirmation" registers a WebAuthn credential on the phone that only
+// this app uses; every approval is then a user-verified assertion the server checks.
+(() => {
+  "use strict";
+  const root = document.getElementById("verify");
+  if (!root) return;
+  const API = root.dataset.api;
+  const POLL_MS = 3000;
+  const SCREENS = ["start", "add", "returned", "added", "screen-lock", "home"];
+  const encoder = new TextEncoder();
+  const $ = (id) => document.getElementById(id);
+
+  // --- Encoding and signing ---------------------------------------------------------------
+
+  function b64url(bytes) {
+    let text = "";
+    for (const byte of new Uint8Array(bytes)) text += String.fromCharCode(byte);
+    return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+  const b64json = (value) => b64url(encoder.encode(JSON.stringify(value)));
+
+  async function newKey() {
+    const pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, false, [
+      "sign",
+    ]);
+    const jwk = await crypto.subtle.exportKey("jwk", pair.publicKey);
+    return { privateKey: pair.privateKey, jwk: { kty: "EC", crv: "P-256", x: jwk.x, y: jwk.y } };
+  }
+
+  async function sign(path, body, privateKey, header) {
+    const now = Math.floor(Date.now() / 1000);
+    const jti = b64url(crypto.getRandomValues(new Uint8Array(24)));
+    const protectedHeader = { alg: "ES256", typ: "threshold-device-request+jwt", ...header };
+    const input = `${b64json(protectedHeader)}.${b64json({ jti, iat: now, exp: now + 60, htu: path, body })}`;
+    // WebCrypto's ECDSA signature is r || s, which is what JWS's ES256 is (RFC 7518 §3.4).
+    const signature = await crypto.subtle.sign(
+      { name: "ECDSA", hash: "SHA-256" },
+      privateKey,
+      encoder.encode(input),
+    );
+    return `${input}.${b64url(signature)}`;
+  }
+
+  class ApiError extends Error {
+    constructor(status, error) {
+      super(error.title || "Something went wrong");
+      this.status = status;
+      this.error = error;
+    }
+  }
+
+  async function call(endpoint, body, privateKey, header) {
+    const path = API + endpoint;
+    const compact = await sign(path, body || {}, privateKey, header);
+    let response;
+    try {
+      response = await fetch(path, {
+        method: "POST",
+        headers: { "Content-Type": "application/jose" },
+        body: compact,
+        cache: "no-store",
+        credentials: "omit",
+      });
+    } catch (error) {
+      throw new ApiError(0, {
+        code: "offline",
+        title: "No Connection",
+        message: "Threshold could not be reached. Check this phone's connection and try again.",
+      });
+    }
+    let data = {};
+    try {
+      data = await response.json();
+    } catch (error) {
+      data = {};
+    }
+    if (!response.ok || data.status !== "ok") {
+      throw new ApiError(response.status, data.error || { title: "Something went wrong", message: "" });
+    }
+    return data;
+  }
+
+  const deviceCall = (account, endpoint, body) =>
+    call(endpoint, body, account.privateKey, { kid: account.deviceId });
+
+  // --- The account, in IndexedDB ----------------------------------------------------------
+
+  function database() {
+    return new Promise((resolve, reject) => {
+      const opening = indexedDB.open("threshold-verify", 1);
+      opening.onupgradeneeded = () => opening.result.createObjectStore("accounts");
+      opening.onsuccess = () => resolve(opening.result);
+      opening.onerror = () => reject(opening.error);
+    });
+  }
+
+  async function store(mode, action) {
+    const db = await database();
+    return new Promise((resolve, reject) => {
+      const request = action(db.transaction("accounts", mode).objectStore("accounts"));
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+    });
+  }
+  const loadAccount = () => store("readonly", (accounts) => accounts.get("account"));
+  const saveAccount = (account) => store("readwrite", (accounts) => accounts.put(account, "account"));
+  const forgetAccount = () => store("readwrite", (accounts) => accounts.delete("account"));
+
+  // --- Screens ----------------------------------------------------------------------------
+
+  function show(name) {
+    for (const screen of SCREENS) $(`verify-${screen}`).hidden = screen !== name;
+  }
+
+  function showError(error) {
+    const entry = (error && error.error) || {
+      title: "Something went wrong",
+      message: String((error && error.message) || error),
+    };
+    $("verify-error-title").textContent = entry.title;
+    $("verify-error-message").textContent = entry.message || "";
+    $("verify-error").hidden = false;
+  }
+  const clearError = () => {
+    $("verify-error").hidden = true;
+  };
+
+  // A device Threshold no longer knows (removed, or its set-up canceled): start again.
+  async function lost(error) {
+    if (error instanceof ApiError && error.status === 401) {
+      await forgetAccount();
+      show("add");
+    }
+  }
+
+  // --- Add account ------------------------------------------------------------------------
+
+  function platform() {
+    const agent = navigator.userAgent;
+    if (/Android/i.test(agent)) return "android";
+    if (/iPhone|iPad|iPod/i.test(agent)) return "ios";
+    return "web";
+  }
+
+  async function addAccount(event) {
+    event.preventDefault();
+    clearError();
+    const button = event.target.querySelector("button");
+    button.disabled = true;
+    try {
+      const key = await newKey();
+      const answer = await call(
+        "enroll",
+        {
+          setup_code: $("verify-setup-code").value,
+          name: $("verify-device-name").value,
+          platform: platform(),
+          app_version: "web",
+          key_protection: "software",
+        },
+        key.privateKey,
+        { jwk: key.jwk },
+      );
+      const account = {
+        deviceId: answer.device_id,
+        privateKey: key.privateKey,
+        username: answer.username,
+        returnedCode: answer.returned_code,
+        state: "waiting",
+        screenLock: false,
+      };
+      await saveAccount(account);
+      waitForReturnedCode(account);
+    } catch (error) {
+      showError(error);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function waitForReturnedCode(account) {
+    $("verify-returned-code").textContent = account.returnedCode;
+    show("returned");
+    const check = async () => {
+      let state = "waiting";
+      try {
+        state = (await deviceCall(account, "enrollment")).state;
+      } catch (error) {
+        if (error.status !== 0) {
+          showError(error);
+          await lost(error);
+          return;
+        }
+      }
+      if (state === "done") {
+        account.state = "done";
+        delete account.returnedCode;
+        await saveAccount(account);
+        $("verify-added-username").textContent = account.username;
+        show("added");
+      } else if (state === "canceled") {
+        await forgetAccount();
+        showError({
+          error: {
+            title: "Setup Code Not Valid",
+            message: "The set-up was canceled. Show a new setup code and scan it again.",
+          },
+        });
+        show("add");
+      } else {
+        window.setTimeout(check, 2000);
+      }
+    };
+    window.setTimeout(check, 2000);
+  }
+
+  // --- Screen lock confirmation -----------------------------------------------------------
+
+  async function enableScreenLock(account) {
+    clearError();
+    $("verify-enable").disabled = true;
+    try {
+      const { options } = await deviceCall(account, "screen-lock/options");
+      const credential = await navigator.credentials.create({
+        publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options),
+      });
+      await deviceCall(account, "screen-lock", { credential: credential.toJSON() });
+      account.screenLock = true;
+      await saveAccount(account);
+      home(account);
+    } catch (error) {
+      showError(error);
+      await lost(error);
+    } finally {
+      $("verify-enable").disabled = false;
+    }
+  }
+
+  // --- Approvals --------------------------------------------------------------------------
+
+  let current = null; // the push on screen
+  let polling = null;
+
+  function when(seconds) {
+    return new Date(seconds * 1000).toLocaleString([], {
+      dateStyle: "medium",
+      timeStyle: "short",
+    });
+  }
+
+  function showRequest(push) {
+    if (current && current.id === push.id) return;
+    current = push;
+    $("verify-request-browser").textContent = push.browser;
+    $("verify-request-ip").textContent = push.ip || "unknown";
+    $("verify-request-time").textContent = when(push.created_at);
+    $("verify-number").value = "";
+    $("verify-request").hidden = false;
+    $("verify-status").textContent = "A sign-in request is waiting for you.";
+    if ("Notification" in window && Notification.permission === "granted" && document.hidden) {
+      try {
+        new Notification("Threshold Verify", { body: "Sign-in request: type the number" });
+      } catch (error) {
+        // Some browsers show notifications only from a service worker: the page still shows it.
+      }
+    }
+  }
+
+  function hideRequest(message) {
+    current = null;
+    $("verify-request").hidden = true;
+    $("verify-status").textContent = message;
+  }
+
+  async function poll(account) {
+    try {
+      const { approvals } = await deviceCall(account, "approvals/pending");
+      if (approvals.length) {
+        showRequest(approvals[0]);
+      } else if (current) {
+        hideRequest("The sign-in request is over. Waiting for sign-in requests\u2026");
+      }
+    } catch (error) {
+      if (error.status === 401) {
+        window.clearInterval(polling);
+        showError(error);
+        await lost(error);
+        return;
+      }
+    }
+  }
+
+  async function answer(account, decision) {
+    if (!current) return;
+    clearError();
+    const push = current;
+    const body = { id: push.id, decision };
+    try {
+      if (decision === "approve") {
+        body.number = $("verify-number").value.trim();
+        if (account.screenLock) {
+          const { options } = await deviceCall(account, "approvals/options", { id: push.id });
+          const assertion = await navigator.credentials.get({
+            publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options),
+          });
+          body.assertion = assertion.toJSON();
+        }
+      }
+      const result = await deviceCall(account, "approvals/answer", body);
+      hideRequest(
+        result.state === "approved"
+          ? "Approved: the browser signs in."
+          : "Denied. Sign-in requests are paused for 20 minutes, and you will get an email.",
+      );
+    } catch (error) {
+      showError(error);
+      if (error instanceof ApiError && error.error.code !== "not_verified") {
+        hideRequest("Waiting for sign-in requests\u2026");
+      }
+      await lost(error);
+    }
+  }
+
+  function home(account) {
+    $("verify-username").textContent = account.username;
+    show("home");
+    if (polling === null) {
+      poll(account);
+      polling = window.setInterval(() => poll(account), POLL_MS);
+    }
+  }
+
+  // --- Start ------------------------------------------------------------------------------
+
+  function takeSetupCode() {
+    // The QR code's link carries the setup code after "#", which the browser never sends to
+    // the server; it leaves the address bar (and the history) as soon as it is read.
+    const match = /(?:^#|&)setup=([A-Za-z0-9-]+)/.exec(window.location.hash);
+    if (match) history.replaceState(null, "", window.location.pathname);
+    return match ? match[1] : "";
+  }
+
+  async function start() {
+    if ("serviceWorker" in navigator) {
+      navigator.serviceWorker
+        .register(root.dataset.worker, { scope: root.dataset.scope })
+        .catch(() => {}); // the app works without it, only not offline
+    }
+    const code = takeSetupCode();
+    if (!window.crypto || !crypto.subtle || !window.indexedDB) return; // the start screen says how
+    let account = null;
+    try {
+      account = await loadAccount();
+    } catch (error) {
+      account = null;
+    }
+    $("verify-add-form").addEventListener("submit", addAccount);
+    $("verify-got-it").addEventListener("click", () => {
+      if ("Notification" in window && Notification.permission === "default") {
+        Notification.requestPermission().catch(() => {});
+      }
+      loadAccount().then((saved) => show(saved && saved.screenLock ? "home" : "screen-lock"));
+    });
+    $("verify-enable").addEventListener("click", async () => enableScreenLock(await loadAccount()));
+    $("verify-answer-form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      answer(await loadAccount(), "approve");
+    });
+    $("verify-deny").addEventListener("click", async () => answer(await loadAccount(), "deny"));
+    if (!account) {
+      $("verify-setup-code").value = code;
+      show("add");
+    } else if (account.state !== "done") {
+      waitForReturnedCode(account);
+    } else if (!account.screenLock) {
+      show("screen-lock");
+    } else {
+      home(account);
+    }
+  }
+
+  start();
+})();
