@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "threshold.selfservice",
     "threshold.help",
     "threshold.conformance",
+    "threshold.portal",
 ]
 
 MIDDLEWARE = [

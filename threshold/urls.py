@@ -13,6 +13,7 @@ urlpatterns = [
     path("", include("threshold.fallback.urls")),
     path("", include("threshold.enrollment.urls")),
     path("", include("threshold.help.urls")),
+    path("", include("threshold.portal.urls")),
     # The /.well-known documents.
     path("", include("threshold.web.urls")),
 ]

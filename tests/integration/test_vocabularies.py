@@ -64,6 +64,11 @@ def test_audit_actions_keep_their_stored_values() -> None:
         "RECOVERY_ISSUED": "recovery.issued",
         "RECOVERY_USED": "recovery.used",
         "POLICY_CHANGED": "policy.changed",
+        "USER_ROLE_CHANGED": "user.role_changed",
+        "USER_DEACTIVATED": "user.deactivated",
+        "USER_REACTIVATED": "user.reactivated",
+        "FALLBACK_RESET": "fallback.reset",
+        "INVITE_REVOKED": "invite.revoked",
     }
 
 

@@ -43,13 +43,14 @@ def without_a_command(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def minimal_arguments(parser: argparse.ArgumentParser) -> list[str]:
-    """A value ("1": a number or a string) for each argument the parser requires."""
+    """A value ("1": a number or a string; else its first choice) for each argument the parser
+    requires."""
     arguments: list[str] = []
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             continue
         if not action.option_strings:
-            arguments.append("1")
+            arguments.append(str(next(iter(action.choices))) if action.choices else "1")
         elif action.required:
             arguments += [action.option_strings[0], "1"]
     return arguments
@@ -68,6 +69,9 @@ def test_every_subcommand_has_a_command_of_its_own():
         "users",
         "users lock",
         "users unlock",
+        "users role",
+        "users deactivate",
+        "users reactivate",
         "policy",
         "policy show",
         "policy set",

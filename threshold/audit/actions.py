@@ -45,6 +45,11 @@ class Action(StrEnum):
     RECOVERY_ISSUED = "recovery.issued"
     RECOVERY_USED = "recovery.used"
     POLICY_CHANGED = "policy.changed"
+    USER_ROLE_CHANGED = "user.role_changed"
+    USER_DEACTIVATED = "user.deactivated"
+    USER_REACTIVATED = "user.reactivated"
+    FALLBACK_RESET = "fallback.reset"
+    INVITE_REVOKED = "invite.revoked"
 
 
 class Channel(StrEnum):

@@ -151,6 +151,32 @@ def do_issue_recovery(
     return CreatedInvite(invite, user, link, False)
 
 
+@transaction.atomic
+def do_revoke_invite(invite_id: int, origin: Origin, *, actor: User | None = None) -> bool:
+    """Stop an unused link (enrollment or recovery) working; False when it could not be used
+    anyway (used, revoked or unknown)."""
+    now = clock.now_datetime()
+    invite = EnrollmentInvite.objects.select_related("user").filter(pk=invite_id).first()
+    if invite is None:
+        return False
+    revoked = EnrollmentInvite.objects.filter(pk=invite.pk, used_at=None, revoked_at=None).update(
+        revoked_at=now
+    )
+    if not revoked:
+        return False
+    record(
+        Action.INVITE_REVOKED,
+        origin,
+        actor=actor,
+        subject=invite.user,
+        invite_id=invite.pk,
+        purpose=invite.purpose,
+        before={"usable_until": invite.expires_at.isoformat()},
+        after={"revoked_at": now.isoformat()},
+    )
+    return True
+
+
 def _hold(user: User) -> None:
     """Take turns with ``do_lock_user`` and read the account's state as it is now."""
     lock_user(user)

@@ -499,29 +499,47 @@ def do_rename_passkey(user: User, passkey_id: int, nickname: object, origin: Ori
 
 
 def do_remove_passkey(
-    user: User, passkey_id: int, origin: Origin, *, policy: Policy | None = None
+    user: User,
+    passkey_id: int,
+    origin: Origin,
+    *,
+    policy: Policy | None = None,
+    actor: User | None = None,
 ) -> Passkey:
     """Remove one of ``user``'s passkeys, never their last usable way to sign in.
 
     The caller has checked that the person re-verified recently (step-up).
     ``policy`` (the one in force by default) says which ways are usable.
+
+    ``actor``: someone else removing it from the admin portal (a lost or
+    stolen passkey). The last-method rule is then not applied: the person
+    gets a recovery link, which needs no other method.
     """
     policy = policy or get_policy()
+    actor = actor or user
+    by_someone_else = actor.pk != user.pk
     with transaction.atomic():
         # Two removals of the last two passkeys must not both succeed.
         lock_user(user)
         passkey = access_own_passkey(user, passkey_id)
-        if not is_last_usable_passkey(user, passkey, policy):
+        if by_someone_else or not is_last_usable_passkey(user, passkey, policy):
             removed_id = passkey.pk
             passkey.delete()
+            # Someone else's change names what it changed, before and after.
+            change: dict[str, Any] = (
+                {"before": {"passkey": passkey.name, "aaguid": str(passkey.aaguid)}, "after": None}
+                if by_someone_else
+                else {}
+            )
             record(
                 Action.PASSKEY_REMOVED,
                 origin,
-                actor=user,
+                actor=actor,
                 subject=user,
                 passkey_id=removed_id,
                 name=passkey.name,
                 aaguid=str(passkey.aaguid),
+                **change,
             )
             notify_method_removed(passkey, origin)
             return passkey

@@ -72,3 +72,22 @@ def do_sign_out_other_sessions(user: User, current_session_key: str | None, orig
     count, _ = Session.objects.filter(user=user).exclude(session_key=current_session_key).delete()
     record(Action.SESSIONS_ENDED, origin, actor=user, subject=user, count=count)
     return count
+
+
+@transaction.atomic
+def do_end_sessions(user: User, origin: Origin, *, actor: User) -> int:
+    """An administrator ends every session of ``user`` (the admin portal); how many there were.
+
+    Their browsers find themselves signed out at their next request.
+    """
+    count, _ = Session.objects.filter(user=user).delete()
+    record(
+        Action.SESSIONS_ENDED,
+        origin,
+        actor=actor,
+        subject=user,
+        count=count,
+        before={"sessions": count},
+        after={"sessions": 0},
+    )
+    return count

@@ -1,0 +1,34 @@
+from django.urls import path
+
+from threshold.portal import views
+
+app_name = "portal"
+urlpatterns = [
+    path("admin/", views.home, name="home"),
+    path("admin/people", views.people_list, name="people"),
+    path("admin/people/invite", views.invite, name="invite"),
+    path("admin/people/import", views.import_people, name="import"),
+    path("admin/people/<int:user_id>", views.person, name="person"),
+    path(
+        "admin/people/<int:user_id>/passkeys/<int:passkey_id>/remove",
+        views.remove_passkey,
+        name="remove-passkey",
+    ),
+    path("admin/people/<int:user_id>/fallback/reset", views.reset_fallback, name="reset-fallback"),
+    path("admin/people/<int:user_id>/sessions/end", views.end_sessions, name="end-sessions"),
+    path("admin/people/<int:user_id>/recovery", views.issue_recovery, name="recovery"),
+    path("admin/people/<int:user_id>/lock", views.lock, name="lock"),
+    path("admin/people/<int:user_id>/unlock", views.unlock, name="unlock"),
+    path("admin/people/<int:user_id>/deactivate", views.deactivate, name="deactivate"),
+    path("admin/people/<int:user_id>/reactivate", views.reactivate, name="reactivate"),
+    path("admin/people/<int:user_id>/role", views.set_role, name="role"),
+    path("admin/people/<int:user_id>/invite", views.resend_invite, name="resend-invite"),
+    path(
+        "admin/people/<int:user_id>/invites/<int:invite_id>/revoke",
+        views.revoke_invite,
+        name="revoke-invite",
+    ),
+    path("admin/audit", views.audit, name="audit"),
+    path("admin/audit/export.csv", views.audit_export, {"kind": "csv"}, name="audit-csv"),
+    path("admin/audit/export.json", views.audit_export, {"kind": "json"}, name="audit-json"),
+]

@@ -1,0 +1,442 @@
+"""The admin portal's pages (/admin/): views parse, actions decide.
+
+Every view is guarded by ``guard.portal_view`` (role, then step-up for a change).
+Every change calls the same action the ``threshold`` command calls, with the member
+of staff as the actor; the action audits it (actor, subject, before → after).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import segno
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from threshold import clock
+from threshold.accounts.actions import (
+    clean_lock_reason,
+    do_deactivate_user,
+    do_lock_user,
+    do_reactivate_user,
+    do_set_role,
+    do_unlock_user,
+)
+from threshold.accounts.models import Role, User
+from threshold.audit.actions import Action
+from threshold.core import errors
+from threshold.enrollment.actions import do_invite, do_issue_recovery, do_revoke_invite
+from threshold.fallback.actions import do_reset_fallback
+from threshold.passkeys.actions import do_remove_passkey
+from threshold.policy.access import policy_for
+from threshold.portal import auditlog, imports, people
+from threshold.portal.guard import actor, portal_view
+from threshold.portal.roles import Area, can_change, can_read, role_of
+from threshold.sessions.access import list_active_sessions
+from threshold.sessions.actions import do_end_sessions
+from threshold.web.http import audit_origin, see_other, url_to
+
+_MAX_ID = 2**63 - 1
+
+
+def _person_url(user_id: int, **query: str) -> str:
+    return url_to("portal:person", user_id, query=query or None)
+
+
+def _back_to_person(user_id: int, **_: Any) -> str:
+    return url_to("portal:person", user_id)
+
+
+def _nav(request: HttpRequest) -> dict[str, Any]:
+    """What every portal page's navigation needs: which areas this role may read and change."""
+    role = role_of(request)
+    return {
+        "portal_role": role,
+        "reads": {area.value: can_read(role, area) for area in Area},
+        "changes": {area.value: can_change(role, area) for area in Area},
+    }
+
+
+def _render(
+    request: HttpRequest, template: str, context: dict[str, Any], status: int = 200
+) -> HttpResponse:
+    return render(request, template, {**_nav(request), **context}, status=status)
+
+
+# --- Home ----------------------------------------------------------------------------------------
+
+
+@portal_view(Area.PEOPLE)
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    return _render(request, "portal/home.html", {})
+
+
+# --- People --------------------------------------------------------------------------------------
+
+
+@portal_view(Area.PEOPLE)
+@require_GET
+def people_list(request: HttpRequest) -> HttpResponse:
+    text = request.GET.get("q", "")[: people.SEARCH_MAX_LENGTH]
+    status_text = request.GET.get("status", "")
+    status = people.Status(status_text) if status_text in set(people.Status) else None
+    after = request.GET.get("after", "")[:150]
+    page = people.list_people(text, status, after)
+    next_url = (
+        url_to(
+            "portal:people",
+            query={
+                key: value
+                for key, value in {
+                    "q": text,
+                    "status": status_text,
+                    "after": page.next_after,
+                }.items()
+                if value
+            },
+        )
+        if page.next_after
+        else ""
+    )
+    return _render(
+        request,
+        "portal/people.html",
+        {
+            "page": page,
+            "q": text,
+            "status": status.value if status else "",
+            "statuses": list(people.Status),
+            "next_url": next_url,
+            "unknown_status": bool(status_text) and status is None,
+        },
+        status=400 if status_text and status is None else 200,
+    )
+
+
+_DONE = {
+    "passkey-removed": "The passkey was removed. If the person has no other way to sign in, "
+    "issue a recovery link.",
+    "fallback-reset": "The password and authenticator app were reset.",
+    "sessions-ended": "Their sessions were ended: each browser is signed out at its next request.",
+    "locked": "Locked: no way of signing in works until they are unlocked.",
+    "unlocked": "Unlocked: they can sign in with their passkeys again.",
+    "deactivated": "Deactivated: no way of signing in works until they are reactivated.",
+    "reactivated": "Reactivated.",
+    "role": "The role was saved.",
+    "invited": "A new enrollment link was emailed; earlier links no longer work.",
+    "revoked": "The link no longer works.",
+    "unchanged": "Nothing changed: it was that way already.",
+}
+
+
+def _render_person(
+    request: HttpRequest,
+    user: User,
+    *,
+    error: str = "",
+    status: int = 200,
+    extra: dict[str, Any] | None = None,
+) -> HttpResponse:
+    policy = policy_for(request)
+    detail = people.person_detail(user, policy)
+    return _render(
+        request,
+        "portal/person.html",
+        {
+            "person": user,
+            "detail": detail,
+            "sessions": list_active_sessions(user, None),
+            "done": _DONE.get(request.GET.get("done", ""), ""),
+            "error": error,
+            "roles": [Role.ADMINISTRATOR, Role.HELP_DESK, Role.AUDITOR, Role.NONE],
+            **(extra or {}),
+        },
+        status=status,
+    )
+
+
+@portal_view(Area.PEOPLE)
+@require_GET
+def person(request: HttpRequest, user_id: int) -> HttpResponse:
+    return _render_person(request, people.access_person(user_id))
+
+
+@portal_view(Area.PEOPLE, back=_back_to_person)
+@require_POST
+def remove_passkey(request: HttpRequest, user_id: int, passkey_id: int) -> HttpResponse:
+    user = people.access_person(user_id)
+    try:
+        do_remove_passkey(
+            user,
+            passkey_id if 0 < passkey_id <= _MAX_ID else 0,
+            audit_origin(request),
+            policy=policy_for(request),
+            actor=actor(request),
+        )
+    except errors.SecurityMethodNotFound:
+        return _render_person(
+            request, user, error="That passkey is not one of this person\u2019s.", status=404
+        )
+    return see_other(_person_url(user.pk, done="passkey-removed"))
+
+
+@portal_view(Area.PEOPLE, back=_back_to_person)
+@require_POST
+def reset_fallback(request: HttpRequest, user_id: int) -> HttpResponse:
+    user = people.access_person(user_id)
+    try:
+        do_reset_fallback(user, audit_origin(request), actor=actor(request))
+    except errors.SecurityMethodNotFound:
+        return _render_person(
+            request, user, error="They have no password and authenticator app.", status=409
+        )
+    return see_other(_person_url(user.pk, done="fallback-reset"))
+
+
+@portal_view(Area.PEOPLE, back=_back_to_person)
+@require_POST
+def end_sessions(request: HttpRequest, user_id: int) -> HttpResponse:
+    user = people.access_person(user_id)
+    do_end_sessions(user, audit_origin(request), actor=actor(request))
+    return see_other(_person_url(user.pk, done="sessions-ended"))
+
+
+@portal_view(Area.PEOPLE, back=_back_to_person)
+@require_POST
+def issue_recovery(request: HttpRequest, user_id: int) -> HttpResponse:
+    user = people.access_person(user_id)
+    email_link = request.POST.get("email_link") == "1"
+    try:
+        issued = do_issue_recovery(
+            user, audit_origin(request), actor=actor(request), email_link=email_link
+        )
+    except errors.AccountError as error:
+        why = "deactivated" if isinstance(error, errors.AccountDisabled) else "locked"
+        return _render_person(
+            request,
+            user,
+            error=f"No recovery link was issued: the account is {why}.",
+            status=409,
+        )
+    # Shown once: this response is the only place the link appears (never cached).
+    return _render(
+        request,
+        "portal/recovery.html",
+        {
+            "person": user,
+            "link": issued.link,
+            "expires_at": issued.invite.expires_at,
+            "qr": segno.make(issued.link, error="m").svg_data_uri(scale=4, border=2),
+            "emailed": email_link and bool(user.email),
+            "notified": bool(user.email),
+        },
+    )
+
+
+@portal_view(Area.PEOPLE, back=_back_to_person)
+@require_POST
+def lock(request: HttpRequest, user_id: int) -> HttpResponse:
+    user = people.access_person(user_id)
+    reason = request.POST.get("reason", "")
+    try:
+        clean_lock_reason(reason)
+    except ValueError as exc:
+        return _render_person(request, user, error=f"Not locked: {exc}.", status=400)
+    changed = do_lock_user(user, audit_origin(request), reason, actor=actor(request))
+    return see_other(_person_url(user.pk, done="locked" if changed else "unchanged"))
+
+
+@portal_view(Area.PEOPLE, back=_back_to_person)
+@require_POST
+def unlock(request: HttpRequest, user_id: int) -> HttpResponse:
+    user = people.access_person(user_id)
+    changed = do_unlock_user(user, audit_origin(request), actor=actor(request))
+    return see_other(_person_url(user.pk, done="unlocked" if changed else "unchanged"))
+
+
+@portal_view(Area.PEOPLE, back=_back_to_person)
+@require_POST
+def deactivate(request: HttpRequest, user_id: int) -> HttpResponse:
+    user = people.access_person(user_id)
+    if user.pk == actor(request).pk:
+        return _render_person(request, user, error="You cannot deactivate yourself.", status=409)
+    changed = do_deactivate_user(user, audit_origin(request), actor=actor(request))
+    return see_other(_person_url(user.pk, done="deactivated" if changed else "unchanged"))
+
+
+@portal_view(Area.PEOPLE, back=_back_to_person)
+@require_POST
+def reactivate(request: HttpRequest, user_id: int) -> HttpResponse:
+    user = people.access_person(user_id)
+    changed = do_reactivate_user(user, audit_origin(request), actor=actor(request))
+    return see_other(_person_url(user.pk, done="reactivated" if changed else "unchanged"))
+
+
+@portal_view(Area.ROLES, back=_back_to_person)
+@require_POST
+def set_role(request: HttpRequest, user_id: int) -> HttpResponse:
+    user = people.access_person(user_id)
+    wanted = request.POST.get("role", "")
+    if wanted not in {role.value for role in Role}:
+        return _render_person(
+            request,
+            user,
+            error="Choose a role: administrator, help desk, auditor or none.",
+            status=400,
+        )
+    if user.pk == actor(request).pk and wanted != Role.ADMINISTRATOR:
+        return _render_person(
+            request,
+            user,
+            error="You cannot take your own administrator role away; ask another administrator.",
+            status=409,
+        )
+    changed = do_set_role(user, Role(wanted), audit_origin(request), actor=actor(request))
+    return see_other(_person_url(user.pk, done="role" if changed else "unchanged"))
+
+
+@portal_view(Area.PEOPLE, back=_back_to_person)
+@require_POST
+def resend_invite(request: HttpRequest, user_id: int) -> HttpResponse:
+    user = people.access_person(user_id)
+    try:
+        do_invite(user.username, audit_origin(request), actor=actor(request))
+    except errors.AlreadyEnrolled:
+        return _render_person(
+            request,
+            user,
+            error="They can already sign in: issue a recovery link if they lost every passkey.",
+            status=409,
+        )
+    except errors.AccountError:
+        return _render_person(
+            request,
+            user,
+            error="No link was sent: the account is locked or deactivated.",
+            status=409,
+        )
+    return see_other(_person_url(user.pk, done="invited"))
+
+
+@portal_view(Area.PEOPLE, back=_back_to_person)
+@require_POST
+def revoke_invite(request: HttpRequest, user_id: int, invite_id: int) -> HttpResponse:
+    user = people.access_person(user_id)
+    if not 0 < invite_id <= _MAX_ID or not user.invites.filter(pk=invite_id).exists():
+        return _render_person(request, user, error="That link is not one of theirs.", status=404)
+    changed = do_revoke_invite(invite_id, audit_origin(request), actor=actor(request))
+    return see_other(_person_url(user.pk, done="revoked" if changed else "unchanged"))
+
+
+# --- Inviting people -----------------------------------------------------------------------------
+
+
+@portal_view(Area.PEOPLE)
+@require_http_methods(["GET", "POST"])
+def invite(request: HttpRequest) -> HttpResponse:
+    form = {"email": "", "name": ""}
+    error = ""
+    status = 200
+    if request.method == "POST":
+        form = {
+            "email": request.POST.get("email", "").strip(),
+            "name": request.POST.get("name", "").strip(),
+        }
+        row = imports.invite_one(form["email"], form["name"], audit_origin(request), actor(request))
+        if row.ok:
+            assert row.user is not None  # noqa: S101 - an invited row has its person
+            return see_other(_person_url(row.user.pk, done="invited"))
+        error, status = row.message, 400
+    return _render(
+        request,
+        "portal/invite.html",
+        {"form": form, "error": error, "max_bytes": imports.MAX_CSV_BYTES},
+        status=status,
+    )
+
+
+@portal_view(Area.PEOPLE, back=lambda **_: url_to("portal:invite"))
+@require_POST
+def import_people(request: HttpRequest) -> HttpResponse:
+    upload = request.FILES.get("csv")
+    text = request.POST.get("csv_text", "")
+    try:
+        content = imports.read_upload(upload, text)
+        rows = imports.invite_rows(content, audit_origin(request), actor(request))
+    except imports.ImportRefused as exc:
+        return _render(
+            request,
+            "portal/invite.html",
+            {
+                "form": {"email": "", "name": ""},
+                "import_error": str(exc),
+                "max_bytes": imports.MAX_CSV_BYTES,
+            },
+            status=400,
+        )
+    return _render(
+        request,
+        "portal/import_result.html",
+        {"rows": rows, "invited": sum(1 for row in rows if row.ok)},
+    )
+
+
+# --- The audit log -------------------------------------------------------------------------------
+
+
+@portal_view(Area.AUDIT)
+@require_GET
+def audit(request: HttpRequest) -> HttpResponse:
+    filters = auditlog.parse_filters(request.GET)
+    before_text = request.GET.get("before", "")
+    before = int(before_text) if before_text.isdigit() and 0 < int(before_text) <= _MAX_ID else None
+    if filters.problems:
+        result, rows = None, []
+    else:
+        result = auditlog.page(filters, before)
+        rows = [(event, auditlog.explain(event)) for event in result.rows]
+    query = filters.as_query()
+    return _render(
+        request,
+        "portal/audit.html",
+        {
+            "section": "audit",
+            "filters": filters,
+            "rows": rows,
+            "actions": sorted(action.value for action in Action),
+            "outcomes": auditlog.OUTCOMES,
+            "next_url": url_to("portal:audit", query={**query, "before": str(result.next_before)})
+            if result and result.next_before
+            else "",
+            "csv_url": url_to("portal:audit-csv", query=query),
+            "json_url": url_to("portal:audit-json", query=query),
+        },
+        status=400 if filters.problems else 200,
+    )
+
+
+@portal_view(Area.AUDIT)
+@require_GET
+def audit_export(request: HttpRequest, kind: str) -> HttpResponseBase:
+    filters = auditlog.parse_filters(request.GET)
+    if filters.problems:
+        return _render(
+            request,
+            "portal/audit.html",
+            {"section": "audit", "filters": filters, "rows": [], "actions": [], "outcomes": {}},
+            status=400,
+        )
+    stamp = clock.now_datetime().strftime("%Y%m%d-%H%M%S")
+    if kind == "csv":
+        response = StreamingHttpResponse(
+            auditlog.export_csv(filters), content_type="text/csv; charset=utf-8"
+        )
+    else:
+        response = StreamingHttpResponse(
+            auditlog.export_json(filters), content_type="application/json"
+        )
+    response["Content-Disposition"] = f'attachment; filename="threshold-audit-{stamp}.{kind}"'
+    return response
