@@ -36,6 +36,7 @@ from threshold.cli.commands import (
     inspect,
     management,
     policy,
+    report,
     serve,
     users,
 )
@@ -46,6 +47,7 @@ GROUPS: tuple[Registration, ...] = (
     users.register,
     policy.register,
     audit.register,
+    report.register,
     serve.register,
     cleanup.register,
     inspect.register,

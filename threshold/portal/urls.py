@@ -31,4 +31,6 @@ urlpatterns = [
     path("admin/audit", views.audit, name="audit"),
     path("admin/audit/export.csv", views.audit_export, {"kind": "csv"}, name="audit-csv"),
     path("admin/audit/export.json", views.audit_export, {"kind": "json"}, name="audit-json"),
+    path("admin/readiness", views.readiness_page, name="readiness"),
+    path("admin/readiness/<slug:figure>.csv", views.readiness_csv, name="readiness-csv"),
 ]

@@ -7,10 +7,11 @@ of staff as the actor; the action audits it (actor, subject, before → after).
 
 from __future__ import annotations
 
+import csv
 from typing import Any
 
 import segno
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -31,7 +32,7 @@ from threshold.enrollment.actions import do_invite, do_issue_recovery, do_revoke
 from threshold.fallback.actions import do_reset_fallback
 from threshold.passkeys.actions import do_remove_passkey
 from threshold.policy.access import policy_for
-from threshold.portal import auditlog, imports, people
+from threshold.portal import auditlog, imports, people, readiness
 from threshold.portal.guard import actor, portal_view
 from threshold.portal.roles import Area, can_change, can_read, role_of
 from threshold.sessions.access import list_active_sessions
@@ -439,4 +440,60 @@ def audit_export(request: HttpRequest, kind: str) -> HttpResponseBase:
             auditlog.export_json(filters), content_type="application/json"
         )
     response["Content-Disposition"] = f'attachment; filename="threshold-audit-{stamp}.{kind}"'
+    return response
+
+
+# --- Readiness -----------------------------------------------------------------------------------
+
+_KIND_LABELS = {"platform": "Platform", "synced": "Synced", "security_key": "Security key"}
+
+
+@portal_view(Area.READINESS)
+@require_GET
+def readiness_page(request: HttpRequest) -> HttpResponse:
+    figures = readiness.compute()
+    active = figures.people_active or 1
+    per_day_totals = [(day[5:], sum(counts.values())) for day, counts in figures.sign_ins_per_day]
+    return _render(
+        request,
+        "portal/readiness.html",
+        {
+            "section": "readiness",
+            "r": figures,
+            "share_passkey": round(100 * figures.with_passkey / active),
+            "share_two": round(100 * figures.with_two_or_more_methods / active),
+            "people_chart": readiness.bar_chart(
+                [
+                    ("Active people", figures.people_active),
+                    ("With a passkey", figures.with_passkey),
+                    ("Two or more methods", figures.with_two_or_more_methods),
+                    ("Only the fallback", figures.fallback_only),
+                ]
+            ),
+            "kinds": [
+                (_KIND_LABELS[kind], count) for kind, count in figures.passkeys_by_kind.items()
+            ],
+            "kind_chart": readiness.bar_chart(
+                [(_KIND_LABELS[kind], n) for kind, n in figures.passkeys_by_kind.items()]
+            ),
+            "authenticator_chart": readiness.bar_chart(
+                [(name, n) for name, _, n, _ in figures.passkeys_by_authenticator[:10]]
+            ),
+            "day_chart": readiness.bar_chart(per_day_totals),
+            "failure_chart": readiness.bar_chart(list(figures.failures_by_reason_30d.items())[:10]),
+            "figures": readiness.FIGURES,
+        },
+    )
+
+
+@portal_view(Area.READINESS)
+@require_GET
+def readiness_csv(request: HttpRequest, figure: str) -> HttpResponse:
+    rows = readiness.csv_rows(readiness.compute(), figure)
+    if rows is None:
+        raise Http404("no such figure")
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="threshold-{figure}.csv"'
+    writer = csv.writer(response)
+    writer.writerows(rows)
     return response
