@@ -33,4 +33,6 @@ urlpatterns = [
     path("admin/audit/export.json", views.audit_export, {"kind": "json"}, name="audit-json"),
     path("admin/readiness", views.readiness_page, name="readiness"),
     path("admin/readiness/<slug:figure>.csv", views.readiness_csv, name="readiness-csv"),
+    path("admin/policy", views.policy_page, name="policy"),
+    path("admin/authenticators", views.authenticators_page, name="authenticators"),
 ]

@@ -8,6 +8,7 @@ of staff as the actor; the action audits it (actor, subject, before → after).
 from __future__ import annotations
 
 import csv
+import dataclasses
 from typing import Any
 
 import segno
@@ -28,11 +29,13 @@ from threshold.accounts.actions import (
 from threshold.accounts.models import Role, User
 from threshold.audit.actions import Action
 from threshold.core import errors
+from threshold.core.policy import SETTINGS, Policy
 from threshold.enrollment.actions import do_invite, do_issue_recovery, do_revoke_invite
 from threshold.fallback.actions import do_reset_fallback
 from threshold.passkeys.actions import do_remove_passkey
 from threshold.policy.access import policy_for
-from threshold.portal import auditlog, imports, people, readiness
+from threshold.policy.actions import do_update_policy
+from threshold.portal import auditlog, authenticators, imports, people, policies, readiness
 from threshold.portal.guard import actor, portal_view
 from threshold.portal.roles import Area, can_change, can_read, role_of
 from threshold.sessions.access import list_active_sessions
@@ -497,3 +500,139 @@ def readiness_csv(request: HttpRequest, figure: str) -> HttpResponse:
     writer = csv.writer(response)
     writer.writerows(rows)
     return response
+
+
+# --- Policy --------------------------------------------------------------------------------------
+
+
+def _render_policy(
+    request: HttpRequest,
+    fields: list[policies.Field],
+    *,
+    done: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    return _render(
+        request,
+        "portal/policy.html",
+        {
+            "section": "policy",
+            "fields": fields,
+            "done": done,
+            "has_errors": any(field.error for field in fields),
+        },
+        status=status,
+    )
+
+
+def _render_preview(
+    request: HttpRequest, new: Policy, preview: policies.Preview, *, changes: str
+) -> HttpResponse:
+    return _render(
+        request,
+        "portal/policy_preview.html",
+        {
+            "section": "policy",
+            "preview": preview,
+            "fields": policies.fields_of(new),
+            "changes": changes,
+        },
+    )
+
+
+@portal_view(Area.POLICY)
+@require_http_methods(["GET", "POST"])
+def policy_page(request: HttpRequest) -> HttpResponse:
+    current = policy_for(request)
+    if request.method == "GET":
+        done = {"saved": "The policy was saved.", "unchanged": "Nothing changed."}.get(
+            request.GET.get("done", ""), ""
+        )
+        return _render_policy(request, policies.fields_of(current), done=done)
+    new, fields = policies.parse(current, request.POST)
+    if new is None:
+        return _render_policy(request, fields, status=400)
+    return _save_policy(request, current, new, seen=request.POST.get("seen", ""))
+
+
+def _save_policy(request: HttpRequest, current: Policy, new: Policy, *, seen: str) -> HttpResponse:
+    """Save ``new``, unless it refuses passkeys ``current`` allows and the preview of exactly
+    those has not been confirmed (``seen``: the count the person was shown)."""
+    preview = policies.preview(current, new)
+    if preview.passkeys and seen != str(preview.passkeys):
+        changes = ", ".join(
+            setting.name
+            for setting in SETTINGS
+            if getattr(current, setting.name) != getattr(new, setting.name)
+        )
+        return _render_preview(request, new, preview, changes=changes)
+    if new == current:
+        return see_other(url_to("portal:policy", query={"done": "unchanged"}))
+    do_update_policy(new, audit_origin(request), actor(request))
+    return see_other(url_to("portal:policy", query={"done": "saved"}))
+
+
+# --- Authenticators ------------------------------------------------------------------------------
+
+_LIST_CHANGES = {
+    "deny": ("aaguid_deny_list", True),
+    "undeny": ("aaguid_deny_list", False),
+    "allow": ("aaguid_allow_list", True),
+    "unallow": ("aaguid_allow_list", False),
+}
+
+
+def _render_authenticators(
+    request: HttpRequest, *, error: str = "", status: int = 200
+) -> HttpResponse:
+    current = policy_for(request)
+    text = request.GET.get("q", "")[: authenticators.SEARCH_MAX_LENGTH]
+    return _render(
+        request,
+        "portal/authenticators.html",
+        {
+            "section": "authenticators",
+            "registered": authenticators.registered(),
+            "q": text,
+            "results": authenticators.search(text),
+            "denied": [(a, authenticators.name_of(a)) for a in current.aaguid_deny_list],
+            "allowed": [(a, authenticators.name_of(a)) for a in current.aaguid_allow_list],
+            "deny_list": set(current.aaguid_deny_list),
+            "allow_list": set(current.aaguid_allow_list),
+            "error": error,
+            "done": {"saved": "The policy was saved.", "unchanged": "Nothing changed."}.get(
+                request.GET.get("done", ""), ""
+            ),
+        },
+        status=status,
+    )
+
+
+@portal_view(Area.AUTHENTICATORS)
+@require_http_methods(["GET", "POST"])
+def authenticators_page(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return _render_authenticators(request)
+    change = _LIST_CHANGES.get(request.POST.get("change", ""))
+    aaguid = authenticators.canonical_aaguid(request.POST.get("aaguid", ""))
+    if change is None or aaguid is None:
+        return _render_authenticators(
+            request,
+            error="Choose an authenticator and a list to add it to or remove it from.",
+            status=400,
+        )
+    name, adding = change
+    current = policy_for(request)
+    listed = tuple(getattr(current, name))
+    values = (*listed, aaguid) if adding and aaguid not in listed else listed
+    if not adding:
+        values = tuple(item for item in listed if item != aaguid)
+    change_list: dict[str, Any] = {name: values}
+    new = dataclasses.replace(current, **change_list)
+    if new == current:
+        return see_other(url_to("portal:authenticators", query={"done": "unchanged"}))
+    preview = policies.preview(current, new)
+    if preview.passkeys:
+        return _render_preview(request, new, preview, changes=name)
+    do_update_policy(new, audit_origin(request), actor(request))
+    return see_other(url_to("portal:authenticators", query={"done": "saved"}))
