@@ -561,3 +561,16 @@ def test_users_deactivate_and_reactivate(ada):
     assert not User.objects.get(pk=ada.user.pk).is_active
     assert main(["users", "reactivate", "ada@example.com"]) == 0
     assert User.objects.get(pk=ada.user.pk).is_active
+
+
+def test_verifying_first_returns_to_the_search_the_form_was_on(db, clock):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    clock.advance(301)
+    response = post(
+        browser,
+        "/admin/authenticators",
+        {"change": "deny", "aaguid": "ee882879-721c-4913-9775-3dfcce97072a"},
+        HTTP_REFERER="http://localhost:8000/admin/authenticators?q=yubikey",
+    )
+    assert response.status_code == 303
+    assert response["Location"] == ("/settings/verify?next=%2Fadmin%2Fauthenticators%3Fq%3Dyubikey")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.http import Http404, HttpRequest
 from django.http.response import HttpResponseBase
@@ -47,12 +48,21 @@ def portal_view(area: Area, *, back: Callable[..., str] | None = None) -> Callab
                         status=403,
                     )
                 if not recently_verified(request):
-                    return verify_first(back(**kwargs) if back else request.path)
+                    return verify_first(back(**kwargs) if back else _this_page(request))
             return view(request, *args, **kwargs)
 
         return guarded
 
     return decorate
+
+
+def _this_page(request: HttpRequest) -> str:
+    """The page a form posted to itself was on: its path, with the query it was shown with
+    (a search) when the browser's same-origin Referer says so."""
+    referer = urlsplit(request.META.get("HTTP_REFERER", ""))
+    if referer.path == request.path and referer.query:
+        return f"{request.path}?{referer.query}"
+    return request.path
 
 
 def actor(request: HttpRequest) -> User:
