@@ -147,7 +147,8 @@ def page(filters: AuditFilters, before: int | None = None) -> AuditPage:
     if before is not None:
         anchor = AuditEvent.objects.filter(pk=before).values_list("at", flat=True).first()
         if anchor is not None:
-            events = events.filter(Q(at__lt=anchor) | Q(at=anchor, id__lt=before))
+            # (at, id) < (anchor, before), written so that the (at, id) index bounds the scan.
+            events = events.filter(at__lte=anchor).filter(Q(at__lt=anchor) | Q(id__lt=before))
     rows = list(events[: PAGE_SIZE + 1])
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
