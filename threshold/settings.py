@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "threshold.accounts",
     "threshold.audit",
     "threshold.policy",
+    "threshold.groups",
     "threshold.web",
     "threshold.sessions",
     "threshold.passkeys",

@@ -24,6 +24,7 @@ from tests.integration.conftest import (
 )
 from threshold.audit.models import AuditEvent
 from threshold.cli.main import main
+from threshold.core.assurance import PASSWORD_AND_APP
 from threshold.sessions.access import list_active_sessions
 from threshold.sessions.actions import sign_in as start_session
 from threshold.sessions.models import Session
@@ -227,7 +228,7 @@ def test_a_sign_in_with_user_verification_records_when(ada, clock):
             "/sign-in/result", REMOTE_ADDR="198.51.100.5", HTTP_USER_AGENT=SAFARI_ON_IOS
         )
         request.session = SessionStore()
-        start_session(request, ada.user, **kwargs)
+        start_session(request, ada.user, PASSWORD_AND_APP, **kwargs)
         return request.session
 
     verified = started(user_verified=True)

@@ -35,6 +35,7 @@ from threshold.fallback.actions import do_remove_fallback, do_set_up_fallback
 from threshold.fallback.models import FailureCounter, RecoveryCode, TotpDevice
 from threshold.policy.actions import do_update_policy
 from threshold.sessions.models import Session
+from threshold.sessions.store import SIGN_IN_ACR, SIGN_IN_AMR
 
 pytestmark = pytest.mark.django_db
 
@@ -89,6 +90,8 @@ def test_password_and_app_code_sign_in(ada_with_fallback, clock):
     assert event.detail == {"method": "password+app", "phishing_resistant": False}
     session = Session.objects.get(session_key=browser.session_key)
     assert session.sign_in_method == "password+app"
+    data = session.get_decoded()
+    assert (data[SIGN_IN_AMR], data[SIGN_IN_ACR]) == (["pwd", "otp", "mfa"], None)
     assert "with a password and authenticator app" in browser.get("/settings").content.decode()
 
 
@@ -111,8 +114,12 @@ def test_an_app_code_works_once(ada_with_fallback, clock):
 
 def test_a_recovery_code_works_once(ada_with_fallback):
     _, codes = ada_with_fallback
-    assert fallback_sign_in(Browser(), codes[0].upper().replace("-", " ")).status_code == 303
+    browser = Browser()
+    assert fallback_sign_in(browser, codes[0].upper().replace("-", " ")).status_code == 303
     assert last_event("sign_in.succeeded").detail["method"] == "password+recovery_code"
+    data = Session.objects.get(session_key=browser.session_key).get_decoded()
+    # A second proof, but not an RFC 6238 one-time password: mfa without otp.
+    assert (data[SIGN_IN_AMR], data[SIGN_IN_ACR]) == (["pwd", "mfa"], None)
     again = fallback_sign_in(Browser(), codes[0])
     assert again.status_code == 400
     assert title_in(again) == INCORRECT_CODE
@@ -171,6 +178,19 @@ def test_a_deactivated_account_cannot_sign_in_with_the_fallback(ada_with_fallbac
     assert response.status_code == 403
     assert title_in(response) == VERIFICATION_FAILED
     assert last_event("sign_in.failed").reason == "account_disabled"
+
+
+def test_a_refused_account_keeps_its_recovery_code(ada_with_fallback):
+    """The code was right but the account may not sign in: the code is not used up."""
+    ada, codes = ada_with_fallback
+    ada.user.is_active = False
+    ada.user.save()
+    assert fallback_sign_in(Browser(), codes[0]).status_code == 403
+    assert last_event("sign_in.failed").reason == "account_disabled"
+    assert RecoveryCode.objects.filter(user=ada.user, used_at__isnull=True).count() == 10
+    ada.user.is_active = True
+    ada.user.save()
+    assert fallback_sign_in(Browser(), codes[0]).status_code == 303
 
 
 def test_policy_can_turn_the_fallback_off(ada_with_fallback, clock):

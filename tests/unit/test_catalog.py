@@ -72,6 +72,7 @@ PUBLIC_CATEGORIES = {
     "authenticator_refused",
     "synced_blocked",
     "bad_request",
+    "busy",
     # Changes to one's own sign-in methods (Settings).
     "step_up",
     "not_found",

@@ -57,6 +57,7 @@ def test_category_values_are_the_strings_the_catalog_has_always_used() -> None:
         "CODE_INVALID": "code_invalid",
         "THROTTLED": "throttled",
         "LOCKED": "locked",
+        "BUSY": "busy",
     }
 
 
@@ -110,7 +111,15 @@ def test_codes_are_unique_across_the_whole_hierarchy() -> None:
 @pytest.mark.parametrize(
     ("family", "members"),
     [
-        (errors.InputError, {errors.MalformedRequest, errors.RequestTooLarge, errors.NameInvalid}),
+        (
+            errors.InputError,
+            {
+                errors.MalformedRequest,
+                errors.RequestTooLarge,
+                errors.NameInvalid,
+                errors.TooManyRequests,
+            },
+        ),
         (errors.AccountError, {errors.AccountDisabled, errors.AccountLocked}),
         (errors.EnrollmentError, {errors.InviteUnusable, errors.AlreadyEnrolled}),
         (

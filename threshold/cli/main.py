@@ -4,6 +4,8 @@
     threshold recover EMAIL [--email-link]   a one-time link for someone who lost every passkey
     threshold users
     threshold users lock EMAIL [--reason TEXT] | unlock EMAIL
+    threshold groups [list [--json] | add NAME | remove NAME]
+    threshold groups add-member NAME EMAIL | remove-member NAME EMAIL
     threshold policy [show | set NAME=VALUE ... | check [NAME=VALUE ...]]
     threshold audit [--limit N]
     threshold bootstrap          first administrator + enrollment link, when needed
@@ -33,6 +35,7 @@ from threshold.cli.commands import (
     audit,
     cleanup,
     enrollment,
+    groups,
     inspect,
     management,
     policy,
@@ -45,6 +48,7 @@ from threshold.cli.commands import (
 GROUPS: tuple[Registration, ...] = (
     enrollment.register,
     users.register,
+    groups.register,
     policy.register,
     audit.register,
     report.register,

@@ -470,6 +470,18 @@ _ENTRIES = [
         Group.FALLBACK,
     ),
     CatalogEntry(
+        "too_many_requests",
+        "Too Many Requests",
+        "Too many sign-in requests came from your network just now. Wait a moment and try again.",
+        "Many passkey sign-ins were started from this network address within seconds (each "
+        "worker allows a burst, then a steady rate per network). People behind one office "
+        "address share the allowance; an automated flood is the usual cause.",
+        "Wait a few seconds and try again. If it keeps happening from an office network, check "
+        "`threshold audit` and the access log for a client that repeats requests.",
+        (NextStep.RETRY, NextStep.CONTACT_SUPPORT),
+        Group.SIGN_IN,
+    ),
+    CatalogEntry(
         "account_locked",
         "Account Locked",
         "Your account is locked. Contact your IT team to unlock it.",
@@ -627,6 +639,7 @@ PRESENTATIONS: dict[Category, Presentation] = {
     Category.CODE_INVALID: Presentation(400, "code_invalid", _R_FAILED, _S_FAILED),
     Category.THROTTLED: Presentation(429, "too_many_attempts", _R_FAILED, _S_FAILED),
     Category.LOCKED: Presentation(403, "account_locked", _R_FAILED, _S_FAILED),
+    Category.BUSY: Presentation(429, "too_many_requests", _R_FAILED, _S_FAILED),
 }
 
 

@@ -51,6 +51,8 @@ class Category(StrEnum):
     CODE_INVALID = "code_invalid"
     THROTTLED = "throttled"
     LOCKED = "locked"
+    # Too many requests from one network, whoever they are for (no account involved).
+    BUSY = "busy"
 
 
 class ThresholdError(Exception):
@@ -74,7 +76,8 @@ class CeremonyError(ThresholdError):
 
 
 class InputError(ThresholdError):
-    """The request is not what the endpoint takes: malformed, too large, a name not allowed."""
+    """The request is not what the endpoint takes: malformed, too large, a name not allowed,
+    or one too many from its network."""
 
     code = "input_invalid"
     category = Category.BAD_REQUEST
@@ -479,6 +482,13 @@ class SecondFactorReused(FallbackError):
 
     code = "code_reused"
     category = Category.CODE_INVALID
+
+
+class TooManyRequests(InputError):
+    """Too many sign-in requests from this network: wait a moment (passkey options' limit)."""
+
+    code = "too_many_requests"
+    category = Category.BUSY
 
 
 class TooManyAttempts(FallbackError):

@@ -15,6 +15,7 @@ from threshold.enrollment.actions import (
     do_begin_enrollment,
     do_finish_enrollment,
 )
+from threshold.passkeys.actions import passkey_assurance
 from threshold.passkeys.http import ceremonies, read_credential
 from threshold.policy.access import policy_for
 from threshold.sessions.actions import sign_in
@@ -87,5 +88,5 @@ def enroll_result(request: HttpRequest, token: str) -> JsonResponse:
     except errors.ThresholdError as error:
         return failed(error, Surface.REGISTRATION)
     # A new session key either way; a recovery has ended all the others.
-    sign_in(request, passkey.user)
+    sign_in(request, passkey.user, passkey_assurance(passkey, user_verified=passkey.uv_initialized))
     return ok({"redirect": url_to("selfservice:home", query={"enrolled": "1"})})

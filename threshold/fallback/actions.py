@@ -374,9 +374,17 @@ def do_finish_fallback_sign_in(
         raise errors.FallbackNotAllowed()
     keys = _reserve_attempt(user.username, origin, policy, Step.CODE)
     wrong_code: errors.FallbackError | None = None
+    refusal: errors.AccountError | None = None
     with transaction.atomic():
         try:
-            method = _use_code(user, totp.normalize_code(code))
+            with transaction.atomic():
+                method = _use_code(user, totp.normalize_code(code))
+                # Both factors are right: only now does the account's state show. A
+                # refusal rolls the code's use back: a locked or deactivated person's
+                # recovery code is not burnt by a sign-in that could not happen.
+                refusal = user.sign_in_refusal()
+                if refusal is not None:
+                    raise refusal
         except errors.FallbackError as error:
             record(
                 Action.SIGN_IN_FAILED,
@@ -387,11 +395,11 @@ def do_finish_fallback_sign_in(
                 step=Step.CODE,
             )
             wrong_code = error
+        except errors.AccountError:
+            pass
     if wrong_code is not None:
         # Committed: the audit row stays, as the attempt counted against the throttles does.
         raise wrong_code
-    # Both factors are right: only now does the account's state show.
-    refusal = user.sign_in_refusal()
     if refusal is not None:
         _refuse(user, origin, refusal)
     _release_attempt(keys, policy, signed_in=True)

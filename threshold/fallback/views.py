@@ -22,7 +22,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from threshold import clock
 from threshold.accounts.models import User
-from threshold.core import catalog, errors, totp
+from threshold.core import assurance, catalog, errors, totp
 from threshold.core.catalog import Surface, status_for
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH
 from threshold.fallback.actions import (
@@ -40,6 +40,7 @@ from threshold.fallback.forms import SetUpForm, form_text
 from threshold.policy.access import policy_for
 from threshold.sessions.actions import sign_in
 from threshold.sessions.stepup import mark_verified, recently_verified, verify_first
+from threshold.sessions.store import SignedInWith
 from threshold.web.http import (
     Done,
     audit_origin,
@@ -120,6 +121,13 @@ def _pending_user(request: HttpRequest) -> User | None:
     return user
 
 
+# What each way through the fallback proves (threshold.core.assurance): never phishing-resistant.
+FALLBACK_ASSURANCE = {
+    SignedInWith.PASSWORD_AND_APP: assurance.PASSWORD_AND_APP,
+    SignedInWith.PASSWORD_AND_RECOVERY_CODE: assurance.PASSWORD_AND_RECOVERY_CODE,
+}
+
+
 @require_http_methods(["GET", "POST"])
 @never_cache
 def code_step(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911 - an answer per outcome
@@ -151,7 +159,7 @@ def code_step(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911 - an answe
         return render(request, "fallback/code.html", {"error": _entry(error)}, status=status)
     for key in (PENDING_USER, PENDING_SINCE, PENDING_PASSWORD):
         request.session.pop(key, None)
-    sign_in(request, user, method=method)
+    sign_in(request, user, FALLBACK_ASSURANCE[method], method=method)
     mark_verified(request, phishing_resistant=False)
     if passkey_prompt_due(user, policy):
         return see_other(_with_next(reverse("fallback:passkey-prompt"), request))

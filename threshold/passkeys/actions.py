@@ -28,7 +28,7 @@ from threshold.accounts.actions import lock_user
 from threshold.accounts.methods import count_usable_sign_in_methods
 from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
-from threshold.core import ceremony, errors
+from threshold.core import assurance, ceremony, errors
 from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name
 from threshold.core.policy import Policy, evaluate
 from threshold.core.vocabulary import AttestationConveyance, ResidentKey, UserVerification
@@ -72,6 +72,15 @@ def _readable(credential: object) -> object:
     if isinstance(credential, Unreadable):
         raise credential.error
     return credential
+
+
+def passkey_assurance(passkey: Passkey, *, user_verified: bool) -> assurance.Assurance:
+    """What a sign-in with ``passkey`` proves: hardware-bound when it cannot be
+    copied off its authenticator (not backup-eligible) and its attestation is trusted."""
+    return assurance.for_passkey(
+        hardware_bound=not passkey.backup_eligible and passkey.attestation_trusted,
+        user_verified=user_verified,
+    )
 
 
 def credential_label(credential_id: bytes) -> str:
@@ -151,10 +160,12 @@ def do_begin_step_up(
 
 @dataclass(frozen=True)
 class SignedIn:
-    """A verified sign-in or step-up: who, and whether the authenticator verified them."""
+    """A verified sign-in or step-up: who, whether the authenticator verified them, and
+    the ``amr``/``acr`` it earned."""
 
     user: User
     user_verified: bool
+    assurance: assurance.Assurance
 
 
 def do_finish_sign_in(
@@ -263,7 +274,11 @@ def do_finish_sign_in(
                 passkey_id=passkey.pk,
                 user_verified=verified.user_verified,
             )
-            return SignedIn(passkey.user, verified.user_verified)
+            return SignedIn(
+                passkey.user,
+                verified.user_verified,
+                passkey_assurance(passkey, user_verified=verified.user_verified),
+            )
     # Committed: the used challenge and the failure's audit row stay.
     raise refusal
 

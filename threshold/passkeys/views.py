@@ -44,7 +44,7 @@ def sign_in_options(request: HttpRequest) -> JsonResponse:
     wait = _options_wait(client_ip(request))
     if wait:
         response = failed(
-            errors.TooManyAttempts(f"options again in {wait:.1f} s"), Surface.AUTHENTICATION
+            errors.TooManyRequests(f"options again in {wait:.1f} s"), Surface.AUTHENTICATION
         )
         response["Retry-After"] = str(math.ceil(wait))
         return response
@@ -88,5 +88,7 @@ def sign_in_result(request: HttpRequest) -> JsonResponse:
         return failed(error, Surface.AUTHENTICATION, extra)
     except errors.ThresholdError as error:
         return failed(error, Surface.AUTHENTICATION)
-    sign_in(request, signed_in.user, user_verified=signed_in.user_verified)
+    sign_in(
+        request, signed_in.user, signed_in.assurance, user_verified=signed_in.user_verified
+    )
     return ok({"redirect": safe_next(request)})

@@ -11,10 +11,13 @@ from django.http import HttpRequest
 from threshold import clock
 from threshold.accounts.models import User
 from threshold.audit.actions import Action, Origin, record
+from threshold.core.assurance import Assurance
 from threshold.sessions.models import Session
 from threshold.sessions.stepup import VERIFIED_AT
 from threshold.sessions.store import (
     LAST_SEEN,
+    SIGN_IN_ACR,
+    SIGN_IN_AMR,
     SIGN_IN_IP,
     SIGN_IN_METHOD,
     SIGN_IN_USER_AGENT,
@@ -27,12 +30,14 @@ from threshold.web.http import audit_origin
 def sign_in(
     request: HttpRequest,
     user: Any,
+    assurance: Assurance,
     *,
     method: SignedInWith = SignedInWith.PASSKEY,
     user_verified: bool = False,
 ) -> None:
     """Start a signed-in session for ``user`` under a new session key.
 
+    ``assurance``: the ``amr``/``acr`` this sign-in earned, kept for applications.
     ``user_verified``: the authenticator verified the person (PIN, biometrics);
     the time goes in ``VERIFIED_AT`` for step-up checks.
     """
@@ -50,6 +55,8 @@ def sign_in(
     session[SIGN_IN_IP] = origin.ip
     session[SIGN_IN_USER_AGENT] = origin.user_agent[:512]
     session[SIGN_IN_METHOD] = method
+    session[SIGN_IN_AMR] = [str(value) for value in assurance.amr]
+    session[SIGN_IN_ACR] = None if assurance.acr is None else str(assurance.acr)
     if user_verified:
         session[VERIFIED_AT] = now
 

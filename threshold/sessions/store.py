@@ -52,6 +52,8 @@ LAST_SEEN = "threshold.last_seen"  # refreshed at most once a minute by SessionT
 SIGN_IN_IP = "threshold.sign_in_ip"  # REMOTE_ADDR, or None
 SIGN_IN_USER_AGENT = "threshold.sign_in_user_agent"  # at most 512 characters
 SIGN_IN_METHOD = "threshold.sign_in_method"  # a SignedInWith value
+SIGN_IN_AMR = "threshold.amr"  # list of threshold.core.assurance.Amr values
+SIGN_IN_ACR = "threshold.acr"  # a threshold.core.assurance.Acr value, or None
 
 
 class SessionStore(db.SessionStore):

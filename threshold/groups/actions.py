@@ -1,0 +1,79 @@
+"""Changing groups, each change audited in its transaction.
+
+Refusals raise ``GroupError`` with a sentence for a person (the CLI prints it, the
+admin portal shows it); nothing is stored when one is raised.
+"""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+
+from threshold.accounts.models import User
+from threshold.audit.actions import Action, Origin, record
+from threshold.core import errors
+from threshold.core.names import clean_name
+from threshold.groups.access import get_group
+from threshold.groups.models import GROUP_NAME_MAX_LENGTH, Group, Membership
+
+
+class GroupError(ValueError):
+    """A group change that cannot be made, in words for the person who asked."""
+
+
+def clean_group_name(name: str) -> str:
+    try:
+        return clean_name(name, GROUP_NAME_MAX_LENGTH)
+    except errors.NameInvalid as exc:
+        raise GroupError(f"That group name can't be used ({exc.detail}).") from None
+
+
+def do_add_group(name: str, origin: Origin, *, actor: User | None = None) -> Group:
+    cleaned = clean_group_name(name)
+    try:
+        with transaction.atomic():
+            group = Group.objects.create(name=cleaned)
+            record(Action.GROUP_ADDED, origin, actor=actor, group=group.name)
+    except IntegrityError:
+        raise GroupError(f"There is a group called {cleaned!r} already.") from None
+    return group
+
+
+@transaction.atomic
+def do_remove_group(group: Group, origin: Origin, *, actor: User | None = None) -> int:
+    """Remove ``group``; its members stay. Returns how many members it had."""
+    members = group.memberships.count()
+    record(Action.GROUP_REMOVED, origin, actor=actor, group=group.name, members=members)
+    group.delete()
+    return members
+
+
+def do_add_member(group: Group, user: User, origin: Origin, *, actor: User | None = None) -> bool:
+    """Add ``user`` to ``group``; False when they were a member already (nothing recorded)."""
+    try:
+        with transaction.atomic():
+            Membership.objects.create(group=group, user=user)
+            record(
+                Action.GROUP_MEMBER_ADDED, origin, actor=actor, subject=user, group=group.name
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+@transaction.atomic
+def do_remove_member(
+    group: Group, user: User, origin: Origin, *, actor: User | None = None
+) -> bool:
+    """Take ``user`` out of ``group``; False when they were not in it (nothing recorded)."""
+    removed, _ = Membership.objects.filter(group=group, user=user).delete()
+    if not removed:
+        return False
+    record(Action.GROUP_MEMBER_REMOVED, origin, actor=actor, subject=user, group=group.name)
+    return True
+
+
+def find_group(name: str) -> Group:
+    group = get_group(name)
+    if group is None:
+        raise GroupError(f"There is no group called {name.strip()!r}.")
+    return group
