@@ -27,7 +27,9 @@ def post(browser: Browser, path: str, data: dict[str, Any] | None = None, **extr
     )
 
 
-def every_portal_path(user_id: int, passkey_id: int = 1, invite_id: int = 1) -> list[str]:
+def every_portal_path(
+    user_id: int, passkey_id: int = 1, invite_id: int = 1, group_id: int = 1
+) -> list[str]:
     """Every /admin/ URL pattern, its arguments filled in."""
     paths = []
     for pattern in urlpatterns:
@@ -36,6 +38,7 @@ def every_portal_path(user_id: int, passkey_id: int = 1, invite_id: int = 1) -> 
         route = route.replace("<int:passkey_id>", str(passkey_id))
         route = route.replace("<int:invite_id>", str(invite_id))
         route = route.replace("<slug:figure>", "people")
+        route = route.replace("<int:group_id>", str(group_id))
         assert "<" not in route, route
         paths.append("/" + route)
     assert all(re.match(r"^/admin/", path) for path in paths)

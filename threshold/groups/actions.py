@@ -52,9 +52,7 @@ def do_add_member(group: Group, user: User, origin: Origin, *, actor: User | Non
     try:
         with transaction.atomic():
             Membership.objects.create(group=group, user=user)
-            record(
-                Action.GROUP_MEMBER_ADDED, origin, actor=actor, subject=user, group=group.name
-            )
+            record(Action.GROUP_MEMBER_ADDED, origin, actor=actor, subject=user, group=group.name)
     except IntegrityError:
         return False
     return True

@@ -88,7 +88,5 @@ def sign_in_result(request: HttpRequest) -> JsonResponse:
         return failed(error, Surface.AUTHENTICATION, extra)
     except errors.ThresholdError as error:
         return failed(error, Surface.AUTHENTICATION)
-    sign_in(
-        request, signed_in.user, signed_in.assurance, user_verified=signed_in.user_verified
-    )
+    sign_in(request, signed_in.user, signed_in.assurance, user_verified=signed_in.user_verified)
     return ok({"redirect": safe_next(request)})

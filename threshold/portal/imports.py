@@ -20,6 +20,8 @@ from threshold.audit.actions import Origin
 from threshold.core import errors
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, clean_name
 from threshold.enrollment.actions import do_invite
+from threshold.groups.access import get_group
+from threshold.groups.actions import do_add_member
 
 # The whole form is capped at 64 KiB (settings.DATA_UPLOAD_MAX_MEMORY_SIZE): about a
 # thousand people per file.
@@ -58,8 +60,14 @@ def read_upload(upload: UploadedFile | None, text: str) -> str:
     return text
 
 
-def invite_rows(content: str, origin: Origin, actor: User) -> list[RowResult]:
-    """Invite every row of ``content``; one result per row, in the file's order."""
+def invite_rows(
+    content: str, origin: Origin, actor: User, *, may_change_groups: bool = False
+) -> list[RowResult]:
+    """Invite every row of ``content``; one result per row, in the file's order.
+
+    The ``groups`` column (names separated by ``;``) puts each person in those groups when
+    ``may_change_groups``; a group that does not exist is named in the row's result.
+    """
     try:
         reader = csv.DictReader(io.StringIO(content, newline=""))
         fields = [name.strip().lower() for name in reader.fieldnames or []]
@@ -91,16 +99,35 @@ def invite_rows(content: str, origin: Origin, actor: User) -> list[RowResult]:
             continue
         seen.add(key)
         result = invite_one(email, name, origin, actor, line=number)
-        if result.ok and groups:
+        if result.ok and groups and result.user is not None:
+            note = (
+                _join_groups(result.user, groups, origin, actor)
+                if may_change_groups
+                else "Groups not applied: your role does not change groups."
+            )
             result = RowResult(
-                result.line,
-                result.email,
-                True,
-                f"{result.message} Groups are not available yet: {groups!r} was not applied.",
-                result.user,
+                result.line, result.email, True, f"{result.message} {note}", result.user
             )
         results.append(result)
     return results
+
+
+def _join_groups(user: User, cell: str, origin: Origin, actor: User) -> str:
+    """Put ``user`` in each group ``cell`` names (``;``-separated); what happened, in words."""
+    joined, unknown = [], []
+    for name in dict.fromkeys(part.strip() for part in cell.split(";") if part.strip()):
+        group = get_group(name)
+        if group is None:
+            unknown.append(name)
+            continue
+        do_add_member(group, user, origin, actor=actor)
+        joined.append(group.name)
+    words = []
+    if joined:
+        words.append(f"In {', '.join(joined)}.")
+    if unknown:
+        words.append(f"No group called {', '.join(repr(name) for name in unknown)}: not added.")
+    return " ".join(words)
 
 
 def _check_row(email: str, name: str) -> str:

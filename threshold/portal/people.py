@@ -23,6 +23,7 @@ from threshold.enrollment.actions import ENROLLMENT
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.fallback.actions import has_fallback, unused_recovery_codes
 from threshold.fallback.models import TotpDevice
+from threshold.groups.models import Group
 from threshold.passkeys.models import Passkey
 
 PAGE_SIZE = 50
@@ -207,6 +208,7 @@ class PersonDetail:
     invites: list[EnrollmentInvite]
     events: list[AuditEvent] = field(default_factory=list)
     status: str = ""
+    groups: list[Group] = field(default_factory=list)
 
 
 RECENT_EVENTS = 20
@@ -241,6 +243,7 @@ def person_detail(user: User, policy: Policy) -> PersonDetail:
         unused_recovery_codes=unused_recovery_codes(user) if fallback else 0,
         invites=invites,
         events=events,
+        groups=list(Group.objects.filter(memberships__user=user).order_by("name")),
         status=status_of(
             user,
             len(passkeys),

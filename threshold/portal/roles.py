@@ -1,10 +1,10 @@
 """Who may read and change what in the admin portal, by role (``accounts.models.Role``).
 
 Administrator: everything. Help desk: people and their sign-in methods, recovery links,
-locks, sessions and invites; the audit log and the readiness dashboard to help them; not
-the policy, the authenticators' lists or roles. Auditor: reads everything, changes nothing.
-A person without a role gets 404 for every /admin/ URL; a role that may read an area but
-not change it gets 403 for a change.
+locks, sessions and invites; the audit log, the readiness dashboard and groups to read;
+not the policy, the authenticators' lists, groups' members or rules, or roles. Auditor:
+reads everything, changes nothing. A person without a role gets 404 for every /admin/ URL;
+a role that may read an area but not change it gets 403 for a change.
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ class Area(StrEnum):
     POLICY = "policy"
     AUTHENTICATORS = "authenticators"
     ROLES = "roles"
+    GROUPS = "groups"
 
 
 _EVERY_AREA = frozenset(Area)
 READS: dict[Role, frozenset[Area]] = {
     Role.ADMINISTRATOR: _EVERY_AREA,
-    Role.HELP_DESK: frozenset({Area.PEOPLE, Area.AUDIT, Area.READINESS}),
+    Role.HELP_DESK: frozenset({Area.PEOPLE, Area.AUDIT, Area.READINESS, Area.GROUPS}),
     Role.AUDITOR: _EVERY_AREA,
     Role.NONE: frozenset(),
 }

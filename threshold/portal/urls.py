@@ -35,4 +35,13 @@ urlpatterns = [
     path("admin/readiness/<slug:figure>.csv", views.readiness_csv, name="readiness-csv"),
     path("admin/policy", views.policy_page, name="policy"),
     path("admin/authenticators", views.authenticators_page, name="authenticators"),
+    path("admin/groups", views.groups_page, name="groups"),
+    path("admin/groups/<int:group_id>", views.group_page, name="group"),
+    path("admin/groups/<int:group_id>/members", views.group_add_member, name="group-add-member"),
+    path(
+        "admin/groups/<int:group_id>/members/<int:user_id>/remove",
+        views.group_remove_member,
+        name="group-remove-member",
+    ),
+    path("admin/groups/<int:group_id>/remove", views.group_remove, name="group-remove"),
 ]

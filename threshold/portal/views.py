@@ -18,6 +18,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from threshold import clock
+from threshold.accounts.access import get_user
 from threshold.accounts.actions import (
     clean_lock_reason,
     do_deactivate_user,
@@ -32,6 +33,15 @@ from threshold.core import errors
 from threshold.core.policy import SETTINGS, Policy
 from threshold.enrollment.actions import do_invite, do_issue_recovery, do_revoke_invite
 from threshold.fallback.actions import do_reset_fallback
+from threshold.groups.access import list_groups, members_of
+from threshold.groups.actions import (
+    GroupError,
+    do_add_group,
+    do_add_member,
+    do_remove_group,
+    do_remove_member,
+)
+from threshold.groups.models import Group
 from threshold.passkeys.actions import do_remove_passkey
 from threshold.policy.access import policy_for
 from threshold.policy.actions import do_update_policy
@@ -369,7 +379,12 @@ def import_people(request: HttpRequest) -> HttpResponse:
     text = request.POST.get("csv_text", "")
     try:
         content = imports.read_upload(upload, text)
-        rows = imports.invite_rows(content, audit_origin(request), actor(request))
+        rows = imports.invite_rows(
+            content,
+            audit_origin(request),
+            actor(request),
+            may_change_groups=can_change(role_of(request), Area.GROUPS),
+        )
     except imports.ImportRefused as exc:
         return _render(
             request,
@@ -636,3 +651,104 @@ def authenticators_page(request: HttpRequest) -> HttpResponse:
         return _render_preview(request, new, preview, changes=name)
     do_update_policy(new, audit_origin(request), actor(request))
     return see_other(url_to("portal:authenticators", query={"done": "saved"}))
+
+
+# --- Groups --------------------------------------------------------------------------------------
+
+
+def _access_group(group_id: int) -> Group:
+    group = Group.objects.filter(pk=group_id).first() if 0 < group_id <= _MAX_ID else None
+    if group is None:
+        raise Http404("no such group")
+    return group
+
+
+@portal_view(Area.GROUPS)
+@require_http_methods(["GET", "POST"])
+def groups_page(request: HttpRequest) -> HttpResponse:
+    error, status, name = "", 200, ""
+    if request.method == "POST":
+        name = request.POST.get("name", "")
+        try:
+            group = do_add_group(name, audit_origin(request), actor=actor(request))
+        except GroupError as exc:
+            error, status = str(exc), 400
+        else:
+            return see_other(url_to("portal:group", group.pk, query={"done": "added"}))
+    return _render(
+        request,
+        "portal/groups.html",
+        {"section": "groups", "groups": list_groups(), "error": error, "name": name},
+        status=status,
+    )
+
+
+def _render_group(
+    request: HttpRequest, group: Group, *, error: str = "", status: int = 200
+) -> HttpResponse:
+    done = {
+        "added": "The group was added.",
+        "member-added": "Added to the group.",
+        "member-removed": "Taken out of the group.",
+        "rules": "The group's rules were saved.",
+        "unchanged": "Nothing changed.",
+    }.get(request.GET.get("done", ""), "")
+    return _render(
+        request,
+        "portal/group.html",
+        {
+            "section": "groups",
+            "group": group,
+            "members": list(members_of(group)[:500]),
+            "member_count": group.memberships.count(),
+            "done": done,
+            "error": error,
+        },
+        status=status,
+    )
+
+
+@portal_view(Area.GROUPS)
+@require_GET
+def group_page(request: HttpRequest, group_id: int) -> HttpResponse:
+    return _render_group(request, _access_group(group_id))
+
+
+@portal_view(Area.GROUPS, back=lambda group_id, **_: url_to("portal:group", group_id))
+@require_POST
+def group_add_member(request: HttpRequest, group_id: int) -> HttpResponse:
+    group = _access_group(group_id)
+    username = request.POST.get("email", "")[:150]
+    user = get_user(username) if username.strip() else None
+    if user is None:
+        return _render_group(
+            request,
+            group,
+            error=f"There is no one with the username {username.strip()!r}.",
+            status=400,
+        )
+    added = do_add_member(group, user, audit_origin(request), actor=actor(request))
+    return see_other(
+        url_to("portal:group", group.pk, query={"done": "member-added" if added else "unchanged"})
+    )
+
+
+@portal_view(Area.GROUPS, back=lambda group_id, **_: url_to("portal:group", group_id))
+@require_POST
+def group_remove_member(request: HttpRequest, group_id: int, user_id: int) -> HttpResponse:
+    group = _access_group(group_id)
+    user = people.access_person(user_id)
+    removed = do_remove_member(group, user, audit_origin(request), actor=actor(request))
+    return see_other(
+        url_to(
+            "portal:group", group.pk, query={"done": "member-removed" if removed else "unchanged"}
+        )
+    )
+
+
+@portal_view(Area.GROUPS, back=lambda group_id, **_: url_to("portal:group", group_id))
+@require_POST
+def group_remove(request: HttpRequest, group_id: int) -> HttpResponse:
+    group = _access_group(group_id)
+    do_remove_group(group, audit_origin(request), actor=actor(request))
+    return see_other(url_to("portal:groups"))
