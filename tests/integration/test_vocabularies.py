@@ -73,6 +73,7 @@ def test_audit_actions_keep_their_stored_values() -> None:
         "USER_REACTIVATED": "user.reactivated",
         "FALLBACK_RESET": "fallback.reset",
         "INVITE_REVOKED": "invite.revoked",
+        "GROUP_RULES_CHANGED": "group.rules_changed",
     }
 
 

@@ -54,6 +54,7 @@ class Action(StrEnum):
     USER_REACTIVATED = "user.reactivated"
     FALLBACK_RESET = "fallback.reset"
     INVITE_REVOKED = "invite.revoked"
+    GROUP_RULES_CHANGED = "group.rules_changed"
 
 
 class Channel(StrEnum):

@@ -32,6 +32,7 @@ from threshold.core import assurance, ceremony, errors
 from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name
 from threshold.core.policy import Policy, evaluate
 from threshold.core.vocabulary import AttestationConveyance, ResidentKey, UserVerification
+from threshold.groups.access import rules_of
 from threshold.passkeys.access import access_own_passkey
 from threshold.passkeys.decoys import decoy_for
 from threshold.passkeys.models import Passkey
@@ -234,7 +235,9 @@ def do_finish_sign_in(
                 raise errors.CredentialNotAllowed("another person's passkey")
             # Today's rules, not those it was registered under. The signature
             # was right, so the counter moves on (§7.2 step 22); the sign-in does not.
-            not_allowed = evaluate(policy or get_policy(), passkey.policy_facts).error()
+            not_allowed = evaluate(
+                policy or get_policy(), passkey.policy_facts, rules_of(passkey.user)
+            ).error()
             if not_allowed is not None:
                 Passkey.objects.filter(pk=passkey.pk).update(
                     sign_count=verified.sign_count, backup_state=verified.backup_state
@@ -403,7 +406,7 @@ def do_finish_registration(
                 now=clock.now(),
                 trust_anchors=settings.THRESHOLD.trust_anchors,
             )
-            (policy or get_policy()).check_registration(verified)
+            (policy or get_policy()).check_registration(verified, rules_of(user))
             # A savepoint: whatever the purpose's checks changed is undone
             # when a later step refuses, so a failed ceremony stores nothing.
             with transaction.atomic():
@@ -577,6 +580,6 @@ def is_last_usable_passkey(user: User, passkey: Passkey, policy: Policy) -> bool
     other passkeys are all refused keeps this one.
     """
     return (
-        evaluate(policy, passkey.policy_facts).allowed
+        evaluate(policy, passkey.policy_facts, rules_of(user)).allowed
         and count_usable_sign_in_methods(user, policy) <= 1
     )

@@ -23,6 +23,7 @@ from threshold.enrollment.actions import ENROLLMENT
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.fallback.actions import has_fallback, unused_recovery_codes
 from threshold.fallback.models import TotpDevice
+from threshold.groups.access import rules_of
 from threshold.groups.models import Group
 from threshold.passkeys.models import Passkey
 
@@ -215,10 +216,11 @@ RECENT_EVENTS = 20
 
 
 def person_detail(user: User, policy: Policy) -> PersonDetail:
+    group_rules = rules_of(user)
     passkeys = [
         PasskeyView(
             passkey,
-            evaluate(policy, passkey.policy_facts),
+            evaluate(policy, passkey.policy_facts, group_rules),
             _ip_of(user, Action.PASSKEY_REGISTERED, passkey.pk),
             _ip_of(user, Action.SIGN_IN_SUCCEEDED, passkey.pk) if passkey.last_used_at else None,
         )

@@ -44,4 +44,5 @@ urlpatterns = [
         name="group-remove-member",
     ),
     path("admin/groups/<int:group_id>/remove", views.group_remove, name="group-remove"),
+    path("admin/groups/<int:group_id>/rules", views.group_rules, name="group-rules"),
 ]

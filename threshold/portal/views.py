@@ -30,7 +30,7 @@ from threshold.accounts.actions import (
 from threshold.accounts.models import Role, User
 from threshold.audit.actions import Action
 from threshold.core import errors
-from threshold.core.policy import SETTINGS, Policy
+from threshold.core.policy import SETTINGS, GroupRules, Policy
 from threshold.enrollment.actions import do_invite, do_issue_recovery, do_revoke_invite
 from threshold.fallback.actions import do_reset_fallback
 from threshold.groups.access import list_groups, members_of
@@ -40,6 +40,7 @@ from threshold.groups.actions import (
     do_add_member,
     do_remove_group,
     do_remove_member,
+    do_set_group_rules,
 )
 from threshold.groups.models import Group
 from threshold.passkeys.actions import do_remove_passkey
@@ -549,7 +550,9 @@ def _render_preview(
         {
             "section": "policy",
             "preview": preview,
-            "fields": policies.fields_of(new),
+            "hidden": [(field.name, field.text) for field in policies.fields_of(new)],
+            "form_action": url_to("portal:policy"),
+            "cancel_url": url_to("portal:policy"),
             "changes": changes,
         },
     )
@@ -684,7 +687,12 @@ def groups_page(request: HttpRequest) -> HttpResponse:
 
 
 def _render_group(
-    request: HttpRequest, group: Group, *, error: str = "", status: int = 200
+    request: HttpRequest,
+    group: Group,
+    *,
+    error: str = "",
+    status: int = 200,
+    rule_fields: list[policies.Field] | None = None,
 ) -> HttpResponse:
     done = {
         "added": "The group was added.",
@@ -703,6 +711,8 @@ def _render_group(
             "member_count": group.memberships.count(),
             "done": done,
             "error": error,
+            "rule_fields": rule_fields
+            or policies.group_fields_of(GroupRules.from_document(group.name, group.rules)),
         },
         status=status,
     )
@@ -752,3 +762,37 @@ def group_remove(request: HttpRequest, group_id: int) -> HttpResponse:
     group = _access_group(group_id)
     do_remove_group(group, audit_origin(request), actor=actor(request))
     return see_other(url_to("portal:groups"))
+
+
+@portal_view(Area.POLICY, back=lambda group_id, **_: url_to("portal:group", group_id))
+@require_POST
+def group_rules(request: HttpRequest, group_id: int) -> HttpResponse:
+    group = _access_group(group_id)
+    rules, fields = policies.parse_group_rules(group.name, request.POST)
+    if rules is None:
+        return _render_group(
+            request,
+            group,
+            error="The group's rules were not saved: fix the settings marked below.",
+            status=400,
+            rule_fields=fields,
+        )
+    policy = policy_for(request)
+    preview = policies.preview_group(policy, group, rules)
+    if preview.passkeys and request.POST.get("seen", "") != str(preview.passkeys):
+        return _render(
+            request,
+            "portal/policy_preview.html",
+            {
+                "section": "groups",
+                "preview": preview,
+                "hidden": [(field.name, field.text) for field in fields],
+                "form_action": url_to("portal:group-rules", group.pk),
+                "cancel_url": url_to("portal:group", group.pk),
+                "changes": f"{group.name}: " + ", ".join(sorted(rules.as_json())),
+            },
+        )
+    changed = do_set_group_rules(group, rules, audit_origin(request), actor=actor(request))
+    return see_other(
+        url_to("portal:group", group.pk, query={"done": "rules" if changed else "unchanged"})
+    )
