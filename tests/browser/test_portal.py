@@ -7,6 +7,8 @@ one that changes the policy puts it back, whatever happens.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 
@@ -47,6 +49,14 @@ def click_verifying(page: Page, button: Locator) -> None:
         page.wait_for_url(before)
         button.click()
         page.wait_for_load_state()
+
+
+def verify_now(page: Page) -> None:
+    """ "Verify it's you" before the changes to come (enrolling verified nothing)."""
+    page.goto("/settings/verify?next=%2Fadmin%2F")
+    page.get_by_role("button", name="Verify").click()
+    page.wait_for_url("**/admin/")
+    page.wait_for_load_state()
 
 
 def axe_violations(page: Page) -> list[str]:
@@ -224,3 +234,59 @@ def test_a_deny_listed_authenticator_picked_by_name_is_refused_at_registration_a
     finally:
         server.cli("policy", "set", "aaguid_deny_list=")
         admin.close()
+
+
+def test_a_group_policy_applies_to_its_members_only(
+    page: Page,
+    authenticator: Authenticator,
+    context: BrowserContext,
+    invite: Invite,
+    server: Server,
+) -> None:
+    member, outsider = invite(), invite()
+    enroll(page, member)
+    sign_out(page)
+    group = f"Engineering {member.email.split('@')[0]}"
+    admin = context.browser.new_context(base_url=server.url)
+    other = context.browser.new_context(base_url=server.url)
+    try:
+        other_page = other.new_page()
+        add_authenticator(other, other_page)
+        enroll(other_page, outsider)
+        sign_out(other_page)
+
+        admin_page = admin.new_page()
+        add_authenticator(admin, admin_page)
+        staff(server, invite, admin_page, "admin")
+        verify_now(admin_page)
+        admin_page.goto("/admin/groups")
+        admin_page.get_by_label("Name").fill(group)
+        admin_page.get_by_role("button", name="Add the group").click()
+        expect(admin_page.get_by_role("heading", level=1, name=group)).to_be_visible()
+        admin_page.get_by_label("Add someone (their email)").fill(member.email)
+        admin_page.get_by_role("button", name=f"Add to {group}").click()
+        expect(admin_page.get_by_role("status")).to_have_text("Added to the group.")
+        # Chromium's virtual authenticators share one AAGUID: deny it to the group only.
+        admin_page.get_by_label("aaguid_deny_list").fill("01020304-0506-0708-0102-030405060708")
+        admin_page.get_by_role("button", name=f"Save {group}\u2019s rules").click()
+        expect(admin_page.locator("#preview-summary")).to_contain_text(
+            "1 passkey of 1 person would no longer be allowed"
+        )
+        admin_page.get_by_role("button", name="Save anyway").click()
+        expect(admin_page.get_by_role("status")).to_have_text("The group\u2019s rules were saved.")
+        assert axe_violations(admin_page) == []
+
+        open_sign_in_with_autofill_pending(page)
+        page.get_by_role("button", name="Sign in with a passkey").click()
+        expect(page.locator("#ceremony-error-title")).to_have_text("Passkey not allowed")
+        assert ("sign_in.failed", "authenticator_denied") in server.audit(member.email)
+
+        # The same authenticator outside the group signs in (by autofill, at once).
+        other_page.goto("/sign-in")
+        other_page.wait_for_url("/")
+        expect(other_page.get_by_role("heading", level=1)).to_be_visible()
+    finally:
+        with contextlib.suppress(AssertionError):  # not there if the test failed before
+            server.cli("groups", "remove", group)
+        admin.close()
+        other.close()

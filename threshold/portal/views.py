@@ -698,7 +698,7 @@ def _render_group(
         "added": "The group was added.",
         "member-added": "Added to the group.",
         "member-removed": "Taken out of the group.",
-        "rules": "The group's rules were saved.",
+        "rules": "The group\u2019s rules were saved.",
         "unchanged": "Nothing changed.",
     }.get(request.GET.get("done", ""), "")
     return _render(
@@ -773,7 +773,7 @@ def group_rules(request: HttpRequest, group_id: int) -> HttpResponse:
         return _render_group(
             request,
             group,
-            error="The group's rules were not saved: fix the settings marked below.",
+            error="The group\u2019s rules were not saved: fix the settings marked below.",
             status=400,
             rule_fields=fields,
         )
