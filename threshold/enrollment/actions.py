@@ -97,7 +97,7 @@ def do_invite(
     if not created and count_sign_in_methods(user):
         raise errors.AlreadyEnrolled("use a recovery link")
     lifetime = timedelta(hours=get_policy().invite_lifetime_hours)
-    invite, link = _new_link(user, ENROLLMENT, lifetime, actor)
+    invite, link, revoked = _new_link(user, ENROLLMENT, lifetime, actor)
     record(
         Action.INVITE_CREATED,
         origin,
@@ -105,6 +105,8 @@ def do_invite(
         subject=user,
         invite_id=invite.pk,
         expires_at=invite.expires_at.isoformat(),
+        before={"unused_links": revoked},
+        after={"unused_links": 1},
     )
     if send_email:
         send_invite(user, link, invite.expires_at)
@@ -136,7 +138,7 @@ def do_issue_recovery(
     _hold(user)
     _refuse_unless_can_sign_in(user, "a recovery link")
     lifetime = timedelta(minutes=get_policy().recovery_link_lifetime_minutes)
-    invite, link = _new_link(user, RECOVERY, lifetime, actor)
+    invite, link, revoked = _new_link(user, RECOVERY, lifetime, actor)
     record(
         Action.RECOVERY_ISSUED,
         origin,
@@ -145,6 +147,8 @@ def do_issue_recovery(
         invite_id=invite.pk,
         expires_at=invite.expires_at.isoformat(),
         link_emailed=send_email and email_link and bool(user.email),
+        before={"unused_links": revoked},
+        after={"unused_links": 1},
     )
     if send_email:
         notify_recovery_issued(user, invite.expires_at, link if email_link else None)
@@ -185,10 +189,11 @@ def _hold(user: User) -> None:
 
 def _new_link(
     user: User, purpose: Purpose, lifetime: timedelta, actor: User | None
-) -> tuple[EnrollmentInvite, str]:
-    """A fresh link for ``user``; their earlier unused links, of either purpose, stop working."""
+) -> tuple[EnrollmentInvite, str, int]:
+    """A fresh link for ``user``; their earlier unused links, of either purpose, stop working
+    (how many did is the third value)."""
     now = clock.now_datetime()
-    user.invites.filter(used_at=None, revoked_at=None).update(revoked_at=now)
+    revoked = user.invites.filter(used_at=None, revoked_at=None).update(revoked_at=now)
     token = secrets.token_urlsafe(32)
     invite = EnrollmentInvite.objects.create(
         user=user,
@@ -198,7 +203,7 @@ def _new_link(
         expires_at=now + lifetime,
         created_by=actor,
     )
-    return invite, invite_link(token)
+    return invite, invite_link(token), revoked
 
 
 def access_invite(token: str, origin: Origin) -> EnrollmentInvite:
