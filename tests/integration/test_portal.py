@@ -652,3 +652,39 @@ def test_an_administrators_csv_puts_people_in_their_groups(db):
         "alan@example.com",
     }
     assert last_event("group.member_added").actor == admin.user
+
+
+# --- Every POST -------------------------------------------------------------------------------
+
+
+def _change_paths(ada) -> list[str]:
+    invite = EnrollmentInvite.objects.create(
+        user=ada.user, token_hash="y" * 64, expires_at="2100-01-01T00:00:00Z"
+    )
+    group = do_add_group("Engineering", Origin.cli())
+    do_add_member(group, ada.user, Origin.cli())
+    return every_portal_path(ada.user.pk, ada.passkey.pk, invite.pk, group.pk)
+
+
+def test_csrf_holds_on_every_portal_post(ada):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    paths = _change_paths(ada)
+    before = _state()
+    for path in paths:
+        response = browser.client.post(path, {"reason": "x", "name": "G", "role": "auditor"})
+        assert response.status_code == 403, path
+    assert _state() == before
+
+
+def test_every_portal_change_asks_for_a_fresh_step_up_first(ada, clock):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    paths = _change_paths(ada)
+    clock.advance(301)
+    before = _state()
+    for path in paths:
+        response = post(browser, path, {"reason": "x", "name": "G", "role": "auditor"})
+        if response.status_code == 405:  # a page that only reads
+            continue
+        assert response.status_code == 303, path
+        assert response["Location"].startswith("/settings/verify?next="), path
+    assert _state() == before
