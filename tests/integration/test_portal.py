@@ -688,3 +688,32 @@ def test_every_portal_change_asks_for_a_fresh_step_up_first(ada, clock):
         assert response.status_code == 303, path
         assert response["Location"].startswith("/settings/verify?next="), path
     assert _state() == before
+
+
+def test_the_help_desk_cannot_change_a_member_of_staff(ada):
+    admin, _ = staff("root@example.com", Role.ADMINISTRATOR)
+    _, desk = staff("desk@example.com", Role.HELP_DESK)
+    before = _state()
+    for path in [
+        f"/admin/people/{admin.user.pk}/recovery",
+        f"/admin/people/{admin.user.pk}/lock",
+        f"/admin/people/{admin.user.pk}/deactivate",
+        f"/admin/people/{admin.user.pk}/sessions/end",
+        f"/admin/people/{admin.user.pk}/passkeys/{admin.passkey.pk}/remove",
+    ]:
+        response = post(desk, path)
+        assert response.status_code == 403, path
+        assert b"only an administrator can change" in response.content
+    assert _state() == before
+    # Someone without a role, they may.
+    assert post(desk, f"/admin/people/{ada.user.pk}/lock").status_code == 303
+
+
+def test_no_recovery_link_for_a_deactivated_person(ada):
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    User.objects.filter(pk=ada.user.pk).update(is_active=False)
+    before = _state()
+    response = post(browser, f"/admin/people/{ada.user.pk}/recovery")
+    assert response.status_code == 409
+    assert b"No recovery link was issued: the account is deactivated." in response.content
+    assert _state() == before

@@ -27,6 +27,11 @@ from threshold.sessions.stepup import recently_verified, verify_first
 View = Callable[..., HttpResponseBase]
 
 
+class Refused(Exception):
+    """A change this role may make, but not to this person (a view raises it): answered 403
+    with the reason, nothing changed."""
+
+
 def portal_view(area: Area, *, back: Callable[..., str] | None = None) -> Callable[[View], View]:
     """Guard a view of ``area``. ``back(**kwargs)``: the page to return to after "Verify it's
     you" when a POST came without a fresh step-up (the view's own path by default, which
@@ -49,7 +54,15 @@ def portal_view(area: Area, *, back: Callable[..., str] | None = None) -> Callab
                     )
                 if not recently_verified(request):
                     return verify_first(back(**kwargs) if back else _this_page(request))
-            return view(request, *args, **kwargs)
+            try:
+                return view(request, *args, **kwargs)
+            except Refused as refusal:
+                return render(
+                    request,
+                    "portal/forbidden.html",
+                    {"portal_role": role, "why": str(refusal)},
+                    status=403,
+                )
 
         return guarded
 

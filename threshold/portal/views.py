@@ -47,7 +47,7 @@ from threshold.passkeys.actions import do_remove_passkey
 from threshold.policy.access import policy_for
 from threshold.policy.actions import do_update_policy
 from threshold.portal import auditlog, authenticators, imports, people, policies, readiness
-from threshold.portal.guard import actor, portal_view
+from threshold.portal.guard import Refused, actor, portal_view
 from threshold.portal.roles import Area, can_change, can_read, role_of
 from threshold.sessions.access import list_active_sessions
 from threshold.sessions.actions import do_end_sessions
@@ -62,6 +62,19 @@ def _person_url(user_id: int, **query: str) -> str:
 
 def _back_to_person(user_id: int, **_: Any) -> str:
     return url_to("portal:person", user_id)
+
+
+def _person_to_change(request: HttpRequest, user_id: int) -> User:
+    """The person a help desk or administrator change is for. Someone with a role (a member
+    of staff) is an administrator's to change: a help desk's recovery link or lock for an
+    administrator would be a way into, or out of, everything."""
+    user = people.access_person(user_id)
+    if user.role and role_of(request) is not Role.ADMINISTRATOR and user.pk != actor(request).pk:
+        raise Refused(
+            f"{user.display_name} has a role in the admin portal: only an administrator can "
+            "change their account or sign-in methods."
+        )
+    return user
 
 
 def _nav(request: HttpRequest) -> dict[str, Any]:
@@ -182,7 +195,7 @@ def person(request: HttpRequest, user_id: int) -> HttpResponse:
 @portal_view(Area.PEOPLE, back=_back_to_person)
 @require_POST
 def remove_passkey(request: HttpRequest, user_id: int, passkey_id: int) -> HttpResponse:
-    user = people.access_person(user_id)
+    user = _person_to_change(request, user_id)
     try:
         do_remove_passkey(
             user,
@@ -201,7 +214,7 @@ def remove_passkey(request: HttpRequest, user_id: int, passkey_id: int) -> HttpR
 @portal_view(Area.PEOPLE, back=_back_to_person)
 @require_POST
 def reset_fallback(request: HttpRequest, user_id: int) -> HttpResponse:
-    user = people.access_person(user_id)
+    user = _person_to_change(request, user_id)
     try:
         do_reset_fallback(user, audit_origin(request), actor=actor(request))
     except errors.SecurityMethodNotFound:
@@ -214,7 +227,7 @@ def reset_fallback(request: HttpRequest, user_id: int) -> HttpResponse:
 @portal_view(Area.PEOPLE, back=_back_to_person)
 @require_POST
 def end_sessions(request: HttpRequest, user_id: int) -> HttpResponse:
-    user = people.access_person(user_id)
+    user = _person_to_change(request, user_id)
     do_end_sessions(user, audit_origin(request), actor=actor(request))
     return see_other(_person_url(user.pk, done="sessions-ended"))
 
@@ -222,7 +235,7 @@ def end_sessions(request: HttpRequest, user_id: int) -> HttpResponse:
 @portal_view(Area.PEOPLE, back=_back_to_person)
 @require_POST
 def issue_recovery(request: HttpRequest, user_id: int) -> HttpResponse:
-    user = people.access_person(user_id)
+    user = _person_to_change(request, user_id)
     email_link = request.POST.get("email_link") == "1"
     try:
         issued = do_issue_recovery(
@@ -254,7 +267,7 @@ def issue_recovery(request: HttpRequest, user_id: int) -> HttpResponse:
 @portal_view(Area.PEOPLE, back=_back_to_person)
 @require_POST
 def lock(request: HttpRequest, user_id: int) -> HttpResponse:
-    user = people.access_person(user_id)
+    user = _person_to_change(request, user_id)
     reason = request.POST.get("reason", "")
     try:
         clean_lock_reason(reason)
@@ -267,7 +280,7 @@ def lock(request: HttpRequest, user_id: int) -> HttpResponse:
 @portal_view(Area.PEOPLE, back=_back_to_person)
 @require_POST
 def unlock(request: HttpRequest, user_id: int) -> HttpResponse:
-    user = people.access_person(user_id)
+    user = _person_to_change(request, user_id)
     changed = do_unlock_user(user, audit_origin(request), actor=actor(request))
     return see_other(_person_url(user.pk, done="unlocked" if changed else "unchanged"))
 
@@ -275,7 +288,7 @@ def unlock(request: HttpRequest, user_id: int) -> HttpResponse:
 @portal_view(Area.PEOPLE, back=_back_to_person)
 @require_POST
 def deactivate(request: HttpRequest, user_id: int) -> HttpResponse:
-    user = people.access_person(user_id)
+    user = _person_to_change(request, user_id)
     if user.pk == actor(request).pk:
         return _render_person(request, user, error="You cannot deactivate yourself.", status=409)
     changed = do_deactivate_user(user, audit_origin(request), actor=actor(request))
@@ -285,7 +298,7 @@ def deactivate(request: HttpRequest, user_id: int) -> HttpResponse:
 @portal_view(Area.PEOPLE, back=_back_to_person)
 @require_POST
 def reactivate(request: HttpRequest, user_id: int) -> HttpResponse:
-    user = people.access_person(user_id)
+    user = _person_to_change(request, user_id)
     changed = do_reactivate_user(user, audit_origin(request), actor=actor(request))
     return see_other(_person_url(user.pk, done="reactivated" if changed else "unchanged"))
 
@@ -316,7 +329,7 @@ def set_role(request: HttpRequest, user_id: int) -> HttpResponse:
 @portal_view(Area.PEOPLE, back=_back_to_person)
 @require_POST
 def resend_invite(request: HttpRequest, user_id: int) -> HttpResponse:
-    user = people.access_person(user_id)
+    user = _person_to_change(request, user_id)
     try:
         do_invite(user.username, audit_origin(request), actor=actor(request))
     except errors.AlreadyEnrolled:
@@ -339,7 +352,7 @@ def resend_invite(request: HttpRequest, user_id: int) -> HttpResponse:
 @portal_view(Area.PEOPLE, back=_back_to_person)
 @require_POST
 def revoke_invite(request: HttpRequest, user_id: int, invite_id: int) -> HttpResponse:
-    user = people.access_person(user_id)
+    user = _person_to_change(request, user_id)
     if not 0 < invite_id <= _MAX_ID or not user.invites.filter(pk=invite_id).exists():
         return _render_person(request, user, error="That link is not one of theirs.", status=404)
     changed = do_revoke_invite(invite_id, audit_origin(request), actor=actor(request))
