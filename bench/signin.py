@@ -791,6 +791,91 @@ async def run_load(
     }
 
 
+async def load_page(session: aiohttp.ClientSession, server: Target) -> str:
+    """GET /sign-in, as a browser: the CSRF cookie, and the page's flow token."""
+    session.cookie_jar.clear()
+    async with session.get(f"{server.base}/sign-in", headers={"Accept": "text/html"}) as response:
+        page = await response.text()
+    found = re.search(r'data-flow="([^"]*)"', page)
+    return found.group(1) if found else ""
+
+
+async def open_loop(
+    server: Target, authenticators: list[SoftAuthenticator], rate: float, duration: float
+) -> dict[str, Any]:
+    """Sign-ins started at a fixed rate, whether or not earlier ones finished (an open loop):
+    latency from each one's arrival, queueing included. Each sign-in borrows an idle browser
+    (its own people, so counters never race); 32 browsers are more than half load needs."""
+    browsers: asyncio.Queue[tuple[aiohttp.ClientSession, list[SoftAuthenticator], str]]
+    browsers = asyncio.Queue()
+    pool = min(32, len(authenticators))
+    sessions = [new_client(server) for _ in range(pool)]
+    for number, session in enumerate(sessions):
+        browsers.put_nowait(
+            (session, authenticators[number::pool], await load_page(session, server))
+        )
+    latencies: list[float] = []
+    failures: list[str] = []
+    turn = 0
+
+    async def arrival(arrived: float) -> None:
+        nonlocal turn
+        session, people, flow = await browsers.get()
+        turn += 1
+        try:
+            status, data, text = await post_json(
+                session, f"{server.base}/sign-in/options", {}, flow
+            )
+            if status == HTTPStatus.OK and data and data.get("status") == "ok":
+                assertion = people[turn % len(people)].get(data["publicKey"], server.origin)
+                status, data, text = await post_json(
+                    session, f"{server.base}/sign-in/result", assertion
+                )
+            if status == HTTPStatus.OK and data and data.get("status") == "ok":
+                latencies.append((time.perf_counter() - arrived) * 1000)
+                session.cookie_jar.clear(lambda morsel: morsel.key == SESSION_COOKIE)
+            else:
+                failures.append(f"{status} {text[:200]}")
+                flow = await load_page(session, server)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            failures.append(repr(exc))
+        finally:
+            browsers.put_nowait((session, people, flow))
+
+    tasks = []
+    start = time.perf_counter()
+    while (now := time.perf_counter()) - start < duration:
+        due = start + len(tasks) / rate
+        if due > now:
+            await asyncio.sleep(due - now)
+        tasks.append(asyncio.create_task(arrival(time.perf_counter())))
+    await asyncio.gather(*tasks)
+    for session in sessions:
+        await session.close()
+    return {
+        "rate_per_second": round(rate, 1),
+        "seconds": duration,
+        "signins": len(latencies),
+        "failures": len(failures),
+        "first_errors": failures[:MAX_ERRORS_SHOWN],
+        "latency_ms": percentiles(latencies),
+    }
+
+
+def memory_phase(
+    server: Server, authenticators: list[SoftAuthenticator], args: argparse.Namespace, done: int
+) -> dict[str, Any]:
+    """Sign in until ``args.memory_signins`` sign-ins in all (``done`` so far), then read the
+    workers' RSS again: memory that grows with sign-ins shows here."""
+    remaining = max(0, args.memory_signins - done)
+    if remaining:
+        more = argparse.Namespace(**{**vars(args), "warmup": 0, "duration": MAX_DURATION})
+        more.max_signins = remaining
+        result = asyncio.run(run_load(server, authenticators, more, None))
+        done += result["signins"] + result["warmup_signins"]
+    return {"signins": done, "worker_rss_mb": worker_rss_mb(server.proc.pid) if server.proc else []}
+
+
 # --- Report -----------------------------------------------------------------------------
 
 
@@ -939,6 +1024,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="first add this many people with one passkey each, in bulk (scale runs)",
     )
+    parser.add_argument(
+        "--half-load",
+        type=float,
+        default=0,
+        metavar="S",
+        help="then S seconds of sign-ins started at half the measured rate (open loop), "
+        "for latency at half load",
+    )
+    parser.add_argument(
+        "--memory-signins",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then sign in until N sign-ins in all, and read the workers' RSS again",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and load to cores")
     parser.add_argument("--output", type=Path, help="JSON result path (default bench/results/)")
     args = parser.parse_args(argv)
@@ -1051,6 +1151,27 @@ def main(argv: list[str] | None = None) -> int:
                 f"{pair['threshold']['server_cpu_ms_per_signin']} ms/sign-in"
                 + (f", floor {pair['floor']['server_cpu_ms_per_signin']} ms" if floor else "")
             )
+        half_load: dict[str, Any] | None = None
+        if args.half_load:
+            rate = statistics.median(
+                pair["threshold"]["signins_per_second"] or 1.0 for pair in rounds
+            )
+            half_load = asyncio.run(open_loop(server, authenticators, rate / 2, args.half_load))
+            print(
+                f"bench: half load ({half_load['rate_per_second']}/s, open loop): p50 / p99 "
+                f"{half_load['latency_ms']['p50']} / {half_load['latency_ms']['p99']} ms"
+            )
+        memory: dict[str, Any] | None = None
+        if args.memory_signins:
+            done = sum(
+                pair["threshold"]["signins"] + pair["threshold"]["warmup_signins"]
+                for pair in rounds
+            ) + (half_load["signins"] if half_load else 0)
+            memory = memory_phase(server, authenticators, args, done)
+            print(
+                f"bench: worker RSS after {memory['signins']} sign-ins: "
+                f"{memory['worker_rss_mb']} MB"
+            )
         for target in (server, floor):
             if target is not None and target.proc is not None and target.proc.poll() is not None:
                 print(f"bench: a server died during the run:\n{target.log_tail()}")
@@ -1077,6 +1198,8 @@ def main(argv: list[str] | None = None) -> int:
             "seeded_passkeys": args.seed,
             "servers": args.servers,
             "floor": args.floor,
+            "half_load_seconds": args.half_load,
+            "memory_signins": args.memory_signins,
             "database": args.database_url.partition(":")[0] if args.database_url else "sqlite",
             "keep_session": args.keep_session,
             "server_cores": sorted(server_cores) if server_cores else "any",
@@ -1084,6 +1207,8 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": rounds[-1]["threshold"],
         "rounds": rounds,
+        "half_load": half_load,
+        "memory": memory,
     }
     for pair in rounds:
         print_report({**result, "results": pair["threshold"]})
@@ -1097,7 +1222,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     failures = sum(
         pair[name]["failures"] for pair in rounds for name in ("threshold", "floor") if name in pair
-    )
+    ) + (half_load["failures"] if half_load else 0)
     return 1 if failures else 0
 
 

@@ -38,6 +38,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Anonymous passkey sign-ins skip the rest of the stack (threshold/passkeys/lean.py).
+    "threshold.passkeys.lean.LeanSignInMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -137,11 +139,13 @@ THRESHOLD_MAX_JSON_BODY = 64 * 1024
 
 STATIC_URL = "/static/"
 STATIC_ROOT = THRESHOLD.var_dir / "static"
+# Content-hashed names (cached for a year, immutable) and gzip copies, written by
+# collectstatic, which `threshold serve` runs at start-up (the tests run it too).
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
-WHITENOISE_USE_FINDERS = True
+WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
 
 EMAIL_SUBJECT_PREFIX = ""

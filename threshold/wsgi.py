@@ -1,6 +1,12 @@
+"""The WSGI application: Django, with the lean sign-in path in front (passkeys/lean.py)."""
+
 import os
 
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "threshold.settings")
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+from threshold.passkeys.lean import LeanSignInApplication  # noqa: E402 - needs Django set up
+
+application = LeanSignInApplication(django_application)

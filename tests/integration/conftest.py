@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from django.core.management import call_command
 from django.test import Client
 
 import threshold.clock
@@ -68,6 +69,15 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
     frozen = FrozenClock(time.time())
     monkeypatch.setattr(threshold.clock, "now", lambda: frozen.now)
     return frozen
+
+
+# --- Static files ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _static_files():
+    """What `threshold serve` does at start-up: pages name the collected, content-hashed files."""
+    call_command("collectstatic", interactive=False, verbosity=0)
 
 
 # --- Memory a worker keeps across requests ------------------------------------------------------

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime
 import types
 
+from django.urls import reverse
 from gunicorn.config import Config
 
-from threshold.cli.accesslog import RedactingLogger, redact
+from threshold.cli.accesslog import QUIET_PATHS, RedactingLogger, redact
 
 TOKEN = "q4dNDl6fhP1-Vw0y9dbHgWnu_wKqaLl3a6j0HzqV2Xc"
 
@@ -35,3 +36,35 @@ def test_the_access_log_line_has_no_token():
     atoms = logger.atoms(response, request, environ, datetime.timedelta(seconds=0.01))
     assert TOKEN not in repr(atoms)
     assert atoms["r"] == "GET /enroll/[token] HTTP/1.1"
+
+
+def logged_lines(path: str, status: int, capsys) -> str:
+    config = Config()
+    config.set("accesslog", "-")
+    logger = RedactingLogger(config)
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "RAW_URI": path,
+        "PATH_INFO": path,
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+    }
+    response = types.SimpleNamespace(
+        status=f"{status} X", status_code=status, sent=10, headers=[], response_length=10
+    )
+    request = types.SimpleNamespace(headers=[], path=path)
+    logger.access(response, request, environ, datetime.timedelta(seconds=0.01))
+    return capsys.readouterr().out
+
+
+def test_successful_passkey_sign_in_requests_are_not_logged(capsys):
+    """They are most of the traffic at nine, and the audit log has every result."""
+    assert logged_lines("/sign-in/options", 200, capsys) == ""
+    assert logged_lines("/sign-in/result", 200, capsys) == ""
+    assert "/sign-in/result" in logged_lines("/sign-in/result", 400, capsys)
+    assert "/sign-in/options" in logged_lines("/sign-in/options", 429, capsys)
+    assert "/sign-in" in logged_lines("/sign-in", 200, capsys)
+
+
+def test_the_quiet_paths_are_the_sign_in_endpoints():
+    assert {reverse("passkeys:sign-in-options"), reverse("passkeys:sign-in-result")} == QUIET_PATHS

@@ -30,9 +30,10 @@ from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
 from threshold.core import assurance, ceremony, errors
 from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name
-from threshold.core.policy import Policy, evaluate
+from threshold.core.policy import GroupRules, Policy, evaluate
 from threshold.core.vocabulary import AttestationConveyance, ResidentKey, UserVerification
 from threshold.groups.access import rules_of
+from threshold.passkeys import hotpath
 from threshold.passkeys.access import access_own_passkey
 from threshold.passkeys.decoys import decoy_for
 from threshold.passkeys.models import Passkey
@@ -41,6 +42,8 @@ from threshold.passkeys.pending import (
     Ceremonies,
     CeremonyKind,
     Purpose,
+    TakenCeremony,
+    open_pending,
     save_pending,
     take_pending,
 )
@@ -176,11 +179,18 @@ def do_finish_sign_in(
     *,
     step_up_user: User | None = None,
     policy: Policy | None = None,
+    before_commit: Callable[[SignedIn], None] | None = None,
 ) -> SignedIn:
     """Verify a sign-in (§7.2), or with ``step_up_user`` a re-verification of that person.
 
     ``credential``: the browser's ``credential.toJSON()``, decoded, or ``Unreadable``.
-    ``policy`` (the one in force by default) must still allow the passkey.
+    ``policy`` (by default the one in force, read in the ceremony's transaction) must
+    still allow the passkey. ``before_commit`` runs in the same transaction once the
+    sign-in verified (the lean sign-in path writes its session there).
+
+    One transaction of at most four statements (``threshold.passkeys.hotpath``): use
+    the challenge up and find the passkey, move its counter on, write the audit row,
+    and whatever ``before_commit`` writes.
 
     A failure raises its ``ThresholdError`` once the used challenge and the
     failure's audit row have committed. ``CredentialUnknown.signal_unknown`` says
@@ -196,17 +206,9 @@ def do_finish_sign_in(
         passkey: Passkey | None = None
         discoverable = False
         try:
-            pending = take_pending(ceremonies, kind)
+            pending = open_pending(ceremonies, kind)
             discoverable = pending.is_discoverable
-            response = ceremony.parse_authentication_response(_readable(credential))
-            try:
-                # get(), not first(): the ID is unique, and first() would add an
-                # ORDER BY over the join on the sign-in hot path.
-                passkey = Passkey.objects.select_related("user").get(
-                    credential_id=response.credential_id
-                )
-            except Passkey.DoesNotExist:
-                raise errors.CredentialUnknown() from None
+            response, passkey, policy_in_force, group_rules = _use_and_find(pending, credential)
             stored = ceremony.StoredCredential(
                 credential_id=bytes(passkey.credential_id),
                 public_key=bytes(passkey.public_key),
@@ -236,71 +238,112 @@ def do_finish_sign_in(
             # Today's rules, not those it was registered under. The signature
             # was right, so the counter moves on (§7.2 step 22); the sign-in does not.
             not_allowed = evaluate(
-                policy or get_policy(), passkey.policy_facts, rules_of(passkey.user)
+                policy or policy_in_force, passkey.policy_facts, group_rules
             ).error()
             if not_allowed is not None:
-                Passkey.objects.filter(pk=passkey.pk).update(
-                    sign_count=verified.sign_count, backup_state=verified.backup_state
+                hotpath.update_passkey(
+                    passkey, sign_count=verified.sign_count, backup_state=verified.backup_state
                 )
                 raise not_allowed
+            if not hotpath.update_passkey(
+                passkey,
+                sign_count=verified.sign_count,
+                backup_state=verified.backup_state,
+                last_used_at=clock.now_datetime(),
+                last_used_user_agent=origin.user_agent[:512],
+            ):
+                # Another sign-in with this passkey moved its counter to or past this
+                # one's since it was read (PostgreSQL; SQLite's transactions take turns).
+                raise errors.SignCountRegressed(f"received {verified.sign_count}, moved meanwhile")
         except errors.SignCountRegressed as error:
             assert passkey is not None  # noqa: S101 - only raised after the lookup
-            Passkey.objects.filter(pk=passkey.pk).update(is_possibly_cloned=True)
-            record(
-                Action.PASSKEY_FLAGGED_CLONED,
-                origin,
-                subject=passkey.user,
-                reason=error.code,
-                passkey_id=passkey.pk,
-                detail=error.detail,
+            hotpath.flag_possibly_cloned(passkey)
+            hotpath.insert_audit(
+                [
+                    hotpath.AuditRow(
+                        clock.now_datetime(),
+                        Action.PASSKEY_FLAGGED_CLONED,
+                        origin,
+                        subject=passkey.user,
+                        reason=error.code,
+                        detail={"passkey_id": passkey.pk, "detail": error.detail},
+                    ),
+                    _sign_in_failure(failed, error, origin, passkey),
+                ]
             )
-            _record_sign_in_failure(failed, error, origin, passkey)
             refusal = error
         except errors.ThresholdError as error:
             if isinstance(error, errors.CredentialUnknown):
                 # The browser chose it (no allowCredentials, so no decoys to give away).
                 error.signal_unknown = discoverable
-            _record_sign_in_failure(failed, error, origin, passkey)
+            hotpath.insert_audit([_sign_in_failure(failed, error, origin, passkey)])
             refusal = error
         else:
-            Passkey.objects.filter(pk=passkey.pk).update(
-                sign_count=verified.sign_count,
-                backup_state=verified.backup_state,
-                last_used_at=clock.now_datetime(),
-                last_used_user_agent=origin.user_agent[:512],
+            hotpath.insert_audit(
+                [
+                    hotpath.AuditRow(
+                        clock.now_datetime(),
+                        succeeded,
+                        origin,
+                        actor=passkey.user,
+                        subject=passkey.user,
+                        detail={"passkey_id": passkey.pk, "user_verified": verified.user_verified},
+                    )
+                ]
             )
-            record(
-                succeeded,
-                origin,
-                actor=passkey.user,
-                subject=passkey.user,
-                passkey_id=passkey.pk,
-                user_verified=verified.user_verified,
-            )
-            return SignedIn(
+            signed_in = SignedIn(
                 passkey.user,
                 verified.user_verified,
                 passkey_assurance(passkey, user_verified=verified.user_verified),
             )
+            if before_commit is not None:
+                before_commit(signed_in)
+            return signed_in
     # Committed: the used challenge and the failure's audit row stay.
     raise refusal
 
 
-def _record_sign_in_failure(
+def _use_and_find(
+    pending: TakenCeremony, credential: object
+) -> tuple[ceremony.AuthenticationResponse, Passkey, Policy, tuple[GroupRules, ...]]:
+    """Use the ceremony's challenge up, whatever was sent (one attempt per challenge), and
+    find the passkey the response names, with the policy in force and its person's groups'
+    rules: one statement."""
+    response: ceremony.AuthenticationResponse | None = None
+    unreadable: errors.ThresholdError | None = None
+    try:
+        response = ceremony.parse_authentication_response(_readable(credential))
+    except errors.ThresholdError as error:
+        unreadable = error
+    found = hotpath.use_challenge_and_find(
+        pending.challenge_hash,
+        pending.expires_at,
+        response.credential_id if response is not None else None,
+    )
+    if not found.unused:
+        raise errors.ChallengeMissing("used before")
+    if unreadable is not None or response is None:
+        raise unreadable or errors.MalformedRequest()
+    if found.passkey is None:
+        raise errors.CredentialUnknown()
+    return response, found.passkey, found.policy, found.group_rules
+
+
+def _sign_in_failure(
     action: Action, error: errors.ThresholdError, origin: Origin, passkey: Passkey | None
-) -> None:
+) -> hotpath.AuditRow:
     # The subject is named only once the signature verified: before that, the
     # response could claim any credential.
     signed = passkey is not None and not isinstance(
         error, (errors.CredentialUnknown, errors.SignatureInvalid, errors.CredentialNotAllowed)
     )
-    record(
+    return hotpath.AuditRow(
+        clock.now_datetime(),
         action,
         origin,
         subject=passkey.user if signed and passkey else None,
         reason=error.code,
-        passkey_id=passkey.pk if passkey else None,
-        detail=error.detail[:200],
+        detail={"passkey_id": passkey.pk if passkey else None, "detail": error.detail[:200]},
     )
 
 

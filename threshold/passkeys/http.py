@@ -44,15 +44,27 @@ def ceremonies(request: HttpRequest) -> Ceremonies:
     """
     found = request.__dict__.get(_ON_REQUEST)
     if not isinstance(found, Ceremonies):
-        received = {
-            kind.value: request.COOKIES[name]
-            for kind in CeremonyKind
-            if (name := CEREMONY_COOKIE.format(kind=kind)) in request.COOKIES
-        }
         signed_in = request.user.is_authenticated
-        found = Ceremonies(received, request.session.session_key if signed_in else None)
+        found = Ceremonies(
+            received_tokens(request), request.session.session_key if signed_in else None
+        )
         request.__dict__[_ON_REQUEST] = found
     return found
+
+
+def anonymous_ceremonies(request: HttpRequest) -> Ceremonies:
+    """``ceremonies(request)`` for a request known to have no session (the lean sign-in path)."""
+    found = Ceremonies(received_tokens(request), None)
+    request.__dict__[_ON_REQUEST] = found
+    return found
+
+
+def received_tokens(request: HttpRequest) -> dict[str, str]:
+    return {
+        kind.value: request.COOKIES[name]
+        for kind in CeremonyKind
+        if (name := CEREMONY_COOKIE.format(kind=kind)) in request.COOKIES
+    }
 
 
 class CeremonyCookieMiddleware:
@@ -67,19 +79,24 @@ class CeremonyCookieMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        found = request.__dict__.get(_ON_REQUEST)
-        if not isinstance(found, Ceremonies):
-            return response
-        for kind in found.taken - found.issued.keys():
-            response.delete_cookie(CEREMONY_COOKIE.format(kind=kind), samesite="Strict")
-        now = clock.now()
-        for kind, (token, expires_at) in found.issued.items():
-            response.set_cookie(
-                CEREMONY_COOKIE.format(kind=kind),
-                token,
-                max_age=max(1, math.ceil(expires_at - now)),
-                secure=settings.SESSION_COOKIE_SECURE,
-                httponly=True,
-                samesite="Strict",
-            )
+        send_ceremony_cookies(request, response)
         return response
+
+
+def send_ceremony_cookies(request: HttpRequest, response: HttpResponse) -> None:
+    """The cookies of the ceremonies the request began, and the removal of those it used up."""
+    found = request.__dict__.get(_ON_REQUEST)
+    if not isinstance(found, Ceremonies):
+        return
+    for kind in found.taken - found.issued.keys():
+        response.delete_cookie(CEREMONY_COOKIE.format(kind=kind), samesite="Strict")
+    now = clock.now()
+    for kind, (token, expires_at) in found.issued.items():
+        response.set_cookie(
+            CEREMONY_COOKIE.format(kind=kind),
+            token,
+            max_age=max(1, math.ceil(expires_at - now)),
+            secure=settings.SESSION_COOKIE_SECURE,
+            httponly=True,
+            samesite="Strict",
+        )

@@ -125,6 +125,15 @@ class TakenCeremony:
     context: dict[str, Any]
 
     @property
+    def challenge_hash(self) -> str:
+        """What ``UsedChallenge`` keeps of the challenge: its SHA-256, hex."""
+        return hashlib.sha256(str(self.state["challenge"]).encode()).hexdigest()
+
+    @property
+    def expires_at(self) -> datetime:
+        return datetime.fromtimestamp(float(self.state["expires_at"]), UTC)
+
+    @property
     def is_discoverable(self) -> bool:
         """An authentication without allowCredentials (no username given)."""
         return "allow_digests" not in self.state
@@ -154,6 +163,20 @@ class TakenCeremony:
 
 def take_pending(ceremonies: Ceremonies, kind: CeremonyKind) -> TakenCeremony:
     """Use up the browser's ceremony of ``kind``: it can be taken once."""
+    taken = open_pending(ceremonies, kind)
+    # An expired token is used up too: the core refuses it (ChallengeExpired), as it
+    # would after ``threshold cleanup`` removed its row.
+    _use(taken.challenge_hash, taken.expires_at)
+    return taken
+
+
+def open_pending(ceremonies: Ceremonies, kind: CeremonyKind) -> TakenCeremony:
+    """The browser's ceremony of ``kind``, checked (signature, kind, session) but not used up yet.
+
+    The caller uses it up in its transaction, before it trusts anything else:
+    ``take_pending`` with its own INSERT, the sign-in with the INSERT that also finds
+    the passkey (``threshold.passkeys.hotpath.use_challenge_and_find``).
+    """
     token = ceremonies.received.get(kind, "")
     if not token:
         raise errors.ChallengeMissing("no ceremony token")
@@ -161,28 +184,25 @@ def take_pending(ceremonies: Ceremonies, kind: CeremonyKind) -> TakenCeremony:
     try:
         payload = _signer(kind).unsign_object(token)
         state, context, bound = payload["state"], payload["context"], payload["bound"]
-        expires_at = float(state["expires_at"])
-        challenge = str(state["challenge"])
+        float(state["expires_at"])
+        str(state["challenge"])
     except (signing.BadSignature, KeyError, TypeError, ValueError):
         raise errors.ChallengeMissing("a ceremony token that does not verify") from None
     if not hmac.compare_digest(str(bound), ceremonies.binding):
         raise errors.ChallengeMissing("another session's ceremony")
-    # An expired token is used up too: the core refuses it (ChallengeExpired), as it
-    # would after ``threshold cleanup`` removed its row.
-    _use(challenge, expires_at)
     return TakenCeremony(state=state, context=context)
 
 
-def _use(challenge: str, expires_at: float) -> None:
+def _use(challenge_hash: str, expires_at: datetime) -> None:
     """One INSERT, or ChallengeMissing when the challenge was used before."""
     table = connection.ops.quote_name(UsedChallenge._meta.db_table)
-    expiry = connection.ops.adapt_datetimefield_value(datetime.fromtimestamp(expires_at, UTC))
+    expiry = connection.ops.adapt_datetimefield_value(expires_at)
     with connection.cursor() as cursor:
         cursor.execute(
             # The table name comes from the model; the values are parameters.
             f"INSERT INTO {table} (challenge_hash, expires_at) VALUES (%s, %s)"  # noqa: S608
             " ON CONFLICT DO NOTHING",
-            [hashlib.sha256(challenge.encode()).hexdigest(), expiry],
+            [challenge_hash, expiry],
         )
         if cursor.rowcount != 1:
             raise errors.ChallengeMissing("used before")

@@ -81,12 +81,17 @@ def sign_in_result(request: HttpRequest) -> JsonResponse:
             audit_origin(request),
             policy=policy_for(request),
         )
-    except errors.CredentialUnknown as error:
+    except errors.ThresholdError as error:
+        return sign_in_refused(error)
+    sign_in(request, signed_in.user, signed_in.assurance, user_verified=signed_in.user_verified)
+    return ok({"redirect": safe_next(request)})
+
+
+def sign_in_refused(error: errors.ThresholdError) -> JsonResponse:
+    """A refused sign-in's answer, in the catalog's words."""
+    if isinstance(error, errors.CredentialUnknown):
         # The passkey belongs to no account (removed, or never registered
         # here): the page asks the browser to hide it (signalUnknownCredential).
         extra = {"unknownCredential": True} if error.signal_unknown else None
         return failed(error, Surface.AUTHENTICATION, extra)
-    except errors.ThresholdError as error:
-        return failed(error, Surface.AUTHENTICATION)
-    sign_in(request, signed_in.user, signed_in.assurance, user_verified=signed_in.user_verified)
-    return ok({"redirect": safe_next(request)})
+    return failed(error, Surface.AUTHENTICATION)

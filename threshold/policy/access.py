@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.http import HttpRequest
 
 from threshold.core.policy import Policy
 from threshold.policy.models import OrganisationPolicy
 
-# Where policy_for keeps the request's policy.
+# Where policy_for keeps the request's policy, and how it reads it.
 _ON_REQUEST = "_threshold_policy"
+_READER = "_threshold_policy_reader"
 
 
 def get_policy() -> Policy:
@@ -29,6 +32,12 @@ def policy_for(request: HttpRequest) -> Policy:
     """
     policy = request.__dict__.get(_ON_REQUEST)
     if not isinstance(policy, Policy):
-        policy = get_policy()
+        policy = request.__dict__.get(_READER, get_policy)()
         request.__dict__[_ON_REQUEST] = policy
     return policy
+
+
+def read_policy_with(request: HttpRequest, read: Callable[[], Policy]) -> None:
+    """Have ``policy_for(request)`` read the policy with ``read`` instead of ``get_policy``
+    (the lean sign-in path's raw SELECT of the same column), still once and only if used."""
+    request.__dict__[_READER] = read

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import login, logout
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, login, logout
 from django.db import transaction
 from django.http import HttpRequest
 
@@ -22,9 +22,13 @@ from threshold.sessions.store import (
     SIGN_IN_METHOD,
     SIGN_IN_USER_AGENT,
     SIGNED_IN_AT,
+    SessionStore,
     SignedInWith,
 )
 from threshold.web.http import audit_origin
+
+# The backend login() records in a session: PasskeyBackend only reloads people for sessions.
+SESSION_BACKEND = "threshold.accounts.backends.PasskeyBackend"
 
 
 def sign_in(
@@ -42,23 +46,64 @@ def sign_in(
     the time goes in ``VERIFIED_AT`` for step-up checks.
     """
     previous_key = request.session.session_key
-    login(request, user, backend="threshold.accounts.backends.PasskeyBackend")
+    login(request, user, backend=SESSION_BACKEND)
     # login() keeps the key when the same person signs in again; a sign-in
     # always gets a fresh one (session fixation).
     if request.session.session_key == previous_key:
         request.session.cycle_key()
+    details = sign_in_details(
+        audit_origin(request), assurance, method=method, user_verified=user_verified
+    )
+    for key, value in details.items():
+        request.session[key] = value
+
+
+def sign_in_details(
+    origin: Origin,
+    assurance: Assurance,
+    *,
+    method: SignedInWith = SignedInWith.PASSKEY,
+    user_verified: bool = False,
+) -> dict[str, Any]:
+    """What a sign-in puts in its session besides Django's own keys, in that order."""
     now = clock.now()
-    origin = audit_origin(request)
-    session = request.session
-    session[SIGNED_IN_AT] = now
-    session[LAST_SEEN] = now
-    session[SIGN_IN_IP] = origin.ip
-    session[SIGN_IN_USER_AGENT] = origin.user_agent[:512]
-    session[SIGN_IN_METHOD] = method
-    session[SIGN_IN_AMR] = [str(value) for value in assurance.amr]
-    session[SIGN_IN_ACR] = None if assurance.acr is None else str(assurance.acr)
+    details: dict[str, Any] = {
+        SIGNED_IN_AT: now,
+        LAST_SEEN: now,
+        SIGN_IN_IP: origin.ip,
+        SIGN_IN_USER_AGENT: origin.user_agent[:512],
+        SIGN_IN_METHOD: method,
+        SIGN_IN_AMR: [str(value) for value in assurance.amr],
+        SIGN_IN_ACR: None if assurance.acr is None else str(assurance.acr),
+    }
     if user_verified:
-        session[VERIFIED_AT] = now
+        details[VERIFIED_AT] = now
+    return details
+
+
+def new_signed_in_session(
+    user: User,
+    origin: Origin,
+    assurance: Assurance,
+    *,
+    method: SignedInWith = SignedInWith.PASSKEY,
+    user_verified: bool = False,
+) -> Session:
+    """The row ``sign_in`` would have saved for an anonymous browser, not saved yet.
+
+    For the lean sign-in path (``threshold.passkeys.lean``), which writes it in the
+    ceremony's transaction: the same data, in the same order (``login()``'s keys,
+    then ``sign_in_details``), encoded and given its columns by the same store.
+    """
+    data: dict[str, Any] = {
+        SESSION_KEY: user._meta.pk.value_to_string(user),
+        BACKEND_SESSION_KEY: SESSION_BACKEND,
+        HASH_SESSION_KEY: user.get_session_auth_hash(),
+        **sign_in_details(origin, assurance, method=method, user_verified=user_verified),
+    }
+    store = SessionStore()
+    store.update(data)  # a store without a key loads nothing
+    return store.create_model_instance(data)
 
 
 def sign_out(request: HttpRequest) -> None:

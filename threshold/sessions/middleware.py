@@ -72,6 +72,11 @@ def remember_signed_in(request: HttpRequest, response: HttpResponse) -> None:
     """
     if request.COOKIES.get(SIGNED_IN_COOKIE) and not request.session.modified:
         return
+    set_signed_in_cookie(response)
+
+
+def set_signed_in_cookie(response: HttpResponse) -> None:
+    """``SIGNED_IN_COOKIE``, for as long as a new session's cookie."""
     response.set_cookie(
         SIGNED_IN_COOKIE,
         "1",

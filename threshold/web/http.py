@@ -176,11 +176,24 @@ def failed(
     return problem(catalog.entry_for(error, surface), catalog.status_for(error), extra)
 
 
-# The catalog entries the browser script may show, by key (not the browsers' own messages):
-# every page that runs a ceremony passes them to webauthn.js as a JSON data block.
-CLIENT_CATALOG = {
-    key: entry.as_json() for key, entry in catalog.CATALOG.items() if not entry.is_browser_message
-}
+# The catalog entries webauthn.js shows on its own, when the browser (not the server) ends a
+# ceremony; every failure the server answers carries its own entry. Every page that runs a
+# ceremony passes them to the script as a JSON data block: only these, to keep the sign-in
+# page small (a test compares them with the script's uses).
+SCRIPT_ENTRIES = (
+    "passkey_unavailable",
+    "passkey_not_found_or_canceled",
+    "passkey_not_on_device",
+    "sign_in_timed_out",
+    "setup_unavailable",
+    "setup_canceled",
+    "setup_timed_out",
+    "already_registered",
+    "not_supported",
+    "no_compatible_device",
+    "verification_incomplete",
+)
+CLIENT_CATALOG = {key: catalog.CATALOG[key].as_json() for key in SCRIPT_ENTRIES}
 
 
 def url_to(

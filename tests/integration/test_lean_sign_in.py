@@ -1,0 +1,358 @@
+"""The lean sign-in path (threshold/passkeys/lean.py, hotpath.py): what it costs in SQL, and that
+what it stores and answers is what the full stack would.
+
+The rest of the suite drives the same URLs, so every sign-in test there runs through it too.
+These run on SQLite and on PostgreSQL (``scripts/with-postgres``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from collections import Counter
+from http.cookies import SimpleCookie
+from typing import Any
+
+import pytest
+from django.apps import apps
+from django.conf import settings
+from django.contrib.auth import user_logged_in
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS
+from django.core import signals
+from django.db import close_old_connections, connection
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+
+from tests.integration.conftest import (
+    ORIGIN,
+    SESSION_EXPIRED,
+    VERIFICATION_FAILED,
+    Browser,
+    assert_failed,
+    assert_ok,
+    begin_sign_in,
+    last_event,
+)
+from threshold.accounts.models import User
+from threshold.audit.actions import Origin
+from threshold.policy.access import get_policy
+from threshold.policy.actions import do_update_policy
+from threshold.sessions import flow
+from threshold.sessions.models import Session
+from threshold.sessions.store import SessionStore
+
+pytestmark = pytest.mark.django_db
+
+LEAN = "threshold.passkeys.lean.LeanSignInMiddleware"
+CEREMONY = "threshold_ceremony_authentication"
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+
+def full_stack():
+    """The settings without the lean path: every request goes through the whole stack."""
+    return override_settings(MIDDLEWARE=[name for name in settings.MIDDLEWARE if name != LEAN])
+
+
+def statements(queries: CaptureQueriesContext) -> list[str]:
+    """Each statement's first words (``INSERT INTO "passkeys_usedchallenge"``), in order."""
+    return [" ".join(q["sql"].split()[:3]) for q in queries.captured_queries]
+
+
+def work(queries: CaptureQueriesContext) -> list[str]:
+    return [s for s in statements(queries) if not s.upper().startswith(TRANSACTION_CONTROL)]
+
+
+def use_challenge() -> str:
+    """The statement that uses the challenge up and finds the passkey, person and policy:
+    an INSERT … RETURNING on SQLite, an INSERT in a WITH clause on PostgreSQL."""
+    if connection.vendor == "postgresql":
+        return "WITH used AS"
+    return 'INSERT INTO "passkeys_usedchallenge"'
+
+
+def in_one_transaction(queries: CaptureQueriesContext) -> bool:
+    """Transaction control only before the first statement and after the last one."""
+    kinds = [s.upper().startswith(TRANSACTION_CONTROL) for s in statements(queries)]
+    first, last = kinds.index(False), len(kinds) - 1 - kinds[::-1].index(False)
+    return not any(kinds[first : last + 1])
+
+
+def test_options_write_nothing_and_read_only_the_policy(ada):
+    with CaptureQueriesContext(connection) as queries:
+        begin_sign_in(Browser())
+    assert work(queries) == ['SELECT "document" FROM']
+
+
+def test_a_sign_in_result_is_one_transaction_of_four_statements(ada):
+    browser = Browser()
+    options = begin_sign_in(browser)
+    with CaptureQueriesContext(connection) as queries:
+        assert_ok(browser.post_json("/sign-in/result", ada.authenticator.get(options, ORIGIN)))
+    assert work(queries) == [
+        use_challenge(),
+        'UPDATE "passkeys_passkey" SET',
+        'INSERT INTO "audit_auditevent"',
+        'INSERT INTO "web_session"',
+    ]
+    assert in_one_transaction(queries)
+    assert browser.is_signed_in()
+
+
+def test_refused_sign_ins_stay_within_four_statements(ada):
+    browser = Browser()
+    options = begin_sign_in(browser)
+    token = browser.client.cookies[CEREMONY].value
+    assertion = ada.authenticator.get(options, ORIGIN)
+    assert_ok(browser.post_json("/sign-in/result", assertion))
+
+    # A replay: the challenge's INSERT finds it used, and the failure is audited.
+    replaying = Browser()
+    replaying.client.cookies[CEREMONY] = token
+    with CaptureQueriesContext(connection) as queries:
+        response = replaying.post_json("/sign-in/result", assertion)
+    assert_failed(response, 400, SESSION_EXPIRED)
+    assert work(queries) == [
+        use_challenge(),
+        'INSERT INTO "audit_auditevent"',
+    ]
+    assert last_event("sign_in.failed").reason == "challenge_missing"
+
+    clone = Browser()
+    options = begin_sign_in(clone)
+    # A cloned authenticator: the counter goes back. Flag, and both audit rows in one INSERT.
+    with CaptureQueriesContext(connection) as queries:
+        response = clone.post_json(
+            "/sign-in/result", ada.authenticator.get(options, ORIGIN, sign_count=1)
+        )
+    assert_failed(response, 400, VERIFICATION_FAILED)
+    assert work(queries) == [
+        use_challenge(),
+        'UPDATE "passkeys_passkey" SET',
+        'INSERT INTO "audit_auditevent"',
+    ]
+    assert in_one_transaction(queries)
+    assert last_event("passkey.flagged_possibly_cloned").subject == ada.user
+
+
+def test_a_counter_moved_meanwhile_flags_the_passkey(ada):
+    """Two sign-ins with one passkey at once (PostgreSQL's READ COMMITTED): the one whose
+    counter is no longer ahead when it writes is refused as a regression, not written back."""
+    browser = Browser()
+    options = begin_sign_in(browser)
+    assertion = ada.authenticator.get(options, ORIGIN)  # counter 1
+
+    moved = []
+
+    def concurrent_sign_in(execute, sql, params, many, context):
+        if sql.startswith('UPDATE "passkeys_passkey" SET "sign_count"') and not moved:
+            moved.append(True)
+            # Another sign-in with the same passkey got there first, with counter 5.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    'UPDATE "passkeys_passkey" SET "sign_count" = 5 WHERE "id" = %s',
+                    [ada.passkey.pk],
+                )
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(concurrent_sign_in):
+        response = browser.post_json("/sign-in/result", assertion)
+    assert_failed(response, 400, VERIFICATION_FAILED)
+    passkey = ada.passkey
+    assert (passkey.sign_count, passkey.is_possibly_cloned) == (5, True)
+    assert last_event("sign_in.failed").reason == "sign_count_regressed"
+    assert not browser.is_signed_in()
+
+
+def signed_in_session(browser: Browser, ada) -> tuple[dict[str, Any], Session]:
+    options = begin_sign_in(browser)
+    assert_ok(browser.post_json("/sign-in/result", ada.authenticator.get(options, ORIGIN)))
+    row = Session.objects.get(session_key=browser.session_key)
+    return row.get_decoded(), row
+
+
+@pytest.mark.parametrize("user_verified", [True, False])
+def test_the_lean_path_stores_the_session_the_full_stack_would(ada, clock, user_verified):
+    if not user_verified:
+        policy = dataclasses.replace(get_policy(), user_verification="preferred")
+        do_update_policy(policy, Origin.cli())
+        ada.authenticator.user_verified = False
+    lean_data, lean_row = signed_in_session(Browser(), ada)
+    with full_stack():
+        full_data, full_row = signed_in_session(Browser(), ada)
+    # The same keys in the same order, the same values (the clock is pinned).
+    assert list(lean_data.items()) == list(full_data.items())
+    assert ("threshold.verified_at" in lean_data) is user_verified
+    columns = ("user_id", "ip", "user_agent", "sign_in_method", "signed_in_at", "last_activity")
+    assert [getattr(lean_row, c) for c in columns] == [getattr(full_row, c) for c in columns]
+    assert abs((lean_row.expire_date - full_row.expire_date).total_seconds()) < 5
+    assert lean_row.session_key != full_row.session_key
+
+
+def answer(response) -> tuple[int, dict[str, str], dict[str, dict[str, str]], set[str]]:
+    """Status, headers, cookies (their attributes, not their values or dates), the body's keys."""
+    headers = {
+        name: value
+        for name, value in response.headers.items()
+        if name not in ("Content-Length", "Set-Cookie")
+    }
+    cookies = {
+        name: {
+            key: str(value) for key, value in morsel.items() if value and key not in ("expires",)
+        }
+        for name, morsel in SimpleCookie(response.cookies.output(header="")).items()
+    }
+    return response.status_code, headers, cookies, set(response.json())
+
+
+def journey(ada) -> list[tuple[Any, ...]]:
+    """Options, a sign-in, options again with a bad flow token, a refused result."""
+    browser = Browser()
+    options = browser.post_json("/sign-in/options", {})
+    signed_in = browser.post_json(
+        "/sign-in/result", ada.authenticator.get(options.json()["publicKey"], ORIGIN)
+    )
+    stranger = Browser()
+    expired = stranger.post_json("/sign-in/options", {}, HTTP_X_THRESHOLD_FLOW="x")
+    missing = stranger.post_json("/sign-in/result", {})
+    return [answer(r) for r in (options, signed_in, expired, missing)]
+
+
+def test_the_lean_path_answers_with_the_full_stacks_headers_and_cookies(ada, clock):
+    lean = journey(ada)
+    with full_stack():
+        full = journey(ada)
+    assert lean == full
+    # The sign-in sets the session, a rotated CSRF token, the signed-in cookie, and
+    # removes the used ceremony.
+    assert set(lean[1][2]) == {
+        "threshold_session",
+        "threshold_csrf",
+        "threshold_signed_in",
+        "threshold_ceremony_authentication",
+    }
+
+
+def test_nothing_listens_for_user_logged_in():
+    """The lean path does not send user_logged_in (it has no request.user to send it with):
+    connecting a receiver needs the lean path to send it first."""
+    assert not user_logged_in.has_listeners(User)
+
+
+def test_an_anonymous_flood_of_ten_thousand_options_requests_leaves_no_rows(ada):
+    models = [model for model in apps.get_models() if model._meta.managed]
+    before = {model: model.objects.count() for model in models}
+    browser = Browser()
+    for number in range(10_000):
+        # From many networks: each has its own rate limit (tested in test_sign_in.py).
+        address = f"10.4.{number // 200}.{number % 200}"
+        response = browser.post_json("/sign-in/options", {}, REMOTE_ADDR=address)
+        assert response.status_code == 200
+    assert {model: model.objects.count() for model in models} == before
+    assert browser.session_key is None
+
+
+def wsgi(
+    method: str, path: str, body: bytes = b"", cookies: dict[str, str] | None = None, **headers
+):
+    """One request to the production WSGI application (threshold.wsgi), as gunicorn makes it."""
+    from threshold.wsgi import application  # noqa: PLC0415 - loads the production handler
+
+    cookies = cookies if cookies is not None else {}
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "localhost:8000",
+        "REMOTE_ADDR": "203.0.113.9",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": io.StringIO(),
+        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": "application/json",
+        "HTTP_COOKIE": "; ".join(f"{name}={value}" for name, value in cookies.items()),
+        "HTTP_USER_AGENT": "Mozilla/5.0 (WSGI)",
+        **headers,
+    }
+    started: dict[str, Any] = {}
+
+    def start_response(status: str, response_headers: list[tuple[str, str]], exc_info=None):
+        started.update(status=status, headers=response_headers)
+
+    # As Django's test client does: the test's transaction is open, and closing the
+    # connection "left in a transaction" at the end of the request would end the test's.
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        chunks = application(environ, start_response)
+        content = b"".join(chunks)
+        getattr(chunks, "close", lambda: None)()
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
+    for name, value in started["headers"]:
+        if name == "Set-Cookie":
+            morsel = next(iter(SimpleCookie(value).values()))
+            cookies[morsel.key] = morsel.value
+    return int(started["status"].split()[0]), dict(started["headers"]), content
+
+
+def test_the_wsgi_application_answers_the_sign_in_before_django(ada, clock):
+    cookies: dict[str, str] = {}
+    status, _, _ = wsgi("GET", "/sign-in", cookies=cookies)  # Django's page, and the CSRF cookie
+    assert status == 200
+    headers = {
+        "HTTP_ORIGIN": ORIGIN,
+        "HTTP_X_CSRFTOKEN": cookies["threshold_csrf"],
+        "HTTP_X_THRESHOLD_FLOW": flow.issue_flow_token(flow.Flow.SIGN_IN),
+    }
+    with CaptureQueriesContext(connection) as queries:
+        status, answer_headers, content = wsgi(
+            "POST", "/sign-in/options", b"{}", cookies, **headers
+        )
+    assert status == 200, content
+    assert work(queries) == ['SELECT "document" FROM']
+    assert "default-src 'self'" in answer_headers["Content-Security-Policy"]
+    assert answer_headers["X-Content-Type-Options"] == "nosniff"
+    options = json.loads(content)["publicKey"]
+
+    assertion = json.dumps(ada.authenticator.get(options, ORIGIN)).encode()
+    with CaptureQueriesContext(connection) as queries:
+        status, _, content = wsgi("POST", "/sign-in/result", assertion, cookies, **headers)
+    assert status == 200, content
+    assert len(work(queries)) == 4
+    session = Session.objects.get(session_key=cookies["threshold_session"])
+    assert session.user_id == ada.user.pk
+    assert last_event("sign_in.succeeded").user_agent == "Mozilla/5.0 (WSGI)"
+
+    # Signed in: the same endpoints now go to Django, with the session (and the CSRF
+    # token the sign-in rotated).
+    headers["HTTP_X_CSRFTOKEN"] = cookies["threshold_csrf"]
+    status, _, content = wsgi("POST", "/sign-in/options", b"{}", cookies, **headers)
+    assert status == 200, content
+    # A cross-site request is Django's to refuse, in the catalog's words.
+    status, _, content = wsgi(
+        "POST",
+        "/sign-in/options",
+        b"{}",
+        {"threshold_csrf": cookies["threshold_csrf"]},
+        **{**headers, "HTTP_ORIGIN": "https://evil.example"},
+    )
+    assert status == 403
+    assert json.loads(content)["error"]["title"] == SESSION_EXPIRED
+
+
+def test_session_keys_are_32_characters_drawn_uniformly():
+    """The store draws a key with one call to the CSPRNG (get_random_string makes 32)."""
+    keys = [SessionStore()._get_new_session_key() for _ in range(2000)]
+    assert len(set(keys)) == len(keys)
+    assert all(len(key) == 32 and set(key) <= set(VALID_KEY_CHARS) for key in keys)
+    counts = Counter("".join(keys))
+    expected = 32 * len(keys) / len(VALID_KEY_CHARS)
+    assert all(0.85 * expected < counts[c] < 1.15 * expected for c in VALID_KEY_CHARS), counts
+    for position in (0, 15, 31):
+        assert len({key[position] for key in keys}) == len(VALID_KEY_CHARS)

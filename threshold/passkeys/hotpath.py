@@ -1,0 +1,380 @@
+"""The passkey sign-in's SQL, written by hand: the only hand-written SQL of the sign-in path.
+
+A sign-in's result is one transaction of at most four statements
+(``tests/integration/test_lean_sign_in.py`` pins the counts, on SQLite and PostgreSQL):
+
+1. ``use_challenge_and_find``: the ceremony's challenge goes into ``UsedChallenge``
+   (``INSERT … ON CONFLICT DO NOTHING``: of two requests with one token only one gets
+   a row, so a replay is refused) and the same statement returns the passkey named
+   by the response with its person, and the organisation policy's document, read in
+   the transaction that applies it. SQLite cannot put an INSERT in a WITH clause, so
+   there the INSERT's RETURNING clause carries the lookup as one JSON array;
+   PostgreSQL runs the INSERT as a data-modifying CTE beside a plain SELECT.
+2. ``update_passkey``: the counter, backup state and last use, only if the counter
+   still moves forward (under PostgreSQL's READ COMMITTED a concurrent sign-in with
+   the same passkey may have moved it since statement 1 read it).
+3. ``insert_audit``: the audit rows (one, or the clone flag and the failure together),
+   with what ``threshold.audit.actions.record`` would store.
+4. ``insert_session``: the signed-in session (``threshold.passkeys.lean``), in the same
+   transaction.
+
+Rows come back as model instances built the way the ORM builds them
+(``Model.from_db`` after the backend's and the fields' converters), so the
+ceremony code above this module reads ``Passkey`` and ``User`` as it always did.
+Values are always parameters; table and column names come from the models. SQLite 3.35 or
+later (RETURNING; Debian 12 has 3.40), PostgreSQL 9.5 or later (ON CONFLICT).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, TypeVar
+
+from django.db import connection
+from django.db.models import Field, Model
+
+from threshold.accounts.models import User
+from threshold.audit.actions import Origin
+from threshold.audit.models import AuditEvent
+from threshold.core.policy import GroupRules, Policy
+from threshold.groups.models import Group, Membership
+from threshold.passkeys.models import Passkey, UsedChallenge
+from threshold.policy.models import OrganisationPolicy
+from threshold.sessions.models import Session
+
+POLICY_ROW = 1  # the one OrganisationPolicy row (threshold.policy.access.get_policy)
+
+
+def _q(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _fields(model: type[Model]) -> list[Field[Any, Any]]:
+    return list(model._meta.concrete_fields)
+
+
+def _field(model: type[Model], name: str) -> Field[Any, Any]:
+    return next(f for f in _fields(model) if name in (f.name, f.attname))
+
+
+Converter = Callable[[Any, Any, Any], Any]
+_M = TypeVar("_M", bound=Model)
+
+
+@lru_cache(maxsize=16)
+def _converters(vendor: str, model: type[Model]) -> list[tuple[list[Converter], Any]]:
+    """Per column of ``model``: what the ORM's compiler applies to a value read from ``vendor``."""
+    table = model._meta.db_table
+    result = []
+    for field in _fields(model):
+        column = field.get_col(table)
+        result.append(
+            (
+                connection.ops.get_db_converters(column) + column.get_db_converters(connection),
+                column,
+            )
+        )
+    return result
+
+
+def _instance(model: type[_M], values: Sequence[Any]) -> _M:
+    converted = []
+    for value, (converters, column) in zip(
+        values, _converters(connection.vendor, model), strict=True
+    ):
+        for convert in converters:
+            value = convert(value, column, connection)  # noqa: PLW2901 - one value, converted in turn
+        converted.append(value)
+    return model.from_db(connection.alias, [f.attname for f in _fields(model)], converted)
+
+
+@lru_cache(maxsize=8)
+def _policy_from_text(document: str) -> Policy:
+    return Policy.from_document(json.loads(document))
+
+
+@lru_cache(maxsize=1)
+def _default_policy() -> Policy:
+    return Policy()
+
+
+def policy_from_document(document: str | None) -> Policy:
+    """The policy a stored document says (the defaults without a row), parsed once per process
+    per document: the document itself is read in every request that applies it."""
+    return _default_policy() if document is None else _policy_from_text(document)
+
+
+@lru_cache(maxsize=2)
+def _policy_statement() -> str:
+    return (
+        f"SELECT {_q('document')} FROM {_q(OrganisationPolicy._meta.db_table)}"
+        f" WHERE {_q('id')} = %s"
+    )
+
+
+def read_policy() -> Policy:
+    """The policy in force, in one SELECT of one column (what ``get_policy`` reads)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_policy_statement(), [POLICY_ROW])
+        row = cursor.fetchone()
+    return policy_from_document(row[0] if row else None)
+
+
+@dataclass(frozen=True)
+class Found:
+    """What ``use_challenge_and_find`` read: whether the challenge was still unused, the
+    passkey (with ``user`` loaded) when it exists, the policy in force, and the rules of the
+    passkey's person's groups (``groups.access.rules_of``, read in the same statement)."""
+
+    unused: bool
+    passkey: Passkey | None
+    policy: Policy
+    group_rules: tuple[GroupRules, ...] = ()
+
+
+def _group_rules_sql(vendor: str) -> str:
+    """A subquery, correlated on the passkey ``p``: its person's groups that have rules, as a
+    JSON array of [name, rules] (the admin portal's group policies)."""
+    groups, memberships = Group._meta.db_table, Membership._meta.db_table
+    source = (
+        f" FROM {_q(memberships)} m JOIN {_q(groups)} g ON g.{_q('id')} = m.{_q('group_id')}"
+        f" WHERE m.{_q('user_id')} = p.{_q('user_id')}"
+    )
+    if vendor == "postgresql":
+        return (
+            f"(SELECT coalesce(json_agg(json_build_array(g.{_q('name')}, g.{_q('rules')})),"
+            f" '[]'::json){source} AND g.{_q('rules')} <> '{{}}'::jsonb)"
+        )
+    return (
+        f"json((SELECT json_group_array(json_array(g.{_q('name')}, json(g.{_q('rules')})))"
+        f"{source} AND g.{_q('rules')} <> '{{}}'))"
+    )
+
+
+def _group_rules(rows: Any) -> tuple[GroupRules, ...]:
+    return tuple(GroupRules.from_document(name, rules) for name, rules in rows or ())
+
+
+def use_challenge_and_find(
+    challenge_hash: str, expires_at: datetime, credential_id: bytes | None
+) -> Found:
+    """Use the challenge up and find the passkey ``credential_id`` names: one statement."""
+    expiry = connection.ops.adapt_datetimefield_value(expires_at)
+    if connection.vendor == "postgresql":
+        return _use_and_find_postgresql(challenge_hash, expiry, credential_id)
+    return _use_and_find_sqlite(challenge_hash, expiry, credential_id)
+
+
+def _select_list(
+    model: type[Model], alias: str, wrap: Callable[[Field[Any, Any], str], str]
+) -> str:
+    return ", ".join(wrap(f, f"{alias}.{_q(f.column)}") for f in _fields(model))
+
+
+@lru_cache(maxsize=2)
+def _sqlite_statement() -> str:
+    def plain_or_hex(field: Field[Any, Any], column: str) -> str:
+        # JSON has no bytes: BLOBs travel as hex.
+        return f"hex({column})" if field.get_internal_type() == "BinaryField" else column
+
+    passkeys, users = Passkey._meta.db_table, User._meta.db_table
+    # Names from the models, values as parameters.
+    return (
+        f"INSERT INTO {_q(UsedChallenge._meta.db_table)}"
+        f" ({_q('challenge_hash')}, {_q('expires_at')})"
+        " VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING"
+        f" (SELECT json_array({_select_list(Passkey, 'p', plain_or_hex)},"
+        f" {_select_list(User, 'u', plain_or_hex)}, {_group_rules_sql('sqlite')})"
+        f" FROM {_q(passkeys)} p JOIN {_q(users)} u ON u.{_q('id')} = p.{_q('user_id')}"
+        f" WHERE p.{_q('credential_id')} = %s),"
+        f" (SELECT {_q('document')} FROM {_q(OrganisationPolicy._meta.db_table)}"
+        f" WHERE {_q('id')} = {POLICY_ROW})"
+    )
+
+
+def _use_and_find_sqlite(challenge_hash: str, expiry: Any, credential_id: bytes | None) -> Found:
+    with connection.cursor() as cursor:
+        cursor.execute(_sqlite_statement(), [challenge_hash, expiry, credential_id])
+        # All rows (one, or none): SQLite finishes the INSERT only once RETURNING is read.
+        rows = cursor.fetchall()
+    if not rows:
+        return Found(unused=False, passkey=None, policy=_default_policy())
+    found, document = rows[0]
+    passkey = None
+    group_rules: tuple[GroupRules, ...] = ()
+    if found is not None:
+        values = json.loads(found)
+        group_rules = _group_rules(values.pop())
+        passkey_fields, user_fields = _fields(Passkey), _fields(User)
+        for index, field in enumerate(passkey_fields + user_fields):
+            if field.get_internal_type() == "BinaryField" and values[index] is not None:
+                values[index] = bytes.fromhex(values[index])
+        passkey = _with_user(values, len(passkey_fields))
+    return Found(
+        unused=True,
+        passkey=passkey,
+        policy=policy_from_document(document),
+        group_rules=group_rules,
+    )
+
+
+@lru_cache(maxsize=2)
+def _postgresql_statement() -> str:
+    def plain(field: Field[Any, Any], column: str) -> str:
+        return column
+
+    passkeys, users = Passkey._meta.db_table, User._meta.db_table
+    return (
+        f"WITH used AS (INSERT INTO {_q(UsedChallenge._meta.db_table)}"
+        f" ({_q('challenge_hash')}, {_q('expires_at')}) VALUES (%s, %s)"
+        " ON CONFLICT DO NOTHING RETURNING 1)"
+        " SELECT (SELECT count(*) FROM used),"
+        f" (SELECT {_q('document')} FROM {_q(OrganisationPolicy._meta.db_table)}"
+        f" WHERE {_q('id')} = {POLICY_ROW}),"
+        f" {_select_list(Passkey, 'p', plain)}, {_select_list(User, 'u', plain)},"
+        f" {_group_rules_sql('postgresql')}"
+        f" FROM (SELECT 1) one LEFT JOIN ({_q(passkeys)} p JOIN {_q(users)} u"
+        f" ON u.{_q('id')} = p.{_q('user_id')}) ON p.{_q('credential_id')} = %s"
+    )
+
+
+def _use_and_find_postgresql(
+    challenge_hash: str, expiry: Any, credential_id: bytes | None
+) -> Found:
+    with connection.cursor() as cursor:
+        cursor.execute(_postgresql_statement(), [challenge_hash, expiry, credential_id])
+        row = cursor.fetchone()
+    used, document, *values, rules = row
+    if not used:
+        return Found(unused=False, passkey=None, policy=_default_policy())
+    passkey = None if values[0] is None else _with_user(values, len(_fields(Passkey)))
+    return Found(
+        unused=True,
+        passkey=passkey,
+        policy=policy_from_document(document),
+        group_rules=_group_rules(rules) if passkey is not None else (),
+    )
+
+
+def _with_user(values: Sequence[Any], split: int) -> Passkey:
+    passkey = _instance(Passkey, values[:split])
+    passkey.user = _instance(User, values[split:])
+    return passkey
+
+
+def update_passkey(
+    passkey: Passkey,
+    *,
+    sign_count: int,
+    backup_state: bool,
+    last_used_at: datetime | None = None,
+    last_used_user_agent: str = "",
+) -> bool:
+    """Move the counter on (and the last use, with ``last_used_at``), only if it still moves
+    forward (the counter rule of ``threshold.core.ceremony``); False when it no longer does."""
+    changes: list[tuple[str, Any]] = [("sign_count", sign_count), ("backup_state", backup_state)]
+    if last_used_at is not None:
+        changes += [("last_used_at", last_used_at), ("last_used_user_agent", last_used_user_agent)]
+    names = tuple(name for name, _ in changes)
+    values = [_field(Passkey, name).get_db_prep_save(value, connection) for name, value in changes]
+    with connection.cursor() as cursor:
+        cursor.execute(_update_statement(names), [*values, passkey.pk, sign_count, sign_count])
+        return bool(cursor.rowcount == 1)
+
+
+@lru_cache(maxsize=4)
+def _update_statement(names: tuple[str, ...]) -> str:
+    assignments = ", ".join(f"{_q(_field(Passkey, name).column)} = %s" for name in names)
+    count = _q("sign_count")
+    return (
+        f"UPDATE {_q(Passkey._meta.db_table)} SET {assignments} WHERE {_q('id')} = %s"
+        f" AND ({count} < %s OR ({count} = 0 AND %s = 0))"
+    )
+
+
+def flag_possibly_cloned(passkey: Passkey) -> None:
+    # A refusal's statement, rare: not worth a cached string.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_q(Passkey._meta.db_table)} SET {_q('is_possibly_cloned')} = %s"
+            f" WHERE {_q('id')} = %s",
+            [True, passkey.pk],
+        )
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One ``AuditEvent``, as ``threshold.audit.actions.record`` would write it."""
+
+    at: datetime
+    action: str
+    origin: Origin
+    actor: User | None = None
+    subject: User | None = None
+    reason: str = ""
+    detail: dict[str, Any] | None = None
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "action": str(self.action),
+            "reason": self.reason,
+            "actor_id": self.actor.pk if self.actor is not None else None,
+            "subject_id": self.subject.pk if self.subject is not None else None,
+            "subject_label": self.subject.username if self.subject is not None else "",
+            "ip": self.origin.ip,
+            "user_agent": self.origin.user_agent[:512],
+            "via": str(self.origin.via),
+            "detail": self.detail or {},
+        }
+
+
+def insert_audit(rows: Iterable[AuditRow]) -> None:
+    """The rows in one INSERT."""
+    prepared = [row.values() for row in rows]
+    names = tuple(prepared[0])
+    fields = [_field(AuditEvent, name) for name in names]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _audit_statement(names, len(prepared)),
+            [
+                field.get_db_prep_save(values[name], connection)
+                for values in prepared
+                for name, field in zip(names, fields, strict=True)
+            ],
+        )
+
+
+@lru_cache(maxsize=4)
+def _audit_statement(names: tuple[str, ...], rows: int) -> str:
+    columns = ", ".join(_q(_field(AuditEvent, name).column) for name in names)
+    placeholders = "(" + ", ".join(["%s"] * len(names)) + ")"
+    return (
+        f"INSERT INTO {_q(AuditEvent._meta.db_table)} ({columns})"
+        f" VALUES {', '.join([placeholders] * rows)}"
+    )
+
+
+def insert_session(session: Session) -> bool:
+    """INSERT ``session`` (every column, as ``SessionStore.create_model_instance`` fills them);
+    False when its key is taken, which the caller answers with a fresh key."""
+    fields = _fields(Session)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _session_statement(),
+            [field.get_db_prep_save(field.pre_save(session, True), connection) for field in fields],
+        )
+        return bool(cursor.rowcount == 1)
+
+
+@lru_cache(maxsize=2)
+def _session_statement() -> str:
+    fields = _fields(Session)
+    return (
+        f"INSERT INTO {_q(Session._meta.db_table)} ({', '.join(_q(f.column) for f in fields)})"
+        f" VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT DO NOTHING"
+    )
