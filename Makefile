@@ -15,9 +15,13 @@ $(BIN)/python:
 
 # Re-installs only when the dependencies or their pins change. pip's output goes to a log,
 # shown only when pip fails.
-$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+# Threshold Verify, the device app (verify/), goes into the same virtualenv with its TPM key
+# store, which tpm2-pytss builds against Debian's libtss2-dev (scripts/system-deps tpm).
+$(VENV)/.installed: pyproject.toml constraints.txt verify/pyproject.toml | $(BIN)/python
+	@bash scripts/system-deps tpm
 	@echo "Installing Threshold and its dependencies into $(VENV) (log: $(VENV)/pip-install.log)"
-	@$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[test]' \
+	@$(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt -e '.[test,tpm]' \
+		-e './verify[tpm]' \
 		> $(VENV)/pip-install.log 2>&1 \
 		|| { cat $(VENV)/pip-install.log >&2; \
 		     echo "make: pip install failed: its output is above and in $(VENV)/pip-install.log" >&2; \
@@ -41,7 +45,8 @@ run: install
 	$(BIN)/threshold migrate --noinput
 	$(BIN)/threshold serve --bootstrap
 
-## system-deps: Debian's chromium and postgresql (and python3-venv), through apt-get when missing.
+## system-deps: Debian's chromium, postgresql, python3-venv and the TPM tools (swtpm, tpm2-tools,
+## libtss2-dev), through apt-get when missing.
 system-deps:
 	bash scripts/system-deps
 
@@ -51,8 +56,8 @@ system-deps:
 ## database of yours and needs no server: it runs on a throwaway SQLite file and var/.
 lint: install
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/ruff check threshold tests bench
-	$(BIN)/mypy threshold
+	$(BIN)/ruff check threshold tests bench verify
+	$(BIN)/mypy threshold verify/threshold_verify
 	@scratch=$$(mktemp -d) && trap 'rm -rf "$$scratch"' EXIT && \
 	  echo "$(BIN)/threshold makemigrations --check --dry-run" && \
 	  THRESHOLD_VAR_DIR="$$scratch" DATABASE_URL="sqlite:///$$scratch/threshold.sqlite3" \

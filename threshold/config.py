@@ -72,6 +72,9 @@ class Config:
     related_origins: tuple[str, ...] = ()
     # The first administrator's username, which `threshold bootstrap` invites.
     admin_email: str = DEFAULT_ADMIN_EMAIL
+    # The TPM manufacturers' roots (and intermediates) that Threshold Verify's EK
+    # certificates chain to (threshold/core/tpm.py); none: no device key counts as "tpm".
+    device_tpm_roots: tuple[x509.Certificate, ...] = ()
 
 
 def _flag(env: dict[str, str], name: str, default: bool = False) -> bool:
@@ -181,17 +184,17 @@ def _email(env: dict[str, str], var_dir: Path) -> dict[str, Any]:
     }
 
 
-def _trust_anchors(env: dict[str, str]) -> tuple[x509.Certificate, ...]:
+def _trust_anchors(
+    env: dict[str, str], variable: str = "THRESHOLD_TRUST_ANCHORS"
+) -> tuple[x509.Certificate, ...]:
     anchors: list[x509.Certificate] = []
-    for path in _list(env, "THRESHOLD_TRUST_ANCHORS"):
+    for path in _list(env, variable):
         try:
             loaded = x509.load_pem_x509_certificates(Path(path).read_bytes())
         except OSError as exc:
-            raise ConfigError(
-                f"THRESHOLD_TRUST_ANCHORS: cannot read {path}: {exc.strerror}"
-            ) from None
+            raise ConfigError(f"{variable}: cannot read {path}: {exc.strerror}") from None
         except ValueError:
-            raise ConfigError(f"THRESHOLD_TRUST_ANCHORS: {path} holds no PEM certificate") from None
+            raise ConfigError(f"{variable}: {path} holds no PEM certificate") from None
         anchors.extend(loaded)
     return tuple(anchors)
 
@@ -387,4 +390,5 @@ def load(env: dict[str, str] | None = None) -> Config:
         ios_apps=ios_apps,
         related_origins=related_origins,
         admin_email=_admin_email(env),
+        device_tpm_roots=_trust_anchors(env, "THRESHOLD_DEVICE_TPM_ROOTS"),
     )

@@ -30,11 +30,15 @@ INSTALLED_APPS = [
     "threshold.sessions",
     "threshold.passkeys",
     "threshold.fallback",
+    "threshold.devices",
     "threshold.enrollment",
     "threshold.selfservice",
     "threshold.help",
     "threshold.conformance",
     "threshold.portal",
+    # Single sign-on: Threshold as an OpenID Connect provider (django-oauth-toolkit).
+    "oauth2_provider",
+    "threshold.sso",
 ]
 
 MIDDLEWARE = [
@@ -53,6 +57,8 @@ MIDDLEWARE = [
     # Sends the ceremony tokens a view began (threshold/passkeys/http.py).
     "threshold.passkeys.http.CeremonyCookieMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A form on the way to an app may end at that app (CSP form-action; threshold/sso/).
+    "threshold.sso.middleware.FormActionMiddleware",
 ]
 
 ROOT_URLCONF = "threshold.urls"
@@ -163,4 +169,44 @@ LOGGING = {
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["stderr"], "level": "INFO"},
     "loggers": {"django.request": {"level": "ERROR"}},
+}
+
+# --- Single sign-on (threshold/sso/): django-oauth-toolkit as an OpenID Connect provider ---------
+# The application model is ours (ES256, SHA-256 client secrets, groups, logout URIs); the
+# validator and the views fill DOT's gaps (auth_time, amr/acr, sid, max_age, acr_values).
+OAUTH2_PROVIDER_APPLICATION_MODEL = "sso.Application"
+OAUTH2_PROVIDER = {
+    "OIDC_ENABLED": True,
+    "OIDC_ISS_ENDPOINT": THRESHOLD.public_url,
+    "OAUTH2_VALIDATOR_CLASS": "threshold.sso.validator.Validator",
+    "SCOPES": {
+        "openid": "Sign you in",
+        "profile": "Your name and username",
+        "email": "Your email address",
+        "groups": "The groups you are in",
+        "offline_access": "Stay signed in to the app",
+    },
+    "DEFAULT_SCOPES": ["openid"],
+    "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "refresh_token"],
+    "PKCE_REQUIRED": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "ROTATE_REFRESH_TOKEN": True,
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
+    "ACCESS_TOKEN_EXPIRE_SECONDS": 600,
+    "ID_TOKEN_EXPIRE_SECONDS": 600,
+    "REFRESH_TOKEN_EXPIRE_SECONDS": 30 * 24 * 3600,
+    "OIDC_RP_INITIATED_LOGOUT_ENABLED": True,
+    "OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT": False,
+    "OIDC_RP_INITIATED_LOGOUT_STRICT_REDIRECT_URIS": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http"],
 }

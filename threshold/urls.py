@@ -11,11 +11,14 @@ urlpatterns = [
     path("", include("threshold.sessions.urls")),
     path("", include("threshold.passkeys.urls")),
     path("", include("threshold.fallback.urls")),
+    path("", include("threshold.devices.urls")),
     path("", include("threshold.enrollment.urls")),
     path("", include("threshold.help.urls")),
     path("", include("threshold.portal.urls")),
     # The /.well-known documents.
     path("", include("threshold.web.urls")),
+    # Single sign-on: the OpenID Connect provider.
+    path("", include("threshold.sso.urls")),
 ]
 
 if settings.THRESHOLD.fido_conformance:

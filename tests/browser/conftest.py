@@ -39,6 +39,7 @@ from playwright.sync_api import (
 )
 
 from tests.support.processes import newcomer_environment, threshold_command
+from tests.support.verify_app import tpm_manufacturer_ca
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Holds the sitecustomize module that lets tests move the server's clock.
@@ -105,6 +106,8 @@ def _server_env(var_dir: Path, port: int) -> dict[str, str]:
         THRESHOLD_WORKERS="2",
         THRESHOLD_EMAIL_BACKEND="file",
         THRESHOLD_TEST_CLOCK_FILE=str(var_dir / "clock-offset"),
+        # The TPM manufacturer of the device app's tests' swtpm (tests/support/verify_app.py).
+        THRESHOLD_DEVICE_TPM_ROOTS=str(tpm_manufacturer_ca(var_dir / "tpm-ca")),
         PYTHONPATH=os.pathsep.join(filter(None, [str(CLOCK_DIR), env.get("PYTHONPATH")])),
         PYTHONUNBUFFERED="1",
     )

@@ -103,7 +103,15 @@ fi
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
     """The Makefile and its install rule's inputs, with stand-ins for the virtualenv's tools."""
-    for name in ("Makefile", "pyproject.toml", "constraints.txt"):
+    # (Threshold Verify's pyproject.toml and scripts/system-deps joined them with issue 12.)
+    for name in (
+        "Makefile",
+        "pyproject.toml",
+        "constraints.txt",
+        "verify/pyproject.toml",
+        "scripts/system-deps",
+    ):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, tmp_path / name)
     bin_dir = tmp_path / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
@@ -133,8 +141,9 @@ def test_make_lint_checks_migrations_on_a_throwaway_database(checkout: Path, tmp
     assert done.returncode == 0, done.stdout + done.stderr
     tools = [call.split(" |")[0] for call in calls]
     assert tools[-3:] == [
-        "ruff check threshold tests bench",
-        "mypy threshold",
+        # Threshold Verify (verify/) is linted and type-checked with the server (issue 12).
+        "ruff check threshold tests bench verify",
+        "mypy threshold verify/threshold_verify",
         "threshold makemigrations --check --dry-run",
     ]
     _, database, var = calls[-1].split(" | ")

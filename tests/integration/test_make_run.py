@@ -47,7 +47,15 @@ fi
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
     """The Makefile and the files its install rule depends on, with a stand-in virtualenv."""
-    for name in ("Makefile", "pyproject.toml", "constraints.txt"):
+    # (Threshold Verify's pyproject.toml and scripts/system-deps joined them with issue 12.)
+    for name in (
+        "Makefile",
+        "pyproject.toml",
+        "constraints.txt",
+        "verify/pyproject.toml",
+        "scripts/system-deps",
+    ):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, tmp_path / name)
     python = tmp_path / ".venv" / "bin" / "python"
     python.parent.mkdir(parents=True)

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.django_db
 
 PASSKEYS_GROUP = "Security Key or Biometric Authenticator"
 FALLBACK_GROUP = "Password and authenticator app"
+DEVICE_APP_GROUP_HEADING = "Device app"
 
 
 def signed_in(person: Person) -> Browser:
@@ -29,17 +30,19 @@ def signed_in(person: Person) -> Browser:
     return browser
 
 
-def test_passkeys_and_the_password_and_app_are_registered_in_that_order():
+def test_passkeys_the_password_and_app_and_the_device_app_are_registered_in_that_order():
     registered = methods.sign_in_methods()
     assert [method.kind for method in registered] == [
         MethodKind.PASSKEY,
         MethodKind.PASSWORD_AND_APP,
+        MethodKind.DEVICE_APP,
     ]
-    assert [method.phishing_resistant for method in registered] == [True, False]
+    # A push approved with a typed number is multi-factor, never phishing-resistant.
+    assert [method.phishing_resistant for method in registered] == [True, False, False]
 
 
 def test_a_persons_methods_are_counted_across_kinds(ada, clock):
-    passkeys, fallback = methods.sign_in_methods()
+    passkeys, fallback, _devices = methods.sign_in_methods()
     assert (passkeys.count(ada.user), fallback.count(ada.user)) == (1, 0)
     assert count_sign_in_methods(ada.user) == 1
 
@@ -56,56 +59,63 @@ def test_a_kind_is_registered_once():
     assert methods.sign_in_methods()[0] is passkeys
 
 
-# --- A third kind, registered by a test --------------------------------------------------------
+# --- A fourth kind, registered by a test ---------------------------------------------------------
 
 
 class FakeKind(StrEnum):
-    DEVICE_APP = "device_app"
+    HARDWARE_TOKEN = "hardware_token"
 
 
-DEVICE_APP_GROUP = """
-<div role="group" aria-labelledby="device-app-heading" id="device-app">
-  <h3 id="device-app-heading">Device app</h3>
-  <ul>{% for device in group.devices %}<li>{{ device }}</li>{% endfor %}</ul>
+HARDWARE_TOKEN_GROUP = """
+<div role="group" aria-labelledby="token-heading" id="token">
+  <h3 id="token-heading">Hardware token</h3>
+  <ul>{% for token in group.tokens %}<li>{{ token }}</li>{% endfor %}</ul>
 </div>
 """
 
 
 @pytest.fixture
 def device_app(settings, tmp_path):
-    """A third kind of method, as the device app will register one: each person has one device."""
-    (tmp_path / "device_app").mkdir()
-    (tmp_path / "device_app" / "_settings_group.html").write_text(DEVICE_APP_GROUP)
+    """A fourth kind of method, as a new app would register one: each person has one token.
+
+    (It was a fake device app until the device app registered itself, threshold/devices.)"""
+    (tmp_path / "hardware_token").mkdir()
+    (tmp_path / "hardware_token" / "_settings_group.html").write_text(HARDWARE_TOKEN_GROUP)
     settings.TEMPLATES = [{**django_settings.TEMPLATES[0], "DIRS": [tmp_path]}]
     method = SignInMethod(
-        kind=FakeKind.DEVICE_APP,  # type: ignore[arg-type]
+        kind=FakeKind.HARDWARE_TOKEN,  # type: ignore[arg-type]
         phishing_resistant=True,
         count=lambda user: 1,
         usable=lambda user, policy: 1,
-        settings_template="device_app/_settings_group.html",
-        settings_context=lambda user, policy: {"devices": [f"{user.display_name}'s phone"]},
+        settings_template="hardware_token/_settings_group.html",
+        settings_context=lambda user, policy: {"tokens": [f"{user.display_name}'s token"]},
     )
     before = methods.sign_in_methods()
     methods.register(method)
     try:
         yield method
     finally:
-        methods.unregister(FakeKind.DEVICE_APP)  # type: ignore[arg-type]
+        methods.unregister(FakeKind.HARDWARE_TOKEN)  # type: ignore[arg-type]
         assert methods.sign_in_methods() == before
 
 
 def test_a_registered_kind_gets_its_group_on_settings_after_the_others(ada, clock, device_app):
     html = signed_in(ada).get("/settings").content.decode()
     groups = labelled_groups(html)
-    assert list(groups) == [PASSKEYS_GROUP, FALLBACK_GROUP, "Device app"]
-    assert groups["Device app"] == "Device app Ada Lovelace's phone"
+    assert list(groups) == [
+        PASSKEYS_GROUP,
+        FALLBACK_GROUP,
+        DEVICE_APP_GROUP_HEADING,
+        "Hardware token",
+    ]
+    assert groups["Hardware token"] == "Hardware token Ada Lovelace's token"
 
 
 def test_a_registered_kind_counts_towards_the_last_method_rule(ada, clock, device_app):
     assert count_sign_in_methods(ada.user) == 2
     browser = signed_in(ada)
     passkey_id = ada.passkey.pk
-    # Her only passkey is not her only way in: the device app counts.
+    # Her only passkey is not her only way in: the registered kind counts.
     page = browser.get(f"/settings/security-methods/{passkey_id}/remove")
     assert "button danger" in page.content.decode()
     response = post(browser, f"/settings/security-methods/{passkey_id}/remove")

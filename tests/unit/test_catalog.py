@@ -86,6 +86,16 @@ PUBLIC_CATEGORIES = {
     "locked",
     # A request body over the cap: the bad_request entry, with 413.
     "too_large",
+    # The device app (Threshold Verify).
+    "device_unauthorized",
+    "device_clock",
+    "setup_code_invalid",
+    "returned_code_invalid",
+    "device_limit",
+    "device_key_refused",
+    "device_app_off",
+    "push_pending",
+    "push_refused",
 }
 GENERIC = {
     "authentication": "Verification failed",

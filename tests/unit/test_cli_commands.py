@@ -90,6 +90,15 @@ def test_every_subcommand_has_a_command_of_its_own():
         "cleanup",
         "inspect registration",
         "inspect authentication",
+        "apps",
+        "apps list",
+        "apps add",
+        "apps remove",
+        "apps rotate-secret",
+        "apps assign",
+        "keys",
+        "keys list",
+        "keys rotate",
     }
 
 

@@ -20,6 +20,7 @@ FAMILIES = (
     errors.SettingsError,
     errors.FallbackError,
     errors.PolicyError,
+    errors.DeviceError,
 )
 REASONS = sorted(
     (
@@ -58,6 +59,15 @@ def test_category_values_are_the_strings_the_catalog_has_always_used() -> None:
         "THROTTLED": "throttled",
         "LOCKED": "locked",
         "BUSY": "busy",
+        "DEVICE_UNAUTHORIZED": "device_unauthorized",
+        "DEVICE_CLOCK": "device_clock",
+        "SETUP_CODE_INVALID": "setup_code_invalid",
+        "RETURNED_CODE_INVALID": "returned_code_invalid",
+        "DEVICE_LIMIT": "device_limit",
+        "DEVICE_KEY_REFUSED": "device_key_refused",
+        "DEVICE_APP_OFF": "device_app_off",
+        "PUSH_PENDING": "push_pending",
+        "PUSH_REFUSED": "push_refused",
     }
 
 
@@ -118,6 +128,7 @@ def test_codes_are_unique_across_the_whole_hierarchy() -> None:
                 errors.RequestTooLarge,
                 errors.NameInvalid,
                 errors.TooManyRequests,
+                errors.DeviceRequestMalformed,
             },
         ),
         (errors.AccountError, {errors.AccountDisabled, errors.AccountLocked}),

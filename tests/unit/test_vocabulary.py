@@ -111,6 +111,7 @@ def values(enum: type[StrEnum]) -> dict[str, str]:
                 "SETTINGS": "settings",
                 "FALLBACK": "fallback",
                 "BROWSER": "browser",
+                "DEVICE_APP": "device-app",
             },
         ),
     ],

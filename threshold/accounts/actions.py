@@ -8,6 +8,7 @@ from django.db import transaction
 
 from threshold import clock
 from threshold.accounts.models import Role, User, normalize_username
+from threshold.accounts.signals import access_withdrawn
 from threshold.audit.actions import Action, Origin, record
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, clean_name
 
@@ -105,6 +106,7 @@ def do_lock_user(
         before={"locked": False},
         after={"locked": True, "reason": reason},
     )
+    access_withdrawn.send(User, user=user, origin=origin, reason="locked", keep_session_key=None)
     return True
 
 

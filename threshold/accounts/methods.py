@@ -27,6 +27,7 @@ from threshold.core.policy import Policy
 class MethodKind(StrEnum):
     PASSKEY = "passkey"
     PASSWORD_AND_APP = "password_and_app"  # noqa: S105 - a kind of method, not a password
+    DEVICE_APP = "device_app"
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,36 @@ class Action(StrEnum):
     FALLBACK_RESET = "fallback.reset"
     INVITE_REVOKED = "invite.revoked"
     GROUP_RULES_CHANGED = "group.rules_changed"
+    # The device app (Threshold Verify).
+    DEVICE_SETUP_CODE_ISSUED = "device.setup_code_issued"
+    DEVICE_SETUP_CODE_REDEEMED = "device.setup_code_redeemed"
+    DEVICE_ENROLLMENT_REFUSED = "device.enrollment_refused"
+    DEVICE_ENROLLMENT_CANCELED = "device.enrollment_canceled"
+    DEVICE_ADDED = "device.added"
+    DEVICE_RENAMED = "device.renamed"
+    DEVICE_REMOVED = "device.removed"
+    DEVICE_REMOVAL_REFUSED = "device.removal_refused"
+    DEVICE_REQUEST_REFUSED = "device.request_refused"
+    PUSH_SENT = "push.sent"
+    PUSH_APPROVED = "push.approved"
+    PUSH_REFUSED = "push.refused"
+    PUSH_DENIED = "push.denied"
+    DEVICE_KEY_ATTESTED = "device.key_attested"
+    DEVICE_KEY_NOT_ATTESTED = "device.key_not_attested"
+    # Single sign-on (threshold/sso/).
+    APP_ADDED = "app.added"
+    APP_REMOVED = "app.removed"
+    APP_SECRET_ROTATED = "app.secret_rotated"  # noqa: S105 - an event, not a secret
+    APP_ASSIGNED = "app.assigned"
+    SSO_AUTHORIZED = "sso.authorized"
+    SSO_REFUSED = "sso.refused"
+    SSO_TOKEN_ISSUED = "sso.token_issued"  # noqa: S105 - an event, not a token
+    SSO_TOKEN_REFUSED = "sso.token_refused"  # noqa: S105
+    SSO_TOKENS_REVOKED = "sso.tokens_revoked"
+    SSO_LOGOUT = "sso.logout"
+    SSO_BACKCHANNEL_LOGOUT_SENT = "sso.backchannel_logout_sent"
+    SSO_BACKCHANNEL_LOGOUT_FAILED = "sso.backchannel_logout_failed"
+    SSO_KEYS_ROTATED = "sso.keys_rotated"
 
 
 class Channel(StrEnum):

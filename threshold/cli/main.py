@@ -12,6 +12,9 @@
     threshold serve              the production server (gunicorn)
     threshold cleanup            drop expired sessions and used challenges
     threshold inspect registration|authentication RESPONSE.json ...   explain a ceremony
+    threshold apps [list [--json] | add NAME --redirect-uri URI ... [--json] | remove CLIENT_ID |
+                    rotate-secret CLIENT_ID | assign CLIENT_ID (--everyone | --group NAME ...)]
+    threshold keys [list | rotate]   the keys that sign ID tokens
     threshold migrate | check | shell | dbshell | ...   Django's management commands
 
 Every command that changes something goes through the same audited actions as
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 from threshold.cli.commands import (
     Command,
     Registration,
+    apps,
     audit,
     cleanup,
     enrollment,
@@ -55,6 +59,7 @@ GROUPS: tuple[Registration, ...] = (
     serve.register,
     cleanup.register,
     inspect.register,
+    apps.register,
 )
 # Where the parsed arguments carry the Command to run (no parser has an option of that name).
 COMMAND = "threshold_command"
@@ -108,12 +113,24 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] not in cli.names and not argv[0].startswith("-"):
         # Anything else is a Django management command (migrate, check, ...).
         setup_django()
-        return management.run(argv)
+        from threshold.sso.logout import from_command_line
+
+        # A command's back-channel logouts (a lock ends sessions) are sent before it exits.
+        with from_command_line():
+            return management.run(argv)
     args = cli.parser.parse_args(argv)
     command: Command = getattr(args, COMMAND)
-    if command.needs_django:
-        setup_django()
-    return command.handle(args)
+    if not command.needs_django:
+        return command.handle(args)
+    setup_django()
+    from threshold.sso.logout import from_command_line
+
+    # A command's back-channel logouts (a lock ends sessions) are sent before it exits; the
+    # server's workers (serve) send theirs from a thread.
+    if args.command == "serve":
+        return command.handle(args)
+    with from_command_line():
+        return command.handle(args)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,14 @@ attestation trusted           authenticator verified
 any other passkey             pop swk (+ mfa)            phr
 password + authenticator app  pwd otp mfa                (none)
 password + recovery code      pwd mfa                    (none)
+Threshold Verify push         pop hwk/swk mfa            (none)
 ============================  =========================  =======
 
 A recovery code is a second proof but not an RFC 4226/6238 one-time password, so it
-gets ``mfa`` without ``otp``. The password fallback never gets a ``phr*`` value.
+gets ``mfa`` without ``otp``. The password fallback never gets a ``phr*`` value, and
+neither does a push approved in Threshold Verify (the device app): its key proves the
+device (``hwk`` once its TPM proved it holds it) and its PIN the person, but the person
+may approve a sign-in that a look-alike page relays.
 """
 
 from __future__ import annotations
@@ -76,3 +80,9 @@ def for_passkey(*, hardware_bound: bool, user_verified: bool) -> Assurance:
 
 PASSWORD_AND_APP = Assurance((Amr.PWD, Amr.OTP, Amr.MFA), None)
 PASSWORD_AND_RECOVERY_CODE = Assurance((Amr.PWD, Amr.MFA), None)
+
+
+def for_device_app(*, hardware_bound: bool) -> Assurance:
+    """A push approved in Threshold Verify with the typed number and the app's PIN.
+    ``hardware_bound``: the device's key was proven to be in its TPM."""
+    return Assurance((Amr.POP, Amr.HWK if hardware_bound else Amr.SWK, Amr.MFA), None)

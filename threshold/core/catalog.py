@@ -56,6 +56,7 @@ class Group(StrEnum):
     SETTINGS = "settings"
     FALLBACK = "fallback"
     BROWSER = "browser"
+    DEVICE_APP = "device-app"
 
 
 # The help page's headings, in its order.
@@ -66,6 +67,7 @@ GROUPS: dict[Group, str] = {
     Group.SETTINGS: "Settings",
     Group.FALLBACK: "Password and code",
     Group.BROWSER: "Messages from the browser or device",
+    Group.DEVICE_APP: "Threshold Verify (the device app)",
 }
 
 
@@ -575,6 +577,182 @@ _ENTRIES = [
         (NextStep.RESTART, NextStep.CONTACT_SUPPORT),
         Group.BROWSER,
     ),
+    # --- Threshold Verify, the device app -------------------------------------------------------
+    CatalogEntry(
+        "device_not_recognized",
+        "Device Not Recognized",
+        "This device is no longer set up for your account. Add the account to Threshold Verify "
+        "again from Settings \u2192 Security Methods, or from a device that has it.",
+        "The device was removed from the account (Settings, an administrator, or the app's "
+        "`remove`), or its request was not signed by the key Threshold knows for it.",
+        "Set the device up again: Settings \u2192 Security Methods \u2192 Device app \u2192 "
+        "Set up, or Add Account to Another Device on a device that has it. The audit log's "
+        "device events say when and by whom it was removed.",
+        (NextStep.RESTART, NextStep.CONTACT_SUPPORT),
+        Group.DEVICE_APP,
+    ),
+    CatalogEntry(
+        "device_clock",
+        "Check Your Device\u2019s Clock",
+        "Threshold Verify\u2019s request arrived with the wrong time. Set the device\u2019s clock "
+        "to automatic and try again.",
+        "Each request the device app signs is valid for two minutes; the device's clock is more "
+        "than two minutes from the server's, or the request took that long to arrive.",
+        "Turn on automatic date and time on the device. If every device is refused, check the "
+        "server's clock (NTP).",
+        (NextStep.RETRY,),
+        Group.DEVICE_APP,
+    ),
+    CatalogEntry(
+        "setup_code_invalid",
+        "Setup Code Not Valid",
+        "This setup code can\u2019t be used: it may have expired, been used already, or been "
+        "canceled after three wrong codes. Start the set-up again to get a new one.",
+        "Setup codes work once, for ten minutes, and three wrong returned codes cancel the "
+        "set-up. Also shown for a code typed wrong.",
+        "Start again: Settings \u2192 Security Methods \u2192 Device app \u2192 Set up, or Add "
+        "Account to Another Device on a device that has the app, and enter the new code at once.",
+        (NextStep.RESTART,),
+        Group.DEVICE_APP,
+    ),
+    CatalogEntry(
+        "returned_code_invalid",
+        "Incorrect code",
+        "That is not the code Threshold Verify shows on the new device. Enter the code it shows; "
+        "after three wrong codes the set-up is canceled.",
+        "The code typed on the browser page (or on the device already set up) is not the one "
+        "the new device displays after it redeemed the setup code.",
+        "Read the code on the new device again. After three wrong codes, start the set-up again.",
+        (NextStep.RETRY, NextStep.RESTART),
+        Group.DEVICE_APP,
+    ),
+    CatalogEntry(
+        "device_limit_reached",
+        "Device Limit Reached",
+        "You have reached the maximum number of devices with Threshold Verify. Remove a device "
+        "you no longer use to add a new one.",
+        "The account already has as many devices as the organisation policy allows "
+        "(device_limit, 5 by default).",
+        "Remove an unused device under Settings \u2192 Security Methods \u2192 Device app, or "
+        "raise device_limit.",
+        (NextStep.SET_UP_LATER, NextStep.CONTACT_SUPPORT),
+        Group.DEVICE_APP,
+    ),
+    CatalogEntry(
+        "device_key_refused",
+        "Device Not Allowed",
+        "Your organisation requires Threshold Verify to keep its key in the device\u2019s "
+        "security chip (TPM). This device\u2019s key is not verified to be there.",
+        "The policy's require_hardware_device_key is on and the device's key protection is "
+        "\u201csoftware\u201d: no TPM, or Threshold could not verify the TPM's attestation.",
+        "Use a device with a TPM 2.0, or turn require_hardware_device_key off.",
+        (NextStep.ANOTHER_DEVICE, NextStep.CONTACT_SUPPORT),
+        Group.DEVICE_APP,
+    ),
+    CatalogEntry(
+        "device_app_not_allowed",
+        "Device App Sign-in Not Available",
+        "Your organisation does not allow signing in with Threshold Verify. Sign in with a "
+        "passkey.",
+        "The organisation policy's allow_device_app_sign_in is off.",
+        "Sign in with a passkey. To allow push sign-ins, set allow_device_app_sign_in to true.",
+        (NextStep.ANOTHER_DEVICE, NextStep.CONTACT_SUPPORT),
+        Group.DEVICE_APP,
+    ),
+    CatalogEntry(
+        "push_pending",
+        "Push Already Sent",
+        "A push to Threshold Verify is already waiting. Answer it on your device, or wait two "
+        "minutes and try again.",
+        "Only one push per person waits at a time; the earlier one has not been answered and "
+        "has not expired (two minutes).",
+        "Answer the waiting push in Threshold Verify (`threshold-verify run`), or wait for it to "
+        "expire.",
+        (NextStep.RETRY, NextStep.ANOTHER_DEVICE),
+        Group.DEVICE_APP,
+    ),
+    CatalogEntry(
+        "push_refused",
+        "Sign-in Not Approved",
+        "The sign-in was not approved in Threshold Verify: the number did not match, or it was "
+        "denied. If it was you, start again.",
+        "The person typed a number on the device that is not the one the browser showed, which "
+        "ends the push, or chose \u201cI didn\u2019t do this\u201d, which also mutes pushes "
+        "for twenty minutes and emails them.",
+        "Start again and type the number the browser shows. A denial the person did not make "
+        "may be someone else's sign-in attempt: check `threshold audit`.",
+        (NextStep.RESTART, NextStep.ANOTHER_DEVICE, NextStep.CONTACT_SUPPORT),
+        Group.DEVICE_APP,
+    ),
+    CatalogEntry(
+        "device_qr_unrecognized",
+        "Failed to scan QR code",
+        "iOS: Failed to scan QR code. Android: Unrecognized QR code.",
+        "The phone's camera app could not read the set-up QR code, or it was scanned with an "
+        "app outside the work profile.",
+        "On iOS use the native camera app; on Android the Pixel Camera, Google Camera or QR "
+        "Scanner from the work profile. Or type the setup code shown under the QR code.",
+        (NextStep.RETRY,),
+        Group.DEVICE_APP,
+    ),
+    CatalogEntry(
+        "device_app_not_running",
+        "Threshold Verify is not running",
+        "No push arrives, or the app cannot be found.",
+        "Threshold Verify only receives pushes while it runs (`threshold-verify run` on a "
+        "computer, the /verify/ web app open on a phone).",
+        "Start Threshold Verify (`threshold-verify run`) and keep it running; check that "
+        "`threshold-verify accounts` lists the account.",
+        (NextStep.RETRY, NextStep.CONTACT_SUPPORT),
+        Group.DEVICE_APP,
+    ),
+    CatalogEntry(
+        "device_connection_issue",
+        "Connection Issue when adding a device",
+        "Error: Connection Issue when adding mobile device.",
+        "The new device could not reach Threshold, or the device already set up could not.",
+        "Set up the new device separately: sign in with a passkey on it and use Settings "
+        "\u2192 Security Methods \u2192 Device app \u2192 Set up there.",
+        (NextStep.RETRY, NextStep.ANOTHER_DEVICE),
+        Group.DEVICE_APP,
+    ),
+    CatalogEntry(
+        "device_pin_locked",
+        "Device PIN locked",
+        "Too many wrong PINs. Wait, then try again.",
+        "Threshold Verify's device PIN was typed wrong repeatedly; each wrong PIN after the "
+        "third doubles the wait. The PIN never leaves the device.",
+        "Wait and try again. A forgotten PIN cannot be reset: remove the account from the "
+        "device (`threshold-verify remove`) and add it again.",
+        (NextStep.RETRY, NextStep.CONTACT_SUPPORT),
+        Group.DEVICE_APP,
+    ),
+    # --- Apps (single sign-on) -----------------------------------------------------------------
+    CatalogEntry(
+        "app_not_allowed",
+        "You don't have access to this app",
+        "You don't have access to this app. If you need it for your work, ask your IT team to "
+        "give you access.",
+        "The app is assigned to groups (threshold apps assign) and the person is in none of "
+        "them. The refusal is in the audit log (sso.refused, not_assigned).",
+        "If the person should use the app, add them to one of its groups (threshold groups "
+        "add-member) or assign the app to everyone.",
+        (NextStep.CONTACT_SUPPORT,),
+        Group.SIGN_IN,
+    ),
+    CatalogEntry(
+        "app_link_invalid",
+        "App Sign-in Link Not Valid",
+        "The app that sent you here asked to sign you in in a way Threshold can't accept. Go "
+        "back to the app and try again. If it happens again, contact your IT team.",
+        "The app's request names no registered app (client ID), a redirect or post-logout URI "
+        "the app was not added with, or is otherwise malformed, so Threshold cannot safely send "
+        "the person back to it. The audit log has the OAuth error (sso.refused).",
+        "Compare the app's configuration with `threshold apps list`: the client ID and every "
+        "redirect URI must match exactly.",
+        (NextStep.RESTART, NextStep.CONTACT_SUPPORT),
+        Group.SIGN_IN,
+    ),
 ]
 
 CATALOG: dict[str, CatalogEntry] = {entry.key: entry for entry in _ENTRIES}
@@ -640,6 +818,27 @@ PRESENTATIONS: dict[Category, Presentation] = {
     Category.THROTTLED: Presentation(429, "too_many_attempts", _R_FAILED, _S_FAILED),
     Category.LOCKED: Presentation(403, "account_locked", _R_FAILED, _S_FAILED),
     Category.BUSY: Presentation(429, "too_many_requests", _R_FAILED, _S_FAILED),
+    Category.DEVICE_UNAUTHORIZED: Presentation(
+        401, "device_not_recognized", "device_not_recognized", "device_not_recognized"
+    ),
+    Category.DEVICE_CLOCK: Presentation(400, "device_clock", "device_clock", "device_clock"),
+    Category.SETUP_CODE_INVALID: Presentation(
+        400, "setup_code_invalid", "setup_code_invalid", "setup_code_invalid"
+    ),
+    Category.RETURNED_CODE_INVALID: Presentation(
+        400, "returned_code_invalid", "returned_code_invalid", "returned_code_invalid"
+    ),
+    Category.DEVICE_LIMIT: Presentation(
+        400, _V_FAILED, "device_limit_reached", "device_limit_reached"
+    ),
+    Category.DEVICE_KEY_REFUSED: Presentation(
+        400, "device_key_refused", "device_key_refused", "device_key_refused"
+    ),
+    Category.DEVICE_APP_OFF: Presentation(
+        403, "device_app_not_allowed", "device_app_not_allowed", "device_app_not_allowed"
+    ),
+    Category.PUSH_PENDING: Presentation(409, "push_pending", _R_FAILED, _S_FAILED),
+    Category.PUSH_REFUSED: Presentation(400, "push_refused", _R_FAILED, _S_FAILED),
 }
 
 

@@ -53,6 +53,16 @@ class Category(StrEnum):
     LOCKED = "locked"
     # Too many requests from one network, whoever they are for (no account involved).
     BUSY = "busy"
+    # The device app (Threshold Verify): its signed requests, set-up codes and push sign-ins.
+    DEVICE_UNAUTHORIZED = "device_unauthorized"
+    DEVICE_CLOCK = "device_clock"
+    SETUP_CODE_INVALID = "setup_code_invalid"
+    RETURNED_CODE_INVALID = "returned_code_invalid"
+    DEVICE_LIMIT = "device_limit"
+    DEVICE_KEY_REFUSED = "device_key_refused"
+    DEVICE_APP_OFF = "device_app_off"
+    PUSH_PENDING = "push_pending"
+    PUSH_REFUSED = "push_refused"
 
 
 class ThresholdError(Exception):
@@ -496,3 +506,131 @@ class TooManyAttempts(FallbackError):
 
     code = "too_many_attempts"
     category = Category.THROTTLED
+
+
+# --- The device app (Threshold Verify) -------------------------------------------------------
+
+
+class DeviceError(ThresholdError):
+    """A device app request, a device's set-up or a push sign-in is refused."""
+
+    code = "device_refused"
+
+
+class DeviceRequestMalformed(InputError):
+    """The device request is not a compact JWS with the claims the device API requires."""
+
+    code = "device_request_malformed"
+
+
+class DeviceUnknown(DeviceError):
+    """The request names no device Threshold knows (its ``kid``)."""
+
+    code = "device_unknown"
+    category = Category.DEVICE_UNAUTHORIZED
+
+
+class DeviceRemoved(DeviceError):
+    """The device was removed from the account: its key signs nothing any more."""
+
+    code = "device_removed"
+    category = Category.DEVICE_UNAUTHORIZED
+
+
+class DeviceSignatureInvalid(DeviceError):
+    """The request's signature does not verify with the device's public key."""
+
+    code = "device_signature_invalid"
+    category = Category.DEVICE_UNAUTHORIZED
+
+
+class DeviceClockSkew(DeviceError):
+    """The request's ``iat`` or ``exp`` is more than two minutes from the server's clock, or it
+    has expired, or it claims to live longer than two minutes."""
+
+    code = "device_clock_skew"
+    category = Category.DEVICE_CLOCK
+
+
+class DeviceRequestReplayed(DeviceError):
+    """The request's ``jti`` was used before: a replayed request."""
+
+    code = "device_request_replayed"
+    category = Category.SESSION
+
+
+class SetupCodeInvalid(DeviceError):
+    """The setup code is unknown, used, expired, or its set-up was canceled."""
+
+    code = "setup_code_invalid"
+    category = Category.SETUP_CODE_INVALID
+
+
+class ReturnedCodeIncorrect(DeviceError):
+    """The code the new device shows was typed wrong (three wrong codes cancel the set-up)."""
+
+    code = "returned_code_incorrect"
+    category = Category.RETURNED_CODE_INVALID
+
+
+class DeviceLimitReached(DeviceError):
+    """The person already has as many devices as the policy allows."""
+
+    code = "device_limit_reached"
+    category = Category.DEVICE_LIMIT
+
+
+class DeviceKeyNotHardware(DeviceError):
+    """The policy requires a key the server verified is held in a TPM; this one is not."""
+
+    code = "device_key_not_hardware"
+    category = Category.DEVICE_KEY_REFUSED
+
+
+class DeviceAppNotAllowed(DeviceError):
+    """The organisation policy does not allow signing in with the device app."""
+
+    code = "device_app_not_allowed"
+    category = Category.DEVICE_APP_OFF
+
+
+class DeviceUserNotVerified(DeviceError):
+    """The device did not confirm that it verified the person (its PIN) for this request."""
+
+    code = "device_user_not_verified"
+    category = Category.NOT_VERIFIED
+
+
+class PushPending(DeviceError):
+    """A push for this person is already waiting for an answer: one at a time."""
+
+    code = "push_pending"
+    category = Category.PUSH_PENDING
+
+
+class PushLimitReached(DeviceError):
+    """Three pushes for this person in ten minutes: wait before sending another."""
+
+    code = "push_limit_reached"
+    category = Category.THROTTLED
+
+
+class PushExpired(DeviceError):
+    """The push was not answered within two minutes, or is already answered or used."""
+
+    code = "push_expired"
+    category = Category.SESSION
+
+
+class PushNumberWrong(DeviceError):
+    """The number typed on the device is not the one the browser shows: the push ends."""
+
+    code = "push_number_wrong"
+    category = Category.PUSH_REFUSED
+
+
+class PushDenied(DeviceError):
+    """The person chose \u201cI didn\u2019t do this\u201d on their device."""
+
+    code = "push_denied"
+    category = Category.PUSH_REFUSED

@@ -247,6 +247,22 @@ class Policy:
         "Refuse U2F-only (fido-u2f) security keys, which cannot verify the user, at registration "
         "and at sign-in.",
     )
+    # The device app (Threshold Verify).
+    allow_device_app_sign_in: bool = _setting(
+        Kind.BOOLEAN,
+        True,
+        "People may sign in with a push to Threshold Verify (the device app): multi-factor, "
+        "never phishing-resistant; `false`: devices can still be set up, not used to sign in.",
+    )
+    require_hardware_device_key: bool = _setting(
+        Kind.BOOLEAN,
+        False,
+        "Only devices whose key Threshold verified is held in a TPM may be set up and sign in; "
+        "devices set up before with a software key stop signing in.",
+    )
+    device_limit: int = _setting(
+        Kind.WHOLE_NUMBER, 5, "Threshold Verify devices per person.", minimum=1, maximum=20
+    )
 
     def __post_init__(self) -> None:
         for setting in SETTINGS:

@@ -25,6 +25,7 @@ from threshold import clock
 from threshold.accounts.actions import do_get_or_create_user, lock_user
 from threshold.accounts.methods import count_sign_in_methods
 from threshold.accounts.models import User, normalize_username
+from threshold.accounts.signals import access_withdrawn
 from threshold.audit.actions import Action, Origin, record
 from threshold.core import errors
 from threshold.core.policy import Policy
@@ -332,6 +333,9 @@ def do_finish_enrollment(
                 invite_id=context["invite_id"],
                 sessions_ended=sessions_ended,
                 fallback_removed=(fallback_removed := remove_fallback_for_recovery(user)),
+            )
+            access_withdrawn.send(
+                User, user=user, origin=origin, reason="recovered", keep_session_key=None
             )
         else:
             record(

@@ -663,10 +663,94 @@ SECURITY_KEY = Platform(
     ),
 )
 
+THRESHOLD_VERIFY = Platform(
+    key="threshold-verify",
+    name="Threshold Verify",
+    title="Set up Threshold Verify",
+    summary="The device app: approve sign-ins from a laptop by typing a number.",
+    intro=(
+        "Threshold Verify is the device app: set up on your laptops, it approves your sign-ins "
+        "to $site_name. When you select “Send a push to Threshold Verify” on the sign-in page, "
+        "the browser shows a number; you type that number in the app and confirm with the "
+        "app’s device PIN. Its key stays in the computer’s security chip (TPM) where there is "
+        "one. It is listed under Settings → “Security Methods” → “Device app”."
+    ),
+    steps=(
+        Steps(
+            "Set up Threshold Verify when no other device has it",
+            (
+                _open_settings("On the computer"),
+                "Under “Device app”, select “Set up”, verify it’s you with a passkey, then select "
+                "“Show setup code”. A QR code and a setup code are displayed.",
+                "In a terminal, run threshold-verify add-account followed by $site_name’s "
+                "address, and enter the setup code. Choose a device PIN when asked: every "
+                "approval needs it.",
+                "Another code will display. Enter the returned code on the Settings page and "
+                "select “Add device”.",
+            ),
+        ),
+        Steps(
+            "Set up Threshold Verify on one device using another device that already has it",
+            (
+                "Open Threshold Verify on the device that is already set up: run "
+                "threshold-verify add-to-another-device and enter its device PIN.",
+                "A QR code and a setup code are displayed. Note the setup code.",
+                "On the new device, run threshold-verify add-account --setup-code followed by the "
+                "setup code. Another code will display.",
+                "Enter the returned code on the device with Threshold Verify already set up.",
+                "Choose a device PIN on the new device when asked.",
+            ),
+        ),
+        Steps(
+            "Sign in with Threshold Verify",
+            (
+                "On the sign-in page, select “Send a push to Threshold Verify” and enter your "
+                "username.",
+                "Keep threshold-verify run open on your device. It shows where the request comes "
+                "from: the browser, the system, the IP address and the time.",
+                "If it was you, type the number your browser shows and your device PIN. If it "
+                "wasn’t, type deny (“I didn’t do this”): pushes pause for twenty minutes and you "
+                "get an email.",
+            ),
+        ),
+    ),
+    troubleshooting=(
+        Trouble(
+            "“Failed to scan QR code” or “Unrecognized QR code”",
+            "Type the setup code shown under the QR code instead. On a phone, use the native "
+            "camera app, or the one in your work profile.",
+        ),
+        Trouble(
+            "No push arrives, or Threshold Verify is not running",
+            "Start it with threshold-verify run and keep it open; threshold-verify accounts "
+            "lists the accounts it approves for.",
+        ),
+        Trouble(
+            _quoted("setup_code_invalid"),
+            "Setup codes work once, for ten minutes, and three wrong returned codes cancel the "
+            "set-up. Start again to get a new one.",
+        ),
+        Trouble(
+            _quoted("device_not_recognized"),
+            "The device was removed from your account. Remove the account from the app "
+            "(threshold-verify remove) and set it up again.",
+        ),
+        Trouble(
+            "“Device PIN locked”",
+            "Too many wrong PINs: wait and try again. A forgotten PIN cannot be reset: remove "
+            "the account from the app and add it again.",
+        ),
+        Trouble(
+            _quoted("device_clock"),
+            "Set the computer’s date and time to automatic.",
+        ),
+    ),
+)
+
 # In the navigation's order.
 PLATFORMS: dict[str, Platform] = {
     platform.key: platform
-    for platform in (MACOS, WINDOWS, IOS, ANDROID, CHROMEOS, LINUX, SECURITY_KEY)
+    for platform in (MACOS, WINDOWS, IOS, ANDROID, CHROMEOS, LINUX, SECURITY_KEY, THRESHOLD_VERIFY)
 }
 
 

@@ -43,6 +43,7 @@ from threshold.sessions.access import describe_sign_in_method, list_active_sessi
 from threshold.sessions.flow import Flow, check_flow, issue_flow_token
 from threshold.sessions.stepup import mark_verified, recently_verified, verify_first
 from threshold.sessions.store import SIGN_IN_METHOD
+from threshold.sso.access import list_my_apps, list_signed_in_apps
 from threshold.web.http import (
     CLIENT_CATALOG,
     Done,
@@ -75,6 +76,10 @@ _DONE: dict[str, str] = {
     Done.FALLBACK_REMOVED: "Your password and authenticator app were removed.",
     Done.FALLBACK_SET_UP: "Your password and authenticator app are set up. If you did not see "
     "your recovery codes, make new ones.",
+    Done.DEVICE_ADDED: "Threshold Verify is set up on your device.",
+    Done.DEVICE_RENAMED: "Nickname saved.",
+    Done.DEVICE_REMOVED: "The device was removed. Threshold Verify on it no longer works.",
+    Done.SIGNED_OUT_OF_APP: "You were signed out of the app.",
 }
 
 
@@ -111,6 +116,7 @@ def home(request: HttpRequest) -> HttpResponse:
             "just_enrolled": request.GET.get("enrolled") == "1",
             # In the words of Settings' sessions list.
             "signed_in_with": describe_sign_in_method(request.session.get(SIGN_IN_METHOD, "")),
+            "my_apps": list(list_my_apps(_user(request))),
         },
     )
 
@@ -148,6 +154,7 @@ def _render_settings(
         # Security Methods: a group per kind of sign-in method (threshold.accounts.methods).
         "method_groups": settings_groups(user, policy),
         "sessions": sessions,
+        "signed_in_apps": list(list_signed_in_apps(user)),
         "offer_sign_out_others": (added is not None or request.GET.get("done") == Done.REMOVED)
         and len(sessions) > 1,
         "nickname_max_length": NICKNAME_MAX_LENGTH,

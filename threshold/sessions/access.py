@@ -19,6 +19,7 @@ SIGN_IN_METHODS: dict[str, str] = {
     SignedInWith.PASSKEY: "a passkey",
     SignedInWith.PASSWORD_AND_APP: "a password and authenticator app",
     SignedInWith.PASSWORD_AND_RECOVERY_CODE: "a password and recovery code",
+    SignedInWith.DEVICE_APP: "Threshold Verify",
 }
 
 

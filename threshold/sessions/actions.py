@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, login, logout
 from django.db import transaction
+from django.db.models import Q
 from django.http import HttpRequest
 
 from threshold import clock
 from threshold.accounts.models import User
+from threshold.accounts.signals import access_withdrawn
 from threshold.audit.actions import Action, Origin, record
 from threshold.core.assurance import Assurance
 from threshold.sessions.models import Session
@@ -123,6 +127,31 @@ def do_sign_out_other_sessions(user: User, current_session_key: str | None, orig
     """
     count, _ = Session.objects.filter(user=user).exclude(session_key=current_session_key).delete()
     record(Action.SESSIONS_ENDED, origin, actor=user, subject=user, count=count)
+    access_withdrawn.send(
+        User,
+        user=user,
+        origin=origin,
+        reason="other_sessions_ended",
+        keep_session_key=current_session_key,
+    )
+    return count
+
+
+def delete_timed_out_sessions() -> int:
+    """End the signed-in sessions past their idle or absolute timeout; returns how many.
+
+    ``SessionTimeoutMiddleware`` ends such a session when its browser comes back;
+    ``threshold cleanup`` ends the others, so that whoever watches sessions end
+    (back-channel logout to apps) hears of every timeout, not only of those.
+    """
+    now = clock.now_datetime()
+    idle = timedelta(seconds=settings.THRESHOLD_SESSION_IDLE_TIMEOUT)
+    longest = timedelta(seconds=settings.THRESHOLD_SESSION_MAX_AGE)
+    count, _ = (
+        Session.objects.exclude(user=None)
+        .filter(Q(last_activity__lt=now - idle) | Q(signed_in_at__lt=now - longest))
+        .delete()
+    )
     return count
 
 

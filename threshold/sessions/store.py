@@ -25,6 +25,7 @@ person's sessions through them.
 from __future__ import annotations
 
 import secrets
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -43,6 +44,7 @@ class SignedInWith(StrEnum):
     PASSKEY = "passkey"
     PASSWORD_AND_APP = "password+app"  # noqa: S105 - a way of signing in, not a password
     PASSWORD_AND_RECOVERY_CODE = "password+recovery_code"  # noqa: S105
+    DEVICE_APP = "device_app"  # a push approved in Threshold Verify
 
 
 # What ``threshold.sessions.actions.sign_in`` puts in a signed-in session. Times are
@@ -58,6 +60,9 @@ SIGN_IN_ACR = "threshold.acr"  # a threshold.core.assurance.Acr value, or None
 
 _KEY_LENGTH = 32  # Django's
 _KEY_SPACE = len(VALID_KEY_CHARS) ** _KEY_LENGTH
+# True while ``cycle_key`` deletes the row it replaces: the session goes on under its new key,
+# so whoever watches sessions end (threshold/sso/, back-channel logout) lets that one pass.
+KEY_CYCLING: ContextVar[bool] = ContextVar("threshold_session_key_cycling", default=False)
 
 
 class SessionStore(db.SessionStore):
@@ -103,7 +108,11 @@ class SessionStore(db.SessionStore):
         self._unsaved = True
         self.modified = True
         if old_key:
-            self.delete(old_key)
+            cycling = KEY_CYCLING.set(True)
+            try:
+                self.delete(old_key)
+            finally:
+                KEY_CYCLING.reset(cycling)
 
     def delete(self, session_key: str | None = None) -> None:
         key = session_key or self.session_key

@@ -31,12 +31,19 @@ def sign_in_page(request: HttpRequest) -> HttpResponse:
         next_path = request.GET.get("next", "")
         query = f"?{urlencode({'next': next_path})}" if next_path else ""
         password_url = reverse("fallback:password") + query
+    # "Send a push to Threshold Verify", where the policy allows it (threshold.devices).
+    push_url = ""
+    if policy_for(request).allow_device_app_sign_in:
+        next_path = request.GET.get("next", "")
+        query = f"?{urlencode({'next': next_path})}" if next_path else ""
+        push_url = reverse("devices:push") + query
     # This browser was signed in and its session ended (sessions/store.py): say so, once.
     session_ended = bool(request.COOKIES.get(SIGNED_IN_COOKIE))
     context = {
         "catalog": CLIENT_CATALOG,
         "flow": issue_flow_token(Flow.SIGN_IN),
         "password_url": password_url,
+        "push_url": push_url,
         "session_ended": session_ended,
     }
     response = render(request, "sessions/sign_in.html", context)

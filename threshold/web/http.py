@@ -230,6 +230,10 @@ class Done(StrEnum):
     SESSIONS_ENDED = "sessions-ended"
     FALLBACK_REMOVED = "fallback-removed"
     FALLBACK_SET_UP = "fallback-set-up"
+    DEVICE_ADDED = "device-added"
+    DEVICE_RENAMED = "device-renamed"
+    DEVICE_REMOVED = "device-removed"
+    SIGNED_OUT_OF_APP = "signed-out-of-app"
 
 
 def settings_problem(request: HttpRequest, error: errors.ThresholdError) -> HttpResponse:

@@ -1,5 +1,5 @@
-"""``threshold cleanup``: drop expired sessions, used challenges of expired ceremonies and old
-failure counters."""
+"""``threshold cleanup``: drop expired sessions, used challenges of expired ceremonies, old
+failure counters and expired app tokens; send the back-channel logouts that are due."""
 
 from __future__ import annotations
 
@@ -14,15 +14,26 @@ def register(commands: Subcommands) -> list[Command]:
 
 
 def cleanup(args: argparse.Namespace) -> int:
+    from threshold.devices.actions import delete_expired_requests
     from threshold.fallback.actions import delete_stale_counters
     from threshold.passkeys.pending import delete_expired
+    from threshold.sessions.actions import delete_timed_out_sessions
     from threshold.sessions.store import SessionStore
+    from threshold.sso import actions as sso
+    from threshold.sso import logout
 
+    # Timed-out sessions end first, so that their apps hear of it (back-channel logout).
+    timed_out = delete_timed_out_sessions()
     SessionStore.clear_expired()
     ceremonies = delete_expired()
     counters = delete_stale_counters()
+    sign_ins = sso.delete_expired()
+    delivered = logout.deliver_due()
+    logout.delete_finished()
     print(
-        f"Removed expired sessions, {ceremonies} used challenges of expired ceremonies and "
-        f"{counters} old sign-in failure counters."
+        f"Removed expired sessions ({timed_out} timed out), {ceremonies} used challenges of "
+        f"expired ceremonies and {counters} old sign-in failure counters; removed expired app "
+        f"tokens and {sign_ins} finished app sign-ins; sent {delivered} back-channel logouts."
     )
+    print(f"Removed {delete_expired_requests()} used requests of Threshold Verify devices.")
     return 0

@@ -129,10 +129,18 @@ def serve(args: argparse.Namespace) -> int:
 
     from threshold.core.metadata import default_store
     from threshold.passkeys.pending import delete_expired
+    from threshold.sso.keys import KeysError, all_keys
+    from threshold.sso.logout import retry_logouts
 
     executor = MigrationExecutor(connection)
     if executor.migration_plan(executor.loader.graph.leaf_nodes()):
         print("threshold: the database needs migrating: run `threshold migrate`", file=sys.stderr)
+        return 2
+    try:
+        # In the master: made once (var/oidc-keys.json) and checked before any worker signs.
+        all_keys()
+    except KeysError as exc:
+        print(f"threshold: {exc}", file=sys.stderr)
         return 2
     _collect_static_files()
     # After collecting: WhiteNoise lists the collected files when the application loads.
@@ -154,6 +162,8 @@ def serve(args: argparse.Namespace) -> int:
     ready = multiprocessing.Value("i", 0)
 
     def post_worker_init(worker: Any) -> None:
+        # Back-channel logouts that failed are retried from here, not only by `threshold cleanup`.
+        retry_logouts()
         with ready.get_lock():
             ready.value += 1
             last = ready.value == config.workers

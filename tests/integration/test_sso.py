@@ -1,0 +1,1077 @@
+"""Single sign-on: Threshold as an OpenID Connect provider (threshold/sso/), through real URLs.
+
+The app here is the test itself: it sends the authorization request a relying party sends,
+exchanges the code with PKCE, and verifies the ID token's signature against the JWKS with
+jwcrypto. Nothing is mocked but the clock and, for back-channel logout, the outbound POST.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.server
+import json
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+from django.test import Client
+from jwcrypto import jwk, jwt
+from oauth2_provider.models import get_access_token_model
+
+from tests.integration.conftest import (
+    ORIGIN,
+    Browser,
+    assert_ok,
+    enroll,
+    enrolled_person,
+    sign_in,
+    token_of,
+)
+from tests.support.authenticator import SoftAuthenticator
+from threshold.accounts.actions import do_lock_user
+from threshold.audit.actions import Origin
+from threshold.audit.models import AuditEvent
+from threshold.cli.main import main
+from threshold.enrollment.actions import do_issue_recovery
+from threshold.groups.actions import do_add_group, do_add_member, do_remove_member
+from threshold.passkeys.models import Passkey
+from threshold.sessions import flow
+from threshold.sso import keys
+from threshold.sso.actions import do_add_app, do_assign_app
+from threshold.sso.logout import deliver_due, retry_logouts
+from threshold.sso.models import Application, LogoutDelivery
+
+pytestmark = pytest.mark.django_db
+
+ISSUER = "http://localhost:8000"
+REDIRECT_URI = "http://127.0.0.1:9000/callback"
+
+
+@dataclass
+class App:
+    client_id: str
+    client_secret: str | None
+    application: Application
+
+
+def add_app(**kwargs: Any) -> App:
+    kwargs.setdefault("redirect_uris", [REDIRECT_URI])
+    new = do_add_app(kwargs.pop("name", "Wiki"), Origin.cli(), **kwargs)
+    return App(new.application.client_id, new.client_secret, new.application)
+
+
+def pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
+    return verifier, challenge.decode()
+
+
+@dataclass
+class Authorization:
+    verifier: str
+    state: str
+    nonce: str
+    response: Any
+
+    @property
+    def location(self) -> str:
+        return self.response["Location"]
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {k: v[0] for k, v in parse_qs(urlsplit(self.location).query).items()}
+
+
+def authorize(browser: Browser, app: App, **extra: str) -> Authorization:
+    verifier, challenge = pkce()
+    state, nonce = secrets.token_urlsafe(8), secrets.token_urlsafe(8)
+    query = {
+        "response_type": "code",
+        "client_id": app.client_id,
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid profile email groups",
+        "state": state,
+        "nonce": nonce,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    query.update(extra)
+    query = {k: v for k, v in query.items() if v is not None}
+    response = browser.get("/authorize?" + urlencode(query))
+    return Authorization(verifier, state, nonce, response)
+
+
+def exchange(app: App, code: str, verifier: str, **extra: str):
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier,
+        "client_id": app.client_id,
+    }
+    if app.client_secret:
+        data["client_secret"] = app.client_secret
+    data.update(extra)
+    return Client().post("/token", data)
+
+
+def refresh(app: App, refresh_token: str):
+    data = {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh_token,
+        "client_id": app.client_id,
+    }
+    if app.client_secret:
+        data["client_secret"] = app.client_secret
+    return Client().post("/token", data)
+
+
+def verify_id_token(token: str, app: App) -> dict[str, Any]:
+    keys = jwk.JWKSet.from_json(Client().get("/jwks").content)
+    verified = jwt.JWT(jwt=token, key=keys, expected_type="JWS")
+    claims = json.loads(verified.claims)
+    assert claims["iss"] == ISSUER
+    assert claims["aud"] == app.client_id
+    return claims
+
+
+def signed_in(person) -> Browser:
+    browser = Browser()
+    assert_ok(sign_in(browser, person.authenticator))
+    return browser
+
+
+def sign_in_again(browser: Browser, location: str, authenticator, **get: Any):
+    """What the "Sign in again" page does: the step-up ceremony, then back to the authorization."""
+    assert location.startswith("/authorize/sign-in?"), location
+    page = browser.get(location)
+    assert page.status_code == 200
+    html = page.content.decode()
+    options_url = re.search(r'data-options-url="([^"]+)"', html).group(1).replace("&amp;", "&")
+    result_url = re.search(r'data-result-url="([^"]+)"', html).group(1).replace("&amp;", "&")
+    options = browser.post_json(
+        options_url, {}, **{flow.META_KEY: flow.issue_flow_token(flow.Flow.STEP_UP)}
+    )
+    assert options.status_code == 200, options.content
+    public_key = options.json()["publicKey"]
+    result = browser.post_json(result_url, authenticator.get(public_key, ORIGIN, **get))
+    return public_key, result
+
+
+def full_flow(browser: Browser, app: App, **extra: str) -> dict[str, Any]:
+    auth = authorize(browser, app, **extra)
+    assert auth.response.status_code == 302, auth.response.content[:300]
+    assert auth.location.startswith(REDIRECT_URI), auth.location
+    assert auth.params["state"] == auth.state
+    assert auth.params["iss"] == ISSUER
+    assert "code" in auth.params, auth.params
+    response = exchange(app, auth.params["code"], auth.verifier)
+    assert response.status_code == 200, response.content
+    tokens = response.json()
+    tokens["claims"] = verify_id_token(tokens["id_token"], app)
+    assert tokens["claims"]["nonce"] == auth.nonce
+    return tokens
+
+
+@pytest.fixture
+def ada(db):
+    return enrolled_person("ada@example.com", "Ada Lovelace")
+
+
+# --- Discovery and keys ----------------------------------------------------------------------
+
+
+def test_discovery_names_the_issuer_and_endpoints(db):
+    document = Client().get("/.well-known/openid-configuration").json()
+    assert document["issuer"] == ISSUER
+    assert document["authorization_endpoint"] == f"{ISSUER}/authorize"
+    assert document["token_endpoint"] == f"{ISSUER}/token"
+    assert document["jwks_uri"] == f"{ISSUER}/jwks"
+    assert document["code_challenge_methods_supported"] == ["S256"]
+    assert document["response_types_supported"] == ["code"]
+    assert "RS256" in document["id_token_signing_alg_values_supported"]
+    assert document["authorization_response_iss_parameter_supported"] is True
+    assert document["backchannel_logout_session_supported"] is True
+
+
+def test_the_jwks_has_a_kid_per_key(db):
+    keys = Client().get("/jwks").json()["keys"]
+    assert {key["alg"] for key in keys} == {"RS256", "ES256"}
+    assert all(key["kid"] and "d" not in key for key in keys)
+
+
+# --- The code flow ---------------------------------------------------------------------------
+
+
+def test_a_signed_in_person_gets_every_claim(ada):
+    app = add_app()
+    group = do_add_group("Engineering", Origin.cli())
+    do_add_member(group, ada.user, Origin.cli())
+    browser = signed_in(ada)
+    tokens = full_flow(browser, app)
+    claims = tokens["claims"]
+    assert claims["email"] == "ada@example.com"
+    assert claims["email_verified"] is True
+    assert claims["name"] == "Ada Lovelace"
+    assert claims["preferred_username"] == "ada@example.com"
+    assert claims["groups"] == ["Engineering"]
+    assert claims["amr"] == ["pop", "swk", "mfa"]
+    assert claims["acr"] == "phr"
+    assert claims["sid"]
+    assert "@" not in claims["sub"]
+    userinfo = Client().get("/userinfo", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
+    assert userinfo.status_code == 200, userinfo.content
+    assert userinfo.json()["sub"] == claims["sub"]
+    assert userinfo.json()["groups"] == ["Engineering"]
+    assert AuditEvent.objects.filter(action="sso.authorized", actor=ada.user).exists()
+    assert AuditEvent.objects.filter(action="sso.token_issued", actor=ada.user).exists()
+
+
+def test_es256_apps_get_es256_id_tokens(ada):
+    app = add_app(id_token_alg="ES256", public=True)
+    tokens = full_flow(signed_in(ada), app)
+    header = json.loads(base64.urlsafe_b64decode(tokens["id_token"].split(".")[0] + "=="))
+    assert header["alg"] == "ES256"
+    assert header["kid"]
+
+
+def test_refresh_keeps_auth_time_and_rotates_and_reuse_revokes_the_family(ada, clock):
+    app = add_app()
+    tokens = full_flow(signed_in(ada), app)
+    auth_time = tokens["claims"]["auth_time"]
+    clock.advance(120)
+    first = refresh(app, tokens["refresh_token"])
+    assert first.status_code == 200, first.content
+    rotated = first.json()
+    assert rotated["refresh_token"] != tokens["refresh_token"]
+    assert verify_id_token(rotated["id_token"], app)["auth_time"] == auth_time
+    reused = refresh(app, tokens["refresh_token"])
+    assert reused.status_code == 400
+    assert reused.json()["error"] == "invalid_grant"
+    # The whole family is revoked: the newest token no longer works either.
+    assert refresh(app, rotated["refresh_token"]).status_code == 400
+
+
+def test_not_signed_in_goes_to_the_sign_in_page_and_back(ada):
+    app = add_app()
+    auth = authorize(Browser(), app)
+    assert auth.response.status_code == 302
+    assert auth.location.startswith("/sign-in?next=%2Fauthorize")
+
+
+def test_prompt_none_without_a_session_answers_login_required(ada):
+    app = add_app()
+    auth = authorize(Browser(), app, prompt="none")
+    assert auth.location.startswith(REDIRECT_URI)
+    assert auth.params["error"] == "login_required"
+    assert auth.params["state"] == auth.state
+    assert auth.params["iss"] == ISSUER
+
+
+def test_prompt_login_asks_for_a_new_sign_in_and_gives_a_new_auth_time(ada, clock):
+    app = add_app()
+    browser = signed_in(ada)
+    first = full_flow(browser, app)["claims"]
+    clock.advance(60)
+    auth = authorize(browser, app, prompt="login")
+    assert auth.location.startswith("/authorize/sign-in?next=")
+    _, result = sign_in_again(browser, auth.location, ada.authenticator)
+    again = browser.get(assert_ok(result)["redirect"])
+    assert again["Location"].startswith(REDIRECT_URI), again["Location"]
+    code = parse_qs(urlsplit(again["Location"]).query)["code"][0]
+    tokens = exchange(app, code, auth.verifier).json()
+    claims = verify_id_token(tokens["id_token"], app)
+    assert claims["auth_time"] >= first["auth_time"] + 60
+    assert claims["sid"] == first["sid"]
+
+
+def test_max_age_forces_a_new_sign_in_when_the_last_is_older(ada, clock):
+    app = add_app()
+    browser = signed_in(ada)
+    clock.advance(100)
+    assert authorize(browser, app, max_age="300").location.startswith(REDIRECT_URI)
+    assert authorize(browser, app, max_age="60").location.startswith("/authorize/sign-in")
+    assert authorize(browser, app, max_age="60", prompt="none").params["error"] == "login_required"
+
+
+def test_acr_phrh_without_a_hardware_bound_passkey_is_unmet(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app, acr_values="phrh")
+    assert auth.params["error"] == "unmet_authentication_requirements"
+
+
+def test_acr_phrh_with_a_hardware_bound_passkey_steps_up(ada):
+    app = add_app()
+    browser = signed_in(ada)
+    Passkey.objects.filter(user=ada.user).update(attestation_trusted=True)
+    auth = authorize(browser, app, acr_values="phrh")
+    assert auth.location.startswith("/authorize/sign-in")
+    _, result = sign_in_again(browser, auth.location, ada.authenticator)
+    again = browser.get(assert_ok(result)["redirect"])
+    code = parse_qs(urlsplit(again["Location"]).query)["code"][0]
+    claims = verify_id_token(exchange(app, code, auth.verifier).json()["id_token"], app)
+    assert claims["acr"] == "phrh"
+    assert claims["amr"] == ["pop", "hwk", "mfa"]
+
+
+def test_a_person_outside_the_apps_groups_is_refused(ada):
+    app = add_app()
+    do_add_group("Finance", Origin.cli())
+    do_assign_app(app.application, Origin.cli(), everyone=False, group_names=["Finance"])
+    auth = authorize(signed_in(ada), app)
+    assert auth.response.status_code == 403
+    assert b"You don't have access to Wiki" in auth.response.content
+    event = AuditEvent.objects.filter(action="sso.refused").latest("id")
+    assert event.reason == "not_assigned"
+
+
+def test_a_locked_persons_refresh_is_refused(ada):
+    app = add_app()
+    tokens = full_flow(signed_in(ada), app)
+    do_lock_user(ada.user, Origin.cli())
+    assert refresh(app, tokens["refresh_token"]).status_code == 400
+    userinfo = Client().get("/userinfo", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
+    assert userinfo.status_code == 401
+
+
+# --- Negative cases: a clean OAuth error, nothing issued, audited -----------------------------
+
+
+def test_wrong_code_verifier_is_refused(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app)
+    response = exchange(app, auth.params["code"], "x" * 50)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+    assert not AuditEvent.objects.filter(action="sso.token_issued").exists()
+    assert AuditEvent.objects.filter(action="sso.token_refused", reason="invalid_grant").exists()
+
+
+def test_a_replayed_code_is_refused_and_revokes_what_it_gave(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app)
+    first = exchange(app, auth.params["code"], auth.verifier)
+    assert first.status_code == 200
+    again = exchange(app, auth.params["code"], auth.verifier)
+    assert again.status_code == 400
+    assert again.json()["error"] == "invalid_grant"
+    assert refresh(app, first.json()["refresh_token"]).status_code == 400
+
+
+def test_a_foreign_redirect_uri_gets_a_page_not_a_redirect(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app, redirect_uri="https://evil.example/cb")
+    assert auth.response.status_code == 400
+    assert b"App Sign-in Link Not Valid" in auth.response.content
+    assert AuditEvent.objects.filter(action="sso.refused").exists()
+
+
+def test_plain_pkce_is_refused(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app, code_challenge_method="plain")
+    assert auth.params["error"] == "invalid_request"
+    assert "code" not in auth.params
+
+
+def test_a_public_client_must_send_a_nonce(ada):
+    app = add_app(public=True)
+    auth = authorize(signed_in(ada), app, nonce=None)
+    assert auth.params["error"] == "invalid_request"
+    assert "code" not in auth.params
+
+
+# --- Logout: back-channel, RP-initiated; revocation -------------------------------------------
+
+
+class LogoutReceiver:
+    """An app's back-channel logout endpoint on loopback: a real HTTP server, in a thread."""
+
+    def __init__(self, status: int = 200) -> None:
+
+        received: list[str] = []
+        self.received = received
+        self.status = status
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                body = parse_qs(self.rfile.read(length).decode())
+                received.append(body["logout_token"][0])
+                self.send_response(outer.status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/backchannel"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver(settings):
+    settings.THRESHOLD_SSO_DELIVER_INLINE = True
+    server = LogoutReceiver()
+    yield server
+    server.close()
+
+
+def verify_logout_token(token: str, app: App) -> dict[str, Any]:
+    keys = jwk.JWKSet.from_json(Client().get("/jwks").content)
+    verified = jwt.JWT(jwt=token, key=keys, expected_type="JWS")
+    header = json.loads(base64.urlsafe_b64decode(token.split(".", maxsplit=1)[0] + "=="))
+    assert header["typ"] == "logout+jwt"
+    claims = json.loads(verified.claims)
+    assert claims["iss"] == ISSUER
+    assert claims["aud"] == app.client_id
+    assert "http://schemas.openid.net/event/backchannel-logout" in claims["events"]
+    assert "nonce" not in claims
+    return claims
+
+
+def test_signing_out_sends_a_signed_logout_token_with_the_sid(
+    ada, receiver, django_capture_on_commit_callbacks
+):
+    app = add_app(backchannel_logout_uri=receiver.url)
+    browser = signed_in(ada)
+    claims = full_flow(browser, app)["claims"]
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.post_form("/sign-out")
+    assert len(receiver.received) == 1
+    logout = verify_logout_token(receiver.received[0], app)
+    assert logout["sid"] == claims["sid"]
+    assert logout["sub"] == claims["sub"]
+    assert AuditEvent.objects.filter(action="sso.backchannel_logout_sent").exists()
+
+
+def test_signing_in_again_is_no_logout(ada, receiver, django_capture_on_commit_callbacks):
+    app = add_app(backchannel_logout_uri=receiver.url)
+    browser = signed_in(ada)
+    full_flow(browser, app)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert_ok(sign_in(browser, ada.authenticator))
+    assert receiver.received == []
+
+
+def test_a_failed_delivery_is_retried_by_cleanup(
+    ada, receiver, clock, django_capture_on_commit_callbacks
+):
+
+    receiver.status = 500
+    app = add_app(backchannel_logout_uri=receiver.url)
+    browser = signed_in(ada)
+    full_flow(browser, app)
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.post_form("/sign-out")
+    delivery = LogoutDelivery.objects.get()
+    assert delivery.delivered_at is None
+    assert delivery.attempts == 1
+    assert AuditEvent.objects.filter(
+        action="sso.backchannel_logout_failed", reason="will_retry"
+    ).exists()
+    receiver.status = 200
+    LogoutDelivery.objects.update(next_attempt_at=delivery.created_at)
+    assert deliver_due() == 1
+    assert LogoutDelivery.objects.get().delivered_at is not None
+    assert len(receiver.received) == 2
+
+
+def test_a_lock_ends_the_session_and_tells_the_app(
+    ada, receiver, django_capture_on_commit_callbacks
+):
+    app = add_app(backchannel_logout_uri=receiver.url)
+    browser = signed_in(ada)
+    claims = full_flow(browser, app)["claims"]
+    with django_capture_on_commit_callbacks(execute=True):
+        do_lock_user(ada.user, Origin.cli())
+    assert verify_logout_token(receiver.received[0], app)["sid"] == claims["sid"]
+    assert AuditEvent.objects.filter(action="sso.tokens_revoked", reason="locked").exists()
+
+
+def test_sign_out_other_sessions_revokes_their_tokens_only(ada):
+    app = add_app()
+    here, there = signed_in(ada), signed_in(ada)
+    mine = full_flow(here, app)
+    theirs = full_flow(there, app)
+    assert mine["claims"]["sid"] != theirs["claims"]["sid"]
+    here.post_form("/settings/sessions/sign-out-others")
+    assert refresh(app, theirs["refresh_token"]).status_code == 400
+    assert refresh(app, mine["refresh_token"]).status_code == 200
+
+
+def test_rp_initiated_logout_ends_the_session_and_returns_with_state(ada):
+    post_logout = "http://127.0.0.1:9000/signed-out"
+    app = add_app(post_logout_redirect_uris=[post_logout])
+    browser = signed_in(ada)
+    tokens = full_flow(browser, app)
+    response = browser.get(
+        "/end-session?"
+        + urlencode(
+            {
+                "id_token_hint": tokens["id_token"],
+                "post_logout_redirect_uri": post_logout,
+                "state": "xyz",
+            }
+        )
+    )
+    assert response.status_code == 302, response.content[:300]
+    assert response["Location"] == f"{post_logout}?state=xyz"
+    assert not browser.is_signed_in()
+    assert refresh(app, tokens["refresh_token"]).status_code == 400
+    assert AuditEvent.objects.filter(action="sso.logout", actor=ada.user).exists()
+
+
+def test_rp_initiated_logout_refuses_an_unregistered_uri_with_a_page(ada):
+    app = add_app()
+    browser = signed_in(ada)
+    tokens = full_flow(browser, app)
+    response = browser.get(
+        "/end-session?"
+        + urlencode(
+            {
+                "id_token_hint": tokens["id_token"],
+                "post_logout_redirect_uri": "https://evil.example",
+            }
+        )
+    )
+    assert response.status_code == 400
+    assert b"App Sign-in Link Not Valid" in response.content
+    assert browser.is_signed_in()
+
+
+# --- Keys, hints, consent ---------------------------------------------------------------------
+
+
+def test_key_rotation_keeps_the_old_kid_in_the_jwks(ada):
+
+    app = add_app()
+    browser = signed_in(ada)
+    before = full_flow(browser, app)
+    old_kid = json.loads(base64.urlsafe_b64decode(before["id_token"].split(".")[0] + "=="))["kid"]
+    keys.rotate()
+    after = full_flow(browser, app)
+    new_kid = json.loads(base64.urlsafe_b64decode(after["id_token"].split(".")[0] + "=="))["kid"]
+    assert new_kid != old_kid
+    published = {key["kid"] for key in Client().get("/jwks").json()["keys"]}
+    assert {old_kid, new_kid} <= published
+    # The old token still verifies against the published keys.
+    verify_id_token(before["id_token"], app)
+
+
+def test_an_id_token_hint_for_someone_else_is_login_required(ada):
+    grace = enrolled_person("grace@example.com", "Grace Hopper")
+    app = add_app()
+    hint = full_flow(signed_in(grace), app)["id_token"]
+    auth = authorize(signed_in(ada), app, id_token_hint=hint, prompt="none")
+    assert auth.params["error"] == "login_required"
+    own = full_flow(signed_in(ada), app)["id_token"]
+    assert "code" in authorize(signed_in(ada), app, id_token_hint=own).params
+    assert authorize(signed_in(ada), app, id_token_hint="garbage").params["error"] == (
+        "invalid_request"
+    )
+
+
+def test_consent_only_for_apps_that_require_it(ada):
+    app = add_app(require_consent=True)
+    browser = signed_in(ada)
+    auth = authorize(browser, app)
+    assert auth.response.status_code == 200
+    assert b"Your email address" in auth.response.content
+    path = auth.response.wsgi_request.get_full_path()
+    allowed = browser.client.post(
+        path, {"csrfmiddlewaretoken": browser.csrf_token(), "allow": "yes"}
+    )
+    assert "code=" in allowed["Location"]
+    assert authorize(browser, app, prompt="none").params["error"] == "consent_required"
+    # A first-party app skips it.
+    assert "code" in authorize(browser, add_app(name="Mail")).params
+
+
+# --- Apps from the command line -----------------------------------------------------------------
+
+
+def test_apps_add_json_prints_exactly_the_client_id_and_secret(db, capsys):
+
+    assert main(["apps", "add", "Wiki", "--redirect-uri", REDIRECT_URI, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed) == {"client_id", "client_secret"}
+    app = Application.objects.get(client_id=printed["client_id"])
+    # Stored as SHA-256, never as given.
+    assert app.client_secret == hashlib.sha256(printed["client_secret"].encode()).hexdigest()
+    assert main(["apps", "add", "Spa", "--redirect-uri", REDIRECT_URI, "--public", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["client_secret"] is None
+
+
+def test_apps_rotate_secret_assign_and_remove(ada, capsys):
+
+    app = add_app()
+    assert main(["apps", "rotate-secret", app.client_id, "--json"]) == 0
+    secret = json.loads(capsys.readouterr().out)["client_secret"]
+    auth = authorize(signed_in(ada), app)
+    assert exchange(app, auth.params["code"], auth.verifier).status_code == 401
+    app.client_secret = secret
+    auth = authorize(signed_in(ada), app)
+    assert exchange(app, auth.params["code"], auth.verifier).status_code == 200
+    assert main(["apps", "assign", app.client_id]) == 2
+    assert main(["apps", "assign", app.client_id, "--group", "Nobody"]) == 2
+    do_add_group("Finance", Origin.cli())
+    assert main(["apps", "assign", app.client_id, "--group", "finance"]) == 0
+    listed = capsys.readouterr()
+    assert main(["apps", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["assigned_to"] == ["Finance"]
+    assert main(["apps", "remove", app.client_id]) == 0
+    assert not Application.objects.exists()
+    assert listed
+
+
+def test_cleanup_removes_expired_tokens_and_sends_due_logouts(ada, capsys):
+
+    app = add_app()
+    full_flow(signed_in(ada), app)
+    get_access_token_model().objects.update(expires="2000-01-01T00:00:00Z")
+    assert main(["cleanup"]) == 0
+    assert not get_access_token_model().objects.exists()
+    assert "back-channel logouts" in capsys.readouterr().out
+
+
+# --- My apps and Settings ---------------------------------------------------------------------
+
+
+def test_home_shows_the_apps_the_person_may_use_as_tiles(ada):
+    add_app(name="Wiki", initiate_login_uri="https://wiki.example/login")
+    finance = add_app(name="Ledger")
+    do_add_group("Finance", Origin.cli())
+    do_assign_app(finance.application, Origin.cli(), everyone=False, group_names=["Finance"])
+    page = signed_in(ada).get("/").content.decode()
+    assert '<a href="https://wiki.example/login?iss=http%3A%2F%2Flocalhost%3A8000">Wiki</a>' in page
+    assert "Ledger" not in page
+
+
+def test_settings_signs_the_person_out_of_one_app(ada):
+    wiki, mail = add_app(name="Wiki"), add_app(name="Mail")
+    browser = signed_in(ada)
+    wiki_tokens, mail_tokens = full_flow(browser, wiki), full_flow(browser, mail)
+    page = browser.get("/settings").content.decode()
+    assert "Apps you're signed in to" in page
+    assert "Wiki" in page
+    response = browser.post_form(f"/settings/apps/{wiki.application.pk}/sign-out")
+    assert response["Location"] == "/settings?done=signed-out-of-app"
+    assert refresh(wiki, wiki_tokens["refresh_token"]).status_code == 400
+    assert refresh(mail, mail_tokens["refresh_token"]).status_code == 200
+    assert "Wiki" not in browser.get("/settings").content.decode().split("Apps you")[1]
+    event = AuditEvent.objects.filter(action="sso.tokens_revoked").latest("id")
+    assert event.reason == "signed_out_of_app"
+    # Another person's app, or none: nothing happens, the same way.
+    assert browser.post_form("/settings/apps/999999/sign-out").status_code == 303
+
+
+def test_the_step_up_offers_only_passkeys_that_meet_the_acr(ada):
+    app = add_app()
+    browser = signed_in(ada)
+    bound = Passkey.objects.get(user=ada.user)
+    Passkey.objects.filter(pk=bound.pk).update(attestation_trusted=True)
+    synced = Passkey.objects.get(pk=bound.pk)
+    synced.pk = None
+    synced.credential_id = b"another passkey, synced"
+    synced.backup_eligible = True
+    synced.save()
+    auth = authorize(browser, app, acr_values="phrh")
+    public_key, result = sign_in_again(browser, auth.location, ada.authenticator)
+    offered = [descriptor["id"] for descriptor in public_key["allowCredentials"]]
+    assert offered == [base64.urlsafe_b64encode(bytes(bound.credential_id)).rstrip(b"=").decode()]
+    assert public_key["userVerification"] == "required"
+    assert_ok(result)
+
+
+def test_a_step_up_that_still_misses_the_acr_is_unmet(ada):
+    app = add_app()
+    browser = signed_in(ada)
+    Passkey.objects.filter(user=ada.user).update(attestation_trusted=True)
+    auth = authorize(browser, app, acr_values="phrh")
+    # The passkey loses what made it hardware-bound before the ceremony ends.
+    Passkey.objects.filter(user=ada.user).update(attestation_trusted=False)
+    _, result = sign_in_again(browser, auth.location, ada.authenticator)
+    again = browser.get(assert_ok(result)["redirect"])
+    assert "error=unmet_authentication_requirements" in again["Location"]
+
+
+def test_prompt_login_when_signed_out_needs_one_sign_in_only(ada):
+    app = add_app()
+    browser = Browser()
+    auth = authorize(browser, app, prompt="login")
+    assert auth.location.startswith("/sign-in?next=")
+    back = parse_qs(urlsplit(auth.location).query)["next"][0]
+    options = browser.post_json("/sign-in/options", {})
+    result = browser.post_json(
+        "/sign-in/result?" + urlencode({"next": back}),
+        ada.authenticator.get(options.json()["publicKey"], ORIGIN),
+    )
+    again = browser.get(assert_ok(result)["redirect"])
+    assert "code=" in again["Location"], again["Location"]
+
+
+# --- Bad input: a clean OAuth error or a catalog page, never a 500 ------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "client_id=nobody&response_type=code&redirect_uri=http%3A%2F%2F127.0.0.1%3A9000%2Fcallback",
+        "client_id=%00&response_type=code",
+        "client_id=" + "x" * 5000,
+    ],
+)
+def test_authorize_without_a_known_app_is_a_page(ada, query):
+    response = signed_in(ada).get("/authorize?" + query)
+    assert response.status_code == 400
+    assert b"App Sign-in Link Not Valid" in response.content
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        ({"response_type": "token"}, "unauthorized_client"),
+        ({"response_type": "code id_token"}, "unauthorized_client"),
+        ({"scope": "openid admin"}, "invalid_scope"),
+        ({"code_challenge": None, "code_challenge_method": None}, "invalid_request"),
+        ({"max_age": "-1"}, "invalid_request"),
+        ({"prompt": "none login"}, "invalid_request"),
+    ],
+)
+def test_authorize_errors_go_back_to_the_app(ada, extra, error):
+    app = add_app()
+    auth = authorize(signed_in(ada), app, **extra)
+    assert auth.response.status_code == 302
+    assert auth.params["error"] == error, auth.params
+    assert auth.params["iss"] == ISSUER
+    assert "code" not in auth.params
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"grant_type": "password", "username": "ada@example.com", "password": "x"},
+        {"grant_type": "client_credentials"},
+        {"grant_type": "authorization_code", "code": "nope", "code_verifier": "x" * 43},
+        {"grant_type": "refresh_token", "refresh_token": "nope"},
+        {"grant_type": "authorization_code", "code": "\x00"},
+    ],
+)
+def test_token_bad_input_is_a_clean_oauth_error(ada, data):
+    app = add_app()
+    data = {"client_id": app.client_id, "client_secret": app.client_secret, **data}
+    response = Client().post("/token", data)
+    assert response.status_code in (400, 401)
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()["error"]
+    assert not get_access_token_model().objects.exists()
+
+
+def test_token_refuses_a_wrong_secret_and_a_json_body(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app)
+    wrong = Client().post(
+        "/token",
+        {
+            "grant_type": "authorization_code",
+            "code": auth.params["code"],
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": auth.verifier,
+            "client_id": app.client_id,
+            "client_secret": "not-the-secret",
+        },
+    )
+    assert wrong.status_code == 401
+    assert wrong.json()["error"] == "invalid_client"
+    as_json = Client().post(
+        "/token", json.dumps({"grant_type": "authorization_code"}), content_type="application/json"
+    )
+    assert as_json.status_code in (400, 401)
+    assert as_json.json()["error"]
+    assert not get_access_token_model().objects.exists()
+
+
+def test_userinfo_and_revoke_bad_input(ada):
+    assert Client().get("/userinfo").status_code == 401
+    assert Client().get("/userinfo", HTTP_AUTHORIZATION="Bearer nope").status_code == 401
+    assert Client().get("/userinfo", HTTP_AUTHORIZATION="Basic \x00").status_code == 401
+    app = add_app()
+    unknown = Client().post(
+        "/revoke",
+        {"token": "nope", "client_id": app.client_id, "client_secret": app.client_secret},
+    )
+    # RFC 7009 §2.2: an unknown token is answered like a revoked one.
+    assert unknown.status_code == 200
+    assert Client().post("/revoke", {"token": "nope"}).status_code == 401
+
+
+def test_end_session_with_a_garbage_hint_is_a_page(ada):
+    response = signed_in(ada).get("/end-session?id_token_hint=garbage")
+    assert response.status_code == 400
+    assert b"App Sign-in Link Not Valid" in response.content
+
+
+def test_removing_a_person_removes_their_tokens(ada):
+    app = add_app()
+    full_flow(signed_in(ada), app)
+    assert get_access_token_model().objects.exists()
+    ada.user.delete()
+    assert not get_access_token_model().objects.exists()
+
+
+def test_cleanup_ends_timed_out_sessions_and_tells_their_apps(
+    ada, receiver, clock, django_capture_on_commit_callbacks
+):
+    app = add_app(backchannel_logout_uri=receiver.url)
+    browser = signed_in(ada)
+    claims = full_flow(browser, app)["claims"]
+    clock.advance(2 * 3600)  # past the idle timeout; the browser never comes back
+    with django_capture_on_commit_callbacks(execute=True):
+        assert main(["cleanup"]) == 0
+    assert not browser.is_signed_in()
+    assert verify_logout_token(receiver.received[0], app)["sid"] == claims["sid"]
+
+
+def test_keys_from_the_environment_must_be_a_document_of_keys(db, monkeypatch):
+    monkeypatch.setenv(keys.ENV_VARIABLE, '{"keys": [{"alg": "RS256", "pem": "not a key"}]}')
+    with pytest.raises(keys.KeysError):
+        keys.all_keys()
+    with pytest.raises(keys.KeysError):
+        keys.rotate()
+    monkeypatch.setenv(keys.ENV_VARIABLE, "not json")
+    with pytest.raises(keys.KeysError):
+        keys.all_keys()
+
+
+def test_several_servers_sign_with_the_keys_of_the_environment(ada, monkeypatch):
+    app = add_app()
+    shared = keys.rotate().document
+    monkeypatch.setenv(keys.ENV_VARIABLE, json.dumps(shared))
+    tokens = full_flow(signed_in(ada), app)
+    kid = json.loads(base64.urlsafe_b64decode(tokens["id_token"].split(".")[0] + "=="))["kid"]
+    assert kid == shared["keys"][0]["kid"]
+    rotation = keys.rotate()
+    assert rotation.from_environment
+    assert keys.active_key("RS256").kid == kid  # until the environment changes
+
+
+def test_rp_initiated_logout_accepts_an_expired_hint_after_cleanup(ada, clock):
+    post_logout = "http://127.0.0.1:9000/signed-out"
+    app = add_app(post_logout_redirect_uris=[post_logout])
+    browser = signed_in(ada)
+    hint = full_flow(browser, app)["id_token"]
+    clock.advance(1800)  # the ID token expired; cleanup ran
+    assert main(["cleanup"]) == 0
+    browser = signed_in(ada)
+    response = browser.get(
+        "/end-session?"
+        + urlencode({"id_token_hint": hint, "post_logout_redirect_uri": post_logout})
+    )
+    assert response.status_code == 302, response.content[:300]
+    assert response["Location"] == post_logout
+    assert not browser.is_signed_in()
+
+
+def test_end_session_for_an_unknown_client_is_a_page(ada):
+    response = signed_in(ada).get("/end-session?client_id=nobody")
+    assert response.status_code == 400
+
+
+def test_a_recovery_revokes_every_apps_tokens_and_tells_them(
+    ada, receiver, django_capture_on_commit_callbacks
+):
+    app = add_app(backchannel_logout_uri=receiver.url)
+    tokens = full_flow(signed_in(ada), app)
+    issued = do_issue_recovery(ada.user, Origin.cli(), send_email=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert_ok(enroll(Browser(), token_of(issued.link), SoftAuthenticator()))
+    assert refresh(app, tokens["refresh_token"]).status_code == 400
+    assert AuditEvent.objects.filter(action="sso.tokens_revoked", reason="recovered").exists()
+    assert verify_logout_token(receiver.received[0], app)["sid"] == tokens["claims"]["sid"]
+
+
+def test_prompt_consent_asks_even_a_first_party_app(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app, prompt="consent")
+    assert auth.response.status_code == 200
+    assert b"Allow" in auth.response.content
+
+
+def test_a_person_taken_out_of_the_apps_group_cannot_refresh(ada):
+    app = add_app()
+    group = do_add_group("Finance", Origin.cli())
+    do_add_member(group, ada.user, Origin.cli())
+    do_assign_app(app.application, Origin.cli(), everyone=False, group_names=["Finance"])
+    tokens = full_flow(signed_in(ada), app)
+    assert tokens["claims"]["groups"] == ["Finance"]
+    do_remove_member(group, ada.user, Origin.cli())
+    refused = refresh(app, tokens["refresh_token"])
+    assert refused.status_code == 400
+    event = AuditEvent.objects.filter(action="sso.token_refused").exclude(reason="invalid_grant")
+    assert event.latest("id").reason == "not_assigned"
+
+
+@pytest.mark.parametrize("client_id", ["\x00", "a\x00b"])
+def test_nul_in_a_client_id_is_refused_everywhere(ada, client_id):
+    app = add_app()
+    assert (
+        signed_in(ada).get("/end-session?" + urlencode({"client_id": client_id})).status_code == 400
+    )
+    response = Client().post("/revoke", {"token": "x", "client_id": client_id})
+    assert response.status_code == 401
+    response = Client().post(
+        "/token",
+        {"grant_type": "refresh_token", "refresh_token": "\x00", "client_id": app.client_id},
+    )
+    assert response.status_code in (400, 401)
+    assert main(["apps", "remove", client_id]) == 2
+
+
+def test_apps_need_https_uris_except_on_loopback(db, capsys):
+    assert main(["apps", "add", "Wiki", "--redirect-uri", "http://wiki.example.com/cb"]) == 2
+    assert "must be https" in capsys.readouterr().err
+    assert main(["apps", "add", "Wiki", "--redirect-uri", "https://wiki.example.com/cb"]) == 0
+    assert main(["apps", "add", "Cli", "--redirect-uri", "http://[::1]:8765/cb", "--public"]) == 0
+    assert main(["apps", "add", "Bad", "--redirect-uri", "javascript:alert(1)"]) == 2
+    assert main(["apps", "add", "Frag", "--redirect-uri", "https://a.example/cb#x"]) == 2
+
+
+# --- Findings of the relying-party tests (/work/notes/rp-findings.md) ---------------------------
+
+
+def test_a_lock_from_the_command_line_sends_its_logouts_before_it_exits(
+    ada, django_capture_on_commit_callbacks
+):
+    server = LogoutReceiver()  # no THRESHOLD_SSO_DELIVER_INLINE: the command decides
+    try:
+        app = add_app(backchannel_logout_uri=server.url)
+        claims = full_flow(signed_in(ada), app)["claims"]
+        with django_capture_on_commit_callbacks(execute=True):
+            assert main(["users", "lock", "ada@example.com"]) == 0
+        assert verify_logout_token(server.received[0], app)["sid"] == claims["sid"]
+    finally:
+        server.close()
+    sent = AuditEvent.objects.get(action="sso.backchannel_logout_sent")
+    assert (sent.reason, sent.via) == ("locked", "cli")
+
+
+def test_a_reused_refresh_token_is_audited_with_the_person(ada):
+    app = add_app()
+    tokens = full_flow(signed_in(ada), app)
+    assert refresh(app, tokens["refresh_token"]).status_code == 200
+    before = AuditEvent.objects.count()
+    assert refresh(app, tokens["refresh_token"]).status_code == 400
+    [event] = AuditEvent.objects.order_by("id")[before:]
+    assert (event.action, event.reason, event.subject_id) == (
+        "sso.token_refused",
+        "refresh_token_reused",
+        ada.user.pk,
+    )
+
+
+def test_a_missing_code_challenge_is_audited_with_the_person(ada):
+    app = add_app()
+    auth = authorize(signed_in(ada), app, code_challenge=None, code_challenge_method=None)
+    assert auth.params["error"] == "invalid_request"
+    event = AuditEvent.objects.filter(action="sso.refused").latest("id")
+    assert event.subject_id == ada.user.pk
+
+
+def form_action(response) -> list[str]:
+    policy = response["Content-Security-Policy"]
+    directive = next(d for d in policy.split(";") if d.strip().startswith("form-action"))
+    return directive.split()[1:]
+
+
+def test_forms_on_the_way_to_an_app_may_end_at_that_app_only(ada):
+    app = add_app(require_consent=True, post_logout_redirect_uris=["http://127.0.0.1:9000/bye"])
+    browser = signed_in(ada)
+    consent = authorize(browser, app).response
+    assert form_action(consent) == ["'self'", "http://127.0.0.1:9000"]
+    # Not for a redirect URI the app was not added with, nor for other pages.
+    assert form_action(browser.get("/settings")) == ["'self'"]
+    next_url = urlsplit(authorize(Browser(), app).location).query
+    password_page = Browser().get("/sign-in/password?" + next_url)
+    assert form_action(password_page) == ["'self'", "http://127.0.0.1:9000"]
+    forged = "/sign-in/password?" + urlencode(
+        {"next": f"/authorize?client_id={app.client_id}&redirect_uri=https://evil.example/cb"}
+    )
+    assert form_action(Browser().get(forged)) == ["'self'"]
+    confirm = browser.get(
+        "/end-session?"
+        + urlencode(
+            {"client_id": app.client_id, "post_logout_redirect_uri": "http://127.0.0.1:9000/bye"}
+        )
+    )
+    assert confirm.status_code == 200
+    assert form_action(confirm) == ["'self'", "http://127.0.0.1:9000"]
+
+
+def test_prompt_login_for_someone_without_a_passkey_is_login_required(ada):
+    app = add_app()
+    browser = signed_in(ada)
+    Passkey.objects.filter(user=ada.user).delete()
+    auth = authorize(browser, app, prompt="login")
+    assert auth.params["error"] == "login_required"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_server_retries_failed_logouts_on_its_own(settings):
+    settings.THRESHOLD_SSO_DELIVER_INLINE = True
+    person = enrolled_person("ada@example.com", "Ada Lovelace")
+    server = LogoutReceiver(status=503)
+    stop = None
+    try:
+        app = add_app(backchannel_logout_uri=server.url)
+        browser = signed_in(person)
+        full_flow(browser, app)
+        browser.post_form("/sign-out")
+        assert LogoutDelivery.objects.get().attempts == 1
+        server.status = 200
+        LogoutDelivery.objects.update(next_attempt_at=LogoutDelivery.objects.get().created_at)
+        stop = retry_logouts(interval=0.05)
+        for _ in range(100):
+            if LogoutDelivery.objects.get().delivered_at is not None:
+                break
+            time.sleep(0.05)
+        assert LogoutDelivery.objects.get().delivered_at is not None
+    finally:
+        if stop is not None:
+            stop.set()
+        server.close()
+
+
+def test_removing_a_person_tells_their_apps_once(ada, receiver, django_capture_on_commit_callbacks):
+    app = add_app(backchannel_logout_uri=receiver.url)
+    claims = full_flow(signed_in(ada), app)["claims"]
+    with django_capture_on_commit_callbacks(execute=True):
+        ada.user.delete()
+    [token] = receiver.received
+    logout = verify_logout_token(token, app)
+    assert (logout["sid"], logout["sub"]) == (claims["sid"], claims["sub"])
+    assert AuditEvent.objects.get(action="sso.backchannel_logout_sent").reason == "removed"
+
+
+def test_an_id_token_tells_time_by_one_clock(ada, clock):
+    clock.advance(7 * 24 * 3600)  # the browser tests move threshold.clock like this
+    app = add_app()
+    tokens = full_flow(signed_in(ada), app)
+    payload = tokens["id_token"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    assert abs(claims["iat"] - clock.now) < 5
+    assert claims["exp"] == claims["iat"] + 600
+    assert claims["iat"] >= claims["auth_time"]

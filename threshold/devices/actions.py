@@ -1,0 +1,891 @@
+"""Threshold Verify's audited changes: set-up codes, devices, push sign-ins, signed requests.
+
+Each ``do_*`` runs in one transaction and writes its audit row there. Where a
+refusal must leave a trace (a wrong returned code counts against the set-up, a wrong
+number ends the push, a refused signed request is audited, its ``jti`` used up), the
+action writes the trace, lets the transaction commit, and then raises
+(docs/architecture.md, "Failures").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from threshold import clock
+from threshold.accounts.actions import lock_user
+from threshold.accounts.methods import count_usable_sign_in_methods
+from threshold.accounts.models import User, normalize_username
+from threshold.audit.actions import Action, Origin, record
+from threshold.core import assurance, device_requests, errors, throttle, tpm
+from threshold.core.assurance import Assurance
+from threshold.core.device_requests import DeviceRequest
+from threshold.core.encoding import b64url_decode, b64url_encode
+from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name
+from threshold.core.policy import Policy
+from threshold.devices.models import (
+    Device,
+    DeviceEnrollment,
+    EnrollmentState,
+    KeyProtection,
+    PushState,
+    SignInApproval,
+    UsedDeviceRequest,
+)
+from threshold.devices.notices import (
+    notify_device_added,
+    notify_device_removed,
+    notify_push_approved,
+    notify_push_denied,
+)
+
+# Setup codes: 8 characters of an alphabet without look-alikes (0/O, 1/I), 40 bits, for
+# ten minutes, once; a guess costs a signed request from a fresh key.
+SETUP_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+SETUP_CODE_LENGTH = 8
+SETUP_CODE_LIFETIME = timedelta(minutes=10)
+RETURNED_CODE_DIGITS = 6
+RETURNED_CODE_ATTEMPTS = 3
+# Push sign-ins (issue 12): two minutes to answer, one waiting per person, three per ten
+# minutes, and twenty minutes of silence after "I didn't do this".
+PUSH_LIFETIME = timedelta(minutes=2)
+PUSH_LIMIT = 3
+PUSH_WINDOW = timedelta(minutes=10)
+PUSH_MUTE = timedelta(minutes=20)
+# And at most this many pushes from one network per PUSH_WINDOW, whatever the usernames: each
+# push writes a row. An address every client shares (loopback, unknown) is not counted, as the
+# fallback's throttles do not count it (core.throttle.tells_clients_apart).
+PUSH_NETWORK_LIMIT = 30
+# Pushes and set-ups that are over are kept a day, then forgotten by ``threshold cleanup``.
+STALE_AFTER = timedelta(days=1)
+PLATFORMS = ("linux", "macos", "windows", "ios", "android", "web", "other")
+
+
+class Decision(StrEnum):
+    """A device's answer to a push."""
+
+    APPROVE = "approve"
+    DENY = "deny"
+
+
+class PushStatus(StrEnum):
+    """What the browser waiting on a push is told."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REFUSED = "refused"
+    EXPIRED = "expired"
+
+
+def _keyed_hash(purpose: str, value: str) -> str:
+    """An HMAC under the server's key: a stolen table gives no setup or returned code."""
+    key = settings.SECRET_KEY.encode()
+    return hmac.new(key, f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def new_public_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def normalize_setup_code(text: str) -> str:
+    """A setup code as typed ("abcd-efgh", "ABCD EFGH") or inside the QR code's link
+    (``.../verify/#setup=ABCDEFGH``), in its canonical form."""
+    if "#setup=" in text:
+        text = text.rsplit("#setup=", 1)[1]
+    return "".join(character for character in text.upper() if character.isalnum())[:32]
+
+
+def format_setup_code(code: str) -> str:
+    """ "ABCD-EFGH": easier to read aloud and type."""
+    return f"{code[:4]}-{code[4:]}"
+
+
+# --- Signed requests --------------------------------------------------------------------------
+
+
+def _use_jti(subject: str, request: DeviceRequest) -> None:
+    """One INSERT, or DeviceRequestReplayed when the ``jti`` was used before."""
+    table = connection.ops.quote_name(UsedDeviceRequest._meta.db_table)
+    # Kept past the request's own expiry by the allowed skew: a replay is refused as
+    # replayed, or as expired, never accepted.
+    kept_until = datetime.fromtimestamp(request.expires_at + device_requests.MAX_SKEW, UTC)
+    expiry = connection.ops.adapt_datetimefield_value(kept_until)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # The table name comes from the model; the values are parameters.
+            f"INSERT INTO {table} (jti_hash, expires_at) VALUES (%s, %s)"  # noqa: S608
+            " ON CONFLICT DO NOTHING",
+            [_sha256(f"{subject}:{request.jti}"), expiry],
+        )
+        if cursor.rowcount != 1:
+            raise errors.DeviceRequestReplayed()
+
+
+def delete_expired_requests() -> int:
+    """Forget used request IDs whose requests have expired, and, a day on, pushes and set-ups
+    that are over (the audit log keeps their story); ``threshold cleanup``."""
+    now = clock.now_datetime()
+    deleted, _ = UsedDeviceRequest.objects.filter(expires_at__lt=now).delete()
+    SignInApproval.objects.filter(expires_at__lt=now - STALE_AFTER).delete()
+    stale = DeviceEnrollment.objects.filter(expires_at__lt=now - STALE_AFTER)
+    # A device whose set-up never finished was never usable: it goes with its set-up.
+    Device.objects.filter(enrollment__in=stale, is_active=False, revoked_at__isnull=True).delete()
+    stale.delete()
+    return deleted
+
+
+def do_authenticate_request(
+    compact: str, *, path: str, origin: Origin, allow_inactive: bool = False
+) -> Device:
+    """The device that signed ``compact`` for ``path``, its ``jti`` used up; or the error.
+
+    Unknown, removed and wrongly signed alike are DEVICE_UNAUTHORIZED (401). A refusal of
+    a request from a known device is audited and its ``jti`` used, once committed.
+    """
+    request = device_requests.read(compact)
+    if request.kid is None:
+        raise errors.DeviceRequestMalformed("this endpoint takes a kid")
+    refusal: errors.ThresholdError | None = None
+    with transaction.atomic():
+        device = Device.objects.select_related("user").filter(public_id=request.kid).first()
+        if device is None:
+            raise errors.DeviceUnknown()
+        try:
+            device_requests.verify(request, device.public_key, path=path, now=clock.now())
+            _use_jti(device.public_id, request)
+            if device.revoked_at is not None:
+                raise errors.DeviceRemoved()
+            if not device.is_active and not allow_inactive:
+                raise errors.DeviceUnknown("its set-up is not finished")
+            account = device.user.sign_in_refusal()
+            if account is not None:
+                raise account
+        except errors.ThresholdError as error:
+            refusal = error
+            record(
+                Action.DEVICE_REQUEST_REFUSED,
+                origin,
+                subject=device.user,
+                reason=error.code,
+                device=device.public_id,
+                path=path,
+            )
+        else:
+            device.last_used_at = clock.now_datetime()
+            device.save(update_fields=["last_used_at"])
+    if refusal is not None:
+        raise refusal
+    return device
+
+
+# --- Set-up codes and devices -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedSetupCode:
+    enrollment: DeviceEnrollment
+    code: str  # the only time it exists in clear
+
+    @property
+    def formatted(self) -> str:
+        return format_setup_code(self.code)
+
+
+def usable_devices(user: User, policy: Policy) -> list[Device]:
+    """The person's devices that may sign in today."""
+    devices = Device.objects.filter(user=user, is_active=True, revoked_at__isnull=True)
+    if policy.require_hardware_device_key:
+        devices = devices.filter(key_protection=KeyProtection.TPM)
+    return list(devices)
+
+
+def _check_device_limit(user: User, policy: Policy) -> None:
+    active = Device.objects.filter(user=user, is_active=True, revoked_at__isnull=True).count()
+    if active >= policy.device_limit:
+        raise errors.DeviceLimitReached(f"{active} of {policy.device_limit}")
+
+
+@transaction.atomic
+def do_issue_setup_code(
+    user: User,
+    origin: Origin,
+    policy: Policy,
+    *,
+    session_key: str | None = None,
+    created_by: Device | None = None,
+) -> IssuedSetupCode:
+    """A new setup code for ``user``, from Settings (bound to the browser's session) or from
+    one of their devices ("Add Account to Another Device"). Their earlier open set-ups from
+    the same place are canceled: one at a time."""
+    lock_user(user)
+    _check_device_limit(user, policy)
+    binding = _sha256(session_key) if session_key else ""
+    earlier = DeviceEnrollment.objects.filter(
+        user=user, state__in=(EnrollmentState.WAITING, EnrollmentState.REDEEMED)
+    )
+    earlier = (
+        earlier.filter(created_by=created_by)
+        if created_by
+        else earlier.filter(session_binding=binding)
+    )
+    earlier.update(state=EnrollmentState.CANCELED)
+    code = "".join(secrets.choice(SETUP_CODE_ALPHABET) for _ in range(SETUP_CODE_LENGTH))
+    enrollment = DeviceEnrollment.objects.create(
+        public_id=new_public_id(),
+        user=user,
+        code_hash=_keyed_hash("setup", code),
+        created_by=created_by,
+        session_binding=binding,
+        expires_at=clock.now_datetime() + SETUP_CODE_LIFETIME,
+    )
+    record(
+        Action.DEVICE_SETUP_CODE_ISSUED,
+        origin,
+        actor=user,
+        subject=user,
+        enrollment=enrollment.public_id,
+        from_device=created_by.public_id if created_by else "",
+    )
+    return IssuedSetupCode(enrollment, code)
+
+
+def _text(body: dict[str, Any], name: str, max_length: int) -> str:
+    value = body.get(name, "")
+    if not isinstance(value, str) or len(value) > max_length:
+        raise errors.DeviceRequestMalformed(f"{name} must be text of at most {max_length}")
+    return value
+
+
+@dataclass(frozen=True)
+class RedeemedSetupCode:
+    device: Device
+    returned_code: str
+    # For a device that sent TPM evidence: what its TPM must activate and certify.
+    tpm_challenge: tpm.CredentialChallenge | None = None
+
+
+def _begin_tpm(
+    evidence: object, public_jwk: dict[str, str]
+) -> tuple[tpm.CredentialChallenge | None, str]:
+    """The credential for a device's TPM evidence, or None and why not ("" without evidence).
+
+    Evidence that does not check out leaves the key "software"; it never stops the set-up
+    (except under require_hardware_device_key)."""
+    if evidence is None:
+        return None, ""
+    try:
+        if not isinstance(evidence, dict):
+            raise tpm.TpmEvidenceInvalid("not an object")
+        parts = {
+            name: b64url_decode(evidence.get(name))
+            for name in ("ek_certificate", "ek_public", "ak_public", "key_public")
+        }
+        challenge = tpm.begin(
+            tpm.TpmEvidence(**parts),
+            public_jwk,
+            settings.THRESHOLD.device_tpm_roots,
+            clock.now_datetime(),
+        )
+    except (tpm.TpmEvidenceInvalid, ValueError, TypeError) as error:
+        return None, str(error)[:200] or type(error).__name__
+    return challenge, ""
+
+
+def _stored_challenge(challenge: tpm.CredentialChallenge | None) -> dict[str, str] | None:
+    if challenge is None:
+        return None
+    return {
+        "secret_sha256": b64url_encode(challenge.secret_sha256),
+        "ak_public": b64url_encode(challenge.ak_public),
+        "key_name": b64url_encode(challenge.key_name),
+    }
+
+
+def do_finish_tpm_attestation(device: Device, body: dict[str, Any], origin: Origin) -> str:
+    """The device's TPM activated the credential and certified its key: "tpm" if that checks
+    out, else the key stays "software". Once per device, before or after its set-up ends."""
+    with transaction.atomic():
+        device = Device.objects.select_for_update().select_related("user").get(pk=device.pk)
+        stored = device.tpm_challenge
+        if not stored:
+            raise errors.DeviceRequestMalformed("no TPM challenge is waiting for this device")
+        try:
+            tpm.finish(
+                b64url_decode(stored["secret_sha256"]),
+                b64url_decode(stored["ak_public"]),
+                b64url_decode(stored["key_name"]),
+                secret=b64url_decode(body.get("secret")),
+                certify_info=b64url_decode(body.get("certify_info")),
+                certify_signature=b64url_decode(body.get("certify_signature")),
+            )
+        except (tpm.TpmEvidenceInvalid, ValueError, TypeError) as error:
+            record(
+                Action.DEVICE_KEY_NOT_ATTESTED,
+                origin,
+                subject=device.user,
+                reason=errors.DeviceKeyNotHardware.code,
+                device=device.public_id,
+                why=str(error)[:200],
+            )
+        else:
+            device.key_protection = KeyProtection.TPM
+            record(Action.DEVICE_KEY_ATTESTED, origin, subject=device.user, device=device.public_id)
+        device.tpm_challenge = None
+        device.save(update_fields=["key_protection", "tpm_challenge"])
+    return device.key_protection
+
+
+def do_redeem_setup_code(
+    compact: str, *, path: str, origin: Origin, policy: Policy
+) -> RedeemedSetupCode:
+    """A new device redeems a setup code with a request signed by its new key (``jwk``).
+
+    The code is used up; the device is stored, inactive, and gets a 6-digit returned code
+    to show, which the person types where the setup code came from."""
+    request = device_requests.read(compact)
+    if request.public_jwk is None:
+        raise errors.DeviceRequestMalformed("a new device sends its key as jwk")
+    public_jwk, thumbprint = device_requests.public_key(request.public_jwk)
+    # Proof of possession first: a request not signed by that key changes nothing.
+    device_requests.verify(request, public_jwk, path=path, now=clock.now())
+    body = request.body
+    code = normalize_setup_code(_text(body, "setup_code", 200))
+    platform = _text(body, "platform", 40).lower()
+    if platform not in PLATFORMS:
+        platform = "other"
+    app_version = _text(body, "app_version", 40)
+    reported = _text(body, "key_protection", 16)
+    name = clean_name(
+        body.get("name", "") or f"Threshold Verify on {platform}", NICKNAME_MAX_LENGTH
+    )
+    challenge, tpm_refusal = _begin_tpm(body.get("tpm"), public_jwk)
+    refusal: errors.ThresholdError | None = None
+    with transaction.atomic():
+        _use_jti(thumbprint, request)
+        enrollment = (
+            DeviceEnrollment.objects.select_for_update()
+            .select_related("user")
+            .filter(
+                code_hash=_keyed_hash("setup", code),
+                state=EnrollmentState.WAITING,
+                expires_at__gt=clock.now_datetime(),
+            )
+            .first()
+        )
+        if enrollment is None:
+            raise errors.SetupCodeInvalid()
+        user = enrollment.user
+        try:
+            lock_user(user)
+            if (refused := user.sign_in_refusal()) is not None:
+                raise refused
+            _check_device_limit(user, policy)
+            if Device.objects.filter(key_thumbprint=thumbprint).exists():
+                raise errors.DeviceRequestMalformed("this key belongs to a device already")
+            # What the server verified, not what the device says: "software" until the
+            # device finishes its TPM attestation (do_finish_tpm_attestation).
+            protection = KeyProtection.SOFTWARE
+            if policy.require_hardware_device_key and challenge is None:
+                raise errors.DeviceKeyNotHardware(tpm_refusal or f"reported {reported}")
+        except errors.ThresholdError as error:
+            # The code is used up all the same: a set-up code works once.
+            enrollment.state = EnrollmentState.CANCELED
+            enrollment.save(update_fields=["state"])
+            record(
+                Action.DEVICE_ENROLLMENT_REFUSED,
+                origin,
+                subject=user,
+                reason=error.code,
+                enrollment=enrollment.public_id,
+            )
+            refusal = error
+        else:
+            device = Device.objects.create(
+                user=user,
+                public_id=new_public_id(),
+                public_key=public_jwk,
+                key_thumbprint=thumbprint,
+                name=name,
+                platform=platform,
+                app_version=app_version,
+                key_protection=protection,
+                reported_key_protection=reported,
+                tpm_challenge=_stored_challenge(challenge),
+            )
+            returned = f"{secrets.randbelow(10**RETURNED_CODE_DIGITS):0{RETURNED_CODE_DIGITS}d}"
+            enrollment.state = EnrollmentState.REDEEMED
+            enrollment.device = device
+            enrollment.returned_code_hash = _keyed_hash(
+                f"returned:{enrollment.public_id}", returned
+            )
+            enrollment.save(update_fields=["state", "device", "returned_code_hash"])
+            record(
+                Action.DEVICE_SETUP_CODE_REDEEMED,
+                origin,
+                subject=user,
+                enrollment=enrollment.public_id,
+                device=device.public_id,
+                platform=platform,
+                key_protection=protection,
+                reported_key_protection=reported,
+                tpm_refused=tpm_refusal,
+            )
+    if refusal is not None:
+        raise refusal
+    return RedeemedSetupCode(device, returned, challenge)
+
+
+def access_enrollment(
+    user: User, public_id: str, *, session_key: str | None = None, device: Device | None = None
+) -> DeviceEnrollment:
+    """One of ``user``'s set-ups, started from this browser session or this device; another
+    person's, a missing one and one from elsewhere fail alike."""
+    # Only the set-up's row is locked: PostgreSQL refuses FOR UPDATE on the nullable side of
+    # the outer join to its device.
+    enrollments = DeviceEnrollment.objects.select_for_update(of=("self",)).filter(
+        user=user, public_id=public_id
+    )
+    if device is not None:
+        enrollments = enrollments.filter(created_by=device)
+    else:
+        enrollments = enrollments.filter(session_binding=_sha256(session_key or ""))
+    enrollment = enrollments.select_related("device").first()
+    if enrollment is None:
+        raise errors.SetupCodeInvalid("not this person's set-up from here")
+    return enrollment
+
+
+def do_confirm_returned_code(
+    user: User,
+    public_id: str,
+    returned_code: object,
+    origin: Origin,
+    policy: Policy,
+    *,
+    session_key: str | None = None,
+    device: Device | None = None,
+) -> Device:
+    """The person typed the code the new device shows: right, the device is added; wrong,
+    the attempt counts, and the third wrong one cancels the set-up."""
+    refusal: errors.ThresholdError | None = None
+    new_device: Device | None = None
+    with transaction.atomic():
+        lock_user(user)
+        enrollment = access_enrollment(user, public_id, session_key=session_key, device=device)
+        if enrollment.expires_at <= clock.now_datetime() or enrollment.state not in (
+            EnrollmentState.WAITING,
+            EnrollmentState.REDEEMED,
+        ):
+            raise errors.SetupCodeInvalid(f"the set-up is {enrollment.state} or expired")
+        typed = "".join(ch for ch in str(returned_code) if ch.isdigit())[:RETURNED_CODE_DIGITS]
+        expected = enrollment.returned_code_hash
+        right = (
+            enrollment.state == EnrollmentState.REDEEMED
+            and enrollment.device is not None
+            and hmac.compare_digest(
+                _keyed_hash(f"returned:{enrollment.public_id}", typed), expected
+            )
+        )
+        if not right:
+            enrollment.wrong_codes += 1
+            canceled = enrollment.wrong_codes >= RETURNED_CODE_ATTEMPTS
+            if canceled:
+                enrollment.state = EnrollmentState.CANCELED
+            enrollment.save(update_fields=["wrong_codes", "state"])
+            record(
+                Action.DEVICE_ENROLLMENT_CANCELED if canceled else Action.DEVICE_ENROLLMENT_REFUSED,
+                origin,
+                actor=user,
+                subject=user,
+                reason=errors.ReturnedCodeIncorrect.code,
+                enrollment=enrollment.public_id,
+                wrong_codes=enrollment.wrong_codes,
+            )
+            refusal = (
+                errors.SetupCodeInvalid("canceled after three wrong returned codes")
+                if canceled
+                else errors.ReturnedCodeIncorrect(
+                    f"{RETURNED_CODE_ATTEMPTS - enrollment.wrong_codes} attempts left"
+                )
+            )
+        elif policy.require_hardware_device_key and not (
+            enrollment.device is not None and enrollment.device.is_hardware_protected
+        ):
+            enrollment.state = EnrollmentState.CANCELED
+            enrollment.save(update_fields=["state"])
+            record(
+                Action.DEVICE_ENROLLMENT_CANCELED,
+                origin,
+                actor=user,
+                subject=user,
+                reason=errors.DeviceKeyNotHardware.code,
+                enrollment=enrollment.public_id,
+            )
+            refusal = errors.DeviceKeyNotHardware("the key was not attested in a TPM")
+        else:
+            new_device = enrollment.device
+            assert new_device is not None  # noqa: S101 - checked in ``right``
+            _check_device_limit(user, policy)
+            new_device.is_active = True
+            new_device.save(update_fields=["is_active"])
+            enrollment.state = EnrollmentState.DONE
+            enrollment.save(update_fields=["state"])
+            record(
+                Action.DEVICE_ADDED,
+                origin,
+                actor=user,
+                subject=user,
+                device=new_device.public_id,
+                name=new_device.name,
+                platform=new_device.platform,
+                key_protection=new_device.key_protection,
+                from_device=device.public_id if device else "",
+            )
+            notify_device_added(new_device, origin)
+    if refusal is not None or new_device is None:
+        raise refusal or errors.SetupCodeInvalid()
+    return new_device
+
+
+def enrollment_state(device: Device) -> str:
+    """What a device that redeemed a setup code is told while it waits: waiting, done,
+    canceled (expired included)."""
+    enrollment = DeviceEnrollment.objects.filter(device=device).first()
+    if enrollment is None or device.revoked_at is not None:
+        return EnrollmentState.CANCELED
+    if enrollment.state == EnrollmentState.REDEEMED:
+        if enrollment.expires_at <= clock.now_datetime():
+            return EnrollmentState.CANCELED
+        return EnrollmentState.WAITING
+    return enrollment.state
+
+
+# --- Settings: rename and remove -------------------------------------------------------------
+
+
+def access_own_device(user: User, public_id: str) -> Device:
+    """One of ``user``'s devices; another person's and a missing one fail alike."""
+    device = Device.objects.filter(
+        user=user, public_id=public_id, is_active=True, revoked_at__isnull=True
+    ).first()
+    if device is None:
+        raise errors.SecurityMethodNotFound("no such device")
+    return device
+
+
+def list_devices(user: User) -> list[Device]:
+    return list(Device.objects.filter(user=user, is_active=True, revoked_at__isnull=True))
+
+
+@transaction.atomic
+def do_rename_device(user: User, public_id: str, name: object, origin: Origin) -> Device:
+    lock_user(user)
+    device = access_own_device(user, public_id)
+    new_name = clean_name(name, NICKNAME_MAX_LENGTH)
+    old, device.name = device.name, new_name
+    device.save(update_fields=["name"])
+    record(
+        Action.DEVICE_RENAMED,
+        origin,
+        actor=user,
+        subject=user,
+        device=public_id,
+        old=old,
+        new=new_name,
+    )
+    return device
+
+
+def is_last_usable_device(user: User, device: Device, policy: Policy) -> bool:
+    usable = device in usable_devices(user, policy) and policy.allow_device_app_sign_in
+    return usable and count_usable_sign_in_methods(user, policy) <= 1
+
+
+def do_remove_device(user: User, public_id: str, origin: Origin, policy: Policy) -> Device:
+    """Remove one of ``user``'s devices (Settings, after a step-up), never their last usable
+    way to sign in; its key is refused from its next request on (401)."""
+    refusal: errors.ThresholdError | None = None
+    with transaction.atomic():
+        lock_user(user)
+        device = access_own_device(user, public_id)
+        if is_last_usable_device(user, device, policy):
+            record(
+                Action.DEVICE_REMOVAL_REFUSED,
+                origin,
+                actor=user,
+                subject=user,
+                reason=errors.LastSignInMethod.code,
+                device=public_id,
+            )
+            refusal = errors.LastSignInMethod()
+        else:
+            _revoke(device, origin, actor=user)
+    if refusal is not None:
+        raise refusal
+    return device
+
+
+@transaction.atomic
+def do_remove_this_device(device: Device, origin: Origin) -> None:
+    """The app removes its own account (``threshold-verify remove``): the key is being
+    deleted on the device, so keeping it would protect nothing."""
+    _revoke(device, origin, actor=device.user)
+
+
+def _revoke(device: Device, origin: Origin, *, actor: User) -> None:
+    device.revoked_at = clock.now_datetime()
+    device.is_active = False
+    device.save(update_fields=["revoked_at", "is_active"])
+    record(
+        Action.DEVICE_REMOVED,
+        origin,
+        actor=actor,
+        subject=device.user,
+        device=device.public_id,
+        name=device.name,
+    )
+    notify_device_removed(device, origin)
+
+
+# --- Push sign-ins -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SentPush:
+    approval: SignInApproval
+    browser_secret: str  # goes to the browser's cookie; only its hash is stored
+
+
+def do_send_push(username: str, origin: Origin, policy: Policy) -> SentPush:
+    """ "Send a push to Threshold Verify" for ``username``.
+
+    The same answer and the same rows for an unknown username, a person without a device
+    and a muted person: a push row that no device ever sees. The limits (one waiting,
+    three per ten minutes) count pushes by the username as typed, whoever it is."""
+    if not policy.allow_device_app_sign_in:
+        raise errors.DeviceAppNotAllowed()
+    name = normalize_username(username)
+    username_hash = _sha256(name)
+    now = clock.now_datetime()
+    with transaction.atomic():
+        user = User.objects.filter(username=name).first() if name else None
+        if user is not None:
+            lock_user(user)
+        recent = SignInApproval.objects.filter(username_hash=username_hash)
+        if recent.filter(state=PushState.PENDING, expires_at__gt=now).exists():
+            raise errors.PushPending()
+        if recent.filter(created_at__gt=now - PUSH_WINDOW).count() >= PUSH_LIMIT:
+            raise errors.PushLimitReached()
+        network = throttle.network_of(origin.ip)
+        if (
+            throttle.tells_clients_apart(network)
+            and SignInApproval.objects.filter(
+                network=network, created_at__gt=now - PUSH_WINDOW
+            ).count()
+            >= PUSH_NETWORK_LIMIT
+        ):
+            raise errors.PushLimitReached("from this network")
+        reason = _undeliverable(user, policy, now)
+        secret = secrets.token_urlsafe(32)
+        approval = SignInApproval.objects.create(
+            public_id=new_public_id(),
+            username_hash=username_hash,
+            user=user,
+            is_delivered=not reason,
+            number=10 + secrets.randbelow(90),
+            browser_binding=_sha256(secret),
+            expires_at=now + PUSH_LIFETIME,
+            ip=origin.ip,
+            network=network,
+            user_agent=origin.user_agent[:512],
+        )
+        record(
+            Action.PUSH_SENT,
+            origin,
+            subject=user,
+            reason=reason,
+            push=approval.public_id,
+            delivered=not reason,
+        )
+    return SentPush(approval, secret)
+
+
+def _undeliverable(user: User | None, policy: Policy, now: datetime) -> str:
+    """Why no device sees this push ("" when one does): for the audit log only."""
+    if user is None:
+        return "unknown_username"
+    if not user.can_sign_in:
+        return "account_refused"
+    if not usable_devices(user, policy):
+        return "no_device"
+    muted = SignInApproval.objects.filter(
+        user=user, state=PushState.DENIED, decided_at__gt=now - PUSH_MUTE
+    ).exists()
+    return "muted" if muted else ""
+
+
+def _browser_push(public_id: str, browser_secret: str) -> SignInApproval | None:
+    approval = SignInApproval.objects.filter(public_id=public_id).select_related("user").first()
+    if approval is None or not hmac.compare_digest(
+        approval.browser_binding, _sha256(browser_secret)
+    ):
+        return None
+    return approval
+
+
+def push_status(public_id: str, browser_secret: str) -> tuple[PushStatus, int | None]:
+    """The browser's view of its push: its state, and the number to show while it waits."""
+    approval = _browser_push(public_id, browser_secret)
+    if approval is None:
+        return PushStatus.EXPIRED, None
+    if approval.state in (PushState.REFUSED, PushState.DENIED):
+        return PushStatus.REFUSED, None
+    if approval.state == PushState.USED or approval.expires_at <= clock.now_datetime():
+        return PushStatus.EXPIRED, None
+    if approval.state == PushState.APPROVED:
+        return PushStatus.APPROVED, approval.number
+    return PushStatus.PENDING, approval.number
+
+
+@dataclass(frozen=True)
+class FinishedPush:
+    user: User
+    assurance: Assurance
+
+
+def do_finish_push(
+    public_id: str, browser_secret: str, origin: Origin, policy: Policy
+) -> FinishedPush:
+    """The browser signs in with its approved push, once; or the push's error."""
+    with transaction.atomic():
+        approval = _browser_push(public_id, browser_secret)
+        if approval is None:
+            raise errors.PushExpired("unknown push or another browser's")
+        if approval.state == PushState.REFUSED:
+            raise errors.PushNumberWrong()
+        if approval.state == PushState.DENIED:
+            raise errors.PushDenied()
+        if approval.expires_at <= clock.now_datetime():
+            raise errors.PushExpired("expired")
+        if not policy.allow_device_app_sign_in:
+            raise errors.DeviceAppNotAllowed()
+        # Used once: of two requests racing with it, one updates the row.
+        used = SignInApproval.objects.filter(pk=approval.pk, state=PushState.APPROVED).update(
+            state=PushState.USED
+        )
+        user = approval.user
+        if not used or user is None:
+            raise errors.PushExpired(f"the push is {approval.state}")
+        if (refused := user.sign_in_refusal()) is not None:
+            raise refused
+        record(
+            Action.SIGN_IN_SUCCEEDED,
+            origin,
+            actor=user,
+            subject=user,
+            method="device_app",
+            phishing_resistant=False,
+            push=approval.public_id,
+        )
+    hardware_bound = approval.device is not None and approval.device.is_hardware_protected
+    return FinishedPush(user, assurance.for_device_app(hardware_bound=hardware_bound))
+
+
+def list_pending_pushes(device: Device, policy: Policy) -> list[SignInApproval]:
+    """The pushes waiting for the device's person, newest first (at most one)."""
+    if device not in usable_devices(device.user, policy) or not policy.allow_device_app_sign_in:
+        return []
+    return list(
+        SignInApproval.objects.filter(
+            user=device.user,
+            is_delivered=True,
+            state=PushState.PENDING,
+            expires_at__gt=clock.now_datetime(),
+        ).order_by("-created_at")
+    )
+
+
+def do_answer_push(
+    device: Device,
+    public_id: str,
+    *,
+    decision: str,
+    number: object,
+    user_verified: bool,
+    origin: Origin,
+    policy: Policy,
+) -> PushState:
+    """The device's answer: the typed number and the person's verification, or a denial."""
+    if decision not in set(Decision):
+        raise errors.DeviceRequestMalformed("decision must be approve or deny")
+    refusal: errors.ThresholdError | None = None
+    with transaction.atomic():
+        approval = (
+            SignInApproval.objects.select_for_update()
+            .filter(public_id=public_id, user=device.user, is_delivered=True)
+            .first()
+        )
+        now = clock.now_datetime()
+        if approval is None or approval.state != PushState.PENDING or approval.expires_at <= now:
+            raise errors.PushExpired("not waiting")
+        if not policy.allow_device_app_sign_in:
+            raise errors.DeviceAppNotAllowed()
+        if device not in usable_devices(device.user, policy):
+            raise errors.DeviceKeyNotHardware()
+        approval.device, approval.decided_at = device, now
+        if decision == Decision.DENY:
+            approval.state = PushState.DENIED
+            approval.save(update_fields=["state", "device", "decided_at"])
+            record(
+                Action.PUSH_DENIED,
+                origin,
+                actor=device.user,
+                subject=device.user,
+                push=approval.public_id,
+                device=device.public_id,
+                ip=approval.ip or "",
+            )
+            notify_push_denied(approval, device, origin)
+            return PushState.DENIED
+        if not user_verified:
+            raise errors.DeviceUserNotVerified()
+        typed = str(number).strip() if isinstance(number, str | int) else ""
+        if not hmac.compare_digest(typed.encode(), str(approval.number).encode()):
+            approval.state = PushState.REFUSED
+            refusal = errors.PushNumberWrong()
+            record(
+                Action.PUSH_REFUSED,
+                origin,
+                actor=device.user,
+                subject=device.user,
+                reason=refusal.code,
+                push=approval.public_id,
+                device=device.public_id,
+            )
+        else:
+            approval.state = PushState.APPROVED
+            record(
+                Action.PUSH_APPROVED,
+                origin,
+                actor=device.user,
+                subject=device.user,
+                push=approval.public_id,
+                device=device.public_id,
+            )
+            notify_push_approved(approval, device)
+        approval.save(update_fields=["state", "device", "decided_at"])
+    if refusal is not None:
+        raise refusal
+    return PushState.APPROVED

@@ -1,0 +1,49 @@
+"""Threshold Verify as a kind of sign-in method (``threshold.accounts.methods``), registered
+in ``DevicesConfig.ready()``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from threshold.accounts.methods import MethodKind, SignInMethod
+from threshold.accounts.models import User
+from threshold.core.names import NICKNAME_MAX_LENGTH
+from threshold.core.policy import Policy
+from threshold.devices.actions import list_devices, usable_devices
+
+
+def count_devices(user: User) -> int:
+    return len(list_devices(user))
+
+
+def count_usable_devices(user: User, policy: Policy) -> int:
+    """A device signs in only while the policy allows push sign-ins (and its key)."""
+    if not policy.allow_device_app_sign_in:
+        return 0
+    return len(usable_devices(user, policy))
+
+
+def settings_context(user: User, policy: Policy) -> dict[str, Any]:
+    """The "Device app" group: always shown (a device also adds the account to others)."""
+    devices = list_devices(user)
+    usable = {device.pk for device in usable_devices(user, policy)}
+    return {
+        "devices": devices,
+        "not_usable": {device.pk for device in devices if device.pk not in usable},
+        "sign_in_allowed": policy.allow_device_app_sign_in,
+        "limit": policy.device_limit,
+        "at_limit": len(devices) >= policy.device_limit,
+        "nickname_max_length": NICKNAME_MAX_LENGTH,
+    }
+
+
+DEVICE_APP = SignInMethod(
+    kind=MethodKind.DEVICE_APP,
+    # A typed number defeats push fatigue, not a look-alike site: the person may approve a
+    # sign-in that a phishing page relays (issue 12).
+    phishing_resistant=False,
+    count=count_devices,
+    usable=count_usable_devices,
+    settings_template="devices/_settings_group.html",
+    settings_context=settings_context,
+)

@@ -1,0 +1,165 @@
+"""Threshold Verify: devices, their set-up codes, push sign-ins and the used request IDs."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from django.db import models
+from django.utils import timezone
+
+from threshold.core.names import NICKNAME_MAX_LENGTH
+from threshold.core.useragent import describe
+
+
+class KeyProtection(StrEnum):
+    """Where a device's key lives, as far as the server verified it (stored values)."""
+
+    TPM = "tpm"  # a TPM attestation of the key verified
+    SOFTWARE = "software"  # anything else, whatever the device reports
+
+
+class Device(models.Model):
+    """One installation of Threshold Verify for one person: a P-256 key it signs requests with."""
+
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="devices")
+    # The device's ID in the API (the JWS ``kid``): random, never the row's primary key.
+    public_id = models.CharField(max_length=32, unique=True)
+    public_key = models.JSONField()  # the public JWK: kty, crv, x, y
+    # RFC 7638: one key is one device, across all accounts.
+    key_thumbprint = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=NICKNAME_MAX_LENGTH)
+    platform = models.CharField(max_length=40, blank=True)
+    app_version = models.CharField(max_length=40, blank=True)
+    # What the server verified (KeyProtection), and what the device said.
+    key_protection = models.CharField(max_length=16, default=KeyProtection.SOFTWARE)
+    reported_key_protection = models.CharField(max_length=16, blank=True)
+    # False until the person typed the code it showed (DeviceEnrollment); then it may sign.
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True)
+    revoked_at = models.DateTimeField(null=True)
+    # Between a TPM's evidence and its proof (threshold/core/tpm.py): what finishing checks
+    # against (the secret's SHA-256, the AK's and the key's public data), base64url; None once
+    # it finished, or when the device sent no evidence.
+    tpm_challenge = models.JSONField(null=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_hardware_protected(self) -> bool:
+        return self.key_protection == KeyProtection.TPM
+
+    @property
+    def platform_label(self) -> str:
+        return {
+            "linux": "Linux",
+            "macos": "macOS",
+            "windows": "Windows",
+            "ios": "iOS",
+            "android": "Android",
+        }.get(self.platform, self.platform or "Unknown system")
+
+    @property
+    def protection_label(self) -> str:
+        if self.is_hardware_protected:
+            return "Key in the device\u2019s TPM"
+        if self.reported_key_protection == KeyProtection.TPM:
+            return "Software key (TPM reported, not verified)"
+        return "Software key"
+
+
+class EnrollmentState(StrEnum):
+    WAITING = "waiting"  # the setup code is not redeemed yet
+    REDEEMED = "redeemed"  # a device redeemed it and shows its returned code
+    DONE = "done"
+    CANCELED = "canceled"
+
+
+class DeviceEnrollment(models.Model):
+    """A setup code: from Settings (``session_binding``) or from a device (``created_by``).
+
+    The code is stored as an HMAC under the server's key, never in clear; it works once,
+    for ten minutes. The device that redeems it shows a 6-digit returned code, stored
+    the same way, which the person types where the setup code came from; three wrong
+    ones cancel it.
+    """
+
+    public_id = models.CharField(max_length=32, unique=True)
+    user = models.ForeignKey("accounts.User", on_delete=models.CASCADE, related_name="+")
+    code_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(Device, null=True, on_delete=models.CASCADE, related_name="+")
+    session_binding = models.CharField(max_length=64, blank=True)
+    state = models.CharField(max_length=16, default=EnrollmentState.WAITING)
+    device = models.OneToOneField(
+        Device, null=True, on_delete=models.CASCADE, related_name="enrollment"
+    )
+    returned_code_hash = models.CharField(max_length=64, blank=True)
+    wrong_codes = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"Device set-up {self.public_id} ({self.state})"
+
+
+class PushState(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REFUSED = "refused"  # a wrong number ended it
+    DENIED = "denied"  # "I didn't do this"
+    USED = "used"  # the browser signed in with it
+
+
+class SignInApproval(models.Model):
+    """A push sign-in: the number the browser shows, waiting for a device's answer.
+
+    One is written for every push, also for an unknown username or a person without a
+    device (``is_delivered`` False: no device ever sees it), so that the browser's view
+    and the limits read the same whoever typed the username.
+    """
+
+    public_id = models.CharField(max_length=32, unique=True)
+    # SHA-256 of the username as typed (normalised): the limits count by it.
+    username_hash = models.CharField(max_length=64, db_index=True)
+    user = models.ForeignKey("accounts.User", null=True, on_delete=models.CASCADE, related_name="+")
+    is_delivered = models.BooleanField(default=False)
+    number = models.PositiveSmallIntegerField()
+    # SHA-256 of the secret in the browser's cookie: only that browser signs in with it.
+    browser_binding = models.CharField(max_length=64)
+    state = models.CharField(max_length=16, default=PushState.PENDING)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    expires_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True)
+    device = models.ForeignKey(Device, null=True, on_delete=models.SET_NULL, related_name="+")
+    ip = models.GenericIPAddressField(null=True)
+    # core.throttle.network_of(ip): the per-network limit counts by it.
+    network = models.CharField(max_length=64, blank=True, db_index=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Push {self.public_id} ({self.state})"
+
+    @property
+    def client(self) -> str:
+        return describe(self.user_agent).label
+
+
+class UsedDeviceRequest(models.Model):
+    """A device request's ``jti``, kept until the request expires: it works once.
+
+    The same mechanism as ``passkeys.UsedChallenge``: one INSERT ... ON CONFLICT DO
+    NOTHING, whose primary key refuses a replay even when two copies race.
+    """
+
+    jti_hash = models.CharField(max_length=64, primary_key=True)  # SHA-256 of kid/jwk + jti
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"Used device request {self.jti_hash[:12]}"

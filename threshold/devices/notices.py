@@ -1,0 +1,62 @@
+"""Emails about a person's Threshold Verify devices and push sign-ins, sent after commit."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.urls import reverse
+
+from threshold import clock
+from threshold.accounts.notices import (
+    MethodChange,
+    email_after_commit,
+    notify_method_changed,
+    product,
+)
+from threshold.audit.actions import Origin
+from threshold.devices.models import Device, SignInApproval
+
+
+def _method(device: Device) -> str:
+    return f"Threshold Verify on {device.name} ({device.platform_label})"
+
+
+def notify_device_added(device: Device, origin: Origin) -> None:
+    subject = f"Threshold Verify was set up for your {product()} account"
+    notify_method_changed(device.user, _method(device), origin, MethodChange.ADDED, subject)
+
+
+def notify_device_removed(device: Device, origin: Origin) -> None:
+    subject = f"A device was removed from your {product()} account"
+    notify_method_changed(device.user, _method(device), origin, MethodChange.REMOVED, subject)
+
+
+def notify_push_denied(approval: SignInApproval, device: Device, origin: Origin) -> None:
+    """ "I didn't do this": tell the person what was denied, and that pushes are muted."""
+    email_after_commit(
+        device.user,
+        f"A sign-in to your {product()} account was denied",
+        "devices/push_denied_email.txt",
+        {
+            "at": clock.now_datetime(),
+            "client": approval.client,
+            "ip": approval.ip or "",
+            "device": device.name,
+            "settings_url": settings.THRESHOLD.public_url + reverse("selfservice:settings"),
+        },
+    )
+
+
+def notify_push_approved(approval: SignInApproval, device: Device) -> None:
+    """A push approved: the person hears of every sign-in their device let through."""
+    email_after_commit(
+        device.user,
+        f"A sign-in to your {product()} account was approved in Threshold Verify",
+        "devices/push_approved_email.txt",
+        {
+            "at": clock.now_datetime(),
+            "client": approval.client,
+            "ip": approval.ip or "",
+            "device": device.name,
+            "settings_url": settings.THRESHOLD.public_url + reverse("selfservice:settings"),
+        },
+    )

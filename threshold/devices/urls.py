@@ -1,0 +1,29 @@
+from django.urls import path
+
+from threshold.devices import api, views
+
+app_name = "devices"
+urlpatterns = [
+    # Settings → Security Methods → Device app.
+    path("settings/device-app/set-up", views.set_up, name="set-up"),
+    path("settings/device-app/set-up/<str:enrollment_id>", views.confirm, name="confirm"),
+    path("settings/device-app/<str:device_id>/rename", views.rename, name="rename"),
+    path("settings/device-app/<str:device_id>/remove", views.remove, name="remove"),
+    # Sign-in with a push to Threshold Verify.
+    path("sign-in/push", views.push, name="push"),
+    path("sign-in/push/wait", views.push_wait, name="push-wait"),
+    path("sign-in/push/state", views.push_state, name="push-state"),
+    path("sign-in/push/finish", views.push_finish, name="push-finish"),
+    # Where the set-up QR code points (the code rides in the fragment).
+    path("verify/", views.verify_app, name="verify-app"),
+    # The device API, version 1 (docs/device-api.md).
+    path("api/device/v1/enroll", api.enroll, name="api-enroll"),
+    path("api/device/v1/enrollment", api.enrollment, name="api-enrollment"),
+    path("api/device/v1/attest", api.attest, name="api-attest"),
+    path("api/device/v1/setup-codes", api.setup_codes, name="api-setup-codes"),
+    path("api/device/v1/setup-codes/confirm", api.confirm, name="api-confirm"),
+    path("api/device/v1/approvals/pending", api.pending, name="api-pending"),
+    path("api/device/v1/approvals/answer", api.answer, name="api-answer"),
+    path("api/device/v1/account", api.account, name="api-account"),
+    path("api/device/v1/remove", api.remove, name="api-remove"),
+]

@@ -1,0 +1,290 @@
+"""Pages: Settings' "Device app" (set up, rename, remove) and the push sign-in at /sign-in/push.
+
+The device API (``api.py``) is what Threshold Verify itself calls; these are the
+browser's side of the same set-ups and pushes.
+"""
+
+from __future__ import annotations
+
+import segno
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core import signing
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from threshold.accounts.models import User
+from threshold.core import catalog, errors
+from threshold.core.catalog import Surface
+from threshold.devices.actions import (
+    IssuedSetupCode,
+    PushStatus,
+    access_own_device,
+    do_confirm_returned_code,
+    do_finish_push,
+    do_issue_setup_code,
+    do_remove_device,
+    do_rename_device,
+    do_send_push,
+    is_last_usable_device,
+    push_status,
+)
+from threshold.policy.access import policy_for
+from threshold.sessions.actions import sign_in
+from threshold.sessions.stepup import recently_verified, verify_first
+from threshold.sessions.store import SignedInWith
+from threshold.web.http import (
+    Done,
+    audit_origin,
+    safe_next,
+    see_other,
+    settings_problem,
+    url_to,
+)
+
+# The browser's push: its ID and the secret only it has, signed, for the push's lifetime.
+PUSH_COOKIE = "threshold_push"
+_PUSH_SALT = "threshold.devices.push"
+_PUSH_COOKIE_AGE = 150  # the push's two minutes, and time to finish
+
+
+def _user(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)  # noqa: S101 - login_required
+    return request.user
+
+
+def setup_link(code: str) -> str:
+    """What the QR code holds: the web app's address with the code in the fragment, which
+    browsers never send, so no access log ever sees it."""
+    return f"{settings.THRESHOLD.public_url}{reverse('devices:verify-app')}#setup={code}"
+
+
+# --- Settings → Security Methods → Device app ----------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+@login_required
+def set_up(request: HttpRequest) -> HttpResponse:
+    """GET: what happens next; POST: a setup code, its QR code and the returned-code form.
+
+    The code is shown once, on the answer to the POST: only its HMAC is stored."""
+    user = _user(request)
+    if not recently_verified(request):
+        return verify_first(reverse("devices:set-up"))
+    if request.method == "GET":
+        return render(request, "devices/set_up.html", {"issued": None})
+    try:
+        issued = do_issue_setup_code(
+            user,
+            audit_origin(request),
+            policy_for(request),
+            session_key=request.session.session_key,
+        )
+    except errors.ThresholdError as error:
+        return settings_problem(request, error)
+    return _set_up_page(request, issued.enrollment.public_id, issued)
+
+
+def _set_up_page(
+    request: HttpRequest,
+    enrollment_id: str,
+    issued: IssuedSetupCode | None = None,
+    error: catalog.CatalogEntry | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    context = {
+        "issued": issued,
+        "enrollment_id": enrollment_id,
+        "error": error,
+        "server_url": settings.THRESHOLD.public_url,
+    }
+    if issued is not None:
+        link = setup_link(issued.code)
+        context["qr"] = segno.make(link, error="m").svg_data_uri(scale=4, border=2)
+    return render(request, "devices/set_up.html", context, status=status)
+
+
+@require_POST
+@never_cache
+@login_required
+def confirm(request: HttpRequest, enrollment_id: str) -> HttpResponse:
+    """The 6-digit code the new device shows, typed into the page that showed the setup code."""
+    try:
+        do_confirm_returned_code(
+            _user(request),
+            enrollment_id,
+            request.POST.get("returned_code", ""),
+            audit_origin(request),
+            policy_for(request),
+            session_key=request.session.session_key,
+        )
+    except errors.ReturnedCodeIncorrect as wrong:
+        entry = catalog.entry_for(wrong, Surface.SETTINGS)
+        return _set_up_page(request, enrollment_id, error=entry, status=catalog.status_for(wrong))
+    except errors.ThresholdError as error:
+        return settings_problem(request, error)
+    return see_other(url_to("selfservice:settings", query={"done": Done.DEVICE_ADDED}))
+
+
+@require_POST
+@never_cache
+@login_required
+def rename(request: HttpRequest, device_id: str) -> HttpResponse:
+    try:
+        do_rename_device(
+            _user(request), device_id, request.POST.get("nickname", ""), audit_origin(request)
+        )
+    except errors.ThresholdError as error:
+        return settings_problem(request, error)
+    return see_other(
+        url_to("selfservice:settings", query={"done": Done.DEVICE_RENAMED}, fragment="device-app")
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+@login_required
+def remove(request: HttpRequest, device_id: str) -> HttpResponse:
+    """GET asks first; POST removes (after a step-up), never the last usable way in."""
+    user = _user(request)
+    policy = policy_for(request)
+    try:
+        device = access_own_device(user, device_id)
+    except errors.ThresholdError as error:
+        return settings_problem(request, error)
+    if not recently_verified(request):
+        return verify_first(reverse("devices:remove", args=[device_id]))
+    last = is_last_usable_device(user, device, policy)
+    if request.method == "POST":
+        try:
+            do_remove_device(user, device_id, audit_origin(request), policy)
+        except errors.LastSignInMethod:
+            last = True
+        except errors.ThresholdError as error:
+            return settings_problem(request, error)
+        else:
+            return see_other(url_to("selfservice:settings", query={"done": Done.DEVICE_REMOVED}))
+    return render(
+        request,
+        "devices/remove.html",
+        {
+            "device": device,
+            "last": last,
+            "last_entry": catalog.CATALOG["last_method"],
+        },
+        status=409 if last and request.method == "POST" else 200,
+    )
+
+
+# --- Sign-in with a push -----------------------------------------------------------------------
+
+
+def _push_from_cookie(request: HttpRequest) -> tuple[str, str] | None:
+    token = request.COOKIES.get(PUSH_COOKIE, "")
+    try:
+        value = signing.loads(token, salt=_PUSH_SALT, max_age=_PUSH_COOKIE_AGE)
+    except signing.BadSignature:
+        return None
+    if not (isinstance(value, list) and len(value) == 2):  # noqa: PLR2004 - id and secret
+        return None
+    return str(value[0]), str(value[1])
+
+
+def _push_problem(request: HttpRequest, error: errors.ThresholdError) -> HttpResponse:
+    return render(
+        request,
+        "devices/push.html",
+        {"error": catalog.entry_for(error, Surface.AUTHENTICATION)},
+        status=catalog.status_for(error),
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+def push(request: HttpRequest) -> HttpResponse:
+    """ "Send a push to Threshold Verify": the username, then the number to type on the device."""
+    if request.user.is_authenticated:
+        return redirect("selfservice:home")
+    policy = policy_for(request)
+    if not policy.allow_device_app_sign_in:
+        return _push_problem(request, errors.DeviceAppNotAllowed())
+    if request.method == "GET":
+        return render(request, "devices/push.html", {"error": None})
+    username = request.POST.get("username", "")
+    if not isinstance(username, str) or not 0 < len(username) <= 150:  # noqa: PLR2004
+        return _push_problem(request, errors.MalformedRequest("a username"))
+    try:
+        sent = do_send_push(username, audit_origin(request), policy)
+    except errors.ThresholdError as error:
+        return _push_problem(request, error)
+    response = see_other(url_to("devices:push-wait", query=_next_query(request)))
+    response.set_cookie(
+        PUSH_COOKIE,
+        signing.dumps([sent.approval.public_id, sent.browser_secret], salt=_PUSH_SALT),
+        max_age=_PUSH_COOKIE_AGE,
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+        samesite="Strict",
+    )
+    return response
+
+
+def _next_query(request: HttpRequest) -> dict[str, str]:
+    target = request.GET.get("next", "")
+    return {"next": target} if target else {}
+
+
+@require_GET
+@never_cache
+def push_wait(request: HttpRequest) -> HttpResponse:
+    """The number to type in Threshold Verify, while the push waits (push.js polls)."""
+    found = _push_from_cookie(request)
+    state, number = push_status(*found) if found else (PushStatus.EXPIRED, None)
+    if state == PushStatus.EXPIRED:
+        return _push_problem(request, errors.PushExpired())
+    if state == PushStatus.REFUSED:
+        return _push_problem(request, errors.PushNumberWrong())
+    return render(
+        request,
+        "devices/push_wait.html",
+        {"number": number, "next_query": _next_query(request)},
+    )
+
+
+@require_GET
+@never_cache
+def push_state(request: HttpRequest) -> JsonResponse:
+    """{"state": "pending" | "approved" | "refused" | "expired"} for push.js."""
+    found = _push_from_cookie(request)
+    state, _ = push_status(*found) if found else (PushStatus.EXPIRED, None)
+    return JsonResponse({"state": state})
+
+
+@require_POST
+@never_cache
+def push_finish(request: HttpRequest) -> HttpResponse:
+    """Sign in with the approved push; a push still waiting goes back to its page."""
+    found = _push_from_cookie(request)
+    if found is None:
+        return _push_problem(request, errors.PushExpired())
+    state, _ = push_status(*found)
+    if state == PushStatus.PENDING:
+        return see_other(url_to("devices:push-wait", query=_next_query(request)))
+    try:
+        finished = do_finish_push(*found, audit_origin(request), policy_for(request))
+    except errors.ThresholdError as error:
+        return _push_problem(request, error)
+    sign_in(request, finished.user, finished.assurance, method=SignedInWith.DEVICE_APP)
+    response = see_other(safe_next(request))
+    response.delete_cookie(PUSH_COOKIE, samesite="Strict")
+    return response
+
+
+@require_GET
+def verify_app(request: HttpRequest) -> HttpResponse:
+    """Where the set-up QR code points: how to add the account with the code it carries."""
+    return render(request, "devices/verify_app.html")

@@ -1,0 +1,226 @@
+"""Adding and changing apps, and taking people's access to them away; each change audited.
+
+Refusals raise ``AppError`` with a sentence for a person (the CLI prints it, the admin
+portal shows it); nothing is stored when one is raised.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from threshold.accounts.models import User
+from threshold.audit.actions import Action, Origin, record
+from threshold.core import errors
+from threshold.core.names import clean_name
+from threshold.groups.models import Group
+from threshold.sso.models import Algorithm, Application, AppSignIn
+from threshold.sso.validator import hash_secret, revoke_tokens
+
+APP_NAME_MAX_LENGTH = 100
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+# 256 bits: a secret nobody guesses, which is why SHA-256 (not a slow hash) protects it at rest.
+SECRET_BYTES = 32
+
+
+class AppError(ValueError):
+    """An app change that cannot be made, in words for the person who asked."""
+
+
+@dataclass(frozen=True)
+class NewApp:
+    application: Application
+    # Shown once; only its SHA-256 is stored. None for a public app.
+    client_secret: str | None
+
+
+def _new_secret() -> str:
+    return secrets.token_urlsafe(SECRET_BYTES)
+
+
+def _check_uri(uri: str, what: str) -> str:
+    from django.core.validators import URLValidator  # noqa: PLC0415
+
+    try:
+        URLValidator(schemes=["https", "http"])(uri)
+    except ValidationError:
+        raise AppError(f"{what} {uri!r} is not an http(s) URL.") from None
+    if "#" in uri:
+        raise AppError(f"{what} {uri!r} must not have a fragment.")
+    # https, except on the loopback interface (RFC 8252 §7.3: native apps; RFC 9700 §2.1).
+    parts = urlsplit(uri)
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise AppError(f"{what} {uri!r} must be https (http only for 127.0.0.1, [::1], localhost).")
+    return uri
+
+
+@transaction.atomic
+def do_add_app(
+    name: str,
+    origin: Origin,
+    *,
+    redirect_uris: list[str],
+    post_logout_redirect_uris: list[str] = (),  # type: ignore[assignment]
+    backchannel_logout_uri: str = "",
+    initiate_login_uri: str = "",
+    public: bool = False,
+    id_token_alg: str = Algorithm.RS256,
+    require_consent: bool = False,
+    actor: User | None = None,
+) -> NewApp:
+    try:
+        cleaned = clean_name(name, APP_NAME_MAX_LENGTH)
+    except errors.NameInvalid as exc:
+        raise AppError(f"That app name can't be used ({exc.detail}).") from None
+    if not redirect_uris:
+        raise AppError("An app needs at least one --redirect-uri.")
+    if id_token_alg not in Algorithm.values:
+        raise AppError(f"--id-token-alg must be one of {', '.join(Algorithm.values)}.")
+    uris = [_check_uri(uri, "The redirect URI") for uri in redirect_uris]
+    logout_uris = [
+        _check_uri(uri, "The post-logout redirect URI") for uri in post_logout_redirect_uris
+    ]
+    if backchannel_logout_uri:
+        _check_uri(backchannel_logout_uri, "The back-channel logout URI")
+    if initiate_login_uri:
+        _check_uri(initiate_login_uri, "The initiate-login URI")
+    secret = None if public else _new_secret()
+    application = Application(
+        name=cleaned,
+        redirect_uris=" ".join(uris),
+        post_logout_redirect_uris=" ".join(logout_uris),
+        client_type=Application.CLIENT_PUBLIC if public else Application.CLIENT_CONFIDENTIAL,
+        authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
+        client_secret="" if secret is None else hash_secret(secret),
+        # Stored as our SHA-256 already: DOT must not hash it again with the people's hasher.
+        hash_client_secret=False,
+        algorithm=id_token_alg,
+        backchannel_logout_uri=backchannel_logout_uri,
+        initiate_login_uri=initiate_login_uri,
+        require_consent=require_consent,
+        skip_authorization=not require_consent,
+    )
+    application.save()
+    record(
+        Action.APP_ADDED,
+        origin,
+        actor=actor,
+        app=application.client_id,
+        name=cleaned,
+        public=public,
+        id_token_alg=id_token_alg,
+        require_consent=require_consent,
+    )
+    return NewApp(application, secret)
+
+
+def find_app(client_id: str) -> Application:
+    application: Application | None = (
+        Application.objects.filter(client_id=client_id.strip()).first()
+        if "\x00" not in client_id
+        else None
+    )
+    if application is None:
+        raise AppError(f"There is no app with the client ID {client_id!r}.")
+    return application
+
+
+@transaction.atomic
+def do_remove_app(application: Application, origin: Origin, *, actor: User | None = None) -> None:
+    """Remove the app; its codes and tokens go with it."""
+    record(
+        Action.APP_REMOVED, origin, actor=actor, app=application.client_id, name=application.name
+    )
+    application.delete()
+
+
+@transaction.atomic
+def do_rotate_secret(application: Application, origin: Origin, *, actor: User | None = None) -> str:
+    """A new secret (returned once); the old one stops working at once."""
+    if application.client_type == Application.CLIENT_PUBLIC:
+        raise AppError(f"{application.name} is a public app: it has no secret.")
+    secret = _new_secret()
+    application.client_secret = hash_secret(secret)
+    application.save(update_fields=["client_secret", "updated"])
+    record(Action.APP_SECRET_ROTATED, origin, actor=actor, app=application.client_id)
+    return secret
+
+
+@transaction.atomic
+def do_assign_app(
+    application: Application,
+    origin: Origin,
+    *,
+    everyone: bool,
+    group_names: list[str] = (),  # type: ignore[assignment]
+    actor: User | None = None,
+) -> list[Group]:
+    """Who may use the app: everyone, or the members of these groups (replacing the list)."""
+    if everyone == bool(group_names):
+        raise AppError("Assign the app to --everyone or to one or more --group NAME.")
+    groups: list[Group] = []
+    for name in group_names:
+        group = Group.objects.filter(name__iexact=name.strip()).first()
+        if group is None:
+            raise AppError(f"There is no group called {name!r}.")
+        groups.append(group)
+    application.for_everyone = everyone
+    application.save(update_fields=["for_everyone", "updated"])
+    application.groups.set(groups)
+    record(
+        Action.APP_ASSIGNED,
+        origin,
+        actor=actor,
+        app=application.client_id,
+        everyone=everyone,
+        groups=[group.name for group in groups],
+    )
+    return groups
+
+
+@transaction.atomic
+def do_sign_out_of_app(user: User, application: Application, origin: Origin) -> int:
+    """The person's "Sign out of this app": that app's tokens are revoked."""
+    count = revoke_tokens(user, application=application)
+    record(
+        Action.SSO_TOKENS_REVOKED,
+        origin,
+        actor=user,
+        subject=user,
+        reason="signed_out_of_app",
+        app=application.client_id,
+        tokens=count,
+    )
+    return count
+
+
+def revoke_all_tokens(user: Any, origin: Origin, reason: str) -> int:
+    """Every app's tokens for ``user`` (a lock, a recovery), in the caller's transaction."""
+    count = revoke_tokens(user)
+    if count:
+        record(Action.SSO_TOKENS_REVOKED, origin, subject=user, reason=reason, tokens=count)
+    return count
+
+
+def delete_expired() -> int:
+    """``threshold cleanup``: expired and revoked tokens, expired codes (DOT's clear_expired),
+    then the sign-ins whose code expired unused or whose tokens are all gone."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    from django.utils import timezone  # noqa: PLC0415
+    from oauth2_provider.models import clear_expired, get_refresh_token_model  # noqa: PLC0415
+
+    clear_expired()
+    live_families = get_refresh_token_model().objects.values("token_family")
+    stale = timezone.now() - timedelta(days=1)
+    count, _ = (
+        AppSignIn.objects.filter(created_at__lt=stale)
+        .exclude(token_family__in=live_families)
+        .delete()
+    )
+    return count

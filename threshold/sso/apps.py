@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import AppConfig
+
+
+class SsoConfig(AppConfig):
+    name = "threshold.sso"
+    label = "sso"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_delete, pre_delete
+
+        from threshold.accounts.models import User
+        from threshold.accounts.signals import access_withdrawn
+        from threshold.sessions.models import Session
+
+        post_delete.connect(session_ended, sender=Session, dispatch_uid="sso-session-ended")
+        pre_delete.connect(person_removed, sender=User, dispatch_uid="sso-person-removed")
+        access_withdrawn.connect(withdraw_tokens, dispatch_uid="sso-access-withdrawn")
+
+
+def session_ended(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """A Threshold session ended: the apps signed in to from it get a back-channel logout."""
+    from threshold.sessions.store import KEY_CYCLING
+    from threshold.sso.logout import enqueue
+    from threshold.sso.sessions import SID
+
+    if KEY_CYCLING.get() or instance.user_id is None:
+        return
+    sid = instance.get_decoded().get(SID)
+    if not isinstance(sid, str):
+        return
+    user = instance.user
+    enqueue(user, sid, reason="session_ended")
+
+
+def person_removed(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """A person is removed: their apps hear that each of their sessions ended, before the
+    sign-ins that name those apps go with them (their tokens go by cascade)."""
+    from threshold.sso.logout import enqueue
+    from threshold.sso.models import AppSignIn
+
+    for sid in AppSignIn.objects.filter(user=instance).values_list("sid", flat=True).distinct():
+        enqueue(instance, sid, reason="removed")
+
+
+def withdraw_tokens(
+    sender: Any, *, user: Any, origin: Any, reason: str, keep_session_key: str | None, **kwargs: Any
+) -> None:
+    """A lock, a recovery or "Sign out other sessions": revoke the tokens they concern."""
+    from threshold.sessions.models import Session
+    from threshold.sso.actions import revoke_all_tokens
+    from threshold.sso.logout import name_the_reason
+    from threshold.sso.models import AppSignIn
+    from threshold.sso.sessions import SID
+    from threshold.sso.validator import revoke_tokens
+
+    name_the_reason(user, reason)
+    if keep_session_key is None:
+        revoke_all_tokens(user, origin, reason)
+        return
+    kept = Session.objects.filter(session_key=keep_session_key).first()
+    kept_sid = kept.get_decoded().get(SID) if kept is not None else None
+    sids = list(
+        AppSignIn.objects.filter(user=user)
+        .exclude(sid=kept_sid or "")
+        .values_list("sid", flat=True)
+        .distinct()
+    )
+    if sids:
+        from threshold.audit.actions import Action, record
+
+        count = revoke_tokens(user, sids=sids)
+        record(Action.SSO_TOKENS_REVOKED, origin, subject=user, reason=reason, tokens=count)

@@ -1,0 +1,57 @@
+"""What an app is told about the Threshold session it signs in from: sid, auth_time, amr, acr.
+
+The ``sid`` is a random value kept in the session's data (``SID``), made the first time an app
+is signed in to from the session. It stays while the same person signs in again in the same
+browser (``prompt=login``, a step-up: the data moves to the new key), and never reveals the
+session key, which must not leave the server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from django.http import HttpRequest
+
+from threshold.accounts.models import User
+from threshold.core.encoding import b64url_encode
+from threshold.sessions.store import SIGN_IN_ACR, SIGN_IN_AMR, SIGNED_IN_AT
+
+SID = "threshold.sso.sid"
+
+
+@dataclass(frozen=True)
+class SessionFacts:
+    sid: str
+    auth_time: int
+    amr: list[str]
+    acr: str
+
+
+def facts_of(request: HttpRequest) -> SessionFacts:
+    """The signed-in session's facts, giving it a sid if it has none yet."""
+    session = request.session
+    sid = session.get(SID)
+    if not isinstance(sid, str):
+        sid = secrets.token_urlsafe(24)
+        session[SID] = sid
+    signed_in_at = session.get(SIGNED_IN_AT)
+    amr = session.get(SIGN_IN_AMR)
+    acr = session.get(SIGN_IN_ACR)
+    return SessionFacts(
+        sid=sid,
+        auth_time=int(signed_in_at) if isinstance(signed_in_at, int | float) else 0,
+        amr=[str(value) for value in amr] if isinstance(amr, list) else [],
+        acr=acr if isinstance(acr, str) else "",
+    )
+
+
+def subject_of(user: User) -> str:
+    """The ``sub`` claim: stable and opaque, derived from the WebAuthn user handle, never the email.
+
+    A hash rather than the handle itself, so the value apps store is not the one authenticators
+    hold; no secret goes into it, so a new THRESHOLD_SECRET_KEY never changes anyone's ``sub``.
+    """
+    digest = hashlib.sha256(b"threshold sub\x00" + bytes(user.user_handle)).digest()
+    return b64url_encode(digest)

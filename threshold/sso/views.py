@@ -1,0 +1,646 @@
+"""The OpenID Connect endpoints: discovery, JWKS, authorize, token, userinfo, revoke, end-session.
+
+django-oauth-toolkit (through oauthlib) checks the protocol; these views decide what DOT
+leaves to the provider: whose session signs the person in, whether they may use the app,
+``prompt``, ``max_age``, ``acr_values`` and ``id_token_hint``, and consent. A request that
+cannot be answered at the app's redirect URI (an unknown client, a redirect URI the app did
+not register) gets a page in the catalog's words; every other error goes back to the app as
+an OAuth error with ``state`` and ``iss`` (RFC 9207). Each outcome is audited.
+"""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from typing import Any, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core import signing
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.cache import patch_cache_control
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from oauth2_provider.exceptions import (
+    ClientIdMissmatch,
+    FatalClientError,
+    InvalidIDTokenError,
+    InvalidOIDCClientError,
+    OAuthToolkitError,
+    OIDCError,
+)
+from oauth2_provider.http import OAuth2ResponseRedirect
+from oauth2_provider.oauth2_backends import get_oauthlib_core
+from oauth2_provider.views import RevokeTokenView, UserInfoView
+from oauth2_provider.views.oidc import RPInitiatedLogoutView
+from oauthlib.common import add_params_to_uri
+
+from threshold import clock
+from threshold.accounts.models import User
+from threshold.audit.actions import Action, record
+from threshold.core import catalog, errors
+from threshold.core.assurance import Acr
+from threshold.core.catalog import Surface
+from threshold.core.encoding import b64url_encode
+from threshold.passkeys.actions import do_begin_step_up, do_finish_sign_in
+from threshold.passkeys.http import ceremonies, read_credential
+from threshold.passkeys.models import Passkey
+from threshold.policy.access import policy_for
+from threshold.sessions.actions import sign_in, sign_out
+from threshold.sessions.flow import Flow, check_flow, issue_flow_token
+from threshold.sessions.middleware import forget_signed_in
+from threshold.sessions.store import SIGNED_IN_AT
+from threshold.sso import keys
+from threshold.sso.access import access_signed_in_app
+from threshold.sso.actions import do_sign_out_of_app
+from threshold.sso.models import Algorithm, Application, AppSignIn
+from threshold.sso.sessions import facts_of, subject_of
+from threshold.sso.validator import (
+    FACTS,
+    may_use,
+    per_request,
+    refusal_recorded,
+    revoke_tokens,
+    storable,
+)
+from threshold.web.http import (
+    CLIENT_CATALOG,
+    Done,
+    audit_origin,
+    failed,
+    json_login_required,
+    ok,
+    read_json_object,
+    see_other,
+    url_to,
+)
+
+REAUTH = "threshold_reauth"
+_REAUTH_SALT = "threshold.sso.reauth"
+# How long a "sign in again" for one authorization request may take.
+_REAUTH_MAX_AGE = 900
+
+
+# --- Discovery and keys --------------------------------------------------------------------
+
+
+def _url(name: str) -> str:
+    return settings.THRESHOLD.public_url + reverse(name)
+
+
+@require_safe
+def discovery(request: HttpRequest) -> JsonResponse:
+    """/.well-known/openid-configuration (OpenID Connect Discovery 1.0 §3)."""
+    provider = cast(dict[str, Any], settings.OAUTH2_PROVIDER)
+    document = {
+        "issuer": settings.THRESHOLD.public_url,
+        "authorization_endpoint": _url("sso:authorize"),
+        "token_endpoint": _url("sso:token"),
+        "userinfo_endpoint": _url("sso:userinfo"),
+        "jwks_uri": _url("sso:jwks"),
+        "revocation_endpoint": _url("sso:revoke"),
+        "end_session_endpoint": _url("sso:end-session"),
+        "scopes_supported": list(provider["SCOPES"]),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": list(Algorithm.values),
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic", "client_secret_post", "none",
+        ],
+        "revocation_endpoint_auth_methods_supported": [
+            "client_secret_basic", "client_secret_post", "none",
+        ],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": [
+            "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "sid", "amr", "acr",
+            "email", "email_verified", "name", "preferred_username", "groups",
+        ],
+        "acr_values_supported": [str(value) for value in Acr],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "authorization_response_iss_parameter_supported": True,
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        "frontchannel_logout_supported": False,
+    }  # fmt: skip
+    response = JsonResponse(document)
+    response["Access-Control-Allow-Origin"] = "*"
+    patch_cache_control(response, public=True, max_age=300)
+    return response
+
+
+@require_safe
+def jwks(request: HttpRequest) -> JsonResponse:
+    """The public keys: the active ones and the retired ones whose tokens may still be valid."""
+    response = JsonResponse(keys.jwks())
+    response["Access-Control-Allow-Origin"] = "*"
+    # Short: after `threshold keys rotate`, apps find the new kid within a minute.
+    patch_cache_control(response, public=True, max_age=60)
+    return response
+
+
+# --- Authorize -----------------------------------------------------------------------------
+
+
+def _as_given(value: object, length: int = 200) -> str:
+    """A value from the request, for the audit log: no control characters (PostgreSQL's JSON
+    refuses NUL), at most ``length`` characters."""
+    return "".join(c for c in str(value or "")[:length] if c >= " " and c != "\x7f")
+
+
+def _error_redirect(
+    redirect_uri: str, error: str, description: str, state: str | None
+) -> HttpResponse:
+    params = [("error", error), ("error_description", description)]
+    if state:
+        params.append(("state", state))
+    params.append(("iss", settings.THRESHOLD.public_url))
+    return _to_app(add_params_to_uri(redirect_uri, params))
+
+
+def _to_app(uri: str) -> HttpResponse:
+    """A redirect to an app's registered URI (http for loopback apps; DOT checks the scheme)."""
+    response: HttpResponse = OAuth2ResponseRedirect(uri, ["http", "https"])
+    return response
+
+
+def _refuse(
+    request: HttpRequest,
+    application: Application | None,
+    credentials: dict[str, Any],
+    error: str,
+    description: str,
+) -> HttpResponse:
+    user = request.user if request.user.is_authenticated else None
+    record(
+        Action.SSO_REFUSED,
+        audit_origin(request),
+        actor=user,
+        subject=user,
+        reason=error,
+        app=getattr(application, "client_id", ""),
+    )
+    return _error_redirect(
+        credentials["redirect_uri"], error, description, credentials.get("state")
+    )
+
+
+def _problem(request: HttpRequest, key: str, status: int, **context: Any) -> HttpResponse:
+    return render(
+        request,
+        context.pop("template", "web/problem.html"),
+        {"entry": catalog.CATALOG[key], **context},
+        status=status,
+    )
+
+
+def _reauth_marker(request: HttpRequest) -> float | None:
+    """When this request sent the person to sign in again, if it did (a signed time)."""
+    raw = request.GET.get(REAUTH)
+    if not raw:
+        return None
+    try:
+        value = signing.loads(raw, salt=_REAUTH_SALT, max_age=_REAUTH_MAX_AGE)
+    except signing.BadSignature:
+        return None
+    if not isinstance(value, dict) or value.get("client_id") != request.GET.get("client_id"):
+        return None
+    started = value.get("at")
+    return float(started) if isinstance(started, int | float) else None
+
+
+def _sign_in_first(request: HttpRequest, page: str, acr: str = "") -> HttpResponse:
+    """Send the person through a passkey ceremony (``page``), then back to this authorization,
+    marked with the time they left: a sign-in after it is the new sign-in the app asked for."""
+    marker = signing.dumps(
+        {"at": clock.now(), "client_id": request.GET.get("client_id")}, salt=_REAUTH_SALT
+    )
+    parts = urlsplit(request.get_full_path())
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != REAUTH]
+    query.append((REAUTH, marker))
+    back = urlunsplit(("", "", parts.path, urlencode(query), ""))
+    query_of_page = {"next": back, **({"acr": acr} if acr else {})}
+    return HttpResponseRedirect(reverse(page) + "?" + urlencode(query_of_page))
+
+
+def _passkeys_for(user: User, wanted: list[Acr]) -> QuerySet[Passkey]:
+    """The person's passkeys whose sign-in meets one of the ``wanted`` acr values."""
+    passkeys = Passkey.objects.filter(user=user)
+    if Acr.PHR in wanted:
+        return passkeys
+    # phrh: device-bound with trusted attestation (core/assurance.py for_passkey).
+    return passkeys.filter(backup_eligible=False, attestation_trusted=True)
+
+
+def _has_method_for(user: User, wanted: list[Acr]) -> bool:
+    return _passkeys_for(user, wanted).exists()
+
+
+def _hint_matches(hint: str, user: User) -> bool | None:
+    """True/False: the id_token_hint names this person or not; None: it is not our ID token."""
+    claims = keys.verified_claims(hint)
+    if claims is None:
+        return None
+    return bool(claims.get("sub") == subject_of(user))
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def authorize(request: HttpRequest) -> HttpResponse:
+    with per_request():
+        return _authorize(request)
+
+
+def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912, PLR0915 - one answer per rule
+    core = get_oauthlib_core()
+    try:
+        scopes, credentials = core.validate_authorization_request(request)
+    except FatalClientError as error:
+        person = request.user if request.user.is_authenticated else None
+        record(
+            Action.SSO_REFUSED,
+            audit_origin(request),
+            actor=person,
+            subject=person,
+            reason=error.oauthlib_error.error,
+            app=_as_given(request.GET.get("client_id", "")),
+        )
+        return _problem(request, "app_link_invalid", 400)
+    except OAuthToolkitError as error:
+        oauth_error = error.oauthlib_error
+        person = request.user if request.user.is_authenticated else None
+        record(
+            Action.SSO_REFUSED,
+            audit_origin(request),
+            actor=person,
+            subject=person,
+            reason=oauth_error.error,
+            app=_as_given(request.GET.get("client_id", "")),
+        )
+        return _error_redirect(
+            oauth_error.redirect_uri,
+            oauth_error.error,
+            oauth_error.description or "",
+            oauth_error.state,
+        )
+    application: Application = credentials["request"].client
+    params = request.GET
+    if credentials.get("code_challenge_method") != "S256":
+        return _refuse(
+            request, application, credentials, "invalid_request", "PKCE with S256 is required."
+        )
+    if (
+        application.client_type == Application.CLIENT_PUBLIC
+        and "openid" in scopes
+        and not credentials.get("nonce")
+    ):
+        return _refuse(
+            request,
+            application,
+            credentials,
+            "invalid_request",
+            "A public client must send a nonce.",
+        )
+    prompt = set(params.get("prompt", "").split())
+    max_age_raw = params.get("max_age")
+    max_age: int | None = None
+    if max_age_raw is not None:
+        if not max_age_raw.isdigit() or len(max_age_raw) > 10:  # noqa: PLR2004
+            return _refuse(request, application, credentials, "invalid_request", "Bad max_age.")
+        max_age = int(max_age_raw)
+    wanted = [Acr(value) for value in params.get("acr_values", "").split() if value in set(Acr)]
+
+    if not request.user.is_authenticated:
+        if "none" in prompt:
+            return _refuse(request, application, credentials, "login_required", "Not signed in.")
+        return _sign_in_first(request, "sessions:sign-in")
+    user = request.user
+    assert isinstance(user, User)  # noqa: S101 - authenticated
+
+    hint = params.get("id_token_hint")
+    if hint:
+        matches = _hint_matches(hint, user)
+        if matches is None:
+            return _refuse(
+                request, application, credentials, "invalid_request", "Bad id_token_hint."
+            )
+        if not matches:
+            return _refuse(
+                request, application, credentials, "login_required",
+                "The id_token_hint names someone else.",
+            )  # fmt: skip
+
+    if not may_use(application, user):
+        record(
+            Action.SSO_REFUSED,
+            audit_origin(request),
+            actor=user,
+            subject=user,
+            reason="not_assigned",
+            app=application.client_id,
+        )
+        if "none" in prompt:
+            return _error_redirect(
+                credentials["redirect_uri"],
+                "access_denied",
+                "Not assigned to this app.",
+                credentials.get("state"),
+            )
+        return _problem(
+            request, "app_not_allowed", 403, template="sso/no_access.html", application=application
+        )
+
+    facts = facts_of(request)
+    reauth_started = _reauth_marker(request)
+    signed_in_at = request.session.get(SIGNED_IN_AT, 0)
+    signed_in_again = reauth_started is not None and signed_in_at >= reauth_started
+    too_old = max_age is not None and clock.now() - facts.auth_time > max_age
+    needs_login = ("login" in prompt or too_old) and not signed_in_again
+    acr_unmet = bool(wanted) and facts.acr not in {
+        str(acr) for want in wanted for acr in Acr if _satisfies(acr, want)
+    }
+    if acr_unmet and (signed_in_again or not _has_method_for(user, wanted)):
+        return _refuse(
+            request, application, credentials, "unmet_authentication_requirements",
+            "No sign-in method of this person meets the acr_values.",
+        )  # fmt: skip
+    if needs_login and not _has_method_for(user, [Acr.PHR]):
+        # A new sign-in is a passkey ceremony; someone with no passkey cannot give one
+        # (OpenID Connect Core §3.1.2.1: "If it cannot reauthenticate ... login_required").
+        return _refuse(request, application, credentials, "login_required", "No passkey.")
+    if needs_login or acr_unmet:
+        if "none" in prompt:
+            code = "interaction_required" if acr_unmet and not needs_login else "login_required"
+            return _refuse(request, application, credentials, code, "A new sign-in is needed.")
+        return _sign_in_first(
+            request, "sso:sign-in-again", acr=" ".join(wanted) if acr_unmet else ""
+        )
+
+    if application.require_consent or "consent" in prompt:
+        if "none" in prompt:
+            return _refuse(request, application, credentials, "consent_required", "Consent needed.")
+        if request.method != "POST":
+            descriptions = cast(dict[str, Any], settings.OAUTH2_PROVIDER)["SCOPES"]
+            return render(
+                request,
+                "sso/consent.html",
+                {
+                    "application": application,
+                    "scopes": [descriptions.get(scope, scope) for scope in scopes],
+                    "action": request.get_full_path(),
+                },
+            )
+        if request.POST.get("allow") != "yes":
+            return _refuse(request, application, credentials, "access_denied", "Not allowed.")
+
+    credentials[FACTS] = facts
+    try:
+        # The grant, the sign-in's facts and the audit row: all three or none.
+        with transaction.atomic():
+            uri, _headers, _body, _status = core.create_authorization_response(
+                request, scopes=list(scopes), credentials=credentials, allow=True
+            )
+            record(
+                Action.SSO_AUTHORIZED,
+                audit_origin(request),
+                actor=user,
+                subject=user,
+                app=application.client_id,
+                scopes=list(scopes),
+                acr=facts.acr,
+            )
+    except OAuthToolkitError as error:
+        oauth_error = error.oauthlib_error
+        return _refuse(
+            request, application, credentials, oauth_error.error, oauth_error.description or ""
+        )
+    return _to_app(uri)
+
+
+def _satisfies(acr: Acr, wanted: Acr) -> bool:
+    from threshold.core.assurance import SATISFIES  # noqa: PLC0415
+
+    return acr in SATISFIES[wanted]
+
+
+@never_cache
+@require_safe
+def sign_in_again(request: HttpRequest) -> HttpResponse:
+    """The new passkey sign-in an app asked for (prompt=login, max_age, acr_values).
+
+    A real ceremony with one of the person's own passkeys (user verification required),
+    offering only those that meet the requested acr; it ends in a new sign-in of this
+    session (new auth_time, amr, acr), then goes back to the authorization.
+    """
+    if not request.user.is_authenticated:
+        return HttpResponseRedirect(
+            reverse("sessions:sign-in") + "?" + urlencode({"next": _next_of(request)})
+        )
+    return render(
+        request,
+        "sso/sign_in_again.html",
+        {
+            "catalog": CLIENT_CATALOG,
+            "flow": issue_flow_token(Flow.STEP_UP),
+            "options_query": urlencode({"acr": request.GET.get("acr", "")}),
+            "result_query": urlencode({"next": _next_of(request)}),
+        },
+    )
+
+
+def _next_of(request: HttpRequest) -> str:
+    """The authorization to go back to: only /authorize on this site."""
+    target = request.GET.get("next", "")
+    if target.startswith(reverse("sso:authorize") + "?") and "\\" not in target:
+        return target
+    return reverse("selfservice:home")
+
+
+@require_POST
+@json_login_required
+def sign_in_again_options(request: HttpRequest) -> JsonResponse:
+    user = request.user
+    assert isinstance(user, User)  # noqa: S101 - json_login_required
+    wanted = [Acr(value) for value in request.GET.get("acr", "").split() if value in set(Acr)]
+    try:
+        policy = policy_for(request)
+        check_flow(request, Flow.STEP_UP, policy=policy)
+        read_json_object(request)
+        options = do_begin_step_up(ceremonies(request), user, policy=policy)
+    except errors.ThresholdError as error:
+        return failed(error, Surface.AUTHENTICATION)
+    if wanted:
+        # Offer only the passkeys that meet the acr the app asked for.
+        meeting = {
+            b64url_encode(bytes(c))
+            for c in _passkeys_for(user, wanted).values_list("credential_id", flat=True)
+        }
+        options["allowCredentials"] = [
+            d for d in options.get("allowCredentials", []) if d["id"] in meeting
+        ]
+    return ok({"publicKey": options})
+
+
+@require_POST
+@json_login_required
+def sign_in_again_result(request: HttpRequest) -> JsonResponse:
+    user = request.user
+    assert isinstance(user, User)  # noqa: S101 - json_login_required
+    try:
+        signed_in = do_finish_sign_in(
+            ceremonies(request),
+            read_credential(request),
+            audit_origin(request),
+            step_up_user=user,
+            policy=policy_for(request),
+        )
+    except errors.ThresholdError as error:
+        return failed(error, Surface.AUTHENTICATION)
+    # A new sign-in of this session: what the app is told is what just happened.
+    sign_in(request, user, signed_in.assurance, user_verified=signed_in.user_verified)
+    return ok({"redirect": _next_of(request)})
+
+
+# --- Token, userinfo, revoke ---------------------------------------------------------------
+
+
+@csrf_exempt
+@require_POST
+def token(request: HttpRequest) -> HttpResponse:
+    core = get_oauthlib_core()
+    with per_request():
+        _, headers, body, status = core.create_token_response(request)
+        recorded = refusal_recorded()
+    response = HttpResponse(content=body, status=status)
+    for name, value in headers.items():
+        response[name] = value
+    if status != 200 and not recorded:  # noqa: PLR2004
+        try:
+            error = str(json.loads(body).get("error", ""))
+        except (ValueError, AttributeError):
+            error = "invalid_request"
+        record(
+            Action.SSO_TOKEN_REFUSED,
+            audit_origin(request),
+            reason=error,
+            app=_as_given(request.POST.get("client_id", "")),
+            grant_type=_as_given(request.POST.get("grant_type", ""), 40),
+        )
+    return response
+
+
+userinfo = UserInfoView.as_view()
+revoke = RevokeTokenView.as_view()
+
+
+# --- Settings: "Sign out of this app" -----------------------------------------------------------
+
+
+@require_POST
+@login_required
+def sign_out_of_app(request: HttpRequest, app_id: str) -> HttpResponse:
+    user = request.user
+    assert isinstance(user, User)  # noqa: S101 - login_required
+    application = access_signed_in_app(user, app_id)
+    if application is not None:
+        do_sign_out_of_app(user, application, audit_origin(request))
+    return see_other(url_to("selfservice:settings", query={"done": Done.SIGNED_OUT_OF_APP}))
+
+
+# --- RP-initiated logout -------------------------------------------------------------------
+
+
+class EndSessionView(RPInitiatedLogoutView):  # DOT ships no types
+    """OpenID Connect RP-Initiated Logout 1.0, ending the Threshold session like "Sign out"."""
+
+    template_name = "sso/logout_confirm.html"
+
+    def validate_logout_request_user(self, id_token_hint: str | None, client_id: str | None) -> Any:
+        """The hint's app and person, from its signature: DOT would look for an ID token row,
+        which ``threshold cleanup`` removes once it expires (and Threshold keeps none)."""
+        if not id_token_hint:
+            return None
+        claims = keys.verified_claims(id_token_hint)
+        if claims is None:
+            raise InvalidIDTokenError()
+        audience = claims.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        application = Application.objects.filter(
+            client_id__in=[a for a in audiences if isinstance(a, str)]
+        ).first()
+        if application is None:
+            raise InvalidIDTokenError()
+        if client_id and application.client_id != client_id:
+            raise ClientIdMissmatch()
+        sign_in = (
+            AppSignIn.objects.filter(sid=str(claims.get("sid", "")), application=application)
+            .select_related("user")
+            .first()
+        )
+        user = sign_in.user if sign_in is not None else None
+        if user is not None and subject_of(user) != claims.get("sub"):
+            user = None
+        return SimpleNamespace(application=application, user=user)
+
+    def get_request_application(self, id_token: Any, client_id: str | None) -> Any:
+        if client_id:
+            application = (
+                Application.objects.filter(client_id=client_id).first()
+                if storable(client_id)
+                else None
+            )
+            if application is None:
+                raise InvalidOIDCClientError()
+            return application
+        return id_token.application if id_token else None
+
+    def error_response(self, error: OIDCError) -> HttpResponse:
+        record(
+            Action.SSO_REFUSED,
+            audit_origin(self.request),
+            reason=getattr(error, "error", "invalid_request"),
+            logout=True,
+        )
+        return _problem(self.request, "app_link_invalid", 400)
+
+    def do_logout(
+        self,
+        application: Any = None,
+        post_logout_redirect_uri: str | None = None,
+        state: str | None = None,
+        token_user: Any = None,
+    ) -> HttpResponse:
+        user = token_user or (self.request.user if self.request.user.is_authenticated else None)
+        if user is not None and application is not None:
+            revoke_tokens(user, application=application)
+        record(
+            Action.SSO_LOGOUT,
+            audit_origin(self.request),
+            actor=user,
+            subject=user,
+            app=getattr(application, "client_id", ""),
+        )
+        if self.request.user.is_authenticated:
+            sign_out(self.request)
+        if post_logout_redirect_uri:
+            target = post_logout_redirect_uri
+            if state:
+                target = add_params_to_uri(target, [("state", state)])
+            response = _to_app(target)
+        else:
+            response = render(self.request, "sessions/signed_out.html")
+        forget_signed_in(response)
+        return response
+
+
+end_session = EndSessionView.as_view()
