@@ -39,6 +39,7 @@ def every_portal_path(
         route = route.replace("<int:invite_id>", str(invite_id))
         route = route.replace("<slug:figure>", "people")
         route = route.replace("<int:group_id>", str(group_id))
+        route = route.replace("<int:app_id>", "1")
         assert "<" not in route, route
         paths.append("/" + route)
     assert all(re.match(r"^/admin/", path) for path in paths)

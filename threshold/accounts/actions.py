@@ -182,6 +182,9 @@ def do_deactivate_user(user: User, origin: Origin, *, actor: User | None = None)
         sessions_ended=sessions,
         links_revoked=links,
     )
+    access_withdrawn.send(
+        User, user=user, origin=origin, reason="deactivated", keep_session_key=None
+    )
     return True
 
 

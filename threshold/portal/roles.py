@@ -24,6 +24,7 @@ class Area(StrEnum):
     AUTHENTICATORS = "authenticators"
     ROLES = "roles"
     GROUPS = "groups"
+    APPS = "apps"
 
 
 _EVERY_AREA = frozenset(Area)

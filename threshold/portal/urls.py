@@ -45,4 +45,9 @@ urlpatterns = [
     ),
     path("admin/groups/<int:group_id>/remove", views.group_remove, name="group-remove"),
     path("admin/groups/<int:group_id>/rules", views.group_rules, name="group-rules"),
+    path("admin/apps", views.apps_page, name="apps"),
+    path("admin/apps/<int:app_id>", views.app_page, name="app"),
+    path("admin/apps/<int:app_id>/secret", views.app_rotate_secret, name="app-rotate-secret"),
+    path("admin/apps/<int:app_id>/assign", views.app_assign, name="app-assign"),
+    path("admin/apps/<int:app_id>/remove", views.app_remove, name="app-remove"),
 ]

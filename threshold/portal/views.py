@@ -51,6 +51,14 @@ from threshold.portal.guard import Refused, actor, portal_view
 from threshold.portal.roles import Area, can_change, can_read, role_of
 from threshold.sessions.access import list_active_sessions
 from threshold.sessions.actions import do_end_sessions
+from threshold.sso.actions import (
+    AppError,
+    do_add_app,
+    do_assign_app,
+    do_remove_app,
+    do_rotate_secret,
+)
+from threshold.sso.models import Application
 from threshold.web.http import audit_origin, see_other, url_to
 
 _MAX_ID = 2**63 - 1
@@ -809,3 +817,155 @@ def group_rules(request: HttpRequest, group_id: int) -> HttpResponse:
     return see_other(
         url_to("portal:group", group.pk, query={"done": "rules" if changed else "unchanged"})
     )
+
+
+# --- Apps (single sign-on) -----------------------------------------------------------------------
+
+
+def _access_app(app_id: int) -> Application:
+    application: Application | None = (
+        Application.objects.filter(pk=app_id).first() if 0 < app_id <= _MAX_ID else None
+    )
+    if application is None:
+        raise Http404("no such app")
+    return application
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
+
+
+@portal_view(Area.APPS)
+@require_http_methods(["GET", "POST"])
+def apps_page(request: HttpRequest) -> HttpResponse:
+    form: dict[str, Any] = {"name": "", "redirect_uris": "", "post_logout_uris": ""}
+    error, status = "", 200
+    if request.method == "POST":
+        form = {name: request.POST.get(name, "")[:4000] for name in _APP_FIELDS}
+        try:
+            created = do_add_app(
+                form["name"],
+                audit_origin(request),
+                redirect_uris=_lines(form["redirect_uris"]),
+                post_logout_redirect_uris=_lines(form["post_logout_uris"]),
+                backchannel_logout_uri=form["backchannel_logout_uri"].strip(),
+                initiate_login_uri=form["initiate_login_uri"].strip(),
+                public=form["public"] == "1",
+                id_token_alg=form["id_token_alg"] or "RS256",
+                require_consent=form["require_consent"] == "1",
+                actor=actor(request),
+            )
+        except AppError as exc:
+            error, status = str(exc), 400
+        else:
+            # Shown once: the secret is in this response only (only its hash is stored).
+            return _render(
+                request,
+                "portal/app_secret.html",
+                {
+                    "section": "apps",
+                    "application": created.application,
+                    "secret": created.client_secret,
+                    "added": True,
+                },
+            )
+    return _render(
+        request,
+        "portal/apps.html",
+        {
+            "section": "apps",
+            "apps": Application.objects.prefetch_related("groups").order_by("name"),
+            "form": form,
+            "error": error,
+        },
+        status=status,
+    )
+
+
+_APP_FIELDS = (
+    "name",
+    "redirect_uris",
+    "post_logout_uris",
+    "backchannel_logout_uri",
+    "initiate_login_uri",
+    "public",
+    "id_token_alg",
+    "require_consent",
+)
+
+
+def _render_app(
+    request: HttpRequest, application: Application, *, error: str = "", status: int = 200
+) -> HttpResponse:
+    done = {
+        "assigned": "Saved: who may use the app.",
+    }.get(request.GET.get("done", ""), "")
+    return _render(
+        request,
+        "portal/app.html",
+        {
+            "section": "apps",
+            "application": application,
+            "assigned": {group.pk for group in application.groups.all()},
+            "groups": list_groups(),
+            "error": error,
+            "done": done,
+        },
+        status=status,
+    )
+
+
+@portal_view(Area.APPS)
+@require_GET
+def app_page(request: HttpRequest, app_id: int) -> HttpResponse:
+    return _render_app(request, _access_app(app_id))
+
+
+@portal_view(Area.APPS, back=lambda app_id, **_: url_to("portal:app", app_id))
+@require_POST
+def app_rotate_secret(request: HttpRequest, app_id: int) -> HttpResponse:
+    application = _access_app(app_id)
+    try:
+        secret = do_rotate_secret(application, audit_origin(request), actor=actor(request))
+    except AppError as exc:
+        return _render_app(request, application, error=str(exc), status=409)
+    return _render(
+        request,
+        "portal/app_secret.html",
+        {"section": "apps", "application": application, "secret": secret, "added": False},
+    )
+
+
+@portal_view(Area.APPS, back=lambda app_id, **_: url_to("portal:app", app_id))
+@require_POST
+def app_assign(request: HttpRequest, app_id: int) -> HttpResponse:
+    application = _access_app(app_id)
+    everyone = request.POST.get("who") == "everyone"
+    wanted = {value for value in request.POST.getlist("group") if value.isdigit()}
+    names = list(Group.objects.filter(pk__in=wanted).values_list("name", flat=True))
+    if len(names) != len(wanted):
+        return _render_app(request, application, error="Choose groups from the list.", status=400)
+    try:
+        do_assign_app(
+            application,
+            audit_origin(request),
+            everyone=everyone,
+            group_names=[] if everyone else names,
+            actor=actor(request),
+        )
+    except AppError:
+        return _render_app(
+            request,
+            application,
+            error="Choose everyone, or one or more groups.",
+            status=400,
+        )
+    return see_other(url_to("portal:app", application.pk, query={"done": "assigned"}))
+
+
+@portal_view(Area.APPS, back=lambda app_id, **_: url_to("portal:app", app_id))
+@require_POST
+def app_remove(request: HttpRequest, app_id: int) -> HttpResponse:
+    application = _access_app(app_id)
+    do_remove_app(application, audit_origin(request), actor=actor(request))
+    return see_other(url_to("portal:apps"))

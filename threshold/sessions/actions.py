@@ -171,4 +171,7 @@ def do_end_sessions(user: User, origin: Origin, *, actor: User) -> int:
         before={"sessions": count},
         after={"sessions": 0},
     )
+    access_withdrawn.send(
+        User, user=user, origin=origin, reason="sessions_ended", keep_session_key=None
+    )
     return count
