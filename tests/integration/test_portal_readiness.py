@@ -19,6 +19,7 @@ from threshold.accounts.models import Role, User
 from threshold.audit.actions import Action, Origin, record
 from threshold.audit.models import AuditEvent
 from threshold.cli.main import main
+from threshold.devices.models import Device
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.fallback.models import TotpDevice
 from threshold.passkeys.models import Passkey
@@ -44,6 +45,18 @@ def _passkey(user: User, n: int, **facts) -> Passkey:
         "authenticator_attachment": "platform",
     }
     return Passkey.objects.create(user=user, **{**defaults, **facts})
+
+
+def _device(user: User, name: str, **facts) -> Device:
+    return Device.objects.create(
+        user=user,
+        public_id=f"device-{name}",
+        public_key={"kty": "EC", "crv": "P-256", "x": name, "y": name},
+        key_thumbprint=f"thumb-{name}",
+        name=name,
+        is_active=facts.pop("is_active", True),
+        **facts,
+    )
 
 
 def _fallback(user: User) -> None:
@@ -73,6 +86,13 @@ def rollout(ada, clock):
         attestation_format="packed",
     )
     User.objects.filter(pk=dave.pk).update(locked_at=clock_now(clock))  # locked: not active
+    # Hana: only the fallback and a confirmed device app: two ways, not "only the fallback";
+    # a revoked device and one never confirmed count for nothing.
+    hana = User.objects.create_user("hana@example.com")
+    _fallback(hana)
+    _device(hana, "d1")
+    _device(hana, "d2", revoked_at=clock_now(clock))
+    _device(carol, "d3", is_active=False)
     erin = User.objects.create_user("erin@example.com")
     _passkey(erin, 1)
     User.objects.filter(pk=erin.pk).update(is_active=False)
@@ -109,6 +129,11 @@ def expected(now: float) -> dict:
     active = [u for u in User.objects.all() if u.is_active and u.locked_at is None]
     passkeys = Counter(Passkey.objects.values_list("user_id", flat=True))
     fallback = set(TotpDevice.objects.values_list("user_id", flat=True))
+    devices = Counter(
+        device.user_id
+        for device in Device.objects.all()
+        if device.is_active and device.revoked_at is None
+    )
     kinds = Counter(dict.fromkeys(["platform", "synced", "security_key"], 0))
     for passkey in Passkey.objects.all():
         if passkey.backup_eligible:
@@ -139,9 +164,11 @@ def expected(now: float) -> dict:
         "people_active": len(active),
         "with_passkey": sum(1 for u in active if passkeys[u.pk]),
         "with_two_or_more_methods": sum(
-            1 for u in active if passkeys[u.pk] + (u.pk in fallback) >= 2
+            1 for u in active if passkeys[u.pk] + devices[u.pk] + (u.pk in fallback) >= 2
         ),
-        "fallback_only": sum(1 for u in active if not passkeys[u.pk] and u.pk in fallback),
+        "fallback_only": sum(
+            1 for u in active if not passkeys[u.pk] and not devices[u.pk] and u.pk in fallback
+        ),
         "passkeys_by_kind": dict(kinds),
         "passkeys_synced": kinds["synced"],
         "passkeys_device_bound": kinds["platform"] + kinds["security_key"],
@@ -169,8 +196,9 @@ def test_the_json_report_equals_the_databases_counts(rollout, capsys):
     ]
     assert printed == expected(rollout)
     # What this organisation looks like, so that the comparison is not of two empty sets.
-    assert printed["people_active"] == 5  # ada, bob, carol, frank, gina
-    assert printed["with_two_or_more_methods"] == 1  # bob
+    assert printed["people_active"] == 6  # ada, bob, carol, hana, frank, gina
+    assert printed["with_two_or_more_methods"] == 2  # bob, hana
+    assert printed["fallback_only"] == 1  # carol
     assert printed["passkeys_by_kind"]["security_key"] == 1
     assert printed["sign_ins_by_method_30d"]["device_app"] == 1
     assert printed["sign_ins_by_method_30d"]["fallback"] == 2

@@ -12,7 +12,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce, TruncDate
 
@@ -21,6 +32,7 @@ from threshold.accounts.models import User
 from threshold.audit.actions import Action
 from threshold.audit.models import AuditEvent
 from threshold.core.authenticators import looks_like_security_key
+from threshold.devices.models import Device
 from threshold.enrollment.actions import ENROLLMENT
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.fallback.models import TotpDevice
@@ -92,28 +104,38 @@ def active_people() -> QuerySet[User]:
     return User.objects.filter(is_active=True, locked_at=None)
 
 
-def _passkey_count() -> Coalesce:
-    counted = (
-        Passkey.objects.filter(user=OuterRef("pk"))
-        .order_by()
-        .values("user")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
+def _count_of(rows: QuerySet[Any]) -> Coalesce:
+    """A correlated count of ``rows`` (filtered on ``OuterRef("pk")``), 0 when none."""
+    counted = rows.order_by().values("user").annotate(n=Count("pk")).values("n")
     return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
+
+
+def _passkey_count() -> Coalesce:
+    return _count_of(Passkey.objects.filter(user=OuterRef("pk")))
 
 
 def compute(now: datetime | None = None) -> Readiness:
     now = now or clock.now_datetime()
     since = now - timedelta(days=DAYS)
     has_fallback = Exists(TotpDevice.objects.filter(user=OuterRef("pk")))
-    people = active_people().annotate(passkey_count=_passkey_count(), has_fallback=has_fallback)
+    people = active_people().annotate(
+        passkey_count=_passkey_count(),
+        # The device app (Threshold Verify): installations confirmed and not revoked, each a
+        # way to sign in, as the sign-in method registry counts them.
+        device_count=_count_of(
+            Device.objects.filter(user=OuterRef("pk"), is_active=True, revoked_at__isnull=True)
+        ),
+        has_fallback=has_fallback,
+    )
+    people = people.annotate(
+        methods=F("passkey_count")
+        + F("device_count")
+        + Case(When(has_fallback=True, then=Value(1)), default=Value(0))
+    )
     people_active = people.count()
     with_passkey = people.filter(passkey_count__gte=1).count()
-    with_two = people.filter(
-        Q(passkey_count__gte=2) | Q(passkey_count=1, has_fallback=True)
-    ).count()
-    fallback_only = people.filter(passkey_count=0, has_fallback=True).count()
+    with_two = people.filter(methods__gte=2).count()
+    fallback_only = people.filter(passkey_count=0, device_count=0, has_fallback=True).count()
 
     kinds: Counter[str] = Counter(dict.fromkeys(KINDS, 0))
     for row in (
