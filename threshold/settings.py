@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "threshold.selfservice",
     "threshold.help",
     "threshold.conformance",
+    "threshold.portal",
     # Single sign-on: Threshold as an OpenID Connect provider (django-oauth-toolkit).
     "oauth2_provider",
     "threshold.sso",

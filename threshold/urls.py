@@ -14,6 +14,7 @@ urlpatterns = [
     path("", include("threshold.devices.urls")),
     path("", include("threshold.enrollment.urls")),
     path("", include("threshold.help.urls")),
+    path("", include("threshold.portal.urls")),
     # The /.well-known documents.
     path("", include("threshold.web.urls")),
     # Single sign-on: the OpenID Connect provider.

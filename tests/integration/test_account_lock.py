@@ -66,7 +66,14 @@ def test_locking_ends_every_session_and_is_audited(ada):
     assert event.subject == ada.user
     assert event.actor is None
     # Ada's enrollment browser, the laptop and the phone.
-    assert event.detail == {"lock_reason": "laptop stolen", "sessions_ended": 3, "links_revoked": 0}
+    # The admin portal's convention added what changed, before and after.
+    assert event.detail == {
+        "lock_reason": "laptop stolen",
+        "sessions_ended": 3,
+        "links_revoked": 0,
+        "before": {"locked": False},
+        "after": {"locked": True, "reason": "laptop stolen"},
+    }
     assert Session.objects.filter(user=bob.user).exists()
 
 

@@ -23,8 +23,6 @@ CHECK = ["makemigrations", "--check", "--dry-run"]
 NO_SERVER = "postgres://nobody@/nothing?host=/nonexistent"
 
 
-
-
 # --- The check, for real --------------------------------------------------------------------------
 
 

@@ -95,6 +95,22 @@ def test_store_indexes_entries_by_aaguid_and_keeps_the_payload_serial() -> None:
     assert store.for_aaguid(bytes(16)) is None
 
 
+@pytest.mark.parametrize(
+    ("icon", "kept"),
+    [
+        ("data:image/png;base64,iVBORw0KGgo=", True),
+        ("data:image/svg+xml;base64,PHN2Zz4=", False),  # an SVG may carry script
+        ("https://example.com/icon.png", False),  # the page would fetch it
+        ("data:image/png;base64," + "A" * 70_000, False),
+        (42, False),
+    ],
+)
+def test_an_icon_is_kept_only_as_a_small_raster_data_url(icon: Any, kept: bool) -> None:
+    entry = _store(_entry(icon=icon)).for_aaguid(uuid.UUID(KEY_AAGUID).bytes)
+    assert entry is not None
+    assert entry.icon == (icon if kept else "")
+
+
 def test_aaguid_in_metadata_is_matched_whatever_its_case() -> None:
     store = _store(_entry(KEY_AAGUID.upper()))
 

@@ -22,6 +22,7 @@ from threshold.core.ceremony import DEFAULT_ALGORITHMS
 from threshold.core.policy import (
     SETTINGS,
     SETTINGS_BY_NAME,
+    GroupRules,
     Kind,
     PasskeyFacts,
     Policy,
@@ -282,3 +283,66 @@ def test_a_registration_and_its_stored_anchor_agree_on_the_aaguid() -> None:
 def test_every_default_algorithm_is_allowed_by_default() -> None:
     for alg in DEFAULT_ALGORITHMS:
         assert evaluate(Policy(), dataclasses.replace(ATTESTED, alg=alg)).allowed
+
+
+# --- A group's rules ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rules", "facts", "rule"),
+    [
+        (GroupRules("Eng", aaguid_deny_list=(AAGUID,)), ATTESTED, Rule.AAGUID_DENIED),
+        (GroupRules("Eng", aaguid_allow_list=(OTHER,)), ATTESTED, Rule.AAGUID_NOT_ALLOWED),
+        (
+            GroupRules("Eng", require_trusted_attestation=True),
+            dataclasses.replace(ATTESTED, attestation_trusted=False),
+            Rule.ATTESTATION_UNTRUSTED,
+        ),
+        (
+            GroupRules("Eng", block_synced_passkeys=True),
+            dataclasses.replace(ATTESTED, backup_eligible=True),
+            Rule.SYNCED,
+        ),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_a_groups_rule_refuses_and_its_error_names_the_group(rules, facts, rule) -> None:
+    decision = evaluate(Policy(), facts, [rules])
+    assert not decision.allowed
+    assert decision.reasons == ()
+    assert decision.by_group == ((rule, "Eng"),)
+    assert decision.refused_by == [f"{rule.setting} (Eng)"]
+    error = decision.error()
+    assert isinstance(error, rule.error)
+    assert error.detail.startswith("group Eng")
+    # Without the group (someone who is not a member), the same passkey is allowed.
+    assert evaluate(Policy(), facts).allowed
+
+
+def test_the_organisations_reason_comes_first_and_every_group_adds() -> None:
+    synced = dataclasses.replace(ATTESTED, backup_eligible=True)
+    decision = evaluate(
+        Policy(block_synced_passkeys=True),
+        synced,
+        [GroupRules("A", block_synced_passkeys=True), GroupRules("B", aaguid_deny_list=(AAGUID,))],
+    )
+    assert decision.reasons == (Rule.SYNCED,)
+    assert decision.by_group == ((Rule.SYNCED, "A"), (Rule.AAGUID_DENIED, "B"))
+    assert decision.error().detail == ""  # the organisation's own rule, no group named
+
+
+def test_a_groups_rules_never_relax_the_organisations() -> None:
+    # An empty group (every rule off) changes nothing the organisation refuses.
+    decision = evaluate(Policy(aaguid_deny_list=(AAGUID,)), ATTESTED, [GroupRules("Open")])
+    assert decision.reasons == (Rule.AAGUID_DENIED,)
+
+
+def test_group_rules_are_validated_by_the_settings_declarations() -> None:
+    with pytest.raises(PolicyError, match="is not an AAGUID"):
+        GroupRules("Eng", aaguid_deny_list=("nonsense",))
+    with pytest.raises(PolicyError, match="true or false"):
+        GroupRules.from_document("Eng", {"block_synced_passkeys": "yes"})
+    rules = GroupRules.from_document("Eng", {"aaguid_deny_list": [AAGUID.upper()], "other": 1})
+    assert rules.aaguid_deny_list == (AAGUID,)
+    assert rules.as_json() == {"aaguid_deny_list": [AAGUID]}
+    assert GroupRules("Eng").as_json() == {}

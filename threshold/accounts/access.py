@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Count, QuerySet
 
-from threshold.accounts.models import User, normalize_username
+from threshold.accounts.models import Role, User, normalize_username
 
 
 def get_user(username: str) -> User | None:
@@ -19,10 +19,10 @@ def list_users() -> QuerySet[User]:
 def has_enrolled_administrator() -> bool:
     """An administrator who can sign in with a passkey (not deactivated, not locked)."""
     return User.objects.filter(
-        is_administrator=True, is_active=True, locked_at=None, passkeys__isnull=False
+        role=Role.ADMINISTRATOR, is_active=True, locked_at=None, passkeys__isnull=False
     ).exists()
 
 
 def first_administrator() -> User | None:
     """The longest-standing active administrator, locked or not (bootstrap says which)."""
-    return User.objects.filter(is_administrator=True, is_active=True).order_by("pk").first()
+    return User.objects.filter(role=Role.ADMINISTRATOR, is_active=True).order_by("pk").first()

@@ -7,7 +7,7 @@ import unicodedata
 from django.db import transaction
 
 from threshold import clock
-from threshold.accounts.models import User, normalize_username
+from threshold.accounts.models import Role, User, normalize_username
 from threshold.accounts.signals import access_withdrawn
 from threshold.audit.actions import Action, Origin, record
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, clean_name
@@ -103,6 +103,8 @@ def do_lock_user(
         lock_reason=reason,
         sessions_ended=sessions,
         links_revoked=links,
+        before={"locked": False},
+        after={"locked": True, "reason": reason},
     )
     access_withdrawn.send(User, user=user, origin=origin, reason="locked", keep_session_key=None)
     return True
@@ -126,5 +128,81 @@ def do_unlock_user(user: User, origin: Origin, *, actor: User | None = None) -> 
         subject=user,
         locked_at=locked_at.isoformat(),
         lock_reason=reason,
+        before={"locked": True, "reason": reason},
+        after={"locked": False},
+    )
+    return True
+
+
+# --- Roles and deactivation (the admin portal, ``threshold users role``) --------------------------
+
+
+@transaction.atomic
+def do_set_role(user: User, role: Role, origin: Origin, *, actor: User | None = None) -> bool:
+    """Give ``user`` the admin portal ``role`` (``Role.NONE``: none); False when unchanged."""
+    role = Role(role)
+    lock_user(user)
+    user.refresh_from_db(fields=["role"])
+    before = user.role
+    if before == role:
+        return False
+    user.role = role.value
+    user.save(update_fields=["role"])
+    record(
+        Action.USER_ROLE_CHANGED,
+        origin,
+        actor=actor,
+        subject=user,
+        before={"role": before},
+        after={"role": role.value},
+    )
+    return True
+
+
+@transaction.atomic
+def do_deactivate_user(user: User, origin: Origin, *, actor: User | None = None) -> bool:
+    """Deactivate ``user``: no way of signing in works, their sessions end and their unused
+    links stop working; their passkeys and history stay. False when they were already."""
+    lock_user(user)
+    user.refresh_from_db(fields=["is_active", "locked_at", "locked_reason"])
+    if not user.is_active:
+        return False
+    now = clock.now_datetime()
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    sessions, _ = user.sessions.all().delete()
+    links = user.invites.filter(used_at=None, revoked_at=None).update(revoked_at=now)
+    record(
+        Action.USER_DEACTIVATED,
+        origin,
+        actor=actor,
+        subject=user,
+        before={"active": True},
+        after={"active": False},
+        sessions_ended=sessions,
+        links_revoked=links,
+    )
+    access_withdrawn.send(
+        User, user=user, origin=origin, reason="deactivated", keep_session_key=None
+    )
+    return True
+
+
+@transaction.atomic
+def do_reactivate_user(user: User, origin: Origin, *, actor: User | None = None) -> bool:
+    """Let a deactivated ``user`` sign in again (a lock, if any, stays); False when active."""
+    lock_user(user)
+    user.refresh_from_db(fields=["is_active"])
+    if user.is_active:
+        return False
+    user.is_active = True
+    user.save(update_fields=["is_active"])
+    record(
+        Action.USER_REACTIVATED,
+        origin,
+        actor=actor,
+        subject=user,
+        before={"active": False},
+        after={"active": True},
     )
     return True

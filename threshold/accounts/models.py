@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.db import models
 from django.utils import timezone
 
 from threshold.core.ceremony import new_user_handle
 from threshold.core.errors import AccountDisabled, AccountError, AccountLocked
+
+
+class Role(StrEnum):
+    """What a person may do in the admin portal (``User.role``; the values are stored).
+
+    Administrator: everything. Help desk: people and their sign-in methods, recovery
+    links, locks and sessions; not the policy, apps or roles. Auditor: reads
+    everything, changes nothing. Everyone else has no role and no portal.
+    """
+
+    ADMINISTRATOR = "admin"
+    HELP_DESK = "helpdesk"
+    AUDITOR = "auditor"
+    NONE = ""
+
+    @property
+    def label(self) -> str:
+        return _ROLE_LABELS[self]
+
+
+_ROLE_LABELS = {
+    Role.ADMINISTRATOR: "Administrator",
+    Role.HELP_DESK: "Help desk",
+    Role.AUDITOR: "Auditor",
+    Role.NONE: "No role",
+}
 
 
 def normalize_username(username: str) -> str:
@@ -23,7 +51,7 @@ class UserManager(BaseUserManager["User"]):
             username=normalize_username(username),
             email=email.strip(),
             full_name=full_name.strip(),
-            is_administrator=is_administrator,
+            role=Role.ADMINISTRATOR if is_administrator else Role.NONE,
         )
         # Passwordless: there is no password to guess, leak or reuse.
         user.set_unusable_password()
@@ -38,7 +66,8 @@ class User(AbstractBaseUser):
     # WebAuthn user.id: random and opaque, never an email address (§14.6.1).
     user_handle = models.BinaryField(max_length=64, unique=True, default=new_user_handle)
     is_active = models.BooleanField(default=True)
-    is_administrator = models.BooleanField(default=False)
+    # Role's values; blank: none (no admin portal). No choices=: a new role needs no migration.
+    role = models.CharField(max_length=16, blank=True, default="", db_index=True)
     created_at = models.DateTimeField(default=timezone.now)
     # An administrator's explicit lock (``threshold users lock``): no way of
     # signing in works while it is set. Not the fallback path's throttle of
@@ -57,6 +86,18 @@ class User(AbstractBaseUser):
     @property
     def display_name(self) -> str:
         return self.full_name or self.username
+
+    @property
+    def is_administrator(self) -> bool:
+        return self.role == Role.ADMINISTRATOR
+
+    @property
+    def portal_role(self) -> Role:
+        """The person's role; an unknown stored value (a newer version's) is none."""
+        try:
+            return Role(self.role)
+        except ValueError:
+            return Role.NONE
 
     @property
     def is_locked(self) -> bool:

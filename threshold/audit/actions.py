@@ -49,6 +49,12 @@ class Action(StrEnum):
     GROUP_REMOVED = "group.removed"
     GROUP_MEMBER_ADDED = "group.member_added"
     GROUP_MEMBER_REMOVED = "group.member_removed"
+    USER_ROLE_CHANGED = "user.role_changed"
+    USER_DEACTIVATED = "user.deactivated"
+    USER_REACTIVATED = "user.reactivated"
+    FALLBACK_RESET = "fallback.reset"
+    INVITE_REVOKED = "invite.revoked"
+    GROUP_RULES_CHANGED = "group.rules_changed"
     # The device app (Threshold Verify).
     DEVICE_SETUP_CODE_ISSUED = "device.setup_code_issued"
     DEVICE_SETUP_CODE_REDEEMED = "device.setup_code_redeemed"

@@ -45,6 +45,13 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-at", "-id"]
+        # The admin portal's audit log pages by keyset on (at, id), newest first, and filters
+        # by address and by failure reason (docs/architecture.md, portal).
+        indexes = [
+            models.Index(fields=["at", "id"], name="audit_at_id"),
+            models.Index(fields=["ip"], name="audit_ip"),
+            models.Index(fields=["reason"], name="audit_reason", condition=~models.Q(reason="")),
+        ]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.action} {self.reason}".strip()

@@ -43,6 +43,7 @@ from threshold.cli.commands import (
     inspect,
     management,
     policy,
+    report,
     serve,
     users,
 )
@@ -54,6 +55,7 @@ GROUPS: tuple[Registration, ...] = (
     groups.register,
     policy.register,
     audit.register,
+    report.register,
     serve.register,
     cleanup.register,
     inspect.register,

@@ -53,6 +53,8 @@ class MetadataEntry:
     key_protection: tuple[str, ...]
     attestation_types: tuple[str, ...]
     versions: tuple[str, ...]  # authenticatorGetInfo.versions (U2F_V2, FIDO_2_0, ...)
+    # The statement's icon, a data: URL of an image ("" when it has none or another kind).
+    icon: str = ""
 
     @property
     def refused_status(self) -> str | None:
@@ -134,7 +136,19 @@ def _entry(raw: Any) -> MetadataEntry | None:
         key_protection=_strings(statement.get("keyProtection")),
         attestation_types=_strings(statement.get("attestationTypes")),
         versions=_strings(info.get("versions")) if isinstance(info, Mapping) else (),
+        icon=_icon(statement.get("icon")),
     )
+
+
+_ICON_MAX_LENGTH = 64 * 1024
+
+
+def _icon(value: object) -> str:
+    """An icon to show as an <img>: a data: URL of a PNG, JPEG, GIF or WebP image, else ""."""
+    if not isinstance(value, str) or len(value) > _ICON_MAX_LENGTH:
+        return ""
+    kinds = ("data:image/png;", "data:image/jpeg;", "data:image/gif;", "data:image/webp;")
+    return value if value.startswith(kinds) else ""
 
 
 class MetadataStore:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -305,9 +305,12 @@ class Policy:
             values[name] = setting.parse_text(text)
         return dataclasses.replace(self, **values)
 
-    def check_registration(self, verified: VerifiedRegistration) -> None:
-        """Refuse a verified registration the policy does not allow with the first rule's error."""
-        refusal = evaluate(self, PasskeyFacts.of_registration(verified)).error()
+    def check_registration(
+        self, verified: VerifiedRegistration, groups: Sequence[GroupRules] = ()
+    ) -> None:
+        """Refuse a verified registration the policy (and the person's ``groups``' rules) does
+        not allow, with the first rule's error."""
+        refusal = evaluate(self, PasskeyFacts.of_registration(verified), groups).error()
         if refusal is not None:
             raise refusal
 
@@ -488,20 +491,34 @@ class PasskeyFacts:
 
 @dataclass(frozen=True)
 class Decision:
-    """Whether the policy allows a passkey, and every rule that refuses it."""
+    """Whether the policy allows a passkey, and every rule that refuses it: the organisation's
+    (``reasons``) and those of the person's groups (``by_group``: the rule and the group)."""
 
     facts: PasskeyFacts
     reasons: tuple[Rule, ...]
+    by_group: tuple[tuple[Rule, str], ...] = ()
 
     @property
     def allowed(self) -> bool:
-        return not self.reasons
+        return not self.reasons and not self.by_group
+
+    @property
+    def refused_by(self) -> list[str]:
+        """The settings that refuse it, a group's named: "block_synced_passkeys (Engineering)"."""
+        return [rule.setting for rule in self.reasons] + [
+            f"{rule.setting} ({group})" for rule, group in self.by_group
+        ]
 
     def error(self) -> errors.PolicyError | None:
-        """The first refusing rule's error, with the detail support staff read; None if allowed."""
-        if not self.reasons:
+        """The first refusing rule's error, with the detail support staff read (naming the
+        group when it is a group's rule); None if allowed."""
+        if self.reasons:
+            rule, group = self.reasons[0], ""
+        elif self.by_group:
+            rule, group = self.by_group[0]
+        else:
             return None
-        rule, facts = self.reasons[0], self.facts
+        facts = self.facts
         details = {
             Rule.AAGUID_DENIED: facts.aaguid,
             Rule.AAGUID_NOT_ALLOWED: (
@@ -510,16 +527,24 @@ class Decision:
             Rule.ATTESTATION_UNTRUSTED: facts.untrusted_reason,
             Rule.ALGORITHM: f"alg {facts.alg} is not allowed",
         }
-        return rule.error(details.get(rule, ""))
+        detail = details.get(rule, "")
+        if group:
+            detail = f"group {group}: {detail}" if detail else f"group {group}"
+        return rule.error(detail)
 
 
-def evaluate(policy: Policy, facts: PasskeyFacts) -> Decision:
-    """Which of the policy's rules refuse the passkey ``facts`` describe.
+def evaluate(policy: Policy, facts: PasskeyFacts, groups: Sequence[GroupRules] = ()) -> Decision:
+    """Which of the policy's rules, and of the rules of the person's ``groups``, refuse the
+    passkey ``facts`` describe.
 
     The same rules at registration and at sign-in. At registration the
     algorithm rule refuses only a policy changed during the ceremony: only
     ``allowed_algorithms`` are offered, and §7.1 step 19 refuses any other.
+    A group's rules only add to the organisation's: the strictest applies.
     """
+    by_group = tuple(
+        (rule, rules.group) for rules in groups for rule in _group_refusals(rules, facts)
+    )
     reasons = []
     if policy.refuse_u2f_authenticators and facts.attestation_format == AttestationFormat.FIDO_U2F:
         reasons.append(Rule.U2F_ONLY)
@@ -537,4 +562,62 @@ def evaluate(policy: Policy, facts: PasskeyFacts) -> Decision:
         reasons.append(Rule.SYNCED)
     if facts.alg not in policy.allowed_algorithms:
         reasons.append(Rule.ALGORITHM)
-    return Decision(facts, tuple(reasons))
+    return Decision(facts, tuple(reasons), by_group)
+
+
+# --- A group's rules --------------------------------------------------------------------------
+
+# The settings a group may make stricter for its members, declared once (``SETTINGS``).
+GROUP_SETTINGS = (
+    "block_synced_passkeys",
+    "require_trusted_attestation",
+    "aaguid_allow_list",
+    "aaguid_deny_list",
+)
+
+
+@dataclass(frozen=True)
+class GroupRules:
+    """A group's rules on its members' passkeys ("Engineering: security keys only, no synced
+    passkeys"). They add to the organisation's and never relax them; a person in several
+    groups meets every group's."""
+
+    group: str
+    block_synced_passkeys: bool = False
+    require_trusted_attestation: bool = False
+    aaguid_allow_list: tuple[str, ...] = ()
+    aaguid_deny_list: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in GROUP_SETTINGS:
+            object.__setattr__(self, name, SETTINGS_BY_NAME[name].validate(getattr(self, name)))
+
+    @classmethod
+    def from_document(cls, group: str, document: Mapping[str, Any]) -> GroupRules:
+        """A group's stored rules, validated; a setting it does not hold takes its default."""
+        return cls(group, **{name: document[name] for name in GROUP_SETTINGS if name in document})
+
+    def as_json(self) -> dict[str, Any]:
+        """The rules that are set, as stored (an empty document: none)."""
+        defaults = GroupRules(self.group)
+        return {
+            name: SETTINGS_BY_NAME[name].as_json(getattr(self, name))
+            for name in GROUP_SETTINGS
+            if getattr(self, name) != getattr(defaults, name)
+        }
+
+
+def _group_refusals(rules: GroupRules, facts: PasskeyFacts) -> list[Rule]:
+    """The rules of a group that refuse the passkey, as ``evaluate`` checks the policy's."""
+    refused = []
+    if facts.aaguid in rules.aaguid_deny_list:
+        refused.append(Rule.AAGUID_DENIED)
+    if rules.aaguid_allow_list and not (
+        facts.aaguid in rules.aaguid_allow_list and facts.aaguid_attested
+    ):
+        refused.append(Rule.AAGUID_NOT_ALLOWED)
+    if rules.require_trusted_attestation and not facts.attestation_trusted:
+        refused.append(Rule.ATTESTATION_UNTRUSTED)
+    if rules.block_synced_passkeys and facts.backup_eligible:
+        refused.append(Rule.SYNCED)
+    return refused

@@ -98,7 +98,7 @@ def do_invite(
     if not created and count_sign_in_methods(user):
         raise errors.AlreadyEnrolled("use a recovery link")
     lifetime = timedelta(hours=get_policy().invite_lifetime_hours)
-    invite, link = _new_link(user, ENROLLMENT, lifetime, actor)
+    invite, link, revoked = _new_link(user, ENROLLMENT, lifetime, actor)
     record(
         Action.INVITE_CREATED,
         origin,
@@ -106,6 +106,8 @@ def do_invite(
         subject=user,
         invite_id=invite.pk,
         expires_at=invite.expires_at.isoformat(),
+        before={"unused_links": revoked},
+        after={"unused_links": 1},
     )
     if send_email:
         send_invite(user, link, invite.expires_at)
@@ -137,7 +139,7 @@ def do_issue_recovery(
     _hold(user)
     _refuse_unless_can_sign_in(user, "a recovery link")
     lifetime = timedelta(minutes=get_policy().recovery_link_lifetime_minutes)
-    invite, link = _new_link(user, RECOVERY, lifetime, actor)
+    invite, link, revoked = _new_link(user, RECOVERY, lifetime, actor)
     record(
         Action.RECOVERY_ISSUED,
         origin,
@@ -146,10 +148,38 @@ def do_issue_recovery(
         invite_id=invite.pk,
         expires_at=invite.expires_at.isoformat(),
         link_emailed=send_email and email_link and bool(user.email),
+        before={"unused_links": revoked},
+        after={"unused_links": 1},
     )
     if send_email:
         notify_recovery_issued(user, invite.expires_at, link if email_link else None)
     return CreatedInvite(invite, user, link, False)
+
+
+@transaction.atomic
+def do_revoke_invite(invite_id: int, origin: Origin, *, actor: User | None = None) -> bool:
+    """Stop an unused link (enrollment or recovery) working; False when it could not be used
+    anyway (used, revoked or unknown)."""
+    now = clock.now_datetime()
+    invite = EnrollmentInvite.objects.select_related("user").filter(pk=invite_id).first()
+    if invite is None:
+        return False
+    revoked = EnrollmentInvite.objects.filter(pk=invite.pk, used_at=None, revoked_at=None).update(
+        revoked_at=now
+    )
+    if not revoked:
+        return False
+    record(
+        Action.INVITE_REVOKED,
+        origin,
+        actor=actor,
+        subject=invite.user,
+        invite_id=invite.pk,
+        purpose=invite.purpose,
+        before={"usable_until": invite.expires_at.isoformat()},
+        after={"revoked_at": now.isoformat()},
+    )
+    return True
 
 
 def _hold(user: User) -> None:
@@ -160,10 +190,11 @@ def _hold(user: User) -> None:
 
 def _new_link(
     user: User, purpose: Purpose, lifetime: timedelta, actor: User | None
-) -> tuple[EnrollmentInvite, str]:
-    """A fresh link for ``user``; their earlier unused links, of either purpose, stop working."""
+) -> tuple[EnrollmentInvite, str, int]:
+    """A fresh link for ``user``; their earlier unused links, of either purpose, stop working
+    (how many did is the third value)."""
     now = clock.now_datetime()
-    user.invites.filter(used_at=None, revoked_at=None).update(revoked_at=now)
+    revoked = user.invites.filter(used_at=None, revoked_at=None).update(revoked_at=now)
     token = secrets.token_urlsafe(32)
     invite = EnrollmentInvite.objects.create(
         user=user,
@@ -173,7 +204,7 @@ def _new_link(
         expires_at=now + lifetime,
         created_by=actor,
     )
-    return invite, invite_link(token)
+    return invite, invite_link(token), revoked
 
 
 def access_invite(token: str, origin: Origin) -> EnrollmentInvite:

@@ -123,6 +123,28 @@ def do_remove_fallback(user: User, origin: Origin, policy: Policy | None = None)
     raise errors.LastSignInMethod()
 
 
+@transaction.atomic
+def do_reset_fallback(user: User, origin: Origin, *, actor: User) -> None:
+    """An administrator removes ``user``'s password, app and recovery codes (a lost phone, a
+    leaked password): no last-method rule, a recovery link needs no other method. The person
+    sets it up again themselves; they are emailed once it commits."""
+    lock_user(user)
+    had_password = user.has_usable_password()
+    codes = RecoveryCode.objects.filter(user=user, used_at=None).count()
+    if not has_fallback(user) and not had_password:
+        raise errors.SecurityMethodNotFound("no fallback set up")
+    remove_fallback_for_recovery(user)
+    record(
+        Action.FALLBACK_RESET,
+        origin,
+        actor=actor,
+        subject=user,
+        before={"password_and_app": True, "unused_recovery_codes": codes},
+        after={"password_and_app": False, "unused_recovery_codes": 0},
+    )
+    notify_fallback_changed(user, origin, MethodChange.REMOVED)
+
+
 def is_last_usable_fallback(user: User, policy: Policy) -> bool:
     """Would removing ``user``'s fallback leave them no way to sign in that ``policy`` allows?
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db.models import Count, QuerySet
 
 from threshold.accounts.models import User
-from threshold.groups.models import Group
+from threshold.core.policy import GroupRules
+from threshold.groups.models import Group, Membership
 
 
 def get_group(name: str) -> Group | None:
@@ -25,3 +28,28 @@ def group_names_of(user: User) -> list[str]:
 
 def members_of(group: Group) -> QuerySet[User]:
     return User.objects.filter(memberships__group=group).order_by("username")
+
+
+def rules_of(user: User) -> tuple[GroupRules, ...]:
+    """The rules of ``user``'s groups that have any (``core.policy.evaluate`` applies them)."""
+    return tuple(
+        GroupRules.from_document(name, rules)
+        for name, rules in Group.objects.filter(memberships__user=user)
+        .exclude(rules={})
+        .order_by("name")
+        .values_list("name", "rules")
+    )
+
+
+def rules_by_user(user_ids: Iterable[int]) -> dict[int, tuple[GroupRules, ...]]:
+    """``rules_of`` for many people in one query: user ID -> their groups' rules."""
+    found: dict[int, list[GroupRules]] = {}
+    rows = (
+        Membership.objects.filter(user_id__in=list(user_ids))
+        .exclude(group__rules={})
+        .order_by("group__name")
+        .values_list("user_id", "group__name", "group__rules")
+    )
+    for user_id, name, rules in rows:
+        found.setdefault(user_id, []).append(GroupRules.from_document(name, rules))
+    return {user_id: tuple(rules) for user_id, rules in found.items()}

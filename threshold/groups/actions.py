@@ -12,6 +12,7 @@ from threshold.accounts.models import User
 from threshold.audit.actions import Action, Origin, record
 from threshold.core import errors
 from threshold.core.names import clean_name
+from threshold.core.policy import GroupRules
 from threshold.groups.access import get_group
 from threshold.groups.models import GROUP_NAME_MAX_LENGTH, Group, Membership
 
@@ -75,3 +76,25 @@ def find_group(name: str) -> Group:
     if group is None:
         raise GroupError(f"There is no group called {name.strip()!r}.")
     return group
+
+
+@transaction.atomic
+def do_set_group_rules(
+    group: Group, rules: GroupRules, origin: Origin, *, actor: User | None = None
+) -> bool:
+    """Store ``group``'s rules on its members' passkeys; False when they did not change."""
+    before = dict(group.rules)
+    after = rules.as_json()
+    if before == after:
+        return False
+    group.rules = after
+    group.save(update_fields=["rules"])
+    record(
+        Action.GROUP_RULES_CHANGED,
+        origin,
+        actor=actor,
+        group=group.name,
+        before=before,
+        after=after,
+    )
+    return True

@@ -20,6 +20,9 @@ class Group(models.Model):
     members: models.ManyToManyField[User, Membership] = models.ManyToManyField(
         "accounts.User", through="Membership", related_name="member_of"
     )
+    # The group's rules on its members' passkeys, stricter than the organisation's: the
+    # settings of core.policy.GROUP_SETTINGS that are set (core.policy.GroupRules); {}: none.
+    rules = models.JSONField(default=dict)
 
     class Meta:
         ordering = ("name",)

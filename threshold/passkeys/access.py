@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from threshold.accounts.models import User
 from threshold.core import errors
 from threshold.core.policy import Decision, Policy, evaluate
+from threshold.groups.access import rules_by_user
 from threshold.passkeys.models import Passkey
 
 # Larger IDs cannot be a row's and would overflow the databases' integers.
@@ -21,17 +22,31 @@ def list_passkeys(user: User) -> QuerySet[Passkey]:
 
 
 def not_allowed_passkey_ids(passkeys: Iterable[Passkey], policy: Policy) -> set[int]:
-    """The IDs of those of ``passkeys`` that ``policy`` no longer allows to sign in.
+    """The IDs of those of ``passkeys`` that ``policy`` (with their owners' groups' rules) no
+    longer allows to sign in.
 
     Home and Settings mark them (web/_passkey.html).
     """
-    return {p.pk for p in passkeys if not evaluate(policy, p.policy_facts).allowed}
+    passkeys = list(passkeys)
+    rules = rules_by_user({p.user_id for p in passkeys})
+    return {
+        p.pk
+        for p in passkeys
+        if not evaluate(policy, p.policy_facts, rules.get(p.user_id, ())).allowed
+    }
 
 
 def list_passkeys_not_allowed(policy: Policy) -> list[tuple[Passkey, Decision]]:
-    """Every passkey ``policy`` refuses, with why, by person (``threshold policy check``)."""
-    passkeys = Passkey.objects.select_related("user").order_by("user__username", "created_at", "id")
-    decisions = ((passkey, evaluate(policy, passkey.policy_facts)) for passkey in passkeys)
+    """Every passkey ``policy`` (with its owner's groups' rules) refuses, with why, by person
+    (``threshold policy check``)."""
+    passkeys = list(
+        Passkey.objects.select_related("user").order_by("user__username", "created_at", "id")
+    )
+    rules = rules_by_user({passkey.user_id for passkey in passkeys})
+    decisions = (
+        (passkey, evaluate(policy, passkey.policy_facts, rules.get(passkey.user_id, ())))
+        for passkey in passkeys
+    )
     return [(passkey, decision) for passkey, decision in decisions if not decision.allowed]
 
 

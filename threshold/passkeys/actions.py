@@ -30,8 +30,9 @@ from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
 from threshold.core import assurance, ceremony, errors
 from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name
-from threshold.core.policy import Policy, evaluate
+from threshold.core.policy import GroupRules, Policy, evaluate
 from threshold.core.vocabulary import AttestationConveyance, ResidentKey, UserVerification
+from threshold.groups.access import rules_of
 from threshold.passkeys import hotpath
 from threshold.passkeys.access import access_own_passkey
 from threshold.passkeys.decoys import decoy_for
@@ -207,7 +208,7 @@ def do_finish_sign_in(
         try:
             pending = open_pending(ceremonies, kind)
             discoverable = pending.is_discoverable
-            response, passkey, policy_in_force = _use_and_find(pending, credential)
+            response, passkey, policy_in_force, group_rules = _use_and_find(pending, credential)
             stored = ceremony.StoredCredential(
                 credential_id=bytes(passkey.credential_id),
                 public_key=bytes(passkey.public_key),
@@ -236,7 +237,9 @@ def do_finish_sign_in(
                 raise errors.CredentialNotAllowed("another person's passkey")
             # Today's rules, not those it was registered under. The signature
             # was right, so the counter moves on (§7.2 step 22); the sign-in does not.
-            not_allowed = evaluate(policy or policy_in_force, passkey.policy_facts).error()
+            not_allowed = evaluate(
+                policy or policy_in_force, passkey.policy_facts, group_rules
+            ).error()
             if not_allowed is not None:
                 hotpath.update_passkey(
                     passkey, sign_count=verified.sign_count, backup_state=verified.backup_state
@@ -302,9 +305,10 @@ def do_finish_sign_in(
 
 def _use_and_find(
     pending: TakenCeremony, credential: object
-) -> tuple[ceremony.AuthenticationResponse, Passkey, Policy]:
+) -> tuple[ceremony.AuthenticationResponse, Passkey, Policy, tuple[GroupRules, ...]]:
     """Use the ceremony's challenge up, whatever was sent (one attempt per challenge), and
-    find the passkey the response names, with the policy in force: one statement."""
+    find the passkey the response names, with the policy in force and its person's groups'
+    rules: one statement."""
     response: ceremony.AuthenticationResponse | None = None
     unreadable: errors.ThresholdError | None = None
     try:
@@ -322,7 +326,7 @@ def _use_and_find(
         raise unreadable or errors.MalformedRequest()
     if found.passkey is None:
         raise errors.CredentialUnknown()
-    return response, found.passkey, found.policy
+    return response, found.passkey, found.policy, found.group_rules
 
 
 def _sign_in_failure(
@@ -445,7 +449,7 @@ def do_finish_registration(
                 now=clock.now(),
                 trust_anchors=settings.THRESHOLD.trust_anchors,
             )
-            (policy or get_policy()).check_registration(verified)
+            (policy or get_policy()).check_registration(verified, rules_of(user))
             # A savepoint: whatever the purpose's checks changed is undone
             # when a later step refuses, so a failed ceremony stores nothing.
             with transaction.atomic():
@@ -556,29 +560,47 @@ def do_rename_passkey(user: User, passkey_id: int, nickname: object, origin: Ori
 
 
 def do_remove_passkey(
-    user: User, passkey_id: int, origin: Origin, *, policy: Policy | None = None
+    user: User,
+    passkey_id: int,
+    origin: Origin,
+    *,
+    policy: Policy | None = None,
+    actor: User | None = None,
 ) -> Passkey:
     """Remove one of ``user``'s passkeys, never their last usable way to sign in.
 
     The caller has checked that the person re-verified recently (step-up).
     ``policy`` (the one in force by default) says which ways are usable.
+
+    ``actor``: someone else removing it from the admin portal (a lost or
+    stolen passkey). The last-method rule is then not applied: the person
+    gets a recovery link, which needs no other method.
     """
     policy = policy or get_policy()
+    actor = actor or user
+    by_someone_else = actor.pk != user.pk
     with transaction.atomic():
         # Two removals of the last two passkeys must not both succeed.
         lock_user(user)
         passkey = access_own_passkey(user, passkey_id)
-        if not is_last_usable_passkey(user, passkey, policy):
+        if by_someone_else or not is_last_usable_passkey(user, passkey, policy):
             removed_id = passkey.pk
             passkey.delete()
+            # Someone else's change names what it changed, before and after.
+            change: dict[str, Any] = (
+                {"before": {"passkey": passkey.name, "aaguid": str(passkey.aaguid)}, "after": None}
+                if by_someone_else
+                else {}
+            )
             record(
                 Action.PASSKEY_REMOVED,
                 origin,
-                actor=user,
+                actor=actor,
                 subject=user,
                 passkey_id=removed_id,
                 name=passkey.name,
                 aaguid=str(passkey.aaguid),
+                **change,
             )
             notify_method_removed(passkey, origin)
             return passkey
@@ -601,6 +623,6 @@ def is_last_usable_passkey(user: User, passkey: Passkey, policy: Policy) -> bool
     other passkeys are all refused keeps this one.
     """
     return (
-        evaluate(policy, passkey.policy_facts).allowed
+        evaluate(policy, passkey.policy_facts, rules_of(user)).allowed
         and count_usable_sign_in_methods(user, policy) <= 1
     )

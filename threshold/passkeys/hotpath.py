@@ -40,7 +40,8 @@ from django.db.models import Field, Model
 from threshold.accounts.models import User
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
-from threshold.core.policy import Policy
+from threshold.core.policy import GroupRules, Policy
+from threshold.groups.models import Group, Membership
 from threshold.passkeys.models import Passkey, UsedChallenge
 from threshold.policy.models import OrganisationPolicy
 from threshold.sessions.models import Session
@@ -126,11 +127,36 @@ def read_policy() -> Policy:
 @dataclass(frozen=True)
 class Found:
     """What ``use_challenge_and_find`` read: whether the challenge was still unused, the
-    passkey (with ``user`` loaded) when it exists, and the policy in force."""
+    passkey (with ``user`` loaded) when it exists, the policy in force, and the rules of the
+    passkey's person's groups (``groups.access.rules_of``, read in the same statement)."""
 
     unused: bool
     passkey: Passkey | None
     policy: Policy
+    group_rules: tuple[GroupRules, ...] = ()
+
+
+def _group_rules_sql(vendor: str) -> str:
+    """A subquery, correlated on the passkey ``p``: its person's groups that have rules, as a
+    JSON array of [name, rules] (the admin portal's group policies)."""
+    groups, memberships = Group._meta.db_table, Membership._meta.db_table
+    source = (
+        f" FROM {_q(memberships)} m JOIN {_q(groups)} g ON g.{_q('id')} = m.{_q('group_id')}"
+        f" WHERE m.{_q('user_id')} = p.{_q('user_id')}"
+    )
+    if vendor == "postgresql":
+        return (
+            f"(SELECT coalesce(json_agg(json_build_array(g.{_q('name')}, g.{_q('rules')})),"
+            f" '[]'::json){source} AND g.{_q('rules')} <> '{{}}'::jsonb)"
+        )
+    return (
+        f"json((SELECT json_group_array(json_array(g.{_q('name')}, json(g.{_q('rules')})))"
+        f"{source} AND g.{_q('rules')} <> '{{}}'))"
+    )
+
+
+def _group_rules(rows: Any) -> tuple[GroupRules, ...]:
+    return tuple(GroupRules.from_document(name, rules) for name, rules in rows or ())
 
 
 def use_challenge_and_find(
@@ -162,7 +188,7 @@ def _sqlite_statement() -> str:
         f" ({_q('challenge_hash')}, {_q('expires_at')})"
         " VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING"
         f" (SELECT json_array({_select_list(Passkey, 'p', plain_or_hex)},"
-        f" {_select_list(User, 'u', plain_or_hex)})"
+        f" {_select_list(User, 'u', plain_or_hex)}, {_group_rules_sql('sqlite')})"
         f" FROM {_q(passkeys)} p JOIN {_q(users)} u ON u.{_q('id')} = p.{_q('user_id')}"
         f" WHERE p.{_q('credential_id')} = %s),"
         f" (SELECT {_q('document')} FROM {_q(OrganisationPolicy._meta.db_table)}"
@@ -179,14 +205,21 @@ def _use_and_find_sqlite(challenge_hash: str, expiry: Any, credential_id: bytes 
         return Found(unused=False, passkey=None, policy=_default_policy())
     found, document = rows[0]
     passkey = None
+    group_rules: tuple[GroupRules, ...] = ()
     if found is not None:
         values = json.loads(found)
+        group_rules = _group_rules(values.pop())
         passkey_fields, user_fields = _fields(Passkey), _fields(User)
         for index, field in enumerate(passkey_fields + user_fields):
             if field.get_internal_type() == "BinaryField" and values[index] is not None:
                 values[index] = bytes.fromhex(values[index])
         passkey = _with_user(values, len(passkey_fields))
-    return Found(unused=True, passkey=passkey, policy=policy_from_document(document))
+    return Found(
+        unused=True,
+        passkey=passkey,
+        policy=policy_from_document(document),
+        group_rules=group_rules,
+    )
 
 
 @lru_cache(maxsize=2)
@@ -202,7 +235,8 @@ def _postgresql_statement() -> str:
         " SELECT (SELECT count(*) FROM used),"
         f" (SELECT {_q('document')} FROM {_q(OrganisationPolicy._meta.db_table)}"
         f" WHERE {_q('id')} = {POLICY_ROW}),"
-        f" {_select_list(Passkey, 'p', plain)}, {_select_list(User, 'u', plain)}"
+        f" {_select_list(Passkey, 'p', plain)}, {_select_list(User, 'u', plain)},"
+        f" {_group_rules_sql('postgresql')}"
         f" FROM (SELECT 1) one LEFT JOIN ({_q(passkeys)} p JOIN {_q(users)} u"
         f" ON u.{_q('id')} = p.{_q('user_id')}) ON p.{_q('credential_id')} = %s"
     )
@@ -214,11 +248,16 @@ def _use_and_find_postgresql(
     with connection.cursor() as cursor:
         cursor.execute(_postgresql_statement(), [challenge_hash, expiry, credential_id])
         row = cursor.fetchone()
-    used, document, *values = row
+    used, document, *values, rules = row
     if not used:
         return Found(unused=False, passkey=None, policy=_default_policy())
     passkey = None if values[0] is None else _with_user(values, len(_fields(Passkey)))
-    return Found(unused=True, passkey=passkey, policy=policy_from_document(document))
+    return Found(
+        unused=True,
+        passkey=passkey,
+        policy=policy_from_document(document),
+        group_rules=_group_rules(rules) if passkey is not None else (),
+    )
 
 
 def _with_user(values: Sequence[Any], split: int) -> Passkey:

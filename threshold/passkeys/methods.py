@@ -9,6 +9,7 @@ from threshold.accounts.methods import MethodKind, SignInMethod
 from threshold.accounts.models import User
 from threshold.core.names import NICKNAME_MAX_LENGTH
 from threshold.core.policy import Policy, evaluate
+from threshold.groups.access import rules_of
 from threshold.passkeys.access import list_passkeys, not_allowed_passkey_ids
 
 
@@ -17,8 +18,12 @@ def count_passkeys(user: User) -> int:
 
 
 def count_usable_passkeys(user: User, policy: Policy) -> int:
-    """The passkeys ``policy`` still allows (``core.policy.evaluate``)."""
-    return sum(evaluate(policy, passkey.policy_facts).allowed for passkey in user.passkeys.all())
+    """The passkeys ``policy`` (and the person's groups' rules) still allows
+    (``core.policy.evaluate``)."""
+    groups = rules_of(user)
+    return sum(
+        evaluate(policy, passkey.policy_facts, groups).allowed for passkey in user.passkeys.all()
+    )
 
 
 def settings_context(user: User, policy: Policy) -> dict[str, Any]:

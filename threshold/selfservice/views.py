@@ -89,10 +89,12 @@ def _user(request: HttpRequest) -> User:
 
 
 def _safe_return(request: HttpRequest) -> str:
-    """Where to go after verifying: a settings page of this site, else Settings."""
+    """Where to go after verifying: a settings or admin portal page of this site, else Settings."""
     target = request.GET.get("next", "")
     settings_path = reverse("selfservice:settings")
-    if target.startswith(f"{settings_path}/") and "//" not in target and "\\" not in target:
+    # A URL name, not an import: the portal sits beside selfservice, not below it.
+    prefixes = (f"{settings_path}/", reverse("portal:home"))
+    if target.startswith(prefixes) and "//" not in target and "\\" not in target:
         return target
     return settings_path
 

@@ -153,3 +153,25 @@ def delete_timed_out_sessions() -> int:
         .delete()
     )
     return count
+
+
+@transaction.atomic
+def do_end_sessions(user: User, origin: Origin, *, actor: User) -> int:
+    """An administrator ends every session of ``user`` (the admin portal); how many there were.
+
+    Their browsers find themselves signed out at their next request.
+    """
+    count, _ = Session.objects.filter(user=user).delete()
+    record(
+        Action.SESSIONS_ENDED,
+        origin,
+        actor=actor,
+        subject=user,
+        count=count,
+        before={"sessions": count},
+        after={"sessions": 0},
+    )
+    access_withdrawn.send(
+        User, user=user, origin=origin, reason="sessions_ended", keep_session_key=None
+    )
+    return count

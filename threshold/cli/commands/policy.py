@@ -87,7 +87,7 @@ def check(args: argparse.Namespace) -> int:
     people: dict[int, User] = {}
     for passkey, decision in refused:
         people[passkey.user.pk] = passkey.user
-        settings = ",".join(rule.setting for rule in decision.reasons)
+        settings = ",".join(decision.refused_by)
         rows.append((passkey.user.username, passkey.name, settings))
     table(rows)
     stranded = sorted(

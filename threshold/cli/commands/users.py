@@ -1,4 +1,5 @@
-"""``threshold users``: list people; ``users lock`` and ``users unlock`` one."""
+"""``threshold users``: list people; ``users lock``, ``unlock``, ``deactivate``, ``reactivate``
+one, and ``users role`` gives one an admin portal role."""
 
 from __future__ import annotations
 
@@ -21,11 +22,34 @@ def register(commands: Subcommands) -> list[Command]:
     )
     unlock_parser = users_sub.add_parser("unlock", help="let a locked person sign in again")
     unlock_parser.add_argument("email", help="the person's username")
+    role_parser = users_sub.add_parser(
+        "role",
+        help="give a person an admin portal role (admin, helpdesk, auditor) or none",
+        description="admin: everything; helpdesk: people, their sign-in methods, recovery links, "
+        "locks and sessions; auditor: reads everything, changes nothing; none: no admin portal.",
+    )
+    role_parser.add_argument("email", help="the person's username")
+    role_parser.add_argument("role", choices=ROLE_WORDS, help="the role")
+    deactivate_parser = users_sub.add_parser(
+        "deactivate", help="deactivate a person: no sign-in; ends their sessions and links"
+    )
+    deactivate_parser.add_argument("email", help="the person's username")
+    reactivate_parser = users_sub.add_parser(
+        "reactivate", help="let a deactivated person sign in again"
+    )
+    reactivate_parser.add_argument("email", help="the person's username")
     return [
         Command(users, list_people),
         Command(lock_parser, lock),
         Command(unlock_parser, unlock),
+        Command(role_parser, set_role),
+        Command(deactivate_parser, deactivate),
+        Command(reactivate_parser, reactivate),
     ]
+
+
+# The words ``users role`` takes; "none" is Role.NONE (stored blank).
+ROLE_WORDS = ("admin", "helpdesk", "auditor", "none")
 
 
 def list_people(args: argparse.Namespace) -> int:
@@ -37,7 +61,7 @@ def list_people(args: argparse.Namespace) -> int:
             (
                 user.username,
                 user.full_name,
-                "administrator" if user.is_administrator else "member",
+                user.portal_role.label.lower() if user.role else "member",
                 "deactivated" if not user.is_active else "locked" if user.is_locked else "active",
                 str(user.passkey_count),  # type: ignore[attr-defined]
             )
@@ -82,4 +106,54 @@ def unlock(args: argparse.Namespace) -> int:
         print(f"{user.username} is not locked.")
         return 0
     print(f"Unlocked {user.username}: they can sign in with their passkeys again.")
+    return 0
+
+
+def set_role(args: argparse.Namespace) -> int:
+    from threshold.accounts.access import get_user
+    from threshold.accounts.actions import do_set_role
+    from threshold.accounts.models import Role
+    from threshold.audit.actions import Origin
+
+    user = get_user(args.email)
+    if user is None:
+        return no_account(args.email)
+    role = Role.NONE if args.role == "none" else Role(args.role)
+    if not do_set_role(user, role, Origin.cli()):
+        print(f"{user.username} has that role already ({role.label}).")
+        return 0
+    print(f"{user.username}: {role.label}.")
+    return 0
+
+
+def deactivate(args: argparse.Namespace) -> int:
+    from threshold.accounts.access import get_user
+    from threshold.accounts.actions import do_deactivate_user
+    from threshold.audit.actions import Origin
+
+    user = get_user(args.email)
+    if user is None:
+        return no_account(args.email)
+    if not do_deactivate_user(user, Origin.cli()):
+        print(f"{user.username} is deactivated already.")
+        return 0
+    print(
+        f"Deactivated {user.username}: no way of signing in works until `threshold users "
+        "reactivate`. Their sessions have ended and their unused links no longer work."
+    )
+    return 0
+
+
+def reactivate(args: argparse.Namespace) -> int:
+    from threshold.accounts.access import get_user
+    from threshold.accounts.actions import do_reactivate_user
+    from threshold.audit.actions import Origin
+
+    user = get_user(args.email)
+    if user is None:
+        return no_account(args.email)
+    if not do_reactivate_user(user, Origin.cli()):
+        print(f"{user.username} is active.")
+        return 0
+    print(f"Reactivated {user.username}.")
     return 0

@@ -1,0 +1,261 @@
+"""The admin portal at scale: the people list and the audit log, 100,000 people, 1,000,000 events.
+
+    scripts/with-postgres .venv/bin/python bench/portal.py
+    .venv/bin/python bench/portal.py --database-url postgres://... --people 100000 --events 1000000
+
+Migrates the database it is given (an empty one: it adds its people and events), seeds it with
+bulk SQL (``generate_series``: seconds, not the hours the ORM would take), then times the portal's
+pages through Django's full request stack in this process (middleware, session, the view, the
+template; no network): each page is requested ``--repeat`` times after a warm-up, as a signed-in
+auditor, and the median and 95th percentile are reported. The target is under 50 ms each.
+``--output`` writes the figures as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_MS = 50.0
+
+# A spread of actions like a real log's: mostly sign-ins, some failures with their reason codes.
+ACTIONS = [
+    ("sign_in.succeeded", ""),
+    ("sign_in.succeeded", ""),
+    ("sign_in.succeeded", ""),
+    ("sign_in.succeeded", ""),
+    ("sign_in.succeeded", ""),
+    ("sign_in.succeeded", ""),
+    ("step_up.succeeded", ""),
+    ("sign_out", ""),
+    ("sign_in.failed", "signature_invalid"),
+    ("sign_in.failed", "credential_unknown"),
+    ("sign_in.failed", "password_incorrect"),
+    ("passkey.registered", ""),
+    ("passkey.registration_failed", "already_registered"),
+    ("invite.created", ""),
+    ("user.locked", ""),
+    ("policy.changed", ""),
+]
+
+SEED_SQL = [
+    # People: person0000001@example.com ..., a name, a random-looking 32-byte handle.
+    """
+    INSERT INTO accounts_user
+        (password, username, email, full_name, user_handle, is_active, role, created_at,
+         locked_at, locked_reason)
+    SELECT '!', 'person' || lpad(i::text, 7, '0') || '@example.com',
+           'person' || lpad(i::text, 7, '0') || '@example.com',
+           (ARRAY['Ada','Grace','Alan','Edsger','Barbara','Donald','Frances','Ken'])[1 + i % 8]
+             || ' ' || (ARRAY['Lovelace','Hopper','Turing','Dijkstra','Liskov','Knuth','Allen',
+                              'Thompson','Smith','Jones'])[1 + (i / 8) % 10] || ' ' || i,
+           decode(md5(i::text) || md5('h' || i::text), 'hex'),
+           i % 97 <> 0, '', now() - (i % 900) * interval '1 hour',
+           CASE WHEN i % 89 = 0 THEN now() END, ''
+    FROM generate_series(1, %(people)s) AS i
+    """,
+    # Seven people in ten have a passkey (one in five of those two), synced or not.
+    """
+    INSERT INTO passkeys_passkey
+        (user_id, credential_id, public_key, alg, sign_count, aaguid, transports,
+         backup_eligible, backup_state, uv_initialized, attestation_format, attestation_type,
+         attestation_trusted, trust_anchor, authenticator_name, authenticator_attachment,
+         is_security_key, is_discoverable, nickname, created_at, created_user_agent,
+         last_used_at, last_used_user_agent, is_possibly_cloned)
+    SELECT u.id, decode(md5('c' || u.id || '-' || k), 'hex'), '\\xa0'::bytea, -7, 0,
+           CASE WHEN u.id % 3 = 0 THEN 'ee882879-721c-4913-9775-3dfcce97072a'::uuid
+                ELSE 'fbfc3007-154e-4ecc-8c0b-6e020557d7bd'::uuid END,
+           '["internal"]'::jsonb, u.id % 3 <> 0, u.id % 3 <> 0, true, 'none', 'none',
+           false, '', CASE WHEN u.id % 3 = 0 THEN 'YubiKey 5' ELSE 'iCloud Keychain' END,
+           CASE WHEN u.id % 3 = 0 THEN 'cross-platform' ELSE 'platform' END,
+           u.id % 3 = 0, true, '', now(), 'Mozilla/5.0', NULL, '', false
+    FROM accounts_user u CROSS JOIN generate_series(1, 2) AS k
+    WHERE u.username LIKE 'person%%' AND u.id % 10 < 7 AND (k = 1 OR u.id % 5 = 0)
+    """,
+    # One person in ten has the password and app.
+    """
+    INSERT INTO fallback_totpdevice (user_id, secret, created_at, last_used_step)
+    SELECT id, 'JBSWY3DPEHPK3PXP', now(), NULL FROM accounts_user
+    WHERE username LIKE 'person%%' AND id % 10 IN (7, 0)
+    """,
+    # The events: spread over 90 days, each about one of the people.
+    """
+    INSERT INTO audit_auditevent
+        (at, action, reason, actor_id, subject_id, subject_label, ip, user_agent, via, detail)
+    SELECT now() - (i * (90 * 86400.0 / %(events)s)) * interval '1 second',
+           a.action, a.reason,
+           CASE WHEN a.reason = '' THEN 1 + (i::bigint * 7919) %% %(people)s END,
+           1 + (i::bigint * 7919) %% %(people)s,
+           'person' || lpad((1 + (i::bigint * 7919) %% %(people)s)::text, 7, '0') || '@example.com',
+           ('10.' || (i %% 250) || '.' || (i / 250 %% 250) || '.' || (i %% 7 + 1))::inet,
+           'Mozilla/5.0', 'web', '{}'::jsonb
+    FROM generate_series(1, %(events)s) AS i
+    JOIN (SELECT row_number() OVER () - 1 AS n, action, reason
+          FROM (VALUES %(actions)s) AS v(action, reason)) AS a
+      ON a.n = i %% %(kinds)s
+    """,
+]
+
+
+def seed(people: int, events: int) -> dict[str, float]:
+    from django.db import connection
+
+    actions = ", ".join(f"('{action}', '{reason}')" for action, reason in ACTIONS)
+    timings = {}
+    with connection.cursor() as cursor:
+        for name, sql in zip(("people", "passkeys", "fallback", "events"), SEED_SQL, strict=True):
+            started = time.perf_counter()
+            text = sql.replace("%(actions)s", actions).replace("%(kinds)s", str(len(ACTIONS)))
+            text = text.replace("%(people)s", str(people)).replace("%(events)s", str(events))
+            cursor.execute(text.replace("%%", "%"))
+            timings[name] = time.perf_counter() - started
+        started = time.perf_counter()
+        cursor.execute("ANALYZE")
+        timings["analyze"] = time.perf_counter() - started
+    return timings
+
+
+def pages(people: int) -> list[tuple[str, str]]:
+    """(what, path) of every page timed."""
+    from threshold.audit.models import AuditEvent
+
+    middle = AuditEvent.objects.order_by("-at", "-id").values_list("pk", flat=True)[500_000:500_001]
+    deep = next(iter(middle), None)
+    return [
+        ("people: first page", "/admin/people"),
+        (
+            "people: a page deep in the list",
+            f"/admin/people?after=person{people // 2:07d}@example.com",
+        ),
+        ("people: search by email", "/admin/people?q=person0099"),
+        ("people: search by name", "/admin/people?q=hopper"),
+        ("people: a name nobody has", "/admin/people?q=nobody-has-this"),
+        ("people: status locked", "/admin/people?status=locked"),
+        ("people: status only the fallback", "/admin/people?status=fallback-only"),
+        ("people: status no passkey yet", "/admin/people?status=no-passkey"),
+        ("a person", "/admin/people/4242"),
+        ("audit: first page", "/admin/audit"),
+        ("audit: failures", "/admin/audit?outcome=failure"),
+        ("audit: one action", "/admin/audit?action=user.locked"),
+        ("audit: one reason", "/admin/audit?reason=credential_unknown"),
+        ("audit: one person", "/admin/audit?person=person0004242@example.com"),
+        ("audit: one IP", "/admin/audit?ip=10.42.7.3"),
+        ("audit: one day", "/admin/audit?since=2026-11-01&until=2026-11-01"),
+        (
+            "audit: half a million rows down",
+            f"/admin/audit?before={deep}" if deep else "/admin/audit",
+        ),
+    ]
+
+
+def measure(client: Any, path: str, repeat: int) -> dict[str, float]:
+    for _ in range(3):
+        response = client.get(path)
+        if response.status_code != 200:  # noqa: PLR2004
+            raise SystemExit(f"bench: {path} answered {response.status_code}")
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        client.get(path)
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return {
+        "median_ms": round(statistics.median(times), 2),
+        "p95_ms": round(times[min(len(times) - 1, int(len(times) * 0.95))], 2),
+    }
+
+
+def explain(client: Any, path: str) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        client.get(path)
+    slowest = max(queries.captured_queries, key=lambda query: float(query["time"]))
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN ANALYZE " + slowest["sql"])
+        print("    " + "\n    ".join(row[0] for row in cursor.fetchall()))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ""))
+    parser.add_argument("--people", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--output", type=Path)
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="print PostgreSQL's plan of each page's slowest query",
+    )
+    args = parser.parse_args()
+    if not args.database_url.startswith("postgres"):
+        print(
+            "bench: give a PostgreSQL --database-url (or run under scripts/with-postgres)",
+            file=sys.stderr,
+        )
+        return 2
+    os.environ["DATABASE_URL"] = args.database_url
+    os.environ.setdefault("THRESHOLD_VAR_DIR", tempfile.mkdtemp(prefix="threshold-bench-"))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "threshold.settings")
+    sys.path.insert(0, str(REPO))
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.test import Client
+
+    from threshold import clock
+    from threshold.accounts.models import Role, User
+    from threshold.sessions.store import LAST_SEEN, SIGNED_IN_AT
+
+    call_command("migrate", "--noinput", verbosity=0)
+    if User.objects.exists():
+        print("bench: the database has people already; give it an empty one", file=sys.stderr)
+        return 2
+    print(f"Seeding {args.people:,} people and {args.events:,} audit events ...", flush=True)
+    timings = seed(args.people, args.events)
+    print("  " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items()))
+
+    auditor = User.objects.create_user("bench-auditor@example.com", full_name="Bench Auditor")
+    auditor.role = Role.AUDITOR.value
+    auditor.save(update_fields=["role"])
+    client = Client(HTTP_USER_AGENT="bench", REMOTE_ADDR="127.0.0.1", HTTP_HOST="localhost")
+    client.force_login(auditor, backend="threshold.accounts.backends.PasskeyBackend")
+    # What a sign-in writes (threshold.sessions.actions.sign_in): the timeouts read it.
+    session = client.session
+    session[SIGNED_IN_AT] = session[LAST_SEEN] = clock.now()
+    session.save()
+
+    results = {}
+    print(f"\n{'page':<40} {'median':>9} {'p95':>9}")
+    for what, path in pages(args.people):
+        figures = measure(client, path, args.repeat)
+        results[what] = {"path": path, **figures}
+        flag = "" if figures["median_ms"] < TARGET_MS else "  over the target"
+        print(f"{what:<40} {figures['median_ms']:>7.1f}ms {figures['p95_ms']:>7.1f}ms{flag}")
+        if args.explain:
+            explain(client, path)
+    if args.output:
+        args.output.write_text(
+            json.dumps(
+                {"people": args.people, "events": args.events, "seed_s": timings, "pages": results},
+                indent=2,
+            )
+        )
+    over = [what for what, figures in results.items() if figures["median_ms"] >= TARGET_MS]
+    return 1 if over else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,292 @@
+"""The admin portal in Chromium: each role's pages, the help desk's lost-passkey journey, the
+step-up before a change, and a deny-listed authenticator picked by name.
+
+The server is shared by the session's browser tests: each test makes its own people, and the
+one that changes the policy puts it back, whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from playwright.sync_api import BrowserContext, Locator, Page, expect
+
+from tests.browser.conftest import (
+    Authenticator,
+    Invite,
+    Person,
+    Server,
+    add_authenticator,
+    enroll,
+    open_account_menu,
+    open_sign_in_with_autofill_pending,
+    sign_out,
+)
+from tests.browser.test_first_day import AXE, AXE_RUN_JS, AXE_TAGS
+
+pytestmark = pytest.mark.browser
+
+VERIFY = "Verify it\u2019s you"
+
+
+def staff(server: Server, invite: Invite, page: Page, role: str) -> Person:
+    """A new person with ``role``, enrolled and signed in on ``page``."""
+    person = invite()
+    server.cli("users", "role", person.email, role)
+    enroll(page, person)
+    return person
+
+
+def click_verifying(page: Page, button: Locator) -> None:
+    """Click a portal button; when the page asks "Verify it's you" first, verify with the
+    passkey at hand, which brings the page back, and click it again."""
+    before = page.url
+    button.click()
+    page.wait_for_load_state()
+    if page.get_by_role("heading", name=VERIFY).is_visible():
+        page.get_by_role("button", name="Verify").click()
+        page.wait_for_url(before)
+        button.click()
+        page.wait_for_load_state()
+
+
+def verify_now(page: Page) -> None:
+    """ "Verify it's you" before the changes to come (enrolling verified nothing)."""
+    page.goto("/settings/verify?next=%2Fadmin%2F")
+    page.get_by_role("button", name="Verify").click()
+    page.wait_for_url("**/admin/")
+    page.wait_for_load_state()
+
+
+def axe_violations(page: Page) -> list[str]:
+    page.evaluate(AXE.read_text())
+    return [
+        f"{page.url}: {violation['id']}: {node}"
+        for violation in page.evaluate(AXE_RUN_JS, AXE_TAGS)
+        for node in violation["nodes"]
+    ]
+
+
+def open_person(page: Page, email: str) -> None:
+    page.goto("/admin/people")
+    page.get_by_label("Name or email").fill(email)
+    page.get_by_role("button", name="Search").click()
+    page.locator("table.data").get_by_role("link").first.click()
+    expect(page.get_by_role("heading", level=2, name="Passkeys")).to_be_visible()
+
+
+def test_help_desk_removes_a_lost_passkey_and_the_person_recovers(
+    page: Page,
+    authenticator: Authenticator,
+    context: BrowserContext,
+    invite: Invite,
+    server: Server,
+) -> None:
+    # The person enrolls on their laptop, then loses it.
+    person = invite()
+    laptop = context.browser.new_context(base_url=server.url)
+    try:
+        laptop_page = laptop.new_page()
+        add_authenticator(laptop, laptop_page)
+        enroll(laptop_page, person)
+    finally:
+        laptop.close()
+
+    staff(server, invite, page, "helpdesk")
+    open_account_menu(page)
+    page.locator("header").get_by_role("link", name="Admin portal").click()
+    expect(page.get_by_role("heading", name="Admin portal")).to_be_visible()
+    open_person(page, person.email)
+    assert axe_violations(page) == []
+    click_verifying(page, page.get_by_role("button", name="Remove"))
+    expect(page.get_by_role("status")).to_contain_text("The passkey was removed")
+    assert server.passkey_count(person.email) == 0
+
+    click_verifying(page, page.get_by_role("button", name="Issue a recovery link"))
+    link = page.get_by_label("One-time link").input_value()
+    assert link.startswith(f"{server.url}/enroll/")
+    expect(page.get_by_role("img", name="QR code of the recovery link")).to_be_visible()
+    assert axe_violations(page) == []
+    removed = [row for row in server.audit(person.email) if row[0] == "passkey.removed"]
+    assert removed
+
+    # The person, on a new laptop, recovers with the link the help desk handed over.
+    new_laptop = context.browser.new_context(base_url=server.url)
+    try:
+        new_page = new_laptop.new_page()
+        add_authenticator(new_laptop, new_page)
+        new_page.goto(link)
+        new_page.get_by_role("button", name="Create a new passkey").click()
+        new_page.wait_for_url("/?enrolled=1")
+    finally:
+        new_laptop.close()
+    assert server.passkey_count(person.email) == 1
+    assert ("recovery.used", "") in server.audit(person.email)
+
+
+def test_an_auditor_reads_every_page_and_every_change_is_refused(
+    page: Page, authenticator: Authenticator, invite: Invite, server: Server
+) -> None:
+    person = invite()
+    staff(server, invite, page, "auditor")
+    for path, heading in [
+        ("/admin/", "Admin portal"),
+        ("/admin/people", "People"),
+        ("/admin/audit", "Audit log"),
+        ("/admin/readiness", "Passkey rollout readiness"),
+        ("/admin/policy", "Organisation policy"),
+        ("/admin/authenticators", "Authenticators"),
+    ]:
+        page.goto(path)
+        expect(page.get_by_role("heading", level=1, name=heading)).to_be_visible()
+        assert axe_violations(page) == [], path
+    open_person(page, person.email)
+    expect(page.get_by_role("button", name="Remove")).to_have_count(0)
+    expect(page.get_by_role("button", name="Issue a recovery link")).to_have_count(0)
+    # A change forged with the page's own CSRF token is refused.
+    user_path = page.url.split(server.url, 1)[1]
+    status = page.evaluate(
+        """async (path) => {
+          const token = document.cookie.split("; ").find((c) => c.startsWith("threshold_csrf="))
+            .split("=")[1];
+          const response = await fetch(path + "/lock", {
+            method: "POST",
+            headers: {"X-CSRFToken": token},
+            body: new URLSearchParams({reason: "forged"}),
+          });
+          return response.status;
+        }""",
+        user_path,
+    )
+    assert status == 403
+    assert "user.locked" not in [action for action, _ in server.audit(person.email)]
+
+
+def test_a_person_without_a_role_gets_404_for_the_portal(
+    page: Page, authenticator: Authenticator, invite: Invite
+) -> None:
+    enroll(page, invite())
+    open_account_menu(page)
+    expect(page.locator("header").get_by_role("link", name="Admin portal")).to_have_count(0)
+    for path in ["/admin/", "/admin/people", "/admin/audit", "/admin/policy"]:
+        response = page.goto(path)
+        assert response is not None
+        assert response.status == 404, path
+
+
+def test_a_change_without_a_fresh_step_up_asks_to_verify_first(
+    page: Page, authenticator: Authenticator, invite: Invite, server: Server
+) -> None:
+    person = invite()
+    server.cli("invite", person.email, "--no-email")
+    staff(server, invite, page, "helpdesk")
+    open_person(page, person.email)
+    server.advance_clock(301)  # past the policy's step-up window
+    page.get_by_label("Why (for the audit log)").fill("on leave")
+    page.get_by_role("button", name="Lock").click()
+    expect(page.get_by_role("heading", name=VERIFY)).to_be_visible()
+    assert "user.locked" not in [action for action, _ in server.audit(person.email)]
+    page.get_by_role("button", name="Verify").click()
+    page.wait_for_url("**/admin/people/*")
+    page.get_by_label("Why (for the audit log)").fill("on leave")
+    page.get_by_role("button", name="Lock").click()
+    expect(page.get_by_role("status")).to_contain_text("Locked")
+    assert ("user.locked", "") in server.audit(person.email)
+
+
+def test_a_deny_listed_authenticator_picked_by_name_is_refused_at_registration_and_sign_in(
+    page: Page,
+    authenticator: Authenticator,
+    context: BrowserContext,
+    invite: Invite,
+    server: Server,
+) -> None:
+    person = invite()
+    enroll(page, person)
+    sign_out(page)
+    admin = context.browser.new_context(base_url=server.url)
+    admin_page = admin.new_page()
+    add_authenticator(admin, admin_page)
+    try:
+        staff(server, invite, admin_page, "admin")
+        admin_page.goto("/admin/authenticators")
+        # Chromium's virtual authenticator, by the name its passkeys were given here.
+        name = admin_page.locator("#registered-heading + .table-wrap tbody th").first.inner_text()
+        admin_page.get_by_label("Name or AAGUID").fill(name)
+        admin_page.get_by_role("button", name="Search FIDO metadata and passkey providers").click()
+        results = admin_page.get_by_role("list", name=f"Authenticators matching {name}")
+        click_verifying(admin_page, results.get_by_role("button", name=f"Deny {name}").first)
+        expect(admin_page.locator("#preview-summary")).to_contain_text("would no longer be allowed")
+        admin_page.get_by_role("button", name="Save anyway").click()
+        expect(admin_page.get_by_role("status")).to_have_text("The policy was saved.")
+        assert "01020304-0506-0708-0102-030405060708" in server.cli("policy", "show")
+
+        open_sign_in_with_autofill_pending(page)
+        page.get_by_role("button", name="Sign in with a passkey").click()
+        expect(page.locator("#ceremony-error-title")).to_have_text("Passkey not allowed")
+        assert ("sign_in.failed", "authenticator_denied") in server.audit(person.email)
+
+        newcomer = invite()
+        page.goto(newcomer.link)
+        page.get_by_role("button", name="Create a passkey").click()
+        expect(page.locator("#ceremony-error-title")).to_have_text("Authenticator Not Allowed")
+    finally:
+        server.cli("policy", "set", "aaguid_deny_list=")
+        admin.close()
+
+
+def test_a_group_policy_applies_to_its_members_only(
+    page: Page,
+    authenticator: Authenticator,
+    context: BrowserContext,
+    invite: Invite,
+    server: Server,
+) -> None:
+    member, outsider = invite(), invite()
+    enroll(page, member)
+    sign_out(page)
+    group = f"Engineering {member.email.split('@')[0]}"
+    admin = context.browser.new_context(base_url=server.url)
+    other = context.browser.new_context(base_url=server.url)
+    try:
+        other_page = other.new_page()
+        add_authenticator(other, other_page)
+        enroll(other_page, outsider)
+        sign_out(other_page)
+
+        admin_page = admin.new_page()
+        add_authenticator(admin, admin_page)
+        staff(server, invite, admin_page, "admin")
+        verify_now(admin_page)
+        admin_page.goto("/admin/groups")
+        admin_page.get_by_label("Name").fill(group)
+        admin_page.get_by_role("button", name="Add the group").click()
+        expect(admin_page.get_by_role("heading", level=1, name=group)).to_be_visible()
+        admin_page.get_by_label("Add someone (their email)").fill(member.email)
+        admin_page.get_by_role("button", name=f"Add to {group}").click()
+        expect(admin_page.get_by_role("status")).to_have_text("Added to the group.")
+        # Chromium's virtual authenticators share one AAGUID: deny it to the group only.
+        admin_page.get_by_label("aaguid_deny_list").fill("01020304-0506-0708-0102-030405060708")
+        admin_page.get_by_role("button", name=f"Save {group}\u2019s rules").click()
+        expect(admin_page.locator("#preview-summary")).to_contain_text(
+            "1 passkey of 1 person would no longer be allowed"
+        )
+        admin_page.get_by_role("button", name="Save anyway").click()
+        expect(admin_page.get_by_role("status")).to_have_text("The group\u2019s rules were saved.")
+        assert axe_violations(admin_page) == []
+
+        open_sign_in_with_autofill_pending(page)
+        page.get_by_role("button", name="Sign in with a passkey").click()
+        expect(page.locator("#ceremony-error-title")).to_have_text("Passkey not allowed")
+        assert ("sign_in.failed", "authenticator_denied") in server.audit(member.email)
+
+        # The same authenticator outside the group signs in (by autofill, at once).
+        other_page.goto("/sign-in")
+        other_page.wait_for_url("/")
+        expect(other_page.get_by_role("heading", level=1)).to_be_visible()
+    finally:
+        with contextlib.suppress(AssertionError):  # not there if the test failed before
+            server.cli("groups", "remove", group)
+        admin.close()
+        other.close()

@@ -1,0 +1,719 @@
+"""The admin portal (/admin/): roles, step-up, CSRF, people, a person's page, the audit log.
+
+Through real URLs with Django's test client (CSRF enforced), real passkeys from the
+software authenticator, a real database; only the clock is pinned where a test moves it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from tests.integration.conftest import (
+    ORIGIN,
+    Browser,
+    assert_ok,
+    enroll,
+    enrolled_person,
+    last_event,
+    sign_in,
+    token_of,
+)
+from tests.integration.portal_support import every_portal_path, post, staff
+from tests.support.authenticator import SoftAuthenticator
+from threshold.accounts.models import Role, User
+from threshold.audit.actions import Action, Origin, record
+from threshold.audit.models import AuditEvent
+from threshold.cli.main import main
+from threshold.enrollment.models import EnrollmentInvite
+from threshold.groups.actions import do_add_group, do_add_member
+from threshold.groups.models import Group, Membership
+from threshold.passkeys.models import Passkey
+from threshold.sessions.models import Session
+
+pytestmark = pytest.mark.django_db
+
+
+def _state() -> tuple:
+    """Everything a change in the portal could touch, to compare before and after."""
+    return (
+        list(Membership.objects.order_by("pk").values_list("group_id", "user_id")),
+        list(Group.objects.order_by("pk").values_list("pk", "name")),
+        list(User.objects.order_by("pk").values_list("pk", "role", "is_active", "locked_at")),
+        list(Passkey.objects.order_by("pk").values_list("pk", flat=True)),
+        list(EnrollmentInvite.objects.order_by("pk").values_list("pk", "revoked_at", "used_at")),
+        Session.objects.count(),
+        list(
+            AuditEvent.objects.exclude(action__in=["sign_in.succeeded", "sign_out"])
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        ),
+    )
+
+
+# --- Roles: who gets in ----------------------------------------------------------------------
+
+
+def test_every_portal_url_is_404_without_a_role(ada):
+    outsider = enrolled_person("bob@example.com", "Bob")
+    browser = Browser()
+    assert_ok(sign_in(browser, outsider.authenticator))
+    anonymous = Browser()
+    before = _state()
+    paths = every_portal_path(ada.user.pk, ada.passkey.pk)
+    assert len(paths) >= 15
+    for path in paths:
+        assert browser.get(path).status_code == 404, path
+        assert post(browser, path).status_code == 404, path
+        assert anonymous.get(path).status_code == 404, path
+    assert _state() == before
+
+
+def test_a_locked_administrator_has_no_portal(ada):
+    admin, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    assert browser.get("/admin/people").status_code == 200
+    User.objects.filter(pk=admin.user.pk).update(locked_at="2026-01-01T00:00:00Z")
+    assert browser.get("/admin/people").status_code in (302, 404)
+
+
+def test_an_auditor_reads_everything_and_every_change_is_refused(ada):
+    _auditor, browser = staff("audit@example.com", Role.AUDITOR)
+    assert browser.get("/admin/").status_code == 200
+    assert browser.get("/admin/people").status_code == 200
+    page = browser.get(f"/admin/people/{ada.user.pk}")
+    assert page.status_code == 200
+    assert b"Remove" not in page.content
+    assert browser.get("/admin/audit").status_code == 200
+    invite = EnrollmentInvite.objects.create(
+        user=ada.user, token_hash="x" * 64, expires_at="2100-01-01T00:00:00Z"
+    )
+    group = do_add_group("Engineering", Origin.cli())
+    do_add_member(group, ada.user, Origin.cli())
+    before = _state()
+    for path in every_portal_path(ada.user.pk, ada.passkey.pk, invite.pk, group.pk):
+        response = post(browser, path, {"role": "admin", "email": "new@example.com"})
+        assert response.status_code in (403, 404, 405), (path, response.status_code)
+        assert response.status_code != 405 or path.endswith(("/admin/", "/people", "/audit"))
+    assert browser.get(f"/admin/groups/{group.pk}").status_code == 200
+    assert _state() == before
+
+
+def test_help_desk_cannot_change_roles(ada):
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    before = _state()
+    response = post(browser, f"/admin/people/{ada.user.pk}/role", {"role": "admin"})
+    assert response.status_code == 404  # roles are not the help desk's to read either
+    assert _state() == before
+
+
+def test_the_account_menu_offers_the_portal_to_staff_only(ada):
+    _, staff_browser = staff("desk@example.com", Role.HELP_DESK)
+    assert b"Admin portal" in staff_browser.get("/settings").content
+    member = Browser()
+    assert_ok(sign_in(member, ada.authenticator))
+    assert b"Admin portal" not in member.get("/settings").content
+
+
+# --- Step-up and CSRF ------------------------------------------------------------------------
+
+
+def test_a_change_without_a_fresh_step_up_asks_to_verify_first(ada, clock):
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    clock.advance(301)  # the policy's window is 300 s
+    before = _state()
+    response = post(browser, f"/admin/people/{ada.user.pk}/lock", {"reason": "lost laptop"})
+    assert response.status_code == 303
+    assert response["Location"] == f"/settings/verify?next=%2Fadmin%2Fpeople%2F{ada.user.pk}"
+    assert _state() == before
+    assert browser.get(response["Location"]).status_code == 200
+
+
+def test_verifying_returns_to_the_portal_page(ada):
+    desk, browser = staff("desk@example.com", Role.HELP_DESK)
+    back = f"/admin/people/{ada.user.pk}"
+    assert browser.get(f"/settings/verify?next={back}").status_code == 200
+    options = browser.post_json(f"/settings/verify/options?next={back}")
+    credential = desk.authenticator.get(options.json()["publicKey"], ORIGIN)
+    result = assert_ok(browser.post_json(f"/settings/verify/result?next={back}", credential))
+    assert result["redirect"] == back
+
+
+def test_a_password_sign_in_never_counts_as_a_step_up(ada):
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    session = browser.client.session
+    session.pop("threshold.verified_at")
+    session["threshold.fallback_verified_at"] = session["threshold.last_seen"]
+    session.save()
+    before = _state()
+    response = post(browser, f"/admin/people/{ada.user.pk}/sessions/end")
+    assert response.status_code == 303
+    assert response["Location"].startswith("/settings/verify?")
+    assert _state() == before
+
+
+def test_a_change_without_the_csrf_token_is_refused(ada):
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    before = _state()
+    response = browser.client.post(f"/admin/people/{ada.user.pk}/lock", {"reason": "x"})
+    assert response.status_code == 403
+    assert _state() == before
+
+
+# --- A person -------------------------------------------------------------------------------
+
+
+def test_the_person_page_shows_every_stored_fact_of_a_passkey(ada):
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    assert_ok(sign_in(Browser(REMOTE_ADDR="198.51.100.9"), ada.authenticator))
+    Passkey.objects.filter(pk=ada.passkey.pk).update(
+        nickname="Work laptop", is_possibly_cloned=True
+    )
+    page = browser.get(f"/admin/people/{ada.user.pk}").content.decode()
+    passkey = ada.passkey
+    assert "Work laptop" in page
+    assert str(passkey.aaguid) in page
+    assert passkey.kind in page
+    assert "Device-bound" in page
+    assert ("Trusted" if passkey.attestation_trusted else "Not trusted") in page
+    assert passkey.attestation_format in page
+    assert "203.0.113.7" in page  # created (the enrollment browser)
+    assert "198.51.100.9" in page  # last used
+    assert "possibly cloned" in page
+    assert "Allowed" in page
+
+
+def test_help_desk_removes_a_lost_passkey_and_the_person_recovers(
+    ada, mailoutbox, django_capture_on_commit_callbacks
+):
+    desk, browser = staff("desk@example.com", Role.HELP_DESK)
+    lost = ada.passkey
+    # Her only passkey: the last-method rule protects a person from themselves, not from
+    # the help desk removing a lost key.
+    response = post(browser, f"/admin/people/{ada.user.pk}/passkeys/{lost.pk}/remove")
+    assert response.status_code == 303
+    assert not Passkey.objects.filter(pk=lost.pk).exists()
+    removed = last_event("passkey.removed")
+    assert removed.actor == desk.user
+    assert removed.subject == ada.user
+    assert removed.detail["before"] == {"passkey": lost.name, "aaguid": str(lost.aaguid)}
+    assert removed.detail["after"] is None
+
+    mailoutbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        page = post(browser, f"/admin/people/{ada.user.pk}/recovery")
+    assert page.status_code == 200
+    assert page["Cache-Control"].startswith("max-age=0")
+    text = page.content.decode()
+    link = text.split('readonly value="', 1)[1].split('"', 1)[0]
+    assert link.startswith("http://localhost:8000/enroll/")
+    assert 'src="data:image/svg+xml' in text  # the QR code
+    issued = last_event("recovery.issued")
+    assert issued.actor == desk.user
+    assert issued.detail["link_emailed"] is False
+    # Emailed that a link exists, never the link itself unless asked.
+    assert len(mailoutbox) == 1
+    assert token_of(link) not in mailoutbox[0].body
+    # Shown once: the person page does not show it again.
+    assert token_of(link) not in browser.get(f"/admin/people/{ada.user.pk}").content.decode()
+
+    new_key = SoftAuthenticator()
+    assert_ok(enroll(Browser(), token_of(link), new_key))
+    assert_ok(sign_in(Browser(), new_key))
+
+
+def test_the_recovery_link_is_emailed_only_when_asked(
+    ada, mailoutbox, django_capture_on_commit_callbacks
+):
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    mailoutbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        page = post(browser, f"/admin/people/{ada.user.pk}/recovery", {"email_link": "1"})
+    link = page.content.decode().split('readonly value="', 1)[1].split('"', 1)[0]
+    assert token_of(link) in mailoutbox[0].body
+    assert last_event("recovery.issued").detail["link_emailed"] is True
+
+
+def test_lock_unlock_deactivate_and_reactivate_are_audited_with_before_and_after(ada):
+    desk, browser = staff("desk@example.com", Role.HELP_DESK)
+    base = f"/admin/people/{ada.user.pk}"
+    assert post(browser, f"{base}/lock", {"reason": "laptop stolen"}).status_code == 303
+    locked = last_event("user.locked")
+    assert (locked.actor, locked.subject) == (desk.user, ada.user)
+    assert locked.detail["before"] == {"locked": False}
+    assert locked.detail["after"] == {"locked": True, "reason": "laptop stolen"}
+    assert post(browser, f"{base}/unlock").status_code == 303
+    assert last_event("user.unlocked").detail["after"] == {"locked": False}
+    assert post(browser, f"{base}/deactivate").status_code == 303
+    assert not User.objects.get(pk=ada.user.pk).is_active
+    deactivated = last_event("user.deactivated")
+    assert deactivated.actor == desk.user
+    assert (deactivated.detail["before"], deactivated.detail["after"]) == (
+        {"active": True},
+        {"active": False},
+    )
+    assert post(browser, f"{base}/reactivate").status_code == 303
+    assert User.objects.get(pk=ada.user.pk).is_active
+    assert last_event("user.reactivated").actor == desk.user
+
+
+def test_ending_sessions_and_resetting_the_fallback(ada):
+    desk, browser = staff("desk@example.com", Role.HELP_DESK)
+    assert_ok(sign_in(Browser(), ada.authenticator))
+    assert Session.objects.filter(user=ada.user).exists()
+    assert post(browser, f"/admin/people/{ada.user.pk}/sessions/end").status_code == 303
+    assert not Session.objects.filter(user=ada.user).exists()
+    ended = last_event("sessions.ended")
+    assert ended.actor == desk.user
+    assert ended.detail["after"] == {"sessions": 0}
+    # No fallback to reset: a clear message, nothing changes.
+    before = _state()
+    response = post(browser, f"/admin/people/{ada.user.pk}/fallback/reset")
+    assert response.status_code == 409
+    assert b"no password and authenticator app" in response.content
+    assert _state() == before
+
+
+def test_bad_input_on_the_person_forms_changes_nothing(ada):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    base = f"/admin/people/{ada.user.pk}"
+    before = _state()
+    too_long = post(browser, f"{base}/lock", {"reason": "x" * 201})
+    assert too_long.status_code == 400
+    assert b"Not locked: the reason is 201 characters" in too_long.content
+    control = post(browser, f"{base}/lock", {"reason": "a\u202eb"})
+    assert control.status_code == 400
+    bad_role = post(browser, f"{base}/role", {"role": "superuser"})
+    assert bad_role.status_code == 400
+    assert b"Choose a role" in bad_role.content
+    other = post(browser, f"{base}/passkeys/999999/remove")
+    assert other.status_code == 404
+    huge = post(browser, f"{base}/passkeys/{2**64}/remove")
+    assert huge.status_code == 404
+    assert browser.get("/admin/people/99999999").status_code == 404
+    assert _state() == before
+
+
+def test_an_administrator_sets_a_role_and_cannot_drop_their_own(ada):
+    admin, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    assert (
+        post(browser, f"/admin/people/{ada.user.pk}/role", {"role": "auditor"}).status_code == 303
+    )
+    assert User.objects.get(pk=ada.user.pk).role == "auditor"
+    changed = last_event("user.role_changed")
+    assert (changed.actor, changed.detail["before"], changed.detail["after"]) == (
+        admin.user,
+        {"role": ""},
+        {"role": "auditor"},
+    )
+    mine = post(browser, f"/admin/people/{admin.user.pk}/role", {"role": ""})
+    assert mine.status_code == 409
+    assert User.objects.get(pk=admin.user.pk).role == "admin"
+
+
+def test_invites_are_resent_and_revoked(db, mailoutbox, django_capture_on_commit_callbacks):
+    desk, browser = staff("desk@example.com", Role.HELP_DESK)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(
+            browser, "/admin/people/invite", {"email": "new@example.com", "name": "New"}
+        )
+    assert response.status_code == 303
+    person = User.objects.get(username="new@example.com")
+    assert last_event("invite.created").actor == desk.user
+    first = EnrollmentInvite.objects.get(user=person)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(browser, f"/admin/people/{person.pk}/invite").status_code == 303
+    first.refresh_from_db()
+    assert first.revoked_at is not None
+    second = EnrollmentInvite.objects.get(user=person, revoked_at=None)
+    response = post(browser, f"/admin/people/{person.pk}/invites/{second.pk}/revoke")
+    assert response.status_code == 303
+    second.refresh_from_db()
+    assert second.revoked_at is not None
+    revoked = last_event("invite.revoked")
+    assert (revoked.actor, revoked.subject) == (desk.user, person)
+    assert len(mailoutbox) == 2
+
+
+def test_inviting_refuses_bad_input_and_changes_nothing(ada):
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    before = _state()
+    for data, words in [
+        ({"email": "not-an-email"}, b"is not an email address"),
+        ({"email": ""}, b"Enter an email address"),
+        ({"email": "x@example.com", "name": "<script>"}, b"The name is not allowed"),
+        ({"email": "ada@example.com"}, b"They can already sign in"),
+    ]:
+        response = post(browser, "/admin/people/invite", data)
+        assert response.status_code == 400, data
+        assert words in response.content, data
+    assert _state() == before
+
+
+def test_a_csv_upload_invites_each_row_with_its_own_result(ada, mailoutbox):
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    content = (
+        "email,name,groups\n"
+        "grace@example.com,Grace Hopper,\n"
+        "not-an-email,Nobody,\n"
+        "ada@example.com,Ada,\n"
+        "GRACE@example.com,Grace again,\n"
+        "alan@example.com,Alan Turing,Engineering\n"
+    )
+    upload = io.BytesIO(content.encode())
+    upload.name = "people.csv"
+    response = post(browser, "/admin/people/import", {"csv": upload})
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "2 of 5 invited" in text
+    assert "not an email address" in text
+    assert "They can already sign in" in text
+    assert "Listed earlier in the file" in text
+    # The help desk does not change groups: the column is reported, not applied.
+    assert "Groups not applied: your role does not change groups." in text
+    assert set(User.objects.values_list("username", flat=True)) >= {
+        "grace@example.com",
+        "alan@example.com",
+    }
+    assert User.objects.get(username="grace@example.com").full_name == "Grace Hopper"
+    assert not User.objects.filter(username="not-an-email").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"name,groups\nGrace,\n", b"The first line must name the columns"),
+        (b"email,name\n", b"no one to invite"),
+        (b"email,name\n\xff\xfe,bad\n", b"not UTF-8"),
+    ],
+)
+def test_a_csv_that_cannot_be_read_invites_nobody(db, content, words):
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    before = _state()
+    upload = io.BytesIO(content)
+    upload.name = "people.csv"
+    response = post(browser, "/admin/people/import", {"csv": upload})
+    assert response.status_code == 400
+    assert words in response.content
+    assert b"Nobody was invited" in response.content
+    assert _state() == before
+
+
+# --- People ---------------------------------------------------------------------------------
+
+
+def _people(count: int) -> None:
+    User.objects.bulk_create(
+        User(username=f"person{n:04d}@example.com", full_name=f"Person {n}") for n in range(count)
+    )
+
+
+def _next_link(page: str) -> str:
+    """The page's "next" link, or "" on the last page."""
+    if 'rel="next"' not in page:
+        return ""
+    return (
+        page.split('rel="next"', maxsplit=1)[0]
+        .rsplit('<a href="', 1)[1]
+        .split('"', 1)[0]
+        .replace("&amp;", "&")
+    )
+
+
+def test_people_pages_by_keyset_without_offset(db):
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    _people(120)
+    seen: list[str] = []
+    path = "/admin/people?q=person"
+    pages = 0
+    while path:
+        with CaptureQueriesContext(connection) as queries:
+            response = browser.get(path)
+        assert response.status_code == 200
+        assert not any("OFFSET" in query["sql"].upper() for query in queries.captured_queries)
+        text = response.content.decode()
+        seen += [
+            line.strip().removeprefix("<td>").removesuffix("</td>")
+            for line in text.splitlines()
+            if line.strip().startswith("<td>person")
+        ]
+        pages += 1
+        path = _next_link(text)
+    assert pages == 3
+    assert seen == sorted(f"person{n:04d}@example.com" for n in range(120))
+
+
+def test_people_search_and_status_filters(ada):
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    bob = enrolled_person("bob@example.com", "Bob Builder")
+    locked = User.objects.create_user("locked@example.com", full_name="Lou Locked")
+    User.objects.filter(pk=locked.pk).update(locked_at="2026-01-01T00:00:00Z")
+    gone = User.objects.create_user("gone@example.com", full_name="Gus Gone")
+    User.objects.filter(pk=gone.pk).update(is_active=False)
+    main(["invite", "invited@example.com", "--no-email"])
+    User.objects.create_user("fresh@example.com", full_name="Fred Fresh")
+
+    def listed(query: str) -> set[str]:
+        response = browser.get(f"/admin/people?{query}")
+        assert response.status_code == 200
+        return {
+            username
+            for username in User.objects.values_list("username", flat=True)
+            if f"<td>{username}</td>" in response.content.decode()
+        }
+
+    assert listed("q=builder") == {"bob@example.com"}
+    assert listed("q=ADA@EXAMPLE") == {"ada@example.com"}
+    assert listed("status=locked") == {"locked@example.com"}
+    assert listed("status=deactivated") == {"gone@example.com"}
+    assert listed("status=invited") == {"invited@example.com"}
+    assert listed("status=no-passkey") == {"invited@example.com", "fresh@example.com"}
+    assert listed("status=active") == {
+        "ada@example.com",
+        "bob@example.com",
+        "desk@example.com",
+        "invited@example.com",
+        "fresh@example.com",
+    }
+    assert bob.user.pk
+    unknown = browser.get("/admin/people?status=nonsense")
+    assert unknown.status_code == 400
+    assert b"not one of the list" in unknown.content
+
+
+# --- The audit log ----------------------------------------------------------------------------
+
+
+def test_the_audit_log_filters_explains_failures_and_pages(ada):
+    _, browser = staff("auditor@example.com", Role.AUDITOR)
+    # A phishing site's origin: refused, with its reason code.
+    response = sign_in(
+        Browser(REMOTE_ADDR="198.51.100.20"), ada.authenticator, origin="https://evil.example"
+    )
+    assert response.status_code == 400
+    failure = last_event("sign_in.failed")
+    page = browser.get("/admin/audit?outcome=failure").content.decode()
+    assert failure.reason in page
+    assert "Cause:" in page
+    assert "The person is shown" in page
+    by_ip = browser.get("/admin/audit?ip=198.51.100.20").content.decode()
+    assert by_ip.count("<tr>") == 2  # the header row and the failure
+    person = browser.get("/admin/audit?person=ada@example.com&action=invite.created").content
+    assert person.decode().count("invite.created") >= 2  # the filter's option and the row
+    for n in range(60):
+        record(Action.USER_CREATED, Origin.cli(), subject=ada.user, n=n)
+    first = browser.get("/admin/audit?action=user.created").content.decode()
+    assert 'rel="next"' in first
+    assert first.count("<td>user.created</td>") == 50
+    second = browser.get(_next_link(first)).content.decode()
+    assert second.count("<td>user.created</td>") == 12  # 60, Ada's and the auditor's
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("ip=300.1.1.1", b"is not an IP address"),
+        ("since=yesterday", b"must be a date"),
+        ("outcome=maybe", b"Outcome must be"),
+        ("action=user.exploded", b"is not an action the log records"),
+    ],
+)
+def test_the_audit_log_refuses_bad_filters_clearly(ada, query, words):
+    _, browser = staff("auditor@example.com", Role.AUDITOR)
+    response = browser.get(f"/admin/audit?{query}")
+    assert response.status_code == 400
+    assert words in response.content
+    assert browser.get(f"/admin/audit/export.csv?{query}").status_code == 400
+
+
+def test_the_audit_exports_stream_every_matching_row(ada):
+    _, browser = staff("auditor@example.com", Role.AUDITOR)
+    record(Action.USER_CREATED, Origin.cli(), subject=ada.user, note="=HYPERLINK()")
+    expected = AuditEvent.objects.filter(subject=ada.user).count()
+    response = browser.get("/admin/audit/export.csv?person=ada@example.com")
+    assert response.status_code == 200
+    assert response.streaming
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[0][:3] == ["at", "action", "outcome"]
+    assert len(rows) - 1 == expected
+    assert all(not cell.startswith("=") for row in rows for cell in row)
+    exported = browser.get("/admin/audit/export.json?person=ada@example.com")
+    assert exported.streaming
+    events = json.loads(b"".join(exported.streaming_content))
+    assert len(events) == expected
+    assert {event["subject"] for event in events} == {"ada@example.com"}
+
+
+# --- The command line -------------------------------------------------------------------------
+
+
+def test_users_role_gives_and_takes_a_role(ada, capsys):
+    assert main(["users", "role", "ada@example.com", "helpdesk"]) == 0
+    assert User.objects.get(pk=ada.user.pk).portal_role is Role.HELP_DESK
+    event = last_event("user.role_changed")
+    assert event.via == "cli"
+    assert event.detail == {"before": {"role": ""}, "after": {"role": "helpdesk"}}
+    assert main(["users", "role", "ada@example.com", "none"]) == 0
+    assert User.objects.get(pk=ada.user.pk).role == ""
+    assert main(["users", "role", "nobody@example.com", "admin"]) == 2
+    with pytest.raises(SystemExit):
+        main(["users", "role", "ada@example.com", "root"])
+
+
+def test_users_deactivate_and_reactivate(ada):
+    assert main(["users", "deactivate", "ada@example.com"]) == 0
+    assert not User.objects.get(pk=ada.user.pk).is_active
+    assert main(["users", "reactivate", "ada@example.com"]) == 0
+    assert User.objects.get(pk=ada.user.pk).is_active
+
+
+def test_verifying_first_returns_to_the_search_the_form_was_on(db, clock):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    clock.advance(301)
+    response = post(
+        browser,
+        "/admin/authenticators",
+        {"change": "deny", "aaguid": "ee882879-721c-4913-9775-3dfcce97072a"},
+        HTTP_REFERER="http://localhost:8000/admin/authenticators?q=yubikey",
+    )
+    assert response.status_code == 303
+    assert response["Location"] == ("/settings/verify?next=%2Fadmin%2Fauthenticators%3Fq%3Dyubikey")
+
+
+# --- Groups -----------------------------------------------------------------------------------
+
+
+def test_an_administrator_manages_groups_and_members(ada):
+    admin, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    assert post(browser, "/admin/groups", {"name": "Engineering"}).status_code == 303
+    group = Group.objects.get(name="Engineering")
+    assert last_event("group.added").actor == admin.user
+    response = post(browser, f"/admin/groups/{group.pk}/members", {"email": "ada@example.com"})
+    assert response.status_code == 303
+    assert Membership.objects.filter(group=group, user=ada.user).exists()
+    added = last_event("group.member_added")
+    assert (added.actor, added.subject) == (admin.user, ada.user)
+    person = browser.get(f"/admin/people/{ada.user.pk}").content.decode()
+    assert f'href="/admin/groups/{group.pk}">Engineering</a>' in person
+    remove = post(browser, f"/admin/groups/{group.pk}/members/{ada.user.pk}/remove")
+    assert remove.status_code == 303
+    assert not Membership.objects.filter(group=group).exists()
+    assert post(browser, f"/admin/groups/{group.pk}/remove").status_code == 303
+    assert not Group.objects.exists()
+
+
+def test_bad_input_on_the_group_forms_changes_nothing(ada):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    group = do_add_group("Engineering", Origin.cli())
+    before = _state()
+    for path, data, words in [
+        ("/admin/groups", {"name": "engineering"}, b"There is a group called"),
+        ("/admin/groups", {"name": "<b>"}, b"can&#x27;t be used"),
+        (f"/admin/groups/{group.pk}/members", {"email": "nobody@example.com"}, b"no one with"),
+    ]:
+        response = post(browser, path, data)
+        assert response.status_code == 400, path
+        assert words in response.content, path
+    assert post(browser, "/admin/groups/999999/remove").status_code == 404
+    assert _state() == before
+
+
+def test_the_help_desk_reads_groups_but_does_not_change_them(ada):
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    group = do_add_group("Engineering", Origin.cli())
+    assert browser.get(f"/admin/groups/{group.pk}").status_code == 200
+    before = _state()
+    response = post(browser, f"/admin/groups/{group.pk}/members", {"email": "ada@example.com"})
+    assert response.status_code == 403
+    assert _state() == before
+
+
+def test_an_administrators_csv_puts_people_in_their_groups(db):
+    admin, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    engineering = do_add_group("Engineering", Origin.cli())
+    do_add_group("Sales", Origin.cli())
+    upload = io.BytesIO(
+        b"email,name,groups\n"
+        b"grace@example.com,Grace,Engineering; sales\n"
+        b"alan@example.com,Alan,Engineering;Research\n"
+    )
+    upload.name = "people.csv"
+    text = post(browser, "/admin/people/import", {"csv": upload}).content.decode()
+    assert "In Engineering, Sales." in text
+    assert "No group called &#x27;Research&#x27;: not added." in text
+    grace = User.objects.get(username="grace@example.com")
+    assert set(grace.memberships.values_list("group__name", flat=True)) == {"Engineering", "Sales"}
+    assert set(engineering.memberships.values_list("user__username", flat=True)) == {
+        "grace@example.com",
+        "alan@example.com",
+    }
+    assert last_event("group.member_added").actor == admin.user
+
+
+# --- Every POST -------------------------------------------------------------------------------
+
+
+def _change_paths(ada) -> list[str]:
+    invite = EnrollmentInvite.objects.create(
+        user=ada.user, token_hash="y" * 64, expires_at="2100-01-01T00:00:00Z"
+    )
+    group = do_add_group("Engineering", Origin.cli())
+    do_add_member(group, ada.user, Origin.cli())
+    return every_portal_path(ada.user.pk, ada.passkey.pk, invite.pk, group.pk)
+
+
+def test_csrf_holds_on_every_portal_post(ada):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    paths = _change_paths(ada)
+    before = _state()
+    for path in paths:
+        response = browser.client.post(path, {"reason": "x", "name": "G", "role": "auditor"})
+        assert response.status_code == 403, path
+    assert _state() == before
+
+
+def test_every_portal_change_asks_for_a_fresh_step_up_first(ada, clock):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    paths = _change_paths(ada)
+    clock.advance(301)
+    before = _state()
+    for path in paths:
+        response = post(browser, path, {"reason": "x", "name": "G", "role": "auditor"})
+        if response.status_code == 405:  # a page that only reads
+            continue
+        assert response.status_code == 303, path
+        assert response["Location"].startswith("/settings/verify?next="), path
+    assert _state() == before
+
+
+def test_the_help_desk_cannot_change_a_member_of_staff(ada):
+    admin, _ = staff("root@example.com", Role.ADMINISTRATOR)
+    _, desk = staff("desk@example.com", Role.HELP_DESK)
+    before = _state()
+    for path in [
+        f"/admin/people/{admin.user.pk}/recovery",
+        f"/admin/people/{admin.user.pk}/lock",
+        f"/admin/people/{admin.user.pk}/deactivate",
+        f"/admin/people/{admin.user.pk}/sessions/end",
+        f"/admin/people/{admin.user.pk}/passkeys/{admin.passkey.pk}/remove",
+    ]:
+        response = post(desk, path)
+        assert response.status_code == 403, path
+        assert b"only an administrator can change" in response.content
+    assert _state() == before
+    # Someone without a role, they may.
+    assert post(desk, f"/admin/people/{ada.user.pk}/lock").status_code == 303
+
+
+def test_no_recovery_link_for_a_deactivated_person(ada):
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    User.objects.filter(pk=ada.user.pk).update(is_active=False)
+    before = _state()
+    response = post(browser, f"/admin/people/{ada.user.pk}/recovery")
+    assert response.status_code == 409
+    assert b"No recovery link was issued: the account is deactivated." in response.content
+    assert _state() == before

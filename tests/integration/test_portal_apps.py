@@ -1,0 +1,131 @@
+"""The admin portal's apps pages: the single sign-on CLI's actions (add, rotate the secret,
+assign to groups, remove), the secret shown once, bad input refused with nothing stored."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from tests.integration.conftest import last_event
+from tests.integration.portal_support import post, staff
+from tests.integration.test_sso import add_app, full_flow, refresh, signed_in
+from threshold.accounts.models import Role
+from threshold.audit.actions import Origin
+from threshold.groups.actions import do_add_group
+from threshold.sso.models import Application
+from threshold.sso.validator import hash_secret
+
+pytestmark = pytest.mark.django_db
+
+APP = {
+    "name": "Wiki",
+    "redirect_uris": "https://wiki.example.com/callback\nhttps://wiki.example.com/cb2",
+    "post_logout_uris": "",
+    "backchannel_logout_uri": "",
+    "initiate_login_uri": "https://wiki.example.com/login",
+    "id_token_alg": "ES256",
+}
+
+
+def _secret(page: bytes) -> str:
+    return (
+        page.decode().split('id="client-secret" type="text" readonly value="', 1)[1].split('"')[0]
+    )
+
+
+def test_an_administrator_adds_an_app_and_sees_its_secret_once(db):
+    admin, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    response = post(browser, "/admin/apps", APP)
+    assert response.status_code == 200
+    assert response["Cache-Control"].startswith("max-age=0")
+    app = Application.objects.get(name="Wiki")
+    secret = _secret(response.content)
+    assert app.client_secret == hash_secret(secret)
+    assert secret not in app.client_secret
+    assert app.redirect_uris.split() == APP["redirect_uris"].split()
+    assert app.algorithm == "ES256"
+    added = last_event("app.added")
+    assert (added.actor, added.detail["app"]) == (admin.user, app.client_id)
+    assert secret not in browser.get(f"/admin/apps/{app.pk}").content.decode()
+
+    rotated = post(browser, f"/admin/apps/{app.pk}/secret")
+    new_secret = _secret(rotated.content)
+    assert new_secret != secret
+    app.refresh_from_db()
+    assert app.client_secret == hash_secret(new_secret)
+    assert last_event("app.secret_rotated").actor == admin.user
+
+
+def test_an_app_is_assigned_to_groups_and_removed(db):
+    admin, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    engineering = do_add_group("Engineering", Origin.cli())
+    post(browser, "/admin/apps", APP)
+    app = Application.objects.get(name="Wiki")
+    response = post(
+        browser, f"/admin/apps/{app.pk}/assign", {"who": "groups", "group": [str(engineering.pk)]}
+    )
+    assert response.status_code == 303
+    app.refresh_from_db()
+    assert not app.for_everyone
+    assert list(app.groups.values_list("name", flat=True)) == ["Engineering"]
+    assigned = last_event("app.assigned")
+    assert (assigned.actor, assigned.detail["groups"]) == (admin.user, ["Engineering"])
+    assert post(browser, f"/admin/apps/{app.pk}/remove").status_code == 303
+    assert not Application.objects.exists()
+    # The audit log's app filter finds its rows.
+    page = browser.get(f"/admin/audit?app={app.client_id}").content.decode()
+    assert page.count("<td>app.") == 3
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"redirect_uris": ""}, "An app needs at least one"),
+        ({"redirect_uris": "http://wiki.example.com/cb"}, "must be https"),
+        ({"redirect_uris": "not a url"}, "is not an http(s) URL"),
+        ({"name": "<b>"}, "That app name can&#x27;t be used"),
+        ({"id_token_alg": "HS256"}, "must be one of"),
+    ],
+)
+def test_bad_app_input_adds_nothing(db, changes, words):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    response = post(browser, "/admin/apps", {**APP, **changes})
+    assert response.status_code == 400
+    assert words in response.content.decode()
+    assert b"Nothing was added" in response.content
+    assert not Application.objects.exists()
+
+
+def test_bad_assignments_change_nothing(db):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    post(browser, "/admin/apps", APP)
+    app = Application.objects.get(name="Wiki")
+    for data in [{"who": "groups"}, {"who": "groups", "group": ["999999"]}]:
+        response = post(browser, f"/admin/apps/{app.pk}/assign", data)
+        assert response.status_code == 400
+    app.refresh_from_db()
+    assert app.for_everyone
+
+
+def test_apps_are_the_administrators_and_the_auditors_to_read(db):
+    _, desk = staff("desk@example.com", Role.HELP_DESK)
+    assert desk.get("/admin/apps").status_code == 404
+    _, auditor = staff("audit@example.com", Role.AUDITOR)
+    assert auditor.get("/admin/apps").status_code == 200
+    assert post(auditor, "/admin/apps", APP).status_code == 403
+    assert not Application.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"), [("deactivate", "deactivated"), ("sessions/end", "sessions_ended")]
+)
+def test_deactivating_or_ending_sessions_in_the_portal_ends_app_tokens(ada, change, reason):
+    app = add_app()
+    tokens = full_flow(signed_in(ada), app)
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    assert post(browser, f"/admin/people/{ada.user.pk}/{change}").status_code == 303
+    revoked = last_event("sso.tokens_revoked")
+    assert (revoked.subject, revoked.reason) == (ada.user, reason)
+    assert refresh(app, tokens["refresh_token"]).status_code == 400
+    userinfo = Client().get("/userinfo", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
+    assert userinfo.status_code == 401

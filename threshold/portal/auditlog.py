@@ -1,0 +1,264 @@
+"""The audit log as the portal shows and exports it: filters, keyset pages, explanations.
+
+Pages are keyset-paginated on (``at``, ``id``), newest first: the next page starts
+below the last row shown, never at an OFFSET, so the millionth row costs what the
+first does. An export streams every matching row (CSV or JSON) in chunks.
+"""
+
+from __future__ import annotations
+
+import csv
+import ipaddress
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from functools import cache
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from threshold.accounts.models import User, normalize_username
+from threshold.audit.actions import Action
+from threshold.audit.models import AuditEvent
+from threshold.core import catalog, errors
+from threshold.core.catalog import Surface
+
+PAGE_SIZE = 50
+_TEXT_MAX = 150
+OUTCOMES = {"success": "Succeeded", "failure": "Failed"}
+
+
+@dataclass
+class AuditFilters:
+    person: str = ""
+    actor: str = ""
+    action: str = ""
+    outcome: str = ""
+    reason: str = ""
+    app: str = ""
+    ip: str = ""
+    since: str = ""
+    until: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    def as_query(self) -> dict[str, str]:
+        """The filters as the page's query string holds them (empty ones left out)."""
+        names = ("person", "actor", "action", "outcome", "reason", "app", "ip", "since", "until")
+        return {name: getattr(self, name) for name in names if getattr(self, name)}
+
+
+def _day(text: str, name: str, problems: list[str]) -> datetime | None:
+    """A date (YYYY-MM-DD) or a date and time (YYYY-MM-DDTHH:MM), in UTC."""
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        problems.append(f"{name} must be a date, such as 2026-12-01, or a date and time.")
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def parse_filters(query: Mapping[str, str]) -> AuditFilters:
+    """The filters from a query string; what cannot be used is in ``problems``."""
+    values = {
+        name: str(query.get(name, "")).strip()[:_TEXT_MAX]
+        for name in (
+            "person",
+            "actor",
+            "action",
+            "outcome",
+            "reason",
+            "app",
+            "ip",
+            "since",
+            "until",
+        )
+    }
+    filters = AuditFilters(**values)  # type: ignore[arg-type] # every field here is a str
+    if filters.outcome and filters.outcome not in OUTCOMES:
+        filters.problems.append("Outcome must be succeeded or failed.")
+    if filters.action and filters.action not in {action.value for action in Action}:
+        filters.problems.append(f"{filters.action!r} is not an action the log records.")
+    if filters.ip:
+        try:
+            ipaddress.ip_address(filters.ip)
+        except ValueError:
+            filters.problems.append(f"{filters.ip!r} is not an IP address.")
+    _day(filters.since, "From", filters.problems)
+    _day(filters.until, "To", filters.problems)
+    return filters
+
+
+def _person_ids(username: str) -> list[int]:
+    return list(
+        User.objects.filter(username=normalize_username(username)).values_list("pk", flat=True)
+    )
+
+
+def filtered(filters: AuditFilters) -> QuerySet[AuditEvent]:
+    """Every event the filters select, newest first. Call only when ``problems`` is empty."""
+    events = AuditEvent.objects.all()
+    if filters.person:
+        ids = _person_ids(filters.person)
+        events = (
+            events.filter(subject_id__in=ids)
+            if ids
+            else events.filter(subject_label=normalize_username(filters.person))
+        )
+    if filters.actor:
+        events = events.filter(actor_id__in=_person_ids(filters.actor))
+    if filters.action:
+        events = events.filter(action=filters.action)
+    if filters.outcome == "failure":
+        events = events.exclude(reason="")
+    elif filters.outcome == "success":
+        events = events.filter(reason="")
+    if filters.reason:
+        events = events.filter(reason=filters.reason)
+    if filters.app:
+        events = events.filter(detail__app=filters.app)
+    if filters.ip:
+        events = events.filter(ip=filters.ip)
+    since = _day(filters.since, "", [])
+    if since is not None:
+        events = events.filter(at__gte=since)
+    until = _day(filters.until, "", [])
+    if until is not None:
+        # A date alone means the whole day.
+        if len(filters.until) <= len("2026-12-01"):
+            until = datetime.combine(until.date(), time.min, UTC) + timedelta(days=1)
+            events = events.filter(at__lt=until)
+        else:
+            events = events.filter(at__lte=until)
+    return events.order_by("-at", "-id")
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    rows: list[AuditEvent]
+    next_before: int | None
+
+
+def page(filters: AuditFilters, before: int | None = None) -> AuditPage:
+    """One page of events, starting below the event ``before`` (its id) when given."""
+    events = filtered(filters).select_related("actor")
+    if before is not None:
+        anchor = AuditEvent.objects.filter(pk=before).values_list("at", flat=True).first()
+        if anchor is not None:
+            # (at, id) < (anchor, before), written so that the (at, id) index bounds the scan.
+            events = events.filter(at__lte=anchor).filter(Q(at__lt=anchor) | Q(id__lt=before))
+    rows = list(events[: PAGE_SIZE + 1])
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    return AuditPage(rows, rows[-1].pk if more and rows else None)
+
+
+# --- Explanations ---------------------------------------------------------------------------------
+
+
+@cache
+def _error_classes() -> dict[str, type[errors.ThresholdError]]:
+    found: dict[str, type[errors.ThresholdError]] = {}
+    stack: list[type[errors.ThresholdError]] = [errors.ThresholdError]
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        # Each reason class declares its own code; a family inherits its parent's.
+        code = vars(cls).get("code", "")
+        if code:
+            found.setdefault(code, cls)
+    return found
+
+
+def _surface(action: str) -> Surface:
+    if action.startswith(("sign_in.", "step_up.")):
+        return Surface.AUTHENTICATION
+    if action.startswith(("passkey.registration", "invite.", "recovery.")):
+        return Surface.REGISTRATION
+    return Surface.SETTINGS
+
+
+@dataclass(frozen=True)
+class Explanation:
+    why: str  # the precise reason, and what the person was shown
+    entry: catalog.CatalogEntry  # its cause and solution, for support staff
+
+
+def explain(event: AuditEvent) -> Explanation | None:
+    """The catalog's explanation of a failure row's reason code; None for a success."""
+    if not event.reason:
+        return None
+    cls = _error_classes().get(event.reason)
+    if cls is None:
+        return None
+    error = cls()
+    surface = _surface(event.action)
+    return Explanation(catalog.explain(error, surface), catalog.entry_for(error, surface))
+
+
+# --- Export -------------------------------------------------------------------------------------
+
+EXPORT_FIELDS = (
+    "at",
+    "action",
+    "outcome",
+    "reason",
+    "subject",
+    "actor",
+    "ip",
+    "via",
+    "user_agent",
+    "detail",
+)
+_CHUNK = 2000
+
+
+def _export_row(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "at": event.at.isoformat(),
+        "action": event.action,
+        "outcome": "failure" if event.reason else "success",
+        "reason": event.reason,
+        "subject": event.subject_label,
+        "actor": event.actor.username if event.actor is not None else "",
+        "ip": event.ip or "",
+        "via": event.via,
+        "user_agent": event.user_agent,
+        "detail": event.detail,
+    }
+
+
+def _events(filters: AuditFilters) -> Iterator[AuditEvent]:
+    return filtered(filters).select_related("actor").iterator(chunk_size=_CHUNK)
+
+
+class _Line:
+    """A file-like object csv.writer writes one line into, handed back at once."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _cell(value: Any) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula (OWASP CSV injection)."""
+    text = json.dumps(value, sort_keys=True) if isinstance(value, dict) else str(value)
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def export_csv(filters: AuditFilters) -> Iterator[str]:
+    writer = csv.writer(_Line())
+    yield writer.writerow(EXPORT_FIELDS)
+    for event in _events(filters):
+        row = _export_row(event)
+        yield writer.writerow([_cell(row[name]) for name in EXPORT_FIELDS])
+
+
+def export_json(filters: AuditFilters) -> Iterator[str]:
+    yield "["
+    separator = "\n"
+    for event in _events(filters):
+        yield separator + json.dumps(_export_row(event), sort_keys=True)
+        separator = ",\n"
+    yield "\n]\n"

@@ -1,0 +1,263 @@
+"""The people list and a person's page: read-only queries, fast at 100,000 people.
+
+The list pages by keyset (``username > after``, the unique index's order): no OFFSET,
+so page 2,000 costs what page 1 does. Counts for the page's people are fetched for
+those people only, not grouped over the whole table.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.http import Http404
+
+from threshold import clock
+from threshold.accounts.models import User
+from threshold.audit.actions import Action
+from threshold.audit.models import AuditEvent
+from threshold.core.policy import Decision, Policy, evaluate
+from threshold.enrollment.actions import ENROLLMENT
+from threshold.enrollment.models import EnrollmentInvite
+from threshold.fallback.actions import has_fallback, unused_recovery_codes
+from threshold.fallback.models import TotpDevice
+from threshold.groups.access import rules_of
+from threshold.groups.models import Group
+from threshold.passkeys.models import Passkey
+
+PAGE_SIZE = 50
+SEARCH_MAX_LENGTH = 150
+
+
+class Status(StrEnum):
+    """The people list's status filter (``?status=``)."""
+
+    ACTIVE = "active"
+    LOCKED = "locked"
+    DEACTIVATED = "deactivated"
+    INVITED = "invited"
+    NO_PASSKEY = "no-passkey"
+    FALLBACK_ONLY = "fallback-only"
+
+    @property
+    def label(self) -> str:
+        return STATUS_LABELS[self]
+
+
+STATUS_LABELS = {
+    Status.ACTIVE: "Active",
+    Status.LOCKED: "Locked",
+    Status.DEACTIVATED: "Deactivated",
+    Status.INVITED: "Invited",
+    Status.NO_PASSKEY: "No passkey yet",
+    Status.FALLBACK_ONLY: "Only the fallback",
+}
+
+
+def _has_passkey() -> Exists:
+    return Exists(Passkey.objects.filter(user=OuterRef("pk")))
+
+
+def _has_fallback() -> Exists:
+    return Exists(TotpDevice.objects.filter(user=OuterRef("pk")))
+
+
+def _pending_invite() -> Exists:
+    return Exists(
+        EnrollmentInvite.objects.filter(
+            user=OuterRef("pk"),
+            purpose=ENROLLMENT.value,
+            used_at=None,
+            revoked_at=None,
+            expires_at__gt=clock.now_datetime(),
+        )
+    )
+
+
+def filter_status(people: QuerySet[User], status: Status) -> QuerySet[User]:
+    """The people of ``status``; the statuses overlap (an invited person has no passkey yet)."""
+    can_sign_in = Q(is_active=True, locked_at=None)
+    if status is Status.ACTIVE:
+        return people.filter(can_sign_in)
+    if status is Status.LOCKED:
+        return people.filter(locked_at__isnull=False)
+    if status is Status.DEACTIVATED:
+        return people.filter(is_active=False)
+    if status is Status.INVITED:
+        return people.filter(can_sign_in, _pending_invite())
+    if status is Status.NO_PASSKEY:
+        return people.filter(can_sign_in, ~_has_passkey())
+    return people.filter(can_sign_in, _has_fallback(), ~_has_passkey())
+
+
+def search_arms(text: str) -> list[Q]:
+    """What matches ``text``: the username (the work email) starts with it, or the name
+    contains it, case-insensitively. On PostgreSQL each arm has an index of its own: the
+    username's unique index (and its pattern twin), a trigram index on the name (accounts 0004).
+    """
+    text = text.strip()
+    if not text:
+        return []
+    return [Q(username__startswith=text.lower()), Q(full_name__icontains=text)]
+
+
+@dataclass(frozen=True)
+class PersonRow:
+    user: User
+    passkeys: int
+    has_fallback: bool
+    status: str
+
+
+@dataclass(frozen=True)
+class PeoplePage:
+    rows: list[PersonRow]
+    next_after: str | None  # the cursor of the next page, None on the last
+
+
+def list_people(text: str = "", status: Status | None = None, after: str = "") -> PeoplePage:
+    """One page of people in username order, after the username ``after``.
+
+    A search asks each arm (``search_arms``) for its own first page and merges them: as one
+    OR, PostgreSQL misjudges how many rows match and walks the whole username index.
+    """
+    people = User.objects.all()
+    if status is not None:
+        people = filter_status(people, status)
+    if after:
+        people = people.filter(username__gt=after)
+    fields = ("id", "username", "email", "full_name", "is_active", "locked_at", "role")
+    arms = search_arms(text)
+    if arms:
+        found: dict[int, User] = {}
+        for arm in arms:
+            for user in people.filter(arm).order_by("username").only(*fields)[: PAGE_SIZE + 1]:
+                found[user.pk] = user
+        users = sorted(found.values(), key=lambda user: user.username)[: PAGE_SIZE + 1]
+    else:
+        users = list(people.order_by("username").only(*fields)[: PAGE_SIZE + 1])
+    more = len(users) > PAGE_SIZE
+    users = users[:PAGE_SIZE]
+    ids = [user.pk for user in users]
+    passkeys = Counter(Passkey.objects.filter(user_id__in=ids).values_list("user_id", flat=True))
+    fallback = set(TotpDevice.objects.filter(user_id__in=ids).values_list("user_id", flat=True))
+    invited = set(
+        EnrollmentInvite.objects.filter(
+            user_id__in=ids,
+            purpose=ENROLLMENT.value,
+            used_at=None,
+            revoked_at=None,
+            expires_at__gt=clock.now_datetime(),
+        ).values_list("user_id", flat=True)
+    )
+    rows = [
+        PersonRow(
+            user,
+            passkeys[user.pk],
+            user.pk in fallback,
+            status_of(user, passkeys[user.pk], user.pk in fallback, user.pk in invited),
+        )
+        for user in users
+    ]
+    return PeoplePage(rows, users[-1].username if more and users else None)
+
+
+def status_of(user: User, passkeys: int, has_fallback: bool, invited: bool) -> str:
+    """The one status a person is listed with, in the filter's words."""
+    if not user.is_active:
+        return Status.DEACTIVATED.label
+    if user.is_locked:
+        return Status.LOCKED.label
+    if passkeys:
+        return Status.ACTIVE.label
+    if has_fallback:
+        return Status.FALLBACK_ONLY.label
+    if invited:
+        return Status.INVITED.label
+    return Status.NO_PASSKEY.label
+
+
+# --- A person ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PasskeyView:
+    passkey: Passkey
+    decision: Decision
+    # From the audit log (passkeys store the browsers, not the addresses).
+    created_ip: str | None = None
+    last_used_ip: str | None = None
+
+
+def _ip_of(user: User, action: Action, passkey_id: int) -> str | None:
+    return (
+        AuditEvent.objects.filter(subject=user, action=action, detail__passkey_id=passkey_id)
+        .order_by("-at", "-id")
+        .values_list("ip", flat=True)
+        .first()
+    )
+
+
+@dataclass
+class PersonDetail:
+    user: User
+    passkeys: list[PasskeyView]
+    has_fallback: bool
+    unused_recovery_codes: int
+    invites: list[EnrollmentInvite]
+    events: list[AuditEvent] = field(default_factory=list)
+    status: str = ""
+    groups: list[Group] = field(default_factory=list)
+
+
+RECENT_EVENTS = 20
+
+
+def person_detail(user: User, policy: Policy) -> PersonDetail:
+    group_rules = rules_of(user)
+    passkeys = [
+        PasskeyView(
+            passkey,
+            evaluate(policy, passkey.policy_facts, group_rules),
+            _ip_of(user, Action.PASSKEY_REGISTERED, passkey.pk),
+            _ip_of(user, Action.SIGN_IN_SUCCEEDED, passkey.pk) if passkey.last_used_at else None,
+        )
+        for passkey in Passkey.objects.filter(user=user).order_by("created_at", "id")
+    ]
+    now = clock.now_datetime()
+    invites = list(
+        EnrollmentInvite.objects.filter(
+            user=user, used_at=None, revoked_at=None, expires_at__gt=now
+        ).order_by("-created_at")
+    )
+    fallback = has_fallback(user)
+    events = list(
+        AuditEvent.objects.filter(Q(subject=user) | Q(actor=user))
+        .select_related("actor")
+        .order_by("-at", "-id")[:RECENT_EVENTS]
+    )
+    return PersonDetail(
+        user=user,
+        passkeys=passkeys,
+        has_fallback=fallback,
+        unused_recovery_codes=unused_recovery_codes(user) if fallback else 0,
+        invites=invites,
+        events=events,
+        groups=list(Group.objects.filter(memberships__user=user).order_by("name")),
+        status=status_of(
+            user,
+            len(passkeys),
+            fallback,
+            any(invite.purpose == ENROLLMENT.value for invite in invites),
+        ),
+    )
+
+
+def access_person(user_id: int) -> User:
+    """The person with ``user_id``, or Http404."""
+    user = User.objects.filter(pk=user_id).first() if 0 < user_id < 2**63 else None
+    if user is None:
+        raise Http404("no such person")
+    return user

@@ -1,0 +1,183 @@
+"""The policy page's form and its preview: what a stricter rule would do before it is saved.
+
+The form holds every setting as text, parsed by the setting's own declaration
+(``Setting.parse_text``, what ``threshold policy set`` uses). Before a change that
+refuses passkeys today's policy allows is saved, the page shows how many passkeys of
+how many people it would stop, and who would be left with no usable way to sign in:
+what ``threshold policy check`` lists, as ``passkeys.access.list_passkeys_not_allowed``
+computes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from threshold.accounts.methods import count_usable_sign_in_methods
+from threshold.accounts.models import User
+from threshold.core.policy import (
+    GROUP_SETTINGS,
+    SETTINGS,
+    SETTINGS_BY_NAME,
+    Decision,
+    GroupRules,
+    Kind,
+    Policy,
+    PolicyError,
+    Setting,
+    evaluate,
+)
+from threshold.groups.access import members_of, rules_by_user
+from threshold.groups.models import Group
+from threshold.passkeys.access import list_passkeys_not_allowed
+from threshold.passkeys.methods import count_usable_passkeys
+from threshold.passkeys.models import Passkey
+
+_TEXT_MAX = 4000
+
+
+def text_of(setting: Setting, value: Any) -> str:
+    """A value as the form shows it: the command line's spelling (lists comma-separated)."""
+    if setting.kind is Kind.BOOLEAN:
+        return "true" if value else "false"
+    return setting.text(value)
+
+
+@dataclass(frozen=True)
+class Field:
+    setting: Setting
+    text: str  # what the form holds
+    error: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.setting.name
+
+
+def fields_of(policy: Policy, texts: Mapping[str, str] | None = None) -> list[Field]:
+    texts = texts or {}
+    return [
+        Field(setting, texts.get(setting.name, text_of(setting, getattr(policy, setting.name))))
+        for setting in SETTINGS
+    ]
+
+
+def parse(current: Policy, form: Mapping[str, str]) -> tuple[Policy | None, list[Field]]:
+    """The policy the form asks for (every setting parsed as the CLI does), or None and the
+    fields with their errors. A setting the form leaves out keeps its current value."""
+    values: dict[str, Any] = {}
+    fields = []
+    for setting in SETTINGS:
+        text = form.get(setting.name)
+        if text is None:
+            text = text_of(setting, getattr(current, setting.name))
+        text = text.strip()[:_TEXT_MAX]
+        try:
+            values[setting.name] = setting.parse_text(text)
+        except PolicyError as exc:
+            fields.append(Field(setting, text, str(exc)))
+            continue
+        fields.append(Field(setting, text))
+    if any(field.error for field in fields):
+        return None, fields
+    try:
+        return dataclasses.replace(current, **values), fields
+    except PolicyError as exc:  # pragma: no cover - every value was validated above
+        return None, [dataclasses.replace(fields[0], error=str(exc)), *fields[1:]]
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What saving ``new`` would stop: passkeys allowed today that it refuses."""
+
+    refused: list[tuple[Passkey, Decision]]
+    people: list[User]
+    stranded: list[User]  # of ``people``, those with no usable way to sign in left
+
+    @property
+    def passkeys(self) -> int:
+        return len(self.refused)
+
+
+def preview(current: Policy, new: Policy) -> Preview:
+    """The passkeys ``new`` refuses that ``current`` allows, their people, and who is left
+    with no usable method (the registry counts every kind, the fallback included)."""
+    already = {passkey.pk for passkey, _ in list_passkeys_not_allowed(current)}
+    refused = [
+        (passkey, decision)
+        for passkey, decision in list_passkeys_not_allowed(new)
+        if passkey.pk not in already
+    ]
+    people: dict[int, User] = {}
+    for passkey, _ in refused:
+        people.setdefault(passkey.user.pk, passkey.user)
+    stranded = [user for user in people.values() if count_usable_sign_in_methods(user, new) == 0]
+    return Preview(refused, list(people.values()), stranded)
+
+
+# --- A group's rules ------------------------------------------------------------------------------
+
+
+def group_fields_of(rules: GroupRules, texts: Mapping[str, str] | None = None) -> list[Field]:
+    texts = texts or {}
+    return [
+        Field(
+            SETTINGS_BY_NAME[name],
+            texts.get(name, text_of(SETTINGS_BY_NAME[name], getattr(rules, name))),
+        )
+        for name in GROUP_SETTINGS
+    ]
+
+
+def parse_group_rules(group: str, form: Mapping[str, str]) -> tuple[GroupRules | None, list[Field]]:
+    """A group's rules from the form, each parsed by its setting's declaration, or None and
+    the fields with their errors. A setting the form leaves out is not set."""
+    values: dict[str, Any] = {}
+    fields = []
+    for name in GROUP_SETTINGS:
+        setting = SETTINGS_BY_NAME[name]
+        text = str(form.get(name) or text_of(setting, setting.default)).strip()[:_TEXT_MAX]
+        try:
+            values[name] = setting.parse_text(text)
+        except PolicyError as exc:
+            fields.append(Field(setting, text, str(exc)))
+            continue
+        fields.append(Field(setting, text))
+    if any(field.error for field in fields):
+        return None, fields
+    return GroupRules(group, **values), fields
+
+
+def preview_group(policy: Policy, group: Group, rules: GroupRules) -> Preview:
+    """What giving ``group`` the ``rules`` would stop: its members' passkeys allowed today
+    that the new rules refuse, and who would be left with no usable way to sign in."""
+    members = list(members_of(group))
+    current = rules_by_user(member.pk for member in members)
+    refused: list[tuple[Passkey, Decision]] = []
+    people: list[User] = []
+    stranded: list[User] = []
+    for member in members:
+        before = current.get(member.pk, ())
+        after = (*(other for other in before if other.group != group.name), rules)
+        passkeys = list(Passkey.objects.filter(user=member).select_related("user"))
+        newly = []
+        allowed_after = 0
+        for passkey in passkeys:
+            decision = evaluate(policy, passkey.policy_facts, after)
+            if decision.allowed:
+                allowed_after += 1
+            elif evaluate(policy, passkey.policy_facts, before).allowed:
+                newly.append((passkey, decision))
+        if not newly:
+            continue
+        refused += newly
+        people.append(member)
+        # The other kinds of method the person can use today (the fallback, ...).
+        others = count_usable_sign_in_methods(member, policy) - count_usable_passkeys(
+            member, policy
+        )
+        if allowed_after + others == 0:
+            stranded.append(member)
+    return Preview(refused, people, stranded)

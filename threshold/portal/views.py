@@ -1,0 +1,971 @@
+"""The admin portal's pages (/admin/): views parse, actions decide.
+
+Every view is guarded by ``guard.portal_view`` (role, then step-up for a change).
+Every change calls the same action the ``threshold`` command calls, with the member
+of staff as the actor; the action audits it (actor, subject, before → after).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from typing import Any
+
+import segno
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from threshold import clock
+from threshold.accounts.access import get_user
+from threshold.accounts.actions import (
+    clean_lock_reason,
+    do_deactivate_user,
+    do_lock_user,
+    do_reactivate_user,
+    do_set_role,
+    do_unlock_user,
+)
+from threshold.accounts.models import Role, User
+from threshold.audit.actions import Action
+from threshold.core import errors
+from threshold.core.policy import SETTINGS, GroupRules, Policy
+from threshold.enrollment.actions import do_invite, do_issue_recovery, do_revoke_invite
+from threshold.fallback.actions import do_reset_fallback
+from threshold.groups.access import list_groups, members_of
+from threshold.groups.actions import (
+    GroupError,
+    do_add_group,
+    do_add_member,
+    do_remove_group,
+    do_remove_member,
+    do_set_group_rules,
+)
+from threshold.groups.models import Group
+from threshold.passkeys.actions import do_remove_passkey
+from threshold.policy.access import policy_for
+from threshold.policy.actions import do_update_policy
+from threshold.portal import auditlog, authenticators, imports, people, policies, readiness
+from threshold.portal.guard import Refused, actor, portal_view
+from threshold.portal.roles import Area, can_change, can_read, role_of
+from threshold.sessions.access import list_active_sessions
+from threshold.sessions.actions import do_end_sessions
+from threshold.sso.actions import (
+    AppError,
+    do_add_app,
+    do_assign_app,
+    do_remove_app,
+    do_rotate_secret,
+)
+from threshold.sso.models import Application
+from threshold.web.http import audit_origin, see_other, url_to
+
+_MAX_ID = 2**63 - 1
+
+
+def _person_url(user_id: int, **query: str) -> str:
+    return url_to("portal:person", user_id, query=query or None)
+
+
+def _back_to_person(user_id: int, **_: Any) -> str:
+    return url_to("portal:person", user_id)
+
+
+def _person_to_change(request: HttpRequest, user_id: int) -> User:
+    """The person a help desk or administrator change is for. Someone with a role (a member
+    of staff) is an administrator's to change: a help desk's recovery link or lock for an
+    administrator would be a way into, or out of, everything."""
+    user = people.access_person(user_id)
+    if user.role and role_of(request) is not Role.ADMINISTRATOR and user.pk != actor(request).pk:
+        raise Refused(
+            f"{user.display_name} has a role in the admin portal: only an administrator can "
+            "change their account or sign-in methods."
+        )
+    return user
+
+
+def _nav(request: HttpRequest) -> dict[str, Any]:
+    """What every portal page's navigation needs: which areas this role may read and change."""
+    role = role_of(request)
+    return {
+        "portal_role": role,
+        "reads": {area.value: can_read(role, area) for area in Area},
+        "changes": {area.value: can_change(role, area) for area in Area},
+    }
+
+
+def _render(
+    request: HttpRequest, template: str, context: dict[str, Any], status: int = 200
+) -> HttpResponse:
+    return render(request, template, {**_nav(request), **context}, status=status)
+
+
+# --- Home ----------------------------------------------------------------------------------------
+
+
+@portal_view(Area.PEOPLE)
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    return _render(request, "portal/home.html", {})
+
+
+# --- People --------------------------------------------------------------------------------------
+
+
+@portal_view(Area.PEOPLE)
+@require_GET
+def people_list(request: HttpRequest) -> HttpResponse:
+    text = request.GET.get("q", "")[: people.SEARCH_MAX_LENGTH]
+    status_text = request.GET.get("status", "")
+    status = people.Status(status_text) if status_text in set(people.Status) else None
+    after = request.GET.get("after", "")[:150]
+    page = people.list_people(text, status, after)
+    next_url = (
+        url_to(
+            "portal:people",
+            query={
+                key: value
+                for key, value in {
+                    "q": text,
+                    "status": status_text,
+                    "after": page.next_after,
+                }.items()
+                if value
+            },
+        )
+        if page.next_after
+        else ""
+    )
+    return _render(
+        request,
+        "portal/people.html",
+        {
+            "page": page,
+            "q": text,
+            "status": status.value if status else "",
+            "statuses": list(people.Status),
+            "next_url": next_url,
+            "unknown_status": bool(status_text) and status is None,
+        },
+        status=400 if status_text and status is None else 200,
+    )
+
+
+_DONE = {
+    "passkey-removed": "The passkey was removed. If the person has no other way to sign in, "
+    "issue a recovery link.",
+    "fallback-reset": "The password and authenticator app were reset.",
+    "sessions-ended": "Their sessions were ended: each browser is signed out at its next request.",
+    "locked": "Locked: no way of signing in works until they are unlocked.",
+    "unlocked": "Unlocked: they can sign in with their passkeys again.",
+    "deactivated": "Deactivated: no way of signing in works until they are reactivated.",
+    "reactivated": "Reactivated.",
+    "role": "The role was saved.",
+    "invited": "A new enrollment link was emailed; earlier links no longer work.",
+    "revoked": "The link no longer works.",
+    "unchanged": "Nothing changed: it was that way already.",
+}
+
+
+def _render_person(
+    request: HttpRequest,
+    user: User,
+    *,
+    error: str = "",
+    status: int = 200,
+    extra: dict[str, Any] | None = None,
+) -> HttpResponse:
+    policy = policy_for(request)
+    detail = people.person_detail(user, policy)
+    return _render(
+        request,
+        "portal/person.html",
+        {
+            "person": user,
+            "detail": detail,
+            "sessions": list_active_sessions(user, None),
+            "done": _DONE.get(request.GET.get("done", ""), ""),
+            "error": error,
+            "roles": [Role.ADMINISTRATOR, Role.HELP_DESK, Role.AUDITOR, Role.NONE],
+            **(extra or {}),
+        },
+        status=status,
+    )
+
+
+@portal_view(Area.PEOPLE)
+@require_GET
+def person(request: HttpRequest, user_id: int) -> HttpResponse:
+    return _render_person(request, people.access_person(user_id))
+
+
+@portal_view(Area.PEOPLE, back=_back_to_person)
+@require_POST
+def remove_passkey(request: HttpRequest, user_id: int, passkey_id: int) -> HttpResponse:
+    user = _person_to_change(request, user_id)
+    try:
+        do_remove_passkey(
+            user,
+            passkey_id if 0 < passkey_id <= _MAX_ID else 0,
+            audit_origin(request),
+            policy=policy_for(request),
+            actor=actor(request),
+        )
+    except errors.SecurityMethodNotFound:
+        return _render_person(
+            request, user, error="That passkey is not one of this person\u2019s.", status=404
+        )
+    return see_other(_person_url(user.pk, done="passkey-removed"))
+
+
+@portal_view(Area.PEOPLE, back=_back_to_person)
+@require_POST
+def reset_fallback(request: HttpRequest, user_id: int) -> HttpResponse:
+    user = _person_to_change(request, user_id)
+    try:
+        do_reset_fallback(user, audit_origin(request), actor=actor(request))
+    except errors.SecurityMethodNotFound:
+        return _render_person(
+            request, user, error="They have no password and authenticator app.", status=409
+        )
+    return see_other(_person_url(user.pk, done="fallback-reset"))
+
+
+@portal_view(Area.PEOPLE, back=_back_to_person)
+@require_POST
+def end_sessions(request: HttpRequest, user_id: int) -> HttpResponse:
+    user = _person_to_change(request, user_id)
+    do_end_sessions(user, audit_origin(request), actor=actor(request))
+    return see_other(_person_url(user.pk, done="sessions-ended"))
+
+
+@portal_view(Area.PEOPLE, back=_back_to_person)
+@require_POST
+def issue_recovery(request: HttpRequest, user_id: int) -> HttpResponse:
+    user = _person_to_change(request, user_id)
+    email_link = request.POST.get("email_link") == "1"
+    try:
+        issued = do_issue_recovery(
+            user, audit_origin(request), actor=actor(request), email_link=email_link
+        )
+    except errors.AccountError as error:
+        why = "deactivated" if isinstance(error, errors.AccountDisabled) else "locked"
+        return _render_person(
+            request,
+            user,
+            error=f"No recovery link was issued: the account is {why}.",
+            status=409,
+        )
+    # Shown once: this response is the only place the link appears (never cached).
+    return _render(
+        request,
+        "portal/recovery.html",
+        {
+            "person": user,
+            "link": issued.link,
+            "expires_at": issued.invite.expires_at,
+            "qr": segno.make(issued.link, error="m").svg_data_uri(scale=4, border=2),
+            "emailed": email_link and bool(user.email),
+            "notified": bool(user.email),
+        },
+    )
+
+
+@portal_view(Area.PEOPLE, back=_back_to_person)
+@require_POST
+def lock(request: HttpRequest, user_id: int) -> HttpResponse:
+    user = _person_to_change(request, user_id)
+    reason = request.POST.get("reason", "")
+    try:
+        clean_lock_reason(reason)
+    except ValueError as exc:
+        return _render_person(request, user, error=f"Not locked: {exc}.", status=400)
+    changed = do_lock_user(user, audit_origin(request), reason, actor=actor(request))
+    return see_other(_person_url(user.pk, done="locked" if changed else "unchanged"))
+
+
+@portal_view(Area.PEOPLE, back=_back_to_person)
+@require_POST
+def unlock(request: HttpRequest, user_id: int) -> HttpResponse:
+    user = _person_to_change(request, user_id)
+    changed = do_unlock_user(user, audit_origin(request), actor=actor(request))
+    return see_other(_person_url(user.pk, done="unlocked" if changed else "unchanged"))
+
+
+@portal_view(Area.PEOPLE, back=_back_to_person)
+@require_POST
+def deactivate(request: HttpRequest, user_id: int) -> HttpResponse:
+    user = _person_to_change(request, user_id)
+    if user.pk == actor(request).pk:
+        return _render_person(request, user, error="You cannot deactivate yourself.", status=409)
+    changed = do_deactivate_user(user, audit_origin(request), actor=actor(request))
+    return see_other(_person_url(user.pk, done="deactivated" if changed else "unchanged"))
+
+
+@portal_view(Area.PEOPLE, back=_back_to_person)
+@require_POST
+def reactivate(request: HttpRequest, user_id: int) -> HttpResponse:
+    user = _person_to_change(request, user_id)
+    changed = do_reactivate_user(user, audit_origin(request), actor=actor(request))
+    return see_other(_person_url(user.pk, done="reactivated" if changed else "unchanged"))
+
+
+@portal_view(Area.ROLES, back=_back_to_person)
+@require_POST
+def set_role(request: HttpRequest, user_id: int) -> HttpResponse:
+    user = people.access_person(user_id)
+    wanted = request.POST.get("role", "")
+    if wanted not in {role.value for role in Role}:
+        return _render_person(
+            request,
+            user,
+            error="Choose a role: administrator, help desk, auditor or none.",
+            status=400,
+        )
+    if user.pk == actor(request).pk and wanted != Role.ADMINISTRATOR:
+        return _render_person(
+            request,
+            user,
+            error="You cannot take your own administrator role away; ask another administrator.",
+            status=409,
+        )
+    changed = do_set_role(user, Role(wanted), audit_origin(request), actor=actor(request))
+    return see_other(_person_url(user.pk, done="role" if changed else "unchanged"))
+
+
+@portal_view(Area.PEOPLE, back=_back_to_person)
+@require_POST
+def resend_invite(request: HttpRequest, user_id: int) -> HttpResponse:
+    user = _person_to_change(request, user_id)
+    try:
+        do_invite(user.username, audit_origin(request), actor=actor(request))
+    except errors.AlreadyEnrolled:
+        return _render_person(
+            request,
+            user,
+            error="They can already sign in: issue a recovery link if they lost every passkey.",
+            status=409,
+        )
+    except errors.AccountError:
+        return _render_person(
+            request,
+            user,
+            error="No link was sent: the account is locked or deactivated.",
+            status=409,
+        )
+    return see_other(_person_url(user.pk, done="invited"))
+
+
+@portal_view(Area.PEOPLE, back=_back_to_person)
+@require_POST
+def revoke_invite(request: HttpRequest, user_id: int, invite_id: int) -> HttpResponse:
+    user = _person_to_change(request, user_id)
+    if not 0 < invite_id <= _MAX_ID or not user.invites.filter(pk=invite_id).exists():
+        return _render_person(request, user, error="That link is not one of theirs.", status=404)
+    changed = do_revoke_invite(invite_id, audit_origin(request), actor=actor(request))
+    return see_other(_person_url(user.pk, done="revoked" if changed else "unchanged"))
+
+
+# --- Inviting people -----------------------------------------------------------------------------
+
+
+@portal_view(Area.PEOPLE)
+@require_http_methods(["GET", "POST"])
+def invite(request: HttpRequest) -> HttpResponse:
+    form = {"email": "", "name": ""}
+    error = ""
+    status = 200
+    if request.method == "POST":
+        form = {
+            "email": request.POST.get("email", "").strip(),
+            "name": request.POST.get("name", "").strip(),
+        }
+        row = imports.invite_one(form["email"], form["name"], audit_origin(request), actor(request))
+        if row.ok:
+            assert row.user is not None  # noqa: S101 - an invited row has its person
+            return see_other(_person_url(row.user.pk, done="invited"))
+        error, status = row.message, 400
+    return _render(
+        request,
+        "portal/invite.html",
+        {"form": form, "error": error, "max_bytes": imports.MAX_CSV_BYTES},
+        status=status,
+    )
+
+
+@portal_view(Area.PEOPLE, back=lambda **_: url_to("portal:invite"))
+@require_POST
+def import_people(request: HttpRequest) -> HttpResponse:
+    upload = request.FILES.get("csv")
+    text = request.POST.get("csv_text", "")
+    try:
+        content = imports.read_upload(upload, text)
+        rows = imports.invite_rows(
+            content,
+            audit_origin(request),
+            actor(request),
+            may_change_groups=can_change(role_of(request), Area.GROUPS),
+        )
+    except imports.ImportRefused as exc:
+        return _render(
+            request,
+            "portal/invite.html",
+            {
+                "form": {"email": "", "name": ""},
+                "import_error": str(exc),
+                "max_bytes": imports.MAX_CSV_BYTES,
+            },
+            status=400,
+        )
+    return _render(
+        request,
+        "portal/import_result.html",
+        {"rows": rows, "invited": sum(1 for row in rows if row.ok)},
+    )
+
+
+# --- The audit log -------------------------------------------------------------------------------
+
+
+@portal_view(Area.AUDIT)
+@require_GET
+def audit(request: HttpRequest) -> HttpResponse:
+    filters = auditlog.parse_filters(request.GET)
+    before_text = request.GET.get("before", "")
+    before = int(before_text) if before_text.isdigit() and 0 < int(before_text) <= _MAX_ID else None
+    if filters.problems:
+        result, rows = None, []
+    else:
+        result = auditlog.page(filters, before)
+        rows = [(event, auditlog.explain(event)) for event in result.rows]
+    query = filters.as_query()
+    return _render(
+        request,
+        "portal/audit.html",
+        {
+            "section": "audit",
+            "filters": filters,
+            "rows": rows,
+            "actions": sorted(action.value for action in Action),
+            "outcomes": auditlog.OUTCOMES,
+            "next_url": url_to("portal:audit", query={**query, "before": str(result.next_before)})
+            if result and result.next_before
+            else "",
+            "csv_url": url_to("portal:audit-csv", query=query),
+            "json_url": url_to("portal:audit-json", query=query),
+        },
+        status=400 if filters.problems else 200,
+    )
+
+
+@portal_view(Area.AUDIT)
+@require_GET
+def audit_export(request: HttpRequest, kind: str) -> HttpResponseBase:
+    filters = auditlog.parse_filters(request.GET)
+    if filters.problems:
+        return _render(
+            request,
+            "portal/audit.html",
+            {"section": "audit", "filters": filters, "rows": [], "actions": [], "outcomes": {}},
+            status=400,
+        )
+    stamp = clock.now_datetime().strftime("%Y%m%d-%H%M%S")
+    if kind == "csv":
+        response = StreamingHttpResponse(
+            auditlog.export_csv(filters), content_type="text/csv; charset=utf-8"
+        )
+    else:
+        response = StreamingHttpResponse(
+            auditlog.export_json(filters), content_type="application/json"
+        )
+    response["Content-Disposition"] = f'attachment; filename="threshold-audit-{stamp}.{kind}"'
+    return response
+
+
+# --- Readiness -----------------------------------------------------------------------------------
+
+_KIND_LABELS = {"platform": "Platform", "synced": "Synced", "security_key": "Security key"}
+
+
+@portal_view(Area.READINESS)
+@require_GET
+def readiness_page(request: HttpRequest) -> HttpResponse:
+    figures = readiness.compute()
+    active = figures.people_active or 1
+    per_day_totals = [(day[5:], sum(counts.values())) for day, counts in figures.sign_ins_per_day]
+    return _render(
+        request,
+        "portal/readiness.html",
+        {
+            "section": "readiness",
+            "r": figures,
+            "share_passkey": round(100 * figures.with_passkey / active),
+            "share_two": round(100 * figures.with_two_or_more_methods / active),
+            "people_chart": readiness.bar_chart(
+                [
+                    ("Active people", figures.people_active),
+                    ("With a passkey", figures.with_passkey),
+                    ("Two or more methods", figures.with_two_or_more_methods),
+                    ("Only the fallback", figures.fallback_only),
+                ]
+            ),
+            "kinds": [
+                (_KIND_LABELS[kind], count) for kind, count in figures.passkeys_by_kind.items()
+            ],
+            "kind_chart": readiness.bar_chart(
+                [(_KIND_LABELS[kind], n) for kind, n in figures.passkeys_by_kind.items()]
+            ),
+            "authenticator_chart": readiness.bar_chart(
+                [(name, n) for name, _, n, _ in figures.passkeys_by_authenticator[:10]]
+            ),
+            "day_chart": readiness.bar_chart(per_day_totals),
+            "failure_chart": readiness.bar_chart(list(figures.failures_by_reason_30d.items())[:10]),
+            "figures": readiness.FIGURES,
+        },
+    )
+
+
+@portal_view(Area.READINESS)
+@require_GET
+def readiness_csv(request: HttpRequest, figure: str) -> HttpResponse:
+    rows = readiness.csv_rows(readiness.compute(), figure)
+    if rows is None:
+        raise Http404("no such figure")
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="threshold-{figure}.csv"'
+    writer = csv.writer(response)
+    writer.writerows(rows)
+    return response
+
+
+# --- Policy --------------------------------------------------------------------------------------
+
+
+def _render_policy(
+    request: HttpRequest,
+    fields: list[policies.Field],
+    *,
+    done: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    return _render(
+        request,
+        "portal/policy.html",
+        {
+            "section": "policy",
+            "fields": fields,
+            "done": done,
+            "has_errors": any(field.error for field in fields),
+        },
+        status=status,
+    )
+
+
+def _render_preview(
+    request: HttpRequest, new: Policy, preview: policies.Preview, *, changes: str
+) -> HttpResponse:
+    return _render(
+        request,
+        "portal/policy_preview.html",
+        {
+            "section": "policy",
+            "preview": preview,
+            "hidden": [(field.name, field.text) for field in policies.fields_of(new)],
+            "form_action": url_to("portal:policy"),
+            "cancel_url": url_to("portal:policy"),
+            "changes": changes,
+        },
+    )
+
+
+@portal_view(Area.POLICY)
+@require_http_methods(["GET", "POST"])
+def policy_page(request: HttpRequest) -> HttpResponse:
+    current = policy_for(request)
+    if request.method == "GET":
+        done = {"saved": "The policy was saved.", "unchanged": "Nothing changed."}.get(
+            request.GET.get("done", ""), ""
+        )
+        return _render_policy(request, policies.fields_of(current), done=done)
+    new, fields = policies.parse(current, request.POST)
+    if new is None:
+        return _render_policy(request, fields, status=400)
+    return _save_policy(request, current, new, seen=request.POST.get("seen", ""))
+
+
+def _save_policy(request: HttpRequest, current: Policy, new: Policy, *, seen: str) -> HttpResponse:
+    """Save ``new``, unless it refuses passkeys ``current`` allows and the preview of exactly
+    those has not been confirmed (``seen``: the count the person was shown)."""
+    preview = policies.preview(current, new)
+    if preview.passkeys and seen != str(preview.passkeys):
+        changes = ", ".join(
+            setting.name
+            for setting in SETTINGS
+            if getattr(current, setting.name) != getattr(new, setting.name)
+        )
+        return _render_preview(request, new, preview, changes=changes)
+    if new == current:
+        return see_other(url_to("portal:policy", query={"done": "unchanged"}))
+    do_update_policy(new, audit_origin(request), actor(request))
+    return see_other(url_to("portal:policy", query={"done": "saved"}))
+
+
+# --- Authenticators ------------------------------------------------------------------------------
+
+_LIST_CHANGES = {
+    "deny": ("aaguid_deny_list", True),
+    "undeny": ("aaguid_deny_list", False),
+    "allow": ("aaguid_allow_list", True),
+    "unallow": ("aaguid_allow_list", False),
+}
+
+
+def _render_authenticators(
+    request: HttpRequest, *, error: str = "", status: int = 200
+) -> HttpResponse:
+    current = policy_for(request)
+    text = request.GET.get("q", "")[: authenticators.SEARCH_MAX_LENGTH]
+    return _render(
+        request,
+        "portal/authenticators.html",
+        {
+            "section": "authenticators",
+            "registered": authenticators.registered(),
+            "q": text,
+            "results": authenticators.search(text),
+            "denied": [(a, authenticators.name_of(a)) for a in current.aaguid_deny_list],
+            "allowed": [(a, authenticators.name_of(a)) for a in current.aaguid_allow_list],
+            "deny_list": set(current.aaguid_deny_list),
+            "allow_list": set(current.aaguid_allow_list),
+            "error": error,
+            "done": {"saved": "The policy was saved.", "unchanged": "Nothing changed."}.get(
+                request.GET.get("done", ""), ""
+            ),
+        },
+        status=status,
+    )
+
+
+@portal_view(Area.AUTHENTICATORS)
+@require_http_methods(["GET", "POST"])
+def authenticators_page(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return _render_authenticators(request)
+    change = _LIST_CHANGES.get(request.POST.get("change", ""))
+    aaguid = authenticators.canonical_aaguid(request.POST.get("aaguid", ""))
+    if change is None or aaguid is None:
+        return _render_authenticators(
+            request,
+            error="Choose an authenticator and a list to add it to or remove it from.",
+            status=400,
+        )
+    name, adding = change
+    current = policy_for(request)
+    listed = tuple(getattr(current, name))
+    values = (*listed, aaguid) if adding and aaguid not in listed else listed
+    if not adding:
+        values = tuple(item for item in listed if item != aaguid)
+    change_list: dict[str, Any] = {name: values}
+    new = dataclasses.replace(current, **change_list)
+    if new == current:
+        return see_other(url_to("portal:authenticators", query={"done": "unchanged"}))
+    preview = policies.preview(current, new)
+    if preview.passkeys:
+        return _render_preview(request, new, preview, changes=name)
+    do_update_policy(new, audit_origin(request), actor(request))
+    return see_other(url_to("portal:authenticators", query={"done": "saved"}))
+
+
+# --- Groups --------------------------------------------------------------------------------------
+
+
+def _access_group(group_id: int) -> Group:
+    group = Group.objects.filter(pk=group_id).first() if 0 < group_id <= _MAX_ID else None
+    if group is None:
+        raise Http404("no such group")
+    return group
+
+
+@portal_view(Area.GROUPS)
+@require_http_methods(["GET", "POST"])
+def groups_page(request: HttpRequest) -> HttpResponse:
+    error, status, name = "", 200, ""
+    if request.method == "POST":
+        name = request.POST.get("name", "")
+        try:
+            group = do_add_group(name, audit_origin(request), actor=actor(request))
+        except GroupError as exc:
+            error, status = str(exc), 400
+        else:
+            return see_other(url_to("portal:group", group.pk, query={"done": "added"}))
+    return _render(
+        request,
+        "portal/groups.html",
+        {"section": "groups", "groups": list_groups(), "error": error, "name": name},
+        status=status,
+    )
+
+
+def _render_group(
+    request: HttpRequest,
+    group: Group,
+    *,
+    error: str = "",
+    status: int = 200,
+    rule_fields: list[policies.Field] | None = None,
+) -> HttpResponse:
+    done = {
+        "added": "The group was added.",
+        "member-added": "Added to the group.",
+        "member-removed": "Taken out of the group.",
+        "rules": "The group\u2019s rules were saved.",
+        "unchanged": "Nothing changed.",
+    }.get(request.GET.get("done", ""), "")
+    return _render(
+        request,
+        "portal/group.html",
+        {
+            "section": "groups",
+            "group": group,
+            "members": list(members_of(group)[:500]),
+            "member_count": group.memberships.count(),
+            "done": done,
+            "error": error,
+            "rule_fields": rule_fields
+            or policies.group_fields_of(GroupRules.from_document(group.name, group.rules)),
+        },
+        status=status,
+    )
+
+
+@portal_view(Area.GROUPS)
+@require_GET
+def group_page(request: HttpRequest, group_id: int) -> HttpResponse:
+    return _render_group(request, _access_group(group_id))
+
+
+@portal_view(Area.GROUPS, back=lambda group_id, **_: url_to("portal:group", group_id))
+@require_POST
+def group_add_member(request: HttpRequest, group_id: int) -> HttpResponse:
+    group = _access_group(group_id)
+    username = request.POST.get("email", "")[:150]
+    user = get_user(username) if username.strip() else None
+    if user is None:
+        return _render_group(
+            request,
+            group,
+            error=f"There is no one with the username {username.strip()!r}.",
+            status=400,
+        )
+    added = do_add_member(group, user, audit_origin(request), actor=actor(request))
+    return see_other(
+        url_to("portal:group", group.pk, query={"done": "member-added" if added else "unchanged"})
+    )
+
+
+@portal_view(Area.GROUPS, back=lambda group_id, **_: url_to("portal:group", group_id))
+@require_POST
+def group_remove_member(request: HttpRequest, group_id: int, user_id: int) -> HttpResponse:
+    group = _access_group(group_id)
+    user = people.access_person(user_id)
+    removed = do_remove_member(group, user, audit_origin(request), actor=actor(request))
+    return see_other(
+        url_to(
+            "portal:group", group.pk, query={"done": "member-removed" if removed else "unchanged"}
+        )
+    )
+
+
+@portal_view(Area.GROUPS, back=lambda group_id, **_: url_to("portal:group", group_id))
+@require_POST
+def group_remove(request: HttpRequest, group_id: int) -> HttpResponse:
+    group = _access_group(group_id)
+    do_remove_group(group, audit_origin(request), actor=actor(request))
+    return see_other(url_to("portal:groups"))
+
+
+@portal_view(Area.POLICY, back=lambda group_id, **_: url_to("portal:group", group_id))
+@require_POST
+def group_rules(request: HttpRequest, group_id: int) -> HttpResponse:
+    group = _access_group(group_id)
+    rules, fields = policies.parse_group_rules(group.name, request.POST)
+    if rules is None:
+        return _render_group(
+            request,
+            group,
+            error="The group\u2019s rules were not saved: fix the settings marked below.",
+            status=400,
+            rule_fields=fields,
+        )
+    policy = policy_for(request)
+    preview = policies.preview_group(policy, group, rules)
+    if preview.passkeys and request.POST.get("seen", "") != str(preview.passkeys):
+        return _render(
+            request,
+            "portal/policy_preview.html",
+            {
+                "section": "groups",
+                "preview": preview,
+                "hidden": [(field.name, field.text) for field in fields],
+                "form_action": url_to("portal:group-rules", group.pk),
+                "cancel_url": url_to("portal:group", group.pk),
+                "changes": f"{group.name}: " + ", ".join(sorted(rules.as_json())),
+            },
+        )
+    changed = do_set_group_rules(group, rules, audit_origin(request), actor=actor(request))
+    return see_other(
+        url_to("portal:group", group.pk, query={"done": "rules" if changed else "unchanged"})
+    )
+
+
+# --- Apps (single sign-on) -----------------------------------------------------------------------
+
+
+def _access_app(app_id: int) -> Application:
+    application: Application | None = (
+        Application.objects.filter(pk=app_id).first() if 0 < app_id <= _MAX_ID else None
+    )
+    if application is None:
+        raise Http404("no such app")
+    return application
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
+
+
+@portal_view(Area.APPS)
+@require_http_methods(["GET", "POST"])
+def apps_page(request: HttpRequest) -> HttpResponse:
+    form: dict[str, Any] = {"name": "", "redirect_uris": "", "post_logout_uris": ""}
+    error, status = "", 200
+    if request.method == "POST":
+        form = {name: request.POST.get(name, "")[:4000] for name in _APP_FIELDS}
+        try:
+            created = do_add_app(
+                form["name"],
+                audit_origin(request),
+                redirect_uris=_lines(form["redirect_uris"]),
+                post_logout_redirect_uris=_lines(form["post_logout_uris"]),
+                backchannel_logout_uri=form["backchannel_logout_uri"].strip(),
+                initiate_login_uri=form["initiate_login_uri"].strip(),
+                public=form["public"] == "1",
+                id_token_alg=form["id_token_alg"] or "RS256",
+                require_consent=form["require_consent"] == "1",
+                actor=actor(request),
+            )
+        except AppError as exc:
+            error, status = str(exc), 400
+        else:
+            # Shown once: the secret is in this response only (only its hash is stored).
+            return _render(
+                request,
+                "portal/app_secret.html",
+                {
+                    "section": "apps",
+                    "application": created.application,
+                    "secret": created.client_secret,
+                    "added": True,
+                },
+            )
+    return _render(
+        request,
+        "portal/apps.html",
+        {
+            "section": "apps",
+            "apps": Application.objects.prefetch_related("groups").order_by("name"),
+            "form": form,
+            "error": error,
+        },
+        status=status,
+    )
+
+
+_APP_FIELDS = (
+    "name",
+    "redirect_uris",
+    "post_logout_uris",
+    "backchannel_logout_uri",
+    "initiate_login_uri",
+    "public",
+    "id_token_alg",
+    "require_consent",
+)
+
+
+def _render_app(
+    request: HttpRequest, application: Application, *, error: str = "", status: int = 200
+) -> HttpResponse:
+    done = {
+        "assigned": "Saved: who may use the app.",
+    }.get(request.GET.get("done", ""), "")
+    return _render(
+        request,
+        "portal/app.html",
+        {
+            "section": "apps",
+            "application": application,
+            "assigned": {group.pk for group in application.groups.all()},
+            "groups": list_groups(),
+            "error": error,
+            "done": done,
+        },
+        status=status,
+    )
+
+
+@portal_view(Area.APPS)
+@require_GET
+def app_page(request: HttpRequest, app_id: int) -> HttpResponse:
+    return _render_app(request, _access_app(app_id))
+
+
+@portal_view(Area.APPS, back=lambda app_id, **_: url_to("portal:app", app_id))
+@require_POST
+def app_rotate_secret(request: HttpRequest, app_id: int) -> HttpResponse:
+    application = _access_app(app_id)
+    try:
+        secret = do_rotate_secret(application, audit_origin(request), actor=actor(request))
+    except AppError as exc:
+        return _render_app(request, application, error=str(exc), status=409)
+    return _render(
+        request,
+        "portal/app_secret.html",
+        {"section": "apps", "application": application, "secret": secret, "added": False},
+    )
+
+
+@portal_view(Area.APPS, back=lambda app_id, **_: url_to("portal:app", app_id))
+@require_POST
+def app_assign(request: HttpRequest, app_id: int) -> HttpResponse:
+    application = _access_app(app_id)
+    everyone = request.POST.get("who") == "everyone"
+    wanted = {value for value in request.POST.getlist("group") if value.isdigit()}
+    names = list(Group.objects.filter(pk__in=wanted).values_list("name", flat=True))
+    if len(names) != len(wanted):
+        return _render_app(request, application, error="Choose groups from the list.", status=400)
+    try:
+        do_assign_app(
+            application,
+            audit_origin(request),
+            everyone=everyone,
+            group_names=[] if everyone else names,
+            actor=actor(request),
+        )
+    except AppError:
+        return _render_app(
+            request,
+            application,
+            error="Choose everyone, or one or more groups.",
+            status=400,
+        )
+    return see_other(url_to("portal:app", application.pk, query={"done": "assigned"}))
+
+
+@portal_view(Area.APPS, back=lambda app_id, **_: url_to("portal:app", app_id))
+@require_POST
+def app_remove(request: HttpRequest, app_id: int) -> HttpResponse:
+    application = _access_app(app_id)
+    do_remove_app(application, audit_origin(request), actor=actor(request))
+    return see_other(url_to("portal:apps"))
