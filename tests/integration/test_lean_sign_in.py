@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import uuid
 from collections import Counter
 from http.cookies import SimpleCookie
 from typing import Any
@@ -34,10 +35,14 @@ from tests.integration.conftest import (
     begin_sign_in,
     last_event,
 )
+from tests.support.authenticator import TEST_AAGUID
 from threshold.accounts.models import User
 from threshold.audit.actions import Origin
+from threshold.core.policy import Policy, Rule
+from threshold.passkeys import hotpath
 from threshold.policy.access import get_policy
 from threshold.policy.actions import do_update_policy
+from threshold.policy.models import OrganisationPolicy
 from threshold.sessions import flow
 from threshold.sessions.models import Session
 from threshold.sessions.store import SessionStore
@@ -356,3 +361,51 @@ def test_session_keys_are_32_characters_drawn_uniformly():
     assert all(0.85 * expected < counts[c] < 1.15 * expected for c in VALID_KEY_CHARS), counts
     for position in (0, 15, 31):
         assert len({key[position] for key in keys}) == len(VALID_KEY_CHARS)
+
+
+# --- The options request's policy: this process's last read, at most a second old ---------------
+
+
+def other_process_sets_policy(policy: Policy) -> None:
+    """What ``threshold policy set`` in another process does to this one: the row changes,
+    and no signal reaches this process."""
+    OrganisationPolicy.objects.filter(pk=1).update(document=policy.as_json())
+
+
+def test_options_use_the_policy_read_within_the_last_second(ada, monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(hotpath, "monotonic", lambda: now[0])
+    do_update_policy(dataclasses.replace(get_policy(), ceremony_timeout_seconds=120), Origin.cli())
+    browser = Browser()
+
+    def options() -> tuple[int, list[str]]:
+        with CaptureQueriesContext(connection) as queries:
+            timeout = begin_sign_in(browser)["timeout"]
+        return timeout, work(queries)
+
+    assert options() == (120_000, ['SELECT "document" FROM'])
+    now[0] += 0.5
+    assert options() == (120_000, [])  # no statement at all
+    other_process_sets_policy(dataclasses.replace(get_policy(), ceremony_timeout_seconds=60))
+    now[0] += 0.49
+    assert options() == (120_000, [])  # at most a second behind
+    now[0] += 0.01
+    assert options() == (60_000, ['SELECT "document" FROM'])
+    # A change saved in this process applies at once.
+    do_update_policy(dataclasses.replace(get_policy(), ceremony_timeout_seconds=90), Origin.cli())
+    assert options() == (90_000, ['SELECT "document" FROM'])
+
+
+def test_the_result_applies_the_policy_in_force_not_the_options_one(ada, monkeypatch):
+    monkeypatch.setattr(hotpath, "monotonic", lambda: 1000.0)  # the options' policy stays
+    do_update_policy(get_policy(), Origin.cli())  # a stored row, the defaults
+    browser = Browser()
+    begin_sign_in(browser)  # read and kept: the defaults
+    deny = dataclasses.replace(get_policy(), aaguid_deny_list=(str(uuid.UUID(bytes=TEST_AAGUID)),))
+    other_process_sets_policy(deny)
+    options = begin_sign_in(browser)
+    response = browser.post_json("/sign-in/result", ada.authenticator.get(options, ORIGIN))
+    body = assert_failed(response, 400, "Passkey not allowed")
+    assert body["error"]["code"] == "passkey_not_allowed"
+    assert last_event("sign_in.failed").reason == Rule.AAGUID_DENIED
+    assert not browser.is_signed_in()

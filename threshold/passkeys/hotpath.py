@@ -32,10 +32,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from time import monotonic
 from typing import Any, TypeVar
 
 from django.db import connection
 from django.db.models import Field, Model
+from django.db.models.signals import post_delete, post_save
 
 from threshold.accounts.models import User
 from threshold.audit.actions import Origin
@@ -121,6 +123,44 @@ def read_policy() -> Policy:
         cursor.execute(_policy_statement(), [POLICY_ROW])
         row = cursor.fetchone()
     return policy_from_document(row[0] if row else None)
+
+
+# How long the options request may use a policy this process read before: at most this
+# many seconds behind a change made by another process (``threshold policy set``, another
+# worker). A change saved in this process applies at once (``forget_policy``).
+POLICY_STALENESS_SECONDS = 1.0
+_recent_policy: tuple[float, Policy] | None = None
+
+
+def recent_policy() -> Policy:
+    """The policy in force, read at most ``POLICY_STALENESS_SECONDS`` ago by this process.
+
+    Only the options request uses it (``threshold.passkeys.lean``): what it decides from
+    the policy (the flow's idle timeout, the ceremony's timeout and user verification)
+    is checked again at the result, whose transaction reads the policy itself
+    (``use_challenge_and_find``). So the options request reads nothing from the
+    database, and a policy change reaches it within a second.
+    """
+    global _recent_policy  # noqa: PLW0603 - one value per process, replaced whole
+    now = monotonic()
+    cached = _recent_policy
+    if cached is not None and 0.0 <= now - cached[0] < POLICY_STALENESS_SECONDS:
+        return cached[1]
+    policy = read_policy()
+    _recent_policy = (now, policy)
+    return policy
+
+
+def forget_policy(**_: Any) -> None:
+    """The next ``recent_policy()`` reads the database (a policy saved in this process, a test)."""
+    global _recent_policy  # noqa: PLW0603
+    _recent_policy = None
+
+
+post_save.connect(forget_policy, sender=OrganisationPolicy, dispatch_uid="hotpath.forget_policy")
+post_delete.connect(
+    forget_policy, sender=OrganisationPolicy, dispatch_uid="hotpath.forget_policy.delete"
+)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ What it keeps, and where from:
 - CSRF: Django's own ``CsrfViewMiddleware`` decides (Origin, Referer over HTTPS,
   the token against the cookie) and sets the rotated CSRF cookie after a sign-in;
 - the options request: ``views.sign_in_options`` itself (rate limit, flow token,
-  decoys), with the policy read in one raw SELECT (``hotpath.read_policy``);
+  decoys), with the policy this process read in the last second, or else read in one
+  raw SELECT (``hotpath.recent_policy``; the result reads it afresh);
 - the result: ``actions.do_finish_sign_in`` (the same checks in the same order,
   the same audit rows), which writes the signed-in session in its own transaction:
   one transaction of at most four statements (``threshold.passkeys.hotpath``). The
@@ -158,7 +159,7 @@ def _options(request: HttpRequest) -> HttpResponse:
     # The view itself, given what the skipped middleware would have given it: an
     # anonymous browser's ceremonies, and the policy read without the ORM.
     anonymous_ceremonies(request)
-    read_policy_with(request, hotpath.read_policy)
+    read_policy_with(request, hotpath.recent_policy)
     return views.sign_in_options(request)
 
 
