@@ -135,11 +135,11 @@ _recent_policy: tuple[float, Policy] | None = None
 def recent_policy() -> Policy:
     """The policy in force, read at most ``POLICY_STALENESS_SECONDS`` ago by this process.
 
-    Only the options request uses it (``threshold.passkeys.lean``): what it decides from
-    the policy (the flow's idle timeout, the ceremony's timeout and user verification)
-    is checked again at the result, whose transaction reads the policy itself
-    (``use_challenge_and_find``). So the options request reads nothing from the
-    database, and a policy change reaches it within a second.
+    Only the options request uses it (``threshold.passkeys.lean``), so that it reads
+    nothing from the database: for up to a second after another process changes the
+    policy, the flow's idle timeout and the ceremony's timeout and user verification it
+    applies may be the previous ones. The result's transaction reads the policy in force
+    itself (``use_challenge_and_find``), so the rules on passkeys apply from the change on.
     """
     global _recent_policy  # noqa: PLW0603 - one value per process, replaced whole
     now = monotonic()
