@@ -21,7 +21,7 @@ from django.conf import settings
 from django.contrib.auth import user_logged_in
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS
 from django.core import signals
-from django.db import close_old_connections, connection
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connection, connections
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
@@ -258,7 +258,13 @@ def test_an_anonymous_flood_of_ten_thousand_options_requests_leaves_no_rows(ada)
 
 
 def wsgi(
-    method: str, path: str, body: bytes = b"", cookies: dict[str, str] | None = None, **headers
+    method: str,
+    path: str,
+    body: bytes = b"",
+    cookies: dict[str, str] | None = None,
+    *,
+    as_served: bool = False,
+    **headers,
 ):
     """One request to the production WSGI application (threshold.wsgi), as gunicorn makes it."""
     from threshold.wsgi import application  # noqa: PLC0415 - loads the production handler
@@ -290,8 +296,10 @@ def wsgi(
 
     # As Django's test client does: the test's transaction is open, and closing the
     # connection "left in a transaction" at the end of the request would end the test's.
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
+    # (``as_served``: no test transaction, the connection checks gunicorn's requests get.)
+    if not as_served:
+        signals.request_started.disconnect(close_old_connections)
+        signals.request_finished.disconnect(close_old_connections)
     try:
         chunks = application(environ, start_response)
         content = b"".join(chunks)
@@ -409,3 +417,57 @@ def test_the_result_applies_the_policy_in_force_not_the_options_one(ada, monkeyp
     assert body["error"]["code"] == "passkey_not_allowed"
     assert last_event("sign_in.failed").reason == Rule.AAGUID_DENIED
     assert not browser.is_signed_in()
+
+
+# --- The connection: no health-check query, and a dead connection replaced --------------------
+
+
+def lean_sign_in(ada, cookies: dict[str, str]) -> int:
+    headers = {
+        "HTTP_ORIGIN": ORIGIN,
+        "HTTP_X_CSRFTOKEN": cookies["threshold_csrf"],
+        "HTTP_X_THRESHOLD_FLOW": flow.issue_flow_token(flow.Flow.SIGN_IN),
+    }
+    status, _, content = wsgi("POST", "/sign-in/options", b"{}", cookies, as_served=True, **headers)
+    assert status == 200, content
+    assertion = json.dumps(ada.authenticator.get(json.loads(content)["publicKey"], ORIGIN))
+    status, _, content = wsgi(
+        "POST", "/sign-in/result", assertion.encode(), cookies, as_served=True, **headers
+    )
+    assert json.loads(content)["status"] == "ok", content
+    return status
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_lean_path_sends_no_health_check_and_replaces_a_dead_connection(ada, monkeypatch):
+    assert connection.settings_dict["CONN_HEALTH_CHECKS"]
+    checks: list[bool] = []
+    is_usable = connection.is_usable
+
+    def counted() -> bool:
+        checks.append(usable := is_usable())
+        return usable
+
+    monkeypatch.setattr(connection, "is_usable", counted)
+    sessions = Session.objects.filter(user=ada.user)
+    before = sessions.count()
+    cookies: dict[str, str] = {}
+    assert wsgi("GET", "/sign-in", cookies=cookies, as_served=True)[0] == 200
+    assert checks == [True]  # Django's stack checks, as before
+    assert lean_sign_in(ada, cookies) == 200
+    assert checks == [True]  # neither the options nor the result asked
+    assert sessions.count() == before + 1
+    if connection.vendor != "postgresql":
+        return  # SQLite's connection is a file: it cannot be killed
+    # PostgreSQL ends this worker's connection (a restart, a failover, an idle timeout).
+    cookies.pop("threshold_session")
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid]
+            )
+    finally:
+        other.close()
+    assert lean_sign_in(ada, cookies) == 200
+    assert sessions.count() == before + 2

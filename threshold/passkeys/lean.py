@@ -17,7 +17,8 @@ What it keeps, and where from:
   raw SELECT (``hotpath.recent_policy``; the result reads it afresh);
 - the result: ``actions.do_finish_sign_in`` (the same checks in the same order,
   the same audit rows), which writes the signed-in session in its own transaction:
-  one transaction of at most four statements (``threshold.passkeys.hotpath``). The
+  one transaction of at most four statements (``threshold.passkeys.hotpath``), with
+  no health-check query before it (``hotpath.without_health_check``). The
   session is the one ``threshold.sessions.actions.sign_in`` would save
   (``new_signed_in_session``), and its cookies are the ones the session, CSRF,
   session-timeout and ceremony middleware would send;
@@ -177,8 +178,14 @@ def _result(request: HttpRequest) -> HttpResponse:
             session.session_key = SessionStore()._get_new_session_key()  # noqa: SLF001
         sessions.append(session)
 
+    def finish() -> SignedIn:
+        sessions.clear()
+        return do_finish_sign_in(
+            found, read_credential(request), origin, before_commit=start_session
+        )
+
     try:
-        do_finish_sign_in(found, read_credential(request), origin, before_commit=start_session)
+        hotpath.without_health_check(finish)
     except errors.ThresholdError as error:
         response: HttpResponse = views.sign_in_refused(error)
     else:
