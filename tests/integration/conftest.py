@@ -30,6 +30,7 @@ from threshold.audit.models import AuditEvent
 from threshold.enrollment.actions import do_invite
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.passkeys.decoys import forget_distribution
+from threshold.passkeys.hotpath import forget_policy
 from threshold.passkeys.models import Passkey
 from threshold.passkeys.views import SIGN_IN_OPTIONS_LIMIT
 from threshold.sessions import flow
@@ -85,9 +86,11 @@ def _static_files():
 
 @pytest.fixture(autouse=True)
 def _fresh_worker_memory():
-    """Each test starts as a fresh worker would: no options rate counted, no decoy distribution."""
+    """Each test starts as a fresh worker would: no options rate counted, no decoy distribution,
+    no policy read."""
     SIGN_IN_OPTIONS_LIMIT.clear()
     forget_distribution()
+    forget_policy()
 
 
 # --- A browser -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import uuid
 from collections import Counter
 from http.cookies import SimpleCookie
 from typing import Any
@@ -20,7 +21,7 @@ from django.conf import settings
 from django.contrib.auth import user_logged_in
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS
 from django.core import signals
-from django.db import close_old_connections, connection
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connection, connections
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
@@ -34,10 +35,14 @@ from tests.integration.conftest import (
     begin_sign_in,
     last_event,
 )
+from tests.support.authenticator import TEST_AAGUID
 from threshold.accounts.models import User
 from threshold.audit.actions import Origin
+from threshold.core.policy import Policy, Rule
+from threshold.passkeys import hotpath
 from threshold.policy.access import get_policy
 from threshold.policy.actions import do_update_policy
+from threshold.policy.models import OrganisationPolicy
 from threshold.sessions import flow
 from threshold.sessions.models import Session
 from threshold.sessions.store import SessionStore
@@ -253,7 +258,13 @@ def test_an_anonymous_flood_of_ten_thousand_options_requests_leaves_no_rows(ada)
 
 
 def wsgi(
-    method: str, path: str, body: bytes = b"", cookies: dict[str, str] | None = None, **headers
+    method: str,
+    path: str,
+    body: bytes = b"",
+    cookies: dict[str, str] | None = None,
+    *,
+    as_served: bool = False,
+    **headers,
 ):
     """One request to the production WSGI application (threshold.wsgi), as gunicorn makes it."""
     from threshold.wsgi import application  # noqa: PLC0415 - loads the production handler
@@ -285,8 +296,10 @@ def wsgi(
 
     # As Django's test client does: the test's transaction is open, and closing the
     # connection "left in a transaction" at the end of the request would end the test's.
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
+    # (``as_served``: no test transaction, the connection checks gunicorn's requests get.)
+    if not as_served:
+        signals.request_started.disconnect(close_old_connections)
+        signals.request_finished.disconnect(close_old_connections)
     try:
         chunks = application(environ, start_response)
         content = b"".join(chunks)
@@ -356,3 +369,105 @@ def test_session_keys_are_32_characters_drawn_uniformly():
     assert all(0.85 * expected < counts[c] < 1.15 * expected for c in VALID_KEY_CHARS), counts
     for position in (0, 15, 31):
         assert len({key[position] for key in keys}) == len(VALID_KEY_CHARS)
+
+
+# --- The options request's policy: this process's last read, at most a second old ---------------
+
+
+def other_process_sets_policy(policy: Policy) -> None:
+    """What ``threshold policy set`` in another process does to this one: the row changes,
+    and no signal reaches this process."""
+    OrganisationPolicy.objects.filter(pk=1).update(document=policy.as_json())
+
+
+def test_options_use_the_policy_read_within_the_last_second(ada, monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(hotpath, "monotonic", lambda: now[0])
+    do_update_policy(dataclasses.replace(get_policy(), ceremony_timeout_seconds=120), Origin.cli())
+    browser = Browser()
+
+    def options() -> tuple[int, list[str]]:
+        with CaptureQueriesContext(connection) as queries:
+            timeout = begin_sign_in(browser)["timeout"]
+        return timeout, work(queries)
+
+    assert options() == (120_000, ['SELECT "document" FROM'])
+    now[0] += 0.5
+    assert options() == (120_000, [])  # no statement at all
+    other_process_sets_policy(dataclasses.replace(get_policy(), ceremony_timeout_seconds=60))
+    now[0] += 0.49
+    assert options() == (120_000, [])  # at most a second behind
+    now[0] += 0.01
+    assert options() == (60_000, ['SELECT "document" FROM'])
+    # A change saved in this process applies at once.
+    do_update_policy(dataclasses.replace(get_policy(), ceremony_timeout_seconds=90), Origin.cli())
+    assert options() == (90_000, ['SELECT "document" FROM'])
+
+
+def test_the_result_applies_the_policy_in_force_not_the_options_one(ada, monkeypatch):
+    monkeypatch.setattr(hotpath, "monotonic", lambda: 1000.0)  # the options' policy stays
+    do_update_policy(get_policy(), Origin.cli())  # a stored row, the defaults
+    browser = Browser()
+    begin_sign_in(browser)  # read and kept: the defaults
+    deny = dataclasses.replace(get_policy(), aaguid_deny_list=(str(uuid.UUID(bytes=TEST_AAGUID)),))
+    other_process_sets_policy(deny)
+    options = begin_sign_in(browser)
+    response = browser.post_json("/sign-in/result", ada.authenticator.get(options, ORIGIN))
+    body = assert_failed(response, 400, "Passkey not allowed")
+    assert body["error"]["code"] == "passkey_not_allowed"
+    assert last_event("sign_in.failed").reason == Rule.AAGUID_DENIED
+    assert not browser.is_signed_in()
+
+
+# --- The connection: no health-check query, and a dead connection replaced --------------------
+
+
+def lean_sign_in(ada, cookies: dict[str, str]) -> int:
+    headers = {
+        "HTTP_ORIGIN": ORIGIN,
+        "HTTP_X_CSRFTOKEN": cookies["threshold_csrf"],
+        "HTTP_X_THRESHOLD_FLOW": flow.issue_flow_token(flow.Flow.SIGN_IN),
+    }
+    status, _, content = wsgi("POST", "/sign-in/options", b"{}", cookies, as_served=True, **headers)
+    assert status == 200, content
+    assertion = json.dumps(ada.authenticator.get(json.loads(content)["publicKey"], ORIGIN))
+    status, _, content = wsgi(
+        "POST", "/sign-in/result", assertion.encode(), cookies, as_served=True, **headers
+    )
+    assert json.loads(content)["status"] == "ok", content
+    return status
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_lean_path_sends_no_health_check_and_replaces_a_dead_connection(ada, monkeypatch):
+    assert connection.settings_dict["CONN_HEALTH_CHECKS"]
+    checks: list[bool] = []
+    is_usable = connection.is_usable
+
+    def counted() -> bool:
+        checks.append(usable := is_usable())
+        return usable
+
+    monkeypatch.setattr(connection, "is_usable", counted)
+    sessions = Session.objects.filter(user=ada.user)
+    before = sessions.count()
+    cookies: dict[str, str] = {}
+    assert wsgi("GET", "/sign-in", cookies=cookies, as_served=True)[0] == 200
+    assert checks == [True]  # Django's stack checks, as before
+    assert lean_sign_in(ada, cookies) == 200
+    assert checks == [True]  # neither the options nor the result asked
+    assert sessions.count() == before + 1
+    if connection.vendor != "postgresql":
+        return  # SQLite's connection is a file: it cannot be killed
+    # PostgreSQL ends this worker's connection (a restart, a failover, an idle timeout).
+    cookies.pop("threshold_session")
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid]
+            )
+    finally:
+        other.close()
+    assert lean_sign_in(ada, cookies) == 200
+    assert sessions.count() == before + 2

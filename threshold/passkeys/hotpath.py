@@ -32,10 +32,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from time import monotonic
 from typing import Any, TypeVar
 
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Field, Model
+from django.db.models.signals import post_delete, post_save
 
 from threshold.accounts.models import User
 from threshold.audit.actions import Origin
@@ -118,10 +120,83 @@ def _policy_statement() -> str:
 
 def read_policy() -> Policy:
     """The policy in force, in one SELECT of one column (what ``get_policy`` reads)."""
+    return without_health_check(_read_policy)
+
+
+def _read_policy() -> Policy:
     with connection.cursor() as cursor:
         cursor.execute(_policy_statement(), [POLICY_ROW])
         row = cursor.fetchone()
     return policy_from_document(row[0] if row else None)
+
+
+_R = TypeVar("_R")
+
+
+def without_health_check(run: Callable[[], _R]) -> _R:
+    """``run()`` on the connection as it is, without the ``SELECT 1`` Django's
+    ``CONN_HEALTH_CHECKS`` (PostgreSQL) sends first in every request; on a connection
+    that turns out dead, ``run()`` once more on a new one.
+
+    For the lean path's database work only, which is safe to run twice: a policy read,
+    and the result's transaction, whose first statement uses the challenge up. A
+    transaction that failed on a dead connection stored nothing; one whose COMMIT
+    reached the server before the connection died used the challenge up, so the
+    second run refuses it as a replay: no ceremony signs anyone in twice.
+    """
+    db: Any = connection  # health_check_* are Django's (5.1+), not in django-stubs
+    if db.connection is None or not db.health_check_enabled or db.health_check_done:
+        return run()
+    db.health_check_done = True  # what Django would check, run() will find out
+    checked = db.connection
+    try:
+        return run()
+    except (InterfaceError, OperationalError):
+        # A dead connection fails the first statement; the transaction's rollback then
+        # fails too, and Django drops the connection (and opens a new one to reset
+        # autocommit). Anything else is the statement's own failure.
+        if db.connection is checked and db.is_usable():
+            raise
+        db.close()
+    return run()  # on a new connection, which Django counts as healthy
+
+
+# How long the options request may use a policy this process read before: at most this
+# many seconds behind a change made by another process (``threshold policy set``, another
+# worker). A change saved in this process applies at once (``forget_policy``).
+POLICY_STALENESS_SECONDS = 1.0
+_recent_policy: tuple[float, Policy] | None = None
+
+
+def recent_policy() -> Policy:
+    """The policy in force, read at most ``POLICY_STALENESS_SECONDS`` ago by this process.
+
+    Only the options request uses it (``threshold.passkeys.lean``), so that it reads
+    nothing from the database: for up to a second after another process changes the
+    policy, the flow's idle timeout and the ceremony's timeout and user verification it
+    applies may be the previous ones. The result's transaction reads the policy in force
+    itself (``use_challenge_and_find``), so the rules on passkeys apply from the change on.
+    """
+    global _recent_policy  # noqa: PLW0603 - one value per process, replaced whole
+    now = monotonic()
+    cached = _recent_policy
+    if cached is not None and 0.0 <= now - cached[0] < POLICY_STALENESS_SECONDS:
+        return cached[1]
+    policy = read_policy()
+    _recent_policy = (now, policy)
+    return policy
+
+
+def forget_policy(**_: Any) -> None:
+    """The next ``recent_policy()`` reads the database (a policy saved in this process, a test)."""
+    global _recent_policy  # noqa: PLW0603
+    _recent_policy = None
+
+
+post_save.connect(forget_policy, sender=OrganisationPolicy, dispatch_uid="hotpath.forget_policy")
+post_delete.connect(
+    forget_policy, sender=OrganisationPolicy, dispatch_uid="hotpath.forget_policy.delete"
+)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,12 @@ What it keeps, and where from:
 - CSRF: Django's own ``CsrfViewMiddleware`` decides (Origin, Referer over HTTPS,
   the token against the cookie) and sets the rotated CSRF cookie after a sign-in;
 - the options request: ``views.sign_in_options`` itself (rate limit, flow token,
-  decoys), with the policy read in one raw SELECT (``hotpath.read_policy``);
+  decoys), with the policy this process read in the last second, or else read in one
+  raw SELECT (``hotpath.recent_policy``; the result reads it afresh);
 - the result: ``actions.do_finish_sign_in`` (the same checks in the same order,
   the same audit rows), which writes the signed-in session in its own transaction:
-  one transaction of at most four statements (``threshold.passkeys.hotpath``). The
+  one transaction of at most four statements (``threshold.passkeys.hotpath``), with
+  no health-check query before it (``hotpath.without_health_check``). The
   session is the one ``threshold.sessions.actions.sign_in`` would save
   (``new_signed_in_session``), and its cookies are the ones the session, CSRF,
   session-timeout and ceremony middleware would send;
@@ -158,7 +160,7 @@ def _options(request: HttpRequest) -> HttpResponse:
     # The view itself, given what the skipped middleware would have given it: an
     # anonymous browser's ceremonies, and the policy read without the ORM.
     anonymous_ceremonies(request)
-    read_policy_with(request, hotpath.read_policy)
+    read_policy_with(request, hotpath.recent_policy)
     return views.sign_in_options(request)
 
 
@@ -176,8 +178,14 @@ def _result(request: HttpRequest) -> HttpResponse:
             session.session_key = SessionStore()._get_new_session_key()  # noqa: SLF001
         sessions.append(session)
 
+    def finish() -> SignedIn:
+        sessions.clear()
+        return do_finish_sign_in(
+            found, read_credential(request), origin, before_commit=start_session
+        )
+
     try:
-        do_finish_sign_in(found, read_credential(request), origin, before_commit=start_session)
+        hotpath.without_health_check(finish)
     except errors.ThresholdError as error:
         response: HttpResponse = views.sign_in_refused(error)
     else:
