@@ -49,6 +49,7 @@ from threshold.core.assurance import Acr
 from threshold.core.catalog import Surface
 from threshold.core.encoding import b64url_encode
 from threshold.passkeys.actions import do_begin_step_up, do_finish_sign_in
+from threshold.passkeys.hotpath import AuditRow, insert_audit
 from threshold.passkeys.http import ceremonies, read_credential
 from threshold.passkeys.models import Passkey
 from threshold.policy.access import policy_for
@@ -410,14 +411,22 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             uri, _headers, _body, _status = core.create_authorization_response(
                 request, scopes=list(scopes), credentials=credentials, allow=True
             )
-            record(
-                Action.SSO_AUTHORIZED,
-                audit_origin(request),
-                actor=user,
-                subject=user,
-                app=application.client_id,
-                scopes=list(scopes),
-                acr=facts.acr,
+            # What record() stores, in one INSERT built once (threshold/sso/hotpath.py).
+            insert_audit(
+                [
+                    AuditRow(
+                        at=clock.now_datetime(),
+                        action=Action.SSO_AUTHORIZED,
+                        origin=audit_origin(request),
+                        actor=user,
+                        subject=user,
+                        detail={
+                            "app": application.client_id,
+                            "scopes": list(scopes),
+                            "acr": facts.acr,
+                        },
+                    )
+                ]
             )
     except OAuthToolkitError as error:
         oauth_error = error.oauthlib_error
