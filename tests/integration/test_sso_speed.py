@@ -7,7 +7,9 @@ token) -> userinfo. These run on SQLite and on PostgreSQL (``scripts/with-postgr
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import time
 from typing import Any
 
 import pytest
@@ -22,7 +24,11 @@ from tests.integration.test_sso import App, add_app, authorize, exchange, signed
 from threshold.audit.actions import Action, Origin
 from threshold.audit.models import AuditEvent
 from threshold.groups.actions import do_add_group, do_add_member
+from threshold.sso import appcache
+from threshold.sso.actions import do_remove_app, do_rotate_secret
 from threshold.sso.lean import LeanTokenMiddleware
+from threshold.sso.models import Application
+from threshold.sso.validator import hash_secret
 
 pytestmark = pytest.mark.django_db
 
@@ -81,19 +87,19 @@ def flow(browser: Browser, app: App) -> dict[str, Any]:
 def test_each_step_of_a_flow_runs_only_its_statements(ada):
     app = add_app()
     browser = signed_in(ada)
-    flow(browser, app)  # the first gives the session its sid (one UPDATE of the session)
+    # The first gives the session its sid (one UPDATE of the session); the worker keeps the
+    # app it read (threshold/sso/appcache.py).
+    flow(browser, app)
     steps = flow(browser, app)
     assert steps["authorize"] == [
         "SELECT web_session",
         "SELECT accounts_user",
-        "SELECT sso_application",
         "INSERT oauth2_provider_grant",
         "INSERT sso_appsignin",
         "INSERT audit_auditevent",
     ]
     assert steps["token"] == [
         "SELECT oauth2_provider_grant",
-        "SELECT sso_application",
         "SELECT sso_appsignin",
         "SELECT groups_group",
         "INSERT oauth2_provider_accesstoken",
@@ -172,3 +178,37 @@ def test_the_lean_path_takes_only_an_apps_cookieless_calls(db):
     assert lean.answer(factory.get("/token")) is None
     assert lean.answer(factory.post("/authorize")) is None
     assert lean.answer(factory.post("/token", {"a": "b"}, HTTP_HOST="evil.example")) is None
+
+
+def test_a_kept_app_is_read_again_once_it_changes(ada):
+    app = add_app()
+    browser = signed_in(ada)
+    flow(browser, app)
+    # Here: a new secret (a signal).
+    old_secret = app.client_secret
+    app = dataclasses.replace(app, client_secret=do_rotate_secret(app.application, Origin.cli()))
+    flow(browser, app)
+    auth = authorize(browser, app)
+    stale = dataclasses.replace(app, client_secret=old_secret)
+    assert exchange(stale, auth.params["code"], auth.verifier).status_code == 401
+    # Another process on this machine (``threshold apps``, another worker): no signal here,
+    # only its stamp.
+    flow(browser, app)
+    Application.objects.filter(pk=app.application.pk).update(client_secret=hash_secret("another"))
+    appcache._path().write_bytes(b"another process")
+    auth = authorize(browser, app)
+    assert exchange(app, auth.params["code"], auth.verifier).status_code == 401
+    flow(browser, dataclasses.replace(app, client_secret="another"))
+    # Removed: its links are a page, not a redirect.
+    do_remove_app(app.application, Origin.cli())
+    assert authorize(browser, app).response.status_code == 400
+
+
+def test_a_kept_app_is_read_again_after_max_age(ada, monkeypatch):
+    app = add_app()
+    browser = signed_in(ada)
+    flow(browser, app)
+    Application.objects.filter(pk=app.application.pk).update(redirect_uris="https://else.example/")
+    later = time.monotonic() + appcache.MAX_AGE + 1
+    monkeypatch.setattr(appcache.time, "monotonic", lambda: later)
+    assert authorize(browser, app).response.status_code == 400

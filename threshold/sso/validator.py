@@ -36,7 +36,7 @@ from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 from threshold import clock
 from threshold.audit.actions import Action, Origin, record
 from threshold.passkeys.hotpath import AuditRow, insert_audit
-from threshold.sso import hotpath, keys
+from threshold.sso import appcache, hotpath, keys
 from threshold.sso.models import Application, AppSignIn
 from threshold.sso.sessions import subject_of
 
@@ -113,11 +113,15 @@ class Validator(OAuth2Validator):
         if not storable(client_id):
             return None
         if not request.client:
-            cached = _cached("application", client_id)
-            if cached is not None:
+            cached = _cached("application", client_id) or appcache.get(client_id)
+            if cached is not None and cached.is_usable(request):
                 request.client = cached
-                return cached
-        return _keep("application", client_id, super()._load_application(client_id, request))
+                return _keep("application", client_id, cached)
+        stamp = appcache.stamp()
+        application = super()._load_application(client_id, request)
+        if application is not None:
+            appcache.keep(client_id, application, stamp)
+        return _keep("application", client_id, application)
 
     # --- Silent sign-in: the authorize view decides (threshold/sso/views.py) --------------------
 

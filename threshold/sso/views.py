@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core import signing
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
@@ -433,6 +433,17 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
         return _refuse(
             request, application, credentials, oauth_error.error, oauth_error.description or ""
         )
+    except IntegrityError:
+        # The app was removed meanwhile (another server's kept copy, sso/appcache.py).
+        record(
+            Action.SSO_REFUSED,
+            audit_origin(request),
+            actor=user,
+            subject=user,
+            reason="app_removed",
+            app=application.client_id,
+        )
+        return _problem(request, "app_link_invalid", 400)
     return _to_app(uri)
 
 
