@@ -8,6 +8,7 @@ token) -> userinfo. These run on SQLite and on PostgreSQL (``scripts/with-postgr
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 import time
 from typing import Any
@@ -17,6 +18,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client, RequestFactory, override_settings
 from django.test.utils import CaptureQueriesContext
+from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
 from tests.integration.conftest import Browser, enrolled_person
 from tests.integration.test_lean_sign_in import TRANSACTION_CONTROL
@@ -212,3 +214,24 @@ def test_a_kept_app_is_read_again_after_max_age(ada, monkeypatch):
     later = time.monotonic() + appcache.MAX_AGE + 1
     monkeypatch.setattr(appcache.time, "monotonic", lambda: later)
     assert authorize(browser, app).response.status_code == 400
+
+
+def test_the_tokens_rows_are_what_save_writes(ada, clock):
+    app = add_app()
+    tokens, _info = flow(signed_in(ada), app)["answers"]
+    body = tokens.json()
+    access = get_access_token_model().objects.get(
+        token_checksum=hashlib.sha256(body["access_token"].encode()).hexdigest()
+    )
+    refresh = get_refresh_token_model().objects.get(
+        token_checksum=hashlib.sha256(body["refresh_token"].encode()).hexdigest()
+    )
+    assert (access.user, access.application, access.scope) == (
+        ada.user, app.application, "openid profile email groups",
+    )  # fmt: skip
+    assert access.created
+    assert access.expires > access.created
+    assert access.token != body["access_token"]  # stored as its checksum only (RFC 9700)
+    assert (refresh.user, refresh.access_token, refresh.revoked) == (ada.user, access, None)
+    assert refresh.token_family is not None
+    assert access.resource == refresh.resource == []

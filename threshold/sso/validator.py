@@ -247,7 +247,7 @@ class Validator(OAuth2Validator):
             resource=getattr(request, "resource", []),
         )
         self._set_token_value(refresh_token, refresh_token_code)
-        refresh_token.save()
+        hotpath.insert(refresh_token)
         return refresh_token
 
     def _check_and_set_request_resource(self, request: Any) -> None:
@@ -274,7 +274,7 @@ class Validator(OAuth2Validator):
             resource=getattr(request, "resource", []),
         )
         self._set_token_value(access_token, token["access_token"])
-        access_token.save()
+        hotpath.insert(access_token)
         return access_token
 
     def validate_refresh_token(
