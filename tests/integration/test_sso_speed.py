@@ -235,3 +235,18 @@ def test_the_tokens_rows_are_what_save_writes(ada, clock):
     assert (refresh.user, refresh.access_token, refresh.revoked) == (ada.user, access, None)
     assert refresh.token_family is not None
     assert access.resource == refresh.resource == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_app_another_server_removed_is_a_page_not_a_500(ada):
+    app = add_app()
+    browser = signed_in(ada)
+    flow(browser, app)
+    # Another server removed it: this process still keeps it (no signal, no stamp here).
+    kept = appcache.get(app.client_id)
+    assert kept is not None
+    do_remove_app(app.application, Origin.cli())
+    appcache.keep(app.client_id, kept, appcache.stamp())
+    response = authorize(browser, app).response
+    assert response.status_code == 400
+    assert AuditEvent.objects.filter(action=Action.SSO_REFUSED, reason="app_removed").exists()
