@@ -44,6 +44,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Anonymous passkey sign-ins skip the rest of the stack (threshold/passkeys/lean.py).
     "threshold.passkeys.lean.LeanSignInMiddleware",
+    # An app's /token and /userinfo calls skip it too (threshold/sso/lean.py).
+    "threshold.sso.lean.LeanTokenMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "csp.middleware.CSPMiddleware",

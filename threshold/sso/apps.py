@@ -20,6 +20,18 @@ class SsoConfig(AppConfig):
         pre_delete.connect(person_removed, sender=User, dispatch_uid="sso-person-removed")
         access_withdrawn.connect(withdraw_tokens, dispatch_uid="sso-access-withdrawn")
 
+        # Each process's kept apps (appcache.py) are forgotten when an app changes.
+        from django.db.models.signals import m2m_changed, post_save
+
+        from threshold.sso import appcache
+        from threshold.sso.models import Application
+
+        for signal in (post_save, post_delete):
+            signal.connect(appcache.changed, sender=Application, dispatch_uid="sso-app-changed")
+        m2m_changed.connect(
+            appcache.changed, sender=Application.groups.through, dispatch_uid="sso-app-groups"
+        )
+
 
 def session_ended(sender: Any, instance: Any, **kwargs: Any) -> None:
     """A Threshold session ended: the apps signed in to from it get a back-channel logout."""

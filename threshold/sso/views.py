@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core import signing
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
@@ -49,6 +49,7 @@ from threshold.core.assurance import Acr
 from threshold.core.catalog import Surface
 from threshold.core.encoding import b64url_encode
 from threshold.passkeys.actions import do_begin_step_up, do_finish_sign_in
+from threshold.passkeys.hotpath import AuditRow, insert_audit
 from threshold.passkeys.http import ceremonies, read_credential
 from threshold.passkeys.models import Passkey
 from threshold.policy.access import policy_for
@@ -410,20 +411,39 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             uri, _headers, _body, _status = core.create_authorization_response(
                 request, scopes=list(scopes), credentials=credentials, allow=True
             )
-            record(
-                Action.SSO_AUTHORIZED,
-                audit_origin(request),
-                actor=user,
-                subject=user,
-                app=application.client_id,
-                scopes=list(scopes),
-                acr=facts.acr,
+            # What record() stores, in one INSERT built once (threshold/sso/hotpath.py).
+            insert_audit(
+                [
+                    AuditRow(
+                        at=clock.now_datetime(),
+                        action=Action.SSO_AUTHORIZED,
+                        origin=audit_origin(request),
+                        actor=user,
+                        subject=user,
+                        detail={
+                            "app": application.client_id,
+                            "scopes": list(scopes),
+                            "acr": facts.acr,
+                        },
+                    )
+                ]
             )
     except OAuthToolkitError as error:
         oauth_error = error.oauthlib_error
         return _refuse(
             request, application, credentials, oauth_error.error, oauth_error.description or ""
         )
+    except IntegrityError:
+        # The app was removed meanwhile (another server's kept copy, sso/appcache.py).
+        record(
+            Action.SSO_REFUSED,
+            audit_origin(request),
+            actor=user,
+            subject=user,
+            reason="app_removed",
+            app=application.client_id,
+        )
+        return _problem(request, "app_link_invalid", 400)
     return _to_app(uri)
 
 

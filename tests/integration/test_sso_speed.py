@@ -1,0 +1,252 @@
+"""The single sign-on flow's cost in SQL per step, and the lean path for /token and /userinfo
+(threshold/sso/lean.py): what it answers is what the full stack would.
+
+The flow is bench/sso.py's: a person signed in already, authorize -> code -> token (with an ID
+token) -> userinfo. These run on SQLite and on PostgreSQL (``scripts/with-postgres``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import time
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test import Client, RequestFactory, override_settings
+from django.test.utils import CaptureQueriesContext
+from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+
+from tests.integration.conftest import Browser, enrolled_person
+from tests.integration.test_lean_sign_in import TRANSACTION_CONTROL
+from tests.integration.test_sso import App, add_app, authorize, exchange, signed_in
+from threshold.audit.actions import Action, Origin
+from threshold.audit.models import AuditEvent
+from threshold.groups.actions import do_add_group, do_add_member
+from threshold.sso import appcache
+from threshold.sso.actions import do_remove_app, do_rotate_secret
+from threshold.sso.lean import LeanTokenMiddleware
+from threshold.sso.models import Application
+from threshold.sso.validator import hash_secret
+
+pytestmark = pytest.mark.django_db
+
+LEAN = "threshold.sso.lean.LeanTokenMiddleware"
+_TABLE = re.compile(r'(?:FROM|INTO|UPDATE)\s+"(\w+)"')
+
+
+@pytest.fixture
+def ada(db):
+    person = enrolled_person("ada@example.com", "Ada Lovelace")
+    for name in ("wiki-editors", "staff"):
+        do_add_member(do_add_group(name, Origin.cli()), person.user, Origin.cli())
+    return person
+
+
+def full_stack():
+    """The settings without the lean path for /token and /userinfo."""
+    return override_settings(MIDDLEWARE=[name for name in settings.MIDDLEWARE if name != LEAN])
+
+
+def shapes(queries: CaptureQueriesContext) -> list[str]:
+    """Each statement as its verb and first table (``SELECT sso_application``), in order;
+    transaction control left out."""
+    found = []
+    for query in queries.captured_queries:
+        sql = query["sql"]
+        if sql.upper().startswith(TRANSACTION_CONTROL):
+            continue
+        table = _TABLE.search(sql)
+        found.append(f"{sql.split()[0].upper()} {table.group(1) if table else '?'}")
+    return found
+
+
+def flow(browser: Browser, app: App) -> dict[str, Any]:
+    """One complete code flow; each step's answer and statements."""
+    steps: dict[str, Any] = {}
+    with CaptureQueriesContext(connection) as queries:
+        auth = authorize(browser, app)
+    assert auth.response.status_code == 302, auth.response.content[:300]
+    assert "code" in auth.params, auth.location
+    steps["authorize"] = shapes(queries)
+    with CaptureQueriesContext(connection) as queries:
+        tokens = exchange(app, auth.params["code"], auth.verifier)
+    assert tokens.status_code == 200, tokens.content
+    steps["token"] = shapes(queries)
+    with CaptureQueriesContext(connection) as queries:
+        info = Client().get(
+            "/userinfo", HTTP_AUTHORIZATION=f"Bearer {tokens.json()['access_token']}"
+        )
+    assert info.status_code == 200, info.content
+    steps["userinfo"] = shapes(queries)
+    steps["answers"] = (tokens, info)
+    return steps
+
+
+def test_each_step_of_a_flow_runs_only_its_statements(ada):
+    app = add_app()
+    browser = signed_in(ada)
+    # The first gives the session its sid (one UPDATE of the session); the worker keeps the
+    # app it read (threshold/sso/appcache.py).
+    flow(browser, app)
+    steps = flow(browser, app)
+    assert steps["authorize"] == [
+        "SELECT web_session",
+        "SELECT accounts_user",
+        "INSERT oauth2_provider_grant",
+        "INSERT sso_appsignin",
+        "INSERT audit_auditevent",
+    ]
+    assert steps["token"] == [
+        "SELECT oauth2_provider_grant",
+        "SELECT sso_appsignin",
+        "SELECT groups_group",
+        "INSERT oauth2_provider_accesstoken",
+        "INSERT oauth2_provider_refreshtoken",
+        "INSERT audit_auditevent",
+        "DELETE oauth2_provider_grant",
+    ]
+    assert steps["userinfo"] == ["SELECT oauth2_provider_accesstoken", "SELECT groups_group"]
+    _tokens, info = steps["answers"]
+    assert info.json()["groups"] == ["staff", "wiki-editors"]
+
+
+def test_the_flows_audit_rows_are_what_record_writes(ada):
+    app = add_app()
+    flow(signed_in(ada), app)
+    authorized = AuditEvent.objects.get(action=Action.SSO_AUTHORIZED)
+    issued = AuditEvent.objects.get(action=Action.SSO_TOKEN_ISSUED)
+    for event in (authorized, issued):
+        assert (event.actor, event.subject, event.subject_label) == (
+            ada.user,
+            ada.user,
+            ada.user.username,
+        )
+        assert event.ip
+    assert authorized.via == "web"
+    assert authorized.detail == {
+        "app": app.client_id,
+        "scopes": ["openid", "profile", "email", "groups"],
+        "acr": authorized.detail["acr"],
+    }
+    assert authorized.detail["acr"]
+    assert issued.detail == {"app": app.client_id, "grant_type": "authorization_code"}
+
+
+def answers(ada) -> list[Any]:
+    """A flow's token and userinfo answers, then refused ones: a wrong secret, a bad token."""
+    app = add_app()
+    tokens, info = flow(signed_in(ada), app)["answers"]
+    refused = Client().post(
+        "/token",
+        {"grant_type": "authorization_code", "code": "x", "client_id": app.client_id,
+         "client_secret": "wrong", "redirect_uri": "http://127.0.0.1:9000/callback",
+         "code_verifier": "v" * 43},
+    )  # fmt: skip
+    unknown = Client().get("/userinfo", HTTP_AUTHORIZATION="Bearer nothing")
+    assert refused.status_code == 401, refused.content
+    assert unknown.status_code == 401, unknown.content
+    return [answer(r) for r in (tokens, info, refused, unknown)]
+
+
+def answer(response: Any) -> tuple[int, dict[str, str], Any]:
+    """Status, headers (but the length), and the JSON body's keys or the body itself."""
+    headers = {k: v for k, v in response.headers.items() if k != "Content-Length"}
+    json_body = response.get("Content-Type", "").startswith("application/json")
+    return response.status_code, headers, set(response.json()) if json_body else response.content
+
+
+def test_the_lean_path_answers_with_the_full_stacks_headers(ada, clock):
+    lean = answers(ada)
+    with full_stack():
+        full = answers(ada)
+
+    assert lean == full
+    assert "Content-Security-Policy" in lean[0][1]
+
+
+def test_the_lean_path_takes_only_an_apps_cookieless_calls(db):
+    lean = LeanTokenMiddleware(lambda request: None)  # type: ignore[arg-type,return-value]
+    factory = RequestFactory()
+    assert lean.answer(factory.post("/token", {"grant_type": "x"})) is not None
+    assert lean.answer(factory.get("/userinfo")) is not None
+    assert lean.answer(factory.post("/userinfo")) is not None
+    with_cookie = factory.post("/token", {"grant_type": "x"})
+    with_cookie.COOKIES[settings.SESSION_COOKIE_NAME] = "x"
+    assert lean.answer(with_cookie) is None
+    assert lean.answer(factory.get("/token")) is None
+    assert lean.answer(factory.post("/authorize")) is None
+    assert lean.answer(factory.post("/token", {"a": "b"}, HTTP_HOST="evil.example")) is None
+
+
+def test_a_kept_app_is_read_again_once_it_changes(ada):
+    app = add_app()
+    browser = signed_in(ada)
+    flow(browser, app)
+    # Here: a new secret (a signal).
+    old_secret = app.client_secret
+    app = dataclasses.replace(app, client_secret=do_rotate_secret(app.application, Origin.cli()))
+    flow(browser, app)
+    auth = authorize(browser, app)
+    stale = dataclasses.replace(app, client_secret=old_secret)
+    assert exchange(stale, auth.params["code"], auth.verifier).status_code == 401
+    # Another process on this machine (``threshold apps``, another worker): no signal here,
+    # only its stamp.
+    flow(browser, app)
+    Application.objects.filter(pk=app.application.pk).update(client_secret=hash_secret("another"))
+    appcache._path().write_bytes(b"another process")
+    auth = authorize(browser, app)
+    assert exchange(app, auth.params["code"], auth.verifier).status_code == 401
+    flow(browser, dataclasses.replace(app, client_secret="another"))
+    # Removed: its links are a page, not a redirect.
+    do_remove_app(app.application, Origin.cli())
+    assert authorize(browser, app).response.status_code == 400
+
+
+def test_a_kept_app_is_read_again_after_max_age(ada, monkeypatch):
+    app = add_app()
+    browser = signed_in(ada)
+    flow(browser, app)
+    Application.objects.filter(pk=app.application.pk).update(redirect_uris="https://else.example/")
+    later = time.monotonic() + appcache.MAX_AGE + 1
+    monkeypatch.setattr(appcache.time, "monotonic", lambda: later)
+    assert authorize(browser, app).response.status_code == 400
+
+
+def test_the_tokens_rows_are_what_save_writes(ada, clock):
+    app = add_app()
+    tokens, _info = flow(signed_in(ada), app)["answers"]
+    body = tokens.json()
+    access = get_access_token_model().objects.get(
+        token_checksum=hashlib.sha256(body["access_token"].encode()).hexdigest()
+    )
+    refresh = get_refresh_token_model().objects.get(
+        token_checksum=hashlib.sha256(body["refresh_token"].encode()).hexdigest()
+    )
+    assert (access.user, access.application, access.scope) == (
+        ada.user, app.application, "openid profile email groups",
+    )  # fmt: skip
+    assert access.created
+    assert access.expires > access.created
+    assert access.token != body["access_token"]  # stored as its checksum only (RFC 9700)
+    assert (refresh.user, refresh.access_token, refresh.revoked) == (ada.user, access, None)
+    assert refresh.token_family is not None
+    assert access.resource == refresh.resource == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_app_another_server_removed_is_a_page_not_a_500(ada):
+    app = add_app()
+    browser = signed_in(ada)
+    flow(browser, app)
+    # Another server removed it: this process still keeps it (no signal, no stamp here).
+    kept = appcache.get(app.client_id)
+    assert kept is not None
+    do_remove_app(app.application, Origin.cli())
+    appcache.keep(app.client_id, kept, appcache.stamp())
+    response = authorize(browser, app).response
+    assert response.status_code == 400
+    assert AuditEvent.objects.filter(action=Action.SSO_REFUSED, reason="app_removed").exists()
