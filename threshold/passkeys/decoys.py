@@ -27,12 +27,8 @@ least one), blended with a fixed prior worth ``PRIOR_PEOPLE`` people:
 - It reveals the shape of the distribution (how many people hold how many
   passkeys), which anyone can estimate from decoys anyway; never who.
 - It is computed with two queries (counts, shapes), at most once per ``REFRESH_SECONDS`` per
-  process, on boundaries shared by all processes, and in whichever request comes
-  first: for an existing username as for an unknown one. It counts only the
-  passkeys that existed when the period began, so that every process computes the
-  same distribution whenever in the period it asks: a worker that computed it
-  after a registration would otherwise answer an unknown username with another
-  decoy than its neighbour did, which a real account's stable answer never does.
+  process, on boundaries shared by all processes (so that they agree), and in
+  whichever request comes first: for an existing username as for an unknown one.
   A username's decoy count changes only when the distribution moves past its
   quantile, which a small change rarely does.
 
@@ -53,7 +49,6 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from itertools import accumulate
 
 from django.conf import settings
@@ -143,10 +138,9 @@ def _distribution(passkey_limit: int) -> Distribution:
     with _lock:
         found = _cache.get(cache_key)
     if found is None:
-        began = datetime.fromtimestamp(period * REFRESH_SECONDS, UTC)
-        shapes = shape_weights(passkeys_by_shape(began))
+        shapes = shape_weights(passkeys_by_shape())
         found = Distribution(
-            counts=tuple(accumulate(weights(people_by_passkey_count(began), passkey_limit))),
+            counts=tuple(accumulate(weights(people_by_passkey_count(), passkey_limit))),
             shapes=tuple(shapes),
             shape_weights=tuple(accumulate(shapes.values())),
         )
@@ -168,12 +162,11 @@ def shape_weights(real: dict[Shape, int]) -> dict[Shape, float]:
     return {shape: real.get(shape, 0) + prior.get(shape, 0.0) for shape in every}
 
 
-def passkeys_by_shape(before: datetime) -> dict[Shape, int]:
-    """How many active people's passkeys registered before ``before`` have each
-    (ID length, transports) shape."""
+def passkeys_by_shape() -> dict[Shape, int]:
+    """How many active people's passkeys have each (ID length, transports) shape."""
     shapes: Counter[Shape] = Counter()
     rows = (
-        Passkey.objects.filter(user__is_active=True, created_at__lt=before)
+        Passkey.objects.filter(user__is_active=True)
         .annotate(id_length=Length("credential_id"))
         .values_list("id_length", "transports")
         .annotate(held=Count("id"))
@@ -208,8 +201,8 @@ def _prior_share(count: int) -> float:
     return table[count - 1] if count <= len(table) else table[-1] * (len(table) / count) ** 2
 
 
-def people_by_passkey_count(before: datetime) -> dict[int, int]:
-    """How many active people held 1, 2, ... passkeys registered before ``before`` (one query)."""
+def people_by_passkey_count() -> dict[int, int]:
+    """How many active people hold 1, 2, ... passkeys (one query)."""
     passkeys = connection.ops.quote_name(Passkey._meta.db_table)
     users = connection.ops.quote_name(User._meta.db_table)
     with connection.cursor() as cursor:
@@ -218,9 +211,8 @@ def people_by_passkey_count(before: datetime) -> dict[int, int]:
             "SELECT held, COUNT(*) FROM ("  # noqa: S608
             f"SELECT COUNT(*) AS held FROM {passkeys} JOIN {users}"
             f" ON {users}.id = {passkeys}.user_id WHERE {users}.is_active = %s"
-            f" AND {passkeys}.created_at < %s"
             f" GROUP BY {passkeys}.user_id) AS per_person GROUP BY held",
-            [True, connection.ops.adapt_datetimefield_value(before)],
+            [True],
         )
         return {int(held): int(people) for held, people in cursor.fetchall()}
 
