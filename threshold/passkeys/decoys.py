@@ -26,18 +26,11 @@ least one), blended with a fixed prior worth ``PRIOR_PEOPLE`` people:
   of that count's prior weight), and those usernames are known not to exist.
 - It reveals the shape of the distribution (how many people hold how many
   passkeys), which anyone can estimate from decoys anyway; never who.
-- It is computed with two queries (counts, shapes), at most once per ``REFRESH_SECONDS`` per
+- It is computed with one query, at most once per ``REFRESH_SECONDS`` per
   process, on boundaries shared by all processes (so that they agree), and in
   whichever request comes first: for an existing username as for an unknown one.
   A username's decoy count changes only when the distribution moves past its
   quantile, which a small change rarely does.
-
-Each decoy credential's shape (ID length and transports) is drawn the same way,
-from the shapes of the organisation's own passkeys blended with a prior worth
-``PRIOR_PASSKEYS`` passkeys (common authenticators' shapes). Decoys drawn from a
-fixed list of shapes gave away every account whose passkeys had another shape
-(no transports, say, or a 77-byte ID): a real shape now shows up in decoys at
-the rate it has among real passkeys.
 """
 
 from __future__ import annotations
@@ -46,15 +39,12 @@ import hashlib
 import hmac
 import threading
 from bisect import bisect_right
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count
-from django.db.models.functions import Length
 
 from threshold import clock
 from threshold.accounts.models import User
@@ -70,8 +60,7 @@ PRIOR_PEOPLE = 20
 REFRESH_SECONDS = 3600
 
 # Credential ID lengths and transports of common authenticators (Chrome and
-# Google Password Manager, iCloud Keychain, Windows Hello, security keys): the
-# prior over shapes is every pairing of the two, weighted by how often each is listed.
+# Google Password Manager, iCloud Keychain, Windows Hello, security keys).
 ID_LENGTHS = (16, 16, 20, 32, 48, 64)
 TRANSPORTS: tuple[tuple[str, ...], ...] = (
     (Transport.INTERNAL,),
@@ -80,11 +69,6 @@ TRANSPORTS: tuple[tuple[str, ...], ...] = (
     (Transport.NFC, Transport.USB),
     (Transport.USB,),
 )
-PRIOR_PASSKEYS = 20
-# The longest credential ID a decoy takes from a real one (WebAuthn allows 1023 bytes).
-MAX_ID_LENGTH = 1023
-
-Shape = tuple[int, tuple[str, ...]]  # (credential ID length, transports)
 
 
 @dataclass(frozen=True)
@@ -93,91 +77,41 @@ class Decoy:
     user_handle: bytes
 
 
-@dataclass(frozen=True)
-class Distribution:
-    """Cumulative weights of 1, 2, ... passkeys per person, and of each credential shape."""
-
-    counts: tuple[float, ...]
-    shapes: tuple[Shape, ...]
-    shape_weights: tuple[float, ...]
-
-
-def _quantile(data: bytes) -> float:
-    return int.from_bytes(data[:8], "big") / 2**64
-
-
 def decoy_for(username: str, passkey_limit: int) -> Decoy:
     """The stable decoy of ``username`` (normalised) under a policy of ``passkey_limit``."""
     key = settings.SECRET_KEY.encode()
     digest = hmac.new(key, b"decoy:" + username.encode(), hashlib.sha512).digest()
-    distribution = _distribution(passkey_limit)
-    cumulative = distribution.counts
-    count = 1 + bisect_right(cumulative, _quantile(digest) * cumulative[-1])
+    quantile = int.from_bytes(digest[:8], "big") / 2**64
+    cumulative = _cumulative_weights(passkey_limit)
+    count = 1 + bisect_right(cumulative, quantile * cumulative[-1])
     credentials = []
     for index in range(min(count, len(cumulative))):
         # An extendable output keyed by the digest: the shape, then the ID.
-        stream = hashlib.shake_256(digest + bytes([index])).digest(8 + MAX_ID_LENGTH)
-        weights_ = distribution.shape_weights
-        length, transports = distribution.shapes[
-            bisect_right(weights_, _quantile(stream) * weights_[-1])
-        ]
-        credentials.append(ceremony.CredentialDescriptor(stream[8 : 8 + length], transports))
+        stream = hashlib.shake_256(digest + bytes([index])).digest(2 + max(ID_LENGTHS))
+        length = ID_LENGTHS[stream[0] % len(ID_LENGTHS)]
+        transports = TRANSPORTS[stream[1] % len(TRANSPORTS)]
+        credentials.append(ceremony.CredentialDescriptor(stream[2 : 2 + length], transports))
     return Decoy(credentials, user_handle=digest[32:64])
 
 
 # --- The distribution, cached per process --------------------------------------------------------
 
 _lock = threading.Lock()
-_cache: dict[tuple[int, int], Distribution] = {}
+_cache: dict[tuple[int, int], tuple[float, ...]] = {}
 
 
-def _distribution(passkey_limit: int) -> Distribution:
-    """The decoys' distribution, refreshed once per REFRESH_SECONDS."""
+def _cumulative_weights(passkey_limit: int) -> tuple[float, ...]:
+    """Cumulative weights of 1, 2, ... passkeys, refreshed once per REFRESH_SECONDS."""
     period = int(clock.now() // REFRESH_SECONDS)
     cache_key = (period, passkey_limit)
     with _lock:
         found = _cache.get(cache_key)
     if found is None:
-        shapes = shape_weights(passkeys_by_shape())
-        found = Distribution(
-            counts=tuple(accumulate(weights(people_by_passkey_count(), passkey_limit))),
-            shapes=tuple(shapes),
-            shape_weights=tuple(accumulate(shapes.values())),
-        )
+        found = tuple(accumulate(weights(people_by_passkey_count(), passkey_limit)))
         with _lock:
             _cache.clear()
             _cache[cache_key] = found
     return found
-
-
-def shape_weights(real: dict[Shape, int]) -> dict[Shape, float]:
-    """Each shape's weight: its real passkeys plus its share of the prior, in a stable order."""
-    prior: dict[Shape, float] = {}
-    pairs = len(ID_LENGTHS) * len(TRANSPORTS)
-    for length in ID_LENGTHS:
-        for transports in TRANSPORTS:
-            shape = (length, tuple(transports))
-            prior[shape] = prior.get(shape, 0.0) + PRIOR_PASSKEYS / pairs
-    every = sorted(prior.keys() | real.keys())
-    return {shape: real.get(shape, 0) + prior.get(shape, 0.0) for shape in every}
-
-
-def passkeys_by_shape() -> dict[Shape, int]:
-    """How many active people's passkeys have each (ID length, transports) shape."""
-    shapes: Counter[Shape] = Counter()
-    rows = (
-        Passkey.objects.filter(user__is_active=True)
-        .annotate(id_length=Length("credential_id"))
-        .values_list("id_length", "transports")
-        .annotate(held=Count("id"))
-        .order_by()
-    )
-    for id_length, transports, held in rows:
-        if not 1 <= id_length <= MAX_ID_LENGTH or not isinstance(transports, list):
-            continue
-        # The order the options list them in (ceremony.CredentialDescriptor keeps it).
-        shapes[(int(id_length), tuple(str(t) for t in transports))] += int(held)
-    return dict(shapes)
 
 
 def weights(people: dict[int, int], passkey_limit: int) -> list[float]:
