@@ -15,6 +15,7 @@ view could not decode arrives as ``Unreadable`` and fails like any bad response.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,13 +123,18 @@ def do_begin_sign_in(
             .values_list("credential_id", "transports", "user__user_handle")
         )
         decoy = decoy_for(name, policy.passkey_limit)
-        if rows:
-            allow = [ceremony.CredentialDescriptor(bytes(c), tuple(t)) for c, t, _ in rows]
-            user_handle = bytes(rows[0][2])
-        elif reveal_unknown_users:
+        if not rows and reveal_unknown_users:
             raise errors.CredentialUnknown("no passkeys for this username")
-        else:
-            allow, user_handle = decoy.credentials, decoy.user_handle
+        if not rows:
+            # The decoy goes through what a real row goes through (the transports
+            # column's JSON decoding, the same conversions), so that building the
+            # answer takes as long either way.
+            rows = [
+                (c.credential_id, json.loads(json.dumps(list(c.transports))), decoy.user_handle)
+                for c in decoy.credentials
+            ]
+        allow = [ceremony.CredentialDescriptor(bytes(c), tuple(t)) for c, t, _ in rows]
+        user_handle = bytes(rows[0][2])
     options, state = ceremony.begin_authentication(
         relying_party(),
         now=clock.now(),
