@@ -55,12 +55,65 @@ def _q(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
-def _fields(model: type[Model]) -> list[Field[Any, Any]]:
-    return list(model._meta.concrete_fields)
+@lru_cache(maxsize=16)
+def _fields(model: type[Model]) -> tuple[Field[Any, Any], ...]:
+    return tuple(model._meta.concrete_fields)
 
 
+@lru_cache(maxsize=64)
 def _field(model: type[Model], name: str) -> Field[Any, Any]:
     return next(f for f in _fields(model) if name in (f.name, f.attname))
+
+
+# Fields whose get_db_prep_save returns a str, int or bool value unchanged.
+_PLAIN_TYPES = frozenset(
+    {
+        "CharField",
+        "TextField",
+        "BooleanField",
+        "IntegerField",
+        "BigIntegerField",
+        "SmallIntegerField",
+        "PositiveIntegerField",
+        "PositiveBigIntegerField",
+        "PositiveSmallIntegerField",
+    }
+)
+
+
+def _plain(value: Any) -> Any:
+    return value
+
+
+@lru_cache(maxsize=64)
+def _prepare(model: type[Model], name: str) -> Callable[[Any], Any]:
+    """What the ORM does to a value of ``model.name`` before writing it (``get_db_prep_save``);
+    for a text, integer or boolean column with a value of that type, nothing."""
+    field = _field(model, name)
+    prepare = field.get_db_prep_save
+    if field.get_internal_type() == "DateTimeField":
+
+        def moment(value: Any) -> Any:
+            # An aware datetime needs only the backend's adaptation (a naive one, the
+            # field's warning and conversion first).
+            if isinstance(value, datetime) and value.tzinfo is not None:
+                return connection.ops.adapt_datetimefield_value(value)
+            return prepare(value, connection)
+
+        return moment
+    if field.get_internal_type() not in _PLAIN_TYPES:
+        return lambda value: prepare(value, connection)
+    plain = (str, int) if field.get_internal_type() != "BooleanField" else (bool,)
+
+    def prepared(value: Any) -> Any:
+        return value if value is None or isinstance(value, plain) else prepare(value, connection)
+
+    return prepared
+
+
+@lru_cache(maxsize=16)
+def _attnames(model: type[Model]) -> list[str]:
+    return [f.attname for f in _fields(model)]
 
 
 Converter = Callable[[Any, Any, Any], Any]
@@ -83,15 +136,26 @@ def _converters(vendor: str, model: type[Model]) -> list[tuple[list[Converter], 
     return result
 
 
+@lru_cache(maxsize=16)
+def _converting(vendor: str, model: type[Model]) -> tuple[tuple[int, list[Converter], Any], ...]:
+    """The columns of ``model`` that have converters on ``vendor``, by position."""
+    return tuple(
+        (index, converters, column)
+        for index, (converters, column) in enumerate(_converters(vendor, model))
+        if converters
+    )
+
+
 def _instance(model: type[_M], values: Sequence[Any]) -> _M:
-    converted = []
-    for value, (converters, column) in zip(
-        values, _converters(connection.vendor, model), strict=True
-    ):
+    converted = list(values)
+    if len(converted) != len(_fields(model)):
+        raise ValueError(f"{len(converted)} values for {model.__name__}")
+    for index, converters, column in _converting(connection.vendor, model):
+        value = converted[index]
         for convert in converters:
-            value = convert(value, column, connection)  # noqa: PLW2901 - one value, converted in turn
-        converted.append(value)
-    return model.from_db(connection.alias, [f.attname for f in _fields(model)], converted)
+            value = convert(value, column, connection)
+        converted[index] = value
+    return model.from_db(connection.alias, _attnames(model), converted)
 
 
 @lru_cache(maxsize=8)
@@ -355,7 +419,7 @@ def update_passkey(
     if last_used_at is not None:
         changes += [("last_used_at", last_used_at), ("last_used_user_agent", last_used_user_agent)]
     names = tuple(name for name, _ in changes)
-    values = [_field(Passkey, name).get_db_prep_save(value, connection) for name, value in changes]
+    values = [_prepare(Passkey, name)(value) for name, value in changes]
     with connection.cursor() as cursor:
         cursor.execute(_update_statement(names), [*values, passkey.pk, sign_count, sign_count])
         return bool(cursor.rowcount == 1)
@@ -412,14 +476,14 @@ def insert_audit(rows: Iterable[AuditRow]) -> None:
     """The rows in one INSERT."""
     prepared = [row.values() for row in rows]
     names = tuple(prepared[0])
-    fields = [_field(AuditEvent, name) for name in names]
+    prepare = [_prepare(AuditEvent, name) for name in names]
     with connection.cursor() as cursor:
         cursor.execute(
             _audit_statement(names, len(prepared)),
             [
-                field.get_db_prep_save(values[name], connection)
+                column(values[name])
                 for values in prepared
-                for name, field in zip(names, fields, strict=True)
+                for name, column in zip(names, prepare, strict=True)
             ],
         )
 
@@ -437,11 +501,13 @@ def _audit_statement(names: tuple[str, ...], rows: int) -> str:
 def insert_session(session: Session) -> bool:
     """INSERT ``session`` (every column, as ``SessionStore.create_model_instance`` fills them);
     False when its key is taken, which the caller answers with a fresh key."""
-    fields = _fields(Session)
     with connection.cursor() as cursor:
         cursor.execute(
             _session_statement(),
-            [field.get_db_prep_save(field.pre_save(session, True), connection) for field in fields],
+            [
+                _prepare(Session, field.attname)(field.pre_save(session, True))
+                for field in _fields(Session)
+            ],
         )
         return bool(cursor.rowcount == 1)
 

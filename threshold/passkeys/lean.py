@@ -46,13 +46,19 @@ from django.core.handlers.exception import response_for_exception
 from django.core.handlers.wsgi import WSGIRequest, get_script_name
 from django.http import HttpRequest, HttpResponse
 from django.middleware.clickjacking import XFrameOptionsMiddleware
-from django.middleware.csrf import CsrfViewMiddleware, RejectRequest, rotate_token
+from django.middleware.csrf import (
+    CSRF_ALLOWED_CHARS,
+    CSRF_SECRET_LENGTH,
+    CsrfViewMiddleware,
+    RejectRequest,
+)
 from django.middleware.security import SecurityMiddleware
 from django.urls import reverse, set_script_prefix
 from django.utils.cache import patch_vary_headers
 from django.utils.http import http_date
 
 from threshold.core import errors
+from threshold.core.randomness import random_string
 from threshold.passkeys import hotpath, views
 from threshold.passkeys.actions import SignedIn, do_finish_sign_in
 from threshold.passkeys.http import anonymous_ceremonies, read_credential, send_ceremony_cookies
@@ -189,11 +195,22 @@ def _result(request: HttpRequest) -> HttpResponse:
     except errors.ThresholdError as error:
         response: HttpResponse = views.sign_in_refused(error)
     else:
-        rotate_token(request)  # as login() does
+        _rotate_csrf_token(request)  # as login() does
         response = ok({"redirect": safe_next(request)})
         _set_session_cookie(response, sessions[0].session_key)
         set_signed_in_cookie(response)
     return response
+
+
+def _rotate_csrf_token(request: HttpRequest) -> None:
+    """``django.middleware.csrf.rotate_token``: a new secret, which CsrfViewMiddleware's
+    ``process_response`` sets as the cookie; drawn with one call to the CSPRNG."""
+    request.META.update(
+        {
+            "CSRF_COOKIE": random_string(CSRF_SECRET_LENGTH, CSRF_ALLOWED_CHARS),
+            "CSRF_COOKIE_NEEDS_UPDATE": True,
+        }
+    )
 
 
 def _set_session_cookie(response: HttpResponse, session_key: str) -> None:
