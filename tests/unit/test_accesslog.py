@@ -66,5 +66,19 @@ def test_successful_passkey_sign_in_requests_are_not_logged(capsys):
     assert "/sign-in" in logged_lines("/sign-in", 200, capsys)
 
 
+def test_an_apps_successful_token_and_userinfo_calls_are_not_logged(capsys):
+    """Each token issued is audited; their failures are logged."""
+    assert logged_lines("/token", 200, capsys) == ""
+    assert logged_lines("/userinfo", 200, capsys) == ""
+    assert "/token" in logged_lines("/token", 400, capsys)
+    assert "/userinfo" in logged_lines("/userinfo", 401, capsys)
+    assert "/authorize" in logged_lines("/authorize", 302, capsys)
+
+
 def test_the_quiet_paths_are_the_sign_in_endpoints():
-    assert {reverse("passkeys:sign-in-options"), reverse("passkeys:sign-in-result")} == QUIET_PATHS
+    assert {
+        reverse("passkeys:sign-in-options"),
+        reverse("passkeys:sign-in-result"),
+        reverse("sso:token"),
+        reverse("sso:userinfo"),
+    } == QUIET_PATHS

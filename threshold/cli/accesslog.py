@@ -9,6 +9,11 @@ Successful passkey sign-in requests are not logged: at nine in the morning they
 are most of the traffic, a line each costs a fifth of the request's CPU, and the
 audit log already records every sign-in's result (with its address and browser).
 Their failures (4xx, 5xx) are logged as everything else is.
+
+Nor are an app's successful ``/token`` and ``/userinfo`` calls (threshold/sso/), two of
+the three requests of every single sign-on: each token issued is audited (with the app,
+the person and the address), and a userinfo answer only reads what that token was
+issued for.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from gunicorn.glogging import Logger
 _TOKEN_IN_PATH = re.compile(r"(/enroll/)[^/?#\s\"]+")
 # threshold/passkeys/urls.py's sign-in-options and sign-in-result (a test compares them).
 QUIET_PATHS = frozenset({"/sign-in/options", "/sign-in/result"})
+# threshold/sso/urls.py's token and userinfo (a test compares them too).
+QUIET_PATHS |= frozenset({"/token", "/userinfo"})
 _HTTP_BAD_REQUEST = 400
 
 
