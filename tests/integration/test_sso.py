@@ -805,6 +805,39 @@ def test_token_refuses_a_wrong_secret_and_a_json_body(ada):
     assert not get_access_token_model().objects.exists()
 
 
+@pytest.mark.parametrize("with_session", [False, True])
+def test_a_token_body_django_will_not_parse_is_an_oauth_error(ada, with_session):
+    """Over DATA_UPLOAD_MAX_MEMORY_SIZE (64 KiB), or a broken multipart: RFC 6749 §5.2's JSON,
+    which an app reads, not Threshold's page; audited, nothing issued."""
+    app = add_app()
+    browser = signed_in(ada)
+    auth = authorize(browser, app)
+    client = browser.client if with_session else Client()
+    data = {
+        "grant_type": "authorization_code",
+        "code": auth.params["code"],
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": auth.verifier,
+        "client_id": app.client_id,
+        "client_secret": app.client_secret,
+        "padding": "x" * (64 * 1024),
+    }
+    oversize = client.post("/token", data)
+    broken = client.post("/token", b"--nope\r\n", content_type="multipart/form-data; boundary=")
+    for response in (oversize, broken):
+        assert response.status_code == 400, response.content[:200]
+        assert response["Content-Type"].startswith("application/json")
+        assert response.json()["error"] == "invalid_request"
+        assert response["Cache-Control"] == "no-store"
+    assert not get_access_token_model().objects.exists()
+    assert (
+        AuditEvent.objects.filter(action="sso.token_refused", reason="invalid_request").count() == 2
+    )
+    # The code was not used up: the app's next, well-formed request exchanges it.
+    del data["padding"]
+    assert Client().post("/token", data).status_code == 200
+
+
 def test_userinfo_and_revoke_bad_input(ada):
     assert Client().get("/userinfo").status_code == 401
     assert Client().get("/userinfo", HTTP_AUTHORIZATION="Bearer nope").status_code == 401

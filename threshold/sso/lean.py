@@ -11,7 +11,10 @@ answers as it always did.
 
 What it keeps, and where from:
 - a form body is read and parsed first, as ``RequestBodyMiddleware`` does
-  (``threshold.web.bodies``); one it would refuse goes down the full stack, which refuses it;
+  (``threshold.web.bodies``); one it would refuse (over ``DATA_UPLOAD_MAX_MEMORY_SIZE``, or
+  one that does not parse) gets, at ``/token``, the OAuth error an app can read (RFC 6749
+  §5.2 ``invalid_request``, audited), with or without cookies, and at ``/userinfo`` goes down
+  the full stack, which refuses it;
 - the headers every response gets: Vary: Cookie, SecurityMiddleware's own, the
   Content-Security-Policy django-csp would build (built once: these JSON answers set no
   per-response policy and use no nonce), X-Frame-Options and Content-Length. None of the
@@ -67,11 +70,7 @@ class LeanTokenMiddleware:
     def answer(self, request: HttpRequest) -> HttpResponse | None:
         """The lean path's answer, or None for a request the full stack must answer."""
         route = self.paths().get(request.path_info)
-        if (
-            route is None
-            or request.method not in route[0]
-            or settings.SESSION_COOKIE_NAME in request.COOKIES
-        ):
+        if route is None or request.method not in route[0]:
             return None
         try:
             request.get_host()
@@ -79,9 +78,15 @@ class LeanTokenMiddleware:
             return None
         if self.security.process_request(request) is not None:
             return None  # a redirect to HTTPS
-        if request.method == "POST" and request.content_type in _FORMS and not _form_read(request):
-            return None  # RequestBodyMiddleware refuses it, in the full stack's page
-        response = route[1](request)
+        form_refused = (
+            request.method == "POST" and request.content_type in _FORMS and not _form_read(request)
+        )
+        if form_refused and route[1] is views.token:
+            response = views.token_body_refused(request)
+        elif form_refused or settings.SESSION_COOKIE_NAME in request.COOKIES:
+            return None  # the full stack's answer (RequestBodyMiddleware's page for a body)
+        else:
+            response = route[1](request)
         # What the rest of the stack adds to these answers.
         patch_vary_headers(response, ("Cookie",))
         self.xframe.process_response(request, response)

@@ -559,6 +559,20 @@ def token(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def token_body_refused(request: HttpRequest) -> HttpResponse:
+    """/token's answer to a form body Django will not parse (over DATA_UPLOAD_MAX_MEMORY_SIZE,
+    a broken multipart): the OAuth error an app reads (RFC 6749 §5.2), not a page."""
+    record(Action.SSO_TOKEN_REFUSED, audit_origin(request), reason="invalid_request")
+    response = JsonResponse(
+        {"error": "invalid_request", "error_description": "The request body cannot be read."},
+        status=400,
+    )
+    # As oauthlib's token responses (RFC 6749 §5.1).
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    return response
+
+
 userinfo = UserInfoView.as_view()
 revoke = RevokeTokenView.as_view()
 
