@@ -33,6 +33,7 @@ from tests.integration.conftest import (
     sign_in,
     token_of,
 )
+from tests.integration.test_concurrent_changes import all_at_once
 from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts.actions import do_lock_user
 from threshold.audit.actions import Origin
@@ -46,6 +47,7 @@ from threshold.sso import keys
 from threshold.sso.actions import do_add_app, do_assign_app
 from threshold.sso.logout import deliver_due, retry_logouts
 from threshold.sso.models import Application, LogoutDelivery
+from threshold.sso.validator import Validator
 
 pytestmark = pytest.mark.django_db
 
@@ -362,6 +364,36 @@ def test_a_replayed_code_is_refused_and_revokes_what_it_gave(ada):
     assert again.status_code == 400
     assert again.json()["error"] == "invalid_grant"
     assert refresh(app, first.json()["refresh_token"]).status_code == 400
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_exchanges_of_one_code_at_once_give_tokens_once(ada, monkeypatch):
+    """Both exchanges read the grant and pass every check, then write at the same moment on
+    their own connections: one is answered, the other refused and nothing written for it
+    (DOT deleted the grant after writing the tokens, so both wrote theirs). As for any
+    replay, what the code gave is revoked."""
+    app = add_app()
+    auth = authorize(signed_in(ada), app)
+    both_checked = threading.Barrier(2, timeout=30)
+    save = Validator.save_bearer_token
+
+    def save_when_both_checked(self, *args, **kwargs):
+        both_checked.wait()
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Validator, "save_bearer_token", save_when_both_checked)
+    exchanges = all_at_once([lambda: exchange(app, auth.params["code"], auth.verifier)] * 2)
+
+    assert not [r for r in exchanges if isinstance(r, BaseException)], exchanges
+    assert sorted(r.status_code for r in exchanges) == [200, 400]
+    answered = next(r for r in exchanges if r.status_code == 200)
+    refused = next(r for r in exchanges if r.status_code == 400)
+    assert refused["Content-Type"].startswith("application/json"), refused.content[:300]
+    assert refused.json()["error"] == "invalid_grant"
+    assert get_access_token_model().objects.count() <= 1
+    assert AuditEvent.objects.filter(action="sso.token_issued").count() == 1
+    assert AuditEvent.objects.filter(action="sso.token_refused", reason="code_replayed").exists()
+    assert refresh(app, answered.json()["refresh_token"]).status_code == 400
 
 
 def test_a_foreign_redirect_uri_gets_a_page_not_a_redirect(ada):

@@ -101,13 +101,14 @@ def test_each_step_of_a_flow_runs_only_its_statements(ada):
         "INSERT audit_auditevent",
     ]
     assert steps["token"] == [
-        "SELECT oauth2_provider_grant",
+        # The code's sign-in, its grant and the person (threshold/sso/hotpath.py find_code).
         "SELECT sso_appsignin",
         "SELECT groups_group",
+        # The single-use gate first, in the tokens' transaction (use_grant).
+        "DELETE oauth2_provider_grant",
         "INSERT oauth2_provider_accesstoken",
         "INSERT oauth2_provider_refreshtoken",
         "INSERT audit_auditevent",
-        "DELETE oauth2_provider_grant",
     ]
     assert steps["userinfo"] == ["SELECT oauth2_provider_accesstoken", "SELECT groups_group"]
     _tokens, info = steps["answers"]

@@ -2,7 +2,9 @@
 
 Building an ORM query costs 0.3-0.45 ms of CPU here, running the same statement in SQL 10-50 µs
 (../shared/FIELD-NOTES.md, "Speed"). A code flow reads the person's groups twice (the ``groups``
-claim of the ID token, then of /userinfo), writes its access and refresh token (``insert``:
+claim of the ID token, then of /userinfo), reads the code's sign-in and grant with the
+person in one SELECT (``find_code``), uses the grant up with one DELETE (``use_grant``), writes
+its access and refresh token (``insert``:
 the INSERT ``Model.save()`` would run, every field's ``pre_save`` included, without the ORM's
 query building) and two audit rows (the authorization, the token); those audit rows use
 ``threshold.passkeys.hotpath.insert_audit``, which stores what ``threshold.audit.actions.record``
@@ -11,12 +13,19 @@ would.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import lru_cache
+from typing import Any, TypeVar
 
 from django.db import connection, router
 from django.db.models import Model
+from oauth2_provider.models import get_grant_model
 
+from threshold.accounts.models import User
 from threshold.groups.models import Group, Membership
+from threshold.sso.models import AppSignIn
+
+_M = TypeVar("_M", bound=Model)
 
 
 def _q(name: str) -> str:
@@ -66,3 +75,103 @@ def _insert_statement(model: type[Model]) -> str:
         f"INSERT INTO {_q(model._meta.db_table)} ({', '.join(_q(f.column) for f in fields)})"
         f" VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {_q(model._meta.pk.column)}"
     )
+
+
+# --- A code's exchange at /token ----------------------------------------------------------------
+
+_Converter = Callable[[Any, Any, Any], Any]
+
+
+@lru_cache(maxsize=16)
+def _reading(
+    vendor: str, model: type[Model]
+) -> tuple[list[str], list[tuple[int, list[_Converter], Any]]]:
+    """``model``'s columns' attnames, and by position what the ORM's compiler applies to a value
+    read from ``vendor`` (the converters ``QuerySet`` iteration runs)."""
+    table = model._meta.db_table
+    converting = []
+    for index, field in enumerate(model._meta.concrete_fields):
+        column = field.get_col(table)
+        converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        if converters:
+            converting.append((index, converters, column))
+    return [f.attname for f in model._meta.concrete_fields], converting
+
+
+def _instance(model: type[_M], values: Sequence[Any]) -> _M:
+    """The instance the ORM would build from ``values``, ``model``'s concrete columns in order."""
+    attnames, converting = _reading(connection.vendor, model)
+    converted = list(values)
+    for index, converters, column in converting:
+        value = converted[index]
+        for convert in converters:
+            value = convert(value, column, connection)
+        converted[index] = value
+    return model.from_db(connection.alias, attnames, converted)
+
+
+def _columns(alias: str, model: type[Model]) -> str:
+    return ", ".join(f"{alias}.{_q(f.column)}" for f in model._meta.concrete_fields)
+
+
+@lru_cache(maxsize=2)
+def _code_statement() -> str:
+    grant_model = get_grant_model()
+    sign_in, user, grant = AppSignIn._meta, User._meta, grant_model._meta
+
+    def column(meta: Any, name: str) -> str:
+        return _q(meta.get_field(name).column)
+
+    return (
+        f"SELECT {_columns('s', AppSignIn)}, {_columns('u', User)}, {_columns('g', grant_model)}"
+        f" FROM {_q(sign_in.db_table)} s"
+        f" JOIN {_q(user.db_table)} u ON u.{_q(user.pk.column)} = s.{column(sign_in, 'user')}"
+        f" LEFT JOIN {_q(grant.db_table)} g ON g.{column(grant, 'code')} = %s"
+        f" AND g.{column(grant, 'application')} = s.{column(sign_in, 'application')}"
+        f" AND g.{column(grant, 'user')} = s.{column(sign_in, 'user')}"
+        f" WHERE s.{column(sign_in, 'code_hash')} = %s"
+    )
+
+
+def find_code(code: str, code_hash: str) -> tuple[AppSignIn | None, Any]:
+    """The sign-in a code was issued in (its person loaded), and the code's grant if it was not
+    exchanged yet (same app, same person), in one SELECT: what ``AppSignIn`` and DOT's
+    ``Grant`` queries with ``select_related("user")`` would give."""
+    with connection.cursor() as cursor:
+        cursor.execute(_code_statement(), [code, code_hash])
+        row = cursor.fetchone()
+    if row is None:
+        return None, None
+    grant_model = get_grant_model()
+    first = len(AppSignIn._meta.concrete_fields)
+    second = first + len(User._meta.concrete_fields)
+    sign_in = _instance(AppSignIn, row[:first])
+    user = _instance(User, row[first:second])
+    sign_in.user = user
+    grant = None
+    if row[second] is not None:  # the grant's primary key: NULL when there is none
+        grant = _instance(grant_model, row[second:])
+        grant.user = user
+    return sign_in, grant
+
+
+@lru_cache(maxsize=2)
+def _use_grant_statement() -> str:
+    grant = get_grant_model()._meta
+    return (
+        f"DELETE FROM {_q(grant.db_table)} WHERE {_q(grant.pk.column)} = %s"
+        f" RETURNING {_q(grant.pk.column)}"
+    )
+
+
+def use_grant(grant_id: int) -> bool:
+    """Delete a code's grant: True for the one exchange that deleted it, False for any other.
+
+    The single-use gate (RFC 6749 §4.1.2). Run first in the transaction that writes the
+    tokens: a second exchange of the same code, at the same moment on another connection,
+    waits for this row's lock (PostgreSQL) or the database's write lock (SQLite), then finds
+    it gone, and writes nothing.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_use_grant_statement(), [grant_id])
+        return cursor.fetchone() is not None

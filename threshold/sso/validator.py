@@ -9,7 +9,9 @@ changes what DOT gets wrong or leaves out for an identity provider:
   issued in (``AppSignIn``), never from ``user.last_login``, and a refresh repeats them;
 - ID tokens are signed with Threshold's keys (``keys.py``), RS256 or ES256, with a ``kid``;
 - a locked or deactivated person's codes and refresh tokens are refused; a replayed code
-  revokes what it was exchanged for (RFC 6749 §4.1.2);
+  revokes what it was exchanged for (RFC 6749 §4.1.2), and a code is used up by the first
+  statement of the transaction that writes its tokens, so that two exchanges at the same
+  moment cannot both be answered (``save_bearer_token``);
 - every token issued, and every code refused, is audited.
 """
 
@@ -24,6 +26,7 @@ from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any, ClassVar
 
+from django.db import router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -138,17 +141,19 @@ class Validator(OAuth2Validator):
 
     # --- Codes -------------------------------------------------------------------------------
 
+    def _code(self, code: str) -> tuple[AppSignIn | None, Any]:
+        """The sign-in ``code`` was issued in and its grant (None once exchanged), read once
+        per request (``hotpath.find_code``: one SELECT, the person with them)."""
+        found = _cached("code", code)
+        if found is None:
+            found = _keep("code", code, hotpath.find_code(code, hash_code(code)))
+        return found  # type: ignore[no-any-return]
+
     def _grant(self, code: str, client: Any) -> Any:
         """The grant of ``code``, if it is ``client``'s (any client's before it is known)."""
         if not storable(code):
             return None
-        grant = _cached("grant", code)
-        if grant is None:
-            grant = _keep(
-                "grant",
-                code,
-                get_grant_model().objects.select_related("user").filter(code=code).first(),
-            )
+        _sign_in, grant = self._code(code)
         if grant is None or (client is not None and grant.application_id != client.pk):
             return None
         return grant
@@ -201,11 +206,9 @@ class Validator(OAuth2Validator):
     def validate_code(
         self, client_id: str, code: str, client: Any, request: Any, *args: Any, **kwargs: Any
     ) -> bool:
-        sign_in = (
-            AppSignIn.objects.filter(code_hash=hash_code(code), application=client)
-            .select_related("user")
-            .first()
-        )
+        sign_in, _grant = self._code(code) if storable(code) else (None, None)
+        if sign_in is not None and sign_in.application_id != client.pk:
+            sign_in = None
         grant = self._grant(code, client)
         if grant is None and sign_in is not None:
             # The code was exchanged already (its grant is gone): whoever replays it may have
@@ -315,6 +318,37 @@ class Validator(OAuth2Validator):
             return False
         setattr(request, SIGN_IN, sign_in)
         return True
+
+    def save_bearer_token(
+        self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any
+    ) -> None:
+        """DOT's, with a code's grant used up first, in the same transaction as the tokens.
+
+        DOT deletes the grant after writing the tokens (``invalidate_authorization_code``):
+        two exchanges of one code at the same moment could both read it and both be
+        answered. Here the first statement deletes it (``hotpath.use_grant``): only one
+        exchange deletes it, and the other, refused, writes nothing but the replay's
+        consequences (as for any replayed code: what the code gave is revoked).
+        """
+        grant = self._grant(request.code, request.client) if request.code else None
+        with transaction.atomic(using=router.db_for_write(get_access_token_model())):
+            used = grant is None or hotpath.use_grant(grant.pk)
+            if used:
+                self._save_bearer_token(token, request, *args, **kwargs)
+        if not used:
+            sign_in = getattr(request, SIGN_IN)
+            get_refresh_token_model().revoke_family(sign_in.token_family)
+            _refused(request, "code_replayed", sign_in.user)
+            raise oauth_errors.InvalidGrantError(request=request)
+        if grant is not None:
+            _keep("used", request.code, True)
+
+    def invalidate_authorization_code(
+        self, client_id: str, code: str, request: Any, *args: Any, **kwargs: Any
+    ) -> None:
+        if _cached("used", code):
+            return  # deleted with the tokens' INSERTs (save_bearer_token)
+        super().invalidate_authorization_code(client_id, code, request, *args, **kwargs)
 
     def _save_bearer_token(
         self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any

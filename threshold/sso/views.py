@@ -534,6 +534,13 @@ def sign_in_again_result(request: HttpRequest) -> JsonResponse:
 # --- Token, userinfo, revoke ---------------------------------------------------------------
 
 
+_TOKEN_HEADERS = {
+    "Content-Type": "application/json",
+    "Cache-Control": "no-store",
+    "Pragma": "no-cache",
+}
+
+
 @csrf_exempt
 @require_POST
 def token(request: HttpRequest) -> HttpResponse:
@@ -542,7 +549,9 @@ def token(request: HttpRequest) -> HttpResponse:
         _, headers, body, status = core.create_token_response(request)
         recorded = refusal_recorded()
     response = HttpResponse(content=body, status=status)
-    for name, value in headers.items():
+    # oauthlib's token answers' headers (RFC 6749 §5.1, §5.2); an error raised while the
+    # tokens are saved (a code used up meanwhile) comes without them.
+    for name, value in {**_TOKEN_HEADERS, **headers}.items():
         response[name] = value
     if status != 200 and not recorded:  # noqa: PLR2004
         try:
