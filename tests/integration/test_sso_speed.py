@@ -12,17 +12,26 @@ import hashlib
 import re
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from django.conf import settings
 from django.db import connection
 from django.test import Client, RequestFactory, override_settings
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
 from tests.integration.conftest import Browser, enrolled_person
 from tests.integration.test_lean_sign_in import TRANSACTION_CONTROL
-from tests.integration.test_sso import App, add_app, authorize, exchange, signed_in
+from tests.integration.test_sso import (
+    REDIRECT_URI,
+    App,
+    add_app,
+    authorize,
+    exchange,
+    signed_in,
+)
 from threshold.audit.actions import Action, Origin
 from threshold.audit.models import AuditEvent
 from threshold.groups.actions import do_add_group, do_add_member
@@ -94,8 +103,8 @@ def test_each_step_of_a_flow_runs_only_its_statements(ada):
     flow(browser, app)
     steps = flow(browser, app)
     assert steps["authorize"] == [
+        # The session with its person (threshold/sso/lean.py, hotpath.signed_in_session).
         "SELECT web_session",
-        "SELECT accounts_user",
         "INSERT oauth2_provider_grant",
         "INSERT sso_appsignin",
         "INSERT audit_auditevent",
@@ -251,3 +260,126 @@ def test_an_app_another_server_removed_is_a_page_not_a_500(ada):
     response = authorize(browser, app).response
     assert response.status_code == 400
     assert AuditEvent.objects.filter(action=Action.SSO_REFUSED, reason="app_removed").exists()
+
+
+# --- The lean /authorize (threshold/sso/lean.py LeanTokenMiddleware.authorize) -----------------
+
+
+def authorize_answer(response: Any) -> tuple[int, dict[str, str], dict[str, str]]:
+    """Status, headers (the Location without its code and state; no length, no date) and
+    cookies (no expiry)."""
+    headers = {k: v for k, v in response.headers.items() if k not in ("Content-Length", "Expires")}
+    assert "Expires" in response.headers  # never_cache's
+    if "Location" in headers:
+        headers["Location"] = re.sub(r"(code|state)=[^&]+", r"\1=X", headers["Location"])
+    cookies = {
+        name: {k: v for k, v in morsel.items() if k != "expires"}
+        for name, morsel in response.cookies.items()
+    }
+    return response.status_code, headers, cookies
+
+
+def test_the_lean_authorize_answers_as_the_full_stack(ada, clock):
+    app = add_app()
+    browser = signed_in(ada)
+    flow(browser, app)  # the session's sid; the app kept
+    answers = {}
+    for stack in ("lean", "full"):
+        with CaptureQueriesContext(connection) as queries:
+            if stack == "full":
+                with full_stack():
+                    response = authorize(browser, app).response
+            else:
+                response = authorize(browser, app).response
+        answers[stack] = authorize_answer(response)
+        assert exchange(app, parse_code(response), "x" * 43).status_code == 400  # PKCE
+        answers[f"{stack} statements"] = shapes(queries)
+    assert answers["lean"] == answers["full"]
+    assert answers["lean"][0] == 302
+    assert "Content-Security-Policy" in answers["lean"][1]
+    assert (
+        answers["lean statements"]
+        == answers["full statements"][:1] + answers["full statements"][2:]
+    )
+    # A minute later the idle clock is refreshed (a session write): the full stack does it,
+    # then the lean path answers again.
+    clock.advance(61)
+    later = authorize(browser, app).response
+    assert later.status_code == 302
+    assert settings.SESSION_COOKIE_NAME in later.cookies  # saved: its cookie renewed
+    with CaptureQueriesContext(connection) as queries:
+        assert authorize(browser, app).response.status_code == 302
+    assert shapes(queries)[:2] == ["SELECT web_session", "INSERT oauth2_provider_grant"]
+
+
+def parse_code(response: Any) -> str:
+    return re.search(r"[?&]code=([^&]+)", response["Location"]).group(1)
+
+
+def test_the_lean_authorize_takes_only_a_signed_in_plain_request(ada, clock):
+    app = add_app()
+    browser = signed_in(ada)
+    flow(browser, app)
+    lean = LeanTokenMiddleware(lambda request: None)  # type: ignore[arg-type,return-value]
+    factory = RequestFactory()
+    cookies = {settings.SESSION_COOKIE_NAME: browser.session_key}
+    plain = {
+        "response_type": "code", "client_id": app.client_id, "redirect_uri": REDIRECT_URI,
+        "scope": "openid", "state": "s", "nonce": "n", "code_challenge": "c" * 43,
+        "code_challenge_method": "S256",
+    }  # fmt: skip
+
+    def taken(query: Any = None, method: str = "get", **request_cookies: str) -> bool:
+        request = getattr(factory, method)("/authorize?" + urlencode(query or plain, doseq=True))
+        request.COOKIES.update(request_cookies if request_cookies else cookies)
+        return lean.answer(request) is not None
+
+    assert taken()
+    for extra in ("prompt", "max_age", "acr_values", "id_token_hint", "threshold_reauth"):
+        assert not taken({**plain, extra: "1"}), extra
+    assert not taken({**plain, "state": ["a", "b"]})
+    assert not taken(method="post")
+    assert not taken(**{settings.SESSION_COOKIE_NAME: "nope"})
+    assert not taken({**plain, "redirect_uri": "https://evil.example/cb"})
+    assert not taken({**plain, "client_id": "unknown"})
+    # Only apps assigned to everyone, without consent.
+    Application.objects.filter(pk=app.application.pk).update(require_consent=True)
+    appcache.changed()
+    authorize(browser, app)  # kept again
+    assert not taken()
+    Application.objects.filter(pk=app.application.pk).update(
+        require_consent=False, for_everyone=False
+    )
+    appcache.changed()
+    authorize(browser, app)
+    assert not taken()
+    Application.objects.filter(pk=app.application.pk).update(for_everyone=True)
+    appcache.changed()
+    flow(browser, app)
+    assert taken()
+    # A session the timeout middleware would refresh or end.
+    clock.advance(61)
+    assert not taken()
+    authorize(browser, app)  # the full stack refreshes it
+    assert taken()
+    clock.advance(settings.THRESHOLD_SESSION_IDLE_TIMEOUT + 1)
+    assert not taken()
+
+
+def test_the_lean_authorize_leaves_an_ended_session_to_the_full_stack(ada, clock):
+    app = add_app()
+    browser = signed_in(ada)
+    flow(browser, app)
+    clock.advance(settings.THRESHOLD_SESSION_IDLE_TIMEOUT + 1)
+    response = authorize(browser, app).response
+    assert response.status_code == 302
+    assert response["Location"].startswith("/sign-in?")
+    assert AuditEvent.objects.filter(action=Action.SESSION_EXPIRED, subject=ada.user).exists()
+    # Locked: its sessions end (and one a sign-in wrote after the lock is ended by the stack).
+    browser = signed_in(ada)
+    flow(browser, app)
+    type(ada.user).objects.filter(pk=ada.user.pk).update(locked_at=timezone.now())
+    assert authorize(browser, app).response["Location"].startswith("/sign-in?")
+    assert AuditEvent.objects.filter(
+        action=Action.SESSION_EXPIRED, reason="account_locked"
+    ).exists()

@@ -6,7 +6,9 @@ claim of the ID token, then of /userinfo); at /token it reads the code's sign-in
 the person in one SELECT (``find_code``), uses the grant up with one DELETE (``use_grant``) and
 writes its access and refresh token (``insert``: the INSERT ``Model.save()`` would run, every
 field's ``pre_save`` included, without the ORM's query building); at /userinfo it reads the
-access token with its person and app in one SELECT (``find_access_token``). Its two audit rows
+access token with its person and app in one SELECT (``find_access_token``); and a signed-in
+browser's /authorize reads its session with the person in one (``signed_in_session``,
+threshold/sso/lean.py). Its two audit rows
 (the authorization, the token) use ``threshold.passkeys.hotpath.insert_audit``, which stores
 what ``threshold.audit.actions.record`` would.
 """
@@ -19,10 +21,12 @@ from typing import Any, TypeVar
 
 from django.db import connection, router
 from django.db.models import Model
+from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_application_model, get_grant_model
 
 from threshold.accounts.models import User
 from threshold.groups.models import Group, Membership
+from threshold.sessions.models import Session
 from threshold.sso.models import AppSignIn
 
 _M = TypeVar("_M", bound=Model)
@@ -214,3 +218,32 @@ def find_access_token(token_checksum: str) -> Any:
         _instance(application_model, row[second:]) if row[second] is not None else None
     )
     return access_token
+
+
+# --- A signed-in browser at /authorize ----------------------------------------------------------
+
+
+@lru_cache(maxsize=2)
+def _session_statement() -> str:
+    session, user = Session._meta, User._meta
+    return (
+        f"SELECT s.{_q(session.get_field('session_data').column)}, {_columns('u', User)}"
+        f" FROM {_q(session.db_table)} s"
+        f" JOIN {_q(user.db_table)} u"
+        f" ON u.{_q(user.pk.column)} = s.{_q(session.get_field('user').column)}"
+        f" WHERE s.{_q(session.pk.column)} = %s"
+        f" AND s.{_q(session.get_field('expire_date').column)} > %s"
+    )
+
+
+def signed_in_session(session_key: str) -> tuple[str, User] | None:
+    """A signed-in session's data (still encoded) and its person, in one SELECT: the rows the
+    session store (``expire_date__gt=timezone.now()``, Django's clock) and the
+    authentication backend would read, or None for a session with no person or none at all."""
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(_session_statement(), [session_key, now])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return str(row[0]), _instance(User, row[1:])

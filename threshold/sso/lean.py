@@ -1,4 +1,5 @@
-"""The lean path for the two endpoints an app calls itself: ``/token`` and ``/userinfo``.
+"""The lean path for the two endpoints an app calls itself, ``/token`` and ``/userinfo``, and
+for the common ``/authorize``: a signed-in browser sent on by an app, with nothing to ask.
 
 ``LeanTokenMiddleware`` comes right after the sign-in lean path in ``MIDDLEWARE``. An app's
 server calls these two with its client credentials or a bearer token, never with the
@@ -20,6 +21,22 @@ What it keeps, and where from:
   per-response policy and use no nonce), X-Frame-Options and Content-Length. None of the
   skipped middleware adds anything else to these answers (``tests/integration/
   test_sso_speed.py`` compares them).
+
+``/authorize`` (``LeanTokenMiddleware.authorize``) takes the lean path only for a GET that
+needs no page and no write to the session: the request's parameters are the plain code
+flow's (no ``prompt``, ``max_age``, ``acr_values``, ``id_token_hint``, no repeated
+parameter), the app is one this process keeps (``appcache``), assigned to everyone, without
+consent, and the redirect URI is registered for it; the session is signed in (session and
+person in one SELECT, ``hotpath.signed_in_session``), verified as Django's ``get_user``
+verifies it (the backend, the person active, the session hash in constant time), already
+has its ``sid``, and ``SessionTimeoutMiddleware`` would neither end it (the person locked,
+the idle or absolute timeout) nor refresh its idle clock (done at most once a minute, by the
+full stack). Anything else goes down the full stack untouched. The view itself
+(``views.authorize``) then decides and answers, as in the full stack, and the answer gets
+what the skipped middleware would add: the session's (Vary, a saved session's cookie), the
+CSRF cookie if a page used the token, ``remember_signed_in``'s cookie, CSP (django-csp's
+own middleware when the answer used a nonce or its own policy), X-Frame-Options,
+SecurityMiddleware's headers and Content-Length.
 """
 
 from __future__ import annotations
@@ -27,18 +44,45 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from csp.constants import HEADER, HEADER_REPORT_ONLY
+from csp.middleware import CSPMiddleware
 from csp.utils import build_policy
 from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.exceptions import DisallowedHost, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.csrf import CsrfViewMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
+from django.utils.crypto import constant_time_compare
 
-from threshold.sso import views
+from threshold import clock
+from threshold.accounts.models import User
+from threshold.sessions import middleware as session_timeout
+from threshold.sessions.store import LAST_SEEN, SIGNED_IN_AT, SessionStore
+from threshold.sso import appcache, hotpath, views
+from threshold.sso.sessions import SID
 from threshold.web.bodies import _FORMS
+
+# The parameters of the plain code flow; any other (prompt, max_age, acr_values,
+# id_token_hint, a return from signing in again, ...) goes down the full stack.
+_PLAIN_AUTHORIZATION = frozenset(
+    {
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+    }
+)
+# What a view may set for django-csp's per-response policy: then django-csp builds it.
+_CSP_OF_RESPONSE = ("_csp_config", "_csp_update", "_csp_replace", "_csp_exempt", "_csp_exempt_ro")
 
 Handler = Callable[[HttpRequest], HttpResponse]
 
@@ -48,7 +92,11 @@ class LeanTokenMiddleware:
         self.get_response = get_response
         self.security = SecurityMiddleware(get_response)
         self.xframe = XFrameOptionsMiddleware(get_response)
+        self.sessions = SessionMiddleware(get_response)
+        self.csrf = CsrfViewMiddleware(get_response)
+        self.csp = CSPMiddleware(get_response)
         self._routes: dict[str, tuple[frozenset[str], Handler]] | None = None
+        self._authorize_path: str | None = None
         self._csp: list[tuple[str, str]] | None = None
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -69,6 +117,10 @@ class LeanTokenMiddleware:
 
     def answer(self, request: HttpRequest) -> HttpResponse | None:
         """The lean path's answer, or None for a request the full stack must answer."""
+        if self._authorize_path is None:
+            self._authorize_path = reverse("sso:authorize")
+        if request.path_info == self._authorize_path:
+            return self.authorize(request)
         route = self.paths().get(request.path_info)
         if route is None or request.method not in route[0]:
             return None
@@ -97,6 +149,43 @@ class LeanTokenMiddleware:
             response.headers["Content-Length"] = str(len(response.content))
         return response
 
+    def authorize(self, request: HttpRequest) -> HttpResponse | None:
+        """A signed-in browser's plain GET /authorize (module docstring), or None."""
+        if request.method != "GET" or not _plain_authorization(request):
+            return None
+        session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+        if not session_key or SessionStore.__module__ != settings.SESSION_ENGINE:
+            return None
+        try:
+            request.get_host()
+        except DisallowedHost:
+            return None
+        if self.security.process_request(request) is not None:
+            return None  # a redirect to HTTPS
+        signed_in = _signed_in(session_key)
+        if signed_in is None:
+            return None
+        request.session, request.user = signed_in
+        self.csrf.process_request(request)
+        self.csp.process_request(request)
+        response = views.authorize(request)
+        # What the rest of the stack adds to this answer, in its order (innermost first).
+        self.xframe.process_response(request, response)
+        session_timeout.remember_signed_in(request, response)
+        self.csrf.process_response(request, response)
+        self.sessions.process_response(request, response)
+        if getattr(request, "_csp_nonce", None) is None and not any(
+            hasattr(response, name) for name in _CSP_OF_RESPONSE
+        ):
+            for header, value in self._content_security_policy():
+                response.headers.setdefault(header, value)
+        else:
+            self.csp.process_response(request, response)
+        self.security.process_response(request, response)
+        if not response.has_header("Content-Length"):
+            response.headers["Content-Length"] = str(len(response.content))
+        return response
+
     def _content_security_policy(self) -> list[tuple[str, str]]:
         if self._csp is None:
             headers = [
@@ -105,6 +194,65 @@ class LeanTokenMiddleware:
             ]
             self._csp = [(header, value) for header, value in headers if value]
         return self._csp
+
+
+def _plain_authorization(request: HttpRequest) -> bool:
+    """Only the plain code flow's parameters, each once (module docstring), for an app this
+    process keeps that needs no page: assigned to everyone, no consent, the redirect URI
+    registered."""
+    params = request.GET
+    if not params.keys() <= _PLAIN_AUTHORIZATION or any(
+        len(values) != 1 for _name, values in params.lists()
+    ):
+        return False
+    client_id = params.get("client_id", "")
+    application = appcache.get(client_id) if "\x00" not in client_id else None
+    return bool(
+        application is not None
+        and application.is_usable(request)
+        and application.for_everyone
+        and not application.require_consent
+        and application.redirect_uri_allowed(params.get("redirect_uri", ""))
+    )
+
+
+def _signed_in(session_key: str) -> tuple[SessionStore, User] | None:
+    """The session and its person, as SessionMiddleware, AuthenticationMiddleware and
+    SessionTimeoutMiddleware would leave them, if none of them would write anything or
+    end the session; otherwise None."""
+    found = hotpath.signed_in_session(session_key)
+    if found is None:
+        return None
+    encoded, user = found
+    session = SessionStore(session_key)
+    data = session.decode(encoded)
+    # django.contrib.auth.get_user: the backend, the person, the session hash (no fallback
+    # key here: a session signed with one is cycled by the full stack).
+    session_hash = data.get(HASH_SESSION_KEY)
+    if (
+        data.get(BACKEND_SESSION_KEY) not in settings.AUTHENTICATION_BACKENDS
+        or data.get(BACKEND_SESSION_KEY) != settings.AUTHENTICATION_BACKENDS[0]
+        or str(data.get(SESSION_KEY)) != str(user.pk)
+        or not user.is_active
+        or not isinstance(session_hash, str)
+        or not constant_time_compare(session_hash, user.get_session_auth_hash())
+    ):
+        return None
+    # SessionTimeoutMiddleware: nothing to end, nothing to refresh; and the sid is there.
+    now = clock.now()
+    signed_in_at, last_seen = data.get(SIGNED_IN_AT), data.get(LAST_SEEN)
+    if (
+        not user.can_sign_in
+        or not isinstance(signed_in_at, int | float)
+        or not isinstance(last_seen, int | float)
+        or now - signed_in_at > settings.THRESHOLD_SESSION_MAX_AGE
+        or now - last_seen > settings.THRESHOLD_SESSION_IDLE_TIMEOUT
+        or now - last_seen > session_timeout._LAST_SEEN_RESOLUTION  # noqa: SLF001
+        or not isinstance(data.get(SID), str)
+    ):
+        return None
+    session._session_cache = data  # noqa: SLF001 - loaded here
+    return session, user
 
 
 def _form_read(request: HttpRequest) -> bool:
