@@ -20,7 +20,11 @@ from django.db import connection
 from django.test import Client, RequestFactory, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_grant_model,
+    get_refresh_token_model,
+)
 
 from tests.integration.conftest import Browser, enrolled_person
 from tests.integration.test_lean_sign_in import TRANSACTION_CONTROL
@@ -35,11 +39,12 @@ from tests.integration.test_sso import (
 from threshold.audit.actions import Action, Origin
 from threshold.audit.models import AuditEvent
 from threshold.groups.actions import do_add_group, do_add_member
+from threshold.sessions.models import Session
 from threshold.sso import appcache
 from threshold.sso.actions import do_remove_app, do_rotate_secret
 from threshold.sso.lean import LeanTokenMiddleware
-from threshold.sso.models import Application
-from threshold.sso.validator import hash_secret
+from threshold.sso.models import Application, AppSignIn
+from threshold.sso.validator import hash_code, hash_secret
 
 pytestmark = pytest.mark.django_db
 
@@ -383,3 +388,26 @@ def test_the_lean_authorize_leaves_an_ended_session_to_the_full_stack(ada, clock
     assert AuditEvent.objects.filter(
         action=Action.SESSION_EXPIRED, reason="account_locked"
     ).exists()
+
+
+def test_the_grant_and_sign_in_rows_are_what_save_writes(ada, clock):
+    app = add_app()
+    browser = signed_in(ada)
+    auth = authorize(browser, app)
+    grant = get_grant_model().objects.get(code=auth.params["code"])
+    assert (grant.user, grant.application, grant.redirect_uri) == (
+        ada.user, app.application, REDIRECT_URI,
+    )  # fmt: skip
+    assert grant.scope == "openid profile email groups"
+    assert (grant.code_challenge_method, grant.nonce, grant.claims) == ("S256", auth.nonce, "{}")
+    assert grant.code_challenge
+    assert grant.resource == []
+    assert grant.created
+    assert grant.updated
+    assert grant.expires > grant.created
+    sign_in = AppSignIn.objects.get(code_hash=hash_code(auth.params["code"]))
+    assert (sign_in.user, sign_in.application) == (ada.user, app.application)
+    assert all((sign_in.sid, sign_in.token_family, sign_in.created_at, sign_in.amr, sign_in.acr))
+    assert sign_in.auth_time == int(
+        Session.objects.get(session_key=browser.session_key).signed_in_at.timestamp()
+    )

@@ -58,8 +58,8 @@ def group_names(user_id: int) -> list[str]:
 
 def insert(instance: Model) -> None:
     """INSERT a new ``instance`` as ``instance.save()`` would (no model in threshold/sso/ or
-    django-oauth-toolkit's token models overrides ``save()``, and no receiver listens for their
-    ``post_save``): every field's ``pre_save`` (``auto_now``, DOT's token checksum), its
+    django-oauth-toolkit's grant and token models overrides ``save()``, and no receiver listens
+    for their ``post_save``): every field's ``pre_save`` (``auto_now``, DOT's token checksum), its
     database value, the new primary key set on the instance."""
     model = type(instance)
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]

@@ -187,19 +187,43 @@ class Validator(OAuth2Validator):
     def _create_authorization_code(
         self, request: Any, code: dict[str, str], expires: Any = None
     ) -> Any:
-        grant = _keep(
-            "grant", code["code"], super()._create_authorization_code(request, code, expires)
-        )
-        facts = getattr(request, FACTS)
-        AppSignIn.objects.create(
+        """DOT's grant, and the sign-in's facts with it, each written with the INSERT
+        ``save()`` would run (threshold/sso/hotpath.py insert)."""
+        if request.code_challenge_method != "S256":
+            # The authorize view refuses any other first; DOT would refuse "plain" here.
+            raise oauth_errors.InvalidRequestError(
+                description="PKCE with S256 is required.", request=request
+            )
+        grant_model = get_grant_model()
+        grant = grant_model(
+            # The fields DOT 3.4's _create_authorization_code gives Grant.objects.create().
             application=request.client,
             user=request.user,
-            sid=facts.sid,
-            auth_time=facts.auth_time,
-            amr=facts.amr,
-            acr=facts.acr,
-            code_hash=hash_code(code["code"]),
-            token_family=uuid.uuid4(),
+            code=code["code"],
+            expires=expires
+            or timezone.now()
+            + timedelta(seconds=oauth2_settings.AUTHORIZATION_CODE_EXPIRE_SECONDS),
+            redirect_uri=request.redirect_uri,
+            scope=" ".join(request.scopes),
+            code_challenge=request.code_challenge or "",
+            code_challenge_method=request.code_challenge_method or "",
+            nonce=request.nonce or "",
+            claims=json.dumps(request.claims or {}),
+            resource=getattr(request, "resource", []),
+        )
+        hotpath.insert(grant)
+        facts = getattr(request, FACTS)
+        hotpath.insert(
+            AppSignIn(
+                application=request.client,
+                user=request.user,
+                sid=facts.sid,
+                auth_time=facts.auth_time,
+                amr=facts.amr,
+                acr=facts.acr,
+                code_hash=hash_code(code["code"]),
+                token_family=uuid.uuid4(),
+            )
         )
         return grant
 
