@@ -3,7 +3,7 @@
     .venv/bin/python bench/sso.py [--clients 8] [--rounds 5] [--duration 6] [--workers 2]
                                   [--database-url URL] [--public]
 
-Starts ``threshold serve`` (gunicorn, sync workers) on a free port with a temporary var
+Starts ``threshold serve`` (gunicorn, gthread workers of one thread) on a free port with a temporary var
 directory (``bench/signin.py``'s ``Server``), adds an app with ``threshold apps add --json``,
 enrolls one person per client through the real invite flow and signs each in once with a
 passkey. Then each client (asyncio + aiohttp, its own cookie jar) runs, over and over, the
