@@ -3,10 +3,10 @@
     .venv/bin/python bench/sso.py [--clients 8] [--rounds 5] [--duration 6] [--workers 2]
                                   [--database-url URL] [--public]
 
-Starts ``threshold serve`` (gunicorn, gthread workers of one thread) on a free port with a temporary var
-directory (``bench/signin.py``'s ``Server``), adds an app with ``threshold apps add --json``,
-enrolls one person per client through the real invite flow and signs each in once with a
-passkey. Then each client (asyncio + aiohttp, its own cookie jar) runs, over and over, the
+Starts ``threshold serve`` (gunicorn, gthread workers of one thread) on a free port with a
+temporary var directory (``bench/signin.py``'s ``Server``), adds an app with ``threshold apps add
+--json``, enrolls one person per client through the real invite flow and signs each in once with
+a passkey. Then each client (asyncio + aiohttp, its own cookie jar) runs, over and over, the
 flow an app makes for a person who is already signed in:
 
     GET /authorize (PKCE S256, state, nonce) -> 302 with the code

@@ -214,4 +214,6 @@ OAUTH2_PROVIDER = {
     "OIDC_RP_INITIATED_LOGOUT_ALWAYS_PROMPT": False,
     "OIDC_RP_INITIATED_LOGOUT_STRICT_REDIRECT_URIS": True,
     "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http"],
+    # oauthlib's tokens, from one draw of the CSPRNG each (threshold/sso/validator.py).
+    "ACCESS_TOKEN_GENERATOR": "threshold.sso.validator.generate_token",
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import secrets
 import time
 from typing import Any
 from urllib.parse import urlencode
@@ -25,6 +26,7 @@ from oauth2_provider.models import (
     get_grant_model,
     get_refresh_token_model,
 )
+from oauthlib.common import UNICODE_ASCII_CHARACTER_SET
 
 from tests.integration.conftest import Browser, enrolled_person
 from tests.integration.test_lean_sign_in import TRANSACTION_CONTROL
@@ -411,3 +413,19 @@ def test_the_grant_and_sign_in_rows_are_what_save_writes(ada, clock):
     assert sign_in.auth_time == int(
         Session.objects.get(session_key=browser.session_key).signed_in_at.timestamp()
     )
+
+
+def test_access_and_refresh_tokens_are_oauthlibs_shape_from_one_draw(ada, monkeypatch):
+    """30 characters of oauthlib's alphabet (about 178 bits), drawn once per token."""
+    draws: list[int] = []
+    randbelow = secrets.randbelow
+    monkeypatch.setattr(secrets, "randbelow", lambda n: draws.append(n) or randbelow(n))
+    app = add_app()
+    auth = authorize(signed_in(ada), app)
+    draws.clear()
+    body = exchange(app, auth.params["code"], auth.verifier).json()
+    for name in ("access_token", "refresh_token"):
+        assert len(body[name]) == 30
+        assert set(body[name]) <= set(UNICODE_ASCII_CHARACTER_SET)
+    assert body["access_token"] != body["refresh_token"]
+    assert draws.count(len(UNICODE_ASCII_CHARACTER_SET) ** 30) == 2

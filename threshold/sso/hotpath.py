@@ -15,12 +15,14 @@ what ``threshold.audit.actions.record`` would.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any, TypeVar
 
 from django.db import connection, router
-from django.db.models import Model
+from django.db.models import Field, Model
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_application_model, get_grant_model
 
@@ -62,14 +64,56 @@ def insert(instance: Model) -> None:
     for their ``post_save``): every field's ``pre_save`` (``auto_now``, DOT's token checksum), its
     database value, the new primary key set on the instance."""
     model = type(instance)
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    values = [prepare(read(instance)) for read, prepare in _writing(model)]
     with connection.cursor() as cursor:
         cursor.execute(_insert_statement(model), values)
         instance.pk = cursor.fetchone()[0]
     # As Model.save() leaves a saved instance.
     instance._state.adding = False  # noqa: SLF001
     instance._state.db = router.db_for_write(model)  # noqa: SLF001
+
+
+# Fields whose get_db_prep_save returns a str, int or bool value of that type unchanged.
+_PLAIN_TYPES = frozenset(
+    {"CharField", "TextField", "BooleanField", "IntegerField", "BigIntegerField"}
+)
+
+
+@lru_cache(maxsize=16)
+def _writing(model: type[Model]) -> list[tuple[Callable[[Model], Any], Callable[[Any], Any]]]:
+    """Per column of ``model`` but the primary key: how ``save()`` reads its value
+    (``pre_save``, or the attribute when the field's ``pre_save`` is Django's plain one)
+    and makes it a database value (``get_db_prep_save``, skipped for a value a text, integer
+    or boolean column would pass on unchanged)."""
+    writing: list[tuple[Callable[[Model], Any], Callable[[Any], Any]]] = []
+    for field in model._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        read: Callable[[Model], Any]
+        if type(field).pre_save is Field.pre_save:
+            read = operator.attrgetter(field.attname)
+        else:
+            read = functools.partial(_pre_save, field)
+        writing.append((read, _preparer(field)))
+    return writing
+
+
+def _pre_save(field: Field[Any, Any], instance: Model) -> Any:
+    return field.pre_save(instance, True)
+
+
+def _preparer(field: Field[Any, Any]) -> Callable[[Any], Any]:
+    prepare = field.get_db_prep_save
+    kind = field.get_internal_type()
+    if kind not in _PLAIN_TYPES:
+        return lambda value: prepare(value, connection)
+    plain = bool if kind == "BooleanField" else str if kind in ("CharField", "TextField") else int
+
+    def prepared(value: Any) -> Any:
+        # Exactly that type (not a subclass: an enum goes through the field).
+        return value if value is None or type(value) is plain else prepare(value, connection)
+
+    return prepared
 
 
 @lru_cache(maxsize=8)

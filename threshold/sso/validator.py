@@ -34,10 +34,12 @@ from jwcrypto import jws, jwt
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
+from oauthlib.common import UNICODE_ASCII_CHARACTER_SET
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 
 from threshold import clock
 from threshold.audit.actions import Action, Origin, record
+from threshold.core.randomness import random_string
 from threshold.passkeys.hotpath import AuditRow, insert_audit
 from threshold.sso import appcache, hotpath, keys
 from threshold.sso.models import Application, AppSignIn
@@ -46,6 +48,8 @@ from threshold.sso.sessions import subject_of
 # An attribute DOT's authorize view sets on oauthlib's request (the "credentials").
 FACTS = "threshold_facts"
 SIGN_IN = "threshold_sign_in"
+# oauthlib.common.generate_token's default length.
+_TOKEN_LENGTH = 30
 
 
 # What one HTTP request has read already: oauthlib asks the validator for the same application
@@ -93,6 +97,13 @@ def hash_secret(secret: str) -> str:
 
 def hash_code(code: str) -> str:
     return hashlib.sha256(code.encode("utf-8")).hexdigest()
+
+
+def generate_token(request: Any) -> str:
+    """An access or refresh token (DOT's ``ACCESS_TOKEN_GENERATOR``): what oauthlib's
+    ``generate_token`` returns — 30 characters of its alphabet, uniformly at random, about
+    178 bits — from one draw of the CSPRNG instead of one per character."""
+    return random_string(_TOKEN_LENGTH, UNICODE_ASCII_CHARACTER_SET)
 
 
 def may_use(application: Application, user: Any) -> bool:
