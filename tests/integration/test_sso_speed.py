@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import re
 import secrets
 import time
@@ -17,7 +18,7 @@ from urllib.parse import urlencode
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.test import Client, RequestFactory, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -29,7 +30,7 @@ from oauth2_provider.models import (
 from oauthlib.common import UNICODE_ASCII_CHARACTER_SET
 
 from tests.integration.conftest import Browser, enrolled_person
-from tests.integration.test_lean_sign_in import TRANSACTION_CONTROL
+from tests.integration.test_lean_sign_in import TRANSACTION_CONTROL, wsgi
 from tests.integration.test_sso import (
     REDIRECT_URI,
     App,
@@ -429,3 +430,50 @@ def test_access_and_refresh_tokens_are_oauthlibs_shape_from_one_draw(ada, monkey
         assert set(body[name]) <= set(UNICODE_ASCII_CHARACTER_SET)
     assert body["access_token"] != body["refresh_token"]
     assert draws.count(len(UNICODE_ASCII_CHARACTER_SET) ** 30) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_apps_calls_send_no_health_check_and_replace_a_dead_connection(ada, monkeypatch):
+    """/token and /userinfo on the lean path run as the sign-in's do (passkeys/hotpath.py
+    without_health_check): no SELECT 1 first; a connection found dead is replaced."""
+    assert connection.settings_dict["CONN_HEALTH_CHECKS"]
+    app = add_app()
+    browser = signed_in(ada)
+    checks: list[bool] = []
+    is_usable = connection.is_usable
+
+    def counted() -> bool:
+        checks.append(usable := is_usable())
+        return usable
+
+    monkeypatch.setattr(connection, "is_usable", counted)
+
+    def token_and_userinfo(auth: Any) -> None:
+        body = urlencode(
+            {"grant_type": "authorization_code", "code": auth.params["code"],
+             "redirect_uri": REDIRECT_URI, "code_verifier": auth.verifier,
+             "client_id": app.client_id, "client_secret": app.client_secret}
+        ).encode()  # fmt: skip
+        form = {"CONTENT_TYPE": "application/x-www-form-urlencoded"}
+        status, _, content = wsgi("POST", "/token", body, {}, as_served=True, **form)
+        assert status == 200, content
+        bearer = {"HTTP_AUTHORIZATION": f"Bearer {json.loads(content)['access_token']}"}
+        status, _, content = wsgi("GET", "/userinfo", b"", {}, as_served=True, **bearer)
+        assert status == 200, content
+
+    auth = authorize(browser, app)
+    checks.clear()
+    token_and_userinfo(auth)
+    assert checks == []
+    if connection.vendor != "postgresql":
+        return  # SQLite's connection is a file: it cannot be killed
+    auth = authorize(browser, app)  # Django's test client: its own connection handling
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid]
+            )
+    finally:
+        other.close()
+    token_and_userinfo(auth)

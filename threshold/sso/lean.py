@@ -20,7 +20,10 @@ What it keeps, and where from:
   Content-Security-Policy django-csp would build (built once: these JSON answers set no
   per-response policy and use no nonce), X-Frame-Options and Content-Length. None of the
   skipped middleware adds anything else to these answers (``tests/integration/
-  test_sso_speed.py`` compares them).
+  test_sso_speed.py`` compares them);
+- the database connection's health check, sent as the first statement of every request
+  on PostgreSQL, is not: the views run as the sign-in's do
+  (``threshold.passkeys.hotpath.without_health_check``).
 
 ``/authorize`` (``LeanTokenMiddleware.authorize``) takes the lean path only for a GET that
 needs no page and no write to the session: the request's parameters are the plain code
@@ -61,6 +64,7 @@ from django.utils.crypto import constant_time_compare
 
 from threshold import clock
 from threshold.accounts.models import User
+from threshold.passkeys.hotpath import without_health_check
 from threshold.sessions import middleware as session_timeout
 from threshold.sessions.store import LAST_SEEN, SIGNED_IN_AT, SessionStore
 from threshold.sso import appcache, hotpath, views
@@ -138,7 +142,13 @@ class LeanTokenMiddleware:
         elif form_refused or settings.SESSION_COOKIE_NAME in request.COOKIES:
             return None  # the full stack's answer (RequestBodyMiddleware's page for a body)
         else:
-            response = route[1](request)
+            # Like the sign-in's: no health-check SELECT 1 first on PostgreSQL; a connection
+            # found dead is replaced and the view run once more. /userinfo only reads; a
+            # /token whose COMMIT was lost with the connection used its code up, so its
+            # second run is refused as a replay (and revokes what the first wrote): no code
+            # gives tokens twice.
+            view = route[1]
+            response = without_health_check(lambda: view(request))
         # What the rest of the stack adds to these answers.
         patch_vary_headers(response, ("Cookie",))
         self.xframe.process_response(request, response)
