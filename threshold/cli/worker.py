@@ -7,6 +7,11 @@ two thread switches, a pipe write and read and the GIL passed back and forth per
 for no concurrency. With one thread this worker runs the request in the main thread, and
 everything else (accepting, keep-alive, timeouts, shutdown) stays gthread's.
 
+Answering in the main thread would stop gthread's main loop from telling the arbiter that
+the worker is alive while a long request runs (a streamed audit-log export), and the
+arbiter would kill it after ``timeout`` seconds: a thread does that once a second instead,
+as the main loop did while the pool's thread answered.
+
 A new connection that has sent nothing yet (a browser's preconnect, a slow client) goes
 straight to the poller instead of holding the worker for up to five seconds, as gthread's
 one thread would (``tests/integration/test_serving.py``).
@@ -14,14 +19,28 @@ one thread would (``tests/integration/test_serving.py``).
 
 from __future__ import annotations
 
+import threading
+import time
 from concurrent import futures
 from typing import Any
 
 from gunicorn.workers import gthread
 
+HEARTBEAT_SECONDS = 1.0
+
 
 class InlineThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
     _answering = False
+
+    def init_process(self) -> None:
+        if self.cfg.threads == 1:
+            threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
+        super().init_process()  # runs the worker until it stops
+
+    def _heartbeat(self) -> None:
+        while self.alive:
+            self.notify()
+            time.sleep(HEARTBEAT_SECONDS)
 
     def enqueue_req(self, conn: Any) -> None:
         if self.cfg.threads != 1:
