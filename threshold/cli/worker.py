@@ -10,7 +10,8 @@ everything else (accepting, keep-alive, timeouts, shutdown) stays gthread's.
 Answering in the main thread would stop gthread's main loop from telling the arbiter that
 the worker is alive while a long request runs (a streamed audit-log export), and the
 arbiter would kill it after ``timeout`` seconds: a thread does that once a second instead,
-as the main loop did while the pool's thread answered.
+as the main loop did while the pool's thread answered (and the main loop, which did it on
+every turn, a file-time system call two or three times per request, no longer does).
 
 A new connection that has sent nothing yet (a browser's preconnect, a slow client) goes
 straight to the poller instead of holding the worker for up to five seconds, as gthread's
@@ -31,6 +32,7 @@ HEARTBEAT_SECONDS = 1.0
 
 class InlineThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
     _answering = False
+    _beating = False
 
     def init_process(self) -> None:
         if self.cfg.threads == 1:
@@ -38,9 +40,17 @@ class InlineThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
         super().init_process()  # runs the worker until it stops
 
     def _heartbeat(self) -> None:
-        while self.alive:
-            self.notify()
-            time.sleep(HEARTBEAT_SECONDS)
+        self._beating = True
+        try:
+            while self.alive:
+                super().notify()
+                time.sleep(HEARTBEAT_SECONDS)
+        finally:
+            self._beating = False  # a stopping worker's main loop tells the arbiter again
+
+    def notify(self) -> None:
+        if not self._beating:
+            super().notify()
 
     def enqueue_req(self, conn: Any) -> None:
         if self.cfg.threads != 1:
