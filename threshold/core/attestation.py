@@ -38,7 +38,6 @@ from fido2.attestation.packed import PackedAttestation
 from fido2.attestation.tpm import TpmAttestation
 from fido2.attestation.u2f import FidoU2FAttestation
 from fido2.webauthn import AttestationObject
-from OpenSSL import crypto
 
 from threshold.core import errors
 from threshold.core.encoding import b64url_decode
@@ -185,6 +184,9 @@ def chain_verifies(
     root included in x5c proves nothing. MDS anchors need not be self-signed,
     hence PARTIAL_CHAIN.
     """
+    # Imported here: only a registration with an attestation needs pyOpenSSL in a worker.
+    from OpenSSL import crypto  # noqa: PLC0415
+
     try:
         certificates = [x509.load_der_x509_certificate(der) for der in trust_path]
     except ValueError as exc:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-import segno
 from django.conf import settings
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
@@ -49,6 +48,7 @@ from threshold.web.http import (
     settings_problem,
     url_to,
 )
+from threshold.web.qr import qr_data_uri
 
 # The person whose password was right, waiting for their code (anonymous session),
 # and a keyed hash of their password then: a password changed (or the fallback
@@ -256,7 +256,7 @@ def _set_up_page(
         request,
         "fallback/set_up.html",
         {
-            "qr": segno.make(uri, error="m").svg_data_uri(scale=4, border=2),
+            "qr": qr_data_uri(uri),
             # Grouped in fours, as apps show keys typed by hand.
             "secret_groups": [secret[i : i + 4] for i in range(0, len(secret), 4)],
             "problems": problems or [],

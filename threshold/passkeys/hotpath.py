@@ -18,6 +18,10 @@ A sign-in's result is one transaction of at most four statements
 4. ``insert_session``: the signed-in session (``threshold.passkeys.lean``), in the same
    transaction.
 
+A verified sign-in's 2-4 go through ``record_sign_in``: on PostgreSQL they are one
+statement (data-modifying CTEs, the INSERTs conditional on the UPDATE), a round trip
+instead of three; a sign-in's result is then two statements there.
+
 Rows come back as model instances built the way the ORM builds them
 (``Model.from_db`` after the backend's and the fields' converters), so the
 ceremony code above this module reads ``Passkey`` and ``User`` as it always did.
@@ -47,6 +51,7 @@ from threshold.groups.models import Group, Membership
 from threshold.passkeys.models import Passkey, UsedChallenge
 from threshold.policy.models import OrganisationPolicy
 from threshold.sessions.models import Session
+from threshold.sessions.store import SessionStore
 
 POLICY_ROW = 1  # the one OrganisationPolicy row (threshold.policy.access.get_policy)
 
@@ -435,6 +440,85 @@ def _update_statement(names: tuple[str, ...]) -> str:
     )
 
 
+def record_sign_in(
+    passkey: Passkey,
+    *,
+    sign_count: int,
+    backup_state: bool,
+    last_used_at: datetime,
+    last_used_user_agent: str,
+    audit: AuditRow,
+    session: Session | None,
+) -> bool:
+    """A verified sign-in's writes: move the passkey's counter on (``update_passkey``) and,
+    only if it still moved forward, write the audit row and the session. False, with
+    nothing written, when another sign-in moved the counter first.
+
+    SQLite: three statements (no round trips to save). PostgreSQL: one statement, whose
+    data-modifying CTEs run the INSERTs only when the UPDATE changed a row.
+    """
+    if connection.vendor != "postgresql":
+        if not update_passkey(
+            passkey,
+            sign_count=sign_count,
+            backup_state=backup_state,
+            last_used_at=last_used_at,
+            last_used_user_agent=last_used_user_agent,
+        ):
+            return False
+        insert_audit([audit])
+        if session is not None:
+            _insert_new_session(session)
+        return True
+    changes = {
+        "sign_count": sign_count,
+        "backup_state": backup_state,
+        "last_used_at": last_used_at,
+        "last_used_user_agent": last_used_user_agent,
+    }
+    audit_values = audit.values()
+    parameters = [_prepare(Passkey, name)(value) for name, value in changes.items()]
+    parameters += [passkey.pk, sign_count, sign_count]
+    parameters += [_prepare(AuditEvent, name)(value) for name, value in audit_values.items()]
+    if session is not None:
+        parameters += _session_values(session)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _record_statement(tuple(changes), tuple(audit_values), session is not None),
+            parameters,
+        )
+        moved, saved = cursor.fetchone()
+    if not moved:
+        return False
+    if session is not None and not saved:
+        _insert_new_session(session)  # its key was taken: under a fresh one
+    return True
+
+
+@lru_cache(maxsize=4)
+def _record_statement(
+    changes: tuple[str, ...], audit_names: tuple[str, ...], with_session: bool
+) -> str:
+    def insert(model: type[Model], names: Sequence[str]) -> str:
+        columns = ", ".join(_q(_field(model, name).column) for name in names)
+        return (
+            f"INSERT INTO {_q(model._meta.db_table)} ({columns})"
+            f" SELECT {', '.join(['%s'] * len(names))} WHERE EXISTS (SELECT 1 FROM moved)"
+        )
+
+    session = (
+        f", saved AS ({insert(Session, _attnames(Session))} ON CONFLICT DO NOTHING RETURNING 1)"
+        if with_session
+        else ""
+    )
+    return (
+        f"WITH moved AS ({_update_statement(changes)} RETURNING 1),"
+        f" audit AS ({insert(AuditEvent, audit_names)}){session}"
+        " SELECT (SELECT count(*) FROM moved),"
+        f" {'(SELECT count(*) FROM saved)' if with_session else '0'}"
+    )
+
+
 def flag_possibly_cloned(passkey: Passkey) -> None:
     # A refusal's statement, rare: not worth a cached string.
     with connection.cursor() as cursor:
@@ -502,14 +586,21 @@ def insert_session(session: Session) -> bool:
     """INSERT ``session`` (every column, as ``SessionStore.create_model_instance`` fills them);
     False when its key is taken, which the caller answers with a fresh key."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            _session_statement(),
-            [
-                _prepare(Session, field.attname)(field.pre_save(session, True))
-                for field in _fields(Session)
-            ],
-        )
+        cursor.execute(_session_statement(), _session_values(session))
         return bool(cursor.rowcount == 1)
+
+
+def _session_values(session: Session) -> list[Any]:
+    return [
+        _prepare(Session, field.attname)(field.pre_save(session, True))
+        for field in _fields(Session)
+    ]
+
+
+def _insert_new_session(session: Session) -> None:
+    """INSERT ``session``; while its key is taken (never seen in practice), under a fresh one."""
+    while not insert_session(session):
+        session.session_key = SessionStore()._get_new_session_key()  # noqa: SLF001
 
 
 @lru_cache(maxsize=2)

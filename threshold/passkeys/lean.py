@@ -66,7 +66,6 @@ from threshold.policy.access import read_policy_with
 from threshold.sessions.actions import new_signed_in_session
 from threshold.sessions.middleware import set_signed_in_cookie
 from threshold.sessions.models import Session
-from threshold.sessions.store import SessionStore
 from threshold.web.http import audit_origin, ok, safe_next
 
 if TYPE_CHECKING:
@@ -173,31 +172,24 @@ def _options(request: HttpRequest) -> HttpResponse:
 def _result(request: HttpRequest) -> HttpResponse:
     found = anonymous_ceremonies(request)
     origin = audit_origin(request)
-    sessions: list[Session] = []
 
-    def start_session(signed_in: SignedIn) -> None:
-        session = new_signed_in_session(
+    def session_for(signed_in: SignedIn) -> Session:
+        return new_signed_in_session(
             signed_in.user, origin, signed_in.assurance, user_verified=signed_in.user_verified
         )
-        while not hotpath.insert_session(session):
-            # Another session has this key (never seen in practice): a fresh one.
-            session.session_key = SessionStore()._get_new_session_key()  # noqa: SLF001
-        sessions.append(session)
 
     def finish() -> SignedIn:
-        sessions.clear()
-        return do_finish_sign_in(
-            found, read_credential(request), origin, before_commit=start_session
-        )
+        return do_finish_sign_in(found, read_credential(request), origin, session_for=session_for)
 
     try:
-        hotpath.without_health_check(finish)
+        signed_in = hotpath.without_health_check(finish)
     except errors.ThresholdError as error:
         response: HttpResponse = views.sign_in_refused(error)
     else:
+        assert signed_in.session is not None  # noqa: S101 - session_for gave one
         _rotate_csrf_token(request)  # as login() does
         response = ok({"redirect": safe_next(request)})
-        _set_session_cookie(response, sessions[0].session_key)
+        _set_session_cookie(response, signed_in.session.session_key)
         set_signed_in_cookie(response)
     return response
 

@@ -11,7 +11,6 @@ import csv
 import dataclasses
 from typing import Any
 
-import segno
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
@@ -60,6 +59,7 @@ from threshold.sso.actions import (
 )
 from threshold.sso.models import Application
 from threshold.web.http import audit_origin, see_other, url_to
+from threshold.web.qr import qr_data_uri
 
 _MAX_ID = 2**63 - 1
 
@@ -265,7 +265,7 @@ def issue_recovery(request: HttpRequest, user_id: int) -> HttpResponse:
             "person": user,
             "link": issued.link,
             "expires_at": issued.invite.expires_at,
-            "qr": segno.make(issued.link, error="m").svg_data_uri(scale=4, border=2),
+            "qr": qr_data_uri(issued.link),
             "emailed": email_link and bool(user.email),
             "notified": bool(user.email),
         },

@@ -18,8 +18,9 @@ from threshold.cli.output import framed, refused_locked
 GUNICORN_SETTINGS: dict[str, Any] = {
     # gthread with one thread: a request at a time per worker, as sync, but connections are
     # kept alive between requests (a proxy's, or a browser's options then result), which
-    # saved 0.2 ms of CPU per sign-in (docs/operations.md, "Serving").
-    "worker_class": "gthread",
+    # saved 0.2 ms of CPU per sign-in (docs/operations.md, "Serving"); answered in the
+    # worker's main thread, without gthread's hand-over to its one pool thread.
+    "worker_class": "threshold.cli.worker.InlineThreadWorker",
     "threads": 1,
     "timeout": 30,
     "graceful_timeout": 10,
