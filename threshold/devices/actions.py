@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -31,6 +32,7 @@ from threshold.core.device_requests import DeviceRequest
 from threshold.core.encoding import b64url_decode, b64url_encode
 from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name
 from threshold.core.policy import Policy
+from threshold.devices import webpush
 from threshold.devices.models import (
     Device,
     DeviceEnrollment,
@@ -719,6 +721,11 @@ def do_send_push(username: str, origin: Origin, policy: Policy) -> SentPush:
             push=approval.public_id,
             delivered=not reason,
         )
+        if user is not None and not reason and webpush.is_enabled():
+            # After the commit, from a thread: the browser's answer never waits for a
+            # push service (threshold/devices/webpush.py).
+            devices = [device.pk for device in usable_devices(user, policy)]
+            transaction.on_commit(partial(webpush.send_soon, devices))
     return SentPush(approval, secret)
 
 

@@ -29,6 +29,7 @@ urlpatterns = [
     path("api/device/v1/screen-lock/options", api.screen_lock_options, name="api-lock-options"),
     path("api/device/v1/screen-lock", api.screen_lock, name="api-lock"),
     path("api/device/v1/approvals/options", api.approval_options, name="api-approval-options"),
+    path("api/device/v1/push-subscription", api.push_subscription, name="api-push-subscription"),
     # The phone web app's manifest and service worker (its scope is /verify/).
     path("verify/manifest.webmanifest", views.verify_manifest, name="verify-manifest"),
     path("verify/service-worker.js", views.verify_worker, name="verify-worker"),

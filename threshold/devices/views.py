@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from threshold.accounts.models import User
 from threshold.core import catalog, errors
 from threshold.core.catalog import Surface
+from threshold.devices import webpush
 from threshold.devices.actions import (
     IssuedSetupCode,
     PushStatus,
@@ -300,8 +301,12 @@ def verify_app(request: HttpRequest) -> HttpResponse:
     code rides in the fragment, which the browser never sends here)."""
     # The device API's root, which every endpoint the app calls is under.
     api_base = reverse("devices:api-enroll").removesuffix("enroll")
+    # The applicationServerKey the app subscribes with, while the operator has Web Push on.
+    push_key = webpush.public_key() if webpush.is_enabled() else ""
     return render(
-        request, "devices/verify_app.html", {"theme_color": THEME_COLOR, "api_base": api_base}
+        request,
+        "devices/verify_app.html",
+        {"theme_color": THEME_COLOR, "api_base": api_base, "push_key": push_key},
     )
 
 
