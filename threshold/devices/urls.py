@@ -12,6 +12,7 @@ urlpatterns = [
     # Sign-in with a push to Threshold Verify.
     path("sign-in/push", views.push, name="push"),
     path("sign-in/push/wait", views.push_wait, name="push-wait"),
+    path("sign-in/push/start", views.push_start, name="push-start"),
     path("sign-in/push/state", views.push_state, name="push-state"),
     path("sign-in/push/finish", views.push_finish, name="push-finish"),
     # Where the set-up QR code points (the code rides in the fragment).
