@@ -39,6 +39,7 @@ from threshold.devices.models import (
     EnrollmentState,
     KeyProtection,
     PushState,
+    SetupCodeFailure,
     SignInApproval,
     UsedDeviceRequest,
 )
@@ -54,6 +55,11 @@ from threshold.devices.notices import (
 SETUP_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 SETUP_CODE_LENGTH = 8
 SETUP_CODE_LIFETIME = timedelta(minutes=10)
+# Wrong setup codes: at most this many from one network (an address every client shares is not
+# counted alone, core.throttle.tells_clients_apart), and from everywhere, per quarter of an hour.
+SETUP_CODE_WINDOW = timedelta(minutes=15)
+SETUP_CODE_NETWORK_FAILURES = 10
+SETUP_CODE_FAILURES = 200
 RETURNED_CODE_DIGITS = 6
 RETURNED_CODE_ATTEMPTS = 3
 # Push sign-ins (issue 12): two minutes to answer, one waiting per person, three per ten
@@ -140,6 +146,7 @@ def delete_expired_requests() -> int:
     that are over (the audit log keeps their story); ``threshold cleanup``."""
     now = clock.now_datetime()
     deleted, _ = UsedDeviceRequest.objects.filter(expires_at__lt=now).delete()
+    SetupCodeFailure.objects.filter(at__lt=now - SETUP_CODE_WINDOW).delete()
     SignInApproval.objects.filter(expires_at__lt=now - STALE_AFTER).delete()
     stale = DeviceEnrollment.objects.filter(expires_at__lt=now - STALE_AFTER)
     # A device whose set-up never finished was never usable: it goes with its set-up.
@@ -364,6 +371,7 @@ def do_redeem_setup_code(
     device_requests.verify(request, public_jwk, path=path, now=clock.now())
     body = request.body
     code = normalize_setup_code(_text(body, "setup_code", 200))
+    _check_setup_code(code, origin)
     platform = _text(body, "platform", 40).lower()
     if platform not in PLATFORMS:
         platform = "other"
@@ -447,6 +455,47 @@ def do_redeem_setup_code(
     if refusal is not None:
         raise refusal
     return RedeemedSetupCode(device, returned, challenge)
+
+
+def _setup_code_limit(network: str, now: datetime) -> str:
+    """Which limit on wrong setup codes is reached ("" when none is)."""
+    recent = SetupCodeFailure.objects.filter(at__gt=now - SETUP_CODE_WINDOW)
+    if (
+        throttle.tells_clients_apart(network)
+        and recent.filter(network=network).count() >= SETUP_CODE_NETWORK_FAILURES
+    ):
+        return "network"
+    if recent.count() >= SETUP_CODE_FAILURES:
+        return "overall"
+    return ""
+
+
+def _check_setup_code(code: str, origin: Origin) -> None:
+    """Guessing setup codes is slow: once a limit is reached, nothing is checked (and nothing
+    written, so a flood costs no writes) until the quarter of an hour has passed; a wrong code
+    counts and is audited, the one that reaches a limit saying so."""
+    now = clock.now_datetime()
+    network = throttle.network_of(origin.ip)
+    limit = _setup_code_limit(network, now)
+    if limit:
+        raise errors.SetupCodeGuessesLimited(limit)
+    waiting = DeviceEnrollment.objects.filter(
+        code_hash=_keyed_hash("setup", code),
+        state=EnrollmentState.WAITING,
+        expires_at__gt=now,
+    )
+    if waiting.exists():
+        return
+    with transaction.atomic():
+        SetupCodeFailure.objects.create(network=network, at=now)
+        record(
+            Action.DEVICE_SETUP_CODE_REFUSED,
+            origin,
+            reason=errors.SetupCodeInvalid.code,
+            network=network,
+            limit_reached=_setup_code_limit(network, now),
+        )
+    raise errors.SetupCodeInvalid()
 
 
 def access_enrollment(

@@ -197,3 +197,14 @@ class PushSubscription(models.Model):
 
     def __str__(self) -> str:
         return f"Web Push subscription of device {self.device_id}"
+
+
+class SetupCodeFailure(models.Model):
+    """A setup code that was wrong (unknown, used, expired): the guesses the limits count, per
+    network (core.throttle.network_of) and overall, for a quarter of an hour."""
+
+    network = models.CharField(max_length=64, db_index=True)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"Wrong setup code from {self.network} at {self.at:%H:%M:%S}"
