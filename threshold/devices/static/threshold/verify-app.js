@@ -342,6 +342,11 @@
     try {
       const registration = await navigator.serviceWorker.ready;
       let subscription = await registration.pushManager.getSubscription();
+      const key = subscription && subscription.options.applicationServerKey;
+      if (subscription && (!key || b64url(key) !== root.dataset.pushKey)) {
+        await subscription.unsubscribe(); // made for the server's previous VAPID key
+        subscription = null;
+      }
       if (!subscription) {
         subscription = await registration.pushManager.subscribe({
           userVisibleOnly: true,
