@@ -103,6 +103,7 @@ def push_page(browser_context: BrowserContext, email: str) -> tuple[Page, str]:
     number = page.locator("#push-number").inner_text()
     assert re.fullmatch(r"\d\d", number)
     assert page.url.endswith("/sign-in")  # the sign-in page's username step, not another page
+    expect(page.get_by_role("heading", name="Type this number in Threshold Verify")).to_be_focused()
     return page, number
 
 

@@ -379,3 +379,11 @@ def test_the_vapid_key_may_come_from_the_environment(settings):
     )
     assert webpush.public_key() == b64url_encode(point)
     assert f'data-push-key="{b64url_encode(point)}"' in Browser().get("/verify/").content.decode()
+
+
+def test_a_removed_devices_subscription_is_deleted(ada, clock, web_push):
+    device = set_up_device(ada)
+    subscription = {"endpoint": "https://push.example.com/x", "keys": VALID_KEYS}
+    assert_ok(api(device, SUBSCRIBE, {"subscription": subscription}))
+    assert_ok(api(device, "/api/device/v1/remove"))
+    assert PushSubscription.objects.count() == 0

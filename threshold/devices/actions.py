@@ -39,6 +39,7 @@ from threshold.devices.models import (
     EnrollmentState,
     KeyProtection,
     PushState,
+    PushSubscription,
     SetupCodeFailure,
     SignInApproval,
     UsedDeviceRequest,
@@ -699,6 +700,8 @@ def _revoke(device: Device, origin: Origin, *, actor: User) -> None:
     device.revoked_at = clock.now_datetime()
     device.is_active = False
     device.save(update_fields=["revoked_at", "is_active"])
+    # Its Web Push endpoint is a capability of the phone's browser: not kept once it is gone.
+    PushSubscription.objects.filter(device=device).delete()
     record(
         Action.DEVICE_REMOVED,
         origin,

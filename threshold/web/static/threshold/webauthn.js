@@ -220,9 +220,10 @@
     const data = await post(root.dataset.pushUrl, { username: username });
     const ui = document.getElementById("passkey-ui");
     ui.innerHTML =
-      '<h2>Type this number in Threshold Verify</h2><p class="push-number" id="push-number"></p>' +
+      '<h2 tabindex="-1">Type this number in Threshold Verify</h2><p class="push-number" id="push-number"></p>' +
       "<p>Check where the request comes from, type the number and confirm. It expires in two minutes.</p>";
     document.getElementById("push-number").textContent = data.number;
+    ui.firstChild.focus();
     statusLine.textContent = "Waiting for your approval…";
     const check = async () => {
       let state = "pending";
