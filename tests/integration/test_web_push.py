@@ -10,15 +10,21 @@ import dataclasses
 import http.server
 import json
 import os
+import socket
+import ssl
 import stat
 import threading
 import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import http_ece
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from django.conf import settings as django_settings
 from py_vapid import jwt as vapid_jwt
 
@@ -49,7 +55,15 @@ SUBSCRIBE = "/api/device/v1/push-subscription"
 class PushService:
     """A push service on loopback: it keeps each message and answers ``status``."""
 
-    def __init__(self, status: int = 201, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        status: int = 201,
+        delay: float = 0.0,
+        *,
+        address: str = "127.0.0.1",
+        tls: ssl.SSLContext | None = None,
+        location: str = "",
+    ) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
         self.status = status
         self.arrived = threading.Event()
@@ -62,6 +76,8 @@ class PushService:
                 time.sleep(delay)
                 outer.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 self.send_response(outer.status)
+                if location:
+                    self.send_header("Location", location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 outer.arrived.set()
@@ -69,9 +85,14 @@ class PushService:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        port = self.server.server_address[1]
-        self.origin = f"http://127.0.0.1:{port}"
+        class Server(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
+
+        self.server = Server((address, 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.origin = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -387,3 +408,101 @@ def test_a_removed_devices_subscription_is_deleted(ada, clock, web_push):
     assert_ok(api(device, SUBSCRIBE, {"subscription": subscription}))
     assert_ok(api(device, "/api/device/v1/remove"))
     assert PushSubscription.objects.count() == 0
+
+
+def test_a_redirect_from_the_push_service_is_not_followed(
+    ada, clock, web_push, django_capture_on_commit_callbacks
+):
+    inside = PushService()
+    redirecting = PushService(status=307, location=f"{inside.origin}/internal")
+    try:
+        subscribed_phone(ada, f"{redirecting.origin}/push/x")
+        with django_capture_on_commit_callbacks(execute=True):
+            assert send_push(Browser(), "ada@example.com").status_code == 303
+    finally:
+        redirecting.close()
+        inside.close()
+    assert len(redirecting.received) == 1
+    assert inside.received == []
+
+
+def _tls_for(name: str, directory: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server certificate for ``name`` from a CA of the test's own; the CA's file."""
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test push CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_file, chain = directory / "ca.pem", directory / "server.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    chain.write_bytes(
+        certificate.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain)
+    return context, ca_file
+
+
+def test_the_send_connects_to_the_checked_address_and_checks_the_hosts_certificate(
+    ada, clock, web_push, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    """DNS rebinding: the name is resolved and checked once, the connection goes to that
+    address, and TLS still verifies the push service's name (SNI, certificate, Host)."""
+    address, problem = webpush.resolve("https://localhost/")
+    assert problem == ""
+    tls, ca_file = _tls_for("localhost", tmp_path)
+    settings.THRESHOLD_WEB_PUSH_CA_BUNDLE = str(ca_file)
+    secure = PushService(address=address, tls=tls)
+    try:
+        device, phone = subscribed_phone(ada, f"https://localhost:{secure.port}/push/tls")
+        with django_capture_on_commit_callbacks(execute=True):
+            assert send_push(Browser(), "ada@example.com").status_code == 303
+        [(headers, body)] = secure.received
+        assert headers["host"] == f"localhost:{secure.port}"
+        assert phone.decrypt(body)["type"] == "sign_in_request"
+    finally:
+        secure.close()
+    # A certificate for another name is refused, whatever address answers.
+    (tmp_path / "other").mkdir()
+    other_tls, other_ca = _tls_for("push.example.com", tmp_path / "other")
+    settings.THRESHOLD_WEB_PUSH_CA_BUNDLE = str(other_ca)
+    impostor = PushService(address=address, tls=other_tls)
+    try:
+        PushSubscription.objects.update(endpoint=f"https://localhost:{impostor.port}/push/tls")
+        [push] = pending(device)
+        assert_ok(
+            api(device, "/api/device/v1/approvals/answer", {"id": push["id"], "decision": "deny"})
+        )
+        clock.advance(20 * 60 + 1)  # the denial's mute is over
+        with django_capture_on_commit_callbacks(execute=True):
+            assert send_push(Browser(), "ada@example.com").status_code == 303
+        assert impostor.received == []
+        assert len(pending(device)) == 1  # polling still finds it
+    finally:
+        impostor.close()

@@ -15,9 +15,11 @@ has forgotten the subscription: it is deleted.
 The endpoint is a URL a phone gave us, so it is checked like one (server-side request
 forgery): ``https`` on port 443, a DNS name (no IP literal, no ``localhost`` or local-only
 suffix), at most 1024 characters, no user, no fragment, when it is stored; and before each
-send every address the name resolves to must be a public one, and redirects are not followed.
-``THRESHOLD_WEB_PUSH_ALLOW_PRIVATE_HOSTS`` (a Django setting the tests set, never the
-environment) lets a test's local push service through.
+send every address the name resolves to must be a public one, the connection goes to the
+address checked (TLS still checks the name: no DNS rebinding between check and connection),
+and redirects are not followed. ``THRESHOLD_WEB_PUSH_ALLOW_PRIVATE_HOSTS`` and
+``THRESHOLD_WEB_PUSH_CA_BUNDLE`` (Django settings the tests set, never the environment) let a
+test's local push service through.
 
 The VAPID key is ``THRESHOLD_VAPID_KEY`` (PEM; the same on every server that shares a
 database) or ``var/vapid-key.pem``, made on first use with mode 0600 by whichever process
@@ -44,6 +46,7 @@ from django.conf import settings
 from django.db import connections, transaction
 from py_vapid import Vapid02
 from pywebpush import WebPusher
+from requests.adapters import HTTPAdapter
 
 from threshold import clock
 from threshold.audit.actions import Action, Origin, record
@@ -196,26 +199,36 @@ def _host_problem(host: str, allowed: bool) -> str:
         label and len(label) <= _MAX_LABEL_LENGTH and label.replace("-", "").isalnum()
         for label in labels
     )
-    if len(host) > _MAX_NAME_LENGTH or len(labels) == 1 or not well_formed:
+    if len(host) > _MAX_NAME_LENGTH or not well_formed or (len(labels) == 1 and not allowed):
         return "the endpoint's host is not a public DNS name"
-    if host == "localhost" or host.endswith(_LOCAL_SUFFIXES):
+    if (host == "localhost" or host.endswith(_LOCAL_SUFFIXES)) and not allowed:
         return "the endpoint's host is a local name"
     return ""
 
 
-def resolved_problem(url: str) -> str:
-    """Before a send: every address the endpoint's host resolves to must be public."""
+def resolve(url: str) -> tuple[str, str]:
+    """Before a send: the address to connect to, or "" and why not. Every address the
+    endpoint's host resolves to must be public; the send then connects to the one checked
+    (``_PinnedAdapter``), so a name that resolves elsewhere a moment later (DNS rebinding)
+    changes nothing."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     try:
         infos = socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
     except OSError as exc:
-        return f"{host} does not resolve ({exc.strerror or type(exc).__name__})"
-    for info in infos:
-        problem = _address_problem(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]))
+        return "", f"{host} does not resolve ({exc.strerror or type(exc).__name__})"
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+    for address in addresses:
+        problem = _address_problem(address)
         if problem:
-            return f"{host}: {problem}"
-    return ""
+            return "", f"{host}: {problem}"
+    if not addresses:
+        return "", f"{host} does not resolve"
+    return str(addresses[0]), ""
+
+
+def resolved_problem(url: str) -> str:
+    return resolve(url)[1]
 
 
 @dataclass(frozen=True)
@@ -284,12 +297,40 @@ def do_subscribe(device: Device, value: object, origin: Origin) -> None:
 # --- Sending -------------------------------------------------------------------------------------
 
 
-class _NoRedirects(requests.Session):
-    """A push service answers; it never sends us elsewhere (a redirect could point inside)."""
+class _PinnedAdapter(HTTPAdapter):
+    """Connects to the address ``resolve`` checked while TLS still checks the push service's
+    name (SNI and the certificate's name are the host's, not the address's)."""
 
-    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
-        kwargs["allow_redirects"] = False
-        return super().request(*args, **kwargs)
+    def __init__(self, hostname: str) -> None:
+        self._hostname = hostname
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["server_hostname"] = self._hostname
+        kwargs["assert_hostname"] = self._hostname
+        super().init_poolmanager(*args, **kwargs)
+
+
+def _session(hostname: str) -> requests.Session:
+    """A session for one send: no redirects (a push service answers, it never sends us
+    elsewhere), no proxy from the environment (the address checked is the one connected to),
+    the pinned connection, and the test's CA bundle if it set one."""
+    session = requests.Session()
+    session.trust_env = False
+    session.max_redirects = 0
+    adapter = _PinnedAdapter(hostname)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.verify = getattr(settings, "THRESHOLD_WEB_PUSH_CA_BUNDLE", True)
+    return session
+
+
+def _pinned(url: str, address: str) -> str:
+    """``url`` with its host replaced by the checked address (the Host header keeps the name)."""
+    parts = urlsplit(url)
+    literal = f"[{address}]" if ":" in address else address
+    netloc = f"{literal}:{parts.port}" if parts.port else literal
+    return parts._replace(netloc=netloc).geturl()
 
 
 def send_soon(device_ids: list[int]) -> None:
@@ -327,20 +368,19 @@ def send_to_devices(device_ids: list[int]) -> int:
         return 0
     key = Vapid02(vapid_key())
     contact = f"mailto:{settings.THRESHOLD.admin_email}"
-    session = _NoRedirects()
     accepted = 0
     for subscription in subscriptions:
-        accepted += _send(subscription, key, contact, session)
+        accepted += _send(subscription, key, contact)
     return accepted
 
 
-def _send(
-    subscription: PushSubscription, key: Vapid02, contact: str, session: requests.Session
-) -> int:
+def _send(subscription: PushSubscription, key: Vapid02, contact: str) -> int:
     endpoint = subscription.endpoint
     parts = urlsplit(endpoint)
     host = parts.hostname or ""
-    problem = endpoint_problem(endpoint) or resolved_problem(endpoint)
+    address, problem = "", endpoint_problem(endpoint)
+    if not problem:
+        address, problem = resolve(endpoint)
     if problem:
         log.warning("Web Push to %s not sent: %s", host, problem)
         return 0
@@ -352,9 +392,13 @@ def _send(
         }
     )
     headers["Urgency"] = "high"
+    headers["Host"] = parts.netloc
     pusher = WebPusher(
-        {"endpoint": endpoint, "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth}},
-        requests_session=session,
+        {
+            "endpoint": _pinned(endpoint, address),
+            "keys": {"p256dh": subscription.p256dh, "auth": subscription.auth},
+        },
+        requests_session=_session(host),
     )
     try:
         response = pusher.send(
