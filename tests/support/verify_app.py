@@ -264,10 +264,26 @@ def swtpm(state_dir: Path, ca_dir: Path | None = None) -> Iterator[str]:
     state_dir.mkdir(parents=True, exist_ok=True)
     if ca_dir is not None:
         _manufacture(state_dir, ca_dir)
-    # The swtpm TCTI finds the control channel on the next port.
-    port = _free_port_pair()
-    control = port + 1
-    process = subprocess.Popen(
+    # The swtpm TCTI finds the control channel on the next port. Another process may take
+    # the free pair before swtpm binds it (swtpm then exits): another pair, up to 5 times.
+    for _attempt in range(5):
+        port = _free_port_pair()
+        process = _start_swtpm(binary, state_dir, port)
+        if _listening(process, port):
+            break
+        process.terminate()
+        process.wait(timeout=10)
+    else:
+        raise AssertionError("swtpm did not start listening on 127.0.0.1")
+    try:
+        yield f"swtpm:host=127.0.0.1,port={port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _start_swtpm(binary: str, state_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [
             binary,
             "socket",
@@ -277,24 +293,26 @@ def swtpm(state_dir: Path, ca_dir: Path | None = None) -> Iterator[str]:
             "--server",
             f"type=tcp,port={port},bindaddr=127.0.0.1",
             "--ctrl",
-            f"type=tcp,port={control},bindaddr=127.0.0.1",
+            f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
             "--flags",
             "not-need-init,startup-clear",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as data, socket.socket() as ctrl:
-                if (
-                    data.connect_ex(("127.0.0.1", port)) == 0
-                    and ctrl.connect_ex(("127.0.0.1", control)) == 0
-                ):
-                    break
-            time.sleep(0.05)
-        yield f"swtpm:host=127.0.0.1,port={port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+
+
+def _listening(process: subprocess.Popen[bytes], port: int) -> bool:
+    """Whether this swtpm (still running) accepts on its data and control ports within 10 s."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False  # it exited: the ports were taken
+        with socket.socket() as data, socket.socket() as ctrl:
+            if (
+                data.connect_ex(("127.0.0.1", port)) == 0
+                and ctrl.connect_ex(("127.0.0.1", port + 1)) == 0
+            ):
+                return process.poll() is None
+        time.sleep(0.05)
+    return False

@@ -60,7 +60,7 @@ def _entry(description: str) -> MetadataEntry:
         aaguid=UNKNOWN,
         key_identifiers=(),
         protocol_family="fido2",
-        root_certificates=(),
+        root_certificates_der=(),
         statuses=("FIDO_CERTIFIED",),
         attachment_hints=(),
         key_protection=(),

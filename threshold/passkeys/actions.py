@@ -18,7 +18,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from django.conf import settings
@@ -49,6 +49,7 @@ from threshold.passkeys.pending import (
     take_pending,
 )
 from threshold.policy.access import get_policy
+from threshold.sessions.models import Session
 
 
 def relying_party() -> ceremony.RelyingParty:
@@ -176,6 +177,8 @@ class SignedIn:
     user: User
     user_verified: bool
     assurance: assurance.Assurance
+    # The session written with the sign-in (``do_finish_sign_in``'s ``session_for``).
+    session: Session | None = None
 
 
 def do_finish_sign_in(
@@ -185,18 +188,18 @@ def do_finish_sign_in(
     *,
     step_up_user: User | None = None,
     policy: Policy | None = None,
-    before_commit: Callable[[SignedIn], None] | None = None,
+    session_for: Callable[[SignedIn], Session] | None = None,
 ) -> SignedIn:
     """Verify a sign-in (§7.2), or with ``step_up_user`` a re-verification of that person.
 
     ``credential``: the browser's ``credential.toJSON()``, decoded, or ``Unreadable``.
     ``policy`` (by default the one in force, read in the ceremony's transaction) must
-    still allow the passkey. ``before_commit`` runs in the same transaction once the
-    sign-in verified (the lean sign-in path writes its session there).
+    still allow the passkey. ``session_for`` gives the signed-in session to write with the
+    sign-in, in the same transaction (the lean sign-in path's; ``SignedIn.session``).
 
     One transaction of at most four statements (``threshold.passkeys.hotpath``): use
-    the challenge up and find the passkey, move its counter on, write the audit row,
-    and whatever ``before_commit`` writes.
+    the challenge up and find the passkey, then move its counter on, write the audit row
+    and the session (``record_sign_in``: on PostgreSQL, one statement).
 
     A failure raises its ``ThresholdError`` once the used challenge and the
     failure's audit row have committed. ``CredentialUnknown.signal_unknown`` says
@@ -251,15 +254,32 @@ def do_finish_sign_in(
                     passkey, sign_count=verified.sign_count, backup_state=verified.backup_state
                 )
                 raise not_allowed
-            if not hotpath.update_passkey(
+            signed_in = SignedIn(
+                passkey.user,
+                verified.user_verified,
+                passkey_assurance(passkey, user_verified=verified.user_verified),
+            )
+            session = session_for(signed_in) if session_for is not None else None
+            now = clock.now_datetime()
+            if not hotpath.record_sign_in(
                 passkey,
                 sign_count=verified.sign_count,
                 backup_state=verified.backup_state,
-                last_used_at=clock.now_datetime(),
+                last_used_at=now,
                 last_used_user_agent=origin.user_agent[:512],
+                audit=hotpath.AuditRow(
+                    now,
+                    succeeded,
+                    origin,
+                    actor=passkey.user,
+                    subject=passkey.user,
+                    detail={"passkey_id": passkey.pk, "user_verified": verified.user_verified},
+                ),
+                session=session,
             ):
                 # Another sign-in with this passkey moved its counter to or past this
                 # one's since it was read (PostgreSQL; SQLite's transactions take turns).
+                # Nothing else was written.
                 raise errors.SignCountRegressed(f"received {verified.sign_count}, moved meanwhile")
         except errors.SignCountRegressed as error:
             assert passkey is not None  # noqa: S101 - only raised after the lookup
@@ -285,26 +305,7 @@ def do_finish_sign_in(
             hotpath.insert_audit([_sign_in_failure(failed, error, origin, passkey)])
             refusal = error
         else:
-            hotpath.insert_audit(
-                [
-                    hotpath.AuditRow(
-                        clock.now_datetime(),
-                        succeeded,
-                        origin,
-                        actor=passkey.user,
-                        subject=passkey.user,
-                        detail={"passkey_id": passkey.pk, "user_verified": verified.user_verified},
-                    )
-                ]
-            )
-            signed_in = SignedIn(
-                passkey.user,
-                verified.user_verified,
-                passkey_assurance(passkey, user_verified=verified.user_verified),
-            )
-            if before_commit is not None:
-                before_commit(signed_in)
-            return signed_in
+            return replace(signed_in, session=session)
     # Committed: the used challenge and the failure's audit row stay.
     raise refusal
 

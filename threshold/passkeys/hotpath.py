@@ -18,6 +18,10 @@ A sign-in's result is one transaction of at most four statements
 4. ``insert_session``: the signed-in session (``threshold.passkeys.lean``), in the same
    transaction.
 
+A verified sign-in's 2-4 go through ``record_sign_in``: on PostgreSQL they are one
+statement (data-modifying CTEs, the INSERTs conditional on the UPDATE), a round trip
+instead of three; a sign-in's result is then two statements there.
+
 Rows come back as model instances built the way the ORM builds them
 (``Model.from_db`` after the backend's and the fields' converters), so the
 ceremony code above this module reads ``Passkey`` and ``User`` as it always did.
@@ -47,6 +51,7 @@ from threshold.groups.models import Group, Membership
 from threshold.passkeys.models import Passkey, UsedChallenge
 from threshold.policy.models import OrganisationPolicy
 from threshold.sessions.models import Session
+from threshold.sessions.store import SessionStore
 
 POLICY_ROW = 1  # the one OrganisationPolicy row (threshold.policy.access.get_policy)
 
@@ -55,12 +60,65 @@ def _q(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
-def _fields(model: type[Model]) -> list[Field[Any, Any]]:
-    return list(model._meta.concrete_fields)
+@lru_cache(maxsize=16)
+def _fields(model: type[Model]) -> tuple[Field[Any, Any], ...]:
+    return tuple(model._meta.concrete_fields)
 
 
+@lru_cache(maxsize=64)
 def _field(model: type[Model], name: str) -> Field[Any, Any]:
     return next(f for f in _fields(model) if name in (f.name, f.attname))
+
+
+# Fields whose get_db_prep_save returns a str, int or bool value unchanged.
+_PLAIN_TYPES = frozenset(
+    {
+        "CharField",
+        "TextField",
+        "BooleanField",
+        "IntegerField",
+        "BigIntegerField",
+        "SmallIntegerField",
+        "PositiveIntegerField",
+        "PositiveBigIntegerField",
+        "PositiveSmallIntegerField",
+    }
+)
+
+
+def _plain(value: Any) -> Any:
+    return value
+
+
+@lru_cache(maxsize=64)
+def _prepare(model: type[Model], name: str) -> Callable[[Any], Any]:
+    """What the ORM does to a value of ``model.name`` before writing it (``get_db_prep_save``);
+    for a text, integer or boolean column with a value of that type, nothing."""
+    field = _field(model, name)
+    prepare = field.get_db_prep_save
+    if field.get_internal_type() == "DateTimeField":
+
+        def moment(value: Any) -> Any:
+            # An aware datetime needs only the backend's adaptation (a naive one, the
+            # field's warning and conversion first).
+            if isinstance(value, datetime) and value.tzinfo is not None:
+                return connection.ops.adapt_datetimefield_value(value)
+            return prepare(value, connection)
+
+        return moment
+    if field.get_internal_type() not in _PLAIN_TYPES:
+        return lambda value: prepare(value, connection)
+    plain = (str, int) if field.get_internal_type() != "BooleanField" else (bool,)
+
+    def prepared(value: Any) -> Any:
+        return value if value is None or isinstance(value, plain) else prepare(value, connection)
+
+    return prepared
+
+
+@lru_cache(maxsize=16)
+def _attnames(model: type[Model]) -> list[str]:
+    return [f.attname for f in _fields(model)]
 
 
 Converter = Callable[[Any, Any, Any], Any]
@@ -83,15 +141,26 @@ def _converters(vendor: str, model: type[Model]) -> list[tuple[list[Converter], 
     return result
 
 
+@lru_cache(maxsize=16)
+def _converting(vendor: str, model: type[Model]) -> tuple[tuple[int, list[Converter], Any], ...]:
+    """The columns of ``model`` that have converters on ``vendor``, by position."""
+    return tuple(
+        (index, converters, column)
+        for index, (converters, column) in enumerate(_converters(vendor, model))
+        if converters
+    )
+
+
 def _instance(model: type[_M], values: Sequence[Any]) -> _M:
-    converted = []
-    for value, (converters, column) in zip(
-        values, _converters(connection.vendor, model), strict=True
-    ):
+    converted = list(values)
+    if len(converted) != len(_fields(model)):
+        raise ValueError(f"{len(converted)} values for {model.__name__}")
+    for index, converters, column in _converting(connection.vendor, model):
+        value = converted[index]
         for convert in converters:
-            value = convert(value, column, connection)  # noqa: PLW2901 - one value, converted in turn
-        converted.append(value)
-    return model.from_db(connection.alias, [f.attname for f in _fields(model)], converted)
+            value = convert(value, column, connection)
+        converted[index] = value
+    return model.from_db(connection.alias, _attnames(model), converted)
 
 
 @lru_cache(maxsize=8)
@@ -355,7 +424,7 @@ def update_passkey(
     if last_used_at is not None:
         changes += [("last_used_at", last_used_at), ("last_used_user_agent", last_used_user_agent)]
     names = tuple(name for name, _ in changes)
-    values = [_field(Passkey, name).get_db_prep_save(value, connection) for name, value in changes]
+    values = [_prepare(Passkey, name)(value) for name, value in changes]
     with connection.cursor() as cursor:
         cursor.execute(_update_statement(names), [*values, passkey.pk, sign_count, sign_count])
         return bool(cursor.rowcount == 1)
@@ -368,6 +437,85 @@ def _update_statement(names: tuple[str, ...]) -> str:
     return (
         f"UPDATE {_q(Passkey._meta.db_table)} SET {assignments} WHERE {_q('id')} = %s"
         f" AND ({count} < %s OR ({count} = 0 AND %s = 0))"
+    )
+
+
+def record_sign_in(
+    passkey: Passkey,
+    *,
+    sign_count: int,
+    backup_state: bool,
+    last_used_at: datetime,
+    last_used_user_agent: str,
+    audit: AuditRow,
+    session: Session | None,
+) -> bool:
+    """A verified sign-in's writes: move the passkey's counter on (``update_passkey``) and,
+    only if it still moved forward, write the audit row and the session. False, with
+    nothing written, when another sign-in moved the counter first.
+
+    SQLite: three statements (no round trips to save). PostgreSQL: one statement, whose
+    data-modifying CTEs run the INSERTs only when the UPDATE changed a row.
+    """
+    if connection.vendor != "postgresql":
+        if not update_passkey(
+            passkey,
+            sign_count=sign_count,
+            backup_state=backup_state,
+            last_used_at=last_used_at,
+            last_used_user_agent=last_used_user_agent,
+        ):
+            return False
+        insert_audit([audit])
+        if session is not None:
+            _insert_new_session(session)
+        return True
+    changes = {
+        "sign_count": sign_count,
+        "backup_state": backup_state,
+        "last_used_at": last_used_at,
+        "last_used_user_agent": last_used_user_agent,
+    }
+    audit_values = audit.values()
+    parameters = [_prepare(Passkey, name)(value) for name, value in changes.items()]
+    parameters += [passkey.pk, sign_count, sign_count]
+    parameters += [_prepare(AuditEvent, name)(value) for name, value in audit_values.items()]
+    if session is not None:
+        parameters += _session_values(session)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _record_statement(tuple(changes), tuple(audit_values), session is not None),
+            parameters,
+        )
+        moved, saved = cursor.fetchone()
+    if not moved:
+        return False
+    if session is not None and not saved:
+        _insert_new_session(session)  # its key was taken: under a fresh one
+    return True
+
+
+@lru_cache(maxsize=4)
+def _record_statement(
+    changes: tuple[str, ...], audit_names: tuple[str, ...], with_session: bool
+) -> str:
+    def insert(model: type[Model], names: Sequence[str]) -> str:
+        columns = ", ".join(_q(_field(model, name).column) for name in names)
+        return (
+            f"INSERT INTO {_q(model._meta.db_table)} ({columns})"
+            f" SELECT {', '.join(['%s'] * len(names))} WHERE EXISTS (SELECT 1 FROM moved)"
+        )
+
+    session = (
+        f", saved AS ({insert(Session, _attnames(Session))} ON CONFLICT DO NOTHING RETURNING 1)"
+        if with_session
+        else ""
+    )
+    return (
+        f"WITH moved AS ({_update_statement(changes)} RETURNING 1),"
+        f" audit AS ({insert(AuditEvent, audit_names)}){session}"
+        " SELECT (SELECT count(*) FROM moved),"
+        f" {'(SELECT count(*) FROM saved)' if with_session else '0'}"
     )
 
 
@@ -412,14 +560,14 @@ def insert_audit(rows: Iterable[AuditRow]) -> None:
     """The rows in one INSERT."""
     prepared = [row.values() for row in rows]
     names = tuple(prepared[0])
-    fields = [_field(AuditEvent, name) for name in names]
+    prepare = [_prepare(AuditEvent, name) for name in names]
     with connection.cursor() as cursor:
         cursor.execute(
             _audit_statement(names, len(prepared)),
             [
-                field.get_db_prep_save(values[name], connection)
+                column(values[name])
                 for values in prepared
-                for name, field in zip(names, fields, strict=True)
+                for name, column in zip(names, prepare, strict=True)
             ],
         )
 
@@ -437,13 +585,22 @@ def _audit_statement(names: tuple[str, ...], rows: int) -> str:
 def insert_session(session: Session) -> bool:
     """INSERT ``session`` (every column, as ``SessionStore.create_model_instance`` fills them);
     False when its key is taken, which the caller answers with a fresh key."""
-    fields = _fields(Session)
     with connection.cursor() as cursor:
-        cursor.execute(
-            _session_statement(),
-            [field.get_db_prep_save(field.pre_save(session, True), connection) for field in fields],
-        )
+        cursor.execute(_session_statement(), _session_values(session))
         return bool(cursor.rowcount == 1)
+
+
+def _session_values(session: Session) -> list[Any]:
+    return [
+        _prepare(Session, field.attname)(field.pre_save(session, True))
+        for field in _fields(Session)
+    ]
+
+
+def _insert_new_session(session: Session) -> None:
+    """INSERT ``session``; while its key is taken (never seen in practice), under a fresh one."""
+    while not insert_session(session):
+        session.session_key = SessionStore()._get_new_session_key()  # noqa: SLF001
 
 
 @lru_cache(maxsize=2)

@@ -46,13 +46,19 @@ from django.core.handlers.exception import response_for_exception
 from django.core.handlers.wsgi import WSGIRequest, get_script_name
 from django.http import HttpRequest, HttpResponse
 from django.middleware.clickjacking import XFrameOptionsMiddleware
-from django.middleware.csrf import CsrfViewMiddleware, RejectRequest, rotate_token
+from django.middleware.csrf import (
+    CSRF_ALLOWED_CHARS,
+    CSRF_SECRET_LENGTH,
+    CsrfViewMiddleware,
+    RejectRequest,
+)
 from django.middleware.security import SecurityMiddleware
 from django.urls import reverse, set_script_prefix
 from django.utils.cache import patch_vary_headers
 from django.utils.http import http_date
 
 from threshold.core import errors
+from threshold.core.randomness import random_string
 from threshold.passkeys import hotpath, views
 from threshold.passkeys.actions import SignedIn, do_finish_sign_in
 from threshold.passkeys.http import anonymous_ceremonies, read_credential, send_ceremony_cookies
@@ -60,7 +66,6 @@ from threshold.policy.access import read_policy_with
 from threshold.sessions.actions import new_signed_in_session
 from threshold.sessions.middleware import set_signed_in_cookie
 from threshold.sessions.models import Session
-from threshold.sessions.store import SessionStore
 from threshold.web.http import audit_origin, ok, safe_next
 
 if TYPE_CHECKING:
@@ -167,33 +172,37 @@ def _options(request: HttpRequest) -> HttpResponse:
 def _result(request: HttpRequest) -> HttpResponse:
     found = anonymous_ceremonies(request)
     origin = audit_origin(request)
-    sessions: list[Session] = []
 
-    def start_session(signed_in: SignedIn) -> None:
-        session = new_signed_in_session(
+    def session_for(signed_in: SignedIn) -> Session:
+        return new_signed_in_session(
             signed_in.user, origin, signed_in.assurance, user_verified=signed_in.user_verified
         )
-        while not hotpath.insert_session(session):
-            # Another session has this key (never seen in practice): a fresh one.
-            session.session_key = SessionStore()._get_new_session_key()  # noqa: SLF001
-        sessions.append(session)
 
     def finish() -> SignedIn:
-        sessions.clear()
-        return do_finish_sign_in(
-            found, read_credential(request), origin, before_commit=start_session
-        )
+        return do_finish_sign_in(found, read_credential(request), origin, session_for=session_for)
 
     try:
-        hotpath.without_health_check(finish)
+        signed_in = hotpath.without_health_check(finish)
     except errors.ThresholdError as error:
         response: HttpResponse = views.sign_in_refused(error)
     else:
-        rotate_token(request)  # as login() does
+        assert signed_in.session is not None  # noqa: S101 - session_for gave one
+        _rotate_csrf_token(request)  # as login() does
         response = ok({"redirect": safe_next(request)})
-        _set_session_cookie(response, sessions[0].session_key)
+        _set_session_cookie(response, signed_in.session.session_key)
         set_signed_in_cookie(response)
     return response
+
+
+def _rotate_csrf_token(request: HttpRequest) -> None:
+    """``django.middleware.csrf.rotate_token``: a new secret, which CsrfViewMiddleware's
+    ``process_response`` sets as the cookie; drawn with one call to the CSPRNG."""
+    request.META.update(
+        {
+            "CSRF_COOKIE": random_string(CSRF_SECRET_LENGTH, CSRF_ALLOWED_CHARS),
+            "CSRF_COOKIE_NEEDS_UPDATE": True,
+        }
+    )
 
 
 def _set_session_cookie(response: HttpResponse, session_key: str) -> None:

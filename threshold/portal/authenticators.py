@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from django.db.models import Count
 
 from threshold.core.authenticators import KNOWN_PROVIDERS
-from threshold.core.metadata import default_store
+from threshold.core.metadata import default_icons, default_store
 from threshold.passkeys.models import Passkey
 
 RESULTS_MAX = 25
@@ -26,8 +26,9 @@ class Authenticator:
 
 def _catalogue() -> dict[str, Authenticator]:
     """Every authenticator with a name, by AAGUID: metadata first, then the providers it lacks."""
+    icons = default_icons()
     found = {
-        aaguid: Authenticator(aaguid, entry.description, entry.icon, "FIDO metadata")
+        aaguid: Authenticator(aaguid, entry.description, icons.get(aaguid, ""), "FIDO metadata")
         for aaguid, entry in default_store().by_aaguid.items()
     }
     for aaguid, name in KNOWN_PROVIDERS.items():

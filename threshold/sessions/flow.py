@@ -66,7 +66,7 @@ def issue_flow_token(kind: Flow) -> str:
 
 def check_flow(request: HttpRequest, kind: Flow, *, policy: Policy | None = None) -> None:
     """FlowExpired unless the request carries a ``kind`` token younger than the policy allows."""
-    token = request.headers.get(HEADER, "")
+    token = request.META.get(META_KEY, "")  # request.headers would build a dict of them all
     issued_at = _issued_at(token, kind)
     if issued_at is None:
         raise errors.FlowExpired(f"no valid {kind} flow token")

@@ -24,7 +24,6 @@ person's sessions through them.
 
 from __future__ import annotations
 
-import secrets
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -35,6 +34,7 @@ from django.contrib.sessions.backends import db
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError
 
 from threshold.accounts.models import User
+from threshold.core.randomness import random_string
 from threshold.sessions.models import Session
 
 
@@ -59,7 +59,6 @@ SIGN_IN_ACR = "threshold.acr"  # a threshold.core.assurance.Acr value, or None
 
 
 _KEY_LENGTH = 32  # Django's
-_KEY_SPACE = len(VALID_KEY_CHARS) ** _KEY_LENGTH
 # True while ``cycle_key`` deletes the row it replaces: the session goes on under its new key,
 # so whoever watches sessions end (threshold/sso/, back-channel logout) lets that one pass.
 KEY_CYCLING: ContextVar[bool] = ContextVar("threshold_session_key_cycling", default=False)
@@ -93,12 +92,7 @@ class SessionStore(db.SessionStore):
     def _get_new_session_key(self) -> str:
         # What get_random_string(32, VALID_KEY_CHARS) returns, uniformly at random, from one
         # draw of the CSPRNG instead of 32 (a tenth of a sign-in's session work).
-        number = secrets.randbelow(_KEY_SPACE)
-        characters = []
-        for _ in range(_KEY_LENGTH):
-            number, index = divmod(number, len(VALID_KEY_CHARS))
-            characters.append(VALID_KEY_CHARS[index])
-        return "".join(characters)
+        return random_string(_KEY_LENGTH, VALID_KEY_CHARS)
 
     def cycle_key(self) -> None:
         data = self._get_session()  # type: ignore[attr-defined]  # a stub gap, as above

@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from enum import StrEnum
-from functools import wraps
+from functools import lru_cache, wraps
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from threshold.audit.actions import Channel, Origin
@@ -218,6 +218,12 @@ def safe_next(request: HttpRequest) -> str:
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         return target
+    return _home(get_script_prefix())
+
+
+@lru_cache(maxsize=4)
+def _home(script_prefix: str) -> str:
+    # reverse() under that prefix (set per request), once: it is every sign-in's answer.
     return reverse("selfservice:home")
 
 

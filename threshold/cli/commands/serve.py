@@ -121,6 +121,22 @@ def _collect_static_files() -> None:
         call_command("collectstatic", interactive=False, verbosity=0)
 
 
+def _return_free_memory() -> None:
+    """Give the C heap's free pages back to the system before the workers fork.
+
+    Parsing the FIDO metadata (a 9 MB JSON file) leaves about 3 MB of freed memory in the
+    heap that glibc keeps; without this, every worker counts it in its resident memory.
+    Only glibc has ``malloc_trim``: elsewhere this does nothing.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    if trim is not None:
+        trim(0)
+
+
 def serve(args: argparse.Namespace) -> int:
     from django.conf import settings
     from django.db import connection
@@ -155,6 +171,7 @@ def serve(args: argparse.Namespace) -> int:
     # server: the garbage collector need not walk it again in every worker, nor write to
     # the pages the workers share with the master.
     gc.freeze()
+    _return_free_memory()
     config = settings.THRESHOLD
     # Workers that have loaded the application, counted across the fork. The last
     # of the first ones prints the bootstrap link, below every start-up line, so
