@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
@@ -75,6 +77,11 @@ class Config:
     # The TPM manufacturers' roots (and intermediates) that Threshold Verify's EK
     # certificates chain to (threshold/core/tpm.py); none: no device key counts as "tpm".
     device_tpm_roots: tuple[x509.Certificate, ...] = ()
+    # Web Push to the phone web app (threshold/devices/webpush.py): off unless the operator
+    # turns it on; the VAPID key from THRESHOLD_VAPID_KEY (PEM) or, when that is empty,
+    # var/vapid-key.pem, made on first use.
+    web_push: bool = False
+    vapid_key_pem: str = ""
 
 
 def _flag(env: dict[str, str], name: str, default: bool = False) -> bool:
@@ -293,6 +300,24 @@ def _fido_conformance(env: dict[str, str], rp_id: str) -> bool:
     return True
 
 
+def _vapid_key(env: dict[str, str]) -> str:
+    """THRESHOLD_VAPID_KEY: the P-256 private key (PEM) that signs Web Push requests (RFC 8292),
+    the same on every server that shares a database; empty: var/vapid-key.pem."""
+    pem = env.get("THRESHOLD_VAPID_KEY", "").strip()
+    if not pem:
+        return ""
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            "THRESHOLD_VAPID_KEY must be an unencrypted P-256 private key in PEM "
+            "(-----BEGIN PRIVATE KEY-----...), e.g. the contents of var/vapid-key.pem"
+        ) from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise ConfigError("THRESHOLD_VAPID_KEY must be a P-256 (prime256v1) key")
+    return pem
+
+
 def start_up_warnings(config: Config) -> list[str]:
     """What the operator must know whenever Threshold starts with this configuration."""
     warnings = []
@@ -391,4 +416,6 @@ def load(env: dict[str, str] | None = None) -> Config:
         related_origins=related_origins,
         admin_email=_admin_email(env),
         device_tpm_roots=_trust_anchors(env, "THRESHOLD_DEVICE_TPM_ROOTS"),
+        web_push=_flag(env, "THRESHOLD_WEB_PUSH"),
+        vapid_key_pem=_vapid_key(env),
     )

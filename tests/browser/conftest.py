@@ -108,6 +108,8 @@ def _server_env(var_dir: Path, port: int) -> dict[str, str]:
         THRESHOLD_TEST_CLOCK_FILE=str(var_dir / "clock-offset"),
         # The TPM manufacturer of the device app's tests' swtpm (tests/support/verify_app.py).
         THRESHOLD_DEVICE_TPM_ROOTS=str(tpm_manufacturer_ca(var_dir / "tpm-ca")),
+        # Web Push to the phone web app: its page carries the VAPID key (test_verify_web_app.py).
+        THRESHOLD_WEB_PUSH="1",
         PYTHONPATH=os.pathsep.join(filter(None, [str(CLOCK_DIR), env.get("PYTHONPATH")])),
         PYTHONUNBUFFERED="1",
     )

@@ -95,13 +95,15 @@ def add_device(app: VerifyApp, page: Page, server: Server, *, first_pin: bool = 
 
 
 def push_page(browser_context: BrowserContext, email: str) -> tuple[Page, str]:
+    """/sign-in, the username, "Send a push to Threshold Verify": the number, on the same page."""
     page = browser_context.new_page()
     page.goto("/sign-in")
-    page.get_by_role("link", name="Send a push to Threshold Verify").click()
     page.get_by_label("Username or work email").fill(email)
     page.get_by_role("button", name="Send a push to Threshold Verify").click()
     number = page.locator("#push-number").inner_text()
     assert re.fullmatch(r"\d\d", number)
+    assert page.url.endswith("/sign-in")  # the sign-in page's username step, not another page
+    expect(page.get_by_role("heading", name="Type this number in Threshold Verify")).to_be_focused()
     return page, number
 
 
@@ -188,7 +190,7 @@ def test_a_wrong_pin_approves_nothing(
     )
     assert "That PIN is not right." in running.text
     assert "Approved" not in running.text
-    expect(tab.locator("#push-status")).to_have_text("Waiting for your approval\u2026")
+    expect(tab.locator("#ceremony-status")).to_have_text("Waiting for your approval\u2026")
 
 
 def test_a_second_pending_push_is_refused(

@@ -5,6 +5,7 @@ in a third, signed-out one. The phone's clock is the server's (the tests may mov
 
 from __future__ import annotations
 
+import json
 import re
 import struct
 from collections.abc import Iterator
@@ -180,3 +181,54 @@ def test_set_up_from_the_qr_link_and_approve_with_the_screen_lock(
     phone.goto("/verify/")
     expect(phone.locator("#verify-username")).to_have_text(person.email)
     audit.assert_clean()
+
+
+def test_the_service_worker_shows_a_web_push_as_a_notification(
+    browser: Browser, server: Server
+) -> None:
+    """What Chromium allows without a push service: the page's applicationServerKey, and a push
+    message handed to the app's service worker over the DevTools protocol
+    (ServiceWorker.deliverPushMessage) becomes a notification. Untested here: a real push
+    service's subscription (headless Chromium reaches none) and the notification's click."""
+    context = browser.new_context(base_url=server.url, **PIXEL_7)
+    context.set_default_timeout(STEP_TIMEOUT_MS)
+    try:
+        context.grant_permissions(["notifications"], origin=server.url)
+        phone = context.new_page()
+        cdp = context.new_cdp_session(phone)
+        registrations: list[dict] = []
+        cdp.on(
+            "ServiceWorker.workerRegistrationUpdated",
+            lambda event: registrations.extend(event["registrations"]),
+        )
+        cdp.send("ServiceWorker.enable")
+        phone.goto("/verify/")
+        key = phone.locator("#verify").get_attribute("data-push-key")
+        assert key
+        assert re.fullmatch(r"[A-Za-z0-9_-]{87}", key)  # a P-256 point, base64url
+        scope = phone.evaluate("navigator.serviceWorker.ready.then((r) => r.scope)")
+        phone.wait_for_timeout(200)
+        [registration_id] = {
+            r["registrationId"]
+            for r in registrations
+            if r["scopeURL"] == scope and not r["isDeleted"]
+        }
+        message = json.dumps(
+            {
+                "type": "sign_in_request",
+                "title": "Threshold Verify",
+                "body": "A sign-in is waiting.",
+            }
+        )
+        cdp.send(
+            "ServiceWorker.deliverPushMessage",
+            {"origin": server.url, "registrationId": registration_id, "data": message},
+        )
+        shown = phone.wait_for_function(
+            """() => navigator.serviceWorker.ready
+                .then((r) => r.getNotifications())
+                .then((all) => all.length ? all.map((n) => [n.title, n.body, n.tag]) : null)"""
+        ).json_value()
+        assert shown == [["Threshold Verify", "A sign-in is waiting.", "threshold-verify-sign-in"]]
+    finally:
+        context.close()

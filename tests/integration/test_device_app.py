@@ -374,7 +374,7 @@ def test_add_account_to_another_device(ada, clock, django_capture_on_commit_call
 def test_sign_in_with_a_push(ada, clock, django_capture_on_commit_callbacks):
     device = set_up_device(ada)
     browser = Browser()
-    assert 'id="push-link"' in browser.get("/sign-in").content.decode()
+    assert 'id="push-button"' in browser.get("/sign-in").content.decode()
     response = send_push(browser, "Ada@Example.com")
     assert response.status_code == 303
     number = shown_number(browser)
@@ -528,7 +528,7 @@ def test_the_policy_can_turn_push_sign_in_off(ada, clock):
     set_up_device(ada)
     do_update_policy(Policy(allow_device_app_sign_in=False), Origin.cli())
     browser = Browser()
-    assert 'id="push-link"' not in browser.get("/sign-in").content.decode()
+    assert 'id="push-button"' not in browser.get("/sign-in").content.decode()
     response = send_push(browser, "ada@example.com")
     assert response.status_code == 403
     assert "Device App Sign-in Not Available" in response.content.decode()

@@ -7,6 +7,7 @@ that every approval must then assert with user verification. Real keys sign real
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -256,3 +257,21 @@ def test_approval_options_need_screen_lock_and_a_push_id(ada, clock):
     _, push_id, number = push_waiting(other)
     response = answer(other, push_id, decision="approve", number=str(number), user_verified=True)
     assert assert_ok(response)["state"] == "approved"
+
+
+def test_settings_says_whether_each_device_has_screen_lock_confirmation(ada, clock):
+    browser = signed_in(ada)
+    phone = set_up_device(ada, browser)
+    laptop = set_up_device(ada, browser)
+    enable_screen_lock(phone, SoftAuthenticator())
+    html = browser.get("/settings").content.decode()
+
+    def shown_for(device: SoftDevice) -> str:
+        item = re.search(rf'<li id="device-{device.device_id}".*?</li>', html, re.S)
+        assert item, html
+        found = re.search(r'<span class="screen-lock">([^<]*)</span>', item[0])
+        assert found, item[0]
+        return found[1]
+
+    assert shown_for(phone) == "Screen lock confirmation on"
+    assert shown_for(laptop) == "Screen lock confirmation off"

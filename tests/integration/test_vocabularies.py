@@ -104,6 +104,9 @@ def test_audit_actions_keep_their_stored_values() -> None:
         "SSO_BACKCHANNEL_LOGOUT_SENT": "sso.backchannel_logout_sent",
         "SSO_BACKCHANNEL_LOGOUT_FAILED": "sso.backchannel_logout_failed",
         "SSO_KEYS_ROTATED": "sso.keys_rotated",
+        "DEVICE_PUSH_SUBSCRIBED": "device.push_subscribed",
+        "DEVICE_PUSH_SUBSCRIPTION_GONE": "device.push_subscription_gone",
+        "DEVICE_SETUP_CODE_REFUSED": "device.setup_code_refused",
     }
 
 

@@ -87,6 +87,10 @@ class Action(StrEnum):
     SSO_BACKCHANNEL_LOGOUT_SENT = "sso.backchannel_logout_sent"
     SSO_BACKCHANNEL_LOGOUT_FAILED = "sso.backchannel_logout_failed"
     SSO_KEYS_ROTATED = "sso.keys_rotated"
+    # Threshold Verify's Web Push (threshold/devices/webpush.py) and setup-code guesses.
+    DEVICE_PUSH_SUBSCRIBED = "device.push_subscribed"
+    DEVICE_PUSH_SUBSCRIPTION_GONE = "device.push_subscription_gone"
+    DEVICE_SETUP_CODE_REFUSED = "device.setup_code_refused"
 
 
 class Channel(StrEnum):

@@ -608,6 +608,14 @@ class PushPending(DeviceError):
     category = Category.PUSH_PENDING
 
 
+class SetupCodeGuessesLimited(DeviceError):
+    """Too many wrong setup codes from this network, or from everywhere, in a quarter of an
+    hour: redeeming waits (the 40-bit codes are not to be guessed)."""
+
+    code = "setup_code_throttled"
+    category = Category.THROTTLED
+
+
 class PushLimitReached(DeviceError):
     """Three pushes for this person in ten minutes: wait before sending another."""
 

@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -31,12 +32,15 @@ from threshold.core.device_requests import DeviceRequest
 from threshold.core.encoding import b64url_decode, b64url_encode
 from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name
 from threshold.core.policy import Policy
+from threshold.devices import webpush
 from threshold.devices.models import (
     Device,
     DeviceEnrollment,
     EnrollmentState,
     KeyProtection,
     PushState,
+    PushSubscription,
+    SetupCodeFailure,
     SignInApproval,
     UsedDeviceRequest,
 )
@@ -52,6 +56,11 @@ from threshold.devices.notices import (
 SETUP_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 SETUP_CODE_LENGTH = 8
 SETUP_CODE_LIFETIME = timedelta(minutes=10)
+# Wrong setup codes: at most this many from one network (an address every client shares is not
+# counted alone, core.throttle.tells_clients_apart), and from everywhere, per quarter of an hour.
+SETUP_CODE_WINDOW = timedelta(minutes=15)
+SETUP_CODE_NETWORK_FAILURES = 10
+SETUP_CODE_FAILURES = 200
 RETURNED_CODE_DIGITS = 6
 RETURNED_CODE_ATTEMPTS = 3
 # Push sign-ins (issue 12): two minutes to answer, one waiting per person, three per ten
@@ -138,6 +147,7 @@ def delete_expired_requests() -> int:
     that are over (the audit log keeps their story); ``threshold cleanup``."""
     now = clock.now_datetime()
     deleted, _ = UsedDeviceRequest.objects.filter(expires_at__lt=now).delete()
+    SetupCodeFailure.objects.filter(at__lt=now - SETUP_CODE_WINDOW).delete()
     SignInApproval.objects.filter(expires_at__lt=now - STALE_AFTER).delete()
     stale = DeviceEnrollment.objects.filter(expires_at__lt=now - STALE_AFTER)
     # A device whose set-up never finished was never usable: it goes with its set-up.
@@ -362,6 +372,7 @@ def do_redeem_setup_code(
     device_requests.verify(request, public_jwk, path=path, now=clock.now())
     body = request.body
     code = normalize_setup_code(_text(body, "setup_code", 200))
+    _check_setup_code(code, origin)
     platform = _text(body, "platform", 40).lower()
     if platform not in PLATFORMS:
         platform = "other"
@@ -445,6 +456,47 @@ def do_redeem_setup_code(
     if refusal is not None:
         raise refusal
     return RedeemedSetupCode(device, returned, challenge)
+
+
+def _setup_code_limit(network: str, now: datetime) -> str:
+    """Which limit on wrong setup codes is reached ("" when none is)."""
+    recent = SetupCodeFailure.objects.filter(at__gt=now - SETUP_CODE_WINDOW)
+    if (
+        throttle.tells_clients_apart(network)
+        and recent.filter(network=network).count() >= SETUP_CODE_NETWORK_FAILURES
+    ):
+        return "network"
+    if recent.count() >= SETUP_CODE_FAILURES:
+        return "overall"
+    return ""
+
+
+def _check_setup_code(code: str, origin: Origin) -> None:
+    """Guessing setup codes is slow: once a limit is reached, nothing is checked (and nothing
+    written, so a flood costs no writes) until the quarter of an hour has passed; a wrong code
+    counts and is audited, the one that reaches a limit saying so."""
+    now = clock.now_datetime()
+    network = throttle.network_of(origin.ip)
+    limit = _setup_code_limit(network, now)
+    if limit:
+        raise errors.SetupCodeGuessesLimited(limit)
+    waiting = DeviceEnrollment.objects.filter(
+        code_hash=_keyed_hash("setup", code),
+        state=EnrollmentState.WAITING,
+        expires_at__gt=now,
+    )
+    if waiting.exists():
+        return
+    with transaction.atomic():
+        SetupCodeFailure.objects.create(network=network, at=now)
+        record(
+            Action.DEVICE_SETUP_CODE_REFUSED,
+            origin,
+            reason=errors.SetupCodeInvalid.code,
+            network=network,
+            limit_reached=_setup_code_limit(network, now),
+        )
+    raise errors.SetupCodeInvalid()
 
 
 def access_enrollment(
@@ -648,6 +700,8 @@ def _revoke(device: Device, origin: Origin, *, actor: User) -> None:
     device.revoked_at = clock.now_datetime()
     device.is_active = False
     device.save(update_fields=["revoked_at", "is_active"])
+    # Its Web Push endpoint is a capability of the phone's browser: not kept once it is gone.
+    PushSubscription.objects.filter(device=device).delete()
     record(
         Action.DEVICE_REMOVED,
         origin,
@@ -719,6 +773,11 @@ def do_send_push(username: str, origin: Origin, policy: Policy) -> SentPush:
             push=approval.public_id,
             delivered=not reason,
         )
+        if user is not None and not reason and webpush.is_enabled():
+            # After the commit, from a thread: the browser's answer never waits for a
+            # push service (threshold/devices/webpush.py).
+            devices = [device.pk for device in usable_devices(user, policy)]
+            transaction.on_commit(partial(webpush.send_soon, devices))
     return SentPush(approval, secret)
 
 

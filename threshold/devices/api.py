@@ -21,6 +21,7 @@ from django.views.decorators.http import require_POST
 from threshold.core import device_requests, errors
 from threshold.core.catalog import Surface
 from threshold.core.encoding import b64url_encode
+from threshold.devices import webpush
 from threshold.devices.actions import (
     do_answer_push,
     do_authenticate_request,
@@ -242,3 +243,12 @@ def approval_options(request: HttpRequest, compact: str) -> JsonResponse:
     """The assertion options for approving push ``id`` with the screen lock."""
     device = _device(request, compact)
     return ok({"options": begin_approval(device, _body(compact).get("id", ""))})
+
+
+@device_endpoint
+def push_subscription(request: HttpRequest, compact: str) -> JsonResponse:
+    """The phone's Web Push subscription (its ``PushSubscription.toJSON()``), stored for the
+    device while the operator has Web Push on (docs/device-api.md)."""
+    device = _device(request, compact)
+    webpush.do_subscribe(device, _body(compact).get("subscription"), audit_origin(request))
+    return ok({"web_push": True})

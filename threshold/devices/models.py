@@ -178,3 +178,33 @@ class UsedDeviceRequest(models.Model):
 
     def __str__(self) -> str:
         return f"Used device request {self.jti_hash[:12]}"
+
+
+class PushSubscription(models.Model):
+    """Where the push service of a phone's browser takes Web Push messages for its device
+    (the Push API's PushSubscription): one per device, replaced when the browser renews it.
+
+    The endpoint is the push service's URL, checked when it is stored and again before each
+    send (threshold/devices/webpush.py); ``p256dh`` and ``auth`` are the browser's keys that
+    each message is encrypted to (RFC 8291).
+    """
+
+    device = models.OneToOneField(Device, on_delete=models.CASCADE, related_name="push")
+    endpoint = models.CharField(max_length=1024)
+    p256dh = models.CharField(max_length=100)  # base64url of the browser's P-256 point
+    auth = models.CharField(max_length=40)  # base64url of its 16-byte authentication secret
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Web Push subscription of device {self.device_id}"
+
+
+class SetupCodeFailure(models.Model):
+    """A setup code that was wrong (unknown, used, expired): the guesses the limits count, per
+    network (core.throttle.network_of) and overall, for a quarter of an hour."""
+
+    network = models.CharField(max_length=64, db_index=True)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"Wrong setup code from {self.network} at {self.at:%H:%M:%S}"

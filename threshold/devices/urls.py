@@ -12,6 +12,7 @@ urlpatterns = [
     # Sign-in with a push to Threshold Verify.
     path("sign-in/push", views.push, name="push"),
     path("sign-in/push/wait", views.push_wait, name="push-wait"),
+    path("sign-in/push/start", views.push_start, name="push-start"),
     path("sign-in/push/state", views.push_state, name="push-state"),
     path("sign-in/push/finish", views.push_finish, name="push-finish"),
     # Where the set-up QR code points (the code rides in the fragment).
@@ -29,6 +30,7 @@ urlpatterns = [
     path("api/device/v1/screen-lock/options", api.screen_lock_options, name="api-lock-options"),
     path("api/device/v1/screen-lock", api.screen_lock, name="api-lock"),
     path("api/device/v1/approvals/options", api.approval_options, name="api-approval-options"),
+    path("api/device/v1/push-subscription", api.push_subscription, name="api-push-subscription"),
     # The phone web app's manifest and service worker (its scope is /verify/).
     path("verify/manifest.webmanifest", views.verify_manifest, name="verify-manifest"),
     path("verify/service-worker.js", views.verify_worker, name="verify-worker"),

@@ -22,9 +22,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from threshold.accounts.models import User
 from threshold.core import catalog, errors
 from threshold.core.catalog import Surface
+from threshold.devices import webpush
 from threshold.devices.actions import (
     IssuedSetupCode,
     PushStatus,
+    SentPush,
     access_own_device,
     do_confirm_returned_code,
     do_finish_push,
@@ -42,6 +44,10 @@ from threshold.sessions.store import SignedInWith
 from threshold.web.http import (
     Done,
     audit_origin,
+    failed,
+    ok,
+    optional_string,
+    read_json_object,
     safe_next,
     see_other,
     settings_problem,
@@ -226,6 +232,11 @@ def push(request: HttpRequest) -> HttpResponse:
     except errors.ThresholdError as error:
         return _push_problem(request, error)
     response = see_other(url_to("devices:push-wait", query=_next_query(request)))
+    _set_push_cookie(response, sent)
+    return response
+
+
+def _set_push_cookie(response: HttpResponse, sent: SentPush) -> None:
     response.set_cookie(
         PUSH_COOKIE,
         signing.dumps([sent.approval.public_id, sent.browser_secret], salt=_PUSH_SALT),
@@ -234,6 +245,26 @@ def push(request: HttpRequest) -> HttpResponse:
         httponly=True,
         samesite="Strict",
     )
+
+
+@require_POST
+@never_cache
+def push_start(request: HttpRequest) -> JsonResponse:
+    """The sign-in page's "Send a push to Threshold Verify", after the username (webauthn.js):
+    ``{"username": ...}`` answers ``{"number": NN}`` and sets the push's cookie, as the form at
+    /sign-in/push does; the same answer whoever the username is (``do_send_push``)."""
+    try:
+        policy = policy_for(request)
+        if not policy.allow_device_app_sign_in:
+            raise errors.DeviceAppNotAllowed()
+        username = optional_string(read_json_object(request), "username")
+        if not username or not username.strip():
+            raise errors.MalformedRequest("a username")
+        sent = do_send_push(username, audit_origin(request), policy)
+    except errors.ThresholdError as error:
+        return failed(error, Surface.AUTHENTICATION)
+    response = ok({"number": sent.approval.number})
+    _set_push_cookie(response, sent)
     return response
 
 
@@ -300,8 +331,12 @@ def verify_app(request: HttpRequest) -> HttpResponse:
     code rides in the fragment, which the browser never sends here)."""
     # The device API's root, which every endpoint the app calls is under.
     api_base = reverse("devices:api-enroll").removesuffix("enroll")
+    # The applicationServerKey the app subscribes with, while the operator has Web Push on.
+    push_key = webpush.public_key() if webpush.is_enabled() else ""
     return render(
-        request, "devices/verify_app.html", {"theme_color": THEME_COLOR, "api_base": api_base}
+        request,
+        "devices/verify_app.html",
+        {"theme_color": THEME_COLOR, "api_base": api_base, "push_key": push_key},
     )
 
 

@@ -324,7 +324,48 @@
     }
   }
 
+  // --- Web Push ---------------------------------------------------------------------------
+
+  function serverKey() {
+    const text = root.dataset.pushKey.replace(/-/g, "+").replace(/_/g, "/");
+    return Uint8Array.from(atob(text + "===".slice((text.length + 3) % 4)), (c) => c.charCodeAt(0));
+  }
+
+  // Subscribes with the push service (the server's VAPID key as applicationServerKey) and
+  // hands the subscription to Threshold, signed; again whenever the browser changed it.
+  // Without Web Push (off on the server, refused, unsupported) the app polls while open.
+  async function subscribePush(account) {
+    if (!root.dataset.pushKey || !("serviceWorker" in navigator) || !("PushManager" in window)) {
+      return;
+    }
+    if (!("Notification" in window) || Notification.permission !== "granted") return;
+    try {
+      const registration = await navigator.serviceWorker.ready;
+      let subscription = await registration.pushManager.getSubscription();
+      const key = subscription && subscription.options.applicationServerKey;
+      if (subscription && (!key || b64url(key) !== root.dataset.pushKey)) {
+        await subscription.unsubscribe(); // made for the server's previous VAPID key
+        subscription = null;
+      }
+      if (!subscription) {
+        subscription = await registration.pushManager.subscribe({
+          userVisibleOnly: true,
+          applicationServerKey: serverKey(),
+        });
+      }
+      const json = subscription.toJSON();
+      if (account.pushEndpoint === json.endpoint) return;
+      await deviceCall(account, "push-subscription", { subscription: json });
+      account.pushEndpoint = json.endpoint;
+      await saveAccount(account);
+      root.dataset.pushSubscribed = "true";
+    } catch (error) {
+      root.dataset.pushSubscribed = "failed";
+    }
+  }
+
   function home(account) {
+    subscribePush(account);
     $("verify-username").textContent = account.username;
     show("home");
     if (polling === null) {
@@ -358,11 +399,18 @@
       account = null;
     }
     $("verify-add-form").addEventListener("submit", addAccount);
-    $("verify-got-it").addEventListener("click", () => {
+    $("verify-got-it").addEventListener("click", async () => {
+      // Got it and Allow for notifications: the permission, then the Web Push subscription.
+      const saved = await loadAccount();
       if ("Notification" in window && Notification.permission === "default") {
-        Notification.requestPermission().catch(() => {});
+        try {
+          await Notification.requestPermission();
+        } catch (error) {
+          // Refused or unsupported: the app still shows requests while it is open.
+        }
       }
-      loadAccount().then((saved) => show(saved && saved.screenLock ? "home" : "screen-lock"));
+      if (saved) await subscribePush(saved);
+      show(saved && saved.screenLock ? "home" : "screen-lock");
     });
     $("verify-enable").addEventListener("click", async () => enableScreenLock(await loadAccount()));
     $("verify-answer-form").addEventListener("submit", async (event) => {

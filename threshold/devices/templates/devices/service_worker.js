@@ -48,3 +48,35 @@ self.addEventListener("fetch", (event) => {
       .catch(() => caches.match(url.pathname)),
   );
 });
+
+// Web Push (when the operator turned it on): the message only says that a sign-in is waiting
+// (no number, no secret); the notification opens the app, which asks the server for the rest.
+self.addEventListener("push", (event) => {
+  let message = {};
+  try {
+    message = event.data ? event.data.json() : {};
+  } catch (error) {
+    message = {};
+  }
+  event.waitUntil(
+    self.registration.showNotification(message.title || "Threshold Verify", {
+      body: message.body || "A sign-in is waiting for your approval.",
+      tag: "threshold-verify-sign-in",
+      renotify: true,
+      requireInteraction: true,
+      icon: SHELL[SHELL.length - 1],
+      data: { url: self.registration.scope },
+    }),
+  );
+});
+
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  const target = (event.notification.data && event.notification.data.url) || self.registration.scope;
+  event.waitUntil(
+    self.clients.matchAll({ type: "window", includeUncontrolled: true }).then((windows) => {
+      const open = windows.find((client) => client.url.startsWith(self.registration.scope));
+      return open ? open.focus() : self.clients.openWindow(target);
+    }),
+  );
+});

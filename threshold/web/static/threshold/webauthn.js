@@ -212,6 +212,40 @@
     }
   }
 
+  // "Send a push to Threshold Verify" (the username form's second button; without JavaScript
+  // it posts to /sign-in/push): the number to type in the app, then every two seconds whether
+  // the app answered; any answer but "pending" posts the finish form, which signs in or says
+  // why not. The answers are the same whoever the username is.
+  async function push(username) {
+    const data = await post(root.dataset.pushUrl, { username: username });
+    const ui = document.getElementById("passkey-ui");
+    ui.innerHTML =
+      '<h2 tabindex="-1">Type this number in Threshold Verify</h2><p class="push-number" id="push-number"></p>' +
+      "<p>Check where the request comes from, type the number and confirm. It expires in two minutes.</p>";
+    document.getElementById("push-number").textContent = data.number;
+    ui.firstChild.focus();
+    statusLine.textContent = "Waiting for your approval…";
+    const check = async () => {
+      let state = "pending";
+      try {
+        const response = await fetch(root.dataset.pushStateUrl, { credentials: "same-origin", cache: "no-store" });
+        if (response.ok) state = (await response.json()).state;
+      } catch (e) {
+        state = "pending"; // a network blip: ask again
+      }
+      if (state === "pending") return window.setTimeout(check, 2000);
+      if (state === "approved") statusLine.textContent = "Approved. Signing you in…";
+      const form = document.createElement("form");
+      form.method = "post";
+      form.action = root.dataset.pushFinishUrl;
+      form.innerHTML = '<input type="hidden" name="csrfmiddlewaretoken">';
+      form.firstChild.value = root.dataset.csrf;
+      document.body.append(form);
+      form.submit();
+    };
+    window.setTimeout(check, 2000);
+  }
+
   function stopAutofill() {
     if (autofill) {
       autofill.abort();
@@ -312,7 +346,8 @@
         return;
       }
       stopAutofill();
-      run(() => signIn({ username: username }, null));
+      const pushing = event.submitter && event.submitter.id === "push-button";
+      run(() => (pushing ? push(username) : signIn({ username: username }, null)));
     });
     startAutofill();
   } else if (root.dataset.ceremony === "enroll") {

@@ -1,0 +1,165 @@
+"""The push sign-in on /sign-in itself (issue 12): after the username, "Send a push to Threshold
+Verify" answers the number on the same page (POST /sign-in/push/start, webauthn.js), and the
+answers look the same for an unknown username, a person without a device and a person with one.
+The form at /sign-in/push stays for browsers without JavaScript (the same button posts there)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.integration.conftest import (
+    SESSION_EXPIRED,
+    Browser,
+    assert_failed,
+    assert_ok,
+    enrolled_person,
+    last_event,
+    without_csrf,
+)
+from tests.integration.test_device_app import (
+    NOT_APPROVED,
+    PUSH_PENDING,
+    TOO_MANY,
+    answer,
+    pending,
+    set_up_device,
+)
+from threshold.audit.actions import Origin
+from threshold.core.policy import Policy
+from threshold.devices.models import SignInApproval
+from threshold.devices.views import PUSH_COOKIE
+from threshold.policy.actions import do_update_policy
+
+pytestmark = pytest.mark.django_db
+
+START = "/sign-in/push/start"
+
+
+def start(browser: Browser, username: object):
+    return browser.post_json(START, {"username": username})
+
+
+def test_the_username_step_offers_the_push_with_and_without_javascript(ada, clock):
+    html = Browser().get("/sign-in?next=/settings").content.decode()
+    form = re.search(r'<form id="username-form".*?</form>', html, re.S)
+    assert form
+    button = re.search(r'<button type="submit" id="push-button"[^>]*>([^<]*)</button>', form[0])
+    assert button
+    assert button[1] == "Send a push to Threshold Verify"
+    # Without JavaScript the same button posts the username to /sign-in/push, with its token.
+    assert 'formmethod="post" formaction="/sign-in/push?next=%2Fsettings"' in button[0]
+    assert 'name="csrfmiddlewaretoken"' in form[0]
+    # With it, webauthn.js posts to these instead and stays on the page.
+    assert 'data-push-url="/sign-in/push/start"' in html
+    assert 'data-push-state-url="/sign-in/push/state"' in html
+    assert 'data-push-finish-url="/sign-in/push/finish?next=/settings"' in html
+    assert "<script>" not in html  # no inline script (CSP)
+
+
+def test_sign_in_with_a_push_from_the_sign_in_page(ada, clock):
+    device = set_up_device(ada)
+    browser = Browser()
+    number = assert_ok(start(browser, "Ada@Example.com"))["number"]
+    assert 10 <= number <= 99
+    [push] = pending(device)
+    assert browser.get("/sign-in/push/state").json() == {"state": "pending"}
+    assert_ok(
+        answer(device, push["id"], decision="approve", number=str(number), user_verified=True)
+    )
+    assert browser.get("/sign-in/push/state").json() == {"state": "approved"}
+    response = browser.post_form("/sign-in/push/finish?next=/settings")
+    assert response.status_code == 303
+    assert response["Location"] == "/settings"
+    assert browser.is_signed_in()
+    assert last_event("sign_in.succeeded").detail["method"] == "device_app"
+
+
+def test_a_refused_push_ends_on_the_finish_forms_answer(ada, clock):
+    device = set_up_device(ada)
+    browser = Browser()
+    number = assert_ok(start(browser, "ada@example.com"))["number"]
+    [push] = pending(device)
+    wrong = str(number % 90 + 10)
+    answer(device, push["id"], decision="approve", number=wrong, user_verified=True)
+    assert browser.get("/sign-in/push/state").json() == {"state": "refused"}
+    response = browser.post_form("/sign-in/push/finish")
+    assert response.status_code == 400
+    assert NOT_APPROVED in response.content.decode()
+
+
+def journey(username: str) -> tuple[int, list[str], dict[str, str], str, str]:
+    """Everything a browser learns from sending a push for ``username`` from the sign-in page."""
+    browser = Browser()
+    page = without_csrf(browser.get("/sign-in").content)
+    page = re.sub(r'data-flow="[^"]*"', "", page)
+    response = start(browser, username)
+    body = response.json()
+    cookie = response.cookies[PUSH_COOKIE]
+    attributes = {name: str(cookie[name]) for name in ("max-age", "httponly", "samesite", "path")}
+    state = browser.get("/sign-in/push/state").json()["state"]
+    assert re.fullmatch(r"\d\d", str(body.pop("number")))
+    return response.status_code, sorted(body), attributes, state, page
+
+
+def test_the_answers_are_the_same_for_unknown_no_device_and_a_device(ada, clock):
+    bob = enrolled_person("bob@example.com", "Bob")
+    set_up_device(bob)
+    with_device = journey("bob@example.com")
+    without_device = journey("ada@example.com")
+    unknown = journey("nobody@example.com")
+    assert with_device == without_device == unknown
+    assert with_device[0] == 200
+    assert SignInApproval.objects.filter(is_delivered=True).count() == 1  # Bob's, only
+    # The limits read the same too: one push waits per username, whoever it is.
+    for username in ("bob@example.com", "ada@example.com", "nobody@example.com"):
+        assert_failed(start(Browser(), username), 409, PUSH_PENDING)
+
+
+def test_three_pushes_per_ten_minutes_from_the_sign_in_page(ada, clock):
+    for _ in range(3):
+        assert_ok(start(Browser(), "nobody@example.com"))
+        clock.advance(121)  # the previous one expired
+    assert_failed(start(Browser(), "nobody@example.com"), 429, TOO_MANY)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"username": ""}, {"username": "   "}, {"username": 7}, {"username": "a" * 151}, {}, []],
+)
+def test_bad_input_is_refused_in_the_catalogs_words_and_stores_nothing(ada, clock, body):
+    response = Browser().post_json(START, body)
+    assert_failed(response, 400, SESSION_EXPIRED)
+    assert PUSH_COOKIE not in response.cookies
+    assert SignInApproval.objects.count() == 0
+
+
+def test_a_form_body_is_refused_too(ada, clock):
+    browser = Browser()
+    response = browser.client.post(
+        START,
+        {"username": "ada@example.com"},
+        HTTP_X_CSRFTOKEN=browser.csrf_token(),
+        HTTP_ACCEPT="application/json",
+    )
+    assert response.status_code == 400
+    assert SignInApproval.objects.count() == 0
+
+
+def test_without_the_csrf_token_nothing_is_sent(ada, clock):
+    response = Browser().client.post(
+        START, '{"username": "ada@example.com"}', content_type="application/json"
+    )
+    assert response.status_code == 403
+    assert SignInApproval.objects.count() == 0
+
+
+def test_the_policy_can_turn_it_off(ada, clock):
+    do_update_policy(Policy(allow_device_app_sign_in=False), Origin.cli())
+    browser = Browser()
+    html = browser.get("/sign-in").content.decode()
+    assert 'id="push-button"' not in html
+    assert "data-push-url" not in html
+    assert_failed(start(browser, "ada@example.com"), 403, "Device App Sign-in Not Available")
+    assert SignInApproval.objects.count() == 0
