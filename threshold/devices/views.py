@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 
-import segno
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core import signing
@@ -53,6 +52,7 @@ from threshold.web.http import (
     settings_problem,
     url_to,
 )
+from threshold.web.qr import qr_data_uri
 
 # The browser's push: its ID and the secret only it has, signed, for the push's lifetime.
 PUSH_COOKIE = "threshold_push"
@@ -114,7 +114,7 @@ def _set_up_page(
     if issued is not None:
         link = setup_link(issued.code)
         context["link"] = link
-        context["qr"] = segno.make(link, error="m").svg_data_uri(scale=4, border=2)
+        context["qr"] = qr_data_uri(link)
     return render(request, "devices/set_up.html", context, status=status)
 
 

@@ -36,7 +36,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit
 
 import requests
@@ -44,8 +44,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.conf import settings
 from django.db import connections, transaction
-from py_vapid import Vapid02
-from pywebpush import WebPusher
 from requests.adapters import HTTPAdapter
 
 from threshold import clock
@@ -53,6 +51,9 @@ from threshold.audit.actions import Action, Origin, record
 from threshold.core import errors
 from threshold.core.encoding import b64url_decode, b64url_encode
 from threshold.devices.models import Device, PushSubscription
+
+if TYPE_CHECKING:
+    from py_vapid import Vapid02
 
 log = logging.getLogger(__name__)
 
@@ -366,6 +367,10 @@ def send_to_devices(device_ids: list[int]) -> int:
     )
     if not subscriptions:
         return 0
+    # Imported here: pywebpush brings aiohttp and more (about 13 MB) into a worker, which only
+    # a push to a subscribed phone needs.
+    from py_vapid import Vapid02  # noqa: PLC0415
+
     key = Vapid02(vapid_key())
     contact = f"mailto:{settings.THRESHOLD.admin_email}"
     accepted = 0
@@ -375,6 +380,8 @@ def send_to_devices(device_ids: list[int]) -> int:
 
 
 def _send(subscription: PushSubscription, key: Vapid02, contact: str) -> int:
+    from pywebpush import WebPusher  # noqa: PLC0415 - see send_to_devices
+
     endpoint = subscription.endpoint
     parts = urlsplit(endpoint)
     host = parts.hostname or ""
