@@ -31,7 +31,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import os
 import socket
 import threading
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from threshold import clock
 from threshold.audit.actions import Action, Origin, record
 from threshold.core import errors
 from threshold.core.encoding import b64url_decode, b64url_encode
+from threshold.core.files import create_once
 from threshold.devices.models import Device, PushSubscription
 
 if TYPE_CHECKING:
@@ -102,17 +102,8 @@ def _stored_pem() -> str:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        # Two processes may both find no key: link() refuses to replace, so one key wins.
-        temporary = path.with_suffix(f".{os.getpid()}.new")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            pass
-        finally:
-            temporary.unlink(missing_ok=True)
+        # Two processes may both find no key: one key wins, and both use it.
+        create_once(path, pem)
     return path.read_text()
 
 

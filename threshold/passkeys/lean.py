@@ -132,12 +132,8 @@ class LeanSignInMiddleware:
             or request.content_type != "application/json"
         ):
             return None
-        try:
-            request.get_host()
-        except DisallowedHost:
+        if not host_and_scheme_accepted(request, self.security):
             return None
-        if self.security.process_request(request) is not None:
-            return None  # a redirect to HTTPS
         return handler if self._csrf_accepts(request) else None
 
     def _csrf_accepts(self, request: HttpRequest) -> bool:
@@ -159,6 +155,16 @@ class LeanSignInMiddleware:
                 return False
         request.csrf_processing_done = True  # type: ignore[attr-defined]
         return True
+
+
+def host_and_scheme_accepted(request: HttpRequest, security: SecurityMiddleware) -> bool:
+    """Whether the full stack would get past the host check and SecurityMiddleware's redirect
+    to HTTPS: a lean path answers only such requests (the full stack answers the others)."""
+    try:
+        request.get_host()
+    except DisallowedHost:
+        return False
+    return security.process_request(request) is None
 
 
 def _options(request: HttpRequest) -> HttpResponse:

@@ -25,6 +25,7 @@ from django.conf import settings
 from jwcrypto import jwk, jwt
 
 from threshold import clock
+from threshold.core.files import create_once
 
 ALGORITHMS = ("RS256", "ES256")
 ENV_VARIABLE = "THRESHOLD_OIDC_KEYS"
@@ -110,16 +111,8 @@ def _read_document() -> tuple[dict[str, Any], bool]:
     if not path.exists():
         now = int(clock.now())
         document = {"keys": [_new_key(alg, now) for alg in ALGORITHMS]}
-        # Two processes may both find no keys: one document wins (link() refuses to replace),
-        # and both use it.
-        temporary = path.with_suffix(f".{os.getpid()}.new")
-        _write(temporary, document)
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            pass
-        finally:
-            temporary.unlink(missing_ok=True)
+        # Two processes may both find no keys: one document wins, and both use it.
+        create_once(path, json.dumps(document, indent=2).encode())
     try:
         return json.loads(path.read_text()), False
     except (OSError, ValueError) as exc:

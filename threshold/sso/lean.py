@@ -52,7 +52,7 @@ from csp.utils import build_policy
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.middleware import SessionMiddleware
-from django.core.exceptions import DisallowedHost, SuspiciousOperation
+from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.clickjacking import XFrameOptionsMiddleware
@@ -65,6 +65,7 @@ from django.utils.crypto import constant_time_compare
 from threshold import clock
 from threshold.accounts.models import User
 from threshold.passkeys.hotpath import without_health_check
+from threshold.passkeys.lean import host_and_scheme_accepted
 from threshold.sessions import middleware as session_timeout
 from threshold.sessions.store import LAST_SEEN, SIGNED_IN_AT, SessionStore
 from threshold.sso import appcache, hotpath, views
@@ -128,12 +129,8 @@ class LeanTokenMiddleware:
         route = self.paths().get(request.path_info)
         if route is None or request.method not in route[0]:
             return None
-        try:
-            request.get_host()
-        except DisallowedHost:
+        if not host_and_scheme_accepted(request, self.security):
             return None
-        if self.security.process_request(request) is not None:
-            return None  # a redirect to HTTPS
         form_refused = (
             request.method == "POST" and request.content_type in _FORMS and not _form_read(request)
         )
@@ -166,12 +163,8 @@ class LeanTokenMiddleware:
         session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
         if not session_key or SessionStore.__module__ != settings.SESSION_ENGINE:
             return None
-        try:
-            request.get_host()
-        except DisallowedHost:
+        if not host_and_scheme_accepted(request, self.security):
             return None
-        if self.security.process_request(request) is not None:
-            return None  # a redirect to HTTPS
         signed_in = _signed_in(session_key)
         if signed_in is None:
             return None
