@@ -142,6 +142,10 @@ class Server:
         assert link.startswith(f"{self.url}/enroll/"), link
         return link
 
+    def people(self) -> list[dict[str, str]]:
+        """`threshold users`: a row per person (USERNAME, NAME, ROLE, STATUS, PASSKEYS)."""
+        return _table(self.cli("users"))
+
     def passkey_count(self, email: str) -> int:
         rows = [row for row in _table(self.cli("users")) if row["USERNAME"] == email]
         assert len(rows) == 1, f"{email} is not listed by `threshold users`"
