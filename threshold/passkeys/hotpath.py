@@ -151,7 +151,8 @@ def _converting(vendor: str, model: type[Model]) -> tuple[tuple[int, list[Conver
     )
 
 
-def _instance(model: type[_M], values: Sequence[Any]) -> _M:
+def instance_from_row(model: type[_M], values: Sequence[Any]) -> _M:
+    """The instance the ORM would build from ``values``, ``model``'s concrete columns in order."""
     converted = list(values)
     if len(converted) != len(_fields(model)):
         raise ValueError(f"{len(converted)} values for {model.__name__}")
@@ -405,8 +406,8 @@ def _use_and_find_postgresql(
 
 
 def _with_user(values: Sequence[Any], split: int) -> Passkey:
-    passkey = _instance(Passkey, values[:split])
-    passkey.user = _instance(User, values[split:])
+    passkey = instance_from_row(Passkey, values[:split])
+    passkey.user = instance_from_row(User, values[split:])
     return passkey
 
 

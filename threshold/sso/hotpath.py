@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any
 
 from django.db import connection, router
 from django.db.models import Field, Model
@@ -28,10 +28,9 @@ from oauth2_provider.models import get_access_token_model, get_application_model
 
 from threshold.accounts.models import User
 from threshold.groups.models import Group, Membership
+from threshold.passkeys.hotpath import instance_from_row
 from threshold.sessions.models import Session
 from threshold.sso.models import AppSignIn
-
-_M = TypeVar("_M", bound=Model)
 
 
 def _q(name: str) -> str:
@@ -127,36 +126,6 @@ def _insert_statement(model: type[Model]) -> str:
 
 # --- A code's exchange at /token ----------------------------------------------------------------
 
-_Converter = Callable[[Any, Any, Any], Any]
-
-
-@lru_cache(maxsize=16)
-def _reading(
-    vendor: str, model: type[Model]
-) -> tuple[list[str], list[tuple[int, list[_Converter], Any]]]:
-    """``model``'s columns' attnames, and by position what the ORM's compiler applies to a value
-    read from ``vendor`` (the converters ``QuerySet`` iteration runs)."""
-    table = model._meta.db_table
-    converting = []
-    for index, field in enumerate(model._meta.concrete_fields):
-        column = field.get_col(table)
-        converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
-        if converters:
-            converting.append((index, converters, column))
-    return [f.attname for f in model._meta.concrete_fields], converting
-
-
-def _instance(model: type[_M], values: Sequence[Any]) -> _M:
-    """The instance the ORM would build from ``values``, ``model``'s concrete columns in order."""
-    attnames, converting = _reading(connection.vendor, model)
-    converted = list(values)
-    for index, converters, column in converting:
-        value = converted[index]
-        for convert in converters:
-            value = convert(value, column, connection)
-        converted[index] = value
-    return model.from_db(connection.alias, attnames, converted)
-
 
 def _columns(alias: str, model: type[Model]) -> str:
     return ", ".join(f"{alias}.{_q(f.column)}" for f in model._meta.concrete_fields)
@@ -193,12 +162,12 @@ def find_code(code: str, code_hash: str) -> tuple[AppSignIn | None, Any]:
     grant_model = get_grant_model()
     first = len(AppSignIn._meta.concrete_fields)
     second = first + len(User._meta.concrete_fields)
-    sign_in = _instance(AppSignIn, row[:first])
-    user = _instance(User, row[first:second])
+    sign_in = instance_from_row(AppSignIn, row[:first])
+    user = instance_from_row(User, row[first:second])
     sign_in.user = user
     grant = None
     if row[second] is not None:  # the grant's primary key: NULL when there is none
-        grant = _instance(grant_model, row[second:])
+        grant = instance_from_row(grant_model, row[second:])
         grant.user = user
     return sign_in, grant
 
@@ -255,11 +224,13 @@ def find_access_token(token_checksum: str) -> Any:
     token_model, application_model = get_access_token_model(), get_application_model()
     first = len(token_model._meta.concrete_fields)
     second = first + len(User._meta.concrete_fields)
-    access_token = _instance(token_model, row[:first])
+    access_token = instance_from_row(token_model, row[:first])
     # A NULL primary key: no such row (DOT's tokens may have no person or no app).
-    access_token.user = _instance(User, row[first:second]) if row[first] is not None else None
+    access_token.user = (
+        instance_from_row(User, row[first:second]) if row[first] is not None else None
+    )
     access_token.application = (
-        _instance(application_model, row[second:]) if row[second] is not None else None
+        instance_from_row(application_model, row[second:]) if row[second] is not None else None
     )
     return access_token
 
@@ -290,4 +261,4 @@ def signed_in_session(session_key: str) -> tuple[str, User] | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    return str(row[0]), _instance(User, row[1:])
+    return str(row[0]), instance_from_row(User, row[1:])
