@@ -143,7 +143,7 @@ def test_unknown_username_shows_friendly_error(
         username
         for username in (f"nobody-{n}@example.com" for n in range(100))
         if all(
-            "internal" in decoy["transports"]
+            "internal" in decoy.get("transports", [])
             for decoy in page.evaluate(OPTIONS_FOR, username)["publicKey"]["allowCredentials"]
         )
     )

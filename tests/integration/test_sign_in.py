@@ -527,14 +527,23 @@ def test_username_first_does_not_reveal_which_accounts_exist(ada):
         for decoy in allowed:
             assert decoy.keys() == real["publicKey"]["allowCredentials"][0].keys()
             assert decoy["type"] == "public-key"
-            # Shapes real authenticators have: a platform passkey, a synced one, a security key.
+            # Shapes real authenticators have (a platform passkey, a synced one, a security
+            # key), or Ada's passkey's (the organisation's shapes: see the tests below).
             assert decoy["transports"] in (
                 ["internal"],
                 ["hybrid", "internal"],
                 ["nfc", "usb"],
                 ["usb"],
+                list(ada.passkey.transports),
             )
-            assert len(b64url_decode(decoy["id"])) in (16, 20, 32, 48, 64)
+            assert len(b64url_decode(decoy["id"])) in (
+                16,
+                20,
+                32,
+                48,
+                64,
+                len(ada.passkey.credential_id),
+            )
         # Stable across calls (and case): a fresh answer does not give it away.
         assert second["publicKey"]["allowCredentials"] == allowed
         assert answer(username.upper())["publicKey"]["allowCredentials"] == allowed
@@ -577,12 +586,18 @@ def test_decoy_credentials_vary_across_usernames_like_real_accounts(db):
     assert len(shapes) > 5
 
 
-def _add_passkeys(user: User, count: int) -> None:
+def _add_passkeys(
+    user: User,
+    count: int,
+    *,
+    id_length: int = 32,
+    transports: tuple[str, ...] = ("hybrid", "internal"),
+) -> None:
     """Passkey rows straight into the database: enrolling each one would cost a ceremony."""
     Passkey.objects.bulk_create(
         Passkey(
             user=user,
-            credential_id=os.urandom(32),
+            credential_id=os.urandom(id_length),
             public_key=b"\xa0",
             alg=-7,
             aaguid=uuid.uuid4(),
@@ -591,7 +606,7 @@ def _add_passkeys(user: User, count: int) -> None:
             uv_initialized=True,
             attestation_format="none",
             attestation_type="none",
-            transports=["hybrid", "internal"],
+            transports=list(transports),
         )
         for _ in range(count)
     )
@@ -632,6 +647,52 @@ def test_decoy_counts_follow_the_real_distribution(db):
     # 200 people with two, and the prior (worth 20 people) spread over 1 .. 10.
     assert decoys[2] / 300 > 0.8, decoys
     assert len(decoys) > 1, "the prior keeps other counts possible"
+
+
+def _allowed_shapes(usernames) -> Counter[tuple[int, tuple[str, ...] | None]]:
+    """How often each credential shape (ID length, transports as listed) is offered."""
+    browser = Browser()
+    shapes: Counter[tuple[int, tuple[str, ...] | None]] = Counter()
+    for number, username in enumerate(usernames):
+        response = browser.post_json(
+            "/sign-in/options",
+            {"username": username},
+            REMOTE_ADDR=f"10.5.{number // 200}.{number % 200}",
+        )
+        for credential in assert_ok(response)["publicKey"]["allowCredentials"]:
+            listed = credential.get("transports")
+            shapes[
+                (len(b64url_decode(credential["id"])), None if listed is None else tuple(listed))
+            ] += 1
+    return shapes
+
+
+def test_decoy_credentials_have_the_shapes_of_the_organisations_passkeys(db):
+    """Decoys drawn from a fixed list of shapes gave away every account whose passkeys have
+    another: here security keys with 70-byte IDs over Bluetooth, passkeys whose client listed
+    "internal" before "hybrid", and passkeys stored without transports (no "transports" in
+    their descriptor at all)."""
+    unusual = {
+        "ble": (70, ("ble",)),
+        "reversed": (16, ("internal", "hybrid")),
+        "bare": (20, ()),
+    }
+    for name, (length, transports) in unusual.items():
+        people = [User(username=f"{name}{n}@example.com") for n in range(60)]
+        User.objects.bulk_create(people)
+        for user in User.objects.filter(username__startswith=name):
+            _add_passkeys(user, 1, id_length=length, transports=transports)
+    real = _allowed_shapes(["ble0@example.com", "reversed0@example.com", "bare0@example.com"])
+    assert real == Counter({(70, ("ble",)): 1, (16, ("internal", "hybrid")): 1, (20, None): 1})
+
+    decoys = _allowed_shapes(f"ghost{number}@example.com" for number in range(300))
+    total = sum(decoys.values())
+    for length, transports in unusual.values():
+        shown = decoys[(length, transports or None)]
+        # 60 of the 200 passkeys (180 real, 20 of prior) have each shape: about 30 %.
+        assert 0.15 < shown / total < 0.45, (length, transports, decoys)
+    # The prior keeps the common authenticators' shapes possible.
+    assert set(decoys) - {(70, ("ble",)), (16, ("internal", "hybrid")), (20, None)}, decoys
 
 
 def test_sign_in_options_are_rate_limited_per_network(db, clock):

@@ -26,17 +26,28 @@ least one), blended with a fixed prior worth ``PRIOR_PEOPLE`` people:
   of that count's prior weight), and those usernames are known not to exist.
 - It reveals the shape of the distribution (how many people hold how many
   passkeys), which anyone can estimate from decoys anyway; never who.
-- It is computed with one query, at most once per ``REFRESH_SECONDS`` per
-  process, on boundaries shared by all processes (so that they agree), and in
-  whichever request comes first: for an existing username as for an unknown one.
-  A username's decoy count changes only when the distribution moves past its
+- It is computed at most once per ``REFRESH_SECONDS`` per process, on
+  boundaries shared by all processes (so that they agree), and in whichever
+  request comes first: for an existing username as for an unknown one. A
+  username's decoy count changes only when the distribution moves past its
   quantile, which a small change rarely does.
+
+Each decoy credential's shape — its ID length and its transports, as the answer
+shows them — is drawn the same way, from the shapes of the organisation's
+passkeys blended with a prior worth ``PRIOR_PASSKEYS`` passkeys over the shapes
+of common authenticators. Decoys drawn from a fixed list of shapes gave away
+every account with a passkey outside it: a security key with 64-byte IDs and
+"ble", a client that lists "internal" before "hybrid", a passkey stored without
+transports (whose descriptor has no ``transports`` at all). A shape is shown by
+decoys about as often as the organisation's passkeys have it, so seeing it says
+little about whether the username exists.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import threading
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -59,8 +70,10 @@ PRIOR = (40.0, 30.0, 13.0, 6.0, 3.5, 2.5, 1.6, 1.2, 1.0, 0.8)
 PRIOR_PEOPLE = 20
 REFRESH_SECONDS = 3600
 
-# Credential ID lengths and transports of common authenticators (Chrome and
-# Google Password Manager, iCloud Keychain, Windows Hello, security keys).
+# The prior over credential shapes: the ID lengths and transports of common
+# authenticators (Chrome and Google Password Manager, iCloud Keychain, Windows
+# Hello, security keys), each list's repeats weighing more, worth this many passkeys.
+PRIOR_PASSKEYS = 20
 ID_LENGTHS = (16, 16, 20, 32, 48, 64)
 TRANSPORTS: tuple[tuple[str, ...], ...] = (
     (Transport.INTERNAL,),
@@ -71,43 +84,68 @@ TRANSPORTS: tuple[tuple[str, ...], ...] = (
 )
 
 
+# A credential's shape as an answer shows it: the ID's length in bytes, and its transports
+# in their stored order (none: a descriptor without "transports").
+Shape = tuple[int, tuple[str, ...]]
+
+
 @dataclass(frozen=True)
 class Decoy:
     credentials: list[ceremony.CredentialDescriptor]
     user_handle: bytes
 
 
+@dataclass(frozen=True)
+class _Distribution:
+    counts: tuple[float, ...]  # cumulative weights of 1, 2, ... passkeys per person
+    shapes: tuple[Shape, ...]
+    shape_weights: tuple[float, ...]  # cumulative, one per shape
+
+
 def decoy_for(username: str, passkey_limit: int) -> Decoy:
     """The stable decoy of ``username`` (normalised) under a policy of ``passkey_limit``."""
     key = settings.SECRET_KEY.encode()
     digest = hmac.new(key, b"decoy:" + username.encode(), hashlib.sha512).digest()
-    quantile = int.from_bytes(digest[:8], "big") / 2**64
-    cumulative = _cumulative_weights(passkey_limit)
-    count = 1 + bisect_right(cumulative, quantile * cumulative[-1])
+    distribution = _distribution(passkey_limit)
+    count = 1 + bisect_right(distribution.counts, _quantile(digest) * distribution.counts[-1])
     credentials = []
-    for index in range(min(count, len(cumulative))):
+    for index in range(min(count, len(distribution.counts))):
         # An extendable output keyed by the digest: the shape, then the ID.
-        stream = hashlib.shake_256(digest + bytes([index])).digest(2 + max(ID_LENGTHS))
-        length = ID_LENGTHS[stream[0] % len(ID_LENGTHS)]
-        transports = TRANSPORTS[stream[1] % len(TRANSPORTS)]
-        credentials.append(ceremony.CredentialDescriptor(stream[2 : 2 + length], transports))
+        stream = hashlib.shake_256(digest + bytes([index]))
+        drawn = _quantile(stream.digest(8)) * distribution.shape_weights[-1]
+        length, transports = distribution.shapes[
+            min(bisect_right(distribution.shape_weights, drawn), len(distribution.shapes) - 1)
+        ]
+        credential_id = stream.digest(8 + length)[8:]
+        credentials.append(ceremony.CredentialDescriptor(credential_id, transports))
     return Decoy(credentials, user_handle=digest[32:64])
+
+
+def _quantile(data: bytes) -> float:
+    """The first 8 bytes of ``data`` as a fraction in [0, 1)."""
+    return int.from_bytes(data[:8], "big") / 2**64
 
 
 # --- The distribution, cached per process --------------------------------------------------------
 
 _lock = threading.Lock()
-_cache: dict[tuple[int, int], tuple[float, ...]] = {}
+_cache: dict[tuple[int, int], _Distribution] = {}
 
 
-def _cumulative_weights(passkey_limit: int) -> tuple[float, ...]:
-    """Cumulative weights of 1, 2, ... passkeys, refreshed once per REFRESH_SECONDS."""
+def _distribution(passkey_limit: int) -> _Distribution:
+    """The counts' and the shapes' cumulative weights, refreshed once per REFRESH_SECONDS."""
     period = int(clock.now() // REFRESH_SECONDS)
     cache_key = (period, passkey_limit)
     with _lock:
         found = _cache.get(cache_key)
     if found is None:
-        found = tuple(accumulate(weights(people_by_passkey_count(), passkey_limit)))
+        # Sorted, so that every process lists the same shapes in the same order.
+        shapes = dict(sorted(shape_weights(passkey_shapes()).items()))
+        found = _Distribution(
+            counts=tuple(accumulate(weights(people_by_passkey_count(), passkey_limit))),
+            shapes=tuple(shapes),
+            shape_weights=tuple(accumulate(shapes.values())),
+        )
         with _lock:
             _cache.clear()
             _cache[cache_key] = found
@@ -149,6 +187,45 @@ def people_by_passkey_count() -> dict[int, int]:
             [True],
         )
         return {int(held): int(people) for held, people in cursor.fetchall()}
+
+
+def shape_weights(passkeys: dict[Shape, int]) -> dict[Shape, float]:
+    """The decoy weight of each shape: the organisation's passkeys of that shape, plus the
+    prior's share (every shape of the prior keeps some weight)."""
+    found: dict[Shape, float] = {shape: float(count) for shape, count in passkeys.items()}
+    combinations = len(ID_LENGTHS) * len(TRANSPORTS)
+    for length in ID_LENGTHS:
+        for transports in TRANSPORTS:
+            shape = (length, tuple(str(t) for t in transports))
+            found[shape] = found.get(shape, 0.0) + PRIOR_PASSKEYS / combinations
+    return found
+
+
+def passkey_shapes() -> dict[Shape, int]:
+    """How many active people's passkeys have each shape (one query)."""
+    passkeys = connection.ops.quote_name(Passkey._meta.db_table)
+    users = connection.ops.quote_name(User._meta.db_table)
+    credential_id = connection.ops.quote_name(Passkey._meta.get_field("credential_id").column)
+    transports = connection.ops.quote_name(Passkey._meta.get_field("transports").column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # Names from the models; the one value is a parameter.
+            f"SELECT LENGTH({passkeys}.{credential_id}), {passkeys}.{transports}, COUNT(*)"  # noqa: S608
+            f" FROM {passkeys} JOIN {users} ON {users}.id = {passkeys}.user_id"
+            f" WHERE {users}.is_active = %s"
+            f" GROUP BY LENGTH({passkeys}.{credential_id}), {passkeys}.{transports}",
+            [True],
+        )
+        rows = cursor.fetchall()
+    shapes: dict[Shape, int] = {}
+    for length, stored, count in rows:
+        # JSON text on SQLite, decoded jsonb on PostgreSQL; the same list may be spelt twice.
+        listed = json.loads(stored) if isinstance(stored, (str, bytes)) else stored
+        if not isinstance(listed, list) or not all(isinstance(t, str) for t in listed):
+            continue
+        shape = (int(length), tuple(listed))
+        shapes[shape] = shapes.get(shape, 0) + int(count)
+    return shapes
 
 
 def forget_distribution() -> None:
