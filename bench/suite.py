@@ -95,9 +95,7 @@ def main() -> int:
             "seed-1m", ["--rounds", "2", "--duration", "8", "--seed", "1000000"]
         ),
     }
-    print(
-        "\n## Sign-in benchmark: server CPU per complete sign-in, alternated with the floor"
-    )
+    print("\n## Sign-in benchmark: server CPU per complete sign-in, alternated with the floor")
     print(
         "| run | Threshold ms | floor ms | ratio: median (spread) | sign-ins/s | PostgreSQL ms "
         "| p50 / p99 ms at half load | worker RSS MB | failures |"

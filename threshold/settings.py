@@ -61,6 +61,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # A form on the way to an app may end at that app (CSP form-action; threshold/sso/).
     "threshold.sso.middleware.FormActionMiddleware",
+    # A bare 405 gets the catalog's words (threshold/web/methods.py).
+    "threshold.web.methods.MethodNotAllowedMiddleware",
 ]
 
 ROOT_URLCONF = "threshold.urls"

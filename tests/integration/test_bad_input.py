@@ -552,6 +552,34 @@ def test_get_is_not_allowed(people, make_endpoint):
     assert Passkey.objects.count() == passkeys
 
 
+@pytest.mark.parametrize("make_endpoint", ALL, ids=[e.__name__ for e in ALL])
+@pytest.mark.parametrize("method", ["get", "put", "delete", "patch"])
+def test_a_method_not_allowed_is_answered_in_the_catalogs_words(people, make_endpoint, method):
+    """Not a bare 405 with an empty body, which a browser shows as its own error page and
+    a script cannot read (threshold/web/methods.py)."""
+    endpoint = make_endpoint(people)
+    events = AuditEvent.objects.count()
+    as_json = getattr(endpoint.client, method)(endpoint.path, HTTP_ACCEPT="application/json")
+    assert as_json.status_code == 405
+    assert as_json["Allow"] == "POST"
+    expected = "Page Not Found" if method == "get" else "Session Expired"
+    assert as_json.json()["status"] == "failed"
+    assert as_json.json()["error"]["title"] == expected
+    as_page = getattr(endpoint.client, method)(endpoint.path, HTTP_ACCEPT="text/html")
+    assert as_page.status_code == 405
+    assert as_page["Content-Type"].startswith("text/html")
+    assert f"<h1>{expected}</h1>" in as_page.content.decode().replace("\n", "")
+    assert AuditEvent.objects.count() == events
+
+
+@pytest.mark.parametrize("path", ["/settings/profile", "/token", "/settings/verify/options"])
+def test_a_form_or_api_address_opened_in_the_browser_reads_page_not_found(path):
+    response = Client().get(path, HTTP_ACCEPT="text/html")
+    assert response.status_code == 405
+    assert "Page Not Found" in response.content.decode()
+    assert "POST" in response["Allow"]
+
+
 @pytest.mark.parametrize("make_endpoint", [sign_in_options, attestation_options, assertion_options])
 def test_a_body_of_exactly_64_kib_is_read(people, make_endpoint):
     endpoint = make_endpoint(people)

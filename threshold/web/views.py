@@ -1,4 +1,5 @@
-"""The error handlers (400, 403, 404, 500, CSRF failures): the catalog's words, page or JSON."""
+"""The error handlers (400, 403, 404, 405, 500, CSRF failures): the catalog's words, as a page
+or JSON."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ def _wants_json(request: HttpRequest) -> bool:
     )
 
 
-def _problem(request: HttpRequest, key: str, status: int) -> HttpResponse:
+def problem_response(request: HttpRequest, key: str, status: int) -> HttpResponse:
+    """The catalog entry ``key`` with ``status``: JSON for a JSON caller, else the page."""
     entry = catalog.CATALOG[key]
     if _wants_json(request):
         return problem(entry, status)
@@ -23,20 +25,20 @@ def _problem(request: HttpRequest, key: str, status: int) -> HttpResponse:
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
-    return _problem(request, "session_expired", 403)
+    return problem_response(request, "session_expired", 403)
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _problem(request, "bad_request", 400)
+    return problem_response(request, "bad_request", 400)
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _problem(request, "session_expired", 403)
+    return problem_response(request, "session_expired", 403)
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _problem(request, "not_found", 404)
+    return problem_response(request, "not_found", 404)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    return _problem(request, "verification_incomplete", 500)
+    return problem_response(request, "verification_incomplete", 500)

@@ -1,0 +1,38 @@
+"""A request with a method its address does not take, answered in the catalog's words.
+
+Django's ``require_POST`` and class-based views answer such a request with a bare 405:
+an empty body, which a browser shows as its own "This page isn't working" and a
+script cannot read. ``MethodNotAllowedMiddleware`` keeps the status and the ``Allow``
+header and gives the body the error handlers give (``threshold.web.views``): JSON for
+a JSON caller, else the page. A person who opens an address that only a form or a
+script posts to (a bookmarked or reloaded form address) reads "Page Not Found" with
+the way back; any other method reads "This request could not be understood".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from http import HTTPStatus
+
+from django.http import HttpRequest, HttpResponse
+
+from threshold.web.views import problem_response
+
+
+class MethodNotAllowedMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code != HTTPStatus.METHOD_NOT_ALLOWED
+            or response.streaming
+            or response.content
+        ):
+            return response
+        key = "not_found" if request.method in ("GET", "HEAD") else "bad_request"
+        answer = problem_response(request, key, HTTPStatus.METHOD_NOT_ALLOWED)
+        if response.has_header("Allow"):
+            answer["Allow"] = response["Allow"]
+        return answer
