@@ -418,6 +418,36 @@ def test_a_public_client_must_send_a_nonce(ada):
     assert "code" not in auth.params
 
 
+@pytest.mark.parametrize(
+    ("parameter", "error"),
+    [
+        ("request", "request_not_supported"),
+        ("request_uri", "request_uri_not_supported"),
+        ("registration", "registration_not_supported"),
+    ],
+)
+@pytest.mark.parametrize("signed_in_first", [True, False])
+def test_request_objects_and_registration_are_refused_not_ignored(
+    ada, parameter, error, signed_in_first
+):
+    """Discovery says request_parameter_supported and request_uri_parameter_supported are
+    false: such a request is answered with OpenID Connect's error (Core §6.1, §6.2, §7.2.1),
+    before any sign-in page, instead of its request object being silently ignored."""
+    app = add_app()
+    browser = signed_in(ada) if signed_in_first else Browser()
+    value = "eyJhbGciOiJub25lIn0.eyJub25jZSI6Im90aGVyIn0." if parameter == "request" else "{}"
+    if parameter == "request_uri":
+        value = "https://rp.example/request.jwt"
+    auth = authorize(browser, app, **{parameter: value})
+    assert auth.location.startswith(REDIRECT_URI)
+    assert auth.params["error"] == error
+    assert auth.params["state"] == auth.state
+    assert auth.params["iss"] == ISSUER
+    assert "code" not in auth.params
+    refusal = AuditEvent.objects.filter(action="sso.refused").latest("at", "id")
+    assert refusal.reason == error
+
+
 # --- Logout: back-channel, RP-initiated; revocation -------------------------------------------
 
 
@@ -775,8 +805,12 @@ def test_authorize_without_a_known_app_is_a_page(ada, query):
 @pytest.mark.parametrize(
     ("extra", "error"),
     [
-        ({"response_type": "token"}, "unauthorized_client"),
-        ({"response_type": "code id_token"}, "unauthorized_client"),
+        # Only the code flow exists here (discovery's response_types_supported), which
+        # oauthlib's "unauthorized_client" did not say.
+        ({"response_type": "token"}, "unsupported_response_type"),
+        ({"response_type": "id_token"}, "unsupported_response_type"),
+        ({"response_type": "code id_token"}, "unsupported_response_type"),
+        ({"response_type": "code token"}, "unsupported_response_type"),
         ({"scope": "openid admin"}, "invalid_scope"),
         ({"code_challenge": None, "code_challenge_method": None}, "invalid_request"),
         ({"max_age": "-1"}, "invalid_request"),

@@ -255,6 +255,15 @@ def _hint_matches(hint: str, user: User) -> bool | None:
     return bool(claims.get("sub") == subject_of(user))
 
 
+# Authorization request parameters this provider does not support (discovery says so), and the
+# error each gets.
+_UNSUPPORTED_PARAMETERS = {
+    "request": "request_not_supported",
+    "request_uri": "request_uri_not_supported",
+    "registration": "registration_not_supported",
+}
+
+
 @never_cache
 @require_http_methods(["GET", "POST"])
 def authorize(request: HttpRequest) -> HttpResponse:
@@ -279,18 +288,23 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
         return _problem(request, "app_link_invalid", 400)
     except OAuthToolkitError as error:
         oauth_error = error.oauthlib_error
+        reason = oauth_error.error
+        if reason == "unauthorized_client" and request.GET.get("response_type") != "code":
+            # oauthlib knows the implicit and hybrid flows and says no app may use them;
+            # this provider has only the code flow (discovery's response_types_supported).
+            reason = "unsupported_response_type"
         person = request.user if request.user.is_authenticated else None
         record(
             Action.SSO_REFUSED,
             audit_origin(request),
             actor=person,
             subject=person,
-            reason=oauth_error.error,
+            reason=reason,
             app=_as_given(request.GET.get("client_id", "")),
         )
         return _error_redirect(
             oauth_error.redirect_uri,
-            oauth_error.error,
+            reason,
             oauth_error.description or "",
             oauth_error.state,
         )
@@ -312,6 +326,13 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             "invalid_request",
             "A public client must send a nonce.",
         )
+    for parameter, unsupported in _UNSUPPORTED_PARAMETERS.items():
+        # OpenID Connect Core §6.1, §6.2 and §7.2.1: refused, not ignored (a request object's
+        # values would otherwise be silently replaced by the query's), before any sign-in.
+        if parameter in params:
+            return _refuse(
+                request, application, credentials, unsupported, f"{parameter} is not supported."
+            )
     prompt = set(params.get("prompt", "").split())
     max_age_raw = params.get("max_age")
     max_age: int | None = None
