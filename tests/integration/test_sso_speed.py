@@ -7,6 +7,7 @@ token) -> userinfo. These run on SQLite and on PostgreSQL (``scripts/with-postgr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -28,6 +29,8 @@ from oauth2_provider.models import (
     get_refresh_token_model,
 )
 from oauthlib.common import UNICODE_ASCII_CHARACTER_SET
+from oauthlib.oauth2.rfc6749.grant_types.authorization_code import AuthorizationCodeGrant
+from oauthlib.openid.connect.core.endpoints.pre_configured import Server as OpenIDServer
 
 from tests.integration.conftest import Browser, enrolled_person
 from tests.integration.test_lean_sign_in import TRANSACTION_CONTROL, wsgi
@@ -477,3 +480,41 @@ def test_an_apps_calls_send_no_health_check_and_replace_a_dead_connection(ada, m
     finally:
         other.close()
     token_and_userinfo(auth)
+
+
+def test_an_authorization_is_validated_once_by_one_kept_oauthlib_server(ada, monkeypatch):
+    """oauthlib validated each authorization twice (DOT's create_authorization_response runs
+    the grant's whole validation again) and DOT's get_oauthlib_core built a new server for
+    every request; the answer is the same (threshold/sso/views.py _issue_code)."""
+    app = add_app()
+    browser = signed_in(ada)
+    flow(browser, app)
+    counts = {"validations": 0, "servers": 0}
+    validate = AuthorizationCodeGrant.validate_authorization_request
+    server_init = OpenIDServer.__init__
+
+    def counted_validation(self: Any, request: Any) -> Any:
+        counts["validations"] += 1
+        return validate(self, request)
+
+    def counted_server(self: Any, *args: Any, **kwargs: Any) -> None:
+        counts["servers"] += 1
+        server_init(self, *args, **kwargs)
+
+    # Spies: each calls oauthlib's own method and only counts.
+    monkeypatch.setattr(
+        AuthorizationCodeGrant, "validate_authorization_request", counted_validation
+    )
+    monkeypatch.setattr(OpenIDServer, "__init__", counted_server)
+    for stack in ("lean", "full"):
+        with full_stack() if stack == "full" else contextlib.nullcontext():
+            counts["validations"] = 0
+            auth = authorize(browser, app)
+            assert auth.response.status_code == 302
+            assert counts["validations"] == 1, stack
+            params = auth.params
+            assert set(params) == {"code", "state", "iss"}
+            assert params["iss"] == settings.THRESHOLD.public_url
+            tokens = exchange(app, params["code"], auth.verifier)
+            assert tokens.status_code == 200, tokens.content
+    assert counts["servers"] == 0
