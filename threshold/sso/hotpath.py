@@ -18,11 +18,12 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Callable
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from django.db import connection, router
-from django.db.models import Field, Model
+from django.db.models import Field, ForeignKey, Model
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_application_model, get_grant_model
 
@@ -76,6 +77,7 @@ def insert(instance: Model) -> None:
 _PLAIN_TYPES = frozenset(
     {"CharField", "TextField", "BooleanField", "IntegerField", "BigIntegerField"}
 )
+_INTEGER_KEYS = frozenset({"AutoField", "BigAutoField", "IntegerField", "BigIntegerField"})
 
 
 @lru_cache(maxsize=16)
@@ -104,6 +106,21 @@ def _pre_save(field: Field[Any, Any], instance: Model) -> Any:
 def _preparer(field: Field[Any, Any]) -> Callable[[Any], Any]:
     prepare = field.get_db_prep_save
     kind = field.get_internal_type()
+    if isinstance(field, ForeignKey) and field.target_field.get_internal_type() in _INTEGER_KEYS:
+        # A foreign key to an integer primary key: None stays None, an int that int
+        # (ForeignKey.get_db_prep_save, then the target's int() and validate_autopk_value,
+        # which only MySQL's refuses 0 in).
+        return lambda value: (
+            value if value is None or type(value) is int else prepare(value, connection)
+        )
+    if kind == "DateTimeField":
+        # An aware datetime goes through DateTimeField.get_prep_value unchanged, then to
+        # the backend's adapt_datetimefield_value.
+        return lambda value: (
+            connection.ops.adapt_datetimefield_value(value)
+            if type(value) is datetime and value.tzinfo is not None
+            else prepare(value, connection)
+        )
     if kind not in _PLAIN_TYPES:
         return lambda value: prepare(value, connection)
     plain = bool if kind == "BooleanField" else str if kind in ("CharField", "TextField") else int
