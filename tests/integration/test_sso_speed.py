@@ -40,6 +40,7 @@ from tests.integration.test_sso import (
     add_app,
     authorize,
     exchange,
+    pkce,
     signed_in,
 )
 from threshold.audit.actions import Action, Origin
@@ -518,3 +519,51 @@ def test_an_authorization_is_validated_once_by_one_kept_oauthlib_server(ada, mon
             tokens = exchange(app, params["code"], auth.verifier)
             assert tokens.status_code == 200, tokens.content
     assert counts["servers"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lean_authorization_sends_no_health_check_and_replaces_a_dead_connection(
+    ada, monkeypatch
+):
+    """The lean /authorize reads the session as /token's statements run (without_health_check):
+    no SELECT 1 first on PostgreSQL; a connection found dead is replaced."""
+    app = add_app()
+    browser = signed_in(ada)
+    flow(browser, app)  # the session's sid; the app kept
+    cookies = {name: morsel.value for name, morsel in browser.client.cookies.items()}
+    checks: list[bool] = []
+    is_usable = connection.is_usable
+
+    def counted() -> bool:
+        checks.append(usable := is_usable())
+        return usable
+
+    monkeypatch.setattr(connection, "is_usable", counted)
+
+    def authorized() -> None:
+        _verifier, challenge = pkce()
+        query = urlencode(
+            {"response_type": "code", "client_id": app.client_id, "redirect_uri": REDIRECT_URI,
+             "scope": "openid", "state": "s", "nonce": "n", "code_challenge": challenge,
+             "code_challenge_method": "S256"}
+        )  # fmt: skip
+        status, headers, content = wsgi(
+            "GET", "/authorize", b"", cookies, as_served=True, QUERY_STRING=query
+        )
+        assert status == 302, content
+        assert "code=" in headers["Location"]
+
+    checks.clear()
+    authorized()
+    assert checks == []
+    if connection.vendor != "postgresql":
+        return  # SQLite's connection is a file: it cannot be killed
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid]
+            )
+    finally:
+        other.close()
+    authorized()

@@ -23,7 +23,8 @@ What it keeps, and where from:
   test_sso_speed.py`` compares them);
 - the database connection's health check, sent as the first statement of every request
   on PostgreSQL, is not: the views run as the sign-in's do
-  (``threshold.passkeys.hotpath.without_health_check``).
+  (``threshold.passkeys.hotpath.without_health_check``), and so does ``/authorize``'s read
+  of the session (its first statement; the connection is then known to be alive).
 
 ``/authorize`` (``LeanTokenMiddleware.authorize``) takes the lean path only for a GET that
 needs no page and no write to the session: the request's parameters are the plain code
@@ -165,7 +166,11 @@ class LeanTokenMiddleware:
             return None
         if not host_and_scheme_accepted(request, self.security):
             return None
-        signed_in = _signed_in(session_key)
+        # Like /token's: no health-check SELECT 1 first on PostgreSQL. The session's SELECT
+        # is the request's first statement; on a connection found dead it is read again on
+        # a new one, and the statements after it need no check (Django checks once per
+        # request, before the first).
+        signed_in = without_health_check(lambda: _signed_in(session_key))
         if signed_in is None:
             return None
         request.session, request.user = signed_in
