@@ -45,10 +45,11 @@ from tests.integration.test_sso import (
 )
 from threshold.audit.actions import Action, Origin
 from threshold.audit.models import AuditEvent
-from threshold.groups.actions import do_add_group, do_add_member
+from threshold.groups.actions import do_add_group, do_add_member, do_remove_member
+from threshold.groups.models import Group
 from threshold.sessions.models import Session
 from threshold.sso import appcache
-from threshold.sso.actions import do_remove_app, do_rotate_secret
+from threshold.sso.actions import do_assign_app, do_remove_app, do_rotate_secret
 from threshold.sso.lean import LeanTokenMiddleware
 from threshold.sso.models import Application, AppSignIn
 from threshold.sso.validator import hash_code, hash_secret
@@ -354,7 +355,7 @@ def test_the_lean_authorize_takes_only_a_signed_in_plain_request(ada, clock):
     assert not taken(**{settings.SESSION_COOKIE_NAME: "nope"})
     assert not taken({**plain, "redirect_uri": "https://evil.example/cb"})
     assert not taken({**plain, "client_id": "unknown"})
-    # Only apps assigned to everyone, without consent.
+    # Only apps without consent; assigned to everyone or to groups (the view decides).
     Application.objects.filter(pk=app.application.pk).update(require_consent=True)
     appcache.changed()
     authorize(browser, app)  # kept again
@@ -364,7 +365,7 @@ def test_the_lean_authorize_takes_only_a_signed_in_plain_request(ada, clock):
     )
     appcache.changed()
     authorize(browser, app)
-    assert not taken()
+    assert taken()
     Application.objects.filter(pk=app.application.pk).update(for_everyone=True)
     appcache.changed()
     flow(browser, app)
@@ -567,3 +568,48 @@ def test_a_lean_authorization_sends_no_health_check_and_replaces_a_dead_connecti
     finally:
         other.close()
     authorized()
+
+
+def test_the_lean_authorize_answers_a_group_assigned_app_as_the_full_stack(ada, clock):
+    """A group-assigned app takes the lean path too: one more SELECT (the person's
+    membership), and the full stack's answers, the code or "You don't have access"."""
+    app = add_app()
+    do_assign_app(app.application, Origin.cli(), everyone=False, group_names=["wiki-editors"])
+    browser = signed_in(ada)
+    flow(browser, app)  # the session's sid; the app kept
+    answers = {}
+    for stack in ("lean", "full"):
+        stack_settings = full_stack() if stack == "full" else contextlib.nullcontext()
+        with CaptureQueriesContext(connection) as queries, stack_settings:
+            response = authorize(browser, app).response
+        answers[stack] = authorize_answer(response)
+        answers[f"{stack} statements"] = shapes(queries)
+    assert answers["lean"] == answers["full"]
+    assert answers["lean"][0] == 302
+    assert answers["lean statements"] == [
+        "SELECT web_session",
+        "SELECT sso_application_groups",
+        "INSERT oauth2_provider_grant",
+        "INSERT sso_appsignin",
+        "INSERT audit_auditevent",
+    ]
+    do_remove_member(Group.objects.get(name="wiki-editors"), ada.user, Origin.cli())
+    refused = {}
+    for stack in ("lean", "full"):
+        stack_settings = full_stack() if stack == "full" else contextlib.nullcontext()
+        with CaptureQueriesContext(connection) as queries, stack_settings:
+            response = authorize(browser, app).response
+        refused[stack] = authorize_answer(response)
+        refused[f"{stack} statements"] = shapes(queries)
+        assert b"have access to Wiki" in response.content
+    # The page's CSP nonce and CSRF token differ per answer.
+    for stack in ("lean", "full"):
+        status, headers, cookies = refused[stack]
+        headers["Content-Security-Policy"] = re.sub(
+            r"'nonce-[^']+'", "'nonce-X'", headers["Content-Security-Policy"]
+        )
+        refused[stack] = (status, headers, set(cookies))
+    assert refused["lean"] == refused["full"]
+    assert refused["lean"][0] == 403
+    assert refused["lean statements"][:2] == ["SELECT web_session", "SELECT sso_application_groups"]
+    assert AuditEvent.objects.filter(action=Action.SSO_REFUSED, reason="not_assigned").count() == 2

@@ -8,7 +8,8 @@ writes its access and refresh token (``insert``: the INSERT ``Model.save()`` wou
 field's ``pre_save`` included, without the ORM's query building); at /userinfo it reads the
 access token with its person and app in one SELECT (``find_access_token``); and a signed-in
 browser's /authorize reads its session with the person in one (``signed_in_session``,
-threshold/sso/lean.py). Its two audit rows
+threshold/sso/lean.py), and whether the person is in one of a group-assigned app's groups in
+one (``is_member_of_app_groups``). Its two audit rows
 (the authorization, the token) use ``threshold.passkeys.hotpath.insert_audit``, which stores
 what ``threshold.audit.actions.record`` would.
 """
@@ -56,6 +57,30 @@ def group_names(user_id: int) -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute(_group_names_statement(), [user_id])
         return [str(row[0]) for row in cursor.fetchall()]
+
+
+@lru_cache(maxsize=2)
+def _assigned_statement() -> str:
+    field = get_application_model()._meta.get_field("groups")
+    through = field.remote_field.through._meta
+    membership = Membership._meta
+    return (
+        f"SELECT 1 FROM {_q(through.db_table)} a"
+        f" JOIN {_q(membership.db_table)} m"
+        f" ON m.{_q(membership.get_field('group').column)}"
+        f" = a.{_q(field.m2m_reverse_name())}"
+        f" WHERE a.{_q(field.m2m_column_name())} = %s"
+        f" AND m.{_q(membership.get_field('user').column)} = %s"
+        f" LIMIT 1"
+    )
+
+
+def is_member_of_app_groups(application_id: int, user_id: int) -> bool:
+    """Is the person a member of one of the app's groups? One SELECT built once: what
+    ``application.groups.filter(memberships__user=user).exists()`` asks."""
+    with connection.cursor() as cursor:
+        cursor.execute(_assigned_statement(), [application_id, user_id])
+        return cursor.fetchone() is not None
 
 
 def insert(instance: Model) -> None:

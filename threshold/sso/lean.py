@@ -29,8 +29,9 @@ What it keeps, and where from:
 ``/authorize`` (``LeanTokenMiddleware.authorize``) takes the lean path only for a GET that
 needs no page and no write to the session: the request's parameters are the plain code
 flow's (no ``prompt``, ``max_age``, ``acr_values``, ``id_token_hint``, no repeated
-parameter), the app is one this process keeps (``appcache``), assigned to everyone, without
-consent, and the redirect URI is registered for it; the session is signed in (session and
+parameter), the app is one this process keeps (``appcache``), without consent (assigned to
+everyone or to groups: the view asks whether the person is in one, one SELECT), and the
+redirect URI is registered for it; the session is signed in (session and
 person in one SELECT, ``hotpath.signed_in_session``), verified as Django's ``get_user``
 verifies it (the backend, the person active, the session hash in constant time), already
 has its ``sid``, and ``SessionTimeoutMiddleware`` would neither end it (the person locked,
@@ -206,8 +207,7 @@ class LeanTokenMiddleware:
 
 def _plain_authorization(request: HttpRequest) -> bool:
     """Only the plain code flow's parameters, each once (module docstring), for an app this
-    process keeps that needs no page: assigned to everyone, no consent, the redirect URI
-    registered."""
+    process keeps that asks no consent, the redirect URI registered."""
     params = request.GET
     if not params.keys() <= _PLAIN_AUTHORIZATION or any(
         len(values) != 1 for _name, values in params.lists()
@@ -218,7 +218,6 @@ def _plain_authorization(request: HttpRequest) -> bool:
     return bool(
         application is not None
         and application.is_usable(request)
-        and application.for_everyone
         and not application.require_consent
         and application.redirect_uri_allowed(params.get("redirect_uri", ""))
     )

@@ -110,7 +110,7 @@ def may_use(application: Application, user: Any) -> bool:
     """Is ``user`` assigned ``application`` (everyone, or a member of one of its groups)?"""
     if application.for_everyone:
         return True
-    return application.groups.filter(memberships__user=user).exists()
+    return hotpath.is_member_of_app_groups(application.pk, user.pk)
 
 
 class Validator(OAuth2Validator):
