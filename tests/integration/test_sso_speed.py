@@ -42,13 +42,14 @@ from tests.integration.test_sso import (
     exchange,
     pkce,
     signed_in,
+    verify_id_token,
 )
 from threshold.audit.actions import Action, Origin
 from threshold.audit.models import AuditEvent
 from threshold.groups.actions import do_add_group, do_add_member, do_remove_member
 from threshold.groups.models import Group
 from threshold.sessions.models import Session
-from threshold.sso import appcache
+from threshold.sso import appcache, hotpath
 from threshold.sso.actions import do_assign_app, do_remove_app, do_rotate_secret
 from threshold.sso.lean import LeanTokenMiddleware
 from threshold.sso.models import Application, AppSignIn
@@ -81,9 +82,20 @@ def shapes(queries: CaptureQueriesContext) -> list[str]:
         sql = query["sql"]
         if sql.upper().startswith(TRANSACTION_CONTROL):
             continue
-        table = _TABLE.search(sql)
+        table = _TABLE.search(_outside_parentheses(sql))
         found.append(f"{sql.split()[0].upper()} {table.group(1) if table else '?'}")
     return found
+
+
+def _outside_parentheses(sql: str) -> str:
+    """The statement without what is in parentheses (a subquery's FROM is not its table)."""
+    kept, depth = [], 0
+    for char in sql:
+        depth += char == "("
+        if depth == 0:
+            kept.append(char)
+        depth -= char == ")" and depth > 0
+    return "".join(kept)
 
 
 def flow(browser: Browser, app: App) -> dict[str, Any]:
@@ -123,16 +135,17 @@ def test_each_step_of_a_flow_runs_only_its_statements(ada):
         "INSERT audit_auditevent",
     ]
     assert steps["token"] == [
-        # The code's sign-in, its grant and the person (threshold/sso/hotpath.py find_code).
+        # The code's sign-in, its grant, the person and their groups (threshold/sso/hotpath.py
+        # find_code).
         "SELECT sso_appsignin",
-        "SELECT groups_group",
         # The single-use gate first, in the tokens' transaction (use_grant).
         "DELETE oauth2_provider_grant",
         "INSERT oauth2_provider_accesstoken",
         "INSERT oauth2_provider_refreshtoken",
         "INSERT audit_auditevent",
     ]
-    assert steps["userinfo"] == ["SELECT oauth2_provider_accesstoken", "SELECT groups_group"]
+    # The token with its person, app and the person's groups.
+    assert steps["userinfo"] == ["SELECT oauth2_provider_accesstoken"]
     _tokens, info = steps["answers"]
     assert info.json()["groups"] == ["staff", "wiki-editors"]
 
@@ -613,3 +626,24 @@ def test_the_lean_authorize_answers_a_group_assigned_app_as_the_full_stack(ada, 
     assert refused["lean"][0] == 403
     assert refused["lean statements"][:2] == ["SELECT web_session", "SELECT sso_application_groups"]
     assert AuditEvent.objects.filter(action=Action.SSO_REFUSED, reason="not_assigned").count() == 2
+
+
+def test_the_groups_read_with_the_person_are_the_ones_their_own_select_reads(ada):
+    """/token and /userinfo read the groups claim with the person (hotpath._group_names_column):
+    the same names in the same order as group_names' SELECT ... ORDER BY, none as []."""
+    for name in ("Zeta", "alpha", "Émile", "beta-2", "Beta 10"):
+        do_add_member(do_add_group(name, Origin.cli()), ada.user, Origin.cli())
+    expected = hotpath.group_names(ada.user.pk)
+    assert len(expected) == 7
+    app = add_app()
+    browser = signed_in(ada)
+    steps = flow(browser, app)
+    tokens, info = steps["answers"]
+    assert info.json()["groups"] == expected
+    assert verify_id_token(tokens.json()["id_token"], app)["groups"] == expected
+    assert "SELECT groups_group" not in steps["token"] + steps["userinfo"]
+    for group in Group.objects.all():
+        do_remove_member(group, ada.user, Origin.cli())
+    tokens, info = flow(browser, app)["answers"]
+    assert info.json()["groups"] == []
+    assert verify_id_token(tokens.json()["id_token"], app)["groups"] == []
