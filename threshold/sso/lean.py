@@ -27,7 +27,9 @@ What it keeps, and where from:
   of the session (its first statement; the connection is then known to be alive).
 
 ``/authorize`` (``LeanTokenMiddleware.authorize``) takes the lean path only for a GET that
-needs no page and no write to the session: the request's parameters are the plain code
+asks the person nothing (no sign-in, no consent) and writes nothing to the session (a person
+outside a group-assigned app's groups gets the full stack's "You don't have access" page, a
+test compares them): the request's parameters are the plain code
 flow's (no ``prompt``, ``max_age``, ``acr_values``, ``id_token_hint``, no repeated
 parameter), the app is one this process keeps (``appcache``), without consent (assigned to
 everyone or to groups: the view asks whether the person is in one, one SELECT), and the
