@@ -7,6 +7,7 @@ token) -> userinfo. These run on SQLite and on PostgreSQL (``scripts/with-postgr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -28,6 +29,8 @@ from oauth2_provider.models import (
     get_refresh_token_model,
 )
 from oauthlib.common import UNICODE_ASCII_CHARACTER_SET
+from oauthlib.oauth2.rfc6749.grant_types.authorization_code import AuthorizationCodeGrant
+from oauthlib.openid.connect.core.endpoints.pre_configured import Server as OpenIDServer
 
 from tests.integration.conftest import Browser, enrolled_person
 from tests.integration.test_lean_sign_in import TRANSACTION_CONTROL, wsgi
@@ -37,14 +40,17 @@ from tests.integration.test_sso import (
     add_app,
     authorize,
     exchange,
+    pkce,
     signed_in,
+    verify_id_token,
 )
 from threshold.audit.actions import Action, Origin
 from threshold.audit.models import AuditEvent
-from threshold.groups.actions import do_add_group, do_add_member
+from threshold.groups.actions import do_add_group, do_add_member, do_remove_member
+from threshold.groups.models import Group
 from threshold.sessions.models import Session
-from threshold.sso import appcache
-from threshold.sso.actions import do_remove_app, do_rotate_secret
+from threshold.sso import appcache, hotpath
+from threshold.sso.actions import do_assign_app, do_remove_app, do_rotate_secret
 from threshold.sso.lean import LeanTokenMiddleware
 from threshold.sso.models import Application, AppSignIn
 from threshold.sso.validator import hash_code, hash_secret
@@ -76,9 +82,20 @@ def shapes(queries: CaptureQueriesContext) -> list[str]:
         sql = query["sql"]
         if sql.upper().startswith(TRANSACTION_CONTROL):
             continue
-        table = _TABLE.search(sql)
+        table = _TABLE.search(_outside_parentheses(sql))
         found.append(f"{sql.split()[0].upper()} {table.group(1) if table else '?'}")
     return found
+
+
+def _outside_parentheses(sql: str) -> str:
+    """The statement without what is in parentheses (a subquery's FROM is not its table)."""
+    kept, depth = [], 0
+    for char in sql:
+        depth += char == "("
+        if depth == 0:
+            kept.append(char)
+        depth -= char == ")" and depth > 0
+    return "".join(kept)
 
 
 def flow(browser: Browser, app: App) -> dict[str, Any]:
@@ -118,16 +135,17 @@ def test_each_step_of_a_flow_runs_only_its_statements(ada):
         "INSERT audit_auditevent",
     ]
     assert steps["token"] == [
-        # The code's sign-in, its grant and the person (threshold/sso/hotpath.py find_code).
+        # The code's sign-in, its grant, the person and their groups (threshold/sso/hotpath.py
+        # find_code).
         "SELECT sso_appsignin",
-        "SELECT groups_group",
         # The single-use gate first, in the tokens' transaction (use_grant).
         "DELETE oauth2_provider_grant",
         "INSERT oauth2_provider_accesstoken",
         "INSERT oauth2_provider_refreshtoken",
         "INSERT audit_auditevent",
     ]
-    assert steps["userinfo"] == ["SELECT oauth2_provider_accesstoken", "SELECT groups_group"]
+    # The token with its person, app and the person's groups.
+    assert steps["userinfo"] == ["SELECT oauth2_provider_accesstoken"]
     _tokens, info = steps["answers"]
     assert info.json()["groups"] == ["staff", "wiki-editors"]
 
@@ -350,7 +368,7 @@ def test_the_lean_authorize_takes_only_a_signed_in_plain_request(ada, clock):
     assert not taken(**{settings.SESSION_COOKIE_NAME: "nope"})
     assert not taken({**plain, "redirect_uri": "https://evil.example/cb"})
     assert not taken({**plain, "client_id": "unknown"})
-    # Only apps assigned to everyone, without consent.
+    # Only apps without consent; assigned to everyone or to groups (the view decides).
     Application.objects.filter(pk=app.application.pk).update(require_consent=True)
     appcache.changed()
     authorize(browser, app)  # kept again
@@ -360,7 +378,7 @@ def test_the_lean_authorize_takes_only_a_signed_in_plain_request(ada, clock):
     )
     appcache.changed()
     authorize(browser, app)
-    assert not taken()
+    assert taken()
     Application.objects.filter(pk=app.application.pk).update(for_everyone=True)
     appcache.changed()
     flow(browser, app)
@@ -477,3 +495,155 @@ def test_an_apps_calls_send_no_health_check_and_replace_a_dead_connection(ada, m
     finally:
         other.close()
     token_and_userinfo(auth)
+
+
+def test_an_authorization_is_validated_once_by_one_kept_oauthlib_server(ada, monkeypatch):
+    """oauthlib validated each authorization twice (DOT's create_authorization_response runs
+    the grant's whole validation again) and DOT's get_oauthlib_core built a new server for
+    every request; the answer is the same (threshold/sso/views.py _issue_code)."""
+    app = add_app()
+    browser = signed_in(ada)
+    flow(browser, app)
+    counts = {"validations": 0, "servers": 0}
+    validate = AuthorizationCodeGrant.validate_authorization_request
+    server_init = OpenIDServer.__init__
+
+    def counted_validation(self: Any, request: Any) -> Any:
+        counts["validations"] += 1
+        return validate(self, request)
+
+    def counted_server(self: Any, *args: Any, **kwargs: Any) -> None:
+        counts["servers"] += 1
+        server_init(self, *args, **kwargs)
+
+    # Spies: each calls oauthlib's own method and only counts.
+    monkeypatch.setattr(
+        AuthorizationCodeGrant, "validate_authorization_request", counted_validation
+    )
+    monkeypatch.setattr(OpenIDServer, "__init__", counted_server)
+    for stack in ("lean", "full"):
+        with full_stack() if stack == "full" else contextlib.nullcontext():
+            counts["validations"] = 0
+            auth = authorize(browser, app)
+            assert auth.response.status_code == 302
+            assert counts["validations"] == 1, stack
+            params = auth.params
+            assert set(params) == {"code", "state", "iss"}
+            assert params["iss"] == settings.THRESHOLD.public_url
+            tokens = exchange(app, params["code"], auth.verifier)
+            assert tokens.status_code == 200, tokens.content
+    assert counts["servers"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lean_authorization_sends_no_health_check_and_replaces_a_dead_connection(
+    ada, monkeypatch
+):
+    """The lean /authorize reads the session as /token's statements run (without_health_check):
+    no SELECT 1 first on PostgreSQL; a connection found dead is replaced."""
+    app = add_app()
+    browser = signed_in(ada)
+    flow(browser, app)  # the session's sid; the app kept
+    cookies = {name: morsel.value for name, morsel in browser.client.cookies.items()}
+    checks: list[bool] = []
+    is_usable = connection.is_usable
+
+    def counted() -> bool:
+        checks.append(usable := is_usable())
+        return usable
+
+    monkeypatch.setattr(connection, "is_usable", counted)
+
+    def authorized() -> None:
+        _verifier, challenge = pkce()
+        query = urlencode(
+            {"response_type": "code", "client_id": app.client_id, "redirect_uri": REDIRECT_URI,
+             "scope": "openid", "state": "s", "nonce": "n", "code_challenge": challenge,
+             "code_challenge_method": "S256"}
+        )  # fmt: skip
+        status, headers, content = wsgi(
+            "GET", "/authorize", b"", cookies, as_served=True, QUERY_STRING=query
+        )
+        assert status == 302, content
+        assert "code=" in headers["Location"]
+
+    checks.clear()
+    authorized()
+    assert checks == []
+    if connection.vendor != "postgresql":
+        return  # SQLite's connection is a file: it cannot be killed
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid]
+            )
+    finally:
+        other.close()
+    authorized()
+
+
+def test_the_lean_authorize_answers_a_group_assigned_app_as_the_full_stack(ada, clock):
+    """A group-assigned app takes the lean path too: one more SELECT (the person's
+    membership), and the full stack's answers, the code or "You don't have access"."""
+    app = add_app()
+    do_assign_app(app.application, Origin.cli(), everyone=False, group_names=["wiki-editors"])
+    browser = signed_in(ada)
+    flow(browser, app)  # the session's sid; the app kept
+    answers = {}
+    for stack in ("lean", "full"):
+        stack_settings = full_stack() if stack == "full" else contextlib.nullcontext()
+        with CaptureQueriesContext(connection) as queries, stack_settings:
+            response = authorize(browser, app).response
+        answers[stack] = authorize_answer(response)
+        answers[f"{stack} statements"] = shapes(queries)
+    assert answers["lean"] == answers["full"]
+    assert answers["lean"][0] == 302
+    assert answers["lean statements"] == [
+        "SELECT web_session",
+        "SELECT sso_application_groups",
+        "INSERT oauth2_provider_grant",
+        "INSERT sso_appsignin",
+        "INSERT audit_auditevent",
+    ]
+    do_remove_member(Group.objects.get(name="wiki-editors"), ada.user, Origin.cli())
+    refused = {}
+    for stack in ("lean", "full"):
+        stack_settings = full_stack() if stack == "full" else contextlib.nullcontext()
+        with CaptureQueriesContext(connection) as queries, stack_settings:
+            response = authorize(browser, app).response
+        refused[stack] = authorize_answer(response)
+        refused[f"{stack} statements"] = shapes(queries)
+        assert b"have access to Wiki" in response.content
+    # The page's CSP nonce and CSRF token differ per answer.
+    for stack in ("lean", "full"):
+        status, headers, cookies = refused[stack]
+        headers["Content-Security-Policy"] = re.sub(
+            r"'nonce-[^']+'", "'nonce-X'", headers["Content-Security-Policy"]
+        )
+        refused[stack] = (status, headers, set(cookies))
+    assert refused["lean"] == refused["full"]
+    assert refused["lean"][0] == 403
+    assert refused["lean statements"][:2] == ["SELECT web_session", "SELECT sso_application_groups"]
+    assert AuditEvent.objects.filter(action=Action.SSO_REFUSED, reason="not_assigned").count() == 2
+
+
+def test_the_groups_read_with_the_person_are_the_ones_their_own_select_reads(ada):
+    """/token and /userinfo read the groups claim with the person (hotpath._group_names_column):
+    the same names in the same order as group_names' SELECT ... ORDER BY, none as []."""
+    for name in ("Zeta", "alpha", "Émile", "beta-2", "Beta 10"):
+        do_add_member(do_add_group(name, Origin.cli()), ada.user, Origin.cli())
+    expected = hotpath.group_names(ada.user.pk)
+    assert len(expected) == 7
+    app = add_app()
+    browser = signed_in(ada)
+    steps = flow(browser, app)
+    tokens, info = steps["answers"]
+    assert info.json()["groups"] == expected
+    assert verify_id_token(tokens.json()["id_token"], app)["groups"] == expected
+    assert "SELECT groups_group" not in steps["token"] + steps["userinfo"]
+    for group in Group.objects.all():
+        do_remove_member(group, ada.user, Origin.cli())
+    tokens, info = flow(browser, app)["answers"]
+    assert info.json()["groups"] == []
+    assert verify_id_token(tokens.json()["id_token"], app)["groups"] == []

@@ -8,7 +8,7 @@ import types
 from django.urls import reverse
 from gunicorn.config import Config
 
-from threshold.cli.accesslog import QUIET_PATHS, RedactingLogger, redact
+from threshold.cli.accesslog import AUTHORIZE_PATH, QUIET_PATHS, RedactingLogger, redact
 
 TOKEN = "q4dNDl6fhP1-Vw0y9dbHgWnu_wKqaLl3a6j0HzqV2Xc"
 
@@ -38,7 +38,7 @@ def test_the_access_log_line_has_no_token():
     assert atoms["r"] == "GET /enroll/[token] HTTP/1.1"
 
 
-def logged_lines(path: str, status: int, capsys) -> str:
+def logged_lines(path: str, status: int, capsys, location: str = "") -> str:
     config = Config()
     config.set("accesslog", "-")
     logger = RedactingLogger(config)
@@ -50,7 +50,11 @@ def logged_lines(path: str, status: int, capsys) -> str:
         "REMOTE_ADDR": "127.0.0.1",
     }
     response = types.SimpleNamespace(
-        status=f"{status} X", status_code=status, sent=10, headers=[], response_length=10
+        status=f"{status} X",
+        status_code=status,
+        sent=10,
+        headers=[("Location", location)] if location else [],
+        response_length=10,
     )
     request = types.SimpleNamespace(headers=[], path=path)
     logger.access(response, request, environ, datetime.timedelta(seconds=0.01))
@@ -82,3 +86,19 @@ def test_the_quiet_paths_are_the_sign_in_endpoints():
         reverse("sso:token"),
         reverse("sso:userinfo"),
     } == QUIET_PATHS
+
+
+def test_an_authorization_sending_a_code_to_its_app_is_not_logged(capsys):
+    """Each is audited (SSO_AUTHORIZED); a page, a redirect to sign in or an error is logged."""
+    app = "https://wiki.example.com/callback"
+    assert logged_lines("/authorize", 302, capsys, f"{app}?code=abc&state=s&iss=x") == ""
+    assert "/authorize" in logged_lines("/authorize", 302, capsys, f"{app}?error=access_denied")
+    assert "/authorize" in logged_lines(
+        "/authorize", 302, capsys, "/sign-in?next=/authorize%3Fcode%3D1"
+    )
+    assert "/authorize" in logged_lines("/authorize", 200, capsys)
+    assert "/authorize" in logged_lines("/authorize", 302, capsys)
+
+
+def test_the_authorize_path_is_the_authorization_endpoint():
+    assert reverse("sso:authorize") == AUTHORIZE_PATH

@@ -14,6 +14,11 @@ Nor are an app's successful ``/token`` and ``/userinfo`` calls (threshold/sso/),
 the three requests of every single sign-on: each token issued is audited (with the app,
 the person and the address), and a userinfo answer only reads what that token was
 issued for.
+
+Nor is ``/authorize``'s answer that sends a browser back to its app with a code (a 302 whose
+Location is the app's and has a ``code`` parameter): each is audited as the authorization it
+is (app, person, address). Its other answers (pages, a redirect to sign in, an error sent to
+the app) are logged.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ QUIET_PATHS = frozenset({"/sign-in/options", "/sign-in/result"})
 # threshold/sso/urls.py's token and userinfo (a test compares them too).
 QUIET_PATHS |= frozenset({"/token", "/userinfo"})
 _HTTP_BAD_REQUEST = 400
+# threshold/sso/urls.py's authorize (a test compares it).
+AUTHORIZE_PATH = "/authorize"
+_HTTP_FOUND = 302
+_CODE_PARAMETER = re.compile(r"[?&]code=")
 
 
 def redact(text: str) -> str:
@@ -40,6 +49,8 @@ class RedactingLogger(Logger):  # type: ignore[misc]
         status = getattr(resp, "status_code", None)
         if req.path in QUIET_PATHS and isinstance(status, int) and status < _HTTP_BAD_REQUEST:
             return
+        if req.path == AUTHORIZE_PATH and status == _HTTP_FOUND and _code_to_app(resp):
+            return
         super().access(resp, req, environ, request_time)
 
     def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
@@ -48,3 +59,11 @@ class RedactingLogger(Logger):  # type: ignore[misc]
             if isinstance(value, str) and "/enroll/" in value:
                 atoms[field] = redact(value)
         return atoms
+
+
+def _code_to_app(resp: Any) -> bool:
+    """Does this answer send the browser to an app (an absolute Location) with a code?"""
+    for name, value in getattr(resp, "headers", ()):
+        if name.lower() == "location":
+            return "://" in value.split("?", 1)[0] and bool(_CODE_PARAMETER.search(value))
+    return False

@@ -17,8 +17,10 @@ one machine and within ``MAX_AGE`` seconds across machines. A change written wit
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +38,15 @@ def _path() -> Path:
     return Path(settings.THRESHOLD.var_dir) / "sso-apps.changed"
 
 
+@lru_cache(maxsize=4)
+def _stamp_file(var_dir: str) -> str:
+    """``_path()`` as a string, built once: the stamp is read at /authorize and /token."""
+    return os.path.join(var_dir, "sso-apps.changed")
+
+
 def _stamp() -> Any:
     try:
-        stat = _path().stat()
+        stat = os.stat(_stamp_file(str(settings.THRESHOLD.var_dir)))
     except FileNotFoundError:
         return None
     return (stat.st_mtime_ns, stat.st_size, stat.st_ino)

@@ -1,14 +1,17 @@
 """The single sign-on flow's statements that the ORM made slow, in plain SQL.
 
 Building an ORM query costs 0.3-0.45 ms of CPU here, running the same statement in SQL 10-50 µs
-(../shared/FIELD-NOTES.md, "Speed"). A code flow reads the person's groups twice (the ``groups``
-claim of the ID token, then of /userinfo); at /token it reads the code's sign-in and grant with
-the person in one SELECT (``find_code``), uses the grant up with one DELETE (``use_grant``) and
+(../shared/FIELD-NOTES.md, "Speed"). A code flow needs the person's groups twice (the ``groups``
+claim of the ID token, then of /userinfo): each time they come with the statement that reads the
+person (``_group_names_column``). At /token it reads the code's sign-in and grant with
+the person and their groups in one SELECT (``find_code``), uses the grant up with one DELETE
+(``use_grant``) and
 writes its access and refresh token (``insert``: the INSERT ``Model.save()`` would run, every
 field's ``pre_save`` included, without the ORM's query building); at /userinfo it reads the
-access token with its person and app in one SELECT (``find_access_token``); and a signed-in
+access token with its person, app and groups in one SELECT (``find_access_token``); and a signed-in
 browser's /authorize reads its session with the person in one (``signed_in_session``,
-threshold/sso/lean.py). Its two audit rows
+threshold/sso/lean.py), and whether the person is in one of a group-assigned app's groups in
+one (``is_member_of_app_groups``). Its two audit rows
 (the authorization, the token) use ``threshold.passkeys.hotpath.insert_audit``, which stores
 what ``threshold.audit.actions.record`` would.
 """
@@ -16,13 +19,15 @@ what ``threshold.audit.actions.record`` would.
 from __future__ import annotations
 
 import functools
+import json
 import operator
 from collections.abc import Callable
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from django.db import connection, router
-from django.db.models import Field, Model
+from django.db.models import Field, ForeignKey, Model
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_application_model, get_grant_model
 
@@ -57,6 +62,62 @@ def group_names(user_id: int) -> list[str]:
         return [str(row[0]) for row in cursor.fetchall()]
 
 
+def _group_names_column(person: str) -> str:
+    """A column of the person's group names, as a JSON array, for a SELECT whose person is
+    ``person`` (an alias of the user table): ``group_names`` inside the statement that reads
+    the person, one statement instead of two. PostgreSQL orders them as ``group_names``
+    does; SQLite's json_group_array cannot order (before 3.44), so ``names_of_column`` sorts
+    them in Python, in the order of SQLite's BINARY collation (code points, as str)."""
+    group, membership = Group._meta, Membership._meta
+    name = f"g.{_q(group.get_field('name').column)}"
+    rows = (
+        f" FROM {_q(group.db_table)} g"
+        f" JOIN {_q(membership.db_table)} m"
+        f" ON m.{_q(membership.get_field('group').column)} = g.{_q(group.pk.column)}"
+        f" WHERE m.{_q(membership.get_field('user').column)}"
+        f" = {person}.{_q(User._meta.pk.column)}"
+    )
+    if connection.vendor == "postgresql":
+        return f"(SELECT json_agg({name} ORDER BY {name}){rows})"
+    return f"(SELECT json_group_array({name}){rows})"
+
+
+def names_of_column(value: Any) -> list[str]:
+    """The group names ``_group_names_column`` read: what ``group_names`` returns."""
+    if value is None:  # PostgreSQL's json_agg of no rows
+        return []
+    names = [str(name) for name in (json.loads(value) if isinstance(value, str) else value)]
+    return names if connection.vendor == "postgresql" else sorted(names)
+
+
+def _reads_groups() -> bool:
+    return connection.vendor in ("postgresql", "sqlite")
+
+
+@lru_cache(maxsize=2)
+def _assigned_statement() -> str:
+    field = get_application_model()._meta.get_field("groups")
+    through = field.remote_field.through._meta
+    membership = Membership._meta
+    return (
+        f"SELECT 1 FROM {_q(through.db_table)} a"
+        f" JOIN {_q(membership.db_table)} m"
+        f" ON m.{_q(membership.get_field('group').column)}"
+        f" = a.{_q(field.m2m_reverse_name())}"
+        f" WHERE a.{_q(field.m2m_column_name())} = %s"
+        f" AND m.{_q(membership.get_field('user').column)} = %s"
+        f" LIMIT 1"
+    )
+
+
+def is_member_of_app_groups(application_id: int, user_id: int) -> bool:
+    """Is the person a member of one of the app's groups? One SELECT built once: what
+    ``application.groups.filter(memberships__user=user).exists()`` asks."""
+    with connection.cursor() as cursor:
+        cursor.execute(_assigned_statement(), [application_id, user_id])
+        return cursor.fetchone() is not None
+
+
 def insert(instance: Model) -> None:
     """INSERT a new ``instance`` as ``instance.save()`` would (no model in threshold/sso/ or
     django-oauth-toolkit's grant and token models overrides ``save()``, and no receiver listens
@@ -76,6 +137,7 @@ def insert(instance: Model) -> None:
 _PLAIN_TYPES = frozenset(
     {"CharField", "TextField", "BooleanField", "IntegerField", "BigIntegerField"}
 )
+_INTEGER_KEYS = frozenset({"AutoField", "BigAutoField", "IntegerField", "BigIntegerField"})
 
 
 @lru_cache(maxsize=16)
@@ -104,6 +166,21 @@ def _pre_save(field: Field[Any, Any], instance: Model) -> Any:
 def _preparer(field: Field[Any, Any]) -> Callable[[Any], Any]:
     prepare = field.get_db_prep_save
     kind = field.get_internal_type()
+    if isinstance(field, ForeignKey) and field.target_field.get_internal_type() in _INTEGER_KEYS:
+        # A foreign key to an integer primary key: None stays None, an int that int
+        # (ForeignKey.get_db_prep_save, then the target's int() and validate_autopk_value,
+        # which only MySQL's refuses 0 in).
+        return lambda value: (
+            value if value is None or type(value) is int else prepare(value, connection)
+        )
+    if kind == "DateTimeField":
+        # An aware datetime goes through DateTimeField.get_prep_value unchanged, then to
+        # the backend's adapt_datetimefield_value.
+        return lambda value: (
+            connection.ops.adapt_datetimefield_value(value)
+            if type(value) is datetime and value.tzinfo is not None
+            else prepare(value, connection)
+        )
     if kind not in _PLAIN_TYPES:
         return lambda value: prepare(value, connection)
     plain = bool if kind == "BooleanField" else str if kind in ("CharField", "TextField") else int
@@ -139,8 +216,10 @@ def _code_statement() -> str:
     def column(meta: Any, name: str) -> str:
         return _q(meta.get_field(name).column)
 
+    groups = f", {_group_names_column('u')}" if _reads_groups() else ""
     return (
         f"SELECT {_columns('s', AppSignIn)}, {_columns('u', User)}, {_columns('g', grant_model)}"
+        f"{groups}"
         f" FROM {_q(sign_in.db_table)} s"
         f" JOIN {_q(user.db_table)} u ON u.{_q(user.pk.column)} = s.{column(sign_in, 'user')}"
         f" LEFT JOIN {_q(grant.db_table)} g ON g.{column(grant, 'code')} = %s"
@@ -150,26 +229,28 @@ def _code_statement() -> str:
     )
 
 
-def find_code(code: str, code_hash: str) -> tuple[AppSignIn | None, Any]:
-    """The sign-in a code was issued in (its person loaded), and the code's grant if it was not
-    exchanged yet (same app, same person), in one SELECT: what ``AppSignIn`` and DOT's
-    ``Grant`` queries with ``select_related("user")`` would give."""
+def find_code(code: str, code_hash: str) -> tuple[AppSignIn | None, Any, list[str] | None]:
+    """The sign-in a code was issued in (its person loaded), the code's grant if it was not
+    exchanged yet (same app, same person), and the person's group names (None: not read), in
+    one SELECT: what ``AppSignIn`` and DOT's ``Grant`` queries with ``select_related("user")``
+    and ``group_names`` would give."""
     with connection.cursor() as cursor:
         cursor.execute(_code_statement(), [code, code_hash])
         row = cursor.fetchone()
     if row is None:
-        return None, None
+        return None, None, None
     grant_model = get_grant_model()
     first = len(AppSignIn._meta.concrete_fields)
     second = first + len(User._meta.concrete_fields)
+    third = second + len(grant_model._meta.concrete_fields)
     sign_in = instance_from_row(AppSignIn, row[:first])
     user = instance_from_row(User, row[first:second])
     sign_in.user = user
     grant = None
     if row[second] is not None:  # the grant's primary key: NULL when there is none
-        grant = instance_from_row(grant_model, row[second:])
+        grant = instance_from_row(grant_model, row[second:third])
         grant.user = user
-    return sign_in, grant
+    return sign_in, grant, (names_of_column(row[third]) if _reads_groups() else None)
 
 
 @lru_cache(maxsize=2)
@@ -201,9 +282,10 @@ def use_grant(grant_id: int) -> bool:
 def _access_token_statement() -> str:
     token_model, application_model = get_access_token_model(), get_application_model()
     token, user, application = token_model._meta, User._meta, application_model._meta
+    groups = f", {_group_names_column('u')}" if _reads_groups() else ""
     return (
         f"SELECT {_columns('t', token_model)}, {_columns('u', User)},"
-        f" {_columns('a', application_model)}"
+        f" {_columns('a', application_model)}{groups}"
         f" FROM {_q(token.db_table)} t"
         f" LEFT JOIN {_q(user.db_table)} u"
         f" ON u.{_q(user.pk.column)} = t.{_q(token.get_field('user').column)}"
@@ -213,26 +295,33 @@ def _access_token_statement() -> str:
     )
 
 
-def find_access_token(token_checksum: str) -> Any:
-    """The access token with this checksum, its person and app loaded, in one SELECT: what
-    DOT's ``_load_access_token`` (``select_related("application", "user")``) gives."""
+def find_access_token(token_checksum: str) -> tuple[Any, list[str] | None]:
+    """The access token with this checksum, its person and app loaded, and the person's group
+    names (None: not read, or no person), in one SELECT: what DOT's ``_load_access_token``
+    (``select_related("application", "user")``) and ``group_names`` give."""
     with connection.cursor() as cursor:
         cursor.execute(_access_token_statement(), [token_checksum])
         row = cursor.fetchone()
     if row is None:
-        return None
+        return None, None
     token_model, application_model = get_access_token_model(), get_application_model()
     first = len(token_model._meta.concrete_fields)
     second = first + len(User._meta.concrete_fields)
+    third = second + len(application_model._meta.concrete_fields)
     access_token = instance_from_row(token_model, row[:first])
     # A NULL primary key: no such row (DOT's tokens may have no person or no app).
     access_token.user = (
         instance_from_row(User, row[first:second]) if row[first] is not None else None
     )
     access_token.application = (
-        instance_from_row(application_model, row[second:]) if row[second] is not None else None
+        instance_from_row(application_model, row[second:third])
+        if row[second] is not None
+        else None
     )
-    return access_token
+    groups = None
+    if access_token.user is not None and _reads_groups():
+        groups = names_of_column(row[third])
+    return access_token, groups
 
 
 # --- A signed-in browser at /authorize ----------------------------------------------------------

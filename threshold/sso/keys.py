@@ -18,6 +18,7 @@ import json
 import os
 import threading
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
 
@@ -128,10 +129,16 @@ def _stamp() -> Any:
     if raw.strip():
         return ("env", raw)
     try:
-        stat = _path().stat()
+        stat = os.stat(_key_file(str(settings.THRESHOLD.var_dir)))
     except FileNotFoundError:
         return None
     return ("file", stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=4)
+def _key_file(var_dir: str) -> str:
+    """``_path()`` as a string, built once: the stamp is read for every ID token."""
+    return os.path.join(var_dir, "oidc-keys.json")
 
 
 def all_keys() -> list[SigningKey]:

@@ -23,13 +23,17 @@ What it keeps, and where from:
   test_sso_speed.py`` compares them);
 - the database connection's health check, sent as the first statement of every request
   on PostgreSQL, is not: the views run as the sign-in's do
-  (``threshold.passkeys.hotpath.without_health_check``).
+  (``threshold.passkeys.hotpath.without_health_check``), and so does ``/authorize``'s read
+  of the session (its first statement; the connection is then known to be alive).
 
 ``/authorize`` (``LeanTokenMiddleware.authorize``) takes the lean path only for a GET that
-needs no page and no write to the session: the request's parameters are the plain code
+asks the person nothing (no sign-in, no consent) and writes nothing to the session (a person
+outside a group-assigned app's groups gets the full stack's "You don't have access" page, a
+test compares them): the request's parameters are the plain code
 flow's (no ``prompt``, ``max_age``, ``acr_values``, ``id_token_hint``, no repeated
-parameter), the app is one this process keeps (``appcache``), assigned to everyone, without
-consent, and the redirect URI is registered for it; the session is signed in (session and
+parameter), the app is one this process keeps (``appcache``), without consent (assigned to
+everyone or to groups: the view asks whether the person is in one, one SELECT), and the
+redirect URI is registered for it; the session is signed in (session and
 person in one SELECT, ``hotpath.signed_in_session``), verified as Django's ``get_user``
 verifies it (the backend, the person active, the session hash in constant time), already
 has its ``sid``, and ``SessionTimeoutMiddleware`` would neither end it (the person locked,
@@ -165,7 +169,11 @@ class LeanTokenMiddleware:
             return None
         if not host_and_scheme_accepted(request, self.security):
             return None
-        signed_in = _signed_in(session_key)
+        # Like /token's: no health-check SELECT 1 first on PostgreSQL. The session's SELECT
+        # is the request's first statement; on a connection found dead it is read again on
+        # a new one, and the statements after it need no check (Django checks once per
+        # request, before the first).
+        signed_in = without_health_check(lambda: _signed_in(session_key))
         if signed_in is None:
             return None
         request.session, request.user = signed_in
@@ -201,8 +209,7 @@ class LeanTokenMiddleware:
 
 def _plain_authorization(request: HttpRequest) -> bool:
     """Only the plain code flow's parameters, each once (module docstring), for an app this
-    process keeps that needs no page: assigned to everyone, no consent, the redirect URI
-    registered."""
+    process keeps that asks no consent, the redirect URI registered."""
     params = request.GET
     if not params.keys() <= _PLAIN_AUTHORIZATION or any(
         len(values) != 1 for _name, values in params.lists()
@@ -213,7 +220,6 @@ def _plain_authorization(request: HttpRequest) -> bool:
     return bool(
         application is not None
         and application.is_usable(request)
-        and application.for_everyone
         and not application.require_consent
         and application.redirect_uri_allowed(params.get("redirect_uri", ""))
     )

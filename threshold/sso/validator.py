@@ -110,7 +110,7 @@ def may_use(application: Application, user: Any) -> bool:
     """Is ``user`` assigned ``application`` (everyone, or a member of one of its groups)?"""
     if application.for_everyone:
         return True
-    return application.groups.filter(memberships__user=user).exists()
+    return hotpath.is_member_of_app_groups(application.pk, user.pk)
 
 
 class Validator(OAuth2Validator):
@@ -154,10 +154,14 @@ class Validator(OAuth2Validator):
 
     def _code(self, code: str) -> tuple[AppSignIn | None, Any]:
         """The sign-in ``code`` was issued in and its grant (None once exchanged), read once
-        per request (``hotpath.find_code``: one SELECT, the person with them)."""
+        per request (``hotpath.find_code``: one SELECT, the person and their groups with
+        them)."""
         found = _cached("code", code)
         if found is None:
-            found = _keep("code", code, hotpath.find_code(code, hash_code(code)))
+            sign_in, grant, groups = hotpath.find_code(code, hash_code(code))
+            if sign_in is not None and groups is not None:
+                _keep("groups", str(sign_in.user_id), groups)
+            found = _keep("code", code, (sign_in, grant))
         return found  # type: ignore[no-any-return]
 
     def _grant(self, code: str, client: Any) -> Any:
@@ -289,8 +293,14 @@ class Validator(OAuth2Validator):
         return refresh_token
 
     def _load_access_token(self, token: str) -> Any:
-        # DOT's query, in one SELECT built once (threshold/sso/hotpath.py).
-        return hotpath.find_access_token(hashlib.sha256(token.encode("utf-8")).hexdigest())
+        # DOT's query, in one SELECT built once, the person's groups with it
+        # (threshold/sso/hotpath.py).
+        access_token, groups = hotpath.find_access_token(
+            hashlib.sha256(token.encode("utf-8")).hexdigest()
+        )
+        if access_token is not None and groups is not None:
+            _keep("groups", str(access_token.user_id), groups)
+        return access_token
 
     def _check_and_set_request_resource(self, request: Any) -> None:
         # Threshold does not offer resource indicators (RFC 8707): its tokens are for the app
@@ -419,7 +429,7 @@ class Validator(OAuth2Validator):
             "email_verified": True,
             "name": user.display_name,
             "preferred_username": user.username,
-            "groups": lambda r: hotpath.group_names(r.user.pk),
+            "groups": lambda r: _group_names_of(r.user.pk),
         }
 
     def get_discovery_claims(self, request: Any) -> list[str]:
@@ -479,6 +489,13 @@ class Validator(OAuth2Validator):
         kid = header.get("kid") if isinstance(header, dict) else None
         key = keys.key_by_kid(kid) if isinstance(kid, str) else None
         return None if key is None else key.key
+
+
+def _group_names_of(user_id: int) -> list[str]:
+    """The person's group names for the ``groups`` claim: as read with the person in this
+    request (``_code``, ``_load_access_token``), else in their own SELECT."""
+    kept = _cached("groups", str(user_id))
+    return list(kept) if kept is not None else hotpath.group_names(user_id)
 
 
 def _origin(request: Any) -> Origin:
