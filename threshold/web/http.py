@@ -46,13 +46,20 @@ def audit_origin(request: HttpRequest) -> Origin:
     )
 
 
+def content_length(request: HttpRequest) -> int:
+    """The request's Content-Length (0 without one), or MalformedRequest when it is not a
+    number of bytes: Django's ``request.body`` would fail on it with a ValueError (a 500)."""
+    value = request.META.get("CONTENT_LENGTH") or "0"
+    # Digits only (RFC 9110 §8.6): int() would also take "+5", " 5", "5_0" and "-5".
+    if not (isinstance(value, str) and value.isascii() and value.isdigit()):
+        raise errors.MalformedRequest("the Content-Length is not a number of bytes")
+    return int(value)
+
+
 def _read_body(request: HttpRequest) -> bytes | None:
-    """The request body, or None when it is over the cap."""
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > settings.THRESHOLD_MAX_JSON_BODY:
+    """The request body, or None when it is over the cap; MalformedRequest when its
+    Content-Length is not a number."""
+    if content_length(request) > settings.THRESHOLD_MAX_JSON_BODY:
         return None
     try:
         body = request.body
