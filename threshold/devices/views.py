@@ -224,10 +224,12 @@ def push(request: HttpRequest) -> HttpResponse:
         return _push_problem(request, errors.DeviceAppNotAllowed())
     if request.method == "GET":
         return render(request, "devices/push.html", {"error": None})
-    username = request.POST.get("username", "")
-    if not isinstance(username, str) or not 0 < len(username) <= 150:  # noqa: PLR2004
-        return _push_problem(request, errors.MalformedRequest("a username"))
     try:
+        # As /sign-in/push/start reads it: at most 150 characters of text, no control
+        # characters (PostgreSQL fails on a NUL in a query's text: a 500).
+        username = optional_string(request.POST.dict(), "username")
+        if not username:
+            raise errors.MalformedRequest("a username")
         sent = do_send_push(username, audit_origin(request), policy)
     except errors.ThresholdError as error:
         return _push_problem(request, error)
