@@ -46,6 +46,7 @@ from threshold.web.http import (
     failed,
     ok,
     optional_string,
+    query_value,
     read_json_object,
     safe_next,
     see_other,
@@ -271,7 +272,7 @@ def push_start(request: HttpRequest) -> JsonResponse:
 
 
 def _next_query(request: HttpRequest) -> dict[str, str]:
-    target = request.GET.get("next", "")
+    target = query_value(request, "next")
     return {"next": target} if target else {}
 
 
