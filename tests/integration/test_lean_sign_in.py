@@ -8,7 +8,6 @@ These run on SQLite and on PostgreSQL (``scripts/with-postgres``).
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import uuid
 from collections import Counter
@@ -20,8 +19,7 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import user_logged_in
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS
-from django.core import signals
-from django.db import DEFAULT_DB_ALIAS, close_old_connections, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
@@ -36,6 +34,7 @@ from tests.integration.conftest import (
     last_event,
 )
 from tests.support.authenticator import TEST_AAGUID
+from tests.support.wsgi import wsgi
 from threshold.accounts.models import User
 from threshold.audit.actions import Origin
 from threshold.core.policy import Policy, Rule
@@ -263,63 +262,6 @@ def test_an_anonymous_flood_of_ten_thousand_options_requests_leaves_no_rows(ada)
         assert response.status_code == 200
     assert {model: model.objects.count() for model in models} == before
     assert browser.session_key is None
-
-
-def wsgi(
-    method: str,
-    path: str,
-    body: bytes = b"",
-    cookies: dict[str, str] | None = None,
-    *,
-    as_served: bool = False,
-    **headers,
-):
-    """One request to the production WSGI application (threshold.wsgi), as gunicorn makes it."""
-    from threshold.wsgi import application  # noqa: PLC0415 - loads the production handler
-
-    cookies = cookies if cookies is not None else {}
-    environ = {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
-        "SCRIPT_NAME": "",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "8000",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "HTTP_HOST": "localhost:8000",
-        "REMOTE_ADDR": "203.0.113.9",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.errors": io.StringIO(),
-        "CONTENT_LENGTH": str(len(body)),
-        "CONTENT_TYPE": "application/json",
-        "HTTP_COOKIE": "; ".join(f"{name}={value}" for name, value in cookies.items()),
-        "HTTP_USER_AGENT": "Mozilla/5.0 (WSGI)",
-        **headers,
-    }
-    started: dict[str, Any] = {}
-
-    def start_response(status: str, response_headers: list[tuple[str, str]], exc_info=None):
-        started.update(status=status, headers=response_headers)
-
-    # As Django's test client does: the test's transaction is open, and closing the
-    # connection "left in a transaction" at the end of the request would end the test's.
-    # (``as_served``: no test transaction, the connection checks gunicorn's requests get.)
-    if not as_served:
-        signals.request_started.disconnect(close_old_connections)
-        signals.request_finished.disconnect(close_old_connections)
-    try:
-        chunks = application(environ, start_response)
-        content = b"".join(chunks)
-        getattr(chunks, "close", lambda: None)()
-    finally:
-        signals.request_started.connect(close_old_connections)
-        signals.request_finished.connect(close_old_connections)
-    for name, value in started["headers"]:
-        if name == "Set-Cookie":
-            morsel = next(iter(SimpleCookie(value).values()))
-            cookies[morsel.key] = morsel.value
-    return int(started["status"].split()[0]), dict(started["headers"]), content
 
 
 def test_the_wsgi_application_answers_the_sign_in_before_django(ada, clock):

@@ -19,6 +19,7 @@ the ``jwk``) and ``verify`` checks the signature and then the times: ``iat`` wit
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -108,7 +109,7 @@ def _unverified_claims(token: jws.JWS) -> dict[str, Any]:
     try:
         payload = token.objects["payload"]
         claims = json.loads(payload)
-    except (KeyError, ValueError, TypeError) as error:
+    except (KeyError, ValueError, TypeError, RecursionError) as error:
         raise errors.DeviceRequestMalformed(f"the payload is not JSON: {error}") from None
     if not isinstance(claims, dict):
         raise errors.DeviceRequestMalformed("the payload is not a JSON object")
@@ -119,6 +120,13 @@ def _unverified_claims(token: jws.JWS) -> dict[str, Any]:
         value = claims.get(name)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise errors.DeviceRequestMalformed(f"{name} must be a number")
+        try:
+            # verify() compares them as floats: 1e400 as an integer does not convert.
+            finite = math.isfinite(value)
+        except OverflowError:
+            finite = False
+        if not finite:
+            raise errors.DeviceRequestMalformed(f"{name} must be a finite number")
     if not isinstance(claims.get("htu"), str):
         raise errors.DeviceRequestMalformed("htu must be the request's path")
     if not isinstance(claims.get("body", {}), dict):

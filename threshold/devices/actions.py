@@ -43,6 +43,7 @@ from threshold.devices.models import (
     SetupCodeFailure,
     SignInApproval,
     UsedDeviceRequest,
+    is_public_id,
 )
 from threshold.devices.notices import (
     notify_device_added,
@@ -167,6 +168,8 @@ def do_authenticate_request(
     request = device_requests.read(compact)
     if request.kid is None:
         raise errors.DeviceRequestMalformed("this endpoint takes a kid")
+    if not is_public_id(request.kid):
+        raise errors.DeviceUnknown()
     refusal: errors.ThresholdError | None = None
     with transaction.atomic():
         device = Device.objects.select_related("user").filter(public_id=request.kid).first()
@@ -504,6 +507,8 @@ def access_enrollment(
 ) -> DeviceEnrollment:
     """One of ``user``'s set-ups, started from this browser session or this device; another
     person's, a missing one and one from elsewhere fail alike."""
+    if not is_public_id(public_id):
+        raise errors.SetupCodeInvalid("not a set-up's ID")
     # Only the set-up's row is locked: PostgreSQL refuses FOR UPDATE on the nullable side of
     # the outer join to its device.
     enrollments = DeviceEnrollment.objects.select_for_update(of=("self",)).filter(
@@ -629,6 +634,8 @@ def enrollment_state(device: Device) -> str:
 
 def access_own_device(user: User, public_id: str) -> Device:
     """One of ``user``'s devices; another person's and a missing one fail alike."""
+    if not is_public_id(public_id):
+        raise errors.SecurityMethodNotFound("not a device's ID")
     device = Device.objects.filter(
         user=user, public_id=public_id, is_active=True, revoked_at__isnull=True
     ).first()
@@ -796,6 +803,8 @@ def _undeliverable(user: User | None, policy: Policy, now: datetime) -> str:
 
 
 def _browser_push(public_id: str, browser_secret: str) -> SignInApproval | None:
+    if not is_public_id(public_id):
+        return None
     approval = SignInApproval.objects.filter(public_id=public_id).select_related("user").first()
     if approval is None or not hmac.compare_digest(
         approval.browser_binding, _sha256(browser_secret)
@@ -889,6 +898,8 @@ def do_answer_push(
     """The device's answer: the typed number and the person's verification, or a denial."""
     if decision not in set(Decision):
         raise errors.DeviceRequestMalformed("decision must be approve or deny")
+    if not is_public_id(public_id):
+        raise errors.PushExpired("not a push's ID")
     refusal: errors.ThresholdError | None = None
     with transaction.atomic():
         approval = (

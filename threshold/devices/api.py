@@ -41,14 +41,20 @@ from threshold.devices.screen_lock import (
     finish_approval,
 )
 from threshold.policy.access import policy_for
-from threshold.web.http import audit_origin, failed, ok
+from threshold.web.http import audit_origin, content_length, failed, ok
 
 View = Callable[[HttpRequest], JsonResponse]
 
 
 def _compact(request: HttpRequest) -> str:
-    body = request.body
-    if len(body) > device_requests.MAX_LENGTH:
+    try:
+        # Before reading: Django refuses a body over DATA_UPLOAD_MAX_MEMORY_SIZE, and fails
+        # on a Content-Length that is not a number, with its own 400 page or a 500.
+        too_large = content_length(request) > device_requests.MAX_LENGTH
+    except errors.MalformedRequest as error:
+        raise errors.DeviceRequestMalformed(error.detail) from None
+    body = b"" if too_large else request.body
+    if too_large or len(body) > device_requests.MAX_LENGTH:
         raise errors.DeviceRequestMalformed("too large")
     try:
         return body.decode("ascii").strip()

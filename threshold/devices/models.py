@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 from django.db import models
@@ -9,6 +10,16 @@ from django.utils import timezone
 
 from threshold.core.names import NICKNAME_MAX_LENGTH
 from threshold.core.useragent import describe
+
+# What ``actions.new_public_id`` makes (``secrets.token_urlsafe``) fits the columns below.
+_PUBLIC_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+def is_public_id(value: object) -> bool:
+    """Whether ``value`` may be a device's, set-up's or push's public ID: anything else names
+    no row, and is refused before it reaches the database (PostgreSQL fails on a NUL in a
+    text parameter: a 500)."""
+    return isinstance(value, str) and _PUBLIC_ID.fullmatch(value) is not None
 
 
 class KeyProtection(StrEnum):

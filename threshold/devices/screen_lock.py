@@ -21,7 +21,7 @@ from threshold import clock
 from threshold.audit.actions import Action, Origin, record
 from threshold.core import ceremony, errors
 from threshold.core.vocabulary import AttestationConveyance, ResidentKey, UserVerification
-from threshold.devices.models import Device
+from threshold.devices.models import Device, is_public_id
 
 # As long as a push waits: the person has the time the push has.
 TIMEOUT_SECONDS = 120
@@ -113,7 +113,7 @@ def begin_approval(device: Device, push_id: str) -> dict[str, Any]:
     """PublicKeyCredentialRequestOptionsJSON for approving push ``push_id`` on ``device``."""
     if not device.has_screen_lock:
         raise errors.ChallengeMissing("screen lock confirmation is not enabled")
-    if not isinstance(push_id, str) or not 0 < len(push_id) <= 64:  # noqa: PLR2004
+    if not is_public_id(push_id):
         raise errors.DeviceRequestMalformed("id must be a push's ID")
     descriptor = ceremony.CredentialDescriptor(bytes(device.screen_lock_credential_id or b""))
     options, state = ceremony.begin_authentication(

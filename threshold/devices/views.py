@@ -46,6 +46,7 @@ from threshold.web.http import (
     failed,
     ok,
     optional_string,
+    query_value,
     read_json_object,
     safe_next,
     see_other,
@@ -224,10 +225,12 @@ def push(request: HttpRequest) -> HttpResponse:
         return _push_problem(request, errors.DeviceAppNotAllowed())
     if request.method == "GET":
         return render(request, "devices/push.html", {"error": None})
-    username = request.POST.get("username", "")
-    if not isinstance(username, str) or not 0 < len(username) <= 150:  # noqa: PLR2004
-        return _push_problem(request, errors.MalformedRequest("a username"))
     try:
+        # As /sign-in/push/start reads it: at most 150 characters of text, no control
+        # characters (PostgreSQL fails on a NUL in a query's text: a 500).
+        username = optional_string(request.POST.dict(), "username")
+        if not username:
+            raise errors.MalformedRequest("a username")
         sent = do_send_push(username, audit_origin(request), policy)
     except errors.ThresholdError as error:
         return _push_problem(request, error)
@@ -269,7 +272,7 @@ def push_start(request: HttpRequest) -> JsonResponse:
 
 
 def _next_query(request: HttpRequest) -> dict[str, str]:
-    target = request.GET.get("next", "")
+    target = query_value(request, "next")
     return {"next": target} if target else {}
 
 

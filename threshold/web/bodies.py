@@ -26,7 +26,8 @@ from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 
-from threshold.web.http import client_ip
+from threshold.core.errors import MalformedRequest
+from threshold.web.http import client_ip, content_length
 from threshold.web.views import bad_request
 
 _FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -46,20 +47,24 @@ class RequestBodyMiddleware:
 
 
 def _refuse_form(request: HttpRequest) -> HttpResponse | None:
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    if limit is not None and length > limit:
-        why = f"{length} bytes, over {limit}"
-    else:
-        try:
-            request.body  # noqa: B018 - Django keeps it: the body stays readable
-            request.POST  # noqa: B018 - parsed here, where a failure is ours to answer
-        except (MultiPartParserError, SuspiciousOperation) as exc:
-            why = f"{type(exc).__name__}: {exc}"
-        else:
-            return None
+    why = _why_refused(request)
+    if why is None:
+        return None
     _logger.warning("Refused a %s body from %s: %s", request.content_type, client_ip(request), why)
     return bad_request(request)
+
+
+def _why_refused(request: HttpRequest) -> str | None:
+    try:
+        length = content_length(request)
+    except MalformedRequest as error:
+        return error.detail  # request.body would fail on it with a ValueError: a 500
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if limit is not None and length > limit:
+        return f"{length} bytes, over {limit}"
+    try:
+        request.body  # noqa: B018 - Django keeps it: the body stays readable
+        request.POST  # noqa: B018 - parsed here, where a failure is ours to answer
+    except (MultiPartParserError, SuspiciousOperation) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import get_script_prefix, reverse
@@ -46,13 +46,20 @@ def audit_origin(request: HttpRequest) -> Origin:
     )
 
 
+def content_length(request: HttpRequest) -> int:
+    """The request's Content-Length (0 without one), or MalformedRequest when it is not a
+    number of bytes: Django's ``request.body`` would fail on it with a ValueError (a 500)."""
+    value = request.META.get("CONTENT_LENGTH") or "0"
+    # Digits only (RFC 9110 §8.6): int() would also take "+5", " 5", "5_0" and "-5".
+    if not (isinstance(value, str) and value.isascii() and value.isdigit()):
+        raise errors.MalformedRequest("the Content-Length is not a number of bytes")
+    return int(value)
+
+
 def _read_body(request: HttpRequest) -> bytes | None:
-    """The request body, or None when it is over the cap."""
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > settings.THRESHOLD_MAX_JSON_BODY:
+    """The request body, or None when it is over the cap; MalformedRequest when its
+    Content-Length is not a number."""
+    if content_length(request) > settings.THRESHOLD_MAX_JSON_BODY:
         return None
     try:
         body = request.body
@@ -211,9 +218,19 @@ def see_other(url: str) -> HttpResponseRedirect:
     return HttpResponseRedirect(url, status=303)
 
 
+def query_value(request: HttpRequest, name: str) -> str:
+    """The query string's last ``name`` ("" without one). A query string Django refuses to parse
+    (over DATA_UPLOAD_MAX_NUMBER_FIELDS parameters) has none: read after a sign-in or a push
+    was stored, its TooManyFieldsSent would answer 400 and leave what was stored unsent."""
+    try:
+        return request.GET.get(name, "")
+    except TooManyFieldsSent:
+        return ""
+
+
 def safe_next(request: HttpRequest) -> str:
     """Where to go after signing in: ``?next=`` when it is on this site, else Home."""
-    target = request.GET.get("next", "")
+    target = query_value(request, "next")
     if target and url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):

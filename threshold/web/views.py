@@ -3,16 +3,28 @@ or JSON."""
 
 from __future__ import annotations
 
+import sys
+
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from threshold.core import catalog
+from threshold.core.errors import Category
 from threshold.web.http import problem
+
+# How long a client waits before sending a request the database could not answer again.
+RETRY_AFTER_SECONDS = 1
+
+
+# Bodies whose senders read JSON answers: the JSON endpoints', and the device API's signed
+# requests (docs/device-api.md).
+_JSON_BODIES = ("application/json", "application/jose")
 
 
 def _wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "") or (
-        request.content_type == "application/json"
+        request.content_type in _JSON_BODIES
     )
 
 
@@ -41,4 +53,14 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    # Django calls the handler inside its ``except`` (``response_for_exception``, also the
+    # lean paths'), so the exception is at hand. A database that failed or was busy
+    # (OperationalError: "database is locked", a connection closed under the request) is an
+    # outage the client may retry: 503 "try again", not a 500. Django logs it either way.
+    if isinstance(sys.exc_info()[1], OperationalError | InterfaceError):
+        unavailable = catalog.PRESENTATIONS[Category.UNAVAILABLE]
+        entry = unavailable.entry(catalog.Surface.AUTHENTICATION)
+        response = problem_response(request, entry.key, unavailable.status)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
     return problem_response(request, "verification_incomplete", 500)
