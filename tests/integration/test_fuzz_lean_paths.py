@@ -259,11 +259,6 @@ def test_a_form_with_a_content_length_that_is_not_a_number_gets_the_problem_page
     assert SignInApproval.objects.count() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sso/lean.py _form_read calls request.body, which int()s a Content-Length that is "
-    "not a number: a 500 (use threshold.web.http.content_length, False when it refuses)",
-)
 @pytest.mark.parametrize("path", ["/token", "/userinfo"])
 def test_an_apps_form_with_a_content_length_that_is_not_a_number_is_a_400(db, path):
     status, _, content = wsgi(
@@ -277,11 +272,6 @@ def test_an_apps_form_with_a_content_length_that_is_not_a_number_is_a_400(db, pa
     assert status in (400, 401), content[:300]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="django-oauth-toolkit's _authenticate_basic_auth catches binascii.Error but not the "
-    "ValueError b64decode raises for non-ASCII: a 500 (sso/validator.py must refuse it)",
-)
 def test_client_credentials_that_are_not_ascii_are_an_invalid_client(db):
     status, _, content = wsgi(
         "POST",
@@ -294,11 +284,6 @@ def test_client_credentials_that_are_not_ascii_are_an_invalid_client(db):
     assert json.loads(content)["error"] == "invalid_client"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="/userinfo's refusals (django-oauth-toolkit's UserInfoView) are JSON sent as "
-    "Content-Type: text/html (sso/views.py should set application/json)",
-)
 def test_userinfo_without_a_token_is_refused_as_json(db):
     status, headers, content = wsgi("GET", "/userinfo")
     assert status == 401
@@ -524,12 +509,6 @@ def test_a_failure_at_any_statement_of_a_token_request_leaves_nothing_half_writt
     assert index >= 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="/authorize stores nonce and code_challenge as sent: with a NUL, PostgreSQL refuses "
-    "the grant's INSERT (a 500). The validator (sso/validator.py) should refuse a parameter "
-    "with a control character as invalid_request before anything is saved",
-)
 @pytest.mark.parametrize("name", ["nonce", "code_challenge"])
 def test_authorization_parameters_with_a_nul_are_refused_not_a_500(ada, name):
     from tests.integration.test_sso import REDIRECT_URI, add_app, pkce, signed_in  # noqa: PLC0415

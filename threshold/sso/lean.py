@@ -68,6 +68,7 @@ from django.utils.crypto import constant_time_compare
 
 from threshold import clock
 from threshold.accounts.models import User
+from threshold.core import errors
 from threshold.passkeys.hotpath import without_health_check
 from threshold.passkeys.lean import host_and_scheme_accepted
 from threshold.sessions import middleware as session_timeout
@@ -75,6 +76,7 @@ from threshold.sessions.store import LAST_SEEN, SIGNED_IN_AT, SessionStore
 from threshold.sso import appcache, hotpath, views
 from threshold.sso.sessions import SID
 from threshold.web.bodies import _FORMS
+from threshold.web.http import content_length
 
 # The parameters of the plain code flow; any other (prompt, max_age, acr_values,
 # id_token_hint, a return from signing in again, ...) goes down the full stack.
@@ -267,9 +269,9 @@ def _signed_in(session_key: str) -> tuple[SessionStore, User] | None:
 def _form_read(request: HttpRequest) -> bool:
     """Read and parse a form body, as RequestBodyMiddleware does; False if it would refuse it."""
     try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
+        length = content_length(request)
+    except errors.MalformedRequest:
+        return False  # not a number of bytes: the full stack refuses it
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     if limit is not None and length > limit:
         return False

@@ -123,6 +123,14 @@ class Validator(OAuth2Validator):
             return False
         return constant_time_compare(hash_secret(provided_secret), stored_secret)
 
+    def _authenticate_basic_auth(self, request: Any) -> bool:
+        # DOT catches binascii.Error but not the ValueError b64decode raises for credentials
+        # that are not ASCII (a 500): such a client is not authenticated (invalid_client).
+        try:
+            return bool(super()._authenticate_basic_auth(request))
+        except ValueError:
+            return False
+
     def _load_application(self, client_id: str, request: Any) -> Any:
         if not storable(client_id):
             return None

@@ -51,6 +51,7 @@ from threshold.core import catalog, errors
 from threshold.core.assurance import Acr
 from threshold.core.catalog import Surface
 from threshold.core.encoding import b64url_encode
+from threshold.core.names import has_ascii_control
 from threshold.passkeys.actions import do_begin_step_up, do_finish_sign_in
 from threshold.passkeys.hotpath import AuditRow, insert_audit
 from threshold.passkeys.http import ceremonies, read_credential
@@ -339,6 +340,12 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             credentials,
             "invalid_request",
             "A public client must send a nonce.",
+        )
+    if any(has_ascii_control(value) for _name, values in params.lists() for value in values):
+        # A NUL or another control character names nothing here, and PostgreSQL refuses a NUL
+        # in the grant's row: refused before anything is saved.
+        return _refuse(
+            request, application, credentials, "invalid_request", "Control characters."
         )
     for parameter, unsupported in _UNSUPPORTED_PARAMETERS.items():
         # OpenID Connect Core §6.1, §6.2 and §7.2.1: refused, not ignored (a request object's
@@ -672,7 +679,12 @@ def userinfo(request: HttpRequest) -> HttpResponse:
     with the access token's SELECT)."""
     with per_request():
         response: HttpResponse = _userinfo(request)
-        return response
+    if response.status_code >= 400 and response.content.startswith(b"{"):  # noqa: PLR2004
+        # DOT's refusals (401 invalid_token, ...) are JSON sent as text/html.
+        response["Content-Type"] = "application/json"
+    return response
+
+
 revoke = RevokeTokenView.as_view()
 
 
