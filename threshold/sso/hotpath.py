@@ -314,9 +314,7 @@ def find_access_token(token_checksum: str) -> tuple[Any, list[str] | None]:
         instance_from_row(User, row[first:second]) if row[first] is not None else None
     )
     access_token.application = (
-        instance_from_row(application_model, row[second:third])
-        if row[second] is not None
-        else None
+        instance_from_row(application_model, row[second:third]) if row[second] is not None else None
     )
     groups = None
     if access_token.user is not None and _reads_groups():

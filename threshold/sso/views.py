@@ -344,9 +344,7 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
     if any(has_ascii_control(value) for _name, values in params.lists() for value in values):
         # A NUL or another control character names nothing here, and PostgreSQL refuses a NUL
         # in the grant's row: refused before anything is saved.
-        return _refuse(
-            request, application, credentials, "invalid_request", "Control characters."
-        )
+        return _refuse(request, application, credentials, "invalid_request", "Control characters.")
     for parameter, unsupported in _UNSUPPORTED_PARAMETERS.items():
         # OpenID Connect Core §6.1, §6.2 and §7.2.1: refused, not ignored (a request object's
         # values would otherwise be silently replaced by the query's), before any sign-in.
@@ -505,9 +503,7 @@ def _issue_code(
     """
     oauth_request = credentials["request"]
     dispatcher = core.server.response_types.get(oauth_request.response_type)
-    grant_type = getattr(
-        dispatcher, "oidc_grant" if "openid" in scopes else "default_grant", None
-    )
+    grant_type = getattr(dispatcher, "oidc_grant" if "openid" in scopes else "default_grant", None)
     if grant_type is None or getattr(grant_type, "_code_modifiers", True):
         uri: str = core.create_authorization_response(
             request, scopes=scopes, credentials=credentials, allow=True
