@@ -56,9 +56,7 @@ from csp.utils import build_policy
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.middleware import SessionMiddleware
-from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse
-from django.http.multipartparser import MultiPartParserError
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
 from django.middleware.security import SecurityMiddleware
@@ -68,15 +66,13 @@ from django.utils.crypto import constant_time_compare
 
 from threshold import clock
 from threshold.accounts.models import User
-from threshold.core import errors
 from threshold.passkeys.hotpath import without_health_check
 from threshold.passkeys.lean import host_and_scheme_accepted
 from threshold.sessions import middleware as session_timeout
 from threshold.sessions.store import LAST_SEEN, SIGNED_IN_AT, SessionStore
 from threshold.sso import appcache, hotpath, views
 from threshold.sso.sessions import SID
-from threshold.web.bodies import _FORMS
-from threshold.web.http import content_length
+from threshold.web.bodies import _FORMS, form_refusal
 
 # The parameters of the plain code flow; any other (prompt, max_age, acr_values,
 # id_token_hint, a return from signing in again, ...) goes down the full stack.
@@ -268,16 +264,4 @@ def _signed_in(session_key: str) -> tuple[SessionStore, User] | None:
 
 def _form_read(request: HttpRequest) -> bool:
     """Read and parse a form body, as RequestBodyMiddleware does; False if it would refuse it."""
-    try:
-        length = content_length(request)
-    except errors.MalformedRequest:
-        return False  # not a number of bytes: the full stack refuses it
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    if limit is not None and length > limit:
-        return False
-    try:
-        request.body  # noqa: B018 - kept by Django: the full stack can read it again
-        request.POST  # noqa: B018
-    except (MultiPartParserError, SuspiciousOperation):
-        return False
-    return True
+    return form_refusal(request) is None

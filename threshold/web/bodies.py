@@ -47,14 +47,16 @@ class RequestBodyMiddleware:
 
 
 def _refuse_form(request: HttpRequest) -> HttpResponse | None:
-    why = _why_refused(request)
+    why = form_refusal(request)
     if why is None:
         return None
     _logger.warning("Refused a %s body from %s: %s", request.content_type, client_ip(request), why)
     return bad_request(request)
 
 
-def _why_refused(request: HttpRequest) -> str | None:
+def form_refusal(request: HttpRequest) -> str | None:
+    """Why a form body is refused (its length, or a parse failure), or None once it is read
+    and parsed: the check ``RequestBodyMiddleware`` makes, for the lean paths that skip it."""
     try:
         length = content_length(request)
     except MalformedRequest as error:
