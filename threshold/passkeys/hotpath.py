@@ -40,7 +40,7 @@ from time import monotonic
 from typing import Any, TypeVar
 
 from django.db import InterfaceError, OperationalError, connection
-from django.db.models import Field, Model
+from django.db.models import Field, ForeignKey, Model
 from django.db.models.signals import post_delete, post_save
 
 from threshold.accounts.models import User
@@ -70,12 +70,10 @@ def _field(model: type[Model], name: str) -> Field[Any, Any]:
     return next(f for f in _fields(model) if name in (f.name, f.attname))
 
 
-# Fields whose get_db_prep_save returns a str, int or bool value unchanged.
-_PLAIN_TYPES = frozenset(
+# Fields whose get_db_prep_save returns a str, int or bool value of that type unchanged.
+_TEXT_TYPES = frozenset({"CharField", "TextField"})
+_INTEGER_TYPES = frozenset(
     {
-        "CharField",
-        "TextField",
-        "BooleanField",
         "IntegerField",
         "BigIntegerField",
         "SmallIntegerField",
@@ -84,36 +82,53 @@ _PLAIN_TYPES = frozenset(
         "PositiveSmallIntegerField",
     }
 )
+_INTEGER_KEYS = frozenset({"AutoField", "BigAutoField", *_INTEGER_TYPES})
 
 
-def _plain(value: Any) -> Any:
-    return value
+def preparer(field: Field[Any, Any]) -> Callable[[Any], Any]:
+    """What the ORM does to a value of ``field`` before writing it (``get_db_prep_save``),
+    skipped where it would give the value back unchanged: the one home of this shortcut for
+    the hand-written SQL of the sign-in and of single sign-on (threshold/sso/hotpath.py)."""
+    prepare = field.get_db_prep_save
+    kind = field.get_internal_type()
+    if isinstance(field, ForeignKey) and field.target_field.get_internal_type() in _INTEGER_KEYS:
+        # A foreign key to an integer primary key: None stays None, an int that int
+        # (ForeignKey.get_db_prep_save, then the target's int() and validate_autopk_value,
+        # which only MySQL's refuses 0 in).
+        return lambda value: (
+            value if value is None or type(value) is int else prepare(value, connection)
+        )
+    if kind == "DateTimeField":
+        # An aware datetime goes through DateTimeField.get_prep_value unchanged, then to
+        # the backend's adapt_datetimefield_value (a naive one, the field's warning and
+        # conversion first).
+        return lambda value: (
+            connection.ops.adapt_datetimefield_value(value)
+            if type(value) is datetime and value.tzinfo is not None
+            else prepare(value, connection)
+        )
+    plain: type | None = (
+        bool
+        if kind == "BooleanField"
+        else str
+        if kind in _TEXT_TYPES
+        else int
+        if kind in _INTEGER_TYPES
+        else None
+    )
+    if plain is None:
+        return lambda value: prepare(value, connection)
+
+    def prepared(value: Any) -> Any:
+        # Exactly that type (not a subclass: an enum goes through the field).
+        return value if value is None or type(value) is plain else prepare(value, connection)
+
+    return prepared
 
 
 @lru_cache(maxsize=64)
 def _prepare(model: type[Model], name: str) -> Callable[[Any], Any]:
-    """What the ORM does to a value of ``model.name`` before writing it (``get_db_prep_save``);
-    for a text, integer or boolean column with a value of that type, nothing."""
-    field = _field(model, name)
-    prepare = field.get_db_prep_save
-    if field.get_internal_type() == "DateTimeField":
-
-        def moment(value: Any) -> Any:
-            # An aware datetime needs only the backend's adaptation (a naive one, the
-            # field's warning and conversion first).
-            if isinstance(value, datetime) and value.tzinfo is not None:
-                return connection.ops.adapt_datetimefield_value(value)
-            return prepare(value, connection)
-
-        return moment
-    if field.get_internal_type() not in _PLAIN_TYPES:
-        return lambda value: prepare(value, connection)
-    plain = (str, int) if field.get_internal_type() != "BooleanField" else (bool,)
-
-    def prepared(value: Any) -> Any:
-        return value if value is None or isinstance(value, plain) else prepare(value, connection)
-
-    return prepared
+    return preparer(_field(model, name))
 
 
 @lru_cache(maxsize=16)

@@ -22,18 +22,17 @@ import functools
 import json
 import operator
 from collections.abc import Callable
-from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from django.db import connection, router
-from django.db.models import Field, ForeignKey, Model
+from django.db.models import Field, Model
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_application_model, get_grant_model
 
 from threshold.accounts.models import User
 from threshold.groups.models import Group, Membership
-from threshold.passkeys.hotpath import instance_from_row
+from threshold.passkeys.hotpath import instance_from_row, preparer
 from threshold.sessions.models import Session
 from threshold.sso.models import AppSignIn
 
@@ -133,13 +132,6 @@ def insert(instance: Model) -> None:
     instance._state.db = router.db_for_write(model)  # noqa: SLF001
 
 
-# Fields whose get_db_prep_save returns a str, int or bool value of that type unchanged.
-_PLAIN_TYPES = frozenset(
-    {"CharField", "TextField", "BooleanField", "IntegerField", "BigIntegerField"}
-)
-_INTEGER_KEYS = frozenset({"AutoField", "BigAutoField", "IntegerField", "BigIntegerField"})
-
-
 @lru_cache(maxsize=16)
 def _writing(model: type[Model]) -> list[tuple[Callable[[Model], Any], Callable[[Any], Any]]]:
     """Per column of ``model`` but the primary key: how ``save()`` reads its value
@@ -155,41 +147,12 @@ def _writing(model: type[Model]) -> list[tuple[Callable[[Model], Any], Callable[
             read = operator.attrgetter(field.attname)
         else:
             read = functools.partial(_pre_save, field)
-        writing.append((read, _preparer(field)))
+        writing.append((read, preparer(field)))
     return writing
 
 
 def _pre_save(field: Field[Any, Any], instance: Model) -> Any:
     return field.pre_save(instance, True)
-
-
-def _preparer(field: Field[Any, Any]) -> Callable[[Any], Any]:
-    prepare = field.get_db_prep_save
-    kind = field.get_internal_type()
-    if isinstance(field, ForeignKey) and field.target_field.get_internal_type() in _INTEGER_KEYS:
-        # A foreign key to an integer primary key: None stays None, an int that int
-        # (ForeignKey.get_db_prep_save, then the target's int() and validate_autopk_value,
-        # which only MySQL's refuses 0 in).
-        return lambda value: (
-            value if value is None or type(value) is int else prepare(value, connection)
-        )
-    if kind == "DateTimeField":
-        # An aware datetime goes through DateTimeField.get_prep_value unchanged, then to
-        # the backend's adapt_datetimefield_value.
-        return lambda value: (
-            connection.ops.adapt_datetimefield_value(value)
-            if type(value) is datetime and value.tzinfo is not None
-            else prepare(value, connection)
-        )
-    if kind not in _PLAIN_TYPES:
-        return lambda value: prepare(value, connection)
-    plain = bool if kind == "BooleanField" else str if kind in ("CharField", "TextField") else int
-
-    def prepared(value: Any) -> Any:
-        # Exactly that type (not a subclass: an enum goes through the field).
-        return value if value is None or type(value) is plain else prepare(value, connection)
-
-    return prepared
 
 
 @lru_cache(maxsize=8)
