@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
 from tests.integration.conftest import Browser, Person, assert_ok, enrolled_person, sign_in
 from threshold.accounts.models import Role
 from threshold.portal.urls import urlpatterns
@@ -44,3 +47,26 @@ def every_portal_path(
         paths.append("/" + route)
     assert all(re.match(r"^/admin/", path) for path in paths)
     return paths
+
+
+def query_plans(browser: Browser, path: str, needle: str) -> list[str]:
+    """The plans the database chose for the queries ``path`` runs that contain ``needle``."""
+    with CaptureQueriesContext(connection) as queries:
+        response = browser.get(path)
+    assert response.status_code == 200
+    chosen = [query["sql"] for query in queries.captured_queries if needle in query["sql"]]
+    assert chosen, [query["sql"] for query in queries.captured_queries]
+    plans = []
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("ANALYZE audit_auditevent")
+            # A test's table is a few pages, which PostgreSQL reads whole, or through a bitmap
+            # and then sorts: forbid both, so that the plan shows whether an index can be used
+            # at all and whether it gives the order.
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute("SET LOCAL enable_bitmapscan = off")
+        verb = "EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN "
+        for sql in chosen:
+            cursor.execute(verb + sql)
+            plans.append("\n".join(str(row[-1]) for row in cursor.fetchall()))
+    return plans

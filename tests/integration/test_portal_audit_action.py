@@ -9,10 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
-from tests.integration.conftest import Browser
-from tests.integration.portal_support import staff
+from tests.integration.portal_support import query_plans, staff
 from tests.integration.test_portal import _next_link
 from threshold.accounts.models import Role
 from threshold.audit.actions import Action
@@ -55,38 +53,15 @@ def test_the_action_filter_pages_exactly_that_actions_events_newest_first():
     assert len(shown) == PAGE_SIZE + 12
 
 
-def _plans(browser: Browser, path: str) -> list[str]:
-    with CaptureQueriesContext(connection) as queries:
-        response = browser.get(path)
-    assert response.status_code == 200
-    by_action = [
-        query["sql"] for query in queries.captured_queries if "user.locked" in query["sql"]
-    ]
-    assert by_action, [query["sql"] for query in queries.captured_queries]
-    plans = []
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("ANALYZE audit_auditevent")
-            # A test's table is a few pages, which PostgreSQL reads whole, or through a bitmap and
-            # then sorts: forbid both, so that the plan shows whether the index gives the order.
-            cursor.execute("SET LOCAL enable_seqscan = off")
-            cursor.execute("SET LOCAL enable_bitmapscan = off")
-        verb = "EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN "
-        for sql in by_action:
-            cursor.execute(verb + sql)
-            plans.append("\n".join(str(row[-1]) for row in cursor.fetchall()))
-    return plans
-
-
 def test_the_action_filter_reads_the_action_index_in_order_on_its_first_page_and_below():
     _log()
     _, browser = staff("auditor@example.com", Role.AUDITOR)
-    first = _plans(browser, "/admin/audit?action=user.locked")
+    first = query_plans(browser, "/admin/audit?action=user.locked", "user.locked")
     assert all("audit_action_at_id" in plan for plan in first), first
     assert not any("TEMP B-TREE" in plan or "Sort" in plan for plan in first), first
     deeper = _next_link(browser.get("/admin/audit?action=user.locked").content.decode())
     assert "before=" in deeper
-    below = _plans(browser, deeper)
+    below = query_plans(browser, deeper, "user.locked")
     assert all("audit_action_at_id" in plan for plan in below), below
     assert not any("TEMP B-TREE" in plan or "Sort" in plan for plan in below), below
 

@@ -7,10 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
-from tests.integration.conftest import Browser
-from tests.integration.portal_support import staff
+from tests.integration.portal_support import query_plans, staff
 from tests.integration.test_portal import _next_link
 from threshold.accounts.models import Role
 from threshold.audit.actions import Action, Origin, record
@@ -79,38 +77,17 @@ def test_the_app_filter_finds_exactly_the_events_that_name_the_app(app):
     assert shown == expected
 
 
-def _plans(browser: Browser, path: str) -> list[str]:
-    """The plans of the queries ``path`` runs that filter by app, as the database chose them."""
-    with CaptureQueriesContext(connection) as queries:
-        response = browser.get(path)
-    assert response.status_code == 200
-    by_app = [query["sql"] for query in queries.captured_queries if WIKI in query["sql"]]
-    assert by_app, [query["sql"] for query in queries.captured_queries]
-    plans = []
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("ANALYZE audit_auditevent")
-            # A test's table is a few pages, which a sequential scan reads faster than any index
-            # would: forbid it, so that the plan shows whether the index can be used at all.
-            cursor.execute("SET LOCAL enable_seqscan = off")
-        verb = "EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN "
-        for sql in by_app:
-            cursor.execute(verb + sql)
-            plans.append("\n".join(str(row[-1]) for row in cursor.fetchall()))
-    return plans
-
-
 def test_the_app_filter_uses_the_app_index_on_its_first_page_and_below():
     _log()
     _, browser = staff("auditor@example.com", Role.AUDITOR)
-    first = _plans(browser, f"/admin/audit?app={WIKI}")
+    first = query_plans(browser, f"/admin/audit?app={WIKI}", WIKI)
     assert all("audit_app" in plan for plan in first), first
     # Ordered by the index: no sort of the app's events, however many there are.
     assert not any("TEMP B-TREE" in plan or "Sort" in plan for plan in first), first
 
     deeper = _next_link(browser.get(f"/admin/audit?app={WIKI}").content.decode())
     assert "before=" in deeper
-    below = _plans(browser, deeper)
+    below = query_plans(browser, deeper, WIKI)
     assert all("audit_app" in plan for plan in below), below
     assert not any("TEMP B-TREE" in plan or "Sort" in plan for plan in below), below
 
