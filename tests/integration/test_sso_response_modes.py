@@ -160,6 +160,21 @@ def test_form_post_sends_the_code_in_a_form_the_page_submits_itself(ada):
     assert event.detail["app"] == app.client_id
 
 
+def test_form_post_after_consent_sends_the_code_in_a_form(ada):
+    app = add_app(require_consent=True)
+    browser = signed_in(ada)
+    consent = authorize(browser, app, response_mode="form_post")
+    assert consent.response.status_code == 200
+    assert b"Allow" in consent.response.content
+    allowed = browser.client.post(
+        consent.response.wsgi_request.get_full_path(),
+        {"csrfmiddlewaretoken": browser.csrf_token(), "allow": "yes"},
+    )
+    fields = posted_to_app(allowed)
+    assert set(fields) == {"code", "state", "iss"}
+    assert exchange(app, fields["code"], consent.verifier).status_code == 200
+
+
 def test_form_post_keeps_a_query_the_redirect_uri_was_registered_with(ada):
     with_query = "http://127.0.0.1:9000/callback?tenant=7"
     app = add_app(redirect_uris=[with_query])
