@@ -1,9 +1,10 @@
 """The pages single sign-on adds, at a desktop's and a phone's width: they fit and are accessible.
 
 Home's "My apps", Settings' "Apps you're signed in to", an app's consent page, "Sign in again"
-(prompt=login) and "You don't have access to APP", audited as the first day's pages are
-(``test_first_day.PageAudit``: layout, axe-core, headings, one link style and focus ring). The
-end-to-end flows with a real relying party are the test_sso_* files.
+(prompt=login), "You don't have access to APP" and a form_post answer's "Continue to APP",
+audited as the first day's pages are (``test_first_day.PageAudit``: layout, axe-core, headings,
+one link style and focus ring). The end-to-end flows with a real relying party are the
+test_sso_* files.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def test_app_pages_fit_and_pass_axe(
         "https://wiki.example/",
     )
     ledger = add_app(server, f"Ledger {suffix}")
+    notes = add_app(server, f"Notes {suffix}")
     server.cli("groups", "add", f"Finance {suffix}")
     server.cli("apps", "assign", ledger, "--group", f"Finance {suffix}")
     person = invite()
@@ -84,5 +86,12 @@ def test_app_pages_fit_and_pass_axe(
     page.goto(authorize_path(wiki, prompt="login"))
     expect(page.get_by_role("button", name="Sign in with a passkey")).to_be_visible()
     audit.check("sign in again")
+
+    # As a browser without JavaScript shows it: its script would send the form at once.
+    page.route("**/threshold/form-post*.js", lambda route: route.abort())
+    page.goto(authorize_path(notes, response_mode="form_post"))
+    expect(page.get_by_role("heading", name=f"Continue to Notes {suffix}")).to_be_visible()
+    expect(page.get_by_role("button", name="Continue", exact=True)).to_be_visible()
+    audit.check("form post")
 
     audit.assert_clean()

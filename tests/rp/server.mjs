@@ -12,6 +12,8 @@
 //                              code (code_verifier), verifies the ID token (signature against the
 //                              JWKS, iss, aud, nonce, exp/iat, auth_time against max_age with zero
 //                              clock tolerance), calls userinfo; shows and records the outcome.
+//   POST /cb/NAME              the same for a response_mode=form_post response (the parameters in
+//                              a form body, read by openid-client from the Request).
 //   GET /logout/NAME           RP-initiated logout with id_token_hint, post_logout_redirect_uri, state.
 //   GET /logged-out/NAME       the post_logout_redirect_uri.
 //   POST /backchannel/NAME     the backchannel_logout_uri: verifies and records the logout_token.
@@ -187,9 +189,14 @@ async function startLogin(app, url, response) {
     request: parameters,
   });
   const location = client.buildAuthorizationUrl(config, parameters);
+  // A form_post response arrives as a cross-site POST (the provider is http://localhost:PORT,
+  // this app http://127.0.0.1:PORT), which carries no SameSite=Lax cookie: as real apps do
+  // (ASP.NET Core's correlation cookie), that transaction's cookie is SameSite=None; Secure,
+  // which browsers accept from a loopback origin over http.
+  const sameSite = parameters.response_mode === 'form_post' ? 'None; Secure' : 'Lax';
   response.writeHead(302, {
     location: location.href,
-    'set-cookie': `rp_tx_${app.name}=${id}; Path=/; HttpOnly; SameSite=Lax`,
+    'set-cookie': `rp_tx_${app.name}=${id}; Path=/; HttpOnly; SameSite=${sameSite}`,
     'cache-control': 'no-store',
   });
   response.end();
@@ -215,8 +222,21 @@ async function exchange(tx, currentUrl) {
 
 async function callback(app, url, request, response) {
   const tx = transactions.get(cookie(request, `rp_tx_${app.name}`));
+  // A form_post response: openid-client reads the parameters from a Request's form body.
+  let current = url;
+  let received = url.searchParams;
+  if (request.method === 'POST') {
+    const body = await readBody(request);
+    received = new URLSearchParams(body);
+    current = new Request(url, {
+      method: 'POST',
+      headers: { 'content-type': request.headers['content-type'] ?? '' },
+      body,
+    });
+  }
   const record = {
-    callback: Object.fromEntries(url.searchParams),
+    callback: Object.fromEntries(received),
+    callback_method: request.method,
     request: tx ? tx.request : null,
   };
   let result;
@@ -224,7 +244,7 @@ async function callback(app, url, request, response) {
     result = { ok: false, error: null, message: 'no transaction for this browser' };
   } else {
     try {
-      const tokens = await exchange(tx, url);
+      const tokens = await exchange(tx, current);
       result = tokenResult(tokens);
       try {
         result.userinfo = await client.fetchUserInfo(tx.config, tokens.access_token, result.claims.sub);
@@ -234,7 +254,10 @@ async function callback(app, url, request, response) {
     } catch (error) {
       result = failure(error);
     }
-    tx.callbackUrl = url;
+    // For a replay: the response as a URL (a Request's body is read once).
+    const replayUrl = new URL(url);
+    if (request.method === 'POST') for (const [k, v] of received) replayUrl.searchParams.append(k, v);
+    tx.callbackUrl = replayUrl;
   }
   Object.assign(record, result);
   record.index = app.flows.length;
@@ -382,7 +405,9 @@ async function route(request, response) {
   }
   if (!app) return json(response, 404, { ok: false, message: `no app ${name}` });
   if (request.method === 'GET' && first === 'login') return startLogin(app, url, response);
-  if (request.method === 'GET' && first === 'cb') return callback(app, url, request, response);
+  if ((request.method === 'GET' || request.method === 'POST') && first === 'cb') {
+    return callback(app, url, request, response);
+  }
   if (request.method === 'GET' && first === 'logout') return endSession(app, url, response);
   if (request.method === 'GET' && first === 'logged-out') {
     const record = {

@@ -31,8 +31,11 @@ class FormActionMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if response.status_code == HTTPStatus.OK and response.get("Content-Type", "").startswith(
-            "text/html"
+        if (
+            response.status_code == HTTPStatus.OK
+            and response.get("Content-Type", "").startswith("text/html")
+            # A page that set its own (the form_post response, sso/responses.py) knows its app.
+            and not hasattr(response, "_csp_update")
         ):
             origin = self.app_origin(request)
             if origin:

@@ -5,7 +5,9 @@ leaves to the provider: whose session signs the person in, whether they may use 
 ``prompt``, ``max_age``, ``acr_values`` and ``id_token_hint``, and consent. A request that
 cannot be answered at the app's redirect URI (an unknown client, a redirect URI the app did
 not register) gets a page in the catalog's words; every other error goes back to the app as
-an OAuth error with ``state`` and ``iss`` (RFC 9207). Each outcome is audited.
+an OAuth error with ``state`` and ``iss`` (RFC 9207), in the response mode the app asked for
+(``query``, ``fragment`` or ``form_post``: ``responses.py``), as its code does. Each outcome
+is audited.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from oauth2_provider.exceptions import (
     OIDCError,
 )
 from oauth2_provider.http import OAuth2ResponseRedirect
-from oauth2_provider.oauth2_backends import _add_iss_to_redirect
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import RevokeTokenView, UserInfoView
 from oauth2_provider.views.mixins import OAuthLibMixin
@@ -65,6 +66,7 @@ from threshold.sso import keys
 from threshold.sso.access import access_signed_in_app
 from threshold.sso.actions import do_sign_out_of_app
 from threshold.sso.models import Algorithm, Application, AppSignIn
+from threshold.sso.responses import ResponseMode, respond, response_mode_of
 from threshold.sso.sessions import facts_of, subject_of
 from threshold.sso.validator import (
     FACTS,
@@ -113,7 +115,7 @@ def discovery(request: HttpRequest) -> JsonResponse:
         "end_session_endpoint": _url("sso:end-session"),
         "scopes_supported": list(provider["SCOPES"]),
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
+        "response_modes_supported": [str(mode) for mode in ResponseMode],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(Algorithm.values),
@@ -175,17 +177,37 @@ def _as_given(value: object, length: int = 200) -> str:
 
 
 def _error_redirect(
-    redirect_uri: str, error: str, description: str, state: str | None
+    request: HttpRequest,
+    redirect_uri: str,
+    error: str,
+    description: str,
+    state: str | None,
+    *,
+    application: Application | None = None,
 ) -> HttpResponse:
     params = [("error", error), ("error_description", description)]
     if state:
         params.append(("state", state))
     params.append(("iss", settings.THRESHOLD.public_url))
-    return _to_app(add_params_to_uri(redirect_uri, params))
+    return _answer(request, redirect_uri, params, application)
+
+
+def _answer(
+    request: HttpRequest,
+    redirect_uri: str,
+    params: list[tuple[str, str]],
+    application: Application | None,
+) -> HttpResponse:
+    """The authorization response to the app, in the response mode its request asked for;
+    in ``query``, the code flow's default, when it asked for one this provider does not know
+    (Multiple Response Type Encoding Practices §2.1): the refusal of that goes this way."""
+    mode = response_mode_of(request.GET) or ResponseMode.QUERY
+    return respond(request, redirect_uri, params, mode, getattr(application, "name", ""))
 
 
 def _to_app(uri: str) -> HttpResponse:
-    """A redirect to an app's registered URI (http for loopback apps; DOT checks the scheme)."""
+    """A redirect to an app's registered post-logout URI (http for loopback apps; DOT checks
+    the scheme)."""
     response: HttpResponse = OAuth2ResponseRedirect(uri, ["http", "https"])
     return response
 
@@ -207,7 +229,12 @@ def _refuse(
         app=getattr(application, "client_id", ""),
     )
     return _error_redirect(
-        credentials["redirect_uri"], error, description, credentials.get("state")
+        request,
+        credentials["redirect_uri"],
+        error,
+        description,
+        credentials.get("state"),
+        application=application,
     )
 
 
@@ -318,6 +345,7 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             app=_as_given(request.GET.get("client_id", "")),
         )
         return _error_redirect(
+            request,
             oauth_error.redirect_uri,
             reason,
             oauth_error.description or "",
@@ -325,6 +353,14 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
         )
     application: Application = credentials["request"].client
     params = request.GET
+    if response_mode_of(params) is None:
+        # A response mode this provider does not know (or a repeated one): an invalid
+        # parameter value (RFC 6749 §4.1.2.1 invalid_request), answered in query, the code
+        # flow's default, rather than oauthlib's silent query: the app learns why its
+        # answer did not come the way it asked (discovery's response_modes_supported).
+        return _refuse(
+            request, application, credentials, "invalid_request", "Unsupported response_mode."
+        )
     if credentials.get("code_challenge_method") != "S256":
         return _refuse(
             request, application, credentials, "invalid_request", "PKCE with S256 is required."
@@ -392,10 +428,12 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
         )
         if "none" in prompt:
             return _error_redirect(
+                request,
                 credentials["redirect_uri"],
                 "access_denied",
                 "Not assigned to this app.",
                 credentials.get("state"),
+                application=application,
             )
         return _problem(
             request, "app_not_allowed", 403, template="sso/no_access.html", application=application
@@ -448,7 +486,7 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
     try:
         # The grant, the sign-in's facts and the audit row: all three or none.
         with transaction.atomic():
-            uri = _issue_code(core, request, list(scopes), credentials)
+            response_params = _issue_code(core, request, list(scopes), credentials)
             # What record() stores, in one INSERT built once (threshold/sso/hotpath.py).
             insert_audit(
                 [
@@ -482,14 +520,15 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             app=application.client_id,
         )
         return _problem(request, "app_link_invalid", 400)
-    return _to_app(uri)
+    return _answer(request, credentials["redirect_uri"], response_params, application)
 
 
 def _issue_code(
     core: Any, request: HttpRequest, scopes: list[str], credentials: dict[str, Any]
-) -> str:
-    """The redirect to the app with a new code: what DOT's ``create_authorization_response``
-    answers, without validating the request a second time.
+) -> list[tuple[str, str]]:
+    """A new code: the authorization response's parameters (``code``, ``state``, RFC 9207's
+    ``iss``), what DOT's ``create_authorization_response`` would put in its redirect, without
+    validating the request a second time.
 
     oauthlib's grant validates the whole request again inside its
     ``create_authorization_response`` (duplicate parameters, client, redirect URI, PKCE,
@@ -497,18 +536,20 @@ def _issue_code(
     ``validate_authorization_request`` has just validated, with the same parameters, so with
     the same answer. Here the validated request (``credentials["request"]``) goes through the
     steps that follow that validation, each the grant's or validator's own: the code
-    (``create_authorization_code``), the grant's INSERT (``save_authorization_code``), the
-    redirect (``prepare_authorization_response``), then DOT's RFC 9207 ``iss``. A grant with
-    code modifiers (none for the code flow in oauthlib 4) goes through oauthlib's whole path.
+    (``create_authorization_code``) and the grant's INSERT (``save_authorization_code``); then
+    DOT's RFC 9207 ``iss``. The response itself is ours (``_answer``): oauthlib's
+    ``prepare_authorization_response`` knows no ``form_post`` and answers it in ``query``.
+    Only the hybrid flows' grants modify a code (``_code_modifiers``, oauthlib 4), and this
+    provider has only the code flow: such a grant is refused, never half-served.
     """
     oauth_request = credentials["request"]
     dispatcher = core.server.response_types.get(oauth_request.response_type)
     grant_type = getattr(dispatcher, "oidc_grant" if "openid" in scopes else "default_grant", None)
     if grant_type is None or getattr(grant_type, "_code_modifiers", True):
-        uri: str = core.create_authorization_response(
-            request, scopes=scopes, credentials=credentials, allow=True
-        )[0]
-        return uri
+        raise OAuthToolkitError(
+            error=oauth2_errors.UnsupportedResponseTypeError(),
+            redirect_uri=credentials["redirect_uri"],
+        )
     # What DOT's and oauthlib's create_authorization_response put on their request.
     oauth_request.scopes = scopes
     oauth_request.user = request.user
@@ -518,17 +559,13 @@ def _issue_code(
         grant_type.request_validator.save_authorization_code(
             oauth_request.client_id, code, oauth_request
         )
-        headers, _body, _status = grant_type.prepare_authorization_response(
-            oauth_request, code, {}, None, 302
-        )
     except oauth2_errors.OAuth2Error as error:
         # As DOT's create_authorization_response raises them.
         raise OAuthToolkitError(error=error, redirect_uri=credentials["redirect_uri"]) from error
-    location = str(headers["Location"])
+    params = [(str(name), str(value)) for name, value in code.items()]
     if oauth2_settings.COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS:
-        issuer = oauth2_settings.oauth2_authorization_server_issuer(request)
-        location = str(_add_iss_to_redirect(location, issuer))
-    return location
+        params.append(("iss", str(oauth2_settings.oauth2_authorization_server_issuer(request))))
+    return params
 
 
 def _satisfies(acr: Acr, wanted: Acr) -> bool:
