@@ -30,8 +30,10 @@ What it keeps, and where from:
 asks the person nothing (no sign-in, no consent) and writes nothing to the session (a person
 outside a group-assigned app's groups gets the full stack's "You don't have access" page, a
 test compares them): the request's parameters are the plain code
-flow's (no ``prompt``, ``max_age``, ``acr_values``, ``id_token_hint``, no repeated
-parameter), the app is one this process keeps (``appcache``), without consent (assigned to
+flow's, with or without ``response_mode`` (the view answers ``query``, ``fragment`` and
+``form_post`` alike; a form_post page brings its own CSP form-action), and no ``prompt``,
+``max_age``, ``acr_values``, ``id_token_hint`` or repeated
+parameter; the app is one this process keeps (``appcache``), without consent (assigned to
 everyone or to groups: the view asks whether the person is in one, one SELECT), and the
 redirect URI is registered for it; the session is signed in (session and
 person in one SELECT, ``hotpath.signed_in_session``), verified as Django's ``get_user``
@@ -86,6 +88,9 @@ _PLAIN_AUTHORIZATION = frozenset(
         "nonce",
         "code_challenge",
         "code_challenge_method",
+        # query, fragment or form_post (sso/responses.py): the view answers each, and a
+        # form_post page sets its own CSP form-action, which the lean path passes to django-csp.
+        "response_mode",
     }
 )
 # What a view may set for django-csp's per-response policy: then django-csp builds it.
