@@ -14,6 +14,7 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -69,9 +70,22 @@ def ada(db):
     return person
 
 
-def full_stack():
-    """The settings without the lean path for /token and /userinfo."""
-    return override_settings(MIDDLEWARE=[name for name in settings.MIDDLEWARE if name != LEAN])
+@contextlib.contextmanager
+def full_stack(*browsers: Browser) -> Iterator[None]:
+    """The settings without the lean path, for new test clients and for ``browsers``' own: a
+    test client builds its middleware chain once, at its first request, so theirs are built
+    again under these settings, and once more after them."""
+
+    def rebuilt() -> None:
+        for browser in browsers:
+            browser.client.handler._middleware_chain = None
+
+    with override_settings(MIDDLEWARE=[name for name in settings.MIDDLEWARE if name != LEAN]):
+        rebuilt()
+        try:
+            yield
+        finally:
+            rebuilt()
 
 
 def shapes(queries: CaptureQueriesContext) -> list[str]:
@@ -313,19 +327,27 @@ def test_the_lean_authorize_answers_as_the_full_stack(ada, clock):
     for stack in ("lean", "full"):
         with CaptureQueriesContext(connection) as queries:
             if stack == "full":
-                with full_stack():
+                with full_stack(browser):
                     response = authorize(browser, app).response
             else:
                 response = authorize(browser, app).response
         answers[stack] = authorize_answer(response)
-        assert exchange(app, parse_code(response), "x" * 43).status_code == 400  # PKCE
+        # Read before the next request: Django empties the query log when one starts.
         answers[f"{stack} statements"] = shapes(queries)
+        assert exchange(app, parse_code(response), "x" * 43).status_code == 400  # PKCE
     assert answers["lean"] == answers["full"]
     assert answers["lean"][0] == 302
     assert "Content-Security-Policy" in answers["lean"][1]
-    assert (
-        answers["lean statements"]
-        == answers["full statements"][:1] + answers["full statements"][2:]
+    # The person is read with the session, not by a SELECT of its own.
+    assert answers["full statements"][1] == "SELECT accounts_user"
+    assert answers["lean statements"] == [
+        "SELECT web_session",
+        "INSERT oauth2_provider_grant",
+        "INSERT sso_appsignin",
+        "INSERT audit_auditevent",
+    ]
+    assert answers["lean statements"] == (
+        answers["full statements"][:1] + answers["full statements"][2:]
     )
     # A minute later the idle clock is refreshed (a session write): the full stack does it,
     # then the lean path answers again.
@@ -340,6 +362,41 @@ def test_the_lean_authorize_answers_as_the_full_stack(ada, clock):
 
 def parse_code(response: Any) -> str:
     return re.search(r"[?&]code=([^&]+)", response["Location"]).group(1)
+
+
+@pytest.mark.parametrize("mode", ["query", "fragment", "form_post"])
+def test_the_lean_authorize_answers_each_response_mode_as_the_full_stack(ada, clock, mode):
+    app = add_app()
+    browser = signed_in(ada)
+    flow(browser, app)
+    answers = {}
+    for stack in ("lean", "full"):
+        stack_settings = full_stack(browser) if stack == "full" else contextlib.nullcontext()
+        with CaptureQueriesContext(connection) as queries, stack_settings:
+            response = authorize(browser, app, response_mode=mode).response
+        status, headers, cookies = authorize_answer(response)
+        headers.pop("Location", None)
+        # The answer without its code and state, wherever the mode puts them, and without the
+        # page's CSRF token (masked afresh for each answer).
+        text = re.sub(
+            r"(code|state|csrfmiddlewaretoken)(=|\" value=\")[^&\"]+",
+            r"\1\2X",
+            response.get("Location", "") + response.content.decode(),
+        )
+        answers[stack] = (status, headers, cookies, text)
+        answers[f"{stack} statements"] = shapes(queries)
+    assert answers["lean"] == answers["full"]
+    assert answers["lean statements"] == (
+        answers["full statements"][:1] + answers["full statements"][2:]
+    )
+    status, headers, _, text = answers["lean"]
+    if mode == "form_post":
+        assert status == 200
+        assert "form-action 'self' http://127.0.0.1:9" in headers["Content-Security-Policy"]
+        assert 'name="code" value="X"' in text
+    else:
+        assert status == 302
+        assert ("#code=X" if mode == "fragment" else "?code=X") in text
 
 
 def test_the_lean_authorize_takes_only_a_signed_in_plain_request(ada, clock):
@@ -522,7 +579,7 @@ def test_an_authorization_is_validated_once_by_one_kept_oauthlib_server(ada, mon
     )
     monkeypatch.setattr(OpenIDServer, "__init__", counted_server)
     for stack in ("lean", "full"):
-        with full_stack() if stack == "full" else contextlib.nullcontext():
+        with full_stack(browser) if stack == "full" else contextlib.nullcontext():
             counts["validations"] = 0
             auth = authorize(browser, app)
             assert auth.response.status_code == 302
@@ -592,7 +649,7 @@ def test_the_lean_authorize_answers_a_group_assigned_app_as_the_full_stack(ada, 
     flow(browser, app)  # the session's sid; the app kept
     answers = {}
     for stack in ("lean", "full"):
-        stack_settings = full_stack() if stack == "full" else contextlib.nullcontext()
+        stack_settings = full_stack(browser) if stack == "full" else contextlib.nullcontext()
         with CaptureQueriesContext(connection) as queries, stack_settings:
             response = authorize(browser, app).response
         answers[stack] = authorize_answer(response)
@@ -609,7 +666,7 @@ def test_the_lean_authorize_answers_a_group_assigned_app_as_the_full_stack(ada, 
     do_remove_member(Group.objects.get(name="wiki-editors"), ada.user, Origin.cli())
     refused = {}
     for stack in ("lean", "full"):
-        stack_settings = full_stack() if stack == "full" else contextlib.nullcontext()
+        stack_settings = full_stack(browser) if stack == "full" else contextlib.nullcontext()
         with CaptureQueriesContext(connection) as queries, stack_settings:
             response = authorize(browser, app).response
         refused[stack] = authorize_answer(response)
