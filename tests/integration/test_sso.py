@@ -17,12 +17,12 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import pytest
 from django.test import Client
 from jwcrypto import jwk, jwt
-from oauth2_provider.models import get_access_token_model
+from oauth2_provider.models import get_access_token_model, get_grant_model
 
 from tests.integration.conftest import (
     ORIGIN,
@@ -36,7 +36,7 @@ from tests.integration.conftest import (
 from tests.integration.test_concurrent_changes import all_at_once
 from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts.actions import do_lock_user
-from threshold.audit.actions import Origin
+from threshold.audit.actions import Action, Origin
 from threshold.audit.models import AuditEvent
 from threshold.cli.main import main
 from threshold.enrollment.actions import do_issue_recovery
@@ -659,6 +659,61 @@ def test_consent_only_for_apps_that_require_it(ada):
     assert authorize(browser, app, prompt="none").params["error"] == "consent_required"
     # A first-party app skips it.
     assert "code" in authorize(browser, add_app(name="Mail")).params
+
+
+Grant = get_grant_model()
+
+
+def _authorization_form(app: App, **extra: str) -> tuple[str, dict[str, str]]:
+    verifier, challenge = pkce()
+    form = {
+        "response_type": "code",
+        "client_id": app.client_id,
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid email",
+        "state": "st",
+        "nonce": "n",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        **extra,
+    }
+    return verifier, form
+
+
+def test_an_authorization_request_sent_as_a_form_post_is_answered_as_its_get(ada):
+    # OpenID Connect Core §3.1.2.1: GET and POST. The app's page posts the form cross-site,
+    # without Threshold's CSRF token (the browser enforces CSRF checks, as Chromium's would).
+    app = add_app()
+    browser = signed_in(ada)
+    verifier, form = _authorization_form(app)
+    posted = browser.client.post("/authorize", form)
+    assert posted.status_code == 303
+    assert dict(parse_qsl(urlsplit(posted["Location"]).query)) == form
+    assert urlsplit(posted["Location"]).path == "/authorize"
+    assert not Grant.objects.exists()  # the POST itself changes nothing
+    answer = browser.get(posted["Location"])
+    code = parse_qs(urlsplit(answer["Location"]).query)["code"][0]
+    assert exchange(app, code, verifier).status_code == 200
+    # Its prompt and max_age count as a GET's do.
+    _, form = _authorization_form(app, prompt="none")
+    silent = browser.get(browser.client.post("/authorize", form)["Location"])
+    assert "code" in parse_qs(urlsplit(silent["Location"]).query)
+    anonymous = Browser()
+    refused = anonymous.get(anonymous.client.post("/authorize", form)["Location"])
+    assert parse_qs(urlsplit(refused["Location"]).query)["error"] == ["login_required"]
+
+
+def test_a_consent_answer_without_the_csrf_token_is_refused(ada):
+    app = add_app(require_consent=True)
+    browser = signed_in(ada)
+    auth = authorize(browser, app)
+    assert auth.response.status_code == 200
+    path = auth.response.wsgi_request.get_full_path()
+    # Another site's form that answers "Allow" for the person: Django's CSRF check refuses it.
+    forged = browser.client.post(path, {"allow": "yes"})
+    assert forged.status_code == 403
+    assert not Grant.objects.exists()
+    assert not AuditEvent.objects.filter(action=Action.SSO_AUTHORIZED).exists()
 
 
 # --- Apps from the command line -----------------------------------------------------------------

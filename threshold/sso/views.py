@@ -27,7 +27,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import patch_cache_control
 from django.views.decorators.cache import never_cache
-from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from oauth2_provider.exceptions import (
     ClientIdMissmatch,
@@ -306,11 +306,42 @@ _UNSUPPORTED_PARAMETERS = {
 }
 
 
+# The consent form's fields (sso/consent.html): a POST that has one answers that form, under
+# Django's CSRF check; any other POST is an app's authorization request sent as a form.
+_CONSENT_FIELDS = ("allow", "csrfmiddlewaretoken")
+
+
+@csrf_exempt
 @never_cache
 @require_http_methods(["GET", "POST"])
 def authorize(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        if not any(field in request.POST for field in _CONSENT_FIELDS):
+            return _posted_authorization(request)
+        return _consent_answered(request)
     with per_request():
         return _authorize(request)
+
+
+@csrf_protect
+def _consent_answered(request: HttpRequest) -> HttpResponse:
+    with per_request():
+        return _authorize(request)
+
+
+def _posted_authorization(request: HttpRequest) -> HttpResponse:
+    """An authorization request sent with POST (OpenID Connect Core §3.1.2.1: "Authorization
+    Servers MUST support the use of the HTTP GET and POST methods"), its parameters in a form
+    the app's page submits, cross-site, so without Threshold's CSRF token. It changes nothing
+    by itself: it is answered by a 303 to the same request sent with GET, which then signs the
+    person in first, again, or asks consent and comes back as any GET does."""
+    params = [
+        (name, value)
+        for source in (request.GET, request.POST)
+        for name, values in source.lists()
+        for value in values
+    ]
+    return see_other(request.path + ("?" + urlencode(params) if params else ""))
 
 
 def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912, PLR0915 - one answer per rule
