@@ -112,9 +112,7 @@ def test_discovery_names_the_introspection_endpoint(db):
 
 
 @pytest.mark.parametrize("post", [False, True], ids=["client_secret_basic", "client_secret_post"])
-def test_an_active_access_token_is_described_as_its_id_token_names_the_person(
-    app, tokens, post
-):
+def test_an_active_access_token_is_described_as_its_id_token_names_the_person(app, tokens, post):
     events = AuditEvent.objects.count()
     response = introspect(app, {"token": tokens["access_token"]}, post=post)
     assert response.status_code == 200, response.content

@@ -41,8 +41,8 @@ def test_the_access_log_line_has_no_token():
 def test_an_oauth_token_in_a_query_is_taken_out():
     """A client that sends /introspect's token in the URL is refused (GET), but the token is
     live: the log must not hold it."""
-    assert (
-        redact(f"GET /introspect?token={TOKEN} HTTP/1.1") == "GET /introspect?token=[token] HTTP/1.1"
+    assert redact(f"GET /introspect?token={TOKEN} HTTP/1.1") == (
+        "GET /introspect?token=[token] HTTP/1.1"
     )
     assert (
         redact(f"GET /userinfo?x=1&access_token={TOKEN}&y=2 HTTP/1.1")
