@@ -273,6 +273,8 @@ def test_no_credentials_wrong_secret_or_unknown_app_is_invalid_client(app, token
     refusals = AuditEvent.objects.filter(action=REFUSED, reason="invalid_client")
     assert refusals.count() == 6
     assert {event.detail["credentials"] for event in refusals} == {"none", "basic", "post"}
+    # The app whose secret was wrong is named; an unknown one is not (nothing a caller made up).
+    assert sorted(event.detail["app"] for event in refusals) == [""] * 4 + [app.client_id] * 2
 
 
 def test_a_public_app_may_not_introspect(app, tokens):
@@ -282,7 +284,8 @@ def test_a_public_app_may_not_introspect(app, tokens):
     assert_invalid_client(introspect(spa, token))
     assert_invalid_client(introspect(spa, token, post=True))
     assert_invalid_client(introspect(None, {**token, "client_id": spa.client_id}))
-    assert AuditEvent.objects.filter(action=REFUSED, reason="invalid_client").count() == 3
+    refusals = AuditEvent.objects.filter(action=REFUSED, reason="invalid_client")
+    assert [event.detail["app"] for event in refusals] == [spa.client_id] * 3
 
 
 def test_a_bearer_token_cannot_stand_in_for_client_credentials(ada, app, tokens):

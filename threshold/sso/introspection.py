@@ -136,33 +136,37 @@ class IntrospectView(IntrospectTokenView):  # DOT ships no types
         if problem is not None:
             return _refused(request, "invalid_request", problem, 400)
         with per_request():
-            client = self._authenticated_app(request)
+            client, named = self._authenticated_app(request)
             if client is None:
                 return _refused(
                     request,
                     "invalid_client",
                     "Authenticate as a confidential app with its client_id and client_secret.",
                     401,
+                    # The app the credentials named, when it exists ("" for an unknown one).
+                    app=getattr(named, "client_id", ""),
                     credentials=_credentials(request),
                 )
             response: HttpResponse = self.post(request, *args, **kwargs)
         return response
 
-    def _authenticated_app(self, request: HttpRequest) -> Application | None:
-        """The confidential app whose client credentials the request carries, or None.
+    def _authenticated_app(
+        self, request: HttpRequest
+    ) -> tuple[Application | None, Application | None]:
+        """The confidential app whose client credentials the request carries (or None), and
+        the app they named, authenticated or not (or None).
 
         The validator's ``authenticate_client``, as DOT's ``OAuthLibCore.authenticate_client``
         calls it, keeping oauthlib's request to learn which app it was."""
         core = self.get_oauthlib_core()
         uri, http_method, body, headers = core._extract_params(request)  # noqa: SLF001
         oauth_request = OAuthRequest(uri, http_method, body, headers)
-        if not core.server.request_validator.authenticate_client(oauth_request):
-            return None
-        client = oauth_request.client
-        if not isinstance(client, Application):
-            return None
+        authenticated = core.server.request_validator.authenticate_client(oauth_request)
+        client = oauth_request.client if isinstance(oauth_request.client, Application) else None
         # A public app has no secret (the validator refuses an empty one): checked here too.
-        return client if client.client_type == Application.CLIENT_CONFIDENTIAL else None
+        if not authenticated or client is None or client.client_type != client.CLIENT_CONFIDENTIAL:
+            return None, client
+        return client, client
 
     def get_token_response(self, token_value: str | None = None) -> JsonResponse:
         """RFC 7662 §2.2's answer about an access token; DOT's, with Threshold's rules."""
