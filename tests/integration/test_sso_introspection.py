@@ -13,7 +13,9 @@ from typing import Any
 from urllib.parse import quote_plus, urlencode
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
@@ -136,6 +138,15 @@ def test_an_active_access_token_is_described_as_its_id_token_names_the_person(ap
     assert "ada@example.com" not in response.content.decode()
     # A busy API asks about every request it serves: a success is not audited.
     assert AuditEvent.objects.count() == events
+
+
+def test_an_introspection_is_one_select(app, tokens):
+    """The caller's app is kept per process (sso/appcache.py); the token, its person and its
+    app come in one SELECT; an app assigned to everyone needs no membership read."""
+    introspect(app, {"token": tokens["access_token"]})
+    with CaptureQueriesContext(connection) as queries:
+        assert introspect(app, {"token": tokens["access_token"]}).json()["active"] is True
+    assert len(queries.captured_queries) == 1, [q["sql"] for q in queries.captured_queries]
 
 
 def test_any_confidential_app_may_introspect_another_apps_token(app, tokens):
