@@ -8,6 +8,7 @@ is mocked.
 from __future__ import annotations
 
 import base64
+import json
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote_plus, urlencode
@@ -28,6 +29,8 @@ from tests.integration.test_sso import (
     full_flow,
     signed_in,
 )
+from tests.support.faults import database_fails
+from tests.support.wsgi import wsgi
 from threshold.accounts.actions import do_deactivate_user, do_lock_user
 from threshold.accounts.models import User
 from threshold.audit.actions import Origin
@@ -394,3 +397,62 @@ def test_a_form_that_is_not_utf8_is_an_oauth_error_at_token_too(ada, app, with_s
     response = client.post("/token", urlencode(data), content_type=f"{FORM}; charset=latin-1")
     assert_refused(response, "invalid_request", 400)
     assert AuditEvent.objects.filter(action="sso.token_refused", reason="invalid_request").exists()
+
+
+# --- Through the production WSGI application ------------------------------------------------
+
+
+@pytest.mark.parametrize("content_type", [FORM, "application/json", None])
+@pytest.mark.parametrize("length", ["abc", "-1", "1e3", " 7"])
+def test_a_content_length_that_is_not_a_number_is_an_oauth_error(app, length, content_type):
+    status, headers, content = wsgi(
+        "POST",
+        "/introspect",
+        b"token=x",
+        CONTENT_TYPE=content_type,
+        CONTENT_LENGTH=length,
+        HTTP_AUTHORIZATION=basic(app.client_id, app.client_secret),
+    )
+    assert status == 400, content[:300]
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(content)["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize("authorization", ["Basic \xff\xfe!!", "Basic \x00", "Bearer", "Basic"])
+def test_credentials_that_cannot_be_read_are_an_invalid_client(app, tokens, authorization):
+    status, headers, content = wsgi(
+        "POST",
+        "/introspect",
+        urlencode({"token": tokens["access_token"]}).encode(),
+        CONTENT_TYPE=FORM,
+        HTTP_AUTHORIZATION=authorization,
+    )
+    assert status == 401, content[:300]
+    assert headers["WWW-Authenticate"].startswith("Basic")
+    assert json.loads(content)["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_every_method_but_post_is_a_405(app, method):
+    status, headers, _content = wsgi(
+        method, "/introspect", HTTP_AUTHORIZATION=basic(app.client_id, app.client_secret)
+    )
+    assert status == 405
+    assert headers["Allow"] == "POST"
+    assert not AuditEvent.objects.filter(action=REFUSED).exists()
+
+
+def test_the_database_failing_is_a_503_try_again_and_the_next_question_is_answered(app, tokens):
+    body = urlencode({"token": tokens["access_token"]}).encode()
+    credentials = {
+        "CONTENT_TYPE": FORM,
+        "HTTP_AUTHORIZATION": basic(app.client_id, app.client_secret),
+    }
+    with database_fails() as seen:
+        status, headers, _content = wsgi("POST", "/introspect", body, **credentials)
+    assert seen, "the token's SELECT was reached"
+    assert status == 503
+    assert headers["Retry-After"]
+    status, _headers, content = wsgi("POST", "/introspect", body, **credentials)
+    assert status == 200
+    assert json.loads(content)["active"] is True
