@@ -135,6 +135,10 @@ class App:
         body = {"access_token": access_token, "sub": sub}
         return dict(self.rp.call(f"/clients/{self.name}/userinfo", body))
 
+    def introspect(self, token: str) -> dict[str, Any]:
+        """The relying party asks Threshold about ``token`` (RFC 7662), as this app."""
+        return dict(self.rp.call(f"/clients/{self.name}/introspect", {"token": token}))
+
     def use_secret(self, client_secret: str) -> None:
         """From now on the relying party authenticates with ``client_secret``."""
         self.rp.call(f"/clients/{self.name}/secret", {"client_secret": client_secret})

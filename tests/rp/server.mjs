@@ -26,6 +26,7 @@
 //   POST /clients/NAME/userinfo {access_token, sub}
 //   POST /clients/NAME/verify  {id_token}: verify an ID token against the JWKS fetched now.
 //   POST /clients/NAME/secret  {client_secret}: use another client secret from now on.
+//   POST /clients/NAME/introspect {token}: token introspection (RFC 7662) as this app.
 // An app authenticates with client_secret_basic, or client_secret_post when registered with
 // {auth: "post"}; a public app (no secret) with none.
 import http from 'node:http';
@@ -293,6 +294,16 @@ async function userinfo(app, body) {
   }
 }
 
+// An API that received the token asks the provider about it (RFC 7662), as this app.
+async function introspect(app, body) {
+  const config = await configure(app);
+  try {
+    return { ok: true, introspection: await client.tokenIntrospection(config, body.token) };
+  } catch (error) {
+    return failure(error);
+  }
+}
+
 // What the app's operator does after `threshold apps rotate-secret` (or gets wrong).
 async function secret(app, body) {
   app.client_secret = body.client_secret;
@@ -419,6 +430,9 @@ async function route(request, response) {
   }
   if (request.method === 'POST' && first === 'backchannel') return backchannel(app, request, response);
   if (first === 'clients' && request.method === 'GET' && !action) return json(response, 200, describe(app));
+  if (first === 'clients' && request.method === 'POST' && action === 'introspect') {
+    return json(response, 200, await introspect(app, JSON.parse(await readBody(request))));
+  }
   if (first === 'clients' && request.method === 'POST') {
     const body = JSON.parse(await readBody(request));
     const handlers = { refresh, replay, userinfo, verify, secret };

@@ -38,6 +38,34 @@ def test_the_access_log_line_has_no_token():
     assert atoms["r"] == "GET /enroll/[token] HTTP/1.1"
 
 
+def test_an_oauth_token_in_a_query_is_taken_out():
+    """A client that sends /introspect's token in the URL is refused (GET), but the token is
+    live: the log must not hold it."""
+    assert redact(f"GET /introspect?token={TOKEN} HTTP/1.1") == (
+        "GET /introspect?token=[token] HTTP/1.1"
+    )
+    assert (
+        redact(f"GET /userinfo?x=1&access_token={TOKEN}&y=2 HTTP/1.1")
+        == "GET /userinfo?x=1&access_token=[token]&y=2 HTTP/1.1"
+    )
+    assert redact("GET /introspect?tokens=1&mytoken=2 HTTP/1.1") == (
+        "GET /introspect?tokens=1&mytoken=2 HTTP/1.1"
+    )
+    logger = RedactingLogger(Config())
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": f"/introspect?token={TOKEN}",
+        "PATH_INFO": "/introspect",
+        "QUERY_STRING": f"token={TOKEN}",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+    }
+    response = types.SimpleNamespace(status="405 Method Not Allowed", sent=10, headers=[])
+    request = types.SimpleNamespace(headers=[])
+    atoms = logger.atoms(response, request, environ, datetime.timedelta(seconds=0.01))
+    assert TOKEN not in repr(atoms)
+
+
 def logged_lines(path: str, status: int, capsys, location: str = "") -> str:
     config = Config()
     config.set("accesslog", "-")

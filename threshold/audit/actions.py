@@ -91,6 +91,8 @@ class Action(StrEnum):
     DEVICE_PUSH_SUBSCRIBED = "device.push_subscribed"
     DEVICE_PUSH_SUBSCRIPTION_GONE = "device.push_subscription_gone"
     DEVICE_SETUP_CODE_REFUSED = "device.setup_code_refused"
+    # Token introspection (threshold/sso/introspection.py): a caller that is not an app.
+    SSO_INTROSPECTION_REFUSED = "sso.introspection_refused"
 
 
 class Channel(StrEnum):

@@ -3,7 +3,8 @@
 An enrollment or recovery link's token is in its path (``/enroll/<token>``):
 whoever reads the server's log must not be able to take over an account with
 it. Every field a log format can name (the request line, the path, the
-Referer, any header or WSGI variable) has the token replaced.
+Referer, any header or WSGI variable) has the token replaced, and so has an
+OAuth token a client put in a URL's query (``?token=``, ``?access_token=``).
 
 Successful passkey sign-in requests are not logged: at nine in the morning they
 are most of the traffic, a line each costs a fifth of the request's CPU, and the
@@ -29,6 +30,9 @@ from typing import Any
 from gunicorn.glogging import Logger
 
 _TOKEN_IN_PATH = re.compile(r"(/enroll/)[^/?#\s\"]+")
+# An OAuth token sent in a URL's query (``/introspect?token=`` from a client that uses GET,
+# which is refused, or a token sent where none belongs): the token is live all the same.
+_TOKEN_IN_QUERY = re.compile(r"((?:^|[?&])(?:token|access_token|refresh_token)=)[^&#\s\"]+")
 # threshold/passkeys/urls.py's sign-in-options and sign-in-result (a test compares them).
 QUIET_PATHS = frozenset({"/sign-in/options", "/sign-in/result"})
 # threshold/sso/urls.py's token and userinfo (a test compares them too).
@@ -41,7 +45,7 @@ _CODE_PARAMETER = re.compile(r"[?&]code=")
 
 
 def redact(text: str) -> str:
-    return _TOKEN_IN_PATH.sub(r"\1[token]", text)
+    return _TOKEN_IN_QUERY.sub(r"\1[token]", _TOKEN_IN_PATH.sub(r"\1[token]", text))
 
 
 class RedactingLogger(Logger):  # type: ignore[misc]
@@ -56,7 +60,7 @@ class RedactingLogger(Logger):  # type: ignore[misc]
     def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
         atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
         for field, value in atoms.items():
-            if isinstance(value, str) and "/enroll/" in value:
+            if isinstance(value, str) and ("/enroll/" in value or "token=" in value):
                 atoms[field] = redact(value)
         return atoms
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from threshold.sso import views
+from threshold.sso import introspection, views
 
 app_name = "sso"
 urlpatterns = [
@@ -15,4 +15,5 @@ urlpatterns = [
     path("revoke", views.revoke, name="revoke"),
     path("end-session", views.end_session, name="end-session"),
     path("settings/apps/<str:app_id>/sign-out", views.sign_out_of_app, name="sign-out-of-app"),
+    path("introspect", introspection.introspect, name="introspect"),
 ]

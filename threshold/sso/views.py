@@ -139,6 +139,10 @@ def discovery(request: HttpRequest) -> JsonResponse:
         "backchannel_logout_supported": True,
         "backchannel_logout_session_supported": True,
         "frontchannel_logout_supported": False,
+        "introspection_endpoint": _url("sso:introspect"),
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic", "client_secret_post",
+        ],
     }  # fmt: skip
     response = JsonResponse(document)
     response["Access-Control-Allow-Origin"] = "*"

@@ -12,7 +12,9 @@ the body was read first:
 
 Here such a form is refused before any view, in the catalog's words
 (bad_request, 400) with one log line, and any other form body is read and
-parsed first, so it stays readable. Other bodies go on untouched: the JSON
+parsed first, so it stays readable. A view whose callers are servers reading
+its protocol's errors (an OAuth endpoint) answers such a refusal itself
+(``refuses_bodies_with``). Other bodies go on untouched: the JSON
 endpoints answer an oversize body themselves (413) and audit it.
 """
 
@@ -22,9 +24,10 @@ import logging
 from collections.abc import Callable
 
 from django.conf import settings
-from django.core.exceptions import SuspiciousOperation
+from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
+from django.urls import Resolver404, resolve
 
 from threshold.core.errors import MalformedRequest
 from threshold.web.http import client_ip, content_length
@@ -51,7 +54,37 @@ def _refuse_form(request: HttpRequest) -> HttpResponse | None:
     if why is None:
         return None
     _logger.warning("Refused a %s body from %s: %s", request.content_type, client_ip(request), why)
-    return bad_request(request)
+    own = _own_refusal(request)
+    return bad_request(request) if own is None else own(request)
+
+
+# The attribute a view carries when it answers a refused body itself (``refuses_bodies_with``).
+_BODY_REFUSED = "threshold_body_refused"
+
+
+def refuses_bodies_with(
+    answer: Callable[[HttpRequest], HttpResponse],
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Mark a view whose callers are servers that read its protocol's errors, not a person
+    (an OAuth endpoint's JSON): a form body refused here gets ``answer(request)`` instead
+    of the catalog's page."""
+
+    def mark(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        setattr(view, _BODY_REFUSED, answer)
+        return view
+
+    return mark
+
+
+def _own_refusal(request: HttpRequest) -> Callable[[HttpRequest], HttpResponse] | None:
+    """The refusal of the view the request is for, if it answers refused bodies itself
+    (resolved only for a body that is refused: the middleware runs before URL resolving)."""
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        return None
+    answer = getattr(match.func, _BODY_REFUSED, None)
+    return answer if callable(answer) else None
 
 
 def form_refusal(request: HttpRequest) -> str | None:
@@ -67,6 +100,7 @@ def form_refusal(request: HttpRequest) -> str | None:
     try:
         request.body  # noqa: B018 - Django keeps it: the body stays readable
         request.POST  # noqa: B018 - parsed here, where a failure is ours to answer
-    except (MultiPartParserError, SuspiciousOperation) as exc:
+    except (MultiPartParserError, SuspiciousOperation, BadRequest) as exc:
+        # BadRequest: a form whose charset is not UTF-8 (Django 5.1+ refuses to parse it).
         return f"{type(exc).__name__}: {exc}"
     return None
