@@ -82,6 +82,17 @@ def assert_refused(answer: Answer, status: int, *codes: str) -> dict[str, Any]:
     return body
 
 
+def assert_oauth_unavailable(answer: Answer) -> None:
+    """What an app's server reads when its call met a failing database: an OAuth error
+    (RFC 6749 §5.2's JSON) it may retry, whatever it accepts; never a page."""
+    status, headers, content = answer
+    assert status == 503, content[:300]
+    assert headers["Content-Type"] == "application/json", headers
+    assert headers["Retry-After"] == "1"
+    assert headers["Cache-Control"] == "no-store"
+    assert json.loads(content)["error"] == "temporarily_unavailable"
+
+
 def assert_signs_in(ada) -> None:
     """The next normal sign-in works, on the lean path, and stores its session."""
     cookies, headers, assertion = begun(ada)
@@ -490,7 +501,8 @@ def test_a_failure_at_any_statement_of_a_token_request_leaves_nothing_half_writt
             }
         ).encode()
 
-    form = {"CONTENT_TYPE": "application/x-www-form-urlencoded", "HTTP_ACCEPT": "application/json"}
+    # An app's server, as most send it: no Accept header.
+    form = {"CONTENT_TYPE": "application/x-www-form-urlencoded"}
     index = 0
     while True:
         body = token_request()
@@ -500,7 +512,7 @@ def test_a_failure_at_any_statement_of_a_token_request_leaves_nothing_half_writt
         if len(seen) <= index:  # every statement has failed once
             assert answer[0] == 200, answer[2][:300]
             break
-        assert_refused(answer, 503, "passkey_unavailable")
+        assert_oauth_unavailable(answer)
         assert counts() == before, f"statement {index} ({seen[index][:40]}) left a trace"
         retry = wsgi("POST", "/token", body, **form)
         assert retry[0] == 200, retry[2][:300]
@@ -584,3 +596,63 @@ def test_a_query_string_of_too_many_fields_does_not_strand_a_sent_push(ada, cloc
     assert status == 303, content[:300]
     assert SignInApproval.objects.count() == 1
     assert "threshold_push" in cookies
+
+
+# --- An app's server calling while the database fails, or while something else breaks ----------
+
+
+@pytest.mark.parametrize("path", ["/token", "/userinfo", "/revoke", "/introspect"])
+@pytest.mark.parametrize("cookies", [False, True], ids=["lean", "full-stack"])
+def test_an_apps_server_reads_an_oauth_error_when_the_database_fails(ada, path, cookies):
+    """The endpoints an app's server calls answer their failures as OAuth errors, on the lean
+    path and down the full stack (a call that carries a session cookie), with or without an
+    Accept header: a client library reads JSON, not the person's "try again" page."""
+    from tests.integration.test_sso import add_app, full_flow, signed_in  # noqa: PLC0415
+    from tests.integration.test_sso_introspection import basic  # noqa: PLC0415
+
+    app = add_app()
+    tokens = full_flow(signed_in(ada), app)
+    credentials = basic(app.client_id, app.client_secret)
+    body = {
+        "/token": {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        "/userinfo": {},
+        "/revoke": {"token": tokens["access_token"]},
+        "/introspect": {"token": tokens["access_token"]},
+    }[path]
+    headers = {
+        "CONTENT_TYPE": "application/x-www-form-urlencoded",
+        "HTTP_AUTHORIZATION": (
+            f"Bearer {tokens['access_token']}" if path == "/userinfo" else credentials
+        ),
+    }
+    jar = {SESSION_COOKIE: "someone-elses"} if cookies else None
+    with database_fails() as seen:
+        answer = wsgi("POST", path, urlencode(body).encode(), jar, **headers)
+    assert seen, "a statement was reached"
+    assert_oauth_unavailable(answer)
+    # The same call, once the database is back.
+    status, _, content = wsgi("POST", path, urlencode(body).encode(), jar, **headers)
+    assert status == 200, content[:300]
+
+
+def test_an_apps_server_reads_server_error_when_its_call_breaks(ada, monkeypatch):
+    from tests.integration.test_sso import add_app, full_flow, signed_in  # noqa: PLC0415
+    from threshold.sso import views  # noqa: PLC0415
+
+    app = add_app()
+    tokens = full_flow(signed_in(ada), app)
+
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(views, "_oauthlib_core", broken)
+    body = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    body.update(client_id=app.client_id, client_secret=app.client_secret)
+    status, headers, content = wsgi(
+        "POST", "/token", urlencode(body).encode(), CONTENT_TYPE="application/x-www-form-urlencoded"
+    )
+    assert status == 500
+    assert headers["Content-Type"] == "application/json"
+    assert "Retry-After" not in headers
+    assert json.loads(content)["error"] == "server_error"
+    assert b"Traceback" not in content

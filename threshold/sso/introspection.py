@@ -46,8 +46,9 @@ from threshold.core.errors import MalformedRequest
 from threshold.sso.models import Application
 from threshold.sso.sessions import subject_of
 from threshold.sso.validator import may_use, per_request
+from threshold.sso.views import oauth_failure
 from threshold.web.bodies import refuses_bodies_with
-from threshold.web.http import audit_origin, content_length
+from threshold.web.http import answers_failures_with, audit_origin, content_length
 
 _FORM = "application/x-www-form-urlencoded"
 _UTF_8 = frozenset({"utf-8", "utf8"})
@@ -202,4 +203,6 @@ class IntrospectView(IntrospectTokenView):  # DOT ships no types
         )
 
 
-introspect = refuses_bodies_with(body_refused)(IntrospectView.as_view())
+introspect = answers_failures_with(oauth_failure)(
+    refuses_bodies_with(body_refused)(IntrospectView.as_view())
+)

@@ -79,6 +79,7 @@ from threshold.sso.validator import (
 from threshold.web.http import (
     CLIENT_CATALOG,
     Done,
+    answers_failures_with,
     audit_origin,
     failed,
     json_login_required,
@@ -697,6 +698,26 @@ _TOKEN_HEADERS = {
 }
 
 
+def oauth_failure(request: HttpRequest, unavailable: bool) -> HttpResponse:
+    """How an app's server learns that its call failed here (``web.views.server_error``): an
+    OAuth error in RFC 6749 §5.2's JSON, never a page. ``temporarily_unavailable`` (503, with
+    Retry-After) while the database fails, else ``server_error`` (500). Not audited: the
+    database may be what failed; Django's log has the error."""
+    if unavailable:
+        error, description, status = (
+            "temporarily_unavailable",
+            "Threshold is briefly unavailable: try again in a moment.",
+            503,
+        )
+    else:
+        error, description, status = ("server_error", "Threshold could not answer this.", 500)
+    response = JsonResponse({"error": error, "error_description": description}, status=status)
+    for name, value in _TOKEN_HEADERS.items():
+        response[name] = value
+    return response
+
+
+@answers_failures_with(oauth_failure)
 @csrf_exempt
 @require_POST
 def token(request: HttpRequest) -> HttpResponse:
@@ -741,6 +762,7 @@ def token_body_refused(request: HttpRequest) -> HttpResponse:
 _userinfo = UserInfoView.as_view()
 
 
+@answers_failures_with(oauth_failure)
 @csrf_exempt
 def userinfo(request: HttpRequest) -> HttpResponse:
     """DOT's userinfo view, with the validator's per-request reads (the person's groups come
@@ -753,7 +775,7 @@ def userinfo(request: HttpRequest) -> HttpResponse:
     return response
 
 
-revoke = RevokeTokenView.as_view()
+revoke = answers_failures_with(oauth_failure)(RevokeTokenView.as_view())
 
 
 # --- Settings: "Sign out of this app" -----------------------------------------------------------

@@ -27,10 +27,9 @@ from django.conf import settings
 from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
-from django.urls import Resolver404, resolve
 
 from threshold.core.errors import MalformedRequest
-from threshold.web.http import client_ip, content_length
+from threshold.web.http import client_ip, content_length, resolved_view
 from threshold.web.views import bad_request
 
 _FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -79,11 +78,7 @@ def refuses_bodies_with(
 def _own_refusal(request: HttpRequest) -> Callable[[HttpRequest], HttpResponse] | None:
     """The refusal of the view the request is for, if it answers refused bodies itself
     (resolved only for a body that is refused: the middleware runs before URL resolving)."""
-    try:
-        match = resolve(request.path_info)
-    except Resolver404:
-        return None
-    answer = getattr(match.func, _BODY_REFUSED, None)
+    answer = getattr(resolved_view(request), _BODY_REFUSED, None)
     return answer if callable(answer) else None
 
 

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
-from django.urls import get_script_prefix, reverse
+from django.urls import Resolver404, get_script_prefix, resolve, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from threshold.audit.actions import Channel, Origin
@@ -272,3 +272,45 @@ def settings_problem(request: HttpRequest, error: errors.ThresholdError) -> Http
         },
         status=catalog.status_for(error),
     )
+
+
+def resolved_view(request: HttpRequest) -> Callable[..., HttpResponse] | None:
+    """The view the request's path resolves to (the one Django resolved, when it got that far;
+    a lean path resolves nothing), or None: for the marks a view carries (``web.bodies``'
+    ``refuses_bodies_with``, ``answers_failures_with`` below), read only when a request is
+    refused or failed."""
+    match = request.resolver_match
+    if match is None:
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return None
+    view: Callable[..., HttpResponse] = match.func
+    return view
+
+
+# The mark of a view that answers its own failures (``answers_failures_with``).
+_FAILURE_ANSWER = "threshold_failure_answer"
+
+FailureAnswer = Callable[[HttpRequest, bool], HttpResponse]
+
+
+def answers_failures_with(
+    answer: FailureAnswer,
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Mark a view whose callers are servers that read its protocol's errors, not a person
+    (an OAuth endpoint's JSON): a request that fails under it gets ``answer(request,
+    unavailable)`` instead of the catalog's page (``unavailable``: the database failed, and
+    the answer gets the 503's Retry-After: ``web.views.server_error``)."""
+
+    def mark(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        setattr(view, _FAILURE_ANSWER, answer)
+        return view
+
+    return mark
+
+
+def failure_answer_of(request: HttpRequest) -> FailureAnswer | None:
+    """The answer the request's view gives to its failures (``answers_failures_with``), if any."""
+    answer = getattr(resolved_view(request), _FAILURE_ANSWER, None)
+    return answer if callable(answer) else None

@@ -11,7 +11,7 @@ from django.shortcuts import render
 
 from threshold.core import catalog
 from threshold.core.errors import Category
-from threshold.web.http import problem
+from threshold.web.http import failure_answer_of, problem
 
 # How long a client waits before sending a request the database could not answer again.
 RETRY_AFTER_SECONDS = 1
@@ -57,10 +57,16 @@ def server_error(request: HttpRequest) -> HttpResponse:
     # lean paths'), so the exception is at hand. A database that failed or was busy
     # (OperationalError: "database is locked", a connection closed under the request) is an
     # outage the client may retry: 503 "try again", not a 500. Django logs it either way.
-    if isinstance(sys.exc_info()[1], OperationalError | InterfaceError):
-        unavailable = catalog.PRESENTATIONS[Category.UNAVAILABLE]
-        entry = unavailable.entry(catalog.Surface.AUTHENTICATION)
-        response = problem_response(request, entry.key, unavailable.status)
+    unavailable = isinstance(sys.exc_info()[1], OperationalError | InterfaceError)
+    own = failure_answer_of(request)
+    if own is not None:
+        response = own(request, unavailable)
+    elif unavailable:
+        presentation = catalog.PRESENTATIONS[Category.UNAVAILABLE]
+        entry = presentation.entry(catalog.Surface.AUTHENTICATION)
+        response = problem_response(request, entry.key, presentation.status)
+    else:
+        return problem_response(request, "verification_incomplete", 500)
+    if unavailable:
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
-    return problem_response(request, "verification_incomplete", 500)
+    return response
