@@ -78,6 +78,7 @@ def test_every_subcommand_has_a_command_of_its_own():
         "users role",
         "users deactivate",
         "users reactivate",
+        "users import",
         "policy",
         "policy show",
         "policy set",

@@ -1,5 +1,6 @@
 """``threshold users``: list people; ``users lock``, ``unlock``, ``deactivate``, ``reactivate``
-one, and ``users role`` gives one an admin portal role."""
+one, ``users role`` gives one an admin portal role, and ``users import`` invites everyone a
+CSV file lists."""
 
 from __future__ import annotations
 
@@ -38,6 +39,41 @@ def register(commands: Subcommands) -> list[Command]:
         "reactivate", help="let a deactivated person sign in again"
     )
     reactivate_parser.add_argument("email", help="the person's username")
+    import_parser = users_sub.add_parser(
+        "import",
+        help="invite everyone a CSV file lists (email, name, groups), as the admin portal does",
+        description="Invites each row of a CSV file whose first line names its columns: email, "
+        "and optionally name and groups (names separated by ';'), with the admin portal's rules "
+        "and words, but no limit on its size. Each row is its own transaction: a failure "
+        "leaves the rows before it invited, and running the file again is safe (someone with "
+        "an unused link gets a new one; someone who can sign in already is skipped). Exit "
+        "status: 0 when no row was refused, 1 when one was, 2 when the file cannot be read.",
+    )
+    import_parser.add_argument("file", help="the CSV file (UTF-8); - for standard input")
+    import_parser.add_argument(
+        "--no-email",
+        action="store_true",
+        help="email nobody; write the links to --links-out instead",
+    )
+    import_parser.add_argument(
+        "--links-out",
+        metavar="FILE",
+        default="",
+        help="also write each invited person's link to FILE, a new CSV (email,link) that only "
+        "you can read: the links are secrets",
+    )
+    import_parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check every row and say what would happen; store nothing, email nobody",
+    )
+    import_parser.add_argument(
+        "--progress",
+        metavar="N",
+        type=int,
+        default=1000,
+        help="report progress on standard error every N rows (default 1000; 0: never)",
+    )
     return [
         Command(users, list_people),
         Command(lock_parser, lock),
@@ -45,6 +81,7 @@ def register(commands: Subcommands) -> list[Command]:
         Command(role_parser, set_role),
         Command(deactivate_parser, deactivate),
         Command(reactivate_parser, reactivate),
+        Command(import_parser, import_people),
     ]
 
 
@@ -157,3 +194,9 @@ def reactivate(args: argparse.Namespace) -> int:
         return 0
     print(f"Reactivated {user.username}.")
     return 0
+
+
+def import_people(args: argparse.Namespace) -> int:
+    from threshold.cli.bulkimport import run
+
+    return run(args)
