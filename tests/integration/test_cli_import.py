@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.integration.conftest import Browser, last_event
+from tests.integration.portal_support import post, staff
 from tests.support.faults import database_fails
-from threshold.accounts.models import User
+from threshold.accounts.models import Role, User
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
 from threshold.cli.main import main
@@ -271,3 +272,34 @@ def test_a_few_thousand_rows_take_a_couple_of_seconds_per_thousand(tmp_path, cap
     assert User.objects.count() == count
     assert len(links.read_text().splitlines()) == count + 1
     assert elapsed < 5 * count / 1000, f"{elapsed:.1f} s for {count} rows"
+
+
+def test_line_numbers_count_blank_lines(tmp_path, capsys):
+    path = _file(tmp_path, "email\n\ngrace@example.com\n\nnot-an-email\n")
+    assert main(["users", "import", path, "--dry-run"]) == 1
+    out = capsys.readouterr().out
+    assert "line 5: refused: not-an-email:" in out
+    assert "would refuse 1: lines 5." in out
+
+
+def test_the_portal_numbers_lines_as_the_file_does(db):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    upload = io.BytesIO(b"email\n\ngrace@example.com\n\nnot-an-email\n")
+    upload.name = "people.csv"
+    text = post(browser, "/admin/people/import", {"csv": upload}).content.decode()
+    assert "<td>5</td>" in text
+    assert "<td>3</td>" in text
+
+
+def test_the_portals_cap_is_the_web_forms_only(tmp_path, capsys):
+    """2,001 rows are too many for the portal's form, not for the command."""
+    content = "email\n" + "".join(f"p{n}@example.com\n" for n in range(2001))
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    upload = io.BytesIO(content.encode())
+    upload.name = "people.csv"
+    response = post(browser, "/admin/people/import", {"csv": upload})
+    assert response.status_code == 400
+    assert b"The file has 2001 rows, at most 2000: split it." in response.content
+    assert not User.objects.filter(username="p0@example.com").exists()
+    assert main(["users", "import", _file(tmp_path, content), "--dry-run"]) == 0
+    assert "Would invite 2001," in capsys.readouterr().out

@@ -78,8 +78,10 @@ def run(args: argparse.Namespace) -> int:
         try:
             binary = stack.enter_context(_opened(args.file))
         except OSError as exc:
-            return _usage(f"cannot read {args.file}: {exc.strerror}")
+            return _usage(f"cannot read {printable(args.file)}: {exc.strerror}")
         text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+        # Hand the file back unclosed: standard input is not ours to close.
+        stack.callback(text.detach)
         try:
             total = check_file(text)
         except ImportRefused as exc:
@@ -91,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
                 links = stack.enter_context(_private_csv(args.links_out))
             except OSError as exc:
                 return _usage(
-                    f"cannot create {args.links_out}: {exc.strerror} (an existing file is "
-                    "never overwritten)"
+                    f"cannot create {printable(args.links_out)}: {exc.strerror} (an existing "
+                    "file is never overwritten)"
                 )
         return _invite(args, rows_of(text), total, links)
     raise AssertionError("unreachable: ExitStack swallows no exception")

@@ -4,6 +4,7 @@
     threshold recover EMAIL [--email-link]   a one-time link for someone who lost every passkey
     threshold users
     threshold users lock EMAIL [--reason TEXT] | unlock EMAIL
+    threshold users import FILE|- [--dry-run] [--no-email --links-out LINKS.csv]   invite from CSV
     threshold groups [list [--json] | add NAME | remove NAME]
     threshold groups add-member NAME EMAIL | remove-member NAME EMAIL
     threshold policy [show | set NAME=VALUE ... | check [NAME=VALUE ...]]

@@ -11,7 +11,10 @@ from threshold.cli.output import no_account, refused_locked
 
 def register(commands: Subcommands) -> list[Command]:
     invite_parser = commands.add_parser(
-        "invite", help="invite a person: prints a one-time enrollment link"
+        "invite",
+        help="invite a person: prints a one-time enrollment link",
+        description="Invites one person. To invite everyone a CSV file lists: "
+        "`threshold users import FILE`.",
     )
     invite_parser.add_argument("email", help="the person's work email; it is also their username")
     invite_parser.add_argument("--name", default="", help="full name, as shown to them")
