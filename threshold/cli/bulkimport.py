@@ -146,6 +146,15 @@ def _invite(args: argparse.Namespace, rows: Iterator[Row], total: int, links: Te
             file=sys.stderr,
         )
         return 1
+    except (csv.Error, UnicodeDecodeError):
+        # It read well a moment ago (check_file): someone is writing to it.
+        _summary(args, tally)
+        print(
+            f"threshold: the file changed while it was read, after line {tally.last_line}: "
+            "the rows up to it are done; run the file again once it is complete.",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         _summary(args, tally)
         print(
