@@ -20,6 +20,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
 from threshold.sso.models import Application
+from threshold.sso.responses import origin_of
 from threshold.sso.validator import storable
 
 
@@ -60,18 +61,13 @@ class FormActionMiddleware:
         return None
 
 
-def _origin(uri: str) -> str:
-    parts = urlsplit(uri)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
 def _redirect_origin(client_id: str, redirect_uri: str) -> str | None:
     if not client_id or not redirect_uri or not storable(client_id):
         return None
     application = Application.objects.filter(client_id=client_id).first()
     if application is None or not application.redirect_uri_allowed(redirect_uri):
         return None
-    return _origin(redirect_uri)
+    return origin_of(redirect_uri)
 
 
 def _post_logout_origin(uri: str) -> str | None:
@@ -79,5 +75,5 @@ def _post_logout_origin(uri: str) -> str | None:
         return None
     for application in Application.objects.filter(post_logout_redirect_uris__contains=uri):
         if application.post_logout_redirect_uri_allowed(uri):
-            return _origin(uri)
+            return origin_of(uri)
     return None

@@ -50,8 +50,15 @@ def response_mode_of(params: QueryDict) -> ResponseMode | None:
 
 
 def origin_of(uri: str) -> str:
+    """The origin of ``uri`` as a CSP source names it: scheme, host and port, without the
+    user name and password a URI may carry (which would make the source invalid, and be
+    echoed in a header)."""
     parts = urlsplit(uri)
-    return f"{parts.scheme}://{parts.netloc}"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 address
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{parts.scheme}://{host}{port}"
 
 
 def respond(
