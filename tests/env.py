@@ -7,10 +7,19 @@ import os
 import shutil
 import tempfile
 
-# Before Django reads its settings: never touch the developer's var/ or mail.
-if "THRESHOLD_VAR_DIR" not in os.environ:
+# Set in the environment when the var/ directory below is the test run's own, not the developer's.
+_OWN_VAR_DIR = "THRESHOLD_TEST_OWN_VAR_DIR"
+
+# Before Django reads its settings: never touch the developer's var/ or mail. pytest-xdist's
+# workers (`-n 2`) inherit the environment of the run that starts them: each makes its own var/
+# too (secret key, mail, collected static files, the SQLite test database), rather than share it.
+if "THRESHOLD_VAR_DIR" not in os.environ or (
+    os.environ.get("PYTEST_XDIST_WORKER")
+    and os.environ.get(_OWN_VAR_DIR) == os.environ["THRESHOLD_VAR_DIR"]
+):
     _var_dir = tempfile.mkdtemp(prefix="threshold-test-")
     atexit.register(shutil.rmtree, _var_dir, ignore_errors=True)
     os.environ["THRESHOLD_VAR_DIR"] = _var_dir
+    os.environ[_OWN_VAR_DIR] = _var_dir
 os.environ.setdefault("THRESHOLD_EMAIL_BACKEND", "file")
 os.environ.setdefault("THRESHOLD_FIDO_CONFORMANCE", "1")

@@ -236,6 +236,41 @@ def test_a_warning_fails_the_test_that_raised_it(tmp_path: Path):
     assert "1 failed" in done.stdout
 
 
+WHERE_EACH_PROCESS_WRITES = """
+import os
+
+import pytest
+from django.conf import settings
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_where(n):
+    var_dir = os.environ["THRESHOLD_VAR_DIR"]
+    # pytest-django adds the process's name to it when it creates the test database.
+    database = settings.DATABASES["default"]["TEST"]["NAME"]
+    print("WHERE", os.environ["PYTEST_XDIST_WORKER"], var_dir, database, settings.STATIC_ROOT)
+"""
+
+
+def test_each_test_process_has_its_own_var_directory_and_database(tmp_path: Path):
+    # `make test` runs pytest in two processes (pytest-xdist): each collects static files, writes
+    # mail and keeps its SQLite test database in a var/ of its own, removed when it ends.
+    (tmp_path / "test_scratch.py").write_text(WHERE_EACH_PROCESS_WRITES)
+    done = run_pytest(tmp_path, "-n", "2", "--dist", "load", "-rA")
+    assert done.returncode == 0, done.stdout + done.stderr
+    places = {
+        tuple(line.split()[1:]) for line in done.stdout.splitlines() if line.startswith("WHERE ")
+    }
+    assert {worker for worker, *_ in places} == {"gw0", "gw1"}, done.stdout
+    assert len(places) == 2, places
+    var_dirs = {Path(var_dir) for _, var_dir, _, _ in places}
+    assert len(var_dirs) == 2
+    for worker, var_dir, database, static_root in places:
+        assert Path(database).parent == Path(var_dir), (worker, database)
+        assert Path(static_root).parent == Path(var_dir)
+        assert not Path(var_dir).exists()  # removed when the process ended
+
+
 # --- The linters' settings ------------------------------------------------------------------------
 
 

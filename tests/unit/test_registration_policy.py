@@ -268,7 +268,8 @@ def test_empty_text_empties_an_aaguid_list() -> None:
     assert policy.aaguid_deny_list == ()
 
 
-@pytest.mark.parametrize("text", ["not-an-aaguid", "1234", f"{uuid.uuid4()},nope"])
+# A fixed AAGUID, not uuid4(): pytest-xdist's workers must collect the same test IDs.
+@pytest.mark.parametrize("text", ["not-an-aaguid", "1234", f"{uuid.UUID(int=0x1D)},nope"])
 @pytest.mark.parametrize("setting", ["aaguid_allow_list", "aaguid_deny_list"])
 def test_aaguid_list_rejects_text_that_is_not_an_aaguid(setting: str, text: str) -> None:
     with pytest.raises(PolicyError, match=setting):
