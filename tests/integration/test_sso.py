@@ -701,6 +701,14 @@ def test_an_authorization_request_sent_as_a_form_post_is_answered_as_its_get(ada
     anonymous = Browser()
     refused = anonymous.get(anonymous.client.post("/authorize", form)["Location"])
     assert parse_qs(urlsplit(refused["Location"]).query)["error"] == ["login_required"]
+    # A body that is no form carries no request: the GET it leads to is the catalog's page.
+    grants = Grant.objects.count()
+    posted = browser.client.post("/authorize", b'{"client_id": 1}', content_type="application/json")
+    assert posted.status_code == 303
+    answer = browser.get(posted["Location"])
+    assert answer.status_code == 400
+    assert b"App Sign-in Link Not Valid" in answer.content
+    assert Grant.objects.count() == grants
 
 
 def test_a_consent_answer_without_the_csrf_token_is_refused(ada):

@@ -46,7 +46,7 @@ from threshold.core.errors import MalformedRequest
 from threshold.sso.models import Application
 from threshold.sso.sessions import subject_of
 from threshold.sso.validator import may_use, per_request
-from threshold.sso.views import oauth_failure
+from threshold.sso.views import oauth_error, oauth_failure, oauth_json
 from threshold.web.bodies import refuses_bodies_with
 from threshold.web.http import answers_failures_with, audit_origin, content_length
 
@@ -55,20 +55,12 @@ _UTF_8 = frozenset({"utf-8", "utf8"})
 _INACTIVE = {"active": False}
 
 
-def _answer(body: dict[str, Any], status: int = 200) -> JsonResponse:
-    response = JsonResponse(body, status=status)
-    # RFC 7662 §2.2 and RFC 6749 §5.1: an answer about a token is never cached.
-    response["Cache-Control"] = "no-store"
-    response["Pragma"] = "no-cache"
-    return response
-
-
 def _refused(
     request: HttpRequest, error: str, description: str, status: int, **detail: Any
 ) -> JsonResponse:
     """The OAuth error (RFC 6749 §5.2), audited: who called, and why they were refused."""
     record(Action.SSO_INTROSPECTION_REFUSED, audit_origin(request), reason=error, **detail)
-    response = _answer({"error": error, "error_description": description}, status)
+    response = oauth_error(error, description, status)
     if status == 401:  # noqa: PLR2004
         # RFC 6749 §5.2: invalid_client answered with 401 names the scheme the client may use.
         response["WWW-Authenticate"] = 'Basic realm="Threshold"'
@@ -128,9 +120,7 @@ class IntrospectView(IntrospectTokenView):  # DOT ships no types
         # Not DOT's ClientProtectedResourceMixin.dispatch: it lets a bearer token stand in for
         # the client's credentials.
         if request.method != "POST":
-            not_allowed = _answer(
-                {"error": "invalid_request", "error_description": "Use POST."}, status=405
-            )
+            not_allowed = oauth_error("invalid_request", "Use POST.", 405)
             not_allowed["Allow"] = "POST"
             return not_allowed
         problem = _form_problem(request)
@@ -172,7 +162,7 @@ class IntrospectView(IntrospectTokenView):  # DOT ships no types
     def get_token_response(self, token_value: str | None = None) -> JsonResponse:
         """RFC 7662 §2.2's answer about an access token; DOT's, with Threshold's rules."""
         if not token_value:
-            return _answer(_INACTIVE)
+            return oauth_json(_INACTIVE)
         checksum = hashlib.sha256(token_value.encode("utf-8")).hexdigest()
         token = (
             get_access_token_model()
@@ -181,13 +171,13 @@ class IntrospectView(IntrospectTokenView):  # DOT ships no types
             .first()
         )
         if token is None or not token.is_valid():
-            return _answer(_INACTIVE)
+            return oauth_json(_INACTIVE)
         user, application = token.user, token.application
         if user is None or application is None:
-            return _answer(_INACTIVE)
+            return oauth_json(_INACTIVE)
         if not user.can_sign_in or not may_use(application, user):
-            return _answer(_INACTIVE)
-        return _answer(
+            return oauth_json(_INACTIVE)
+        return oauth_json(
             {
                 "active": True,
                 "scope": token.scope,

@@ -698,23 +698,32 @@ _TOKEN_HEADERS = {
 }
 
 
+def oauth_json(body: dict[str, Any], status: int = 200) -> JsonResponse:
+    """An answer to an app's server about tokens: JSON that no cache keeps (RFC 6749 §5.1,
+    RFC 7662 §2.2); an error's body is ``oauth_error``'s."""
+    response = JsonResponse(body, status=status)
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    return response
+
+
+def oauth_error(error: str, description: str, status: int) -> JsonResponse:
+    """An OAuth error, as RFC 6749 §5.2 writes it, never cached."""
+    return oauth_json({"error": error, "error_description": description}, status)
+
+
 def oauth_failure(request: HttpRequest, unavailable: bool) -> HttpResponse:
     """How an app's server learns that its call failed here (``web.views.server_error``): an
     OAuth error in RFC 6749 §5.2's JSON, never a page. ``temporarily_unavailable`` (503, with
     Retry-After) while the database fails, else ``server_error`` (500). Not audited: the
     database may be what failed; Django's log has the error."""
     if unavailable:
-        error, description, status = (
+        return oauth_error(
             "temporarily_unavailable",
             "Threshold is briefly unavailable: try again in a moment.",
             503,
         )
-    else:
-        error, description, status = ("server_error", "Threshold could not answer this.", 500)
-    response = JsonResponse({"error": error, "error_description": description}, status=status)
-    for name, value in _TOKEN_HEADERS.items():
-        response[name] = value
-    return response
+    return oauth_error("server_error", "Threshold could not answer this.", 500)
 
 
 @answers_failures_with(oauth_failure)
@@ -749,14 +758,7 @@ def token_body_refused(request: HttpRequest) -> HttpResponse:
     """/token's answer to a form body Django will not parse (over DATA_UPLOAD_MAX_MEMORY_SIZE,
     a broken multipart): the OAuth error an app reads (RFC 6749 §5.2), not a page."""
     record(Action.SSO_TOKEN_REFUSED, audit_origin(request), reason="invalid_request")
-    response = JsonResponse(
-        {"error": "invalid_request", "error_description": "The request body cannot be read."},
-        status=400,
-    )
-    # As oauthlib's token responses (RFC 6749 §5.1).
-    response["Cache-Control"] = "no-store"
-    response["Pragma"] = "no-cache"
-    return response
+    return oauth_error("invalid_request", "The request body cannot be read.", 400)
 
 
 _userinfo = UserInfoView.as_view()

@@ -29,7 +29,7 @@ from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 
 from threshold.core.errors import MalformedRequest
-from threshold.web.http import client_ip, content_length, resolved_view
+from threshold.web.http import client_ip, content_length, marked_answer, marking
 from threshold.web.views import bad_request
 
 _FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -57,29 +57,19 @@ def _refuse_form(request: HttpRequest) -> HttpResponse | None:
     return bad_request(request) if own is None else own(request)
 
 
-# The attribute a view carries when it answers a refused body itself (``refuses_bodies_with``).
 _BODY_REFUSED = "threshold_body_refused"
 
-
-def refuses_bodies_with(
-    answer: Callable[[HttpRequest], HttpResponse],
-) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
-    """Mark a view whose callers are servers that read its protocol's errors, not a person
-    (an OAuth endpoint's JSON): a form body refused here gets ``answer(request)`` instead
-    of the catalog's page."""
-
-    def mark(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-        setattr(view, _BODY_REFUSED, answer)
-        return view
-
-    return mark
+# Mark a view whose callers are servers that read its protocol's errors, not a person (an
+# OAuth endpoint's JSON): a form body refused here gets ``answer(request)`` instead of the
+# catalog's page.
+refuses_bodies_with = marking(_BODY_REFUSED)
 
 
 def _own_refusal(request: HttpRequest) -> Callable[[HttpRequest], HttpResponse] | None:
     """The refusal of the view the request is for, if it answers refused bodies itself
     (resolved only for a body that is refused: the middleware runs before URL resolving)."""
-    answer = getattr(resolved_view(request), _BODY_REFUSED, None)
-    return answer if callable(answer) else None
+    answer: Callable[[HttpRequest], HttpResponse] | None = marked_answer(request, _BODY_REFUSED)
+    return answer
 
 
 def form_refusal(request: HttpRequest) -> str | None:

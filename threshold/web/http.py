@@ -289,28 +289,38 @@ def resolved_view(request: HttpRequest) -> Callable[..., HttpResponse] | None:
     return view
 
 
-# The mark of a view that answers its own failures (``answers_failures_with``).
-_FAILURE_ANSWER = "threshold_failure_answer"
+def marking(attribute: str) -> Callable[[Any], Callable[[Callable[..., HttpResponse]], Any]]:
+    """A decorator factory that marks a view with an answer (``attribute`` holds it), for the
+    code that refuses or fails a request before or around the view to give that answer
+    instead of its own (``marked_answer``)."""
+
+    def with_answer(answer: Any) -> Callable[[Callable[..., HttpResponse]], Any]:
+        def mark(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+            setattr(view, attribute, answer)
+            return view
+
+        return mark
+
+    return with_answer
+
+
+def marked_answer(request: HttpRequest, attribute: str) -> Any:
+    """The answer the request's view is marked with (``marking``), or None."""
+    answer = getattr(resolved_view(request), attribute, None)
+    return answer if callable(answer) else None
+
 
 FailureAnswer = Callable[[HttpRequest, bool], HttpResponse]
+_FAILURE_ANSWER = "threshold_failure_answer"
 
-
-def answers_failures_with(
-    answer: FailureAnswer,
-) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
-    """Mark a view whose callers are servers that read its protocol's errors, not a person
-    (an OAuth endpoint's JSON): a request that fails under it gets ``answer(request,
-    unavailable)`` instead of the catalog's page (``unavailable``: the database failed, and
-    the answer gets the 503's Retry-After: ``web.views.server_error``)."""
-
-    def mark(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-        setattr(view, _FAILURE_ANSWER, answer)
-        return view
-
-    return mark
+# Mark a view whose callers are servers that read its protocol's errors, not a person (an
+# OAuth endpoint's JSON): a request that fails under it gets ``answer(request, unavailable)``
+# instead of the catalog's page (``unavailable``: the database failed, and the answer gets
+# the 503's Retry-After: ``web.views.server_error``).
+answers_failures_with = marking(_FAILURE_ANSWER)
 
 
 def failure_answer_of(request: HttpRequest) -> FailureAnswer | None:
     """The answer the request's view gives to its failures (``answers_failures_with``), if any."""
-    answer = getattr(resolved_view(request), _FAILURE_ANSWER, None)
-    return answer if callable(answer) else None
+    answer: FailureAnswer | None = marked_answer(request, _FAILURE_ANSWER)
+    return answer
