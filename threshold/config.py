@@ -162,12 +162,15 @@ def _database(env: dict[str, str], var_dir: Path) -> dict[str, Any]:
     return database
 
 
+SMTP_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+
 def _email(env: dict[str, str], var_dir: Path) -> dict[str, Any]:
     sender = env.get("THRESHOLD_EMAIL_FROM", "Threshold <threshold@localhost>")
     host = env.get("THRESHOLD_SMTP_HOST")
     if host:
         return {
-            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "EMAIL_BACKEND": SMTP_EMAIL_BACKEND,
             "EMAIL_HOST": host,
             "EMAIL_PORT": _int(env, "THRESHOLD_SMTP_PORT", 587, 1, 65535),
             "EMAIL_HOST_USER": env.get("THRESHOLD_SMTP_USER", ""),

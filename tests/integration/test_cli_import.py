@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from tests.integration.conftest import Browser, last_event
 from tests.integration.portal_support import post, staff
 from tests.support.faults import database_fails
+from tests.support.smtp import SMTPServer
 from threshold.accounts.models import Role, User
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
@@ -310,3 +311,49 @@ def test_the_portals_cap_is_the_web_forms_only(tmp_path, capsys):
     assert not User.objects.filter(username="p0@example.com").exists()
     assert main(["users", "import", _file(tmp_path, content), "--dry-run"]) == 0
     assert "Would invite 2001," in capsys.readouterr().out
+
+
+# --- Over SMTP: one connection for the file -------------------------------------------------------
+
+
+@pytest.fixture
+def smtp(settings):
+    server = SMTPServer()
+    for name, value in server.settings().items():
+        setattr(settings, name, value)
+    yield server.mailbox
+    server.close()
+
+
+FOUR = "email,name\n" + "".join(f"p{n}@example.com,Person {n}\n" for n in range(4))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_imports_emails_share_one_smtp_connection(tmp_path, capsys, smtp):
+    assert main(["users", "import", _file(tmp_path, FOUR)]) == 0
+    assert "Invited 4" in capsys.readouterr().out
+    # Each row's email left when its row committed, all through one connection.
+    assert smtp.messages == [[f"p{n}@example.com"] for n in range(4)]
+    assert smtp.connections == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dropped_smtp_connection_costs_one_email_not_the_rest(tmp_path, capsys, smtp):
+    smtp.hang_up_after = 1  # the server hangs up during the second message
+    assert main(["users", "import", _file(tmp_path, FOUR)]) == 0
+    out, err = capsys.readouterr()
+    assert "Invited 4" in out
+    assert EnrollmentInvite.objects.count() == 4  # every row stands
+    assert smtp.messages == [["p0@example.com"], ["p2@example.com"], ["p3@example.com"]]
+    assert smtp.connections == 2  # a new one after the failure
+    failed = User.objects.get(username="p1@example.com").pk
+    assert err.count("could not send") == 1
+    assert f"could not send enrollment/invite_email.txt to user {failed}" in err
+
+
+@pytest.mark.django_db(transaction=True)
+def test_emails_outside_an_import_keep_a_connection_each(tmp_path, smtp):
+    for n in range(2):
+        assert main(["invite", f"q{n}@example.com"]) == 0
+    assert smtp.messages == [["q0@example.com"], ["q1@example.com"]]
+    assert smtp.connections == 2

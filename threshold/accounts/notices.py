@@ -2,16 +2,22 @@
 
 Through Django's email framework: files under ``var/mail`` by default, SMTP
 when configured. A failure to send is logged and does not undo the change.
+Many emails in a row (an import of invitations) share one SMTP connection
+(``one_connection``): one handshake, TLS and login for the lot.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import get_connection, send_mail
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -19,6 +25,7 @@ from django.urls import reverse
 from threshold import clock
 from threshold.accounts.models import User
 from threshold.audit.actions import Channel, Origin
+from threshold.config import SMTP_EMAIL_BACKEND
 from threshold.core.useragent import describe
 
 logger = logging.getLogger(__name__)
@@ -29,6 +36,48 @@ def product() -> str:
     return settings.THRESHOLD.rp.name
 
 
+class _SharedConnection:
+    """One mail connection for the emails sent inside ``one_connection()``: opened by the
+    first of them, replaced after a failure (the server may have dropped it)."""
+
+    def __init__(self) -> None:
+        self.backend: BaseEmailBackend | None = None
+
+    def get(self) -> BaseEmailBackend:
+        if self.backend is None:
+            self.backend = get_connection()
+            self.backend.open()
+        return self.backend
+
+    def close(self) -> None:
+        backend, self.backend = self.backend, None
+        if backend is not None:
+            try:
+                backend.close()
+            except Exception:  # a connection that failed closes as it can
+                logger.warning("could not close the mail connection", exc_info=True)
+
+
+_shared: ContextVar[_SharedConnection | None] = ContextVar("threshold_mail", default=None)
+
+
+@contextmanager
+def one_connection() -> Iterator[None]:
+    """With SMTP, the emails sent in this block (when their transactions commit) share one
+    connection, opened only if one is sent and closed at the end. Other backends keep one
+    connection per email (the file backend: a file each)."""
+    if settings.EMAIL_BACKEND != SMTP_EMAIL_BACKEND:
+        yield
+        return
+    shared = _SharedConnection()
+    token = _shared.set(shared)
+    try:
+        yield
+    finally:
+        _shared.reset(token)
+        shared.close()
+
+
 def email_after_commit(user: User, subject: str, template: str, context: dict[str, Any]) -> None:
     """Render ``template`` for ``user`` now; send it if and when the transaction commits."""
     if not user.email:
@@ -37,10 +86,14 @@ def email_after_commit(user: User, subject: str, template: str, context: dict[st
     recipient = user.email
 
     def send() -> None:
+        shared = _shared.get()
         try:
-            send_mail(subject, body, None, [recipient])
+            connection = shared.get() if shared is not None else None
+            send_mail(subject, body, None, [recipient], connection=connection)
         except Exception:  # the change stands; the log says the mail failed
             logger.exception("could not send %s to user %s", template, user.pk)
+            if shared is not None:
+                shared.close()
 
     transaction.on_commit(send)
 

@@ -24,6 +24,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 
+from threshold.accounts import notices
 from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Origin
 from threshold.core import errors
@@ -137,21 +138,23 @@ def invite_rows(
     # The people seen so far, to refuse a second row for one of them: the only thing kept
     # per row (about 100 bytes each).
     seen: set[str] = set()
-    for row in rows:
-        problem = check_row(row.email, row.name)
-        if problem:
-            yield RowResult(row.line, row.email, Outcome.REFUSED, problem)
-            continue
-        key = normalize_username(row.email)
-        if key in seen:
-            yield RowResult(row.line, row.email, Outcome.REFUSED, "Listed earlier in the file.")
-            continue
-        seen.add(key)
-        with transaction.atomic():
-            result = _invite_row(row, origin, actor, may_change_groups, send_email)
-            if dry_run:
-                transaction.set_rollback(True)
-        yield result
+    # The invitations' emails share one mail connection (with SMTP: one login for the file).
+    with notices.one_connection():
+        for row in rows:
+            problem = check_row(row.email, row.name)
+            if problem:
+                yield RowResult(row.line, row.email, Outcome.REFUSED, problem)
+                continue
+            key = normalize_username(row.email)
+            if key in seen:
+                yield RowResult(row.line, row.email, Outcome.REFUSED, "Listed earlier in the file.")
+                continue
+            seen.add(key)
+            with transaction.atomic():
+                result = _invite_row(row, origin, actor, may_change_groups, send_email)
+                if dry_run:
+                    transaction.set_rollback(True)
+            yield result
 
 
 def _invite_row(
