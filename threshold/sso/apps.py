@@ -20,6 +20,10 @@ class SsoConfig(AppConfig):
         pre_delete.connect(person_removed, sender=User, dispatch_uid="sso-person-removed")
         access_withdrawn.connect(withdraw_tokens, dispatch_uid="sso-access-withdrawn")
 
+        from threshold.groups.signals import members_left
+
+        members_left.connect(withdraw_group_access, dispatch_uid="sso-members-left")
+
         # Each process's kept apps (appcache.py) are forgotten when an app changes.
         from django.db.models.signals import m2m_changed, post_save
 
@@ -86,3 +90,20 @@ def withdraw_tokens(
 
         count = revoke_tokens(user, sids=sids)
         record(Action.SSO_TOKENS_REVOKED, origin, subject=user, reason=reason, tokens=count)
+
+
+def withdraw_group_access(
+    sender: Any,
+    *,
+    user_ids: list[int],
+    group: str,
+    origin: Any,
+    actor: Any,
+    reason: str,
+    **kwargs: Any,
+) -> None:
+    """People left a group (taken out, or the group removed): the apps it gave them, and
+    no other group of theirs does, are theirs no more (``actions.withdraw_unassigned``)."""
+    from threshold.sso.actions import withdraw_unassigned
+
+    withdraw_unassigned(origin, reason, user_ids=user_ids, actor=actor, group=group)

@@ -8,6 +8,9 @@ changes what DOT gets wrong or leaves out for an identity provider:
 - ``auth_time``, ``amr``, ``acr`` and ``sid`` come from the Threshold session the code was
   issued in (``AppSignIn``), never from ``user.last_login``, and a refresh repeats them;
 - ID tokens are signed with Threshold's keys (``keys.py``), RS256 or ES256, with a ``kid``;
+- a person no longer assigned the app (everyone, or one of its groups) has their refresh
+  tokens and access tokens refused (``/userinfo``: ``validate_bearer_token``), whatever made
+  the change (the groups' and apps' actions revoke the tokens as well);
 - a locked or deactivated person's codes and refresh tokens are refused; a replayed code
   revokes what it was exchanged for (RFC 6749 §4.1.2), and a code is used up by the first
   statement of the transaction that writes its tokens, so that two exchanges at the same
@@ -301,14 +304,47 @@ class Validator(OAuth2Validator):
         return refresh_token
 
     def _load_access_token(self, token: str) -> Any:
-        # DOT's query, in one SELECT built once, the person's groups with it
-        # (threshold/sso/hotpath.py).
-        access_token, groups = hotpath.find_access_token(
-            hashlib.sha256(token.encode("utf-8")).hexdigest()
+        # DOT's query, in one SELECT built once, the person's groups and whether they are
+        # assigned the app with it (threshold/sso/hotpath.py).
+        found = hotpath.find_access_token(hashlib.sha256(token.encode("utf-8")).hexdigest())
+        if found is None:
+            return None
+        if found.groups is not None:
+            _keep("groups", str(found.token.user_id), found.groups)
+        _keep("assigned", str(found.token.pk), found.assigned)
+        return found.token
+
+    def validate_bearer_token(self, token: str, scopes: Any, request: Any) -> bool:
+        """DOT's check of an access token (``/userinfo``), and the person still assigned its
+        app: a token whose person was taken out of the app's groups is refused as a revoked
+        one is (RFC 6750 §3.1 ``invalid_token``), although the change revoked it already
+        (``actions.withdraw_unassigned``): a change another server made, or a bulk UPDATE,
+        is seen here at once. The answer came with the token's SELECT (``_load_access_token``)."""
+        if not super().validate_bearer_token(token, scopes, request):
+            return False
+        access_token = request.access_token
+        assigned = _cached("assigned", str(access_token.pk))
+        if assigned is None:  # read outside ``per_request``: asked on its own
+            assigned = access_token.application is not None and may_use(
+                access_token.application, access_token.user
+            )
+        if assigned:
+            return True
+        request.oauth2_error = {
+            "error": "invalid_token",
+            "error_description": "The access token is invalid.",
+        }
+        request.access_token = None
+        record(
+            Action.SSO_TOKEN_REFUSED,
+            _origin(request),
+            actor=access_token.user,
+            subject=access_token.user,
+            reason="not_assigned",
+            app=getattr(access_token.application, "client_id", ""),
+            endpoint="userinfo",
         )
-        if access_token is not None and groups is not None:
-            _keep("groups", str(access_token.user_id), groups)
-        return access_token
+        return False
 
     def _check_and_set_request_resource(self, request: Any) -> None:
         # Threshold does not offer resource indicators (RFC 8707): its tokens are for the app
