@@ -6,15 +6,17 @@ change itself the person's tokens and codes of that app are revoked and audited,
 is told (back-channel logout); their access token then fails at /userinfo and introspection and
 their refresh token at /token. Other people's tokens and the person's other apps' are left
 alone, and so is a person another of the app's groups still gives it. /userinfo also refuses a
-token whose person is not assigned the app (a change made without the actions), reading the
-assignment with the token (one SELECT). The tokens come from the real code flow (test_sso.py);
-nothing is mocked but the back-channel receiver's network.
+token whose person is not assigned the app (a change made without the actions), comparing the
+person's groups, read with the token, with the app's, which the process keeps. The tokens come
+from the real code flow (test_sso.py), the back-channel logouts go to a real HTTP server on
+loopback; nothing is mocked but a process's monotonic clock (appcache.MAX_AGE).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +45,7 @@ from threshold.audit.models import AuditEvent
 from threshold.cli.main import main
 from threshold.groups.actions import do_add_group, do_add_member, do_remove_group, do_remove_member
 from threshold.groups.models import Membership
+from threshold.sso import appcache
 from threshold.sso.actions import do_assign_app
 
 pytestmark = pytest.mark.django_db
@@ -286,12 +289,17 @@ def test_userinfo_refuses_a_person_no_longer_assigned_the_app_in_the_same_select
     people, api, stack
 ):
     """A membership ended without the groups' actions (a change they did not make: no token
-    was revoked): /userinfo reads the assignment with the token, in its one SELECT, and refuses
+    was revoked): /userinfo compares the person's groups, read with the token in its one
+    SELECT, with the app's, which the process keeps (threshold/sso/appcache.py), and refuses
     the token as a revoked one, with the reason in the audit log."""
     ada, grace = people
     ledger = finance_app(ada, grace)
     ada_tokens, grace_tokens = tokens_for(ada, ledger), tokens_for(grace, ledger)
     with full_stack() if stack == "full" else contextlib.nullcontext():
+        with CaptureQueriesContext(connection) as queries:
+            assert userinfo(ada_tokens).status_code == 200
+        # The app's group names, read once and kept.
+        assert shapes(queries) == ["SELECT oauth2_provider_accesstoken", "SELECT groups_group"]
         with CaptureQueriesContext(connection) as queries:
             assert userinfo(ada_tokens).status_code == 200
         assert shapes(queries) == ["SELECT oauth2_provider_accesstoken"]
@@ -321,3 +329,32 @@ def test_a_revoked_and_an_unassigned_token_read_alike_at_userinfo(people):
     first, second = userinfo(unassigned), userinfo(revoked)
     assert (first.status_code, first.json()) == (second.status_code, second.json())
     assert first["WWW-Authenticate"] == second["WWW-Authenticate"]
+
+
+def test_a_removed_groups_name_given_to_a_new_group_gives_no_access(people):
+    """The app's group names a process keeps are forgotten when a group is removed (its
+    assignments go by cascade, with no signal of their own): a new group of the same name is
+    not the app's."""
+    ada, _grace = people
+    ledger = finance_app(ada)
+    tokens = tokens_for(ada, ledger)
+    assert userinfo(tokens).status_code == 200  # the app's group names kept
+    finance = Membership.objects.get(user=ada.user).group
+    finance.delete()  # not do_remove_group: nothing revoked
+    Membership.objects.create(group=do_add_group("Finance", Origin.cli()), user=ada.user)
+    assert userinfo(tokens).status_code == 401
+    assert AuditEvent.objects.filter(action="sso.token_refused", reason="not_assigned").exists()
+
+
+def test_an_assignment_another_server_changed_is_seen_within_max_age(people, monkeypatch):
+    """Another server's change reaches this process's kept group names by ``appcache.MAX_AGE``
+    (no signal here, no stamp), as its kept apps do."""
+    ada, _grace = people
+    ledger = finance_app(ada)
+    tokens = tokens_for(ada, ledger)
+    assert userinfo(tokens).status_code == 200
+    ledger.application.groups.through.objects.filter(application=ledger.application).delete()
+    assert userinfo(tokens).status_code == 200  # kept: within MAX_AGE
+    later = time.monotonic() + appcache.MAX_AGE + 1
+    monkeypatch.setattr(appcache.time, "monotonic", lambda: later)
+    assert userinfo(tokens).status_code == 401

@@ -27,11 +27,14 @@ class SsoConfig(AppConfig):
         # Each process's kept apps (appcache.py) are forgotten when an app changes.
         from django.db.models.signals import m2m_changed, post_save
 
+        from threshold.groups.models import Group
         from threshold.sso import appcache
         from threshold.sso.models import Application
 
         for signal in (post_save, post_delete):
             signal.connect(appcache.changed, sender=Application, dispatch_uid="sso-app-changed")
+        # A removed group's assignments go by cascade, without m2m_changed.
+        post_delete.connect(appcache.changed, sender=Group, dispatch_uid="sso-group-removed")
         m2m_changed.connect(
             appcache.changed, sender=Application.groups.through, dispatch_uid="sso-app-groups"
         )

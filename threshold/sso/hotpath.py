@@ -8,8 +8,9 @@ the person and their groups in one SELECT (``find_code``), uses the grant up wit
 (``use_grant``) and
 writes its access and refresh token (``insert``: the INSERT ``Model.save()`` would run, every
 field's ``pre_save`` included, without the ORM's query building); at /userinfo it reads the
-access token with its person, app and groups, and whether the person is assigned the app, in
-one SELECT (``find_access_token``); and a signed-in
+access token with its person, app and groups in one SELECT (``find_access_token``), and whether
+the person is assigned a group-assigned app by comparing those groups with the app's, which each
+process keeps (``app_group_names``, read once per ``appcache.MAX_AGE``); and a signed-in
 browser's /authorize reads its session with the person in one (``signed_in_session``,
 threshold/sso/lean.py), and whether the person is in one of a group-assigned app's groups in
 one (``is_member_of_app_groups``). Its two audit rows
@@ -23,7 +24,6 @@ import functools
 import json
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -117,6 +117,27 @@ def is_member_of_app_groups(application_id: int, user_id: int) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(_assigned_statement(), [application_id, user_id])
         return cursor.fetchone() is not None
+
+
+@lru_cache(maxsize=2)
+def _app_group_names_statement() -> str:
+    field = get_application_model()._meta.get_field("groups")
+    through, group = field.remote_field.through._meta, Group._meta
+    return (
+        f"SELECT g.{_q(group.get_field('name').column)}"
+        f" FROM {_q(group.db_table)} g"
+        f" JOIN {_q(through.db_table)} a ON a.{_q(field.m2m_reverse_name())}"
+        f" = g.{_q(group.pk.column)}"
+        f" WHERE a.{_q(field.m2m_column_name())} = %s"
+    )
+
+
+def app_group_names(application_id: int) -> frozenset[str]:
+    """The names of the groups an app is assigned to, in one SELECT built once (``/userinfo``
+    compares them with the person's, read with the token; ``appcache`` keeps them)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_app_group_names_statement(), [application_id])
+        return frozenset(str(row[0]) for row in cursor.fetchall())
 
 
 def insert(instance: Model) -> None:
@@ -244,36 +265,13 @@ def use_grant(grant_id: int) -> bool:
 
 
 @lru_cache(maxsize=2)
-def _assigned_column(token: str, application: str) -> str:
-    """A column saying whether the person of the token ``token`` (an alias of the access token
-    table) is assigned its app ``application`` (an alias of the app table): the app is for
-    everyone, or one of its groups has them (``is_member_of_app_groups``, as a subquery of
-    the statement that reads the token, asked only of an app assigned to groups)."""
-    token_meta, application_meta = get_access_token_model()._meta, get_application_model()._meta
-    field = application_meta.get_field("groups")
-    through = field.remote_field.through._meta
-    membership = Membership._meta
-    return (
-        f"(CASE WHEN {application}.{_q(application_meta.get_field('for_everyone').column)}"
-        f" THEN TRUE ELSE EXISTS (SELECT 1 FROM {_q(through.db_table)} ag"
-        f" JOIN {_q(membership.db_table)} am"
-        f" ON am.{_q(membership.get_field('group').column)}"
-        f" = ag.{_q(field.m2m_reverse_name())}"
-        f" WHERE ag.{_q(field.m2m_column_name())}"
-        f" = {token}.{_q(token_meta.get_field('application').column)}"
-        f" AND am.{_q(membership.get_field('user').column)}"
-        f" = {token}.{_q(token_meta.get_field('user').column)}) END)"
-    )
-
-
-@lru_cache(maxsize=2)
 def _access_token_statement() -> str:
     token_model, application_model = get_access_token_model(), get_application_model()
     token, user, application = token_model._meta, User._meta, application_model._meta
     groups = f", {_group_names_column('u')}" if _reads_groups() else ""
     return (
         f"SELECT {_columns('t', token_model)}, {_columns('u', User)},"
-        f" {_columns('a', application_model)}, {_assigned_column('t', 'a')}{groups}"
+        f" {_columns('a', application_model)}{groups}"
         f" FROM {_q(token.db_table)} t"
         f" LEFT JOIN {_q(user.db_table)} u"
         f" ON u.{_q(user.pk.column)} = t.{_q(token.get_field('user').column)}"
@@ -283,28 +281,15 @@ def _access_token_statement() -> str:
     )
 
 
-@dataclass(frozen=True)
-class FoundAccessToken:
-    """An access token as ``find_access_token`` read it."""
-
-    # DOT's AccessToken, its person and app loaded (either may be None, as DOT allows).
-    token: Any
-    # The person's group names (None: not read, or no person).
-    groups: list[str] | None
-    # Is the person assigned the token's app (everyone, or one of its groups)?
-    assigned: bool
-
-
-def find_access_token(token_checksum: str) -> FoundAccessToken | None:
-    """The access token with this checksum, its person and app loaded, the person's group
-    names, and whether the person is assigned the app, in one SELECT: what DOT's
-    ``_load_access_token`` (``select_related("application", "user")``), ``group_names`` and
-    ``is_member_of_app_groups`` give."""
+def find_access_token(token_checksum: str) -> tuple[Any, list[str] | None]:
+    """The access token with this checksum, its person and app loaded, and the person's group
+    names (None: not read, or no person), in one SELECT: what DOT's ``_load_access_token``
+    (``select_related("application", "user")``) and ``group_names`` give."""
     with connection.cursor() as cursor:
         cursor.execute(_access_token_statement(), [token_checksum])
         row = cursor.fetchone()
     if row is None:
-        return None
+        return None, None
     token_model, application_model = get_access_token_model(), get_application_model()
     first = len(token_model._meta.concrete_fields)
     second = first + len(User._meta.concrete_fields)
@@ -319,8 +304,8 @@ def find_access_token(token_checksum: str) -> FoundAccessToken | None:
     )
     groups = None
     if access_token.user is not None and _reads_groups():
-        groups = names_of_column(row[third + 1])
-    return FoundAccessToken(access_token, groups, bool(row[third]))
+        groups = names_of_column(row[third])
+    return access_token, groups
 
 
 # --- A signed-in browser at /authorize ----------------------------------------------------------

@@ -304,31 +304,26 @@ class Validator(OAuth2Validator):
         return refresh_token
 
     def _load_access_token(self, token: str) -> Any:
-        # DOT's query, in one SELECT built once, the person's groups and whether they are
-        # assigned the app with it (threshold/sso/hotpath.py).
-        found = hotpath.find_access_token(hashlib.sha256(token.encode("utf-8")).hexdigest())
-        if found is None:
-            return None
-        if found.groups is not None:
-            _keep("groups", str(found.token.user_id), found.groups)
-        _keep("assigned", str(found.token.pk), found.assigned)
-        return found.token
+        # DOT's query, in one SELECT built once, the person's groups with it
+        # (threshold/sso/hotpath.py).
+        access_token, groups = hotpath.find_access_token(
+            hashlib.sha256(token.encode("utf-8")).hexdigest()
+        )
+        if access_token is not None and groups is not None:
+            _keep("groups", str(access_token.user_id), groups)
+        return access_token
 
     def validate_bearer_token(self, token: str, scopes: Any, request: Any) -> bool:
         """DOT's check of an access token (``/userinfo``), and the person still assigned its
         app: a token whose person was taken out of the app's groups is refused as a revoked
         one is (RFC 6750 §3.1 ``invalid_token``), although the change revoked it already
         (``actions.withdraw_unassigned``): a change another server made, or a bulk UPDATE,
-        is seen here at once. The answer came with the token's SELECT (``_load_access_token``)."""
+        is seen here (another server's within ``appcache.MAX_AGE``). No statement of its own:
+        the person's groups came with the token's SELECT, the app's are kept (``_assigned``)."""
         if not super().validate_bearer_token(token, scopes, request):
             return False
         access_token = request.access_token
-        assigned = _cached("assigned", str(access_token.pk))
-        if assigned is None:  # read outside ``per_request``: asked on its own
-            assigned = access_token.application is not None and may_use(
-                access_token.application, access_token.user
-            )
-        if assigned:
+        if _assigned(access_token):
             return True
         request.oauth2_error = {
             "error": "invalid_token",
@@ -533,6 +528,26 @@ class Validator(OAuth2Validator):
         kid = header.get("kid") if isinstance(header, dict) else None
         key = keys.key_by_kid(kid) if isinstance(kid, str) else None
         return None if key is None else key.key
+
+
+def _assigned(access_token: Any) -> bool:
+    """``may_use`` for an access token read by ``_load_access_token``: the app for everyone,
+    or one of the person's groups (read with the token) among the app's (kept per process,
+    ``appcache``; read in one SELECT once per ``appcache.MAX_AGE``)."""
+    application, user = access_token.application, access_token.user
+    if application is None or user is None:
+        return False
+    if application.for_everyone:
+        return True
+    groups = _cached("groups", str(user.pk))
+    if groups is None:  # not read with the token (outside ``per_request``)
+        return may_use(application, user)
+    names = appcache.group_names(application.pk)
+    if names is None:
+        stamp = appcache.stamp()
+        names = hotpath.app_group_names(application.pk)
+        appcache.keep_group_names(application.pk, names, stamp)
+    return not names.isdisjoint(groups)
 
 
 def _group_names_of(user_id: int) -> list[str]:
