@@ -225,9 +225,10 @@ def withdraw_unassigned(
     ``application``), in the caller's transaction, right after the change: each person's
     tokens and codes of each such app revoked (``revoke_tokens``) and audited, and the app
     told of each session they signed in to it from (back-channel logout, after commit), as a
-    lock tells it. Okta and Keycloak end an unassigned person's access too: a refresh and
-    ``/userinfo`` would refuse them anyway, but an access token given to an API would still
-    introspect as a live row until it expired. Returns how many tokens were revoked."""
+    lock tells it. A refresh, ``/introspect`` and ``/userinfo`` refuse an unassigned person
+    anyway; without this their tokens would stay live rows, and the app's own session would
+    go on until it next asked (Okta and Keycloak end such access at the change, too).
+    Returns how many tokens were revoked."""
     pairs: list[tuple[int, int]] = []
     if user_ids is None:
         pairs = list_unassigned_holders(application=application)

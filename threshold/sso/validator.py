@@ -316,10 +316,11 @@ class Validator(OAuth2Validator):
     def validate_bearer_token(self, token: str, scopes: Any, request: Any) -> bool:
         """DOT's check of an access token (``/userinfo``), and the person still assigned its
         app: a token whose person was taken out of the app's groups is refused as a revoked
-        one is (RFC 6750 §3.1 ``invalid_token``), although the change revoked it already
-        (``actions.withdraw_unassigned``): a change another server made, or a bulk UPDATE,
-        is seen here (another server's within ``appcache.MAX_AGE``). No statement of its own:
-        the person's groups came with the token's SELECT, the app's are kept (``_assigned``)."""
+        one is (RFC 6750 §3.1 ``invalid_token``). The groups' and apps' actions revoke such
+        tokens at the change (``actions.withdraw_unassigned``); this refuses the ones a change
+        made otherwise left (a bulk delete sends no signal) and one a refresh issued while the
+        change was being made. No statement of its own: the person's groups came with the
+        token's SELECT, the app's are kept per process (``_assigned``, ``appcache``)."""
         if not super().validate_bearer_token(token, scopes, request):
             return False
         access_token = request.access_token

@@ -727,6 +727,9 @@ def oauth_failure(request: HttpRequest, unavailable: bool) -> HttpResponse:
     return oauth_error("server_error", "Threshold could not answer this.", 500)
 
 
+_BODY_UNREADABLE = "The request body cannot be read."
+
+
 def token_body_refused(request: HttpRequest) -> HttpResponse:
     """/token's answer to a form body Django will not parse (over DATA_UPLOAD_MAX_MEMORY_SIZE,
     too many fields, a broken multipart, a charset other than UTF-8): the OAuth error an app
@@ -758,9 +761,6 @@ def revoke_body_refused(request: HttpRequest) -> HttpResponse:
         Action.SSO_TOKEN_REFUSED, audit_origin(request), reason="invalid_request", endpoint="revoke"
     )
     return oauth_error("invalid_request", _BODY_UNREADABLE, 400)
-
-
-_BODY_UNREADABLE = "The request body cannot be read."
 
 
 @answers_failures_with(oauth_failure)
