@@ -9,14 +9,17 @@ nothing about the parser.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 from django.test import Client
+from oauth2_provider.models import get_access_token_model
 
 from tests.integration.conftest import CSRF_COOKIE, ORIGIN, PageClient, invite, last_event
+from tests.integration.test_sso_speed import full_stack
 from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts.models import User
 from threshold.audit.models import AuditEvent
@@ -723,3 +726,43 @@ def test_a_page_form_that_cannot_be_read_gets_the_problem_page_in_one_log_line(
     assert line.getMessage().startswith("Refused a ")
     assert line.exc_info is None
     assert not AuditEvent.objects.exists()
+
+
+# --- The endpoints an app's server calls: OAuth's JSON, never the page -------------------------
+
+APPS_UNREADABLE_FORMS = [
+    *BROKEN_FORMS,
+    # Django 5.1+ will not parse a form in another charset (BadRequest); OAuth's are UTF-8.
+    pytest.param(
+        b"token=x&access_token=x",
+        "application/x-www-form-urlencoded; charset=latin-1",
+        id="form not in UTF-8",
+    ),
+]
+APP_REFUSALS = {
+    "/token": "sso.token_refused",
+    "/userinfo": "sso.token_refused",
+    "/revoke": "sso.token_refused",
+    "/introspect": "sso.introspection_refused",
+}
+
+
+@pytest.mark.parametrize(("raw", "content_type"), APPS_UNREADABLE_FORMS)
+@pytest.mark.parametrize("path", list(APP_REFUSALS))
+@pytest.mark.parametrize("stack", ["lean", "full"])
+def test_an_apps_form_that_cannot_be_read_is_an_oauth_error(db, path, stack, raw, content_type):
+    """An app's server reads RFC 6749 §5.2's JSON (RFC 6750 §3.1's at /userinfo), not the
+    person's page, on the lean path (threshold/sso/lean.py) and down the full stack
+    (RequestBodyMiddleware); the refusal is audited and nothing else is stored."""
+    with full_stack() if stack == "full" else contextlib.nullcontext():
+        response = Client().post(path, raw, content_type=content_type)
+
+    assert response.status_code == 400, (response.status_code, response.content[:300])
+    assert response["Content-Type"] == "application/json"
+    assert response["Cache-Control"] == "no-store"
+    assert response.json()["error"] == "invalid_request"
+    if path == "/userinfo":
+        assert response["WWW-Authenticate"].startswith('Bearer error="invalid_request"')
+    [refusal] = AuditEvent.objects.all()
+    assert (refusal.action, refusal.reason) == (APP_REFUSALS[path], "invalid_request")
+    assert not get_access_token_model().objects.exists()

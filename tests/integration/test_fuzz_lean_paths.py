@@ -33,6 +33,7 @@ from threshold.sessions.models import Session
 pytestmark = pytest.mark.django_db
 
 Answer = tuple[int, dict[str, str], bytes]
+FORM = "application/x-www-form-urlencoded"
 
 
 # --- Helpers -----------------------------------------------------------------------------------
@@ -656,3 +657,56 @@ def test_an_apps_server_reads_server_error_when_its_call_breaks(ada, monkeypatch
     assert "Retry-After" not in headers
     assert json.loads(content)["error"] == "server_error"
     assert b"Traceback" not in content
+
+
+@pytest.mark.parametrize(
+    ("padding", "content_type"),
+    [
+        pytest.param({"padding": "x" * 64 * 1024}, FORM, id="over 64 KiB"),
+        pytest.param({f"f{n}": "" for n in range(1200)}, FORM, id="too many fields"),
+        pytest.param({}, f"{FORM}; charset=latin-1", id="not UTF-8"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/token", "/userinfo", "/revoke"])
+@pytest.mark.parametrize("cookies", [False, True], ids=["no-cookie", "a-session-cookie"])
+def test_an_apps_server_reads_an_oauth_error_for_a_body_that_cannot_be_read(
+    ada, path, cookies, padding, content_type
+):
+    """A genuine call made unreadable (too big, too many fields, another charset): RFC 6749
+    §5.2's JSON (RFC 6750 §3.1's at /userinfo), audited, the token neither used nor revoked,
+    and the same call, readable, then works; with a session cookie too. /revoke goes down the
+    full stack (RequestBodyMiddleware); /token and /userinfo are refused by the lean path
+    before it (test_bad_input.py has the full stack's answer without the lean path)."""
+    from tests.integration.test_sso import add_app, full_flow, signed_in  # noqa: PLC0415
+
+    app = add_app()
+    tokens = full_flow(signed_in(ada), app)
+    credentials = {"client_id": app.client_id, "client_secret": app.client_secret}
+    body = {
+        "/token": {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        "/userinfo": {"access_token": tokens["access_token"]},
+        "/revoke": {"token": tokens["access_token"]},
+    }[path]
+    if path != "/userinfo":
+        body.update(credentials)
+    jar = {SESSION_COOKIE: "someone-elses"} if cookies else None
+    live = (get_access_token_model().objects.count(), get_refresh_token_model().objects.count())
+    refusals = AuditEvent.objects.filter(action="sso.token_refused", reason="invalid_request")
+
+    status, headers, content = wsgi(
+        "POST", path, urlencode({**body, **padding}).encode(), jar, CONTENT_TYPE=content_type
+    )
+
+    assert status == 400, content[:300]
+    assert headers["Content-Type"] == "application/json", headers
+    assert headers["Cache-Control"] == "no-store"
+    assert json.loads(content)["error"] == "invalid_request"
+    if path == "/userinfo":
+        assert headers["WWW-Authenticate"].startswith('Bearer error="invalid_request"')
+    assert refusals.count() == 1
+    assert (
+        get_access_token_model().objects.count(),
+        get_refresh_token_model().objects.filter(revoked__isnull=True).count(),
+    ) == live
+    status, _, content = wsgi("POST", path, urlencode(body).encode(), jar, CONTENT_TYPE=FORM)
+    assert status == 200, content[:300]

@@ -15,6 +15,7 @@ from threshold.core.names import clean_name
 from threshold.core.policy import GroupRules
 from threshold.groups.access import get_group
 from threshold.groups.models import GROUP_NAME_MAX_LENGTH, Group, Membership
+from threshold.groups.signals import members_left
 
 
 class GroupError(ValueError):
@@ -41,11 +42,20 @@ def do_add_group(name: str, origin: Origin, *, actor: User | None = None) -> Gro
 
 @transaction.atomic
 def do_remove_group(group: Group, origin: Origin, *, actor: User | None = None) -> int:
-    """Remove ``group``; its members stay. Returns how many members it had."""
-    members = group.memberships.count()
-    record(Action.GROUP_REMOVED, origin, actor=actor, group=group.name, members=members)
+    """Remove ``group``; its members stay (``members_left`` tells the apps above that they
+    left it). Returns how many members it had."""
+    user_ids = list(group.memberships.values_list("user_id", flat=True))
+    record(Action.GROUP_REMOVED, origin, actor=actor, group=group.name, members=len(user_ids))
     group.delete()
-    return members
+    members_left.send(
+        Group,
+        user_ids=user_ids,
+        group=group.name,
+        origin=origin,
+        actor=actor,
+        reason="group_removed",
+    )
+    return len(user_ids)
 
 
 def do_add_member(group: Group, user: User, origin: Origin, *, actor: User | None = None) -> bool:
@@ -68,6 +78,14 @@ def do_remove_member(
     if not removed:
         return False
     record(Action.GROUP_MEMBER_REMOVED, origin, actor=actor, subject=user, group=group.name)
+    members_left.send(
+        Group,
+        user_ids=[user.pk],
+        group=group.name,
+        origin=origin,
+        actor=actor,
+        reason="removed_from_group",
+    )
     return True
 
 

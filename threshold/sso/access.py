@@ -1,13 +1,21 @@
 """Reading apps for a person: the ones they may use (Home's "My apps"), the ones they are
 signed in to (Settings), and one of those by its ID, the same way whether it is missing or
-not theirs."""
+not theirs; and who holds what an app no longer assigned to them gave them."""
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
-from oauth2_provider.models import get_refresh_token_model
+from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_grant_model,
+    get_refresh_token_model,
+)
 
 from threshold.accounts.models import User
+from threshold.groups.models import Membership
 from threshold.sso.models import Application
 
 
@@ -36,3 +44,33 @@ def access_signed_in_app(user: User, app_id: object) -> Application | None:
         return None
     application: Application | None = list_signed_in_apps(user).filter(pk=int(app_id)).first()
     return application
+
+
+def list_unassigned_holders(
+    *, user_ids: Iterable[int] | None = None, application: Application | None = None
+) -> list[tuple[int, int]]:
+    """(person ID, app ID) for each person (of ``user_ids``, or anyone) who holds an access
+    token, a live refresh token or an unused code of an app (``application``, or any) that is
+    assigned to groups none of which they are in: what ``revoke_tokens`` must take back.
+    Three SELECTs, whatever the number of people."""
+    in_one_of_its_groups = Membership.objects.filter(
+        user=OuterRef("user"), group__apps=OuterRef("application")
+    )
+    held: list[QuerySet[Any]] = [
+        get_access_token_model().objects.all(),
+        get_refresh_token_model().objects.filter(revoked__isnull=True),
+        get_grant_model().objects.all(),
+    ]
+    found: set[tuple[int, int]] = set()
+    for tokens in held:
+        rows = tokens.filter(user__isnull=False, application__for_everyone=False)
+        if user_ids is not None:
+            rows = rows.filter(user_id__in=user_ids)
+        if application is not None:
+            rows = rows.filter(application=application)
+        found.update(
+            rows.exclude(Exists(in_one_of_its_groups))
+            .values_list("user_id", "application_id")
+            .distinct()
+        )
+    return sorted(found)

@@ -13,6 +13,11 @@ An app read here (``client_id`` -> ``Application``) is used again while both hol
 So a new secret, a removed app, a changed redirect URI or group assignment applies at once on
 one machine and within ``MAX_AGE`` seconds across machines. A change written with a bulk
 ``QuerySet.update()``, which sends no signal, is seen within ``MAX_AGE`` seconds too.
+
+The names of the groups a group-assigned app is assigned to (application ID -> names) are kept
+the same way, for ``/userinfo``, which compares them with the person's groups that it reads
+with the token: a removed group is a change too (its assignments go with it, by cascade, with
+no signal of their own; a new group may take its name).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ _MAX_APPS = 1000
 
 _lock = threading.Lock()
 _apps: dict[str, tuple[float, Any, Any]] = {}
+_group_names: dict[int, tuple[float, Any, frozenset[str]]] = {}
 
 
 def _path() -> Path:
@@ -64,6 +70,18 @@ def get(client_id: str) -> Any:
     return application
 
 
+def group_names(application_id: int) -> frozenset[str] | None:
+    """The names of the groups kept for the app ``application_id``, if they may still be used."""
+    kept = _group_names.get(application_id)
+    if kept is None:
+        return None
+    read_at, stamp, names = kept
+    if time.monotonic() - read_at > MAX_AGE or stamp != _stamp():
+        _group_names.pop(application_id, None)
+        return None
+    return names
+
+
 def stamp() -> Any:
     """The change stamp to keep with an app: read it before reading the app."""
     return _stamp()
@@ -76,15 +94,24 @@ def keep(client_id: str, application: Any, stamp_before: Any) -> None:
         _apps[client_id] = (time.monotonic(), stamp_before, application)
 
 
+def keep_group_names(application_id: int, names: frozenset[str], stamp_before: Any) -> None:
+    with _lock:
+        if len(_group_names) >= _MAX_APPS:
+            _group_names.clear()
+        _group_names[application_id] = (time.monotonic(), stamp_before, names)
+
+
 def changed(*args: Any, **kwargs: Any) -> None:
-    """An app changed (a signal receiver): forget every kept app on this machine, now and
-    once the change is committed (a process could read the old row in between)."""
+    """An app or a group changed (a signal receiver): forget every kept app and app's group
+    names on this machine, now and once the change is committed (a process could read the old
+    row in between)."""
     _touch()
     transaction.on_commit(_touch)
 
 
 def _touch() -> None:
     _apps.clear()
+    _group_names.clear()
     path = _path()
     path.parent.mkdir(parents=True, exist_ok=True)
     # A new size each time (a counter), so that the stamp moves even within the

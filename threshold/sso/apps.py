@@ -20,14 +20,21 @@ class SsoConfig(AppConfig):
         pre_delete.connect(person_removed, sender=User, dispatch_uid="sso-person-removed")
         access_withdrawn.connect(withdraw_tokens, dispatch_uid="sso-access-withdrawn")
 
+        from threshold.groups.signals import members_left
+
+        members_left.connect(withdraw_group_access, dispatch_uid="sso-members-left")
+
         # Each process's kept apps (appcache.py) are forgotten when an app changes.
         from django.db.models.signals import m2m_changed, post_save
 
+        from threshold.groups.models import Group
         from threshold.sso import appcache
         from threshold.sso.models import Application
 
         for signal in (post_save, post_delete):
             signal.connect(appcache.changed, sender=Application, dispatch_uid="sso-app-changed")
+        # A removed group's assignments go by cascade, without m2m_changed.
+        post_delete.connect(appcache.changed, sender=Group, dispatch_uid="sso-group-removed")
         m2m_changed.connect(
             appcache.changed, sender=Application.groups.through, dispatch_uid="sso-app-groups"
         )
@@ -86,3 +93,20 @@ def withdraw_tokens(
 
         count = revoke_tokens(user, sids=sids)
         record(Action.SSO_TOKENS_REVOKED, origin, subject=user, reason=reason, tokens=count)
+
+
+def withdraw_group_access(
+    sender: Any,
+    *,
+    user_ids: list[int],
+    group: str,
+    origin: Any,
+    actor: Any,
+    reason: str,
+    **kwargs: Any,
+) -> None:
+    """People left a group (taken out, or the group removed): the apps it gave them, and
+    no other group of theirs does, are theirs no more (``actions.withdraw_unassigned``)."""
+    from threshold.sso.actions import withdraw_unassigned
+
+    withdraw_unassigned(origin, reason, user_ids=user_ids, actor=actor, group=group)

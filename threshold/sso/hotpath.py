@@ -8,7 +8,9 @@ the person and their groups in one SELECT (``find_code``), uses the grant up wit
 (``use_grant``) and
 writes its access and refresh token (``insert``: the INSERT ``Model.save()`` would run, every
 field's ``pre_save`` included, without the ORM's query building); at /userinfo it reads the
-access token with its person, app and groups in one SELECT (``find_access_token``); and a signed-in
+access token with its person, app and groups in one SELECT (``find_access_token``), and whether
+the person is assigned a group-assigned app by comparing those groups with the app's, which each
+process keeps (``app_group_names``, read once per ``appcache.MAX_AGE``); and a signed-in
 browser's /authorize reads its session with the person in one (``signed_in_session``,
 threshold/sso/lean.py), and whether the person is in one of a group-assigned app's groups in
 one (``is_member_of_app_groups``). Its two audit rows
@@ -115,6 +117,27 @@ def is_member_of_app_groups(application_id: int, user_id: int) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(_assigned_statement(), [application_id, user_id])
         return cursor.fetchone() is not None
+
+
+@lru_cache(maxsize=2)
+def _app_group_names_statement() -> str:
+    field = get_application_model()._meta.get_field("groups")
+    through, group = field.remote_field.through._meta, Group._meta
+    return (
+        f"SELECT g.{_q(group.get_field('name').column)}"
+        f" FROM {_q(group.db_table)} g"
+        f" JOIN {_q(through.db_table)} a ON a.{_q(field.m2m_reverse_name())}"
+        f" = g.{_q(group.pk.column)}"
+        f" WHERE a.{_q(field.m2m_column_name())} = %s"
+    )
+
+
+def app_group_names(application_id: int) -> frozenset[str]:
+    """The names of the groups an app is assigned to, in one SELECT built once (``/userinfo``
+    compares them with the person's, read with the token; ``appcache`` keeps them)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_app_group_names_statement(), [application_id])
+        return frozenset(str(row[0]) for row in cursor.fetchall())
 
 
 def insert(instance: Model) -> None:

@@ -12,10 +12,11 @@ answers as it always did.
 
 What it keeps, and where from:
 - a form body is read and parsed first, as ``RequestBodyMiddleware`` does
-  (``threshold.web.bodies``); one it would refuse (over ``DATA_UPLOAD_MAX_MEMORY_SIZE``, or
-  one that does not parse) gets, at ``/token``, the OAuth error an app can read (RFC 6749
-  §5.2 ``invalid_request``, audited), with or without cookies, and at ``/userinfo`` goes down
-  the full stack, which refuses it;
+  (``threshold.web.bodies``); one it would refuse (over ``DATA_UPLOAD_MAX_MEMORY_SIZE``, too
+  many fields, one that does not parse, a charset other than UTF-8) gets the view's own OAuth
+  error, the one ``RequestBodyMiddleware`` gives it down the full stack
+  (``refuses_bodies_with``: RFC 6749 §5.2's, RFC 6750 §3.1's at ``/userinfo``,
+  ``invalid_request``, audited), with or without cookies;
 - the headers every response gets: Vary: Cookie, SecurityMiddleware's own, the
   Content-Security-Policy django-csp would build (built once: these JSON answers set no
   per-response policy and use no nonce), X-Frame-Options and Content-Length. None of the
@@ -74,7 +75,7 @@ from threshold.sessions import middleware as session_timeout
 from threshold.sessions.store import LAST_SEEN, SIGNED_IN_AT, SessionStore
 from threshold.sso import appcache, hotpath, views
 from threshold.sso.sessions import SID
-from threshold.web.bodies import _FORMS, form_refusal
+from threshold.web.bodies import _FORMS, body_refusal_of, form_refusal
 
 # The parameters of the plain code flow; any other (prompt, max_age, acr_values,
 # id_token_hint, a return from signing in again, ...) goes down the full stack.
@@ -107,7 +108,7 @@ class LeanTokenMiddleware:
         self.sessions = SessionMiddleware(get_response)
         self.csrf = CsrfViewMiddleware(get_response)
         self.csp = CSPMiddleware(get_response)
-        self._routes: dict[str, tuple[frozenset[str], Handler]] | None = None
+        self._routes: dict[str, tuple[frozenset[str], Handler, Handler]] | None = None
         self._authorize_path: str | None = None
         self._csp: list[tuple[str, str]] | None = None
 
@@ -115,16 +116,21 @@ class LeanTokenMiddleware:
         response = self.answer(request)
         return self.get_response(request) if response is None else response
 
-    def paths(self) -> dict[str, tuple[frozenset[str], Handler]]:
-        """The routes, by their names in threshold/sso/urls.py, with the methods the views take."""
+    def paths(self) -> dict[str, tuple[frozenset[str], Handler, Handler]]:
+        """The routes, by their names in threshold/sso/urls.py, with the methods the views take
+        and each view's answer to a form body it cannot read (``refuses_bodies_with``: the
+        answer ``RequestBodyMiddleware`` gives down the full stack)."""
         if self._routes is None:
-            self._routes = {
-                reverse("sso:token"): (frozenset({"POST"}), views.token),
-                reverse("sso:userinfo"): (frozenset({"GET", "POST"}), views.userinfo),
-            }
-            for _methods, view in self._routes.values():
+            self._routes = {}
+            for name, methods, view in (
+                ("sso:token", {"POST"}, views.token),
+                ("sso:userinfo", {"GET", "POST"}, views.userinfo),
+            ):
+                refused = body_refusal_of(view)
                 # The full stack's CSRF check never applies to them; the lean path relies on it.
                 assert getattr(view, "csrf_exempt", False), view  # noqa: S101
+                assert refused is not None, view  # noqa: S101
+                self._routes[reverse(name)] = (frozenset(methods), view, refused)
         return self._routes
 
     def answer(self, request: HttpRequest) -> HttpResponse | None:
@@ -141,10 +147,11 @@ class LeanTokenMiddleware:
         form_refused = (
             request.method == "POST" and request.content_type in _FORMS and not _form_read(request)
         )
-        if form_refused and route[1] is views.token:
-            response = views.token_body_refused(request)
-        elif form_refused or settings.SESSION_COOKIE_NAME in request.COOKIES:
-            return None  # the full stack's answer (RequestBodyMiddleware's page for a body)
+        if form_refused:
+            # The view's own OAuth error, as RequestBodyMiddleware gives it down the full stack.
+            response = route[2](request)
+        elif settings.SESSION_COOKIE_NAME in request.COOKIES:
+            return None  # the full stack's answer
         else:
             # Like the sign-in's: no health-check SELECT 1 first on PostgreSQL; a connection
             # found dead is replaced and the view run once more. /userinfo only reads; a

@@ -2,7 +2,9 @@
 
 When a Threshold session ends — sign-out, a timeout, a lock, a recovery, "Sign out other
 sessions", ``threshold cleanup`` — each app signed in to from it that has a
-``backchannel_logout_uri`` gets a signed ``logout_token`` with the session's ``sid``. The
+``backchannel_logout_uri`` gets a signed ``logout_token`` with the session's ``sid``; so does
+an app a person stops being assigned (taken out of its group, the group removed, the app
+assigned to other groups), for each session they signed in to it from. The
 deliveries are rows (``LogoutDelivery``, an outbox) written in the transaction that ends the
 session, so none is lost if the process dies; they are sent once it commits (a short-lived
 thread, so the person's sign-out does not wait for the apps), and any that failed are retried
@@ -47,12 +49,15 @@ TOKEN_LIFETIME_SECONDS = 120
 BATCH = 50
 
 
-def enqueue(user: Any, sid: str, reason: str) -> int:
-    """Write a delivery for every app signed in to from session ``sid``; sent after commit."""
+def enqueue(user: Any, sid: str, reason: str, *, application: Application | None = None) -> int:
+    """Write a delivery for every app (or for ``application`` only) signed in to from session
+    ``sid``; sent after commit."""
     pending = LogoutDelivery.objects.filter(sid=sid, delivered_at=None, given_up_at=None)
+    applications = Application.objects.filter(sign_ins__sid=sid, sign_ins__user=user)
+    if application is not None:
+        applications = applications.filter(pk=application.pk)
     applications = (
-        Application.objects.filter(sign_ins__sid=sid, sign_ins__user=user)
-        .exclude(backchannel_logout_uri="")
+        applications.exclude(backchannel_logout_uri="")
         # Told already (a removal tells before the sessions go): once per app and session.
         .exclude(pk__in=pending.values("application_id"))
         .distinct()

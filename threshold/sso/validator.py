@@ -8,6 +8,9 @@ changes what DOT gets wrong or leaves out for an identity provider:
 - ``auth_time``, ``amr``, ``acr`` and ``sid`` come from the Threshold session the code was
   issued in (``AppSignIn``), never from ``user.last_login``, and a refresh repeats them;
 - ID tokens are signed with Threshold's keys (``keys.py``), RS256 or ES256, with a ``kid``;
+- a person no longer assigned the app (everyone, or one of its groups) has their refresh
+  tokens and access tokens refused (``/userinfo``: ``validate_bearer_token``), whatever made
+  the change (the groups' and apps' actions revoke the tokens as well);
 - a locked or deactivated person's codes and refresh tokens are refused; a replayed code
   revokes what it was exchanged for (RFC 6749 §4.1.2), and a code is used up by the first
   statement of the transaction that writes its tokens, so that two exchanges at the same
@@ -310,6 +313,35 @@ class Validator(OAuth2Validator):
             _keep("groups", str(access_token.user_id), groups)
         return access_token
 
+    def validate_bearer_token(self, token: str, scopes: Any, request: Any) -> bool:
+        """DOT's check of an access token (``/userinfo``), and the person still assigned its
+        app: a token whose person was taken out of the app's groups is refused as a revoked
+        one is (RFC 6750 §3.1 ``invalid_token``). The groups' and apps' actions revoke such
+        tokens at the change (``actions.withdraw_unassigned``); this refuses the ones a change
+        made otherwise left (a bulk delete sends no signal) and one a refresh issued while the
+        change was being made. No statement of its own: the person's groups came with the
+        token's SELECT, the app's are kept per process (``_assigned``, ``appcache``)."""
+        if not super().validate_bearer_token(token, scopes, request):
+            return False
+        access_token = request.access_token
+        if _assigned(access_token):
+            return True
+        request.oauth2_error = {
+            "error": "invalid_token",
+            "error_description": "The access token is invalid.",
+        }
+        request.access_token = None
+        record(
+            Action.SSO_TOKEN_REFUSED,
+            _origin(request),
+            actor=access_token.user,
+            subject=access_token.user,
+            reason="not_assigned",
+            app=getattr(access_token.application, "client_id", ""),
+            endpoint="userinfo",
+        )
+        return False
+
     def _check_and_set_request_resource(self, request: Any) -> None:
         # Threshold does not offer resource indicators (RFC 8707): its tokens are for the app
         # and /userinfo. DOT would read the grant again to look for them.
@@ -497,6 +529,26 @@ class Validator(OAuth2Validator):
         kid = header.get("kid") if isinstance(header, dict) else None
         key = keys.key_by_kid(kid) if isinstance(kid, str) else None
         return None if key is None else key.key
+
+
+def _assigned(access_token: Any) -> bool:
+    """``may_use`` for an access token read by ``_load_access_token``: the app for everyone,
+    or one of the person's groups (read with the token) among the app's (kept per process,
+    ``appcache``; read in one SELECT once per ``appcache.MAX_AGE``)."""
+    application, user = access_token.application, access_token.user
+    if application is None or user is None:
+        return False
+    if application.for_everyone:
+        return True
+    groups = _cached("groups", str(user.pk))
+    if groups is None:  # not read with the token (outside ``per_request``)
+        return may_use(application, user)
+    names = appcache.group_names(application.pk)
+    if names is None:
+        stamp = appcache.stamp()
+        names = hotpath.app_group_names(application.pk)
+        appcache.keep_group_names(application.pk, names, stamp)
+    return not names.isdisjoint(groups)
 
 
 def _group_names_of(user_id: int) -> list[str]:

@@ -76,6 +76,7 @@ from threshold.sso.validator import (
     revoke_tokens,
     storable,
 )
+from threshold.web.bodies import refuses_bodies_with
 from threshold.web.http import (
     CLIENT_CATALOG,
     Done,
@@ -726,7 +727,44 @@ def oauth_failure(request: HttpRequest, unavailable: bool) -> HttpResponse:
     return oauth_error("server_error", "Threshold could not answer this.", 500)
 
 
+_BODY_UNREADABLE = "The request body cannot be read."
+
+
+def token_body_refused(request: HttpRequest) -> HttpResponse:
+    """/token's answer to a form body Django will not parse (over DATA_UPLOAD_MAX_MEMORY_SIZE,
+    too many fields, a broken multipart, a charset other than UTF-8): the OAuth error an app
+    reads (RFC 6749 §5.2), not a page; audited as the token's other refusals."""
+    record(Action.SSO_TOKEN_REFUSED, audit_origin(request), reason="invalid_request")
+    return oauth_error("invalid_request", _BODY_UNREADABLE, 400)
+
+
+def userinfo_body_refused(request: HttpRequest) -> HttpResponse:
+    """/userinfo's answer to such a body: RFC 6750 §3.1's ``invalid_request`` (400), with
+    its WWW-Authenticate challenge, in JSON as its other refusals; audited."""
+    record(
+        Action.SSO_TOKEN_REFUSED,
+        audit_origin(request),
+        reason="invalid_request",
+        endpoint="userinfo",
+    )
+    response = oauth_error("invalid_request", _BODY_UNREADABLE, 400)
+    response["WWW-Authenticate"] = (
+        f'Bearer error="invalid_request", error_description="{_BODY_UNREADABLE}"'
+    )
+    return response
+
+
+def revoke_body_refused(request: HttpRequest) -> HttpResponse:
+    """/revoke's answer to such a body: RFC 7009 §2.2.1's error response, which is RFC 6749
+    §5.2's (``invalid_request``, 400); audited."""
+    record(
+        Action.SSO_TOKEN_REFUSED, audit_origin(request), reason="invalid_request", endpoint="revoke"
+    )
+    return oauth_error("invalid_request", _BODY_UNREADABLE, 400)
+
+
 @answers_failures_with(oauth_failure)
+@refuses_bodies_with(token_body_refused)
 @csrf_exempt
 @require_POST
 def token(request: HttpRequest) -> HttpResponse:
@@ -754,17 +792,11 @@ def token(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def token_body_refused(request: HttpRequest) -> HttpResponse:
-    """/token's answer to a form body Django will not parse (over DATA_UPLOAD_MAX_MEMORY_SIZE,
-    a broken multipart): the OAuth error an app reads (RFC 6749 §5.2), not a page."""
-    record(Action.SSO_TOKEN_REFUSED, audit_origin(request), reason="invalid_request")
-    return oauth_error("invalid_request", "The request body cannot be read.", 400)
-
-
 _userinfo = UserInfoView.as_view()
 
 
 @answers_failures_with(oauth_failure)
+@refuses_bodies_with(userinfo_body_refused)
 @csrf_exempt
 def userinfo(request: HttpRequest) -> HttpResponse:
     """DOT's userinfo view, with the validator's per-request reads (the person's groups come
@@ -777,7 +809,9 @@ def userinfo(request: HttpRequest) -> HttpResponse:
     return response
 
 
-revoke = answers_failures_with(oauth_failure)(RevokeTokenView.as_view())
+revoke = answers_failures_with(oauth_failure)(
+    refuses_bodies_with(revoke_body_refused)(RevokeTokenView.as_view())
+)
 
 
 # --- Settings: "Sign out of this app" -----------------------------------------------------------

@@ -72,6 +72,15 @@ def _own_refusal(request: HttpRequest) -> Callable[[HttpRequest], HttpResponse] 
     return answer
 
 
+def body_refusal_of(
+    view: Callable[..., HttpResponse],
+) -> Callable[[HttpRequest], HttpResponse] | None:
+    """The answer ``view`` is marked to give a refused form body (``refuses_bodies_with``), or
+    None: for a lean path, which refuses bodies itself before any middleware."""
+    answer = getattr(view, _BODY_REFUSED, None)
+    return answer if callable(answer) else None
+
+
 def form_refusal(request: HttpRequest) -> str | None:
     """Why a form body is refused (its length, or a parse failure), or None once it is read
     and parsed: the check ``RequestBodyMiddleware`` makes, for the lean paths that skip it."""
