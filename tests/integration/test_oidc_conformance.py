@@ -109,6 +109,23 @@ def test_oidcc_discovery_endpoint_verification(db):
         assert key["kid"]
 
 
+@pytest.mark.parametrize(
+    "module",
+    [
+        "oidcc-rp-initiated-logout-discovery-endpoint-verification",
+        "oidcc-backchannel-logout-discovery-endpoint-verification",
+    ],
+)
+def test_oidcc_logout_discovery_endpoint_verification(db, module):
+    """The logout plans' discovery checks: end_session_endpoint on the issuer, and for
+    back-channel logout both flags (certification requires the sid)."""
+    document = Client().get("/.well-known/openid-configuration").json()
+    assert document["end_session_endpoint"] == f"{ISSUER}/end-session"
+    if module.startswith("oidcc-backchannel"):
+        assert document["backchannel_logout_supported"] is True
+        assert document["backchannel_logout_session_supported"] is True
+
+
 # --- Basic OP: the authorization request --------------------------------------------------------
 
 
