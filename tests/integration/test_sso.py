@@ -402,7 +402,21 @@ def test_a_foreign_redirect_uri_gets_a_page_not_a_redirect(ada):
     auth = authorize(signed_in(ada), app, redirect_uri="https://evil.example/cb")
     assert auth.response.status_code == 400
     assert b"App Sign-in Link Not Valid" in auth.response.content
-    assert AuditEvent.objects.filter(action="sso.refused").exists()
+    assert AuditEvent.objects.get(action="sso.refused").reason == "mismatching_redirect_uri"
+
+
+@pytest.mark.parametrize("mode", ["query", "form_post"])
+def test_an_openid_request_without_a_redirect_uri_gets_a_page_not_a_code(ada, mode):
+    """OpenID Connect Core §3.1.2.1: redirect_uri is REQUIRED (the conformance suite's
+    oidcc-ensure-redirect-uri-in-authorization-request), even for an app with one registered
+    URI, to which a plain OAuth request may fall back (test_sso_response_modes.py)."""
+    app = add_app()
+    auth = authorize(signed_in(ada), app, redirect_uri=None, response_mode=mode)
+    assert auth.response.status_code == 400
+    assert b"App Sign-in Link Not Valid" in auth.response.content
+    assert not Grant.objects.exists()
+    refused = AuditEvent.objects.get(action="sso.refused")
+    assert (refused.reason, refused.detail["app"]) == ("missing_redirect_uri", app.client_id)
 
 
 def test_plain_pkce_is_refused(ada):

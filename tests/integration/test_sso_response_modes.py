@@ -197,10 +197,13 @@ def test_form_post_keeps_a_query_the_redirect_uri_was_registered_with(ada):
 
 
 def test_form_post_without_a_redirect_uri_posts_to_the_registered_one(ada):
-    """No redirect_uri in the request: the app's only registered one (RFC 6749 §3.1.2.3), and
-    the page's form-action still names its origin."""
+    """No redirect_uri in a plain OAuth request (no ``openid`` scope; an OpenID request must
+    name it, test_sso.py): the app's only registered one (RFC 6749 §3.1.2.3), and the page's
+    form-action still names its origin."""
     app = add_app()
-    auth = authorize(signed_in(ada), app, response_mode="form_post", redirect_uri=None)
+    auth = authorize(
+        signed_in(ada), app, response_mode="form_post", redirect_uri=None, scope="profile"
+    )
     fields = posted_to_app(auth.response)
     assert "code" in fields
 

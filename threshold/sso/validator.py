@@ -39,6 +39,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.common import UNICODE_ASCII_CHARACTER_SET
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
+from oauthlib.oauth2.rfc6749.utils import scope_to_list
 
 from threshold import clock
 from threshold.audit.actions import Action, Origin, record
@@ -191,6 +192,17 @@ class Validator(OAuth2Validator):
     def get_code_challenge_method(self, code: str, request: Any) -> str | None:
         grant = self._grant(code, request.client)
         return (grant.code_challenge_method or None) if grant is not None else None
+
+    def get_default_redirect_uri(
+        self, client_id: str, request: Any, *args: Any, **kwargs: Any
+    ) -> str | None:
+        # OpenID Connect Core §3.1.2.1: an OpenID request must name its redirect_uri; only a
+        # plain OAuth one falls back to the app's one registered URI (RFC 6749 §3.1.2.3).
+        # None: oauthlib's MissingRedirectURIError, the "not valid" page (views._authorize).
+        if "openid" in (scope_to_list(request.scope) or []):
+            return None
+        uri: str | None = super().get_default_redirect_uri(client_id, request, *args, **kwargs)
+        return uri
 
     def confirm_redirect_uri(
         self, client_id: str, code: str, redirect_uri: str, client: Any, *args: Any, **kwargs: Any

@@ -350,6 +350,17 @@ def _posted_authorization(request: HttpRequest) -> HttpResponse:
     return see_other(request.path + ("?" + urlencode(params) if params else ""))
 
 
+# The audit log's reason for an authorization request that cannot go back to its app (oauthlib
+# calls all of these invalid_request, or invalid_client_id).
+_FATAL_REASONS: dict[type[Exception], str] = {
+    oauth2_errors.MissingClientIdError: "missing_client_id",
+    oauth2_errors.InvalidClientIdError: "invalid_client_id",
+    oauth2_errors.MissingRedirectURIError: "missing_redirect_uri",
+    oauth2_errors.InvalidRedirectURIError: "invalid_redirect_uri",
+    oauth2_errors.MismatchingRedirectURIError: "mismatching_redirect_uri",
+}
+
+
 def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912, PLR0915 - one answer per rule
     core = _oauthlib_core()
     try:
@@ -361,7 +372,7 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             audit_origin(request),
             actor=person,
             subject=person,
-            reason=error.oauthlib_error.error,
+            reason=_FATAL_REASONS.get(type(error.oauthlib_error), error.oauthlib_error.error),
             app=_as_given(request.GET.get("client_id", "")),
         )
         return _problem(request, "app_link_invalid", 400)
