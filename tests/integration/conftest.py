@@ -25,6 +25,7 @@ from django.test import Client
 import threshold.clock
 from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts.models import User
+from threshold.audit import capped
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
 from threshold.enrollment.actions import do_invite
@@ -86,9 +87,10 @@ def _static_files():
 
 @pytest.fixture(autouse=True)
 def _fresh_worker_memory():
-    """Each test starts as a fresh worker would: no options rate counted, no decoy distribution,
-    no policy read."""
+    """Each test starts as a fresh worker would: no options rate counted, no refusals' audit
+    rows counted, no decoy distribution, no policy read."""
     SIGN_IN_OPTIONS_LIMIT.clear()
+    capped.clear()
     forget_distribution()
     forget_policy()
 

@@ -108,6 +108,7 @@ def test_audit_actions_keep_their_stored_values() -> None:
         "DEVICE_PUSH_SUBSCRIPTION_GONE": "device.push_subscription_gone",
         "DEVICE_SETUP_CODE_REFUSED": "device.setup_code_refused",
         "SSO_INTROSPECTION_REFUSED": "sso.introspection_refused",
+        "AUDIT_REFUSALS_CAPPED": "audit.refusals_capped",
     }
 
 

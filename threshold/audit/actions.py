@@ -93,6 +93,8 @@ class Action(StrEnum):
     DEVICE_SETUP_CODE_REFUSED = "device.setup_code_refused"
     # Token introspection (threshold/sso/introspection.py): a caller that is not an app.
     SSO_INTROSPECTION_REFUSED = "sso.introspection_refused"
+    # Refusals that name no one, from one network, past their rate (threshold/audit/capped.py).
+    AUDIT_REFUSALS_CAPPED = "audit.refusals_capped"
 
 
 class Channel(StrEnum):

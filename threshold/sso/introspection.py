@@ -41,7 +41,8 @@ from oauth2_provider.models import get_access_token_model
 from oauth2_provider.views import IntrospectTokenView
 from oauthlib.common import Request as OAuthRequest
 
-from threshold.audit.actions import Action, record
+from threshold.audit.actions import Action
+from threshold.audit.capped import record_capped
 from threshold.core.errors import MalformedRequest
 from threshold.sso.models import Application
 from threshold.sso.sessions import subject_of
@@ -59,7 +60,8 @@ def _refused(
     request: HttpRequest, error: str, description: str, status: int, **detail: Any
 ) -> JsonResponse:
     """The OAuth error (RFC 6749 §5.2), audited: who called, and why they were refused."""
-    record(Action.SSO_INTROSPECTION_REFUSED, audit_origin(request), reason=error, **detail)
+    # No person, and no app that proved itself: audited up to a rate (audit/capped.py).
+    record_capped(Action.SSO_INTROSPECTION_REFUSED, audit_origin(request), reason=error, **detail)
     response = oauth_error(error, description, status)
     if status == 401:  # noqa: PLR2004
         # RFC 6749 §5.2: invalid_client answered with 401 names the scheme the client may use.

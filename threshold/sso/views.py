@@ -48,6 +48,7 @@ from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 from threshold import clock
 from threshold.accounts.models import User
 from threshold.audit.actions import Action, record
+from threshold.audit.capped import record_capped
 from threshold.core import catalog, errors
 from threshold.core.assurance import Acr
 from threshold.core.catalog import Surface
@@ -226,11 +227,10 @@ def _refuse(
     description: str,
 ) -> HttpResponse:
     user = request.user if request.user.is_authenticated else None
-    record(
+    _record_refusal(
         Action.SSO_REFUSED,
-        audit_origin(request),
-        actor=user,
-        subject=user,
+        request,
+        user,
         reason=error,
         app=getattr(application, "client_id", ""),
     )
@@ -350,6 +350,15 @@ def _posted_authorization(request: HttpRequest) -> HttpResponse:
     return see_other(request.path + ("?" + urlencode(params) if params else ""))
 
 
+def _record_refusal(action: Action, request: HttpRequest, person: Any, **fields: Any) -> None:
+    """Audit a refused authorization: always when a signed-in person made it, else up to its
+    network's rate (threshold/audit/capped.py: anyone can send these)."""
+    if person is not None:
+        record(action, audit_origin(request), actor=person, subject=person, **fields)
+    else:
+        record_capped(action, audit_origin(request), **fields)
+
+
 # The audit log's reason for an authorization request that cannot go back to its app (oauthlib
 # calls all of these invalid_request, or invalid_client_id).
 _FATAL_REASONS: dict[type[Exception], str] = {
@@ -367,11 +376,10 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
         scopes, credentials = core.validate_authorization_request(request)
     except FatalClientError as error:
         person = request.user if request.user.is_authenticated else None
-        record(
+        _record_refusal(
             Action.SSO_REFUSED,
-            audit_origin(request),
-            actor=person,
-            subject=person,
+            request,
+            person,
             reason=_FATAL_REASONS.get(type(error.oauthlib_error), error.oauthlib_error.error),
             app=_as_given(request.GET.get("client_id", "")),
         )
@@ -384,11 +392,10 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             # this provider has only the code flow (discovery's response_types_supported).
             reason = "unsupported_response_type"
         person = request.user if request.user.is_authenticated else None
-        record(
+        _record_refusal(
             Action.SSO_REFUSED,
-            audit_origin(request),
-            actor=person,
-            subject=person,
+            request,
+            person,
             reason=reason,
             app=_as_given(request.GET.get("client_id", "")),
         )
@@ -745,14 +752,14 @@ def token_body_refused(request: HttpRequest) -> HttpResponse:
     """/token's answer to a form body Django will not parse (over DATA_UPLOAD_MAX_MEMORY_SIZE,
     too many fields, a broken multipart, a charset other than UTF-8): the OAuth error an app
     reads (RFC 6749 §5.2), not a page; audited as the token's other refusals."""
-    record(Action.SSO_TOKEN_REFUSED, audit_origin(request), reason="invalid_request")
+    record_capped(Action.SSO_TOKEN_REFUSED, audit_origin(request), reason="invalid_request")
     return oauth_error("invalid_request", _BODY_UNREADABLE, 400)
 
 
 def userinfo_body_refused(request: HttpRequest) -> HttpResponse:
     """/userinfo's answer to such a body: RFC 6750 §3.1's ``invalid_request`` (400), with
     its WWW-Authenticate challenge, in JSON as its other refusals; audited."""
-    record(
+    record_capped(
         Action.SSO_TOKEN_REFUSED,
         audit_origin(request),
         reason="invalid_request",
@@ -768,7 +775,7 @@ def userinfo_body_refused(request: HttpRequest) -> HttpResponse:
 def revoke_body_refused(request: HttpRequest) -> HttpResponse:
     """/revoke's answer to such a body: RFC 7009 §2.2.1's error response, which is RFC 6749
     §5.2's (``invalid_request``, 400); audited."""
-    record(
+    record_capped(
         Action.SSO_TOKEN_REFUSED, audit_origin(request), reason="invalid_request", endpoint="revoke"
     )
     return oauth_error("invalid_request", _BODY_UNREADABLE, 400)
@@ -793,7 +800,8 @@ def token(request: HttpRequest) -> HttpResponse:
             error = str(json.loads(body).get("error", ""))
         except (ValueError, AttributeError):
             error = "invalid_request"
-        record(
+        # No person, and perhaps no app: anyone can send these (threshold/audit/capped.py).
+        record_capped(
             Action.SSO_TOKEN_REFUSED,
             audit_origin(request),
             reason=error,
