@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from jwcrypto import jwk, jwt
 from oauth2_provider.models import get_access_token_model, get_grant_model
@@ -38,6 +39,7 @@ from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts.actions import do_lock_user
 from threshold.audit.actions import Action, Origin
 from threshold.audit.models import AuditEvent
+from threshold.cli.commands.serve import GUNICORN_SETTINGS
 from threshold.cli.main import main
 from threshold.enrollment.actions import do_issue_recovery
 from threshold.groups.actions import do_add_group, do_add_member
@@ -49,6 +51,7 @@ from threshold.sso.actions import do_add_app, do_assign_app
 from threshold.sso.logout import deliver_due, retry_logouts
 from threshold.sso.models import Application, LogoutDelivery
 from threshold.sso.validator import Validator
+from threshold.web.http import REQUEST_TARGET_MAX_LENGTH
 
 pytestmark = pytest.mark.django_db
 
@@ -612,6 +615,116 @@ def test_rp_initiated_logout_refuses_an_unregistered_uri_with_a_page(ada):
     assert response.status_code == 400
     assert b"App Sign-in Link Not Valid" in response.content
     assert browser.is_signed_in()
+
+
+def test_rp_initiated_logout_sent_as_a_form_post_is_answered_as_its_get(
+    ada, receiver, django_capture_on_commit_callbacks
+):
+    """RP-Initiated Logout §2: the OP MUST support GET and POST at the Logout Endpoint. The
+    app's page posts its form cross-site, without Threshold's CSRF token (the browser enforces
+    CSRF checks, as Chromium's would): a 303 to the same request sent with GET, which then
+    signs out as the GET does: tokens revoked, the app told by back-channel logout, back to
+    the post-logout URI with the state."""
+    post_logout = "http://127.0.0.1:9000/signed-out"
+    app = add_app(post_logout_redirect_uris=[post_logout], backchannel_logout_uri=receiver.url)
+    browser = signed_in(ada)
+    tokens = full_flow(browser, app)
+    # The endpoint discovery names takes the POST.
+    discovered = Client().get("/.well-known/openid-configuration").json()["end_session_endpoint"]
+    endpoint = discovered.removeprefix(ISSUER)
+    form = {
+        "id_token_hint": tokens["id_token"],
+        "post_logout_redirect_uri": post_logout,
+        "state": "x y&z=1+ü",  # every character survives the 303's URL
+        "client_id": app.client_id,
+        "ui_locales": "en fr",
+    }
+    posted = browser.client.post(endpoint, form)
+    assert posted.status_code == 303, posted.content[:300]
+    assert urlsplit(posted["Location"]).path == endpoint
+    assert parse_qsl(urlsplit(posted["Location"]).query) == list(form.items())
+    # The POST itself changes nothing.
+    assert browser.is_signed_in()
+    assert not AuditEvent.objects.filter(action="sso.logout").exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = browser.get(posted["Location"])
+    assert answer.status_code == 302, answer.content[:300]
+    assert answer["Location"].startswith(post_logout + "?")
+    assert parse_qsl(urlsplit(answer["Location"]).query) == [("state", form["state"])]
+    assert not browser.is_signed_in()
+    assert refresh(app, tokens["refresh_token"]).status_code == 400
+    assert AuditEvent.objects.filter(action="sso.logout", actor=ada.user).exists()
+    [logout] = receiver.received
+    assert verify_logout_token(logout, app)["sid"] == tokens["claims"]["sid"]
+
+
+def test_a_posted_logout_without_a_hint_asks_and_a_forged_answer_is_refused(ada):
+    """Without an id_token_hint the GET the POST becomes asks the person; another site's form
+    that answers "Sign out" for them (no CSRF token, or a wrong one) is refused as before."""
+    post_logout = "http://127.0.0.1:9000/signed-out"
+    app = add_app(post_logout_redirect_uris=[post_logout])
+    browser = signed_in(ada)
+    full_flow(browser, app)
+    form = {"client_id": app.client_id, "post_logout_redirect_uri": post_logout, "state": "st"}
+    posted = browser.client.post("/end-session", form)
+    assert posted.status_code == 303
+    asked = browser.get(posted["Location"])
+    assert asked.status_code == 200
+    assert b"Sign out of Wiki and Threshold?" in asked.content
+    assert form_action(asked) == ["'self'", "http://127.0.0.1:9000"]
+    for forged in ({"allow": "true"}, {"allow": "true", "csrfmiddlewaretoken": "x" * 64}):
+        refused = browser.client.post(asked.wsgi_request.get_full_path(), {**form, **forged})
+        assert refused.status_code == 403
+        assert b"Session Expired" in refused.content
+    assert browser.is_signed_in()
+    assert not AuditEvent.objects.filter(action="sso.logout").exists()
+    # The person's own answer, with the token.
+    answered = browser.client.post(
+        asked.wsgi_request.get_full_path(),
+        {**form, "allow": "true", "csrfmiddlewaretoken": browser.csrf_token()},
+    )
+    assert answered.status_code == 302
+    assert answered["Location"] == f"{post_logout}?state=st"
+    assert not browser.is_signed_in()
+
+
+def test_the_longest_url_a_post_is_sent_on_to_fits_the_servers_request_line():
+    request_line = f"GET {'/' * REQUEST_TARGET_MAX_LENGTH} HTTP/1.1"
+    assert len(request_line) == GUNICORN_SETTINGS["limit_request_line"]
+
+
+@pytest.mark.parametrize("path", ["/end-session", "/authorize"])
+def test_a_posted_request_that_cannot_travel_in_a_url_is_a_page(ada, path):
+    """A form whose parameters the 303's URL cannot all carry (more than the server reads in a
+    request line, or a file) is refused with the catalog's page, audited, rather than sent on
+    without them; one the server cannot read gets the catalog's page too. Nothing changes."""
+    app = add_app()
+    browser = signed_in(ada)
+    room = REQUEST_TARGET_MAX_LENGTH - len(f"{path}?client_id={app.client_id}&state=")
+    fits = browser.client.post(path, {"client_id": app.client_id, "state": "s" * room})
+    assert fits.status_code == 303
+    assert len(fits["Location"]) == REQUEST_TARGET_MAX_LENGTH
+    too_long = {"client_id": app.client_id, "state": "s" * (room + 1)}
+    with_a_file = {"client_id": app.client_id, "state": SimpleUploadedFile("state.txt", b"st")}
+    for form in (too_long, with_a_file):
+        refused = browser.client.post(path, form)
+        assert refused.status_code == 400
+        assert b"App Sign-in Link Not Valid" in refused.content
+        assert not refused.has_header("Location")
+    refusals = AuditEvent.objects.filter(action="sso.refused", reason="invalid_request")
+    assert [(e.actor, e.detail["app"], e.detail["files"]) for e in refusals.order_by("id")] == [
+        (ada.user, app.client_id, 0),
+        (ada.user, app.client_id, 1),
+    ]
+    assert all(e.detail.get("logout", False) == (path == "/end-session") for e in refusals)
+    oversize = browser.client.post(path, {"client_id": app.client_id, "state": "s" * 65 * 1024})
+    broken = browser.client.post(path, b"--nope\r\n", content_type="multipart/form-data; boundary=")
+    for unreadable in (oversize, broken):
+        assert unreadable.status_code == 400
+        assert b"This request could not be understood" in unreadable.content
+    assert browser.is_signed_in()
+    assert not Grant.objects.exists()
+    assert not AuditEvent.objects.filter(action__in=["sso.logout", "sso.authorized"]).exists()
 
 
 # --- Keys, hints, consent ---------------------------------------------------------------------

@@ -79,6 +79,7 @@ from threshold.sso.validator import (
 from threshold.web.bodies import refuses_bodies_with
 from threshold.web.http import (
     CLIENT_CATALOG,
+    REQUEST_TARGET_MAX_LENGTH,
     Done,
     answers_failures_with,
     audit_origin,
@@ -341,13 +342,38 @@ def _posted_authorization(request: HttpRequest) -> HttpResponse:
     the app's page submits, cross-site, so without Threshold's CSRF token. It changes nothing
     by itself: it is answered by a 303 to the same request sent with GET, which then signs the
     person in first, again, or asks consent and comes back as any GET does."""
+    return _posted_as_get(request)
+
+
+def _posted_as_get(request: HttpRequest, **audited: Any) -> HttpResponse:
+    """An app's request sent as a form POST, answered by a 303 to the same request sent with
+    GET: the query's parameters, then the form's, each URL-encoded, in their order. A body
+    whose parameters cannot all travel in that URL (a file in a multipart form, or more than
+    the server reads in a request line, ``REQUEST_TARGET_MAX_LENGTH``) is refused with the
+    catalog's page rather than sent on without them; audited with ``audited``. A body Django
+    cannot read never gets here: ``RequestBodyMiddleware`` answers it with the catalog's page."""
     params = [
         (name, value)
         for source in (request.GET, request.POST)
         for name, values in source.lists()
         for value in values
     ]
-    return see_other(request.path + ("?" + urlencode(params) if params else ""))
+    target = request.path + ("?" + urlencode(params) if params else "")
+    if request.FILES or len(target) > REQUEST_TARGET_MAX_LENGTH:
+        person = request.user if request.user.is_authenticated else None
+        record(
+            Action.SSO_REFUSED,
+            audit_origin(request),
+            actor=person,
+            subject=person,
+            reason="invalid_request",
+            app=_as_given(request.POST.get("client_id") or request.GET.get("client_id", "")),
+            url_length=len(target),
+            files=len(request.FILES),
+            **audited,
+        )
+        return _problem(request, "app_link_invalid", 400)
+    return see_other(target)
 
 
 def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912, PLR0915 - one answer per rule
@@ -914,4 +940,27 @@ class EndSessionView(RPInitiatedLogoutView):  # DOT ships no types
         return response
 
 
-end_session = EndSessionView.as_view()
+_end_session = EndSessionView.as_view()
+# Its confirmation form's POST (sso/logout_confirm.html), and every method but an app's POST,
+# under Django's CSRF check as before.
+_end_session_checked = csrf_protect(_end_session)
+
+# The confirmation form's fields: a POST that has one answers that form, under Django's CSRF
+# check; any other POST is an app's logout request sent as a form.
+_CONFIRMATION_FIELDS = ("allow", "csrfmiddlewaretoken")
+
+
+@csrf_exempt
+def end_session(request: HttpRequest) -> HttpResponse:
+    """RP-Initiated Logout 1.0 §2: "The OP MUST support the use of the HTTP GET and POST
+    methods at the Logout Endpoint." An app's page posts its logout request's form
+    cross-site, so without Threshold's CSRF token: it changes nothing by itself, and is
+    answered, as an authorization request sent with POST is, by a 303 to the same request
+    sent with GET, which then signs the person out or asks them first, as any GET does. The
+    confirmation's answer (its "Sign out" button, with the token) stays CSRF-protected."""
+    if request.method == "POST" and not any(
+        field in request.POST for field in _CONFIRMATION_FIELDS
+    ):
+        return _posted_as_get(request, logout=True)
+    response: HttpResponse = _end_session_checked(request)
+    return response
