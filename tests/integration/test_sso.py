@@ -8,6 +8,7 @@ jwcrypto. Nothing is mocked but the clock and, for back-channel logout, the outb
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.server
 import json
@@ -21,7 +22,9 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from jwcrypto import jwk, jwt
 from oauth2_provider.models import get_access_token_model, get_grant_model
 
@@ -1093,6 +1096,52 @@ def test_userinfo_and_revoke_bad_input(ada):
     # RFC 7009 §2.2: an unknown token is answered like a revoked one.
     assert unknown.status_code == 200
     assert Client().post("/revoke", {"token": "nope"}).status_code == 401
+
+
+USERINFO_TOKEN_IN_QUERY = [
+    pytest.param("GET", "?access_token={token}", {}, id="get"),
+    pytest.param("GET", "?access_token={token}", {"bearer": True}, id="and-in-the-header"),
+    pytest.param("POST", "?access_token={token}", {}, id="post"),
+    pytest.param("POST", "?x=1&access%5Ftoken={token}", {"form": True}, id="encoded-and-in-a-form"),
+    pytest.param("GET", "?access_token=", {}, id="empty"),
+]
+
+
+@pytest.mark.parametrize(("method", "query", "also"), USERINFO_TOKEN_IN_QUERY)
+@pytest.mark.parametrize("stack", ["lean", "full"])
+def test_userinfo_refuses_an_access_token_in_the_query(ada, stack, method, query, also, caplog):
+    """RFC 9700 §4.3.2, RFC 6750 §2.3: a token in a URL ends up in logs and Referer headers.
+    RFC 6750 §3.1's invalid_request (400) with its challenge, in JSON, on the lean path
+    (threshold/sso/lean.py) and down the full stack; audited without the token, which is not
+    even looked up. The header and a form body keep working."""
+    from tests.integration.test_sso_speed import full_stack, shapes  # noqa: PLC0415
+
+    app = add_app()
+    token = full_flow(signed_in(ada), app)["access_token"]
+    extra = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if also.get("bearer") else {}
+    data = {"access_token": token} if also.get("form") else {}
+    caplog.clear()
+    with full_stack() if stack == "full" else contextlib.nullcontext():
+        with CaptureQueriesContext(connection) as queries:
+            url = "/userinfo" + query.format(token=token)
+            if method == "GET":
+                response = Client().get(url, **extra)
+            else:
+                response = Client().post(url, data, **extra)
+        assert shapes(queries) == ["INSERT audit_auditevent"]
+        assert response.status_code == 400, response.content
+        assert response["Content-Type"] == "application/json"
+        assert response["Cache-Control"] == "no-store"
+        assert response.json()["error"] == "invalid_request"
+        assert response["WWW-Authenticate"].startswith('Bearer error="invalid_request"')
+        bearer = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+        assert Client().get("/userinfo", **bearer).status_code == 200
+        assert Client().post("/userinfo", {"access_token": token}).status_code == 200
+    [refusal] = AuditEvent.objects.filter(action="sso.token_refused")
+    assert (refusal.reason, refusal.detail) == ("token_in_query", {"endpoint": "userinfo"})
+    stored = [list(row.values()) for row in AuditEvent.objects.values()]
+    assert token not in repr(stored)
+    assert token not in caplog.text
 
 
 def test_end_session_with_a_garbage_hint_is_a_page(ada):

@@ -767,17 +767,31 @@ def token_body_refused(request: HttpRequest) -> HttpResponse:
 def userinfo_body_refused(request: HttpRequest) -> HttpResponse:
     """/userinfo's answer to such a body: RFC 6750 §3.1's ``invalid_request`` (400), with
     its WWW-Authenticate challenge, in JSON as its other refusals; audited."""
-    record(
-        Action.SSO_TOKEN_REFUSED,
-        audit_origin(request),
-        reason="invalid_request",
-        endpoint="userinfo",
-    )
-    response = oauth_error("invalid_request", _BODY_UNREADABLE, 400)
+    return _userinfo_invalid_request(request, "invalid_request", _BODY_UNREADABLE)
+
+
+_NOT_IN_THE_URL = "An access token is not accepted in the URL: send it in the Authorization header."
+
+
+def _userinfo_invalid_request(request: HttpRequest, reason: str, description: str) -> HttpResponse:
+    """RFC 6750 §3.1's ``invalid_request`` (400) with its WWW-Authenticate challenge, in JSON
+    as /userinfo's other refusals; audited (``reason``), never with the request's token."""
+    record(Action.SSO_TOKEN_REFUSED, audit_origin(request), reason=reason, endpoint="userinfo")
+    response = oauth_error("invalid_request", description, 400)
     response["WWW-Authenticate"] = (
-        f'Bearer error="invalid_request", error_description="{_BODY_UNREADABLE}"'
+        f'Bearer error="invalid_request", error_description="{description}"'
     )
     return response
+
+
+def _token_in_query(request: HttpRequest) -> bool:
+    """Does the URL's query carry an ``access_token`` parameter (its name decoded as Django
+    and oauthlib decode it, whatever its value, as DOT's ``verify_request`` checks)? Parsed
+    here without Django's limit on the number of fields, which a query may exceed."""
+    query = request.META.get("QUERY_STRING", "")
+    return bool(query) and any(
+        name == "access_token" for name, _ in parse_qsl(query, keep_blank_values=True)
+    )
 
 
 def revoke_body_refused(request: HttpRequest) -> HttpResponse:
@@ -826,7 +840,15 @@ _userinfo = UserInfoView.as_view()
 @csrf_exempt
 def userinfo(request: HttpRequest) -> HttpResponse:
     """DOT's userinfo view, with the validator's per-request reads (the person's groups come
-    with the access token's SELECT)."""
+    with the access token's SELECT).
+
+    An access token in the URL's query is refused (RFC 9700 §4.3.2; RFC 6750 §2.3): a URL ends
+    up in logs and Referer headers. DOT refuses it only in ``verify_request``
+    (``COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT``), which its userinfo view does not call.
+    The token is not looked up: the request is refused before any SQL but the audit row's. The
+    header (RFC 6750 §2.1) and a form body (§2.2) are read as DOT reads them."""
+    if _token_in_query(request):
+        return _userinfo_invalid_request(request, "token_in_query", _NOT_IN_THE_URL)
     with per_request():
         response: HttpResponse = _userinfo(request)
     if response.status_code >= 400 and response.content.startswith(b"{"):  # noqa: PLR2004
