@@ -77,6 +77,30 @@ def test_rp_initiated_logout_ends_the_threshold_session_and_returns_with_state(
     assert home.headers["location"].startswith("/sign-in")
 
 
+def test_rp_initiated_logout_sent_as_a_cross_site_form_post_signs_out_as_the_get_does(
+    page: Page,
+    authenticator: Authenticator,
+    server: Server,
+    invite: Invite,
+    register_app: RegisterApp,
+) -> None:
+    """RP-Initiated Logout §2's POST: the app's page (another site) submits its logout form
+    without Threshold's CSRF token or its SameSite=Lax session cookie; the 303 to the same
+    request as a GET, a top-level navigation, carries the cookie and signs out without asking,
+    as the GET with a valid hint does."""
+    app = register_app()
+    _signed_in_to(page, invite, app)
+
+    page.goto(f"{app.logout_url}?rp_method=post")
+    page.wait_for_url(f"{app.rp.url}/logged-out/*")
+
+    [returned] = app.state()["logged_out"]
+    assert returned["state_matches"], returned
+    home = page.request.get(f"{server.url}/", max_redirects=0)
+    assert home.status == 302, "signed out of Threshold"
+    assert home.headers["location"].startswith("/sign-in")
+
+
 def test_rp_initiated_logout_without_a_hint_asks_then_returns_to_the_app(
     page: Page,
     authenticator: Authenticator,

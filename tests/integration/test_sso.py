@@ -8,6 +8,7 @@ jwcrypto. Nothing is mocked but the clock and, for back-channel logout, the outb
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.server
 import json
@@ -20,7 +21,10 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from jwcrypto import jwk, jwt
 from oauth2_provider.models import get_access_token_model, get_grant_model
 
@@ -38,6 +42,7 @@ from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts.actions import do_lock_user
 from threshold.audit.actions import Action, Origin
 from threshold.audit.models import AuditEvent
+from threshold.cli.commands.serve import GUNICORN_SETTINGS
 from threshold.cli.main import main
 from threshold.enrollment.actions import do_issue_recovery
 from threshold.groups.actions import do_add_group, do_add_member
@@ -49,6 +54,7 @@ from threshold.sso.actions import do_add_app, do_assign_app
 from threshold.sso.logout import deliver_due, retry_logouts
 from threshold.sso.models import Application, LogoutDelivery
 from threshold.sso.validator import Validator
+from threshold.web.http import REQUEST_TARGET_MAX_LENGTH
 
 pytestmark = pytest.mark.django_db
 
@@ -628,6 +634,116 @@ def test_rp_initiated_logout_refuses_an_unregistered_uri_with_a_page(ada):
     assert browser.is_signed_in()
 
 
+def test_rp_initiated_logout_sent_as_a_form_post_is_answered_as_its_get(
+    ada, receiver, django_capture_on_commit_callbacks
+):
+    """RP-Initiated Logout §2: the OP MUST support GET and POST at the Logout Endpoint. The
+    app's page posts its form cross-site, without Threshold's CSRF token (the browser enforces
+    CSRF checks, as Chromium's would): a 303 to the same request sent with GET, which then
+    signs out as the GET does: tokens revoked, the app told by back-channel logout, back to
+    the post-logout URI with the state."""
+    post_logout = "http://127.0.0.1:9000/signed-out"
+    app = add_app(post_logout_redirect_uris=[post_logout], backchannel_logout_uri=receiver.url)
+    browser = signed_in(ada)
+    tokens = full_flow(browser, app)
+    # The endpoint discovery names takes the POST.
+    discovered = Client().get("/.well-known/openid-configuration").json()["end_session_endpoint"]
+    endpoint = discovered.removeprefix(ISSUER)
+    form = {
+        "id_token_hint": tokens["id_token"],
+        "post_logout_redirect_uri": post_logout,
+        "state": "x y&z=1+ü",  # every character survives the 303's URL
+        "client_id": app.client_id,
+        "ui_locales": "en fr",
+    }
+    posted = browser.client.post(endpoint, form)
+    assert posted.status_code == 303, posted.content[:300]
+    assert urlsplit(posted["Location"]).path == endpoint
+    assert parse_qsl(urlsplit(posted["Location"]).query) == list(form.items())
+    # The POST itself changes nothing.
+    assert browser.is_signed_in()
+    assert not AuditEvent.objects.filter(action="sso.logout").exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = browser.get(posted["Location"])
+    assert answer.status_code == 302, answer.content[:300]
+    assert answer["Location"].startswith(post_logout + "?")
+    assert parse_qsl(urlsplit(answer["Location"]).query) == [("state", form["state"])]
+    assert not browser.is_signed_in()
+    assert refresh(app, tokens["refresh_token"]).status_code == 400
+    assert AuditEvent.objects.filter(action="sso.logout", actor=ada.user).exists()
+    [logout] = receiver.received
+    assert verify_logout_token(logout, app)["sid"] == tokens["claims"]["sid"]
+
+
+def test_a_posted_logout_without_a_hint_asks_and_a_forged_answer_is_refused(ada):
+    """Without an id_token_hint the GET the POST becomes asks the person; another site's form
+    that answers "Sign out" for them (no CSRF token, or a wrong one) is refused as before."""
+    post_logout = "http://127.0.0.1:9000/signed-out"
+    app = add_app(post_logout_redirect_uris=[post_logout])
+    browser = signed_in(ada)
+    full_flow(browser, app)
+    form = {"client_id": app.client_id, "post_logout_redirect_uri": post_logout, "state": "st"}
+    posted = browser.client.post("/end-session", form)
+    assert posted.status_code == 303
+    asked = browser.get(posted["Location"])
+    assert asked.status_code == 200
+    assert b"Sign out of Wiki and Threshold?" in asked.content
+    assert form_action(asked) == ["'self'", "http://127.0.0.1:9000"]
+    for forged in ({"allow": "true"}, {"allow": "true", "csrfmiddlewaretoken": "x" * 64}):
+        refused = browser.client.post(asked.wsgi_request.get_full_path(), {**form, **forged})
+        assert refused.status_code == 403
+        assert b"Session Expired" in refused.content
+    assert browser.is_signed_in()
+    assert not AuditEvent.objects.filter(action="sso.logout").exists()
+    # The person's own answer, with the token.
+    answered = browser.client.post(
+        asked.wsgi_request.get_full_path(),
+        {**form, "allow": "true", "csrfmiddlewaretoken": browser.csrf_token()},
+    )
+    assert answered.status_code == 302
+    assert answered["Location"] == f"{post_logout}?state=st"
+    assert not browser.is_signed_in()
+
+
+def test_the_longest_url_a_post_is_sent_on_to_fits_the_servers_request_line():
+    request_line = f"GET {'/' * REQUEST_TARGET_MAX_LENGTH} HTTP/1.1"
+    assert len(request_line) == GUNICORN_SETTINGS["limit_request_line"]
+
+
+@pytest.mark.parametrize("path", ["/end-session", "/authorize"])
+def test_a_posted_request_that_cannot_travel_in_a_url_is_a_page(ada, path):
+    """A form whose parameters the 303's URL cannot all carry (more than the server reads in a
+    request line, or a file) is refused with the catalog's page, audited, rather than sent on
+    without them; one the server cannot read gets the catalog's page too. Nothing changes."""
+    app = add_app()
+    browser = signed_in(ada)
+    room = REQUEST_TARGET_MAX_LENGTH - len(f"{path}?client_id={app.client_id}&state=")
+    fits = browser.client.post(path, {"client_id": app.client_id, "state": "s" * room})
+    assert fits.status_code == 303
+    assert len(fits["Location"]) == REQUEST_TARGET_MAX_LENGTH
+    too_long = {"client_id": app.client_id, "state": "s" * (room + 1)}
+    with_a_file = {"client_id": app.client_id, "state": SimpleUploadedFile("state.txt", b"st")}
+    for form in (too_long, with_a_file):
+        refused = browser.client.post(path, form)
+        assert refused.status_code == 400
+        assert b"App Sign-in Link Not Valid" in refused.content
+        assert not refused.has_header("Location")
+    refusals = AuditEvent.objects.filter(action="sso.refused", reason="invalid_request")
+    assert [(e.actor, e.detail["app"], e.detail["files"]) for e in refusals.order_by("id")] == [
+        (ada.user, app.client_id, 0),
+        (ada.user, app.client_id, 1),
+    ]
+    assert all(e.detail.get("logout", False) == (path == "/end-session") for e in refusals)
+    oversize = browser.client.post(path, {"client_id": app.client_id, "state": "s" * 65 * 1024})
+    broken = browser.client.post(path, b"--nope\r\n", content_type="multipart/form-data; boundary=")
+    for unreadable in (oversize, broken):
+        assert unreadable.status_code == 400
+        assert b"This request could not be understood" in unreadable.content
+    assert browser.is_signed_in()
+    assert not Grant.objects.exists()
+    assert not AuditEvent.objects.filter(action__in=["sso.logout", "sso.authorized"]).exists()
+
+
 # --- Keys, hints, consent ---------------------------------------------------------------------
 
 
@@ -994,6 +1110,52 @@ def test_userinfo_and_revoke_bad_input(ada):
     # RFC 7009 §2.2: an unknown token is answered like a revoked one.
     assert unknown.status_code == 200
     assert Client().post("/revoke", {"token": "nope"}).status_code == 401
+
+
+USERINFO_TOKEN_IN_QUERY = [
+    pytest.param("GET", "?access_token={token}", {}, id="get"),
+    pytest.param("GET", "?access_token={token}", {"bearer": True}, id="and-in-the-header"),
+    pytest.param("POST", "?access_token={token}", {}, id="post"),
+    pytest.param("POST", "?x=1&access%5Ftoken={token}", {"form": True}, id="encoded-and-in-a-form"),
+    pytest.param("GET", "?access_token=", {}, id="empty"),
+]
+
+
+@pytest.mark.parametrize(("method", "query", "also"), USERINFO_TOKEN_IN_QUERY)
+@pytest.mark.parametrize("stack", ["lean", "full"])
+def test_userinfo_refuses_an_access_token_in_the_query(ada, stack, method, query, also, caplog):
+    """RFC 9700 §4.3.2, RFC 6750 §2.3: a token in a URL ends up in logs and Referer headers.
+    RFC 6750 §3.1's invalid_request (400) with its challenge, in JSON, on the lean path
+    (threshold/sso/lean.py) and down the full stack; audited without the token, which is not
+    even looked up. The header and a form body keep working."""
+    from tests.integration.test_sso_speed import full_stack, shapes  # noqa: PLC0415
+
+    app = add_app()
+    token = full_flow(signed_in(ada), app)["access_token"]
+    extra = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if also.get("bearer") else {}
+    data = {"access_token": token} if also.get("form") else {}
+    caplog.clear()
+    with full_stack() if stack == "full" else contextlib.nullcontext():
+        with CaptureQueriesContext(connection) as queries:
+            url = "/userinfo" + query.format(token=token)
+            if method == "GET":
+                response = Client().get(url, **extra)
+            else:
+                response = Client().post(url, data, **extra)
+        assert shapes(queries) == ["INSERT audit_auditevent"]
+        assert response.status_code == 400, response.content
+        assert response["Content-Type"] == "application/json"
+        assert response["Cache-Control"] == "no-store"
+        assert response.json()["error"] == "invalid_request"
+        assert response["WWW-Authenticate"].startswith('Bearer error="invalid_request"')
+        bearer = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+        assert Client().get("/userinfo", **bearer).status_code == 200
+        assert Client().post("/userinfo", {"access_token": token}).status_code == 200
+    [refusal] = AuditEvent.objects.filter(action="sso.token_refused")
+    assert (refusal.reason, refusal.detail) == ("token_in_query", {"endpoint": "userinfo"})
+    stored = [list(row.values()) for row in AuditEvent.objects.values()]
+    assert token not in repr(stored)
+    assert token not in caplog.text
 
 
 def test_end_session_with_a_garbage_hint_is_a_page(ada):

@@ -14,7 +14,8 @@
 //                              clock tolerance), calls userinfo; shows and records the outcome.
 //   POST /cb/NAME              the same for a response_mode=form_post response (the parameters in
 //                              a form body, read by openid-client from the Request).
-//   GET /logout/NAME           RP-initiated logout with id_token_hint, post_logout_redirect_uri, state.
+//   GET /logout/NAME           RP-initiated logout with id_token_hint, post_logout_redirect_uri, state;
+//                              with rp_method=post, a page whose form POSTs them (cross-site).
 //   GET /logged-out/NAME       the post_logout_redirect_uri.
 //   POST /backchannel/NAME     the backchannel_logout_uri: verifies and records the logout_token.
 // Routes the Python test uses (JSON in, JSON out):
@@ -370,8 +371,26 @@ function endSession(app, url, response) {
   const parameters = { post_logout_redirect_uri: `${origin}/logged-out/${app.name}`, state };
   if (flow && url.searchParams.get('rp_hint') !== 'omit') parameters.id_token_hint = flow.id_token;
   const location = client.buildEndSessionUrl(config, parameters);
+  if (url.searchParams.get('rp_method') === 'post') {
+    // RP-Initiated Logout §2: the OP must take POST too. The parameters go in a form this page
+    // submits by itself, cross-site, as an app's auto-submitting logout form does.
+    return autoPost(response, `${location.origin}${location.pathname}`, location.searchParams);
+  }
   response.writeHead(302, { location: location.href, 'cache-control': 'no-store' });
   response.end();
+}
+
+function autoPost(response, action, parameters) {
+  const escape = (text) => text.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
+  const fields = [...parameters]
+    .map(([name, value]) => `<input type="hidden" name="${escape(name)}" value="${escape(value)}">`)
+    .join('');
+  response.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+  response.end(
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signing out</title></head>' +
+      `<body><form method="post" action="${escape(action)}">${fields}</form>` +
+      '<script>document.forms[0].submit();</script></body></html>',
+  );
 }
 
 async function register(body) {

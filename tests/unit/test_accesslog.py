@@ -130,3 +130,29 @@ def test_an_authorization_sending_a_code_to_its_app_is_not_logged(capsys):
 
 def test_the_authorize_path_is_the_authorization_endpoint():
     assert reverse("sso:authorize") == AUTHORIZE_PATH
+
+
+def test_a_token_whose_name_is_percent_encoded_is_taken_out():
+    """Django and oauthlib decode ``access%5Ftoken`` to ``access_token``: /userinfo refuses it
+    (400, so logged) as the token in the query it is, and the log must not hold the token."""
+    for name in ("access%5Ftoken", "access%5ftoken", "%61ccess_token", "%74oken"):
+        assert redact(f"GET /userinfo?x=1&{name}={TOKEN} HTTP/1.1") == (
+            f"GET /userinfo?x=1&{name}=[token] HTTP/1.1"
+        )
+    # Other names, encoded or not, stay.
+    assert redact("GET /userinfo?Access_token=1&my%74oken=2 HTTP/1.1") == (
+        "GET /userinfo?Access_token=1&my%74oken=2 HTTP/1.1"
+    )
+    logger = RedactingLogger(Config())
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": f"/userinfo?access%5Ftoken={TOKEN}",
+        "PATH_INFO": "/userinfo",
+        "QUERY_STRING": f"access%5Ftoken={TOKEN}",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+    }
+    response = types.SimpleNamespace(status="400 Bad Request", sent=10, headers=[])
+    request = types.SimpleNamespace(headers=[])
+    atoms = logger.atoms(response, request, environ, datetime.timedelta(seconds=0.01))
+    assert TOKEN not in repr(atoms)

@@ -4,7 +4,8 @@ An enrollment or recovery link's token is in its path (``/enroll/<token>``):
 whoever reads the server's log must not be able to take over an account with
 it. Every field a log format can name (the request line, the path, the
 Referer, any header or WSGI variable) has the token replaced, and so has an
-OAuth token a client put in a URL's query (``?token=``, ``?access_token=``).
+OAuth token a client put in a URL's query (``?token=``, ``?access_token=``,
+their names percent-encoded or not).
 
 Successful passkey sign-in requests are not logged: at nine in the morning they
 are most of the traffic, a line each costs a fifth of the request's CPU, and the
@@ -32,7 +33,18 @@ from gunicorn.glogging import Logger
 _TOKEN_IN_PATH = re.compile(r"(/enroll/)[^/?#\s\"]+")
 # An OAuth token sent in a URL's query (``/introspect?token=`` from a client that uses GET,
 # which is refused, or a token sent where none belongs): the token is live all the same.
-_TOKEN_IN_QUERY = re.compile(r"((?:^|[?&])(?:token|access_token|refresh_token)=)[^&#\s\"]+")
+# A name may come percent-encoded (``access%5Ftoken``): Django and oauthlib decode it, and
+# /userinfo refuses it as the token in the query it is, a refusal that is logged.
+_TOKEN_NAMES = ("token", "access_token", "refresh_token")
+
+
+def _encoded_or_not(name: str) -> str:
+    return "".join(f"(?:{re.escape(c)}|%(?i:{ord(c):02x}))" for c in name)
+
+
+_TOKEN_IN_QUERY = re.compile(
+    r"((?:^|[?&])(?:" + "|".join(map(_encoded_or_not, _TOKEN_NAMES)) + r")=)[^&#\s\"]+"
+)
 # threshold/passkeys/urls.py's sign-in-options and sign-in-result (a test compares them).
 QUIET_PATHS = frozenset({"/sign-in/options", "/sign-in/result"})
 # threshold/sso/urls.py's token and userinfo (a test compares them too).
@@ -60,7 +72,9 @@ class RedactingLogger(Logger):  # type: ignore[misc]
     def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
         atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
         for field, value in atoms.items():
-            if isinstance(value, str) and ("/enroll/" in value or "token=" in value):
+            if isinstance(value, str) and (
+                "/enroll/" in value or "token=" in value or "%" in value
+            ):
                 atoms[field] = redact(value)
         return atoms
 

@@ -80,6 +80,7 @@ from threshold.sso.validator import (
 from threshold.web.bodies import refuses_bodies_with
 from threshold.web.http import (
     CLIENT_CATALOG,
+    REQUEST_TARGET_MAX_LENGTH,
     Done,
     answers_failures_with,
     audit_origin,
@@ -341,13 +342,38 @@ def _posted_authorization(request: HttpRequest) -> HttpResponse:
     the app's page submits, cross-site, so without Threshold's CSRF token. It changes nothing
     by itself: it is answered by a 303 to the same request sent with GET, which then signs the
     person in first, again, or asks consent and comes back as any GET does."""
+    return _posted_as_get(request)
+
+
+def _posted_as_get(request: HttpRequest, **audited: Any) -> HttpResponse:
+    """An app's request sent as a form POST, answered by a 303 to the same request sent with
+    GET: the query's parameters, then the form's, each URL-encoded, in their order. A body
+    whose parameters cannot all travel in that URL (a file in a multipart form, or more than
+    the server reads in a request line, ``REQUEST_TARGET_MAX_LENGTH``) is refused with the
+    catalog's page rather than sent on without them; audited with ``audited``. A body Django
+    cannot read never gets here: ``RequestBodyMiddleware`` answers it with the catalog's page."""
     params = [
         (name, value)
         for source in (request.GET, request.POST)
         for name, values in source.lists()
         for value in values
     ]
-    return see_other(request.path + ("?" + urlencode(params) if params else ""))
+    target = request.path + ("?" + urlencode(params) if params else "")
+    if request.FILES or len(target) > REQUEST_TARGET_MAX_LENGTH:
+        person = request.user if request.user.is_authenticated else None
+        record(
+            Action.SSO_REFUSED,
+            audit_origin(request),
+            actor=person,
+            subject=person,
+            reason="invalid_request",
+            app=_as_given(request.POST.get("client_id") or request.GET.get("client_id", "")),
+            url_length=len(target),
+            files=len(request.FILES),
+            **audited,
+        )
+        return _problem(request, "app_link_invalid", 400)
+    return see_other(target)
 
 
 def _record_refusal(action: Action, request: HttpRequest, person: Any, **fields: Any) -> None:
@@ -759,17 +785,33 @@ def token_body_refused(request: HttpRequest) -> HttpResponse:
 def userinfo_body_refused(request: HttpRequest) -> HttpResponse:
     """/userinfo's answer to such a body: RFC 6750 §3.1's ``invalid_request`` (400), with
     its WWW-Authenticate challenge, in JSON as its other refusals; audited."""
+    return _userinfo_invalid_request(request, "invalid_request", _BODY_UNREADABLE)
+
+
+_NOT_IN_THE_URL = "An access token is not accepted in the URL: send it in the Authorization header."
+
+
+def _userinfo_invalid_request(request: HttpRequest, reason: str, description: str) -> HttpResponse:
+    """RFC 6750 §3.1's ``invalid_request`` (400) with its WWW-Authenticate challenge, in JSON
+    as /userinfo's other refusals; audited (``reason``), never with the request's token."""
     record_capped(
-        Action.SSO_TOKEN_REFUSED,
-        audit_origin(request),
-        reason="invalid_request",
-        endpoint="userinfo",
+        Action.SSO_TOKEN_REFUSED, audit_origin(request), reason=reason, endpoint="userinfo"
     )
-    response = oauth_error("invalid_request", _BODY_UNREADABLE, 400)
+    response = oauth_error("invalid_request", description, 400)
     response["WWW-Authenticate"] = (
-        f'Bearer error="invalid_request", error_description="{_BODY_UNREADABLE}"'
+        f'Bearer error="invalid_request", error_description="{description}"'
     )
     return response
+
+
+def _token_in_query(request: HttpRequest) -> bool:
+    """Does the URL's query carry an ``access_token`` parameter (its name decoded as Django
+    and oauthlib decode it, whatever its value, as DOT's ``verify_request`` checks)? Parsed
+    here without Django's limit on the number of fields, which a query may exceed."""
+    query = request.META.get("QUERY_STRING", "")
+    return bool(query) and any(
+        name == "access_token" for name, _ in parse_qsl(query, keep_blank_values=True)
+    )
 
 
 def revoke_body_refused(request: HttpRequest) -> HttpResponse:
@@ -819,7 +861,15 @@ _userinfo = UserInfoView.as_view()
 @csrf_exempt
 def userinfo(request: HttpRequest) -> HttpResponse:
     """DOT's userinfo view, with the validator's per-request reads (the person's groups come
-    with the access token's SELECT)."""
+    with the access token's SELECT).
+
+    An access token in the URL's query is refused (RFC 9700 §4.3.2; RFC 6750 §2.3): a URL ends
+    up in logs and Referer headers. DOT refuses it only in ``verify_request``
+    (``COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT``), which its userinfo view does not call.
+    The token is not looked up: the request is refused before any SQL but the audit row's. The
+    header (RFC 6750 §2.1) and a form body (§2.2) are read as DOT reads them."""
+    if _token_in_query(request):
+        return _userinfo_invalid_request(request, "token_in_query", _NOT_IN_THE_URL)
     with per_request():
         response: HttpResponse = _userinfo(request)
     if response.status_code >= 400 and response.content.startswith(b"{"):  # noqa: PLR2004
@@ -933,4 +983,27 @@ class EndSessionView(RPInitiatedLogoutView):  # DOT ships no types
         return response
 
 
-end_session = EndSessionView.as_view()
+_end_session = EndSessionView.as_view()
+# Its confirmation form's POST (sso/logout_confirm.html), and every method but an app's POST,
+# under Django's CSRF check as before.
+_end_session_checked = csrf_protect(_end_session)
+
+# The confirmation form's fields: a POST that has one answers that form, under Django's CSRF
+# check; any other POST is an app's logout request sent as a form.
+_CONFIRMATION_FIELDS = ("allow", "csrfmiddlewaretoken")
+
+
+@csrf_exempt
+def end_session(request: HttpRequest) -> HttpResponse:
+    """RP-Initiated Logout 1.0 §2: "The OP MUST support the use of the HTTP GET and POST
+    methods at the Logout Endpoint." An app's page posts its logout request's form
+    cross-site, so without Threshold's CSRF token: it changes nothing by itself, and is
+    answered, as an authorization request sent with POST is, by a 303 to the same request
+    sent with GET, which then signs the person out or asks them first, as any GET does. The
+    confirmation's answer (its "Sign out" button, with the token) stays CSRF-protected."""
+    if request.method == "POST" and not any(
+        field in request.POST for field in _CONFIRMATION_FIELDS
+    ):
+        return _posted_as_get(request, logout=True)
+    response: HttpResponse = _end_session_checked(request)
+    return response

@@ -213,6 +213,12 @@ def url_to(
     return f"{url}#{fragment}" if fragment else url
 
 
+# The longest URL (path and query) a redirect may send a browser to on this site: `threshold
+# serve`'s gunicorn reads request lines of at most 4094 bytes (its limit_request_line), "GET "
+# and " HTTP/1.1" included, and refuses a longer one before Threshold sees it.
+REQUEST_TARGET_MAX_LENGTH = 4094 - len("GET  HTTP/1.1")
+
+
 def see_other(url: str) -> HttpResponseRedirect:
     """303 See Other: after a form is sent, the browser GETs ``url``."""
     return HttpResponseRedirect(url, status=303)
