@@ -85,3 +85,13 @@ def test_an_anonymous_authorize_flood_is_capped_but_a_persons_refusal_is_not(ada
     assert auth.response.status_code == 302
     refused = rows("sso.refused")[-1]
     assert (refused.reason, refused.subject) == ("invalid_scope", ada.user)
+
+
+def test_an_anonymous_logout_flood_is_capped(clock):
+    anonymous = Browser(REMOTE_ADDR="198.51.100.7")
+    for _ in range(capped.BURST + 3):
+        page = anonymous.get("/end-session?id_token_hint=junk")
+        assert page.status_code == 400
+    refused = rows("sso.refused")
+    assert len(refused) == capped.BURST
+    assert refused[0].detail == {"logout": True}

@@ -945,9 +945,11 @@ class EndSessionView(RPInitiatedLogoutView):  # DOT ships no types
         return id_token.application if id_token else None
 
     def error_response(self, error: OIDCError) -> HttpResponse:
-        record(
+        person = self.request.user if self.request.user.is_authenticated else None
+        _record_refusal(
             Action.SSO_REFUSED,
-            audit_origin(self.request),
+            self.request,
+            person,
             reason=getattr(error, "error", "invalid_request"),
             logout=True,
         )
