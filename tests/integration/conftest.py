@@ -95,6 +95,21 @@ def _fresh_worker_memory():
     forget_policy()
 
 
+# --- An app's back-channel logout endpoint -------------------------------------------------------
+
+
+@pytest.fixture
+def receiver(settings):
+    """An app's back-channel logout endpoint on loopback (test_sso.py's ``LogoutReceiver``), with
+    the logout tokens sent inline once the change commits."""
+    from tests.integration.test_sso import LogoutReceiver  # noqa: PLC0415 - test_sso imports us
+
+    settings.THRESHOLD_SSO_DELIVER_INLINE = True
+    server = LogoutReceiver()
+    yield server
+    server.close()
+
+
 # --- A browser -------------------------------------------------------------------------------
 
 

@@ -27,7 +27,6 @@ from tests.integration.test_sso import (
     ISSUER,
     REDIRECT_URI,
     App,
-    LogoutReceiver,
     add_app,
     authorize,
     exchange,
@@ -59,15 +58,6 @@ def claims_of(app: App, auth: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def userinfo(access_token: str) -> Any:
     return Client().get("/userinfo", HTTP_AUTHORIZATION=f"Bearer {access_token}")
-
-
-@pytest.fixture
-def receiver(settings):
-    """An app's back-channel logout endpoint (test_sso's), told inline."""
-    settings.THRESHOLD_SSO_DELIVER_INLINE = True
-    server = LogoutReceiver()
-    yield server
-    server.close()
 
 
 def title_of(response: Any) -> str:

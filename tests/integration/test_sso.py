@@ -503,14 +503,6 @@ class LogoutReceiver:
         self.server.server_close()
 
 
-@pytest.fixture
-def receiver(settings):
-    settings.THRESHOLD_SSO_DELIVER_INLINE = True
-    server = LogoutReceiver()
-    yield server
-    server.close()
-
-
 def verify_logout_token(token: str, app: App) -> dict[str, Any]:
     keys = jwk.JWKSet.from_json(Client().get("/jwks").content)
     verified = jwt.JWT(jwt=token, key=keys, expected_type="JWS")

@@ -106,15 +106,6 @@ def people(db) -> tuple[Person, Person]:
 
 
 @pytest.fixture
-def receiver(settings):
-    """An app's back-channel logout endpoint (test_sso.py's), told inline after commit."""
-    settings.THRESHOLD_SSO_DELIVER_INLINE = True
-    server = LogoutReceiver()
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def api(db) -> App:
     """A company's API that introspects the apps' access tokens."""
     return add_app(name="API")
