@@ -361,11 +361,10 @@ def _posted_as_get(request: HttpRequest, **audited: Any) -> HttpResponse:
     target = request.path + ("?" + urlencode(params) if params else "")
     if request.FILES or len(target) > REQUEST_TARGET_MAX_LENGTH:
         person = request.user if request.user.is_authenticated else None
-        record(
+        _record_refusal(
             Action.SSO_REFUSED,
-            audit_origin(request),
-            actor=person,
-            subject=person,
+            request,
+            person,
             reason="invalid_request",
             app=_as_given(request.POST.get("client_id") or request.GET.get("client_id", "")),
             url_length=len(target),
