@@ -575,7 +575,7 @@ def test_a_method_not_allowed_is_answered_in_the_catalogs_words(people, make_end
     assert AuditEvent.objects.count() == events
 
 
-@pytest.mark.parametrize("path", ["/settings/profile", "/token", "/settings/verify/options"])
+@pytest.mark.parametrize("path", ["/settings/profile", "/settings/verify/options"])
 def test_a_form_or_api_address_opened_in_the_browser_reads_page_not_found(path):
     response = Client().get(path, HTTP_ACCEPT="text/html")
     assert response.status_code == 405

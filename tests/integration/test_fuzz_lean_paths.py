@@ -313,7 +313,6 @@ def test_userinfo_without_a_token_is_refused_as_json(db):
         ("/sign-in/options", "POST"),
         ("/sign-in/result", "POST"),
         ("/sign-in/push/start", "POST"),
-        ("/token", "POST"),
         ("/api/device/v1/account", "POST"),
     ],
 )
@@ -324,6 +323,40 @@ def test_a_wrong_method_is_a_405_in_the_catalogs_words(db, path, allowed, method
     # An address opened (GET) reads "Page Not Found"; any other method, a request not understood.
     assert_refused(answer, 405, "not_found" if method == "GET" else "bad_request")
     assert answer[1]["Allow"] == allowed
+
+
+@pytest.mark.parametrize("with_cookies", [False, True])
+@pytest.mark.parametrize("accept", ["application/json", "text/html", None])
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", "/token", "POST"),
+        ("PUT", "/token", "POST"),
+        # Django's class-based views name HEAD and OPTIONS too.
+        ("PUT", "/userinfo", "GET, POST, HEAD, OPTIONS"),
+        ("DELETE", "/userinfo", "GET, POST, HEAD, OPTIONS"),
+        ("GET", "/revoke", "POST, OPTIONS"),
+        ("PATCH", "/revoke", "POST, OPTIONS"),
+        ("GET", "/introspect", "POST"),
+        ("PUT", "/introspect", "POST"),
+        ("POST", "/jwks", "GET, HEAD"),
+        ("DELETE", "/.well-known/openid-configuration", "GET, HEAD"),
+    ],
+)
+def test_a_wrong_method_at_an_apps_endpoint_is_an_oauth_error(
+    db, method, path, allowed, accept, with_cookies
+):
+    """An app's server reads OAuth's JSON, never a page, whatever it accepts: on the lean path
+    (no cookies) and down the full stack (a browser's cookies)."""
+    cookies, headers = signed_out() if with_cookies else ({}, {})
+    status, got, content = wsgi(method, path, b"", cookies, HTTP_ACCEPT=accept, **headers)
+    assert status == 405, content[:300]
+    assert got["Allow"] == allowed
+    assert got["Content-Type"] == "application/json"
+    assert got["Cache-Control"] == "no-store"
+    use = f"Use {allowed}." if "," not in allowed else f"Use one of {allowed}."
+    assert json.loads(content) == {"error": "invalid_request", "error_description": use}
+    assert not AuditEvent.objects.filter(action="sso.token_refused").exists()
 
 
 # --- The database failing ----------------------------------------------------------------------

@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from tests.integration.conftest import last_event
+from tests.integration.conftest import enrolled_person, last_event
 from tests.integration.portal_support import post, staff
 from tests.integration.test_sso import add_app, full_flow, refresh, signed_in
 from threshold.accounts.models import Role
 from threshold.audit.actions import Origin
-from threshold.groups.actions import do_add_group
+from threshold.groups.actions import do_add_group, do_add_member, do_remove_member
+from threshold.sso.actions import do_assign_app
 from threshold.sso.models import Application
 from threshold.sso.validator import hash_secret
 
@@ -129,3 +130,66 @@ def test_deactivating_or_ending_sessions_in_the_portal_ends_app_tokens(ada, chan
     assert refresh(app, tokens["refresh_token"]).status_code == 400
     userinfo = Client().get("/userinfo", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
     assert userinfo.status_code == 401
+
+
+def _words(page: bytes) -> str:
+    return " ".join(page.decode().replace("&rsquo;", "\u2019").split())
+
+
+def test_the_group_page_says_what_removing_it_and_its_members_does_to_apps(db):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    finance = do_add_group("Finance", Origin.cli())
+    audit = do_add_group("Audit", Origin.cli())
+    people = [enrolled_person(f"p{n}@example.com", f"Person {n}") for n in range(3)]
+    for person in people:
+        do_add_member(finance, person.user, Origin.cli())
+    # The third also reaches one of the apps through another group, the second both.
+    do_add_member(audit, people[2].user, Origin.cli())
+    do_add_member(audit, people[1].user, Origin.cli())
+    page = _words(browser.get(f"/admin/groups/{finance.pk}").content)
+    assert "Its members stay; only the group goes." in page
+    assert 'id="member-apps"' not in page
+
+    ledger = add_app(name="Ledger")
+    do_assign_app(ledger.application, Origin.cli(), everyone=False, group_names=["Finance"])
+    payroll = add_app(name="Payroll")
+    do_assign_app(payroll.application, Origin.cli(), everyone=False, group_names=["Finance"])
+    wiki = add_app(name="Wiki")  # everyone's: no group gives it
+    do_assign_app(wiki.application, Origin.cli(), everyone=True)
+    page = _words(browser.get(f"/admin/groups/{finance.pk}").content)
+    assert "only the group goes" not in page
+    assert (
+        "Its members stay, but they lose the apps only this group gives them. 2 apps are"
+        " assigned to Finance (Ledger, Payroll). 3 members will be signed out of them at once"
+        " and can\u2019t sign in to them again unless another group gives them access."
+    ) in page
+    assert (
+        "Taking someone out of Finance signs them out of Ledger and Payroll at once, unless"
+        " another of their groups gives them those apps."
+    ) in page
+
+    # Audit gives Payroll too: the second and third keep it, the first loses both.
+    do_assign_app(
+        payroll.application, Origin.cli(), everyone=False, group_names=["Finance", "Audit"]
+    )
+    page = _words(browser.get(f"/admin/groups/{finance.pk}").content)
+    assert "3 members will be signed out" in page  # all three lose Ledger
+    do_assign_app(
+        ledger.application, Origin.cli(), everyone=False, group_names=["Finance", "Audit"]
+    )
+    page = _words(browser.get(f"/admin/groups/{finance.pk}").content)
+    assert "1 member will be signed out of them at once" in page
+    do_remove_member(finance, people[0].user, Origin.cli())
+    page = _words(browser.get(f"/admin/groups/{finance.pk}").content)
+    assert (
+        "No member loses access: each is also in another group those apps are assigned to."
+    ) in page
+
+
+def test_the_help_desk_reads_no_member_note_it_cannot_act_on(db):
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    finance = do_add_group("Finance", Origin.cli())
+    ledger = add_app(name="Ledger")
+    do_assign_app(ledger.application, Origin.cli(), everyone=False, group_names=["Finance"])
+    page = _words(browser.get(f"/admin/groups/{finance.pk}").content)
+    assert "Taking someone out of Finance" not in page

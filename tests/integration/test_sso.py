@@ -1316,6 +1316,81 @@ def test_a_reused_refresh_token_is_audited_with_the_person(ada):
     )
 
 
+def _lock(ada, app, here) -> None:
+    do_lock_user(ada.user, Origin.cli())
+
+
+def _recover(ada, app, here) -> None:
+    issued = do_issue_recovery(ada.user, Origin.cli(), send_email=False)
+    assert_ok(enroll(Browser(), token_of(issued.link), SoftAuthenticator()))
+
+
+def _sign_out_others(ada, app, here) -> None:
+    signed_in(ada).post_form("/settings/sessions/sign-out-others")
+
+
+def _sign_out_of_app(ada, app, here) -> None:
+    here.post_form(f"/settings/apps/{app.application.pk}/sign-out")
+
+
+def _unassign(ada, app, here) -> None:
+    do_assign_app(app.application, Origin.cli(), everyone=False, group_names=["Finance"])
+
+
+@pytest.mark.parametrize(
+    ("revoke", "reason"),
+    [
+        (_lock, "locked"),
+        (_recover, "recovered"),
+        (_sign_out_others, "other_sessions_ended"),
+        (_sign_out_of_app, "signed_out_of_app"),
+        (_unassign, "app_reassigned"),
+    ],
+)
+def test_a_refresh_token_an_action_revoked_is_audited_as_revoked_not_reused(ada, revoke, reason):
+    """The family's newest token, revoked by an action, is no theft signal; the token rotation
+    replaced before it still is."""
+    do_add_group("Finance", Origin.cli())
+    app = add_app()
+    here = signed_in(ada)
+    first = full_flow(here, app)["refresh_token"]
+    rotated = refresh(app, first)
+    assert rotated.status_code == 200
+    newest = rotated.json()["refresh_token"]
+    revoke(ada, app, here)
+    assert AuditEvent.objects.filter(action="sso.tokens_revoked", reason=reason).exists()
+
+    before = AuditEvent.objects.count()
+    refused = refresh(app, newest)
+    assert (refused.status_code, refused.json()["error"]) == (400, "invalid_grant")
+    [event] = AuditEvent.objects.order_by("id")[before:]
+    assert (event.action, event.reason, event.subject_id) == (
+        "sso.token_refused",
+        "refresh_token_revoked",
+        ada.user.pk,
+    )
+
+    before = AuditEvent.objects.count()
+    refused = refresh(app, first)
+    assert (refused.status_code, refused.json()["error"]) == (400, "invalid_grant")
+    [event] = AuditEvent.objects.order_by("id")[before:]
+    assert event.reason == "refresh_token_reused"
+
+
+def test_a_reused_refresh_token_still_revokes_its_family_and_is_audited_as_reuse(ada):
+    app = add_app()
+    first = full_flow(signed_in(ada), app)["refresh_token"]
+    second = refresh(app, first).json()["refresh_token"]
+    third = refresh(app, second).json()["refresh_token"]
+    before = AuditEvent.objects.count()
+    refused = refresh(app, second)
+    assert (refused.status_code, refused.json()["error"]) == (400, "invalid_grant")
+    [event] = AuditEvent.objects.order_by("id")[before:]
+    assert event.reason == "refresh_token_reused"
+    # The family is revoked: the newest token no longer works.
+    assert refresh(app, third).status_code == 400
+
+
 def test_a_missing_code_challenge_is_audited_with_the_person(ada):
     app = add_app()
     auth = authorize(signed_in(ada), app, code_challenge=None, code_challenge_method=None)

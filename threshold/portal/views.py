@@ -50,6 +50,7 @@ from threshold.portal.guard import Refused, actor, portal_view
 from threshold.portal.roles import Area, can_change, can_read, role_of
 from threshold.sessions.access import list_active_sessions
 from threshold.sessions.actions import do_end_sessions
+from threshold.sso.access import count_members_losing_apps, list_group_apps
 from threshold.sso.actions import (
     AppError,
     do_add_app,
@@ -722,12 +723,16 @@ def _render_group(
         "rules": "The group\u2019s rules were saved.",
         "unchanged": "Nothing changed.",
     }.get(request.GET.get("done", ""), "")
+    apps = list(list_group_apps(group))
     return _render(
         request,
         "portal/group.html",
         {
             "section": "groups",
             "group": group,
+            # What leaving the group, or its removal, takes from its members.
+            "apps": apps,
+            "members_losing_apps": count_members_losing_apps(group) if apps else 0,
             "members": list(members_of(group)[:500]),
             "member_count": group.memberships.count(),
             "done": done,

@@ -1,6 +1,7 @@
 """Reading apps for a person: the ones they may use (Home's "My apps"), the ones they are
 signed in to (Settings), and one of those by its ID, the same way whether it is missing or
-not theirs; and who holds what an app no longer assigned to them gave them."""
+not theirs; who holds what an app no longer assigned to them gave them; and what a group
+gives its members (the admin portal's group page)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from oauth2_provider.models import (
 )
 
 from threshold.accounts.models import User
-from threshold.groups.models import Membership
+from threshold.groups.models import Group, Membership
 from threshold.sso.models import Application
 
 
@@ -74,3 +75,23 @@ def list_unassigned_holders(
             .distinct()
         )
     return sorted(found)
+
+
+def list_group_apps(group: Group) -> QuerySet[Application]:
+    """The apps assigned to ``group`` (not to everyone), by name: what its members lose when
+    they leave it or it is removed, unless another of their groups gives them the app."""
+    apps: QuerySet[Application] = Application.objects.filter(
+        groups=group, for_everyone=False
+    ).order_by("name")
+    return apps
+
+
+def count_members_losing_apps(group: Group) -> int:
+    """How many of ``group``'s members would lose an app if it were removed: members in none
+    of the other groups of one of its apps (``withdraw_unassigned`` then revokes what the app
+    gave them). One SELECT."""
+    through_another_group = Membership.objects.filter(
+        user=OuterRef(OuterRef("user")), group__apps=OuterRef("pk")
+    ).exclude(group=group)
+    lost_app = list_group_apps(group).exclude(Exists(through_another_group))
+    return Membership.objects.filter(group=group).filter(Exists(lost_app)).count()

@@ -47,9 +47,10 @@ from threshold.core.errors import MalformedRequest
 from threshold.sso.models import Application
 from threshold.sso.sessions import subject_of
 from threshold.sso.validator import may_use, per_request
-from threshold.sso.views import oauth_error, oauth_failure, oauth_json
+from threshold.sso.views import oauth_error, oauth_failure, oauth_json, oauth_wrong_method
 from threshold.web.bodies import refuses_bodies_with
 from threshold.web.http import answers_failures_with, audit_origin, content_length
+from threshold.web.methods import answers_wrong_methods_with
 
 _FORM = "application/x-www-form-urlencoded"
 _UTF_8 = frozenset({"utf-8", "utf8"})
@@ -122,8 +123,8 @@ class IntrospectView(IntrospectTokenView):  # DOT ships no types
         # Not DOT's ClientProtectedResourceMixin.dispatch: it lets a bearer token stand in for
         # the client's credentials.
         if request.method != "POST":
-            not_allowed = oauth_error("invalid_request", "Use POST.", 405)
-            not_allowed["Allow"] = "POST"
+            # Django's bare 405, answered as the other OAuth endpoints' (oauth_wrong_method).
+            not_allowed: HttpResponse = self.http_method_not_allowed(request, *args, **kwargs)
             return not_allowed
         problem = _form_problem(request)
         if problem is not None:
@@ -196,5 +197,7 @@ class IntrospectView(IntrospectTokenView):  # DOT ships no types
 
 
 introspect = answers_failures_with(oauth_failure)(
-    refuses_bodies_with(body_refused)(IntrospectView.as_view())
+    answers_wrong_methods_with(oauth_wrong_method)(
+        refuses_bodies_with(body_refused)(IntrospectView.as_view())
+    )
 )

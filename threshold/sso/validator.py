@@ -398,8 +398,10 @@ class Validator(OAuth2Validator):
             )
             if known is None:
                 _refused(request, "refresh_token_unknown", None)
-            elif known.revoked is not None:
+            elif known.revoked is not None and _superseded(known):
                 _refused(request, "refresh_token_reused", known.user)
+            elif known.revoked is not None:
+                _refused(request, "refresh_token_revoked", known.user)
             else:
                 _refused(request, "refresh_token_invalid", known.user)
             return False
@@ -575,6 +577,27 @@ def _origin(request: Any) -> Origin:
     ip = headers.get("REMOTE_ADDR") if hasattr(headers, "get") else None
     agent = headers.get("HTTP_USER_AGENT", "") if hasattr(headers, "get") else ""
     return Origin(ip=ip, user_agent=str(agent or ""))
+
+
+def _superseded(refresh_token: Any) -> bool:
+    """Whether rotation replaced this revoked refresh token: its family has a token issued
+    after it. Presenting one is reuse, the theft signal (RFC 9700 §4.14.2). DOT writes the
+    same ``revoked`` column when anything else revokes a token (``revoke_tokens``: a lock, a
+    recovery, signing out, an app no longer assigned; the app's own /revoke): the family's
+    newest token has no successor, and an app that kept it is no thief. (A reuse revokes the
+    family too: its newest token then reads as revoked, the reuse having been audited.) The
+    id breaks a tie of ``created``, as under a frozen clock."""
+    if refresh_token.token_family is None:
+        return False
+    return bool(
+        get_refresh_token_model()
+        .objects.filter(token_family=refresh_token.token_family)
+        .filter(
+            Q(created__gt=refresh_token.created)
+            | Q(created=refresh_token.created, pk__gt=refresh_token.pk)
+        )
+        .exists()
+    )
 
 
 def _refused(request: Any, reason: str, user: Any) -> None:

@@ -91,6 +91,7 @@ from threshold.web.http import (
     see_other,
     url_to,
 )
+from threshold.web.methods import answers_wrong_methods_with
 
 REAUTH = "threshold_reauth"
 _REAUTH_SALT = "threshold.sso.reauth"
@@ -105,6 +106,20 @@ def _url(name: str) -> str:
     return settings.THRESHOLD.public_url + reverse(name)
 
 
+def oauth_wrong_method(request: HttpRequest, allow: str) -> HttpResponse:
+    """The answer of an endpoint an app's server calls (discovery, the JWKS, /token,
+    /userinfo, /revoke, /introspect) to a method it does not take: 405 with ``Allow``
+    (``web.methods.MethodNotAllowedMiddleware`` sets it) and RFC 6749 §5.2's JSON, whatever
+    the Accept header: the caller reads errors there, never a page. Not audited, as no 405 is."""
+    methods = [method.strip() for method in allow.split(",") if method.strip()]
+    use = f"Use {methods[0]}." if len(methods) == 1 else f"Use one of {', '.join(methods)}."
+    return oauth_error("invalid_request", use if methods else "Use another method.", 405)
+
+
+# Only read, nothing to forge: exempt from the CSRF check, so that an unsafe method gets the
+# 405 an app reads (oauth_wrong_method) rather than CSRF's 403 page.
+@answers_wrong_methods_with(oauth_wrong_method)
+@csrf_exempt
 @require_safe
 def discovery(request: HttpRequest) -> JsonResponse:
     """/.well-known/openid-configuration (OpenID Connect Discovery 1.0 §3)."""
@@ -154,6 +169,8 @@ def discovery(request: HttpRequest) -> JsonResponse:
     return response
 
 
+@answers_wrong_methods_with(oauth_wrong_method)
+@csrf_exempt
 @require_safe
 def jwks(request: HttpRequest) -> JsonResponse:
     """The public keys: the active ones and the retired ones whose tokens may still be valid."""
@@ -823,6 +840,7 @@ def revoke_body_refused(request: HttpRequest) -> HttpResponse:
 
 
 @answers_failures_with(oauth_failure)
+@answers_wrong_methods_with(oauth_wrong_method)
 @refuses_bodies_with(token_body_refused)
 @csrf_exempt
 @require_POST
@@ -856,6 +874,7 @@ _userinfo = UserInfoView.as_view()
 
 
 @answers_failures_with(oauth_failure)
+@answers_wrong_methods_with(oauth_wrong_method)
 @refuses_bodies_with(userinfo_body_refused)
 @csrf_exempt
 def userinfo(request: HttpRequest) -> HttpResponse:
@@ -878,7 +897,9 @@ def userinfo(request: HttpRequest) -> HttpResponse:
 
 
 revoke = answers_failures_with(oauth_failure)(
-    refuses_bodies_with(revoke_body_refused)(RevokeTokenView.as_view())
+    answers_wrong_methods_with(oauth_wrong_method)(
+        refuses_bodies_with(revoke_body_refused)(RevokeTokenView.as_view())
+    )
 )
 
 

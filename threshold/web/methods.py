@@ -7,6 +7,11 @@ header and gives the body the error handlers give (``threshold.web.views``): JSO
 a JSON caller, else the page. A person who opens an address that only a form or a
 script posts to (a bookmarked or reloaded form address) reads "Page Not Found" with
 the way back; any other method reads "This request could not be understood".
+
+A view whose callers are servers that read its protocol's errors, not a person (an OAuth
+endpoint), is marked with its own answer (``answers_wrong_methods_with``, the mechanism of
+``threshold.web.http.marking``): it gets that answer, whatever the Accept header, with the
+``Allow`` header it was given.
 """
 
 from __future__ import annotations
@@ -16,7 +21,14 @@ from http import HTTPStatus
 
 from django.http import HttpRequest, HttpResponse
 
+from threshold.web.http import marked_answer, marking
 from threshold.web.views import problem_response
+
+# The answer of a marked view to a method it does not take: ``answer(request, allow)``, where
+# ``allow`` is the Allow header's value ("POST", "GET, HEAD", ...).
+MethodAnswer = Callable[[HttpRequest, str], HttpResponse]
+_METHOD_ANSWER = "threshold_method_answer"
+answers_wrong_methods_with = marking(_METHOD_ANSWER)
 
 
 class MethodNotAllowedMiddleware:
@@ -31,8 +43,13 @@ class MethodNotAllowedMiddleware:
             or response.content
         ):
             return response
-        key = "not_found" if request.method in ("GET", "HEAD") else "bad_request"
-        answer = problem_response(request, key, HTTPStatus.METHOD_NOT_ALLOWED)
-        if response.has_header("Allow"):
-            answer["Allow"] = response["Allow"]
+        allow = response["Allow"] if response.has_header("Allow") else ""
+        own: MethodAnswer | None = marked_answer(request, _METHOD_ANSWER)
+        if own is not None:
+            answer = own(request, allow)
+        else:
+            key = "not_found" if request.method in ("GET", "HEAD") else "bad_request"
+            answer = problem_response(request, key, HTTPStatus.METHOD_NOT_ALLOWED)
+        if allow:
+            answer["Allow"] = allow
         return answer
