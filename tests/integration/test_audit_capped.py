@@ -95,3 +95,23 @@ def test_an_anonymous_logout_flood_is_capped(clock):
     refused = rows("sso.refused")
     assert len(refused) == capped.BURST
     assert refused[0].detail == {"logout": True}
+
+
+def test_a_public_apps_junk_refresh_tokens_are_capped(clock):
+    """A public app's client_id, which any authorization link shows, is all it takes to send
+    refresh tokens that match nothing: refused with no person, so capped."""
+    app = add_app(public=True)
+    client = Client(REMOTE_ADDR="198.51.100.7")
+    for number in range(capped.BURST + 5):
+        answer = client.post(
+            "/token",
+            {
+                "grant_type": "refresh_token",
+                "client_id": app.client_id,
+                "refresh_token": f"junk{number}",
+            },
+        )
+        assert answer.status_code == 400
+    refused = rows("sso.token_refused")
+    assert len(refused) == capped.BURST
+    assert {r.reason for r in refused} == {"refresh_token_unknown"}

@@ -156,3 +156,24 @@ def test_a_token_whose_name_is_percent_encoded_is_taken_out():
     request = types.SimpleNamespace(headers=[])
     atoms = logger.atoms(response, request, environ, datetime.timedelta(seconds=0.01))
     assert TOKEN not in repr(atoms)
+
+
+def test_an_id_token_hint_in_a_logout_url_is_taken_out():
+    """An app's logout form POSTed to /end-session is answered by a 303 to the same request as
+    a GET: the ID token it sent as a hint (the person's claims) is then in the URL."""
+    assert redact(f"GET /end-session?id_token_hint={TOKEN}&state=s HTTP/1.1") == (
+        "GET /end-session?id_token_hint=[token]&state=s HTTP/1.1"
+    )
+    logger = RedactingLogger(Config())
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": f"/end-session?id_token_hint={TOKEN}",
+        "PATH_INFO": "/end-session",
+        "QUERY_STRING": f"id_token_hint={TOKEN}",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+    }
+    response = types.SimpleNamespace(status="302 Found", sent=0, headers=[])
+    request = types.SimpleNamespace(headers=[])
+    atoms = logger.atoms(response, request, environ, datetime.timedelta(seconds=0.01))
+    assert TOKEN not in repr(atoms)

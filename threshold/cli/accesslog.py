@@ -35,7 +35,9 @@ _TOKEN_IN_PATH = re.compile(r"(/enroll/)[^/?#\s\"]+")
 # which is refused, or a token sent where none belongs): the token is live all the same.
 # A name may come percent-encoded (``access%5Ftoken``): Django and oauthlib decode it, and
 # /userinfo refuses it as the token in the query it is, a refusal that is logged.
-_TOKEN_NAMES = ("token", "access_token", "refresh_token")
+# An ID token too: an app's logout form posted to /end-session is answered by a 303 to the
+# same request as a GET, with its id_token_hint in the URL (RP-Initiated Logout's POST).
+_TOKEN_NAMES = ("token", "access_token", "refresh_token", "id_token_hint")
 
 
 def _encoded_or_not(name: str) -> str:
@@ -73,7 +75,7 @@ class RedactingLogger(Logger):  # type: ignore[misc]
         atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
         for field, value in atoms.items():
             if isinstance(value, str) and (
-                "/enroll/" in value or "token=" in value or "%" in value
+                "/enroll/" in value or "token=" in value or "token_hint=" in value or "%" in value
             ):
                 atoms[field] = redact(value)
         return atoms
