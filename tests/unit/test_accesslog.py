@@ -13,6 +13,24 @@ from threshold.cli.accesslog import AUTHORIZE_PATH, QUIET_PATHS, RedactingLogger
 TOKEN = "q4dNDl6fhP1-Vw0y9dbHgWnu_wKqaLl3a6j0HzqV2Xc"
 
 
+def _atoms_of_get(path: str, query: str, status: str) -> dict:
+    """Every field the access log's format can name, for a GET of ``path?query``."""
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": f"{path}?{query}",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+    }
+    response = types.SimpleNamespace(status=status, sent=0, headers=[])
+    request = types.SimpleNamespace(headers=[])
+    atoms: dict = RedactingLogger(Config()).atoms(
+        response, request, environ, datetime.timedelta(seconds=0.01)
+    )
+    return atoms
+
+
 def test_tokens_are_taken_out_of_paths():
     assert redact(f"GET /enroll/{TOKEN}/options HTTP/1.1") == "GET /enroll/[token]/options HTTP/1.1"
     assert (
@@ -51,18 +69,7 @@ def test_an_oauth_token_in_a_query_is_taken_out():
     assert redact("GET /introspect?tokens=1&mytoken=2 HTTP/1.1") == (
         "GET /introspect?tokens=1&mytoken=2 HTTP/1.1"
     )
-    logger = RedactingLogger(Config())
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "RAW_URI": f"/introspect?token={TOKEN}",
-        "PATH_INFO": "/introspect",
-        "QUERY_STRING": f"token={TOKEN}",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-    }
-    response = types.SimpleNamespace(status="405 Method Not Allowed", sent=10, headers=[])
-    request = types.SimpleNamespace(headers=[])
-    atoms = logger.atoms(response, request, environ, datetime.timedelta(seconds=0.01))
+    atoms = _atoms_of_get("/introspect", f"token={TOKEN}", "405 Method Not Allowed")
     assert TOKEN not in repr(atoms)
 
 
@@ -143,18 +150,7 @@ def test_a_token_whose_name_is_percent_encoded_is_taken_out():
     assert redact("GET /userinfo?Access_token=1&my%74oken=2 HTTP/1.1") == (
         "GET /userinfo?Access_token=1&my%74oken=2 HTTP/1.1"
     )
-    logger = RedactingLogger(Config())
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "RAW_URI": f"/userinfo?access%5Ftoken={TOKEN}",
-        "PATH_INFO": "/userinfo",
-        "QUERY_STRING": f"access%5Ftoken={TOKEN}",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-    }
-    response = types.SimpleNamespace(status="400 Bad Request", sent=10, headers=[])
-    request = types.SimpleNamespace(headers=[])
-    atoms = logger.atoms(response, request, environ, datetime.timedelta(seconds=0.01))
+    atoms = _atoms_of_get("/userinfo", f"access%5Ftoken={TOKEN}", "400 Bad Request")
     assert TOKEN not in repr(atoms)
 
 
@@ -164,16 +160,4 @@ def test_an_id_token_hint_in_a_logout_url_is_taken_out():
     assert redact(f"GET /end-session?id_token_hint={TOKEN}&state=s HTTP/1.1") == (
         "GET /end-session?id_token_hint=[token]&state=s HTTP/1.1"
     )
-    logger = RedactingLogger(Config())
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "RAW_URI": f"/end-session?id_token_hint={TOKEN}",
-        "PATH_INFO": "/end-session",
-        "QUERY_STRING": f"id_token_hint={TOKEN}",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-    }
-    response = types.SimpleNamespace(status="302 Found", sent=0, headers=[])
-    request = types.SimpleNamespace(headers=[])
-    atoms = logger.atoms(response, request, environ, datetime.timedelta(seconds=0.01))
-    assert TOKEN not in repr(atoms)
+    assert TOKEN not in repr(_atoms_of_get("/end-session", f"id_token_hint={TOKEN}", "302 Found"))

@@ -11,7 +11,8 @@ more every ``1 / RATE`` seconds. Past that:
 - the first refusal not recorded writes one ``audit.refusals_capped`` row (which action, from
   which network), and the next one recorded again carries ``suppressed``: how many were not.
 
-Refusals with a person or an authenticated app behind them are always recorded (``record``).
+Refusals with a person behind them are always recorded (``record_refusal`` chooses), and so
+are those of an app that authenticated (``record``).
 Per process, in memory, as ``core.throttle.RateLimiter``: with N workers a network may get up to
 N times the rate.
 """
@@ -57,6 +58,16 @@ def record_capped(
     if count == 1:
         record(Action.AUDIT_REFUSALS_CAPPED, origin, refused=str(action), network=network)
     return None
+
+
+def record_refusal(
+    action: Action, origin: Origin, person: Any, *, reason: str = "", **detail: Any
+) -> AuditEvent | None:
+    """A refusal with ``person`` behind it (actor and subject) is always recorded; one with
+    no one (None) up to its network's rate (``record_capped``)."""
+    if person is None:
+        return record_capped(action, origin, reason=reason, **detail)
+    return record(action, origin, actor=person, subject=person, reason=reason, **detail)
 
 
 def clear() -> None:

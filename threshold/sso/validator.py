@@ -43,7 +43,7 @@ from oauthlib.oauth2.rfc6749.utils import scope_to_list
 
 from threshold import clock
 from threshold.audit.actions import Action, Origin, record
-from threshold.audit.capped import record_capped
+from threshold.audit.capped import record_refusal
 from threshold.core.randomness import random_string
 from threshold.passkeys.hotpath import AuditRow, insert_audit
 from threshold.sso import appcache, hotpath, keys
@@ -609,12 +609,9 @@ def _refused(request: Any, reason: str, user: Any) -> None:
         "app": getattr(client, "client_id", ""),
         "grant_type": str(getattr(request, "grant_type", "") or ""),
     }
-    if user is None:
-        # No person (an unknown refresh token): a public app's client_id is all anyone needs
-        # to send these, so they are audited up to the network's rate (audit/capped.py).
-        record_capped(Action.SSO_TOKEN_REFUSED, _origin(request), **fields)
-    else:
-        record(Action.SSO_TOKEN_REFUSED, _origin(request), actor=user, subject=user, **fields)
+    # No person (an unknown refresh token): a public app's client_id is all anyone needs to
+    # send these, so they are audited up to the network's rate (audit/capped.py).
+    record_refusal(Action.SSO_TOKEN_REFUSED, _origin(request), user, **fields)
 
 
 def revoke_tokens(user: Any, *, application: Any = None, sids: list[str] | None = None) -> int:

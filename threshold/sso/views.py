@@ -48,7 +48,7 @@ from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 from threshold import clock
 from threshold.accounts.models import User
 from threshold.audit.actions import Action, record
-from threshold.audit.capped import record_capped
+from threshold.audit.capped import record_capped, record_refusal
 from threshold.core import catalog, errors
 from threshold.core.assurance import Acr
 from threshold.core.catalog import Surface
@@ -245,9 +245,9 @@ def _refuse(
     description: str,
 ) -> HttpResponse:
     user = request.user if request.user.is_authenticated else None
-    _record_refusal(
+    record_refusal(
         Action.SSO_REFUSED,
-        request,
+        audit_origin(request),
         user,
         reason=error,
         app=getattr(application, "client_id", ""),
@@ -378,9 +378,9 @@ def _posted_as_get(request: HttpRequest, **audited: Any) -> HttpResponse:
     target = request.path + ("?" + urlencode(params) if params else "")
     if request.FILES or len(target) > REQUEST_TARGET_MAX_LENGTH:
         person = request.user if request.user.is_authenticated else None
-        _record_refusal(
+        record_refusal(
             Action.SSO_REFUSED,
-            request,
+            audit_origin(request),
             person,
             reason="invalid_request",
             app=_as_given(request.POST.get("client_id") or request.GET.get("client_id", "")),
@@ -390,15 +390,6 @@ def _posted_as_get(request: HttpRequest, **audited: Any) -> HttpResponse:
         )
         return _problem(request, "app_link_invalid", 400)
     return see_other(target)
-
-
-def _record_refusal(action: Action, request: HttpRequest, person: Any, **fields: Any) -> None:
-    """Audit a refused authorization: always when a signed-in person made it, else up to its
-    network's rate (threshold/audit/capped.py: anyone can send these)."""
-    if person is not None:
-        record(action, audit_origin(request), actor=person, subject=person, **fields)
-    else:
-        record_capped(action, audit_origin(request), **fields)
 
 
 # The audit log's reason for an authorization request that cannot go back to its app (oauthlib
@@ -418,9 +409,9 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
         scopes, credentials = core.validate_authorization_request(request)
     except FatalClientError as error:
         person = request.user if request.user.is_authenticated else None
-        _record_refusal(
+        record_refusal(
             Action.SSO_REFUSED,
-            request,
+            audit_origin(request),
             person,
             reason=_FATAL_REASONS.get(type(error.oauthlib_error), error.oauthlib_error.error),
             app=_as_given(request.GET.get("client_id", "")),
@@ -434,9 +425,9 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             # this provider has only the code flow (discovery's response_types_supported).
             reason = "unsupported_response_type"
         person = request.user if request.user.is_authenticated else None
-        _record_refusal(
+        record_refusal(
             Action.SSO_REFUSED,
-            request,
+            audit_origin(request),
             person,
             reason=reason,
             app=_as_given(request.GET.get("client_id", "")),
@@ -966,9 +957,9 @@ class EndSessionView(RPInitiatedLogoutView):  # DOT ships no types
 
     def error_response(self, error: OIDCError) -> HttpResponse:
         person = self.request.user if self.request.user.is_authenticated else None
-        _record_refusal(
+        record_refusal(
             Action.SSO_REFUSED,
-            self.request,
+            audit_origin(self.request),
             person,
             reason=getattr(error, "error", "invalid_request"),
             logout=True,
