@@ -746,7 +746,8 @@ def test_an_unknown_username_takes_as_long_as_an_existing_one(ada):
     and it was the slower of each pair nine times in ten. What is left is SQLite reading and
     sorting the row it found, and the row's values made bytes and JSON: about 10-40 µs, 1-2 %,
     which makes the real username the slower of a pair about 70 % of the time on a quiet
-    machine. The bounds below catch a difference in work (a query, ~15 %), not that.
+    machine, 4-5 % beside the browser tests in CI. The bounds below catch a difference in work
+    (a query: 15 % then, 30 % now), not that.
     """
     real = "ada@example.com"
     # An unknown username whose decoy lists a credential of the shape of Ada's one passkey
@@ -790,7 +791,7 @@ def test_an_unknown_username_takes_as_long_as_an_existing_one(ada):
     for _ in range(3):
         gap, paired, cut = measure()
         results.append((round(gap, 3), paired, cut))
-        if gap < 0.04 and paired < 0.85 and cut < 0.75:
+        if gap < 0.1 and paired < 0.85 and cut < 0.75:
             break
     else:
         raise AssertionError(f"told apart (median gap, paired, threshold): {results}")
