@@ -5,9 +5,10 @@ Taken out of the app's group, the group removed, or the app assigned to other gr
 change itself the person's tokens and codes of that app are revoked and audited, and the app
 is told (back-channel logout); their access token then fails at /userinfo and introspection and
 their refresh token at /token. Other people's tokens and the person's other apps' are left
-alone, and so is a person another of the app's groups still gives it. /userinfo also refuses a
-token whose person is not assigned the app (a change made without the actions), comparing the
-person's groups, read with the token, with the app's, which the process keeps. The tokens come
+alone, and so is a person another of the app's groups still gives it. /token and /userinfo also
+refuse a code or a token whose person is not assigned the app (a change made without the
+actions), comparing the person's groups, read with the code or the token, with the app's, which
+the process keeps. The tokens come
 from the real code flow (test_sso.py), the back-channel logouts go to a real HTTP server on
 loopback; nothing is mocked but a process's monotonic clock (appcache.MAX_AGE).
 """
@@ -230,6 +231,42 @@ def test_a_code_issued_before_the_change_cannot_be_exchanged_after_it(people):
     assert not get_access_token_model().objects.exists()
 
 
+@pytest.mark.parametrize("stack", ["lean", "full"])
+def test_a_code_whose_person_is_no_longer_assigned_is_refused_at_exchange(people, stack):
+    """A membership ended without the groups' actions (its codes not deleted, as for a code
+    issued while the change was being made): /token compares the person's groups, read with
+    the code in its one SELECT, with the app's (kept per process), and answers invalid_grant
+    with nothing issued; the audit log says why."""
+    ada, grace = people
+    ledger = finance_app(ada, grace)
+    with full_stack() if stack == "full" else contextlib.nullcontext():
+        grace_auth = authorize(signed_in(grace), ledger)
+        with CaptureQueriesContext(connection) as queries:
+            granted = exchange(ledger, grace_auth.params["code"], grace_auth.verifier)
+        assert granted.status_code == 200, granted.content
+        # The app's group names, read once and kept; no statement of the check's own.
+        assert shapes(queries)[:3] == [
+            "SELECT sso_appsignin",
+            "SELECT groups_group",
+            "DELETE oauth2_provider_grant",
+        ]
+        auth = authorize(signed_in(ada), ledger)
+        assert "code" in auth.params, auth.location
+        Membership.objects.filter(user=ada.user).delete()  # no signal: the code stays
+
+        with CaptureQueriesContext(connection) as queries:
+            refused = exchange(ledger, auth.params["code"], auth.verifier)
+        assert refused.status_code == 400
+        assert refused.json() == {"error": "invalid_grant"}
+        assert refused["Content-Type"].startswith("application/json")
+        assert shapes(queries) == ["SELECT sso_appsignin", "INSERT audit_auditevent"]
+    assert not get_access_token_model().objects.filter(user=ada.user).exists()
+    assert not get_refresh_token_model().objects.filter(user=ada.user).exists()
+    event = AuditEvent.objects.filter(action="sso.token_refused").latest("id")
+    assert (event.reason, event.subject) == ("not_assigned", ada.user)
+    assert event.detail == {"app": ledger.client_id, "grant_type": "authorization_code"}
+
+
 def test_the_app_is_told_of_each_session_the_person_signed_in_to_it_from(
     people, receiver, django_capture_on_commit_callbacks
 ):
@@ -289,10 +326,7 @@ def test_userinfo_refuses_a_person_no_longer_assigned_the_app_in_the_same_select
     with full_stack() if stack == "full" else contextlib.nullcontext():
         with CaptureQueriesContext(connection) as queries:
             assert userinfo(ada_tokens).status_code == 200
-        # The app's group names, read once and kept.
-        assert shapes(queries) == ["SELECT oauth2_provider_accesstoken", "SELECT groups_group"]
-        with CaptureQueriesContext(connection) as queries:
-            assert userinfo(ada_tokens).status_code == 200
+        # The app's group names: read at the code's exchange (tokens_for) and kept.
         assert shapes(queries) == ["SELECT oauth2_provider_accesstoken"]
 
         Membership.objects.filter(user=ada.user).delete()  # no signal: nothing revoked

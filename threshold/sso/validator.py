@@ -8,9 +8,9 @@ changes what DOT gets wrong or leaves out for an identity provider:
 - ``auth_time``, ``amr``, ``acr`` and ``sid`` come from the Threshold session the code was
   issued in (``AppSignIn``), never from ``user.last_login``, and a refresh repeats them;
 - ID tokens are signed with Threshold's keys (``keys.py``), RS256 or ES256, with a ``kid``;
-- a person no longer assigned the app (everyone, or one of its groups) has their refresh
-  tokens and access tokens refused (``/userinfo``: ``validate_bearer_token``), whatever made
-  the change (the groups' and apps' actions revoke the tokens as well);
+- a person no longer assigned the app (everyone, or one of its groups) has their codes,
+  refresh tokens and access tokens refused (``/userinfo``: ``validate_bearer_token``),
+  whatever made the change (the groups' and apps' actions revoke them as well): ``may_use``;
 - a locked or deactivated person's codes and refresh tokens are refused; a replayed code
   revokes what it was exchanged for (RFC 6749 §4.1.2), and a code is used up by the first
   statement of the transaction that writes its tokens, so that two exchanges at the same
@@ -112,10 +112,24 @@ def generate_token(request: Any) -> str:
 
 
 def may_use(application: Application, user: Any) -> bool:
-    """Is ``user`` assigned ``application`` (everyone, or a member of one of its groups)?"""
+    """Is ``user`` assigned ``application`` (everyone, or a member of one of its groups)?
+
+    The one answer for /authorize, a code's exchange and a refresh at /token, /userinfo and
+    /introspect. No statement of its own where the person's groups came with the statement
+    that read the person in this request (the code's, ``_code``; the access token's,
+    ``_load_access_token``): they are compared with the app's group names, which each process
+    keeps (``appcache``; read in one SELECT once per ``appcache.MAX_AGE``). Else one SELECT."""
     if application.for_everyone:
         return True
-    return hotpath.is_member_of_app_groups(application.pk, user.pk)
+    groups = _cached("groups", str(user.pk))
+    if groups is None:  # not read with the person (outside ``per_request``, or a refresh)
+        return hotpath.is_member_of_app_groups(application.pk, user.pk)
+    names = appcache.group_names(application.pk)
+    if names is None:
+        stamp = appcache.stamp()
+        names = hotpath.app_group_names(application.pk)
+        appcache.keep_group_names(application.pk, names, stamp)
+    return not names.isdisjoint(groups)
 
 
 class Validator(OAuth2Validator):
@@ -290,6 +304,12 @@ class Validator(OAuth2Validator):
             request.claims = json.loads(grant.claims)
         if sign_in is None or not request.user.can_sign_in:
             _refused(request, "account_cannot_sign_in", request.user)
+            return False
+        if not may_use(client, request.user):
+            # The change deleted the person's codes of the app (actions.withdraw_unassigned);
+            # this refuses one it did not reach: a change made otherwise, or a code issued
+            # while it was being made. No statement: the groups came with the code's SELECT.
+            _refused(request, "not_assigned", request.user)
             return False
         setattr(request, SIGN_IN, sign_in)
         return True
@@ -547,23 +567,12 @@ class Validator(OAuth2Validator):
 
 
 def _assigned(access_token: Any) -> bool:
-    """``may_use`` for an access token read by ``_load_access_token``: the app for everyone,
-    or one of the person's groups (read with the token) among the app's (kept per process,
-    ``appcache``; read in one SELECT once per ``appcache.MAX_AGE``)."""
+    """``may_use`` for an access token read by ``_load_access_token`` (with the person's
+    groups); DOT's tokens may have no person or no app, which nobody is assigned."""
     application, user = access_token.application, access_token.user
     if application is None or user is None:
         return False
-    if application.for_everyone:
-        return True
-    groups = _cached("groups", str(user.pk))
-    if groups is None:  # not read with the token (outside ``per_request``)
-        return may_use(application, user)
-    names = appcache.group_names(application.pk)
-    if names is None:
-        stamp = appcache.stamp()
-        names = hotpath.app_group_names(application.pk)
-        appcache.keep_group_names(application.pk, names, stamp)
-    return not names.isdisjoint(groups)
+    return may_use(application, user)
 
 
 def _group_names_of(user_id: int) -> list[str]:
