@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
@@ -48,6 +49,7 @@ from threshold.groups.actions import do_add_group, do_add_member, do_remove_grou
 from threshold.groups.models import Membership
 from threshold.sso import appcache
 from threshold.sso.actions import do_assign_app
+from threshold.sso.validator import Validator
 
 pytestmark = pytest.mark.django_db
 
@@ -265,6 +267,107 @@ def test_a_code_whose_person_is_no_longer_assigned_is_refused_at_exchange(people
     event = AuditEvent.objects.filter(action="sso.token_refused").latest("id")
     assert (event.reason, event.subject) == ("not_assigned", ada.user)
     assert event.detail == {"app": ledger.client_id, "grant_type": "authorization_code"}
+
+
+def test_a_refresh_reads_the_assignment_again_in_the_transaction_that_writes_its_tokens(
+    people, monkeypatch
+):
+    """The change commits after the refresh read the assignment (validate_refresh_token) and
+    before it writes its tokens: the change revokes what it finds, and the refresh, reading
+    the assignment again in its own transaction, writes nothing; the client reads
+    invalid_grant, the audit log why."""
+    ada, _grace = people
+    ledger = finance_app(ada)
+    tokens = tokens_for(ada, ledger)
+    group = Membership.objects.get(user=ada.user).group
+    save = Validator.save_bearer_token
+
+    def change_first(self: Validator, *args: Any, **kwargs: Any) -> Any:
+        do_remove_member(group, ada.user, Origin.cli())
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Validator, "save_bearer_token", change_first)
+    refused = refresh(ledger, tokens.refresh)
+    assert refused.status_code == 400, refused.content
+    assert refused.json() == {"error": "invalid_grant"}
+    assert_nothing_live(ada)
+    event = AuditEvent.objects.filter(action="sso.token_refused").latest("id")
+    assert (event.reason, event.subject) == ("not_assigned", ada.user)
+    assert event.detail == {"app": ledger.client_id, "grant_type": "refresh_token"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_change_made_while_a_refresh_writes_its_tokens_revokes_them(people):
+    """Real connections, one thread each. The refresh has read the assignment again in its
+    transaction and is about to write its tokens when the change begins: on PostgreSQL the
+    change waits for the rows the refresh locked (FOR SHARE), then finds the new tokens and
+    revokes them (without the lock it would commit at once, having found only the old ones,
+    and the refresh would then write live tokens); on SQLite it waits for the refresh's
+    IMMEDIATE transaction."""
+    ada, _grace = people
+    ledger = finance_app(ada)
+    tokens = tokens_for(ada, ledger)
+    group = Membership.objects.get(user=ada.user).group
+    writing, go_on = threading.Event(), threading.Event()
+    answers: list[Any] = []
+
+    def pause_before_the_tokens(execute: Any, sql: str, *args: Any) -> Any:
+        if sql.startswith("INSERT") and "oauth2_provider_accesstoken" in sql:
+            writing.set()
+            go_on.wait(timeout=30)
+        return execute(sql, *args)
+
+    def refreshing() -> None:
+        try:
+            with connection.execute_wrapper(pause_before_the_tokens):
+                answers.append(refresh(ledger, tokens.refresh))
+        finally:
+            writing.set()
+            connections.close_all()
+
+    def changing() -> None:
+        try:
+            do_remove_member(group, ada.user, Origin.cli())
+        finally:
+            connections.close_all()
+
+    refresher = threading.Thread(target=refreshing)
+    refresher.start()
+    assert writing.wait(timeout=30)
+    changer = threading.Thread(target=changing)
+    changer.start()
+    # Until the change waits for a lock, or is done (as it is without one); SQLite's wait
+    # cannot be seen: half a second.
+    deadline = time.monotonic() + (10 if connection.vendor == "postgresql" else 0.5)
+    while changer.is_alive() and time.monotonic() < deadline and not waits_for_a_lock():
+        time.sleep(0.01)
+    go_on.set()
+    refresher.join(timeout=30)
+    changer.join(timeout=30)
+
+    [answer] = answers
+    assert answer.status_code == 200, answer.content  # answered before the change
+    assert_nothing_live(ada)
+    [event] = revocations(ada)
+    assert event.detail["tokens"] == 2  # the refresh's new access and refresh tokens
+
+
+def waits_for_a_lock() -> bool:
+    """Is a connection waiting for a row lock (PostgreSQL; SQLite's busy wait shows nowhere)?"""
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        return bool(cursor.fetchone()[0])
+
+
+def assert_nothing_live(person: Person) -> None:
+    assert not get_access_token_model().objects.filter(user=person.user).exists()
+    assert (
+        not get_refresh_token_model()
+        .objects.filter(user=person.user, revoked__isnull=True)
+        .exists()
+    )
 
 
 def test_the_app_is_told_of_each_session_the_person_signed_in_to_it_from(

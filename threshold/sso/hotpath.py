@@ -13,7 +13,8 @@ the person is assigned a group-assigned app by comparing those groups with the a
 process keeps (``app_group_names``, read once per ``appcache.MAX_AGE``); and a signed-in
 browser's /authorize reads its session with the person in one (``signed_in_session``,
 threshold/sso/lean.py), and whether the person is in one of a group-assigned app's groups in
-one (``is_member_of_app_groups``). Its two audit rows
+one (``is_member_of_app_groups``); a refresh reads the assignment again, locked, in the
+transaction that writes its tokens (``is_assigned_locking``). Its two audit rows
 (the authorization, the token) use ``threshold.passkeys.hotpath.insert_audit``, which stores
 what ``threshold.audit.actions.record`` would.
 """
@@ -116,6 +117,34 @@ def is_member_of_app_groups(application_id: int, user_id: int) -> bool:
     ``application.groups.filter(memberships__user=user).exists()`` asks."""
     with connection.cursor() as cursor:
         cursor.execute(_assigned_statement(), [application_id, user_id])
+        return cursor.fetchone() is not None
+
+
+@lru_cache(maxsize=2)
+def _for_everyone_statement() -> str:
+    application = get_application_model()._meta
+    return (
+        f"SELECT {_q(application.get_field('for_everyone').column)}"
+        f" FROM {_q(application.db_table)} WHERE {_q(application.pk.column)} = %s"
+    )
+
+
+def is_assigned_locking(application_id: int, user_id: int) -> bool:
+    """Is the person assigned the app, read in the transaction that is about to write their
+    tokens, with the rows that say so locked until it ends: the app's (``for_everyone``), and
+    the membership and the app's assignment to its group that give it (``FOR SHARE`` on
+    PostgreSQL, which conflicts with the UPDATE or DELETE of a change; SQLite needs none: its
+    write transactions begin IMMEDIATE, one at a time, threshold/config.py). One SELECT for an
+    app assigned to everyone, two for one assigned to groups."""
+    lock = " FOR SHARE" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(_for_everyone_statement() + lock, [application_id])
+        row = cursor.fetchone()
+        if row is None:
+            return False
+        if row[0]:
+            return True
+        cursor.execute(_assigned_statement() + lock, [application_id, user_id])
         return cursor.fetchone() is not None
 
 

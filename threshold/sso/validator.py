@@ -452,13 +452,30 @@ class Validator(OAuth2Validator):
         two exchanges of one code at the same moment could both read it and both be
         answered. Here the first statement deletes it (``hotpath.use_grant``): only one
         exchange deletes it, and the other, refused, writes nothing but the replay's
-        consequences (as for any replayed code: what the code gave is revoked).
+        consequences (as for any replayed code: what the code gave is revoked). A refresh
+        reads the person's assignment again, locked, in the same transaction (below).
         """
         grant = self._grant(request.code, request.client) if request.code else None
+        refreshing = request.grant_type == "refresh_token"
         with transaction.atomic(using=router.db_for_write(get_access_token_model())):
             used = grant is None or hotpath.use_grant(grant.pk)
-            if used:
+            # A refresh read the assignment before this transaction (validate_refresh_token):
+            # a change committed since then (a person taken out of the app's group, the group
+            # removed, the app assigned to other groups) revoked the tokens it found, and the
+            # ones written here would have been left live. So the assignment is read again
+            # here, with the rows that give it locked until the new tokens are committed: a
+            # change that commits first is seen (PostgreSQL's locking read waits for it, then
+            # reads what it committed; SQLite's transactions run one at a time), and one that
+            # comes after waits for these rows, then finds the new tokens and revokes them.
+            assigned = not refreshing or hotpath.is_assigned_locking(
+                request.client.pk, request.user.pk
+            )
+            if used and assigned:
                 self._save_bearer_token(token, request, *args, **kwargs)
+        if not assigned:
+            get_refresh_token_model().revoke_family(request.refresh_token_instance.token_family)
+            _refused(request, "not_assigned", request.user)
+            raise oauth_errors.InvalidGrantError(request=request)
         if not used:
             sign_in = getattr(request, SIGN_IN)
             get_refresh_token_model().revoke_family(sign_in.token_family)
