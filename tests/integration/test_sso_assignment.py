@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -298,16 +299,54 @@ def test_a_refresh_reads_the_assignment_again_in_the_transaction_that_writes_its
 
 @pytest.mark.django_db(transaction=True)
 def test_a_change_made_while_a_refresh_writes_its_tokens_revokes_them(people):
-    """Real connections, one thread each. The refresh has read the assignment again in its
-    transaction and is about to write its tokens when the change begins: on PostgreSQL the
-    change waits for the rows the refresh locked (FOR SHARE), then finds the new tokens and
-    revokes them (without the lock it would commit at once, having found only the old ones,
-    and the refresh would then write live tokens); on SQLite it waits for the refresh's
-    IMMEDIATE transaction."""
+    """The refresh has read the assignment again in its transaction and is about to write its
+    tokens when the change begins: on PostgreSQL the change waits for the rows the refresh
+    locked (FOR SHARE), then finds the new tokens and revokes them (without the lock it would
+    commit at once, having found only the old ones, and the refresh would then write live
+    tokens); on SQLite it waits for the refresh's IMMEDIATE transaction."""
     ada, _grace = people
     ledger = finance_app(ada)
     tokens = tokens_for(ada, ledger)
     group = Membership.objects.get(user=ada.user).group
+
+    answer = while_writing_tokens(
+        lambda: refresh(ledger, tokens.refresh),
+        lambda: do_remove_member(group, ada.user, Origin.cli()),
+    )
+    assert answer.status_code == 200, answer.content  # answered before the change
+    assert_nothing_live(ada)
+    [event] = revocations(ada)
+    assert event.detail["tokens"] == 2  # the refresh's new access and refresh tokens
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_change_made_while_a_code_is_exchanged_revokes_what_it_gave(people):
+    """The exchange has deleted its code (its first statement) and is about to write the
+    tokens when the change begins: the change deletes the person's codes of the app first,
+    so it waits for that row (PostgreSQL), then finds the new tokens and revokes them. Read
+    before the codes, they were missed: the change revoked nothing and the tokens stayed
+    live."""
+    ada, _grace = people
+    ledger = finance_app(ada)
+    auth = authorize(signed_in(ada), ledger)
+    group = Membership.objects.get(user=ada.user).group
+
+    answer = while_writing_tokens(
+        lambda: exchange(ledger, auth.params["code"], auth.verifier),
+        lambda: do_remove_member(group, ada.user, Origin.cli()),
+    )
+    assert answer.status_code == 200, answer.content  # answered before the change
+    assert_nothing_live(ada)
+    [event] = revocations(ada)
+    assert event.detail["tokens"] == 2
+
+
+def while_writing_tokens(write: Callable[[], Any], change: Callable[[], Any]) -> Any:
+    """Real connections, one thread each: ``write`` (a request to /token) runs until it is
+    about to INSERT its access token, in its transaction; then ``change`` begins, and
+    ``write`` goes on once ``change`` waits for a lock (PostgreSQL), is done (as it is when
+    nothing makes it wait), or half a second has passed (SQLite's wait shows nowhere).
+    Returns ``write``'s answer."""
     writing, go_on = threading.Event(), threading.Event()
     answers: list[Any] = []
 
@@ -317,47 +356,45 @@ def test_a_change_made_while_a_refresh_writes_its_tokens_revokes_them(people):
             go_on.wait(timeout=30)
         return execute(sql, *args)
 
-    def refreshing() -> None:
+    def writing_tokens() -> None:
         try:
             with connection.execute_wrapper(pause_before_the_tokens):
-                answers.append(refresh(ledger, tokens.refresh))
+                answers.append(write())
         finally:
             writing.set()
             connections.close_all()
 
     def changing() -> None:
         try:
-            do_remove_member(group, ada.user, Origin.cli())
+            change()
         finally:
             connections.close_all()
 
-    refresher = threading.Thread(target=refreshing)
-    refresher.start()
+    writer = threading.Thread(target=writing_tokens)
+    writer.start()
     assert writing.wait(timeout=30)
     changer = threading.Thread(target=changing)
     changer.start()
-    # Until the change waits for a lock, or is done (as it is without one); SQLite's wait
-    # cannot be seen: half a second.
     deadline = time.monotonic() + (10 if connection.vendor == "postgresql" else 0.5)
     while changer.is_alive() and time.monotonic() < deadline and not waits_for_a_lock():
         time.sleep(0.01)
     go_on.set()
-    refresher.join(timeout=30)
+    writer.join(timeout=30)
     changer.join(timeout=30)
-
     [answer] = answers
-    assert answer.status_code == 200, answer.content  # answered before the change
-    assert_nothing_live(ada)
-    [event] = revocations(ada)
-    assert event.detail["tokens"] == 2  # the refresh's new access and refresh tokens
+    return answer
 
 
 def waits_for_a_lock() -> bool:
-    """Is a connection waiting for a row lock (PostgreSQL; SQLite's busy wait shows nowhere)?"""
+    """Is a connection to this database waiting for a row lock (PostgreSQL; SQLite's busy
+    wait shows nowhere)? Another test process's database on the same server does not count."""
     if connection.vendor != "postgresql":
         return False
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
         return bool(cursor.fetchone()[0])
 
 

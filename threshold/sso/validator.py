@@ -29,7 +29,7 @@ from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from django.db import router, transaction
+from django.db import connection, router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -641,7 +641,16 @@ def _refused(request: Any, reason: str, user: Any) -> None:
 
 
 def revoke_tokens(user: Any, *, application: Any = None, sids: list[str] | None = None) -> int:
-    """Revoke ``user``'s refresh and access tokens (of one app, or of some sessions); how many."""
+    """Revoke ``user``'s refresh and access tokens (of one app, or of some sessions); how many.
+
+    Its first statements take the rows a code's exchange or a refresh in flight holds: the
+    codes (deleted; ``hotpath.use_grant`` deleted its own) and the live refresh tokens
+    (locked; a refresh locks its own, ``hotpath.lock_live_refresh_token``). On PostgreSQL they
+    wait for that exchange or refresh to commit, so that the statements after them, each
+    reading what is committed when it starts, find the tokens it wrote and revoke them; read
+    first, those tokens would have been missed and left live. (SQLite's write transactions
+    run one at a time: the exchange or refresh commits before this begins, or after it ends
+    and then finds its code gone or its refresh token revoked.)"""
     refresh_tokens = get_refresh_token_model().objects.filter(user=user, revoked__isnull=True)
     sign_ins = AppSignIn.objects.filter(user=user)
     if application is not None:
@@ -659,13 +668,17 @@ def revoke_tokens(user: Any, *, application: Any = None, sids: list[str] | None 
         access_tokens = access_tokens.filter(
             Q(refresh_token__in=refresh_tokens) | Q(source_refresh_token__in=refresh_tokens)
         )
-    now = timezone.now()
-    access_ids = list(access_tokens.values_list("pk", flat=True))
-    count = refresh_tokens.update(revoked=now, updated=now)
-    get_access_token_model().objects.filter(pk__in=access_ids).delete()
-    if sids is None:
-        grants = get_grant_model().objects.filter(user=user)
-        if application is not None:
-            grants = grants.filter(application=application)
-        grants.delete()
+    grants = get_grant_model().objects.filter(user=user)
+    if application is not None:
+        grants = grants.filter(application=application)
+    # In the caller's transaction, or one of its own (RP-Initiated Logout calls it outside one).
+    with transaction.atomic(savepoint=False):
+        if sids is None:
+            grants.delete()
+        if connection.features.has_select_for_update:
+            list(refresh_tokens.select_for_update().values_list("pk", flat=True))
+        now = timezone.now()
+        access_ids = list(access_tokens.values_list("pk", flat=True))
+        count = refresh_tokens.update(revoked=now, updated=now)
+        get_access_token_model().objects.filter(pk__in=access_ids).delete()
     return int(count) + len(access_ids)
