@@ -30,6 +30,7 @@ from django.test.utils import CaptureQueriesContext
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 
 from tests.integration.conftest import Person, enrolled_person
+from tests.integration.test_lean_sign_in import TRANSACTION_CONTROL
 from tests.integration.test_sso import (
     App,
     LogoutReceiver,
@@ -43,13 +44,14 @@ from tests.integration.test_sso import (
 )
 from tests.integration.test_sso_introspection import introspect
 from tests.integration.test_sso_speed import full_stack, shapes
+from threshold.accounts.actions import do_lock_user
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
 from threshold.cli.main import main
 from threshold.groups.actions import do_add_group, do_add_member, do_remove_group, do_remove_member
 from threshold.groups.models import Membership
 from threshold.sso import appcache
-from threshold.sso.actions import do_assign_app
+from threshold.sso.actions import do_assign_app, do_sign_out_of_app
 from threshold.sso.validator import Validator
 
 pytestmark = pytest.mark.django_db
@@ -270,21 +272,28 @@ def test_a_code_whose_person_is_no_longer_assigned_is_refused_at_exchange(people
     assert event.detail == {"app": ledger.client_id, "grant_type": "authorization_code"}
 
 
-def test_a_refresh_reads_the_assignment_again_in_the_transaction_that_writes_its_tokens(
-    people, monkeypatch
+@pytest.mark.parametrize("change", ["removed_from_group", "signed_out_of_app", "locked"])
+def test_a_refresh_token_revoked_after_the_refresh_read_it_gives_nothing(
+    people, monkeypatch, change
 ):
-    """The change commits after the refresh read the assignment (validate_refresh_token) and
-    before it writes its tokens: the change revokes what it finds, and the refresh, reading
-    the assignment again in its own transaction, writes nothing; the client reads
-    invalid_grant, the audit log why."""
+    """The change commits after the refresh read its refresh token and the assignment
+    (validate_refresh_token) and before it writes the new tokens: the change revokes what
+    it finds, and the refresh, finding its token revoked when it locks it in its own
+    transaction, writes nothing (before, DOT's rotation wrote live tokens: it never asks
+    again). The client reads invalid_grant; the audit log, as for a revoked token."""
     ada, _grace = people
     ledger = finance_app(ada)
     tokens = tokens_for(ada, ledger)
     group = Membership.objects.get(user=ada.user).group
+    changes = {
+        "removed_from_group": lambda: do_remove_member(group, ada.user, Origin.cli()),
+        "signed_out_of_app": lambda: do_sign_out_of_app(ada.user, ledger.application, Origin.cli()),
+        "locked": lambda: do_lock_user(ada.user, Origin.cli()),
+    }
     save = Validator.save_bearer_token
 
     def change_first(self: Validator, *args: Any, **kwargs: Any) -> Any:
-        do_remove_member(group, ada.user, Origin.cli())
+        changes[change]()
         return save(self, *args, **kwargs)
 
     monkeypatch.setattr(Validator, "save_bearer_token", change_first)
@@ -293,17 +302,59 @@ def test_a_refresh_reads_the_assignment_again_in_the_transaction_that_writes_its
     assert refused.json() == {"error": "invalid_grant"}
     assert_nothing_live(ada)
     event = AuditEvent.objects.filter(action="sso.token_refused").latest("id")
-    assert (event.reason, event.subject) == ("not_assigned", ada.user)
+    assert (event.reason, event.subject) == ("refresh_token_revoked", ada.user)
     assert event.detail == {"app": ledger.client_id, "grant_type": "refresh_token"}
+    assert not AuditEvent.objects.filter(
+        action="sso.token_issued", detail__grant_type="refresh_token"
+    )
+
+
+def test_a_refresh_locks_its_refresh_token_first_in_one_statement(people):
+    """The lock, and the question "still live?", are one SELECT, the first of the
+    transaction that writes the new tokens: 17 statements for a group-assigned app (16
+    before; 18 when the assignment was read again there, locked, which this replaced)."""
+    ada, _grace = people
+    ledger = finance_app(ada)
+    tokens = tokens_for(ada, ledger)
+    with CaptureQueriesContext(connection) as queries:
+        assert refresh(ledger, tokens.refresh).status_code == 200
+    assert shapes(queries) == [
+        # validate_refresh_token: the token, its person and app, the sign-in, the assignment.
+        "SELECT oauth2_provider_refreshtoken",
+        "SELECT accounts_user",
+        "SELECT sso_application",
+        "SELECT sso_appsignin",
+        "SELECT sso_application_groups",
+        "SELECT groups_group",  # the ID token's groups claim
+        # save_bearer_token's transaction: the lock first, then DOT's rotation.
+        "SELECT oauth2_provider_refreshtoken",
+        "SELECT oauth2_provider_refreshtoken",
+        "SELECT oauth2_provider_accesstoken",
+        "SELECT oauth2_provider_refreshtoken",
+        "SELECT oauth2_provider_accesstoken",
+        "UPDATE oauth2_provider_refreshtoken",
+        "DELETE oauth2_provider_accesstoken",
+        "UPDATE oauth2_provider_refreshtoken",
+        "INSERT oauth2_provider_accesstoken",
+        "INSERT oauth2_provider_refreshtoken",
+        "INSERT audit_auditevent",
+    ]
+    statements = [query["sql"] for query in queries.captured_queries]
+    opened = next(
+        at for at, sql in enumerate(statements) if sql.upper().startswith(TRANSACTION_CONTROL)
+    )
+    lock = statements[opened + 1]
+    assert lock.startswith('SELECT 1 FROM "oauth2_provider_refreshtoken"'), lock
+    assert lock.endswith(" FOR UPDATE") == (connection.vendor == "postgresql")
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_change_made_while_a_refresh_writes_its_tokens_revokes_them(people):
-    """The refresh has read the assignment again in its transaction and is about to write its
-    tokens when the change begins: on PostgreSQL the change waits for the rows the refresh
-    locked (FOR SHARE), then finds the new tokens and revokes them (without the lock it would
-    commit at once, having found only the old ones, and the refresh would then write live
-    tokens); on SQLite it waits for the refresh's IMMEDIATE transaction."""
+    """The refresh has locked its refresh token in its transaction and is about to write the
+    new tokens when the change begins: the change waits for that lock (PostgreSQL; SQLite:
+    for the refresh's IMMEDIATE transaction), then finds the new tokens and revokes them.
+    Without the wait it would commit at once, having found only the old ones, and the
+    refresh would then write live tokens."""
     ada, _grace = people
     ledger = finance_app(ada)
     tokens = tokens_for(ada, ledger)

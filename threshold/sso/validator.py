@@ -14,7 +14,9 @@ changes what DOT gets wrong or leaves out for an identity provider:
 - a locked or deactivated person's codes and refresh tokens are refused; a replayed code
   revokes what it was exchanged for (RFC 6749 §4.1.2), and a code is used up by the first
   statement of the transaction that writes its tokens, so that two exchanges at the same
-  moment cannot both be answered (``save_bearer_token``);
+  moment cannot both be answered (``save_bearer_token``); a refresh's first statement there
+  locks its refresh token and finds it still live, so that a revocation since it was read
+  is not undone by the new tokens;
 - every token issued, and every code refused, is audited.
 """
 
@@ -452,29 +454,25 @@ class Validator(OAuth2Validator):
         two exchanges of one code at the same moment could both read it and both be
         answered. Here the first statement deletes it (``hotpath.use_grant``): only one
         exchange deletes it, and the other, refused, writes nothing but the replay's
-        consequences (as for any replayed code: what the code gave is revoked). A refresh
-        reads the person's assignment again, locked, in the same transaction (below).
+        consequences (as for any replayed code: what the code gave is revoked). A refresh's
+        first statement locks its refresh token and finds it still live
+        (``hotpath.lock_live_refresh_token``): one revoked since ``validate_refresh_token``
+        read it (an app no longer assigned, a lock, a sign-out, another refresh of it) is
+        refused, as it would be had it come a moment later.
         """
         grant = self._grant(request.code, request.client) if request.code else None
-        refreshing = request.grant_type == "refresh_token"
+        # Set by DOT's validate_refresh_token.
+        refreshed = getattr(request, "refresh_token_instance", None)
         with transaction.atomic(using=router.db_for_write(get_access_token_model())):
             used = grant is None or hotpath.use_grant(grant.pk)
-            # A refresh read the assignment before this transaction (validate_refresh_token):
-            # a change committed since then (a person taken out of the app's group, the group
-            # removed, the app assigned to other groups) revoked the tokens it found, and the
-            # ones written here would have been left live. So the assignment is read again
-            # here, with the rows that give it locked until the new tokens are committed: a
-            # change that commits first is seen (PostgreSQL's locking read waits for it, then
-            # reads what it committed; SQLite's transactions run one at a time), and one that
-            # comes after waits for these rows, then finds the new tokens and revokes them.
-            assigned = not refreshing or hotpath.is_assigned_locking(
-                request.client.pk, request.user.pk
-            )
-            if used and assigned:
+            live = refreshed is None or hotpath.lock_live_refresh_token(refreshed.pk)
+            if used and live:
                 self._save_bearer_token(token, request, *args, **kwargs)
-        if not assigned:
-            get_refresh_token_model().revoke_family(request.refresh_token_instance.token_family)
-            _refused(request, "not_assigned", request.user)
+        if not live:
+            # What validate_refresh_token would have said: the change that revoked it is
+            # audited with its own reason (sso.tokens_revoked).
+            reason = "refresh_token_reused" if _superseded(refreshed) else "refresh_token_revoked"
+            _refused(request, reason, request.user)
             raise oauth_errors.InvalidGrantError(request=request)
         if not used:
             sign_in = getattr(request, SIGN_IN)
