@@ -285,6 +285,19 @@ def test_a_group_policy_applies_to_its_members_only(
         other_page.goto("/sign-in")
         other_page.wait_for_url("/")
         expect(other_page.get_by_role("heading", level=1)).to_be_visible()
+
+        # Removing the group is asked first; Cancel goes back, the danger button removes it.
+        admin_page.get_by_role("link", name=f"Remove {group}…").click()
+        expect(admin_page.get_by_role("heading", level=1)).to_have_text(f"Remove {group}?")
+        expect(admin_page.locator("#remove-group-what")).to_contain_text(f"1 member is in {group}.")
+        assert axe_violations(admin_page) == []
+        admin_page.get_by_role("link", name="Cancel").click()
+        expect(admin_page.get_by_role("heading", level=1, name=group)).to_be_visible()
+        admin_page.get_by_role("link", name=f"Remove {group}…").click()
+        admin_page.get_by_role("button", name=f"Remove {group}").click()
+        expect(admin_page.get_by_role("heading", level=1, name="Groups")).to_be_visible()
+        expect(admin_page.get_by_role("link", name=group, exact=True)).to_have_count(0)
+        assert ("group.removed", "") in server.audit()
     finally:
         with contextlib.suppress(AssertionError):  # not there if the test failed before
             server.cli("groups", "remove", group)

@@ -602,8 +602,15 @@ def test_an_administrator_manages_groups_and_members(ada):
     remove = post(browser, f"/admin/groups/{group.pk}/members/{ada.user.pk}/remove")
     assert remove.status_code == 303
     assert not Membership.objects.filter(group=group).exists()
+    # Removing the group is asked first: the page's form posts to its own address.
+    asked = browser.get(f"/admin/groups/{group.pk}/remove")
+    assert asked.status_code == 200
+    assert b'<form method="post">' in asked.content
+    assert b"csrfmiddlewaretoken" in asked.content
+    assert Group.objects.filter(pk=group.pk).exists()
     assert post(browser, f"/admin/groups/{group.pk}/remove").status_code == 303
     assert not Group.objects.exists()
+    assert last_event("group.removed").actor == admin.user
 
 
 def test_bad_input_on_the_group_forms_changes_nothing(ada):
@@ -619,6 +626,7 @@ def test_bad_input_on_the_group_forms_changes_nothing(ada):
         assert response.status_code == 400, path
         assert words in response.content, path
     assert post(browser, "/admin/groups/999999/remove").status_code == 404
+    assert browser.get("/admin/groups/999999/remove").status_code == 404
     assert _state() == before
 
 
@@ -626,9 +634,13 @@ def test_the_help_desk_reads_groups_but_does_not_change_them(ada):
     _, browser = staff("desk@example.com", Role.HELP_DESK)
     group = do_add_group("Engineering", Origin.cli())
     assert browser.get(f"/admin/groups/{group.pk}").status_code == 200
+    asked = browser.get(f"/admin/groups/{group.pk}/remove")
+    assert asked.status_code == 200
+    assert b'<form method="post">' not in asked.content
     before = _state()
     response = post(browser, f"/admin/groups/{group.pk}/members", {"email": "ada@example.com"})
     assert response.status_code == 403
+    assert post(browser, f"/admin/groups/{group.pk}/remove").status_code == 403
     assert _state() == before
 
 

@@ -12,6 +12,7 @@ from tests.integration.test_sso import add_app, full_flow, refresh, signed_in
 from threshold.accounts.models import Role
 from threshold.audit.actions import Origin
 from threshold.groups.actions import do_add_group, do_add_member, do_remove_member
+from threshold.groups.models import Group
 from threshold.sso.actions import do_assign_app
 from threshold.sso.models import Application
 from threshold.sso.validator import hash_secret
@@ -136,7 +137,10 @@ def _words(page: bytes) -> str:
     return " ".join(page.decode().replace("&rsquo;", "\u2019").split())
 
 
-def test_the_group_page_says_what_removing_it_and_its_members_does_to_apps(db):
+def test_removing_a_group_says_first_what_it_does_to_its_members_and_apps(db):
+    """The group page's "Remove" leads to a page that asks (GET: nothing removed) and says
+    how many members the group has, which apps it gives and how many members lose them;
+    the group page says what taking a member out does."""
     _, browser = staff("root@example.com", Role.ADMINISTRATOR)
     finance = do_add_group("Finance", Origin.cli())
     audit = do_add_group("Audit", Origin.cli())
@@ -146,9 +150,16 @@ def test_the_group_page_says_what_removing_it_and_its_members_does_to_apps(db):
     # The third also reaches one of the apps through another group, the second both.
     do_add_member(audit, people[2].user, Origin.cli())
     do_add_member(audit, people[1].user, Origin.cli())
-    page = _words(browser.get(f"/admin/groups/{finance.pk}").content)
-    assert "Its members stay; only the group goes." in page
-    assert 'id="member-apps"' not in page
+    confirm = f"/admin/groups/{finance.pk}/remove"
+    group_page = _words(browser.get(f"/admin/groups/{finance.pk}").content)
+    assert "Its members stay; only the group goes." in group_page
+    assert f'href="{confirm}"' in group_page
+    assert 'id="member-apps"' not in group_page
+    page = _words(browser.get(confirm).content)
+    assert "Remove Finance?" in page
+    assert "3 members are in Finance. They stay, with their passkeys;" in page
+    assert 'id="remove-group-apps"' not in page
+    assert f'href="/admin/groups/{finance.pk}">Cancel</a>' in page
 
     ledger = add_app(name="Ledger")
     do_assign_app(ledger.application, Origin.cli(), everyone=False, group_names=["Finance"])
@@ -156,34 +167,38 @@ def test_the_group_page_says_what_removing_it_and_its_members_does_to_apps(db):
     do_assign_app(payroll.application, Origin.cli(), everyone=False, group_names=["Finance"])
     wiki = add_app(name="Wiki")  # everyone's: no group gives it
     do_assign_app(wiki.application, Origin.cli(), everyone=True)
-    page = _words(browser.get(f"/admin/groups/{finance.pk}").content)
-    assert "only the group goes" not in page
-    assert (
-        "Its members stay, but they lose the apps only this group gives them. 2 apps are"
-        " assigned to Finance (Ledger, Payroll). 3 members will be signed out of them at once"
-        " and can\u2019t sign in to them again unless another group gives them access."
-    ) in page
+    group_page = _words(browser.get(f"/admin/groups/{finance.pk}").content)
+    assert "Its members stay, but they lose the apps only this group gives them." in group_page
     assert (
         "Taking someone out of Finance signs them out of Ledger and Payroll at once, unless"
         " another of their groups gives them those apps."
+    ) in group_page
+    page = _words(browser.get(confirm).content)
+    assert (
+        "2 apps are assigned to Finance (Ledger, Payroll). 3 members will be signed out of"
+        " them at once and can\u2019t sign in to them again unless another group gives them"
+        " access."
     ) in page
 
     # Audit gives Payroll too: the second and third keep it, the first loses both.
     do_assign_app(
         payroll.application, Origin.cli(), everyone=False, group_names=["Finance", "Audit"]
     )
-    page = _words(browser.get(f"/admin/groups/{finance.pk}").content)
+    page = _words(browser.get(confirm).content)
     assert "3 members will be signed out" in page  # all three lose Ledger
     do_assign_app(
         ledger.application, Origin.cli(), everyone=False, group_names=["Finance", "Audit"]
     )
-    page = _words(browser.get(f"/admin/groups/{finance.pk}").content)
+    page = _words(browser.get(confirm).content)
     assert "1 member will be signed out of them at once" in page
     do_remove_member(finance, people[0].user, Origin.cli())
-    page = _words(browser.get(f"/admin/groups/{finance.pk}").content)
+    page = _words(browser.get(confirm).content)
+    assert "2 members are in Finance." in page
     assert (
         "No member loses access: each is also in another group those apps are assigned to."
     ) in page
+    # Asking removed nothing.
+    assert Group.objects.filter(pk=finance.pk).exists()
 
 
 def test_the_help_desk_reads_no_member_note_it_cannot_act_on(db):

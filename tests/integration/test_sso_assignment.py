@@ -5,9 +5,10 @@ Taken out of the app's group, the group removed, or the app assigned to other gr
 change itself the person's tokens and codes of that app are revoked and audited, and the app
 is told (back-channel logout); their access token then fails at /userinfo and introspection and
 their refresh token at /token. Other people's tokens and the person's other apps' are left
-alone, and so is a person another of the app's groups still gives it. /userinfo also refuses a
-token whose person is not assigned the app (a change made without the actions), comparing the
-person's groups, read with the token, with the app's, which the process keeps. The tokens come
+alone, and so is a person another of the app's groups still gives it. /token and /userinfo also
+refuse a code or a token whose person is not assigned the app (a change made without the
+actions), comparing the person's groups, read with the code or the token, with the app's, which
+the process keeps. The tokens come
 from the real code flow (test_sso.py), the back-channel logouts go to a real HTTP server on
 loopback; nothing is mocked but a process's monotonic clock (appcache.MAX_AGE).
 """
@@ -16,17 +17,20 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 
 from tests.integration.conftest import Person, enrolled_person
+from tests.integration.test_lean_sign_in import TRANSACTION_CONTROL
 from tests.integration.test_sso import (
     App,
     LogoutReceiver,
@@ -40,13 +44,15 @@ from tests.integration.test_sso import (
 )
 from tests.integration.test_sso_introspection import introspect
 from tests.integration.test_sso_speed import full_stack, shapes
+from threshold.accounts.actions import do_lock_user
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
 from threshold.cli.main import main
 from threshold.groups.actions import do_add_group, do_add_member, do_remove_group, do_remove_member
 from threshold.groups.models import Membership
 from threshold.sso import appcache
-from threshold.sso.actions import do_assign_app
+from threshold.sso.actions import do_assign_app, do_sign_out_of_app
+from threshold.sso.validator import Validator
 
 pytestmark = pytest.mark.django_db
 
@@ -230,6 +236,228 @@ def test_a_code_issued_before_the_change_cannot_be_exchanged_after_it(people):
     assert not get_access_token_model().objects.exists()
 
 
+@pytest.mark.parametrize("stack", ["lean", "full"])
+def test_a_code_whose_person_is_no_longer_assigned_is_refused_at_exchange(people, stack):
+    """A membership ended without the groups' actions (its codes not deleted, as for a code
+    issued while the change was being made): /token compares the person's groups, read with
+    the code in its one SELECT, with the app's (kept per process), and answers invalid_grant
+    with nothing issued; the audit log says why."""
+    ada, grace = people
+    ledger = finance_app(ada, grace)
+    with full_stack() if stack == "full" else contextlib.nullcontext():
+        grace_auth = authorize(signed_in(grace), ledger)
+        with CaptureQueriesContext(connection) as queries:
+            granted = exchange(ledger, grace_auth.params["code"], grace_auth.verifier)
+        assert granted.status_code == 200, granted.content
+        # The app's group names, read once and kept; no statement of the check's own.
+        assert shapes(queries)[:3] == [
+            "SELECT sso_appsignin",
+            "SELECT groups_group",
+            "DELETE oauth2_provider_grant",
+        ]
+        auth = authorize(signed_in(ada), ledger)
+        assert "code" in auth.params, auth.location
+        Membership.objects.filter(user=ada.user).delete()  # no signal: the code stays
+
+        with CaptureQueriesContext(connection) as queries:
+            refused = exchange(ledger, auth.params["code"], auth.verifier)
+        assert refused.status_code == 400
+        assert refused.json() == {"error": "invalid_grant"}
+        assert refused["Content-Type"].startswith("application/json")
+        assert shapes(queries) == ["SELECT sso_appsignin", "INSERT audit_auditevent"]
+    assert not get_access_token_model().objects.filter(user=ada.user).exists()
+    assert not get_refresh_token_model().objects.filter(user=ada.user).exists()
+    event = AuditEvent.objects.filter(action="sso.token_refused").latest("id")
+    assert (event.reason, event.subject) == ("not_assigned", ada.user)
+    assert event.detail == {"app": ledger.client_id, "grant_type": "authorization_code"}
+
+
+@pytest.mark.parametrize("change", ["removed_from_group", "signed_out_of_app", "locked"])
+def test_a_refresh_token_revoked_after_the_refresh_read_it_gives_nothing(
+    people, monkeypatch, change
+):
+    """The change commits after the refresh read its refresh token and the assignment
+    (validate_refresh_token) and before it writes the new tokens: the change revokes what
+    it finds, and the refresh, finding its token revoked when it locks it in its own
+    transaction, writes nothing (before, DOT's rotation wrote live tokens: it never asks
+    again). The client reads invalid_grant; the audit log, as for a revoked token."""
+    ada, _grace = people
+    ledger = finance_app(ada)
+    tokens = tokens_for(ada, ledger)
+    group = Membership.objects.get(user=ada.user).group
+    changes = {
+        "removed_from_group": lambda: do_remove_member(group, ada.user, Origin.cli()),
+        "signed_out_of_app": lambda: do_sign_out_of_app(ada.user, ledger.application, Origin.cli()),
+        "locked": lambda: do_lock_user(ada.user, Origin.cli()),
+    }
+    save = Validator.save_bearer_token
+
+    def change_first(self: Validator, *args: Any, **kwargs: Any) -> Any:
+        changes[change]()
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Validator, "save_bearer_token", change_first)
+    refused = refresh(ledger, tokens.refresh)
+    assert refused.status_code == 400, refused.content
+    assert refused.json() == {"error": "invalid_grant"}
+    assert_nothing_live(ada)
+    event = AuditEvent.objects.filter(action="sso.token_refused").latest("id")
+    assert (event.reason, event.subject) == ("refresh_token_revoked", ada.user)
+    assert event.detail == {"app": ledger.client_id, "grant_type": "refresh_token"}
+    assert not AuditEvent.objects.filter(
+        action="sso.token_issued", detail__grant_type="refresh_token"
+    )
+
+
+def test_a_refresh_locks_its_refresh_token_first_in_one_statement(people):
+    """The lock, and the question "still live?", are one SELECT, the first of the
+    transaction that writes the new tokens: 17 statements for a group-assigned app (16
+    before; 18 when the assignment was read again there, locked, which this replaced)."""
+    ada, _grace = people
+    ledger = finance_app(ada)
+    tokens = tokens_for(ada, ledger)
+    with CaptureQueriesContext(connection) as queries:
+        assert refresh(ledger, tokens.refresh).status_code == 200
+    assert shapes(queries) == [
+        # validate_refresh_token: the token, its person and app, the sign-in, the assignment.
+        "SELECT oauth2_provider_refreshtoken",
+        "SELECT accounts_user",
+        "SELECT sso_application",
+        "SELECT sso_appsignin",
+        "SELECT sso_application_groups",
+        "SELECT groups_group",  # the ID token's groups claim
+        # save_bearer_token's transaction: the lock first, then DOT's rotation.
+        "SELECT oauth2_provider_refreshtoken",
+        "SELECT oauth2_provider_refreshtoken",
+        "SELECT oauth2_provider_accesstoken",
+        "SELECT oauth2_provider_refreshtoken",
+        "SELECT oauth2_provider_accesstoken",
+        "UPDATE oauth2_provider_refreshtoken",
+        "DELETE oauth2_provider_accesstoken",
+        "UPDATE oauth2_provider_refreshtoken",
+        "INSERT oauth2_provider_accesstoken",
+        "INSERT oauth2_provider_refreshtoken",
+        "INSERT audit_auditevent",
+    ]
+    statements = [query["sql"] for query in queries.captured_queries]
+    opened = next(
+        at for at, sql in enumerate(statements) if sql.upper().startswith(TRANSACTION_CONTROL)
+    )
+    lock = statements[opened + 1]
+    assert lock.startswith('SELECT 1 FROM "oauth2_provider_refreshtoken"'), lock
+    assert lock.endswith(" FOR UPDATE") == (connection.vendor == "postgresql")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_change_made_while_a_refresh_writes_its_tokens_revokes_them(people):
+    """The refresh has locked its refresh token in its transaction and is about to write the
+    new tokens when the change begins: the change waits for that lock (PostgreSQL; SQLite:
+    for the refresh's IMMEDIATE transaction), then finds the new tokens and revokes them.
+    Without the wait it would commit at once, having found only the old ones, and the
+    refresh would then write live tokens."""
+    ada, _grace = people
+    ledger = finance_app(ada)
+    tokens = tokens_for(ada, ledger)
+    group = Membership.objects.get(user=ada.user).group
+
+    answer = while_writing_tokens(
+        lambda: refresh(ledger, tokens.refresh),
+        lambda: do_remove_member(group, ada.user, Origin.cli()),
+    )
+    assert answer.status_code == 200, answer.content  # answered before the change
+    assert_nothing_live(ada)
+    [event] = revocations(ada)
+    assert event.detail["tokens"] == 2  # the refresh's new access and refresh tokens
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_change_made_while_a_code_is_exchanged_revokes_what_it_gave(people):
+    """The exchange has deleted its code (its first statement) and is about to write the
+    tokens when the change begins: the change deletes the person's codes of the app first,
+    so it waits for that row (PostgreSQL), then finds the new tokens and revokes them. Read
+    before the codes, they were missed: the change revoked nothing and the tokens stayed
+    live."""
+    ada, _grace = people
+    ledger = finance_app(ada)
+    auth = authorize(signed_in(ada), ledger)
+    group = Membership.objects.get(user=ada.user).group
+
+    answer = while_writing_tokens(
+        lambda: exchange(ledger, auth.params["code"], auth.verifier),
+        lambda: do_remove_member(group, ada.user, Origin.cli()),
+    )
+    assert answer.status_code == 200, answer.content  # answered before the change
+    assert_nothing_live(ada)
+    [event] = revocations(ada)
+    assert event.detail["tokens"] == 2
+
+
+def while_writing_tokens(write: Callable[[], Any], change: Callable[[], Any]) -> Any:
+    """Real connections, one thread each: ``write`` (a request to /token) runs until it is
+    about to INSERT its access token, in its transaction; then ``change`` begins, and
+    ``write`` goes on once ``change`` waits for a lock (PostgreSQL), is done (as it is when
+    nothing makes it wait), or half a second has passed (SQLite's wait shows nowhere).
+    Returns ``write``'s answer."""
+    writing, go_on = threading.Event(), threading.Event()
+    answers: list[Any] = []
+
+    def pause_before_the_tokens(execute: Any, sql: str, *args: Any) -> Any:
+        if sql.startswith("INSERT") and "oauth2_provider_accesstoken" in sql:
+            writing.set()
+            go_on.wait(timeout=30)
+        return execute(sql, *args)
+
+    def writing_tokens() -> None:
+        try:
+            with connection.execute_wrapper(pause_before_the_tokens):
+                answers.append(write())
+        finally:
+            writing.set()
+            connections.close_all()
+
+    def changing() -> None:
+        try:
+            change()
+        finally:
+            connections.close_all()
+
+    writer = threading.Thread(target=writing_tokens)
+    writer.start()
+    assert writing.wait(timeout=30)
+    changer = threading.Thread(target=changing)
+    changer.start()
+    deadline = time.monotonic() + (10 if connection.vendor == "postgresql" else 0.5)
+    while changer.is_alive() and time.monotonic() < deadline and not waits_for_a_lock():
+        time.sleep(0.01)
+    go_on.set()
+    writer.join(timeout=30)
+    changer.join(timeout=30)
+    [answer] = answers
+    return answer
+
+
+def waits_for_a_lock() -> bool:
+    """Is a connection to this database waiting for a row lock (PostgreSQL; SQLite's busy
+    wait shows nowhere)? Another test process's database on the same server does not count."""
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        return bool(cursor.fetchone()[0])
+
+
+def assert_nothing_live(person: Person) -> None:
+    assert not get_access_token_model().objects.filter(user=person.user).exists()
+    assert (
+        not get_refresh_token_model()
+        .objects.filter(user=person.user, revoked__isnull=True)
+        .exists()
+    )
+
+
 def test_the_app_is_told_of_each_session_the_person_signed_in_to_it_from(
     people, receiver, django_capture_on_commit_callbacks
 ):
@@ -289,10 +517,7 @@ def test_userinfo_refuses_a_person_no_longer_assigned_the_app_in_the_same_select
     with full_stack() if stack == "full" else contextlib.nullcontext():
         with CaptureQueriesContext(connection) as queries:
             assert userinfo(ada_tokens).status_code == 200
-        # The app's group names, read once and kept.
-        assert shapes(queries) == ["SELECT oauth2_provider_accesstoken", "SELECT groups_group"]
-        with CaptureQueriesContext(connection) as queries:
-            assert userinfo(ada_tokens).status_code == 200
+        # The app's group names: read at the code's exchange (tokens_for) and kept.
         assert shapes(queries) == ["SELECT oauth2_provider_accesstoken"]
 
         Membership.objects.filter(user=ada.user).delete()  # no signal: nothing revoked

@@ -730,9 +730,8 @@ def _render_group(
         {
             "section": "groups",
             "group": group,
-            # What leaving the group, or its removal, takes from its members.
+            # What leaving the group takes from its members (its removal: group_remove).
             "apps": apps,
-            "members_losing_apps": count_members_losing_apps(group) if apps else 0,
             "members": list(members_of(group)[:500]),
             "member_count": group.memberships.count(),
             "done": done,
@@ -782,12 +781,27 @@ def group_remove_member(request: HttpRequest, group_id: int, user_id: int) -> Ht
     )
 
 
-@portal_view(Area.GROUPS, back=lambda group_id, **_: url_to("portal:group", group_id))
-@require_POST
+@portal_view(Area.GROUPS)
+@require_http_methods(["GET", "POST"])
 def group_remove(request: HttpRequest, group_id: int) -> HttpResponse:
+    """Asked first: the GET says what removing the group does (its members, the apps they
+    lose with it), and its form POSTs here to remove it."""
     group = _access_group(group_id)
-    do_remove_group(group, audit_origin(request), actor=actor(request))
-    return see_other(url_to("portal:groups"))
+    if request.method == "POST":
+        do_remove_group(group, audit_origin(request), actor=actor(request))
+        return see_other(url_to("portal:groups"))
+    apps = list(list_group_apps(group))
+    return _render(
+        request,
+        "portal/group_remove.html",
+        {
+            "section": "groups",
+            "group": group,
+            "apps": apps,
+            "members_losing_apps": count_members_losing_apps(group) if apps else 0,
+            "member_count": group.memberships.count(),
+        },
+    )
 
 
 @portal_view(Area.POLICY, back=lambda group_id, **_: url_to("portal:group", group_id))

@@ -5,7 +5,8 @@ Building an ORM query costs 0.3-0.45 ms of CPU here, running the same statement 
 claim of the ID token, then of /userinfo): each time they come with the statement that reads the
 person (``_group_names_column``). At /token it reads the code's sign-in and grant with
 the person and their groups in one SELECT (``find_code``), uses the grant up with one DELETE
-(``use_grant``) and
+(``use_grant``), or locks a refresh's refresh token and finds it still live with one SELECT
+(``lock_live_refresh_token``), and
 writes its access and refresh token (``insert``: the INSERT ``Model.save()`` would run, every
 field's ``pre_save`` included, without the ORM's query building); at /userinfo it reads the
 access token with its person, app and groups in one SELECT (``find_access_token``), and whether
@@ -30,7 +31,12 @@ from typing import Any
 from django.db import connection, router
 from django.db.models import Field, Model
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model, get_application_model, get_grant_model
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_application_model,
+    get_grant_model,
+    get_refresh_token_model,
+)
 
 from threshold.accounts.models import User
 from threshold.groups.models import Group, Membership
@@ -258,6 +264,33 @@ def use_grant(grant_id: int) -> bool:
     """
     with connection.cursor() as cursor:
         cursor.execute(_use_grant_statement(), [grant_id])
+        return cursor.fetchone() is not None
+
+
+@lru_cache(maxsize=2)
+def _live_refresh_token_statement() -> str:
+    token = get_refresh_token_model()._meta
+    return (
+        f"SELECT 1 FROM {_q(token.db_table)} WHERE {_q(token.pk.column)} = %s"
+        f" AND {_q(token.get_field('revoked').column)} IS NULL"
+        + (" FOR UPDATE" if connection.features.has_select_for_update else "")
+    )
+
+
+def lock_live_refresh_token(refresh_token_id: int) -> bool:
+    """Is a refresh's refresh token still live? Locked until the transaction ends.
+
+    A refresh reads its token before the transaction that writes the new ones (DOT's
+    ``validate_refresh_token``), and DOT's rotation locks it there but never asks again
+    whether it was revoked: a revocation committed in between (an app no longer assigned, a
+    lock, a recovery, a sign-out, another refresh of the same token) left the new tokens
+    live. Run first in that transaction, as ``use_grant`` is for a code: a revocation that
+    came first is seen (PostgreSQL's locking read waits for it; SQLite's write transactions
+    run one at a time), and one that comes after waits for this lock
+    (``validator.revoke_tokens`` takes it first), then finds the new tokens and revokes them.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_live_refresh_token_statement(), [refresh_token_id])
         return cursor.fetchone() is not None
 
 

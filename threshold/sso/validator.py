@@ -8,13 +8,15 @@ changes what DOT gets wrong or leaves out for an identity provider:
 - ``auth_time``, ``amr``, ``acr`` and ``sid`` come from the Threshold session the code was
   issued in (``AppSignIn``), never from ``user.last_login``, and a refresh repeats them;
 - ID tokens are signed with Threshold's keys (``keys.py``), RS256 or ES256, with a ``kid``;
-- a person no longer assigned the app (everyone, or one of its groups) has their refresh
-  tokens and access tokens refused (``/userinfo``: ``validate_bearer_token``), whatever made
-  the change (the groups' and apps' actions revoke the tokens as well);
+- a person no longer assigned the app (everyone, or one of its groups) has their codes,
+  refresh tokens and access tokens refused (``/userinfo``: ``validate_bearer_token``),
+  whatever made the change (the groups' and apps' actions revoke them as well): ``may_use``;
 - a locked or deactivated person's codes and refresh tokens are refused; a replayed code
   revokes what it was exchanged for (RFC 6749 §4.1.2), and a code is used up by the first
   statement of the transaction that writes its tokens, so that two exchanges at the same
-  moment cannot both be answered (``save_bearer_token``);
+  moment cannot both be answered (``save_bearer_token``); a refresh's first statement there
+  locks its refresh token and finds it still live, so that a revocation since it was read
+  is not undone by the new tokens;
 - every token issued, and every code refused, is audited.
 """
 
@@ -29,7 +31,7 @@ from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from django.db import router, transaction
+from django.db import connection, router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -112,10 +114,24 @@ def generate_token(request: Any) -> str:
 
 
 def may_use(application: Application, user: Any) -> bool:
-    """Is ``user`` assigned ``application`` (everyone, or a member of one of its groups)?"""
+    """Is ``user`` assigned ``application`` (everyone, or a member of one of its groups)?
+
+    The one answer for /authorize, a code's exchange and a refresh at /token, /userinfo and
+    /introspect. No statement of its own where the person's groups came with the statement
+    that read the person in this request (the code's, ``_code``; the access token's,
+    ``_load_access_token``): they are compared with the app's group names, which each process
+    keeps (``appcache``; read in one SELECT once per ``appcache.MAX_AGE``). Else one SELECT."""
     if application.for_everyone:
         return True
-    return hotpath.is_member_of_app_groups(application.pk, user.pk)
+    groups = _cached("groups", str(user.pk))
+    if groups is None:  # not read with the person (outside ``per_request``, or a refresh)
+        return hotpath.is_member_of_app_groups(application.pk, user.pk)
+    names = appcache.group_names(application.pk)
+    if names is None:
+        stamp = appcache.stamp()
+        names = hotpath.app_group_names(application.pk)
+        appcache.keep_group_names(application.pk, names, stamp)
+    return not names.isdisjoint(groups)
 
 
 class Validator(OAuth2Validator):
@@ -291,6 +307,12 @@ class Validator(OAuth2Validator):
         if sign_in is None or not request.user.can_sign_in:
             _refused(request, "account_cannot_sign_in", request.user)
             return False
+        if not may_use(client, request.user):
+            # The change deleted the person's codes of the app (actions.withdraw_unassigned);
+            # this refuses one it did not reach: a change made otherwise, or a code issued
+            # while it was being made. No statement: the groups came with the code's SELECT.
+            _refused(request, "not_assigned", request.user)
+            return False
         setattr(request, SIGN_IN, sign_in)
         return True
 
@@ -432,13 +454,26 @@ class Validator(OAuth2Validator):
         two exchanges of one code at the same moment could both read it and both be
         answered. Here the first statement deletes it (``hotpath.use_grant``): only one
         exchange deletes it, and the other, refused, writes nothing but the replay's
-        consequences (as for any replayed code: what the code gave is revoked).
+        consequences (as for any replayed code: what the code gave is revoked). A refresh's
+        first statement locks its refresh token and finds it still live
+        (``hotpath.lock_live_refresh_token``): one revoked since ``validate_refresh_token``
+        read it (an app no longer assigned, a lock, a sign-out, another refresh of it) is
+        refused, as it would be had it come a moment later.
         """
         grant = self._grant(request.code, request.client) if request.code else None
+        # Set by DOT's validate_refresh_token.
+        refreshed = getattr(request, "refresh_token_instance", None)
         with transaction.atomic(using=router.db_for_write(get_access_token_model())):
             used = grant is None or hotpath.use_grant(grant.pk)
-            if used:
+            live = refreshed is None or hotpath.lock_live_refresh_token(refreshed.pk)
+            if used and live:
                 self._save_bearer_token(token, request, *args, **kwargs)
+        if not live:
+            # What validate_refresh_token would have said: the change that revoked it is
+            # audited with its own reason (sso.tokens_revoked).
+            reason = "refresh_token_reused" if _superseded(refreshed) else "refresh_token_revoked"
+            _refused(request, reason, request.user)
+            raise oauth_errors.InvalidGrantError(request=request)
         if not used:
             sign_in = getattr(request, SIGN_IN)
             get_refresh_token_model().revoke_family(sign_in.token_family)
@@ -547,23 +582,12 @@ class Validator(OAuth2Validator):
 
 
 def _assigned(access_token: Any) -> bool:
-    """``may_use`` for an access token read by ``_load_access_token``: the app for everyone,
-    or one of the person's groups (read with the token) among the app's (kept per process,
-    ``appcache``; read in one SELECT once per ``appcache.MAX_AGE``)."""
+    """``may_use`` for an access token read by ``_load_access_token`` (with the person's
+    groups); DOT's tokens may have no person or no app, which nobody is assigned."""
     application, user = access_token.application, access_token.user
     if application is None or user is None:
         return False
-    if application.for_everyone:
-        return True
-    groups = _cached("groups", str(user.pk))
-    if groups is None:  # not read with the token (outside ``per_request``)
-        return may_use(application, user)
-    names = appcache.group_names(application.pk)
-    if names is None:
-        stamp = appcache.stamp()
-        names = hotpath.app_group_names(application.pk)
-        appcache.keep_group_names(application.pk, names, stamp)
-    return not names.isdisjoint(groups)
+    return may_use(application, user)
 
 
 def _group_names_of(user_id: int) -> list[str]:
@@ -615,7 +639,16 @@ def _refused(request: Any, reason: str, user: Any) -> None:
 
 
 def revoke_tokens(user: Any, *, application: Any = None, sids: list[str] | None = None) -> int:
-    """Revoke ``user``'s refresh and access tokens (of one app, or of some sessions); how many."""
+    """Revoke ``user``'s refresh and access tokens (of one app, or of some sessions); how many.
+
+    Its first statements take the rows a code's exchange or a refresh in flight holds: the
+    codes (deleted; ``hotpath.use_grant`` deleted its own) and the live refresh tokens
+    (locked; a refresh locks its own, ``hotpath.lock_live_refresh_token``). On PostgreSQL they
+    wait for that exchange or refresh to commit, so that the statements after them, each
+    reading what is committed when it starts, find the tokens it wrote and revoke them; read
+    first, those tokens would have been missed and left live. (SQLite's write transactions
+    run one at a time: the exchange or refresh commits before this begins, or after it ends
+    and then finds its code gone or its refresh token revoked.)"""
     refresh_tokens = get_refresh_token_model().objects.filter(user=user, revoked__isnull=True)
     sign_ins = AppSignIn.objects.filter(user=user)
     if application is not None:
@@ -633,13 +666,17 @@ def revoke_tokens(user: Any, *, application: Any = None, sids: list[str] | None 
         access_tokens = access_tokens.filter(
             Q(refresh_token__in=refresh_tokens) | Q(source_refresh_token__in=refresh_tokens)
         )
-    now = timezone.now()
-    access_ids = list(access_tokens.values_list("pk", flat=True))
-    count = refresh_tokens.update(revoked=now, updated=now)
-    get_access_token_model().objects.filter(pk__in=access_ids).delete()
-    if sids is None:
-        grants = get_grant_model().objects.filter(user=user)
-        if application is not None:
-            grants = grants.filter(application=application)
-        grants.delete()
+    grants = get_grant_model().objects.filter(user=user)
+    if application is not None:
+        grants = grants.filter(application=application)
+    # In the caller's transaction, or one of its own (RP-Initiated Logout calls it outside one).
+    with transaction.atomic(savepoint=False):
+        if sids is None:
+            grants.delete()
+        if connection.features.has_select_for_update:
+            list(refresh_tokens.select_for_update().values_list("pk", flat=True))
+        now = timezone.now()
+        access_ids = list(access_tokens.values_list("pk", flat=True))
+        count = refresh_tokens.update(revoked=now, updated=now)
+        get_access_token_model().objects.filter(pk__in=access_ids).delete()
     return int(count) + len(access_ids)
