@@ -359,7 +359,11 @@ def test_wrong_code_verifier_is_refused(ada):
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_grant"
     assert not AuditEvent.objects.filter(action="sso.token_issued").exists()
-    assert AuditEvent.objects.filter(action="sso.token_refused", reason="invalid_grant").exists()
+    assert not get_access_token_model().objects.exists()
+    refused = AuditEvent.objects.get(action="sso.token_refused")
+    assert refused.reason == "code_verifier_mismatch"
+    assert refused.subject == ada.user
+    assert refused.detail["app"] == app.client_id
 
 
 def test_a_replayed_code_is_refused_and_revokes_what_it_gave(ada):

@@ -41,6 +41,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.settings import oauth2_settings
 from oauthlib.common import UNICODE_ASCII_CHARACTER_SET
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
+from oauthlib.oauth2.rfc6749.grant_types.authorization_code import code_challenge_method_s256
 from oauthlib.oauth2.rfc6749.utils import scope_to_list
 
 from threshold import clock
@@ -312,6 +313,17 @@ class Validator(OAuth2Validator):
             # this refuses one it did not reach: a change made otherwise, or a code issued
             # while it was being made. No statement: the groups came with the code's SELECT.
             _refused(request, "not_assigned", request.user)
+            return False
+        verifier = getattr(request, "code_verifier", None)
+        if (
+            grant.code_challenge
+            and verifier
+            and not code_challenge_method_s256(verifier, grant.code_challenge)
+        ):
+            # oauthlib checks PKCE after this and answers invalid_grant the same way, but
+            # without telling us: here the refusal is audited with the person and the app
+            # (only S256 challenges are stored: views._authorize refuses "plain").
+            _refused(request, "code_verifier_mismatch", request.user)
             return False
         setattr(request, SIGN_IN, sign_in)
         return True
