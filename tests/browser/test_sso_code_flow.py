@@ -304,7 +304,7 @@ def test_plain_pkce_is_refused(
     assert not result["ok"]
     assert result["callback"]["error"] == "invalid_request"
     assert "code" not in result["callback"]
-    assert _audited(server, "sso.refused", "invalid_request", person.email)
+    assert _audited(server, "sso.refused", "pkce_plain", person.email)
 
 
 def test_missing_pkce_is_refused(
@@ -322,7 +322,7 @@ def test_missing_pkce_is_refused(
     assert not result["ok"]
     assert result["callback"]["error"] == "invalid_request"
     assert "code" not in result["callback"]
-    assert _audited(server, "sso.refused", "invalid_request", person.email)
+    assert _audited(server, "sso.refused", "pkce_missing", person.email)
 
 
 def test_public_client_without_a_nonce_is_refused(
@@ -340,7 +340,7 @@ def test_public_client_without_a_nonce_is_refused(
     assert not result["ok"]
     assert result["callback"]["error"] == "invalid_request"
     assert "code" not in result["callback"]
-    assert _audited(server, "sso.refused", "invalid_request", person.email)
+    assert _audited(server, "sso.refused", "nonce_missing", person.email)
 
 
 def test_public_client_signs_in_with_pkce_and_no_secret(

@@ -434,6 +434,13 @@ def test_plain_pkce_is_refused(ada):
     auth = authorize(signed_in(ada), app, code_challenge_method="plain")
     assert auth.params["error"] == "invalid_request"
     assert "code" not in auth.params
+    assert not Grant.objects.exists()
+    refused = AuditEvent.objects.get(action="sso.refused")
+    assert (refused.reason, refused.subject, refused.detail["app"]) == (
+        "pkce_plain",
+        ada.user,
+        app.client_id,
+    )
 
 
 def test_a_public_client_must_send_a_nonce(ada):
@@ -441,6 +448,9 @@ def test_a_public_client_must_send_a_nonce(ada):
     auth = authorize(signed_in(ada), app, nonce=None)
     assert auth.params["error"] == "invalid_request"
     assert "code" not in auth.params
+    assert not Grant.objects.exists()
+    refused = AuditEvent.objects.get(action="sso.refused")
+    assert (refused.reason, refused.subject) == ("nonce_missing", ada.user)
 
 
 @pytest.mark.parametrize(
@@ -1400,7 +1410,7 @@ def test_a_missing_code_challenge_is_audited_with_the_person(ada):
     auth = authorize(signed_in(ada), app, code_challenge=None, code_challenge_method=None)
     assert auth.params["error"] == "invalid_request"
     event = AuditEvent.objects.filter(action="sso.refused").latest("id")
-    assert event.subject_id == ada.user.pk
+    assert (event.subject_id, event.reason) == (ada.user.pk, "pkce_missing")
 
 
 def form_action(response) -> list[str]:

@@ -326,7 +326,7 @@ def test_an_unknown_or_repeated_response_mode_is_invalid_request_in_query(ada, m
     assert not get_grant_model().objects.exists()
     assert not AppSignIn.objects.exists()
     refusal = last_refusal()
-    assert refusal.reason == "invalid_request"
+    assert refusal.reason == "response_mode_unsupported"
     assert refusal.subject_id == ada.user.pk
 
 

@@ -243,13 +243,17 @@ def _refuse(
     credentials: dict[str, Any],
     error: str,
     description: str,
+    *,
+    reason: str = "",
 ) -> HttpResponse:
+    """``error`` goes back to the app (RFC 6749 §4.1.2.1); the audit log gets ``reason``, the
+    rule that refused, where one OAuth error code covers several."""
     user = request.user if request.user.is_authenticated else None
     record_refusal(
         Action.SSO_REFUSED,
         audit_origin(request),
         user,
-        reason=error,
+        reason=reason or error,
         app=getattr(application, "client_id", ""),
     )
     return _error_redirect(
@@ -425,11 +429,12 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             # this provider has only the code flow (discovery's response_types_supported).
             reason = "unsupported_response_type"
         person = request.user if request.user.is_authenticated else None
+        missing_pkce = isinstance(oauth_error, oauth2_errors.MissingCodeChallengeError)
         record_refusal(
             Action.SSO_REFUSED,
             audit_origin(request),
             person,
-            reason=reason,
+            reason="pkce_missing" if missing_pkce else reason,  # as _refuse's plain PKCE
             app=_as_given(request.GET.get("client_id", "")),
         )
         return _error_redirect(
@@ -447,11 +452,21 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
         # flow's default, rather than oauthlib's silent query: the app learns why its
         # answer did not come the way it asked (discovery's response_modes_supported).
         return _refuse(
-            request, application, credentials, "invalid_request", "Unsupported response_mode."
+            request,
+            application,
+            credentials,
+            "invalid_request",
+            "Unsupported response_mode.",
+            reason="response_mode_unsupported",
         )
     if credentials.get("code_challenge_method") != "S256":
         return _refuse(
-            request, application, credentials, "invalid_request", "PKCE with S256 is required."
+            request,
+            application,
+            credentials,
+            "invalid_request",
+            "PKCE with S256 is required.",
+            reason="pkce_plain" if credentials.get("code_challenge") else "pkce_missing",
         )
     if (
         application.client_type == Application.CLIENT_PUBLIC
@@ -464,11 +479,19 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             credentials,
             "invalid_request",
             "A public client must send a nonce.",
+            reason="nonce_missing",
         )
     if any(has_ascii_control(value) for _name, values in params.lists() for value in values):
         # A NUL or another control character names nothing here, and PostgreSQL refuses a NUL
         # in the grant's row: refused before anything is saved.
-        return _refuse(request, application, credentials, "invalid_request", "Control characters.")
+        return _refuse(
+            request,
+            application,
+            credentials,
+            "invalid_request",
+            "Control characters.",
+            reason="control_characters",
+        )
     for parameter, unsupported in _UNSUPPORTED_PARAMETERS.items():
         # OpenID Connect Core §6.1, §6.2 and §7.2.1: refused, not ignored (a request object's
         # values would otherwise be silently replaced by the query's), before any sign-in.
