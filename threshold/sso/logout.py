@@ -183,6 +183,7 @@ def _attempt(delivery: LogoutDelivery) -> int:
                 Origin(via=_channel()),
                 reason=delivery.reason,
                 app=application.client_id,
+                sub=delivery.subject,  # the person, as the app knows them (kept if removed)
                 attempts=attempts,
             )
             return 1
@@ -198,6 +199,7 @@ def _attempt(delivery: LogoutDelivery) -> int:
             Origin(via=_channel()),
             reason="given_up" if given_up else "will_retry",
             app=application.client_id,
+            sub=delivery.subject,
             attempts=attempts,
             error=error[:200],
         )
