@@ -542,7 +542,8 @@ def test_signing_out_sends_a_signed_logout_token_with_the_sid(
     logout = verify_logout_token(receiver.received[0], app)
     assert logout["sid"] == claims["sid"]
     assert logout["sub"] == claims["sub"]
-    assert AuditEvent.objects.filter(action="sso.backchannel_logout_sent").exists()
+    sent = AuditEvent.objects.get(action="sso.backchannel_logout_sent")
+    assert (sent.detail["app"], sent.detail["sub"]) == (app.client_id, claims["sub"])
 
 
 def test_signing_in_again_is_no_logout(ada, receiver, django_capture_on_commit_callbacks):
@@ -567,9 +568,8 @@ def test_a_failed_delivery_is_retried_by_cleanup(
     delivery = LogoutDelivery.objects.get()
     assert delivery.delivered_at is None
     assert delivery.attempts == 1
-    assert AuditEvent.objects.filter(
-        action="sso.backchannel_logout_failed", reason="will_retry"
-    ).exists()
+    failed = AuditEvent.objects.get(action="sso.backchannel_logout_failed", reason="will_retry")
+    assert failed.detail["sub"] == delivery.subject
     receiver.status = 200
     LogoutDelivery.objects.update(next_attempt_at=delivery.created_at)
     assert deliver_due() == 1
@@ -893,6 +893,15 @@ def test_apps_rotate_secret_assign_and_remove(ada, capsys):
     listed = capsys.readouterr()
     assert main(["apps", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["assigned_to"] == ["Finance"]
+    do_add_group("Ops", Origin.cli())
+    assert main(["apps", "assign", app.client_id, "--group", "finance", "ops"]) == 0
+    capsys.readouterr()
+    assert main(["apps", "list", "--json"]) == 0
+    assert sorted(json.loads(capsys.readouterr().out)[0]["assigned_to"]) == ["Finance", "Ops"]
+    assert main(["apps", "assign", app.client_id, "--everyone"]) == 0
+    capsys.readouterr()
+    assert main(["apps", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["assigned_to"] == "everyone"
     assert main(["apps", "remove", app.client_id]) == 0
     assert not Application.objects.exists()
     assert listed

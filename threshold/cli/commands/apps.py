@@ -46,7 +46,10 @@ def register(commands: Subcommands) -> list[Command]:
     # Exactly one of them: do_assign_app says so in words when neither is given.
     who = assign.add_mutually_exclusive_group()
     who.add_argument("--everyone", action="store_true")
-    who.add_argument("--group", action="append", default=[], dest="groups", metavar="NAME")
+    # --group A B and --group A --group B alike.
+    who.add_argument(
+        "--group", action="extend", nargs="+", default=[], dest="groups", metavar="NAME"
+    )
 
     keys = commands.add_parser("keys", help="the keys that sign ID tokens")
     keys_sub = keys.add_subparsers(dest="keys_command")
