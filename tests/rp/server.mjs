@@ -345,7 +345,8 @@ async function backchannel(app, request, response) {
       audience: app.client_id,
       clockTolerance: 0,
       currentDate: new Date((Date.now() / 1000 + clockSkew) * 1000),
-      requiredClaims: ['iat', 'jti', 'events'],
+      requiredClaims: ['iat', 'exp', 'jti', 'events'],
+      typ: 'logout+jwt', // §2.4's explicit typing, which Threshold sends
     });
     if (!payload.events || typeof payload.events[BACKCHANNEL_EVENT] !== 'object') {
       throw new Error('events lacks the back-channel logout event');
