@@ -348,30 +348,53 @@ def test_a_refresh_locks_its_refresh_token_first_in_one_statement(people):
     assert lock.endswith(" FOR UPDATE") == (connection.vendor == "postgresql")
 
 
+def a_change(change: str, person: Person, app: App) -> Callable[[], Any]:
+    """One of the changes that end a person's access to an app, as a function to run later."""
+    if change == "locked":
+        return lambda: do_lock_user(person.user, Origin.cli())
+    group = Membership.objects.get(user=person.user).group
+    return lambda: do_remove_member(group, person.user, Origin.cli())
+
+
+def assert_the_change_is_done(change: str, person: Person) -> None:
+    person.user.refresh_from_db()
+    if change == "locked":
+        assert person.user.locked_at is not None
+        assert AuditEvent.objects.filter(action="user.locked", subject=person.user).exists()
+    else:
+        assert not Membership.objects.filter(user=person.user).exists()
+
+
+CHANGES = ["removed_from_group", "locked"]
+
+
 @pytest.mark.django_db(transaction=True)
-def test_a_change_made_while_a_refresh_writes_its_tokens_revokes_them(people):
+@pytest.mark.parametrize("change", CHANGES)
+def test_a_change_made_while_a_refresh_writes_its_tokens_revokes_them(people, change):
     """The refresh has locked its refresh token in its transaction and is about to write the
     new tokens when the change begins: the change waits for that lock (PostgreSQL; SQLite:
     for the refresh's IMMEDIATE transaction), then finds the new tokens and revokes them.
     Without the wait it would commit at once, having found only the old ones, and the
-    refresh would then write live tokens."""
+    refresh would then write live tokens. A lock holds the person's row while it waits,
+    which the new tokens' foreign keys need too: no deadlock (its row lock leaves their
+    key alone), so neither the lock nor the refresh is undone."""
     ada, _grace = people
     ledger = finance_app(ada)
     tokens = tokens_for(ada, ledger)
-    group = Membership.objects.get(user=ada.user).group
 
     answer = while_writing_tokens(
-        lambda: refresh(ledger, tokens.refresh),
-        lambda: do_remove_member(group, ada.user, Origin.cli()),
+        lambda: refresh(ledger, tokens.refresh), a_change(change, ada, ledger)
     )
     assert answer.status_code == 200, answer.content  # answered before the change
+    assert_the_change_is_done(change, ada)
     assert_nothing_live(ada)
     [event] = revocations(ada)
     assert event.detail["tokens"] == 2  # the refresh's new access and refresh tokens
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_change_made_while_a_code_is_exchanged_revokes_what_it_gave(people):
+@pytest.mark.parametrize("change", CHANGES)
+def test_a_change_made_while_a_code_is_exchanged_revokes_what_it_gave(people, change):
     """The exchange has deleted its code (its first statement) and is about to write the
     tokens when the change begins: the change deletes the person's codes of the app first,
     so it waits for that row (PostgreSQL), then finds the new tokens and revokes them. Read
@@ -380,13 +403,12 @@ def test_a_change_made_while_a_code_is_exchanged_revokes_what_it_gave(people):
     ada, _grace = people
     ledger = finance_app(ada)
     auth = authorize(signed_in(ada), ledger)
-    group = Membership.objects.get(user=ada.user).group
 
     answer = while_writing_tokens(
-        lambda: exchange(ledger, auth.params["code"], auth.verifier),
-        lambda: do_remove_member(group, ada.user, Origin.cli()),
+        lambda: exchange(ledger, auth.params["code"], auth.verifier), a_change(change, ada, ledger)
     )
     assert answer.status_code == 200, answer.content  # answered before the change
+    assert_the_change_is_done(change, ada)
     assert_nothing_live(ada)
     [event] = revocations(ada)
     assert event.detail["tokens"] == 2

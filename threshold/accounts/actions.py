@@ -38,11 +38,14 @@ def lock_user(user: User) -> None:
     """Make changes to ``user``'s sign-in methods take turns until the transaction ends.
 
     A lock for the length of a transaction, not the administrator's account
-    lock (``do_lock_user``). PostgreSQL: a row lock (SELECT ... FOR UPDATE).
-    SQLite ignores it and needs none: its transactions begin IMMEDIATE,
-    holding the database's write lock.
+    lock (``do_lock_user``). PostgreSQL: a row lock (SELECT ... FOR NO KEY UPDATE),
+    which a row naming the person (a session, a token: its foreign key's check takes
+    FOR KEY SHARE) does not wait for. FOR UPDATE made such an insert wait, and a
+    lock whose revocations then waited for that insert's transaction (a refresh
+    holding its refresh token) was undone as a deadlock. SQLite ignores it and
+    needs none: its transactions begin IMMEDIATE, holding the database's write lock.
     """
-    list(User.objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+    list(User.objects.select_for_update(no_key=True).filter(pk=user.pk).values_list("pk"))
 
 
 @transaction.atomic
