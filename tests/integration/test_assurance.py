@@ -35,6 +35,16 @@ def test_a_synced_passkey_is_phishing_resistant_but_not_hardware_bound(db):
     assert signed_in_assurance(browser) == (["pop", "swk", "mfa"], "phr")
 
 
+def test_a_synced_passkey_with_trusted_attestation_is_still_not_hardware_bound(db):
+    """Attestation vouches for the authenticator the passkey was made on, not for where the
+    passkey is now: a backup-eligible passkey can be copied to other devices."""
+    person = enrolled_person("ada@example.com", "Ada", backup_eligible=True, backup_state=False)
+    Passkey.objects.filter(user=person.user).update(attestation_trusted=True)
+    browser = Browser()
+    assert_ok(sign_in(browser, person.authenticator))
+    assert signed_in_assurance(browser) == (["pop", "swk", "mfa"], "phr")
+
+
 def test_a_device_bound_passkey_needs_trusted_attestation_to_be_hardware_bound(db):
     person = enrolled_person("ada@example.com", "Ada")
     browser = Browser()
