@@ -407,6 +407,36 @@ def test_two_exchanges_of_one_code_at_once_give_tokens_once(ada, monkeypatch):
     assert refresh(app, answered.json()["refresh_token"]).status_code == 400
 
 
+@pytest.mark.django_db(transaction=True)
+def test_two_refreshes_of_one_token_at_once_are_reuse_and_end_the_family(ada, monkeypatch):
+    """Both refreshes read the refresh token and pass every check, then write at the same
+    moment on their own connections: one is answered, the other finds the token rotated, is
+    refused as reuse (RFC 9700 §4.14.2) and, as a reuse that came later would, revokes the
+    family: the answered refresh's tokens stop working too."""
+    app = add_app()
+    first = full_flow(signed_in(ada), app)["refresh_token"]
+    both_checked = threading.Barrier(2, timeout=30)
+    save = Validator.save_bearer_token
+
+    def save_when_both_checked(self, *args, **kwargs):
+        both_checked.wait()
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Validator, "save_bearer_token", save_when_both_checked)
+    refreshes = all_at_once([lambda: refresh(app, first)] * 2)
+    monkeypatch.undo()
+
+    assert not [r for r in refreshes if isinstance(r, BaseException)], refreshes
+    assert sorted(r.status_code for r in refreshes) == [200, 400]
+    answered = next(r for r in refreshes if r.status_code == 200).json()
+    refused = next(r for r in refreshes if r.status_code == 400)
+    assert refused.json() == {"error": "invalid_grant"}
+    event = AuditEvent.objects.filter(action="sso.token_refused").latest("id")
+    assert (event.reason, event.subject_id) == ("refresh_token_reused", ada.user.pk)
+    assert not get_access_token_model().objects.filter(user=ada.user).exists()
+    assert refresh(app, answered["refresh_token"]).status_code == 400
+
+
 def test_a_foreign_redirect_uri_gets_a_page_not_a_redirect(ada):
     app = add_app()
     auth = authorize(signed_in(ada), app, redirect_uri="https://evil.example/cb")

@@ -481,9 +481,15 @@ class Validator(OAuth2Validator):
             if used and live:
                 self._save_bearer_token(token, request, *args, **kwargs)
         if not live:
-            # What validate_refresh_token would have said: the change that revoked it is
-            # audited with its own reason (sso.tokens_revoked).
-            reason = "refresh_token_reused" if _superseded(refreshed) else "refresh_token_revoked"
+            # What validate_refresh_token would have said and done: the change that revoked
+            # it is audited with its own reason (sso.tokens_revoked); a refresh of the same
+            # token that came first is reuse, and revokes the family it just renewed, as
+            # DOT does when the reuse comes later (RFC 9700 §4.14.2: the server cannot tell
+            # the app from a thief).
+            superseded = _superseded(refreshed)
+            if superseded:
+                get_refresh_token_model().revoke_family(refreshed.token_family)
+            reason = "refresh_token_reused" if superseded else "refresh_token_revoked"
             _refused(request, reason, request.user)
             raise oauth_errors.InvalidGrantError(request=request)
         if not used:
