@@ -486,6 +486,7 @@ class Validator(OAuth2Validator):
             # token that came first is reuse, and revokes the family it just renewed, as
             # DOT does when the reuse comes later (RFC 9700 §4.14.2: the server cannot tell
             # the app from a thief).
+            assert refreshed is not None  # noqa: S101 - only a refresh finds its token dead
             superseded = _superseded(refreshed)
             if superseded:
                 get_refresh_token_model().revoke_family(refreshed.token_family)
