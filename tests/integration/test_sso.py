@@ -947,6 +947,58 @@ def test_cleanup_removes_expired_tokens_and_sends_due_logouts(ada, capsys):
     assert "back-channel logouts" in capsys.readouterr().out
 
 
+def test_cleanup_keeps_what_apps_still_use_and_removes_what_no_one_can(ada, capsys):
+    """What ``threshold cleanup`` does to each kind of row (DOT's clear_expired, then the
+    sign-ins nothing refers to): an app active today keeps its session although its access
+    token expired; a rotated refresh token is kept until the family expires, so that
+    presenting it is still caught as reuse; a session idle for longer than a refresh token
+    lives (30 days) and a code never exchanged are removed, with their sign-ins."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    from django.utils import timezone  # noqa: PLC0415
+    from oauth2_provider.models import get_refresh_token_model  # noqa: PLC0415
+
+    from threshold.sso.models import AppSignIn  # noqa: PLC0415
+
+    now, access_tokens = timezone.now(), get_access_token_model().objects
+    app, browser = add_app(), signed_in(ada)
+    active = full_flow(browser, app)
+    rotated = full_flow(browser, app)
+    stale = refresh(app, rotated["refresh_token"]).json()
+    idle = full_flow(browser, app)
+    assert authorize(browser, app).params["code"]  # never exchanged
+    access_tokens.filter(token_checksum=checksum_of(active["access_token"])).update(
+        expires=now - timedelta(hours=1)
+    )
+    access_tokens.filter(token_checksum=checksum_of(idle["access_token"])).update(
+        expires=now - timedelta(days=31)
+    )
+    get_grant_model().objects.update(expires=now - timedelta(minutes=5))
+    AppSignIn.objects.update(created_at=now - timedelta(days=2))
+    sign_ins = AppSignIn.objects.count()
+
+    assert main(["cleanup"]) == 0
+    capsys.readouterr()
+
+    assert not get_grant_model().objects.exists()
+    assert not access_tokens.filter(token_checksum=checksum_of(idle["access_token"])).exists()
+    assert refresh(app, idle["refresh_token"]).status_code == 400
+    # The idle family's sign-in and the code's are gone; the active and rotated ones stay.
+    assert AppSignIn.objects.count() == sign_ins - 2
+    assert refresh(app, active["refresh_token"]).status_code == 200
+    assert get_refresh_token_model().objects.filter(revoked__isnull=False).exists()
+    before = AuditEvent.objects.count()
+    assert refresh(app, rotated["refresh_token"]).status_code == 400
+    [event] = AuditEvent.objects.order_by("id")[before:]
+    assert event.reason == "refresh_token_reused"
+    # Reuse revoked the family: the token that replaced the rotated one is dead too.
+    assert refresh(app, stale["refresh_token"]).status_code == 400
+
+
+def checksum_of(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 # --- My apps and Settings ---------------------------------------------------------------------
 
 
