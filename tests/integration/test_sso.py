@@ -31,9 +31,11 @@ from oauth2_provider.models import get_access_token_model, get_grant_model
 from tests.integration.conftest import (
     ORIGIN,
     Browser,
+    Person,
     assert_ok,
     enroll,
     enrolled_person,
+    invite,
     sign_in,
     token_of,
 )
@@ -218,6 +220,94 @@ def test_the_jwks_has_a_kid_per_key(db):
 # --- The code flow ---------------------------------------------------------------------------
 
 
+def test_email_verified_only_for_an_address_a_link_was_emailed_to(
+    db, mailoutbox, django_capture_on_commit_callbacks
+):
+    """``email_verified`` is true once the person used a link that went to their address by
+    email: the enrollment link (the default), or a recovery link sent by email. A link the
+    administrator handed over proves nothing about the mailbox (an app linking accounts by a
+    verified address must not trust a typo)."""
+    app = add_app()
+    emailed = invited_and_enrolled("ada@example.com", django_capture_on_commit_callbacks)
+    [sent] = [message for message in mailoutbox if message.subject.startswith("Set up")]
+    assert sent.to == ["ada@example.com"]
+    assert emailed.invite.sent_to == "ada@example.com"
+    handed = invited_and_enrolled("grace@example.com")
+    assert handed.invite.sent_to == ""
+
+    assert full_flow(signed_in(emailed), app)["claims"]["email_verified"] is True
+    tokens = full_flow(signed_in(handed), app)
+    assert tokens["claims"]["email_verified"] is False
+    assert userinfo_of(tokens)["email_verified"] is False
+
+    # A recovery link handed over (the default) still proves nothing; one sent by email does.
+    recover(handed, django_capture_on_commit_callbacks, email_link=False)
+    assert full_flow(signed_in(handed), app)["claims"]["email_verified"] is False
+    recover(handed, django_capture_on_commit_callbacks, email_link=True)
+    tokens = full_flow(signed_in(handed), app)
+    assert tokens["claims"]["email_verified"] is True
+    assert userinfo_of(tokens)["email_verified"] is True
+
+
+def test_an_invite_email_that_could_not_be_sent_proves_nothing(
+    db, settings, caplog, django_capture_on_commit_callbacks
+):
+    """The SMTP server refused the connection: the link was printed, not delivered, so using
+    it does not verify the address."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", closed_port(), 2
+    person = invited_and_enrolled("ada@example.com", django_capture_on_commit_callbacks)
+    assert "could not send enrollment/invite_email.txt" in caplog.text
+    assert person.invite.sent_to == ""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert full_flow(signed_in(person), add_app())["claims"]["email_verified"] is False
+
+
+def test_a_username_that_is_no_address_gets_no_email_claims(db):
+    person = invited_and_enrolled("ada")
+    claims = full_flow(signed_in(person), add_app())["claims"]
+    assert "email" not in claims
+    assert "email_verified" not in claims
+    assert claims["preferred_username"] == "ada"
+
+
+def invited_and_enrolled(username: str, emails: Any = None) -> Person:
+    """Invited, and enrolled from the link; with ``emails`` (the on-commit capture fixture),
+    the link is emailed first, as the invite's transaction commits."""
+    if emails is None:
+        created, token = invite(username, "Ada Lovelace")
+    else:
+        with emails(execute=True):
+            created, token = invite(username, "Ada Lovelace", send_email=True)
+    authenticator = SoftAuthenticator()
+    assert_ok(enroll(Browser(), token, authenticator))
+    created.invite.refresh_from_db()
+    return Person(created.user, authenticator, created.invite)
+
+
+def recover(person: Person, emails: Any, *, email_link: bool) -> None:
+    """A recovery link, emailed to the person (``email_link``) or not, then used: the person
+    makes a new passkey with it and signs in with that."""
+    with emails(execute=True):
+        issued = do_issue_recovery(person.user, Origin.cli(), email_link=email_link)
+    person.authenticator = SoftAuthenticator()
+    assert_ok(enroll(Browser(), token_of(issued.link), person.authenticator))
+
+
+def userinfo_of(tokens: dict[str, Any]) -> dict[str, Any]:
+    answer = Client().get("/userinfo", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
+    assert answer.status_code == 200, answer.content
+    return answer.json()
+
+
+def closed_port() -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def test_a_signed_in_person_gets_every_claim(ada):
     app = add_app()
     group = do_add_group("Engineering", Origin.cli())
@@ -226,7 +316,7 @@ def test_a_signed_in_person_gets_every_claim(ada):
     tokens = full_flow(browser, app)
     claims = tokens["claims"]
     assert claims["email"] == "ada@example.com"
-    assert claims["email_verified"] is True
+    assert claims["email_verified"] is False  # her link was handed over, not emailed
     assert claims["name"] == "Ada Lovelace"
     assert claims["preferred_username"] == "ada@example.com"
     assert claims["groups"] == ["Engineering"]

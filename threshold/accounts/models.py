@@ -74,6 +74,10 @@ class User(AbstractBaseUser):
     # wrong passwords, which never blocks passkeys.
     locked_at = models.DateTimeField(null=True, blank=True)
     locked_reason = models.CharField(max_length=200, blank=True)
+    # When the person first used a one-time link that was emailed to ``email``: proof that
+    # they read that mailbox (the ID token's ``email_verified``). None: not proven, as when
+    # the administrator handed the link over some other way.
+    email_verified_at = models.DateTimeField(null=True, blank=True)
 
     USERNAME_FIELD = "username"
     EMAIL_FIELD = "email"

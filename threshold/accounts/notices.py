@@ -9,7 +9,7 @@ Many emails in a row (an import of invitations) share one SMTP connection
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from enum import StrEnum
@@ -78,8 +78,16 @@ def one_connection() -> Iterator[None]:
         shared.close()
 
 
-def email_after_commit(user: User, subject: str, template: str, context: dict[str, Any]) -> None:
-    """Render ``template`` for ``user`` now; send it if and when the transaction commits."""
+def email_after_commit(
+    user: User,
+    subject: str,
+    template: str,
+    context: dict[str, Any],
+    *,
+    on_sent: Callable[[str], object] | None = None,
+) -> None:
+    """Render ``template`` for ``user`` now; send it if and when the transaction commits.
+    ``on_sent(address)`` runs once the email backend took it."""
     if not user.email:
         return
     body = render_to_string(template, {"user": user, "product": product(), **context})
@@ -94,6 +102,12 @@ def email_after_commit(user: User, subject: str, template: str, context: dict[st
             logger.exception("could not send %s to user %s", template, user.pk)
             if shared is not None:
                 shared.close()
+            return
+        if on_sent is not None:
+            try:
+                on_sent(recipient)
+            except Exception:  # the email went; only what it proves is not kept
+                logger.exception("could not record %s as sent to user %s", template, user.pk)
 
     transaction.on_commit(send)
 

@@ -110,7 +110,7 @@ def do_invite(
         after={"unused_links": 1},
     )
     if send_email:
-        send_invite(user, link, invite.expires_at)
+        send_invite(invite, link)
     return CreatedInvite(invite, user, link, created)
 
 
@@ -152,7 +152,7 @@ def do_issue_recovery(
         after={"unused_links": 1},
     )
     if send_email:
-        notify_recovery_issued(user, invite.expires_at, link if email_link else None)
+        notify_recovery_issued(invite, link if email_link else None)
     return CreatedInvite(invite, user, link, False)
 
 
@@ -318,6 +318,14 @@ def do_finish_enrollment(
         ).update(used_at=now)
         if used != 1:
             raise errors.InviteUnusable("used, revoked or expired during the ceremony")
+        # A link that was emailed to the person's address proves they read that mailbox.
+        sent_to = (
+            EnrollmentInvite.objects.filter(pk=int(context["invite_id"]))
+            .values_list("sent_to", flat=True)
+            .first()
+        )
+        if sent_to and user.email and sent_to.casefold() == user.email.casefold():
+            User.objects.filter(pk=user.pk, email_verified_at=None).update(email_verified_at=now)
         # Locking revokes the link too; this holds should a lock ever not. The
         # person's row is locked by now (PostgreSQL), so this reads the lock.
         if not User.objects.filter(pk=user.pk, is_active=True, locked_at=None).exists():

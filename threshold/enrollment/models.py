@@ -28,6 +28,9 @@ class EnrollmentInvite(models.Model):
     created_by = models.ForeignKey(
         "accounts.User", null=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The address the link itself was emailed to, once the email went; blank when the
+    # administrator hands it over (printed, or a recovery link's default).
+    sent_to = models.EmailField(blank=True, default="")
 
     class Meta:
         constraints = [

@@ -7,39 +7,47 @@ link the command printed.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
 
 from django.conf import settings
 from django.urls import reverse
 
 from threshold import clock
-from threshold.accounts.models import User
 from threshold.accounts.notices import email_after_commit, product
 from threshold.audit.actions import Channel, Origin
 from threshold.core.useragent import describe
+from threshold.enrollment.models import EnrollmentInvite
 from threshold.passkeys.models import Passkey
 
 
-def send_invite(user: User, link: str, expires_at: datetime) -> None:
+def _sent_to(invite: EnrollmentInvite) -> Callable[[str], object]:
+    """Keep the address ``invite``'s link was emailed to: using the link then proves the
+    person reads that mailbox (``User.email_verified_at``)."""
+    return lambda address: EnrollmentInvite.objects.filter(pk=invite.pk).update(sent_to=address)
+
+
+def send_invite(invite: EnrollmentInvite, link: str) -> None:
     email_after_commit(
-        user,
+        invite.user,
         f"Set up your passkey for {product()}",
         "enrollment/invite_email.txt",
-        {"link": link, "expires_at": expires_at},
+        {"link": link, "expires_at": invite.expires_at},
+        on_sent=_sent_to(invite),
     )
 
 
-def notify_recovery_issued(user: User, expires_at: datetime, link: str | None) -> None:
+def notify_recovery_issued(invite: EnrollmentInvite, link: str | None) -> None:
     """Tell the person a recovery link exists; it is in the email only when ``link`` is given.
 
     By default the administrator hands the link over through a channel they
     trust: whoever reads this mailbox should not be able to take over the account.
     """
     email_after_commit(
-        user,
+        invite.user,
         f"Recover your {product()} account" if link else f"Account recovery for {product()}",
         "enrollment/recovery_issued_email.txt",
-        {"link": link, "expires_at": expires_at},
+        {"link": link, "expires_at": invite.expires_at},
+        on_sent=_sent_to(invite) if link else None,
     )
 
 

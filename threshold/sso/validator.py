@@ -31,6 +31,8 @@ from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any, ClassVar
 
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import connection, router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -45,6 +47,7 @@ from oauthlib.oauth2.rfc6749.grant_types.authorization_code import code_challeng
 from oauthlib.oauth2.rfc6749.utils import scope_to_list
 
 from threshold import clock
+from threshold.accounts.models import User
 from threshold.audit.actions import Action, Origin, record
 from threshold.audit.capped import record_refusal
 from threshold.core.randomness import random_string
@@ -133,6 +136,23 @@ def may_use(application: Application, user: Any) -> bool:
         names = hotpath.app_group_names(application.pk)
         appcache.keep_group_names(application.pk, names, stamp)
     return not names.isdisjoint(groups)
+
+
+def email_claims(user: User) -> dict[str, Any]:
+    """``email`` and ``email_verified`` (OpenID Connect Core §5.1): the person's address, or
+    their username when that is one, and whether they proved they read it by using a link
+    emailed there (``User.email_verified_at``). An app that links accounts by a verified
+    address must not be told an address is verified because an administrator typed it.
+    Neither claim when the person has no address."""
+    address = user.email or user.username
+    try:
+        validate_email(address)
+    except ValidationError:
+        return {}
+    return {
+        "email": address,
+        "email_verified": bool(user.email) and user.email_verified_at is not None,
+    }
 
 
 class Validator(OAuth2Validator):
@@ -532,10 +552,7 @@ class Validator(OAuth2Validator):
         user = request.user
         return {
             "sub": subject_of(user),
-            "email": user.email or user.username,
-            # Threshold's administrators enter the work address; the person proved it by
-            # enrolling from the link sent to it.
-            "email_verified": True,
+            **email_claims(user),
             "name": user.display_name,
             "preferred_username": user.username,
             "groups": lambda r: _group_names_of(r.user.pk),
