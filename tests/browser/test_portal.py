@@ -8,7 +8,9 @@ one that changes the policy puts it back, whatever happens.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
+import secrets
 
 import pytest
 from playwright.sync_api import BrowserContext, Locator, Page, expect
@@ -326,3 +328,59 @@ def test_a_group_policy_applies_to_its_members_only(
             server.cli("groups", "remove", group)
         admin.close()
         other.close()
+
+
+def test_rotating_an_apps_secret_and_removing_it_are_asked_first(
+    page: Page, authenticator: Authenticator, invite: Invite, server: Server
+) -> None:
+    name = f"Wiki {secrets.token_hex(3)}"
+    added = json.loads(
+        server.cli(
+            "apps", "add", name, "--redirect-uri", "https://wiki.example.com/callback", "--json"
+        )
+    )
+    try:
+        staff(server, invite, page, "admin")
+        verify_now(page)
+        page.goto("/admin/apps")
+        page.get_by_role("link", name=name, exact=True).click()
+        expect(page.get_by_role("heading", level=1, name=name)).to_be_visible()
+        app_url = page.url
+
+        # Rotating the secret: asked first; Cancel goes back; the danger button shows it once.
+        page.get_by_role("link", name="Rotate the secret\u2026").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text(f"Rotate {name}\u2019s secret?")
+        expect(page.locator("#rotate-secret-what")).to_contain_text(
+            f"The current secret stops working at once: {name} can\u2019t sign anyone in"
+        )
+        assert axe_violations(page) == []
+        page.get_by_role("link", name="Cancel").click()
+        page.wait_for_url(app_url)
+        assert "app.secret_rotated" not in [action for action, _ in server.audit()]
+        page.get_by_role("link", name="Rotate the secret\u2026").click()
+        page.get_by_role("button", name="Rotate the secret").click()
+        expect(page.get_by_role("status")).to_contain_text("A new secret")
+        secret = page.get_by_label("Client secret").input_value()
+        assert secret
+        assert secret != added["client_secret"]
+        assert ("app.secret_rotated", "") in server.audit()
+        page.get_by_role("link", name=f"Back to {name}").click()
+
+        # Removing it: asked first, saying it can't be undone; Cancel goes back.
+        page.get_by_role("link", name=f"Remove {name}\u2026").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text(f"Remove {name}?")
+        expect(page.locator("#remove-app-what")).to_contain_text("stops working at once")
+        expect(page.locator("#remove-app-what")).to_contain_text("This can\u2019t be undone")
+        assert axe_violations(page) == []
+        page.get_by_role("link", name="Cancel").click()
+        page.wait_for_url(app_url)
+        assert added["client_id"] in server.cli("apps", "list")
+        page.get_by_role("link", name=f"Remove {name}\u2026").click()
+        page.get_by_role("button", name=f"Remove {name}").click()
+        expect(page.get_by_role("heading", level=1, name="Apps")).to_be_visible()
+        expect(page.get_by_role("link", name=name, exact=True)).to_have_count(0)
+        assert ("app.removed", "") in server.audit()
+        assert added["client_id"] not in server.cli("apps", "list")
+    finally:
+        with contextlib.suppress(AssertionError):  # gone already if the test got that far
+            server.cli("apps", "remove", added["client_id"])

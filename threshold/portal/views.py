@@ -54,6 +54,7 @@ from threshold.sessions.actions import do_end_sessions
 from threshold.sso.access import count_members_losing_apps, list_group_apps
 from threshold.sso.actions import (
     AppError,
+    check_has_secret,
     do_add_app,
     do_assign_app,
     do_remove_app,
@@ -1047,11 +1048,24 @@ def app_page(request: HttpRequest, app_id: int) -> HttpResponse:
     return _render_app(request, _access_app(app_id))
 
 
-@portal_view(Area.APPS, back=lambda app_id, **_: url_to("portal:app", app_id))
-@require_POST
+@portal_view(Area.APPS)
+@require_http_methods(["GET", "POST"])
 def app_rotate_secret(request: HttpRequest, app_id: int) -> HttpResponse:
+    """Asked first: the GET says that the app cannot sign anyone in until it has the new
+    secret, and its form POSTs here for the new secret, shown once."""
     application = _access_app(app_id)
     try:
+        if request.method == "GET":
+            check_has_secret(application)
+            return _confirm(
+                request,
+                "portal/app_rotate_secret.html",
+                Area.APPS,
+                cancel_url=url_to("portal:app", application.pk),
+                back_to=application.name,
+                section="apps",
+                application=application,
+            )
         secret = do_rotate_secret(application, audit_origin(request), actor=actor(request))
     except AppError as exc:
         return _render_app(request, application, error=str(exc), status=409)
@@ -1089,9 +1103,21 @@ def app_assign(request: HttpRequest, app_id: int) -> HttpResponse:
     return see_other(url_to("portal:app", application.pk, query={"done": "assigned"}))
 
 
-@portal_view(Area.APPS, back=lambda app_id, **_: url_to("portal:app", app_id))
-@require_POST
+@portal_view(Area.APPS)
+@require_http_methods(["GET", "POST"])
 def app_remove(request: HttpRequest, app_id: int) -> HttpResponse:
+    """Asked first: the GET says what goes with the app (``do_remove_app``), and its form
+    POSTs here to remove it."""
     application = _access_app(app_id)
-    do_remove_app(application, audit_origin(request), actor=actor(request))
-    return see_other(url_to("portal:apps"))
+    if request.method == "POST":
+        do_remove_app(application, audit_origin(request), actor=actor(request))
+        return see_other(url_to("portal:apps"))
+    return _confirm(
+        request,
+        "portal/app_remove.html",
+        Area.APPS,
+        cancel_url=url_to("portal:app", application.pk),
+        back_to=application.name,
+        section="apps",
+        application=application,
+    )
