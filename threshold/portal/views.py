@@ -899,16 +899,17 @@ def group_remove(request: HttpRequest, group_id: int) -> HttpResponse:
         do_remove_group(group, audit_origin(request), actor=actor(request))
         return see_other(url_to("portal:groups"))
     apps = list(list_group_apps(group))
-    return _render(
+    return _confirm(
         request,
         "portal/group_remove.html",
-        {
-            "section": "groups",
-            "group": group,
-            "apps": apps,
-            "members_losing_apps": count_members_losing_apps(group) if apps else 0,
-            "member_count": group.memberships.count(),
-        },
+        Area.GROUPS,
+        cancel_url=url_to("portal:group", group.pk),
+        back_to=group.name,
+        section="groups",
+        group=group,
+        apps=apps,
+        members_losing_apps=count_members_losing_apps(group) if apps else 0,
+        member_count=group.memberships.count(),
     )
 
 
