@@ -761,7 +761,7 @@ def test_removing_a_passkey_is_asked_first_and_says_what_they_keep(ada, clock):
     assert asked.status_code == 200
     page = _words(asked.content)
     assert f"<h1>Remove Ada Lovelace\u2019s passkey \u201c{passkey.name}\u201d?</h1>" in page
-    assert f"Ada Lovelace can no longer sign in with \u201c{passkey.name}\u201d" in page
+    assert f"Ada Lovelace can no longer sign in with \u201c{passkey.name}\u201d (added " in page
     assert "They are emailed that it was removed." in page
     # Her only passkey: nothing is left.
     assert (
@@ -796,6 +796,13 @@ def test_removing_a_passkey_is_asked_first_and_says_what_they_keep(ada, clock):
     page = _words(browser.get(confirm).content)
     assert "They keep 1 other way to sign in: 1 other passkey." in page
     assert "Not counted: their password and authenticator app, which the policy" in page
+
+    # A nickname is named with the authenticator it is on.
+    Passkey.objects.filter(pk=passkey.pk).update(nickname="Work laptop")
+    page = _words(browser.get(confirm).content)
+    assert (
+        f"can no longer sign in with \u201cWork laptop\u201d ({passkey.authenticator_name}, added "
+    ) in page
 
     # The form's POST, to the page's own address, removes it.
     assert post(browser, confirm).status_code == 303
