@@ -8,6 +8,9 @@ one that changes the policy puts it back, whatever happens.
 from __future__ import annotations
 
 import contextlib
+import json
+import re
+import secrets
 
 import pytest
 from playwright.sync_api import BrowserContext, Locator, Page, expect
@@ -99,7 +102,28 @@ def test_help_desk_removes_a_lost_passkey_and_the_person_recovers(
     expect(page.get_by_role("heading", name="Admin portal")).to_be_visible()
     open_person(page, person.email)
     assert axe_violations(page) == []
-    click_verifying(page, page.get_by_role("button", name="Remove"))
+    person_url = page.url
+    # Removing it is asked first: the page names it and says she has no other way in.
+    remove = page.locator("#passkeys-heading ~ .table-wrap").get_by_role(
+        "link", name=re.compile(r"^Remove .+\u2026$")
+    )
+    remove.click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("passkey \u201c")
+    expect(page.locator("#remove-passkey-what")).to_contain_text("can no longer sign in with")
+    expect(page.locator("#ways-left")).to_contain_text("they will need a recovery link")
+    assert axe_violations(page) == []
+    page.get_by_role("link", name="Cancel").click()
+    page.wait_for_url(person_url)
+    assert server.passkey_count(person.email) == 1
+    remove.click()
+    confirm_url = page.url
+    # Not verified since enrolling: "Verify it's you" comes back to this question.
+    page.get_by_role("button", name=re.compile("^Remove \u201c")).click()
+    expect(page.get_by_role("heading", name=VERIFY)).to_be_visible()
+    page.get_by_role("button", name="Verify").click()
+    page.wait_for_url(confirm_url)
+    assert server.passkey_count(person.email) == 1
+    page.get_by_role("button", name=re.compile("^Remove \u201c")).click()
     expect(page.get_by_role("status")).to_contain_text("The passkey was removed")
     assert server.passkey_count(person.email) == 0
 
@@ -142,7 +166,8 @@ def test_an_auditor_reads_every_page_and_every_change_is_refused(
         expect(page.get_by_role("heading", level=1, name=heading)).to_be_visible()
         assert axe_violations(page) == [], path
     open_person(page, person.email)
-    expect(page.get_by_role("button", name="Remove")).to_have_count(0)
+    expect(page.get_by_role("link", name=re.compile("^Remove"))).to_have_count(0)
+    expect(page.get_by_role("link", name="Deactivate\u2026")).to_have_count(0)
     expect(page.get_by_role("button", name="Issue a recovery link")).to_have_count(0)
     # A change forged with the page's own CSRF token is refused.
     user_path = page.url.split(server.url, 1)[1]
@@ -303,3 +328,59 @@ def test_a_group_policy_applies_to_its_members_only(
             server.cli("groups", "remove", group)
         admin.close()
         other.close()
+
+
+def test_rotating_an_apps_secret_and_removing_it_are_asked_first(
+    page: Page, authenticator: Authenticator, invite: Invite, server: Server
+) -> None:
+    name = f"Wiki {secrets.token_hex(3)}"
+    added = json.loads(
+        server.cli(
+            "apps", "add", name, "--redirect-uri", "https://wiki.example.com/callback", "--json"
+        )
+    )
+    try:
+        staff(server, invite, page, "admin")
+        verify_now(page)
+        page.goto("/admin/apps")
+        page.get_by_role("link", name=name, exact=True).click()
+        expect(page.get_by_role("heading", level=1, name=name)).to_be_visible()
+        app_url = page.url
+
+        # Rotating the secret: asked first; Cancel goes back; the danger button shows it once.
+        page.get_by_role("link", name="Rotate the secret\u2026").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text(f"Rotate {name}\u2019s secret?")
+        expect(page.locator("#rotate-secret-what")).to_contain_text(
+            f"The current secret stops working at once: {name} can\u2019t sign anyone in"
+        )
+        assert axe_violations(page) == []
+        page.get_by_role("link", name="Cancel").click()
+        page.wait_for_url(app_url)
+        assert "app.secret_rotated" not in [action for action, _ in server.audit()]
+        page.get_by_role("link", name="Rotate the secret\u2026").click()
+        page.get_by_role("button", name="Rotate the secret").click()
+        expect(page.get_by_role("status")).to_contain_text("A new secret")
+        secret = page.get_by_label("Client secret").input_value()
+        assert secret
+        assert secret != added["client_secret"]
+        assert ("app.secret_rotated", "") in server.audit()
+        page.get_by_role("link", name=f"Back to {name}").click()
+
+        # Removing it: asked first, saying it can't be undone; Cancel goes back.
+        page.get_by_role("link", name=f"Remove {name}\u2026").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text(f"Remove {name}?")
+        expect(page.locator("#remove-app-what")).to_contain_text("stops working at once")
+        expect(page.locator("#remove-app-what")).to_contain_text("This can\u2019t be undone")
+        assert axe_violations(page) == []
+        page.get_by_role("link", name="Cancel").click()
+        page.wait_for_url(app_url)
+        assert added["client_id"] in server.cli("apps", "list")
+        page.get_by_role("link", name=f"Remove {name}\u2026").click()
+        page.get_by_role("button", name=f"Remove {name}").click()
+        expect(page.get_by_role("heading", level=1, name="Apps")).to_be_visible()
+        expect(page.get_by_role("link", name=name, exact=True)).to_have_count(0)
+        assert ("app.removed", "") in server.audit()
+        assert added["client_id"] not in server.cli("apps", "list")
+    finally:
+        with contextlib.suppress(AssertionError):  # gone already if the test got that far
+            server.cli("apps", "remove", added["client_id"])

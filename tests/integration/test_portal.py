@@ -7,6 +7,7 @@ software authenticator, a real database; only the clock is pinned where a test m
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 
@@ -25,12 +26,15 @@ from tests.integration.conftest import (
     token_of,
 )
 from tests.integration.portal_support import every_portal_path, post, staff
+from tests.integration.test_policy_at_sign_in import SOFT_AAGUID, set_policy
+from tests.integration.test_security_methods import add_passkey
 from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts.models import Role, User
 from threshold.audit.actions import Action, Origin, record
 from threshold.audit.models import AuditEvent
 from threshold.cli.main import main
 from threshold.enrollment.models import EnrollmentInvite
+from threshold.fallback.actions import do_set_up_fallback, has_fallback
 from threshold.groups.actions import do_add_group, do_add_member
 from threshold.groups.models import Group, Membership
 from threshold.passkeys.models import Passkey
@@ -729,3 +733,228 @@ def test_no_recovery_link_for_a_deactivated_person(ada):
     assert response.status_code == 409
     assert b"No recovery link was issued: the account is deactivated." in response.content
     assert _state() == before
+
+
+# --- Asked first: removing a passkey, resetting the fallback, deactivating ---------------------
+
+
+def _words(page: bytes) -> str:
+    """A page's text as read: entities decoded, white space collapsed."""
+    return " ".join(html.unescape(page.decode()).split())
+
+
+FORM = b'<form method="post">'
+ORIGIN_CLI = Origin.cli()
+
+
+def test_removing_a_passkey_is_asked_first_and_says_what_they_keep(ada, clock):
+    desk, browser = staff("desk@example.com", Role.HELP_DESK)
+    passkey = ada.passkey
+    confirm = f"/admin/people/{ada.user.pk}/passkeys/{passkey.pk}/remove"
+    person = _words(browser.get(f"/admin/people/{ada.user.pk}").content)
+    assert (
+        f'<a class="button danger small" href="{confirm}">Remove<span class="visually-hidden">'
+        f" {passkey.name}</span>\u2026</a>"
+    ) in person
+    before = _state()
+    asked = browser.get(confirm)
+    assert asked.status_code == 200
+    page = _words(asked.content)
+    assert f"<h1>Remove Ada Lovelace\u2019s passkey \u201c{passkey.name}\u201d?</h1>" in page
+    assert f"Ada Lovelace can no longer sign in with \u201c{passkey.name}\u201d (added " in page
+    assert "They are emailed that it was removed." in page
+    # Her only passkey: nothing is left.
+    assert (
+        "They will have no way left to sign in: to sign in again, they will need a recovery"
+        " link, which you can issue on their page."
+    ) in page
+    assert 'id="ways-refused"' not in page
+    assert FORM in asked.content
+    assert f'class="button danger">Remove \u201c{passkey.name}\u201d</button>' in page
+    assert f'href="/admin/people/{ada.user.pk}">Cancel</a>' in page
+    assert _state() == before  # asking removed nothing, audited nothing
+
+    # Another passkey and the password and authenticator app: both are kept.
+    ada_browser = Browser()
+    assert_ok(sign_in(ada_browser, ada.authenticator))
+    assert_ok(add_passkey(ada_browser, SoftAuthenticator()))
+    do_set_up_fallback(ada.user, "correct horse battery staple", "JBSWY3DPEHPK3PXP", 0, ORIGIN_CLI)
+    page = _words(browser.get(confirm).content)
+    assert (
+        "They keep 2 other ways to sign in: 1 other passkey and their password and"
+        " authenticator app."
+    ) in page
+    assert "no way left" not in page
+    # A policy that refuses her passkeys' authenticator: only the fallback still counts.
+    set_policy(aaguid_deny_list=(SOFT_AAGUID,))
+    page = _words(browser.get(confirm).content)
+    assert "They keep 1 other way to sign in: their password and authenticator app." in page
+    assert (
+        "Not counted: 1 other passkey, which the policy does not let them sign in with today."
+    ) in page
+    set_policy(aaguid_deny_list=(), allow_password_fallback=False)
+    page = _words(browser.get(confirm).content)
+    assert "They keep 1 other way to sign in: 1 other passkey." in page
+    assert "Not counted: their password and authenticator app, which the policy" in page
+
+    # A nickname is named with the authenticator it is on.
+    Passkey.objects.filter(pk=passkey.pk).update(nickname="Work laptop")
+    page = _words(browser.get(confirm).content)
+    assert (
+        f"can no longer sign in with \u201cWork laptop\u201d ({passkey.authenticator_name}, added "
+    ) in page
+
+    # The form's POST, to the page's own address, removes it.
+    assert post(browser, confirm).status_code == 303
+    assert not Passkey.objects.filter(pk=passkey.pk).exists()
+    assert last_event("passkey.removed").actor == desk.user
+
+
+def test_a_change_asked_first_returns_to_its_question_after_verifying(ada, clock):
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    clock.advance(301)
+    before = _state()
+    for path in [
+        f"/admin/people/{ada.user.pk}/passkeys/{ada.passkey.pk}/remove",
+        f"/admin/people/{ada.user.pk}/fallback/reset",
+        f"/admin/people/{ada.user.pk}/deactivate",
+    ]:
+        assert browser.get(path).status_code in (200, 409), path  # asking needs no step-up
+        response = post(browser, path)
+        assert response.status_code == 303, path
+        assert response["Location"] == "/settings/verify?next=" + path.replace("/", "%2F")
+    assert _state() == before
+
+
+def test_passkeys_and_people_that_do_not_exist_are_404_when_asked_too(ada):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    bob = enrolled_person("bob@example.com", "Bob")
+    base = f"/admin/people/{ada.user.pk}"
+    before = _state()
+    for path in [
+        f"{base}/passkeys/{bob.passkey.pk}/remove",  # Bob's, not Ada's
+        f"{base}/passkeys/999999/remove",
+        f"{base}/passkeys/{2**64}/remove",
+    ]:
+        for response in (browser.get(path), post(browser, path)):
+            assert response.status_code == 404, path
+            assert "That passkey is not one of this person\u2019s." in _words(response.content)
+    for path in [
+        f"/admin/people/99999999/passkeys/{ada.passkey.pk}/remove",
+        "/admin/people/99999999/fallback/reset",
+        "/admin/people/99999999/deactivate",
+    ]:
+        assert browser.get(path).status_code == 404, path
+        assert post(browser, path).status_code == 404, path
+    assert _state() == before
+    assert Passkey.objects.filter(pk=bob.passkey.pk).exists()
+
+
+def test_resetting_the_fallback_is_asked_first(
+    ada, clock, mailoutbox, django_capture_on_commit_callbacks
+):
+    desk, browser = staff("desk@example.com", Role.HELP_DESK)
+    confirm = f"/admin/people/{ada.user.pk}/fallback/reset"
+    # Nothing to reset: asking is refused as the reset is.
+    nothing = browser.get(confirm)
+    assert nothing.status_code == 409
+    assert b"They have no password and authenticator app." in nothing.content
+    assert f'href="{confirm}"'.encode() not in browser.get(f"/admin/people/{ada.user.pk}").content
+
+    do_set_up_fallback(ada.user, "correct horse battery staple", "JBSWY3DPEHPK3PXP", 0, ORIGIN_CLI)
+    assert f'href="{confirm}"'.encode() in browser.get(f"/admin/people/{ada.user.pk}").content
+    before = _state()
+    asked = browser.get(confirm)
+    assert asked.status_code == 200
+    page = _words(asked.content)
+    assert "<h1>Reset Ada Lovelace\u2019s password and authenticator app?</h1>" in page
+    assert (
+        "Their password, their authenticator app and their 10 unused recovery codes stop"
+        " working at once. They are emailed that they were removed."
+    ) in page
+    assert "They keep 1 other way to sign in: 1 passkey." in page
+    assert "They can set up a password and authenticator app again themselves" in page
+    assert FORM in asked.content
+    assert _state() == before
+    assert has_fallback(ada.user)
+
+    # Were it her only way in, she would need a recovery link.
+    Passkey.objects.filter(user=ada.user).delete()
+    assert "They will have no way left to sign in" in _words(browser.get(confirm).content)
+
+    mailoutbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(browser, confirm).status_code == 303
+    assert not has_fallback(ada.user)
+    assert last_event("fallback.reset").actor == desk.user
+    assert len(mailoutbox) == 1
+
+
+def test_deactivating_is_asked_first_and_says_what_it_does(ada):
+    admin, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    confirm = f"/admin/people/{ada.user.pk}/deactivate"
+    assert f'href="{confirm}"'.encode() in browser.get(f"/admin/people/{ada.user.pk}").content
+    before = _state()
+    asked = browser.get(confirm)
+    assert asked.status_code == 200
+    page = _words(asked.content)
+    assert "<h1>Deactivate Ada Lovelace?</h1>" in page
+    for words in [
+        "Ada Lovelace is signed out everywhere at once, and no way of signing in works",
+        "Their unused enrollment and recovery links stop working too.",
+        "lose their tokens for them at once",
+        "apps with back-channel logout are told to sign them out",
+        "Their passkeys and history stay. Reactivate, on their page, lets them sign in again",
+    ]:
+        assert words in page
+    assert FORM in asked.content
+    assert "Deactivate Ada Lovelace</button>" in page
+    assert _state() == before
+
+    # Yourself: said, and no form.
+    mine = browser.get(f"/admin/people/{admin.user.pk}/deactivate")
+    assert mine.status_code == 200
+    assert "You cannot deactivate yourself." in _words(mine.content)
+    assert FORM not in mine.content
+    assert post(browser, f"/admin/people/{admin.user.pk}/deactivate").status_code == 409
+    assert User.objects.get(pk=admin.user.pk).is_active
+
+    assert post(browser, confirm).status_code == 303
+    assert not User.objects.get(pk=ada.user.pk).is_active
+    assert last_event("user.deactivated").actor == admin.user
+    # Already deactivated: nothing to ask.
+    again = _words(browser.get(confirm).content)
+    assert "Ada Lovelace is deactivated already." in again
+    assert FORM.decode() not in again
+
+
+def test_what_a_role_may_not_change_is_asked_without_a_form(ada):
+    admin, _ = staff("root@example.com", Role.ADMINISTRATOR)
+    do_set_up_fallback(
+        admin.user, "correct horse battery staple", "JBSWY3DPEHPK3PXP", 0, ORIGIN_CLI
+    )
+    do_set_up_fallback(ada.user, "correct horse battery staple", "JBSWY3DPEHPK3PXP", 0, ORIGIN_CLI)
+    _, auditor = staff("audit@example.com", Role.AUDITOR)
+    _, desk = staff("desk@example.com", Role.HELP_DESK)
+    before = _state()
+    for person in (ada, admin):
+        base = f"/admin/people/{person.user.pk}"
+        for path in [
+            f"{base}/passkeys/{person.passkey.pk}/remove",
+            f"{base}/fallback/reset",
+            f"{base}/deactivate",
+        ]:
+            # The auditor reads what it would do, and cannot do it.
+            read = auditor.get(path)
+            assert read.status_code == 200, path
+            assert FORM not in read.content, path
+            assert f'href="{base}">Back to'.encode() in read.content, path
+            assert post(auditor, path).status_code == 403, path
+            # The help desk may change Ada, not a member of staff: said before it is tried.
+            asked = desk.get(path)
+            assert asked.status_code == 200, path
+            refused = "only an administrator can change their account" in _words(asked.content)
+            assert (FORM not in asked.content) is (person is admin) is refused, path
+    assert post(desk, f"/admin/people/{admin.user.pk}/fallback/reset").status_code == 403
+    assert _state() == before
+    assert has_fallback(admin.user)

@@ -3,6 +3,8 @@ assign to groups, remove), the secret shown once, bad input refused with nothing
 
 from __future__ import annotations
 
+import html
+
 import pytest
 from django.test import Client
 
@@ -11,6 +13,7 @@ from tests.integration.portal_support import post, staff
 from tests.integration.test_sso import add_app, full_flow, refresh, signed_in
 from threshold.accounts.models import Role
 from threshold.audit.actions import Origin
+from threshold.audit.models import AuditEvent
 from threshold.groups.actions import do_add_group, do_add_member, do_remove_member
 from threshold.groups.models import Group
 from threshold.sso.actions import do_assign_app
@@ -208,3 +211,127 @@ def test_the_help_desk_reads_no_member_note_it_cannot_act_on(db):
     do_assign_app(ledger.application, Origin.cli(), everyone=False, group_names=["Finance"])
     page = _words(browser.get(f"/admin/groups/{finance.pk}").content)
     assert "Taking someone out of Finance" not in page
+
+
+# --- Asked first: rotating the secret, removing the app ----------------------------------------
+
+
+def _read(page: bytes) -> str:
+    return " ".join(html.unescape(page.decode()).split())
+
+
+FORM = b'<form method="post">'
+
+
+def _audited() -> list[int]:
+    return list(AuditEvent.objects.order_by("pk").values_list("pk", flat=True))
+
+
+def test_rotating_the_secret_is_asked_first(db):
+    admin, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    wiki = add_app(name="Wiki")
+    confirm = f"/admin/apps/{wiki.application.pk}/secret"
+    app_page = _read(browser.get(f"/admin/apps/{wiki.application.pk}").content)
+    assert f'<a class="button secondary" href="{confirm}">Rotate the secret\u2026</a>' in app_page
+    audited = _audited()
+    asked = browser.get(confirm)
+    assert asked.status_code == 200
+    page = _read(asked.content)
+    assert "<h1>Rotate Wiki\u2019s secret?</h1>" in page
+    assert (
+        "The current secret stops working at once: Wiki can\u2019t sign anyone in, or renew"
+        " anyone\u2019s sign-in, until it is configured with the new one."
+    ) in page
+    assert "The next page shows the new secret once" in page
+    assert FORM in asked.content
+    assert f'href="/admin/apps/{wiki.application.pk}">Cancel</a>' in page
+    # Asking changed nothing: the secret still works, nothing was audited.
+    wiki.application.refresh_from_db()
+    assert wiki.application.client_secret == hash_secret(wiki.client_secret)
+    assert _audited() == audited
+
+    rotated = post(browser, confirm)
+    assert rotated.status_code == 200
+    wiki.application.refresh_from_db()
+    assert wiki.application.client_secret == hash_secret(_secret(rotated.content))
+    assert last_event("app.secret_rotated").actor == admin.user
+
+
+def test_a_public_app_has_no_secret_to_rotate_even_when_asked(db):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    public = add_app(name="Mobile", public=True)
+    confirm = f"/admin/apps/{public.application.pk}/secret"
+    assert (
+        f'href="{confirm}"'.encode()
+        not in browser.get(f"/admin/apps/{public.application.pk}").content
+    )
+    audited = _audited()
+    for response in (browser.get(confirm), post(browser, confirm)):
+        assert response.status_code == 409
+        assert b"Mobile is a public app: it has no secret." in response.content
+    assert _audited() == audited
+
+
+def test_removing_an_app_is_asked_first(db):
+    admin, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    wiki = add_app(name="Wiki")
+    confirm = f"/admin/apps/{wiki.application.pk}/remove"
+    app_page = _read(browser.get(f"/admin/apps/{wiki.application.pk}").content)
+    assert f'<a class="button danger" href="{confirm}">Remove Wiki\u2026</a>' in app_page
+    audited = _audited()
+    asked = browser.get(confirm)
+    assert asked.status_code == 200
+    page = _read(asked.content)
+    assert "<h1>Remove Wiki?</h1>" in page
+    for words in [
+        "issued to Wiki stops working at once, and nobody can sign in to it with",
+        "Wiki is not told: anyone signed in to it stays signed in there until its own session ends",
+        "This can\u2019t be undone: adding it again gives it a new client ID and secret",
+    ]:
+        assert words in page
+    assert FORM in asked.content
+    assert "Remove Wiki</button>" in page
+    assert f'href="/admin/apps/{wiki.application.pk}">Cancel</a>' in page
+    assert Application.objects.filter(pk=wiki.application.pk).exists()
+    assert _audited() == audited
+
+    assert post(browser, confirm).status_code == 303
+    assert not Application.objects.filter(pk=wiki.application.pk).exists()
+    assert last_event("app.removed").actor == admin.user
+
+
+def test_apps_that_do_not_exist_are_404_when_asked_too(db):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    add_app(name="Wiki")
+    audited = _audited()
+    for path in [
+        "/admin/apps/999999/secret",
+        "/admin/apps/999999/remove",
+        f"/admin/apps/{2**64}/remove",
+    ]:
+        assert browser.get(path).status_code == 404, path
+        assert post(browser, path).status_code == 404, path
+    assert Application.objects.count() == 1
+    assert _audited() == audited
+
+
+def test_the_auditor_reads_what_an_apps_change_would_do_without_a_form(db):
+    _, auditor = staff("audit@example.com", Role.AUDITOR)
+    _, desk = staff("desk@example.com", Role.HELP_DESK)
+    wiki = add_app(name="Wiki")
+    secret = wiki.application.client_secret
+    audited = _audited()
+    for path in [
+        f"/admin/apps/{wiki.application.pk}/secret",
+        f"/admin/apps/{wiki.application.pk}/remove",
+    ]:
+        read = auditor.get(path)
+        assert read.status_code == 200, path
+        assert FORM not in read.content, path
+        assert f'href="/admin/apps/{wiki.application.pk}">Back to Wiki</a>'.encode() in read.content
+        assert post(auditor, path).status_code == 403, path
+        # Apps are not the help desk's to read at all.
+        assert desk.get(path).status_code == 404, path
+    wiki.application.refresh_from_db()
+    assert wiki.application.client_secret == secret
+    assert _audited() == audited

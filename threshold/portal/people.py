@@ -15,6 +15,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 
 from threshold import clock
+from threshold.accounts.methods import MethodKind, sign_in_methods
 from threshold.accounts.models import User
 from threshold.audit.actions import Action
 from threshold.audit.models import AuditEvent
@@ -252,6 +253,102 @@ def person_detail(user: User, policy: Policy) -> PersonDetail:
             fallback,
             any(invite.purpose == ENROLLMENT.value for invite in invites),
         ),
+    )
+
+
+@dataclass(frozen=True)
+class WaysLeft:
+    """The ways a person keeps to sign in after a change takes one away (a confirmation page
+    says so): each kind they have set up, and how many of those the policy allows today."""
+
+    passkeys: int
+    passkeys_usable: int
+    fallback: bool
+    fallback_usable: bool
+    devices: int
+    devices_usable: int
+    other: bool  # the passkeys are the others besides the one removed
+
+    @property
+    def usable(self) -> int:
+        return self.passkeys_usable + int(self.fallback_usable) + self.devices_usable
+
+    @property
+    def kept(self) -> str:
+        """The ways that still sign in, in words ("2 other passkeys and their password and
+        authenticator app")."""
+        other = "other " if self.other else ""
+        return _and(
+            [
+                *(
+                    [f"{self.passkeys_usable} {other}passkey{_s(self.passkeys_usable)}"]
+                    if self.passkeys_usable
+                    else []
+                ),
+                *(["their password and authenticator app"] if self.fallback_usable else []),
+                *(
+                    [f"Threshold Verify on {self.devices_usable} device{_s(self.devices_usable)}"]
+                    if self.devices_usable
+                    else []
+                ),
+            ]
+        )
+
+    @property
+    def refused(self) -> str:
+        """The ways they keep that the policy does not let sign in today, in words ("" if none)."""
+        passkeys = self.passkeys - self.passkeys_usable
+        devices = self.devices - self.devices_usable
+        other = "other " if self.other else ""
+        return _and(
+            [
+                *([f"{passkeys} {other}passkey{_s(passkeys)}"] if passkeys else []),
+                *(
+                    ["their password and authenticator app"]
+                    if self.fallback and not self.fallback_usable
+                    else []
+                ),
+                *([f"Threshold Verify on {devices} device{_s(devices)}"] if devices else []),
+            ]
+        )
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
+
+
+def _and(parts: list[str]) -> str:
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else "".join(parts)
+
+
+def ways_left(
+    user: User,
+    policy: Policy,
+    *,
+    without_passkey: Passkey | None = None,
+    without_fallback: bool = False,
+) -> WaysLeft:
+    """What ``user`` keeps to sign in once ``without_passkey`` is removed, or their password and
+    authenticator app reset (``without_fallback``): each kind of the sign-in method registry,
+    counted as the last-method rule counts it (``accounts.methods``)."""
+    counts = {
+        method.kind: (method.count(user), method.usable(user, policy))
+        for method in sign_in_methods()
+    }
+    passkeys, passkeys_usable = counts.get(MethodKind.PASSKEY, (0, 0))
+    if without_passkey is not None:
+        passkeys -= 1
+        passkeys_usable -= evaluate(policy, without_passkey.policy_facts, rules_of(user)).allowed
+    fallback, fallback_usable = counts.get(MethodKind.PASSWORD_AND_APP, (0, 0))
+    devices, devices_usable = counts.get(MethodKind.DEVICE_APP, (0, 0))
+    return WaysLeft(
+        passkeys=passkeys,
+        passkeys_usable=passkeys_usable,
+        fallback=bool(fallback) and not without_fallback,
+        fallback_usable=bool(fallback_usable) and not without_fallback,
+        devices=devices,
+        devices_usable=devices_usable,
+        other=without_passkey is not None,
     )
 
 

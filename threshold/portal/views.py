@@ -31,7 +31,7 @@ from threshold.audit.actions import Action
 from threshold.core import errors
 from threshold.core.policy import SETTINGS, GroupRules, Policy
 from threshold.enrollment.actions import do_invite, do_issue_recovery, do_revoke_invite
-from threshold.fallback.actions import do_reset_fallback
+from threshold.fallback.actions import do_reset_fallback, has_fallback, unused_recovery_codes
 from threshold.groups.access import list_groups, members_of
 from threshold.groups.actions import (
     GroupError,
@@ -42,6 +42,7 @@ from threshold.groups.actions import (
     do_set_group_rules,
 )
 from threshold.groups.models import Group
+from threshold.passkeys.access import access_own_passkey
 from threshold.passkeys.actions import do_remove_passkey
 from threshold.policy.access import policy_for
 from threshold.policy.actions import do_update_policy
@@ -53,6 +54,7 @@ from threshold.sessions.actions import do_end_sessions
 from threshold.sso.access import count_members_losing_apps, list_group_apps
 from threshold.sso.actions import (
     AppError,
+    check_has_secret,
     do_add_app,
     do_assign_app,
     do_remove_app,
@@ -74,16 +76,24 @@ def _back_to_person(user_id: int, **_: Any) -> str:
 
 
 def _person_to_change(request: HttpRequest, user_id: int) -> User:
-    """The person a help desk or administrator change is for. Someone with a role (a member
-    of staff) is an administrator's to change: a help desk's recovery link or lock for an
-    administrator would be a way into, or out of, everything."""
+    """The person a help desk or administrator change is for (``_why_not_change``)."""
     user = people.access_person(user_id)
+    why = _why_not_change(request, user)
+    if why:
+        raise Refused(why)
+    return user
+
+
+def _why_not_change(request: HttpRequest, user: User) -> str:
+    """Why this member of staff may not change ``user`` ("" when they may). Someone with a role
+    (a member of staff) is an administrator's to change: a help desk's recovery link or lock
+    for an administrator would be a way into, or out of, everything."""
     if user.role and role_of(request) is not Role.ADMINISTRATOR and user.pk != actor(request).pk:
-        raise Refused(
+        return (
             f"{user.display_name} has a role in the admin portal: only an administrator can "
             "change their account or sign-in methods."
         )
-    return user
+    return ""
 
 
 def _nav(request: HttpRequest) -> dict[str, Any]:
@@ -100,6 +110,33 @@ def _render(
     request: HttpRequest, template: str, context: dict[str, Any], status: int = 200
 ) -> HttpResponse:
     return render(request, template, {**_nav(request), **context}, status=status)
+
+
+def _confirm(
+    request: HttpRequest,
+    template: str,
+    area: Area,
+    *,
+    cancel_url: str,
+    back_to: str,
+    refusal: str = "",
+    **context: Any,
+) -> HttpResponse:
+    """A change asked first: the GET of the page whose form POSTs the change to its own
+    address (``portal/confirm.html``). The form is left out for a role that may read ``area``
+    but not change it, and for a change that would be refused (``refusal``, said instead);
+    Cancel, or "Back to ``back_to``", goes to ``cancel_url``."""
+    return _render(
+        request,
+        template,
+        {
+            "cancel_url": cancel_url,
+            "back_to": back_to,
+            "refusal": refusal,
+            "may_change": can_change(role_of(request), area) and not refusal,
+            **context,
+        },
+    )
 
 
 # --- Home ----------------------------------------------------------------------------------------
@@ -201,36 +238,85 @@ def person(request: HttpRequest, user_id: int) -> HttpResponse:
     return _render_person(request, people.access_person(user_id))
 
 
-@portal_view(Area.PEOPLE, back=_back_to_person)
-@require_POST
+@portal_view(Area.PEOPLE)
+@require_http_methods(["GET", "POST"])
 def remove_passkey(request: HttpRequest, user_id: int, passkey_id: int) -> HttpResponse:
+    """Asked first: the GET names the passkey and says what the person keeps to sign in with,
+    and its form POSTs here to remove it."""
+    passkey_id = passkey_id if 0 < passkey_id <= _MAX_ID else 0
+    if request.method == "GET":
+        user = people.access_person(user_id)
+        try:
+            passkey = access_own_passkey(user, passkey_id)
+        except errors.SecurityMethodNotFound:
+            return _not_their_passkey(request, user)
+        return _confirm(
+            request,
+            "portal/remove_passkey.html",
+            Area.PEOPLE,
+            cancel_url=_person_url(user.pk),
+            back_to=user.display_name,
+            refusal=_why_not_change(request, user),
+            section="people",
+            person=user,
+            passkey=passkey,
+            ways=people.ways_left(user, policy_for(request), without_passkey=passkey),
+        )
     user = _person_to_change(request, user_id)
     try:
         do_remove_passkey(
             user,
-            passkey_id if 0 < passkey_id <= _MAX_ID else 0,
+            passkey_id,
             audit_origin(request),
             policy=policy_for(request),
             actor=actor(request),
         )
     except errors.SecurityMethodNotFound:
-        return _render_person(
-            request, user, error="That passkey is not one of this person\u2019s.", status=404
-        )
+        return _not_their_passkey(request, user)
     return see_other(_person_url(user.pk, done="passkey-removed"))
 
 
-@portal_view(Area.PEOPLE, back=_back_to_person)
-@require_POST
+def _not_their_passkey(request: HttpRequest, user: User) -> HttpResponse:
+    return _render_person(
+        request, user, error="That passkey is not one of this person\u2019s.", status=404
+    )
+
+
+@portal_view(Area.PEOPLE)
+@require_http_methods(["GET", "POST"])
 def reset_fallback(request: HttpRequest, user_id: int) -> HttpResponse:
+    """Asked first: the GET says what stops working and what the person keeps, and its form
+    POSTs here to reset it."""
+    if request.method == "GET":
+        user = people.access_person(user_id)
+        app = has_fallback(user)
+        if not app and not user.has_usable_password():
+            return _no_fallback(request, user)
+        return _confirm(
+            request,
+            "portal/reset_fallback.html",
+            Area.PEOPLE,
+            cancel_url=_person_url(user.pk),
+            back_to=user.display_name,
+            refusal=_why_not_change(request, user),
+            section="people",
+            person=user,
+            app=app,
+            codes=unused_recovery_codes(user),
+            ways=people.ways_left(user, policy_for(request), without_fallback=True),
+        )
     user = _person_to_change(request, user_id)
     try:
         do_reset_fallback(user, audit_origin(request), actor=actor(request))
     except errors.SecurityMethodNotFound:
-        return _render_person(
-            request, user, error="They have no password and authenticator app.", status=409
-        )
+        return _no_fallback(request, user)
     return see_other(_person_url(user.pk, done="fallback-reset"))
+
+
+def _no_fallback(request: HttpRequest, user: User) -> HttpResponse:
+    return _render_person(
+        request, user, error="They have no password and authenticator app.", status=409
+    )
 
 
 @portal_view(Area.PEOPLE, back=_back_to_person)
@@ -294,12 +380,34 @@ def unlock(request: HttpRequest, user_id: int) -> HttpResponse:
     return see_other(_person_url(user.pk, done="unlocked" if changed else "unchanged"))
 
 
-@portal_view(Area.PEOPLE, back=_back_to_person)
-@require_POST
+_NOT_YOURSELF = "You cannot deactivate yourself."
+
+
+@portal_view(Area.PEOPLE)
+@require_http_methods(["GET", "POST"])
 def deactivate(request: HttpRequest, user_id: int) -> HttpResponse:
+    """Asked first: the GET says what deactivating does (``do_deactivate_user``) and how it is
+    undone, and its form POSTs here to deactivate them."""
+    if request.method == "GET":
+        user = people.access_person(user_id)
+        refusal = _why_not_change(request, user)
+        if user.pk == actor(request).pk:
+            refusal = _NOT_YOURSELF
+        elif not user.is_active:
+            refusal = f"{user.display_name} is deactivated already."
+        return _confirm(
+            request,
+            "portal/deactivate.html",
+            Area.PEOPLE,
+            cancel_url=_person_url(user.pk),
+            back_to=user.display_name,
+            refusal=refusal,
+            section="people",
+            person=user,
+        )
     user = _person_to_change(request, user_id)
     if user.pk == actor(request).pk:
-        return _render_person(request, user, error="You cannot deactivate yourself.", status=409)
+        return _render_person(request, user, error=_NOT_YOURSELF, status=409)
     changed = do_deactivate_user(user, audit_origin(request), actor=actor(request))
     return see_other(_person_url(user.pk, done="deactivated" if changed else "unchanged"))
 
@@ -791,16 +899,17 @@ def group_remove(request: HttpRequest, group_id: int) -> HttpResponse:
         do_remove_group(group, audit_origin(request), actor=actor(request))
         return see_other(url_to("portal:groups"))
     apps = list(list_group_apps(group))
-    return _render(
+    return _confirm(
         request,
         "portal/group_remove.html",
-        {
-            "section": "groups",
-            "group": group,
-            "apps": apps,
-            "members_losing_apps": count_members_losing_apps(group) if apps else 0,
-            "member_count": group.memberships.count(),
-        },
+        Area.GROUPS,
+        cancel_url=url_to("portal:group", group.pk),
+        back_to=group.name,
+        section="groups",
+        group=group,
+        apps=apps,
+        members_losing_apps=count_members_losing_apps(group) if apps else 0,
+        member_count=group.memberships.count(),
     )
 
 
@@ -940,11 +1049,24 @@ def app_page(request: HttpRequest, app_id: int) -> HttpResponse:
     return _render_app(request, _access_app(app_id))
 
 
-@portal_view(Area.APPS, back=lambda app_id, **_: url_to("portal:app", app_id))
-@require_POST
+@portal_view(Area.APPS)
+@require_http_methods(["GET", "POST"])
 def app_rotate_secret(request: HttpRequest, app_id: int) -> HttpResponse:
+    """Asked first: the GET says that the app cannot sign anyone in until it has the new
+    secret, and its form POSTs here for the new secret, shown once."""
     application = _access_app(app_id)
     try:
+        if request.method == "GET":
+            check_has_secret(application)
+            return _confirm(
+                request,
+                "portal/app_rotate_secret.html",
+                Area.APPS,
+                cancel_url=url_to("portal:app", application.pk),
+                back_to=application.name,
+                section="apps",
+                application=application,
+            )
         secret = do_rotate_secret(application, audit_origin(request), actor=actor(request))
     except AppError as exc:
         return _render_app(request, application, error=str(exc), status=409)
@@ -982,9 +1104,21 @@ def app_assign(request: HttpRequest, app_id: int) -> HttpResponse:
     return see_other(url_to("portal:app", application.pk, query={"done": "assigned"}))
 
 
-@portal_view(Area.APPS, back=lambda app_id, **_: url_to("portal:app", app_id))
-@require_POST
+@portal_view(Area.APPS)
+@require_http_methods(["GET", "POST"])
 def app_remove(request: HttpRequest, app_id: int) -> HttpResponse:
+    """Asked first: the GET says what goes with the app (``do_remove_app``), and its form
+    POSTs here to remove it."""
     application = _access_app(app_id)
-    do_remove_app(application, audit_origin(request), actor=actor(request))
-    return see_other(url_to("portal:apps"))
+    if request.method == "POST":
+        do_remove_app(application, audit_origin(request), actor=actor(request))
+        return see_other(url_to("portal:apps"))
+    return _confirm(
+        request,
+        "portal/app_remove.html",
+        Area.APPS,
+        cancel_url=url_to("portal:app", application.pk),
+        back_to=application.name,
+        section="apps",
+        application=application,
+    )

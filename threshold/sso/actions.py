@@ -142,11 +142,16 @@ def do_remove_app(application: Application, origin: Origin, *, actor: User | Non
     application.delete()
 
 
+def check_has_secret(application: Application) -> None:
+    """AppError for a public app: it has no secret to rotate."""
+    if application.client_type == Application.CLIENT_PUBLIC:
+        raise AppError(f"{application.name} is a public app: it has no secret.")
+
+
 @transaction.atomic
 def do_rotate_secret(application: Application, origin: Origin, *, actor: User | None = None) -> str:
     """A new secret (returned once); the old one stops working at once."""
-    if application.client_type == Application.CLIENT_PUBLIC:
-        raise AppError(f"{application.name} is a public app: it has no secret.")
+    check_has_secret(application)
     secret = _new_secret()
     application.client_secret = hash_secret(secret)
     application.save(update_fields=["client_secret", "updated"])
