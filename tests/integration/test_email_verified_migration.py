@@ -4,13 +4,11 @@ them is used."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+
+from tests.integration.test_role_migration import migrate, restore_schema  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,20 +17,8 @@ AFTER = [("enrollment", "0003_email_verified")]
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def migrate(targets: list[tuple[str, str]]) -> Any:
-    executor = MigrationExecutor(connection)
-    executor.migrate(targets)
-    return MigrationExecutor(connection).loader.project_state(targets).apps
-
-
-@pytest.fixture
-def restore_schema() -> Iterator[None]:
-    yield
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
-
-
-def test_people_who_used_a_link_keep_email_verified(restore_schema):
+@pytest.mark.usefixtures("restore_schema")
+def test_people_who_used_a_link_keep_email_verified():
     apps = migrate(BEFORE)
     OldUser = apps.get_model("accounts", "User")
     Invite = apps.get_model("enrollment", "EnrollmentInvite")
