@@ -16,6 +16,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
@@ -467,6 +468,23 @@ def test_a_replayed_code_is_refused_and_revokes_what_it_gave(ada):
     assert refresh(app, first.json()["refresh_token"]).status_code == 400
 
 
+def writing_together(monkeypatch: Any, call: Callable[[], Any]) -> list[Any]:
+    """``call`` twice on two connections at once, both past every check before either writes
+    its tokens (``save_bearer_token``): the answers, or the exceptions raised."""
+    both_checked = threading.Barrier(2, timeout=30)
+    save = Validator.save_bearer_token
+
+    def save_when_both_checked(self: Validator, *args: Any, **kwargs: Any) -> Any:
+        both_checked.wait()
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Validator, "save_bearer_token", save_when_both_checked)
+    try:
+        return all_at_once([call] * 2)
+    finally:
+        monkeypatch.setattr(Validator, "save_bearer_token", save)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_exchanges_of_one_code_at_once_give_tokens_once(ada, monkeypatch):
     """Both exchanges read the grant and pass every check, then write at the same moment on
@@ -475,15 +493,9 @@ def test_two_exchanges_of_one_code_at_once_give_tokens_once(ada, monkeypatch):
     replay, what the code gave is revoked."""
     app = add_app()
     auth = authorize(signed_in(ada), app)
-    both_checked = threading.Barrier(2, timeout=30)
-    save = Validator.save_bearer_token
-
-    def save_when_both_checked(self, *args, **kwargs):
-        both_checked.wait()
-        return save(self, *args, **kwargs)
-
-    monkeypatch.setattr(Validator, "save_bearer_token", save_when_both_checked)
-    exchanges = all_at_once([lambda: exchange(app, auth.params["code"], auth.verifier)] * 2)
+    exchanges = writing_together(
+        monkeypatch, lambda: exchange(app, auth.params["code"], auth.verifier)
+    )
 
     assert not [r for r in exchanges if isinstance(r, BaseException)], exchanges
     assert sorted(r.status_code for r in exchanges) == [200, 400]
@@ -505,16 +517,7 @@ def test_two_refreshes_of_one_token_at_once_are_reuse_and_end_the_family(ada, mo
     family: the answered refresh's tokens stop working too."""
     app = add_app()
     first = full_flow(signed_in(ada), app)["refresh_token"]
-    both_checked = threading.Barrier(2, timeout=30)
-    save = Validator.save_bearer_token
-
-    def save_when_both_checked(self, *args, **kwargs):
-        both_checked.wait()
-        return save(self, *args, **kwargs)
-
-    monkeypatch.setattr(Validator, "save_bearer_token", save_when_both_checked)
-    refreshes = all_at_once([lambda: refresh(app, first)] * 2)
-    monkeypatch.undo()
+    refreshes = writing_together(monkeypatch, lambda: refresh(app, first))
 
     assert not [r for r in refreshes if isinstance(r, BaseException)], refreshes
     assert sorted(r.status_code for r in refreshes) == [200, 400]

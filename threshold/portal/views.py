@@ -112,6 +112,24 @@ def _render(
     return render(request, template, {**_nav(request), **context}, status=status)
 
 
+def _confirm_for_person(
+    request: HttpRequest, template: str, user: User, *, refusal: str | None = None, **context: Any
+) -> HttpResponse:
+    """``_confirm`` for a change to ``user``: Cancel goes back to their page, and the change
+    is refused as ``_person_to_change`` would refuse it (or for ``refusal``, when given)."""
+    return _confirm(
+        request,
+        template,
+        Area.PEOPLE,
+        cancel_url=_person_url(user.pk),
+        back_to=user.display_name,
+        refusal=_why_not_change(request, user) if refusal is None else refusal,
+        section="people",
+        person=user,
+        **context,
+    )
+
+
 def _confirm(
     request: HttpRequest,
     template: str,
@@ -250,15 +268,10 @@ def remove_passkey(request: HttpRequest, user_id: int, passkey_id: int) -> HttpR
             passkey = access_own_passkey(user, passkey_id)
         except errors.SecurityMethodNotFound:
             return _not_their_passkey(request, user)
-        return _confirm(
+        return _confirm_for_person(
             request,
             "portal/remove_passkey.html",
-            Area.PEOPLE,
-            cancel_url=_person_url(user.pk),
-            back_to=user.display_name,
-            refusal=_why_not_change(request, user),
-            section="people",
-            person=user,
+            user,
             passkey=passkey,
             ways=people.ways_left(user, policy_for(request), without_passkey=passkey),
         )
@@ -292,15 +305,10 @@ def reset_fallback(request: HttpRequest, user_id: int) -> HttpResponse:
         app = has_fallback(user)
         if not app and not user.has_usable_password():
             return _no_fallback(request, user)
-        return _confirm(
+        return _confirm_for_person(
             request,
             "portal/reset_fallback.html",
-            Area.PEOPLE,
-            cancel_url=_person_url(user.pk),
-            back_to=user.display_name,
-            refusal=_why_not_change(request, user),
-            section="people",
-            person=user,
+            user,
             app=app,
             codes=unused_recovery_codes(user),
             ways=people.ways_left(user, policy_for(request), without_fallback=True),
@@ -395,16 +403,7 @@ def deactivate(request: HttpRequest, user_id: int) -> HttpResponse:
             refusal = _NOT_YOURSELF
         elif not user.is_active:
             refusal = f"{user.display_name} is deactivated already."
-        return _confirm(
-            request,
-            "portal/deactivate.html",
-            Area.PEOPLE,
-            cancel_url=_person_url(user.pk),
-            back_to=user.display_name,
-            refusal=refusal,
-            section="people",
-            person=user,
-        )
+        return _confirm_for_person(request, "portal/deactivate.html", user, refusal=refusal)
     user = _person_to_change(request, user_id)
     if user.pk == actor(request).pk:
         return _render_person(request, user, error=_NOT_YOURSELF, status=409)
