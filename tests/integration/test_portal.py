@@ -29,10 +29,12 @@ from tests.integration.portal_support import every_portal_path, post, staff
 from tests.integration.test_policy_at_sign_in import SOFT_AAGUID, set_policy
 from tests.integration.test_security_methods import add_passkey
 from tests.support.authenticator import SoftAuthenticator
+from threshold.accounts.actions import do_deactivate_user, do_lock_user
 from threshold.accounts.models import Role, User
 from threshold.audit.actions import Action, Origin, record
 from threshold.audit.models import AuditEvent
 from threshold.cli.main import main
+from threshold.enrollment.actions import do_issue_recovery
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.fallback.actions import do_set_up_fallback, has_fallback
 from threshold.groups.actions import do_add_group, do_add_member
@@ -958,3 +960,81 @@ def test_what_a_role_may_not_change_is_asked_without_a_form(ada):
     assert post(desk, f"/admin/people/{admin.user.pk}/fallback/reset").status_code == 403
     assert _state() == before
     assert has_fallback(admin.user)
+
+
+# --- What a person's page offers -------------------------------------------------------------
+
+
+def _changes_offered(page: str, user_id: int) -> set[str]:
+    """The changes a person's page offers for them: its forms' actions and its links to a
+    question, each a path under their page."""
+    base = f"/admin/people/{user_id}/"
+    return {
+        part.split('"', 1)[0]
+        for attribute in ('action="', 'href="')
+        for part in page.split(attribute + base)[1:]
+    }
+
+
+def test_the_help_desk_is_told_why_not_instead_of_a_staff_members_buttons(ada):
+    admin, _ = staff("root@example.com", Role.ADMINISTRATOR)
+    desk, browser = staff("desk@example.com", Role.HELP_DESK)
+    for person in (ada, admin):
+        # Every change there is: a fallback to reset, a link to revoke.
+        do_set_up_fallback(
+            person.user, "correct horse battery staple", "JBSWY3DPEHPK3PXP", 0, ORIGIN_CLI
+        )
+        do_issue_recovery(person.user, ORIGIN_CLI)
+    admin_browser = Browser()  # a new password signed the administrator out
+    assert_ok(sign_in(admin_browser, admin.authenticator))
+    refusal = (
+        "Root has a role in the admin portal: only an administrator can change their account"
+        " or sign-in methods."
+    )
+    every_change = {
+        f"passkeys/{admin.passkey.pk}/remove",
+        "fallback/reset",
+        "sessions/end",
+        "recovery",
+        "lock",
+        "deactivate",
+        f"invites/{EnrollmentInvite.objects.get(user=admin.user, used_at=None).pk}/revoke",
+    }
+
+    # The help desk, on an administrator's page: no button or question, one explanation.
+    page = _words(browser.get(f"/admin/people/{admin.user.pk}").content)
+    assert _changes_offered(page, admin.user.pk) == set()
+    assert f'<p class="notice" id="person-refused">{refusal}</p>' in page
+    assert page.count(refusal) == 1
+    for words in ["Lock</button>", "Deactivate\u2026", "Issue a recovery link", "End all their"]:
+        assert words not in page
+    # On Ada's (no role), the help desk has every button and no explanation.
+    page = _words(browser.get(f"/admin/people/{ada.user.pk}").content)
+    offered = _changes_offered(page, ada.user.pk)
+    assert {f"passkeys/{ada.passkey.pk}/remove", "lock", "deactivate", "recovery"} <= offered
+    assert len(offered) == len(every_change)
+    assert 'id="person-refused"' not in page
+    # On their own, all but Deactivate, which would be refused.
+    page = _words(browser.get(f"/admin/people/{desk.user.pk}").content)
+    offered = _changes_offered(page, desk.user.pk)
+    assert {"lock", "recovery", "sessions/end"} <= offered
+    assert "deactivate" not in offered
+    assert 'id="person-refused"' not in page
+
+    # An administrator, on the administrator's page and on the help desk's, has them all.
+    page = _words(admin_browser.get(f"/admin/people/{admin.user.pk}").content)
+    assert _changes_offered(page, admin.user.pk) == every_change - {"deactivate"} | {"role"}
+    page = _words(admin_browser.get(f"/admin/people/{desk.user.pk}").content)
+    assert {"lock", "deactivate", "recovery", "sessions/end", "role"} <= _changes_offered(
+        page, desk.user.pk
+    )
+    assert 'id="person-refused"' not in page
+
+    # Locked, then deactivated: no Unlock or Reactivate either.
+    do_lock_user(admin.user, ORIGIN_CLI, "")
+    do_deactivate_user(admin.user, ORIGIN_CLI)
+    page = _words(browser.get(f"/admin/people/{admin.user.pk}").content)
+    assert _changes_offered(page, admin.user.pk) == set()
+    assert "Unlock</button>" not in page
+    assert "Reactivate</button>" not in page
+    assert refusal in page

@@ -96,6 +96,19 @@ def _why_not_change(request: HttpRequest, user: User) -> str:
     return ""
 
 
+_NOT_YOURSELF = "You cannot deactivate yourself."
+
+
+def _why_not_deactivate(request: HttpRequest, user: User) -> str:
+    """Why deactivating ``user`` would be refused, or change nothing ("" when it would not):
+    what the question says instead of asking, and why their page offers no Deactivate."""
+    if user.pk == actor(request).pk:
+        return _NOT_YOURSELF
+    if not user.is_active:
+        return f"{user.display_name} is deactivated already."
+    return _why_not_change(request, user)
+
+
 def _nav(request: HttpRequest) -> dict[str, Any]:
     """What every portal page's navigation needs: which areas this role may read and change."""
     role = role_of(request)
@@ -234,12 +247,23 @@ def _render_person(
 ) -> HttpResponse:
     policy = policy_for(request)
     detail = people.person_detail(user, policy)
+    changes = _nav(request)["changes"]
+    refusal = _why_not_change(request, user) if changes[Area.PEOPLE] else ""
     return _render(
         request,
         "portal/person.html",
         {
             "person": user,
             "detail": detail,
+            # The role's areas, and what it may change on this person's page: ``person``, the
+            # changes _person_to_change lets through (``refusal`` says why not, once, instead);
+            # ``deactivate``, Deactivate (never oneself). The POSTs check again.
+            "changes": {
+                **changes,
+                "person": changes[Area.PEOPLE] and not refusal,
+                "deactivate": changes[Area.PEOPLE] and not _why_not_deactivate(request, user),
+            },
+            "refusal": refusal,
             "sessions": list_active_sessions(user, None),
             "done": _DONE.get(request.GET.get("done", ""), ""),
             "error": error,
@@ -388,9 +412,6 @@ def unlock(request: HttpRequest, user_id: int) -> HttpResponse:
     return see_other(_person_url(user.pk, done="unlocked" if changed else "unchanged"))
 
 
-_NOT_YOURSELF = "You cannot deactivate yourself."
-
-
 @portal_view(Area.PEOPLE)
 @require_http_methods(["GET", "POST"])
 def deactivate(request: HttpRequest, user_id: int) -> HttpResponse:
@@ -398,12 +419,9 @@ def deactivate(request: HttpRequest, user_id: int) -> HttpResponse:
     undone, and its form POSTs here to deactivate them."""
     if request.method == "GET":
         user = people.access_person(user_id)
-        refusal = _why_not_change(request, user)
-        if user.pk == actor(request).pk:
-            refusal = _NOT_YOURSELF
-        elif not user.is_active:
-            refusal = f"{user.display_name} is deactivated already."
-        return _confirm_for_person(request, "portal/deactivate.html", user, refusal=refusal)
+        return _confirm_for_person(
+            request, "portal/deactivate.html", user, refusal=_why_not_deactivate(request, user)
+        )
     user = _person_to_change(request, user_id)
     if user.pk == actor(request).pk:
         return _render_person(request, user, error=_NOT_YOURSELF, status=409)
