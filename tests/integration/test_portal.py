@@ -913,11 +913,16 @@ def test_deactivating_is_asked_first_and_says_what_it_does(ada):
     assert "Deactivate Ada Lovelace</button>" in page
     assert _state() == before
 
-    # Yourself: said, and no form.
+    # Yourself: said instead of what it would do, and no form.
     mine = browser.get(f"/admin/people/{admin.user.pk}/deactivate")
     assert mine.status_code == 200
-    assert "You cannot deactivate yourself." in _words(mine.content)
+    assert (
+        '<p class="notice" id="confirm-refused">You cannot deactivate yourself.</p>'
+        f' <p><a href="/admin/people/{admin.user.pk}">Back to Root</a></p>'
+    ) in _words(mine.content)
     assert FORM not in mine.content
+    assert b'id="deactivate-what"' not in mine.content
+    assert b"signed out everywhere" not in mine.content
     assert post(browser, f"/admin/people/{admin.user.pk}/deactivate").status_code == 409
     assert User.objects.get(pk=admin.user.pk).is_active
 
@@ -928,6 +933,7 @@ def test_deactivating_is_asked_first_and_says_what_it_does(ada):
     again = _words(browser.get(confirm).content)
     assert "Ada Lovelace is deactivated already." in again
     assert FORM.decode() not in again
+    assert "signed out everywhere" not in again
 
 
 def test_what_a_role_may_not_change_is_asked_without_a_form(ada):
@@ -950,13 +956,17 @@ def test_what_a_role_may_not_change_is_asked_without_a_form(ada):
             read = auditor.get(path)
             assert read.status_code == 200, path
             assert FORM not in read.content, path
+            assert b'-what">' in read.content, path
+            assert b'id="confirm-refused"' not in read.content, path
             assert f'href="{base}">Back to'.encode() in read.content, path
             assert post(auditor, path).status_code == 403, path
-            # The help desk may change Ada, not a member of staff: said before it is tried.
+            # The help desk may change Ada, not a member of staff: said before it is tried,
+            # instead of what it would do.
             asked = desk.get(path)
             assert asked.status_code == 200, path
             refused = "only an administrator can change their account" in _words(asked.content)
             assert (FORM not in asked.content) is (person is admin) is refused, path
+            assert (b'-what">' not in asked.content) is refused, path
     assert post(desk, f"/admin/people/{admin.user.pk}/fallback/reset").status_code == 403
     assert _state() == before
     assert has_fallback(admin.user)

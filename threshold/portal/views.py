@@ -154,17 +154,19 @@ def _confirm(
     **context: Any,
 ) -> HttpResponse:
     """A change asked first: the GET of the page whose form POSTs the change to its own
-    address (``portal/confirm.html``). The form is left out for a role that may read ``area``
-    but not change it, and for a change that would be refused (``refusal``, said instead);
-    Cancel, or "Back to ``back_to``", goes to ``cancel_url``."""
+    address (``portal/confirm.html``). A role that may read ``area`` but not change it reads
+    what the change does, without the form; a change that would be refused (``refusal``) is
+    not described, the refusal is said instead. Cancel, or "Back to ``back_to``", goes to
+    ``cancel_url``."""
+    may_change = can_change(role_of(request), area)
     return _render(
         request,
         template,
         {
             "cancel_url": cancel_url,
             "back_to": back_to,
-            "refusal": refusal,
-            "may_change": can_change(role_of(request), area) and not refusal,
+            "refusal": refusal if may_change else "",
+            "may_change": may_change and not refusal,
             **context,
         },
     )
