@@ -28,6 +28,7 @@ from tests.integration.conftest import (
 from tests.integration.portal_support import every_portal_path, post, staff
 from tests.integration.test_policy_at_sign_in import SOFT_AAGUID, set_policy
 from tests.integration.test_security_methods import add_passkey
+from tests.integration.test_sso import invited_and_enrolled
 from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts.actions import do_deactivate_user, do_lock_user
 from threshold.accounts.models import Role, User
@@ -41,6 +42,7 @@ from threshold.groups.actions import do_add_group, do_add_member
 from threshold.groups.models import Group, Membership
 from threshold.passkeys.models import Passkey
 from threshold.sessions.models import Session
+from threshold.sso.validator import email_claims
 
 pytestmark = pytest.mark.django_db
 
@@ -191,6 +193,50 @@ def test_the_person_page_shows_every_stored_fact_of_a_passkey(ada):
     assert "198.51.100.9" in page  # last used
     assert "possibly cloned" in page
     assert "Allowed" in page
+
+
+def test_the_person_page_and_the_list_say_whether_the_email_address_is_verified(
+    ada, django_capture_on_commit_callbacks
+):
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    # Emailed her link and used it: apps are told her address is verified, and so is the desk.
+    grace = invited_and_enrolled("grace@example.com", django_capture_on_commit_callbacks)
+    verified_at = User.objects.get(pk=grace.user.pk).email_verified_at
+    assert verified_at is not None
+    # Ada's link was handed over, not emailed: not verified.
+    assert User.objects.get(pk=ada.user.pk).email_verified_at is None
+    # A username that is no address: apps are given no email at all.
+    bob = enrolled_person("bob", "Bob")
+    for person, address, said in [
+        (grace, "grace@example.com", f"verified {verified_at.day} {verified_at:%b %Y}"),
+        (ada, "ada@example.com", "not verified"),
+        (bob, "bob", "not an email address: apps are given none"),
+    ]:
+        page = _words(browser.get(f"/admin/people/{person.user.pk}").content)
+        assert f'{address} <span id="email-verified">({said})</span>' in page
+        # What the page says is what apps are told.
+        claims = email_claims(User.objects.get(pk=person.user.pk))
+        assert claims.get("email") == (None if person is bob else address)
+        assert claims.get("email_verified", False) is said.startswith("verified")
+    User.objects.filter(pk=ada.user.pk).update(email_verified_at="2026-12-04T12:00:00Z")
+    page = _words(browser.get(f"/admin/people/{ada.user.pk}").content)
+    assert 'ada@example.com <span id="email-verified">(verified 4 Dec 2026)</span>' in page
+
+    # The list marks who is not verified, and who has no address; the rest it leaves alone.
+    User.objects.filter(pk=ada.user.pk).update(email_verified_at=None)
+    listed = _words(browser.get("/admin/people").content)
+    assert '<td>ada@example.com<br><span class="meta">Not verified</span></td>' in listed
+    assert '<td>bob<br><span class="meta">Not an email address</span></td>' in listed
+    assert "<td>grace@example.com</td>" in listed
+    # The marks come with the page's people, in the same query: none per person.
+    with CaptureQueriesContext(connection) as three:
+        browser.get("/admin/people")
+    for n in range(5):
+        User.objects.create_user(f"new{n}@example.com", email=f"new{n}@example.com")
+    with CaptureQueriesContext(connection) as eight:
+        listed = browser.get("/admin/people").content
+    assert listed.count(b"Not verified") == 7  # Ada, the desk and the five new
+    assert len(eight.captured_queries) == len(three.captured_queries)
 
 
 def test_help_desk_removes_a_lost_passkey_and_the_person_recovers(
@@ -443,7 +489,8 @@ def test_people_pages_by_keyset_without_offset(db):
         assert not any("OFFSET" in query["sql"].upper() for query in queries.captured_queries)
         text = response.content.decode()
         seen += [
-            line.strip().removeprefix("<td>").removesuffix("</td>")
+            # The address, without the mark under it ("Not verified").
+            line.strip().removeprefix("<td>").split("<", 1)[0]
             for line in text.splitlines()
             if line.strip().startswith("<td>person")
         ]
@@ -469,7 +516,7 @@ def test_people_search_and_status_filters(ada):
         return {
             username
             for username in User.objects.values_list("username", flat=True)
-            if f"<td>{username}</td>" in response.content.decode()
+            if f"<td>{username}<" in response.content.decode()
         }
 
     assert listed("q=builder") == {"bob@example.com"}

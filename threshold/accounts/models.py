@@ -5,6 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import models
 from django.utils import timezone
 
@@ -90,6 +92,24 @@ class User(AbstractBaseUser):
     @property
     def display_name(self) -> str:
         return self.full_name or self.username
+
+    @property
+    def address_for_apps(self) -> str:
+        """The address apps are told (the ID token's ``email``): ``email``, else the username
+        when that is one; "" when it is no address (apps are given no email claims at all)."""
+        address = self.email or self.username
+        try:
+            validate_email(address)
+        except ValidationError:
+            return ""
+        return address
+
+    @property
+    def has_verified_email(self) -> bool:
+        """Apps are told that address is verified (``email_verified``): the person used a link
+        emailed to ``email`` (``email_verified_at``). An address that is only the username (no
+        ``email``) never is: no link is emailed there."""
+        return bool(self.email and self.address_for_apps) and self.email_verified_at is not None
 
     @property
     def is_administrator(self) -> bool:

@@ -129,7 +129,16 @@ def list_people(text: str = "", status: Status | None = None, after: str = "") -
         people = filter_status(people, status)
     if after:
         people = people.filter(username__gt=after)
-    fields = ("id", "username", "email", "full_name", "is_active", "locked_at", "role")
+    fields = (
+        "id",
+        "username",
+        "email",
+        "email_verified_at",
+        "full_name",
+        "is_active",
+        "locked_at",
+        "role",
+    )
     arms = search_arms(text)
     if arms:
         found: dict[int, User] = {}

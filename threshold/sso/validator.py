@@ -31,8 +31,6 @@ from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import connection, router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -140,19 +138,15 @@ def may_use(application: Application, user: Any) -> bool:
 
 def email_claims(user: User) -> dict[str, Any]:
     """``email`` and ``email_verified`` (OpenID Connect Core §5.1): the person's address, or
-    their username when that is one, and whether they proved they read it by using a link
-    emailed there (``User.email_verified_at``). An app that links accounts by a verified
-    address must not be told an address is verified because an administrator typed it.
-    Neither claim when the person has no address."""
-    address = user.email or user.username
-    try:
-        validate_email(address)
-    except ValidationError:
+    their username when that is one (``User.address_for_apps``), and whether they proved they
+    read it by using a link emailed there (``User.has_verified_email``; the admin portal shows
+    both on their page). An app that links accounts by a verified address must not be told an
+    address is verified because an administrator typed it. Neither claim when the person has
+    no address."""
+    address = user.address_for_apps
+    if not address:
         return {}
-    return {
-        "email": address,
-        "email_verified": bool(user.email) and user.email_verified_at is not None,
-    }
+    return {"email": address, "email_verified": user.has_verified_email}
 
 
 class Validator(OAuth2Validator):
