@@ -188,6 +188,45 @@ def test_an_auditor_reads_every_page_and_every_change_is_refused(
     assert "user.locked" not in [action for action, _ in server.audit(person.email)]
 
 
+def test_the_help_desk_is_told_why_not_on_a_staff_members_page(
+    page: Page, authenticator: Authenticator, invite: Invite, server: Server
+) -> None:
+    administrator = invite()
+    server.cli("users", "role", administrator.email, "admin")
+    desk = staff(server, invite, page, "helpdesk")
+    open_person(page, administrator.email)
+    # No button that would only be refused: one explanation instead.
+    expect(page.locator("#person-refused")).to_have_text(
+        f"{administrator.name} has a role in the admin portal: only an administrator can change"
+        " their account or sign-in methods."
+    )
+    for name in ["Lock", "Issue a recovery link", "End all their sessions"]:
+        expect(page.get_by_role("button", name=name)).to_have_count(0)
+    expect(page.get_by_role("link", name="Deactivate\u2026")).to_have_count(0)
+    # Her link was printed, not emailed: her address is not verified.
+    expect(page.locator("#email-verified")).to_have_text("(not verified)")
+    assert axe_violations(page) == []
+    # Asked anyway (an old bookmark): the refusal, not what deactivating does.
+    person_url = page.url
+    page.goto(f"{person_url}/deactivate")
+    expect(page.locator("#confirm-refused")).to_contain_text("only an administrator can change")
+    expect(page.locator("#deactivate-what")).to_have_count(0)
+    expect(page.get_by_role("button", name=re.compile("^Deactivate"))).to_have_count(0)
+    assert axe_violations(page) == []
+    page.get_by_role("link", name=f"Back to {administrator.name}").click()
+    page.wait_for_url(person_url)
+
+    # Their own page: every button but Deactivate, which would be refused.
+    open_person(page, desk.email)
+    expect(page.get_by_role("button", name="Lock")).to_be_visible()
+    expect(page.get_by_role("link", name="Deactivate\u2026")).to_have_count(0)
+    expect(page.locator("#person-refused")).to_have_count(0)
+    page.goto(f"{page.url}/deactivate")
+    expect(page.locator("#confirm-refused")).to_have_text("You cannot deactivate yourself.")
+    expect(page.locator("#deactivate-what")).to_have_count(0)
+    assert axe_violations(page) == []
+
+
 def test_a_person_without_a_role_gets_404_for_the_portal(
     page: Page, authenticator: Authenticator, invite: Invite
 ) -> None:
