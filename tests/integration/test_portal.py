@@ -1071,6 +1071,16 @@ def test_the_help_desk_is_told_why_not_instead_of_a_staff_members_buttons(ada):
     assert {f"passkeys/{ada.passkey.pk}/remove", "lock", "deactivate", "recovery"} <= offered
     assert len(offered) == len(every_change)
     assert 'id="person-refused"' not in page
+    # Locked, or deactivated, she cannot be given a recovery link: said instead of the button.
+    for change, words in [
+        (do_lock_user, "locked: unlock it first."),
+        (do_deactivate_user, "deactivated: reactivate it first."),
+    ]:
+        change(ada.user, ORIGIN_CLI)
+        page = _words(browser.get(f"/admin/people/{ada.user.pk}").content)
+        assert "recovery" not in _changes_offered(page, ada.user.pk)
+        assert f'<p id="no-recovery">No recovery link while the account is {words}</p>' in page
+        assert post(browser, f"/admin/people/{ada.user.pk}/recovery").status_code == 409
     # On their own, all but Deactivate, which would be refused.
     page = _words(browser.get(f"/admin/people/{desk.user.pk}").content)
     offered = _changes_offered(page, desk.user.pk)
