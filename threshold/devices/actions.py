@@ -330,7 +330,17 @@ def do_finish_tpm_attestation(device: Device, body: dict[str, Any], origin: Orig
     """The device's TPM activated the credential and certified its key: "tpm" if that checks
     out, else the key stays "software". Once per device, before or after its set-up ends."""
     with transaction.atomic():
-        device = Device.objects.select_for_update().select_related("user").get(pk=device.pk)
+        # The device's row only, not its person's: a returned code being confirmed holds the
+        # person's row and then activates the device, so locking both (FOR UPDATE of the join)
+        # made each wait for the other on PostgreSQL, which undid one. FOR NO KEY UPDATE: a
+        # proof still takes turns with another proof and with every change of the device,
+        # not with a row that names the device (a set-up code it asks for, its Web Push
+        # subscription, a push it answers).
+        device = (
+            Device.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("user")
+            .get(pk=device.pk)
+        )
         stored = device.tpm_challenge
         if not stored:
             raise errors.DeviceRequestMalformed("no TPM challenge is waiting for this device")
