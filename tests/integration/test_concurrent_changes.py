@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from types import ModuleType
 from typing import Any
 
@@ -17,6 +18,7 @@ import pyotp
 import pytest
 from django.db import connection, connections
 
+import threshold.clock
 from tests.integration.conftest import (
     LIMIT_REACHED,
     ORIGIN,
@@ -36,11 +38,19 @@ from tests.integration.test_device_app import (
 from tests.support.authenticator import SoftAuthenticator
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
-from threshold.core import throttle
+from threshold.core import errors, throttle
 from threshold.core.policy import Policy
 from threshold.devices import actions as device_actions
 from threshold.devices.models import Device, DeviceEnrollment, EnrollmentState
-from threshold.fallback.actions import do_set_up_fallback
+from threshold.fallback import actions as fallback_actions
+from threshold.fallback.actions import (
+    CounterKind,
+    Step,
+    delete_stale_counters,
+    do_check_password,
+    do_set_up_fallback,
+)
+from threshold.fallback.models import FailureCounter
 from threshold.passkeys.models import Passkey
 from threshold.policy.actions import do_update_policy
 
@@ -240,6 +250,41 @@ def test_one_app_code_signs_in_once_even_in_parallel():
     # failed, to wait: the throttle counts them too).
     assert statuses.count(303) == 1
     assert set(statuses) - {303} <= {400, 429}
+
+
+def test_the_cleanup_beside_an_attempt_forgets_old_counters_and_the_attempt_counts(
+    ada, clock, monkeypatch
+):
+    """``threshold cleanup`` forgets old failure counters while a password attempt counts
+    against two of them (this username from this network, then the network): the attempt
+    holds the first and is about to lock the second when the cleanup begins. The cleanup
+    leaves a counter an attempt holds (it is in use, not old), so neither waits for the
+    other. It deleted every old counter in the order its scan met them, here the network's
+    first: each waited for the other on PostgreSQL, which undid the cleanup."""
+    origin = Origin(ip="203.0.113.5")
+    keys = fallback_actions._keys("ada@example.com", origin, Step.PASSWORD)
+    long_ago = threshold.clock.now_datetime() - timedelta(days=2)
+    # Written in this order, the rows are scanned in this order.
+    for kind in (CounterKind.NETWORK, CounterKind.USER_NETWORK):
+        FailureCounter.objects.create(
+            key=keys[kind], failures=1, first_failure_at=long_ago, last_failure_at=long_ago
+        )
+
+    guessed, forgotten = while_one_holds(
+        monkeypatch,
+        fallback_actions,
+        "_counter",
+        lambda: do_check_password("ada@example.com", "wrong guess", origin, Policy()),
+        delete_stale_counters,
+    )
+
+    assert isinstance(guessed, errors.PasswordIncorrect), guessed
+    assert not isinstance(forgotten, BaseException), forgotten
+    # PostgreSQL: the network's counter went (the attempt began it again), the attempt's own
+    # stayed. SQLite: the cleanup waited for the attempt's transaction, and found none old.
+    assert forgotten == (1 if connection.vendor == "postgresql" else 0)
+    counters = dict(FailureCounter.objects.values_list("key", "failures"))
+    assert counters == {keys[CounterKind.USER_NETWORK]: 1, keys[CounterKind.NETWORK]: 1}
 
 
 # --- Threshold Verify -----------------------------------------------------------------------------
