@@ -8,13 +8,17 @@ writers (IMMEDIATE transactions); PostgreSQL locks the person's row.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+from datetime import timedelta
+from types import ModuleType
 from typing import Any
 
 import pyotp
 import pytest
-from django.db import connections
+from django.db import connection, connections
 
+import threshold.clock
 from tests.integration.conftest import (
     LIMIT_REACHED,
     ORIGIN,
@@ -24,12 +28,29 @@ from tests.integration.conftest import (
     enrolled_person,
     sign_in,
 )
+from tests.integration.test_device_app import (
+    SETUP_CODE_INVALID,
+    api,
+    new_device,
+    show_setup_code,
+    signed_in,
+)
 from tests.support.authenticator import SoftAuthenticator
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
-from threshold.core import throttle
+from threshold.core import errors, throttle
 from threshold.core.policy import Policy
-from threshold.fallback.actions import do_set_up_fallback
+from threshold.devices import actions as device_actions
+from threshold.devices.models import Device, DeviceEnrollment, EnrollmentState
+from threshold.fallback import actions as fallback_actions
+from threshold.fallback.actions import (
+    CounterKind,
+    Step,
+    delete_stale_counters,
+    do_check_password,
+    do_set_up_fallback,
+)
+from threshold.fallback.models import FailureCounter
 from threshold.passkeys.models import Passkey
 from threshold.policy.actions import do_update_policy
 
@@ -59,6 +80,67 @@ def all_at_once(calls: list[Callable[[], Any]]) -> list[Any]:
     for thread in threads:
         thread.join(timeout=60)
     return results
+
+
+def while_one_holds(
+    monkeypatch: pytest.MonkeyPatch,
+    module: ModuleType,
+    name: str,
+    first: Callable[[], Any],
+    second: Callable[[], Any],
+) -> list[Any]:
+    """``first`` runs on its own connection until ``module.name`` (a step that takes row locks
+    in its transaction, such as ``lock_user``) has returned the first time: there it waits,
+    holding them, while ``second`` begins on another connection, and goes on once ``second``
+    waits for a lock (PostgreSQL), is done, or half a second has passed (SQLite's wait shows
+    nowhere). Both results, or the exceptions raised, in order."""
+    held, go_on = threading.Event(), threading.Event()
+    step = getattr(module, name)
+
+    def holding(*args: Any, **kwargs: Any) -> Any:
+        result = step(*args, **kwargs)
+        if not held.is_set():
+            held.set()
+            go_on.wait(timeout=30)
+        return result
+
+    monkeypatch.setattr(module, name, holding)
+    results: list[Any] = [None, None]
+
+    def run(index: int, call: Callable[[], Any]) -> None:
+        try:
+            results[index] = call()
+        except BaseException as error:  # noqa: BLE001 - reported by the test
+            results[index] = error
+        finally:
+            held.set()  # should ``first`` end before the step
+            connections.close_all()
+
+    holder = threading.Thread(target=run, args=(0, first))
+    holder.start()
+    assert held.wait(timeout=30)
+    other = threading.Thread(target=run, args=(1, second))
+    other.start()
+    deadline = time.monotonic() + (10 if connection.vendor == "postgresql" else 0.5)
+    while other.is_alive() and time.monotonic() < deadline and not waits_for_a_lock():
+        time.sleep(0.01)
+    go_on.set()
+    holder.join(timeout=60)
+    other.join(timeout=60)
+    return results
+
+
+def waits_for_a_lock() -> bool:
+    """Is a connection to this database waiting for a row lock (PostgreSQL; SQLite's busy
+    wait shows nowhere)? Another test process's database on the same server does not count."""
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        return bool(cursor.fetchone()[0])
 
 
 def test_parallel_registrations_at_the_limit_never_exceed_it():
@@ -168,3 +250,71 @@ def test_one_app_code_signs_in_once_even_in_parallel():
     # failed, to wait: the throttle counts them too).
     assert statuses.count(303) == 1
     assert set(statuses) - {303} <= {400, 429}
+
+
+def test_the_cleanup_beside_an_attempt_forgets_old_counters_and_the_attempt_counts(
+    ada, clock, monkeypatch
+):
+    """``threshold cleanup`` forgets old failure counters while a password attempt counts
+    against two of them (this username from this network, then the network): the attempt
+    holds the first and is about to lock the second when the cleanup begins. The cleanup
+    leaves a counter an attempt holds (it is in use, not old), so neither waits for the
+    other. It deleted every old counter in the order its scan met them, here the network's
+    first: each waited for the other on PostgreSQL, which undid the cleanup."""
+    origin = Origin(ip="203.0.113.5")
+    keys = fallback_actions._keys("ada@example.com", origin, Step.PASSWORD)
+    long_ago = threshold.clock.now_datetime() - timedelta(days=2)
+    # Written in this order, the rows are scanned in this order.
+    for kind in (CounterKind.NETWORK, CounterKind.USER_NETWORK):
+        FailureCounter.objects.create(
+            key=keys[kind], failures=1, first_failure_at=long_ago, last_failure_at=long_ago
+        )
+
+    guessed, forgotten = while_one_holds(
+        monkeypatch,
+        fallback_actions,
+        "_counter",
+        lambda: do_check_password("ada@example.com", "wrong guess", origin, Policy()),
+        delete_stale_counters,
+    )
+
+    assert isinstance(guessed, errors.PasswordIncorrect), guessed
+    assert not isinstance(forgotten, BaseException), forgotten
+    # PostgreSQL: the network's counter went (the attempt began it again), the attempt's own
+    # stayed. SQLite: the cleanup waited for the attempt's transaction, and found none old.
+    assert forgotten == (1 if connection.vendor == "postgresql" else 0)
+    counters = dict(FailureCounter.objects.values_list("key", "failures"))
+    assert counters == {keys[CounterKind.USER_NETWORK]: 1, keys[CounterKind.NETWORK]: 1}
+
+
+# --- Threshold Verify -----------------------------------------------------------------------------
+
+
+def test_a_setup_code_redeemed_while_a_new_one_is_shown_is_refused(ada, clock, monkeypatch):
+    """The person asks for a new setup code (which cancels the one shown) just as a device
+    redeems the old one: the new code's request holds the person's row and is about to cancel
+    the old set-up when the redemption begins. The redemption takes the person's row first,
+    as every change of their methods does, then its set-up: it waits, finds the code canceled
+    and is refused; the new code is shown. It took the set-up's row first, and the person's
+    in the same statement: each waited for the other, and PostgreSQL undid one (a 503)."""
+    browser = signed_in(ada)
+    code, _ = show_setup_code(browser)
+    token = browser.csrf_token()  # fetched now, not in the race
+    device = new_device()
+    body = {"setup_code": code, "platform": "linux", "key_protection": "software"}
+
+    shown, redeemed = while_one_holds(
+        monkeypatch,
+        device_actions,
+        "lock_user",
+        lambda: browser.client.post("/settings/device-app/set-up", {"csrfmiddlewaretoken": token}),
+        lambda: api(device, "/api/device/v1/enroll", body, with_jwk=True),
+    )
+
+    assert not isinstance(shown, BaseException), shown
+    assert not isinstance(redeemed, BaseException), redeemed
+    assert shown.status_code == 200, shown.content[:300]
+    assert_failed(redeemed, 400, SETUP_CODE_INVALID)
+    states = DeviceEnrollment.objects.filter(user=ada.user).order_by("id").values_list("state")
+    assert [state for (state,) in states] == [EnrollmentState.CANCELED, EnrollmentState.WAITING]
+    assert not Device.objects.filter(user=ada.user).exists()

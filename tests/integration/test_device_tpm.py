@@ -13,6 +13,7 @@ import pytest
 from cryptography import x509
 
 from tests.integration.conftest import assert_failed, assert_ok, last_event
+from tests.integration.test_concurrent_changes import while_one_holds
 from tests.integration.test_device_app import (
     api_raw,
     new_device,
@@ -25,6 +26,7 @@ from threshold.audit.actions import Origin
 from threshold.core import assurance
 from threshold.core.assurance import Amr
 from threshold.core.policy import Policy
+from threshold.devices import actions as device_actions
 from threshold.devices.models import Device
 from threshold.policy.actions import do_update_policy
 from threshold_verify.client import Signer
@@ -69,14 +71,21 @@ def enroll_with_tpm(code: str, *, evidence_changes: dict[str, str] | None = None
 
 
 def attest(store: TpmStore, ref: str, signer: Signer, challenge: dict[str, str], **changes):
+    path = "/api/device/v1/attest"
+    return api_raw(path, attestation(store, ref, signer, challenge, **changes))
+
+
+def attestation(
+    store: TpmStore, ref: str, signer: Signer, challenge: dict[str, str], **changes: str
+) -> str:
+    """The signed ``attest`` request: the TPM's proof for ``challenge``."""
     proof = store.activate_and_certify(
         ref,
         b64url_decode(challenge["credential_blob"]),
         b64url_decode(challenge["encrypted_secret"]),
     )
     proof.update(changes)
-    path = "/api/device/v1/attest"
-    return api_raw(path, signer.sign(path, proof))
+    return str(signer.sign("/api/device/v1/attest", proof))
 
 
 def test_a_tpm_key_is_recorded_as_tpm_once_proven(ada, clock, trusted):
@@ -158,3 +167,37 @@ def test_hardware_keys_required(ada, clock, trusted):
     assert_ok(attest(store, ref, signer, answer["tpm_challenge"]))
     assert post(browser, action, returned_code=answer["returned_code"]).status_code == 303
     assert Device.objects.get(public_id=answer["device_id"]).is_active
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_proof_that_arrives_while_the_code_is_typed_counts(ada, clock, trusted, monkeypatch):
+    """The device posts its proof (``attest`` may come before or after the set-up ends) while
+    the person's returned code is being confirmed: the confirmation holds the person's row
+    and is about to activate the device. The proof locks the device's row only, and both
+    succeed: the device is added, its key "tpm". It locked the person's row with the
+    device's (FOR UPDATE of both): each waited for the other on PostgreSQL, which undid
+    one, and the proof was lost (a 503) or the device not added."""
+    browser = signed_in(ada)
+    code, action = show_setup_code(browser)
+    store, ref, signer, response = enroll_with_tpm(code)
+    answer = assert_ok(response)
+    signer.device_id = answer["device_id"]
+    proof = attestation(store, ref, signer, answer["tpm_challenge"])  # the TPM's work, first
+    token = browser.csrf_token()
+
+    confirmed, proven = while_one_holds(
+        monkeypatch,
+        device_actions,
+        "lock_user",
+        lambda: browser.client.post(
+            action, {"csrfmiddlewaretoken": token, "returned_code": answer["returned_code"]}
+        ),
+        lambda: api_raw("/api/device/v1/attest", proof),
+    )
+
+    assert not isinstance(confirmed, BaseException), confirmed
+    assert not isinstance(proven, BaseException), proven
+    assert confirmed.status_code == 303, confirmed.content[:300]
+    assert assert_ok(proven)["key_protection"] == "tpm"
+    device = Device.objects.get(public_id=answer["device_id"])
+    assert (device.key_protection, device.is_active, device.tpm_challenge) == ("tpm", True, None)

@@ -30,6 +30,7 @@ from django.test.utils import CaptureQueriesContext
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 
 from tests.integration.conftest import Person, enrolled_person
+from tests.integration.test_concurrent_changes import waits_for_a_lock
 from tests.integration.test_lean_sign_in import TRANSACTION_CONTROL
 from tests.integration.test_sso import (
     App,
@@ -456,19 +457,6 @@ def while_writing_tokens(write: Callable[[], Any], change: Callable[[], Any]) ->
     changer.join(timeout=30)
     [answer] = answers
     return answer
-
-
-def waits_for_a_lock() -> bool:
-    """Is a connection to this database waiting for a row lock (PostgreSQL; SQLite's busy
-    wait shows nowhere)? Another test process's database on the same server does not count."""
-    if connection.vendor != "postgresql":
-        return False
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-        )
-        return bool(cursor.fetchone()[0])
 
 
 def assert_nothing_live(person: Person) -> None:

@@ -330,7 +330,17 @@ def do_finish_tpm_attestation(device: Device, body: dict[str, Any], origin: Orig
     """The device's TPM activated the credential and certified its key: "tpm" if that checks
     out, else the key stays "software". Once per device, before or after its set-up ends."""
     with transaction.atomic():
-        device = Device.objects.select_for_update().select_related("user").get(pk=device.pk)
+        # The device's row only, not its person's: a returned code being confirmed holds the
+        # person's row and then activates the device, so locking both (FOR UPDATE of the join)
+        # made each wait for the other on PostgreSQL, which undid one. FOR NO KEY UPDATE: a
+        # proof still takes turns with another proof and with every change of the device,
+        # not with a row that names the device (a set-up code it asks for, its Web Push
+        # subscription, a push it answers).
+        device = (
+            Device.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("user")
+            .get(pk=device.pk)
+        )
         stored = device.tpm_challenge
         if not stored:
             raise errors.DeviceRequestMalformed("no TPM challenge is waiting for this device")
@@ -388,21 +398,9 @@ def do_redeem_setup_code(
     refusal: errors.ThresholdError | None = None
     with transaction.atomic():
         _use_jti(thumbprint, request)
-        enrollment = (
-            DeviceEnrollment.objects.select_for_update()
-            .select_related("user")
-            .filter(
-                code_hash=_keyed_hash("setup", code),
-                state=EnrollmentState.WAITING,
-                expires_at__gt=clock.now_datetime(),
-            )
-            .first()
-        )
-        if enrollment is None:
-            raise errors.SetupCodeInvalid()
+        enrollment = _lock_waiting_setup(code)
         user = enrollment.user
         try:
-            lock_user(user)
             if (refused := user.sign_in_refusal()) is not None:
                 raise refused
             _check_device_limit(user, policy)
@@ -459,6 +457,31 @@ def do_redeem_setup_code(
     if refusal is not None:
         raise refusal
     return RedeemedSetupCode(device, returned, challenge)
+
+
+def _lock_waiting_setup(code: str) -> DeviceEnrollment:
+    """The set-up waiting for ``code``, with its person, both rows locked until the
+    transaction ends; or SetupCodeInvalid.
+
+    The person's row first, then the set-up's, as a new setup code (which cancels this one)
+    and a typed returned code take them. The set-up's first (and the person's in the same
+    statement, FOR UPDATE of both), each waited for the other on PostgreSQL, which undid
+    one. Read again once locked, with the person as they are now: still waiting, or used or
+    canceled meanwhile.
+    """
+    waiting = DeviceEnrollment.objects.filter(
+        code_hash=_keyed_hash("setup", code),
+        state=EnrollmentState.WAITING,
+        expires_at__gt=clock.now_datetime(),
+    )
+    enrollment = waiting.select_related("user").first()
+    if enrollment is None:
+        raise errors.SetupCodeInvalid()
+    lock_user(enrollment.user)
+    enrollment = waiting.select_for_update(of=("self",)).select_related("user").first()
+    if enrollment is None:
+        raise errors.SetupCodeInvalid("used or canceled meanwhile")
+    return enrollment
 
 
 def _setup_code_limit(network: str, now: datetime) -> str:

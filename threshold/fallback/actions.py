@@ -173,11 +173,17 @@ def delete_stale_counters() -> int:
     """Forget counters whose failures are old and that lock nothing (``threshold cleanup``)."""
     now = clock.now_datetime()
     stale = now - timedelta(seconds=throttle.FORGET_AFTER_SECONDS)
-    deleted, _ = (
-        FailureCounter.objects.filter(last_failure_at__lt=stale)
-        .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
-        .delete()
+    old = FailureCounter.objects.filter(last_failure_at__lt=stale).filter(
+        Q(locked_until__isnull=True) | Q(locked_until__lt=now)
     )
+    with transaction.atomic():
+        # Not a counter an attempt holds (it is in use, not old; SKIP LOCKED, PostgreSQL), so
+        # that this never waits: an attempt locks its counters one after another, in an order
+        # of its own, and a DELETE meeting them in another order (its scan's) held one while
+        # waiting for the next, which the attempt held while waiting for the first.
+        deleted, _ = FailureCounter.objects.filter(
+            pk__in=old.select_for_update(skip_locked=True).values("pk")
+        ).delete()
     return deleted
 
 
