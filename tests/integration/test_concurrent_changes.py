@@ -121,13 +121,19 @@ def while_one_holds(
     assert held.wait(timeout=30)
     other = threading.Thread(target=run, args=(1, second))
     other.start()
-    deadline = time.monotonic() + (10 if connection.vendor == "postgresql" else 0.5)
-    while other.is_alive() and time.monotonic() < deadline and not waits_for_a_lock():
-        time.sleep(0.01)
+    until_it_waits(other)
     go_on.set()
     holder.join(timeout=60)
     other.join(timeout=60)
     return results
+
+
+def until_it_waits(thread: threading.Thread) -> None:
+    """Until ``thread`` waits for a row lock or ends (PostgreSQL: up to 10 s; SQLite, whose
+    busy wait shows nowhere: half a second)."""
+    deadline = time.monotonic() + (10 if connection.vendor == "postgresql" else 0.5)
+    while thread.is_alive() and time.monotonic() < deadline and not waits_for_a_lock():
+        time.sleep(0.01)
 
 
 def waits_for_a_lock() -> bool:

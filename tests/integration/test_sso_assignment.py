@@ -30,7 +30,7 @@ from django.test.utils import CaptureQueriesContext
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 
 from tests.integration.conftest import Person, enrolled_person
-from tests.integration.test_concurrent_changes import waits_for_a_lock
+from tests.integration.test_concurrent_changes import until_it_waits
 from tests.integration.test_lean_sign_in import TRANSACTION_CONTROL
 from tests.integration.test_sso import (
     App,
@@ -449,9 +449,7 @@ def while_writing_tokens(write: Callable[[], Any], change: Callable[[], Any]) ->
     assert writing.wait(timeout=30)
     changer = threading.Thread(target=changing)
     changer.start()
-    deadline = time.monotonic() + (10 if connection.vendor == "postgresql" else 0.5)
-    while changer.is_alive() and time.monotonic() < deadline and not waits_for_a_lock():
-        time.sleep(0.01)
+    until_it_waits(changer)
     go_on.set()
     writer.join(timeout=30)
     changer.join(timeout=30)
