@@ -216,9 +216,10 @@ def test_the_help_desk_is_told_why_not_on_a_staff_members_page(
     page.get_by_role("link", name=f"Back to {administrator.name}").click()
     page.wait_for_url(person_url)
 
-    # Their own page: every button but Deactivate, which would be refused.
+    # Their own page: every button but Deactivate and Lock, which would be refused.
     open_person(page, desk.email)
-    expect(page.get_by_role("button", name="Lock")).to_be_visible()
+    expect(page.get_by_role("button", name="End all their sessions")).to_be_visible()
+    expect(page.get_by_role("button", name="Lock")).to_have_count(0)
     expect(page.get_by_role("link", name="Deactivate\u2026")).to_have_count(0)
     expect(page.locator("#person-refused")).to_have_count(0)
     page.goto(f"{page.url}/deactivate")

@@ -983,6 +983,23 @@ def test_deactivating_is_asked_first_and_says_what_it_does(ada):
     assert "signed out everywhere" not in again
 
 
+def test_no_one_locks_themselves_out(ada):
+    # Locking ends every session of theirs: only `threshold users unlock` would undo it.
+    admin, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    own = browser.get(f"/admin/people/{admin.user.pk}")
+    assert f'action="/admin/people/{admin.user.pk}/lock"'.encode() not in own.content
+    assert f'action="/admin/people/{ada.user.pk}/lock"'.encode() in (
+        browser.get(f"/admin/people/{ada.user.pk}").content
+    )
+    before = _state()
+    refused = post(browser, f"/admin/people/{admin.user.pk}/lock", {"reason": "oops"})
+    assert refused.status_code == 409
+    assert b"You cannot lock yourself out" in refused.content
+    assert _state() == before
+    assert not User.objects.get(pk=admin.user.pk).is_locked
+    assert browser.get(f"/admin/people/{admin.user.pk}").status_code == 200  # still signed in
+
+
 def test_what_a_role_may_not_change_is_asked_without_a_form(ada):
     admin, _ = staff("root@example.com", Role.ADMINISTRATOR)
     do_set_up_fallback(
@@ -1081,16 +1098,17 @@ def test_the_help_desk_is_told_why_not_instead_of_a_staff_members_buttons(ada):
         assert "recovery" not in _changes_offered(page, ada.user.pk)
         assert f'<p id="no-recovery">No recovery link while the account is {words}</p>' in page
         assert post(browser, f"/admin/people/{ada.user.pk}/recovery").status_code == 409
-    # On their own, all but Deactivate, which would be refused.
+    # On their own, all but Deactivate and Lock, which would be refused.
     page = _words(browser.get(f"/admin/people/{desk.user.pk}").content)
     offered = _changes_offered(page, desk.user.pk)
-    assert {"lock", "recovery", "sessions/end"} <= offered
+    assert {"recovery", "sessions/end"} <= offered
     assert "deactivate" not in offered
+    assert "lock" not in offered
     assert 'id="person-refused"' not in page
 
     # An administrator, on the administrator's page and on the help desk's, has them all.
     page = _words(admin_browser.get(f"/admin/people/{admin.user.pk}").content)
-    assert _changes_offered(page, admin.user.pk) == every_change - {"deactivate"} | {"role"}
+    assert _changes_offered(page, admin.user.pk) == every_change - {"deactivate", "lock"} | {"role"}
     page = _words(admin_browser.get(f"/admin/people/{desk.user.pk}").content)
     assert {"lock", "deactivate", "recovery", "sessions/end", "role"} <= _changes_offered(
         page, desk.user.pk

@@ -97,6 +97,7 @@ def _why_not_change(request: HttpRequest, user: User) -> str:
 
 
 _NOT_YOURSELF = "You cannot deactivate yourself."
+_NOT_LOCK_YOURSELF = "You cannot lock yourself out: another administrator can lock your account."
 
 
 def _why_not_deactivate(request: HttpRequest, user: User) -> str:
@@ -264,6 +265,7 @@ def _render_person(
                 **changes,
                 "person": changes[Area.PEOPLE] and not refusal,
                 "deactivate": changes[Area.PEOPLE] and not _why_not_deactivate(request, user),
+                "lock": user.pk != actor(request).pk,
             },
             "refusal": refusal,
             "sessions": list_active_sessions(user, None),
@@ -402,6 +404,10 @@ def lock(request: HttpRequest, user_id: int) -> HttpResponse:
         clean_lock_reason(reason)
     except ValueError as exc:
         return _render_person(request, user, error=f"Not locked: {exc}.", status=400)
+    if user.pk == actor(request).pk:
+        # Locking ends every session of theirs, this one with it: only `threshold users
+        # unlock` would let them back in.
+        return _render_person(request, user, error=_NOT_LOCK_YOURSELF, status=409)
     changed = do_lock_user(user, audit_origin(request), reason, actor=actor(request))
     return see_other(_person_url(user.pk, done="locked" if changed else "unchanged"))
 
