@@ -110,6 +110,13 @@ def _why_not_deactivate(request: HttpRequest, user: User) -> str:
     return _why_not_change(request, user)
 
 
+def _why_not_lock(request: HttpRequest, user: User) -> str:
+    """Why locking ``user`` is refused ("" when it is not): locking ends every session of
+    theirs, so locking oneself would end this one, and only `threshold users unlock` would let
+    them back in."""
+    return _NOT_LOCK_YOURSELF if user.pk == actor(request).pk else ""
+
+
 def _nav(request: HttpRequest) -> dict[str, Any]:
     """What every portal page's navigation needs: which areas this role may read and change."""
     role = role_of(request)
@@ -260,12 +267,12 @@ def _render_person(
             "detail": detail,
             # The role's areas, and what it may change on this person's page: ``person``, the
             # changes _person_to_change lets through (``refusal`` says why not, once, instead);
-            # ``deactivate``, Deactivate (never oneself). The POSTs check again.
+            # ``deactivate`` and ``lock``, never oneself. The POSTs check again.
             "changes": {
                 **changes,
                 "person": changes[Area.PEOPLE] and not refusal,
                 "deactivate": changes[Area.PEOPLE] and not _why_not_deactivate(request, user),
-                "lock": user.pk != actor(request).pk,
+                "lock": not _why_not_lock(request, user),
             },
             "refusal": refusal,
             "sessions": list_active_sessions(user, None),
@@ -404,10 +411,8 @@ def lock(request: HttpRequest, user_id: int) -> HttpResponse:
         clean_lock_reason(reason)
     except ValueError as exc:
         return _render_person(request, user, error=f"Not locked: {exc}.", status=400)
-    if user.pk == actor(request).pk:
-        # Locking ends every session of theirs, this one with it: only `threshold users
-        # unlock` would let them back in.
-        return _render_person(request, user, error=_NOT_LOCK_YOURSELF, status=409)
+    if why := _why_not_lock(request, user):
+        return _render_person(request, user, error=why, status=409)
     changed = do_lock_user(user, audit_origin(request), reason, actor=actor(request))
     return see_other(_person_url(user.pk, done="locked" if changed else "unchanged"))
 
