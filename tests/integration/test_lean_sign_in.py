@@ -421,3 +421,29 @@ def test_the_lean_path_sends_no_health_check_and_replaces_a_dead_connection(ada,
         other.close()
     assert lean_sign_in(ada, cookies) == 200
     assert sessions.count() == before + 2
+
+
+def test_the_result_runs_its_statements_on_the_drivers_own_cursor(ada):
+    """Outside a query log, hotpath's statements skip Django's cursor wrappers: SQLite's own
+    statement trace sees the same four statements, in the driver's parameter style."""
+    if connection.vendor != "sqlite":
+        pytest.skip("only SQLite's driver traces statements; the counts above cover PostgreSQL")
+    browser = Browser()
+    options = begin_sign_in(browser)
+    assertion = ada.authenticator.get(options, ORIGIN)
+    traced: list[str] = []
+    converted = hotpath._qmark.cache_info().misses + hotpath._qmark.cache_info().hits
+    connection.connection.set_trace_callback(traced.append)
+    try:
+        assert_ok(browser.post_json("/sign-in/result", assertion))
+    finally:
+        connection.connection.set_trace_callback(None)
+    info = hotpath._qmark.cache_info()
+    assert info.hits + info.misses - converted == 4  # each through _DriverCursor
+    work = [
+        " ".join(sql.split()[:3])
+        for sql in traced
+        if not sql.upper().startswith(TRANSACTION_CONTROL)
+    ]
+    assert work == [use_challenge(), *record_sign_in()]
+    assert browser.is_signed_in()

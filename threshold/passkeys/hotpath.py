@@ -25,6 +25,9 @@ instead of three; a sign-in's result is then two statements there.
 Rows come back as model instances built the way the ORM builds them
 (``Model.from_db`` after the backend's and the fields' converters), so the
 ceremony code above this module reads ``Passkey`` and ``User`` as it always did.
+Statements run on the driver's own cursor (``_DriverCursor``: no Django cursor wrappers,
+its errors still raised as Django's), except where Django's cursor would do more: a test's
+query log or execute wrapper, a pending health check, a transaction that must roll back.
 Values are always parameters; table and column names come from the models. SQLite 3.35 or
 later (RETURNING; Debian 12 has 3.40), PostgreSQL 9.5 or later (ON CONFLICT).
 """
@@ -39,7 +42,8 @@ from functools import lru_cache
 from time import monotonic
 from typing import Any, TypeVar
 
-from django.db import InterfaceError, OperationalError, connection
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connection, connections
+from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
 from django.db.models import Field, ForeignKey, Model
 from django.db.models.signals import post_delete, post_save
 
@@ -54,6 +58,65 @@ from threshold.sessions.models import Session
 from threshold.sessions.store import SessionStore
 
 POLICY_ROW = 1  # the one OrganisationPolicy row (threshold.policy.access.get_policy)
+
+
+class _DriverCursor:
+    """The database driver's own cursor, for this module's statements: without Django's cursor
+    wrappers, with the statement converted to the driver's parameter style once per statement
+    (SQLite's ``?``), and the driver's errors raised as Django's (``wrap_database_errors``)."""
+
+    __slots__ = ("_convert", "_cursor", "_errors")
+
+    def __init__(self, db: Any) -> None:
+        self._errors = db.wrap_database_errors
+        self._convert = db.vendor == "sqlite"
+        with self._errors:
+            self._cursor = db.connection.cursor()
+
+    def __enter__(self) -> _DriverCursor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._cursor.close()
+
+    def execute(self, sql: str, params: Sequence[Any]) -> None:
+        if self._convert:
+            sql = _qmark(sql)
+        with self._errors:
+            self._cursor.execute(sql, params)
+
+    def fetchone(self) -> Any:
+        with self._errors:
+            return self._cursor.fetchone()
+
+    def fetchall(self) -> Any:
+        with self._errors:
+            return self._cursor.fetchall()
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cursor.rowcount)
+
+
+@lru_cache(maxsize=64)
+def _qmark(sql: str) -> str:
+    return str(FORMAT_QMARK_REGEX.sub("?", sql)).replace("%%", "%")
+
+
+def _cursor() -> Any:
+    """A cursor for this module's statements: the driver's own (``_DriverCursor``) on an open
+    connection whose health check is done or off, Django's otherwise, and wherever Django's
+    would do more (a test's query log, an execute wrapper, a transaction that must roll back)."""
+    db: Any = connections[DEFAULT_DB_ALIAS]  # health_check_* are not in django-stubs
+    if (
+        db.connection is None
+        or (db.health_check_enabled and not db.health_check_done)
+        or db.queries_logged
+        or db.execute_wrappers
+        or db.needs_rollback
+    ):
+        return db.cursor()
+    return _DriverCursor(db)
 
 
 def _q(name: str) -> str:
@@ -209,7 +272,7 @@ def read_policy() -> Policy:
 
 
 def _read_policy() -> Policy:
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(_policy_statement(), [POLICY_ROW])
         row = cursor.fetchone()
     return policy_from_document(row[0] if row else None)
@@ -357,7 +420,7 @@ def _sqlite_statement() -> str:
 
 
 def _use_and_find_sqlite(challenge_hash: str, expiry: Any, credential_id: bytes | None) -> Found:
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(_sqlite_statement(), [challenge_hash, expiry, credential_id])
         # All rows (one, or none): SQLite finishes the INSERT only once RETURNING is read.
         rows = cursor.fetchall()
@@ -405,7 +468,7 @@ def _postgresql_statement() -> str:
 def _use_and_find_postgresql(
     challenge_hash: str, expiry: Any, credential_id: bytes | None
 ) -> Found:
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(_postgresql_statement(), [challenge_hash, expiry, credential_id])
         row = cursor.fetchone()
     used, document, *values, rules = row
@@ -441,7 +504,7 @@ def update_passkey(
         changes += [("last_used_at", last_used_at), ("last_used_user_agent", last_used_user_agent)]
     names = tuple(name for name, _ in changes)
     values = [_prepare(Passkey, name)(value) for name, value in changes]
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(_update_statement(names), [*values, passkey.pk, sign_count, sign_count])
         return bool(cursor.rowcount == 1)
 
@@ -498,7 +561,7 @@ def record_sign_in(
     parameters += [_prepare(AuditEvent, name)(value) for name, value in audit_values.items()]
     if session is not None:
         parameters += _session_values(session)
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             _record_statement(tuple(changes), tuple(audit_values), session is not None),
             parameters,
@@ -537,7 +600,7 @@ def _record_statement(
 
 def flag_possibly_cloned(passkey: Passkey) -> None:
     # A refusal's statement, rare: not worth a cached string.
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             f"UPDATE {_q(Passkey._meta.db_table)} SET {_q('is_possibly_cloned')} = %s"
             f" WHERE {_q('id')} = %s",
@@ -577,7 +640,7 @@ def insert_audit(rows: Iterable[AuditRow]) -> None:
     prepared = [row.values() for row in rows]
     names = tuple(prepared[0])
     prepare = [_prepare(AuditEvent, name) for name in names]
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             _audit_statement(names, len(prepared)),
             [
@@ -601,7 +664,7 @@ def _audit_statement(names: tuple[str, ...], rows: int) -> str:
 def insert_session(session: Session) -> bool:
     """INSERT ``session`` (every column, as ``SessionStore.create_model_instance`` fills them);
     False when its key is taken, which the caller answers with a fresh key."""
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(_session_statement(), _session_values(session))
         return bool(cursor.rowcount == 1)
 
