@@ -387,6 +387,20 @@ def test_rotating_an_apps_secret_and_removing_it_are_asked_first(
         expect(page.get_by_role("heading", level=1, name=name)).to_be_visible()
         app_url = page.url
 
+        # Its settings, changed in place: the form keeps the rest as it was.
+        assert axe_violations(page) == []
+        page.get_by_label("Initiate-login URI").fill("https://wiki.example.com/login")
+        page.get_by_role("button", name="Save the settings").click()
+        expect(page.get_by_role("status")).to_have_text("Saved: the app\u2019s settings.")
+        expect(page.get_by_label("Initiate-login URI")).to_have_value(
+            "https://wiki.example.com/login"
+        )
+        expect(page.get_by_label("Redirect URIs (one per line)", exact=True)).to_have_value(
+            "https://wiki.example.com/callback"
+        )
+        assert ("app.changed", "") in server.audit()
+        page.goto(app_url)
+
         # Rotating the secret: asked first; Cancel goes back; the danger button shows it once.
         page.get_by_role("link", name="Rotate the secret\u2026").click()
         expect(page.get_by_role("heading", level=1)).to_have_text(f"Rotate {name}\u2019s secret?")

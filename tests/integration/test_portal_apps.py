@@ -335,3 +335,77 @@ def test_the_auditor_reads_what_an_apps_change_would_do_without_a_form(db):
     wiki.application.refresh_from_db()
     assert wiki.application.client_secret == secret
     assert _audited() == audited
+
+
+def test_an_administrator_changes_an_apps_settings(db):
+    admin, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    post(browser, "/admin/apps", APP)
+    app = Application.objects.get(name="Wiki")
+    secret, client_id = app.client_secret, app.client_id
+    page = browser.get(f"/admin/apps/{app.pk}").content.decode()
+    # What the app's own configuration needs: the issuer and where its endpoints are listed.
+    assert "<dt>Issuer</dt><dd><code>http://localhost:8000</code></dd>" in page
+    assert 'href="http://localhost:8000/.well-known/openid-configuration"' in page
+    # The form starts from the settings as they are.
+    assert "https://wiki.example.com/callback\nhttps://wiki.example.com/cb2</textarea>" in page
+
+    changed = {
+        **APP,
+        "name": "Team wiki",
+        "redirect_uris": "https://wiki.example.com/callback\nhttps://wiki.example.org/cb",
+        "require_consent": "1",
+    }
+    response = post(browser, f"/admin/apps/{app.pk}/change", changed)
+    assert response.status_code == 303
+    assert response["Location"] == f"/admin/apps/{app.pk}?done=changed"
+    app.refresh_from_db()
+    assert (app.name, app.client_id, app.client_secret) == ("Team wiki", client_id, secret)
+    assert app.redirect_uris.split() == [
+        "https://wiki.example.com/callback",
+        "https://wiki.example.org/cb",
+    ]
+    assert (app.require_consent, app.skip_authorization, app.algorithm) == (True, False, "ES256")
+    event = last_event("app.changed")
+    assert (event.actor, event.detail["app"]) == (admin.user, client_id)
+    assert event.detail["changed"] == ["name", "redirect_uris", "require_consent"]
+    assert event.detail["name"] == "Team wiki"
+    assert "Saved: the app\u2019s settings." in browser.get(response["Location"]).content.decode()
+
+    # The same settings again: nothing to store, nothing audited.
+    before = AuditEvent.objects.count()
+    assert post(browser, f"/admin/apps/{app.pk}/change", changed).status_code == 303
+    assert AuditEvent.objects.count() == before
+
+
+def test_a_bad_change_keeps_what_was_typed_and_changes_nothing(db):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    post(browser, "/admin/apps", APP)
+    app = Application.objects.get(name="Wiki")
+    before = AuditEvent.objects.count()
+    typed = {**APP, "name": "Team wiki", "redirect_uris": "http://wiki.example.com/cb"}
+    response = post(browser, f"/admin/apps/{app.pk}/change", typed)
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "must be https" in page
+    assert "Nothing changed." in page
+    assert 'value="Team wiki"' in page
+    assert (
+        'name="redirect_uris" rows="3" required aria-invalid="true"'
+        ' aria-describedby="app-form-error">http://wiki.example.com/cb</textarea>'
+    ) in page
+    assert 'id="app-form-error"' in page
+    app.refresh_from_db()
+    assert (app.name, app.redirect_uris.split()) == ("Wiki", APP["redirect_uris"].split())
+    assert AuditEvent.objects.count() == before
+
+
+def test_only_an_administrator_changes_an_app(db):
+    _, admin = staff("root@example.com", Role.ADMINISTRATOR)
+    post(admin, "/admin/apps", APP)
+    app = Application.objects.get(name="Wiki")
+    _, auditor = staff("auditor@example.com", Role.AUDITOR)
+    assert "Save the settings" not in auditor.get(f"/admin/apps/{app.pk}").content.decode()
+    response = post(auditor, f"/admin/apps/{app.pk}/change", {**APP, "name": "Mine"})
+    assert response.status_code == 403
+    app.refresh_from_db()
+    assert app.name == "Wiki"

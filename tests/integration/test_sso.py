@@ -37,6 +37,7 @@ from tests.integration.conftest import (
     enroll,
     enrolled_person,
     invite,
+    last_event,
     sign_in,
     token_of,
 )
@@ -1681,3 +1682,27 @@ def test_an_id_token_tells_time_by_one_clock(ada, clock):
     assert abs(claims["iat"] - clock.now) < 5
     assert claims["exp"] == claims["iat"] + 600
     assert claims["iat"] >= claims["auth_time"]
+
+
+def test_apps_change_replaces_only_the_settings_given(ada, capsys):
+    app = add_app().application
+    uris = app.redirect_uris
+    assert main(["apps", "change", app.client_id, "--name", "Team wiki"]) == 0
+    assert "Changed name of Team wiki." in capsys.readouterr().out
+    app.refresh_from_db()
+    assert (app.name, app.redirect_uris) == ("Team wiki", uris)
+    assert (
+        main(["apps", "change", app.client_id, "--redirect-uri", "http://wiki.example.com/cb"]) == 2
+    )
+    assert "must be https" in capsys.readouterr().err
+    assert main(["apps", "change", app.client_id, "--require-consent"]) == 0
+    app.refresh_from_db()
+    assert (app.require_consent, app.skip_authorization, app.redirect_uris) == (True, False, uris)
+    assert (
+        main(["apps", "change", app.client_id, "--no-require-consent", "--name", "Team wiki"]) == 0
+    )
+    assert "Changed require_consent of Team wiki." in capsys.readouterr().out
+    assert main(["apps", "change", app.client_id]) == 0
+    assert "nothing changed" in capsys.readouterr().out
+    assert last_event("app.changed").detail["changed"] == ["require_consent"]
+    assert main(["apps", "change", "no-such-app", "--name", "X"]) == 2

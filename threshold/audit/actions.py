@@ -78,6 +78,7 @@ class Action(StrEnum):
     APP_REMOVED = "app.removed"
     APP_SECRET_ROTATED = "app.secret_rotated"  # noqa: S105 - an event, not a secret
     APP_ASSIGNED = "app.assigned"
+    APP_CHANGED = "app.changed"
     SSO_AUTHORIZED = "sso.authorized"
     SSO_REFUSED = "sso.refused"
     SSO_TOKEN_ISSUED = "sso.token_issued"  # noqa: S105 - an event, not a token

@@ -14,6 +14,7 @@
     threshold cleanup            drop expired sessions and used challenges
     threshold inspect registration|authentication RESPONSE.json ...   explain a ceremony
     threshold apps [list [--json] | add NAME --redirect-uri URI ... [--json] | remove CLIENT_ID |
+                    change CLIENT_ID [--name N] [--redirect-uri URI ...] ... |
                     rotate-secret CLIENT_ID | assign CLIENT_ID (--everyone | --group NAME ...)]
     threshold keys [list | rotate]   the keys that sign ID tokens
     threshold migrate | check | shell | dbshell | ...   Django's management commands

@@ -48,6 +48,7 @@ urlpatterns = [
     path("admin/apps", views.apps_page, name="apps"),
     path("admin/apps/<int:app_id>", views.app_page, name="app"),
     path("admin/apps/<int:app_id>/secret", views.app_rotate_secret, name="app-rotate-secret"),
+    path("admin/apps/<int:app_id>/change", views.app_change, name="app-change"),
     path("admin/apps/<int:app_id>/assign", views.app_assign, name="app-assign"),
     path("admin/apps/<int:app_id>/remove", views.app_remove, name="app-remove"),
 ]

@@ -51,12 +51,20 @@ from threshold.portal.guard import Refused, actor, portal_view
 from threshold.portal.roles import Area, can_change, can_read, role_of
 from threshold.sessions.access import list_active_sessions
 from threshold.sessions.actions import do_end_sessions
-from threshold.sso.access import count_members_losing_apps, list_group_apps
+from threshold.sso.access import (
+    count_members_losing_apps,
+    discovery_url,
+    issuer,
+    list_group_apps,
+)
 from threshold.sso.actions import (
     AppError,
     check_has_secret,
+    check_settings,
+    current_settings,
     do_add_app,
     do_assign_app,
+    do_change_app,
     do_remove_app,
     do_rotate_secret,
 )
@@ -997,7 +1005,7 @@ def _lines(text: str) -> list[str]:
 @require_http_methods(["GET", "POST"])
 def apps_page(request: HttpRequest) -> HttpResponse:
     form: dict[str, Any] = {"name": "", "redirect_uris": "", "post_logout_uris": ""}
-    error, status = "", 200
+    error, error_field, status = "", "", 200
     if request.method == "POST":
         form = {name: request.POST.get(name, "")[:4000] for name in _APP_FIELDS}
         try:
@@ -1014,7 +1022,7 @@ def apps_page(request: HttpRequest) -> HttpResponse:
                 actor=actor(request),
             )
         except AppError as exc:
-            error, status = str(exc), 400
+            error, error_field, status = str(exc), exc.field, 400
         else:
             # Shown once: the secret is in this response only (only its hash is stored).
             return _render(
@@ -1035,6 +1043,7 @@ def apps_page(request: HttpRequest) -> HttpResponse:
             "apps": Application.objects.prefetch_related("groups").order_by("name"),
             "form": form,
             "error": error,
+            "error_field": error_field,
         },
         status=status,
     )
@@ -1052,11 +1061,32 @@ _APP_FIELDS = (
 )
 
 
+def _app_form(application: Application) -> dict[str, str]:
+    """The settings form's fields, filled with the app's settings as they are."""
+    now = current_settings(application)
+    return {
+        "name": now.name,
+        "redirect_uris": "\n".join(now.redirect_uris),
+        "post_logout_uris": "\n".join(now.post_logout_redirect_uris),
+        "backchannel_logout_uri": now.backchannel_logout_uri,
+        "initiate_login_uri": now.initiate_login_uri,
+        "id_token_alg": now.id_token_alg,
+        "require_consent": "1" if now.require_consent else "",
+    }
+
+
 def _render_app(
-    request: HttpRequest, application: Application, *, error: str = "", status: int = 200
+    request: HttpRequest,
+    application: Application,
+    *,
+    error: str = "",
+    status: int = 200,
+    form: dict[str, str] | None = None,
+    form_error: AppError | None = None,
 ) -> HttpResponse:
     done = {
         "assigned": "Saved: who may use the app.",
+        "changed": "Saved: the app\u2019s settings.",
     }.get(request.GET.get("done", ""), "")
     return _render(
         request,
@@ -1064,10 +1094,15 @@ def _render_app(
         {
             "section": "apps",
             "application": application,
+            "issuer": issuer(),
+            "discovery_url": discovery_url(),
             "assigned": {group.pk for group in application.groups.all()},
             "groups": list_groups(),
             "error": error,
             "done": done,
+            "form": form or _app_form(application),
+            "form_error": "" if form_error is None else str(form_error),
+            "error_field": "" if form_error is None else form_error.field,
         },
         status=status,
     )
@@ -1105,6 +1140,28 @@ def app_rotate_secret(request: HttpRequest, app_id: int) -> HttpResponse:
         "portal/app_secret.html",
         {"section": "apps", "application": application, "secret": secret, "added": False},
     )
+
+
+@portal_view(Area.APPS, back=lambda app_id, **_: url_to("portal:app", app_id))
+@require_POST
+def app_change(request: HttpRequest, app_id: int) -> HttpResponse:
+    """The app's settings form: everything but its kind, client ID and secret."""
+    application = _access_app(app_id)
+    form = {name: request.POST.get(name, "")[:4000] for name in _APP_FIELDS if name != "public"}
+    try:
+        settings = check_settings(
+            form["name"],
+            redirect_uris=_lines(form["redirect_uris"]),
+            post_logout_redirect_uris=_lines(form["post_logout_uris"]),
+            backchannel_logout_uri=form["backchannel_logout_uri"].strip(),
+            initiate_login_uri=form["initiate_login_uri"].strip(),
+            id_token_alg=form["id_token_alg"] or "RS256",
+            require_consent=form["require_consent"] == "1",
+        )
+        do_change_app(application, settings, audit_origin(request), actor=actor(request))
+    except AppError as exc:
+        return _render_app(request, application, status=400, form=form, form_error=exc)
+    return see_other(url_to("portal:app", application.pk, query={"done": "changed"}))
 
 
 @portal_view(Area.APPS, back=lambda app_id, **_: url_to("portal:app", app_id))

@@ -8,7 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.urls import reverse
 from oauth2_provider.models import (
     get_access_token_model,
     get_grant_model,
@@ -18,6 +20,16 @@ from oauth2_provider.models import (
 from threshold.accounts.models import User
 from threshold.groups.models import Group, Membership
 from threshold.sso.models import Application
+
+
+def issuer() -> str:
+    """This provider's issuer identifier (OpenID Connect Discovery 1.0 §3): what apps configure."""
+    return str(settings.THRESHOLD.public_url)
+
+
+def discovery_url() -> str:
+    """Where an app reads this provider's endpoints and keys."""
+    return issuer() + reverse("sso:discovery")
 
 
 def list_my_apps(user: User) -> QuerySet[Application]:

@@ -32,7 +32,12 @@ SECRET_BYTES = 32
 
 
 class AppError(ValueError):
-    """An app change that cannot be made, in words for the person who asked."""
+    """An app change that cannot be made, in words for the person who asked; ``field`` names
+    the setting that is wrong, when one is (the admin portal marks its input)."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -46,20 +51,113 @@ def _new_secret() -> str:
     return secrets.token_urlsafe(SECRET_BYTES)
 
 
-def _check_uri(uri: str, what: str) -> str:
+def _check_uri(uri: str, what: str, field: str) -> str:
     from django.core.validators import URLValidator  # noqa: PLC0415
 
     try:
         URLValidator(schemes=["https", "http"])(uri)
     except ValidationError:
-        raise AppError(f"{what} {uri!r} is not an http(s) URL.") from None
+        raise AppError(f"{what} {uri!r} is not an http(s) URL.", field) from None
     if "#" in uri:
-        raise AppError(f"{what} {uri!r} must not have a fragment.")
+        raise AppError(f"{what} {uri!r} must not have a fragment.", field)
     # https, except on the loopback interface (RFC 8252 §7.3: native apps; RFC 9700 §2.1).
     parts = urlsplit(uri)
     if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
-        raise AppError(f"{what} {uri!r} must be https (http only for 127.0.0.1, [::1], localhost).")
+        raise AppError(
+            f"{what} {uri!r} must be https (http only for 127.0.0.1, [::1], localhost).", field
+        )
     return uri
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """What an administrator sets on an app when adding or changing it, checked."""
+
+    name: str
+    redirect_uris: tuple[str, ...]
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    backchannel_logout_uri: str = ""
+    initiate_login_uri: str = ""
+    id_token_alg: str = Algorithm.RS256
+    require_consent: bool = False
+
+
+def check_settings(
+    name: str,
+    *,
+    redirect_uris: Iterable[str],
+    post_logout_redirect_uris: Iterable[str] = (),
+    backchannel_logout_uri: str = "",
+    initiate_login_uri: str = "",
+    id_token_alg: str = Algorithm.RS256,
+    require_consent: bool = False,
+) -> AppSettings:
+    """The settings, checked: AppError, in words for the person, for the first that is wrong."""
+    try:
+        cleaned = clean_name(name, APP_NAME_MAX_LENGTH)
+    except errors.NameInvalid as exc:
+        raise AppError(f"That app name can't be used ({exc.detail}).", "name") from None
+    uris = tuple(_check_uri(uri, "The redirect URI", "redirect_uris") for uri in redirect_uris)
+    if not uris:
+        raise AppError("An app needs at least one redirect URI.", "redirect_uris")
+    if id_token_alg not in Algorithm.values:
+        raise AppError(
+            f"The ID token signature must be one of {', '.join(Algorithm.values)}.", "id_token_alg"
+        )
+    logout_uris = tuple(
+        _check_uri(uri, "The post-logout redirect URI", "post_logout_uris")
+        for uri in post_logout_redirect_uris
+    )
+    if backchannel_logout_uri:
+        _check_uri(backchannel_logout_uri, "The back-channel logout URI", "backchannel_logout_uri")
+    if initiate_login_uri:
+        _check_uri(initiate_login_uri, "The initiate-login URI", "initiate_login_uri")
+    return AppSettings(
+        name=cleaned,
+        redirect_uris=uris,
+        post_logout_redirect_uris=logout_uris,
+        backchannel_logout_uri=backchannel_logout_uri,
+        initiate_login_uri=initiate_login_uri,
+        id_token_alg=id_token_alg,
+        require_consent=require_consent,
+    )
+
+
+def current_settings(application: Application) -> AppSettings:
+    """The app's settings as they are."""
+    return AppSettings(
+        name=application.name,
+        redirect_uris=tuple(application.redirect_uris.split()),
+        post_logout_redirect_uris=tuple(application.post_logout_redirect_uris.split()),
+        backchannel_logout_uri=application.backchannel_logout_uri,
+        initiate_login_uri=application.initiate_login_uri,
+        id_token_alg=application.algorithm,
+        require_consent=application.require_consent,
+    )
+
+
+def _apply(application: Application, settings: AppSettings) -> None:
+    application.name = settings.name
+    application.redirect_uris = " ".join(settings.redirect_uris)
+    application.post_logout_redirect_uris = " ".join(settings.post_logout_redirect_uris)
+    application.backchannel_logout_uri = settings.backchannel_logout_uri
+    application.initiate_login_uri = settings.initiate_login_uri
+    application.algorithm = settings.id_token_alg
+    application.require_consent = settings.require_consent
+    application.skip_authorization = not settings.require_consent
+
+
+# The columns _apply sets, and what the audit row calls each.
+_SETTING_COLUMNS = {
+    "name": "name",
+    "redirect_uris": "redirect_uris",
+    "post_logout_redirect_uris": "post_logout_redirect_uris",
+    "backchannel_logout_uri": "backchannel_logout_uri",
+    "initiate_login_uri": "initiate_login_uri",
+    "algorithm": "id_token_alg",
+    "require_consent": "require_consent",
+    "skip_authorization": "",
+}
 
 
 @transaction.atomic
@@ -76,50 +174,66 @@ def do_add_app(
     require_consent: bool = False,
     actor: User | None = None,
 ) -> NewApp:
-    try:
-        cleaned = clean_name(name, APP_NAME_MAX_LENGTH)
-    except errors.NameInvalid as exc:
-        raise AppError(f"That app name can't be used ({exc.detail}).") from None
-    if not redirect_uris:
-        raise AppError("An app needs at least one --redirect-uri.")
-    if id_token_alg not in Algorithm.values:
-        raise AppError(f"--id-token-alg must be one of {', '.join(Algorithm.values)}.")
-    uris = [_check_uri(uri, "The redirect URI") for uri in redirect_uris]
-    logout_uris = [
-        _check_uri(uri, "The post-logout redirect URI") for uri in post_logout_redirect_uris
-    ]
-    if backchannel_logout_uri:
-        _check_uri(backchannel_logout_uri, "The back-channel logout URI")
-    if initiate_login_uri:
-        _check_uri(initiate_login_uri, "The initiate-login URI")
+    settings = check_settings(
+        name,
+        redirect_uris=redirect_uris,
+        post_logout_redirect_uris=post_logout_redirect_uris,
+        backchannel_logout_uri=backchannel_logout_uri,
+        initiate_login_uri=initiate_login_uri,
+        id_token_alg=id_token_alg,
+        require_consent=require_consent,
+    )
     secret = None if public else _new_secret()
     application = Application(
-        name=cleaned,
-        redirect_uris=" ".join(uris),
-        post_logout_redirect_uris=" ".join(logout_uris),
         client_type=Application.CLIENT_PUBLIC if public else Application.CLIENT_CONFIDENTIAL,
         authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
         client_secret="" if secret is None else hash_secret(secret),
         # Stored as our SHA-256 already: DOT must not hash it again with the people's hasher.
         hash_client_secret=False,
-        algorithm=id_token_alg,
-        backchannel_logout_uri=backchannel_logout_uri,
-        initiate_login_uri=initiate_login_uri,
-        require_consent=require_consent,
-        skip_authorization=not require_consent,
     )
+    _apply(application, settings)
     application.save()
     record(
         Action.APP_ADDED,
         origin,
         actor=actor,
         app=application.client_id,
-        name=cleaned,
+        name=settings.name,
         public=public,
-        id_token_alg=id_token_alg,
-        require_consent=require_consent,
+        id_token_alg=settings.id_token_alg,
+        require_consent=settings.require_consent,
     )
     return NewApp(application, secret)
+
+
+@transaction.atomic
+def do_change_app(
+    application: Application, settings: AppSettings, origin: Origin, *, actor: User | None = None
+) -> list[str]:
+    """Replace the app's settings; returns the names of those that changed (none: nothing
+    stored, nothing audited). Its client ID, kind, secret, tokens and assignment stay."""
+    locked = Application.objects.select_for_update().get(pk=application.pk)
+    before = {column: getattr(locked, column) for column in _SETTING_COLUMNS}
+    _apply(locked, settings)
+    changed = [column for column in _SETTING_COLUMNS if getattr(locked, column) != before[column]]
+    if not changed:
+        return []
+    locked.save(update_fields=[*changed, "updated"])
+    _apply(application, settings)
+    names = [_SETTING_COLUMNS[column] for column in changed if _SETTING_COLUMNS[column]]
+    record(
+        Action.APP_CHANGED,
+        origin,
+        actor=actor,
+        app=locked.client_id,
+        changed=names,
+        **{name: _audited(getattr(settings, name)) for name in names},
+    )
+    return names
+
+
+def _audited(value: object) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def find_app(client_id: str) -> Application:

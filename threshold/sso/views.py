@@ -64,7 +64,7 @@ from threshold.sessions.flow import Flow, check_flow, issue_flow_token
 from threshold.sessions.middleware import forget_signed_in
 from threshold.sessions.store import SIGNED_IN_AT
 from threshold.sso import keys
-from threshold.sso.access import access_signed_in_app
+from threshold.sso.access import access_signed_in_app, issuer
 from threshold.sso.actions import do_sign_out_of_app
 from threshold.sso.models import Algorithm, Application, AppSignIn
 from threshold.sso.responses import ResponseMode, respond, response_mode_of
@@ -125,7 +125,7 @@ def discovery(request: HttpRequest) -> JsonResponse:
     """/.well-known/openid-configuration (OpenID Connect Discovery 1.0 §3)."""
     provider = cast(dict[str, Any], settings.OAUTH2_PROVIDER)
     document = {
-        "issuer": settings.THRESHOLD.public_url,
+        "issuer": issuer(),
         "authorization_endpoint": _url("sso:authorize"),
         "token_endpoint": _url("sso:token"),
         "userinfo_endpoint": _url("sso:userinfo"),

@@ -4,6 +4,7 @@ keys that sign their ID tokens."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -36,6 +37,26 @@ def register(commands: Subcommands) -> list[Command]:
         "--require-consent", action="store_true", help="ask people before the first sign-in"
     )
     add.add_argument("--json", action="store_true", help="print the client ID and secret as JSON")
+    change = sub.add_parser(
+        "change", help="change an app's settings; those not given stay as they are"
+    )
+    change.add_argument("client_id")
+    change.add_argument("--name", help="the app's name, as people see it")
+    change.add_argument(
+        "--redirect-uri", action="append", dest="redirect_uris",
+        help="replaces the redirect URIs (repeat for several)",
+    )  # fmt: skip
+    change.add_argument(
+        "--post-logout-redirect-uri", action="append", dest="post_logout_uris",
+        help="replaces the post-logout redirect URIs (repeat; '' for none)",
+    )  # fmt: skip
+    change.add_argument("--backchannel-logout-uri", help="told when a session ends ('' for none)")
+    change.add_argument("--initiate-login-uri", help="the My apps tile's link ('' for none)")
+    change.add_argument("--id-token-alg", choices=("RS256", "ES256"))
+    change.add_argument(
+        "--require-consent", action=argparse.BooleanOptionalAction, default=None,
+        help="ask people before their first sign-in",
+    )  # fmt: skip
     remove = sub.add_parser("remove", help="remove an app (its tokens stop working)")
     remove.add_argument("client_id")
     rotate = sub.add_parser("rotate-secret", help="a new secret; the old one stops working")
@@ -61,6 +82,7 @@ def register(commands: Subcommands) -> list[Command]:
         Command(apps, list_apps),
         Command(list_parser, list_apps),
         Command(add, add_app),
+        Command(change, change_app),
         Command(remove, remove_app),
         Command(rotate, rotate_secret),
         Command(assign, assign_app),
@@ -143,6 +165,46 @@ def add_app(args: argparse.Namespace) -> int:
     if new.client_secret is not None:
         print(f"Client secret: {new.client_secret}")
         print("The secret is shown this once: put it in the app's configuration now.")
+    return 0
+
+
+def change_app(args: argparse.Namespace) -> int:
+    from threshold.audit.actions import Origin
+    from threshold.sso.actions import (
+        AppError,
+        check_settings,
+        current_settings,
+        do_change_app,
+        find_app,
+    )
+
+    try:
+        app = find_app(args.client_id)
+        now = current_settings(app)
+        given = {
+            "name": args.name,
+            "redirect_uris": args.redirect_uris,
+            "post_logout_redirect_uris": (
+                None if args.post_logout_uris is None else [u for u in args.post_logout_uris if u]
+            ),
+            "backchannel_logout_uri": args.backchannel_logout_uri,
+            "initiate_login_uri": args.initiate_login_uri,
+            "id_token_alg": args.id_token_alg,
+            "require_consent": args.require_consent,
+        }
+        settings = check_settings(
+            **{
+                **dataclasses.asdict(now),
+                **{name: value for name, value in given.items() if value is not None},
+            }
+        )
+        changed = do_change_app(app, settings, Origin.cli())
+    except AppError as exc:
+        return _refused(str(exc))
+    if not changed:
+        print(f"{printable(app.name)} already has those settings; nothing changed.")
+    else:
+        print(f"Changed {', '.join(changed)} of {printable(app.name)}.")
     return 0
 
 
