@@ -95,6 +95,7 @@ def test_audit_actions_keep_their_stored_values() -> None:
         "APP_REMOVED": "app.removed",
         "APP_SECRET_ROTATED": "app.secret_rotated",
         "APP_ASSIGNED": "app.assigned",
+        "APP_CHANGED": "app.changed",
         "SSO_AUTHORIZED": "sso.authorized",
         "SSO_REFUSED": "sso.refused",
         "SSO_TOKEN_ISSUED": "sso.token_issued",

@@ -97,6 +97,7 @@ def test_every_subcommand_has_a_command_of_its_own():
         "apps remove",
         "apps rotate-secret",
         "apps assign",
+        "apps change",
         "keys",
         "keys list",
         "keys rotate",
