@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 
 from threshold import clock
 from threshold.accounts.actions import lock_user
@@ -411,6 +411,18 @@ def do_redeem_setup_code(
             protection = KeyProtection.SOFTWARE
             if policy.require_hardware_device_key and challenge is None:
                 raise errors.DeviceKeyNotHardware(tpm_refusal or f"reported {reported}")
+            device = _new_device(
+                user=user,
+                public_id=new_public_id(),
+                public_key=public_jwk,
+                key_thumbprint=thumbprint,
+                name=name,
+                platform=platform,
+                app_version=app_version,
+                key_protection=protection,
+                reported_key_protection=reported,
+                tpm_challenge=_stored_challenge(challenge),
+            )
         except errors.ThresholdError as error:
             # The code is used up all the same: a set-up code works once.
             enrollment.state = EnrollmentState.CANCELED
@@ -424,18 +436,6 @@ def do_redeem_setup_code(
             )
             refusal = error
         else:
-            device = Device.objects.create(
-                user=user,
-                public_id=new_public_id(),
-                public_key=public_jwk,
-                key_thumbprint=thumbprint,
-                name=name,
-                platform=platform,
-                app_version=app_version,
-                key_protection=protection,
-                reported_key_protection=reported,
-                tpm_challenge=_stored_challenge(challenge),
-            )
             returned = f"{secrets.randbelow(10**RETURNED_CODE_DIGITS):0{RETURNED_CODE_DIGITS}d}"
             enrollment.state = EnrollmentState.REDEEMED
             enrollment.device = device
@@ -457,6 +457,25 @@ def do_redeem_setup_code(
     if refusal is not None:
         raise refusal
     return RedeemedSetupCode(device, returned, challenge)
+
+
+def _new_device(**fields: Any) -> Device:
+    """The new device's row, or DeviceRequestMalformed when its key became another device's
+    meanwhile.
+
+    The check before it reads what is committed: two set-ups redeeming one key for two
+    people at once (each holding only its own person's row) both find it free, and the
+    second INSERT meets the unique index on the thumbprint. On PostgreSQL it waits there
+    for the first to commit; in a savepoint, its failure is then refused as the check
+    would have refused it, rather than a 500. (SQLite's write transactions run one at a
+    time: the second finds the first's device.)"""
+    try:
+        with transaction.atomic():
+            return Device.objects.create(**fields)
+    except IntegrityError:
+        if not Device.objects.filter(key_thumbprint=fields["key_thumbprint"]).exists():
+            raise
+        raise errors.DeviceRequestMalformed("this key became a device meanwhile") from None
 
 
 def _lock_waiting_setup(code: str) -> DeviceEnrollment:
