@@ -88,12 +88,15 @@ def while_one_holds(
     name: str,
     first: Callable[[], Any],
     second: Callable[[], Any],
+    *,
+    meanwhile: Callable[[], Any] | None = None,
 ) -> list[Any]:
     """``first`` runs on its own connection until ``module.name`` (a step that takes row locks
     in its transaction, such as ``lock_user``) has returned the first time: there it waits,
     holding them, while ``second`` begins on another connection, and goes on once ``second``
     waits for a lock (PostgreSQL), is done, or half a second has passed (SQLite's wait shows
-    nowhere). Both results, or the exceptions raised, in order."""
+    nowhere). Both results, or the exceptions raised, in order; then, with ``meanwhile``,
+    what it returned (or raised) when called just before ``first`` went on."""
     held, go_on = threading.Event(), threading.Event()
     step = getattr(module, name)
 
@@ -122,6 +125,11 @@ def while_one_holds(
     other = threading.Thread(target=run, args=(1, second))
     other.start()
     until_it_waits(other)
+    if meanwhile is not None:
+        try:
+            results.append(meanwhile())
+        except Exception as error:  # noqa: BLE001 - reported by the test
+            results.append(error)
     go_on.set()
     holder.join(timeout=60)
     other.join(timeout=60)
