@@ -41,7 +41,7 @@ from threshold.passkeys.pending import Purpose
 from threshold.policy.access import policy_for
 from threshold.sessions.access import describe_sign_in_method, list_active_sessions
 from threshold.sessions.flow import Flow, check_flow, issue_flow_token
-from threshold.sessions.stepup import mark_verified, recently_verified, verify_first
+from threshold.sessions.stepup import mark_verified, recently_verified, return_to, verify_first
 from threshold.sessions.store import SIGN_IN_METHOD
 from threshold.sso.access import list_my_apps, list_signed_in_apps
 from threshold.web.http import (
@@ -207,13 +207,16 @@ def change_name(request: HttpRequest) -> HttpResponse:
 @never_cache
 @login_required
 def verify_page(request: HttpRequest) -> HttpResponse:
+    back = return_to(request)
     return render(
         request,
         "selfservice/verify.html",
         {
             "catalog": CLIENT_CATALOG,
             "entry": catalog.CATALOG["verification_required"],
-            "next": _safe_return(request),
+            "next": back.target,
+            # Where they came from: a page of the admin portal, or Settings.
+            "back": back,
             "window_minutes": max(1, policy_for(request).step_up_max_age_seconds // 60),
             "flow": issue_flow_token(Flow.STEP_UP),
         },
@@ -247,7 +250,7 @@ def verify_result(request: HttpRequest) -> JsonResponse:
     except errors.ThresholdError as error:
         return failed(error, Surface.AUTHENTICATION)
     mark_verified(request)
-    return ok({"redirect": _safe_return(request)})
+    return ok({"redirect": return_to(request).target})
 
 
 # --- Set up another ----------------------------------------------------------------------------
