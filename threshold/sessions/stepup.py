@@ -4,7 +4,9 @@ Adding or removing a method needs a recent verification: a passkey with user
 verification (PIN, biometrics) within the policy's ``step_up_max_age_seconds``,
 either the sign-in itself (``threshold.sessions.actions.sign_in``) or "Verify
 it's you" on /settings/verify. A sign-in with a password and a code is enough to
-add a passkey right after it ("Set up a passkey"), never to remove a method.
+add a passkey right after it ("Set up a passkey"), never to remove a method; so is
+a push approved in Threshold Verify on "Verify it's you" (``threshold.devices``):
+multi-factor, never phishing-resistant (``core.assurance``).
 
 "Verify it's you" sends the person back where they came from (``return_to``): a page
 of Settings or of the admin portal, never elsewhere, and its "Back to" link names it.
@@ -13,9 +15,10 @@ of Settings or of the admin portal, never elsewhere, and its "Back to" link name
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.http import HttpRequest, HttpResponseRedirect
-from django.urls import reverse
+from django.urls import Resolver404, resolve, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from threshold import clock
@@ -25,22 +28,40 @@ from threshold.web.http import query_value, see_other, url_to
 # The last sign-in in this session whose passkey verified the user (PIN,
 # biometrics): step-up checks compare it with the clock.
 VERIFIED_AT = "threshold.verified_at"
-# A sign-in with a password and a code: enough to add a passkey right after
-# ("Set up a passkey"), never to remove a method.
+# A sign-in with a password and a code, or "Verify it's you" with a push approved in
+# Threshold Verify: enough to add a passkey right after ("Set up a passkey"), never to
+# remove a method. (The name is the one sessions have always stored.)
 FALLBACK_VERIFIED_AT = "threshold.fallback_verified_at"
 
 
 def mark_verified(request: HttpRequest, *, phishing_resistant: bool = True) -> None:
-    """This session verified the person now: with a passkey, or else with a password and code."""
+    """This session verified the person now: with a passkey, or else with a password and
+    code or a push approved in Threshold Verify."""
     request.session[VERIFIED_AT if phishing_resistant else FALLBACK_VERIFIED_AT] = clock.now()
+
+
+# The pages that a verification without a passkey opens (``allow_fallback``), by URL
+# name: adding a passkey, and nothing else.
+_OPENED_WITHOUT_A_PASSKEY = frozenset({"selfservice:add"})
+
+
+def opens_without_a_passkey(target: str) -> bool:
+    """Does a verification that is not phishing-resistant (a password and code, a push
+    approved in Threshold Verify) let the person through to ``target``? Only "Set up
+    another": never removing a method, setting up a device or the admin portal."""
+    try:
+        match = resolve(urlsplit(target).path)
+    except Resolver404:
+        return False
+    return match.view_name in _OPENED_WITHOUT_A_PASSKEY
 
 
 def recently_verified(request: HttpRequest, *, allow_fallback: bool = False) -> bool:
     """Did this session verify the person (a passkey with UV) within the step-up window?
 
-    ``allow_fallback`` also accepts a sign-in with a password and a code: it
-    lets a person without a passkey at hand add one ("Set up a passkey"), but
-    it never removes a method.
+    ``allow_fallback`` also accepts a sign-in with a password and a code, or a push
+    approved on "Verify it's you": it lets a person without a passkey at hand add
+    one ("Set up a passkey"), but it never removes a method.
     """
     window = policy_for(request).step_up_max_age_seconds
     keys = (VERIFIED_AT, FALLBACK_VERIFIED_AT) if allow_fallback else (VERIFIED_AT,)
