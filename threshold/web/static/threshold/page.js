@@ -127,9 +127,13 @@
   const store = storage();
   if (!store) return;
 
+  const verifying = document.querySelector("[data-step-up]") !== null;
+
   document.addEventListener("submit", function (event) {
     const form = event.target;
-    if (event.defaultPrevented || (form.method || "").toLowerCase() !== "post") return;
+    // "Verify it's you"'s own forms (a push, its Cancel) keep what waits for the verification.
+    if (verifying || event.defaultPrevented) return;
+    if ((form.method || "").toLowerCase() !== "post") return;
     const fields = typed(form);
     const button = event.submitter;
     const hadFile = Array.from(form.elements).some(
@@ -157,7 +161,7 @@
   const saved = read(store);
   if (!saved) return;
   // "Verify it's you" (and its push's pages): the POST did not reach its page yet.
-  if (document.querySelector("[data-step-up]")) {
+  if (verifying) {
     saved.verifying = true;
     store.setItem(KEY, JSON.stringify(saved));
     return;
