@@ -311,12 +311,12 @@ def test_first_day_pages_fit_their_containers_and_pass_axe(
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))
 def test_public_help_pages_fit_and_pass_axe(page: Page, viewport: str) -> None:
-    """The help a new person or support staff open without signing in: the set-up guides, and
-    /help/errors, whose wide tables stack on a phone."""
+    """The help a new person or support staff open without signing in: /help, the set-up
+    guides, and /help/errors, whose wide tables stack on a phone."""
     page.set_viewport_size(VIEWPORTS[viewport])
     audit = PageAudit(page)
 
-    for path in ("/help/guide", "/help/guide/macos", "/help/errors#account_locked"):
+    for path in ("/help", "/help/guide", "/help/guide/macos", "/help/errors#account_locked"):
         page.goto(path)
         audit.check(path)
 

@@ -260,6 +260,40 @@ def test_a_change_without_a_fresh_step_up_asks_to_verify_first(
     assert ("user.locked", "") in server.audit(person.email)
 
 
+def test_a_form_sent_to_verify_first_comes_back_as_typed_and_is_sent_once_confirmed(
+    page: Page, authenticator: Authenticator, invite: Invite, server: Server
+) -> None:
+    """Invite someone without a fresh step-up: "Verify it's you" names the portal, and
+    verifying brings the form back as typed (page.js, this tab only), with a notice that
+    has the focus; nothing is sent again until the person selects Invite."""
+    staff(server, invite, page, "admin")  # enrolling verified nothing
+    email = f"new-hire-{secrets.token_hex(4)}@example.com"
+    page.goto("/admin/people/invite")
+    page.get_by_label("Work email (their username)").fill(email)
+    page.get_by_label("Full name").fill("New Hire")
+    page.get_by_role("button", name="Invite", exact=True).click()
+    expect(page.get_by_role("heading", name=VERIFY)).to_be_visible()
+    expect(page.get_by_role("link", name="Back to the admin portal")).to_be_visible()
+    page.get_by_role("button", name="Verify").click()
+    page.wait_for_url("**/admin/people/invite")
+    kept = page.locator("#form-kept")
+    expect(kept).to_have_text(
+        "What you typed is back. Nothing was changed yet: check it, then select "
+        "\u201cInvite\u201d again."
+    )
+    expect(kept).to_be_focused()
+    expect(page.get_by_label("Work email (their username)")).to_have_value(email)
+    expect(page.get_by_label("Full name")).to_have_value("New Hire")
+    assert email not in [row["USERNAME"] for row in server.people()]
+    page.get_by_role("button", name="Invite", exact=True).click()
+    expect(page.locator("main")).to_contain_text(email)
+    assert email in [row["USERNAME"] for row in server.people()]
+    # Kept once: the page shown again later is as the server sends it.
+    page.goto("/admin/people/invite")
+    expect(page.locator("#form-kept")).to_have_count(0)
+    expect(page.get_by_label("Work email (their username)")).to_have_value("")
+
+
 def test_a_deny_listed_authenticator_picked_by_name_is_refused_at_registration_and_sign_in(
     page: Page,
     authenticator: Authenticator,

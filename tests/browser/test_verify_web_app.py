@@ -27,6 +27,8 @@ from tests.browser.test_first_day import PageAudit
 
 pytestmark = pytest.mark.browser
 
+WHEN = re.compile(r"^\d{1,2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4}, \d\d:\d\d$")
+
 # Playwright's "Pixel 7" device descriptor (playwright.devices), without its browser type.
 PIXEL_7 = {
     "user_agent": (
@@ -129,7 +131,7 @@ def test_set_up_from_the_qr_link_and_approve_with_the_screen_lock(
     phone.get_by_label("Name for this phone").fill("Pixel")
     phone.get_by_role("button", name="Add account").click()
 
-    # Another code will display: the returned code, typed where the setup code was shown.
+    # The returned code, typed where the setup code was shown.
     expect(phone.get_by_role("heading", name="Enter the returned code")).to_be_visible()
     returned = phone.locator("#verify-returned-code").inner_text()
     assert re.fullmatch(r"\d{6}", returned)
@@ -140,7 +142,7 @@ def test_set_up_from_the_qr_link_and_approve_with_the_screen_lock(
     expect(page.locator("#device-app")).to_contain_text("Pixel")
     expect(page.locator("#device-app")).to_contain_text("Android")
 
-    # Select Got it and Allow for notifications; select Enable to Enable screen lock confirmation.
+    # Select Got it and Allow for notifications; select Enable for screen lock confirmation.
     expect(phone.get_by_role("heading", name="Account added")).to_be_visible()
     expect(phone.locator("#verify-added-username")).to_have_text(person.email)
     audit.check("account added")
@@ -160,6 +162,8 @@ def test_set_up_from_the_qr_link_and_approve_with_the_screen_lock(
     expect(phone.get_by_role("heading", name="Are you trying to sign in?")).to_be_visible()
     expect(phone.locator("#verify-request-browser")).to_contain_text("Chrome")
     expect(phone.locator("#verify-request-ip")).to_have_text("127.0.0.1")
+    # As the rest of Threshold writes dates: "4 Dec 2026, 14:05".
+    expect(phone.locator("#verify-request-time")).to_have_text(WHEN)
     audit.check("sign-in request")
     phone.get_by_label("Type the number shown in your browser").fill(number)
     phone.get_by_role("button", name="Approve").click()
@@ -176,6 +180,27 @@ def test_set_up_from_the_qr_link_and_approve_with_the_screen_lock(
     expect(phone.get_by_role("alert")).to_contain_text("Sign-in Not Approved")
     expect(tab.get_by_role("heading", name="Sign-in Not Approved")).to_be_visible()
     audit.check("refused")
+
+    # "Verify it's you" on the desktop, with no passkey at hand there: a push, which the
+    # phone says is no sign-in and what approving it allows; then "Set up another".
+    page.goto("/settings/verify?next=%2Fsettings%2Fsecurity-methods%2Fadd")
+    page.get_by_role("button", name="Send a push to Threshold Verify").click()
+    expect(page.get_by_role("heading", name="Type this number in Threshold Verify")).to_be_visible()
+    number = page.locator("#push-number").inner_text()
+    expect(phone.get_by_role("heading", name="Are you verifying it\u2019s you?")).to_be_visible()
+    expect(phone.locator("#verify-request-detail")).to_contain_text("add a passkey")
+    expect(phone.locator("#verify-status")).to_have_text(
+        "A request to verify it\u2019s you is waiting for you."
+    )
+    audit.check("verify it's you request")
+    phone.get_by_label("Type the number shown in your browser").fill(number)
+    phone.get_by_role("button", name="Approve").click()
+    expect(phone.locator("#verify-status")).to_have_text(
+        "Approved: the browser may add a passkey now."
+    )
+    page.wait_for_url("**/settings/security-methods/add")
+    expect(page.get_by_role("heading", name="Set up another passkey")).to_be_visible()
+    assert ("step_up.succeeded", "") in server.audit(person.email)
 
     # Reopened, the app remembers its account (its key stays in IndexedDB).
     phone.goto("/verify/")

@@ -88,12 +88,15 @@ def while_one_holds(
     name: str,
     first: Callable[[], Any],
     second: Callable[[], Any],
+    *,
+    meanwhile: Callable[[], Any] | None = None,
 ) -> list[Any]:
     """``first`` runs on its own connection until ``module.name`` (a step that takes row locks
     in its transaction, such as ``lock_user``) has returned the first time: there it waits,
     holding them, while ``second`` begins on another connection, and goes on once ``second``
     waits for a lock (PostgreSQL), is done, or half a second has passed (SQLite's wait shows
-    nowhere). Both results, or the exceptions raised, in order."""
+    nowhere). Both results, or the exceptions raised, in order; then, with ``meanwhile``,
+    what it returned (or raised) when called just before ``first`` went on."""
     held, go_on = threading.Event(), threading.Event()
     step = getattr(module, name)
 
@@ -122,6 +125,11 @@ def while_one_holds(
     other = threading.Thread(target=run, args=(1, second))
     other.start()
     until_it_waits(other)
+    if meanwhile is not None:
+        try:
+            results.append(meanwhile())
+        except Exception as error:  # noqa: BLE001 - reported by the test
+            results.append(error)
     go_on.set()
     holder.join(timeout=60)
     other.join(timeout=60)
@@ -324,3 +332,39 @@ def test_a_setup_code_redeemed_while_a_new_one_is_shown_is_refused(ada, clock, m
     states = DeviceEnrollment.objects.filter(user=ada.user).order_by("id").values_list("state")
     assert [state for (state,) in states] == [EnrollmentState.CANCELED, EnrollmentState.WAITING]
     assert not Device.objects.filter(user=ada.user).exists()
+
+
+def test_one_key_redeemed_for_two_people_at_once_sets_up_one_device(ada, clock, monkeypatch):
+    """Two setup codes, Ada's and Grace's, redeemed at the same moment with one device key.
+    Each redemption holds only its own person's row, so both find the key free; Ada's
+    stores its device and is held there while Grace's stores hers. On PostgreSQL Grace's
+    INSERT waits for Ada's on the thumbprint's unique index and then fails: that was a
+    500. Now it is refused as a key that is already a device is (400, in the catalog's
+    words), with nothing stored for it. SQLite runs the second after the first."""
+    grace = enrolled_person("grace@example.com", "Grace Hopper")
+    ada_code, _ = show_setup_code(signed_in(ada))
+    grace_code, _ = show_setup_code(signed_in(grace))
+    device = new_device()
+
+    def redeem(code: str) -> Callable[[], Any]:
+        body = {"setup_code": code, "platform": "linux", "key_protection": "software"}
+        return lambda: api(device, "/api/device/v1/enroll", body, with_jwk=True)
+
+    # ``record``'s first call in a redemption that succeeds comes after its device's INSERT.
+    first, second = while_one_holds(
+        monkeypatch, device_actions, "record", redeem(ada_code), redeem(grace_code)
+    )
+
+    assert not isinstance(first, BaseException), first
+    assert not isinstance(second, BaseException), second
+    assert first.status_code == 200, first.content[:300]
+    assert_failed(second, 400, "Session Expired")
+    assert second.json()["error"]["code"] == "bad_request"
+    assert list(Device.objects.values_list("user__username", flat=True)) == ["ada@example.com"]
+    states = dict(DeviceEnrollment.objects.values_list("user__username", "state"))
+    assert states == {
+        "ada@example.com": EnrollmentState.REDEEMED,
+        "grace@example.com": EnrollmentState.CANCELED,
+    }
+    refused = AuditEvent.objects.get(action="device.enrollment_refused")
+    assert (refused.subject, refused.reason) == (grace.user, "device_request_malformed")

@@ -194,6 +194,23 @@ def test_a_setup_code_works_once_and_for_ten_minutes(ada, clock):
     assert list(Device.objects.filter(user=ada.user).values_list("is_active", flat=True)) == [False]
 
 
+def test_one_key_is_one_device_across_accounts(ada, clock):
+    """A key set up for one person is refused for another, in the catalog's words: nothing
+    is stored for it, and the setup code it tried is used up, as every refused one is."""
+    device = new_device()
+    redeem(device, show_setup_code(signed_in(ada))[0])
+    grace = enrolled_person("grace@example.com", "Grace Hopper")
+    code, _ = show_setup_code(signed_in(grace))
+    body = {"setup_code": code, "platform": "linux", "key_protection": "software"}
+    response = api(device, "/api/device/v1/enroll", body, with_jwk=True)
+    assert_failed(response, 400, "Session Expired")
+    assert response.json()["error"]["code"] == "bad_request"
+    assert list(Device.objects.values_list("user__username", flat=True)) == ["ada@example.com"]
+    event = last_event("device.enrollment_refused")
+    assert (event.subject, event.reason) == (grace.user, "device_request_malformed")
+    assert DeviceEnrollment.objects.get(user=grace.user).state == "canceled"
+
+
 def test_a_setup_code_is_stored_as_an_hmac_only(ada, clock):
     code, _ = show_setup_code(signed_in(ada))
     plain = code.replace("-", "")

@@ -162,3 +162,27 @@ def test_a_platform_page_does_not_depend_on_the_visitors(signed_in):
     assert f"<h1>{escape(guides.WINDOWS.title)}</h1>" in html
     assert current_links(html) == ["/help/guide/windows"]
     assert "This guide is for the device you are using now." not in html
+
+
+# --- /help ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signed_in_first", [False, True])
+def test_help_lists_every_help_article(ada, signed_in_first):
+    browser = Browser()
+    if signed_in_first:
+        assert_ok(sign_in(browser, ada.authenticator))
+    page = browser.get("/help")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "<h1>Help</h1>" in html
+    assert '<a href="/help/guide">Set up a passkey on your devices</a>' in html
+    assert '<a href="/help/errors">Error messages and what to do</a>' in html
+    for key, platform in guides.PLATFORMS.items():
+        title = escape(guides.localize(platform).title)
+        assert f'<a href="/help/guide/{key}">{title}</a>' in html, key
+    assert '<a href="/help/errors#sign-in-errors">Sign-in errors</a>' in html
+    # Every link on it works.
+    for link in set(re.findall(r'href="(/help[^"#]*)', html)):
+        assert browser.get(link).status_code == 200, link
+    assert browser.get("/help/")["Location"] == "/help"

@@ -10,6 +10,7 @@ import csv
 import html
 import io
 import json
+from urllib.parse import urlencode
 
 import pytest
 from django.db import connection
@@ -149,6 +150,25 @@ def test_verifying_returns_to_the_portal_page(ada):
     credential = desk.authenticator.get(options.json()["publicKey"], ORIGIN)
     result = assert_ok(browser.post_json(f"/settings/verify/result?next={back}", credential))
     assert result["redirect"] == back
+
+
+def test_verify_its_you_names_the_page_it_goes_back_to(ada):
+    """Sent from the admin portal, "Verify it's you" goes back there, to the very page (its
+    GET needs no step-up), not to Settings; a target outside Settings and the portal is not
+    followed."""
+    desk, browser = staff("desk@example.com", Role.HELP_DESK)
+    back = f"/admin/people/{ada.user.pk}"
+    page = browser.get(f"/settings/verify?next={back}").content.decode()
+    assert f'<a href="{back}" id="verify-back">Back to the admin portal</a>' in page
+    assert "Back to Settings" not in page
+    for elsewhere in ("https://evil.example/admin/", "//evil.example/admin/", "/help/errors"):
+        query = urlencode({"next": elsewhere})
+        page = browser.get(f"/settings/verify?{query}").content.decode()
+        assert '<a href="/settings" id="verify-back">Back to Settings</a>' in page, elsewhere
+        options = browser.post_json(f"/settings/verify/options?{query}")
+        credential = desk.authenticator.get(options.json()["publicKey"], ORIGIN)
+        result = browser.post_json(f"/settings/verify/result?{query}", credential)
+        assert assert_ok(result)["redirect"] == "/settings", elsewhere
 
 
 def test_a_password_sign_in_never_counts_as_a_step_up(ada):

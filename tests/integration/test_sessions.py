@@ -62,6 +62,8 @@ def test_get_sign_out_shows_a_form_and_does_not_sign_out(signed_in):
     html = page.content.decode()
     assert re.search(r'<form method="post" action="/sign-out">', html)
     assert 'name="csrfmiddlewaretoken"' in html
+    # And a way back for someone who came here by mistake.
+    assert '<a href="/" id="stay-signed-in">Stay signed in</a>' in html
     assert signed_in.is_signed_in()
     assert not AuditEvent.objects.filter(action="sign_out").exists()
 

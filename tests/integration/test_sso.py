@@ -818,6 +818,7 @@ def test_a_posted_logout_without_a_hint_asks_and_a_forged_answer_is_refused(ada)
     asked = browser.get(posted["Location"])
     assert asked.status_code == 200
     assert b"Sign out of Wiki and Threshold?" in asked.content
+    assert b'<a href="/" id="stay-signed-in">Stay signed in</a>' in asked.content
     assert form_action(asked) == ["'self'", "http://127.0.0.1:9000"]
     for forged in ({"allow": "true"}, {"allow": "true", "csrfmiddlewaretoken": "x" * 64}):
         refused = browser.client.post(asked.wsgi_request.get_full_path(), {**form, **forged})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 
 from django.db import transaction
 
@@ -46,6 +47,18 @@ def lock_user(user: User) -> None:
     needs none: its transactions begin IMMEDIATE, holding the database's write lock.
     """
     list(User.objects.select_for_update(no_key=True).filter(pk=user.pk).values_list("pk"))
+
+
+def lock_users(user_ids: Iterable[int]) -> None:
+    """``lock_user`` for several people at once (ending many people's sessions or app
+    access), in the order of their IDs: two such changes take the rows in one order, so
+    neither holds a row the other waits for while waiting for one the other holds."""
+    list(
+        User.objects.select_for_update(no_key=True)
+        .filter(pk__in=list(user_ids))
+        .order_by("pk")
+        .values_list("pk")
+    )
 
 
 @transaction.atomic

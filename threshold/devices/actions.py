@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 
 from threshold import clock
 from threshold.accounts.actions import lock_user
@@ -38,6 +38,7 @@ from threshold.devices.models import (
     DeviceEnrollment,
     EnrollmentState,
     KeyProtection,
+    PushPurpose,
     PushState,
     PushSubscription,
     SetupCodeFailure,
@@ -411,6 +412,18 @@ def do_redeem_setup_code(
             protection = KeyProtection.SOFTWARE
             if policy.require_hardware_device_key and challenge is None:
                 raise errors.DeviceKeyNotHardware(tpm_refusal or f"reported {reported}")
+            device = _new_device(
+                user=user,
+                public_id=new_public_id(),
+                public_key=public_jwk,
+                key_thumbprint=thumbprint,
+                name=name,
+                platform=platform,
+                app_version=app_version,
+                key_protection=protection,
+                reported_key_protection=reported,
+                tpm_challenge=_stored_challenge(challenge),
+            )
         except errors.ThresholdError as error:
             # The code is used up all the same: a set-up code works once.
             enrollment.state = EnrollmentState.CANCELED
@@ -424,18 +437,6 @@ def do_redeem_setup_code(
             )
             refusal = error
         else:
-            device = Device.objects.create(
-                user=user,
-                public_id=new_public_id(),
-                public_key=public_jwk,
-                key_thumbprint=thumbprint,
-                name=name,
-                platform=platform,
-                app_version=app_version,
-                key_protection=protection,
-                reported_key_protection=reported,
-                tpm_challenge=_stored_challenge(challenge),
-            )
             returned = f"{secrets.randbelow(10**RETURNED_CODE_DIGITS):0{RETURNED_CODE_DIGITS}d}"
             enrollment.state = EnrollmentState.REDEEMED
             enrollment.device = device
@@ -457,6 +458,25 @@ def do_redeem_setup_code(
     if refusal is not None:
         raise refusal
     return RedeemedSetupCode(device, returned, challenge)
+
+
+def _new_device(**fields: Any) -> Device:
+    """The new device's row, or DeviceRequestMalformed when its key became another device's
+    meanwhile.
+
+    The check before it reads what is committed: two set-ups redeeming one key for two
+    people at once (each holding only its own person's row) both find it free, and the
+    second INSERT meets the unique index on the thumbprint. On PostgreSQL it waits there
+    for the first to commit; in a savepoint, its failure is then refused as the check
+    would have refused it, rather than a 500. (SQLite's write transactions run one at a
+    time: the second finds the first's device.)"""
+    try:
+        with transaction.atomic():
+            return Device.objects.create(**fields)
+    except IntegrityError:
+        if not Device.objects.filter(key_thumbprint=fields["key_thumbprint"]).exists():
+            raise
+        raise errors.DeviceRequestMalformed("this key became a device meanwhile") from None
 
 
 def _lock_waiting_setup(code: str) -> DeviceEnrollment:
@@ -761,53 +781,78 @@ def do_send_push(username: str, origin: Origin, policy: Policy) -> SentPush:
     if not policy.allow_device_app_sign_in:
         raise errors.DeviceAppNotAllowed()
     name = normalize_username(username)
-    username_hash = _sha256(name)
-    now = clock.now_datetime()
     with transaction.atomic():
         user = User.objects.filter(username=name).first() if name else None
         if user is not None:
             lock_user(user)
-        recent = SignInApproval.objects.filter(username_hash=username_hash)
-        if recent.filter(state=PushState.PENDING, expires_at__gt=now).exists():
-            raise errors.PushPending()
-        if recent.filter(created_at__gt=now - PUSH_WINDOW).count() >= PUSH_LIMIT:
-            raise errors.PushLimitReached()
-        network = throttle.network_of(origin.ip)
-        if (
-            throttle.tells_clients_apart(network)
-            and SignInApproval.objects.filter(
-                network=network, created_at__gt=now - PUSH_WINDOW
-            ).count()
-            >= PUSH_NETWORK_LIMIT
-        ):
-            raise errors.PushLimitReached("from this network")
-        reason = _undeliverable(user, policy, now)
-        secret = secrets.token_urlsafe(32)
-        approval = SignInApproval.objects.create(
-            public_id=new_public_id(),
-            username_hash=username_hash,
-            user=user,
-            is_delivered=not reason,
-            number=10 + secrets.randbelow(90),
-            browser_binding=_sha256(secret),
-            expires_at=now + PUSH_LIFETIME,
-            ip=origin.ip,
-            network=network,
-            user_agent=origin.user_agent[:512],
-        )
-        record(
-            Action.PUSH_SENT,
-            origin,
-            subject=user,
-            reason=reason,
-            push=approval.public_id,
-            delivered=not reason,
-        )
-        if user is not None and not reason and webpush.is_enabled():
-            # After the commit, from a thread: the browser's answer never waits for a
-            # push service (threshold/devices/webpush.py).
-            devices = [device.pk for device in usable_devices(user, policy)]
-            transaction.on_commit(partial(webpush.send_soon, devices))
+        return _send_push(name, user, origin, policy, PushPurpose.SIGN_IN)
+
+
+def do_send_step_up_push(user: User, origin: Origin, policy: Policy) -> SentPush:
+    """ "Verify it's you" with a push, for a signed-in person with no passkey at hand.
+
+    The sign-in's push in all but its purpose: the same number to type and PIN or screen
+    lock on the device, the same limits (counted with the person's sign-in pushes), the
+    same mute after "I didn't do this". Approved, it counts as the password and code do
+    (``sessions.stepup``): enough to add a passkey, never to remove a method or for the
+    admin portal. Only for someone with a device the policy lets sign in."""
+    if not policy.allow_device_app_sign_in:
+        raise errors.DeviceAppNotAllowed()
+    with transaction.atomic():
+        lock_user(user)
+        if not usable_devices(user, policy):
+            raise errors.DeviceUnknown("no device that may sign in, for a step-up")
+        return _send_push(user.username, user, origin, policy, PushPurpose.STEP_UP)
+
+
+def _send_push(
+    name: str, user: User | None, origin: Origin, policy: Policy, purpose: PushPurpose
+) -> SentPush:
+    """The push's row, once the limits allow it, and its audit row; in the caller's
+    transaction, which holds the person's row."""
+    username_hash = _sha256(name)
+    now = clock.now_datetime()
+    recent = SignInApproval.objects.filter(username_hash=username_hash)
+    if recent.filter(state=PushState.PENDING, expires_at__gt=now).exists():
+        raise errors.PushPending()
+    if recent.filter(created_at__gt=now - PUSH_WINDOW).count() >= PUSH_LIMIT:
+        raise errors.PushLimitReached()
+    network = throttle.network_of(origin.ip)
+    if (
+        throttle.tells_clients_apart(network)
+        and SignInApproval.objects.filter(network=network, created_at__gt=now - PUSH_WINDOW).count()
+        >= PUSH_NETWORK_LIMIT
+    ):
+        raise errors.PushLimitReached("from this network")
+    reason = _undeliverable(user, policy, now)
+    secret = secrets.token_urlsafe(32)
+    approval = SignInApproval.objects.create(
+        public_id=new_public_id(),
+        username_hash=username_hash,
+        user=user,
+        is_delivered=not reason,
+        number=10 + secrets.randbelow(90),
+        browser_binding=_sha256(secret),
+        purpose=purpose,
+        expires_at=now + PUSH_LIFETIME,
+        ip=origin.ip,
+        network=network,
+        user_agent=origin.user_agent[:512],
+    )
+    record(
+        Action.PUSH_SENT,
+        origin,
+        subject=user,
+        reason=reason,
+        push=approval.public_id,
+        delivered=not reason,
+        purpose=purpose,
+    )
+    if user is not None and not reason and webpush.is_enabled():
+        # After the commit, from a thread: the browser's answer never waits for a
+        # push service (threshold/devices/webpush.py).
+        devices = [device.pk for device in usable_devices(user, policy)]
+        transaction.on_commit(partial(webpush.send_soon, devices))
     return SentPush(approval, secret)
 
 
@@ -843,7 +888,9 @@ def push_status(public_id: str, browser_secret: str) -> tuple[PushStatus, int | 
         return PushStatus.EXPIRED, None
     if approval.state in (PushState.REFUSED, PushState.DENIED):
         return PushStatus.REFUSED, None
-    if approval.state == PushState.USED or approval.expires_at <= clock.now_datetime():
+    if approval.state in (PushState.USED, PushState.CANCELED):
+        return PushStatus.EXPIRED, None
+    if approval.expires_at <= clock.now_datetime():
         return PushStatus.EXPIRED, None
     if approval.state == PushState.APPROVED:
         return PushStatus.APPROVED, approval.number
@@ -862,7 +909,7 @@ def do_finish_push(
     """The browser signs in with its approved push, once; or the push's error."""
     with transaction.atomic():
         approval = _browser_push(public_id, browser_secret)
-        if approval is None:
+        if approval is None or approval.purpose != PushPurpose.SIGN_IN:
             raise errors.PushExpired("unknown push or another browser's")
         if approval.state == PushState.REFUSED:
             raise errors.PushNumberWrong()
@@ -892,6 +939,57 @@ def do_finish_push(
         )
     hardware_bound = approval.device is not None and approval.device.is_hardware_protected
     return FinishedPush(user, assurance.for_device_app(hardware_bound=hardware_bound))
+
+
+def do_finish_step_up_push(
+    public_id: str, browser_secret: str, user: User, origin: Origin, policy: Policy
+) -> None:
+    """The signed-in browser's "Verify it's you" with its approved push, once; or the push's
+    error. Audited as a step-up (``step_up.succeeded``, method ``device_app``, not
+    phishing-resistant); the caller marks the session."""
+    with transaction.atomic():
+        lock_user(user)
+        approval = _browser_push(public_id, browser_secret)
+        if (
+            approval is None
+            or approval.purpose != PushPurpose.STEP_UP
+            or approval.user_id != user.pk
+        ):
+            raise errors.PushExpired("unknown push, another browser's or another person's")
+        if approval.state == PushState.REFUSED:
+            raise errors.PushNumberWrong()
+        if approval.state == PushState.DENIED:
+            raise errors.PushDenied()
+        if approval.expires_at <= clock.now_datetime():
+            raise errors.PushExpired("expired")
+        if not policy.allow_device_app_sign_in:
+            raise errors.DeviceAppNotAllowed()
+        used = SignInApproval.objects.filter(pk=approval.pk, state=PushState.APPROVED).update(
+            state=PushState.USED
+        )
+        if not used:
+            raise errors.PushExpired(f"the push is {approval.state}")
+        record(
+            Action.STEP_UP_SUCCEEDED,
+            origin,
+            actor=user,
+            subject=user,
+            method="device_app",
+            phishing_resistant=False,
+            push=approval.public_id,
+            device=approval.device.public_id if approval.device else "",
+        )
+
+
+def do_cancel_push(public_id: str, browser_secret: str) -> None:
+    """The browser that sent a push stops waiting ("Cancel"): a push still waiting ends, and
+    no device shows it any longer. It still counts against the limits (it was sent); a push
+    already answered, used or over is left as it is."""
+    approval = _browser_push(public_id, browser_secret)
+    if approval is not None:
+        SignInApproval.objects.filter(pk=approval.pk, state=PushState.PENDING).update(
+            state=PushState.CANCELED
+        )
 
 
 def list_pending_pushes(device: Device, policy: Policy) -> list[SignInApproval]:

@@ -175,6 +175,8 @@ def pending(request: HttpRequest, compact: str) -> JsonResponse:
                     "ip": push.ip or "",
                     "created_at": push.created_at.timestamp(),
                     "expires_at": push.expires_at.timestamp(),
+                    # sign_in, or step_up: "Verify it's you" in a signed-in browser.
+                    "purpose": push.purpose,
                 }
                 for push in pushes
             ]

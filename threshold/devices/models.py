@@ -137,7 +137,16 @@ class PushState(StrEnum):
     APPROVED = "approved"
     REFUSED = "refused"  # a wrong number ended it
     DENIED = "denied"  # "I didn't do this"
-    USED = "used"  # the browser signed in with it
+    USED = "used"  # the browser signed in (or verified) with it
+    CANCELED = "canceled"  # the browser that sent it stopped waiting ("Cancel")
+
+
+class PushPurpose(StrEnum):
+    """What a push asks the person to approve (stored values)."""
+
+    SIGN_IN = "sign_in"  # a browser signing in (/sign-in)
+    # "Verify it's you" in a signed-in browser, which then may add a passkey (step-up)
+    STEP_UP = "step_up"
 
 
 class SignInApproval(models.Model):
@@ -145,7 +154,8 @@ class SignInApproval(models.Model):
 
     One is written for every push, also for an unknown username or a person without a
     device (``is_delivered`` False: no device ever sees it), so that the browser's view
-    and the limits read the same whoever typed the username.
+    and the limits read the same whoever typed the username. A signed-in person's "Verify
+    it's you" sends one too (``purpose`` step_up), bound to their session's browser alike.
     """
 
     public_id = models.CharField(max_length=32, unique=True)
@@ -157,6 +167,7 @@ class SignInApproval(models.Model):
     # SHA-256 of the secret in the browser's cookie: only that browser signs in with it.
     browser_binding = models.CharField(max_length=64)
     state = models.CharField(max_length=16, default=PushState.PENDING)
+    purpose = models.CharField(max_length=16, default=PushPurpose.SIGN_IN)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     expires_at = models.DateTimeField()
     decided_at = models.DateTimeField(null=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.urls import reverse
 
@@ -13,7 +15,7 @@ from threshold.accounts.notices import (
     product,
 )
 from threshold.audit.actions import Origin
-from threshold.devices.models import Device, SignInApproval
+from threshold.devices.models import Device, PushPurpose, SignInApproval
 
 
 def _method(device: Device) -> str:
@@ -30,33 +32,43 @@ def notify_device_removed(device: Device, origin: Origin) -> None:
     notify_method_changed(device.user, _method(device), origin, MethodChange.REMOVED, subject)
 
 
+# What a push asked for, in the emails' words.
+_ASKED = {
+    PushPurpose.SIGN_IN: "a sign-in to your {product} account",
+    PushPurpose.STEP_UP: "\u201cVerify it\u2019s you\u201d for your {product} account",
+}
+
+
+def _context(approval: SignInApproval, device: Device) -> dict[str, Any]:
+    return {
+        "at": clock.now_datetime(),
+        "asked": _ASKED[PushPurpose(approval.purpose)].format(product=product()),
+        "step_up": approval.purpose == PushPurpose.STEP_UP,
+        "client": approval.client,
+        "ip": approval.ip or "",
+        "device": device.name,
+        "settings_url": settings.THRESHOLD.public_url + reverse("selfservice:settings"),
+    }
+
+
 def notify_push_denied(approval: SignInApproval, device: Device, origin: Origin) -> None:
     """ "I didn't do this": tell the person what was denied, and that pushes are muted."""
+    context = _context(approval, device)
     email_after_commit(
         device.user,
-        f"A sign-in to your {product()} account was denied",
+        f"{context['asked'][0].upper()}{context['asked'][1:]} was denied",
         "devices/push_denied_email.txt",
-        {
-            "at": clock.now_datetime(),
-            "client": approval.client,
-            "ip": approval.ip or "",
-            "device": device.name,
-            "settings_url": settings.THRESHOLD.public_url + reverse("selfservice:settings"),
-        },
+        context,
     )
 
 
 def notify_push_approved(approval: SignInApproval, device: Device) -> None:
-    """A push approved: the person hears of every sign-in their device let through."""
+    """A push approved: the person hears of every sign-in (and every "Verify it's you")
+    their device let through."""
+    context = _context(approval, device)
     email_after_commit(
         device.user,
-        f"A sign-in to your {product()} account was approved in Threshold Verify",
+        f"{context['asked'][0].upper()}{context['asked'][1:]} was approved in Threshold Verify",
         "devices/push_approved_email.txt",
-        {
-            "at": clock.now_datetime(),
-            "client": approval.client,
-            "ip": approval.ip or "",
-            "device": device.name,
-            "settings_url": settings.THRESHOLD.public_url + reverse("selfservice:settings"),
-        },
+        context,
     )

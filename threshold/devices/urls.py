@@ -15,6 +15,13 @@ urlpatterns = [
     path("sign-in/push/start", views.push_start, name="push-start"),
     path("sign-in/push/state", views.push_state, name="push-state"),
     path("sign-in/push/finish", views.push_finish, name="push-finish"),
+    path("sign-in/push/cancel", views.push_cancel, name="push-cancel"),
+    # "Verify it's you" with a push, for a signed-in person without a passkey at hand.
+    path("settings/verify/push", views.step_up_push, name="step-up-push"),
+    path("settings/verify/push/wait", views.step_up_push_wait, name="step-up-push-wait"),
+    path("settings/verify/push/state", views.step_up_push_state, name="step-up-push-state"),
+    path("settings/verify/push/finish", views.step_up_push_finish, name="step-up-push-finish"),
+    path("settings/verify/push/cancel", views.step_up_push_cancel, name="step-up-push-cancel"),
     # Where the set-up QR code points (the code rides in the fragment).
     path("verify/", views.verify_app, name="verify-app"),
     # The device API, version 1 (docs/device-api.md).

@@ -6,6 +6,8 @@ browser's side of the same set-ups and pushes.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 
 from django.conf import settings
@@ -27,18 +29,21 @@ from threshold.devices.actions import (
     PushStatus,
     SentPush,
     access_own_device,
+    do_cancel_push,
     do_confirm_returned_code,
     do_finish_push,
+    do_finish_step_up_push,
     do_issue_setup_code,
     do_remove_device,
     do_rename_device,
     do_send_push,
+    do_send_step_up_push,
     is_last_usable_device,
     push_status,
 )
 from threshold.policy.access import policy_for
 from threshold.sessions.actions import sign_in
-from threshold.sessions.stepup import recently_verified, verify_first
+from threshold.sessions.stepup import mark_verified, recently_verified, return_to, verify_first
 from threshold.sessions.store import SignedInWith
 from threshold.web.http import (
     Done,
@@ -286,11 +291,33 @@ def push_wait(request: HttpRequest) -> HttpResponse:
         return _push_problem(request, errors.PushExpired())
     if state == PushStatus.REFUSED:
         return _push_problem(request, errors.PushNumberWrong())
+    query = _next_query(request)
     return render(
         request,
         "devices/push_wait.html",
-        {"number": number, "next_query": _next_query(request)},
+        {
+            "number": number,
+            "state_url": reverse("devices:push-state"),
+            "wait_url": url_to("devices:push-wait", query=query),
+            "finish_url": url_to("devices:push-finish", query=query),
+            "cancel_url": url_to("devices:push-cancel", query=query),
+            "instead_url": url_to("sessions:sign-in", query=query),
+            "step_up": False,
+        },
     )
+
+
+@require_POST
+@never_cache
+def push_cancel(request: HttpRequest) -> HttpResponse:
+    """ "Cancel" on the number's page: the push ends (no device shows it any longer), and
+    the sign-in page is shown again."""
+    found = _push_from_cookie(request)
+    if found is not None:
+        do_cancel_push(*found)
+    response = see_other(url_to("sessions:sign-in", query=_next_query(request)))
+    response.delete_cookie(PUSH_COOKIE, samesite="Strict")
+    return response
 
 
 @require_GET
@@ -319,6 +346,145 @@ def push_finish(request: HttpRequest) -> HttpResponse:
     sign_in(request, finished.user, finished.assurance, method=SignedInWith.DEVICE_APP)
     response = see_other(safe_next(request))
     response.delete_cookie(PUSH_COOKIE, samesite="Strict")
+    return response
+
+
+# --- "Verify it's you" with a push ---------------------------------------------------------
+
+# The signed-in browser's step-up push: a cookie of its own, never the sign-in's.
+STEP_UP_PUSH_COOKIE = "threshold_step_up_push"
+_STEP_UP_PUSH_SALT = "threshold.devices.step-up-push"
+
+
+def _step_up_push_from_cookie(request: HttpRequest) -> tuple[str, str] | None:
+    token = request.COOKIES.get(STEP_UP_PUSH_COOKIE, "")
+    try:
+        value = signing.loads(token, salt=_STEP_UP_PUSH_SALT, max_age=_PUSH_COOKIE_AGE)
+    except signing.BadSignature:
+        return None
+    if not (isinstance(value, list) and len(value) == 3):  # noqa: PLR2004 - id, secret, session
+        return None
+    # Bound to the session that sent it, as a ceremony begun for a signed-in person is.
+    if not hmac.compare_digest(str(value[2]), _session_binding(request)):
+        return None
+    return str(value[0]), str(value[1])
+
+
+def _session_binding(request: HttpRequest) -> str:
+    key = request.session.session_key or ""
+    return hashlib.sha256(f"step-up-push:{key}".encode()).hexdigest()
+
+
+def _step_up_query(request: HttpRequest) -> dict[str, str]:
+    return {"next": return_to(request).target}
+
+
+def _step_up_problem(request: HttpRequest, error: errors.ThresholdError) -> HttpResponse:
+    return render(
+        request,
+        "devices/push.html",
+        {
+            "error": catalog.entry_for(error, Surface.AUTHENTICATION),
+            "again_url": url_to("selfservice:verify", query=_step_up_query(request)),
+            "step_up": True,
+        },
+        status=catalog.status_for(error),
+    )
+
+
+@require_POST
+@never_cache
+@login_required
+def step_up_push(request: HttpRequest) -> HttpResponse:
+    """ "Send a push to Threshold Verify" on "Verify it's you": the number's page follows."""
+    try:
+        sent = do_send_step_up_push(_user(request), audit_origin(request), policy_for(request))
+    except errors.ThresholdError as error:
+        return _step_up_problem(request, error)
+    response = see_other(url_to("devices:step-up-push-wait", query=_step_up_query(request)))
+    response.set_cookie(
+        STEP_UP_PUSH_COOKIE,
+        signing.dumps(
+            [sent.approval.public_id, sent.browser_secret, _session_binding(request)],
+            salt=_STEP_UP_PUSH_SALT,
+        ),
+        max_age=_PUSH_COOKIE_AGE,
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+        samesite="Strict",
+    )
+    return response
+
+
+@require_GET
+@never_cache
+@login_required
+def step_up_push_wait(request: HttpRequest) -> HttpResponse:
+    """The number to type in Threshold Verify, while the step-up's push waits."""
+    found = _step_up_push_from_cookie(request)
+    state, number = push_status(*found) if found else (PushStatus.EXPIRED, None)
+    if state == PushStatus.EXPIRED:
+        return _step_up_problem(request, errors.PushExpired())
+    if state == PushStatus.REFUSED:
+        return _step_up_problem(request, errors.PushNumberWrong())
+    query = _step_up_query(request)
+    return render(
+        request,
+        "devices/push_wait.html",
+        {
+            "number": number,
+            "state_url": reverse("devices:step-up-push-state"),
+            "wait_url": url_to("devices:step-up-push-wait", query=query),
+            "finish_url": url_to("devices:step-up-push-finish", query=query),
+            "cancel_url": url_to("devices:step-up-push-cancel", query=query),
+            "instead_url": url_to("selfservice:verify", query=query),
+            "step_up": True,
+        },
+    )
+
+
+@require_GET
+@never_cache
+def step_up_push_state(request: HttpRequest) -> JsonResponse:
+    """{"state": ...} for push.js, as /sign-in/push/state answers."""
+    found = _step_up_push_from_cookie(request) if request.user.is_authenticated else None
+    state, _ = push_status(*found) if found else (PushStatus.EXPIRED, None)
+    return JsonResponse({"state": state})
+
+
+@require_POST
+@never_cache
+@login_required
+def step_up_push_finish(request: HttpRequest) -> HttpResponse:
+    """Verified with the approved push: back where "Verify it's you" was sent from. It counts
+    as the password and code do (``mark_verified(phishing_resistant=False)``): a passkey may
+    be added, nothing else."""
+    found = _step_up_push_from_cookie(request)
+    if found is None:
+        return _step_up_problem(request, errors.PushExpired())
+    state, _ = push_status(*found)
+    if state == PushStatus.PENDING:
+        return see_other(url_to("devices:step-up-push-wait", query=_step_up_query(request)))
+    try:
+        do_finish_step_up_push(*found, _user(request), audit_origin(request), policy_for(request))
+    except errors.ThresholdError as error:
+        return _step_up_problem(request, error)
+    mark_verified(request, phishing_resistant=False)
+    response = see_other(return_to(request).target)
+    response.delete_cookie(STEP_UP_PUSH_COOKIE, samesite="Strict")
+    return response
+
+
+@require_POST
+@never_cache
+@login_required
+def step_up_push_cancel(request: HttpRequest) -> HttpResponse:
+    """ "Cancel": the push ends, and "Verify it's you" is shown again."""
+    found = _step_up_push_from_cookie(request)
+    if found is not None:
+        do_cancel_push(*found)
+    response = see_other(url_to("selfservice:verify", query=_step_up_query(request)))
+    response.delete_cookie(STEP_UP_PUSH_COOKIE, samesite="Strict")
     return response
 
 

@@ -5,6 +5,8 @@ from threshold.help import views
 
 app_name = "help"
 urlpatterns = [
+    path("help", views.index, name="index"),
+    path("help/", RedirectView.as_view(pattern_name="help:index", permanent=True)),
     path("help/errors", views.errors, name="errors"),
     path("help/guide", views.guide_index, name="guide-index"),
     path("help/guide/<str:platform>", views.guide, name="guide"),

@@ -13,6 +13,19 @@ from threshold.help.guides import PLATFORMS, Platform, localize
 
 
 @require_GET
+def index(request: HttpRequest) -> HttpResponse:
+    """/help: every help article, public like them: the set-up guides and the error messages."""
+    return render(
+        request,
+        "help/index.html",
+        {
+            "platforms": [localize(each) for each in PLATFORMS.values()],
+            "groups": [heading for heading, _ in catalog.entries_by_group()],
+        },
+    )
+
+
+@require_GET
 def errors(request: HttpRequest) -> HttpResponse:
     """For support staff: every message, its cause and solution, like the help articles' tables."""
     return render(request, "help/errors.html", {"groups": catalog.entries_by_group()})

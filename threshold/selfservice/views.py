@@ -25,6 +25,7 @@ from threshold.core.catalog import Surface, status_for
 from threshold.core.encoding import b64url_encode
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, NICKNAME_MAX_LENGTH
 from threshold.core.vocabulary import Attachment, Hint
+from threshold.devices.methods import count_usable_devices
 from threshold.passkeys.access import access_own_passkey, list_passkeys, not_allowed_passkey_ids
 from threshold.passkeys.actions import (
     do_begin_registration,
@@ -41,7 +42,13 @@ from threshold.passkeys.pending import Purpose
 from threshold.policy.access import policy_for
 from threshold.sessions.access import describe_sign_in_method, list_active_sessions
 from threshold.sessions.flow import Flow, check_flow, issue_flow_token
-from threshold.sessions.stepup import mark_verified, recently_verified, verify_first
+from threshold.sessions.stepup import (
+    mark_verified,
+    opens_without_a_passkey,
+    recently_verified,
+    return_to,
+    verify_first,
+)
 from threshold.sessions.store import SIGN_IN_METHOD
 from threshold.sso.access import list_my_apps, list_signed_in_apps
 from threshold.web.http import (
@@ -207,13 +214,17 @@ def change_name(request: HttpRequest) -> HttpResponse:
 @never_cache
 @login_required
 def verify_page(request: HttpRequest) -> HttpResponse:
+    back = return_to(request)
     return render(
         request,
         "selfservice/verify.html",
         {
             "catalog": CLIENT_CATALOG,
             "entry": catalog.CATALOG["verification_required"],
-            "next": _safe_return(request),
+            "next": back.target,
+            # Where they came from: a page of the admin portal, or Settings.
+            "back": back,
+            "push_url": _push_step_up_url(request, back.target),
             "window_minutes": max(1, policy_for(request).step_up_max_age_seconds // 60),
             "flow": issue_flow_token(Flow.STEP_UP),
         },
@@ -247,7 +258,7 @@ def verify_result(request: HttpRequest) -> JsonResponse:
     except errors.ThresholdError as error:
         return failed(error, Surface.AUTHENTICATION)
     mark_verified(request)
-    return ok({"redirect": _safe_return(request)})
+    return ok({"redirect": return_to(request).target})
 
 
 # --- Set up another ----------------------------------------------------------------------------
@@ -390,3 +401,18 @@ def remove(request: HttpRequest, passkey_id: int) -> HttpResponse:
         },
         status=status_for(refused) if refused else 200,
     )
+
+
+# --- Step-up with Threshold Verify ----------------------------------------------------------------
+
+
+def _push_step_up_url(request: HttpRequest, target: str) -> str:
+    """Where "Send a push to Threshold Verify" posts on "Verify it's you", or "" when it is
+    not offered: only where a push opens the page (adding a passkey, not removing a
+    method nor the admin portal: ``stepup.opens_without_a_passkey``), and for someone with
+    a device the policy lets sign in (``allow_device_app_sign_in``, and its key)."""
+    if not opens_without_a_passkey(target):
+        return ""
+    if not count_usable_devices(_user(request), policy_for(request)):
+        return ""
+    return url_to("devices:step-up-push", query={"next": target})

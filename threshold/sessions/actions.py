@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.http import HttpRequest
 
 from threshold import clock
+from threshold.accounts.actions import lock_user, lock_users
 from threshold.accounts.models import User
 from threshold.accounts.signals import access_withdrawn
 from threshold.audit.actions import Action, Origin, record
@@ -111,11 +112,16 @@ def new_signed_in_session(
 
 
 def sign_out(request: HttpRequest) -> None:
-    """End this browser's session; a signed-in person's sign-out is audited."""
-    if request.user.is_authenticated:
-        user = request.user
-        record(Action.SIGN_OUT, audit_origin(request), actor=user, subject=user)
-    logout(request)
+    """End this browser's session; a signed-in person's sign-out is audited.
+
+    The person's row first, as every ending of their sessions takes it (``lock_user``):
+    their sessions' and tokens' rows are then only ever taken by one change at a time."""
+    with transaction.atomic():
+        if isinstance(request.user, User):
+            user = request.user
+            lock_user(user)
+            record(Action.SIGN_OUT, audit_origin(request), actor=user, subject=user)
+        logout(request)
 
 
 @transaction.atomic
@@ -124,7 +130,11 @@ def do_sign_out_other_sessions(user: User, current_session_key: str | None, orig
 
     Their other browsers find themselves signed out at their next request.
     Expired rows that ``threshold cleanup`` has not removed yet go too, and count.
+    The person's row first (``lock_user``), then the sessions, then (``access_withdrawn``)
+    their tokens, as a lock, a recovery or a group removal takes them: taken in other
+    orders, two revocations for one person could each wait for the other on PostgreSQL.
     """
+    lock_user(user)
     count, _ = Session.objects.filter(user=user).exclude(session_key=current_session_key).delete()
     record(Action.SESSIONS_ENDED, origin, actor=user, subject=user, count=count)
     access_withdrawn.send(
@@ -137,21 +147,33 @@ def do_sign_out_other_sessions(user: User, current_session_key: str | None, orig
     return count
 
 
+# People whose timed-out sessions ``delete_timed_out_sessions`` ends in one transaction.
+_PEOPLE_PER_TRANSACTION = 500
+
+
 def delete_timed_out_sessions() -> int:
     """End the signed-in sessions past their idle or absolute timeout; returns how many.
 
     ``SessionTimeoutMiddleware`` ends such a session when its browser comes back;
     ``threshold cleanup`` ends the others, so that whoever watches sessions end
     (back-channel logout to apps) hears of every timeout, not only of those.
+    A few hundred people at a time, their rows first and in the order of their IDs
+    (``lock_users``), as every ending of someone's sessions takes them.
     """
     now = clock.now_datetime()
     idle = timedelta(seconds=settings.THRESHOLD_SESSION_IDLE_TIMEOUT)
     longest = timedelta(seconds=settings.THRESHOLD_SESSION_MAX_AGE)
-    count, _ = (
-        Session.objects.exclude(user=None)
-        .filter(Q(last_activity__lt=now - idle) | Q(signed_in_at__lt=now - longest))
-        .delete()
+    timed_out = Session.objects.exclude(user=None).filter(
+        Q(last_activity__lt=now - idle) | Q(signed_in_at__lt=now - longest)
     )
+    people = sorted(set(timed_out.values_list("user_id", flat=True)))
+    count = 0
+    for start in range(0, len(people), _PEOPLE_PER_TRANSACTION):
+        batch = people[start : start + _PEOPLE_PER_TRANSACTION]
+        with transaction.atomic():
+            lock_users(batch)
+            deleted, _ = timed_out.filter(user_id__in=batch).delete()
+        count += deleted
     return count
 
 
@@ -159,8 +181,10 @@ def delete_timed_out_sessions() -> int:
 def do_end_sessions(user: User, origin: Origin, *, actor: User) -> int:
     """An administrator ends every session of ``user`` (the admin portal); how many there were.
 
-    Their browsers find themselves signed out at their next request.
+    Their browsers find themselves signed out at their next request. The person's row
+    first, as ``do_sign_out_other_sessions`` takes it.
     """
+    lock_user(user)
     count, _ = Session.objects.filter(user=user).delete()
     record(
         Action.SESSIONS_ENDED,

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from threshold.accounts.actions import lock_user, lock_users
 from threshold.accounts.models import User
 from threshold.audit.actions import Action, Origin, record
 from threshold.core import errors
@@ -309,7 +310,9 @@ def do_assign_app(
 
 @transaction.atomic
 def do_sign_out_of_app(user: User, application: Application, origin: Origin) -> int:
-    """The person's "Sign out of this app": that app's tokens are revoked."""
+    """The person's "Sign out of this app": that app's tokens are revoked (their row first,
+    as every revocation of theirs takes it: ``accounts.actions.lock_user``)."""
+    lock_user(user)
     count = revoke_tokens(user, application=application)
     record(
         Action.SSO_TOKENS_REVOKED,
@@ -359,6 +362,11 @@ def withdraw_unassigned(
             pairs.extend(list_unassigned_holders(user_ids=batch, application=application))
     if not pairs:
         return 0
+    # Their rows first, in the order of their IDs (``lock_users``), as every revocation of
+    # a person's tokens or sessions takes them; and each person's apps one after the other.
+    pairs.sort()
+    for start in range(0, len(pairs), _IDS_PER_QUERY):
+        lock_users({user_id for user_id, _ in pairs[start : start + _IDS_PER_QUERY]})
     people = User.objects.in_bulk({user_id for user_id, _ in pairs})
     apps = Application.objects.in_bulk({app_id for _, app_id in pairs})
     revoked = 0

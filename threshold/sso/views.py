@@ -46,6 +46,7 @@ from oauthlib.common import add_params_to_uri
 from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 
 from threshold import clock
+from threshold.accounts.actions import lock_user
 from threshold.accounts.models import User
 from threshold.audit.actions import Action, record
 from threshold.audit.capped import record_capped, record_refusal
@@ -997,17 +998,21 @@ class EndSessionView(RPInitiatedLogoutView):  # DOT ships no types
         token_user: Any = None,
     ) -> HttpResponse:
         user = token_user or (self.request.user if self.request.user.is_authenticated else None)
-        if user is not None and application is not None:
-            revoke_tokens(user, application=application)
-        record(
-            Action.SSO_LOGOUT,
-            audit_origin(self.request),
-            actor=user,
-            subject=user,
-            app=getattr(application, "client_id", ""),
-        )
-        if self.request.user.is_authenticated:
-            sign_out(self.request)
+        # One transaction, the person's row first, as every revocation of theirs takes it.
+        with transaction.atomic():
+            if user is not None:
+                lock_user(user)
+            if user is not None and application is not None:
+                revoke_tokens(user, application=application)
+            record(
+                Action.SSO_LOGOUT,
+                audit_origin(self.request),
+                actor=user,
+                subject=user,
+                app=getattr(application, "client_id", ""),
+            )
+            if self.request.user.is_authenticated:
+                sign_out(self.request)
         if post_logout_redirect_uri:
             target = post_logout_redirect_uri
             if state:

@@ -1,5 +1,6 @@
-// The push sign-in's waiting page: asks every two seconds whether Threshold Verify answered,
-// and signs in (the "I approved it" form) once it approved, or reloads to show why not.
+// The push's waiting page (a sign-in's, or "Verify it's you"'s): asks every two seconds
+// whether Threshold Verify answered, and posts the "I approved it" form once it approved,
+// or reloads to show why not.
 (() => {
   "use strict";
   const page = document.getElementById("push");
@@ -18,7 +19,7 @@
       state = "pending"; // a network blip: ask again
     }
     if (state === "approved") {
-      status.textContent = "Approved. Signing you in\u2026";
+      status.textContent = page.dataset.approved;
       form.submit();
     } else if (state === "pending") {
       window.setTimeout(check, 2000);

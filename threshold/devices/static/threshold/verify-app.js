@@ -244,25 +244,53 @@
   let current = null; // the push on screen
   let polling = null;
 
+  // What each kind of push asks (the API's "purpose"), in the words the phone shows.
+  const ASKS = {
+    sign_in: {
+      heading: "Are you trying to sign in?",
+      detail: "",
+      waiting: "A sign-in request is waiting for you.",
+      approved: "Approved: the browser signs in.",
+    },
+    step_up: {
+      heading: "Are you verifying it\u2019s you?",
+      detail:
+        "A browser where you are signed in asks to verify it\u2019s you. Approving lets it " +
+        "add a passkey to your account for the next few minutes.",
+      waiting: "A request to verify it\u2019s you is waiting for you.",
+      approved: "Approved: the browser may add a passkey now.",
+    },
+  };
+  const asks = (push) => ASKS[push && push.purpose] || ASKS.sign_in;
+
+  // Dates as the rest of Threshold writes them ("4 Dec 2026, 14:05"), in this phone's time.
+  const MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(" ");
   function when(seconds) {
-    return new Date(seconds * 1000).toLocaleString([], {
-      dateStyle: "medium",
-      timeStyle: "short",
-    });
+    const date = new Date(seconds * 1000);
+    const two = (value) => String(value).padStart(2, "0");
+    return (
+      `${date.getDate()} ${MONTHS[date.getMonth()]} ${date.getFullYear()}, ` +
+      `${two(date.getHours())}:${two(date.getMinutes())}`
+    );
   }
 
   function showRequest(push) {
     if (current && current.id === push.id) return;
     current = push;
+    const asked = asks(push);
+    $("verify-request-heading").textContent = asked.heading;
+    $("verify-request-detail").textContent = asked.detail;
+    $("verify-request-detail").hidden = !asked.detail;
     $("verify-request-browser").textContent = push.browser;
-    $("verify-request-ip").textContent = push.ip || "unknown";
+    $("verify-request-ip").textContent = push.ip || "Unknown";
     $("verify-request-time").textContent = when(push.created_at);
+    $("verify-request-time").dateTime = new Date(push.created_at * 1000).toISOString();
     $("verify-number").value = "";
     $("verify-request").hidden = false;
-    $("verify-status").textContent = "A sign-in request is waiting for you.";
+    $("verify-status").textContent = asked.waiting;
     if ("Notification" in window && Notification.permission === "granted" && document.hidden) {
       try {
-        new Notification("Threshold Verify", { body: "Sign-in request: type the number" });
+        new Notification("Threshold Verify", { body: `${asked.heading} Type the number.` });
       } catch (error) {
         // Some browsers show notifications only from a service worker: the page still shows it.
       }
@@ -281,7 +309,7 @@
       if (approvals.length) {
         showRequest(approvals[0]);
       } else if (current) {
-        hideRequest("The sign-in request is over. Waiting for sign-in requests\u2026");
+        hideRequest("The request ended. Waiting for sign-in requests\u2026");
       }
     } catch (error) {
       if (error.status === 401) {
@@ -312,8 +340,8 @@
       const result = await deviceCall(account, "approvals/answer", body);
       hideRequest(
         result.state === "approved"
-          ? "Approved: the browser signs in."
-          : "Denied. Sign-in requests are paused for 20 minutes, and you will get an email.",
+          ? asks(push).approved
+          : "Denied. Requests are paused for twenty minutes, and you will get an email.",
       );
     } catch (error) {
       showError(error);

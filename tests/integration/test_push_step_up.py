@@ -1,0 +1,247 @@
+""" "Verify it's you" with a push to Threshold Verify (issue 12's device app; the seeds'
+"Authenticate using Okta Verify", then "Set up"): for a signed-in person without a passkey at
+hand. The push is a sign-in's push in all but its purpose (the number typed on the device,
+its PIN or screen lock, the limits, the mute); approved, it counts as the password and code
+do: a passkey may be added within the step-up window, nothing else. Real keys sign real
+requests (tests/support/device.py); only the clock is pinned."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core import mail
+
+from tests.integration.conftest import (
+    ORIGIN,
+    Browser,
+    assert_ok,
+    enrolled_person,
+    last_event,
+    sign_in,
+)
+from tests.integration.test_device_app import (
+    answer,
+    pending,
+    send_push,
+    set_up_device,
+    shown_number,
+)
+from tests.integration.test_fallback import post
+from tests.support.authenticator import SoftAuthenticator
+from threshold.audit.actions import Origin
+from threshold.core import errors
+from threshold.core.policy import Policy
+from threshold.devices.actions import (
+    do_finish_push,
+    do_finish_step_up_push,
+    do_send_push,
+    do_send_step_up_push,
+)
+from threshold.devices.models import SignInApproval
+from threshold.passkeys.models import Passkey
+from threshold.policy.actions import do_update_policy
+
+pytestmark = pytest.mark.django_db
+
+ADD = "/settings/security-methods/add"
+VERIFY_FOR_ADDING = "/settings/verify?next=%2Fsettings%2Fsecurity-methods%2Fadd"
+PUSH_FORM = 'action="/settings/verify/push?next=%2Fsettings%2Fsecurity-methods%2Fadd"'
+
+
+def signed_in_with_a_push(person, device) -> Browser:
+    """Ada signs in on a borrowed computer with a push: no passkey of hers is there."""
+    browser = Browser()
+    send_push(browser, person.user.username)
+    number = shown_number(browser)
+    [push] = pending(device)
+    assert_ok(
+        answer(device, push["id"], decision="approve", number=str(number), user_verified=True)
+    )
+    assert post(browser, "/sign-in/push/finish").status_code == 303
+    assert browser.is_signed_in()
+    return browser
+
+
+def step_up_number(browser: Browser) -> int:
+    html = browser.get(f"/settings/verify/push/wait?next={ADD}").content.decode()
+    found = re.search(r'<p class="push-number" id="push-number"[^>]*>(\d\d)</p>', html)
+    assert found, html
+    return int(found.group(1))
+
+
+def test_a_push_sign_in_adds_a_passkey_after_verifying_with_a_push(
+    ada, clock, django_capture_on_commit_callbacks
+):
+    device = set_up_device(ada)
+    clock.advance(301)  # the set-up's own step-up is over
+    browser = signed_in_with_a_push(ada, device)
+    # "Set up another": a push sign-in is no step-up by itself.
+    response = browser.get(ADD)
+    assert response["Location"] == VERIFY_FOR_ADDING
+    page = browser.get(VERIFY_FOR_ADDING).content.decode()
+    assert PUSH_FORM in page
+    assert "Send a push to Threshold Verify" in page
+
+    response = post(browser, f"/settings/verify/push?next={ADD}")
+    assert response.status_code == 303
+    assert (
+        response["Location"]
+        == "/settings/verify/push/wait?next=%2Fsettings%2Fsecurity-methods%2Fadd"
+    )
+    number = step_up_number(browser)
+    # The device is told what it approves.
+    [push] = pending(device)
+    assert push["purpose"] == "step_up"
+    assert last_event("push.sent").detail["purpose"] == "step_up"
+    assert browser.get("/settings/verify/push/state").json() == {"state": "pending"}
+    with django_capture_on_commit_callbacks(execute=True):
+        state = answer(
+            device, push["id"], decision="approve", number=str(number), user_verified=True
+        )
+    assert assert_ok(state)["state"] == "approved"
+    assert mail.outbox[-1].subject == (
+        "\u201cVerify it\u2019s you\u201d for your Threshold account was approved in "
+        "Threshold Verify"
+    )
+    assert "may add a passkey" in mail.outbox[-1].body
+    assert browser.get("/settings/verify/push/state").json() == {"state": "approved"}
+    response = post(browser, f"/settings/verify/push/finish?next={ADD}")
+    assert response.status_code == 303
+    assert response["Location"] == ADD
+    event = last_event("step_up.succeeded")
+    assert (event.subject, event.detail["method"]) == (ada.user, "device_app")
+    assert event.detail["phishing_resistant"] is False
+    assert event.detail["device"] == device.device_id
+
+    # Now a passkey can be added, as after a password and code.
+    assert browser.get(ADD).status_code == 200
+    options = assert_ok(browser.post_json(f"{ADD}/options", {"device": "this-device"}))
+    credential = SoftAuthenticator().create(options["publicKey"], ORIGIN)
+    assert_ok(browser.post_json(f"{ADD}/result", credential))
+    assert Passkey.objects.filter(user=ada.user).count() == 2
+    # Nothing else: removing a method, or a device, still needs a passkey.
+    passkey = Passkey.objects.filter(user=ada.user).first()
+    assert passkey is not None
+    response = browser.get(f"/settings/security-methods/{passkey.pk}/remove")
+    assert response["Location"].startswith("/settings/verify?")
+    assert browser.get(f"/settings/device-app/{device.device_id}/remove")["Location"].startswith(
+        "/settings/verify?"
+    )
+    assert browser.get("/settings/device-app/set-up")["Location"].startswith("/settings/verify?")
+    # Used once.
+    assert post(browser, f"/settings/verify/push/finish?next={ADD}").status_code == 400
+    # And for the step-up's window only.
+    clock.advance(301)
+    assert browser.get(ADD).status_code == 303
+
+
+def test_the_push_is_offered_only_where_it_opens_the_page(ada, clock):
+    browser = Browser()
+    assert_ok(sign_in(browser, ada.authenticator))
+    # No device: nothing to offer.
+    assert PUSH_FORM not in browser.get(VERIFY_FOR_ADDING).content.decode()
+    device = set_up_device(ada, browser)
+    clock.advance(301)
+    assert PUSH_FORM in browser.get(VERIFY_FOR_ADDING).content.decode()
+    passkey = Passkey.objects.get(user=ada.user)
+    for target in (
+        f"/settings/security-methods/{passkey.pk}/remove",
+        f"/settings/device-app/{device.device_id}/remove",
+        "/settings/device-app/set-up",
+        "/settings/fallback/remove",
+        "/admin/",
+        "/settings",
+    ):
+        page = browser.get(f"/settings/verify?next={target}").content.decode()
+        assert 'id="push-step-up"' not in page, target
+    # Nor where the policy does not let the device sign in.
+    do_update_policy(Policy(require_hardware_device_key=True), Origin.cli())
+    assert 'id="push-step-up"' not in browser.get(VERIFY_FOR_ADDING).content.decode()
+    do_update_policy(Policy(allow_device_app_sign_in=False), Origin.cli())
+    assert 'id="push-step-up"' not in browser.get(VERIFY_FOR_ADDING).content.decode()
+    # A push sent all the same is refused, and stores nothing.
+    response = post(browser, f"/settings/verify/push?next={ADD}")
+    assert response.status_code == 403
+    do_update_policy(Policy(require_hardware_device_key=True), Origin.cli())
+    response = post(browser, f"/settings/verify/push?next={ADD}")
+    assert response.status_code == 401
+    assert "Device Not Recognized" in response.content.decode()
+    assert not SignInApproval.objects.exists()
+
+
+def test_a_sign_in_push_is_no_step_up_and_a_step_up_push_signs_nobody_in(ada, clock):
+    set_up_device(ada)
+    origin, policy = Origin(ip="203.0.113.7"), Policy()
+    sign_in_push = do_send_push("ada@example.com", origin, policy)
+    SignInApproval.objects.filter(pk=sign_in_push.approval.pk).update(state="approved")
+    with pytest.raises(errors.PushExpired):
+        do_finish_step_up_push(
+            sign_in_push.approval.public_id, sign_in_push.browser_secret, ada.user, origin, policy
+        )
+    SignInApproval.objects.all().delete()
+    step_up = do_send_step_up_push(ada.user, origin, policy)
+    SignInApproval.objects.filter(pk=step_up.approval.pk).update(state="approved")
+    with pytest.raises(errors.PushExpired):
+        do_finish_push(step_up.approval.public_id, step_up.browser_secret, origin, policy)
+    # Nor for another person, whose session this is not.
+    grace = enrolled_person("grace@example.com", "Grace Hopper")
+    with pytest.raises(errors.PushExpired):
+        do_finish_step_up_push(
+            step_up.approval.public_id, step_up.browser_secret, grace.user, origin, policy
+        )
+    # Its own person's, once.
+    do_finish_step_up_push(
+        step_up.approval.public_id, step_up.browser_secret, ada.user, origin, policy
+    )
+    with pytest.raises(errors.PushExpired):
+        do_finish_step_up_push(
+            step_up.approval.public_id, step_up.browser_secret, ada.user, origin, policy
+        )
+
+
+def test_a_denied_step_up_push_is_refused_and_mutes_pushes(
+    ada, clock, django_capture_on_commit_callbacks
+):
+    device = set_up_device(ada)
+    browser = signed_in_with_a_push(ada, device)
+    post(browser, f"/settings/verify/push?next={ADD}")
+    [push] = pending(device)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert_ok(answer(device, push["id"], decision="deny"))
+    assert "Someone may be" in mail.outbox[-1].body
+    response = post(browser, f"/settings/verify/push/finish?next={ADD}")
+    assert_failed_page(response, 400, "Sign-in Not Approved")
+    assert browser.get(f"{ADD}")["Location"] == VERIFY_FOR_ADDING
+
+
+def assert_failed_page(response, status: int, title: str) -> None:
+    assert response.status_code == status, response.content[:300]
+    assert title in response.content.decode()
+
+
+def test_cancel_ends_the_push_and_a_new_one_can_be_sent_at_once(ada, clock):
+    device = set_up_device(ada)
+    # A sign-in's push.
+    browser = Browser()
+    send_push(browser, "ada@example.com")
+    page = browser.get("/sign-in/push/wait").content.decode()
+    assert 'action="/sign-in/push/cancel"' in page
+    response = post(browser, "/sign-in/push/cancel")
+    assert (response.status_code, response["Location"]) == (303, "/sign-in")
+    assert pending(device) == []
+    assert browser.get("/sign-in/push/state").json() == {"state": "expired"}
+    assert post(browser, "/sign-in/push/finish").status_code == 400
+    # No longer waiting: another can be sent now, not in two minutes.
+    assert send_push(Browser(), "ada@example.com").status_code == 303
+    SignInApproval.objects.filter(state="pending").update(state="used")
+    clock.advance(601)  # three pushes per ten minutes
+    # "Verify it's you"'s push.
+    signed_in = signed_in_with_a_push(ada, device)
+    post(signed_in, f"/settings/verify/push?next={ADD}")
+    page = signed_in.get(f"/settings/verify/push/wait?next={ADD}").content.decode()
+    assert 'action="/settings/verify/push/cancel?next=%2Fsettings%2Fsecurity-methods%2Fadd"' in page
+    response = post(signed_in, f"/settings/verify/push/cancel?next={ADD}")
+    assert (response.status_code, response["Location"]) == (303, VERIFY_FOR_ADDING)
+    assert pending(device) == []
+    assert SignInApproval.objects.filter(state="canceled").count() == 2
