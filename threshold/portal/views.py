@@ -709,21 +709,84 @@ def _render_policy(
     )
 
 
+_NO_ADMINISTRATOR_LEFT = (
+    "This change would leave no administrator able to sign in, so it was not saved. Give an "
+    "administrator a way to sign in that the new rules allow first, then save it."
+)
+_CONFIRM_CUT_OFF = (
+    "Tick the box to confirm that you will not be able to sign in again, or cancel the change."
+)
+
+
 def _render_preview(
-    request: HttpRequest, new: Policy, preview: policies.Preview, *, changes: str
+    request: HttpRequest,
+    preview: policies.Preview,
+    *,
+    hidden: list[tuple[str, str]],
+    form_action: str,
+    cancel_url: str,
+    changes: str,
+    section: str = "policy",
+    refusal: str = "",
+    confirm_error: str = "",
+    status: int = 200,
 ) -> HttpResponse:
     return _render(
         request,
         "portal/policy_preview.html",
         {
-            "section": "policy",
+            "section": section,
             "preview": preview,
-            "hidden": [(field.name, field.text) for field in policies.fields_of(new)],
-            "form_action": url_to("portal:policy"),
-            "cancel_url": url_to("portal:policy"),
+            "viewer": actor(request),
+            "hidden": hidden,
+            "form_action": form_action,
+            "cancel_url": cancel_url,
             "changes": changes,
+            "refusal": refusal,
+            "confirm_error": confirm_error,
         },
+        status=status,
     )
+
+
+def _held_back(request: HttpRequest, preview: policies.Preview, **page: Any) -> HttpResponse | None:
+    """The page a policy or group rules change gets instead of being saved (None: save it).
+
+    Refused (409, nothing saved) when it would leave no administrator able to sign in. Shown
+    first when it refuses passkeys allowed today or leaves an administrator or the person
+    making it with no way to sign in, until the person confirms the preview of exactly those
+    passkeys (``seen``: the count they were shown); when it cuts off the person making it,
+    they also tick that they understand (``cut_off_self``), and "Save anyway" without the
+    tick is answered 400.
+    """
+    if preview.lockout.no_administrator_left:
+        return _render_preview(request, preview, refusal=_NO_ADMINISTRATOR_LEFT, status=409, **page)
+    if not preview.needed:
+        return None
+    confirmed = request.POST.get("seen") == str(preview.passkeys)
+    if preview.lockout.viewer_cut_off and request.POST.get("cut_off_self") != "1":
+        if confirmed:
+            return _render_preview(
+                request, preview, confirm_error=_CONFIRM_CUT_OFF, status=400, **page
+            )
+        return _render_preview(request, preview, **page)
+    return None if confirmed else _render_preview(request, preview, **page)
+
+
+def _policy_preview_page(current: Policy, new: Policy, changes: str = "") -> dict[str, Any]:
+    """``_render_preview``'s arguments for a change of the organisation policy: its form posts
+    every setting back to the policy page."""
+    return {
+        "hidden": [(field.name, field.text) for field in policies.fields_of(new)],
+        "form_action": url_to("portal:policy"),
+        "cancel_url": url_to("portal:policy"),
+        "changes": changes
+        or ", ".join(
+            setting.name
+            for setting in SETTINGS
+            if getattr(current, setting.name) != getattr(new, setting.name)
+        ),
+    }
 
 
 @portal_view(Area.POLICY)
@@ -738,22 +801,17 @@ def policy_page(request: HttpRequest) -> HttpResponse:
     new, fields = policies.parse(current, request.POST)
     if new is None:
         return _render_policy(request, fields, status=400)
-    return _save_policy(request, current, new, seen=request.POST.get("seen", ""))
+    return _save_policy(request, current, new)
 
 
-def _save_policy(request: HttpRequest, current: Policy, new: Policy, *, seen: str) -> HttpResponse:
-    """Save ``new``, unless it refuses passkeys ``current`` allows and the preview of exactly
-    those has not been confirmed (``seen``: the count the person was shown)."""
-    preview = policies.preview(current, new)
-    if preview.passkeys and seen != str(preview.passkeys):
-        changes = ", ".join(
-            setting.name
-            for setting in SETTINGS
-            if getattr(current, setting.name) != getattr(new, setting.name)
-        )
-        return _render_preview(request, new, preview, changes=changes)
+def _save_policy(request: HttpRequest, current: Policy, new: Policy) -> HttpResponse:
+    """Save ``new``, unless ``_held_back`` holds it back."""
     if new == current:
         return see_other(url_to("portal:policy", query={"done": "unchanged"}))
+    preview = policies.preview(current, new, actor(request))
+    held = _held_back(request, preview, **_policy_preview_page(current, new))
+    if held is not None:
+        return held
     do_update_policy(new, audit_origin(request), actor(request))
     return see_other(url_to("portal:policy", query={"done": "saved"}))
 
@@ -817,9 +875,10 @@ def authenticators_page(request: HttpRequest) -> HttpResponse:
     new = dataclasses.replace(current, **change_list)
     if new == current:
         return see_other(url_to("portal:authenticators", query={"done": "unchanged"}))
-    preview = policies.preview(current, new)
-    if preview.passkeys:
-        return _render_preview(request, new, preview, changes=name)
+    preview = policies.preview(current, new, actor(request))
+    held = _held_back(request, preview, **_policy_preview_page(current, new, name))
+    if held is not None:
+        return held
     do_update_policy(new, audit_origin(request), actor(request))
     return see_other(url_to("portal:authenticators", query={"done": "saved"}))
 
@@ -965,20 +1024,18 @@ def group_rules(request: HttpRequest, group_id: int) -> HttpResponse:
             rule_fields=fields,
         )
     policy = policy_for(request)
-    preview = policies.preview_group(policy, group, rules)
-    if preview.passkeys and request.POST.get("seen", "") != str(preview.passkeys):
-        return _render(
-            request,
-            "portal/policy_preview.html",
-            {
-                "section": "groups",
-                "preview": preview,
-                "hidden": [(field.name, field.text) for field in fields],
-                "form_action": url_to("portal:group-rules", group.pk),
-                "cancel_url": url_to("portal:group", group.pk),
-                "changes": f"{group.name}: " + ", ".join(sorted(rules.as_json())),
-            },
-        )
+    preview = policies.preview_group(policy, group, rules, actor(request))
+    held = _held_back(
+        request,
+        preview,
+        section="groups",
+        hidden=[(field.name, field.text) for field in fields],
+        form_action=url_to("portal:group-rules", group.pk),
+        cancel_url=url_to("portal:group", group.pk),
+        changes=f"{group.name}: " + ", ".join(sorted(rules.as_json())),
+    )
+    if held is not None:
+        return held
     changed = do_set_group_rules(group, rules, audit_origin(request), actor=actor(request))
     return see_other(
         url_to("portal:group", group.pk, query={"done": "rules" if changed else "unchanged"})
