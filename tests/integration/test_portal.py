@@ -19,6 +19,7 @@ from tests.integration.conftest import (
     ORIGIN,
     Browser,
     assert_ok,
+    begin_sign_in,
     enroll,
     enrolled_person,
     last_event,
@@ -71,15 +72,64 @@ def test_every_portal_url_is_404_without_a_role(ada):
     outsider = enrolled_person("bob@example.com", "Bob")
     browser = Browser()
     assert_ok(sign_in(browser, outsider.authenticator))
-    anonymous = Browser()
     before = _state()
     paths = every_portal_path(ada.user.pk, ada.passkey.pk)
     assert len(paths) >= 15
     for path in paths:
         assert browser.get(path).status_code == 404, path
         assert post(browser, path).status_code == 404, path
-        assert anonymous.get(path).status_code == 404, path
     assert _state() == before
+
+
+def test_every_portal_url_sends_a_signed_out_visitor_to_sign_in_and_changes_nothing(ada):
+    anonymous = Browser()
+    before = _state()
+    for path in every_portal_path(ada.user.pk, ada.passkey.pk):
+        response = anonymous.get(path)
+        assert response.status_code == 302, path
+        assert response["Location"] == f"/sign-in?next={path}", path
+        # A form posted after the session ended: back to its page, not to the POST's address.
+        posted = post(anonymous, path)
+        assert posted.status_code == 302, path
+        assert posted["Location"].startswith("/sign-in?next=/admin/"), path
+    assert post(anonymous, f"/admin/people/{ada.user.pk}/lock")["Location"] == (
+        f"/sign-in?next=/admin/people/{ada.user.pk}"
+    )
+    # A person who does not exist is asked to sign in all the same: nothing is revealed.
+    assert anonymous.get("/admin/people/99999999")["Location"] == (
+        "/sign-in?next=/admin/people/99999999"
+    )
+    assert _state() == before
+
+
+def test_an_administrator_signing_in_from_the_portal_lands_back_on_its_page(ada):
+    admin, _ = staff("root@example.com", Role.ADMINISTRATOR)
+    browser = Browser()
+    asked = browser.get("/admin/people?q=ada")
+    assert asked.status_code == 302
+    sign_in_page = asked["Location"]
+    assert sign_in_page == "/sign-in?next=/admin/people%3Fq%3Dada"
+    assert browser.get(sign_in_page).status_code == 200
+    options = begin_sign_in(browser)
+    result = browser.post_json(
+        "/sign-in/result?next=/admin/people%3Fq%3Dada",
+        admin.authenticator.get(options, ORIGIN),
+    )
+    assert assert_ok(result)["redirect"] == "/admin/people?q=ada"
+    page = browser.get("/admin/people?q=ada")
+    assert page.status_code == 200
+    assert b"ada@example.com" in page.content
+
+
+def test_a_next_elsewhere_is_not_followed_after_signing_in(ada):
+    admin, _ = staff("root@example.com", Role.ADMINISTRATOR)
+    for elsewhere in ["https://evil.example/admin/", "//evil.example/admin/", "/\\evil.example"]:
+        browser = Browser()
+        options = begin_sign_in(browser)
+        result = browser.post_json(
+            f"/sign-in/result?next={elsewhere}", admin.authenticator.get(options, ORIGIN)
+        )
+        assert assert_ok(result)["redirect"] == "/", elsewhere
 
 
 def test_a_locked_administrator_has_no_portal(ada):
