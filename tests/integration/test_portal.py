@@ -441,6 +441,95 @@ def test_invites_are_resent_and_revoked(db, mailoutbox, django_capture_on_commit
     assert len(mailoutbox) == 2
 
 
+FILE_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+
+
+def _shown_link(response) -> str:
+    text = response.content.decode()
+    return html.unescape(text.split('id="invite-link" type="text" readonly value="', 1)[1]).split(
+        '"', 1
+    )[0]
+
+
+def test_without_email_delivery_an_invite_shows_its_link_once(db, settings, tmp_path):
+    settings.EMAIL_BACKEND = FILE_BACKEND  # a default install's
+    settings.EMAIL_FILE_PATH = str(tmp_path)
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    response = post(browser, "/admin/people/invite", {"email": "new@example.com", "name": "New"})
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    text = html.unescape(response.content.decode())
+    assert "Email delivery is not set up on this server, so this link was not emailed" in text
+    assert "it is shown only this once" in text
+    assert "earlier links no longer work" not in text  # a first link replaces nothing
+    link = _shown_link(response)
+    assert link.startswith(f"{ORIGIN}/enroll/")
+    person = User.objects.get(username="new@example.com")
+    # Not shown again: their page lists the link, never the link itself.
+    assert token_of(link) not in browser.get(f"/admin/people/{person.pk}").content.decode()
+
+    # A new link replaces the one that still works, and says so.
+    again = post(browser, f"/admin/people/{person.pk}/invite")
+    assert again.status_code == 200
+    assert "earlier links no longer work" in html.unescape(again.content.decode())
+    second = _shown_link(again)
+    assert second != link
+    # The link shown is the one that works: the person enrolls with it.
+    assert Browser().post_json(f"/enroll/{token_of(link)}/options").status_code == 400
+    assert_ok(enroll(Browser(), token_of(second), SoftAuthenticator()))
+
+
+def test_an_expired_link_is_not_said_to_be_replaced(db, settings, tmp_path, clock):
+    settings.EMAIL_BACKEND = FILE_BACKEND
+    settings.EMAIL_FILE_PATH = str(tmp_path)
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    post(browser, "/admin/people/invite", {"email": "new@example.com"})
+    person = User.objects.get(username="new@example.com")
+    EnrollmentInvite.objects.filter(user=person).update(expires_at="2000-01-01T00:00:00Z")
+    again = post(browser, "/admin/people/invite", {"email": "NEW@example.com"})
+    assert again.status_code == 200
+    assert "earlier links no longer work" not in html.unescape(again.content.decode())
+
+
+def test_with_email_delivered_the_invite_says_replaced_links_only_when_there_were(
+    db, mailoutbox, django_capture_on_commit_callbacks
+):
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    with django_capture_on_commit_callbacks(execute=True):
+        first = post(browser, "/admin/people/invite", {"email": "new@example.com"})
+    person = User.objects.get(username="new@example.com")
+    assert first["Location"] == f"/admin/people/{person.pk}?done=invited"
+    text = html.unescape(browser.get(first["Location"]).content.decode())
+    assert "An enrollment link was emailed to them." in text
+    assert "earlier links no longer work" not in text
+    assert 'id="invite-link"' not in text
+    with django_capture_on_commit_callbacks(execute=True):
+        again = post(browser, f"/admin/people/{person.pk}/invite")
+    assert again["Location"] == f"/admin/people/{person.pk}?done=invited-again"
+    assert "earlier links no longer work" in html.unescape(
+        browser.get(again["Location"]).content.decode()
+    )
+    assert len(mailoutbox) == 2
+
+
+def test_without_email_delivery_an_import_shows_each_link_once(db, settings, tmp_path):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    assert (
+        b"email delivery is not set up on this server"
+        in browser.get("/admin/people/invite").content
+    )
+    upload = io.BytesIO(b"email,name\ngrace@example.com,Grace\nnot-an-email,x\n")
+    upload.name = "people.csv"
+    response = post(browser, "/admin/people/import", {"csv": upload})
+    assert response.status_code == 200
+    text = html.unescape(response.content.decode())
+    assert "these links were not emailed" in text
+    link = text.split("<code>", 1)[1].split("</code>", 1)[0]
+    assert link.startswith(f"{ORIGIN}/enroll/")
+    assert_ok(enroll(Browser(), token_of(link), SoftAuthenticator()))
+
+
 def test_inviting_refuses_bad_input_and_changes_nothing(ada):
     _, browser = staff("desk@example.com", Role.HELP_DESK)
     before = _state()

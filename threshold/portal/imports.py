@@ -19,12 +19,20 @@ from threshold.enrollment.bulk import (
     ImportRefused,
     RowResult,
     check_file,
+    check_row,
     invite_one,
     read_rows,
 )
 from threshold.enrollment.bulk import invite_rows as invite_each_row
 
-__all__ = ["MAX_CSV_BYTES", "ImportRefused", "RowResult", "invite_one", "invite_rows"]
+__all__ = [
+    "MAX_CSV_BYTES",
+    "ImportRefused",
+    "RowResult",
+    "check_row",
+    "invite_one",
+    "invite_rows",
+]
 
 # The whole form is capped at 64 KiB (settings.DATA_UPLOAD_MAX_MEMORY_SIZE): about a
 # thousand people per file.

@@ -11,6 +11,7 @@ import csv
 import dataclasses
 from typing import Any
 
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
@@ -249,7 +250,8 @@ _DONE = {
     "deactivated": "Deactivated: no way of signing in works until they are reactivated.",
     "reactivated": "Reactivated.",
     "role": "The role was saved.",
-    "invited": "A new enrollment link was emailed; earlier links no longer work.",
+    "invited": "An enrollment link was emailed to them.",
+    "invited-again": "A new enrollment link was emailed; earlier links no longer work.",
     "revoked": "The link no longer works.",
     "unchanged": "Nothing changed: it was that way already.",
 }
@@ -481,12 +483,57 @@ def set_role(request: HttpRequest, user_id: int) -> HttpResponse:
     return see_other(_person_url(user.pk, done="role" if changed else "unchanged"))
 
 
+# The email backends of a default install (``config._email``: THRESHOLD_EMAIL_BACKEND file,
+# the default, or console): an email is written under var/mail or to the log, never delivered.
+_UNDELIVERED = frozenset(
+    {
+        "django.core.mail.backends.filebased.EmailBackend",
+        "django.core.mail.backends.console.EmailBackend",
+    }
+)
+
+
+def _delivery_set_up() -> bool:
+    """Whether this server delivers email (SMTP is configured)."""
+    return settings.EMAIL_BACKEND not in _UNDELIVERED
+
+
+def _email_delivers(user: User) -> bool:
+    """Whether an email to ``user`` leaves this server: delivery is set up and they have an
+    address."""
+    return _delivery_set_up() and bool(user.email)
+
+
+def _invited(request: HttpRequest, user: User, link: str, *, replaced: bool) -> HttpResponse:
+    """After an invite: their page says it was emailed, when email is delivered. Otherwise the
+    link is shown here, once (this response is never cached), for the member of staff to hand
+    over, as ``threshold invite`` prints it. ``replaced``: a link of theirs that still worked
+    stopped working."""
+    if _email_delivers(user):
+        return see_other(_person_url(user.pk, done="invited-again" if replaced else "invited"))
+    newest = people.newest_link(user)
+    return _render(
+        request,
+        "portal/invite_link.html",
+        {
+            "section": "people",
+            "person": user,
+            "link": link,
+            "expires_at": newest.expires_at if newest else None,
+            "qr": qr_data_uri(link),
+            "replaced": replaced,
+            "delivery_set_up": _delivery_set_up(),
+        },
+    )
+
+
 @portal_view(Area.PEOPLE, back=_back_to_person)
 @require_POST
 def resend_invite(request: HttpRequest, user_id: int) -> HttpResponse:
     user = _person_to_change(request, user_id)
+    replaced = people.has_working_link(user)
     try:
-        do_invite(user.username, audit_origin(request), actor=actor(request))
+        created = do_invite(user.username, audit_origin(request), actor=actor(request))
     except errors.AlreadyEnrolled:
         return _render_person(
             request,
@@ -501,7 +548,7 @@ def resend_invite(request: HttpRequest, user_id: int) -> HttpResponse:
             error="No link was sent: the account is locked or deactivated.",
             status=409,
         )
-    return see_other(_person_url(user.pk, done="invited"))
+    return _invited(request, user, created.link, replaced=replaced)
 
 
 @portal_view(Area.PEOPLE, back=_back_to_person)
@@ -528,15 +575,24 @@ def invite(request: HttpRequest) -> HttpResponse:
             "email": request.POST.get("email", "").strip(),
             "name": request.POST.get("name", "").strip(),
         }
+        # Looked up only once the address is one (a NUL, ... never reaches the database).
+        valid = not imports.check_row(form["email"], form["name"])
+        replaced = valid and people.has_working_link(get_user(form["email"]))
         row = imports.invite_one(form["email"], form["name"], audit_origin(request), actor(request))
         if row.ok:
             assert row.user is not None  # noqa: S101 - an invited row has its person
-            return see_other(_person_url(row.user.pk, done="invited"))
+            return _invited(request, row.user, row.link, replaced=replaced)
         error, status = row.message, 400
     return _render(
         request,
         "portal/invite.html",
-        {"form": form, "error": error, "max_bytes": imports.MAX_CSV_BYTES},
+        {
+            "section": "people",
+            "form": form,
+            "error": error,
+            "max_bytes": imports.MAX_CSV_BYTES,
+            "email_delivers": _delivery_set_up(),
+        },
         status=status,
     )
 
@@ -559,16 +615,24 @@ def import_people(request: HttpRequest) -> HttpResponse:
             request,
             "portal/invite.html",
             {
+                "section": "people",
                 "form": {"email": "", "name": ""},
                 "import_error": str(exc),
                 "max_bytes": imports.MAX_CSV_BYTES,
+                "email_delivers": _delivery_set_up(),
             },
             status=400,
         )
     return _render(
         request,
         "portal/import_result.html",
-        {"rows": rows, "invited": sum(1 for row in rows if row.ok)},
+        {
+            "section": "people",
+            "rows": rows,
+            "invited": sum(1 for row in rows if row.ok),
+            # Not emailed for real: the links are shown here, once, to hand over.
+            "show_links": not _delivery_set_up(),
+        },
     )
 
 
