@@ -1262,3 +1262,50 @@ def test_the_help_desk_is_told_why_not_instead_of_a_staff_members_buttons(ada):
     assert "Unlock</button>" not in page
     assert "Reactivate</button>" not in page
     assert refusal in page
+
+
+def _current_section(page: str) -> list[str]:
+    """The portal navigation's entries marked as the page's own (``aria-current="page"``)."""
+    nav = page.split('<nav class="portal-nav"', 1)[1].split("</nav>", 1)[0]
+    return [
+        link.split(">", 1)[1].split("<", 1)[0]
+        for link in nav.split("<a ")[1:]
+        if 'aria-current="page"' in link.split(">", 1)[0]
+    ]
+
+
+def test_every_portal_page_marks_its_entry_in_the_navigation(ada, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"  # links shown
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    group = do_add_group("Engineering", Origin.cli())
+    person = f"/admin/people/{ada.user.pk}"
+    for path, entry in [
+        ("/admin/", "Admin portal"),
+        ("/admin/people", "People"),
+        ("/admin/people?status=invited", "People"),
+        (person, "People"),
+        (f"{person}/passkeys/{ada.passkey.pk}/remove", "People"),
+        (f"{person}/deactivate", "People"),
+        ("/admin/people/invite", "People"),
+        ("/admin/groups", "Groups"),
+        (f"/admin/groups/{group.pk}", "Groups"),
+        ("/admin/apps", "Apps"),
+        ("/admin/audit", "Audit log"),
+        ("/admin/policy", "Policy"),
+        ("/admin/authenticators", "Authenticators"),
+        ("/admin/readiness", "Readiness"),
+    ]:
+        page = browser.get(path)
+        assert page.status_code == 200, path
+        assert _current_section(page.content.decode()) == [entry], path
+    # Pages that answer a POST: an invite, a recovery link, the policy's preview.
+    invited = post(browser, "/admin/people/invite", {"email": "new@example.com"})
+    assert _current_section(invited.content.decode()) == ["People"]
+    recovery = post(browser, f"{person}/recovery")
+    assert _current_section(recovery.content.decode()) == ["People"]
+    Passkey.objects.filter(user=ada.user).update(backup_eligible=True)
+    preview = post(browser, "/admin/policy", {"block_synced_passkeys": "true"})
+    assert _current_section(preview.content.decode()) == ["Policy"]
+    deny = post(browser, "/admin/authenticators", {"change": "deny", "aaguid": SOFT_AAGUID})
+    assert deny.status_code == 409  # the administrator's own authenticator: refused
+    assert _current_section(deny.content.decode()) == ["Authenticators"]

@@ -126,10 +126,33 @@ def _why_not_lock(request: HttpRequest, user: User) -> str:
     return _NOT_LOCK_YOURSELF if user.pk == actor(request).pk else ""
 
 
+# The navigation's entry each page is under (``aria-current="page"``), by the first segment of
+# its route after admin/: a person's pages, the invite and import pages are People's.
+_SECTIONS = {
+    "": "home",
+    "people": "people",
+    "groups": "groups",
+    "apps": "apps",
+    "audit": "audit",
+    "policy": "policy",
+    "authenticators": "authenticators",
+    "readiness": "readiness",
+}
+
+
+def _section(request: HttpRequest) -> str:
+    match = request.resolver_match
+    route = match.route if match is not None else ""
+    parts = route.split("/")
+    return _SECTIONS.get(parts[1] if len(parts) > 1 else "", "")
+
+
 def _nav(request: HttpRequest) -> dict[str, Any]:
-    """What every portal page's navigation needs: which areas this role may read and change."""
+    """What every portal page's navigation needs: which areas this role may read and change,
+    and the entry the page is under (a view's own ``section`` overrides it)."""
     role = role_of(request)
     return {
+        "section": _section(request),
         "portal_role": role,
         "reads": {area.value: can_read(role, area) for area in Area},
         "changes": {area.value: can_change(role, area) for area in Area},
@@ -516,7 +539,6 @@ def _invited(request: HttpRequest, user: User, link: str, *, replaced: bool) -> 
         request,
         "portal/invite_link.html",
         {
-            "section": "people",
             "person": user,
             "link": link,
             "expires_at": newest.expires_at if newest else None,
@@ -587,7 +609,6 @@ def invite(request: HttpRequest) -> HttpResponse:
         request,
         "portal/invite.html",
         {
-            "section": "people",
             "form": form,
             "error": error,
             "max_bytes": imports.MAX_CSV_BYTES,
@@ -615,7 +636,6 @@ def import_people(request: HttpRequest) -> HttpResponse:
             request,
             "portal/invite.html",
             {
-                "section": "people",
                 "form": {"email": "", "name": ""},
                 "import_error": str(exc),
                 "max_bytes": imports.MAX_CSV_BYTES,
@@ -627,7 +647,6 @@ def import_people(request: HttpRequest) -> HttpResponse:
         request,
         "portal/import_result.html",
         {
-            "section": "people",
             "rows": rows,
             "invited": sum(1 for row in rows if row.ok),
             # Not emailed for real: the links are shown here, once, to hand over.
@@ -790,7 +809,7 @@ def _render_preview(
     form_action: str,
     cancel_url: str,
     changes: str,
-    section: str = "policy",
+    section: str = "",
     refusal: str = "",
     confirm_error: str = "",
     status: int = 200,
@@ -799,7 +818,7 @@ def _render_preview(
         request,
         "portal/policy_preview.html",
         {
-            "section": section,
+            **({"section": section} if section else {}),
             "preview": preview,
             "viewer": actor(request),
             "hidden": hidden,
