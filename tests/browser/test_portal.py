@@ -442,3 +442,57 @@ def test_rotating_an_apps_secret_and_removing_it_are_asked_first(
     finally:
         with contextlib.suppress(AssertionError):  # gone already if the test got that far
             server.cli("apps", "remove", added["client_id"])
+
+
+PHONE = {"width": 375, "height": 740}
+
+
+def scrolls_sideways(page: Page) -> int:
+    """How many pixels the page is wider than the viewport (0: it fits): a wide table scrolls
+    inside its own box, never the page."""
+    return page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+
+
+def test_every_portal_page_fits_a_phone_and_marks_its_section(
+    page: Page, authenticator: Authenticator, invite: Invite, server: Server
+) -> None:
+    page.set_viewport_size(PHONE)
+    admin = staff(server, invite, page, "admin")
+    verify_now(page)
+    open_person(page, admin.email)  # their passkeys, sessions and events: wide tables
+    person_url = page.url.split(server.url, 1)[1]
+    for path, section in [
+        ("/admin/", "Admin portal"),
+        ("/admin/people", "People"),
+        (person_url, "People"),
+        ("/admin/people/invite", "People"),
+        ("/admin/groups", "Groups"),
+        ("/admin/apps", "Apps"),
+        ("/admin/audit", "Audit log"),
+        ("/admin/policy", "Policy"),
+        ("/admin/authenticators", "Authenticators"),
+        ("/admin/readiness", "Readiness"),
+    ]:
+        page.goto(path)
+        nav = page.get_by_role("navigation", name="Admin portal")
+        expect(nav.locator('[aria-current="page"]')).to_have_text(section)
+        assert scrolls_sideways(page) == 0, path
+        assert axe_violations(page) == [], path
+
+    # An invite on this server (email is written to files): its link, shown once, fits too.
+    newcomer = f"new-{secrets.token_hex(4)}@example.com"
+    page.goto("/admin/people/invite")
+    page.get_by_label("Work email (their username)").fill(newcomer)
+    page.get_by_label("Full name").fill("New Person")
+    page.get_by_role("button", name="Invite", exact=True).click()
+    expect(page.locator("#invite-link-note")).to_contain_text(
+        "Email delivery is not set up on this server"
+    )
+    assert page.get_by_label("One-time link").input_value().startswith(f"{server.url}/enroll/")
+    expect(
+        page.get_by_role("navigation", name="Admin portal").locator('[aria-current="page"]')
+    ).to_have_text("People")
+    assert scrolls_sideways(page) == 0
+    assert axe_violations(page) == []
