@@ -496,3 +496,17 @@ def test_every_portal_page_fits_a_phone_and_marks_its_section(
     ).to_have_text("People")
     assert scrolls_sideways(page) == 0
     assert axe_violations(page) == []
+
+
+def test_a_signed_out_administrator_signs_in_and_lands_back_on_the_portal_page(
+    page: Page, authenticator: Authenticator, invite: Invite, server: Server
+) -> None:
+    staff(server, invite, page, "admin")
+    sign_out(page)
+    response = page.goto("/admin/people?status=invited")
+    assert response is not None
+    # Sent to sign in, where the passkey's autofill signs in at once, and back.
+    assert response.request.redirected_from is not None
+    assert response.url == f"{server.url}/sign-in?next=/admin/people%3Fstatus%3Dinvited"
+    page.wait_for_url(f"{server.url}/admin/people?status=invited")
+    expect(page.get_by_role("heading", level=1, name="People")).to_be_visible()
