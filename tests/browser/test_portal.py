@@ -481,6 +481,21 @@ def test_every_portal_page_fits_a_phone_and_marks_its_section(
         assert scrolls_sideways(page) == 0, path
         assert axe_violations(page) == [], path
 
+    # A policy setting refused: its field is marked invalid and described by the error.
+    page.goto("/admin/policy")
+    page.get_by_label("passkey_limit").fill("ten")
+    page.get_by_role("button", name="Save the policy").click()
+    expect(page.locator("#policy-error")).to_contain_text("The policy was not saved")
+    field = page.get_by_label("passkey_limit")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_have_accessible_description(
+        re.compile("^passkey_limit must be a whole number")
+    )
+    page.locator("#policy-error").get_by_role("link").click()
+    expect(field).to_be_focused()
+    assert scrolls_sideways(page) == 0
+    assert axe_violations(page) == []
+
     # An invite on this server (email is written to files): its link, shown once, fits too.
     newcomer = f"new-{secrets.token_hex(4)}@example.com"
     page.goto("/admin/people/invite")

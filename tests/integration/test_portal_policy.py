@@ -360,3 +360,39 @@ def test_group_rules_that_would_strand_every_administrator_are_refused(ada):
     )
     assert ticked.status_code == 303
     assert Group.objects.get(pk=group.pk).rules["aaguid_deny_list"] == [SOFT_AAGUID]
+
+
+def _control(page: str, element_id: str) -> str:
+    """The opening tag of the form control with ``element_id``."""
+    start = page.index(f'id="{element_id}"')
+    return page[page.rindex("<", 0, start) : page.index(">", start) + 1]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("passkey_limit", "ten"), ("user_verification", "sometimes"), ("aaguid_deny_list", "x")],
+)
+def test_a_policy_fields_error_is_tied_to_its_control(db, field, value):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    page = post(browser, "/admin/policy", {field: value}).content.decode()
+    control = _control(page, f"f-{field}")
+    assert 'aria-invalid="true"' in control
+    assert f'aria-describedby="error-{field} explain-{field}"' in control
+    assert f'<p class="flag" id="error-{field}">{field}' in page
+    # The summary at the top links to the control; the others are not marked.
+    assert f'<li><a href="#f-{field}">{field}' in page
+    assert page.count('aria-invalid="true"') == 1
+    assert 'aria-describedby="explain-ceremony_timeout_seconds"' in page
+
+
+def test_a_group_rules_error_is_tied_to_its_control(db):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    group = do_add_group("Staff", Origin.cli())
+    for field, value in [("aaguid_allow_list", "x"), ("block_synced_passkeys", "perhaps")]:
+        response = post(browser, f"/admin/groups/{group.pk}/rules", {field: value})
+        assert response.status_code == 400
+        page = response.content.decode()
+        control = _control(page, f"r-{field}")
+        assert 'aria-invalid="true"' in control
+        assert f'aria-describedby="rule-error-{field} rule-explain-{field}"' in control
+        assert f'id="rule-error-{field}">{field}' in page
