@@ -735,6 +735,7 @@ def readiness_page(request: HttpRequest) -> HttpResponse:
             "people_chart": readiness.bar_chart(
                 [
                     ("Active people", figures.people_active),
+                    ("Invited, not enrolled", figures.people_invited),
                     ("With a passkey", figures.with_passkey),
                     ("Two or more methods", figures.with_two_or_more_methods),
                     ("Only the fallback", figures.fallback_only),
