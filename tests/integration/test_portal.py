@@ -42,6 +42,7 @@ from threshold.fallback.actions import do_set_up_fallback, has_fallback
 from threshold.groups.actions import do_add_group, do_add_member
 from threshold.groups.models import Group, Membership
 from threshold.passkeys.models import Passkey
+from threshold.portal import imports
 from threshold.sessions.models import Session
 from threshold.sso.validator import email_claims
 
@@ -572,6 +573,35 @@ def test_a_csv_upload_invites_each_row_with_its_own_result(ada, mailoutbox):
     }
     assert User.objects.get(username="grace@example.com").full_name == "Grace Hopper"
     assert not User.objects.filter(username="not-an-email").exists()
+
+
+def test_the_upload_limit_reads_as_people_write_sizes(db):
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    page = browser.get("/admin/people/invite").content.decode()
+    assert "UTF-8, up to 60 KB." in page
+    assert "60.0" not in page
+    upload = io.BytesIO(b"email\n" + b"a@example.com\n" * 4500)  # 61.5 KB: under the form's cap
+    upload.name = "people.csv"
+    response = post(browser, "/admin/people/import", {"csv": upload})
+    assert response.status_code == 400
+    assert b"The file is over 60 KB: split it." in response.content
+
+
+@pytest.mark.parametrize(
+    ("size", "words"),
+    [
+        (0, "0 bytes"),
+        (1, "1 byte"),
+        (1023, "1023 bytes"),
+        (1024, "1 KB"),
+        (60 * 1024, "60 KB"),
+        (60 * 1024 + 512, "60.5 KB"),
+        (1536 * 1024, "1.5 MB"),
+        (3 * 1024**3, "3 GB"),
+    ],
+)
+def test_sizes_are_written_without_a_trailing_zero(size, words):
+    assert imports.size_text(size) == words
 
 
 @pytest.mark.parametrize(

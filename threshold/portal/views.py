@@ -611,7 +611,7 @@ def invite(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "error": error,
-            "max_bytes": imports.MAX_CSV_BYTES,
+            "max_size": imports.MAX_CSV_SIZE,
             "email_delivers": _delivery_set_up(),
         },
         status=status,
@@ -638,7 +638,7 @@ def import_people(request: HttpRequest) -> HttpResponse:
             {
                 "form": {"email": "", "name": ""},
                 "import_error": str(exc),
-                "max_bytes": imports.MAX_CSV_BYTES,
+                "max_size": imports.MAX_CSV_SIZE,
                 "email_delivers": _delivery_set_up(),
             },
             status=400,
