@@ -525,3 +525,52 @@ def test_a_signed_out_administrator_signs_in_and_lands_back_on_the_portal_page(
     assert response.url == f"{server.url}/sign-in?next=/admin/people%3Fstatus%3Dinvited"
     page.wait_for_url(f"{server.url}/admin/people?status=invited")
     expect(page.get_by_role("heading", level=1, name="People")).to_be_visible()
+
+
+def test_group_rules_that_cut_off_the_administrator_making_them_need_a_tick(
+    page: Page,
+    authenticator: Authenticator,
+    context: BrowserContext,
+    invite: Invite,
+    server: Server,
+) -> None:
+    # Another administrator, outside the group, keeps a way in (else the change is refused).
+    other = context.browser.new_context(base_url=server.url)
+    try:
+        other_page = other.new_page()
+        add_authenticator(other, other_page)
+        staff(server, invite, other_page, "admin")
+    finally:
+        other.close()
+    admin = staff(server, invite, page, "admin")
+    group = f"Only me {admin.email.split('@')[0]}"
+    server.cli("groups", "add", group)
+    server.cli("groups", "add-member", group, admin.email)
+    try:
+        verify_now(page)
+        page.goto("/admin/groups")
+        page.get_by_role("link", name=group, exact=True).click()
+        # Chromium's virtual authenticator: the administrator's only passkey.
+        page.get_by_label("aaguid_deny_list").fill("01020304-0506-0708-0102-030405060708")
+        page.get_by_role("button", name=f"Save {group}\u2019s rules").click()
+        expect(page.locator("#preview-self")).to_contain_text(
+            "You would no longer be able to sign in"
+        )
+        assert axe_violations(page) == []
+        # "Save anyway" without the tick: the browser asks for it, and nothing is saved.
+        preview_url = page.url
+        tick = page.get_by_label(
+            "I understand that I will not be able to sign in again once this session ends"
+        )
+        page.get_by_role("button", name="Save anyway").click()
+        assert tick.evaluate("(box) => !box.validity.valid")
+        assert page.url == preview_url
+        expect(page.locator("#preview-self")).to_be_visible()  # the form was not sent
+        tick.check()
+        page.get_by_role("button", name="Save anyway").click()
+        expect(page.get_by_role("status")).to_have_text("The group\u2019s rules were saved.")
+        expect(page.get_by_label("aaguid_deny_list")).to_have_value(
+            "01020304-0506-0708-0102-030405060708"
+        )
+    finally:
+        server.cli("groups", "remove", group)
