@@ -26,6 +26,7 @@ from tests.browser.conftest import (
     open_sign_in_with_autofill_pending,
     sign_out,
 )
+from tests.browser.test_fallback import set_up_fallback
 from tests.browser.test_first_day import AXE, AXE_RUN_JS, AXE_TAGS
 
 pytestmark = pytest.mark.browser
@@ -309,6 +310,9 @@ def test_a_deny_listed_authenticator_picked_by_name_is_refused_at_registration_a
     add_authenticator(admin, admin_page)
     try:
         staff(server, invite, admin_page, "admin")
+        # A way in the deny-list leaves them: denying every administrator's authenticator
+        # would be refused.
+        set_up_fallback(admin_page, server)
         admin_page.goto("/admin/authenticators")
         # Chromium's virtual authenticator, by the name its passkeys were given here.
         name = admin_page.locator("#registered-heading + .table-wrap tbody th").first.inner_text()
@@ -472,3 +476,135 @@ def test_rotating_an_apps_secret_and_removing_it_are_asked_first(
     finally:
         with contextlib.suppress(AssertionError):  # gone already if the test got that far
             server.cli("apps", "remove", added["client_id"])
+
+
+PHONE = {"width": 375, "height": 740}
+
+
+def scrolls_sideways(page: Page) -> int:
+    """How many pixels the page is wider than the viewport (0: it fits): a wide table scrolls
+    inside its own box, never the page."""
+    return page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+
+
+def test_every_portal_page_fits_a_phone_and_marks_its_section(
+    page: Page, authenticator: Authenticator, invite: Invite, server: Server
+) -> None:
+    page.set_viewport_size(PHONE)
+    admin = staff(server, invite, page, "admin")
+    verify_now(page)
+    open_person(page, admin.email)  # their passkeys, sessions and events: wide tables
+    person_url = page.url.split(server.url, 1)[1]
+    for path, section in [
+        ("/admin/", "Admin portal"),
+        ("/admin/people", "People"),
+        (person_url, "People"),
+        ("/admin/people/invite", "People"),
+        ("/admin/groups", "Groups"),
+        ("/admin/apps", "Apps"),
+        ("/admin/audit", "Audit log"),
+        ("/admin/policy", "Policy"),
+        ("/admin/authenticators", "Authenticators"),
+        ("/admin/readiness", "Readiness"),
+    ]:
+        page.goto(path)
+        nav = page.get_by_role("navigation", name="Admin portal")
+        expect(nav.locator('[aria-current="page"]')).to_have_text(section)
+        assert scrolls_sideways(page) == 0, path
+        assert axe_violations(page) == [], path
+
+    # A policy setting refused: its field is marked invalid and described by the error.
+    page.goto("/admin/policy")
+    page.get_by_label("passkey_limit").fill("ten")
+    page.get_by_role("button", name="Save the policy").click()
+    expect(page.locator("#policy-error")).to_contain_text("The policy was not saved")
+    field = page.get_by_label("passkey_limit")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_have_accessible_description(
+        re.compile("^passkey_limit must be a whole number")
+    )
+    page.locator("#policy-error").get_by_role("link").click()
+    expect(field).to_be_focused()
+    assert scrolls_sideways(page) == 0
+    assert axe_violations(page) == []
+
+    # An invite on this server (email is written to files): its link, shown once, fits too.
+    newcomer = f"new-{secrets.token_hex(4)}@example.com"
+    page.goto("/admin/people/invite")
+    page.get_by_label("Work email (their username)").fill(newcomer)
+    page.get_by_label("Full name").fill("New Person")
+    page.get_by_role("button", name="Invite", exact=True).click()
+    expect(page.locator("#invite-link-note")).to_contain_text(
+        "Email delivery is not set up on this server"
+    )
+    assert page.get_by_label("One-time link").input_value().startswith(f"{server.url}/enroll/")
+    expect(
+        page.get_by_role("navigation", name="Admin portal").locator('[aria-current="page"]')
+    ).to_have_text("People")
+    assert scrolls_sideways(page) == 0
+    assert axe_violations(page) == []
+
+
+def test_a_signed_out_administrator_signs_in_and_lands_back_on_the_portal_page(
+    page: Page, authenticator: Authenticator, invite: Invite, server: Server
+) -> None:
+    staff(server, invite, page, "admin")
+    sign_out(page)
+    response = page.goto("/admin/people?status=invited")
+    assert response is not None
+    # Sent to sign in, where the passkey's autofill signs in at once, and back.
+    assert response.request.redirected_from is not None
+    assert response.url == f"{server.url}/sign-in?next=/admin/people%3Fstatus%3Dinvited"
+    page.wait_for_url(f"{server.url}/admin/people?status=invited")
+    expect(page.get_by_role("heading", level=1, name="People")).to_be_visible()
+
+
+def test_group_rules_that_cut_off_the_administrator_making_them_need_a_tick(
+    page: Page,
+    authenticator: Authenticator,
+    context: BrowserContext,
+    invite: Invite,
+    server: Server,
+) -> None:
+    # Another administrator, outside the group, keeps a way in (else the change is refused).
+    other = context.browser.new_context(base_url=server.url)
+    try:
+        other_page = other.new_page()
+        add_authenticator(other, other_page)
+        staff(server, invite, other_page, "admin")
+    finally:
+        other.close()
+    admin = staff(server, invite, page, "admin")
+    group = f"Only me {admin.email.split('@')[0]}"
+    server.cli("groups", "add", group)
+    server.cli("groups", "add-member", group, admin.email)
+    try:
+        verify_now(page)
+        page.goto("/admin/groups")
+        page.get_by_role("link", name=group, exact=True).click()
+        # Chromium's virtual authenticator: the administrator's only passkey.
+        page.get_by_label("aaguid_deny_list").fill("01020304-0506-0708-0102-030405060708")
+        page.get_by_role("button", name=f"Save {group}\u2019s rules").click()
+        expect(page.locator("#preview-self")).to_contain_text(
+            "You would no longer be able to sign in"
+        )
+        assert axe_violations(page) == []
+        # "Save anyway" without the tick: the browser asks for it, and nothing is saved.
+        preview_url = page.url
+        tick = page.get_by_label(
+            "I understand that I will not be able to sign in again once this session ends"
+        )
+        page.get_by_role("button", name="Save anyway").click()
+        assert tick.evaluate("(box) => !box.validity.valid")
+        assert page.url == preview_url
+        expect(page.locator("#preview-self")).to_be_visible()  # the form was not sent
+        tick.check()
+        page.get_by_role("button", name="Save anyway").click()
+        expect(page.get_by_role("status")).to_have_text("The group\u2019s rules were saved.")
+        expect(page.get_by_label("aaguid_deny_list")).to_have_value(
+            "01020304-0506-0708-0102-030405060708"
+        )
+    finally:
+        server.cli("groups", "remove", group)

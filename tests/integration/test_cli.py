@@ -17,6 +17,7 @@ from tests.integration.conftest import (
     assert_failed,
     assert_ok,
     enroll,
+    enrolled_person,
     last_event,
     sign_in,
     token_of,
@@ -26,6 +27,7 @@ from threshold.accounts.models import User
 from threshold.audit.models import AuditEvent
 from threshold.cli.main import main
 from threshold.enrollment.models import EnrollmentInvite
+from threshold.fallback.models import TotpDevice
 from threshold.policy.actions import get_policy
 
 pytestmark = pytest.mark.django_db
@@ -100,14 +102,21 @@ def test_users_lists_people_and_their_passkeys(ada, capsys):
     User.objects.create_user("gone@example.com", full_name="Gone Away")
     User.objects.filter(username="gone@example.com").update(is_active=False)
     main(["users", "lock", "ada@example.com"])
+    enrolled_person("bob@example.com", "Bob Passkey")
+    carol = User.objects.create_user("carol@example.com", full_name="Carol Fallback")
+    TotpDevice.objects.create(user=carol, secret="JBSWY3DPEHPK3PXP", created_at="2026-01-01T00:00Z")
     capsys.readouterr()
 
     assert main(["users"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     assert rows[0] == ["USERNAME", "NAME", "ROLE", "STATUS", "PASSKEYS"]
     assert ["ada@example.com", "Ada", "Lovelace", "member", "locked", "1"] in rows
-    assert ["grace@example.com", "Grace", "Hopper", "administrator", "active", "0"] in rows
+    # Invited, with no way to sign in yet: not active.
+    assert ["grace@example.com", "Grace", "Hopper", "administrator", "invited", "0"] in rows
     assert ["gone@example.com", "Gone", "Away", "member", "deactivated", "0"] in rows
+    # Active: a way to sign in, a passkey or another.
+    assert ["bob@example.com", "Bob", "Passkey", "member", "active", "1"] in rows
+    assert ["carol@example.com", "Carol", "Fallback", "member", "active", "0"] in rows
 
 
 def test_users_escapes_control_and_direction_characters_in_names(capsys):

@@ -20,6 +20,7 @@ from tests.integration.conftest import (
     ORIGIN,
     Browser,
     assert_ok,
+    begin_sign_in,
     enroll,
     enrolled_person,
     last_event,
@@ -42,6 +43,7 @@ from threshold.fallback.actions import do_set_up_fallback, has_fallback
 from threshold.groups.actions import do_add_group, do_add_member
 from threshold.groups.models import Group, Membership
 from threshold.passkeys.models import Passkey
+from threshold.portal import imports
 from threshold.sessions.models import Session
 from threshold.sso.validator import email_claims
 
@@ -72,15 +74,64 @@ def test_every_portal_url_is_404_without_a_role(ada):
     outsider = enrolled_person("bob@example.com", "Bob")
     browser = Browser()
     assert_ok(sign_in(browser, outsider.authenticator))
-    anonymous = Browser()
     before = _state()
     paths = every_portal_path(ada.user.pk, ada.passkey.pk)
     assert len(paths) >= 15
     for path in paths:
         assert browser.get(path).status_code == 404, path
         assert post(browser, path).status_code == 404, path
-        assert anonymous.get(path).status_code == 404, path
     assert _state() == before
+
+
+def test_every_portal_url_sends_a_signed_out_visitor_to_sign_in_and_changes_nothing(ada):
+    anonymous = Browser()
+    before = _state()
+    for path in every_portal_path(ada.user.pk, ada.passkey.pk):
+        response = anonymous.get(path)
+        assert response.status_code == 302, path
+        assert response["Location"] == f"/sign-in?next={path}", path
+        # A form posted after the session ended: back to its page, not to the POST's address.
+        posted = post(anonymous, path)
+        assert posted.status_code == 302, path
+        assert posted["Location"].startswith("/sign-in?next=/admin/"), path
+    assert post(anonymous, f"/admin/people/{ada.user.pk}/lock")["Location"] == (
+        f"/sign-in?next=/admin/people/{ada.user.pk}"
+    )
+    # A person who does not exist is asked to sign in all the same: nothing is revealed.
+    assert anonymous.get("/admin/people/99999999")["Location"] == (
+        "/sign-in?next=/admin/people/99999999"
+    )
+    assert _state() == before
+
+
+def test_an_administrator_signing_in_from_the_portal_lands_back_on_its_page(ada):
+    admin, _ = staff("root@example.com", Role.ADMINISTRATOR)
+    browser = Browser()
+    asked = browser.get("/admin/people?q=ada")
+    assert asked.status_code == 302
+    sign_in_page = asked["Location"]
+    assert sign_in_page == "/sign-in?next=/admin/people%3Fq%3Dada"
+    assert browser.get(sign_in_page).status_code == 200
+    options = begin_sign_in(browser)
+    result = browser.post_json(
+        "/sign-in/result?next=/admin/people%3Fq%3Dada",
+        admin.authenticator.get(options, ORIGIN),
+    )
+    assert assert_ok(result)["redirect"] == "/admin/people?q=ada"
+    page = browser.get("/admin/people?q=ada")
+    assert page.status_code == 200
+    assert b"ada@example.com" in page.content
+
+
+def test_a_next_elsewhere_is_not_followed_after_signing_in(ada):
+    admin, _ = staff("root@example.com", Role.ADMINISTRATOR)
+    for elsewhere in ["https://evil.example/admin/", "//evil.example/admin/", "/\\evil.example"]:
+        browser = Browser()
+        options = begin_sign_in(browser)
+        result = browser.post_json(
+            f"/sign-in/result?next={elsewhere}", admin.authenticator.get(options, ORIGIN)
+        )
+        assert assert_ok(result)["redirect"] == "/", elsewhere
 
 
 def test_a_locked_administrator_has_no_portal(ada):
@@ -411,6 +462,95 @@ def test_invites_are_resent_and_revoked(db, mailoutbox, django_capture_on_commit
     assert len(mailoutbox) == 2
 
 
+FILE_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+
+
+def _shown_link(response) -> str:
+    text = response.content.decode()
+    return html.unescape(text.split('id="invite-link" type="text" readonly value="', 1)[1]).split(
+        '"', 1
+    )[0]
+
+
+def test_without_email_delivery_an_invite_shows_its_link_once(db, settings, tmp_path):
+    settings.EMAIL_BACKEND = FILE_BACKEND  # a default install's
+    settings.EMAIL_FILE_PATH = str(tmp_path)
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    response = post(browser, "/admin/people/invite", {"email": "new@example.com", "name": "New"})
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    text = html.unescape(response.content.decode())
+    assert "Email delivery is not set up on this server, so this link was not emailed" in text
+    assert "it is shown only this once" in text
+    assert "earlier links no longer work" not in text  # a first link replaces nothing
+    link = _shown_link(response)
+    assert link.startswith(f"{ORIGIN}/enroll/")
+    person = User.objects.get(username="new@example.com")
+    # Not shown again: their page lists the link, never the link itself.
+    assert token_of(link) not in browser.get(f"/admin/people/{person.pk}").content.decode()
+
+    # A new link replaces the one that still works, and says so.
+    again = post(browser, f"/admin/people/{person.pk}/invite")
+    assert again.status_code == 200
+    assert "earlier links no longer work" in html.unescape(again.content.decode())
+    second = _shown_link(again)
+    assert second != link
+    # The link shown is the one that works: the person enrolls with it.
+    assert Browser().post_json(f"/enroll/{token_of(link)}/options").status_code == 400
+    assert_ok(enroll(Browser(), token_of(second), SoftAuthenticator()))
+
+
+def test_an_expired_link_is_not_said_to_be_replaced(db, settings, tmp_path, clock):
+    settings.EMAIL_BACKEND = FILE_BACKEND
+    settings.EMAIL_FILE_PATH = str(tmp_path)
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    post(browser, "/admin/people/invite", {"email": "new@example.com"})
+    person = User.objects.get(username="new@example.com")
+    EnrollmentInvite.objects.filter(user=person).update(expires_at="2000-01-01T00:00:00Z")
+    again = post(browser, "/admin/people/invite", {"email": "NEW@example.com"})
+    assert again.status_code == 200
+    assert "earlier links no longer work" not in html.unescape(again.content.decode())
+
+
+def test_with_email_delivered_the_invite_says_replaced_links_only_when_there_were(
+    db, mailoutbox, django_capture_on_commit_callbacks
+):
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    with django_capture_on_commit_callbacks(execute=True):
+        first = post(browser, "/admin/people/invite", {"email": "new@example.com"})
+    person = User.objects.get(username="new@example.com")
+    assert first["Location"] == f"/admin/people/{person.pk}?done=invited"
+    text = html.unescape(browser.get(first["Location"]).content.decode())
+    assert "An enrollment link was emailed to them." in text
+    assert "earlier links no longer work" not in text
+    assert 'id="invite-link"' not in text
+    with django_capture_on_commit_callbacks(execute=True):
+        again = post(browser, f"/admin/people/{person.pk}/invite")
+    assert again["Location"] == f"/admin/people/{person.pk}?done=invited-again"
+    assert "earlier links no longer work" in html.unescape(
+        browser.get(again["Location"]).content.decode()
+    )
+    assert len(mailoutbox) == 2
+
+
+def test_without_email_delivery_an_import_shows_each_link_once(db, settings, tmp_path):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    assert (
+        b"email delivery is not set up on this server"
+        in browser.get("/admin/people/invite").content
+    )
+    upload = io.BytesIO(b"email,name\ngrace@example.com,Grace\nnot-an-email,x\n")
+    upload.name = "people.csv"
+    response = post(browser, "/admin/people/import", {"csv": upload})
+    assert response.status_code == 200
+    text = html.unescape(response.content.decode())
+    assert "these links were not emailed" in text
+    link = text.split("<code>", 1)[1].split("</code>", 1)[0]
+    assert link.startswith(f"{ORIGIN}/enroll/")
+    assert_ok(enroll(Browser(), token_of(link), SoftAuthenticator()))
+
+
 def test_inviting_refuses_bad_input_and_changes_nothing(ada):
     _, browser = staff("desk@example.com", Role.HELP_DESK)
     before = _state()
@@ -453,6 +593,35 @@ def test_a_csv_upload_invites_each_row_with_its_own_result(ada, mailoutbox):
     }
     assert User.objects.get(username="grace@example.com").full_name == "Grace Hopper"
     assert not User.objects.filter(username="not-an-email").exists()
+
+
+def test_the_upload_limit_reads_as_people_write_sizes(db):
+    _, browser = staff("desk@example.com", Role.HELP_DESK)
+    page = browser.get("/admin/people/invite").content.decode()
+    assert "UTF-8, up to 60 KB." in page
+    assert "60.0" not in page
+    upload = io.BytesIO(b"email\n" + b"a@example.com\n" * 4500)  # 61.5 KB: under the form's cap
+    upload.name = "people.csv"
+    response = post(browser, "/admin/people/import", {"csv": upload})
+    assert response.status_code == 400
+    assert b"The file is over 60 KB: split it." in response.content
+
+
+@pytest.mark.parametrize(
+    ("size", "words"),
+    [
+        (0, "0 bytes"),
+        (1, "1 byte"),
+        (1023, "1023 bytes"),
+        (1024, "1 KB"),
+        (60 * 1024, "60 KB"),
+        (60 * 1024 + 512, "60.5 KB"),
+        (1536 * 1024, "1.5 MB"),
+        (3 * 1024**3, "3 GB"),
+    ],
+)
+def test_sizes_are_written_without_a_trailing_zero(size, words):
+    assert imports.size_text(size) == words
 
 
 @pytest.mark.parametrize(
@@ -1143,3 +1312,50 @@ def test_the_help_desk_is_told_why_not_instead_of_a_staff_members_buttons(ada):
     assert "Unlock</button>" not in page
     assert "Reactivate</button>" not in page
     assert refusal in page
+
+
+def _current_section(page: str) -> list[str]:
+    """The portal navigation's entries marked as the page's own (``aria-current="page"``)."""
+    nav = page.split('<nav class="portal-nav"', 1)[1].split("</nav>", 1)[0]
+    return [
+        link.split(">", 1)[1].split("<", 1)[0]
+        for link in nav.split("<a ")[1:]
+        if 'aria-current="page"' in link.split(">", 1)[0]
+    ]
+
+
+def test_every_portal_page_marks_its_entry_in_the_navigation(ada, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"  # links shown
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    group = do_add_group("Engineering", Origin.cli())
+    person = f"/admin/people/{ada.user.pk}"
+    for path, entry in [
+        ("/admin/", "Admin portal"),
+        ("/admin/people", "People"),
+        ("/admin/people?status=invited", "People"),
+        (person, "People"),
+        (f"{person}/passkeys/{ada.passkey.pk}/remove", "People"),
+        (f"{person}/deactivate", "People"),
+        ("/admin/people/invite", "People"),
+        ("/admin/groups", "Groups"),
+        (f"/admin/groups/{group.pk}", "Groups"),
+        ("/admin/apps", "Apps"),
+        ("/admin/audit", "Audit log"),
+        ("/admin/policy", "Policy"),
+        ("/admin/authenticators", "Authenticators"),
+        ("/admin/readiness", "Readiness"),
+    ]:
+        page = browser.get(path)
+        assert page.status_code == 200, path
+        assert _current_section(page.content.decode()) == [entry], path
+    # Pages that answer a POST: an invite, a recovery link, the policy's preview.
+    invited = post(browser, "/admin/people/invite", {"email": "new@example.com"})
+    assert _current_section(invited.content.decode()) == ["People"]
+    recovery = post(browser, f"{person}/recovery")
+    assert _current_section(recovery.content.decode()) == ["People"]
+    Passkey.objects.filter(user=ada.user).update(backup_eligible=True)
+    preview = post(browser, "/admin/policy", {"block_synced_passkeys": "true"})
+    assert _current_section(preview.content.decode()) == ["Policy"]
+    deny = post(browser, "/admin/authenticators", {"change": "deny", "aaguid": SOFT_AAGUID})
+    assert deny.status_code == 409  # the administrator's own authenticator: refused
+    assert _current_section(deny.content.decode()) == ["Authenticators"]

@@ -126,7 +126,7 @@ def expected(now: float) -> dict:
     """The figures, counted here row by row in Python."""
     at = datetime.fromtimestamp(now, UTC)
     since = at - timedelta(days=30)
-    active = [u for u in User.objects.all() if u.is_active and u.locked_at is None]
+    may_sign_in = [u for u in User.objects.all() if u.is_active and u.locked_at is None]
     passkeys = Counter(Passkey.objects.values_list("user_id", flat=True))
     fallback = set(TotpDevice.objects.values_list("user_id", flat=True))
     devices = Counter(
@@ -134,6 +134,9 @@ def expected(now: float) -> dict:
         for device in Device.objects.all()
         if device.is_active and device.revoked_at is None
     )
+    # Active: enrolled, with a way to sign in; invited: none yet.
+    active = [u for u in may_sign_in if passkeys[u.pk] + devices[u.pk] + (u.pk in fallback)]
+    invited = [u for u in may_sign_in if u not in active]
     kinds = Counter(dict.fromkeys(["platform", "synced", "security_key"], 0))
     for passkey in Passkey.objects.all():
         if passkey.backup_eligible:
@@ -162,6 +165,7 @@ def expected(now: float) -> dict:
     ]
     return {
         "people_active": len(active),
+        "people_invited": len(invited),
         "with_passkey": sum(1 for u in active if passkeys[u.pk]),
         "with_two_or_more_methods": sum(
             1 for u in active if passkeys[u.pk] + devices[u.pk] + (u.pk in fallback) >= 2
@@ -184,6 +188,7 @@ def test_the_json_report_equals_the_databases_counts(rollout, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert list(printed) == [
         "people_active",
+        "people_invited",
         "with_passkey",
         "with_two_or_more_methods",
         "fallback_only",
@@ -196,7 +201,8 @@ def test_the_json_report_equals_the_databases_counts(rollout, capsys):
     ]
     assert printed == expected(rollout)
     # What this organisation looks like, so that the comparison is not of two empty sets.
-    assert printed["people_active"] == 6  # ada, bob, carol, hana, frank, gina
+    assert printed["people_active"] == 4  # ada, bob, carol, hana
+    assert printed["people_invited"] == 2  # frank (his link pending), gina (hers expired)
     assert printed["with_two_or_more_methods"] == 2  # bob, hana
     assert printed["fallback_only"] == 1  # carol
     assert printed["passkeys_by_kind"]["security_key"] == 1
@@ -213,6 +219,7 @@ def test_the_dashboard_shows_the_same_figures_with_a_csv_each(rollout):
     text = page.content.decode()
     for element, key in [
         ("people-active", "people_active"),
+        ("people-invited", "people_invited"),
         ("with-passkey", "with_passkey"),
         ("with-two", "with_two_or_more_methods"),
         ("fallback-only", "fallback_only"),
@@ -226,6 +233,7 @@ def test_the_dashboard_shows_the_same_figures_with_a_csv_each(rollout):
     assert people["Content-Type"].startswith("text/csv")
     rows = dict(csv.reader(io.StringIO(people.content.decode())))
     assert rows["people_active"] == str(figures["people_active"])
+    assert rows["people_invited"] == str(figures["people_invited"])
     failures = list(
         csv.reader(io.StringIO(browser.get("/admin/readiness/failures.csv").content.decode()))
     )

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, QuerySet
-
 from threshold.accounts.models import Role, User, normalize_username
 
 
 def get_user(username: str) -> User | None:
     """The account whose username is ``username`` (compared case-insensitively), if any."""
     return User.objects.filter(username=normalize_username(username)).first()
-
-
-def list_users() -> QuerySet[User]:
-    return User.objects.annotate(passkey_count=Count("passkeys")).order_by("username")
 
 
 def has_enrolled_administrator() -> bool:

@@ -1,10 +1,12 @@
 """The one check in front of every admin portal view: role, then step-up for a change.
 
-``portal_view(area)`` answers 404 to anyone whose role may not read ``area`` (no
-role at all included: the portal does not reveal itself), and for a POST 403 to a
-role that may read but not change it, then sends someone who has not verified with
-a passkey within the policy's step-up window to "Verify it's you" and back (a
-password sign-in never counts). CSRF is Django's middleware's, on every POST.
+``portal_view(area)`` sends a signed-out visitor to sign in and back (``?next=``, as every
+page that needs a signed-in person does), answers 404 to a signed-in person whose role may
+not read ``area`` (no role at all included: the portal does not reveal itself to people
+without one), and for a POST 403 to a role that may read but not change it, then sends
+someone who has not verified with a passkey within the policy's step-up window to "Verify
+it's you" and back (a password sign-in never counts). CSRF is Django's middleware's, on
+every POST.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
@@ -41,6 +44,12 @@ def portal_view(area: Area, *, back: Callable[..., str] | None = None) -> Callab
         @wraps(view)
         @never_cache
         def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            if not request.user.is_authenticated:
+                # Back to this page once signed in (a form's page, for a POST); the sign-in
+                # keeps ``next`` only when it is on this site (``web.http.safe_next``).
+                if request.method in ("GET", "HEAD"):
+                    return redirect_to_login(request.get_full_path())
+                return redirect_to_login(back(**kwargs) if back else _this_page(request))
             role = role_of(request)
             if not can_read(role, area):
                 raise Http404("no admin portal for this person")

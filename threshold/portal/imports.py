@@ -19,12 +19,21 @@ from threshold.enrollment.bulk import (
     ImportRefused,
     RowResult,
     check_file,
+    check_row,
     invite_one,
     read_rows,
 )
 from threshold.enrollment.bulk import invite_rows as invite_each_row
 
-__all__ = ["MAX_CSV_BYTES", "ImportRefused", "RowResult", "invite_one", "invite_rows"]
+__all__ = [
+    "MAX_CSV_BYTES",
+    "MAX_CSV_SIZE",
+    "ImportRefused",
+    "RowResult",
+    "check_row",
+    "invite_one",
+    "invite_rows",
+]
 
 # The whole form is capped at 64 KiB (settings.DATA_UPLOAD_MAX_MEMORY_SIZE): about a
 # thousand people per file.
@@ -32,14 +41,33 @@ MAX_CSV_BYTES = 60 * 1024
 MAX_ROWS = 2000
 
 
+_KB = 1024
+
+
+def size_text(size: int) -> str:
+    """A number of bytes as people write it: "60 KB", "1.5 MB", "900 bytes" (1 KB is 1,024
+    bytes), without the ".0" of Django's filesizeformat ("60.0 KB")."""
+    if size < _KB:
+        return f"{size} byte{'' if size == 1 else 's'}"
+    value, unit = size / _KB, "KB"
+    for bigger in ("MB", "GB"):
+        if value < _KB:
+            break
+        value, unit = value / _KB, bigger
+    return f"{value:.1f}".removesuffix(".0") + f" {unit}"
+
+
+MAX_CSV_SIZE = size_text(MAX_CSV_BYTES)
+
+
 def read_upload(upload: UploadedFile | None, text: str) -> str:
     """The CSV's text, from the uploaded file or else the pasted text; ImportRefused."""
     if upload is not None:
         if upload.size is not None and upload.size > MAX_CSV_BYTES:
-            raise ImportRefused(f"The file is over {MAX_CSV_BYTES // 1024} KB: split it.")
+            raise ImportRefused(f"The file is over {MAX_CSV_SIZE}: split it.")
         data = upload.read(MAX_CSV_BYTES + 1)
         if len(data) > MAX_CSV_BYTES:
-            raise ImportRefused(f"The file is over {MAX_CSV_BYTES // 1024} KB: split it.")
+            raise ImportRefused(f"The file is over {MAX_CSV_SIZE}: split it.")
         try:
             return str(data.decode("utf-8-sig"))
         except UnicodeDecodeError:

@@ -361,6 +361,21 @@ def ways_left(
     )
 
 
+def has_working_link(user: User | None) -> bool:
+    """Whether ``user`` has a link (enrollment or recovery) that would still work: a new one
+    replaces it (``enrollment.actions``), and the page that issues it says so only then."""
+    if user is None:
+        return False
+    return EnrollmentInvite.objects.filter(
+        user=user, used_at=None, revoked_at=None, expires_at__gt=clock.now_datetime()
+    ).exists()
+
+
+def newest_link(user: User) -> EnrollmentInvite | None:
+    """The link issued to ``user`` last."""
+    return EnrollmentInvite.objects.filter(user=user).order_by("-created_at", "-pk").first()
+
+
 def access_person(user_id: int) -> User:
     """The person with ``user_id``, or Http404."""
     user = User.objects.filter(pk=user_id).first() if 0 < user_id < 2**63 else None

@@ -11,12 +11,12 @@ computes it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from threshold.accounts.methods import count_usable_sign_in_methods
-from threshold.accounts.models import User
+from threshold.accounts.models import Role, User
 from threshold.core.policy import (
     GROUP_SETTINGS,
     SETTINGS,
@@ -89,21 +89,62 @@ def parse(current: Policy, form: Mapping[str, str]) -> tuple[Policy | None, list
 
 
 @dataclass(frozen=True)
+class Lockout:
+    """Who a change would leave with no usable way to sign in among those it must not strand:
+    the administrators (a change that strands every one of them who can sign in today is
+    refused: nobody could sign in to the portal to undo it), and the person making it (asked
+    to confirm it)."""
+
+    administrators: int  # administrators who can sign in today
+    administrators_cut_off: list[User] = dataclasses.field(default_factory=list)
+    viewer_cut_off: bool = False
+
+    @property
+    def no_administrator_left(self) -> bool:
+        return self.administrators > 0 and len(self.administrators_cut_off) >= self.administrators
+
+    @property
+    def anyone(self) -> bool:
+        return bool(self.administrators_cut_off) or self.viewer_cut_off
+
+
+def _lockout(
+    viewer: User, usable_now: Callable[[User], int], usable_after: Callable[[User], int]
+) -> Lockout:
+    """``Lockout`` from the usable ways to sign in of each person today and after the change.
+    Administrators are few: each is counted through the sign-in method registry."""
+    administrators = User.objects.filter(role=Role.ADMINISTRATOR, is_active=True, locked_at=None)
+    can_now = [user for user in administrators.order_by("username") if usable_now(user) > 0]
+    cut_off = [user for user in can_now if usable_after(user) == 0]
+    viewer_cut_off = usable_now(viewer) > 0 and usable_after(viewer) == 0
+    return Lockout(len(can_now), cut_off, viewer_cut_off)
+
+
+@dataclass(frozen=True)
 class Preview:
-    """What saving ``new`` would stop: passkeys allowed today that it refuses."""
+    """What saving ``new`` would stop: passkeys allowed today that it refuses, and whom it
+    would leave with no way to sign in among the administrators and the viewer."""
 
     refused: list[tuple[Passkey, Decision]]
     people: list[User]
     stranded: list[User]  # of ``people``, those with no usable way to sign in left
+    lockout: Lockout = dataclasses.field(default_factory=lambda: Lockout(0))
 
     @property
     def passkeys(self) -> int:
         return len(self.refused)
 
+    @property
+    def needed(self) -> bool:
+        """Whether the change must be shown before it is saved."""
+        return bool(self.refused) or self.lockout.anyone
 
-def preview(current: Policy, new: Policy) -> Preview:
+
+def preview(current: Policy, new: Policy, viewer: User) -> Preview:
     """The passkeys ``new`` refuses that ``current`` allows, their people, and who is left
-    with no usable method (the registry counts every kind, the fallback included)."""
+    with no usable method (the registry counts every kind, the fallback included); and, of
+    the administrators and ``viewer``, who could sign in today and could not under ``new``
+    (whatever takes their way in: a passkey refused, the fallback no longer allowed, ...)."""
     already = {passkey.pk for passkey, _ in list_passkeys_not_allowed(current)}
     refused = [
         (passkey, decision)
@@ -114,7 +155,12 @@ def preview(current: Policy, new: Policy) -> Preview:
     for passkey, _ in refused:
         people.setdefault(passkey.user.pk, passkey.user)
     stranded = [user for user in people.values() if count_usable_sign_in_methods(user, new) == 0]
-    return Preview(refused, list(people.values()), stranded)
+    lockout = _lockout(
+        viewer,
+        lambda user: count_usable_sign_in_methods(user, current),
+        lambda user: count_usable_sign_in_methods(user, new),
+    )
+    return Preview(refused, list(people.values()), stranded, lockout)
 
 
 # --- A group's rules ------------------------------------------------------------------------------
@@ -150,9 +196,10 @@ def parse_group_rules(group: str, form: Mapping[str, str]) -> tuple[GroupRules |
     return GroupRules(group, **values), fields
 
 
-def preview_group(policy: Policy, group: Group, rules: GroupRules) -> Preview:
+def preview_group(policy: Policy, group: Group, rules: GroupRules, viewer: User) -> Preview:
     """What giving ``group`` the ``rules`` would stop: its members' passkeys allowed today
-    that the new rules refuse, and who would be left with no usable way to sign in."""
+    that the new rules refuse, and who would be left with no usable way to sign in (among
+    them, the administrators and ``viewer``: ``Lockout``)."""
     members = list(members_of(group))
     current = rules_by_user(member.pk for member in members)
     refused: list[tuple[Passkey, Decision]] = []
@@ -180,4 +227,12 @@ def preview_group(policy: Policy, group: Group, rules: GroupRules) -> Preview:
         )
         if allowed_after + others == 0:
             stranded.append(member)
-    return Preview(refused, people, stranded)
+    stranded_ids = {member.pk for member in stranded}
+
+    def usable_now(user: User) -> int:
+        return count_usable_sign_in_methods(user, policy)
+
+    lockout = _lockout(
+        viewer, usable_now, lambda user: 0 if user.pk in stranded_ids else usable_now(user)
+    )
+    return Preview(refused, people, stranded, lockout)

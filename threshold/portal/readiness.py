@@ -67,7 +67,8 @@ def kind_of(backup_eligible: bool, is_security_key: bool, attachment: str, trans
 
 @dataclass(frozen=True)
 class Readiness:
-    people_active: int
+    people_active: int  # may sign in, with at least one way to (enrolled)
+    people_invited: int  # may sign in, but no way to yet (invited, not enrolled)
     with_passkey: int
     with_two_or_more_methods: int
     fallback_only: int
@@ -87,6 +88,7 @@ class Readiness:
         """The figures ``threshold report readiness --json`` prints, under the issue's keys."""
         return {
             "people_active": self.people_active,
+            "people_invited": self.people_invited,
             "with_passkey": self.with_passkey,
             "with_two_or_more_methods": self.with_two_or_more_methods,
             "fallback_only": self.fallback_only,
@@ -104,6 +106,26 @@ def active_people() -> QuerySet[User]:
     return User.objects.filter(is_active=True, locked_at=None)
 
 
+def with_methods(people: QuerySet[User]) -> QuerySet[Any]:
+    """``people`` with their ways to sign in counted as the sign-in method registry counts
+    them: ``passkey_count``, ``device_count``, ``has_fallback`` and ``methods``, their sum.
+    Someone whose ``methods`` is 0 has not enrolled yet (invited): they are not active."""
+    people = people.annotate(
+        passkey_count=_passkey_count(),
+        # The device app (Threshold Verify): installations confirmed and not revoked, each a
+        # way to sign in, as the sign-in method registry counts them.
+        device_count=_count_of(
+            Device.objects.filter(user=OuterRef("pk"), is_active=True, revoked_at__isnull=True)
+        ),
+        has_fallback=Exists(TotpDevice.objects.filter(user=OuterRef("pk"))),
+    )
+    return people.annotate(
+        methods=F("passkey_count")
+        + F("device_count")
+        + Case(When(has_fallback=True, then=Value(1)), default=Value(0))
+    )
+
+
 def _count_of(rows: QuerySet[Any]) -> Coalesce:
     """A correlated count of ``rows`` (filtered on ``OuterRef("pk")``), 0 when none."""
     counted = rows.order_by().values("user").annotate(n=Count("pk")).values("n")
@@ -117,22 +139,9 @@ def _passkey_count() -> Coalesce:
 def compute(now: datetime | None = None) -> Readiness:
     now = now or clock.now_datetime()
     since = now - timedelta(days=DAYS)
-    has_fallback = Exists(TotpDevice.objects.filter(user=OuterRef("pk")))
-    people = active_people().annotate(
-        passkey_count=_passkey_count(),
-        # The device app (Threshold Verify): installations confirmed and not revoked, each a
-        # way to sign in, as the sign-in method registry counts them.
-        device_count=_count_of(
-            Device.objects.filter(user=OuterRef("pk"), is_active=True, revoked_at__isnull=True)
-        ),
-        has_fallback=has_fallback,
-    )
-    people = people.annotate(
-        methods=F("passkey_count")
-        + F("device_count")
-        + Case(When(has_fallback=True, then=Value(1)), default=Value(0))
-    )
-    people_active = people.count()
+    people = with_methods(active_people())
+    people_active = people.filter(methods__gte=1).count()
+    people_invited = people.filter(methods=0).count()
     with_passkey = people.filter(passkey_count__gte=1).count()
     with_two = people.filter(methods__gte=2).count()
     fallback_only = people.filter(passkey_count=0, device_count=0, has_fallback=True).count()
@@ -190,6 +199,7 @@ def compute(now: datetime | None = None) -> Readiness:
     )
     return Readiness(
         people_active=people_active,
+        people_invited=people_invited,
         with_passkey=with_passkey,
         with_two_or_more_methods=with_two,
         fallback_only=fallback_only,
@@ -248,6 +258,7 @@ def csv_rows(readiness: Readiness, figure: str) -> list[list[object]] | None:
         "people": [
             ["figure", "people"],
             ["people_active", r.people_active],
+            ["people_invited", r.people_invited],
             ["with_passkey", r.with_passkey],
             ["with_two_or_more_methods", r.with_two_or_more_methods],
             ["fallback_only", r.fallback_only],

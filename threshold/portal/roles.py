@@ -3,8 +3,9 @@
 Administrator: everything. Help desk: people and their sign-in methods, recovery links,
 locks, sessions and invites; the audit log, the readiness dashboard and groups to read;
 not the policy, the authenticators' lists, groups' members or rules, or roles. Auditor:
-reads everything, changes nothing. A person without a role gets 404 for every /admin/ URL;
-a role that may read an area but not change it gets 403 for a change.
+reads everything, changes nothing. A signed-in person without a role gets 404 for every
+/admin/ URL (a signed-out visitor is sent to sign in: ``guard``); a role that may read an area
+but not change it gets 403 for a change.
 """
 
 from __future__ import annotations

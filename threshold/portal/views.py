@@ -11,6 +11,7 @@ import csv
 import dataclasses
 from typing import Any
 
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
@@ -125,10 +126,33 @@ def _why_not_lock(request: HttpRequest, user: User) -> str:
     return _NOT_LOCK_YOURSELF if user.pk == actor(request).pk else ""
 
 
+# The navigation's entry each page is under (``aria-current="page"``), by the first segment of
+# its route after admin/: a person's pages, the invite and import pages are People's.
+_SECTIONS = {
+    "": "home",
+    "people": "people",
+    "groups": "groups",
+    "apps": "apps",
+    "audit": "audit",
+    "policy": "policy",
+    "authenticators": "authenticators",
+    "readiness": "readiness",
+}
+
+
+def _section(request: HttpRequest) -> str:
+    match = request.resolver_match
+    route = match.route if match is not None else ""
+    parts = route.split("/")
+    return _SECTIONS.get(parts[1] if len(parts) > 1 else "", "")
+
+
 def _nav(request: HttpRequest) -> dict[str, Any]:
-    """What every portal page's navigation needs: which areas this role may read and change."""
+    """What every portal page's navigation needs: which areas this role may read and change,
+    and the entry the page is under (a view's own ``section`` overrides it)."""
     role = role_of(request)
     return {
+        "section": _section(request),
         "portal_role": role,
         "reads": {area.value: can_read(role, area) for area in Area},
         "changes": {area.value: can_change(role, area) for area in Area},
@@ -249,7 +273,8 @@ _DONE = {
     "deactivated": "Deactivated: no way of signing in works until they are reactivated.",
     "reactivated": "Reactivated.",
     "role": "The role was saved.",
-    "invited": "A new enrollment link was emailed; earlier links no longer work.",
+    "invited": "An enrollment link was emailed to them.",
+    "invited-again": "A new enrollment link was emailed; earlier links no longer work.",
     "revoked": "The link no longer works.",
     "unchanged": "Nothing changed: it was that way already.",
 }
@@ -481,12 +506,56 @@ def set_role(request: HttpRequest, user_id: int) -> HttpResponse:
     return see_other(_person_url(user.pk, done="role" if changed else "unchanged"))
 
 
+# The email backends of a default install (``config._email``: THRESHOLD_EMAIL_BACKEND file,
+# the default, or console): an email is written under var/mail or to the log, never delivered.
+_UNDELIVERED = frozenset(
+    {
+        "django.core.mail.backends.filebased.EmailBackend",
+        "django.core.mail.backends.console.EmailBackend",
+    }
+)
+
+
+def _delivery_set_up() -> bool:
+    """Whether this server delivers email (SMTP is configured)."""
+    return settings.EMAIL_BACKEND not in _UNDELIVERED
+
+
+def _email_delivers(user: User) -> bool:
+    """Whether an email to ``user`` leaves this server: delivery is set up and they have an
+    address."""
+    return _delivery_set_up() and bool(user.email)
+
+
+def _invited(request: HttpRequest, user: User, link: str, *, replaced: bool) -> HttpResponse:
+    """After an invite: their page says it was emailed, when email is delivered. Otherwise the
+    link is shown here, once (this response is never cached), for the member of staff to hand
+    over, as ``threshold invite`` prints it. ``replaced``: a link of theirs that still worked
+    stopped working."""
+    if _email_delivers(user):
+        return see_other(_person_url(user.pk, done="invited-again" if replaced else "invited"))
+    newest = people.newest_link(user)
+    return _render(
+        request,
+        "portal/invite_link.html",
+        {
+            "person": user,
+            "link": link,
+            "expires_at": newest.expires_at if newest else None,
+            "qr": qr_data_uri(link),
+            "replaced": replaced,
+            "delivery_set_up": _delivery_set_up(),
+        },
+    )
+
+
 @portal_view(Area.PEOPLE, back=_back_to_person)
 @require_POST
 def resend_invite(request: HttpRequest, user_id: int) -> HttpResponse:
     user = _person_to_change(request, user_id)
+    replaced = people.has_working_link(user)
     try:
-        do_invite(user.username, audit_origin(request), actor=actor(request))
+        created = do_invite(user.username, audit_origin(request), actor=actor(request))
     except errors.AlreadyEnrolled:
         return _render_person(
             request,
@@ -501,7 +570,7 @@ def resend_invite(request: HttpRequest, user_id: int) -> HttpResponse:
             error="No link was sent: the account is locked or deactivated.",
             status=409,
         )
-    return see_other(_person_url(user.pk, done="invited"))
+    return _invited(request, user, created.link, replaced=replaced)
 
 
 @portal_view(Area.PEOPLE, back=_back_to_person)
@@ -528,15 +597,23 @@ def invite(request: HttpRequest) -> HttpResponse:
             "email": request.POST.get("email", "").strip(),
             "name": request.POST.get("name", "").strip(),
         }
+        # Looked up only once the address is one (a NUL, ... never reaches the database).
+        valid = not imports.check_row(form["email"], form["name"])
+        replaced = valid and people.has_working_link(get_user(form["email"]))
         row = imports.invite_one(form["email"], form["name"], audit_origin(request), actor(request))
         if row.ok:
             assert row.user is not None  # noqa: S101 - an invited row has its person
-            return see_other(_person_url(row.user.pk, done="invited"))
+            return _invited(request, row.user, row.link, replaced=replaced)
         error, status = row.message, 400
     return _render(
         request,
         "portal/invite.html",
-        {"form": form, "error": error, "max_bytes": imports.MAX_CSV_BYTES},
+        {
+            "form": form,
+            "error": error,
+            "max_size": imports.MAX_CSV_SIZE,
+            "email_delivers": _delivery_set_up(),
+        },
         status=status,
     )
 
@@ -561,14 +638,20 @@ def import_people(request: HttpRequest) -> HttpResponse:
             {
                 "form": {"email": "", "name": ""},
                 "import_error": str(exc),
-                "max_bytes": imports.MAX_CSV_BYTES,
+                "max_size": imports.MAX_CSV_SIZE,
+                "email_delivers": _delivery_set_up(),
             },
             status=400,
         )
     return _render(
         request,
         "portal/import_result.html",
-        {"rows": rows, "invited": sum(1 for row in rows if row.ok)},
+        {
+            "rows": rows,
+            "invited": sum(1 for row in rows if row.ok),
+            # Not emailed for real: the links are shown here, once, to hand over.
+            "show_links": not _delivery_set_up(),
+        },
     )
 
 
@@ -652,6 +735,7 @@ def readiness_page(request: HttpRequest) -> HttpResponse:
             "people_chart": readiness.bar_chart(
                 [
                     ("Active people", figures.people_active),
+                    ("Invited, not enrolled", figures.people_invited),
                     ("With a passkey", figures.with_passkey),
                     ("Two or more methods", figures.with_two_or_more_methods),
                     ("Only the fallback", figures.fallback_only),
@@ -709,21 +793,84 @@ def _render_policy(
     )
 
 
+_NO_ADMINISTRATOR_LEFT = (
+    "This change would leave no administrator able to sign in, so it was not saved. Give an "
+    "administrator a way to sign in that the new rules allow first, then save it."
+)
+_CONFIRM_CUT_OFF = (
+    "Tick the box to confirm that you will not be able to sign in again, or cancel the change."
+)
+
+
 def _render_preview(
-    request: HttpRequest, new: Policy, preview: policies.Preview, *, changes: str
+    request: HttpRequest,
+    preview: policies.Preview,
+    *,
+    hidden: list[tuple[str, str]],
+    form_action: str,
+    cancel_url: str,
+    changes: str,
+    section: str = "",
+    refusal: str = "",
+    confirm_error: str = "",
+    status: int = 200,
 ) -> HttpResponse:
     return _render(
         request,
         "portal/policy_preview.html",
         {
-            "section": "policy",
+            **({"section": section} if section else {}),
             "preview": preview,
-            "hidden": [(field.name, field.text) for field in policies.fields_of(new)],
-            "form_action": url_to("portal:policy"),
-            "cancel_url": url_to("portal:policy"),
+            "viewer": actor(request),
+            "hidden": hidden,
+            "form_action": form_action,
+            "cancel_url": cancel_url,
             "changes": changes,
+            "refusal": refusal,
+            "confirm_error": confirm_error,
         },
+        status=status,
     )
+
+
+def _held_back(request: HttpRequest, preview: policies.Preview, **page: Any) -> HttpResponse | None:
+    """The page a policy or group rules change gets instead of being saved (None: save it).
+
+    Refused (409, nothing saved) when it would leave no administrator able to sign in. Shown
+    first when it refuses passkeys allowed today or leaves an administrator or the person
+    making it with no way to sign in, until the person confirms the preview of exactly those
+    passkeys (``seen``: the count they were shown); when it cuts off the person making it,
+    they also tick that they understand (``cut_off_self``), and "Save anyway" without the
+    tick is answered 400.
+    """
+    if preview.lockout.no_administrator_left:
+        return _render_preview(request, preview, refusal=_NO_ADMINISTRATOR_LEFT, status=409, **page)
+    if not preview.needed:
+        return None
+    confirmed = request.POST.get("seen") == str(preview.passkeys)
+    if preview.lockout.viewer_cut_off and request.POST.get("cut_off_self") != "1":
+        if confirmed:
+            return _render_preview(
+                request, preview, confirm_error=_CONFIRM_CUT_OFF, status=400, **page
+            )
+        return _render_preview(request, preview, **page)
+    return None if confirmed else _render_preview(request, preview, **page)
+
+
+def _policy_preview_page(current: Policy, new: Policy, changes: str = "") -> dict[str, Any]:
+    """``_render_preview``'s arguments for a change of the organisation policy: its form posts
+    every setting back to the policy page."""
+    return {
+        "hidden": [(field.name, field.text) for field in policies.fields_of(new)],
+        "form_action": url_to("portal:policy"),
+        "cancel_url": url_to("portal:policy"),
+        "changes": changes
+        or ", ".join(
+            setting.name
+            for setting in SETTINGS
+            if getattr(current, setting.name) != getattr(new, setting.name)
+        ),
+    }
 
 
 @portal_view(Area.POLICY)
@@ -738,22 +885,17 @@ def policy_page(request: HttpRequest) -> HttpResponse:
     new, fields = policies.parse(current, request.POST)
     if new is None:
         return _render_policy(request, fields, status=400)
-    return _save_policy(request, current, new, seen=request.POST.get("seen", ""))
+    return _save_policy(request, current, new)
 
 
-def _save_policy(request: HttpRequest, current: Policy, new: Policy, *, seen: str) -> HttpResponse:
-    """Save ``new``, unless it refuses passkeys ``current`` allows and the preview of exactly
-    those has not been confirmed (``seen``: the count the person was shown)."""
-    preview = policies.preview(current, new)
-    if preview.passkeys and seen != str(preview.passkeys):
-        changes = ", ".join(
-            setting.name
-            for setting in SETTINGS
-            if getattr(current, setting.name) != getattr(new, setting.name)
-        )
-        return _render_preview(request, new, preview, changes=changes)
+def _save_policy(request: HttpRequest, current: Policy, new: Policy) -> HttpResponse:
+    """Save ``new``, unless ``_held_back`` holds it back."""
     if new == current:
         return see_other(url_to("portal:policy", query={"done": "unchanged"}))
+    preview = policies.preview(current, new, actor(request))
+    held = _held_back(request, preview, **_policy_preview_page(current, new))
+    if held is not None:
+        return held
     do_update_policy(new, audit_origin(request), actor(request))
     return see_other(url_to("portal:policy", query={"done": "saved"}))
 
@@ -817,9 +959,10 @@ def authenticators_page(request: HttpRequest) -> HttpResponse:
     new = dataclasses.replace(current, **change_list)
     if new == current:
         return see_other(url_to("portal:authenticators", query={"done": "unchanged"}))
-    preview = policies.preview(current, new)
-    if preview.passkeys:
-        return _render_preview(request, new, preview, changes=name)
+    preview = policies.preview(current, new, actor(request))
+    held = _held_back(request, preview, **_policy_preview_page(current, new, name))
+    if held is not None:
+        return held
     do_update_policy(new, audit_origin(request), actor(request))
     return see_other(url_to("portal:authenticators", query={"done": "saved"}))
 
@@ -965,20 +1108,18 @@ def group_rules(request: HttpRequest, group_id: int) -> HttpResponse:
             rule_fields=fields,
         )
     policy = policy_for(request)
-    preview = policies.preview_group(policy, group, rules)
-    if preview.passkeys and request.POST.get("seen", "") != str(preview.passkeys):
-        return _render(
-            request,
-            "portal/policy_preview.html",
-            {
-                "section": "groups",
-                "preview": preview,
-                "hidden": [(field.name, field.text) for field in fields],
-                "form_action": url_to("portal:group-rules", group.pk),
-                "cancel_url": url_to("portal:group", group.pk),
-                "changes": f"{group.name}: " + ", ".join(sorted(rules.as_json())),
-            },
-        )
+    preview = policies.preview_group(policy, group, rules, actor(request))
+    held = _held_back(
+        request,
+        preview,
+        section="groups",
+        hidden=[(field.name, field.text) for field in fields],
+        form_action=url_to("portal:group-rules", group.pk),
+        cancel_url=url_to("portal:group", group.pk),
+        changes=f"{group.name}: " + ", ".join(sorted(rules.as_json())),
+    )
+    if held is not None:
+        return held
     changed = do_set_group_rules(group, rules, audit_origin(request), actor=actor(request))
     return see_other(
         url_to("portal:group", group.pk, query={"done": "rules" if changed else "unchanged"})

@@ -90,19 +90,21 @@ ROLE_WORDS = ("admin", "helpdesk", "auditor", "none")
 
 
 def list_people(args: argparse.Namespace) -> int:
-    from threshold.accounts.access import list_users
+    from threshold.accounts.models import User
+    from threshold.portal.readiness import with_methods
 
     rows = [("USERNAME", "NAME", "ROLE", "STATUS", "PASSKEYS")]
-    for user in list_users():
-        rows.append(
-            (
-                user.username,
-                user.full_name,
-                user.portal_role.label.lower() if user.role else "member",
-                "deactivated" if not user.is_active else "locked" if user.is_locked else "active",
-                str(user.passkey_count),  # type: ignore[attr-defined]
-            )
-        )
+    # Counted as the readiness figures count them: someone with no way to sign in yet is
+    # invited (not enrolled), not active.
+    for user in with_methods(User.objects.all()).order_by("username"):
+        if not user.is_active:
+            status = "deactivated"
+        elif user.is_locked:
+            status = "locked"
+        else:
+            status = "active" if user.methods else "invited"
+        role = user.portal_role.label.lower() if user.role else "member"
+        rows.append((user.username, user.full_name, role, status, str(user.passkey_count)))
     table(rows)
     return 0
 
