@@ -30,10 +30,13 @@ from tests.integration.conftest import (
 )
 from tests.support.authenticator import TEST_AAGUID, SoftAuthenticator, sign
 from threshold.accounts.models import User
+from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
 from threshold.core.encoding import b64url_decode, b64url_encode
+from threshold.core.policy import Policy
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.passkeys.models import Passkey
+from threshold.policy.actions import do_update_policy
 
 pytestmark = pytest.mark.django_db
 
@@ -365,3 +368,29 @@ def test_a_deactivated_persons_link_stops_working(browser):
     assert page.status_code == 404
     assert INVITE_UNUSABLE in page.content.decode()
     assert last_event("invite.rejected").detail["why"] == "account_disabled"
+
+
+# --- The session an enrollment starts ----------------------------------------------------------
+
+
+def test_enrolling_with_user_verification_counts_as_verifying_it_is_you(browser):
+    """The registration verified the person (UV): "Set up another" and "Remove" open at once,
+    not after a second "Verify it's you"."""
+    _, token = invite()
+    assert_ok(enroll(browser, token, SoftAuthenticator()))
+    assert Passkey.objects.get().uv_initialized is True
+    assert browser.get("/settings/security-methods/add").status_code == 200
+    passkey = Passkey.objects.get()
+    assert browser.get(f"/settings/security-methods/{passkey.pk}/remove").status_code == 200
+
+
+def test_enrolling_without_user_verification_is_no_step_up(browser):
+    """Where the policy only prefers UV, a passkey created without it verified nobody."""
+    do_update_policy(Policy(user_verification="preferred"), Origin.cli())
+    _, token = invite()
+    assert_ok(enroll(browser, token, SoftAuthenticator(user_verified=False)))
+    assert Passkey.objects.get().uv_initialized is False
+    assert browser.is_signed_in()
+    add = browser.get("/settings/security-methods/add")
+    assert add.status_code == 303
+    assert add["Location"].startswith("/settings/verify?next=")

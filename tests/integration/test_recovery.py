@@ -146,6 +146,15 @@ def test_recovery_link_adds_a_passkey_signs_in_and_ends_every_other_session(
     assert_ok(sign_in(Browser(), ada.authenticator))
 
 
+def test_a_recovery_counts_as_verifying_it_is_you(ada, browser):
+    """A recovery always verifies the person (UV): removing the lost passkeys, just after,
+    asks no second "Verify it's you"."""
+    _, token = recover(ada.user)
+    assert_ok(enroll(browser, token, SoftAuthenticator()))
+    lost = Passkey.objects.filter(user=ada.user).order_by("id").first()
+    assert browser.get(f"/settings/security-methods/{lost.pk}/remove").status_code == 200
+
+
 def test_recovery_requires_user_verification_even_when_the_policy_only_prefers_it(ada, browser):
     do_update_policy(Policy(user_verification="preferred"), Origin.cli())
     recovery, token = recover(ada.user)

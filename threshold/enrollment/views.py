@@ -87,6 +87,14 @@ def enroll_result(request: HttpRequest, token: str) -> JsonResponse:
         )
     except errors.ThresholdError as error:
         return failed(error, Surface.REGISTRATION)
-    # A new session key either way; a recovery has ended all the others.
-    sign_in(request, passkey.user, passkey_assurance(passkey, user_verified=passkey.uv_initialized))
+    # A new session key either way; a recovery has ended all the others. The registration
+    # verified the person (UV) exactly when the passkey says so: then the new session counts
+    # as just verified, and "Verify it's you" does not ask again straight away.
+    verified = passkey.uv_initialized
+    sign_in(
+        request,
+        passkey.user,
+        passkey_assurance(passkey, user_verified=verified),
+        user_verified=verified,
+    )
     return ok({"redirect": url_to("selfservice:home", query={"enrolled": "1"})})
