@@ -275,3 +275,24 @@ def test_a_new_display_name_is_signalled(
     details = signals(spied, "signalCurrentUserDetails")
     assert details[-1]["displayName"] == "Grace B. Hopper"
     assert details[-1]["name"] == person.email
+
+
+def test_after_set_up_another_the_nickname_prompt_is_in_view_and_focused(
+    page: Page, context: BrowserContext, invite: Invite
+) -> None:
+    """The page lands on "Your new passkey is ready", its nickname field focused, whatever the
+    length of the list below it."""
+    enrolled(page, context, invite())
+    open_settings(page)
+    # A short window: the list of passkeys reaches well below it.
+    page.set_viewport_size({"width": 800, "height": 500})
+    add_authenticator(context, page, transport="usb")
+    set_up_another(page, "A security key")
+    page.wait_for_url("**/settings?added=*")
+    page.wait_for_load_state("load")
+    prompt = page.locator("#name-new-passkey")
+    expect(prompt.get_by_role("heading", name="Your new passkey is ready")).to_be_in_viewport()
+    nickname = page.get_by_label("Give it a nickname so it\u2019s easily identifiable")
+    expect(nickname).to_be_focused()
+    expect(nickname).to_be_in_viewport()
+    assert page.evaluate("location.hash") == ""

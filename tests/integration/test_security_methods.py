@@ -127,7 +127,7 @@ def test_a_new_passkey_is_named_after_its_authenticator_and_browser(ada, ada_bro
     )
     body = assert_ok(response)
     passkey = Passkey.objects.filter(user=ada.user).latest("id")
-    assert body["redirect"] == f"/settings?added={passkey.pk}#passkey-{passkey.pk}"
+    assert body["redirect"] == f"/settings?added={passkey.pk}"
     assert passkey.created_user_agent == MAC_CHROME
     assert passkey.name.endswith("(Chrome on macOS)")
     assert passkey.kind == "Security key"

@@ -323,10 +323,9 @@ def add_result(request: HttpRequest) -> JsonResponse:
         )
     except errors.ThresholdError as error:
         return failed(error, Surface.REGISTRATION)
-    added = url_to(
-        "selfservice:settings", query={"added": str(passkey.pk)}, fragment=f"passkey-{passkey.pk}"
-    )
-    return ok({"redirect": added})
+    # No fragment: Settings opens at its top, on "Your new passkey is ready" with the
+    # nickname field focused (settings.js); a #passkey-N would scroll past it.
+    return ok({"redirect": url_to("selfservice:settings", query={"added": str(passkey.pk)})})
 
 
 # --- Rename and remove -------------------------------------------------------------------------
