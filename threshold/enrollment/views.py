@@ -7,6 +7,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from threshold.accounts.models import User
 from threshold.core import catalog, errors
 from threshold.core.catalog import Surface
 from threshold.enrollment.actions import (
@@ -15,6 +16,7 @@ from threshold.enrollment.actions import (
     do_begin_enrollment,
     do_finish_enrollment,
 )
+from threshold.fallback.actions import has_fallback, unused_recovery_codes
 from threshold.passkeys.actions import passkey_assurance
 from threshold.passkeys.http import ceremonies, read_credential
 from threshold.policy.access import policy_for
@@ -42,13 +44,16 @@ def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
             {"entry": catalog.CATALOG["invite_unusable"]},
             status=404,
         )
+    recovery = invite.purpose == RECOVERY
     response = render(
         request,
         "enrollment/enroll.html",
         {
             "invitee": invite.user,
             "token": token,
-            "recovery": invite.purpose == RECOVERY,
+            "recovery": recovery,
+            "recovery_removes": _recovery_removes(invite.user) if recovery else "",
+            "fallback_allowed": policy_for(request).allow_password_fallback,
             "catalog": CLIENT_CATALOG,
             "flow": issue_flow_token(Flow.ENROLLMENT),
         },
@@ -56,6 +61,22 @@ def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
     # The token is in this page's URL: never send it on as a Referer.
     response["Referrer-Policy"] = "no-referrer"
     return response
+
+
+def _recovery_removes(user: User) -> str:
+    """What of the person's a recovery deletes (``remove_fallback_for_recovery``), in
+    Settings' words, to say before they start: "" when they have none of it."""
+    removed = [
+        name
+        for name, present in (
+            ("password", user.has_usable_password()),
+            ("authenticator app", has_fallback(user)),
+            ("recovery codes", unused_recovery_codes(user) > 0),
+        )
+        if present
+    ]
+    *first, last = removed or [""]
+    return f"{', '.join(first)} and {last}" if first else last
 
 
 @require_POST
