@@ -41,7 +41,8 @@ NEXT_STEPS: dict[NextStep, str] = {
     NextStep.RETRY: "Try again",
     NextStep.ANOTHER_DEVICE: "Use a passkey on another device, such as a phone or security key",
     NextStep.PASSWORD: "Sign in with a password and code instead (only where the policy allows it)",
-    NextStep.SET_UP_LATER: "Set the passkey up later",
+    # The seeds' words, and the pages': what is set up later may be a device, not a passkey.
+    NextStep.SET_UP_LATER: "Set it up later",
     NextStep.CONTACT_SUPPORT: "Contact the IT team",
     NextStep.RESTART: "Start again from the beginning (reload the page)",
 }
