@@ -256,6 +256,9 @@ def test_adding_a_passkey_is_audited_and_emailed(
     assert "Chrome on macOS" in notice.body
     assert "203.0.113.7" in notice.body
     assert "If it wasn't you" in notice.body
+    assert "You can also remove it yourself: under\nSettings, Security Methods, select Remove" in (
+        notice.body
+    )
 
 
 def test_the_same_authenticator_cannot_be_added_twice(ada, ada_browser):
