@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -304,3 +305,24 @@ def test_after_set_up_another_the_nickname_prompt_is_in_view_and_focused(
     expect(nickname).to_be_focused()
     expect(nickname).to_be_in_viewport()
     assert page.evaluate("location.hash") == ""
+
+
+def test_a_refused_nickname_keeps_what_was_typed_and_focuses_the_field(
+    page: Page, context: BrowserContext, invite: Invite
+) -> None:
+    enrolled(page, context, invite())
+    open_settings(page)
+    page.get_by_text("Rename").first.click()
+    field = page.locator("ul.methods").get_by_label("Nickname")
+    expect(field).to_have_accessible_description("Up to 60 characters.")
+    field.fill("Work <laptop>")
+    page.locator("ul.methods").get_by_role("button", name="Save nickname").click()
+    page.wait_for_load_state("load")
+
+    field = page.locator("ul.methods").get_by_label("Nickname")
+    expect(field).to_be_focused()
+    expect(field).to_have_value("Work <laptop>")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_have_accessible_description(re.compile(r"^Name Not Saved: Enter a name"))
+    expect(field).to_have_accessible_description(re.compile(r"Up to 60 characters\.$"))
+    expect(field).to_be_in_viewport()
