@@ -139,6 +139,17 @@ _ENTRIES = [
         Group.SIGN_IN,
     ),
     CatalogEntry(
+        "username_required",
+        "Username Required",
+        "Enter your username or work email, or select Sign in with a passkey.",
+        "The person selected Continue (or Send a push to Threshold Verify) with the username "
+        "field empty. The page says so by the field; nothing is sent to Threshold.",
+        "Type the username or work email address, or use Sign in with a passkey, which needs "
+        "no username.",
+        (NextStep.RETRY,),
+        Group.SIGN_IN,
+    ),
+    CatalogEntry(
         "sign_in_timed_out",
         "Passkey Request Timed Out",
         "You did not respond to the passkey prompt in time. Please try again.",

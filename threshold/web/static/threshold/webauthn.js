@@ -343,11 +343,28 @@
       stopAutofill();
       run(() => signIn({}, null));
     });
+    // An empty username: the catalog's entry beside the field, describing it.
+    const field = document.getElementById("username");
+    const note = document.createElement("p");
+    note.id = "username-error";
+    note.className = "notice error";
+    note.hidden = true;
+    note.setAttribute("role", "alert");
+    field.after(note);
+    function required(show) {
+      const entry = catalog.username_required;
+      note.hidden = !show;
+      note.textContent = show ? entry.title + ": " + entry.message : "";
+      field.setAttribute("aria-invalid", show);
+      field[show ? "setAttribute" : "removeAttribute"]("aria-describedby", note.id);
+    }
+    field.addEventListener("input", () => required(false));
     document.getElementById("username-form").addEventListener("submit", (event) => {
       event.preventDefault();
-      const username = document.getElementById("username").value.trim();
+      const username = field.value.trim();
+      required(!username);
       if (!username) {
-        document.getElementById("username").focus();
+        field.focus();
         return;
       }
       stopAutofill();
