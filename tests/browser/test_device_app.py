@@ -65,7 +65,7 @@ def person(page: Page, authenticator: Authenticator, invite: Invite) -> Person:
 
 
 def show_setup_code(page: Page) -> str:
-    """Settings → Device app → Set up; "Verify it's you" first (an enrollment is no step-up)."""
+    """Settings → Device app → Set up; "Verify it's you" first when the page asks."""
     page.goto("/settings")
     page.locator("#device-app").get_by_role("link", name="Set up").click()
     page.wait_for_load_state()

@@ -120,3 +120,35 @@ def test_first_administrator_enrolls_from_the_bootstrap_link(
     expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Administrator")
     # Once an administrator has a passkey, bootstrap hands out no more links.
     assert "An administrator is enrolled" in server.cli("bootstrap")
+
+
+def test_someone_elses_link_in_a_signed_in_browser_asks_before_signing_out(
+    page: Page, authenticator: Authenticator, server: Server, invite: Invite
+) -> None:
+    first, second = invite(), invite()
+    enroll(page, first)
+
+    response = page.goto(second.link)
+    assert response is not None
+    assert response.headers["referrer-policy"] == "strict-origin"
+    expect(page.get_by_role("heading", level=1)).to_have_text("You are signed in as someone else")
+    card = page.locator("main")
+    expect(card).to_contain_text(f"You are signed in to Threshold as {first.name} ({first.email})")
+    expect(card).to_contain_text(f"This enrollment link is for {second.name}")
+    expect(page.get_by_role("button", name="Create a passkey")).to_have_count(0)
+
+    # "Cancel" leaves things as they were.
+    page.get_by_role("link", name="Cancel").click()
+    page.wait_for_url("/")
+    expect(page.locator("header")).to_contain_text(first.name)
+
+    # Continuing signs the first person out, then the link goes on as the second's.
+    page.goto(second.link)
+    page.get_by_role("button", name="Sign out and continue").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Welcome, {second.name}")
+    assert page.url == second.link
+    page.get_by_role("button", name="Create a passkey").click()
+    page.wait_for_url("/?enrolled=1")
+    expect(page.locator("header")).to_contain_text(second.name)
+    assert server.passkey_count(second.email) == 1
+    assert "sign_out" in [action for action, _ in server.audit(first.email)]

@@ -20,6 +20,7 @@ from tests.browser.conftest import (
     record_requests,
     sign_out,
 )
+from threshold.core.catalog import CATALOG
 from threshold.core.policy import Policy
 
 pytestmark = pytest.mark.browser
@@ -251,3 +252,30 @@ def test_sign_in_without_user_verification_shows_friendly_error(
         # Chromium refuses user verification itself (NotAllowedError): the server never sees it.
         assert events[0] == ("sign_out", "")
         assert title == "Passkey Not Found or Canceled"
+
+
+def test_an_empty_username_says_so_beside_the_field(page: Page) -> None:
+    entry = CATALOG["username_required"]
+    said = f"{entry.title}: {entry.message}"
+    page.goto("/sign-in")
+    requests = record_requests(page)
+    field = page.get_by_label("Username or work email")
+    expect(field).to_have_accessible_description("")
+
+    page.get_by_role("button", name="Continue").click()
+    expect(page.locator("#username-error")).to_have_text(said)
+    expect(page.get_by_role("alert").filter(has_text=entry.title)).to_be_visible()
+    expect(field).to_be_focused()
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_have_accessible_description(said)
+
+    # Typing clears it; spaces alone are still no username.
+    field.fill("   ")
+    expect(page.locator("#username-error")).to_be_hidden()
+    expect(field).to_have_attribute("aria-invalid", "false")
+    expect(field).to_have_accessible_description("")
+    field.press("Enter")
+    expect(page.locator("#username-error")).to_be_visible()
+    expect(field).to_have_accessible_description(said)
+    # Nothing asked the server for this (the autofill's own request has no username).
+    assert [r for r in posts_to(requests, "/sign-in/options") if "username" in _body(r)] == []

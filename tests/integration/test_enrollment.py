@@ -26,14 +26,20 @@ from tests.integration.conftest import (
     enroll,
     invite,
     last_event,
+    sign_in,
+    token_of,
     without_csrf,
 )
 from tests.support.authenticator import TEST_AAGUID, SoftAuthenticator, sign
 from threshold.accounts.models import User
+from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
 from threshold.core.encoding import b64url_decode, b64url_encode
+from threshold.core.policy import Policy
+from threshold.enrollment.actions import do_issue_recovery
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.passkeys.models import Passkey
+from threshold.policy.actions import do_update_policy
 
 pytestmark = pytest.mark.django_db
 
@@ -365,3 +371,128 @@ def test_a_deactivated_persons_link_stops_working(browser):
     assert page.status_code == 404
     assert INVITE_UNUSABLE in page.content.decode()
     assert last_event("invite.rejected").detail["why"] == "account_disabled"
+
+
+# --- The session an enrollment starts ----------------------------------------------------------
+
+
+def test_enrolling_with_user_verification_counts_as_verifying_it_is_you(browser):
+    """The registration verified the person (UV): "Set up another" and "Remove" open at once,
+    not after a second "Verify it's you"."""
+    _, token = invite()
+    assert_ok(enroll(browser, token, SoftAuthenticator()))
+    assert Passkey.objects.get().uv_initialized is True
+    assert browser.get("/settings/security-methods/add").status_code == 200
+    passkey = Passkey.objects.get()
+    assert browser.get(f"/settings/security-methods/{passkey.pk}/remove").status_code == 200
+
+
+def test_enrolling_without_user_verification_is_no_step_up(browser):
+    """Where the policy only prefers UV, a passkey created without it verified nobody."""
+    do_update_policy(Policy(user_verification="preferred"), Origin.cli())
+    _, token = invite()
+    assert_ok(enroll(browser, token, SoftAuthenticator(user_verified=False)))
+    assert Passkey.objects.get().uv_initialized is False
+    assert browser.is_signed_in()
+    add = browser.get("/settings/security-methods/add")
+    assert add.status_code == 303
+    assert add["Location"].startswith("/settings/verify?next=")
+
+
+# --- Someone else's link in a signed-in browser --------------------------------------------------
+
+SIGNED_IN_AS_SOMEONE_ELSE = "You are signed in as someone else"
+
+
+@pytest.fixture
+def ada_signed_in(ada) -> Browser:
+    browser = Browser()
+    assert_ok(sign_in(browser, ada.authenticator))
+    return browser
+
+
+def test_someone_elses_link_asks_before_signing_out(ada, ada_signed_in):
+    _, token = invite("bob@example.com", "Bob Builder")
+    session = ada_signed_in.session_key
+    page = ada_signed_in.get(f"/enroll/{token}")
+    assert page.status_code == 200
+    # Never the token: only the origin (no-referrer would make the form's Origin "null").
+    assert page["Referrer-Policy"] == "strict-origin"
+    html = page.content.decode()
+    assert SIGNED_IN_AS_SOMEONE_ELSE in html
+    assert "as <strong>Ada Lovelace</strong> (ada@example.com)" in html
+    assert "link is for <strong>Bob Builder</strong>" in html
+    assert "you are signed out of Threshold in this browser" in html
+    assert f'<form method="post" action="/enroll/{token}"' in html
+    assert "Sign out and continue" in html
+    assert '<a href="/">Cancel</a>' in html
+    assert 'id="create-button"' not in html
+    # Nothing changed by looking.
+    assert ada_signed_in.session_key == session
+    assert ada_signed_in.is_signed_in()
+    assert not AuditEvent.objects.filter(action="sign_out").exists()
+
+    # Its ceremony is refused too, as a stale page: reloading it asks.
+    refused = ada_signed_in.post_json(f"/enroll/{token}/options")
+    assert_failed(refused, 400, SESSION_EXPIRED)
+    assert not ada_signed_in.ceremonies
+    assert ada_signed_in.is_signed_in()
+
+    # Continuing signs Ada out, and the link goes on as Bob's.
+    moved = ada_signed_in.post_form(f"/enroll/{token}")
+    assert moved.status_code == 303
+    assert moved["Location"] == f"/enroll/{token}"
+    assert last_event("sign_out").subject == ada.user
+    assert not ada_signed_in.is_signed_in()
+    welcome = ada_signed_in.get(f"/enroll/{token}").content.decode()
+    assert "Welcome, Bob Builder" in welcome
+    assert SIGNED_IN_AS_SOMEONE_ELSE not in welcome
+    assert_ok(enroll(ada_signed_in, token, SoftAuthenticator()))
+    bob = User.objects.get(username="bob@example.com")
+    assert Passkey.objects.filter(user=bob).count() == 1
+    assert ada_signed_in.client.session["_auth_user_id"] == str(bob.pk)
+
+
+def test_a_ceremony_begun_before_someone_else_signed_in_does_not_switch(ada, browser):
+    """The link's page was opened signed out; meanwhile, in another tab, Ada signed in."""
+    _, token = invite("bob@example.com", "Bob Builder")
+    options = assert_ok(browser.post_json(f"/enroll/{token}/options"))["publicKey"]
+    assert_ok(sign_in(browser, ada.authenticator))
+    credential = SoftAuthenticator().create(options, ORIGIN)
+    refused = browser.post_json(f"/enroll/{token}/result", credential)
+    assert_failed(refused, 400, SESSION_EXPIRED)
+    assert browser.client.session["_auth_user_id"] == str(ada.user.pk)
+    assert not Passkey.objects.filter(user__username="bob@example.com").exists()
+    assert SIGNED_IN_AS_SOMEONE_ELSE in browser.get(f"/enroll/{token}").content.decode()
+
+
+def test_continuing_needs_the_forms_csrf_token(ada, ada_signed_in):
+    _, token = invite("bob@example.com", "Bob Builder")
+    refused = ada_signed_in.client.post(f"/enroll/{token}")
+    assert refused.status_code == 403
+    assert ada_signed_in.is_signed_in()
+
+
+def test_the_persons_own_recovery_link_asks_nothing(ada, ada_signed_in):
+    token = token_of(do_issue_recovery(ada.user, Origin.cli(), send_email=False).link)
+    html = ada_signed_in.get(f"/enroll/{token}").content.decode()
+    assert SIGNED_IN_AS_SOMEONE_ELSE not in html
+    assert "Recover your account" in html
+
+
+def test_someone_elses_recovery_link_says_it_recovers_their_account(ada, ada_signed_in):
+    grace = invite("grace@example.com", "Grace Hopper")[0].user
+    token = token_of(do_issue_recovery(grace, Origin.cli(), send_email=False).link)
+    html = ada_signed_in.get(f"/enroll/{token}").content.decode()
+    assert "This recovery link is for <strong>Grace Hopper</strong>" in html
+    assert "recover the account on the next page" in html
+
+
+def test_an_unusable_link_is_refused_whether_looked_at_or_continued(ada, ada_signed_in):
+    for response in (
+        ada_signed_in.get(f"/enroll/{secrets.token_urlsafe(32)}"),
+        ada_signed_in.post_form(f"/enroll/{secrets.token_urlsafe(32)}"),
+    ):
+        assert response.status_code == 404
+        assert INVITE_UNUSABLE in response.content.decode()
+    assert ada_signed_in.is_signed_in()

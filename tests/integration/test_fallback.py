@@ -646,3 +646,8 @@ def test_setting_up_and_removing_the_fallback_emails_the_person_whoever_does_it(
         "A password and authenticator app were removed from your Threshold account"
     )
     assert "From: an administrator, on the server's command line" in removed.body
+    # The email names the method it is about: no passkey here.
+    assert "passkey" not in added.body
+    assert "You can also remove it yourself: under\nSettings, Security Methods, select Remove" in (
+        added.body
+    )

@@ -111,3 +111,13 @@ def test_every_command_the_help_text_names_runs(command, ada, capsys):
     captured = capsys.readouterr()
     assert status != 2, f"`{command}` is a usage error:\n{captured.err}"
     assert "usage:" not in captured.out + captured.err
+
+
+def test_the_limits_next_step_is_worded_as_the_pages_and_seeds_word_it():
+    """ "Set it up later", as the set-up pages' link and the help articles say it: for the device
+    app's limit too, where there is no passkey to set up."""
+    page = text_of(Browser().get("/help/errors"))
+    for key in ("limit_reached", "device_limit_reached", "setup_canceled"):
+        cells = row(page, key)
+        assert "Set it up later" in cells, key
+        assert "passkey up later" not in cells, key

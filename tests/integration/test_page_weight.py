@@ -13,7 +13,9 @@ from threshold.web.http import CLIENT_CATALOG, SCRIPT_ENTRIES
 
 pytestmark = pytest.mark.django_db
 
-BUDGET = 15_000  # bytes on the wire: the page with everything it loads
+# Bytes on the wire: the page with everything it loads. 15,000 until the empty username's
+# message (catalog entry username_required, shown by webauthn.js) took it to 15,150.
+BUDGET = 15_250
 YEAR = 365 * 24 * 60 * 60
 # What a browser sends: it takes compressed answers.
 BROWSER = {"HTTP_ACCEPT_ENCODING": "gzip, deflate, br, zstd", "HTTP_HOST": "localhost:8000"}

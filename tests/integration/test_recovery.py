@@ -7,8 +7,10 @@ every other session ended on use, and the person told by email.
 
 from __future__ import annotations
 
+import re
 import secrets
 
+import pyotp
 import pytest
 from django.core import mail
 
@@ -39,6 +41,8 @@ from threshold.core.encoding import b64url_encode
 from threshold.core.policy import Policy
 from threshold.enrollment.actions import do_issue_recovery
 from threshold.enrollment.models import EnrollmentInvite
+from threshold.fallback.actions import do_set_up_fallback
+from threshold.fallback.models import RecoveryCode, TotpDevice
 from threshold.passkeys.models import Passkey
 from threshold.policy.actions import do_update_policy
 from threshold.sessions.models import Session
@@ -144,6 +148,15 @@ def test_recovery_link_adds_a_passkey_signs_in_and_ends_every_other_session(
     # Both passkeys sign in: the old ones are kept until the person removes them.
     assert_ok(sign_in(Browser(), new_authenticator))
     assert_ok(sign_in(Browser(), ada.authenticator))
+
+
+def test_a_recovery_counts_as_verifying_it_is_you(ada, browser):
+    """A recovery always verifies the person (UV): removing the lost passkeys, just after,
+    asks no second "Verify it's you"."""
+    _, token = recover(ada.user)
+    assert_ok(enroll(browser, token, SoftAuthenticator()))
+    lost = Passkey.objects.filter(user=ada.user).order_by("id").first()
+    assert browser.get(f"/settings/security-methods/{lost.pk}/remove").status_code == 200
 
 
 def test_recovery_requires_user_verification_even_when_the_policy_only_prefers_it(ada, browser):
@@ -393,3 +406,43 @@ def test_a_recovery_may_add_one_passkey_beyond_the_limit(ada, browser):
     _, token = recover(ada.user)
     assert_ok(enroll(browser, token, SoftAuthenticator()))
     assert Passkey.objects.filter(user=ada.user).count() == 2
+
+
+# --- What the recovery page says before the person starts ---------------------------------------
+
+
+def test_the_recovery_page_says_it_deletes_the_password_app_and_recovery_codes(ada, browser):
+    do_update_policy(Policy(allow_password_fallback=True), Origin.cli())
+    do_set_up_fallback(
+        ada.user, "correct horse battery staple", pyotp.random_base32(), 0, Origin.cli()
+    )
+    _, token = recover(ada.user)
+    html = browser.get(f"/enroll/{token}").content.decode()
+    said = re.search(r'<li id="recovery-removes">(.*?)</li>', html, re.S)
+    assert said, html
+    assert said.group(1) == (
+        "Creating it also deletes your password, authenticator app and recovery codes: you can "
+        "set up a password and authenticator app again under Settings, Security Methods."
+    )
+    # And it does.
+    assert_ok(enroll(browser, token, SoftAuthenticator()))
+    ada.user.refresh_from_db()
+    assert not ada.user.has_usable_password()
+    assert not TotpDevice.objects.filter(user=ada.user).exists()
+    assert not RecoveryCode.objects.filter(user=ada.user).exists()
+
+
+def test_the_recovery_page_names_only_what_the_person_has(ada, browser):
+    _, token = recover(ada.user)
+    html = browser.get(f"/enroll/{token}").content.decode()
+    assert "recovery-removes" not in html
+    assert "Creating it signs you out everywhere else you are signed in." in html
+
+    ada.user.set_password("correct horse battery staple")
+    ada.user.save()
+    do_update_policy(Policy(allow_password_fallback=False), Origin.cli())
+    _, token = recover(ada.user)
+    html = browser.get(f"/enroll/{token}").content.decode()
+    assert re.search(
+        r'<li id="recovery-removes">Creating it also deletes your password\.</li>', html
+    )

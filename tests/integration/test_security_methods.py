@@ -127,7 +127,7 @@ def test_a_new_passkey_is_named_after_its_authenticator_and_browser(ada, ada_bro
     )
     body = assert_ok(response)
     passkey = Passkey.objects.filter(user=ada.user).latest("id")
-    assert body["redirect"] == f"/settings?added={passkey.pk}#passkey-{passkey.pk}"
+    assert body["redirect"] == f"/settings?added={passkey.pk}"
     assert passkey.created_user_agent == MAC_CHROME
     assert passkey.name.endswith("(Chrome on macOS)")
     assert passkey.kind == "Security key"
@@ -256,6 +256,9 @@ def test_adding_a_passkey_is_audited_and_emailed(
     assert "Chrome on macOS" in notice.body
     assert "203.0.113.7" in notice.body
     assert "If it wasn't you" in notice.body
+    assert "You can also remove it yourself: under\nSettings, Security Methods, select Remove" in (
+        notice.body
+    )
 
 
 def test_the_same_authenticator_cannot_be_added_twice(ada, ada_browser):
@@ -342,6 +345,48 @@ def test_bad_nicknames_are_refused_and_change_nothing(ada, ada_browser, nickname
     assert "<script>alert" not in html
     assert ada.passkey.nickname == ""
     assert not AuditEvent.objects.filter(action="passkey.renamed").exists()
+
+
+def input_tag(html: str, element_id: str) -> str:
+    match = re.search(rf'<input id="{element_id}"[^>]*>', html)
+    assert match, f"no input #{element_id}"
+    return match.group(0)
+
+
+def test_every_nickname_field_states_its_limit(ada, ada_browser):
+    html = ada_browser.get("/settings").content.decode()
+    pk = ada.passkey.pk
+    assert f'<p class="hint" id="nickname-{pk}-hint">Up to 60 characters.</p>' in html
+    field = input_tag(html, f"nickname-{pk}")
+    assert f'aria-describedby="nickname-{pk}-hint"' in field
+    assert 'maxlength="60"' in field
+    assert "aria-invalid" not in field
+
+
+def test_a_refused_nickname_is_kept_and_its_error_tied_to_the_field(ada, ada_browser):
+    pk = ada.passkey.pk
+    response = rename(ada_browser, pk, "Work <laptop>")
+    assert response.status_code == 400
+    html = response.content.decode()
+    # The form is open, with what was typed, marked invalid and described by the error.
+    assert re.search(
+        rf'<li id="passkey-{pk}" class="method">.*?<details class="rename" open>', html, re.S
+    )
+    field = input_tag(html, f"nickname-{pk}")
+    assert 'value="Work &lt;laptop&gt;"' in field
+    assert 'aria-invalid="true"' in field
+    assert f'aria-describedby="nickname-{pk}-error nickname-{pk}-hint"' in field
+    error = re.search(rf'<p class="notice error" id="nickname-{pk}-error">(.*?)</p>', html, re.S)
+    assert error, html
+    assert NAME_NOT_SAVED in error.group(1)
+    assert "Enter a name that is not empty and not too long" in error.group(1)
+    assert "Up to 60 characters." in html
+
+
+def test_a_refused_nickname_is_shown_again_without_control_characters(ada, ada_browser):
+    pk = ada.passkey.pk
+    html = rename(ada_browser, pk, "Key\u202egnp.exe\x00").content.decode()
+    assert 'value="Keygnp.exe"' in input_tag(html, f"nickname-{pk}")
 
 
 def test_another_persons_passkey_reads_like_a_missing_one(ada, ada_browser):
@@ -467,6 +512,11 @@ def test_a_bad_display_name_is_refused(ada, ada_browser):
     assert NAME_NOT_SAVED in response.content.decode()
     ada.user.refresh_from_db()
     assert ada.user.full_name == "Ada Lovelace"
+    # What was typed stays, tied to the error.
+    field = input_tag(response.content.decode(), "full-name")
+    assert 'value="&lt;b&gt;"' in field
+    assert 'aria-invalid="true"' in field
+    assert 'aria-describedby="settings-error"' in field
 
 
 def test_a_single_passkey_gets_a_backup_recommendation(ada, ada_browser):

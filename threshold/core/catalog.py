@@ -41,7 +41,8 @@ NEXT_STEPS: dict[NextStep, str] = {
     NextStep.RETRY: "Try again",
     NextStep.ANOTHER_DEVICE: "Use a passkey on another device, such as a phone or security key",
     NextStep.PASSWORD: "Sign in with a password and code instead (only where the policy allows it)",
-    NextStep.SET_UP_LATER: "Set the passkey up later",
+    # The seeds' words, and the pages': what is set up later may be a device, not a passkey.
+    NextStep.SET_UP_LATER: "Set it up later",
     NextStep.CONTACT_SUPPORT: "Contact the IT team",
     NextStep.RESTART: "Start again from the beginning (reload the page)",
 }
@@ -135,6 +136,17 @@ _ENTRIES = [
         "one. A person who has none at hand signs in another way, then sets up a passkey on "
         "this device under Settings \u2192 Security Methods.",
         (NextStep.RETRY, NextStep.ANOTHER_DEVICE, NextStep.PASSWORD),
+        Group.SIGN_IN,
+    ),
+    CatalogEntry(
+        "username_required",
+        "Username Required",
+        "Enter your username or work email, or select Sign in with a passkey.",
+        "The person selected Continue (or Send a push to Threshold Verify) with the username "
+        "field empty. The page says so by the field; nothing is sent to Threshold.",
+        "Type the username or work email address, or use Sign in with a passkey, which needs "
+        "no username.",
+        (NextStep.RETRY,),
         Group.SIGN_IN,
     ),
     CatalogEntry(

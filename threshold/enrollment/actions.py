@@ -233,6 +233,20 @@ def access_invite(token: str, origin: Origin) -> EnrollmentInvite:
     return invite
 
 
+def get_invitee_id(token: str) -> int | None:
+    """The ID of the person ``token``'s link is for, usable or not (None: no such link).
+
+    Reads only: ``access_invite`` decides whether the link may be used, and audits it.
+    """
+    if not _TOKEN.fullmatch(token):
+        return None
+    return (
+        EnrollmentInvite.objects.filter(token_hash=_hash(token))
+        .values_list("user_id", flat=True)
+        .first()
+    )
+
+
 def _unusable_reason(invite: EnrollmentInvite | None) -> str:
     if invite is None:
         return "unknown"

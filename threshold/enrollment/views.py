@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
+from threshold.accounts.models import User
 from threshold.core import catalog, errors
 from threshold.core.catalog import Surface
 from threshold.enrollment.actions import (
@@ -14,41 +15,88 @@ from threshold.enrollment.actions import (
     access_invite,
     do_begin_enrollment,
     do_finish_enrollment,
+    get_invitee_id,
 )
+from threshold.enrollment.models import EnrollmentInvite
+from threshold.fallback.actions import has_fallback, unused_recovery_codes
 from threshold.passkeys.actions import passkey_assurance
 from threshold.passkeys.http import ceremonies, read_credential
 from threshold.policy.access import policy_for
-from threshold.sessions.actions import sign_in
+from threshold.sessions.actions import sign_in, sign_out
 from threshold.sessions.flow import Flow, check_flow, issue_flow_token
+from threshold.sessions.middleware import forget_signed_in
 from threshold.web.http import (
     CLIENT_CATALOG,
     audit_origin,
     failed,
     ok,
     read_json_object,
+    see_other,
     url_to,
 )
 
 
-@require_GET
+def _unusable_link(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "web/problem.html",
+        {"entry": catalog.CATALOG["invite_unusable"]},
+        status=404,
+    )
+
+
+def _someone_else_signed_in(request: HttpRequest, invite: EnrollmentInvite) -> bool:
+    """This browser is signed in as a person other than the link's: using the link would
+    sign them out, which they are asked first (``switch_account.html``)."""
+    return bool(request.user.is_authenticated and request.user.pk != invite.user_id)
+
+
+def _refuse_switching_unasked(request: HttpRequest, token: str) -> None:
+    """For the ceremony's requests: a browser signed in as someone else since the page was
+    served is refused as a stale page; "Start again" reloads it, which asks first. (A link
+    that cannot be used is the ceremony's to refuse.)"""
+    if not request.user.is_authenticated:
+        return
+    invitee_id = get_invitee_id(token)
+    if invitee_id is not None and invitee_id != request.user.pk:
+        raise errors.FlowExpired("signed in as someone else since the link's page was served")
+
+
+@require_http_methods(["GET", "POST"])
 @never_cache
 def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
+    """The link's page. Signed in as someone else, it first says who is signed in and that
+    continuing signs them out; continuing is a POST here, which signs out and comes back."""
     try:
         invite = access_invite(token, audit_origin(request))
     except errors.InviteUnusable:
-        return render(
+        return _unusable_link(request)
+    recovery = invite.purpose == RECOVERY
+    if request.method == "POST":
+        if _someone_else_signed_in(request, invite):
+            sign_out(request)
+        again = see_other(url_to("enrollment:enroll", token))
+        forget_signed_in(again)
+        return again
+    if _someone_else_signed_in(request, invite):
+        response = render(
             request,
-            "web/problem.html",
-            {"entry": catalog.CATALOG["invite_unusable"]},
-            status=404,
+            "enrollment/switch_account.html",
+            {"invitee": invite.user, "token": token, "recovery": recovery},
         )
+        # The token is in this page's URL: a Referer gives only the origin. Not no-referrer,
+        # with which browsers send "Origin: null" with the form, which the CSRF check refuses.
+        response["Referrer-Policy"] = "strict-origin"
+        return response
     response = render(
         request,
         "enrollment/enroll.html",
         {
             "invitee": invite.user,
             "token": token,
-            "recovery": invite.purpose == RECOVERY,
+            "recovery": recovery,
+            "recovery_removes": _recovery_removes(invite.user) if recovery else "",
+            "fallback_allowed": policy_for(request).allow_password_fallback,
             "catalog": CLIENT_CATALOG,
             "flow": issue_flow_token(Flow.ENROLLMENT),
         },
@@ -58,10 +106,27 @@ def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
     return response
 
 
+def _recovery_removes(user: User) -> str:
+    """What of the person's a recovery deletes (``remove_fallback_for_recovery``), in
+    Settings' words, to say before they start: "" when they have none of it."""
+    removed = [
+        name
+        for name, present in (
+            ("password", user.has_usable_password()),
+            ("authenticator app", has_fallback(user)),
+            ("recovery codes", unused_recovery_codes(user) > 0),
+        )
+        if present
+    ]
+    *first, last = removed or [""]
+    return f"{', '.join(first)} and {last}" if first else last
+
+
 @require_POST
 def enroll_options(request: HttpRequest, token: str) -> JsonResponse:
     try:
         read_json_object(request)  # no parameters, but bad bodies are refused like elsewhere
+        _refuse_switching_unasked(request, token)
         options = do_begin_enrollment(
             ceremonies(request),
             token,
@@ -78,6 +143,7 @@ def enroll_options(request: HttpRequest, token: str) -> JsonResponse:
 @require_POST
 def enroll_result(request: HttpRequest, token: str) -> JsonResponse:
     try:
+        _refuse_switching_unasked(request, token)
         passkey = do_finish_enrollment(
             ceremonies(request),
             token,
@@ -87,6 +153,14 @@ def enroll_result(request: HttpRequest, token: str) -> JsonResponse:
         )
     except errors.ThresholdError as error:
         return failed(error, Surface.REGISTRATION)
-    # A new session key either way; a recovery has ended all the others.
-    sign_in(request, passkey.user, passkey_assurance(passkey, user_verified=passkey.uv_initialized))
+    # A new session key either way; a recovery has ended all the others. The registration
+    # verified the person (UV) exactly when the passkey says so: then the new session counts
+    # as just verified, and "Verify it's you" does not ask again straight away.
+    verified = passkey.uv_initialized
+    sign_in(
+        request,
+        passkey.user,
+        passkey_assurance(passkey, user_verified=verified),
+        user_verified=verified,
+    )
     return ok({"redirect": url_to("selfservice:home", query={"enrolled": "1"})})

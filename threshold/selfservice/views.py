@@ -143,6 +143,8 @@ def _render_settings(
     *,
     error: catalog.CatalogEntry | None = None,
     error_passkey_id: int | None = None,
+    name_refused: bool = False,
+    typed: str = "",
     status: int = 200,
 ) -> HttpResponse:
     user = _user(request)
@@ -157,6 +159,9 @@ def _render_settings(
         "done": done,
         "error": error,
         "error_passkey_id": error_passkey_id,
+        "name_refused": name_refused,
+        # What the person typed in the refused field, shown again for them to correct.
+        "typed": typed,
         "readiness": _readiness(user, passkeys),
         # Security Methods: a group per kind of sign-in method (threshold.accounts.methods).
         "method_groups": settings_groups(user, policy),
@@ -202,7 +207,11 @@ def change_name(request: HttpRequest) -> HttpResponse:
         do_change_display_name(_user(request), request.POST.get("full_name"), audit_origin(request))
     except errors.NameInvalid as error:
         return _render_settings(
-            request, error=catalog.entry_for(error, Surface.SETTINGS), status=status_for(error)
+            request,
+            error=catalog.entry_for(error, Surface.SETTINGS),
+            name_refused=True,
+            typed=_as_typed(request.POST.get("full_name")),
+            status=status_for(error),
         )
     return see_other(url_to("selfservice:settings", query={"done": Done.NAME_CHANGED}))
 
@@ -334,13 +343,21 @@ def add_result(request: HttpRequest) -> JsonResponse:
         )
     except errors.ThresholdError as error:
         return failed(error, Surface.REGISTRATION)
-    added = url_to(
-        "selfservice:settings", query={"added": str(passkey.pk)}, fragment=f"passkey-{passkey.pk}"
-    )
-    return ok({"redirect": added})
+    # No fragment: Settings opens at its top, on "Your new passkey is ready" with the
+    # nickname field focused (settings.js); a #passkey-N would scroll past it.
+    return ok({"redirect": url_to("selfservice:settings", query={"added": str(passkey.pk)})})
 
 
 # --- Rename and remove -------------------------------------------------------------------------
+
+# Longer than any field's maxlength: what a browser can have typed.
+_TYPED_MAX_LENGTH = 1000
+
+
+def _as_typed(value: str | None) -> str:
+    """A refused field's value to show again: its printable characters (no controls or
+    text-direction marks), no longer than a browser lets anyone type."""
+    return "".join(ch for ch in (value or "") if ch.isprintable())[:_TYPED_MAX_LENGTH]
 
 
 @require_POST
@@ -357,6 +374,7 @@ def rename(request: HttpRequest, passkey_id: int) -> HttpResponse:
             request,
             error=catalog.entry_for(error, Surface.SETTINGS),
             error_passkey_id=passkey_id,
+            typed=_as_typed(request.POST.get("nickname")),
             status=status_for(error),
         )
     return see_other(

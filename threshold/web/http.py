@@ -199,6 +199,7 @@ SCRIPT_ENTRIES = (
     "not_supported",
     "no_compatible_device",
     "verification_incomplete",
+    "username_required",
 )
 CLIENT_CATALOG = {key: catalog.CATALOG[key].as_json() for key in SCRIPT_ENTRIES}
 

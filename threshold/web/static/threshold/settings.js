@@ -1,6 +1,7 @@
 // Settings: keeps password managers in step with the account through the
 // WebAuthn Signal API (feature-detected; browsers without it are left alone),
-// and puts the cursor in the nickname field of a passkey just set up.
+// and puts the cursor in a field the server refused, or in the nickname field of a
+// passkey just set up.
 "use strict";
 
 (function () {
@@ -45,8 +46,12 @@
     });
   }
 
+  // A refused field (its error tied to it) comes first; else a new passkey's nickname.
+  const invalid = document.querySelector('main input[aria-invalid="true"]');
   const nickname = document.getElementById("new-nickname");
-  if (nickname) {
+  if (invalid) {
+    invalid.focus();
+  } else if (nickname) {
     nickname.focus();
     nickname.select();
   }

@@ -5,9 +5,12 @@
 
 (function () {
   const root = document.getElementById("ceremony");
-  if (!root) return;
+  const catalogSource = document.getElementById("threshold-catalog");
+  // A page state with no ceremony to run (such as "Set up another" at the passkey limit)
+  // has no #passkey-ui: nothing to do.
+  if (!root || !catalogSource || !document.getElementById("passkey-ui")) return;
 
-  const catalog = JSON.parse(document.getElementById("threshold-catalog").textContent);
+  const catalog = JSON.parse(catalogSource.textContent);
   const errorBox = document.getElementById("ceremony-error");
   const statusLine = document.getElementById("ceremony-status");
   const registering = root.dataset.ceremony === "enroll" || root.dataset.ceremony === "add";
@@ -316,13 +319,15 @@
   }
 
   if (!supported()) {
-    document.getElementById("not-supported").hidden = false;
+    const notSupported = document.getElementById("not-supported");
+    if (notSupported) notSupported.hidden = false;
     document.getElementById("passkey-ui").hidden = true;
     return;
   }
 
   // "Try again" repeats what failed; after a failed autofill, it offers the button.
-  document.getElementById("ceremony-retry").addEventListener("click", () => {
+  const retry = document.getElementById("ceremony-retry");
+  if (retry) retry.addEventListener("click", () => {
     if (lastAction) {
       stopAutofill();
       run(lastAction);
@@ -338,11 +343,28 @@
       stopAutofill();
       run(() => signIn({}, null));
     });
+    // An empty username: the catalog's entry beside the field, describing it.
+    const field = document.getElementById("username");
+    const note = document.createElement("p");
+    note.id = "username-error";
+    note.className = "notice error";
+    note.hidden = true;
+    note.setAttribute("role", "alert");
+    field.after(note);
+    function required(show) {
+      const entry = catalog.username_required;
+      note.hidden = !show;
+      note.textContent = show ? entry.title + ": " + entry.message : "";
+      field.setAttribute("aria-invalid", show);
+      field[show ? "setAttribute" : "removeAttribute"]("aria-describedby", note.id);
+    }
+    field.addEventListener("input", () => required(false));
     document.getElementById("username-form").addEventListener("submit", (event) => {
       event.preventDefault();
-      const username = document.getElementById("username").value.trim();
+      const username = field.value.trim();
+      required(!username);
       if (!username) {
-        document.getElementById("username").focus();
+        field.focus();
         return;
       }
       stopAutofill();
