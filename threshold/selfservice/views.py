@@ -52,7 +52,8 @@ from threshold.sessions.stepup import (
 from threshold.sessions.store import SIGN_IN_METHOD
 from threshold.sso.access import list_my_apps, list_signed_in_apps
 from threshold.web.http import (
-    CLIENT_CATALOG,
+    SET_UP_CATALOG,
+    SIGN_IN_CATALOG,
     Done,
     audit_origin,
     failed,
@@ -93,17 +94,6 @@ _DONE: dict[str, str] = {
 def _user(request: HttpRequest) -> User:
     assert isinstance(request.user, User)  # noqa: S101 - login_required
     return request.user
-
-
-def _safe_return(request: HttpRequest) -> str:
-    """Where to go after verifying: a settings or admin portal page of this site, else Settings."""
-    target = request.GET.get("next", "")
-    settings_path = reverse("selfservice:settings")
-    # A URL name, not an import: the portal sits beside selfservice, not below it.
-    prefixes = (f"{settings_path}/", reverse("portal:home"))
-    if target.startswith(prefixes) and "//" not in target and "\\" not in target:
-        return target
-    return settings_path
 
 
 # --- Home --------------------------------------------------------------------------------------
@@ -228,7 +218,7 @@ def verify_page(request: HttpRequest) -> HttpResponse:
         request,
         "selfservice/verify.html",
         {
-            "catalog": CLIENT_CATALOG,
+            "catalog": SIGN_IN_CATALOG,
             "entry": catalog.CATALOG["verification_required"],
             "next": back.target,
             # Where they came from: a page of the admin portal, or Settings.
@@ -285,7 +275,7 @@ def add_page(request: HttpRequest) -> HttpResponse:
         request,
         "selfservice/add.html",
         {
-            "catalog": CLIENT_CATALOG,
+            "catalog": SET_UP_CATALOG,
             "at_limit": user.passkeys.count() >= limit,
             "limit_entry": catalog.CATALOG["limit_reached"],
             "passkey_limit": limit,
