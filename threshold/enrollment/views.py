@@ -26,7 +26,7 @@ from threshold.sessions.actions import sign_in, sign_out
 from threshold.sessions.flow import Flow, check_flow, issue_flow_token
 from threshold.sessions.middleware import forget_signed_in
 from threshold.web.http import (
-    CLIENT_CATALOG,
+    SET_UP_CATALOG,
     audit_origin,
     failed,
     ok,
@@ -97,7 +97,7 @@ def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
             "recovery": recovery,
             "recovery_removes": _recovery_removes(invite.user) if recovery else "",
             "fallback_allowed": policy_for(request).allow_password_fallback,
-            "catalog": CLIENT_CATALOG,
+            "catalog": SET_UP_CATALOG,
             "flow": issue_flow_token(Flow.ENROLLMENT),
         },
     )

@@ -16,7 +16,7 @@ from threshold.policy.access import policy_for
 from threshold.sessions.actions import do_sign_out_other_sessions, sign_out
 from threshold.sessions.flow import Flow, issue_flow_token
 from threshold.sessions.middleware import SIGNED_IN_COOKIE, forget_signed_in
-from threshold.web.http import CLIENT_CATALOG, Done, audit_origin, see_other, url_to
+from threshold.web.http import SIGN_IN_CATALOG, Done, audit_origin, see_other, url_to
 
 
 @require_GET
@@ -40,7 +40,7 @@ def sign_in_page(request: HttpRequest) -> HttpResponse:
     # This browser was signed in and its session ended (sessions/store.py): say so, once.
     session_ended = bool(request.COOKIES.get(SIGNED_IN_COOKIE))
     context = {
-        "catalog": CLIENT_CATALOG,
+        "catalog": SIGN_IN_CATALOG,
         "flow": issue_flow_token(Flow.SIGN_IN),
         "password_url": password_url,
         "push_url": push_url,

@@ -80,8 +80,8 @@ from threshold.sso.validator import (
 )
 from threshold.web.bodies import refuses_bodies_with
 from threshold.web.http import (
-    CLIENT_CATALOG,
     REQUEST_TARGET_MAX_LENGTH,
+    SIGN_IN_CATALOG,
     Done,
     answers_failures_with,
     audit_origin,
@@ -703,7 +703,7 @@ def sign_in_again(request: HttpRequest) -> HttpResponse:
         request,
         "sso/sign_in_again.html",
         {
-            "catalog": CLIENT_CATALOG,
+            "catalog": SIGN_IN_CATALOG,
             "flow": issue_flow_token(Flow.STEP_UP),
             "options_query": urlencode({"acr": request.GET.get("acr", "")}),
             "result_query": urlencode({"next": _next_of(request)}),

@@ -185,23 +185,29 @@ def failed(
 
 # The catalog entries webauthn.js shows on its own, when the browser (not the server) ends a
 # ceremony; every failure the server answers carries its own entry. Every page that runs a
-# ceremony passes them to the script as a JSON data block: only these, to keep the sign-in
-# page small (a test compares them with the script's uses).
-SCRIPT_ENTRIES = (
+# ceremony passes them to the script as a JSON data block: only its ceremony's, to keep the
+# sign-in page small (a test compares them with the script's uses).
+_EITHER = ("not_supported", "no_compatible_device", "verification_incomplete")
+SIGN_IN_ENTRIES = (
     "passkey_unavailable",
     "passkey_not_found_or_canceled",
     "passkey_not_on_device",
     "sign_in_timed_out",
+    *_EITHER,
+    "username_required",
+)
+SET_UP_ENTRIES = (
     "setup_unavailable",
     "setup_canceled",
     "setup_timed_out",
     "already_registered",
-    "not_supported",
-    "no_compatible_device",
-    "verification_incomplete",
-    "username_required",
+    *_EITHER,
 )
-CLIENT_CATALOG = {key: catalog.CATALOG[key].as_json() for key in SCRIPT_ENTRIES}
+SCRIPT_ENTRIES = tuple(dict.fromkeys(SIGN_IN_ENTRIES + SET_UP_ENTRIES))
+# For a page that signs in or verifies a person (an assertion), and for one that sets up a
+# passkey (a registration).
+SIGN_IN_CATALOG = {key: catalog.CATALOG[key].as_json() for key in SIGN_IN_ENTRIES}
+SET_UP_CATALOG = {key: catalog.CATALOG[key].as_json() for key in SET_UP_ENTRIES}
 
 
 def url_to(
