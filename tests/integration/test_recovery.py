@@ -446,3 +446,34 @@ def test_the_recovery_page_names_only_what_the_person_has(ada, browser):
     assert re.search(
         r'<li id="recovery-removes">Creating it also deletes your password\.</li>', html
     )
+
+
+# --- What the email says afterwards --------------------------------------------------------------
+
+
+def test_the_recovered_email_names_a_password_it_removed(
+    ada, browser, django_capture_on_commit_callbacks
+):
+    """A password without an app (set by an administrator, or an app removed): the recovery
+    removes it, and the email says so, as it says the password, app and codes together."""
+    ada.user.set_password("correct horse battery staple")
+    ada.user.save()
+    _, token = recover(ada.user)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert_ok(enroll(browser, token, SoftAuthenticator()))
+    ada.user.refresh_from_db()
+    assert not ada.user.has_usable_password()
+    body = mail.outbox[-1].body
+    assert "Your password was removed too: set it up again\nunder Settings" in body, body
+    assert "authenticator app" not in body
+    used = AuditEvent.objects.filter(action="recovery.used").latest("pk")
+    assert used.detail["fallback_removed"] is True
+
+
+def test_the_recovered_email_says_nothing_was_removed_when_nothing_was(
+    ada, browser, django_capture_on_commit_callbacks
+):
+    _, token = recover(ada.user)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert_ok(enroll(browser, token, SoftAuthenticator()))
+    assert "removed too" not in mail.outbox[-1].body

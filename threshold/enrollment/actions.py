@@ -314,7 +314,7 @@ def do_finish_enrollment(
         or ENROLLMENT
     )
 
-    fallback_removed = False
+    fallback_removed: list[str] = []
 
     def use_invite(user: User, context: dict[str, Any]) -> None:
         nonlocal fallback_removed
@@ -354,7 +354,7 @@ def do_finish_enrollment(
                 subject=user,
                 invite_id=context["invite_id"],
                 sessions_ended=sessions_ended,
-                fallback_removed=(fallback_removed := remove_fallback_for_recovery(user)),
+                fallback_removed=bool(fallback_removed := remove_fallback_for_recovery(user)),
             )
             access_withdrawn.send(
                 User, user=user, origin=origin, reason="recovered", keep_session_key=None

@@ -7,10 +7,11 @@ link the command printed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from django.conf import settings
 from django.urls import reverse
+from django.utils.text import get_text_list
 
 from threshold import clock
 from threshold.accounts.notices import email_after_commit, product
@@ -51,7 +52,9 @@ def notify_recovery_issued(invite: EnrollmentInvite, link: str | None) -> None:
     )
 
 
-def notify_recovered(passkey: Passkey, origin: Origin, *, fallback_removed: bool) -> None:
+def notify_recovered(
+    passkey: Passkey, origin: Origin, *, fallback_removed: Sequence[str]
+) -> None:
     """Tell the person their account was recovered: the new passkey, where from, what to do."""
     email_after_commit(
         passkey.user,
@@ -65,6 +68,8 @@ def notify_recovered(passkey: Passkey, origin: Origin, *, fallback_removed: bool
             "settings_url": (
                 f"{settings.THRESHOLD.public_url}{reverse('selfservice:settings')}#security-methods"
             ),
-            "fallback_removed": fallback_removed,
+            # "Your password and authenticator app were removed too".
+            "fallback_removed": get_text_list(list(fallback_removed), "and"),
+            "fallback_removed_one": list(fallback_removed) in (["password"], ["authenticator app"]),
         },
     )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.text import get_text_list
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from threshold.accounts.models import User
 from threshold.core import catalog, errors
 from threshold.core.catalog import Surface
 from threshold.enrollment.actions import (
@@ -18,7 +18,7 @@ from threshold.enrollment.actions import (
     get_invitee_id,
 )
 from threshold.enrollment.models import EnrollmentInvite
-from threshold.fallback.actions import has_fallback, unused_recovery_codes
+from threshold.fallback.actions import recovery_removes
 from threshold.passkeys.actions import passkey_assurance
 from threshold.passkeys.http import ceremonies, read_credential
 from threshold.policy.access import policy_for
@@ -95,7 +95,9 @@ def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
             "invitee": invite.user,
             "token": token,
             "recovery": recovery,
-            "recovery_removes": _recovery_removes(invite.user) if recovery else "",
+            "recovery_removes": (
+                get_text_list(recovery_removes(invite.user), "and") if recovery else ""
+            ),
             "fallback_allowed": policy_for(request).allow_password_fallback,
             "catalog": SET_UP_CATALOG,
             "flow": issue_flow_token(Flow.ENROLLMENT),
@@ -104,22 +106,6 @@ def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
     # The token is in this page's URL: never send it on as a Referer.
     response["Referrer-Policy"] = "no-referrer"
     return response
-
-
-def _recovery_removes(user: User) -> str:
-    """What of the person's a recovery deletes (``remove_fallback_for_recovery``), in
-    Settings' words, to say before they start: "" when they have none of it."""
-    removed = [
-        name
-        for name, present in (
-            ("password", user.has_usable_password()),
-            ("authenticator app", has_fallback(user)),
-            ("recovery codes", unused_recovery_codes(user) > 0),
-        )
-        if present
-    ]
-    *first, last = removed or [""]
-    return f"{', '.join(first)} and {last}" if first else last
 
 
 @require_POST

@@ -154,19 +154,36 @@ def is_last_usable_fallback(user: User, policy: Policy) -> bool:
     return policy.allow_password_fallback and count_usable_sign_in_methods(user, policy) <= 1
 
 
-def remove_fallback_for_recovery(user: User) -> bool:
-    """A recovery link resets the phishable fallback too; True if there was one.
+def recovery_removes(user: User) -> list[str]:
+    """What of ``user``'s a recovery link deletes (``remove_fallback_for_recovery``), in
+    Settings' words: their password, authenticator app and unused recovery codes, those
+    they have."""
+    return [
+        name
+        for name, present in (
+            ("password", user.has_usable_password()),
+            ("authenticator app", has_fallback(user)),
+            ("recovery codes", unused_recovery_codes(user) > 0),
+        )
+        if present
+    ]
+
+
+def remove_fallback_for_recovery(user: User) -> list[str]:
+    """A recovery link resets the phishable fallback too; what it removed, in Settings'
+    words (``recovery_removes``).
 
     Whoever took the person's passkeys may have their password and codes as
     well; the person sets the fallback up again if they want it. Runs in the
     recovery's transaction, which audits it.
     """
-    removed, _ = TotpDevice.objects.filter(user=user).delete()
+    removed = recovery_removes(user)
+    TotpDevice.objects.filter(user=user).delete()
     RecoveryCode.objects.filter(user=user).delete()
     if user.has_usable_password():
         user.set_unusable_password()
         user.save(update_fields=["password"])
-    return bool(removed)
+    return removed
 
 
 def delete_stale_counters() -> int:
