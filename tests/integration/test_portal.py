@@ -37,7 +37,7 @@ from threshold.accounts.models import Role, User
 from threshold.audit.actions import Action, Origin, record
 from threshold.audit.models import AuditEvent
 from threshold.cli.main import main
-from threshold.enrollment.actions import do_issue_recovery
+from threshold.enrollment.actions import do_invite, do_issue_recovery
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.fallback.actions import do_set_up_fallback, has_fallback
 from threshold.groups.actions import do_add_group, do_add_member
@@ -549,6 +549,35 @@ def test_without_email_delivery_an_import_shows_each_link_once(db, settings, tmp
     link = text.split("<code>", 1)[1].split("</code>", 1)[0]
     assert link.startswith(f"{ORIGIN}/enroll/")
     assert_ok(enroll(Browser(), token_of(link), SoftAuthenticator()))
+
+
+def test_the_help_desk_cannot_invite_a_member_of_staff(db, settings, tmp_path):
+    """An administrator (or help desk, or auditor) who has not enrolled is an administrator's
+    to invite: a help desk's new link for them, shown when email is not delivered, would
+    let the help desk enroll as them."""
+    settings.EMAIL_BACKEND = FILE_BACKEND
+    settings.EMAIL_FILE_PATH = str(tmp_path)
+    do_invite("boss@example.com", ORIGIN_CLI, full_name="Boss", is_administrator=True)
+    boss = User.objects.get(username="boss@example.com")
+    first = EnrollmentInvite.objects.get(user=boss)
+    _, desk = staff("desk@example.com", Role.HELP_DESK)
+    refusal = "Boss has a role in the admin portal: only an administrator can invite them."
+    one = post(desk, "/admin/people/invite", {"email": "BOSS@example.com", "name": ""})
+    assert one.status_code == 400
+    assert refusal in html.unescape(one.content.decode())
+    many = post(desk, "/admin/people/import", {"csv_text": "email\nboss@example.com\n"})
+    assert refusal in html.unescape(many.content.decode())
+    for response in (one, many):
+        assert "/enroll/" not in response.content.decode()
+    # Their link is the one they had, still working; nobody else was sent one.
+    assert list(EnrollmentInvite.objects.filter(user=boss)) == [first]
+    assert EnrollmentInvite.objects.get(pk=first.pk).revoked_at is None
+    # An administrator may.
+    _, admin = staff("root@example.com", Role.ADMINISTRATOR)
+    assert (
+        "/enroll/"
+        in post(admin, "/admin/people/invite", {"email": "boss@example.com"}).content.decode()
+    )
 
 
 def test_inviting_refuses_bad_input_and_changes_nothing(ada):

@@ -25,7 +25,8 @@ from django.core.validators import validate_email
 from django.db import transaction
 
 from threshold.accounts import notices
-from threshold.accounts.models import User, normalize_username
+from threshold.accounts.access import get_user
+from threshold.accounts.models import Role, User, normalize_username
 from threshold.audit.actions import Origin
 from threshold.core import errors
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, clean_name
@@ -229,6 +230,17 @@ def invite_one(
     problem = check_row(email, name)
     if problem:
         return RowResult(line, email, Outcome.REFUSED, problem)
+    staff = _staff_not_theirs(email, actor)
+    if staff is not None:
+        # A new link for an administrator who has not enrolled, shown to the help desk when
+        # email is not delivered (or to its own inbox), would be a way into everything.
+        return RowResult(
+            line,
+            email,
+            Outcome.REFUSED,
+            f"{staff.display_name} has a role in the admin portal: only an administrator can "
+            "invite them.",
+        )
     name = clean_name(name, DISPLAY_NAME_MAX_LENGTH) if name else ""
     try:
         created = do_invite(email, origin, full_name=name, actor=actor, send_email=send_email)
@@ -246,3 +258,15 @@ def invite_one(
         return RowResult(line, email, Outcome.REFUSED, "Their account is deactivated: not invited.")
     what = "Invited" if created.user_created else "Invited again (a new link)"
     return RowResult(line, email, Outcome.INVITED, f"{what}.", created.user, created.link)
+
+
+def _staff_not_theirs(email: str, actor: User | None) -> User | None:
+    """The member of staff ``email`` names, when ``actor`` is not an administrator: someone
+    with a role in the admin portal is an administrator's to invite (the command line, no
+    ``actor``, is an operator's)."""
+    if actor is None or actor.portal_role is Role.ADMINISTRATOR:
+        return None
+    user = get_user(email)
+    if user is None or not user.role or user.pk == actor.pk:
+        return None
+    return user
