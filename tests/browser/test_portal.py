@@ -299,6 +299,26 @@ def test_a_form_sent_to_verify_first_comes_back_as_typed_and_is_sent_once_confir
     expect(page.get_by_label("Work email (their username)")).to_have_value("")
 
 
+def test_the_policy_form_comes_back_with_every_setting_as_typed(
+    page: Page, authenticator: Authenticator, invite: Invite, server: Server
+) -> None:
+    """Settings whose names say "password" are settings, not passwords: they come back too."""
+    staff(server, invite, page, "admin")
+    page.goto("/admin/policy")
+    server.advance_clock(301)
+    fallback = page.locator("#f-allow_password_fallback")
+    flipped = "false" if fallback.input_value() == "true" else "true"
+    fallback.select_option(flipped)
+    page.locator("#f-password_lockout_threshold").fill("7")
+    page.get_by_role("button", name="Save the policy").click()
+    expect(page.get_by_role("heading", name=VERIFY)).to_be_visible()
+    page.get_by_role("button", name="Verify").click()
+    page.wait_for_url("**/admin/policy")
+    expect(page.locator("#form-kept")).to_be_focused()
+    expect(page.locator("#f-allow_password_fallback")).to_have_value(flipped)
+    expect(page.locator("#f-password_lockout_threshold")).to_have_value("7")
+
+
 def test_a_deny_listed_authenticator_picked_by_name_is_refused_at_registration_and_sign_in(
     page: Page,
     authenticator: Authenticator,

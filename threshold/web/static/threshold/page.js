@@ -36,11 +36,12 @@
   // --- A form across "Verify it's you" ---------------------------------------------------
 
   // Kept in this tab only (sessionStorage), for a quarter of an hour at most, and only what
-  // a person typed that is no secret: no password, code, token or hidden field, no file.
+  // a person typed that is no secret: no password, one-time code or hidden field, no file,
+  // nothing marked data-secret. Told by the field's type, autocomplete and mark, not by its
+  // name: the policy's allow_password_fallback is a setting, not a password.
   const KEY = "threshold.form-before-verifying";
   const MAX_AGE_MS = 15 * 60 * 1000;
   const SKIPPED_TYPES = ["hidden", "password", "file", "submit", "button", "reset", "image"];
-  const SECRET_NAME = /password|secret|token|code|otp|csrf/i;
 
   function storage() {
     try {
@@ -65,7 +66,7 @@
     if (!field.name || field.disabled) return false;
     if (SKIPPED_TYPES.indexOf(field.type) !== -1) return false;
     if (/password|one-time-code/.test(field.autocomplete || "")) return false;
-    return !SECRET_NAME.test(field.name);
+    return !field.hasAttribute("data-secret");
   }
 
   function actionOf(form) {
