@@ -90,6 +90,18 @@ def test_an_app_is_assigned_to_groups_and_removed(db):
         ({"redirect_uris": "not a url"}, "is not an http(s) URL"),
         ({"name": "<b>"}, "That app name can&#x27;t be used"),
         ({"id_token_alg": "HS256"}, "must be one of"),
+        # What URLValidator lets through: a NUL (PostgreSQL cannot store one), a text-direction
+        # override (a URL that reads as another).
+        *(
+            ({field: f"https://wiki.example.com/cb{bad}x"}, "is not an http(s) URL")
+            for field in (
+                "redirect_uris",
+                "post_logout_uris",
+                "backchannel_logout_uri",
+                "initiate_login_uri",
+            )
+            for bad in ("\x00", "\u202e")
+        ),
     ],
 )
 def test_bad_app_input_adds_nothing(db, changes, words):
@@ -396,6 +408,23 @@ def test_a_bad_change_keeps_what_was_typed_and_changes_nothing(db):
     assert 'id="app-form-error"' in page
     app.refresh_from_db()
     assert (app.name, app.redirect_uris.split()) == ("Wiki", APP["redirect_uris"].split())
+    assert AuditEvent.objects.count() == before
+
+
+@pytest.mark.parametrize(
+    "field", ["redirect_uris", "post_logout_uris", "backchannel_logout_uri", "initiate_login_uri"]
+)
+def test_a_control_character_in_a_uri_changes_nothing(db, field):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    post(browser, "/admin/apps", APP)
+    app = Application.objects.get(name="Wiki")
+    before = AuditEvent.objects.count()
+    response = post(
+        browser, f"/admin/apps/{app.pk}/change", {**APP, field: "https://wiki.example.com/\x00"}
+    )
+    assert response.status_code == 400
+    assert f'name="{field}"' in response.content.decode()
+    assert "is not an http(s) URL" in response.content.decode()
     assert AuditEvent.objects.count() == before
 
 

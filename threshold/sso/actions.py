@@ -59,6 +59,10 @@ def _check_uri(uri: str, what: str, field: str) -> str:
         URLValidator(schemes=["https", "http"])(uri)
     except ValidationError:
         raise AppError(f"{what} {uri!r} is not an http(s) URL.", field) from None
+    # What URLValidator lets through: a NUL (which PostgreSQL cannot store), another control
+    # character, a text-direction mark (a URL that reads as another), a lone surrogate.
+    if not uri.isprintable():
+        raise AppError(f"{what} {uri!r} is not an http(s) URL.", field)
     if "#" in uri:
         raise AppError(f"{what} {uri!r} must not have a fragment.", field)
     # https, except on the loopback interface (RFC 8252 §7.3: native apps; RFC 9700 §2.1).
