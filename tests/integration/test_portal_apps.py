@@ -380,7 +380,10 @@ def test_an_administrator_changes_an_apps_settings(db):
     event = last_event("app.changed")
     assert (event.actor, event.detail["app"]) == (admin.user, client_id)
     assert event.detail["changed"] == ["name", "redirect_uris", "require_consent"]
-    assert event.detail["name"] == "Team wiki"
+    assert event.detail["before"]["name"] == "Wiki"
+    assert event.detail["after"]["name"] == "Team wiki"
+    assert event.detail["before"]["redirect_uris"] == APP["redirect_uris"].split()
+    assert event.detail["after"]["require_consent"] is True
     assert "Saved: the app\u2019s settings." in browser.get(response["Location"]).content.decode()
 
     # The same settings again: nothing to store, nothing audited.

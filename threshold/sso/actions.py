@@ -218,6 +218,7 @@ def do_change_app(
     """Replace the app's settings; returns the names of those that changed (none: nothing
     stored, nothing audited). Its client ID, kind, secret, tokens and assignment stay."""
     locked = Application.objects.select_for_update().get(pk=application.pk)
+    was = current_settings(locked)
     before = {column: getattr(locked, column) for column in _SETTING_COLUMNS}
     _apply(locked, settings)
     changed = [column for column in _SETTING_COLUMNS if getattr(locked, column) != before[column]]
@@ -232,7 +233,8 @@ def do_change_app(
         actor=actor,
         app=locked.client_id,
         changed=names,
-        **{name: _audited(getattr(settings, name)) for name in names},
+        before={name: _audited(getattr(was, name)) for name in names},
+        after={name: _audited(getattr(settings, name)) for name in names},
     )
     return names
 
