@@ -46,7 +46,7 @@ from oauthlib.common import add_params_to_uri
 from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 
 from threshold import clock
-from threshold.accounts.actions import lock_user
+from threshold.accounts.actions import lock_users
 from threshold.accounts.models import User
 from threshold.audit.actions import Action, record
 from threshold.audit.capped import record_capped, record_refusal
@@ -997,11 +997,12 @@ class EndSessionView(RPInitiatedLogoutView):  # DOT ships no types
         state: str | None = None,
         token_user: Any = None,
     ) -> HttpResponse:
-        user = token_user or (self.request.user if self.request.user.is_authenticated else None)
-        # One transaction, the person's row first, as every revocation of theirs takes it.
+        signed_in = self.request.user if self.request.user.is_authenticated else None
+        user = token_user or signed_in
+        # One transaction, the people's rows first, as every revocation of theirs takes them:
+        # the ID token hint's person and this browser's, when another, in the order of IDs.
         with transaction.atomic():
-            if user is not None:
-                lock_user(user)
+            lock_users({person.pk for person in (user, signed_in) if person is not None})
             if user is not None and application is not None:
                 revoke_tokens(user, application=application)
             record(
