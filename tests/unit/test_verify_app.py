@@ -150,3 +150,57 @@ def test_run_keeps_waiting_while_the_server_is_unreachable(
     assert status == 2
     assert "could not be reached" in output
     assert "No sign-in request arrived." in output
+
+
+@pytest.mark.parametrize(
+    ("purpose", "request_words", "approved"),
+    [
+        ("sign_in", "Sign-in request for ada", "Approved: the browser signs in."),
+        (
+            "step_up",
+            "Request to verify it\u2019s you for ada",
+            "Approved: the browser may add a passkey now.",
+        ),
+    ],
+)
+def test_the_desktop_app_says_what_a_push_asks(
+    file_keyring: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    purpose: str,
+    request_words: str,
+    approved: str,
+) -> None:
+    """As the phone web app does (device-api.md: the device says what approving allows). The
+    server's answer is the network's, which is all this fakes."""
+    import io  # noqa: PLC0415
+
+    from threshold_verify import cli  # noqa: PLC0415
+    from threshold_verify.state import Account  # noqa: PLC0415
+
+    state = State(
+        accounts=[Account("http://127.0.0.1:1", "d-1", "ada", "software", SoftwareStore().create())]
+    )
+    set_pin(state, "246813")
+    state.save(tmp_path)
+    app = cli.App(tmp_path, "software")
+    sent: list[dict[str, object]] = []
+    monkeypatch.setattr(
+        cli, "call", lambda server, path, signer, body: sent.append(body) or {"state": "approved"}
+    )
+    monkeypatch.setattr(cli, "notify", lambda title, text: None)
+    monkeypatch.setattr("sys.stdin", io.StringIO("42\n246813\n"))
+    approval = {
+        "id": "a-1",
+        "browser": "Chrome on macOS",
+        "ip": "",
+        "created_at": 1796400000,
+        "purpose": purpose,
+    }
+    assert cli._approve(app, app.state.accounts[0], approval) == "approved"
+    output = capsys.readouterr().out
+    assert f"{request_words} (http://127.0.0.1:1)" in output
+    assert output.rstrip().endswith(approved)
+    assert ("add a passkey to your account" in output) is (purpose == "step_up")
+    assert sent == [{"id": "a-1", "decision": "approve", "number": "42", "user_verified": True}]

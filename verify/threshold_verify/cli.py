@@ -268,28 +268,52 @@ def add_to_another_device(app: App, args: argparse.Namespace) -> int:
     return 1
 
 
+# What each kind of push asks (the API's "purpose"), in the words the phone web app uses.
+_ASKS = {
+    "sign_in": {
+        "request": "Sign-in request",
+        "detail": "",
+        "pin": "approve this sign-in",
+        "approved": "Approved: the browser signs in.",
+    },
+    "step_up": {
+        "request": "Request to verify it\u2019s you",
+        "detail": (
+            "A browser where you are signed in asks to verify it\u2019s you. Approving lets it "
+            "add a passkey to your account for the next few minutes."
+        ),
+        "pin": "verify it\u2019s you",
+        "approved": "Approved: the browser may add a passkey now.",
+    },
+}
+
+
 def _approve(app: App, account: Account, approval: dict[str, Any]) -> str:
-    """Show where the sign-in comes from; the typed number and the PIN, or "deny"."""
+    """Show what the push asks and where it comes from; the typed number and the PIN, or
+    "deny"."""
+    asks = _ASKS.get(str(approval.get("purpose", "sign_in")), _ASKS["sign_in"])
     say()
-    say(f"Sign-in request for {account.username} ({account.server})")
+    say(f"{asks['request']} for {account.username} ({account.server})")
+    if asks["detail"]:
+        say(f"  {asks['detail']}")
     say(f"  Browser and system: {approval['browser']}")
     say(f"  IP address: {approval['ip'] or 'unknown'}")
     say(f"  Time: {_when(approval['created_at'])}")
-    notify("Threshold Verify", f"Sign-in request for {account.username}: type the number")
+    notify("Threshold Verify", f"{asks['request']} for {account.username}: type the number")
     typed = ask("Type the number shown in your browser, or 'deny' if you didn't do this: ")
     signer = app.signer(account)
     if typed.lower() in ("deny", "i didn't do this", "no"):
         call(account.server, "approvals/answer", signer, {"id": approval["id"], "decision": "deny"})
         say("Denied. Sign-in requests are paused for 20 minutes, and you will get an email.")
         return "denied"
-    app.verify_person("approve this sign-in")
+    app.verify_person(asks["pin"])
     answer = call(
         account.server,
         "approvals/answer",
         signer,
         {"id": approval["id"], "decision": "approve", "number": typed, "user_verified": True},
     )
-    say("Approved: the browser signs in.")
+    say(asks["approved"])
     return str(answer["state"])
 
 
