@@ -76,6 +76,29 @@ def test_sign_in_with_a_push_from_the_sign_in_page(ada, clock):
     assert last_event("sign_in.succeeded").detail["method"] == "device_app"
 
 
+def test_cancel_on_the_sign_in_page_ends_the_push_and_stays_there(ada, clock):
+    """The number shown in place has a Cancel too (webauthn.js posts JSON to the no-JavaScript
+    page's Cancel): the push ends at once, and another may be sent from the same page."""
+    device = set_up_device(ada)
+    browser = Browser()
+    page = browser.get("/sign-in").content.decode()
+    assert 'data-push-cancel-url="/sign-in/push/cancel"' in page
+    assert_ok(start(browser, "ada@example.com"))
+    assert len(pending(device)) == 1
+    response = browser.post_json("/sign-in/push/cancel", {})
+    assert_ok(response)
+    assert response.cookies[PUSH_COOKIE].value == ""
+    assert pending(device) == []
+    assert SignInApproval.objects.get().state == "canceled"
+    assert browser.get("/sign-in/push/state").json() == {"state": "expired"}
+    # No longer waiting: another push, at once, from the same page.
+    assert_ok(start(browser, "ada@example.com"))
+    assert len(pending(device)) == 1
+    # Without a push of its own (no cookie, another browser's), nothing ends.
+    assert_ok(Browser().post_json("/sign-in/push/cancel", {}))
+    assert len(pending(device)) == 1
+
+
 def test_a_refused_push_ends_on_the_finish_forms_answer(ada, clock):
     device = set_up_device(ada)
     browser = Browser()

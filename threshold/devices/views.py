@@ -311,11 +311,16 @@ def push_wait(request: HttpRequest) -> HttpResponse:
 @never_cache
 def push_cancel(request: HttpRequest) -> HttpResponse:
     """ "Cancel" on the number's page: the push ends (no device shows it any longer), and
-    the sign-in page is shown again."""
+    the sign-in page is shown again. The sign-in page's own Cancel (webauthn.js) posts JSON
+    and stays where it is: ``{"status": "ok"}``."""
     found = _push_from_cookie(request)
     if found is not None:
         do_cancel_push(*found)
-    response = see_other(url_to("sessions:sign-in", query=_next_query(request)))
+    response: HttpResponse
+    if request.content_type == "application/json":
+        response = ok()
+    else:
+        response = see_other(url_to("sessions:sign-in", query=_next_query(request)))
     response.delete_cookie(PUSH_COOKIE, samesite="Strict")
     return response
 
