@@ -7,12 +7,14 @@ requests (tests/support/device.py); only the clock is pinned."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from django.core import mail
 
 from tests.integration.conftest import (
+    CLIENT_IP,
     ORIGIN,
     Browser,
     assert_ok,
@@ -30,6 +32,7 @@ from tests.integration.test_device_app import (
 from tests.integration.test_fallback import post
 from tests.support.authenticator import SoftAuthenticator
 from threshold.audit.actions import Origin
+from threshold.audit.models import AuditEvent
 from threshold.core import errors
 from threshold.core.policy import Policy
 from threshold.devices.actions import (
@@ -245,3 +248,52 @@ def test_cancel_ends_the_push_and_a_new_one_can_be_sent_at_once(ada, clock):
     assert (response.status_code, response["Location"]) == (303, VERIFY_FOR_ADDING)
     assert pending(device) == []
     assert SignInApproval.objects.filter(state="canceled").count() == 2
+
+
+def canceled_events() -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(action="push.canceled").order_by("id"))
+
+
+def test_every_cancel_is_audited_with_its_push_and_purpose(ada, clock):
+    device = set_up_device(ada)
+    # The sign-in's push, from its own page (no JavaScript).
+    browser = Browser()
+    send_push(browser, "ada@example.com")
+    push = SignInApproval.objects.get(state="pending")
+    post(browser, "/sign-in/push/cancel")
+    [event] = canceled_events()
+    assert (event.reason, event.subject, event.actor) == ("canceled_in_browser", ada.user, None)
+    assert event.detail == {"push": push.public_id, "purpose": "sign_in", "delivered": True}
+    assert event.ip == CLIENT_IP
+    # Nothing secret: not the number, not the browser's secret or its hash.
+    assert str(push.number) not in json.dumps(event.detail)
+    assert push.browser_binding not in json.dumps(event.detail)
+    # Cancel again: nothing was waiting, nothing is audited.
+    post(browser, "/sign-in/push/cancel")
+    assert len(canceled_events()) == 1
+
+    # The sign-in page's own Cancel (JSON), for a username nobody has: the same row, no one's.
+    browser = Browser()
+    assert_ok(browser.post_json("/sign-in/push/start", {"username": "nobody@example.com"}))
+    assert_ok(browser.post_json("/sign-in/push/cancel", {}))
+    event = canceled_events()[-1]
+    assert (event.reason, event.subject, event.subject_label) == ("canceled_in_browser", None, "")
+    assert (event.detail["purpose"], event.detail["delivered"]) == ("sign_in", False)
+
+    # A push that expired before its Cancel ended by itself: no row.
+    browser = Browser()
+    send_push(browser, "nobody@example.com")
+    clock.advance(121)
+    post(browser, "/sign-in/push/cancel")
+    assert len(canceled_events()) == 2
+
+    # "Verify it's you"'s push: the signed-in person canceled it.
+    clock.advance(601)  # three pushes per ten minutes
+    signed_in = signed_in_with_a_push(ada, device)
+    post(signed_in, f"/settings/verify/push?next={ADD}")
+    push = SignInApproval.objects.get(state="pending", purpose="step_up")
+    post(signed_in, f"/settings/verify/push/cancel?next={ADD}")
+    event = canceled_events()[-1]
+    assert (event.reason, event.subject, event.actor) == ("canceled_in_browser", ada.user, ada.user)
+    assert event.detail == {"push": push.public_id, "purpose": "step_up", "delivered": True}
+    assert len(canceled_events()) == 3

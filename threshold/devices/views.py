@@ -315,7 +315,7 @@ def push_cancel(request: HttpRequest) -> HttpResponse:
     and stays where it is: ``{"status": "ok"}``."""
     found = _push_from_cookie(request)
     if found is not None:
-        do_cancel_push(*found)
+        do_cancel_push(*found, audit_origin(request))
     response: HttpResponse
     if request.content_type == "application/json":
         response = ok()
@@ -487,7 +487,7 @@ def step_up_push_cancel(request: HttpRequest) -> HttpResponse:
     """ "Cancel": the push ends, and "Verify it's you" is shown again."""
     found = _step_up_push_from_cookie(request)
     if found is not None:
-        do_cancel_push(*found)
+        do_cancel_push(*found, audit_origin(request), actor=_user(request))
     response = see_other(url_to("selfservice:verify", query=_step_up_query(request)))
     response.delete_cookie(STEP_UP_PUSH_COOKIE, samesite="Strict")
     return response
