@@ -852,7 +852,7 @@ def _send_push(
         # After the commit, from a thread: the browser's answer never waits for a
         # push service (threshold/devices/webpush.py).
         devices = [device.pk for device in usable_devices(user, policy)]
-        transaction.on_commit(partial(webpush.send_soon, devices))
+        transaction.on_commit(partial(webpush.send_soon, devices, purpose))
     return SentPush(approval, secret)
 
 
