@@ -234,8 +234,15 @@ def push(request: HttpRequest) -> HttpResponse:
         # As /sign-in/push/start reads it: at most 150 characters of text, no control
         # characters (PostgreSQL fails on a NUL in a query's text: a 500).
         username = optional_string(request.POST.dict(), "username")
-        if not username:
-            raise errors.MalformedRequest("a username")
+        if not username or not username.strip():
+            # The sign-in page's form sends an empty field without JavaScript (novalidate):
+            # the catalog's entry beside the field, as webauthn.js shows it.
+            return render(
+                request,
+                "devices/push.html",
+                {"error": None, "username_error": catalog.CATALOG["username_required"]},
+                status=400,
+            )
         sent = do_send_push(username, audit_origin(request), policy)
     except errors.ThresholdError as error:
         return _push_problem(request, error)
