@@ -1,4 +1,7 @@
-"""Pages: Settings' "Device app" (set up, rename, remove) and the push sign-in at /sign-in/push.
+"""Pages: Settings' "Device app" (set up, remove) and the push sign-in at /sign-in/push.
+
+Renaming a device is Settings' own (``selfservice.views.rename_device``): a refused nickname
+comes back on Settings as typed, as a passkey's does.
 
 The device API (``api.py``) is what Threshold Verify itself calls; these are the
 browser's side of the same set-ups and pushes.
@@ -35,7 +38,6 @@ from threshold.devices.actions import (
     do_finish_step_up_push,
     do_issue_setup_code,
     do_remove_device,
-    do_rename_device,
     do_send_push,
     do_send_step_up_push,
     is_last_usable_device,
@@ -144,21 +146,6 @@ def confirm(request: HttpRequest, enrollment_id: str) -> HttpResponse:
     except errors.ThresholdError as error:
         return settings_problem(request, error)
     return see_other(url_to("selfservice:settings", query={"done": Done.DEVICE_ADDED}))
-
-
-@require_POST
-@never_cache
-@login_required
-def rename(request: HttpRequest, device_id: str) -> HttpResponse:
-    try:
-        do_rename_device(
-            _user(request), device_id, request.POST.get("nickname", ""), audit_origin(request)
-        )
-    except errors.ThresholdError as error:
-        return settings_problem(request, error)
-    return see_other(
-        url_to("selfservice:settings", query={"done": Done.DEVICE_RENAMED}, fragment="device-app")
-    )
 
 
 @require_http_methods(["GET", "POST"])
