@@ -475,7 +475,8 @@ def test_sign_in_with_a_push(ada, clock, django_capture_on_commit_callbacks):
     event = last_event("sign_in.succeeded")
     assert event.detail["method"] == "device_app"
     assert event.detail["phishing_resistant"] is False
-    # Used once; and a push sign-in is no step-up for changing methods.
+    # Used once; and a push sign-in is no step-up for removing a method (only for adding a
+    # passkey, as a password and code sign-in: test_push_step_up.py).
     assert post(Browser(), "/sign-in/push/finish").status_code == 400
     response = browser.get(f"/settings/device-app/{device.device_id}/remove")
     assert response["Location"].startswith("/settings/verify")

@@ -31,6 +31,7 @@ from tests.integration.test_device_app import (
 )
 from tests.integration.test_fallback import post
 from tests.support.authenticator import SoftAuthenticator
+from threshold.accounts.models import Role
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
 from threshold.core import errors
@@ -79,7 +80,8 @@ def test_a_push_sign_in_adds_a_passkey_after_verifying_with_a_push(
     device = set_up_device(ada)
     clock.advance(301)  # the set-up's own step-up is over
     browser = signed_in_with_a_push(ada, device)
-    # "Set up another": a push sign-in is no step-up by itself.
+    # "Set up another", once the push sign-in's own verification is over (five minutes).
+    clock.advance(301)
     response = browser.get(ADD)
     assert response["Location"] == VERIFY_FOR_ADDING
     page = browser.get(VERIFY_FOR_ADDING).content.decode()
@@ -137,6 +139,39 @@ def test_a_push_sign_in_adds_a_passkey_after_verifying_with_a_push(
     # And for the step-up's window only.
     clock.advance(301)
     assert browser.get(ADD).status_code == 303
+
+
+def test_right_after_a_push_sign_in_a_passkey_may_be_added_and_nothing_else(ada, clock):
+    """A push sign-in is multi-factor, not phishing-resistant: it counts as a password and
+    code sign-in does ("Set up a passkey" right after it), never as a passkey's."""
+    device = set_up_device(ada)
+    clock.advance(301)  # the set-up's own step-up is over
+    ada.user.role = Role.ADMINISTRATOR.value
+    ada.user.save(update_fields=["role"])
+    browser = signed_in_with_a_push(ada, device)
+    assert not AuditEvent.objects.filter(action="step_up.succeeded").exists()
+    # "Set up another" opens without "Verify it's you", and adds a passkey.
+    assert browser.get(ADD).status_code == 200
+    options = assert_ok(browser.post_json(f"{ADD}/options", {"device": "this-device"}))
+    credential = SoftAuthenticator().create(options["publicKey"], ORIGIN)
+    assert_ok(browser.post_json(f"{ADD}/result", credential))
+    assert Passkey.objects.filter(user=ada.user).count() == 2
+    # Removing a method, setting up a device and changes in the admin portal need a passkey.
+    passkey = Passkey.objects.filter(user=ada.user).first()
+    assert passkey is not None
+    for path in (
+        f"/settings/security-methods/{passkey.pk}/remove",
+        f"/settings/device-app/{device.device_id}/remove",
+        "/settings/device-app/set-up",
+    ):
+        assert browser.get(path)["Location"].startswith("/settings/verify?"), path
+    response = post(browser, f"/admin/people/{ada.user.pk}/sessions/end")
+    assert response["Location"].startswith("/settings/verify?")
+    assert Passkey.objects.filter(user=ada.user).count() == 2
+    assert browser.is_signed_in()
+    # For the step-up window only.
+    clock.advance(301)
+    assert browser.get(ADD)["Location"] == VERIFY_FOR_ADDING
 
 
 def test_the_push_is_offered_only_where_it_opens_the_page(ada, clock):
@@ -208,6 +243,7 @@ def test_a_denied_step_up_push_is_refused_and_mutes_pushes(
 ):
     device = set_up_device(ada)
     browser = signed_in_with_a_push(ada, device)
+    clock.advance(301)  # the push sign-in's own verification is over
     post(browser, f"/settings/verify/push?next={ADD}")
     [push] = pending(device)
     with django_capture_on_commit_callbacks(execute=True):

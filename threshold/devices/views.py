@@ -331,7 +331,10 @@ def push_state(request: HttpRequest) -> JsonResponse:
 @require_POST
 @never_cache
 def push_finish(request: HttpRequest) -> HttpResponse:
-    """Sign in with the approved push; a push still waiting goes back to its page."""
+    """Sign in with the approved push; a push still waiting goes back to its page. The session
+    counts as verified as after a password and code (``mark_verified(phishing_resistant=False)``):
+    multi-factor, never phishing-resistant, so a passkey may be added right away ("Set up a
+    passkey"), but removing a method or the admin portal still needs a passkey."""
     found = _push_from_cookie(request)
     if found is None:
         return _push_problem(request, errors.PushExpired())
@@ -343,6 +346,7 @@ def push_finish(request: HttpRequest) -> HttpResponse:
     except errors.ThresholdError as error:
         return _push_problem(request, error)
     sign_in(request, finished.user, finished.assurance, method=SignedInWith.DEVICE_APP)
+    mark_verified(request, phishing_resistant=False)
     response = see_other(safe_next(request))
     response.delete_cookie(PUSH_COOKIE, samesite="Strict")
     return response
