@@ -193,6 +193,40 @@ def test_a_wrong_pin_approves_nothing(
     expect(tab.locator("#ceremony-status")).to_have_text("Waiting for your approval\u2026")
 
 
+def test_cancel_ends_the_push_shown_on_the_sign_in_page(
+    software_app: VerifyApp,
+    page: Page,
+    person: Person,
+    server: Server,
+    other_browser: BrowserContext,
+) -> None:
+    """The number shown in place has a Cancel, by keyboard: the push ends on the server, the
+    username step is back as it was, and another push may be sent at once."""
+    add_device(software_app, page, server)
+    tab, _ = push_page(other_browser, person.email)
+    tab.get_by_role("button", name="Cancel").focus()
+    tab.keyboard.press("Enter")
+    push_button = tab.get_by_role("button", name="Send a push to Threshold Verify")
+    expect(push_button).to_be_focused()
+    expect(tab.locator("#push-number")).to_have_count(0)
+    expect(tab.get_by_label("Username or work email")).to_have_value(person.email)
+    expect(tab.get_by_role("button", name="Sign in with a passkey")).to_be_enabled()
+    expect(tab.locator("#ceremony-status")).to_have_text("")
+    # Ended on the server: the device sees no request (3 s: the page would have asked too).
+    quiet = software_app.run("run", "--once", "--timeout", "3", "--interval", "0.2")
+    assert quiet.process.returncode == 2, quiet.text
+    assert tab.url.endswith("/sign-in")
+    expect(push_button).to_be_focused()
+    # Another push at once (not "Push Already Sent"), approved: signed in.
+    push_button.press("Enter")
+    number = tab.locator("#push-number").inner_text()
+    running = software_app.run(
+        "run", "--once", "--timeout", "20", "--interval", "0.2", answers=(number, PIN)
+    )
+    assert "Approved" in running.text, running.text
+    tab.wait_for_url(f"{server.url}/")
+
+
 def test_a_second_pending_push_is_refused(
     software_app: VerifyApp,
     page: Page,

@@ -310,6 +310,57 @@ def test_renaming_a_device(ada, clock):
     assert response.status_code == 400
 
 
+def device_field(html: str, device_id: str) -> str:
+    match = re.search(rf'<input id="device-name-{device_id}"[^>]*>', html)
+    assert match, f"no nickname field for device {device_id}"
+    return match.group(0)
+
+
+def test_a_refused_device_nickname_is_kept_and_its_error_tied_to_the_field(ada, clock):
+    """As a passkey's (test_security_methods.py): the limit stated, and a refused nickname
+    back on Settings as typed, its form open, the field invalid and described by the error."""
+    browser = signed_in(ada)
+    device = set_up_device(ada, browser)
+    key = device.device_id
+    before = Device.objects.get(public_id=key).name
+    html = browser.get("/settings").content.decode()
+    assert f'<p class="hint" id="device-name-{key}-hint">Up to 60 characters.</p>' in html
+    field = device_field(html, key)
+    assert f'aria-describedby="device-name-{key}-hint"' in field
+    assert "aria-invalid" not in field
+
+    response = post(browser, f"/settings/device-app/{key}/rename", nickname="Work <laptop>")
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert re.search(
+        rf'<li id="device-{key}" class="method">.*?<details class="rename" open>', html, re.S
+    )
+    field = device_field(html, key)
+    assert 'value="Work &lt;laptop&gt;"' in field
+    assert 'aria-invalid="true"' in field
+    assert f'aria-describedby="device-name-{key}-error device-name-{key}-hint"' in field
+    error = re.search(
+        rf'<p class="notice error" id="device-name-{key}-error">(.*?)</p>', html, re.S
+    )
+    assert error, html
+    assert "Name Not Saved" in error.group(1)
+    assert "Enter a name that is not empty and not too long" in error.group(1)
+    assert "Up to 60 characters." in html
+    # Only that device's form: the passkeys' stay closed and as they were.
+    assert '<details class="rename" open>' not in html.split('id="device-app"')[0]
+    assert Device.objects.get(public_id=key).name == before
+    assert not AuditEvent.objects.filter(action="device.renamed").exists()
+    # Shown again without control or text-direction characters; never a 500.
+    for nickname, shown in (("Key\u202egnp.exe\x00", "Keygnp.exe"), ("", ""), ("x" * 61, "x" * 61)):
+        refused = post(browser, f"/settings/device-app/{key}/rename", nickname=nickname)
+        assert refused.status_code == 400
+        assert f'value="{shown}"' in device_field(refused.content.decode(), key)
+    # Corrected: saved.
+    response = post(browser, f"/settings/device-app/{key}/rename", nickname="Work laptop")
+    assert response["Location"] == "/settings?done=device-renamed#device-app"
+    assert Device.objects.get(public_id=key).name == "Work laptop"
+
+
 def test_another_persons_device_reads_as_missing(ada, clock):
     device = set_up_device(ada)
     grace = enrolled_person("grace@example.com", "Grace Hopper")
@@ -317,6 +368,9 @@ def test_another_persons_device_reads_as_missing(ada, clock):
     response = post(browser, f"/settings/device-app/{device.device_id}/remove")
     assert response.status_code == 404
     assert Device.objects.get(public_id=device.device_id).revoked_at is None
+    response = post(browser, f"/settings/device-app/{device.device_id}/rename", nickname="Mine")
+    assert response.status_code == 404
+    assert Device.objects.get(public_id=device.device_id).name != "Mine"
 
 
 def test_the_last_usable_method_cannot_be_removed(ada, clock):
@@ -421,7 +475,8 @@ def test_sign_in_with_a_push(ada, clock, django_capture_on_commit_callbacks):
     event = last_event("sign_in.succeeded")
     assert event.detail["method"] == "device_app"
     assert event.detail["phishing_resistant"] is False
-    # Used once; and a push sign-in is no step-up for changing methods.
+    # Used once; and a push sign-in is no step-up for removing a method (only for adding a
+    # passkey, as a password and code sign-in: test_push_step_up.py).
     assert post(Browser(), "/sign-in/push/finish").status_code == 400
     response = browser.get(f"/settings/device-app/{device.device_id}/remove")
     assert response["Location"].startswith("/settings/verify")

@@ -27,6 +27,7 @@ from tests.integration.test_device_app import (
     set_up_device,
 )
 from threshold.audit.actions import Origin
+from threshold.core.catalog import CATALOG
 from threshold.core.policy import Policy
 from threshold.devices.models import SignInApproval
 from threshold.devices.views import PUSH_COOKIE
@@ -74,6 +75,29 @@ def test_sign_in_with_a_push_from_the_sign_in_page(ada, clock):
     assert response["Location"] == "/settings"
     assert browser.is_signed_in()
     assert last_event("sign_in.succeeded").detail["method"] == "device_app"
+
+
+def test_cancel_on_the_sign_in_page_ends_the_push_and_stays_there(ada, clock):
+    """The number shown in place has a Cancel too (webauthn.js posts JSON to the no-JavaScript
+    page's Cancel): the push ends at once, and another may be sent from the same page."""
+    device = set_up_device(ada)
+    browser = Browser()
+    page = browser.get("/sign-in").content.decode()
+    assert 'data-push-cancel-url="/sign-in/push/cancel"' in page
+    assert_ok(start(browser, "ada@example.com"))
+    assert len(pending(device)) == 1
+    response = browser.post_json("/sign-in/push/cancel", {})
+    assert_ok(response)
+    assert response.cookies[PUSH_COOKIE].value == ""
+    assert pending(device) == []
+    assert SignInApproval.objects.get().state == "canceled"
+    assert browser.get("/sign-in/push/state").json() == {"state": "expired"}
+    # No longer waiting: another push, at once, from the same page.
+    assert_ok(start(browser, "ada@example.com"))
+    assert len(pending(device)) == 1
+    # Without a push of its own (no cookie, another browser's), nothing ends.
+    assert_ok(Browser().post_json("/sign-in/push/cancel", {}))
+    assert len(pending(device)) == 1
 
 
 def test_a_refused_push_ends_on_the_finish_forms_answer(ada, clock):
@@ -131,6 +155,38 @@ def test_three_pushes_per_ten_minutes_from_the_sign_in_page(ada, clock):
 def test_bad_input_is_refused_in_the_catalogs_words_and_stores_nothing(ada, clock, body):
     response = Browser().post_json(START, body)
     assert_failed(response, 400, SESSION_EXPIRED)
+    assert PUSH_COOKIE not in response.cookies
+    assert SignInApproval.objects.count() == 0
+
+
+@pytest.mark.parametrize("fields", [{"username": ""}, {"username": "  "}, {}])
+def test_without_javascript_an_empty_username_is_username_required(ada, clock, fields):
+    """The sign-in page's push button posts its form (novalidate) without JavaScript: an empty
+    field is the catalog's "Username Required" beside the field, as webauthn.js shows it, on
+    the push's form, ready to type one; not "Session Expired"."""
+    browser = Browser()
+    browser.get("/sign-in?next=/settings")
+    response = browser.client.post(
+        "/sign-in/push?next=%2Fsettings",
+        {"csrfmiddlewaretoken": browser.csrf_token(), **fields},
+    )
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert SESSION_EXPIRED not in html
+    entry = CATALOG["username_required"]
+    note = re.search(r'<p id="username-error" class="notice error" role="alert">([^<]*)</p>', html)
+    assert note, html
+    assert note[1] == f"{entry.title}: {entry.message}"
+    field = re.search(r'<input id="push-username"[^>]*>', html)
+    assert field
+    assert 'aria-invalid="true"' in field[0]
+    assert 'aria-describedby="username-error"' in field[0]
+    # The rest of the page as it always is: its form (sent again to the same address, with
+    # ?next=), its button and the way back to a passkey.
+    assert "<h1>Sign in with Threshold Verify</h1>" in html
+    assert '<form method="post" class="stack">' in html
+    assert "Send a push to Threshold Verify</button>" in html
+    assert "Sign in with a passkey instead" in html
     assert PUSH_COOKIE not in response.cookies
     assert SignInApproval.objects.count() == 0
 

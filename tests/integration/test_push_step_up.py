@@ -7,12 +7,14 @@ requests (tests/support/device.py); only the clock is pinned."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from django.core import mail
 
 from tests.integration.conftest import (
+    CLIENT_IP,
     ORIGIN,
     Browser,
     assert_ok,
@@ -29,7 +31,9 @@ from tests.integration.test_device_app import (
 )
 from tests.integration.test_fallback import post
 from tests.support.authenticator import SoftAuthenticator
+from threshold.accounts.models import Role
 from threshold.audit.actions import Origin
+from threshold.audit.models import AuditEvent
 from threshold.core import errors
 from threshold.core.policy import Policy
 from threshold.devices.actions import (
@@ -76,7 +80,8 @@ def test_a_push_sign_in_adds_a_passkey_after_verifying_with_a_push(
     device = set_up_device(ada)
     clock.advance(301)  # the set-up's own step-up is over
     browser = signed_in_with_a_push(ada, device)
-    # "Set up another": a push sign-in is no step-up by itself.
+    # "Set up another", once the push sign-in's own verification is over (five minutes).
+    clock.advance(301)
     response = browser.get(ADD)
     assert response["Location"] == VERIFY_FOR_ADDING
     page = browser.get(VERIFY_FOR_ADDING).content.decode()
@@ -134,6 +139,39 @@ def test_a_push_sign_in_adds_a_passkey_after_verifying_with_a_push(
     # And for the step-up's window only.
     clock.advance(301)
     assert browser.get(ADD).status_code == 303
+
+
+def test_right_after_a_push_sign_in_a_passkey_may_be_added_and_nothing_else(ada, clock):
+    """A push sign-in is multi-factor, not phishing-resistant: it counts as a password and
+    code sign-in does ("Set up a passkey" right after it), never as a passkey's."""
+    device = set_up_device(ada)
+    clock.advance(301)  # the set-up's own step-up is over
+    ada.user.role = Role.ADMINISTRATOR.value
+    ada.user.save(update_fields=["role"])
+    browser = signed_in_with_a_push(ada, device)
+    assert not AuditEvent.objects.filter(action="step_up.succeeded").exists()
+    # "Set up another" opens without "Verify it's you", and adds a passkey.
+    assert browser.get(ADD).status_code == 200
+    options = assert_ok(browser.post_json(f"{ADD}/options", {"device": "this-device"}))
+    credential = SoftAuthenticator().create(options["publicKey"], ORIGIN)
+    assert_ok(browser.post_json(f"{ADD}/result", credential))
+    assert Passkey.objects.filter(user=ada.user).count() == 2
+    # Removing a method, setting up a device and changes in the admin portal need a passkey.
+    passkey = Passkey.objects.filter(user=ada.user).first()
+    assert passkey is not None
+    for path in (
+        f"/settings/security-methods/{passkey.pk}/remove",
+        f"/settings/device-app/{device.device_id}/remove",
+        "/settings/device-app/set-up",
+    ):
+        assert browser.get(path)["Location"].startswith("/settings/verify?"), path
+    response = post(browser, f"/admin/people/{ada.user.pk}/sessions/end")
+    assert response["Location"].startswith("/settings/verify?")
+    assert Passkey.objects.filter(user=ada.user).count() == 2
+    assert browser.is_signed_in()
+    # For the step-up window only.
+    clock.advance(301)
+    assert browser.get(ADD)["Location"] == VERIFY_FOR_ADDING
 
 
 def test_the_push_is_offered_only_where_it_opens_the_page(ada, clock):
@@ -205,6 +243,7 @@ def test_a_denied_step_up_push_is_refused_and_mutes_pushes(
 ):
     device = set_up_device(ada)
     browser = signed_in_with_a_push(ada, device)
+    clock.advance(301)  # the push sign-in's own verification is over
     post(browser, f"/settings/verify/push?next={ADD}")
     [push] = pending(device)
     with django_capture_on_commit_callbacks(execute=True):
@@ -245,3 +284,52 @@ def test_cancel_ends_the_push_and_a_new_one_can_be_sent_at_once(ada, clock):
     assert (response.status_code, response["Location"]) == (303, VERIFY_FOR_ADDING)
     assert pending(device) == []
     assert SignInApproval.objects.filter(state="canceled").count() == 2
+
+
+def canceled_events() -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(action="push.canceled").order_by("id"))
+
+
+def test_every_cancel_is_audited_with_its_push_and_purpose(ada, clock):
+    device = set_up_device(ada)
+    # The sign-in's push, from its own page (no JavaScript).
+    browser = Browser()
+    send_push(browser, "ada@example.com")
+    push = SignInApproval.objects.get(state="pending")
+    post(browser, "/sign-in/push/cancel")
+    [event] = canceled_events()
+    assert (event.reason, event.subject, event.actor) == ("canceled_in_browser", ada.user, None)
+    assert event.detail == {"push": push.public_id, "purpose": "sign_in", "delivered": True}
+    assert event.ip == CLIENT_IP
+    # Nothing secret: not the number, not the browser's secret or its hash.
+    assert str(push.number) not in json.dumps(event.detail)
+    assert push.browser_binding not in json.dumps(event.detail)
+    # Cancel again: nothing was waiting, nothing is audited.
+    post(browser, "/sign-in/push/cancel")
+    assert len(canceled_events()) == 1
+
+    # The sign-in page's own Cancel (JSON), for a username nobody has: the same row, no one's.
+    browser = Browser()
+    assert_ok(browser.post_json("/sign-in/push/start", {"username": "nobody@example.com"}))
+    assert_ok(browser.post_json("/sign-in/push/cancel", {}))
+    event = canceled_events()[-1]
+    assert (event.reason, event.subject, event.subject_label) == ("canceled_in_browser", None, "")
+    assert (event.detail["purpose"], event.detail["delivered"]) == ("sign_in", False)
+
+    # A push that expired before its Cancel ended by itself: no row.
+    browser = Browser()
+    send_push(browser, "nobody@example.com")
+    clock.advance(121)
+    post(browser, "/sign-in/push/cancel")
+    assert len(canceled_events()) == 2
+
+    # "Verify it's you"'s push: the signed-in person canceled it.
+    clock.advance(601)  # three pushes per ten minutes
+    signed_in = signed_in_with_a_push(ada, device)
+    post(signed_in, f"/settings/verify/push?next={ADD}")
+    push = SignInApproval.objects.get(state="pending", purpose="step_up")
+    post(signed_in, f"/settings/verify/push/cancel?next={ADD}")
+    event = canceled_events()[-1]
+    assert (event.reason, event.subject, event.actor) == ("canceled_in_browser", ada.user, ada.user)
+    assert event.detail == {"push": push.public_id, "purpose": "step_up", "delivered": True}
+    assert len(canceled_events()) == 3

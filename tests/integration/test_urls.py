@@ -52,7 +52,7 @@ PATHS = [
     ("conformance:assertion-result", (), "/assertion/result"),
     ("devices:set-up", (), "/settings/device-app/set-up"),
     ("devices:confirm", ("e1d",), "/settings/device-app/set-up/e1d"),
-    ("devices:rename", ("d3v",), "/settings/device-app/d3v/rename"),
+    ("selfservice:rename-device", ("d3v",), "/settings/device-app/d3v/rename"),
     ("devices:remove", ("d3v",), "/settings/device-app/d3v/remove"),
     ("devices:push", (), "/sign-in/push"),
     ("devices:push-wait", (), "/sign-in/push/wait"),

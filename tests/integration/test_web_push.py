@@ -10,6 +10,7 @@ import dataclasses
 import http.server
 import json
 import os
+import re
 import socket
 import ssl
 import stat
@@ -33,6 +34,7 @@ from tests.integration.conftest import (
     assert_failed,
     assert_ok,
     last_event,
+    sign_in,
 )
 from tests.integration.test_device_app import (
     api,
@@ -42,11 +44,14 @@ from tests.integration.test_device_app import (
     set_up_device,
     shown_number,
 )
+from tests.integration.test_fallback import post
 from threshold.core.encoding import b64url_decode, b64url_encode
 from threshold.devices import webpush
 from threshold.devices.models import PushSubscription
 
 pytestmark = pytest.mark.django_db
+
+REPO = Path(__file__).resolve().parents[2]
 
 SUBSCRIBE = "/api/device/v1/push-subscription"
 
@@ -166,7 +171,12 @@ def test_a_push_sign_in_sends_an_encrypted_vapid_signed_web_push(
     # What the phone decrypts with its own key says that a sign-in waits, and nothing more:
     # not the number, not the push's ID.
     message = phone.decrypt(body)
-    assert message["type"] == "sign_in_request"
+    assert message == {
+        "type": "sign_in_request",
+        "purpose": "sign_in",
+        "title": "Are you trying to sign in?",
+        "body": "A sign-in request is waiting for you. Open Threshold Verify to answer it.",
+    }
     number = shown_number(browser)
     [push] = pending(device)
     assert str(number) not in json.dumps(message)
@@ -189,6 +199,38 @@ def test_a_push_sign_in_sends_an_encrypted_vapid_signed_web_push(
     )
     with pytest.raises(Exception):  # noqa: B017, PT011 - cryptography's InvalidSignature
         vapid_jwt.decode(fields["t"], other_k)
+
+
+def test_a_step_up_push_says_it_asks_to_verify_its_you(
+    ada, clock, web_push, service, django_capture_on_commit_callbacks
+):
+    """ "Verify it's you" with a push: the notification asks what the app will ask, not about
+    a sign-in."""
+    _, phone = subscribed_phone(ada, f"{service.origin}/push/abc")
+    browser = Browser()
+    assert_ok(sign_in(browser, ada.authenticator))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(browser, "/settings/verify/push?next=/settings/security-methods/add")
+    assert response.status_code == 303
+    [(_, body)] = service.received
+    assert phone.decrypt(body) == {
+        "type": "sign_in_request",
+        "purpose": "step_up",
+        "title": "Are you verifying it\u2019s you?",
+        "body": "A request to verify it\u2019s you is waiting for you. Open Threshold Verify "
+        "to answer it.",
+    }
+
+
+def test_the_notifications_ask_in_the_apps_words():
+    """Each purpose's title is the question the phone web app shows for it (verify-app.js)."""
+    script = (REPO / "threshold/devices/static/threshold/verify-app.js").read_text()
+    for purpose, message in webpush.PAYLOADS.items():
+        heading = json.dumps(message["title"])  # the script writes ’ as \u2019
+        assert re.search(rf"{purpose}: {{\s*heading: {re.escape(heading)},", script), purpose
+        waiting = re.search(rf"{purpose}: {{.*?waiting: (\"[^\"]*\")", script, re.S)
+        assert waiting, purpose
+        assert message["body"].startswith(json.loads(waiting.group(1))), purpose
 
 
 def test_no_push_for_an_unknown_username_or_a_muted_person(

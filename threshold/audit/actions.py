@@ -69,6 +69,7 @@ class Action(StrEnum):
     PUSH_APPROVED = "push.approved"
     PUSH_REFUSED = "push.refused"
     PUSH_DENIED = "push.denied"
+    PUSH_CANCELED = "push.canceled"
     DEVICE_KEY_ATTESTED = "device.key_attested"
     DEVICE_KEY_NOT_ATTESTED = "device.key_not_attested"
     DEVICE_SCREEN_LOCK_ENABLED = "device.screen_lock_enabled"

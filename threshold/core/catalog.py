@@ -143,7 +143,8 @@ _ENTRIES = [
         "Username Required",
         "Enter your username or work email, or select Sign in with a passkey.",
         "The person selected Continue (or Send a push to Threshold Verify) with the username "
-        "field empty. The page says so by the field; nothing is sent to Threshold.",
+        "field empty. The page says so by the field and sends nothing; without JavaScript, "
+        "the push's form (/sign-in/push) says so by its field, and no push is sent.",
         "Type the username or work email address, or use Sign in with a passkey, which needs "
         "no username.",
         (NextStep.RETRY,),

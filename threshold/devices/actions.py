@@ -852,7 +852,7 @@ def _send_push(
         # After the commit, from a thread: the browser's answer never waits for a
         # push service (threshold/devices/webpush.py).
         devices = [device.pk for device in usable_devices(user, policy)]
-        transaction.on_commit(partial(webpush.send_soon, devices))
+        transaction.on_commit(partial(webpush.send_soon, devices, purpose))
     return SentPush(approval, secret)
 
 
@@ -981,15 +981,35 @@ def do_finish_step_up_push(
         )
 
 
-def do_cancel_push(public_id: str, browser_secret: str) -> None:
+# The audit reason of a push the browser that sent it ended (``push.canceled``).
+CANCELED_IN_BROWSER = "canceled_in_browser"
+
+
+def do_cancel_push(
+    public_id: str, browser_secret: str, origin: Origin, *, actor: User | None = None
+) -> None:
     """The browser that sent a push stops waiting ("Cancel"): a push still waiting ends, and
-    no device shows it any longer. It still counts against the limits (it was sent); a push
-    already answered, used or over is left as it is."""
-    approval = _browser_push(public_id, browser_secret)
-    if approval is not None:
-        SignInApproval.objects.filter(pk=approval.pk, state=PushState.PENDING).update(
-            state=PushState.CANCELED
-        )
+    no device shows it any longer; audited (``push.canceled``, with its purpose). It still
+    counts against the limits (it was sent); a push already answered, used or over is left
+    as it is, and nothing is audited. ``actor``: the signed-in person of a step-up's push."""
+    with transaction.atomic():
+        approval = _browser_push(public_id, browser_secret)
+        if approval is None:
+            return
+        ended = SignInApproval.objects.filter(
+            pk=approval.pk, state=PushState.PENDING, expires_at__gt=clock.now_datetime()
+        ).update(state=PushState.CANCELED)
+        if ended:
+            record(
+                Action.PUSH_CANCELED,
+                origin,
+                actor=actor,
+                subject=approval.user,
+                reason=CANCELED_IN_BROWSER,
+                push=approval.public_id,
+                purpose=approval.purpose,
+                delivered=approval.is_delivered,
+            )
 
 
 def list_pending_pushes(device: Device, policy: Policy) -> list[SignInApproval]:

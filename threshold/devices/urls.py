@@ -7,7 +7,6 @@ urlpatterns = [
     # Settings → Security Methods → Device app.
     path("settings/device-app/set-up", views.set_up, name="set-up"),
     path("settings/device-app/set-up/<str:enrollment_id>", views.confirm, name="confirm"),
-    path("settings/device-app/<str:device_id>/rename", views.rename, name="rename"),
     path("settings/device-app/<str:device_id>/remove", views.remove, name="remove"),
     # Sign-in with a push to Threshold Verify.
     path("sign-in/push", views.push, name="push"),

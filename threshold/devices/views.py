@@ -1,4 +1,7 @@
-"""Pages: Settings' "Device app" (set up, rename, remove) and the push sign-in at /sign-in/push.
+"""Pages: Settings' "Device app" (set up, remove) and the push sign-in at /sign-in/push.
+
+Renaming a device is Settings' own (``selfservice.views.rename_device``): a refused nickname
+comes back on Settings as typed, as a passkey's does.
 
 The device API (``api.py``) is what Threshold Verify itself calls; these are the
 browser's side of the same set-ups and pushes.
@@ -35,7 +38,6 @@ from threshold.devices.actions import (
     do_finish_step_up_push,
     do_issue_setup_code,
     do_remove_device,
-    do_rename_device,
     do_send_push,
     do_send_step_up_push,
     is_last_usable_device,
@@ -146,21 +148,6 @@ def confirm(request: HttpRequest, enrollment_id: str) -> HttpResponse:
     return see_other(url_to("selfservice:settings", query={"done": Done.DEVICE_ADDED}))
 
 
-@require_POST
-@never_cache
-@login_required
-def rename(request: HttpRequest, device_id: str) -> HttpResponse:
-    try:
-        do_rename_device(
-            _user(request), device_id, request.POST.get("nickname", ""), audit_origin(request)
-        )
-    except errors.ThresholdError as error:
-        return settings_problem(request, error)
-    return see_other(
-        url_to("selfservice:settings", query={"done": Done.DEVICE_RENAMED}, fragment="device-app")
-    )
-
-
 @require_http_methods(["GET", "POST"])
 @never_cache
 @login_required
@@ -234,8 +221,15 @@ def push(request: HttpRequest) -> HttpResponse:
         # As /sign-in/push/start reads it: at most 150 characters of text, no control
         # characters (PostgreSQL fails on a NUL in a query's text: a 500).
         username = optional_string(request.POST.dict(), "username")
-        if not username:
-            raise errors.MalformedRequest("a username")
+        if not username or not username.strip():
+            # The sign-in page's form sends an empty field without JavaScript (novalidate):
+            # the catalog's entry beside the field, as webauthn.js shows it.
+            return render(
+                request,
+                "devices/push.html",
+                {"error": None, "username_error": catalog.CATALOG["username_required"]},
+                status=400,
+            )
         sent = do_send_push(username, audit_origin(request), policy)
     except errors.ThresholdError as error:
         return _push_problem(request, error)
@@ -311,11 +305,16 @@ def push_wait(request: HttpRequest) -> HttpResponse:
 @never_cache
 def push_cancel(request: HttpRequest) -> HttpResponse:
     """ "Cancel" on the number's page: the push ends (no device shows it any longer), and
-    the sign-in page is shown again."""
+    the sign-in page is shown again. The sign-in page's own Cancel (webauthn.js) posts JSON
+    and stays where it is: ``{"status": "ok"}``."""
     found = _push_from_cookie(request)
     if found is not None:
-        do_cancel_push(*found)
-    response = see_other(url_to("sessions:sign-in", query=_next_query(request)))
+        do_cancel_push(*found, audit_origin(request))
+    response: HttpResponse
+    if request.content_type == "application/json":
+        response = ok()
+    else:
+        response = see_other(url_to("sessions:sign-in", query=_next_query(request)))
     response.delete_cookie(PUSH_COOKIE, samesite="Strict")
     return response
 
@@ -332,7 +331,10 @@ def push_state(request: HttpRequest) -> JsonResponse:
 @require_POST
 @never_cache
 def push_finish(request: HttpRequest) -> HttpResponse:
-    """Sign in with the approved push; a push still waiting goes back to its page."""
+    """Sign in with the approved push; a push still waiting goes back to its page. The session
+    counts as verified as after a password and code (``mark_verified(phishing_resistant=False)``):
+    multi-factor, never phishing-resistant, so a passkey may be added right away ("Set up a
+    passkey"), but removing a method or the admin portal still needs a passkey."""
     found = _push_from_cookie(request)
     if found is None:
         return _push_problem(request, errors.PushExpired())
@@ -344,6 +346,7 @@ def push_finish(request: HttpRequest) -> HttpResponse:
     except errors.ThresholdError as error:
         return _push_problem(request, error)
     sign_in(request, finished.user, finished.assurance, method=SignedInWith.DEVICE_APP)
+    mark_verified(request, phishing_resistant=False)
     response = see_other(safe_next(request))
     response.delete_cookie(PUSH_COOKIE, samesite="Strict")
     return response
@@ -482,7 +485,7 @@ def step_up_push_cancel(request: HttpRequest) -> HttpResponse:
     """ "Cancel": the push ends, and "Verify it's you" is shown again."""
     found = _step_up_push_from_cookie(request)
     if found is not None:
-        do_cancel_push(*found)
+        do_cancel_push(*found, audit_origin(request), actor=_user(request))
     response = see_other(url_to("selfservice:verify", query=_step_up_query(request)))
     response.delete_cookie(STEP_UP_PUSH_COOKIE, samesite="Strict")
     return response

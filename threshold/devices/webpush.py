@@ -1,16 +1,17 @@
-"""Web Push to the phone web app: "a sign-in is waiting" reaches the phone while the app is closed.
+"""Web Push to the phone web app: "a sign-in is waiting" (or "Verify it's you") reaches the phone
+while the app is closed.
 
 Only when the operator turns it on (``THRESHOLD_WEB_PUSH=1``). The phone's browser subscribes
 with its push service (the Push API, our VAPID public key as ``applicationServerKey``) and the
 app stores the subscription through the signed device API (``push-subscription``). When a push
-sign-in is written for a person, each of their usable devices with a subscription gets one
+is written for a person, each of their usable devices with a subscription gets one
 message, after the commit and from a short-lived thread, so the browser's answer never waits
 for a push service: encrypted to the browser's keys (RFC 8291, ``aes128gcm``, pywebpush and
 http_ece), signed with our VAPID key (RFC 8292, ``vapid t=...,k=...``), ``TTL: 120`` (the push's
-two minutes), ``Urgency: high``. The message holds no number and no secret: it says that a
-sign-in is waiting, and the app fetches the rest through the signed API. Not retried: a push is
-worth two minutes, and the app polls while it is open. A push service that answers 404 or 410
-has forgotten the subscription: it is deleted.
+two minutes), ``Urgency: high``. The message holds no number and no secret: it says what the
+push asks (a sign-in, or "Verify it's you"), and the app fetches the rest through the signed
+API. Not retried: a push is worth two minutes, and the app polls while it is open. A push
+service that answers 404 or 410 has forgotten the subscription: it is deleted.
 
 The endpoint is a URL a phone gave us, so it is checked like one (server-side request
 forgery): ``https`` on port 443, a DNS name (no IP literal, no ``localhost`` or local-only
@@ -50,7 +51,7 @@ from threshold.audit.actions import Action, Origin, record
 from threshold.core import errors
 from threshold.core.encoding import b64url_decode, b64url_encode
 from threshold.core.files import create_once
-from threshold.devices.models import Device, PushSubscription
+from threshold.devices.models import Device, PushPurpose, PushSubscription
 
 if TYPE_CHECKING:
     from py_vapid import Vapid02
@@ -63,11 +64,22 @@ TTL_SECONDS = 120  # the push sign-in's two minutes: a later message is worth no
 VAPID_LIFETIME_SECONDS = 12 * 3600  # RFC 8292 §2: at most 24 hours
 # Names that only mean something inside a network (RFC 6761, RFC 6762, RFC 8375, ICANN's .internal).
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa", ".lan", ".localdomain")
-# What the message says; the app shows it as the notification (the service worker).
-PAYLOAD = {
-    "type": "sign_in_request",
-    "title": "Threshold Verify",
-    "body": "A sign-in is waiting for your approval. Open Threshold Verify to answer it.",
+# What the message says, per push's purpose; the app shows it as the notification (the
+# service worker), in the words the app itself shows for that purpose (verify-app.js, ASKS).
+PAYLOADS: dict[PushPurpose, dict[str, str]] = {
+    PushPurpose.SIGN_IN: {
+        "type": "sign_in_request",
+        "purpose": PushPurpose.SIGN_IN,
+        "title": "Are you trying to sign in?",
+        "body": "A sign-in request is waiting for you. Open Threshold Verify to answer it.",
+    },
+    PushPurpose.STEP_UP: {
+        "type": "sign_in_request",
+        "purpose": PushPurpose.STEP_UP,
+        "title": "Are you verifying it\u2019s you?",
+        "body": "A request to verify it\u2019s you is waiting for you. Open Threshold Verify "
+        "to answer it.",
+    },
 }
 
 
@@ -325,23 +337,27 @@ def _pinned(url: str, address: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def send_soon(device_ids: list[int]) -> None:
-    """After the commit that wrote a push sign-in: tell the devices without holding up the
-    browser's answer (inline under ``THRESHOLD_WEB_PUSH_SEND_INLINE``, which the tests set)."""
+def send_soon(device_ids: list[int], purpose: PushPurpose) -> None:
+    """After the commit that wrote a push (a sign-in's, or "Verify it's you"'s: ``purpose``):
+    tell the devices without holding up the browser's answer (inline under
+    ``THRESHOLD_WEB_PUSH_SEND_INLINE``, which the tests set)."""
     if not device_ids or not is_enabled():
         return
     if getattr(settings, "THRESHOLD_WEB_PUSH_SEND_INLINE", False):
-        send_to_devices(device_ids)
+        send_to_devices(device_ids, purpose)
         return
     thread = threading.Thread(
-        target=_send_in_thread, args=(device_ids,), name="threshold-web-push", daemon=True
+        target=_send_in_thread,
+        args=(device_ids, purpose),
+        name="threshold-web-push",
+        daemon=True,
     )
     thread.start()
 
 
-def _send_in_thread(device_ids: list[int]) -> None:
+def _send_in_thread(device_ids: list[int], purpose: PushPurpose) -> None:
     try:
-        send_to_devices(device_ids)
+        send_to_devices(device_ids, purpose)
     except Exception:
         log.exception("Web Push failed")
     finally:
@@ -349,8 +365,9 @@ def _send_in_thread(device_ids: list[int]) -> None:
         connections.close_all()
 
 
-def send_to_devices(device_ids: list[int]) -> int:
-    """One message to each of these devices that has a subscription; how many were accepted."""
+def send_to_devices(device_ids: list[int], purpose: PushPurpose) -> int:
+    """One message to each of these devices that has a subscription, saying what the push
+    asks (``purpose``); how many were accepted."""
     subscriptions = list(
         PushSubscription.objects.filter(
             device_id__in=device_ids, device__is_active=True, device__revoked_at__isnull=True
@@ -364,13 +381,14 @@ def send_to_devices(device_ids: list[int]) -> int:
 
     key = Vapid02(vapid_key())
     contact = f"mailto:{settings.THRESHOLD.admin_email}"
+    message = json.dumps(PAYLOADS[purpose]).encode()
     accepted = 0
     for subscription in subscriptions:
-        accepted += _send(subscription, key, contact)
+        accepted += _send(subscription, key, contact, message)
     return accepted
 
 
-def _send(subscription: PushSubscription, key: Vapid02, contact: str) -> int:
+def _send(subscription: PushSubscription, key: Vapid02, contact: str, message: bytes) -> int:
     from pywebpush import WebPusher  # noqa: PLC0415 - see send_to_devices
 
     endpoint = subscription.endpoint
@@ -399,9 +417,7 @@ def _send(subscription: PushSubscription, key: Vapid02, contact: str) -> int:
         requests_session=_session(host),
     )
     try:
-        response = pusher.send(
-            json.dumps(PAYLOAD).encode(), headers, ttl=TTL_SECONDS, timeout=TIMEOUT_SECONDS
-        )
+        response = pusher.send(message, headers, ttl=TTL_SECONDS, timeout=TIMEOUT_SECONDS)
     except requests.RequestException as exc:
         log.warning("Web Push to %s failed: %s", host, type(exc).__name__)
         return 0

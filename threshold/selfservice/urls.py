@@ -15,4 +15,6 @@ urlpatterns = [
     path("settings/security-methods/add/result", views.add_result, name="add-result"),
     path("settings/security-methods/<int:passkey_id>/rename", views.rename, name="rename"),
     path("settings/security-methods/<int:passkey_id>/remove", views.remove, name="remove"),
+    # A Threshold Verify device's nickname (its other pages are threshold.devices').
+    path("settings/device-app/<str:device_id>/rename", views.rename_device, name="rename-device"),
 ]

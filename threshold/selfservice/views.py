@@ -25,6 +25,7 @@ from threshold.core.catalog import Surface, status_for
 from threshold.core.encoding import b64url_encode
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, NICKNAME_MAX_LENGTH
 from threshold.core.vocabulary import Attachment, Hint
+from threshold.devices.actions import do_rename_device
 from threshold.devices.methods import count_usable_devices
 from threshold.passkeys.access import access_own_passkey, list_passkeys, not_allowed_passkey_ids
 from threshold.passkeys.actions import (
@@ -133,6 +134,7 @@ def _render_settings(
     *,
     error: catalog.CatalogEntry | None = None,
     error_passkey_id: int | None = None,
+    error_device_id: str = "",
     name_refused: bool = False,
     typed: str = "",
     status: int = 200,
@@ -149,6 +151,7 @@ def _render_settings(
         "done": done,
         "error": error,
         "error_passkey_id": error_passkey_id,
+        "error_device_id": error_device_id,
         "name_refused": name_refused,
         # What the person typed in the refused field, shown again for them to correct.
         "typed": typed,
@@ -371,6 +374,31 @@ def rename(request: HttpRequest, passkey_id: int) -> HttpResponse:
         url_to(
             "selfservice:settings", query={"done": Done.RENAMED}, fragment=f"passkey-{passkey.pk}"
         )
+    )
+
+
+@require_POST
+@never_cache
+@login_required
+def rename_device(request: HttpRequest, device_id: str) -> HttpResponse:
+    """A Threshold Verify device's nickname, as a passkey's: refused, Settings again with the
+    device's form open, what was typed in it and the error tied to it."""
+    try:
+        do_rename_device(
+            _user(request), device_id, request.POST.get("nickname"), audit_origin(request)
+        )
+    except errors.NameInvalid as error:
+        return _render_settings(
+            request,
+            error=catalog.entry_for(error, Surface.SETTINGS),
+            error_device_id=device_id,
+            typed=_as_typed(request.POST.get("nickname")),
+            status=status_for(error),
+        )
+    except errors.ThresholdError as error:
+        return settings_problem(request, error)
+    return see_other(
+        url_to("selfservice:settings", query={"done": Done.DEVICE_RENAMED}, fragment="device-app")
     )
 
 

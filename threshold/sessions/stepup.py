@@ -5,8 +5,8 @@ verification (PIN, biometrics) within the policy's ``step_up_max_age_seconds``,
 either the sign-in itself (``threshold.sessions.actions.sign_in``) or "Verify
 it's you" on /settings/verify. A sign-in with a password and a code is enough to
 add a passkey right after it ("Set up a passkey"), never to remove a method; so is
-a push approved in Threshold Verify on "Verify it's you" (``threshold.devices``):
-multi-factor, never phishing-resistant (``core.assurance``).
+a push approved in Threshold Verify, to sign in or on "Verify it's you"
+(``threshold.devices``): multi-factor, never phishing-resistant (``core.assurance``).
 
 "Verify it's you" sends the person back where they came from (``return_to``): a page
 of Settings or of the admin portal, never elsewhere, and its "Back to" link names it.
@@ -28,15 +28,15 @@ from threshold.web.http import query_value, see_other, url_to
 # The last sign-in in this session whose passkey verified the user (PIN,
 # biometrics): step-up checks compare it with the clock.
 VERIFIED_AT = "threshold.verified_at"
-# A sign-in with a password and a code, or "Verify it's you" with a push approved in
-# Threshold Verify: enough to add a passkey right after ("Set up a passkey"), never to
-# remove a method. (The name is the one sessions have always stored.)
+# A sign-in with a password and a code or with a push approved in Threshold Verify, or
+# "Verify it's you" with such a push: enough to add a passkey right after ("Set up a
+# passkey"), never to remove a method. (The name is the one sessions have always stored.)
 FALLBACK_VERIFIED_AT = "threshold.fallback_verified_at"
 
 
 def mark_verified(request: HttpRequest, *, phishing_resistant: bool = True) -> None:
-    """This session verified the person now: with a passkey, or else with a password and
-    code or a push approved in Threshold Verify."""
+    """This session verified the person now: with a passkey, or else (``phishing_resistant``
+    false) with a password and code or a push approved in Threshold Verify."""
     request.session[VERIFIED_AT if phishing_resistant else FALLBACK_VERIFIED_AT] = clock.now()
 
 
@@ -59,8 +59,8 @@ def opens_without_a_passkey(target: str) -> bool:
 def recently_verified(request: HttpRequest, *, allow_fallback: bool = False) -> bool:
     """Did this session verify the person (a passkey with UV) within the step-up window?
 
-    ``allow_fallback`` also accepts a sign-in with a password and a code, or a push
-    approved on "Verify it's you": it lets a person without a passkey at hand add
+    ``allow_fallback`` also accepts a sign-in with a password and a code or a push, or a
+    push approved on "Verify it's you": it lets a person without a passkey at hand add
     one ("Set up a passkey"), but it never removes a method.
     """
     window = policy_for(request).step_up_max_age_seconds

@@ -49,8 +49,9 @@ self.addEventListener("fetch", (event) => {
   );
 });
 
-// Web Push (when the operator turned it on): the message only says that a sign-in is waiting
-// (no number, no secret); the notification opens the app, which asks the server for the rest.
+// Web Push (when the operator turned it on): the message only says what the push asks, a
+// sign-in or "Verify it's you" (no number, no secret); the notification opens the app, which
+// asks the server for the rest.
 self.addEventListener("push", (event) => {
   let message = {};
   try {

@@ -218,14 +218,31 @@
   // "Send a push to Threshold Verify" (the username form's second button; without JavaScript
   // it posts to /sign-in/push): the number to type in the app, then every two seconds whether
   // the app answered; any answer but "pending" posts the finish form, which signs in or says
-  // why not. The answers are the same whoever the username is.
+  // why not. The answers are the same whoever the username is. "Cancel" ends the push on the
+  // server (/sign-in/push/cancel, as the no-JavaScript page's Cancel) and puts the username
+  // step back as it was, focus on the push button, for another push or a passkey.
   async function push(username) {
     const data = await post(root.dataset.pushUrl, { username: username });
     const ui = document.getElementById("passkey-ui");
+    const start = [...ui.childNodes];
+    let waiting = true;
     ui.innerHTML =
       '<h2 tabindex="-1">Type this number in Threshold Verify</h2><p class="push-number" id="push-number"></p>' +
-      "<p>Check where the request comes from, type the number and confirm. It expires in two minutes.</p>";
+      "<p>Check where the request comes from, type the number and confirm. It expires in two minutes.</p>" +
+      '<button type="button" class="link-button">Cancel</button>';
     document.getElementById("push-number").textContent = data.number;
+    ui.lastChild.addEventListener("click", async () => {
+      await run(async () => {
+        await post(root.dataset.pushCancelUrl, {});
+        waiting = false;
+        statusLine.textContent = "";
+        ui.replaceChildren(...start);
+      });
+      if (!waiting) {
+        document.getElementById("push-button").focus();
+        startAutofill();
+      }
+    });
     ui.firstChild.focus();
     statusLine.textContent = "Waiting for your approval…";
     const check = async () => {
@@ -236,6 +253,7 @@
       } catch (e) {
         state = "pending"; // a network blip: ask again
       }
+      if (!waiting) return; // canceled
       if (state === "pending") return window.setTimeout(check, 2000);
       if (state === "approved") statusLine.textContent = "Approved. Signing you in…";
       const form = document.createElement("form");
@@ -286,7 +304,8 @@
       // The button and "Continue" stopped the autofill request: offer it again
       // when the person goes back to the username field.
       if (root.dataset.ceremony === "sign-in") {
-        document.getElementById("username").addEventListener("focus", startAutofill, { once: true });
+        // (Not while a push's number replaces the username step: a failed Cancel.)
+        document.getElementById("username")?.addEventListener("focus", startAutofill, { once: true });
       }
     } finally {
       busy(false);
