@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import time
 import uuid
@@ -38,12 +39,13 @@ from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
 from threshold.cli.main import main
 from threshold.core.encoding import b64url_decode, b64url_encode
+from threshold.core.policy import Policy
 from threshold.enrollment.actions import do_issue_recovery
 from threshold.passkeys import pending
 from threshold.passkeys.decoys import decoy_for
 from threshold.passkeys.models import Passkey, UsedChallenge
 from threshold.passkeys.views import SIGN_IN_OPTIONS_LIMIT
-from threshold.policy.actions import get_policy
+from threshold.policy.actions import do_update_policy, get_policy
 from threshold.sessions.models import Session
 
 pytestmark = pytest.mark.django_db
@@ -795,3 +797,29 @@ def test_an_unknown_username_takes_as_long_as_an_existing_one(ada):
             break
     else:
         raise AssertionError(f"told apart (median gap, paired, threshold): {results}")
+
+
+def test_without_script_continue_keeps_the_username_out_of_the_url(db):
+    """The username form is a POST: a browser that runs no script (webauthn.js answers the
+    form otherwise) does not put the username, or the CSRF token, in a URL and the access
+    log; the page comes back saying passkeys need another browser, with the other ways."""
+    do_update_policy(Policy(allow_password_fallback=True), Origin.cli())
+    browser = Browser()
+    page = browser.get("/sign-in?next=/settings").content.decode()
+    form = re.search(r'<form id="username-form"[^>]*>', page)
+    assert form
+    assert 'method="post"' in form.group(0)
+    assert "action=" not in form.group(0)  # this page, its ?next= kept
+    assert re.search(r'<div class="notice error" id="not-supported" role="alert" hidden>', page)
+    response = browser.client.post(
+        "/sign-in?next=/settings",
+        {"csrfmiddlewaretoken": browser.csrf_token(), "username": "ada@example.com"},
+    )
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert re.search(r'<div class="notice error" id="not-supported" role="alert">', page)
+    assert "Passkeys Not Supported" in page
+    assert 'href="/sign-in/password?next=%2Fsettings"' in page
+    assert AuditEvent.objects.count() == 0
+    # Without its token, Django's CSRF check refuses it.
+    assert Browser().client.post("/sign-in", {"username": "x"}).status_code == 403

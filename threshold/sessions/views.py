@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from threshold.accounts.models import User
 from threshold.policy.access import policy_for
@@ -19,9 +19,12 @@ from threshold.sessions.middleware import SIGNED_IN_COOKIE, forget_signed_in
 from threshold.web.http import SIGN_IN_CATALOG, Done, audit_origin, see_other, url_to
 
 
-@require_GET
+@require_http_methods(["GET", "POST"])
 @never_cache  # the page is dated (threshold.sessions.flow): never serve an old copy
 def sign_in_page(request: HttpRequest) -> HttpResponse:
+    """The sign-in page. Its username form is POSTed here only by a browser that runs no
+    script (webauthn.js answers it otherwise): no passkey there, and the username stays out
+    of the URL, so the page comes back saying so, with the other ways offered."""
     if request.user.is_authenticated:
         return redirect("selfservice:home")
     # Offered only when the policy allows it: the page and webauthn.js show the
@@ -45,8 +48,10 @@ def sign_in_page(request: HttpRequest) -> HttpResponse:
         "password_url": password_url,
         "push_url": push_url,
         "session_ended": session_ended,
+        "no_script": request.method == "POST",
     }
-    response = render(request, "sessions/sign_in.html", context)
+    status = 400 if request.method == "POST" else 200
+    response = render(request, "sessions/sign_in.html", context, status=status)
     if session_ended:
         forget_signed_in(response)
     return response
