@@ -108,16 +108,36 @@ class Lockout:
         return bool(self.administrators_cut_off) or self.viewer_cut_off
 
 
+# What a change refused for leaving no administrator a way in is answered with (the portal's
+# 409 page and `threshold policy set`).
+NO_ADMINISTRATOR_LEFT = (
+    "This change would leave no administrator able to sign in, so it was not saved. Give an "
+    "administrator a way to sign in that the new rules allow first, then save it."
+)
+
+
 def _lockout(
-    viewer: User, usable_now: Callable[[User], int], usable_after: Callable[[User], int]
+    viewer: User | None, usable_now: Callable[[User], int], usable_after: Callable[[User], int]
 ) -> Lockout:
-    """``Lockout`` from the usable ways to sign in of each person today and after the change.
+    """``Lockout`` from the usable ways to sign in of each person today and after the change
+    (``viewer``: the person making it; None from the command line).
     Administrators are few: each is counted through the sign-in method registry."""
     administrators = User.objects.filter(role=Role.ADMINISTRATOR, is_active=True, locked_at=None)
     can_now = [user for user in administrators.order_by("username") if usable_now(user) > 0]
     cut_off = [user for user in can_now if usable_after(user) == 0]
-    viewer_cut_off = usable_now(viewer) > 0 and usable_after(viewer) == 0
+    viewer_cut_off = viewer is not None and usable_now(viewer) > 0 and usable_after(viewer) == 0
     return Lockout(len(can_now), cut_off, viewer_cut_off)
+
+
+def policy_lockout(current: Policy, new: Policy, viewer: User | None = None) -> Lockout:
+    """Who replacing ``current`` with ``new`` would cut off among the administrators and
+    ``viewer``: the check the policy page, the authenticators' lists and ``threshold policy
+    set`` make before saving (``Lockout.no_administrator_left``: refused)."""
+    return _lockout(
+        viewer,
+        lambda user: count_usable_sign_in_methods(user, current),
+        lambda user: count_usable_sign_in_methods(user, new),
+    )
 
 
 @dataclass(frozen=True)
@@ -155,12 +175,7 @@ def preview(current: Policy, new: Policy, viewer: User) -> Preview:
     for passkey, _ in refused:
         people.setdefault(passkey.user.pk, passkey.user)
     stranded = [user for user in people.values() if count_usable_sign_in_methods(user, new) == 0]
-    lockout = _lockout(
-        viewer,
-        lambda user: count_usable_sign_in_methods(user, current),
-        lambda user: count_usable_sign_in_methods(user, new),
-    )
-    return Preview(refused, list(people.values()), stranded, lockout)
+    return Preview(refused, list(people.values()), stranded, policy_lockout(current, new, viewer))
 
 
 # --- A group's rules ------------------------------------------------------------------------------

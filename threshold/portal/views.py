@@ -793,10 +793,6 @@ def _render_policy(
     )
 
 
-_NO_ADMINISTRATOR_LEFT = (
-    "This change would leave no administrator able to sign in, so it was not saved. Give an "
-    "administrator a way to sign in that the new rules allow first, then save it."
-)
 _CONFIRM_CUT_OFF = (
     "Tick the box to confirm that you will not be able to sign in again, or cancel the change."
 )
@@ -844,7 +840,9 @@ def _held_back(request: HttpRequest, preview: policies.Preview, **page: Any) -> 
     tick is answered 400.
     """
     if preview.lockout.no_administrator_left:
-        return _render_preview(request, preview, refusal=_NO_ADMINISTRATOR_LEFT, status=409, **page)
+        return _render_preview(
+            request, preview, refusal=policies.NO_ADMINISTRATOR_LEFT, status=409, **page
+        )
     if not preview.needed:
         return None
     confirmed = request.POST.get("seen") == str(preview.passkeys)
