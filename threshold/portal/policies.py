@@ -6,6 +6,10 @@ refuses passkeys today's policy allows is saved, the page shows how many passkey
 how many people it would stop, and who would be left with no usable way to sign in:
 what ``threshold policy check`` lists, as ``passkeys.access.list_passkeys_not_allowed``
 computes it.
+
+Changes are saved through ``save_policy`` and ``save_group_rules`` (the portal's pages and
+``threshold policy set``), which refuse one that would leave no administrator a way to sign
+in, checked and saved in one transaction that holds the policy's row.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import transaction
+
 from threshold.accounts.methods import count_usable_sign_in_methods
 from threshold.accounts.models import Role, User
+from threshold.audit.actions import Origin
 from threshold.core.policy import (
     GROUP_SETTINGS,
     SETTINGS,
@@ -29,11 +36,13 @@ from threshold.core.policy import (
     Setting,
     evaluate,
 )
-from threshold.groups.access import members_of, rules_by_user
-from threshold.groups.models import Group
+from threshold.groups.access import members_of, rules_by_user, rules_of
+from threshold.groups.actions import do_set_group_rules
+from threshold.groups.models import Group, Membership
 from threshold.passkeys.access import list_passkeys_not_allowed
 from threshold.passkeys.methods import count_usable_passkeys
 from threshold.passkeys.models import Passkey
+from threshold.policy.actions import do_update_policy, lock_policy
 
 _TEXT_MAX = 4000
 
@@ -178,6 +187,35 @@ def preview(current: Policy, new: Policy, viewer: User) -> Preview:
     return Preview(refused, list(people.values()), stranded, policy_lockout(current, new, viewer))
 
 
+class NoAdministratorLeft(Exception):
+    """A policy or group rules change refused, nothing stored: it would leave no
+    administrator who can sign in today a way to (``lockout``: who it would cut off)."""
+
+    def __init__(self, lockout: Lockout) -> None:
+        super().__init__(NO_ADMINISTRATOR_LEFT)
+        self.lockout = lockout
+
+
+def save_policy(
+    new: Policy, origin: Origin, actor: User | None = None, *, force: bool = False
+) -> Lockout:
+    """Store ``new`` unless it would leave no administrator a way in (``NoAdministratorLeft``;
+    ``force``: stored anyway, ``threshold policy set --force``), and return who it cuts off.
+
+    The check and the save are one transaction that holds the policy's row from the start
+    (``lock_policy``, which every policy or group rules change takes first): a change made
+    meanwhile by someone else is either waited for and checked against, or waits for this one.
+    Checked against the policy in force then, not the one a preview was shown for.
+    """
+    with transaction.atomic():
+        current = lock_policy()
+        lockout = policy_lockout(current, new)
+        if lockout.no_administrator_left and not force:
+            raise NoAdministratorLeft(lockout)
+        do_update_policy(new, origin, actor)
+    return lockout
+
+
 # --- A group's rules ------------------------------------------------------------------------------
 
 
@@ -211,10 +249,58 @@ def parse_group_rules(group: str, form: Mapping[str, str]) -> tuple[GroupRules |
     return GroupRules(group, **values), fields
 
 
+def _passkeys_under(
+    policy: Policy, member: User, before: tuple[GroupRules, ...], after: tuple[GroupRules, ...]
+) -> tuple[list[tuple[Passkey, Decision]], int]:
+    """``member``'s passkeys that ``before`` (their groups' rules today) allows and ``after``
+    refuses, and how many of their passkeys ``after`` allows."""
+    newly = []
+    allowed_after = 0
+    for passkey in Passkey.objects.filter(user=member).select_related("user"):
+        decision = evaluate(policy, passkey.policy_facts, after)
+        if decision.allowed:
+            allowed_after += 1
+        elif evaluate(policy, passkey.policy_facts, before).allowed:
+            newly.append((passkey, decision))
+    return newly, allowed_after
+
+
+def _replacing(
+    before: tuple[GroupRules, ...], group: Group, rules: GroupRules
+) -> tuple[GroupRules, ...]:
+    return (*(other for other in before if other.group != group.name), rules)
+
+
+def _others_usable(member: User, policy: Policy) -> int:
+    """The other kinds of method ``member`` can use today (the fallback, ...)."""
+    return count_usable_sign_in_methods(member, policy) - count_usable_passkeys(member, policy)
+
+
+def group_lockout(
+    policy: Policy, group: Group, rules: GroupRules, viewer: User | None = None
+) -> Lockout:
+    """Who giving ``group`` the ``rules`` would cut off among the administrators and
+    ``viewer``: the check a group's rules page makes before saving."""
+
+    def usable_now(user: User) -> int:
+        return count_usable_sign_in_methods(user, policy)
+
+    def usable_after(user: User) -> int:
+        if not Membership.objects.filter(group=group, user=user).exists():
+            return usable_now(user)
+        before = rules_of(user)
+        newly, allowed_after = _passkeys_under(
+            policy, user, before, _replacing(before, group, rules)
+        )
+        return allowed_after + _others_usable(user, policy) if newly else usable_now(user)
+
+    return _lockout(viewer, usable_now, usable_after)
+
+
 def preview_group(policy: Policy, group: Group, rules: GroupRules, viewer: User) -> Preview:
     """What giving ``group`` the ``rules`` would stop: its members' passkeys allowed today
     that the new rules refuse, and who would be left with no usable way to sign in (among
-    them, the administrators and ``viewer``: ``Lockout``)."""
+    them, the administrators and ``viewer``: ``group_lockout``)."""
     members = list(members_of(group))
     current = rules_by_user(member.pk for member in members)
     refused: list[tuple[Passkey, Decision]] = []
@@ -222,32 +308,29 @@ def preview_group(policy: Policy, group: Group, rules: GroupRules, viewer: User)
     stranded: list[User] = []
     for member in members:
         before = current.get(member.pk, ())
-        after = (*(other for other in before if other.group != group.name), rules)
-        passkeys = list(Passkey.objects.filter(user=member).select_related("user"))
-        newly = []
-        allowed_after = 0
-        for passkey in passkeys:
-            decision = evaluate(policy, passkey.policy_facts, after)
-            if decision.allowed:
-                allowed_after += 1
-            elif evaluate(policy, passkey.policy_facts, before).allowed:
-                newly.append((passkey, decision))
+        newly, allowed_after = _passkeys_under(
+            policy, member, before, _replacing(before, group, rules)
+        )
         if not newly:
             continue
         refused += newly
         people.append(member)
-        # The other kinds of method the person can use today (the fallback, ...).
-        others = count_usable_sign_in_methods(member, policy) - count_usable_passkeys(
-            member, policy
-        )
-        if allowed_after + others == 0:
+        if allowed_after + _others_usable(member, policy) == 0:
             stranded.append(member)
-    stranded_ids = {member.pk for member in stranded}
+    return Preview(refused, people, stranded, group_lockout(policy, group, rules, viewer))
 
-    def usable_now(user: User) -> int:
-        return count_usable_sign_in_methods(user, policy)
 
-    lockout = _lockout(
-        viewer, usable_now, lambda user: 0 if user.pk in stranded_ids else usable_now(user)
-    )
-    return Preview(refused, people, stranded, lockout)
+def save_group_rules(
+    group: Group, rules: GroupRules, origin: Origin, actor: User | None = None
+) -> bool:
+    """Give ``group`` the ``rules`` unless they would leave no administrator a way in
+    (``NoAdministratorLeft``); False when they did not change. As ``save_policy``: one
+    transaction that holds the policy's row from the start, checked against the policy and
+    the groups' rules in force then (``Group.DoesNotExist``: the group was removed)."""
+    with transaction.atomic():
+        policy = lock_policy()
+        group.refresh_from_db(fields=["name", "rules"])
+        lockout = group_lockout(policy, group, rules)
+        if lockout.no_administrator_left:
+            raise NoAdministratorLeft(lockout)
+        return do_set_group_rules(group, rules, origin, actor=actor)

@@ -13,6 +13,7 @@ from threshold.cli.output import printable, table
 if TYPE_CHECKING:
     from threshold.accounts.models import User
     from threshold.core.policy import Policy
+    from threshold.portal.policies import Lockout
 
 
 def register(commands: Subcommands) -> list[Command]:
@@ -67,35 +68,37 @@ def _with_changes(assignments: list[str]) -> Policy | None:
 
 def change(args: argparse.Namespace) -> int:
     """Save the changes, unless they would leave no administrator who can sign in today a
-    way to (the admin portal's check, ``portal.policies.policy_lockout``): refused, exit 1,
-    unless ``--force``."""
+    way to (the admin portal's check and save, ``portal.policies.save_policy``): refused,
+    exit 1, unless ``--force``."""
     from threshold.audit.actions import Origin
-    from threshold.policy.access import get_policy
-    from threshold.policy.actions import do_update_policy
-    from threshold.portal.policies import NO_ADMINISTRATOR_LEFT, policy_lockout
+    from threshold.portal.policies import NO_ADMINISTRATOR_LEFT, NoAdministratorLeft, save_policy
 
     policy = _with_changes(args.assignments)
     if policy is None:
         return 2
-    lockout = policy_lockout(get_policy(), policy)
-    cut_off = ", ".join(user.username for user in lockout.administrators_cut_off)
-    if lockout.no_administrator_left and not args.force:
+    try:
+        lockout = save_policy(policy, Origin.cli(), force=args.force)
+    except NoAdministratorLeft as refused:
         print(
             f"threshold: {NO_ADMINISTRATOR_LEFT}\n"
-            f"Administrators who could no longer sign in: {printable(cut_off)}.\n"
+            f"Administrators who could no longer sign in: {_names(refused.lockout)}.\n"
             "To save it anyway, run the command again with --force.",
             file=sys.stderr,
         )
         return 1
-    _print(do_update_policy(policy, Origin.cli()))
+    _print(policy)
     if lockout.no_administrator_left:
         print(
             "threshold: saved with --force: no administrator can sign in now "
-            f"({printable(cut_off)} could). `threshold recover EMAIL` lets one set up a "
+            f"({_names(lockout)} could). `threshold recover EMAIL` lets one set up a "
             "passkey the policy allows.",
             file=sys.stderr,
         )
     return 0
+
+
+def _names(lockout: Lockout) -> str:
+    return printable(", ".join(user.username for user in lockout.administrators_cut_off))
 
 
 def check(args: argparse.Namespace) -> int:
