@@ -26,8 +26,10 @@ from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts.models import User
 from threshold.audit.models import AuditEvent
 from threshold.cli.main import main
+from threshold.core.policy import Policy
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.fallback.models import TotpDevice
+from threshold.passkeys.models import Passkey
 from threshold.policy.actions import get_policy
 
 pytestmark = pytest.mark.django_db
@@ -180,6 +182,82 @@ def test_policy_set_validates(capsys, assignment, message):
     assert message in capsys.readouterr().err
     assert get_policy().passkey_limit == 10
     assert not AuditEvent.objects.filter(action="policy.changed").exists()
+
+
+NO_ADMINISTRATOR_LEFT = (
+    "This change would leave no administrator able to sign in, so it was not saved. Give an "
+    "administrator a way to sign in that the new rules allow first, then save it."
+)
+
+
+def _administrators_with_synced_passkeys(*usernames: str) -> list[User]:
+    """Administrators whose one passkey syncs: ``block_synced_passkeys`` cuts them off."""
+    users = [
+        enrolled_person(username, username.split("@")[0].title()).user for username in usernames
+    ]
+    User.objects.filter(pk__in=[user.pk for user in users]).update(role="admin")
+    Passkey.objects.filter(user__in=users).update(backup_eligible=True)
+    return users
+
+
+def test_policy_set_refuses_a_change_that_leaves_no_administrator_a_way_in(capsys):
+    _administrators_with_synced_passkeys("root@example.com", "spare@example.com")
+    enrolled_person("bob@example.com", "Bob")  # not an administrator: he does not count
+
+    assert main(["policy", "set", "passkey_limit=3", "block_synced_passkeys=true"]) == 1
+    captured = capsys.readouterr()
+    assert NO_ADMINISTRATOR_LEFT in captured.err
+    assert (
+        "Administrators who could no longer sign in: root@example.com, spare@example.com."
+        in captured.err
+    )
+    assert "--force" in captured.err
+    assert captured.out == ""
+    assert get_policy() == Policy()
+    assert not AuditEvent.objects.filter(action="policy.changed").exists()
+
+
+def test_policy_set_saves_a_change_that_leaves_one_administrator_a_way_in(capsys):
+    [root] = _administrators_with_synced_passkeys("root@example.com")
+    enrolled_person("spare@example.com", "Spare")  # device-bound
+    User.objects.filter(username="spare@example.com").update(role="admin")
+    assert main(["policy", "set", "block_synced_passkeys=true"]) == 0
+    assert re.search(r"block_synced_passkeys\s+true", capsys.readouterr().out, re.IGNORECASE)
+    assert get_policy().block_synced_passkeys is True
+    assert root.pk
+
+
+def test_policy_set_force_saves_it_anyway_and_says_so(capsys):
+    _administrators_with_synced_passkeys("root@example.com")
+    assert main(["policy", "set", "block_synced_passkeys=true", "--force"]) == 0
+    captured = capsys.readouterr()
+    assert "no administrator can sign in now (root@example.com could)" in captured.err
+    assert get_policy().block_synced_passkeys is True
+    assert last_event("policy.changed").detail["changes"] == {
+        "block_synced_passkeys": {"from": False, "to": True}
+    }
+
+
+def test_policy_set_is_the_way_back_in_when_no_administrator_can_sign_in(capsys):
+    _administrators_with_synced_passkeys("root@example.com")
+    assert main(["policy", "set", "block_synced_passkeys=true", "--force"]) == 0
+    capsys.readouterr()
+    # Every administrator is cut off already: loosening the policy (or any other change) is
+    # not refused, and neither is a change while there is no administrator at all.
+    assert main(["policy", "set", "passkey_limit=4"]) == 0
+    assert main(["policy", "set", "block_synced_passkeys=false"]) == 0
+    assert get_policy().block_synced_passkeys is False
+    assert "no administrator" not in capsys.readouterr().err
+
+
+def test_policy_set_counts_an_administrators_fallback_too(capsys):
+    [root] = _administrators_with_synced_passkeys("root@example.com")
+    TotpDevice.objects.create(user=root, secret="JBSWY3DPEHPK3PXP", created_at="2026-01-01T00:00Z")
+    assert main(["policy", "set", "block_synced_passkeys=true"]) == 0
+    both = ["block_synced_passkeys=true", "allow_password_fallback=false"]
+    assert main(["policy", "set", *both]) == 1
+    assert NO_ADMINISTRATOR_LEFT in capsys.readouterr().err
+    assert get_policy().allow_password_fallback is True
 
 
 def test_bootstrap_creates_the_first_administrator_once(capsys, settings):

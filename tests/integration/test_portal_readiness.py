@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -248,3 +249,41 @@ def test_the_dashboard_shows_the_same_figures_with_a_csv_each(rollout):
         figures["sign_ins_by_method_30d"][m] for m in ("passkey", "fallback", "device_app")
     ]
     assert browser.get("/admin/readiness/nonsense.csv").status_code == 404
+
+
+def _people_listed(browser: Browser, status: str) -> dict[str, str]:
+    """Username -> status cell of everyone the People page lists with ``status`` (one page)."""
+    text = browser.get(f"/admin/people?status={status}").content.decode()
+    rows = re.findall(r"<td>([^<]+@example\.com)<.*?</td>\s*<td>([^<]*)</td>", text, re.S)
+    return dict(rows)
+
+
+def test_the_people_pages_active_and_invited_filters_are_the_dashboards_figures(rollout, capsys):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    ivan = User.objects.create_user("ivan@example.com")
+    _device(ivan, "d4")  # only the device app: a way to sign in, no passkey
+    capsys.readouterr()
+    assert main(["report", "readiness", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+
+    active = _people_listed(browser, "active")
+    invited = _people_listed(browser, "invited")
+    # Everyone who may sign in is one or the other, as the dashboard counts them: invited
+    # people who have not enrolled (an invite pending, expired, or none sent) are not active.
+    assert set(active) == {
+        "ada@example.com",
+        "bob@example.com",
+        "carol@example.com",
+        "hana@example.com",
+        "ivan@example.com",
+        "root@example.com",
+    }
+    assert len(active) == figures["people_active"] == expected(rollout)["people_active"]
+    assert set(invited) == {"frank@example.com", "gina@example.com"}
+    assert len(invited) == figures["people_invited"]
+    # Each listed as invited is shown as invited.
+    assert set(invited.values()) == {"Invited"}
+    assert "Invited" not in active.values()
+    # The dashboard's "Invited people" link is this list.
+    dashboard = browser.get("/admin/readiness").content.decode()
+    assert 'href="/admin/people?status=invited"' in dashboard

@@ -20,13 +20,14 @@ from threshold.accounts.models import User
 from threshold.audit.actions import Action
 from threshold.audit.models import AuditEvent
 from threshold.core.policy import Decision, Policy, evaluate
-from threshold.enrollment.actions import ENROLLMENT
+from threshold.devices.models import Device
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.fallback.actions import has_fallback, unused_recovery_codes
 from threshold.fallback.models import TotpDevice
 from threshold.groups.access import rules_of
 from threshold.groups.models import Group
 from threshold.passkeys.models import Passkey
+from threshold.portal.readiness import DEVICE_SET_UP
 
 PAGE_SIZE = 50
 SEARCH_MAX_LENGTH = 150
@@ -65,29 +66,31 @@ def _has_fallback() -> Exists:
     return Exists(TotpDevice.objects.filter(user=OuterRef("pk")))
 
 
-def _pending_invite() -> Exists:
-    return Exists(
-        EnrollmentInvite.objects.filter(
-            user=OuterRef("pk"),
-            purpose=ENROLLMENT.value,
-            used_at=None,
-            revoked_at=None,
-            expires_at__gt=clock.now_datetime(),
-        )
-    )
+def _has_device() -> Exists:
+    return Exists(Device.objects.filter(DEVICE_SET_UP, user=OuterRef("pk")))
+
+
+def _has_a_way_in() -> Q:
+    """A passkey, the fallback or the device app: enrolled (``readiness.with_methods``'
+    ``methods`` of at least 1)."""
+    return Q(_has_passkey()) | Q(_has_fallback()) | Q(_has_device())
 
 
 def filter_status(people: QuerySet[User], status: Status) -> QuerySet[User]:
-    """The people of ``status``; the statuses overlap (an invited person has no passkey yet)."""
+    """The people of ``status``; the statuses overlap (an invited person has no passkey yet).
+
+    Of those who may sign in, active and invited are the readiness dashboard's: active
+    people have a way to sign in, invited people none yet (not enrolled, whether their
+    invite is pending, expired, or was never sent)."""
     can_sign_in = Q(is_active=True, locked_at=None)
     if status is Status.ACTIVE:
-        return people.filter(can_sign_in)
+        return people.filter(can_sign_in, _has_a_way_in())
     if status is Status.LOCKED:
         return people.filter(locked_at__isnull=False)
     if status is Status.DEACTIVATED:
         return people.filter(is_active=False)
     if status is Status.INVITED:
-        return people.filter(can_sign_in, _pending_invite())
+        return people.filter(can_sign_in, ~_has_a_way_in())
     if status is Status.NO_PASSKEY:
         return people.filter(can_sign_in, ~_has_passkey())
     return people.filter(can_sign_in, _has_fallback(), ~_has_passkey())
@@ -153,29 +156,25 @@ def list_people(text: str = "", status: Status | None = None, after: str = "") -
     ids = [user.pk for user in users]
     passkeys = Counter(Passkey.objects.filter(user_id__in=ids).values_list("user_id", flat=True))
     fallback = set(TotpDevice.objects.filter(user_id__in=ids).values_list("user_id", flat=True))
-    invited = set(
-        EnrollmentInvite.objects.filter(
-            user_id__in=ids,
-            purpose=ENROLLMENT.value,
-            used_at=None,
-            revoked_at=None,
-            expires_at__gt=clock.now_datetime(),
-        ).values_list("user_id", flat=True)
+    devices = set(
+        Device.objects.filter(DEVICE_SET_UP, user_id__in=ids).values_list("user_id", flat=True)
     )
     rows = [
         PersonRow(
             user,
             passkeys[user.pk],
             user.pk in fallback,
-            status_of(user, passkeys[user.pk], user.pk in fallback, user.pk in invited),
+            status_of(user, passkeys[user.pk], user.pk in fallback, user.pk in devices),
         )
         for user in users
     ]
     return PeoplePage(rows, users[-1].username if more and users else None)
 
 
-def status_of(user: User, passkeys: int, has_fallback: bool, invited: bool) -> str:
-    """The one status a person is listed with, in the filter's words."""
+def status_of(user: User, passkeys: int, has_fallback: bool, has_device: bool) -> str:
+    """The one status a person is listed with, in the filter's words: someone who may sign
+    in with no way to yet is invited, as the Invited filter and the readiness dashboard say;
+    with only the device app, they have no passkey yet."""
     if not user.is_active:
         return Status.DEACTIVATED.label
     if user.is_locked:
@@ -184,9 +183,9 @@ def status_of(user: User, passkeys: int, has_fallback: bool, invited: bool) -> s
         return Status.ACTIVE.label
     if has_fallback:
         return Status.FALLBACK_ONLY.label
-    if invited:
-        return Status.INVITED.label
-    return Status.NO_PASSKEY.label
+    if has_device:
+        return Status.NO_PASSKEY.label
+    return Status.INVITED.label
 
 
 # --- A person ------------------------------------------------------------------------------------
@@ -260,7 +259,7 @@ def person_detail(user: User, policy: Policy) -> PersonDetail:
             user,
             len(passkeys),
             fallback,
-            any(invite.purpose == ENROLLMENT.value for invite in invites),
+            Device.objects.filter(DEVICE_SET_UP, user=user).exists(),
         ),
     )
 

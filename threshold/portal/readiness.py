@@ -19,6 +19,7 @@ from django.db.models import (
     F,
     IntegerField,
     OuterRef,
+    Q,
     QuerySet,
     Subquery,
     Value,
@@ -106,6 +107,11 @@ def active_people() -> QuerySet[User]:
     return User.objects.filter(is_active=True, locked_at=None)
 
 
+# A device app installation that is a way to sign in: confirmed, not revoked (as the sign-in
+# method registry counts them). The People page's filters use it too.
+DEVICE_SET_UP = Q(is_active=True, revoked_at__isnull=True)
+
+
 def with_methods(people: QuerySet[User]) -> QuerySet[Any]:
     """``people`` with their ways to sign in counted as the sign-in method registry counts
     them: ``passkey_count``, ``device_count``, ``has_fallback`` and ``methods``, their sum.
@@ -114,9 +120,7 @@ def with_methods(people: QuerySet[User]) -> QuerySet[Any]:
         passkey_count=_passkey_count(),
         # The device app (Threshold Verify): installations confirmed and not revoked, each a
         # way to sign in, as the sign-in method registry counts them.
-        device_count=_count_of(
-            Device.objects.filter(user=OuterRef("pk"), is_active=True, revoked_at__isnull=True)
-        ),
+        device_count=_count_of(Device.objects.filter(DEVICE_SET_UP, user=OuterRef("pk"))),
         has_fallback=Exists(TotpDevice.objects.filter(user=OuterRef("pk"))),
     )
     return people.annotate(

@@ -40,13 +40,11 @@ from threshold.groups.actions import (
     do_add_member,
     do_remove_group,
     do_remove_member,
-    do_set_group_rules,
 )
 from threshold.groups.models import Group
 from threshold.passkeys.access import access_own_passkey
 from threshold.passkeys.actions import do_remove_passkey
 from threshold.policy.access import policy_for
-from threshold.policy.actions import do_update_policy
 from threshold.portal import auditlog, authenticators, imports, people, policies, readiness
 from threshold.portal.guard import Refused, actor, portal_view
 from threshold.portal.roles import Area, can_change, can_read, role_of
@@ -793,10 +791,6 @@ def _render_policy(
     )
 
 
-_NO_ADMINISTRATOR_LEFT = (
-    "This change would leave no administrator able to sign in, so it was not saved. Give an "
-    "administrator a way to sign in that the new rules allow first, then save it."
-)
 _CONFIRM_CUT_OFF = (
     "Tick the box to confirm that you will not be able to sign in again, or cancel the change."
 )
@@ -844,7 +838,9 @@ def _held_back(request: HttpRequest, preview: policies.Preview, **page: Any) -> 
     tick is answered 400.
     """
     if preview.lockout.no_administrator_left:
-        return _render_preview(request, preview, refusal=_NO_ADMINISTRATOR_LEFT, status=409, **page)
+        return _render_preview(
+            request, preview, refusal=policies.NO_ADMINISTRATOR_LEFT, status=409, **page
+        )
     if not preview.needed:
         return None
     confirmed = request.POST.get("seen") == str(preview.passkeys)
@@ -855,6 +851,24 @@ def _held_back(request: HttpRequest, preview: policies.Preview, **page: Any) -> 
             )
         return _render_preview(request, preview, **page)
     return None if confirmed else _render_preview(request, preview, **page)
+
+
+def _refused_meanwhile(
+    request: HttpRequest,
+    preview: policies.Preview,
+    refused: policies.NoAdministratorLeft,
+    **page: Any,
+) -> HttpResponse:
+    """A change ``_held_back`` let through that the save refused: checked again against what
+    was saved since its preview (another administrator's change), it would leave no
+    administrator able to sign in. Answered as ``_held_back`` answers one (409)."""
+    return _render_preview(
+        request,
+        dataclasses.replace(preview, lockout=refused.lockout),
+        refusal=policies.NO_ADMINISTRATOR_LEFT,
+        status=409,
+        **page,
+    )
 
 
 def _policy_preview_page(current: Policy, new: Policy, changes: str = "") -> dict[str, Any]:
@@ -893,10 +907,14 @@ def _save_policy(request: HttpRequest, current: Policy, new: Policy) -> HttpResp
     if new == current:
         return see_other(url_to("portal:policy", query={"done": "unchanged"}))
     preview = policies.preview(current, new, actor(request))
-    held = _held_back(request, preview, **_policy_preview_page(current, new))
+    page = _policy_preview_page(current, new)
+    held = _held_back(request, preview, **page)
     if held is not None:
         return held
-    do_update_policy(new, audit_origin(request), actor(request))
+    try:
+        policies.save_policy(new, audit_origin(request), actor(request))
+    except policies.NoAdministratorLeft as refused:
+        return _refused_meanwhile(request, preview, refused, **page)
     return see_other(url_to("portal:policy", query={"done": "saved"}))
 
 
@@ -960,10 +978,14 @@ def authenticators_page(request: HttpRequest) -> HttpResponse:
     if new == current:
         return see_other(url_to("portal:authenticators", query={"done": "unchanged"}))
     preview = policies.preview(current, new, actor(request))
-    held = _held_back(request, preview, **_policy_preview_page(current, new, name))
+    page = _policy_preview_page(current, new, name)
+    held = _held_back(request, preview, **page)
     if held is not None:
         return held
-    do_update_policy(new, audit_origin(request), actor(request))
+    try:
+        policies.save_policy(new, audit_origin(request), actor(request))
+    except policies.NoAdministratorLeft as refused:
+        return _refused_meanwhile(request, preview, refused, **page)
     return see_other(url_to("portal:authenticators", query={"done": "saved"}))
 
 
@@ -1109,18 +1131,22 @@ def group_rules(request: HttpRequest, group_id: int) -> HttpResponse:
         )
     policy = policy_for(request)
     preview = policies.preview_group(policy, group, rules, actor(request))
-    held = _held_back(
-        request,
-        preview,
-        section="groups",
-        hidden=[(field.name, field.text) for field in fields],
-        form_action=url_to("portal:group-rules", group.pk),
-        cancel_url=url_to("portal:group", group.pk),
-        changes=f"{group.name}: " + ", ".join(sorted(rules.as_json())),
-    )
+    page: dict[str, Any] = {
+        "section": "groups",
+        "hidden": [(field.name, field.text) for field in fields],
+        "form_action": url_to("portal:group-rules", group.pk),
+        "cancel_url": url_to("portal:group", group.pk),
+        "changes": f"{group.name}: " + ", ".join(sorted(rules.as_json())),
+    }
+    held = _held_back(request, preview, **page)
     if held is not None:
         return held
-    changed = do_set_group_rules(group, rules, audit_origin(request), actor=actor(request))
+    try:
+        changed = policies.save_group_rules(group, rules, audit_origin(request), actor(request))
+    except policies.NoAdministratorLeft as refused:
+        return _refused_meanwhile(request, preview, refused, **page)
+    except Group.DoesNotExist as removed:
+        raise Http404("no such group") from removed
     return see_other(
         url_to("portal:group", group.pk, query={"done": "rules" if changed else "unchanged"})
     )

@@ -8,11 +8,12 @@ import sys
 from typing import TYPE_CHECKING
 
 from threshold.cli.commands import Command, Subcommands
-from threshold.cli.output import table
+from threshold.cli.output import printable, table
 
 if TYPE_CHECKING:
     from threshold.accounts.models import User
     from threshold.core.policy import Policy
+    from threshold.portal.policies import Lockout
 
 
 def register(commands: Subcommands) -> list[Command]:
@@ -21,6 +22,11 @@ def register(commands: Subcommands) -> list[Command]:
     shower = policy_sub.add_parser("show", help="print every setting with its value (the default)")
     setter = policy_sub.add_parser("set", help="change settings, e.g. passkey_limit=5")
     setter.add_argument("assignments", nargs="+", metavar="NAME=VALUE")
+    setter.add_argument(
+        "--force",
+        action="store_true",
+        help="save the change even if it leaves no administrator a way to sign in",
+    )
     checker = policy_sub.add_parser(
         "check",
         help="list the passkeys the policy refuses, as it is or with these changes (not saved)",
@@ -61,14 +67,38 @@ def _with_changes(assignments: list[str]) -> Policy | None:
 
 
 def change(args: argparse.Namespace) -> int:
+    """Save the changes, unless they would leave no administrator who can sign in today a
+    way to (the admin portal's check and save, ``portal.policies.save_policy``): refused,
+    exit 1, unless ``--force``."""
     from threshold.audit.actions import Origin
-    from threshold.policy.actions import do_update_policy
+    from threshold.portal.policies import NO_ADMINISTRATOR_LEFT, NoAdministratorLeft, save_policy
 
     policy = _with_changes(args.assignments)
     if policy is None:
         return 2
-    _print(do_update_policy(policy, Origin.cli()))
+    try:
+        lockout = save_policy(policy, Origin.cli(), force=args.force)
+    except NoAdministratorLeft as refused:
+        print(
+            f"threshold: {NO_ADMINISTRATOR_LEFT}\n"
+            f"Administrators who could no longer sign in: {_names(refused.lockout)}.\n"
+            "To save it anyway, run the command again with --force.",
+            file=sys.stderr,
+        )
+        return 1
+    _print(policy)
+    if lockout.no_administrator_left:
+        print(
+            "threshold: saved with --force: no administrator can sign in now "
+            f"({_names(lockout)} could). `threshold recover EMAIL` lets one set up a "
+            "passkey the policy allows.",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _names(lockout: Lockout) -> str:
+    return printable(", ".join(user.username for user in lockout.administrators_cut_off))
 
 
 def check(args: argparse.Namespace) -> int:
