@@ -52,9 +52,7 @@ def notify_recovery_issued(invite: EnrollmentInvite, link: str | None) -> None:
     )
 
 
-def notify_recovered(
-    passkey: Passkey, origin: Origin, *, fallback_removed: Sequence[str]
-) -> None:
+def notify_recovered(passkey: Passkey, origin: Origin, *, fallback_removed: Sequence[str]) -> None:
     """Tell the person their account was recovered: the new passkey, where from, what to do."""
     email_after_commit(
         passkey.user,
