@@ -34,13 +34,7 @@ from threshold.core.policy import SETTINGS, GroupRules, Policy
 from threshold.enrollment.actions import do_invite, do_issue_recovery, do_revoke_invite
 from threshold.fallback.actions import do_reset_fallback, has_fallback, unused_recovery_codes
 from threshold.groups.access import list_groups, members_of
-from threshold.groups.actions import (
-    GroupError,
-    do_add_group,
-    do_add_member,
-    do_remove_group,
-    do_remove_member,
-)
+from threshold.groups.actions import GroupError, do_add_group, do_remove_group, do_remove_member
 from threshold.groups.models import Group
 from threshold.passkeys.access import access_own_passkey
 from threshold.passkeys.actions import do_remove_passkey
@@ -1073,7 +1067,12 @@ def group_add_member(request: HttpRequest, group_id: int) -> HttpResponse:
             error=f"There is no one with the username {username.strip()!r}.",
             status=400,
         )
-    added = do_add_member(group, user, audit_origin(request), actor=actor(request))
+    try:
+        added, _ = policies.add_member(group, user, audit_origin(request), actor(request))
+    except policies.NoAdministratorLeft as refused:
+        return _render_group(request, group, error=str(refused), status=409)
+    except Group.DoesNotExist as removed:
+        raise Http404("no such group") from removed
     return see_other(
         url_to("portal:group", group.pk, query={"done": "member-added" if added else "unchanged"})
     )
