@@ -1,5 +1,5 @@
 """The changes of a person that can leave no administrator a way in: a group whose rules refuse
-their passkeys.
+their passkeys, the administrator role taken away.
 
 Each is refused, in the admin portal (409, the page again with why) and from the command line
 (exit 1, why on standard error), when it would leave no administrator who can sign in today a
@@ -33,6 +33,11 @@ JOINING = (
     "Adding Root to Strict would leave no administrator able to sign in, so they were not "
     "added: the group's rules refuse their passkeys. Give an administrator a way to sign in "
     "that the group's rules allow first, then add them."
+)
+STEPPING_DOWN = (
+    "Taking the administrator role from Root would leave no administrator able to sign in, "
+    "so the role was not saved. Make someone who can sign in an administrator first, then "
+    "save it."
 )
 FORCE = "To make the change anyway, run the command again with --force."
 CHANGES = ("group.member_added", "user.role_changed", "user.locked", "user.deactivated")
@@ -95,6 +100,53 @@ def portal():
     return root, browser
 
 
+PEOPLE_PAGE_CHANGES = [
+    ("role", {"role": Role.HELP_DESK.value}, STEPPING_DOWN),
+    ("role", {"role": Role.NONE.value}, STEPPING_DOWN),
+]
+
+
+@pytest.mark.parametrize(("path", "data", "message"), PEOPLE_PAGE_CHANGES)
+def test_the_portal_refuses_to_take_away_the_last_administrators_way_in(
+    portal, path, data, message
+):
+    root, browser = portal
+    response = post(browser, f"/admin/people/{root.pk}/{path}", data)
+    assert response.status_code == 409, text_of(response)[:2000]
+    text = text_of(response)
+    assert message in text
+    # Root's page again, with why, as the portal's other refusals show it.
+    assert 'id="portal-error"' in text
+    assert "<h1>Root</h1>" in text
+    nothing_changed(root)
+
+
+@pytest.mark.parametrize(("path", "data", "message"), PEOPLE_PAGE_CHANGES)
+def test_the_portal_makes_it_while_another_administrator_keeps_a_way_in(
+    portal, path, data, message
+):
+    root, browser = portal
+    spare = enrolled_person("spare@example.com", "Spare").user
+    User.objects.filter(pk=spare.pk).update(role=Role.ADMINISTRATOR)
+    response = post(browser, f"/admin/people/{root.pk}/{path}", data)
+    assert response.status_code == 303, text_of(response)[:2000]
+    assert administrators_who_can_sign_in() == ["spare@example.com"]
+    # Spare is the last one now.
+    again = post(browser, f"/admin/people/{spare.pk}/{path}", data)
+    assert again.status_code == 409
+    assert message.replace("Root", "Spare") in text_of(again)
+
+
+@pytest.mark.parametrize(("path", "data", "message"), PEOPLE_PAGE_CHANGES)
+def test_the_portal_never_refuses_while_no_administrator_can_sign_in(portal, path, data, message):
+    root, browser = portal
+    cut_off(root)
+    assert administrators_who_can_sign_in() == []
+    response = post(browser, f"/admin/people/{root.pk}/{path}", data)
+    assert response.status_code == 303
+    assert message not in text_of(response)
+
+
 def test_the_portal_refuses_to_put_the_last_administrator_in_a_group_that_refuses_them(portal):
     root, browser = portal
     group = strict()
@@ -150,6 +202,8 @@ def root(db):
 
 
 COMMANDS = [
+    (["users", "role", "root@example.com", "none"], STEPPING_DOWN),
+    (["users", "role", "root@example.com", "helpdesk"], STEPPING_DOWN),
     (["groups", "add-member", "Strict", "root@example.com"], JOINING),
 ]
 

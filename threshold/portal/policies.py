@@ -12,7 +12,8 @@ Changes are saved through ``save_policy`` and ``save_group_rules`` (the portal's
 in, checked and saved in one transaction that holds the policy's row. The other changes that
 can leave no administrator a way in are made through here for the same check, in the same
 way (``Lockout``, ``_guarded``): a person put in a group whose rules refuse their passkeys
-(``add_member``), from the portal and the command line.
+(``add_member``) and the administrator role taken away (``set_role``), from the portal and
+the command line.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 
 from django.db import transaction
 
+from threshold.accounts.actions import do_set_role
 from threshold.accounts.methods import count_usable_sign_in_methods
 from threshold.accounts.models import Role, User
 from threshold.audit.actions import Origin
@@ -395,6 +397,21 @@ JOINING_LEAVES_NO_ADMINISTRATOR = (
     "added: the group's rules refuse their passkeys. Give an administrator a way to sign in "
     "that the group's rules allow first, then add them."
 )
+ROLE_LEAVES_NO_ADMINISTRATOR = (
+    "Taking the administrator role from {who} would leave no administrator able to sign in, "
+    "so the role was not saved. Make someone who can sign in an administrator first, then "
+    "save it."
+)
+
+
+def person_lockout(policy: Policy, person: User) -> Lockout:
+    """Who taking ``person`` out of the administrators who can sign in (the administrator
+    role taken away) would cut off: them, when they are one."""
+
+    def usable_now(user: User) -> int:
+        return count_usable_sign_in_methods(user, policy)
+
+    return _lockout(None, usable_now, lambda user: 0 if user.pk == person.pk else usable_now(user))
 
 
 def add_member(
@@ -413,5 +430,21 @@ def add_member(
         check,
         lambda: do_add_member(group, user, origin, actor=actor),
         JOINING_LEAVES_NO_ADMINISTRATOR.format(who=user.display_name, group=group.name),
+        force=force,
+    )
+
+
+def set_role(
+    user: User, role: Role, origin: Origin, actor: User | None = None, *, force: bool = False
+) -> tuple[bool, Lockout]:
+    """Give ``user`` the ``role`` (``do_set_role``: False when unchanged) unless taking their
+    administrator role away would leave no administrator a way in (``NoAdministratorLeft``;
+    ``force``: anyway), and who it cuts off (``_guarded``)."""
+    return _guarded(
+        lambda policy: (
+            Lockout(0) if Role(role) is Role.ADMINISTRATOR else person_lockout(policy, user)
+        ),
+        lambda: do_set_role(user, role, origin, actor=actor),
+        ROLE_LEAVES_NO_ADMINISTRATOR.format(who=user.display_name),
         force=force,
     )

@@ -24,7 +24,6 @@ from threshold.accounts.actions import (
     do_deactivate_user,
     do_lock_user,
     do_reactivate_user,
-    do_set_role,
     do_unlock_user,
 )
 from threshold.accounts.models import Role, User
@@ -494,7 +493,10 @@ def set_role(request: HttpRequest, user_id: int) -> HttpResponse:
             error="You cannot take your own administrator role away; ask another administrator.",
             status=409,
         )
-    changed = do_set_role(user, Role(wanted), audit_origin(request), actor=actor(request))
+    try:
+        changed, _ = policies.set_role(user, Role(wanted), audit_origin(request), actor(request))
+    except policies.NoAdministratorLeft as refused:
+        return _render_person(request, user, error=str(refused), status=409)
     return see_other(_person_url(user.pk, done="role" if changed else "unchanged"))
 
 

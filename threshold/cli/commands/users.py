@@ -1,6 +1,10 @@
 """``threshold users``: list people; ``users lock``, ``unlock``, ``deactivate``, ``reactivate``
 one, ``users role`` gives one an admin portal role, and ``users import`` invites everyone a
-CSV file lists."""
+CSV file lists.
+
+The administrator role taken away when that would leave no administrator who can sign in
+today a way to is refused (exit 1, nothing stored), as the admin portal refuses it
+(``portal.policies``); ``--force`` takes it anyway."""
 
 from __future__ import annotations
 
@@ -8,7 +12,12 @@ import argparse
 import sys
 
 from threshold.cli.commands import Command, Subcommands
-from threshold.cli.output import no_account, table
+from threshold.cli.output import (
+    forced_no_administrator_left,
+    no_account,
+    refused_no_administrator_left,
+    table,
+)
 
 
 def register(commands: Subcommands) -> list[Command]:
@@ -31,6 +40,11 @@ def register(commands: Subcommands) -> list[Command]:
     )
     role_parser.add_argument("email", help="the person's username")
     role_parser.add_argument("role", choices=ROLE_WORDS, help="the role")
+    role_parser.add_argument(
+        "--force",
+        action="store_true",
+        help="take the administrator role away even if it leaves no administrator a way to sign in",
+    )
     deactivate_parser = users_sub.add_parser(
         "deactivate", help="deactivate a person: no sign-in; ends their sessions and links"
     )
@@ -150,18 +164,26 @@ def unlock(args: argparse.Namespace) -> int:
 
 def set_role(args: argparse.Namespace) -> int:
     from threshold.accounts.access import get_user
-    from threshold.accounts.actions import do_set_role
     from threshold.accounts.models import Role
     from threshold.audit.actions import Origin
+    from threshold.portal.policies import NoAdministratorLeft
+    from threshold.portal.policies import set_role as save_role
 
     user = get_user(args.email)
     if user is None:
         return no_account(args.email)
     role = Role.NONE if args.role == "none" else Role(args.role)
-    if not do_set_role(user, role, Origin.cli()):
+    try:
+        changed, lockout = save_role(user, role, Origin.cli(), force=args.force)
+    except NoAdministratorLeft as refused:
+        return refused_no_administrator_left(refused)
+    if not changed:
         print(f"{user.username} has that role already ({role.label}).")
         return 0
     print(f"{user.username}: {role.label}.")
+    forced_no_administrator_left(
+        lockout, f"`threshold users role {user.username} admin` gives it back."
+    )
     return 0
 
 
