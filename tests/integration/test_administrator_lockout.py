@@ -1,5 +1,5 @@
 """The changes of a person that can leave no administrator a way in: a group whose rules refuse
-their passkeys, the administrator role taken away.
+their passkeys, the administrator role taken away, a lock, a deactivation.
 
 Each is refused, in the admin portal (409, the page again with why) and from the command line
 (exit 1, why on standard error), when it would leave no administrator who can sign in today a
@@ -38,6 +38,14 @@ STEPPING_DOWN = (
     "Taking the administrator role from Root would leave no administrator able to sign in, "
     "so the role was not saved. Make someone who can sign in an administrator first, then "
     "save it."
+)
+LOCKING = (
+    "Locking Root would leave no administrator able to sign in, so they were not locked. "
+    "Make someone who can sign in an administrator first, then lock them."
+)
+DEACTIVATING = (
+    "Deactivating Root would leave no administrator able to sign in, so they were not "
+    "deactivated. Make someone who can sign in an administrator first, then deactivate them."
 )
 FORCE = "To make the change anyway, run the command again with --force."
 CHANGES = ("group.member_added", "user.role_changed", "user.locked", "user.deactivated")
@@ -101,6 +109,8 @@ def portal():
 
 
 PEOPLE_PAGE_CHANGES = [
+    ("lock", {"reason": "left"}, LOCKING),
+    ("deactivate", {}, DEACTIVATING),
     ("role", {"role": Role.HELP_DESK.value}, STEPPING_DOWN),
     ("role", {"role": Role.NONE.value}, STEPPING_DOWN),
 ]
@@ -186,6 +196,14 @@ def test_the_portal_adds_them_while_another_administrator_keeps_a_way_in(portal)
     assert again.status_code == 303
 
 
+def test_the_help_desk_still_locks_a_member(portal):
+    _, desk_browser = staff("desk@example.com", Role.HELP_DESK)
+    member = enrolled_person("ada@example.com", "Ada").user
+    # Locking a member takes no administrator's way in.
+    assert post(desk_browser, f"/admin/people/{member.pk}/lock", {"reason": ""}).status_code == 303
+    assert User.objects.get(pk=member.pk).is_locked
+
+
 # --- The command line ----------------------------------------------------------------------------
 
 
@@ -202,6 +220,8 @@ def root(db):
 
 
 COMMANDS = [
+    (["users", "lock", "root@example.com", "--reason", "left"], LOCKING),
+    (["users", "deactivate", "root@example.com"], DEACTIVATING),
     (["users", "role", "root@example.com", "none"], STEPPING_DOWN),
     (["users", "role", "root@example.com", "helpdesk"], STEPPING_DOWN),
     (["groups", "add-member", "Strict", "root@example.com"], JOINING),
@@ -257,6 +277,12 @@ def test_the_command_line_makes_it_while_another_administrator_keeps_a_way_in(
     assert "administrator" not in captured.err
     assert "--force" not in captured.err
     assert administrators_who_can_sign_in() == ["spare@example.com"]
+
+
+def test_a_lock_reason_too_long_is_a_usage_error_first(root, capsys):
+    assert main(["users", "lock", "root@example.com", "--reason", "x" * 201]) == 2
+    assert "at most 200" in capsys.readouterr().err
+    nothing_changed(root)
 
 
 # --- The CSV import ------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ Changes are saved through ``save_policy`` and ``save_group_rules`` (the portal's
 in, checked and saved in one transaction that holds the policy's row. The other changes that
 can leave no administrator a way in are made through here for the same check, in the same
 way (``Lockout``, ``_guarded``): a person put in a group whose rules refuse their passkeys
-(``add_member``) and the administrator role taken away (``set_role``), from the portal and
-the command line.
+(``add_member``), the administrator role taken away (``set_role``), a lock (``lock_person``)
+and a deactivation (``deactivate_person``), from the portal and the command line.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from django.db import transaction
 
-from threshold.accounts.actions import do_set_role
+from threshold.accounts.actions import do_deactivate_user, do_lock_user, do_set_role
 from threshold.accounts.methods import count_usable_sign_in_methods
 from threshold.accounts.models import Role, User
 from threshold.audit.actions import Origin
@@ -402,11 +402,19 @@ ROLE_LEAVES_NO_ADMINISTRATOR = (
     "so the role was not saved. Make someone who can sign in an administrator first, then "
     "save it."
 )
+LOCK_LEAVES_NO_ADMINISTRATOR = (
+    "Locking {who} would leave no administrator able to sign in, so they were not locked. "
+    "Make someone who can sign in an administrator first, then lock them."
+)
+DEACTIVATION_LEAVES_NO_ADMINISTRATOR = (
+    "Deactivating {who} would leave no administrator able to sign in, so they were not "
+    "deactivated. Make someone who can sign in an administrator first, then deactivate them."
+)
 
 
 def person_lockout(policy: Policy, person: User) -> Lockout:
     """Who taking ``person`` out of the administrators who can sign in (the administrator
-    role taken away) would cut off: them, when they are one."""
+    role taken away, a lock, a deactivation) would cut off: them, when they are one."""
 
     def usable_now(user: User) -> int:
         return count_usable_sign_in_methods(user, policy)
@@ -446,5 +454,38 @@ def set_role(
         ),
         lambda: do_set_role(user, role, origin, actor=actor),
         ROLE_LEAVES_NO_ADMINISTRATOR.format(who=user.display_name),
+        force=force,
+    )
+
+
+def lock_person(
+    user: User,
+    origin: Origin,
+    reason: str = "",
+    actor: User | None = None,
+    *,
+    force: bool = False,
+) -> tuple[bool, Lockout]:
+    """Lock ``user`` (``do_lock_user``: False when locked already; ValueError for a reason
+    ``clean_lock_reason`` refuses) unless it would leave no administrator a way in
+    (``NoAdministratorLeft``; ``force``: anyway), and who it cuts off (``_guarded``)."""
+    return _guarded(
+        lambda policy: person_lockout(policy, user),
+        lambda: do_lock_user(user, origin, reason, actor=actor),
+        LOCK_LEAVES_NO_ADMINISTRATOR.format(who=user.display_name),
+        force=force,
+    )
+
+
+def deactivate_person(
+    user: User, origin: Origin, actor: User | None = None, *, force: bool = False
+) -> tuple[bool, Lockout]:
+    """Deactivate ``user`` (``do_deactivate_user``: False when they were already) unless it
+    would leave no administrator a way in (``NoAdministratorLeft``; ``force``: anyway), and
+    who it cuts off (``_guarded``)."""
+    return _guarded(
+        lambda policy: person_lockout(policy, user),
+        lambda: do_deactivate_user(user, origin, actor=actor),
+        DEACTIVATION_LEAVES_NO_ADMINISTRATOR.format(who=user.display_name),
         force=force,
     )

@@ -19,13 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from threshold import clock
 from threshold.accounts.access import get_user
-from threshold.accounts.actions import (
-    clean_lock_reason,
-    do_deactivate_user,
-    do_lock_user,
-    do_reactivate_user,
-    do_unlock_user,
-)
+from threshold.accounts.actions import clean_lock_reason, do_reactivate_user, do_unlock_user
 from threshold.accounts.models import Role, User
 from threshold.audit.actions import Action
 from threshold.core import errors
@@ -437,7 +431,10 @@ def lock(request: HttpRequest, user_id: int) -> HttpResponse:
         return _render_person(request, user, error=f"Not locked: {exc}.", status=400)
     if why := _why_not_lock(request, user):
         return _render_person(request, user, error=why, status=409)
-    changed = do_lock_user(user, audit_origin(request), reason, actor=actor(request))
+    try:
+        changed, _ = policies.lock_person(user, audit_origin(request), reason, actor(request))
+    except policies.NoAdministratorLeft as refused:
+        return _render_person(request, user, error=str(refused), status=409)
     return see_other(_person_url(user.pk, done="locked" if changed else "unchanged"))
 
 
@@ -462,7 +459,10 @@ def deactivate(request: HttpRequest, user_id: int) -> HttpResponse:
     user = _person_to_change(request, user_id)
     if user.pk == actor(request).pk:
         return _render_person(request, user, error=_NOT_YOURSELF, status=409)
-    changed = do_deactivate_user(user, audit_origin(request), actor=actor(request))
+    try:
+        changed, _ = policies.deactivate_person(user, audit_origin(request), actor(request))
+    except policies.NoAdministratorLeft as refused:
+        return _render_person(request, user, error=str(refused), status=409)
     return see_other(_person_url(user.pk, done="deactivated" if changed else "unchanged"))
 
 
