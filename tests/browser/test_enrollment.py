@@ -105,10 +105,11 @@ def test_first_administrator_enrolls_from_the_bootstrap_link(
     page: Page, authenticator: Authenticator, server: Server
 ) -> None:
     # The browser tests share one server, and others (the admin portal's) enroll administrators:
-    # they step down first, so that this is the installation `make run` starts, with none.
+    # they step down first, so that this is the installation `make run` starts, with none
+    # (the last who can sign in only with --force).
     for row in server.people():
         if row["ROLE"] == "administrator":
-            server.cli("users", "role", row["USERNAME"], "none")
+            server.cli("users", "role", row["USERNAME"], "none", "--force")
     # What `make run` prints on a new installation.
     printed = server.cli("bootstrap")
     [link] = [word for word in printed.split() if "/enroll/" in word]

@@ -310,7 +310,9 @@ def test_bootstrap_says_when_the_only_administrator_is_locked(capsys, settings):
     assert_ok(
         enroll(Browser(), token_of(links_in(capsys.readouterr().out)[0]), SoftAuthenticator())
     )
-    main(["users", "lock", "root@example.com"])
+    # The only administrator who can sign in: locking them takes --force.
+    assert main(["users", "lock", "root@example.com"]) == 1
+    assert main(["users", "lock", "root@example.com", "--force"]) == 0
     capsys.readouterr()
 
     assert main(["bootstrap"]) == 1

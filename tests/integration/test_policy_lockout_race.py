@@ -1,9 +1,10 @@
 """Two administrators' changes at once never leave every administrator without a way in.
 
-The admin portal refuses a policy or group rules change that would leave no administrator who
-can sign in today a way to (``portal.policies.Lockout``). Each change below cuts off one of
-two administrators, so each alone is saved; together they cut off both. The check and the
-save are one transaction that takes the policy's row first (``policy.actions.lock_policy``):
+The admin portal refuses a change that would leave no administrator who can sign in today a
+way to (``portal.policies.Lockout``): of the policy or a group's rules, a person put in a
+group, the administrator role taken away, a lock, a deactivation. Each change below cuts off
+one of two administrators, so each alone is saved; together they cut off both. The check and
+the save are one transaction that takes the policy's row first (``policy.actions.lock_policy``):
 here one change holds it, on a real connection, just before it commits, while the other
 begins on another. On PostgreSQL the other must be waiting for that row, having written
 nothing yet; on both databases it is then checked against the first, and refused (409).
@@ -18,17 +19,19 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from tests.integration.conftest import Browser, assert_ok, sign_in
 from tests.integration.portal_support import post, staff
 from tests.integration.test_concurrent_changes import while_one_holds
 from tests.integration.test_policy_at_sign_in import SOFT_AAGUID
 from tests.integration.test_revocation_order import the_waiting_connection
+from threshold.accounts import actions as accounts_actions
 from threshold.accounts.methods import count_usable_sign_in_methods
 from threshold.accounts.models import Role, User
 from threshold.audit.actions import Origin
 from threshold.core.policy import Policy
 from threshold.groups import actions as groups_actions
 from threshold.groups.actions import do_add_group, do_add_member
-from threshold.groups.models import Group
+from threshold.groups.models import Group, Membership
 from threshold.passkeys.models import Passkey
 from threshold.policy import actions as policy_actions
 from threshold.policy.access import get_policy
@@ -38,8 +41,14 @@ from threshold.policy.models import OrganisationPolicy
 pytestmark = pytest.mark.django_db(transaction=True)
 
 POLICY_TABLE = OrganisationPolicy._meta.db_table
-# What the changes write: the policy, a group's rules (and the audit rows).
-ITS_ROWS = {POLICY_TABLE, Group._meta.db_table, "audit_auditevent"}
+# What the changes write: the policy, a group's rules or members, a person (and the audit rows).
+ITS_ROWS = {
+    POLICY_TABLE,
+    Group._meta.db_table,
+    Membership._meta.db_table,
+    User._meta.db_table,
+    "audit_auditevent",
+}
 
 
 def changes() -> dict[str, Callable[[], Any]]:
@@ -55,7 +64,32 @@ def changes() -> dict[str, Callable[[], Any]]:
     spares = do_add_group("Spare's group", Origin.cli())
     do_add_member(spares, spare.user, Origin.cli())
     do_update_policy(Policy(), Origin.cli())  # the policy's row exists
+    # Boss, an administrator signed in to the portal twice just now, who can no longer sign in
+    # (his group's rules, made since, refuse his passkey): he changes Root and Spare, and no
+    # change to them ends his sessions.
+    boss, boss_browser = staff("boss@example.com", Role.ADMINISTRATOR)
+    other_boss_browser = Browser()
+    assert_ok(sign_in(other_boss_browser, boss.authenticator))
+    bosses = do_add_group("Boss's group", Origin.cli())
+    do_add_member(bosses, boss.user, Origin.cli())
+    Group.objects.filter(pk=bosses.pk).update(rules={"aaguid_deny_list": [SOFT_AAGUID]})
+    strict = do_add_group("Strict", Origin.cli())
+    Group.objects.filter(pk=strict.pk).update(rules={"aaguid_deny_list": [SOFT_AAGUID]})
     return {
+        # Boss locks Spare, or deactivates her: Spare is cut off.
+        "spare_locked": lambda: post(boss_browser, f"/admin/people/{spare.user.pk}/lock"),
+        "spare_deactivated": lambda: post(
+            boss_browser, f"/admin/people/{spare.user.pk}/deactivate"
+        ),
+        # Boss (in his other browser) locks Root, or takes Root's administrator role away.
+        "root_locked": lambda: post(other_boss_browser, f"/admin/people/{root.user.pk}/lock"),
+        "root_stepped_down": lambda: post(
+            other_boss_browser, f"/admin/people/{root.user.pk}/role", {"role": Role.NONE.value}
+        ),
+        # Boss puts Spare in Strict, whose rules refuse her passkey.
+        "spare_joins": lambda: post(
+            boss_browser, f"/admin/groups/{strict.pk}/members", {"email": spare.user.username}
+        ),
         # Spare blocks synced passkeys: Root is cut off.
         "policy": lambda: post(
             spare_browser, "/admin/policy", {"block_synced_passkeys": "true", "seen": "1"}
@@ -80,12 +114,22 @@ HOLDS_AT: dict[str, ModuleType] = {
     "policy": policy_actions,
     "spares_group": groups_actions,
     "roots_group": groups_actions,
+    "spare_locked": accounts_actions,
+    "spare_deactivated": accounts_actions,
+    "root_locked": accounts_actions,
+    "root_stepped_down": accounts_actions,
+    "spare_joins": groups_actions,
 }
 
 PAIRS = [
     ("policy", "spares_group"),
     ("spares_group", "policy"),
     ("roots_group", "spares_group"),
+    ("spare_locked", "root_locked"),
+    ("root_stepped_down", "spare_deactivated"),
+    ("spare_joins", "root_locked"),
+    ("policy", "spare_joins"),
+    ("spares_group", "root_stepped_down"),
 ]
 
 
@@ -93,7 +137,9 @@ def administrators_who_can_sign_in() -> list[str]:
     policy = get_policy()
     return [
         user.username
-        for user in User.objects.filter(role=Role.ADMINISTRATOR).order_by("username")
+        for user in User.objects.filter(
+            role=Role.ADMINISTRATOR, is_active=True, locked_at=None
+        ).order_by("username")
         if count_usable_sign_in_methods(user, policy) > 0
     ]
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import sys
 import unicodedata
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from threshold.portal.policies import Lockout, NoAdministratorLeft
 
 
 def printable(text: str) -> str:
@@ -50,3 +54,27 @@ def refused_locked(username: str) -> int:
         file=sys.stderr,
     )
     return 1
+
+
+def refused_no_administrator_left(refused: NoAdministratorLeft) -> int:
+    """A change of a person refused because it would leave no administrator who can sign in
+    today a way to (``portal.policies``: the admin portal's check), nothing stored: exit 1,
+    as ``threshold policy set`` refuses one; ``--force`` makes it anyway."""
+    print(
+        f"threshold: {printable(str(refused))}\n"
+        "To make the change anyway, run the command again with --force.",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def forced_no_administrator_left(lockout: Lockout, undo: str) -> None:
+    """Said after a change made with ``--force`` that left no administrator a way in (nothing
+    when it did not): who could sign in before, and ``undo``, the command that undoes it."""
+    if lockout.no_administrator_left:
+        names = ", ".join(user.username for user in lockout.administrators_cut_off)
+        print(
+            f"threshold: done with --force: no administrator can sign in now ({printable(names)} "
+            f"could). {printable(undo)}",
+            file=sys.stderr,
+        )

@@ -181,7 +181,12 @@ def _invite_row(
 
 def _join_groups(user: User, cell: str, origin: Origin, actor: User | None) -> tuple[str, bool]:
     """Put ``user`` in each group ``cell`` names (``;``-separated); what happened, in words,
-    and whether a group was not found."""
+    and whether a group was not found.
+
+    ``user`` was just invited: they have no way to sign in yet (``do_invite`` refuses anyone
+    who has one), so no group's rules can cut off an administrator who can sign in here, the
+    check ``threshold groups add-member`` and the portal's group page make
+    (``portal.policies.add_member``)."""
     joined, unknown = [], []
     for name in dict.fromkeys(part.strip() for part in cell.split(";") if part.strip()):
         group = get_group(name)

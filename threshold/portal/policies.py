@@ -9,7 +9,11 @@ computes it.
 
 Changes are saved through ``save_policy`` and ``save_group_rules`` (the portal's pages and
 ``threshold policy set``), which refuse one that would leave no administrator a way to sign
-in, checked and saved in one transaction that holds the policy's row.
+in, checked and saved in one transaction that holds the policy's row. The other changes that
+can leave no administrator a way in are made through here for the same check, in the same
+way (``Lockout``, ``_guarded``): a person put in a group whose rules refuse their passkeys
+(``add_member``), the administrator role taken away (``set_role``), a lock (``lock_person``)
+and a deactivation (``deactivate_person``), from the portal and the command line.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import transaction
 
+from threshold.accounts.actions import do_deactivate_user, do_lock_user, do_set_role
 from threshold.accounts.methods import count_usable_sign_in_methods
 from threshold.accounts.models import Role, User
 from threshold.audit.actions import Origin
@@ -37,7 +42,7 @@ from threshold.core.policy import (
     evaluate,
 )
 from threshold.groups.access import members_of, rules_by_user, rules_of
-from threshold.groups.actions import do_set_group_rules
+from threshold.groups.actions import do_add_member, do_set_group_rules
 from threshold.groups.models import Group, Membership
 from threshold.passkeys.access import list_passkeys_not_allowed
 from threshold.passkeys.methods import count_usable_passkeys
@@ -188,12 +193,41 @@ def preview(current: Policy, new: Policy, viewer: User) -> Preview:
 
 
 class NoAdministratorLeft(Exception):
-    """A policy or group rules change refused, nothing stored: it would leave no
-    administrator who can sign in today a way to (``lockout``: who it would cut off)."""
+    """A change refused, nothing stored: it would leave no administrator who can sign in
+    today a way to (``lockout``: who it would cut off). Its text says which change and what
+    to do first (``NO_ADMINISTRATOR_LEFT`` for a policy or group rules change)."""
 
-    def __init__(self, lockout: Lockout) -> None:
-        super().__init__(NO_ADMINISTRATOR_LEFT)
+    def __init__(self, lockout: Lockout, message: str = NO_ADMINISTRATOR_LEFT) -> None:
+        super().__init__(message)
         self.lockout = lockout
+
+
+_T = TypeVar("_T")
+
+
+def _guarded(
+    check: Callable[[Policy], Lockout],
+    change: Callable[[], _T],
+    refusal: str = NO_ADMINISTRATOR_LEFT,
+    *,
+    force: bool = False,
+) -> tuple[_T, Lockout]:
+    """What ``change()`` returns, and whom ``check`` (given the policy in force) finds it cuts
+    off; ``NoAdministratorLeft`` (with ``refusal``), nothing stored, when it would leave no
+    administrator a way in, unless ``force`` (the command line's ``--force``).
+
+    The check and the change are one transaction that holds the policy's row from the start
+    (``lock_policy``, which every change made through here takes first, before any other row):
+    a change made meanwhile by someone else is either waited for and checked against, or
+    waits for this one. So two changes, each of which alone leaves an administrator a way in,
+    cannot together leave none (``test_policy_lockout_race.py``).
+    """
+    with transaction.atomic():
+        policy = lock_policy()
+        lockout = check(policy)
+        if lockout.no_administrator_left and not force:
+            raise NoAdministratorLeft(lockout, refusal)
+        return change(), lockout
 
 
 def save_policy(
@@ -201,18 +235,13 @@ def save_policy(
 ) -> Lockout:
     """Store ``new`` unless it would leave no administrator a way in (``NoAdministratorLeft``;
     ``force``: stored anyway, ``threshold policy set --force``), and return who it cuts off.
-
-    The check and the save are one transaction that holds the policy's row from the start
-    (``lock_policy``, which every policy or group rules change takes first): a change made
-    meanwhile by someone else is either waited for and checked against, or waits for this one.
-    Checked against the policy in force then, not the one a preview was shown for.
-    """
-    with transaction.atomic():
-        current = lock_policy()
-        lockout = policy_lockout(current, new)
-        if lockout.no_administrator_left and not force:
-            raise NoAdministratorLeft(lockout)
-        do_update_policy(new, origin, actor)
+    Checked (``_guarded``) against the policy in force when it is saved, not the one a preview
+    was shown for."""
+    _, lockout = _guarded(
+        lambda current: policy_lockout(current, new),
+        lambda: do_update_policy(new, origin, actor),
+        force=force,
+    )
     return lockout
 
 
@@ -276,6 +305,16 @@ def _others_usable(member: User, policy: Policy) -> int:
     return count_usable_sign_in_methods(member, policy) - count_usable_passkeys(member, policy)
 
 
+def _usable_in(policy: Policy, user: User, group: Group, rules: GroupRules) -> int:
+    """The ways ``user`` could sign in were they in ``group`` (already, or put in it) and
+    ``group``'s rules ``rules``."""
+    before = rules_of(user)
+    newly, allowed_after = _passkeys_under(policy, user, before, _replacing(before, group, rules))
+    if not newly:
+        return count_usable_sign_in_methods(user, policy)
+    return allowed_after + _others_usable(user, policy)
+
+
 def group_lockout(
     policy: Policy, group: Group, rules: GroupRules, viewer: User | None = None
 ) -> Lockout:
@@ -288,13 +327,26 @@ def group_lockout(
     def usable_after(user: User) -> int:
         if not Membership.objects.filter(group=group, user=user).exists():
             return usable_now(user)
-        before = rules_of(user)
-        newly, allowed_after = _passkeys_under(
-            policy, user, before, _replacing(before, group, rules)
-        )
-        return allowed_after + _others_usable(user, policy) if newly else usable_now(user)
+        return _usable_in(policy, user, group, rules)
 
     return _lockout(viewer, usable_now, usable_after)
+
+
+def member_lockout(policy: Policy, group: Group, joining: User) -> Lockout:
+    """Who putting ``joining`` in ``group`` would cut off among the administrators: them,
+    when they are one who can sign in today and the group's rules refuse every way they
+    do (a member already is not cut off by staying one)."""
+    rules = GroupRules.from_document(group.name, group.rules)
+
+    def usable_now(user: User) -> int:
+        return count_usable_sign_in_methods(user, policy)
+
+    def usable_after(user: User) -> int:
+        if user.pk != joining.pk or Membership.objects.filter(group=group, user=user).exists():
+            return usable_now(user)
+        return _usable_in(policy, user, group, rules)
+
+    return _lockout(None, usable_now, usable_after)
 
 
 def preview_group(policy: Policy, group: Group, rules: GroupRules, viewer: User) -> Preview:
@@ -327,10 +379,113 @@ def save_group_rules(
     (``NoAdministratorLeft``); False when they did not change. As ``save_policy``: one
     transaction that holds the policy's row from the start, checked against the policy and
     the groups' rules in force then (``Group.DoesNotExist``: the group was removed)."""
-    with transaction.atomic():
-        policy = lock_policy()
+
+    def check(policy: Policy) -> Lockout:
         group.refresh_from_db(fields=["name", "rules"])
-        lockout = group_lockout(policy, group, rules)
-        if lockout.no_administrator_left:
-            raise NoAdministratorLeft(lockout)
-        return do_set_group_rules(group, rules, origin, actor=actor)
+        return group_lockout(policy, group, rules)
+
+    changed, _ = _guarded(check, lambda: do_set_group_rules(group, rules, origin, actor=actor))
+    return changed
+
+
+# --- Changes of people that can leave no administrator a way in ---------------------------------
+
+# What a change of one person refused for leaving no administrator a way in is answered with
+# (the portal's 409 page and the command line), ``who`` their name.
+JOINING_LEAVES_NO_ADMINISTRATOR = (
+    "Adding {who} to {group} would leave no administrator able to sign in, so they were not "
+    "added: the group's rules refuse their passkeys. Give an administrator a way to sign in "
+    "that the group's rules allow first, then add them."
+)
+ROLE_LEAVES_NO_ADMINISTRATOR = (
+    "Taking the administrator role from {who} would leave no administrator able to sign in, "
+    "so the role was not saved. Make someone who can sign in an administrator first, then "
+    "save it."
+)
+LOCK_LEAVES_NO_ADMINISTRATOR = (
+    "Locking {who} would leave no administrator able to sign in, so they were not locked. "
+    "Make someone who can sign in an administrator first, then lock them."
+)
+DEACTIVATION_LEAVES_NO_ADMINISTRATOR = (
+    "Deactivating {who} would leave no administrator able to sign in, so they were not "
+    "deactivated. Make someone who can sign in an administrator first, then deactivate them."
+)
+
+
+def person_lockout(policy: Policy, person: User) -> Lockout:
+    """Who taking ``person`` out of the administrators who can sign in (the administrator
+    role taken away, a lock, a deactivation) would cut off: them, when they are one."""
+
+    def usable_now(user: User) -> int:
+        return count_usable_sign_in_methods(user, policy)
+
+    return _lockout(None, usable_now, lambda user: 0 if user.pk == person.pk else usable_now(user))
+
+
+def add_member(
+    group: Group, user: User, origin: Origin, actor: User | None = None, *, force: bool = False
+) -> tuple[bool, Lockout]:
+    """Put ``user`` in ``group`` (``do_add_member``: False when they were a member already)
+    unless its rules would leave no administrator a way in (``NoAdministratorLeft``; ``force``:
+    anyway), and who it cuts off. Checked (``_guarded``) against the group's rules in force
+    then (``Group.DoesNotExist``: the group was removed)."""
+
+    def check(policy: Policy) -> Lockout:
+        group.refresh_from_db(fields=["name", "rules"])
+        return member_lockout(policy, group, user)
+
+    return _guarded(
+        check,
+        lambda: do_add_member(group, user, origin, actor=actor),
+        JOINING_LEAVES_NO_ADMINISTRATOR.format(who=user.display_name, group=group.name),
+        force=force,
+    )
+
+
+def set_role(
+    user: User, role: Role, origin: Origin, actor: User | None = None, *, force: bool = False
+) -> tuple[bool, Lockout]:
+    """Give ``user`` the ``role`` (``do_set_role``: False when unchanged) unless taking their
+    administrator role away would leave no administrator a way in (``NoAdministratorLeft``;
+    ``force``: anyway), and who it cuts off (``_guarded``)."""
+    return _guarded(
+        lambda policy: (
+            Lockout(0) if Role(role) is Role.ADMINISTRATOR else person_lockout(policy, user)
+        ),
+        lambda: do_set_role(user, role, origin, actor=actor),
+        ROLE_LEAVES_NO_ADMINISTRATOR.format(who=user.display_name),
+        force=force,
+    )
+
+
+def lock_person(
+    user: User,
+    origin: Origin,
+    reason: str = "",
+    actor: User | None = None,
+    *,
+    force: bool = False,
+) -> tuple[bool, Lockout]:
+    """Lock ``user`` (``do_lock_user``: False when locked already; ValueError for a reason
+    ``clean_lock_reason`` refuses) unless it would leave no administrator a way in
+    (``NoAdministratorLeft``; ``force``: anyway), and who it cuts off (``_guarded``)."""
+    return _guarded(
+        lambda policy: person_lockout(policy, user),
+        lambda: do_lock_user(user, origin, reason, actor=actor),
+        LOCK_LEAVES_NO_ADMINISTRATOR.format(who=user.display_name),
+        force=force,
+    )
+
+
+def deactivate_person(
+    user: User, origin: Origin, actor: User | None = None, *, force: bool = False
+) -> tuple[bool, Lockout]:
+    """Deactivate ``user`` (``do_deactivate_user``: False when they were already) unless it
+    would leave no administrator a way in (``NoAdministratorLeft``; ``force``: anyway), and
+    who it cuts off (``_guarded``)."""
+    return _guarded(
+        lambda policy: person_lockout(policy, user),
+        lambda: do_deactivate_user(user, origin, actor=actor),
+        DEACTIVATION_LEAVES_NO_ADMINISTRATOR.format(who=user.display_name),
+        force=force,
+    )

@@ -19,14 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from threshold import clock
 from threshold.accounts.access import get_user
-from threshold.accounts.actions import (
-    clean_lock_reason,
-    do_deactivate_user,
-    do_lock_user,
-    do_reactivate_user,
-    do_set_role,
-    do_unlock_user,
-)
+from threshold.accounts.actions import clean_lock_reason, do_reactivate_user, do_unlock_user
 from threshold.accounts.models import Role, User
 from threshold.audit.actions import Action
 from threshold.core import errors
@@ -34,13 +27,7 @@ from threshold.core.policy import SETTINGS, GroupRules, Policy
 from threshold.enrollment.actions import do_invite, do_issue_recovery, do_revoke_invite
 from threshold.fallback.actions import do_reset_fallback, has_fallback, unused_recovery_codes
 from threshold.groups.access import list_groups, members_of
-from threshold.groups.actions import (
-    GroupError,
-    do_add_group,
-    do_add_member,
-    do_remove_group,
-    do_remove_member,
-)
+from threshold.groups.actions import GroupError, do_add_group, do_remove_group, do_remove_member
 from threshold.groups.models import Group
 from threshold.passkeys.access import access_own_passkey
 from threshold.passkeys.actions import do_remove_passkey
@@ -444,7 +431,10 @@ def lock(request: HttpRequest, user_id: int) -> HttpResponse:
         return _render_person(request, user, error=f"Not locked: {exc}.", status=400)
     if why := _why_not_lock(request, user):
         return _render_person(request, user, error=why, status=409)
-    changed = do_lock_user(user, audit_origin(request), reason, actor=actor(request))
+    try:
+        changed, _ = policies.lock_person(user, audit_origin(request), reason, actor(request))
+    except policies.NoAdministratorLeft as refused:
+        return _render_person(request, user, error=str(refused), status=409)
     return see_other(_person_url(user.pk, done="locked" if changed else "unchanged"))
 
 
@@ -469,7 +459,10 @@ def deactivate(request: HttpRequest, user_id: int) -> HttpResponse:
     user = _person_to_change(request, user_id)
     if user.pk == actor(request).pk:
         return _render_person(request, user, error=_NOT_YOURSELF, status=409)
-    changed = do_deactivate_user(user, audit_origin(request), actor=actor(request))
+    try:
+        changed, _ = policies.deactivate_person(user, audit_origin(request), actor(request))
+    except policies.NoAdministratorLeft as refused:
+        return _render_person(request, user, error=str(refused), status=409)
     return see_other(_person_url(user.pk, done="deactivated" if changed else "unchanged"))
 
 
@@ -500,7 +493,10 @@ def set_role(request: HttpRequest, user_id: int) -> HttpResponse:
             error="You cannot take your own administrator role away; ask another administrator.",
             status=409,
         )
-    changed = do_set_role(user, Role(wanted), audit_origin(request), actor=actor(request))
+    try:
+        changed, _ = policies.set_role(user, Role(wanted), audit_origin(request), actor(request))
+    except policies.NoAdministratorLeft as refused:
+        return _render_person(request, user, error=str(refused), status=409)
     return see_other(_person_url(user.pk, done="role" if changed else "unchanged"))
 
 
@@ -1073,7 +1069,12 @@ def group_add_member(request: HttpRequest, group_id: int) -> HttpResponse:
             error=f"There is no one with the username {username.strip()!r}.",
             status=400,
         )
-    added = do_add_member(group, user, audit_origin(request), actor=actor(request))
+    try:
+        added, _ = policies.add_member(group, user, audit_origin(request), actor(request))
+    except policies.NoAdministratorLeft as refused:
+        return _render_group(request, group, error=str(refused), status=409)
+    except Group.DoesNotExist as removed:
+        raise Http404("no such group") from removed
     return see_other(
         url_to("portal:group", group.pk, query={"done": "member-added" if added else "unchanged"})
     )

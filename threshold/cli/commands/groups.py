@@ -7,7 +7,13 @@ import json
 import sys
 
 from threshold.cli.commands import Command, Subcommands
-from threshold.cli.output import no_account, printable, table
+from threshold.cli.output import (
+    forced_no_administrator_left,
+    no_account,
+    printable,
+    refused_no_administrator_left,
+    table,
+)
 
 
 def register(commands: Subcommands) -> list[Command]:
@@ -24,6 +30,11 @@ def register(commands: Subcommands) -> list[Command]:
     add_member = sub.add_parser("add-member", help="put a person in a group")
     add_member.add_argument("name", help="the group")
     add_member.add_argument("email", help="the person's username")
+    add_member.add_argument(
+        "--force",
+        action="store_true",
+        help="add them even if the group's rules leave no administrator a way to sign in",
+    )
     remove_member = sub.add_parser("remove-member", help="take a person out of a group")
     remove_member.add_argument("name", help="the group")
     remove_member.add_argument("email", help="the person's username")
@@ -85,9 +96,14 @@ def remove_group(args: argparse.Namespace) -> int:
 
 
 def add_member_to_group(args: argparse.Namespace) -> int:
+    """Put a person in a group, unless its rules would leave no administrator who can sign in
+    today a way to (refused, exit 1, as the admin portal refuses it: ``portal.policies``);
+    ``--force`` adds them anyway."""
     from threshold.accounts.access import get_user
     from threshold.audit.actions import Origin
-    from threshold.groups.actions import GroupError, do_add_member, find_group
+    from threshold.groups.actions import GroupError, find_group
+    from threshold.groups.models import Group
+    from threshold.portal.policies import NoAdministratorLeft, add_member
 
     try:
         group = find_group(args.name)
@@ -96,10 +112,20 @@ def add_member_to_group(args: argparse.Namespace) -> int:
     user = get_user(args.email)
     if user is None:
         return no_account(args.email)
-    if do_add_member(group, user, Origin.cli()):
-        print(f"Added {user.username} to {printable(group.name)}.")
-    else:
+    try:
+        added, lockout = add_member(group, user, Origin.cli(), force=args.force)
+    except NoAdministratorLeft as refused:
+        return refused_no_administrator_left(refused)
+    except Group.DoesNotExist:
+        return _refused(f"There is no group called {args.name.strip()!r}.")
+    if not added:
         print(f"{user.username} is in {printable(group.name)} already.")
+        return 0
+    print(f"Added {user.username} to {printable(group.name)}.")
+    forced_no_administrator_left(
+        lockout,
+        f"`threshold groups remove-member {group.name!r} {user.username}` takes them out again.",
+    )
     return 0
 
 

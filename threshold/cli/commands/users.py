@@ -1,6 +1,10 @@
 """``threshold users``: list people; ``users lock``, ``unlock``, ``deactivate``, ``reactivate``
 one, ``users role`` gives one an admin portal role, and ``users import`` invites everyone a
-CSV file lists."""
+CSV file lists.
+
+A lock, a deactivation or the administrator role taken away that would leave no administrator
+who can sign in today a way to is refused (exit 1, nothing stored), as the admin portal
+refuses it (``portal.policies``); ``--force`` makes it anyway."""
 
 from __future__ import annotations
 
@@ -8,7 +12,12 @@ import argparse
 import sys
 
 from threshold.cli.commands import Command, Subcommands
-from threshold.cli.output import no_account, table
+from threshold.cli.output import (
+    forced_no_administrator_left,
+    no_account,
+    refused_no_administrator_left,
+    table,
+)
 
 
 def register(commands: Subcommands) -> list[Command]:
@@ -21,6 +30,11 @@ def register(commands: Subcommands) -> list[Command]:
     lock_parser.add_argument(
         "--reason", default="", help="why, for the audit log (at most 200 characters)"
     )
+    lock_parser.add_argument(
+        "--force",
+        action="store_true",
+        help="lock them even if it leaves no administrator a way to sign in",
+    )
     unlock_parser = users_sub.add_parser("unlock", help="let a locked person sign in again")
     unlock_parser.add_argument("email", help="the person's username")
     role_parser = users_sub.add_parser(
@@ -31,10 +45,20 @@ def register(commands: Subcommands) -> list[Command]:
     )
     role_parser.add_argument("email", help="the person's username")
     role_parser.add_argument("role", choices=ROLE_WORDS, help="the role")
+    role_parser.add_argument(
+        "--force",
+        action="store_true",
+        help="take the administrator role away even if it leaves no administrator a way to sign in",
+    )
     deactivate_parser = users_sub.add_parser(
         "deactivate", help="deactivate a person: no sign-in; ends their sessions and links"
     )
     deactivate_parser.add_argument("email", help="the person's username")
+    deactivate_parser.add_argument(
+        "--force",
+        action="store_true",
+        help="deactivate them even if it leaves no administrator a way to sign in",
+    )
     reactivate_parser = users_sub.add_parser(
         "reactivate", help="let a deactivated person sign in again"
     )
@@ -111,14 +135,18 @@ def list_people(args: argparse.Namespace) -> int:
 
 def lock(args: argparse.Namespace) -> int:
     from threshold.accounts.access import get_user
-    from threshold.accounts.actions import do_lock_user
+    from threshold.accounts.actions import clean_lock_reason
     from threshold.audit.actions import Origin
+    from threshold.portal.policies import NoAdministratorLeft, lock_person
 
     user = get_user(args.email)
     if user is None:
         return no_account(args.email)
     try:
-        locked = do_lock_user(user, Origin.cli(), args.reason)
+        clean_lock_reason(args.reason)
+        locked, lockout = lock_person(user, Origin.cli(), args.reason, force=args.force)
+    except NoAdministratorLeft as refused:
+        return refused_no_administrator_left(refused)
     except ValueError as exc:
         print(f"threshold: {exc}", file=sys.stderr)
         return 2
@@ -129,6 +157,9 @@ def lock(args: argparse.Namespace) -> int:
     print(
         f"Locked {user.username}: no way of signing in works until `threshold users unlock`. "
         "Their sessions have ended and their unused links no longer work."
+    )
+    forced_no_administrator_left(
+        lockout, f"`threshold users unlock {user.username}` lets them sign in again."
     )
     return 0
 
@@ -150,35 +181,50 @@ def unlock(args: argparse.Namespace) -> int:
 
 def set_role(args: argparse.Namespace) -> int:
     from threshold.accounts.access import get_user
-    from threshold.accounts.actions import do_set_role
     from threshold.accounts.models import Role
     from threshold.audit.actions import Origin
+    from threshold.portal.policies import NoAdministratorLeft
+    from threshold.portal.policies import set_role as save_role
 
     user = get_user(args.email)
     if user is None:
         return no_account(args.email)
     role = Role.NONE if args.role == "none" else Role(args.role)
-    if not do_set_role(user, role, Origin.cli()):
+    try:
+        changed, lockout = save_role(user, role, Origin.cli(), force=args.force)
+    except NoAdministratorLeft as refused:
+        return refused_no_administrator_left(refused)
+    if not changed:
         print(f"{user.username} has that role already ({role.label}).")
         return 0
     print(f"{user.username}: {role.label}.")
+    forced_no_administrator_left(
+        lockout, f"`threshold users role {user.username} admin` gives it back."
+    )
     return 0
 
 
 def deactivate(args: argparse.Namespace) -> int:
     from threshold.accounts.access import get_user
-    from threshold.accounts.actions import do_deactivate_user
     from threshold.audit.actions import Origin
+    from threshold.portal.policies import NoAdministratorLeft, deactivate_person
 
     user = get_user(args.email)
     if user is None:
         return no_account(args.email)
-    if not do_deactivate_user(user, Origin.cli()):
+    try:
+        changed, lockout = deactivate_person(user, Origin.cli(), force=args.force)
+    except NoAdministratorLeft as refused:
+        return refused_no_administrator_left(refused)
+    if not changed:
         print(f"{user.username} is deactivated already.")
         return 0
     print(
         f"Deactivated {user.username}: no way of signing in works until `threshold users "
         "reactivate`. Their sessions have ended and their unused links no longer work."
+    )
+    forced_no_administrator_left(
+        lockout, f"`threshold users reactivate {user.username}` lets them sign in again."
     )
     return 0
 
