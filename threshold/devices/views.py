@@ -34,6 +34,7 @@ from threshold.devices.actions import (
     access_own_device,
     do_cancel_push,
     do_confirm_returned_code,
+    do_end_step_up_push,
     do_finish_push,
     do_finish_step_up_push,
     do_issue_setup_code,
@@ -423,13 +424,17 @@ def step_up_push(request: HttpRequest) -> HttpResponse:
 @never_cache
 @login_required
 def step_up_push_wait(request: HttpRequest) -> HttpResponse:
-    """The number to type in Threshold Verify, while the step-up's push waits."""
+    """The number to type in Threshold Verify, while the step-up's push waits; once it is over
+    (push.js comes here), why, audited once (``do_end_step_up_push``), and the push forgotten."""
     found = _step_up_push_from_cookie(request)
     state, number = push_status(*found) if found else (PushStatus.EXPIRED, None)
-    if state == PushStatus.EXPIRED:
+    if found is None:
         return _step_up_problem(request, errors.PushExpired())
-    if state == PushStatus.REFUSED:
-        return _step_up_problem(request, errors.PushNumberWrong())
+    if state in (PushStatus.EXPIRED, PushStatus.REFUSED):
+        error = do_end_step_up_push(*found, _user(request), audit_origin(request))
+        response = _step_up_problem(request, error)
+        response.delete_cookie(STEP_UP_PUSH_COOKIE, samesite="Strict")
+        return response
     query = _step_up_query(request)
     return render(
         request,
@@ -462,9 +467,9 @@ def step_up_push_finish(request: HttpRequest) -> HttpResponse:
     """Verified with the approved push: back where "Verify it's you" was sent from. It counts
     as the password and code do (``mark_verified(phishing_resistant=False)``): a passkey may
     be added, nothing else."""
-    found = _step_up_push_from_cookie(request)
-    if found is None:
-        return _step_up_problem(request, errors.PushExpired())
+    # No push in this browser is a failed step-up too (audited), as a passkey's without its
+    # ceremony is.
+    found = _step_up_push_from_cookie(request) or ("", "")
     state, _ = push_status(*found)
     if state == PushStatus.PENDING:
         return see_other(url_to("devices:step-up-push-wait", query=_step_up_query(request)))
