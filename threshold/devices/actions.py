@@ -919,34 +919,16 @@ def do_finish_push(
     """The browser signs in with its approved push, once; or the push's error."""
     with transaction.atomic():
         approval = _browser_push(public_id, browser_secret)
-        if approval is None or approval.purpose != PushPurpose.SIGN_IN:
-            raise errors.PushExpired("unknown push or another browser's")
-        if approval.state == PushState.REFUSED:
-            raise errors.PushNumberWrong()
-        if approval.state == PushState.DENIED:
-            raise errors.PushDenied()
-        if approval.expires_at <= clock.now_datetime():
-            raise errors.PushExpired("expired")
-        if not policy.allow_device_app_sign_in:
-            raise errors.DeviceAppNotAllowed()
-        # Used once: of two requests racing with it, one updates the row.
-        used = SignInApproval.objects.filter(pk=approval.pk, state=PushState.APPROVED).update(
-            state=PushState.USED
-        )
+        if (refused := _push_refusal(approval, PushPurpose.SIGN_IN, policy)) is not None:
+            raise refused
+        assert approval is not None  # noqa: S101 - refused otherwise
+        _use_push(approval)
         user = approval.user
-        if not used or user is None:
-            raise errors.PushExpired(f"the push is {approval.state}")
+        if user is None:
+            raise errors.PushExpired("a push for no one")
         if (refused := user.sign_in_refusal()) is not None:
             raise refused
-        record(
-            Action.SIGN_IN_SUCCEEDED,
-            origin,
-            actor=user,
-            subject=user,
-            method="device_app",
-            phishing_resistant=False,
-            push=approval.public_id,
-        )
+        _push_used(Action.SIGN_IN_SUCCEEDED, approval, user, origin)
     hardware_bound = approval.device is not None and approval.device.is_hardware_protected
     return FinishedPush(user, assurance.for_device_app(hardware_bound=hardware_bound))
 
@@ -964,28 +946,17 @@ def do_finish_step_up_push(
         lock_user(user)
         approval = _browser_push(public_id, browser_secret)
         try:
-            if (refused := _step_up_push_refusal(approval, user, policy)) is not None:
+            refused = _push_refusal(approval, PushPurpose.STEP_UP, policy, user=user)
+            if refused is not None:
                 raise refused
             assert approval is not None  # noqa: S101 - refused otherwise
-            used = SignInApproval.objects.filter(pk=approval.pk, state=PushState.APPROVED).update(
-                state=PushState.USED
-            )
-            if not used:
-                raise errors.PushExpired(f"the push is {approval.state}")
+            _use_push(approval)
         except errors.ThresholdError as error:
             _step_up_push_failed(user, origin, error, approval)
             refusal = error
         else:
-            record(
-                Action.STEP_UP_SUCCEEDED,
-                origin,
-                actor=user,
-                subject=user,
-                method=SignedInWith.DEVICE_APP,
-                phishing_resistant=False,
-                push=approval.public_id,
-                device=approval.device.public_id if approval.device else "",
-            )
+            device = approval.device.public_id if approval.device else ""
+            _push_used(Action.STEP_UP_SUCCEEDED, approval, user, origin, device=device)
             return
     raise refusal
 
@@ -998,20 +969,29 @@ def do_end_step_up_push(
     and forgets the push, so that the page tells it, and the audit log records it, once."""
     with transaction.atomic():
         approval = _browser_push(public_id, browser_secret)
-        error = _step_up_push_refusal(approval, user, None) or errors.PushExpired(
+        error = _push_refusal(approval, PushPurpose.STEP_UP, None, user=user) or errors.PushExpired(
             f"the push is {approval.state if approval else 'gone'}"
         )
         _step_up_push_failed(user, origin, error, approval)
     return error
 
 
-def _step_up_push_refusal(
-    approval: SignInApproval | None, user: User, policy: Policy | None
+def _push_refusal(
+    approval: SignInApproval | None,
+    purpose: PushPurpose,
+    policy: Policy | None,
+    *,
+    user: User | None = None,
 ) -> errors.ThresholdError | None:
-    """Why this browser's step-up push cannot verify ``user`` (None: it can, once approved);
-    ``policy`` None: whatever the policy says."""
-    if approval is None or approval.purpose != PushPurpose.STEP_UP or approval.user_id != user.pk:
-        return errors.PushExpired("unknown push, another browser's or another person's")
+    """Why this browser's push cannot be used for ``purpose`` (None: it can, once approved);
+    ``user``: the signed-in person whose push it must be; ``policy`` None: whatever the
+    policy says."""
+    if (
+        approval is None
+        or approval.purpose != purpose
+        or (user is not None and approval.user_id != user.pk)
+    ):
+        return errors.PushExpired("unknown push, another browser's, purpose's or person's")
     if approval.state == PushState.REFUSED:
         return errors.PushNumberWrong()
     if approval.state == PushState.DENIED:
@@ -1021,6 +1001,31 @@ def _step_up_push_refusal(
     if policy is not None and not policy.allow_device_app_sign_in:
         return errors.DeviceAppNotAllowed()
     return None
+
+
+def _use_push(approval: SignInApproval) -> None:
+    """Used once: of two requests racing with it, one updates the row."""
+    used = SignInApproval.objects.filter(pk=approval.pk, state=PushState.APPROVED).update(
+        state=PushState.USED
+    )
+    if not used:
+        raise errors.PushExpired(f"the push is {approval.state}")
+
+
+def _push_used(
+    action: Action, approval: SignInApproval, user: User, origin: Origin, **detail: str
+) -> None:
+    """A sign-in or a step-up with a push: method ``device_app``, never phishing-resistant."""
+    record(
+        action,
+        origin,
+        actor=user,
+        subject=user,
+        method=SignedInWith.DEVICE_APP,
+        phishing_resistant=False,
+        push=approval.public_id,
+        **detail,
+    )
 
 
 def _step_up_push_failed(
