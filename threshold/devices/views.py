@@ -279,12 +279,21 @@ class _SignInPush(_PushPages):
         target = query_value(request, "next")
         return {"next": target} if target else {}
 
+    def page(self, request: HttpRequest, status: int = 200, **context: object) -> HttpResponse:
+        """/sign-in/push: its form, or a push's error; "Start again" and "Sign in with a
+        passkey instead" keep ?next=, as the number's page does."""
+        query = self.query(request)
+        links = {
+            "again_url": url_to("devices:push", query=query),
+            "instead_url": url_to("sessions:sign-in", query=query),
+        }
+        return render(request, "devices/push.html", {**links, **context}, status=status)
+
     def problem(self, request: HttpRequest, error: errors.ThresholdError) -> HttpResponse:
-        return render(
+        return self.page(
             request,
-            "devices/push.html",
-            {"error": catalog.entry_for(error, Surface.AUTHENTICATION)},
-            status=catalog.status_for(error),
+            catalog.status_for(error),
+            error=catalog.entry_for(error, Surface.AUTHENTICATION),
         )
 
     def finished(self, request: HttpRequest, found: tuple[str, str]) -> str:
@@ -441,7 +450,7 @@ def push(request: HttpRequest) -> HttpResponse:
     if not policy.allow_device_app_sign_in:
         return SIGN_IN_PUSH.problem(request, errors.DeviceAppNotAllowed())
     if request.method == "GET":
-        return render(request, "devices/push.html", {"error": None})
+        return SIGN_IN_PUSH.page(request, error=None)
     try:
         # As /sign-in/push/start reads it: at most 150 characters of text, no control
         # characters (PostgreSQL fails on a NUL in a query's text: a 500).
@@ -449,11 +458,8 @@ def push(request: HttpRequest) -> HttpResponse:
         if not username or not username.strip():
             # The sign-in page's form sends an empty field without JavaScript (novalidate):
             # the catalog's entry beside the field, as webauthn.js shows it.
-            return render(
-                request,
-                "devices/push.html",
-                {"error": None, "username_error": catalog.CATALOG["username_required"]},
-                status=400,
+            return SIGN_IN_PUSH.page(
+                request, 400, error=None, username_error=catalog.CATALOG["username_required"]
             )
         sent = do_send_push(username, audit_origin(request), policy)
     except errors.ThresholdError as error:
