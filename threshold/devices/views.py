@@ -621,7 +621,18 @@ def verify_worker(request: HttpRequest) -> HttpResponse:
     response = render(
         request,
         "devices/service_worker.js",
-        {"shell": json.dumps(shell), "version": json.dumps("-".join(shell))},
+        {
+            "shell": json.dumps(shell),
+            "version": json.dumps("-".join(shell)),
+            # A message's words when it has none of its own: its purpose's, or any request's.
+            "asks": json.dumps(
+                {
+                    purpose: {"title": payload["title"], "body": payload["body"]}
+                    for purpose, payload in webpush.PAYLOADS.items()
+                }
+            ),
+            "any_request": json.dumps(webpush.ANY_REQUEST),
+        },
         content_type="text/javascript",
     )
     # A browser checks for a new worker on every visit; it never keeps an old one.
