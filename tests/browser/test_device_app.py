@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import shutil
 import urllib.error
 import urllib.request
@@ -424,3 +425,44 @@ def test_the_device_app_pages_fit_and_pass_axe(
     tab_audit.check("push: already sent")
     audit.assert_clean()
     tab_audit.assert_clean()
+
+
+# --- "Verify it's you" with a push, and a form sent before it ------------------------------------
+
+
+def test_a_form_sent_to_verify_first_survives_a_step_up_push_that_failed(
+    software_app: VerifyApp,
+    page: Page,
+    authenticator: Authenticator,
+    invite: Invite,
+    server: Server,
+) -> None:
+    """page.js keeps a form sent to "Verify it's you" first while the person is still verifying:
+    the step-up push's pages count, its error page too (an expired push here). Verified with
+    the passkey after all, the form comes back as typed."""
+    someone = invite()
+    server.cli("users", "role", someone.email, "admin")
+    enroll(page, someone)
+    add_device(software_app, page, server)
+    server.advance_clock(301)  # past the step-up window
+    email = f"new-hire-{secrets.token_hex(4)}@example.com"
+    page.goto("/admin/people/invite")
+    page.get_by_label("Work email (their username)").fill(email)
+    page.get_by_label("Full name").fill("New Hire")
+    page.get_by_role("button", name="Invite", exact=True).click()
+    expect(page.get_by_role("heading", name="Verify it\u2019s you")).to_be_visible()
+    # No passkey at hand, it seems: a push to Threshold Verify, which expires unanswered.
+    page.goto("/settings/verify?next=%2Fsettings%2Fsecurity-methods%2Fadd")
+    page.get_by_role("button", name="Send a push to Threshold Verify").click()
+    expect(page.get_by_role("heading", name="Type this number in Threshold Verify")).to_be_visible()
+    server.advance_clock(121)
+    expect(page.get_by_role("heading", name="Session Expired")).to_be_visible()
+    expect(page.get_by_role("link", name="Start again")).to_be_visible()
+    assert ("step_up.failed", "push_expired") in server.audit(someone.email)
+    # Back on the "Verify it's you" the form was sent to, the passkey after all.
+    page.goto("/settings/verify?next=%2Fadmin%2Fpeople%2Finvite")
+    page.get_by_role("button", name="Verify").click()
+    page.wait_for_url("**/admin/people/invite")
+    expect(page.locator("#form-kept")).to_be_focused()
+    expect(page.get_by_label("Work email (their username)")).to_have_value(email)
+    expect(page.get_by_label("Full name")).to_have_value("New Hire")

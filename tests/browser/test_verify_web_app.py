@@ -24,6 +24,7 @@ from tests.browser.conftest import (
 )
 from tests.browser.test_device_app import push_page, show_setup_code
 from tests.browser.test_first_day import PageAudit
+from threshold.devices import webpush
 
 pytestmark = pytest.mark.browser
 
@@ -238,22 +239,47 @@ def test_the_service_worker_shows_a_web_push_as_a_notification(
             for r in registrations
             if r["scopeURL"] == scope and not r["isDeleted"]
         }
-        message = json.dumps(
-            {
-                "type": "sign_in_request",
-                "title": "Threshold Verify",
-                "body": "A sign-in is waiting.",
-            }
-        )
-        cdp.send(
-            "ServiceWorker.deliverPushMessage",
-            {"origin": server.url, "registrationId": registration_id, "data": message},
-        )
-        shown = phone.wait_for_function(
-            """() => navigator.serviceWorker.ready
-                .then((r) => r.getNotifications())
-                .then((all) => all.length ? all.map((n) => [n.title, n.body, n.tag]) : null)"""
-        ).json_value()
-        assert shown == [["Threshold Verify", "A sign-in is waiting.", "threshold-verify-sign-in"]]
+
+        tag = "threshold-verify-request"
+
+        def shows(message: object, title: str, body: str) -> None:
+            """Deliver ``message`` to the worker: one notification, ``title`` and ``body``."""
+            cdp.send(
+                "ServiceWorker.deliverPushMessage",
+                {
+                    "origin": server.url,
+                    "registrationId": registration_id,
+                    "data": json.dumps(message),
+                },
+            )
+            # Polled here: wait_for_function takes a pending promise for a true value.
+            shown: list[list[str]] = []
+            for _ in range(50):
+                shown = phone.evaluate(
+                    """() => navigator.serviceWorker.ready
+                        .then((r) => r.getNotifications())
+                        .then((all) => all.map((n) => [n.title, n.body, n.tag]))"""
+                )
+                if shown == [[title, body, tag]]:
+                    return
+                phone.wait_for_timeout(100)
+            raise AssertionError(f"shown: {shown}, not {[[title, body, tag]]}")
+
+        message = {
+            "type": "sign_in_request",
+            "title": "Threshold Verify",
+            "body": "A sign-in is waiting.",
+        }
+        shows(message, "Threshold Verify", "A sign-in is waiting.")
+        # A message without words of its own: its purpose's, as the server words them
+        # (webpush.PAYLOADS); one tag for all, so each replaces the last.
+        for purpose, words in webpush.PAYLOADS.items():
+            shows({"type": "sign_in_request", "purpose": purpose}, words["title"], words["body"])
+        # No purpose it knows, or no message at all: words for any request, not a sign-in's.
+        anything = webpush.ANY_REQUEST
+        assert "sign-in" not in anything["body"]
+        for message in ({}, {"purpose": "__proto__"}, {"purpose": 7, "title": ""}, None):
+            shows({"title": "Between", "body": "two"}, "Between", "two")
+            shows(message, anything["title"], anything["body"])
     finally:
         context.close()

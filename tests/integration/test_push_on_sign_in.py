@@ -6,6 +6,7 @@ The form at /sign-in/push stays for browsers without JavaScript (the same button
 from __future__ import annotations
 
 import re
+from urllib.parse import urlencode
 
 import pytest
 
@@ -219,3 +220,62 @@ def test_the_policy_can_turn_it_off(ada, clock):
     assert "data-push-url" not in html
     assert_failed(start(browser, "ada@example.com"), 403, "Device App Sign-in Not Available")
     assert SignInApproval.objects.count() == 0
+
+
+def passkey_link(html: str) -> str:
+    found = re.search(r'<a href="([^"]*)">Sign in with a passkey instead</a>', html)
+    assert found, html
+    return found[1]
+
+
+def start_again_link(html: str) -> str:
+    found = re.search(r'<a class="button" href="([^"]*)">Start again</a>', html)
+    assert found, html
+    return found[1]
+
+
+@pytest.mark.parametrize(
+    ("next_path", "query"),
+    [
+        ("/settings", "?next=%2Fsettings"),
+        # Another site's address is carried as any other (the sign-in page's safe_next
+        # ignores it), never written as the link itself.
+        ("https://evil.example/", "?next=https%3A%2F%2Fevil.example%2F"),
+        ('"><b>x', "?next=%22%3E%3Cb%3Ex"),
+    ],
+)
+def test_the_push_pages_keep_next_on_their_way_back_to_a_passkey(ada, clock, next_path, query):
+    """/sign-in/push (no JavaScript): "Sign in with a passkey instead" and "Start again" keep
+    ?next=, as the number's page does, on its form, by the empty username and on its errors."""
+    browser = Browser()
+    address = f"/sign-in/push?{urlencode({'next': next_path})}"
+    page = browser.get(address)
+    assert page.status_code == 200
+    assert passkey_link(page.content.decode()) == f"/sign-in{query}"
+    empty = browser.client.post(address, {"csrfmiddlewaretoken": browser.csrf_token()})
+    assert empty.status_code == 400
+    assert passkey_link(empty.content.decode()) == f"/sign-in{query}"
+    # An error: one push waits already.
+    assert send_push_to(browser, address).status_code == 303
+    again = send_push_to(Browser(), address)
+    assert again.status_code == 409
+    html = again.content.decode()
+    assert passkey_link(html) == f"/sign-in{query}"
+    assert start_again_link(html) == f"/sign-in/push{query}"
+    # The number's page's way back, as it was.
+    wait = browser.get(f"/sign-in/push/wait{query}").content.decode()
+    assert passkey_link(wait) == f"/sign-in{query}"
+
+
+def test_without_next_the_push_pages_link_to_the_plain_sign_in_page(ada, clock):
+    html = Browser().get("/sign-in/push").content.decode()
+    assert passkey_link(html) == "/sign-in"
+    # An empty ?next= is none.
+    assert passkey_link(Browser().get("/sign-in/push?next=").content.decode()) == "/sign-in"
+
+
+def send_push_to(browser: Browser, address: str):
+    browser.get(address)
+    return browser.client.post(
+        address, {"csrfmiddlewaretoken": browser.csrf_token(), "username": "ada@example.com"}
+    )

@@ -333,3 +333,120 @@ def test_every_cancel_is_audited_with_its_push_and_purpose(ada, clock):
     assert (event.reason, event.subject, event.actor) == ("canceled_in_browser", ada.user, ada.user)
     assert event.detail == {"push": push.public_id, "purpose": "step_up", "delivered": True}
     assert len(canceled_events()) == 3
+
+
+# --- A step-up push that fails is a failed step-up (step_up.failed), as a passkey's is ---------
+
+
+def step_up_failures() -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(action="step_up.failed").order_by("id"))
+
+
+def assert_step_up_failed(person, reason: str, push: SignInApproval | None, device=None) -> None:
+    """The last step_up.failed row: the person's, the reason's code, the method as the success
+    row names it, the push and its device; nothing secret."""
+    event = step_up_failures()[-1]
+    assert (event.reason, event.actor, event.subject) == (reason, person.user, person.user)
+    assert event.detail["method"] == "device_app"
+    assert event.detail["push"] == (push.public_id if push else "")
+    assert event.detail["device"] == (device.device_id if device else "")
+    assert event.ip == CLIENT_IP
+    if push is not None:
+        assert str(push.number) not in json.dumps(event.detail)
+        assert push.browser_binding not in json.dumps(event.detail)
+
+
+def step_up_push_sent(ada) -> tuple[Browser, object, SignInApproval]:
+    """Ada, signed in with her passkey and a device set up, sends "Verify it's you"'s push."""
+    browser = Browser()
+    assert_ok(sign_in(browser, ada.authenticator))
+    device = set_up_device(ada, browser)
+    assert post(browser, f"/settings/verify/push?next={ADD}").status_code == 303
+    return browser, device, SignInApproval.objects.get(purpose="step_up", state="pending")
+
+
+@pytest.mark.parametrize(
+    ("answered", "reason", "title"),
+    [
+        ("deny", "push_denied", "Sign-in Not Approved"),
+        ("wrong", "push_number_wrong", "Sign-in Not Approved"),
+        ("expired", "push_expired", "Session Expired"),
+    ],
+)
+def test_a_step_up_push_that_fails_is_audited_once_where_the_page_tells_it(
+    ada, clock, answered, reason, title
+):
+    """push.js goes back to the waiting page once the push is over: that page tells why and
+    writes step_up.failed, once (a reload finds no push, and writes nothing)."""
+    browser, device, push = step_up_push_sent(ada)
+    if answered == "deny":
+        assert_ok(answer(device, push.public_id, decision="deny"))
+    elif answered == "wrong":
+        wrong = str(push.number % 90 + 10)
+        answer(device, push.public_id, decision="approve", number=wrong, user_verified=True)
+    else:
+        clock.advance(121)
+    assert browser.get("/settings/verify/push/state").json()["state"] in ("refused", "expired")
+    assert step_up_failures() == []
+    response = browser.get(f"/settings/verify/push/wait?next={ADD}")
+    assert_failed_page(response, 400, title)
+    assert_step_up_failed(ada, reason, push, device if answered != "expired" else None)
+    assert browser.get(f"/settings/verify/push/wait?next={ADD}").status_code == 400
+    assert len(step_up_failures()) == 1
+    assert not AuditEvent.objects.filter(action="step_up.succeeded").exists()
+
+
+def test_a_step_up_push_that_fails_at_finish_is_audited(ada, clock):
+    """Without JavaScript, "I approved it" posts finish: each refused finish is a failed
+    step-up, with its reason, as each refused passkey response is."""
+    browser, device, push = step_up_push_sent(ada)
+    assert_ok(answer(device, push.public_id, decision="deny"))
+    response = post(browser, f"/settings/verify/push/finish?next={ADD}")
+    assert_failed_page(response, 400, "Sign-in Not Approved")
+    assert_step_up_failed(ada, "push_denied", push, device)
+    # No push in this browser at all.
+    browser.client.cookies.pop("threshold_step_up_push")
+    response = post(browser, f"/settings/verify/push/finish?next={ADD}")
+    assert_failed_page(response, 400, "Session Expired")
+    assert_step_up_failed(ada, "push_expired", None)
+    assert len(step_up_failures()) == 2
+
+
+def test_an_approved_step_up_push_used_twice_fails_the_second_time(ada, clock):
+    browser, device, push = step_up_push_sent(ada)
+    assert_ok(
+        answer(
+            device, push.public_id, decision="approve", number=str(push.number), user_verified=True
+        )
+    )
+    cookie = browser.client.cookies["threshold_step_up_push"].value
+    assert post(browser, f"/settings/verify/push/finish?next={ADD}").status_code == 303
+    assert step_up_failures() == []
+    browser.client.cookies["threshold_step_up_push"] = cookie
+    assert post(browser, f"/settings/verify/push/finish?next={ADD}").status_code == 400
+    assert_step_up_failed(ada, "push_expired", push, device)
+
+
+def test_a_step_up_push_refused_when_sent_is_audited(ada, clock):
+    """A push already waiting, the limits, the policy: refused before any push is stored, and
+    audited with the refusal's code."""
+    browser, _, _ = step_up_push_sent(ada)
+    response = post(browser, f"/settings/verify/push?next={ADD}")
+    assert_failed_page(response, 409, "Push Already Sent")
+    assert_step_up_failed(ada, "push_pending", None)
+    SignInApproval.objects.update(state="canceled")
+    assert post(browser, f"/settings/verify/push?next={ADD}").status_code == 303
+    SignInApproval.objects.update(state="canceled")
+    assert post(browser, f"/settings/verify/push?next={ADD}").status_code == 303
+    SignInApproval.objects.update(state="canceled")
+    response = post(browser, f"/settings/verify/push?next={ADD}")
+    assert response.status_code == 429
+    assert_step_up_failed(ada, "push_limit_reached", None)
+    do_update_policy(Policy(allow_device_app_sign_in=False), Origin.cli())
+    assert post(browser, f"/settings/verify/push?next={ADD}").status_code == 403
+    assert_step_up_failed(ada, "device_app_not_allowed", None)
+    do_update_policy(Policy(require_hardware_device_key=True), Origin.cli())
+    assert post(browser, f"/settings/verify/push?next={ADD}").status_code == 401
+    assert_step_up_failed(ada, "device_unknown", None)
+    assert len(step_up_failures()) == 4
+    assert SignInApproval.objects.count() == 3

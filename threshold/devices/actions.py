@@ -52,6 +52,7 @@ from threshold.devices.notices import (
     notify_push_approved,
     notify_push_denied,
 )
+from threshold.sessions.store import SignedInWith
 
 # Setup codes: 8 characters of an alphabet without look-alikes (0/O, 1/I), 40 bits, for
 # ten minutes, once; a guess costs a signed request from a fresh key.
@@ -795,14 +796,23 @@ def do_send_step_up_push(user: User, origin: Origin, policy: Policy) -> SentPush
     lock on the device, the same limits (counted with the person's sign-in pushes), the
     same mute after "I didn't do this". Approved, it counts as the password and code do
     (``sessions.stepup``): enough to add a passkey, never to remove a method or for the
-    admin portal. Only for someone with a device the policy lets sign in."""
-    if not policy.allow_device_app_sign_in:
-        raise errors.DeviceAppNotAllowed()
+    admin portal. Only for someone with a device the policy lets sign in.
+
+    A refusal (the policy, no such device, a push already waiting, the limits) is audited as
+    a failed step-up (``step_up.failed``), as a passkey's is."""
+    refusal: errors.ThresholdError
     with transaction.atomic():
         lock_user(user)
-        if not usable_devices(user, policy):
-            raise errors.DeviceUnknown("no device that may sign in, for a step-up")
-        return _send_push(user.username, user, origin, policy, PushPurpose.STEP_UP)
+        try:
+            if not policy.allow_device_app_sign_in:
+                raise errors.DeviceAppNotAllowed()
+            if not usable_devices(user, policy):
+                raise errors.DeviceUnknown("no device that may sign in, for a step-up")
+            return _send_push(user.username, user, origin, policy, PushPurpose.STEP_UP)
+        except errors.ThresholdError as error:
+            _step_up_push_failed(user, origin, error)
+            refusal = error
+    raise refusal
 
 
 def _send_push(
@@ -909,34 +919,16 @@ def do_finish_push(
     """The browser signs in with its approved push, once; or the push's error."""
     with transaction.atomic():
         approval = _browser_push(public_id, browser_secret)
-        if approval is None or approval.purpose != PushPurpose.SIGN_IN:
-            raise errors.PushExpired("unknown push or another browser's")
-        if approval.state == PushState.REFUSED:
-            raise errors.PushNumberWrong()
-        if approval.state == PushState.DENIED:
-            raise errors.PushDenied()
-        if approval.expires_at <= clock.now_datetime():
-            raise errors.PushExpired("expired")
-        if not policy.allow_device_app_sign_in:
-            raise errors.DeviceAppNotAllowed()
-        # Used once: of two requests racing with it, one updates the row.
-        used = SignInApproval.objects.filter(pk=approval.pk, state=PushState.APPROVED).update(
-            state=PushState.USED
-        )
+        if (refused := _push_refusal(approval, PushPurpose.SIGN_IN, policy)) is not None:
+            raise refused
+        assert approval is not None  # noqa: S101 - refused otherwise
+        _use_push(approval)
         user = approval.user
-        if not used or user is None:
-            raise errors.PushExpired(f"the push is {approval.state}")
+        if user is None:
+            raise errors.PushExpired("a push for no one")
         if (refused := user.sign_in_refusal()) is not None:
             raise refused
-        record(
-            Action.SIGN_IN_SUCCEEDED,
-            origin,
-            actor=user,
-            subject=user,
-            method="device_app",
-            phishing_resistant=False,
-            push=approval.public_id,
-        )
+        _push_used(Action.SIGN_IN_SUCCEEDED, approval, user, origin)
     hardware_bound = approval.device is not None and approval.device.is_hardware_protected
     return FinishedPush(user, assurance.for_device_app(hardware_bound=hardware_bound))
 
@@ -946,39 +938,121 @@ def do_finish_step_up_push(
 ) -> None:
     """The signed-in browser's "Verify it's you" with its approved push, once; or the push's
     error. Audited as a step-up (``step_up.succeeded``, method ``device_app``, not
-    phishing-resistant); the caller marks the session."""
+    phishing-resistant); the caller marks the session. A refusal (no push in this browser,
+    denied, a wrong number, expired, used, the policy) is audited as ``step_up.failed``
+    with the error's code, once the transaction has committed, then raised."""
+    refusal: errors.ThresholdError
     with transaction.atomic():
         lock_user(user)
         approval = _browser_push(public_id, browser_secret)
-        if (
-            approval is None
-            or approval.purpose != PushPurpose.STEP_UP
-            or approval.user_id != user.pk
-        ):
-            raise errors.PushExpired("unknown push, another browser's or another person's")
-        if approval.state == PushState.REFUSED:
-            raise errors.PushNumberWrong()
-        if approval.state == PushState.DENIED:
-            raise errors.PushDenied()
-        if approval.expires_at <= clock.now_datetime():
-            raise errors.PushExpired("expired")
-        if not policy.allow_device_app_sign_in:
-            raise errors.DeviceAppNotAllowed()
-        used = SignInApproval.objects.filter(pk=approval.pk, state=PushState.APPROVED).update(
-            state=PushState.USED
+        try:
+            refused = _push_refusal(approval, PushPurpose.STEP_UP, policy, user=user)
+            if refused is not None:
+                raise refused
+            assert approval is not None  # noqa: S101 - refused otherwise
+            _use_push(approval)
+        except errors.ThresholdError as error:
+            _step_up_push_failed(user, origin, error, approval)
+            refusal = error
+        else:
+            device = approval.device.public_id if approval.device else ""
+            _push_used(Action.STEP_UP_SUCCEEDED, approval, user, origin, device=device)
+            return
+    raise refusal
+
+
+def do_end_step_up_push(
+    public_id: str, browser_secret: str, user: User, origin: Origin
+) -> errors.ThresholdError:
+    """The step-up push's waiting page found it over (denied, a wrong number, expired, used,
+    canceled): why, audited as ``step_up.failed`` as at finish. The caller shows the error
+    and forgets the push, so that the page tells it, and the audit log records it, once."""
+    with transaction.atomic():
+        approval = _browser_push(public_id, browser_secret)
+        error = _push_refusal(approval, PushPurpose.STEP_UP, None, user=user) or errors.PushExpired(
+            f"the push is {approval.state if approval else 'gone'}"
         )
-        if not used:
-            raise errors.PushExpired(f"the push is {approval.state}")
-        record(
-            Action.STEP_UP_SUCCEEDED,
-            origin,
-            actor=user,
-            subject=user,
-            method="device_app",
-            phishing_resistant=False,
-            push=approval.public_id,
-            device=approval.device.public_id if approval.device else "",
-        )
+        _step_up_push_failed(user, origin, error, approval)
+    return error
+
+
+def _push_refusal(
+    approval: SignInApproval | None,
+    purpose: PushPurpose,
+    policy: Policy | None,
+    *,
+    user: User | None = None,
+) -> errors.ThresholdError | None:
+    """Why this browser's push cannot be used for ``purpose`` (None: it can, once approved);
+    ``user``: the signed-in person whose push it must be; ``policy`` None: whatever the
+    policy says."""
+    if (
+        approval is None
+        or approval.purpose != purpose
+        or (user is not None and approval.user_id != user.pk)
+    ):
+        return errors.PushExpired("unknown push, another browser's, purpose's or person's")
+    if approval.state == PushState.REFUSED:
+        return errors.PushNumberWrong()
+    if approval.state == PushState.DENIED:
+        return errors.PushDenied()
+    if approval.expires_at <= clock.now_datetime():
+        return errors.PushExpired("expired")
+    if policy is not None and not policy.allow_device_app_sign_in:
+        return errors.DeviceAppNotAllowed()
+    return None
+
+
+def _use_push(approval: SignInApproval) -> None:
+    """Used once: of two requests racing with it, one updates the row."""
+    used = SignInApproval.objects.filter(pk=approval.pk, state=PushState.APPROVED).update(
+        state=PushState.USED
+    )
+    if not used:
+        raise errors.PushExpired(f"the push is {approval.state}")
+
+
+def _push_used(
+    action: Action, approval: SignInApproval, user: User, origin: Origin, **detail: str
+) -> None:
+    """A sign-in or a step-up with a push: method ``device_app``, never phishing-resistant."""
+    record(
+        action,
+        origin,
+        actor=user,
+        subject=user,
+        method=SignedInWith.DEVICE_APP,
+        phishing_resistant=False,
+        push=approval.public_id,
+        **detail,
+    )
+
+
+def _step_up_push_failed(
+    user: User,
+    origin: Origin,
+    error: errors.ThresholdError,
+    approval: SignInApproval | None = None,
+) -> None:
+    """A step-up push that did not verify ``user``: ``step_up.failed``, as a passkey's, with
+    the method as the success row names it; the push and its device only when they are
+    the person's own step-up push (never the number or the browser's secret)."""
+    own = (
+        approval is not None
+        and approval.purpose == PushPurpose.STEP_UP
+        and approval.user_id == user.pk
+    )
+    record(
+        Action.STEP_UP_FAILED,
+        origin,
+        actor=user,
+        subject=user,
+        reason=error.code,
+        method=SignedInWith.DEVICE_APP,
+        push=approval.public_id if own and approval else "",
+        device=approval.device.public_id if own and approval and approval.device else "",
+        detail=error.detail[:200],
+    )
 
 
 # The audit reason of a push the browser that sent it ended (``push.canceled``).

@@ -34,6 +34,7 @@ from threshold.devices.actions import (
     access_own_device,
     do_cancel_push,
     do_confirm_returned_code,
+    do_end_step_up_push,
     do_finish_push,
     do_finish_step_up_push,
     do_issue_setup_code,
@@ -61,11 +62,6 @@ from threshold.web.http import (
     url_to,
 )
 from threshold.web.qr import qr_data_uri
-
-# The browser's push: its ID and the secret only it has, signed, for the push's lifetime.
-PUSH_COOKIE = "threshold_push"
-_PUSH_SALT = "threshold.devices.push"
-_PUSH_COOKIE_AGE = 150  # the push's two minutes, and time to finish
 
 
 def _user(request: HttpRequest) -> User:
@@ -183,27 +179,265 @@ def remove(request: HttpRequest, device_id: str) -> HttpResponse:
     )
 
 
-# --- Sign-in with a push -----------------------------------------------------------------------
+# --- A browser's push: a sign-in's, or "Verify it's you"'s ---------------------------------------
+
+# The browser's push: its ID and the secret only it has, signed, for the push's lifetime.
+PUSH_COOKIE = "threshold_push"
+# The signed-in browser's step-up push: a cookie of its own, never the sign-in's.
+STEP_UP_PUSH_COOKIE = "threshold_step_up_push"
+_PUSH_COOKIE_AGE = 150  # the push's two minutes, and time to finish
 
 
-def _push_from_cookie(request: HttpRequest) -> tuple[str, str] | None:
-    token = request.COOKIES.get(PUSH_COOKIE, "")
-    try:
-        value = signing.loads(token, salt=_PUSH_SALT, max_age=_PUSH_COOKIE_AGE)
-    except signing.BadSignature:
-        return None
-    if not (isinstance(value, list) and len(value) == 2):  # noqa: PLR2004 - id and secret
-        return None
-    return str(value[0]), str(value[1])
+class _PushPages:
+    """What the pages of a browser's push share (its cookie, the number's page, its state,
+    finish and cancel), and what each purpose says for itself: a sign-in's push (/sign-in/push,
+    ``_SignInPush``) and "Verify it's you"'s (/settings/verify/push, ``_StepUpPush``)."""
+
+    cookie: str
+    salt: str
+    # URL names: the number's page, its state (push.js), finish, cancel; "with a passkey instead".
+    wait: str
+    state: str
+    finish: str
+    cancel: str
+    instead: str
+    step_up: bool
+
+    def query(self, request: HttpRequest) -> dict[str, str]:
+        """Where the browser goes once the push is done, carried from page to page."""
+        raise NotImplementedError
+
+    def problem(self, request: HttpRequest, error: errors.ThresholdError) -> HttpResponse:
+        """The push's error page (devices/push.html)."""
+        raise NotImplementedError
+
+    def binding(self, request: HttpRequest) -> list[str]:
+        """What the cookie holds besides the push's ID and secret, and must hold again."""
+        return []
+
+    def from_cookie(self, request: HttpRequest) -> tuple[str, str] | None:
+        """The push's ID and the browser's secret, from this browser's cookie."""
+        token = request.COOKIES.get(self.cookie, "")
+        try:
+            value = signing.loads(token, salt=self.salt, max_age=_PUSH_COOKIE_AGE)
+        except signing.BadSignature:
+            return None
+        binding = self.binding(request)
+        if not (isinstance(value, list) and len(value) == 2 + len(binding)):
+            return None
+        if not all(
+            hmac.compare_digest(str(held), expected)
+            for held, expected in zip(value[2:], binding, strict=True)
+        ):
+            return None
+        return str(value[0]), str(value[1])
+
+    def remember(self, request: HttpRequest, response: HttpResponse, sent: SentPush) -> None:
+        response.set_cookie(
+            self.cookie,
+            signing.dumps(
+                [sent.approval.public_id, sent.browser_secret, *self.binding(request)],
+                salt=self.salt,
+            ),
+            max_age=_PUSH_COOKIE_AGE,
+            secure=settings.SESSION_COOKIE_SECURE,
+            httponly=True,
+            samesite="Strict",
+        )
+
+    def forget(self, response: HttpResponse) -> None:
+        response.delete_cookie(self.cookie, samesite="Strict")
+
+    def over(
+        self, request: HttpRequest, found: tuple[str, str] | None, state: PushStatus
+    ) -> HttpResponse:
+        """The number's page once the push is no longer waiting (expired or refused)."""
+        if state == PushStatus.REFUSED:
+            return self.problem(request, errors.PushNumberWrong())
+        return self.problem(request, errors.PushExpired())
+
+    def finished(self, request: HttpRequest, found: tuple[str, str]) -> str:
+        """Use the approved push (or raise its error); where the browser goes next."""
+        raise NotImplementedError
+
+    def canceled(self, request: HttpRequest, found: tuple[str, str] | None) -> HttpResponse:
+        """End the push, if it still waits; the page that follows "Cancel"."""
+        raise NotImplementedError
 
 
-def _push_problem(request: HttpRequest, error: errors.ThresholdError) -> HttpResponse:
+class _SignInPush(_PushPages):
+    cookie = PUSH_COOKIE
+    salt = "threshold.devices.push"
+    wait = "devices:push-wait"
+    state = "devices:push-state"
+    finish = "devices:push-finish"
+    cancel = "devices:push-cancel"
+    instead = "sessions:sign-in"
+    step_up = False
+
+    def query(self, request: HttpRequest) -> dict[str, str]:
+        target = query_value(request, "next")
+        return {"next": target} if target else {}
+
+    def page(self, request: HttpRequest, status: int = 200, **context: object) -> HttpResponse:
+        """/sign-in/push: its form, or a push's error; "Start again" and "Sign in with a
+        passkey instead" keep ?next=, as the number's page does."""
+        query = self.query(request)
+        links = {
+            "again_url": url_to("devices:push", query=query),
+            "instead_url": url_to("sessions:sign-in", query=query),
+        }
+        return render(request, "devices/push.html", {**links, **context}, status=status)
+
+    def problem(self, request: HttpRequest, error: errors.ThresholdError) -> HttpResponse:
+        return self.page(
+            request,
+            catalog.status_for(error),
+            error=catalog.entry_for(error, Surface.AUTHENTICATION),
+        )
+
+    def finished(self, request: HttpRequest, found: tuple[str, str]) -> str:
+        """Sign in. The session counts as verified as after a password and code
+        (``mark_verified(phishing_resistant=False)``): multi-factor, never
+        phishing-resistant, so a passkey may be added right away ("Set up a passkey"), but
+        removing a method or the admin portal still needs a passkey."""
+        finished = do_finish_push(*found, audit_origin(request), policy_for(request))
+        sign_in(request, finished.user, finished.assurance, method=SignedInWith.DEVICE_APP)
+        mark_verified(request, phishing_resistant=False)
+        return safe_next(request)
+
+    def canceled(self, request: HttpRequest, found: tuple[str, str] | None) -> HttpResponse:
+        """The sign-in page again; the sign-in page's own Cancel (webauthn.js) posts JSON and
+        stays where it is: ``{"status": "ok"}``."""
+        if found is not None:
+            do_cancel_push(*found, audit_origin(request))
+        if request.content_type == "application/json":
+            return ok()
+        return see_other(url_to("sessions:sign-in", query=self.query(request)))
+
+
+class _StepUpPush(_PushPages):
+    cookie = STEP_UP_PUSH_COOKIE
+    salt = "threshold.devices.step-up-push"
+    wait = "devices:step-up-push-wait"
+    state = "devices:step-up-push-state"
+    finish = "devices:step-up-push-finish"
+    cancel = "devices:step-up-push-cancel"
+    instead = "selfservice:verify"
+    step_up = True
+
+    def query(self, request: HttpRequest) -> dict[str, str]:
+        return {"next": return_to(request).target}
+
+    def problem(self, request: HttpRequest, error: errors.ThresholdError) -> HttpResponse:
+        return render(
+            request,
+            "devices/push.html",
+            {
+                "error": catalog.entry_for(error, Surface.AUTHENTICATION),
+                "again_url": url_to("selfservice:verify", query=self.query(request)),
+                "step_up": True,
+            },
+            status=catalog.status_for(error),
+        )
+
+    def binding(self, request: HttpRequest) -> list[str]:
+        # Bound to the session that sent it, as a ceremony begun for a signed-in person is.
+        key = request.session.session_key or ""
+        return [hashlib.sha256(f"step-up-push:{key}".encode()).hexdigest()]
+
+    def from_cookie(self, request: HttpRequest) -> tuple[str, str] | None:
+        return super().from_cookie(request) if request.user.is_authenticated else None
+
+    def over(
+        self, request: HttpRequest, found: tuple[str, str] | None, state: PushStatus
+    ) -> HttpResponse:
+        """Why, audited once (``do_end_step_up_push``), and the push forgotten."""
+        if found is None:
+            return self.problem(request, errors.PushExpired())
+        error = do_end_step_up_push(*found, _user(request), audit_origin(request))
+        response = self.problem(request, error)
+        self.forget(response)
+        return response
+
+    def finished(self, request: HttpRequest, found: tuple[str, str]) -> str:
+        """Back where "Verify it's you" was sent from. It counts as the password and code do
+        (``mark_verified(phishing_resistant=False)``): a passkey may be added, nothing else."""
+        do_finish_step_up_push(*found, _user(request), audit_origin(request), policy_for(request))
+        mark_verified(request, phishing_resistant=False)
+        return return_to(request).target
+
+    def canceled(self, request: HttpRequest, found: tuple[str, str] | None) -> HttpResponse:
+        """ "Verify it's you" again."""
+        if found is not None:
+            do_cancel_push(*found, audit_origin(request), actor=_user(request))
+        return see_other(url_to("selfservice:verify", query=self.query(request)))
+
+
+SIGN_IN_PUSH = _SignInPush()
+STEP_UP_PUSH = _StepUpPush()
+
+
+def _sent(request: HttpRequest, pages: _PushPages, sent: SentPush) -> HttpResponse:
+    """After a push was sent from a form: its number's page, and the browser's cookie."""
+    response = see_other(url_to(pages.wait, query=pages.query(request)))
+    pages.remember(request, response, sent)
+    return response
+
+
+def _wait(request: HttpRequest, pages: _PushPages) -> HttpResponse:
+    """The number to type in Threshold Verify, while the push waits (push.js polls)."""
+    found = pages.from_cookie(request)
+    state, number = push_status(*found) if found else (PushStatus.EXPIRED, None)
+    if state in (PushStatus.EXPIRED, PushStatus.REFUSED):
+        return pages.over(request, found, state)
+    query = pages.query(request)
     return render(
         request,
-        "devices/push.html",
-        {"error": catalog.entry_for(error, Surface.AUTHENTICATION)},
-        status=catalog.status_for(error),
+        "devices/push_wait.html",
+        {
+            "number": number,
+            "state_url": reverse(pages.state),
+            "wait_url": url_to(pages.wait, query=query),
+            "finish_url": url_to(pages.finish, query=query),
+            "cancel_url": url_to(pages.cancel, query=query),
+            "instead_url": url_to(pages.instead, query=query),
+            "step_up": pages.step_up,
+        },
     )
+
+
+def _state(request: HttpRequest, pages: _PushPages) -> JsonResponse:
+    """{"state": "pending" | "approved" | "refused" | "expired"} for push.js."""
+    found = pages.from_cookie(request)
+    state, _ = push_status(*found) if found else (PushStatus.EXPIRED, None)
+    return JsonResponse({"state": state})
+
+
+def _finish(request: HttpRequest, pages: _PushPages) -> HttpResponse:
+    """Use the approved push; a push still waiting goes back to its page. No push in this
+    browser fails as an unknown one does (a step-up's is audited)."""
+    found = pages.from_cookie(request) or ("", "")
+    state, _ = push_status(*found)
+    if state == PushStatus.PENDING:
+        return see_other(url_to(pages.wait, query=pages.query(request)))
+    try:
+        target = pages.finished(request, found)
+    except errors.ThresholdError as error:
+        return pages.problem(request, error)
+    response = see_other(target)
+    pages.forget(response)
+    return response
+
+
+def _cancel(request: HttpRequest, pages: _PushPages) -> HttpResponse:
+    """ "Cancel": the push ends (no device shows it any longer), and the browser forgets it."""
+    response = pages.canceled(request, pages.from_cookie(request))
+    pages.forget(response)
+    return response
+
+
+# --- Sign-in with a push -----------------------------------------------------------------------
 
 
 @require_http_methods(["GET", "POST"])
@@ -214,9 +448,9 @@ def push(request: HttpRequest) -> HttpResponse:
         return redirect("selfservice:home")
     policy = policy_for(request)
     if not policy.allow_device_app_sign_in:
-        return _push_problem(request, errors.DeviceAppNotAllowed())
+        return SIGN_IN_PUSH.problem(request, errors.DeviceAppNotAllowed())
     if request.method == "GET":
-        return render(request, "devices/push.html", {"error": None})
+        return SIGN_IN_PUSH.page(request, error=None)
     try:
         # As /sign-in/push/start reads it: at most 150 characters of text, no control
         # characters (PostgreSQL fails on a NUL in a query's text: a 500).
@@ -224,29 +458,13 @@ def push(request: HttpRequest) -> HttpResponse:
         if not username or not username.strip():
             # The sign-in page's form sends an empty field without JavaScript (novalidate):
             # the catalog's entry beside the field, as webauthn.js shows it.
-            return render(
-                request,
-                "devices/push.html",
-                {"error": None, "username_error": catalog.CATALOG["username_required"]},
-                status=400,
+            return SIGN_IN_PUSH.page(
+                request, 400, error=None, username_error=catalog.CATALOG["username_required"]
             )
         sent = do_send_push(username, audit_origin(request), policy)
     except errors.ThresholdError as error:
-        return _push_problem(request, error)
-    response = see_other(url_to("devices:push-wait", query=_next_query(request)))
-    _set_push_cookie(response, sent)
-    return response
-
-
-def _set_push_cookie(response: HttpResponse, sent: SentPush) -> None:
-    response.set_cookie(
-        PUSH_COOKIE,
-        signing.dumps([sent.approval.public_id, sent.browser_secret], salt=_PUSH_SALT),
-        max_age=_PUSH_COOKIE_AGE,
-        secure=settings.SESSION_COOKIE_SECURE,
-        httponly=True,
-        samesite="Strict",
-    )
+        return SIGN_IN_PUSH.problem(request, error)
+    return _sent(request, SIGN_IN_PUSH, sent)
 
 
 @require_POST
@@ -266,133 +484,35 @@ def push_start(request: HttpRequest) -> JsonResponse:
     except errors.ThresholdError as error:
         return failed(error, Surface.AUTHENTICATION)
     response = ok({"number": sent.approval.number})
-    _set_push_cookie(response, sent)
+    SIGN_IN_PUSH.remember(request, response, sent)
     return response
-
-
-def _next_query(request: HttpRequest) -> dict[str, str]:
-    target = query_value(request, "next")
-    return {"next": target} if target else {}
 
 
 @require_GET
 @never_cache
 def push_wait(request: HttpRequest) -> HttpResponse:
-    """The number to type in Threshold Verify, while the push waits (push.js polls)."""
-    found = _push_from_cookie(request)
-    state, number = push_status(*found) if found else (PushStatus.EXPIRED, None)
-    if state == PushStatus.EXPIRED:
-        return _push_problem(request, errors.PushExpired())
-    if state == PushStatus.REFUSED:
-        return _push_problem(request, errors.PushNumberWrong())
-    query = _next_query(request)
-    return render(
-        request,
-        "devices/push_wait.html",
-        {
-            "number": number,
-            "state_url": reverse("devices:push-state"),
-            "wait_url": url_to("devices:push-wait", query=query),
-            "finish_url": url_to("devices:push-finish", query=query),
-            "cancel_url": url_to("devices:push-cancel", query=query),
-            "instead_url": url_to("sessions:sign-in", query=query),
-            "step_up": False,
-        },
-    )
+    return _wait(request, SIGN_IN_PUSH)
 
 
 @require_POST
 @never_cache
 def push_cancel(request: HttpRequest) -> HttpResponse:
-    """ "Cancel" on the number's page: the push ends (no device shows it any longer), and
-    the sign-in page is shown again. The sign-in page's own Cancel (webauthn.js) posts JSON
-    and stays where it is: ``{"status": "ok"}``."""
-    found = _push_from_cookie(request)
-    if found is not None:
-        do_cancel_push(*found, audit_origin(request))
-    response: HttpResponse
-    if request.content_type == "application/json":
-        response = ok()
-    else:
-        response = see_other(url_to("sessions:sign-in", query=_next_query(request)))
-    response.delete_cookie(PUSH_COOKIE, samesite="Strict")
-    return response
+    return _cancel(request, SIGN_IN_PUSH)
 
 
 @require_GET
 @never_cache
 def push_state(request: HttpRequest) -> JsonResponse:
-    """{"state": "pending" | "approved" | "refused" | "expired"} for push.js."""
-    found = _push_from_cookie(request)
-    state, _ = push_status(*found) if found else (PushStatus.EXPIRED, None)
-    return JsonResponse({"state": state})
+    return _state(request, SIGN_IN_PUSH)
 
 
 @require_POST
 @never_cache
 def push_finish(request: HttpRequest) -> HttpResponse:
-    """Sign in with the approved push; a push still waiting goes back to its page. The session
-    counts as verified as after a password and code (``mark_verified(phishing_resistant=False)``):
-    multi-factor, never phishing-resistant, so a passkey may be added right away ("Set up a
-    passkey"), but removing a method or the admin portal still needs a passkey."""
-    found = _push_from_cookie(request)
-    if found is None:
-        return _push_problem(request, errors.PushExpired())
-    state, _ = push_status(*found)
-    if state == PushStatus.PENDING:
-        return see_other(url_to("devices:push-wait", query=_next_query(request)))
-    try:
-        finished = do_finish_push(*found, audit_origin(request), policy_for(request))
-    except errors.ThresholdError as error:
-        return _push_problem(request, error)
-    sign_in(request, finished.user, finished.assurance, method=SignedInWith.DEVICE_APP)
-    mark_verified(request, phishing_resistant=False)
-    response = see_other(safe_next(request))
-    response.delete_cookie(PUSH_COOKIE, samesite="Strict")
-    return response
+    return _finish(request, SIGN_IN_PUSH)
 
 
 # --- "Verify it's you" with a push ---------------------------------------------------------
-
-# The signed-in browser's step-up push: a cookie of its own, never the sign-in's.
-STEP_UP_PUSH_COOKIE = "threshold_step_up_push"
-_STEP_UP_PUSH_SALT = "threshold.devices.step-up-push"
-
-
-def _step_up_push_from_cookie(request: HttpRequest) -> tuple[str, str] | None:
-    token = request.COOKIES.get(STEP_UP_PUSH_COOKIE, "")
-    try:
-        value = signing.loads(token, salt=_STEP_UP_PUSH_SALT, max_age=_PUSH_COOKIE_AGE)
-    except signing.BadSignature:
-        return None
-    if not (isinstance(value, list) and len(value) == 3):  # noqa: PLR2004 - id, secret, session
-        return None
-    # Bound to the session that sent it, as a ceremony begun for a signed-in person is.
-    if not hmac.compare_digest(str(value[2]), _session_binding(request)):
-        return None
-    return str(value[0]), str(value[1])
-
-
-def _session_binding(request: HttpRequest) -> str:
-    key = request.session.session_key or ""
-    return hashlib.sha256(f"step-up-push:{key}".encode()).hexdigest()
-
-
-def _step_up_query(request: HttpRequest) -> dict[str, str]:
-    return {"next": return_to(request).target}
-
-
-def _step_up_problem(request: HttpRequest, error: errors.ThresholdError) -> HttpResponse:
-    return render(
-        request,
-        "devices/push.html",
-        {
-            "error": catalog.entry_for(error, Surface.AUTHENTICATION),
-            "again_url": url_to("selfservice:verify", query=_step_up_query(request)),
-            "step_up": True,
-        },
-        status=catalog.status_for(error),
-    )
 
 
 @require_POST
@@ -403,92 +523,35 @@ def step_up_push(request: HttpRequest) -> HttpResponse:
     try:
         sent = do_send_step_up_push(_user(request), audit_origin(request), policy_for(request))
     except errors.ThresholdError as error:
-        return _step_up_problem(request, error)
-    response = see_other(url_to("devices:step-up-push-wait", query=_step_up_query(request)))
-    response.set_cookie(
-        STEP_UP_PUSH_COOKIE,
-        signing.dumps(
-            [sent.approval.public_id, sent.browser_secret, _session_binding(request)],
-            salt=_STEP_UP_PUSH_SALT,
-        ),
-        max_age=_PUSH_COOKIE_AGE,
-        secure=settings.SESSION_COOKIE_SECURE,
-        httponly=True,
-        samesite="Strict",
-    )
-    return response
+        return STEP_UP_PUSH.problem(request, error)
+    return _sent(request, STEP_UP_PUSH, sent)
 
 
 @require_GET
 @never_cache
 @login_required
 def step_up_push_wait(request: HttpRequest) -> HttpResponse:
-    """The number to type in Threshold Verify, while the step-up's push waits."""
-    found = _step_up_push_from_cookie(request)
-    state, number = push_status(*found) if found else (PushStatus.EXPIRED, None)
-    if state == PushStatus.EXPIRED:
-        return _step_up_problem(request, errors.PushExpired())
-    if state == PushStatus.REFUSED:
-        return _step_up_problem(request, errors.PushNumberWrong())
-    query = _step_up_query(request)
-    return render(
-        request,
-        "devices/push_wait.html",
-        {
-            "number": number,
-            "state_url": reverse("devices:step-up-push-state"),
-            "wait_url": url_to("devices:step-up-push-wait", query=query),
-            "finish_url": url_to("devices:step-up-push-finish", query=query),
-            "cancel_url": url_to("devices:step-up-push-cancel", query=query),
-            "instead_url": url_to("selfservice:verify", query=query),
-            "step_up": True,
-        },
-    )
+    return _wait(request, STEP_UP_PUSH)
 
 
 @require_GET
 @never_cache
 def step_up_push_state(request: HttpRequest) -> JsonResponse:
-    """{"state": ...} for push.js, as /sign-in/push/state answers."""
-    found = _step_up_push_from_cookie(request) if request.user.is_authenticated else None
-    state, _ = push_status(*found) if found else (PushStatus.EXPIRED, None)
-    return JsonResponse({"state": state})
+    return _state(request, STEP_UP_PUSH)
 
 
 @require_POST
 @never_cache
 @login_required
 def step_up_push_finish(request: HttpRequest) -> HttpResponse:
-    """Verified with the approved push: back where "Verify it's you" was sent from. It counts
-    as the password and code do (``mark_verified(phishing_resistant=False)``): a passkey may
-    be added, nothing else."""
-    found = _step_up_push_from_cookie(request)
-    if found is None:
-        return _step_up_problem(request, errors.PushExpired())
-    state, _ = push_status(*found)
-    if state == PushStatus.PENDING:
-        return see_other(url_to("devices:step-up-push-wait", query=_step_up_query(request)))
-    try:
-        do_finish_step_up_push(*found, _user(request), audit_origin(request), policy_for(request))
-    except errors.ThresholdError as error:
-        return _step_up_problem(request, error)
-    mark_verified(request, phishing_resistant=False)
-    response = see_other(return_to(request).target)
-    response.delete_cookie(STEP_UP_PUSH_COOKIE, samesite="Strict")
-    return response
+    return _finish(request, STEP_UP_PUSH)
 
 
 @require_POST
 @never_cache
 @login_required
 def step_up_push_cancel(request: HttpRequest) -> HttpResponse:
-    """ "Cancel": the push ends, and "Verify it's you" is shown again."""
-    found = _step_up_push_from_cookie(request)
-    if found is not None:
-        do_cancel_push(*found, audit_origin(request), actor=_user(request))
-    response = see_other(url_to("selfservice:verify", query=_step_up_query(request)))
-    response.delete_cookie(STEP_UP_PUSH_COOKIE, samesite="Strict")
-    return response
+    return _cancel(request, STEP_UP_PUSH)
 
 
 # The phone web app's colour: the pages' accent (threshold.css --accent).
@@ -558,7 +621,18 @@ def verify_worker(request: HttpRequest) -> HttpResponse:
     response = render(
         request,
         "devices/service_worker.js",
-        {"shell": json.dumps(shell), "version": json.dumps("-".join(shell))},
+        {
+            "shell": json.dumps(shell),
+            "version": json.dumps("-".join(shell)),
+            # A message's words when it has none of its own: its purpose's, or any request's.
+            "asks": json.dumps(
+                {
+                    purpose: {"title": payload["title"], "body": payload["body"]}
+                    for purpose, payload in webpush.PAYLOADS.items()
+                }
+            ),
+            "any_request": json.dumps(webpush.ANY_REQUEST),
+        },
         content_type="text/javascript",
     )
     # A browser checks for a new worker on every visit; it never keeps an old one.

@@ -81,6 +81,12 @@ PAYLOADS: dict[PushPurpose, dict[str, str]] = {
         "to answer it.",
     },
 }
+# What the service worker shows for a message that says neither its words nor a purpose it
+# knows: a request, whichever it is.
+ANY_REQUEST = {
+    "title": "Threshold Verify",
+    "body": "A request is waiting for you. Open Threshold Verify to answer it.",
+}
 
 
 def is_enabled() -> bool:

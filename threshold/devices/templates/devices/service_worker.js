@@ -51,7 +51,12 @@ self.addEventListener("fetch", (event) => {
 
 // Web Push (when the operator turned it on): the message only says what the push asks, a
 // sign-in or "Verify it's you" (no number, no secret); the notification opens the app, which
-// asks the server for the rest.
+// asks the server for the rest. A message without its own words gets its purpose's (the
+// server's, webpush.PAYLOADS), or, with no purpose known, words that fit any request. One tag
+// for every request: only one waits at a time, so a new one replaces the last.
+const ASKS = {{ asks|safe }};
+const ANY_REQUEST = {{ any_request|safe }};
+
 self.addEventListener("push", (event) => {
   let message = {};
   try {
@@ -59,10 +64,14 @@ self.addEventListener("push", (event) => {
   } catch (error) {
     message = {};
   }
+  if (!message || typeof message !== "object") message = {};
+  const purpose = typeof message.purpose === "string" ? message.purpose : "";
+  const asked = Object.prototype.hasOwnProperty.call(ASKS, purpose) ? ASKS[purpose] : ANY_REQUEST;
+  const text = (value, otherwise) => (typeof value === "string" && value ? value : otherwise);
   event.waitUntil(
-    self.registration.showNotification(message.title || "Threshold Verify", {
-      body: message.body || "A sign-in is waiting for your approval.",
-      tag: "threshold-verify-sign-in",
+    self.registration.showNotification(text(message.title, asked.title), {
+      body: text(message.body, asked.body),
+      tag: "threshold-verify-request",
       renotify: true,
       requireInteraction: true,
       icon: SHELL[SHELL.length - 1],
