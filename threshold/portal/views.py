@@ -898,12 +898,20 @@ def policy_page(request: HttpRequest) -> HttpResponse:
     return _save_policy(request, current, new)
 
 
-def _save_policy(request: HttpRequest, current: Policy, new: Policy) -> HttpResponse:
-    """Save ``new``, unless ``_held_back`` holds it back."""
+def _save_policy(
+    request: HttpRequest,
+    current: Policy,
+    new: Policy,
+    *,
+    changes: str = "",
+    done_at: str = "portal:policy",
+) -> HttpResponse:
+    """Save ``new``, unless ``_held_back`` holds it back; then back to ``done_at`` (the policy
+    page, or the authenticators page for a change of the list named ``changes``)."""
     if new == current:
-        return see_other(url_to("portal:policy", query={"done": "unchanged"}))
+        return see_other(url_to(done_at, query={"done": "unchanged"}))
     preview = policies.preview(current, new, actor(request))
-    page = _policy_preview_page(current, new)
+    page = _policy_preview_page(current, new, changes)
     held = _held_back(request, preview, **page)
     if held is not None:
         return held
@@ -911,7 +919,7 @@ def _save_policy(request: HttpRequest, current: Policy, new: Policy) -> HttpResp
         policies.save_policy(new, audit_origin(request), actor(request))
     except policies.NoAdministratorLeft as refused:
         return _refused_meanwhile(request, preview, refused, **page)
-    return see_other(url_to("portal:policy", query={"done": "saved"}))
+    return see_other(url_to(done_at, query={"done": "saved"}))
 
 
 # --- Authenticators ------------------------------------------------------------------------------
@@ -971,18 +979,7 @@ def authenticators_page(request: HttpRequest) -> HttpResponse:
         values = tuple(item for item in listed if item != aaguid)
     change_list: dict[str, Any] = {name: values}
     new = dataclasses.replace(current, **change_list)
-    if new == current:
-        return see_other(url_to("portal:authenticators", query={"done": "unchanged"}))
-    preview = policies.preview(current, new, actor(request))
-    page = _policy_preview_page(current, new, name)
-    held = _held_back(request, preview, **page)
-    if held is not None:
-        return held
-    try:
-        policies.save_policy(new, audit_origin(request), actor(request))
-    except policies.NoAdministratorLeft as refused:
-        return _refused_meanwhile(request, preview, refused, **page)
-    return see_other(url_to("portal:authenticators", query={"done": "saved"}))
+    return _save_policy(request, current, new, changes=name, done_at="portal:authenticators")
 
 
 # --- Groups --------------------------------------------------------------------------------------
