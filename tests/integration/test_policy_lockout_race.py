@@ -2,8 +2,9 @@
 
 The admin portal refuses a change that would leave no administrator who can sign in today a
 way to (``portal.policies.Lockout``): of the policy or a group's rules, a person put in a
-group, the administrator role taken away, a lock, a deactivation. Each change below cuts off
-one of two administrators, so each alone is saved; together they cut off both. The check and
+group, the administrator role taken away, a lock, a deactivation, someone else's passkey
+removed. Each change below cuts off one of two administrators, so each alone is saved;
+together they cut off both. The check and
 the save are one transaction that takes the policy's row first (``policy.actions.lock_policy``):
 here one change holds it, on a real connection, just before it commits, while the other
 begins on another. On PostgreSQL the other must be waiting for that row, having written
@@ -32,6 +33,7 @@ from threshold.core.policy import Policy
 from threshold.groups import actions as groups_actions
 from threshold.groups.actions import do_add_group, do_add_member
 from threshold.groups.models import Group, Membership
+from threshold.passkeys import actions as passkeys_actions
 from threshold.passkeys.models import Passkey
 from threshold.policy import actions as policy_actions
 from threshold.policy.access import get_policy
@@ -41,12 +43,14 @@ from threshold.policy.models import OrganisationPolicy
 pytestmark = pytest.mark.django_db(transaction=True)
 
 POLICY_TABLE = OrganisationPolicy._meta.db_table
-# What the changes write: the policy, a group's rules or members, a person (and the audit rows).
+# What the changes write: the policy, a group's rules or members, a person, a passkey (and the
+# audit rows).
 ITS_ROWS = {
     POLICY_TABLE,
     Group._meta.db_table,
     Membership._meta.db_table,
     User._meta.db_table,
+    Passkey._meta.db_table,
     "audit_auditevent",
 }
 
@@ -100,6 +104,15 @@ def changes() -> dict[str, Callable[[], Any]]:
             f"/admin/groups/{spares.pk}/rules",
             {"aaguid_deny_list": SOFT_AAGUID, "seen": "1"},
         ),
+        # Root removes Spare's one passkey (lost, say), and Spare removes Root's.
+        "spare_passkey_removed": lambda: post(
+            root_browser,
+            f"/admin/people/{spare.user.pk}/passkeys/{_only_passkey(spare.user)}/remove",
+        ),
+        "root_passkey_removed": lambda: post(
+            spare_browser,
+            f"/admin/people/{root.user.pk}/passkeys/{_only_passkey(root.user)}/remove",
+        ),
         # Spare blocks synced passkeys in Root's group: Root is cut off.
         "roots_group": lambda: post(
             spare_browser,
@@ -107,6 +120,11 @@ def changes() -> dict[str, Callable[[], Any]]:
             {"block_synced_passkeys": "true", "seen": "1"},
         ),
     }
+
+
+def _only_passkey(user: User) -> int:
+    [passkey_id] = Passkey.objects.filter(user=user).values_list("pk", flat=True)
+    return passkey_id
 
 
 # Where each holds its transaction open: its audit row, written just before it commits.
@@ -119,6 +137,8 @@ HOLDS_AT: dict[str, ModuleType] = {
     "root_locked": accounts_actions,
     "root_stepped_down": accounts_actions,
     "spare_joins": groups_actions,
+    "spare_passkey_removed": passkeys_actions,
+    "root_passkey_removed": passkeys_actions,
 }
 
 PAIRS = [
@@ -130,6 +150,8 @@ PAIRS = [
     ("spare_joins", "root_locked"),
     ("policy", "spare_joins"),
     ("spares_group", "root_stepped_down"),
+    ("spare_passkey_removed", "root_passkey_removed"),
+    ("root_locked", "spare_passkey_removed"),
 ]
 
 

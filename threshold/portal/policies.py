@@ -13,7 +13,9 @@ in, checked and saved in one transaction that holds the policy's row. The other 
 can leave no administrator a way in are made through here for the same check, in the same
 way (``Lockout``, ``_guarded``): a person put in a group whose rules refuse their passkeys
 (``add_member``), the administrator role taken away (``set_role``), a lock (``lock_person``)
-and a deactivation (``deactivate_person``), from the portal and the command line.
+and a deactivation (``deactivate_person``), from the portal and the command line; and, in the
+portal, a passkey of someone else's removed (``remove_passkey``) or their password and
+authenticator app reset (``reset_fallback``).
 """
 
 from __future__ import annotations
@@ -41,13 +43,16 @@ from threshold.core.policy import (
     Setting,
     evaluate,
 )
+from threshold.fallback.actions import do_reset_fallback
 from threshold.groups.access import members_of, rules_by_user, rules_of
 from threshold.groups.actions import do_add_member, do_set_group_rules
 from threshold.groups.models import Group, Membership
-from threshold.passkeys.access import list_passkeys_not_allowed
+from threshold.passkeys.access import access_own_passkey, list_passkeys_not_allowed
+from threshold.passkeys.actions import do_remove_passkey
 from threshold.passkeys.methods import count_usable_passkeys
 from threshold.passkeys.models import Passkey
 from threshold.policy.actions import do_update_policy, lock_policy
+from threshold.portal.people import ways_left
 
 _TEXT_MAX = 4000
 
@@ -488,4 +493,55 @@ def deactivate_person(
         lambda: do_deactivate_user(user, origin, actor=actor),
         DEACTIVATION_LEAVES_NO_ADMINISTRATOR.format(who=user.display_name),
         force=force,
+    )
+
+
+# --- Someone else's sign-in methods, removed from the admin portal --------------------------
+
+REMOVAL_LEAVES_NO_ADMINISTRATOR = (
+    "Removing this from {who} would leave no administrator able to sign in, so nothing was "
+    "removed. Make sure another administrator can sign in first."
+)
+
+
+def _method_lockout(person: User, usable_after: int, policy: Policy) -> Lockout:
+    """Who removing one of ``person``'s ways to sign in, leaving ``usable_after``, would cut
+    off among the administrators: them, when they are the last who can sign in. (Two
+    administrators removing each other's last passkeys at once: the second is refused.)"""
+
+    def usable_now(user: User) -> int:
+        return count_usable_sign_in_methods(user, policy)
+
+    return _lockout(
+        None, usable_now, lambda u: usable_after if u.pk == person.pk else usable_now(u)
+    )
+
+
+def remove_passkey(user: User, passkey_id: int, origin: Origin, actor: User) -> Passkey:
+    """``do_remove_passkey`` by someone else (the admin portal), unless it would leave no
+    administrator a way in (``NoAdministratorLeft``); ``SecurityMethodNotFound`` for a passkey
+    that is not theirs."""
+
+    def check(policy: Policy) -> Lockout:
+        passkey = access_own_passkey(user, passkey_id)
+        after = ways_left(user, policy, without_passkey=passkey).usable
+        return _method_lockout(user, after, policy)
+
+    removed, _ = _guarded(
+        check,
+        lambda: do_remove_passkey(user, passkey_id, origin, actor=actor),
+        REMOVAL_LEAVES_NO_ADMINISTRATOR.format(who=user.display_name),
+    )
+    return removed
+
+
+def reset_fallback(user: User, origin: Origin, actor: User) -> None:
+    """``do_reset_fallback`` (the admin portal), unless it would leave no administrator a way
+    in (``NoAdministratorLeft``)."""
+    _guarded(
+        lambda policy: _method_lockout(
+            user, ways_left(user, policy, without_fallback=True).usable, policy
+        ),
+        lambda: do_reset_fallback(user, origin, actor=actor),
+        REMOVAL_LEAVES_NO_ADMINISTRATOR.format(who=user.display_name),
     )

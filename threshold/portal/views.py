@@ -25,12 +25,11 @@ from threshold.audit.actions import Action
 from threshold.core import errors
 from threshold.core.policy import SETTINGS, GroupRules, Policy
 from threshold.enrollment.actions import do_invite, do_issue_recovery, do_revoke_invite
-from threshold.fallback.actions import do_reset_fallback, has_fallback, unused_recovery_codes
+from threshold.fallback.actions import has_fallback, unused_recovery_codes
 from threshold.groups.access import list_groups, members_of
 from threshold.groups.actions import GroupError, do_add_group, do_remove_group, do_remove_member
 from threshold.groups.models import Group
 from threshold.passkeys.access import access_own_passkey
-from threshold.passkeys.actions import do_remove_passkey
 from threshold.policy.access import policy_for
 from threshold.portal import auditlog, authenticators, imports, people, policies, readiness
 from threshold.portal.guard import Refused, actor, portal_view
@@ -330,15 +329,11 @@ def remove_passkey(request: HttpRequest, user_id: int, passkey_id: int) -> HttpR
         )
     user = _person_to_change(request, user_id)
     try:
-        do_remove_passkey(
-            user,
-            passkey_id,
-            audit_origin(request),
-            policy=policy_for(request),
-            actor=actor(request),
-        )
+        policies.remove_passkey(user, passkey_id, audit_origin(request), actor(request))
     except errors.SecurityMethodNotFound:
         return _not_their_passkey(request, user)
+    except policies.NoAdministratorLeft as refused:
+        return _render_person(request, user, error=str(refused), status=409)
     return see_other(_person_url(user.pk, done="passkey-removed"))
 
 
@@ -368,9 +363,11 @@ def reset_fallback(request: HttpRequest, user_id: int) -> HttpResponse:
         )
     user = _person_to_change(request, user_id)
     try:
-        do_reset_fallback(user, audit_origin(request), actor=actor(request))
+        policies.reset_fallback(user, audit_origin(request), actor(request))
     except errors.SecurityMethodNotFound:
         return _no_fallback(request, user)
+    except policies.NoAdministratorLeft as refused:
+        return _render_person(request, user, error=str(refused), status=409)
     return see_other(_person_url(user.pk, done="fallback-reset"))
 
 
