@@ -200,6 +200,20 @@ def _administrators_with_synced_passkeys(*usernames: str) -> list[User]:
     return users
 
 
+def test_policy_check_says_when_a_change_would_leave_no_administrator(capsys):
+    _administrators_with_synced_passkeys("root@example.com", "spare@example.com")
+    assert main(["policy", "check", "block_synced_passkeys=true"]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "No administrator could sign in: root@example.com, spare@example.com can today. "
+        "`threshold policy set` refuses this change without --force."
+    ) in out
+    # One administrator whose passkey does not sync keeps a way in: not said.
+    Passkey.objects.filter(user__username="spare@example.com").update(backup_eligible=False)
+    assert main(["policy", "check", "block_synced_passkeys=true"]) == 1
+    assert "No administrator could sign in" not in capsys.readouterr().out
+
+
 def test_policy_set_refuses_a_change_that_leaves_no_administrator_a_way_in(capsys):
     _administrators_with_synced_passkeys("root@example.com", "spare@example.com")
     enrolled_person("bob@example.com", "Bob")  # not an administrator: he does not count

@@ -105,6 +105,8 @@ def check(args: argparse.Namespace) -> int:
     """Who ``policy`` would stop signing in with which passkey: 0 if nobody, else 1."""
     from threshold.accounts.methods import count_usable_sign_in_methods
     from threshold.passkeys.access import list_passkeys_not_allowed
+    from threshold.policy.access import get_policy
+    from threshold.portal.policies import policy_lockout
 
     policy = _with_changes(args.assignments)
     if policy is None:
@@ -130,6 +132,13 @@ def check(args: argparse.Namespace) -> int:
         print(
             f"No way left to sign in for {len(stranded)}: {', '.join(stranded)} "
             "(each needs a recovery link: `threshold recover EMAIL`)."
+        )
+    # What `threshold policy set` and the admin portal would refuse (unless --force).
+    lockout = policy_lockout(get_policy(), policy)
+    if lockout.no_administrator_left:
+        print(
+            f"No administrator could sign in: {_names(lockout)} can today. "
+            "`threshold policy set` refuses this change without --force."
         )
     return 1
 
