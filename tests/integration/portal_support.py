@@ -9,7 +9,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tests.integration.conftest import Browser, Person, assert_ok, enrolled_person, sign_in
-from threshold.accounts.models import Role
+from threshold.accounts.methods import count_usable_sign_in_methods
+from threshold.accounts.models import Role, User
+from threshold.policy.access import get_policy
 from threshold.portal.urls import urlpatterns
 
 
@@ -70,3 +72,15 @@ def query_plans(browser: Browser, path: str, needle: str) -> list[str]:
             cursor.execute(verb + sql)
             plans.append("\n".join(str(row[-1]) for row in cursor.fetchall()))
     return plans
+
+
+def administrators_who_can_sign_in() -> list[str]:
+    """The usernames of the administrators who can sign in under the policy in force."""
+    policy = get_policy()
+    return [
+        user.username
+        for user in User.objects.filter(
+            role=Role.ADMINISTRATOR, is_active=True, locked_at=None
+        ).order_by("username")
+        if count_usable_sign_in_methods(user, policy) > 0
+    ]

@@ -15,7 +15,7 @@ import io
 import pytest
 
 from tests.integration.conftest import enrolled_person, last_event
-from tests.integration.portal_support import post, staff
+from tests.integration.portal_support import administrators_who_can_sign_in, post, staff
 from tests.integration.test_policy_at_sign_in import SOFT_AAGUID
 from threshold.accounts.methods import count_usable_sign_in_methods
 from threshold.accounts.models import Role, User
@@ -66,17 +66,6 @@ def cut_off(user: User) -> None:
     do_add_member(group, user, Origin.cli())
     Group.objects.filter(pk=group.pk).update(rules={"aaguid_deny_list": [SOFT_AAGUID]})
     assert count_usable_sign_in_methods(user, get_policy()) == 0
-
-
-def administrators_who_can_sign_in() -> list[str]:
-    policy = get_policy()
-    return [
-        user.username
-        for user in User.objects.filter(
-            role=Role.ADMINISTRATOR, is_active=True, locked_at=None
-        ).order_by("username")
-        if count_usable_sign_in_methods(user, policy) > 0
-    ]
 
 
 def nothing_changed(root: User) -> None:

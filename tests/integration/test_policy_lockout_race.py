@@ -21,12 +21,11 @@ import pytest
 from django.db import connection
 
 from tests.integration.conftest import Browser, assert_ok, sign_in
-from tests.integration.portal_support import post, staff
+from tests.integration.portal_support import administrators_who_can_sign_in, post, staff
 from tests.integration.test_concurrent_changes import while_one_holds
 from tests.integration.test_policy_at_sign_in import SOFT_AAGUID
 from tests.integration.test_revocation_order import the_waiting_connection
 from threshold.accounts import actions as accounts_actions
-from threshold.accounts.methods import count_usable_sign_in_methods
 from threshold.accounts.models import Role, User
 from threshold.audit.actions import Origin
 from threshold.core.policy import Policy
@@ -36,7 +35,6 @@ from threshold.groups.models import Group, Membership
 from threshold.passkeys import actions as passkeys_actions
 from threshold.passkeys.models import Passkey
 from threshold.policy import actions as policy_actions
-from threshold.policy.access import get_policy
 from threshold.policy.actions import do_update_policy
 from threshold.policy.models import OrganisationPolicy
 
@@ -153,17 +151,6 @@ PAIRS = [
     ("spare_passkey_removed", "root_passkey_removed"),
     ("root_locked", "spare_passkey_removed"),
 ]
-
-
-def administrators_who_can_sign_in() -> list[str]:
-    policy = get_policy()
-    return [
-        user.username
-        for user in User.objects.filter(
-            role=Role.ADMINISTRATOR, is_active=True, locked_at=None
-        ).order_by("username")
-        if count_usable_sign_in_methods(user, policy) > 0
-    ]
 
 
 @pytest.mark.parametrize(("first", "second"), PAIRS)
