@@ -310,6 +310,22 @@ def test_the_person_page_and_the_list_say_whether_the_email_address_is_verified(
     assert len(eight.captured_queries) == len(three.captured_queries)
 
 
+def test_an_administrator_cannot_remove_their_own_last_passkey_from_their_page(db):
+    """Their own page offers Remove: the last-method rule answers (409, in the catalog's
+    words), and its refusal is audited, as in Settings."""
+    root, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    staff("other@example.com", Role.ADMINISTRATOR)
+    passkey = root.user.passkeys.get()
+    response = post(browser, f"/admin/people/{root.user.pk}/passkeys/{passkey.pk}/remove")
+    assert response.status_code == 409
+    assert "You Can\u2019t Remove Your Only Sign-in Method" in html.unescape(
+        response.content.decode()
+    )
+    assert root.user.passkeys.filter(pk=passkey.pk).exists()
+    refused = last_event("passkey.removal_refused")
+    assert (refused.subject, refused.reason) == (root.user, "last_method")
+
+
 def test_help_desk_removes_a_lost_passkey_and_the_person_recovers(
     ada, mailoutbox, django_capture_on_commit_callbacks
 ):

@@ -518,9 +518,13 @@ def _method_lockout(person: User, usable_after: int, policy: Policy) -> Lockout:
 
 
 def remove_passkey(user: User, passkey_id: int, origin: Origin, actor: User) -> Passkey:
-    """``do_remove_passkey`` by someone else (the admin portal), unless it would leave no
+    """``do_remove_passkey`` from the admin portal: by someone else, unless it would leave no
     administrator a way in (``NoAdministratorLeft``); ``SecurityMethodNotFound`` for a passkey
-    that is not theirs."""
+    that is not theirs. One's own follows the last-method rule (``LastSignInMethod``, its
+    refusal audited), which keeps them a way in: no check here, whose transaction would take
+    the refusal's audit row with it."""
+    if actor.pk == user.pk:
+        return do_remove_passkey(user, passkey_id, origin, actor=actor)
 
     def check(policy: Policy) -> Lockout:
         passkey = access_own_passkey(user, passkey_id)

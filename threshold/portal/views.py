@@ -22,7 +22,7 @@ from threshold.accounts.access import get_user
 from threshold.accounts.actions import clean_lock_reason, do_reactivate_user, do_unlock_user
 from threshold.accounts.models import Role, User
 from threshold.audit.actions import Action
-from threshold.core import errors
+from threshold.core import catalog, errors
 from threshold.core.policy import SETTINGS, GroupRules, Policy
 from threshold.enrollment.actions import do_invite, do_issue_recovery, do_revoke_invite
 from threshold.fallback.actions import has_fallback, unused_recovery_codes
@@ -332,6 +332,10 @@ def remove_passkey(request: HttpRequest, user_id: int, passkey_id: int) -> HttpR
         policies.remove_passkey(user, passkey_id, audit_origin(request), actor(request))
     except errors.SecurityMethodNotFound:
         return _not_their_passkey(request, user)
+    except errors.LastSignInMethod:
+        # One's own last way in, from one's own page (the last-method rule; audited).
+        entry = catalog.CATALOG["last_method"]
+        return _render_person(request, user, error=f"{entry.title}: {entry.message}", status=409)
     except policies.NoAdministratorLeft as refused:
         return _render_person(request, user, error=str(refused), status=409)
     return see_other(_person_url(user.pk, done="passkey-removed"))
