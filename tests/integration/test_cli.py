@@ -24,13 +24,15 @@ from tests.integration.conftest import (
 )
 from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts.models import User
+from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
 from threshold.cli.main import main
 from threshold.core.policy import Policy
 from threshold.enrollment.models import EnrollmentInvite
+from threshold.fallback.actions import do_set_up_fallback
 from threshold.fallback.models import TotpDevice
 from threshold.passkeys.models import Passkey
-from threshold.policy.actions import get_policy
+from threshold.policy.actions import do_update_policy, get_policy
 
 pytestmark = pytest.mark.django_db
 
@@ -212,6 +214,22 @@ def test_policy_check_says_when_a_change_would_leave_no_administrator(capsys):
     Passkey.objects.filter(user__username="spare@example.com").update(backup_eligible=False)
     assert main(["policy", "check", "block_synced_passkeys=true"]) == 1
     assert "No administrator could sign in" not in capsys.readouterr().out
+
+
+def test_policy_check_says_so_for_a_change_that_refuses_no_passkey(capsys):
+    """The password and app turned off strands an administrator who signs in only with them:
+    no passkey is refused, and check still says what `policy set` would refuse."""
+    root = enrolled_person("root@example.com", "Root").user
+    User.objects.filter(pk=root.pk).update(role="admin")
+    do_update_policy(Policy(allow_password_fallback=True), Origin.cli())
+    do_set_up_fallback(root, "correct horse battery staple", "JBSWY3DPEHPK3PXP", 0, Origin.cli())
+    Passkey.objects.filter(user=root).delete()
+    capsys.readouterr()
+    assert main(["policy", "check", "allow_password_fallback=false"]) == 1
+    out = capsys.readouterr().out
+    assert "The policy allows every registered passkey." in out
+    assert "No administrator could sign in: root@example.com can today." in out
+    assert main(["policy", "check", "passkey_limit=4"]) == 0
 
 
 def test_policy_set_refuses_a_change_that_leaves_no_administrator_a_way_in(capsys):

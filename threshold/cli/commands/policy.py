@@ -112,9 +112,13 @@ def check(args: argparse.Namespace) -> int:
     if policy is None:
         return 2
     refused = list_passkeys_not_allowed(policy)
+    # What `threshold policy set` and the admin portal would refuse (unless --force): also
+    # a change that refuses no passkey (the password and app, or Threshold Verify, turned off).
+    lockout = policy_lockout(get_policy(), policy)
     if not refused:
         print("The policy allows every registered passkey.")
-        return 0
+        _say_lockout(lockout)
+        return 1 if lockout.no_administrator_left else 0
     rows = [("PERSON", "PASSKEY", "REFUSED BY")]
     people: dict[int, User] = {}
     for passkey, decision in refused:
@@ -133,14 +137,16 @@ def check(args: argparse.Namespace) -> int:
             f"No way left to sign in for {len(stranded)}: {', '.join(stranded)} "
             "(each needs a recovery link: `threshold recover EMAIL`)."
         )
-    # What `threshold policy set` and the admin portal would refuse (unless --force).
-    lockout = policy_lockout(get_policy(), policy)
+    _say_lockout(lockout)
+    return 1
+
+
+def _say_lockout(lockout: Lockout) -> None:
     if lockout.no_administrator_left:
         print(
             f"No administrator could sign in: {_names(lockout)} can today. "
             "`threshold policy set` refuses this change without --force."
         )
-    return 1
 
 
 def _print(policy: Policy) -> None:
