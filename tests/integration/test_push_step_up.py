@@ -43,6 +43,7 @@ from threshold.devices.actions import (
     do_send_step_up_push,
 )
 from threshold.devices.models import SignInApproval
+from threshold.devices.views import STEP_UP_PUSH_COOKIE
 from threshold.passkeys.models import Passkey
 from threshold.policy.actions import do_update_policy
 
@@ -450,3 +451,26 @@ def test_a_step_up_push_refused_when_sent_is_audited(ada, clock):
     assert_step_up_failed(ada, "device_unknown", None)
     assert len(step_up_failures()) == 4
     assert SignInApproval.objects.count() == 3
+
+
+def test_a_failed_step_up_push_is_audited_once_and_forgotten(ada, clock):
+    """A wrong number: its finish is refused and audited, and the push is forgotten with it,
+    so reloading its page afterwards is no push here, not the same failure audited again."""
+    device = set_up_device(ada)
+    clock.advance(301)
+    browser = signed_in_with_a_push(ada, device)
+    clock.advance(301)
+    assert post(browser, f"/settings/verify/push?next={ADD}").status_code == 303
+    number = step_up_number(browser)
+    [push] = pending(device)
+    wrong = 10 if number != 10 else 11
+    answer(device, push["id"], decision="approve", number=str(wrong), user_verified=True)
+    refused = post(browser, f"/settings/verify/push/finish?next={ADD}")
+    assert refused.status_code >= 400
+    assert STEP_UP_PUSH_COOKIE in refused.cookies
+    assert refused.cookies[STEP_UP_PUSH_COOKIE].value == ""  # deleted
+    failed = AuditEvent.objects.filter(action="step_up.failed", subject=ada.user)
+    assert failed.count() == 1
+    again = browser.get(f"/settings/verify/push/wait?next={ADD}")
+    assert again.status_code >= 400
+    assert failed.count() == 1

@@ -424,7 +424,11 @@ def _finish(request: HttpRequest, pages: _PushPages) -> HttpResponse:
     try:
         target = pages.finished(request, found)
     except errors.ThresholdError as error:
-        return pages.problem(request, error)
+        # The push is over either way: forgotten, so that a reload or a second "I approved
+        # it" is no push here rather than the same failure again (a step-up's audited once).
+        response = pages.problem(request, error)
+        pages.forget(response)
+        return response
     response = see_other(target)
     pages.forget(response)
     return response
