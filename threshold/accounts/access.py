@@ -20,3 +20,11 @@ def has_enrolled_administrator() -> bool:
 def first_administrator() -> User | None:
     """The longest-standing active administrator, locked or not (bootstrap says which)."""
     return User.objects.filter(role=Role.ADMINISTRATOR, is_active=True).order_by("pk").first()
+
+
+def staff_not_theirs(role: Role, actor: User, user: User) -> bool:
+    """Is ``user`` a member of staff (someone with a role in the admin portal) whom ``actor``,
+    of ``role``, may not change? Staff are an administrator's to change, invite or recover:
+    a help desk's recovery link, new invite or lock for an administrator would be a way into,
+    or out of, everything. Anyone may change themselves."""
+    return bool(user.role) and role is not Role.ADMINISTRATOR and user.pk != actor.pk

@@ -25,8 +25,8 @@ from django.core.validators import validate_email
 from django.db import transaction
 
 from threshold.accounts import notices
-from threshold.accounts.access import get_user
-from threshold.accounts.models import Role, User, normalize_username
+from threshold.accounts.access import get_user, staff_not_theirs
+from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Origin
 from threshold.core import errors
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, clean_name
@@ -266,12 +266,9 @@ def invite_one(
 
 
 def _staff_not_theirs(email: str, actor: User | None) -> User | None:
-    """The member of staff ``email`` names, when ``actor`` is not an administrator: someone
-    with a role in the admin portal is an administrator's to invite (the command line, no
-    ``actor``, is an operator's)."""
-    if actor is None or actor.portal_role is Role.ADMINISTRATOR:
+    """The member of staff ``email`` names, when ``actor`` may not change them
+    (``accounts.access.staff_not_theirs``); the command line, no ``actor``, is an operator's."""
+    if actor is None:
         return None
     user = get_user(email)
-    if user is None or not user.role or user.pk == actor.pk:
-        return None
-    return user
+    return user if user is not None and staff_not_theirs(actor.portal_role, actor, user) else None

@@ -18,7 +18,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from threshold import clock
-from threshold.accounts.access import get_user
+from threshold.accounts.access import get_user, staff_not_theirs
 from threshold.accounts.actions import clean_lock_reason, do_reactivate_user, do_unlock_user
 from threshold.accounts.models import Role, User
 from threshold.audit.actions import Action
@@ -81,7 +81,7 @@ def _why_not_change(request: HttpRequest, user: User) -> str:
     """Why this member of staff may not change ``user`` ("" when they may). Someone with a role
     (a member of staff) is an administrator's to change: a help desk's recovery link or lock
     for an administrator would be a way into, or out of, everything."""
-    if user.role and role_of(request) is not Role.ADMINISTRATOR and user.pk != actor(request).pk:
+    if staff_not_theirs(role_of(request), actor(request), user):
         return (
             f"{user.display_name} has a role in the admin portal: only an administrator can "
             "change their account or sign-in methods."

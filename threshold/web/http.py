@@ -203,7 +203,6 @@ SET_UP_ENTRIES = (
     "already_registered",
     *_EITHER,
 )
-SCRIPT_ENTRIES = tuple(dict.fromkeys(SIGN_IN_ENTRIES + SET_UP_ENTRIES))
 # For a page that signs in or verifies a person (an assertion), and for one that sets up a
 # passkey (a registration).
 SIGN_IN_CATALOG = {key: catalog.CATALOG[key].as_json() for key in SIGN_IN_ENTRIES}

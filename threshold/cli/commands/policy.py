@@ -47,8 +47,9 @@ def show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_changes(assignments: list[str]) -> Policy | None:
-    """Today's policy with ``NAME=VALUE`` changes applied (not saved); None after a usage error."""
+def _with_changes(assignments: list[str], current: Policy | None = None) -> Policy | None:
+    """``current`` (today's policy by default) with ``NAME=VALUE`` changes applied (not
+    saved); None after a usage error."""
     from threshold.core.policy import PolicyError
     from threshold.policy.access import get_policy
 
@@ -60,7 +61,7 @@ def _with_changes(assignments: list[str]) -> Policy | None:
             return None
         changes[name.strip()] = value.strip()
     try:
-        return get_policy().with_text_changes(changes)
+        return (current or get_policy()).with_text_changes(changes)
     except PolicyError as exc:
         print(f"threshold: {exc}", file=sys.stderr)
         return None
@@ -108,13 +109,14 @@ def check(args: argparse.Namespace) -> int:
     from threshold.policy.access import get_policy
     from threshold.portal.policies import policy_lockout
 
-    policy = _with_changes(args.assignments)
+    current = get_policy()
+    policy = _with_changes(args.assignments, current)
     if policy is None:
         return 2
     refused = list_passkeys_not_allowed(policy)
     # What `threshold policy set` and the admin portal would refuse (unless --force): also
     # a change that refuses no passkey (the password and app, or Threshold Verify, turned off).
-    lockout = policy_lockout(get_policy(), policy)
+    lockout = policy_lockout(current, policy)
     if not refused:
         print("The policy allows every registered passkey.")
         _say_lockout(lockout)
