@@ -23,18 +23,28 @@ from django.db import connection
 from tests.integration.conftest import Browser, assert_ok, sign_in
 from tests.integration.portal_support import administrators_who_can_sign_in, post, staff
 from tests.integration.test_concurrent_changes import while_one_holds
+from tests.integration.test_device_app import set_up_device
+from tests.integration.test_fallback import SECRET
 from tests.integration.test_policy_at_sign_in import SOFT_AAGUID
 from tests.integration.test_revocation_order import the_waiting_connection
+from tests.integration.test_security_methods import add_passkey
+from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts import actions as accounts_actions
 from threshold.accounts.models import Role, User
 from threshold.audit.actions import Origin
 from threshold.core.policy import Policy
+from threshold.devices import actions as devices_actions
+from threshold.devices.models import Device
+from threshold.fallback import actions as fallback_actions
+from threshold.fallback.actions import do_set_up_fallback
+from threshold.fallback.models import RecoveryCode, TotpDevice
 from threshold.groups import actions as groups_actions
 from threshold.groups.actions import do_add_group, do_add_member
 from threshold.groups.models import Group, Membership
 from threshold.passkeys import actions as passkeys_actions
 from threshold.passkeys.models import Passkey
 from threshold.policy import actions as policy_actions
+from threshold.policy.access import get_policy
 from threshold.policy.actions import do_update_policy
 from threshold.policy.models import OrganisationPolicy
 
@@ -181,3 +191,91 @@ def test_two_changes_at_once_never_leave_every_administrator_without_a_way_in(
         assert waiting is not None, f"{second} did not wait for {first}"
         assert waiting["waits_on"] == {POLICY_TABLE}, waiting
         assert not waiting["wrote"] & ITS_ROWS, waiting
+
+
+# --- A person's own removal in Settings, at the same moment as a lockout-checked change -----------
+
+OWN_METHODS = ("passkey", "fallback", "device")
+# Where Root's own removal holds its transaction open: its audit row, just before it commits.
+OWN_REMOVAL_HOLDS_AT: dict[str, ModuleType] = {
+    "passkey": passkeys_actions,
+    "fallback": fallback_actions,
+    "device": devices_actions,
+}
+
+
+def own_removal(method: str) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """Root, the one administrator who can sign in, with a synced passkey and one other way in
+    (``method``: a passkey that does not sync, a password and app, or Threshold Verify),
+    signed in just now; Boss, an administrator who cannot sign in, in the portal. Ready to run:
+    Root removing that other way in Settings, and Boss blocking synced passkeys. Each alone
+    leaves Root a way in; together they leave none."""
+    root, root_browser = staff("root@example.com", Role.ADMINISTRATOR)
+    if method == "fallback":
+        do_set_up_fallback(root.user, "correct horse battery staple", SECRET, 0, Origin.cli())
+        # A new password ends the sessions it was not set up in: Root signs in again.
+        root_browser = Browser()
+        assert_ok(sign_in(root_browser, root.authenticator))
+    Passkey.objects.filter(user=root.user).update(backup_eligible=True)
+    if method == "passkey":
+        assert add_passkey(root_browser, SoftAuthenticator()).status_code == 200
+        [other] = Passkey.objects.filter(user=root.user, backup_eligible=False)
+        path = f"/settings/security-methods/{other.pk}/remove"
+    elif method == "fallback":
+        path = "/settings/fallback/remove"
+    else:
+        path = f"/settings/device-app/{set_up_device(root, root_browser).device_id}/remove"
+    boss, boss_browser = staff("boss@example.com", Role.ADMINISTRATOR)
+    bosses = do_add_group("Boss's group", Origin.cli())
+    do_add_member(bosses, boss.user, Origin.cli())
+    Group.objects.filter(pk=bosses.pk).update(rules={"aaguid_deny_list": [SOFT_AAGUID]})
+    do_update_policy(Policy(), Origin.cli())  # the policy's row exists
+    assert administrators_who_can_sign_in() == ["root@example.com"]
+    return (
+        lambda: post(root_browser, path),
+        lambda: post(boss_browser, "/admin/policy", {"block_synced_passkeys": "true", "seen": "1"}),
+    )
+
+
+@pytest.mark.parametrize("method", OWN_METHODS)
+@pytest.mark.parametrize("removal_first", [True, False], ids=["removal_first", "policy_first"])
+def test_ones_own_removal_and_a_policy_change_at_once_leave_the_administrator_a_way_in(
+    monkeypatch, clock, method, removal_first
+):
+    """The removal holds the policy's row first too (``lock_policy``): whichever comes
+    second waits for it, then counts what the first saved, and is refused."""
+    removal, policy_change = own_removal(method)
+    first, second = (removal, policy_change) if removal_first else (policy_change, removal)
+
+    one, other, waiting = while_one_holds(
+        monkeypatch,
+        OWN_REMOVAL_HOLDS_AT[method] if removal_first else policy_actions,
+        "record",
+        first,
+        second,
+        meanwhile=the_waiting_connection,
+    )
+
+    assert not isinstance(one, BaseException), one
+    assert not isinstance(other, BaseException), other
+    assert one.status_code == 303, one.content.decode()[:2000]
+    assert other.status_code == 409, other.content.decode()[:2000]
+    refused = other.content.decode().replace("&#x27;", "'").replace("\u2019", "'")
+    if removal_first:
+        assert "leave no administrator able to sign in" in refused
+        assert not get_policy().block_synced_passkeys
+    else:
+        assert "You Can't Remove Your Only Sign-in Method" in refused
+        assert get_policy().block_synced_passkeys
+    assert administrators_who_can_sign_in() == ["root@example.com"]
+    if connection.vendor == "postgresql":
+        assert waiting is not None, "the second did not wait for the first"
+        assert waiting["waits_on"] == {POLICY_TABLE}, waiting
+        assert not waiting["wrote"] & (ITS_ROWS | OWN_ROWS), waiting
+
+
+OWN_ROWS = {
+    TotpDevice._meta.db_table,
+    RecoveryCode._meta.db_table,
+    Device._meta.db_table,
+}

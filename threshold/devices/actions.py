@@ -52,6 +52,7 @@ from threshold.devices.notices import (
     notify_push_approved,
     notify_push_denied,
 )
+from threshold.policy.actions import lock_policy
 from threshold.sessions.store import SignedInWith
 
 # Setup codes: 8 characters of an alphabet without look-alikes (0/O, 1/I), 40 bits, for
@@ -716,11 +717,14 @@ def is_last_usable_device(user: User, device: Device, policy: Policy) -> bool:
     return usable and count_usable_sign_in_methods(user, policy) <= 1
 
 
-def do_remove_device(user: User, public_id: str, origin: Origin, policy: Policy) -> Device:
+def do_remove_device(user: User, public_id: str, origin: Origin) -> Device:
     """Remove one of ``user``'s devices (Settings, after a step-up), never their last usable
-    way to sign in; its key is refused from its next request on (401)."""
+    way to sign in, by the policy in force when it is removed (its row held first, as
+    ``passkeys.actions.do_remove_passkey`` holds it); its key is refused from its next
+    request on (401)."""
     refusal: errors.ThresholdError | None = None
     with transaction.atomic():
+        policy = lock_policy()
         lock_user(user)
         device = access_own_device(user, public_id)
         if is_last_usable_device(user, device, policy):

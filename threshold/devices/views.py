@@ -160,7 +160,7 @@ def remove(request: HttpRequest, device_id: str) -> HttpResponse:
     last = is_last_usable_device(user, device, policy)
     if request.method == "POST":
         try:
-            do_remove_device(user, device_id, audit_origin(request), policy)
+            do_remove_device(user, device_id, audit_origin(request))
         except errors.LastSignInMethod:
             last = True
         except errors.ThresholdError as error:

@@ -291,8 +291,6 @@ def do_finish_enrollment(
     token: str,
     credential: object,
     origin: Origin,
-    *,
-    policy: Policy | None = None,
 ) -> Passkey:
     """Store the passkey created from the link, using the link up; a recovery ends all sessions.
 
@@ -370,7 +368,6 @@ def do_finish_enrollment(
         origin,
         purpose=purpose,
         before_save=use_invite,
-        policy=policy,
         # A recovery sends its own notice, which names the new passkey.
         notify=purpose == ENROLLMENT,
     )

@@ -135,7 +135,6 @@ def enroll_result(request: HttpRequest, token: str) -> JsonResponse:
             token,
             read_credential(request),
             audit_origin(request),
-            policy=policy_for(request),
         )
     except errors.ThresholdError as error:
         return failed(error, Surface.REGISTRATION)

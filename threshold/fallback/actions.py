@@ -26,7 +26,7 @@ from threshold.core.names import has_ascii_control, is_text
 from threshold.core.policy import Policy
 from threshold.fallback.models import FailureCounter, PasskeyPrompt, RecoveryCode, TotpDevice
 from threshold.fallback.notices import notify_fallback_changed
-from threshold.policy.access import get_policy
+from threshold.policy.actions import lock_policy
 from threshold.sessions.store import SignedInWith
 
 # A failed fallback sign-in's audit rows say ``method=FALLBACK``; a successful one's, how.
@@ -95,17 +95,19 @@ def _replace_recovery_codes(user: User) -> list[str]:
     return codes
 
 
-def do_remove_fallback(user: User, origin: Origin, policy: Policy | None = None) -> None:
+def do_remove_fallback(user: User, origin: Origin) -> None:
     """Remove the password, app and recovery codes; never the person's last usable way to
-    sign in (``policy``, the one in force by default, says which are usable).
+    sign in, by the policy in force when they are removed (its row held first, as
+    ``passkeys.actions.do_remove_passkey`` holds it).
 
     The person is emailed once it commits.
     """
     with transaction.atomic():
+        policy = lock_policy()
         lock_user(user)
         if not has_fallback(user):
             raise errors.SecurityMethodNotFound("no fallback set up")
-        if not is_last_usable_fallback(user, policy or get_policy()):
+        if not is_last_usable_fallback(user, policy):
             TotpDevice.objects.filter(user=user).delete()
             RecoveryCode.objects.filter(user=user).delete()
             user.set_unusable_password()

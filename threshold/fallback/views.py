@@ -296,7 +296,7 @@ def remove(request: HttpRequest) -> HttpResponse:
     refused: errors.LastSignInMethod | None = None
     if request.method == "POST":
         try:
-            do_remove_fallback(user, audit_origin(request), policy)
+            do_remove_fallback(user, audit_origin(request))
         except errors.SecurityMethodNotFound as error:
             return settings_problem(request, error)
         except errors.LastSignInMethod as error:

@@ -49,6 +49,7 @@ from threshold.passkeys.pending import (
     take_pending,
 )
 from threshold.policy.access import get_policy
+from threshold.policy.actions import lock_policy
 from threshold.sessions.models import Session
 
 
@@ -425,8 +426,11 @@ def do_finish_registration(
 
     ``credential``: the browser's ``credential.toJSON()``, decoded, or ``Unreadable``.
 
-    The organisation policy in force when the response arrives decides which
-    authenticators are allowed (``policy`` overrides it, for the conformance API).
+    The organisation policy in force when the passkey is saved decides which
+    authenticators are allowed (``policy`` overrides it, for the conformance API): its
+    row is held from then on (``lock_policy``), so a policy or group change made
+    meanwhile is waited for and applied, or waits and counts this passkey (a recovery
+    removes the password and app in the same transaction).
 
     ``before_save`` runs in the same transaction once the response verified,
     for the purpose's own checks and changes (an enrollment uses up its invite);
@@ -456,7 +460,7 @@ def do_finish_registration(
                 now=clock.now(),
                 trust_anchors=settings.THRESHOLD.trust_anchors,
             )
-            (policy or get_policy()).check_registration(verified, rules_of(user))
+            (policy or lock_policy()).check_registration(verified, rules_of(user))
             # A savepoint: whatever the purpose's checks changed is undone
             # when a later step refuses, so a failed ceremony stores nothing.
             with transaction.atomic():
@@ -567,26 +571,24 @@ def do_rename_passkey(user: User, passkey_id: int, nickname: object, origin: Ori
 
 
 def do_remove_passkey(
-    user: User,
-    passkey_id: int,
-    origin: Origin,
-    *,
-    policy: Policy | None = None,
-    actor: User | None = None,
+    user: User, passkey_id: int, origin: Origin, *, actor: User | None = None
 ) -> Passkey:
     """Remove one of ``user``'s passkeys, never their last usable way to sign in.
 
-    The caller has checked that the person re-verified recently (step-up).
-    ``policy`` (the one in force by default) says which ways are usable.
+    The caller has checked that the person re-verified recently (step-up). The
+    policy in force when it is removed says which ways are usable: its row is held
+    first (``lock_policy``, as every change that checks for lockouts takes it), so a
+    change of the policy, of a group's rules or of a membership made meanwhile is
+    waited for and counted, or waits and counts this removal.
 
     ``actor``: someone else removing it from the admin portal (a lost or
     stolen passkey). The last-method rule is then not applied: the person
     gets a recovery link, which needs no other method.
     """
-    policy = policy or get_policy()
     actor = actor or user
     by_someone_else = actor.pk != user.pk
     with transaction.atomic():
+        policy = lock_policy()
         # Two removals of the last two passkeys must not both succeed.
         lock_user(user)
         passkey = access_own_passkey(user, passkey_id)

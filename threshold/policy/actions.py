@@ -19,7 +19,9 @@ def lock_policy() -> Policy:
     on PostgreSQL; SQLite's IMMEDIATE transactions already serialise). Every change of the
     policy or of a group's rules takes it first, before any other row, so that two such
     changes take turns and the second is checked against what the first saved (the admin
-    portal's ``policies.save_policy`` and ``save_group_rules``). Creates the row, with the
+    portal's ``policies.save_policy`` and ``save_group_rules``); so do the other changes that
+    can take a way in away: the portal's guarded ones, a person's own removals and a
+    registration, deciding by the policy it returns. Creates the row, with the
     defaults, when there is none yet. Only inside a transaction."""
     locked = OrganisationPolicy.objects.select_for_update().filter(pk=1)
     documents = list(locked.values_list("document", flat=True))

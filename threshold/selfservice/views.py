@@ -332,7 +332,6 @@ def add_result(request: HttpRequest) -> JsonResponse:
             audit_origin(request),
             purpose=ADDING,
             before_save=same_person,
-            policy=policy_for(request),
         )
     except errors.ThresholdError as error:
         return failed(error, Surface.REGISTRATION)
@@ -418,7 +417,7 @@ def remove(request: HttpRequest, passkey_id: int) -> HttpResponse:
     refused: errors.LastSignInMethod | None = None
     if request.method == "POST":
         try:
-            do_remove_passkey(user, passkey.pk, audit_origin(request), policy=policy)
+            do_remove_passkey(user, passkey.pk, audit_origin(request))
         except errors.SecurityMethodNotFound as error:
             return settings_problem(request, error)
         except errors.LastSignInMethod as error:
