@@ -319,6 +319,31 @@ def test_the_policy_form_comes_back_with_every_setting_as_typed(
     expect(page.locator("#f-password_lockout_threshold")).to_have_value("7")
 
 
+def test_a_policy_form_kept_across_verify_still_meets_a_change_made_meanwhile(
+    page: Page, authenticator: Authenticator, invite: Invite, server: Server
+) -> None:
+    """The form comes back with the version it was made from (a hidden field marked
+    data-keep): saving it over another administrator's change is refused, not a quiet undo."""
+    staff(server, invite, page, "admin")
+    page.goto("/admin/policy")
+    server.advance_clock(301)
+    page.locator("#f-password_lockout_threshold").fill("7")
+    page.get_by_role("button", name="Save the policy").click()
+    expect(page.get_by_role("heading", name=VERIFY)).to_be_visible()
+    server.cli("policy", "set", "passkey_limit=9")  # another administrator, meanwhile
+    page.get_by_role("button", name="Verify").click()
+    page.wait_for_url("**/admin/policy")
+    expect(page.locator("#form-kept")).to_be_focused()
+    page.get_by_role("button", name="Save the policy").click()
+    alert = page.locator("#policy-meanwhile")
+    expect(alert.get_by_role("heading", name="Someone else changed the policy")).to_be_visible()
+    expect(alert.get_by_role("link", name="passkey_limit")).to_be_visible()
+    expect(page.locator("#f-password_lockout_threshold")).to_have_value("7")
+    # Saving again, now knowingly, saves the form as it is.
+    page.get_by_role("button", name="Save the policy").click()
+    expect(page.get_by_role("status")).to_have_text("The policy was saved.")
+
+
 def test_a_deny_listed_authenticator_picked_by_name_is_refused_at_registration_and_sign_in(
     page: Page,
     authenticator: Authenticator,

@@ -21,6 +21,8 @@ authenticator app reset (``reset_fallback``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -235,18 +237,47 @@ def _guarded(
         return change(), lockout
 
 
+class ChangedMeanwhile(Exception):
+    """A change refused, nothing stored: what it was made from (the policy or a group's rules
+    a form showed, or a command read) is no longer what is saved. Someone else's change came
+    first; saving this one would quietly undo it."""
+
+
+def version_of(document: Mapping[str, Any]) -> str:
+    """A fingerprint of a policy's or a group's rules' saved values. A form carries the one it
+    was shown (``version``), and a save whose fingerprint is no longer the saved one's is
+    refused (``ChangedMeanwhile``) instead of overwriting a change made meanwhile."""
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:24]
+
+
+def differences(saved: list[Field], typed: list[Field]) -> list[Field]:
+    """The settings whose saved value (``saved``) is not what the form holds (``typed``)."""
+    held = {field.name: field.text for field in typed}
+    return [field for field in saved if held.get(field.name) != field.text]
+
+
 def save_policy(
-    new: Policy, origin: Origin, actor: User | None = None, *, force: bool = False
+    new: Policy,
+    origin: Origin,
+    actor: User | None = None,
+    *,
+    force: bool = False,
+    based_on: Policy | None = None,
 ) -> Lockout:
     """Store ``new`` unless it would leave no administrator a way in (``NoAdministratorLeft``;
     ``force``: stored anyway, ``threshold policy set --force``), and return who it cuts off.
     Checked (``_guarded``) against the policy in force when it is saved, not the one a preview
-    was shown for."""
-    _, lockout = _guarded(
-        lambda current: policy_lockout(current, new),
-        lambda: do_update_policy(new, origin, actor),
-        force=force,
-    )
+    was shown for; ``ChangedMeanwhile`` when that is no longer ``based_on``, the policy
+    ``new`` was made from (a whole document saved over another administrator's change would
+    undo it)."""
+
+    def check(current: Policy) -> Lockout:
+        if based_on is not None and current != based_on:
+            raise ChangedMeanwhile()
+        return policy_lockout(current, new)
+
+    _, lockout = _guarded(check, lambda: do_update_policy(new, origin, actor), force=force)
     return lockout
 
 
@@ -378,15 +409,23 @@ def preview_group(policy: Policy, group: Group, rules: GroupRules, viewer: User)
 
 
 def save_group_rules(
-    group: Group, rules: GroupRules, origin: Origin, actor: User | None = None
+    group: Group,
+    rules: GroupRules,
+    origin: Origin,
+    actor: User | None = None,
+    *,
+    based_on: Mapping[str, Any] | None = None,
 ) -> bool:
     """Give ``group`` the ``rules`` unless they would leave no administrator a way in
     (``NoAdministratorLeft``); False when they did not change. As ``save_policy``: one
     transaction that holds the policy's row from the start, checked against the policy and
-    the groups' rules in force then (``Group.DoesNotExist``: the group was removed)."""
+    the groups' rules in force then (``Group.DoesNotExist``: the group was removed;
+    ``ChangedMeanwhile``: its rules are no longer ``based_on``, the ones the form showed)."""
 
     def check(policy: Policy) -> Lockout:
         group.refresh_from_db(fields=["name", "rules"])
+        if based_on is not None and group.rules != based_on:
+            raise ChangedMeanwhile()
         return group_lockout(policy, group, rules)
 
     changed, _ = _guarded(check, lambda: do_set_group_rules(group, rules, origin, actor=actor))

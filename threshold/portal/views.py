@@ -30,7 +30,7 @@ from threshold.groups.access import list_groups, members_of
 from threshold.groups.actions import GroupError, do_add_group, do_remove_group, do_remove_member
 from threshold.groups.models import Group
 from threshold.passkeys.access import access_own_passkey
-from threshold.policy.access import policy_for
+from threshold.policy.access import get_policy, policy_for
 from threshold.portal import auditlog, authenticators, imports, people, policies, readiness
 from threshold.portal.guard import Refused, actor, portal_view
 from threshold.portal.roles import Area, can_change, can_read, role_of
@@ -770,6 +770,7 @@ def readiness_csv(request: HttpRequest, figure: str) -> HttpResponse:
 
 def _render_policy(
     request: HttpRequest,
+    current: Policy,
     fields: list[policies.Field],
     *,
     done: str = "",
@@ -781,11 +782,46 @@ def _render_policy(
         {
             "section": "policy",
             "fields": fields,
+            "version": policies.version_of(current.as_json()),
             "done": done,
             "has_errors": any(field.error for field in fields),
         },
         status=status,
     )
+
+
+def _policy_changed_meanwhile(
+    request: HttpRequest, typed: list[policies.Field], done_at: str
+) -> HttpResponse:
+    """Someone else saved a change of the policy since the page was shown (its ``version``)
+    or while this one was being saved: nothing saved (409). The policy page keeps what was
+    typed, says which settings are now saved otherwise, and its form carries the saved
+    policy's version, so saving again saves the form as it then is. The authenticators page
+    shows the lists as saved now."""
+    current = get_policy()
+    if done_at == "portal:authenticators":
+        return _render_authenticators(
+            request, error=_AUTHENTICATORS_CHANGED_MEANWHILE, status=409, current=current
+        )
+    return _render(
+        request,
+        "portal/policy.html",
+        {
+            "section": "policy",
+            "fields": typed,
+            "version": policies.version_of(current.as_json()),
+            "meanwhile": policies.differences(policies.fields_of(current), typed),
+            "changed_meanwhile": True,
+            "has_errors": any(field.error for field in typed),
+        },
+        status=409,
+    )
+
+
+_AUTHENTICATORS_CHANGED_MEANWHILE = (
+    "Someone else changed the policy while you were on this page, so nothing was saved. The "
+    "lists below are as saved now: check them, then make your change again."
+)
 
 
 _CONFIRM_CUT_OFF = (
@@ -870,9 +906,12 @@ def _refused_meanwhile(
 
 def _policy_preview_page(current: Policy, new: Policy, changes: str = "") -> dict[str, Any]:
     """``_render_preview``'s arguments for a change of the organisation policy: its form posts
-    every setting back to the policy page."""
+    every setting back to the policy page, with the version of the policy it was made from."""
     return {
-        "hidden": [(field.name, field.text) for field in policies.fields_of(new)],
+        "hidden": [
+            *((field.name, field.text) for field in policies.fields_of(new)),
+            ("version", policies.version_of(current.as_json())),
+        ],
         "form_action": url_to("portal:policy"),
         "cancel_url": url_to("portal:policy"),
         "changes": changes
@@ -892,11 +931,15 @@ def policy_page(request: HttpRequest) -> HttpResponse:
         done = {"saved": "The policy was saved.", "unchanged": "Nothing changed."}.get(
             request.GET.get("done", ""), ""
         )
-        return _render_policy(request, policies.fields_of(current), done=done)
+        return _render_policy(request, current, policies.fields_of(current), done=done)
     new, fields = policies.parse(current, request.POST)
+    shown = request.POST.get("version")
+    if shown is not None and shown != policies.version_of(current.as_json()):
+        # A form without one (a script's) changes the settings it names, as they are now.
+        return _policy_changed_meanwhile(request, fields, "portal:policy")
     if new is None:
-        return _render_policy(request, fields, status=400)
-    return _save_policy(request, current, new)
+        return _render_policy(request, current, fields, status=400)
+    return _save_policy(request, current, new, typed=fields)
 
 
 def _save_policy(
@@ -906,9 +949,11 @@ def _save_policy(
     *,
     changes: str = "",
     done_at: str = "portal:policy",
+    typed: list[policies.Field] | None = None,
 ) -> HttpResponse:
-    """Save ``new``, unless ``_held_back`` holds it back; then back to ``done_at`` (the policy
-    page, or the authenticators page for a change of the list named ``changes``)."""
+    """Save ``new``, made from ``current``, unless ``_held_back`` holds it back or the policy
+    changed meanwhile; then back to ``done_at`` (the policy page, whose form held ``typed``,
+    or the authenticators page for a change of the list named ``changes``)."""
     if new == current:
         return see_other(url_to(done_at, query={"done": "unchanged"}))
     preview = policies.preview(current, new, actor(request))
@@ -917,9 +962,11 @@ def _save_policy(
     if held is not None:
         return held
     try:
-        policies.save_policy(new, audit_origin(request), actor(request))
+        policies.save_policy(new, audit_origin(request), actor(request), based_on=current)
     except policies.NoAdministratorLeft as refused:
         return _refused_meanwhile(request, preview, refused, **page)
+    except policies.ChangedMeanwhile:
+        return _policy_changed_meanwhile(request, typed or policies.fields_of(new), done_at)
     return see_other(url_to(done_at, query={"done": "saved"}))
 
 
@@ -934,9 +981,9 @@ _LIST_CHANGES = {
 
 
 def _render_authenticators(
-    request: HttpRequest, *, error: str = "", status: int = 200
+    request: HttpRequest, *, error: str = "", status: int = 200, current: Policy | None = None
 ) -> HttpResponse:
-    current = policy_for(request)
+    current = current or policy_for(request)
     text = request.GET.get("q", "")[: authenticators.SEARCH_MAX_LENGTH]
     return _render(
         request,
@@ -1043,6 +1090,7 @@ def _render_group(
             "error": error,
             "rule_fields": rule_fields
             or policies.group_fields_of(GroupRules.from_document(group.name, group.rules)),
+            "rules_version": policies.version_of(group.rules),
         },
         status=status,
     )
@@ -1115,6 +1163,28 @@ def group_remove(request: HttpRequest, group_id: int) -> HttpResponse:
     )
 
 
+def _group_rules_changed_meanwhile(
+    request: HttpRequest, group: Group, typed: list[policies.Field]
+) -> HttpResponse:
+    """Someone else saved ``group``'s rules since its page was shown or while these were being
+    saved: nothing saved (409), what was typed kept, the settings saved otherwise named."""
+    group.refresh_from_db(fields=["name", "rules"])
+    saved = policies.group_fields_of(GroupRules.from_document(group.name, group.rules))
+    names = ", ".join(field.name for field in policies.differences(saved, typed))
+    return _render_group(
+        request,
+        group,
+        error=(
+            f"Someone else changed {group.name}\u2019s rules while you were editing them, so "
+            "yours were not saved. Your changes are still in the form"
+            + (f"; saved now otherwise: {names}" if names else "")
+            + ". Check them, then save again."
+        ),
+        status=409,
+        rule_fields=typed,
+    )
+
+
 @portal_view(Area.POLICY, back=lambda group_id, **_: url_to("portal:group", group_id))
 @require_POST
 def group_rules(request: HttpRequest, group_id: int) -> HttpResponse:
@@ -1128,11 +1198,17 @@ def group_rules(request: HttpRequest, group_id: int) -> HttpResponse:
             status=400,
             rule_fields=fields,
         )
+    shown = dict(group.rules)
+    if request.POST.get("version", policies.version_of(shown)) != policies.version_of(shown):
+        return _group_rules_changed_meanwhile(request, group, fields)
     policy = policy_for(request)
     preview = policies.preview_group(policy, group, rules, actor(request))
     page: dict[str, Any] = {
         "section": "groups",
-        "hidden": [(field.name, field.text) for field in fields],
+        "hidden": [
+            *((field.name, field.text) for field in fields),
+            ("version", policies.version_of(shown)),
+        ],
         "form_action": url_to("portal:group-rules", group.pk),
         "cancel_url": url_to("portal:group", group.pk),
         "changes": f"{group.name}: " + ", ".join(sorted(rules.as_json())),
@@ -1141,9 +1217,13 @@ def group_rules(request: HttpRequest, group_id: int) -> HttpResponse:
     if held is not None:
         return held
     try:
-        changed = policies.save_group_rules(group, rules, audit_origin(request), actor(request))
+        changed = policies.save_group_rules(
+            group, rules, audit_origin(request), actor(request), based_on=shown
+        )
     except policies.NoAdministratorLeft as refused:
         return _refused_meanwhile(request, preview, refused, **page)
+    except policies.ChangedMeanwhile:
+        return _group_rules_changed_meanwhile(request, group, fields)
     except Group.DoesNotExist as removed:
         raise Http404("no such group") from removed
     return see_other(

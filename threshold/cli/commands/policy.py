@@ -72,13 +72,27 @@ def change(args: argparse.Namespace) -> int:
     way to (the admin portal's check and save, ``portal.policies.save_policy``): refused,
     exit 1, unless ``--force``."""
     from threshold.audit.actions import Origin
-    from threshold.portal.policies import NO_ADMINISTRATOR_LEFT, NoAdministratorLeft, save_policy
+    from threshold.policy.access import get_policy
+    from threshold.portal.policies import (
+        NO_ADMINISTRATOR_LEFT,
+        ChangedMeanwhile,
+        NoAdministratorLeft,
+        save_policy,
+    )
 
-    policy = _with_changes(args.assignments)
+    current = get_policy()
+    policy = _with_changes(args.assignments, current)
     if policy is None:
         return 2
     try:
-        lockout = save_policy(policy, Origin.cli(), force=args.force)
+        lockout = save_policy(policy, Origin.cli(), force=args.force, based_on=current)
+    except ChangedMeanwhile:
+        print(
+            "threshold: someone else changed the policy while this command ran, so nothing "
+            "was saved. Run it again.",
+            file=sys.stderr,
+        )
+        return 1
     except NoAdministratorLeft as refused:
         print(
             f"threshold: {NO_ADMINISTRATOR_LEFT}\n"

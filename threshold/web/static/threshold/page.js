@@ -38,7 +38,9 @@
   // Kept in this tab only (sessionStorage), for a quarter of an hour at most, and only what
   // a person typed that is no secret: no password, one-time code or hidden field, no file,
   // nothing marked data-secret. Told by the field's type, autocomplete and mark, not by its
-  // name: the policy's allow_password_fallback is a setting, not a password.
+  // name: the policy's allow_password_fallback is a setting, not a password. A hidden field
+  // marked data-keep comes back too: the version of the policy the form was made from, so a
+  // change saved meanwhile is still caught.
   const KEY = "threshold.form-before-verifying";
   const MAX_AGE_MS = 15 * 60 * 1000;
   const SKIPPED_TYPES = ["hidden", "password", "file", "submit", "button", "reset", "image"];
@@ -64,6 +66,7 @@
 
   function keeps(field) {
     if (!field.name || field.disabled) return false;
+    if (field.type === "hidden" && field.hasAttribute("data-keep")) return true;
     if (SKIPPED_TYPES.indexOf(field.type) !== -1) return false;
     if (/password|one-time-code/.test(field.autocomplete || "")) return false;
     return !field.hasAttribute("data-secret");
