@@ -97,6 +97,10 @@ def rollout(ada, clock):
     erin = User.objects.create_user("erin@example.com")
     _passkey(erin, 1)
     User.objects.filter(pk=erin.pk).update(is_active=False)
+    # Ivy enrolled, then lost her one passkey (an administrator removed it): no way in now,
+    # and not "invited, not enrolled yet".
+    ivy = enrolled_person("ivy@example.com", "Ivy")
+    Passkey.objects.filter(user=ivy.user).delete()
     main(["invite", "frank@example.com", "--no-email"])  # pending
     main(["invite", "gina@example.com", "--no-email"])
     EnrollmentInvite.objects.filter(user__username="gina@example.com").update(
@@ -135,9 +139,11 @@ def expected(now: float) -> dict:
         for device in Device.objects.all()
         if device.is_active and device.revoked_at is None
     )
-    # Active: enrolled, with a way to sign in; invited: none yet.
+    # Active: enrolled, with a way to sign in; invited: none yet; no way in: none any more.
     active = [u for u in may_sign_in if passkeys[u.pk] + devices[u.pk] + (u.pk in fallback)]
-    invited = [u for u in may_sign_in if u not in active]
+    used_a_link = {invite.user_id for invite in EnrollmentInvite.objects.all() if invite.used_at}
+    invited = [u for u in may_sign_in if u not in active and u.pk not in used_a_link]
+    lost_every_method = [u for u in may_sign_in if u not in active and u.pk in used_a_link]
     kinds = Counter(dict.fromkeys(["platform", "synced", "security_key"], 0))
     for passkey in Passkey.objects.all():
         if passkey.backup_eligible:
@@ -167,6 +173,7 @@ def expected(now: float) -> dict:
     return {
         "people_active": len(active),
         "people_invited": len(invited),
+        "people_without_a_way_in": len(lost_every_method),
         "with_passkey": sum(1 for u in active if passkeys[u.pk]),
         "with_two_or_more_methods": sum(
             1 for u in active if passkeys[u.pk] + devices[u.pk] + (u.pk in fallback) >= 2
@@ -190,6 +197,7 @@ def test_the_json_report_equals_the_databases_counts(rollout, capsys):
     assert list(printed) == [
         "people_active",
         "people_invited",
+        "people_without_a_way_in",
         "with_passkey",
         "with_two_or_more_methods",
         "fallback_only",
@@ -204,6 +212,7 @@ def test_the_json_report_equals_the_databases_counts(rollout, capsys):
     # What this organisation looks like, so that the comparison is not of two empty sets.
     assert printed["people_active"] == 4  # ada, bob, carol, hana
     assert printed["people_invited"] == 2  # frank (his link pending), gina (hers expired)
+    assert printed["people_without_a_way_in"] == 1  # ivy
     assert printed["with_two_or_more_methods"] == 2  # bob, hana
     assert printed["fallback_only"] == 1  # carol
     assert printed["passkeys_by_kind"]["security_key"] == 1
@@ -221,6 +230,7 @@ def test_the_dashboard_shows_the_same_figures_with_a_csv_each(rollout):
     for element, key in [
         ("people-active", "people_active"),
         ("people-invited", "people_invited"),
+        ("people-no-way-in", "people_without_a_way_in"),
         ("with-passkey", "with_passkey"),
         ("with-two", "with_two_or_more_methods"),
         ("fallback-only", "fallback_only"),
@@ -235,6 +245,8 @@ def test_the_dashboard_shows_the_same_figures_with_a_csv_each(rollout):
     rows = dict(csv.reader(io.StringIO(people.content.decode())))
     assert rows["people_active"] == str(figures["people_active"])
     assert rows["people_invited"] == str(figures["people_invited"])
+    assert rows["people_without_a_way_in"] == str(figures["people_without_a_way_in"]) == "1"
+    assert 'href="/admin/people?status=no-way-in">send them a recovery link</a>' in text
     failures = list(
         csv.reader(io.StringIO(browser.get("/admin/readiness/failures.csv").content.decode()))
     )
@@ -284,6 +296,18 @@ def test_the_people_pages_active_and_invited_filters_are_the_dashboards_figures(
     # Each listed as invited is shown as invited.
     assert set(invited.values()) == {"Invited"}
     assert "Invited" not in active.values()
+    # Ivy enrolled and has lost every method: listed apart, as the dashboard counts her.
+    lost = _people_listed(browser, "no-way-in")
+    assert lost == {"ivy@example.com": "No way to sign in"}
+    assert len(lost) == figures["people_without_a_way_in"]
+    assert (
+        "No way to sign in"
+        in browser.get(f"/admin/people/{_id('ivy@example.com')}").content.decode()
+    )
     # The dashboard's "Invited people" link is this list.
     dashboard = browser.get("/admin/readiness").content.decode()
     assert 'href="/admin/people?status=invited"' in dashboard
+
+
+def _id(username: str) -> int:
+    return User.objects.get(username=username).pk

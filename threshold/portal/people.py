@@ -27,7 +27,7 @@ from threshold.fallback.models import TotpDevice
 from threshold.groups.access import rules_of
 from threshold.groups.models import Group
 from threshold.passkeys.models import Passkey
-from threshold.portal.readiness import DEVICE_SET_UP
+from threshold.portal.readiness import DEVICE_SET_UP, has_enrolled
 
 PAGE_SIZE = 50
 SEARCH_MAX_LENGTH = 150
@@ -40,6 +40,7 @@ class Status(StrEnum):
     LOCKED = "locked"
     DEACTIVATED = "deactivated"
     INVITED = "invited"
+    NO_WAY_IN = "no-way-in"
     NO_PASSKEY = "no-passkey"
     FALLBACK_ONLY = "fallback-only"
 
@@ -53,6 +54,7 @@ STATUS_LABELS = {
     Status.LOCKED: "Locked",
     Status.DEACTIVATED: "Deactivated",
     Status.INVITED: "Invited",
+    Status.NO_WAY_IN: "No way to sign in",
     Status.NO_PASSKEY: "No passkey yet",
     Status.FALLBACK_ONLY: "Only the fallback",
 }
@@ -79,21 +81,22 @@ def _has_a_way_in() -> Q:
 def filter_status(people: QuerySet[User], status: Status) -> QuerySet[User]:
     """The people of ``status``; the statuses overlap (an invited person has no passkey yet).
 
-    Of those who may sign in, active and invited are the readiness dashboard's: active
-    people have a way to sign in, invited people none yet (not enrolled, whether their
-    invite is pending, expired, or was never sent)."""
+    Of those who may sign in, active, invited and no way in are the readiness dashboard's:
+    active people have a way to sign in, invited people none yet (not enrolled, whether their
+    invite is pending, expired, or was never sent), and the others none any more (enrolled
+    once, every method since removed: ``readiness.has_enrolled``)."""
     can_sign_in = Q(is_active=True, locked_at=None)
-    if status is Status.ACTIVE:
-        return people.filter(can_sign_in, _has_a_way_in())
-    if status is Status.LOCKED:
-        return people.filter(locked_at__isnull=False)
-    if status is Status.DEACTIVATED:
-        return people.filter(is_active=False)
-    if status is Status.INVITED:
-        return people.filter(can_sign_in, ~_has_a_way_in())
-    if status is Status.NO_PASSKEY:
-        return people.filter(can_sign_in, ~_has_passkey())
-    return people.filter(can_sign_in, _has_fallback(), ~_has_passkey())
+    no_way_in = can_sign_in & ~_has_a_way_in()
+    where = {
+        Status.ACTIVE: can_sign_in & _has_a_way_in(),
+        Status.LOCKED: Q(locked_at__isnull=False),
+        Status.DEACTIVATED: Q(is_active=False),
+        Status.INVITED: no_way_in & ~Q(has_enrolled()),
+        Status.NO_WAY_IN: no_way_in & Q(has_enrolled()),
+        Status.NO_PASSKEY: can_sign_in & ~_has_passkey(),
+        Status.FALLBACK_ONLY: can_sign_in & Q(_has_fallback()) & ~_has_passkey(),
+    }
+    return people.filter(where[status])
 
 
 def search_arms(text: str) -> list[Q]:
@@ -127,7 +130,8 @@ def list_people(text: str = "", status: Status | None = None, after: str = "") -
     A search asks each arm (``search_arms``) for its own first page and merges them: as one
     OR, PostgreSQL misjudges how many rows match and walks the whole username index.
     """
-    people = User.objects.all()
+    # Whether they used a link of theirs: of those with no way in, invited or not any more.
+    people: QuerySet[User] = User.objects.annotate(enrolled=has_enrolled())
     if status is not None:
         people = filter_status(people, status)
     if after:
@@ -164,17 +168,26 @@ def list_people(text: str = "", status: Status | None = None, after: str = "") -
             user,
             passkeys[user.pk],
             user.pk in fallback,
-            status_of(user, passkeys[user.pk], user.pk in fallback, user.pk in devices),
+            status_of(
+                user,
+                passkeys[user.pk],
+                user.pk in fallback,
+                user.pk in devices,
+                enrolled=bool(getattr(user, "enrolled", False)),  # annotated above
+            ),
         )
         for user in users
     ]
     return PeoplePage(rows, users[-1].username if more and users else None)
 
 
-def status_of(user: User, passkeys: int, has_fallback: bool, has_device: bool) -> str:
+def status_of(
+    user: User, passkeys: int, has_fallback: bool, has_device: bool, *, enrolled: bool = False
+) -> str:
     """The one status a person is listed with, in the filter's words: someone who may sign
-    in with no way to yet is invited, as the Invited filter and the readiness dashboard say;
-    with only the device app, they have no passkey yet."""
+    in with no way to yet is invited, or, having enrolled once (``enrolled``), has no way
+    to sign in, as the filters and the readiness dashboard say; with only the device app,
+    they have no passkey yet."""
     if not user.is_active:
         return Status.DEACTIVATED.label
     if user.is_locked:
@@ -185,7 +198,7 @@ def status_of(user: User, passkeys: int, has_fallback: bool, has_device: bool) -
         return Status.FALLBACK_ONLY.label
     if has_device:
         return Status.NO_PASSKEY.label
-    return Status.INVITED.label
+    return Status.NO_WAY_IN.label if enrolled else Status.INVITED.label
 
 
 # --- A person ------------------------------------------------------------------------------------
@@ -260,6 +273,7 @@ def person_detail(user: User, policy: Policy) -> PersonDetail:
             len(passkeys),
             fallback,
             Device.objects.filter(DEVICE_SET_UP, user=user).exists(),
+            enrolled=user.invites.filter(used_at__isnull=False).exists(),
         ),
     )
 

@@ -70,6 +70,8 @@ def kind_of(backup_eligible: bool, is_security_key: bool, attachment: str, trans
 class Readiness:
     people_active: int  # may sign in, with at least one way to (enrolled)
     people_invited: int  # may sign in, but no way to yet (invited, not enrolled)
+    # May sign in, enrolled once, but no way to now (every method removed: a recovery link).
+    people_without_a_way_in: int
     with_passkey: int
     with_two_or_more_methods: int
     fallback_only: int
@@ -90,6 +92,7 @@ class Readiness:
         return {
             "people_active": self.people_active,
             "people_invited": self.people_invited,
+            "people_without_a_way_in": self.people_without_a_way_in,
             "with_passkey": self.with_passkey,
             "with_two_or_more_methods": self.with_two_or_more_methods,
             "fallback_only": self.fallback_only,
@@ -112,10 +115,17 @@ def active_people() -> QuerySet[User]:
 DEVICE_SET_UP = Q(is_active=True, revoked_at__isnull=True)
 
 
+def has_enrolled() -> Exists:
+    """Whether a person has used a link of theirs (an enrollment or a recovery): someone with
+    no way to sign in who has is not invited, not enrolled yet, but has lost every method."""
+    return Exists(EnrollmentInvite.objects.filter(user=OuterRef("pk"), used_at__isnull=False))
+
+
 def with_methods(people: QuerySet[User]) -> QuerySet[Any]:
     """``people`` with their ways to sign in counted as the sign-in method registry counts
     them: ``passkey_count``, ``device_count``, ``has_fallback`` and ``methods``, their sum.
-    Someone whose ``methods`` is 0 has not enrolled yet (invited): they are not active."""
+    Someone whose ``methods`` is 0 is not active: invited and not enrolled yet, or enrolled
+    once and without a way in now (``has_enrolled``)."""
     people = people.annotate(
         passkey_count=_passkey_count(),
         # The device app (Threshold Verify): installations confirmed and not revoked, each a
@@ -145,7 +155,9 @@ def compute(now: datetime | None = None) -> Readiness:
     since = now - timedelta(days=DAYS)
     people = with_methods(active_people())
     people_active = people.filter(methods__gte=1).count()
-    people_invited = people.filter(methods=0).count()
+    without = people.filter(methods=0).annotate(enrolled=has_enrolled())
+    people_invited = without.filter(enrolled=False).count()
+    people_without_a_way_in = without.filter(enrolled=True).count()
     with_passkey = people.filter(passkey_count__gte=1).count()
     with_two = people.filter(methods__gte=2).count()
     fallback_only = people.filter(passkey_count=0, device_count=0, has_fallback=True).count()
@@ -204,6 +216,7 @@ def compute(now: datetime | None = None) -> Readiness:
     return Readiness(
         people_active=people_active,
         people_invited=people_invited,
+        people_without_a_way_in=people_without_a_way_in,
         with_passkey=with_passkey,
         with_two_or_more_methods=with_two,
         fallback_only=fallback_only,
@@ -263,6 +276,7 @@ def csv_rows(readiness: Readiness, figure: str) -> list[list[object]] | None:
             ["figure", "people"],
             ["people_active", r.people_active],
             ["people_invited", r.people_invited],
+            ["people_without_a_way_in", r.people_without_a_way_in],
             ["with_passkey", r.with_passkey],
             ["with_two_or_more_methods", r.with_two_or_more_methods],
             ["fallback_only", r.fallback_only],

@@ -731,6 +731,7 @@ def readiness_page(request: HttpRequest) -> HttpResponse:
                 [
                     ("Active people", figures.people_active),
                     ("Invited, not enrolled", figures.people_invited),
+                    ("No way to sign in now", figures.people_without_a_way_in),
                     ("With a passkey", figures.with_passkey),
                     ("Two or more methods", figures.with_two_or_more_methods),
                     ("Only the fallback", figures.fallback_only),
