@@ -304,6 +304,12 @@ def test_the_people_pages_active_and_invited_filters_are_the_dashboards_figures(
         "No way to sign in"
         in browser.get(f"/admin/people/{_id('ivy@example.com')}").content.decode()
     )
+    # `threshold users` says so too.
+    capsys.readouterr()
+    assert main(["users"]) == 0
+    statuses = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:] if line}
+    assert statuses["ivy@example.com"].rstrip().endswith("no way to sign in  0")
+    assert " invited " in statuses["frank@example.com"]
     # The dashboard's "Invited people" link is this list.
     dashboard = browser.get("/admin/readiness").content.decode()
     assert 'href="/admin/people?status=invited"' in dashboard

@@ -130,8 +130,7 @@ def list_people(text: str = "", status: Status | None = None, after: str = "") -
     A search asks each arm (``search_arms``) for its own first page and merges them: as one
     OR, PostgreSQL misjudges how many rows match and walks the whole username index.
     """
-    # Whether they used a link of theirs: of those with no way in, invited or not any more.
-    people: QuerySet[User] = User.objects.annotate(enrolled=has_enrolled())
+    people = User.objects.all()
     if status is not None:
         people = filter_status(people, status)
     if after:
@@ -163,6 +162,12 @@ def list_people(text: str = "", status: Status | None = None, after: str = "") -
     devices = set(
         Device.objects.filter(DEVICE_SET_UP, user_id__in=ids).values_list("user_id", flat=True)
     )
+    # Who used a link of theirs: of those with no way in, invited or not any more.
+    enrolled = set(
+        EnrollmentInvite.objects.filter(user_id__in=ids, used_at__isnull=False).values_list(
+            "user_id", flat=True
+        )
+    )
     rows = [
         PersonRow(
             user,
@@ -173,7 +178,7 @@ def list_people(text: str = "", status: Status | None = None, after: str = "") -
                 passkeys[user.pk],
                 user.pk in fallback,
                 user.pk in devices,
-                enrolled=bool(getattr(user, "enrolled", False)),  # annotated above
+                enrolled=user.pk in enrolled,
             ),
         )
         for user in users

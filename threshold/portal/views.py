@@ -1169,7 +1169,10 @@ def _group_rules_changed_meanwhile(
 ) -> HttpResponse:
     """Someone else saved ``group``'s rules since its page was shown or while these were being
     saved: nothing saved (409), what was typed kept, the settings saved otherwise named."""
-    group.refresh_from_db(fields=["name", "rules"])
+    try:
+        group.refresh_from_db(fields=["name", "rules"])
+    except Group.DoesNotExist as removed:  # meanwhile, too
+        raise Http404("no such group") from removed
     saved = policies.group_fields_of(GroupRules.from_document(group.name, group.rules))
     names = ", ".join(field.name for field in policies.differences(saved, typed))
     return _render_group(

@@ -115,18 +115,21 @@ ROLE_WORDS = ("admin", "helpdesk", "auditor", "none")
 
 def list_people(args: argparse.Namespace) -> int:
     from threshold.accounts.models import User
-    from threshold.portal.readiness import with_methods
+    from threshold.portal.readiness import has_enrolled, with_methods
 
     rows = [("USERNAME", "NAME", "ROLE", "STATUS", "PASSKEYS")]
-    # Counted as the readiness figures count them: someone with no way to sign in yet is
-    # invited (not enrolled), not active.
-    for user in with_methods(User.objects.all()).order_by("username"):
+    # Counted as the readiness figures count them: someone with no way to sign in is not
+    # active, but invited (not enrolled yet) or, having enrolled once, without a way in now.
+    people = with_methods(User.objects.all()).annotate(enrolled=has_enrolled())
+    for user in people.order_by("username"):
         if not user.is_active:
             status = "deactivated"
         elif user.is_locked:
             status = "locked"
+        elif user.methods:
+            status = "active"
         else:
-            status = "active" if user.methods else "invited"
+            status = "no way to sign in" if user.enrolled else "invited"
         role = user.portal_role.label.lower() if user.role else "member"
         rows.append((user.username, user.full_name, role, status, str(user.passkey_count)))
     table(rows)
