@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from threshold.accounts.models import Role, User, normalize_username
+from threshold.core.names import has_ascii_control
 
 
 def get_user(username: str) -> User | None:
-    """The account whose username is ``username`` (compared case-insensitively), if any."""
+    """The account whose username is ``username`` (compared case-insensitively), if any. No
+    username holds a control character (PostgreSQL refuses a NUL in a query)."""
+    if has_ascii_control(username):
+        return None
     return User.objects.filter(username=normalize_username(username)).first()
 
 

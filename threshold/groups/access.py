@@ -7,11 +7,16 @@ from collections.abc import Iterable
 from django.db.models import Count, QuerySet
 
 from threshold.accounts.models import User
+from threshold.core.names import has_ascii_control
 from threshold.core.policy import GroupRules
 from threshold.groups.models import Group, Membership
 
 
 def get_group(name: str) -> Group | None:
+    """The group named ``name`` (any case), if any. No group's name holds a control character
+    (PostgreSQL refuses a NUL in a query)."""
+    if has_ascii_control(name):
+        return None
     return Group.objects.filter(name__iexact=name.strip()).first()
 
 

@@ -23,6 +23,7 @@ from threshold.audit.actions import Action
 from threshold.audit.models import AppOf, AuditEvent
 from threshold.core import catalog, errors
 from threshold.core.catalog import Surface
+from threshold.core.names import has_ascii_control
 
 PAGE_SIZE = 50
 _TEXT_MAX = 150
@@ -48,16 +49,29 @@ class AuditFilters:
         return {name: getattr(self, name) for name in names if getattr(self, name)}
 
 
+# The dates a filter may name: a day either side stays a datetime (a date alone means the
+# whole day), and every database stores it.
+_FIRST_DAY = datetime(1900, 1, 1, tzinfo=UTC)
+_LAST_DAY = datetime(9998, 12, 31, tzinfo=UTC)
+
+
 def _day(text: str, name: str, problems: list[str]) -> datetime | None:
-    """A date (YYYY-MM-DD) or a date and time (YYYY-MM-DDTHH:MM), in UTC."""
+    """A date (YYYY-MM-DD) or a date and time (YYYY-MM-DDTHH:MM, with or without an offset),
+    in UTC: PostgreSQL refuses some offsets Python takes, such as +23:59."""
     if not text:
         return None
     try:
         value = datetime.fromisoformat(text)
-    except ValueError:
-        problems.append(f"{name} must be a date, such as 2026-12-01, or a date and time.")
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (ValueError, OverflowError):
+        value = None
+    if value is None or not _FIRST_DAY <= value <= _LAST_DAY:
+        problems.append(
+            f"{name} must be a date between 1900 and 9998, such as 2026-12-01, or a date and "
+            "time."
+        )
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return value
 
 
 def parse_filters(query: Mapping[str, str]) -> AuditFilters:
@@ -77,6 +91,9 @@ def parse_filters(query: Mapping[str, str]) -> AuditFilters:
         )
     }
     filters = AuditFilters(**values)  # type: ignore[arg-type] # every field here is a str
+    if any(has_ascii_control(value) for value in values.values()):
+        # No username, reason, app or address holds one (and PostgreSQL refuses a NUL).
+        filters.problems.append("The filters cannot hold control characters.")
     if filters.outcome and filters.outcome not in OUTCOMES:
         filters.problems.append("Outcome must be succeeded or failed.")
     if filters.action and filters.action not in {action.value for action in Action}:

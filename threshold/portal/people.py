@@ -19,6 +19,7 @@ from threshold.accounts.methods import MethodKind, sign_in_methods
 from threshold.accounts.models import User
 from threshold.audit.actions import Action
 from threshold.audit.models import AuditEvent
+from threshold.core.names import has_ascii_control
 from threshold.core.policy import Decision, Policy, evaluate
 from threshold.devices.models import Device
 from threshold.enrollment.models import EnrollmentInvite
@@ -130,6 +131,9 @@ def list_people(text: str = "", status: Status | None = None, after: str = "") -
     A search asks each arm (``search_arms``) for its own first page and merges them: as one
     OR, PostgreSQL misjudges how many rows match and walks the whole username index.
     """
+    if has_ascii_control(text) or has_ascii_control(after):
+        # No username or name holds one: nobody matches (and PostgreSQL refuses a NUL).
+        return PeoplePage([], None)
     people = User.objects.all()
     if status is not None:
         people = filter_status(people, status)

@@ -60,6 +60,15 @@ from threshold.web.qr import qr_data_uri
 _MAX_ID = 2**63 - 1
 
 
+def _id_in(text: str) -> int | None:
+    """A row ID a form or query string gives as text, or None: ASCII digits only ("²" is a
+    digit to ``str.isdigit``, not to ``int``), within the databases' 64-bit integers."""
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(_MAX_ID))):
+        return None
+    value = int(text)
+    return value if 0 < value <= _MAX_ID else None
+
+
 def _person_url(user_id: int, **query: str) -> str:
     return url_to("portal:person", user_id, query=query or None)
 
@@ -657,8 +666,7 @@ def import_people(request: HttpRequest) -> HttpResponse:
 @require_GET
 def audit(request: HttpRequest) -> HttpResponse:
     filters = auditlog.parse_filters(request.GET)
-    before_text = request.GET.get("before", "")
-    before = int(before_text) if before_text.isdigit() and 0 < int(before_text) <= _MAX_ID else None
+    before = _id_in(request.GET.get("before", ""))
     if filters.problems:
         result, rows = None, []
     else:
@@ -1419,9 +1427,9 @@ def app_change(request: HttpRequest, app_id: int) -> HttpResponse:
 def app_assign(request: HttpRequest, app_id: int) -> HttpResponse:
     application = _access_app(app_id)
     everyone = request.POST.get("who") == "everyone"
-    wanted = {value for value in request.POST.getlist("group") if value.isdigit()}
-    names = list(Group.objects.filter(pk__in=wanted).values_list("name", flat=True))
-    if len(names) != len(wanted):
+    wanted = {_id_in(value) for value in request.POST.getlist("group") if value}
+    names = list(Group.objects.filter(pk__in=wanted - {None}).values_list("name", flat=True))
+    if None in wanted or len(names) != len(wanted):
         return _render_app(request, application, error="Choose groups from the list.", status=400)
     try:
         do_assign_app(
