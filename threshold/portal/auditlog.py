@@ -67,8 +67,7 @@ def _day(text: str, name: str, problems: list[str]) -> datetime | None:
         value = None
     if value is None or not _FIRST_DAY <= value <= _LAST_DAY:
         problems.append(
-            f"{name} must be a date between 1900 and 9998, such as 2026-12-01, or a date and "
-            "time."
+            f"{name} must be a date between 1900 and 9998, such as 2026-12-01, or a date and time."
         )
         return None
     return value

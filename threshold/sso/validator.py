@@ -94,6 +94,14 @@ def storable(value: object) -> bool:
     return isinstance(value, str) and "\x00" not in value
 
 
+def validated_redirect_uri() -> str | None:
+    """The redirect URI this request's authorization validated as one its app registered
+    (``Validator.validate_redirect_uri``, or the app's one registered URI that oauthlib falls
+    back to), if it got that far: where an error oauthlib raised without one may go."""
+    uri = _cached("redirect_uri", "validated")
+    return uri if isinstance(uri, str) else None
+
+
 def refusal_recorded() -> bool:
     """Did the validator audit why this request's token was refused (with the person)?"""
     return bool(_cached("refused", "token"))
@@ -234,7 +242,17 @@ class Validator(OAuth2Validator):
         if "openid" in (scope_to_list(request.scope) or []):
             return None
         uri: str | None = super().get_default_redirect_uri(client_id, request, *args, **kwargs)
+        _keep("redirect_uri", "validated", uri)  # the app's own: kept as validate_redirect_uri's
         return uri
+
+    def validate_redirect_uri(
+        self, client_id: str, redirect_uri: str, request: Any, *args: Any, **kwargs: Any
+    ) -> bool:
+        # Kept for an error oauthlib raises later without the request (views._authorize).
+        allowed = bool(super().validate_redirect_uri(client_id, redirect_uri, request))
+        if allowed:
+            _keep("redirect_uri", "validated", redirect_uri)
+        return allowed
 
     def confirm_redirect_uri(
         self, client_id: str, code: str, redirect_uri: str, client: Any, *args: Any, **kwargs: Any

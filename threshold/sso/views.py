@@ -13,6 +13,7 @@ is audited.
 from __future__ import annotations
 
 import json
+import re
 from types import SimpleNamespace
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -38,6 +39,7 @@ from oauth2_provider.exceptions import (
     OIDCError,
 )
 from oauth2_provider.http import OAuth2ResponseRedirect
+from oauth2_provider.models import get_grant_model
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import RevokeTokenView, UserInfoView
 from oauth2_provider.views.mixins import OAuthLibMixin
@@ -77,6 +79,7 @@ from threshold.sso.validator import (
     refusal_recorded,
     revoke_tokens,
     storable,
+    validated_redirect_uri,
 )
 from threshold.web.bodies import refuses_bodies_with
 from threshold.web.http import (
@@ -408,6 +411,16 @@ _FATAL_REASONS: dict[type[Exception], str] = {
 }
 
 
+_MAX_AGE = re.compile(r"[0-9]{1,10}")
+# RFC 7636 §4.2: code_challenge = 43*128unreserved.
+_PKCE_CHALLENGE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
+
+
+def _nonce_max_length() -> int:
+    """The longest nonce the grant's row holds (DOT's ``Grant.nonce``, 255)."""
+    return int(get_grant_model()._meta.get_field("nonce").max_length or 0)
+
+
 def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912, PLR0915 - one answer per rule
     core = _oauthlib_core()
     try:
@@ -438,12 +451,18 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             reason="pkce_missing" if missing_pkce else reason,  # as _refuse's plain PKCE
             app=_as_given(request.GET.get("client_id", "")),
         )
+        # oauthlib raises some errors without the request (a malformed ``claims``), so
+        # without its redirect URI and state: the app still gets its error, if the redirect
+        # URI was validated as one it registered; else the page an untrusted one gets.
+        redirect_uri = oauth_error.redirect_uri or validated_redirect_uri()
+        if not redirect_uri:
+            return _problem(request, "app_link_invalid", 400)
         return _error_redirect(
             request,
-            oauth_error.redirect_uri,
+            redirect_uri,
             reason,
             oauth_error.description or "",
-            oauth_error.state,
+            oauth_error.state or request.GET.get("state"),
         )
     application: Application = credentials["request"].client
     params = request.GET
@@ -493,6 +512,26 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             "Control characters.",
             reason="control_characters",
         )
+    if not _PKCE_CHALLENGE.fullmatch(credentials.get("code_challenge") or ""):
+        # RFC 7636 §4.2: 43 to 128 unreserved characters; the grant's column holds 128.
+        return _refuse(
+            request,
+            application,
+            credentials,
+            "invalid_request",
+            "Bad code_challenge.",
+            reason="pkce_challenge_invalid",
+        )
+    if len(credentials.get("nonce") or "") > _nonce_max_length():
+        # Longer than the grant's column: refused before the INSERT that would fail.
+        return _refuse(
+            request,
+            application,
+            credentials,
+            "invalid_request",
+            "The nonce is too long.",
+            reason="nonce_too_long",
+        )
     for parameter, unsupported in _UNSUPPORTED_PARAMETERS.items():
         # OpenID Connect Core §6.1, §6.2 and §7.2.1: refused, not ignored (a request object's
         # values would otherwise be silently replaced by the query's), before any sign-in.
@@ -504,7 +543,8 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
     max_age_raw = params.get("max_age")
     max_age: int | None = None
     if max_age_raw is not None:
-        if not max_age_raw.isdigit() or len(max_age_raw) > 10:  # noqa: PLR2004
+        # Ten ASCII digits at most: str.isdigit() is True for "²", which int() refuses.
+        if not _MAX_AGE.fullmatch(max_age_raw):
             return _refuse(request, application, credentials, "invalid_request", "Bad max_age.")
         max_age = int(max_age_raw)
     wanted = [Acr(value) for value in params.get("acr_values", "").split() if value in set(Acr)]
