@@ -6,12 +6,14 @@ describes. Never put secrets or whole credentials in ``detail``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from threshold import clock
 from threshold.audit.models import AuditEvent
+from threshold.core.names import has_ascii_control
 
 
 class Action(StrEnum):
@@ -99,6 +101,9 @@ class Action(StrEnum):
     AUDIT_REFUSALS_CAPPED = "audit.refusals_capped"
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 class Channel(StrEnum):
     """How an action reached Threshold (``AuditEvent.via``; stored values)."""
 
@@ -113,6 +118,12 @@ class Origin:
     ip: str | None = None
     user_agent: str = ""
     via: Channel = Channel.WEB
+
+    def __post_init__(self) -> None:
+        if has_ascii_control(self.user_agent):
+            # A header's value, stored as it came with every sign-in and audit row: without
+            # the control characters no browser sends (PostgreSQL refuses a NUL).
+            object.__setattr__(self, "user_agent", _CONTROL.sub("", self.user_agent))
 
     @classmethod
     def cli(cls) -> Origin:

@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
             total = check_file(text)
         except ImportRefused as exc:
             return _usage(f"{printable(args.file)}: {exc} Nobody was invited.")
+        except OSError as exc:  # it opened, but reading failed (a device, a vanished mount)
+            return _usage(f"cannot read {printable(args.file)}: {exc.strerror or exc}")
         text.seek(0)
         links = None
         if args.links_out and not args.dry_run:

@@ -49,6 +49,7 @@ from threshold.cli.commands import (
     serve,
     users,
 )
+from threshold.cli.output import printable
 
 # In the order `threshold --help` lists them.
 GROUPS: tuple[Registration, ...] = (
@@ -111,6 +112,16 @@ def setup_django() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    for position, argument in enumerate(argv, start=1):
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError:
+            # Bytes that are not UTF-8 arrive as lone surrogates, which no database stores.
+            print(
+                f"threshold: argument {position} is not UTF-8 text: {printable(argument)}",
+                file=sys.stderr,
+            )
+            return 2
     cli = build()
     if argv and argv[0] not in cli.names and not argv[0].startswith("-"):
         # Anything else is a Django management command (migrate, check, ...).

@@ -66,6 +66,7 @@ from threshold.policy.access import read_policy_with
 from threshold.sessions.actions import new_signed_in_session
 from threshold.sessions.middleware import set_signed_in_cookie
 from threshold.sessions.models import Session
+from threshold.web.bodies import REFUSED_CHARSET, unreadable_charset, without_charset
 from threshold.web.http import audit_origin, ok, safe_next
 
 if TYPE_CHECKING:
@@ -160,6 +161,8 @@ class LeanSignInMiddleware:
 def host_and_scheme_accepted(request: HttpRequest, security: SecurityMiddleware) -> bool:
     """Whether the full stack would get past the host check and SecurityMiddleware's redirect
     to HTTPS: a lean path answers only such requests (the full stack answers the others)."""
+    if REFUSED_CHARSET in request.META:
+        return False  # refused down the full stack (RequestBodyMiddleware)
     try:
         request.get_host()
     except DisallowedHost:
@@ -244,6 +247,11 @@ class LeanSignInApplication:
         self.lean = LeanSignInMiddleware(_unreachable)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        unreadable = unreadable_charset(environ)
+        if unreadable is not None:
+            # Django would fail building the request (a 500 outside any handler): built
+            # without the charset, and refused by RequestBodyMiddleware.
+            return self.django(without_charset(environ, unreadable), start_response)
         if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") not in (
             self.lean.paths()
         ):

@@ -27,7 +27,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends import db
@@ -64,8 +64,21 @@ _KEY_LENGTH = 32  # Django's
 KEY_CYCLING: ContextVar[bool] = ContextVar("threshold_session_key_cycling", default=False)
 
 
+_KEY_CHARS = frozenset(VALID_KEY_CHARS)
+
+
+def is_session_key(value: object) -> TypeGuard[str]:
+    """Could ``value`` be a session key this store made (32 of Django's key characters)? A
+    cookie is any text: one with a NUL, say, must not reach a query (PostgreSQL refuses it).
+    Django's own check is only a length of at least 8."""
+    return isinstance(value, str) and len(value) == _KEY_LENGTH and _KEY_CHARS.issuperset(value)
+
+
 class SessionStore(db.SessionStore):
     _unsaved = False
+
+    def _validate_session_key(self, key: str | None) -> bool:
+        return is_session_key(key)
 
     @classmethod
     def get_model_class(cls) -> type[Session]:

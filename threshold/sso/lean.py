@@ -72,7 +72,7 @@ from threshold.accounts.models import User
 from threshold.passkeys.hotpath import without_health_check
 from threshold.passkeys.lean import host_and_scheme_accepted
 from threshold.sessions import middleware as session_timeout
-from threshold.sessions.store import LAST_SEEN, SIGNED_IN_AT, SessionStore
+from threshold.sessions.store import LAST_SEEN, SIGNED_IN_AT, SessionStore, is_session_key
 from threshold.sso import appcache, hotpath, views
 from threshold.sso.sessions import SID
 from threshold.web.bodies import _FORMS, body_refusal_of, form_refusal
@@ -175,7 +175,7 @@ class LeanTokenMiddleware:
         if request.method != "GET" or not _plain_authorization(request):
             return None
         session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
-        if not session_key or SessionStore.__module__ != settings.SESSION_ENGINE:
+        if not is_session_key(session_key) or SessionStore.__module__ != settings.SESSION_ENGINE:
             return None
         if not host_and_scheme_accepted(request, self.security):
             return None

@@ -20,13 +20,16 @@ endpoints answer an oversize body themselves (413) and audit it.
 
 from __future__ import annotations
 
+import codecs
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import BadRequest, SuspiciousOperation
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.http.multipartparser import MultiPartParserError
+from django.utils.http import parse_header_parameters
 
 from threshold.core.errors import MalformedRequest
 from threshold.web.http import client_ip, content_length, marked_answer, marking
@@ -36,11 +39,54 @@ _FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
 _logger = logging.getLogger(__name__)
 
 
+# Set in the environ by the WSGI application (``passkeys.lean.LeanSignInApplication``) when
+# the Content-Type names a charset Django cannot build a request in (``unreadable_charset``):
+# the charset is left out of the Content-Type, so that Django can, and the request is refused
+# here, whatever its method, as a body that cannot be read is.
+REFUSED_CHARSET = "threshold.refused_charset"
+
+
+def unreadable_charset(environ: Mapping[str, Any]) -> str | None:
+    """Why the request's Content-Type charset would make Django fail while reading it, or None.
+
+    Django takes any charset ``codecs.lookup`` knows as the request's encoding, and decodes
+    the query string (even of a GET) and form bodies with it. A bytes codec (zlib, base64,
+    rot13) or a codec that cannot decode the query string ('undefined', 'punycode') then
+    raises outside any view: a 500 before a handler runs. A charset Django does not know it
+    ignores, and so does this."""
+    _, params = parse_header_parameters(str(environ.get("CONTENT_TYPE") or ""))
+    charset = params.get("charset")
+    if not charset:
+        return None
+    try:
+        codec = codecs.lookup(charset)
+    except LookupError:
+        return None
+    if not getattr(codec, "_is_text_encoding", True):
+        return f"charset {charset!r} is not a text encoding"
+    try:
+        # As WSGIRequest.GET reads it: the environ's text is the bytes, one per character.
+        query = str(environ.get("QUERY_STRING") or "").encode("iso-8859-1", "replace")
+        QueryDict(query, encoding=charset)
+        "a=b".encode(charset).decode(charset)
+    except Exception as exc:  # noqa: BLE001 - whatever the codec raises, Django would too
+        return f"charset {charset!r} cannot be read: {type(exc).__name__}"
+    return None
+
+
+def without_charset(environ: dict[str, Any], why: str) -> dict[str, Any]:
+    """``environ`` with its Content-Type's parameters left out and ``REFUSED_CHARSET`` set."""
+    media_type = str(environ.get("CONTENT_TYPE") or "").split(";", 1)[0].strip()
+    return {**environ, "CONTENT_TYPE": media_type, REFUSED_CHARSET: why}
+
+
 class RequestBodyMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if REFUSED_CHARSET in request.META:
+            return _refused(request, str(request.META[REFUSED_CHARSET]))
         if request.method == "POST" and request.content_type in _FORMS:
             refusal = _refuse_form(request)
             if refusal is not None:
@@ -50,8 +96,10 @@ class RequestBodyMiddleware:
 
 def _refuse_form(request: HttpRequest) -> HttpResponse | None:
     why = form_refusal(request)
-    if why is None:
-        return None
+    return None if why is None else _refused(request, why)
+
+
+def _refused(request: HttpRequest, why: str) -> HttpResponse:
     _logger.warning("Refused a %s body from %s: %s", request.content_type, client_ip(request), why)
     own = _own_refusal(request)
     return bad_request(request) if own is None else own(request)
@@ -84,6 +132,8 @@ def body_refusal_of(
 def form_refusal(request: HttpRequest) -> str | None:
     """Why a form body is refused (its length, or a parse failure), or None once it is read
     and parsed: the check ``RequestBodyMiddleware`` makes, for the lean paths that skip it."""
+    if REFUSED_CHARSET in request.META:
+        return str(request.META[REFUSED_CHARSET])
     try:
         length = content_length(request)
     except MalformedRequest as error:
@@ -94,7 +144,14 @@ def form_refusal(request: HttpRequest) -> str | None:
     try:
         request.body  # noqa: B018 - Django keeps it: the body stays readable
         request.POST  # noqa: B018 - parsed here, where a failure is ours to answer
-    except (MultiPartParserError, SuspiciousOperation, BadRequest) as exc:
+    except (
+        MultiPartParserError,
+        SuspiciousOperation,
+        BadRequest,
+        UnicodeError,
+        LookupError,
+    ) as exc:
         # BadRequest: a form whose charset is not UTF-8 (Django 5.1+ refuses to parse it).
+        # UnicodeError, LookupError: a multipart field its charset cannot decode.
         return f"{type(exc).__name__}: {exc}"
     return None

@@ -31,8 +31,10 @@ def client_ip(request: HttpRequest) -> str | None:
     proxy appended to X-Forwarded-For (the last entry: earlier ones are the client's to forge)."""
     if settings.THRESHOLD.proxy_ssl_header:
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").rsplit(",", 1)[-1].strip()
+        # Without an IPv6 zone ("%eth0"): it names an interface of the proxy's host, and
+        # PostgreSQL's inet refuses a long one.
         try:
-            return str(ipaddress.ip_address(forwarded))
+            return str(ipaddress.ip_address(forwarded.split("%", 1)[0]))
         except ValueError:
             pass
     return request.META.get("REMOTE_ADDR") or None

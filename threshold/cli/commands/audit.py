@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from threshold.cli.commands import Command, Subcommands
+from threshold.cli.commands import Command, Subcommands, whole_number
 from threshold.cli.output import table
 
 
 def register(commands: Subcommands) -> list[Command]:
     audit_parser = commands.add_parser("audit", help="show the latest audit events")
-    audit_parser.add_argument("--limit", type=int, default=30)
+    audit_parser.add_argument(
+        "--limit", type=whole_number(1, 100_000), default=30, help="how many (default 30)"
+    )
     return [Command(audit_parser, audit)]
 
 
