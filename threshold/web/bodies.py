@@ -54,7 +54,10 @@ def unreadable_charset(environ: Mapping[str, Any]) -> str | None:
     rot13) or a codec that cannot decode the query string ('undefined', 'punycode') then
     raises outside any view: a 500 before a handler runs. A charset Django does not know it
     ignores, and so does this."""
-    _, params = parse_header_parameters(str(environ.get("CONTENT_TYPE") or ""))
+    content_type = str(environ.get("CONTENT_TYPE") or "")
+    if "charset" not in content_type.lower():
+        return None  # the common case, on every request: no parsing
+    _, params = parse_header_parameters(content_type)
     charset = params.get("charset")
     if not charset:
         return None
