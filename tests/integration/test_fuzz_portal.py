@@ -8,14 +8,22 @@ SQLite refuse it too, so these run the same on both).
 
 from __future__ import annotations
 
+import html
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from tests.integration.portal_support import post, staff
 from tests.integration.test_sso import add_app
 from tests.support.faults import nul_refused_as_postgresql_does
+from threshold.accounts.access import get_user
 from threshold.accounts.models import Role, User
 from threshold.audit.actions import Origin
+from threshold.cli.main import main
+from threshold.enrollment.actions import do_invite
+from threshold.enrollment.bulk import check_row
+from threshold.enrollment.models import EnrollmentInvite
+from threshold.groups.access import get_group
 from threshold.groups.actions import do_add_group
 from threshold.groups.models import Membership
 
@@ -125,3 +133,40 @@ def test_a_group_named_with_a_nul_in_an_import_is_a_group_not_found(admin):
     )
     assert Membership.objects.filter(user__username="first@example.com").count() == 1
     assert not Membership.objects.filter(user__username="second@example.com").exists()
+
+
+# --- What a lookup finds is what an invite would create or reach (found in review) ---------------
+
+ODD = '"boss\x01"@example.com'  # validate_email takes a quoted local part with a control character
+
+
+def test_a_username_with_a_control_character_is_found_so_the_staff_check_holds(admin):
+    """An administrator with such a username (one stored before invites refused them) is still
+    found by every check of who someone is: the help desk cannot get an enrollment link for
+    them, as it cannot for any administrator."""
+    do_invite(ODD, Origin.cli(), full_name="Boss", is_administrator=True, send_email=False)
+    _, desk = staff("desk@example.com", Role.HELP_DESK)
+    links_before = EnrollmentInvite.objects.filter(user__username=ODD).count()
+    response = post(desk, "/admin/people/invite", {"email": ODD, "name": ""})
+    assert "/enroll/" not in html.unescape(response.content.decode())
+    assert EnrollmentInvite.objects.filter(user__username=ODD).count() == links_before
+    assert get_user(ODD) is not None
+
+
+def test_an_address_with_a_control_character_is_no_address_to_invite(admin, capsys):
+    assert check_row(ODD, "") == f"{ODD!r} is not an email address."
+    response = post(admin, "/admin/people/invite", {"email": ODD, "name": ""})
+    assert response.status_code == 400
+    assert main(["invite", ODD, "--no-email"]) == 2
+    assert "is not an email address" in capsys.readouterr().err
+    assert not User.objects.filter(username=ODD).exists()
+
+
+@pytest.mark.parametrize("around", ["\r", "\n", "\t", " "])
+def test_a_username_or_group_name_with_a_lines_end_is_found(db, around):
+    # A `while read` loop over a file with Windows line endings, say.
+    User.objects.create_user("ada@example.com")
+    do_add_group("Staff", Origin.cli())
+    assert get_user(f"ada@example.com{around}") is not None
+    assert get_user(f"{around}ada@example.com") is not None
+    assert get_group(f"Staff{around}") is not None

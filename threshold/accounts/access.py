@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from threshold.accounts.models import Role, User, normalize_username
-from threshold.core.names import has_ascii_control
 
 
 def get_user(username: str) -> User | None:
-    """The account whose username is ``username`` (compared case-insensitively), if any. No
-    username holds a control character (PostgreSQL refuses a NUL in a query)."""
-    if has_ascii_control(username):
+    """The account whose username is ``username`` (compared case-insensitively), if any.
+
+    Looked up as it is stored (``normalize_username``), so that every check of who someone
+    is finds the account ``do_get_or_create_user`` would: only a NUL, which no stored
+    username holds and PostgreSQL refuses in a query, finds no one without asking."""
+    key = normalize_username(username)
+    if "\x00" in key:
         return None
-    return User.objects.filter(username=normalize_username(username)).first()
+    return User.objects.filter(username=key).first()
 
 
 def has_enrolled_administrator() -> bool:

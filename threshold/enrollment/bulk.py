@@ -29,7 +29,7 @@ from threshold.accounts.access import get_user, staff_not_theirs
 from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Origin
 from threshold.core import errors
-from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, clean_name
+from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, clean_name, has_ascii_control
 from threshold.enrollment.actions import do_invite
 from threshold.groups.access import get_group
 from threshold.groups.actions import do_add_member
@@ -208,8 +208,9 @@ def check_row(email: str, name: str) -> str:
     if not email:
         return "Enter an email address."
     try:
-        if len(email) > EMAIL_MAX_LENGTH:
-            raise ValidationError("too long")
+        if len(email) > EMAIL_MAX_LENGTH or has_ascii_control(email):
+            # validate_email takes a quoted local part with control characters in it.
+            raise ValidationError("too long, or control characters")
         validate_email(email)
     except ValidationError:
         return f"{email!r} is not an email address."

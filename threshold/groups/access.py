@@ -13,11 +13,13 @@ from threshold.groups.models import Group, Membership
 
 
 def get_group(name: str) -> Group | None:
-    """The group named ``name`` (any case), if any. No group's name holds a control character
-    (PostgreSQL refuses a NUL in a query)."""
+    """The group named ``name`` (any case, around it spaces or a line's end), if any. No
+    group's name holds a control character (``clean_group_name``; PostgreSQL refuses a NUL
+    in a query)."""
+    name = name.strip()
     if has_ascii_control(name):
         return None
-    return Group.objects.filter(name__iexact=name.strip()).first()
+    return Group.objects.filter(name__iexact=name).first()
 
 
 def list_groups() -> QuerySet[Group]:

@@ -36,17 +36,15 @@ def register(commands: Subcommands) -> list[Command]:
 
 
 def invite(args: argparse.Namespace) -> int:
-    from django.core.exceptions import ValidationError
-    from django.core.validators import validate_email
-
     from threshold.audit.actions import Origin
     from threshold.core import errors
     from threshold.enrollment.actions import do_invite
+    from threshold.enrollment.bulk import check_row
 
-    try:
-        validate_email(args.email)
-    except ValidationError:
-        print(f"threshold: {args.email!r} is not an email address", file=sys.stderr)
+    # The portal's and the CSV import's rules for an address and a name.
+    problem = check_row(args.email, args.name or "")
+    if problem:
+        print(f"threshold: {problem}", file=sys.stderr)
         return 2
     try:
         created = do_invite(
