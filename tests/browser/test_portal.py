@@ -339,6 +339,7 @@ def test_a_policy_form_kept_across_verify_still_meets_a_change_made_meanwhile(
     expect(alert.get_by_role("heading", name="Someone else changed the policy")).to_be_visible()
     expect(alert.get_by_role("link", name="passkey_limit")).to_be_visible()
     expect(page.locator("#f-password_lockout_threshold")).to_have_value("7")
+    assert axe_violations(page) == []
     # Saving again, now knowingly, saves the form as it is.
     page.get_by_role("button", name="Save the policy").click()
     expect(page.get_by_role("status")).to_have_text("The policy was saved.")
