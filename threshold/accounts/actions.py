@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from threshold import clock
 from threshold.accounts.models import Role, User, normalize_username
@@ -24,13 +24,20 @@ def do_get_or_create_user(
     is_administrator: bool = False,
     actor: User | None = None,
 ) -> tuple[User, bool]:
-    """The account for ``username``, created (and audited) when there is none."""
-    user = User.objects.filter(username=normalize_username(username)).first()
+    """The account for ``username``, created (and audited) when there is none. Two at once
+    for one new username (two invites, an import run twice): one creates it, the other waits
+    for that and gets it (the username's unique index decides, in a savepoint)."""
+    key = normalize_username(username)
+    user = User.objects.filter(username=key).first()
     if user is not None:
         return user, False
-    user = User.objects.create_user(
-        username, email=email, full_name=full_name, is_administrator=is_administrator
-    )
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(
+                username, email=email, full_name=full_name, is_administrator=is_administrator
+            )
+    except IntegrityError:
+        return User.objects.get(username=key), False
     record(Action.USER_CREATED, origin, actor=actor, subject=user)
     return user, True
 

@@ -33,6 +33,7 @@ from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, clean_name, has_ascii_
 from threshold.enrollment.actions import do_invite
 from threshold.groups.access import get_group
 from threshold.groups.actions import do_add_member
+from threshold.groups.models import Group
 
 EMAIL_MAX_LENGTH = 150
 NOT_UTF8 = "The file is not UTF-8 text: save it as CSV UTF-8."
@@ -193,7 +194,11 @@ def _join_groups(user: User, cell: str, origin: Origin, actor: User | None) -> t
         if group is None:
             unknown.append(name)
             continue
-        do_add_member(group, user, origin, actor=actor)
+        try:
+            do_add_member(group, user, origin, actor=actor)
+        except Group.DoesNotExist:  # removed meanwhile
+            unknown.append(name)
+            continue
         joined.append(group.name)
     words = []
     if joined:

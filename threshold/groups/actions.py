@@ -43,7 +43,9 @@ def do_add_group(name: str, origin: Origin, *, actor: User | None = None) -> Gro
 @transaction.atomic
 def do_remove_group(group: Group, origin: Origin, *, actor: User | None = None) -> int:
     """Remove ``group``; its members stay (``members_left`` tells the apps above that they
-    left it). Returns how many members it had."""
+    left it). Returns how many members it had. Its row is held first, as ``do_add_member``
+    holds it, so a member added meanwhile is either counted here or refused there."""
+    Group.objects.select_for_update().filter(pk=group.pk).exists()
     user_ids = list(group.memberships.values_list("user_id", flat=True))
     record(Action.GROUP_REMOVED, origin, actor=actor, group=group.name, members=len(user_ids))
     group.delete()
@@ -59,13 +61,24 @@ def do_remove_group(group: Group, origin: Origin, *, actor: User | None = None) 
 
 
 def do_add_member(group: Group, user: User, origin: Origin, *, actor: User | None = None) -> bool:
-    """Add ``user`` to ``group``; False when they were a member already (nothing recorded)."""
-    try:
-        with transaction.atomic():
-            Membership.objects.create(group=group, user=user)
-            record(Action.GROUP_MEMBER_ADDED, origin, actor=actor, subject=user, group=group.name)
-    except IntegrityError:
+    """Add ``user`` to ``group``; False when they were a member already (nothing recorded).
+
+    ``Group.DoesNotExist`` when the group was removed meanwhile: its row is held until the
+    transaction ends, as ``do_remove_group`` holds it (on PostgreSQL the membership's key to
+    it is checked only at COMMIT, too late for a refusal in words)."""
+    if Membership.objects.filter(group=group, user=user).exists():
         return False
+    with transaction.atomic():
+        if not Group.objects.select_for_update().filter(pk=group.pk).exists():
+            raise Group.DoesNotExist("the group was removed")
+        try:
+            with transaction.atomic():
+                Membership.objects.create(group=group, user=user)
+                record(
+                    Action.GROUP_MEMBER_ADDED, origin, actor=actor, subject=user, group=group.name
+                )
+        except IntegrityError:
+            return False
     return True
 
 

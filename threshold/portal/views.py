@@ -44,6 +44,7 @@ from threshold.sso.access import (
 )
 from threshold.sso.actions import (
     AppError,
+    AppGone,
     check_has_secret,
     check_settings,
     current_settings,
@@ -1391,6 +1392,8 @@ def app_rotate_secret(request: HttpRequest, app_id: int) -> HttpResponse:
                 application=application,
             )
         secret = do_rotate_secret(application, audit_origin(request), actor=actor(request))
+    except AppGone as gone:
+        raise Http404("no such app") from gone
     except AppError as exc:
         return _render_app(request, application, error=str(exc), status=409)
     return _render(
@@ -1417,6 +1420,8 @@ def app_change(request: HttpRequest, app_id: int) -> HttpResponse:
             require_consent=form["require_consent"] == "1",
         )
         do_change_app(application, settings, audit_origin(request), actor=actor(request))
+    except AppGone as gone:
+        raise Http404("no such app") from gone
     except AppError as exc:
         return _render_app(request, application, status=400, form=form, form_error=exc)
     return see_other(url_to("portal:app", application.pk, query={"done": "changed"}))
@@ -1439,6 +1444,8 @@ def app_assign(request: HttpRequest, app_id: int) -> HttpResponse:
             group_names=[] if everyone else names,
             actor=actor(request),
         )
+    except AppGone as gone:
+        raise Http404("no such app") from gone
     except AppError:
         return _render_app(
             request,

@@ -211,13 +211,31 @@ def do_add_app(
     return NewApp(application, secret)
 
 
+class AppGone(AppError):
+    """The app was removed while a change of it waited (``_held``): nothing changed."""
+
+    def __init__(self) -> None:
+        super().__init__("The app was removed meanwhile: nothing was changed.")
+
+
+def _held(application: Application) -> Application:
+    """The app's row as it is now, held until the transaction ends, so that a removal and a
+    change of it take turns; ``AppGone`` when it was removed meanwhile."""
+    locked: Application | None = (
+        Application.objects.select_for_update().filter(pk=application.pk).first()
+    )
+    if locked is None:
+        raise AppGone()
+    return locked
+
+
 @transaction.atomic
 def do_change_app(
     application: Application, settings: AppSettings, origin: Origin, *, actor: User | None = None
 ) -> list[str]:
     """Replace the app's settings; returns the names of those that changed (none: nothing
     stored, nothing audited). Its client ID, kind, secret, tokens and assignment stay."""
-    locked = Application.objects.select_for_update().get(pk=application.pk)
+    locked = _held(application)
     was = current_settings(locked)
     before = {column: getattr(locked, column) for column in _SETTING_COLUMNS}
     _apply(locked, settings)
@@ -272,6 +290,7 @@ def check_has_secret(application: Application) -> None:
 @transaction.atomic
 def do_rotate_secret(application: Application, origin: Origin, *, actor: User | None = None) -> str:
     """A new secret (returned once); the old one stops working at once."""
+    _held(application)
     check_has_secret(application)
     secret = _new_secret()
     application.client_secret = hash_secret(secret)
@@ -292,6 +311,7 @@ def do_assign_app(
     """Who may use the app: everyone, or the members of these groups (replacing the list)."""
     if everyone == bool(group_names):
         raise AppError("Assign the app to --everyone or to one or more --group NAME.")
+    _held(application)
     groups: list[Group] = []
     for name in group_names:
         group = Group.objects.filter(name__iexact=name.strip()).first()
