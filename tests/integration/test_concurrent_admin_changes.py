@@ -18,6 +18,7 @@ from django.db import connections
 import threshold.portal.views as portal_views
 from tests.integration.conftest import enrolled_person
 from tests.integration.portal_support import post, staff
+from tests.integration.test_concurrent_changes import all_at_once
 from tests.integration.test_sso import REDIRECT_URI, add_app
 from threshold.accounts.models import Role, User
 from threshold.enrollment.models import EnrollmentInvite
@@ -38,23 +39,9 @@ def admins(n):
     return out
 
 
-def at_once(calls):
-    barrier = threading.Barrier(len(calls))
-    results = [None] * len(calls)
-
-    def run(i, call):
-        try:
-            barrier.wait()
-            results[i] = call()
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return [r.status_code for r in results]
+def statuses_at_once(calls):
+    """The statuses the server sent ``calls``, all released at once (``all_at_once``)."""
+    return [answer.status_code for answer in all_at_once(calls)]
 
 
 def first_pauses_at(monkeypatch, module, name, first, second):
@@ -95,7 +82,7 @@ def test_two_invites_of_one_new_address_at_once():
     statuses = []
     for k in range(ROUNDS):
         email = f"new{k}@example.com"
-        statuses += at_once(
+        statuses += statuses_at_once(
             [lambda b=b, e=email: post(b, "/admin/people/invite", {"email": e}) for b in browsers]
         )
         assert User.objects.filter(username=email).count() == 1
@@ -114,7 +101,7 @@ def test_one_csv_imported_twice_at_once():
     statuses = []
     for k in range(ROUNDS):
         csv = "email,name\n" + "".join(f"p{k}_{j}@example.com,P {j}\n" for j in range(5))
-        statuses += at_once(
+        statuses += statuses_at_once(
             [lambda b=b, c=csv: post(b, "/admin/people/import", {"csv_text": c}) for b in browsers]
         )
     assert 500 not in statuses, statuses
@@ -131,7 +118,7 @@ def test_a_member_added_while_the_group_is_removed():
             for b in browsers[:-1]
         ]
         calls.append(lambda g=group.pk: post(browsers[-1], f"/admin/groups/{g}/remove"))
-        statuses += at_once(calls)
+        statuses += statuses_at_once(calls)
         assert not Group.objects.filter(name=f"G{k}").exists()
     assert 500 not in statuses, statuses
     assert set(statuses) <= {303, 404}, statuses

@@ -7,14 +7,10 @@ wins, the others get a 4xx, and what is stored is what one alone would store.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from typing import Any
-
 import pytest
-from django.db import connections
 
 from tests.integration.conftest import ORIGIN, Browser, assert_ok, enrolled_person, sign_in
+from tests.integration.test_concurrent_changes import all_at_once
 from tests.support.authenticator import SoftAuthenticator
 from threshold.audit.actions import Origin
 from threshold.core.policy import Policy
@@ -26,26 +22,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 ROUNDS = 3
 TABS = 3
-
-
-def at_once(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Each call on its own thread and connection, released together."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(index: int, call: Callable[[], Any]) -> None:
-        try:
-            barrier.wait()
-            results[index] = call()
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=pair) for pair in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return results
 
 
 def tab() -> Browser:
@@ -67,7 +43,7 @@ def test_a_recovery_link_finished_from_several_tabs_at_once_adds_one_passkey():
             assert options.status_code == 200, options.content
             ready.append((browser, SoftAuthenticator().create(options.json()["publicKey"], ORIGIN)))
 
-        answers = at_once(
+        answers = all_at_once(
             [lambda b=b, c=c, t=token: b.post_json(f"/enroll/{t}/result", c) for b, c in ready]
         )
 
@@ -89,7 +65,7 @@ def test_set_up_another_at_the_limit_from_several_tabs_at_once_stops_at_the_limi
             assert options.status_code == 200, options.content
             ready.append((browser, SoftAuthenticator().create(options.json()["publicKey"], ORIGIN)))
 
-        answers = at_once(
+        answers = all_at_once(
             [
                 lambda b=b, c=c: b.post_json("/settings/security-methods/add/result", c)
                 for b, c in ready

@@ -197,3 +197,27 @@ def test_a_groups_rules_saved_over_a_change_made_meanwhile_are_refused_and_kept(
     again = post(ada, f"/admin/groups/{group.pk}/rules", {**form, "version": version_on(html)})
     assert again.status_code == 303, again.content.decode()[:1000]
     assert Group.objects.get(pk=group.pk).rules == {"block_synced_passkeys": True}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("version", ["", "not-hex", "a\x00b", "f" * 10_000, "\u00e9t\u00e9"])
+def test_a_version_that_is_none_the_page_gave_is_refused_as_changed_meanwhile(clock, version):
+    """Garbled, empty or huge: no 500, nothing saved, the form back as typed (409)."""
+    _, ada = staff("ada@example.com", Role.ADMINISTRATOR)
+    group = do_add_group("Engineering", Origin.cli())
+    page = ada.get("/admin/policy").content.decode()
+    before = get_policy()
+
+    policy = post(ada, "/admin/policy", {**form_of(page), "version": version, "passkey_limit": "5"})
+    rules = post(
+        ada,
+        f"/admin/groups/{group.pk}/rules",
+        {"block_synced_passkeys": "true", "version": version},
+    )
+
+    assert policy.status_code == 409
+    assert MEANWHILE in policy.content.decode()
+    assert get_policy() == before
+    assert rules.status_code == 409
+    group.refresh_from_db()
+    assert group.rules == {}

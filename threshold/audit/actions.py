@@ -13,7 +13,6 @@ from typing import Any
 
 from threshold import clock
 from threshold.audit.models import AuditEvent
-from threshold.core.names import has_ascii_control
 
 
 class Action(StrEnum):
@@ -120,7 +119,7 @@ class Origin:
     via: Channel = Channel.WEB
 
     def __post_init__(self) -> None:
-        if has_ascii_control(self.user_agent):
+        if _CONTROL.search(self.user_agent):
             # A header's value, stored as it came with every sign-in and audit row: without
             # the control characters no browser sends (PostgreSQL refuses a NUL).
             object.__setattr__(self, "user_agent", _CONTROL.sub("", self.user_agent))

@@ -785,7 +785,11 @@ def _render_policy(
     *,
     done: str = "",
     status: int = 200,
+    meanwhile: list[policies.Field] | None = None,
 ) -> HttpResponse:
+    """The policy page: ``fields`` as the form holds them, its version ``current``'s; with
+    ``meanwhile``, the notice that someone else's change came first (those settings saved
+    otherwise)."""
     return _render(
         request,
         "portal/policy.html",
@@ -795,6 +799,8 @@ def _render_policy(
             "version": policies.version_of(current.as_json()),
             "done": done,
             "has_errors": any(field.error for field in fields),
+            "changed_meanwhile": meanwhile is not None,
+            "meanwhile": meanwhile or [],
         },
         status=status,
     )
@@ -813,18 +819,12 @@ def _policy_changed_meanwhile(
         return _render_authenticators(
             request, error=_AUTHENTICATORS_CHANGED_MEANWHILE, status=409, current=current
         )
-    return _render(
+    return _render_policy(
         request,
-        "portal/policy.html",
-        {
-            "section": "policy",
-            "fields": typed,
-            "version": policies.version_of(current.as_json()),
-            "meanwhile": policies.differences(policies.fields_of(current), typed),
-            "changed_meanwhile": True,
-            "has_errors": any(field.error for field in typed),
-        },
+        current,
+        typed,
         status=409,
+        meanwhile=policies.differences(policies.fields_of(current), typed),
     )
 
 
@@ -1212,7 +1212,8 @@ def group_rules(request: HttpRequest, group_id: int) -> HttpResponse:
             rule_fields=fields,
         )
     shown = dict(group.rules)
-    if request.POST.get("version", policies.version_of(shown)) != policies.version_of(shown):
+    version = policies.version_of(shown)
+    if request.POST.get("version", version) != version:
         return _group_rules_changed_meanwhile(request, group, fields)
     policy = policy_for(request)
     preview = policies.preview_group(policy, group, rules, actor(request))
@@ -1220,7 +1221,7 @@ def group_rules(request: HttpRequest, group_id: int) -> HttpResponse:
         "section": "groups",
         "hidden": [
             *((field.name, field.text) for field in fields),
-            ("version", policies.version_of(shown)),
+            ("version", version),
         ],
         "form_action": url_to("portal:group-rules", group.pk),
         "cancel_url": url_to("portal:group", group.pk),
