@@ -12,6 +12,7 @@ from tests.support.authenticator import SoftAuthenticator
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
 from threshold.core import errors
+from threshold.core.encoding import b64url_encode
 from threshold.core.policy import Policy
 from threshold.fallback.actions import do_finish_fallback_sign_in, do_set_up_fallback
 from threshold.fallback.models import FailureCounter
@@ -52,23 +53,31 @@ def test_a_sign_in_returns_who_signed_in(ada):
     assert signed_in.user_verified is True
 
 
-def test_an_unknown_discoverable_credential_may_be_hidden_by_the_browser(ada):
+@pytest.mark.parametrize(("made_for_ada", "signalled"), [(True, True), (False, False)])
+def test_an_unknown_discoverable_credential_may_be_hidden_by_the_browser(
+    ada, made_for_ada, signalled
+):
+    # A passkey made for Ada's account that it does not hold (removed since) may be hidden;
+    # one made for a user handle no account has is not (saying so would tell nothing the
+    # browser needs, and whatever it says must not depend on who has passkeys).
     browser = Ceremonies()
     options = do_begin_sign_in(browser)
     stranger = SoftAuthenticator()
+    handle = b64url_encode(bytes(ada.user.user_handle)) if made_for_ada else "AAAA"
     stranger.create(
         {
             **options,
             "rp": {"id": "localhost", "name": "x"},
-            "user": {"id": "AAAA", "name": "x", "displayName": "x"},
+            "user": {"id": handle, "name": "x", "displayName": "x"},
             "pubKeyCredParams": [{"type": "public-key", "alg": -7}],
         },
         ORIGIN,
     )
     with pytest.raises(errors.CredentialUnknown) as refused:
         do_finish_sign_in(browser.returned(), stranger.get(options, ORIGIN), Origin())
-    assert refused.value.signal_unknown is True
+    assert refused.value.signal_unknown is signalled
     assert last_event("sign_in.failed").reason == "credential_unknown"
+    assert last_event("sign_in.failed").subject is None
 
 
 def test_an_unknown_credential_among_offered_ones_is_never_signalled(ada):

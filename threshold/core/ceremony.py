@@ -676,7 +676,8 @@ def finish_authentication(
 
     The signature is verified before any check that depends on the account
     (ownership, user handle) or the credential's history (BE, counter): every
-    later failure is then about a response the authenticator really signed.
+    later failure is then about a response the authenticator really signed, and says
+    so (``CeremonyError.signed``).
     """
     _check_not_expired(state.expires_at, now)
     # Step 5: the credential must be one that was offered.
@@ -700,6 +701,18 @@ def finish_authentication(
         raise errors.SignatureInvalid() from exc
     except _PARSE_ERRORS as exc:
         raise errors.SignatureInvalid(f"{exc!r}") from exc
+    try:
+        return _check_signed_assertion(state, response, credential)
+    except errors.CeremonyError as error:
+        error.signed = True
+        raise
+
+
+def _check_signed_assertion(
+    state: AuthenticationState, response: AuthenticationResponse, credential: StoredCredential
+) -> VerifiedAuthentication:
+    """§7.2's steps after the signature verified: the response is the credential's own."""
+    auth_data = response.authenticator_data
     # Steps 16-18: flags, and BE may never change for a stored credential.
     _check_flags(auth_data, state.user_verification)
     if auth_data.is_backup_eligible() != credential.backup_eligible:
@@ -785,11 +798,22 @@ def _credential_body(data: object) -> dict[str, Any]:
     }
 
 
+class _ClientDataJSON(CollectedClientData):
+    """fido2's ``CollectedClientData``, decoded as §7.1 step 5 and §7.2 step 8 say: "UTF-8
+    decode" (the Encoding Standard's, which strips a leading byte order mark and replaces a
+    malformed sequence with U+FFFD), where fido2 uses ``bytes.decode()``, which keeps the BOM
+    for ``json.loads`` to refuse. The bytes, and so ``hash`` (step 20 / the attestation's
+    clientDataHash), stay those the client sent."""
+
+    def decode(self, encoding: str = "utf-8-sig", errors: str = "replace") -> str:
+        return bytes.decode(self, encoding, errors)
+
+
 def _client_data(value: object) -> CollectedClientData:
     raw = b64url_decode(value)
     # Check the members' types before fido2 reads them: its base64 decoder calls
     # bytes() on whatever "challenge" holds, and bytes(2**62) is a huge allocation.
-    fields = json.loads(raw)
+    fields = json.loads(raw.decode("utf-8-sig", "replace"))
     if not isinstance(fields, dict):
         raise ValueError("clientDataJSON is not an object")
     for name in ("type", "challenge", "origin"):
@@ -799,7 +823,7 @@ def _client_data(value: object) -> CollectedClientData:
         raise ValueError("clientDataJSON.crossOrigin must be a boolean")
     if not isinstance(fields.get("topOrigin", ""), str):
         raise ValueError("clientDataJSON.topOrigin must be a string")
-    return CollectedClientData(raw)
+    return _ClientDataJSON(raw)
 
 
 def _check_not_expired(expires_at: float, now: float) -> None:

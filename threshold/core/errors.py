@@ -70,6 +70,10 @@ class ThresholdError(Exception):
 
     code = "threshold_error"
     category = Category.FAILED
+    # A refused sign-in's answer asks the browser to hide the credential it chose (the
+    # Signal API's signalUnknownCredential): set by ``passkeys.actions.do_finish_sign_in``,
+    # only where saying so tells nothing about who has an account.
+    signal_unknown = False
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail or self.__doc__ or self.code)
@@ -83,6 +87,9 @@ class CeremonyError(ThresholdError):
     """A WebAuthn ceremony failed. Subclasses name the precise reason."""
 
     code = "ceremony_failed"
+    # Raised about a response whose signature verified (``ceremony.finish_authentication``):
+    # the credential's own, so its owner may be named. Before that, it could claim anyone's.
+    signed = False
 
 
 class InputError(ThresholdError):
@@ -327,10 +334,6 @@ class CredentialUnknown(CeremonyError):
     """No stored passkey has this credential ID."""
 
     code = "credential_unknown"
-    # The browser chose the credential in a discoverable ceremony: the page may ask it to hide
-    # it (Signal API). Never set when the server offered allowCredentials: an unknown
-    # username's are decoys, and saying so would tell which usernames exist.
-    signal_unknown = False
 
 
 class UserHandleMissing(CeremonyError):

@@ -15,6 +15,7 @@ view could not decode arrives as ``Unreadable`` and fails like any bad response.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
 from threshold.core import assurance, ceremony, errors
 from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name
-from threshold.core.policy import GroupRules, Policy, evaluate
+from threshold.core.policy import Policy, evaluate
 from threshold.core.vocabulary import AttestationConveyance, ResidentKey, UserVerification
 from threshold.groups.access import rules_of
 from threshold.passkeys import hotpath
@@ -203,8 +204,8 @@ def do_finish_sign_in(
     and the session (``record_sign_in``: on PostgreSQL, one statement).
 
     A failure raises its ``ThresholdError`` once the used challenge and the
-    failure's audit row have committed. ``CredentialUnknown.signal_unknown`` says
-    whether the page may ask the browser to hide the credential.
+    failure's audit row have committed. Its ``signal_unknown`` says whether the page may
+    ask the browser to hide the credential (``_signals_unknown``).
     """
     kind, succeeded, failed = (
         (CeremonyKind.STEP_UP, Action.STEP_UP_SUCCEEDED, Action.STEP_UP_FAILED)
@@ -214,11 +215,15 @@ def do_finish_sign_in(
     refusal: errors.ThresholdError
     with transaction.atomic():
         passkey: Passkey | None = None
-        discoverable = False
+        response: ceremony.AuthenticationResponse | None = None
+        discoverable = signature_verified = False
         try:
             pending = open_pending(ceremonies, kind)
             discoverable = pending.is_discoverable
-            response, passkey, policy_in_force, group_rules = _use_and_find(pending, credential)
+            response, found = _use_and_find(pending, credential)
+            passkey = found.passkey
+            if passkey is None:
+                raise errors.CredentialUnknown()
             stored = ceremony.StoredCredential(
                 credential_id=bytes(passkey.credential_id),
                 public_key=bytes(passkey.public_key),
@@ -233,6 +238,7 @@ def do_finish_sign_in(
                 stored,
                 now=clock.now(),
             )
+            signature_verified = True
             # Account checks only now that the signature verified: before, the
             # response could claim anyone's credential.
             account_refusal = passkey.user.sign_in_refusal()
@@ -248,7 +254,7 @@ def do_finish_sign_in(
             # Today's rules, not those it was registered under. The signature
             # was right, so the counter moves on (§7.2 step 22); the sign-in does not.
             not_allowed = evaluate(
-                policy or policy_in_force, passkey.policy_facts, group_rules
+                policy or found.policy, passkey.policy_facts, found.group_rules
             ).error()
             if not_allowed is not None:
                 hotpath.update_passkey(
@@ -295,15 +301,17 @@ def do_finish_sign_in(
                         reason=error.code,
                         detail={"passkey_id": passkey.pk, "detail": error.detail},
                     ),
-                    _sign_in_failure(failed, error, origin, passkey),
+                    _sign_in_failure(failed, error, origin, passkey, signed=True),
                 ]
             )
             refusal = error
         except errors.ThresholdError as error:
-            if isinstance(error, errors.CredentialUnknown):
-                # The browser chose it (no allowCredentials, so no decoys to give away).
-                error.signal_unknown = discoverable
-            hotpath.insert_audit([_sign_in_failure(failed, error, origin, passkey)])
+            signed = signature_verified or (
+                isinstance(error, errors.CeremonyError) and error.signed
+            )
+            if discoverable and response is not None:
+                error.signal_unknown = _signals_unknown(response, passkey)
+            hotpath.insert_audit([_sign_in_failure(failed, error, origin, passkey, signed=signed)])
             refusal = error
         else:
             return replace(signed_in, session=session)
@@ -313,10 +321,10 @@ def do_finish_sign_in(
 
 def _use_and_find(
     pending: TakenCeremony, credential: object
-) -> tuple[ceremony.AuthenticationResponse, Passkey, Policy, tuple[GroupRules, ...]]:
+) -> tuple[ceremony.AuthenticationResponse, hotpath.Found]:
     """Use the ceremony's challenge up, whatever was sent (one attempt per challenge), and
-    find the passkey the response names, with the policy in force and its person's groups'
-    rules: one statement."""
+    find the passkey the response names (None: no such passkey), with the policy in force
+    and its person's groups' rules: one statement."""
     response: ceremony.AuthenticationResponse | None = None
     unreadable: errors.ThresholdError | None = None
     try:
@@ -332,19 +340,37 @@ def _use_and_find(
         raise errors.ChallengeMissing("used before")
     if unreadable is not None or response is None:
         raise unreadable or errors.MalformedRequest()
-    if found.passkey is None:
-        raise errors.CredentialUnknown()
-    return response, found.passkey, found.policy, found.group_rules
+    return response, found
+
+
+def _signals_unknown(response: ceremony.AuthenticationResponse, passkey: Passkey | None) -> bool:
+    """Whether a refused discoverable sign-in may ask the browser to hide the credential it
+    chose (signalUnknownCredential): the response's user handle names an account here (the
+    passkey was made for it), and the credential is not one of that account's passkeys
+    (removed, or never its).
+
+    Decided the same way for a credential ID no passkey has and for another person's, so the
+    answer says nothing about who has passkeys: a username-first decoy's ID and a real
+    person's, sent by someone who holds neither, get the same answer. It tells only whether
+    a user handle is an account's, and user handles are random (``new_user_handle``)."""
+    handle = response.user_handle
+    if handle is None:
+        return False
+    if passkey is not None and hmac.compare_digest(bytes(passkey.user.user_handle), handle):
+        return False
+    return User.objects.filter(user_handle=handle).exists()
 
 
 def _sign_in_failure(
-    action: Action, error: errors.ThresholdError, origin: Origin, passkey: Passkey | None
+    action: Action,
+    error: errors.ThresholdError,
+    origin: Origin,
+    passkey: Passkey | None,
+    *,
+    signed: bool,
 ) -> hotpath.AuditRow:
-    # The subject is named only once the signature verified: before that, the
+    # The subject is named only once the signature verified (``signed``): before that, the
     # response could claim any credential.
-    signed = passkey is not None and not isinstance(
-        error, (errors.CredentialUnknown, errors.SignatureInvalid, errors.CredentialNotAllowed)
-    )
     return hotpath.AuditRow(
         clock.now_datetime(),
         action,

@@ -89,9 +89,7 @@ def sign_in_result(request: HttpRequest) -> JsonResponse:
 
 def sign_in_refused(error: errors.ThresholdError) -> JsonResponse:
     """A refused sign-in's answer, in the catalog's words."""
-    if isinstance(error, errors.CredentialUnknown):
-        # The passkey belongs to no account (removed, or never registered
-        # here): the page asks the browser to hide it (signalUnknownCredential).
-        extra = {"unknownCredential": True} if error.signal_unknown else None
-        return failed(error, Surface.AUTHENTICATION, extra)
-    return failed(error, Surface.AUTHENTICATION)
+    # The passkey the browser chose is not its account's (removed, or never registered
+    # here): the page asks the browser to hide it (signalUnknownCredential).
+    extra = {"unknownCredential": True} if error.signal_unknown else None
+    return failed(error, Surface.AUTHENTICATION, extra)
