@@ -26,6 +26,7 @@ from threshold.accounts.actions import lock_user
 from threshold.accounts.methods import count_usable_sign_in_methods
 from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
+from threshold.audit.capped import record_capped
 from threshold.core import assurance, device_requests, errors, throttle, tpm
 from threshold.core.assurance import Assurance
 from threshold.core.device_requests import DeviceRequest
@@ -51,6 +52,7 @@ from threshold.devices.notices import (
     notify_device_removed,
     notify_push_approved,
     notify_push_denied,
+    notify_push_number_wrong,
 )
 from threshold.policy.actions import lock_policy
 from threshold.sessions.store import SignedInWith
@@ -178,9 +180,11 @@ def do_authenticate_request(
         device = Device.objects.select_related("user").filter(public_id=request.kid).first()
         if device is None:
             raise errors.DeviceUnknown()
+        own = False  # the device's key signed it, for the first time
         try:
             device_requests.verify(request, device.public_key, path=path, now=clock.now())
             _use_jti(device.public_id, request)
+            own = True
             if device.revoked_at is not None:
                 raise errors.DeviceRemoved()
             if not device.is_active and not allow_inactive:
@@ -190,7 +194,10 @@ def do_authenticate_request(
                 raise account
         except errors.ThresholdError as error:
             refusal = error
-            record(
+            # A device's ID is no secret (Settings' pages, the audit log): a request it did
+            # not sign, or a replay, can be sent by anyone as often as they like, so its
+            # rows are capped per network; the device's own requests are always recorded.
+            (record if own else record_capped)(
                 Action.DEVICE_REQUEST_REFUSED,
                 origin,
                 subject=device.user,
@@ -227,6 +234,19 @@ def usable_devices(user: User, policy: Policy) -> list[Device]:
     return list(devices)
 
 
+def _check_vouching_device(device: Device, policy: Policy) -> None:
+    """A device adding another ("Add Account to Another Device") must be one that may sign in
+    today, and one whose key alone proves the person: a device with screen lock confirmation
+    proves them only with a WebAuthn assertion, which these requests do not carry, so its key
+    alone would let whoever holds it add a device of their own (docs/device-api.md)."""
+    if not policy.allow_device_app_sign_in:
+        raise errors.DeviceAppNotAllowed()
+    if device not in usable_devices(device.user, policy):
+        raise errors.DeviceKeyNotHardware("a device the policy no longer lets sign in")
+    if device.has_screen_lock:
+        raise errors.DeviceUserNotVerified("a device with screen lock confirmation adds none")
+
+
 def _check_device_limit(user: User, policy: Policy) -> None:
     active = Device.objects.filter(user=user, is_active=True, revoked_at__isnull=True).count()
     if active >= policy.device_limit:
@@ -246,6 +266,8 @@ def do_issue_setup_code(
     one of their devices ("Add Account to Another Device"). Their earlier open set-ups from
     the same place are canceled: one at a time."""
     lock_user(user)
+    if created_by is not None:
+        _check_vouching_device(created_by, policy)
     _check_device_limit(user, policy)
     binding = _sha256(session_key) if session_key else ""
     earlier = DeviceEnrollment.objects.filter(
@@ -585,6 +607,8 @@ def do_confirm_returned_code(
     new_device: Device | None = None
     with transaction.atomic():
         lock_user(user)
+        if device is not None:
+            _check_vouching_device(device, policy)
         enrollment = access_enrollment(user, public_id, session_key=session_key, device=device)
         if enrollment.expires_at <= clock.now_datetime() or enrollment.state not in (
             EnrollmentState.WAITING,
@@ -788,8 +812,9 @@ def do_send_push(username: str, origin: Origin, policy: Policy) -> SentPush:
     name = normalize_username(username)
     with transaction.atomic():
         user = User.objects.filter(username=name).first() if name else None
-        if user is not None:
-            lock_user(user)
+        # The same statements for an unknown username (``_send_push``): an unsaved person
+        # whose row no one has, so its lock holds nothing.
+        lock_user(user or User(pk=0))
         return _send_push(name, user, origin, policy, PushPurpose.SIGN_IN)
 
 
@@ -838,7 +863,7 @@ def _send_push(
         >= PUSH_NETWORK_LIMIT
     ):
         raise errors.PushLimitReached("from this network")
-    reason = _undeliverable(user, policy, now)
+    reason, devices = _undeliverable(user, policy, now)
     secret = secrets.token_urlsafe(32)
     approval = SignInApproval.objects.create(
         public_id=new_public_id(),
@@ -862,26 +887,31 @@ def _send_push(
         delivered=not reason,
         purpose=purpose,
     )
-    if user is not None and not reason and webpush.is_enabled():
+    if not reason and webpush.is_enabled():
         # After the commit, from a thread: the browser's answer never waits for a
         # push service (threshold/devices/webpush.py).
-        devices = [device.pk for device in usable_devices(user, policy)]
         transaction.on_commit(partial(webpush.send_soon, devices, purpose))
     return SentPush(approval, secret)
 
 
-def _undeliverable(user: User | None, policy: Policy, now: datetime) -> str:
-    """Why no device sees this push ("" when one does): for the audit log only."""
-    if user is None:
-        return "unknown_username"
-    if not user.can_sign_in:
-        return "account_refused"
-    if not usable_devices(user, policy):
-        return "no_device"
+def _undeliverable(user: User | None, policy: Policy, now: datetime) -> tuple[str, list[int]]:
+    """Why no device sees this push ("" when one does: for the audit log only), and the
+    devices that do.
+
+    The same two queries whoever the username is, one who has no account included (they
+    find nothing): the time a push takes tells people apart as well as its answer would."""
+    person = user if user is not None else User(pk=0)
+    devices = [device.pk for device in usable_devices(person, policy)]
     muted = SignInApproval.objects.filter(
-        user=user, state=PushState.DENIED, decided_at__gt=now - PUSH_MUTE
+        user_id=person.pk, state=PushState.DENIED, decided_at__gt=now - PUSH_MUTE
     ).exists()
-    return "muted" if muted else ""
+    if user is None:
+        return "unknown_username", []
+    if not user.can_sign_in:
+        return "account_refused", []
+    if not devices:
+        return "no_device", []
+    return ("muted", []) if muted else ("", devices)
 
 
 def _browser_push(public_id: str, browser_secret: str) -> SignInApproval | None:
@@ -1000,8 +1030,13 @@ def _push_refusal(
         return errors.PushNumberWrong()
     if approval.state == PushState.DENIED:
         return errors.PushDenied()
-    if approval.expires_at <= clock.now_datetime():
-        return errors.PushExpired("expired")
+    approver = approval.device
+    if approval.expires_at <= clock.now_datetime() or (
+        # Removed since it answered (the person's answer to an "approved" email they did
+        # not expect): its approval signs no one in.
+        approver is not None and (approver.revoked_at is not None or not approver.is_active)
+    ):
+        return errors.PushExpired("expired, or the device that approved it was removed")
     if policy is not None and not policy.allow_device_app_sign_in:
         return errors.DeviceAppNotAllowed()
     return None
@@ -1163,6 +1198,7 @@ def do_answer_push(
                 push=approval.public_id,
                 device=device.public_id,
             )
+            notify_push_number_wrong(approval, device)
         else:
             approval.state = PushState.APPROVED
             record(

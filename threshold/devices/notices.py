@@ -72,3 +72,15 @@ def notify_push_approved(approval: SignInApproval, device: Device) -> None:
         "devices/push_approved_email.txt",
         context,
     )
+
+
+def notify_push_number_wrong(approval: SignInApproval, device: Device) -> None:
+    """A push approved with the wrong number: a typing slip, or someone sending pushes in the
+    hope that one is approved (push bombing). The person hears of it either way."""
+    context = _context(approval, device)
+    email_after_commit(
+        device.user,
+        f"{context['asked'][0].upper()}{context['asked'][1:]} was refused: wrong number",
+        "devices/push_number_wrong_email.txt",
+        context,
+    )

@@ -14,9 +14,10 @@ API. Not retried: a push is worth two minutes, and the app polls while it is ope
 service that answers 404 or 410 has forgotten the subscription: it is deleted.
 
 The endpoint is a URL a phone gave us, so it is checked like one (server-side request
-forgery): ``https`` on port 443, a DNS name (no IP literal, no ``localhost`` or local-only
-suffix), at most 1024 characters, no user, no fragment, when it is stored; and before each
-send every address the name resolves to must be a public one, the connection goes to the
+forgery): ``https`` on port 443, a DNS name (no IP address in any spelling, no ``localhost``
+or local-only suffix), at most 1024 characters, no user, no fragment, when it is stored; and
+before each send every address the name resolves to must be a public one (and so must the IPv4
+address an IPv6 one reaches through NAT64, 6to4 or Teredo), the connection goes to the
 address checked (TLS still checks the name: no DNS rebinding between check and connection),
 and redirects are not followed. ``THRESHOLD_WEB_PUSH_ALLOW_PRIVATE_HOSTS`` and
 ``THRESHOLD_WEB_PUSH_CA_BUNDLE`` (Django settings the tests set, never the environment) let a
@@ -33,6 +34,7 @@ import ipaddress
 import json
 import logging
 import socket
+import string
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,12 +155,59 @@ def public_key() -> str:
 # --- Subscriptions -------------------------------------------------------------------------------
 
 
+# NAT64 (RFC 6052 §2.1): the well-known prefix carries an IPv4 address in its last 32 bits;
+# the local-use one (RFC 8215) is the network's own, never a public address.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address reaches through a translator or a tunnel:
+    IPv4-mapped, 6to4, Teredo's server and client, NAT64's well-known prefix."""
+    embedded = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+    if address in _NAT64:
+        embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return [ipv4 for ipv4 in embedded if ipv4 is not None]
+
+
 def _address_problem(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     if _private_hosts_allowed():
         return ""
     if not address.is_global or address.is_multicast:
         return f"{address} is not a public address"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _LOCAL_NAT64:
+            return f"{address} is not a public address"
+        for ipv4 in _embedded_ipv4(address):
+            if not ipv4.is_global or ipv4.is_multicast:
+                return f"{address} reaches {ipv4}, not a public address"
     return ""
+
+
+def _is_address(host: str) -> bool:
+    """An IP address, or a host that "ends in a number" (the WHATWG URL standard's test: the
+    last label decimal or 0x-hex digits), which browsers and the resolver read as an IPv4
+    address whatever it looks like ("127.1", "0x7f.1", "0177.0.0.1")."""
+    if ":" in host:
+        return True
+    last = host.rsplit(".", 1)[-1].lower()
+    hexadecimal = last.startswith("0x") and all(c in string.hexdigits for c in last[2:])
+    return last.isdigit() or hexadecimal
+
+
+_NOT_A_NAME = "the endpoint must name its host, not an address"
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The address ``_is_address`` saw in ``host`` (an unreadable one: 0.0.0.0, refused as
+    not public)."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return ipaddress.IPv4Address(0)
 
 
 def endpoint_problem(url: object) -> str:
@@ -196,14 +245,8 @@ _MAX_LABEL_LENGTH = 63
 def _host_problem(host: str, allowed: bool) -> str:
     if not host:
         return "the endpoint has no host"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    if address is not None:
-        if not allowed:
-            return "the endpoint must name its host, not an address"
-        return _address_problem(address)
+    if _is_address(host):
+        return _address_problem(_address(host)) if allowed else _NOT_A_NAME
     labels = host.split(".")
     well_formed = all(
         label and len(label) <= _MAX_LABEL_LENGTH and label.replace("-", "").isalnum()
