@@ -565,7 +565,7 @@ def test_a_method_not_allowed_is_answered_in_the_catalogs_words(people, make_end
     as_json = getattr(endpoint.client, method)(endpoint.path, HTTP_ACCEPT="application/json")
     assert as_json.status_code == 405
     assert as_json["Allow"] == "POST"
-    expected = "Page Not Found" if method == "get" else "Session Expired"
+    expected = "Page No Longer Available" if method == "get" else "Session Expired"
     assert as_json.json()["status"] == "failed"
     assert as_json.json()["error"]["title"] == expected
     as_page = getattr(endpoint.client, method)(endpoint.path, HTTP_ACCEPT="text/html")
@@ -576,10 +576,10 @@ def test_a_method_not_allowed_is_answered_in_the_catalogs_words(people, make_end
 
 
 @pytest.mark.parametrize("path", ["/settings/profile", "/settings/verify/options"])
-def test_a_form_or_api_address_opened_in_the_browser_reads_page_not_found(path):
+def test_a_form_or_api_address_opened_in_the_browser_reads_page_no_longer_available(path):
     response = Client().get(path, HTTP_ACCEPT="text/html")
     assert response.status_code == 405
-    assert "Page Not Found" in response.content.decode()
+    assert "Page No Longer Available" in response.content.decode()
     assert "POST" in response["Allow"]
 
 

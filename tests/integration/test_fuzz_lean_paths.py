@@ -320,8 +320,9 @@ def test_a_wrong_method_is_a_405_in_the_catalogs_words(db, path, allowed, method
     # With the CSRF cookie and token: without them, CSRF refuses PUT, DELETE and PATCH first.
     cookies, headers = signed_out()
     answer = wsgi(method, path, b"{}", cookies, HTTP_ACCEPT="application/json", **headers)
-    # An address opened (GET) reads "Page Not Found"; any other method, a request not understood.
-    assert_refused(answer, 405, "not_found" if method == "GET" else "bad_request")
+    # An address opened (GET) reads "Page No Longer Available"; any other method, a request not
+    # understood.
+    assert_refused(answer, 405, "form_answered" if method == "GET" else "bad_request")
     assert answer[1]["Allow"] == allowed
 
 

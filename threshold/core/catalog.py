@@ -386,9 +386,22 @@ _ENTRIES = [
     CatalogEntry(
         "not_found",
         "Page Not Found",
-        "This address does not lead anywhere. Check the link, or go to the sign-in page.",
+        "This address does not lead anywhere. Check the link, or start again from the home page.",
         "The URL was mistyped, truncated or changed by hand.",
         "Open Threshold's address without a path and follow the links from there.",
+        (NextStep.RESTART,),
+        Group.BOTH,
+    ),
+    CatalogEntry(
+        "form_answered",
+        "Page No Longer Available",
+        "This address is where a page sends what you entered: it has no page of its own to "
+        "open again. Anything shown there once, such as a one-time link, is not shown again.",
+        "An address that only a form sends to (an import, a recovery link, a rename) was "
+        "reloaded, bookmarked or opened again from the browser's history. Nothing was sent "
+        "again.",
+        "Go back to the page the form was on and send it again if it is still needed: a "
+        "one-time link can be issued again, which revokes the one shown before.",
         (NextStep.RESTART,),
         Group.BOTH,
     ),

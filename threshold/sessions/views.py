@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -60,6 +61,11 @@ def sign_in_page(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def sign_out_page(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
+        if not request.user.is_authenticated:
+            # Nothing to sign out of (signed out already, or come back to from the history):
+            # say so, with the way back in; the CSRF cookie as the sign-in page would set it.
+            get_token(request)
+            return render(request, "sessions/signed_out.html")
         return render(request, "sessions/sign_out.html")
     sign_out(request)
     response = render(request, "sessions/signed_out.html")

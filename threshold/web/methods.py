@@ -5,8 +5,9 @@ an empty body, which a browser shows as its own "This page isn't working" and a
 script cannot read. ``MethodNotAllowedMiddleware`` keeps the status and the ``Allow``
 header and gives the body the error handlers give (``threshold.web.views``): JSON for
 a JSON caller, else the page. A person who opens an address that only a form or a
-script posts to (a bookmarked or reloaded form address) reads "Page Not Found" with
-the way back; any other method reads "This request could not be understood".
+script posts to (a form's answer reloaded, bookmarked or opened from the history) reads
+"Page No Longer Available" with the way back; any other method reads "This request could
+not be understood".
 
 A view whose callers are servers that read its protocol's errors, not a person (an OAuth
 endpoint), is marked with its own answer (``answers_wrong_methods_with``, the mechanism of
@@ -48,7 +49,7 @@ class MethodNotAllowedMiddleware:
         if own is not None:
             answer = own(request, allow)
         else:
-            key = "not_found" if request.method in ("GET", "HEAD") else "bad_request"
+            key = "form_answered" if request.method in ("GET", "HEAD") else "bad_request"
             answer = problem_response(request, key, HTTPStatus.METHOD_NOT_ALLOWED)
         if allow:
             answer["Allow"] = allow
