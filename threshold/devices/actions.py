@@ -58,7 +58,9 @@ from threshold.policy.actions import lock_policy
 from threshold.sessions.store import SignedInWith
 
 # Setup codes: 8 characters of an alphabet without look-alikes (0/O, 1/I), 40 bits, for
-# ten minutes, once; a guess costs a signed request from a fresh key.
+# ten minutes, once; a guess costs a signed request (of any key, made for the purpose), and the
+# limits below count guesses, not keys. The overall limit is what bounds a guesser with many
+# networks; the price is that such a guesser can hold up everyone's set-up for a quarter hour.
 SETUP_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 SETUP_CODE_LENGTH = 8
 SETUP_CODE_LIFETIME = timedelta(minutes=10)
