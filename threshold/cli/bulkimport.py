@@ -24,6 +24,7 @@ from django.db import DatabaseError
 
 from threshold.audit.actions import Origin
 from threshold.cli.output import printable
+from threshold.core import spreadsheet
 from threshold.enrollment.bulk import (
     ImportRefused,
     Outcome,
@@ -131,7 +132,7 @@ def _invite(args: argparse.Namespace, rows: Iterator[Row], total: int, links: Te
         for result in results:
             tally.count(result)
             if links is not None and result.ok and result.user is not None:
-                csv.writer(links).writerow([result.user.username, result.link])
+                csv.writer(links).writerow([spreadsheet.cell(result.user.username), result.link])
                 links.flush()
             if not result.ok or result.groups_missed:
                 print(

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.urls import reverse
 
 from threshold import clock
+from threshold.accounts.access import staff_not_theirs
 from threshold.accounts.actions import do_get_or_create_user, lock_user
 from threshold.accounts.methods import count_sign_in_methods
 from threshold.accounts.models import User, normalize_username
@@ -216,7 +217,9 @@ def access_invite(token: str, origin: Origin) -> EnrollmentInvite:
     invite = None
     if _TOKEN.fullmatch(token):
         invite = (
-            EnrollmentInvite.objects.select_related("user").filter(token_hash=_hash(token)).first()
+            EnrollmentInvite.objects.select_related("user", "created_by")
+            .filter(token_hash=_hash(token))
+            .first()
         )
     reason = _unusable_reason(invite)
     if reason:
@@ -256,8 +259,18 @@ def _unusable_reason(invite: EnrollmentInvite | None) -> str:
         return "revoked"
     if invite.expires_at <= clock.now_datetime():
         return "expired"
+    if _issuer_may_not(invite.created_by, invite.user):
+        return "issuer_may_not"
     refusal = invite.user.sign_in_refusal()
     return refusal.code if refusal is not None else ""
+
+
+def _issuer_may_not(issuer: User | None, user: User) -> bool:
+    """Whether the member of staff who issued a link may no longer give it to ``user``: a help
+    desk's link to someone given a role in the admin portal since would be a way into their
+    account (``accounts.access.staff_not_theirs``, checked again when the link is used). A
+    link from the command line (no issuer) is an operator's."""
+    return issuer is not None and staff_not_theirs(issuer.portal_role, issuer, user)
 
 
 def do_begin_enrollment(
@@ -330,18 +343,25 @@ def do_finish_enrollment(
         ).update(used_at=now)
         if used != 1:
             raise errors.InviteUnusable("used, revoked or expired during the ceremony")
-        # A link that was emailed to the person's address proves they read that mailbox.
-        sent_to = (
-            EnrollmentInvite.objects.filter(pk=int(context["invite_id"]))
-            .values_list("sent_to", flat=True)
+        invite = EnrollmentInvite.objects.select_related("created_by").get(
+            pk=int(context["invite_id"])
+        )
+        # Locking revokes the link too; this holds should a lock ever not. The
+        # person's row is locked by now (PostgreSQL), so this reads the lock, and the role.
+        role = (
+            User.objects.filter(pk=user.pk, is_active=True, locked_at=None)
+            .values_list("role", flat=True)
             .first()
         )
+        if role is None:
+            raise errors.InviteUnusable("the account was locked or deactivated meanwhile")
+        user.role = role
+        if _issuer_may_not(invite.created_by, user):
+            raise errors.InviteUnusable("its issuer may no longer change this person")
+        # A link that was emailed to the person's address proves they read that mailbox.
+        sent_to = invite.sent_to
         if sent_to and user.email and sent_to.casefold() == user.email.casefold():
             User.objects.filter(pk=user.pk, email_verified_at=None).update(email_verified_at=now)
-        # Locking revokes the link too; this holds should a lock ever not. The
-        # person's row is locked by now (PostgreSQL), so this reads the lock.
-        if not User.objects.filter(pk=user.pk, is_active=True, locked_at=None).exists():
-            raise errors.InviteUnusable("the account was locked or deactivated meanwhile")
         if purpose == RECOVERY:
             # Whoever else is signed in as this person may be why they recover.
             sessions_ended, _ = user.sessions.all().delete()

@@ -21,7 +21,7 @@ from django.db.models import Q, QuerySet
 from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action
 from threshold.audit.models import AppOf, AuditEvent
-from threshold.core import catalog, errors
+from threshold.core import catalog, errors, spreadsheet
 from threshold.core.catalog import Surface
 from threshold.core.names import has_ascii_control
 
@@ -259,9 +259,10 @@ class _Line:
 
 
 def _cell(value: Any) -> str:
-    """A CSV cell that a spreadsheet will not run as a formula (OWASP CSV injection)."""
-    text = json.dumps(value, sort_keys=True) if isinstance(value, dict) else str(value)
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    """A CSV cell that a spreadsheet will not run as a formula (``core.spreadsheet``)."""
+    return spreadsheet.cell(
+        json.dumps(value, sort_keys=True) if isinstance(value, dict) else str(value)
+    )
 
 
 def export_csv(filters: AuditFilters) -> Iterator[str]:
