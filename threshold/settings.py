@@ -197,6 +197,10 @@ OAUTH2_PROVIDER = {
     "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
     "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
     "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "refresh_token"],
+    # DOT's default reads a device-code grant's row before any client authentication, and a
+    # missing one is a 500; Threshold offers no device-code grant (sso.views.token refuses
+    # every grant type but the two above before oauthlib sees it).
+    "OAUTH_PRE_TOKEN_VALIDATION": [],
     "PKCE_REQUIRED": True,
     "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
     "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,

@@ -1,10 +1,10 @@
 """Single sign-on: an adversarial review's findings (RFC 6749, 7636, 9700; OpenID Connect Core).
 
-Each ``xfail(strict=True)`` test pins a defect the review confirmed: it fails today because of
-the defect, and will start passing (and so fail the suite, as strict xfail does) once it is
-fixed, when its marker goes. The other tests pin attacks the provider already refuses that no
-other test covers. Nothing is mocked: real URLs through Django's test client, a real database,
-real signatures.
+The first tests pin the defects the review confirmed, fixed since (500s from a device-code grant
+and an out-of-range port, a code exchanged without its redirect_uri, a verifier outside RFC
+7636's syntax, /userinfo for a person who may not sign in). The others pin attacks the provider
+already refused that no other test covers. Nothing is mocked: real URLs through Django's test
+client, a real database, real signatures.
 """
 
 from __future__ import annotations
@@ -50,12 +50,6 @@ def challenge_of(verifier: str) -> str:
 # --- Confirmed defects -----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RFC 6749 §4.1.3: redirect_uri is REQUIRED at /token when the authorization request "
-    "had one; oauthlib falls back to the app's only registered URI "
-    "(Validator.get_default_redirect_uri serves /token as well as /authorize)",
-)
 def test_a_code_exchange_without_the_redirect_uri_its_request_named_is_refused(ada):
     app = add_app(public=True)  # one registered redirect URI
     auth = authorize(signed_in(ada), app)  # an OpenID request: it must name its redirect_uri
@@ -72,11 +66,6 @@ def test_a_code_exchange_without_the_redirect_uri_its_request_named_is_refused(a
     assert response.json()["error"] in {"invalid_request", "invalid_grant"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RFC 7636 §4.1: code_verifier = 43*128unreserved; /token accepts any string whose "
-    "S256 matches (views._authorize checks the challenge's syntax, nothing checks the verifier's)",
-)
 @pytest.mark.parametrize("verifier", ["abc", "not unreserved: spaces and !" * 2])
 def test_a_code_verifier_outside_rfc7636_syntax_is_refused(ada, verifier):
     app = add_app(public=True)
@@ -87,12 +76,6 @@ def test_a_code_verifier_outside_rfc7636_syntax_is_refused(ada, verifier):
     assert response.json()["error"] in {"invalid_request", "invalid_grant"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DOT's default OAUTH_PRE_TOKEN_VALIDATION (set_oauthlib_user_to_device_request_user) "
-    "runs for grant_type=device_code before any client authentication and raises "
-    "DeviceGrant.DoesNotExist: an unauthenticated 500",
-)
 @pytest.mark.parametrize("client_id", ["known", "unknown", None])
 def test_the_device_code_grant_is_an_oauth_error_not_a_500(db, client_id):
     app = add_app(public=True)
@@ -103,12 +86,6 @@ def test_the_device_code_grant_is_an_oauth_error_not_a_500(db, client_id):
     assert response.status_code in (400, 401), response.content
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="urlsplit().port raises ValueError for a port over 65535: DOT's "
-    "check_redirect_to_uri_allowed (any visitor, before sign-in) and responses.origin_of "
-    "(form_post to a loopback URI, after the code is saved) answer 500",
-)
 @pytest.mark.parametrize(
     ("registered", "sent", "mode"),
     [
@@ -126,12 +103,6 @@ def test_a_redirect_uri_port_out_of_range_is_refused_not_a_500(ada, registered, 
     assert auth.response.status_code == 400, auth.response.status_code
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="/userinfo (Validator.validate_bearer_token) checks the app's assignment but not "
-    "User.can_sign_in, which /introspect and /token check: a locked or deactivated person's "
-    "access token left behind by a change that sent no access_withdrawn is still answered",
-)
 @pytest.mark.parametrize(
     "change", [{"locked_at": timezone.now()}, {"is_active": False}], ids=["locked", "deactivated"]
 )
@@ -338,3 +309,29 @@ def test_pkce_is_not_optional_at_the_token_endpoint(ada):
     )
     assert without.status_code == 400
     assert exchange(app, auth.params["code"], pkce()[0]).status_code == 400
+
+
+def test_basic_credentials_with_another_client_id_in_the_body_are_refused_not_a_500(ada):
+    """RFC 6749 §2.3.1: a client authenticates one way; a body naming another client than
+    the Basic credentials is no client's request."""
+    app, other = add_app(name="Wiki"), add_app(name="Chat")
+    auth = authorize(signed_in(ada), app)
+    data = {
+        "grant_type": "authorization_code",
+        "code": auth.params["code"],
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": auth.verifier,
+        "client_id": other.client_id,
+    }
+    answer = Client().post(
+        "/token", data, HTTP_AUTHORIZATION=basic(app.client_id, app.client_secret)
+    )
+    assert answer.status_code in (400, 401), answer.content[:300]
+    assert answer.json()["error"] in ("invalid_client", "invalid_request")
+
+
+def test_userinfo_answers_are_kept_by_no_cache(ada):
+    tokens = full_flow(signed_in(ada), add_app())
+    answer = Client().get("/userinfo", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
+    assert answer.status_code == 200
+    assert answer["Cache-Control"] == "no-store"

@@ -11,6 +11,7 @@ refresh must repeat them unchanged.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import models
@@ -61,6 +62,16 @@ class Application(AbstractApplication):
 
     def __str__(self) -> str:
         return str(self.name or self.client_id)
+
+    def redirect_uri_allowed(self, uri: str) -> bool:
+        """DOT's exact match, for a URI whose port can be read: DOT reads the port of a
+        loopback URI (RFC 8252 §7.3: any port) with ``urlsplit().port``, which raises for
+        one past 65535 or not a number. Such a URI is simply not registered."""
+        try:
+            urlsplit(uri).port  # noqa: B018 - raises for a port no URI may have
+        except ValueError:
+            return False
+        return bool(super().redirect_uri_allowed(uri))
 
     @property
     def initiate_login_url(self) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,6 +60,8 @@ FACTS = "threshold_facts"
 SIGN_IN = "threshold_sign_in"
 # oauthlib.common.generate_token's default length.
 _TOKEN_LENGTH = 30
+# RFC 7636 §4.1 and §4.2: code_verifier and code_challenge = 43*128unreserved.
+PKCE_VALUE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 
 
 # What one HTTP request has read already: oauthlib asks the validator for the same application
@@ -79,6 +82,22 @@ def per_request() -> Iterator[None]:
 def _cached(kind: str, key: str) -> Any:
     cache = _CACHE.get()
     return None if cache is None else cache.get((kind, key))
+
+
+def _verifier_refusal(verifier: str | None, challenge: str) -> str:
+    """Why the exchange's code_verifier does not answer the code's challenge ("" when it does,
+    or when there is none to check). oauthlib checks PKCE after ``validate_code`` and answers
+    invalid_grant the same way, but without telling us: here the refusal is audited with the
+    person and the app (only S256 challenges are stored: views._authorize refuses "plain").
+    oauthlib does not check the verifier's syntax (RFC 7636 §4.1), so a client's weak
+    verifier ("abc") would pass."""
+    if not challenge or not verifier:
+        return ""
+    if not PKCE_VALUE.fullmatch(verifier):
+        return "code_verifier_malformed"
+    if not code_challenge_method_s256(verifier, challenge):
+        return "code_verifier_mismatch"
+    return ""
 
 
 def _keep(kind: str, key: str, value: Any) -> Any:
@@ -171,9 +190,16 @@ class Validator(OAuth2Validator):
         # DOT catches binascii.Error but not the ValueError b64decode raises for credentials
         # that are not ASCII (a 500): such a client is not authenticated (invalid_client).
         try:
-            return bool(super()._authenticate_basic_auth(request))
+            authenticated = bool(super()._authenticate_basic_auth(request))
         except ValueError:
             return False
+        if authenticated and request.client_id and request.client_id != request.client.client_id:
+            # A body naming another client than the credentials (RFC 6749 §2.3.1: one way of
+            # authenticating per request) is no client's request: invalid_client, where
+            # oauthlib would answer server_error ("Discrepency found").
+            request.client = None
+            return False
+        return authenticated
 
     def _load_application(self, client_id: str, request: Any) -> Any:
         if not storable(client_id):
@@ -257,6 +283,13 @@ class Validator(OAuth2Validator):
     def confirm_redirect_uri(
         self, client_id: str, code: str, redirect_uri: str, client: Any, *args: Any, **kwargs: Any
     ) -> bool:
+        # RFC 6749 §4.1.3: the code's exchange names the redirect_uri its request named, and
+        # every code here is issued for one named (get_default_redirect_uri: an OpenID request
+        # must name it). oauthlib fills in the app's one registered URI when the exchange
+        # names none (``using_default_redirect_uri``): refused, not matched.
+        request = kwargs.get("request") or (args[0] if args else None)
+        if getattr(request, "using_default_redirect_uri", False):
+            return False
         grant = self._grant(code, client)
         return grant is not None and bool(grant.redirect_uri_allowed(redirect_uri))
 
@@ -346,16 +379,9 @@ class Validator(OAuth2Validator):
             # while it was being made. No statement: the groups came with the code's SELECT.
             _refused(request, "not_assigned", request.user)
             return False
-        verifier = getattr(request, "code_verifier", None)
-        if (
-            grant.code_challenge
-            and verifier
-            and not code_challenge_method_s256(verifier, grant.code_challenge)
-        ):
-            # oauthlib checks PKCE after this and answers invalid_grant the same way, but
-            # without telling us: here the refusal is audited with the person and the app
-            # (only S256 challenges are stored: views._authorize refuses "plain").
-            _refused(request, "code_verifier_mismatch", request.user)
+        refusal = _verifier_refusal(getattr(request, "code_verifier", None), grant.code_challenge)
+        if refusal:
+            _refused(request, refusal, request.user)
             return False
         setattr(request, SIGN_IN, sign_in)
         return True
@@ -393,17 +419,23 @@ class Validator(OAuth2Validator):
         return access_token
 
     def validate_bearer_token(self, token: str, scopes: Any, request: Any) -> bool:
-        """DOT's check of an access token (``/userinfo``), and the person still assigned its
-        app: a token whose person was taken out of the app's groups is refused as a revoked
-        one is (RFC 6750 §3.1 ``invalid_token``). The groups' and apps' actions revoke such
-        tokens at the change (``actions.withdraw_unassigned``); this refuses the ones a change
+        """DOT's check of an access token (``/userinfo``), the person still able to sign in and
+        still assigned its app: a token whose person was taken out of the app's groups is refused as
+        a revoked one is (RFC 6750 §3.1 ``invalid_token``). The groups' and apps' actions revoke
+        such tokens at the change (``actions.withdraw_unassigned``); this refuses the ones a change
         made otherwise left (a bulk delete sends no signal) and one a refresh issued while the
-        change was being made. No statement of its own: the person's groups came with the
-        token's SELECT, the app's are kept per process (``_assigned``, ``appcache``)."""
+        change was being made. No statement of its own: the person's groups came with the token's
+        SELECT, the app's are kept per process (``_assigned``, ``appcache``)."""
         if not super().validate_bearer_token(token, scopes, request):
             return False
         access_token = request.access_token
-        if _assigned(access_token):
+        # A person who may not sign in (locked, deactivated) has no tokens left: the lock and
+        # the deactivation revoke them (``access_withdrawn``). One a change made otherwise
+        # left is refused here, as /token and /introspect refuse it.
+        reason = "" if access_token.user.can_sign_in else "account_cannot_sign_in"
+        if not reason and not _assigned(access_token):
+            reason = "not_assigned"
+        if not reason:
             return True
         request.oauth2_error = {
             "error": "invalid_token",
@@ -415,7 +447,7 @@ class Validator(OAuth2Validator):
             _origin(request),
             actor=access_token.user,
             subject=access_token.user,
-            reason="not_assigned",
+            reason=reason,
             app=getattr(access_token.application, "client_id", ""),
             endpoint="userinfo",
         )

@@ -74,6 +74,7 @@ from threshold.sso.responses import ResponseMode, respond, response_mode_of
 from threshold.sso.sessions import facts_of, subject_of
 from threshold.sso.validator import (
     FACTS,
+    PKCE_VALUE,
     may_use,
     per_request,
     refusal_recorded,
@@ -139,7 +140,7 @@ def discovery(request: HttpRequest) -> JsonResponse:
         "scopes_supported": list(provider["SCOPES"]),
         "response_types_supported": ["code"],
         "response_modes_supported": [str(mode) for mode in ResponseMode],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": list(oauth2_settings.OAUTH2_GRANT_TYPES_SUPPORTED),
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(Algorithm.values),
         "token_endpoint_auth_methods_supported": [
@@ -412,8 +413,6 @@ _FATAL_REASONS: dict[type[Exception], str] = {
 
 
 _MAX_AGE = re.compile(r"[0-9]{1,10}")
-# RFC 7636 §4.2: code_challenge = 43*128unreserved.
-_PKCE_CHALLENGE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 
 
 def _nonce_max_length() -> int:
@@ -512,7 +511,7 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             "Control characters.",
             reason="control_characters",
         )
-    if not _PKCE_CHALLENGE.fullmatch(credentials.get("code_challenge") or ""):
+    if not PKCE_VALUE.fullmatch(credentials.get("code_challenge") or ""):
         # RFC 7636 §4.2: 43 to 128 unreserved characters; the grant's column holds 128.
         return _refuse(
             request,
@@ -900,10 +899,17 @@ def revoke_body_refused(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 @require_POST
 def token(request: HttpRequest) -> HttpResponse:
-    core = _oauthlib_core()
-    with per_request():
-        _, headers, body, status = core.create_token_response(request)
-        recorded = refusal_recorded()
+    grant_type = request.POST.get("grant_type")
+    if grant_type and grant_type not in oauth2_settings.OAUTH2_GRANT_TYPES_SUPPORTED:
+        # RFC 6749 §5.2 unsupported_grant_type, before oauthlib, whose server still knows
+        # grants Threshold does not offer (the device code's, the password's, the client's).
+        unsupported = oauth2_errors.UnsupportedGrantTypeError()
+        headers, body, status, recorded = {}, unsupported.json, unsupported.status_code, False
+    else:
+        core = _oauthlib_core()
+        with per_request():
+            _, headers, body, status = core.create_token_response(request)
+            recorded = refusal_recorded()
     response = HttpResponse(content=body, status=status)
     # oauthlib's token answers' headers (RFC 6749 §5.1, §5.2); an error raised while the
     # tokens are saved (a code used up meanwhile) comes without them.
@@ -948,6 +954,8 @@ def userinfo(request: HttpRequest) -> HttpResponse:
     if response.status_code >= 400 and response.content.startswith(b"{"):  # noqa: PLR2004
         # DOT's refusals (401 invalid_token, ...) are JSON sent as text/html.
         response["Content-Type"] = "application/json"
+    # A person's claims: kept by no cache on the way (as /token's answers, RFC 6749 §5.1).
+    response["Cache-Control"] = "no-store"
     return response
 
 
