@@ -368,7 +368,7 @@ def test_sign_in_accepts_a_cross_origin_iframe_when_configured(
     assert sign_in.finish(data, rp=embeddable_rp).user_handle == ADA
 
 
-# --- Ceremony state and credential (§7.2 steps 5-7) ----------------------------------------
+# --- Ceremony state and credential (§7.2 steps 5-6) ----------------------------------------
 
 
 def test_sign_in_rejects_a_response_after_the_ceremony_expired(sign_in: SignIn) -> None:

@@ -453,7 +453,7 @@ def test_registration_accepts_an_origin_on_a_configured_subdomain(
     assert registration.finish(data, rp=rp).alg == -7
 
 
-# --- Expiry and client data (§7.1 steps 5-10) ----------------------------------------------
+# --- Expiry and client data (§7.1 steps 5-11) ----------------------------------------------
 
 
 def test_registration_rejects_a_response_after_the_ceremony_expired(
@@ -589,7 +589,7 @@ def test_registration_rejects_a_top_origin_without_cross_origin(
         registration.finish(data)
 
 
-# --- Authenticator data (§7.1 steps 12-19, 25) -----------------------------------------------
+# --- Authenticator data (§7.1 steps 13-20, 25) -----------------------------------------------
 
 
 @pytest.mark.parametrize("rp_id", ["other.example", "login.example.com", "com", "example.com."])
@@ -741,7 +741,7 @@ def test_registration_rejects_a_public_key_that_cannot_be_loaded(
         registration.finish(data)
 
 
-# --- Attestation statement (§7.1 steps 20-22) -----------------------------------------------
+# --- Attestation statement (§7.1 steps 21-24) -----------------------------------------------
 
 
 @pytest.mark.parametrize("fmt", ["x-unknown", "NONE", "packed ", ""])

@@ -195,7 +195,7 @@ def test_policy_blocking_synced_passkeys_admits_a_device_bound_one(name: str) ->
     Policy(block_synced_passkeys=True).check_registration(_verified(name))
 
 
-# --- Algorithms: offered from the policy, refused at §7.1 step 19 ---------------------------------
+# --- Algorithms: offered from the policy, refused at §7.1 step 20 ---------------------------------
 
 
 def test_algorithm_the_policy_does_not_allow_is_refused_with_the_not_supported_entry() -> None:

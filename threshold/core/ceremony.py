@@ -493,12 +493,12 @@ def finish_registration(
     roots an organisation trusts (its own security keys' CA, say).
     """
     _check_not_expired(state.expires_at, now)
-    # Steps 5-10: the client data.
+    # Steps 5-11: the client data.
     _check_client_data(rp, response.client_data, "webauthn.create", state.challenge)
-    # Steps 12-13: the attestation object and rpIdHash.
+    # Steps 13-14: the attestation object and rpIdHash.
     auth_data = response.attestation_object.auth_data
     _check_rp_id_hash(rp, auth_data)
-    # Steps 14-17: flags.
+    # Steps 15-17: flags.
     _check_flags(auth_data, state.user_verification)
     credential_data = auth_data.credential_data
     if credential_data is None:
@@ -508,7 +508,7 @@ def finish_registration(
     # Step 25 comes early: nothing else about an oversized ID needs checking.
     if len(credential_data.credential_id) > MAX_CREDENTIAL_ID_BYTES:
         raise errors.CredentialIdTooLong(f"{len(credential_data.credential_id)} bytes")
-    # Step 19: the algorithm must be one of pubKeyCredParams.
+    # Step 20: the algorithm must be one of pubKeyCredParams.
     public_key = credential_data.public_key
     alg = public_key.get(3)
     if alg not in state.algorithms:
@@ -834,15 +834,15 @@ def _check_not_expired(expires_at: float, now: float) -> None:
 def _check_client_data(
     rp: RelyingParty, client_data: CollectedClientData, expected_type: str, challenge: bytes
 ) -> None:
-    # §7.1 step 7 / §7.2 step 11.
+    # §7.1 step 7 / §7.2 step 10.
     if client_data.type != expected_type:
         raise errors.ClientDataTypeMismatch(f"type {client_data.type!r}")
-    # §7.1 step 8 / §7.2 step 12, in constant time.
+    # §7.1 step 8 / §7.2 step 11, in constant time.
     # The encoded string itself: a lenient decoder maps other strings to the same bytes.
     issued = b64url_encode(challenge).encode()
     if not hmac.compare_digest(client_data._data["challenge"].encode(), issued):  # noqa: SLF001
         raise errors.ChallengeMismatch()
-    # §7.1 step 9 / §7.2 step 13: exact match of scheme, host and port; a
+    # §7.1 step 9 / §7.2 step 12: exact match of scheme, host and port; a
     # related origin (§5.11) or an app's origin only when listed.
     fields = client_data._data  # noqa: SLF001
     top_origin = fields.get("topOrigin")
@@ -858,10 +858,10 @@ def _check_client_data(
 
 
 def _check_embedding(rp: RelyingParty, cross_origin: bool, top_origin: str | None) -> None:
-    # §7.1 step 10 / §7.2 step 14: cross-origin iframes only when configured.
+    # §7.1 step 10 / §7.2 step 13: cross-origin iframes only when configured.
     if cross_origin and not rp.allow_cross_origin:
         raise errors.CrossOriginNotAllowed()
-    # §7.1 step 11 / §7.2 step 15: topOrigin, when present, only with crossOrigin
+    # §7.1 step 11 / §7.2 step 14: topOrigin, when present, only with crossOrigin
     # true, and only from a top-level origin the relying party embeds itself in.
     if top_origin is not None:
         if not (cross_origin and rp.allow_cross_origin):

@@ -176,7 +176,7 @@ class CredentialIdMismatch(CeremonyError):
     code = "credential_id_mismatch"
 
 
-# --- Challenge and ceremony state (§7.1 step 8, §7.2 step 12) -----------------
+# --- Challenge and ceremony state (§7.1 step 8, §7.2 step 11) -----------------
 
 
 class ChallengeMissing(CeremonyError):
@@ -206,7 +206,7 @@ class FlowExpired(CeremonyError):
     category = Category.SESSION
 
 
-# --- Client data (§7.1 steps 5-10, §7.2 steps 9-14) ---------------------------
+# --- Client data (§7.1 steps 5-11, §7.2 steps 9-14) ---------------------------
 
 
 class ClientDataTypeMismatch(CeremonyError):
@@ -233,7 +233,7 @@ class TopOriginNotAllowed(CeremonyError):
     code = "top_origin_not_allowed"
 
 
-# --- Authenticator data (§7.1 steps 13-19, §7.2 steps 15-18) ------------------
+# --- Authenticator data (§7.1 steps 14-20, §7.2 steps 15-18) ------------------
 
 
 class RpIdHashMismatch(CeremonyError):
@@ -314,7 +314,7 @@ class AuthenticatorStatusRefused(CeremonyError):
     category = Category.AUTHENTICATOR_REFUSED
 
 
-# --- Credential lookup and ownership (§7.1 step 26, §7.2 steps 5-7) -----------
+# --- Credential lookup and ownership (§7.1 step 26, §7.2 steps 5-6) -----------
 
 
 class CredentialAlreadyRegistered(CeremonyError):

@@ -57,7 +57,7 @@ class Ceremony:
     require_user_verification: bool = False
     allow_cross_origin: bool = False
     top_origins: Sequence[str] = ()
-    # Offered at registration (§7.1 step 19); a stored key's must be one of them at sign-in.
+    # Offered at registration (§7.1 step 20); a stored key's must be one of them at sign-in.
     algorithms: Sequence[int] = ceremony.SUPPORTED_ALGORITHMS
     trust_anchors: Sequence[x509.Certificate] = ()
     require_trusted_attestation: bool = False
@@ -218,7 +218,7 @@ def inspect_authentication(
         report["alg"] = ceremony.public_key_algorithm(public_key)
     if report["alg"] is not None and report["alg"] not in params.algorithms:
         # The server allows only these (--alg): a key of another algorithm would
-        # not have been registered, and is refused as §7.1 step 19 would have.
+        # not have been registered, and is refused as §7.1 step 20 would have.
         refused = errors.AlgorithmNotAllowed(f"alg {report['alg']!r} is not allowed")
         return _reject(report, refused, catalog.Surface.AUTHENTICATION)
     # Who owns the credential is not known here: the response's own user handle

@@ -539,7 +539,7 @@ def evaluate(policy: Policy, facts: PasskeyFacts, groups: Sequence[GroupRules] =
 
     The same rules at registration and at sign-in. At registration the
     algorithm rule refuses only a policy changed during the ceremony: only
-    ``allowed_algorithms`` are offered, and §7.1 step 19 refuses any other.
+    ``allowed_algorithms`` are offered, and §7.1 step 20 refuses any other.
     A group's rules only add to the organisation's: the strictest applies.
     """
     by_group = tuple(
