@@ -24,6 +24,7 @@ from django.core.validators import validate_email
 
 from threshold.core import ceremony
 from threshold.core.ceremony import RelyingParty, origin_problem
+from threshold.core.files import create_once
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ADMIN_EMAIL = "admin@example.com"
@@ -123,12 +124,22 @@ def _secret_key(env: dict[str, str], var_dir: Path) -> str:
             raise ConfigError("THRESHOLD_SECRET_KEY must be at least 32 characters")
         return key
     path = var_dir / "secret_key"
-    if not path.exists():
-        # Generated once and kept: sessions and signed values survive restarts.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(50))
-    return path.read_text().strip()
+    try:
+        if not path.exists():
+            # Generated once and kept: sessions and signed values survive restarts. Written
+            # whole or not at all (a full disk leaves no empty key behind).
+            create_once(path, secrets.token_urlsafe(50).encode())
+        key = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{path} cannot be read or made ({reason})") from None
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        raise ConfigError(
+            f"{path} holds no usable secret key (fewer than {SECRET_KEY_MIN_LENGTH} characters):"
+            " restore it from a backup, or delete it to have a new one made, which signs"
+            " everyone out"
+        )
+    return key
 
 
 def _database(env: dict[str, str], var_dir: Path) -> dict[str, Any]:

@@ -371,7 +371,7 @@ def test_the_audit_csv_neutralises_formulas_from_usernames_and_user_agents(db):
     response = post(
         admin, "/admin/people/invite", {"email": "=2+5@example.com"}, HTTP_USER_AGENT="@SUM(1+1)"
     )
-    assert response.status_code == 303
+    assert response.status_code in (200, 303)  # the link shown, or said to be emailed
     export = b"".join(admin.get("/admin/audit/export.csv").streaming_content).decode()
     cells = [cell for row in csv.reader(io.StringIO(export)) for cell in row]
     assert "'=2+5@example.com" in cells

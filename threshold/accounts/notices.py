@@ -38,10 +38,20 @@ def product() -> str:
 
 class _SharedConnection:
     """One mail connection for the emails sent inside ``one_connection()``: opened by the
-    first of them, replaced after a failure (the server may have dropped it)."""
+    first of them, replaced after a failure (the server may have dropped it). A mail server
+    that fails twice in a row, or at once, is given up on for the rest of the block: a
+    server that never answers costs one timeout (``EMAIL_TIMEOUT``) per file, not one per
+    email, and the emails not sent are logged and reported as not sent."""
 
     def __init__(self) -> None:
         self.backend: BaseEmailBackend | None = None
+        self.delivered = False  # an email went since the last failure
+        self.given_up = False
+
+    def failed(self) -> None:
+        self.given_up = not self.delivered
+        self.delivered = False
+        self.close()
 
     def get(self) -> BaseEmailBackend:
         if self.backend is None:
@@ -95,14 +105,19 @@ def email_after_commit(
 
     def send() -> None:
         shared = _shared.get()
+        if shared is not None and shared.given_up:
+            logger.warning("did not send %s to user %s: the mail server failed", template, user.pk)
+            return
         try:
             connection = shared.get() if shared is not None else None
             send_mail(subject, body, None, [recipient], connection=connection)
         except Exception:  # the change stands; the log says the mail failed
             logger.exception("could not send %s to user %s", template, user.pk)
             if shared is not None:
-                shared.close()
+                shared.failed()
             return
+        if shared is not None:
+            shared.delivered = True
         if on_sent is not None:
             try:
                 on_sent(recipient)

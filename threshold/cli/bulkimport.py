@@ -44,6 +44,8 @@ class Tally:
     invited: int = 0
     skipped: int = 0
     refused: int = 0
+    # Invited, but the email backend did not take their email (the mail server failed).
+    unsent: int = 0
     last_line: int = 0
     # The refused lines as runs (first, last): a file of 100,000 refusals is 1 run, not 100,000.
     refused_runs: list[list[int]] = field(default_factory=list)
@@ -52,6 +54,7 @@ class Tally:
         self.last_line = result.line
         if result.outcome is Outcome.INVITED:
             self.invited += 1
+            self.unsent += not result.emailed
         elif result.outcome is Outcome.SKIPPED:
             self.skipped += 1
         else:
@@ -194,6 +197,12 @@ def _summary(args: argparse.Namespace, tally: Tally) -> None:
     if args.links_out:
         where.append(f"written to {printable(args.links_out)}")
     print(f"Their links were {' and '.join(where)}.")
+    if tally.unsent and not args.no_email:
+        print(
+            f"But {tally.unsent} of the emails could not be sent (the mail server failed: see"
+            " the errors above). Run the same file again once it works (they get new links),"
+            " or hand over the links from --links-out."
+        )
 
 
 def _usage(message: str) -> int:

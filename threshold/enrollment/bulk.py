@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from django.core.exceptions import ValidationError
@@ -31,6 +31,8 @@ from threshold.audit.actions import Origin
 from threshold.core import errors
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, clean_name, has_ascii_control
 from threshold.enrollment.actions import do_invite
+from threshold.enrollment.models import EnrollmentInvite
+from threshold.enrollment.notices import link_was_emailed
 from threshold.groups.access import get_group
 from threshold.groups.actions import do_add_member
 from threshold.groups.models import Group
@@ -66,6 +68,10 @@ class RowResult:
     link: str = field(default="", repr=False)
     # Some of the row's groups were not applied (unknown, or not the actor's to change).
     groups_missed: bool = False
+    # The link's invitation, and whether the email backend took its email (known once the
+    # row's transaction committed: ``invite_rows``).
+    invite: EnrollmentInvite | None = field(default=None, repr=False, compare=False)
+    emailed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -156,7 +162,15 @@ def invite_rows(
                 result = _invite_row(row, origin, actor, may_change_groups, send_email)
                 if dry_run:
                     transaction.set_rollback(True)
-            yield result
+            yield _with_delivery(result) if send_email and not dry_run else result
+
+
+def _with_delivery(result: RowResult) -> RowResult:
+    """``result``, saying whether its email went: sent when the row's transaction committed,
+    it is recorded on the invitation (``sent_to``) only if the email backend took it."""
+    if result.invite is None:
+        return result
+    return replace(result, emailed=link_was_emailed(result.invite))
 
 
 def _invite_row(
@@ -177,6 +191,7 @@ def _invite_row(
         result.user,
         result.link,
         groups_missed=missed,
+        invite=result.invite,
     )
 
 
@@ -268,7 +283,9 @@ def invite_one(
     except errors.AccountDisabled:
         return RowResult(line, email, Outcome.REFUSED, "Their account is deactivated: not invited.")
     what = "Invited" if created.user_created else "Invited again (a new link)"
-    return RowResult(line, email, Outcome.INVITED, f"{what}.", created.user, created.link)
+    return RowResult(
+        line, email, Outcome.INVITED, f"{what}.", created.user, created.link, invite=created.invite
+    )
 
 
 def _staff_not_theirs(email: str, actor: User | None) -> User | None:

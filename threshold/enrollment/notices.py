@@ -27,6 +27,13 @@ def _sent_to(invite: EnrollmentInvite) -> Callable[[str], object]:
     return lambda address: EnrollmentInvite.objects.filter(pk=invite.pk).update(sent_to=address)
 
 
+def link_was_emailed(invite: EnrollmentInvite) -> bool:
+    """Whether the email backend took the email with ``invite``'s link (``_sent_to``): known
+    once the transaction that made the link committed, which sends it. With SMTP, False when
+    the mail server failed: the link then has to be handed over."""
+    return EnrollmentInvite.objects.filter(pk=invite.pk).exclude(sent_to="").exists()
+
+
 def send_invite(invite: EnrollmentInvite, link: str) -> None:
     email_after_commit(
         invite.user,

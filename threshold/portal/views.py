@@ -25,6 +25,7 @@ from threshold.audit.actions import Action
 from threshold.core import catalog, errors
 from threshold.core.policy import SETTINGS, GroupRules, Policy
 from threshold.enrollment.actions import do_invite, do_issue_recovery, do_revoke_invite
+from threshold.enrollment.notices import link_was_emailed
 from threshold.fallback.actions import has_fallback, unused_recovery_codes
 from threshold.groups.access import list_groups, members_of
 from threshold.groups.actions import GroupError, do_add_group, do_remove_group, do_remove_member
@@ -425,7 +426,10 @@ def issue_recovery(request: HttpRequest, user_id: int) -> HttpResponse:
             "link": issued.link,
             "expires_at": issued.invite.expires_at,
             "qr": qr_data_uri(issued.link),
-            "emailed": email_link and bool(user.email),
+            "emailed": email_link and bool(user.email) and link_was_emailed(issued.invite),
+            "mail_failed": email_link
+            and _email_delivers(user)
+            and not link_was_emailed(issued.invite),
             "notified": bool(user.email),
         },
     )
@@ -537,9 +541,10 @@ def _invited(request: HttpRequest, user: User, link: str, *, replaced: bool) -> 
     link is shown here, once (this response is never cached), for the member of staff to hand
     over, as ``threshold invite`` prints it. ``replaced``: a link of theirs that still worked
     stopped working."""
-    if _email_delivers(user):
-        return see_other(_person_url(user.pk, done="invited-again" if replaced else "invited"))
     newest = people.newest_link(user)
+    # Emailed: the email backend took it (its transaction committed, so it was sent by now).
+    if _email_delivers(user) and newest is not None and newest.sent_to:
+        return see_other(_person_url(user.pk, done="invited-again" if replaced else "invited"))
     return _render(
         request,
         "portal/invite_link.html",
@@ -550,6 +555,7 @@ def _invited(request: HttpRequest, user: User, link: str, *, replaced: bool) -> 
             "qr": qr_data_uri(link),
             "replaced": replaced,
             "delivery_set_up": _delivery_set_up(),
+            "mail_failed": _email_delivers(user),
         },
     )
 
@@ -648,14 +654,18 @@ def import_people(request: HttpRequest) -> HttpResponse:
             },
             status=400,
         )
+    # Not emailed for real (no delivery set up, or the mail server failed): those links are
+    # shown here, once, to hand over.
+    delivery = _delivery_set_up()
+    unsent = {row.line for row in rows if row.ok and not (delivery and row.emailed)}
     return _render(
         request,
         "portal/import_result.html",
         {
             "rows": rows,
             "invited": sum(1 for row in rows if row.ok),
-            # Not emailed for real: the links are shown here, once, to hand over.
-            "show_links": not _delivery_set_up(),
+            "unsent": unsent,
+            "mail_failed": delivery and bool(unsent),
         },
     )
 

@@ -31,7 +31,8 @@ from typing import Any, TypeGuard
 
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends import db
-from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, UpdateError
+from django.db import InterfaceError, OperationalError
 
 from threshold.accounts.models import User
 from threshold.core.randomness import random_string
@@ -128,7 +129,16 @@ class SessionStore(db.SessionStore):
 
     def save(self, must_create: bool = False) -> Any:
         if not self._unsaved:
-            return super().save(must_create)
+            try:
+                return super().save(must_create)
+            except UpdateError as error:
+                # Django turns any database error in the UPDATE into UpdateError, which its
+                # middleware answers as a session that ended meanwhile (400, "restart"). A
+                # database that failed or was busy is an outage, answered 503 "try again"
+                # (``web.views.server_error``): the session itself is fine.
+                if isinstance(error.__context__, OperationalError | InterfaceError):
+                    raise error.__context__ from None
+                raise
         self._unsaved = False
         try:
             return super().save(must_create=True)

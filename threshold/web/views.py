@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import sys
 
-from django.db import InterfaceError, OperationalError
+from django.contrib.auth.models import AnonymousUser
+from django.db import InterfaceError, OperationalError, connections
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
@@ -58,6 +59,15 @@ def server_error(request: HttpRequest) -> HttpResponse:
     # (OperationalError: "database is locked", a connection closed under the request) is an
     # outage the client may retry: 503 "try again", not a 500. Django logs it either way.
     unavailable = isinstance(sys.exc_info()[1], OperationalError | InterfaceError)
+    if unavailable:
+        # The page must not need the database that just failed: who is signed in is read
+        # from the session's row (the base page's account menu), so it is not asked. And the
+        # connection goes: a SQLite file opened while read-only stays read-only in it, and
+        # Django keeps SQLite connections for good; the next request opens a new one.
+        request.user = AnonymousUser()
+        for connection in connections.all(initialized_only=True):
+            if not connection.in_atomic_block:
+                connection.close()
     own = failure_answer_of(request)
     if own is not None:
         response = own(request, unavailable)

@@ -81,6 +81,7 @@ def recover(args: argparse.Namespace) -> int:
     from threshold.audit.actions import Origin
     from threshold.core import errors
     from threshold.enrollment.actions import do_issue_recovery
+    from threshold.enrollment.notices import link_was_emailed
 
     user = get_user(args.email)
     if user is None:
@@ -97,8 +98,13 @@ def recover(args: argparse.Namespace) -> int:
         return 1
     if not user.email:
         print(f"{user.username} has no email address: nobody was notified.")
-    elif args.email_link:
+    elif args.email_link and link_was_emailed(issued.invite):
         print(f"The link was emailed to {user.email}.")
+    elif args.email_link:
+        print(
+            f"The link could not be emailed to {user.email} (see the error above): give it to "
+            "them through a channel you trust."
+        )
     else:
         print(
             f"A notice was emailed to {user.email}, without the link. Check that you are talking "
