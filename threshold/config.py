@@ -142,6 +142,10 @@ def _secret_key(env: dict[str, str], var_dir: Path) -> str:
     return key
 
 
+# How long a statement waits for a lock (SQLite's busy timeout, PostgreSQL's lock_timeout).
+LOCK_TIMEOUT_SECONDS = 20
+
+
 def _database(env: dict[str, str], var_dir: Path) -> dict[str, Any]:
     url = env.get("DATABASE_URL") or f"sqlite:///{var_dir / 'threshold.sqlite3'}"
     scheme = urlsplit(url).scheme
@@ -160,7 +164,7 @@ def _database(env: dict[str, str], var_dir: Path) -> dict[str, Any]:
         # WAL lets sign-ins read while another worker writes; the busy timeout
         # makes concurrent writers wait instead of failing.
         database["OPTIONS"] = {
-            "timeout": 20,
+            "timeout": LOCK_TIMEOUT_SECONDS,
             "transaction_mode": "IMMEDIATE",
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
@@ -170,6 +174,16 @@ def _database(env: dict[str, str], var_dir: Path) -> dict[str, Any]:
         database["TEST"] = {"NAME": str(var_dir / "test.sqlite3")}
     elif not database.get("NAME"):
         raise ConfigError("DATABASE_URL must name a database, e.g. postgres://user@host/threshold")
+    else:
+        # As SQLite's busy timeout: a statement waits at most this long for a lock another
+        # session holds (a long migration, an operator's LOCK TABLE), then fails, answered
+        # 503 "try again", instead of holding the worker, and everyone queued behind it, for
+        # as long as the lock lasts. The URL's own ``options`` come after, and win.
+        given = database.get("OPTIONS")
+        options: dict[str, Any] = dict(given) if isinstance(given, dict) else {}
+        own = str(options.get("options", ""))
+        options["options"] = f"-c lock_timeout={LOCK_TIMEOUT_SECONDS}s {own}".strip()
+        database["OPTIONS"] = options
     return database
 
 

@@ -105,7 +105,11 @@ LOGIN_URL = "sessions:sign-in"
 # Sessions live in the database so that sign-out and timeouts end them for real.
 # The model is threshold.sessions.models.Session (django.contrib.sessions is not installed).
 SESSION_ENGINE = "threshold.sessions.store"
-SESSION_COOKIE_NAME = "threshold_session"
+# Over HTTPS the session and CSRF cookies are "__Host-" cookies: a browser takes them only
+# from this host, Secure, for the whole path, so a sibling subdomain (under an RP ID that is
+# the bare domain) cannot plant one of its own beside them and swap the person's session.
+COOKIE_PREFIX = "__Host-" if THRESHOLD.https else ""
+SESSION_COOKIE_NAME = f"{COOKIE_PREFIX}threshold_session"
 SESSION_COOKIE_AGE = THRESHOLD.session_max_age
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
@@ -113,7 +117,7 @@ SESSION_COOKIE_SECURE = THRESHOLD.https
 THRESHOLD_SESSION_IDLE_TIMEOUT = THRESHOLD.session_idle_timeout
 THRESHOLD_SESSION_MAX_AGE = THRESHOLD.session_max_age
 
-CSRF_COOKIE_NAME = "threshold_csrf"
+CSRF_COOKIE_NAME = f"{COOKIE_PREFIX}threshold_csrf"
 CSRF_COOKIE_SECURE = THRESHOLD.https
 CSRF_COOKIE_SAMESITE = "Lax"
 CSRF_FAILURE_VIEW = "threshold.web.views.csrf_failure"
@@ -172,7 +176,13 @@ USE_I18N = False
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # Redacted as the access log is: a path Django names may carry a link's token.
+    "formatters": {
+        "plain": {
+            "()": "threshold.cli.accesslog.RedactingFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        }
+    },
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["stderr"], "level": "INFO"},
     "loggers": {"django.request": {"level": "ERROR"}},

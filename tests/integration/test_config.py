@@ -183,3 +183,15 @@ def test_the_command_refuses_to_start_when_misconfigured(tmp_path):
     assert "https://evil.example" in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_postgresql_statements_wait_for_a_lock_as_long_as_sqlite_waits(tmp_path):
+    from threshold.config import LOCK_TIMEOUT_SECONDS, _database  # noqa: PLC0415
+
+    database = _database({"DATABASE_URL": "postgres://u@db/threshold"}, tmp_path)
+    assert database["OPTIONS"]["options"] == f"-c lock_timeout={LOCK_TIMEOUT_SECONDS}s"
+    sqlite = _database({}, tmp_path)
+    assert sqlite["OPTIONS"]["timeout"] == LOCK_TIMEOUT_SECONDS
+    # The URL's own options come after, and so win.
+    own = _database({"DATABASE_URL": "postgres://u@db/t?options=-c%20lock_timeout%3D5s"}, tmp_path)
+    assert own["OPTIONS"]["options"].endswith("-c lock_timeout=5s")

@@ -43,13 +43,22 @@ def record_capped(
 ) -> AuditEvent | None:
     """``record`` a refusal that names no one, unless its network is over its rate: then
     None (and at the first such, one ``audit.refusals_capped`` row)."""
+    extra = admit(action, origin)
+    if extra is None:
+        return None
+    return record(action, origin, reason=reason, **detail, **extra)
+
+
+def admit(action: Action, origin: Origin) -> dict[str, int] | None:
+    """Whether a refusal that names no one may have its audit row, for a caller that writes
+    the row itself (the sign-in's hand-written SQL): the detail to add to it (``suppressed``,
+    how many were not written before it), or None when its network is over its rate (the
+    first such writes one ``audit.refusals_capped`` row)."""
     network = throttle.network_of(origin.ip)
     if LIMIT.take(network, clock.now()) == 0.0:
         with _lock:
             suppressed = _suppressed.pop(network, 0)
-        if suppressed:
-            detail["suppressed"] = suppressed
-        return record(action, origin, reason=reason, **detail)
+        return {"suppressed": suppressed} if suppressed else {}
     with _lock:
         count = _suppressed.pop(network, 0) + 1
         _suppressed[network] = count

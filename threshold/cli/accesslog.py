@@ -1,4 +1,4 @@
-"""gunicorn's access log, without the secrets some addresses carry.
+"""gunicorn's access log, and the application's log, without the secrets some addresses carry.
 
 An enrollment or recovery link's token is in its path (``/enroll/<token>``):
 whoever reads the server's log must not be able to take over an account with
@@ -25,6 +25,7 @@ the app) are logged.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -60,6 +61,16 @@ _CODE_PARAMETER = re.compile(r"[?&]code=")
 
 def redact(text: str) -> str:
     return _TOKEN_IN_QUERY.sub(r"\1[token]", _TOKEN_IN_PATH.sub(r"\1[token]", text))
+
+
+class RedactingFormatter(logging.Formatter):
+    """The application's own log lines (``settings.LOGGING``), redacted as the access log is:
+    Django names the path in some of them (``django.security.csrf``'s "Forbidden (CSRF
+    cookie not set.): /enroll/<token>/options", ``django.request``'s "Internal Server Error:
+    ..." with its traceback), and a link's token there is as live as in the access log."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 class RedactingLogger(Logger):  # type: ignore[misc]

@@ -43,6 +43,12 @@ FORGET_AFTER_SECONDS = 24 * 60 * 60
 
 ADDRESS_FAILURES = 50
 ADDRESS_WINDOW_SECONDS = 15 * 60
+# A username's wrong codes in a row (NIST SP 800-63B-4 §3.2.2: at most 100 consecutive failed
+# attempts on one account): then the code step is shut until the fallback is set up again.
+# Its delays alone (at most 15 minutes) would let someone who has the password guess about a
+# hundred codes a day, for ever.
+MOST_CODE_FAILURES = 100
+SHUT_SECONDS = 100 * 365 * 24 * 60 * 60
 
 
 def username_wait(failures: int) -> int:
@@ -51,6 +57,12 @@ def username_wait(failures: int) -> int:
     if failures < FREE_FAILURES:
         return 0
     return min(1 << (failures - FREE_FAILURES), MAX_DELAY_SECONDS)
+
+
+def code_wait(failures: int) -> int:
+    """Seconds a username's code step waits after ``failures`` wrong codes in a row: the
+    doubling wait, and shut for good (``SHUT_SECONDS``) at ``MOST_CODE_FAILURES``."""
+    return SHUT_SECONDS if failures >= MOST_CODE_FAILURES else username_wait(failures)
 
 
 def lockout_wait(failures: int, lockout_threshold: int) -> int:

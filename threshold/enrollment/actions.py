@@ -28,6 +28,7 @@ from threshold.accounts.methods import count_sign_in_methods
 from threshold.accounts.models import User, normalize_username
 from threshold.accounts.signals import access_withdrawn
 from threshold.audit.actions import Action, Origin, record
+from threshold.audit.capped import record_capped
 from threshold.core import errors
 from threshold.core.policy import Policy
 from threshold.core.vocabulary import UserVerification
@@ -222,14 +223,19 @@ def access_invite(token: str, origin: Origin) -> EnrollmentInvite:
             .first()
         )
     reason = _unusable_reason(invite)
+    if invite is None:
+        # A link no one was given (garbled, made up): anyone can send those, so at the
+        # capped rate per network.
+        record_capped(Action.INVITE_REJECTED, origin, reason=errors.InviteUnusable.code, why=reason)
+        raise errors.InviteUnusable(reason)
     if reason:
         record(
             Action.INVITE_REJECTED,
             origin,
-            subject=invite.user if invite else None,
+            subject=invite.user,
             reason=errors.InviteUnusable.code,
             why=reason,
-            purpose=invite.purpose if invite else None,
+            purpose=invite.purpose,
         )
         raise errors.InviteUnusable(reason)
     assert invite is not None  # noqa: S101

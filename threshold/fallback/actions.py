@@ -20,12 +20,13 @@ from threshold.accounts.methods import count_usable_sign_in_methods
 from threshold.accounts.models import User, normalize_username
 from threshold.accounts.notices import MethodChange
 from threshold.audit.actions import Action, Origin, record
+from threshold.audit.capped import record_capped
 from threshold.audit.models import AuditEvent
 from threshold.core import errors, throttle, totp
 from threshold.core.names import has_ascii_control, is_text
 from threshold.core.policy import Policy
 from threshold.fallback.models import FailureCounter, PasskeyPrompt, RecoveryCode, TotpDevice
-from threshold.fallback.notices import notify_fallback_changed
+from threshold.fallback.notices import notify_codes_shut, notify_fallback_changed
 from threshold.policy.actions import lock_policy
 from threshold.sessions.store import SignedInWith
 
@@ -57,6 +58,7 @@ def do_set_up_fallback(
     lock_user(user)
     if TotpDevice.objects.filter(user=user).exists():
         raise errors.MalformedRequest("the fallback is set up already")
+    forget_wrong_codes(user)
     user.set_password(password)
     user.save(update_fields=["password"])
     TotpDevice.objects.create(
@@ -180,12 +182,19 @@ def remove_fallback_for_recovery(user: User) -> list[str]:
     recovery's transaction, which audits it.
     """
     removed = recovery_removes(user)
+    forget_wrong_codes(user)
     TotpDevice.objects.filter(user=user).delete()
     RecoveryCode.objects.filter(user=user).delete()
     if user.has_usable_password():
         user.set_unusable_password()
         user.save(update_fields=["password"])
     return removed
+
+
+def forget_wrong_codes(user: User) -> None:
+    """The app's new secret (or none) makes earlier wrong codes moot: the code step, shut
+    after ``throttle.MOST_CODE_FAILURES`` of them, opens again."""
+    FailureCounter.objects.filter(key=_codes_key(user.username)).delete()
 
 
 def delete_stale_counters() -> int:
@@ -246,8 +255,12 @@ def _keys(username: str, origin: Origin, step: Step) -> dict[CounterKind, str]:
     else:
         keys = {CounterKind.USER_SHARED: f"user-shared:{name}"}
     if step == Step.CODE:
-        keys[CounterKind.CODES] = f"user:{name}"
+        keys[CounterKind.CODES] = _codes_key(username)
     return keys
+
+
+def _codes_key(username: str) -> str:
+    return f"user:{_sha256(normalize_username(username))}"
 
 
 def _sha256(text: str) -> str:
@@ -260,7 +273,9 @@ def _wait(kind: CounterKind, counter: FailureCounter, now: datetime, policy: Pol
             throttle.username_wait(counter.failures),
             throttle.lockout_wait(counter.failures, policy.password_lockout_threshold),
         )
-    if kind in (CounterKind.CODES, CounterKind.USER_SHARED):
+    if kind == CounterKind.CODES:
+        return throttle.code_wait(counter.failures)
+    if kind == CounterKind.USER_SHARED:
         return throttle.username_wait(counter.failures)
     return throttle.address_wait(counter.failures, (now - counter.first_failure_at).total_seconds())
 
@@ -298,7 +313,11 @@ def _reserve_attempt(
     now = clock.now_datetime()
     with transaction.atomic():
         counters = {kind: _counter(key, now) for kind, key in keys.items()}
-        refused = any(c.locked_until and c.locked_until > now for c in counters.values())
+        refused = any(c.locked_until and c.locked_until > now for c in counters.values()) or (
+            # Shut for good, however long ago (``throttle.code_wait``).
+            CounterKind.CODES in counters
+            and counters[CounterKind.CODES].failures >= throttle.MOST_CODE_FAILURES
+        )
         if not refused:
             for kind, counter in counters.items():
                 forget = (
@@ -320,7 +339,8 @@ def _reserve_attempt(
                 _set_lock(kind, counter, now, policy)
                 counter.save()
         else:
-            record(
+            # Names no one (the request may name anyone): at the capped rate per network.
+            record_capped(
                 Action.SIGN_IN_FAILED,
                 origin,
                 reason=errors.TooManyAttempts.code,
@@ -380,10 +400,12 @@ def do_check_password(username: str, password: str, origin: Origin, policy: Poli
     if correct and user is not None:
         _release_attempt(keys, policy, signed_in=False)
         return user
-    record(
+    # A username no one has: at the capped rate per network (anyone can send those). The
+    # person a wrong password was for is its subject, never its actor.
+    (record if user is not None else record_capped)(
         Action.SIGN_IN_FAILED,
         origin,
-        subject=user,
+        **({"subject": user} if user is not None else {}),
         reason=errors.PasswordIncorrect.code,
         method=FALLBACK,
         why="wrong password" if usable else "unknown username or no fallback",
@@ -420,6 +442,12 @@ def do_finish_fallback_sign_in(
                 step=Step.CODE,
             )
             wrong_code = error
+            if FailureCounter.objects.filter(
+                key=_codes_key(user.username), failures=throttle.MOST_CODE_FAILURES
+            ).exists():
+                # This wrong code shut the code step (``throttle.code_wait``): whoever
+                # sent it has the password.
+                notify_codes_shut(user)
         except errors.AccountError:
             pass
     if wrong_code is not None:

@@ -29,6 +29,7 @@ from threshold import clock
 from threshold.accounts.actions import lock_user
 from threshold.accounts.methods import count_usable_sign_in_methods
 from threshold.accounts.models import User, normalize_username
+from threshold.audit import capped
 from threshold.audit.actions import Action, Origin, record
 from threshold.core import assurance, ceremony, errors
 from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name
@@ -311,7 +312,12 @@ def do_finish_sign_in(
             )
             if discoverable and response is not None:
                 error.signal_unknown = _signals_unknown(response, passkey)
-            hotpath.insert_audit([_sign_in_failure(failed, error, origin, passkey, signed=signed)])
+            row = _sign_in_failure(failed, error, origin, passkey, signed=signed)
+            # A failure that names no one (no signature verified) can be sent by anyone, as
+            # often as they like: its rows at the capped rate per network.
+            extra = {} if row.subject is not None else capped.admit(failed, origin)
+            if extra is not None:
+                hotpath.insert_audit([replace(row, detail={**(row.detail or {}), **extra})])
             refusal = error
         else:
             return replace(signed_in, session=session)
