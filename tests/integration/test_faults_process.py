@@ -225,3 +225,34 @@ def test_an_empty_secret_key_file_stops_the_command_with_a_message(tmp_path):
     assert done.returncode != 0, done.stdout + done.stderr
     assert "secret_key" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _command(var: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*threshold_command(), *args],
+        cwd=REPO,
+        env=newcomer_environment(THRESHOLD_VAR_DIR=str(var)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_database_file_that_is_not_one_is_a_message_not_a_traceback(tmp_path):
+    var = tmp_path / "var"
+    var.mkdir()
+    (var / "threshold.sqlite3").write_bytes(b"not a database, truncated by a full disk\n" * 40)
+    done = _command(var, "users")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "threshold: the database failed: file is not a database" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_secret_key_path_that_is_a_directory_is_a_message_not_a_traceback(tmp_path):
+    var = tmp_path / "var"
+    (var / "secret_key").mkdir(parents=True)
+    done = _command(var, "check")
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert "secret_key" in done.stderr
+    assert "Traceback" not in done.stderr

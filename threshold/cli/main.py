@@ -122,6 +122,20 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+    try:
+        return _run(argv)
+    except Exception as exc:
+        from django.db import DatabaseError
+
+        if not isinstance(exc, DatabaseError):
+            raise
+        # A database that cannot be read (a truncated or foreign file, a disk error, a server
+        # that refused): what it said, not a traceback.
+        print(f"threshold: the database failed: {printable(str(exc))}", file=sys.stderr)
+        return 1
+
+
+def _run(argv: list[str]) -> int:
     cli = build()
     if argv and argv[0] not in cli.names and not argv[0].startswith("-"):
         # Anything else is a Django management command (migrate, check, ...).
