@@ -211,3 +211,23 @@ def test_the_wrong_code_that_shuts_the_code_step_tells_the_person_once_and_a_res
     fresh = Browser(REMOTE_ADDR="198.51.100.9")
     assert post(fresh, "/sign-in/password", username=ada.user.username, password=PASSWORD)
     assert post(fresh, "/sign-in/code", code=code_at(clock.now)).status_code == 303
+
+
+def test_a_signed_in_persons_failed_step_up_is_recorded_whatever_the_networks_rate(ada, clock):
+    """Audit rows of refusals that name no one are capped per network; a "Verify it's you"
+    has its signed-in person behind it (a stolen session's attempts included): always kept."""
+    from tests.integration.conftest import ORIGIN, assert_ok, enrolled_person, sign_in  # noqa: PLC0415
+
+    grace = enrolled_person("grace@example.com", "Grace Hopper")
+    browser = Browser()
+    assert_ok(sign_in(browser, ada.authenticator))
+    clock.advance(301)
+    network = capped.throttle.network_of("127.0.0.1")
+    while capped.LIMIT.take(network, clock.now) == 0.0:
+        pass  # the network's anonymous refusals spent its rate (an office behind one address)
+    options = browser.post_json("/settings/verify/options").json()["publicKey"]
+    options["allowCredentials"] = []
+    answer = browser.post_json("/settings/verify/result", grace.authenticator.get(options, ORIGIN))
+    assert answer.status_code == 400
+    row = AuditEvent.objects.filter(action="step_up.failed").latest("id")
+    assert row.actor_id == ada.user.pk

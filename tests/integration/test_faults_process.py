@@ -22,6 +22,7 @@ from tests.integration.conftest import Browser, assert_ok, enrolled_person, sign
 from tests.integration.portal_support import post, staff
 from tests.support.faults import database_fails, is_work
 from tests.support.processes import newcomer_environment, threshold_command
+from tests.support.smtp import SMTPServer
 from tests.support.wsgi import wsgi
 from threshold.accounts.models import Role, User
 from threshold.core.catalog import CATALOG
@@ -120,6 +121,26 @@ def test_an_import_whose_mail_server_fails_shows_the_links_it_could_not_email(se
     assert "The mail server did not take 3 of the emails" in page
     assert page.count("/enroll/") == 3  # each link, once, to hand over
     assert not EnrollmentInvite.objects.exclude(sent_to="").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_recipient_the_mail_server_refuses_is_no_reason_to_stop_emailing_the_others(settings):
+    server = SMTPServer()
+    try:
+        server.mailbox.unknown = {"typo@example.com"}
+        _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+        for name, value in server.settings().items():
+            setattr(settings, name, value)
+        rows = "email,name\ntypo@example.com,T\n" + "".join(
+            f"p{n}@example.com,P {n}\n" for n in range(3)
+        )
+        page = post(browser, "/admin/people/import", {"csv_text": rows}).content.decode()
+        assert "The mail server did not take 1 of the emails" in page
+        assert sorted(r for [r] in server.mailbox.messages) == [
+            f"p{n}@example.com" for n in range(3)
+        ]
+    finally:
+        server.close()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -335,3 +335,20 @@ def test_userinfo_answers_are_kept_by_no_cache(ada):
     answer = Client().get("/userinfo", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
     assert answer.status_code == 200
     assert answer["Cache-Control"] == "no-store"
+
+
+def test_a_plain_oauth_code_whose_request_named_no_redirect_uri_is_exchanged_without_one(ada):
+    """RFC 6749 §4.1.3 asks the exchange for the redirect_uri only if the request named one;
+    a plain OAuth request may name none (§3.1.2.3: the app's one registered URI)."""
+    app = add_app()
+    auth = authorize(signed_in(ada), app, redirect_uri=None, scope="profile")
+    assert auth.response.status_code == 302, auth.response.content[:300]
+    data = {
+        "grant_type": "authorization_code",
+        "code": auth.params["code"],
+        "code_verifier": auth.verifier,
+        "client_id": app.client_id,
+        "client_secret": app.client_secret,
+    }
+    answer = Client().post("/token", data)
+    assert answer.status_code == 200, answer.content[:300]

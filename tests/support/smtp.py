@@ -18,6 +18,8 @@ class Mailbox:
     messages: list[list[str]] = field(default_factory=list)
     # Hang up (without answering) the DATA of the message after this many, once.
     hang_up_after: int | None = None
+    # Recipients refused at RCPT (550), as a relay that knows its mailboxes refuses a typo.
+    unknown: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -43,7 +45,11 @@ class _Handler(socketserver.StreamRequestHandler):
                 recipients = []
                 self.reply("250 OK")
             elif verb == "RCPT":
-                recipients.append(command.split(":", 1)[1].strip(" <>"))
+                recipient = command.split(":", 1)[1].strip(" <>")
+                if recipient in box.unknown:
+                    self.reply("550 5.1.1 No such user")
+                    continue
+                recipients.append(recipient)
                 self.reply("250 OK")
             elif verb == "DATA":
                 with box.lock:

@@ -9,6 +9,7 @@ Many emails in a row (an import of invitations) share one SMTP connection
 from __future__ import annotations
 
 import logging
+import smtplib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -39,7 +40,8 @@ def product() -> str:
 class _SharedConnection:
     """One mail connection for the emails sent inside ``one_connection()``: opened by the
     first of them, replaced after a failure (the server may have dropped it). A mail server
-    that fails twice in a row, or at once, is given up on for the rest of the block: a
+    that fails twice in a row, or at once, is given up on for the rest of the block (a
+    message it refuses alone, an unknown recipient, is no failure of the server's): a
     server that never answers costs one timeout (``EMAIL_TIMEOUT``) per file, not one per
     email, and the emails not sent are logged and reported as not sent."""
 
@@ -67,6 +69,10 @@ class _SharedConnection:
             except Exception:  # a connection that failed closes as it can
                 logger.warning("could not close the mail connection", exc_info=True)
 
+
+# The server refused this one message (an unknown recipient, its content), after which
+# smtplib resets the transaction: the connection still serves the others.
+_ONE_MESSAGE_REFUSED = (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)
 
 _shared: ContextVar[_SharedConnection | None] = ContextVar("threshold_mail", default=None)
 
@@ -111,9 +117,9 @@ def email_after_commit(
         try:
             connection = shared.get() if shared is not None else None
             send_mail(subject, body, None, [recipient], connection=connection)
-        except Exception:  # the change stands; the log says the mail failed
+        except Exception as exc:  # the change stands; the log says the mail failed
             logger.exception("could not send %s to user %s", template, user.pk)
-            if shared is not None:
+            if shared is not None and not isinstance(exc, _ONE_MESSAGE_REFUSED):
                 shared.failed()
             return
         if shared is not None:

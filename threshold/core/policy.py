@@ -182,7 +182,10 @@ class Policy:
         Kind.WHOLE_NUMBER,
         10,
         "Consecutive wrong passwords or codes for one username before the password path locks "
-        "for an hour (delays grow from the 4th); passkey sign-in is never locked by this.",
+        "for an hour (delays grow from the 4th); passkey sign-in is never locked by this. "
+        "Whatever it is, 100 wrong authenticator-app or recovery codes in a row (from any "
+        "network) shut the code step until the password and app are set up again, and the "
+        "person is emailed.",
         minimum=3,
         maximum=100,
     )

@@ -301,7 +301,7 @@ def _counter(key: str, now: datetime) -> FailureCounter:
 
 
 def _reserve_attempt(
-    username: str, origin: Origin, policy: Policy, step: Step
+    username: str, origin: Origin, policy: Policy, step: Step, person: User | None = None
 ) -> dict[CounterKind, str]:
     """Count this attempt as a failure before it is checked, or refuse it.
 
@@ -338,6 +338,17 @@ def _reserve_attempt(
                 counter.last_failure_at = now
                 _set_lock(kind, counter, now, policy)
                 counter.save()
+        elif person is not None:
+            # Only someone who gave the person's password reaches the code step: always
+            # recorded, with the person as its subject (the shut code step's refusals too).
+            record(
+                Action.SIGN_IN_FAILED,
+                origin,
+                subject=person,
+                reason=errors.TooManyAttempts.code,
+                method=FALLBACK,
+                step=step,
+            )
         else:
             # Names no one (the request may name anyone): at the capped rate per network.
             record_capped(
@@ -419,7 +430,7 @@ def do_finish_fallback_sign_in(
     """The second step: an authenticator-app or recovery code. Returns how the person signed in."""
     if not policy.allow_password_fallback:
         raise errors.FallbackNotAllowed()
-    keys = _reserve_attempt(user.username, origin, policy, Step.CODE)
+    keys = _reserve_attempt(user.username, origin, policy, Step.CODE, person=user)
     wrong_code: errors.FallbackError | None = None
     refusal: errors.AccountError | None = None
     with transaction.atomic():

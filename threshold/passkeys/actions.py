@@ -312,12 +312,9 @@ def do_finish_sign_in(
             )
             if discoverable and response is not None:
                 error.signal_unknown = _signals_unknown(response, passkey)
-            row = _sign_in_failure(failed, error, origin, passkey, signed=signed)
-            # A failure that names no one (no signature verified) can be sent by anyone, as
-            # often as they like: its rows at the capped rate per network.
-            extra = {} if row.subject is not None else capped.admit(failed, origin)
-            if extra is not None:
-                hotpath.insert_audit([replace(row, detail={**(row.detail or {}), **extra})])
+            _audit_failure(
+                _sign_in_failure(failed, error, origin, passkey, signed=signed), step_up_user
+            )
             refusal = error
         else:
             return replace(signed_in, session=session)
@@ -347,6 +344,19 @@ def _use_and_find(
     if unreadable is not None or response is None:
         raise unreadable or errors.MalformedRequest()
     return response, found
+
+
+def _audit_failure(row: hotpath.AuditRow, step_up_user: User | None) -> None:
+    """Write a refused sign-in's or step-up's audit row. A step-up has its signed-in person
+    behind it, whatever the response claims: always recorded, with them as its actor (a stolen
+    session's attempts too). A sign-in failure that names no one (no signature verified) can be
+    sent by anyone, as often as they like: its rows at the capped rate per network."""
+    if step_up_user is not None:
+        row = replace(row, actor=step_up_user)
+    anonymous = row.subject is None and row.actor is None
+    extra = capped.admit(Action(row.action), row.origin) if anonymous else {}
+    if extra is not None:
+        hotpath.insert_audit([replace(row, detail={**(row.detail or {}), **extra})])
 
 
 def _signals_unknown(response: ceremony.AuthenticationResponse, passkey: Passkey | None) -> bool:

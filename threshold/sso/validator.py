@@ -283,15 +283,21 @@ class Validator(OAuth2Validator):
     def confirm_redirect_uri(
         self, client_id: str, code: str, redirect_uri: str, client: Any, *args: Any, **kwargs: Any
     ) -> bool:
-        # RFC 6749 §4.1.3: the code's exchange names the redirect_uri its request named, and
-        # every code here is issued for one named (get_default_redirect_uri: an OpenID request
-        # must name it). oauthlib fills in the app's one registered URI when the exchange
-        # names none (``using_default_redirect_uri``): refused, not matched.
+        # RFC 6749 §4.1.3: the code's exchange names the redirect_uri its request named. An
+        # OpenID request always names one (get_default_redirect_uri), so its code's exchange
+        # must too; oauthlib fills in the app's one registered URI when the exchange names
+        # none (``using_default_redirect_uri``), which is right only for a plain OAuth
+        # request that named none either (RFC 6749 §3.1.2.3).
         request = kwargs.get("request") or (args[0] if args else None)
-        if getattr(request, "using_default_redirect_uri", False):
-            return False
         grant = self._grant(code, client)
-        return grant is not None and bool(grant.redirect_uri_allowed(redirect_uri))
+        if grant is None:
+            return False
+        if (
+            getattr(request, "using_default_redirect_uri", False)
+            and "openid" in (grant.scope or "").split()
+        ):
+            return False
+        return bool(grant.redirect_uri_allowed(redirect_uri))
 
     def get_authorization_code_nonce(
         self, client_id: str, code: str, redirect_uri: str, request: Any
