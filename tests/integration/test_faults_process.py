@@ -226,28 +226,6 @@ def test_a_signed_in_page_whose_idle_clock_is_due_answers_503_while_the_database
 # --- var/ left broken -----------------------------------------------------------------------------
 
 
-def test_an_empty_secret_key_file_stops_the_command_with_a_message(tmp_path):
-    """The first `threshold` command on a full disk creates var/secret_key and fails to write
-    it; once space is freed, `threshold migrate` and `threshold check` succeed with the empty
-    key, and `threshold serve` starts and answers every page 500 ("The SECRET_KEY setting must
-    not be empty"). THRESHOLD_SECRET_KEY itself must be at least 32 characters."""
-    var = tmp_path / "var"
-    var.mkdir()
-    (var / "secret_key").write_text("")
-    done = subprocess.run(
-        [*threshold_command(), "check"],
-        cwd=REPO,
-        env=newcomer_environment(THRESHOLD_VAR_DIR=str(var)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode != 0, done.stdout + done.stderr
-    assert "secret_key" in done.stderr
-    assert "Traceback" not in done.stderr
-
-
 def _command(var: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*threshold_command(), *args],
@@ -258,6 +236,20 @@ def _command(var: Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+def test_an_empty_secret_key_file_stops_the_command_with_a_message(tmp_path):
+    """The first `threshold` command on a full disk creates var/secret_key and fails to write
+    it; once space is freed, `threshold migrate` and `threshold check` succeed with the empty
+    key, and `threshold serve` starts and answers every page 500 ("The SECRET_KEY setting must
+    not be empty"). THRESHOLD_SECRET_KEY itself must be at least 32 characters."""
+    var = tmp_path / "var"
+    var.mkdir()
+    (var / "secret_key").write_text("")
+    done = _command(var, "check")
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert "secret_key" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_a_database_file_that_is_not_one_is_a_message_not_a_traceback(tmp_path):
