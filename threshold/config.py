@@ -7,6 +7,7 @@ command prints it and exits instead of serving a half-working site.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -28,6 +29,8 @@ from threshold.core.files import create_once
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ADMIN_EMAIL = "admin@example.com"
+# The proxy Threshold trusts by default: one on this machine.
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
 class ConfigError(Exception):
@@ -83,6 +86,9 @@ class Config:
     # var/vapid-key.pem, made on first use.
     web_push: bool = False
     vapid_key_pem: str = ""
+    # The peers whose X-Forwarded-For and X-Forwarded-Proto are believed, with
+    # proxy_ssl_header (threshold/web/proxy.py).
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = LOOPBACK
 
 
 def _flag(env: dict[str, str], name: str, default: bool = False) -> bool:
@@ -346,6 +352,29 @@ def _vapid_key(env: dict[str, str]) -> str:
     return pem
 
 
+def _trusted_proxies(
+    env: dict[str, str], behind_proxy: bool
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    listed = _list(env, "THRESHOLD_TRUSTED_PROXIES")
+    if not listed:
+        return LOOPBACK
+    if not behind_proxy:
+        raise ConfigError(
+            "THRESHOLD_TRUSTED_PROXIES names the proxies THRESHOLD_BEHIND_TLS_PROXY=1 trusts: "
+            "set that too, or leave THRESHOLD_TRUSTED_PROXIES empty"
+        )
+    networks = []
+    for item in listed:
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"THRESHOLD_TRUSTED_PROXIES: {item!r} is not an IP address or network "
+                "(10.0.0.5, 10.0.0.0/24, fd00::/8)"
+            ) from None
+    return tuple(networks)
+
+
 def start_up_warnings(config: Config) -> list[str]:
     """What the operator must know whenever Threshold starts with this configuration."""
     warnings = []
@@ -366,6 +395,7 @@ def load(env: dict[str, str] | None = None) -> Config:
         raise ConfigError(f"THRESHOLD_VAR_DIR {var_dir} cannot be created: {exc}") from None
 
     port = _int(env, "THRESHOLD_PORT", 8000, 1, 65535)
+    behind_proxy = _flag(env, "THRESHOLD_BEHIND_TLS_PROXY")
     rp_id = env.get("THRESHOLD_RP_ID", "localhost").strip().lower()
     if not rp_id or "/" in rp_id or ":" in rp_id:
         raise ConfigError(
@@ -433,7 +463,8 @@ def load(env: dict[str, str] | None = None) -> Config:
         debug=_flag(env, "THRESHOLD_DEBUG"),
         fido_conformance=_fido_conformance(env, rp_id),
         https=https,
-        proxy_ssl_header=_flag(env, "THRESHOLD_BEHIND_TLS_PROXY"),
+        proxy_ssl_header=behind_proxy,
+        trusted_proxies=_trusted_proxies(env, behind_proxy),
         session_idle_timeout=_int(env, "THRESHOLD_SESSION_IDLE_TIMEOUT", 3600, 60, 86400 * 30),
         session_max_age=_int(env, "THRESHOLD_SESSION_MAX_AGE", 43200, 60, 86400 * 90),
         email=_email(env, var_dir),

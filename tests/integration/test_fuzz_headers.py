@@ -104,6 +104,7 @@ def test_a_proxys_scoped_ipv6_address_is_stored_without_its_zone(ada, settings):
         "/sign-in/result",
         json.dumps(assertion).encode(),
         cookies,
+        REMOTE_ADDR="127.0.0.1",  # the proxy, on this machine
         HTTP_X_FORWARDED_FOR="2001:db8::1%" + "a" * 30,
         **headers,
     )

@@ -52,7 +52,7 @@ class SignedInWith(StrEnum):
 # unix times from ``threshold.clock``.
 SIGNED_IN_AT = "threshold.signed_in_at"
 LAST_SEEN = "threshold.last_seen"  # refreshed at most once a minute by SessionTimeoutMiddleware
-SIGN_IN_IP = "threshold.sign_in_ip"  # REMOTE_ADDR, or None
+SIGN_IN_IP = "threshold.sign_in_ip"  # the client's address (web.proxy), or None
 SIGN_IN_USER_AGENT = "threshold.sign_in_user_agent"  # at most 512 characters
 SIGN_IN_METHOD = "threshold.sign_in_method"  # a SignedInWith value
 SIGN_IN_AMR = "threshold.amr"  # list of threshold.core.assurance.Amr values

@@ -54,6 +54,7 @@ from threshold.passkeys.hotpath import AuditRow, insert_audit
 from threshold.sso import appcache, hotpath, keys
 from threshold.sso.models import Application, AppSignIn
 from threshold.sso.sessions import subject_of
+from threshold.web.proxy import client_address
 
 # An attribute DOT's authorize view sets on oauthlib's request (the "credentials").
 FACTS = "threshold_facts"
@@ -685,9 +686,11 @@ def _group_names_of(user_id: int) -> list[str]:
 
 def _origin(request: Any) -> Origin:
     headers = getattr(request, "headers", {}) or {}
-    ip = headers.get("REMOTE_ADDR") if hasattr(headers, "get") else None
-    agent = headers.get("HTTP_USER_AGENT", "") if hasattr(headers, "get") else ""
-    return Origin(ip=ip, user_agent=str(agent or ""))
+    if not hasattr(headers, "get"):
+        return Origin(ip=None, user_agent="")
+    # DOT's headers are the request's META: behind the proxy, the client's address is the one
+    # it forwarded, as for every other audit row.
+    return Origin(ip=client_address(headers), user_agent=str(headers.get("HTTP_USER_AGENT") or ""))
 
 
 def _superseded(refresh_token: Any) -> bool:

@@ -5,7 +5,6 @@ It imports no app above audit (``docs/architecture.md``, "Layers"): any app may 
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -24,20 +23,13 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from threshold.audit.actions import Channel, Origin
 from threshold.core import catalog, errors
 from threshold.core.names import has_ascii_control, is_text
+from threshold.web.proxy import client_address
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    """The client's address: behind the TLS proxy (THRESHOLD_BEHIND_TLS_PROXY=1), the one the
-    proxy appended to X-Forwarded-For (the last entry: earlier ones are the client's to forge)."""
-    if settings.THRESHOLD.proxy_ssl_header:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").rsplit(",", 1)[-1].strip()
-        # Without an IPv6 zone ("%eth0"): it names an interface of the proxy's host, and
-        # PostgreSQL's inet refuses a long one.
-        try:
-            return str(ipaddress.ip_address(forwarded.split("%", 1)[0]))
-        except ValueError:
-            pass
-    return request.META.get("REMOTE_ADDR") or None
+    """The client's address: behind a trusted proxy (THRESHOLD_BEHIND_TLS_PROXY=1), the one
+    it forwarded; see ``threshold.web.proxy``."""
+    return client_address(request.META)
 
 
 def audit_origin(request: HttpRequest) -> Origin:

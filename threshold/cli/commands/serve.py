@@ -197,7 +197,10 @@ def serve(args: argparse.Namespace) -> int:
                 "workers": config.workers,
                 "proc_name": "threshold",
                 "post_worker_init": post_worker_init,
-                "forwarded_allow_ips": "127.0.0.1" if config.proxy_ssl_header else "",
+                # gunicorn believes X-Forwarded-Proto from the proxies Threshold trusts.
+                "forwarded_allow_ips": (
+                    ",".join(map(str, config.trusted_proxies)) if config.proxy_ssl_header else ""
+                ),
             }
             for key, value in options.items():
                 self.cfg.set(key, value)
