@@ -121,6 +121,8 @@ def _list(env: dict[str, str], name: str) -> list[str]:
 
 
 SECRET_KEY_MIN_LENGTH = 32
+# Django's deployment check asks as much of a key: fewer different characters are a placeholder.
+SECRET_KEY_MIN_CHARACTERS = 5
 
 
 def _secret_key(env: dict[str, str], var_dir: Path) -> str:
@@ -128,6 +130,12 @@ def _secret_key(env: dict[str, str], var_dir: Path) -> str:
         key = env["THRESHOLD_SECRET_KEY"]
         if len(key) < SECRET_KEY_MIN_LENGTH:
             raise ConfigError("THRESHOLD_SECRET_KEY must be at least 32 characters")
+        if len(set(key)) < SECRET_KEY_MIN_CHARACTERS:
+            raise ConfigError(
+                "THRESHOLD_SECRET_KEY is a placeholder (fewer than 5 different characters): "
+                "use a random one, such as `python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(50))'`"
+            )
         return key
     path = var_dir / "secret_key"
     try:
@@ -352,6 +360,25 @@ def _vapid_key(env: dict[str, str]) -> str:
     return pem
 
 
+def _debug(env: dict[str, str], origins: list[str]) -> bool:
+    debug = _flag(env, "THRESHOLD_DEBUG")
+    if debug and any(origin.startswith("https://") for origin in origins):
+        raise ConfigError(
+            "THRESHOLD_DEBUG=1 shows anyone who reaches the server its settings, URLs and "
+            "tracebacks: it is for a development machine (http://localhost), not for https origins"
+        )
+    return debug
+
+
+def _keep_private(var_dir: Path) -> None:
+    """``var_dir`` readable by its owner only, as PostgreSQL keeps its data directory: it holds
+    the database, the keys and, without SMTP, emailed links. Only a directory this user owns
+    is changed (an operator's shared one is theirs to set)."""
+    status = var_dir.stat()
+    if status.st_uid == os.getuid() and status.st_mode & 0o077:
+        var_dir.chmod(0o700)
+
+
 def _trusted_proxies(
     env: dict[str, str], behind_proxy: bool
 ) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -378,6 +405,12 @@ def _trusted_proxies(
 def start_up_warnings(config: Config) -> list[str]:
     """What the operator must know whenever Threshold starts with this configuration."""
     warnings = []
+    if config.https and not config.proxy_ssl_header:
+        warnings.append(
+            "THRESHOLD_ORIGINS are https, but THRESHOLD_BEHIND_TLS_PROXY is not set: `threshold "
+            "serve` speaks plain HTTP, so every request will look insecure and no HSTS header "
+            "is sent. Put it behind a TLS proxy and set THRESHOLD_BEHIND_TLS_PROXY=1."
+        )
     if config.fido_conformance:
         warnings.append(
             "THRESHOLD_FIDO_CONFORMANCE=1: the FIDO conformance API is on, and anyone who "
@@ -391,6 +424,7 @@ def load(env: dict[str, str] | None = None) -> Config:
     var_dir = Path(env.get("THRESHOLD_VAR_DIR") or REPO_ROOT / "var").resolve()
     try:
         (var_dir / "static").mkdir(parents=True, exist_ok=True)
+        _keep_private(var_dir)
     except OSError as exc:
         raise ConfigError(f"THRESHOLD_VAR_DIR {var_dir} cannot be created: {exc}") from None
 
@@ -460,7 +494,7 @@ def load(env: dict[str, str] | None = None) -> Config:
         listen_host=env.get("THRESHOLD_HOST", "127.0.0.1"),
         listen_port=port,
         workers=_int(env, "THRESHOLD_WORKERS", (os.cpu_count() or 1) * 2 + 1, 1, 256),
-        debug=_flag(env, "THRESHOLD_DEBUG"),
+        debug=_debug(env, origins),
         fido_conformance=_fido_conformance(env, rp_id),
         https=https,
         proxy_ssl_header=behind_proxy,

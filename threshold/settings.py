@@ -183,9 +183,13 @@ LOGGING = {
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
         }
     },
+    "filters": {"one_line": {"()": "threshold.cli.accesslog.OneLine"}},
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["stderr"], "level": "INFO"},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "django.security.DisallowedHost": {"filters": ["one_line"]},
+    },
 }
 
 # --- Single sign-on (threshold/sso/): django-oauth-toolkit as an OpenID Connect provider ---------

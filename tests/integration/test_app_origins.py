@@ -50,7 +50,11 @@ def configure(settings, tmp_path) -> Configure:
 
     def apply(**variables: str) -> Config:
         loaded = load(
-            {"THRESHOLD_VAR_DIR": str(tmp_path), "THRESHOLD_SECRET_KEY": "k" * 40, **variables}
+            {
+                "THRESHOLD_VAR_DIR": str(tmp_path),
+                "THRESHOLD_SECRET_KEY": "test-key-" * 5,
+                **variables,
+            }
         )
         assert loaded.rp.origins == frozenset({ORIGIN})
         settings.THRESHOLD = dataclasses.replace(

@@ -21,7 +21,7 @@ UPLOAD_ORIGIN = "android:apk-key-hash:" + b64url_encode(UPLOAD_KEY)
 def env(tmp_path) -> dict[str, str]:
     return {
         "THRESHOLD_VAR_DIR": str(tmp_path),
-        "THRESHOLD_SECRET_KEY": "k" * 40,
+        "THRESHOLD_SECRET_KEY": "test-key-" * 5,
         "THRESHOLD_RP_ID": "example.com",
         "THRESHOLD_ORIGINS": "https://login.example.com",
     }

@@ -344,7 +344,7 @@ def test_conformance_names_are_stored_as_settings_stores_them(tool):
 
 @pytest.fixture
 def env(tmp_path) -> dict[str, str]:
-    return {"THRESHOLD_VAR_DIR": str(tmp_path), "THRESHOLD_SECRET_KEY": "k" * 40}
+    return {"THRESHOLD_VAR_DIR": str(tmp_path), "THRESHOLD_SECRET_KEY": "test-key-" * 5}
 
 
 PRODUCTION = {

@@ -152,7 +152,7 @@ def test_single_sign_on_audits_the_forwarded_client(behind_proxy):
 
 @pytest.fixture
 def env(tmp_path) -> dict[str, str]:
-    return {"THRESHOLD_VAR_DIR": str(tmp_path), "THRESHOLD_SECRET_KEY": "k" * 40}
+    return {"THRESHOLD_VAR_DIR": str(tmp_path), "THRESHOLD_SECRET_KEY": "test-key-" * 5}
 
 
 def test_the_trusted_proxies_are_configured(env):

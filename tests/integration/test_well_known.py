@@ -34,7 +34,7 @@ def configured(settings, tmp_path):
     loaded = load(
         {
             "THRESHOLD_VAR_DIR": str(tmp_path),
-            "THRESHOLD_SECRET_KEY": "k" * 40,
+            "THRESHOLD_SECRET_KEY": "test-key-" * 5,
             "THRESHOLD_ANDROID_APPS": (
                 f"com.example.app={RELEASE_KEY.hex(':')},"
                 f"com.example.app={UPLOAD_KEY.hex(':').upper()},"
@@ -146,7 +146,7 @@ def test_only_the_configured_documents_are_served(settings, tmp_path):
     loaded = load(
         {
             "THRESHOLD_VAR_DIR": str(tmp_path),
-            "THRESHOLD_SECRET_KEY": "k" * 40,
+            "THRESHOLD_SECRET_KEY": "test-key-" * 5,
             "THRESHOLD_IOS_APPS": "ABCDE12345.com.example.app",
         }
     )

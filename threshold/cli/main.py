@@ -111,6 +111,9 @@ def setup_django() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # What Threshold writes is its own: the database (live sessions, authenticator-app
+    # secrets), emailed links in var/mail/, keys. Nobody else on the machine reads them.
+    os.umask(os.umask(0o077) | 0o077)
     argv = list(sys.argv[1:] if argv is None else argv)
     for position, argument in enumerate(argv, start=1):
         try:

@@ -18,7 +18,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import ipaddress
 import json
+import re
 import secrets
 import struct
 from collections.abc import Mapping, Sequence
@@ -153,11 +155,31 @@ def android_origin_problem(origin: str) -> str | None:
     return None
 
 
+# A host name's label as browsers send it in an origin: lower case, no wildcard (IDNs arrive as
+# punycode, "xn--..."); underscores pass, as browsers let them.
+_HOST_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
+_LONGEST_HOST = 253  # RFC 1035 §2.3.4, without the root's dot
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def _is_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return len(host) <= _LONGEST_HOST and all(
+            _HOST_LABEL.fullmatch(label) for label in host.split(".")
+        )
+    return True
+
+
 def _web_origin_problem(origin: str) -> str | None:
+    """Why ``origin`` is not a web origin spelled as browsers send it (RFC 6454 §6.1: the
+    scheme and host in lower case, no default port), or None. Ceremonies compare origins
+    exactly: another spelling would refuse every passkey."""
     parts = urlsplit(origin)
     if (
         origin != origin.strip()
-        or f"{parts.scheme}://{parts.netloc}" != origin
+        or f"{parts.scheme}://{parts.netloc}".lower() != origin.lower()
         or "@" in parts.netloc
         or not parts.hostname
     ):
@@ -165,6 +187,18 @@ def _web_origin_problem(origin: str) -> str | None:
             f"{origin!r} is not an origin: "
             "write scheme://host[:port], with no path or trailing slash"
         )
+    try:
+        port = parts.port
+    except ValueError:
+        return f"{origin!r} has an invalid port"
+    host = parts.hostname
+    if not _is_host(host):
+        return f"{origin!r}: {host!r} is not a host name or an IP address (no wildcards)"
+    shown = f"[{host}]" if ":" in host else host
+    default = _DEFAULT_PORTS.get(parts.scheme)
+    canonical = f"{parts.scheme}://{shown}" + ("" if port in (None, default) else f":{port}")
+    if origin != canonical:
+        return f"{origin!r}: write it as browsers send it, {canonical!r}"
     return None
 
 
@@ -230,23 +264,13 @@ def related_origin_problem(origin: str) -> str | None:
     problem = _web_origin_problem(origin)
     if problem:
         return problem
-    parts = urlsplit(origin)
-    try:
-        port = parts.port
-    except ValueError:
-        return f"related origin {origin!r} has an invalid port"
-    if parts.scheme != "https":
+    if urlsplit(origin).scheme != "https":
         return f"related origin {origin!r} must be https://"
     if related_origin_label(origin) is None:
         return (
             f"related origin {origin!r} has no registrable domain "
             "(it is an IP address or a public suffix)"
         )
-    # Browsers send origins in lower case and without the default port: the
-    # exact comparison would never match another spelling.
-    canonical = f"https://{parts.hostname}" + ("" if port in (None, 443) else f":{port}")
-    if origin != canonical:
-        return f"related origin {origin!r}: write it as browsers send it, {canonical!r}"
     return None
 
 
