@@ -9,8 +9,17 @@ android-key, which fido2 lacks). What they leave out is done here:
   validity checked at a clock the caller passes in.
 - Metadata status. An authenticator whose FIDO metadata reports REVOKED,
   USER_VERIFICATION_BYPASS or a *_COMPROMISE status is refused.
-- apple: the credential public key must be the one in the leaf certificate
-  (§8.8 step 5), which fido2 does not compare.
+- What the formats' verifiers skip of §8's verification procedures
+  (``_FORMAT_CHECKS``): apple's credential key must be the one in the leaf
+  certificate (§8.8 step 5); tpm's ``ver`` must be "2.0" and the AIK
+  certificate's AAGUID extension, when present, must name authData's AAGUID
+  (§8.3.1); fido-u2f has exactly one certificate and a P-256 credential key
+  (§8.6 steps 2-3); android-key's key was generated in the keystore, for
+  signing, and is not usable by every app (§8.4, read from the
+  KeyDescription with asn1crypto, which fido-mds only scans for tag bytes).
+- fido-u2f's AAGUID. The U2F signature covers neither authData's AAGUID nor its
+  flags, which the client writes (§8.6): a chain to the U2F key's metadata
+  proves the key's model, never the AAGUID authData names.
 
 An attestation that cannot be traced to an anchor is not an error: synced
 passkeys send none. It is recorded as untrusted, and policy decides.
@@ -24,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from asn1crypto import parser
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -117,8 +127,9 @@ def verify_statement(
     if not all(isinstance(der, bytes) for der in result.trust_path):
         raise errors.AttestationInvalid(f"{fmt}: x5c holds something that is not a certificate")
     trust_path = list(result.trust_path)
-    if fmt == AttestationFormat.APPLE:
-        _check_apple_key(trust_path, attestation_object)
+    check = _FORMAT_CHECKS.get(fmt)
+    if check is not None:
+        check(trust_path, attestation_object)
     return _TYPE_NAMES.get(result.attestation_type, AttestationType.NONE), trust_path
 
 
@@ -151,6 +162,132 @@ def _cose_public_bytes(cose: Mapping[int, Any]) -> bytes:
     return numbers.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+# id-fido-gen-ce-aaguid (§8.2.1, §8.3.1): the AAGUID an attestation certificate vouches for.
+_AAGUID_EXTENSION = x509.ObjectIdentifier("1.3.6.1.4.1.45724.1.1.4")
+_TPM_VERSION = "2.0"
+
+
+def _check_tpm(trust_path: list[bytes], attestation_object: AttestationObject) -> None:
+    """§8.3: ``ver`` is "2.0"; §8.3.1: an aikCert AAGUID extension matches authData's AAGUID
+    (a TPM certifies any key for any authData: the extension is what binds the AAGUID)."""
+    if attestation_object.att_stmt.get("ver") != _TPM_VERSION:
+        raise errors.AttestationInvalid('tpm: ver is not "2.0"')
+    credential = attestation_object.auth_data.credential_data
+    try:
+        leaf = x509.load_der_x509_certificate(trust_path[0])
+        extension = leaf.extensions.get_extension_for_oid(_AAGUID_EXTENSION)
+    except x509.ExtensionNotFound:
+        return
+    except (ValueError, IndexError) as exc:
+        raise errors.AttestationInvalid(f"tpm: aikCert: {exc!r}") from exc
+    try:
+        assert isinstance(extension.value, x509.UnrecognizedExtension)  # noqa: S101 - unknown OID
+        certified = _universal(extension.value.value, _OCTET_STRING)
+    except (ValueError, TypeError) as exc:
+        raise errors.AttestationInvalid("tpm: aikCert's AAGUID extension is unreadable") from exc
+    if extension.critical or credential is None or certified != bytes(credential.aaguid):
+        raise errors.AttestationInvalid("tpm: aikCert's AAGUID is not authData's AAGUID")
+
+
+# A U2F public key (FIDO U2F Raw Message Formats §4.3): an uncompressed P-256 point.
+_P256, _COORDINATE = 1, 32
+
+
+def _check_fido_u2f(trust_path: list[bytes], attestation_object: AttestationObject) -> None:
+    """§8.6 step 2: exactly one certificate; step 3: the credential key is P-256."""
+    if len(attestation_object.att_stmt.get("x5c") or ()) != 1:
+        raise errors.AttestationInvalid("fido-u2f: x5c must hold exactly one certificate")
+    credential = attestation_object.auth_data.credential_data
+    key = credential.public_key if credential is not None else {}
+    if not (
+        key.get(_KTY) == _KTY_EC2
+        and key.get(_CRV) == _P256
+        and all(isinstance(key.get(c), bytes) and len(key[c]) == _COORDINATE for c in (_X, _Y))
+    ):
+        raise errors.AttestationInvalid("fido-u2f: the credential key is not a P-256 key")
+
+
+# Android's KeyDescription (§8.4; source.android.com, "Key and ID attestation"): its
+# fields by position, the AuthorizationList tags, and their values.
+_KEY_DESCRIPTION = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.1.17")
+_SOFTWARE_ENFORCED, _TEE_ENFORCED = 6, 7
+_PURPOSE, _ALL_APPLICATIONS, _ORIGIN = 1, 600, 702
+_KM_PURPOSE_SIGN, _KM_ORIGIN_GENERATED = 2, 0
+# DER's classes and the universal tags read here (X.690 §8.1.2).
+_UNIVERSAL, _CONTEXT = 0, 2
+_INTEGER, _OCTET_STRING, _SEQUENCE, _SET = 2, 4, 16, 17
+
+
+def _elements(der: bytes) -> list[tuple[int, int, bytes]]:
+    """(class, tag, contents) of each DER element in ``der``, in order."""
+    elements = []
+    while der:
+        class_, _method, tag, header, contents, trailer = parser.parse(der)
+        elements.append((class_, tag, contents))
+        der = der[len(header) + len(contents) + len(trailer) :]
+    return elements
+
+
+def _universal(der: bytes, tag: int) -> bytes:
+    """The contents of ``der``, one element of the universal class and this tag."""
+    [(class_, found, contents)] = _elements(der)
+    if (class_, found) != (_UNIVERSAL, tag):
+        raise ValueError(f"expected universal tag {tag}, found class {class_} tag {found}")
+    return contents
+
+
+def _integer(der: bytes) -> int:
+    return int.from_bytes(_universal(der, _INTEGER), "big", signed=True)
+
+
+def _authorizations(key_description: bytes) -> dict[int, list[bytes]]:
+    """Each AuthorizationList tag of both lists, with the DER of its values."""
+    lists = _elements(_universal(key_description, _SEQUENCE))
+    found: dict[int, list[bytes]] = {}
+    for position in (_SOFTWARE_ENFORCED, _TEE_ENFORCED):
+        class_, tag, contents = lists[position]
+        if (class_, tag) != (_UNIVERSAL, _SEQUENCE):
+            raise ValueError("an AuthorizationList is not a SEQUENCE")
+        for class_, tag, inner in _elements(contents):
+            if class_ == _CONTEXT:
+                found.setdefault(tag, []).append(inner)
+    return found
+
+
+def _check_android_key(trust_path: list[bytes], attestation_object: AttestationObject) -> None:
+    """§8.4: in the union of softwareEnforced and teeEnforced, no allApplications; origin
+    KM_ORIGIN_GENERATED (a key imported into the keystore was known outside it); purpose
+    KM_PURPOSE_SIGN. (The challenge is checked by fido-mds's verifier.)"""
+    try:
+        leaf = x509.load_der_x509_certificate(trust_path[0])
+        extension = leaf.extensions.get_extension_for_oid(_KEY_DESCRIPTION).value
+        assert isinstance(extension, x509.UnrecognizedExtension)  # noqa: S101 - unknown OID
+        found = _authorizations(extension.value)
+        origins = [_integer(der) for der in found.get(_ORIGIN, [])]
+        purposes = [
+            int.from_bytes(contents, "big", signed=True)
+            for der in found.get(_PURPOSE, [])
+            for class_, tag, contents in _elements(_universal(der, _SET))
+            if (class_, tag) == (_UNIVERSAL, _INTEGER)
+        ]
+    except (ValueError, TypeError, IndexError, x509.ExtensionNotFound) as exc:
+        raise errors.AttestationInvalid(f"android-key: unreadable KeyDescription: {exc}") from exc
+    if _ALL_APPLICATIONS in found:
+        raise errors.AttestationInvalid("android-key: the key is usable by all applications")
+    if not origins or any(origin != _KM_ORIGIN_GENERATED for origin in origins):
+        raise errors.AttestationInvalid("android-key: the key was not generated in the keystore")
+    if _KM_PURPOSE_SIGN not in purposes:
+        raise errors.AttestationInvalid("android-key: the key's purpose is not signing")
+
+
+_FORMAT_CHECKS: dict[str, Callable[[list[bytes], AttestationObject], None]] = {
+    AttestationFormat.APPLE: _check_apple_key,
+    AttestationFormat.TPM: _check_tpm,
+    AttestationFormat.FIDO_U2F: _check_fido_u2f,
+    AttestationFormat.ANDROID_KEY: _check_android_key,
+}
 
 
 def _metadata_for(
@@ -216,14 +353,18 @@ _MDS_ANCHOR = "FIDO MDS: "
 _CONFIGURED_ANCHOR = "configured trust anchor"
 
 
-def anchor_proves_aaguid(trust_anchor: str) -> bool:
-    """Does a chain to this anchor (a passkey's ``trust_anchor``) prove the AAGUID?
+def anchor_proves_aaguid(trust_anchor: str, fmt: str) -> bool:
+    """Does a chain to this anchor (a passkey's ``trust_anchor``), in this statement format,
+    prove the AAGUID?
 
     The metadata entry's own roots do, and so do the organisation's configured
     anchors; Apple's and Google's roots prove only "an Apple device" or "an
-    Android keystore", whatever AAGUID the response claims. Stored passkeys keep
-    the anchor's name, so the policy can ask again at sign-in.
+    Android keystore", whatever AAGUID the response claims. A fido-u2f statement
+    never does: its signature does not cover the AAGUID (§8.6). Stored passkeys keep
+    the anchor's name and format, so the policy can ask again at sign-in.
     """
+    if fmt == AttestationFormat.FIDO_U2F:
+        return False
     return trust_anchor.startswith(_MDS_ANCHOR) or trust_anchor == _CONFIGURED_ANCHOR
 
 
@@ -280,7 +421,7 @@ def evaluate(
                 anchor_name,
                 "",
                 entry,
-                anchor_proves_aaguid(anchor_name),
+                anchor_proves_aaguid(anchor_name, fmt),
             )
         problems.append(f"{anchor_name}: {problem}")
     return untrusted("; ".join(problems))

@@ -112,7 +112,8 @@ class Passkey(models.Model):
         """What the organisation policy looks at, as the registration recorded it."""
         return PasskeyFacts(
             aaguid=str(self.aaguid),
-            aaguid_attested=self.attestation_trusted and anchor_proves_aaguid(self.trust_anchor),
+            aaguid_attested=self.attestation_trusted
+            and anchor_proves_aaguid(self.trust_anchor, self.attestation_format),
             attestation_trusted=self.attestation_trusted,
             untrusted_reason="" if self.attestation_trusted else "not trusted at registration",
             backup_eligible=self.backup_eligible,
