@@ -889,10 +889,12 @@ def _send_push(
         delivered=not reason,
         purpose=purpose,
     )
-    if not reason and webpush.is_enabled():
+    if webpush.is_enabled():
         # After the commit, from a thread: the browser's answer never waits for a
-        # push service (threshold/devices/webpush.py).
-        transaction.on_commit(partial(webpush.send_soon, devices, purpose))
+        # push service (threshold/devices/webpush.py). A push no device sees starts the
+        # same thread, which finds no one's subscription: the answer's timing must not
+        # tell a person with a phone from a username no one has.
+        transaction.on_commit(partial(webpush.send_soon, [] if reason else devices, purpose))
     return SentPush(approval, secret)
 
 

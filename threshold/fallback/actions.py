@@ -401,7 +401,10 @@ def do_check_password(username: str, password: str, origin: Origin, policy: Poli
         if has_ascii_control(name) or not is_text(name)
         else User.objects.filter(username=name).first()
     )
-    usable = user is not None and user.has_usable_password() and has_fallback(user)
+    # Asked for everyone (an unknown username too, of no one's row): the same statements
+    # whether the username is someone's or not.
+    set_up = TotpDevice.objects.filter(user_id=user.pk if user is not None else 0).exists()
+    usable = user is not None and user.has_usable_password() and set_up
     if usable and user is not None:
         correct = user.check_password(password)
     else:

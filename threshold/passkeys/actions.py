@@ -38,7 +38,7 @@ from threshold.core.vocabulary import AttestationConveyance, ResidentKey, UserVe
 from threshold.groups.access import rules_of
 from threshold.passkeys import hotpath
 from threshold.passkeys.access import access_own_passkey
-from threshold.passkeys.decoys import decoy_for
+from threshold.passkeys.decoys import decoy_for, verify_as_decoy
 from threshold.passkeys.models import Passkey
 from threshold.passkeys.notices import notify_method_added, notify_method_removed
 from threshold.passkeys.pending import (
@@ -224,6 +224,12 @@ def do_finish_sign_in(
             response, found = _use_and_find(pending, credential)
             passkey = found.passkey
             if passkey is None:
+                verify_as_decoy(
+                    relying_party(),
+                    pending.authentication_state(response.credential_id, b""),
+                    response,
+                    clock.now(),
+                )
                 raise errors.CredentialUnknown()
             stored = ceremony.StoredCredential(
                 credential_id=bytes(passkey.credential_id),

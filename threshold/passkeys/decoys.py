@@ -45,6 +45,8 @@ little about whether the username exists.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -54,12 +56,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from django.conf import settings
 from django.db import connection
+from fido2.cose import ES256
 
 from threshold import clock
 from threshold.accounts.models import User
-from threshold.core import ceremony
+from threshold.core import ceremony, errors
 from threshold.core.vocabulary import Transport
 from threshold.passkeys.models import Passkey
 
@@ -100,6 +104,37 @@ class _Distribution:
     counts: tuple[float, ...]  # cumulative weights of 1, 2, ... passkeys per person
     shapes: tuple[Shape, ...]
     shape_weights: tuple[float, ...]  # cumulative, one per shape
+
+
+@functools.cache
+def _key_no_one_holds() -> bytes:
+    """A P-256 public key (COSE, as passkeys' keys are stored) whose private key is discarded."""
+    numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+    # RFC 9053 §7.1.1: kty EC2, alg ES256, crv P-256, x, y.
+    return ceremony.encode_public_key(
+        {1: 2, 3: ES256.ALGORITHM, -1: 1, -2: numbers.x.to_bytes(32), -3: numbers.y.to_bytes(32)}
+    )
+
+
+def verify_as_decoy(
+    rp: ceremony.RelyingParty,
+    state: ceremony.AuthenticationState,
+    response: ceremony.AuthenticationResponse,
+    now: float,
+) -> None:
+    """Do the work a passkey's verification does, for a response naming a credential no one
+    has: refused before any verification, a decoy's ID would answer sooner than a real one
+    (whose wrong signature is verified first), which tells that the username has passkeys.
+    The same checks and an ES256 verification with a key no one holds; always refused."""
+    stored = ceremony.StoredCredential(
+        credential_id=response.credential_id,
+        public_key=_key_no_one_holds(),
+        sign_count=0,
+        backup_eligible=False,
+        user_handle=b"",
+    )
+    with contextlib.suppress(errors.ThresholdError):
+        ceremony.finish_authentication(rp, state, response, stored, now=now)
 
 
 def decoy_for(username: str, passkey_limit: int) -> Decoy:
