@@ -118,15 +118,26 @@ def test_over_https_the_cookies_cannot_be_planted_by_a_sibling_subdomain(tmp_pat
     }
     script = (
         "import json, django; django.setup(); from django.conf import settings as s; "
-        "print(json.dumps([s.SESSION_COOKIE_NAME, s.CSRF_COOKIE_NAME, s.SESSION_COOKIE_SECURE]))"
+        "from threshold.passkeys.http import CEREMONY_COOKIE as c; "
+        "from threshold.devices.views import PUSH_COOKIE as p, STEP_UP_PUSH_COOKIE as u; "
+        "from threshold.sessions.middleware import SIGNED_IN_COOKIE as i; "
+        "print(json.dumps([s.SESSION_COOKIE_SECURE, s.SESSION_COOKIE_NAME, s.CSRF_COOKIE_NAME, "
+        "c.format(kind='authentication'), p, u, i]))"
     )
     out = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     ).stdout
-    session_cookie, csrf_cookie, secure = json.loads(out.strip().splitlines()[-1])
+    secure, *names = json.loads(out.strip().splitlines()[-1])
     assert secure
-    assert session_cookie.startswith("__Host-")
-    assert csrf_cookie.startswith("__Host-")
+    # The session and CSRF cookies, a ceremony's, a push's, a step-up push's, "signed in".
+    assert names == [
+        "__Host-threshold_session",
+        "__Host-threshold_csrf",
+        "__Host-threshold_ceremony_authentication",
+        "__Host-threshold_push",
+        "__Host-threshold_step_up_push",
+        "__Host-threshold_signed_in",
+    ]
 
 
 def test_of_two_session_cookies_the_last_one_is_used(ada):

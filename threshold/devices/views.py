@@ -181,10 +181,12 @@ def remove(request: HttpRequest, device_id: str) -> HttpResponse:
 
 # --- A browser's push: a sign-in's, or "Verify it's you"'s ---------------------------------------
 
-# The browser's push: its ID and the secret only it has, signed, for the push's lifetime.
-PUSH_COOKIE = "threshold_push"
+# The browser's push: its ID and the secret only it has, signed, for the push's lifetime;
+# "__Host-" over HTTPS, so that a sibling subdomain cannot plant its own push in a browser
+# (which its phone would then approve, signing the browser in as someone else).
+PUSH_COOKIE = f"{settings.COOKIE_PREFIX}threshold_push"
 # The signed-in browser's step-up push: a cookie of its own, never the sign-in's.
-STEP_UP_PUSH_COOKIE = "threshold_step_up_push"
+STEP_UP_PUSH_COOKIE = f"{settings.COOKIE_PREFIX}threshold_step_up_push"
 _PUSH_COOKIE_AGE = 150  # the push's two minutes, and time to finish
 
 

@@ -31,7 +31,8 @@ def read_credential(request: HttpRequest) -> object:
         return Unreadable(error)
 
 
-CEREMONY_COOKIE = "threshold_ceremony_{kind}"
+# "__Host-" over HTTPS, as the session cookie (settings.COOKIE_PREFIX).
+CEREMONY_COOKIE = f"{settings.COOKIE_PREFIX}threshold_ceremony_{{kind}}"
 # Where ceremonies() keeps the request's tokens for the middleware.
 _ON_REQUEST = "_threshold_ceremonies"
 

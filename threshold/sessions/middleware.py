@@ -23,7 +23,7 @@ _LAST_SEEN_RESOLUTION = 60
 # session ended (timeouts, signed out elsewhere, a recovery, a lock), and /sign-in
 # says so once. Signing out here removes it. Nobody who never signed in has it,
 # and it costs no database write.
-SIGNED_IN_COOKIE = "threshold_signed_in"
+SIGNED_IN_COOKIE = f"{settings.COOKIE_PREFIX}threshold_signed_in"
 
 
 class SessionTimeoutMiddleware:
