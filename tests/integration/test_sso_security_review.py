@@ -352,3 +352,21 @@ def test_a_plain_oauth_code_whose_request_named_no_redirect_uri_is_exchanged_wit
     }
     answer = Client().post("/token", data)
     assert answer.status_code == 200, answer.content[:300]
+
+
+def test_a_plain_oauth_code_whose_request_named_its_redirect_uri_needs_it_at_the_exchange(ada):
+    """RFC 6749 §4.1.3: "redirect_uri: REQUIRED, if the redirect_uri parameter was included in
+    the authorization request", for a plain OAuth request as for an OpenID one."""
+    app = add_app()
+    auth = authorize(signed_in(ada), app, scope="profile")
+    assert auth.response.status_code == 302, auth.response.content[:300]
+    data = {
+        "grant_type": "authorization_code",
+        "code": auth.params["code"],
+        "code_verifier": auth.verifier,
+        "client_id": app.client_id,
+        "client_secret": app.client_secret,
+    }
+    refused = Client().post("/token", data)
+    assert refused.status_code == 400, refused.content[:300]
+    assert refused.json()["error"] in {"invalid_request", "invalid_grant"}

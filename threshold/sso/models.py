@@ -110,6 +110,9 @@ class AppSignIn(models.Model):
     code_hash = models.CharField(max_length=64, null=True, unique=True)  # noqa: DJ001
     token_family = models.UUIDField(null=True, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Whether the authorization request named its redirect_uri: then the code's exchange must
+    # name it too (RFC 6749 §4.1.3). Only a plain OAuth request may name none.
+    redirect_uri_named = models.BooleanField(default=True)
 
     def __str__(self) -> str:
         return f"{self.user_id} at {self.application_id}"

@@ -284,19 +284,18 @@ class Validator(OAuth2Validator):
     def confirm_redirect_uri(
         self, client_id: str, code: str, redirect_uri: str, client: Any, *args: Any, **kwargs: Any
     ) -> bool:
-        # RFC 6749 §4.1.3: the code's exchange names the redirect_uri its request named. An
-        # OpenID request always names one (get_default_redirect_uri), so its code's exchange
-        # must too; oauthlib fills in the app's one registered URI when the exchange names
-        # none (``using_default_redirect_uri``), which is right only for a plain OAuth
-        # request that named none either (RFC 6749 §3.1.2.3).
+        # RFC 6749 §4.1.3: the code's exchange names the redirect_uri its request named (an
+        # OpenID request always names one: get_default_redirect_uri). oauthlib fills in the
+        # app's one registered URI when the exchange names none (``using_default_redirect_uri``),
+        # which is right only for a plain OAuth request that named none either (§3.1.2.3):
+        # the sign-in recorded which (``AppSignIn.redirect_uri_named``).
         request = kwargs.get("request") or (args[0] if args else None)
         grant = self._grant(code, client)
         if grant is None:
             return False
-        if (
-            getattr(request, "using_default_redirect_uri", False)
-            and "openid" in (grant.scope or "").split()
-        ):
+        sign_in, _grant = self._code(code)
+        named = sign_in is None or sign_in.redirect_uri_named
+        if getattr(request, "using_default_redirect_uri", False) and named:
             return False
         return bool(grant.redirect_uri_allowed(redirect_uri))
 
@@ -351,6 +350,7 @@ class Validator(OAuth2Validator):
                 acr=facts.acr,
                 code_hash=hash_code(code["code"]),
                 token_family=uuid.uuid4(),
+                redirect_uri_named=not getattr(request, "using_default_redirect_uri", False),
             )
         )
         return grant
