@@ -66,7 +66,7 @@ def person(page: Page, authenticator: Authenticator, invite: Invite) -> Person:
 
 
 def show_setup_code(page: Page) -> str:
-    """Settings → Device app → Set up; "Verify it's you" first when the page asks."""
+    """Settings → Threshold Verify → Set up; "Verify it's you" first when the page asks."""
     page.goto("/settings")
     page.locator("#device-app").get_by_role("link", name="Set up").click()
     page.wait_for_load_state()
@@ -79,7 +79,7 @@ def show_setup_code(page: Page) -> str:
 
 
 def add_device(app: VerifyApp, page: Page, server: Server, *, first_pin: bool = True) -> str:
-    """Settings → Device app → Set up, `threshold-verify add-account URL`, the returned code
+    """Settings → Threshold Verify → Set up, `threshold-verify add-account URL`, the returned code
     typed into the page; returns the app's output."""
     code = show_setup_code(page)
     running = app.start("add-account", server.url, "--setup-code", code, "--name", "Laptop")

@@ -158,7 +158,7 @@ def test_unknown_username_shows_friendly_error(
         "Passkey is not found on this device"
     )
     expect(page.locator("#ceremony-error-message")).to_contain_text(
-        "There is no passkey for this account on this device"
+        "No Passkey is set up for this device"
     )
     assert page.url.endswith("/sign-in")
     expect(page.get_by_role("button", name="Continue")).to_be_enabled()

@@ -721,7 +721,7 @@ def test_a_page_form_that_cannot_be_read_gets_the_problem_page_in_one_log_line(
     caplog.clear()
     response = client.post("/sign-in/password", raw, content_type=content_type)
     assert response.status_code == 400
-    assert "This request could not be understood" in response.content.decode()
+    assert "Your session has expired" in response.content.decode()
     [line] = caplog.records
     assert line.getMessage().startswith("Refused a ")
     assert line.exc_info is None

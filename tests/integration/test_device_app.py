@@ -1,5 +1,5 @@
 """Threshold Verify's server side (issue 12): set-up codes, the signed device API, push sign-ins,
-Settings' "Device app" group. Real keys sign real requests (tests/support/device.py); only the
+Settings' "Threshold Verify" group. Real keys sign real requests (tests/support/device.py); only the
 clock is pinned. The desktop app itself runs against `threshold serve` in tests/device/."""
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ def api_raw(path: str, compact: str):
 
 
 def show_setup_code(browser: Browser) -> tuple[str, str]:
-    """Settings → Device app → Set up → Show setup code: (the code, the confirm form's path)."""
+    """Settings → Threshold Verify → Set up → Show setup code: (the code, the confirm form's
+    path)."""
     response = post(browser, "/settings/device-app/set-up")
     assert response.status_code == 200, response.content[:300]
     html = response.content.decode()

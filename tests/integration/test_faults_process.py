@@ -202,7 +202,7 @@ def test_a_signed_in_page_whose_idle_clock_is_due_answers_503_while_the_database
 ):
     """SQLite held by another writer (or PostgreSQL failing) when the session's idle clock is
     refreshed (once a minute): Django turns the failed UPDATE into ``SessionInterrupted``, and
-    the person read 400 "This request could not be understood; restart to continue." (nothing
+    the person read 400 "Your session has expired; restart to continue." (nothing
     logged) instead of 503 "try again"; the session was fine all along."""
     person = enrolled_person("ada@example.com", "Ada Lovelace")
     browser = Browser()

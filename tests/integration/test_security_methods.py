@@ -111,7 +111,7 @@ def test_settings_lists_passkeys_in_their_group(ada, ada_browser):
     html = ada_browser.get("/settings").content.decode()
     assert "Security Methods" in html
     # The device app's group (issue 12), empty until a device is set up; no placeholder.
-    assert 'id="device-app-heading">Device app<' in html
+    assert 'id="device-app-heading">Threshold Verify<' in html
     assert "Threshold Verify is not set up on any device" in html
     assert 'id="device-app-empty"' not in html
     assert "Security Key or Biometric Authenticator" in html

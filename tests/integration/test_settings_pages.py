@@ -179,7 +179,7 @@ def test_settings_headings_go_page_sections_groups(ada_with_fallback, clock):
         (2, "Security Methods"),
         (3, "Security Key or Biometric Authenticator"),
         (3, "Password and authenticator app"),
-        (3, "Device app"),
+        (3, "Threshold Verify"),
         (2, "Active sessions"),
     ]
     # Each group is one element, named by its h3, holding its methods and their actions.
@@ -187,10 +187,10 @@ def test_settings_headings_go_page_sections_groups(ada_with_fallback, clock):
     assert list(groups) == [
         "Security Key or Biometric Authenticator",
         "Password and authenticator app",
-        "Device app",
+        "Threshold Verify",
     ]
     passkeys, fallback, devices = groups.values()
-    assert devices.startswith("Device app Set up These are the Threshold Verify apps")
+    assert devices.startswith("Threshold Verify Set up These are the Threshold Verify apps")
     assert passkeys.startswith("Security Key or Biometric Authenticator Set up another")
     assert ada_with_fallback.passkey.name in passkeys
     assert "Rename" in passkeys
@@ -273,7 +273,7 @@ def test_without_a_password_and_app_there_is_nothing_to_remove(ada, clock):
 def test_settings_shows_the_device_app_group_not_a_placeholder(ada, clock):
     # Issue 12: the app exists, so its group offers "Set up" rather than saying it does not.
     html = signed_in(ada).get("/settings").content.decode()
-    assert 'id="device-app-heading">Device app<' in html
+    assert 'id="device-app-heading">Threshold Verify<' in html
     assert 'href="/settings/device-app/set-up"' in html
     assert "not available yet" not in html
 

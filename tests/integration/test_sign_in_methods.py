@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 PASSKEYS_GROUP = "Security Key or Biometric Authenticator"
 FALLBACK_GROUP = "Password and authenticator app"
-DEVICE_APP_GROUP_HEADING = "Device app"
+DEVICE_APP_GROUP_HEADING = "Threshold Verify"
 
 
 def signed_in(person: Person) -> Browser:

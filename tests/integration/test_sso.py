@@ -869,7 +869,7 @@ def test_a_posted_request_that_cannot_travel_in_a_url_is_a_page(ada, path):
     broken = browser.client.post(path, b"--nope\r\n", content_type="multipart/form-data; boundary=")
     for unreadable in (oversize, broken):
         assert unreadable.status_code == 400
-        assert b"This request could not be understood" in unreadable.content
+        assert b"Your session has expired" in unreadable.content
     assert browser.is_signed_in()
     assert not Grant.objects.exists()
     assert not AuditEvent.objects.filter(action__in=["sso.logout", "sso.authorized"]).exists()

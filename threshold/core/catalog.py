@@ -164,9 +164,9 @@ _ENTRIES = [
     CatalogEntry(
         "passkey_not_on_device",
         "Passkey is not found on this device",
-        "There is no passkey for this account on this device. Use a passkey on another device, "
-        "such as your phone or a security key, or sign in another way and then set up a "
-        "passkey for this device.",
+        "No Passkey is set up for this device. Use a passkey on another device, such as your "
+        "phone or a security key, or sign in another way and then set up a passkey for this "
+        "device.",
         "The sign-in asked for the account's own passkeys (after a username, or to verify it's "
         "you) and the device holds none of them: no credentials found, or the passkey is no "
         "longer usable (deleted from the device or the password manager). Also shown when the "
@@ -180,8 +180,7 @@ _ENTRIES = [
     CatalogEntry(
         "not_verified",
         "We could not verify you",
-        "We were unable to verify your biometric input or PIN. "
-        "Try again or use another method to log in.",
+        "We were unable to verify your biometric input. Try again or use another method to log in.",
         "The authenticator did not perform user verification (fingerprint, face or PIN), "
         "which the organisation requires. Shown at sign-in and at set-up.",
         "Try again and complete the fingerprint, face or PIN check on the device. A device "
@@ -376,7 +375,7 @@ _ENTRIES = [
     CatalogEntry(
         "bad_request",
         "Session Expired",
-        "This request could not be understood; restart to continue.",
+        "Your session has expired; restart to continue.",
         "The request was malformed, too large or of the wrong type: a modified URL, a "
         "corrupted page, or a client that is not a browser.",
         "Reload the page and start again. Repeated from one address, it is a script, not a person.",
@@ -611,7 +610,7 @@ _ENTRIES = [
         "again from Settings \u2192 Security Methods, or from a device that has it.",
         "The device was removed from the account (Settings, an administrator, or the app's "
         "`remove`), or its request was not signed by the key Threshold knows for it.",
-        "Set the device up again: Settings \u2192 Security Methods \u2192 Device app \u2192 "
+        "Set the device up again: Settings \u2192 Security Methods \u2192 Threshold Verify \u2192 "
         "Set up, or Add Account to Another Device on a device that has it. The audit log's "
         "device events say when and by whom it was removed.",
         (NextStep.RESTART, NextStep.CONTACT_SUPPORT),
@@ -636,8 +635,9 @@ _ENTRIES = [
         "canceled after three wrong codes. Start the set-up again to get a new one.",
         "Setup codes work once, for ten minutes, and three wrong returned codes cancel the "
         "set-up. Also shown for a code typed wrong.",
-        "Start again: Settings \u2192 Security Methods \u2192 Device app \u2192 Set up, or Add "
-        "Account to Another Device on a device that has the app, and enter the new code at once.",
+        "Start again: Settings \u2192 Security Methods \u2192 Threshold Verify \u2192 Set up, "
+        "or Add Account to Another Device on a device that has the app, and enter the new code "
+        "at once.",
         (NextStep.RESTART,),
         Group.DEVICE_APP,
     ),
@@ -659,8 +659,8 @@ _ENTRIES = [
         "you no longer use to add a new one.",
         "The account already has as many devices as the organisation policy allows "
         "(device_limit, 5 by default).",
-        "Remove an unused device under Settings \u2192 Security Methods \u2192 Device app, or "
-        "raise device_limit.",
+        "Remove an unused device under Settings \u2192 Security Methods \u2192 Threshold "
+        "Verify, or raise device_limit.",
         (NextStep.SET_UP_LATER, NextStep.CONTACT_SUPPORT),
         Group.DEVICE_APP,
     ),
@@ -738,7 +738,7 @@ _ENTRIES = [
         "Error: Connection Issue when adding mobile device.",
         "The new device could not reach Threshold, or the device already set up could not.",
         "Set up the new device separately: sign in with a passkey on it and use Settings "
-        "\u2192 Security Methods \u2192 Device app \u2192 Set up there.",
+        "\u2192 Security Methods \u2192 Threshold Verify \u2192 Set up there.",
         (NextStep.RETRY, NextStep.ANOTHER_DEVICE),
         Group.DEVICE_APP,
     ),

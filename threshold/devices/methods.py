@@ -24,7 +24,7 @@ def count_usable_devices(user: User, policy: Policy) -> int:
 
 
 def settings_context(user: User, policy: Policy) -> dict[str, Any]:
-    """The "Device app" group: always shown (a device also adds the account to others)."""
+    """The "Threshold Verify" group: always shown (a device also adds the account to others)."""
     devices = list_devices(user)
     usable = {device.pk for device in usable_devices(user, policy)}
     return {

@@ -4,7 +4,7 @@ from threshold.devices import api, views
 
 app_name = "devices"
 urlpatterns = [
-    # Settings → Security Methods → Device app.
+    # Settings → Security Methods → Threshold Verify.
     path("settings/device-app/set-up", views.set_up, name="set-up"),
     path("settings/device-app/set-up/<str:enrollment_id>", views.confirm, name="confirm"),
     path("settings/device-app/<str:device_id>/remove", views.remove, name="remove"),

@@ -1,4 +1,4 @@
-"""Pages: Settings' "Device app" (set up, remove) and the push sign-in at /sign-in/push.
+"""Pages: Settings' "Threshold Verify" (set up, remove) and the push sign-in at /sign-in/push.
 
 Renaming a device is Settings' own (``selfservice.views.rename_device``): a refused nickname
 comes back on Settings as typed, as a passkey's does.
@@ -75,7 +75,7 @@ def setup_link(code: str) -> str:
     return f"{settings.THRESHOLD.public_url}{reverse('devices:verify-app')}#setup={code}"
 
 
-# --- Settings → Security Methods → Device app ----------------------------------------------------
+# --- Settings → Security Methods → Threshold Verify -----------------------------------------------
 
 
 @require_http_methods(["GET", "POST"])

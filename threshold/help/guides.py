@@ -673,15 +673,15 @@ THRESHOLD_VERIFY = Platform(
         "to $site_name. When you select “Send a push to Threshold Verify” on the sign-in page, "
         "the browser shows a number; you type that number in the app and confirm with the "
         "app’s device PIN. Its key stays in the computer’s security chip (TPM) where there is "
-        "one. It is listed under Settings → “Security Methods” → “Device app”."
+        "one. It is listed under Settings → “Security Methods” → “Threshold Verify”."
     ),
     steps=(
         Steps(
             "Set up Threshold Verify when no other device has it",
             (
                 _open_settings("On the computer"),
-                "Under “Device app”, select “Set up”, verify it’s you with a passkey, then select "
-                "“Show setup code”. A QR code and a setup code are displayed.",
+                "Under “Threshold Verify”, select “Set up”, verify it’s you with a passkey, then "
+                "select “Show setup code”. A QR code and a setup code are displayed.",
                 "In a terminal, run threshold-verify add-account followed by $site_name’s "
                 "address, and enter the setup code. Choose a device PIN when asked: every "
                 "approval needs it.",

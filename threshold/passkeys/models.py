@@ -92,13 +92,20 @@ class Passkey(models.Model):
 
     @property
     def kind(self) -> str:
-        """The three kinds of passkey people are told about, in their words."""
+        """The three kinds of passkey people are told about (the help pages' platform,
+        cross-platform and security key, as they describe them: built in, "uses your phone").
+
+        The attachment first: a passkey made with the device's own Touch ID or Windows Hello
+        is "platform" even when its transports include "hybrid" (iCloud Keychain and Google
+        Password Manager list both, as they can also serve a phone's QR-code sign-in); one
+        made through a phone's QR code is "cross-platform". Without an attachment (a client
+        that sent none), "hybrid" says phone."""
         if self.looks_like_security_key:
             return "Security key"
-        if Transport.HYBRID in self.transports:
-            return "Phone or tablet"
         if self.authenticator_attachment == Attachment.PLATFORM:
             return "Built-in authenticator"
+        if Transport.HYBRID in self.transports:
+            return "Phone or tablet"
         return "Passkey"
 
     @property

@@ -67,8 +67,11 @@
     } catch (error) {
       throw new ApiError(0, {
         code: "offline",
-        title: "No Connection",
-        message: "Threshold could not be reached. Check this phone's connection and try again.",
+        // The catalog's device_connection_issue, in the words of the seed's error.
+        title: "Connection Issue",
+        message:
+          "Error: Connection Issue. Threshold could not be reached: check this phone's " +
+          "connection and try again.",
       });
     }
     let data = {};
