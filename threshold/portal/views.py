@@ -1429,6 +1429,7 @@ def app_change(request: HttpRequest, app_id: int) -> HttpResponse:
             initiate_login_uri=form["initiate_login_uri"].strip(),
             id_token_alg=form["id_token_alg"] or "RS256",
             require_consent=form["require_consent"] == "1",
+            public=application.client_type == Application.CLIENT_PUBLIC,
         )
         do_change_app(application, settings, audit_origin(request), actor=actor(request))
     except AppGone as gone:

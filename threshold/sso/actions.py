@@ -23,7 +23,7 @@ from threshold.core.names import clean_name
 from threshold.groups.models import Group
 from threshold.sso.access import list_unassigned_holders
 from threshold.sso.logout import enqueue
-from threshold.sso.models import Algorithm, Application, AppSignIn
+from threshold.sso.models import Algorithm, Application, AppSignIn, private_use_scheme
 from threshold.sso.validator import hash_secret, revoke_tokens
 
 APP_NAME_MAX_LENGTH = 100
@@ -52,17 +52,22 @@ def _new_secret() -> str:
     return secrets.token_urlsafe(SECRET_BYTES)
 
 
-def _check_uri(uri: str, what: str, field: str) -> str:
+def _check_uri(uri: str, what: str, field: str, *, native: bool = False) -> str:
+    """``uri``, or AppError. ``native``: a public app's redirect URI, which may also have a
+    private-use scheme (RFC 8252 §7.1, a native app's ``com.example.app:/oauth2redirect``)."""
     from django.core.validators import URLValidator  # noqa: PLC0415
 
+    # What a URL validator lets through: a NUL (which PostgreSQL cannot store), another
+    # control character, a text-direction mark (a URL that reads as another), a lone
+    # surrogate; and whitespace, which would split the app's list of URIs.
+    if not uri.isprintable() or any(c.isspace() for c in uri):
+        raise AppError(f"{what} {uri!r} is not an http(s) URL.", field)
+    if native and private_use_scheme(uri) is not None:
+        return _check_private_use_uri(uri, what, field)
     try:
         URLValidator(schemes=["https", "http"])(uri)
     except ValidationError:
         raise AppError(f"{what} {uri!r} is not an http(s) URL.", field) from None
-    # What URLValidator lets through: a NUL (which PostgreSQL cannot store), another control
-    # character, a text-direction mark (a URL that reads as another), a lone surrogate.
-    if not uri.isprintable():
-        raise AppError(f"{what} {uri!r} is not an http(s) URL.", field)
     if "#" in uri:
         raise AppError(f"{what} {uri!r} must not have a fragment.", field)
     # https, except on the loopback interface (RFC 8252 §7.3: native apps; RFC 9700 §2.1).
@@ -70,6 +75,19 @@ def _check_uri(uri: str, what: str, field: str) -> str:
     if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
         raise AppError(
             f"{what} {uri!r} must be https (http only for 127.0.0.1, [::1], localhost).", field
+        )
+    return uri
+
+
+def _check_private_use_uri(uri: str, what: str, field: str) -> str:
+    """RFC 8252 §7.1: ``scheme:/path`` (or ``scheme://host/path``), the complete URI
+    registered (§8.4), nothing an exact match could be fooled by."""
+    parts = urlsplit(uri)
+    if "#" in uri or parts.query or "@" in parts.netloc or not (parts.path or parts.netloc):
+        raise AppError(
+            f"{what} {uri!r}: a native app's URI is scheme:/path, such as "
+            "com.example.app:/oauth2redirect, with no query or fragment.",
+            field,
         )
     return uri
 
@@ -96,13 +114,18 @@ def check_settings(
     initiate_login_uri: str = "",
     id_token_alg: str = Algorithm.RS256,
     require_consent: bool = False,
+    public: bool = False,
 ) -> AppSettings:
-    """The settings, checked: AppError, in words for the person, for the first that is wrong."""
+    """The settings, checked: AppError, in words for the person, for the first that is wrong.
+    A ``public`` app (a native or browser app, no secret) may also register private-use
+    redirect URIs (RFC 8252 §7.1); a confidential one, a web server's, may not."""
     try:
         cleaned = clean_name(name, APP_NAME_MAX_LENGTH)
     except errors.NameInvalid as exc:
         raise AppError(f"That app name can't be used ({exc.detail}).", "name") from None
-    uris = tuple(_check_uri(uri, "The redirect URI", "redirect_uris") for uri in redirect_uris)
+    uris = tuple(
+        _check_uri(uri, "The redirect URI", "redirect_uris", native=public) for uri in redirect_uris
+    )
     if not uris:
         raise AppError("An app needs at least one redirect URI.", "redirect_uris")
     if id_token_alg not in Algorithm.values:
@@ -187,6 +210,7 @@ def do_add_app(
         initiate_login_uri=initiate_login_uri,
         id_token_alg=id_token_alg,
         require_consent=require_consent,
+        public=public,
     )
     secret = None if public else _new_secret()
     application = Application(

@@ -10,6 +10,7 @@ refresh must repeat them unchanged.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlsplit
 
@@ -29,6 +30,17 @@ class Algorithm(models.TextChoices):
 
     RS256 = "RS256", "RS256"
     ES256 = "ES256", "ES256"
+
+
+# RFC 8252 §7.1: a native app's private-use URI scheme, in reverse domain name notation
+# ("com.example.app"): at least one period, so never http, https, javascript, data or file.
+_PRIVATE_USE_SCHEME = re.compile(r"[a-z][a-z0-9+-]*(?:\.[a-z0-9+-]+)+")
+
+
+def private_use_scheme(uri: str) -> str | None:
+    """The scheme of ``uri`` if it is a private-use one (RFC 8252 §7.1), else None."""
+    scheme = uri.split(":", 1)[0] if ":" in uri else ""
+    return scheme if _PRIVATE_USE_SCHEME.fullmatch(scheme) else None
 
 
 class Application(AbstractApplication):
@@ -62,6 +74,17 @@ class Application(AbstractApplication):
 
     def __str__(self) -> str:
         return str(self.name or self.client_id)
+
+    def get_allowed_schemes(self) -> list[str]:
+        """The schemes DOT may redirect this app's browser to: https, http (registration
+        allows it on loopback only), and the private-use schemes of its own registered
+        redirect URIs (a native app's, RFC 8252 §7.1)."""
+        private = {
+            scheme
+            for uri in self.redirect_uris.split()
+            if (scheme := private_use_scheme(uri)) is not None
+        }
+        return ["https", "http", *sorted(private)]
 
     def redirect_uri_allowed(self, uri: str) -> bool:
         """DOT's exact match, for a URI whose port can be read: DOT reads the port of a

@@ -11,6 +11,7 @@ the way the request asked, so an app reads its errors where it reads its codes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from urllib.parse import urlsplit
 
@@ -67,13 +68,16 @@ def respond(
     params: list[tuple[str, str]],
     mode: ResponseMode,
     app_name: str = "",
+    *,
+    schemes: Sequence[str] = _SCHEMES,
 ) -> HttpResponse:
     """The authorization response carrying ``params`` to ``redirect_uri`` (registered for the
-    app; oauthlib checked it) in ``mode``."""
+    app; oauthlib checked it) in ``mode``; ``schemes``, those the app may be sent to (a native
+    app's private-use one: ``Application.get_allowed_schemes``)."""
     if mode is ResponseMode.FORM_POST:
         return _form_post(request, redirect_uri, params, app_name)
     uri = add_params_to_uri(redirect_uri, params, fragment=mode is ResponseMode.FRAGMENT)
-    response: HttpResponse = OAuth2ResponseRedirect(uri, list(_SCHEMES))
+    response: HttpResponse = OAuth2ResponseRedirect(uri, list(schemes))
     return response
 
 

@@ -232,7 +232,16 @@ def _answer(
     in ``query``, the code flow's default, when it asked for one this provider does not know
     (Multiple Response Type Encoding Practices §2.1): the refusal of that goes this way."""
     mode = response_mode_of(request.GET) or ResponseMode.QUERY
-    return respond(request, redirect_uri, params, mode, getattr(application, "name", ""))
+    if application is None:
+        return respond(request, redirect_uri, params, mode)
+    return respond(
+        request,
+        redirect_uri,
+        params,
+        mode,
+        application.name,
+        schemes=application.get_allowed_schemes(),
+    )
 
 
 def _to_app(uri: str) -> HttpResponse:

@@ -177,6 +177,7 @@ def change_app(args: argparse.Namespace) -> int:
         do_change_app,
         find_app,
     )
+    from threshold.sso.models import Application
 
     try:
         app = find_app(args.client_id)
@@ -196,7 +197,8 @@ def change_app(args: argparse.Namespace) -> int:
             **{
                 **dataclasses.asdict(now),
                 **{name: value for name, value in given.items() if value is not None},
-            }
+            },
+            public=app.client_type == Application.CLIENT_PUBLIC,
         )
         changed = do_change_app(app, settings, Origin.cli())
     except AppError as exc:
