@@ -29,6 +29,7 @@ from threshold.core.files import create_once
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ADMIN_EMAIL = "admin@example.com"
+HTTP_PORT = 80
 # The proxy Threshold trusts by default: one on this machine.
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
@@ -405,6 +406,16 @@ def _trusted_proxies(
 def start_up_warnings(config: Config) -> list[str]:
     """What the operator must know whenever Threshold starts with this configuration."""
     warnings = []
+    if (
+        config.proxy_ssl_header
+        and config.trusted_proxies == LOOPBACK
+        and config.listen_host not in ("127.0.0.1", "::1", "localhost")
+    ):
+        warnings.append(
+            f"THRESHOLD_BEHIND_TLS_PROXY=1 trusts only a proxy on this machine, but Threshold "
+            f"listens on {config.listen_host}: a proxy on another host must be listed in "
+            "THRESHOLD_TRUSTED_PROXIES, or its X-Forwarded-For and X-Forwarded-Proto are ignored."
+        )
     if config.https and not config.proxy_ssl_header:
         warnings.append(
             "THRESHOLD_ORIGINS are https, but THRESHOLD_BEHIND_TLS_PROXY is not set: `threshold "
@@ -435,7 +446,10 @@ def load(env: dict[str, str] | None = None) -> Config:
         raise ConfigError(
             f"THRESHOLD_RP_ID must be a bare domain such as example.com (got {rp_id!r})"
         )
-    configured = _list(env, "THRESHOLD_ORIGINS") or [f"http://{rp_id}:{port}"]
+    # As browsers send it: no port when it is HTTP's own.
+    configured = _list(env, "THRESHOLD_ORIGINS") or [
+        f"http://{rp_id}" + ("" if port == HTTP_PORT else f":{port}")
+    ]
     for origin in configured:
         problem = origin_problem(rp_id, origin)
         if problem:
@@ -461,9 +475,13 @@ def load(env: dict[str, str] | None = None) -> Config:
     if top_origins and not allow_cross_origin:
         raise ConfigError("THRESHOLD_TOP_ORIGINS needs THRESHOLD_ALLOW_CROSS_ORIGIN=1")
     for origin in top_origins:
-        parts = urlsplit(origin)
-        if parts.scheme not in ("https", "http") or not parts.netloc or parts.path:
-            raise ConfigError(f"THRESHOLD_TOP_ORIGINS: {origin!r} is not scheme://host[:port]")
+        problem = (
+            ceremony.web_origin_problem(origin)
+            if urlsplit(origin).scheme in ("https", "http")
+            else f"{origin!r} is not scheme://host[:port]"
+        )
+        if problem:
+            raise ConfigError(f"THRESHOLD_TOP_ORIGINS: {problem}")
     public_url = env.get("THRESHOLD_PUBLIC_URL", origins[0]).rstrip("/")
     if public_url not in origins:
         raise ConfigError(

@@ -172,7 +172,7 @@ def _is_host(host: str) -> bool:
     return True
 
 
-def _web_origin_problem(origin: str) -> str | None:
+def web_origin_problem(origin: str) -> str | None:
     """Why ``origin`` is not a web origin spelled as browsers send it (RFC 6454 §6.1: the
     scheme and host in lower case, no default port), or None. Ceremonies compare origins
     exactly: another spelling would refuse every passkey."""
@@ -213,7 +213,7 @@ def origin_problem(rp_id: str, origin: str) -> str | None:
     """
     if origin.startswith("android:"):
         return android_origin_problem(origin)
-    problem = _web_origin_problem(origin)
+    problem = web_origin_problem(origin)
     if problem:
         return problem
     try:
@@ -261,7 +261,7 @@ def related_origin_problem(origin: str) -> str | None:
     page's origin against it, so a related origin is an https origin whose host
     has a registrable domain.
     """
-    problem = _web_origin_problem(origin)
+    problem = web_origin_problem(origin)
     if problem:
         return problem
     if urlsplit(origin).scheme != "https":

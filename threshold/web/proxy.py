@@ -46,9 +46,16 @@ def _trusted(address: str, networks: tuple[Any, ...]) -> bool:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
+    # A dual-stack socket's name for an IPv4 peer (::ffff:10.0.0.5) is that peer under either
+    # spelling of the list, as gunicorn reads it.
+    names = [ip]
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # a dual-stack socket's name for an IPv4 peer
-    return any(ip.version == network.version and ip in network for network in networks)
+        names.append(ip.ipv4_mapped)
+    return any(
+        name.version == network.version and name in network
+        for name in names
+        for network in networks
+    )
 
 
 def is_trusted_proxy(peer: str) -> bool:
