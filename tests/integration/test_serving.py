@@ -124,3 +124,85 @@ def test_a_connection_that_sends_nothing_does_not_hold_the_worker(server: int) -
         waited = time.monotonic() - started
     # gthread's one thread would wait up to 5 s for the silent connection's first byte.
     assert waited < 2.0, f"the silent connection held the worker for {waited:.1f} s"
+
+
+def _timed_get(port: int) -> float:
+    started = time.monotonic()
+    assert _get(port, "/sign-in") == 200
+    return time.monotonic() - started
+
+
+SIGN_IN_HEAD = "POST /sign-in/options HTTP/1.1\r\nHost: localhost:{port}\r\n"
+
+
+@pytest.mark.parametrize(
+    "partial",
+    [
+        "GET /sign-in HTTP/1.1\r\nHost: localhost:{port}\r\n",  # half a head
+        "GET /sign-in HTT",  # half a request line
+        SIGN_IN_HEAD + "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+        SIGN_IN_HEAD + 'Transfer-Encoding: chunked\r\n\r\n5\r\n{{"a":',  # half a chunked body
+        SIGN_IN_HEAD + "Content-Length: 100\r\nExpect: 100-continue\r\n\r\n",
+    ],
+    ids=["head", "request-line", "body", "chunked-body", "expect-continue"],
+)
+def test_clients_that_send_half_a_request_do_not_hold_the_worker(server: int, partial: str):
+    """A slowloris: as many such clients as workers stopped gthread's server for good."""
+    clients = [socket.create_connection(("127.0.0.1", server), timeout=10) for _ in range(3)]
+    try:
+        for client in clients:
+            client.sendall(partial.format(port=server).encode())
+        time.sleep(0.3)  # read by the worker by now
+        waited = _timed_get(server)
+        assert waited < 2.0, f"half a request held the one worker for {waited:.1f} s"
+        if "Expect" in partial:
+            # Told to go on: the body is waited for, as any other.
+            assert clients[0].recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_a_request_that_trickles_in_is_answered_once_whole(server: int) -> None:
+    body = b'{"username": "nobody@example.com"}'
+    request = (
+        f"POST /sign-in/options HTTP/1.1\r\nHost: localhost:{server}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with socket.create_connection(("127.0.0.1", server), timeout=10) as client:
+        for start in range(0, len(request), 7):
+            client.sendall(request[start : start + 7])
+            time.sleep(0.02)
+            # Meanwhile the worker answers everyone else.
+            if start == 35:
+                assert _timed_get(server) < 2.0
+        answer = client.recv(65536)
+    # The sign-in's own answer (no CSRF cookie here), not a dropped connection.
+    assert answer.startswith(b"HTTP/1.1 403"), answer[:200]
+
+
+def test_a_body_far_over_any_limit_is_refused_before_it_is_read(server: int) -> None:
+    with socket.create_connection(("127.0.0.1", server), timeout=10) as client:
+        client.sendall(
+            f"POST /sign-in/options HTTP/1.1\r\nHost: localhost:{server}\r\n"
+            f"Content-Length: {50 * 1024 * 1024}\r\n\r\n".encode()
+        )
+        answer = client.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+
+
+def test_a_chunked_body_is_answered_once_its_last_chunk_is_here(server: int) -> None:
+    with socket.create_connection(("127.0.0.1", server), timeout=10) as client:
+        head = (
+            f"POST /sign-in/options HTTP/1.1\r\nHost: localhost:{server}\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        client.sendall(head.encode() + b"2\r\n{}\r\n")
+        time.sleep(0.2)
+        client.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            client.recv(1)  # not answered before its end
+        client.setblocking(True)
+        client.sendall(b"0\r\n\r\n")
+        answer = client.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 403"), answer[:200]

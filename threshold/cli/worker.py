@@ -16,18 +16,75 @@ every turn, a file-time system call two or three times per request, no longer do
 A new connection that has sent nothing yet (a browser's preconnect, a slow client) goes
 straight to the poller instead of holding the worker for up to five seconds, as gthread's
 one thread would (``tests/integration/test_serving.py``).
+
+A request is answered only once all of it is here (``_gather``): its head, and its body
+when it has one. Until then the connection waits in the poller, its bytes kept, and the
+worker answers others. gthread reads a request with blocking calls and no time limit once
+its first byte arrived, so a client that sent half a request and stopped (a slowloris) held
+a worker for good, and as many such clients as workers stopped the server. A request still
+incomplete ``REQUEST_SECONDS`` after its first byte, or silent for gthread's keep-alive
+timeout, is dropped; one whose head is over ``MOST_HEAD_BYTES`` is too, and one announcing
+a body over ``MOST_BODY_BYTES`` (Threshold takes 64 KiB at most) gets 413.
 """
 
 from __future__ import annotations
 
+import re
+import socket
 import threading
 import time
 from concurrent import futures
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from gunicorn.workers import gthread
 
 HEARTBEAT_SECONDS = 1.0
+
+# What a request may take to arrive, from its first byte, and how big it may be. A browser
+# sends a whole request at once; these bound what a slow or hostile client holds (memory and
+# a connection, never the worker).
+REQUEST_SECONDS = 30.0
+MOST_HEAD_BYTES = 64 * 1024
+MOST_BODY_BYTES = 1024 * 1024
+_READ_BYTES = 64 * 1024
+_TOO_LARGE = b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# Once the request is here: the longest a read gunicorn still makes, or a write of the answer
+# to a client that takes nothing, may wait.
+SOCKET_SECONDS = 30.0
+
+
+@dataclass
+class _Arriving:
+    """The part of a request that has arrived, kept on its connection between reads."""
+
+    since: float
+    data: bytearray = field(default_factory=bytearray)
+    continued: bool = False  # "100 Continue" sent for it
+
+
+class _TimedSocket(socket.socket):
+    """A connection whose blocking mode has a time limit (``SOCKET_SECONDS``)."""
+
+    __slots__ = ()
+
+    def setblocking(self, flag: bool) -> None:
+        if flag:
+            self.settimeout(SOCKET_SECONDS)
+        else:
+            super().setblocking(False)
+
+
+class _State(StrEnum):
+    """How much of a request is here (``_complete``)."""
+
+    READY = "ready"  # all of it, or enough for gunicorn to refuse it
+    WAITING = "waiting"  # more to come
+    CLOSED = "closed"  # drop the connection: a head over its limit, a client gone
+    TOO_LARGE = "too large"  # a body over its limit: 413
+    CONTINUE = "continue"  # the client waits for "100 Continue" before it sends the body
 
 
 class InlineThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
@@ -65,9 +122,12 @@ class InlineThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
         self._answering = True
         try:
             try:
-                if not (conn.initialized or conn.data_ready or conn.wait_for_data(0)):
-                    # Nothing to read yet: the poller watches it (gthread's deferral).
+                gathered = self._gather(conn)
+                if gathered == _State.WAITING:
+                    # More to come: the poller watches it (gthread's deferral).
                     done.set_result(gthread._DEFER)  # noqa: SLF001
+                elif gathered == _State.CLOSED:
+                    done.set_result(False)  # finish_request closes it
                 else:
                     done.set_result(self.handle(conn))
             except BaseException as exc:  # noqa: BLE001 - as the pool would hold it
@@ -77,3 +137,153 @@ class InlineThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
             self.finish_request(conn, done)
         finally:
             self._answering = False
+
+    def _gather(self, conn: Any) -> _State:
+        """Read, without waiting, what the client has sent: READY once the whole request is
+        here (then handed to gunicorn's parser), WAITING while more is to come, CLOSED when
+        the connection is to end."""
+        if self.cfg.is_ssl:
+            # gunicorn terminates TLS itself (``threshold serve`` never asks it to): its own
+            # reading, as gthread does it.
+            ready = conn.initialized or conn.data_ready or conn.wait_for_data(0)
+            return _State.READY if ready else _State.WAITING
+        if type(conn.sock) is socket.socket:
+            # Once gunicorn reads and writes with blocking calls, each waits SOCKET_SECONDS at
+            # most (it sets them blocking, which is no limit at all).
+            conn.sock.__class__ = _TimedSocket
+        arriving: _Arriving | None = getattr(conn, "threshold_arriving", None)
+        if arriving is None:
+            arriving = _Arriving(since=time.monotonic())
+            if conn.parser is not None:
+                # A kept-alive connection: what gunicorn read ahead of its last request.
+                arriving.data += conn.parser.unreader.take_buffered()
+            conn.threshold_arriving = arriving
+        state, ended = _read(conn.sock, arriving)
+        if state == _State.TOO_LARGE:
+            _send(conn.sock, _TOO_LARGE)
+            return _State.CLOSED
+        if state == _State.CONTINUE:
+            arriving.continued = True
+            state = _State.WAITING if _send(conn.sock, _CONTINUE) else _State.CLOSED
+        if state == _State.WAITING:
+            if ended or time.monotonic() - arriving.since > REQUEST_SECONDS:
+                return _State.CLOSED
+            if not arriving.data:
+                del conn.threshold_arriving  # nothing yet: gthread's keep-alive wait
+            return _State.WAITING
+        if state == _State.READY:
+            del conn.threshold_arriving
+            conn.data_ready = True
+            conn.init()  # blocking again, and the parser made for a new connection
+            conn.parser.unreader.unread(bytes(arriving.data))
+        return state
+
+
+def _read(sock: Any, arriving: _Arriving) -> tuple[_State, bool]:
+    """Read what ``sock`` holds into ``arriving`` until the request is whole or nothing more
+    is there: how much is here, and whether the client closed its side."""
+    sock.setblocking(False)
+    while True:
+        while arriving.data.startswith(b"\r\n"):
+            del arriving.data[:2]  # RFC 9112 §2.2: an empty line before a request is ignored
+        state = _complete(arriving)
+        if state != _State.WAITING:
+            return state, False
+        try:
+            chunk = sock.recv(_READ_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return state, False
+        except OSError:
+            return _State.CLOSED, True
+        if not chunk:
+            return state, True
+        arriving.data += chunk
+
+
+def _send(sock: Any, data: bytes) -> bool:
+    try:
+        sock.send(data)
+    except OSError:
+        return False
+    return True
+
+
+def _complete(arriving: _Arriving) -> _State:
+    """How much of a request ``arriving`` holds. Only what decides when it is here is read:
+    a request gunicorn refuses (two lengths, a bad chunk size) is handed over as soon as that
+    is seen, for gunicorn's answer."""
+    data = arriving.data
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return _State.CLOSED if len(data) > MOST_HEAD_BYTES else _State.WAITING
+    framing = _framing(bytes(data[:end]))
+    if framing is None:
+        return _State.READY  # refused, or no body
+    length, expects = framing
+    if length is None:
+        state = _chunked_complete(bytes(data[end + 4 :]))
+    elif length > MOST_BODY_BYTES:
+        return _State.TOO_LARGE
+    else:
+        state = _State.READY if len(data) - (end + 4) >= length else _State.WAITING
+    if state == _State.WAITING and expects and not arriving.continued:
+        return _State.CONTINUE
+    return state
+
+
+def _framing(head: bytes) -> tuple[int | None, bool] | None:
+    """The body's length (None: chunked) and whether the client expects "100 Continue";
+    None for a request without a body, or one gunicorn refuses (RFC 9112 §6.1, §6.3).
+    A few searches, not a parse: this runs before every request."""
+    low = head.lower()
+    lengths = _values(low, b"\r\ncontent-length:")
+    codings = [
+        coding.strip()
+        for value in _values(low, b"\r\ntransfer-encoding:")
+        for coding in value.split(b",")
+    ]
+    expects = b"100-continue" in _values(low, b"\r\nexpect:")
+    if codings:
+        return (None, expects) if not lengths and codings[-1] == b"chunked" else None
+    if not lengths or len(set(lengths)) != 1 or not lengths[0].isdigit():
+        return None
+    return int(lengths[0]), expects
+
+
+def _values(head: bytes, prefix: bytes) -> list[bytes]:
+    """The values of the (lower-cased) head's fields that start with ``prefix``."""
+    values = []
+    start = head.find(prefix)
+    while start >= 0:
+        end = head.find(b"\r\n", start + 2)
+        values.append(head[start + len(prefix) : end if end >= 0 else len(head)].strip(b" \t"))
+        start = head.find(prefix, start + 2)
+    return values
+
+
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_MOST_CHUNK_LINE = 1024
+
+
+def _chunked_complete(data: bytes) -> _State:
+    """READY once a chunked body (RFC 9112 §7.1) and its trailers are all here."""
+    position = total = 0
+    while True:
+        line_end = data.find(b"\r\n", position)
+        if line_end < 0:
+            return _State.WAITING if len(data) - position <= _MOST_CHUNK_LINE else _State.READY
+        size_text = data[position:line_end].split(b";", 1)[0].strip()
+        if not _HEX.fullmatch(size_text):
+            return _State.READY  # refused
+        size = int(size_text, 16)
+        total += size
+        if total > MOST_BODY_BYTES:
+            return _State.TOO_LARGE
+        if size == 0:
+            trailers = data[line_end + 2 :]
+            if trailers.startswith(b"\r\n") or b"\r\n\r\n" in trailers:
+                return _State.READY
+            return _State.CLOSED if len(trailers) > MOST_HEAD_BYTES else _State.WAITING
+        position = line_end + 2 + size + 2
+        if position > len(data):
+            return _State.WAITING
