@@ -98,8 +98,10 @@ class Passkey(models.Model):
         The attachment first: a passkey made with the device's own Touch ID or Windows Hello
         is "platform" even when its transports include "hybrid" (iCloud Keychain and Google
         Password Manager list both, as they can also serve a phone's QR-code sign-in); one
-        made through a phone's QR code is "cross-platform". Without an attachment (a client
-        that sent none), "hybrid" says phone."""
+        made through a phone's QR code is "cross-platform". A client that sent no attachment
+        has one inferred from the transports at registration (``attachment_of``: "internal"
+        says platform), so such a passkey listing both reads as built in, as a Mac's does;
+        only "hybrid" without "internal" then says phone."""
         if self.looks_like_security_key:
             return "Security key"
         if self.authenticator_attachment == Attachment.PLATFORM:

@@ -50,6 +50,11 @@ def response_mode_of(params: QueryDict) -> ResponseMode | None:
         return None
 
 
+def is_web_uri(uri: str) -> bool:
+    """Whether ``uri`` is http(s): a page's, which a form may post to."""
+    return urlsplit(uri).scheme in _SCHEMES
+
+
 def origin_of(uri: str) -> str:
     """The origin of ``uri`` as a CSP source names it: scheme, host and port, without the
     user name and password a URI may carry (which would make the source invalid, and be
@@ -74,8 +79,13 @@ def respond(
     """The authorization response carrying ``params`` to ``redirect_uri`` (registered for the
     app; oauthlib checked it) in ``mode``; ``schemes``, those the app may be sent to (a native
     app's private-use one: ``Application.get_allowed_schemes``)."""
-    if mode is ResponseMode.FORM_POST:
+    if mode is ResponseMode.FORM_POST and is_web_uri(redirect_uri):
         return _form_post(request, redirect_uri, params, app_name)
+    if mode is ResponseMode.FORM_POST:
+        # A refusal for a native app that asked for form_post: no page can post to its
+        # private-use URI, so the code flow's default (authorize refuses form_post with such a
+        # URI before any code is issued).
+        mode = ResponseMode.QUERY
     uri = add_params_to_uri(redirect_uri, params, fragment=mode is ResponseMode.FRAGMENT)
     response: HttpResponse = OAuth2ResponseRedirect(uri, list(schemes))
     return response

@@ -122,6 +122,13 @@ def validated_redirect_uri() -> str | None:
     return uri if isinstance(uri, str) else None
 
 
+def validated_application(client_id: str) -> Application | None:
+    """The app ``client_id`` named, as this request's validation loaded it (None when it got
+    no further): whose redirect URI an error oauthlib raised goes to, in its schemes."""
+    application = _cached("application", client_id) if storable(client_id) else None
+    return application if isinstance(application, Application) else None
+
+
 def refusal_recorded() -> bool:
     """Did the validator audit why this request's token was refused (with the person)?"""
     return bool(_cached("refused", "token"))

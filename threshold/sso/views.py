@@ -70,7 +70,7 @@ from threshold.sso import keys
 from threshold.sso.access import access_signed_in_app, issuer
 from threshold.sso.actions import do_sign_out_of_app
 from threshold.sso.models import Algorithm, Application, AppSignIn
-from threshold.sso.responses import ResponseMode, respond, response_mode_of
+from threshold.sso.responses import ResponseMode, is_web_uri, respond, response_mode_of
 from threshold.sso.sessions import facts_of, subject_of
 from threshold.sso.validator import (
     FACTS,
@@ -80,6 +80,7 @@ from threshold.sso.validator import (
     refusal_recorded,
     revoke_tokens,
     storable,
+    validated_application,
     validated_redirect_uri,
 )
 from threshold.web.bodies import refuses_bodies_with
@@ -471,6 +472,8 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             reason,
             oauth_error.description or "",
             oauth_error.state or request.GET.get("state"),
+            # Its schemes: a native app's private-use one too (Application.get_allowed_schemes).
+            application=validated_application(request.GET.get("client_id", "")),
         )
     application: Application = credentials["request"].client
     params = request.GET
@@ -485,6 +488,18 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             credentials,
             "invalid_request",
             "Unsupported response_mode.",
+            reason="response_mode_unsupported",
+        )
+    if response_mode_of(params) is ResponseMode.FORM_POST and not is_web_uri(
+        credentials.get("redirect_uri") or ""
+    ):
+        # A native app's private-use redirect URI: no page can post a form there.
+        return _refuse(
+            request,
+            application,
+            credentials,
+            "invalid_request",
+            "form_post needs an http(s) redirect_uri.",
             reason="response_mode_unsupported",
         )
     if credentials.get("code_challenge_method") != "S256":
