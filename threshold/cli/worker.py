@@ -19,12 +19,16 @@ one thread would (``tests/integration/test_serving.py``).
 
 A request is answered only once all of it is here (``_gather``): its head, and its body
 when it has one. Until then the connection waits in the poller, its bytes kept, and the
-worker answers others. gthread reads a request with blocking calls and no time limit once
-its first byte arrived, so a client that sent half a request and stopped (a slowloris) held
-a worker for good, and as many such clients as workers stopped the server. A request still
-incomplete ``REQUEST_SECONDS`` after its first byte, or silent for gthread's keep-alive
-timeout, is dropped; one whose head is over ``MOST_HEAD_BYTES`` is too, and one announcing
-a body over ``MOST_BODY_BYTES`` (Threshold takes 64 KiB at most) gets 413.
+worker answers others; each read looks only at what is new. gthread reads a request with
+blocking calls and no time limit once its first byte arrived, so a client that sent half a
+request and stopped (a slowloris) held a worker for good, and as many such clients as
+workers stopped the server. gunicorn's parser then reads the gathered bytes and nothing
+more (``_BufferedUnreader``): where it would want more than arrived, the request ends there.
+A request still incomplete ``REQUEST_SECONDS`` after its first byte, or silent for gthread's
+keep-alive timeout, is dropped at once, as is one whose head is over ``MOST_HEAD_BYTES``;
+one announcing a body over ``MOST_BODY_BYTES`` (Threshold takes 64 KiB at most), or a
+chunked one over ``MOST_REQUEST_BYTES`` on the wire, gets 413. Writing the answer, each
+blocking call waits ``SOCKET_SECONDS`` at most.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers import gthread
 
 HEARTBEAT_SECONDS = 1.0
@@ -47,22 +52,43 @@ HEARTBEAT_SECONDS = 1.0
 # a connection, never the worker).
 REQUEST_SECONDS = 30.0
 MOST_HEAD_BYTES = 64 * 1024
+# Threshold takes 64 KiB at most (DATA_UPLOAD_MAX_MEMORY_SIZE): up to this, its own 413 answers
+# in the catalog's words.
 MOST_BODY_BYTES = 1024 * 1024
+# A chunked body's size on the wire (its chunk lines and extensions too), head included.
+MOST_REQUEST_BYTES = MOST_HEAD_BYTES + 2 * MOST_BODY_BYTES
+_MOST_CHUNK_LINE = 8190  # gunicorn's limit_request_field_size, which its chunk lines share
 _READ_BYTES = 64 * 1024
 _TOO_LARGE = b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-# Once the request is here: the longest a read gunicorn still makes, or a write of the answer
-# to a client that takes nothing, may wait.
+# The longest a blocking call on the connection may wait once gunicorn has it: a write of the
+# answer to a client that takes nothing.
 SOCKET_SECONDS = 30.0
 
 
 @dataclass
 class _Arriving:
-    """The part of a request that has arrived, kept on its connection between reads."""
+    """The part of a request that has arrived, kept on its connection between reads, and how
+    far it has been looked through (each read scans only what is new)."""
 
     since: float
     data: bytearray = field(default_factory=bytearray)
     continued: bool = False  # "100 Continue" sent for it
+    searched: int = 0  # the head's end was looked for up to here
+    body_at: int = -1  # where the body starts, once the head is here
+    framing: tuple[int | None, bool] | None = None  # _framing's, once the head is here
+    chunk_at: int = 0  # chunked: where the next chunk's size line starts
+    chunked_bytes: int = 0  # chunked: the data of the chunks before it
+
+
+class _BufferedUnreader(SocketUnreader):  # type: ignore[misc]
+    """gunicorn's reader of a request ``_gather`` read whole: what it holds, and then the end
+    of the input, never a wait on the socket. Where gunicorn would want more than arrived (a
+    request it reads otherwise than ``_complete`` does), the request ends there: a 400 or a
+    closed connection, not a worker held."""
+
+    def chunk(self, size_hint: int | None = None) -> bytes:
+        return b""
 
 
 class _TimedSocket(socket.socket):
@@ -127,7 +153,11 @@ class InlineThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
                     # More to come: the poller watches it (gthread's deferral).
                     done.set_result(gthread._DEFER)  # noqa: SLF001
                 elif gathered == _State.CLOSED:
-                    done.set_result(False)  # finish_request closes it
+                    # At once: gthread's graceful close waits up to 2 s for the client to
+                    # close its side, which a hostile one never does.
+                    self.nr_conns -= 1
+                    conn.close()
+                    return
                 else:
                     done.set_result(self.handle(conn))
             except BaseException as exc:  # noqa: BLE001 - as the pool would hold it
@@ -175,6 +205,8 @@ class InlineThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
             del conn.threshold_arriving
             conn.data_ready = True
             conn.init()  # blocking again, and the parser made for a new connection
+            if type(conn.parser.unreader) is SocketUnreader:
+                conn.parser.unreader.__class__ = _BufferedUnreader
             conn.parser.unreader.unread(bytes(arriving.data))
         return state
 
@@ -184,7 +216,7 @@ def _read(sock: Any, arriving: _Arriving) -> tuple[_State, bool]:
     is there: how much is here, and whether the client closed its side."""
     sock.setblocking(False)
     while True:
-        while arriving.data.startswith(b"\r\n"):
+        while arriving.searched == 0 and arriving.data.startswith(b"\r\n"):
             del arriving.data[:2]  # RFC 9112 §2.2: an empty line before a request is ignored
         state = _complete(arriving)
         if state != _State.WAITING:
@@ -209,32 +241,48 @@ def _send(sock: Any, data: bytes) -> bool:
 
 
 def _complete(arriving: _Arriving) -> _State:
-    """How much of a request ``arriving`` holds. Only what decides when it is here is read:
-    a request gunicorn refuses (two lengths, a bad chunk size) is handed over as soon as that
-    is seen, for gunicorn's answer."""
+    """How much of a request ``arriving`` holds, looking only at what arrived since the last
+    look. Only what decides when the request is here is read: a request gunicorn refuses is
+    handed over as soon as that is seen, for gunicorn's answer."""
     data = arriving.data
-    end = data.find(b"\r\n\r\n")
-    if end < 0:
-        return _State.CLOSED if len(data) > MOST_HEAD_BYTES else _State.WAITING
-    framing = _framing(bytes(data[:end]))
-    if framing is None:
-        return _State.READY  # refused, or no body
-    length, expects = framing
+    if arriving.body_at < 0:
+        end = data.find(b"\r\n\r\n", max(0, arriving.searched - 3))
+        if _bare_line_feed(data, max(0, arriving.searched - 1), end if end >= 0 else len(data)):
+            return _State.READY  # refused (RFC 9112 §2.2: gunicorn takes no bare LF)
+        if end < 0:
+            arriving.searched = len(data)
+            return _State.CLOSED if len(data) > MOST_HEAD_BYTES else _State.WAITING
+        arriving.searched = arriving.body_at = arriving.chunk_at = end + 4
+        arriving.framing = _framing(bytes(data[:end]))
+    if arriving.framing is None:
+        return _State.READY  # no body, or refused
+    length, expects = arriving.framing
     if length is None:
-        state = _chunked_complete(bytes(data[end + 4 :]))
+        state = _chunked_complete(arriving)
     elif length > MOST_BODY_BYTES:
         return _State.TOO_LARGE
     else:
-        state = _State.READY if len(data) - (end + 4) >= length else _State.WAITING
+        state = _State.READY if len(data) - arriving.body_at >= length else _State.WAITING
     if state == _State.WAITING and expects and not arriving.continued:
         return _State.CONTINUE
     return state
 
 
+def _bare_line_feed(data: bytearray, start: int, stop: int) -> bool:
+    """Is there a line feed without its carriage return in ``data[start:stop]``?"""
+    position = data.find(b"\n", start, stop)
+    while position >= 0:
+        if position == 0 or data[position - 1] != ord("\r"):
+            return True
+        position = data.find(b"\n", position + 1, stop)
+    return False
+
+
 def _framing(head: bytes) -> tuple[int | None, bool] | None:
-    """The body's length (None: chunked) and whether the client expects "100 Continue";
-    None for a request without a body, or one gunicorn refuses (RFC 9112 §6.1, §6.3).
-    A few searches, not a parse: this runs before every request."""
+    """The body's length (None: chunked) and whether the client expects "100 Continue" (an
+    HTTP/1.1 client: RFC 9110 §10.1.1); None for a request without a body, or one gunicorn
+    refuses (RFC 9112 §6.1, §6.3). A few searches, not a parse: this runs before every
+    request."""
     low = head.lower()
     lengths = _values(low, b"\r\ncontent-length:")
     codings = [
@@ -242,7 +290,9 @@ def _framing(head: bytes) -> tuple[int | None, bool] | None:
         for value in _values(low, b"\r\ntransfer-encoding:")
         for coding in value.split(b",")
     ]
-    expects = b"100-continue" in _values(low, b"\r\nexpect:")
+    expects = b"100-continue" in _values(low, b"\r\nexpect:") and low.split(b"\r\n", 1)[0].endswith(
+        b"http/1.1"
+    )
     if codings:
         return (None, expects) if not lengths and codings[-1] == b"chunked" else None
     if not lengths or len(set(lengths)) != 1 or not lengths[0].isdigit():
@@ -261,29 +311,30 @@ def _values(head: bytes, prefix: bytes) -> list[bytes]:
     return values
 
 
-_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
-_MOST_CHUNK_LINE = 1024
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
 
 
-def _chunked_complete(data: bytes) -> _State:
-    """READY once a chunked body (RFC 9112 §7.1) and its trailers are all here."""
-    position = total = 0
+def _chunked_complete(arriving: _Arriving) -> _State:
+    """READY once a chunked body (RFC 9112 §7.1) and its trailers are all here; each chunk
+    is looked at once, when all of it has arrived."""
+    data = arriving.data
+    if len(data) > MOST_REQUEST_BYTES:
+        return _State.TOO_LARGE
     while True:
+        position = arriving.chunk_at
         line_end = data.find(b"\r\n", position)
         if line_end < 0:
             return _State.WAITING if len(data) - position <= _MOST_CHUNK_LINE else _State.READY
-        size_text = data[position:line_end].split(b";", 1)[0].strip()
+        size_text = bytes(data[position:line_end]).split(b";", 1)[0].strip(b" \t")
         if not _HEX.fullmatch(size_text):
             return _State.READY  # refused
         size = int(size_text, 16)
-        total += size
-        if total > MOST_BODY_BYTES:
+        if arriving.chunked_bytes + size > MOST_BODY_BYTES:
             return _State.TOO_LARGE
         if size == 0:
-            trailers = data[line_end + 2 :]
-            if trailers.startswith(b"\r\n") or b"\r\n\r\n" in trailers:
-                return _State.READY
-            return _State.CLOSED if len(trailers) > MOST_HEAD_BYTES else _State.WAITING
-        position = line_end + 2 + size + 2
-        if position > len(data):
+            # The last chunk, then its trailers, if any, up to an empty line.
+            return _State.READY if data.find(b"\r\n\r\n", line_end) >= 0 else _State.WAITING
+        if line_end + 2 + size + 2 > len(data):
             return _State.WAITING
+        arriving.chunk_at = line_end + 2 + size + 2
+        arriving.chunked_bytes += size
