@@ -16,8 +16,6 @@ import http.client
 import os
 import re
 import secrets
-import signal
-import socket
 import stat
 import subprocess
 import time
@@ -28,18 +26,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import newcomer_environment, threshold_command
+from tests.support.processes import free_port, newcomer_environment, serving, threshold_command
 from threshold import config
 
 REPO = Path(__file__).resolve().parents[2]
 LINK = re.compile(r"https?://[^\s/]+/enroll/([A-Za-z0-9_-]{43})")
 TLS_HOST = "login.example.com"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager
@@ -82,7 +74,7 @@ class Server:
 
 
 def _start(tmp: Path, invite: bool, **settings: str) -> Iterator[Server]:
-    port = _free_port()
+    port = free_port()
     var = tmp / "var"
     host = settings.pop("PROBE_HOST", f"localhost:{port}")
     env = newcomer_environment(
@@ -114,30 +106,8 @@ def _start(tmp: Path, invite: bool, **settings: str) -> Iterator[Server]:
         # Emailed (the file backend) and printed: a live enrollment link.
         with _usual_umask():
             server.invite_output = run("invite", "bob@example.com", "--name", "Bob Example")
-    with server.log.open("wb") as log, _usual_umask():
-        process = subprocess.Popen(
-            [*command, "serve"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, server.log_text()
-            try:
-                server.request("GET", "/sign-in")
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the server did not start in 60 s"
-                time.sleep(0.1)
+    with _usual_umask(), serving(env, server.log, lambda: bool(server.request("GET", "/sign-in"))):
         yield server
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")

@@ -8,67 +8,21 @@ nothing does not hold the worker (gthread's one thread would wait five seconds o
 from __future__ import annotations
 
 import http.client
-import os
-import secrets
-import signal
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.support.processes import newcomer_environment, threshold_command
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.support.processes import one_worker, serving
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     tmp = tmp_path_factory.mktemp("serving")
-    port = _free_port()
-    env = newcomer_environment(
-        THRESHOLD_VAR_DIR=str(tmp / "var"),
-        THRESHOLD_SECRET_KEY=secrets.token_urlsafe(48),
-        THRESHOLD_HOST="127.0.0.1",
-        THRESHOLD_PORT=str(port),
-        THRESHOLD_ORIGINS=f"http://localhost:{port}",
-        THRESHOLD_WORKERS="1",
-        THRESHOLD_EMAIL_BACKEND="file",
-    )
-    command = threshold_command()
-    subprocess.run([*command, "migrate", "--noinput"], cwd=REPO, env=env, check=True, timeout=120)
-    with (tmp / "server.log").open("wb") as log:
-        process = subprocess.Popen(
-            [*command, "serve"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, (tmp / "server.log").read_text()
-            try:
-                _get(port, "/sign-in")
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the server did not start in 60 s"
-                time.sleep(0.1)
+    port, env = one_worker(tmp / "var")
+    with serving(env, tmp / "server.log", lambda: _get(port, "/sign-in") == 200):
         yield port
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
 
 
 def _get(port: int, path: str) -> int:

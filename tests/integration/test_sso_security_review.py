@@ -337,11 +337,14 @@ def test_userinfo_answers_are_kept_by_no_cache(ada):
     assert answer["Cache-Control"] == "no-store"
 
 
-def test_a_plain_oauth_code_whose_request_named_no_redirect_uri_is_exchanged_without_one(ada):
-    """RFC 6749 §4.1.3 asks the exchange for the redirect_uri only if the request named one;
-    a plain OAuth request may name none (§3.1.2.3: the app's one registered URI)."""
+@pytest.mark.parametrize("named", [False, True], ids=["named-none", "named-one"])
+def test_a_plain_oauth_codes_exchange_names_the_redirect_uri_if_its_request_did(ada, named):
+    """RFC 6749 §4.1.3: "redirect_uri: REQUIRED, if the redirect_uri parameter was included in
+    the authorization request", for a plain OAuth request as for an OpenID one; one that named
+    none (§3.1.2.3: the app's one registered URI) is exchanged without one."""
     app = add_app()
-    auth = authorize(signed_in(ada), app, redirect_uri=None, scope="profile")
+    extra = {} if named else {"redirect_uri": None}
+    auth = authorize(signed_in(ada), app, scope="profile", **extra)
     assert auth.response.status_code == 302, auth.response.content[:300]
     data = {
         "grant_type": "authorization_code",
@@ -351,22 +354,8 @@ def test_a_plain_oauth_code_whose_request_named_no_redirect_uri_is_exchanged_wit
         "client_secret": app.client_secret,
     }
     answer = Client().post("/token", data)
-    assert answer.status_code == 200, answer.content[:300]
-
-
-def test_a_plain_oauth_code_whose_request_named_its_redirect_uri_needs_it_at_the_exchange(ada):
-    """RFC 6749 §4.1.3: "redirect_uri: REQUIRED, if the redirect_uri parameter was included in
-    the authorization request", for a plain OAuth request as for an OpenID one."""
-    app = add_app()
-    auth = authorize(signed_in(ada), app, scope="profile")
-    assert auth.response.status_code == 302, auth.response.content[:300]
-    data = {
-        "grant_type": "authorization_code",
-        "code": auth.params["code"],
-        "code_verifier": auth.verifier,
-        "client_id": app.client_id,
-        "client_secret": app.client_secret,
-    }
-    refused = Client().post("/token", data)
-    assert refused.status_code == 400, refused.content[:300]
-    assert refused.json()["error"] in {"invalid_request", "invalid_grant"}
+    if not named:
+        assert answer.status_code == 200, answer.content[:300]
+        return
+    assert answer.status_code == 400, answer.content[:300]
+    assert answer.json()["error"] in {"invalid_request", "invalid_grant"}

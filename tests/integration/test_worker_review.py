@@ -7,10 +7,7 @@ is a slow reader, left alone.
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
-import signal
 import socket
 import subprocess
 import time
@@ -19,49 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import newcomer_environment, threshold_command
+from tests.support.processes import one_worker, serving
 from threshold.cli import worker
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     tmp = tmp_path_factory.mktemp("worker-review")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    env = newcomer_environment(
-        THRESHOLD_VAR_DIR=str(tmp / "var"),
-        THRESHOLD_SECRET_KEY=secrets.token_urlsafe(48),
-        THRESHOLD_HOST="127.0.0.1",
-        THRESHOLD_PORT=str(port),
-        THRESHOLD_ORIGINS=f"http://localhost:{port}",
-        THRESHOLD_WORKERS="1",
-        THRESHOLD_EMAIL_BACKEND="file",
-    )
-    command = threshold_command()
-    subprocess.run([*command, "migrate", "--noinput"], cwd=REPO, env=env, check=True, timeout=120)
-    with (tmp / "server.log").open("wb") as log:
-        process = subprocess.Popen(
-            [*command, "serve"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while _get_seconds(port, wait=2.0) == float("inf"):
-            assert process.poll() is None, (tmp / "server.log").read_text()
-            assert time.monotonic() < deadline, "the server did not start in 60 s"
-            time.sleep(0.2)
+    port, env = one_worker(tmp / "var")
+    with serving(env, tmp / "server.log", lambda: _get_seconds(port, wait=2.0) < float("inf")):
         yield port
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
 
 
 def _connect(port: int) -> socket.socket:

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
 
 # What the test run (pytest's settings, make's own variables) must not hand to a child process.
 _NOT_A_NEWCOMERS = ("DATABASE_URL", "DJANGO_SETTINGS_MODULE", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")
@@ -25,3 +33,64 @@ def threshold_command() -> list[str]:
     """The installed `threshold` script, or the module when there is none."""
     script = Path(sys.prefix) / "bin" / "threshold"
     return [str(script)] if script.exists() else [sys.executable, "-m", "threshold.cli.main"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def one_worker(var: Path) -> tuple[int, dict[str, str]]:
+    """A free port and the environment of a migrated server with one worker on it, its
+    ``THRESHOLD_VAR_DIR`` ``var``: what the serving tests start (``serving``)."""
+    import secrets  # noqa: PLC0415 - only these tests make a key
+
+    port = free_port()
+    env = newcomer_environment(
+        THRESHOLD_VAR_DIR=str(var),
+        THRESHOLD_SECRET_KEY=secrets.token_urlsafe(48),
+        THRESHOLD_HOST="127.0.0.1",
+        THRESHOLD_PORT=str(port),
+        THRESHOLD_ORIGINS=f"http://localhost:{port}",
+        THRESHOLD_WORKERS="1",
+        THRESHOLD_EMAIL_BACKEND="file",
+    )
+    migrate = [*threshold_command(), "migrate", "--noinput"]
+    subprocess.run(migrate, cwd=REPO, env=env, check=True, timeout=120)
+    return port, env
+
+
+@contextmanager
+def serving(
+    env: dict[str, str], log: Path, is_up: Callable[[], bool]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`threshold serve` with ``env`` (migrated already), its output in ``log``, until the
+    block ends: started in its own process group, waited for until ``is_up()`` (which may
+    raise OSError while it is not), stopped with SIGTERM."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [*threshold_command(), "serve"],
+            cwd=REPO,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text(errors="replace")
+            try:
+                if is_up():
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the server did not start in 60 s"
+            time.sleep(0.1)
+        yield process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
