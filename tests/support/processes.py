@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -45,8 +46,6 @@ def free_port() -> int:
 def one_worker(var: Path) -> tuple[int, dict[str, str]]:
     """A free port and the environment of a migrated server with one worker on it, its
     ``THRESHOLD_VAR_DIR`` ``var``: what the serving tests start (``serving``)."""
-    import secrets  # noqa: PLC0415 - only these tests make a key
-
     port = free_port()
     env = newcomer_environment(
         THRESHOLD_VAR_DIR=str(var),

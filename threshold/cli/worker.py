@@ -45,6 +45,8 @@ from typing import Any
 from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers import gthread
 
+from threshold.core.catalog import CATALOG
+
 HEARTBEAT_SECONDS = 1.0
 
 # What a request may take to arrive, from its first byte, and how big it may be. A browser
@@ -59,7 +61,14 @@ MOST_BODY_BYTES = 1024 * 1024
 MOST_REQUEST_BYTES = MOST_HEAD_BYTES + 2 * MOST_BODY_BYTES
 _MOST_CHUNK_LINE = 8190  # gunicorn's limit_request_field_size, which its chunk lines share
 _READ_BYTES = 64 * 1024
-_TOO_LARGE = b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+# In the words the application's own 413 uses (the catalog's bad_request entry).
+_REFUSED = f"{CATALOG['bad_request'].title}: {CATALOG['bad_request'].message}\n".encode()
+_TOO_LARGE = (
+    b"HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"X-Content-Type-Options: nosniff\r\nConnection: close\r\n"
+    + f"Content-Length: {len(_REFUSED)}\r\n\r\n".encode()
+    + _REFUSED
+)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # The longest a blocking call on the connection may wait once gunicorn has it: a write of the
 # answer to a client that takes nothing.

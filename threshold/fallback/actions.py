@@ -34,8 +34,10 @@ from threshold.sessions.store import SignedInWith
 FALLBACK = "fallback"
 
 
-def has_fallback(user: User) -> bool:
-    return TotpDevice.objects.filter(user=user).exists()
+def has_fallback(user: User | None) -> bool:
+    """Whether the person set up the fallback; asked for no one too (None: a username no one
+    has), with the same statement, so that the password step reads alike for both."""
+    return TotpDevice.objects.filter(user_id=user.pk if user is not None else 0).exists()
 
 
 def unused_recovery_codes(user: User) -> int:
@@ -401,9 +403,7 @@ def do_check_password(username: str, password: str, origin: Origin, policy: Poli
         if has_ascii_control(name) or not is_text(name)
         else User.objects.filter(username=name).first()
     )
-    # Asked for everyone (an unknown username too, of no one's row): the same statements
-    # whether the username is someone's or not.
-    set_up = TotpDevice.objects.filter(user_id=user.pk if user is not None else 0).exists()
+    set_up = has_fallback(user)  # asked for an unknown username too: the same statements
     usable = user is not None and user.has_usable_password() and set_up
     if usable and user is not None:
         correct = user.check_password(password)

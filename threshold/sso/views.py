@@ -477,7 +477,8 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
         )
     application: Application = credentials["request"].client
     params = request.GET
-    if response_mode_of(params) is None:
+    mode = response_mode_of(params)
+    if mode is None:
         # A response mode this provider does not know (or a repeated one): an invalid
         # parameter value (RFC 6749 §4.1.2.1 invalid_request), answered in query, the code
         # flow's default, rather than oauthlib's silent query: the app learns why its
@@ -490,9 +491,7 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             "Unsupported response_mode.",
             reason="response_mode_unsupported",
         )
-    if response_mode_of(params) is ResponseMode.FORM_POST and not is_web_uri(
-        credentials.get("redirect_uri") or ""
-    ):
+    if mode is ResponseMode.FORM_POST and not is_web_uri(credentials.get("redirect_uri") or ""):
         # A native app's private-use redirect URI: no page can post a form there.
         return _refuse(
             request,
