@@ -1405,9 +1405,8 @@ def test_rp_initiated_logout_accepts_an_expired_hint_after_cleanup(ada, clock):
     app = add_app(post_logout_redirect_uris=[post_logout])
     browser = signed_in(ada)
     hint = full_flow(browser, app)["id_token"]
-    clock.advance(1800)  # the ID token expired; cleanup ran
+    clock.advance(1800)  # the ID token expired; cleanup ran; the session it was issued in goes on
     assert main(["cleanup"]) == 0
-    browser = signed_in(ada)
     response = browser.get(
         "/end-session?"
         + urlencode({"id_token_hint": hint, "post_logout_redirect_uri": post_logout})
@@ -1420,6 +1419,20 @@ def test_rp_initiated_logout_accepts_an_expired_hint_after_cleanup(ada, clock):
 def test_end_session_for_an_unknown_client_is_a_page(ada):
     response = signed_in(ada).get("/end-session?client_id=nobody")
     assert response.status_code == 400
+
+
+def test_signing_out_revokes_the_sessions_tokens_but_those_it_may_keep(ada):
+    """Back-Channel Logout §2.7: a session's end revokes the refresh tokens it gave apps
+    without offline_access; "Stay signed in to the app" keeps its own."""
+    app = add_app()
+    browser = signed_in(ada)
+    plain = full_flow(browser, app)
+    kept = full_flow(browser, app, scope="openid offline_access")
+    other = full_flow(signed_in(ada), app)  # the person's other session is not signed out
+    assert browser.post_form("/sign-out").status_code == 200
+    assert refresh(app, plain["refresh_token"]).json()["error"] == "invalid_grant"
+    assert refresh(app, kept["refresh_token"]).status_code == 200
+    assert refresh(app, other["refresh_token"]).status_code == 200
 
 
 def test_a_recovery_revokes_every_apps_tokens_and_tells_them(

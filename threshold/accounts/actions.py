@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 
 from threshold import clock
 from threshold.accounts.models import Role, User, normalize_username
-from threshold.accounts.signals import access_withdrawn
+from threshold.accounts.signals import access_withdrawn, withdrawing
 from threshold.audit.actions import Action, Origin, record
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, clean_name
 
@@ -116,7 +116,8 @@ def do_lock_user(
     user.locked_at = now
     user.locked_reason = reason
     user.save(update_fields=["locked_at", "locked_reason"])
-    sessions, _ = user.sessions.all().delete()
+    with withdrawing():
+        sessions, _ = user.sessions.all().delete()
     links = user.invites.filter(used_at=None, revoked_at=None).update(revoked_at=now)
     record(
         Action.USER_LOCKED,
@@ -129,7 +130,9 @@ def do_lock_user(
         before={"locked": False},
         after={"locked": True, "reason": reason},
     )
-    access_withdrawn.send(User, user=user, origin=origin, reason="locked", keep_session_key=None)
+    access_withdrawn.send(
+        User, user=user, origin=origin, reason="locked", keep_session_key=None, actor=actor
+    )
     return True
 
 
@@ -193,7 +196,8 @@ def do_deactivate_user(user: User, origin: Origin, *, actor: User | None = None)
     now = clock.now_datetime()
     user.is_active = False
     user.save(update_fields=["is_active"])
-    sessions, _ = user.sessions.all().delete()
+    with withdrawing():
+        sessions, _ = user.sessions.all().delete()
     links = user.invites.filter(used_at=None, revoked_at=None).update(revoked_at=now)
     record(
         Action.USER_DEACTIVATED,
@@ -206,7 +210,7 @@ def do_deactivate_user(user: User, origin: Origin, *, actor: User | None = None)
         links_revoked=links,
     )
     access_withdrawn.send(
-        User, user=user, origin=origin, reason="deactivated", keep_session_key=None
+        User, user=user, origin=origin, reason="deactivated", keep_session_key=None, actor=actor
     )
     return True
 

@@ -141,10 +141,17 @@ class MethodChange(StrEnum):
 
 
 def notify_method_changed(
-    user: User, method: str, origin: Origin, change: MethodChange, subject: str
+    user: User,
+    method: str,
+    origin: Origin,
+    change: MethodChange,
+    subject: str,
+    *,
+    staff: User | None = None,
 ) -> None:
     """Tell ``user`` that a sign-in method (``method``, as they know it) was ``change``,
-    when, and from which browser or the command line."""
+    when, and from which browser or the command line; or by ``staff``, someone else in the
+    admin portal (a lost phone), so that the person does not take it for an intruder."""
     email_after_commit(
         user,
         subject,
@@ -156,6 +163,7 @@ def notify_method_changed(
             "client": describe(origin.user_agent).label if origin.via == Channel.WEB else "",
             "ip": origin.ip or "",
             "via": origin.via,
+            "staff": staff.display_name if staff is not None and staff.pk != user.pk else "",
             "settings_url": settings.THRESHOLD.public_url + reverse("selfservice:settings"),
         },
     )

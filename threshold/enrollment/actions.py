@@ -26,7 +26,7 @@ from threshold.accounts.access import staff_not_theirs
 from threshold.accounts.actions import do_get_or_create_user, lock_user
 from threshold.accounts.methods import count_sign_in_methods
 from threshold.accounts.models import User, normalize_username
-from threshold.accounts.signals import access_withdrawn
+from threshold.accounts.signals import access_withdrawn, withdrawing
 from threshold.audit.actions import Action, Origin, record
 from threshold.audit.capped import record_capped
 from threshold.core import errors
@@ -370,7 +370,8 @@ def do_finish_enrollment(
             User.objects.filter(pk=user.pk, email_verified_at=None).update(email_verified_at=now)
         if purpose == RECOVERY:
             # Whoever else is signed in as this person may be why they recover.
-            sessions_ended, _ = user.sessions.all().delete()
+            with withdrawing():
+                sessions_ended, _ = user.sessions.all().delete()
             record(
                 Action.RECOVERY_USED,
                 origin,
@@ -381,7 +382,12 @@ def do_finish_enrollment(
                 fallback_removed=bool(fallback_removed := remove_fallback_for_recovery(user)),
             )
             access_withdrawn.send(
-                User, user=user, origin=origin, reason="recovered", keep_session_key=None
+                User,
+                user=user,
+                origin=origin,
+                reason="recovered",
+                keep_session_key=None,
+                actor=user,
             )
         else:
             record(

@@ -148,7 +148,7 @@ def do_reset_fallback(user: User, origin: Origin, *, actor: User) -> None:
         before={"password_and_app": True, "unused_recovery_codes": codes},
         after={"password_and_app": False, "unused_recovery_codes": 0},
     )
-    notify_fallback_changed(user, origin, MethodChange.REMOVED)
+    notify_fallback_changed(user, origin, MethodChange.REMOVED, staff=actor)
 
 
 def is_last_usable_fallback(user: User, policy: Policy) -> bool:

@@ -20,11 +20,15 @@ from threshold.audit.actions import Origin
 from threshold.core import throttle
 
 
-def notify_fallback_changed(user: User, origin: Origin, change: MethodChange) -> None:
-    """The password and authenticator app were ``change``."""
+def notify_fallback_changed(
+    user: User, origin: Origin, change: MethodChange, *, staff: User | None = None
+) -> None:
+    """The password and authenticator app were ``change`` (by ``staff``, someone else)."""
     where = "to" if change == MethodChange.ADDED else "from"
     subject = f"A password and authenticator app were {change} {where} your {product()} account"
-    notify_method_changed(user, "Password and authenticator app", origin, change, subject)
+    notify_method_changed(
+        user, "Password and authenticator app", origin, change, subject, staff=staff
+    )
 
 
 def notify_codes_shut(user: User) -> None:

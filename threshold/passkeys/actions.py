@@ -659,7 +659,7 @@ def do_remove_passkey(
                 aaguid=str(passkey.aaguid),
                 **change,
             )
-            notify_method_removed(passkey, origin)
+            notify_method_removed(passkey, origin, staff=actor)
             return passkey
         record(
             Action.PASSKEY_REMOVAL_REFUSED,

@@ -7,6 +7,7 @@ does not undo the change.
 
 from __future__ import annotations
 
+from threshold.accounts.models import User
 from threshold.accounts.notices import MethodChange, notify_method_changed, product
 from threshold.audit.actions import Origin
 from threshold.passkeys.models import Passkey
@@ -17,6 +18,8 @@ def notify_method_added(passkey: Passkey, origin: Origin) -> None:
     notify_method_changed(passkey.user, passkey.name, origin, MethodChange.ADDED, subject)
 
 
-def notify_method_removed(passkey: Passkey, origin: Origin) -> None:
+def notify_method_removed(passkey: Passkey, origin: Origin, *, staff: User | None = None) -> None:
     subject = f"A passkey was removed from your {product()} account"
-    notify_method_changed(passkey.user, passkey.name, origin, MethodChange.REMOVED, subject)
+    notify_method_changed(
+        passkey.user, passkey.name, origin, MethodChange.REMOVED, subject, staff=staff
+    )

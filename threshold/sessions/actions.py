@@ -14,7 +14,7 @@ from django.http import HttpRequest
 from threshold import clock
 from threshold.accounts.actions import lock_user, lock_users
 from threshold.accounts.models import User
-from threshold.accounts.signals import access_withdrawn
+from threshold.accounts.signals import access_withdrawn, withdrawing
 from threshold.audit.actions import Action, Origin, record
 from threshold.core.assurance import Assurance
 from threshold.sessions.models import Session
@@ -135,7 +135,10 @@ def do_sign_out_other_sessions(user: User, current_session_key: str | None, orig
     orders, two revocations for one person could each wait for the other on PostgreSQL.
     """
     lock_user(user)
-    count, _ = Session.objects.filter(user=user).exclude(session_key=current_session_key).delete()
+    with withdrawing():
+        count, _ = (
+            Session.objects.filter(user=user).exclude(session_key=current_session_key).delete()
+        )
     record(Action.SESSIONS_ENDED, origin, actor=user, subject=user, count=count)
     access_withdrawn.send(
         User,
@@ -143,6 +146,7 @@ def do_sign_out_other_sessions(user: User, current_session_key: str | None, orig
         origin=origin,
         reason="other_sessions_ended",
         keep_session_key=current_session_key,
+        actor=user,
     )
     return count
 
@@ -185,7 +189,8 @@ def do_end_sessions(user: User, origin: Origin, *, actor: User) -> int:
     first, as ``do_sign_out_other_sessions`` takes it.
     """
     lock_user(user)
-    count, _ = Session.objects.filter(user=user).delete()
+    with withdrawing():
+        count, _ = Session.objects.filter(user=user).delete()
     record(
         Action.SESSIONS_ENDED,
         origin,
@@ -196,6 +201,6 @@ def do_end_sessions(user: User, origin: Origin, *, actor: User) -> int:
         after={"sessions": 0},
     )
     access_withdrawn.send(
-        User, user=user, origin=origin, reason="sessions_ended", keep_session_key=None
+        User, user=user, origin=origin, reason="sessions_ended", keep_session_key=None, actor=actor
     )
     return count

@@ -6,9 +6,11 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth import logout
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 
 from threshold import clock
+from threshold.accounts.actions import lock_user
 from threshold.audit.actions import Action, record
 from threshold.core import errors
 from threshold.sessions.store import LAST_SEEN, SIGNED_IN_AT
@@ -40,21 +42,25 @@ class SessionTimeoutMiddleware:
                 # sign-in verified just before the lock wrote afterwards. The
                 # user row is loaded already: no extra query.
                 user = request.user
-                record(
-                    Action.SESSION_EXPIRED,
-                    audit_origin(request),
-                    actor=user,
-                    subject=user,
-                    reason=errors.AccountLocked.code,
-                )
-                logout(request)
+                with transaction.atomic():
+                    lock_user(user)  # first, as every ending of a session of theirs
+                    record(
+                        Action.SESSION_EXPIRED,
+                        audit_origin(request),
+                        actor=user,
+                        subject=user,
+                        reason=errors.AccountLocked.code,
+                    )
+                    logout(request)
             elif (
                 now - signed_in_at > settings.THRESHOLD_SESSION_MAX_AGE
                 or now - last_seen > settings.THRESHOLD_SESSION_IDLE_TIMEOUT
             ):
                 user = request.user
-                record(Action.SESSION_EXPIRED, audit_origin(request), actor=user, subject=user)
-                logout(request)
+                with transaction.atomic():
+                    lock_user(user)  # first, as every ending of a session of theirs
+                    record(Action.SESSION_EXPIRED, audit_origin(request), actor=user, subject=user)
+                    logout(request)
             elif now - last_seen > _LAST_SEEN_RESOLUTION:
                 request.session[LAST_SEEN] = now
         response = self.get_response(request)

@@ -361,9 +361,12 @@ def do_assign_app(
 @transaction.atomic
 def do_sign_out_of_app(user: User, application: Application, origin: Origin) -> int:
     """The person's "Sign out of this app": that app's tokens are revoked (their row first,
-    as every revocation of theirs takes it: ``accounts.actions.lock_user``)."""
+    as every revocation of theirs takes it: ``accounts.actions.lock_user``), and the app is
+    told of each session they signed in to it from (back-channel logout, after commit), so
+    that its own session of the person ends too, as when they are no longer assigned it."""
     lock_user(user)
     count = revoke_tokens(user, application=application)
+    _tell_app(user, application, "signed_out_of_app")
     record(
         Action.SSO_TOKENS_REVOKED,
         origin,
@@ -376,11 +379,41 @@ def do_sign_out_of_app(user: User, application: Application, origin: Origin) -> 
     return count
 
 
-def revoke_all_tokens(user: Any, origin: Origin, reason: str) -> int:
-    """Every app's tokens for ``user`` (a lock, a recovery), in the caller's transaction."""
+def _tell_app(user: User, application: Application, reason: str) -> None:
+    """A back-channel logout to ``application`` for each session ``user`` signed in to it
+    from."""
+    sids = AppSignIn.objects.filter(user=user, application=application).values_list(
+        "sid", flat=True
+    )
+    for sid in sorted(set(sids)):
+        enqueue(user, sid, reason, application=application)
+
+
+def end_session_tokens(user: User, sid: str) -> int:
+    """The Threshold session ``sid`` ended (Sign out, a timeout, any other way): the codes and
+    tokens its apps were given without ``offline_access`` are revoked, as OpenID Connect
+    Back-Channel Logout §2.7 asks and Keycloak does; those the person let an app keep ("Stay
+    signed in to the app") live on to their own expiry. In the transaction that ends it,
+    which took the person's row first and whose own audit row (a sign-out, a timeout, a
+    lock, ...) says why; the apps are told by back-channel logout."""
+    if not AppSignIn.objects.filter(user=user, sid=sid, offline=False).exists():
+        return 0
+    return revoke_tokens(user, sids=[sid], keep_offline=True)
+
+
+def revoke_all_tokens(user: Any, origin: Origin, reason: str, *, actor: User | None = None) -> int:
+    """Every app's tokens for ``user`` (a lock, a recovery), in the caller's transaction;
+    ``actor``: the staff member whose action it was (None: the person, or the command)."""
     count = revoke_tokens(user)
     if count:
-        record(Action.SSO_TOKENS_REVOKED, origin, subject=user, reason=reason, tokens=count)
+        record(
+            Action.SSO_TOKENS_REVOKED,
+            origin,
+            actor=actor,
+            subject=user,
+            reason=reason,
+            tokens=count,
+        )
     return count
 
 
@@ -423,9 +456,7 @@ def withdraw_unassigned(
     for user_id, app_id in pairs:
         user, app = people[user_id], apps[app_id]
         count = revoke_tokens(user, application=app)
-        sids = AppSignIn.objects.filter(user=user, application=app).values_list("sid", flat=True)
-        for sid in sorted(set(sids)):
-            enqueue(user, sid, reason, application=app)
+        _tell_app(user, app, reason)
         record(
             Action.SSO_TOKENS_REVOKED,
             origin,

@@ -41,8 +41,11 @@ class SsoConfig(AppConfig):
 
 
 def session_ended(sender: Any, instance: Any, **kwargs: Any) -> None:
-    """A Threshold session ended: the apps signed in to from it get a back-channel logout."""
+    """A Threshold session ended: the apps signed in to from it get a back-channel logout,
+    and lose the tokens it gave them without ``offline_access`` (``end_session_tokens``)."""
+    from threshold.accounts.signals import WITHDRAWING
     from threshold.sessions.store import KEY_CYCLING
+    from threshold.sso.actions import end_session_tokens
     from threshold.sso.logout import enqueue
     from threshold.sso.sessions import SID
 
@@ -53,6 +56,8 @@ def session_ended(sender: Any, instance: Any, **kwargs: Any) -> None:
         return
     user = instance.user
     enqueue(user, sid, reason="session_ended")
+    if not WITHDRAWING.get():  # else access_withdrawn revokes them, with its reason
+        end_session_tokens(user, sid)
 
 
 def person_removed(sender: Any, instance: Any, **kwargs: Any) -> None:
@@ -66,7 +71,14 @@ def person_removed(sender: Any, instance: Any, **kwargs: Any) -> None:
 
 
 def withdraw_tokens(
-    sender: Any, *, user: Any, origin: Any, reason: str, keep_session_key: str | None, **kwargs: Any
+    sender: Any,
+    *,
+    user: Any,
+    origin: Any,
+    reason: str,
+    keep_session_key: str | None,
+    actor: Any = None,
+    **kwargs: Any,
 ) -> None:
     """A lock, a recovery or "Sign out other sessions": revoke the tokens they concern."""
     from threshold.sessions.models import Session
@@ -78,7 +90,7 @@ def withdraw_tokens(
 
     name_the_reason(user, reason)
     if keep_session_key is None:
-        revoke_all_tokens(user, origin, reason)
+        revoke_all_tokens(user, origin, reason, actor=actor)
         return
     kept = Session.objects.filter(session_key=keep_session_key).first()
     kept_sid = kept.get_decoded().get(SID) if kept is not None else None
@@ -92,7 +104,14 @@ def withdraw_tokens(
         from threshold.audit.actions import Action, record
 
         count = revoke_tokens(user, sids=sids)
-        record(Action.SSO_TOKENS_REVOKED, origin, subject=user, reason=reason, tokens=count)
+        record(
+            Action.SSO_TOKENS_REVOKED,
+            origin,
+            actor=actor,
+            subject=user,
+            reason=reason,
+            tokens=count,
+        )
 
 
 def withdraw_group_access(

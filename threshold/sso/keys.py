@@ -230,10 +230,12 @@ def rotate() -> Rotation:
 
 
 def verified_claims(token: str) -> dict[str, Any] | None:
-    """The claims of an ID token Threshold signed with a key it still publishes, or None.
+    """The claims of an ID token Threshold signed with a key it still keeps, or None.
 
     Expired tokens pass: an ``id_token_hint`` still says who it was for (OpenID Connect Core
-    §3.1.2.1, RP-Initiated Logout §2). The issuer must be this one.
+    §3.1.2.1, RP-Initiated Logout §2), and so do those signed with a retired key that is no
+    longer published (``jwks``) but not yet dropped by a later rotation: an app whose person is
+    still signed in can sign them out after a rotation. The issuer must be this one.
     """
     from jwcrypto.common import JWException  # noqa: PLC0415
 
@@ -241,7 +243,7 @@ def verified_claims(token: str) -> dict[str, Any] | None:
         unverified = jwt.JWT(jwt=token)
         header = json.loads(unverified.token.objects["protected"])
         key = key_by_kid(header.get("kid", "")) if isinstance(header, dict) else None
-        if key is None or key.kid not in {k["kid"] for k in jwks()["keys"]}:
+        if key is None:
             return None
         claims = json.loads(jwt.JWT(jwt=token, key=key.key, check_claims={}).claims)
     except (JWException, ValueError, TypeError, KeyError, AttributeError):

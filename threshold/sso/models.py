@@ -136,6 +136,12 @@ class AppSignIn(models.Model):
     # Whether the authorization request named its redirect_uri: then the code's exchange must
     # name it too (RFC 6749 §4.1.3). Only a plain OAuth request may name none.
     redirect_uri_named = models.BooleanField(default=True)
+    # Set when an action (a lock, a sign-out, an app withdrawn) revoked the code before its
+    # exchange: presenting it later is refused as revoked, not audited as a stolen code.
+    code_revoked = models.BooleanField(default=False)
+    # The person let the app stay signed in (the ``offline_access`` scope): its tokens outlive
+    # the Threshold session. Without it they end with the session (``actions.end_session_tokens``).
+    offline = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return f"{self.user_id} at {self.application_id}"

@@ -358,6 +358,7 @@ class Validator(OAuth2Validator):
                 code_hash=hash_code(code["code"]),
                 token_family=uuid.uuid4(),
                 redirect_uri_named=not getattr(request, "using_default_redirect_uri", False),
+                offline="offline_access" in request.scopes,
             )
         )
         return grant
@@ -372,9 +373,10 @@ class Validator(OAuth2Validator):
         if grant is None and sign_in is not None:
             # The code was exchanged already (its grant is gone): whoever replays it may have
             # stolen it, so what it was exchanged for is revoked (RFC 6749 §4.1.2, RFC 9700
-            # §4.5).
+            # §4.5). Or an action revoked it before its exchange (``revoke_tokens``).
             get_refresh_token_model().revoke_family(sign_in.token_family)
-            _refused(request, "code_replayed", sign_in.user)
+            reason = "code_revoked" if sign_in.code_revoked else "code_replayed"
+            _refused(request, reason, sign_in.user)
             return False
         if grant is None or grant.is_expired():
             return False
@@ -734,8 +736,30 @@ def _refused(request: Any, reason: str, user: Any) -> None:
     record_refusal(Action.SSO_TOKEN_REFUSED, _origin(request), user, **fields)
 
 
-def revoke_tokens(user: Any, *, application: Any = None, sids: list[str] | None = None) -> int:
-    """Revoke ``user``'s refresh and access tokens (of one app, or of some sessions); how many.
+def _revoke_codes(grants: Any, sign_ins: Any) -> None:
+    """Delete the codes among ``grants`` not exchanged yet (of the ``sign_ins`` only, when
+    given: the sessions that ended) and mark their sign-ins revoked. The grants are locked
+    first on PostgreSQL: an exchange in flight commits before they are read."""
+    if connection.features.has_select_for_update:
+        grants = grants.select_for_update()
+    codes = {hash_code(code): pk for pk, code in grants.values_list("pk", "code")}
+    if sign_ins is not None:
+        ended = set(sign_ins.filter(code_hash__in=codes).values_list("code_hash", flat=True))
+        codes = {code_hash: pk for code_hash, pk in codes.items() if code_hash in ended}
+    if codes:
+        get_grant_model().objects.filter(pk__in=codes.values()).delete()
+        AppSignIn.objects.filter(code_hash__in=codes).update(code_revoked=True)
+
+
+def revoke_tokens(
+    user: Any,
+    *,
+    application: Any = None,
+    sids: list[str] | None = None,
+    keep_offline: bool = False,
+) -> int:
+    """Revoke ``user``'s refresh and access tokens (of one app, or of some sessions, and then
+    only those issued without ``offline_access`` if ``keep_offline``); how many.
 
     Its first statements take the rows a code's exchange or a refresh in flight holds: the
     codes (deleted; ``hotpath.use_grant`` deleted its own) and the live refresh tokens
@@ -751,7 +775,10 @@ def revoke_tokens(user: Any, *, application: Any = None, sids: list[str] | None 
         refresh_tokens = refresh_tokens.filter(application=application)
         sign_ins = sign_ins.filter(application=application)
     if sids is not None:
-        families = sign_ins.filter(sid__in=sids).exclude(token_family=None)
+        sign_ins = sign_ins.filter(sid__in=sids)
+        if keep_offline:
+            sign_ins = sign_ins.filter(offline=False)
+        families = sign_ins.exclude(token_family=None)
         refresh_tokens = refresh_tokens.filter(
             token_family__in=families.values_list("token_family", flat=True)
         )
@@ -767,8 +794,7 @@ def revoke_tokens(user: Any, *, application: Any = None, sids: list[str] | None 
         grants = grants.filter(application=application)
     # In the caller's transaction, or one of its own (RP-Initiated Logout calls it outside one).
     with transaction.atomic(savepoint=False):
-        if sids is None:
-            grants.delete()
+        _revoke_codes(grants, sign_ins if sids is not None else None)
         if connection.features.has_select_for_update:
             list(refresh_tokens.select_for_update().values_list("pk", flat=True))
         now = timezone.now()

@@ -71,7 +71,7 @@ from threshold.sso.access import access_signed_in_app, issuer
 from threshold.sso.actions import do_sign_out_of_app
 from threshold.sso.models import Algorithm, Application, AppSignIn
 from threshold.sso.responses import ResponseMode, is_web_uri, respond, response_mode_of
-from threshold.sso.sessions import facts_of, subject_of
+from threshold.sso.sessions import SID, facts_of, subject_of
 from threshold.sso.validator import (
     FACTS,
     PKCE_VALUE,
@@ -1010,6 +1010,7 @@ class EndSessionView(RPInitiatedLogoutView):  # DOT ships no types
     """OpenID Connect RP-Initiated Logout 1.0, ending the Threshold session like "Sign out"."""
 
     template_name = "sso/logout_confirm.html"
+    hint_sid = ""  # the session the ID token hint was issued in
 
     def validate_logout_request_user(self, id_token_hint: str | None, client_id: str | None) -> Any:
         """The hint's app and person, from its signature: DOT would look for an ID token row,
@@ -1019,6 +1020,7 @@ class EndSessionView(RPInitiatedLogoutView):  # DOT ships no types
         claims = keys.verified_claims(id_token_hint)
         if claims is None:
             raise InvalidIDTokenError()
+        self.hint_sid = str(claims.get("sid", ""))
         audience = claims.get("aud")
         audiences = audience if isinstance(audience, list) else [audience]
         application = Application.objects.filter(
@@ -1029,7 +1031,7 @@ class EndSessionView(RPInitiatedLogoutView):  # DOT ships no types
         if client_id and application.client_id != client_id:
             raise ClientIdMissmatch()
         sign_in = (
-            AppSignIn.objects.filter(sid=str(claims.get("sid", "")), application=application)
+            AppSignIn.objects.filter(sid=self.hint_sid, application=application)
             .select_related("user")
             .first()
         )
@@ -1037,6 +1039,19 @@ class EndSessionView(RPInitiatedLogoutView):  # DOT ships no types
         if user is not None and subject_of(user) != claims.get("sub"):
             user = None
         return SimpleNamespace(application=application, user=user)
+
+    def must_prompt(self, token_user: Any) -> bool:
+        """DOT's answer, and also when the hint was issued in another session of the person
+        than this browser's (RP-Initiated Logout §2: the OP MUST ask when the ID token does
+        not belong to the current OP session): an ID token from the phone, or one leaked,
+        does not sign the laptop out by a link."""
+        if super().must_prompt(token_user):
+            return True
+        return bool(self.request.user.is_authenticated) and self.hint_sid != self._this_sid()
+
+    def _this_sid(self) -> str:
+        sid = self.request.session.get(SID) if self.request.user.is_authenticated else None
+        return sid if isinstance(sid, str) else ""
 
     def get_request_application(self, id_token: Any, client_id: str | None) -> Any:
         if client_id:
@@ -1074,8 +1089,12 @@ class EndSessionView(RPInitiatedLogoutView):  # DOT ships no types
         # the ID token hint's person and this browser's, when another, in the order of IDs.
         with transaction.atomic():
             lock_users({person.pk for person in (user, signed_in) if person is not None})
-            if user is not None and application is not None:
-                revoke_tokens(user, application=application)
+            # The app's tokens of the session the hint names and of this browser's: the
+            # person's other sessions keep theirs (Keycloak and Okta end only the session
+            # logged out, and Threshold's Sign out revokes nothing elsewhere).
+            sids = sorted({sid for sid in (self.hint_sid, self._this_sid()) if sid})
+            if user is not None and application is not None and sids:
+                revoke_tokens(user, application=application, sids=sids)
             record(
                 Action.SSO_LOGOUT,
                 audit_origin(self.request),
