@@ -486,8 +486,8 @@ _ENTRIES = [
     CatalogEntry(
         "too_many_attempts",
         "Too Many Attempts",
-        "There were too many unsuccessful attempts. Wait a few minutes and try again, or sign in "
-        "with a passkey.",
+        "There were too many unsuccessful attempts, so password sign-in is paused. Try again in "
+        "an hour, or sign in with a passkey.",
         "Repeated wrong passwords or codes for this username, or many failed attempts from this "
         "network address. Passkey sign-in is not affected. An administrator can issue a "
         "recovery link.",

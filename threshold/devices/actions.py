@@ -74,6 +74,9 @@ RETURNED_CODE_ATTEMPTS = 3
 # Push sign-ins (issue 12): two minutes to answer, one waiting per person, three per ten
 # minutes, and twenty minutes of silence after "I didn't do this".
 PUSH_LIFETIME = timedelta(minutes=2)
+# A push approved within its two minutes may still be finished this long after them: the browser
+# asks every 2 s, then posts its form (the push cookie lasts the two minutes and this).
+PUSH_FINISH_GRACE = timedelta(seconds=30)
 PUSH_LIMIT = 3
 PUSH_WINDOW = timedelta(minutes=10)
 PUSH_MUTE = timedelta(minutes=20)
@@ -929,6 +932,12 @@ def _browser_push(public_id: str, browser_secret: str) -> SignInApproval | None:
     return approval
 
 
+def _push_ended(approval: SignInApproval) -> bool:
+    """Past its two minutes, or, once approved in them, past the time to finish it too."""
+    grace = PUSH_FINISH_GRACE if approval.state == PushState.APPROVED else timedelta(0)
+    return approval.expires_at + grace <= clock.now_datetime()
+
+
 def push_status(public_id: str, browser_secret: str) -> tuple[PushStatus, int | None]:
     """The browser's view of its push: its state, and the number to show while it waits."""
     approval = _browser_push(public_id, browser_secret)
@@ -938,7 +947,7 @@ def push_status(public_id: str, browser_secret: str) -> tuple[PushStatus, int | 
         return PushStatus.REFUSED, None
     if approval.state in (PushState.USED, PushState.CANCELED):
         return PushStatus.EXPIRED, None
-    if approval.expires_at <= clock.now_datetime():
+    if _push_ended(approval):
         return PushStatus.EXPIRED, None
     if approval.state == PushState.APPROVED:
         return PushStatus.APPROVED, approval.number
@@ -1035,7 +1044,7 @@ def _push_refusal(
     if approval.state == PushState.DENIED:
         return errors.PushDenied()
     approver = approval.device
-    if approval.expires_at <= clock.now_datetime() or (
+    if _push_ended(approval) or (
         # Removed since it answered (the person's answer to an "approved" email they did
         # not expect): its approval signs no one in.
         approver is not None and (approver.revoked_at is not None or not approver.is_active)

@@ -28,6 +28,8 @@ from threshold.core import catalog, errors
 from threshold.core.catalog import Surface
 from threshold.devices import webpush
 from threshold.devices.actions import (
+    PUSH_FINISH_GRACE,
+    PUSH_LIFETIME,
     IssuedSetupCode,
     PushStatus,
     SentPush,
@@ -187,7 +189,7 @@ def remove(request: HttpRequest, device_id: str) -> HttpResponse:
 PUSH_COOKIE = f"{settings.COOKIE_PREFIX}threshold_push"
 # The signed-in browser's step-up push: a cookie of its own, never the sign-in's.
 STEP_UP_PUSH_COOKIE = f"{settings.COOKIE_PREFIX}threshold_step_up_push"
-_PUSH_COOKIE_AGE = 150  # the push's two minutes, and time to finish
+_PUSH_COOKIE_AGE = int((PUSH_LIFETIME + PUSH_FINISH_GRACE).total_seconds())
 
 
 class _PushPages:

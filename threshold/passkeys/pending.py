@@ -58,6 +58,11 @@ class Purpose(StrEnum):
 # Used challenges are kept this long past their expiry, for servers whose clocks
 # differ a little: a token is refused as expired before its row goes.
 CLOCK_SKEW = timedelta(minutes=5)
+# ... and ``threshold cleanup`` keeps them this long: a clock stepped back (NTP, a VM restored)
+# or a server behind the others by more than the skew would otherwise find a token unexpired
+# again once its row was gone, and accept the same response twice (a synced passkey's counter
+# stays 0). One row per ceremony finished, for a day.
+KEEP_USED = timedelta(days=1)
 
 
 def _binding(session_key: str) -> str:
@@ -209,7 +214,7 @@ def _use(challenge_hash: str, expires_at: datetime) -> None:
 
 
 def delete_expired() -> int:
-    """Forget used challenges whose tokens have expired (``threshold cleanup``, start-up)."""
-    cutoff = clock.now_datetime() - CLOCK_SKEW
+    """Forget used challenges whose tokens expired a day ago (``threshold cleanup``, start-up)."""
+    cutoff = clock.now_datetime() - KEEP_USED
     deleted, _ = UsedChallenge.objects.filter(expires_at__lt=cutoff).delete()
     return deleted
