@@ -33,7 +33,11 @@ def post(browser: Browser, path: str, data: dict[str, Any] | None = None, **extr
 
 
 def every_portal_path(
-    user_id: int, passkey_id: int = 1, invite_id: int = 1, group_id: int = 1
+    user_id: int,
+    passkey_id: int = 1,
+    invite_id: int = 1,
+    group_id: int = 1,
+    device_id: str = "AAAAAAAAAAAAAAAAAAAAAA",
 ) -> list[str]:
     """Every /admin/ URL pattern, its arguments filled in."""
     paths = []
@@ -41,6 +45,7 @@ def every_portal_path(
         route = str(pattern.pattern)
         route = route.replace("<int:user_id>", str(user_id))
         route = route.replace("<int:passkey_id>", str(passkey_id))
+        route = route.replace("<str:device_id>", device_id)
         route = route.replace("<int:invite_id>", str(invite_id))
         route = route.replace("<slug:figure>", "people")
         route = route.replace("<int:group_id>", str(group_id))

@@ -330,17 +330,32 @@ def test_the_email_says_the_help_desk_removed_the_passkey(
     assert "if this was you" not in body, email.body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="The admin portal never shows or removes a person's Threshold Verify devices: a "
-    "lost or stolen phone can only be removed by the person, or the whole account locked.",
-)
-def test_the_help_desk_can_see_and_remove_a_lost_phone(ada: Person) -> None:
-    set_up_device(ada.user, "Pixel 9 Pro")
-    _desk, desk_browser = staff("hal@example.com", Role.HELP_DESK)
+def test_the_help_desk_can_see_and_remove_a_lost_phone(
+    ada: Person, django_capture_on_commit_callbacks: Any, mailoutbox: list[Any]
+) -> None:
+    device = set_up_device(ada.user, "Pixel 9 Pro")
+    desk, desk_browser = staff("hal@example.com", Role.HELP_DESK)
 
     page = desk_browser.get(f"/admin/people/{ada.user.pk}")
 
     assert page.status_code == 200
     assert Device.objects.get(user=ada.user).is_active
     assert "Pixel 9 Pro" in page.content.decode()
+
+    path = f"/admin/people/{ada.user.pk}/devices/{device.device_id}/remove"
+    asked = desk_browser.get(path)
+    assert asked.status_code == 200
+    assert "Pixel 9 Pro" in asked.content.decode()
+    assert Device.objects.get(user=ada.user).is_active  # asking removes nothing
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(desk_browser, path).status_code == 303
+
+    assert not Device.objects.get(user=ada.user).is_active
+    assert device_request(device, PENDING_PATH).status_code == 401
+    removed = AuditEvent.objects.get(action=Action.DEVICE_REMOVED)
+    assert removed.actor == desk.user
+    assert removed.subject == ada.user
+    [email] = [m for m in mailoutbox if "removed" in m.subject]
+    assert "help desk" in email.body.lower(), email.body
+    # Gone: asking again, or for someone else's device, is the same 404.
+    assert desk_browser.get(path).status_code == 404

@@ -34,6 +34,7 @@ from threshold.accounts.models import Role, User
 from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
 from threshold.cli.main import main
+from threshold.devices.models import Device
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.fallback.models import TotpDevice
 from threshold.groups.actions import do_add_group, do_add_member
@@ -198,6 +199,7 @@ _CHANGES = {"admin": _EVERY_AREA, "desk": {"people"}, "auditor": set(), "none": 
 # The changes to one person, which the help desk may not make to a member of staff.
 _TO_A_PERSON = {
     "remove-passkey",
+    "remove-device",
     "reset-fallback",
     "end-sessions",
     "recovery",
@@ -305,12 +307,20 @@ def test_every_role_on_every_portal_url_as_the_readme_promises(ada):
     assert_ok(sign_in(outsider_browser, outsider.authenticator))
     group = do_add_group("G0", Origin.cli())
     app = add_app()
-    invites = {}
+    invites, devices = {}, {}
     for target in (ada, admin):
         do_add_member(group, target.user, Origin.cli())
         invites[target.user.pk] = EnrollmentInvite.objects.create(
             user=target.user, token_hash=f"{target.user.pk:064d}", expires_at="2100-01-01T00:00Z"
         )
+        devices[target.user.pk] = Device.objects.create(
+            user=target.user,
+            public_id=f"{target.user.pk:022d}",
+            public_key={},
+            key_thumbprint=f"{target.user.pk:064d}",
+            name="Phone",
+            is_active=True,
+        ).public_id
     roles: list[tuple[str, Person, Browser]] = [
         ("admin", admin, admin_browser),
         ("desk", desk, desk_browser),
@@ -321,7 +331,11 @@ def test_every_role_on_every_portal_url_as_the_readme_promises(ada):
     for role, member, browser in roles:
         for target in (ada, admin):
             paths = every_portal_path(
-                target.user.pk, target.passkey.pk, invites[target.user.pk].pk, group.pk
+                target.user.pk,
+                target.passkey.pk,
+                invites[target.user.pk].pk,
+                group.pk,
+                devices[target.user.pk],
             )
             for each in paths:
                 path = each.replace("/admin/apps/1", f"/admin/apps/{app.application.pk}")

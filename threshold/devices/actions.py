@@ -746,17 +746,23 @@ def is_last_usable_device(user: User, device: Device, policy: Policy) -> bool:
     return usable and count_usable_sign_in_methods(user, policy) <= 1
 
 
-def do_remove_device(user: User, public_id: str, origin: Origin) -> Device:
+def do_remove_device(
+    user: User, public_id: str, origin: Origin, *, actor: User | None = None
+) -> Device:
     """Remove one of ``user``'s devices (Settings, after a step-up), never their last usable
     way to sign in, by the policy in force when it is removed (its row held first, as
     ``passkeys.actions.do_remove_passkey`` holds it); its key is refused from its next
-    request on (401)."""
+    request on (401).
+
+    ``actor``: someone else removing it from the admin portal (a lost or stolen phone). The
+    last-method rule is then not applied, as for a passkey: the person gets a recovery link."""
+    actor = actor or user
     refusal: errors.ThresholdError | None = None
     with transaction.atomic():
         policy = lock_policy()
         lock_user(user)
         device = access_own_device(user, public_id)
-        if is_last_usable_device(user, device, policy):
+        if actor.pk == user.pk and is_last_usable_device(user, device, policy):
             record(
                 Action.DEVICE_REMOVAL_REFUSED,
                 origin,
@@ -767,7 +773,7 @@ def do_remove_device(user: User, public_id: str, origin: Origin) -> Device:
             )
             refusal = errors.LastSignInMethod()
         else:
-            _revoke(device, origin, actor=user)
+            _revoke(device, origin, actor=actor)
     if refusal is not None:
         raise refusal
     return device
@@ -786,6 +792,11 @@ def _revoke(device: Device, origin: Origin, *, actor: User) -> None:
     device.save(update_fields=["revoked_at", "is_active"])
     # Its Web Push endpoint is a capability of the phone's browser: not kept once it is gone.
     PushSubscription.objects.filter(device=device).delete()
+    by_someone_else = actor.pk != device.user_id
+    # Someone else's change names what it changed, before and after.
+    change: dict[str, Any] = (
+        {"before": {"device": device.name}, "after": None} if by_someone_else else {}
+    )
     record(
         Action.DEVICE_REMOVED,
         origin,
@@ -793,8 +804,9 @@ def _revoke(device: Device, origin: Origin, *, actor: User) -> None:
         subject=device.user,
         device=device.public_id,
         name=device.name,
+        **change,
     )
-    notify_device_removed(device, origin)
+    notify_device_removed(device, origin, staff=actor if by_someone_else else None)
 
 
 # --- Push sign-ins -------------------------------------------------------------------------------

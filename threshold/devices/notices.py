@@ -8,6 +8,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from threshold import clock
+from threshold.accounts.models import User
 from threshold.accounts.notices import (
     MethodChange,
     email_after_commit,
@@ -27,9 +28,11 @@ def notify_device_added(device: Device, origin: Origin) -> None:
     notify_method_changed(device.user, _method(device), origin, MethodChange.ADDED, subject)
 
 
-def notify_device_removed(device: Device, origin: Origin) -> None:
+def notify_device_removed(device: Device, origin: Origin, *, staff: User | None = None) -> None:
     subject = f"A device was removed from your {product()} account"
-    notify_method_changed(device.user, _method(device), origin, MethodChange.REMOVED, subject)
+    notify_method_changed(
+        device.user, _method(device), origin, MethodChange.REMOVED, subject, staff=staff
+    )
 
 
 # What a push asked for, in the emails' words.

@@ -235,6 +235,7 @@ def _ip_of(user: User, action: Action, passkey_id: int) -> str | None:
 class PersonDetail:
     user: User
     passkeys: list[PasskeyView]
+    devices: list[Device]
     has_fallback: bool
     unused_recovery_codes: int
     invites: list[EnrollmentInvite]
@@ -272,6 +273,7 @@ def person_detail(user: User, policy: Policy) -> PersonDetail:
     return PersonDetail(
         user=user,
         passkeys=passkeys,
+        devices=list(Device.objects.filter(DEVICE_SET_UP, user=user).order_by("created_at", "id")),
         has_fallback=fallback,
         unused_recovery_codes=unused_recovery_codes(user) if fallback else 0,
         invites=invites,
@@ -358,10 +360,12 @@ def ways_left(
     *,
     without_passkey: Passkey | None = None,
     without_fallback: bool = False,
+    without_device: bool = False,
 ) -> WaysLeft:
-    """What ``user`` keeps to sign in once ``without_passkey`` is removed, or their password and
-    authenticator app reset (``without_fallback``): each kind of the sign-in method registry,
-    counted as the last-method rule counts it (``accounts.methods``)."""
+    """What ``user`` keeps to sign in once ``without_passkey`` is removed, their password and
+    authenticator app reset (``without_fallback``) or one of their devices removed
+    (``without_device``): each kind of the sign-in method registry, counted as the last-method
+    rule counts it (``accounts.methods``)."""
     counts = {
         method.kind: (method.count(user), method.usable(user, policy))
         for method in sign_in_methods()
@@ -372,6 +376,9 @@ def ways_left(
         passkeys_usable -= evaluate(policy, without_passkey.policy_facts, rules_of(user)).allowed
     fallback, fallback_usable = counts.get(MethodKind.PASSWORD_AND_APP, (0, 0))
     devices, devices_usable = counts.get(MethodKind.DEVICE_APP, (0, 0))
+    if without_device:
+        devices = max(devices - 1, 0)
+        devices_usable = min(devices_usable, devices)
     return WaysLeft(
         passkeys=passkeys,
         passkeys_usable=passkeys_usable,

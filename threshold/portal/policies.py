@@ -14,8 +14,8 @@ can leave no administrator a way in are made through here for the same check, in
 way (``Lockout``, ``_guarded``): a person put in a group whose rules refuse their passkeys
 (``add_member``), the administrator role taken away (``set_role``), a lock (``lock_person``)
 and a deactivation (``deactivate_person``), from the portal and the command line; and, in the
-portal, a passkey of someone else's removed (``remove_passkey``) or their password and
-authenticator app reset (``reset_fallback``).
+portal, a passkey or device of someone else's removed (``remove_passkey``, ``remove_device``) or
+their password and authenticator app reset (``reset_fallback``).
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ from threshold.core.policy import (
     Setting,
     evaluate,
 )
+from threshold.devices.actions import access_own_device, do_remove_device
+from threshold.devices.models import Device
 from threshold.fallback.actions import do_reset_fallback
 from threshold.groups.access import members_of, rules_by_user, rules_of
 from threshold.groups.actions import do_add_member, do_set_group_rules
@@ -573,6 +575,26 @@ def remove_passkey(user: User, passkey_id: int, origin: Origin, actor: User) -> 
     removed, _ = _guarded(
         check,
         lambda: do_remove_passkey(user, passkey_id, origin, actor=actor),
+        REMOVAL_LEAVES_NO_ADMINISTRATOR.format(who=user.display_name),
+    )
+    return removed
+
+
+def remove_device(user: User, public_id: str, origin: Origin, actor: User) -> Device:
+    """``do_remove_device`` from the admin portal (a lost or stolen phone), as
+    ``remove_passkey``: by someone else, unless it would leave no administrator a way in;
+    ``SecurityMethodNotFound`` for a device that is not theirs."""
+    if actor.pk == user.pk:
+        return do_remove_device(user, public_id, origin, actor=actor)
+
+    def check(policy: Policy) -> Lockout:
+        access_own_device(user, public_id)
+        after = ways_left(user, policy, without_device=True).usable
+        return _method_lockout(user, after, policy)
+
+    removed, _ = _guarded(
+        check,
+        lambda: do_remove_device(user, public_id, origin, actor=actor),
         REMOVAL_LEAVES_NO_ADMINISTRATOR.format(who=user.display_name),
     )
     return removed

@@ -14,6 +14,11 @@ urlpatterns = [
         views.remove_passkey,
         name="remove-passkey",
     ),
+    path(
+        "admin/people/<int:user_id>/devices/<str:device_id>/remove",
+        views.remove_device,
+        name="remove-device",
+    ),
     path("admin/people/<int:user_id>/fallback/reset", views.reset_fallback, name="reset-fallback"),
     path("admin/people/<int:user_id>/sessions/end", views.end_sessions, name="end-sessions"),
     path("admin/people/<int:user_id>/recovery", views.issue_recovery, name="recovery"),

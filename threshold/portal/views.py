@@ -24,6 +24,7 @@ from threshold.accounts.models import Role, User
 from threshold.audit.actions import Action
 from threshold.core import catalog, errors
 from threshold.core.policy import SETTINGS, GroupRules, Policy
+from threshold.devices.actions import access_own_device
 from threshold.enrollment.actions import do_invite, do_issue_recovery, do_revoke_invite
 from threshold.enrollment.notices import link_was_emailed
 from threshold.fallback.actions import has_fallback, unused_recovery_codes
@@ -261,6 +262,8 @@ def people_list(request: HttpRequest) -> HttpResponse:
 _DONE = {
     "passkey-removed": "The passkey was removed. If the person has no other way to sign in, "
     "issue a recovery link.",
+    "device-removed": "The device was removed: Threshold Verify on it no longer signs them in. "
+    "If the person has no other way to sign in, issue a recovery link.",
     "fallback-reset": "The password and authenticator app were reset.",
     "sessions-ended": "Their sessions were ended: each browser is signed out at its next request.",
     "locked": "Locked: no way of signing in works until they are unlocked.",
@@ -350,6 +353,44 @@ def remove_passkey(request: HttpRequest, user_id: int, passkey_id: int) -> HttpR
     except policies.NoAdministratorLeft as refused:
         return _render_person(request, user, error=str(refused), status=409)
     return see_other(_person_url(user.pk, done="passkey-removed"))
+
+
+@portal_view(Area.PEOPLE)
+@require_http_methods(["GET", "POST"])
+def remove_device(request: HttpRequest, user_id: int, device_id: str) -> HttpResponse:
+    """Asked first, as a passkey: a lost or stolen phone's Threshold Verify, which only its
+    owner could remove otherwise (Settings, after verifying it's them)."""
+    if request.method == "GET":
+        user = people.access_person(user_id)
+        try:
+            device = access_own_device(user, device_id)
+        except errors.SecurityMethodNotFound:
+            return _not_their_device(request, user)
+        return _confirm_for_person(
+            request,
+            "portal/remove_device.html",
+            user,
+            device=device,
+            ways=people.ways_left(user, policy_for(request), without_device=True),
+        )
+    user = _person_to_change(request, user_id)
+    try:
+        policies.remove_device(user, device_id, audit_origin(request), actor(request))
+    except errors.SecurityMethodNotFound:
+        return _not_their_device(request, user)
+    except errors.LastSignInMethod:
+        # One's own last way in, from one's own page (the last-method rule; audited).
+        entry = catalog.CATALOG["last_method"]
+        return _render_person(request, user, error=f"{entry.title}: {entry.message}", status=409)
+    except policies.NoAdministratorLeft as refused:
+        return _render_person(request, user, error=str(refused), status=409)
+    return see_other(_person_url(user.pk, done="device-removed"))
+
+
+def _not_their_device(request: HttpRequest, user: User) -> HttpResponse:
+    return _render_person(
+        request, user, error="That device is not one of this person\u2019s.", status=404
+    )
 
 
 def _not_their_passkey(request: HttpRequest, user: User) -> HttpResponse:
