@@ -114,8 +114,22 @@
 
   // --- Screens ----------------------------------------------------------------------------
 
+  // The new screen's heading takes the focus (from the second screen on), and the tab's title
+  // names it: hiding the screen whose button had the focus would drop it to the page's top,
+  // and a screen reader would not hear that the screen changed.
+  const titleSuffix = document.title.includes("\u00b7")
+    ? document.title.slice(document.title.indexOf("\u00b7"))
+    : "";
+  let shown = null;
   function show(name) {
     for (const screen of SCREENS) $(`verify-${screen}`).hidden = screen !== name;
+    const heading = $(`verify-${name}`).querySelector("h1");
+    if (heading) {
+      document.title = `${heading.textContent} ${titleSuffix}`.trim();
+      heading.tabIndex = -1;
+      if (shown !== null && shown !== name) heading.focus();
+    }
+    shown = name;
   }
 
   function showError(error) {

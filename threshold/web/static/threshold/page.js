@@ -21,6 +21,15 @@
     });
   }
 
+  // --- A form that came back refused -----------------------------------------------------
+
+  // Its field in error (aria-invalid, tied to the error by aria-describedby) takes the focus,
+  // so that the error is read with it, unless something took the focus already (autofocus).
+  const invalid = document.querySelector('main [aria-invalid="true"]');
+  if (invalid && (!document.activeElement || document.activeElement === document.body)) {
+    invalid.focus();
+  }
+
   // --- "Skip to main content" ------------------------------------------------------------
 
   const skip = document.querySelector("a.skip-link");
