@@ -68,7 +68,8 @@ typecheck: install
 	$(BIN)/mypy threshold
 
 ## test: lint, the whole suite on SQLite (browser tests included), then the integration tests on
-## a throwaway PostgreSQL server; each in TEST_WORKERS processes (pytest-xdist), each process with
+## a throwaway PostgreSQL server (but those marked same_on_every_database, which use no test
+## database); each in TEST_WORKERS processes (pytest-xdist), each process with
 ## its own var/, test database and browser server (`make test TEST_WORKERS=0` for one process).
 ## `--dist load` hands out tests in pytest-django's order, database tests first: a process that has
 ## started the browser tests (Playwright marks its event loop as running) runs no database test after
@@ -77,7 +78,8 @@ TEST_WORKERS ?= 2
 PYTEST_PARALLEL = $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist load)
 test: system-deps install node-deps lint
 	$(BIN)/pytest $(PYTEST_PARALLEL)
-	bash scripts/with-postgres $(BIN)/pytest tests/integration -p no:cacheprovider $(PYTEST_PARALLEL)
+	bash scripts/with-postgres $(BIN)/pytest tests/integration -m 'not same_on_every_database' \
+	  -p no:cacheprovider $(PYTEST_PARALLEL)
 
 ## bench: the sign-in benchmark (bench/suite.py): SQLite and PostgreSQL against the floor, latency at
 ## half load, memory over 10,000 sign-ins, 1,000 and 1,000,000 passkeys; about 10 minutes.

@@ -17,6 +17,9 @@ import pytest
 
 from tests.support.processes import newcomer_environment, threshold_command
 
+# Its checkouts and commands run on SQLite files of their own: the PostgreSQL run skips it.
+pytestmark = pytest.mark.same_on_every_database
+
 REPO = Path(__file__).resolve().parents[2]
 CHECK = ["makemigrations", "--check", "--dry-run"]
 # A database server nobody runs: the migrations check must not need one.

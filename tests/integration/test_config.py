@@ -11,6 +11,9 @@ import pytest
 
 from threshold.config import ConfigError, load
 
+# It reads settings only, no database: the PostgreSQL run skips it.
+pytestmark = pytest.mark.same_on_every_database
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -23,6 +23,9 @@ import pytest
 
 from tests.support.processes import newcomer_environment
 
+# Its servers and commands run on SQLite files of their own: the PostgreSQL run skips it.
+pytestmark = pytest.mark.same_on_every_database
+
 REPO = Path(__file__).resolve().parents[2]
 RULE = "=" * 72
 

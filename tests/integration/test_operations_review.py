@@ -29,6 +29,9 @@ import pytest
 from tests.support.processes import free_port, newcomer_environment, serving, threshold_command
 from threshold import config
 
+# Its servers and commands run on SQLite files of their own: the PostgreSQL run skips it.
+pytestmark = pytest.mark.same_on_every_database
+
 REPO = Path(__file__).resolve().parents[2]
 LINK = re.compile(r"https?://[^\s/]+/enroll/([A-Za-z0-9_-]{43})")
 TLS_HOST = "login.example.com"

@@ -16,6 +16,9 @@ import pytest
 
 from tests.support.processes import one_worker, serving
 
+# Its servers and commands run on SQLite files of their own: the PostgreSQL run skips it.
+pytestmark = pytest.mark.same_on_every_database
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
