@@ -70,6 +70,9 @@ _TOO_LARGE = (
     + _REFUSED
 )
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# The status line gunicorn gives a head it refuses itself (a malformed request line or header,
+# an over-long line, too many fields: 400, 414, 431, ...).
+_STATUS_LINE = re.compile(rb"\AHTTP/1\.1 ([1-5][0-9][0-9]) ([^\r\n]*)\r\n")
 # The longest a blocking call on the connection may wait once gunicorn has it: a write of the
 # answer to a client that takes nothing.
 SOCKET_SECONDS = 30.0
@@ -122,9 +125,46 @@ class _State(StrEnum):
     CONTINUE = "continue"  # the client waits for "100 Continue" before it sends the body
 
 
+def _refusal(status: bytes, reason: bytes) -> bytes:
+    """An answer of gunicorn's ``status`` in the words the application's own 4xx use (the
+    catalog's bad_request entry), as the 413 above: no page of gunicorn's, which would echo
+    part of the request back."""
+    return (
+        b"HTTP/1.1 " + status + b" " + reason + b"\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"
+        b"Connection: close\r\n" + f"Content-Length: {len(_REFUSED)}\r\n\r\n".encode() + _REFUSED
+    )
+
+
+class _CatalogWords:
+    """The client's socket while gunicorn writes one of its own error pages to it
+    (``handle_error``, through ``util.write_nonblock``): a 4xx goes out in the catalog's words
+    instead, with gunicorn's status (and a 501, an unknown transfer coding); a 500, as gunicorn
+    wrote it."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+
+    def gettimeout(self) -> float | None:
+        return self._sock.gettimeout()  # type: ignore[no-any-return]
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def sendall(self, data: bytes) -> None:
+        line = _STATUS_LINE.match(data)
+        if line is not None and (line.group(1).startswith(b"4") or line.group(1) == b"501"):
+            data = _refusal(line.group(1), line.group(2))
+        self._sock.sendall(data)
+
+
 class InlineThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
     _answering = False
     _beating = False
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """gunicorn's, whose page for a head it refuses says the catalog's words."""
+        super().handle_error(req, _CatalogWords(client), addr, exc)
 
     def init_process(self) -> None:
         if self.cfg.threads == 1:
