@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
+from email.utils import formataddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -205,9 +206,14 @@ def _database(env: dict[str, str], var_dir: Path) -> dict[str, Any]:
 SMTP_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 
 
-def _email(env: dict[str, str], var_dir: Path) -> dict[str, Any]:
-    sender = env.get("THRESHOLD_EMAIL_FROM", "Threshold <threshold@localhost>")
+def _email(env: dict[str, str], var_dir: Path, rp_id: str) -> dict[str, Any]:
     host = env.get("THRESHOLD_SMTP_HOST")
+    # With SMTP, a sender in the relying party's own domain: mail systems refuse or junk one
+    # at localhost. THRESHOLD_EMAIL_FROM names one the mail server may send as.
+    domain = rp_id if host and rp_id != "localhost" else "localhost"
+    name = env.get("THRESHOLD_RP_NAME", "Threshold")
+    default = formataddr((name, f"no-reply@{domain}" if host else "threshold@localhost"))
+    sender = env.get("THRESHOLD_EMAIL_FROM", default)
     if host:
         return {
             "EMAIL_BACKEND": SMTP_EMAIL_BACKEND,
@@ -519,7 +525,7 @@ def load(env: dict[str, str] | None = None) -> Config:
         trusted_proxies=_trusted_proxies(env, behind_proxy),
         session_idle_timeout=_int(env, "THRESHOLD_SESSION_IDLE_TIMEOUT", 3600, 60, 86400 * 30),
         session_max_age=_int(env, "THRESHOLD_SESSION_MAX_AGE", 43200, 60, 86400 * 90),
-        email=_email(env, var_dir),
+        email=_email(env, var_dir, rp_id),
         allowed_hosts=tuple(sorted(hosts)),
         trust_anchors=_trust_anchors(env),
         android_apps=android_apps,

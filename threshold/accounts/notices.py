@@ -32,6 +32,21 @@ from threshold.core.useragent import describe
 logger = logging.getLogger(__name__)
 
 
+# Backends that keep the emails on this machine (``var/mail``, the console): nobody receives them.
+_UNDELIVERED = frozenset(
+    {
+        "django.core.mail.backends.filebased.EmailBackend",
+        "django.core.mail.backends.console.EmailBackend",
+    }
+)
+
+
+def delivers() -> bool:
+    """Whether this server's emails reach people (SMTP is configured), not a file or the
+    console: only then does an email prove anything about its recipient."""
+    return settings.EMAIL_BACKEND not in _UNDELIVERED
+
+
 def product() -> str:
     """What the emails call the service: the relying party's name."""
     return settings.THRESHOLD.rp.name
@@ -103,7 +118,8 @@ def email_after_commit(
     on_sent: Callable[[str], object] | None = None,
 ) -> None:
     """Render ``template`` for ``user`` now; send it if and when the transaction commits.
-    ``on_sent(address)`` runs once the email backend took it."""
+    ``on_sent(address)`` runs once the email backend took it for delivery (``delivers``): an
+    email written to ``var/mail`` or the console reached no one."""
     if not user.email:
         return
     body = render_to_string(template, {"user": user, "product": product(), **context})
@@ -124,7 +140,7 @@ def email_after_commit(
             return
         if shared is not None:
             shared.delivered = True
-        if on_sent is not None:
+        if on_sent is not None and delivers():
             try:
                 on_sent(recipient)
             except Exception:  # the email went; only what it proves is not kept

@@ -421,8 +421,9 @@ def do_redeem_setup_code(
         platform = "other"
     app_version = _text(body, "app_version", 40)
     reported = _text(body, "key_protection", 16)
+    # Named by its system when the app sent no name ("Threshold Verify on Linux" in emails).
     name = clean_name(
-        body.get("name", "") or f"Threshold Verify on {platform}", NICKNAME_MAX_LENGTH
+        body.get("name", "") or Device(platform=platform).platform_label, NICKNAME_MAX_LENGTH
     )
     challenge, tpm_refusal = _begin_tpm(body.get("tpm"), public_jwk)
     refusal: errors.ThresholdError | None = None

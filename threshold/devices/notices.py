@@ -20,7 +20,9 @@ from threshold.devices.models import Device, PushPurpose, SignInApproval
 
 
 def _method(device: Device) -> str:
-    return f"Threshold Verify on {device.name} ({device.platform_label})"
+    # A name the app gave before it left the words to Threshold is not said twice.
+    name = device.name.removeprefix("Threshold Verify on ")
+    return f"Threshold Verify on {name} ({device.platform_label})"
 
 
 def notify_device_added(device: Device, origin: Origin) -> None:

@@ -26,7 +26,11 @@ from threshold.core import errors, throttle, totp
 from threshold.core.names import has_ascii_control, is_text
 from threshold.core.policy import Policy
 from threshold.fallback.models import FailureCounter, PasskeyPrompt, RecoveryCode, TotpDevice
-from threshold.fallback.notices import notify_codes_shut, notify_fallback_changed
+from threshold.fallback.notices import (
+    notify_codes_shut,
+    notify_fallback_changed,
+    notify_recovery_codes_replaced,
+)
 from threshold.policy.actions import lock_policy
 from threshold.sessions.store import SignedInWith
 
@@ -81,6 +85,7 @@ def do_regenerate_recovery_codes(user: User, origin: Origin) -> list[str]:
         raise errors.SecurityMethodNotFound("no fallback set up")
     codes = _replace_recovery_codes(user)
     record(Action.RECOVERY_CODES_REPLACED, origin, actor=user, subject=user)
+    notify_recovery_codes_replaced(user, origin)
     return codes
 
 

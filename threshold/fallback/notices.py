@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.urls import reverse
 
+from threshold import clock
 from threshold.accounts.models import User
 from threshold.accounts.notices import (
     MethodChange,
@@ -16,8 +17,9 @@ from threshold.accounts.notices import (
     notify_method_changed,
     product,
 )
-from threshold.audit.actions import Origin
+from threshold.audit.actions import Channel, Origin
 from threshold.core import throttle
+from threshold.core.useragent import describe
 
 
 def notify_fallback_changed(
@@ -28,6 +30,21 @@ def notify_fallback_changed(
     subject = f"A password and authenticator app were {change} {where} your {product()} account"
     notify_method_changed(
         user, "Password and authenticator app", origin, change, subject, staff=staff
+    )
+
+
+def notify_recovery_codes_replaced(user: User, origin: Origin) -> None:
+    """New recovery codes replaced the old ones (never the codes themselves in the email)."""
+    email_after_commit(
+        user,
+        f"New recovery codes were made for your {product()} account",
+        "fallback/recovery_codes_email.txt",
+        {
+            "at": clock.now_datetime(),
+            "client": describe(origin.user_agent).label if origin.via == Channel.WEB else "",
+            "ip": origin.ip or "",
+            "settings_url": settings.THRESHOLD.public_url + reverse("selfservice:settings"),
+        },
     )
 
 

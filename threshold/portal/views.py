@@ -11,7 +11,6 @@ import csv
 import dataclasses
 from typing import Any
 
-from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
@@ -21,6 +20,7 @@ from threshold import clock
 from threshold.accounts.access import get_user, staff_not_theirs
 from threshold.accounts.actions import clean_lock_reason, do_reactivate_user, do_unlock_user
 from threshold.accounts.models import Role, User
+from threshold.accounts.notices import delivers
 from threshold.audit.actions import Action
 from threshold.core import catalog, errors
 from threshold.core.policy import SETTINGS, GroupRules, Policy
@@ -558,17 +558,9 @@ def set_role(request: HttpRequest, user_id: int) -> HttpResponse:
 
 # The email backends of a default install (``config._email``: THRESHOLD_EMAIL_BACKEND file,
 # the default, or console): an email is written under var/mail or to the log, never delivered.
-_UNDELIVERED = frozenset(
-    {
-        "django.core.mail.backends.filebased.EmailBackend",
-        "django.core.mail.backends.console.EmailBackend",
-    }
-)
-
-
 def _delivery_set_up() -> bool:
     """Whether this server delivers email (SMTP is configured)."""
-    return settings.EMAIL_BACKEND not in _UNDELIVERED
+    return delivers()
 
 
 def _email_delivers(user: User) -> bool:

@@ -169,7 +169,8 @@ def _enroll(
     signer = Signer(store, key_ref)
     body: dict[str, Any] = {
         "setup_code": code,
-        "name": name or f"Threshold Verify on {platform.node() or _platform()}",
+        # The computer's name: Threshold says "Threshold Verify on <name>" itself.
+        "name": name or platform.node() or _platform(),
         "platform": _platform(),
         "app_version": __version__,
         "key_protection": store.protection,

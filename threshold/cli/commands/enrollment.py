@@ -38,8 +38,10 @@ def register(commands: Subcommands) -> list[Command]:
 def invite(args: argparse.Namespace) -> int:
     from threshold.audit.actions import Origin
     from threshold.core import errors
+    from threshold.accounts.notices import delivers
     from threshold.enrollment.actions import do_invite
     from threshold.enrollment.bulk import check_row
+    from threshold.enrollment.notices import link_was_emailed
 
     # The portal's and the CSV import's rules for an address and a name.
     problem = check_row(args.email, args.name or "")
@@ -73,6 +75,13 @@ def invite(args: argparse.Namespace) -> int:
         f"(expires {created.invite.expires_at:%Y-%m-%d %H:%M} UTC):"
     )
     print(created.link)
+    if not args.no_email and delivers() and not link_was_emailed(created.invite):
+        print(
+            f"The link could not be emailed to {created.user.email} (see the error above): give "
+            "it to them through a channel you trust.",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -80,6 +89,7 @@ def recover(args: argparse.Namespace) -> int:
     from threshold.accounts.access import get_user
     from threshold.audit.actions import Origin
     from threshold.core import errors
+    from threshold.accounts.notices import delivers
     from threshold.enrollment.actions import do_issue_recovery
     from threshold.enrollment.notices import link_was_emailed
 
@@ -98,7 +108,8 @@ def recover(args: argparse.Namespace) -> int:
         return 1
     if not user.email:
         print(f"{user.username} has no email address: nobody was notified.")
-    elif args.email_link and link_was_emailed(issued.invite):
+    elif args.email_link and (link_was_emailed(issued.invite) or not delivers()):
+        # Without SMTP, "emailed" is a file under var/mail (`make run`'s default).
         print(f"The link was emailed to {user.email}.")
     elif args.email_link:
         print(
