@@ -36,9 +36,9 @@ def register(commands: Subcommands) -> list[Command]:
 
 
 def invite(args: argparse.Namespace) -> int:
+    from threshold.accounts.notices import delivers
     from threshold.audit.actions import Origin
     from threshold.core import errors
-    from threshold.accounts.notices import delivers
     from threshold.enrollment.actions import do_invite
     from threshold.enrollment.bulk import check_row
     from threshold.enrollment.notices import link_was_emailed
@@ -87,9 +87,9 @@ def invite(args: argparse.Namespace) -> int:
 
 def recover(args: argparse.Namespace) -> int:
     from threshold.accounts.access import get_user
+    from threshold.accounts.notices import delivers
     from threshold.audit.actions import Origin
     from threshold.core import errors
-    from threshold.accounts.notices import delivers
     from threshold.enrollment.actions import do_issue_recovery
     from threshold.enrollment.notices import link_was_emailed
 
