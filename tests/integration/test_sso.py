@@ -1427,7 +1427,15 @@ def test_signing_out_revokes_the_sessions_tokens_but_those_it_may_keep(ada):
     app = add_app()
     browser = signed_in(ada)
     plain = full_flow(browser, app)
-    kept = full_flow(browser, app, scope="openid offline_access")
+    # Staying signed in is asked first, of every app (OpenID Connect Core §11).
+    asked = authorize(browser, app, scope="openid offline_access")
+    assert b"Stay signed in to the app" in asked.response.content
+    allowed = browser.client.post(
+        asked.response.wsgi_request.get_full_path(),
+        {"csrfmiddlewaretoken": browser.csrf_token(), "allow": "yes"},
+    )
+    code = parse_qs(urlsplit(allowed["Location"]).query)["code"][0]
+    kept = exchange(app, code, asked.verifier).json()
     other = full_flow(signed_in(ada), app)  # the person's other session is not signed out
     assert browser.post_form("/sign-out").status_code == 200
     assert refresh(app, plain["refresh_token"]).json()["error"] == "invalid_grant"

@@ -21,6 +21,7 @@ from threshold.audit.actions import Action
 from threshold.audit.models import AuditEvent
 from threshold.core.names import has_ascii_control
 from threshold.core.policy import Decision, Policy, evaluate
+from threshold.devices.actions import usable_devices
 from threshold.devices.models import Device
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.fallback.actions import has_fallback, unused_recovery_codes
@@ -360,7 +361,7 @@ def ways_left(
     *,
     without_passkey: Passkey | None = None,
     without_fallback: bool = False,
-    without_device: bool = False,
+    without_device: Device | None = None,
 ) -> WaysLeft:
     """What ``user`` keeps to sign in once ``without_passkey`` is removed, their password and
     authenticator app reset (``without_fallback``) or one of their devices removed
@@ -376,9 +377,12 @@ def ways_left(
         passkeys_usable -= evaluate(policy, without_passkey.policy_facts, rules_of(user)).allowed
     fallback, fallback_usable = counts.get(MethodKind.PASSWORD_AND_APP, (0, 0))
     devices, devices_usable = counts.get(MethodKind.DEVICE_APP, (0, 0))
-    if without_device:
-        devices = max(devices - 1, 0)
-        devices_usable = min(devices_usable, devices)
+    if without_device is not None:
+        devices -= 1
+        # Less one usable only if it was one: the policy may refuse it (its key's protection).
+        devices_usable -= int(
+            policy.allow_device_app_sign_in and without_device in usable_devices(user, policy)
+        )
     return WaysLeft(
         passkeys=passkeys,
         passkeys_usable=passkeys_usable,

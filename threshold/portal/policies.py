@@ -588,8 +588,8 @@ def remove_device(user: User, public_id: str, origin: Origin, actor: User) -> De
         return do_remove_device(user, public_id, origin, actor=actor)
 
     def check(policy: Policy) -> Lockout:
-        access_own_device(user, public_id)
-        after = ways_left(user, policy, without_device=True).usable
+        device = access_own_device(user, public_id)
+        after = ways_left(user, policy, without_device=device).usable
         return _method_lockout(user, after, policy)
 
     removed, _ = _guarded(

@@ -371,7 +371,7 @@ def remove_device(request: HttpRequest, user_id: int, device_id: str) -> HttpRes
             "portal/remove_device.html",
             user,
             device=device,
-            ways=people.ways_left(user, policy_for(request), without_device=True),
+            ways=people.ways_left(user, policy_for(request), without_device=device),
         )
     user = _person_to_change(request, user_id)
     try:

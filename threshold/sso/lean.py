@@ -74,6 +74,7 @@ from threshold.passkeys.lean import host_and_scheme_accepted
 from threshold.sessions import middleware as session_timeout
 from threshold.sessions.store import LAST_SEEN, SIGNED_IN_AT, SessionStore, is_session_key
 from threshold.sso import appcache, hotpath, views
+from threshold.sso.models import OFFLINE_ACCESS
 from threshold.sso.sessions import SID
 from threshold.web.bodies import _FORMS, body_refusal_of, form_refusal
 
@@ -231,6 +232,8 @@ def _plain_authorization(request: HttpRequest) -> bool:
         application is not None
         and application.is_usable(request)
         and not application.require_consent
+        # Staying signed in past the session is asked first (views.authorize).
+        and OFFLINE_ACCESS not in params.get("scope", "").split()
         and application.redirect_uri_allowed(params.get("redirect_uri", ""))
     )
 

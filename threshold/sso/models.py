@@ -25,6 +25,11 @@ if TYPE_CHECKING:
     from threshold.groups.models import Group
 
 
+# The scope with which a person lets an app stay signed in past their Threshold session
+# (OpenID Connect Core §11): always asked first (views.authorize).
+OFFLINE_ACCESS = "offline_access"
+
+
 class Algorithm(models.TextChoices):
     """How an app's ID tokens are signed: RS256 (what discovery requires), or ES256 on request."""
 

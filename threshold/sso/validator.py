@@ -52,7 +52,7 @@ from threshold.audit.capped import record_refusal
 from threshold.core.randomness import random_string
 from threshold.passkeys.hotpath import AuditRow, insert_audit
 from threshold.sso import appcache, hotpath, keys
-from threshold.sso.models import Application, AppSignIn
+from threshold.sso.models import OFFLINE_ACCESS, Application, AppSignIn
 from threshold.sso.sessions import subject_of
 from threshold.web.proxy import client_address
 
@@ -358,7 +358,7 @@ class Validator(OAuth2Validator):
                 code_hash=hash_code(code["code"]),
                 token_family=uuid.uuid4(),
                 redirect_uri_named=not getattr(request, "using_default_redirect_uri", False),
-                offline="offline_access" in request.scopes,
+                offline=OFFLINE_ACCESS in request.scopes,
             )
         )
         return grant
@@ -576,7 +576,9 @@ class Validator(OAuth2Validator):
         if not used:
             sign_in = getattr(request, SIGN_IN)
             get_refresh_token_model().revoke_family(sign_in.token_family)
-            _refused(request, "code_replayed", sign_in.user)
+            # Revoked since it was read (a sign-out, a lock), or exchanged by another request.
+            revoked = AppSignIn.objects.filter(pk=sign_in.pk, code_revoked=True).exists()
+            _refused(request, "code_revoked" if revoked else "code_replayed", sign_in.user)
             raise oauth_errors.InvalidGrantError(request=request)
         if grant is not None:
             _keep("used", request.code, True)

@@ -69,7 +69,7 @@ from threshold.sessions.store import SIGNED_IN_AT
 from threshold.sso import keys
 from threshold.sso.access import access_signed_in_app, issuer
 from threshold.sso.actions import do_sign_out_of_app
-from threshold.sso.models import Algorithm, Application, AppSignIn
+from threshold.sso.models import OFFLINE_ACCESS, Algorithm, Application, AppSignIn
 from threshold.sso.responses import ResponseMode, is_web_uri, respond, response_mode_of
 from threshold.sso.sessions import SID, facts_of, subject_of
 from threshold.sso.validator import (
@@ -639,7 +639,9 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             request, "sso:sign-in-again", acr=" ".join(wanted) if acr_unmet else ""
         )
 
-    if application.require_consent or "consent" in prompt:
+    # Offline access, tokens that outlive the session, is always asked (OpenID Connect Core
+    # §11: the OP MUST obtain consent for it), as "Stay signed in to the app".
+    if application.require_consent or "consent" in prompt or OFFLINE_ACCESS in scopes:
         if "none" in prompt:
             return _refuse(request, application, credentials, "consent_required", "Consent needed.")
         if request.method != "POST":
@@ -1089,12 +1091,13 @@ class EndSessionView(RPInitiatedLogoutView):  # DOT ships no types
         # the ID token hint's person and this browser's, when another, in the order of IDs.
         with transaction.atomic():
             lock_users({person.pk for person in (user, signed_in) if person is not None})
-            # The app's tokens of the session the hint names and of this browser's: the
-            # person's other sessions keep theirs (Keycloak and Okta end only the session
-            # logged out, and Threshold's Sign out revokes nothing elsewhere).
+            # The app's tokens of the session the hint names and of this browser's, but those
+            # the person let it keep (offline_access): the person's other sessions keep theirs
+            # (Keycloak and Okta end only the session logged out, and a Sign out revokes only
+            # its own session's).
             sids = sorted({sid for sid in (self.hint_sid, self._this_sid()) if sid})
             if user is not None and application is not None and sids:
-                revoke_tokens(user, application=application, sids=sids)
+                revoke_tokens(user, application=application, sids=sids, keep_offline=True)
             record(
                 Action.SSO_LOGOUT,
                 audit_origin(self.request),
