@@ -16,7 +16,6 @@ import itertools
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -38,7 +37,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from tests.support.processes import newcomer_environment, threshold_command
+from tests.support.processes import free_port, newcomer_environment, threshold_command
 from tests.support.verify_app import tpm_manufacturer_ca
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -86,12 +85,6 @@ SPY_PREFIX = "threshold-test:credentials.get:"
 
 
 # --- The server ---------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _server_env(var_dir: Path, port: int) -> dict[str, str]:
@@ -203,7 +196,7 @@ def _table(output: str) -> list[dict[str, str]]:
 @pytest.fixture(scope="session")
 def server() -> Iterator[Server]:
     var_dir = Path(tempfile.mkdtemp(prefix="threshold-browser-"))
-    port = _free_port()
+    port = free_port()
     server = Server(
         url=f"http://localhost:{port}",
         env=_server_env(var_dir, port),

@@ -41,6 +41,9 @@ SCROLLS_SIDEWAYS_JS = "document.documentElement.scrollWidth - document.documentE
 def new_context(browser: Browser, server: Server, size: dict[str, Any]) -> BrowserContext:
     context = browser.new_context(base_url=server.url, **size)
     context.set_default_timeout(STEP_TIMEOUT_MS)
+    # The device's clock is the server's: other tests may have moved it (its device requests
+    # are dated, and refused when they are out of time).
+    context.clock.set_system_time(server.now())
     return context
 
 

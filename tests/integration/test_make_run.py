@@ -11,7 +11,6 @@ import queue
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import newcomer_environment
+from tests.support.processes import free_port, newcomer_environment
 
 # Its servers and commands run on SQLite files of their own: the PostgreSQL run skips it.
 pytestmark = pytest.mark.same_on_every_database
@@ -106,12 +105,6 @@ def test_make_install_shows_pips_output_when_pip_fails(checkout):
 # --- make run ------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class Output:
     """The lines a running process writes (standard output and error together), as they come."""
 
@@ -149,7 +142,7 @@ class Output:
 
 @pytest.fixture
 def make_run(tmp_path: Path) -> Iterator[tuple[Output, int]]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         ["make", "run"],
         cwd=REPO,

@@ -27,15 +27,9 @@ from typing import Any
 import pytest
 
 from tests.support.authenticator import SoftAuthenticator
-from tests.support.processes import newcomer_environment, threshold_command
+from tests.support.processes import free_port, newcomer_environment, threshold_command
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -104,7 +98,7 @@ class Browser:
 
 @pytest.fixture
 def two_servers(tmp_path: Path) -> Iterator[tuple[str, list[Backend]]]:
-    public_port = _free_port()
+    public_port = free_port()
     public_host = f"localhost:{public_port}"
     base = newcomer_environment()
     database_url = os.environ.get("DATABASE_URL", "")
@@ -119,7 +113,7 @@ def two_servers(tmp_path: Path) -> Iterator[tuple[str, list[Backend]]]:
     }
     backends = []
     for name in ("a", "b"):
-        port = _free_port()
+        port = free_port()
         # PostgreSQL: each server its own var directory. SQLite: the one database file.
         var_dir = tmp_path / (name if database_url else "shared")
         env = {**base, **shared, "THRESHOLD_VAR_DIR": str(var_dir), "THRESHOLD_PORT": str(port)}

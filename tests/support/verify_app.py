@@ -28,6 +28,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from tests.support.processes import free_port
+
 CLOCK_DIR = Path(__file__).resolve().parent / "verify_clock"
 
 
@@ -160,15 +162,9 @@ class VerifyApp:
         return running
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _free_port_pair() -> int:
     for _ in range(50):
-        port = _free_port()
+        port = free_port()
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port + 1)) != 0:
                 return port
