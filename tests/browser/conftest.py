@@ -37,6 +37,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from tests.support.commands import Commands
 from tests.support.processes import free_port, newcomer_environment, threshold_command
 from tests.support.verify_app import tpm_manufacturer_ca
 
@@ -114,18 +115,15 @@ class Server:
     url: str
     env: dict[str, str]
     log_path: Path
+    commands: Commands | None = None
 
     def cli(self, *args: str) -> str:
-        """Run `threshold ARGS...` against this server's database; its standard output."""
-        done = subprocess.run(
-            [*threshold_command(), *args],
-            cwd=REPO_ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        """Run `threshold ARGS...` against this server's database; its standard output.
+        Each in a process of its own, forked from one that loaded Threshold once
+        (tests/support/commands.py)."""
+        if self.commands is None:
+            self.commands = Commands(threshold_command(), self.env, REPO_ROOT)
+        done = self.commands.run(*args)
         assert done.returncode == 0, f"threshold {' '.join(args)} failed:\n{done.stderr}"
         return done.stdout
 
@@ -221,6 +219,8 @@ def server() -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+        if server.commands is not None:
+            server.commands.close()
         shutil.rmtree(var_dir, ignore_errors=True)
 
 
