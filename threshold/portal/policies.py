@@ -564,37 +564,40 @@ def remove_passkey(user: User, passkey_id: int, origin: Origin, actor: User) -> 
     that is not theirs. One's own follows the last-method rule (``LastSignInMethod``, its
     refusal audited), which keeps them a way in: no check here, whose transaction would take
     the refusal's audit row with it."""
-    if actor.pk == user.pk:
-        return do_remove_passkey(user, passkey_id, origin, actor=actor)
-
-    def check(policy: Policy) -> Lockout:
-        passkey = access_own_passkey(user, passkey_id)
-        after = ways_left(user, policy, without_passkey=passkey).usable
-        return _method_lockout(user, after, policy)
-
-    removed, _ = _guarded(
-        check,
+    return _remove_method(
+        user,
+        actor,
+        lambda policy: (
+            ways_left(user, policy, without_passkey=access_own_passkey(user, passkey_id)).usable
+        ),
         lambda: do_remove_passkey(user, passkey_id, origin, actor=actor),
-        REMOVAL_LEAVES_NO_ADMINISTRATOR.format(who=user.display_name),
     )
-    return removed
 
 
 def remove_device(user: User, public_id: str, origin: Origin, actor: User) -> Device:
     """``do_remove_device`` from the admin portal (a lost or stolen phone), as
     ``remove_passkey``: by someone else, unless it would leave no administrator a way in;
     ``SecurityMethodNotFound`` for a device that is not theirs."""
-    if actor.pk == user.pk:
-        return do_remove_device(user, public_id, origin, actor=actor)
-
-    def check(policy: Policy) -> Lockout:
-        device = access_own_device(user, public_id)
-        after = ways_left(user, policy, without_device=device).usable
-        return _method_lockout(user, after, policy)
-
-    removed, _ = _guarded(
-        check,
+    return _remove_method(
+        user,
+        actor,
+        lambda policy: (
+            ways_left(user, policy, without_device=access_own_device(user, public_id)).usable
+        ),
         lambda: do_remove_device(user, public_id, origin, actor=actor),
+    )
+
+
+def _remove_method(
+    user: User, actor: User, usable_after: Callable[[Policy], int], remove: Callable[[], _T]
+) -> _T:
+    """``remove()`` one of ``user``'s ways to sign in: one's own at once (the last-method rule
+    decides), someone else's guarded (``usable_after``: how many ways they keep by ``policy``)."""
+    if actor.pk == user.pk:
+        return remove()
+    removed, _ = _guarded(
+        lambda policy: _method_lockout(user, usable_after(policy), policy),
+        remove,
         REMOVAL_LEAVES_NO_ADMINISTRATOR.format(who=user.display_name),
     )
     return removed

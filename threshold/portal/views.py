@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
@@ -21,7 +23,7 @@ from threshold.accounts.access import get_user, staff_not_theirs
 from threshold.accounts.actions import clean_lock_reason, do_reactivate_user, do_unlock_user
 from threshold.accounts.models import Role, User
 from threshold.accounts.notices import delivers
-from threshold.audit.actions import Action
+from threshold.audit.actions import Action, Origin
 from threshold.core import catalog, errors
 from threshold.core.policy import SETTINGS, GroupRules, Policy
 from threshold.devices.actions import access_own_device
@@ -328,31 +330,16 @@ def remove_passkey(request: HttpRequest, user_id: int, passkey_id: int) -> HttpR
     """Asked first: the GET names the passkey and says what the person keeps to sign in with,
     and its form POSTs here to remove it."""
     passkey_id = passkey_id if 0 < passkey_id <= _MAX_ID else 0
-    if request.method == "GET":
-        user = people.access_person(user_id)
-        try:
-            passkey = access_own_passkey(user, passkey_id)
-        except errors.SecurityMethodNotFound:
-            return _not_their_passkey(request, user)
-        return _confirm_for_person(
-            request,
-            "portal/remove_passkey.html",
-            user,
-            passkey=passkey,
-            ways=people.ways_left(user, policy_for(request), without_passkey=passkey),
-        )
-    user = _person_to_change(request, user_id)
-    try:
-        policies.remove_passkey(user, passkey_id, audit_origin(request), actor(request))
-    except errors.SecurityMethodNotFound:
-        return _not_their_passkey(request, user)
-    except errors.LastSignInMethod:
-        # One's own last way in, from one's own page (the last-method rule; audited).
-        entry = catalog.CATALOG["last_method"]
-        return _render_person(request, user, error=f"{entry.title}: {entry.message}", status=409)
-    except policies.NoAdministratorLeft as refused:
-        return _render_person(request, user, error=str(refused), status=409)
-    return see_other(_person_url(user.pk, done="passkey-removed"))
+    return _remove_method(
+        request,
+        user_id,
+        Removal(
+            "passkey",
+            lambda user: access_own_passkey(user, passkey_id),
+            lambda user, passkey: {"without_passkey": passkey},
+            lambda user, origin, staff: policies.remove_passkey(user, passkey_id, origin, staff),
+        ),
+    )
 
 
 @portal_view(Area.PEOPLE)
@@ -360,42 +347,63 @@ def remove_passkey(request: HttpRequest, user_id: int, passkey_id: int) -> HttpR
 def remove_device(request: HttpRequest, user_id: int, device_id: str) -> HttpResponse:
     """Asked first, as a passkey: a lost or stolen phone's Threshold Verify, which only its
     owner could remove otherwise (Settings, after verifying it's them)."""
+    return _remove_method(
+        request,
+        user_id,
+        Removal(
+            "device",
+            lambda user: access_own_device(user, device_id),
+            lambda user, device: {"without_device": device},
+            lambda user, origin, staff: policies.remove_device(user, device_id, origin, staff),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Removal:
+    """One of a person's ways to sign in, removed from their page: what it is ("passkey",
+    "device": its template, its context name, its done message), how it is found (raises
+    ``SecurityMethodNotFound`` for one not theirs), what ``ways_left`` leaves out without it,
+    and the change."""
+
+    kind: str
+    find: Callable[[User], Any]
+    without: Callable[[User, Any], dict[str, Any]]
+    remove: Callable[[User, Origin, User], object]
+
+
+def _remove_method(request: HttpRequest, user_id: int, removal: Removal) -> HttpResponse:
+    """The GET asks first, naming it and what the person keeps; its form POSTs to remove it."""
     if request.method == "GET":
         user = people.access_person(user_id)
         try:
-            device = access_own_device(user, device_id)
+            method = removal.find(user)
         except errors.SecurityMethodNotFound:
-            return _not_their_device(request, user)
+            return _not_theirs(request, user, removal.kind)
         return _confirm_for_person(
             request,
-            "portal/remove_device.html",
+            f"portal/remove_{removal.kind}.html",
             user,
-            device=device,
-            ways=people.ways_left(user, policy_for(request), without_device=device),
+            **{removal.kind: method},
+            ways=people.ways_left(user, policy_for(request), **removal.without(user, method)),
         )
     user = _person_to_change(request, user_id)
     try:
-        policies.remove_device(user, device_id, audit_origin(request), actor(request))
+        removal.remove(user, audit_origin(request), actor(request))
     except errors.SecurityMethodNotFound:
-        return _not_their_device(request, user)
+        return _not_theirs(request, user, removal.kind)
     except errors.LastSignInMethod:
         # One's own last way in, from one's own page (the last-method rule; audited).
         entry = catalog.CATALOG["last_method"]
         return _render_person(request, user, error=f"{entry.title}: {entry.message}", status=409)
     except policies.NoAdministratorLeft as refused:
         return _render_person(request, user, error=str(refused), status=409)
-    return see_other(_person_url(user.pk, done="device-removed"))
+    return see_other(_person_url(user.pk, done=f"{removal.kind}-removed"))
 
 
-def _not_their_device(request: HttpRequest, user: User) -> HttpResponse:
+def _not_theirs(request: HttpRequest, user: User, kind: str) -> HttpResponse:
     return _render_person(
-        request, user, error="That device is not one of this person\u2019s.", status=404
-    )
-
-
-def _not_their_passkey(request: HttpRequest, user: User) -> HttpResponse:
-    return _render_person(
-        request, user, error="That passkey is not one of this person\u2019s.", status=404
+        request, user, error=f"That {kind} is not one of this person\u2019s.", status=404
     )
 
 

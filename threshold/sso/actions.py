@@ -401,10 +401,18 @@ def end_session_tokens(user: User, sid: str) -> int:
     return revoke_tokens(user, sids=[sid], keep_offline=True)
 
 
-def revoke_all_tokens(user: Any, origin: Origin, reason: str, *, actor: User | None = None) -> int:
-    """Every app's tokens for ``user`` (a lock, a recovery), in the caller's transaction;
-    ``actor``: the staff member whose action it was (None: the person, or the command)."""
-    count = revoke_tokens(user)
+def revoke_all_tokens(
+    user: Any,
+    origin: Origin,
+    reason: str,
+    *,
+    actor: User | None = None,
+    sids: list[str] | None = None,
+) -> int:
+    """Every app's tokens for ``user`` (a lock, a recovery), or those of the sessions ``sids``
+    ("Sign out other sessions"), in the caller's transaction, audited when there were any;
+    ``actor``: whose action it was (None: the command line)."""
+    count = revoke_tokens(user, sids=sids)
     if count:
         record(
             Action.SSO_TOKENS_REVOKED,

@@ -86,7 +86,6 @@ def withdraw_tokens(
     from threshold.sso.logout import name_the_reason
     from threshold.sso.models import AppSignIn
     from threshold.sso.sessions import SID
-    from threshold.sso.validator import revoke_tokens
 
     name_the_reason(user, reason)
     if keep_session_key is None:
@@ -101,17 +100,7 @@ def withdraw_tokens(
         .distinct()
     )
     if sids:
-        from threshold.audit.actions import Action, record
-
-        count = revoke_tokens(user, sids=sids)
-        record(
-            Action.SSO_TOKENS_REVOKED,
-            origin,
-            actor=actor,
-            subject=user,
-            reason=reason,
-            tokens=count,
-        )
+        revoke_all_tokens(user, origin, reason, actor=actor, sids=sids)
 
 
 def withdraw_group_access(
