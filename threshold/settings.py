@@ -61,7 +61,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # A form on the way to an app may end at that app (CSP form-action; threshold/sso/).
     "threshold.sso.middleware.FormActionMiddleware",
-    # A bare 405 gets the catalog's words (threshold/web/methods.py).
+    # A HEAD is the GET without its body; a bare 405 gets the catalog's words (web/methods.py).
+    "threshold.web.methods.HeadMiddleware",
     "threshold.web.methods.MethodNotAllowedMiddleware",
 ]
 

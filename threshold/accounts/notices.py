@@ -134,7 +134,11 @@ def email_after_commit(
             connection = shared.get() if shared is not None else None
             send_mail(subject, body, None, [recipient], connection=connection)
         except Exception as exc:  # the change stands; the log says the mail failed
-            logger.exception("could not send %s to user %s", template, user.pk)
+            if isinstance(exc, smtplib.SMTPException | OSError):
+                # The mail server's own words, in one line: no traceback for a refused address.
+                logger.error("could not send %s to user %s: %s", template, user.pk, exc)
+            else:
+                logger.exception("could not send %s to user %s", template, user.pk)
             if shared is not None and not isinstance(exc, _ONE_MESSAGE_REFUSED):
                 shared.failed()
             return

@@ -31,7 +31,6 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-_TOKEN_IN_PATH = re.compile(r"(/enroll/)[^/?#\s\"]+")
 # An OAuth token sent in a URL's query (``/introspect?token=`` from a client that uses GET,
 # which is refused, or a token sent where none belongs): the token is live all the same.
 # A name may come percent-encoded (``access%5Ftoken``): Django and oauthlib decode it, and
@@ -43,6 +42,11 @@ _TOKEN_NAMES = ("token", "access_token", "refresh_token", "id_token_hint")
 
 def _encoded_or_not(name: str) -> str:
     return "".join(f"(?:{re.escape(c)}|%(?i:{ord(c):02x}))" for c in name)
+
+
+# A link's token in its path, however much of ``/enroll/`` came percent-encoded
+# (``/enroll%2F<token>``, ``/%65nroll/<token>``): gunicorn decodes the path, and the link works.
+_TOKEN_IN_PATH = re.compile(f"({_encoded_or_not('/enroll/')})" + r"[^/?#\s\"]+")
 
 
 _TOKEN_IN_QUERY = re.compile(

@@ -8,6 +8,8 @@ from django.utils.text import get_text_list
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from threshold.accounts.methods import MethodKind, sign_in_methods
+from threshold.accounts.models import User
 from threshold.core import catalog, errors
 from threshold.core.catalog import Surface
 from threshold.enrollment.actions import (
@@ -99,6 +101,7 @@ def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
                 get_text_list(recovery_removes(invite.user), "and") if recovery else ""
             ),
             "fallback_allowed": policy_for(request).allow_password_fallback,
+            "keeps_devices": recovery and _has_devices(invite.user),
             "catalog": SET_UP_CATALOG,
             "flow": issue_flow_token(Flow.ENROLLMENT),
         },
@@ -149,3 +152,10 @@ def enroll_result(request: HttpRequest, token: str) -> JsonResponse:
         user_verified=verified,
     )
     return ok({"redirect": url_to("selfservice:home", query={"enrolled": "1"})})
+
+
+def _has_devices(user: User) -> bool:
+    """Whether ``user`` has Threshold Verify on a device, which a recovery leaves working."""
+    return any(
+        method.count(user) for method in sign_in_methods() if method.kind == MethodKind.DEVICE_APP
+    )

@@ -54,3 +54,32 @@ class MethodNotAllowedMiddleware:
         if allow:
             answer["Allow"] = allow
         return answer
+
+
+class HeadMiddleware:
+    """A HEAD is answered as the GET of the same address, without its body (RFC 9110 §9.3.2;
+    §9.1: a general-purpose server MUST support GET and HEAD). The views say which methods they
+    take with ``require_http_methods(["GET", "POST"])``, which refuses HEAD; a link checker or a
+    mail scanner would then report a working link as dead. Outside ``MethodNotAllowedMiddleware``:
+    a HEAD that no GET answers keeps its 405, and no answer to a HEAD carries a body (its
+    Content-Length is the GET's)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.method != "HEAD":
+            return response
+        allowed = response["Allow"] if response.has_header("Allow") else ""
+        if response.status_code == HTTPStatus.METHOD_NOT_ALLOWED and "GET" in allowed.split(", "):
+            request.method = "GET"
+            try:
+                response = self.get_response(request)
+            finally:
+                request.method = "HEAD"
+        if not response.streaming:
+            length = len(response.content)
+            response.content = b""
+            response["Content-Length"] = str(length)
+        return response

@@ -68,8 +68,15 @@ def _bootstrap() -> list[str] | None:
     The lines to print; None when refused (the reason is printed to stderr).
     """
     from django.conf import settings
+    from django.db import transaction
 
-    from threshold.accounts.access import first_administrator, has_enrolled_administrator
+    from threshold.accounts.access import (
+        first_administrator,
+        get_user,
+        has_enrolled_administrator,
+    )
+    from threshold.accounts.actions import do_set_role
+    from threshold.accounts.models import Role
     from threshold.audit.actions import Origin
     from threshold.core import errors
     from threshold.enrollment.actions import do_invite
@@ -79,11 +86,46 @@ def _bootstrap() -> list[str] | None:
     admin = first_administrator()
     email = admin.username if admin else settings.THRESHOLD.admin_email
     try:
-        created = do_invite(
-            email, Origin.cli(), full_name="Administrator", is_administrator=True, send_email=False
-        )
+        with transaction.atomic():
+            existing = get_user(email) if admin is None else None
+            promoted = False
+            if existing is not None and existing.is_active:
+                # THRESHOLD_ADMIN_EMAIL names someone invited before (without --admin, or
+                # from a CSV file) while there is no administrator: they are the one.
+                promoted = do_set_role(existing, Role.ADMINISTRATOR, Origin.cli())
+            try:
+                created = do_invite(
+                    email,
+                    Origin.cli(),
+                    full_name="Administrator",
+                    is_administrator=True,
+                    send_email=False,
+                )
+            except errors.AlreadyEnrolled:
+                if not promoted:
+                    raise
+                # They can sign in already: the role was all they lacked.
+                return [
+                    f"Administrator: {email}, made an administrator now.",
+                    f"Sign in at {settings.THRESHOLD.public_url}/sign-in",
+                ]
     except errors.AccountLocked:
         refused_locked(email)
+        return None
+    except errors.AccountDisabled:
+        print(
+            f"threshold: {email} is deactivated: reactivate them (`threshold users reactivate "
+            f"{email}`), or set THRESHOLD_ADMIN_EMAIL to another address.",
+            file=sys.stderr,
+        )
+        return None
+    except errors.AlreadyEnrolled:
+        print(
+            f"threshold: {email} can sign in without a passkey (their password and "
+            "authenticator app): they add one under Settings, Security Methods. If they cannot "
+            f"sign in: `threshold recover {email}`.",
+            file=sys.stderr,
+        )
         return None
     return [
         f"Administrator: {created.user.username}",
