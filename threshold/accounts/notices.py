@@ -160,6 +160,15 @@ class MethodChange(StrEnum):
     REMOVED = "removed"
 
 
+def from_where(origin: Origin) -> dict[str, str]:
+    """Where a change came from, as the emails say it: the browser and its IP address (none
+    from the command line)."""
+    return {
+        "client": describe(origin.user_agent).label if origin.via == Channel.WEB else "",
+        "ip": origin.ip or "",
+    }
+
+
 def notify_method_changed(
     user: User,
     method: str,
@@ -180,8 +189,7 @@ def notify_method_changed(
             "change": change,
             "method": method,
             "at": clock.now_datetime(),
-            "client": describe(origin.user_agent).label if origin.via == Channel.WEB else "",
-            "ip": origin.ip or "",
+            **from_where(origin),
             "via": origin.via,
             "staff": staff.display_name if staff is not None and staff.pk != user.pk else "",
             "settings_url": settings.THRESHOLD.public_url + reverse("selfservice:settings"),

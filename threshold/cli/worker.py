@@ -63,12 +63,6 @@ _MOST_CHUNK_LINE = 8190  # gunicorn's limit_request_field_size, which its chunk 
 _READ_BYTES = 64 * 1024
 # In the words the application's own 413 uses (the catalog's bad_request entry).
 _REFUSED = f"{CATALOG['bad_request'].title}: {CATALOG['bad_request'].message}\n".encode()
-_TOO_LARGE = (
-    b"HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n"
-    b"X-Content-Type-Options: nosniff\r\nConnection: close\r\n"
-    + f"Content-Length: {len(_REFUSED)}\r\n\r\n".encode()
-    + _REFUSED
-)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # The status line gunicorn gives a head it refuses itself (a malformed request line or header,
 # an over-long line, too many fields: 400, 414, 431, ...).
@@ -127,13 +121,16 @@ class _State(StrEnum):
 
 def _refusal(status: bytes, reason: bytes) -> bytes:
     """An answer of gunicorn's ``status`` in the words the application's own 4xx use (the
-    catalog's bad_request entry), as the 413 above: no page of gunicorn's, which would echo
-    part of the request back."""
+    catalog's bad_request entry): the worker's own 413, and gunicorn's refusals instead of its
+    page, which would echo part of the request back."""
     return (
         b"HTTP/1.1 " + status + b" " + reason + b"\r\n"
         b"Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"
         b"Connection: close\r\n" + f"Content-Length: {len(_REFUSED)}\r\n\r\n".encode() + _REFUSED
     )
+
+
+_TOO_LARGE = _refusal(b"413", b"Content Too Large")
 
 
 class _CatalogWords:

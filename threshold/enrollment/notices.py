@@ -14,9 +14,8 @@ from django.urls import reverse
 from django.utils.text import get_text_list
 
 from threshold import clock
-from threshold.accounts.notices import email_after_commit, product
-from threshold.audit.actions import Channel, Origin
-from threshold.core.useragent import describe
+from threshold.accounts.notices import email_after_commit, from_where, product
+from threshold.audit.actions import Origin
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.passkeys.models import Passkey
 
@@ -68,8 +67,7 @@ def notify_recovered(passkey: Passkey, origin: Origin, *, fallback_removed: Sequ
         {
             "method": passkey.name,
             "at": clock.now_datetime(),
-            "client": describe(origin.user_agent).label if origin.via == Channel.WEB else "",
-            "ip": origin.ip or "",
+            **from_where(origin),
             "settings_url": (
                 f"{settings.THRESHOLD.public_url}{reverse('selfservice:settings')}#security-methods"
             ),

@@ -14,12 +14,12 @@ from threshold.accounts.models import User
 from threshold.accounts.notices import (
     MethodChange,
     email_after_commit,
+    from_where,
     notify_method_changed,
     product,
 )
-from threshold.audit.actions import Channel, Origin
+from threshold.audit.actions import Origin
 from threshold.core import throttle
-from threshold.core.useragent import describe
 
 
 def notify_fallback_changed(
@@ -41,8 +41,7 @@ def notify_recovery_codes_replaced(user: User, origin: Origin) -> None:
         "fallback/recovery_codes_email.txt",
         {
             "at": clock.now_datetime(),
-            "client": describe(origin.user_agent).label if origin.via == Channel.WEB else "",
-            "ip": origin.ip or "",
+            **from_where(origin),
             "settings_url": settings.THRESHOLD.public_url + reverse("selfservice:settings"),
         },
     )

@@ -566,15 +566,10 @@ def set_role(request: HttpRequest, user_id: int) -> HttpResponse:
 
 # The email backends of a default install (``config._email``: THRESHOLD_EMAIL_BACKEND file,
 # the default, or console): an email is written under var/mail or to the log, never delivered.
-def _delivery_set_up() -> bool:
-    """Whether this server delivers email (SMTP is configured)."""
-    return delivers()
-
-
 def _email_delivers(user: User) -> bool:
     """Whether an email to ``user`` leaves this server: delivery is set up and they have an
     address."""
-    return _delivery_set_up() and bool(user.email)
+    return delivers() and bool(user.email)
 
 
 def _invited(request: HttpRequest, user: User, link: str, *, replaced: bool) -> HttpResponse:
@@ -595,7 +590,7 @@ def _invited(request: HttpRequest, user: User, link: str, *, replaced: bool) -> 
             "expires_at": newest.expires_at if newest else None,
             "qr": qr_data_uri(link),
             "replaced": replaced,
-            "delivery_set_up": _delivery_set_up(),
+            "delivery_set_up": delivers(),
             "mail_failed": _email_delivers(user),
         },
     )
@@ -664,7 +659,7 @@ def invite(request: HttpRequest) -> HttpResponse:
             "form": form,
             "error": error,
             "max_size": imports.MAX_CSV_SIZE,
-            "email_delivers": _delivery_set_up(),
+            "email_delivers": delivers(),
         },
         status=status,
     )
@@ -691,13 +686,13 @@ def import_people(request: HttpRequest) -> HttpResponse:
                 "form": {"email": "", "name": ""},
                 "import_error": str(exc),
                 "max_size": imports.MAX_CSV_SIZE,
-                "email_delivers": _delivery_set_up(),
+                "email_delivers": delivers(),
             },
             status=400,
         )
     # Not emailed for real (no delivery set up, or the mail server failed): those links are
     # shown here, once, to hand over.
-    delivery = _delivery_set_up()
+    delivery = delivers()
     unsent = {row.line for row in rows if row.ok and not (delivery and row.emailed)}
     return _render(
         request,
