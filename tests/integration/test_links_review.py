@@ -144,6 +144,13 @@ def test_head_on_a_working_link(clock: FrozenClock) -> None:
 
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
+    # The GET's length, without its body; and a HEAD where no GET answers keeps its 405.
+    assert int(response["Content-Length"]) > 0
+    assert response.content == b""
+    refused = checker.client.head("/sign-in/options")
+    assert refused.status_code == 405
+    assert refused["Allow"] == "POST"
+    assert refused.content == b""
 
 
 @pytest.mark.django_db
