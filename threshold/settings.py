@@ -190,6 +190,9 @@ LOGGING = {
     "loggers": {
         "django.request": {"level": "ERROR"},
         "django.security.DisallowedHost": {"filters": ["one_line"]},
+        # Its INFO lines are clear_expired's counts, which `threshold cleanup` (hourly from
+        # cron) prints itself: cron would mail them every hour.
+        "oauth2_provider": {"level": "WARNING"},
     },
 }
 

@@ -8,7 +8,7 @@ standard error, never a traceback, for bad input (unknown people, wrong types, o
 values, odd Unicode, empty strings, duplicates, missing files, CSV files with a BOM, CRLF or a
 wrong header); output that scripts can parse; the audit trail (``via=cli``) of every change;
 refusals that match the admin portal's; where secrets are printed; and what re-running a
-command does. Each defect is a strict xfail naming it.
+command does. Each defect it found has its test here, fixed since.
 """
 
 from __future__ import annotations
@@ -134,12 +134,6 @@ def test_a_csv_with_a_bom_and_crlf_lines_imports_and_a_wrong_header_invites_nobo
 # --- Defects ------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Found this stop, not fixed yet: "
-    "`threshold invite EMAIL --admin` for an existing account exits 0 without making "
-    "them an administrator or saying it did not (--name is dropped the same way)",
-)
 def test_invite_admin_for_an_existing_account_is_applied_or_refused(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -151,12 +145,6 @@ def test_invite_admin_for_an_existing_account_is_applied_or_refused(
     assert made_administrator or said_not, (status, out, err)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Found this stop, not fixed yet: "
-    "an administrator created by `threshold invite --admin` (or bootstrap) has no audit "
-    "row saying they were given the administrator role: user.created's detail is empty",
-)
 def test_the_administrator_role_given_at_creation_is_in_the_audit_log(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -170,24 +158,12 @@ def test_the_administrator_role_given_at_creation_is_in_the_audit_log(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Found this stop, not fixed yet: "
-    "a mistyped subcommand (`threshold user lock ...`) goes to Django: exit 1, the "
-    "status of a refusal, and a pointer to `threshold help`, which lists only Django's commands",
-)
 def test_a_mistyped_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     status, _, err = run(capsys, "user", "lock", "ada@example.com")
     assert status == 2, (status, err)
     assert "threshold help" not in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Found this stop, not fixed yet: "
-    "Django's `threshold createsuperuser`, listed by `threshold help`, ends in an "
-    "AttributeError traceback (UserManager has no create_superuser)",
-)
 def test_django_account_commands_fail_in_words(capsys: pytest.CaptureFixture[str]) -> None:
     try:
         status, _, err = run(capsys, "createsuperuser", "--noinput", "--username", "r@example.com")
@@ -197,12 +173,6 @@ def test_django_account_commands_fail_in_words(capsys: pytest.CaptureFixture[str
     assert "threshold" in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Found this stop, not fixed yet: "
-    "`threshold diffsettings`, advertised by `threshold --help`, prints the secret key "
-    "and the SMTP password in clear",
-)
 def test_diffsettings_does_not_print_secrets(capsys: pytest.CaptureFixture[str]) -> None:
     secret_key = django_settings.SECRET_KEY
     status, out, _ = run(capsys, "diffsettings")
@@ -210,12 +180,6 @@ def test_diffsettings_does_not_print_secrets(capsys: pytest.CaptureFixture[str])
     assert secret_key not in out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Found this stop, not fixed yet: "
-    "`threshold users` has no machine-readable form (groups, apps and report have "
-    "--json) and its space-aligned columns hold spaces and blank cells",
-)
 def test_users_can_be_listed_for_a_script(capsys: pytest.CaptureFixture[str]) -> None:
     administrator()
     run(capsys, "invite", "bob@example.com", "--no-email")  # no name: a blank cell
@@ -226,12 +190,6 @@ def test_users_can_be_listed_for_a_script(capsys: pytest.CaptureFixture[str]) ->
     assert people["bob@example.com"]["role"] in ("helpdesk", "help desk")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Found this stop, not fixed yet: "
-    "`threshold users list` is a usage error while `groups list`, `apps list` and "
-    "`keys list` work",
-)
 def test_users_list_works_as_its_siblings_do(capsys: pytest.CaptureFixture[str]) -> None:
     administrator()
     status, out, err = run(capsys, "users", "list")
@@ -239,12 +197,6 @@ def test_users_list_works_as_its_siblings_do(capsys: pytest.CaptureFixture[str])
     assert "ada@example.com" in out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Found this stop, not fixed yet: "
-    "`threshold groups remove` leaves the apps assigned only to that group to nobody "
-    "without a word, and `apps list` then shows a blank where the portal says Nobody",
-)
 def test_removing_a_group_names_the_apps_nobody_may_use_now(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -261,12 +213,6 @@ def test_removing_a_group_names_the_apps_nobody_may_use_now(
     assert listed.splitlines()[1].split()[-1].lower() == "nobody"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Found this stop, not fixed yet: "
-    "`threshold apps assign` run again with the same groups records another "
-    "app.assigned row and does not say that nothing changed",
-)
 def test_assigning_an_app_as_it_is_changes_and_records_nothing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -283,12 +229,6 @@ def test_assigning_an_app_as_it_is_changes_and_records_nothing(
     assert "already" in again
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Found this stop, not fixed yet: "
-    "`threshold cleanup`, run hourly from cron, writes django-oauth-toolkit's INFO log "
-    "lines to standard error on every run",
-)
 def test_cleanup_writes_nothing_to_standard_error_when_all_is_well(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -308,12 +248,6 @@ def smtp(settings: Any) -> Iterator[Mailbox]:  # pytest-django's SettingsWrapper
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="Found this stop, not fixed yet: "
-    "`threshold recover` says 'A notice was emailed' when the mail server refused it: "
-    "the person is not told a recovery link exists, and the operator is told they were",
-)
 def test_recover_does_not_claim_a_notice_the_mail_server_refused(
     capsys: pytest.CaptureFixture[str], smtp: Mailbox
 ) -> None:
@@ -351,13 +285,6 @@ def test_a_refused_recipient_is_one_line_not_a_traceback(
     assert "grcae@example.com" in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Found this stop, not fixed yet: "
-    "on SQLite (make run's database) group names are unique only in ASCII case: "
-    "'\u00c9quipe' and '\u00e9quipe' become two groups, though the README says names are unique "
-    "whatever the case",
-)
 def test_group_names_are_unique_whatever_the_case_beyond_ascii(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -369,12 +296,6 @@ def test_group_names_are_unique_whatever_the_case_beyond_ascii(
     assert "already" in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Found this stop, not fixed yet: "
-    "on a database not migrated yet every command but serve says only 'the database "
-    "failed: no such table: accounts_user' (exit 1), not 'run `threshold migrate`' as serve does",
-)
 def test_an_unmigrated_database_says_to_migrate(tmp_path: Path) -> None:
     env = newcomer_environment(THRESHOLD_VAR_DIR=str(tmp_path / "var"))
     done = subprocess.run(

@@ -156,6 +156,18 @@ def test_a_recovery_link_the_mail_server_refused_is_said_not_emailed(settings):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_recovery_notice_the_mail_server_refused_is_not_said_emailed(settings):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    ada = enrolled_person("ada@example.com", "Ada Lovelace")
+    _smtp_settings(settings, _closed_port(), 1)
+    page = post(browser, f"/admin/people/{ada.user.pk}/recovery", {})
+    html = page.content.decode()
+    assert "the notice that a link was issued was not emailed to ada@example.com" in html
+    assert "A notice was emailed" not in html
+    assert "/enroll/" in html
+
+
+@pytest.mark.django_db(transaction=True)
 def test_the_command_line_import_says_which_emails_could_not_be_sent(settings, tmp_path, capsys):
     from threshold.cli.main import main  # noqa: PLC0415 - the command, as an operator runs it
 

@@ -67,6 +67,7 @@ def test_every_subcommand_has_a_command_of_its_own():
         "invite",
         "recover",
         "users",
+        "users list",
         "users lock",
         "users unlock",
         "groups",

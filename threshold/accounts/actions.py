@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable
+from typing import Any
 
 from django.db import IntegrityError, transaction
 
@@ -38,7 +39,9 @@ def do_get_or_create_user(
             )
     except IntegrityError:
         return User.objects.get(username=key), False
-    record(Action.USER_CREATED, origin, actor=actor, subject=user)
+    # A role given at creation (`threshold invite --admin`, bootstrap) is in the trail too.
+    given: dict[str, Any] = {"after": {"role": user.role}} if user.role else {}
+    record(Action.USER_CREATED, origin, actor=actor, subject=user, **given)
     return user, True
 
 

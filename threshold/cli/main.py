@@ -2,7 +2,7 @@
 
     threshold invite EMAIL --name "Full Name" [--admin] [--no-email]
     threshold recover EMAIL [--email-link]   a one-time link for someone who lost every passkey
-    threshold users
+    threshold users [list] [--json]
     threshold users lock EMAIL [--reason TEXT] | unlock EMAIL
     threshold users import FILE|- [--dry-run] [--no-email --links-out LINKS.csv]   invite from CSV
     threshold groups [list [--json] | add NAME | remove NAME]
@@ -17,7 +17,7 @@
                     change CLIENT_ID [--name N] [--redirect-uri URI ...] ... |
                     rotate-secret CLIENT_ID | assign CLIENT_ID (--everyone | --group NAME ...)]
     threshold keys [list | rotate]   the keys that sign ID tokens
-    threshold migrate | check | shell | dbshell | ...   Django's management commands
+    threshold migrate | check | shell | dbshell | ...   Django's management commands (some)
 
 Every command that changes something goes through the same audited actions as
 the web pages.
@@ -81,8 +81,8 @@ def build(groups: tuple[Registration, ...] = GROUPS) -> Cli:
     parser = argparse.ArgumentParser(
         prog="threshold",
         description="Operate a Threshold passwordless identity provider.",
-        epilog=f"Django management commands also work: "
-        f"{', '.join(management.DJANGO_COMMANDS)}, ...",
+        epilog=f"These Django management commands also work: "
+        f"{', '.join(management.DJANGO_COMMANDS)}.",
     )
     subcommands = parser.add_subparsers(dest="command", required=True)
     commands = tuple(command for register in groups for command in register(subcommands))
@@ -135,13 +135,32 @@ def main(argv: list[str] | None = None) -> int:
         # A database that cannot be read (a truncated or foreign file, a disk error, a server
         # that refused): what it said, not a traceback.
         print(f"threshold: the database failed: {printable(str(exc))}", file=sys.stderr)
+        if _needs_migrating():
+            print(
+                "threshold: the database needs migrating: run `threshold migrate`", file=sys.stderr
+            )
         return 1
+
+
+def _needs_migrating() -> bool:
+    """Whether the database lacks migrations this version has (a table it has not made yet
+    is the likeliest reason a command's query failed); False when that cannot be read."""
+    from django.db import DatabaseError, connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    try:
+        executor = MigrationExecutor(connection)
+        return bool(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+    except DatabaseError:
+        return False
 
 
 def _run(argv: list[str]) -> int:
     cli = build()
-    if argv and argv[0] not in cli.names and not argv[0].startswith("-"):
-        # Anything else is a Django management command (migrate, check, ...).
+    if argv[:1] == ["help"]:
+        argv = [*argv[1:], "--help"]  # `threshold help users` is `threshold users --help`
+    if argv and argv[0] not in cli.names and management.passes_on(argv[0]):
+        # Django's management commands (migrate, check, ...); any other word is a usage error.
         setup_django()
         from threshold.sso.logout import from_command_line
 

@@ -13,7 +13,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -60,6 +60,9 @@ class CreatedInvite:
     user: User
     link: str
     user_created: bool
+    # Where a recovery's notice went, once the email backend took it for delivery (only an
+    # SMTP server's acceptance counts: ``accounts.notices.delivers``); filled on commit.
+    notified: list[str] = field(default_factory=list)
 
 
 def _refuse_unless_can_sign_in(user: User, what: str) -> None:
@@ -153,9 +156,12 @@ def do_issue_recovery(
         before={"unused_links": revoked},
         after={"unused_links": 1},
     )
+    created = CreatedInvite(invite, user, link, False)
     if send_email:
-        notify_recovery_issued(invite, link if email_link else None)
-    return CreatedInvite(invite, user, link, False)
+        notify_recovery_issued(
+            invite, link if email_link else None, on_sent=created.notified.append
+        )
+    return created
 
 
 @transaction.atomic

@@ -43,18 +43,28 @@ def send_invite(invite: EnrollmentInvite, link: str) -> None:
     )
 
 
-def notify_recovery_issued(invite: EnrollmentInvite, link: str | None) -> None:
+def notify_recovery_issued(
+    invite: EnrollmentInvite, link: str | None, *, on_sent: Callable[[str], object]
+) -> None:
     """Tell the person a recovery link exists; it is in the email only when ``link`` is given.
+    ``on_sent(address)`` once an SMTP server took the email (``email_after_commit``).
 
     By default the administrator hands the link over through a channel they
     trust: whoever reads this mailbox should not be able to take over the account.
     """
+    link_sent = _sent_to(invite) if link else None
+
+    def sent(address: str) -> None:
+        if link_sent is not None:
+            link_sent(address)
+        on_sent(address)
+
     email_after_commit(
         invite.user,
         f"Recover your {product()} account" if link else f"Account recovery for {product()}",
         "enrollment/recovery_issued_email.txt",
         {"link": link, "expires_at": invite.expires_at},
-        on_sent=_sent_to(invite) if link else None,
+        on_sent=sent,
     )
 
 

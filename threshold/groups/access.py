@@ -9,7 +9,7 @@ from django.db.models import Count, QuerySet
 from threshold.accounts.models import User
 from threshold.core.names import has_ascii_control
 from threshold.core.policy import GroupRules
-from threshold.groups.models import Group, Membership
+from threshold.groups.models import Group, Membership, group_key
 
 
 def get_group(name: str) -> Group | None:
@@ -19,7 +19,7 @@ def get_group(name: str) -> Group | None:
     name = name.strip()
     if has_ascii_control(name):
         return None
-    return Group.objects.filter(name__iexact=name).first()
+    return Group.objects.filter(name_key=group_key(name)).first()
 
 
 def list_groups() -> QuerySet[Group]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import unicodedata
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
-from django.db.models.functions import Lower
 from django.utils import timezone
 
 if TYPE_CHECKING:
@@ -14,8 +14,17 @@ if TYPE_CHECKING:
 GROUP_NAME_MAX_LENGTH = 100
 
 
+def group_key(name: str) -> str:
+    """What makes two names one group's: "Engineering" and "engineering", "Équipe" and
+    "équipe" are one group, since names are typed by people. Unicode's case folding (after
+    NFC), the same on every database: SQLite's lower() folds only ASCII letters."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
 class Group(models.Model):
     name = models.CharField(max_length=GROUP_NAME_MAX_LENGTH)
+    # group_key(name), unique: set by save(). Case folding may lengthen a name ("ß": "ss").
+    name_key = models.CharField(max_length=GROUP_NAME_MAX_LENGTH * 3, unique=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     members: models.ManyToManyField[User, Membership] = models.ManyToManyField(
         "accounts.User", through="Membership", related_name="member_of"
@@ -26,13 +35,16 @@ class Group(models.Model):
 
     class Meta:
         ordering = ("name",)
-        constraints = (
-            # "Engineering" and "engineering" are one group: names are typed by people.
-            models.UniqueConstraint(Lower("name"), name="groups_group_name_ci_unique"),
-        )
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.name_key = group_key(self.name)
+        fields = kwargs.get("update_fields")
+        if fields is not None and "name" in fields:
+            kwargs["update_fields"] = {*fields, "name_key"}
+        super().save(*args, **kwargs)
 
 
 class Membership(models.Model):

@@ -476,9 +476,9 @@ def issue_recovery(request: HttpRequest, user_id: int) -> HttpResponse:
             "expires_at": issued.invite.expires_at,
             "qr": qr_data_uri(issued.link),
             "emailed": email_link and bool(user.email) and link_was_emailed(issued.invite),
-            "mail_failed": email_link
-            and _email_delivers(user)
-            and not link_was_emailed(issued.invite),
+            "email_link": email_link,
+            # The notice (or the link) an SMTP server did not take: issued.notified is empty.
+            "mail_failed": _email_delivers(user) and not issued.notified,
             "notified": bool(user.email),
         },
     )

@@ -20,6 +20,7 @@ from threshold.accounts.models import User
 from threshold.audit.actions import Action, Origin, record
 from threshold.core import errors
 from threshold.core.names import clean_name
+from threshold.groups.access import get_group
 from threshold.groups.models import Group
 from threshold.sso.access import list_unassigned_holders
 from threshold.sso.logout import enqueue
@@ -323,6 +324,12 @@ def do_rotate_secret(application: Application, origin: Origin, *, actor: User | 
     return secret
 
 
+@dataclass(frozen=True)
+class Assignment:
+    groups: list[Group]  # empty for everyone
+    changed: bool
+
+
 @transaction.atomic
 def do_assign_app(
     application: Application,
@@ -331,17 +338,21 @@ def do_assign_app(
     everyone: bool,
     group_names: list[str] = (),  # type: ignore[assignment]
     actor: User | None = None,
-) -> list[Group]:
-    """Who may use the app: everyone, or the members of these groups (replacing the list)."""
+) -> Assignment:
+    """Who may use the app: everyone, or the members of these groups (replacing the list).
+    Nothing is recorded when that is who may use it already."""
     if everyone == bool(group_names):
         raise AppError("Assign the app to --everyone or to one or more --group NAME.")
     _held(application)
     groups: list[Group] = []
     for name in group_names:
-        group = Group.objects.filter(name__iexact=name.strip()).first()
+        group = get_group(name)
         if group is None:
             raise AppError(f"There is no group called {name!r}.")
         groups.append(group)
+    before = set(application.groups.values_list("pk", flat=True))
+    if application.for_everyone == everyone and before == {group.pk for group in groups}:
+        return Assignment(groups, changed=False)  # as it was: nothing to record or withdraw
     application.for_everyone = everyone
     application.save(update_fields=["for_everyone", "updated"])
     application.groups.set(groups)
@@ -355,7 +366,7 @@ def do_assign_app(
     )
     # Whoever it is no longer assigned to loses it now, not when their tokens expire.
     withdraw_unassigned(origin, "app_reassigned", application=application, actor=actor)
-    return groups
+    return Assignment(groups, changed=True)
 
 
 @transaction.atomic

@@ -130,7 +130,7 @@ def list_apps(args: argparse.Namespace) -> int:
                 row["name"],
                 "public" if row["public"] else "confidential",
                 row["id_token_alg"],
-                "everyone" if row["assigned_to"] == "everyone" else ", ".join(row["assigned_to"]),
+                _who(row["assigned_to"]),
             )
             for row in rows
         ]
@@ -239,20 +239,28 @@ def rotate_secret(args: argparse.Namespace) -> int:
     return 0
 
 
+def _who(assigned_to: str | list[str]) -> str:
+    """The WHO column: everyone, the groups, or nobody (as the admin portal says it)."""
+    if assigned_to == "everyone":
+        return "everyone"
+    return ", ".join(assigned_to) or "nobody"
+
+
 def assign_app(args: argparse.Namespace) -> int:
     from threshold.audit.actions import Origin
     from threshold.sso.actions import AppError, do_assign_app, find_app
 
     try:
         app = find_app(args.client_id)
-        groups = do_assign_app(app, Origin.cli(), everyone=args.everyone, group_names=args.groups)
+        assigned = do_assign_app(app, Origin.cli(), everyone=args.everyone, group_names=args.groups)
     except AppError as exc:
         return _refused(str(exc))
+    already = "" if assigned.changed else " (already: nothing changed)"
     if args.everyone:
-        print(f"Everyone may use {printable(app.name)}.")
+        print(f"Everyone may use {printable(app.name)}{already}.")
     else:
-        names = ", ".join(printable(group.name) for group in groups)
-        print(f"Only the members of {names} may use {printable(app.name)}.")
+        names = ", ".join(printable(group.name) for group in assigned.groups)
+        print(f"Only the members of {names} may use {printable(app.name)}{already}.")
     return 0
 
 

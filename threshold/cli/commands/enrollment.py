@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from threshold.cli.commands import Command, Subcommands
-from threshold.cli.output import no_account, refused_locked
+from threshold.cli.output import no_account, printable, refused_locked
+
+if TYPE_CHECKING:
+    from threshold.accounts.models import User
 
 
 def register(commands: Subcommands) -> list[Command]:
@@ -68,8 +72,16 @@ def invite(args: argparse.Namespace) -> int:
             f"`threshold recover {args.email}`.",
             file=sys.stderr,
         )
+        if args.admin:
+            print(
+                f"threshold: --admin: to make them an administrator: "
+                f"`threshold users role {args.email} admin`.",
+                file=sys.stderr,
+            )
         return 1
     what = "Created" if created.user_created else "Invited existing account"
+    if not created.user_created:
+        _existing_account(created.user, args)
     print(
         f"{what} {created.user.username}. One-time enrollment link "
         f"(expires {created.invite.expires_at:%Y-%m-%d %H:%M} UTC):"
@@ -83,6 +95,28 @@ def invite(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _existing_account(user: User, args: argparse.Namespace) -> None:
+    """What ``--admin`` and ``--name`` do for an account that was invited before: the role is
+    given (audited, as ``users role`` gives it); the name stays, and the operator is told."""
+    from django.db import transaction
+
+    from threshold.accounts.actions import do_set_role
+    from threshold.accounts.models import Role
+    from threshold.audit.actions import Origin
+
+    if args.admin:
+        with transaction.atomic():
+            made = do_set_role(user, Role.ADMINISTRATOR, Origin.cli())
+        if made:
+            print(f"Made {user.username} an administrator.")
+    if args.name and args.name != user.full_name:
+        print(
+            f"threshold: --name: {user.username} already has an account, whose name stays "
+            f"{printable(user.full_name or '(none)')}; change it in the admin portal.",
+            file=sys.stderr,
+        )
 
 
 def recover(args: argparse.Namespace) -> int:
@@ -116,10 +150,15 @@ def recover(args: argparse.Namespace) -> int:
             f"The link could not be emailed to {user.email} (see the error above): give it to "
             "them through a channel you trust."
         )
-    else:
+    elif issued.notified or not delivers():
         print(
             f"A notice was emailed to {user.email}, without the link. Check that you are talking "
             "to the person, then give them the link through a channel you trust."
+        )
+    else:
+        print(
+            f"The notice could not be emailed to {user.email} (see the error above). Check that "
+            "you are talking to the person, then give them the link through a channel you trust."
         )
     print(
         f"One-time recovery link for {user.username} "

@@ -90,8 +90,22 @@ def remove_group(args: argparse.Namespace) -> int:
         group = find_group(args.name)
     except GroupError as exc:
         return _refused(str(exc))
+    from django.db.models import Count
+
+    from threshold.sso.access import list_group_apps
+
+    # The apps it gave its members, and which of them nobody may use once it is gone.
+    apps = list(list_group_apps(group).annotate(assigned=Count("groups")))
     members = do_remove_group(group, Origin.cli())
     print(f"Removed the group {printable(group.name)} ({members} members; they stay).")
+    for app in apps:
+        if app.assigned == 1:
+            print(
+                f"Nobody may use {printable(app.name)} now: it was assigned only to this group "
+                f"(`threshold apps assign {app.client_id} --everyone | --group NAME ...`)."
+            )
+        else:
+            print(f"{printable(app.name)} stays assigned to its other groups.")
     return 0
 
 

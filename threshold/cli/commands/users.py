@@ -9,6 +9,7 @@ refuses it (``portal.policies``); ``--force`` makes it anyway."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from threshold.cli.commands import Command, Subcommands
@@ -22,7 +23,10 @@ from threshold.cli.output import (
 
 def register(commands: Subcommands) -> list[Command]:
     users = commands.add_parser("users", help="list people and their passkeys; lock or unlock one")
+    users.add_argument("--json", action="store_true", help="print the list as JSON")
     users_sub = users.add_subparsers(dest="users_command")
+    list_parser = users_sub.add_parser("list", help="everyone, with role, status and passkeys")
+    list_parser.add_argument("--json", action="store_true", help="print the list as JSON")
     lock_parser = users_sub.add_parser(
         "lock", help="stop a person signing in by any path; ends their sessions and links"
     )
@@ -100,6 +104,7 @@ def register(commands: Subcommands) -> list[Command]:
     )
     return [
         Command(users, list_people),
+        Command(list_parser, list_people),
         Command(lock_parser, lock),
         Command(unlock_parser, unlock),
         Command(role_parser, set_role),
@@ -118,6 +123,7 @@ def list_people(args: argparse.Namespace) -> int:
     from threshold.portal.readiness import has_enrolled, with_methods
 
     rows = [("USERNAME", "NAME", "ROLE", "STATUS", "PASSKEYS")]
+    listed = []
     # Counted as the readiness figures count them: someone with no way to sign in is not
     # active, but invited (not enrolled yet) or, having enrolled once, without a way in now.
     people = with_methods(User.objects.all()).annotate(enrolled=has_enrolled())
@@ -132,7 +138,19 @@ def list_people(args: argparse.Namespace) -> int:
             status = "no way to sign in" if user.enrolled else "invited"
         role = user.portal_role.label.lower() if user.role else "member"
         rows.append((user.username, user.full_name, role, status, str(user.passkey_count)))
-    table(rows)
+        listed.append(
+            {
+                "username": user.username,
+                "name": user.full_name,
+                "role": user.role or "none",  # the words `users role` takes
+                "status": status,
+                "passkeys": user.passkey_count,
+            }
+        )
+    if args.json:
+        print(json.dumps(listed))
+    else:
+        table(rows)
     return 0
 
 
