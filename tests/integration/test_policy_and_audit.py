@@ -36,7 +36,7 @@ def set_policy(**changes) -> Policy:
 
 def test_policy_defaults():
     assert get_policy() == Policy(
-        ceremony_timeout_seconds=60,
+        ceremony_timeout_seconds=300,
         user_verification="required",
         passkey_limit=10,
         invite_lifetime_hours=168,

@@ -80,7 +80,7 @@ def test_an_empty_algorithm_column_takes_the_default(executor_restores_the_schem
 
     new = migrate(DOCUMENT).get_model("policy", "OrganisationPolicy")
     assert "allowed_algorithms" not in new.objects.get(pk=1).document
-    assert get_policy() == Policy(passkey_limit=4)
+    assert get_policy() == Policy(passkey_limit=4, ceremony_timeout_seconds=60)  # as stored
 
 
 def test_the_reverse_migration_puts_the_document_back_into_the_columns(

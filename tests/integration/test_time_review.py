@@ -254,12 +254,6 @@ def test_a_session_cookie_ends_with_the_browser_unless_asked(ada: Person) -> Non
 # --- WebAuthn ceremonies -----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known, left alone: a passkey ceremony expires after 60 s by default (the policy's "
-    "ceremony_timeout_seconds, up to 600), under WebAuthn L3's recommended 300 s; the default "
-    "is pinned by many expiry tests and the catalog's words, to move together next",
-)
 def test_a_ceremony_leaves_the_time_webauthn_recommends(ada: Person, clock: FrozenClock) -> None:
     browser = Browser()
     options = begin_sign_in(browser)

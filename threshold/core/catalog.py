@@ -155,7 +155,7 @@ _ENTRIES = [
         "Passkey Request Timed Out",
         "You did not respond to the passkey prompt in time. Please try again.",
         "The person did not answer the passkey prompt within the ceremony timeout "
-        "(the policy's ceremony_timeout_seconds, 60 seconds by default).",
+        "(the policy's ceremony_timeout_seconds, 300 seconds by default).",
         "Try again and answer the prompt right away. With a phone, keep Bluetooth on for both "
         "devices. If it happens often, raise ceremony_timeout_seconds.",
         (NextStep.RETRY, NextStep.ANOTHER_DEVICE),
@@ -245,7 +245,7 @@ _ENTRIES = [
         "Passkey Request Timed Out",
         "You did not respond to the passkey prompt in time. Try again or set it up later.",
         "The person did not answer the passkey prompt within the ceremony timeout "
-        "(the policy's ceremony_timeout_seconds, 60 seconds by default).",
+        "(the policy's ceremony_timeout_seconds, 300 seconds by default).",
         "Try again and answer the prompt right away. No passkey was created.",
         (NextStep.RETRY, NextStep.SET_UP_LATER),
         Group.SET_UP,

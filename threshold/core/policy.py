@@ -134,7 +134,9 @@ class Policy:
 
     ceremony_timeout_seconds: int = _setting(
         Kind.WHOLE_NUMBER,
-        60,
+        # WebAuthn L3 §15.1's recommendation for a ceremony that verifies the user (a phone
+        # reached through a QR code, a security key fetched from a bag and its PIN).
+        300,
         "How long a passkey prompt (and its challenge) stays valid.",
         minimum=15,
         maximum=600,
