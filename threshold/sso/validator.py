@@ -302,9 +302,17 @@ class Validator(OAuth2Validator):
             return False
         sign_in, _grant = self._code(code)
         named = sign_in is None or sign_in.redirect_uri_named
-        if getattr(request, "using_default_redirect_uri", False) and named:
-            return False
-        return bool(grant.redirect_uri_allowed(redirect_uri))
+        if (getattr(request, "using_default_redirect_uri", False) and named) or not (
+            grant.redirect_uri_allowed(redirect_uri)
+        ):
+            # RFC 6749 §5.2: a grant that "does not match the redirection URI used in the
+            # authorization request" is invalid_grant (oauthlib's own refusal would say
+            # invalid_request).
+            raise oauth_errors.InvalidGrantError(
+                description="The redirect_uri is not the one the authorization request named.",
+                request=request,
+            )
+        return True
 
     def get_authorization_code_nonce(
         self, client_id: str, code: str, redirect_uri: str, request: Any
@@ -441,8 +449,13 @@ class Validator(OAuth2Validator):
         such tokens at the change (``actions.withdraw_unassigned``); this refuses the ones a change
         made otherwise left (a bulk delete sends no signal) and one a refresh issued while the
         change was being made. No statement of its own: the person's groups came with the token's
-        SELECT, the app's are kept per process (``_assigned``, ``appcache``)."""
-        if not super().validate_bearer_token(token, scopes, request):
+        SELECT, the app's are kept per process (``_assigned``, ``appcache``).
+
+        The token is checked here without ``scopes``: oauthlib then refuses a live token that
+        lacks ``openid`` itself, as RFC 6750 §3.1's ``insufficient_scope`` (403), not as a
+        dead one (DOT's check would say ``invalid_token``, and the app would throw away a
+        token a refresh gives back with the same scopes)."""
+        if not super().validate_bearer_token(token, [], request):
             return False
         access_token = request.access_token
         # A person who may not sign in (locked, deactivated) has no tokens left: the lock and

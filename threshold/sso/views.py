@@ -12,8 +12,10 @@ is audited.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -66,7 +68,7 @@ from threshold.sessions.actions import sign_in, sign_out
 from threshold.sessions.flow import Flow, check_flow, issue_flow_token
 from threshold.sessions.middleware import forget_signed_in
 from threshold.sessions.store import SIGNED_IN_AT
-from threshold.sso import keys
+from threshold.sso import cors, keys
 from threshold.sso.access import access_signed_in_app, issuer
 from threshold.sso.actions import do_sign_out_of_app
 from threshold.sso.models import OFFLINE_ACCESS, Algorithm, Application, AppSignIn
@@ -510,19 +512,6 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             "PKCE with S256 is required.",
             reason="pkce_plain" if credentials.get("code_challenge") else "pkce_missing",
         )
-    if (
-        application.client_type == Application.CLIENT_PUBLIC
-        and "openid" in scopes
-        and not credentials.get("nonce")
-    ):
-        return _refuse(
-            request,
-            application,
-            credentials,
-            "invalid_request",
-            "A public client must send a nonce.",
-            reason="nonce_missing",
-        )
     if any(has_ascii_control(value) for _name, values in params.lists() for value in values):
         # A NUL or another control character names nothing here, and PostgreSQL refuses a NUL
         # in the grant's row: refused before anything is saved.
@@ -918,6 +907,25 @@ def revoke_body_refused(request: HttpRequest) -> HttpResponse:
     return oauth_error("invalid_request", _BODY_UNREADABLE, 400)
 
 
+def _challenged_as_apps_authenticate(
+    view: Callable[..., HttpResponse],
+) -> Callable[..., HttpResponse]:
+    """/token's and /revoke's 401 (``invalid_client``) challenge the scheme an app
+    authenticates with there, HTTP Basic (RFC 6749 §5.2, as /introspect does), not oauthlib's
+    Bearer, which these endpoints never take."""
+
+    @functools.wraps(view)
+    def endpoint(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        if response.status_code == 401:  # noqa: PLR2004
+            response["WWW-Authenticate"] = 'Basic realm="Threshold"'
+        return response
+
+    return endpoint
+
+
+@cors.for_browser_apps("POST")
+@_challenged_as_apps_authenticate
 @answers_failures_with(oauth_failure)
 @answers_wrong_methods_with(oauth_wrong_method)
 @refuses_bodies_with(token_body_refused)
@@ -959,6 +967,7 @@ def token(request: HttpRequest) -> HttpResponse:
 _userinfo = UserInfoView.as_view()
 
 
+@cors.for_browser_apps("GET, POST")
 @answers_failures_with(oauth_failure)
 @answers_wrong_methods_with(oauth_wrong_method)
 @refuses_bodies_with(userinfo_body_refused)
@@ -979,14 +988,25 @@ def userinfo(request: HttpRequest) -> HttpResponse:
     if response.status_code >= 400 and response.content.startswith(b"{"):  # noqa: PLR2004
         # DOT's refusals (401 invalid_token, ...) are JSON sent as text/html.
         response["Content-Type"] = "application/json"
+    if response.status_code == 403 and not response.has_header("WWW-Authenticate"):  # noqa: PLR2004
+        # A live token without the openid scope (RFC 6750 §3.1 insufficient_scope): oauthlib
+        # gives the challenge to 401s only, and §3 wants it on every refusal.
+        response["WWW-Authenticate"] = (
+            'Bearer error="insufficient_scope", scope="openid", '
+            'error_description="The access token was not issued for OpenID Connect."'
+        )
     # A person's claims: kept by no cache on the way (as /token's answers, RFC 6749 §5.1).
     response["Cache-Control"] = "no-store"
     return response
 
 
-revoke = answers_failures_with(oauth_failure)(
-    answers_wrong_methods_with(oauth_wrong_method)(
-        refuses_bodies_with(revoke_body_refused)(RevokeTokenView.as_view())
+revoke = cors.for_browser_apps("POST")(
+    _challenged_as_apps_authenticate(
+        answers_failures_with(oauth_failure)(
+            answers_wrong_methods_with(oauth_wrong_method)(
+                refuses_bodies_with(revoke_body_refused)(RevokeTokenView.as_view())
+            )
+        )
     )
 )
 
