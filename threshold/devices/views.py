@@ -30,6 +30,7 @@ from threshold.devices import webpush
 from threshold.devices.actions import (
     PUSH_FINISH_GRACE,
     PUSH_LIFETIME,
+    FinishedPush,
     IssuedSetupCode,
     PushStatus,
     SentPush,
@@ -47,7 +48,7 @@ from threshold.devices.actions import (
     push_status,
 )
 from threshold.policy.access import policy_for
-from threshold.sessions.actions import sign_in
+from threshold.sessions.actions import sign_in, with_the_session
 from threshold.sessions.stepup import mark_verified, recently_verified, return_to, verify_first
 from threshold.sessions.store import SignedInWith
 from threshold.web.http import (
@@ -60,6 +61,7 @@ from threshold.web.http import (
     read_json_object,
     safe_next,
     see_other,
+    sets_up,
     settings_problem,
     url_to,
 )
@@ -80,6 +82,7 @@ def setup_link(code: str) -> str:
 # --- Settings → Security Methods → Threshold Verify -----------------------------------------------
 
 
+@sets_up
 @require_http_methods(["GET", "POST"])
 @never_cache
 @login_required
@@ -124,6 +127,7 @@ def _set_up_page(
     return render(request, "devices/set_up.html", context, status=status)
 
 
+@sets_up
 @require_POST
 @never_cache
 @login_required
@@ -305,9 +309,18 @@ class _SignInPush(_PushPages):
         (``mark_verified(phishing_resistant=False)``): multi-factor, never
         phishing-resistant, so a passkey may be added right away ("Set up a passkey"), but
         removing a method or the admin portal still needs a passkey."""
-        finished = do_finish_push(*found, audit_origin(request), policy_for(request))
-        sign_in(request, finished.user, finished.assurance, method=SignedInWith.DEVICE_APP)
-        mark_verified(request, phishing_resistant=False)
+
+        def signed_in(finished: FinishedPush) -> None:
+            sign_in(request, finished.user, finished.assurance, method=SignedInWith.DEVICE_APP)
+            mark_verified(request, phishing_resistant=False)
+
+        # The push used up and the session in one transaction (``with_the_session``): a
+        # database failing at the session leaves the approved push for "I approved it" again.
+        with_the_session(
+            request,
+            lambda: do_finish_push(*found, audit_origin(request), policy_for(request)),
+            signed_in,
+        )
         return safe_next(request)
 
     def canceled(self, request: HttpRequest, found: tuple[str, str] | None) -> HttpResponse:

@@ -23,8 +23,9 @@ from threshold.enrollment.models import EnrollmentInvite
 from threshold.fallback.actions import recovery_removes
 from threshold.passkeys.actions import passkey_assurance
 from threshold.passkeys.http import ceremonies, read_credential
+from threshold.passkeys.models import Passkey
 from threshold.policy.access import policy_for
-from threshold.sessions.actions import sign_in, sign_out
+from threshold.sessions.actions import sign_in, sign_out, with_the_session
 from threshold.sessions.flow import Flow, check_flow, issue_flow_token
 from threshold.sessions.middleware import forget_signed_in
 from threshold.web.http import (
@@ -34,6 +35,7 @@ from threshold.web.http import (
     ok,
     read_json_object,
     see_other,
+    sets_up,
     url_to,
 )
 
@@ -64,6 +66,7 @@ def _refuse_switching_unasked(request: HttpRequest, token: str) -> None:
         raise errors.FlowExpired("signed in as someone else since the link's page was served")
 
 
+@sets_up
 @require_http_methods(["GET", "POST"])
 @never_cache
 def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
@@ -111,6 +114,7 @@ def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
     return response
 
 
+@sets_up
 @require_POST
 def enroll_options(request: HttpRequest, token: str) -> JsonResponse:
     try:
@@ -129,28 +133,34 @@ def enroll_options(request: HttpRequest, token: str) -> JsonResponse:
     return ok({"publicKey": options})
 
 
+@sets_up
 @require_POST
 def enroll_result(request: HttpRequest, token: str) -> JsonResponse:
+    def signed_in(passkey: Passkey) -> None:
+        # A new session key either way; a recovery has ended all the others. The registration
+        # verified the person (UV) exactly when the passkey says so: then the new session
+        # counts as just verified, and "Verify it's you" does not ask again straight away.
+        verified = passkey.uv_initialized
+        sign_in(
+            request,
+            passkey.user,
+            passkey_assurance(passkey, user_verified=verified),
+            user_verified=verified,
+        )
+
     try:
         _refuse_switching_unasked(request, token)
-        passkey = do_finish_enrollment(
-            ceremonies(request),
-            token,
-            read_credential(request),
-            audit_origin(request),
+        # The passkey, the link used up and the new session: one transaction, so that a
+        # database failing at the session leaves the link for a retry.
+        with_the_session(
+            request,
+            lambda: do_finish_enrollment(
+                ceremonies(request), token, read_credential(request), audit_origin(request)
+            ),
+            signed_in,
         )
     except errors.ThresholdError as error:
         return failed(error, Surface.REGISTRATION)
-    # A new session key either way; a recovery has ended all the others. The registration
-    # verified the person (UV) exactly when the passkey says so: then the new session counts
-    # as just verified, and "Verify it's you" does not ask again straight away.
-    verified = passkey.uv_initialized
-    sign_in(
-        request,
-        passkey.user,
-        passkey_assurance(passkey, user_verified=verified),
-        user_verified=verified,
-    )
     return ok({"redirect": url_to("selfservice:home", query={"enrolled": "1"})})
 
 

@@ -6,12 +6,13 @@ and the audit rows stay even though the caller sees an exception.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from django.contrib.auth.hashers import make_password
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q
 
 from threshold import clock
@@ -400,6 +401,20 @@ def do_check_password(username: str, password: str, origin: Origin, policy: Poli
     if not policy.allow_password_fallback:
         raise errors.FallbackNotAllowed()
     keys = _reserve_attempt(username, origin, policy, Step.PASSWORD)
+    try:
+        return _check_password(username, password, origin, policy, keys)
+    except DatabaseError:
+        # The database failed, not the person: the attempt does not count, or a long outage
+        # would lock the right password out. Whatever the password, the answer is the same
+        # 503, so nothing was learnt from it.
+        with contextlib.suppress(DatabaseError):  # still failing: it counts, as it would have
+            _release_attempt(keys, policy, signed_in=False)
+        raise
+
+
+def _check_password(
+    username: str, password: str, origin: Origin, policy: Policy, keys: dict[CounterKind, str]
+) -> User:
     name = normalize_username(username)
     # Control characters and lone surrogates are in no username (and the database
     # drivers refuse them: PostgreSQL NUL, both of them surrogates).

@@ -37,7 +37,7 @@ from threshold.fallback.actions import (
 )
 from threshold.fallback.forms import SetUpForm, form_text
 from threshold.policy.access import policy_for
-from threshold.sessions.actions import sign_in
+from threshold.sessions.actions import sign_in, with_the_session
 from threshold.sessions.stepup import mark_verified, recently_verified, verify_first
 from threshold.sessions.store import SignedInWith
 from threshold.web.http import (
@@ -45,6 +45,7 @@ from threshold.web.http import (
     audit_origin,
     safe_next,
     see_other,
+    sets_up,
     settings_problem,
     url_to,
 )
@@ -145,9 +146,23 @@ def code_step(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911 - an answe
     if request.method == "GET":
         return render(request, "fallback/code.html", {})
     policy = policy_for(request)
+
+    def signed_in(method: SignedInWith) -> None:
+        for key in (PENDING_USER, PENDING_SINCE, PENDING_PASSWORD):
+            request.session.pop(key, None)
+        sign_in(request, user, FALLBACK_ASSURANCE[method], method=method)
+        mark_verified(request, phishing_resistant=False)
+
     try:
-        method = do_finish_fallback_sign_in(
-            user, form_text(request.POST, "code", 64), audit_origin(request), policy
+        # The code used up, the attempt released, the audit row and the session: one
+        # transaction (``with_the_session``), so that a database failing on the way leaves
+        # the code for a retry.
+        with_the_session(
+            request,
+            lambda: do_finish_fallback_sign_in(
+                user, form_text(request.POST, "code", 64), audit_origin(request), policy
+            ),
+            signed_in,
         )
     except errors.AccountError as error:
         # Both factors were right, and the account may not sign in: 403, as for a lock,
@@ -157,10 +172,6 @@ def code_step(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911 - an answe
     except errors.ThresholdError as error:
         status = status_for(error)
         return render(request, "fallback/code.html", {"error": _entry(error)}, status=status)
-    for key in (PENDING_USER, PENDING_SINCE, PENDING_PASSWORD):
-        request.session.pop(key, None)
-    sign_in(request, user, FALLBACK_ASSURANCE[method], method=method)
-    mark_verified(request, phishing_resistant=False)
     if passkey_prompt_due(user, policy):
         return see_other(_with_next(reverse("fallback:passkey-prompt"), request))
     return see_other(safe_next(request))
@@ -169,6 +180,7 @@ def code_step(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911 - an answe
 # --- "Set up a passkey" / "I'll do it later" -----------------------------------------------------
 
 
+@sets_up
 @require_http_methods(["GET", "POST"])
 @never_cache
 @login_required
@@ -193,6 +205,7 @@ def _settings_user(request: HttpRequest) -> User:
     return request.user
 
 
+@sets_up
 @require_http_methods(["GET", "POST"])
 @never_cache
 @login_required
@@ -207,18 +220,26 @@ def set_up(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return _set_up_page(request, user, secret)
     form = SetUpForm(user, secret, request.POST, clock.now())
-    if not form.is_valid() or form.confirmed_step is None:
+    step = form.confirmed_step
+    if not form.is_valid() or step is None:
         return _set_up_page(request, user, secret, form.problems, status=400)
+
+    def kept(_codes: list[str]) -> None:
+        # A new password changes the session hash: this session stays signed in,
+        # the person's others end (as after any password change).
+        update_session_auth_hash(request, user)
+        request.session.pop(PENDING_SECRET, None)
+
     try:
-        codes = do_set_up_fallback(
-            user, form.password, secret, form.confirmed_step, audit_origin(request)
+        # With the session in one transaction (``with_the_session``): the recovery codes,
+        # shown once, are shown, or nothing was set up.
+        codes = with_the_session(
+            request,
+            lambda: do_set_up_fallback(user, form.password, secret, step, audit_origin(request)),
+            kept,
         )
     except errors.MalformedRequest:
         return _already_set_up(request)
-    # A new password changes the session hash: this session stays signed in,
-    # the person's others end (as after any password change).
-    update_session_auth_hash(request, user)
-    request.session.pop(PENDING_SECRET, None)
     return render(request, "fallback/recovery_codes.html", {"codes": codes, "new": True})
 
 
@@ -296,13 +317,16 @@ def remove(request: HttpRequest) -> HttpResponse:
     refused: errors.LastSignInMethod | None = None
     if request.method == "POST":
         try:
-            do_remove_fallback(user, audit_origin(request))
+            with_the_session(
+                request,
+                lambda: do_remove_fallback(user, audit_origin(request)),
+                lambda _: update_session_auth_hash(request, user),
+            )
         except errors.SecurityMethodNotFound as error:
             return settings_problem(request, error)
         except errors.LastSignInMethod as error:
             last, refused = True, error
         else:
-            update_session_auth_hash(request, user)
             return see_other(url_to("selfservice:settings", query={"done": Done.FALLBACK_REMOVED}))
     return render(
         request,

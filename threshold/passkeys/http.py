@@ -89,8 +89,12 @@ def send_ceremony_cookies(request: HttpRequest, response: HttpResponse) -> None:
     found = request.__dict__.get(_ON_REQUEST)
     if not isinstance(found, Ceremonies):
         return
-    for kind in found.taken - found.issued.keys():
-        response.delete_cookie(CEREMONY_COOKIE.format(kind=kind), samesite="Strict")
+    # A failure of the server's own (the database failed: 503) stored nothing, the used
+    # challenge included: the ceremony stays, so that the credential the device just made
+    # can be sent again, rather than a second one made on the device.
+    if response.status_code < 500:  # noqa: PLR2004
+        for kind in found.taken - found.issued.keys():
+            response.delete_cookie(CEREMONY_COOKIE.format(kind=kind), samesite="Strict")
     now = clock.now()
     for kind, (token, expires_at) in found.issued.items():
         response.set_cookie(

@@ -14,7 +14,7 @@ from threshold.core.catalog import Surface
 from threshold.passkeys.actions import do_begin_sign_in, do_finish_sign_in
 from threshold.passkeys.http import ceremonies, read_credential
 from threshold.policy.access import policy_for
-from threshold.sessions.actions import sign_in
+from threshold.sessions.actions import sign_in, with_the_session
 from threshold.sessions.flow import Flow, check_flow
 from threshold.web.http import (
     audit_origin,
@@ -75,15 +75,23 @@ def _options_wait(ip: str | None) -> float:
 @require_POST
 def sign_in_result(request: HttpRequest) -> JsonResponse:
     try:
-        signed_in = do_finish_sign_in(
-            ceremonies(request),
-            read_credential(request),
-            audit_origin(request),
-            policy=policy_for(request),
+        # The sign-in and its session in one transaction (``with_the_session``): a database
+        # failing at the session neither leaves a sign-in audited that did not happen nor
+        # ends the session this one replaces without a word to its apps.
+        with_the_session(
+            request,
+            lambda: do_finish_sign_in(
+                ceremonies(request),
+                read_credential(request),
+                audit_origin(request),
+                policy=policy_for(request),
+            ),
+            lambda signed_in: sign_in(
+                request, signed_in.user, signed_in.assurance, user_verified=signed_in.user_verified
+            ),
         )
     except errors.ThresholdError as error:
         return sign_in_refused(error)
-    sign_in(request, signed_in.user, signed_in.assurance, user_verified=signed_in.user_verified)
     return ok({"redirect": safe_next(request)})
 
 

@@ -42,6 +42,7 @@ from threshold.passkeys.models import Passkey
 from threshold.passkeys.pending import Purpose
 from threshold.policy.access import policy_for
 from threshold.sessions.access import describe_sign_in_method, list_active_sessions
+from threshold.sessions.actions import with_the_session
 from threshold.sessions.flow import Flow, check_flow, issue_flow_token
 from threshold.sessions.stepup import (
     mark_verified,
@@ -63,6 +64,7 @@ from threshold.web.http import (
     optional_string,
     read_json_object,
     see_other,
+    sets_up,
     settings_problem,
     url_to,
 )
@@ -250,22 +252,27 @@ def verify_options(request: HttpRequest) -> JsonResponse:
 @json_login_required
 def verify_result(request: HttpRequest) -> JsonResponse:
     try:
-        do_finish_sign_in(
-            ceremonies(request),
-            read_credential(request),
-            audit_origin(request),
-            step_up_user=_user(request),
-            policy=policy_for(request),
+        # The step-up and the session's note of it in one transaction (``with_the_session``).
+        with_the_session(
+            request,
+            lambda: do_finish_sign_in(
+                ceremonies(request),
+                read_credential(request),
+                audit_origin(request),
+                step_up_user=_user(request),
+                policy=policy_for(request),
+            ),
+            lambda _: mark_verified(request),
         )
     except errors.ThresholdError as error:
         return failed(error, Surface.AUTHENTICATION)
-    mark_verified(request)
     return ok({"redirect": return_to(request).target})
 
 
 # --- Set up another ----------------------------------------------------------------------------
 
 
+@sets_up
 @require_GET
 @never_cache
 @login_required
@@ -287,6 +294,7 @@ def add_page(request: HttpRequest) -> HttpResponse:
     )
 
 
+@sets_up
 @require_POST
 @json_login_required
 def add_options(request: HttpRequest) -> JsonResponse:
@@ -312,6 +320,7 @@ def add_options(request: HttpRequest) -> JsonResponse:
     return ok({"publicKey": options})
 
 
+@sets_up
 @require_POST
 @json_login_required
 def add_result(request: HttpRequest) -> JsonResponse:

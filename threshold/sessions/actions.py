@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, login, logout
@@ -16,6 +17,7 @@ from threshold.accounts.actions import lock_user, lock_users
 from threshold.accounts.models import User
 from threshold.accounts.signals import access_withdrawn, withdrawing
 from threshold.audit.actions import Action, Origin, record
+from threshold.core import errors
 from threshold.core.assurance import Assurance
 from threshold.sessions.models import Session
 from threshold.sessions.stepup import VERIFIED_AT
@@ -34,6 +36,41 @@ from threshold.web.http import audit_origin
 
 # The backend login() records in a session: PasskeyBackend only reloads people for sessions.
 SESSION_BACKEND = "threshold.accounts.backends.PasskeyBackend"
+
+T = TypeVar("T")
+
+
+def with_the_session(request: HttpRequest, change: Callable[[], T], then: Callable[[T], Any]) -> T:
+    """``change()``, then, if it succeeded, ``then(result)`` (a sign-in, a new session hash, a
+    step-up: what the session keeps of it) and the session saved, in one transaction.
+
+    Django's session middleware saves the session when the response goes out, in a
+    transaction of its own. A database that failed there answered "try again" for a change
+    that had already happened and used up what a retry needs (an enrollment or recovery
+    link, a recovery code, an approved push), and ``cycle_key``'s DELETE of the replaced
+    row, already committed, signed the person out without telling their apps. Saved here,
+    both go or neither; the middleware's save then writes nothing (``SessionStore.save_now``)
+    and only sends the cookie.
+
+    A refusal (``ThresholdError``) that ``change`` raises once it has kept what it keeps (a
+    used challenge, an audit row, a counted attempt) is raised after that commits, as it
+    would be without this.
+    """
+    refusal: errors.ThresholdError
+    with transaction.atomic():
+        try:
+            result = change()
+        except errors.ThresholdError as error:
+            refusal = error
+        else:
+            then(result)
+            session = request.session
+            if isinstance(session, SessionStore):
+                session.save_now()
+            else:  # a test's own engine
+                session.save()
+            return result
+    raise refusal
 
 
 def sign_in(

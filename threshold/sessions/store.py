@@ -77,6 +77,10 @@ def is_session_key(value: object) -> TypeGuard[str]:
 
 class SessionStore(db.SessionStore):
     _unsaved = False
+    # What this store last wrote, as (key, serialized data): set by a save made inside the
+    # change it belongs to (``sessions.actions.with_the_session``), so that the middleware's
+    # save when the response goes out writes nothing more when nothing changed since.
+    _saved_as: tuple[str | None, bytes] | None = None
 
     def _validate_session_key(self, key: str | None) -> bool:
         return is_session_key(key)
@@ -128,6 +132,10 @@ class SessionStore(db.SessionStore):
             self.model.objects.filter(session_key=key).delete()
 
     def save(self, must_create: bool = False) -> Any:
+        if self._saved_as is not None and not must_create:
+            if self._saved_as == (self.session_key, self._serialized()):
+                return None
+            self._saved_as = None
         if not self._unsaved:
             try:
                 return super().save(must_create)
@@ -146,6 +154,16 @@ class SessionStore(db.SessionStore):
             # Another session took this key (never seen in practice): a fresh one.
             self._session_key = None
             return super().save()
+
+    def save_now(self) -> None:
+        """Save, and remember what was saved (``_saved_as``): the middleware's later save of
+        the same key and data writes nothing."""
+        self._saved_as = None
+        self.save()
+        self._saved_as = (self.session_key, self._serialized())
+
+    def _serialized(self) -> bytes:
+        return self.serializer().dumps(self._get_session())  # type: ignore[attr-defined,no-any-return]
 
 
 def _at(unix_time: Any) -> datetime | None:

@@ -64,7 +64,7 @@ from threshold.passkeys.hotpath import AuditRow, insert_audit
 from threshold.passkeys.http import ceremonies, read_credential
 from threshold.passkeys.models import Passkey
 from threshold.policy.access import policy_for
-from threshold.sessions.actions import sign_in, sign_out
+from threshold.sessions.actions import sign_in, sign_out, with_the_session
 from threshold.sessions.flow import Flow, check_flow, issue_flow_token
 from threshold.sessions.middleware import forget_signed_in
 from threshold.sessions.store import SIGNED_IN_AT
@@ -803,17 +803,24 @@ def sign_in_again_result(request: HttpRequest) -> JsonResponse:
     user = request.user
     assert isinstance(user, User)  # noqa: S101 - json_login_required
     try:
-        signed_in = do_finish_sign_in(
-            ceremonies(request),
-            read_credential(request),
-            audit_origin(request),
-            step_up_user=user,
-            policy=policy_for(request),
+        # A new sign-in of this session: what the app is told is what just happened. With
+        # its session in one transaction (``with_the_session``): a database failing at the
+        # session does not end it, as a key change that tells no app.
+        with_the_session(
+            request,
+            lambda: do_finish_sign_in(
+                ceremonies(request),
+                read_credential(request),
+                audit_origin(request),
+                step_up_user=user,
+                policy=policy_for(request),
+            ),
+            lambda signed_in: sign_in(
+                request, user, signed_in.assurance, user_verified=signed_in.user_verified
+            ),
         )
     except errors.ThresholdError as error:
         return failed(error, Surface.AUTHENTICATION)
-    # A new sign-in of this session: what the app is told is what just happened.
-    sign_in(request, user, signed_in.assurance, user_verified=signed_in.user_verified)
     return ok({"redirect": _next_of(request)})
 
 

@@ -316,6 +316,22 @@ def marked_answer(request: HttpRequest, attribute: str) -> Any:
     return answer if callable(answer) else None
 
 
+_SETS_UP = "threshold_sets_up"
+
+
+def sets_up(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Mark a page or endpoint that sets a sign-in method up: a failure under it is worded
+    with the catalog's set-up entry ("... set it up later", ``web.views.server_error``), not
+    the sign-in's ("... use your password")."""
+    setattr(view, _SETS_UP, True)
+    return view
+
+
+def is_set_up(request: HttpRequest) -> bool:
+    """Whether the request's view sets a sign-in method up (``sets_up``)."""
+    return bool(getattr(resolved_view(request), _SETS_UP, False))
+
+
 FailureAnswer = Callable[[HttpRequest, bool], HttpResponse]
 _FAILURE_ANSWER = "threshold_failure_answer"
 

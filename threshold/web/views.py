@@ -12,7 +12,7 @@ from django.shortcuts import render
 
 from threshold.core import catalog
 from threshold.core.errors import Category
-from threshold.web.http import failure_answer_of, problem
+from threshold.web.http import failure_answer_of, is_set_up, problem
 
 # How long a client waits before sending a request the database could not answer again.
 RETRY_AFTER_SECONDS = 1
@@ -73,7 +73,10 @@ def server_error(request: HttpRequest) -> HttpResponse:
         response = own(request, unavailable)
     elif unavailable:
         presentation = catalog.PRESENTATIONS[Category.UNAVAILABLE]
-        entry = presentation.entry(catalog.Surface.AUTHENTICATION)
+        surface = (
+            catalog.Surface.REGISTRATION if is_set_up(request) else catalog.Surface.AUTHENTICATION
+        )
+        entry = presentation.entry(surface)
         response = problem_response(request, entry.key, presentation.status)
     else:
         return problem_response(request, "verification_incomplete", 500)

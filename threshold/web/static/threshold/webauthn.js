@@ -119,9 +119,24 @@
     }
     if (!response.ok || !data || data.status !== "ok") {
       const entry = (data && data.error) || catalog[registering ? "setup_unavailable" : "passkey_unavailable"];
-      throw { entry: entry, data: data };
+      const wait = Math.min(5, Math.max(1, parseInt(response.headers.get("Retry-After"), 10) || 1));
+      throw { entry: entry, data: data, status: response.status, retryAfterMs: wait * 1000 };
     }
     return data;
+  }
+
+  // A result the server could not store (503: its database failed, and nothing was stored,
+  // the ceremony included) is sent once more after the Retry-After it asks for: the
+  // credential the device just made or signed is still good, where "Try again" would make
+  // another passkey on the device.
+  async function postResult(url, body) {
+    try {
+      return await post(url, body);
+    } catch (failure) {
+      if (!failure || failure.status !== 503) throw failure;
+      await new Promise((resolve) => setTimeout(resolve, failure.retryAfterMs));
+      return post(url, body);
+    }
   }
 
   // What a person sees when the browser, not the server, ends the ceremony.
@@ -189,7 +204,7 @@
     statusLine.textContent = "Verifying your passkey…";
     let result;
     try {
-      result = await post(root.dataset.resultUrl, credential.toJSON());
+      result = await postResult(root.dataset.resultUrl, credential.toJSON());
     } catch (failure) {
       if (failure && failure.data && failure.data.unknownCredential) {
         await signalUnknown(data.publicKey.rpId || location.hostname, credential.id);
@@ -332,7 +347,7 @@
       };
     }
     statusLine.textContent = "Saving your passkey…";
-    const result = await post(root.dataset.resultUrl, credential.toJSON());
+    const result = await postResult(root.dataset.resultUrl, credential.toJSON());
     statusLine.textContent = root.dataset.ceremony === "add" ? "Your passkey is ready." : "Your passkey is ready. Signing you in…";
     window.location.assign(result.redirect);  // every result endpoint says where to go
   }
