@@ -50,12 +50,13 @@ from threshold.accounts.models import Role, User
 from threshold.cli.main import main as threshold_cli
 from threshold.config import ConfigError, load, start_up_warnings
 from threshold.passkeys.models import Passkey
+from threshold_verify.client import USER_AGENT
 
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "correct horse battery staple 9"
 # What the desktop Threshold Verify (verify/threshold_verify/client.py) sends: urllib's default.
-DESKTOP_APP_USER_AGENT = "Python-urllib/3.11"
+DESKTOP_APP_USER_AGENT = USER_AGENT  # the desktop app's own (verify/threshold_verify/client.py)
 
 
 # --- Helpers --------------------------------------------------------------------------------------
@@ -239,11 +240,6 @@ def test_a_device_is_named_once_in_its_emails(ada, clock, django_capture_on_comm
     assert "Threshold Verify on Threshold Verify on" not in message.body, message.body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known, left alone: a change made from Threshold Verify on the desktop is emailed as "
-    "'From: Python-urllib', which names no browser or device the person knows",
-)
 def test_a_change_made_from_the_desktop_app_names_that_device(
     ada, clock, django_capture_on_commit_callbacks
 ):
@@ -276,11 +272,6 @@ def test_a_change_made_from_the_desktop_app_names_that_device(
     assert "Python-urllib" not in message.body, message.body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known, left alone: whoever starts a push chooses the 'browser' its emails name "
-    "(ua-parser's catch-all bot pattern copies words from the User-Agent into 'From: ...')",
-)
 def test_a_push_email_does_not_repeat_a_strangers_words(
     ada, clock, django_capture_on_commit_callbacks
 ):

@@ -7,6 +7,7 @@ path: that path stores the raw header, and pages describe it when they show it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -36,6 +37,13 @@ _SYSTEMS = {
     "Arch Linux": "Linux",
     "openSUSE": "Linux",
 }
+
+# ua-parser names any client its catch-all rule matches after the words before "bot",
+# "spider", ... in the header ("IT Helpdesk approve now Bot"): whoever sends the request
+# chooses them, and the emails and pages that name the browser would repeat them.
+_CATCH_ALL = re.compile(r"(?:bot|spider|crawl[a-z]*|archiver|indexer|scraper)$", re.IGNORECASE)
+# Threshold Verify on a desktop: "ThresholdVerify/0.1.0 (Linux)" (verify/threshold_verify).
+_DEVICE_APP = re.compile(r"ThresholdVerify/[0-9.]+ \(([A-Za-z]+)\)")
 
 # The platforms the set-up guides cover, by the operating system's name above.
 PLATFORMS = {
@@ -71,9 +79,15 @@ class Client:
 def describe(user_agent: str) -> Client:
     if not user_agent:
         return Client("", "")
+    device_app = _DEVICE_APP.fullmatch(user_agent)
+    if device_app is not None:
+        named = {"Darwin": "macOS", "Windows": "Windows", "Linux": "Linux"}
+        return Client("Threshold Verify", named.get(device_app.group(1), ""))
     result = parse(user_agent[:512])
     browser = result.user_agent.family if result.user_agent else ""
     system = result.os.family if result.os else ""
-    browser = "" if browser == "Other" else _BROWSERS.get(browser, browser)
+    if browser == "Other" or _CATCH_ALL.search(browser):
+        browser = ""
+    browser = _BROWSERS.get(browser, browser)
     system = "" if system == "Other" else _SYSTEMS.get(system, system)
     return Client(browser, system)

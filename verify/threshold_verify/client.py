@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import platform
 import secrets
 import urllib.error
 import urllib.request
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from threshold_verify import clock
+from threshold_verify import __version__, clock
 from threshold_verify.encoding import b64url
 from threshold_verify.stores import KeyStore
 
@@ -83,6 +84,11 @@ def _part(value: dict[str, Any]) -> str:
     return b64url(json.dumps(value, separators=(",", ":")).encode())
 
 
+# What this app says it is, so that Threshold's emails about a change made from it name it
+# ("From: Threshold Verify on Linux"), not Python's HTTP library.
+USER_AGENT = f"ThresholdVerify/{__version__} ({platform.system() or 'unknown'})"
+
+
 def call(server: str, endpoint: str, signer: Signer, body: dict[str, Any] | None = None) -> Any:
     """POST one signed request to ``server``'s device API; its JSON answer, or ServerError."""
     path = API + endpoint
@@ -91,7 +97,11 @@ def call(server: str, endpoint: str, signer: Signer, body: dict[str, Any] | None
         server + path,
         data=compact.encode("ascii"),
         method="POST",
-        headers={"Content-Type": "application/jose", "Accept": "application/json"},
+        headers={
+            "Content-Type": "application/jose",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        },
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
