@@ -104,6 +104,7 @@ def registration_json(real: Real, attestation_object: bytes | None = None) -> di
     assert credential is not None
     return {
         "id": b64url_encode(credential.credential_id),
+        "rawId": b64url_encode(credential.credential_id),
         "type": "public-key",
         "response": {
             "clientDataJSON": real.client_data,
@@ -267,6 +268,7 @@ def authenticate(
     response = ceremony.parse_authentication_response(
         {
             "id": b64url_encode(registered.credential_id),
+            "rawId": b64url_encode(registered.credential_id),
             "type": "public-key",
             "response": {
                 "clientDataJSON": real.assertion_client_data,

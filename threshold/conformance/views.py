@@ -141,6 +141,8 @@ def attestation_result(request: HttpRequest) -> JsonResponse:
             audit_origin(request),
             purpose=CONFORMANCE,
             policy=_RULES,
+            # The tools' negative cases: an expired or untrusted chain fails (§7.1 step 27).
+            refuse_failed_attestation=True,
         )
     except errors.ThresholdError as error:
         return failed(error, Surface.REGISTRATION)

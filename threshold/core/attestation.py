@@ -106,6 +106,9 @@ class AttestationVerdict:
     # Whether the chain proves the AAGUID (it reached that authenticator's own
     # metadata roots, or an anchor the organisation configured).
     aaguid_attested: bool
+    # A trust path was given and checked against the anchors for it, and failed (or a
+    # SafetyNet response was stale): an attestation that fails, not one that is absent.
+    path_failed: bool = False
 
 
 def verify_statement(
@@ -282,7 +285,15 @@ def _check_android_key(trust_path: list[bytes], attestation_object: AttestationO
         raise errors.AttestationInvalid("android-key: the key's purpose is not signing")
 
 
+def _check_safetynet(trust_path: list[bytes], attestation_object: AttestationObject) -> None:
+    """§8.5 step 2: "a valid SafetyNet response of version ver": ver names one."""
+    version = attestation_object.att_stmt.get("ver")
+    if not isinstance(version, str) or not version.strip():
+        raise errors.AttestationInvalid("android-safetynet: ver must name a version")
+
+
 _FORMAT_CHECKS: dict[str, Callable[[list[bytes], AttestationObject], None]] = {
+    AttestationFormat.ANDROID_SAFETYNET: _check_safetynet,
     AttestationFormat.APPLE: _check_apple_key,
     AttestationFormat.TPM: _check_tpm,
     AttestationFormat.FIDO_U2F: _check_fido_u2f,
@@ -387,8 +398,10 @@ def evaluate(
             f"{entry.description}: metadata status {entry.refused_status}"
         )
 
-    def untrusted(reason: str) -> AttestationVerdict:
-        return AttestationVerdict(fmt, attestation_type, False, "", reason, entry, False)
+    def untrusted(reason: str, *, path_failed: bool = False) -> AttestationVerdict:
+        return AttestationVerdict(
+            fmt, attestation_type, False, "", reason, entry, False, path_failed=path_failed
+        )
 
     if attestation_type in (AttestationType.NONE, AttestationType.SELF) or not trust_path:
         return untrusted(
@@ -397,7 +410,7 @@ def evaluate(
     if fmt == AttestationFormat.ANDROID_SAFETYNET:
         stale = _safetynet_staleness(attestation_object, at)
         if stale:
-            return untrusted(stale)
+            return untrusted(stale, path_failed=True)
     # Candidates in order (anchor_proves_aaguid says which prove the AAGUID).
     candidates: list[tuple[str, Sequence[x509.Certificate]]] = []
     if entry is not None and entry.root_certificates:
@@ -424,7 +437,7 @@ def evaluate(
                 anchor_proves_aaguid(anchor_name, fmt),
             )
         problems.append(f"{anchor_name}: {problem}")
-    return untrusted("; ".join(problems))
+    return untrusted("; ".join(problems), path_failed=True)
 
 
 # SafetyNet responses carry their own time (WebAuthn L2 §8.5); one made long

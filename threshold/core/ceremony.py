@@ -43,6 +43,7 @@ from threshold.core.metadata import MetadataStore, default_store
 from threshold.core.vocabulary import (
     Attachment,
     AttestationConveyance,
+    AttestationFormat,
     Hint,
     ResidentKey,
     Transport,
@@ -459,6 +460,9 @@ class VerifiedRegistration:
     aaguid_attested: bool
     trust_anchor: str
     untrusted_reason: str
+    # The attestation named a certificate chain that failed validation (expired, not yet
+    # valid, not issued by the trusted root it leads to), rather than naming none.
+    attestation_path_failed: bool
     authenticator_attachment: str | None
     # credProps.rk from the client, when it reported one.
     is_discoverable: bool | None
@@ -551,12 +555,18 @@ def finish_registration(
     )
     cred_props = response.client_extension_results.get("credProps")
     rk = cred_props.get("rk") if isinstance(cred_props, Mapping) else None
+    # A U2F authenticator has no AAGUID (§8.6; a client converting its registration writes
+    # zeros, CTAP 2.1 §11.2): one in a fido-u2f registration is only a claim, which would
+    # name another authenticator (in Settings, the portal and the policy's lists).
+    aaguid = (
+        bytes(16) if verdict.fmt == AttestationFormat.FIDO_U2F else bytes(credential_data.aaguid)
+    )
     return VerifiedRegistration(
         credential_id=bytes(credential_data.credential_id),
         public_key=encode_public_key(public_key),
         alg=alg,
         sign_count=auth_data.counter,
-        aaguid=bytes(credential_data.aaguid),
+        aaguid=aaguid,
         transports=response.transports,
         backup_eligible=auth_data.is_backup_eligible(),
         backup_state=auth_data.is_backed_up(),
@@ -567,10 +577,11 @@ def finish_registration(
         aaguid_attested=verdict.aaguid_attested,
         trust_anchor=verdict.trust_anchor,
         untrusted_reason=verdict.untrusted_reason,
+        attestation_path_failed=verdict.path_failed,
         authenticator_attachment=response.authenticator_attachment,
         is_discoverable=rk if isinstance(rk, bool) else None,
         authenticator=describe(
-            bytes(credential_data.aaguid),
+            aaguid,
             metadata=verdict.metadata,
             backup_eligible=auth_data.is_backup_eligible(),
             authenticator_attachment=response.authenticator_attachment,
@@ -804,9 +815,13 @@ def _credential_body(data: object) -> dict[str, Any]:
     response = data["response"]
     if not isinstance(response, Mapping):
         raise errors.MalformedResponse("response must be an object")
+    if "id" not in data or "rawId" not in data:
+        # Both are required members of RegistrationResponseJSON and AuthenticationResponseJSON
+        # (WebAuthn L3 §5.1), and every browser's toJSON() sends both.
+        raise errors.MalformedResponse("id and rawId are required")
     try:
-        raw_id = b64url_decode(data.get("rawId", data.get("id")))
-        if "id" in data and b64url_decode(data["id"]) != raw_id:
+        raw_id = b64url_decode(data["rawId"])
+        if b64url_decode(data["id"]) != raw_id:
             raise errors.CredentialIdMismatch("id and rawId differ")
     except ValueError as exc:
         raise errors.MalformedResponse("id/rawId must be base64url") from exc

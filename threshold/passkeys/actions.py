@@ -469,6 +469,7 @@ def do_finish_registration(
     before_save: Callable[[User, dict[str, Any]], None] | None = None,
     policy: Policy | None = None,
     notify: bool = True,
+    refuse_failed_attestation: bool = False,
 ) -> Passkey:
     """Verify a registration and store the passkey (§7.1 steps 5-27).
 
@@ -485,6 +486,11 @@ def do_finish_registration(
     it raises a ThresholdError to refuse.
 
     ``notify`` emails the person that a method was added (once committed).
+
+    ``refuse_failed_attestation``: refuse an attestation whose certificate chain failed
+    validation (§7.1 step 27's SHOULD; the FIDO conformance tools expect it). Otherwise such
+    a passkey is stored as untrusted, as one without attestation is, and
+    ``require_trusted_attestation`` decides.
 
     A failure raises its ``ThresholdError`` once the used challenge and the
     failure's audit row have committed; nothing else is stored.
@@ -509,6 +515,8 @@ def do_finish_registration(
                 trust_anchors=settings.THRESHOLD.trust_anchors,
             )
             (policy or lock_policy()).check_registration(verified, rules_of(user))
+            if refuse_failed_attestation and verified.attestation_path_failed:
+                raise errors.AttestationUntrusted(verified.untrusted_reason[:200])
             # A savepoint: whatever the purpose's checks changed is undone
             # when a later step refuses, so a failed ceremony stores nothing.
             with transaction.atomic():
