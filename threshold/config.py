@@ -11,7 +11,7 @@ import ipaddress
 import os
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import formataddr
 from pathlib import Path
 from typing import Any
@@ -58,8 +58,10 @@ class Config:
     rp: RelyingParty
     public_url: str
     var_dir: Path
-    secret_key: str
-    database: dict[str, Any]
+    # Left out of repr (Django's debug error page prints the settings, THRESHOLD included):
+    # the secret key, the database's and the mail server's passwords, the VAPID key.
+    secret_key: str = field(repr=False)
+    database: dict[str, Any] = field(repr=False)
     listen_host: str
     listen_port: int
     workers: int
@@ -69,7 +71,7 @@ class Config:
     proxy_ssl_header: bool
     session_idle_timeout: int
     session_max_age: int
-    email: dict[str, Any]
+    email: dict[str, Any] = field(repr=False)
     allowed_hosts: tuple[str, ...]
     # Extra attestation roots the organisation trusts (its own security keys' CA).
     trust_anchors: tuple[x509.Certificate, ...] = ()
@@ -87,7 +89,7 @@ class Config:
     # turns it on; the VAPID key from THRESHOLD_VAPID_KEY (PEM) or, when that is empty,
     # var/vapid-key.pem, made on first use.
     web_push: bool = False
-    vapid_key_pem: str = ""
+    vapid_key_pem: str = field(default="", repr=False)
     # The peers whose X-Forwarded-For and X-Forwarded-Proto are believed, with
     # proxy_ssl_header (threshold/web/proxy.py).
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = LOOPBACK

@@ -37,7 +37,20 @@ from gunicorn.glogging import Logger
 # /userinfo refuses it as the token in the query it is, a refusal that is logged.
 # An ID token too: an app's logout form posted to /end-session is answered by a 303 to the
 # same request as a GET, with its id_token_hint in the URL (RP-Initiated Logout's POST).
-_TOKEN_NAMES = ("token", "access_token", "refresh_token", "id_token_hint")
+# And what an app sends /token, /revoke or /introspect in a URL (refused, logged all the
+# same): a live authorization code with its PKCE verifier, the app's own secret; a password.
+_TOKEN_NAMES = (
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token_hint",
+    "id_token",
+    "code",
+    "code_verifier",
+    "client_secret",
+    "client_assertion",
+    "password",
+)
 
 
 def _encoded_or_not(name: str) -> str:
@@ -102,9 +115,7 @@ class RedactingLogger(Logger):  # type: ignore[misc]
     def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
         atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
         for field, value in atoms.items():
-            if isinstance(value, str) and (
-                "/enroll/" in value or "token=" in value or "token_hint=" in value or "%" in value
-            ):
+            if isinstance(value, str) and ("/enroll" in value or "=" in value or "%" in value):
                 atoms[field] = redact(value)
         return atoms
 

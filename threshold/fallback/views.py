@@ -17,6 +17,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from threshold import clock
@@ -70,6 +71,7 @@ def _entry(error: errors.ThresholdError) -> catalog.CatalogEntry:
 
 @require_http_methods(["GET", "POST"])
 @never_cache
+@sensitive_post_parameters("password")  # kept out of Django's error reports
 def password_step(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("selfservice:home")
@@ -131,6 +133,7 @@ FALLBACK_ASSURANCE = {
 
 @require_http_methods(["GET", "POST"])
 @never_cache
+@sensitive_post_parameters("code")  # kept out of Django's error reports
 def code_step(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911 - an answer per outcome
     if request.user.is_authenticated:
         return redirect("selfservice:home")
@@ -209,6 +212,7 @@ def _settings_user(request: HttpRequest) -> User:
 @require_http_methods(["GET", "POST"])
 @never_cache
 @login_required
+@sensitive_post_parameters("password", "confirm_password", "code")
 def set_up(request: HttpRequest) -> HttpResponse:
     user = _settings_user(request)
     refused = _refuse_set_up(request, user)

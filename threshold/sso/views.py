@@ -1156,6 +1156,7 @@ _CONFIRMATION_FIELDS = ("allow", "csrfmiddlewaretoken")
 
 
 @csrf_exempt
+@never_cache  # its confirmation page holds the app's ID token
 def end_session(request: HttpRequest) -> HttpResponse:
     """RP-Initiated Logout 1.0 §2: "The OP MUST support the use of the HTTP GET and POST
     methods at the Logout Endpoint." An app's page posts its logout request's form
