@@ -16,6 +16,7 @@ The admin portal's import (``portal/imports.py``, capped for a web form) and
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -40,7 +41,8 @@ from threshold.groups.models import Group
 EMAIL_MAX_LENGTH = 150
 NOT_UTF8 = "The file is not UTF-8 text: save it as CSV UTF-8."
 NO_EMAIL_COLUMN = (
-    "The first line must name the columns: email, name, groups (name and groups are optional)."
+    "The first line must name the columns: email, name, groups (name and groups are optional), "
+    "separated by commas, semicolons or tabs."
 )
 NO_ROWS = "The file has no one to invite below its first line."
 
@@ -86,14 +88,52 @@ class Row:
     groups: str
 
 
+# What separates the columns: a comma, or what a spreadsheet saves "CSV" with where the comma
+# is the decimal mark (a semicolon: Excel in much of Europe) or a tab ("Unicode text").
+SEPARATORS = (",", ";", "\t")
+
+
+def _separator(header: str) -> str:
+    """The separator the first line names its columns with: the first of ``SEPARATORS`` that
+    makes one of them ``email`` (a comma when none does, for the refusal to say so). The
+    ``groups`` column's names are separated by ";" too, so a semicolon-separated file quotes
+    that cell, as spreadsheets do."""
+    for separator in SEPARATORS:
+        try:
+            names = next(csv.reader([header], delimiter=separator), [])
+        except csv.Error:
+            continue
+        if "email" in (name.strip().lower() for name in names):
+            return separator
+    return ","
+
+
+def _blank(row: dict[str | None, object]) -> bool:
+    """Whether every cell of a row is empty or spaces: a line a spreadsheet writes for an
+    empty row (",,"), which is no one."""
+    cells: list[object] = []
+    for key, value in row.items():
+        cells.extend(value if key is None and isinstance(value, list) else [value])
+    return all(not str(cell or "").strip() for cell in cells)
+
+
 def read_rows(lines: Iterable[str]) -> Iterator[Row]:
-    """The rows of a CSV file's ``lines`` (opened with ``newline=""``), one at a time.
+    """The rows of a CSV file's ``lines`` (opened with ``newline=""``), one at a time, the
+    columns separated by commas, semicolons or tabs (``_separator``); an empty row is
+    skipped.
 
     ``line`` is the line a row ends on, blank lines counted. ImportRefused when the first
     line names no ``email`` column; a ``csv.Error`` or ``UnicodeDecodeError`` from later
     lines reaches the caller (``check_file`` turns them into ImportRefused).
     """
-    reader = csv.DictReader(lines)
+    lines = iter(lines)
+    try:
+        header = next(lines, "")
+    except UnicodeDecodeError:
+        raise ImportRefused(NOT_UTF8) from None
+    reader = csv.DictReader(
+        itertools.chain([header], lines), delimiter=_separator(header.rstrip("\r\n"))
+    )
     try:
         fields = [name.strip().lower() for name in reader.fieldnames or []]
     except csv.Error as exc:
@@ -104,6 +144,8 @@ def read_rows(lines: Iterable[str]) -> Iterator[Row]:
         raise ImportRefused(NO_EMAIL_COLUMN)
     reader.fieldnames = fields
     for row in reader:
+        if _blank(row):
+            continue
         yield Row(
             reader.line_num,
             (row.get("email") or "").strip(),
@@ -113,7 +155,8 @@ def read_rows(lines: Iterable[str]) -> Iterator[Row]:
 
 
 def check_file(lines: Iterable[str]) -> int:
-    """How many rows ``lines`` holds, reading them all and keeping none; ImportRefused."""
+    """How many rows ``lines`` holds (empty ones not counted), reading them all and keeping
+    none; ImportRefused."""
     count = 0
     try:
         for _ in read_rows(lines):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import ipaddress
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -30,10 +31,25 @@ _TEXT_MAX = 150
 OUTCOMES = {"success": "Succeeded", "failure": "Failed"}
 
 
+_NAMES = (
+    "person",
+    "actor",
+    "involving",
+    "action",
+    "outcome",
+    "reason",
+    "app",
+    "ip",
+    "since",
+    "until",
+)
+
+
 @dataclass
 class AuditFilters:
-    person: str = ""
-    actor: str = ""
+    person: str = ""  # the events about them (their subject)
+    actor: str = ""  # the events by them
+    involving: str = ""  # both: about them or by them (a person's "All their events")
     action: str = ""
     outcome: str = ""
     reason: str = ""
@@ -45,8 +61,7 @@ class AuditFilters:
 
     def as_query(self) -> dict[str, str]:
         """The filters as the page's query string holds them (empty ones left out)."""
-        names = ("person", "actor", "action", "outcome", "reason", "app", "ip", "since", "until")
-        return {name: getattr(self, name) for name in names if getattr(self, name)}
+        return {name: getattr(self, name) for name in _NAMES if getattr(self, name)}
 
 
 # The dates a filter may name: a day either side stays a datetime (a date alone means the
@@ -57,7 +72,8 @@ _LAST_DAY = datetime(9998, 12, 31, tzinfo=UTC)
 
 def _day(text: str, name: str, problems: list[str]) -> datetime | None:
     """A date (YYYY-MM-DD) or a date and time (YYYY-MM-DDTHH:MM, with or without an offset),
-    in UTC: PostgreSQL refuses some offsets Python takes, such as +23:59."""
+    in UTC: PostgreSQL refuses some offsets Python takes, such as +23:59. The start of what it
+    names: ``_end`` is its end."""
     if not text:
         return None
     try:
@@ -73,22 +89,33 @@ def _day(text: str, name: str, problems: list[str]) -> datetime | None:
     return value
 
 
+# What datetime.fromisoformat reads: a date (2026-03-01, 20260301, a week date 2026-W09-1), then
+# any one character and a time of hours, minutes, seconds and a fraction, colons optional.
+_DATE_TIME = re.compile(
+    r"\d{4}-?(?:W\d\d(?:-?\d)?|\d\d-?\d\d)(?:.(\d\d)(?::?(\d\d)(?::?(\d\d)(?:[.,](\d+))?)?)?)?"
+)
+
+
+def _end(text: str, start: datetime) -> datetime:
+    """Where what ``text`` names, from ``start`` (``_day``), ends, exclusive: a date is its
+    whole day, a time to the minute its whole minute, to the second its whole second, as the
+    log shows its rows' times ("2026-03-01 23:30:15" takes in 23:30:15.5)."""
+    found = _DATE_TIME.match(text)
+    hours, minutes, seconds, fraction = found.groups() if found else (None,) * 4
+    if fraction:
+        return start + timedelta(microseconds=10 ** max(0, 6 - len(fraction)))
+    if seconds:
+        return start + timedelta(seconds=1)
+    if minutes:
+        return start + timedelta(minutes=1)
+    if hours:
+        return start + timedelta(hours=1)
+    return datetime.combine(start.date(), time.min, UTC) + timedelta(days=1)
+
+
 def parse_filters(query: Mapping[str, str]) -> AuditFilters:
     """The filters from a query string; what cannot be used is in ``problems``."""
-    values = {
-        name: str(query.get(name, "")).strip()[:_TEXT_MAX]
-        for name in (
-            "person",
-            "actor",
-            "action",
-            "outcome",
-            "reason",
-            "app",
-            "ip",
-            "since",
-            "until",
-        )
-    }
+    values = {name: str(query.get(name, "")).strip()[:_TEXT_MAX] for name in _NAMES}
     filters = AuditFilters(**values)  # type: ignore[arg-type] # every field here is a str
     if any(has_ascii_control(value) for value in values.values()):
         # No username, reason, app or address holds one (and PostgreSQL refuses a NUL).
@@ -123,6 +150,13 @@ def filtered(filters: AuditFilters) -> QuerySet[AuditEvent]:
             if ids
             else events.filter(subject_label=normalize_username(filters.person))
         )
+    if filters.involving:
+        ids = _person_ids(filters.involving)
+        events = (
+            events.filter(Q(subject_id__in=ids) | Q(actor_id__in=ids))
+            if ids
+            else events.filter(subject_label=normalize_username(filters.involving))
+        )
     if filters.actor:
         events = events.filter(actor_id__in=_person_ids(filters.actor))
     if filters.action:
@@ -143,12 +177,8 @@ def filtered(filters: AuditFilters) -> QuerySet[AuditEvent]:
         events = events.filter(at__gte=since)
     until = _day(filters.until, "", [])
     if until is not None:
-        # A date alone means the whole day.
-        if len(filters.until) <= len("2026-12-01"):
-            until = datetime.combine(until.date(), time.min, UTC) + timedelta(days=1)
-            events = events.filter(at__lt=until)
-        else:
-            events = events.filter(at__lte=until)
+        # To the end of what it names: a date its whole day, a minute its whole minute, ...
+        events = events.filter(at__lt=_end(filters.until, until))
     return events.order_by("-at", "-id")
 
 

@@ -11,12 +11,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from threshold import clock
-from threshold.accounts.methods import MethodKind, sign_in_methods
-from threshold.accounts.models import User
+from threshold.accounts.methods import MethodKind, count_sign_in_methods, sign_in_methods
+from threshold.accounts.models import User, search_key
 from threshold.audit.actions import Action
 from threshold.audit.models import AuditEvent
 from threshold.core.names import has_ascii_control
@@ -29,7 +29,17 @@ from threshold.fallback.models import TotpDevice
 from threshold.groups.access import rules_of
 from threshold.groups.models import Group
 from threshold.passkeys.models import Passkey
-from threshold.portal.readiness import DEVICE_SET_UP, has_enrolled
+from threshold.policy.access import get_policy
+from threshold.portal.readiness import enrolled_once
+from threshold.portal.usable import (
+    DEVICE_SET_UP,
+    device_allowed,
+    has_a_usable_method,
+    has_usable_device,
+    has_usable_fallback,
+    has_usable_passkey,
+    passkey_allowed,
+)
 
 PAGE_SIZE = 50
 SEARCH_MAX_LENGTH = 150
@@ -62,62 +72,57 @@ STATUS_LABELS = {
 }
 
 
-def _has_passkey() -> Exists:
-    return Exists(Passkey.objects.filter(user=OuterRef("pk")))
-
-
-def _has_fallback() -> Exists:
-    return Exists(TotpDevice.objects.filter(user=OuterRef("pk")))
-
-
-def _has_device() -> Exists:
-    return Exists(Device.objects.filter(DEVICE_SET_UP, user=OuterRef("pk")))
-
-
-def _has_a_way_in() -> Q:
-    """A passkey, the fallback or the device app: enrolled (``readiness.with_methods``'
-    ``methods`` of at least 1)."""
-    return Q(_has_passkey()) | Q(_has_fallback()) | Q(_has_device())
-
-
-def filter_status(people: QuerySet[User], status: Status) -> QuerySet[User]:
+def filter_status(people: QuerySet[User], status: Status, policy: Policy) -> QuerySet[User]:
     """The people of ``status``; the statuses overlap (an invited person has no passkey yet).
 
-    Of those who may sign in, active, invited and no way in are the readiness dashboard's:
-    active people have a way to sign in, invited people none yet (not enrolled, whether their
-    invite is pending, expired, or was never sent), and the others none any more (enrolled
-    once, every method since removed: ``readiness.has_enrolled``)."""
+    A way to sign in counts only when ``policy`` allows it (``usable``): a passkey it refuses,
+    or the fallback or the device app it does not allow, is none. Of those who may sign in,
+    active, invited, no way in and only the fallback are the readiness dashboard's: active
+    people have a way to sign in, invited people none yet (nothing set up and no link used,
+    whether their invite is pending, expired, or was never sent), and the others none any more
+    (``readiness.enrolled_once``); only the fallback: the password and app, and no passkey or
+    device the policy allows."""
     can_sign_in = Q(is_active=True, locked_at=None)
-    no_way_in = can_sign_in & ~_has_a_way_in()
+    no_way_in = can_sign_in & ~has_a_usable_method(policy)
+    no_passkey = can_sign_in & ~Q(has_usable_passkey(policy))
     where = {
-        Status.ACTIVE: can_sign_in & _has_a_way_in(),
+        Status.ACTIVE: can_sign_in & has_a_usable_method(policy),
         Status.LOCKED: Q(locked_at__isnull=False),
         Status.DEACTIVATED: Q(is_active=False),
-        Status.INVITED: no_way_in & ~Q(has_enrolled()),
-        Status.NO_WAY_IN: no_way_in & Q(has_enrolled()),
-        Status.NO_PASSKEY: can_sign_in & ~_has_passkey(),
-        Status.FALLBACK_ONLY: can_sign_in & Q(_has_fallback()) & ~_has_passkey(),
+        Status.INVITED: no_way_in & ~enrolled_once(policy),
+        Status.NO_WAY_IN: no_way_in & enrolled_once(policy),
+        Status.NO_PASSKEY: no_passkey,
+        Status.FALLBACK_ONLY: (
+            no_passkey & has_usable_fallback(policy) & ~has_usable_device(policy)
+        ),
     }
     return people.filter(where[status])
 
 
 def search_arms(text: str) -> list[Q]:
     """What matches ``text``: the username (the work email) starts with it, or the name
-    contains it, case-insensitively. On PostgreSQL each arm has an index of its own: the
-    username's unique index (and its pattern twin), a trigram index on the name (accounts 0004).
-    """
+    contains it, whatever the case or accents (``User.name_key``, ``accounts.models
+    .search_key``: the same on every database). On PostgreSQL each arm has an index of its
+    own: the username's unique index (and its pattern twin), a trigram index on the name's
+    key (accounts 0006)."""
     text = text.strip()
     if not text:
         return []
-    return [Q(username__startswith=text.lower()), Q(full_name__icontains=text)]
+    arms = [Q(username__startswith=text.lower())]
+    key = search_key(text)
+    if key:
+        arms.append(Q(name_key__contains=key))
+    return arms
 
 
 @dataclass(frozen=True)
 class PersonRow:
     user: User
-    passkeys: int
+    passkeys: int  # set up
     has_fallback: bool
     status: str
+    passkeys_usable: int = 0  # of ``passkeys``, those the policy allows
+    fallback_usable: bool = False  # ``has_fallback``, and the policy allows it
 
 
 @dataclass(frozen=True)
@@ -126,18 +131,26 @@ class PeoplePage:
     next_after: str | None  # the cursor of the next page, None on the last
 
 
-def list_people(text: str = "", status: Status | None = None, after: str = "") -> PeoplePage:
-    """One page of people in username order, after the username ``after``.
+def list_people(
+    text: str = "",
+    status: Status | None = None,
+    after: str = "",
+    policy: Policy | None = None,
+) -> PeoplePage:
+    """One page of people in username order, after the username ``after``, their ways to sign
+    in counted as ``policy`` (the policy in force when None) allows them.
 
     A search asks each arm (``search_arms``) for its own first page and merges them: as one
-    OR, PostgreSQL misjudges how many rows match and walks the whole username index.
+    OR, PostgreSQL misjudges how many rows match and walks the whole username index. The
+    page's people's methods are then read in a fixed number of queries, whatever its size.
     """
+    policy = policy or get_policy()
     if has_ascii_control(text) or has_ascii_control(after):
         # No username or name holds one: nobody matches (and PostgreSQL refuses a NUL).
         return PeoplePage([], None)
     people = User.objects.all()
     if status is not None:
-        people = filter_status(people, status)
+        people = filter_status(people, status, policy)
     if after:
         people = people.filter(username__gt=after)
     fields = (
@@ -162,51 +175,70 @@ def list_people(text: str = "", status: Status | None = None, after: str = "") -
     more = len(users) > PAGE_SIZE
     users = users[:PAGE_SIZE]
     ids = [user.pk for user in users]
-    passkeys = Counter(Passkey.objects.filter(user_id__in=ids).values_list("user_id", flat=True))
+    # Each passkey and device set up, and whether the policy lets it sign in.
+    passkeys: Counter[int] = Counter()
+    passkeys_usable: Counter[int] = Counter()
+    for user_id, allowed in Passkey.objects.filter(user_id__in=ids).values_list(
+        "user_id", passkey_allowed(policy)
+    ):
+        passkeys[user_id] += 1
+        passkeys_usable[user_id] += allowed
     fallback = set(TotpDevice.objects.filter(user_id__in=ids).values_list("user_id", flat=True))
-    devices = set(
-        Device.objects.filter(DEVICE_SET_UP, user_id__in=ids).values_list("user_id", flat=True)
-    )
-    # Who used a link of theirs: of those with no way in, invited or not any more.
+    devices: set[int] = set()
+    devices_usable: Counter[int] = Counter()
+    for user_id, allowed in Device.objects.filter(DEVICE_SET_UP, user_id__in=ids).values_list(
+        "user_id", device_allowed(policy)
+    ):
+        devices.add(user_id)
+        devices_usable[user_id] += allowed
+    # Who used a link of theirs, or set up a way in: of those with no way in that the policy
+    # allows, invited or not any more.
     enrolled = set(
         EnrollmentInvite.objects.filter(user_id__in=ids, used_at__isnull=False).values_list(
             "user_id", flat=True
         )
     )
-    rows = [
-        PersonRow(
+    rows = []
+    for user in users:
+        fallback_usable = policy.allow_password_fallback and user.pk in fallback
+        status_text = status_of(
             user,
-            passkeys[user.pk],
-            user.pk in fallback,
-            status_of(
+            passkeys_usable[user.pk],
+            fallback_usable,
+            devices_usable[user.pk],
+            enrolled=any(user.pk in found for found in (enrolled, passkeys, fallback, devices)),
+        )
+        rows.append(
+            PersonRow(
                 user,
                 passkeys[user.pk],
                 user.pk in fallback,
-                user.pk in devices,
-                enrolled=user.pk in enrolled,
-            ),
+                status_text,
+                passkeys_usable[user.pk],
+                fallback_usable,
+            )
         )
-        for user in users
-    ]
     return PeoplePage(rows, users[-1].username if more and users else None)
 
 
 def status_of(
-    user: User, passkeys: int, has_fallback: bool, has_device: bool, *, enrolled: bool = False
+    user: User, passkeys: int, fallback: bool, devices: int, *, enrolled: bool = False
 ) -> str:
-    """The one status a person is listed with, in the filter's words: someone who may sign
-    in with no way to yet is invited, or, having enrolled once (``enrolled``), has no way
-    to sign in, as the filters and the readiness dashboard say; with only the device app,
-    they have no passkey yet."""
+    """The one status a person is listed with, in the filter's words, from the ways to sign
+    in the policy allows them (``passkeys``, ``fallback`` and ``devices`` usable), as the
+    filters and the readiness dashboard count them: with a passkey, active; with the password
+    and app alone, only the fallback; with the device app (and perhaps the fallback), no
+    passkey yet; with no way in, invited, or, having enrolled once (``enrolled``: a link of
+    theirs used, or a method set up that the policy refuses), no way to sign in."""
     if not user.is_active:
         return Status.DEACTIVATED.label
     if user.is_locked:
         return Status.LOCKED.label
     if passkeys:
         return Status.ACTIVE.label
-    if has_fallback:
+    if fallback and not devices:
         return Status.FALLBACK_ONLY.label
-    if has_device:
+    if devices:
         return Status.NO_PASSKEY.label
     return Status.NO_WAY_IN.label if enrolled else Status.INVITED.label
 
@@ -243,6 +275,13 @@ class PersonDetail:
     events: list[AuditEvent] = field(default_factory=list)
     status: str = ""
     groups: list[Group] = field(default_factory=list)
+    # An enrollment link may be sent them: they may sign in and have set up no way to (what
+    # ``do_invite`` checks; someone with one gets a recovery link instead).
+    invitable: bool = False
+    # Their ways to sign in, each kind set up and allowed by the policy (``ways_left``) ...
+    ways: WaysLeft | None = None
+    # ... and the IDs of their ``devices`` the policy does not let sign in.
+    devices_refused: set[int] = field(default_factory=set)
 
 
 RECENT_EVENTS = 20
@@ -266,6 +305,10 @@ def person_detail(user: User, policy: Policy) -> PersonDetail:
         ).order_by("-created_at")
     )
     fallback = has_fallback(user)
+    ways = ways_left(user, policy)
+    set_up = count_sign_in_methods(user)
+    devices = list(Device.objects.filter(DEVICE_SET_UP, user=user).order_by("created_at", "id"))
+    allowed = set(usable_devices(user, policy)) if policy.allow_device_app_sign_in else set()
     events = list(
         AuditEvent.objects.filter(Q(subject=user) | Q(actor=user))
         .select_related("actor")
@@ -274,7 +317,7 @@ def person_detail(user: User, policy: Policy) -> PersonDetail:
     return PersonDetail(
         user=user,
         passkeys=passkeys,
-        devices=list(Device.objects.filter(DEVICE_SET_UP, user=user).order_by("created_at", "id")),
+        devices=devices,
         has_fallback=fallback,
         unused_recovery_codes=unused_recovery_codes(user) if fallback else 0,
         invites=invites,
@@ -282,11 +325,14 @@ def person_detail(user: User, policy: Policy) -> PersonDetail:
         groups=list(Group.objects.filter(memberships__user=user).order_by("name")),
         status=status_of(
             user,
-            len(passkeys),
-            fallback,
-            Device.objects.filter(DEVICE_SET_UP, user=user).exists(),
-            enrolled=user.invites.filter(used_at__isnull=False).exists(),
+            ways.passkeys_usable,
+            ways.fallback_usable,
+            ways.devices_usable,
+            enrolled=bool(set_up) or user.invites.filter(used_at__isnull=False).exists(),
         ),
+        invitable=user.can_sign_in and not set_up,
+        ways=ways,
+        devices_refused={device.pk for device in devices if device not in allowed},
     )
 
 

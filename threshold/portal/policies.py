@@ -3,9 +3,12 @@
 The form holds every setting as text, parsed by the setting's own declaration
 (``Setting.parse_text``, what ``threshold policy set`` uses). Before a change that
 refuses passkeys today's policy allows is saved, the page shows how many passkeys of
-how many people it would stop, and who would be left with no usable way to sign in:
-what ``threshold policy check`` lists, as ``passkeys.access.list_passkeys_not_allowed``
-computes it.
+how many people it would stop (of what ``threshold policy check`` lists, as
+``passkeys.access.list_passkeys_not_allowed`` computes it, those today's policy allows:
+``newly_refused``); before any change that would
+leave someone who can sign in today with no way to (a passkey refused, the password
+fallback or the device app turned off, a TPM required of devices), it shows how many
+people and who (``cut_off_by``, every way in counted as the registry counts it).
 
 Changes are saved through ``save_policy`` and ``save_group_rules`` (the portal's pages and
 ``threshold policy set``), which refuse one that would leave no administrator a way to sign
@@ -25,9 +28,12 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import reduce
+from operator import or_
 from typing import Any, TypeVar
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from threshold.accounts.actions import do_deactivate_user, do_lock_user, do_set_role
 from threshold.accounts.methods import count_usable_sign_in_methods
@@ -46,17 +52,18 @@ from threshold.core.policy import (
     evaluate,
 )
 from threshold.devices.actions import access_own_device, do_remove_device
-from threshold.devices.models import Device
+from threshold.devices.models import Device, KeyProtection
 from threshold.fallback.actions import do_reset_fallback
 from threshold.groups.access import members_of, rules_by_user, rules_of
 from threshold.groups.actions import do_add_member, do_set_group_rules
 from threshold.groups.models import Group, Membership
-from threshold.passkeys.access import access_own_passkey, list_passkeys_not_allowed
+from threshold.passkeys.access import access_own_passkey
 from threshold.passkeys.actions import do_remove_passkey
 from threshold.passkeys.methods import count_usable_passkeys
 from threshold.passkeys.models import Passkey
 from threshold.policy.actions import do_update_policy, lock_policy
-from threshold.portal.people import ways_left
+from threshold.portal import usable
+from threshold.portal.people import WaysLeft, ways_left
 
 _TEXT_MAX = 4000
 
@@ -163,15 +170,34 @@ def policy_lockout(current: Policy, new: Policy, viewer: User | None = None) -> 
     )
 
 
+# How many of the people a change would cut off its preview names (it counts them all).
+CUT_OFF_SHOWN = 200
+
+
+@dataclass(frozen=True)
+class CutOff:
+    """Someone who can sign in today and could not under a change: who, and what they sign in
+    with today, in words ("their password and authenticator app")."""
+
+    user: User
+    today: str
+
+
 @dataclass(frozen=True)
 class Preview:
     """What saving ``new`` would stop: passkeys allowed today that it refuses, and whom it
-    would leave with no way to sign in among the administrators and the viewer."""
+    would leave with no way to sign in: of everyone who can sign in today (neither locked nor
+    deactivated), and among them the administrators and the viewer."""
 
     refused: list[tuple[Passkey, Decision]]
     people: list[User]
-    stranded: list[User]  # of ``people``, those with no usable way to sign in left
+    stranded: list[User]  # of ``people``, those who can sign in today and could not after
     lockout: Lockout = dataclasses.field(default_factory=lambda: Lockout(0))
+    # Everyone who can sign in today and could not after, whatever takes their last way in (a
+    # passkey refused, the fallback or the device app no longer allowed): how many, and the
+    # first ``CUT_OFF_SHOWN`` of them by username.
+    cut_off: int = 0
+    cut_off_shown: list[CutOff] = dataclasses.field(default_factory=list)
 
     @property
     def passkeys(self) -> int:
@@ -180,25 +206,106 @@ class Preview:
     @property
     def needed(self) -> bool:
         """Whether the change must be shown before it is saved."""
-        return bool(self.refused) or self.lockout.anyone
+        return bool(self.refused) or bool(self.cut_off) or self.lockout.anyone
+
+
+def _losing(current: Policy, new: Policy, *, refuses_passkeys: bool) -> Q | None:
+    """The people ``new`` takes a way to sign in from that ``current`` allows them (a filter
+    on ``User``), None when it takes none from anyone: a passkey it refuses (when it
+    ``refuses_passkeys`` that ``current`` allows), the fallback or the device app no longer
+    allowed, a device whose key is not in a TPM."""
+    arms = []
+    if refuses_passkeys:
+        refused_now = usable.usable_passkeys(current).filter(usable.refused_passkeys(new))
+        arms.append(Q(Exists(refused_now.filter(user=OuterRef("pk")))))
+    if current.allow_password_fallback and not new.allow_password_fallback:
+        arms.append(Q(usable.has_fallback()))
+    if current.allow_device_app_sign_in and (
+        not new.allow_device_app_sign_in
+        or (new.require_hardware_device_key and not current.require_hardware_device_key)
+    ):
+        lost = usable.usable_devices(current)
+        if new.allow_device_app_sign_in:
+            lost = lost.exclude(key_protection=KeyProtection.TPM)
+        arms.append(Q(Exists(lost.filter(user=OuterRef("pk")))))
+    return reduce(or_, arms) if arms else None
+
+
+def cut_off_by(current: Policy, new: Policy, *, refuses_passkeys: bool = True) -> QuerySet[User]:
+    """Everyone who can sign in today under ``current`` (neither locked nor deactivated, with
+    a way in it allows) and could not under ``new``: one query, whatever the number of people
+    (``portal.usable`` counts as the sign-in method registry does). ``refuses_passkeys``
+    False: ``new`` refuses no passkey ``current`` allows (known already), none is looked at."""
+    losing = _losing(current, new, refuses_passkeys=refuses_passkeys)
+    if losing is None:
+        return User.objects.none()
+    return User.objects.filter(
+        Q(is_active=True, locked_at=None) & losing & ~usable.has_a_usable_method(new)
+    )
+
+
+def _cut_off_shown(ids: list[int], policy: Policy) -> list[CutOff]:
+    """The people of ``ids`` (in that order), with what they sign in with under ``policy``."""
+    found = {user.pk: user for user in usable.with_methods(User.objects.filter(pk__in=ids), policy)}
+    return [
+        CutOff(
+            user,
+            WaysLeft(
+                passkeys=user.passkey_count,
+                passkeys_usable=user.usable_passkeys,
+                fallback=user.has_fallback,
+                fallback_usable=bool(user.usable_fallback),
+                devices=user.device_count,
+                devices_usable=user.usable_devices,
+                other=False,
+            ).kept,
+        )
+        for user in (found[pk] for pk in ids if pk in found)
+    ]
+
+
+def newly_refused(current: Policy, new: Policy) -> list[tuple[Passkey, Decision]]:
+    """The passkeys ``new`` refuses that ``current`` allows, with why, by person: of what
+    ``passkeys.access.list_passkeys_not_allowed`` lists for each, those it lists for ``new``
+    alone. Chosen in SQL (``usable``), so only they are read and evaluated."""
+    passkeys = list(
+        usable.usable_passkeys(current)
+        .filter(usable.refused_passkeys(new))
+        .select_related("user")
+        .order_by("user__username", "created_at", "id")
+    )
+    rules = rules_by_user({passkey.user_id for passkey in passkeys})
+    decisions = (
+        (passkey, evaluate(new, passkey.policy_facts, rules.get(passkey.user_id, ())))
+        for passkey in passkeys
+    )
+    return [(passkey, decision) for passkey, decision in decisions if not decision.allowed]
 
 
 def preview(current: Policy, new: Policy, viewer: User) -> Preview:
-    """The passkeys ``new`` refuses that ``current`` allows, their people, and who is left
-    with no usable method (the registry counts every kind, the fallback included); and, of
-    the administrators and ``viewer``, who could sign in today and could not under ``new``
-    (whatever takes their way in: a passkey refused, the fallback no longer allowed, ...)."""
-    already = {passkey.pk for passkey, _ in list_passkeys_not_allowed(current)}
-    refused = [
-        (passkey, decision)
-        for passkey, decision in list_passkeys_not_allowed(new)
-        if passkey.pk not in already
-    ]
+    """The passkeys ``new`` refuses that ``current`` allows and their people; everyone who can
+    sign in today and could not under ``new`` (``cut_off_by``: a passkey refused, the fallback
+    or the device app no longer allowed, ...), and so which of those people are left with no
+    usable method; and, of the administrators and ``viewer``, who could sign in today and
+    could not under ``new``."""
+    refused = newly_refused(current, new)
     people: dict[int, User] = {}
     for passkey, _ in refused:
         people.setdefault(passkey.user.pk, passkey.user)
-    stranded = [user for user in people.values() if count_usable_sign_in_methods(user, new) == 0]
-    return Preview(refused, list(people.values()), stranded, policy_lockout(current, new, viewer))
+    cut_off = list(
+        cut_off_by(current, new, refuses_passkeys=bool(refused))
+        .order_by("username")
+        .values_list("pk", flat=True)
+    )
+    left = set(cut_off)
+    return Preview(
+        refused,
+        list(people.values()),
+        [user for user in people.values() if user.pk in left],
+        policy_lockout(current, new, viewer),
+        cut_off=len(cut_off),
+        cut_off_shown=_cut_off_shown(cut_off[:CUT_OFF_SHOWN], current),
+    )
 
 
 class NoAdministratorLeft(Exception):
@@ -389,8 +496,8 @@ def member_lockout(policy: Policy, group: Group, joining: User) -> Lockout:
 
 def preview_group(policy: Policy, group: Group, rules: GroupRules, viewer: User) -> Preview:
     """What giving ``group`` the ``rules`` would stop: its members' passkeys allowed today
-    that the new rules refuse, and who would be left with no usable way to sign in (among
-    them, the administrators and ``viewer``: ``group_lockout``)."""
+    that the new rules refuse, and who of those who can sign in today would be left with no
+    usable way to (among them, the administrators and ``viewer``: ``group_lockout``)."""
     members = list(members_of(group))
     current = rules_by_user(member.pk for member in members)
     refused: list[tuple[Passkey, Decision]] = []
@@ -405,9 +512,17 @@ def preview_group(policy: Policy, group: Group, rules: GroupRules, viewer: User)
             continue
         refused += newly
         people.append(member)
-        if allowed_after + _others_usable(member, policy) == 0:
+        if member.can_sign_in and allowed_after + _others_usable(member, policy) == 0:
             stranded.append(member)
-    return Preview(refused, people, stranded, group_lockout(policy, group, rules, viewer))
+    shown = [member.pk for member in stranded[:CUT_OFF_SHOWN]]
+    return Preview(
+        refused,
+        people,
+        stranded,
+        group_lockout(policy, group, rules, viewer),
+        cut_off=len(stranded),
+        cut_off_shown=_cut_off_shown(shown, policy),
+    )
 
 
 def save_group_rules(

@@ -1,6 +1,9 @@
 """The rollout-readiness figures: the dashboard's and ``threshold report readiness --json``'s.
 
-Each figure is one aggregate query. Sign-ins are counted by the method their audit row
+Each figure is one aggregate query; the people's are two (their ways in, then of those with none,
+who had one). A person's ways to sign in
+are counted as the policy in force allows them (``portal.usable``), as the people list and
+``threshold users`` count them. Sign-ins are counted by the method their audit row
 names (``detail.method``; a passkey's row names none), so a new way of signing in (the
 device app) shows up by itself under its own name.
 """
@@ -12,32 +15,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import (
-    Case,
-    Count,
-    Exists,
-    F,
-    IntegerField,
-    OuterRef,
-    Q,
-    QuerySet,
-    Subquery,
-    Value,
-    When,
-)
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.db.models.fields.json import KT
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models.functions import TruncDate
+from django.db.models.lookups import GreaterThanOrEqual
 
 from threshold import clock
 from threshold.accounts.models import User
 from threshold.audit.actions import Action
 from threshold.audit.models import AuditEvent
 from threshold.core.authenticators import looks_like_security_key
-from threshold.devices.models import Device
+from threshold.core.policy import Policy
 from threshold.enrollment.actions import ENROLLMENT
 from threshold.enrollment.models import EnrollmentInvite
-from threshold.fallback.models import TotpDevice
 from threshold.passkeys.models import Passkey
+from threshold.policy.access import get_policy
+from threshold.portal.usable import has_a_usable_method, refused_methods, with_usable
 
 DAYS = 30
 # How the figures name a sign-in method: a passkey's audit row names none; the fallback's
@@ -68,13 +61,15 @@ def kind_of(backup_eligible: bool, is_security_key: bool, attachment: str, trans
 
 @dataclass(frozen=True)
 class Readiness:
-    people_active: int  # may sign in, with at least one way to (enrolled)
-    people_invited: int  # may sign in, but no way to yet (invited, not enrolled)
-    # May sign in, enrolled once, but no way to now (every method removed: a recovery link).
+    # Of the people who may sign in (neither deactivated nor locked), their ways in counted as
+    # the policy in force allows them (``usable``):
+    people_active: int  # with at least one way to sign in
+    people_invited: int  # with no way to yet (invited, not enrolled: nothing set up)
+    # Enrolled once, but no way to now (every method removed, or refused by the policy).
     people_without_a_way_in: int
-    with_passkey: int
+    with_passkey: int  # a passkey the policy allows
     with_two_or_more_methods: int
-    fallback_only: int
+    fallback_only: int  # the password and app, and no passkey or device the policy allows
     passkeys_by_kind: dict[str, int]
     passkeys_synced: int
     passkeys_device_bound: int
@@ -110,57 +105,45 @@ def active_people() -> QuerySet[User]:
     return User.objects.filter(is_active=True, locked_at=None)
 
 
-# A device app installation that is a way to sign in: confirmed, not revoked (as the sign-in
-# method registry counts them). The People page's filters use it too.
-DEVICE_SET_UP = Q(is_active=True, revoked_at__isnull=True)
-
-
 def has_enrolled() -> Exists:
     """Whether a person has used a link of theirs (an enrollment or a recovery): someone with
     no way to sign in who has is not invited, not enrolled yet, but has lost every method."""
     return Exists(EnrollmentInvite.objects.filter(user=OuterRef("pk"), used_at__isnull=False))
 
 
-def with_methods(people: QuerySet[User]) -> QuerySet[Any]:
-    """``people`` with their ways to sign in counted as the sign-in method registry counts
-    them: ``passkey_count``, ``device_count``, ``has_fallback`` and ``methods``, their sum.
-    Someone whose ``methods`` is 0 is not active: invited and not enrolled yet, or enrolled
-    once and without a way in now (``has_enrolled``)."""
-    people = people.annotate(
-        passkey_count=_passkey_count(),
-        # The device app (Threshold Verify): installations confirmed and not revoked, each a
-        # way to sign in, as the sign-in method registry counts them.
-        device_count=_count_of(Device.objects.filter(DEVICE_SET_UP, user=OuterRef("pk"))),
-        has_fallback=Exists(TotpDevice.objects.filter(user=OuterRef("pk"))),
-    )
-    return people.annotate(
-        methods=F("passkey_count")
-        + F("device_count")
-        + Case(When(has_fallback=True, then=Value(1)), default=Value(0))
-    )
+def enrolled_once(policy: Policy) -> Q:
+    """Of people with no way to sign in today under ``policy`` (asked of them alone), those
+    who had one: they used a link of theirs (``has_enrolled``), or set up a way the policy
+    refuses now (a synced passkey under ``block_synced_passkeys``). The others are invited,
+    not enrolled yet. (Whatever they set up, they may not use: ``refused_methods``.)"""
+    return Q(has_enrolled()) | refused_methods(policy)
 
 
-def _count_of(rows: QuerySet[Any]) -> Coalesce:
-    """A correlated count of ``rows`` (filtered on ``OuterRef("pk")``), 0 when none."""
-    counted = rows.order_by().values("user").annotate(n=Count("pk")).values("n")
-    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
-
-
-def _passkey_count() -> Coalesce:
-    return _count_of(Passkey.objects.filter(user=OuterRef("pk")))
-
-
-def compute(now: datetime | None = None) -> Readiness:
+def compute(now: datetime | None = None, policy: Policy | None = None) -> Readiness:
+    """The figures at ``now``, people's ways to sign in counted as ``policy`` (the policy in
+    force when None) allows them: a passkey it refuses, or the fallback or the device app it
+    does not allow, is no way in (``usable``)."""
     now = now or clock.now_datetime()
+    policy = policy or get_policy()
     since = now - timedelta(days=DAYS)
-    people = with_methods(active_people())
-    people_active = people.filter(methods__gte=1).count()
-    without = people.filter(methods=0).annotate(enrolled=has_enrolled())
-    people_invited = without.filter(enrolled=False).count()
-    people_without_a_way_in = without.filter(enrolled=True).count()
-    with_passkey = people.filter(passkey_count__gte=1).count()
-    with_two = people.filter(methods__gte=2).count()
-    fallback_only = people.filter(passkey_count=0, device_count=0, has_fallback=True).count()
+    # Each person's usable ways in counted once (a sum of them would count them again).
+    usable = Q(usable_passkeys__gte=1) | Q(usable_fallback=1) | Q(usable_devices__gte=1)
+    ways = F("usable_passkeys") + F("usable_fallback") + F("usable_devices")
+    people = with_usable(active_people(), policy, total=False).aggregate(
+        active=Count("pk", filter=usable),
+        with_passkey=Count("pk", filter=Q(usable_passkeys__gte=1)),
+        with_two=Count("pk", filter=Q(GreaterThanOrEqual(ways, 2))),
+        fallback_only=Count("pk", filter=Q(usable_passkeys=0, usable_devices=0, usable_fallback=1)),
+    )
+    # Of those with none, who had one once: asked of them alone.
+    people |= (
+        active_people()
+        .exclude(has_a_usable_method(policy))
+        .aggregate(
+            invited=Count("pk", filter=~enrolled_once(policy)),
+            without_a_way_in=Count("pk", filter=enrolled_once(policy)),
+        )
+    )
 
     kinds: Counter[str] = Counter(dict.fromkeys(KINDS, 0))
     for row in (
@@ -214,12 +197,12 @@ def compute(now: datetime | None = None) -> Readiness:
         purpose=ENROLLMENT.value, used_at=None, revoked_at=None
     )
     return Readiness(
-        people_active=people_active,
-        people_invited=people_invited,
-        people_without_a_way_in=people_without_a_way_in,
-        with_passkey=with_passkey,
-        with_two_or_more_methods=with_two,
-        fallback_only=fallback_only,
+        people_active=people["active"],
+        people_invited=people["invited"],
+        people_without_a_way_in=people["without_a_way_in"],
+        with_passkey=people["with_passkey"],
+        with_two_or_more_methods=people["with_two"],
+        fallback_only=people["fallback_only"],
         passkeys_by_kind={kind: kinds[kind] for kind in KINDS},
         passkeys_synced=kinds["synced"],
         passkeys_device_bound=total - kinds["synced"],
@@ -234,6 +217,16 @@ def compute(now: datetime | None = None) -> Readiness:
         ],
         methods=methods,
     )
+
+
+def share(part: int, whole: int) -> int:
+    """``part`` of ``whole`` in whole percent, rounded down: 100 only when they are equal and 0
+    only when ``part`` is (200 of 201 is 99%, not 100%; 1 of 1,000 is 1%, not 0%)."""
+    if whole <= 0 or part <= 0:
+        return 0
+    if part >= whole:
+        return 100
+    return max(1, 100 * part // whole)
 
 
 # --- Charts and CSV ---------------------------------------------------------------------------

@@ -229,7 +229,7 @@ def people_list(request: HttpRequest) -> HttpResponse:
     status_text = request.GET.get("status", "")
     status = people.Status(status_text) if status_text in set(people.Status) else None
     after = request.GET.get("after", "")[:150]
-    page = people.list_people(text, status, after)
+    page = people.list_people(text, status, after, policy_for(request))
     next_url = (
         url_to(
             "portal:people",
@@ -298,6 +298,7 @@ def _render_person(
         {
             "person": user,
             "detail": detail,
+            "policy_allows_devices": policy.allow_device_app_sign_in,
             # The role's areas, and what it may change on this person's page: ``person``, the
             # changes _person_to_change lets through (``refusal`` says why not, once, instead);
             # ``deactivate`` and ``lock``, never oneself. The POSTs check again.
@@ -771,8 +772,7 @@ _KIND_LABELS = {"platform": "Platform", "synced": "Synced", "security_key": "Sec
 @portal_view(Area.READINESS)
 @require_GET
 def readiness_page(request: HttpRequest) -> HttpResponse:
-    figures = readiness.compute()
-    active = figures.people_active or 1
+    figures = readiness.compute(policy=policy_for(request))
     per_day_totals = [(day[5:], sum(counts.values())) for day, counts in figures.sign_ins_per_day]
     return _render(
         request,
@@ -780,8 +780,8 @@ def readiness_page(request: HttpRequest) -> HttpResponse:
         {
             "section": "readiness",
             "r": figures,
-            "share_passkey": round(100 * figures.with_passkey / active),
-            "share_two": round(100 * figures.with_two_or_more_methods / active),
+            "share_passkey": readiness.share(figures.with_passkey, figures.people_active),
+            "share_two": readiness.share(figures.with_two_or_more_methods, figures.people_active),
             "people_chart": readiness.bar_chart(
                 [
                     ("Active people", figures.people_active),
@@ -811,7 +811,7 @@ def readiness_page(request: HttpRequest) -> HttpResponse:
 @portal_view(Area.READINESS)
 @require_GET
 def readiness_csv(request: HttpRequest, figure: str) -> HttpResponse:
-    rows = readiness.csv_rows(readiness.compute(), figure)
+    rows = readiness.csv_rows(readiness.compute(policy=policy_for(request)), figure)
     if rows is None:
         raise Http404("no such figure")
     response = HttpResponse(content_type="text/csv; charset=utf-8")

@@ -120,22 +120,25 @@ ROLE_WORDS = ("admin", "helpdesk", "auditor", "none")
 
 def list_people(args: argparse.Namespace) -> int:
     from threshold.accounts.models import User
-    from threshold.portal.readiness import has_enrolled, with_methods
+    from threshold.policy.access import get_policy
+    from threshold.portal.readiness import has_enrolled
+    from threshold.portal.usable import with_methods
 
     rows = [("USERNAME", "NAME", "ROLE", "STATUS", "PASSKEYS")]
     listed = []
-    # Counted as the readiness figures count them: someone with no way to sign in is not
-    # active, but invited (not enrolled yet) or, having enrolled once, without a way in now.
-    people = with_methods(User.objects.all()).annotate(enrolled=has_enrolled())
+    # Counted as the readiness figures and the admin portal count them: a way to sign in the
+    # policy in force refuses is none; someone with none is not active, but invited (nothing
+    # set up yet) or, having enrolled once, without a way in now.
+    people = with_methods(User.objects.all(), get_policy()).annotate(enrolled=has_enrolled())
     for user in people.order_by("username"):
         if not user.is_active:
             status = "deactivated"
         elif user.is_locked:
             status = "locked"
-        elif user.methods:
+        elif user.usable_methods:
             status = "active"
         else:
-            status = "no way to sign in" if user.enrolled else "invited"
+            status = "no way to sign in" if user.enrolled or user.methods else "invited"
         role = user.portal_role.label.lower() if user.role else "member"
         rows.append((user.username, user.full_name, role, status, str(user.passkey_count)))
         listed.append(
