@@ -20,7 +20,6 @@ machine applies at once, one on another server within ``appcache.MAX_AGE`` secon
 from __future__ import annotations
 
 import functools
-import ipaddress
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_vary_headers
 
 from threshold.sso import appcache
+from threshold.sso.actions import LOOPBACK_HOSTS
 from threshold.sso.models import Application
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -55,21 +55,12 @@ def origin_of(uri: str) -> str | None:
     host = parts.hostname
     if not host or parts.scheme not in _DEFAULT_PORTS:
         return None
-    if parts.scheme == "http" and not _is_loopback(host):
+    if parts.scheme == "http" and host not in LOOPBACK_HOSTS:  # as app redirect URIs allow
         return None
     shown = f"[{host}]" if ":" in host else host
     if port is not None and port != _DEFAULT_PORTS[parts.scheme]:
         shown = f"{shown}:{port}"
     return f"{parts.scheme}://{shown}"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def allowed_origins() -> frozenset[str]:
