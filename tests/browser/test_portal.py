@@ -658,3 +658,32 @@ def test_group_rules_that_cut_off_the_administrator_making_them_need_a_tick(
         )
     finally:
         server.cli("groups", "remove", group)
+
+
+def test_a_double_click_on_invite_sends_one_invite(
+    page: Page, authenticator: Authenticator, invite: Invite, server: Server
+) -> None:
+    """A double click sent the form twice: two emails, and the second link replaced the first
+    (each new link does, on purpose), so the first email's link was dead (page.js sends a
+    changing form once)."""
+    staff(server, invite, page, "admin")
+    verify_now(page)
+    email = f"double-{secrets.token_hex(4)}@example.com"
+    page.goto("/admin/people/invite")
+    page.get_by_label("Work email (their username)").fill(email)
+    page.get_by_label("Full name").fill("Double Click")
+    before = len(server.emails())
+    # Two clicks a moment apart, the second while the first one's answer is on its way (a
+    # browser folds two submissions within one task into one navigation by itself).
+    page.evaluate(
+        """() => new Promise((done) => {
+            const invite = [...document.querySelectorAll("button")].find(
+                (b) => b.textContent.trim() === "Invite");
+            invite.click();
+            setTimeout(() => { invite.click(); done(); }, 30);
+        })"""
+    )
+    expect(page.locator("main")).to_contain_text(email)
+    page.wait_for_load_state("networkidle")
+    sent = [mail for mail in server.emails()[before:] if email in mail]
+    assert len(sent) == 1, f"{len(sent)} invites emailed to {email}"

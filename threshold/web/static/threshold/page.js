@@ -137,6 +137,25 @@
     notice.focus();
   }
 
+  // A form that changes something is sent once: a double click on Invite sent two invites,
+  // and the second link replaced the one the first email had just delivered. A second submit
+  // within a few seconds of the first is dropped (the first one's answer is on its way);
+  // after that, or once the page comes back from the back-forward cache, it is sent again.
+  let sentAt = new WeakMap();
+  document.addEventListener("submit", function (event) {
+    const form = event.target;
+    if (event.defaultPrevented || (form.method || "").toLowerCase() !== "post") return;
+    const last = sentAt.get(form);
+    if (last !== undefined && Date.now() - last < 5000) {
+      event.preventDefault();
+      return;
+    }
+    sentAt.set(form, Date.now());
+  });
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted) sentAt = new WeakMap();
+  });
+
   const store = storage();
   if (!store) return;
 
