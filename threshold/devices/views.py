@@ -380,8 +380,14 @@ class _StepUpPush(_PushPages):
     def finished(self, request: HttpRequest, found: tuple[str, str]) -> str:
         """Back where "Verify it's you" was sent from. It counts as the password and code do
         (``mark_verified(phishing_resistant=False)``): a passkey may be added, nothing else."""
-        do_finish_step_up_push(*found, _user(request), audit_origin(request), policy_for(request))
-        mark_verified(request, phishing_resistant=False)
+        # The push used up and the session's note of it in one transaction (``with_the_session``).
+        with_the_session(
+            request,
+            lambda: do_finish_step_up_push(
+                *found, _user(request), audit_origin(request), policy_for(request)
+            ),
+            lambda _: mark_verified(request, phishing_resistant=False),
+        )
         return return_to(request).target
 
     def canceled(self, request: HttpRequest, found: tuple[str, str] | None) -> HttpResponse:

@@ -402,19 +402,19 @@ def do_check_password(username: str, password: str, origin: Origin, policy: Poli
         raise errors.FallbackNotAllowed()
     keys = _reserve_attempt(username, origin, policy, Step.PASSWORD)
     try:
-        return _check_password(username, password, origin, policy, keys)
+        user, set_up = _look_up(username)
     except DatabaseError:
-        # The database failed, not the person: the attempt does not count, or a long outage
-        # would lock the right password out. Whatever the password, the answer is the same
-        # 503, so nothing was learnt from it.
+        # The database failed before the password was checked, not the person: the attempt
+        # does not count, or a long outage would lock the right password out. Nothing was
+        # learnt from it. (Once checked, it counts whatever fails after.)
         with contextlib.suppress(DatabaseError):  # still failing: it counts, as it would have
             _release_attempt(keys, policy, signed_in=False)
         raise
+    return _check_password(user, set_up, password, origin=origin, policy=policy, keys=keys)
 
 
-def _check_password(
-    username: str, password: str, origin: Origin, policy: Policy, keys: dict[CounterKind, str]
-) -> User:
+def _look_up(username: str) -> tuple[User | None, bool]:
+    """The person ``username`` names, if any, and whether they set the fallback up."""
     name = normalize_username(username)
     # Control characters and lone surrogates are in no username (and the database
     # drivers refuse them: PostgreSQL NUL, both of them surrogates).
@@ -423,7 +423,18 @@ def _check_password(
         if has_ascii_control(name) or not is_text(name)
         else User.objects.filter(username=name).first()
     )
-    set_up = has_fallback(user)  # asked for an unknown username too: the same statements
+    return user, has_fallback(user)  # asked for an unknown username too: the same statements
+
+
+def _check_password(
+    user: User | None,
+    set_up: bool,
+    password: str,
+    *,
+    origin: Origin,
+    policy: Policy,
+    keys: dict[CounterKind, str],
+) -> User:
     usable = user is not None and user.has_usable_password() and set_up
     if usable and user is not None:
         correct = user.check_password(password)

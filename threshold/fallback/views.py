@@ -149,12 +149,16 @@ def code_step(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911 - an answe
     if request.method == "GET":
         return render(request, "fallback/code.html", {})
     policy = policy_for(request)
+    prompt_due = False
 
     def signed_in(method: SignedInWith) -> None:
+        nonlocal prompt_due
         for key in (PENDING_USER, PENDING_SINCE, PENDING_PASSWORD):
             request.session.pop(key, None)
         sign_in(request, user, FALLBACK_ASSURANCE[method], method=method)
         mark_verified(request, phishing_resistant=False)
+        # Read in the transaction too: nothing that can fail runs once it has committed.
+        prompt_due = passkey_prompt_due(user, policy)
 
     try:
         # The code used up, the attempt released, the audit row and the session: one
@@ -175,7 +179,7 @@ def code_step(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911 - an answe
     except errors.ThresholdError as error:
         status = status_for(error)
         return render(request, "fallback/code.html", {"error": _entry(error)}, status=status)
-    if passkey_prompt_due(user, policy):
+    if prompt_due:
         return see_other(_with_next(reverse("fallback:passkey-prompt"), request))
     return see_other(safe_next(request))
 

@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, login, logout
+from django.contrib.sessions.backends.base import UpdateError
+from django.contrib.sessions.exceptions import SessionInterrupted
 from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest
@@ -65,10 +67,17 @@ def with_the_session(request: HttpRequest, change: Callable[[], T], then: Callab
         else:
             then(result)
             session = request.session
-            if isinstance(session, SessionStore):
-                session.save_now()
-            else:  # a test's own engine
-                session.save()
+            try:
+                if isinstance(session, SessionStore):
+                    session.save_now()
+                else:  # a test's own engine
+                    session.save()
+            except UpdateError:
+                # Ended meanwhile (signed out in another tab, ended by the help desk): what
+                # Django's session middleware answers (400), and the change is not made.
+                raise SessionInterrupted(
+                    "The session was ended before the request completed."
+                ) from None
             return result
     raise refusal
 

@@ -55,6 +55,11 @@ def origin_of(uri: str) -> str | None:
     host = parts.hostname
     if not host or parts.scheme not in _DEFAULT_PORTS:
         return None
+    try:
+        # A browser sends an internationalized host in its ASCII form ("xn--bcher-kva").
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
     if parts.scheme == "http" and host not in LOOPBACK_HOSTS:  # as app redirect URIs allow
         return None
     shown = f"[{host}]" if ":" in host else host

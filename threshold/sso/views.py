@@ -925,7 +925,9 @@ def _challenged_as_apps_authenticate(
     def endpoint(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         response = view(request, *args, **kwargs)
         if response.status_code == 401:  # noqa: PLR2004
-            response["WWW-Authenticate"] = 'Basic realm="Threshold"'
+            # With the error as an auth-param too, where a client that reads the challenge
+            # (openid-client does, and then not the body) finds it.
+            response["WWW-Authenticate"] = 'Basic realm="Threshold", error="invalid_client"'
         return response
 
     return endpoint

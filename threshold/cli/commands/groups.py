@@ -93,9 +93,15 @@ def remove_group(args: argparse.Namespace) -> int:
     from django.db.models import Count
 
     from threshold.sso.access import list_group_apps
+    from threshold.sso.models import Application
 
-    # The apps it gave its members, and which of them nobody may use once it is gone.
-    apps = list(list_group_apps(group).annotate(assigned=Count("groups")))
+    # The apps it gave its members, and which of them nobody may use once it is gone (counted
+    # over all their groups, not the join that found them).
+    apps = list(
+        Application.objects.filter(pk__in=list_group_apps(group).values("pk"))
+        .annotate(assigned=Count("groups"))
+        .order_by("name")
+    )
     members = do_remove_group(group, Origin.cli())
     print(f"Removed the group {printable(group.name)} ({members} members; they stay).")
     for app in apps:

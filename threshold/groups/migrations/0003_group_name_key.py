@@ -8,18 +8,25 @@ from typing import Any
 from django.db import migrations, models
 
 
+def _key(name: str) -> str:
+    return unicodedata.normalize("NFC", name).casefold()
+
+
 def fill_keys(apps: Any, schema_editor: Any) -> None:
     Group = apps.get_model("groups", "Group")
     taken: set[str] = set()
     for group in Group.objects.order_by("pk"):
-        key = unicodedata.normalize("NFC", group.name).casefold()
-        if key in taken:
+        name, key, tries = group.name, _key(group.name), 0
+        while key in taken:
             # Two groups that only SQLite's ASCII-only lower() told apart ("Équipe" and
-            # "équipe"): the later keeps its members and apps under a name that tells it apart.
-            group.name = f"{group.name} ({group.pk})"[:100]
-            key = unicodedata.normalize("NFC", group.name).casefold()
+            # "équipe"): the later keeps its members and apps under a name that tells it
+            # apart, within the 100 characters a name may have.
+            tries += 1
+            suffix = f" ({group.pk})" if tries == 1 else f" ({group.pk}-{tries})"
+            name = group.name[: 100 - len(suffix)] + suffix
+            key = _key(name)
         taken.add(key)
-        group.name_key = key
+        group.name, group.name_key = name, key
         group.save(update_fields=["name", "name_key"])
 
 
