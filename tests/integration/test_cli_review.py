@@ -310,3 +310,26 @@ def test_an_unmigrated_database_says_to_migrate(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "threshold migrate" in done.stderr, done.stderr
+
+
+def test_policy_check_and_set_name_who_a_switch_leaves_with_no_way_in(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Found after the review: turning the password and app off refuses no passkey, and
+    # `policy check` said "The policy allows every registered passkey." (exit 0) while it left
+    # someone with no way to sign in; the admin portal's preview names them.
+    from threshold.accounts.models import User as Person  # noqa: PLC0415
+    from threshold.audit.actions import Origin  # noqa: PLC0415
+    from threshold.core import totp  # noqa: PLC0415
+    from threshold.fallback.actions import do_set_up_fallback  # noqa: PLC0415
+
+    administrator()
+    assert run(capsys, "policy", "set", "allow_password_fallback=true")[0] == 0
+    bob = Person.objects.create_user("bob@example.com", full_name="Bob Fallback")
+    do_set_up_fallback(bob, "correct horse battery staple 42", totp.new_secret(), 1, Origin.cli())
+    status, out, _ = run(capsys, "policy", "check", "allow_password_fallback=false")
+    assert status == 1, out
+    assert "No way left to sign in for 1: bob@example.com" in out
+    status, _, err = run(capsys, "policy", "set", "allow_password_fallback=false")
+    assert status == 0
+    assert "bob@example.com" in err

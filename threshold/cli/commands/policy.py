@@ -77,6 +77,7 @@ def change(args: argparse.Namespace) -> int:
         NO_ADMINISTRATOR_LEFT,
         ChangedMeanwhile,
         NoAdministratorLeft,
+        cut_off_by,
         save_policy,
     )
 
@@ -84,6 +85,8 @@ def change(args: argparse.Namespace) -> int:
     policy = _with_changes(args.assignments, current)
     if policy is None:
         return 2
+    # Who it leaves with no way in, as the admin portal's preview says before it saves.
+    stranded = sorted(user.username for user in cut_off_by(current, policy))
     try:
         lockout = save_policy(policy, Origin.cli(), force=args.force, based_on=current)
     except ChangedMeanwhile:
@@ -102,6 +105,12 @@ def change(args: argparse.Namespace) -> int:
         )
         return 1
     _print(policy)
+    if stranded:
+        print(
+            f"threshold: saved; {len(stranded)} person(s) now have no way to sign in: "
+            f"{printable(', '.join(stranded))} (each needs `threshold recover EMAIL`).",
+            file=sys.stderr,
+        )
     if lockout.no_administrator_left:
         print(
             "threshold: saved with --force: no administrator can sign in now "
@@ -117,11 +126,11 @@ def _names(lockout: Lockout) -> str:
 
 
 def check(args: argparse.Namespace) -> int:
-    """Who ``policy`` would stop signing in with which passkey: 0 if nobody, else 1."""
-    from threshold.accounts.methods import count_usable_sign_in_methods
+    """Who ``policy`` would stop signing in with which passkey, and who it would leave with no
+    way in at all (the admin portal's preview): 0 if nobody, else 1."""
     from threshold.passkeys.access import list_passkeys_not_allowed
     from threshold.policy.access import get_policy
-    from threshold.portal.policies import policy_lockout
+    from threshold.portal.policies import cut_off_by, policy_lockout
 
     current = get_policy()
     policy = _with_changes(args.assignments, current)
@@ -131,10 +140,12 @@ def check(args: argparse.Namespace) -> int:
     # What `threshold policy set` and the admin portal would refuse (unless --force): also
     # a change that refuses no passkey (the password and app, or Threshold Verify, turned off).
     lockout = policy_lockout(current, policy)
+    stranded = sorted(user.username for user in cut_off_by(current, policy))
     if not refused:
         print("The policy allows every registered passkey.")
+        _say_stranded(stranded)
         _say_lockout(lockout)
-        return 1 if lockout.no_administrator_left else 0
+        return 1 if stranded or lockout.no_administrator_left else 0
     rows = [("PERSON", "PASSKEY", "REFUSED BY")]
     people: dict[int, User] = {}
     for passkey, decision in refused:
@@ -142,19 +153,22 @@ def check(args: argparse.Namespace) -> int:
         settings = ",".join(decision.refused_by)
         rows.append((passkey.user.username, passkey.name, settings))
     table(rows)
-    stranded = sorted(
-        user.username for user in people.values() if count_usable_sign_in_methods(user, policy) == 0
-    )
     print(
         f"\n{len(refused)} passkey(s) of {len(people)} person(s) cannot sign in under this policy."
     )
-    if stranded:
-        print(
-            f"No way left to sign in for {len(stranded)}: {', '.join(stranded)} "
-            "(each needs a recovery link: `threshold recover EMAIL`)."
-        )
+    _say_stranded(stranded)
     _say_lockout(lockout)
     return 1
+
+
+def _say_stranded(stranded: list[str]) -> None:
+    """Who would have no way left to sign in (``portal.policies.cut_off_by``: people who can
+    sign in today, the password and app or Threshold Verify turned off included)."""
+    if stranded:
+        print(
+            f"No way left to sign in for {len(stranded)}: {printable(', '.join(stranded))} "
+            "(each needs a recovery link: `threshold recover EMAIL`)."
+        )
 
 
 def _say_lockout(lockout: Lockout) -> None:
