@@ -43,6 +43,7 @@ from tests.integration.conftest import (
 )
 from tests.integration.test_concurrent_changes import all_at_once
 from tests.support.authenticator import SoftAuthenticator
+from tests.support.faults import database_fails
 from threshold.accounts.actions import do_lock_user
 from threshold.audit.actions import Action, Origin
 from threshold.audit.models import AuditEvent
@@ -1805,3 +1806,29 @@ def test_a_browser_app_reads_token_userinfo_and_revoke_from_its_own_origin_only(
 )
 def test_the_origin_of_a_redirect_uri(uri: str, origin: str | None) -> None:
     assert cors.origin_of(uri) == origin
+
+
+def test_a_browser_app_reads_why_its_call_was_refused_or_failed(ada):
+    add_app(public=True)
+    origin = "http://127.0.0.1:9000"  # REDIRECT_URI's
+    warm = Client().options("/token", HTTP_ORIGIN=origin, HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST")
+    assert warm["Access-Control-Allow-Origin"] == origin
+    # A body refused before the view, and the database failing under it: the answers are
+    # made around the view, with the origins this process read last.
+    huge = Client().post(
+        "/token",
+        "grant_type=refresh_token&refresh_token=" + "x" * 70_000,
+        content_type="application/x-www-form-urlencoded",
+        HTTP_ORIGIN=origin,
+    )
+    assert huge.status_code in (400, 413), huge.status_code
+    assert huge["Access-Control-Allow-Origin"] == origin
+    with database_fails(at=0):
+        down = Client(raise_request_exception=False).post(
+            "/token",
+            {"grant_type": "refresh_token", "refresh_token": "x"},
+            HTTP_ORIGIN=origin,
+        )
+    assert down.status_code == 503
+    assert down.json()["error"] == "temporarily_unavailable"
+    assert down["Access-Control-Allow-Origin"] == origin

@@ -88,6 +88,18 @@ def allowed_origins() -> frozenset[str]:
     return origins
 
 
+def allow_as_last_read(request: HttpRequest, response: HttpResponse) -> None:
+    """CORS for an answer made around the view (a body refused before it, the database
+    failing under it), with the origins as this process last read them: never read now, as
+    the database may be what failed. A process that has read none yet allows none."""
+    kept = _kept
+    origin = request.headers.get("Origin")
+    if kept is not None and origin and origin in kept[2]:
+        response["Access-Control-Allow-Origin"] = origin
+        response["Access-Control-Expose-Headers"] = "WWW-Authenticate"
+    patch_vary_headers(response, ("Origin",))
+
+
 def _allowed(request: HttpRequest) -> str | None:
     origin = request.headers.get("Origin")
     if not origin or origin not in allowed_origins():

@@ -854,12 +854,15 @@ def oauth_failure(request: HttpRequest, unavailable: bool) -> HttpResponse:
     Retry-After) while the database fails, else ``server_error`` (500). Not audited: the
     database may be what failed; Django's log has the error."""
     if unavailable:
-        return oauth_error(
+        response = oauth_error(
             "temporarily_unavailable",
             "Threshold is briefly unavailable: try again in a moment.",
             503,
         )
-    return oauth_error("server_error", "Threshold could not answer this.", 500)
+    else:
+        response = oauth_error("server_error", "Threshold could not answer this.", 500)
+    cors.allow_as_last_read(request, response)  # a browser app reads why, too
+    return response
 
 
 _BODY_UNREADABLE = "The request body cannot be read."
@@ -870,13 +873,17 @@ def token_body_refused(request: HttpRequest) -> HttpResponse:
     too many fields, a broken multipart, a charset other than UTF-8): the OAuth error an app
     reads (RFC 6749 §5.2), not a page; audited as the token's other refusals."""
     record_capped(Action.SSO_TOKEN_REFUSED, audit_origin(request), reason="invalid_request")
-    return oauth_error("invalid_request", _BODY_UNREADABLE, 400)
+    response = oauth_error("invalid_request", _BODY_UNREADABLE, 400)
+    cors.allow_as_last_read(request, response)
+    return response
 
 
 def userinfo_body_refused(request: HttpRequest) -> HttpResponse:
     """/userinfo's answer to such a body: RFC 6750 §3.1's ``invalid_request`` (400), with
     its WWW-Authenticate challenge, in JSON as its other refusals; audited."""
-    return _userinfo_invalid_request(request, "invalid_request", _BODY_UNREADABLE)
+    response = _userinfo_invalid_request(request, "invalid_request", _BODY_UNREADABLE)
+    cors.allow_as_last_read(request, response)
+    return response
 
 
 _NOT_IN_THE_URL = "An access token is not accepted in the URL: send it in the Authorization header."
@@ -911,7 +918,9 @@ def revoke_body_refused(request: HttpRequest) -> HttpResponse:
     record_capped(
         Action.SSO_TOKEN_REFUSED, audit_origin(request), reason="invalid_request", endpoint="revoke"
     )
-    return oauth_error("invalid_request", _BODY_UNREADABLE, 400)
+    response = oauth_error("invalid_request", _BODY_UNREADABLE, 400)
+    cors.allow_as_last_read(request, response)
+    return response
 
 
 def _challenged_as_apps_authenticate(
