@@ -252,20 +252,20 @@ def test_a_fallback_set_up_answered_try_again_stored_nothing(ada: Person, settin
 # --- Threshold Verify -------------------------------------------------------------------------
 
 
-def _device_api(
+def device_api(
     device: SoftDevice, path: str, body: dict[str, Any] | None = None, **sign: Any
 ) -> Any:
     compact = device.sign(path, body, **sign)
     return Client().post(path, compact, content_type="application/jose")
 
 
-def _approved_push(person: Person) -> Browser:
-    """A push sign-in from a new browser, approved in Threshold Verify with the right number."""
+def with_device(person: Person) -> SoftDevice:
+    """Threshold Verify set up on a new device and confirmed for ``person``."""
     allow(allow_device_app_sign_in=True)
     key = "k" * 32  # the Settings session the set-up is bound to
     issued = do_issue_setup_code(person.user, Origin.cli(), get_policy(), session_key=key)
     device = SoftDevice()
-    enrolled = _device_api(
+    enrolled = device_api(
         device,
         "/api/device/v1/enroll",
         {"setup_code": issued.code, "platform": "linux", "name": "Laptop"},
@@ -281,10 +281,16 @@ def _approved_push(person: Person) -> Browser:
         session_key=key,
     )
     assert Device.objects.get(public_id=device.device_id).is_active
+    return device
+
+
+def _approved_push(person: Person) -> Browser:
+    """A push sign-in from a new browser, approved in Threshold Verify with the right number."""
+    device = with_device(person)
     visitor = browser()
     number = visitor.post_json("/sign-in/push/start", {"username": person.user.username})
-    push = _device_api(device, "/api/device/v1/approvals/pending").json()["approvals"][0]
-    answer = _device_api(
+    push = device_api(device, "/api/device/v1/approvals/pending").json()["approvals"][0]
+    answer = device_api(
         device,
         "/api/device/v1/approvals/answer",
         {

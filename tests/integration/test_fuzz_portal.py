@@ -78,7 +78,7 @@ def test_an_offset_postgresql_refuses_is_moved_to_utc_first(admin, path):
     assert "root@example.com" in fetched(response)
 
 
-@pytest.mark.parametrize("name", ["person", "actor", "reason", "app", "ip"])
+@pytest.mark.parametrize("name", ["person", "actor", "involving", "reason", "app", "ip"])
 @pytest.mark.parametrize("path", ["/admin/audit", "/admin/audit/export.csv"])
 def test_a_nul_in_an_audit_filter_is_the_filters_problem(admin, name, path):
     with nul_refused_as_postgresql_does():

@@ -16,7 +16,6 @@ Each test is one defect it found, fixed since. Database faults are the driver's 
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import json
 from typing import Any
@@ -27,94 +26,28 @@ from django.db import IntegrityError, transaction
 from django.test import Client
 
 from tests.integration.conftest import ORIGIN, Browser, Person, begin_sign_in, enrolled_person
-from tests.support.device import SoftDevice
+from tests.integration.test_cli_review import run
+from tests.integration.test_db_fault_review import (
+    PASSWORD,
+    browser,
+    device_api,
+    post_form,
+    with_device,
+    with_fallback,
+)
+from tests.integration.test_db_fault_review import first_fails as statement_fails
 from tests.support.faults import database_fails
 from threshold.audit.actions import Origin
-from threshold.cli.main import main
-from threshold.core import totp
-from threshold.devices.actions import do_confirm_returned_code, do_issue_setup_code
 from threshold.devices.models import SignInApproval
-from threshold.fallback.actions import do_set_up_fallback
 from threshold.fallback.models import RecoveryCode
 from threshold.groups.models import Group, group_key
-from threshold.passkeys.hotpath import forget_policy
-from threshold.policy.access import get_policy
-from threshold.policy.actions import do_update_policy
 from threshold.sso.actions import do_add_app
 
-PASSWORD = "correct horse battery staple 42"
 AUDIT_INSERT = 'INSERT INTO "audit_auditevent"'
-
-
-# --- Helpers --------------------------------------------------------------------------------
-
-
-def allow(**settings: Any) -> None:
-    do_update_policy(dataclasses.replace(get_policy(), **settings), Origin.cli())
-    forget_policy()
-
-
-def browser() -> Browser:
-    """A browser that gets the 503 page, as a real one does, instead of the exception."""
-    return Browser(raise_request_exception=False)
-
-
-def post_form(visitor: Browser, path: str, **data: str) -> Any:
-    return visitor.client.post(path, {**data, "csrfmiddlewaretoken": visitor.csrf_token()})
-
-
-def statement_fails(prefix: str) -> Any:
-    """The first statement that starts with ``prefix`` fails as a locked database does."""
-    return database_fails(at=0, where=lambda sql: sql.lstrip().startswith(prefix))
-
-
-def with_fallback(person: Person) -> list[str]:
-    allow(allow_password_fallback=True)
-    return do_set_up_fallback(person.user, PASSWORD, totp.new_secret(), 1, Origin.cli())
 
 
 def password_step(visitor: Browser, person: Person, password: str) -> Any:
     return post_form(visitor, "/sign-in/password", username=person.user.username, password=password)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """``threshold ARGV`` in process: exit status, standard output, standard error."""
-    try:
-        status = main(list(argv))
-    except SystemExit as exited:
-        status = exited.code if isinstance(exited.code, int) else 1
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def device_api(
-    device: SoftDevice, path: str, body: dict[str, Any] | None = None, **sign: Any
-) -> Any:
-    return Client().post(path, device.sign(path, body, **sign), content_type="application/jose")
-
-
-def with_device(person: Person) -> SoftDevice:
-    """Threshold Verify set up and confirmed for ``person``."""
-    allow(allow_device_app_sign_in=True)
-    key = "k" * 32
-    issued = do_issue_setup_code(person.user, Origin.cli(), get_policy(), session_key=key)
-    device = SoftDevice()
-    enrolled = device_api(
-        device,
-        "/api/device/v1/enroll",
-        {"setup_code": issued.code, "platform": "linux", "name": "Laptop"},
-        with_jwk=True,
-    ).json()
-    device.device_id = enrolled["device_id"]
-    do_confirm_returned_code(
-        person.user,
-        issued.enrollment.public_id,
-        enrolled["returned_code"],
-        Origin.cli(),
-        get_policy(),
-        session_key=key,
-    )
-    return device
 
 
 # --- with_the_session: what runs after its commit ---------------------------------------------

@@ -28,7 +28,6 @@ from threshold.core import catalog, errors
 from threshold.core.policy import SETTINGS, GroupRules, Policy
 from threshold.devices.actions import access_own_device
 from threshold.enrollment.actions import do_invite, do_issue_recovery, do_revoke_invite
-from threshold.enrollment.notices import link_was_emailed
 from threshold.fallback.actions import has_fallback, unused_recovery_codes
 from threshold.groups.access import list_groups, members_of
 from threshold.groups.actions import GroupError, do_add_group, do_remove_group, do_remove_member
@@ -476,7 +475,8 @@ def issue_recovery(request: HttpRequest, user_id: int) -> HttpResponse:
             "link": issued.link,
             "expires_at": issued.invite.expires_at,
             "qr": qr_data_uri(issued.link),
-            "emailed": email_link and bool(user.email) and link_was_emailed(issued.invite),
+            # The email with the link, or the notice, that an SMTP server took (on commit).
+            "emailed": email_link and bool(issued.notified),
             "email_link": email_link,
             # The notice (or the link) an SMTP server did not take: issued.notified is empty.
             "mail_failed": _email_delivers(user) and not issued.notified,

@@ -94,8 +94,14 @@ def allow_as_last_read(request: HttpRequest, response: HttpResponse) -> None:
     the database may be what failed. A process that has read none yet allows none."""
     kept = _kept
     origin = request.headers.get("Origin")
-    if kept is not None and origin and origin in kept[2]:
+    _allow(response, origin if kept is not None and origin in kept[2] else None)
+
+
+def _allow(response: HttpResponse, origin: str | None) -> None:
+    """An answer's CORS headers: the origin, when allowed, and ``Vary: Origin`` always."""
+    if origin is not None:
         response["Access-Control-Allow-Origin"] = origin
+        # A refusal's challenge (RFC 6750 §3), for the app to read.
         response["Access-Control-Expose-Headers"] = "WWW-Authenticate"
     patch_vary_headers(response, ("Origin",))
 
@@ -122,14 +128,10 @@ def for_browser_apps(methods: str) -> Callable[[View], View]:
                     response["Access-Control-Allow-Methods"] = methods
                     response["Access-Control-Allow-Headers"] = _ALLOWED_HEADERS
                     response["Access-Control-Max-Age"] = _PREFLIGHT_MAX_AGE
-            else:
-                response = view(request, *args, **kwargs)
-                origin = _allowed(request)
-                if origin is not None:
-                    response["Access-Control-Allow-Origin"] = origin
-                    # A refusal's challenge (RFC 6750 §3), for the app to read.
-                    response["Access-Control-Expose-Headers"] = "WWW-Authenticate"
-            patch_vary_headers(response, ("Origin",))
+                patch_vary_headers(response, ("Origin",))
+                return response
+            response = view(request, *args, **kwargs)
+            _allow(response, _allowed(request))
             return response
 
         return endpoint

@@ -318,13 +318,10 @@ def marked_answer(request: HttpRequest, attribute: str) -> Any:
 
 _SETS_UP = "threshold_sets_up"
 
-
-def sets_up(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Mark a page or endpoint that sets a sign-in method up: a failure under it is worded
-    with the catalog's set-up entry ("... set it up later", ``web.views.server_error``), not
-    the sign-in's ("... use your password")."""
-    setattr(view, _SETS_UP, True)
-    return view
+# Mark a page or endpoint that sets a sign-in method up: a failure under it is worded with the
+# catalog's set-up entry ("... set it up later", ``web.views.server_error``), not the
+# sign-in's ("... use your password").
+sets_up = marking(_SETS_UP)(True)
 
 
 def is_set_up(request: HttpRequest) -> bool:

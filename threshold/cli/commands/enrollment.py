@@ -125,7 +125,6 @@ def recover(args: argparse.Namespace) -> int:
     from threshold.audit.actions import Origin
     from threshold.core import errors
     from threshold.enrollment.actions import do_issue_recovery
-    from threshold.enrollment.notices import link_was_emailed
 
     user = get_user(args.email)
     if user is None:
@@ -142,7 +141,7 @@ def recover(args: argparse.Namespace) -> int:
         return 1
     if not user.email:
         print(f"{user.username} has no email address: nobody was notified.")
-    elif args.email_link and (link_was_emailed(issued.invite) or not delivers()):
+    elif args.email_link and (issued.notified or not delivers()):
         # Without SMTP, "emailed" is a file under var/mail (`make run`'s default).
         print(f"The link was emailed to {user.email}.")
     elif args.email_link:
