@@ -236,6 +236,8 @@ def test_fallback_sign_in_is_not_phishing_resistant_and_acr_phr_steps_up_with_a_
     silent = straight_to(page, app, acr_values="phr", prompt="none")
     assert silent["callback"]["error"] == "interaction_required", "a step-up needs a page"
     ceremonies = _modal_requests(console)
+    # auth_time is in whole seconds: the step-up a second later is seen to be later.
+    server.advance_clock(1)
 
     stepped_up = sign_in_to(page, app, acr_values="phr")
 
