@@ -1325,6 +1325,7 @@ def apps_page(request: HttpRequest) -> HttpResponse:
                 public=form["public"] == "1",
                 id_token_alg=form["id_token_alg"] or "RS256",
                 require_consent=form["require_consent"] == "1",
+                first_party=form["first_party"] == "1",
                 actor=actor(request),
             )
         except AppError as exc:
@@ -1364,6 +1365,7 @@ _APP_FIELDS = (
     "public",
     "id_token_alg",
     "require_consent",
+    "first_party",
 )
 
 
@@ -1378,6 +1380,7 @@ def _app_form(application: Application) -> dict[str, str]:
         "initiate_login_uri": now.initiate_login_uri,
         "id_token_alg": now.id_token_alg,
         "require_consent": "1" if now.require_consent else "",
+        "first_party": "1" if now.first_party else "",
     }
 
 
@@ -1465,6 +1468,7 @@ def app_change(request: HttpRequest, app_id: int) -> HttpResponse:
             initiate_login_uri=form["initiate_login_uri"].strip(),
             id_token_alg=form["id_token_alg"] or "RS256",
             require_consent=form["require_consent"] == "1",
+            first_party=form["first_party"] == "1",
             public=application.client_type == Application.CLIENT_PUBLIC,
         )
         do_change_app(application, settings, audit_origin(request), actor=actor(request))

@@ -104,6 +104,8 @@ class AppSettings:
     initiate_login_uri: str = ""
     id_token_alg: str = Algorithm.RS256
     require_consent: bool = False
+    # May sign people in inside the app (the Authorization Challenge Endpoint).
+    first_party: bool = False
 
 
 def check_settings(
@@ -115,6 +117,7 @@ def check_settings(
     initiate_login_uri: str = "",
     id_token_alg: str = Algorithm.RS256,
     require_consent: bool = False,
+    first_party: bool = False,
     public: bool = False,
 ) -> AppSettings:
     """The settings, checked: AppError, in words for the person, for the first that is wrong.
@@ -149,6 +152,7 @@ def check_settings(
         initiate_login_uri=initiate_login_uri,
         id_token_alg=id_token_alg,
         require_consent=require_consent,
+        first_party=bool(first_party),
     )
 
 
@@ -162,6 +166,7 @@ def current_settings(application: Application) -> AppSettings:
         initiate_login_uri=application.initiate_login_uri,
         id_token_alg=application.algorithm,
         require_consent=application.require_consent,
+        first_party=application.first_party,
     )
 
 
@@ -174,6 +179,7 @@ def _apply(application: Application, settings: AppSettings) -> None:
     application.algorithm = settings.id_token_alg
     application.require_consent = settings.require_consent
     application.skip_authorization = not settings.require_consent
+    application.first_party = settings.first_party
 
 
 # The columns _apply sets, and what the audit row calls each.
@@ -186,6 +192,7 @@ _SETTING_COLUMNS = {
     "algorithm": "id_token_alg",
     "require_consent": "require_consent",
     "skip_authorization": "",
+    "first_party": "first_party",
 }
 
 
@@ -201,6 +208,7 @@ def do_add_app(
     public: bool = False,
     id_token_alg: str = Algorithm.RS256,
     require_consent: bool = False,
+    first_party: bool = False,
     actor: User | None = None,
 ) -> NewApp:
     settings = check_settings(
@@ -211,6 +219,7 @@ def do_add_app(
         initiate_login_uri=initiate_login_uri,
         id_token_alg=id_token_alg,
         require_consent=require_consent,
+        first_party=first_party,
         public=public,
     )
     secret = None if public else _new_secret()
@@ -232,6 +241,7 @@ def do_add_app(
         public=public,
         id_token_alg=settings.id_token_alg,
         require_consent=settings.require_consent,
+        first_party=settings.first_party,
     )
     return NewApp(application, secret)
 

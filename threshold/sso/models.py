@@ -67,6 +67,11 @@ class Application(AbstractApplication):
     initiate_login_uri: models.URLField[str, str] = models.URLField(max_length=2000, blank=True)
     # First-party apps skip the consent page; an app added with --require-consent shows it.
     require_consent: models.BooleanField[bool, bool] = models.BooleanField(default=False)
+    # An app of the organisation's own that may sign people in inside itself, with a passkey
+    # ceremony it runs (the Authorization Challenge Endpoint, ``firstparty.py``; OAuth 2.0 for
+    # First-Party Applications): an administrator's choice, off by default. Every other app
+    # goes through /authorize in a browser.
+    first_party: models.BooleanField[bool, bool] = models.BooleanField(default=False)
     # Everyone may use it, or only the members of ``groups``.
     for_everyone: models.BooleanField[bool, bool] = models.BooleanField(default=True)
     groups: models.ManyToManyField[Group, models.Model] = models.ManyToManyField(

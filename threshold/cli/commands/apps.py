@@ -36,6 +36,10 @@ def register(commands: Subcommands) -> list[Command]:
     add.add_argument(
         "--require-consent", action="store_true", help="ask people before the first sign-in"
     )
+    add.add_argument(
+        "--first-party", action="store_true",
+        help="the organisation's own app: may sign people in inside itself with a passkey",
+    )  # fmt: skip
     add.add_argument("--json", action="store_true", help="print the client ID and secret as JSON")
     change = sub.add_parser(
         "change", help="change an app's settings; those not given stay as they are"
@@ -56,6 +60,10 @@ def register(commands: Subcommands) -> list[Command]:
     change.add_argument(
         "--require-consent", action=argparse.BooleanOptionalAction, default=None,
         help="ask people before their first sign-in",
+    )  # fmt: skip
+    change.add_argument(
+        "--first-party", action=argparse.BooleanOptionalAction, default=None,
+        help="the organisation's own app: may sign people in inside itself with a passkey",
     )  # fmt: skip
     remove = sub.add_parser("remove", help="remove an app (its tokens stop working)")
     remove.add_argument("client_id")
@@ -112,6 +120,7 @@ def list_apps(args: argparse.Namespace) -> int:
             "initiate_login_uri": app.initiate_login_uri or None,
             "id_token_alg": app.algorithm,
             "require_consent": app.require_consent,
+            "first_party": app.first_party,
             "assigned_to": "everyone" if app.for_everyone else [g.name for g in app.groups.all()],
         }
         for app in apps
@@ -153,6 +162,7 @@ def add_app(args: argparse.Namespace) -> int:
             public=args.public,
             id_token_alg=args.id_token_alg,
             require_consent=args.require_consent,
+            first_party=args.first_party,
         )
     except AppError as exc:
         return _refused(str(exc))
@@ -192,6 +202,7 @@ def change_app(args: argparse.Namespace) -> int:
             "initiate_login_uri": args.initiate_login_uri,
             "id_token_alg": args.id_token_alg,
             "require_consent": args.require_consent,
+            "first_party": args.first_party,
         }
         settings = check_settings(
             **{
