@@ -32,8 +32,8 @@ from threshold.enrollment.actions import do_invite
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.passkeys.decoys import forget_distribution
 from threshold.passkeys.hotpath import forget_policy
+from threshold.passkeys.limits import SIGN_IN_OPTIONS_LIMIT
 from threshold.passkeys.models import Passkey
-from threshold.passkeys.views import SIGN_IN_OPTIONS_LIMIT
 from threshold.sessions import flow
 
 ORIGIN = "http://localhost:8000"

@@ -43,8 +43,8 @@ from threshold.core.policy import Policy
 from threshold.enrollment.actions import do_issue_recovery
 from threshold.passkeys import pending
 from threshold.passkeys.decoys import decoy_for
+from threshold.passkeys.limits import SIGN_IN_OPTIONS_LIMIT
 from threshold.passkeys.models import Passkey, UsedChallenge
-from threshold.passkeys.views import SIGN_IN_OPTIONS_LIMIT
 from threshold.policy.actions import do_update_policy, get_policy
 from threshold.sessions.models import Session
 

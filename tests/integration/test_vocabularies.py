@@ -143,6 +143,7 @@ def test_a_web_sign_in_is_audited_under_its_stored_names(ada) -> None:
                 "REGISTRATION": "registration",
                 "AUTHENTICATION": "authentication",
                 "STEP_UP": "step_up",
+                "APP_SIGN_IN": "app_sign_in",
             },
         ),
         (

@@ -21,6 +21,7 @@ FAMILIES = (
     errors.FallbackError,
     errors.PolicyError,
     errors.DeviceError,
+    errors.AppSignInError,
 )
 REASONS = sorted(
     (

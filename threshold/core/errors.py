@@ -106,6 +106,25 @@ class AccountError(ThresholdError):
     code = "account_refused"
 
 
+class AppSignInError(ThresholdError):
+    """A first-party app's sign-in (the Authorization Challenge Endpoint) verified the person,
+    who may not use the app this way: refused before their session is written."""
+
+    code = "app_sign_in_refused"
+
+
+class AppNotAssigned(AppSignInError):
+    """The person is not assigned the app (everyone, or one of its groups)."""
+
+    code = "not_assigned"
+
+
+class AcrUnmet(AppSignInError):
+    """The passkey's sign-in does not meet the acr_values the app asked for."""
+
+    code = "unmet_authentication_requirements"
+
+
 class EnrollmentError(ThresholdError):
     """An enrollment or recovery link cannot be used for this person."""
 

@@ -107,12 +107,16 @@ def do_begin_sign_in(
     user_verification: str | None = None,
     policy: Policy | None = None,
     reveal_unknown_users: bool = False,
+    kind: CeremonyKind = CeremonyKind.AUTHENTICATION,
+    context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Options for a sign-in: discoverable without a username, else allowCredentials.
 
     A username without passkeys gets a decoy (``threshold.passkeys.decoys``), so
     the answer does not tell which accounts exist. ``reveal_unknown_users`` is for
     the conformance API only, whose test tool expects an unknown username to fail.
+    ``kind`` and ``context``: a first-party app's sign-in (``CeremonyKind.APP_SIGN_IN``), whose
+    token also carries the app's authorization request.
     """
     policy = policy or get_policy()
     allow: list[ceremony.CredentialDescriptor] | None = None
@@ -147,7 +151,7 @@ def do_begin_sign_in(
         user_handle=user_handle,
         user_verification=user_verification or policy.user_verification,
     )
-    save_pending(ceremonies, CeremonyKind.AUTHENTICATION, state)
+    save_pending(ceremonies, kind, state, context)
     return options
 
 
@@ -192,13 +196,17 @@ def do_finish_sign_in(
     step_up_user: User | None = None,
     policy: Policy | None = None,
     session_for: Callable[[SignedIn], Session] | None = None,
+    kind: CeremonyKind = CeremonyKind.AUTHENTICATION,
 ) -> SignedIn:
     """Verify a sign-in (§7.2), or with ``step_up_user`` a re-verification of that person.
 
     ``credential``: the browser's ``credential.toJSON()``, decoded, or ``Unreadable``.
     ``policy`` (by default the one in force, read in the ceremony's transaction) must
     still allow the passkey. ``session_for`` gives the signed-in session to write with the
-    sign-in, in the same transaction (the lean sign-in path's; ``SignedIn.session``).
+    sign-in, in the same transaction (the lean sign-in path's; ``SignedIn.session``); a
+    ``ThresholdError`` it raises refuses the sign-in as any failed check does (a first-party
+    app's: the person is not assigned the app). ``kind``: the sign-in's ceremony kind
+    (``CeremonyKind.APP_SIGN_IN`` for a first-party app's).
 
     One transaction of at most four statements (``threshold.passkeys.hotpath``): use
     the challenge up and find the passkey, then move its counter on, write the audit row
@@ -211,7 +219,7 @@ def do_finish_sign_in(
     kind, succeeded, failed = (
         (CeremonyKind.STEP_UP, Action.STEP_UP_SUCCEEDED, Action.STEP_UP_FAILED)
         if step_up_user is not None
-        else (CeremonyKind.AUTHENTICATION, Action.SIGN_IN_SUCCEEDED, Action.SIGN_IN_FAILED)
+        else (kind, Action.SIGN_IN_SUCCEEDED, Action.SIGN_IN_FAILED)
     )
     refusal: errors.ThresholdError
     with transaction.atomic():

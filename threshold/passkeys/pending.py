@@ -43,6 +43,10 @@ class CeremonyKind(StrEnum):
     AUTHENTICATION = "authentication"
     # Re-verifying a signed-in person before they change their sign-in methods.
     STEP_UP = "step_up"
+    # A sign-in inside a first-party app (threshold/sso/firstparty.py): its token is the
+    # ``auth_session`` the app holds, never a cookie, so a browser's ceremony token is no app's
+    # and the other way round.
+    APP_SIGN_IN = "app_sign_in"
 
 
 class Purpose(StrEnum):

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import ipaddress
 import math
 
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_POST
 
-from threshold import clock
-from threshold.core import errors, throttle
+from threshold.core import errors
 from threshold.core.catalog import Surface
 from threshold.passkeys.actions import do_begin_sign_in, do_finish_sign_in
 from threshold.passkeys.http import ceremonies, read_credential
+from threshold.passkeys.limits import options_wait
 from threshold.policy.access import policy_for
 from threshold.sessions.actions import sign_in, with_the_session
 from threshold.sessions.flow import Flow, check_flow
@@ -26,14 +25,6 @@ from threshold.web.http import (
     safe_next,
 )
 
-# Anonymous sign-in options per network (an IPv4 address, an IPv6 /64), in each
-# worker's memory: 200 at once, then 20 a second. Enough for an office behind one
-# address signing in at nine, with conditional mediation and retries; a flood, or
-# someone timing many usernames, is slowed down without a database write. The
-# loopback interface and unknown addresses (a Unix socket) are not limited: they
-# stand for every client when the server is reached through a local proxy.
-SIGN_IN_OPTIONS_LIMIT = throttle.RateLimiter(rate=20.0, burst=200, max_keys=10_000)
-
 
 @require_POST
 def sign_in_options(request: HttpRequest) -> JsonResponse:
@@ -41,7 +32,7 @@ def sign_in_options(request: HttpRequest) -> JsonResponse:
 
     Only for a sign-in page served less than flow_idle_timeout_minutes ago.
     """
-    wait = _options_wait(client_ip(request))
+    wait = options_wait(client_ip(request))
     if wait:
         response = failed(
             errors.TooManyRequests(f"options again in {wait:.1f} s"), Surface.AUTHENTICATION
@@ -61,15 +52,6 @@ def sign_in_options(request: HttpRequest) -> JsonResponse:
     except errors.ThresholdError as error:
         return failed(error, Surface.AUTHENTICATION)
     return ok({"publicKey": options})
-
-
-def _options_wait(ip: str | None) -> float:
-    try:
-        if ip is None or ipaddress.ip_address(ip).is_loopback:
-            return 0.0
-    except ValueError:
-        return 0.0
-    return SIGN_IN_OPTIONS_LIMIT.take(throttle.network_of(ip), clock.now())
 
 
 @require_POST

@@ -36,6 +36,8 @@ class ActiveSession:
     sign_in_method: str  # a SIGN_IN_METHODS key
     signed_in_at: datetime
     last_activity: datetime
+    # The first-party app that holds it ("" for a browser's): Settings names it instead.
+    app_name: str = ""
 
     @property
     def signed_in_with(self) -> str:
@@ -77,6 +79,7 @@ def list_active_sessions(user: User, current_session_key: str | None) -> list[Ac
                 if row.session_key == current_session_key
                 else row.last_activity
             ),
+            app_name=row.app_name,
         )
         for row in rows
         if row.signed_in_at is not None and row.last_activity is not None

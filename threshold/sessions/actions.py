@@ -139,18 +139,22 @@ def new_signed_in_session(
     *,
     method: SignedInWith = SignedInWith.PASSKEY,
     user_verified: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> Session:
     """The row ``sign_in`` would have saved for an anonymous browser, not saved yet.
 
     For the lean sign-in path (``threshold.passkeys.lean``), which writes it in the
     ceremony's transaction: the same data, in the same order (``login()``'s keys,
-    then ``sign_in_details``), encoded and given its columns by the same store.
+    then ``sign_in_details``), encoded and given its columns by the same store. ``extra``:
+    more of the session's data after those (a first-party app's session: its ``sid`` and
+    ``SIGN_IN_APP``, ``threshold.sso.firstparty``).
     """
     data: dict[str, Any] = {
         SESSION_KEY: user._meta.pk.value_to_string(user),
         BACKEND_SESSION_KEY: SESSION_BACKEND,
         HASH_SESSION_KEY: user.get_session_auth_hash(),
         **sign_in_details(origin, assurance, method=method, user_verified=user_verified),
+        **(extra or {}),
     }
     store = SessionStore()
     store.update(data)  # a store without a key loads nothing

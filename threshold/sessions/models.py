@@ -27,6 +27,9 @@ class Session(AbstractBaseSession):
     sign_in_method = models.CharField(max_length=32, blank=True)
     signed_in_at = models.DateTimeField(null=True)
     last_activity = models.DateTimeField(null=True)
+    # The first-party app that holds this session (its name when it signed in), for one an app
+    # signed in to inside itself (threshold/sso/firstparty.py): no browser has its cookie.
+    app_name = models.CharField(max_length=100, blank=True, default="")
 
     class Meta:
         verbose_name = "session"

@@ -57,6 +57,9 @@ SIGN_IN_USER_AGENT = "threshold.sign_in_user_agent"  # at most 512 characters
 SIGN_IN_METHOD = "threshold.sign_in_method"  # a SignedInWith value
 SIGN_IN_AMR = "threshold.amr"  # list of threshold.core.assurance.Amr values
 SIGN_IN_ACR = "threshold.acr"  # a threshold.core.assurance.Acr value, or None
+# The name of the first-party app that holds the session (threshold/sso/firstparty.py): a
+# session signed in to inside an app, with no browser. Absent for a browser's.
+SIGN_IN_APP = "threshold.sign_in_app"
 
 
 _KEY_LENGTH = 32  # Django's
@@ -105,6 +108,7 @@ class SessionStore(db.SessionStore):
             session.sign_in_method = data.get(SIGN_IN_METHOD, "")
             session.signed_in_at = _at(data.get(SIGNED_IN_AT))
             session.last_activity = _at(data.get(LAST_SEEN))
+            session.app_name = str(data.get(SIGN_IN_APP) or "")[:100]
         return session
 
     def _get_new_session_key(self) -> str:

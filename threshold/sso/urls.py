@@ -1,6 +1,6 @@
 from django.urls import path
 
-from threshold.sso import introspection, views
+from threshold.sso import firstparty, introspection, views
 
 app_name = "sso"
 urlpatterns = [
@@ -10,6 +10,7 @@ urlpatterns = [
     path("authorize/sign-in", views.sign_in_again, name="sign-in-again"),
     path("authorize/sign-in/options", views.sign_in_again_options, name="sign-in-again-options"),
     path("authorize/sign-in/result", views.sign_in_again_result, name="sign-in-again-result"),
+    path("authorize-challenge", firstparty.authorize_challenge, name="authorize-challenge"),
     path("token", views.token, name="token"),
     path("userinfo", views.userinfo, name="userinfo"),
     path("revoke", views.revoke, name="revoke"),

@@ -135,6 +135,8 @@ def discovery(request: HttpRequest) -> JsonResponse:
     document = {
         "issuer": issuer(),
         "authorization_endpoint": _url("sso:authorize"),
+        # OAuth 2.0 for First-Party Applications: a first-party app's own passkey sign-in.
+        "authorization_challenge_endpoint": _url("sso:authorize-challenge"),
         "token_endpoint": _url("sso:token"),
         "userinfo_endpoint": _url("sso:userinfo"),
         "jwks_uri": _url("sso:jwks"),
@@ -199,7 +201,7 @@ class _OAuthLib(OAuthLibMixin):  # DOT ships no types
     a context variable, ``validator.per_request``)."""
 
 
-def _oauthlib_core() -> Any:
+def oauthlib_core() -> Any:
     return _OAuthLib.get_oauthlib_core()
 
 
@@ -427,13 +429,13 @@ _FATAL_REASONS: dict[type[Exception], str] = {
 _MAX_AGE = re.compile(r"[0-9]{1,10}")
 
 
-def _nonce_max_length() -> int:
+def nonce_max_length() -> int:
     """The longest nonce the grant's row holds (DOT's ``Grant.nonce``, 255)."""
     return int(get_grant_model()._meta.get_field("nonce").max_length or 0)
 
 
 def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912, PLR0915 - one answer per rule
-    core = _oauthlib_core()
+    core = oauthlib_core()
     try:
         scopes, credentials = core.validate_authorization_request(request)
     except FatalClientError as error:
@@ -533,7 +535,7 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             "Bad code_challenge.",
             reason="pkce_challenge_invalid",
         )
-    if len(credentials.get("nonce") or "") > _nonce_max_length():
+    if len(credentials.get("nonce") or "") > nonce_max_length():
         # Longer than the grant's column: refused before the INSERT that would fail.
         return _refuse(
             request,
@@ -651,7 +653,7 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
     try:
         # The grant, the sign-in's facts and the audit row: all three or none.
         with transaction.atomic():
-            response_params = _issue_code(core, request, list(scopes), credentials)
+            response_params = issue_code(core, request, list(scopes), credentials)
             # What record() stores, in one INSERT built once (threshold/sso/hotpath.py).
             insert_audit(
                 [
@@ -688,8 +690,12 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
     return _answer(request, credentials["redirect_uri"], response_params, application)
 
 
-def _issue_code(
-    core: Any, request: HttpRequest, scopes: list[str], credentials: dict[str, Any]
+def issue_code(
+    core: Any,
+    request: HttpRequest,
+    scopes: list[str],
+    credentials: dict[str, Any],
+    user: User | None = None,
 ) -> list[tuple[str, str]]:
     """A new code: the authorization response's parameters (``code``, ``state``, RFC 9207's
     ``iss``), what DOT's ``create_authorization_response`` would put in its redirect, without
@@ -706,6 +712,9 @@ def _issue_code(
     ``prepare_authorization_response`` knows no ``form_post`` and answers it in ``query``.
     Only the hybrid flows' grants modify a code (``_code_modifiers``, oauthlib 4), and this
     provider has only the code flow: such a grant is refused, never half-served.
+
+    ``user``: the person the code is for, when not the request's (a first-party app's sign-in,
+    ``firstparty.py``, which has no browser session).
     """
     oauth_request = credentials["request"]
     dispatcher = core.server.response_types.get(oauth_request.response_type)
@@ -717,7 +726,7 @@ def _issue_code(
         )
     # What DOT's and oauthlib's create_authorization_response put on their request.
     oauth_request.scopes = scopes
-    oauth_request.user = request.user
+    oauth_request.user = user or request.user
     setattr(oauth_request, FACTS, credentials[FACTS])
     try:
         code = grant_type.create_authorization_code(oauth_request)
@@ -957,7 +966,7 @@ def token(request: HttpRequest) -> HttpResponse:
         unsupported = oauth2_errors.UnsupportedGrantTypeError()
         headers, body, status, recorded = {}, unsupported.json, unsupported.status_code, False
     else:
-        core = _oauthlib_core()
+        core = oauthlib_core()
         with per_request():
             _, headers, body, status = core.create_token_response(request)
             recorded = refusal_recorded()

@@ -67,6 +67,12 @@ def _read_body(request: HttpRequest) -> bytes | None:
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 
 
+def parse_json(body: bytes) -> Any:
+    """``body`` (UTF-8) as JSON, as ``read_json`` reads a request body: MalformedRequest if it
+    is not JSON or a string in it is not text. For JSON sent in a form field."""
+    return _parse_json(body)
+
+
 def _parse_json(body: bytes) -> Any:
     """A request body as JSON, or MalformedRequest: also when a string in it is not text.
 
