@@ -239,22 +239,32 @@ def native_app(**defaults: str) -> Client:
     return Client(enforce_csrf_checks=True, HTTP_USER_AGENT="okhttp/4.12.0", **defaults)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known, left alone (the supported route is OpenID Connect through the system "
-    "browser, RFC 8252; docs/operations.md): No sign-in API for native apps: /sign-in/options "
-    "wants the sign-in page's flow "
-    "token and CSRF cookie, so a Credential Manager / AuthenticationServices app gets 403 "
-    "'Session Expired' before it has a challenge to sign (threshold/passkeys/views.py "
-    "sign_in_options, threshold/sessions/flow.py, CsrfViewMiddleware)",
-)
 def test_a_native_app_can_ask_for_sign_in_options(configure, ada):
+    """The in-app route (threshold/sso/firstparty.py, tests/integration/test_first_party_apps.py):
+    a first-party app asks /authorize-challenge, with no page, cookie or CSRF token, and gets
+    the passkey options to give Credential Manager or AuthenticationServices."""
     configure(THRESHOLD_ANDROID_APPS=ANDROID_APPS, THRESHOLD_IOS_APPS=IOS_APP)
+    app = do_add_app(
+        "Company app",
+        Origin.cli(),
+        redirect_uris=["com.example.app:/oauth2redirect"],
+        public=True,
+        first_party=True,
+    ).application
+    form = {
+        "client_id": app.client_id,
+        "scope": "openid",
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "code_challenge_method": "S256",
+    }
     response = native_app().post(
-        "/sign-in/options", b"{}", content_type="application/json", HTTP_ACCEPT="application/json"
+        "/authorize-challenge", urlencode(form), content_type="application/x-www-form-urlencoded"
     )
-    assert response.status_code == 200, response.content[:200]
-    assert response.json()["publicKey"]["rpId"] == "localhost"
+    assert response.status_code == 400, response.content[:200]
+    body = response.json()
+    assert body["error"] == "insufficient_authorization"
+    assert body["passkey_options"]["rpId"] == "localhost"
+    assert body["auth_session"]
 
 
 def test_today_a_native_app_signs_in_only_by_posing_as_the_sign_in_page(configure, ada):
