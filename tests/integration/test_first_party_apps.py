@@ -107,13 +107,9 @@ class Challenge:
 
 def challenge(client_id: str, **params: str) -> Challenge:
     verifier, code_challenge = pkce()
+    asked = {"scope": "openid profile email", "nonce": "n-0S6_WzA2Mj", **params}
     response = ask(
-        client_id,
-        scope="openid profile email",
-        code_challenge=code_challenge,
-        code_challenge_method="S256",
-        nonce="n-0S6_WzA2Mj",
-        **params,
+        client_id, code_challenge=code_challenge, code_challenge_method="S256", **asked
     )
     assert response.status_code == 400, response.content[:300]
     body = response.json()
@@ -133,9 +129,9 @@ def exchange(client_id: str, code: str, verifier: str, **extra: str):
     return Client().post("/token", {"client_id": client_id, **data, **extra})
 
 
-def signed_in_app(person: Person, client_id: str) -> dict[str, Any]:
+def signed_in_app(person: Person, client_id: str, **params: str) -> dict[str, Any]:
     """The three calls, to the tokens."""
-    asked = challenge(client_id)
+    asked = challenge(client_id, **params)
     done = finish(
         client_id, asked.auth_session, person.authenticator.get(asked.options, APP_ORIGIN)
     )
@@ -433,7 +429,7 @@ def _valid_first(client_id: str) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     "case",
-    ["repeated", "json_body", "no_pkce", "plain_pkce", "control", "offline_access", "huge",
+    ["repeated", "json_body", "no_pkce", "plain_pkce", "control", "prompt_consent", "huge",
      "request_object"],
 )  # fmt: skip
 def test_a_bad_first_request_is_refused_with_nothing_stored(ada, case):
@@ -453,11 +449,11 @@ def test_a_bad_first_request_is_refused_with_nothing_stored(ada, case):
             "no_pkce": {"code_challenge": ""},
             "plain_pkce": {"code_challenge_method": "plain"},
             "control": {"nonce": "a\x01b"},
-            "offline_access": {"scope": "openid offline_access"},
+            "prompt_consent": {"prompt": "consent"},
             "request_object": {"request": "eyJ..."},
         }[case]
         response = client.post(CHALLENGE, {**params, **changed})
-    expected = {"offline_access": "redirect_to_web", "request_object": "request_not_supported"}
+    expected = {"prompt_consent": "redirect_to_web", "request_object": "request_not_supported"}
     assert response.status_code == 400, response.content[:200]
     assert response.json()["error"] == expected.get(case, "invalid_request")
     assert response["Cache-Control"] == "no-store"
@@ -539,6 +535,27 @@ def test_a_timed_out_app_session_ends_its_tokens(ada, clock, settings):
     assert main(["cleanup"]) == 0
     assert not Session.objects.filter(user=ada.user).exists()
     assert not _token_works(tokens["access_token"])
+
+
+def test_a_first_party_app_keeps_offline_access_past_the_session_not_past_sign_out(
+    ada, clock, settings
+):
+    """The administrator's first-party mark grants ``offline_access`` without the consent page
+    (OpenID Connect Core §11's "other conditions"): the refresh token outlives the app's
+    session's timeout, and "Sign out other sessions" still ends it."""
+    app = company_app().application
+    tokens = signed_in_app(ada, app.client_id, scope="openid offline_access")
+    assert AppSignIn.objects.get(user=ada.user).offline
+    clock.advance(settings.THRESHOLD_SESSION_IDLE_TIMEOUT + 1)
+    assert main(["cleanup"]) == 0
+    assert not app_sessions().exists()
+    refresh = {"grant_type": "refresh_token", "client_id": app.client_id}
+    refreshed = Client().post("/token", {**refresh, "refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200, refreshed.content
+    browser = signed_in(ada)
+    assert browser.post_form("/settings/sessions/sign-out-others").status_code in (302, 303)
+    again = Client().post("/token", {**refresh, "refresh_token": refreshed.json()["refresh_token"]})
+    assert again.status_code == 400
 
 
 def test_challenges_share_the_sign_in_options_allowance_per_network(ada):

@@ -22,8 +22,12 @@ administrator marked first-party (``Application.first_party``), authenticated as
    (§5.1), exchanged at ``/token`` with the PKCE verifier.
 
 What the browser's ``/authorize`` would ask the person on a page, this endpoint cannot: an app
-that requires consent, ``prompt=consent`` and ``offline_access`` (always asked, OpenID Connect
-Core §11) get ``redirect_to_web`` (§5.2.2), and the app uses the browser instead.
+that requires consent and ``prompt=consent`` get ``redirect_to_web`` (§5.2.2), and the app uses
+the browser instead. ``offline_access`` (staying signed in past the Threshold session), which
+``/authorize`` asks every app's person about, is granted here without a page: the administrator
+who marked the app first-party (the company's own app) decided it, which is the "other
+conditions ... known" of OpenID Connect Core §11; "Sign out of this app", a lock, a recovery and
+"Sign out other sessions" still end it.
 
 A failed assertion is one answer (``access_denied``, "Verification failed"), its reason in
 the audit log only; answers are JSON that no cache keeps and carry no CORS headers (apps only).
@@ -62,7 +66,7 @@ from threshold.policy.access import policy_for
 from threshold.sessions.actions import new_signed_in_session
 from threshold.sessions.models import Session
 from threshold.sessions.store import SIGN_IN_APP, SIGNED_IN_AT
-from threshold.sso.models import OFFLINE_ACCESS, Application
+from threshold.sso.models import Application
 from threshold.sso.sessions import SID, SessionFacts
 from threshold.sso.validator import FACTS, PKCE_VALUE, may_use, per_request
 from threshold.sso.views import (
@@ -267,10 +271,10 @@ def _challenge(
     nonce = params.get("nonce", "")
     if len(nonce) > nonce_max_length():
         raise _Refused("invalid_request", "The nonce is too long.", reason="nonce_too_long")
-    # What /authorize would show the person a page for (views._authorize): consent, which
-    # ``offline_access`` always needs (OpenID Connect Core §11). The browser's route asks it.
+    # What /authorize would show the person a page for (views._authorize): consent. Not
+    # ``offline_access``: a first-party app's administrator granted it (the module's docstring).
     prompt = set(params.get("prompt", "").split())
-    if application.require_consent or "consent" in prompt or OFFLINE_ACCESS in scopes:
+    if application.require_consent or "consent" in prompt:
         raise _Refused(
             "redirect_to_web",
             "This needs the person's consent: use /authorize in the browser.",
