@@ -74,7 +74,7 @@ def show_setup_code(page: Page) -> str:
         page.get_by_role("button", name="Verify").click()
     page.get_by_role("button", name="Show setup code").click()
     code = page.locator("#setup-code").inner_text()
-    assert re.fullmatch(r"[A-Z2-9]{4}-[A-Z2-9]{4}", code)
+    assert re.fullmatch(r"[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}", code)
     return code
 
 
@@ -364,7 +364,7 @@ def test_add_account_to_another_device_between_two_apps(
     request.addfinalizer(second.close)
     first = app.start("add-to-another-device")
     first.answer(PIN)
-    code = first.expect(r"Setup code: ([A-Z2-9]{4}-[A-Z2-9]{4})").group(1)
+    code = first.expect(r"Setup code: ([A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4})").group(1)
     new = second.start("add-account", server.url, "--setup-code", code, "--name", "Phone")
     new.answer(PIN)
     new.answer(PIN)

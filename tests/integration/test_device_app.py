@@ -136,7 +136,7 @@ def answer(device: SoftDevice, push_id: str, **body: Any):
 def test_setting_up_a_device_from_settings(ada, clock, django_capture_on_commit_callbacks):
     browser = signed_in(ada)
     code, action = show_setup_code(browser)
-    assert re.fullmatch(r"[A-Z2-9]{4}-[A-Z2-9]{4}", code)
+    assert re.fullmatch(r"[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}", code)
     device = new_device()
     redeemed = redeem(device, code)
     assert re.fullmatch(r"\d{6}", redeemed["returned_code"])

@@ -410,7 +410,7 @@ def test_no_secret_reaches_a_written_log_line_an_audit_row_or_an_email(
     assert set_up.status_code == 200
     assert NO_STORE in set_up["Cache-Control"]
     text = set_up.content.decode()
-    setup_code = re.findall(r"\b[A-Z0-9]{4}-[A-Z0-9]{4}\b", text)[0]
+    setup_code = re.findall(r"\b[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}\b", text)[0]
     found["setup code"] = setup_code
     confirm_path = re.findall(r'action="(/settings/device-app/set-up/[^"]+)"', text)[0]
     device = SoftDevice(now=lambda: clock.now)

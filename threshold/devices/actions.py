@@ -57,31 +57,39 @@ from threshold.devices.notices import (
 from threshold.policy.actions import lock_policy
 from threshold.sessions.store import SignedInWith
 
-# Setup codes: 8 characters of an alphabet without look-alikes (0/O, 1/I), 40 bits, for
+# Setup codes: 12 characters of an alphabet without look-alikes (0/O, 1/I), 60 bits, for
 # ten minutes, once; a guess costs a signed request (of any key, made for the purpose), and the
-# limits below count guesses, not keys. The overall limit is what bounds a guesser with many
-# networks; the price is that such a guesser can hold up everyone's set-up for a quarter hour.
+# limits below count guesses, not keys. The per-network limit slows a guesser; the length is
+# what defeats one with many networks (at the overall limit, a year of guesses finds one of a
+# thousand live codes with a chance of about one in ten million), so the overall limit is high:
+# it bounds the rows a flood writes, and holding everyone's set-up up takes thousands of
+# networks, not twenty.
 SETUP_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-SETUP_CODE_LENGTH = 8
+SETUP_CODE_LENGTH = 12
 SETUP_CODE_LIFETIME = timedelta(minutes=10)
 # Wrong setup codes: at most this many from one network (an address every client shares is not
 # counted alone, core.throttle.tells_clients_apart), and from everywhere, per quarter of an hour.
 SETUP_CODE_WINDOW = timedelta(minutes=15)
 SETUP_CODE_NETWORK_FAILURES = 10
-SETUP_CODE_FAILURES = 200
+SETUP_CODE_FAILURES = 5000
 RETURNED_CODE_DIGITS = 6
 RETURNED_CODE_ATTEMPTS = 3
-# Push sign-ins (issue 12): two minutes to answer, one waiting per person, three per ten
-# minutes, and twenty minutes of silence after "I didn't do this".
+# Push sign-ins (issue 12): two minutes to answer, one waiting per person and network, three
+# per person and network per ten minutes, and twenty minutes of silence after "I didn't do
+# this". Pushes that signed someone in (or are about to) count against no limit.
 PUSH_LIFETIME = timedelta(minutes=2)
 # A push approved within its two minutes may still be finished this long after them: the browser
 # asks every 2 s, then posts its form (the push cookie lasts the two minutes and this).
 PUSH_FINISH_GRACE = timedelta(seconds=30)
 PUSH_LIMIT = 3
+# And at most this many per person from all networks together, against push bombing: a
+# stranger who knows the username spends the person's allowance from their own network only
+# (three pushes), and needs several networks to touch this one.
+PUSH_PERSON_LIMIT = 10
 PUSH_WINDOW = timedelta(minutes=10)
 PUSH_MUTE = timedelta(minutes=20)
-# And at most this many pushes from one network per PUSH_WINDOW, whatever the usernames: each
-# push writes a row. An address every client shares (loopback, unknown) is not counted, as the
+# And at most this many pushes that signed no one in from one network per PUSH_WINDOW, whatever
+# the usernames: each push writes a row, and an office behind one address is not held to it. An address every client shares (loopback, unknown) is not counted, as the
 # fallback's throttles do not count it (core.throttle.tells_clients_apart).
 PUSH_NETWORK_LIMIT = 30
 # Pushes and set-ups that are over are kept a day, then forgotten by ``threshold cleanup``.
@@ -128,8 +136,8 @@ def normalize_setup_code(text: str) -> str:
 
 
 def format_setup_code(code: str) -> str:
-    """ "ABCD-EFGH": easier to read aloud and type."""
-    return f"{code[:4]}-{code[4:]}"
+    """ "ABCD-EFGH-JKLM": easier to read aloud and type."""
+    return "-".join(code[start : start + 4] for start in range(0, len(code), 4))
 
 
 # --- Signed requests --------------------------------------------------------------------------
@@ -869,16 +877,23 @@ def _send_push(
     transaction, which holds the person's row."""
     username_hash = _sha256(name)
     now = clock.now_datetime()
-    recent = SignInApproval.objects.filter(username_hash=username_hash)
-    if recent.filter(state=PushState.PENDING, expires_at__gt=now).exists():
-        raise errors.PushPending()
-    if recent.filter(created_at__gt=now - PUSH_WINDOW).count() >= PUSH_LIMIT:
-        raise errors.PushLimitReached()
     network = throttle.network_of(origin.ip)
+    # What counts: the window's pushes that signed no one in (an approved one is about to).
+    unused = SignInApproval.objects.filter(created_at__gt=now - PUSH_WINDOW).exclude(
+        state__in=(PushState.APPROVED, PushState.USED)
+    )
+    persons = unused.filter(username_hash=username_hash)
+    # An address every client shares (loopback, unknown) is one network for everyone.
+    from_here = persons.filter(network=network)
+    if from_here.filter(state=PushState.PENDING, expires_at__gt=now).exists():
+        raise errors.PushPending()
+    if from_here.count() >= PUSH_LIMIT:
+        raise errors.PushLimitReached()
+    if persons.count() >= PUSH_PERSON_LIMIT:
+        raise errors.PushLimitReached("from all networks")
     if (
         throttle.tells_clients_apart(network)
-        and SignInApproval.objects.filter(network=network, created_at__gt=now - PUSH_WINDOW).count()
-        >= PUSH_NETWORK_LIMIT
+        and unused.filter(network=network).count() >= PUSH_NETWORK_LIMIT
     ):
         raise errors.PushLimitReached("from this network")
     reason, devices = _undeliverable(user, policy, now)
