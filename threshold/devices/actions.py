@@ -89,8 +89,9 @@ PUSH_PERSON_LIMIT = 10
 PUSH_WINDOW = timedelta(minutes=10)
 PUSH_MUTE = timedelta(minutes=20)
 # And at most this many pushes that signed no one in from one network per PUSH_WINDOW, whatever
-# the usernames: each push writes a row, and an office behind one address is not held to it. An address every client shares (loopback, unknown) is not counted, as the
-# fallback's throttles do not count it (core.throttle.tells_clients_apart).
+# the usernames: each push writes a row, and an office behind one address is not held to it.
+# An address every client shares (loopback, unknown) is not counted, as the fallback's
+# throttles do not count it (core.throttle.tells_clients_apart).
 PUSH_NETWORK_LIMIT = 30
 # Pushes and set-ups that are over are kept a day, then forgotten by ``threshold cleanup``.
 STALE_AFTER = timedelta(days=1)
