@@ -92,7 +92,7 @@ def test_every_portal_url_sends_a_signed_out_visitor_to_sign_in_and_changes_noth
         assert response["Location"] == f"/sign-in?next={path}", path
         # A form posted after the session ended: back to its page, not to the POST's address.
         posted = post(anonymous, path)
-        assert posted.status_code == 302, path
+        assert posted.status_code == 303, path
         assert posted["Location"].startswith("/sign-in?next=/admin/"), path
     assert post(anonymous, f"/admin/people/{ada.user.pk}/lock")["Location"] == (
         f"/sign-in?next=/admin/people/{ada.user.pk}"

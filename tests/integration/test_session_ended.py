@@ -110,7 +110,7 @@ def test_a_session_ended_by_a_lock_is_explained(ada, signed_in):
 
 
 def test_signing_out_here_is_not_a_session_that_ended(signed_in):
-    assert signed_in.post_form("/sign-out").status_code == 200
+    assert signed_in.post_form("/sign-out").status_code == 303
     assert not says_session_ended(signed_in)
 
 

@@ -44,7 +44,9 @@ def signed_in(ada, clock) -> Browser:
 def test_sign_out_ends_the_session(ada, signed_in):
     session_key = signed_in.session_key
     response = signed_in.post_form("/sign-out")
-    assert response.status_code == 200
+    # See Other: the signed-out page is this address's GET (a reload sends no form again).
+    assert (response.status_code, response["Location"]) == (303, "/sign-out")
+    assert "You are signed out" in signed_in.get("/sign-out").content.decode()
     assert not Session.objects.filter(session_key=session_key).exists()
 
     home = signed_in.get("/")
@@ -76,8 +78,8 @@ def test_sign_out_without_the_csrf_token_is_refused(signed_in):
 
 
 def test_signing_out_twice_is_harmless(signed_in):
-    assert signed_in.post_form("/sign-out").status_code == 200
-    assert signed_in.post_form("/sign-out").status_code == 200
+    assert signed_in.post_form("/sign-out").status_code == 303
+    assert signed_in.post_form("/sign-out").status_code == 303
     assert [a for a, _ in audit_trail()].count("sign_out") == 1
 
 

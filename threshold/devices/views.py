@@ -14,7 +14,6 @@ import hmac
 import json
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -55,6 +54,7 @@ from threshold.web.http import (
     Done,
     audit_origin,
     failed,
+    needs_sign_in,
     ok,
     optional_string,
     query_value,
@@ -69,7 +69,7 @@ from threshold.web.qr import qr_data_uri
 
 
 def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)  # noqa: S101 - login_required
+    assert isinstance(request.user, User)  # noqa: S101 - needs_sign_in
     return request.user
 
 
@@ -82,10 +82,15 @@ def setup_link(code: str) -> str:
 # --- Settings → Security Methods → Threshold Verify -----------------------------------------------
 
 
+def _on_set_up(request: HttpRequest, **_: object) -> str:
+    """The page the returned-code form is on (``needs_sign_in``)."""
+    return reverse("devices:set-up")
+
+
 @sets_up
 @require_http_methods(["GET", "POST"])
 @never_cache
-@login_required
+@needs_sign_in()
 def set_up(request: HttpRequest) -> HttpResponse:
     """GET: what happens next; POST: a setup code, its QR code and the returned-code form.
 
@@ -130,7 +135,7 @@ def _set_up_page(
 @sets_up
 @require_POST
 @never_cache
-@login_required
+@needs_sign_in(back=_on_set_up)
 def confirm(request: HttpRequest, enrollment_id: str) -> HttpResponse:
     """The 6-digit code the new device shows, typed into the page that showed the setup code."""
     try:
@@ -152,7 +157,7 @@ def confirm(request: HttpRequest, enrollment_id: str) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @never_cache
-@login_required
+@needs_sign_in()
 def remove(request: HttpRequest, device_id: str) -> HttpResponse:
     """GET asks first; POST removes (after a step-up), never the last usable way in."""
     user = _user(request)
@@ -542,9 +547,15 @@ def push_finish(request: HttpRequest) -> HttpResponse:
 # --- "Verify it's you" with a push ---------------------------------------------------------
 
 
+def _on_verify(request: HttpRequest, **_: object) -> str:
+    """ "Verify it's you", where the push was sent from, on its way to the same page
+    (``needs_sign_in``)."""
+    return url_to("selfservice:verify", query=STEP_UP_PUSH.query(request))
+
+
 @require_POST
 @never_cache
-@login_required
+@needs_sign_in(back=_on_verify)
 def step_up_push(request: HttpRequest) -> HttpResponse:
     """ "Send a push to Threshold Verify" on "Verify it's you": the number's page follows."""
     try:
@@ -556,7 +567,7 @@ def step_up_push(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @never_cache
-@login_required
+@needs_sign_in()
 def step_up_push_wait(request: HttpRequest) -> HttpResponse:
     return _wait(request, STEP_UP_PUSH)
 
@@ -569,14 +580,14 @@ def step_up_push_state(request: HttpRequest) -> JsonResponse:
 
 @require_POST
 @never_cache
-@login_required
+@needs_sign_in(back=_on_verify)
 def step_up_push_finish(request: HttpRequest) -> HttpResponse:
     return _finish(request, STEP_UP_PUSH)
 
 
 @require_POST
 @never_cache
-@login_required
+@needs_sign_in(back=_on_verify)
 def step_up_push_cancel(request: HttpRequest) -> HttpResponse:
     return _cancel(request, STEP_UP_PUSH)
 

@@ -20,35 +20,54 @@ def form_text(data: Mapping[str, str], name: str, max_length: int) -> str | None
     return value
 
 
+class Problems(list[str]):
+    """What to fix, in the order a page lists it, and which of the form's fields each is about
+    (``fields``, by name): the page marks those fields invalid, and described by the list."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: set[str] = set()
+
+    def add(self, message: str, *fields: str) -> None:
+        self.append(message)
+        self.fields.update(fields)
+
+    def extend_for(self, messages: list[str], *fields: str) -> None:
+        for message in messages:
+            self.add(message, *fields)
+
+
 class SetUpForm:
     """Setting up the password and authenticator app: a password the validators accept, typed
     twice, and the current code of the app that was just given ``secret``.
 
-    ``problems`` says what to fix, in the order the page lists them; when there are
-    none, ``password`` and ``confirmed_step`` (the code's time step, used up with the
-    set-up) are what ``do_set_up_fallback`` stores.
+    ``problems`` says what to fix, in the order the page lists them, and the fields they are
+    about; when there are none, ``password`` and ``confirmed_step`` (the code's time step, used
+    up with the set-up) are what ``do_set_up_fallback`` stores.
     """
 
     def __init__(self, user: User, secret: str, data: Mapping[str, str], now: float) -> None:
         max_length = settings.THRESHOLD_MAX_PASSWORD_LENGTH
         password = form_text(data, "password", max_length)
         confirm = form_text(data, "confirm_password", max_length)
-        self.problems: list[str] = []
+        self.problems = Problems()
         if not password:
-            self.problems.append(f"Choose a password of at most {max_length} characters.")
+            self.problems.add(f"Choose a password of at most {max_length} characters.", "password")
         elif password != confirm:
-            self.problems.append("The two passwords are not the same.")
+            # Both are typed again (neither comes back), the first one first.
+            self.problems.add("The two passwords are not the same.", "password", "confirm_password")
         else:
             try:
                 validate_password(password, user)
             except ValidationError as invalid:
-                self.problems.extend(invalid.messages)
+                self.problems.extend_for(invalid.messages, "password")
         self.password = password or ""
         self.confirmed_step = totp.matching_step(secret, totp.normalize_code(data.get("code")), now)
         if self.confirmed_step is None:
-            self.problems.append(
+            self.problems.add(
                 "The code from your authenticator app is not right. Check that the app shows the "
-                f"{settings.THRESHOLD.rp.name} account you just added, and enter its current code."
+                f"{settings.THRESHOLD.rp.name} account you just added, and enter its current code.",
+                "code",
             )
 
     def is_valid(self) -> bool:

@@ -58,6 +58,13 @@ class AuditFilters:
     since: str = ""
     until: str = ""
     problems: list[str] = field(default_factory=list)
+    # The filters (by name) that the problems are about: the page marks them invalid.
+    invalid: set[str] = field(default_factory=set)
+
+    def refuse(self, message: str, *names: str) -> None:
+        """A problem with the filters ``names``."""
+        self.problems.append(message)
+        self.invalid.update(names)
 
     def as_query(self) -> dict[str, str]:
         """The filters as the page's query string holds them (empty ones left out)."""
@@ -114,23 +121,28 @@ def _end(text: str, start: datetime) -> datetime:
 
 
 def parse_filters(query: Mapping[str, str]) -> AuditFilters:
-    """The filters from a query string; what cannot be used is in ``problems``."""
+    """The filters from a query string; what cannot be used is in ``problems``, and the filters
+    it is about in ``invalid``."""
     values = {name: str(query.get(name, "")).strip()[:_TEXT_MAX] for name in _NAMES}
     filters = AuditFilters(**values)  # type: ignore[arg-type] # every field here is a str
-    if any(has_ascii_control(value) for value in values.values()):
+    controlled = [name for name, value in values.items() if has_ascii_control(value)]
+    if controlled:
         # No username, reason, app or address holds one (and PostgreSQL refuses a NUL).
-        filters.problems.append("The filters cannot hold control characters.")
+        filters.refuse("The filters cannot hold control characters.", *controlled)
     if filters.outcome and filters.outcome not in OUTCOMES:
-        filters.problems.append("Outcome must be succeeded or failed.")
+        filters.refuse("Outcome must be succeeded or failed.", "outcome")
     if filters.action and filters.action not in {action.value for action in Action}:
-        filters.problems.append(f"{filters.action!r} is not an action the log records.")
+        filters.refuse(f"{filters.action!r} is not an action the log records.", "action")
     if filters.ip:
         try:
             ipaddress.ip_address(filters.ip)
         except ValueError:
-            filters.problems.append(f"{filters.ip!r} is not an IP address.")
-    _day(filters.since, "From", filters.problems)
-    _day(filters.until, "To", filters.problems)
+            filters.refuse(f"{filters.ip!r} is not an IP address.", "ip")
+    for name, label in (("since", "From"), ("until", "To")):
+        problems: list[str] = []
+        _day(getattr(filters, name), label, problems)
+        for problem in problems:
+            filters.refuse(problem, name)
     return filters
 
 

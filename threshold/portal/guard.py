@@ -26,6 +26,7 @@ from django.views.decorators.cache import never_cache
 from threshold.accounts.models import Role, User
 from threshold.portal.roles import Area, can_change, can_read, role_of
 from threshold.sessions.stepup import recently_verified, verify_first
+from threshold.web.http import see_other
 
 View = Callable[..., HttpResponseBase]
 
@@ -49,7 +50,9 @@ def portal_view(area: Area, *, back: Callable[..., str] | None = None) -> Callab
                 # keeps ``next`` only when it is on this site (``web.http.safe_next``).
                 if request.method in ("GET", "HEAD"):
                     return redirect_to_login(request.get_full_path())
-                return redirect_to_login(back(**kwargs) if back else _this_page(request))
+                # 303, as ``web.http.needs_sign_in``: the browser GETs it, sending no form.
+                page = back(**kwargs) if back else _this_page(request)
+                return see_other(redirect_to_login(page)["Location"])
             role = role_of(request)
             if not can_read(role, area):
                 raise Http404("no admin portal for this person")

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -60,7 +59,9 @@ from threshold.web.http import (
     audit_origin,
     failed,
     json_login_required,
+    needs_sign_in,
     ok,
+    on_settings,
     optional_string,
     read_json_object,
     see_other,
@@ -95,7 +96,7 @@ _DONE: dict[str, str] = {
 
 
 def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)  # noqa: S101 - login_required
+    assert isinstance(request.user, User)  # noqa: S101 - needs_sign_in
     return request.user
 
 
@@ -104,7 +105,7 @@ def _user(request: HttpRequest) -> User:
 
 @require_GET
 @never_cache
-@login_required
+@needs_sign_in()
 def home(request: HttpRequest) -> HttpResponse:
     passkeys = list(list_passkeys(_user(request)))
     return render(
@@ -126,7 +127,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @never_cache
-@login_required
+@needs_sign_in()
 def settings_page(request: HttpRequest) -> HttpResponse:
     return _render_settings(request)
 
@@ -196,7 +197,7 @@ def _readiness(user: User, passkeys: list[Passkey]) -> str:
 
 
 @require_POST
-@login_required
+@needs_sign_in(back=on_settings)
 def change_name(request: HttpRequest) -> HttpResponse:
     try:
         do_change_display_name(_user(request), request.POST.get("full_name"), audit_origin(request))
@@ -216,7 +217,7 @@ def change_name(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @never_cache
-@login_required
+@needs_sign_in()
 def verify_page(request: HttpRequest) -> HttpResponse:
     back = return_to(request)
     return render(
@@ -275,7 +276,7 @@ def verify_result(request: HttpRequest) -> JsonResponse:
 @sets_up
 @require_GET
 @never_cache
-@login_required
+@needs_sign_in()
 def add_page(request: HttpRequest) -> HttpResponse:
     if not recently_verified(request, allow_fallback=True):
         return verify_first(reverse("selfservice:add"))
@@ -362,7 +363,7 @@ def _as_typed(value: str | None) -> str:
 
 
 @require_POST
-@login_required
+@needs_sign_in(back=on_settings)
 def rename(request: HttpRequest, passkey_id: int) -> HttpResponse:
     try:
         passkey = do_rename_passkey(
@@ -387,7 +388,7 @@ def rename(request: HttpRequest, passkey_id: int) -> HttpResponse:
 
 @require_POST
 @never_cache
-@login_required
+@needs_sign_in(back=on_settings)
 def rename_device(request: HttpRequest, device_id: str) -> HttpResponse:
     """A Threshold Verify device's nickname, as a passkey's: refused, Settings again with the
     device's form open, what was typed in it and the error tied to it."""
@@ -412,7 +413,7 @@ def rename_device(request: HttpRequest, device_id: str) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @never_cache
-@login_required
+@needs_sign_in()
 def remove(request: HttpRequest, passkey_id: int) -> HttpResponse:
     user = _user(request)
     try:

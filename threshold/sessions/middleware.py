@@ -1,18 +1,22 @@
-"""A signed-in session's idle and absolute timeouts, and the cookie that says it ended."""
+"""A signed-in session's idle and absolute timeouts, the cookie that says it ended, what no
+cache keeps, and the username the sign-in page hands to the password page."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import quote, unquote
 
 from django.conf import settings
 from django.contrib.auth import logout
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import add_never_cache_headers, cc_delim_re
 
 from threshold import clock
 from threshold.accounts.actions import lock_user
 from threshold.audit.actions import Action, record
 from threshold.core import errors
+from threshold.core.names import has_ascii_control, is_text
 from threshold.sessions.store import LAST_SEEN, SIGNED_IN_AT
 from threshold.web.http import audit_origin
 
@@ -63,10 +67,32 @@ class SessionTimeoutMiddleware:
                     logout(request)
             elif now - last_seen > _LAST_SEEN_RESOLUTION:
                 request.session[LAST_SEEN] = now
+        signed_in = request.user.is_authenticated  # still, once the timeouts above were applied
         response = self.get_response(request)
-        if request.user.is_authenticated:
-            remember_signed_in(request, response)
+        if signed_in and not response.has_header("Cache-Control"):
+            # A page a signed-in browser was answered (their name in the account menu, a
+            # CSRF token) is kept by no cache, as the pages that say so themselves
+            # (``never_cache``): help pages, "Sign out", /verify/, the error pages. (Not the
+            # answer that signs a browser in: the lean path answers it the same.)
+            add_never_cache_headers(response)
+        if not request.user.is_authenticated:
+            return response
+        if is_public(response):
+            # A document anyone may keep (/jwks, the discovery document, /.well-known/): it
+            # carries no cookie of this browser's, which a shared cache would keep and hand to
+            # everyone. Its view reads and writes nothing of the session, so the idle clock's
+            # refresh above is all there is to leave unsaved (SessionMiddleware saves, and
+            # sends the cookie, only a modified session): the next page refreshes it.
+            request.session.modified = False
+            return response
+        remember_signed_in(request, response)
         return response
+
+
+def is_public(response: HttpResponse) -> bool:
+    """Whether the answer says any cache may keep it (``Cache-Control: public``)."""
+    directives = cc_delim_re.split(response.get("Cache-Control") or "")
+    return any(directive.split("=", 1)[0].strip().lower() == "public" for directive in directives)
 
 
 def remember_signed_in(request: HttpRequest, response: HttpResponse) -> None:
@@ -96,3 +122,43 @@ def set_signed_in_cookie(response: HttpResponse) -> None:
 def forget_signed_in(response: HttpResponse) -> None:
     """This browser signed out on purpose: its next sign-in page has nothing to explain."""
     response.delete_cookie(SIGNED_IN_COOKIE, samesite="Lax")
+
+
+# The username typed on the sign-in page, which "Sign in with a password instead" fills in on
+# /sign-in/password (WCAG 3.3.7, Redundant Entry) without putting it in a URL, where access
+# logs and the history would keep it: webauthn.js writes it as either link is followed (so it
+# is not HttpOnly), and so does the sign-in page's answer to its form sent without JavaScript;
+# the password page's GET reads it. For as long as a sign-in page stays usable (10 minutes).
+TYPED_USERNAME_COOKIE = f"{settings.COOKIE_PREFIX}threshold_username"
+TYPED_USERNAME_MAX_AGE = 600  # webauthn.js's Max-Age too
+_TYPED_USERNAME_MAX_LENGTH = 150  # the sign-in page's field's maxlength
+
+
+def remember_typed_username(response: HttpResponse, username: str) -> None:
+    """``TYPED_USERNAME_COOKIE``, as webauthn.js writes it (percent-encoded UTF-8)."""
+    response.set_cookie(
+        TYPED_USERNAME_COOKIE,
+        quote(username[:_TYPED_USERNAME_MAX_LENGTH], safe=""),
+        max_age=TYPED_USERNAME_MAX_AGE,
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=False,  # webauthn.js replaces it; it holds only what was typed on the page
+        samesite="Strict",
+    )
+
+
+def typed_username(request: HttpRequest) -> str:
+    """The username typed on the sign-in page (``TYPED_USERNAME_COOKIE``), or "" when there is
+    none or it is not one a person could have typed there."""
+    try:
+        value = unquote(request.COOKIES.get(TYPED_USERNAME_COOKIE, ""), errors="strict")
+    except UnicodeDecodeError:
+        return ""
+    value = value.strip()
+    if len(value) > _TYPED_USERNAME_MAX_LENGTH or has_ascii_control(value) or not is_text(value):
+        return ""
+    return value
+
+
+def forget_typed_username(response: HttpResponse) -> None:
+    """The password was right: the username has done its work."""
+    response.delete_cookie(TYPED_USERNAME_COOKIE, samesite="Strict")

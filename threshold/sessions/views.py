@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
@@ -16,8 +15,21 @@ from threshold.accounts.models import User
 from threshold.policy.access import policy_for
 from threshold.sessions.actions import do_sign_out_other_sessions, sign_out
 from threshold.sessions.flow import Flow, issue_flow_token
-from threshold.sessions.middleware import SIGNED_IN_COOKIE, forget_signed_in
-from threshold.web.http import SIGN_IN_CATALOG, Done, audit_origin, see_other, url_to
+from threshold.sessions.middleware import (
+    SIGNED_IN_COOKIE,
+    TYPED_USERNAME_COOKIE,
+    forget_signed_in,
+    remember_typed_username,
+)
+from threshold.web.http import (
+    SIGN_IN_CATALOG,
+    Done,
+    audit_origin,
+    needs_sign_in,
+    on_settings,
+    see_other,
+    url_to,
+)
 
 
 @require_http_methods(["GET", "POST"])
@@ -50,16 +62,25 @@ def sign_in_page(request: HttpRequest) -> HttpResponse:
         "push_url": push_url,
         "session_ended": session_ended,
         "no_script": request.method == "POST",
+        # "Sign in with a password instead" takes the username typed here along (webauthn.js).
+        "username_cookie": TYPED_USERNAME_COOKIE if password_url else "",
     }
     status = 400 if request.method == "POST" else 200
     response = render(request, "sessions/sign_in.html", context, status=status)
     if session_ended:
         forget_signed_in(response)
+    typed = request.POST.get("username", "").strip() if request.method == "POST" else ""
+    if password_url and typed:
+        # Without JavaScript, the page's "Sign in with a password instead" takes it along.
+        remember_typed_username(response, typed)
     return response
 
 
 @require_http_methods(["GET", "POST"])
 def sign_out_page(request: HttpRequest) -> HttpResponse:
+    """GET asks first ("Sign out"); POST signs out and answers 303 See Other to this address
+    (RFC 9110 §15.4.4), whose GET then says the browser is signed out: reloading it, or going
+    back to it, sends no form again."""
     if request.method == "GET":
         if not request.user.is_authenticated:
             # Nothing to sign out of (signed out already, or come back to from the history):
@@ -68,15 +89,15 @@ def sign_out_page(request: HttpRequest) -> HttpResponse:
             return render(request, "sessions/signed_out.html")
         return render(request, "sessions/sign_out.html")
     sign_out(request)
-    response = render(request, "sessions/signed_out.html")
+    response = see_other(reverse("sessions:sign-out"))
     forget_signed_in(response)
     return response
 
 
 @require_POST
-@login_required
+@needs_sign_in(back=on_settings)
 def sign_out_other_sessions(request: HttpRequest) -> HttpResponse:
     """The person's other browsers are signed out; this one stays signed in."""
-    assert isinstance(request.user, User)  # noqa: S101 - login_required
+    assert isinstance(request.user, User)  # noqa: S101 - needs_sign_in
     do_sign_out_other_sessions(request.user, request.session.session_key, audit_origin(request))
     return see_other(url_to("selfservice:settings", query={"done": Done.SESSIONS_ENDED}))

@@ -14,8 +14,10 @@ Here such a form is refused before any view, in the catalog's words
 (bad_request, 400) with one log line, and any other form body is read and
 parsed first, so it stays readable. A view whose callers are servers reading
 its protocol's errors (an OAuth endpoint) answers such a refusal itself
-(``refuses_bodies_with``). Other bodies go on untouched: the JSON
-endpoints answer an oversize body themselves (413) and audit it.
+(``refuses_bodies_with``), and so does a page whose form has words of its own
+for it (``answers_refused_forms_with``: the admin portal's CSV import, "The
+file is over 60 KB", 413). Other bodies go on untouched: the JSON endpoints
+answer an oversize body themselves (413) and audit it.
 """
 
 from __future__ import annotations
@@ -27,9 +29,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import BadRequest, SuspiciousOperation
+from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.http.multipartparser import MultiPartParserError
+from django.http.response import HttpResponseBase
+from django.urls import resolve
 from django.utils.http import parse_header_parameters
+from django.utils.module_loading import import_string
 
 from threshold.core.errors import MalformedRequest
 from threshold.web.http import client_ip, content_length, marked_answer, marking
@@ -87,7 +93,7 @@ class RequestBodyMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         if REFUSED_CHARSET in request.META:
             return _refused(request, str(request.META[REFUSED_CHARSET]))
         if request.method == "POST" and request.content_type in _FORMS:
@@ -97,15 +103,20 @@ class RequestBodyMiddleware:
         return self.get_response(request)
 
 
-def _refuse_form(request: HttpRequest) -> HttpResponse | None:
+def _refuse_form(request: HttpRequest) -> HttpResponseBase | None:
     why = form_refusal(request)
     return None if why is None else _refused(request, why)
 
 
-def _refused(request: HttpRequest, why: str) -> HttpResponse:
+def _refused(request: HttpRequest, why: str) -> HttpResponseBase:
     _logger.warning("Refused a %s body from %s: %s", request.content_type, client_ip(request), why)
     own = _own_refusal(request)
-    return bad_request(request) if own is None else own(request)
+    if own is not None:
+        return own(request)
+    page: Callable[[HttpRequest], HttpResponseBase] | None = marked_answer(request, _FORM_REFUSED)
+    if page is not None:
+        return _answered_below(request, page)
+    return bad_request(request)
 
 
 _BODY_REFUSED = "threshold_body_refused"
@@ -114,6 +125,39 @@ _BODY_REFUSED = "threshold_body_refused"
 # OAuth endpoint's JSON): a form body refused here gets ``answer(request)`` instead of the
 # catalog's page.
 refuses_bodies_with = marking(_BODY_REFUSED)
+
+
+_FORM_REFUSED = "threshold_form_refused"
+
+# Mark a page whose form people send, with a refusal of its own words for a form refused here
+# (a file over the cap): ``answer(request)`` is answered as a view is, past the rest of the
+# middleware (the CSRF cookie, the signed-in person, the session's timeouts, the security
+# headers: ``_answered_below``), with the form left unread (empty), instead of the catalog's
+# "Session Expired" page, which a signed-out visitor is answered before the session is read.
+# The CSRF check, in front of the views, is not made: the answer must change nothing.
+answers_refused_forms_with = marking(_FORM_REFUSED)
+
+# The middleware after this one (settings.MIDDLEWARE), through which ``_answered_below`` goes.
+_THIS = f"{__name__}.RequestBodyMiddleware"
+
+
+def _answered_below(
+    request: HttpRequest, answer: Callable[[HttpRequest], HttpResponseBase]
+) -> HttpResponseBase:
+    """``answer(request)`` through the middleware after this one, each wrapped as Django's
+    handler wraps it (an exception is answered by the error handlers), as a view's answer
+    goes, with the refused form left unread: empty, never read here."""
+    # Empty POST and FILES, as a form Django fails to parse leaves them.
+    request._mark_post_parse_error()  # type: ignore[attr-defined]  # noqa: SLF001
+    # What Django's handler sets before the view (the page's navigation reads it).
+    request.resolver_match = resolve(request.path_info)
+    handler = convert_exception_to_response(answer)
+    below = settings.MIDDLEWARE[settings.MIDDLEWARE.index(_THIS) + 1 :]
+    for path in reversed(below):
+        handler = convert_exception_to_response(import_string(path)(handler))
+    response = handler(request)
+    assert isinstance(response, HttpResponseBase)  # noqa: S101 - a WSGI stack: never awaitable
+    return response
 
 
 def _own_refusal(request: HttpRequest) -> Callable[[HttpRequest], HttpResponse] | None:

@@ -10,12 +10,15 @@ import re
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from functools import lru_cache, wraps
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import Resolver404, get_script_prefix, resolve, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -143,7 +146,8 @@ def optional_string(data: dict[str, Any], name: str, max_length: int = 150) -> s
 
 def json_login_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
     """``login_required`` for the JSON endpoints: a signed-out caller gets a JSON
-    "Session Expired" (401), not a redirect to the sign-in page that a script cannot follow."""
+    "Session Expired" (401, with the session's challenge: ``problem``), not a redirect to the
+    sign-in page that a script cannot follow."""
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
@@ -154,6 +158,48 @@ def json_login_required(view: Callable[..., JsonResponse]) -> Callable[..., Json
     return wrapped
 
 
+def on_settings(request: HttpRequest, **_: object) -> str:
+    """Settings: the page most forms that need a signed-in person are on (``needs_sign_in``)."""
+    return reverse("selfservice:settings")
+
+
+def needs_sign_in(
+    back: Callable[..., str] | None = None,
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Django's ``login_required``, for a page and for the forms sent from one: a signed-out
+    GET or HEAD goes to sign in and back to the same address (302, as ``login_required``);
+    any other method, a form sent after the session ended, gets 303 See Other to sign in
+    (RFC 9110 §15.4.4: the browser GETs it, and no form is sent again) with ``next`` the page
+    the form was on: ``back(request, **kwargs)``, else the form's own address, which must then
+    answer GET. A form's address that takes only POST is never ``next``: signing in would land
+    on its 405. As the admin portal's ``portal_view(back=...)``."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.user.is_authenticated:
+                return view(request, *args, **kwargs)
+            if request.method in ("GET", "HEAD"):
+                return redirect_to_login(request.get_full_path())
+            page = back(request, **kwargs) if back is not None else request.get_full_path()
+            return see_other(redirect_to_login(page)["Location"])
+
+        return wrapped
+
+    return decorate
+
+
+# RFC 9110 §15.5.2: a 401 "MUST send a WWW-Authenticate header field containing at least one
+# challenge applicable to the target resource". The credential each of Threshold's JSON 401s
+# asks for, by its catalog entry: a signed-in session's cookie (``json_login_required``;
+# there is no registered scheme for one), or a request signed by a Threshold Verify device's
+# key (``device_not_recognized``: docs/device-api.md). The OAuth endpoints answer their own
+# (Basic, Bearer).
+SESSION_CHALLENGE = 'Cookie realm="Threshold"'
+DEVICE_CHALLENGE = 'Threshold-Device realm="Threshold"'
+_CHALLENGES = {"device_not_recognized": DEVICE_CHALLENGE}
+
+
 def ok(payload: dict[str, Any] | None = None) -> JsonResponse:
     return JsonResponse({"status": "ok", "errorMessage": "", **(payload or {})})
 
@@ -161,8 +207,9 @@ def ok(payload: dict[str, Any] | None = None) -> JsonResponse:
 def problem(
     entry: catalog.CatalogEntry, status: int, extra: dict[str, Any] | None = None
 ) -> JsonResponse:
-    """A JSON failure in the catalog's words (the shape the conformance API uses too)."""
-    return JsonResponse(
+    """A JSON failure in the catalog's words (the shape the conformance API uses too); a 401
+    names its challenge (``_CHALLENGES``)."""
+    response = JsonResponse(
         {
             "status": "failed",
             "errorMessage": f"{entry.title}: {entry.message}",
@@ -171,6 +218,9 @@ def problem(
         },
         status=status,
     )
+    if status == HTTPStatus.UNAUTHORIZED:
+        response["WWW-Authenticate"] = _CHALLENGES.get(entry.key, SESSION_CHALLENGE)
+    return response
 
 
 def failed(
@@ -301,13 +351,13 @@ def resolved_view(request: HttpRequest) -> Callable[..., HttpResponse] | None:
     return view
 
 
-def marking(attribute: str) -> Callable[[Any], Callable[[Callable[..., HttpResponse]], Any]]:
+def marking(attribute: str) -> Callable[[Any], Callable[[Callable[..., HttpResponseBase]], Any]]:
     """A decorator factory that marks a view with an answer (``attribute`` holds it), for the
     code that refuses or fails a request before or around the view to give that answer
     instead of its own (``marked_answer``)."""
 
-    def with_answer(answer: Any) -> Callable[[Callable[..., HttpResponse]], Any]:
-        def mark(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    def with_answer(answer: Any) -> Callable[[Callable[..., HttpResponseBase]], Any]:
+        def mark(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
             setattr(view, attribute, answer)
             return view
 

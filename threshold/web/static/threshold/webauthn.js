@@ -53,6 +53,17 @@
     if (passwordLink) passwordLink.parentElement.hidden = !show;
   }
 
+  // The password page gets the typed username (WCAG 3.3.7) in a cookie, not its URL.
+  const carry = root.dataset.usernameCookie;
+  ["password-link", "ceremony-password"].forEach((id) =>
+    document.getElementById(id)?.addEventListener("click", () => {
+      if (!carry) return;
+      const typed = encodeURIComponent(document.getElementById("username").value.trim());
+      const secure = location.protocol === "https:" ? "; Secure" : "";
+      document.cookie = `${carry}=${typed}; Path=/; Max-Age=600; SameSite=Strict${secure}`;
+    })
+  );
+
   // The entry's next steps that this page can offer (web/_ceremony_notices.html
   // words each one; data-for picks the sign-in or the set-up wording).
   function showNextSteps(entry) {
@@ -125,10 +136,8 @@
     return data;
   }
 
-  // A result the server could not store (503: its database failed, and nothing was stored,
-  // the ceremony included) is sent once more after the Retry-After it asks for: the
-  // credential the device just made or signed is still good, where "Try again" would make
-  // another passkey on the device.
+  // A 503 (nothing stored) is sent once more after its Retry-After: the credential is still
+  // good, where "Try again" would make another passkey on the device.
   async function postResult(url, body) {
     try {
       return await post(url, body);
@@ -139,19 +148,11 @@
     }
   }
 
-  // What a person sees when the browser, not the server, ends the ceremony.
-  // Browsers give one DOMException name to several causes, and on purpose no
-  // more detail (WebAuthn L3 §5.1.3, §5.1.4 and §14.5.2); the context tells more:
-  //   registering  set-up rather than sign-in;
-  //   elapsedMs    against timeoutMs: a NotAllowedError at the timeout is one;
-  //   offered      the sign-in listed the account's own passkeys (allowCredentials:
-  //                username first, or "Verify it's you"), so a refusal means none of
-  //                them is on this device, or the prompt was closed (the browser does
-  //                not say which; "Try again" covers the second).
-  // AbortError: signIn drops the ones our own AbortController causes (a newer
-  // request replaced the autofill one). Any other (the browser or an extension
-  // ended the request) is as unexplained as UnknownError: "Verification couldn't
-  // be completed", whose first next step is "Try again".
+  // What a person sees when the browser ends the ceremony. One DOMException name covers
+  // several causes (WebAuthn L3 §5.1.3, §5.1.4, §14.5.2); the context tells more:
+  // registering; elapsedMs against timeoutMs (a timeout); offered (allowCredentials
+  // listed the account's own passkeys: none is here, or the prompt was closed). An
+  // AbortError not our own is as unexplained as UnknownError.
   function browserError(error, context) {
     const name = error && error.name;
     const timedOut = context.timeoutMs && context.elapsedMs >= context.timeoutMs - 1000;
@@ -230,12 +231,9 @@
     }
   }
 
-  // "Send a push to Threshold Verify" (the username form's second button; without JavaScript
-  // it posts to /sign-in/push): the number to type in the app, then every two seconds whether
-  // the app answered; any answer but "pending" posts the finish form, which signs in or says
-  // why not. The answers are the same whoever the username is. "Cancel" ends the push on the
-  // server (/sign-in/push/cancel, as the no-JavaScript page's Cancel) and puts the username
-  // step back as it was, focus on the push button, for another push or a passkey.
+  // "Send a push to Threshold Verify": the number, then its state every 2 s; any answer but
+  // "pending" posts the finish form. "Cancel" ends it (/sign-in/push/cancel) and puts the
+  // username step back (docs/device-api.md, "Push sign-ins").
   async function push(username) {
     const data = await post(root.dataset.pushUrl, { username: username });
     const ui = document.getElementById("passkey-ui");
