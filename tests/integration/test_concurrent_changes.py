@@ -298,7 +298,11 @@ def test_the_cleanup_beside_an_attempt_forgets_old_counters_and_the_attempt_coun
     # stayed. SQLite: the cleanup waited for the attempt's transaction, and found none old.
     assert forgotten == (1 if connection.vendor == "postgresql" else 0)
     counters = dict(FailureCounter.objects.values_list("key", "failures"))
-    assert counters == {keys[CounterKind.USER_NETWORK]: 1, keys[CounterKind.NETWORK]: 1}
+    assert counters == {
+        keys[CounterKind.USER_NETWORK]: 1,
+        keys[CounterKind.NETWORK]: 1,
+        keys[CounterKind.USER_ANYWHERE]: 1,
+    }
 
 
 # --- Threshold Verify -----------------------------------------------------------------------------

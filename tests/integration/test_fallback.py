@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from datetime import timedelta
 
 import pyotp
 import pytest
+from django.conf import settings
 from django.core import mail
 
+import threshold.clock
 from tests.integration.conftest import (
     SESSION_EXPIRED,
     VERIFICATION_FAILED,
@@ -33,6 +36,7 @@ from threshold.core.policy import Policy
 from threshold.enrollment.actions import do_issue_recovery
 from threshold.fallback.actions import do_remove_fallback, do_set_up_fallback
 from threshold.fallback.models import FailureCounter, RecoveryCode, TotpDevice
+from threshold.policy.access import get_policy
 from threshold.policy.actions import do_update_policy
 from threshold.sessions.models import Session
 from threshold.sessions.store import SIGN_IN_ACR, SIGN_IN_AMR
@@ -242,9 +246,14 @@ def test_failures_for_one_username_slow_it_down_then_lock_the_password_path(
 
 def test_a_stranger_cannot_keep_the_persons_password_shut(ada_with_fallback, clock):
     """A wrong password every two minutes for six hours, from one network or from ever new
-    addresses: the person's right password from their own network still signs them in, at
-    once, while the stranger's network is slowed, then locked."""
+    addresses: the person's right password, from the browser they signed in with before,
+    still signs them in at once, while the stranger's network is slowed, then locked, and the
+    guesses from ever new addresses are slowed too (the username-wide wait,
+    test_a_new_browser_waits_for_the_guesses_from_many_networks)."""
     ada, _ = ada_with_fallback
+    own = Browser()
+    assert fallback_sign_in(own, code_at(clock.now)).status_code == 303  # known from now on
+    own.client.cookies.pop(settings.SESSION_COOKIE_NAME)  # signed out, cookie jar kept
     answers: dict[str, list[int]] = {"one network": [], "new addresses": []}
     for attempt in range(6 * 30):
         if attempt % 2:
@@ -256,14 +265,36 @@ def test_a_stranger_cannot_keep_the_persons_password_shut(ada_with_fallback, clo
         answers[source].append(response.status_code)
         if attempt % 30 == 29:
             # Right after a stranger's failure: the person does not wait for it.
-            assert fallback_sign_in(Browser(), code_at(clock.now)).status_code == 303
+            assert fallback_sign_in(own, code_at(clock.now)).status_code == 303
             assert last_event("sign_in.succeeded").subject_id == ada.user.pk
+            own.client.cookies.pop(settings.SESSION_COOKIE_NAME)
         clock.advance(120)
     # Three free failures, waits that double past the two minutes between tries, the lockout
     # at ten and again at each failure after it: most tries were refused unchecked.
     assert answers["one network"].count(400) < 20
     assert answers["one network"].count(429) > 70
     assert FailureCounter.objects.get(key__startswith="user-net:", failures__gte=10).locked_until
+    # Ever new addresses: slowed once the policy's threshold was passed (each of the person's
+    # sign-ins starts the count again), never for more than MAX_DELAY_SECONDS.
+    assert 0 < answers["new addresses"].count(429) < 15
+    assert (
+        not FailureCounter.objects.filter(key__startswith="user-any:")
+        .exclude(locked_until=None)
+        .filter(locked_until__gt=threshold.clock.now_datetime() + timedelta(minutes=16))
+        .exists()
+    )
+
+
+def test_a_new_browser_waits_for_the_guesses_from_many_networks(ada_with_fallback, clock):
+    """Without the cookie of an earlier sign-in, the username-wide wait applies: the person
+    on a new computer waits as the guesser does (minutes at most), and their passkeys do not."""
+    for number in range(get_policy().password_lockout_threshold):
+        password_step(Browser(REMOTE_ADDR=f"192.0.2.{number + 1}"), password=f"guess {number}")
+    assert password_step(Browser(REMOTE_ADDR="203.0.113.9")).status_code == 429
+    clock.advance(throttle.MAX_DELAY_SECONDS)
+    assert (
+        fallback_sign_in(Browser(REMOTE_ADDR="203.0.113.9"), code_at(clock.now)).status_code == 303
+    )
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "::1", ""], ids=["loopback", "IPv6", "unknown"])
@@ -611,14 +642,24 @@ def test_a_recovery_resets_the_fallback(ada_with_fallback, clock):
 
 
 def test_cleanup_forgets_old_failure_counters(ada_with_fallback, clock, capsys):
-    # The username from this network, and the network (a wrong password has no username-wide
-    # counter: see test_a_stranger_cannot_keep_the_persons_password_shut).
+    # The username from this network, from anywhere, and the network.
     password_step(Browser(), password="wrong password!")
-    assert FailureCounter.objects.count() == 2
+    assert FailureCounter.objects.count() == 3
     clock.advance(throttle.FORGET_AFTER_SECONDS + 1)
     assert main(["cleanup"]) == 0
-    assert "2 old sign-in failure counters" in capsys.readouterr().out
+    assert "3 old sign-in failure counters" in capsys.readouterr().out
     assert not FailureCounter.objects.exists()
+
+
+def test_cleanup_keeps_a_persons_wrong_codes(ada_with_fallback, clock):
+    """Wrong codes in a row are counted until a sign-in or a new set-up, however old: a pause
+    must not start the hundred again."""
+    fallback_sign_in(Browser(), "000000")
+    codes = FailureCounter.objects.get(key__startswith="user:")
+    assert codes.failures == 1
+    clock.advance(throttle.FORGET_AFTER_SECONDS * 30)
+    assert main(["cleanup"]) == 0
+    assert FailureCounter.objects.get(key__startswith="user:").failures == 1
 
 
 def test_the_recovery_email_says_the_fallback_was_removed(

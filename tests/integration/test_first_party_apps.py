@@ -108,9 +108,7 @@ class Challenge:
 def challenge(client_id: str, **params: str) -> Challenge:
     verifier, code_challenge = pkce()
     asked = {"scope": "openid profile email", "nonce": "n-0S6_WzA2Mj", **params}
-    response = ask(
-        client_id, code_challenge=code_challenge, code_challenge_method="S256", **asked
-    )
+    response = ask(client_id, code_challenge=code_challenge, code_challenge_method="S256", **asked)
     assert response.status_code == 400, response.content[:300]
     body = response.json()
     assert body["error"] == "insufficient_authorization", body
@@ -558,7 +556,8 @@ def test_a_first_party_app_keeps_offline_access_past_the_session_not_past_sign_o
     assert again.status_code == 400
 
 
-def test_challenges_share_the_sign_in_options_allowance_per_network(ada):
+def test_challenges_share_the_sign_in_options_allowance_per_network(ada, clock):
+    # The clock pinned: the bucket's 20 a second must not refill while the request runs.
     app = company_app().application
     network = throttle.network_of(CLIENT_IP)
     for _ in range(SIGN_IN_OPTIONS_LIMIT.burst):

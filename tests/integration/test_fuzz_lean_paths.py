@@ -680,7 +680,7 @@ def test_an_apps_server_reads_server_error_when_its_call_breaks(ada, monkeypatch
     def broken() -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(views, "_oauthlib_core", broken)
+    monkeypatch.setattr(views, "oauthlib_core", broken)
     body = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
     body.update(client_id=app.client_id, client_secret=app.client_secret)
     status, headers, content = wsgi(

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 import threshold.clock
-
 from tests.integration.conftest import Browser, assert_failed, assert_ok, last_event
 from tests.integration.test_device_app import (
     TOO_MANY,

@@ -250,10 +250,12 @@ def test_a_code_whose_person_is_no_longer_assigned_is_refused_at_exchange(people
         with CaptureQueriesContext(connection) as queries:
             granted = exchange(ledger, grace_auth.params["code"], grace_auth.verifier)
         assert granted.status_code == 200, granted.content
-        # The app's group names, read once and kept; no statement of the check's own.
-        assert shapes(queries)[:3] == [
+        # The app's group names, read once and kept; no statement of the check's own. Then
+        # the tokens' transaction: the app's row held (validator.hold_app), the code used up.
+        assert shapes(queries)[:4] == [
             "SELECT sso_appsignin",
             "SELECT groups_group",
+            "SELECT sso_application",
             "DELETE oauth2_provider_grant",
         ]
         auth = authorize(signed_in(ada), ledger)
@@ -312,8 +314,10 @@ def test_a_refresh_token_revoked_after_the_refresh_read_it_gives_nothing(
 
 def test_a_refresh_locks_its_refresh_token_first_in_one_statement(people):
     """The lock, and the question "still live?", are one SELECT, the first of the
-    transaction that writes the new tokens: 17 statements for a group-assigned app (16
-    before; 18 when the assignment was read again there, locked, which this replaced)."""
+    transaction that writes the new tokens after the app's row is held (the lock order of
+    sso.validator.lock_apps: an app removed meanwhile is refused): 18 statements for a
+    group-assigned app (16 before the lock; 18 when the assignment was read again there,
+    locked, which this replaced; 17 before the app's row was held)."""
     ada, _grace = people
     ledger = finance_app(ada)
     tokens = tokens_for(ada, ledger)
@@ -327,7 +331,8 @@ def test_a_refresh_locks_its_refresh_token_first_in_one_statement(people):
         "SELECT sso_appsignin",
         "SELECT sso_application_groups",
         "SELECT groups_group",  # the ID token's groups claim
-        # save_bearer_token's transaction: the lock first, then DOT's rotation.
+        # save_bearer_token's transaction: the app's row, the lock, then DOT's rotation.
+        "SELECT sso_application",
         "SELECT oauth2_provider_refreshtoken",
         "SELECT oauth2_provider_refreshtoken",
         "SELECT oauth2_provider_accesstoken",
@@ -344,7 +349,9 @@ def test_a_refresh_locks_its_refresh_token_first_in_one_statement(people):
     opened = next(
         at for at, sql in enumerate(statements) if sql.upper().startswith(TRANSACTION_CONTROL)
     )
-    lock = statements[opened + 1]
+    held, lock = statements[opened + 1 : opened + 3]
+    assert held.startswith('SELECT 1 FROM "sso_application"'), held
+    assert held.endswith(" FOR KEY SHARE") == (connection.vendor == "postgresql")
     assert lock.startswith('SELECT 1 FROM "oauth2_provider_refreshtoken"'), lock
     assert lock.endswith(" FOR UPDATE") == (connection.vendor == "postgresql")
 

@@ -173,6 +173,7 @@ def test_a_web_sign_in_is_audited_under_its_stored_names(ada) -> None:
             CounterKind,
             {
                 "USER_NETWORK": "user-network",
+                "USER_ANYWHERE": "user-anywhere",
                 "CODES": "codes",
                 "NETWORK": "network",
                 "USER_SHARED": "user-shared",

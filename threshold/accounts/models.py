@@ -43,8 +43,44 @@ _ROLE_LABELS = {
 
 
 def normalize_username(username: str) -> str:
-    """Usernames (usually work email addresses) compare case-insensitively."""
-    return username.strip().lower()
+    """A username as it is stored and looked up: every spelling of one username is one person.
+
+    Usernames are usually work email addresses, and an invite is mailed to the username
+    (``enrollment.actions.do_invite``), so two spellings are one username exactly when they
+    name one mailbox as Threshold's mail reaches it:
+
+    - the whole of it in NFKC (Unicode compatibility composition): a letter typed precomposed
+      or pasted decomposed (macOS: "a" then U+0308 for "ä"), and full-width letters and at
+      sign (U+FF20) from an input method, are one spelling;
+    - lower case (``str.lower``), as before; not ``casefold``, which writes "ß" as "ss" and a
+      final sigma as a medial one, letters the name of a mailbox may hold: casefolded, its
+      invite would go to another mailbox (a group's name, mailed nowhere, is casefolded);
+    - the domain, after the last "@", through IDNA 2003 and back: Python's ``idna`` codec,
+      with which Django's mail punycodes the domain it sends to (nameprep: case folding and
+      NFKC). Stored in its Unicode form (U-labels), never the ASCII one (``xn--``): one form,
+      as people read it, so that "Exämple.com", "exämple.com" in NFD and
+      "xn--exmple-cua.com" are one domain, the one the invite is sent to. A domain IDNA
+      refuses (an empty label or one over 63 characters, a broken ``xn--`` label) is kept in
+      NFKC and lower case.
+
+    Idempotent: a normalized username normalizes to itself (accounts 0007 relies on it)."""
+    text = unicodedata.normalize("NFKC", username).strip()
+    local, at, domain = text.rpartition("@")
+    if not at:
+        return _folded(text)
+    return f"{_folded(local)}@{_domain_of_username(domain)}"
+
+
+def _folded(text: str) -> str:
+    return unicodedata.normalize("NFKC", text.lower())
+
+
+def _domain_of_username(domain: str) -> str:
+    folded = _folded(domain)
+    try:
+        return _folded(folded.encode("idna").decode("idna"))
+    except UnicodeError:
+        return folded
 
 
 def search_key(text: str) -> str:

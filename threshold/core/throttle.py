@@ -1,6 +1,6 @@
 """How long to wait after failed fallback sign-in attempts (password, code).
 
-Three counters, each keyed so that it answers alike whether or not an account
+Four counters, each keyed so that it answers alike whether or not an account
 has the username:
 
 - the username from one network (an IPv4 address, an IPv6 /64), for both
@@ -8,9 +8,14 @@ has the username:
   ``MAX_DELAY_SECONDS``, and at the policy's threshold the password path locks
   for ``LOCKOUT_SECONDS`` from that network. NIST SP 800-63B-4 §3.2.2 allows at
   most 100 consecutive failures; the default threshold is 10. Keyed by network,
-  so that a stranger's wrong passwords from elsewhere never delay or lock the
-  person's own: the password path is slow for the guesser, never shut for its
-  owner;
+  so that a stranger's wrong passwords from elsewhere never lock the person's
+  own: the password path is slow for the guesser, never shut for its owner;
+- the username from anywhere, for the password step: once the policy's threshold
+  is passed, each wrong password doubles every network's wait, up to
+  ``MAX_DELAY_SECONDS``, and never locks. A guesser spread over many networks
+  gets a few guesses an hour, not unlimited ones that end in learning the
+  password; a stranger can slow the person's password, never shut it, and not
+  their passkeys;
 - the username's wrong codes (authenticator app or recovery code), from any
   network: the same doubling wait for the code step. Only someone who gave the
   right password reaches that step, so strangers cannot feed it, and it keeps
@@ -19,8 +24,8 @@ has the username:
   ``ADDRESS_WINDOW_SECONDS``, whichever usernames they were for (guessing
   across many accounts).
 
-A password alone signs no one in, which is why guessing it from many networks
-is throttled per network only: the second factor stays throttled per person.
+A password alone signs no one in: the second factor stays throttled per person,
+and its wrong codes are never forgotten by a pause, only by a sign-in.
 An address every client shares (unknown, as on a Unix socket, or loopback, as
 behind a proxy Threshold is not told about: ``tells_clients_apart``) has no
 network counter and no lockout: its failures only slow the username, so that no
@@ -57,6 +62,15 @@ def username_wait(failures: int) -> int:
     if failures < FREE_FAILURES:
         return 0
     return min(1 << (failures - FREE_FAILURES), MAX_DELAY_SECONDS)
+
+
+def anywhere_wait(failures: int, lockout_threshold: int) -> int:
+    """Seconds every network waits for a username's password after ``failures`` wrong ones
+    in a row from anywhere: none below the policy's threshold (a person's own mistakes and
+    a few strangers' never slow them), then doubling up to ``MAX_DELAY_SECONDS``; never a lock."""
+    if failures < lockout_threshold:
+        return 0
+    return min(1 << (failures - lockout_threshold), MAX_DELAY_SECONDS)
 
 
 def code_wait(failures: int) -> int:

@@ -838,11 +838,25 @@ def do_send_push(username: str, origin: Origin, policy: Policy) -> SentPush:
         raise errors.DeviceAppNotAllowed()
     name = normalize_username(username)
     with transaction.atomic():
+        # Pushes for one username take turns whether or not anyone has it, so that two at
+        # once are answered alike for both (the second finds the first waiting).
+        _take_turns_for(_sha256(name))
         user = User.objects.filter(username=name).first() if name else None
         # The same statements for an unknown username (``_send_push``): an unsaved person
         # whose row no one has, so its lock holds nothing.
         lock_user(user or User(pk=0))
         return _send_push(name, user, origin, policy, PushPurpose.SIGN_IN)
+
+
+def _take_turns_for(username_hash: str) -> None:
+    """Until the transaction ends, the requests for this username take turns: on PostgreSQL a
+    transaction-level advisory lock on the username's hash (taken before the person's row,
+    which the step-up push takes alone); SQLite's write transactions take turns already."""
+    if connection.vendor != "postgresql":
+        return
+    key = int.from_bytes(bytes.fromhex(username_hash[:16]), "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
 def do_send_step_up_push(user: User, origin: Origin, policy: Policy) -> SentPush:

@@ -82,6 +82,10 @@ def do_set_up_fallback(
 
 @transaction.atomic
 def do_regenerate_recovery_codes(user: User, origin: Origin) -> list[str]:
+    """Ten new recovery codes in place of the old. The person's row first, as every change of
+    their methods takes it: two tabs asking at once get one set each in turn (the first's
+    replaced), never twenty valid codes; a removal or recovery meanwhile is seen."""
+    lock_user(user)
     if not has_fallback(user):
         raise errors.SecurityMethodNotFound("no fallback set up")
     codes = _replace_recovery_codes(user)
@@ -206,11 +210,14 @@ def forget_wrong_codes(user: User) -> None:
 
 
 def delete_stale_counters() -> int:
-    """Forget counters whose failures are old and that lock nothing (``threshold cleanup``)."""
+    """Forget counters whose failures are old and that lock nothing (``threshold cleanup``);
+    never a username's wrong codes (``_forgotten``: only a sign-in or a new set-up ends them)."""
     now = clock.now_datetime()
     stale = now - timedelta(seconds=throttle.FORGET_AFTER_SECONDS)
-    old = FailureCounter.objects.filter(last_failure_at__lt=stale).filter(
-        Q(locked_until__isnull=True) | Q(locked_until__lt=now)
+    old = (
+        FailureCounter.objects.filter(last_failure_at__lt=stale)
+        .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+        .exclude(key__startswith=_CODES_PREFIX)
     )
     with transaction.atomic():
         # Not a counter an attempt holds (it is in use, not old; SKIP LOCKED, PostgreSQL), so
@@ -230,12 +237,31 @@ class CounterKind(StrEnum):
     """The failure counters an attempt counts against (see threshold.core.throttle)."""
 
     USER_NETWORK = "user-network"  # this username from this network: both steps
+    # This username's wrong passwords from anywhere: the password step, a doubling wait once
+    # the policy's threshold is passed, never a lock (``throttle.anywhere_wait``).
+    USER_ANYWHERE = "user-anywhere"
     CODES = "codes"  # this username's wrong codes, from anywhere: the code step
     NETWORK = "network"  # this network, whatever the username: both steps
     # This username from an address every client shares (throttle.tells_clients_apart): the
     # doubling wait only, never a lock, and no network-wide counter, so that nobody can shut
     # the password path for its owner or for everyone.
     USER_SHARED = "user-shared"
+
+
+class Purpose(StrEnum):
+    """What the password and code are given for: signing in, or "Verify it's you" (step-up)
+    in a signed-in browser. The same checks and throttles; the audit rows say which."""
+
+    SIGN_IN = "sign_in"
+    STEP_UP = "step_up"
+
+    @property
+    def failed(self) -> Action:
+        return Action.SIGN_IN_FAILED if self == Purpose.SIGN_IN else Action.STEP_UP_FAILED
+
+    @property
+    def succeeded(self) -> Action:
+        return Action.SIGN_IN_SUCCEEDED if self == Purpose.SIGN_IN else Action.STEP_UP_SUCCEEDED
 
 
 class Step(StrEnum):
@@ -245,13 +271,20 @@ class Step(StrEnum):
     CODE = "code"
 
 
-def _keys(username: str, origin: Origin, step: Step) -> dict[CounterKind, str]:
+def _keys(
+    username: str, origin: Origin, step: Step, *, known_browser: bool = False
+) -> dict[CounterKind, str]:
     """The throttle counters an attempt at ``step`` for ``username`` from ``origin`` counts against.
 
-    The password step has no username-wide counter: failures from one network
-    never delay or lock the person's password from another (a stranger could
-    otherwise keep it shut for ever). The code step has one, as only someone
-    who gave the right password reaches it.
+    The password step's username-wide counter only slows: failures from many
+    networks make every network wait (a guesser spread over a botnet or many IPv6
+    /64s must not get unlimited guesses, and a right password would tell it so),
+    but never lock the person's password from another network (a stranger could
+    otherwise keep it shut for ever). The code step's shuts, as only someone who
+    gave the right password reaches it. A browser that signed in as the person with
+    the fallback before (``known_browser``: ``fallback.known``) neither counts against
+    nor waits for the username-wide counter, so that their own browser is never slowed
+    by strangers (OWASP's "device cookies").
     """
     name = _sha256(normalize_username(username))
     network = throttle.network_of(origin.ip)
@@ -260,6 +293,8 @@ def _keys(username: str, origin: Origin, step: Step) -> dict[CounterKind, str]:
             CounterKind.USER_NETWORK: f"user-net:{_sha256(f'{name}|{network}')}",
             CounterKind.NETWORK: f"net:{network}",
         }
+        if step == Step.PASSWORD and not known_browser:
+            keys[CounterKind.USER_ANYWHERE] = _anywhere_key(username)
     else:
         keys = {CounterKind.USER_SHARED: f"user-shared:{name}"}
     if step == Step.CODE:
@@ -268,7 +303,14 @@ def _keys(username: str, origin: Origin, step: Step) -> dict[CounterKind, str]:
 
 
 def _codes_key(username: str) -> str:
-    return f"user:{_sha256(normalize_username(username))}"
+    return f"{_CODES_PREFIX}{_sha256(normalize_username(username))}"
+
+
+_CODES_PREFIX = "user:"
+
+
+def _anywhere_key(username: str) -> str:
+    return f"user-any:{_sha256(normalize_username(username))}"
 
 
 def _sha256(text: str) -> str:
@@ -283,6 +325,8 @@ def _wait(kind: CounterKind, counter: FailureCounter, now: datetime, policy: Pol
         )
     if kind == CounterKind.CODES:
         return throttle.code_wait(counter.failures)
+    if kind == CounterKind.USER_ANYWHERE:
+        return throttle.anywhere_wait(counter.failures, policy.password_lockout_threshold)
     if kind == CounterKind.USER_SHARED:
         return throttle.username_wait(counter.failures)
     return throttle.address_wait(counter.failures, (now - counter.first_failure_at).total_seconds())
@@ -309,7 +353,14 @@ def _counter(key: str, now: datetime) -> FailureCounter:
 
 
 def _reserve_attempt(
-    username: str, origin: Origin, policy: Policy, step: Step, person: User | None = None
+    username: str,
+    origin: Origin,
+    policy: Policy,
+    step: Step,
+    person: User | None = None,
+    *,
+    known_browser: bool = False,
+    purpose: Purpose = Purpose.SIGN_IN,
 ) -> dict[CounterKind, str]:
     """Count this attempt as a failure before it is checked, or refuse it.
 
@@ -317,7 +368,7 @@ def _reserve_attempt(
     requests cannot all slip in under the limit; a successful step gives its
     attempt back (``_release_attempt``).
     """
-    keys = _keys(username, origin, step)
+    keys = _keys(username, origin, step, known_browser=known_browser)
     now = clock.now_datetime()
     with transaction.atomic():
         counters = {kind: _counter(key, now) for kind, key in keys.items()}
@@ -328,17 +379,7 @@ def _reserve_attempt(
         )
         if not refused:
             for kind, counter in counters.items():
-                forget = (
-                    throttle.ADDRESS_WINDOW_SECONDS
-                    if kind == CounterKind.NETWORK
-                    else throttle.FORGET_AFTER_SECONDS
-                )
-                since = (
-                    counter.first_failure_at
-                    if kind == CounterKind.NETWORK
-                    else counter.last_failure_at
-                )
-                if counter.failures and (now - since).total_seconds() > forget:
+                if _forgotten(kind, counter, now):
                     counter.failures = 0
                 if counter.failures == 0:
                     counter.first_failure_at = now
@@ -350,7 +391,7 @@ def _reserve_attempt(
             # Only someone who gave the person's password reaches the code step: always
             # recorded, with the person as its subject (the shut code step's refusals too).
             record(
-                Action.SIGN_IN_FAILED,
+                purpose.failed,
                 origin,
                 subject=person,
                 reason=errors.TooManyAttempts.code,
@@ -360,7 +401,7 @@ def _reserve_attempt(
         else:
             # Names no one (the request may name anyone): at the capped rate per network.
             record_capped(
-                Action.SIGN_IN_FAILED,
+                purpose.failed,
                 origin,
                 reason=errors.TooManyAttempts.code,
                 method=FALLBACK,
@@ -369,6 +410,17 @@ def _reserve_attempt(
     if refused:
         raise errors.TooManyAttempts()
     return keys
+
+
+def _forgotten(kind: CounterKind, counter: FailureCounter, now: datetime) -> bool:
+    """Whether ``counter``'s failures are old enough to start again from none. Never a
+    username's wrong codes: "in a row" means with no right one between them, however long
+    the pauses (else about 99 guesses every day or two, for ever)."""
+    if not counter.failures or kind == CounterKind.CODES:
+        return False
+    if kind == CounterKind.NETWORK:
+        return (now - counter.first_failure_at).total_seconds() > throttle.ADDRESS_WINDOW_SECONDS
+    return (now - counter.last_failure_at).total_seconds() > throttle.FORGET_AFTER_SECONDS
 
 
 def _set_lock(kind: CounterKind, counter: FailureCounter, now: datetime, policy: Policy) -> None:
@@ -392,15 +444,27 @@ def _release_attempt(keys: dict[CounterKind, str], policy: Policy, *, signed_in:
                 counter.save()
 
 
-def do_check_password(username: str, password: str, origin: Origin, policy: Policy) -> User:
+def do_check_password(
+    username: str,
+    password: str,
+    origin: Origin,
+    policy: Policy,
+    *,
+    known_browser: bool = False,
+    purpose: Purpose = Purpose.SIGN_IN,
+) -> User:
     """The first step: the person whose password this is, or PasswordIncorrect.
 
     Unknown usernames, accounts without the fallback and wrong passwords fail
     alike, after the same Argon2 work, and count against the same throttles.
+    ``known_browser``: this browser signed in as ``username`` with the fallback before
+    (``_keys``).
     """
     if not policy.allow_password_fallback:
         raise errors.FallbackNotAllowed()
-    keys = _reserve_attempt(username, origin, policy, Step.PASSWORD)
+    keys = _reserve_attempt(
+        username, origin, policy, Step.PASSWORD, known_browser=known_browser, purpose=purpose
+    )
     try:
         user, set_up = _look_up(username)
     except DatabaseError:
@@ -410,7 +474,9 @@ def do_check_password(username: str, password: str, origin: Origin, policy: Poli
         with contextlib.suppress(DatabaseError):  # still failing: it counts, as it would have
             _release_attempt(keys, policy, signed_in=False)
         raise
-    return _check_password(user, set_up, password, origin=origin, policy=policy, keys=keys)
+    return _check_password(
+        user, set_up, password, origin=origin, policy=policy, keys=keys, purpose=purpose
+    )
 
 
 def _look_up(username: str) -> tuple[User | None, bool]:
@@ -434,6 +500,7 @@ def _check_password(
     origin: Origin,
     policy: Policy,
     keys: dict[CounterKind, str],
+    purpose: Purpose,
 ) -> User:
     usable = user is not None and user.has_usable_password() and set_up
     if usable and user is not None:
@@ -448,7 +515,7 @@ def _check_password(
     # A username no one has: at the capped rate per network (anyone can send those). The
     # person a wrong password was for is its subject, never its actor.
     (record if user is not None else record_capped)(
-        Action.SIGN_IN_FAILED,
+        purpose.failed,
         origin,
         **({"subject": user} if user is not None else {}),
         reason=errors.PasswordIncorrect.code,
@@ -459,12 +526,17 @@ def _check_password(
 
 
 def do_finish_fallback_sign_in(
-    user: User, code: object, origin: Origin, policy: Policy
+    user: User,
+    code: object,
+    origin: Origin,
+    policy: Policy,
+    *,
+    purpose: Purpose = Purpose.SIGN_IN,
 ) -> SignedInWith:
     """The second step: an authenticator-app or recovery code. Returns how the person signed in."""
     if not policy.allow_password_fallback:
         raise errors.FallbackNotAllowed()
-    keys = _reserve_attempt(user.username, origin, policy, Step.CODE, person=user)
+    keys = _reserve_attempt(user.username, origin, policy, Step.CODE, person=user, purpose=purpose)
     wrong_code: errors.FallbackError | None = None
     refusal: errors.AccountError | None = None
     with transaction.atomic():
@@ -479,7 +551,7 @@ def do_finish_fallback_sign_in(
                     raise refusal
         except errors.FallbackError as error:
             record(
-                Action.SIGN_IN_FAILED,
+                purpose.failed,
                 origin,
                 subject=user,
                 reason=error.code,
@@ -499,10 +571,12 @@ def do_finish_fallback_sign_in(
         # Committed: the audit row stays, as the attempt counted against the throttles does.
         raise wrong_code
     if refusal is not None:
-        _refuse(user, origin, refusal)
+        _refuse(user, origin, refusal, purpose)
     _release_attempt(keys, policy, signed_in=True)
+    # Signed in: the wrong passwords before were not in a row with the next ones.
+    FailureCounter.objects.filter(key=_anywhere_key(user.username)).delete()
     record(
-        Action.SIGN_IN_SUCCEEDED,
+        purpose.succeeded,
         origin,
         actor=user,
         subject=user,
@@ -512,8 +586,23 @@ def do_finish_fallback_sign_in(
     return method
 
 
-def _refuse(user: User, origin: Origin, error: errors.AccountError) -> None:
-    record(Action.SIGN_IN_FAILED, origin, subject=user, reason=error.code, method=FALLBACK)
+def do_step_up_with_fallback(
+    user: User, password: str, code: object, origin: Origin, policy: Policy
+) -> SignedInWith:
+    """ "Verify it's you" with the password and an authenticator-app or recovery code, for a
+    signed-in person without a passkey at hand (or with none yet): both steps of the
+    fallback sign-in at once, with their throttles (this browser is the person's own, so
+    strangers' guesses elsewhere do not slow it), audited as a step-up. It counts as
+    that sign-in does (``sessions.stepup``): enough to add a passkey, never to remove a
+    method or for the admin portal."""
+    do_check_password(
+        user.username, password, origin, policy, known_browser=True, purpose=Purpose.STEP_UP
+    )
+    return do_finish_fallback_sign_in(user, code, origin, policy, purpose=Purpose.STEP_UP)
+
+
+def _refuse(user: User, origin: Origin, error: errors.AccountError, purpose: Purpose) -> None:
+    record(purpose.failed, origin, subject=user, reason=error.code, method=FALLBACK)
     raise error
 
 

@@ -10,7 +10,6 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth import update_session_auth_hash
-from django.contrib.auth.decorators import login_required
 from django.contrib.auth.password_validation import password_validators_help_texts
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -25,6 +24,7 @@ from threshold.accounts.models import User
 from threshold.core import assurance, catalog, errors, totp
 from threshold.core.catalog import Surface, status_for
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH
+from threshold.fallback import known
 from threshold.fallback.actions import (
     do_check_password,
     do_finish_fallback_sign_in,
@@ -39,11 +39,14 @@ from threshold.fallback.actions import (
 from threshold.fallback.forms import SetUpForm, form_text
 from threshold.policy.access import policy_for
 from threshold.sessions.actions import sign_in, with_the_session
+from threshold.sessions.middleware import forget_typed_username, typed_username
 from threshold.sessions.stepup import mark_verified, recently_verified, verify_first
 from threshold.sessions.store import SignedInWith
 from threshold.web.http import (
     Done,
     audit_origin,
+    needs_sign_in,
+    on_settings,
     safe_next,
     see_other,
     sets_up,
@@ -76,7 +79,9 @@ def password_step(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("selfservice:home")
     policy = policy_for(request)
-    context: dict[str, Any] = {"username": "", "next": safe_next(request)}
+    # The username typed on the sign-in page, whose "Sign in with a password instead" led
+    # here (WCAG 3.3.7: not asked for twice); a POST's own replaces it.
+    context: dict[str, Any] = {"username": typed_username(request), "next": safe_next(request)}
     if not policy.allow_password_fallback:
         error: errors.ThresholdError = errors.FallbackNotAllowed()
         context["error"] = _entry(error)
@@ -88,15 +93,24 @@ def password_step(request: HttpRequest) -> HttpResponse:
     password = form_text(request.POST, "password", settings.THRESHOLD_MAX_PASSWORD_LENGTH)
     context["username"] = username
     try:
-        # An absurd password is still a wrong one, checked (and counted) as such.
-        user = do_check_password(username, password or "", audit_origin(request), policy)
+        # An absurd password is still a wrong one, checked (and counted) as such. A browser
+        # that signed in as this username before is not slowed by strangers' guesses.
+        user = do_check_password(
+            username,
+            password or "",
+            audit_origin(request),
+            policy,
+            known_browser=known.known_for(request, username),
+        )
     except errors.ThresholdError as error:
         context["error"] = _entry(error)
         return render(request, "fallback/password.html", context, status=status_for(error))
     request.session[PENDING_USER] = user.pk
     request.session[PENDING_SINCE] = clock.now()
     request.session[PENDING_PASSWORD] = user.get_session_auth_hash()
-    return see_other(_with_next(reverse("fallback:code"), request))
+    response = see_other(_with_next(reverse("fallback:code"), request))
+    forget_typed_username(response)
+    return response
 
 
 def _with_next(path: str, request: HttpRequest) -> str:
@@ -134,7 +148,7 @@ FALLBACK_ASSURANCE = {
 @require_http_methods(["GET", "POST"])
 @never_cache
 @sensitive_post_parameters("code")  # kept out of Django's error reports
-def code_step(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911 - an answer per outcome
+def code_step(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("selfservice:home")
     user = _pending_user(request)
@@ -179,9 +193,13 @@ def code_step(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911 - an answe
     except errors.ThresholdError as error:
         status = status_for(error)
         return render(request, "fallback/code.html", {"error": _entry(error)}, status=status)
-    if prompt_due:
-        return see_other(_with_next(reverse("fallback:passkey-prompt"), request))
-    return see_other(safe_next(request))
+    response = (
+        see_other(_with_next(reverse("fallback:passkey-prompt"), request))
+        if prompt_due
+        else see_other(safe_next(request))
+    )
+    known.remember(request, response, user.username)
+    return response
 
 
 # --- "Set up a passkey" / "I'll do it later" -----------------------------------------------------
@@ -190,10 +208,10 @@ def code_step(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911 - an answe
 @sets_up
 @require_http_methods(["GET", "POST"])
 @never_cache
-@login_required
+@needs_sign_in()
 def passkey_prompt(request: HttpRequest) -> HttpResponse:
     user = request.user
-    assert isinstance(user, User)  # noqa: S101 - login_required
+    assert isinstance(user, User)  # noqa: S101 - needs_sign_in
     if request.method == "POST":
         do_snooze_passkey_prompt(user, audit_origin(request))
         return see_other(safe_next(request))
@@ -208,14 +226,14 @@ def passkey_prompt(request: HttpRequest) -> HttpResponse:
 
 
 def _settings_user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)  # noqa: S101 - login_required
+    assert isinstance(request.user, User)  # noqa: S101 - needs_sign_in
     return request.user
 
 
 @sets_up
 @require_http_methods(["GET", "POST"])
 @never_cache
-@login_required
+@needs_sign_in()
 @sensitive_post_parameters("password", "confirm_password", "code")
 def set_up(request: HttpRequest) -> HttpResponse:
     user = _settings_user(request)
@@ -298,7 +316,7 @@ def _set_up_page(
 
 @require_POST
 @never_cache
-@login_required
+@needs_sign_in(back=on_settings)
 def new_recovery_codes(request: HttpRequest) -> HttpResponse:
     user = _settings_user(request)
     if not recently_verified(request):
@@ -312,7 +330,7 @@ def new_recovery_codes(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @never_cache
-@login_required
+@needs_sign_in()
 def remove(request: HttpRequest) -> HttpResponse:
     """GET asks first (as removing a passkey does); POST removes."""
     user = _settings_user(request)

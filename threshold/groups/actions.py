@@ -102,6 +102,15 @@ def do_remove_member(
     return True
 
 
+def hold_group(group: Group) -> None:
+    """``group``'s name and rules read again, its row held until the transaction ends (FOR NO
+    KEY UPDATE on PostgreSQL: what saving its rules takes; its removal waits for it);
+    ``Group.DoesNotExist`` when it was removed meanwhile."""
+    group.refresh_from_db(
+        fields=["name", "rules"], from_queryset=Group.objects.select_for_update(no_key=True)
+    )
+
+
 def find_group(name: str) -> Group:
     group = get_group(name)
     if group is None:
@@ -113,7 +122,13 @@ def find_group(name: str) -> Group:
 def do_set_group_rules(
     group: Group, rules: GroupRules, origin: Origin, *, actor: User | None = None
 ) -> bool:
-    """Store ``group``'s rules on its members' passkeys; False when they did not change."""
+    """Store ``group``'s rules on its members' passkeys; False when they did not change.
+
+    ``Group.DoesNotExist`` when the group was removed meanwhile: its row is read again and
+    held until the transaction ends (``hold_group``), as ``do_remove_group`` holds it, so a
+    removal waits for the rules to be saved, or the save for the removal (and then says so),
+    never a save that matches no row."""
+    hold_group(group)
     before = dict(group.rules)
     after = rules.as_json()
     if before == after:

@@ -24,6 +24,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 
 from threshold import clock
 from threshold.accounts.actions import lock_user
@@ -59,10 +60,13 @@ def relying_party() -> ceremony.RelyingParty:
     return settings.THRESHOLD.rp
 
 
-def _descriptors(user: User) -> list[ceremony.CredentialDescriptor]:
+def _descriptors(
+    user: User, passkeys: QuerySet[Passkey] | None = None
+) -> list[ceremony.CredentialDescriptor]:
+    chosen = user.passkeys.all() if passkeys is None else passkeys.filter(user=user)
     return [
         ceremony.CredentialDescriptor(bytes(credential_id), tuple(transports))
-        for credential_id, transports in user.passkeys.values_list("credential_id", "transports")
+        for credential_id, transports in chosen.values_list("credential_id", "transports")
     ]
 
 
@@ -156,19 +160,31 @@ def do_begin_sign_in(
 
 
 def do_begin_step_up(
-    ceremonies: Ceremonies, user: User, *, policy: Policy | None = None
+    ceremonies: Ceremonies,
+    user: User,
+    *,
+    policy: Policy | None = None,
+    passkeys: QuerySet[Passkey] | None = None,
 ) -> dict[str, Any]:
     """Options to re-verify a signed-in person with one of their own passkeys, always with UV.
+
+    ``passkeys``: only these of theirs (those that meet what an app asked for); the
+    ceremony accepts exactly the passkeys it offers (§7.2 step 5). None to offer (no
+    passkey yet, or none that would do) is CredentialUnknown: an empty list would ask the
+    browser for anyone's passkey.
 
     A separate ceremony kind: a step-up challenge cannot finish a sign-in, nor
     the other way round.
     """
     policy = policy or get_policy()
+    offered = _descriptors(user, passkeys)
+    if not offered:
+        raise errors.CredentialUnknown("no passkey of theirs to offer for the step-up")
     options, state = ceremony.begin_authentication(
         relying_party(),
         now=clock.now(),
         timeout_seconds=policy.ceremony_timeout_seconds,
-        allow_credentials=_descriptors(user),
+        allow_credentials=offered,
         user_handle=bytes(user.user_handle),
         user_verification=UserVerification.REQUIRED,
     )
@@ -299,9 +315,11 @@ def do_finish_sign_in(
                 ),
                 session=session,
             ):
-                # Another sign-in with this passkey moved its counter to or past this
-                # one's since it was read (PostgreSQL; SQLite's transactions take turns).
-                # Nothing else was written.
+                # Nothing was written: the passkey was removed since it was read, or another
+                # sign-in with it moved its counter to or past this one's (PostgreSQL;
+                # SQLite's transactions take turns). Only the second is a clone's sign.
+                if not Passkey.objects.filter(pk=passkey.pk).exists():
+                    raise errors.CredentialUnknown("removed while signing in")
                 raise errors.SignCountRegressed(f"received {verified.sign_count}, moved meanwhile")
         except errors.SignCountRegressed as error:
             assert passkey is not None  # noqa: S101 - only raised after the lookup
@@ -461,7 +479,9 @@ def do_begin_registration(
         {
             "purpose": purpose,
             "user_id": user.pk,
-            "passkey_limit": limit,
+            # Whether one beyond the limit is allowed; the limit itself is the policy's in
+            # force when the passkey is saved (``_store_passkey``).
+            "beyond_limit": beyond_limit,
             **(context or {}),
         },
     )
@@ -522,13 +542,21 @@ def do_finish_registration(
                 now=clock.now(),
                 trust_anchors=settings.THRESHOLD.trust_anchors,
             )
-            (policy or lock_policy()).check_registration(verified, rules_of(user))
+            in_force = policy or lock_policy()
+            in_force.check_registration(verified, rules_of(user))
             if refuse_failed_attestation and verified.attestation_path_failed:
                 raise errors.AttestationUntrusted(verified.untrusted_reason[:200])
             # A savepoint: whatever the purpose's checks changed is undone
             # when a later step refuses, so a failed ceremony stores nothing.
             with transaction.atomic():
-                passkey = _store_passkey(user, verified, before_save, context, origin)
+                passkey = _store_passkey(
+                    user,
+                    verified,
+                    before_save,
+                    context,
+                    origin,
+                    passkey_limit=in_force.passkey_limit,
+                )
         except errors.ThresholdError as error:
             record(
                 Action.PASSKEY_REGISTRATION_FAILED,
@@ -567,6 +595,8 @@ def _store_passkey(
     before_save: Callable[[User, dict[str, Any]], None] | None,
     context: dict[str, Any],
     origin: Origin,
+    *,
+    passkey_limit: int,
 ) -> Passkey:
     # §7.1 step 26: a credential ID may be registered once, across all accounts.
     if Passkey.objects.filter(credential_id=verified.credential_id).exists():
@@ -575,8 +605,9 @@ def _store_passkey(
     # below stays true until this transaction ends (PostgreSQL: the row lock;
     # SQLite: transactions begin IMMEDIATE and hold the write lock already).
     lock_user(user)
-    limit = context["passkey_limit"]
-    if user.passkeys.count() >= limit:
+    count = user.passkeys.count()
+    limit = max(passkey_limit, count + 1) if context.get("beyond_limit") else passkey_limit
+    if count >= limit:
         raise errors.PasskeyLimitReached(f"limit {limit}")
     if before_save is not None:
         before_save(user, context)

@@ -16,7 +16,7 @@ from django.http import Http404
 
 from threshold import clock
 from threshold.accounts.methods import MethodKind, count_sign_in_methods, sign_in_methods
-from threshold.accounts.models import User, search_key
+from threshold.accounts.models import User, normalize_username, search_key
 from threshold.audit.actions import Action
 from threshold.audit.models import AuditEvent
 from threshold.core.names import has_ascii_control
@@ -100,15 +100,15 @@ def filter_status(people: QuerySet[User], status: Status, policy: Policy) -> Que
 
 
 def search_arms(text: str) -> list[Q]:
-    """What matches ``text``: the username (the work email) starts with it, or the name
-    contains it, whatever the case or accents (``User.name_key``, ``accounts.models
-    .search_key``: the same on every database). On PostgreSQL each arm has an index of its
-    own: the username's unique index (and its pattern twin), a trigram index on the name's
-    key (accounts 0006)."""
+    """What matches ``text``: the username (the work email) starts with it, spelled as the
+    usernames are stored (``normalize_username``), or the name contains it, whatever the
+    case or accents (``User.name_key``, ``accounts.models.search_key``: the same on every
+    database). On PostgreSQL each arm has an index of its own: the username's unique index
+    (and its pattern twin), a trigram index on the name's key (accounts 0006)."""
     text = text.strip()
     if not text:
         return []
-    arms = [Q(username__startswith=text.lower())]
+    arms = [Q(username__startswith=normalize_username(text))]
     key = search_key(text)
     if key:
         arms.append(Q(name_key__contains=key))

@@ -55,7 +55,7 @@ from threshold.devices.actions import access_own_device, do_remove_device
 from threshold.devices.models import Device, KeyProtection
 from threshold.fallback.actions import do_reset_fallback
 from threshold.groups.access import members_of, rules_by_user, rules_of
-from threshold.groups.actions import do_add_member, do_set_group_rules
+from threshold.groups.actions import do_add_member, do_set_group_rules, hold_group
 from threshold.groups.models import Group, Membership
 from threshold.passkeys.access import access_own_passkey
 from threshold.passkeys.actions import do_remove_passkey
@@ -540,7 +540,9 @@ def save_group_rules(
     ``ChangedMeanwhile``: its rules are no longer ``based_on``, the ones the form showed)."""
 
     def check(policy: Policy) -> Lockout:
-        group.refresh_from_db(fields=["name", "rules"])
+        # Read again and held (after the policy's row) until the rules are saved: a removal
+        # made meanwhile is waited for, then is Group.DoesNotExist, not a save of no row.
+        hold_group(group)
         if based_on is not None and group.rules != based_on:
             raise ChangedMeanwhile()
         return group_lockout(policy, group, rules)

@@ -58,6 +58,7 @@ from threshold.sso.actions import (
     do_rotate_secret,
 )
 from threshold.sso.models import Application
+from threshold.web.bodies import answers_refused_forms_with
 from threshold.web.http import audit_origin, see_other, url_to
 from threshold.web.qr import qr_data_uri
 
@@ -639,6 +640,8 @@ def revoke_invite(request: HttpRequest, user_id: int, invite_id: int) -> HttpRes
 def invite(request: HttpRequest) -> HttpResponse:
     form = {"email": "", "name": ""}
     error = ""
+    # The input the refusal is about (the page marks it): the name, when only it is wrong.
+    error_field = "email"
     status = 200
     if request.method == "POST":
         form = {
@@ -653,12 +656,17 @@ def invite(request: HttpRequest) -> HttpResponse:
             assert row.user is not None  # noqa: S101 - an invited row has its person
             return _invited(request, row.user, row.link, replaced=replaced)
         error, status = row.message, 400
+        if not imports.check_row(form["email"], "") and imports.check_row(
+            form["email"], form["name"]
+        ):
+            error_field = "name"
     return _render(
         request,
         "portal/invite.html",
         {
             "form": form,
             "error": error,
+            "error_field": error_field,
             "max_size": imports.MAX_CSV_SIZE,
             "email_delivers": delivers(),
         },
@@ -666,6 +674,32 @@ def invite(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _import_refused(request: HttpRequest, why: str, status: int = 400) -> HttpResponse:
+    """The invite page again, saying why the import invited nobody."""
+    return _render(
+        request,
+        "portal/invite.html",
+        {
+            "form": {"email": "", "name": ""},
+            "import_error": why,
+            "max_size": imports.MAX_CSV_SIZE,
+            "email_delivers": delivers(),
+        },
+        status=status,
+    )
+
+
+@portal_view(Area.PEOPLE, back=lambda **_: url_to("portal:invite"))
+def _import_over_the_form_cap(request: HttpRequest) -> HttpResponse:
+    """An import whose form is over the cap of every form (64 KiB, DATA_UPLOAD_MAX_MEMORY_SIZE),
+    refused unread (``web.bodies``): the import's own words for a file too large, 413
+    (RFC 9110 §15.5.14), to whom the portal would answer the import; the guard answers
+    anyone else as it answers them the import itself."""
+    # The words imports.read_upload gives a file over its own cap (60 KB).
+    return _import_refused(request, f"The file is over {imports.MAX_CSV_SIZE}: split it.", 413)
+
+
+@answers_refused_forms_with(_import_over_the_form_cap)
 @portal_view(Area.PEOPLE, back=lambda **_: url_to("portal:invite"))
 @require_POST
 def import_people(request: HttpRequest) -> HttpResponse:
@@ -680,17 +714,7 @@ def import_people(request: HttpRequest) -> HttpResponse:
             may_change_groups=can_change(role_of(request), Area.GROUPS),
         )
     except imports.ImportRefused as exc:
-        return _render(
-            request,
-            "portal/invite.html",
-            {
-                "form": {"email": "", "name": ""},
-                "import_error": str(exc),
-                "max_size": imports.MAX_CSV_SIZE,
-                "email_delivers": delivers(),
-            },
-            status=400,
-        )
+        return _import_refused(request, str(exc))
     # Not emailed for real (no delivery set up, or the mail server failed): those links are
     # shown here, once, to hand over.
     delivery = delivers()
@@ -1498,11 +1522,14 @@ def app_assign(request: HttpRequest, app_id: int) -> HttpResponse:
         )
     except AppGone as gone:
         raise Http404("no such app") from gone
-    except AppError:
+    except AppError as exc:
         return _render_app(
             request,
             application,
-            error="Choose everyone, or one or more groups.",
+            # A group removed meanwhile, or no choice made.
+            error="Choose groups from the list."
+            if exc.field == "group"
+            else "Choose everyone, or one or more groups.",
             status=400,
         )
     return see_other(url_to("portal:app", application.pk, query={"done": "assigned"}))

@@ -25,7 +25,7 @@ from threshold.groups.models import Group
 from threshold.sso.access import list_unassigned_holders
 from threshold.sso.logout import enqueue
 from threshold.sso.models import Algorithm, Application, AppSignIn, private_use_scheme
-from threshold.sso.validator import hash_secret, revoke_tokens
+from threshold.sso.validator import hash_secret, lock_apps, revoke_tokens
 
 APP_NAME_MAX_LENGTH = 100
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -255,9 +255,11 @@ class AppGone(AppError):
 
 def _held(application: Application) -> Application:
     """The app's row as it is now, held until the transaction ends, so that a removal and a
-    change of it take turns; ``AppGone`` when it was removed meanwhile."""
+    change of it take turns; ``AppGone`` when it was removed meanwhile. FOR NO KEY UPDATE (on
+    PostgreSQL), what an UPDATE of its settings takes: the codes, tokens and logouts written
+    meanwhile, which hold it FOR KEY SHARE (``validator.lock_apps``), do not wait for it."""
     locked: Application | None = (
-        Application.objects.select_for_update().filter(pk=application.pk).first()
+        Application.objects.select_for_update(no_key=True).filter(pk=application.pk).first()
     )
     if locked is None:
         raise AppGone()
@@ -309,11 +311,28 @@ def find_app(client_id: str) -> Application:
 
 @transaction.atomic
 def do_remove_app(application: Application, origin: Origin, *, actor: User | None = None) -> None:
-    """Remove the app; its codes and tokens go with it."""
-    record(
-        Action.APP_REMOVED, origin, actor=actor, app=application.client_id, name=application.name
-    )
-    application.delete()
+    """Remove the app; its codes and tokens go with it. Nothing is done when it was removed
+    meanwhile.
+
+    Its row is held first, FOR UPDATE (the lock order: ``validator.lock_apps``): tokens or a
+    back-channel logout being written for it, which hold its row first, are committed before
+    the cascade reads what goes, so they go too; those that come after wait, then find no app
+    and write nothing. (A code /authorize writes meets the row at its COMMIT, the key's own
+    check: after a removal, that COMMIT fails, answered as the app gone.)"""
+    locked = Application.objects.select_for_update().filter(pk=application.pk).first()
+    if locked is None:
+        return
+    record(Action.APP_REMOVED, origin, actor=actor, app=locked.client_id, name=locked.name)
+    locked.delete()
+
+
+def hold_apps_of_group(sender: Any, instance: Group, **kwargs: Any) -> None:
+    """A group is being removed (``pre_delete``, before its assignments go by cascade): the
+    rows of the apps assigned to it are held first (the lock order: ``validator.lock_apps``),
+    as the tokens its members lose then (``withdraw_unassigned``) would hold them. Else a
+    removal of one of those apps at the same moment, waiting for an assignment this deletes,
+    would be waited for in turn: a deadlock."""
+    lock_apps(Application.objects.filter(groups=instance))
 
 
 def check_has_secret(application: Application) -> None:
@@ -340,6 +359,26 @@ class Assignment:
     changed: bool
 
 
+def _hold_groups(groups: list[Group]) -> None:
+    """The groups' rows, held until the transaction ends, in the order of their IDs (after the
+    app's, ``_held``), so that a removal of one and this assignment take turns, as a member
+    added to a group and its removal do (``groups.actions.do_add_member``): the removal
+    deletes the assignment written before it, and an assignment after it is refused. Without
+    it, on PostgreSQL, the assignment's key to a group removed meanwhile failed its COMMIT.
+    FOR NO KEY UPDATE, as nothing of the group's row changes: enough to take turns with its
+    removal (FOR UPDATE). ``AppError`` (``field`` "group") for a group removed meanwhile."""
+    wanted = {group.pk: group for group in groups}
+    there = set(
+        Group.objects.select_for_update(no_key=True)
+        .filter(pk__in=wanted)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for pk, group in wanted.items():
+        if pk not in there:
+            raise AppError(f"There is no group called {group.name!r}.", "group")
+
+
 @transaction.atomic
 def do_assign_app(
     application: Application,
@@ -358,8 +397,9 @@ def do_assign_app(
     for name in group_names:
         group = get_group(name)
         if group is None:
-            raise AppError(f"There is no group called {name!r}.")
+            raise AppError(f"There is no group called {name!r}.", "group")
         groups.append(group)
+    _hold_groups(groups)
     before = set(application.groups.values_list("pk", flat=True))
     if application.for_everyone == everyone and before == {group.pk for group in groups}:
         return Assignment(groups, changed=False)  # as it was: nothing to record or withdraw

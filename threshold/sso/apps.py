@@ -35,6 +35,10 @@ class SsoConfig(AppConfig):
             signal.connect(appcache.changed, sender=Application, dispatch_uid="sso-app-changed")
         # A removed group's assignments go by cascade, without m2m_changed.
         post_delete.connect(appcache.changed, sender=Group, dispatch_uid="sso-group-removed")
+        # Its apps' rows are held first (the lock order: sso.validator.lock_apps).
+        from threshold.sso.actions import hold_apps_of_group
+
+        pre_delete.connect(hold_apps_of_group, sender=Group, dispatch_uid="sso-group-removing")
         m2m_changed.connect(
             appcache.changed, sender=Application.groups.through, dispatch_uid="sso-app-groups"
         )

@@ -36,8 +36,9 @@ from jwcrypto import jwt
 from threshold import clock
 from threshold.audit.actions import Action, Channel, Origin, record
 from threshold.sso import keys
-from threshold.sso.models import Application, LogoutDelivery
+from threshold.sso.models import Application, AppSignIn, LogoutDelivery
 from threshold.sso.sessions import subject_of
+from threshold.sso.validator import lock_apps
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +52,24 @@ BATCH = 50
 
 def enqueue(user: Any, sid: str, reason: str, *, application: Application | None = None) -> int:
     """Write a delivery for every app (or for ``application`` only) signed in to from session
-    ``sid``; sent after commit."""
+    ``sid``; sent after commit. The apps' rows are held first, FOR KEY SHARE (the lock order:
+    ``validator.lock_apps``), in the statement that finds them: an app being removed is waited
+    for, then has none."""
     pending = LogoutDelivery.objects.filter(sid=sid, delivered_at=None, given_up_at=None)
-    applications = Application.objects.filter(sign_ins__sid=sid, sign_ins__user=user)
+    applications = Application.objects.filter(
+        pk__in=AppSignIn.objects.filter(sid=sid, user=user).values("application_id")
+    )
     if application is not None:
         applications = applications.filter(pk=application.pk)
-    applications = (
+    app_ids = lock_apps(
         applications.exclude(backchannel_logout_uri="")
         # Told already (a removal tells before the sessions go): once per app and session.
         .exclude(pk__in=pending.values("application_id"))
-        .distinct()
     )
     subject = subject_of(user)
     deliveries = [
-        LogoutDelivery(application=application, subject=subject, sid=sid, reason=reason)
-        for application in applications
+        LogoutDelivery(application_id=app_id, subject=subject, sid=sid, reason=reason)
+        for app_id in app_ids
     ]
     if not deliveries:
         return 0
@@ -217,10 +221,13 @@ def delete_finished(days: int = 30) -> int:
 
 def name_the_reason(user: Any, reason: str) -> None:
     """The session ends just written for ``user`` (still unsent) were a lock, a recovery, ...:
-    say so in their audit rows instead of ``session_ended``."""
-    LogoutDelivery.objects.filter(
+    say so in their audit rows instead of ``session_ended``. Their apps' rows are held first
+    (the lock order: ``validator.lock_apps``): the tokens revoked next hold them too."""
+    unsent = LogoutDelivery.objects.filter(
         subject=subject_of(user), reason="session_ended", attempts=0, delivered_at=None
-    ).update(reason=reason)
+    )
+    lock_apps(Application.objects.filter(pk__in=unsent.values("application_id")))
+    unsent.update(reason=reason)
 
 
 RETRY_INTERVAL_SECONDS = 60

@@ -12,11 +12,13 @@ changes what DOT gets wrong or leaves out for an identity provider:
   refresh tokens and access tokens refused (``/userinfo``: ``validate_bearer_token``),
   whatever made the change (the groups' and apps' actions revoke them as well): ``may_use``;
 - a locked or deactivated person's codes and refresh tokens are refused; a replayed code
-  revokes what it was exchanged for (RFC 6749 §4.1.2), and a code is used up by the first
-  statement of the transaction that writes its tokens, so that two exchanges at the same
-  moment cannot both be answered (``save_bearer_token``); a refresh's first statement there
-  locks its refresh token and finds it still live, so that a revocation since it was read
-  is not undone by the new tokens;
+  revokes what it was exchanged for (RFC 6749 §4.1.2), and a code is used up as the
+  transaction that writes its tokens begins (right after the app's row is held), so that two
+  exchanges at the same moment cannot both be answered (``save_bearer_token``); a refresh
+  there locks its refresh token first and finds it still live, so that a revocation since
+  it was read is not undone by the new tokens;
+- an app removed while its codes and tokens are written or revoked is no 500: its row is
+  held first, by the removal and by them (``lock_apps``);
 - every token issued, and every code refused, is audited.
 """
 
@@ -30,10 +32,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from django.db import connection, router, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from jwcrypto import jws, jwt
@@ -141,6 +144,59 @@ def hash_secret(secret: str) -> str:
 
 def hash_code(code: str) -> str:
     return hashlib.sha256(code.encode("utf-8")).hexdigest()
+
+
+# --- An app's row, held while what names it is written -------------------------------------------
+#
+# The lock order: an app's row before any row that names it (its codes, tokens, sign-ins,
+# back-channel logouts, group assignments). Removing an app (``actions.do_remove_app``) takes
+# its row FOR UPDATE first, then deletes what names it. Every transaction that writes such a
+# row, or locks one and may write one after (a revocation, which may queue a back-channel
+# logout), takes the app's row first FOR KEY SHARE and finds it still there (``hold_app``,
+# ``lock_apps``): it waits for a removal under way, then finds no app and writes nothing
+# (``/token``: invalid_client); a removal that comes after it waits for it to commit, then
+# deletes what it wrote too. Without it, PostgreSQL checks the new row's key to the app only
+# at COMMIT (Django's foreign keys are DEFERRABLE INITIALLY DEFERRED): a row written after the
+# removal read what goes failed the removal's COMMIT, or its own (a 500 either way); and one
+# whose transaction held a row the removal was deleting waited for it at that COMMIT, while
+# the removal waited for that row: a deadlock. FOR KEY SHARE conflicts only with FOR UPDATE
+# (a removal, or a change of the app's key, which nothing makes): changes of an app's settings
+# hold it FOR NO KEY UPDATE (``actions._held``), and many writers hold one app at once.
+#
+# /authorize (and a first-party app's /authorize-challenge) writes a code holding no row that
+# names the app: there the foreign key's own check at COMMIT waits for a removal, which then
+# makes that COMMIT fail (an IntegrityError the views answer as the app gone), without a
+# statement of its own on the sign-in's path. On SQLite, whose write transactions run one at a
+# time, these only read whether the app is still there.
+
+
+@lru_cache(maxsize=2)
+def _hold_app_statement() -> str:
+    meta, quote = Application._meta, connection.ops.quote_name
+    lock = " FOR KEY SHARE" if connection.vendor == "postgresql" else ""
+    # Names from the model, no value: the ID is a parameter.
+    return f"SELECT 1 FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s{lock}"  # noqa: S608
+
+
+def hold_app(application_id: int) -> bool:
+    """Is the app still there? Its row held FOR KEY SHARE until the transaction ends (the lock
+    order above), in one statement built once: /token's."""
+    with connection.cursor() as cursor:
+        cursor.execute(_hold_app_statement(), [application_id])
+        return cursor.fetchone() is not None
+
+
+def lock_apps(applications: QuerySet[Application]) -> list[int]:
+    """The IDs of ``applications`` still there, in order, their rows held FOR KEY SHARE until
+    the transaction ends (the lock order above)."""
+    query = applications.order_by("pk").values_list("pk", flat=True).query
+    sql, params = query.sql_with_params()
+    if connection.vendor == "postgresql":
+        # Of the apps' table only, not of a table joined to it.
+        sql += f" FOR KEY SHARE OF {connection.ops.quote_name(Application._meta.db_table)}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [int(row[0]) for row in cursor.fetchall()]
 
 
 def generate_token(request: Any) -> str:
@@ -557,22 +613,30 @@ class Validator(OAuth2Validator):
 
         DOT deletes the grant after writing the tokens (``invalidate_authorization_code``):
         two exchanges of one code at the same moment could both read it and both be
-        answered. Here the first statement deletes it (``hotpath.use_grant``): only one
-        exchange deletes it, and the other, refused, writes nothing but the replay's
-        consequences (as for any replayed code: what the code gave is revoked). A refresh's
-        first statement locks its refresh token and finds it still live
-        (``hotpath.lock_live_refresh_token``): one revoked since ``validate_refresh_token``
-        read it (an app no longer assigned, a lock, a sign-out, another refresh of it) is
-        refused, as it would be had it come a moment later.
+        answered. Here the transaction's first statement holds the app's row (``hold_app``:
+        an app removed meanwhile is refused as invalid_client, the lock order above), and
+        its next deletes the grant (``hotpath.use_grant``): only one exchange deletes it, and
+        the other, refused, writes nothing but the replay's consequences (as for any replayed
+        code: what the code gave is revoked). A refresh's next statement locks its refresh
+        token and finds it still live (``hotpath.lock_live_refresh_token``): one revoked
+        since ``validate_refresh_token`` read it (an app no longer assigned, a lock, a
+        sign-out, another refresh of it) is refused, as it would be had it come a moment
+        later.
         """
         grant = self._grant(request.code, request.client) if request.code else None
         # Set by DOT's validate_refresh_token.
         refreshed = getattr(request, "refresh_token_instance", None)
         with transaction.atomic(using=router.db_for_write(get_access_token_model())):
-            used = grant is None or hotpath.use_grant(grant.pk)
-            live = refreshed is None or hotpath.lock_live_refresh_token(refreshed.pk)
-            if used and live:
+            # The app's row before the grant or the refresh token (the lock order above).
+            there = hold_app(request.client.pk)
+            used = not there or grant is None or hotpath.use_grant(grant.pk)
+            live = not there or refreshed is None or hotpath.lock_live_refresh_token(refreshed.pk)
+            if there and used and live:
                 self._save_bearer_token(token, request, *args, **kwargs)
+        if not there:
+            # Removed since it was read: its codes and tokens went with it.
+            _refused(request, "app_removed", request.user)
+            raise oauth_errors.InvalidClientError(request=request)
         if not live:
             # What validate_refresh_token would have said and done: the change that revoked
             # it is audited with its own reason (sso.tokens_revoked); a refresh of the same
@@ -766,6 +830,21 @@ def _revoke_codes(grants: Any, sign_ins: Any) -> None:
         AppSignIn.objects.filter(code_hash__in=codes).update(code_revoked=True)
 
 
+def _apps_of(user: Any, application: Any) -> QuerySet[Application]:
+    """``application``, or every app ``user`` has a code, a token or a sign-in of."""
+    apps: QuerySet[Application]
+    if application is not None:
+        apps = Application.objects.filter(pk=application.pk)
+        return apps
+    apps = Application.objects.filter(
+        Q(pk__in=AppSignIn.objects.filter(user=user).values("application_id"))
+        | Q(pk__in=get_grant_model().objects.filter(user=user).values("application_id"))
+        | Q(pk__in=get_refresh_token_model().objects.filter(user=user).values("application_id"))
+        | Q(pk__in=get_access_token_model().objects.filter(user=user).values("application_id"))
+    )
+    return apps
+
+
 def revoke_tokens(
     user: Any,
     *,
@@ -776,14 +855,15 @@ def revoke_tokens(
     """Revoke ``user``'s refresh and access tokens (of one app, or of some sessions, and then
     only those issued without ``offline_access`` if ``keep_offline``); how many.
 
-    Its first statements take the rows a code's exchange or a refresh in flight holds: the
-    codes (deleted; ``hotpath.use_grant`` deleted its own) and the live refresh tokens
-    (locked; a refresh locks its own, ``hotpath.lock_live_refresh_token``). On PostgreSQL they
-    wait for that exchange or refresh to commit, so that the statements after them, each
-    reading what is committed when it starts, find the tokens it wrote and revoke them; read
-    first, those tokens would have been missed and left live. (SQLite's write transactions
-    run one at a time: the exchange or refresh commits before this begins, or after it ends
-    and then finds its code gone or its refresh token revoked.)"""
+    Its first statement holds the apps' rows (``lock_apps``), as everything that writes what
+    names an app does first. Its next ones take the rows a code's exchange or a refresh in
+    flight holds: the codes (deleted; ``hotpath.use_grant`` deleted its own) and the live
+    refresh tokens (locked; a refresh locks its own, ``hotpath.lock_live_refresh_token``). On
+    PostgreSQL they wait for that exchange or refresh to commit, so that the statements after
+    them, each reading what is committed when it starts, find the tokens it wrote and revoke
+    them; read first, those tokens would have been missed and left live. (SQLite's write
+    transactions run one at a time: the exchange or refresh commits before this begins, or after
+    it ends and then finds its code gone or its refresh token revoked.)"""
     refresh_tokens = get_refresh_token_model().objects.filter(user=user, revoked__isnull=True)
     sign_ins = AppSignIn.objects.filter(user=user)
     if application is not None:
@@ -809,6 +889,10 @@ def revoke_tokens(
         grants = grants.filter(application=application)
     # In the caller's transaction, or one of its own (RP-Initiated Logout calls it outside one).
     with transaction.atomic(savepoint=False):
+        # The apps' rows before the codes and tokens (the lock order above): the caller may
+        # queue back-channel logouts to them next. A removed app's went with it.
+        if not lock_apps(_apps_of(user, application)) and application is not None:
+            return 0
         _revoke_codes(grants, sign_ins if sids is not None else None)
         if connection.features.has_select_for_update:
             list(refresh_tokens.select_for_update().values_list("pk", flat=True))

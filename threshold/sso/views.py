@@ -21,7 +21,6 @@ from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
@@ -57,7 +56,6 @@ from threshold.audit.capped import record_capped, record_refusal
 from threshold.core import catalog, errors
 from threshold.core.assurance import Acr
 from threshold.core.catalog import Surface
-from threshold.core.encoding import b64url_encode
 from threshold.core.names import has_ascii_control
 from threshold.passkeys.actions import do_begin_step_up, do_finish_sign_in
 from threshold.passkeys.hotpath import AuditRow, insert_audit
@@ -94,7 +92,9 @@ from threshold.web.http import (
     audit_origin,
     failed,
     json_login_required,
+    needs_sign_in,
     ok,
+    on_settings,
     read_json_object,
     see_other,
     url_to,
@@ -791,18 +791,16 @@ def sign_in_again_options(request: HttpRequest) -> JsonResponse:
         policy = policy_for(request)
         check_flow(request, Flow.STEP_UP, policy=policy)
         read_json_object(request)
-        options = do_begin_step_up(ceremonies(request), user, policy=policy)
+        # Only the passkeys that meet the acr the app asked for: offered, and the only ones
+        # the ceremony accepts (WebAuthn §7.2 step 5).
+        options = do_begin_step_up(
+            ceremonies(request),
+            user,
+            policy=policy,
+            passkeys=_passkeys_for(user, wanted) if wanted else None,
+        )
     except errors.ThresholdError as error:
         return failed(error, Surface.AUTHENTICATION)
-    if wanted:
-        # Offer only the passkeys that meet the acr the app asked for.
-        meeting = {
-            b64url_encode(bytes(c))
-            for c in _passkeys_for(user, wanted).values_list("credential_id", flat=True)
-        }
-        options["allowCredentials"] = [
-            d for d in options.get("allowCredentials", []) if d["id"] in meeting
-        ]
     return ok({"publicKey": options})
 
 
@@ -1042,10 +1040,10 @@ revoke = cors.for_browser_apps("POST")(
 
 
 @require_POST
-@login_required
+@needs_sign_in(back=on_settings)
 def sign_out_of_app(request: HttpRequest, app_id: str) -> HttpResponse:
     user = request.user
-    assert isinstance(user, User)  # noqa: S101 - login_required
+    assert isinstance(user, User)  # noqa: S101 - needs_sign_in
     application = access_signed_in_app(user, app_id)
     if application is not None:
         do_sign_out_of_app(user, application, audit_origin(request))
@@ -1060,6 +1058,9 @@ class EndSessionView(RPInitiatedLogoutView):  # DOT ships no types
 
     template_name = "sso/logout_confirm.html"
     hint_sid = ""  # the session the ID token hint was issued in
+    # RP-Initiated Logout 1.0 §2: GET and POST. Not FormView's PUT (its ``put`` is ``post``):
+    # a PUT is a 405, and Allow does not name it.
+    http_method_names = ("get", "post", "head", "options")
 
     def validate_logout_request_user(self, id_token_hint: str | None, client_id: str | None) -> Any:
         """The hint's app and person, from its signature: DOT would look for an ID token row,
