@@ -183,8 +183,11 @@ class Policy:
     password_lockout_threshold: int = _setting(
         Kind.WHOLE_NUMBER,
         10,
-        "Consecutive wrong passwords or codes for one username before the password path locks "
-        "for an hour (delays grow from the 4th); passkey sign-in is never locked by this. "
+        "Consecutive wrong passwords or codes for one username from one network before the "
+        "password path locks there for an hour (delays grow from the 4th); past this many wrong "
+        "passwords from all networks together, each makes every network wait twice as long (up "
+        "to 15 minutes, never a lock), except a browser that signed in as the person before; "
+        "passkey sign-in is never locked by this. "
         "Whatever it is, 100 wrong authenticator-app or recovery codes in a row (from any "
         "network) shut the code step until the password and app are set up again, and the "
         "person is emailed.",
