@@ -32,6 +32,7 @@ from threshold.fallback.actions import (
     do_remove_fallback,
     do_set_up_fallback,
     do_snooze_passkey_prompt,
+    do_step_up_with_fallback,
     has_fallback,
     is_last_usable_fallback,
     passkey_prompt_due,
@@ -40,7 +41,7 @@ from threshold.fallback.forms import SetUpForm, form_text
 from threshold.policy.access import policy_for
 from threshold.sessions.actions import sign_in, with_the_session
 from threshold.sessions.middleware import forget_typed_username, typed_username
-from threshold.sessions.stepup import mark_verified, recently_verified, verify_first
+from threshold.sessions.stepup import mark_verified, recently_verified, return_to, verify_first
 from threshold.sessions.store import SignedInWith
 from threshold.web.http import (
     Done,
@@ -200,6 +201,50 @@ def code_step(request: HttpRequest) -> HttpResponse:
     )
     known.remember(request, response, user.username)
     return response
+
+
+# --- "Verify it's you" with the password and a code ----------------------------------------------
+
+
+def _signed_in(request: HttpRequest) -> User:
+    user = request.user
+    assert isinstance(user, User)  # noqa: S101 - needs_sign_in
+    return user
+
+
+def _verify_page(request: HttpRequest, **_: Any) -> str:
+    return url_to("selfservice:verify", query={"next": return_to(request).target})
+
+
+@require_POST
+@never_cache
+@sensitive_post_parameters("password", "code")  # kept out of Django's error reports
+@needs_sign_in(back=_verify_page)
+def step_up(request: HttpRequest) -> HttpResponse:
+    """ "Verify it's you" with the password and a code (``do_step_up_with_fallback``): as a
+    sign-in with them, it opens "Set up another" for the step-up window, nothing else."""
+    back = return_to(request)
+    policy = policy_for(request)
+    try:
+        with_the_session(
+            request,
+            lambda: do_step_up_with_fallback(
+                _signed_in(request),
+                form_text(request.POST, "password", settings.THRESHOLD_MAX_PASSWORD_LENGTH) or "",
+                form_text(request.POST, "code", 64),
+                audit_origin(request),
+                policy,
+            ),
+            lambda _: mark_verified(request, phishing_resistant=False),
+        )
+    except errors.ThresholdError as error:
+        context = {
+            "error": _entry(error),
+            "back": back,
+            "fallback_url": url_to("fallback:step-up", query={"next": back.target}),
+        }
+        return render(request, "fallback/step_up.html", context, status=status_for(error))
+    return see_other(back.target)
 
 
 # --- "Set up a passkey" / "I'll do it later" -----------------------------------------------------

@@ -26,6 +26,7 @@ from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, NICKNAME_MAX_LENGTH
 from threshold.core.vocabulary import Attachment, Hint
 from threshold.devices.actions import do_rename_device
 from threshold.devices.methods import count_usable_devices
+from threshold.fallback.actions import has_fallback
 from threshold.passkeys.access import access_own_passkey, list_passkeys, not_allowed_passkey_ids
 from threshold.passkeys.actions import (
     do_begin_registration,
@@ -230,6 +231,9 @@ def verify_page(request: HttpRequest) -> HttpResponse:
             # Where they came from: a page of the admin portal, or Settings.
             "back": back,
             "push_url": _push_step_up_url(request, back.target),
+            "fallback_url": _fallback_step_up_url(request, back.target),
+            # No passkey yet: no passkey ceremony (an empty list would ask for anyone's).
+            "has_passkeys": _user(request).passkeys.exists(),
             "window_minutes": max(1, policy_for(request).step_up_max_age_seconds // 60),
             "flow": issue_flow_token(Flow.STEP_UP),
         },
@@ -449,6 +453,17 @@ def remove(request: HttpRequest, passkey_id: int) -> HttpResponse:
 
 
 # --- Step-up with Threshold Verify ----------------------------------------------------------------
+
+
+def _fallback_step_up_url(request: HttpRequest, target: str) -> str:
+    """Where "Verify with password and code" posts on "Verify it's you", or "" when it is not
+    offered: as the push, only where such a verification opens the page (adding a passkey),
+    and for someone who set the fallback up, while the policy allows it."""
+    if not opens_without_a_passkey(target) or not policy_for(request).allow_password_fallback:
+        return ""
+    if not has_fallback(_user(request)):
+        return ""
+    return url_to("fallback:step-up", query={"next": target})
 
 
 def _push_step_up_url(request: HttpRequest, target: str) -> str:

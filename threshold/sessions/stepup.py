@@ -6,7 +6,9 @@ either the sign-in itself (``threshold.sessions.actions.sign_in``) or "Verify
 it's you" on /settings/verify. A sign-in with a password and a code is enough to
 add a passkey right after it ("Set up a passkey"), never to remove a method; so is
 a push approved in Threshold Verify, to sign in or on "Verify it's you"
-(``threshold.devices``): multi-factor, never phishing-resistant (``core.assurance``).
+(``threshold.devices``), and the password and a code given on "Verify it's you"
+(``threshold.fallback.views.step_up``): multi-factor, never phishing-resistant
+(``core.assurance``).
 
 "Verify it's you" sends the person back where they came from (``return_to``): a page
 of Settings or of the admin portal, never elsewhere, and its "Back to" link names it.
