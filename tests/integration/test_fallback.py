@@ -34,6 +34,7 @@ from threshold.cli.main import main
 from threshold.core import throttle, totp
 from threshold.core.policy import Policy
 from threshold.enrollment.actions import do_issue_recovery
+from threshold.fallback import known
 from threshold.fallback.actions import do_remove_fallback, do_set_up_fallback
 from threshold.fallback.models import FailureCounter, RecoveryCode, TotpDevice
 from threshold.policy.access import get_policy
@@ -692,3 +693,21 @@ def test_setting_up_and_removing_the_fallback_emails_the_person_whoever_does_it(
     assert "You can also remove it yourself: under\nSettings, Security Methods, select Remove" in (
         added.body
     )
+
+
+def test_a_known_browser_is_slowed_by_its_own_wrong_passwords(ada_with_fallback, clock):
+    """The known browser's cookie, copied to many networks, is slowed as a stranger is: its
+    wrong passwords count against a counter of its own (OWASP's device cookies); and a new
+    password ends it."""
+    own = Browser()
+    assert fallback_sign_in(own, code_at(clock.now)).status_code == 303
+    copied = own.client.cookies[known.COOKIE].value
+    answers = []
+    for number in range(get_policy().password_lockout_threshold + 1):
+        guesser = Browser(REMOTE_ADDR=f"2001:db8:5:{number + 1:x}::1")
+        guesser.client.cookies[known.COOKIE] = copied
+        answers.append(password_step(guesser, password=f"guess {number}").status_code)
+    assert answers[-1] == 429
+    assert answers.count(400) == get_policy().password_lockout_threshold
+    # Strangers without it were never counted against: a new browser is not slowed.
+    assert password_step(Browser(REMOTE_ADDR="198.51.100.5")).status_code == 303

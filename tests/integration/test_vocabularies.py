@@ -174,6 +174,7 @@ def test_a_web_sign_in_is_audited_under_its_stored_names(ada) -> None:
             {
                 "USER_NETWORK": "user-network",
                 "USER_ANYWHERE": "user-anywhere",
+                "KNOWN_BROWSER": "known-browser",
                 "CODES": "codes",
                 "NETWORK": "network",
                 "USER_SHARED": "user-shared",

@@ -411,10 +411,12 @@ _ENTRIES = [
         "For your security, confirm it\u2019s you with one of your passkeys before you add or "
         "remove a sign-in method.",
         "Adding or removing a method needs a passkey sign-in with user verification (fingerprint, "
-        "face or PIN) within the policy's step-up window, five minutes by default. The last one "
-        "is older, or this session began without user verification.",
-        "Verify with one of the account's passkeys when asked. Someone with no passkey at hand "
-        "needs a recovery link from an administrator.",
+        "face or PIN) within the policy's step-up window, five minutes by default; adding a "
+        "passkey also accepts a push approved in Threshold Verify or the password and a code. The "
+        "last one is older, or this session began without user verification.",
+        "Verify with one of the account's passkeys when asked, or, to add a passkey, with "
+        "Threshold Verify or the password and a code. Someone with none of these at hand needs "
+        "a recovery link from an administrator.",
         (NextStep.RESTART,),
         Group.SETTINGS,
     ),

@@ -39,6 +39,7 @@ from threshold.groups.actions import do_add_member
 from threshold.groups.models import Group
 
 EMAIL_MAX_LENGTH = 150
+_USERNAME_MAX_LENGTH = User._meta.get_field("username").max_length or 150
 NOT_UTF8 = "The file is not UTF-8 text: save it as CSV UTF-8."
 NO_EMAIL_COLUMN = (
     "The first line must name the columns: email, name, groups (name and groups are optional), "
@@ -271,7 +272,12 @@ def check_row(email: str, name: str) -> str:
     if not email:
         return "Enter an email address."
     try:
-        if len(email) > EMAIL_MAX_LENGTH or has_ascii_control(email):
+        # Its stored spelling too (``normalize_username``: NFKC may lengthen it).
+        if (
+            len(email) > EMAIL_MAX_LENGTH
+            or has_ascii_control(email)
+            or len(normalize_username(email)) > _USERNAME_MAX_LENGTH
+        ):
             # validate_email takes a quoted local part with control characters in it.
             raise ValidationError("too long, or control characters")
         validate_email(email)

@@ -240,6 +240,9 @@ class CounterKind(StrEnum):
     # This username's wrong passwords from anywhere: the password step, a doubling wait once
     # the policy's threshold is passed, never a lock (``throttle.anywhere_wait``).
     USER_ANYWHERE = "user-anywhere"
+    # In its place, for a browser that signed in as the person before (``fallback.known``):
+    # that browser's own wrong passwords, with the same wait.
+    KNOWN_BROWSER = "known-browser"
     CODES = "codes"  # this username's wrong codes, from anywhere: the code step
     NETWORK = "network"  # this network, whatever the username: both steps
     # This username from an address every client shares (throttle.tells_clients_apart): the
@@ -272,7 +275,7 @@ class Step(StrEnum):
 
 
 def _keys(
-    username: str, origin: Origin, step: Step, *, known_browser: bool = False
+    username: str, origin: Origin, step: Step, *, browser: str | None = None
 ) -> dict[CounterKind, str]:
     """The throttle counters an attempt at ``step`` for ``username`` from ``origin`` counts against.
 
@@ -282,9 +285,10 @@ def _keys(
     but never lock the person's password from another network (a stranger could
     otherwise keep it shut for ever). The code step's shuts, as only someone who
     gave the right password reaches it. A browser that signed in as the person with
-    the fallback before (``known_browser``: ``fallback.known``) neither counts against
-    nor waits for the username-wide counter, so that their own browser is never slowed
-    by strangers (OWASP's "device cookies").
+    the fallback before (``browser``: its key, ``fallback.known``) counts against a
+    counter of its own in place of the username-wide one, so that the person's browser
+    is not slowed by strangers, and a copied cookie is slowed as a stranger is (OWASP's
+    "device cookies").
     """
     name = _sha256(normalize_username(username))
     network = throttle.network_of(origin.ip)
@@ -293,7 +297,9 @@ def _keys(
             CounterKind.USER_NETWORK: f"user-net:{_sha256(f'{name}|{network}')}",
             CounterKind.NETWORK: f"net:{network}",
         }
-        if step == Step.PASSWORD and not known_browser:
+        if step == Step.PASSWORD and browser is not None:
+            keys[CounterKind.KNOWN_BROWSER] = f"user-known:{_sha256(f'{name}|{browser}')}"
+        elif step == Step.PASSWORD:
             keys[CounterKind.USER_ANYWHERE] = _anywhere_key(username)
     else:
         keys = {CounterKind.USER_SHARED: f"user-shared:{name}"}
@@ -325,7 +331,7 @@ def _wait(kind: CounterKind, counter: FailureCounter, now: datetime, policy: Pol
         )
     if kind == CounterKind.CODES:
         return throttle.code_wait(counter.failures)
-    if kind == CounterKind.USER_ANYWHERE:
+    if kind in (CounterKind.USER_ANYWHERE, CounterKind.KNOWN_BROWSER):
         return throttle.anywhere_wait(counter.failures, policy.password_lockout_threshold)
     if kind == CounterKind.USER_SHARED:
         return throttle.username_wait(counter.failures)
@@ -359,7 +365,7 @@ def _reserve_attempt(
     step: Step,
     person: User | None = None,
     *,
-    known_browser: bool = False,
+    browser: str | None = None,
     purpose: Purpose = Purpose.SIGN_IN,
 ) -> dict[CounterKind, str]:
     """Count this attempt as a failure before it is checked, or refuse it.
@@ -368,7 +374,7 @@ def _reserve_attempt(
     requests cannot all slip in under the limit; a successful step gives its
     attempt back (``_release_attempt``).
     """
-    keys = _keys(username, origin, step, known_browser=known_browser)
+    keys = _keys(username, origin, step, browser=browser)
     now = clock.now_datetime()
     with transaction.atomic():
         counters = {kind: _counter(key, now) for kind, key in keys.items()}
@@ -450,20 +456,20 @@ def do_check_password(
     origin: Origin,
     policy: Policy,
     *,
-    known_browser: bool = False,
+    browser: str | None = None,
     purpose: Purpose = Purpose.SIGN_IN,
 ) -> User:
     """The first step: the person whose password this is, or PasswordIncorrect.
 
     Unknown usernames, accounts without the fallback and wrong passwords fail
     alike, after the same Argon2 work, and count against the same throttles.
-    ``known_browser``: this browser signed in as ``username`` with the fallback before
-    (``_keys``).
+    ``browser``: this browser's own key, when it signed in as ``username`` with the
+    fallback before (``fallback.known``, ``_keys``).
     """
     if not policy.allow_password_fallback:
         raise errors.FallbackNotAllowed()
     keys = _reserve_attempt(
-        username, origin, policy, Step.PASSWORD, known_browser=known_browser, purpose=purpose
+        username, origin, policy, Step.PASSWORD, browser=browser, purpose=purpose
     )
     try:
         user, set_up = _look_up(username)
@@ -587,16 +593,17 @@ def do_finish_fallback_sign_in(
 
 
 def do_step_up_with_fallback(
-    user: User, password: str, code: object, origin: Origin, policy: Policy
+    user: User, password: str, code: object, origin: Origin, policy: Policy, *, browser: str
 ) -> SignedInWith:
     """ "Verify it's you" with the password and an authenticator-app or recovery code, for a
     signed-in person without a passkey at hand (or with none yet): both steps of the
-    fallback sign-in at once, with their throttles (this browser is the person's own, so
-    strangers' guesses elsewhere do not slow it), audited as a step-up. It counts as
-    that sign-in does (``sessions.stepup``): enough to add a passkey, never to remove a
-    method or for the admin portal."""
+    fallback sign-in at once, with their throttles, audited as a step-up. ``browser``:
+    the signed-in session's own key, whose wrong passwords count against a counter of
+    their own, not strangers' (``_keys``). It counts as that sign-in does
+    (``sessions.stepup``): enough to add a passkey, never to remove a method or for the
+    admin portal."""
     do_check_password(
-        user.username, password, origin, policy, known_browser=True, purpose=Purpose.STEP_UP
+        user.username, password, origin, policy, browser=browser, purpose=Purpose.STEP_UP
     )
     return do_finish_fallback_sign_in(user, code, origin, policy, purpose=Purpose.STEP_UP)
 

@@ -5,6 +5,7 @@ Plain HTML forms: no script is needed, and the pages work where WebAuthn does no
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 from urllib.parse import urlencode
 
@@ -101,7 +102,7 @@ def password_step(request: HttpRequest) -> HttpResponse:
             password or "",
             audit_origin(request),
             policy,
-            known_browser=known.known_for(request, username),
+            browser=known.browser_key(request, username),
         )
     except errors.ThresholdError as error:
         context["error"] = _entry(error)
@@ -199,7 +200,7 @@ def code_step(request: HttpRequest) -> HttpResponse:
         if prompt_due
         else see_other(safe_next(request))
     )
-    known.remember(request, response, user.username)
+    known.remember(request, response, user)
     return response
 
 
@@ -210,6 +211,11 @@ def _signed_in(request: HttpRequest) -> User:
     user = request.user
     assert isinstance(user, User)  # noqa: S101 - needs_sign_in
     return user
+
+
+def _session_key(request: HttpRequest) -> str:
+    """The signed-in session's own key for the throttles (never the session key itself)."""
+    return "session:" + hashlib.sha256((request.session.session_key or "").encode()).hexdigest()
 
 
 def _verify_page(request: HttpRequest, **_: Any) -> str:
@@ -234,6 +240,7 @@ def step_up(request: HttpRequest) -> HttpResponse:
                 form_text(request.POST, "code", 64),
                 audit_origin(request),
                 policy,
+                browser=_session_key(request),
             ),
             lambda _: mark_verified(request, phishing_resistant=False),
         )

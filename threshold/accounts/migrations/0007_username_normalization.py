@@ -54,6 +54,11 @@ def renormalize(apps: Any, schema_editor: Any) -> None:
         taken.update(people.filter(username__in=batch).values_list("username", flat=True))
     changes: list[Any] = []
     clashes: list[tuple[str, list[str]]] = []
+    # A spelling the column cannot hold (NFKC may lengthen it: "ﬃ" is "ffi") is left as it
+    # was, and said, as a clash is: PostgreSQL's cast would cut it short without a word.
+    longest = User._meta.get_field("username").max_length
+    too_long = [holders for normalized, holders in renamed.items() if len(normalized) > longest]
+    renamed = {n: h for n, h in renamed.items() if len(n) <= longest}
     for normalized, holders in renamed.items():
         if len(holders) == 1 and normalized not in taken:
             changes.append(User(pk=holders[0][0], username=normalized))
@@ -70,6 +75,13 @@ def renormalize(apps: Any, schema_editor: Any) -> None:
         )
         for normalized, spellings in sorted(clashes):
             print(f"    {normalized!a}: {', '.join(ascii(name) for name in spellings)}")
+    if too_long:
+        print(
+            f"\n  accounts 0007: {len(too_long)} username(s) left as they were: spelled as "
+            f"usernames now are, each would be over {longest} characters. Typed, it finds no one:"
+        )
+        for holders in too_long:
+            print(f"    {', '.join(ascii(name) for _, name in holders)}")
 
 
 class Migration(migrations.Migration):
