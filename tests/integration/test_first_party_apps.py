@@ -109,7 +109,7 @@ def challenge(client_id: str, **params: str) -> Challenge:
     verifier, code_challenge = pkce()
     asked = {"scope": "openid profile email", "nonce": "n-0S6_WzA2Mj", **params}
     response = ask(client_id, code_challenge=code_challenge, code_challenge_method="S256", **asked)
-    assert response.status_code == 400, response.content[:300]
+    assert response.status_code == 403, response.content[:300]  # draft §5.2.2.1
     body = response.json()
     assert body["error"] == "insufficient_authorization", body
     return Challenge(verifier, body["auth_session"], body["passkey_options"])
@@ -452,7 +452,10 @@ def test_a_bad_first_request_is_refused_with_nothing_stored(ada, case):
         }[case]
         response = client.post(CHALLENGE, {**params, **changed})
     expected = {"prompt_consent": "redirect_to_web", "request_object": "request_not_supported"}
-    assert response.status_code == 400, response.content[:200]
+    # draft §5.2.2.1: redirect_to_web is answered 403.
+    assert response.status_code == (403 if case == "prompt_consent" else 400), response.content[
+        :200
+    ]
     assert response.json()["error"] == expected.get(case, "invalid_request")
     assert response["Cache-Control"] == "no-store"
     assert "auth_session" not in response.json()
@@ -527,12 +530,24 @@ def test_ending_the_apps_session_revokes_its_tokens(ada, ending):
 
 
 def test_a_timed_out_app_session_ends_its_tokens(ada, clock, settings):
+    """The session an app holds has no idle timeout (the app's refreshes, its use, never reach
+    it), only the absolute one (THRESHOLD_SESSION_MAX_AGE)."""
     app = company_app().application
     tokens = signed_in_app(ada, app.client_id)
     clock.advance(settings.THRESHOLD_SESSION_IDLE_TIMEOUT + 1)
     assert main(["cleanup"]) == 0
+    assert app_sessions().filter(user=ada.user).exists()
+    refreshed = Client().post(
+        "/token",
+        {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+         "client_id": app.client_id},
+    )  # fmt: skip
+    assert refreshed.status_code == 200, refreshed.content
+    assert _token_works(refreshed.json()["access_token"])
+    clock.advance(settings.THRESHOLD_SESSION_MAX_AGE - settings.THRESHOLD_SESSION_IDLE_TIMEOUT)
+    assert main(["cleanup"]) == 0
     assert not Session.objects.filter(user=ada.user).exists()
-    assert not _token_works(tokens["access_token"])
+    assert not _token_works(refreshed.json()["access_token"])
 
 
 def test_a_first_party_app_keeps_offline_access_past_the_session_not_past_sign_out(
@@ -544,7 +559,7 @@ def test_a_first_party_app_keeps_offline_access_past_the_session_not_past_sign_o
     app = company_app().application
     tokens = signed_in_app(ada, app.client_id, scope="openid offline_access")
     assert AppSignIn.objects.get(user=ada.user).offline
-    clock.advance(settings.THRESHOLD_SESSION_IDLE_TIMEOUT + 1)
+    clock.advance(settings.THRESHOLD_SESSION_MAX_AGE + 1)
     assert main(["cleanup"]) == 0
     assert not app_sessions().exists()
     refresh = {"grant_type": "refresh_token", "client_id": app.client_id}

@@ -260,7 +260,7 @@ def test_a_native_app_can_ask_for_sign_in_options(configure, ada):
     response = native_app().post(
         "/authorize-challenge", urlencode(form), content_type="application/x-www-form-urlencoded"
     )
-    assert response.status_code == 400, response.content[:200]
+    assert response.status_code == 403, response.content[:200]  # draft §5.2.2.1
     body = response.json()
     assert body["error"] == "insufficient_authorization"
     assert body["passkey_options"]["rpId"] == "localhost"

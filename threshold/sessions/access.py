@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.db.models import Q
 
 from threshold import clock
 from threshold.accounts.models import User
 from threshold.core.useragent import Client, describe
-from threshold.sessions.models import Session
+from threshold.sessions.models import Session, held_by_app
 from threshold.sessions.store import SignedInWith
 
 # How people read a session's sign-in method (``threshold.sessions.store.SIGN_IN_METHOD``),
@@ -50,17 +51,21 @@ def list_active_sessions(user: User, current_session_key: str | None) -> list[Ac
 
     A session has ended when it is past its expiry date or past the idle or
     absolute timeout, as ``SessionTimeoutMiddleware`` measures them (its row
-    stays until the person's next request or ``threshold cleanup``).
+    stays until the person's next request or ``threshold cleanup``); one an app holds has
+    only the absolute timeout (``delete_timed_out_sessions``).
     """
     now = clock.now()
     rows = (
         Session.objects.filter(
+            held_by_app()
+            | Q(
+                last_activity__gte=datetime.fromtimestamp(
+                    now - settings.THRESHOLD_SESSION_IDLE_TIMEOUT, UTC
+                )
+            ),
             user=user,
             expire_date__gt=datetime.fromtimestamp(now, UTC),
             signed_in_at__gte=datetime.fromtimestamp(now - settings.THRESHOLD_SESSION_MAX_AGE, UTC),
-            last_activity__gte=datetime.fromtimestamp(
-                now - settings.THRESHOLD_SESSION_IDLE_TIMEOUT, UTC
-            ),
         )
         .defer("session_data")
         .order_by("-last_activity", "-signed_in_at", "session_key")

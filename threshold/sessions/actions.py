@@ -21,7 +21,7 @@ from threshold.accounts.signals import access_withdrawn, withdrawing
 from threshold.audit.actions import Action, Origin, record
 from threshold.core import errors
 from threshold.core.assurance import Assurance
-from threshold.sessions.models import Session
+from threshold.sessions.models import Session, held_by_app
 from threshold.sessions.stepup import VERIFIED_AT
 from threshold.sessions.store import (
     LAST_SEEN,
@@ -211,6 +211,8 @@ def delete_timed_out_sessions() -> int:
     ``SessionTimeoutMiddleware`` ends such a session when its browser comes back;
     ``threshold cleanup`` ends the others, so that whoever watches sessions end
     (back-channel logout to apps) hears of every timeout, not only of those.
+    A session a first-party app holds (``held_by_app``) has no idle timeout, only the
+    absolute one: the app's refreshes at /token are its use, which the session never sees.
     A few hundred people at a time, their rows first and in the order of their IDs
     (``lock_users``), as every ending of someone's sessions takes them.
     """
@@ -218,7 +220,7 @@ def delete_timed_out_sessions() -> int:
     idle = timedelta(seconds=settings.THRESHOLD_SESSION_IDLE_TIMEOUT)
     longest = timedelta(seconds=settings.THRESHOLD_SESSION_MAX_AGE)
     timed_out = Session.objects.exclude(user=None).filter(
-        Q(last_activity__lt=now - idle) | Q(signed_in_at__lt=now - longest)
+        (Q(last_activity__lt=now - idle) & ~held_by_app()) | Q(signed_in_at__lt=now - longest)
     )
     people = sorted(set(timed_out.values_list("user_id", flat=True)))
     count = 0

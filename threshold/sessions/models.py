@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import models
+from django.db.models import Q
 
 
 class Session(AbstractBaseSession):
@@ -27,9 +28,14 @@ class Session(AbstractBaseSession):
     sign_in_method = models.CharField(max_length=32, blank=True)
     signed_in_at = models.DateTimeField(null=True)
     last_activity = models.DateTimeField(null=True)
-    # The first-party app that holds this session (its name when it signed in), for one an app
-    # signed in to inside itself (threshold/sso/firstparty.py): no browser has its cookie.
+    # The first-party app that holds this session (its name when it signed in: Settings' label),
+    # for one an app signed in to inside itself (threshold/sso/firstparty.py): no browser has
+    # its cookie. ``app_client_id`` names the app stably (its name may change): what the app's
+    # own logout and "Sign out of this app" end (threshold/sso/actions.py). Such a session
+    # ends at the absolute timeout, not the idle one: the app's refreshes are its use, and
+    # Threshold's session never sees them (``held_by_app``).
     app_name = models.CharField(max_length=100, blank=True, default="")
+    app_client_id = models.CharField(max_length=100, blank=True, default="")
 
     class Meta:
         verbose_name = "session"
@@ -43,3 +49,8 @@ class Session(AbstractBaseSession):
         from threshold.sessions.store import SessionStore  # noqa: PLC0415 - store imports this
 
         return SessionStore
+
+
+def held_by_app() -> Q:
+    """The sessions a first-party app holds (``Session.app_name``, ``app_client_id``)."""
+    return ~Q(app_name="") | ~Q(app_client_id="")

@@ -60,6 +60,8 @@ SIGN_IN_ACR = "threshold.acr"  # a threshold.core.assurance.Acr value, or None
 # The name of the first-party app that holds the session (threshold/sso/firstparty.py): a
 # session signed in to inside an app, with no browser. Absent for a browser's.
 SIGN_IN_APP = "threshold.sign_in_app"
+# That app's client_id (``Session.app_client_id``): its name may change, this does not.
+SIGN_IN_APP_CLIENT = "threshold.sign_in_app_client"
 
 
 _KEY_LENGTH = 32  # Django's
@@ -109,6 +111,7 @@ class SessionStore(db.SessionStore):
             session.signed_in_at = _at(data.get(SIGNED_IN_AT))
             session.last_activity = _at(data.get(LAST_SEEN))
             session.app_name = str(data.get(SIGN_IN_APP) or "")[:100]
+            session.app_client_id = str(data.get(SIGN_IN_APP_CLIENT) or "")[:100]
         return session
 
     def _get_new_session_key(self) -> str:

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 
 from threshold.accounts.actions import lock_user, lock_users
 from threshold.accounts.models import User
@@ -22,9 +23,11 @@ from threshold.core import errors
 from threshold.core.names import clean_name
 from threshold.groups.access import get_group
 from threshold.groups.models import Group
+from threshold.sessions.models import Session
 from threshold.sso.access import list_unassigned_holders
 from threshold.sso.logout import enqueue
 from threshold.sso.models import Algorithm, Application, AppSignIn, private_use_scheme
+from threshold.sso.sessions import SID
 from threshold.sso.validator import hash_secret, lock_apps, revoke_tokens
 
 APP_NAME_MAX_LENGTH = 100
@@ -428,6 +431,8 @@ def do_sign_out_of_app(user: User, application: Application, origin: Origin) -> 
     lock_user(user)
     count = revoke_tokens(user, application=application)
     _tell_app(user, application, "signed_out_of_app")
+    # The Threshold sessions the app holds for them (signed in inside it) end with it.
+    sessions = end_app_sessions(user, application)
     record(
         Action.SSO_TOKENS_REVOKED,
         origin,
@@ -436,7 +441,43 @@ def do_sign_out_of_app(user: User, application: Application, origin: Origin) -> 
         reason="signed_out_of_app",
         app=application.client_id,
         tokens=count,
+        sessions=sessions,
     )
+    return count
+
+
+def end_app_sessions(
+    user: User, application: Application, *, sids: Iterable[str] | None = None
+) -> int:
+    """End the Threshold sessions ``application`` holds for ``user`` (a first-party app's
+    sign-in inside itself, ``firstparty.py``: ``Session.app_client_id``), or only those of
+    them issued as ``sids``; never a browser's. How many there were. In the caller's
+    transaction, which took the person's row first (``lock_user``) and audits why; each
+    session's end tells its apps as any ending does (``apps.session_ended``).
+
+    A session written before ``app_client_id`` existed names the app only by its name then:
+    it is this app's if this app was signed in to from it (its ``sid``'s ``AppSignIn``)."""
+    held = Session.objects.filter(user=user).filter(
+        Q(app_client_id=application.client_id) | (Q(app_client_id="") & ~Q(app_name=""))
+    )
+    candidates = list(held.only("session_key", "session_data", "app_client_id"))
+    if not candidates:
+        return 0
+    wanted = None if sids is None else set(sids)
+    mine = set(
+        AppSignIn.objects.filter(user=user, application=application).values_list("sid", flat=True)
+    )
+    keys = []
+    for session in candidates:
+        sid = session.get_decoded().get(SID)
+        if session.app_client_id != application.client_id and sid not in mine:
+            continue
+        if wanted is not None and sid not in wanted:
+            continue
+        keys.append(session.session_key)
+    if not keys:
+        return 0
+    count, _ = Session.objects.filter(user=user, session_key__in=keys).delete()
     return count
 
 

@@ -6,17 +6,19 @@ as the challenge.
 administrator marked first-party (``Application.first_party``), authenticated as at ``/token``
 (a public app by its ``client_id``, a confidential one with its secret: DOT's validator).
 
-1. The authorization request (``client_id``, ``scope``, PKCE S256, ``acr_values``, ``nonce``)
-   is answered ``insufficient_authorization`` (§5.2.2) with an ``auth_session`` and the
-   ``passkey_options`` to give Credential Manager or AuthenticationServices: the sign-in
-   page's discoverable options (``do_begin_sign_in``). The ``auth_session`` is the ceremony's
-   signed token (``passkeys.pending``, its own kind ``APP_SIGN_IN``) carrying the
+1. The authorization request (``client_id``, ``response_type=code`` or none, ``scope``, PKCE
+   S256, ``acr_values``, ``nonce``, ``id_token_hint``) is answered ``insufficient_authorization``
+   (§5.2.2, 403 as §5.2.2.1 says) with an ``auth_session`` and the ``passkey_options`` to give
+   Credential Manager or AuthenticationServices: the sign-in page's discoverable options
+   (``do_begin_sign_in``), or only the hinted person's passkeys. The ``auth_session`` is the
+   ceremony's signed token (``passkeys.pending``, its own kind ``APP_SIGN_IN``) carrying the
    authorization request too: nothing is written.
 2. ``auth_session`` and ``passkey_response`` (the credential's ``toJSON()``) are verified by
    the sign-in's own action (``do_finish_sign_in``: the challenge used once, the counter, the
    policy, the audit rows); the person must be assigned the app and meet the ``acr_values``.
    Then, in one transaction with the sign-in, a Threshold session the app holds (no cookie;
-   Settings names it by the app; it ends, and the app's tokens with it, as a browser's does)
+   Settings names it by the app; it ends, and the app's tokens with it, as a browser's does,
+   but at the absolute timeout only, and with the app's logout or "Sign out of this app")
    and a code issued through DOT's grant (``views.issue_code``), bound to that session
    (``AppSignIn``: its ``sid``, ``auth_time``, ``amr``, ``acr``). 200 ``authorization_code``
    (§5.1), exchanged at ``/token`` with the PKCE verifier.
@@ -65,11 +67,12 @@ from threshold.passkeys.pending import Ceremonies, CeremonyKind, TakenCeremony, 
 from threshold.policy.access import policy_for
 from threshold.sessions.actions import new_signed_in_session
 from threshold.sessions.models import Session
-from threshold.sessions.store import SIGN_IN_APP, SIGNED_IN_AT
-from threshold.sso.models import Application
-from threshold.sso.sessions import SID, SessionFacts
+from threshold.sessions.store import SIGN_IN_APP, SIGN_IN_APP_CLIENT, SIGNED_IN_AT
+from threshold.sso.models import Application, AppSignIn
+from threshold.sso.sessions import SID, SessionFacts, subject_of
 from threshold.sso.validator import FACTS, PKCE_VALUE, may_use, per_request
 from threshold.sso.views import (
+    hint_claims,
     issue_code,
     nonce_max_length,
     oauth_error,
@@ -90,6 +93,12 @@ _UNSUPPORTED_PARAMETERS = {
 }
 # What the audit log says of the endpoint's rows.
 _ENDPOINT = "authorize_challenge"
+
+
+class HintMismatch(errors.AppSignInError):
+    """The passkey is of someone other than the person the app's id_token_hint names."""
+
+    code = "id_token_hint_mismatch"
 
 
 class _Refused(Exception):
@@ -254,6 +263,11 @@ def _challenge(
     for parameter, unsupported in _UNSUPPORTED_PARAMETERS.items():
         if parameter in params:
             raise _Refused(unsupported, f"{parameter} is not supported.")
+    # The draft (§5.1) makes response_type REQUIRED, and only the code flow is served here.
+    # Its absence is accepted as "code": the draft's own example requests, and the clients
+    # written from them, leave it out (docs/operations.md).
+    if params.get("response_type", "code") != "code":
+        raise _Refused("unsupported_response_type", "Only response_type=code is supported.")
     validator = oauth2_settings.OAUTH2_VALIDATOR_CLASS()
     scopes = scope_to_list(params.get("scope") or "") or list(
         validator.get_default_scopes(application.client_id, oauth_request)
@@ -278,13 +292,16 @@ def _challenge(
         raise _Refused(
             "redirect_to_web",
             "This needs the person's consent: use /authorize in the browser.",
+            status=403,  # draft §5.2.2.1
             reason="consent_required",
         )
     wanted = [value for value in params.get("acr_values", "").split() if value in set(Acr)]
+    subject, username = _hinted(params)
     ceremonies = Ceremonies()
     policy = policy_for(request)
     options = do_begin_sign_in(
         ceremonies,
+        username=username,
         policy=policy,
         kind=CeremonyKind.APP_SIGN_IN,
         context={
@@ -293,10 +310,11 @@ def _challenge(
             "code_challenge": params["code_challenge"],
             "nonce": nonce,
             "acr": wanted,
+            "subject": subject,
         },
     )
-    # Discoverable: no credential list (Credential Manager and AuthenticationServices offer
-    # the person's passkeys for the RP ID).
+    # Discoverable, without an id_token_hint: no credential list (Credential Manager and
+    # AuthenticationServices offer the person's passkeys for the RP ID).
     if not options.get("allowCredentials"):
         options.pop("allowCredentials", None)
     auth_session, _expires_at = ceremonies.issued[CeremonyKind.APP_SIGN_IN]
@@ -307,8 +325,32 @@ def _challenge(
             "auth_session": auth_session,
             "passkey_options": options,
         },
-        400,
+        403,  # draft §5.2.2.1: insufficient_authorization is answered 403
     )
+
+
+def _hinted(params: dict[str, str]) -> tuple[str, str | None]:
+    """An ``id_token_hint``, verified as /authorize verifies it (``views.hint_claims``): the
+    ``sub`` the sign-in must be (the second request refuses anyone else's passkey) and, when
+    the sign-in it was issued in names them, that person's username, whose passkeys alone are
+    offered (``allowCredentials``). ``("", None)`` without a hint; one that is not our ID
+    token is ``invalid_request``, as at /authorize."""
+    hint = params.get("id_token_hint")
+    if not hint:
+        return "", None
+    claims = hint_claims(hint)
+    subject = claims.get("sub") if claims is not None else None
+    if not isinstance(subject, str) or not subject:
+        raise _Refused("invalid_request", "Bad id_token_hint.", reason="id_token_hint_invalid")
+    sid = claims.get("sid") if claims is not None else None
+    sign_in = (
+        AppSignIn.objects.filter(sid=sid).select_related("user").first()
+        if isinstance(sid, str) and sid
+        else None
+    )
+    if sign_in is None or subject_of(sign_in.user) != subject:
+        return subject, None  # nobody to offer passkeys of: the second request still checks
+    return subject, sign_in.user.username
 
 
 # --- The second request: the passkey's response, and the code --------------------------------
@@ -323,6 +365,7 @@ class _AuthorizationRequest:
     code_challenge: str
     nonce: str
     acr: list[Acr]
+    subject: str  # the id_token_hint's sub, or ""
 
     @classmethod
     def of(cls, taken: TakenCeremony) -> _AuthorizationRequest:
@@ -335,6 +378,7 @@ class _AuthorizationRequest:
                 code_challenge=str(context["code_challenge"]),
                 nonce=str(context["nonce"]),
                 acr=[Acr(value) for value in acr],
+                subject=str(context.get("subject") or ""),
             )
         except (KeyError, TypeError, ValueError):
             raise _Refused("invalid_session", "The auth_session is not valid.") from None
@@ -400,6 +444,9 @@ def _finish(
     def session_for(signed_in: SignedIn) -> Session:
         # Once the signature verified, before the session is written: the app's own rules.
         # A refusal here is the sign-in's (audited with its reason, the challenge used up).
+        if asked.subject and subject_of(signed_in.user) != asked.subject:
+            # Answered as any failed verification: it does not tell whose passkey it was.
+            raise HintMismatch("not the person the id_token_hint names")
         if not may_use(application, signed_in.user):
             raise errors.AppNotAssigned(application.client_id)
         acr = signed_in.assurance.acr
@@ -410,7 +457,11 @@ def _finish(
             origin,
             signed_in.assurance,
             user_verified=signed_in.user_verified,
-            extra={SID: sid, SIGN_IN_APP: application.name},
+            extra={
+                SID: sid,
+                SIGN_IN_APP: application.name,
+                SIGN_IN_APP_CLIENT: application.client_id,
+            },
         )
 
     refusal: errors.ThresholdError | None = None
@@ -482,7 +533,10 @@ def _issue(
     sid: str,
 ) -> str:
     """A code through DOT's grant, as /authorize issues one (``views.issue_code``): no
-    redirect URI was named (the grant keeps the app's default, so ``/token`` needs none)."""
+    redirect URI was named (``AppSignIn.redirect_uri_named`` False), so ``/token`` takes the
+    code without one whatever the app's registered URIs are (the validator's
+    ``get_default_redirect_uri``). The grant keeps the app's first registered URI, if any:
+    DOT's ``default_redirect_uri`` raises for an app with several."""
     session = signed_in.session
     assert session is not None  # noqa: S101 - session_for always gives one
     data = session.get_decoded()
@@ -493,7 +547,7 @@ def _issue(
         acr="" if signed_in.assurance.acr is None else str(signed_in.assurance.acr),
     )
     oauth_request.response_type = "code"
-    oauth_request.redirect_uri = application.default_redirect_uri
+    oauth_request.redirect_uri = next(iter(application.redirect_uris.split()), "")
     oauth_request.using_default_redirect_uri = True
     oauth_request.code_challenge = asked.code_challenge
     oauth_request.code_challenge_method = "S256"

@@ -326,6 +326,14 @@ class Validator(OAuth2Validator):
     def get_default_redirect_uri(
         self, client_id: str, request: Any, *args: Any, **kwargs: Any
     ) -> str | None:
+        # At /token (a code's exchange naming no redirect_uri): a code whose authorization
+        # request named none (``AppSignIn.redirect_uri_named`` False: a first-party app's
+        # /authorize-challenge, or a plain OAuth request) needs none, whatever the app's URIs
+        # are now; the grant's own is what it was issued for. A code whose request named one
+        # gets today's answer (confirm_redirect_uri: RFC 6749 §4.1.3).
+        exchanged = _exchanged_unnamed(self, request)
+        if exchanged is not None:
+            return exchanged
         # OpenID Connect Core §3.1.2.1: an OpenID request must name its redirect_uri; only a
         # plain OAuth one falls back to the app's one registered URI (RFC 6749 §3.1.2.3).
         # None: oauthlib's MissingRedirectURIError, the "not valid" page (views._authorize).
@@ -358,9 +366,11 @@ class Validator(OAuth2Validator):
             return False
         sign_in, _grant = self._code(code)
         named = sign_in is None or sign_in.redirect_uri_named
-        if (getattr(request, "using_default_redirect_uri", False) and named) or not (
-            grant.redirect_uri_allowed(redirect_uri)
-        ):
+        using_default = getattr(request, "using_default_redirect_uri", False)
+        if not named and using_default:
+            # None was named, none is: the grant's own (get_default_redirect_uri).
+            return True
+        if (using_default and named) or not grant.redirect_uri_allowed(redirect_uri):
             # RFC 6749 §5.2: a grant that "does not match the redirection URI used in the
             # authorization request" is invalid_grant (oauthlib's own refusal would say
             # invalid_request).
@@ -754,6 +764,28 @@ class Validator(OAuth2Validator):
         kid = header.get("kid") if isinstance(header, dict) else None
         key = keys.key_by_kid(kid) if isinstance(kid, str) else None
         return None if key is None else key.key
+
+
+# What get_default_redirect_uri answers for a code exchanged without a redirect_uri whose
+# grant holds none (an app registered without one signing in inside itself): oauthlib refuses
+# an empty default, and nothing reads it once confirm_redirect_uri accepted it.
+_NONE_NAMED = "urn:threshold:redirect-uri:none-named"
+
+
+def _exchanged_unnamed(validator: Validator, request: Any) -> str | None:
+    """At /token, for a code whose authorization request named no redirect_uri: the grant's
+    (or ``_NONE_NAMED``). None otherwise (not a code's exchange, an unknown code, or one whose
+    request named a redirect_uri)."""
+    code = getattr(request, "code", None)
+    if getattr(request, "grant_type", None) != "authorization_code" or not isinstance(code, str):
+        return None
+    if not storable(code):
+        return None
+    grant = validator._grant(code, getattr(request, "client", None))  # noqa: SLF001
+    sign_in, _grant = validator._code(code)  # noqa: SLF001
+    if grant is None or sign_in is None or sign_in.redirect_uri_named:
+        return None
+    return str(grant.redirect_uri or _NONE_NAMED)
 
 
 def _assigned(access_token: Any) -> bool:

@@ -68,7 +68,7 @@ from threshold.sessions.middleware import forget_signed_in
 from threshold.sessions.store import SIGNED_IN_AT
 from threshold.sso import cors, keys
 from threshold.sso.access import access_signed_in_app, issuer
-from threshold.sso.actions import do_sign_out_of_app
+from threshold.sso.actions import do_sign_out_of_app, end_app_sessions
 from threshold.sso.models import OFFLINE_ACCESS, Algorithm, Application, AppSignIn
 from threshold.sso.responses import ResponseMode, is_web_uri, respond, response_mode_of
 from threshold.sso.sessions import SID, facts_of, subject_of
@@ -336,9 +336,16 @@ def _has_method_for(user: User, wanted: list[Acr]) -> bool:
     return _passkeys_for(user, wanted).exists()
 
 
+def hint_claims(hint: str) -> dict[str, Any] | None:
+    """An id_token_hint's claims if it is one of our ID tokens (its signature verifies, as
+    ``keys.verified_claims`` checks it; expired ones too, as OpenID Connect Core §3.1.2.1
+    allows), else None: /authorize's check, and /authorize-challenge's (firstparty.py)."""
+    return keys.verified_claims(hint)
+
+
 def _hint_matches(hint: str, user: User) -> bool | None:
     """True/False: the id_token_hint names this person or not; None: it is not our ID token."""
-    claims = keys.verified_claims(hint)
+    claims = hint_claims(hint)
     if claims is None:
         return None
     return bool(claims.get("sub") == subject_of(user))
@@ -1144,14 +1151,21 @@ class EndSessionView(RPInitiatedLogoutView):  # DOT ships no types
             # (Keycloak and Okta end only the session logged out, and a Sign out revokes only
             # its own session's).
             sids = sorted({sid for sid in (self.hint_sid, self._this_sid()) if sid})
+            sessions = 0
             if user is not None and application is not None and sids:
                 revoke_tokens(user, application=application, sids=sids, keep_offline=True)
+                # A first-party app's logout with the ID token of its own sign-in (no browser
+                # session to sign out): the Threshold session it holds ends too. Never a
+                # browser's: sign_out below ends this browser's.
+                sessions = end_app_sessions(user, application, sids=sids)
+            ended: dict[str, Any] = {"sessions": sessions} if sessions else {}
             record(
                 Action.SSO_LOGOUT,
                 audit_origin(self.request),
                 actor=user,
                 subject=user,
                 app=getattr(application, "client_id", ""),
+                **ended,
             )
             if self.request.user.is_authenticated:
                 sign_out(self.request)
