@@ -206,6 +206,18 @@ def test_a_stranger_cannot_use_up_a_persons_pushes(ada: Person, clock: FrozenClo
     assert start_push(own, ADA).status_code == 200
 
 
+def test_the_limits_count_pushes_by_the_servers_clock(ada: Person, clock: FrozenClock) -> None:
+    """A push's time is the clock the limits read (a fixed one here, an hour past the real
+    time): the second push from one browser finds the first waiting, as it did before the
+    limits counted a window (a browser test's server, its clock moved on, saw both sent)."""
+    with_device(ada, clock)
+    clock.advance(3600)
+    browser = Browser(REMOTE_ADDR="203.0.113.7")
+    assert start_push(browser, ADA).status_code == 200
+    again = Browser(REMOTE_ADDR="203.0.113.7")
+    assert start_push(again, ADA).status_code == 409
+
+
 def test_an_office_behind_one_address_can_send_more_than_thirty_pushes(
     ada: Person, clock: FrozenClock
 ) -> None:

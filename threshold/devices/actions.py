@@ -900,7 +900,10 @@ def _send_push(
     persons = unused.filter(username_hash=username_hash)
     # An address every client shares (loopback, unknown) is one network for everyone.
     from_here = persons.filter(network=network)
-    if from_here.filter(state=PushState.PENDING, expires_at__gt=now).exists():
+    waiting = SignInApproval.objects.filter(
+        username_hash=username_hash, network=network, state=PushState.PENDING, expires_at__gt=now
+    )
+    if waiting.exists():
         raise errors.PushPending()
     if from_here.count() >= PUSH_LIMIT:
         raise errors.PushLimitReached()
@@ -915,6 +918,7 @@ def _send_push(
     secret = secrets.token_urlsafe(32)
     approval = SignInApproval.objects.create(
         public_id=new_public_id(),
+        created_at=now,  # the clock the limits count with
         username_hash=username_hash,
         user=user,
         is_delivered=not reason,
