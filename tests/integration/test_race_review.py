@@ -232,7 +232,9 @@ def test_one_address_invited_in_two_spellings_at_once_is_one_person() -> None:
             form(second, "/admin/people/invite", email=pasted, name="Ada"),
         ]
     )
-    assert [status(a) for a in answers] == [303, 303], answers
+    # Both invited: 303 to the person's page, or 200 with the link shown when the other's
+    # newer link (which replaced this one's) had not been emailed yet as this one answered.
+    assert all(status(a) in (200, 303) for a in answers), answers
     invited = User.objects.exclude(username__startswith="admin")
     assert invited.count() == 1, [
         ascii(name) for name in invited.values_list("username", flat=True)
