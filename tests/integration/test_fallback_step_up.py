@@ -106,3 +106,21 @@ def test_the_passkey_step_up_refuses_to_begin_without_passkeys(fallback_only):
     )
     assert answer.status_code == 400
     assert "publicKey" not in answer.json()
+
+
+@pytest.mark.parametrize(
+    "form",
+    [{}, {"password": "a\x00b", "code": "123456"}, {"password": PASSWORD, "code": "9" * 5000},
+     {"password": "p" * 100_000, "code": "123456"}],
+    ids=["missing", "nul", "huge_code", "huge_password"],
+)  # fmt: skip
+def test_bad_input_is_a_4xx_in_words_and_verifies_nothing(fallback_only, form):
+    answer = fallback_only.client.post(
+        STEP_UP, {**form, "csrfmiddlewaretoken": fallback_only.csrf_token()}
+    )
+    assert 400 <= answer.status_code < 500
+    body = answer.content.decode()
+    # The form again with the catalog's words, or (a body over every form's cap) the catalog's
+    # bad_request page.
+    assert 'id="fallback-error"' in body or "<code>bad_request</code>" in body
+    assert fallback_only.get(ADD).status_code == 303  # still not verified

@@ -72,10 +72,12 @@ from threshold.sso.models import Application, AppSignIn
 from threshold.sso.sessions import SID, SessionFacts, subject_of
 from threshold.sso.validator import FACTS, PKCE_VALUE, may_use, per_request
 from threshold.sso.views import (
+    as_given,
     hint_claims,
     issue_code,
     nonce_max_length,
     oauth_error,
+    oauth_failed,
     oauth_json,
     oauth_wrong_method,
     oauthlib_core,
@@ -123,17 +125,12 @@ class _Refused(Exception):
 
 
 def _failure(request: HttpRequest, unavailable: bool) -> HttpResponse:
-    """A failure under the view (the database): OAuth's JSON, without CORS (``oauth_failure``
-    would add it for a browser app's origin)."""
+    """A failure under the view (the database): OAuth's JSON (``oauth_failed``), without
+    the CORS ``oauth_failure`` adds for a browser app's origin; a 503 says when to retry."""
+    response = oauth_failed(unavailable)
     if unavailable:
-        response = oauth_error(
-            "temporarily_unavailable",
-            "Threshold is briefly unavailable: try again in a moment.",
-            503,
-        )
         response["Retry-After"] = "1"
-        return response
-    return oauth_error("server_error", "Threshold could not answer this.", 500)
+    return response
 
 
 def _body_refused(request: HttpRequest) -> HttpResponse:
@@ -170,7 +167,7 @@ def authorize_challenge(request: HttpRequest) -> HttpResponse:
                     Action.SSO_REFUSED,
                     audit_origin(request),
                     reason=refused.reason,
-                    app=_as_given(_params_for_audit(request).get("client_id", "")),
+                    app=as_given(_params_for_audit(request).get("client_id", "")),
                     endpoint=_ENDPOINT,
                 )
             response = oauth_error(refused.error, refused.description, refused.status)
@@ -187,10 +184,6 @@ def _params_for_audit(request: HttpRequest) -> dict[str, str]:
         return {name: value for name, value in request.POST.items() if isinstance(value, str)}
     except Exception:  # noqa: BLE001 - only for the audit log's client_id
         return {}
-
-
-def _as_given(value: object, length: int = 200) -> str:
-    return "".join(c for c in str(value or "")[:length] if c >= " " and c != "\x7f")
 
 
 def _params(request: HttpRequest) -> dict[str, str]:

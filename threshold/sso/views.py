@@ -205,7 +205,7 @@ def oauthlib_core() -> Any:
     return _OAuthLib.get_oauthlib_core()
 
 
-def _as_given(value: object, length: int = 200) -> str:
+def as_given(value: object, length: int = 200) -> str:
     """A value from the request, for the audit log: no control characters (PostgreSQL's JSON
     refuses NUL), at most ``length`` characters."""
     return "".join(c for c in str(value or "")[:length] if c >= " " and c != "\x7f")
@@ -413,7 +413,7 @@ def _posted_as_get(request: HttpRequest, **audited: Any) -> HttpResponse:
             audit_origin(request),
             person,
             reason="invalid_request",
-            app=_as_given(request.POST.get("client_id") or request.GET.get("client_id", "")),
+            app=as_given(request.POST.get("client_id") or request.GET.get("client_id", "")),
             url_length=len(target),
             files=len(request.FILES),
             **audited,
@@ -452,7 +452,7 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             audit_origin(request),
             person,
             reason=_FATAL_REASONS.get(type(error.oauthlib_error), error.oauthlib_error.error),
-            app=_as_given(request.GET.get("client_id", "")),
+            app=as_given(request.GET.get("client_id", "")),
         )
         return _problem(request, "app_link_invalid", 400)
     except OAuthToolkitError as error:
@@ -469,7 +469,7 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             audit_origin(request),
             person,
             reason="pkce_missing" if missing_pkce else reason,  # as _refuse's plain PKCE
-            app=_as_given(request.GET.get("client_id", "")),
+            app=as_given(request.GET.get("client_id", "")),
         )
         # oauthlib raises some errors without the request (a malformed ``claims``), so
         # without its redirect URI and state: the app still gets its error, if the redirect
@@ -867,16 +867,21 @@ def oauth_failure(request: HttpRequest, unavailable: bool) -> HttpResponse:
     OAuth error in RFC 6749 §5.2's JSON, never a page. ``temporarily_unavailable`` (503, with
     Retry-After) while the database fails, else ``server_error`` (500). Not audited: the
     database may be what failed; Django's log has the error."""
+    response = oauth_failed(unavailable)
+    cors.allow_as_last_read(request, response)  # a browser app reads why, too
+    return response
+
+
+def oauth_failed(unavailable: bool) -> JsonResponse:
+    """The JSON of ``oauth_failure``: ``temporarily_unavailable`` (503) or ``server_error``
+    (500)."""
     if unavailable:
-        response = oauth_error(
+        return oauth_error(
             "temporarily_unavailable",
             "Threshold is briefly unavailable: try again in a moment.",
             503,
         )
-    else:
-        response = oauth_error("server_error", "Threshold could not answer this.", 500)
-    cors.allow_as_last_read(request, response)  # a browser app reads why, too
-    return response
+    return oauth_error("server_error", "Threshold could not answer this.", 500)
 
 
 _BODY_UNREADABLE = "The request body cannot be read."
@@ -990,8 +995,8 @@ def token(request: HttpRequest) -> HttpResponse:
             Action.SSO_TOKEN_REFUSED,
             audit_origin(request),
             reason=error,
-            app=_as_given(request.POST.get("client_id", "")),
-            grant_type=_as_given(request.POST.get("grant_type", ""), 40),
+            app=as_given(request.POST.get("client_id", "")),
+            grant_type=as_given(request.POST.get("grant_type", ""), 40),
         )
     return response
 
