@@ -146,12 +146,6 @@ def test_an_app_that_keeps_refreshing_stays_signed_in(
     assert (ended.status_code, ended.json()["error"]) == (400, "invalid_grant")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known, left alone: a refresh token without offline_access works until "
-    "'threshold cleanup' (hourly) ends its timed-out session, as for browser apps, and "
-    "/token does not look at the session.",
-)
 def test_a_refresh_after_the_apps_session_timed_out_is_refused(
     ada: Person, clock: Any, settings: Any
 ) -> None:
@@ -285,12 +279,6 @@ def test_the_auth_session_is_opaque(ada: Person) -> None:
         assert secretless not in readable
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known, left alone: the follow-up must repeat client_id (401 invalid_client "
-    "without it), since the app authenticates at each call as at /token and every client "
-    "already sends it.",
-)
 def test_a_follow_up_may_leave_out_client_id(ada: Person) -> None:
     app = company_app().application
     asked = challenge(app.client_id)

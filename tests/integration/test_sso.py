@@ -54,6 +54,7 @@ from threshold.groups.actions import do_add_group, do_add_member
 from threshold.groups.models import Membership
 from threshold.passkeys.models import Passkey
 from threshold.sessions import flow
+from threshold.sessions.models import Session
 from threshold.sso import cors, keys
 from threshold.sso.actions import do_add_app, do_assign_app
 from threshold.sso.logout import deliver_due, retry_logouts
@@ -1465,6 +1466,38 @@ def test_signing_out_revokes_the_sessions_tokens_but_those_it_may_keep(ada):
     assert refresh(app, plain["refresh_token"]).json()["error"] == "invalid_grant"
     assert refresh(app, kept["refresh_token"]).status_code == 200
     assert refresh(app, other["refresh_token"]).status_code == 200
+
+
+def test_a_refresh_after_the_session_timed_out_ends_it_without_waiting_for_cleanup(
+    ada, receiver, clock, settings, django_capture_on_commit_callbacks
+):
+    """A refresh token without offline_access lives as long as the Threshold session: one past
+    its idle timeout is refused at once and ends the session there (audited, the app told by
+    back-channel logout), not an hour later when ``threshold cleanup`` runs; a refresh inside
+    the timeouts works, and "Stay signed in to the app" keeps its own."""
+    app = add_app(backchannel_logout_uri=receiver.url)
+    browser = signed_in(ada)
+    plain = full_flow(browser, app)
+    asked = authorize(browser, app, scope="openid offline_access")
+    allowed = browser.client.post(
+        asked.response.wsgi_request.get_full_path(),
+        {"csrfmiddlewaretoken": browser.csrf_token(), "allow": "yes"},
+    )
+    code = parse_qs(urlsplit(allowed["Location"]).query)["code"][0]
+    kept = exchange(app, code, asked.verifier).json()
+    clock.advance(settings.THRESHOLD_SESSION_IDLE_TIMEOUT - 60)
+    inside = refresh(app, plain["refresh_token"])
+    assert inside.status_code == 200, inside.content
+    clock.advance(120)  # the browser never came back: past the idle timeout, no cleanup yet
+    sessions = Session.objects.filter(user=ada.user).count()
+    with django_capture_on_commit_callbacks(execute=True):
+        refused = refresh(app, inside.json()["refresh_token"])
+    assert (refused.status_code, refused.json()["error"]) == (400, "invalid_grant")
+    assert AuditEvent.objects.filter(action="sso.token_refused", reason="session_ended").exists()
+    assert verify_logout_token(receiver.received[0], app)["sid"] == plain["claims"]["sid"]
+    assert Session.objects.filter(user=ada.user).count() == sessions - 1
+    assert not browser.is_signed_in()
+    assert refresh(app, kept["refresh_token"]).status_code == 200
 
 
 def test_a_recovery_revokes_every_apps_tokens_and_tells_them(

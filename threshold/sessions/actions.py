@@ -216,12 +216,7 @@ def delete_timed_out_sessions() -> int:
     A few hundred people at a time, their rows first and in the order of their IDs
     (``lock_users``), as every ending of someone's sessions takes them.
     """
-    now = clock.now_datetime()
-    idle = timedelta(seconds=settings.THRESHOLD_SESSION_IDLE_TIMEOUT)
-    longest = timedelta(seconds=settings.THRESHOLD_SESSION_MAX_AGE)
-    timed_out = Session.objects.exclude(user=None).filter(
-        (Q(last_activity__lt=now - idle) & ~held_by_app()) | Q(signed_in_at__lt=now - longest)
-    )
+    timed_out = Session.objects.exclude(user=None).filter(_timed_out())
     people = sorted(set(timed_out.values_list("user_id", flat=True)))
     count = 0
     for start in range(0, len(people), _PEOPLE_PER_TRANSACTION):
@@ -231,6 +226,26 @@ def delete_timed_out_sessions() -> int:
             deleted, _ = timed_out.filter(user_id__in=batch).delete()
         count += deleted
     return count
+
+
+def _timed_out() -> Q:
+    """The signed-in sessions past their idle or absolute timeout, now (the middleware's rule,
+    on the columns): a session a first-party app holds has only the absolute one."""
+    now = clock.now_datetime()
+    idle = timedelta(seconds=settings.THRESHOLD_SESSION_IDLE_TIMEOUT)
+    longest = timedelta(seconds=settings.THRESHOLD_SESSION_MAX_AGE)
+    return (Q(last_activity__lt=now - idle) & ~held_by_app()) | Q(signed_in_at__lt=now - longest)
+
+
+def end_if_timed_out(user: User, session_key: str) -> bool:
+    """End ``user``'s session ``session_key`` if it is past a timeout, as ``threshold
+    cleanup`` would (whoever watches sessions end hears of it: an app's back-channel logout,
+    its tokens without ``offline_access`` revoked); whether it had timed out. For what must
+    not wait for the browser's next request or the next cleanup: a refresh at /token."""
+    with transaction.atomic():
+        lock_user(user)  # first, as every ending of a session of theirs
+        deleted, _ = Session.objects.filter(_timed_out(), user=user, pk=session_key).delete()
+    return deleted > 0
 
 
 @transaction.atomic

@@ -16,6 +16,8 @@ from django.http import HttpRequest
 
 from threshold.accounts.models import User
 from threshold.core.encoding import b64url_encode
+from threshold.sessions.actions import end_if_timed_out
+from threshold.sessions.models import Session
 from threshold.sessions.store import SIGN_IN_ACR, SIGN_IN_AMR, SIGNED_IN_AT
 
 SID = "threshold.sso.sid"
@@ -45,6 +47,19 @@ def facts_of(request: HttpRequest) -> SessionFacts:
         amr=[str(value) for value in amr] if isinstance(amr, list) else [],
         acr=acr if isinstance(acr, str) else "",
     )
+
+
+def session_lives(user: User, sid: str) -> bool:
+    """Whether ``user``'s Threshold session ``sid`` is still signed in: it exists and is within
+    its timeouts. One past them is ended here and now (its apps hear of it, its tokens without
+    ``offline_access`` are revoked), not at the browser's next request or the next ``threshold
+    cleanup``. A person has a few sessions; each one's data is read to find the sid."""
+    store = Session.get_session_store_class()()
+    sessions = Session.objects.filter(user=user).values_list("session_key", "session_data")
+    for key, data in sessions:
+        if store.decode(data).get(SID) == sid:
+            return not end_if_timed_out(user, key)
+    return False
 
 
 def subject_of(user: User) -> str:
