@@ -288,6 +288,34 @@ def test_a_confidential_app_authenticates_with_its_secret(ada):
     assert done.status_code == 200, done.content
 
 
+def test_the_follow_up_may_leave_out_client_id_but_not_the_secret(ada):
+    """The draft's §5.1: client_id is needed only without client authentication and without
+    an auth_session, which names its client. A confidential app still sends its secret."""
+
+    def without_client_id(auth_session: str, credential: Any, **extra: str):
+        data = {"auth_session": auth_session, "passkey_response": json.dumps(credential)}
+        return app_client().post(CHALLENGE, {**data, **extra})
+
+    public = company_app().application
+    asked = challenge(public.client_id)
+    done = without_client_id(asked.auth_session, ada.authenticator.get(asked.options, APP_ORIGIN))
+    assert done.status_code == 200, done.content
+    tokens = exchange(public.client_id, done.json()["authorization_code"], asked.verifier)
+    assert tokens.status_code == 200, tokens.content
+    new = company_app(name="Confidential app", public=False)
+    client_id, secret = new.application.client_id, new.client_secret
+    asked = challenge(client_id, client_secret=secret)
+    credential = ada.authenticator.get(asked.options, APP_ORIGIN)
+    before = stored()
+    refused = without_client_id(asked.auth_session, credential)
+    assert (refused.status_code, refused.json()["error"]) == (401, "invalid_client")
+    garbled = without_client_id(asked.auth_session[:-2] + "xx", credential, client_secret=secret)
+    assert (garbled.status_code, garbled.json()["error"]) == (400, "invalid_session")
+    assert stored() == before
+    done = without_client_id(asked.auth_session, credential, client_secret=secret)
+    assert done.status_code == 200, done.content
+
+
 # --- Refusals -----------------------------------------------------------------------------------
 
 

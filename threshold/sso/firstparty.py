@@ -13,7 +13,8 @@ administrator marked first-party (``Application.first_party``), authenticated as
    (``do_begin_sign_in``), or only the hinted person's passkeys. The ``auth_session`` is the
    ceremony's signed token (``passkeys.pending``, its own kind ``APP_SIGN_IN``) carrying the
    authorization request too: nothing is written.
-2. ``auth_session`` and ``passkey_response`` (the credential's ``toJSON()``) are verified by
+2. ``auth_session`` and ``passkey_response`` (the credential's ``toJSON()``; ``client_id`` may
+   be left out, §5.1: it is the one the ``auth_session`` names) are verified by
    the sign-in's own action (``do_finish_sign_in``: the challenge used once, the counter, the
    policy, the audit rows); the person must be assigned the app and meet the ``acr_values``.
    Then, in one transaction with the sign-in, a Threshold session the app holds (no cookie;
@@ -149,6 +150,16 @@ def authorize_challenge(request: HttpRequest) -> HttpResponse:
     with per_request():
         try:
             params = _params(request)
+            if (
+                "auth_session" in params
+                and "client_id" not in params
+                and "HTTP_AUTHORIZATION" not in request.META
+            ):
+                # The draft's §5.1: client_id is required "if the client is not
+                # authenticating with the authorization server and if no auth_session is
+                # included": it is the client the auth_session was issued to. A confidential
+                # app still authenticates, with its secret in the form.
+                params["client_id"] = _asked_in(params["auth_session"]).client_id
             core = oauthlib_core()
             oauth_request = _authenticated_client(core, request, params)
             application: Application = oauth_request.client
