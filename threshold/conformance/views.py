@@ -127,8 +127,8 @@ def attestation_options(request: HttpRequest) -> JsonResponse:
 
 # Conformance tools exercise every authenticator kind, U2F included: the
 # organisation's rules on passkeys apply to the test API neither at
-# registration nor at sign-in.
-_RULES = Policy(refuse_u2f_authenticators=False)
+# registration nor at sign-in (user verification: what each ceremony's options asked).
+_RULES = Policy(refuse_u2f_authenticators=False, user_verification=UserVerification.PREFERRED)
 
 
 @csrf_exempt

@@ -1010,21 +1010,39 @@ class FinishedPush:
 def do_finish_push(
     public_id: str, browser_secret: str, origin: Origin, policy: Policy
 ) -> FinishedPush:
-    """The browser signs in with its approved push, once; or the push's error."""
+    """The browser signs in with its approved push, once; or the push's error.
+
+    A refusal of this browser's push (denied, a wrong number, expired, used, the policy in
+    force: the device app no longer allowed or its device's key not in hardware; the
+    account: locked, deactivated) is audited as ``sign_in.failed`` with the error's code, as
+    a passkey's and as the step-up push's (``step_up.failed``); a push unknown to this
+    browser is not (nothing names a person)."""
+    refused: errors.ThresholdError | None
     with transaction.atomic():
         approval = _browser_push(public_id, browser_secret)
-        if (refused := _push_refusal(approval, PushPurpose.SIGN_IN, policy)) is not None:
-            raise refused
-        assert approval is not None  # noqa: S101 - refused otherwise
-        _use_push(approval)
-        user = approval.user
-        if user is None:
-            raise errors.PushExpired("a push for no one")
-        if (refused := user.sign_in_refusal()) is not None:
-            raise refused
-        _push_used(Action.SIGN_IN_SUCCEEDED, approval, user, origin)
-    hardware_bound = approval.device is not None and approval.device.is_hardware_protected
-    return FinishedPush(user, assurance.for_device_app(hardware_bound=hardware_bound))
+        refused = _push_refusal(approval, PushPurpose.SIGN_IN, policy)
+        user = approval.user if approval is not None else None
+        if refused is None and user is None:
+            refused = errors.PushExpired("a push for no one")
+        if refused is None and user is not None:
+            refused = user.sign_in_refusal()
+        if refused is None:
+            assert approval is not None  # noqa: S101 - refused otherwise
+            assert user is not None  # noqa: S101 - refused otherwise
+            _use_push(approval)
+            _push_used(Action.SIGN_IN_SUCCEEDED, approval, user, origin)
+            hardware_bound = approval.device is not None and approval.device.is_hardware_protected
+            return FinishedPush(user, assurance.for_device_app(hardware_bound=hardware_bound))
+        if approval is not None and user is not None:
+            record(
+                Action.SIGN_IN_FAILED,
+                origin,
+                subject=user,
+                reason=refused.code,
+                method=SignedInWith.DEVICE_APP,
+                push=approval.public_id,
+            )
+    raise refused
 
 
 def do_finish_step_up_push(
@@ -1097,8 +1115,18 @@ def _push_refusal(
         approver is not None and (approver.revoked_at is not None or not approver.is_active)
     ):
         return errors.PushExpired("expired, or the device that approved it was removed")
-    if policy is not None and not policy.allow_device_app_sign_in:
+    return None if policy is None else _policy_refusal(approver, policy)
+
+
+def _policy_refusal(approver: Device | None, policy: Policy) -> errors.ThresholdError | None:
+    """Why the policy in force refuses a push ``approver`` answered (None: it does not)."""
+    if not policy.allow_device_app_sign_in:
         return errors.DeviceAppNotAllowed()
+    if policy.require_hardware_device_key and not (
+        approver is not None and approver.is_hardware_protected
+    ):
+        # Required since it answered (usable_devices decides whom a push is sent to).
+        return errors.DeviceKeyNotHardware("the device that approved it has no key in a TPM")
     return None
 
 

@@ -204,6 +204,25 @@ class SignedIn:
     session: Session | None = None
 
 
+def _refused_today(
+    in_force: Policy,
+    passkey: Passkey,
+    found: hotpath.Found,
+    verified: ceremony.VerifiedAuthentication,
+) -> errors.ThresholdError | None:
+    """Why the policy in force refuses a verified sign-in with ``passkey`` (None: it does not):
+    its rules and the person's groups', and user verification if it is required now and was
+    not when the ceremony began (its options said "preferred")."""
+    not_allowed = evaluate(in_force, passkey.policy_facts, found.group_rules).error()
+    if (
+        not_allowed is None
+        and in_force.user_verification == UserVerification.REQUIRED
+        and not verified.user_verified
+    ):
+        return errors.UserNotVerified("the policy in force requires it")
+    return not_allowed
+
+
 def do_finish_sign_in(
     ceremonies: Ceremonies,
     credential: object,
@@ -284,9 +303,7 @@ def do_finish_sign_in(
                 raise errors.CredentialNotAllowed("another person's passkey")
             # Today's rules, not those it was registered under. The signature
             # was right, so the counter moves on (§7.2 step 22); the sign-in does not.
-            not_allowed = evaluate(
-                policy or found.policy, passkey.policy_facts, found.group_rules
-            ).error()
+            not_allowed = _refused_today(policy or found.policy, passkey, found, verified)
             if not_allowed is not None:
                 hotpath.update_passkey(
                     passkey, sign_count=verified.sign_count, backup_state=verified.backup_state
