@@ -73,6 +73,7 @@ def test_locking_ends_every_session_and_is_audited(ada):
         "links_revoked": 0,
         "before": {"locked": False},
         "after": {"locked": True, "reason": "laptop stolen"},
+        **Origin.cli().operator(),  # who ran the command
     }
     assert Session.objects.filter(user=bob.user).exists()
 

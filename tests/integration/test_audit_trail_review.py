@@ -404,12 +404,6 @@ def test_a_journey_leaves_precise_attributed_rows_and_no_secret(
 # --- Defects ----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A session ended by its timeout in `threshold cleanup` leaves no audit row "
-    "(sessions.actions.delete_timed_out_sessions records nothing), unlike one ended when its "
-    "browser comes back (session.expired)",
-)
 def test_a_session_timed_out_by_cleanup_has_a_row(ada: Person, clock: FrozenClock) -> None:
     browser = Browser()
     assert_ok(sign_in(browser, ada.authenticator))
@@ -426,11 +420,6 @@ def test_a_session_timed_out_by_cleanup_has_a_row(ada: Person, clock: FrozenCloc
     assert ended, [(row.action, row.reason) for row in rows_after(start)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="session.expired says neither which timeout ended the session (idle or absolute) "
-    "nor anything else: sessions/middleware.py records it with no reason and no detail",
-)
 def test_a_timed_out_session_says_which_timeout(ada: Person, clock: FrozenClock) -> None:
     browser = Browser()
     assert_ok(sign_in(browser, ada.authenticator))
@@ -443,11 +432,6 @@ def test_a_timed_out_session_says_which_timeout(ada: Person, clock: FrozenClock)
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="An app revoking a person's refresh token at /revoke (RFC 7009) leaves no audit "
-    "row: sso.views.revoke is DOT's RevokeTokenView, which records nothing",
-)
 def test_an_app_revoking_a_token_has_a_row(ada: Person, clock: FrozenClock) -> None:
     _, admin = staff("root@example.com", Role.ADMINISTRATOR)
     app = add_app(admin)
@@ -465,12 +449,6 @@ def test_an_app_revoking_a_token_has_a_row(ada: Person, clock: FrozenClock) -> N
     assert any(row.subject_id == ada.user.pk for row in rows), rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A wrong client secret sent with HTTP Basic (client_secret_basic) is audited as "
-    "sso.token_refused invalid_client with app '': sso.views.token reads the client_id "
-    "from the form only, so the row cannot say whose secret was tried",
-)
 def test_a_wrong_client_secret_names_the_app(db: None, clock: FrozenClock) -> None:
     _, admin = staff("root@example.com", Role.ADMINISTRATOR)
     app = add_app(admin)
@@ -487,12 +465,6 @@ def test_a_wrong_client_secret_names_the_app(db: None, clock: FrozenClock) -> No
     assert row.detail["app"] == app.client_id, row.detail
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A refused password sign-in for a username no one has does not record the username "
-    "tried (fallback.actions._check_password), so a password spray against guessed or "
-    "former accounts leaves rows that name nothing",
-)
 def test_an_unknown_username_is_in_its_failure_row(db: None, clock: FrozenClock) -> None:
     tried = "former.employee@example.com"
     response = post(Browser(), "/sign-in/password", {"username": tried, "password": "x"})
@@ -502,12 +474,6 @@ def test_an_unknown_username_is_in_its_failure_row(db: None, clock: FrozenClock)
     assert tried in every_column(row), every_column(row)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.added records neither the redirect URIs nor the logout URIs it was added with "
-    "(sso.actions.do_add_app), and app.removed neither: once an app is removed nothing "
-    "says where it could send codes and tokens",
-)
 def test_an_app_added_records_its_redirect_uris(db: None, clock: FrozenClock) -> None:
     _, admin = staff("root@example.com", Role.ADMINISTRATOR)
     add_app(admin)
@@ -556,12 +522,6 @@ def test_an_expired_push_sign_in_has_a_failure_row(ada: Person, clock: FrozenClo
     assert ("sign_in.failed", "push_expired") in rows, rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="The CSV export leaves cells unquoted unless they hold a comma or quote "
-    "(portal.auditlog.export_csv, csv.writer's QUOTE_MINIMAL): a User-Agent with ';=' becomes "
-    "a formula cell in a spreadsheet that splits on semicolons (Excel in most of Europe)",
-)
 def test_the_csv_export_has_no_formula_behind_a_semicolon(db: None, clock: FrozenClock) -> None:
     attacker = Browser(HTTP_USER_AGENT="Mozilla/5.0;=cmd|' /C calc'!A0")
     post(attacker, "/sign-in/password", {"username": "someone@example.com", "password": "x"})
@@ -574,12 +534,6 @@ def test_the_csv_export_has_no_formula_behind_a_semicolon(db: None, clock: Froze
                 assert not cell.startswith(("=", "+", "-", "@")), (delimiter, cell)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Rows that record a success with a reason (sso.tokens_revoked 'sessions_ended', "
-    "sso.backchannel_logout_sent) are shown as 'Failed' and exported as outcome 'failure': "
-    "portal.auditlog takes any reason for a failure, as the model's comment says it is",
-)
 def test_a_revocation_an_administrator_made_is_not_a_failure(
     ada: Person, clock: FrozenClock
 ) -> None:
@@ -596,11 +550,6 @@ def test_a_revocation_an_administrator_made_is_not_a_failure(
     assert [row["outcome"] for row in revoked] == ["success"] * len(revoked), revoked
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A change made with the `threshold` command names no one: Origin.cli() has no "
-    "operator (no actor, no OS user), so 'who locked this account?' has no answer",
-)
 def test_a_command_line_change_names_its_operator(ada: Person, clock: FrozenClock) -> None:
     assert threshold(["users", "lock", ada.user.username, "--reason", "left"]) == 0
     row = AuditEvent.objects.get(action="user.locked")
@@ -608,11 +557,6 @@ def test_a_command_line_change_names_its_operator(ada: Person, clock: FrozenCloc
     assert row.actor_id is not None or getpass.getuser() in json.dumps(row.detail), row.detail
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`threshold audit` shows no actor: its columns are time, action, reason, subject, "
-    "IP and via (cli/commands/audit.py), so it cannot say which administrator made a change",
-)
 def test_threshold_audit_shows_who_acted(
     ada: Person, clock: FrozenClock, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,11 +8,15 @@ import pytest
 
 from tests.integration.conftest import last_event
 from threshold.accounts.models import User
+from threshold.audit.actions import Origin
 from threshold.cli.main import main
 from threshold.groups.access import group_names_of
 from threshold.groups.models import Group, Membership
 
 pytestmark = pytest.mark.django_db
+
+# What a command's audit row says of who ran it (Origin.cli).
+OPERATOR = Origin.cli().operator()
 
 
 @pytest.fixture
@@ -22,10 +26,10 @@ def ada(db) -> User:
 
 def test_add_a_group_and_members(ada, capsys):
     assert main(["groups", "add", "Engineering"]) == 0
-    assert last_event("group.added").detail == {"group": "Engineering"}
+    assert last_event("group.added").detail == {"group": "Engineering", **OPERATOR}
     assert main(["groups", "add-member", "engineering", "ADA@example.com"]) == 0
     event = last_event("group.member_added")
-    assert (event.subject_id, event.detail) == (ada.pk, {"group": "Engineering"})
+    assert (event.subject_id, event.detail) == (ada.pk, {"group": "Engineering", **OPERATOR})
     assert group_names_of(ada) == ["Engineering"]
     capsys.readouterr()
     assert main(["groups", "list", "--json"]) == 0
@@ -63,7 +67,11 @@ def test_remove_member_and_group(ada, capsys):
     assert "is not in Engineering" in capsys.readouterr().out
     main(["groups", "add-member", "Engineering", "ada@example.com"])
     assert main(["groups", "remove", "Engineering"]) == 0
-    assert last_event("group.removed").detail == {"group": "Engineering", "members": 1}
+    assert last_event("group.removed").detail == {
+        "group": "Engineering",
+        "members": 1,
+        **OPERATOR,
+    }
     assert User.objects.filter(pk=ada.pk).exists()
     assert not Membership.objects.exists()
 

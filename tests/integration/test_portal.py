@@ -839,7 +839,11 @@ def test_users_role_gives_and_takes_a_role(ada, capsys):
     assert User.objects.get(pk=ada.user.pk).portal_role is Role.HELP_DESK
     event = last_event("user.role_changed")
     assert event.via == "cli"
-    assert event.detail == {"before": {"role": ""}, "after": {"role": "helpdesk"}}
+    assert event.detail == {
+        "before": {"role": ""},
+        "after": {"role": "helpdesk"},
+        **Origin.cli().operator(),
+    }
     assert main(["users", "role", "ada@example.com", "none"]) == 0
     assert User.objects.get(pk=ada.user.pk).role == ""
     assert main(["users", "role", "nobody@example.com", "admin"]) == 2

@@ -146,7 +146,12 @@ def test_taking_a_person_out_of_the_apps_group_ends_their_access_at_once(people,
     [event] = revocations(ada)
     assert (event.reason, event.actor, event.via) == ("removed_from_group", admin, "cli")
     # The access token and the refresh token of the one sign-in.
-    assert event.detail == {"app": ledger.client_id, "tokens": 2, "group": "Finance"}
+    assert event.detail == {
+        "app": ledger.client_id,
+        "tokens": 2,
+        "group": "Finance",
+        **Origin.cli().operator(),
+    }
     assert_refused_everywhere(ledger, api, ada_ledger)
     # Another person of the group, and the person's other app: untouched.
     assert_still_live(ledger, api, grace_ledger)
@@ -167,7 +172,12 @@ def test_removing_the_group_ends_every_members_access(people, api):
     for person, tokens in ((ada, ada_ledger), (grace, grace_ledger)):
         [event] = revocations(person)
         assert event.reason == "group_removed"
-        assert event.detail == {"app": ledger.client_id, "tokens": 2, "group": "Finance"}
+        assert event.detail == {
+            "app": ledger.client_id,
+            "tokens": 2,
+            "group": "Finance",
+            **Origin.cli().operator(),
+        }
         assert_refused_everywhere(ledger, api, tokens)
     assert_still_live(wiki, api, ada_wiki)
 
@@ -186,7 +196,7 @@ def test_assigning_the_app_to_other_groups_ends_the_access_of_those_outside_them
 
     [event] = revocations(ada)
     assert event.reason == "app_reassigned"
-    assert event.detail == {"app": ledger.client_id, "tokens": 2}
+    assert event.detail == {"app": ledger.client_id, "tokens": 2, **Origin.cli().operator()}
     assert_refused_everywhere(ledger, api, ada_ledger)
     # Grace is in Audit; Ada's other app of the same group is not this one.
     assert_still_live(ledger, api, grace_ledger)
@@ -316,8 +326,9 @@ def test_a_refresh_locks_its_refresh_token_first_in_one_statement(people):
     """The lock, and the question "still live?", are one SELECT, the first of the
     transaction that writes the new tokens after the app's row is held (the lock order of
     sso.validator.lock_apps: an app removed meanwhile is refused): 18 statements for a
-    group-assigned app (16 before the lock; 18 when the assignment was read again there,
-    locked, which this replaced; 17 before the app's row was held)."""
+    group-assigned app, 19 with the check that the session it came from is still signed in
+    (16 before the lock; 18 when the assignment was read again there, locked, which this
+    replaced; 17 before the app's row was held)."""
     ada, _grace = people
     ledger = finance_app(ada)
     tokens = tokens_for(ada, ledger)
@@ -330,6 +341,7 @@ def test_a_refresh_locks_its_refresh_token_first_in_one_statement(people):
         "SELECT sso_application",
         "SELECT sso_appsignin",
         "SELECT sso_application_groups",
+        "SELECT web_session",  # its session still signed in (no offline_access)
         "SELECT groups_group",  # the ID token's groups claim
         # save_bearer_token's transaction: the app's row, the lock, then DOT's rotation.
         "SELECT sso_application",

@@ -121,7 +121,7 @@ def test_channels_keep_their_stored_values() -> None:
 def test_an_audit_row_stores_and_finds_the_plain_strings(ada) -> None:
     record(Action.USER_LOCKED, Origin.cli(), subject=ada.user, why=Channel.CLI)
     stored = AuditEvent.objects.values_list("action", "via", "detail").first()
-    assert stored == ("user.locked", "cli", {"why": "cli"})
+    assert stored == ("user.locked", "cli", {"why": "cli", **Origin.cli().operator()})
     assert type(stored[0]) is str
     # Rows written before the enum read back, and filter, as its members.
     assert AuditEvent.objects.filter(action=Action.USER_LOCKED, via=Channel.CLI).count() == 1

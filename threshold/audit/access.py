@@ -8,4 +8,6 @@ from threshold.audit.models import AuditEvent
 
 
 def list_events(limit: int = 50) -> QuerySet[AuditEvent]:
-    return AuditEvent.objects.select_related("subject").order_by("-at", "-id")[:limit]
+    """The latest ``limit`` events, newest first, each with its actor (None: anonymous, the
+    command line, or a person since removed)."""
+    return AuditEvent.objects.select_related("actor").order_by("-at", "-id")[:limit]

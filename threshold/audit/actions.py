@@ -6,7 +6,10 @@ describes. Never put secrets or whole credentials in ``detail``.
 
 from __future__ import annotations
 
+import getpass
+import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -100,7 +103,53 @@ class Action(StrEnum):
     AUDIT_REFUSALS_CAPPED = "audit.refusals_capped"
 
 
+# The actions whose every row is a failure or a refusal (the portal's "Failed" outcome and
+# its filter, the export's ``outcome``): an attempt refused, a check that failed, a delivery
+# given up. A row's ``reason`` alone says no such thing: some successes say why they happened
+# (sso.tokens_revoked "sessions_ended", a back-channel logout's "session_ended", a session
+# that ended "account_locked"), and some failures have no reason (push.denied).
+FAILURES: frozenset[str] = frozenset(
+    {
+        Action.SIGN_IN_FAILED,
+        Action.STEP_UP_FAILED,
+        Action.PASSKEY_REGISTRATION_FAILED,
+        Action.PASSKEY_FLAGGED_CLONED,  # a sign-in refused: its counter went back
+        Action.PASSKEY_REMOVAL_REFUSED,
+        Action.FALLBACK_REMOVAL_REFUSED,
+        Action.INVITE_REJECTED,
+        Action.DEVICE_ENROLLMENT_REFUSED,
+        Action.DEVICE_ENROLLMENT_CANCELED,  # canceled by Threshold: wrong codes, a software key
+        Action.DEVICE_REMOVAL_REFUSED,
+        Action.DEVICE_REQUEST_REFUSED,
+        Action.DEVICE_KEY_NOT_ATTESTED,
+        Action.DEVICE_SCREEN_LOCK_REFUSED,
+        Action.DEVICE_SETUP_CODE_REFUSED,
+        Action.PUSH_REFUSED,
+        Action.PUSH_DENIED,  # the person said "not me" on their device
+        Action.SSO_REFUSED,
+        Action.SSO_TOKEN_REFUSED,
+        Action.SSO_INTROSPECTION_REFUSED,
+        Action.SSO_BACKCHANNEL_LOGOUT_FAILED,
+        Action.AUDIT_REFUSALS_CAPPED,  # stands for refusals not written one by one
+    }
+)
+
+
+def is_failure(action: str) -> bool:
+    """Whether a row of ``action`` records a failure or a refusal (``FAILURES``)."""
+    return action in FAILURES
+
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters (PostgreSQL's JSON refuses NUL) and lone surrogates (no driver encodes
+# them), which a value sent by a client may hold.
+_UNSTORABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def as_given(value: object, length: int = 200) -> str:
+    """A value a client or the environment gave, for an audit row: at most ``length``
+    characters, without control characters or lone surrogates."""
+    return _UNSTORABLE.sub("", str(value or "")[:length])
 
 
 class Channel(StrEnum):
@@ -117,6 +166,11 @@ class Origin:
     ip: str | None = None
     user_agent: str = ""
     via: Channel = Channel.WEB
+    # The command line's operator: the operating-system account that ran ``threshold``, and
+    # whoever ran it through sudo (SUDO_USER). Recorded in the row's ``detail`` (``os_user``,
+    # ``sudo_user``): the command line signs no one in, so its rows have no actor.
+    os_user: str = ""
+    sudo_user: str = ""
 
     def __post_init__(self) -> None:
         if _CONTROL.search(self.user_agent):
@@ -126,7 +180,21 @@ class Origin:
 
     @classmethod
     def cli(cls) -> Origin:
-        return cls(via=Channel.CLI)
+        """The command line, run by this process's operating-system user."""
+        return cls(via=Channel.CLI, os_user=_os_user(), sudo_user=os.environ.get("SUDO_USER", ""))
+
+    def operator(self) -> dict[str, str]:
+        """What an audit row's ``detail`` says of the command line's operator (none: {})."""
+        named = {"os_user": self.os_user, "sudo_user": self.sudo_user}
+        return {name: as_given(value, 150) for name, value in named.items() if value}
+
+
+def _os_user() -> str:
+    """The operating-system account this process runs as, or "" when it has no name."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no LOGNAME/USER and a UID with no passwd entry
+        return ""
 
 
 def record(
@@ -138,7 +206,22 @@ def record(
     reason: str = "",
     **detail: Any,
 ) -> AuditEvent:
-    return AuditEvent.objects.create(
+    event = audit_event(action, origin, actor=actor, subject=subject, reason=reason, **detail)
+    event.save(force_insert=True)
+    return event
+
+
+def audit_event(
+    action: Action,
+    origin: Origin,
+    *,
+    actor: Any = None,
+    subject: Any = None,
+    reason: str = "",
+    **detail: Any,
+) -> AuditEvent:
+    """The row ``record`` writes, not written yet: for ``record_all``."""
+    return AuditEvent(
         at=clock.now_datetime(),
         action=action,
         reason=reason,
@@ -148,5 +231,13 @@ def record(
         ip=origin.ip,
         user_agent=origin.user_agent[:512],
         via=origin.via,
-        detail=detail,
+        detail={**detail, **origin.operator()},
     )
+
+
+def record_all(events: Iterable[AuditEvent]) -> None:
+    """Write rows ``audit_event`` made, in one INSERT (per thousand): many at once, as one
+    change ends many sessions."""
+    rows = list(events)
+    if rows:
+        AuditEvent.objects.bulk_create(rows, batch_size=1000)

@@ -42,7 +42,9 @@ class AuditEvent(models.Model):
 
     at = models.DateTimeField(default=timezone.now)  # indexed with id: audit_at_id
     action = models.CharField(max_length=64)  # indexed with at and id: audit_action_at_id
-    # The precise failure reason: a stable ThresholdError code, blank on success.
+    # Why: a failure's precise reason (a stable ThresholdError code), or what a success says
+    # of its cause (sso.tokens_revoked "sessions_ended"); often blank. Whether the row is a
+    # failure is its action's (``failed``), not this.
     reason = models.CharField(max_length=64, blank=True)
     # Who acted (None: anonymous or the command line) and whom it concerned.
     # No database constraint: deleting a person must not rewrite their history.
@@ -100,3 +102,10 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise ValueError("audit events are append-only")
+
+    @property
+    def failed(self) -> bool:
+        """Whether this row records a failure or a refusal (``audit.actions.FAILURES``)."""
+        from threshold.audit.actions import is_failure  # noqa: PLC0415 - it imports this module
+
+        return is_failure(self.action)

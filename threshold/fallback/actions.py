@@ -20,7 +20,7 @@ from threshold.accounts.actions import lock_user
 from threshold.accounts.methods import count_usable_sign_in_methods
 from threshold.accounts.models import User, normalize_username
 from threshold.accounts.notices import MethodChange
-from threshold.audit.actions import Action, Origin, record
+from threshold.audit.actions import Action, Origin, as_given, record
 from threshold.audit.capped import record_capped
 from threshold.audit.models import AuditEvent
 from threshold.core import errors, throttle, totp
@@ -481,8 +481,19 @@ def do_check_password(
             _release_attempt(keys, policy, signed_in=False)
         raise
     return _check_password(
-        user, set_up, password, origin=origin, policy=policy, keys=keys, purpose=purpose
+        user,
+        set_up,
+        password,
+        username=username,
+        origin=origin,
+        policy=policy,
+        keys=keys,
+        purpose=purpose,
     )
+
+
+# A username tried and found no one's is audited as given, at most this long (a username's).
+_USERNAME_AUDITED = 150
 
 
 def _look_up(username: str) -> tuple[User | None, bool]:
@@ -503,6 +514,7 @@ def _check_password(
     set_up: bool,
     password: str,
     *,
+    username: str,
     origin: Origin,
     policy: Policy,
     keys: dict[CounterKind, str],
@@ -518,16 +530,28 @@ def _check_password(
     if correct and user is not None:
         _release_attempt(keys, policy, signed_in=False)
         return user
-    # A username no one has: at the capped rate per network (anyone can send those). The
-    # person a wrong password was for is its subject, never its actor.
-    (record if user is not None else record_capped)(
-        purpose.failed,
-        origin,
-        **({"subject": user} if user is not None else {}),
-        reason=errors.PasswordIncorrect.code,
-        method=FALLBACK,
-        why="wrong password" if usable else "unknown username or no fallback",
-    )
+    why = "wrong password" if usable else "unknown username or no fallback"
+    if user is not None:
+        # The person a wrong password was for is its subject, never its actor.
+        record(
+            purpose.failed,
+            origin,
+            subject=user,
+            reason=errors.PasswordIncorrect.code,
+            method=FALLBACK,
+            why=why,
+        )
+    else:
+        # A username no one has: at the capped rate per network (anyone can send those), with
+        # the username tried, as typed (a spray against guessed or former accounts names them).
+        record_capped(
+            purpose.failed,
+            origin,
+            reason=errors.PasswordIncorrect.code,
+            method=FALLBACK,
+            why=why,
+            username=as_given(username, _USERNAME_AUDITED),
+        )
     raise errors.PasswordIncorrect()
 
 

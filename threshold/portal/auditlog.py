@@ -20,7 +20,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from threshold.accounts.models import User, normalize_username
-from threshold.audit.actions import Action
+from threshold.audit.actions import FAILURES, Action, is_failure
 from threshold.audit.models import AppOf, AuditEvent
 from threshold.core import catalog, errors, spreadsheet
 from threshold.core.catalog import Surface
@@ -173,10 +173,11 @@ def filtered(filters: AuditFilters) -> QuerySet[AuditEvent]:
         events = events.filter(actor_id__in=_person_ids(filters.actor))
     if filters.action:
         events = events.filter(action=filters.action)
+    # By action (``audit.actions.FAILURES``), not by reason: some successes say why.
     if filters.outcome == "failure":
-        events = events.exclude(reason="")
+        events = events.filter(action__in=FAILURES)
     elif filters.outcome == "success":
-        events = events.filter(reason="")
+        events = events.exclude(action__in=FAILURES)
     if filters.reason:
         events = events.filter(reason=filters.reason)
     if filters.app:
@@ -247,7 +248,7 @@ class Explanation:
 
 def explain(event: AuditEvent) -> Explanation | None:
     """The catalog's explanation of a failure row's reason code; None for a success."""
-    if not event.reason:
+    if not event.reason or not is_failure(event.action):
         return None
     cls = _error_classes().get(event.reason)
     if cls is None:
@@ -278,7 +279,7 @@ def _export_row(event: AuditEvent) -> dict[str, Any]:
     return {
         "at": event.at.isoformat(),
         "action": event.action,
-        "outcome": "failure" if event.reason else "success",
+        "outcome": "failure" if is_failure(event.action) else "success",
         "reason": event.reason,
         "subject": event.subject_label,
         "actor": event.actor.username if event.actor is not None else "",
@@ -308,7 +309,8 @@ def _cell(value: Any) -> str:
 
 
 def export_csv(filters: AuditFilters) -> Iterator[str]:
-    writer = csv.writer(_Line())
+    # Every cell quoted: a spreadsheet reads each as one text, commas and all.
+    writer = csv.writer(_Line(), quoting=csv.QUOTE_ALL)
     yield writer.writerow(EXPORT_FIELDS)
     for event in _events(filters):
         row = _export_row(event)

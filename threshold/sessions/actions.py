@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -11,14 +12,14 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.sessions.backends.base import UpdateError
 from django.contrib.sessions.exceptions import SessionInterrupted
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.http import HttpRequest
 
 from threshold import clock
 from threshold.accounts.actions import lock_user, lock_users
 from threshold.accounts.models import User
 from threshold.accounts.signals import access_withdrawn, withdrawing
-from threshold.audit.actions import Action, Origin, record
+from threshold.audit.actions import Action, Origin, audit_event, record, record_all
 from threshold.core import errors
 from threshold.core.assurance import Assurance
 from threshold.sessions.models import Session, held_by_app
@@ -201,21 +202,32 @@ def do_sign_out_other_sessions(user: User, current_session_key: str | None, orig
     return count
 
 
+class Timeout(StrEnum):
+    """Which timeout ended a session (its session.expired row's ``timeout``; stored values).
+    Past both, the absolute one."""
+
+    IDLE = "idle"
+    ABSOLUTE = "absolute"
+
+
 # People whose timed-out sessions ``delete_timed_out_sessions`` ends in one transaction.
 _PEOPLE_PER_TRANSACTION = 500
 
 
-def delete_timed_out_sessions() -> int:
+def delete_timed_out_sessions(origin: Origin | None = None) -> int:
     """End the signed-in sessions past their idle or absolute timeout; returns how many.
 
     ``SessionTimeoutMiddleware`` ends such a session when its browser comes back;
     ``threshold cleanup`` ends the others, so that whoever watches sessions end
-    (back-channel logout to apps) hears of every timeout, not only of those.
+    (back-channel logout to apps) hears of every timeout, not only of those. Each has its
+    session.expired row, as one the middleware ends (``origin``: the command line's by
+    default), written with it.
     A session a first-party app holds (``held_by_app``) has no idle timeout, only the
     absolute one: the app's refreshes at /token are its use, which the session never sees.
     A few hundred people at a time, their rows first and in the order of their IDs
     (``lock_users``), as every ending of someone's sessions takes them.
     """
+    origin = Origin.cli() if origin is None else origin
     timed_out = Session.objects.exclude(user=None).filter(_timed_out())
     people = sorted(set(timed_out.values_list("user_id", flat=True)))
     count = 0
@@ -223,29 +235,80 @@ def delete_timed_out_sessions() -> int:
         batch = people[start : start + _PEOPLE_PER_TRANSACTION]
         with transaction.atomic():
             lock_users(batch)
-            deleted, _ = timed_out.filter(user_id__in=batch).delete()
-        count += deleted
+            count += _end_timed_out(Session.objects.filter(user_id__in=batch), origin)
     return count
 
 
-def _timed_out() -> Q:
+def _timed_out(now: datetime | None = None) -> Q:
     """The signed-in sessions past their idle or absolute timeout, now (the middleware's rule,
     on the columns): a session a first-party app holds has only the absolute one."""
-    now = clock.now_datetime()
+    now = clock.now_datetime() if now is None else now
     idle = timedelta(seconds=settings.THRESHOLD_SESSION_IDLE_TIMEOUT)
-    longest = timedelta(seconds=settings.THRESHOLD_SESSION_MAX_AGE)
-    return (Q(last_activity__lt=now - idle) & ~held_by_app()) | Q(signed_in_at__lt=now - longest)
+    return (Q(last_activity__lt=now - idle) & ~held_by_app()) | Q(signed_in_at__lt=_longest(now))
 
 
-def end_if_timed_out(user: User, session_key: str) -> bool:
+def timed_out_column() -> ExpressionWrapper[Q]:
+    """Whether a session is past a timeout now, as a column of a query of sessions: to find
+    out in the SELECT that reads it, before ``end_if_timed_out`` takes the person's row."""
+    return ExpressionWrapper(_timed_out(), output_field=BooleanField())
+
+
+def _longest(now: datetime) -> datetime:
+    """Sessions signed in before this are past their absolute timeout at ``now``."""
+    return now - timedelta(seconds=settings.THRESHOLD_SESSION_MAX_AGE)
+
+
+def timeout_of(now: float, signed_in_at: float, last_seen: float) -> Timeout | None:
+    """Which timeout a session signed in at ``signed_in_at`` and last seen at ``last_seen``
+    (seconds, as its data holds them) is past at ``now``, if any (the middleware's rule)."""
+    if now - signed_in_at > settings.THRESHOLD_SESSION_MAX_AGE:
+        return Timeout.ABSOLUTE
+    if now - last_seen > settings.THRESHOLD_SESSION_IDLE_TIMEOUT:
+        return Timeout.IDLE
+    return None
+
+
+def _end_timed_out(sessions: QuerySet[Session], origin: Origin, **detail: Any) -> int:
+    """End those of ``sessions`` past a timeout, each with its session.expired row (which
+    timeout: ``Timeout``), the rows in one INSERT; how many. In a transaction that holds
+    their people's rows (``lock_user``)."""
+    now = clock.now_datetime()
+    timed_out = sessions.exclude(user=None).filter(_timed_out(now))
+    # Held until the transaction ends (SQLite's write lock holds them already): what is read
+    # here is what the DELETE below, with the same ``now``, ends.
+    ended = list(timed_out.select_for_update(of=("self",)).select_related("user").order_by("pk"))
+    if not ended:
+        return 0
+    longest = _longest(now)
+    # Each row before its session's end, as the middleware writes it: then what the end sets
+    # off (its apps' tokens revoked, their back-channel logouts).
+    record_all(
+        audit_event(
+            Action.SESSION_EXPIRED,
+            origin,
+            subject=session.user,
+            timeout=Timeout.ABSOLUTE
+            if session.signed_in_at is not None and session.signed_in_at < longest
+            else Timeout.IDLE,
+            **detail,
+        )
+        for session in ended
+    )
+    deleted, _ = timed_out.delete()
+    return deleted
+
+
+def end_if_timed_out(user: User, session_key: str, origin: Origin, **detail: Any) -> bool:
     """End ``user``'s session ``session_key`` if it is past a timeout, as ``threshold
     cleanup`` would (whoever watches sessions end hears of it: an app's back-channel logout,
-    its tokens without ``offline_access`` revoked); whether it had timed out. For what must
-    not wait for the browser's next request or the next cleanup: a refresh at /token."""
+    its tokens without ``offline_access`` revoked; its session.expired row says which
+    timeout, with ``detail``); whether it had timed out. For what must not wait for the
+    browser's next request or the next cleanup: a refresh at /token (``origin``: the app's)."""
     with transaction.atomic():
         lock_user(user)  # first, as every ending of a session of theirs
-        deleted, _ = Session.objects.filter(_timed_out(), user=user, pk=session_key).delete()
-    return deleted > 0
+        return (
+            _end_timed_out(Session.objects.filter(user=user, pk=session_key), origin, **detail) > 0
+        )
 
 
 @transaction.atomic

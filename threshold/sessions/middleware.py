@@ -17,6 +17,7 @@ from threshold.accounts.actions import lock_user
 from threshold.audit.actions import Action, record
 from threshold.core import errors
 from threshold.core.names import has_ascii_control, is_text
+from threshold.sessions.actions import timeout_of
 from threshold.sessions.store import LAST_SEEN, SIGNED_IN_AT
 from threshold.web.http import audit_origin
 
@@ -56,14 +57,21 @@ class SessionTimeoutMiddleware:
                         reason=errors.AccountLocked.code,
                     )
                     logout(request)
-            elif (
-                now - signed_in_at > settings.THRESHOLD_SESSION_MAX_AGE
-                or now - last_seen > settings.THRESHOLD_SESSION_IDLE_TIMEOUT
-            ):
+            elif timeout := timeout_of(now, signed_in_at, last_seen):
                 user = request.user
+                session = request.session
                 with transaction.atomic():
                     lock_user(user)  # first, as every ending of a session of theirs
-                    record(Action.SESSION_EXPIRED, audit_origin(request), actor=user, subject=user)
+                    if session.session_key and session.exists(session.session_key):
+                        # (Else ended meanwhile, its row written: by ``threshold cleanup``, a
+                        # refresh at /token or this browser's other request.)
+                        record(
+                            Action.SESSION_EXPIRED,
+                            audit_origin(request),
+                            actor=user,
+                            subject=user,
+                            timeout=timeout,
+                        )
                     logout(request)
             elif now - last_seen > _LAST_SEEN_RESOLUTION:
                 request.session[LAST_SEEN] = now

@@ -245,6 +245,7 @@ def do_add_app(
         id_token_alg=settings.id_token_alg,
         require_consent=settings.require_consent,
         first_party=settings.first_party,
+        after=_audited_settings(settings),
     )
     return NewApp(application, secret)
 
@@ -301,6 +302,13 @@ def _audited(value: object) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def _audited_settings(settings: AppSettings) -> dict[str, Any]:
+    """Every setting app.changed records, as it records them: an added app's (``after``), a
+    removed one's (``before``), so that the trail says where any app could send codes and
+    tokens, and when."""
+    return {name: _audited(getattr(settings, name)) for name in _SETTING_COLUMNS.values() if name}
+
+
 def find_app(client_id: str) -> Application:
     application: Application | None = (
         Application.objects.filter(client_id=client_id.strip()).first()
@@ -325,7 +333,14 @@ def do_remove_app(application: Application, origin: Origin, *, actor: User | Non
     locked = Application.objects.select_for_update().filter(pk=application.pk).first()
     if locked is None:
         return
-    record(Action.APP_REMOVED, origin, actor=actor, app=locked.client_id, name=locked.name)
+    record(
+        Action.APP_REMOVED,
+        origin,
+        actor=actor,
+        app=locked.client_id,
+        name=locked.name,
+        before=_audited_settings(current_settings(locked)),
+    )
     locked.delete()
 
 

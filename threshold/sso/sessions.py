@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from django.http import HttpRequest
 
 from threshold.accounts.models import User
+from threshold.audit.actions import Origin
 from threshold.core.encoding import b64url_encode
-from threshold.sessions.actions import end_if_timed_out
+from threshold.sessions.actions import end_if_timed_out, timed_out_column
 from threshold.sessions.models import Session
 from threshold.sessions.store import SIGN_IN_ACR, SIGN_IN_AMR, SIGNED_IN_AT
 
@@ -49,16 +50,22 @@ def facts_of(request: HttpRequest) -> SessionFacts:
     )
 
 
-def session_lives(user: User, sid: str) -> bool:
+def session_lives(user: User, sid: str, origin: Origin, *, app: str) -> bool:
     """Whether ``user``'s Threshold session ``sid`` is still signed in: it exists and is within
     its timeouts. One past them is ended here and now (its apps hear of it, its tokens without
-    ``offline_access`` are revoked), not at the browser's next request or the next ``threshold
-    cleanup``. A person has a few sessions; each one's data is read to find the sid."""
+    ``offline_access`` are revoked; its session.expired row has ``origin``, that of the
+    request of the app ``app``, its client ID, that found it), not at the browser's next
+    request or the next ``threshold cleanup``. A person has a few sessions; each one's data is
+    read to find the sid, and whether it timed out, in one SELECT."""
     store = Session.get_session_store_class()()
-    sessions = Session.objects.filter(user=user).values_list("session_key", "session_data")
-    for key, data in sessions:
+    sessions = (
+        Session.objects.filter(user=user)
+        .annotate(timed_out=timed_out_column())
+        .values_list("session_key", "session_data", "timed_out")
+    )
+    for key, data, timed_out in sessions:
         if store.decode(data).get(SID) == sid:
-            return not end_if_timed_out(user, key)
+            return not (timed_out and end_if_timed_out(user, key, origin, app=app))
     return False
 
 

@@ -19,7 +19,7 @@ def register(commands: Subcommands) -> list[Command]:
 def audit(args: argparse.Namespace) -> int:
     from threshold.audit.access import list_events
 
-    rows = [("TIME (UTC)", "ACTION", "REASON", "SUBJECT", "IP", "VIA")]
+    rows = [("TIME (UTC)", "ACTION", "REASON", "SUBJECT", "BY", "IP", "VIA")]
     for event in list_events(args.limit):
         rows.append(
             (
@@ -27,6 +27,7 @@ def audit(args: argparse.Namespace) -> int:
                 event.action,
                 event.reason,
                 event.subject_label,
+                event.actor.username if event.actor is not None else "",
                 event.ip or "",
                 event.via,
             )

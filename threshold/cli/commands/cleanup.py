@@ -14,6 +14,7 @@ def register(commands: Subcommands) -> list[Command]:
 
 
 def cleanup(args: argparse.Namespace) -> int:
+    from threshold.audit.actions import Origin
     from threshold.devices.actions import delete_expired_requests
     from threshold.fallback.actions import delete_stale_counters
     from threshold.passkeys.pending import delete_expired
@@ -22,8 +23,9 @@ def cleanup(args: argparse.Namespace) -> int:
     from threshold.sso import actions as sso
     from threshold.sso import logout
 
-    # Timed-out sessions end first, so that their apps hear of it (back-channel logout).
-    timed_out = delete_timed_out_sessions()
+    # Timed-out sessions end first, so that their apps hear of it (back-channel logout); each
+    # has its session.expired row.
+    timed_out = delete_timed_out_sessions(Origin.cli())
     SessionStore.clear_expired()
     ceremonies = delete_expired()
     counters = delete_stale_counters()
