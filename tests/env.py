@@ -23,3 +23,10 @@ if "THRESHOLD_VAR_DIR" not in os.environ or (
     os.environ[_OWN_VAR_DIR] = _var_dir
 os.environ.setdefault("THRESHOLD_EMAIL_BACKEND", "file")
 os.environ.setdefault("THRESHOLD_FIDO_CONFORMANCE", "1")
+
+# Hypothesis (the fuzz tests) keeps what it learns under .hypothesis/ in the working directory,
+# at collection already: the run's own temporary directory instead, gone with it.
+if "HYPOTHESIS_STORAGE_DIRECTORY" not in os.environ:
+    _hypothesis_dir = tempfile.mkdtemp(prefix="threshold-hypothesis-")
+    atexit.register(shutil.rmtree, _hypothesis_dir, ignore_errors=True)
+    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = _hypothesis_dir

@@ -261,12 +261,6 @@ def test_authorize_does_not_sign_into_apps_with_a_passkey_the_policy_now_refuses
     assert answer is None or "code" not in answer, "a code for a passkey the policy refuses"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="/authorize counts passkeys the policy refuses as a way to sign in again: acr_values "
-    "and max_age send the person to a passkey sign-in that can only fail, instead of "
-    "unmet_authentication_requirements / login_required.",
-)
 @pytest.mark.parametrize(
     ("parameter", "value", "error"),
     [
@@ -362,12 +356,6 @@ def test_a_push_refused_by_the_policy_at_its_finish_is_in_the_audit_log(db: None
     assert last_event("sign_in.failed").reason == "device_app_not_allowed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Passkeys the policy refuses still count against passkey_limit, and removing one "
-    "needs a passkey step-up they cannot give: a person at the limit whose passkeys were all "
-    "refused cannot replace them from Settings (only a help-desk recovery link helps).",
-)
 def test_a_person_whose_passkeys_the_policy_refuses_can_replace_them_at_the_limit(db: None) -> None:
     set_policy(passkey_limit=1)
     bob = enrolled_person("bob@example.com", "Bob", backup_eligible=True, backup_state=True)

@@ -38,6 +38,7 @@ from threshold.core.policy import Policy
 from threshold.passkeys.actions import do_finish_registration
 from threshold.passkeys.models import Passkey, UsedChallenge
 from threshold.passkeys.pending import Ceremonies, CeremonyKind, Purpose, save_pending
+from threshold.policy.actions import do_update_policy, get_policy
 
 
 @dataclass(frozen=True)
@@ -306,7 +307,10 @@ def test_real_assertion_tampered_or_replayed_is_refused(name: str) -> None:
 
 
 def begin_for(real: Real, person: Any, settings: Any, clock: Any, at: datetime) -> Ceremonies:
-    """A pending registration for ``person`` holding the vector's challenge, at ``at``."""
+    """A pending registration for ``person`` holding the vector's challenge, at ``at``, under
+    a policy that does not require user verification (the vectors' keys had no PIN, and their
+    ceremony said "discouraged", which a policy requiring it would never offer)."""
+    do_update_policy(dataclasses.replace(get_policy(), user_verification="preferred"), Origin.cli())
     settings.THRESHOLD = dataclasses.replace(settings.THRESHOLD, rp=real.rp)
     clock.now = at.timestamp()
     browser = Ceremonies(session_key="s" * 32)

@@ -317,10 +317,7 @@ class Policy:
         self, verified: VerifiedRegistration, groups: Sequence[GroupRules] = ()
     ) -> None:
         """Refuse a verified registration the policy (and the person's ``groups``' rules) does
-        not allow, with the first rule's error. User verification required by the policy in
-        force, not only by the one the ceremony began under (changed in between)."""
-        if self.user_verification == UserVerification.REQUIRED and not verified.user_verified:
-            raise errors.UserNotVerified("the policy in force requires it")
+        not allow, with the first rule's error."""
         refusal = evaluate(self, PasskeyFacts.of_registration(verified), groups).error()
         if refusal is not None:
             raise refusal

@@ -281,7 +281,12 @@ def check_row(email: str, name: str) -> str:
             # validate_email takes a quoted local part with control characters in it.
             raise ValidationError("too long, or control characters")
         validate_email(email)
-    except ValidationError:
+        # Django's domain pattern takes any letter from U+00A1 on; the mail the invite goes
+        # out in punycodes the domain with IDNA (``sanitize_address``), which refuses what no
+        # mailbox can have: bidirectional and other format controls (a look-alike of another
+        # address), U+FFFD (a body that was not UTF-8). The local part is ASCII already.
+        email.rpartition("@")[2].encode("idna")
+    except (ValidationError, UnicodeError):
         return f"{email!r} is not an email address."
     if name:
         try:

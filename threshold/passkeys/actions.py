@@ -470,9 +470,10 @@ def do_begin_registration(
     """
     policy = policy or get_policy()
     existing = _descriptors(user)
-    limit = max(policy.passkey_limit, len(existing) + 1) if beyond_limit else policy.passkey_limit
-    if len(existing) >= limit:
-        raise errors.PasskeyLimitReached(f"{len(existing)} of {limit}")
+    counted = _counted_passkeys(user, policy)
+    limit = max(policy.passkey_limit, counted + 1) if beyond_limit else policy.passkey_limit
+    if counted >= limit:
+        raise errors.PasskeyLimitReached(f"{counted} of {limit}")
     options, state = ceremony.begin_registration(
         relying_party(),
         user_handle=bytes(user.user_handle),
@@ -560,6 +561,12 @@ def do_finish_registration(
                 trust_anchors=settings.THRESHOLD.trust_anchors,
             )
             in_force = policy or lock_policy()
+            if (
+                in_force.user_verification == UserVerification.REQUIRED
+                and not verified.user_verified
+            ):
+                # Required since the ceremony began under "preferred" (its options said so).
+                raise errors.UserNotVerified("the policy in force requires it")
             in_force.check_registration(verified, rules_of(user))
             if refuse_failed_attestation and verified.attestation_path_failed:
                 raise errors.AttestationUntrusted(verified.untrusted_reason[:200])
@@ -572,7 +579,7 @@ def do_finish_registration(
                     before_save,
                     context,
                     origin,
-                    passkey_limit=in_force.passkey_limit,
+                    policy=in_force,
                 )
         except errors.ThresholdError as error:
             record(
@@ -606,6 +613,18 @@ def do_finish_registration(
     raise refusal
 
 
+def _counted_passkeys(user: User, policy: Policy) -> int:
+    """How many of ``user``'s passkeys count toward the passkey limit: those ``policy`` (with
+    their groups' rules) lets sign in. One it refuses is dead weight the person may replace
+    without removing it first, which would need a passkey step-up they can no longer give."""
+    groups = rules_of(user)
+    return sum(
+        1
+        for passkey in user.passkeys.all()
+        if evaluate(policy, passkey.policy_facts, groups).error() is None
+    )
+
+
 def _store_passkey(
     user: User,
     verified: ceremony.VerifiedRegistration,
@@ -613,7 +632,7 @@ def _store_passkey(
     context: dict[str, Any],
     origin: Origin,
     *,
-    passkey_limit: int,
+    policy: Policy,
 ) -> Passkey:
     # §7.1 step 26: a credential ID may be registered once, across all accounts.
     if Passkey.objects.filter(credential_id=verified.credential_id).exists():
@@ -622,8 +641,12 @@ def _store_passkey(
     # below stays true until this transaction ends (PostgreSQL: the row lock;
     # SQLite: transactions begin IMMEDIATE and hold the write lock already).
     lock_user(user)
-    count = user.passkeys.count()
-    limit = max(passkey_limit, count + 1) if context.get("beyond_limit") else passkey_limit
+    count = _counted_passkeys(user, policy)
+    limit = (
+        max(policy.passkey_limit, count + 1)
+        if context.get("beyond_limit")
+        else policy.passkey_limit
+    )
     if count >= limit:
         raise errors.PasskeyLimitReached(f"limit {limit}")
     if before_save is not None:

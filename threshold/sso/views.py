@@ -12,13 +12,14 @@ is audited.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import re
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.core import signing
@@ -57,6 +58,8 @@ from threshold.core import catalog, errors
 from threshold.core.assurance import Acr
 from threshold.core.catalog import Surface
 from threshold.core.names import has_ascii_control
+from threshold.core.policy import Policy, evaluate
+from threshold.groups.access import rules_of
 from threshold.passkeys.actions import do_begin_step_up, do_finish_sign_in
 from threshold.passkeys.hotpath import AuditRow, insert_audit
 from threshold.passkeys.http import ceremonies, read_credential
@@ -323,17 +326,25 @@ def _sign_in_first(request: HttpRequest, page: str, acr: str = "") -> HttpRespon
     return HttpResponseRedirect(reverse(page) + "?" + urlencode(query_of_page))
 
 
-def _passkeys_for(user: User, wanted: list[Acr]) -> QuerySet[Passkey]:
-    """The person's passkeys whose sign-in meets one of the ``wanted`` acr values."""
+def _passkeys_for(user: User, wanted: list[Acr], policy: Policy) -> QuerySet[Passkey]:
+    """The person's passkeys that ``policy`` (with their groups' rules) lets sign in today
+    and whose sign-in meets one of the ``wanted`` acr values: a refused one is no way to
+    sign in again (its ceremony could only fail)."""
     passkeys = Passkey.objects.filter(user=user)
-    if Acr.PHR in wanted:
-        return passkeys
-    # phrh: device-bound with trusted attestation (core/assurance.py for_passkey).
-    return passkeys.filter(backup_eligible=False, attestation_trusted=True)
+    if Acr.PHR not in wanted:
+        # phrh: device-bound with trusted attestation (core/assurance.py for_passkey).
+        passkeys = passkeys.filter(backup_eligible=False, attestation_trusted=True)
+    groups = rules_of(user)
+    allowed = [
+        passkey.pk
+        for passkey in passkeys
+        if evaluate(policy, passkey.policy_facts, groups).error() is None
+    ]
+    return Passkey.objects.filter(pk__in=allowed)
 
 
-def _has_method_for(user: User, wanted: list[Acr]) -> bool:
-    return _passkeys_for(user, wanted).exists()
+def _has_method_for(user: User, wanted: list[Acr], policy: Policy) -> bool:
+    return _passkeys_for(user, wanted, policy).exists()
 
 
 def hint_claims(hint: str) -> dict[str, Any] | None:
@@ -365,9 +376,76 @@ _UNSUPPORTED_PARAMETERS = {
 _CONSENT_FIELDS = ("allow", "csrfmiddlewaretoken")
 
 
+# A "%" in a URL's query that two hex digits do not follow (RFC 3986 §2.1): Django reads it as
+# itself, oauthlib raises on it (DOT hands it the raw query).
+_BROKEN_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def refuses_broken_queries(
+    answer: Callable[[HttpRequest], HttpResponse],
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """A request whose URL's query is not percent-encoded (an app that left ``state=50%off``
+    as it was) is answered ``answer(request)``, the endpoint's own ``invalid_request``,
+    before oauthlib, which would raise on it (a 500)."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def endpoint(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if _BROKEN_PERCENT.search(request.META.get("QUERY_STRING", "")):
+                return answer(request)
+            return view(request, *args, **kwargs)
+
+        return endpoint
+
+    return decorator
+
+
+_QUERY_NOT_ENCODED = "The URL's query is not percent-encoded (RFC 3986 §2.1)."
+
+
+def _authorize_query_refused(request: HttpRequest) -> HttpResponse:
+    """/authorize's answer to such a URL: where it came from is not known for sure (its
+    redirect_uri and state may be misread), so the catalog's page, not a redirect; audited."""
+    person = request.user if request.user.is_authenticated else None
+    record_refusal(
+        Action.SSO_REFUSED,
+        audit_origin(request),
+        person,
+        reason="invalid_request",
+        app=as_given(request.GET.get("client_id", "")),
+        query="not_percent_encoded",
+    )
+    return _problem(request, "app_link_invalid", 400)
+
+
+def _query_refused(endpoint: str) -> Callable[[HttpRequest], HttpResponse]:
+    """/token's and /revoke's answer to such a URL: RFC 6749 §5.2's ``invalid_request``."""
+
+    def answer(request: HttpRequest) -> HttpResponse:
+        record_capped(
+            Action.SSO_TOKEN_REFUSED,
+            audit_origin(request),
+            reason="invalid_request",
+            endpoint=endpoint,
+            query="not_percent_encoded",
+        )
+        response = oauth_error("invalid_request", _QUERY_NOT_ENCODED, 400)
+        cors.allow_as_last_read(request, response)
+        return response
+
+    return answer
+
+
+def _userinfo_query_refused(request: HttpRequest) -> HttpResponse:
+    response = _userinfo_invalid_request(request, "invalid_request", _QUERY_NOT_ENCODED)
+    cors.allow_as_last_read(request, response)
+    return response
+
+
 @csrf_exempt
 @never_cache
 @require_http_methods(["GET", "POST"])
+@refuses_broken_queries(_authorize_query_refused)
 def authorize(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if not any(field in request.POST for field in _CONSENT_FIELDS):
@@ -620,12 +698,12 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
     acr_unmet = bool(wanted) and facts.acr not in {
         str(acr) for want in wanted for acr in Acr if _satisfies(acr, want)
     }
-    if acr_unmet and (signed_in_again or not _has_method_for(user, wanted)):
+    if acr_unmet and (signed_in_again or not _has_method_for(user, wanted, policy_for(request))):
         return _refuse(
             request, application, credentials, "unmet_authentication_requirements",
             "No sign-in method of this person meets the acr_values.",
         )  # fmt: skip
-    if needs_login and not _has_method_for(user, [Acr.PHR]):
+    if needs_login and not _has_method_for(user, [Acr.PHR], policy_for(request)):
         # A new sign-in is a passkey ceremony; someone with no passkey cannot give one
         # (OpenID Connect Core §3.1.2.1: "If it cannot reauthenticate ... login_required").
         return _refuse(request, application, credentials, "login_required", "No passkey.")
@@ -804,7 +882,7 @@ def sign_in_again_options(request: HttpRequest) -> JsonResponse:
             ceremonies(request),
             user,
             policy=policy,
-            passkeys=_passkeys_for(user, wanted) if wanted else None,
+            passkeys=_passkeys_for(user, wanted, policy) if wanted else None,
         )
     except errors.ThresholdError as error:
         return failed(error, Surface.AUTHENTICATION)
@@ -968,6 +1046,7 @@ def _challenged_as_apps_authenticate(
 @refuses_bodies_with(token_body_refused)
 @csrf_exempt
 @require_POST
+@refuses_broken_queries(_query_refused("token"))
 def token(request: HttpRequest) -> HttpResponse:
     grant_type = request.POST.get("grant_type")
     if grant_type and grant_type not in oauth2_settings.OAUTH2_GRANT_TYPES_SUPPORTED:
@@ -995,10 +1074,26 @@ def token(request: HttpRequest) -> HttpResponse:
             Action.SSO_TOKEN_REFUSED,
             audit_origin(request),
             reason=error,
-            app=as_given(request.POST.get("client_id", "")),
+            app=as_given(_client_id_named(request)),
             grant_type=as_given(request.POST.get("grant_type", ""), 40),
         )
     return response
+
+
+def _client_id_named(request: HttpRequest) -> str:
+    """The client_id a /token request names, for its audit row: the form's, else the HTTP
+    Basic credentials' (RFC 6749 §2.3.1: form-urlencoded, then base64), "" if neither."""
+    named = request.POST.get("client_id", "")
+    if named:
+        return named
+    scheme, _, credentials = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() != "basic":
+        return ""
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    return unquote_plus(decoded.partition(":")[0])
 
 
 _userinfo = UserInfoView.as_view()
@@ -1009,6 +1104,7 @@ _userinfo = UserInfoView.as_view()
 @answers_wrong_methods_with(oauth_wrong_method)
 @refuses_bodies_with(userinfo_body_refused)
 @csrf_exempt
+@refuses_broken_queries(_userinfo_query_refused)
 def userinfo(request: HttpRequest) -> HttpResponse:
     """DOT's userinfo view, with the validator's per-request reads (the person's groups come
     with the access token's SELECT).
@@ -1041,7 +1137,9 @@ revoke = cors.for_browser_apps("POST")(
     _challenged_as_apps_authenticate(
         answers_failures_with(oauth_failure)(
             answers_wrong_methods_with(oauth_wrong_method)(
-                refuses_bodies_with(revoke_body_refused)(RevokeTokenView.as_view())
+                refuses_bodies_with(revoke_body_refused)(
+                    refuses_broken_queries(_query_refused("revoke"))(RevokeTokenView.as_view())
+                )
             )
         )
     )
