@@ -940,12 +940,6 @@ def test_a_stray_percent_in_the_query_is_a_protocol_error(world: World, endpoint
     assert_protocol_error(answer)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="An app's back-channel logout or initiate-login URI of 2,001 to 2,048 characters "
-    "passes the form's check (URLValidator, 2,048) but not its column (2,000): a 500 on "
-    "PostgreSQL, and on SQLite a value longer than the column stored",
-)
 @pytest.mark.parametrize("field", ["backchannel_logout_uri", "initiate_login_uri"])
 def test_an_app_uri_longer_than_its_column_is_refused_in_words(world: World, field: str) -> None:
     fields = dict(_FORMS["app"].fields)
@@ -966,12 +960,6 @@ def test_an_app_uri_longer_than_its_column_is_refused_in_words(world: World, fie
         assert len(getattr(added, field)) <= limit
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="/token takes a parameter sent twice (the last one wins) instead of refusing it "
-    "(RFC 6749 section 3.2, section 5.2 invalid_request 'repeats a parameter'): a wrong "
-    "client_secret followed by the right one gets tokens",
-)
 @pytest.mark.parametrize("repeated", ["client_secret", "code_verifier", "redirect_uri"])
 def test_token_refuses_a_repeated_parameter(world: World, repeated: str) -> None:
     first = {

@@ -56,6 +56,10 @@ def _new_secret() -> str:
     return secrets.token_urlsafe(SECRET_BYTES)
 
 
+# The longest URI an app's settings take: what its URI columns hold (``Application``).
+URI_MAX_LENGTH = 2000
+
+
 def _check_uri(uri: str, what: str, field: str, *, native: bool = False) -> str:
     """``uri``, or AppError. ``native``: a public app's redirect URI, which may also have a
     private-use scheme (RFC 8252 §7.1, a native app's ``com.example.app:/oauth2redirect``)."""
@@ -66,6 +70,9 @@ def _check_uri(uri: str, what: str, field: str, *, native: bool = False) -> str:
     # surrogate; and whitespace, which would split the app's list of URIs.
     if not uri.isprintable() or any(c.isspace() for c in uri):
         raise AppError(f"{what} {uri!r} is not an http(s) URL.", field)
+    if len(uri) > URI_MAX_LENGTH:
+        # URLValidator's own limit is 2,048: the columns hold 2,000 (PostgreSQL refuses more).
+        raise AppError(f"{what} is longer than {URI_MAX_LENGTH:,} characters.", field)
     if native and private_use_scheme(uri) is not None:
         return _check_private_use_uri(uri, what, field)
     try:

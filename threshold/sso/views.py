@@ -436,6 +436,59 @@ def _query_refused(endpoint: str) -> Callable[[HttpRequest], HttpResponse]:
     return answer
 
 
+# The one parameter RFC 8707 lets a token request repeat.
+_REPEATABLE = frozenset({"resource"})
+
+
+def refuses_repeated_parameters(endpoint: str) -> Callable[..., Callable[..., HttpResponse]]:
+    """/token's and /revoke's ``invalid_request`` (RFC 6749 §5.2, RFC 7009 §2.2.1) for a form
+    that repeats a parameter (§3.2: "MUST NOT be included more than once"), which DOT would
+    read as its last value (a wrong client_secret, then the right one), or that authenticates
+    the app twice, with HTTP Basic and with client_secret in the form (§2.3: "MUST NOT use
+    more than one authentication method"); audited."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            repeated = next(
+                (
+                    name
+                    for name, values in request.POST.lists()
+                    if len(values) > 1 and name not in _REPEATABLE
+                ),
+                None,
+            )
+            twice = "client_secret" in request.POST and request.META.get(
+                "HTTP_AUTHORIZATION", ""
+            ).lower().startswith("basic ")
+            if repeated is None and not twice:
+                return view(request, *args, **kwargs)
+            record_capped(
+                Action.SSO_TOKEN_REFUSED,
+                audit_origin(request),
+                reason="invalid_request",
+                endpoint=endpoint,
+                app=as_given(_client_id_named(request)),
+                **(
+                    {"repeated": as_given(repeated, 40)}
+                    if repeated is not None
+                    else {"client_authentication": "twice"}
+                ),
+            )
+            description = (
+                f"{as_given(repeated, 40)} is repeated."
+                if repeated is not None
+                else "Authenticate the client once: HTTP Basic or client_secret, not both."
+            )
+            response = oauth_error("invalid_request", description, 400)
+            cors.allow_as_last_read(request, response)
+            return response
+
+        return checked
+
+    return decorator
+
+
 def _userinfo_query_refused(request: HttpRequest) -> HttpResponse:
     response = _userinfo_invalid_request(request, "invalid_request", _QUERY_NOT_ENCODED)
     cors.allow_as_last_read(request, response)
@@ -1047,6 +1100,7 @@ def _challenged_as_apps_authenticate(
 @csrf_exempt
 @require_POST
 @refuses_broken_queries(_query_refused("token"))
+@refuses_repeated_parameters("token")
 def token(request: HttpRequest) -> HttpResponse:
     grant_type = request.POST.get("grant_type")
     if grant_type and grant_type not in oauth2_settings.OAUTH2_GRANT_TYPES_SUPPORTED:
@@ -1138,7 +1192,9 @@ revoke = cors.for_browser_apps("POST")(
         answers_failures_with(oauth_failure)(
             answers_wrong_methods_with(oauth_wrong_method)(
                 refuses_bodies_with(revoke_body_refused)(
-                    refuses_broken_queries(_query_refused("revoke"))(RevokeTokenView.as_view())
+                    refuses_broken_queries(_query_refused("revoke"))(
+                        refuses_repeated_parameters("revoke")(RevokeTokenView.as_view())
+                    )
                 )
             )
         )
