@@ -67,11 +67,30 @@ def _username(data: dict[str, Any]) -> str:
     return clean_name(username, USERNAME_MAX_LENGTH)
 
 
+# Deeper than any WebAuthn extension's input (prf's evalByCredential is 3 levels): the
+# options echo the extensions, and an answer nested near the reader's limit cannot be written.
+_EXTENSIONS_MAX_DEPTH = 8
+
+
 def _extensions(data: dict[str, Any]) -> dict[str, Any] | None:
     extensions = data.get("extensions")
     if extensions is not None and not isinstance(extensions, dict):
         raise errors.MalformedRequest("extensions must be an object")
+    if extensions is not None and _depth(extensions) > _EXTENSIONS_MAX_DEPTH:
+        raise errors.MalformedRequest(f"extensions nest deeper than {_EXTENSIONS_MAX_DEPTH}")
     return extensions
+
+
+def _depth(value: Any) -> int:
+    """How deep ``value`` (decoded JSON) nests objects and arrays, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 @csrf_exempt

@@ -111,6 +111,9 @@ class AttestationVerdict:
     path_failed: bool = False
 
 
+_ABSENT = object()
+
+
 def verify_statement(
     attestation_object: AttestationObject, client_data_hash: bytes
 ) -> tuple[AttestationType, list[bytes]]:
@@ -119,6 +122,14 @@ def verify_statement(
     loader = FORMATS.get(fmt)
     if loader is None:
         raise errors.AttestationFormatUnsupported(f"fmt {fmt!r}")
+    x5c = attestation_object.att_stmt.get("x5c", _ABSENT)
+    if x5c is not _ABSENT and not (
+        isinstance(x5c, list) and x5c and all(isinstance(der, bytes) for der in x5c)
+    ):
+        # §8's syntax is x5c: [ attestnCert: bytes, * (caCert: bytes) ]: present, it is a
+        # non-empty array of certificates. fido2 reads an empty or mistyped one as absent
+        # (packed: self attestation).
+        raise errors.AttestationInvalid(f"{fmt}: x5c is not an array of certificates")
     try:
         result = loader()().verify(
             attestation_object.att_stmt, attestation_object.auth_data, client_data_hash

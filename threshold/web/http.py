@@ -6,6 +6,7 @@ It imports no app above audit (``docs/architecture.md``, "Layers"): any app may 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from enum import StrEnum
@@ -85,13 +86,27 @@ def _parse_json(body: bytes) -> Any:
     """
     try:
         # UTF-8 only (RFC 8259 §8.1), decoded strictly: json.loads(bytes) would also take
-        # UTF-16 and UTF-32, whose lone surrogates the check below does not see.
-        data = json.loads(body.decode("utf-8"))
+        # UTF-16 and UTF-32, whose lone surrogates the check below does not see. NaN,
+        # Infinity and numbers too large for a float are not JSON numbers (§6).
+        data = json.loads(
+            body.decode("utf-8"), parse_constant=_not_a_number, parse_float=_finite_float
+        )
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise errors.MalformedRequest("the request body is not JSON") from exc
     if _SURROGATE.search(body) and not _is_text(data):
         raise errors.MalformedRequest("the request body holds a lone UTF-16 surrogate")
     return data
+
+
+def _not_a_number(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is too large for a number")
+    return value
 
 
 def _is_text(value: Any) -> bool:
@@ -110,21 +125,32 @@ def _is_text(value: Any) -> bool:
     return True
 
 
+def _check_json_type(request: HttpRequest) -> None:
+    """MalformedRequest unless the body is sent as JSON (``application/json``, or a type of
+    that structure, ``+json``, RFC 6839): what a JSON API answers a form, text or XML."""
+    media_type = (request.content_type or "").lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise errors.MalformedRequest(f"the body is {media_type[:60] or 'untyped'}, not JSON")
+
+
 def read_json(request: HttpRequest) -> Any:
-    """The body as JSON, any value: RequestTooLarge over the cap, MalformedRequest if not JSON."""
+    """The body as JSON, any value: RequestTooLarge over the cap, MalformedRequest if not JSON
+    or not sent as JSON."""
     body = _read_body(request)
     if body is None:
         raise errors.RequestTooLarge()
+    _check_json_type(request)
     return _parse_json(body)
 
 
 def read_json_object(request: HttpRequest) -> dict[str, Any]:
-    """The body as a JSON object (an empty body is ``{}``), or MalformedRequest."""
+    """The body as a JSON object (an empty body, of any type, is ``{}``), or MalformedRequest."""
     body = _read_body(request)
     if body is None:
         raise errors.RequestTooLarge()
     if not body.strip():
         return {}
+    _check_json_type(request)
     data = _parse_json(body)
     if not isinstance(data, dict):
         raise errors.MalformedRequest("the request body must be a JSON object")
