@@ -88,9 +88,7 @@ def _parse_json(body: bytes) -> Any:
         # UTF-8 only (RFC 8259 §8.1), decoded strictly: json.loads(bytes) would also take
         # UTF-16 and UTF-32, whose lone surrogates the check below does not see. NaN,
         # Infinity and numbers too large for a float are not JSON numbers (§6).
-        data = json.loads(
-            body.decode("utf-8"), parse_constant=_not_a_number, parse_float=_finite_float
-        )
+        data = _DECODER.decode(body.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise errors.MalformedRequest("the request body is not JSON") from exc
     if _SURROGATE.search(body) and not _is_text(data):
@@ -107,6 +105,10 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{text[:20]} is too large for a number")
     return value
+
+
+# One decoder for every request (json.loads with arguments would build one per call).
+_DECODER = json.JSONDecoder(parse_constant=_not_a_number, parse_float=_finite_float)
 
 
 def _is_text(value: Any) -> bool:
