@@ -279,6 +279,15 @@ def test_unknown_device_and_malformed_requests(ada, clock):
     response = api_raw("/api/device/v1/account", f"{hs256}.{payload}.{signature}")
     assert_failed(response, 400, SESSION_EXPIRED)
     assert Browser().client.get("/api/device/v1/account").status_code == 405
+    # A well-signed request sent as another type than docs/device-api.md's application/jose.
+    for content_type in ("application/json", "text/plain", "application/x-www-form-urlencoded"):
+        response = Browser().client.post(
+            "/api/device/v1/account",
+            device.sign("/api/device/v1/account"),
+            content_type=content_type,
+        )
+        assert_failed(response, 400, SESSION_EXPIRED)
+    assert_ok(api(device, "/api/device/v1/account"))
 
 
 def test_a_removed_device_gets_401(ada, clock, django_capture_on_commit_callbacks):

@@ -56,6 +56,9 @@ def _compact(request: HttpRequest) -> str:
     body = b"" if too_large else request.body
     if too_large or len(body) > device_requests.MAX_LENGTH:
         raise errors.DeviceRequestMalformed("too large")
+    if (request.content_type or "").lower() != "application/jose":
+        # docs/device-api.md: a compact JWS, as RFC 7515 §9.2.1 registers its type.
+        raise errors.DeviceRequestMalformed("not sent as application/jose")
     try:
         return body.decode("ascii").strip()
     except UnicodeDecodeError:
