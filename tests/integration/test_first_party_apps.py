@@ -39,9 +39,9 @@ from threshold.passkeys.limits import SIGN_IN_OPTIONS_LIMIT
 from threshold.passkeys.models import UsedChallenge
 from threshold.sessions.actions import do_end_sessions
 from threshold.sessions.models import Session
+from threshold.sessions.store import SID
 from threshold.sso.actions import do_add_app, do_assign_app
 from threshold.sso.models import Application, AppSignIn
-from threshold.sso.sessions import SID
 
 pytestmark = pytest.mark.django_db
 

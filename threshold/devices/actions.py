@@ -27,6 +27,7 @@ from threshold.accounts.methods import count_usable_sign_in_methods
 from threshold.accounts.models import User, normalize_username
 from threshold.audit.actions import Action, Origin, record
 from threshold.audit.capped import record_capped
+from threshold.audit.models import AuditEvent
 from threshold.core import assurance, device_requests, errors, throttle, tpm
 from threshold.core.assurance import Assurance
 from threshold.core.device_requests import DeviceRequest
@@ -1015,8 +1016,8 @@ def do_finish_push(
     A refusal of this browser's push (denied, a wrong number, expired, used, the policy in
     force: the device app no longer allowed or its device's key not in hardware; the
     account: locked, deactivated) is audited as ``sign_in.failed`` with the error's code, as
-    a passkey's and as the step-up push's (``step_up.failed``); a push unknown to this
-    browser is not (nothing names a person)."""
+    a passkey's and as the step-up push's (``step_up.failed``), once however often its finish
+    is sent; a push unknown to this browser is not (nothing names a person)."""
     refused: errors.ThresholdError | None
     with transaction.atomic():
         approval = _browser_push(public_id, browser_secret)
@@ -1033,7 +1034,14 @@ def do_finish_push(
             _push_used(Action.SIGN_IN_SUCCEEDED, approval, user, origin)
             hardware_bound = approval.device is not None and approval.device.is_hardware_protected
             return FinishedPush(user, assurance.for_device_app(hardware_bound=hardware_bound))
-        if approval is not None and user is not None:
+        if (
+            approval is not None
+            and user is not None
+            # Once per push: its finish sent again (the push's cookie kept) writes no more.
+            and not AuditEvent.objects.filter(
+                subject=user, action=Action.SIGN_IN_FAILED, detail__push=approval.public_id
+            ).exists()
+        ):
             record(
                 Action.SIGN_IN_FAILED,
                 origin,

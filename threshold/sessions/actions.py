@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -26,6 +27,7 @@ from threshold.sessions.models import Session, held_by_app
 from threshold.sessions.stepup import VERIFIED_AT
 from threshold.sessions.store import (
     LAST_SEEN,
+    SID,
     SIGN_IN_ACR,
     SIGN_IN_AMR,
     SIGN_IN_IP,
@@ -108,6 +110,15 @@ def sign_in(
     )
     for key, value in details.items():
         request.session[key] = value
+    if not isinstance(request.session.get(SID), str):
+        # Kept when the same person signs in again here (login() kept the data): the apps
+        # signed in to from this session know it by its sid.
+        request.session[SID] = new_sid()
+
+
+def new_sid() -> str:
+    """A new session's ``sid`` (``SID``): random, never derived from the session key."""
+    return secrets.token_urlsafe(24)
 
 
 def sign_in_details(
@@ -155,6 +166,7 @@ def new_signed_in_session(
         BACKEND_SESSION_KEY: SESSION_BACKEND,
         HASH_SESSION_KEY: user.get_session_auth_hash(),
         **sign_in_details(origin, assurance, method=method, user_verified=user_verified),
+        SID: new_sid(),
         **(extra or {}),
     }
     store = SessionStore()

@@ -60,6 +60,10 @@ SIGN_IN_ACR = "threshold.acr"  # a threshold.core.assurance.Acr value, or None
 # The name of the first-party app that holds the session (threshold/sso/firstparty.py): a
 # session signed in to inside an app, with no browser. Absent for a browser's.
 SIGN_IN_APP = "threshold.sign_in_app"
+# The session's ``sid`` (OpenID Connect's session ID, threshold/sso/sessions.py): a random value
+# made at sign-in, so that two apps signed in to at once from a new session get one sid, not
+# one each (the later save's). Kept while the same person signs in again in the same browser.
+SID = "threshold.sso.sid"
 # That app's client_id (``Session.app_client_id``): its name may change, this does not.
 SIGN_IN_APP_CLIENT = "threshold.sign_in_app_client"
 

@@ -24,10 +24,10 @@ from threshold.core.names import clean_name
 from threshold.groups.access import get_group
 from threshold.groups.models import Group
 from threshold.sessions.models import Session
+from threshold.sessions.store import SID
 from threshold.sso.access import list_unassigned_holders
 from threshold.sso.logout import enqueue
 from threshold.sso.models import Algorithm, Application, AppSignIn, private_use_scheme
-from threshold.sso.sessions import SID
 from threshold.sso.validator import hash_secret, lock_apps, revoke_tokens
 
 APP_NAME_MAX_LENGTH = 100

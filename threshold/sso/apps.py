@@ -48,17 +48,21 @@ def session_ended(sender: Any, instance: Any, **kwargs: Any) -> None:
     """A Threshold session ended: the apps signed in to from it get a back-channel logout,
     and lose the tokens it gave them without ``offline_access`` (``end_session_tokens``)."""
     from threshold.accounts.signals import WITHDRAWING
-    from threshold.sessions.store import KEY_CYCLING
+    from threshold.sessions.store import KEY_CYCLING, SID
     from threshold.sso.actions import end_session_tokens
     from threshold.sso.logout import enqueue
-    from threshold.sso.sessions import SID
 
     if KEY_CYCLING.get() or instance.user_id is None:
         return
     sid = instance.get_decoded().get(SID)
     if not isinstance(sid, str):
         return
-    user = instance.user
+    from threshold.accounts.models import User
+
+    # Gone when the session went with its person (``person_removed`` told their apps).
+    user = User.objects.filter(pk=instance.user_id).first()
+    if user is None:
+        return
     enqueue(user, sid, reason="session_ended")
     if not WITHDRAWING.get():  # else access_withdrawn revokes them, with its reason
         end_session_tokens(user, sid)
@@ -86,10 +90,10 @@ def withdraw_tokens(
 ) -> None:
     """A lock, a recovery or "Sign out other sessions": revoke the tokens they concern."""
     from threshold.sessions.models import Session
+    from threshold.sessions.store import SID
     from threshold.sso.actions import revoke_all_tokens
     from threshold.sso.logout import name_the_reason
     from threshold.sso.models import AppSignIn
-    from threshold.sso.sessions import SID
 
     name_the_reason(user, reason)
     if keep_session_key is None:

@@ -68,9 +68,9 @@ from threshold.passkeys.pending import Ceremonies, CeremonyKind, TakenCeremony, 
 from threshold.policy.access import policy_for
 from threshold.sessions.actions import new_signed_in_session
 from threshold.sessions.models import Session
-from threshold.sessions.store import SIGN_IN_APP, SIGN_IN_APP_CLIENT, SIGNED_IN_AT
+from threshold.sessions.store import SID, SIGN_IN_APP, SIGN_IN_APP_CLIENT, SIGNED_IN_AT
 from threshold.sso.models import Application, AppSignIn
-from threshold.sso.sessions import SID, SessionFacts, subject_of
+from threshold.sso.sessions import SessionFacts, subject_of
 from threshold.sso.validator import FACTS, PKCE_VALUE, may_use, per_request
 from threshold.sso.views import (
     as_given,

@@ -72,10 +72,9 @@ from threshold.accounts.models import User
 from threshold.passkeys.hotpath import without_health_check
 from threshold.passkeys.lean import host_and_scheme_accepted
 from threshold.sessions import middleware as session_timeout
-from threshold.sessions.store import LAST_SEEN, SIGNED_IN_AT, SessionStore, is_session_key
+from threshold.sessions.store import LAST_SEEN, SID, SIGNED_IN_AT, SessionStore, is_session_key
 from threshold.sso import appcache, hotpath, views
 from threshold.sso.models import OFFLINE_ACCESS
-from threshold.sso.sessions import SID
 from threshold.web.bodies import _FORMS, body_refusal_of, form_refusal
 
 # The parameters of the plain code flow; any other (prompt, max_age, acr_values,

@@ -9,7 +9,6 @@ session key, which must not leave the server.
 from __future__ import annotations
 
 import hashlib
-import secrets
 from dataclasses import dataclass
 
 from django.http import HttpRequest
@@ -17,11 +16,9 @@ from django.http import HttpRequest
 from threshold.accounts.models import User
 from threshold.audit.actions import Origin
 from threshold.core.encoding import b64url_encode
-from threshold.sessions.actions import end_if_timed_out, timed_out_column
+from threshold.sessions.actions import end_if_timed_out, new_sid, timed_out_column
 from threshold.sessions.models import Session
-from threshold.sessions.store import SIGN_IN_ACR, SIGN_IN_AMR, SIGNED_IN_AT
-
-SID = "threshold.sso.sid"
+from threshold.sessions.store import SID, SIGN_IN_ACR, SIGN_IN_AMR, SIGNED_IN_AT
 
 
 @dataclass(frozen=True)
@@ -36,8 +33,8 @@ def facts_of(request: HttpRequest) -> SessionFacts:
     """The signed-in session's facts, giving it a sid if it has none yet."""
     session = request.session
     sid = session.get(SID)
-    if not isinstance(sid, str):
-        sid = secrets.token_urlsafe(24)
+    if not isinstance(sid, str):  # a session signed in before sign-in made one
+        sid = new_sid()
         session[SID] = sid
     signed_in_at = session.get(SIGNED_IN_AT)
     amr = session.get(SIGN_IN_AMR)

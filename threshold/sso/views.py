@@ -68,13 +68,13 @@ from threshold.policy.access import policy_for
 from threshold.sessions.actions import sign_in, sign_out, with_the_session
 from threshold.sessions.flow import Flow, check_flow, issue_flow_token
 from threshold.sessions.middleware import forget_signed_in
-from threshold.sessions.store import SIGNED_IN_AT
+from threshold.sessions.store import SID, SIGNED_IN_AT
 from threshold.sso import cors, keys
 from threshold.sso.access import access_signed_in_app, issuer
 from threshold.sso.actions import do_sign_out_of_app, end_app_sessions
 from threshold.sso.models import OFFLINE_ACCESS, Algorithm, Application, AppSignIn
 from threshold.sso.responses import ResponseMode, is_web_uri, respond, response_mode_of
-from threshold.sso.sessions import SID, facts_of, subject_of
+from threshold.sso.sessions import facts_of, subject_of
 from threshold.sso.validator import (
     FACTS,
     PKCE_VALUE,
@@ -935,7 +935,8 @@ def sign_in_again_options(request: HttpRequest) -> JsonResponse:
             ceremonies(request),
             user,
             policy=policy,
-            passkeys=_passkeys_for(user, wanted, policy) if wanted else None,
+            # Without acr_values, any passkey the policy lets sign in (phr: all of them).
+            passkeys=_passkeys_for(user, wanted or [Acr.PHR], policy),
         )
     except errors.ThresholdError as error:
         return failed(error, Surface.AUTHENTICATION)
