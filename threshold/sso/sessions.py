@@ -1,7 +1,8 @@
 """What an app is told about the Threshold session it signs in from: sid, auth_time, amr, acr.
 
-The ``sid`` is a random value kept in the session's data (``SID``), made the first time an app
-is signed in to from the session. It stays while the same person signs in again in the same
+The ``sid`` is a random value kept in the session's data (``SID``), made at sign-in
+(``sessions.actions.new_sid``; a session signed in before that gets one at its first
+``/authorize``). It stays while the same person signs in again in the same
 browser (``prompt=login``, a step-up: the data moves to the new key), and never reveals the
 session key, which must not leave the server.
 """
