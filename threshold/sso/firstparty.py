@@ -55,7 +55,7 @@ from oauthlib.common import Request as OAuthRequest
 from oauthlib.oauth2.rfc6749.utils import scope_to_list
 
 from threshold import clock
-from threshold.audit.actions import Action, Origin
+from threshold.audit.actions import Action, Origin, as_given
 from threshold.audit.capped import record_capped
 from threshold.core import catalog, ceremony, errors
 from threshold.core.assurance import SATISFIES, Acr
@@ -73,7 +73,6 @@ from threshold.sso.models import Application, AppSignIn
 from threshold.sso.sessions import SessionFacts, subject_of
 from threshold.sso.validator import FACTS, PKCE_VALUE, may_use, per_request
 from threshold.sso.views import (
-    as_given,
     hint_claims,
     issue_code,
     nonce_max_length,

@@ -52,7 +52,7 @@ from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 from threshold import clock
 from threshold.accounts.actions import lock_users
 from threshold.accounts.models import User
-from threshold.audit.actions import Action, record
+from threshold.audit.actions import Action, as_given, record
 from threshold.audit.capped import record_capped, record_refusal
 from threshold.core import catalog, errors
 from threshold.core.assurance import Acr
@@ -206,12 +206,6 @@ class _OAuthLib(OAuthLibMixin):  # DOT ships no types
 
 def oauthlib_core() -> Any:
     return _OAuthLib.get_oauthlib_core()
-
-
-def as_given(value: object, length: int = 200) -> str:
-    """A value from the request, for the audit log: no control characters (PostgreSQL's JSON
-    refuses NUL), at most ``length`` characters."""
-    return "".join(c for c in str(value or "")[:length] if c >= " " and c != "\x7f")
 
 
 def _error_redirect(
