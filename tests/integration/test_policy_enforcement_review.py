@@ -241,12 +241,6 @@ def test_a_groups_rule_reaches_every_passkey_way_in_with_one_generic_answer(db: 
 # --- Defects -----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A tightened policy never reaches a session signed in before it: /authorize keeps "
-    "issuing codes (with acr phr, even when the app asks for acr_values=phr) to a session whose "
-    "passkey the organisation now refuses, until the 12-hour absolute timeout.",
-)
 def test_authorize_does_not_sign_into_apps_with_a_passkey_the_policy_now_refuses(db: None) -> None:
     ada = enrolled_person("ada@example.com", "Ada")
     browser = Browser()

@@ -144,6 +144,9 @@ def test_each_step_of_a_flow_runs_only_its_statements(ada):
     assert steps["authorize"] == [
         # The session with its person (threshold/sso/lean.py, hotpath.signed_in_session).
         "SELECT web_session",
+        # The passkey it signed in with, its groups' rules and the policy: still allowed?
+        # (threshold/passkeys/hotpath.py passkey_standing)
+        "SELECT passkeys_passkey",
         "INSERT oauth2_provider_grant",
         "INSERT sso_appsignin",
         "INSERT audit_auditevent",
@@ -344,6 +347,7 @@ def test_the_lean_authorize_answers_as_the_full_stack(ada, clock):
     assert answers["full statements"][1] == "SELECT accounts_user"
     assert answers["lean statements"] == [
         "SELECT web_session",
+        "SELECT passkeys_passkey",
         "INSERT oauth2_provider_grant",
         "INSERT sso_appsignin",
         "INSERT audit_auditevent",
@@ -359,7 +363,11 @@ def test_the_lean_authorize_answers_as_the_full_stack(ada, clock):
     assert settings.SESSION_COOKIE_NAME in later.cookies  # saved: its cookie renewed
     with CaptureQueriesContext(connection) as queries:
         assert authorize(browser, app).response.status_code == 302
-    assert shapes(queries)[:2] == ["SELECT web_session", "INSERT oauth2_provider_grant"]
+    assert shapes(queries)[:3] == [
+        "SELECT web_session",
+        "SELECT passkeys_passkey",
+        "INSERT oauth2_provider_grant",
+    ]
 
 
 def parse_code(response: Any) -> str:
@@ -661,6 +669,7 @@ def test_the_lean_authorize_answers_a_group_assigned_app_as_the_full_stack(ada, 
     assert answers["lean statements"] == [
         "SELECT web_session",
         "SELECT sso_application_groups",
+        "SELECT passkeys_passkey",
         "INSERT oauth2_provider_grant",
         "INSERT sso_appsignin",
         "INSERT audit_auditevent",

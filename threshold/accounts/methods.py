@@ -8,6 +8,8 @@ needs to know about a person's methods asks here, never a method's model:
   that today's policy allows;
 - Settings' "Security Methods", one group per kind in registration order (the order
   of ``INSTALLED_APPS``), each drawn by its app's partial (``settings_groups``);
+- whether a session's sign-in still stands under the policy in force (``still_signs_in``):
+  an app is not signed in to with a passkey the organisation has since refused;
 - later, the admin portal.
 
 So a new kind of method is a new app that registers itself; no other app changes.
@@ -43,6 +45,12 @@ class SignInMethod:
     settings_template: str
     # ... and that context, for the person under the policy; None shows no group.
     settings_context: Callable[[User, Policy], Mapping[str, Any] | None]
+    # Whether the policy in force (with the person's groups' rules) still lets the person sign
+    # in with the one of these that signed a session in: its id as the session recorded it,
+    # or "" when the session recorded none (a password's sign-in, a session older than the
+    # record). It gets the request's policy reader: a kind may read the policy in a statement
+    # of its own instead (passkeys read it with the passkey).
+    still_signs_in: Callable[[User, Callable[[], Policy], str], bool]
 
 
 @dataclass(frozen=True)
@@ -94,3 +102,13 @@ def settings_groups(user: User, policy: Policy) -> list[SettingsGroup]:
         if context is not None:
             groups.append(SettingsGroup(method.kind, method.settings_template, context))
     return groups
+
+
+def still_signs_in(
+    user: User, policy: Callable[[], Policy], kind: MethodKind, credential: str
+) -> bool:
+    """Whether the policy in force (``policy()`` reads it) still lets ``user`` sign in as a
+    session of theirs did: with the method of ``kind`` whose id the session recorded
+    (``credential``, "" for none). A kind no app registers any longer signs nobody in."""
+    method = _registry.get(kind)
+    return method is not None and method.still_signs_in(user, policy, credential)

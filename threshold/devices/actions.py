@@ -1006,6 +1006,8 @@ def push_status(public_id: str, browser_secret: str) -> tuple[PushStatus, int | 
 class FinishedPush:
     user: User
     assurance: Assurance
+    # The device that approved it, which the session records (``SIGN_IN_CREDENTIAL``).
+    device_id: int | None = None
 
 
 def do_finish_push(
@@ -1033,7 +1035,11 @@ def do_finish_push(
             _use_push(approval)
             _push_used(Action.SIGN_IN_SUCCEEDED, approval, user, origin)
             hardware_bound = approval.device is not None and approval.device.is_hardware_protected
-            return FinishedPush(user, assurance.for_device_app(hardware_bound=hardware_bound))
+            return FinishedPush(
+                user,
+                assurance.for_device_app(hardware_bound=hardware_bound),
+                device_id=approval.device_id,
+            )
         if (
             approval is not None
             and user is not None

@@ -3,6 +3,7 @@ in ``DevicesConfig.ready()``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from threshold.accounts.methods import MethodKind, SignInMethod
@@ -37,6 +38,18 @@ def settings_context(user: User, policy: Policy) -> dict[str, Any]:
     }
 
 
+def device_still_signs_in(user: User, policy: Callable[[], Policy], credential: str) -> bool:
+    """Whether the device whose approved push signed a session in (its id, ``credential``)
+    still may: push sign-ins allowed, the device the person's, active, and its key as the
+    policy requires. A session that recorded no device is judged by the first alone."""
+    in_force = policy()
+    if not in_force.allow_device_app_sign_in:
+        return False
+    return not credential or any(
+        str(device.pk) == credential for device in usable_devices(user, in_force)
+    )
+
+
 DEVICE_APP = SignInMethod(
     kind=MethodKind.DEVICE_APP,
     # A typed number defeats push fatigue, not a look-alike site: the person may approve a
@@ -46,4 +59,5 @@ DEVICE_APP = SignInMethod(
     usable=count_usable_devices,
     settings_template="devices/_settings_group.html",
     settings_context=settings_context,
+    still_signs_in=device_still_signs_in,
 )

@@ -316,7 +316,13 @@ class _SignInPush(_PushPages):
         removing a method or the admin portal still needs a passkey."""
 
         def signed_in(finished: FinishedPush) -> None:
-            sign_in(request, finished.user, finished.assurance, method=SignedInWith.DEVICE_APP)
+            sign_in(
+                request,
+                finished.user,
+                finished.assurance,
+                method=SignedInWith.DEVICE_APP,
+                credential=finished.device_id,
+            )
             mark_verified(request, phishing_resistant=False)
 
         # The push used up and the session in one transaction (``with_the_session``): a

@@ -146,6 +146,7 @@ def enroll_result(request: HttpRequest, token: str) -> JsonResponse:
             passkey.user,
             passkey_assurance(passkey, user_verified=verified),
             user_verified=verified,
+            credential=passkey.pk,
         )
 
     try:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from threshold.accounts.methods import MethodKind, SignInMethod
@@ -33,6 +34,12 @@ def settings_context(user: User, policy: Policy) -> dict[str, Any] | None:
     }
 
 
+def fallback_still_signs_in(user: User, policy: Callable[[], Policy], credential: str) -> bool:
+    """A password's session still stands while the policy allows the fallback and the person
+    still has it set up."""
+    return count_usable_fallbacks(user, policy()) > 0
+
+
 PASSWORD_AND_APP = SignInMethod(
     kind=MethodKind.PASSWORD_AND_APP,
     phishing_resistant=False,
@@ -40,4 +47,5 @@ PASSWORD_AND_APP = SignInMethod(
     usable=count_usable_fallbacks,
     settings_template="fallback/_settings_group.html",
     settings_context=settings_context,
+    still_signs_in=fallback_still_signs_in,
 )

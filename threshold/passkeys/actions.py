@@ -202,6 +202,8 @@ class SignedIn:
     assurance: assurance.Assurance
     # The session written with the sign-in (``do_finish_sign_in``'s ``session_for``).
     session: Session | None = None
+    # The passkey that signed in, which the session records (``SIGN_IN_CREDENTIAL``).
+    passkey_id: int | None = None
 
 
 def _refused_today(
@@ -313,6 +315,7 @@ def do_finish_sign_in(
                 passkey.user,
                 verified.user_verified,
                 passkey_assurance(passkey, user_verified=verified.user_verified),
+                passkey_id=passkey.pk,
             )
             session = session_for(signed_in) if session_for is not None else None
             now = clock.now_datetime()

@@ -489,6 +489,47 @@ def _with_user(values: Sequence[Any], split: int) -> Passkey:
     return passkey
 
 
+@dataclass(frozen=True)
+class Standing:
+    """What ``passkey_standing`` read: the passkey, its person's groups' rules and the policy
+    in force, all ``core.policy.evaluate`` needs."""
+
+    passkey: Passkey
+    group_rules: tuple[GroupRules, ...]
+    policy: Policy
+
+
+def passkey_standing(passkey_id: int, user_id: int) -> Standing | None:
+    """The person's passkey ``passkey_id``, the rules of their groups and the policy in force,
+    in one SELECT: whether the passkey that signed a session in still signs in
+    (``/authorize``); None when it is not theirs or no longer exists."""
+    with _cursor() as cursor:
+        cursor.execute(_standing_statement(connection.vendor), [passkey_id, user_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    document, *values, rules = row
+    if isinstance(rules, str):  # SQLite's JSON is text
+        rules = json.loads(rules)
+    return Standing(
+        instance_from_row(Passkey, values), _group_rules(rules), policy_from_document(document)
+    )
+
+
+@lru_cache(maxsize=2)
+def _standing_statement(vendor: str) -> str:
+    def plain(field: Field[Any, Any], column: str) -> str:
+        return column
+
+    return (
+        f"SELECT (SELECT {_q('document')} FROM {_q(OrganisationPolicy._meta.db_table)}"
+        f" WHERE {_q('id')} = {POLICY_ROW}),"
+        f" {_select_list(Passkey, 'p', plain)}, {_group_rules_sql(vendor)}"
+        f" FROM {_q(Passkey._meta.db_table)} p"
+        f" WHERE p.{_q('id')} = %s AND p.{_q('user_id')} = %s"
+    )
+
+
 def update_passkey(
     passkey: Passkey,
     *,

@@ -184,7 +184,11 @@ def _result(request: HttpRequest) -> HttpResponse:
 
     def session_for(signed_in: SignedIn) -> Session:
         return new_signed_in_session(
-            signed_in.user, origin, signed_in.assurance, user_verified=signed_in.user_verified
+            signed_in.user,
+            origin,
+            signed_in.assurance,
+            user_verified=signed_in.user_verified,
+            credential=signed_in.passkey_id,
         )
 
     def finish() -> SignedIn:

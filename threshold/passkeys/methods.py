@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from threshold.accounts.methods import MethodKind, SignInMethod
@@ -10,6 +11,7 @@ from threshold.accounts.models import User
 from threshold.core.names import NICKNAME_MAX_LENGTH
 from threshold.core.policy import Policy, evaluate
 from threshold.groups.access import rules_of
+from threshold.passkeys import hotpath
 from threshold.passkeys.access import list_passkeys, not_allowed_passkey_ids
 
 
@@ -41,6 +43,21 @@ def settings_context(user: User, policy: Policy) -> dict[str, Any]:
     }
 
 
+def passkey_still_signs_in(user: User, policy: Callable[[], Policy], credential: str) -> bool:
+    """Whether the passkey that signed a session in (its id, ``credential``) is still the
+    person's and still allowed by the policy in force and their groups' rules: one SELECT,
+    which reads the policy too (``policy`` is not needed). A session that recorded no
+    passkey (signed in before sessions recorded it) is not second-guessed."""
+    if not credential:
+        return True
+    if not credential.isdigit():
+        return False
+    standing = hotpath.passkey_standing(int(credential), user.pk)
+    if standing is None:
+        return False  # removed since
+    return evaluate(standing.policy, standing.passkey.policy_facts, standing.group_rules).allowed
+
+
 PASSKEYS = SignInMethod(
     kind=MethodKind.PASSKEY,
     phishing_resistant=True,
@@ -48,4 +65,5 @@ PASSKEYS = SignInMethod(
     usable=count_usable_passkeys,
     settings_template="passkeys/_settings_group.html",
     settings_context=settings_context,
+    still_signs_in=passkey_still_signs_in,
 )

@@ -69,7 +69,11 @@ def sign_in_result(request: HttpRequest) -> JsonResponse:
                 policy=policy_for(request),
             ),
             lambda signed_in: sign_in(
-                request, signed_in.user, signed_in.assurance, user_verified=signed_in.user_verified
+                request,
+                signed_in.user,
+                signed_in.assurance,
+                user_verified=signed_in.user_verified,
+                credential=signed_in.passkey_id,
             ),
         )
     except errors.ThresholdError as error:

@@ -30,6 +30,7 @@ from threshold.sessions.store import (
     SID,
     SIGN_IN_ACR,
     SIGN_IN_AMR,
+    SIGN_IN_CREDENTIAL,
     SIGN_IN_IP,
     SIGN_IN_METHOD,
     SIGN_IN_USER_AGENT,
@@ -92,12 +93,14 @@ def sign_in(
     *,
     method: SignedInWith = SignedInWith.PASSKEY,
     user_verified: bool = False,
+    credential: int | None = None,
 ) -> None:
     """Start a signed-in session for ``user`` under a new session key.
 
     ``assurance``: the ``amr``/``acr`` this sign-in earned, kept for applications.
     ``user_verified``: the authenticator verified the person (PIN, biometrics);
     the time goes in ``VERIFIED_AT`` for step-up checks.
+    ``credential``: the id of the passkey or device that signed in (``SIGN_IN_CREDENTIAL``).
     """
     previous_key = request.session.session_key
     login(request, user, backend=SESSION_BACKEND)
@@ -106,8 +109,15 @@ def sign_in(
     if request.session.session_key == previous_key:
         request.session.cycle_key()
     details = sign_in_details(
-        audit_origin(request), assurance, method=method, user_verified=user_verified
+        audit_origin(request),
+        assurance,
+        method=method,
+        user_verified=user_verified,
+        credential=credential,
     )
+    # login() kept the data when the same person signs in again: an earlier sign-in's
+    # credential is not this one's.
+    request.session.pop(SIGN_IN_CREDENTIAL, None)
     for key, value in details.items():
         request.session[key] = value
     if not isinstance(request.session.get(SID), str):
@@ -127,6 +137,7 @@ def sign_in_details(
     *,
     method: SignedInWith = SignedInWith.PASSKEY,
     user_verified: bool = False,
+    credential: int | None = None,
 ) -> dict[str, Any]:
     """What a sign-in puts in its session besides Django's own keys, in that order."""
     now = clock.now()
@@ -139,6 +150,8 @@ def sign_in_details(
         SIGN_IN_AMR: [str(value) for value in assurance.amr],
         SIGN_IN_ACR: None if assurance.acr is None else str(assurance.acr),
     }
+    if credential is not None:
+        details[SIGN_IN_CREDENTIAL] = str(credential)
     if user_verified:
         details[VERIFIED_AT] = now
     return details
@@ -151,6 +164,7 @@ def new_signed_in_session(
     *,
     method: SignedInWith = SignedInWith.PASSKEY,
     user_verified: bool = False,
+    credential: int | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Session:
     """The row ``sign_in`` would have saved for an anonymous browser, not saved yet.
@@ -165,7 +179,9 @@ def new_signed_in_session(
         SESSION_KEY: user._meta.pk.value_to_string(user),
         BACKEND_SESSION_KEY: SESSION_BACKEND,
         HASH_SESSION_KEY: user.get_session_auth_hash(),
-        **sign_in_details(origin, assurance, method=method, user_verified=user_verified),
+        **sign_in_details(
+            origin, assurance, method=method, user_verified=user_verified, credential=credential
+        ),
         SID: new_sid(),
         **(extra or {}),
     }

@@ -34,6 +34,7 @@ from django.contrib.sessions.backends import db
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, UpdateError
 from django.db import InterfaceError, OperationalError
 
+from threshold.accounts.methods import MethodKind
 from threshold.accounts.models import User
 from threshold.core.randomness import random_string
 from threshold.sessions.models import Session
@@ -47,6 +48,15 @@ class SignedInWith(StrEnum):
     PASSWORD_AND_RECOVERY_CODE = "password+recovery_code"  # noqa: S105
     DEVICE_APP = "device_app"  # a push approved in Threshold Verify
 
+    @property
+    def kind(self) -> MethodKind:
+        """The kind of sign-in method it was (``threshold.accounts.methods``)."""
+        if self is SignedInWith.PASSKEY:
+            return MethodKind.PASSKEY
+        if self is SignedInWith.DEVICE_APP:
+            return MethodKind.DEVICE_APP
+        return MethodKind.PASSWORD_AND_APP  # with the app's code or a recovery code
+
 
 # What ``threshold.sessions.actions.sign_in`` puts in a signed-in session. Times are
 # unix times from ``threshold.clock``.
@@ -57,6 +67,11 @@ SIGN_IN_USER_AGENT = "threshold.sign_in_user_agent"  # at most 512 characters
 SIGN_IN_METHOD = "threshold.sign_in_method"  # a SignedInWith value
 SIGN_IN_AMR = "threshold.amr"  # list of threshold.core.assurance.Amr values
 SIGN_IN_ACR = "threshold.acr"  # a threshold.core.assurance.Acr value, or None
+# Which passkey or Threshold Verify device signed the session in (its row's id, as text), for a
+# sign-in with one: /authorize asks whether the policy in force still lets it sign in
+# (``threshold.accounts.methods.still_signs_in``). Absent for a password's sign-in, and for a
+# session signed in before Threshold recorded it.
+SIGN_IN_CREDENTIAL = "threshold.sign_in_credential"
 # The name of the first-party app that holds the session (threshold/sso/firstparty.py): a
 # session signed in to inside an app, with no browser. Absent for a browser's.
 SIGN_IN_APP = "threshold.sign_in_app"

@@ -460,6 +460,7 @@ def _finish(
             origin,
             signed_in.assurance,
             user_verified=signed_in.user_verified,
+            credential=signed_in.passkey_id,
             extra={
                 SID: sid,
                 SIGN_IN_APP: application.name,

@@ -42,7 +42,9 @@ verifies it (the backend, the person active, the session hash in constant time),
 has its ``sid``, and ``SessionTimeoutMiddleware`` would neither end it (the person locked,
 the idle or absolute timeout) nor refresh its idle clock (done at most once a minute, by the
 full stack). Anything else goes down the full stack untouched. The view itself
-(``views.authorize``) then decides and answers, as in the full stack, and the answer gets
+(``views.authorize``) then decides and answers, as in the full stack (with one SELECT of its
+own for a passkey's session: whether the policy in force still lets that passkey sign in,
+``sso.sessions.sign_in_stands``), and the answer gets
 what the skipped middleware would add: the session's (Vary, a saved session's cookie), the
 CSRF cookie if a page used the token, ``remember_signed_in``'s cookie, CSP (django-csp's
 own middleware when the answer used a nonce or its own policy), X-Frame-Options,

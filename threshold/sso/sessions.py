@@ -14,12 +14,22 @@ from dataclasses import dataclass
 
 from django.http import HttpRequest
 
+from threshold.accounts.methods import still_signs_in
 from threshold.accounts.models import User
 from threshold.audit.actions import Origin
 from threshold.core.encoding import b64url_encode
+from threshold.policy.access import policy_for
 from threshold.sessions.actions import end_if_timed_out, new_sid, timed_out_column
 from threshold.sessions.models import Session
-from threshold.sessions.store import SID, SIGN_IN_ACR, SIGN_IN_AMR, SIGNED_IN_AT
+from threshold.sessions.store import (
+    SID,
+    SIGN_IN_ACR,
+    SIGN_IN_AMR,
+    SIGN_IN_CREDENTIAL,
+    SIGN_IN_METHOD,
+    SIGNED_IN_AT,
+    SignedInWith,
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,29 @@ def facts_of(request: HttpRequest) -> SessionFacts:
         auth_time=int(signed_in_at) if isinstance(signed_in_at, int | float) else 0,
         amr=[str(value) for value in amr] if isinstance(amr, list) else [],
         acr=acr if isinstance(acr, str) else "",
+    )
+
+
+def sign_in_stands(request: HttpRequest, user: User) -> bool:
+    """Whether the policy in force (with the person's groups' rules) still lets them sign in the way
+    this session did: the passkey or device it recorded still theirs and allowed, the
+    password fallback still allowed and set up. A session signed in before a passkey was
+    deny-listed, or the password turned off, signs in to no app until the person signs in
+    again (Okta's app sign-on policy is evaluated the same way, at each app's sign-in)."""
+    session = request.session
+    method = session.get(SIGN_IN_METHOD)
+    if method is None:
+        return True  # nothing recorded: a session Threshold did not sign in (a test's login)
+    try:
+        kind = SignedInWith(method).kind
+    except ValueError:
+        return False
+    credential = session.get(SIGN_IN_CREDENTIAL, "")
+    return still_signs_in(
+        user,
+        lambda: policy_for(request),
+        kind,
+        credential if isinstance(credential, str) else "",
     )
 
 

@@ -74,7 +74,7 @@ from threshold.sso.access import access_signed_in_app, issuer
 from threshold.sso.actions import do_sign_out_of_app, end_app_sessions
 from threshold.sso.models import OFFLINE_ACCESS, Algorithm, Application, AppSignIn
 from threshold.sso.responses import ResponseMode, is_web_uri, respond, response_mode_of
-from threshold.sso.sessions import facts_of, subject_of
+from threshold.sso.sessions import facts_of, sign_in_stands, subject_of
 from threshold.sso.validator import (
     FACTS,
     PKCE_VALUE,
@@ -741,7 +741,10 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
     signed_in_at = request.session.get(SIGNED_IN_AT, 0)
     signed_in_again = reauth_started is not None and signed_in_at >= reauth_started
     too_old = max_age is not None and clock.now() - facts.auth_time > max_age
-    needs_login = ("login" in prompt or too_old) and not signed_in_again
+    # The policy in force may have come to refuse the passkey (or the password, or the
+    # device) this session signed in with: then a new sign-in, as for prompt=login.
+    stands = sign_in_stands(request, user)
+    needs_login = (("login" in prompt or too_old) and not signed_in_again) or not stands
     acr_unmet = bool(wanted) and facts.acr not in {
         str(acr) for want in wanted for acr in Acr if _satisfies(acr, want)
     }
@@ -956,7 +959,11 @@ def sign_in_again_result(request: HttpRequest) -> JsonResponse:
                 policy=policy_for(request),
             ),
             lambda signed_in: sign_in(
-                request, user, signed_in.assurance, user_verified=signed_in.user_verified
+                request,
+                user,
+                signed_in.assurance,
+                user_verified=signed_in.user_verified,
+                credential=signed_in.passkey_id,
             ),
         )
     except errors.ThresholdError as error:
