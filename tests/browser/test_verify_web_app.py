@@ -288,3 +288,109 @@ def test_the_service_worker_shows_a_web_push_as_a_notification(
             shows(message, anything["title"], anything["body"])
     finally:
         context.close()
+
+
+def set_up_phone(page: Page, phone: Page, name: str) -> Authenticator:
+    """Settings' QR link opened on ``phone``, its returned code typed in Settings (``page``),
+    Got it and Enable: the phone's home screen, with screen lock confirmation. Its screen lock."""
+    screen_lock = add_authenticator(phone.context, phone)
+    show_setup_code(page)
+    link = page.locator("#setup-link").get_attribute("href")
+    assert link
+    phone.goto(link)
+    phone.get_by_label("Name for this phone").fill(name)
+    phone.get_by_role("button", name="Add account").click()
+    returned = phone.locator("#verify-returned-code")
+    expect(returned).to_have_text(re.compile(r"^\d{6}$"))
+    page.get_by_label("6-digit code from Threshold Verify").fill(returned.inner_text())
+    page.get_by_role("button", name="Add device").click()
+    phone.get_by_role("button", name="Got it").click()
+    phone.get_by_role("button", name="Enable").click()
+    expect(phone.locator("#verify-status")).to_have_text("Waiting for sign-in requests\u2026")
+    return screen_lock
+
+
+def test_the_phone_adds_the_account_to_another_device(
+    page: Page,
+    person: Person,
+    phone: Page,
+    browser: Browser,
+    server: Server,
+    other_browser: BrowserContext,
+) -> None:
+    """Seed 000, on the phone already set up: select Add Account to Another Device (the screen
+    lock confirms it); a QR code and a setup code are displayed; the new device enters the
+    setup code and shows another code, which is entered on the phone."""
+    screen_lock = set_up_phone(page, phone, "Pixel")
+    add_another = phone.get_by_role("button", name="Add Account to Another Device")
+    heading = phone.get_by_role("heading", name="Add Account to Another Device")
+
+    # Cancel goes back home.
+    add_another.click()
+    expect(heading).to_be_focused()
+    phone.get_by_role("button", name="Cancel").click()
+    expect(phone.locator("#verify-home")).to_be_visible()
+    expect(phone.locator("#verify-another-code")).to_be_empty()
+
+    # The screen lock confirms it, the server checks the assertion: the QR code (its link is
+    # the set-up link, with the code in the fragment), the setup code and when it expires.
+    signed_before = screen_lock.credentials()[0]["signCount"]
+    add_another.click()
+    expect(heading).to_be_focused()
+    assert phone.title().startswith("Add Account to Another Device")
+    assert screen_lock.credentials()[0]["signCount"] > signed_before
+    code = phone.locator("#verify-another-code").inner_text()
+    assert re.fullmatch(r"[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}", code)
+    expect(phone.locator("#verify-another-expires")).to_have_text(WHEN)
+    qr = phone.get_by_role("img", name="QR code to add your account to another device")
+    expect(qr).to_be_visible()
+    assert (qr.get_attribute("src") or "").startswith("data:image/svg+xml")
+    # Drawn: the page's Content Security Policy lets the data: image load.
+    assert qr.evaluate("(image) => image.complete && image.naturalWidth > 0")
+    audit = PageAudit(phone)
+    audit.check("add account to another device")
+    audit.assert_clean()
+
+    # The new device: Add account with the setup code; another code will display.
+    new_context = browser.new_context(base_url=server.url, **PIXEL_7)
+    try:
+        new_context.set_default_timeout(STEP_TIMEOUT_MS)
+        new_context.clock.set_system_time(server.now())
+        new_phone = new_context.new_page()
+        add_authenticator(new_context, new_phone)
+        new_phone.goto("/verify/")
+        new_phone.get_by_label("Setup code").fill(code)
+        new_phone.get_by_label("Name for this phone").fill("Second phone")
+        new_phone.get_by_role("button", name="Add account").click()
+        returned = new_phone.locator("#verify-returned-code")
+        expect(returned).to_have_text(re.compile(r"^\d{6}$"))
+
+        # Enter the returned code on the phone: a wrong one is refused, and may be typed again.
+        field = phone.get_by_label("Enter the returned code shown on the new device")
+        right = returned.inner_text()
+        field.fill("000000" if right != "000000" else "111111")
+        phone.get_by_role("button", name="Add device").click()
+        expect(phone.get_by_role("alert")).to_contain_text("Incorrect code")
+        expect(field).to_have_attribute("aria-invalid", "true")
+        field.fill(right)
+        phone.get_by_role("button", name="Add device").click()
+        expect(phone.locator("#verify-another-status")).to_have_text(
+            "Done: Second phone can now approve your sign-ins."
+        )
+        expect(phone.get_by_role("alert")).to_be_hidden()
+        expect(qr).to_have_count(0)  # the codes leave the screen
+
+        # Done: back home, where the phone still checks for requests.
+        phone.get_by_role("button", name="Done").click()
+        expect(phone.locator("#verify-home")).to_be_visible()
+        push_page(other_browser, person.email)
+        expect(phone.get_by_role("heading", name="Are you trying to sign in?")).to_be_visible()
+
+        # The new device is added to the account (it asked meanwhile).
+        expect(new_phone.get_by_role("heading", name="Account added")).to_be_visible()
+        expect(new_phone.locator("#verify-added-username")).to_have_text(person.email)
+        audited = server.audit(person.email)
+        assert ("device.setup_code_issued", "") in audited
+        assert ("device.added", "") in audited
+    finally:
+        new_context.close()

@@ -78,11 +78,12 @@ def test_a_screen_lock_device_key_alone_cannot_add_another_device(ada, clock):
     """With screen lock confirmation on, the device's own word ("user_verified": true) no
     longer counts for an approval (docs/device-api.md), and screen lock cannot be swapped
     "so that someone holding only the device's key cannot swap in an authenticator of their
-    own". "Add Account to Another Device" still takes the device's word: whoever holds the
-    key alone (script on the /verify/ origin in the phone's browser, a copied key) issues a
-    setup code, redeems it with a key of their own, confirms the returned code with the
-    phone's key, and the new device approves pushes with "user_verified": true, no
-    assertion: the attacker's browser signs in as the person."""
+    own". Was a defect: "Add Account to Another Device" took the device's word, so whoever
+    held the key alone (script on the /verify/ origin in the phone's browser, a copied key)
+    issued a setup code, redeemed it with a key of their own, confirmed the returned code with
+    the phone's key, and the new device approved pushes with "user_verified": true, no
+    assertion: the attacker's browser signed in as the person. It now needs the screen lock's
+    assertion (``setup-codes/options``, tests/integration/test_verify_add_to_another_device.py)."""
     phone = set_up_device(ada)
     enable_screen_lock(phone, SoftAuthenticator())
     issued = api(phone, SETUP_CODES, {"user_verified": True})

@@ -321,14 +321,9 @@ def test_the_phone_app_screens_use_the_seed_buttons(db):
     assert 'id="verify-enable">Enable</button>' in html
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known, left alone: the phone app does not add the account to another device yet "
-    "(the desktop app and Settings do). "
-    "seed 000: on the device already set up (a phone included) 'select the account and "
-    "select Add Account to Another Device'; the phone app (/verify/) has no such screen, only the "
-    "desktop command does",
-)
+# Was a defect: seed 000: on the device already set up (a phone included) 'select the account
+# and select Add Account to Another Device'; the phone app (/verify/) had no such screen, only the
+# desktop command did
 def test_the_phone_app_can_add_the_account_to_another_device(db):
     assert "Add Account to Another Device" in Browser().get("/verify/").content.decode()
 

@@ -251,15 +251,11 @@ def usable_devices(user: User, policy: Policy) -> list[Device]:
 
 def _check_vouching_device(device: Device, policy: Policy) -> None:
     """A device adding another ("Add Account to Another Device") must be one that may sign in
-    today, and one whose key alone proves the person: a device with screen lock confirmation
-    proves them only with a WebAuthn assertion, which these requests do not carry, so its key
-    alone would let whoever holds it add a device of their own (docs/device-api.md)."""
+    today (docs/device-api.md)."""
     if not policy.allow_device_app_sign_in:
         raise errors.DeviceAppNotAllowed()
     if device not in usable_devices(device.user, policy):
         raise errors.DeviceKeyNotHardware("a device the policy no longer lets sign in")
-    if device.has_screen_lock:
-        raise errors.DeviceUserNotVerified("a device with screen lock confirmation adds none")
 
 
 def _check_device_limit(user: User, policy: Policy) -> None:
@@ -276,13 +272,21 @@ def do_issue_setup_code(
     *,
     session_key: str | None = None,
     created_by: Device | None = None,
+    screen_lock_verified: bool = False,
 ) -> IssuedSetupCode:
     """A new setup code for ``user``, from Settings (bound to the browser's session) or from
     one of their devices ("Add Account to Another Device"). Their earlier open set-ups from
-    the same place are canceled: one at a time."""
+    the same place are canceled: one at a time.
+
+    A device with screen lock confirmation proves the person only with the WebAuthn assertion
+    the server checked (``screen_lock.finish_setup_code``, ``screen_lock_verified``): its key
+    alone would let whoever holds it add a device of their own. Its returned code needs no
+    second assertion: only the device that asked confirms the set-up it was issued."""
     lock_user(user)
     if created_by is not None:
         _check_vouching_device(created_by, policy)
+        if created_by.has_screen_lock and not screen_lock_verified:
+            raise errors.DeviceUserNotVerified("screen lock: no assertion checked")
     _check_device_limit(user, policy)
     binding = _sha256(session_key) if session_key else ""
     earlier = DeviceEnrollment.objects.filter(

@@ -37,11 +37,15 @@ from threshold.devices.models import Device
 from threshold.devices.screen_lock import (
     begin_approval,
     begin_screen_lock,
+    begin_setup_code,
     do_enable_screen_lock,
     finish_approval,
+    finish_setup_code,
 )
+from threshold.devices.views import setup_link
 from threshold.policy.access import policy_for
 from threshold.web.http import audit_origin, content_length, failed, ok
+from threshold.web.qr import qr_data_uri
 
 View = Callable[[HttpRequest], JsonResponse]
 
@@ -131,19 +135,43 @@ def enrollment(request: HttpRequest, compact: str) -> JsonResponse:
 
 
 @device_endpoint
-def setup_codes(request: HttpRequest, compact: str) -> JsonResponse:
-    """Add Account to Another Device: a setup code, after the person's verification on it."""
+def setup_code_options(request: HttpRequest, compact: str) -> JsonResponse:
+    """The assertion options for asking for a setup code with the screen lock."""
     device = _device(request, compact)
-    if _body(compact).get("user_verified") is not True:
+    return ok({"options": begin_setup_code(device)})
+
+
+@device_endpoint
+def setup_codes(request: HttpRequest, compact: str) -> JsonResponse:
+    """Add Account to Another Device: a setup code, after the person's verification on it.
+
+    Also what a phone shows: the link its QR code holds and the QR code itself (the desktop
+    app draws its own in the terminal)."""
+    device = _device(request, compact)
+    body = _body(compact)
+    screen_lock_verified = False
+    if device.has_screen_lock:
+        # Screen lock confirmation is on: the person's verification is the WebAuthn
+        # assertion the server checks, never the device's word for it.
+        finish_setup_code(device, body.get("assertion"), audit_origin(request))
+        screen_lock_verified = True
+    elif body.get("user_verified") is not True:
         raise errors.DeviceUserNotVerified()
     issued = do_issue_setup_code(
-        device.user, audit_origin(request), policy_for(request), created_by=device
+        device.user,
+        audit_origin(request),
+        policy_for(request),
+        created_by=device,
+        screen_lock_verified=screen_lock_verified,
     )
+    link = setup_link(issued.code)
     return ok(
         {
             "enrollment_id": issued.enrollment.public_id,
             "setup_code": issued.formatted,
             "expires_at": issued.enrollment.expires_at.timestamp(),
+            "setup_link": link,
+            "qr_code": qr_data_uri(link),
         }
     )
 

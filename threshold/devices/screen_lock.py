@@ -3,8 +3,9 @@
 The phone web app at /verify/ cannot keep a PIN the way the desktop app does; instead it
 registers a WebAuthn credential on the phone, bound to its device record, that only the
 device app uses (never a passkey: it is not discoverable and signs nobody in). From then on
-every approval carries a user-verified assertion of it, checked by the same ceremony code
-the passkeys use (``threshold.core.ceremony``), in addition to the device's signed request.
+every approval, and every "Add Account to Another Device", carries a user-verified assertion
+of it, checked by the same ceremony code the passkeys use (``threshold.core.ceremony``), in
+addition to the device's signed request.
 
 The ceremony's state waits on the device's row (``screen_lock_ceremony``) and is used once:
 whatever the answer, it is cleared before it is checked.
@@ -27,6 +28,8 @@ from threshold.devices.models import Device, is_public_id
 TIMEOUT_SECONDS = 120
 REGISTER = "register"
 APPROVE = "approve"
+# "Add Account to Another Device": a setup code for the person, confirmed with the screen lock.
+SETUP_CODE = "setup_code"
 
 
 def _rp() -> ceremony.RelyingParty:
@@ -108,13 +111,15 @@ def do_enable_screen_lock(device: Device, credential: object, origin: Origin) ->
         raise refusal
 
 
-@transaction.atomic
-def begin_approval(device: Device, push_id: str) -> dict[str, Any]:
-    """PublicKeyCredentialRequestOptionsJSON for approving push ``push_id`` on ``device``."""
+def _require_screen_lock(device: Device) -> None:
     if not device.has_screen_lock:
         raise errors.ChallengeMissing("screen lock confirmation is not enabled")
-    if not is_public_id(push_id):
-        raise errors.DeviceRequestMalformed("id must be a push's ID")
+
+
+def _begin_assertion(device: Device, kind: str, **bound: str) -> dict[str, Any]:
+    """PublicKeyCredentialRequestOptionsJSON for the device's screen lock credential, the
+    ceremony waiting on the device as ``kind`` (and what it is for, ``bound``): a new one
+    replaces whichever was waiting, so one device has one ceremony at a time."""
     descriptor = ceremony.CredentialDescriptor(bytes(device.screen_lock_credential_id or b""))
     options, state = ceremony.begin_authentication(
         _rp(),
@@ -124,20 +129,26 @@ def begin_approval(device: Device, push_id: str) -> dict[str, Any]:
         user_handle=bytes(device.screen_lock_user_handle or b""),
         user_verification=UserVerification.REQUIRED,
     )
-    device.screen_lock_ceremony = {"kind": APPROVE, "push": push_id, "state": state.to_json()}
+    device.screen_lock_ceremony = {"kind": kind, **bound, "state": state.to_json()}
     device.save(update_fields=["screen_lock_ceremony"])
     return options
 
 
-def finish_approval(device: Device, push_id: str, assertion: object, origin: Origin) -> None:
-    """The person confirmed approving ``push_id`` with the screen lock (a UV assertion), or
-    DeviceUserNotVerified: the push keeps waiting, the ceremony is used up, the refusal audited."""
+def _finish_assertion(
+    device: Device, kind: str, assertion: object, origin: Origin, *, path: str, **bound: str
+) -> None:
+    """The person confirmed the request the waiting ``kind`` ceremony was begun for (a UV
+    assertion of the device's screen lock credential, for ``bound``), or DeviceUserNotVerified
+    (the generic answer; the check that failed goes to the audit log, with the endpoint's
+    ``path``). The ceremony is used up whatever the outcome, and a refusal is committed with
+    its audit event before it is raised."""
     refusal: errors.ThresholdError | None = None
     with transaction.atomic():
         try:
-            waiting = _take_ceremony(device, APPROVE)
-            if waiting.get("push") != push_id:
-                raise errors.ChallengeMissing("the ceremony was for another push")
+            waiting = _take_ceremony(device, kind)
+            for name, value in bound.items():
+                if waiting.get(name) != value:
+                    raise errors.ChallengeMissing(f"the ceremony was for another {name}")
             state = ceremony.AuthenticationState.from_json(waiting["state"])
             stored = ceremony.StoredCredential(
                 credential_id=bytes(device.screen_lock_credential_id or b""),
@@ -158,9 +169,39 @@ def finish_approval(device: Device, push_id: str, assertion: object, origin: Ori
                 subject=device.user,
                 reason=error.code,
                 device=device.public_id,
-                path="approvals/answer",
+                path=path,
             )
         else:
             Device.objects.filter(pk=device.pk).update(screen_lock_sign_count=verified.sign_count)
     if refusal is not None:
         raise refusal
+
+
+@transaction.atomic
+def begin_approval(device: Device, push_id: str) -> dict[str, Any]:
+    """PublicKeyCredentialRequestOptionsJSON for approving push ``push_id`` on ``device``."""
+    _require_screen_lock(device)
+    if not is_public_id(push_id):
+        raise errors.DeviceRequestMalformed("id must be a push's ID")
+    return _begin_assertion(device, APPROVE, push=push_id)
+
+
+def finish_approval(device: Device, push_id: str, assertion: object, origin: Origin) -> None:
+    """The person confirmed approving ``push_id`` with the screen lock (a UV assertion), or
+    DeviceUserNotVerified: the push keeps waiting, the ceremony is used up, the refusal audited."""
+    _finish_assertion(device, APPROVE, assertion, origin, path="approvals/answer", push=push_id)
+
+
+@transaction.atomic
+def begin_setup_code(device: Device) -> dict[str, Any]:
+    """PublicKeyCredentialRequestOptionsJSON for "Add Account to Another Device" on ``device``:
+    a setup code adds a device that approves sign-ins, so the person confirms it as they
+    confirm an approval."""
+    _require_screen_lock(device)
+    return _begin_assertion(device, SETUP_CODE)
+
+
+def finish_setup_code(device: Device, assertion: object, origin: Origin) -> None:
+    """The person confirmed asking for a setup code with the screen lock, or
+    DeviceUserNotVerified: nothing is issued, the ceremony is used up, the refusal audited."""
+    _finish_assertion(device, SETUP_CODE, assertion, origin, path="setup-codes")

@@ -28,6 +28,9 @@ urlpatterns = [
     path("api/device/v1/enrollment", api.enrollment, name="api-enrollment"),
     path("api/device/v1/attest", api.attest, name="api-attest"),
     path("api/device/v1/setup-codes", api.setup_codes, name="api-setup-codes"),
+    path(
+        "api/device/v1/setup-codes/options", api.setup_code_options, name="api-setup-code-options"
+    ),
     path("api/device/v1/setup-codes/confirm", api.confirm, name="api-confirm"),
     path("api/device/v1/approvals/pending", api.pending, name="api-pending"),
     path("api/device/v1/approvals/answer", api.answer, name="api-answer"),

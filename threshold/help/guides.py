@@ -692,13 +692,15 @@ THRESHOLD_VERIFY = Platform(
         Steps(
             "Set up Threshold Verify on one device using another device that already has it",
             (
-                "Open Threshold Verify on the device that is already set up: run "
-                "threshold-verify add-to-another-device and enter its device PIN.",
+                "Open Threshold Verify on the device that is already set up. On a computer, run "
+                "threshold-verify add-to-another-device and enter its device PIN; on a phone, "
+                "select “Add Account to Another Device” and confirm with the phone’s screen lock.",
                 "A QR code and a setup code are displayed. Note the setup code.",
                 "On the new device, run threshold-verify add-account --setup-code followed by the "
-                "setup code. Another code will display.",
+                "setup code, or on a phone scan the QR code. Another code will display.",
                 "Enter the returned code on the device with Threshold Verify already set up.",
-                "Choose a device PIN on the new device when asked.",
+                "On a new computer, choose a device PIN when asked; on a new phone, select “Got "
+                "it”, then “Enable” to enable screen lock confirmation.",
             ),
         ),
         Steps(

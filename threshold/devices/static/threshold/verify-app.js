@@ -2,14 +2,15 @@
 // (docs/device-api.md) as the desktop app does. Its P-256 key is made here with WebCrypto,
 // non-extractable, and kept in IndexedDB; every request is a compact JWS (ES256) it signs.
 // "Enable screen lock confirmation" registers a WebAuthn credential on the phone that only
-// this app uses; every approval is then a user-verified assertion the server checks.
+// this app uses; every approval, and every "Add Account to Another Device", is then a
+// user-verified assertion the server checks.
 (() => {
   "use strict";
   const root = document.getElementById("verify");
   if (!root) return;
   const API = root.dataset.api;
   const POLL_MS = 3000;
-  const SCREENS = ["start", "add", "returned", "added", "screen-lock", "home"];
+  const SCREENS = ["start", "add", "returned", "added", "screen-lock", "home", "another"];
   const encoder = new TextEncoder();
   const $ = (id) => document.getElementById(id);
 
@@ -369,6 +370,115 @@
     }
   }
 
+  // --- Add Account to Another Device -----------------------------------------------------
+
+  // The set-up on screen (its enrollment ID), while its returned code may still be typed.
+  let adding = null;
+
+  function returnedCodeInvalid(invalid) {
+    const input = $("verify-another-returned");
+    if (invalid) {
+      input.setAttribute("aria-invalid", "true");
+      input.setAttribute("aria-describedby", "verify-error");
+    } else {
+      input.removeAttribute("aria-invalid");
+      input.removeAttribute("aria-describedby");
+    }
+  }
+
+  // The set-up is over (added, canceled, expired): its codes leave the screen, and the only
+  // way on is back to the approvals.
+  function endAnother(message, back) {
+    adding = null;
+    $("verify-another-shown").hidden = true;
+    $("verify-another-qr").replaceChildren();
+    $("verify-another-code").textContent = "";
+    $("verify-another-status").textContent = message;
+    $("verify-another-back").textContent = back;
+    $("verify-another-back").focus();
+  }
+
+  function showSetupCode(issued) {
+    adding = issued.enrollment_id;
+    const image = document.createElement("img");
+    image.className = "qr";
+    image.src = issued.qr_code; // an SVG data: URI, made by the server
+    image.alt = "QR code to add your account to another device";
+    image.width = 220;
+    image.height = 220;
+    $("verify-another-qr").replaceChildren(image);
+    $("verify-another-code").textContent = issued.setup_code;
+    $("verify-another-expires").textContent = when(issued.expires_at);
+    $("verify-another-expires").dateTime = new Date(issued.expires_at * 1000).toISOString();
+    $("verify-another-returned").value = "";
+    returnedCodeInvalid(false);
+    $("verify-another-status").textContent = "";
+    $("verify-another-back").textContent = "Cancel";
+    $("verify-another-shown").hidden = false;
+    show("another");
+  }
+
+  // Select the account and select Add Account to Another Device: the screen lock confirms
+  // it (the server checks the assertion), then a QR code and a setup code are displayed.
+  async function addAnother(account) {
+    clearError();
+    const button = $("verify-add-another");
+    button.disabled = true;
+    try {
+      const { options } = await deviceCall(account, "setup-codes/options");
+      const assertion = await navigator.credentials.get({
+        publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options),
+      });
+      showSetupCode(await deviceCall(account, "setup-codes", { assertion: assertion.toJSON() }));
+    } catch (error) {
+      showError(error);
+      await lost(error);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // The returned code the new device shows, entered here: the new device is added.
+  async function confirmAnother(account, event) {
+    if (!adding) return;
+    clearError();
+    const button = event.target.querySelector("button");
+    button.disabled = true;
+    try {
+      const done = await deviceCall(account, "setup-codes/confirm", {
+        enrollment_id: adding,
+        returned_code: $("verify-another-returned").value.trim(),
+      });
+      endAnother(`Done: ${done.device_name} can now approve your sign-ins.`, "Done");
+    } catch (error) {
+      showError(error);
+      if (error instanceof ApiError && error.error.code === "returned_code_invalid") {
+        returnedCodeInvalid(true);
+        $("verify-another-returned").select();
+      } else if (error instanceof ApiError && error.status !== 0) {
+        // Canceled after three wrong codes, or expired: a new setup code is needed.
+        endAnother(
+          "The set-up ended. Select Add Account to Another Device to start again.",
+          "Back",
+        );
+      }
+      await lost(error);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // Cancel (or Done): back to the approvals, which kept being checked meanwhile.
+  async function leaveAnother() {
+    adding = null;
+    clearError();
+    $("verify-another-qr").replaceChildren();
+    $("verify-another-code").textContent = "";
+    const account = await loadAccount();
+    if (account) home(account);
+    else show("add");
+  }
+
   // --- Web Push ---------------------------------------------------------------------------
 
   function serverKey() {
@@ -463,6 +573,12 @@
       answer(await loadAccount(), "approve");
     });
     $("verify-deny").addEventListener("click", async () => answer(await loadAccount(), "deny"));
+    $("verify-add-another").addEventListener("click", async () => addAnother(await loadAccount()));
+    $("verify-another-form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      confirmAnother(await loadAccount(), event);
+    });
+    $("verify-another-back").addEventListener("click", leaveAnother);
     if (!account) {
       $("verify-setup-code").value = code;
       show("add");
