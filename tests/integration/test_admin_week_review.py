@@ -312,6 +312,18 @@ def _organisation() -> None:
     software = User.objects.create_user("software@example.com")
     _device(software, "software")
     _fallback(software)
+    # A group that turns the password and the push off for its members.
+    only = do_add_group("Passkeys only", Origin.cli())
+    do_set_group_rules(
+        only,
+        GroupRules(only.name, allow_password_fallback=False, allow_device_app_sign_in=False),
+        Origin.cli(),
+    )
+    for name in ("tpm", "software"):
+        member = User.objects.create_user(f"{name}-only@example.com")
+        Device.objects.filter(pk=_device(member, f"{name}-only").pk).update(key_protection=name)
+        _fallback(member)
+        do_add_member(only, member, Origin.cli())
     gone = _device(User.objects.create_user("revoked@example.com"), "revoked")
     Device.objects.filter(pk=gone.pk).update(revoked_at=threshold_clock.now_datetime())
     unconfirmed = _device(User.objects.create_user("unconfirmed@example.com"), "unconfirmed")

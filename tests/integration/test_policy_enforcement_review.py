@@ -281,17 +281,16 @@ def test_authorize_does_not_count_refused_passkeys_as_a_way_to_sign_in_again(
     assert (app_answer(response) or {}).get("error") == [error], response.get("Location")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A group's rules cannot keep its members to passkeys: a member of a group whose rules "
-    "allow only attested security keys still signs in with a password and authenticator app.",
-)
 def test_a_security_keys_only_group_keeps_its_members_off_the_password(db: None) -> None:
     ada = enrolled_person("ada@example.com", "Ada")
     secret = set_up_fallback(ada)
-    # README's own example of a group's rules: "Engineering: security keys only".
+    # README's own example of a group's rules: "Engineering: security keys only". Was a
+    # defect: a group's rules held passkey rules only; now it may turn the password off.
     engineering = group_with_rules(
-        "Engineering", require_trusted_attestation=True, block_synced_passkeys=True
+        "Engineering",
+        require_trusted_attestation=True,
+        block_synced_passkeys=True,
+        allow_password_fallback=False,
     )
     do_add_member(engineering, ada.user, Origin.cli())
     assert sign_in(Browser(), ada.authenticator).status_code == 400  # her passkey: refused

@@ -581,13 +581,19 @@ GROUP_SETTINGS = (
     "require_trusted_attestation",
     "aaguid_allow_list",
     "aaguid_deny_list",
+    "allow_password_fallback",
+    "allow_device_app_sign_in",
 )
+# The ways in besides passkeys that a group may turn off for its members (never on).
+GROUP_WAYS_IN = ("allow_password_fallback", "allow_device_app_sign_in")
 
 
 @dataclass(frozen=True)
 class GroupRules:
-    """A group's rules on its members' passkeys ("Engineering: security keys only, no synced
-    passkeys"). They add to the organisation's and never relax them; a person in several
+    """A group's rules on its members' ways in ("Engineering: security keys only, no synced
+    passkeys, no password"): on their passkeys, and whether the password fallback and
+    Threshold Verify's push may sign them in. They add to the organisation's and never relax
+    them (a group's ``True`` leaves the organisation's setting as it is); a person in several
     groups meets every group's."""
 
     group: str
@@ -595,6 +601,8 @@ class GroupRules:
     require_trusted_attestation: bool = False
     aaguid_allow_list: tuple[str, ...] = ()
     aaguid_deny_list: tuple[str, ...] = ()
+    allow_password_fallback: bool = True
+    allow_device_app_sign_in: bool = True
 
     def __post_init__(self) -> None:
         for name in GROUP_SETTINGS:
@@ -613,6 +621,20 @@ class GroupRules:
             for name in GROUP_SETTINGS
             if getattr(self, name) != getattr(defaults, name)
         }
+
+
+def turned_off_by(policy: Policy, groups: Sequence[GroupRules], way_in: str) -> str | None:
+    """Who turns the way in ``way_in`` (one of ``GROUP_WAYS_IN``) off for a person in
+    ``groups``: "organisation", "group NAME" (the audit log's words for a group's rule), or
+    None when it is allowed."""
+    if way_in not in GROUP_WAYS_IN:
+        raise ValueError(f"{way_in} is not a way in a group may turn off")
+    if not getattr(policy, way_in):
+        return "organisation"
+    for rules in groups:
+        if not getattr(rules, way_in):
+            return f"group {rules.group}"
+    return None
 
 
 def _group_refusals(rules: GroupRules, facts: PasskeyFacts) -> list[Rule]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -33,7 +34,7 @@ from threshold.core.assurance import Assurance
 from threshold.core.device_requests import DeviceRequest
 from threshold.core.encoding import b64url_decode, b64url_encode
 from threshold.core.names import NICKNAME_MAX_LENGTH, clean_name
-from threshold.core.policy import Policy
+from threshold.core.policy import GroupRules, Policy, turned_off_by
 from threshold.devices import webpush
 from threshold.devices.models import (
     Device,
@@ -55,6 +56,7 @@ from threshold.devices.notices import (
     notify_push_denied,
     notify_push_number_wrong,
 )
+from threshold.groups.access import rules_of
 from threshold.policy.actions import lock_policy
 from threshold.sessions.store import SignedInWith
 
@@ -241,8 +243,15 @@ class IssuedSetupCode:
         return format_setup_code(self.code)
 
 
-def usable_devices(user: User, policy: Policy) -> list[Device]:
-    """The person's devices that may sign in today."""
+def usable_devices(
+    user: User, policy: Policy, groups: Sequence[GroupRules] | None = None
+) -> list[Device]:
+    """The person's devices that may sign in today: none when a group of theirs turns the
+    push off (the organisation's ``allow_device_app_sign_in`` its callers check). ``groups``:
+    their groups' rules as they would be (the admin portal's preview), not as they are."""
+    in_groups = rules_of(user) if groups is None else groups
+    if any(not rules.allow_device_app_sign_in for rules in in_groups):
+        return []
     devices = Device.objects.filter(user=user, is_active=True, revoked_at__isnull=True)
     if policy.require_hardware_device_key:
         devices = devices.filter(key_protection=KeyProtection.TPM)
@@ -1059,6 +1068,7 @@ def do_finish_push(
                 reason=refused.code,
                 method=SignedInWith.DEVICE_APP,
                 push=approval.public_id,
+                **({"detail": refused.detail} if refused.detail else {}),
             )
     raise refused
 
@@ -1133,13 +1143,19 @@ def _push_refusal(
         approver is not None and (approver.revoked_at is not None or not approver.is_active)
     ):
         return errors.PushExpired("expired, or the device that approved it was removed")
-    return None if policy is None else _policy_refusal(approver, policy)
+    return None if policy is None else _policy_refusal(approval.user, approver, policy)
 
 
-def _policy_refusal(approver: Device | None, policy: Policy) -> errors.ThresholdError | None:
-    """Why the policy in force refuses a push ``approver`` answered (None: it does not)."""
-    if not policy.allow_device_app_sign_in:
-        return errors.DeviceAppNotAllowed()
+def _policy_refusal(
+    person: User | None, approver: Device | None, policy: Policy
+) -> errors.ThresholdError | None:
+    """Why the policy in force (or a group of ``person``'s) refuses a push ``approver``
+    answered (None: it does not)."""
+    by = turned_off_by(
+        policy, rules_of(person) if person is not None else (), "allow_device_app_sign_in"
+    )
+    if by is not None:
+        return errors.DeviceAppNotAllowed("" if by == "organisation" else by)
     if policy.require_hardware_device_key and not (
         approver is not None and approver.is_hardware_protected
     ):

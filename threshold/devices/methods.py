@@ -9,8 +9,9 @@ from typing import Any
 from threshold.accounts.methods import MethodKind, SignInMethod
 from threshold.accounts.models import User
 from threshold.core.names import NICKNAME_MAX_LENGTH
-from threshold.core.policy import Policy
+from threshold.core.policy import Policy, turned_off_by
 from threshold.devices.actions import list_devices, usable_devices
+from threshold.groups.access import rules_of
 
 
 def count_devices(user: User) -> int:
@@ -31,7 +32,8 @@ def settings_context(user: User, policy: Policy) -> dict[str, Any]:
     return {
         "devices": devices,
         "not_usable": {device.pk for device in devices if device.pk not in usable},
-        "sign_in_allowed": policy.allow_device_app_sign_in,
+        "sign_in_allowed": turned_off_by(policy, rules_of(user), "allow_device_app_sign_in")
+        is None,
         "limit": policy.device_limit,
         "at_limit": len(devices) >= policy.device_limit,
         "nickname_max_length": NICKNAME_MAX_LENGTH,
@@ -43,7 +45,7 @@ def device_still_signs_in(user: User, policy: Callable[[], Policy], credential: 
     still may: push sign-ins allowed, the device the person's, active, and its key as the
     policy requires. A session that recorded no device is judged by the first alone."""
     in_force = policy()
-    if not in_force.allow_device_app_sign_in:
+    if turned_off_by(in_force, rules_of(user), "allow_device_app_sign_in") is not None:
         return False
     return not credential or any(
         str(device.pk) == credential for device in usable_devices(user, in_force)

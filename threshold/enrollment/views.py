@@ -20,7 +20,7 @@ from threshold.enrollment.actions import (
     get_invitee_id,
 )
 from threshold.enrollment.models import EnrollmentInvite
-from threshold.fallback.actions import recovery_removes
+from threshold.fallback.actions import fallback_refusal, recovery_removes
 from threshold.passkeys.actions import passkey_assurance
 from threshold.passkeys.http import ceremonies, read_credential
 from threshold.passkeys.models import Passkey
@@ -103,7 +103,7 @@ def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
             "recovery_removes": (
                 get_text_list(recovery_removes(invite.user), "and") if recovery else ""
             ),
-            "fallback_allowed": policy_for(request).allow_password_fallback,
+            "fallback_allowed": fallback_refusal(invite.user, policy_for(request)) is None,
             "keeps_devices": recovery and _has_devices(invite.user),
             "catalog": SET_UP_CATALOG,
             "flow": issue_flow_token(Flow.ENROLLMENT),

@@ -25,13 +25,14 @@ from threshold.audit.capped import record_capped
 from threshold.audit.models import AuditEvent
 from threshold.core import errors, throttle, totp
 from threshold.core.names import has_ascii_control, is_text
-from threshold.core.policy import Policy
+from threshold.core.policy import Policy, turned_off_by
 from threshold.fallback.models import FailureCounter, PasskeyPrompt, RecoveryCode, TotpDevice
 from threshold.fallback.notices import (
     notify_codes_shut,
     notify_fallback_changed,
     notify_recovery_codes_replaced,
 )
+from threshold.groups.access import rules_of
 from threshold.policy.actions import lock_policy
 from threshold.sessions.store import SignedInWith
 
@@ -161,13 +162,25 @@ def do_reset_fallback(user: User, origin: Origin, *, actor: User) -> None:
     notify_fallback_changed(user, origin, MethodChange.REMOVED, staff=actor)
 
 
+def fallback_refusal(user: User, policy: Policy) -> errors.FallbackNotAllowed | None:
+    """Why the password fallback may not sign ``user`` in (None: it may): the organisation's
+    ``allow_password_fallback``, or the rules of a group of theirs that turns it off (named in
+    the error's detail, for the audit log)."""
+    by = turned_off_by(policy, rules_of(user), "allow_password_fallback")
+    if by is None:
+        return None
+    return errors.FallbackNotAllowed("" if by == "organisation" else by)
+
+
 def is_last_usable_fallback(user: User, policy: Policy) -> bool:
     """Would removing ``user``'s fallback leave them no way to sign in that ``policy`` allows?
 
-    While the policy turns the fallback off it cannot sign in, so removing it
-    changes nothing.
+    While the policy (or a group of theirs) turns the fallback off it cannot sign in, so
+    removing it changes nothing.
     """
-    return policy.allow_password_fallback and count_usable_sign_in_methods(user, policy) <= 1
+    return (
+        fallback_refusal(user, policy) is None and count_usable_sign_in_methods(user, policy) <= 1
+    )
 
 
 def recovery_removes(user: User) -> list[str]:
@@ -568,17 +581,20 @@ def do_finish_fallback_sign_in(
         raise errors.FallbackNotAllowed()
     keys = _reserve_attempt(user.username, origin, policy, Step.CODE, person=user, purpose=purpose)
     wrong_code: errors.FallbackError | None = None
-    refusal: errors.AccountError | None = None
+    refusal: errors.AccountError | errors.FallbackNotAllowed | None = None
     with transaction.atomic():
         try:
             with transaction.atomic():
                 method = _use_code(user, totp.normalize_code(code))
-                # Both factors are right: only now does the account's state show. A
-                # refusal rolls the code's use back: a locked or deactivated person's
-                # recovery code is not burnt by a sign-in that could not happen.
-                refusal = user.sign_in_refusal()
+                # Both factors are right: only now does the account's state show, nor
+                # whether a group of theirs turns the password off. A refusal rolls the
+                # code's use back: a locked or deactivated person's recovery code is not
+                # burnt by a sign-in that could not happen.
+                refusal = user.sign_in_refusal() or fallback_refusal(user, policy)
                 if refusal is not None:
                     raise refusal
+        except errors.FallbackNotAllowed:
+            pass  # ``refusal``: a group's rule, not a wrong code
         except errors.FallbackError as error:
             record(
                 purpose.failed,
@@ -632,8 +648,14 @@ def do_step_up_with_fallback(
     return do_finish_fallback_sign_in(user, code, origin, policy, purpose=Purpose.STEP_UP)
 
 
-def _refuse(user: User, origin: Origin, error: errors.AccountError, purpose: Purpose) -> None:
-    record(purpose.failed, origin, subject=user, reason=error.code, method=FALLBACK)
+def _refuse(
+    user: User,
+    origin: Origin,
+    error: errors.AccountError | errors.FallbackNotAllowed,
+    purpose: Purpose,
+) -> None:
+    detail = {"detail": error.detail} if error.detail else {}
+    record(purpose.failed, origin, subject=user, reason=error.code, method=FALLBACK, **detail)
     raise error
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from threshold.accounts.methods import MethodKind, SignInMethod
 from threshold.accounts.models import User
 from threshold.core.policy import Policy
-from threshold.fallback.actions import has_fallback, unused_recovery_codes
+from threshold.fallback.actions import fallback_refusal, has_fallback, unused_recovery_codes
 
 
 def count_fallbacks(user: User) -> int:
@@ -18,17 +18,22 @@ def count_fallbacks(user: User) -> int:
 
 
 def count_usable_fallbacks(user: User, policy: Policy) -> int:
-    """The fallback signs in only while the policy allows it."""
-    return int(policy.allow_password_fallback and has_fallback(user))
+    """The fallback signs in only while the policy and the person's groups' rules allow it."""
+    return int(
+        policy.allow_password_fallback
+        and has_fallback(user)
+        and fallback_refusal(user, policy) is None
+    )
 
 
 def settings_context(user: User, policy: Policy) -> dict[str, Any] | None:
     """The "Password and authenticator app" group, where the policy allows it or it is set up."""
     enabled = has_fallback(user)
-    if not (policy.allow_password_fallback or enabled):
+    allowed = fallback_refusal(user, policy) is None
+    if not (allowed or enabled):
         return None
     return {
-        "allowed": policy.allow_password_fallback,
+        "allowed": allowed,
         "enabled": enabled,
         "recovery_codes_left": unused_recovery_codes(user) if enabled else 0,
     }

@@ -34,6 +34,7 @@ from threshold.fallback.actions import (
     do_set_up_fallback,
     do_snooze_passkey_prompt,
     do_step_up_with_fallback,
+    fallback_refusal,
     has_fallback,
     is_last_usable_fallback,
     passkey_prompt_due,
@@ -324,8 +325,9 @@ def set_up(request: HttpRequest) -> HttpResponse:
 def _refuse_set_up(request: HttpRequest, user: User) -> HttpResponse | None:
     """The answer when the person may not set the fallback up now: the policy does not allow
     it, they have to verify it is them first, or they already have it."""
-    if not policy_for(request).allow_password_fallback:
-        return settings_problem(request, errors.FallbackNotAllowed())
+    refused = fallback_refusal(user, policy_for(request))
+    if refused is not None:
+        return settings_problem(request, refused)
     if not recently_verified(request):
         return verify_first(reverse("fallback:set-up"))
     if has_fallback(user):

@@ -20,13 +20,13 @@ from threshold.accounts.models import User, normalize_username, search_key
 from threshold.audit.actions import Action
 from threshold.audit.models import AuditEvent
 from threshold.core.names import has_ascii_control
-from threshold.core.policy import Decision, Policy, evaluate
+from threshold.core.policy import Decision, Policy, evaluate, turned_off_by
 from threshold.devices.actions import usable_devices
 from threshold.devices.models import Device
 from threshold.enrollment.models import EnrollmentInvite
 from threshold.fallback.actions import has_fallback, unused_recovery_codes
 from threshold.fallback.models import TotpDevice
-from threshold.groups.access import rules_of
+from threshold.groups.access import rules_by_user, rules_of
 from threshold.groups.models import Group
 from threshold.passkeys.models import Passkey
 from threshold.policy.access import get_policy
@@ -184,6 +184,7 @@ def list_people(
         passkeys[user_id] += 1
         passkeys_usable[user_id] += allowed
     fallback = set(TotpDevice.objects.filter(user_id__in=ids).values_list("user_id", flat=True))
+    groups = rules_by_user(ids) if fallback else {}
     devices: set[int] = set()
     devices_usable: Counter[int] = Counter()
     for user_id, allowed in Device.objects.filter(DEVICE_SET_UP, user_id__in=ids).values_list(
@@ -200,7 +201,9 @@ def list_people(
     )
     rows = []
     for user in users:
-        fallback_usable = policy.allow_password_fallback and user.pk in fallback
+        fallback_usable = user.pk in fallback and (
+            turned_off_by(policy, groups.get(user.pk, ()), "allow_password_fallback") is None
+        )
         status_text = status_of(
             user,
             passkeys_usable[user.pk],

@@ -50,16 +50,16 @@ from threshold.core.policy import (
     PolicyError,
     Setting,
     evaluate,
+    turned_off_by,
 )
-from threshold.devices.actions import access_own_device, do_remove_device
+from threshold.devices.actions import access_own_device, do_remove_device, usable_devices
 from threshold.devices.models import Device, KeyProtection
-from threshold.fallback.actions import do_reset_fallback
+from threshold.fallback.actions import do_reset_fallback, has_fallback
 from threshold.groups.access import members_of, rules_by_user, rules_of
 from threshold.groups.actions import do_add_member, do_set_group_rules, hold_group
 from threshold.groups.models import Group, Membership
 from threshold.passkeys.access import access_own_passkey
 from threshold.passkeys.actions import do_remove_passkey
-from threshold.passkeys.methods import count_usable_passkeys
 from threshold.passkeys.models import Passkey
 from threshold.policy.actions import do_update_policy, lock_policy
 from threshold.portal import usable
@@ -219,7 +219,7 @@ def _losing(current: Policy, new: Policy, *, refuses_passkeys: bool) -> Q | None
         refused_now = usable.usable_passkeys(current).filter(usable.refused_passkeys(new))
         arms.append(Q(Exists(refused_now.filter(user=OuterRef("pk")))))
     if current.allow_password_fallback and not new.allow_password_fallback:
-        arms.append(Q(usable.has_fallback()))
+        arms.append(usable.has_usable_fallback(current))
     if current.allow_device_app_sign_in and (
         not new.allow_device_app_sign_in
         or (new.require_hardware_device_key and not current.require_hardware_device_key)
@@ -445,19 +445,23 @@ def _replacing(
     return (*(other for other in before if other.group != group.name), rules)
 
 
-def _others_usable(member: User, policy: Policy) -> int:
-    """The other kinds of method ``member`` can use today (the fallback, ...)."""
-    return count_usable_sign_in_methods(member, policy) - count_usable_passkeys(member, policy)
+def _others_usable(member: User, policy: Policy, groups: tuple[GroupRules, ...]) -> int:
+    """The other kinds of method ``member`` could use were their groups' rules ``groups``:
+    the password fallback and their Threshold Verify devices, which a group may turn off."""
+    fallback = int(
+        turned_off_by(policy, groups, "allow_password_fallback") is None and has_fallback(member)
+    )
+    if turned_off_by(policy, groups, "allow_device_app_sign_in") is not None:
+        return fallback
+    return fallback + len(usable_devices(member, policy, groups))
 
 
 def _usable_in(policy: Policy, user: User, group: Group, rules: GroupRules) -> int:
     """The ways ``user`` could sign in were they in ``group`` (already, or put in it) and
     ``group``'s rules ``rules``."""
-    before = rules_of(user)
-    newly, allowed_after = _passkeys_under(policy, user, before, _replacing(before, group, rules))
-    if not newly:
-        return count_usable_sign_in_methods(user, policy)
-    return allowed_after + _others_usable(user, policy)
+    after = _replacing(rules_of(user), group, rules)
+    _, allowed_after = _passkeys_under(policy, user, rules_of(user), after)
+    return allowed_after + _others_usable(user, policy, after)
 
 
 def group_lockout(
@@ -505,14 +509,15 @@ def preview_group(policy: Policy, group: Group, rules: GroupRules, viewer: User)
     stranded: list[User] = []
     for member in members:
         before = current.get(member.pk, ())
-        newly, allowed_after = _passkeys_under(
-            policy, member, before, _replacing(before, group, rules)
-        )
-        if not newly:
-            continue
-        refused += newly
-        people.append(member)
-        if member.can_sign_in and allowed_after + _others_usable(member, policy) == 0:
+        after = _replacing(before, group, rules)
+        newly, allowed_after = _passkeys_under(policy, member, before, after)
+        others_after = _others_usable(member, policy, after)
+        # The password or the push turned off for them: no passkey refused, a way in lost.
+        loses_others = others_after < _others_usable(member, policy, before)
+        if newly:
+            refused += newly
+            people.append(member)
+        if (newly or loses_others) and member.can_sign_in and allowed_after + others_after == 0:
             stranded.append(member)
     shown = [member.pk for member in stranded[:CUT_OFF_SHOWN]]
     return Preview(

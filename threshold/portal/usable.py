@@ -8,11 +8,11 @@ number of people:
 
 - a passkey, unless the policy or one of its owner's groups' rules refuses it
   (``core.policy.evaluate``, clause by clause: ``refused_passkeys``);
-- the password and authenticator app, once set up, while ``allow_password_fallback``
-  (``fallback.methods``);
-- Threshold Verify on a device, confirmed and not revoked, while ``allow_device_app_sign_in``,
-  and with ``require_hardware_device_key`` only a key held in a TPM
-  (``devices.actions.usable_devices``).
+- the password and authenticator app, once set up, while ``allow_password_fallback`` and no
+  group of its owner's turns it off (``fallback.methods``);
+- Threshold Verify on a device, confirmed and not revoked, while ``allow_device_app_sign_in``
+  and no group of its owner's turns it off, and with ``require_hardware_device_key`` only a
+  key held in a TPM (``devices.actions.usable_devices``).
 
 ``COUNTED`` names those kinds; tests/integration/test_admin_week_review.py checks that they
 are the registry's and that the counts here are the registry's, person by person.
@@ -139,12 +139,29 @@ def passkey_allowed(policy: Policy) -> ExpressionWrapper[Q]:
     return ExpressionWrapper(~refused_passkeys(policy), output_field=BooleanField())
 
 
+def _turned_off_for(way_in: str, person: str) -> Exists | None:
+    """Whether the person ``person`` names (an ``OuterRef`` path) is in a group whose rules
+    turn ``way_in`` (``core.policy.GROUP_WAYS_IN``) off; None when no group does. One query
+    reads the groups that have rules."""
+    groups = [
+        pk
+        for pk, name, document in Group.objects.exclude(rules={}).values_list("pk", "name", "rules")
+        if not getattr(GroupRules.from_document(name, document), way_in)
+    ]
+    if not groups:
+        return None
+    return Exists(Membership.objects.filter(group_id__in=groups, user_id=OuterRef(person)))
+
+
 def _device_rule(policy: Policy) -> Q | None:
     """Which devices that are set up ``policy`` lets sign in (a filter on ``Device``); None:
-    none (``allow_device_app_sign_in`` false)."""
+    none (``allow_device_app_sign_in`` false). A device of someone in a group that turns the
+    push off signs in nowhere (``devices.actions.usable_devices``)."""
     if not policy.allow_device_app_sign_in:
         return None
-    return Q(key_protection=KeyProtection.TPM) if policy.require_hardware_device_key else Q()
+    rule = Q(key_protection=KeyProtection.TPM) if policy.require_hardware_device_key else Q()
+    off = _turned_off_for("allow_device_app_sign_in", "user_id")
+    return rule if off is None else rule & ~Q(off)
 
 
 def usable_devices(policy: Policy) -> QuerySet[Device]:
@@ -189,7 +206,12 @@ def has_fallback() -> Exists:
 
 
 def has_usable_fallback(policy: Policy) -> Q:
-    return Q(has_fallback()) if policy.allow_password_fallback else Q(pk__in=[])
+    """Has the fallback set up, and neither the policy nor a group of theirs turns it off
+    (``fallback.actions.fallback_refusal``)."""
+    if not policy.allow_password_fallback:
+        return Q(pk__in=[])
+    off = _turned_off_for("allow_password_fallback", "pk")
+    return Q(has_fallback()) if off is None else Q(has_fallback()) & ~Q(off)
 
 
 def refused_methods(policy: Policy) -> Q:
@@ -199,6 +221,10 @@ def refused_methods(policy: Policy) -> Q:
     arms = [Q(Exists(Passkey.objects.filter(user=OuterRef("pk"))))]
     if not policy.allow_password_fallback:
         arms.append(Q(has_fallback()))
+    else:
+        off = _turned_off_for("allow_password_fallback", "pk")
+        if off is not None:
+            arms.append(Q(has_fallback()) & Q(off))
     if _device_rule(policy) != Q():
         arms.append(Q(Exists(Device.objects.filter(DEVICE_SET_UP, user=OuterRef("pk")))))
     return reduce(or_, arms)
@@ -218,7 +244,9 @@ def with_usable(people: QuerySet[User], policy: Policy, *, total: bool = True) -
     none = Value(0, output_field=IntegerField())
     people = people.annotate(
         usable_passkeys=_count_of(usable_passkeys(policy)),
-        usable_fallback=_one_if(has_fallback()) if policy.allow_password_fallback else none,
+        usable_fallback=(
+            _one_if(has_usable_fallback(policy)) if policy.allow_password_fallback else none
+        ),
         usable_devices=(
             _count_of(usable_devices(policy)) if policy.allow_device_app_sign_in else none
         ),
