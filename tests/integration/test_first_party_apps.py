@@ -10,6 +10,7 @@ test_mobile_apps_review.py configures it), sends the response back, and exchange
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
@@ -286,6 +287,24 @@ def test_a_confidential_app_authenticates_with_its_secret(ada):
     assert finish(client_id, asked.auth_session, credential).status_code == 401
     done = finish(client_id, asked.auth_session, credential, client_secret=secret)
     assert done.status_code == 200, done.content
+
+
+def test_a_confidential_app_authenticates_once(ada):
+    """RFC 6749 §2.3: "MUST NOT use more than one authentication method in each request", as
+    /token refuses it: HTTP Basic and client_secret together are refused, whichever is right."""
+    new = company_app(public=False)
+    client_id, secret = new.application.client_id, new.client_secret
+    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    before = stored()
+    response = app_client().post(
+        CHALLENGE,
+        {**_valid_first(client_id), "client_secret": "wrong"},
+        HTTP_AUTHORIZATION=f"Basic {basic}",
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["error"] == "invalid_request", response.json()
+    assert "auth_session" not in response.json()
+    assert stored() == before
 
 
 def test_the_follow_up_may_leave_out_client_id_but_not_the_secret(ada):

@@ -73,6 +73,7 @@ from threshold.sso.models import Application, AppSignIn
 from threshold.sso.sessions import SessionFacts, subject_of
 from threshold.sso.validator import FACTS, PKCE_VALUE, may_use, per_request
 from threshold.sso.views import (
+    authenticates_twice,
     hint_claims,
     issue_code,
     nonce_max_length,
@@ -81,6 +82,7 @@ from threshold.sso.views import (
     oauth_json,
     oauth_wrong_method,
     oauthlib_core,
+    repeated_parameter,
 )
 from threshold.web.bodies import refuses_bodies_with
 from threshold.web.http import answers_failures_with, audit_origin, client_ip, parse_json
@@ -202,10 +204,19 @@ def _params(request: HttpRequest) -> dict[str, str]:
     ``passkey_response`` may have whitespace)."""
     if request.content_type != _FORM:
         raise _Refused("invalid_request", f"Send the parameters as {_FORM}.")
+    repeated = repeated_parameter(request)
+    if repeated is not None:
+        raise _Refused(
+            "invalid_request", f"{as_given(repeated, 40)} is repeated.", reason="repeated_parameter"
+        )
+    if authenticates_twice(request):
+        raise _Refused(
+            "invalid_request",
+            "Authenticate the client once: HTTP Basic or client_secret, not both.",
+            reason="client_authentication_twice",
+        )
     params: dict[str, str] = {}
     for name, values in request.POST.lists():
-        if len(values) != 1:
-            raise _Refused("invalid_request", f"{name} is repeated.", reason="repeated_parameter")
         value = values[0]
         if not is_text(name) or not is_text(value) or "\x00" in value:
             raise _Refused("invalid_request", "Not text.", reason="control_characters")

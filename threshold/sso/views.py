@@ -434,6 +434,29 @@ def _query_refused(endpoint: str) -> Callable[[HttpRequest], HttpResponse]:
 _REPEATABLE = frozenset({"resource"})
 
 
+def repeated_parameter(
+    request: HttpRequest, repeatable: frozenset[str] = frozenset()
+) -> str | None:
+    """The first form parameter sent more than once that may not be (RFC 6749 §3.1: "MUST NOT
+    be included more than once"), or None: what /token, /revoke and /authorize-challenge refuse."""
+    return next(
+        (
+            name
+            for name, values in request.POST.lists()
+            if len(values) > 1 and name not in repeatable
+        ),
+        None,
+    )
+
+
+def authenticates_twice(request: HttpRequest) -> bool:
+    """Whether the app authenticates with HTTP Basic and with ``client_secret`` in the form
+    together (RFC 6749 §2.3: "MUST NOT use more than one authentication method")."""
+    return "client_secret" in request.POST and request.META.get(
+        "HTTP_AUTHORIZATION", ""
+    ).lower().startswith("basic ")
+
+
 def refuses_repeated_parameters(endpoint: str) -> Callable[..., Callable[..., HttpResponse]]:
     """/token's and /revoke's ``invalid_request`` (RFC 6749 §5.2, RFC 7009 §2.2.1) for a form
     that repeats a parameter (§3.2: "MUST NOT be included more than once"), which DOT would
@@ -444,18 +467,8 @@ def refuses_repeated_parameters(endpoint: str) -> Callable[..., Callable[..., Ht
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @functools.wraps(view)
         def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            repeated = next(
-                (
-                    name
-                    for name, values in request.POST.lists()
-                    if len(values) > 1 and name not in _REPEATABLE
-                ),
-                None,
-            )
-            twice = "client_secret" in request.POST and request.META.get(
-                "HTTP_AUTHORIZATION", ""
-            ).lower().startswith("basic ")
-            if repeated is None and not twice:
+            repeated = repeated_parameter(request, _REPEATABLE)
+            if repeated is None and not authenticates_twice(request):
                 return view(request, *args, **kwargs)
             record_capped(
                 Action.SSO_TOKEN_REFUSED,
