@@ -9,12 +9,14 @@ app's sign-on policy at each sign-in to the app.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
+import pyotp
 import pytest
 
-from tests.integration.conftest import Browser, assert_ok, enrolled_person, sign_in
+from tests.integration.conftest import Browser, assert_ok, enrolled_person, last_event, sign_in
 from tests.integration.test_policy_enforcement_review import (
+    PASSWORD,
     approved_push,
     device_for,
     group_with_rules,
@@ -33,6 +35,7 @@ from tests.integration.test_sso import (
 )
 from tests.support.authenticator import SoftAuthenticator
 from threshold.audit.actions import Origin
+from threshold.core import totp
 from threshold.groups.actions import do_add_member
 from threshold.passkeys.actions import do_remove_passkey
 from threshold.passkeys.models import Passkey
@@ -172,3 +175,47 @@ def test_a_session_that_recorded_no_credential_is_not_second_guessed(db: None) -
     assert recorded_credential(browser) is None
 
     assert gets_a_code(browser, app)
+
+
+def test_with_only_the_password_left_the_session_ends_and_the_sign_in_page_brings_her_back(
+    db: None,
+) -> None:
+    """A passkey session whose passkey is now refused, for someone whose password the policy
+    still allows: the session ends (audited), the sign-in page offers every way in, and the
+    password's sign-in comes back to the app's authorization, which now gives its code."""
+    ada = enrolled_person("ada@example.com", "Ada")
+    secret = set_up_fallback(ada)
+    browser = signed_in(ada)
+    app = add_app()
+    set_policy(aaguid_deny_list=(str(Passkey.objects.get(user=ada.user).aaguid),))
+
+    auth = authorize(browser, app)
+
+    assert auth.location.startswith("/sign-in?"), auth.location
+    assert not browser.is_signed_in()
+    ended = last_event("sign_out")
+    assert (ended.subject, ended.reason) == (ada.user, "sign_in_no_longer_allowed")
+    back = parse_qs(urlsplit(auth.location).query)["next"][0]
+    token = browser.csrf_token()
+    browser.client.post(
+        "/sign-in/password",
+        {
+            "username": "ada@example.com",
+            "password": PASSWORD,
+            "csrfmiddlewaretoken": token,
+            "next": back,
+        },
+    )
+    code = pyotp.TOTP(secret, digits=totp.DIGITS, interval=totp.STEP_SECONDS).now()
+    done = browser.client.post(
+        f"/sign-in/code?{urlencode({'next': back})}",
+        {"code": code, "csrfmiddlewaretoken": token},
+    )
+    assert done.status_code == 303, done.content[:300]
+    # Past the passkey prompt ("Set up a passkey" after a password sign-in), if it shows.
+    location = done["Location"]
+    if location.startswith("/sign-in/set-up-passkey"):
+        location = parse_qs(urlsplit(location).query)["next"][0]
+    again = browser.get(location)
+    assert again.status_code == 302, (location, again.status_code, again.content[:500])
+    assert answer_of(again["Location"])["code"], again["Location"]

@@ -89,7 +89,7 @@ def device_app(settings, tmp_path):
         usable=lambda user, policy: 1,
         settings_template="hardware_token/_settings_group.html",
         settings_context=lambda user, policy: {"tokens": [f"{user.display_name}'s token"]},
-        still_signs_in=lambda user, policy, credential: True,
+        still_signs_in=lambda user, policy, recorded: True,
     )
     before = methods.sign_in_methods()
     methods.register(method)

@@ -33,6 +33,17 @@ class MethodKind(StrEnum):
 
 
 @dataclass(frozen=True)
+class RecordedSignIn:
+    """What a session recorded of the way it was signed in, for ``still_signs_in``."""
+
+    # The passkey's or device's id, "" when the session recorded none (a password's sign-in,
+    # a session older than the record).
+    credential: str = ""
+    # Whether the person was verified (PIN, biometrics; or "Verify it's you" since).
+    user_verified: bool = False
+
+
+@dataclass(frozen=True)
 class SignInMethod:
     kind: MethodKind
     # Whether a sign-in with it resists phishing (bound to the site's origin).
@@ -46,11 +57,10 @@ class SignInMethod:
     # ... and that context, for the person under the policy; None shows no group.
     settings_context: Callable[[User, Policy], Mapping[str, Any] | None]
     # Whether the policy in force (with the person's groups' rules) still lets the person sign
-    # in with the one of these that signed a session in: its id as the session recorded it,
-    # or "" when the session recorded none (a password's sign-in, a session older than the
-    # record). It gets the request's policy reader: a kind may read the policy in a statement
-    # of its own instead (passkeys read it with the passkey).
-    still_signs_in: Callable[[User, Callable[[], Policy], str], bool]
+    # in as a session of theirs did with one of these (``RecordedSignIn``). It gets the
+    # request's policy reader: a kind may read the policy in a statement of its own instead
+    # (passkeys read it with the passkey).
+    still_signs_in: Callable[[User, Callable[[], Policy], RecordedSignIn], bool]
 
 
 @dataclass(frozen=True)
@@ -105,10 +115,10 @@ def settings_groups(user: User, policy: Policy) -> list[SettingsGroup]:
 
 
 def still_signs_in(
-    user: User, policy: Callable[[], Policy], kind: MethodKind, credential: str
+    user: User, policy: Callable[[], Policy], kind: MethodKind, recorded: RecordedSignIn
 ) -> bool:
     """Whether the policy in force (``policy()`` reads it) still lets ``user`` sign in as a
-    session of theirs did: with the method of ``kind`` whose id the session recorded
-    (``credential``, "" for none). A kind no app registers any longer signs nobody in."""
+    session of theirs did: with the method of ``kind`` the session ``recorded``. A kind no
+    app registers any longer signs nobody in."""
     method = _registry.get(kind)
-    return method is not None and method.still_signs_in(user, policy, credential)
+    return method is not None and method.still_signs_in(user, policy, recorded)

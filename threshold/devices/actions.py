@@ -250,21 +250,30 @@ def usable_devices(
     push off (the organisation's ``allow_device_app_sign_in`` its callers check). ``groups``:
     their groups' rules as they would be (the admin portal's preview), not as they are."""
     in_groups = rules_of(user) if groups is None else groups
-    if any(not rules.allow_device_app_sign_in for rules in in_groups):
-        return []
     devices = Device.objects.filter(user=user, is_active=True, revoked_at__isnull=True)
     if policy.require_hardware_device_key:
         devices = devices.filter(key_protection=KeyProtection.TPM)
-    return list(devices)
+    # Read whatever the groups say: a push for a member of such a group runs the statements
+    # anyone's does (``_undeliverable``), so its time tells no membership.
+    found = list(devices)
+    return [] if any(not rules.allow_device_app_sign_in for rules in in_groups) else found
+
+
+def _push_refused_to(device: Device, policy: Policy) -> None:
+    """Why ``device`` may not sign in today, raised: push sign-ins turned off (by the
+    organisation or a group of its person's, named in the detail), or its key not held as
+    ``require_hardware_device_key`` requires."""
+    by = turned_off_by(policy, rules_of(device.user), "allow_device_app_sign_in")
+    if by is not None:
+        raise errors.DeviceAppNotAllowed("" if by == "organisation" else by)
+    if device not in usable_devices(device.user, policy):
+        raise errors.DeviceKeyNotHardware("a device the policy no longer lets sign in")
 
 
 def _check_vouching_device(device: Device, policy: Policy) -> None:
     """A device adding another ("Add Account to Another Device") must be one that may sign in
     today (docs/device-api.md)."""
-    if not policy.allow_device_app_sign_in:
-        raise errors.DeviceAppNotAllowed()
-    if device not in usable_devices(device.user, policy):
-        raise errors.DeviceKeyNotHardware("a device the policy no longer lets sign in")
+    _push_refused_to(device, policy)
 
 
 def _check_device_limit(user: User, policy: Policy) -> None:
@@ -888,8 +897,9 @@ def do_send_step_up_push(user: User, origin: Origin, policy: Policy) -> SentPush
     with transaction.atomic():
         lock_user(user)
         try:
-            if not policy.allow_device_app_sign_in:
-                raise errors.DeviceAppNotAllowed()
+            by = turned_off_by(policy, rules_of(user), "allow_device_app_sign_in")
+            if by is not None:
+                raise errors.DeviceAppNotAllowed("" if by == "organisation" else by)
             if not usable_devices(user, policy):
                 raise errors.DeviceUnknown("no device that may sign in, for a step-up")
             return _send_push(user.username, user, origin, policy, PushPurpose.STEP_UP)
@@ -1286,10 +1296,7 @@ def do_answer_push(
         now = clock.now_datetime()
         if approval is None or approval.state != PushState.PENDING or approval.expires_at <= now:
             raise errors.PushExpired("not waiting")
-        if not policy.allow_device_app_sign_in:
-            raise errors.DeviceAppNotAllowed()
-        if device not in usable_devices(device.user, policy):
-            raise errors.DeviceKeyNotHardware()
+        _push_refused_to(device, policy)
         approval.device, approval.decided_at = device, now
         if decision == Decision.DENY:
             approval.state = PushState.DENIED

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from threshold.accounts.methods import MethodKind, SignInMethod
+from threshold.accounts.methods import MethodKind, RecordedSignIn, SignInMethod
 from threshold.accounts.models import User
 from threshold.core.names import NICKNAME_MAX_LENGTH
 from threshold.core.policy import Policy, turned_off_by
@@ -40,15 +40,18 @@ def settings_context(user: User, policy: Policy) -> dict[str, Any]:
     }
 
 
-def device_still_signs_in(user: User, policy: Callable[[], Policy], credential: str) -> bool:
-    """Whether the device whose approved push signed a session in (its id, ``credential``)
-    still may: push sign-ins allowed, the device the person's, active, and its key as the
-    policy requires. A session that recorded no device is judged by the first alone."""
+def device_still_signs_in(
+    user: User, policy: Callable[[], Policy], recorded: RecordedSignIn
+) -> bool:
+    """Whether the device whose approved push signed a session in (its id, as recorded)
+    still may: push sign-ins allowed (by the organisation and the person's groups), the device
+    the person's, active, and its key as the policy requires. A session that recorded no
+    device is judged by the first alone."""
     in_force = policy()
     if turned_off_by(in_force, rules_of(user), "allow_device_app_sign_in") is not None:
         return False
-    return not credential or any(
-        str(device.pk) == credential for device in usable_devices(user, in_force)
+    return not recorded.credential or any(
+        str(device.pk) == recorded.credential for device in usable_devices(user, in_force)
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from threshold.accounts.methods import MethodKind, SignInMethod
+from threshold.accounts.methods import MethodKind, RecordedSignIn, SignInMethod
 from threshold.accounts.models import User
 from threshold.core.policy import Policy
 from threshold.fallback.actions import fallback_refusal, has_fallback, unused_recovery_codes
@@ -39,7 +39,9 @@ def settings_context(user: User, policy: Policy) -> dict[str, Any] | None:
     }
 
 
-def fallback_still_signs_in(user: User, policy: Callable[[], Policy], credential: str) -> bool:
+def fallback_still_signs_in(
+    user: User, policy: Callable[[], Policy], recorded: RecordedSignIn
+) -> bool:
     """A password's session still stands while the policy allows the fallback and the person
     still has it set up."""
     return count_usable_fallbacks(user, policy()) > 0

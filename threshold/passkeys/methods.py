@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from threshold.accounts.methods import MethodKind, SignInMethod
+from threshold.accounts.methods import MethodKind, RecordedSignIn, SignInMethod
 from threshold.accounts.models import User
 from threshold.core.names import NICKNAME_MAX_LENGTH
 from threshold.core.policy import Policy, evaluate
+from threshold.core.vocabulary import UserVerification
 from threshold.groups.access import rules_of
 from threshold.passkeys import hotpath
 from threshold.passkeys.access import list_passkeys, not_allowed_passkey_ids
@@ -43,11 +44,15 @@ def settings_context(user: User, policy: Policy) -> dict[str, Any]:
     }
 
 
-def passkey_still_signs_in(user: User, policy: Callable[[], Policy], credential: str) -> bool:
-    """Whether the passkey that signed a session in (its id, ``credential``) is still the
-    person's and still allowed by the policy in force and their groups' rules: one SELECT,
-    which reads the policy too (``policy`` is not needed). A session that recorded no
-    passkey (signed in before sessions recorded it) is not second-guessed."""
+def passkey_still_signs_in(
+    user: User, policy: Callable[[], Policy], recorded: RecordedSignIn
+) -> bool:
+    """Whether the passkey that signed a session in is still the person's and still allowed
+    by the policy in force and their groups' rules, and the sign-in verified the person if
+    the policy now requires it (as a new sign-in must: ``actions._refused_today``): one
+    SELECT, which reads the policy too (``policy`` is not needed). A session that recorded
+    no passkey (signed in before sessions recorded it) is not second-guessed."""
+    credential = recorded.credential
     if not credential:
         return True
     if not credential.isdigit():
@@ -55,7 +60,10 @@ def passkey_still_signs_in(user: User, policy: Callable[[], Policy], credential:
     standing = hotpath.passkey_standing(int(credential), user.pk)
     if standing is None:
         return False  # removed since
-    return evaluate(standing.policy, standing.passkey.policy_facts, standing.group_rules).allowed
+    in_force = standing.policy
+    if in_force.user_verification == UserVerification.REQUIRED and not recorded.user_verified:
+        return False
+    return evaluate(in_force, standing.passkey.policy_facts, standing.group_rules).allowed
 
 
 PASSKEYS = SignInMethod(

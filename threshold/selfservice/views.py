@@ -26,7 +26,7 @@ from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, NICKNAME_MAX_LENGTH
 from threshold.core.vocabulary import Attachment, Hint
 from threshold.devices.actions import do_rename_device
 from threshold.devices.methods import count_usable_devices
-from threshold.fallback.actions import has_fallback
+from threshold.fallback.actions import fallback_refusal, has_fallback
 from threshold.passkeys.access import access_own_passkey, list_passkeys, not_allowed_passkey_ids
 from threshold.passkeys.actions import (
     do_begin_registration,
@@ -458,10 +458,11 @@ def remove(request: HttpRequest, passkey_id: int) -> HttpResponse:
 def _fallback_step_up_url(request: HttpRequest, target: str) -> str:
     """Where "Verify with password and code" posts on "Verify it's you", or "" when it is not
     offered: as the push, only where such a verification opens the page (adding a passkey),
-    and for someone who set the fallback up, while the policy allows it."""
-    if not opens_without_a_passkey(target) or not policy_for(request).allow_password_fallback:
+    and for someone who set the fallback up, while the policy and their groups allow it."""
+    if not opens_without_a_passkey(target):
         return ""
-    if not has_fallback(_user(request)):
+    user = _user(request)
+    if fallback_refusal(user, policy_for(request)) is not None or not has_fallback(user):
         return ""
     return url_to("fallback:step-up", query={"next": target})
 

@@ -190,8 +190,9 @@ def new_signed_in_session(
     return store.create_model_instance(data)
 
 
-def sign_out(request: HttpRequest) -> None:
-    """End this browser's session; a signed-in person's sign-out is audited.
+def sign_out(request: HttpRequest, *, reason: str = "") -> None:
+    """End this browser's session; a signed-in person's sign-out is audited (with ``reason``
+    when Threshold, not the person, ends it).
 
     The person's row first, as every ending of their sessions takes it (``lock_user``):
     their sessions' and tokens' rows are then only ever taken by one change at a time."""
@@ -199,7 +200,13 @@ def sign_out(request: HttpRequest) -> None:
         if isinstance(request.user, User):
             user = request.user
             lock_user(user)
-            record(Action.SIGN_OUT, audit_origin(request), actor=user, subject=user)
+            record(
+                Action.SIGN_OUT,
+                audit_origin(request),
+                actor=user,
+                subject=user,
+                **({"reason": reason} if reason else {}),
+            )
         logout(request)
 
 

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 from django.http import HttpRequest
 
-from threshold.accounts.methods import still_signs_in
+from threshold.accounts.methods import RecordedSignIn, still_signs_in
 from threshold.accounts.models import User
 from threshold.audit.actions import Origin
 from threshold.core.encoding import b64url_encode
 from threshold.policy.access import policy_for
 from threshold.sessions.actions import end_if_timed_out, new_sid, timed_out_column
 from threshold.sessions.models import Session
+from threshold.sessions.stepup import VERIFIED_AT
 from threshold.sessions.store import (
     SID,
     SIGN_IN_ACR,
@@ -73,12 +74,11 @@ def sign_in_stands(request: HttpRequest, user: User) -> bool:
     except ValueError:
         return False
     credential = session.get(SIGN_IN_CREDENTIAL, "")
-    return still_signs_in(
-        user,
-        lambda: policy_for(request),
-        kind,
-        credential if isinstance(credential, str) else "",
+    recorded = RecordedSignIn(
+        credential=credential if isinstance(credential, str) else "",
+        user_verified=isinstance(session.get(VERIFIED_AT), int | float),
     )
+    return still_signs_in(user, lambda: policy_for(request), kind, recorded)
 
 
 def session_lives(user: User, sid: str, origin: Origin, *, app: str) -> bool:

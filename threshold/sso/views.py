@@ -51,6 +51,7 @@ from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 
 from threshold import clock
 from threshold.accounts.actions import lock_users
+from threshold.accounts.methods import count_usable_sign_in_methods
 from threshold.accounts.models import User
 from threshold.audit.actions import Action, as_given, record
 from threshold.audit.capped import record_capped, record_refusal
@@ -767,6 +768,17 @@ def _authorize(request: HttpRequest) -> HttpResponse:  # noqa: PLR0911, PLR0912,
             "No sign-in method of this person meets the acr_values.",
         )  # fmt: skip
     if needs_login and not _has_method_for(user, [Acr.PHR], policy_for(request)):
+        if (
+            not stands
+            and "none" not in prompt
+            and count_usable_sign_in_methods(user, policy_for(request))
+        ):
+            # Signed in a way the policy now refuses, with another way still allowed (the
+            # password, a push): this session ends, and the person signs in anew with every
+            # way the sign-in page offers (OpenID Connect Core §3.1.2.3: the OP authenticates
+            # them), then comes back to this authorization.
+            sign_out(request, reason="sign_in_no_longer_allowed")
+            return _sign_in_first(request, "sessions:sign-in")
         # A new sign-in is a passkey ceremony; someone with no passkey cannot give one
         # (OpenID Connect Core §3.1.2.1: "If it cannot reauthenticate ... login_required").
         return _refuse(request, application, credentials, "login_required", "No passkey.")
