@@ -93,6 +93,9 @@ class Config:
     # The peers whose X-Forwarded-For and X-Forwarded-Proto are believed, with
     # proxy_ssl_header (threshold/web/proxy.py).
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = LOOPBACK
+    # The fast path for an anonymous browser's ordinary passkey sign-in (threshold/passkeys/
+    # fastpath.py); off (THRESHOLD_FAST_SIGN_IN=0), every sign-in takes the lean path.
+    fast_sign_in: bool = True
 
 
 def _flag(env: dict[str, str], name: str, default: bool = False) -> bool:
@@ -537,4 +540,5 @@ def load(env: dict[str, str] | None = None) -> Config:
         device_tpm_roots=_trust_anchors(env, "THRESHOLD_DEVICE_TPM_ROOTS"),
         web_push=_flag(env, "THRESHOLD_WEB_PUSH"),
         vapid_key_pem=_vapid_key(env),
+        fast_sign_in=_flag(env, "THRESHOLD_FAST_SIGN_IN", True),
     )

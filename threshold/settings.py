@@ -154,6 +154,9 @@ CONTENT_SECURITY_POLICY = {
 # Request bodies are small JSON documents; cap them (the views answer 413).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 THRESHOLD_MAX_JSON_BODY = 64 * 1024
+# An anonymous browser's ordinary passkey sign-in answered in plain WSGI, in front of the lean
+# path (threshold/passkeys/fastpath.py); THRESHOLD_FAST_SIGN_IN=0 leaves it to the lean path.
+THRESHOLD_FAST_SIGN_IN = THRESHOLD.fast_sign_in
 
 STATIC_URL = "/static/"
 STATIC_ROOT = THRESHOLD.var_dir / "static"
