@@ -1,5 +1,5 @@
 """Outside review of 1d288ba..HEAD in threshold/: the refresh that ends a timed-out session
-(sso/sessions.py ``session_lives``, sessions/actions.py ``end_if_timed_out``), the
+(sso/sessions.py ``live_session``, sessions/actions.py ``end_if_timed_out``), the
 /authorize-challenge follow-up without client_id, the policy in force at a ceremony's end and
 at a push's finish, /authorize's passkeys filtered by the policy, the passkey limit counting
 allowed passkeys, the audit-trail changes (operator, ``record_all``, ``FAILURES``, the CSV
@@ -48,7 +48,7 @@ from threshold.sso import views as sso_views
 pytestmark = pytest.mark.django_db
 
 
-# --- The refresh that ends a timed-out session (session_lives) ----------------------------------
+# --- The refresh that ends a timed-out session (live_session) ----------------------------------
 
 
 @pytest.mark.django_db(transaction=True)

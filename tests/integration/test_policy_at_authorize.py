@@ -30,6 +30,8 @@ from tests.integration.test_sso import (
     add_app,
     authorize,
     exchange,
+    full_flow,
+    refresh,
     sign_in_again,
     signed_in,
 )
@@ -219,3 +221,21 @@ def test_with_only_the_password_left_the_session_ends_and_the_sign_in_page_bring
     again = browser.get(location)
     assert again.status_code == 302, (location, again.status_code, again.content[:500])
     assert answer_of(again["Location"])["code"], again["Location"]
+
+
+def test_a_refresh_without_offline_access_stops_once_the_passkey_is_refused(db: None) -> None:
+    """A refresh token without offline_access lives with its session, and only while the way
+    it signed in still stands, as /authorize asks; "Stay signed in to the app" keeps its own."""
+    ada = enrolled_person("ada@example.com", "Ada")
+    browser = signed_in(ada)
+    app = add_app()
+    plain = full_flow(browser, app)
+    inside = refresh(app, plain["refresh_token"])
+    assert inside.status_code == 200, inside.content
+
+    set_policy(aaguid_deny_list=(str(Passkey.objects.get(user=ada.user).aaguid),))
+
+    refused = refresh(app, inside.json()["refresh_token"])
+    assert (refused.status_code, refused.json()["error"]) == (400, "invalid_grant")
+    event = last_event("sso.token_refused")
+    assert (event.subject, event.reason) == (ada.user, "sign_in_no_longer_allowed")

@@ -326,9 +326,10 @@ def test_a_refresh_locks_its_refresh_token_first_in_one_statement(people):
     """The lock, and the question "still live?", are one SELECT, the first of the
     transaction that writes the new tokens after the app's row is held (the lock order of
     sso.validator.lock_apps: an app removed meanwhile is refused): 18 statements for a
-    group-assigned app, 19 with the check that the session it came from is still signed in
-    (16 before the lock; 18 when the assignment was read again there, locked, which this
-    replaced; 17 before the app's row was held)."""
+    group-assigned app, 19 with the check that the session it came from is still signed in,
+    20 with the check that the passkey it signed in with is still allowed (16 before the lock;
+    18 when the assignment was read again there, locked, which this replaced; 17 before the
+    app's row was held)."""
     ada, _grace = people
     ledger = finance_app(ada)
     tokens = tokens_for(ada, ledger)
@@ -342,6 +343,7 @@ def test_a_refresh_locks_its_refresh_token_first_in_one_statement(people):
         "SELECT sso_appsignin",
         "SELECT sso_application_groups",
         "SELECT web_session",  # its session still signed in (no offline_access)
+        "SELECT passkeys_passkey",  # ... and its passkey still allowed (passkey_standing)
         "SELECT groups_group",  # the ID token's groups claim
         # save_bearer_token's transaction: the app's row, the lock, then DOT's rotation.
         "SELECT sso_application",

@@ -10,7 +10,9 @@ session key, which must not leave the server.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from django.http import HttpRequest
 
@@ -18,6 +20,7 @@ from threshold.accounts.methods import RecordedSignIn, still_signs_in
 from threshold.accounts.models import User
 from threshold.audit.actions import Origin
 from threshold.core.encoding import b64url_encode
+from threshold.core.policy import Policy
 from threshold.policy.access import policy_for
 from threshold.sessions.actions import end_if_timed_out, new_sid, timed_out_column
 from threshold.sessions.models import Session
@@ -60,12 +63,18 @@ def facts_of(request: HttpRequest) -> SessionFacts:
 
 
 def sign_in_stands(request: HttpRequest, user: User) -> bool:
-    """Whether the policy in force (with the person's groups' rules) still lets them sign in the way
-    this session did: the passkey or device it recorded still theirs and allowed, the
-    password fallback still allowed and set up. A session signed in before a passkey was
-    deny-listed, or the password turned off, signs in to no app until the person signs in
-    again (Okta's app sign-on policy is evaluated the same way, at each app's sign-in)."""
-    session = request.session
+    """Whether the policy in force (with the person's groups' rules) still lets them sign in
+    the way this browser's session did (``stands``), at ``/authorize``. A session signed in
+    before a passkey was deny-listed, or the password turned off, signs in to no app until the
+    person signs in again (Okta's app sign-on policy is evaluated the same way, at each app's
+    sign-in)."""
+    return stands(request.session, user, lambda: policy_for(request))
+
+
+def stands(session: Mapping[str, Any], user: User, policy: Callable[[], Policy]) -> bool:
+    """Whether ``policy()`` (with the person's groups' rules) still lets ``user`` sign in the
+    way the session whose data is ``session`` did: the passkey or device it recorded still
+    theirs and allowed, the password fallback still allowed and set up."""
     method = session.get(SIGN_IN_METHOD)
     if method is None:
         return True  # nothing recorded: a session Threshold did not sign in (a test's login)
@@ -78,16 +87,16 @@ def sign_in_stands(request: HttpRequest, user: User) -> bool:
         credential=credential if isinstance(credential, str) else "",
         user_verified=isinstance(session.get(VERIFIED_AT), int | float),
     )
-    return still_signs_in(user, lambda: policy_for(request), kind, recorded)
+    return still_signs_in(user, policy, kind, recorded)
 
 
-def session_lives(user: User, sid: str, origin: Origin, *, app: str) -> bool:
-    """Whether ``user``'s Threshold session ``sid`` is still signed in: it exists and is within
-    its timeouts. One past them is ended here and now (its apps hear of it, its tokens without
-    ``offline_access`` are revoked; its session.expired row has ``origin``, that of the
-    request of the app ``app``, its client ID, that found it), not at the browser's next
-    request or the next ``threshold cleanup``. A person has a few sessions; each one's data is
-    read to find the sid, and whether it timed out, in one SELECT."""
+def live_session(user: User, sid: str, origin: Origin, *, app: str) -> dict[str, Any] | None:
+    """The data of ``user``'s Threshold session ``sid`` while it is still signed in (it exists
+    and is within its timeouts), None otherwise. One past them is ended here and now (its apps
+    hear of it, its tokens without ``offline_access`` are revoked; its session.expired row has
+    ``origin``, that of the request of the app ``app``, its client ID, that found it), not at
+    the browser's next request or the next ``threshold cleanup``. A person has a few sessions;
+    each one's data is read to find the sid, and whether it timed out, in one SELECT."""
     store = Session.get_session_store_class()()
     sessions = (
         Session.objects.filter(user=user)
@@ -95,9 +104,12 @@ def session_lives(user: User, sid: str, origin: Origin, *, app: str) -> bool:
         .values_list("session_key", "session_data", "timed_out")
     )
     for key, data, timed_out in sessions:
-        if store.decode(data).get(SID) == sid:
-            return not (timed_out and end_if_timed_out(user, key, origin, app=app))
-    return False
+        decoded: dict[str, Any] = store.decode(data)
+        if decoded.get(SID) == sid:
+            if timed_out and end_if_timed_out(user, key, origin, app=app):
+                return None
+            return decoded
+    return None
 
 
 def subject_of(user: User) -> str:

@@ -12,7 +12,8 @@ changes what DOT gets wrong or leaves out for an identity provider:
   refresh tokens and access tokens refused (``/userinfo``: ``validate_bearer_token``),
   whatever made the change (the groups' and apps' actions revoke them as well): ``may_use``;
 - a refresh token given without ``offline_access`` works only while the Threshold session it
-  came from is signed in: one past its timeouts is ended at the refresh (``session_lives``);
+  came from is signed in, and while the way it signed in still stands: one past its timeouts
+  is ended at the refresh (``live_session``, ``stands``);
 - a locked or deactivated person's codes and refresh tokens are refused; a replayed code
   revokes what it was exchanged for (RFC 6749 §4.1.2), and a code is used up as the
   transaction that writes its tokens begins (right after the app's row is held), so that two
@@ -56,9 +57,10 @@ from threshold.audit.actions import Action, Origin, record
 from threshold.audit.capped import record_refusal
 from threshold.core.randomness import random_string
 from threshold.passkeys.hotpath import AuditRow, insert_audit
+from threshold.policy.access import get_policy
 from threshold.sso import appcache, hotpath, keys
 from threshold.sso.models import OFFLINE_ACCESS, Application, AppSignIn
-from threshold.sso.sessions import session_lives, subject_of
+from threshold.sso.sessions import live_session, stands, subject_of
 from threshold.web.proxy import client_address
 
 # An attribute DOT's authorize view sets on oauthlib's request (the "credentials").
@@ -643,12 +645,15 @@ class Validator(OAuth2Validator):
             reason = "account_cannot_sign_in"
         elif not may_use(client, user):
             reason = "not_assigned"
-        elif not sign_in.offline and not session_lives(
-            user, sign_in.sid, _origin(request), app=client.client_id
-        ):
+        elif not sign_in.offline:
             # Without offline_access the app stays signed in as long as the Threshold session
-            # (OpenID Connect Core §11): one timed out ends now, not at the next cleanup.
-            reason = "session_ended"
+            # (OpenID Connect Core §11): one timed out ends now, not at the next cleanup; and
+            # only while the way it signed in still stands, as /authorize asks.
+            session = live_session(user, sign_in.sid, _origin(request), app=client.client_id)
+            if session is None:
+                reason = "session_ended"
+            elif not stands(session, user, get_policy):
+                reason = "sign_in_no_longer_allowed"
         if reason:
             get_refresh_token_model().revoke_family(family)
             _refused(request, reason, user)
