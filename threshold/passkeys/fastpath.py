@@ -164,6 +164,7 @@ from threshold.passkeys.actions import (
     passkey_assurance,
     relying_party,
 )
+from threshold.passkeys.decoys import verify_as_decoy
 
 # hotpath's own statement builders, cursor and preparation: run as they are, never copied.
 from threshold.passkeys.hotpath import (
@@ -668,11 +669,13 @@ def _result(
         user_agent=environ.get("HTTP_USER_AGENT", ""),
         via=Channel.WEB,
     )
+    # Drawn before the transaction: once it commits, nothing may fail and be handed over (the
+    # lean path would then refuse a sign-in that happened).
+    csrf_secret = random_string(CSRF_SECRET_LENGTH, CSRF_ALLOWED_CHARS)  # rotate_token
+    session_expires = _date(int(time.time() + setup.session_age))
     with _transaction() as done:
         key = _sign_in(pending, response, origin)
         done()
-    csrf_secret = random_string(CSRF_SECRET_LENGTH, CSRF_ALLOWED_CHARS)  # rotate_token
-    session_expires = _date(int(time.time() + setup.session_age))
     return {"redirect": setup.home}, [
         _cookie(
             setup.session_cookie,
@@ -708,8 +711,9 @@ def _result(
 
 
 def _delete_secure(setup: _Setup) -> bool:
-    # HttpResponse.delete_cookie: Secure with a __Host-/__Secure- name, or SESSION_COOKIE_SECURE.
-    return setup.cookie_secure or setup.ceremony_cookie.startswith(("__Secure-", "__Host-"))
+    # HttpResponse.delete_cookie: Secure for a __Host-/__Secure- name (or SameSite=None, which
+    # the ceremony cookie never has).
+    return setup.ceremony_cookie.startswith(("__Secure-", "__Host-"))
 
 
 class _transaction:
@@ -784,9 +788,20 @@ def _sign_in(pending: Any, response: ceremony.AuthenticationResponse, origin: Or
             _find_statement(db.vendor), [pending.challenge_hash, expiry, response.credential_id]
         )
         rows = cursor.fetchall()
-    if not rows or rows[0][0] is None:
-        raise _HandOver  # used before (a replay), or no such passkey (the decoy's check)
+    if not rows:
+        raise _HandOver  # used before (a replay)
     found, document = rows[0]
+    if found is None:
+        # No such passkey (a decoy's ID, or none at all): the work a real one's refused
+        # verification does here, before the lean path does its own (once for each), so that
+        # the time a refusal takes tells no more than its answer (``decoys.verify_as_decoy``).
+        verify_as_decoy(
+            relying_party(),
+            pending.authentication_state(response.credential_id, b""),
+            response,
+            clock.now(),
+        )
+        raise _HandOver
     values = json.loads(found)
     group_rules = _group_rules(values.pop())
     passkey_layout, person_layout = _row_layout(db.vendor)
