@@ -625,12 +625,12 @@ class GroupRules:
 
 def turned_off_by(policy: Policy, groups: Sequence[GroupRules], way_in: str) -> str | None:
     """Who turns the way in ``way_in`` (one of ``GROUP_WAYS_IN``) off for a person in
-    ``groups``: "organisation", "group NAME" (the audit log's words for a group's rule), or
-    None when it is allowed."""
+    ``groups``, as a refusal's detail says it (``Decision.error``'s words): "" for the
+    organisation's own setting, "group NAME" for a group's; None when it is allowed."""
     if way_in not in GROUP_WAYS_IN:
         raise ValueError(f"{way_in} is not a way in a group may turn off")
     if not getattr(policy, way_in):
-        return "organisation"
+        return ""
     for rules in groups:
         if not getattr(rules, way_in):
             return f"group {rules.group}"

@@ -259,14 +259,25 @@ def usable_devices(
     return [] if any(not rules.allow_device_app_sign_in for rules in in_groups) else found
 
 
+def device_app_refusal(
+    policy: Policy, groups: Sequence[GroupRules]
+) -> errors.DeviceAppNotAllowed | None:
+    """Why push sign-ins may not sign in a person in ``groups`` (None: they may): the
+    organisation's ``allow_device_app_sign_in``, or a group of theirs that turns it off (named
+    in the error's detail, for the audit log); ``fallback.actions.fallback_refusal``'s twin."""
+    by = turned_off_by(policy, groups, "allow_device_app_sign_in")
+    return None if by is None else errors.DeviceAppNotAllowed(by)
+
+
 def _push_refused_to(device: Device, policy: Policy) -> None:
     """Why ``device`` may not sign in today, raised: push sign-ins turned off (by the
     organisation or a group of its person's, named in the detail), or its key not held as
     ``require_hardware_device_key`` requires."""
-    by = turned_off_by(policy, rules_of(device.user), "allow_device_app_sign_in")
-    if by is not None:
-        raise errors.DeviceAppNotAllowed("" if by == "organisation" else by)
-    if device not in usable_devices(device.user, policy):
+    groups = rules_of(device.user)
+    refusal = device_app_refusal(policy, groups)
+    if refusal is not None:
+        raise refusal
+    if device not in usable_devices(device.user, policy, groups):
         raise errors.DeviceKeyNotHardware("a device the policy no longer lets sign in")
 
 
@@ -897,10 +908,11 @@ def do_send_step_up_push(user: User, origin: Origin, policy: Policy) -> SentPush
     with transaction.atomic():
         lock_user(user)
         try:
-            by = turned_off_by(policy, rules_of(user), "allow_device_app_sign_in")
-            if by is not None:
-                raise errors.DeviceAppNotAllowed("" if by == "organisation" else by)
-            if not usable_devices(user, policy):
+            groups = rules_of(user)
+            turned_off = device_app_refusal(policy, groups)
+            if turned_off is not None:
+                raise turned_off
+            if not usable_devices(user, policy, groups):
                 raise errors.DeviceUnknown("no device that may sign in, for a step-up")
             return _send_push(user.username, user, origin, policy, PushPurpose.STEP_UP)
         except errors.ThresholdError as error:
@@ -1161,11 +1173,9 @@ def _policy_refusal(
 ) -> errors.ThresholdError | None:
     """Why the policy in force (or a group of ``person``'s) refuses a push ``approver``
     answered (None: it does not)."""
-    by = turned_off_by(
-        policy, rules_of(person) if person is not None else (), "allow_device_app_sign_in"
-    )
-    if by is not None:
-        return errors.DeviceAppNotAllowed("" if by == "organisation" else by)
+    refusal = device_app_refusal(policy, rules_of(person) if person is not None else ())
+    if refusal is not None:
+        return refusal
     if policy.require_hardware_device_key and not (
         approver is not None and approver.is_hardware_protected
     ):

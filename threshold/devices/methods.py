@@ -9,8 +9,8 @@ from typing import Any
 from threshold.accounts.methods import MethodKind, RecordedSignIn, SignInMethod
 from threshold.accounts.models import User
 from threshold.core.names import NICKNAME_MAX_LENGTH
-from threshold.core.policy import Policy, turned_off_by
-from threshold.devices.actions import list_devices, usable_devices
+from threshold.core.policy import Policy
+from threshold.devices.actions import device_app_refusal, list_devices, usable_devices
 from threshold.groups.access import rules_of
 
 
@@ -28,12 +28,12 @@ def count_usable_devices(user: User, policy: Policy) -> int:
 def settings_context(user: User, policy: Policy) -> dict[str, Any]:
     """The "Threshold Verify" group: always shown (a device also adds the account to others)."""
     devices = list_devices(user)
-    usable = {device.pk for device in usable_devices(user, policy)}
+    groups = rules_of(user)
+    usable = {device.pk for device in usable_devices(user, policy, groups)}
     return {
         "devices": devices,
         "not_usable": {device.pk for device in devices if device.pk not in usable},
-        "sign_in_allowed": turned_off_by(policy, rules_of(user), "allow_device_app_sign_in")
-        is None,
+        "sign_in_allowed": device_app_refusal(policy, groups) is None,
         "limit": policy.device_limit,
         "at_limit": len(devices) >= policy.device_limit,
         "nickname_max_length": NICKNAME_MAX_LENGTH,
@@ -48,10 +48,11 @@ def device_still_signs_in(
     the person's, active, and its key as the policy requires. A session that recorded no
     device is judged by the first alone."""
     in_force = policy()
-    if turned_off_by(in_force, rules_of(user), "allow_device_app_sign_in") is not None:
+    groups = rules_of(user)
+    if device_app_refusal(in_force, groups) is not None:
         return False
     return not recorded.credential or any(
-        str(device.pk) == recorded.credential for device in usable_devices(user, in_force)
+        str(device.pk) == recorded.credential for device in usable_devices(user, in_force, groups)
     )
 
 

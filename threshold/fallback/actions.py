@@ -167,9 +167,7 @@ def fallback_refusal(user: User, policy: Policy) -> errors.FallbackNotAllowed | 
     ``allow_password_fallback``, or the rules of a group of theirs that turns it off (named in
     the error's detail, for the audit log)."""
     by = turned_off_by(policy, rules_of(user), "allow_password_fallback")
-    if by is None:
-        return None
-    return errors.FallbackNotAllowed("" if by == "organisation" else by)
+    return None if by is None else errors.FallbackNotAllowed(by)
 
 
 def is_last_usable_fallback(user: User, policy: Policy) -> bool:

@@ -459,8 +459,9 @@ def _others_usable(member: User, policy: Policy, groups: tuple[GroupRules, ...])
 def _usable_in(policy: Policy, user: User, group: Group, rules: GroupRules) -> int:
     """The ways ``user`` could sign in were they in ``group`` (already, or put in it) and
     ``group``'s rules ``rules``."""
-    after = _replacing(rules_of(user), group, rules)
-    _, allowed_after = _passkeys_under(policy, user, rules_of(user), after)
+    before = rules_of(user)
+    after = _replacing(before, group, rules)
+    _, allowed_after = _passkeys_under(policy, user, before, after)
     return allowed_after + _others_usable(user, policy, after)
 
 
