@@ -13,6 +13,7 @@ These are not Django tests: nothing here touches the database directly.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import shutil
@@ -44,6 +45,8 @@ from tests.support.verify_app import tpm_manufacturer_ca
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Holds the sitecustomize module that lets tests move the server's clock.
 CLOCK_DIR = Path(__file__).resolve().parent / "clock"
+# The single sign-on tests' relying party (tests/browser/sso_rp.py).
+RP_SCRIPT = Path(__file__).resolve().parents[1] / "rp" / "server.mjs"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -191,8 +194,8 @@ def _table(output: str) -> list[dict[str, str]]:
     ]
 
 
-@pytest.fixture(scope="session")
-def server() -> Iterator[Server]:
+def _serve() -> Iterator[Server]:
+    """A migrated `threshold serve` of its own (var directory, port, clock), until the end."""
     var_dir = Path(tempfile.mkdtemp(prefix="threshold-browser-"))
     port = free_port()
     server = Server(
@@ -222,6 +225,69 @@ def server() -> Iterator[Server]:
         if server.commands is not None:
             server.commands.close()
         shutil.rmtree(var_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[Server]:
+    yield from _serve()
+
+
+@pytest.fixture(scope="session")
+def sso_server() -> Iterator[Server]:
+    """The single sign-on tests' own server, one per test process, which each test_sso_*.py
+    binds as ``server`` (tests/browser/sso_rp.py): other modules move their server's clock by
+    days (test_fallback.py), rotate nothing and change policies; on this one, the clock only
+    moves where a single sign-on test says so, and key rotation stays among these tests."""
+    yield from _serve()
+
+
+@dataclass
+class RelyingParty:
+    """The single sign-on tests' relying party (tests/rp/server.mjs), started once per test
+    process: its control routes."""
+
+    url: str
+
+    def call(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        """GET (no body) or POST a JSON body to the relying party's control routes."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 - our own loopback server
+            self.url + path, data=data, headers={"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return json.loads(response.read())
+
+
+@pytest.fixture(scope="session")
+def relying_party(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelyingParty]:
+    node = shutil.which("node")
+    assert node, "Node is needed for the relying party (`make node-deps` installs npm and node)"
+    version = subprocess.run(
+        [node, "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    # openid-client 6 and jose 6 use the WebCrypto and fetch globals of Node 20 and later.
+    assert int(version.lstrip("v").split(".")[0]) >= 20, (
+        f"the relying party needs Node 20+: {version}"
+    )
+    log_path = tmp_path_factory.mktemp("relying-party") / "rp.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            # ipv4first: the provider listens on 127.0.0.1, and `localhost` must reach it.
+            [node, "--dns-result-order=ipv4first", str(RP_SCRIPT)],
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not (first := log_path.read_text().partition("\n")[0]).startswith("listening "):
+            assert process.poll() is None, f"the relying party exited:\n{log_path.read_text()}"
+            assert time.monotonic() < deadline, "the relying party did not start"
+            time.sleep(0.05)
+        yield RelyingParty(f"http://127.0.0.1:{int(first.split()[1])}")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def _wait_until_serving(server: Server, process: subprocess.Popen[bytes]) -> None:

@@ -1,91 +1,38 @@
 """A strict relying party for the single sign-on tests: tests/rp/server.mjs, in Node.
 
 The app is openid-client 6 (a certified OpenID Connect relying party) and jose; no Threshold
-code is in it. A session starts it once on 127.0.0.1; each test registers its own app with
-`threshold apps add ... --json` and tells the relying party the client ID and secret. The
-browser signs in through the relying party's /login/NAME; what the relying party received
-(claims, userinfo, errors) is read back as JSON.
+code is in it. Each test process starts it once on 127.0.0.1 (conftest's relying_party);
+each test registers its own app with `threshold apps add ... --json` and tells the relying
+party the client ID and secret. The browser signs in through the relying party's
+/login/NAME; what the relying party received (claims, userinfo, errors) is read back as JSON.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import shutil
-import subprocess
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from playwright.sync_api import Page
 
-from tests.browser import conftest
-from tests.browser.conftest import REPO_ROOT, Server
+from tests.browser.conftest import RelyingParty, Server
 
-RP_SCRIPT = Path(__file__).resolve().parents[1] / "rp" / "server.mjs"
 SIGN_IN_BUTTON = "Sign in with a passkey"
 
 _apps = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def sso_server() -> Iterator[Server]:
-    """A `threshold serve` of the single sign-on tests' own, bound as ``server`` in each
-    test_sso_*.py (one per module): other modules move their server's clock by days
-    (test_fallback.py), rotate nothing and change policies; here, the clock only moves where a
-    module says so, and key rotation stays among these tests."""
-    yield from conftest.server.__wrapped__()  # type: ignore[attr-defined]
-
-
-@dataclass
-class RelyingParty:
-    url: str
-
-    def call(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        """GET (no body) or POST a JSON body to the relying party's control routes."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(  # noqa: S310 - our own loopback server
-            self.url + path, data=data, headers={"content-type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return json.loads(response.read())
-
-
-@pytest.fixture(scope="session")
-def relying_party(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelyingParty]:
-    node = shutil.which("node")
-    assert node, "Node is needed for the relying party (`make node-deps` installs npm and node)"
-    version = subprocess.run(
-        [node, "--version"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    # openid-client 6 and jose 6 use the WebCrypto and fetch globals of Node 20 and later.
-    assert int(version.lstrip("v").split(".")[0]) >= 20, (
-        f"the relying party needs Node 20+: {version}"
-    )
-    log_path = tmp_path_factory.mktemp("relying-party") / "rp.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            # ipv4first: the provider listens on 127.0.0.1, and `localhost` must reach it.
-            [node, "--dns-result-order=ipv4first", str(RP_SCRIPT)],
-            cwd=REPO_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while not (first := log_path.read_text().partition("\n")[0]).startswith("listening "):
-            assert process.poll() is None, f"the relying party exited:\n{log_path.read_text()}"
-            assert time.monotonic() < deadline, "the relying party did not start"
-            time.sleep(0.05)
-        yield RelyingParty(f"http://127.0.0.1:{int(first.split()[1])}")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+def sso_server_bound(sso_server: Server) -> Server:
+    """Bound as ``server`` in each test_sso_*.py: conftest's sso_server, started once per test
+    process however many of these modules it runs (a fixture bound in a module is that
+    module's own, so binding sso_server itself would start a server per module)."""
+    return sso_server
 
 
 @dataclass

@@ -22,9 +22,8 @@ from tests.browser.sso_rp import RegisterApp, hold_autofill, result_on, sign_in_
 
 pytestmark = pytest.mark.browser
 
-relying_party = sso_rp.relying_party
 register_app = sso_rp.register_app
-server = sso_rp.sso_server
+server = sso_rp.sso_server_bound
 
 
 def _get_json(url: str) -> Any:

@@ -16,9 +16,8 @@ from tests.browser.sso_rp import RegisterApp, hold_autofill, result_on
 
 pytestmark = pytest.mark.browser
 
-relying_party = sso_rp.relying_party
 register_app = sso_rp.register_app
-server = sso_rp.sso_server
+server = sso_rp.sso_server_bound
 
 
 def _posts_to(page: Page, url: str) -> list[Request]:

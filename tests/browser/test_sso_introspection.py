@@ -16,9 +16,8 @@ from tests.browser.sso_rp import RegisterApp, hold_autofill, straight_to
 
 pytestmark = pytest.mark.browser
 
-relying_party = sso_rp.relying_party
 register_app = sso_rp.register_app
-server = sso_rp.sso_server
+server = sso_rp.sso_server_bound
 
 
 def test_an_access_token_is_active_until_the_person_signs_out_of_the_app(

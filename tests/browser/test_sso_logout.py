@@ -27,9 +27,8 @@ from tests.browser.sso_rp import App, RegisterApp, hold_autofill, result_on, sig
 
 pytestmark = pytest.mark.browser
 
-relying_party = sso_rp.relying_party
 register_app = sso_rp.register_app
-server = sso_rp.sso_server
+server = sso_rp.sso_server_bound
 
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 

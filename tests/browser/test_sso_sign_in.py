@@ -30,9 +30,8 @@ from tests.browser.test_fallback import fallback_sign_in, set_up_fallback
 
 pytestmark = pytest.mark.browser
 
-relying_party = sso_rp.relying_party
 register_app = sso_rp.register_app
-server = sso_rp.sso_server
+server = sso_rp.sso_server_bound
 
 
 def _signed_in(page: Page, invite: Invite) -> Person:
@@ -110,7 +109,7 @@ def test_max_age_forces_a_new_sign_in_checked_with_zero_clock_tolerance(
     app = register_app()
     recent = straight_to(page, app, max_age="300")  # recent enough: no new ceremony
     assert recent["ok"], recent
-    time.sleep(6)
+    app.server.advance_clock(6)  # the relying party follows (App.login_url syncs its clock)
     silent = straight_to(page, app, max_age="5", prompt="none")
     assert silent["callback"]["error"] == "login_required"
     ceremonies = _modal_requests(console)

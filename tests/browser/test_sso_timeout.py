@@ -15,9 +15,8 @@ from tests.browser.test_sso_logout import _assert_logout_token_for, _signed_in_t
 
 pytestmark = pytest.mark.browser
 
-relying_party = sso_rp.relying_party
 register_app = sso_rp.register_app
-server = sso_rp.sso_server
+server = sso_rp.sso_server_bound
 
 
 def test_a_timed_out_session_tells_its_apps_when_cleanup_ends_it(

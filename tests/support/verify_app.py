@@ -43,6 +43,7 @@ class Running:
     process: subprocess.Popen[str]
     lines: queue.Queue[str | None] = field(default_factory=queue.Queue)
     output: list[str] = field(default_factory=list)
+    ended: bool = False  # the reader's end (None) has been taken from ``lines``
 
     def __post_init__(self) -> None:
         threading.Thread(target=self._read, daemon=True).start()
@@ -66,6 +67,7 @@ class Running:
                     f"no line matching {pattern!r} in {timeout} s:\n" + "\n".join(self.output)
                 ) from None
             if line is None:
+                self.ended = True
                 raise AssertionError(
                     f"the app ended before {pattern!r}:\n" + "\n".join(self.output)
                 )
@@ -93,12 +95,13 @@ class Running:
         status = self.process.wait(timeout=timeout)
         if self.process.stdin is not None and not self.process.stdin.closed:
             self.process.stdin.close()
-        while True:
+        while not self.ended:
             try:
                 line = self.lines.get(timeout=1)
             except queue.Empty:
                 break
             if line is None:
+                self.ended = True
                 break
             self.output.append(line)
         return status
