@@ -11,7 +11,8 @@ portal's removal of a Threshold Verify device (roles, step-up, a mismatched URL,
 last-administrator guard, the confirmation page); and, on PostgreSQL, a sign-out, a refresh
 and a code's exchange in flight and ``threshold cleanup`` at once (no deadlock seen).
 
-Each defect is one test marked xfail(strict=True). The one passing test pins that a session's
+Each defect is one test, marked xfail(strict=True) until it is fixed (a code given as its
+session ends: fixed, the exchange finds the session ended). The last test pins that a session's
 end that comes while a refresh of its token is in flight waits for it and revokes what it
 wrote (sign-out and ``threshold cleanup``, which no other test runs against a refresh).
 """
@@ -130,12 +131,6 @@ def test_an_apps_logout_keeps_the_token_the_person_let_it_keep(ada: Person) -> N
     assert refresh(app, kept["refresh_token"]).status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known, left alone: a code /authorize writes after a concurrent sign-out of its "
-    "session has committed is never revoked (its exchange gives tokens of an ended session): "
-    "closing it costs /authorize the person's row lock and a session read (two statements)",
-)
 def test_a_code_given_as_its_session_ends_is_revoked_with_it(
     ada: Person, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1888,3 +1888,29 @@ def test_a_browser_app_reads_why_its_call_was_refused_or_failed(ada):
     assert down.status_code == 503
     assert down.json()["error"] == "temporarily_unavailable"
     assert down["Access-Control-Allow-Origin"] == origin
+
+
+def test_a_code_exchanged_after_its_session_timed_out_gives_nothing(ada, clock, settings):
+    """A code lives a minute; a session given one in its last seconds may time out before
+    the app exchanges it: the exchange finds the session past its timeout, ends it there
+    (session.expired) and is refused, as a refresh of such a session's token is."""
+    app = add_app()
+    browser = signed_in(ada)
+    full_flow(browser, app)  # the session has its sid
+    step = settings.THRESHOLD_SESSION_IDLE_TIMEOUT - 120
+    for _ in range((settings.THRESHOLD_SESSION_MAX_AGE - 30) // step):
+        clock.advance(step)
+        assert browser.get("/settings").status_code == 200  # in use: never idle
+    clock.advance((settings.THRESHOLD_SESSION_MAX_AGE - 30) % step)  # 30 s left
+    auth = authorize(browser, app)
+    assert "code" in auth.params, auth.location
+    clock.advance(40)  # the code is still within its minute; the session is not
+
+    response = exchange(app, auth.params["code"], auth.verifier)
+
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_grant")
+    refused = AuditEvent.objects.filter(action="sso.token_refused").latest("id")
+    assert refused.reason == "session_ended"
+    assert AuditEvent.objects.filter(action="session.expired", subject=ada.user).exists()
+    assert not Session.objects.filter(session_key=browser.session_key).exists()
+    assert not get_access_token_model().objects.filter(user=ada.user).exists()

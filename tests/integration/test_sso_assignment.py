@@ -260,11 +260,13 @@ def test_a_code_whose_person_is_no_longer_assigned_is_refused_at_exchange(people
         with CaptureQueriesContext(connection) as queries:
             granted = exchange(ledger, grace_auth.params["code"], grace_auth.verifier)
         assert granted.status_code == 200, granted.content
-        # The app's group names, read once and kept; no statement of the check's own. Then
-        # the tokens' transaction: the app's row held (validator.hold_app), the code used up.
-        assert shapes(queries)[:4] == [
+        # The app's group names, read once and kept; no statement of the check's own. The
+        # session the code was given in (live_session), then the tokens' transaction: the
+        # app's row held (validator.hold_app), the code used up.
+        assert shapes(queries)[:5] == [
             "SELECT sso_appsignin",
             "SELECT groups_group",
+            "SELECT web_session",
             "SELECT sso_application",
             "DELETE oauth2_provider_grant",
         ]

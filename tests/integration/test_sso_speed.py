@@ -155,6 +155,9 @@ def test_each_step_of_a_flow_runs_only_its_statements(ada):
         # The code's sign-in, its grant, the person and their groups (threshold/sso/hotpath.py
         # find_code).
         "SELECT sso_appsignin",
+        # The person's sessions: the one the code was given in has not ended (sessions.py
+        # live_session).
+        "SELECT web_session",
         # The tokens' transaction: the app's row held (validator.hold_app: an app removed
         # meanwhile is refused), then the single-use gate (use_grant).
         "SELECT sso_application",

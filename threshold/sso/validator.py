@@ -244,6 +244,28 @@ def email_claims(user: User) -> dict[str, Any]:
     return {"email": address, "email_verified": user.has_verified_email}
 
 
+def _exchange_refusal(request: Any, client: Any, sign_in: AppSignIn | None, grant: Any) -> str:
+    """Why a live code of ``client``'s may not be exchanged ("" when it may): ``request.user``
+    is the code's person."""
+    if sign_in is None or not request.user.can_sign_in:
+        return "account_cannot_sign_in"
+    if not may_use(client, request.user):
+        # The change deleted the person's codes of the app (actions.withdraw_unassigned);
+        # this refuses one it did not reach: a change made otherwise, or a code issued
+        # while it was being made. No statement: the groups came with the code's SELECT.
+        return "not_assigned"
+    refusal = _verifier_refusal(getattr(request, "code_verifier", None), grant.code_challenge)
+    if refusal:
+        return refusal
+    if live_session(request.user, sign_in.sid, _origin(request), app=client.client_id) is None:
+        # The session the code was given in has ended: a sign-out revokes its codes, but not
+        # one /authorize wrote after reading the session and before the sign-out committed;
+        # nor one given as the session timed out. One SELECT (the person's sessions); a
+        # sign-out from here on revokes the code (it deletes the grant this exchange uses up).
+        return "session_ended"
+    return ""
+
+
 class Validator(OAuth2Validator):
     oidc_claim_scope: ClassVar = {**OAuth2Validator.oidc_claim_scope, "groups": "groups"}
 
@@ -464,18 +486,9 @@ class Validator(OAuth2Validator):
             request.nonce = grant.nonce
         if grant.claims:
             request.claims = json.loads(grant.claims)
-        if sign_in is None or not request.user.can_sign_in:
-            _refused(request, "account_cannot_sign_in", request.user)
-            return False
-        if not may_use(client, request.user):
-            # The change deleted the person's codes of the app (actions.withdraw_unassigned);
-            # this refuses one it did not reach: a change made otherwise, or a code issued
-            # while it was being made. No statement: the groups came with the code's SELECT.
-            _refused(request, "not_assigned", request.user)
-            return False
-        refusal = _verifier_refusal(getattr(request, "code_verifier", None), grant.code_challenge)
-        if refusal:
-            _refused(request, refusal, request.user)
+        reason = _exchange_refusal(request, client, sign_in, grant)
+        if reason:
+            _refused(request, reason, request.user)
             return False
         setattr(request, SIGN_IN, sign_in)
         return True
