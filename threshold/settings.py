@@ -111,7 +111,11 @@ SESSION_ENGINE = "threshold.sessions.store"
 # the bare domain) cannot plant one of its own beside them and swap the person's session.
 COOKIE_PREFIX = "__Host-" if THRESHOLD.https else ""
 SESSION_COOKIE_NAME = f"{COOKIE_PREFIX}threshold_session"
+# The session row lasts at most THRESHOLD_SESSION_MAX_AGE; its cookie ends with the browser
+# (no Max-Age or Expires), so closing the browser of a shared computer signs its person out,
+# as Okta and Keycloak do unless someone asks to stay signed in.
 SESSION_COOKIE_AGE = THRESHOLD.session_max_age
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = THRESHOLD.https

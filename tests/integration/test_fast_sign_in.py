@@ -233,11 +233,13 @@ def comparable(answer: tuple[int, list[Any], bytes]) -> tuple[Any, ...]:
 
 
 def expiries(answer: tuple[int, list[Any], bytes]) -> dict[str, float]:
+    """The expiry dates of the cookies that have one (the session's ends with the browser)."""
     out = {}
     for name, value in answer[1]:
         if name == "Set-Cookie":
             morsel = next(iter(SimpleCookie(value).values()))
-            out[morsel.key] = parsedate_to_datetime(morsel["expires"]).timestamp()
+            if morsel["expires"]:
+                out[morsel.key] = parsedate_to_datetime(morsel["expires"]).timestamp()
     return out
 
 

@@ -10,8 +10,9 @@ Threshold Verify's pushes, single sign-on (code, access, refresh and ID token li
 auth_time and max_age, id_token_hint after a key rotation), and the times people are shown
 (emails, Settings).
 
-Each defect found is one ``xfail(strict=True)`` test; the two passing tests pin properties the
-review checked and found right.
+Each defect found is one test, marked ``xfail(strict=True)`` until it is fixed (the session
+cookie that outlived the browser: fixed, it is a browser-session cookie now); the others pin
+properties the review checked and found right.
 """
 
 from __future__ import annotations
@@ -238,12 +239,6 @@ def test_the_idle_timeout_counts_from_the_last_request(
     assert browser.is_signed_in()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known, left alone: there is no 'keep me signed in'; every sign-in gets a cookie "
-    "that lasts the session's 12 hours, so closing the browser on a shared computer does not "
-    "end it (the idle hour and Sign out do); a product decision for the next change",
-)
 def test_a_session_cookie_ends_with_the_browser_unless_asked(ada: Person) -> None:
     browser = _signed_in(ada)
     cookie = browser.client.cookies[SESSION_COOKIE]

@@ -234,6 +234,7 @@ class _Setup:
     csrf_secure: bool
     cookie_secure: bool
     session_age: int
+    session_cookie_age: int | None  # None: the session cookie ends with the browser
     session_samesite: str
     session_httponly: bool
     ceremony_cookie: str
@@ -288,6 +289,9 @@ def _setup() -> _Setup | None:
         csrf_secure=bool(settings.CSRF_COOKIE_SECURE),
         cookie_secure=bool(settings.SESSION_COOKIE_SECURE),
         session_age=int(settings.SESSION_COOKIE_AGE),
+        session_cookie_age=(
+            None if settings.SESSION_EXPIRE_AT_BROWSER_CLOSE else int(settings.SESSION_COOKIE_AGE)
+        ),
         session_samesite=str(settings.SESSION_COOKIE_SAMESITE),
         session_httponly=bool(settings.SESSION_COOKIE_HTTPONLY),
         ceremony_cookie=CEREMONY_COOKIE.format(kind=_AUTHENTICATION),
@@ -341,20 +345,21 @@ def _date(at: int) -> str:
 def _cookie(
     name: str,
     value: str,
-    max_age: int,
+    max_age: int | None,
     *,
     httponly: bool,
     samesite: str,
     secure: bool,
-    expires: str | None = None,
 ) -> tuple[str, str]:
     """A Set-Cookie header as ``HttpResponse.set_cookie`` and ``Morsel.output`` write it
-    (attributes sorted by name, path "/"), for values that need no quoting."""
-    when = expires or _date(int(time.time() + max_age))
+    (attributes sorted by name, path "/"), for values that need no quoting; without a
+    ``max_age``, a cookie that ends with the browser (no Expires, no Max-Age)."""
+    expires = "" if max_age is None else f" expires={_date(int(time.time() + max_age))};"
+    lasts = "" if max_age is None else f" Max-Age={max_age};"
     return (
         "Set-Cookie",
-        f" {name}={value}; expires={when};{' HttpOnly;' if httponly else ''}"
-        f" Max-Age={max_age}; Path=/; SameSite={samesite}{'; Secure' if secure else ''}",
+        f" {name}={value};{expires}{' HttpOnly;' if httponly else ''}{lasts}"
+        f" Path=/; SameSite={samesite}{'; Secure' if secure else ''}",
     )
 
 
@@ -672,7 +677,6 @@ def _result(
     # Drawn before the transaction: once it commits, nothing may fail and be handed over (the
     # lean path would then refuse a sign-in that happened).
     csrf_secret = random_string(CSRF_SECRET_LENGTH, CSRF_ALLOWED_CHARS)  # rotate_token
-    session_expires = _date(int(time.time() + setup.session_age))
     with _transaction() as done:
         key = _sign_in(pending, response, origin)
         done()
@@ -680,16 +684,15 @@ def _result(
         _cookie(
             setup.session_cookie,
             key,
-            setup.session_age,
+            setup.session_cookie_age,
             httponly=setup.session_httponly,
             samesite=setup.session_samesite,
             secure=setup.cookie_secure,
-            expires=session_expires,
         ),
         _cookie(
             SIGNED_IN_COOKIE,
             "1",
-            setup.session_age,
+            setup.session_cookie_age,
             httponly=True,
             samesite="Lax",
             secure=setup.cookie_secure,

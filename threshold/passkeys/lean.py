@@ -33,7 +33,6 @@ disconnects Django's ``update_last_login``); a test fails if one is.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +54,6 @@ from django.middleware.csrf import (
 from django.middleware.security import SecurityMiddleware
 from django.urls import reverse, set_script_prefix
 from django.utils.cache import patch_vary_headers
-from django.utils.http import http_date
 
 from threshold.core import errors
 from threshold.core.randomness import random_string
@@ -219,13 +217,13 @@ def _rotate_csrf_token(request: HttpRequest) -> None:
 
 
 def _set_session_cookie(response: HttpResponse, session_key: str) -> None:
-    # As SessionMiddleware sets it for a new session.
-    max_age = settings.SESSION_COOKIE_AGE
+    # As SessionMiddleware sets it for a new session: with SESSION_EXPIRE_AT_BROWSER_CLOSE
+    # (Threshold's setting), no Max-Age and no Expires.
+    max_age = None if settings.SESSION_EXPIRE_AT_BROWSER_CLOSE else settings.SESSION_COOKIE_AGE
     response.set_cookie(
         settings.SESSION_COOKIE_NAME,
         session_key,
         max_age=max_age,
-        expires=http_date(time.time() + max_age),
         domain=settings.SESSION_COOKIE_DOMAIN,
         path=settings.SESSION_COOKIE_PATH,
         secure=bool(settings.SESSION_COOKIE_SECURE),

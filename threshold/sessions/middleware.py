@@ -106,9 +106,8 @@ def is_public(response: HttpResponse) -> bool:
 def remember_signed_in(request: HttpRequest, response: HttpResponse) -> None:
     """Keep ``SIGNED_IN_COOKIE`` as long as the session cookie.
 
-    Set at sign-in and renewed whenever the session is saved (so the session
-    cookie's expiry is renewed too: at most once a minute): a browser that
-    still has its session cookie has this one.
+    Set at sign-in and again whenever the session is saved (at most once a minute): a
+    browser that still has its session cookie has this one. Both end with the browser.
     """
     if request.COOKIES.get(SIGNED_IN_COOKIE) and not request.session.modified:
         return
@@ -116,11 +115,11 @@ def remember_signed_in(request: HttpRequest, response: HttpResponse) -> None:
 
 
 def set_signed_in_cookie(response: HttpResponse) -> None:
-    """``SIGNED_IN_COOKIE``, for as long as a new session's cookie."""
+    """``SIGNED_IN_COOKIE``, for as long as a new session's cookie (until the browser closes)."""
     response.set_cookie(
         SIGNED_IN_COOKIE,
         "1",
-        max_age=settings.SESSION_COOKIE_AGE,
+        max_age=None if settings.SESSION_EXPIRE_AT_BROWSER_CLOSE else settings.SESSION_COOKIE_AGE,
         secure=settings.SESSION_COOKIE_SECURE,
         httponly=True,
         samesite="Lax",
