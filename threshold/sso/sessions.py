@@ -106,7 +106,10 @@ def live_session(user: User, sid: str, origin: Origin, *, app: str) -> dict[str,
     for key, data, timed_out in sessions:
         decoded: dict[str, Any] = store.decode(data)
         if decoded.get(SID) == sid:
-            if timed_out and end_if_timed_out(user, key, origin, app=app):
+            if timed_out:
+                # Ended here, or by another request meanwhile (a timed-out session is never
+                # refreshed: the middleware ends it): not signed in either way.
+                end_if_timed_out(user, key, origin, app=app)
                 return None
             return decoded
     return None
