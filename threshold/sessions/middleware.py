@@ -21,8 +21,11 @@ from threshold.sessions.actions import timeout_of
 from threshold.sessions.store import LAST_SEEN, SIGNED_IN_AT
 from threshold.web.http import audit_origin
 
-# Refresh the idle clock at most this often, so that reading pages does not
-# write the session on every request.
+# Refresh the idle clock at most once per this part of the idle timeout, and at most once a
+# minute, so that reading pages does not write the session on every request: a session ends at
+# most that much before its idle timeout after its last request (a minute of the default hour;
+# 2 s of a shared computer's 2 minutes).
+_LAST_SEEN_PARTS = 60
 _LAST_SEEN_RESOLUTION = 60
 
 # A cookie kept while this browser is signed in (SessionTimeoutMiddleware), not a
@@ -73,7 +76,9 @@ class SessionTimeoutMiddleware:
                             timeout=timeout,
                         )
                     logout(request)
-            elif now - last_seen > _LAST_SEEN_RESOLUTION:
+            elif now - last_seen > min(
+                _LAST_SEEN_RESOLUTION, settings.THRESHOLD_SESSION_IDLE_TIMEOUT / _LAST_SEEN_PARTS
+            ):
                 request.session[LAST_SEEN] = now
         signed_in = request.user.is_authenticated  # still, once the timeouts above were applied
         response = self.get_response(request)
