@@ -20,7 +20,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.core.management import call_command
+from django.core.signals import setting_changed
 from django.test import Client
+from django.test.client import ClientHandler
 
 import threshold.clock
 from tests.support.authenticator import SoftAuthenticator
@@ -121,12 +123,30 @@ FLOW_OPTIONS = {
 }
 
 
+# The handlers of the test clients, by whether they enforce CSRF checks: one per process, as a
+# server has one, not one per client (loading the middleware, WhiteNoise's scan of the static
+# files included, cost 11 ms a client). A change of settings (the ``settings`` fixture,
+# ``override_settings``) drops them: the next client loads the middleware under the new ones.
+_handlers: dict[bool, ClientHandler] = {}
+
+
+def _forget_handlers(**_: Any) -> None:
+    _handlers.clear()
+
+
+setting_changed.connect(_forget_handlers, dispatch_uid="tests.integration.conftest.handlers")
+
+
 class PageClient(Client):
     """Django's test client, sending the flow token of a page just loaded, as webauthn.js does.
 
     Each options request of a dated flow gets a token issued now (on the test's
     clock) unless the test passes its own X-Threshold-Flow header.
     """
+
+    def __init__(self, enforce_csrf_checks: bool = False, **defaults: Any) -> None:
+        super().__init__(enforce_csrf_checks, **defaults)
+        self.handler = _handlers.setdefault(enforce_csrf_checks, self.handler)
 
     def generic(self, method: str, path: str, *args: Any, **extra: Any):
         route = urlsplit(str(path)).path
