@@ -21,10 +21,10 @@ from threshold.sessions.actions import timeout_of
 from threshold.sessions.store import LAST_SEEN, SIGNED_IN_AT
 from threshold.web.http import audit_origin
 
-# Refresh the idle clock at most once per this part of the idle timeout, and at most once a
-# minute, so that reading pages does not write the session on every request: a session ends at
-# most that much before its idle timeout after its last request (a minute of the default hour;
-# 2 s of a shared computer's 2 minutes).
+# Refresh the idle clock once a sixtieth of the idle timeout, or a minute if that is shorter, has
+# passed since it was written, so that reading pages does not write the session on every
+# request: a session ends at most that much before its idle timeout after its last request (a
+# minute of the default hour; 2 s of a shared computer's 2 minutes).
 _LAST_SEEN_PARTS = 60
 _LAST_SEEN_RESOLUTION = 60
 
