@@ -127,7 +127,7 @@ from csp.constants import HEADER, HEADER_REPORT_ONLY
 from csp.utils import build_policy
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-from django.core import signals, signing
+from django.core import signing
 from django.core.handlers.exception import response_for_exception
 from django.core.handlers.wsgi import WSGIRequest
 from django.core.signals import setting_changed
@@ -179,6 +179,7 @@ from threshold.passkeys.hotpath import (
     _update_statement,
 )
 from threshold.passkeys.http import CEREMONY_COOKIE
+from threshold.passkeys.lean import send
 from threshold.passkeys.limits import options_wait
 from threshold.passkeys.models import Passkey
 from threshold.passkeys.pending import Ceremonies, CeremonyKind, open_pending
@@ -502,18 +503,11 @@ class FastSignInApplication:
         catalog's words, logged), and ``request_finished``, which closes a connection that is no
         longer usable. Not handed over: the lean path would wait out the same lock a second time
         and, the failure being transient, could answer differently from a lean-only server."""
-        response = response_for_exception(WSGIRequest(environ), failure)
-        try:
-            start_response(
-                f"{response.status_code} {response.reason_phrase}",
-                [
-                    *response.items(),
-                    *(("Set-Cookie", c.output(header="")) for c in response.cookies.values()),
-                ],
-            )
-            return [response.content]
-        finally:
-            signals.request_finished.send(sender=self.__class__)
+        return send(
+            response_for_exception(WSGIRequest(environ), failure),
+            start_response,
+            sender=self.__class__,
+        )
 
     def _answer(
         self, setup: _Setup, route: str, environ: WSGIEnvironment

@@ -267,17 +267,23 @@ class LeanSignInApplication:
             response = response_for_exception(request, exc)
         if response is None:
             return self.django(environ, start_response)
-        try:
-            start_response(
-                f"{response.status_code} {response.reason_phrase}",
-                [
-                    *response.items(),
-                    *(("Set-Cookie", c.output(header="")) for c in response.cookies.values()),
-                ],
-            )
-            return [response.content]
-        finally:
-            signals.request_finished.send(sender=self.__class__)
+        return send(response, start_response, sender=self.__class__)
+
+
+def send(response: HttpResponse, start_response: StartResponse, *, sender: type) -> list[bytes]:
+    """``response``'s status line, headers and body, as ``WSGIHandler`` writes them, then
+    ``request_finished`` (which closes a database connection that is no longer usable)."""
+    try:
+        start_response(
+            f"{response.status_code} {response.reason_phrase}",
+            [
+                *response.items(),
+                *(("Set-Cookie", c.output(header="")) for c in response.cookies.values()),
+            ],
+        )
+        return [response.content]
+    finally:
+        signals.request_finished.send(sender=sender)
 
 
 def _unreachable(request: HttpRequest) -> HttpResponse:
