@@ -25,7 +25,14 @@ from django.apps import apps as django_apps
 from django.db import IntegrityError, transaction
 from django.test import Client
 
-from tests.integration.conftest import ORIGIN, Browser, Person, begin_sign_in, enrolled_person
+from tests.integration.conftest import (
+    ORIGIN,
+    Browser,
+    FrozenClock,
+    Person,
+    begin_sign_in,
+    enrolled_person,
+)
 from tests.integration.test_cli_review import run
 from tests.integration.test_db_fault_review import (
     PASSWORD,
@@ -38,6 +45,7 @@ from tests.integration.test_db_fault_review import (
 from tests.integration.test_db_fault_review import first_fails as statement_fails
 from tests.support.faults import database_fails
 from threshold.audit.actions import Origin
+from threshold.core import throttle
 from threshold.devices.models import SignInApproval
 from threshold.fallback.models import RecoveryCode
 from threshold.groups.models import Group, group_key
@@ -102,15 +110,21 @@ def test_a_step_up_push_answered_try_again_still_verifies(db: None) -> None:
 # --- The password attempt given back on a database failure ----------------------------------
 
 
-def test_wrong_passwords_count_even_when_their_audit_row_fails(transactional_db: None) -> None:
+def test_wrong_passwords_count_even_when_their_audit_row_fails(
+    transactional_db: None, clock: FrozenClock
+) -> None:
     # Real commits: in a test's own transaction, Django's save() marks it for rollback.
     ada = enrolled_person("ada@example.com", "Ada Lovelace")
     with_fallback(ada)
     attacker = browser()
-    for attempt in range(12):  # past password_lockout_threshold (10) and the doubling waits
+    for attempt in range(12):  # past password_lockout_threshold (10)
         with statement_fails(AUDIT_INSERT):
             answer = password_step(attacker, ada, f"guess number {attempt:02d} of many")
         assert answer.status_code in (429, 503), answer.status_code
+        # Past the doubling wait each wrong one starts, so that every guess is checked (with the
+        # real clock, the guesses after the third met a 1 s wait and were not checked, and the
+        # right password went through whenever the loop took longer than that second).
+        clock.advance(throttle.MAX_DELAY_SECONDS + 1)
     with statement_fails(AUDIT_INSERT):
         right = password_step(attacker, ada, PASSWORD)
     # Today every guess answered 503 and was given back; the right password then goes through.
