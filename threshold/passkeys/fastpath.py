@@ -185,7 +185,7 @@ from threshold.passkeys.models import Passkey
 from threshold.passkeys.pending import Ceremonies, CeremonyKind, open_pending
 from threshold.sessions.actions import SESSION_BACKEND, new_sid, sign_in_details
 from threshold.sessions.flow import Flow, check_flow
-from threshold.sessions.middleware import SIGNED_IN_COOKIE
+from threshold.sessions.middleware import SIGNED_IN_COOKIE, session_cookie_max_age
 from threshold.sessions.models import Session
 from threshold.sessions.store import (
     LAST_SEEN,
@@ -290,9 +290,7 @@ def _setup() -> _Setup | None:
         csrf_secure=bool(settings.CSRF_COOKIE_SECURE),
         cookie_secure=bool(settings.SESSION_COOKIE_SECURE),
         session_age=int(settings.SESSION_COOKIE_AGE),
-        session_cookie_age=(
-            None if settings.SESSION_EXPIRE_AT_BROWSER_CLOSE else int(settings.SESSION_COOKIE_AGE)
-        ),
+        session_cookie_age=session_cookie_max_age(),
         session_samesite=str(settings.SESSION_COOKIE_SAMESITE),
         session_httponly=bool(settings.SESSION_COOKIE_HTTPONLY),
         ceremony_cookie=CEREMONY_COOKIE.format(kind=_AUTHENTICATION),

@@ -62,7 +62,7 @@ from threshold.passkeys.actions import SignedIn, do_finish_sign_in
 from threshold.passkeys.http import anonymous_ceremonies, read_credential, send_ceremony_cookies
 from threshold.policy.access import read_policy_with
 from threshold.sessions.actions import new_signed_in_session
-from threshold.sessions.middleware import set_signed_in_cookie
+from threshold.sessions.middleware import session_cookie_max_age, set_signed_in_cookie
 from threshold.sessions.models import Session
 from threshold.web.bodies import REFUSED_CHARSET, unreadable_charset, without_charset
 from threshold.web.http import audit_origin, ok, safe_next
@@ -217,13 +217,11 @@ def _rotate_csrf_token(request: HttpRequest) -> None:
 
 
 def _set_session_cookie(response: HttpResponse, session_key: str) -> None:
-    # As SessionMiddleware sets it for a new session: with SESSION_EXPIRE_AT_BROWSER_CLOSE
-    # (Threshold's setting), no Max-Age and no Expires.
-    max_age = None if settings.SESSION_EXPIRE_AT_BROWSER_CLOSE else settings.SESSION_COOKIE_AGE
+    # As SessionMiddleware sets it for a new session.
     response.set_cookie(
         settings.SESSION_COOKIE_NAME,
         session_key,
-        max_age=max_age,
+        max_age=session_cookie_max_age(),
         domain=settings.SESSION_COOKIE_DOMAIN,
         path=settings.SESSION_COOKIE_PATH,
         secure=bool(settings.SESSION_COOKIE_SECURE),

@@ -119,12 +119,19 @@ def remember_signed_in(request: HttpRequest, response: HttpResponse) -> None:
     set_signed_in_cookie(response)
 
 
+def session_cookie_max_age() -> int | None:
+    """A new session cookie's Max-Age, as SessionMiddleware gives it: None (no Max-Age, no
+    Expires: it ends with the browser) under SESSION_EXPIRE_AT_BROWSER_CLOSE, Threshold's
+    setting; the session's age otherwise."""
+    return None if settings.SESSION_EXPIRE_AT_BROWSER_CLOSE else int(settings.SESSION_COOKIE_AGE)
+
+
 def set_signed_in_cookie(response: HttpResponse) -> None:
     """``SIGNED_IN_COOKIE``, for as long as a new session's cookie (until the browser closes)."""
     response.set_cookie(
         SIGNED_IN_COOKIE,
         "1",
-        max_age=None if settings.SESSION_EXPIRE_AT_BROWSER_CLOSE else settings.SESSION_COOKIE_AGE,
+        max_age=session_cookie_max_age(),
         secure=settings.SESSION_COOKIE_SECURE,
         httponly=True,
         samesite="Lax",
