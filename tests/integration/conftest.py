@@ -23,9 +23,11 @@ from django.core.management import call_command
 from django.core.signals import setting_changed
 from django.test import Client
 from django.test.client import ClientHandler
+from django.test.utils import override_settings
 
 import threshold.clock
 from tests.support.authenticator import SoftAuthenticator
+from tests.support.hashers import LowestCostArgon2idHasher
 from threshold.accounts.models import User
 from threshold.audit import capped
 from threshold.audit.actions import Origin
@@ -73,6 +75,21 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
     frozen = FrozenClock(time.time())
     monkeypatch.setattr(threshold.clock, "now", lambda: frozen.now)
     return frozen
+
+
+# --- Passwords ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _lowest_cost_password_hashing():
+    """Passwords hashed with Argon2id at its lowest cost (tests/support/hashers.py): the same
+    code path at a thousandth of the CPU. Servers these tests start hash at production's."""
+    with override_settings(
+        PASSWORD_HASHERS=[
+            f"{LowestCostArgon2idHasher.__module__}.{LowestCostArgon2idHasher.__qualname__}"
+        ]
+    ):
+        yield
 
 
 # --- Static files ---------------------------------------------------------------------------------
