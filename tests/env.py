@@ -7,6 +7,8 @@ import os
 import shutil
 import tempfile
 
+from tests.support.processes import RUN_DIR
+
 # Set in the environment when the var/ directory below is the test run's own, not the developer's.
 _OWN_VAR_DIR = "THRESHOLD_TEST_OWN_VAR_DIR"
 
@@ -21,6 +23,13 @@ if "THRESHOLD_VAR_DIR" not in os.environ or (
     atexit.register(shutil.rmtree, _var_dir, ignore_errors=True)
     os.environ["THRESHOLD_VAR_DIR"] = _var_dir
     os.environ[_OWN_VAR_DIR] = _var_dir
+# One directory for the whole run, its pytest-xdist workers included (they inherit it), for what is
+# made once per run: the migrated database the tests' servers start from
+# (tests/support/processes.py, ``migrated``).
+if RUN_DIR not in os.environ:
+    _run_dir = tempfile.mkdtemp(prefix="threshold-test-run-")
+    atexit.register(shutil.rmtree, _run_dir, ignore_errors=True)
+    os.environ[RUN_DIR] = _run_dir
 os.environ.setdefault("THRESHOLD_EMAIL_BACKEND", "file")
 os.environ.setdefault("THRESHOLD_FIDO_CONFORMANCE", "1")
 

@@ -39,7 +39,12 @@ from playwright.sync_api import (
 )
 
 from tests.support.commands import Commands
-from tests.support.processes import free_port, newcomer_environment, threshold_command
+from tests.support.processes import (
+    free_port,
+    migrated,
+    newcomer_environment,
+    threshold_command,
+)
 from tests.support.verify_app import tpm_manufacturer_ca
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -203,7 +208,7 @@ def _serve() -> Iterator[Server]:
         env=_server_env(var_dir, port),
         log_path=var_dir / "serve.log",
     )
-    server.cli("migrate", "--noinput")
+    migrated(var_dir)
     with server.log_path.open("w") as log:
         process = subprocess.Popen(
             [*threshold_command(), "serve"],
