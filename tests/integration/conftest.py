@@ -83,7 +83,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
 @pytest.fixture(scope="session", autouse=True)
 def _lowest_cost_password_hashing():
     """Passwords hashed with Argon2id at its lowest cost (tests/support/hashers.py): the same
-    code path at a thousandth of the CPU. Servers these tests start hash at production's."""
+    code path at a small fraction of the CPU. Servers these tests start hash at production's."""
     with override_settings(
         PASSWORD_HASHERS=[
             f"{LowestCostArgon2idHasher.__module__}.{LowestCostArgon2idHasher.__qualname__}"
