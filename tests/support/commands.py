@@ -5,10 +5,10 @@ interpreter each time (about 0.7 s of CPU and 1 s of waiting each).
 
 Each command still runs as `threshold ARGS` does: ``threshold.cli.main.main`` in a process of its
 own, with the server's environment and working directory, its output and exit status its own.
-Only the imports, ``django.setup()`` and what commands load on first use (the URLconf, the email
-validator's patterns: together about 0.15 s of each `threshold invite`) are done once, before
-any database connection is opened (each command opens its own). When the forking process cannot
-be used, the command runs as a new interpreter, as before.
+Only the imports, ``django.setup()``, the commands' parser and what commands load on first use
+(the URLconf, the email validator's patterns: together about 0.15 s of each `threshold invite`)
+are done once, before any database connection is opened (each command opens its own). When the
+forking process cannot be used, the command runs as a new interpreter, as before.
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ from django.core.validators import validate_email
 from django.db import connections
 from django.urls import reverse
 
-from threshold.cli.main import build, main
+from threshold.cli.main import default_cli, main
 
-build()
-# Loaded once here rather than in every command's process: the URLconf and every view module it
-# imports (the links `invite` and `recover` print), and the email validator's patterns (compiled
-# on first use: 70 ms).
+# Made once here rather than in every command's process: the parser of every command, the
+# URLconf and every view module it imports (the links `invite` and `recover` print), and the
+# email validator's patterns (compiled on first use: 70 ms).
+default_cli()
 reverse("selfservice:home")
 validate_email("someone@example.com")
 connections.close_all()
