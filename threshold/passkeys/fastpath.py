@@ -30,12 +30,11 @@ audits it exactly as it does without this module:
   rate limit (``passkeys.limits.options_wait``) was counted here, and is counted again by
   the lean path as it answers 429: a flooding network waits a little longer, nobody else.
 
-Ordinary means: SQLite (on PostgreSQL every request is handed on; ``hotpath``'s statements
-differ there), ``THRESHOLD_FAST_SIGN_IN`` on, no session cookie, ``Content-Type`` exactly
-``application/json`` (a parameter such as a charset goes to the lean path), no query string
-(``?next=``), no ``SCRIPT_NAME``, a ``Host`` header, an ``Origin`` header, an ASCII Cookie
-header, a CSRF cookie holding an unmasked secret, and, for the options, an empty or ``{}``
-body (a username goes to the lean path: its decoys use the ORM).
+Ordinary means: SQLite or PostgreSQL, ``THRESHOLD_FAST_SIGN_IN`` on, no session cookie,
+``Content-Type`` exactly ``application/json`` (a parameter such as a charset goes to the lean
+path), no query string (``?next=``), no ``SCRIPT_NAME``, a ``Host`` header, an ``Origin``
+header, an ASCII Cookie header, a CSRF cookie holding an unmasked secret, and, for the
+options, an empty or ``{}`` body (a username goes to the lean path: its decoys use the ORM).
 
 **What it re-implements of Django, the property each carries, and where it is tested**
 (all in tests/integration/test_fast_sign_in.py):
@@ -85,11 +84,18 @@ body (a username goes to the lean path: its decoys use the ORM).
 - Database errors: the transaction is rolled back and the answer is the lean application's
   to the same exception (503), the ceremony left usable. Tested:
   ``test_a_database_error_rolls_back_and_answers_as_the_lean_path`` (a failure at each of
-  the four statements, compared with the lean path failing the same way).
-- The transaction: ``BEGIN IMMEDIATE`` … ``COMMIT`` on the driver's connection (what
-  ``transaction.atomic`` sends with threshold.config's IMMEDIATE mode), a savepoint inside a
-  test's transaction. Tested: ``test_as_served_the_result_is_one_immediate_transaction``
-  and ``test_options_run_no_statement_and_the_result_four_in_one_savepoint``.
+  the statements, compared with the lean path failing the same way).
+- The transaction: ``BEGIN IMMEDIATE`` (SQLite) or ``BEGIN`` (PostgreSQL) … ``COMMIT`` on the
+  driver's connection (what ``transaction.atomic`` sends, with threshold.config's IMMEDIATE
+  mode on SQLite), a savepoint inside a test's transaction. Tested:
+  ``test_as_served_the_result_is_one_immediate_transaction`` and
+  ``test_options_run_no_statement_and_the_result_in_one_savepoint``.
+- PostgreSQL's connection checks: as the lean application, the ``request_started`` and
+  ``request_finished`` signals (Django's ``close_old_connections``: CONN_MAX_AGE, a broken
+  connection), and the result's transaction run by ``hotpath.without_health_check`` (no
+  ``SELECT 1`` first; once more on a new connection when the first is found dead). Tested:
+  the whole file runs on PostgreSQL too (``make test``), and tests/integration/test_scale_out.py
+  serves sign-ins from two servers on one PostgreSQL.
 
 **What it reuses, never forks.** The WebAuthn checks (``core.ceremony``), the policy and
 the group rules and the user-verification re-check (``actions._refused_today``), the account
@@ -99,7 +105,9 @@ facts (``Passkey.policy_facts``), all run on the row as ``hotpath``'s statement 
 statements are ``hotpath``'s builders' (the challenge used up and the passkey, person, groups
 and policy found in one INSERT; ``update_passkey``'s UPDATE with its counter rule;
 ``insert_audit``'s INSERT of an ``AuditRow``'s values, prepared by ``hotpath``'s preparers; the
-session's INSERT): four statements in one transaction (pinned by the tests). The options are
+session's INSERT): four statements in one transaction on SQLite; on PostgreSQL two, the
+UPDATE and the INSERTs in ``record_sign_in``'s one statement of data-modifying CTEs, as the
+lean path sends them (pinned by the tests). The options are
 ``do_begin_sign_in`` itself, after ``check_flow``, ``hotpath.recent_policy`` and
 ``options_wait``; the session's data is ``new_signed_in_session``'s (``login()``'s keys,
 ``sign_in_details``, ``new_sid``), encoded by Django's signer with ``SessionStore``'s salt.
@@ -127,13 +135,13 @@ from csp.constants import HEADER, HEADER_REPORT_ONLY
 from csp.utils import build_policy
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-from django.core import signing
+from django.core import signals, signing
 from django.core.handlers.exception import response_for_exception
 from django.core.handlers.wsgi import WSGIRequest
 from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db import Error as DatabaseFailure
-from django.db.models import Field
+from django.db.models import Model
 from django.http import HttpRequest, JsonResponse
 from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
@@ -169,11 +177,14 @@ from threshold.passkeys.decoys import verify_as_decoy
 # hotpath's own statement builders, cursor and preparation: run as they are, never copied.
 from threshold.passkeys.hotpath import (
     _audit_statement,
+    _converters,
     _cursor,
     _field,
     _fields,
     _group_rules,
+    _postgresql_statement,
     _prepare,
+    _record_statement,
     _session_statement,
     _sqlite_statement,
     _update_statement,
@@ -221,6 +232,9 @@ class _Setup:
 
     routes: dict[str, str]
     home: str
+    # PostgreSQL: the request_started and request_finished signals are sent, whose
+    # receiver closes a connection past CONN_MAX_AGE or broken (SQLite's persists).
+    postgresql: bool
     allowed_hosts: tuple[str, ...]
     trusted_origins: frozenset[str]
     proxy_ssl_header: tuple[str, str] | None
@@ -246,12 +260,13 @@ class _Setup:
 
 @lru_cache(maxsize=1)
 def _setup() -> _Setup | None:
-    """The fast path's settings, or None where it is off: turned off, PostgreSQL, or a
-    setting it does not re-implement (it then answers nothing)."""
+    """The fast path's settings, or None where it is off: turned off, a database other than
+    SQLite and PostgreSQL, or a setting it does not re-implement (it then answers nothing)."""
     if not getattr(settings, "THRESHOLD_FAST_SIGN_IN", True):
         return None
+    vendor = connections[DEFAULT_DB_ALIAS].vendor
     if (
-        connections[DEFAULT_DB_ALIAS].vendor != "sqlite"
+        vendor not in ("sqlite", "postgresql")
         or settings.USE_X_FORWARDED_HOST
         or settings.FORCE_SCRIPT_NAME
         or settings.CSRF_USE_SESSIONS
@@ -276,6 +291,7 @@ def _setup() -> _Setup | None:
             path("passkeys:sign-in-result"): _RESULT,
         },
         home=path("selfservice:home"),
+        postgresql=vendor == "postgresql",
         allowed_hosts=tuple(settings.ALLOWED_HOSTS),
         trusted_origins=frozenset(settings.CSRF_TRUSTED_ORIGINS),
         proxy_ssl_header=(str(proxy[0]), str(proxy[1])) if proxy else None,
@@ -410,9 +426,14 @@ class _PasskeyRow:
 Convert = Callable[[Any], Any]
 
 
-def _converter(field: Field[Any, Any]) -> Convert:
-    """What the ORM makes of the statement's value of ``field`` on SQLite (a boolean's 0/1, a
-    UUID's hex; a BLOB comes as hex in the JSON array)."""
+def _converter(vendor: str, model: type[Model], index: int) -> Convert:
+    """What the ORM makes of the statement's value of ``model``'s ``index``-th column: on SQLite
+    a boolean's 0/1 and a UUID's hex (a BLOB comes as hex in the JSON array); on PostgreSQL,
+    whose driver returns typed values, the ORM's own converters for the column."""
+    if vendor != "sqlite":
+        orm, column = _converters(vendor, model)[index]
+        return _same if not orm else _applying(orm, column)
+    field = _fields(model)[index]
     kind = field.get_internal_type()
     converters: dict[str, Convert] = {
         "BooleanField": bool,
@@ -429,20 +450,34 @@ def _same(value: Any) -> Any:
     return value
 
 
+def _applying(converters: list[Any], column: Any) -> Convert:
+    """The ORM's converters of ``column`` in turn (``SQLCompiler.apply_converters``)."""
+
+    def convert(value: Any) -> Any:
+        db = connections[DEFAULT_DB_ALIAS]
+        for converter in converters:
+            value = converter(value, column, db)
+        return value
+
+    return convert
+
+
 @lru_cache(maxsize=2)
 def _row_layout(vendor: str) -> tuple[tuple[tuple[int, Convert], ...], ...]:
-    """Per field of ``_PasskeyRow`` and ``_PersonRow``, in order: where it is in the JSON array
-    of statement 1 (``hotpath``'s Passkey columns, then User's), and its conversion."""
-    passkey_fields = _fields(Passkey)
-    user_fields = _fields(User)
+    """Per field of ``_PasskeyRow`` and ``_PersonRow``, in order: where it is among the values
+    of statement 1 (``hotpath``'s Passkey columns, then User's: SQLite's JSON array,
+    PostgreSQL's columns after the first two), and its conversion."""
 
-    def layout(fields: tuple[Field[Any, Any], ...], offset: int, names: Iterable[str]) -> Any:
-        where = {f.attname: (offset + i, _converter(f)) for i, f in enumerate(fields)}
+    def layout(model: type[Model], offset: int, names: Iterable[str]) -> Any:
+        where = {
+            f.attname: (offset + i, _converter(vendor, model, i))
+            for i, f in enumerate(_fields(model))
+        }
         return tuple(where[name] for name in names)
 
     return (
-        layout(passkey_fields, 0, _PasskeyRow.__dataclass_fields__),
-        layout(user_fields, len(passkey_fields), _PersonRow.__dataclass_fields__),
+        layout(Passkey, 0, _PasskeyRow.__dataclass_fields__),
+        layout(User, len(_fields(Passkey)), _PersonRow.__dataclass_fields__),
     )
 
 
@@ -475,6 +510,10 @@ class FastSignInApplication:
         route = None if setup is None else setup.routes.get(environ.get("PATH_INFO", ""))
         if route is None or setup is None or environ.get("REQUEST_METHOD") != "POST":
             return self.lean(environ, start_response)
+        if setup.postgresql:
+            # As the lean application does (close_old_connections); sent again there should
+            # the request be handed over, which checks the connection a second time only.
+            signals.request_started.send(sender=self.__class__, environ=environ)
         try:
             answer = self._answer(setup, route, environ)
         except _HandOver:
@@ -491,6 +530,8 @@ class FastSignInApplication:
             return self.lean(environ, start_response)
         status, headers, content = answer
         start_response(status, headers)
+        if setup.postgresql:
+            signals.request_finished.send(sender=self.__class__)
         return [content]
 
     def _failed(
@@ -669,9 +710,17 @@ def _result(
     # Drawn before the transaction: once it commits, nothing may fail and be handed over (the
     # lean path would then refuse a sign-in that happened).
     csrf_secret = random_string(CSRF_SECRET_LENGTH, CSRF_ALLOWED_CHARS)  # rotate_token
-    with _transaction() as done:
-        key = _sign_in(pending, response, origin)
-        done()
+
+    def sign_in() -> str:
+        with _transaction() as done:
+            key = _sign_in(pending, response, origin)
+            done()
+        return key
+
+    # PostgreSQL: no health-check SELECT 1 first; on a connection found dead, once more on a
+    # new one (a replay then, should the first COMMIT have reached the server). SQLite's
+    # connection is checked once, when opened.
+    key = hotpath.without_health_check(sign_in)
     return {"redirect": setup.home}, [
         _cookie(
             setup.session_cookie,
@@ -712,14 +761,16 @@ def _delete_secure(setup: _Setup) -> bool:
 
 
 class _transaction:
-    """One transaction for the result: ``BEGIN IMMEDIATE`` … ``COMMIT`` on the connection in
-    autocommit (as ``transaction.atomic`` with the IMMEDIATE mode of threshold.config), a
-    savepoint inside an open one (a test's). Left without ``done()`` (a refusal, an error), it
-    rolls back and the request is handed over."""
+    """One transaction for the result: ``BEGIN IMMEDIATE`` (SQLite) or ``BEGIN`` (PostgreSQL,
+    READ COMMITTED) … ``COMMIT`` on the connection in autocommit (as ``transaction.atomic``
+    begins one, with the IMMEDIATE mode of threshold.config on SQLite), a savepoint inside an
+    open one (a test's). Left without ``done()`` (a refusal, an error), it rolls back and the
+    request is handed over."""
 
     def __init__(self) -> None:
         self.db: Any = connections[DEFAULT_DB_ALIAS]
         self.savepoint: str | None = None
+        self.begun = False
         self.committed = False
 
     def __enter__(self) -> Any:
@@ -730,7 +781,8 @@ class _transaction:
             if not db.get_autocommit():
                 raise _HandOver
             db.ensure_connection()
-            _execute("BEGIN IMMEDIATE")
+            _execute("BEGIN IMMEDIATE" if db.vendor == "sqlite" else "BEGIN")
+            self.begun = True
         return self._commit
 
     def _commit(self) -> None:
@@ -748,7 +800,12 @@ class _transaction:
         with suppress(DatabaseFailure):
             if self.savepoint is not None:
                 transaction.savepoint_rollback(self.savepoint)
-            elif self.db.connection is not None and self.db.connection.in_transaction:
+            # SQLite may have ended it already (on some errors it rolls back itself).
+            elif (
+                self.begun
+                and self.db.connection is not None
+                and (self.db.vendor != "sqlite" or self.db.connection.in_transaction)
+            ):
                 _execute("ROLLBACK")
 
 
@@ -769,23 +826,37 @@ def _prepare_audit(name: str) -> Convert:
     return prepare
 
 
-@lru_cache(maxsize=2)
-def _find_statement(vendor: str) -> str:
-    return _sqlite_statement()
+def _find(db: Any, pending: Any, credential_id: bytes) -> tuple[list[Any], Any, Any] | None:
+    """Statement 1, ``hotpath``'s: the challenge used up, and the passkey's and person's values
+    (``_row_layout``), their groups' rules and the policy's document; None for a passkey that
+    does not exist. _HandOver for a challenge used before (a replay)."""
+    expiry = db.ops.adapt_datetimefield_value(pending.expires_at)
+    parameters = [pending.challenge_hash, expiry, credential_id]
+    if db.vendor == "postgresql":
+        with _cursor() as cursor:
+            cursor.execute(_postgresql_statement(), parameters)
+            used, document, *values, rules = cursor.fetchone()
+        if not used:
+            raise _HandOver
+        return None if values[0] is None else (values, rules, document)
+    with _cursor() as cursor:
+        cursor.execute(_sqlite_statement(), parameters)
+        # All rows (one, or none): SQLite finishes the INSERT only once RETURNING is read.
+        rows = cursor.fetchall()
+    if not rows:
+        raise _HandOver
+    found, document = rows[0]
+    if found is None:
+        return None
+    values = json.loads(found)
+    rules = values.pop()
+    return values, rules, document
 
 
 def _sign_in(pending: Any, response: ceremony.AuthenticationResponse, origin: Origin) -> str:
     """The sign-in's statements; the new session's key. _HandOver for any refusal."""
     db: Any = connections[DEFAULT_DB_ALIAS]
-    expiry = db.ops.adapt_datetimefield_value(pending.expires_at)
-    with _cursor() as cursor:
-        cursor.execute(
-            _find_statement(db.vendor), [pending.challenge_hash, expiry, response.credential_id]
-        )
-        rows = cursor.fetchall()
-    if not rows:
-        raise _HandOver  # used before (a replay)
-    found, document = rows[0]
+    found = _find(db, pending, response.credential_id)
     if found is None:
         # No such passkey (a decoy's ID, or none at all): the work a real one's refused
         # verification does here, before the lean path does its own (once for each), so that
@@ -797,8 +868,8 @@ def _sign_in(pending: Any, response: ceremony.AuthenticationResponse, origin: Or
             clock.now(),
         )
         raise _HandOver
-    values = json.loads(found)
-    group_rules = _group_rules(values.pop())
+    values, rules, document = found
+    group_rules = _group_rules(rules)
     passkey_layout, person_layout = _row_layout(db.vendor)
     passkey = _PasskeyRow(*[convert(values[i]) for i, convert in passkey_layout])
     person = _PersonRow(*[convert(values[i]) for i, convert in person_layout])
@@ -837,19 +908,10 @@ def _sign_in(pending: Any, response: ceremony.AuthenticationResponse, origin: Or
         detail={"passkey_id": passkey.pk, "user_verified": verified.user_verified},
     ).values()
     names = tuple(audit)
-    with _cursor() as cursor:
-        cursor.execute(
-            _update_statement(_UPDATE),
-            [verified.sign_count, verified.backup_state, at, agent, passkey.pk]
-            + [verified.sign_count] * 2,
-        )
-        if cursor.rowcount != 1:
-            raise _HandOver  # the counter did not move forward: the lean path flags it
-        cursor.execute(
-            _audit_statement(names, 1),
-            [at if name == "at" else _prepare_audit(name)(audit[name]) for name in names],
-        )
-    return _insert_session(
+    changes = [verified.sign_count, verified.backup_state, at, agent]
+    counter = [passkey.pk, verified.sign_count, verified.sign_count]
+    audit_values = [at if name == "at" else _prepare_audit(name)(audit[name]) for name in names]
+    session = _session_columns(
         db,
         as_user,
         origin,
@@ -857,12 +919,56 @@ def _sign_in(pending: Any, response: ceremony.AuthenticationResponse, origin: Or
         user_verified=verified.user_verified,
         passkey_id=passkey.pk,
     )
+    if db.vendor == "postgresql":
+        # hotpath.record_sign_in's one statement: the INSERTs run only if the UPDATE did.
+        prepared = [
+            _prepare(Passkey, name)(value) for name, value in zip(_UPDATE, changes, strict=True)
+        ]
+        key = _new_session_key()
+        with _cursor() as cursor:
+            cursor.execute(
+                _record_statement(_UPDATE, names, True),  # with the session
+                [
+                    *prepared,
+                    *counter,
+                    *audit_values,
+                    *_session_parameters(session, key),
+                ],
+            )
+            moved, saved = cursor.fetchone()
+        if not moved:
+            raise _HandOver  # the counter did not move forward: the lean path flags it
+        return key if saved else _insert_session(session)
+    with _cursor() as cursor:
+        cursor.execute(_update_statement(_UPDATE), changes + counter)
+        if cursor.rowcount != 1:
+            raise _HandOver  # the counter did not move forward: the lean path flags it
+        cursor.execute(_audit_statement(names, 1), audit_values)
+    return _insert_session(session)
 
 
-def _insert_session(
+def _new_session_key() -> str:
+    return random_string(32, _KEY_CHARS)
+
+
+def _session_parameters(columns: dict[str, Any], key: str) -> list[Any]:
+    """The session's values in the INSERT's column order, under ``key``."""
+    return [key if name == "session_key" else columns[name] for name in _session_column_names()]
+
+
+def _insert_session(columns: dict[str, Any]) -> str:
+    """The session's row, INSERTed under a fresh key (another while one is taken)."""
+    statement = _session_statement()
+    while True:
+        key = _new_session_key()
+        if _execute(statement, _session_parameters(columns, key)) == 1:
+            return key
+
+
+def _session_columns(
     db: Any, user: User, origin: Origin, *, earned: Any, user_verified: bool, passkey_id: int
-) -> str:
-    """``new_signed_in_session``'s row, INSERTed (a fresh key while one is taken)."""
+) -> dict[str, Any]:
+    """``new_signed_in_session``'s row but for its key, its values prepared for ``db``."""
     setup = _setup()
     assert setup is not None  # noqa: S101 - only called on the fast path
     data: dict[str, Any] = {
@@ -886,7 +992,7 @@ def _insert_session(
         if data[LAST_SEEN] == data[SIGNED_IN_AT]
         else adapt(datetime.fromtimestamp(data[LAST_SEEN], UTC))
     )
-    columns: dict[str, Any] = {
+    return {
         "session_data": session_data,
         "expire_date": expire,
         "user_id": user.pk,
@@ -898,13 +1004,6 @@ def _insert_session(
         "app_name": "",
         "app_client_id": "",
     }
-    statement = _session_statement()
-    while True:
-        key = random_string(32, _KEY_CHARS)
-        columns["session_key"] = key
-        params = [columns[name] for name in _session_column_names()]
-        if _execute(statement, params) == 1:
-            return key
 
 
 @lru_cache(maxsize=1)
