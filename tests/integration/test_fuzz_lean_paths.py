@@ -464,11 +464,16 @@ def _closing(at: int):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("fast", [True, False], ids=["fast path", "lean path"])
 @pytest.mark.parametrize("at", [0, 1])
-def test_a_connection_closed_under_the_sign_in_signs_in_once_or_answers_503(ada, at):
+def test_a_connection_closed_under_the_sign_in_signs_in_once_or_answers_503(
+    ada, at, fast, settings
+):
     """passkeys/hotpath.py without_health_check: a transaction that failed on a dead connection
     stored nothing and runs once more on a new one (PostgreSQL); a connection that cannot be
-    replaced is a 503. Either way one sign-in, one session, never a 500."""
+    replaced is a 503. Either way one sign-in, one session, never a 500. On the fast path
+    (passkeys/fastpath.py) and, with it off, on the lean path."""
+    settings.THRESHOLD_FAST_SIGN_IN = fast
     cookies, headers, assertion = begun(ada)
     body = json.dumps(assertion).encode()
     before = stored()

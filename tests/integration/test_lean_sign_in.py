@@ -394,7 +394,12 @@ def lean_sign_in(ada, cookies: dict[str, str]) -> int:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_lean_path_sends_no_health_check_and_replaces_a_dead_connection(ada, monkeypatch):
+@pytest.mark.parametrize("fast", [True, False], ids=["fast path", "lean path"])
+def test_the_sign_in_paths_send_no_health_check_and_replace_a_dead_connection(
+    ada, monkeypatch, settings, fast
+):
+    # An anonymous browser's sign-in takes the fast path (passkeys/fastpath.py) unless it is off.
+    settings.THRESHOLD_FAST_SIGN_IN = fast
     assert connection.settings_dict["CONN_HEALTH_CHECKS"]
     checks: list[bool] = []
     is_usable = connection.is_usable
