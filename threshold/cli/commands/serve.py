@@ -8,11 +8,19 @@ import multiprocessing
 import os
 import shlex
 import sys
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from threshold.cli.commands import Command, Subcommands
 from threshold.cli.output import framed, refused_locked
+
+if TYPE_CHECKING:
+    from threshold.core.metadata import MetadataStore
+
+T = TypeVar("T")
 
 # How the server runs, whatever it serves (bench/floor.py serves its floor with these too).
 GUNICORN_SETTINGS: dict[str, Any] = {
@@ -180,36 +188,82 @@ def _return_free_memory() -> None:
         trim(0)
 
 
+def _in_a_child(work: Callable[[], T]) -> T:
+    """``work()`` (a module-level function) run in a child process forked for it; its result,
+    or its exception, sent back pickled.
+
+    For start-up's one-off work, which makes tens of MB of short-lived objects and keeps
+    little of them. Freed in the master, they would leave its heap fragmented (Python's
+    allocator keeps an arena while one object in it lives), and every worker, forked from
+    the master, would start with those pages: 8 MB more per worker, measured (bench/README.md,
+    "Workers' memory"). Where processes cannot be forked, it runs here.
+    """
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return work()
+    from django.db import connections
+
+    # Nothing the child would share: a database connection (its close would end the master's
+    # PostgreSQL session), output buffered but not yet written (written twice).
+    connections.close_all()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
+        return pool.submit(work).result()
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    needs_migrating: bool
+    metadata: MetadataStore | None = None
+
+
+def _prepare() -> _Prepared:
+    """Start-up's one-off work, in a child (``_in_a_child``): the migration check, the static
+    files collected, expired ceremonies deleted, and the FIDO metadata parsed (a 9 MB JSON
+    file), which the master keeps for its workers."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    from threshold.core.metadata import read_default_store
+    from threshold.passkeys.pending import delete_expired
+
+    try:
+        executor = MigrationExecutor(connection)
+        if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+            return _Prepared(needs_migrating=True)
+        _collect_static_files()
+        delete_expired()
+        return _Prepared(needs_migrating=False, metadata=read_default_store())
+    finally:
+        connection.close()
+
+
 def serve(args: argparse.Namespace) -> int:
     from django.conf import settings
     from django.db import connection
-    from django.db.migrations.executor import MigrationExecutor
     from gunicorn.app.base import BaseApplication
 
-    from threshold.core.metadata import default_store
-    from threshold.passkeys.pending import delete_expired
+    from threshold.core.metadata import use_default_store
     from threshold.sso.keys import KeysError, all_keys
     from threshold.sso.logout import retry_logouts
 
-    executor = MigrationExecutor(connection)
-    if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+    prepared = _in_a_child(_prepare)
+    if prepared.needs_migrating or prepared.metadata is None:
         print("threshold: the database needs migrating: run `threshold migrate`", file=sys.stderr)
         return 2
+    # Parsed once for the master: the workers inherit it when they fork.
+    use_default_store(prepared.metadata)
     try:
         # In the master: made once (var/oidc-keys.json) and checked before any worker signs.
         all_keys()
     except KeysError as exc:
         print(f"threshold: {exc}", file=sys.stderr)
         return 2
-    _collect_static_files()
     # After collecting: WhiteNoise lists the collected files when the application loads.
     from threshold.wsgi import application
 
     bootstrap = _bootstrap() if args.bootstrap else None
-    delete_expired()
     connection.close()  # each worker opens its own after the fork
-    # Parse FIDO metadata once in the master: the workers inherit it when they fork.
-    default_store()
     # Everything loaded so far (Django, the application, the metadata) lives as long as the
     # server: the garbage collector need not walk it again in every worker, nor write to
     # the pages the workers share with the master.
