@@ -11,7 +11,9 @@ The device API has its own file (test_fuzz_device_api.py).
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from typing import Any
 from urllib.parse import urlencode
 
@@ -269,6 +271,53 @@ def test_a_form_with_a_content_length_that_is_not_a_number_gets_the_problem_page
     assert status == 400, content[:300]
     assert CATALOG["bad_request"].message.encode() in content
     assert SignInApproval.objects.count() == 0
+
+
+class _Reset(io.RawIOBase):
+    """A body the client stops sending: reading it fails, as gunicorn's does when the
+    connection is reset mid-body."""
+
+    def read(self, size: int = -1) -> bytes:
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "fast"),
+    [
+        ("/sign-in/options", "application/json", True),
+        ("/sign-in/result", "application/json", True),
+        ("/sign-in/result", "application/json", False),
+        ("/sign-in/push/start", "application/json", True),
+        ("/sign-in/push", FORM, True),
+        ("/token", FORM, True),
+        ("/userinfo", FORM, True),
+        ("/api/device/v1/enroll", "application/jose", True),
+    ],
+)
+def test_a_body_the_client_stops_sending_is_a_400_not_a_500(
+    ada, settings, caplog, path, content_type, fast
+):
+    """Found by review: Django raises UnreadablePostError (an OSError) for a body it cannot
+    read, which nothing answered: a 500 and a traceback logged, twice on the fast path, at
+    anyone's will. Every kind of endpoint now refuses it (400) with no error logged."""
+    settings.THRESHOLD_FAST_SIGN_IN = fast
+    cookies, headers, _ = begun(ada)
+    before = stored()
+    with caplog.at_level(logging.WARNING):
+        status, _, content = wsgi(
+            "POST",
+            path,
+            b"x" * 100,
+            cookies,
+            stream=_Reset(),
+            CONTENT_TYPE=content_type,
+            **headers,
+        )
+    assert status == 400, content[:300]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    after = stored()
+    assert (after["sessions"], after["pushes"]) == (before["sessions"], before["pushes"])
+    assert_signs_in(ada)
 
 
 @pytest.mark.parametrize("path", ["/token", "/userinfo"])

@@ -44,7 +44,7 @@ from threshold.devices.screen_lock import (
 )
 from threshold.devices.views import setup_link
 from threshold.policy.access import policy_for
-from threshold.web.http import audit_origin, content_length, failed, ok
+from threshold.web.http import audit_origin, content_length, failed, ok, request_body
 from threshold.web.qr import qr_data_uri
 
 View = Callable[[HttpRequest], JsonResponse]
@@ -55,9 +55,9 @@ def _compact(request: HttpRequest) -> str:
         # Before reading: Django refuses a body over DATA_UPLOAD_MAX_MEMORY_SIZE, and fails
         # on a Content-Length that is not a number, with its own 400 page or a 500.
         too_large = content_length(request) > device_requests.MAX_LENGTH
+        body = b"" if too_large else request_body(request)
     except errors.MalformedRequest as error:
         raise errors.DeviceRequestMalformed(error.detail) from None
-    body = b"" if too_large else request.body
     if too_large or len(body) > device_requests.MAX_LENGTH:
         raise errors.DeviceRequestMalformed("too large")
     if (request.content_type or "").lower() != "application/jose":

@@ -49,7 +49,8 @@ options, an empty or ``{}`` body (a username goes to the lean path: its decoys u
   ``SECURE_SSL_REDIRECT`` for plain HTTP goes to the lean path (the redirect). Tested: the
   property, which compares it with ``WSGIRequest(environ).is_secure()``.
 - The body: ``Content-Length`` digits only (as ``web.http.content_length``), at most
-  ``THRESHOLD_MAX_JSON_BODY``, read once and handed on re-wrapped; JSON parsed by
+  ``THRESHOLD_MAX_JSON_BODY``, read once and handed on re-wrapped (one the client stopped
+  sending is handed on as it is: the lean path answers 400); JSON parsed by
   ``web.http.parse_json`` (the lean path's own). Tested: ``test_unusual_requests_...``.
 - CsrfViewMiddleware's decision for a POST: the ``Origin`` must equal the request's own
   origin (scheme and validated host) or be one of ``CSRF_TRUSTED_ORIGINS`` (wildcards turn
@@ -653,7 +654,12 @@ def _read_body(setup: _Setup, environ: WSGIEnvironment) -> bytes:
     size = int(length)
     if size > setup.max_body:
         raise _HandOver
-    body = environ["wsgi.input"].read(size) if size else b""
+    try:
+        body = environ["wsgi.input"].read(size) if size else b""
+    except OSError:
+        # The client stopped sending it (a connection reset): the lean path reads on and
+        # answers as it answers a body that cannot be read (400).
+        raise _HandOver from None
     environ["wsgi.input"] = io.BytesIO(body)
     if len(body) != size:
         raise _HandOver  # a body shorter than its Content-Length

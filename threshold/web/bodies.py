@@ -38,7 +38,13 @@ from django.utils.http import parse_header_parameters
 from django.utils.module_loading import import_string
 
 from threshold.core.errors import MalformedRequest
-from threshold.web.http import client_ip, content_length, marked_answer, marking
+from threshold.web.http import (
+    client_ip,
+    content_length,
+    marked_answer,
+    marking,
+    request_body,
+)
 from threshold.web.views import bad_request
 
 _FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -189,8 +195,10 @@ def form_refusal(request: HttpRequest) -> str | None:
     if limit is not None and length > limit:
         return f"{length} bytes, over {limit}"
     try:
-        request.body  # noqa: B018 - Django keeps it: the body stays readable
+        request_body(request)  # Django keeps it: the body stays readable
         request.POST  # noqa: B018 - parsed here, where a failure is ours to answer
+    except MalformedRequest as error:
+        return error.detail  # the client stopped sending it (UnreadablePostError: a 500)
     except (
         MultiPartParserError,
         SuspiciousOperation,

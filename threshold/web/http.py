@@ -18,7 +18,13 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+    UnreadablePostError,
+)
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import Resolver404, get_script_prefix, resolve, reverse
@@ -54,13 +60,23 @@ def content_length(request: HttpRequest) -> int:
     return int(value)
 
 
+def request_body(request: HttpRequest) -> bytes:
+    """``request.body``, or MalformedRequest when it cannot be read: the client stopped
+    sending it (a connection reset mid-body), which Django raises as UnreadablePostError, an
+    OSError that no handler answers (a 500, and a traceback in the log at anyone's will)."""
+    try:
+        return request.body
+    except UnreadablePostError as exc:
+        raise errors.MalformedRequest("the request body could not be read") from exc
+
+
 def _read_body(request: HttpRequest) -> bytes | None:
     """The request body, or None when it is over the cap; MalformedRequest when its
-    Content-Length is not a number."""
+    Content-Length is not a number or the body cannot be read."""
     if content_length(request) > settings.THRESHOLD_MAX_JSON_BODY:
         return None
     try:
-        body = request.body
+        body = request_body(request)
     except RequestDataTooBig:
         return None
     return body if len(body) <= settings.THRESHOLD_MAX_JSON_BODY else None
