@@ -14,7 +14,7 @@ import dataclasses
 import io
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
 from http.cookies import SimpleCookie
 from typing import Any
@@ -42,6 +42,7 @@ from threshold.audit.actions import Origin
 from threshold.audit.models import AuditEvent
 from threshold.groups.models import Group, Membership
 from threshold.passkeys import fastpath, hotpath
+from threshold.passkeys.lean import LeanSignInApplication
 from threshold.passkeys.models import Passkey, UsedChallenge
 from threshold.passkeys.pending import _signer
 from threshold.policy.access import get_policy
@@ -129,19 +130,46 @@ def lean_only() -> Any:
     return override_settings(THRESHOLD_FAST_SIGN_IN=False)
 
 
+@pytest.fixture
+def deployed_https(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Secure cookies and HSTS, as served behind TLS. Django's middleware and the lean
+    application read these settings when they are made: made again with them (and Django's
+    loaded again after)."""
+    with override_settings(
+        SESSION_COOKIE_SECURE=True, CSRF_COOKIE_SECURE=True, SECURE_HSTS_SECONDS=31536000
+    ):
+        threshold.wsgi.django_application.load_middleware()
+        monkeypatch.setattr(
+            threshold.wsgi,
+            "lean_application",
+            LeanSignInApplication(threshold.wsgi.django_application),
+        )
+        yield
+    threshold.wsgi.django_application.load_middleware()
+
+
 class Client:
     """A browser on the sign-in page, sending what webauthn.js sends."""
 
-    def __init__(self, *, as_served: bool = False, address: str = LOOPBACK) -> None:
+    def __init__(
+        self, *, as_served: bool = False, address: str = LOOPBACK, scheme: str = "http"
+    ) -> None:
         self.cookies: dict[str, str] = {}
         self.as_served = as_served
         self.address = address
-        status, _, _ = wsgi("GET", "/sign-in", cookies=self.cookies, REMOTE_ADDR=LOOPBACK)
+        self.scheme = scheme
+        status, _, _ = wsgi(
+            "GET",
+            "/sign-in",
+            cookies=self.cookies,
+            REMOTE_ADDR=LOOPBACK,
+            **{"wsgi.url_scheme": scheme},
+        )
         assert status == 200
 
     def headers(self) -> dict[str, Any]:
         return {
-            "HTTP_ORIGIN": ORIGIN,
+            "HTTP_ORIGIN": ORIGIN.replace("http:", f"{self.scheme}:", 1),
             "HTTP_X_CSRFTOKEN": self.cookies["threshold_csrf"],
             "HTTP_X_THRESHOLD_FLOW": flow.issue_flow_token(flow.Flow.SIGN_IN),
             "REMOTE_ADDR": self.address,
@@ -193,7 +221,7 @@ def _raw(client: Client, path: str, body: bytes) -> tuple[int, list[Any], bytes]
         "SERVER_PORT": "8000",
         "SERVER_PROTOCOL": "HTTP/1.1",
         "HTTP_HOST": "localhost:8000",
-        "wsgi.url_scheme": "http",
+        "wsgi.url_scheme": client.scheme,
         "wsgi.input": io.BytesIO(body),
         "CONTENT_LENGTH": str(len(body)),
         "CONTENT_TYPE": "application/json",
@@ -262,25 +290,38 @@ def session_of(cookies: dict[str, str]) -> tuple[dict[str, Any], Session]:
 
 
 @pytest.mark.parametrize(
-    ("user_verified", "address"),
+    ("user_verified", "address", "scheme"),
     [
-        (True, LOOPBACK),
-        (False, LOOPBACK),
+        (True, LOOPBACK, "http"),
+        (False, LOOPBACK, "http"),
         # Stored as Django spells it (GenericIPAddressField), not as ipaddress does.
-        (True, "::FFFF:cb00:7105"),
+        (True, "::FFFF:cb00:7105", "http"),
+        # As deployed: HTTPS, Secure cookies, HSTS.
+        (True, LOOPBACK, "https"),
     ],
 )
-def test_the_fast_path_answers_as_the_lean_path(ada, clock, served, user_verified, address):
+def test_the_fast_path_answers_as_the_lean_path(
+    ada, clock, served, request, user_verified, address, scheme
+):
     if not user_verified:
         policy = dataclasses.replace(get_policy(), user_verification="preferred")
         do_update_policy(policy, Origin.cli())
         ada.authenticator.user_verified = False
-    fast_client = Client(address=address)
+    if scheme == "https":
+        request.getfixturevalue("deployed_https")
+    fast_client = Client(address=address, scheme=scheme)
     fast = answered(ada, fast_client)
     assert served.handed == []  # the fast path answered both
     fast_event = AuditEvent.objects.order_by("-id").first()
+    if scheme == "https":
+        for _, headers, _ in fast:
+            assert dict(headers)["Strict-Transport-Security"].startswith("max-age=31536000")
+            # Every cookie set is Secure (a deleted one is as Django's delete_cookie sends it).
+            cookies = [v for n, v in headers if n == "Set-Cookie" and "Max-Age=0" not in v]
+            assert cookies
+            assert all(v.endswith("; Secure") for v in cookies), cookies
     with lean_only():
-        lean_client = Client(address=address)
+        lean_client = Client(address=address, scheme=scheme)
         lean = answered(ada, lean_client)
     assert [h["path"] for h in served.handed] == ["/sign-in/options", "/sign-in/result"]
     lean_event = AuditEvent.objects.order_by("-id").first()
