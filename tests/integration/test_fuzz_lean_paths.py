@@ -244,10 +244,15 @@ def test_odd_headers_cookies_and_query_strings_never_get_a_server_error(
     assert_signs_in(ada)
 
 
-@pytest.mark.parametrize("length", ["abc", "-1", "1e3", " 7", "0x10"])
+@pytest.mark.parametrize(
+    "length",
+    # Django calls int() on it: "abc" raised a ValueError, a 500, and so did 5,000 digits
+    # (int() takes 4,300 at most), leading zeros or not.
+    ["abc", "-1", "1e3", " 7", "0x10", "9" * 5000, "0" * 4999 + "2", "1" * 19],
+    ids=["abc", "-1", "1e3", "space", "0x10", "5000 nines", "zeros then 2", "19 digits"],
+)
 @pytest.mark.parametrize("path", ["/sign-in/options", "/sign-in/result", "/sign-in/push/start"])
 def test_a_content_length_that_is_not_a_number_of_bytes_is_a_400(ada, path, length):
-    # Django's request.body calls int() on it: "abc" raised a ValueError, a 500.
     cookies, headers, _ = begun(ada)
     before = stored()
     answer = wsgi("POST", path, b"{}", cookies, CONTENT_LENGTH=length, **headers)

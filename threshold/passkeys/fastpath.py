@@ -48,7 +48,7 @@ options, an empty or ``{}`` body (a username goes to the lean path: its decoys u
   ``ForwardedHeaders`` in front removes from an untrusted peer), else ``wsgi.url_scheme``;
   ``SECURE_SSL_REDIRECT`` for plain HTTP goes to the lean path (the redirect). Tested: the
   property, which compares it with ``WSGIRequest(environ).is_secure()``.
-- The body: ``Content-Length`` digits only (as ``web.http.content_length``), at most
+- The body: ``Content-Length`` digits only (``web.http.declared_length``), at most
   ``THRESHOLD_MAX_JSON_BODY``, read once and handed on re-wrapped (one the client stopped
   sending is handed on as it is: the lean path answers 400); JSON parsed by
   ``web.http.parse_json`` (the lean path's own). Tested: ``test_unusual_requests_...``.
@@ -208,7 +208,7 @@ from threshold.sessions.store import (
     SIGNED_IN_AT,
     SessionStore,
 )
-from threshold.web.http import parse_json
+from threshold.web.http import declared_length, parse_json
 from threshold.web.proxy import client_address
 
 if TYPE_CHECKING:
@@ -648,10 +648,10 @@ def _ordinary(setup: _Setup, environ: WSGIEnvironment) -> tuple[bool, dict[str, 
 
 def _read_body(setup: _Setup, environ: WSGIEnvironment) -> bytes:
     """The body, within the cap; the environ then holds it re-wrapped, for the lean path."""
-    length = environ.get("CONTENT_LENGTH") or "0"
-    if not (isinstance(length, str) and length.isascii() and length.isdigit()):
-        raise _HandOver
-    size = int(length)
+    try:
+        size = declared_length(environ)
+    except errors.MalformedRequest:
+        raise _HandOver from None
     if size > setup.max_body:
         raise _HandOver
     try:

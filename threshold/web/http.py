@@ -50,13 +50,25 @@ def audit_origin(request: HttpRequest) -> Origin:
     )
 
 
+# More digits than this in a Content-Length are refused: no body is that long, and int() (as
+# Django's request.body calls it) fails on more than 4,300 digits, leading zeros included.
+_MOST_DIGITS = 18
+
+
 def content_length(request: HttpRequest) -> int:
     """The request's Content-Length (0 without one), or MalformedRequest when it is not a
     number of bytes: Django's ``request.body`` would fail on it with a ValueError (a 500)."""
-    value = request.META.get("CONTENT_LENGTH") or "0"
+    return declared_length(request.META)
+
+
+def declared_length(meta: Mapping[str, Any]) -> int:
+    """``content_length`` of a request's META or WSGI environ."""
+    value = meta.get("CONTENT_LENGTH") or "0"
     # Digits only (RFC 9110 §8.6): int() would also take "+5", " 5", "5_0" and "-5".
     if not (isinstance(value, str) and value.isascii() and value.isdigit()):
         raise errors.MalformedRequest("the Content-Length is not a number of bytes")
+    if len(value) > _MOST_DIGITS:
+        raise errors.MalformedRequest("the Content-Length has too many digits")
     return int(value)
 
 
