@@ -84,8 +84,8 @@ print(json.dumps({
 def test_start_up_work_runs_in_a_child_and_leaves_the_master_its_results(tmp_path: Path) -> None:
     """``threshold serve``'s one-off work (the migration check, collecting the static files,
     parsing the 9 MB metadata file) is done in a forked child: its transient objects would
-    otherwise stay as fragmented heap in the master, and so in every worker (about 8 MB
-    each, bench/README.md). The master gets what it keeps: the parsed metadata."""
+    otherwise stay as fragmented heap in the master, and so in every worker (4-7 MB each,
+    bench/README.md). The master gets what it keeps: the parsed metadata."""
     var = tmp_path / "var"
     migrated(var)
     report = _probe(START_UP, var)

@@ -195,8 +195,8 @@ def _in_a_child(work: Callable[[], T]) -> T:
     For start-up's one-off work, which makes tens of MB of short-lived objects and keeps
     little of them. Freed in the master, they would leave its heap fragmented (Python's
     allocator keeps an arena while one object in it lives), and every worker, forked from
-    the master, would start with those pages: 8 MB more per worker, measured (bench/README.md,
-    "Workers' memory"). Where processes cannot be forked, it runs here.
+    the master, would start with those pages: 4-7 MB more per worker, measured
+    (bench/README.md, "Workers' memory"). Where processes cannot be forked, it runs here.
     """
     if "fork" not in multiprocessing.get_all_start_methods():
         return work()
