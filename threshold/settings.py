@@ -197,6 +197,11 @@ LOGGING = {
     "loggers": {
         "django.request": {"level": "ERROR"},
         "django.security.DisallowedHost": {"filters": ["one_line"]},
+        # Refusals anyone can cause as well (a query string of 1,001 fields; a form body over
+        # the cap where a view reads it before RequestBodyMiddleware can): one line each.
+        "django.security.TooManyFieldsSent": {"filters": ["one_line"]},
+        "django.security.TooManyFilesSent": {"filters": ["one_line"]},
+        "django.security.RequestDataTooBig": {"filters": ["one_line"]},
         # Its INFO lines are clear_expired's counts, which `threshold cleanup` (hourly from
         # cron) prints itself: cron would mail them every hour.
         "oauth2_provider": {"level": "WARNING"},

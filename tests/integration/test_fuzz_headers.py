@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 
 import pytest
 
@@ -52,6 +53,60 @@ def test_a_get_in_a_charset_django_cannot_read_is_a_bad_request(charset, path):
     )
     assert status == 400, (status, content[:300])
     assert "(error code <code>bad_request</code>)" in content.decode()
+
+
+# Found by review: Django parses the Content-Type while it builds the request, outside any
+# handler, and raised on these (ValueError, UnicodeError): gunicorn's bare 500 and its traceback
+# in the log, whatever the method and path. Plain ASCII on the wire, so gunicorn passes them on.
+UNPARSABLE_CONTENT_TYPES = [
+    "text/plain; a*=bogus''x",  # an RFC 2231 parameter in an unknown charset
+    "application/json; charset*=''utf-8%00",  # a charset with a NUL, percent-encoded
+    "text/plain; charset*=idna''x",  # a charset that cannot decode the value
+    "text/plain; charset*=unicode_escape''%5Cud800",
+    "text/plain; charset*=punycode''%ff",
+    "text/plain; charset=utf-8\x00",  # a raw NUL, should a proxy let one through
+]
+
+
+@pytest.mark.parametrize("content_type", UNPARSABLE_CONTENT_TYPES)
+@pytest.mark.parametrize(
+    ("method", "path", "oauth"),
+    [
+        ("GET", "/", False),
+        ("GET", "/help", False),
+        ("HEAD", "/sign-in", False),
+        ("POST", "/sign-in/options", False),
+        ("POST", "/token", True),
+    ],
+)
+def test_a_content_type_django_cannot_parse_is_refused_not_a_500(
+    caplog, content_type, method, path, oauth
+):
+    before = stored()
+    with caplog.at_level(logging.WARNING):
+        status, _, content = wsgi(method, path, b"{}", CONTENT_TYPE=content_type)
+    assert status == 400, (status, content[:300])
+    if oauth:
+        assert json.loads(content)["error"] == "invalid_request", content
+    elif method != "HEAD":
+        assert b"bad_request" in content, content[:300]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    after = stored()
+    if oauth:  # the refusal itself is audited, as every refused token request is
+        assert after.pop("audit rows") <= before.pop("audit rows") + 1
+    assert after == before
+
+
+@pytest.mark.parametrize("path", ["/help", "/sign-in", "/authorize", "/end-session"])
+def test_a_query_string_of_too_many_fields_is_a_400_logged_in_one_line(caplog, path):
+    """Found by review: Django refuses a query string of more than 1,000 fields (400) and logs
+    ``django.security.TooManyFieldsSent`` at ERROR with its traceback, at anyone's will."""
+    too_many = "&".join(f"p{n}=1" for n in range(1001))
+    with caplog.at_level(logging.WARNING):
+        status, _, _ = wsgi("GET", path, QUERY_STRING=too_many, CONTENT_TYPE=None)
+    assert status == 400
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert not [r for r in caplog.records if r.exc_info], caplog.text
 
 
 @pytest.mark.parametrize(

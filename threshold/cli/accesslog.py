@@ -92,9 +92,10 @@ class RedactingFormatter(logging.Formatter):
 
 class OneLine(logging.Filter):
     """A refusal anyone can cause, as one WARNING line without its traceback: Django logs a
-    foreign Host header (``django.security.DisallowedHost``, any scanner's) at ERROR with a
-    traceback that says no more than its message, and hundreds a minute would bury real
-    errors. The access log's line for the 400 stays."""
+    foreign Host header (``django.security.DisallowedHost``, any scanner's) or a query string
+    of too many fields (``TooManyFieldsSent``) at ERROR with a traceback that says no more than
+    its message, and hundreds a minute would bury real errors. The access log's line for the
+    400 stays."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.exc_info = None

@@ -59,24 +59,36 @@ REFUSED_CHARSET = "threshold.refused_charset"
 
 
 def unreadable_charset(environ: Mapping[str, Any]) -> str | None:
-    """Why the request's Content-Type charset would make Django fail while reading it, or None.
+    """Why the request's Content-Type (its charset, or a parameter it cannot parse) would make
+    Django fail while reading it, or None.
 
     Django takes any charset ``codecs.lookup`` knows as the request's encoding, and decodes
     the query string (even of a GET) and form bodies with it. A bytes codec (zlib, base64,
     rot13) or a codec that cannot decode the query string ('undefined', 'punycode') then
-    raises outside any view: a 500 before a handler runs. A charset Django does not know it
-    ignores, and so does this."""
+    raises outside any view: a 500 before a handler runs. So does a parameter it cannot
+    parse: an RFC 2231 one (``name*=charset''value``) in a charset it does not know or that
+    cannot decode the value, a charset with a NUL. A charset Django does not know it ignores,
+    and so does this."""
     content_type = str(environ.get("CONTENT_TYPE") or "")
-    if "charset" not in content_type.lower():
+    if ";" not in content_type or (
+        "charset" not in content_type.lower() and "*" not in content_type
+    ):
         return None  # the common case, on every request: no parsing
-    _, params = parse_header_parameters(content_type)
-    charset = params.get("charset")
-    if not charset:
-        return None
     try:
-        codec = codecs.lookup(charset)
+        _, params = parse_header_parameters(content_type)
+        charset = params.get("charset")
+        codec = codecs.lookup(charset) if charset else None
     except LookupError:
-        return None
+        return None  # a charset Django does not know: ignored, there as here
+    except ValueError as exc:  # UnicodeError included
+        return f"a Content-Type parameter cannot be read: {type(exc).__name__}"
+    return None if codec is None else _charset_refusal(codec, str(charset), environ)
+
+
+def _charset_refusal(
+    codec: codecs.CodecInfo, charset: str, environ: Mapping[str, Any]
+) -> str | None:
+    """Why Django would fail reading the request in ``charset``, a codec it knows, or None."""
     if not getattr(codec, "_is_text_encoding", True):
         return f"charset {charset!r} is not a text encoding"
     try:
