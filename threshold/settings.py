@@ -197,8 +197,8 @@ LOGGING = {
     "loggers": {
         "django.request": {"level": "ERROR"},
         "django.security.DisallowedHost": {"filters": ["one_line"]},
-        # Refusals anyone can cause as well (a query string of 1,001 fields; a form body over
-        # the cap where a view reads it before RequestBodyMiddleware can): one line each.
+        # Refusals anyone can cause as well (a query string of 1,001 fields; too many files,
+        # a body over the cap, should Django itself refuse them): one line each.
         "django.security.TooManyFieldsSent": {"filters": ["one_line"]},
         "django.security.TooManyFilesSent": {"filters": ["one_line"]},
         "django.security.RequestDataTooBig": {"filters": ["one_line"]},
