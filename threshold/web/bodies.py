@@ -76,19 +76,20 @@ def unreadable_charset(environ: Mapping[str, Any]) -> str | None:
         return None  # the common case, on every request: no parsing
     try:
         _, params = parse_header_parameters(content_type)
-        charset = params.get("charset")
-        codec = codecs.lookup(charset) if charset else None
+    except (ValueError, LookupError) as exc:  # UnicodeError included
+        return f"a Content-Type parameter cannot be read: {type(exc).__name__}"
+    charset = params.get("charset")
+    return _charset_refusal(str(charset), environ) if charset else None
+
+
+def _charset_refusal(charset: str, environ: Mapping[str, Any]) -> str | None:
+    """Why Django would fail reading the request in ``charset``, or None."""
+    try:
+        codec = codecs.lookup(charset)
     except LookupError:
         return None  # a charset Django does not know: ignored, there as here
-    except ValueError as exc:  # UnicodeError included
-        return f"a Content-Type parameter cannot be read: {type(exc).__name__}"
-    return None if codec is None else _charset_refusal(codec, str(charset), environ)
-
-
-def _charset_refusal(
-    codec: codecs.CodecInfo, charset: str, environ: Mapping[str, Any]
-) -> str | None:
-    """Why Django would fail reading the request in ``charset``, a codec it knows, or None."""
+    except ValueError:
+        return "the charset cannot be looked up"  # a NUL in it: Django raises as well
     if not getattr(codec, "_is_text_encoding", True):
         return f"charset {charset!r} is not a text encoding"
     try:
