@@ -183,11 +183,9 @@ from threshold.passkeys.hotpath import (
     _field,
     _fields,
     _group_rules,
-    _postgresql_statement,
     _prepare,
     _record_statement,
     _session_statement,
-    _sqlite_statement,
     _update_statement,
 )
 from threshold.passkeys.http import CEREMONY_COOKIE
@@ -832,38 +830,18 @@ def _prepare_audit(name: str) -> Convert:
     return prepare
 
 
-def _find(db: Any, pending: Any, credential_id: bytes) -> tuple[list[Any], Any, Any] | None:
-    """Statement 1, ``hotpath``'s: the challenge used up, and the passkey's and person's values
-    (``_row_layout``), their groups' rules and the policy's document; None for a passkey that
-    does not exist. _HandOver for a challenge used before (a replay)."""
-    expiry = db.ops.adapt_datetimefield_value(pending.expires_at)
-    parameters = [pending.challenge_hash, expiry, credential_id]
-    if db.vendor == "postgresql":
-        with _cursor() as cursor:
-            cursor.execute(_postgresql_statement(), parameters)
-            used, document, *values, rules = cursor.fetchone()
-        if not used:
-            raise _HandOver
-        return None if values[0] is None else (values, rules, document)
-    with _cursor() as cursor:
-        cursor.execute(_sqlite_statement(), parameters)
-        # All rows (one, or none): SQLite finishes the INSERT only once RETURNING is read.
-        rows = cursor.fetchall()
-    if not rows:
-        raise _HandOver
-    found, document = rows[0]
-    if found is None:
-        return None
-    values = json.loads(found)
-    rules = values.pop()
-    return values, rules, document
-
-
 def _sign_in(pending: Any, response: ceremony.AuthenticationResponse, origin: Origin) -> str:
     """The sign-in's statements; the new session's key. _HandOver for any refusal."""
     db: Any = connections[DEFAULT_DB_ALIAS]
-    found = _find(db, pending, response.credential_id)
-    if found is None:
+    row = hotpath.find_row(
+        pending.challenge_hash,
+        db.ops.adapt_datetimefield_value(pending.expires_at),
+        response.credential_id,
+    )
+    if row is None:
+        raise _HandOver  # the challenge was used before: a replay
+    values, rules, document = row
+    if values is None:
         # No such passkey (a decoy's ID, or none at all): the work a real one's refused
         # verification does here, before the lean path does its own (once for each), so that
         # the time a refusal takes tells no more than its answer (``decoys.verify_as_decoy``).
@@ -874,7 +852,6 @@ def _sign_in(pending: Any, response: ceremony.AuthenticationResponse, origin: Or
             clock.now(),
         )
         raise _HandOver
-    values, rules, document = found
     group_rules = _group_rules(rules)
     passkey_layout, person_layout = _row_layout(db.vendor)
     passkey = _PasskeyRow(*[convert(values[i]) for i, convert in passkey_layout])

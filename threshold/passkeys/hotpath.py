@@ -387,9 +387,52 @@ def use_challenge_and_find(
 ) -> Found:
     """Use the challenge up and find the passkey ``credential_id`` names: one statement."""
     expiry = connection.ops.adapt_datetimefield_value(expires_at)
+    row = find_row(challenge_hash, expiry, credential_id)
+    if row is None:
+        return Found(unused=False, passkey=None, policy=_default_policy())
+    values, rules, document = row
+    passkey = None
+    if values is not None:
+        if connection.vendor != "postgresql":
+            for index, field in enumerate(_fields(Passkey) + _fields(User)):
+                if field.get_internal_type() == "BinaryField" and values[index] is not None:
+                    values[index] = bytes.fromhex(values[index])
+        passkey = _with_user(values, len(_fields(Passkey)))
+    return Found(
+        unused=True,
+        passkey=passkey,
+        policy=policy_from_document(document),
+        group_rules=_group_rules(rules) if passkey is not None else (),
+    )
+
+
+def find_row(
+    challenge_hash: str, expiry: Any, credential_id: bytes | None
+) -> tuple[list[Any] | None, Any, Any] | None:
+    """The one statement of ``use_challenge_and_find``, run and unpacked as the database sends
+    it back: None when the challenge was used before (a replay); else the passkey's then its
+    person's column values (``_fields`` order; None for no such passkey; on SQLite a BLOB as
+    hex), their groups' rules and the policy's document. ``expiry`` is adapted for the
+    database. The fast path converts the values itself (passkeys/fastpath.py)."""
     if connection.vendor == "postgresql":
-        return _use_and_find_postgresql(challenge_hash, expiry, credential_id)
-    return _use_and_find_sqlite(challenge_hash, expiry, credential_id)
+        with _cursor() as cursor:
+            cursor.execute(_postgresql_statement(), [challenge_hash, expiry, credential_id])
+            used, document, *values, rules = cursor.fetchone()
+        if not used:
+            return None
+        return (None, None, document) if values[0] is None else (values, rules, document)
+    with _cursor() as cursor:
+        cursor.execute(_sqlite_statement(), [challenge_hash, expiry, credential_id])
+        # All rows (one, or none): SQLite finishes the INSERT only once RETURNING is read.
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    found, document = rows[0]
+    if found is None:
+        return None, None, document
+    values = json.loads(found)
+    rules = values.pop()
+    return values, rules, document
 
 
 def _select_list(
@@ -419,32 +462,6 @@ def _sqlite_statement() -> str:
     )
 
 
-def _use_and_find_sqlite(challenge_hash: str, expiry: Any, credential_id: bytes | None) -> Found:
-    with _cursor() as cursor:
-        cursor.execute(_sqlite_statement(), [challenge_hash, expiry, credential_id])
-        # All rows (one, or none): SQLite finishes the INSERT only once RETURNING is read.
-        rows = cursor.fetchall()
-    if not rows:
-        return Found(unused=False, passkey=None, policy=_default_policy())
-    found, document = rows[0]
-    passkey = None
-    group_rules: tuple[GroupRules, ...] = ()
-    if found is not None:
-        values = json.loads(found)
-        group_rules = _group_rules(values.pop())
-        passkey_fields, user_fields = _fields(Passkey), _fields(User)
-        for index, field in enumerate(passkey_fields + user_fields):
-            if field.get_internal_type() == "BinaryField" and values[index] is not None:
-                values[index] = bytes.fromhex(values[index])
-        passkey = _with_user(values, len(passkey_fields))
-    return Found(
-        unused=True,
-        passkey=passkey,
-        policy=policy_from_document(document),
-        group_rules=group_rules,
-    )
-
-
 @lru_cache(maxsize=2)
 def _postgresql_statement() -> str:
     def plain(field: Field[Any, Any], column: str) -> str:
@@ -462,24 +479,6 @@ def _postgresql_statement() -> str:
         f" {_group_rules_sql('postgresql')}"
         f" FROM (SELECT 1) one LEFT JOIN ({_q(passkeys)} p JOIN {_q(users)} u"
         f" ON u.{_q('id')} = p.{_q('user_id')}) ON p.{_q('credential_id')} = %s"
-    )
-
-
-def _use_and_find_postgresql(
-    challenge_hash: str, expiry: Any, credential_id: bytes | None
-) -> Found:
-    with _cursor() as cursor:
-        cursor.execute(_postgresql_statement(), [challenge_hash, expiry, credential_id])
-        row = cursor.fetchone()
-    used, document, *values, rules = row
-    if not used:
-        return Found(unused=False, passkey=None, policy=_default_policy())
-    passkey = None if values[0] is None else _with_user(values, len(_fields(Passkey)))
-    return Found(
-        unused=True,
-        passkey=passkey,
-        policy=policy_from_document(document),
-        group_rules=_group_rules(rules) if passkey is not None else (),
     )
 
 
