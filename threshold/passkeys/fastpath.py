@@ -716,8 +716,8 @@ def _result(
     csrf_secret = random_string(CSRF_SECRET_LENGTH, CSRF_ALLOWED_CHARS)  # rotate_token
 
     def sign_in() -> str:
-        with _transaction() as done:
-            key = _sign_in(pending, response, origin)
+        with _transaction() as (cursor, done):
+            key = _sign_in(cursor, pending, response, origin)
             done()
         return key
 
@@ -768,37 +768,53 @@ class _transaction:
     """One transaction for the result: ``BEGIN IMMEDIATE`` (SQLite) or ``BEGIN`` (PostgreSQL,
     READ COMMITTED) … ``COMMIT`` on the connection in autocommit (as ``transaction.atomic``
     begins one, with the IMMEDIATE mode of threshold.config on SQLite), a savepoint inside an
-    open one (a test's). Left without ``done()`` (a refusal, an error), it rolls back and the
-    request is handed over."""
+    open one (a test's). It gives one cursor (``hotpath._cursor``) for all its statements and
+    ``done``. Left without ``done()`` (a refusal, an error), it rolls back and the request is
+    handed over."""
 
     def __init__(self) -> None:
         self.db: Any = connections[DEFAULT_DB_ALIAS]
         self.savepoint: str | None = None
+        self.cursor: Any = None
         self.begun = False
         self.committed = False
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> tuple[Any, Callable[[], None]]:
         db = self.db
         if db.in_atomic_block:
             self.savepoint = transaction.savepoint()
+            self.cursor = _cursor()
         else:
             if not db.get_autocommit():
                 raise _HandOver
             db.ensure_connection()
-            _execute("BEGIN IMMEDIATE" if db.vendor == "sqlite" else "BEGIN")
+            self.cursor = _cursor()
+            try:
+                self.cursor.execute("BEGIN IMMEDIATE" if db.vendor == "sqlite" else "BEGIN", [])
+            except BaseException:
+                self.__exit__()  # SQLite locked past its busy timeout: nothing to roll back
+                raise
             self.begun = True
-        return self._commit
+        return self.cursor, self._commit
 
     def _commit(self) -> None:
         if self.savepoint is not None:
             transaction.savepoint_commit(self.savepoint)
         else:
-            _execute("COMMIT")
+            self.cursor.execute("COMMIT", [])
         self.committed = True
 
     def __exit__(self, *exc: object) -> None:
-        if self.committed:
-            return
+        cursor, self.cursor = self.cursor, None
+        try:
+            if not self.committed:
+                self._roll_back(cursor)
+        finally:
+            if cursor is not None:
+                with suppress(DatabaseFailure):
+                    cursor.close()
+
+    def _roll_back(self, cursor: Any) -> None:
         # A refusal or an error: nothing stays; a rollback that fails leaves the connection
         # to Django (the lean path's request_started closes an unusable one).
         with suppress(DatabaseFailure):
@@ -810,13 +826,7 @@ class _transaction:
                 and self.db.connection is not None
                 and (self.db.vendor != "sqlite" or self.db.connection.in_transaction)
             ):
-                _execute("ROLLBACK")
-
-
-def _execute(sql: str, params: list[Any] | None = None) -> Any:
-    with _cursor() as cursor:
-        cursor.execute(sql, params or [])
-        return cursor.rowcount
+                cursor.execute("ROLLBACK", [])
 
 
 @lru_cache(maxsize=16)
@@ -830,13 +840,17 @@ def _prepare_audit(name: str) -> Convert:
     return prepare
 
 
-def _sign_in(pending: Any, response: ceremony.AuthenticationResponse, origin: Origin) -> str:
-    """The sign-in's statements; the new session's key. _HandOver for any refusal."""
+def _sign_in(
+    cursor: Any, pending: Any, response: ceremony.AuthenticationResponse, origin: Origin
+) -> str:
+    """The sign-in's statements, on the transaction's ``cursor``; the new session's key.
+    _HandOver for any refusal."""
     db: Any = connections[DEFAULT_DB_ALIAS]
     row = hotpath.find_row(
         pending.challenge_hash,
         db.ops.adapt_datetimefield_value(pending.expires_at),
         response.credential_id,
+        cursor,
     )
     if row is None:
         raise _HandOver  # the challenge was used before: a replay
@@ -908,26 +922,24 @@ def _sign_in(pending: Any, response: ceremony.AuthenticationResponse, origin: Or
             _prepare(Passkey, name)(value) for name, value in zip(_UPDATE, changes, strict=True)
         ]
         key = _new_session_key()
-        with _cursor() as cursor:
-            cursor.execute(
-                _record_statement(_UPDATE, names, True),  # with the session
-                [
-                    *prepared,
-                    *counter,
-                    *audit_values,
-                    *_session_parameters(session, key),
-                ],
-            )
-            moved, saved = cursor.fetchone()
+        cursor.execute(
+            _record_statement(_UPDATE, names, True),  # with the session
+            [
+                *prepared,
+                *counter,
+                *audit_values,
+                *_session_parameters(session, key),
+            ],
+        )
+        moved, saved = cursor.fetchone()
         if not moved:
             raise _HandOver  # the counter did not move forward: the lean path flags it
-        return key if saved else _insert_session(session)
-    with _cursor() as cursor:
-        cursor.execute(_update_statement(_UPDATE), changes + counter)
-        if cursor.rowcount != 1:
-            raise _HandOver  # the counter did not move forward: the lean path flags it
-        cursor.execute(_audit_statement(names, 1), audit_values)
-    return _insert_session(session)
+        return key if saved else _insert_session(cursor, session)
+    cursor.execute(_update_statement(_UPDATE), changes + counter)
+    if cursor.rowcount != 1:
+        raise _HandOver  # the counter did not move forward: the lean path flags it
+    cursor.execute(_audit_statement(names, 1), audit_values)
+    return _insert_session(cursor, session)
 
 
 def _new_session_key() -> str:
@@ -939,12 +951,13 @@ def _session_parameters(columns: dict[str, Any], key: str) -> list[Any]:
     return [key if name == "session_key" else columns[name] for name in _session_column_names()]
 
 
-def _insert_session(columns: dict[str, Any]) -> str:
+def _insert_session(cursor: Any, columns: dict[str, Any]) -> str:
     """The session's row, INSERTed under a fresh key (another while one is taken)."""
     statement = _session_statement()
     while True:
         key = _new_session_key()
-        if _execute(statement, _session_parameters(columns, key)) == 1:
+        cursor.execute(statement, _session_parameters(columns, key))
+        if cursor.rowcount == 1:
             return key
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -65,9 +66,10 @@ class _DriverCursor:
     wrappers, with the statement converted to the driver's parameter style once per statement
     (SQLite's ``?``), and the driver's errors raised as Django's (``wrap_database_errors``)."""
 
-    __slots__ = ("_convert", "_cursor", "_errors")
+    __slots__ = ("_convert", "_cursor", "_errors", "db")
 
     def __init__(self, db: Any) -> None:
+        self.db = db  # as Django's CursorWrapper
         self._errors = db.wrap_database_errors
         self._convert = db.vendor == "sqlite"
         with self._errors:
@@ -77,7 +79,11 @@ class _DriverCursor:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._cursor.close()
+        self.close()
+
+    def close(self) -> None:
+        with self._errors:
+            self._cursor.close()
 
     def execute(self, sql: str, params: Sequence[Any]) -> None:
         if self._convert:
@@ -407,21 +413,21 @@ def use_challenge_and_find(
 
 
 def find_row(
-    challenge_hash: str, expiry: Any, credential_id: bytes | None
+    challenge_hash: str, expiry: Any, credential_id: bytes | None, on: Any = None
 ) -> tuple[list[Any] | None, Any, Any] | None:
     """The one statement of ``use_challenge_and_find``, run and unpacked as the database sends
     it back: None when the challenge was used before (a replay); else the passkey's then its
     person's column values (``_fields`` order; None for no such passkey; on SQLite a BLOB as
     hex), their groups' rules and the policy's document. ``expiry`` is adapted for the
-    database. The fast path converts the values itself (passkeys/fastpath.py)."""
-    if connection.vendor == "postgresql":
-        with _cursor() as cursor:
+    database. The fast path converts the values itself, and runs it on its transaction's
+    cursor ``on`` (passkeys/fastpath.py); without one, on a cursor of its own."""
+    with nullcontext(on) if on is not None else _cursor() as cursor:
+        if cursor.db.vendor == "postgresql":
             cursor.execute(_postgresql_statement(), [challenge_hash, expiry, credential_id])
             used, document, *values, rules = cursor.fetchone()
-        if not used:
-            return None
-        return (None, None, document) if values[0] is None else (values, rules, document)
-    with _cursor() as cursor:
+            if not used:
+                return None
+            return (None, None, document) if values[0] is None else (values, rules, document)
         cursor.execute(_sqlite_statement(), [challenge_hash, expiry, credential_id])
         # All rows (one, or none): SQLite finishes the INSERT only once RETURNING is read.
         rows = cursor.fetchall()
