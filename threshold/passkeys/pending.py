@@ -33,6 +33,7 @@ from threshold import clock
 from threshold.core import ceremony, errors
 from threshold.core.encoding import b64url_decode, b64url_encode
 from threshold.passkeys.models import UsedChallenge
+from threshold.web.signers import signer
 
 
 class CeremonyKind(StrEnum):
@@ -75,7 +76,7 @@ def _binding(session_key: str) -> str:
 
 def _signer(kind: str) -> signing.Signer:
     # A salt per kind: a token signed for one kind does not verify for another.
-    return signing.Signer(salt=f"threshold.passkeys.pending:{kind}")
+    return signer(f"threshold.passkeys.pending:{kind}")
 
 
 def _digest(credential_id: bytes) -> str:

@@ -29,6 +29,7 @@ from threshold import clock
 from threshold.core import errors
 from threshold.core.policy import Policy
 from threshold.policy.access import policy_for
+from threshold.web.signers import signer
 
 
 class Flow(StrEnum):
@@ -52,7 +53,7 @@ META_KEY = "HTTP_X_THRESHOLD_FLOW"
 def _signer(kind: str) -> signing.Signer:
     # A salt per kind: a token signed for one flow does not verify for another. The
     # salt keeps the module's first address, so pages served before it moved still work.
-    return signing.Signer(salt=f"threshold.web.flow:{kind}")
+    return signer(f"threshold.web.flow:{kind}")
 
 
 def issue_flow_token(kind: Flow) -> str:
