@@ -23,7 +23,13 @@ import pytest
 from django.conf import settings
 from django.core import signals, signing
 from django.core.handlers.wsgi import WSGIRequest
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    close_old_connections,
+    connection,
+    connections,
+)
 from django.middleware.csrf import CsrfViewMiddleware, _mask_cipher_secret
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
@@ -596,6 +602,49 @@ def test_a_counter_moved_meanwhile_is_handed_over(ada, served):
     assert status == 200, content
 
 
+@pytest.mark.django_db(transaction=True)
+def test_as_served_a_counter_another_server_moved_rolls_back_whole(ada, served):
+    """As served on PostgreSQL, the writes go with the COMMIT in one query string: when another
+    server's sign-in with the passkey moved its counter past this one's after the lookup, the
+    statement fails instead of writing nothing, so that the COMMIT after it does not run. The
+    challenge stays unused, and the lean path then refuses the sign-in as a regression and
+    flags the passkey (not as a replay)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite's BEGIN IMMEDIATE keeps other writers out until the COMMIT")
+    client = Client(as_served=True)
+    options = client.options()
+    assertion = json.dumps(ada.authenticator.get(options, ORIGIN)).encode()  # counter 1
+    moved: list[str] = []
+
+    def another_server(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        if sql.startswith("WITH moved") and not moved:
+            moved.append(sql)
+            other = connections.create_connection(DEFAULT_DB_ALIAS)
+            try:
+                with other.cursor() as cursor:
+                    cursor.execute(
+                        'UPDATE "passkeys_passkey" SET "sign_count" = 5 WHERE "id" = %s',
+                        [ada.passkey.pk],
+                    )
+            finally:
+                other.close()
+        return execute(sql, params, many, context)
+
+    before = rows()
+    with connection.execute_wrapper(another_server):
+        status, _, content, _ = client.post("/sign-in/result", assertion)
+    assert moved
+    assert moved[0].endswith("; COMMIT")
+    assert len(served.handed) == 1
+    # Nothing of the fast path's stayed (the counters: the other server's 5).
+    assert served.handed[0]["rows"][:3] == before[:3]
+    assert status == 400, content
+    assert not in_transaction()
+    passkey = Passkey.objects.get(pk=ada.passkey.pk)
+    assert (passkey.sign_count, passkey.is_possibly_cloned) == (5, True)
+    assert AuditEvent.objects.order_by("-id").first().reason == "sign_count_regressed"
+
+
 @pytest.mark.parametrize("at", range(len(RESULT_STATEMENTS)))
 def test_a_database_error_rolls_back_and_answers_as_the_lean_path(ada, served, at):
     """A statement fails (SQLite's "database is locked" after its busy timeout): everything is
@@ -648,16 +697,27 @@ def in_transaction() -> bool:
     return bool(driver.info.transaction_status != TransactionStatus.IDLE)
 
 
+def statements(queries: CaptureQueriesContext) -> list[str]:
+    """Every statement sent, in order: on PostgreSQL a query string may hold several (BEGIN with
+    the first, COMMIT with the last: fastpath._transaction's ``together``)."""
+    return [
+        part.strip()
+        for q in queries.captured_queries
+        for part in q["sql"].split(";")
+        if part.strip()
+    ]
+
+
 def work(queries: CaptureQueriesContext) -> list[str]:
     return [
-        " ".join(q["sql"].split()[:3])
-        for q in queries.captured_queries
-        if not q["sql"].upper().startswith(TRANSACTION_CONTROL)
+        " ".join(sql.split()[:3])
+        for sql in statements(queries)
+        if not sql.upper().startswith(TRANSACTION_CONTROL)
     ]
 
 
 def control(queries: CaptureQueriesContext) -> list[str]:
-    return [" ".join(q["sql"].split()[:2]) for q in queries.captured_queries]
+    return [" ".join(sql.split()[:2]) for sql in statements(queries)]
 
 
 def test_options_run_no_statement_and_the_result_in_one_savepoint(ada, served, monkeypatch):
@@ -692,8 +752,12 @@ def test_as_served_the_result_is_one_immediate_transaction(ada, served):
     assert served.handed == []
     assert work(queries) == RESULT_STATEMENTS
     begin = "BEGIN IMMEDIATE" if connection.vendor == "sqlite" else "BEGIN"
-    assert next(q["sql"] for q in queries.captured_queries) == begin
-    assert [q["sql"] for q in queries.captured_queries][-1] == "COMMIT"
+    assert statements(queries)[0] == begin
+    assert statements(queries)[-1] == "COMMIT"
+    # SQLite: each statement sent alone; PostgreSQL: BEGIN with the first and COMMIT with the
+    # last, two round trips in all.
+    sent = len(RESULT_STATEMENTS) + 2 if connection.vendor == "sqlite" else 2
+    assert len(queries.captured_queries) == sent
     assert connection.get_autocommit()
     assert not in_transaction()
     # A refusal rolls back, as served, and the lean path audits it.

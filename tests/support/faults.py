@@ -16,7 +16,11 @@ CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 
 
 def is_work(sql: str) -> bool:
-    return not sql.lstrip().upper().startswith(CONTROL)
+    """Whether ``sql`` holds a statement other than transaction control (the fast path sends
+    BEGIN with its first statement and COMMIT with its last on PostgreSQL)."""
+    return any(
+        part.strip() and not part.lstrip().upper().startswith(CONTROL) for part in sql.split(";")
+    )
 
 
 @contextmanager

@@ -89,7 +89,8 @@ options, an empty or ``{}`` body (a username goes to the lean path: its decoys u
 - The transaction: ``BEGIN IMMEDIATE`` (SQLite) or ``BEGIN`` (PostgreSQL) … ``COMMIT`` on the
   driver's connection (what ``transaction.atomic`` sends, with threshold.config's IMMEDIATE
   mode on SQLite), a savepoint inside a test's transaction. Tested:
-  ``test_as_served_the_result_is_one_immediate_transaction`` and
+  ``test_as_served_the_result_is_one_immediate_transaction``,
+  ``test_as_served_a_counter_another_server_moved_rolls_back_whole`` and
   ``test_options_run_no_statement_and_the_result_in_one_savepoint``.
 - PostgreSQL's connection checks: as the lean application, the ``request_started`` and
   ``request_finished`` signals (Django's ``close_old_connections``: CONN_MAX_AGE, a broken
@@ -108,7 +109,9 @@ and policy found in one INSERT; ``update_passkey``'s UPDATE with its counter rul
 ``insert_audit``'s INSERT of an ``AuditRow``'s values, prepared by ``hotpath``'s preparers; the
 session's INSERT): four statements in one transaction on SQLite; on PostgreSQL two, the
 UPDATE and the INSERTs in ``record_sign_in``'s one statement of data-modifying CTEs, as the
-lean path sends them (pinned by the tests). The options are
+lean path sends them (pinned by the tests), in two round trips: BEGIN sent with the first and
+COMMIT with the second (``_transaction``'s ``together``; the second then fails, SQLSTATE
+``RECORD_REFUSED``, rather than write nothing and commit the challenge used up). The options are
 ``do_begin_sign_in`` itself, after ``check_flow``, ``hotpath.recent_policy`` and
 ``options_wait``; the session's data is ``new_signed_in_session``'s (``login()``'s keys,
 ``sign_in_details``, ``new_sid``), encoded by Django's signer with ``SessionStore``'s salt.
@@ -140,7 +143,7 @@ from django.core import signals, signing
 from django.core.handlers.exception import response_for_exception
 from django.core.handlers.wsgi import WSGIRequest
 from django.core.signals import setting_changed
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DataError, connections, transaction
 from django.db import Error as DatabaseFailure
 from django.db.models import Model
 from django.http import HttpRequest, JsonResponse
@@ -177,6 +180,7 @@ from threshold.passkeys.decoys import verify_as_decoy
 
 # hotpath's own statement builders, cursor and preparation: run as they are, never copied.
 from threshold.passkeys.hotpath import (
+    RECORD_REFUSED,
     _audit_statement,
     _converters,
     _cursor,
@@ -187,6 +191,7 @@ from threshold.passkeys.hotpath import (
     _record_statement,
     _session_statement,
     _update_statement,
+    sends_together,
 )
 from threshold.passkeys.http import CEREMONY_COOKIE
 from threshold.passkeys.lean import send
@@ -716,9 +721,9 @@ def _result(
     csrf_secret = random_string(CSRF_SECRET_LENGTH, CSRF_ALLOWED_CHARS)  # rotate_token
 
     def sign_in() -> str:
-        with _transaction() as (cursor, done):
-            key = _sign_in(cursor, pending, response, origin)
-            done()
+        with _transaction() as transaction_:
+            key = _sign_in(transaction_, pending, response, origin)
+            transaction_.commit()
         return key
 
     # PostgreSQL: no health-check SELECT 1 first; on a connection found dead, once more on a
@@ -768,39 +773,43 @@ class _transaction:
     """One transaction for the result: ``BEGIN IMMEDIATE`` (SQLite) or ``BEGIN`` (PostgreSQL,
     READ COMMITTED) … ``COMMIT`` on the connection in autocommit (as ``transaction.atomic``
     begins one, with the IMMEDIATE mode of threshold.config on SQLite), a savepoint inside an
-    open one (a test's). It gives one cursor (``hotpath._cursor``) for all its statements and
-    ``done``. Left without ``done()`` (a refusal, an error), it rolls back and the request is
-    handed over."""
+    open one (a test's), its statements all on one ``cursor`` (``hotpath._cursor``). On
+    PostgreSQL (``together``), BEGIN goes with the first statement and COMMIT with the last, a
+    round trip each (``hotpath.sends_together``). Left without ``commit()`` (a refusal, an
+    error), it rolls back and the request is handed over."""
 
     def __init__(self) -> None:
         self.db: Any = connections[DEFAULT_DB_ALIAS]
         self.savepoint: str | None = None
         self.cursor: Any = None
+        self.together = False
         self.begun = False
         self.committed = False
 
-    def __enter__(self) -> tuple[Any, Callable[[], None]]:
+    def __enter__(self) -> _transaction:
         db = self.db
         if db.in_atomic_block:
             self.savepoint = transaction.savepoint()
             self.cursor = _cursor()
-        else:
-            if not db.get_autocommit():
-                raise _HandOver
-            db.ensure_connection()
-            self.cursor = _cursor()
-            try:
+            return self
+        if not db.get_autocommit():
+            raise _HandOver
+        db.ensure_connection()
+        self.cursor = _cursor()
+        try:
+            self.together = sends_together(self.cursor)
+            if not self.together:
                 self.cursor.execute("BEGIN IMMEDIATE" if db.vendor == "sqlite" else "BEGIN", [])
-            except BaseException:
-                self.__exit__()  # SQLite locked past its busy timeout: nothing to roll back
-                raise
-            self.begun = True
-        return self.cursor, self._commit
+        except BaseException:
+            self.__exit__()  # SQLite locked past its busy timeout: nothing to roll back
+            raise
+        self.begun = True  # or, together, with the first statement
+        return self
 
-    def _commit(self) -> None:
+    def commit(self) -> None:
         if self.savepoint is not None:
             transaction.savepoint_commit(self.savepoint)
-        else:
+        elif not self.committed:
             self.cursor.execute("COMMIT", [])
         self.committed = True
 
@@ -841,16 +850,21 @@ def _prepare_audit(name: str) -> Convert:
 
 
 def _sign_in(
-    cursor: Any, pending: Any, response: ceremony.AuthenticationResponse, origin: Origin
+    transaction_: _transaction,
+    pending: Any,
+    response: ceremony.AuthenticationResponse,
+    origin: Origin,
 ) -> str:
-    """The sign-in's statements, on the transaction's ``cursor``; the new session's key.
-    _HandOver for any refusal."""
+    """The sign-in's statements, in ``transaction_``; the new session's key. _HandOver for any
+    refusal."""
     db: Any = connections[DEFAULT_DB_ALIAS]
+    cursor = transaction_.cursor
     row = hotpath.find_row(
         pending.challenge_hash,
         db.ops.adapt_datetimefield_value(pending.expires_at),
         response.credential_id,
         cursor,
+        begin=transaction_.together,
     )
     if row is None:
         raise _HandOver  # the challenge was used before: a replay
@@ -917,29 +931,42 @@ def _sign_in(
         passkey_id=passkey.pk,
     )
     if db.vendor == "postgresql":
-        # hotpath.record_sign_in's one statement: the INSERTs run only if the UPDATE did.
-        prepared = [
-            _prepare(Passkey, name)(value) for name, value in zip(_UPDATE, changes, strict=True)
-        ]
-        key = _new_session_key()
-        cursor.execute(
-            _record_statement(_UPDATE, names, True),  # with the session
-            [
-                *prepared,
-                *counter,
-                *audit_values,
-                *_session_parameters(session, key),
-            ],
-        )
-        moved, saved = cursor.fetchone()
-        if not moved:
-            raise _HandOver  # the counter did not move forward: the lean path flags it
-        return key if saved else _insert_session(cursor, session)
+        pairs = zip(_UPDATE, changes, strict=True)
+        values = [_prepare(Passkey, name)(value) for name, value in pairs]
+        return _record_postgresql(transaction_, names, [*values, *counter, *audit_values], session)
     cursor.execute(_update_statement(_UPDATE), changes + counter)
     if cursor.rowcount != 1:
         raise _HandOver  # the counter did not move forward: the lean path flags it
     cursor.execute(_audit_statement(names, 1), audit_values)
     return _insert_session(cursor, session)
+
+
+def _record_postgresql(
+    transaction_: _transaction, names: tuple[str, ...], values: list[Any], session: dict[str, Any]
+) -> str:
+    """hotpath.record_sign_in's one statement (the INSERTs run only if the UPDATE did), with
+    ``values`` (the UPDATE's and the audit row's) and the session under a fresh key: the key."""
+    cursor = transaction_.cursor
+    key = _new_session_key()
+    parameters = [*values, *_session_parameters(session, key)]
+    if transaction_.together:
+        # With the COMMIT: a statement that wrote nothing fails instead, and the transaction
+        # rolls back whole.
+        try:
+            cursor.execute(_record_statement(_UPDATE, names, True, True), parameters)
+        except DataError as error:
+            if getattr(error.__cause__, "sqlstate", None) == RECORD_REFUSED:
+                # The counter did not move forward (the lean path flags it), or the session's
+                # key was taken (the lean path draws another).
+                raise _HandOver from None
+            raise
+        transaction_.committed = True
+        return key
+    cursor.execute(_record_statement(_UPDATE, names, True), parameters)  # with the session
+    moved, saved = cursor.fetchone()
+    if not moved:
+        raise _HandOver  # the counter did not move forward: the lean path flags it
+    return key if saved else _insert_session(cursor, session)
 
 
 def _new_session_key() -> str:

@@ -45,6 +45,7 @@ from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connection, connections
 from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Field, ForeignKey, Model
 from django.db.models.signals import post_delete, post_save
 
@@ -78,6 +79,10 @@ class _DriverCursor:
     def __enter__(self) -> _DriverCursor:
         return self
 
+    @property
+    def driver_cursor(self) -> Any:
+        return self._cursor
+
     def __exit__(self, *exc: object) -> None:
         self.close()
 
@@ -94,6 +99,10 @@ class _DriverCursor:
     def fetchone(self) -> Any:
         with self._errors:
             return self._cursor.fetchone()
+
+    def nextset(self) -> Any:
+        with self._errors:
+            return self._cursor.nextset()
 
     def fetchall(self) -> Any:
         with self._errors:
@@ -123,6 +132,19 @@ def _cursor() -> Any:
     ):
         return db.cursor()
     return _DriverCursor(db)
+
+
+def sends_together(cursor: Any) -> bool:
+    """Whether ``cursor`` (``_cursor``'s) sends a query string of several statements as one, in
+    one round trip: PostgreSQL's client-side binding (psycopg's ``ClientCursor``, Django's
+    default), which uses the simple query protocol; not server-side binding, whose prepared
+    statements take one statement each."""
+    if cursor.db.vendor != "postgresql":
+        return False
+    from psycopg import ClientCursor  # noqa: PLC0415 - PostgreSQL's driver, only there
+
+    driver = cursor.cursor if isinstance(cursor, CursorWrapper) else cursor.driver_cursor
+    return isinstance(driver, ClientCursor)
 
 
 def _q(name: str) -> str:
@@ -413,17 +435,28 @@ def use_challenge_and_find(
 
 
 def find_row(
-    challenge_hash: str, expiry: Any, credential_id: bytes | None, on: Any = None
+    challenge_hash: str,
+    expiry: Any,
+    credential_id: bytes | None,
+    on: Any = None,
+    *,
+    begin: bool = False,
 ) -> tuple[list[Any] | None, Any, Any] | None:
     """The one statement of ``use_challenge_and_find``, run and unpacked as the database sends
     it back: None when the challenge was used before (a replay); else the passkey's then its
     person's column values (``_fields`` order; None for no such passkey; on SQLite a BLOB as
     hex), their groups' rules and the policy's document. ``expiry`` is adapted for the
     database. The fast path converts the values itself, and runs it on its transaction's
-    cursor ``on`` (passkeys/fastpath.py); without one, on a cursor of its own."""
+    cursor ``on`` (passkeys/fastpath.py); without one, on a cursor of its own. ``begin``: the
+    transaction's BEGIN goes with it, in one round trip (PostgreSQL, ``sends_together``)."""
     with nullcontext(on) if on is not None else _cursor() as cursor:
         if cursor.db.vendor == "postgresql":
-            cursor.execute(_postgresql_statement(), [challenge_hash, expiry, credential_id])
+            parameters = [challenge_hash, expiry, credential_id]
+            if begin:
+                cursor.execute(_begin_and_find_statement(), parameters)
+                cursor.nextset()  # the BEGIN's result, then the statement's
+            else:
+                cursor.execute(_postgresql_statement(), parameters)
             used, document, *values, rules = cursor.fetchone()
             if not used:
                 return None
@@ -466,6 +499,11 @@ def _sqlite_statement() -> str:
         f" (SELECT {_q('document')} FROM {_q(OrganisationPolicy._meta.db_table)}"
         f" WHERE {_q('id')} = {POLICY_ROW})"
     )
+
+
+@lru_cache(maxsize=1)
+def _begin_and_find_statement() -> str:
+    return f"BEGIN; {_postgresql_statement()}"
 
 
 @lru_cache(maxsize=2)
@@ -620,10 +658,20 @@ def record_sign_in(
     return True
 
 
+# What the record statement with ``commit`` fails with when it wrote nothing (division by zero).
+RECORD_REFUSED = "22012"
+
+
 @lru_cache(maxsize=4)
 def _record_statement(
-    changes: tuple[str, ...], audit_names: tuple[str, ...], with_session: bool
+    changes: tuple[str, ...], audit_names: tuple[str, ...], with_session: bool, commit: bool = False
 ) -> str:
+    """PostgreSQL's one statement of ``record_sign_in``: the UPDATE, and the INSERTs only if it
+    changed a row; (moved, saved) back. With ``commit`` (and the session), the transaction's
+    COMMIT goes with it, in one round trip (``sends_together``): the statement then fails,
+    SQLSTATE ``RECORD_REFUSED``, when the counter did not move or the session's key was taken,
+    so that the COMMIT after it does not run and the transaction can be rolled back whole."""
+
     def insert(model: type[Model], names: Sequence[str]) -> str:
         columns = ", ".join(_q(_field(model, name).column) for name in names)
         return (
@@ -636,10 +684,19 @@ def _record_statement(
         if with_session
         else ""
     )
-    return (
+    writes = (
         f"WITH moved AS ({_update_statement(changes)} RETURNING 1),"
         f" audit AS ({insert(AuditEvent, audit_names)}){session}"
-        " SELECT (SELECT count(*) FROM moved),"
+    )
+    if commit and with_session:
+        # 1 / 0 when either wrote nothing: a division by a count, evaluated as the statement
+        # runs (a constant one would fail when it is planned).
+        return (
+            f"{writes} SELECT 1 / ((SELECT count(*) FROM moved) * (SELECT count(*) FROM saved));"
+            " COMMIT"
+        )
+    return (
+        f"{writes} SELECT (SELECT count(*) FROM moved),"
         f" {'(SELECT count(*) FROM saved)' if with_session else '0'}"
     )
 
