@@ -25,15 +25,15 @@ Django's cursor, so the driver's own cursor that a served sign-in runs its trans
 never met a real failure. Here it does: SQLite locked at ``BEGIN IMMEDIATE`` by another
 connection, and a PostgreSQL backend terminated between the transaction's first statement and
 its writes (retried on a new connection with health checks, 503 without; since c0c80d1 the
-writes' statement carries the COMMIT). And the start-up
-child leaves the master no file descriptor, thread, child process or database connection.
+writes' statement carries the COMMIT). That the start-up child leaves the master no file
+descriptor, thread, child process or database connection is checked in
+tests/integration/test_worker_memory.py, whose probe already starts up as ``serve`` does.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,8 +46,6 @@ from tests.integration.test_fast_sign_in import (  # noqa: F401 - the fixture
     rows,
     served,
 )
-from tests.integration.test_worker_memory import _probe
-from tests.support.processes import migrated
 from threshold.core import ceremony
 
 pytestmark = pytest.mark.django_db
@@ -139,45 +137,3 @@ def test_a_postgresql_connection_that_dies_mid_transaction(
         assert rows() == (used, audited, sessions, counters)
         status, _, content, _ = client.post("/sign-in/result", assertion, cookies)
         assert status == 200, content
-
-
-START_UP_LEAVES = """
-import json, os, subprocess, threading
-import django
-django.setup()
-from django.db import connection
-from threshold.cli.commands.serve import _in_a_child, _prepare
-
-def descriptors():
-    return {fd: os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
-            if os.path.exists(f"/proc/self/fd/{fd}")}
-
-connection.ensure_connection()  # the master's, closed before the fork
-before = descriptors()
-prepared = _in_a_child(_prepare)
-after = descriptors()
-children = subprocess.run(
-    ["ps", "--ppid", str(os.getpid()), "-o", "pid=,comm="], capture_output=True, text=True
-).stdout.split("\\n")
-print(json.dumps({
-    "needs_migrating": prepared.needs_migrating,
-    "new_descriptors": sorted(v for k, v in after.items() if k not in before),
-    "threads": [t.name for t in threading.enumerate()],
-    "children": [c.split()[1] for c in children if c.strip()],
-    "master_connection": connection.connection is not None,
-}))
-"""
-
-
-@pytest.mark.same_on_every_database
-def test_the_start_up_child_leaves_the_master_nothing(tmp_path: Path) -> None:
-    """``_in_a_child`` forks, waits and collects: the master keeps no pipe or socket of the
-    pool, no thread, no child (a zombie) and no database connection to share with the fork."""
-    var = tmp_path / "var"
-    migrated(var)
-    report = _probe(START_UP_LEAVES, var)
-    assert report["needs_migrating"] is False
-    assert report["new_descriptors"] == []
-    assert report["threads"] == ["MainThread"]
-    assert report["children"] == ["ps"]
-    assert report["master_connection"] is False

