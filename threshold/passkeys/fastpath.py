@@ -790,20 +790,23 @@ class _transaction:
         db = self.db
         if db.in_atomic_block:
             self.savepoint = transaction.savepoint()
-            self.cursor = _cursor()
-            return self
-        if not db.get_autocommit():
+        elif not db.get_autocommit():
             raise _HandOver
-        db.ensure_connection()
-        self.cursor = _cursor()
+        else:
+            db.ensure_connection()
         try:
-            self.together = sends_together(self.cursor)
-            if not self.together:
-                self.cursor.execute("BEGIN IMMEDIATE" if db.vendor == "sqlite" else "BEGIN", [])
+            self.cursor = _cursor()
+            if self.savepoint is None:
+                self.together = sends_together(self.cursor)
+                if not self.together:
+                    begin = "BEGIN IMMEDIATE" if db.vendor == "sqlite" else "BEGIN"
+                    self.cursor.execute(begin, [])
+                self.begun = True  # or, together, with the first statement
         except BaseException:
-            self.__exit__()  # SQLite locked past its busy timeout: nothing to roll back
+            # SQLite locked past its busy timeout at BEGIN: nothing to roll back (a savepoint's
+            # is rolled back).
+            self.__exit__()
             raise
-        self.begun = True  # or, together, with the first statement
         return self
 
     def commit(self) -> None:
