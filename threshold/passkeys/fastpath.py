@@ -109,8 +109,9 @@ and policy found in one INSERT; ``update_passkey``'s UPDATE with its counter rul
 ``insert_audit``'s INSERT of an ``AuditRow``'s values, prepared by ``hotpath``'s preparers; the
 session's INSERT): four statements in one transaction on SQLite; on PostgreSQL two, the
 UPDATE and the INSERTs in ``record_sign_in``'s one statement of data-modifying CTEs, as the
-lean path sends them (pinned by the tests), in two round trips: BEGIN sent with the first and
-COMMIT with the second (``_transaction``'s ``together``; the second then fails, SQLSTATE
+lean path sends them (pinned by the tests), in two round trips with client-side binding
+(Django's default; ``hotpath.sends_together``): BEGIN sent with the first and COMMIT with the
+second (``_transaction``'s ``together``; the second then fails, SQLSTATE
 ``RECORD_REFUSED``, rather than write nothing and commit the challenge used up). The options are
 ``do_begin_sign_in`` itself, after ``check_flow``, ``hotpath.recent_policy`` and
 ``options_wait``; the session's data is ``new_signed_in_session``'s (``login()``'s keys,
