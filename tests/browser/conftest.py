@@ -1,9 +1,12 @@
 """Browser tests: Debian's Chromium, driven by Playwright, against the real `threshold serve`.
 
 The session starts the production server (gunicorn, two workers, SQLite in a
-temporary THRESHOLD_VAR_DIR) as a subprocess and one headless Chromium. Every
-test gets a fresh browser context and, when it asks for one, a virtual
-authenticator attached over the DevTools protocol. People are created with
+temporary THRESHOLD_VAR_DIR) as a subprocess and Chromium's headless shell
+(Debian's chromium-headless-shell: the same Blink and WebAuthn as `chromium`,
+without the desktop browser around them, at half its CPU). A test marked
+``full_chromium`` gets Debian's whole `chromium` instead, for what the shell
+lacks. Every test gets a fresh browser context and, when it asks for one, a
+virtual authenticator attached over the DevTools protocol. People are created with
 `threshold invite`, and results are read back through the pages and through
 `threshold users` and `threshold audit`, as an operator would.
 
@@ -34,6 +37,7 @@ from playwright.sync_api import (
     CDPSession,
     ConsoleMessage,
     Page,
+    Playwright,
     Request,
     sync_playwright,
 )
@@ -46,6 +50,7 @@ from tests.support.processes import (
     threshold_command,
 )
 from tests.support.verify_app import tpm_manufacturer_ca
+from threshold.core.catalog import CATALOG
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Holds the sitecustomize module that lets tests move the server's clock.
@@ -53,6 +58,11 @@ CLOCK_DIR = Path(__file__).resolve().parent / "clock"
 # The single sign-on tests' relying party (tests/browser/sso_rp.py).
 RP_SCRIPT = Path(__file__).resolve().parents[1] / "rp" / "server.mjs"
 CHROMIUM = "/usr/bin/chromium"
+# Chromium without its desktop browser: the one Playwright itself prefers for headless runs. It
+# lacks notifications, and a WebAuthn request with no authenticator attached fails at once as
+# "not supported" where a desktop browser waits for one (its phone, a security key): a test of
+# either runs on CHROMIUM (``@pytest.mark.full_chromium``).
+HEADLESS_SHELL = "/usr/bin/chromium-headless-shell"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -342,17 +352,65 @@ def invite(server: Server) -> Invite:
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as started:
+        yield started
+
+
+def _launch(playwright: Playwright, executable: str) -> Iterator[Browser]:
+    assert Path(executable).exists(), f"{executable} is missing: `make test` installs it"
+    launched = playwright.chromium.launch(
+        executable_path=executable, headless=True, args=CHROMIUM_ARGS
+    )
+    yield launched
+    launched.close()
+
+
+# This process's headless shell, once launched: what the guard below looks in.
+_shells: list[Browser] = []
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    """Chromium's headless shell, one per test process."""
+    for launched in _launch(playwright, HEADLESS_SHELL):
+        _shells.append(launched)
+        yield launched
+        _shells.remove(launched)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Fails a passing test that left a page of the headless shell saying "Passkeys Not
+    Supported" after a passkey request: the shell's answer when no authenticator is attached,
+    where a desktop browser waits for one. Attach one, or use ``full_chromium``."""
+    result = yield
+    title = CATALOG["not_supported"].title
+    for shell in _shells:
+        for context in shell.contexts:
+            for page in context.pages:
+                said = page.locator("#ceremony-error").filter(has_text=title)
+                if not page.is_closed() and said.is_visible():
+                    pytest.fail(
+                        f"{page.url} says {title!r}: Chromium's headless shell had no"
+                        " authenticator to ask. A desktop browser waits for one: attach one"
+                        " (add_authenticator) or mark the test full_chromium.",
+                        pytrace=False,
+                    )
+    return result
+
+
+@pytest.fixture(scope="session")
+def full_chromium(playwright: Playwright) -> Iterator[Browser]:
+    """Debian's whole Chromium, one per test process, started by the first test that needs it."""
+    yield from _launch(playwright, CHROMIUM)
 
 
 @pytest.fixture
-def context(browser: Browser, server: Server) -> Iterator[BrowserContext]:
+def context(request: pytest.FixtureRequest, server: Server) -> Iterator[BrowserContext]:
+    """A fresh context of ``browser``, or of ``full_chromium`` in a test so marked."""
+    marked = request.node.get_closest_marker("full_chromium") is not None
+    browser: Browser = request.getfixturevalue("full_chromium" if marked else "browser")
     context = browser.new_context(base_url=server.url)
     context.set_default_timeout(STEP_TIMEOUT_MS)
     yield context

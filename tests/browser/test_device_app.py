@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.browser.conftest import Authenticator, Invite, Person, Server, enroll
 from tests.browser.test_first_day import VIEWPORTS, PageAudit
@@ -109,10 +109,11 @@ def push_page(browser_context: BrowserContext, email: str) -> tuple[Page, str]:
 
 
 @pytest.fixture
-def other_browser(context: BrowserContext, server: Server) -> Iterator[BrowserContext]:
-    """Another browser, signed out: where the push sign-in happens."""
-    assert context.browser is not None
-    other = context.browser.new_context(base_url=server.url)
+def other_browser(full_chromium: Browser, server: Server) -> Iterator[BrowserContext]:
+    """Another browser, signed out: where the push sign-in happens. A desktop Chromium with no
+    passkey here, whose sign-in page's passkey request waits (Chromium's headless shell, with no
+    authenticator attached, would fail it as "not supported")."""
+    other = full_chromium.new_context(base_url=server.url)
     other.set_default_timeout(10_000)
     yield other
     other.close()

@@ -85,6 +85,8 @@ def test_sign_in_by_autofill_needs_no_click(
     assert server.audit(person.email)[0] == ("sign_in.succeeded", "")
 
 
+# No authenticator: a desktop Chromium's autofill request waits (conftest.HEADLESS_SHELL).
+@pytest.mark.full_chromium
 def test_username_field_offers_passkeys_in_autofill(page: Page) -> None:
     # The virtual authenticator answers conditional requests whatever the
     # markup, so the autofill test above cannot see this attribute: a real
@@ -254,6 +256,8 @@ def test_sign_in_without_user_verification_shows_friendly_error(
         assert title == "Passkey Not Found or Canceled"
 
 
+# No authenticator: a desktop Chromium's autofill request waits (conftest.HEADLESS_SHELL).
+@pytest.mark.full_chromium
 def test_an_empty_username_says_so_beside_the_field(page: Page) -> None:
     entry = CATALOG["username_required"]
     said = f"{entry.title}: {entry.message}"

@@ -54,9 +54,10 @@ def phone(browser: Browser, server: Server) -> Iterator[Page]:
 
 
 @pytest.fixture
-def other_browser(browser: Browser, server: Server) -> Iterator[BrowserContext]:
-    """Another browser, signed out: where the push sign-in happens."""
-    other = browser.new_context(base_url=server.url)
+def other_browser(full_chromium: Browser, server: Server) -> Iterator[BrowserContext]:
+    """Another browser, signed out: where the push sign-in happens (a desktop Chromium with no
+    passkey here: test_device_app.py's ``other_browser``)."""
+    other = full_chromium.new_context(base_url=server.url)
     other.set_default_timeout(STEP_TIMEOUT_MS)
     yield other
     other.close()
@@ -210,13 +211,14 @@ def test_set_up_from_the_qr_link_and_approve_with_the_screen_lock(
 
 
 def test_the_service_worker_shows_a_web_push_as_a_notification(
-    browser: Browser, server: Server
+    full_chromium: Browser, server: Server
 ) -> None:
     """What Chromium allows without a push service: the page's applicationServerKey, and a push
     message handed to the app's service worker over the DevTools protocol
     (ServiceWorker.deliverPushMessage) becomes a notification. Untested here: a real push
-    service's subscription (headless Chromium reaches none) and the notification's click."""
-    context = browser.new_context(base_url=server.url, **PIXEL_7)
+    service's subscription (headless Chromium reaches none) and the notification's click.
+    Chromium's headless shell shows no notification: the whole Chromium."""
+    context = full_chromium.new_context(base_url=server.url, **PIXEL_7)
     context.set_default_timeout(STEP_TIMEOUT_MS)
     try:
         context.grant_permissions(["notifications"], origin=server.url)
