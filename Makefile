@@ -70,26 +70,19 @@ lint: install
 typecheck: install
 	$(BIN)/mypy threshold
 
-## test: lint, the whole suite on SQLite (browser tests included) in TEST_WORKERS processes
-## (pytest-xdist), each with its own var/, test database and browser server (`make test
-## TEST_WORKERS=0` for one process); and beside it, the integration tests on a throwaway PostgreSQL
-## server (but those marked same_on_every_database, which use no test database) in one process,
-## whose output is shown when the SQLite run has ended. The SQLite run leaves a core idle about a
-## fifth of its time (its browser tests wait on pages, servers and timers): the PostgreSQL run
-## takes that up, where one after the other they took 804 s here.
+## test: lint, the whole suite on SQLite (browser tests included), then the integration tests on
+## a throwaway PostgreSQL server (but those marked same_on_every_database, which use no test
+## database); each in TEST_WORKERS processes (pytest-xdist), each process with
+## its own var/, test database and browser server (`make test TEST_WORKERS=0` for one process).
 ## `--dist load` hands out tests in pytest-django's order, database tests first: a process that has
 ## started the browser tests (Playwright marks its event loop as running) runs no database test after
 ## them. (`loadfile` and `loadscope` hand out the largest files first, browser ones included.)
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL = $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist load)
 test: system-deps install node-deps lint
-	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 	bash scripts/with-postgres $(BIN)/pytest tests/integration -m 'not same_on_every_database' \
-	  -p no:cacheprovider >"$$log" 2>&1 & postgres=$$!; \
-	$(BIN)/pytest $(PYTEST_PARALLEL); sqlite=$$?; \
-	wait $$postgres; postgresql=$$?; \
-	echo; echo "The integration tests on PostgreSQL, run beside the tests above:"; cat "$$log"; \
-	exit $$(( sqlite != 0 || postgresql != 0 ))
+	  -p no:cacheprovider $(PYTEST_PARALLEL)
 
 ## bench: the sign-in benchmark (bench/suite.py): SQLite and PostgreSQL against the floor, latency at
 ## half load, memory over 10,000 sign-ins, 1,000 and 1,000,000 passkeys; about 10 minutes.
