@@ -41,6 +41,7 @@ from playwright.sync_api import (
     Request,
     sync_playwright,
 )
+from playwright.sync_api import Error as PlaywrightError
 
 from tests.support.commands import Commands
 from tests.support.processes import (
@@ -390,7 +391,11 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         for context in shell.contexts:
             for page in context.pages:
                 said = page.locator("#ceremony-error").filter(has_text=title)
-                if not page.is_closed() and said.is_visible():
+                try:
+                    saying = not page.is_closed() and said.is_visible()
+                except PlaywrightError:  # closed or navigating meanwhile: not left saying it
+                    continue
+                if saying:
                     pytest.fail(
                         f"{page.url} says {title!r}: Chromium's headless shell had no"
                         " authenticator to ask. A desktop browser waits for one: attach one"
