@@ -48,8 +48,8 @@ run: install
 	$(BIN)/threshold migrate --noinput
 	$(BIN)/threshold serve --bootstrap
 
-## system-deps: Debian's chromium (and its headless shell), postgresql, python3-venv and the TPM tools (swtpm, tpm2-tools,
-## libtss2-dev), through apt-get when missing.
+## system-deps: Debian's chromium and its headless shell, postgresql, python3-venv and the TPM tools
+## (swtpm, tpm2-tools, libtss2-dev), through apt-get when missing.
 system-deps:
 	bash scripts/system-deps
 
