@@ -45,7 +45,6 @@ from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connection, connections
 from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
-from django.db.backends.utils import CursorWrapper
 from django.db.models import Field, ForeignKey, Model
 from django.db.models.signals import post_delete, post_save
 
@@ -67,50 +66,46 @@ class _DriverCursor:
     wrappers, with the statement converted to the driver's parameter style once per statement
     (SQLite's ``?``), and the driver's errors raised as Django's (``wrap_database_errors``)."""
 
-    __slots__ = ("_convert", "_cursor", "_errors", "db")
+    __slots__ = ("_convert", "_errors", "cursor", "db")
 
     def __init__(self, db: Any) -> None:
         self.db = db  # as Django's CursorWrapper
         self._errors = db.wrap_database_errors
         self._convert = db.vendor == "sqlite"
         with self._errors:
-            self._cursor = db.connection.cursor()
+            self.cursor = db.connection.cursor()  # the driver's, as CursorWrapper.cursor
 
     def __enter__(self) -> _DriverCursor:
         return self
-
-    @property
-    def driver_cursor(self) -> Any:
-        return self._cursor
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
         with self._errors:
-            self._cursor.close()
+            self.cursor.close()
 
     def execute(self, sql: str, params: Sequence[Any]) -> None:
         if self._convert:
             sql = _qmark(sql)
         with self._errors:
-            self._cursor.execute(sql, params)
+            self.cursor.execute(sql, params)
 
     def fetchone(self) -> Any:
         with self._errors:
-            return self._cursor.fetchone()
+            return self.cursor.fetchone()
 
     def nextset(self) -> Any:
         with self._errors:
-            return self._cursor.nextset()
+            return self.cursor.nextset()
 
     def fetchall(self) -> Any:
         with self._errors:
-            return self._cursor.fetchall()
+            return self.cursor.fetchall()
 
     @property
     def rowcount(self) -> int:
-        return int(self._cursor.rowcount)
+        return int(self.cursor.rowcount)
 
 
 @lru_cache(maxsize=64)
@@ -143,8 +138,7 @@ def sends_together(cursor: Any) -> bool:
         return False
     from psycopg import ClientCursor  # noqa: PLC0415 - PostgreSQL's driver, only there
 
-    driver = cursor.cursor if isinstance(cursor, CursorWrapper) else cursor.driver_cursor
-    return isinstance(driver, ClientCursor)
+    return isinstance(cursor.cursor, ClientCursor)
 
 
 def _q(name: str) -> str:
