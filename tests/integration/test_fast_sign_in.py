@@ -42,6 +42,7 @@ from psycopg.pq import TransactionStatus
 import threshold.wsgi
 from tests.integration.conftest import ORIGIN
 from tests.support.faults import database_fails
+from tests.support.prepared import unprepared
 from tests.support.wsgi import wsgi
 from threshold.accounts.models import User
 from threshold.audit.actions import Origin
@@ -584,7 +585,9 @@ def test_a_counter_moved_meanwhile_is_handed_over(ada, served):
     moved: list[bool] = []
 
     def concurrent_sign_in(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
-        if 'UPDATE "passkeys_passkey" SET "sign_count"' in sql and not moved:
+        # The UPDATE, or on PostgreSQL the prepared statement that holds it.
+        updates = 'UPDATE "passkeys_passkey" SET "sign_count"' in sql
+        if (updates or str(unprepared(sql)).startswith("WITH moved")) and not moved:
             moved.append(True)
             with connection.cursor() as cursor:
                 cursor.execute(
@@ -617,7 +620,7 @@ def test_as_served_a_counter_another_server_moved_rolls_back_whole(ada, served):
     moved: list[str] = []
 
     def another_server(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
-        if sql.startswith("WITH moved") and not moved:
+        if str(unprepared(sql)).startswith("WITH moved") and not moved:
             moved.append(sql)
             other = connections.create_connection(DEFAULT_DB_ALIAS)
             try:
@@ -700,12 +703,13 @@ def in_transaction() -> bool:
 def statements(queries: CaptureQueriesContext) -> list[str]:
     """Every statement sent, in order: on PostgreSQL a query string may hold several (BEGIN with
     the first, COMMIT with the last: fastpath._transaction's ``together``)."""
-    return [
-        part.strip()
-        for q in queries.captured_queries
-        for part in q["sql"].split(";")
-        if part.strip()
-    ]
+    return [part.strip() for sql in sent(queries) for part in sql.split(";") if part.strip()]
+
+
+def sent(queries: CaptureQueriesContext) -> list[str]:
+    """The query strings sent, a prepared statement's EXECUTE read as the statement, and its
+    preparation (once per connection, ``hotpath.execute_prepared``) left out."""
+    return [sql for q in queries.captured_queries if (sql := unprepared(q["sql"])) is not None]
 
 
 def work(queries: CaptureQueriesContext) -> list[str]:
@@ -756,8 +760,8 @@ def test_as_served_the_result_is_one_immediate_transaction(ada, served):
     assert statements(queries)[-1] == "COMMIT"
     # SQLite: each statement sent alone; PostgreSQL: BEGIN with the first and COMMIT with the
     # last, two round trips in all.
-    sent = len(RESULT_STATEMENTS) + 2 if connection.vendor == "sqlite" else 2
-    assert len(queries.captured_queries) == sent
+    round_trips = len(RESULT_STATEMENTS) + 2 if connection.vendor == "sqlite" else 2
+    assert len(sent(queries)) == round_trips
     assert connection.get_autocommit()
     assert not in_transaction()
     # A refusal rolls back, as served, and the lean path audits it.
@@ -771,6 +775,86 @@ def test_as_served_the_result_is_one_immediate_transaction(ada, served):
     assert served.handed[-1]["rows"] == before
     assert "ROLLBACK" in [q["sql"] for q in queries.captured_queries]
     assert AuditEvent.objects.order_by("-id").first().reason == "signature_invalid"
+
+
+def sign_in_once(ada: Any) -> tuple[int, CaptureQueriesContext]:
+    """A sign-in from a new browser: its result's status, and the queries the result sent."""
+    client = Client()
+    options = client.options()
+    assertion = json.dumps(ada.authenticator.get(options, ORIGIN)).encode()
+    with CaptureQueriesContext(connection) as queries:
+        status, _, content, _ = client.post("/sign-in/result", assertion)
+    assert json.loads(content)["status"] == "ok", content
+    return status, queries
+
+
+def prepared_on_the_server() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements")
+        return {name for (name,) in cursor.fetchall()}
+
+
+def preparations(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"].split()[1] for q in queries.captured_queries if q["sql"].startswith("PREPARE")]
+
+
+@pytest.fixture
+def postgresql_prepares_anew(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection that has prepared nothing yet, in a process that prepares."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite plans its statements once per connection already")
+    monkeypatch.setattr(hotpath, "_prepared_lost", False)
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    hotpath._prepared.pop(connection.connection, None)
+
+
+def test_postgresql_prepares_the_two_statements_once_per_connection(
+    ada, served, postgresql_prepares_anew
+):
+    status, queries = sign_in_once(ada)
+    assert status == 200
+    first = preparations(queries)
+    assert [name.rsplit("_", 1)[0] for name in first] == ["threshold_find", "threshold_record"]
+    assert set(first) <= prepared_on_the_server()
+    assert work(queries) == RESULT_STATEMENTS
+    status, queries = sign_in_once(ada)
+    assert status == 200
+    assert preparations(queries) == []
+    assert [q["sql"].split("(")[0] for q in queries.captured_queries if "EXECUTE" in q["sql"]] == [
+        f"EXECUTE {name}" for name in first
+    ]
+    assert served.handed == []
+
+
+@pytest.mark.parametrize("lost", ["deallocated", "forgotten"])
+def test_prepared_statements_not_where_left_are_handed_over_and_prepared_no_more(
+    ada, served, postgresql_prepares_anew, caplog, lost
+):
+    """As behind a connection pooler in transaction mode: the connection's prepared statement
+    is not on the server connection the EXECUTE reaches ("deallocated"), or one of the same name
+    is on the one the PREPARE reaches ("forgotten"). The fast path rolls back and hands over,
+    the lean path signs in, and this process goes on without prepared statements."""
+    assert sign_in_once(ada)[0] == 200
+    if lost == "deallocated":
+        with connection.cursor() as cursor:
+            cursor.execute("DEALLOCATE ALL")
+    else:
+        hotpath._prepared.pop(connection.connection, None)
+    before = rows()
+    status, queries = sign_in_once(ada)
+    assert status == 200
+    assert [h["path"] for h in served.handed] == ["/sign-in/result"]
+    assert served.handed[0]["rows"] == before  # the fast path's transaction rolled back whole
+    assert any(q["sql"].startswith("ROLLBACK") for q in queries.captured_queries)
+    assert "prepared statements do not stay" in caplog.text
+    status, queries = sign_in_once(ada)
+    assert status == 200
+    assert len(served.handed) == 1  # the fast path again, its statements not prepared
+    assert work(queries) == RESULT_STATEMENTS
+    assert not [
+        q for q in queries.captured_queries if "PREPARE" in q["sql"] or "EXECUTE" in q["sql"]
+    ]
 
 
 # --- Tokens --------------------------------------------------------------------------------------

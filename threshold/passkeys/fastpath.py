@@ -730,7 +730,10 @@ def _result(
     # PostgreSQL: no health-check SELECT 1 first; on a connection found dead, once more on a
     # new one (a replay then, should the first COMMIT have reached the server). SQLite's
     # connection is checked once, when opened.
-    key = hotpath.without_health_check(sign_in)
+    try:
+        key = hotpath.without_health_check(sign_in)
+    except hotpath.PreparedStatementsLost:
+        raise _HandOver from None  # rolled back; the lean path prepares nothing
     return {"redirect": setup.home}, [
         _cookie(
             setup.session_cookie,
@@ -956,8 +959,9 @@ def _record_postgresql(
     if transaction_.together:
         # With the COMMIT: a statement that wrote nothing fails instead, and the transaction
         # rolls back whole.
+        statement = _record_statement(_UPDATE, names, True, refuse=True)
         try:
-            cursor.execute(_record_statement(_UPDATE, names, True, True), parameters)
+            hotpath.execute_prepared(cursor, "record", statement, parameters, after="; COMMIT")
         except DataError as error:
             if getattr(error.__cause__, "sqlstate", None) == RECORD_REFUSED:
                 # The counter did not move forward (the lean path flags it), or the session's
@@ -966,7 +970,8 @@ def _record_postgresql(
             raise
         transaction_.committed = True
         return key
-    cursor.execute(_record_statement(_UPDATE, names, True), parameters)  # with the session
+    # With the session.
+    hotpath.execute_prepared(cursor, "record", _record_statement(_UPDATE, names, True), parameters)
     moved, saved = cursor.fetchone()
     if not moved:
         raise _HandOver  # the counter did not move forward: the lean path flags it

@@ -30,11 +30,21 @@ its errors still raised as Django's), except where Django's cursor would do more
 query log or execute wrapper, a pending health check, a transaction that must roll back.
 Values are always parameters; table and column names come from the models. SQLite 3.35 or
 later (RETURNING; Debian 12 has 3.40), PostgreSQL 9.5 or later (ON CONFLICT).
+
+On PostgreSQL the fast path's two statements are prepared (``execute_prepared``): SQL's
+``PREPARE`` once per connection, then ``EXECUTE`` with the values, which still goes in one
+round trip with BEGIN or COMMIT. PostgreSQL then plans each once, not on every sign-in: half
+its CPU per sign-in (bench/README.md). Where the prepared statements do not stay with the
+connection (a pooler in transaction mode), the process stops preparing them at the first sign
+of it (``PreparedStatementsLost``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import re
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -42,8 +52,16 @@ from datetime import datetime
 from functools import lru_cache
 from time import monotonic
 from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 
-from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connection, connections
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    connections,
+)
 from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
 from django.db.models import Field, ForeignKey, Model
 from django.db.models.signals import post_delete, post_save
@@ -59,6 +77,8 @@ from threshold.sessions.models import Session
 from threshold.sessions.store import SessionStore
 
 POLICY_ROW = 1  # the one OrganisationPolicy row (threshold.policy.access.get_policy)
+
+_logger = logging.getLogger(__name__)
 
 
 class _DriverCursor:
@@ -85,7 +105,7 @@ class _DriverCursor:
         with self._errors:
             self.cursor.close()
 
-    def execute(self, sql: str, params: Sequence[Any]) -> None:
+    def execute(self, sql: str, params: Sequence[Any] | None) -> None:
         if self._convert:
             sql = _qmark(sql)
         with self._errors:
@@ -428,6 +448,73 @@ def use_challenge_and_find(
     )
 
 
+# The statements prepared on each PostgreSQL connection (the driver's, so a new connection
+# starts with none), by name.
+_prepared: WeakKeyDictionary[Any, set[str]] = WeakKeyDictionary()
+# Set for good once prepared statements turn out not to stay with a connection.
+_prepared_lost = False
+# SQLSTATEs of a prepared statement that is not there (invalid_sql_statement_name), or there
+# already (duplicate_prepared_statement): another server connection behind a pooler.
+_NOT_WHERE_LEFT = frozenset({"26000", "42P05"})
+
+
+class PreparedStatementsLost(Exception):
+    """A prepared statement was not where this process left it: the statement failed (its
+    transaction must roll back), and this process prepares no more (``execute_prepared``)."""
+
+
+@lru_cache(maxsize=16)
+def _preparation(label: str, statement: str, count: int) -> tuple[str, str, str]:
+    """(name, PREPARE, EXECUTE with ``count`` placeholders) of ``statement``, named by its
+    text: a changed statement is another one."""
+    name = f"threshold_{label}_{hashlib.sha256(statement.encode()).hexdigest()[:16]}"
+    numbered = iter(range(1, count + 1))
+    body = re.sub("%s", lambda _: f"${next(numbered)}", statement).replace("%%", "%")
+    if next(numbered, None) is not None:
+        raise ValueError(f"{label}: {count} values for fewer placeholders")
+    return name, f"PREPARE {name} AS {body}", f"EXECUTE {name}({', '.join(['%s'] * count)})"
+
+
+def prepares(cursor: Any) -> bool:
+    """Whether ``execute_prepared`` prepares statements on ``cursor``'s connection."""
+    return cursor.db.vendor == "postgresql" and not _prepared_lost
+
+
+def execute_prepared(
+    cursor: Any,
+    label: str,
+    statement: str,
+    parameters: Sequence[Any],
+    *,
+    before: str = "",
+    after: str = "",
+) -> None:
+    """``before`` + ``statement`` + ``after`` on PostgreSQL's ``cursor``, the statement
+    prepared (once per connection, in a round trip of its own) and executed by name, as one
+    query string: ``before`` and ``after`` (BEGIN; and ; COMMIT) still go with it. Without
+    prepared statements (``prepares``), the statement itself."""
+    global _prepared_lost  # noqa: PLW0603 - once for the process, as the pooler is
+    if not prepares(cursor):
+        cursor.execute(f"{before}{statement}{after}", parameters)
+        return
+    name, prepare, execute = _preparation(label, statement, len(parameters))
+    names = _prepared.setdefault(cursor.db.connection, set())
+    try:
+        if name not in names:
+            cursor.execute(prepare, None)
+            names.add(name)
+        cursor.execute(f"{before}{execute}{after}", parameters)
+    except DatabaseError as error:
+        if getattr(error.__cause__, "sqlstate", None) not in _NOT_WHERE_LEFT:
+            raise
+        _prepared_lost = True
+        _logger.warning(
+            "PostgreSQL's prepared statements do not stay with this process's connections"
+            " (a connection pooler in transaction mode?): sign-ins go on without them"
+        )
+        raise PreparedStatementsLost from error
+
+
 def find_row(
     challenge_hash: str,
     expiry: Any,
@@ -446,11 +533,16 @@ def find_row(
     with nullcontext(on) if on is not None else _cursor() as cursor:
         if cursor.db.vendor == "postgresql":
             parameters = [challenge_hash, expiry, credential_id]
-            if begin:
-                cursor.execute(_begin_and_find_statement(), parameters)
-                cursor.nextset()  # the BEGIN's result, then the statement's
+            statement = _postgresql_statement()
+            if on is None:
+                cursor.execute(statement, parameters)
             else:
-                cursor.execute(_postgresql_statement(), parameters)
+                # The fast path's: prepared.
+                execute_prepared(
+                    cursor, "find", statement, parameters, before="BEGIN; " if begin else ""
+                )
+                if begin:
+                    cursor.nextset()  # the BEGIN's result, then the statement's
             used, document, *values, rules = cursor.fetchone()
             if not used:
                 return None
@@ -493,11 +585,6 @@ def _sqlite_statement() -> str:
         f" (SELECT {_q('document')} FROM {_q(OrganisationPolicy._meta.db_table)}"
         f" WHERE {_q('id')} = {POLICY_ROW})"
     )
-
-
-@lru_cache(maxsize=1)
-def _begin_and_find_statement() -> str:
-    return f"BEGIN; {_postgresql_statement()}"
 
 
 @lru_cache(maxsize=2)
@@ -658,13 +745,14 @@ RECORD_REFUSED = "22012"
 
 @lru_cache(maxsize=4)
 def _record_statement(
-    changes: tuple[str, ...], audit_names: tuple[str, ...], with_session: bool, commit: bool = False
+    changes: tuple[str, ...], audit_names: tuple[str, ...], with_session: bool, refuse: bool = False
 ) -> str:
     """PostgreSQL's one statement of ``record_sign_in``: the UPDATE, and the INSERTs only if it
-    changed a row; (moved, saved) back. With ``commit`` (and the session), the transaction's
-    COMMIT goes with it, in one round trip (``sends_together``): the statement then fails,
-    SQLSTATE ``RECORD_REFUSED``, when the counter did not move or the session's key was taken,
-    so that the COMMIT after it does not run and the transaction can be rolled back whole."""
+    changed a row; (moved, saved) back. With ``refuse`` (and the session), for the
+    transaction's COMMIT to go with it, in one round trip (``sends_together``): the statement
+    then fails, SQLSTATE ``RECORD_REFUSED``, when the counter did not move or the session's key
+    was taken, so that the COMMIT after it does not run and the transaction can be rolled back
+    whole."""
 
     def insert(model: type[Model], names: Sequence[str]) -> str:
         columns = ", ".join(_q(_field(model, name).column) for name in names)
@@ -682,13 +770,10 @@ def _record_statement(
         f"WITH moved AS ({_update_statement(changes)} RETURNING 1),"
         f" audit AS ({insert(AuditEvent, audit_names)}){session}"
     )
-    if commit and with_session:
+    if refuse and with_session:
         # 1 / 0 when either wrote nothing: a division by a count, evaluated as the statement
         # runs (a constant one would fail when it is planned).
-        return (
-            f"{writes} SELECT 1 / ((SELECT count(*) FROM moved) * (SELECT count(*) FROM saved));"
-            " COMMIT"
-        )
+        return f"{writes} SELECT 1 / ((SELECT count(*) FROM moved) * (SELECT count(*) FROM saved))"
     return (
         f"{writes} SELECT (SELECT count(*) FROM moved),"
         f" {'(SELECT count(*) FROM saved)' if with_session else '0'}"
