@@ -798,15 +798,22 @@ def preparations(queries: CaptureQueriesContext) -> list[str]:
     return [q["sql"].split()[1] for q in queries.captured_queries if q["sql"].startswith("PREPARE")]
 
 
-@pytest.fixture
-def postgresql_prepares_anew(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A connection that has prepared nothing yet, in a process that prepares."""
-    if connection.vendor != "postgresql":
-        pytest.skip("SQLite plans its statements once per connection already")
-    monkeypatch.setattr(hotpath, "_prepared_lost", False)
+def _prepare_anew() -> None:
     with connection.cursor() as cursor:
         cursor.execute("DEALLOCATE ALL")
     hotpath._prepared.pop(connection.connection, None)
+
+
+@pytest.fixture
+def postgresql_prepares_anew(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A connection that has prepared nothing yet, in a process that prepares; left so
+    (whatever the test lost) for the tests after it."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite plans its statements once per connection already")
+    monkeypatch.setattr(hotpath, "_prepared_lost", False)
+    _prepare_anew()
+    yield
+    _prepare_anew()
 
 
 def test_postgresql_prepares_the_two_statements_once_per_connection(

@@ -32,11 +32,11 @@ Values are always parameters; table and column names come from the models. SQLit
 later (RETURNING; Debian 12 has 3.40), PostgreSQL 9.5 or later (ON CONFLICT).
 
 On PostgreSQL the fast path's two statements are prepared (``execute_prepared``): SQL's
-``PREPARE`` once per connection, then ``EXECUTE`` with the values, which still goes in one
-round trip with BEGIN or COMMIT. PostgreSQL then plans each once, not on every sign-in: half
-its CPU per sign-in (bench/README.md). Where the prepared statements do not stay with the
-connection (a pooler in transaction mode), the process stops preparing them at the first sign
-of it (``PreparedStatementsLost``).
+``PREPARE`` once per connection, then ``EXECUTE`` with the values (client-side binding, Django's
+default), which still goes in one round trip with BEGIN or COMMIT. PostgreSQL then plans each
+once, not on every sign-in: half its CPU per sign-in (bench/README.md). Where the prepared
+statements do not stay with the connection (a pooler in transaction mode), the process stops
+preparing them at the first sign of it (``PreparedStatementsLost``).
 """
 
 from __future__ import annotations
@@ -476,8 +476,11 @@ def _preparation(label: str, statement: str, count: int) -> tuple[str, str, str]
 
 
 def prepares(cursor: Any) -> bool:
-    """Whether ``execute_prepared`` prepares statements on ``cursor``'s connection."""
-    return cursor.db.vendor == "postgresql" and not _prepared_lost
+    """Whether ``execute_prepared`` prepares statements on ``cursor``'s connection: on
+    PostgreSQL with client-side binding (``sends_together``), where EXECUTE's values go in its
+    text. Server-side binding cannot pass values to EXECUTE, and psycopg prepares its statements
+    itself there (``prepare_threshold``)."""
+    return not _prepared_lost and sends_together(cursor)
 
 
 def execute_prepared(
