@@ -864,6 +864,28 @@ def test_prepared_statements_not_where_left_are_handed_over_and_prepared_no_more
     ]
 
 
+def test_a_prepared_statement_whose_result_changed_type_is_prepared_again(
+    ada, served, postgresql_prepares_anew, caplog
+):
+    """A migration run beside the server changed the type of a column the lookup returns
+    (varchar to text, here): PostgreSQL refuses the statement prepared before it. That sign-in
+    is handed over; the next drops the statement, prepares it again and takes the fast path."""
+    assert sign_in_once(ada)[0] == 200
+    with connection.cursor() as cursor:
+        table = User._meta.db_table
+        cursor.execute(f'ALTER TABLE "{table}" ALTER COLUMN "full_name" TYPE text')
+    status, _ = sign_in_once(ada)
+    assert status == 200
+    assert [h["path"] for h in served.handed] == ["/sign-in/result"]
+    status, queries = sign_in_once(ada)
+    assert status == 200
+    assert len(served.handed) == 1  # the fast path, its statement prepared anew
+    assert queries.captured_queries[1]["sql"].startswith("DEALLOCATE threshold_find_")
+    assert work(queries) == RESULT_STATEMENTS
+    assert not hotpath._prepared_lost
+    assert "prepared statements do not stay" not in caplog.text
+
+
 # --- Tokens --------------------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ _EXECUTE = re.compile(r"EXECUTE threshold_([a-z]+)_[0-9a-f]{16}\(")
 
 def unprepared(sql: str) -> str | None:
     """``sql`` with a prepared statement's EXECUTE read as the statement's first words; None
-    for a PREPARE (sent once per connection)."""
-    if sql.lstrip().startswith("PREPARE threshold_"):
+    for a PREPARE (sent once per connection, after a DEALLOCATE when its plan went stale)."""
+    if sql.lstrip().startswith(("PREPARE threshold_", "DEALLOCATE threshold_")):
         return None
     return _EXECUTE.sub(lambda match: f"{_BEGINS[match.group(1)]} (", sql)

@@ -732,7 +732,7 @@ def _result(
     # connection is checked once, when opened.
     try:
         key = hotpath.without_health_check(sign_in)
-    except hotpath.PreparedStatementsLost:
+    except hotpath.PreparedStatementsLost:  # or stale
         raise _HandOver from None  # rolled back; the lean path prepares nothing
     return {"redirect": setup.home}, [
         _cookie(

@@ -36,7 +36,8 @@ On PostgreSQL the fast path's two statements are prepared (``execute_prepared``)
 default), which still goes in one round trip with BEGIN or COMMIT. PostgreSQL then plans each
 once, not on every sign-in: half its CPU per sign-in (bench/README.md). Where the prepared
 statements do not stay with the connection (a pooler in transaction mode), the process stops
-preparing them at the first sign of it (``PreparedStatementsLost``).
+preparing them at the first sign of it (``PreparedStatementsLost``); one whose result changed
+type since (a migration run beside the server) is prepared again (``PreparedStatementStale``).
 """
 
 from __future__ import annotations
@@ -458,9 +459,19 @@ _prepared_lost = False
 _NOT_WHERE_LEFT = frozenset({"26000", "42P05"})
 
 
+# PostgreSQL's refusal of a prepared statement whose result's columns changed type since it
+# was prepared (a migration run beside this process): prepared again next time.
+_STALE = "cached plan must not change result type"
+
+
 class PreparedStatementsLost(Exception):
     """A prepared statement was not where this process left it: the statement failed (its
     transaction must roll back), and this process prepares no more (``execute_prepared``)."""
+
+
+class PreparedStatementStale(PreparedStatementsLost):
+    """A prepared statement's result changed type (``_STALE``): the statement failed (its
+    transaction must roll back), and it is prepared again when next run."""
 
 
 @lru_cache(maxsize=16)
@@ -504,11 +515,18 @@ def execute_prepared(
     names = _prepared.setdefault(cursor.db.connection, set())
     try:
         if name not in names:
-            cursor.execute(prepare, None)
+            stale = f"-{name}"  # prepared before, its plan now stale: dropped first
+            cursor.execute(f"DEALLOCATE {name}; {prepare}" if stale in names else prepare, None)
+            names.discard(stale)
             names.add(name)
         cursor.execute(f"{before}{execute}{after}", parameters)
     except DatabaseError as error:
-        if getattr(error.__cause__, "sqlstate", None) not in _NOT_WHERE_LEFT:
+        cause = error.__cause__
+        if getattr(getattr(cause, "diag", None), "message_primary", None) == _STALE:
+            names.discard(name)
+            names.add(f"-{name}")
+            raise PreparedStatementStale from error
+        if getattr(cause, "sqlstate", None) not in _NOT_WHERE_LEFT:
             raise
         _prepared_lost = True
         _logger.warning(
