@@ -459,9 +459,10 @@ _prepared_lost = False
 _NOT_WHERE_LEFT = frozenset({"26000", "42P05"})
 
 
-# PostgreSQL's refusal of a prepared statement whose result's columns changed type since it
-# was prepared (a migration run beside this process): prepared again next time.
-_STALE = "cached plan must not change result type"
+# feature_not_supported: how PostgreSQL refuses a prepared statement whose result's columns
+# changed type since it was prepared ("cached plan must not change result type", in the server's
+# language), after a migration run beside this process: prepared again next time.
+_STALE = "0A000"
 
 
 class PreparedStatementsLost(Exception):
@@ -521,12 +522,12 @@ def execute_prepared(
             names.add(name)
         cursor.execute(f"{before}{execute}{after}", parameters)
     except DatabaseError as error:
-        cause = error.__cause__
-        if getattr(getattr(cause, "diag", None), "message_primary", None) == _STALE:
+        sqlstate = getattr(error.__cause__, "sqlstate", None)
+        if sqlstate == _STALE:
             names.discard(name)
             names.add(f"-{name}")
             raise PreparedStatementStale from error
-        if getattr(cause, "sqlstate", None) not in _NOT_WHERE_LEFT:
+        if sqlstate not in _NOT_WHERE_LEFT:
             raise
         _prepared_lost = True
         _logger.warning(
