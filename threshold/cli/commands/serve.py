@@ -243,6 +243,7 @@ def serve(args: argparse.Namespace) -> int:
     from django.db import connection
     from gunicorn.app.base import BaseApplication
 
+    from threshold.cli.checkpoints import leave_to_a_thread
     from threshold.core.metadata import use_default_store
     from threshold.sso.keys import KeysError, all_keys
     from threshold.sso.logout import retry_logouts
@@ -276,6 +277,7 @@ def serve(args: argparse.Namespace) -> int:
     ready = multiprocessing.Value("i", 0)
 
     def post_worker_init(worker: Any) -> None:
+        leave_to_a_thread(settings.DATABASES["default"])
         # Back-channel logouts that failed are retried from here, not only by `threshold cleanup`.
         retry_logouts()
         with ready.get_lock():
