@@ -55,7 +55,11 @@ def _backstop(sender: Any, connection: Any, **kwargs: Any) -> None:
 def _checkpoint_every_interval(path: str, timeout: float) -> None:
     """Until the worker ends (a daemon thread)."""
     failed = False
-    db = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    try:
+        db = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        logger.warning("SQLite checkpoints left to the requests: %s", exc)
+        return
     try:
         while True:
             time.sleep(INTERVAL_SECONDS)
