@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from django.db import connections
 from django.db.backends.signals import connection_created
 
+from tests.support.processes import DATABASE_FILE, one_worker, serving
 from threshold.cli import checkpoints
 
 # Its databases are SQLite files of its own: the PostgreSQL run skips it.
@@ -82,3 +84,30 @@ def test_nothing_changes_on_postgresql() -> None:
     checkpoints.leave_to_a_thread({"ENGINE": "django.db.backends.postgresql", "NAME": "t"})
     assert len(connection_created.receivers) == receivers
     assert _checkpointing_threads() == threads
+
+
+def test_a_served_worker_copies_what_was_written_into_the_database(tmp_path: Path) -> None:
+    """`threshold serve`'s workers start the thread: another process's commits, short of
+    SQLite's own 1,000 pages and with no request to the server, reach the database file."""
+    var = tmp_path / "var"
+    port, env = one_worker(var)
+    path = var / DATABASE_FILE
+
+    def is_up() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/sign-in", timeout=5) as answer:
+            return bool(answer.status == 200)
+
+    with serving(env, tmp_path / "server.log", is_up):
+        writer = sqlite3.connect(path, isolation_level=None)
+        try:
+            writer.execute("PRAGMA wal_autocheckpoint=0")  # this one never checkpoints
+            writer.execute("CREATE TABLE probe (data BLOB)")
+            before = path.stat().st_size
+            writer.executemany("INSERT INTO probe VALUES (?)", [(b"x" * (PAGE - 100),)] * 100)
+            assert path.stat().st_size == before  # in the log only
+            deadline = time.monotonic() + 5
+            while path.stat().st_size < before + 100 * PAGE and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert path.stat().st_size >= before + 100 * PAGE
+        finally:
+            writer.close()
