@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,6 +27,7 @@ from django.test.client import ClientHandler
 from django.test.utils import override_settings
 
 import threshold.clock
+from tests.support import recorded
 from tests.support.authenticator import SoftAuthenticator
 from tests.support.hashers import LowestCostArgon2idHasher
 from threshold.accounts.models import User
@@ -280,11 +282,78 @@ class Person:
         return Passkey.objects.get(user=self.user)
 
 
+@dataclass(frozen=True)
+class _Enrollment:
+    """A real enrollment into an empty database, as ``recorded.capture`` recorded it."""
+
+    tables: tuple[recorded.Table, ...]
+    authenticator: SoftAuthenticator  # as it was once enrolled; each replay gets a copy
+    user_pk: int
+    invite_pk: int
+    at: float  # threshold.clock.now() as it ended
+
+
+# By (username, full name, the authenticator's arguments); forgotten when a setting changes.
+_enrollments: dict[tuple[Any, ...], _Enrollment] = {}
+setting_changed.connect(
+    lambda **_: _enrollments.clear(), weak=False, dispatch_uid="tests.integration.enrollments"
+)
+
+
+def _fresh_copy(soft: SoftAuthenticator) -> SoftAuthenticator:
+    return replace(soft, credentials=[replace(credential) for credential in soft.credentials])
+
+
+def _clock_is_the_walls() -> bool:
+    """Whether the test's clock is within a minute of the real one. Some columns are dated by
+    Django's clock, others by threshold.clock's: only rows written with both near each other
+    are recorded, and replayed only then, so that both stay near their clock's now."""
+    return abs(threshold.clock.now() - time.time()) < 60
+
+
+def _replayed(key: tuple[Any, ...]) -> Person | None:
+    """The person of a recorded enrollment, written again (tests/support/recorded.py), or None
+    to enroll for real."""
+    enrollment = _enrollments.get(key)
+    if enrollment is None:
+        return None
+    moved = threshold.clock.now() - enrollment.at
+    if abs(moved) > 3600 or not _clock_is_the_walls() or not recorded.is_empty():
+        return None
+    try:
+        written = recorded.replay(enrollment.tables, timedelta(seconds=moved))
+    except recorded.IntegrityError:
+        return None
+    (user,) = (row for row in written[User] if row.pk == enrollment.user_pk)
+    (invite_row,) = (row for row in written[EnrollmentInvite] if row.pk == enrollment.invite_pk)
+    return Person(user, _fresh_copy(enrollment.authenticator), invite_row)
+
+
 def enrolled_person(username: str, full_name: str, **authenticator: Any) -> Person:
+    """``username`` enrolled from a fresh invite link with a software passkey.
+
+    The first such enrollment into an empty database in a process is real and recorded; the
+    same one into an empty database again writes the recorded rows (tests/support/recorded.py).
+    Tests of enrollment itself call ``invite`` and ``enroll``."""
+    key = (username, full_name, *sorted(authenticator.items()))
+    person = _replayed(key)
+    if person is not None:
+        return person
+    empty = key not in _enrollments and _clock_is_the_walls() and recorded.is_empty()
     created, token = invite(username, full_name)
     soft = SoftAuthenticator(**authenticator)
     response = enroll(Browser(), token, soft)
     assert response.status_code == 200, response.content
+    if empty:
+        _enrollments[key] = _Enrollment(
+            recorded.capture(),
+            _fresh_copy(soft),
+            created.user.pk,
+            created.invite.pk,
+            # Taken once it ended: replayed, its rows are as old as a real enrollment's just
+            # ended, never newer than what the test writes next.
+            threshold.clock.now(),
+        )
     return Person(created.user, soft, created.invite)
 
 
