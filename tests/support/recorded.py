@@ -20,6 +20,7 @@ replay roll back and the caller enroll for real.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -74,11 +75,12 @@ def capture() -> tuple[Table, ...]:
             for row in model._base_manager.order_by("pk").values()
         )
         if rows:
-            # Not an ``auto_now`` field: saving dates it now, a replay too.
+            # Not an ``auto_now`` or ``auto_now_add`` field: saving dates it now, a replay too.
             moments = frozenset(
                 field.attname
                 for field in model._meta.concrete_fields
-                if isinstance(field, models.DateTimeField) and not field.auto_now
+                if isinstance(field, models.DateTimeField)
+                and not (field.auto_now or field.auto_now_add)
             )
             tables.append(Table(model, rows, moments))
     ordered: list[Table] = []
@@ -100,6 +102,13 @@ def capture() -> tuple[Table, ...]:
     return tuple(ordered)
 
 
+def _again(table: Table, name: str, value: Any, moved: timedelta) -> Any:
+    if name in table.moments and value is not None:
+        return value + moved
+    # A JSON value is the test's own to change, not the recording's.
+    return copy.deepcopy(value) if isinstance(value, dict | list) else value
+
+
 def replay(tables: tuple[Table, ...], moved: timedelta) -> dict[type[models.Model], list[Any]]:
     """Insert the rows again, each date and time moved by ``moved``: the model instances
     written, by model. Raises IntegrityError, having written nothing, if a key is taken."""
@@ -108,12 +117,7 @@ def replay(tables: tuple[Table, ...], moved: timedelta) -> dict[type[models.Mode
         for table in tables:
             objects = [
                 table.model(
-                    **{
-                        name: value + moved
-                        if name in table.moments and value is not None
-                        else value
-                        for name, value in row.items()
-                    }
+                    **{name: _again(table, name, value, moved) for name, value in row.items()}
                 )
                 for row in table.rows
             ]
