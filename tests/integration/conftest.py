@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import re
 import time
+import weakref
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.core.signals import setting_changed
 from django.test import Client
@@ -293,11 +295,17 @@ class _Enrollment:
     at: float  # threshold.clock.now() as it ended
 
 
-# By (username, full name, the authenticator's arguments); forgotten when a setting changes.
-_enrollments: dict[tuple[Any, ...], _Enrollment] = {}
-setting_changed.connect(
-    lambda **_: _enrollments.clear(), weak=False, dispatch_uid="tests.integration.enrollments"
+# By the settings they were made under, then (username, full name, the authenticator's
+# arguments). A change of settings (``override_settings``, the ``settings`` fixture) puts a new
+# holder in ``settings._wrapped`` and the old one back when it ends: recordings are used under
+# the same settings only, and forgotten with a test's own.
+_enrollments: weakref.WeakKeyDictionary[object, dict[tuple[Any, ...], _Enrollment]] = (
+    weakref.WeakKeyDictionary()
 )
+
+
+def _recordings() -> dict[tuple[Any, ...], _Enrollment]:
+    return _enrollments.setdefault(django_settings._wrapped, {})
 
 
 def _fresh_copy(soft: SoftAuthenticator) -> SoftAuthenticator:
@@ -314,7 +322,7 @@ def _clock_is_the_walls() -> bool:
 def _replayed(key: tuple[Any, ...]) -> Person | None:
     """The person of a recorded enrollment, written again (tests/support/recorded.py), or None
     to enroll for real."""
-    enrollment = _enrollments.get(key)
+    enrollment = _recordings().get(key)
     if enrollment is None:
         return None
     moved = threshold.clock.now() - enrollment.at
@@ -339,13 +347,13 @@ def enrolled_person(username: str, full_name: str, **authenticator: Any) -> Pers
     person = _replayed(key)
     if person is not None:
         return person
-    empty = key not in _enrollments and _clock_is_the_walls() and recorded.is_empty()
+    empty = key not in _recordings() and _clock_is_the_walls() and recorded.is_empty()
     created, token = invite(username, full_name)
     soft = SoftAuthenticator(**authenticator)
     response = enroll(Browser(), token, soft)
     assert response.status_code == 200, response.content
     if empty:
-        _enrollments[key] = _Enrollment(
+        _recordings()[key] = _Enrollment(
             recorded.capture(),
             _fresh_copy(soft),
             created.user.pk,

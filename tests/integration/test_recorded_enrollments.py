@@ -3,8 +3,8 @@
 conftest's ``enrolled_person`` enrolls for real the first time, into an empty database, and
 then writes the recorded rows again (tests/support/recorded.py). These tests hold it to
 that: the rows are the real enrollment's, each date moved by as much as the clock; the
-person signs in with the passkey each time; and a database that is not empty, or a clock
-moved away from the wall's, gets a real enrollment.
+person signs in with the passkey each time; and a database that is not empty, a clock
+moved away from the wall's, or other settings get a real enrollment.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import DateTimeField
+from django.test.utils import override_settings
 
 from tests.integration.conftest import Browser, assert_ok, enrolled_person, sign_in
 from tests.support import recorded
@@ -114,3 +115,15 @@ def test_a_clock_moved_from_the_walls_gets_a_real_enrollment(db, clock) -> None:
     second = enrolled_person(USERNAME, "Rec Orded")
 
     assert second.user.pk != first.user.pk
+
+
+def test_other_settings_get_a_real_enrollment_and_the_same_settings_again_a_replay(db) -> None:
+    first = enrolled_person(USERNAME, "Rec Orded")
+    _emptied(recorded.capture())
+    with override_settings(THRESHOLD_SSO_DELIVER_INLINE=True):
+        other = enrolled_person(USERNAME, "Rec Orded")
+        _emptied(recorded.capture())
+    again = enrolled_person(USERNAME, "Rec Orded")
+
+    assert other.user.pk != first.user.pk
+    assert again.user.pk == first.user.pk

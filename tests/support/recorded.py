@@ -9,7 +9,8 @@ is asked for the same person again *in the same state*:
 
 - the database holds nothing of its own (``is_empty``: every table but Django's permissions
   and content types has no row), as when the rows were recorded;
-- the settings did not change since (conftest forgets every recording on ``setting_changed``);
+- the settings are the same (conftest keeps recordings by ``settings._wrapped``, which a
+  change of settings replaces for its duration);
 - the clock moved by at most an hour: each date and time is moved by as much as the clock
   moved since the recording, so the rows are as fresh as a real enrollment's would be.
 
