@@ -1,0 +1,77 @@
+"""What a new user's walk through every page in Chromium found (December 7).
+
+- A person signed in with no passkey left and no other way to verify was told to sign out and
+  sign in again, which they could not: the page now says not to, and to ask for a recovery link.
+- At a passkey limit of one, Settings said "1 of 1 passkeys: the limit. Remove one to add
+  another", though the only passkey cannot be removed; the add page said "up to 1 passkeys".
+- The readiness dashboard said "of the 1 active people have a passkey".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tests.integration.conftest import ORIGIN, Browser, FrozenClock, Person, begin_sign_in
+from tests.integration.portal_support import staff
+from threshold.accounts.models import Role
+from threshold.audit.actions import Origin
+from threshold.passkeys.models import Passkey
+from threshold.policy.actions import do_update_policy, get_policy
+
+
+def signed_in(person: Person) -> Browser:
+    browser = Browser()
+    credential = person.authenticator.get(begin_sign_in(browser), ORIGIN)
+    assert browser.post_json("/sign-in/result", credential).status_code == 200
+    return browser
+
+
+def test_someone_with_no_way_to_verify_is_not_told_to_sign_out(ada: Person, clock: FrozenClock):
+    browser = signed_in(ada)
+    Passkey.objects.filter(user=ada.user).delete()  # an administrator removed her only one
+    clock.advance(get_policy().step_up_max_age_seconds + 1)
+
+    page = browser.get("/settings/verify?next=/settings/security-methods/add").content.decode()
+
+    assert 'id="no-passkey"' in page
+    assert "Sign out and sign in again" not in page
+    assert "Don&rsquo;t sign out" in page
+    assert "recovery link" in page
+
+
+def test_at_a_limit_of_one_settings_does_not_say_to_remove_the_only_passkey(ada: Person):
+    do_update_policy(dataclasses.replace(get_policy(), passkey_limit=1), Origin.cli())
+    browser = signed_in(ada)
+
+    settings = browser.get("/settings").content.decode()
+    add = browser.get("/settings/security-methods/add").content.decode()
+
+    assert "1 of 1 passkey: the limit." in settings
+    assert "Remove one to add another" not in settings
+    assert "up to 1 passkey." in add
+
+
+def test_at_a_limit_of_two_settings_says_to_remove_one(ada: Person):
+    do_update_policy(dataclasses.replace(get_policy(), passkey_limit=2), Origin.cli())
+    browser = signed_in(ada)
+    # Her second passkey, from another device.
+    Passkey.objects.create(
+        **{
+            field.attname: getattr(ada.passkey, field.attname)
+            for field in Passkey._meta.concrete_fields
+            if field.attname not in ("id", "credential_id")
+        },
+        credential_id=b"another device's passkey",
+    )
+
+    settings = browser.get("/settings").content.decode()
+
+    assert "2 of 2 passkeys: the limit. Remove one to add another." in settings
+
+
+def test_the_readiness_dashboard_counts_one_person_in_the_singular(db):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+
+    page = browser.get("/admin/readiness").content.decode()
+
+    assert "of the 1 active person has a passkey" in page
