@@ -136,6 +136,23 @@ def test_no_passkey_of_this_account_on_the_device_reads_not_found_on_this_device
     assert server.audit(person.email)[0] == ("sign_out", ""), "the server saw no assertion"
 
 
+def test_a_closed_prompt_at_verify_its_you_reads_not_found_or_canceled(
+    page: Page, authenticator: Authenticator, invite: Invite, server: Server
+) -> None:
+    """Signed in and verifying it's them, a person who closes the prompt is not told their
+    passkey is gone, nor to sign in another way (a new user's walk, December 7)."""
+    person = invite()
+    enroll(page, person)
+    server.advance_clock(301)  # past the step-up window
+    authenticator.set_user_verified(False)  # Chromium ends it as a closed prompt would
+    page.goto("/settings/verify?next=%2Fsettings%2Fsecurity-methods%2Fadd")
+    page.get_by_role("button", name="Verify").click()
+
+    expect(title(page)).to_have_text("Passkey Not Found or Canceled")
+    expect(page.locator("#ceremony-error-message")).not_to_contain_text("sign in another way")
+    assert page.url.endswith("/settings/verify?next=%2Fsettings%2Fsecurity-methods%2Fadd")
+
+
 def test_the_password_step_is_offered_only_when_the_policy_allows_it(
     page: Page, authenticator: Authenticator, passkeys_only: None
 ) -> None:

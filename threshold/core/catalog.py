@@ -167,10 +167,11 @@ _ENTRIES = [
         "No Passkey is set up for this device. Use a passkey on another device, such as your "
         "phone or a security key, or sign in another way and then set up a passkey for this "
         "device.",
-        "The sign-in asked for the account's own passkeys (after a username, or to verify it's "
-        "you) and the device holds none of them: no credentials found, or the passkey is no "
-        "longer usable (deleted from the device or the password manager). Also shown when the "
-        "person canceled that prompt.",
+        "The sign-in asked for the account's own passkeys (after a username) and the device "
+        "holds none of them: no credentials found, or the passkey is no longer usable (deleted "
+        "from the device or the password manager). Also shown when the person canceled that "
+        "prompt. To someone verifying it's them, signed in already, a closed prompt reads "
+        "\u201cPasskey Not Found or Canceled\u201d.",
         "Use a device that has one of the account's passkeys (Settings \u2192 Security Methods "
         "lists them). Once signed in, set up a passkey on this device with \u201cSet up "
         "another\u201d.",

@@ -151,8 +151,8 @@
   // What a person sees when the browser ends the ceremony. One DOMException name covers
   // several causes (WebAuthn L3 §5.1.3, §5.1.4, §14.5.2); the context tells more:
   // registering; elapsedMs against timeoutMs (a timeout); offered (allowCredentials
-  // listed the account's own passkeys: none is here, or the prompt was closed). An
-  // AbortError not our own is as unexplained as UnknownError.
+  // listed the account's own passkeys: none is here, or the prompt was closed; not
+  // so at step-up). An AbortError not our own is as unexplained as UnknownError.
   function browserError(error, context) {
     const name = error && error.name;
     const timedOut = context.timeoutMs && context.elapsedMs >= context.timeoutMs - 1000;
@@ -196,7 +196,7 @@
           registering: false,
           elapsedMs: Date.now() - started,
           timeoutMs: data.publicKey.timeout,
-          offered: offered.length > 0,
+          offered: offered.length > 0 && root.dataset.ceremony !== "step-up",
         }),
       };
     }
