@@ -5,14 +5,25 @@
 - At a passkey limit of one, Settings said "1 of 1 passkeys: the limit. Remove one to add
   another", though the only passkey cannot be removed; the add page said "up to 1 passkeys".
 - The readiness dashboard said "of the 1 active people have a passkey".
+- An invite link opened again after enrolling with it (the email clicked twice) said only to ask
+  the administrator for a new link, which Threshold refuses for someone who can sign in.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from tests.integration.conftest import ORIGIN, Browser, FrozenClock, Person, begin_sign_in
+from tests.integration.conftest import (
+    ORIGIN,
+    Browser,
+    FrozenClock,
+    Person,
+    begin_sign_in,
+    enroll,
+    invite,
+)
 from tests.integration.portal_support import staff
+from tests.support.authenticator import SoftAuthenticator
 from threshold.accounts.models import Role
 from threshold.audit.actions import Origin
 from threshold.passkeys.models import Passkey
@@ -75,3 +86,15 @@ def test_the_readiness_dashboard_counts_one_person_in_the_singular(db):
     page = browser.get("/admin/readiness").content.decode()
 
     assert "of the 1 active person has a passkey" in page
+
+
+def test_an_invite_link_opened_again_after_enrolling_says_to_sign_in_with_the_passkey(db):
+    _, token = invite("dana@example.com", "Dana Okafor")
+    assert enroll(Browser(), token, SoftAuthenticator()).status_code == 200
+
+    again = Browser().get(f"/enroll/{token}")
+
+    assert again.status_code == 404
+    page = again.content.decode()
+    assert "If you set up your passkey with it already, sign in with that passkey instead." in page
+    assert 'href="/sign-in"' in page

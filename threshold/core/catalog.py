@@ -313,11 +313,14 @@ _ENTRIES = [
         "invite_unusable",
         "This link can\u2019t be used",
         "This link is not valid any more: it may have been used already, expired, or been "
-        "copied incompletely. Ask your administrator for a new link.",
+        "copied incompletely. Ask your administrator for a new link. If you set up your "
+        "passkey with it already, sign in with that passkey instead.",
         "The enrollment or recovery link is unknown, garbled, already used, revoked or expired, "
         "or the account is locked.",
-        "Send a new link with `threshold invite EMAIL` (or `threshold recover EMAIL` for "
-        "someone who lost every passkey). Links work once, enrollment links for "
+        "Someone who enrolled with the link already signs in with their passkey, and adds "
+        "devices under Settings \u2192 Security Methods (a new invite is refused for anyone "
+        "who can sign in). Otherwise, send a new link with `threshold invite EMAIL` (or `threshold "
+        "recover EMAIL` for someone who lost every passkey). Links work once, enrollment links for "
         "invite_lifetime_hours (seven days by default), recovery links for "
         "recovery_link_lifetime_minutes (an hour); the audit log says which of the reasons "
         "applied.",
