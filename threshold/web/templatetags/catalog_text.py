@@ -10,14 +10,14 @@ from django.utils.safestring import SafeString, mark_safe
 
 register = template.Library()
 
-# A command or name in backticks, as the catalog writes them for the terminal too.
+# A command or name in backticks, as the catalog's texts write them.
 _CODE = re.compile(r"`([^`\n]+)`")
 
 
 @register.filter
 def code_spans(text: str) -> SafeString:
-    """``text`` escaped, each backticked span as ``<code>`` (the catalog's causes and
-    solutions, which ``threshold help`` prints as they are)."""
+    """``text`` escaped, each backticked span as ``<code>``: the catalog's causes and solutions
+    on the help page and in the audit log's explanations."""
     parts = _CODE.split(str(text))  # text, span, text, span, ..., text
     return mark_safe(  # noqa: S308 - every part is escaped here
         "".join(
