@@ -14,13 +14,13 @@ from __future__ import annotations
 import dataclasses
 
 from tests.integration.conftest import (
-    ORIGIN,
     Browser,
     FrozenClock,
     Person,
-    begin_sign_in,
+    assert_ok,
     enroll,
     invite,
+    sign_in,
 )
 from tests.integration.portal_support import staff
 from tests.support.authenticator import SoftAuthenticator
@@ -32,8 +32,7 @@ from threshold.policy.actions import do_update_policy, get_policy
 
 def signed_in(person: Person) -> Browser:
     browser = Browser()
-    credential = person.authenticator.get(begin_sign_in(browser), ORIGIN)
-    assert browser.post_json("/sign-in/result", credential).status_code == 200
+    assert_ok(sign_in(browser, person.authenticator))
     return browser
 
 
