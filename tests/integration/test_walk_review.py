@@ -7,11 +7,18 @@
 - The readiness dashboard said "of the 1 active people have a passkey".
 - An invite link opened again after enrolling with it (the email clicked twice) said only to ask
   the administrator for a new link, which Threshold refuses for someone who can sign in.
+- With `THRESHOLD_PORT=8765 make run`, the banner's command for a new link, run as printed,
+  printed a link to port 8000, where nothing served: it now carries the settings links are
+  made of (never DATABASE_URL, which may hold a password: it names it).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
+import shlex
+import subprocess
+from pathlib import Path
 
 from tests.integration.conftest import (
     Browser,
@@ -24,6 +31,7 @@ from tests.integration.conftest import (
 )
 from tests.integration.portal_support import staff
 from tests.support.authenticator import SoftAuthenticator
+from tests.support.processes import REPO, migrated, newcomer_environment, threshold_command
 from threshold.accounts.models import Role
 from threshold.audit.actions import Origin
 from threshold.passkeys.models import Passkey
@@ -97,3 +105,58 @@ def test_an_invite_link_opened_again_after_enrolling_says_to_sign_in_with_the_pa
     page = again.content.decode()
     assert "If you set up your passkey with it already, sign in with that passkey instead." in page
     assert 'href="/sign-in"' in page
+
+
+def _bootstrap_banner(env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [*threshold_command(), "bootstrap"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_the_banners_command_for_a_new_link_links_to_the_port_served(tmp_path: Path):
+    var = tmp_path / "var with a space"
+    migrated(var)
+    served = newcomer_environment(
+        THRESHOLD_VAR_DIR=str(var), THRESHOLD_PORT="8765", THRESHOLD_SMTP_PASSWORD="hunter2"
+    )
+    banner = _bootstrap_banner(served)
+    assert "http://localhost:8765/enroll/" in banner
+    [command] = [line.strip() for line in banner.splitlines() if line.endswith(" bootstrap")]
+    assert "hunter2" not in banner
+    # Before it runs: without it, the command would open the repository's own var/.
+    assert f"THRESHOLD_VAR_DIR={shlex.quote(str(var))}" in command
+
+    # Pasted into another terminal, without the server's settings.
+    again = subprocess.run(
+        ["sh", "-c", command],
+        cwd=REPO,
+        env=newcomer_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    [link] = re.findall(r"http://\S+/enroll/\S+", again)
+    assert link.startswith("http://localhost:8765/enroll/")
+    # The same database: the first link was replaced.
+    assert link not in banner
+
+
+def test_the_banner_names_database_url_but_never_prints_it(tmp_path: Path):
+    var = tmp_path / "var"
+    migrated(var)
+    database = f"sqlite:///{var / 'threshold.sqlite3'}"
+    banner = _bootstrap_banner(
+        newcomer_environment(THRESHOLD_VAR_DIR=str(var), DATABASE_URL=database)
+    )
+    assert "with this server's DATABASE_URL in the environment." in banner
+    assert database not in banner
+    [command] = [line.strip() for line in banner.splitlines() if line.endswith(" bootstrap")]
+    assert shlex.split(command)[0] == f"THRESHOLD_VAR_DIR={var}"

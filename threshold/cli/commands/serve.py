@@ -142,8 +142,33 @@ def _bootstrap() -> list[str] | None:
         f"    {created.link}",
         "",
         f"It expires {created.invite.expires_at:%Y-%m-%d %H:%M} UTC. For a new link, run:",
-        f"    {_command_path()} bootstrap",
+        f"    {_command_line('bootstrap')}",
+        *(
+            ["with this server's DATABASE_URL in the environment."]
+            if os.environ.get("DATABASE_URL")
+            else []
+        ),
     ]
+
+
+# What shapes a link's address (the origin, the port) and which database a command opens. A
+# command run without them prints links to http://localhost:8000 or opens another database.
+# None holds a secret; DATABASE_URL may, so it is named, not printed.
+_LINK_SETTINGS = (
+    "THRESHOLD_VAR_DIR",
+    "THRESHOLD_RP_ID",
+    "THRESHOLD_ORIGINS",
+    "THRESHOLD_PUBLIC_URL",
+    "THRESHOLD_PORT",
+)
+
+
+def _command_line(*arguments: str) -> str:
+    """A ``threshold`` command to copy and paste, with the settings this process was given."""
+    settings = [
+        f"{name}={shlex.quote(value)}" for name in _LINK_SETTINGS if (value := os.environ.get(name))
+    ]
+    return " ".join([*settings, _command_path(), *map(shlex.quote, arguments)])
 
 
 def _command_path() -> str:
