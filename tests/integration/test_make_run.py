@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -173,7 +174,7 @@ def _framed_block_ended(lines: list[str]) -> bool:
     return lines.count(RULE) >= 2
 
 
-def test_make_run_prints_the_enrollment_link_last_framed_with_the_full_command(make_run):
+def test_make_run_prints_the_enrollment_link_last_framed_with_the_full_command(make_run, tmp_path):
     output, port = make_run
     assert output.until(_framed_block_ended, timeout=120), "\n".join(output.lines)
     # Nothing follows once the server is ready.
@@ -195,7 +196,10 @@ def test_make_run_prints_the_enrollment_link_last_framed_with_the_full_command(m
     [link] = [line.strip() for line in frame if "/enroll/" in line]
     assert re.fullmatch(rf"http://localhost:{port}/enroll/[A-Za-z0-9_-]{{43}}", link)
     [command] = [line.strip() for line in frame if line.strip().endswith(" bootstrap")]
-    path = Path(command.removesuffix(" bootstrap"))
+    # With the settings the link is made of, as `make run` was given them.
+    *settings, program, _ = shlex.split(command)
+    assert settings == [f"THRESHOLD_VAR_DIR={tmp_path / 'var'}", f"THRESHOLD_PORT={port}"]
+    path = Path(program)
     assert path.is_absolute()
     assert path == REPO / ".venv" / "bin" / "threshold"
     assert os.access(path, os.X_OK)
