@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
 from django.utils.html import escape
 
 from tests.integration.conftest import Browser, assert_ok, sign_in
+from threshold.audit.actions import Origin
 from threshold.help import guides
+from threshold.policy.actions import do_update_policy, get_policy
 
 pytestmark = pytest.mark.django_db
 
@@ -81,7 +84,74 @@ def test_the_guides_first_addresses_lead_to_it(db, old, new):
 @pytest.mark.parametrize("path", ["/sign-in", "/help/errors", "/settings"])
 def test_the_sign_in_page_help_and_settings_link_to_the_guide(signed_in, path):
     page = (Browser() if path != "/settings" else signed_in).get(path)
-    assert '<a href="/help/guide">' in page.content.decode()
+    link = (
+        '<a href="/help/guide#first-sign-in">' if path == "/sign-in" else '<a href="/help/guide">'
+    )
+    assert link in page.content.decode()
+
+
+# --- Signing in on a device with no passkey yet -------------------------------------------------
+
+FIRST_SIGN_IN = '<h2 id="first-sign-in">Sign in on a new or borrowed device</h2>'
+PUSH = "Send a push to Threshold Verify"
+PASSWORD = "Sign in with a password instead"
+
+
+def first_sign_in(html: str) -> str:
+    """The page's first-sign-in section, its whitespace as a browser shows it."""
+    start = html.index(FIRST_SIGN_IN)
+    return " ".join(html[start : html.index("</section>", start)].split())
+
+
+@pytest.mark.parametrize("user_agent", [USER_AGENTS["windows"], ""])
+def test_the_sign_in_pages_link_explains_signing_in_without_a_passkey_there(db, user_agent):
+    """The sign-in page's "On a new or borrowed device?" once led to guides that began with
+    "sign in to Threshold and open Settings"."""
+    browser = Browser()
+    sign_in_page = browser.get("/sign-in").content.decode()
+    [address] = re.findall(
+        r'<a href="([^"]*)">How to sign in and set up a passkey there', sign_in_page
+    )
+    path, anchor = address.split("#")
+
+    html = browser.get(path, HTTP_USER_AGENT=user_agent).content.decode()
+
+    assert f'<h2 id="{anchor}">' in html
+    section = first_sign_in(html)
+    assert "Use a different phone, tablet or security key" in section
+    assert "Scan the QR code with your phone" in section
+    assert "insert the key, enter its PIN and touch it" in section
+    assert "Ask your IT team for a recovery link" in section
+    # The other ways the sign-in page offers by default, as it words them.
+    assert 'id="push-button"' in sign_in_page
+    assert 'id="password-link"' in sign_in_page
+    assert PUSH in section
+    assert PASSWORD in section
+
+
+def test_the_first_sign_in_names_only_the_ways_the_policy_offers(db):
+    do_update_policy(
+        dataclasses.replace(
+            get_policy(), allow_password_fallback=False, allow_device_app_sign_in=False
+        ),
+        Origin.cli(),
+    )
+    sign_in_page = Browser().get("/sign-in").content.decode()
+    section = first_sign_in(Browser().get("/help/guide/macos").content.decode())
+    assert 'id="push-button"' not in sign_in_page
+    assert 'id="password-link"' not in sign_in_page
+    for way in (PUSH, PASSWORD):
+        assert way not in section
+
+
+@pytest.mark.parametrize("key", ["security-key", "threshold-verify"])
+def test_pages_about_no_device_one_signs_in_on_leave_it_out(db, key):
+    assert FIRST_SIGN_IN not in Browser().get(f"/help/guide/{key}").content.decode()
+
+
+@pytest.mark.parametrize("path", ["/help/guide", "/help/guide/macos"])
+def test_signed_in_the_guide_leaves_out_the_first_sign_in(signed_in, path):
+    assert FIRST_SIGN_IN not in signed_in.get(path).content.decode()
 
 
 # --- One page per platform ---------------------------------------------------------------------

@@ -10,6 +10,7 @@ from django.views.decorators.vary import vary_on_headers
 from threshold.core import catalog
 from threshold.core.useragent import describe
 from threshold.help.guides import PLATFORMS, Platform, localize
+from threshold.policy.access import policy_for
 
 
 @require_GET
@@ -34,9 +35,18 @@ def errors(request: HttpRequest) -> HttpResponse:
 # --- The set-up guides ---------------------------------------------------------------------------
 
 
+# Pages about something other than a device one signs in on: no "first sign-in" section.
+_NOT_A_DEVICE = frozenset({"security-key", "threshold-verify"})
+
+
 def _guide_page(
     request: HttpRequest, platform: Platform | None, *, detected: bool = False
 ) -> HttpResponse:
+    # How to sign in on a device without a passkey yet, for a visitor not signed in (the
+    # sign-in page links here): with the other ways only where the policy offers them.
+    first_sign_in = not request.user.is_authenticated and (
+        platform is None or platform.key not in _NOT_A_DEVICE
+    )
     return render(
         request,
         "help/guide.html",
@@ -44,6 +54,8 @@ def _guide_page(
             "platform": localize(platform) if platform else None,
             "platforms": [localize(each) for each in PLATFORMS.values()],
             "detected": detected,
+            "first_sign_in": first_sign_in,
+            "policy": policy_for(request) if first_sign_in else None,
         },
     )
 
