@@ -4,6 +4,8 @@
   sign in again, which they could not: the page now says not to, and to ask for a recovery link.
 - At a passkey limit of one, Settings said "1 of 1 passkeys: the limit. Remove one to add
   another", though the only passkey cannot be removed; the add page said "up to 1 passkeys".
+- At a passkey limit of one, Settings still said "We recommend creating more passkeys": it
+  now recommends the other ways in the policy offers, or says what to do if that one is lost.
 - The readiness dashboard said "of the 1 active people have a passkey".
 - An invite link opened again after enrolling with it (the email clicked twice) said only to ask
   the administrator for a new link, which Threshold refuses for someone who can sign in.
@@ -20,12 +22,15 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import pyotp
+
 from tests.integration.conftest import (
     Browser,
     FrozenClock,
     Person,
     assert_ok,
     enroll,
+    enrolled_person,
     invite,
     sign_in,
 )
@@ -34,6 +39,7 @@ from tests.support.authenticator import SoftAuthenticator
 from tests.support.processes import REPO, migrated, newcomer_environment, threshold_command
 from threshold.accounts.models import Role
 from threshold.audit.actions import Origin
+from threshold.fallback.actions import do_set_up_fallback
 from threshold.passkeys.models import Passkey
 from threshold.policy.actions import do_update_policy, get_policy
 
@@ -67,6 +73,47 @@ def test_at_a_limit_of_one_settings_does_not_say_to_remove_the_only_passkey(ada:
     assert "1 of 1 passkey: the limit." in settings
     assert "Remove one to add another" not in settings
     assert "up to 1 passkey." in add
+
+
+def _readiness(browser: Browser) -> str:
+    page = browser.get("/settings").content.decode()
+    if 'id="readiness"' not in page:
+        return ""
+    start = page.index('id="readiness"')
+    return " ".join(page[start : page.index("</div>", start)].split())
+
+
+def test_at_a_limit_of_one_settings_recommends_another_way_in_not_another_passkey(ada: Person):
+    browser = signed_in(ada)
+    assert "We recommend creating more passkeys" in _readiness(browser)
+
+    do_update_policy(dataclasses.replace(get_policy(), passkey_limit=1), Origin.cli())
+    note = _readiness(browser)
+    assert "more passkeys" not in note
+    assert "You have one passkey, as many as your organisation allows." in note
+    assert "set up Threshold Verify on another device or a password and authenticator app" in note
+
+    policy = dataclasses.replace(get_policy(), allow_device_app_sign_in=False)
+    do_update_policy(policy, Origin.cli())
+    assert "set up a password and authenticator app below." in _readiness(browser)
+
+    do_update_policy(dataclasses.replace(policy, allow_password_fallback=False), Origin.cli())
+    note = _readiness(browser)
+    assert "Add a backup" not in note
+    assert "ask your IT team for a recovery link" in note
+
+
+def test_at_a_limit_of_one_a_synced_passkey_is_not_told_to_add_another(db):
+    person = enrolled_person("sam@example.com", "Sam Reyes", backup_eligible=True)
+    # A second way in: Settings' note is about the passkeys all being synced.
+    do_set_up_fallback(
+        person.user, "correct horse battery staple 42", pyotp.random_base32(), 0, Origin.cli()
+    )
+    browser = signed_in(person)
+    assert "All your passkeys are synced passkeys" in _readiness(browser)
+
+    do_update_policy(dataclasses.replace(get_policy(), passkey_limit=1), Origin.cli())
+    assert _readiness(browser) == ""
 
 
 def test_at_a_limit_of_two_settings_says_to_remove_one(ada: Person):

@@ -23,10 +23,12 @@ from threshold.core import catalog, errors
 from threshold.core.catalog import Surface, status_for
 from threshold.core.encoding import b64url_encode
 from threshold.core.names import DISPLAY_NAME_MAX_LENGTH, NICKNAME_MAX_LENGTH
+from threshold.core.policy import Policy
 from threshold.core.vocabulary import Attachment, Hint
-from threshold.devices.actions import do_rename_device
+from threshold.devices.actions import device_app_refusal, do_rename_device
 from threshold.devices.methods import count_usable_devices
 from threshold.fallback.actions import fallback_refusal, has_fallback
+from threshold.groups.access import rules_of
 from threshold.passkeys.access import access_own_passkey, list_passkeys, not_allowed_passkey_ids
 from threshold.passkeys.actions import (
     do_begin_registration,
@@ -159,7 +161,7 @@ def _render_settings(
         "name_refused": name_refused,
         # What the person typed in the refused field, shown again for them to correct.
         "typed": typed,
-        "readiness": _readiness(user, passkeys),
+        "readiness": _readiness(user, passkeys, policy),
         # Security Methods: a group per kind of sign-in method (threshold.accounts.methods).
         "method_groups": settings_groups(user, policy),
         "sessions": sessions,
@@ -188,13 +190,22 @@ def _added_passkey(request: HttpRequest, passkeys: list[Passkey]) -> Passkey | N
     return next((p for p in passkeys if str(p.pk) == wanted), None)
 
 
-def _readiness(user: User, passkeys: list[Passkey]) -> str:
-    """A recommendation when losing one device or account would lock the person out."""
+def _readiness(user: User, passkeys: list[Passkey], policy: Policy) -> dict[str, Any]:
+    """A recommendation when losing one device or account would lock the person out: another
+    passkey, or where the policy allows no more, another way to sign in it offers them."""
+    room = len(passkeys) < policy.passkey_limit
     if len(passkeys) == 1 and count_sign_in_methods(user) == 1:
-        return "single"
-    if passkeys and all(p.is_synced for p in passkeys):
-        return "only-synced"
-    return ""
+        if room:
+            return {"state": "single"}
+        other_ways = []
+        if device_app_refusal(policy, rules_of(user)) is None:
+            other_ways.append("Threshold Verify on another device")
+        if fallback_refusal(user, policy) is None:
+            other_ways.append("a password and authenticator app")
+        return {"state": "single-at-limit", "other_ways": other_ways}
+    if room and passkeys and all(p.is_synced for p in passkeys):
+        return {"state": "only-synced"}
+    return {"state": ""}
 
 
 @require_POST
