@@ -7,6 +7,8 @@
 - At a passkey limit of one, Settings still said "We recommend creating more passkeys": it
   now recommends the other ways in the policy offers, or says what to do if that one is lost.
 - The readiness dashboard said "of the 1 active people have a passkey".
+- A recovery link's page told someone whose every passkey was removed "Your other passkeys
+  keep working".
 - An invite link opened again after enrolling with it (the email clicked twice) said only to ask
   the administrator for a new link, which Threshold refuses for someone who can sign in.
 - With `THRESHOLD_PORT=8765 make run`, the banner's command for a new link, run as printed,
@@ -33,12 +35,14 @@ from tests.integration.conftest import (
     enrolled_person,
     invite,
     sign_in,
+    token_of,
 )
 from tests.integration.portal_support import staff
 from tests.support.authenticator import SoftAuthenticator
 from tests.support.processes import REPO, migrated, newcomer_environment, threshold_command
 from threshold.accounts.models import Role
 from threshold.audit.actions import Origin
+from threshold.enrollment.actions import do_issue_recovery
 from threshold.fallback.actions import do_set_up_fallback
 from threshold.passkeys.models import Passkey
 from threshold.policy.actions import do_update_policy, get_policy
@@ -207,3 +211,18 @@ def test_the_banner_names_database_url_but_never_prints_it(tmp_path: Path):
     assert database not in banner
     [command] = [line.strip() for line in banner.splitlines() if line.endswith(" bootstrap")]
     assert shlex.split(command)[0] == f"THRESHOLD_VAR_DIR={var}"
+
+
+def test_a_recovery_page_speaks_of_other_passkeys_only_to_someone_who_has_them(ada: Person):
+    def recovery_page() -> str:
+        created = do_issue_recovery(ada.user, Origin.cli(), send_email=False)
+        page = Browser().get(f"/enroll/{token_of(created.link)}").content.decode()
+        assert "<h1>Recover your account</h1>" in page
+        return page
+
+    assert "Your other passkeys keep working." in recovery_page()
+
+    Passkey.objects.filter(user=ada.user).delete()  # an administrator removed them all
+    page = recovery_page()
+    assert "other passkeys" not in page
+    assert "Creating it signs you out everywhere else you are signed in." in page

@@ -104,7 +104,8 @@ def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
                 get_text_list(recovery_removes(invite.user), "and") if recovery else ""
             ),
             "fallback_allowed": fallback_refusal(invite.user, policy_for(request)) is None,
-            "keeps_devices": recovery and _has_devices(invite.user),
+            "keeps_passkeys": recovery and _has(invite.user, MethodKind.PASSKEY),
+            "keeps_devices": recovery and _has(invite.user, MethodKind.DEVICE_APP),
             "catalog": SET_UP_CATALOG,
             "flow": issue_flow_token(Flow.ENROLLMENT),
         },
@@ -165,8 +166,7 @@ def enroll_result(request: HttpRequest, token: str) -> JsonResponse:
     return ok({"redirect": url_to("selfservice:home", query={"enrolled": "1"})})
 
 
-def _has_devices(user: User) -> bool:
-    """Whether ``user`` has Threshold Verify on a device, which a recovery leaves working."""
-    return any(
-        method.count(user) for method in sign_in_methods() if method.kind == MethodKind.DEVICE_APP
-    )
+def _has(user: User, kind: MethodKind) -> bool:
+    """Whether ``user`` has a method of ``kind`` (passkeys, Threshold Verify on a device),
+    which a recovery leaves working."""
+    return any(method.count(user) for method in sign_in_methods() if method.kind == kind)
