@@ -7,6 +7,8 @@
 - At a passkey limit of one, Settings still said "We recommend creating more passkeys": it
   now recommends the other ways in the policy offers, or says what to do if that one is lost.
 - The readiness dashboard said "of the 1 active people have a passkey".
+- "Verify it's you" before a change in the admin portal said "before you add or remove a
+  sign-in method".
 - A recovery link's page told someone whose every passkey was removed "Your other passkeys
   keep working".
 - An invite link opened again after enrolling with it (the email clicked twice) said only to ask
@@ -226,3 +228,14 @@ def test_a_recovery_page_speaks_of_other_passkeys_only_to_someone_who_has_them(a
     page = recovery_page()
     assert "other passkeys" not in page
     assert "Creating it signs you out everywhere else you are signed in." in page
+
+
+def test_verify_its_you_before_a_portal_change_says_so(db):
+    _, browser = staff("root@example.com", Role.ADMINISTRATOR)
+    for_settings = browser.get("/settings/verify?next=/settings").content.decode()
+    for_portal = browser.get("/settings/verify?next=/admin/policy").content.decode()
+
+    assert "before you add or remove a sign-in method" in for_settings
+    assert "before you add or remove" not in for_portal
+    assert "one of your passkeys before you make changes in the admin portal." in for_portal
+    assert 'href="/admin/policy" id="verify-back">Back to the admin portal</a>' in for_portal

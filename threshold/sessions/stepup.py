@@ -87,6 +87,8 @@ class Return:
     target: str
     back: str
     back_label: str
+    # A change in the admin portal (not one of the person's own sign-in methods).
+    for_portal: bool = False
 
 
 def return_to(request: HttpRequest) -> Return:
@@ -99,7 +101,7 @@ def return_to(request: HttpRequest) -> Return:
     portal_path = reverse("portal:home")
     target = query_value(request, "next")
     if _is_own_page(target, portal_path):
-        return Return(target, target, "the admin portal")
+        return Return(target, target, "the admin portal", for_portal=True)
     if _is_own_page(target, settings_path):
         return Return(target, settings_path, "Settings")
     return Return(settings_path, settings_path, "Settings")
