@@ -37,6 +37,7 @@ from threshold.enrollment.actions import do_issue_recovery
 from threshold.fallback import known
 from threshold.fallback.actions import do_remove_fallback, do_set_up_fallback
 from threshold.fallback.models import FailureCounter, RecoveryCode, TotpDevice
+from threshold.passkeys.models import Passkey
 from threshold.policy.access import get_policy
 from threshold.policy.actions import do_update_policy
 from threshold.sessions.models import Session
@@ -499,6 +500,21 @@ def test_a_fallback_sign_in_may_add_a_passkey_but_not_remove_one(ada_with_fallba
     assert remove.status_code == 303
     assert remove["Location"].startswith("/settings/verify")
     assert browser.get("/settings/fallback/set-up").status_code == 303
+
+
+def test_the_prompt_asks_someone_with_a_passkey_elsewhere_for_one_on_this_device(
+    ada_with_fallback, clock
+):
+    ada, _ = ada_with_fallback
+    browser = Browser()
+    fallback_sign_in(browser, code_at(clock.now))
+    with_passkey = " ".join(browser.get("/sign-in/set-up-passkey").content.decode().split())
+    assert "Set up a passkey on this device too" in with_passkey
+
+    Passkey.objects.filter(user=ada.user).delete()
+    without = " ".join(browser.get("/sign-in/set-up-passkey").content.decode().split())
+    assert "on this device too" not in without
+    assert "Next time, sign in with your fingerprint, face or device PIN instead" in without
 
 
 def prompt_after_sign_in(clock) -> bool:

@@ -99,6 +99,12 @@ def count_sign_in_methods(user: User) -> int:
     return sum(method.count(user) for method in _registry.values())
 
 
+def has_method_of_kind(user: User, kind: MethodKind) -> bool:
+    """Whether ``user`` has set up a method of ``kind`` (allowed today or not)."""
+    method = _registry.get(kind)
+    return method is not None and method.count(user) > 0
+
+
 def count_usable_sign_in_methods(user: User, policy: Policy) -> int:
     """The ways ``user`` can sign in today under ``policy``: what the last-method rule counts."""
     return sum(method.usable(user, policy) for method in _registry.values())

@@ -8,8 +8,7 @@ from django.utils.text import get_text_list
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from threshold.accounts.methods import MethodKind, sign_in_methods
-from threshold.accounts.models import User
+from threshold.accounts.methods import MethodKind, has_method_of_kind
 from threshold.core import catalog, errors
 from threshold.core.catalog import Surface
 from threshold.enrollment.actions import (
@@ -104,8 +103,9 @@ def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
                 get_text_list(recovery_removes(invite.user), "and") if recovery else ""
             ),
             "fallback_allowed": fallback_refusal(invite.user, policy_for(request)) is None,
-            "keeps_passkeys": recovery and _has(invite.user, MethodKind.PASSKEY),
-            "keeps_devices": recovery and _has(invite.user, MethodKind.DEVICE_APP),
+            # What a recovery leaves working: other passkeys, Threshold Verify on a device.
+            "keeps_passkeys": recovery and has_method_of_kind(invite.user, MethodKind.PASSKEY),
+            "keeps_devices": recovery and has_method_of_kind(invite.user, MethodKind.DEVICE_APP),
             "catalog": SET_UP_CATALOG,
             "flow": issue_flow_token(Flow.ENROLLMENT),
         },
@@ -164,9 +164,3 @@ def enroll_result(request: HttpRequest, token: str) -> JsonResponse:
     except errors.ThresholdError as error:
         return failed(error, Surface.REGISTRATION)
     return ok({"redirect": url_to("selfservice:home", query={"enrolled": "1"})})
-
-
-def _has(user: User, kind: MethodKind) -> bool:
-    """Whether ``user`` has a method of ``kind`` (passkeys, Threshold Verify on a device),
-    which a recovery leaves working."""
-    return any(method.count(user) for method in sign_in_methods() if method.kind == kind)

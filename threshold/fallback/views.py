@@ -21,6 +21,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from threshold import clock
+from threshold.accounts.methods import MethodKind, has_method_of_kind
 from threshold.accounts.models import User
 from threshold.core import assurance, catalog, errors, totp
 from threshold.core.catalog import Surface, status_for
@@ -271,7 +272,12 @@ def passkey_prompt(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "fallback/prompt.html",
-        {"policy": policy_for(request), "next": safe_next(request)},
+        {
+            "policy": policy_for(request),
+            "next": safe_next(request),
+            # Someone with a passkey elsewhere is here on a device without it.
+            "has_passkeys": has_method_of_kind(user, MethodKind.PASSKEY),
+        },
     )
 
 
