@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
@@ -26,6 +27,8 @@ from django.core.handlers.wsgi import WSGIRequest
 from django.db import (
     DEFAULT_DB_ALIAS,
     DatabaseError,
+    IntegrityError,
+    OperationalError,
     close_old_connections,
     connection,
     connections,
@@ -41,7 +44,7 @@ from psycopg.pq import TransactionStatus
 
 import threshold.wsgi
 from tests.integration.conftest import ORIGIN
-from tests.support.faults import database_fails
+from tests.support.faults import database_fails, is_work
 from tests.support.prepared import unprepared
 from tests.support.wsgi import wsgi
 from threshold.accounts.models import User
@@ -675,6 +678,99 @@ def test_a_database_error_rolls_back_and_answers_as_the_lean_path(ada, served, a
     status, _, content, _ = client.post("/sign-in/result", assertion)
     assert status == 200, content
     assert len(served.handed) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("failure", [OperationalError, IntegrityError])
+def test_a_rollback_that_fails_leaves_no_transaction_for_the_next_request(ada, served, failure):
+    """A statement fails, and so does the ROLLBACK after it (the disk gone, the connection
+    broken). The worker's connection must not stay inside the transaction: on SQLite, which
+    Django never finds unusable, every later request of the worker would fail. (The answer to
+    an OperationalError closes the connection anyway: ``web.views.server_error``.)"""
+    client = Client(as_served=True)
+    options = client.options()
+    assertion = json.dumps(ada.authenticator.get(options, ORIGIN)).encode()
+    seen: list[str] = []
+
+    def fail(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if is_work(sql):
+            seen.append(sql)
+            raise failure("the statement failed")
+        if sql.startswith("ROLLBACK"):
+            seen.append(sql)
+            raise OperationalError("disk I/O error")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(fail):
+        status, _, content, _ = client.post("/sign-in/result", assertion)
+    assert status in (500, 503), content
+    # The fast path's statement and ROLLBACK (then the lean path's, for an IntegrityError:
+    # handed over, it fails the same way).
+    assert seen[1].startswith("ROLLBACK")
+    assert not in_transaction()
+    # The same answer again (its challenge was not used up) signs in.
+    status, _, content, _ = client.post("/sign-in/result", assertion)
+    assert status == 200, content
+    assert served.handed == []
+
+
+def set_cookies(answer: tuple[int, list[Any], bytes]) -> list[str]:
+    """The Set-Cookie headers as sent, their random values and dates left out."""
+    out = []
+    for name, value in answer[1]:
+        if name == "Set-Cookie":
+            key, rest = value.strip().split("=", 1)
+            shown, attributes = rest.split(";", 1)
+            if key in RANDOM_COOKIES and shown:
+                shown = "*"
+            out.append(f"{key}={shown};{re.sub(r'expires=[^;]*;', 'expires=*;', attributes)}")
+    return out
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        # Django leaves the SameSite attribute out for these; "None" would allow cross-site.
+        {"SESSION_COOKIE_SAMESITE": None, "CSRF_COOKIE_SAMESITE": False},
+        {"CSRF_COOKIE_AGE": None},  # the CSRF cookie ends with the browser
+    ],
+)
+def test_cookies_under_other_cookie_settings_are_written_as_django_writes_them(
+    ada, served, monkeypatch, changed
+):
+    with override_settings(**changed):
+        threshold.wsgi.django_application.load_middleware()
+        monkeypatch.setattr(
+            threshold.wsgi,
+            "lean_application",
+            LeanSignInApplication(threshold.wsgi.django_application),
+        )
+        try:
+            fast = answered(ada, Client())
+            assert served.handed == []
+            with lean_only():
+                lean = answered(ada, Client())
+        finally:
+            threshold.wsgi.django_application.load_middleware()
+    assert len(served.handed) == 2
+    assert [set_cookies(answer) for answer in fast] == [set_cookies(answer) for answer in lean]
+    assert all(cookie for answer in fast for cookie in set_cookies(answer))
+
+
+def test_a_csrf_header_setting_is_read_from_the_environ_as_django_reads_it(ada, served):
+    """CSRF_HEADER_NAME names a key of request.META: one without HTTP_ is no request header,
+    so Django finds no token in what the browser sends, and neither may the fast path."""
+    with override_settings(CSRF_HEADER_NAME="X_CSRFTOKEN"):
+        status, _, content, _ = Client().post("/sign-in/options")
+    assert status == 403, content
+    assert [handed["path"] for handed in served.handed] == ["/sign-in/options"]
+
+
+def test_a_setting_the_fast_path_cannot_read_turns_it_off_not_every_page(served, caplog):
+    with override_settings(CSRF_COOKIE_AGE="a year"):
+        status, _, content = wsgi("GET", "/help")
+    assert status == 200, content
+    assert "the fast sign-in path is off" in caplog.text
 
 
 def test_turned_off_everything_goes_to_the_lean_path(ada, served):

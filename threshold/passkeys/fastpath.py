@@ -248,14 +248,14 @@ class _Setup:
     session_cookie: str
     csrf_cookie: str
     csrf_header: str
-    csrf_age: int
+    csrf_age: int | None  # None: the CSRF cookie ends with the browser
     csrf_httponly: bool
-    csrf_samesite: str
+    csrf_samesite: str | None  # None: no SameSite attribute, as Django writes it
     csrf_secure: bool
     cookie_secure: bool
     session_age: int
     session_cookie_age: int | None  # None: the session cookie ends with the browser
-    session_samesite: str
+    session_samesite: str | None
     session_httponly: bool
     ceremony_cookie: str
     session_signer: signing.TimestampSigner
@@ -266,7 +266,16 @@ class _Setup:
 @lru_cache(maxsize=1)
 def _setup() -> _Setup | None:
     """The fast path's settings, or None where it is off: turned off, a database other than
-    SQLite and PostgreSQL, or a setting it does not re-implement (it then answers nothing)."""
+    SQLite and PostgreSQL, or a setting it does not re-implement or cannot read (it then
+    answers nothing, and Django's stack answers as it would without it)."""
+    try:
+        return _read_setup()
+    except Exception:
+        _logger.exception("the fast sign-in path is off: a setting it reads is not as expected")
+        return None
+
+
+def _read_setup() -> _Setup | None:
     if not getattr(settings, "THRESHOLD_FAST_SIGN_IN", True):
         return None
     vendor = connections[DEFAULT_DB_ALIAS].vendor
@@ -280,6 +289,11 @@ def _setup() -> _Setup | None:
         or settings.SESSION_COOKIE_PATH != "/"
         or settings.CSRF_COOKIE_PATH != "/"
         or any("*" in origin for origin in settings.CSRF_TRUSTED_ORIGINS)
+        # HttpResponse.set_cookie refuses any other (a 500 there): not to be written here.
+        or any(
+            value and str(value).lower() not in ("lax", "none", "strict")
+            for value in (settings.SESSION_COOKIE_SAMESITE, settings.CSRF_COOKIE_SAMESITE)
+        )
         or not settings.ALLOWED_HOSTS
     ):
         return None
@@ -305,14 +319,14 @@ def _setup() -> _Setup | None:
         session_cookie=settings.SESSION_COOKIE_NAME,
         csrf_cookie=settings.CSRF_COOKIE_NAME,
         csrf_header=settings.CSRF_HEADER_NAME,
-        csrf_age=int(settings.CSRF_COOKIE_AGE),
+        csrf_age=None if settings.CSRF_COOKIE_AGE is None else int(settings.CSRF_COOKIE_AGE),
         csrf_httponly=bool(settings.CSRF_COOKIE_HTTPONLY),
-        csrf_samesite=str(settings.CSRF_COOKIE_SAMESITE),
+        csrf_samesite=settings.CSRF_COOKIE_SAMESITE or None,
         csrf_secure=bool(settings.CSRF_COOKIE_SECURE),
         cookie_secure=bool(settings.SESSION_COOKIE_SECURE),
         session_age=int(settings.SESSION_COOKIE_AGE),
         session_cookie_age=session_cookie_max_age(),
-        session_samesite=str(settings.SESSION_COOKIE_SAMESITE),
+        session_samesite=settings.SESSION_COOKIE_SAMESITE or None,
         session_httponly=bool(settings.SESSION_COOKIE_HTTPONLY),
         ceremony_cookie=CEREMONY_COOKIE.format(kind=_AUTHENTICATION),
         # SessionBase.encode's signer (signing.dumps), kept: its keys are the settings'.
@@ -368,7 +382,7 @@ def _cookie(
     max_age: int | None,
     *,
     httponly: bool,
-    samesite: str,
+    samesite: str | None,
     secure: bool,
 ) -> tuple[str, str]:
     """A Set-Cookie header as ``HttpResponse.set_cookie`` and ``Morsel.output`` write it
@@ -379,7 +393,7 @@ def _cookie(
     return (
         "Set-Cookie",
         f" {name}={value};{expires}{' HttpOnly;' if httponly else ''}{lasts}"
-        f" Path=/; SameSite={samesite}{'; Secure' if secure else ''}",
+        f" Path=/{f'; SameSite={samesite}' if samesite else ''}{'; Secure' if secure else ''}",
     )
 
 
@@ -617,7 +631,7 @@ def csrf_accepted(
         setup.trusted_origins
     ):
         return False
-    token = environ.get("HTTP_" + setup.csrf_header.removeprefix("HTTP_"), "")
+    token = environ.get(setup.csrf_header, "")  # request.META[CSRF_HEADER_NAME], as Django
     try:
         _check_token_format(token)
     except InvalidTokenFormat:
@@ -822,18 +836,25 @@ class _transaction:
 
     def __exit__(self, *exc: object) -> None:
         cursor, self.cursor = self.cursor, None
+        rolled_back = True
         try:
             if not self.committed:
-                self._roll_back(cursor)
+                rolled_back = self._roll_back(cursor)
         finally:
             if cursor is not None:
                 with suppress(DatabaseFailure):
                     cursor.close()
+            if not rolled_back and self.savepoint is None:
+                # The connection may still be inside the transaction, and Django never finds
+                # a SQLite connection unusable: closed (which abandons the transaction), so
+                # that the next request, or the lean path this one is handed to, opens
+                # another. A savepoint's failure is the enclosing atomic block's (a test's).
+                with suppress(DatabaseFailure):
+                    self.db.close()
 
-    def _roll_back(self, cursor: Any) -> None:
-        # A refusal or an error: nothing stays; a rollback that fails leaves the connection
-        # to Django (the lean path's request_started closes an unusable one).
-        with suppress(DatabaseFailure):
+    def _roll_back(self, cursor: Any) -> bool:
+        """A refusal or an error: nothing stays. False when the rollback failed."""
+        try:
             if self.savepoint is not None:
                 transaction.savepoint_rollback(self.savepoint)
             # SQLite may have ended it already (on some errors it rolls back itself).
@@ -843,6 +864,9 @@ class _transaction:
                 and (self.db.vendor != "sqlite" or self.db.connection.in_transaction)
             ):
                 cursor.execute("ROLLBACK", [])
+        except DatabaseFailure:
+            return False
+        return True
 
 
 @lru_cache(maxsize=16)
