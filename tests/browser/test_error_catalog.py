@@ -103,6 +103,8 @@ def test_no_passkey_on_the_device_reads_not_found_or_canceled(
 
     expect(title(page)).to_have_text("Passkey Not Found or Canceled")
     assert visible_steps(page) == ["retry", "another_device", "password"]
+    # The page's catalog carries each entry under its code, which the script puts back.
+    expect(page.locator("#ceremony-error-code")).to_have_text("passkey_not_found_or_canceled")
     expect(step(page, "password").get_by_role("link")).to_have_attribute(
         "href", "/sign-in/password"
     )

@@ -309,10 +309,19 @@ SET_UP_ENTRIES = (
     "already_registered",
     *_EITHER,
 )
+
+
+def _page_catalog(keys: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """The entries as a page carries them: each under its code, which webauthn.js puts back
+    (``as_json`` but for the code, about 300 bytes of the sign-in page's weight)."""
+    entries = {key: catalog.CATALOG[key].as_json() for key in keys}
+    return {key: {k: v for k, v in entry.items() if k != "code"} for key, entry in entries.items()}
+
+
 # For a page that signs in or verifies a person (an assertion), and for one that sets up a
 # passkey (a registration).
-SIGN_IN_CATALOG = {key: catalog.CATALOG[key].as_json() for key in SIGN_IN_ENTRIES}
-SET_UP_CATALOG = {key: catalog.CATALOG[key].as_json() for key in SET_UP_ENTRIES}
+SIGN_IN_CATALOG = _page_catalog(SIGN_IN_ENTRIES)
+SET_UP_CATALOG = _page_catalog(SET_UP_ENTRIES)
 
 
 def url_to(

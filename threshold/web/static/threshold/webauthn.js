@@ -10,7 +10,9 @@
   // has no #passkey-ui: nothing to do.
   if (!root || !catalogSource || !document.getElementById("passkey-ui")) return;
 
+  // Each entry under its code (web/http.py's _page_catalog), as the server's failures carry it.
   const catalog = JSON.parse(catalogSource.textContent);
+  for (const code in catalog) catalog[code].code = code;
   const errorBox = document.getElementById("ceremony-error");
   const statusLine = document.getElementById("ceremony-status");
   const registering = root.dataset.ceremony === "enroll" || root.dataset.ceremony === "add";
