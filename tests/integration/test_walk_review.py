@@ -9,6 +9,8 @@
 - The readiness dashboard said "of the 1 active people have a passkey".
 - "Verify it's you" before a change in the admin portal said "before you add or remove a
   sign-in method".
+- "Send a push to Threshold Verify" said nothing of whom it is for: someone without the app
+  waited out its two minutes.
 - A recovery link's page told someone whose every passkey was removed "Your other passkeys
   keep working".
 - An invite link opened again after enrolling with it (the email clicked twice) said only to ask
@@ -239,3 +241,17 @@ def test_verify_its_you_before_a_portal_change_says_so(db):
     assert "before you add or remove" not in for_portal
     assert "one of your passkeys before you make changes in the admin portal." in for_portal
     assert 'href="/admin/policy" id="verify-back">Back to the admin portal</a>' in for_portal
+
+
+def test_the_push_button_says_whom_it_is_for(db):
+    page = Browser().get("/sign-in").content.decode()
+    assert 'aria-describedby="push-hint">Send a push to Threshold Verify</button>' in page
+    assert (
+        '<p class="hint" id="push-hint">Only if you have set up Threshold Verify on one of your '
+        "devices.</p>"
+    ) in page
+
+    do_update_policy(
+        dataclasses.replace(get_policy(), allow_device_app_sign_in=False), Origin.cli()
+    )
+    assert "push-hint" not in Browser().get("/sign-in").content.decode()
