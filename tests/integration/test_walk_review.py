@@ -162,10 +162,10 @@ def test_an_invite_link_opened_again_after_enrolling_says_to_sign_in_with_the_pa
     assert 'href="/sign-in"' in page
 
 
-def _bootstrap_banner(env: dict[str, str]) -> str:
+def _bootstrap_banner(env: dict[str, str], cwd: Path = REPO) -> str:
     done = subprocess.run(
         [*threshold_command(), "bootstrap"],
-        cwd=REPO,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
@@ -178,10 +178,11 @@ def _bootstrap_banner(env: dict[str, str]) -> str:
 def test_the_banners_command_for_a_new_link_links_to_the_port_served(tmp_path: Path):
     var = tmp_path / "var with a space"
     migrated(var)
+    # Relative to where the server was started.
     served = newcomer_environment(
-        THRESHOLD_VAR_DIR=str(var), THRESHOLD_PORT="8765", THRESHOLD_SMTP_PASSWORD="hunter2"
+        THRESHOLD_VAR_DIR=var.name, THRESHOLD_PORT="8765", THRESHOLD_SMTP_PASSWORD="hunter2"
     )
-    banner = _bootstrap_banner(served)
+    banner = _bootstrap_banner(served, cwd=tmp_path)
     assert "http://localhost:8765/enroll/" in banner
     [command] = [line.strip() for line in banner.splitlines() if line.endswith(" bootstrap")]
     assert "hunter2" not in banner
@@ -224,6 +225,13 @@ def test_a_recovery_page_speaks_of_other_passkeys_only_to_someone_who_has_them(a
         assert "<h1>Recover your account</h1>" in page
         return page
 
+    assert "Your other passkeys keep working." in recovery_page()
+
+    # Her passkey's model refused since: it signs her in no more.
+    denied = dataclasses.replace(get_policy(), aaguid_deny_list=(str(ada.passkey.aaguid),))
+    do_update_policy(denied, Origin.cli())
+    assert "other passkeys" not in recovery_page()
+    do_update_policy(dataclasses.replace(denied, aaguid_deny_list=()), Origin.cli())
     assert "Your other passkeys keep working." in recovery_page()
 
     Passkey.objects.filter(user=ada.user).delete()  # an administrator removed them all

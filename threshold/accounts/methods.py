@@ -99,10 +99,11 @@ def count_sign_in_methods(user: User) -> int:
     return sum(method.count(user) for method in _registry.values())
 
 
-def has_method_of_kind(user: User, kind: MethodKind) -> bool:
-    """Whether ``user`` has set up a method of ``kind`` (allowed today or not)."""
+def can_sign_in_with(user: User, policy: Policy, kind: MethodKind) -> bool:
+    """Whether ``user`` has a method of ``kind`` that ``policy`` (and their groups' rules)
+    lets them sign in with today."""
     method = _registry.get(kind)
-    return method is not None and method.count(user) > 0
+    return method is not None and method.usable(user, policy) > 0
 
 
 def count_usable_sign_in_methods(user: User, policy: Policy) -> int:

@@ -8,7 +8,7 @@ from django.utils.text import get_text_list
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from threshold.accounts.methods import MethodKind, has_method_of_kind
+from threshold.accounts.methods import MethodKind, can_sign_in_with
 from threshold.core import catalog, errors
 from threshold.core.catalog import Surface
 from threshold.enrollment.actions import (
@@ -92,6 +92,12 @@ def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
         # with which browsers send "Origin: null" with the form, which the CSRF check refuses.
         response["Referrer-Policy"] = "strict-origin"
         return response
+    policy = policy_for(request)
+
+    def keeps(kind: MethodKind) -> bool:
+        """What a recovery leaves working: those the policy lets the person sign in with."""
+        return can_sign_in_with(invite.user, policy, kind)
+
     response = render(
         request,
         "enrollment/enroll.html",
@@ -102,10 +108,9 @@ def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
             "recovery_removes": (
                 get_text_list(recovery_removes(invite.user), "and") if recovery else ""
             ),
-            "fallback_allowed": fallback_refusal(invite.user, policy_for(request)) is None,
-            # What a recovery leaves working: other passkeys, Threshold Verify on a device.
-            "keeps_passkeys": recovery and has_method_of_kind(invite.user, MethodKind.PASSKEY),
-            "keeps_devices": recovery and has_method_of_kind(invite.user, MethodKind.DEVICE_APP),
+            "fallback_allowed": fallback_refusal(invite.user, policy) is None,
+            "keeps_passkeys": recovery and keeps(MethodKind.PASSKEY),
+            "keeps_devices": recovery and keeps(MethodKind.DEVICE_APP),
             "catalog": SET_UP_CATALOG,
             "flow": issue_flow_token(Flow.ENROLLMENT),
         },

@@ -21,7 +21,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from threshold import clock
-from threshold.accounts.methods import MethodKind, has_method_of_kind
+from threshold.accounts.methods import MethodKind, can_sign_in_with
 from threshold.accounts.models import User
 from threshold.core import assurance, catalog, errors, totp
 from threshold.core.catalog import Surface, status_for
@@ -269,14 +269,15 @@ def passkey_prompt(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         do_snooze_passkey_prompt(user, audit_origin(request))
         return see_other(safe_next(request))
+    policy = policy_for(request)
     return render(
         request,
         "fallback/prompt.html",
         {
-            "policy": policy_for(request),
+            "policy": policy,
             "next": safe_next(request),
             # Someone with a passkey elsewhere is here on a device without it.
-            "has_passkeys": has_method_of_kind(user, MethodKind.PASSKEY),
+            "has_passkeys": can_sign_in_with(user, policy, MethodKind.PASSKEY),
         },
     )
 
