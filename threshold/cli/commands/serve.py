@@ -164,10 +164,14 @@ _LINK_SETTINGS = (
 
 
 def _command_line(*arguments: str) -> str:
-    """A ``threshold`` command to copy and paste, with the settings this process was given."""
-    settings = [
-        f"{name}={shlex.quote(value)}" for name in _LINK_SETTINGS if (value := os.environ.get(name))
-    ]
+    """A ``threshold`` command to copy and paste, with the settings this process was given
+    (the var directory as resolved: pasted elsewhere, a relative one would be another)."""
+    from django.conf import settings as django_settings
+
+    given = {name: value for name in _LINK_SETTINGS if (value := os.environ.get(name))}
+    if "THRESHOLD_VAR_DIR" in given:
+        given["THRESHOLD_VAR_DIR"] = str(django_settings.THRESHOLD.var_dir)
+    settings = [f"{name}={shlex.quote(value)}" for name, value in given.items()]
     return " ".join([*settings, _command_path(), *map(shlex.quote, arguments)])
 
 
