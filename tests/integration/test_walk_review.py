@@ -6,6 +6,9 @@
   another", though the only passkey cannot be removed; the add page said "up to 1 passkeys".
 - At a passkey limit of one, Settings still said "We recommend creating more passkeys": it
   now recommends the other ways in the policy offers, or says what to do if that one is lost.
+- At a passkey limit of one, "Set up another" asked to verify first, then said the limit was
+  reached and to remove a passkey, which "You Can't Remove Your Only Sign-in Method" refused,
+  offering "Set up another": a loop. The limit is now said at once, with the way out.
 - The readiness dashboard said "of the 1 active people have a passkey".
 - "Verify it's you" before a change in the admin portal said "before you add or remove a
   sign-in method".
@@ -263,3 +266,25 @@ def test_the_push_button_says_whom_it_is_for(db):
         dataclasses.replace(get_policy(), allow_device_app_sign_in=False), Origin.cli()
     )
     assert "push-hint" not in Browser().get("/sign-in").content.decode()
+
+
+def test_at_the_limit_set_up_another_says_so_at_once_with_the_way_out(
+    ada: Person, clock: FrozenClock
+):
+    do_update_policy(dataclasses.replace(get_policy(), passkey_limit=1), Origin.cli())
+    browser = signed_in(ada)
+    clock.advance(get_policy().step_up_max_age_seconds + 1)
+
+    answer = browser.get("/settings/security-methods/add")
+
+    assert answer.status_code == 200  # not "Verify it's you" first
+    page = " ".join(answer.content.decode().split())
+    assert "Passkey Limit Reached" in page
+    assert "Remove an existing passkey" not in page
+    assert "To move it to a new device, ask your IT team for a recovery link." in page
+
+    # Below the limit, adding still needs a recent verification.
+    do_update_policy(dataclasses.replace(get_policy(), passkey_limit=2), Origin.cli())
+    answer = browser.get("/settings/security-methods/add")
+    assert answer.status_code == 303
+    assert answer["Location"].startswith("/settings/verify")

@@ -293,16 +293,20 @@ def verify_result(request: HttpRequest) -> JsonResponse:
 @never_cache
 @needs_sign_in()
 def add_page(request: HttpRequest) -> HttpResponse:
-    if not recently_verified(request, allow_fallback=True):
-        return verify_first(reverse("selfservice:add"))
     user = _user(request)
     limit = policy_for(request).passkey_limit
+    at_limit = user.passkeys.count() >= limit
+    # At the limit, said at once: verifying first would only lead to the same refusal.
+    if not at_limit and not recently_verified(request, allow_fallback=True):
+        return verify_first(reverse("selfservice:add"))
     return render(
         request,
         "selfservice/add.html",
         {
             "catalog": SET_UP_CATALOG,
-            "at_limit": user.passkeys.count() >= limit,
+            "at_limit": at_limit,
+            # Their only way in cannot be removed to make room: a recovery link replaces it.
+            "only_way_in": at_limit and count_sign_in_methods(user) == 1,
             "limit_entry": catalog.CATALOG["limit_reached"],
             "passkey_limit": limit,
             "flow": issue_flow_token(Flow.ADD),
