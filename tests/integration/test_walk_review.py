@@ -55,6 +55,18 @@ from threshold.passkeys.models import Passkey
 from threshold.policy.actions import do_update_policy, get_policy
 
 
+def second_passkey(person: Person) -> None:
+    """A copy of the person's passkey under another credential ID: one from another device."""
+    Passkey.objects.create(
+        **{
+            field.attname: getattr(person.passkey, field.attname)
+            for field in Passkey._meta.concrete_fields
+            if field.attname not in ("id", "credential_id")
+        },
+        credential_id=b"another device's passkey",
+    )
+
+
 def signed_in(person: Person) -> Browser:
     browser = Browser()
     assert_ok(sign_in(browser, person.authenticator))
@@ -130,15 +142,7 @@ def test_at_a_limit_of_one_a_synced_passkey_is_not_told_to_add_another(db):
 def test_at_a_limit_of_two_settings_says_to_remove_one(ada: Person):
     do_update_policy(dataclasses.replace(get_policy(), passkey_limit=2), Origin.cli())
     browser = signed_in(ada)
-    # Her second passkey, from another device.
-    Passkey.objects.create(
-        **{
-            field.attname: getattr(ada.passkey, field.attname)
-            for field in Passkey._meta.concrete_fields
-            if field.attname not in ("id", "credential_id")
-        },
-        credential_id=b"another device's passkey",
-    )
+    second_passkey(ada)
 
     settings = browser.get("/settings").content.decode()
 
@@ -221,26 +225,33 @@ def test_the_banner_names_database_url_but_never_prints_it(tmp_path: Path):
     assert shlex.split(command)[0] == f"THRESHOLD_VAR_DIR={var}"
 
 
-def test_a_recovery_page_speaks_of_other_passkeys_only_to_someone_who_has_them(ada: Person):
-    def recovery_page() -> str:
+def test_a_recovery_page_speaks_of_the_passkeys_that_keep_working_as_they_are(ada: Person):
+    def kept() -> str:
+        """What the recovery page says of the passkeys the person has, "" if nothing."""
         created = do_issue_recovery(ada.user, Origin.cli(), send_email=False)
         page = Browser().get(f"/enroll/{token_of(created.link)}").content.decode()
         assert "<h1>Recover your account</h1>" in page
-        return page
+        assert "Creating it signs you out everywhere else you are signed in." in page
+        found = re.search(r'<li id="recovery-keeps-passkeys">(.*?)</li>', page)
+        return found.group(1) if found else ""
 
-    assert "Your other passkeys keep working." in recovery_page()
+    # One passkey, likely the one lost: not "your other passkeys".
+    assert kept() == (
+        "The passkey you already have keeps working. If you lost the device it is on, remove it "
+        "afterwards under Settings, Security Methods."
+    )
 
     # Her passkey's model refused since: it signs her in no more.
     denied = dataclasses.replace(get_policy(), aaguid_deny_list=(str(ada.passkey.aaguid),))
     do_update_policy(denied, Origin.cli())
-    assert "other passkeys" not in recovery_page()
+    assert kept() == ""
     do_update_policy(dataclasses.replace(denied, aaguid_deny_list=()), Origin.cli())
-    assert "Your other passkeys keep working." in recovery_page()
+
+    second_passkey(ada)
+    assert kept().startswith("The passkeys you already have keep working.")
 
     Passkey.objects.filter(user=ada.user).delete()  # an administrator removed them all
-    page = recovery_page()
-    assert "other passkeys" not in page
-    assert "Creating it signs you out everywhere else you are signed in." in page
+    assert kept() == ""
 
 
 def test_verify_its_you_before_a_portal_change_says_so(db):

@@ -99,11 +99,11 @@ def count_sign_in_methods(user: User) -> int:
     return sum(method.count(user) for method in _registry.values())
 
 
-def can_sign_in_with(user: User, policy: Policy, kind: MethodKind) -> bool:
-    """Whether ``user`` has a method of ``kind`` that ``policy`` (and their groups' rules)
-    lets them sign in with today."""
+def count_usable_of_kind(user: User, policy: Policy, kind: MethodKind) -> int:
+    """How many of ``user``'s methods of ``kind`` ``policy`` (and their groups' rules) lets
+    them sign in with today."""
     method = _registry.get(kind)
-    return method is not None and method.usable(user, policy) > 0
+    return 0 if method is None else method.usable(user, policy)
 
 
 def count_usable_sign_in_methods(user: User, policy: Policy) -> int:

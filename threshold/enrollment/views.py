@@ -8,7 +8,7 @@ from django.utils.text import get_text_list
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from threshold.accounts.methods import MethodKind, can_sign_in_with
+from threshold.accounts.methods import MethodKind, count_usable_of_kind
 from threshold.core import catalog, errors
 from threshold.core.catalog import Surface
 from threshold.enrollment.actions import (
@@ -94,9 +94,9 @@ def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
         return response
     policy = policy_for(request)
 
-    def keeps(kind: MethodKind) -> bool:
+    def keeps(kind: MethodKind) -> int:
         """What a recovery leaves working: those the policy lets the person sign in with."""
-        return can_sign_in_with(invite.user, policy, kind)
+        return count_usable_of_kind(invite.user, policy, kind) if recovery else 0
 
     response = render(
         request,
@@ -109,8 +109,8 @@ def enroll_page(request: HttpRequest, token: str) -> HttpResponse:
                 get_text_list(recovery_removes(invite.user), "and") if recovery else ""
             ),
             "fallback_allowed": fallback_refusal(invite.user, policy) is None,
-            "keeps_passkeys": recovery and keeps(MethodKind.PASSKEY),
-            "keeps_devices": recovery and keeps(MethodKind.DEVICE_APP),
+            "keeps_passkeys": keeps(MethodKind.PASSKEY),
+            "keeps_devices": keeps(MethodKind.DEVICE_APP),
             "catalog": SET_UP_CATALOG,
             "flow": issue_flow_token(Flow.ENROLLMENT),
         },

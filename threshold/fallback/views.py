@@ -21,7 +21,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
 from threshold import clock
-from threshold.accounts.methods import MethodKind, can_sign_in_with
+from threshold.accounts.methods import MethodKind, count_usable_of_kind
 from threshold.accounts.models import User
 from threshold.core import assurance, catalog, errors, totp
 from threshold.core.catalog import Surface, status_for
@@ -277,7 +277,7 @@ def passkey_prompt(request: HttpRequest) -> HttpResponse:
             "policy": policy,
             "next": safe_next(request),
             # Someone with a passkey elsewhere is here on a device without it.
-            "has_passkeys": can_sign_in_with(user, policy, MethodKind.PASSKEY),
+            "has_passkeys": count_usable_of_kind(user, policy, MethodKind.PASSKEY) > 0,
         },
     )
 
