@@ -17,7 +17,7 @@ def passkey_entry(page: Page) -> str:
     return page.locator("ul.methods li").first.inner_text()
 
 
-def test_platform_authenticator_is_named_as_this_devices_passkey(
+def test_platform_authenticator_is_named_as_a_built_in_passkey(
     page: Page, context: BrowserContext, invite: Invite
 ) -> None:
     add_authenticator(context, page, transport="internal")
@@ -25,7 +25,7 @@ def test_platform_authenticator_is_named_as_this_devices_passkey(
 
     entry = passkey_entry(page)
     # Chromium's test AAGUID is in no metadata or provider list: named by its kind.
-    assert "This device\u2019s passkey" in entry or "This device's passkey" in entry
+    assert "Built-in passkey" in entry
     assert "Built-in authenticator · Only on this device" in entry
     assert "verified authenticator" not in entry  # its attestation chains to no trusted root
 

@@ -213,7 +213,7 @@ def test_unknown_platform_authenticator_is_this_devices_passkey():
     assert_ok(enroll_with(token, device, transports=("internal",), attestation="packed-self"))
 
     passkey = Passkey.objects.get(user=created.user)
-    assert passkey.authenticator_name == "This device's passkey"
+    assert passkey.authenticator_name == "Built-in passkey"
     assert passkey.authenticator_attachment == "platform"
     assert passkey.backup_eligible is False
     assert passkey.is_synced is False
@@ -221,7 +221,7 @@ def test_unknown_platform_authenticator_is_this_devices_passkey():
     assert (passkey.attestation_format, passkey.attestation_type) == ("packed", "self")
     assert passkey.attestation_trusted is False
     assert passkey.trust_anchor == ""
-    assert last_event("passkey.registered").detail["authenticator"] == "This device's passkey"
+    assert last_event("passkey.registered").detail["authenticator"] == "Built-in passkey"
 
 
 @pytest.mark.parametrize(
@@ -563,7 +563,7 @@ def test_cli_refuses_invalid_registration_rules(capsys, assignment, message):
             "Windows Hello Hardware Authenticator",
             "Only on this device",
         ),
-        ({"aaguid": aaguid(UNKNOWN)}, "This device's passkey", "Only on this device"),
+        ({"aaguid": aaguid(UNKNOWN)}, "Built-in passkey", "Only on this device"),
     ],
 )
 def test_home_page_lists_the_passkey_by_authenticator_and_kind(authenticator, name, storage):

@@ -9,6 +9,9 @@
 - At a passkey limit of one, "Set up another" asked to verify first, then said the limit was
   reached and to remove a passkey, which "You Can't Remove Your Only Sign-in Method" refused,
   offering "Set up another": a loop. The limit is now said at once, with the way out.
+- A passkey no metadata names, made on a computer's own authenticator, was listed everywhere
+  (on a phone, on a borrowed browser) as "This device's passkey": "Built-in passkey" now,
+  stored names included (passkeys 0005).
 - The readiness dashboard said "of the 1 active people have a passkey".
 - "Verify it's you" before a change in the admin portal said "before you add or remove a
   sign-in method".
@@ -26,12 +29,14 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import re
 import shlex
 import subprocess
 from pathlib import Path
 
 import pyotp
+from django.apps import apps as django_apps
 
 from tests.integration.conftest import (
     Browser,
@@ -299,3 +304,23 @@ def test_at_the_limit_set_up_another_says_so_at_once_with_the_way_out(
     answer = browser.get("/settings/security-methods/add")
     assert answer.status_code == 303
     assert answer["Location"].startswith("/settings/verify")
+
+
+def test_passkeys_stored_as_this_devices_passkey_are_renamed_built_in_passkey(ada: Person):
+    renaming = importlib.import_module("threshold.passkeys.migrations.0005_built_in_passkey_name")
+    second_passkey(ada)
+    first, second = Passkey.objects.filter(user=ada.user).order_by("pk")
+    Passkey.objects.filter(pk=first.pk).update(authenticator_name="This device's passkey")
+    Passkey.objects.filter(pk=second.pk).update(authenticator_name="Security key")
+
+    def names() -> list[str]:
+        return list(
+            Passkey.objects.filter(user=ada.user)
+            .order_by("pk")
+            .values_list("authenticator_name", flat=True)
+        )
+
+    renaming.rename(django_apps, None)
+    assert names() == ["Built-in passkey", "Security key"]
+    renaming.rename_back(django_apps, None)
+    assert names() == ["This device's passkey", "Security key"]

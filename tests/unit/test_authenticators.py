@@ -163,8 +163,8 @@ def test_known_providers_cover_the_providers_the_issue_names() -> None:
         (True, ROAMING, ("hybrid",), False, "Passkey on a phone or tablet"),
         (True, PLATFORM, ("internal", "hybrid"), False, "Synced passkey"),
         (True, None, (), False, "Synced passkey"),
-        (False, PLATFORM, ("internal",), True, "This device's passkey"),
-        (False, None, ("internal",), False, "This device's passkey"),
+        (False, PLATFORM, ("internal",), True, "Built-in passkey"),
+        (False, None, ("internal",), False, "Built-in passkey"),
         (False, None, (), False, "Passkey"),
     ],
 )
@@ -300,7 +300,7 @@ def test_google_password_manager_passkey_is_named_and_synced(rp: RelyingParty) -
 def test_unknown_device_bound_platform_passkey_is_this_devices_passkey(rp: RelyingParty) -> None:
     described = _soft_registration(rp, UNKNOWN, backup_eligible=False, transports=("internal",))
 
-    assert described.name == "This device's passkey"
+    assert described.name == "Built-in passkey"
     assert described.is_synced is False
 
 
@@ -324,7 +324,7 @@ def test_real_iphone_12_passkey_is_a_device_bound_platform_passkey() -> None:
 
     assert verified.authenticator.attachment == PLATFORM
     assert verified.authenticator.is_security_key is False
-    assert verified.authenticator.name == "This device's passkey"
+    assert verified.authenticator.name == "Built-in passkey"
 
 
 def test_attested_u2f_vector_over_usb_is_a_security_key() -> None:

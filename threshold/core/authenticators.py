@@ -3,7 +3,7 @@
 The name comes from FIDO metadata when the AAGUID is there; otherwise from the
 well-known passkey providers below, which metadata lacks (confirmed against the
 community "passkey-authenticator-aaguids" list; see tests/fixtures/README.md);
-otherwise from the kind: "Security key", "This device's passkey", ...
+otherwise from the kind: "Security key", "Built-in passkey", ...
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def describe(
         elif backup_eligible:
             name = "Synced passkey"
         elif attachment == Attachment.PLATFORM:
-            name = "This device's passkey"
+            name = "Built-in passkey"
         else:
             name = "Passkey"
     return AuthenticatorDescription(
