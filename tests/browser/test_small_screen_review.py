@@ -81,6 +81,57 @@ def test_a_long_work_email_fits_settings_on_a_phone(phone: Page, server: Server)
     assert phone.evaluate(SCROLLS_SIDEWAYS_JS) == 0
 
 
+# --- A long name in the header; the admin portal's policy on a phone -------------------------
+
+BOXES_JS = """
+(selectors) => selectors.map((selector) => {
+  const box = document.querySelector(selector).getBoundingClientRect();
+  return {left: box.left, right: box.right, top: box.top, bottom: box.bottom};
+})
+"""
+
+
+def test_a_long_name_wraps_in_the_header_apart_from_the_sites(phone: Page, server: Server) -> None:
+    email = "dana.longname@example.com"
+    enroll_with_keyboard(phone, server.invite(email, "Dana"))
+    phone.goto("/settings")
+    # 60 characters, one word of 46 letters.
+    phone.get_by_label("Name shown to you").fill(
+        "Dana " + "Featherstonehaugh" * 2 + "Cholmondeley X"
+    )
+    phone.get_by_role("button", name="Save name").click()
+    phone.wait_for_url("**/settings?done=*")
+
+    assert phone.evaluate(SCROLLS_SIDEWAYS_JS) == 0
+    brand, name = phone.evaluate(BOXES_JS, [".site-header .brand", ".account-menu summary"])
+    assert name["left"] - brand["right"] >= 12, (brand, name)  # 1rem apart, at least
+
+
+def test_the_policy_page_on_a_phone_shows_every_value_with_its_default(
+    phone: Page, server: Server
+) -> None:
+    email = "root.phone@example.com"
+    enroll_with_keyboard(phone, server.invite(email, "Root"))
+    server.cli("users", "role", email, "admin")
+    phone.goto("/admin/policy")
+
+    assert phone.evaluate(SCROLLS_SIDEWAYS_JS) == 0
+    wrap = phone.locator(".table-wrap")
+    assert wrap.evaluate("box => box.scrollWidth - box.clientWidth") == 0
+    width = PHONE["viewport"]["width"]
+    fields = phone.locator("table.policy td :is(input, select)")
+    assert fields.count() > 10
+    for index in range(fields.count()):
+        box = fields.nth(index).bounding_box()
+        assert box is not None
+        assert box["x"] >= 0, (index, box)
+        assert box["x"] + box["width"] <= width, (index, box)
+    labels = phone.locator("table.policy td[data-label]").evaluate_all(
+        "cells => cells.map((cell) => getComputedStyle(cell, '::before').content)"
+    )
+    assert set(labels) == {'"Default: "', '"Allowed: "'}, set(labels)
+
+
 # --- The password and authenticator app on a phone -----------------------------------------
 
 

@@ -1,7 +1,8 @@
-"""The stylesheet's colours meet WCAG 2.2 AA, and its headings are sized by level.
+"""The stylesheets' colours meet WCAG 2.2 AA, and their headings are sized by level.
 
-threshold.css is read as text by a small parser (rules, @media blocks, custom properties) and
-every text colour is paired with every background it can be painted on:
+threshold.css, with the admin portal's portal.css after it, is read as text by a small parser
+(rules, @media blocks, custom properties) and every text colour is paired with every background
+it can be painted on:
 
 - the element's own background: one set in the same rule, or by a rule for the same element
   (``.button.primary`` for ``.button.primary:hover``), or by a more specific rule that may
@@ -29,14 +30,17 @@ from pathlib import Path
 
 import pytest
 
-STYLESHEET = (
-    Path(__file__).resolve().parents[2]
-    / "threshold"
-    / "web"
-    / "static"
-    / "threshold"
-    / "threshold.css"
+_THRESHOLD = Path(__file__).resolve().parents[2] / "threshold"
+# Every page's, and the admin portal's, which its pages load after it (with its colours).
+STYLESHEETS = (
+    _THRESHOLD / "web" / "static" / "threshold" / "threshold.css",
+    _THRESHOLD / "portal" / "static" / "threshold" / "portal.css",
 )
+
+
+def stylesheets() -> str:
+    """The stylesheets as one, in the order pages load them."""
+    return "\n".join(sheet.read_text() for sheet in STYLESHEETS)
 TEXT_MINIMUM = 4.5  # WCAG 2.2 SC 1.4.3, normal-size text
 NON_TEXT_MINIMUM = 3.0  # WCAG 2.2 SC 1.4.11, focus indicators
 # Selectors of elements that hold only their own label: their background is not a surface for
@@ -383,7 +387,7 @@ def _rgb(text: str) -> RGB:
 
 @pytest.fixture(scope="module")
 def rules() -> list[Rule]:
-    return load_rules(STYLESHEET.read_text())
+    return load_rules(stylesheets())
 
 
 def test_every_text_colour_meets_wcag_aa_on_every_background_it_can_sit_on(
@@ -462,7 +466,7 @@ def heading_sizes(css: str) -> dict[str, set[float]]:
 
 
 def test_headings_are_sized_by_level() -> None:
-    sizes = heading_sizes(STYLESHEET.read_text())
+    sizes = heading_sizes(stylesheets())
     levels = list(USER_AGENT_HEADINGS)
     inverted = [
         f"{higher} can be {min(sizes[higher])}rem, {lower} {max(sizes[lower])}rem"
