@@ -118,6 +118,7 @@ def test_the_sign_in_pages_link_explains_signing_in_without_a_passkey_there(db, 
 
     assert f'<h2 id="{anchor}">' in html
     section = first_sign_in(html)
+    assert "Use a different device" in section  # the sign-in page's words
     assert "Use a different phone, tablet or security key" in section
     assert "Scan the QR code with your phone" in section
     assert "insert the key, enter its PIN and touch it" in section

@@ -706,8 +706,8 @@ THRESHOLD_VERIFY = Platform(
         Steps(
             "Sign in with Threshold Verify",
             (
-                "On the sign-in page, select “Send a push to Threshold Verify” and enter your "
-                "username.",
+                "On the sign-in page, enter your username, then select “Send a push to "
+                "Threshold Verify”.",
                 "Keep threshold-verify run open on your device. It shows where the request comes "
                 "from: the browser, the system, the IP address and the time.",
                 "If it was you, type the number your browser shows and your device PIN. If it "
