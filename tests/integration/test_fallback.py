@@ -4,6 +4,7 @@ and the "Set up a passkey" / "I'll do it later" prompt."""
 from __future__ import annotations
 
 import dataclasses
+import html
 import re
 from datetime import timedelta
 
@@ -510,6 +511,10 @@ def test_the_prompt_asks_someone_with_a_passkey_elsewhere_for_one_on_this_device
     fallback_sign_in(browser, code_at(clock.now))
     with_passkey = " ".join(browser.get("/sign-in/set-up-passkey").content.decode().split())
     assert "Set up a passkey on this device too" in with_passkey
+    # Not on someone else's.
+    assert "On a borrowed or shared device, choose “I’ll do it later”" in html.unescape(
+        with_passkey
+    )
 
     Passkey.objects.filter(user=ada.user).delete()
     without = " ".join(browser.get("/sign-in/set-up-passkey").content.decode().split())
