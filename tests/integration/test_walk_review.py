@@ -17,6 +17,8 @@
   sign-in method".
 - "Send a push to Threshold Verify" said nothing of whom it is for: someone without the app
   waited out its two minutes.
+- With push sign-ins turned off, Settings offered "Set up" for Threshold Verify beside "Your
+  organisation does not allow signing in with them", after "0 of 5 devices" without a stop.
 - A recovery link's page told someone whose every passkey was removed "Your other passkeys
   keep working".
 - An invite link opened again after enrolling with it (the email clicked twice) said only to ask
@@ -37,6 +39,7 @@ from pathlib import Path
 
 import pyotp
 from django.apps import apps as django_apps
+from django.urls import reverse
 
 from tests.integration.conftest import (
     Browser,
@@ -324,3 +327,29 @@ def test_passkeys_stored_as_this_devices_passkey_are_renamed_built_in_passkey(ad
     assert names() == ["Built-in passkey", "Security key"]
     renaming.rename_back(django_apps, None)
     assert names() == ["This device's passkey", "Security key"]
+
+
+def test_threshold_verify_is_not_offered_for_set_up_where_it_may_not_sign_in(ada: Person):
+    browser = signed_in(ada)
+    set_up = f'href="{reverse("devices:set-up")}">Set up</a>'
+
+    def group() -> str:
+        page = browser.get("/settings").content.decode()
+        start = page.index('id="device-app"')
+        return " ".join(page[start : page.index("</ul>", start)].split())
+
+    allowed = group()
+    assert set_up in allowed
+    assert f"0 of {get_policy().device_limit} devices." in allowed
+    assert "Select Set up, then follow the steps in the app." in allowed
+
+    do_update_policy(
+        dataclasses.replace(get_policy(), allow_device_app_sign_in=False), Origin.cli()
+    )
+    refused = group()
+    assert set_up not in refused
+    assert (
+        f"0 of {get_policy().device_limit} devices. "
+        "Your organisation does not allow signing in with them."
+    ) in refused
+    assert "Select Set up" not in refused
