@@ -126,6 +126,10 @@ def test_help_desk_removes_a_lost_passkey_and_the_person_recovers(
     page.get_by_role("button", name="Verify").click()
     page.wait_for_url(confirm_url)
     assert server.passkey_count(person.email) == 1
+    # The question again, saying that nothing was removed yet (nothing was typed to bring back).
+    kept = page.locator("#form-kept")
+    expect(kept).to_have_text(re.compile(r"^Nothing was changed yet: select \u201cRemove \u201c"))
+    expect(kept).to_be_focused()
     page.get_by_role("button", name=re.compile("^Remove \u201c")).click()
     expect(page.get_by_role("status")).to_contain_text("The passkey was removed")
     assert server.passkey_count(person.email) == 0

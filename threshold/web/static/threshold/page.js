@@ -128,7 +128,8 @@
     notice.id = "form-kept";
     notice.setAttribute("role", "status");
     notice.tabIndex = -1;
-    let text = "What you typed is back. Nothing was changed yet: check it, then select ";
+    // A form with nothing to type (a removal's confirmation) is only said not to have been sent.
+    let text = saved.fields.length ? "What you typed is back. Nothing was changed yet: check it, then select " : "Nothing was changed yet: select ";
     text += saved.button ? "\u201c" + saved.button + "\u201d" : "the button";
     text += " again.";
     if (saved.hadFile) text += " Choose the file again too.";
@@ -171,10 +172,6 @@
     const hadFile = Array.from(form.elements).some(
       (field) => field.type === "file" && field.files && field.files.length > 0,
     );
-    if (!fields.length) {
-      store.removeItem(KEY);
-      return;
-    }
     const saved = {
       action: actionOf(form),
       fields: fields,
