@@ -161,8 +161,8 @@ class Policy:
     step_up_max_age_seconds: int = _setting(
         Kind.WHOLE_NUMBER,
         300,
-        "Adding or removing a sign-in method needs a passkey verification this recent; otherwise "
-        "\u201cVerify it\u2019s you\u201d first.",
+        "Adding or removing a sign-in method, and any change in the admin portal, needs a passkey "
+        "verification this recent; otherwise \u201cVerify it\u2019s you\u201d first.",
         minimum=60,
         maximum=3600,
     )
