@@ -41,6 +41,8 @@ STYLESHEETS = (
 def stylesheets() -> str:
     """The stylesheets as one, in the order pages load them."""
     return "\n".join(sheet.read_text() for sheet in STYLESHEETS)
+
+
 TEXT_MINIMUM = 4.5  # WCAG 2.2 SC 1.4.3, normal-size text
 NON_TEXT_MINIMUM = 3.0  # WCAG 2.2 SC 1.4.11, focus indicators
 # Selectors of elements that hold only their own label: their background is not a surface for
