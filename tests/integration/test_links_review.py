@@ -127,7 +127,7 @@ def test_recovery_page_says_what_becomes_of_threshold_verify(clock: FrozenClock)
     page = Browser().get(f"/enroll/{token}")
     assert page.status_code == 200
     text = page.content.decode()
-    assert "passkeys keep working" in text  # what it says of passkeys and sessions today
+    assert "The passkey you already have keeps working" in text  # of passkeys and sessions
 
     assert "Threshold Verify" in text
 
