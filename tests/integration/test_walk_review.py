@@ -177,17 +177,16 @@ def test_an_invite_link_opened_again_after_enrolling_says_to_sign_in_with_the_pa
     assert 'href="/sign-in"' in page
 
 
-def _bootstrap_banner(env: dict[str, str], cwd: Path = REPO) -> str:
+def _output(argv: list[str], env: dict[str, str], cwd: Path = REPO) -> str:
+    """What ``argv`` prints, run to its end (a failure fails the test)."""
     done = subprocess.run(
-        [*threshold_command(), "bootstrap"],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+        argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=True
     )
     return done.stdout
+
+
+def _bootstrap_banner(env: dict[str, str], cwd: Path = REPO) -> str:
+    return _output([*threshold_command(), "bootstrap"], env, cwd)
 
 
 def test_the_banners_command_for_a_new_link_links_to_the_port_served(tmp_path: Path):
@@ -205,15 +204,7 @@ def test_the_banners_command_for_a_new_link_links_to_the_port_served(tmp_path: P
     assert f"THRESHOLD_VAR_DIR={shlex.quote(str(var))}" in command
 
     # Pasted into another terminal, without the server's settings.
-    again = subprocess.run(
-        ["sh", "-c", command],
-        cwd=REPO,
-        env=newcomer_environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    again = _output(["sh", "-c", command], newcomer_environment())
     [link] = re.findall(r"http://\S+/enroll/\S+", again)
     assert link.startswith("http://localhost:8765/enroll/")
     # The same database: the first link was replaced.
