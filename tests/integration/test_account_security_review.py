@@ -106,6 +106,7 @@ def test_wrong_codes_stop_being_checked_after_at_most_100_in_a_row(ada_with_fall
 # --- The session cookie ---------------------------------------------------------------------------
 
 
+@pytest.mark.same_on_every_database  # settings read in a process of its own
 def test_over_https_the_cookies_cannot_be_planted_by_a_sibling_subdomain(tmp_path):
     env = {
         **os.environ,

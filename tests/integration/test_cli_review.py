@@ -316,6 +316,7 @@ def _threshold(var: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.same_on_every_database  # a command on SQLite files of its own
 def test_an_unmigrated_database_says_to_migrate(tmp_path: Path) -> None:
     done = _threshold(tmp_path / "var", "users")
     assert done.returncode == 1
@@ -323,6 +324,7 @@ def test_an_unmigrated_database_says_to_migrate(tmp_path: Path) -> None:
     assert "threshold migrate" in done.stderr, done.stderr
 
 
+@pytest.mark.same_on_every_database  # a command on SQLite files of its own
 def test_serve_on_an_unmigrated_database_says_to_migrate(tmp_path: Path) -> None:
     # The check runs in serve's start-up child: its answer still reaches the operator.
     done = _threshold(tmp_path / "var", "serve")
@@ -331,6 +333,7 @@ def test_serve_on_an_unmigrated_database_says_to_migrate(tmp_path: Path) -> None
     assert "the database needs migrating: run `threshold migrate`" in done.stderr, done.stderr
 
 
+@pytest.mark.same_on_every_database  # a command on SQLite files of its own
 def test_serve_on_a_database_that_cannot_be_read_says_what_failed(tmp_path: Path) -> None:
     # A failure in serve's start-up child comes back to the master, which says what it was.
     var = tmp_path / "var"

@@ -396,6 +396,7 @@ def run_threshold(env: dict[str, str], *args: str) -> subprocess.CompletedProces
     )
 
 
+@pytest.mark.same_on_every_database  # a command on SQLite files of its own
 def test_the_command_refuses_conformance_outside_localhost(env):
     result = run_threshold({**env, **PRODUCTION}, "check")
     assert result.returncode == 2, (result.stdout, result.stderr)
@@ -403,6 +404,7 @@ def test_the_command_refuses_conformance_outside_localhost(env):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.same_on_every_database  # a command on SQLite files of its own
 def test_the_command_warns_whenever_conformance_is_on(env):
     on = run_threshold({**env, "THRESHOLD_FIDO_CONFORMANCE": "1"}, "check")
     assert on.returncode == 0, on.stderr

@@ -96,6 +96,7 @@ def fallback_sign_in(browser: Browser, username: str, clock: FrozenClock, *, ste
 # --- The known-browser cookie (fallback/known.py) -----------------------------------------------
 
 
+@pytest.mark.same_on_every_database  # settings read in a process of its own
 def test_over_https_the_known_browser_cookie_is_one_a_browser_keeps(tmp_path: Path) -> None:
     env = {
         **os.environ,

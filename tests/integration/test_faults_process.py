@@ -250,6 +250,7 @@ def _command(var: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.same_on_every_database  # a command on SQLite files of its own
 def test_an_empty_secret_key_file_stops_the_command_with_a_message(tmp_path):
     """The first `threshold` command on a full disk creates var/secret_key and fails to write
     it; once space is freed, `threshold migrate` and `threshold check` succeed with the empty
@@ -264,6 +265,7 @@ def test_an_empty_secret_key_file_stops_the_command_with_a_message(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.same_on_every_database  # a command on SQLite files of its own
 def test_a_database_file_that_is_not_one_is_a_message_not_a_traceback(tmp_path):
     var = tmp_path / "var"
     var.mkdir()
@@ -274,6 +276,7 @@ def test_a_database_file_that_is_not_one_is_a_message_not_a_traceback(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.same_on_every_database  # a command on SQLite files of its own
 def test_a_secret_key_path_that_is_a_directory_is_a_message_not_a_traceback(tmp_path):
     var = tmp_path / "var"
     (var / "secret_key").mkdir(parents=True)

@@ -38,6 +38,7 @@ import subprocess
 from pathlib import Path
 
 import pyotp
+import pytest
 from django.apps import apps as django_apps
 from django.urls import reverse
 
@@ -189,6 +190,7 @@ def _bootstrap_banner(env: dict[str, str], cwd: Path = REPO) -> str:
     return _output([*threshold_command(), "bootstrap"], env, cwd)
 
 
+@pytest.mark.same_on_every_database  # a command on SQLite files of its own
 def test_the_banners_command_for_a_new_link_links_to_the_port_served(tmp_path: Path):
     var = tmp_path / "var with a space"
     migrated(var)
@@ -211,6 +213,7 @@ def test_the_banners_command_for_a_new_link_links_to_the_port_served(tmp_path: P
     assert link not in banner
 
 
+@pytest.mark.same_on_every_database  # a command on SQLite files of its own
 def test_the_banner_names_database_url_but_never_prints_it(tmp_path: Path):
     var = tmp_path / "var"
     migrated(var)
