@@ -129,7 +129,9 @@
     notice.setAttribute("role", "status");
     notice.tabIndex = -1;
     // A form with nothing to type (a removal's confirmation) is only said not to have been sent.
-    let text = saved.fields.length ? "What you typed is back. Nothing was changed yet: check it, then select " : "Nothing was changed yet: select ";
+    let text = saved.fields.length
+      ? "What you typed is back. Nothing was changed yet: check it, then select "
+      : "Nothing was changed yet: select ";
     text += saved.button ? "\u201c" + saved.button + "\u201d" : "the button";
     text += " again.";
     if (saved.hadFile) text += " Choose the file again too.";
